@@ -1,0 +1,21 @@
+import { type Datatype } from './datatypes.js';
+
+/**
+ * The one tensor type shared by every layer (gateway, worker RPC, worker
+ * thread). `data` holds the raw little-endian bytes, exactly as in KServe's
+ * raw form: for BYTES, each element is a 4-byte little-endian length followed
+ * by that many bytes. `data` may be a view into a larger buffer.
+ */
+export interface Tensor {
+  readonly name: string;
+  readonly datatype: Datatype;
+  readonly shape: readonly number[];
+  readonly data: Uint8Array;
+}
+
+/** Number of elements of a shape; 1 for a scalar (empty shape). */
+export function elementCount(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
