@@ -1,0 +1,67 @@
+#!/usr/bin/env node
+import { createLogger } from './logger.js';
+import { startGateway, StartupError } from './main.js';
+import { parseServeOptions, SERVE_USAGE, UsageError } from './options.js';
+import { FABRIEK_VERSION } from './version.js';
+
+const USAGE = `fabriek ${FABRIEK_VERSION}: inference serving over the KServe v2 protocol
+
+Usage:
+  fabriek serve --model-repository DIR [options]   start a gateway with local workers
+  fabriek --version
+
+${SERVE_USAGE}`;
+
+async function serve(argv: readonly string[]): Promise<void> {
+  const options = parseServeOptions(argv);
+  const log = createLogger(options.logLevel, 'fabriek');
+  const gateway = await startGateway(options, log);
+  const list = gateway.models.list();
+  const ready = list.filter((v) => v.state === 'READY').map((v) => `${v.name}/${v.version}`);
+  const failed = list.filter((v) => v.state !== 'READY').map((v) => v.name);
+  process.stdout.write(
+    `fabriek ${FABRIEK_VERSION} ready: gRPC on ${options.grpcAddress}:${gateway.grpcPort}; ` +
+      `${ready.length} model versions ready (${ready.join(', ')})` +
+      (failed.length > 0 ? `; unavailable: ${failed.join(', ')}` : '') +
+      '\n',
+  );
+  const stop = (signal: string): void => {
+    log.info({ signal }, 'signal received');
+    gateway.shutdown().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        log.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+async function main(argv: readonly string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  if (command === '--version' || command === '-v') {
+    process.stdout.write(`${FABRIEK_VERSION}\n`);
+    return;
+  }
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(USAGE);
+    return;
+  }
+  if (command === 'serve') return serve(rest);
+  throw new UsageError(`unknown command '${command}'`);
+}
+
+main(process.argv.slice(2)).catch((error: unknown) => {
+  if (error instanceof UsageError) {
+    process.stderr.write(`fabriek: ${error.message}\n\n${USAGE}`);
+    process.exit(2);
+  }
+  if (error instanceof StartupError) {
+    process.stderr.write(`fabriek: ${error.message}\n`);
+    process.exit(1);
+  }
+  process.stderr.write(`fabriek: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,74 @@
+import {
+  type Metadata,
+  type ServerUnaryCall,
+  type handleUnaryCall,
+  type sendUnaryData,
+  type ServiceError,
+  status as GrpcStatus,
+  Metadata as GrpcMetadata,
+} from '@grpc/grpc-js';
+import { type Logger } from 'pino';
+import { isServingError } from '../../core/errors.js';
+
+/** What a handler knows about its call: small, protocol-neutral (HTTP builds the same). */
+export interface CallContext {
+  /** Aborted when the client cancels or its deadline passes. */
+  readonly signal: AbortSignal;
+  /** Absolute deadline in ms since the epoch (performance-independent); Infinity when none. */
+  readonly deadline: number;
+  readonly metadata: Metadata;
+  readonly peer: string;
+}
+
+export type UnaryHandler<Req, Res> = (request: Req, context: CallContext) => Promise<Res>;
+
+function deadlineOf(call: ServerUnaryCall<unknown, unknown>): number {
+  const d = call.getDeadline();
+  if (d instanceof Date) return d.getTime();
+  return typeof d === 'number' && Number.isFinite(d) ? d : Infinity;
+}
+
+/**
+ * Turns an error into the status a client sees. The single place where
+ * errors become gRPC statuses: serving errors keep their code and message;
+ * anything else is a bug, logged with its stack and answered INTERNAL.
+ */
+export function toServiceError(error: unknown, log: Logger): Partial<ServiceError> {
+  if (isServingError(error)) return { code: error.code, details: error.message, metadata: new GrpcMetadata() };
+  log.error({ err: error }, 'unexpected error in handler');
+  return { code: GrpcStatus.INTERNAL, details: 'internal error', metadata: new GrpcMetadata() };
+}
+
+/** Adapts a promise-returning handler to grpc-js, with cancellation and deadline. */
+export function unary<Req, Res>(handler: UnaryHandler<Req, Res>, log: Logger): handleUnaryCall<Req, Res> {
+  return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
+    const controller = new AbortController();
+    const deadline = deadlineOf(call);
+    let timer: NodeJS.Timeout | undefined;
+    const onCancel = (): void => controller.abort();
+    call.once('cancelled', onCancel);
+    if (Number.isFinite(deadline)) {
+      // grpc-js also cancels at the deadline; our own timer makes the abort
+      // reason explicit and does not depend on that.
+      timer = setTimeout(() => controller.abort(), Math.max(0, deadline - Date.now()));
+    }
+    const context: CallContext = {
+      signal: controller.signal,
+      deadline,
+      metadata: call.metadata,
+      peer: call.getPeer(),
+    };
+    handler(call.request, context).then(
+      (response) => {
+        if (timer) clearTimeout(timer);
+        call.off('cancelled', onCancel);
+        callback(null, response);
+      },
+      (error: unknown) => {
+        if (timer) clearTimeout(timer);
+        call.off('cancelled', onCancel);
+        callback(toServiceError(error, log));
+      },
+    );
+  };
+}

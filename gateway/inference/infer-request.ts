@@ -1,0 +1,20 @@
+import { type Tensor } from '../../core/tensor.js';
+
+/** A decoded inference request, whichever protocol it came by. */
+export interface InferRequest {
+  readonly modelName: string;
+  /** "" = latest ready version. */
+  readonly modelVersion: string;
+  readonly id: string;
+  readonly inputs: readonly Tensor[];
+  /** Requested output names; empty = every output of the model. */
+  readonly outputs: readonly string[];
+}
+
+export interface InferResult {
+  readonly modelName: string;
+  readonly modelVersion: string;
+  readonly id: string;
+  /** In the order requested, or the model's order when all were asked for. */
+  readonly outputs: readonly Tensor[];
+}

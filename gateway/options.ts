@@ -1,0 +1,110 @@
+import { parseArgs } from 'node:util';
+
+/** Everything `fabriek serve` can be told. Flag names follow tritonserver's where one exists. */
+export interface ServeOptions {
+  readonly modelRepository: string;
+  readonly grpcAddress: string;
+  readonly grpcPort: number;
+  readonly httpPort: number;
+  /** Local worker processes; undefined = one per GPU, else one CPU worker. */
+  readonly workers: number | undefined;
+  /** GPU ids to use; undefined = detect with nvidia-smi. */
+  readonly gpus: readonly number[] | undefined;
+  readonly logLevel: string;
+  readonly maxMessageBytes: number;
+  readonly defaultMaxBatchSize: number;
+  readonly maxQueueSize: number;
+  readonly strictReadiness: boolean;
+  readonly exitTimeoutSecs: number;
+}
+
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function integer(flag: string, raw: string | undefined, fallback: number, min: number, max: number): number {
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new UsageError(`--${flag}: expected an integer from ${min} to ${max}, got '${raw}'`);
+  }
+  return n;
+}
+
+function boolean(flag: string, raw: string | undefined, fallback: boolean): boolean {
+  if (raw === undefined) return fallback;
+  if (raw === 'true' || raw === '1') return true;
+  if (raw === 'false' || raw === '0') return false;
+  throw new UsageError(`--${flag}: expected true or false, got '${raw}'`);
+}
+
+export const SERVE_USAGE = `Usage: fabriek serve --model-repository DIR [options]
+
+  --model-repository DIR      model repository (required)
+  --grpc-address HOST         address the gRPC server binds (default 0.0.0.0)
+  --grpc-port N               KServe v2 gRPC port (default 8001; 0 = any free port)
+  --http-port N               KServe v2 HTTP port (default 8000; reserved for the HTTP API)
+  --workers N                 local worker processes (default: one per GPU, else 1)
+  --gpus 0,1                  GPUs to use, one worker each (default: all that nvidia-smi lists)
+  --log-level LEVEL           fatal|error|warn|info|debug|trace|silent (default info)
+  --max-message-bytes N       largest gRPC message accepted or sent (default 1073741824)
+  --default-max-batch-size N  max_batch_size for batchable models without one (default 4)
+  --max-queue-size N          requests waiting per model version (default 4096)
+  --strict-readiness BOOL     ready only when every model is READY (default true)
+  --exit-timeout-secs N       time in-flight requests get on shutdown (default 30)
+`;
+
+export function parseServeOptions(argv: readonly string[]): ServeOptions {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      strict: true,
+      allowPositionals: false,
+      options: {
+        'model-repository': { type: 'string' },
+        'grpc-address': { type: 'string' },
+        'grpc-port': { type: 'string' },
+        'http-port': { type: 'string' },
+        workers: { type: 'string' },
+        gpus: { type: 'string' },
+        'log-level': { type: 'string' },
+        'max-message-bytes': { type: 'string' },
+        'default-max-batch-size': { type: 'string' },
+        'max-queue-size': { type: 'string' },
+        'strict-readiness': { type: 'string' },
+        'exit-timeout-secs': { type: 'string' },
+      },
+    }));
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const repo = values['model-repository'];
+  if (!repo) throw new UsageError('--model-repository is required');
+  const logLevel = values['log-level'] ?? 'info';
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new UsageError(`--log-level: expected one of ${LOG_LEVELS.join(', ')}, got '${logLevel}'`);
+  }
+  const gpusRaw = values.gpus;
+  let gpus: number[] | undefined;
+  if (gpusRaw !== undefined) {
+    gpus = gpusRaw === '' ? [] : gpusRaw.split(',').map((g) => integer('gpus', g.trim(), 0, 0, 1023));
+  }
+  const workersRaw = values.workers;
+  return {
+    modelRepository: repo,
+    grpcAddress: values['grpc-address'] ?? '0.0.0.0',
+    grpcPort: integer('grpc-port', values['grpc-port'], 8001, 0, 65535),
+    httpPort: integer('http-port', values['http-port'], 8000, 0, 65535),
+    workers: workersRaw === undefined ? undefined : integer('workers', workersRaw, 1, 1, 1024),
+    gpus,
+    logLevel,
+    maxMessageBytes: integer('max-message-bytes', values['max-message-bytes'], 1 << 30, 1 << 20, 2 ** 31 - 1),
+    defaultMaxBatchSize: integer('default-max-batch-size', values['default-max-batch-size'], 4, 1, 1 << 20),
+    maxQueueSize: integer('max-queue-size', values['max-queue-size'], 4096, 1, 1 << 24),
+    strictReadiness: boolean('strict-readiness', values['strict-readiness'], true),
+    exitTimeoutSecs: integer('exit-timeout-secs', values['exit-timeout-secs'], 30, 0, 3600),
+  };
+}

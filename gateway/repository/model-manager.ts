@@ -1,0 +1,221 @@
+import { type Logger } from 'pino';
+import { notFound, unavailable } from '../../core/errors.js';
+import { completeConfig } from '../../models/config/complete.js';
+import { type ModelEntry, scanRepository } from '../../models/repository/scan.js';
+import { type LoadModelResponse } from '../../proto/gen/worker.js';
+import { Dispatcher } from '../scheduling/dispatcher.js';
+import { DirectScheduler } from '../scheduling/direct-scheduler.js';
+import { InstanceSlots } from '../scheduling/instance-slots.js';
+import { type WorkerConnection } from '../scheduling/worker-connection.js';
+import { type ModelVersion, modelKey } from './model-version.js';
+import { planInstances, type WorkerPlan } from './placement.js';
+
+export interface ModelManagerOptions {
+  readonly repository: string;
+  readonly log: Logger;
+  /** max_batch_size given to batchable models whose config does not set one. */
+  readonly defaultMaxBatchSize: number;
+  /** Bound of each model's request queue. */
+  readonly maxQueueSize: number;
+}
+
+/**
+ * The model lifecycle of one gateway: scans the repository, loads each
+ * selected version onto the workers its instance groups place it on,
+ * completes its config from what ONNX Runtime reports, and answers "which
+ * ready version serves this request". A model that fails is UNAVAILABLE
+ * with the reason; the others still serve.
+ */
+export class ModelManager {
+  readonly #options: ModelManagerOptions;
+  readonly #workers = new Map<string, WorkerConnection>();
+  /** name → versions, in ascending version order. */
+  readonly #models = new Map<string, ModelVersion[]>();
+  readonly #entries = new Map<string, ModelEntry>();
+
+  constructor(options: ModelManagerOptions) {
+    this.#options = options;
+  }
+
+  /** Reads the repository; throws when the repository itself is unusable. */
+  async scan(): Promise<void> {
+    const scan = await scanRepository(this.#options.repository);
+    for (const entry of scan.models) {
+      this.#entries.set(entry.name, entry);
+      for (const w of entry.warnings) this.#options.log.warn({ model: entry.name }, w);
+      const versions: ModelVersion[] = entry.versions.map((v) => ({
+        name: entry.name,
+        version: v.version,
+        key: modelKey(entry.name, v.version),
+        modelPath: v.path,
+        state: entry.error ? 'UNAVAILABLE' : 'UNKNOWN',
+        reason: entry.error ?? '',
+        serving: undefined,
+      }));
+      if (versions.length === 0) {
+        versions.push({
+          name: entry.name,
+          version: 0,
+          key: modelKey(entry.name, 0),
+          modelPath: '',
+          state: 'UNAVAILABLE',
+          reason: entry.error ?? 'no version found',
+          serving: undefined,
+        });
+      }
+      this.#models.set(entry.name, versions);
+      if (entry.error) this.#options.log.error({ model: entry.name, reason: entry.error }, 'model unavailable');
+    }
+  }
+
+  /** Loads every model that is not yet loaded; never throws for one model's failure. */
+  async loadAll(): Promise<void> {
+    const all = [...this.#models.values()].flat().filter((v) => v.state === 'UNKNOWN');
+    await Promise.all(all.map((v) => this.#load(v)));
+  }
+
+  /** A worker joined (or restarted): load onto it what it should host. */
+  async addWorker(worker: WorkerConnection): Promise<void> {
+    this.#workers.set(worker.endpoint.id, worker);
+    const ready = [...this.#models.values()].flat().filter((v) => v.state === 'READY' && v.serving);
+    await Promise.all(ready.map((v) => this.#placeOn(v, worker)));
+  }
+
+  /** A worker left: its slots go; its running executions fail and may be retried elsewhere. */
+  removeWorker(workerId: string): void {
+    this.#workers.delete(workerId);
+    for (const v of [...this.#models.values()].flat()) v.serving?.slots.remove(workerId);
+  }
+
+  /** The version that serves (name, version); "" = latest ready. */
+  resolve(name: string, version: string): ModelVersion {
+    const versions = this.#models.get(name);
+    if (!versions) throw notFound(`model '${name}' is not in the repository`);
+    let chosen: ModelVersion | undefined;
+    if (version === '') {
+      chosen = [...versions].reverse().find((v) => v.state === 'READY');
+      if (!chosen) {
+        const last = versions[versions.length - 1];
+        throw unavailable(`model '${name}' has no ready version${last?.reason ? `: ${last.reason}` : ''}`);
+      }
+    } else {
+      if (!/^\d+$/.test(version)) throw notFound(`model '${name}' has no version '${version}'`);
+      chosen = versions.find((v) => v.version === Number(version));
+      if (!chosen) throw notFound(`model '${name}' has no version '${version}'`);
+      if (chosen.state !== 'READY') {
+        throw unavailable(`model '${name}' version ${version} is ${chosen.state}${chosen.reason ? `: ${chosen.reason}` : ''}`);
+      }
+    }
+    return chosen;
+  }
+
+  /** Every version of every model, for RepositoryIndex. */
+  list(): ModelVersion[] {
+    return [...this.#models.keys()].sort().flatMap((n) => this.#models.get(n) ?? []);
+  }
+
+  versionsOf(name: string): ModelVersion[] {
+    return this.#models.get(name) ?? [];
+  }
+
+  /** Every model version that should load has loaded (or failed for good). */
+  allSettled(): boolean {
+    return this.list().every((v) => v.state === 'READY' || v.state === 'UNAVAILABLE');
+  }
+
+  /** Stops every scheduler: queued requests fail with `reason`, running ones finish. */
+  async stop(reason: Error): Promise<void> {
+    await Promise.all(this.list().map((v) => v.serving?.scheduler.stop(reason)));
+  }
+
+  async #load(v: ModelVersion): Promise<void> {
+    const { log } = this.#options;
+    const entry = this.#entries.get(v.name);
+    if (!entry) return;
+    v.state = 'LOADING';
+    const workers = [...this.#workers.values()];
+    const plans = planInstances(entry.config?.instanceGroup ?? [], workers.map((w) => w.endpoint));
+    try {
+      if (plans.length === 0) throw new Error('no worker is available to host it');
+      const loaded = await Promise.all(plans.map((p) => this.#loadOnWorker(v, p)));
+      const first = loaded[0] as LoadModelResponse;
+      const file = entry.configFile;
+      const { config, signature } = completeConfig({
+        name: v.name,
+        config: entry.config,
+        present: entry.present,
+        ...(file ? { file } : {}),
+        inputs: first.inputs,
+        outputs: first.outputs,
+        defaultMaxBatchSize: this.#options.defaultMaxBatchSize,
+      });
+      const slots = new InstanceSlots();
+      const dispatcher = new Dispatcher(v.key, slots);
+      const scheduler = new DirectScheduler(v.key, slots, dispatcher, this.#options.maxQueueSize);
+      const providers = new Set(loaded.map(describeProvider));
+      v.serving = {
+        config,
+        signature: { ...signature, version: String(v.version) },
+        slots,
+        dispatcher,
+        scheduler,
+        plans,
+        executionProvider: [...providers].join(', '),
+      };
+      plans.forEach((p) => {
+        const worker = this.#workers.get(p.workerId);
+        if (worker) slots.add(worker, p.instanceCount);
+      });
+      v.state = 'READY';
+      v.reason = '';
+      log.info(
+        { model: v.name, version: v.version, instances: slots.capacity, provider: v.serving.executionProvider },
+        'model ready',
+      );
+    } catch (error) {
+      v.state = 'UNAVAILABLE';
+      v.reason = error instanceof Error ? error.message : String(error);
+      log.error({ model: v.name, version: v.version, reason: v.reason }, 'model failed to load');
+      await Promise.allSettled(plans.map((p) => this.#workers.get(p.workerId)?.unloadModel(v.key)));
+    }
+  }
+
+  async #loadOnWorker(v: ModelVersion, plan: WorkerPlan): Promise<LoadModelResponse> {
+    const worker = this.#workers.get(plan.workerId);
+    if (!worker) throw new Error(`worker ${plan.workerId} went away`);
+    const response = await worker.loadModel({
+      modelKey: v.key,
+      modelPath: v.modelPath,
+      modelBytes: Buffer.alloc(0),
+      instanceCount: plan.instanceCount,
+      deviceKind: plan.deviceKind,
+      deviceId: plan.deviceId,
+      sessionOptions: undefined,
+    });
+    if (response.fallbackReason) {
+      this.#options.log.warn(
+        { model: v.name, version: v.version, worker: plan.workerId, reason: response.fallbackReason },
+        'GPU requested but the model runs on CPU',
+      );
+    }
+    return response;
+  }
+
+  /** Re-places a ready version on a worker that (re)joined. */
+  async #placeOn(v: ModelVersion, worker: WorkerConnection): Promise<void> {
+    const serving = v.serving;
+    if (!serving) return;
+    const plan = serving.plans.find((p) => p.workerId === worker.endpoint.id);
+    if (!plan) return;
+    try {
+      await this.#loadOnWorker(v, plan);
+      serving.slots.add(worker, plan.instanceCount);
+    } catch (error) {
+      this.#options.log.error({ model: v.key, worker: worker.endpoint.id, err: error }, 'reload on worker failed');
+    }
+  }
+}
+
+function describeProvider(r: LoadModelResponse): string {
+  return r.fallbackReason ? `${r.executionProvider} (GPU unavailable: ${r.fallbackReason})` : r.executionProvider;
+}

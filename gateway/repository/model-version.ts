@@ -1,0 +1,38 @@
+import { type ModelSignature } from '../../core/signature.js';
+import { type ModelConfig } from '../../proto/gen/model_config.js';
+import { type Dispatcher } from '../scheduling/dispatcher.js';
+import { type Scheduler } from '../scheduling/execution.js';
+import { type InstanceSlots } from '../scheduling/instance-slots.js';
+import { type WorkerPlan } from './placement.js';
+
+/** Triton's model states, as RepositoryIndex reports them. */
+export type ModelState = 'UNKNOWN' | 'READY' | 'UNAVAILABLE' | 'LOADING' | 'UNLOADING';
+
+/** What a ready version has that a failed one lacks. */
+export interface ServingParts {
+  readonly config: ModelConfig;
+  readonly signature: ModelSignature;
+  readonly slots: InstanceSlots;
+  readonly dispatcher: Dispatcher;
+  readonly scheduler: Scheduler;
+  /** Per worker: how many instances it hosts, on which device. */
+  readonly plans: readonly WorkerPlan[];
+  /** e.g. "cpu", "cuda:0", or "cpu (CUDA unavailable: …)". */
+  executionProvider: string;
+}
+
+/** One version of one model and where it stands in its lifecycle. */
+export interface ModelVersion {
+  readonly name: string;
+  readonly version: number;
+  readonly key: string;
+  readonly modelPath: string;
+  state: ModelState;
+  /** Why it is UNAVAILABLE (file and field for config errors). */
+  reason: string;
+  serving: ServingParts | undefined;
+}
+
+export function modelKey(name: string, version: number): string {
+  return `${name}/${version}`;
+}

@@ -1,0 +1,101 @@
+import { cancelled, deadlineExceeded, resourceExhausted, type ServingError } from '../../core/errors.js';
+import { type Dispatcher } from './dispatcher.js';
+import { type InferJob, type JobResult, type Scheduler } from './execution.js';
+import { type InstanceSlots } from './instance-slots.js';
+
+interface Waiting {
+  readonly job: InferJob;
+  readonly enqueuedAt: bigint;
+  readonly resolve: (r: JobResult) => void;
+  readonly reject: (e: unknown) => void;
+  readonly onAbort: () => void;
+}
+
+/** Why a job left the queue without running. */
+export function abortReason(job: InferJob, modelKey: string): ServingError {
+  return Date.now() >= job.deadline
+    ? deadlineExceeded(`model '${modelKey}': deadline exceeded before the request ran`)
+    : cancelled(`model '${modelKey}': request cancelled by the client before it ran`);
+}
+
+/**
+ * One request per execution, first come first served: what Triton does for
+ * a model without dynamic batching. Jobs wait in a bounded FIFO until an
+ * instance slot is free; a cancelled or expired job leaves the queue and
+ * never runs.
+ */
+export class DirectScheduler implements Scheduler {
+  readonly #modelKey: string;
+  readonly #slots: InstanceSlots;
+  readonly #dispatcher: Dispatcher;
+  readonly #maxQueueSize: number;
+  readonly #queue: Waiting[] = [];
+  readonly #running = new Set<Promise<unknown>>();
+  readonly #unsubscribe: () => void;
+  #stopped: Error | undefined;
+
+  constructor(modelKey: string, slots: InstanceSlots, dispatcher: Dispatcher, maxQueueSize: number) {
+    this.#modelKey = modelKey;
+    this.#slots = slots;
+    this.#dispatcher = dispatcher;
+    this.#maxQueueSize = maxQueueSize;
+    this.#unsubscribe = slots.onFree(() => this.#drain());
+  }
+
+  get pending(): number {
+    return this.#queue.length;
+  }
+
+  enqueue(job: InferJob): Promise<JobResult> {
+    if (this.#stopped) return Promise.reject(this.#stopped);
+    if (job.signal.aborted) return Promise.reject(abortReason(job, this.#modelKey));
+    if (this.#queue.length >= this.#maxQueueSize) {
+      return Promise.reject(
+        resourceExhausted(`model '${this.#modelKey}': queue is full (${this.#maxQueueSize} requests waiting)`),
+      );
+    }
+    return new Promise<JobResult>((resolve, reject) => {
+      const waiting: Waiting = {
+        job,
+        enqueuedAt: process.hrtime.bigint(),
+        resolve,
+        reject,
+        onAbort: () => {
+          const i = this.#queue.indexOf(waiting);
+          if (i >= 0) {
+            this.#queue.splice(i, 1);
+            reject(abortReason(job, this.#modelKey));
+          }
+        },
+      };
+      job.signal.addEventListener('abort', waiting.onAbort, { once: true });
+      this.#queue.push(waiting);
+      this.#drain();
+    });
+  }
+
+  async stop(reason: Error): Promise<void> {
+    this.#stopped = reason;
+    this.#unsubscribe();
+    for (const w of this.#queue.splice(0)) {
+      w.job.signal.removeEventListener('abort', w.onAbort);
+      w.reject(reason);
+    }
+    await Promise.allSettled([...this.#running]);
+  }
+
+  #drain(): void {
+    while (this.#queue.length > 0) {
+      const placement = this.#slots.acquire();
+      if (!placement) return;
+      const w = this.#queue.shift() as Waiting;
+      w.job.signal.removeEventListener('abort', w.onAbort);
+      const queueNs = Number(process.hrtime.bigint() - w.enqueuedAt);
+      const run = this.#dispatcher
+        .run(placement, w.job.inputs, w.job.outputs, w.job.deadline)
+        .then((execution) => w.resolve({ outputs: execution.outputs, queueNs, execution }), w.reject);
+      this.#running.add(run);
+      void run.finally(() => this.#running.delete(run));
+    }
+  }
+}

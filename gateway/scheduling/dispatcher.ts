@@ -1,0 +1,78 @@
+import { isDatatype } from '../../core/datatypes.js';
+import { internal, unavailable } from '../../core/errors.js';
+import { type Tensor } from '../../core/tensor.js';
+import { type ExecuteResponse, type TensorData } from '../../proto/gen/worker.js';
+import { type ExecutionResult } from './execution.js';
+import { type InstanceSlots, type Placement } from './instance-slots.js';
+import { isWorkerLost } from './worker-connection.js';
+
+export function toTensorData(t: Tensor): TensorData {
+  return {
+    name: t.name,
+    datatype: t.datatype,
+    shape: t.shape.map((d) => BigInt(d)),
+    // A view, not a copy: grpc encodes straight from the request's buffer.
+    data: Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength),
+  };
+}
+
+export function fromTensorData(t: TensorData): Tensor {
+  if (!isDatatype(t.datatype)) throw internal(`worker returned output '${t.name}' with unknown datatype '${t.datatype}'`);
+  return { name: t.name, datatype: t.datatype, shape: t.shape.map((d) => Number(d)), data: t.data };
+}
+
+function toResult(response: ExecuteResponse, workerId: string): ExecutionResult {
+  return {
+    outputs: response.outputs.map(fromTensorData),
+    computeInputNs: Number(response.computeInputNs),
+    computeInferNs: Number(response.computeInferNs),
+    computeOutputNs: Number(response.computeOutputNs),
+    workerId,
+  };
+}
+
+/**
+ * Sends executions of one model version to its instance slots. The caller
+ * holds a slot (from `slots.acquire()`) and hands it over; the dispatcher
+ * releases it. If the worker is lost before answering, the execution is
+ * retried once on another worker with a free slot (inference is pure), else
+ * it fails with UNAVAILABLE: never two answers, never none.
+ */
+export class Dispatcher {
+  readonly #modelKey: string;
+  readonly #slots: InstanceSlots;
+
+  constructor(modelKey: string, slots: InstanceSlots) {
+    this.#modelKey = modelKey;
+    this.#slots = slots;
+  }
+
+  async run(
+    placement: Placement,
+    inputs: readonly Tensor[],
+    outputs: readonly string[],
+    deadline: number,
+  ): Promise<ExecutionResult> {
+    const request = { modelKey: this.#modelKey, inputs: inputs.map(toTensorData), outputs: [...outputs] };
+    const first = placement.worker.endpoint.id;
+    try {
+      return toResult(await placement.worker.execute(request, deadline), first);
+    } catch (error) {
+      if (!isWorkerLost(error)) throw error;
+      const retry = this.#slots.acquire(new Set([first]));
+      if (!retry) {
+        throw unavailable(
+          `model '${this.#modelKey}': worker ${first} failed before answering and no other worker has a free instance: ${(error as Error).message}`,
+          error,
+        );
+      }
+      try {
+        return toResult(await retry.worker.execute(request, deadline), retry.worker.endpoint.id);
+      } finally {
+        this.#slots.release(retry);
+      }
+    } finally {
+      this.#slots.release(placement);
+    }
+  }
+}

@@ -1,0 +1,38 @@
+import { type Tensor } from '../../core/tensor.js';
+
+/** What one execution of a model on a worker returns. */
+export interface ExecutionResult {
+  readonly outputs: readonly Tensor[];
+  readonly computeInputNs: number;
+  readonly computeInferNs: number;
+  readonly computeOutputNs: number;
+  /** Which worker ran it. */
+  readonly workerId: string;
+}
+
+/** One request as the schedulers see it: decoded, validated, cancellable. */
+export interface InferJob {
+  readonly inputs: readonly Tensor[];
+  /** Output names to return; empty = all. */
+  readonly outputs: readonly string[];
+  readonly signal: AbortSignal;
+  /** Absolute, ms since the epoch; Infinity when none. */
+  readonly deadline: number;
+  /** Rows along the batch dimension (1 for non-batching models). */
+  readonly batchSize: number;
+}
+
+export interface JobResult {
+  readonly outputs: readonly Tensor[];
+  readonly queueNs: number;
+  readonly execution: ExecutionResult;
+}
+
+/** A per-model-version policy that decides when jobs run (Triton's Scheduler). */
+export interface Scheduler {
+  enqueue(job: InferJob): Promise<JobResult>;
+  /** Jobs waiting, not yet sent to a worker. */
+  readonly pending: number;
+  /** Rejects queued jobs with `reason` and waits for running ones. */
+  stop(reason: Error): Promise<void>;
+}

@@ -1,0 +1,85 @@
+import { type WorkerConnection } from './worker-connection.js';
+
+/** One worker's share of a model: how many instances it hosts and how many are running. */
+export interface Placement {
+  readonly worker: WorkerConnection;
+  readonly capacity: number;
+  busy: number;
+}
+
+/**
+ * The free execution slots of one model version across workers. A slot is
+ * one model instance (one ONNX Runtime session); a scheduler takes a slot
+ * before it sends work, so no worker ever gets more than it can run and
+ * queued work waits in the gateway, where it can still be cancelled.
+ */
+export class InstanceSlots {
+  readonly #placements: Placement[] = [];
+  readonly #listeners = new Set<() => void>();
+
+  add(worker: WorkerConnection, capacity: number): void {
+    this.remove(worker.endpoint.id);
+    this.#placements.push({ worker, capacity, busy: 0 });
+    this.#notify();
+  }
+
+  /** Forgets a worker; work already running there finishes or fails on its own. */
+  remove(workerId: string): void {
+    const i = this.#placements.findIndex((p) => p.worker.endpoint.id === workerId);
+    if (i >= 0) this.#placements.splice(i, 1);
+  }
+
+  has(workerId: string): boolean {
+    return this.#placements.some((p) => p.worker.endpoint.id === workerId);
+  }
+
+  get workerCount(): number {
+    return this.#placements.length;
+  }
+
+  get capacity(): number {
+    let n = 0;
+    for (const p of this.#placements) n += p.capacity;
+    return n;
+  }
+
+  get free(): number {
+    let n = 0;
+    for (const p of this.#placements) n += Math.max(0, p.capacity - p.busy);
+    return n;
+  }
+
+  /**
+   * Takes a slot on the placement with the least outstanding work relative
+   * to its size, skipping `exclude`d workers; undefined when none is free.
+   */
+  acquire(exclude?: ReadonlySet<string>): Placement | undefined {
+    let best: Placement | undefined;
+    let bestLoad = Infinity;
+    for (const p of this.#placements) {
+      if (p.busy >= p.capacity || exclude?.has(p.worker.endpoint.id)) continue;
+      const load = p.busy / p.capacity;
+      if (load < bestLoad) {
+        best = p;
+        bestLoad = load;
+      }
+    }
+    if (best) best.busy += 1;
+    return best;
+  }
+
+  release(placement: Placement): void {
+    placement.busy = Math.max(0, placement.busy - 1);
+    this.#notify();
+  }
+
+  /** Called whenever a slot may have become free. */
+  onFree(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #notify(): void {
+    for (const l of this.#listeners) l();
+  }
+}

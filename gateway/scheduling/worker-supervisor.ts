@@ -1,0 +1,160 @@
+import { type ChildProcess, fork } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type Logger } from 'pino';
+import { WorkerConnection, type WorkerEndpoint } from './worker-connection.js';
+
+const WORKER_ENTRY = fileURLToPath(new URL('../../worker/main.js', import.meta.url));
+
+export interface LocalWorkerSpec {
+  readonly id: string;
+  readonly deviceKind: 'cpu' | 'gpu';
+  readonly deviceId: number;
+}
+
+export interface SupervisorOptions {
+  readonly maxMessageBytes: number;
+  readonly logLevel: string;
+  readonly log: Logger;
+  /** A worker is up (first start or restart) and reachable through `connection`. */
+  readonly onUp: (connection: WorkerConnection) => Promise<void>;
+  /** A worker went away; its requests in flight fail on their own. */
+  readonly onDown: (workerId: string, reason: string) => void;
+  /** How long a worker may take to report ready. */
+  readonly startTimeoutMs?: number;
+}
+
+interface Running {
+  child: ChildProcess;
+  connection: WorkerConnection | undefined;
+  startedAt: number;
+  restarts: number;
+}
+
+interface ReadyMessage {
+  type: 'ready';
+  address: string;
+}
+
+function isReadyMessage(m: unknown): m is ReadyMessage {
+  return typeof m === 'object' && m !== null && (m as { type?: unknown }).type === 'ready';
+}
+
+/**
+ * Starts the gateway's local worker processes, restarts those that die
+ * (with backoff), and stops them on shutdown. A worker crash never takes
+ * the gateway down.
+ */
+export class WorkerSupervisor {
+  readonly #specs: readonly LocalWorkerSpec[];
+  readonly #options: SupervisorOptions;
+  readonly #running = new Map<string, Running>();
+  #stopping = false;
+
+  constructor(specs: readonly LocalWorkerSpec[], options: SupervisorOptions) {
+    this.#specs = specs;
+    this.#options = options;
+  }
+
+  /** Starts every worker; resolves once all are up and `onUp` has finished for each. */
+  async start(): Promise<void> {
+    await Promise.all(this.#specs.map((spec) => this.#launch(spec, 0)));
+  }
+
+  /** Pids of the running workers (for tests and diagnostics). */
+  pids(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [id, r] of this.#running) if (r.child.pid !== undefined) out.set(id, r.child.pid);
+    return out;
+  }
+
+  async stop(timeoutMs = 30_000): Promise<void> {
+    this.#stopping = true;
+    await Promise.all(
+      [...this.#running.values()].map(
+        (r) =>
+          new Promise<void>((resolve) => {
+            r.connection?.close();
+            if (r.child.exitCode !== null || r.child.signalCode !== null) return resolve();
+            const kill = setTimeout(() => r.child.kill('SIGKILL'), timeoutMs);
+            r.child.once('exit', () => {
+              clearTimeout(kill);
+              resolve();
+            });
+            r.child.kill('SIGTERM');
+          }),
+      ),
+    );
+    this.#running.clear();
+  }
+
+  #socketPath(spec: LocalWorkerSpec): string {
+    return join(tmpdir(), `fabriek-${process.pid}-${spec.id}.sock`);
+  }
+
+  #launch(spec: LocalWorkerSpec, restarts: number): Promise<void> {
+    const { log } = this.#options;
+    const socket = this.#socketPath(spec);
+    rmSync(socket, { force: true });
+    const device = spec.deviceKind === 'gpu' ? `gpu:${spec.deviceId}` : 'cpu';
+    const child = fork(
+      WORKER_ENTRY,
+      [
+        '--listen',
+        `unix:${socket}`,
+        '--device',
+        device,
+        '--worker-id',
+        spec.id,
+        '--log-level',
+        this.#options.logLevel,
+        '--max-message-bytes',
+        String(this.#options.maxMessageBytes),
+      ],
+      { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' },
+    );
+    const running: Running = { child, connection: undefined, startedAt: Date.now(), restarts };
+    this.#running.set(spec.id, running);
+
+    const ready = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new Error(`worker ${spec.id} did not report ready within ${this.#options.startTimeoutMs ?? 60_000} ms`));
+      }, this.#options.startTimeoutMs ?? 60_000);
+      child.on('message', (message: unknown) => {
+        if (!isReadyMessage(message) || running.connection) return;
+        clearTimeout(timer);
+        const endpoint: WorkerEndpoint = { ...spec, address: message.address };
+        running.connection = new WorkerConnection(endpoint, this.#options.maxMessageBytes);
+        log.info({ worker: spec.id, pid: child.pid, address: message.address, device }, 'worker up');
+        this.#options.onUp(running.connection).then(resolve, reject);
+      });
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        if (!running.connection) reject(new Error(`worker ${spec.id} exited before it was ready (code ${code}, signal ${signal})`));
+      });
+    });
+
+    child.once('exit', (code, signal) => {
+      if (this.#running.get(spec.id) !== running) return;
+      running.connection?.close();
+      if (this.#stopping) return;
+      const reason = `worker ${spec.id} (pid ${child.pid}) exited with ${signal ?? `code ${code}`}`;
+      log.error({ worker: spec.id, code, signal }, 'worker exited; restarting');
+      this.#options.onDown(spec.id, reason);
+      // Back off on crash loops; a worker that ran a while restarts at once.
+      const healthy = Date.now() - running.startedAt > 30_000;
+      const attempt = healthy ? 0 : restarts + 1;
+      const delay = attempt === 0 ? 0 : Math.min(5_000, 100 * 2 ** attempt);
+      setTimeout(() => {
+        if (this.#stopping) return;
+        this.#launch(spec, attempt).catch((error: unknown) =>
+          log.error({ worker: spec.id, err: error }, 'worker restart failed'),
+        );
+      }, delay).unref();
+    });
+    return ready;
+  }
+}

@@ -1,0 +1,271 @@
+// Deterministic ONNX models for tests, benchmarks and the example repository.
+// Every model is built from code (no binary fixtures to trust), and the same
+// name always gives the same bytes, so re-runs can skip unchanged files.
+
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { GraphBuilder, type Dim, type ElemType } from './onnx-graph.js';
+import { uniformFloat32 } from './seeded-random.js';
+
+// ---------------------------------------------------------------------------
+// Model builders
+// ---------------------------------------------------------------------------
+
+/** Identity over one tensor: INPUT0 → OUTPUT0, same type and shape. */
+export function identityModel(name: string, type: ElemType, dims: readonly Dim[]): Uint8Array {
+  const g = new GraphBuilder(name);
+  g.input('INPUT0', type, dims);
+  g.op('Identity', ['INPUT0'], 'OUTPUT0');
+  g.output('OUTPUT0', type, dims);
+  return g.encode();
+}
+
+/** add_sub: OUTPUT0 = INPUT0 + INPUT1, OUTPUT1 = INPUT0 - INPUT1, FP32 [batch,16]. */
+export function addSubModel(): Uint8Array {
+  const dims = ['batch', 16] as const;
+  const g = new GraphBuilder('add_sub');
+  g.input('INPUT0', 'float', dims);
+  g.input('INPUT1', 'float', dims);
+  g.op('Add', ['INPUT0', 'INPUT1'], 'OUTPUT0');
+  g.op('Sub', ['INPUT0', 'INPUT1'], 'OUTPUT1');
+  g.output('OUTPUT0', 'float', dims);
+  g.output('OUTPUT1', 'float', dims);
+  return g.encode();
+}
+
+/** multi_dtype: three inputs of different types, one op each. */
+export function multiDtypeModel(): Uint8Array {
+  const dims = ['batch', 4] as const;
+  const g = new GraphBuilder('multi_dtype');
+  g.input('A', 'int32', dims);
+  g.input('B', 'double', dims);
+  g.input('C', 'bool', dims);
+  g.op('Cast', ['A'], 'A_FLOAT', { to: 1 /* FLOAT */ });
+  g.op('Add', ['B', 'B'], 'B_DOUBLED');
+  g.op('Not', ['C'], 'C_NOT');
+  g.output('A_FLOAT', 'float', dims);
+  g.output('B_DOUBLED', 'double', dims);
+  g.output('C_NOT', 'bool', dims);
+  return g.encode();
+}
+
+/** fixed_fp32: Y = Relu(X), X FP32 [2,3] with no dynamic dim (→ max_batch_size 0). */
+export function fixedFp32Model(): Uint8Array {
+  const g = new GraphBuilder('fixed_fp32');
+  g.input('X', 'float', [2, 3]);
+  g.op('Relu', ['X'], 'Y');
+  g.output('Y', 'float', [2, 3]);
+  return g.encode();
+}
+
+// He-uniform weights (±sqrt(6/fan_in)) keep activation variance roughly
+// constant through ReLU layers, so deep MLP logits are O(1), not vanishing.
+// Biases use the smaller PyTorch default ±1/sqrt(fan_in).
+function dense(g: GraphBuilder, model: string, layer: string, x: string, fanIn: number, fanOut: number, out: string): string {
+  const w = g.initializer(`${layer}.weight`, [fanOut, fanIn], uniformFloat32(`${model}/${layer}.weight`, fanOut * fanIn, Math.sqrt(6 / fanIn)));
+  const b = g.initializer(`${layer}.bias`, [fanOut], uniformFloat32(`${model}/${layer}.bias`, fanOut, 1 / Math.sqrt(fanIn)));
+  // Weights stored [out, in] (PyTorch layout), hence transB.
+  return g.op('Gemm', [x, w, b], out, { transB: 1 });
+}
+
+/**
+ * MLP "input" FP32 [batch,inputSize] → Gemm+Relu per hidden layer → Gemm →
+ * "logits" FP32 [batch,outputSize]. Layers are named fc1..fcN (fcN = logits).
+ */
+export function mlpModel(name: string, hidden: readonly number[], inputSize = 784, outputSize = 10): Uint8Array {
+  const g = new GraphBuilder(name);
+  let x = g.input('input', 'float', ['batch', inputSize]);
+  let fanIn = inputSize;
+  hidden.forEach((width, i) => {
+    const h = dense(g, name, `fc${i + 1}`, x, fanIn, width, `fc${i + 1}_out`);
+    x = g.op('Relu', [h], `relu${i + 1}_out`);
+    fanIn = width;
+  });
+  dense(g, name, `fc${hidden.length + 1}`, x, fanIn, outputSize, 'logits');
+  g.output('logits', 'float', ['batch', outputSize]);
+  return g.encode();
+}
+
+/**
+ * simple_cnn: "image" FP32 [batch,1,28,28] → Conv(8,3x3,pad 1) → Relu → MaxPool 2
+ * → Conv(16,3x3,pad 1) → Relu → MaxPool 2 → Flatten → Gemm(784→10) → "logits".
+ */
+export function simpleCnnModel(): Uint8Array {
+  const name = 'simple_cnn';
+  const g = new GraphBuilder(name);
+  let x = g.input('image', 'float', ['batch', 1, 28, 28]);
+  const convs = [
+    { layer: 'conv1', cin: 1, cout: 8 },
+    { layer: 'conv2', cin: 8, cout: 16 },
+  ];
+  for (const [i, { layer, cin, cout }] of convs.entries()) {
+    const fanIn = cin * 9;
+    const w = g.initializer(`${layer}.weight`, [cout, cin, 3, 3], uniformFloat32(`${name}/${layer}.weight`, cout * fanIn, Math.sqrt(6 / fanIn)));
+    const b = g.initializer(`${layer}.bias`, [cout], uniformFloat32(`${name}/${layer}.bias`, cout, 1 / Math.sqrt(fanIn)));
+    const c = g.op('Conv', [x, w, b], `${layer}_out`, { kernel_shape: [3, 3], pads: [1, 1, 1, 1] });
+    const r = g.op('Relu', [c], `relu${i + 1}_out`);
+    x = g.op('MaxPool', [r], `pool${i + 1}_out`, { kernel_shape: [2, 2], strides: [2, 2] });
+  }
+  const flat = g.op('Flatten', [x], 'flat', { axis: 1 });
+  dense(g, name, 'fc', flat, 16 * 7 * 7, 10, 'logits');
+  g.output('logits', 'float', ['batch', 10]);
+  return g.encode();
+}
+
+// ---------------------------------------------------------------------------
+// Registry
+// ---------------------------------------------------------------------------
+
+/** identity_<suffix> models: KServe-style suffix → ONNX element type. */
+const IDENTITY_TYPES = {
+  bool: 'bool',
+  uint8: 'uint8',
+  uint16: 'uint16',
+  uint32: 'uint32',
+  uint64: 'uint64',
+  int8: 'int8',
+  int16: 'int16',
+  int32: 'int32',
+  int64: 'int64',
+  fp16: 'float16',
+  fp64: 'double',
+  string: 'string',
+} as const satisfies Record<string, ElemType>;
+
+type IdentityName = `identity_${keyof typeof IDENTITY_TYPES}`;
+
+const identityBuilders = Object.fromEntries(
+  Object.entries(IDENTITY_TYPES).map(([suffix, type]) => [
+    `identity_${suffix}`,
+    () => identityModel(`identity_${suffix}`, type, ['batch', 'n']),
+  ]),
+) as Record<IdentityName, () => Uint8Array>;
+
+const BUILDERS = {
+  // identity_fp32 has a fixed inner dim (unlike the other identity_<type>
+  // models) because it doubles as the simplest example model.
+  identity_fp32: () => identityModel('identity_fp32', 'float', ['batch', 16]),
+  ...identityBuilders,
+  string_identity: () => identityModel('string_identity', 'string', ['batch', 'n']),
+  add_sub: addSubModel,
+  multi_dtype: multiDtypeModel,
+  fixed_fp32: fixedFp32Model,
+  mlp: () => mlpModel('mlp', [1024, 1024, 1024]),
+  mlp_large: () => mlpModel('mlp_large', [2048, 2048, 2048, 2048]),
+  mlp_small: () => mlpModel('mlp_small', [128]),
+  simple_cnn: simpleCnnModel,
+  // Expected to fail to load in ORT CPU (exercises the server's load-error path).
+  bf16_identity: () => identityModel('bf16_identity', 'bfloat16', ['batch', 4]),
+} satisfies Record<string, () => Uint8Array>;
+
+export type TestModelName = keyof typeof BUILDERS;
+
+/** Every buildable model name. */
+export const TEST_MODELS: readonly TestModelName[] = Object.keys(BUILDERS) as TestModelName[];
+
+/** Models of the committed example repository (models/examples/). */
+export const EXAMPLE_MODELS: readonly TestModelName[] = ['identity_fp32', 'add_sub', 'simple_cnn', 'string_identity', 'mlp_small'];
+
+/** Hand-written configs shipped next to example models; others get theirs completed from the model. */
+export const EXAMPLE_CONFIGS: Readonly<Partial<Record<TestModelName, string>>> = {
+  add_sub: `name: "add_sub"
+platform: "onnxruntime_onnx"
+max_batch_size: 8
+input [
+  {
+    name: "INPUT0"
+    data_type: TYPE_FP32
+    dims: [ 16 ]
+  },
+  {
+    name: "INPUT1"
+    data_type: TYPE_FP32
+    dims: [ 16 ]
+  }
+]
+output [
+  {
+    name: "OUTPUT0"
+    data_type: TYPE_FP32
+    dims: [ 16 ]
+  },
+  {
+    name: "OUTPUT1"
+    data_type: TYPE_FP32
+    dims: [ 16 ]
+  }
+]
+dynamic_batching {
+  max_queue_delay_microseconds: 100
+}
+instance_group [
+  {
+    count: 1
+    kind: KIND_CPU
+  }
+]
+`,
+};
+
+export function isTestModelName(name: string): name is TestModelName {
+  return Object.hasOwn(BUILDERS, name);
+}
+
+/** The serialized model (deterministic). Throws on an unknown name. */
+export function buildModel(name: string): Uint8Array {
+  if (!isTestModelName(name)) throw new Error(`unknown test model "${name}"; known: ${TEST_MODELS.join(', ')}`);
+  return BUILDERS[name]();
+}
+
+/** Path of a model file in a Triton-style repository: <dir>/<name>/1/model.onnx. */
+export function modelPath(repoDir: string, name: string): string {
+  return join(repoDir, name, '1', 'model.onnx');
+}
+
+/**
+ * Writes `bytes` to `path` unless the file already holds exactly them.
+ * Returns true when written. Write-then-rename so concurrent builders (parallel
+ * test files) never see a half-written model.
+ */
+export async function writeIfChanged(path: string, bytes: Uint8Array): Promise<boolean> {
+  const existing = await stat(path).catch(() => undefined);
+  if (existing?.isFile() && existing.size === bytes.byteLength) {
+    const current = await readFile(path);
+    if (current.equals(bytes)) return false;
+  }
+  await mkdir(dirname(path), { recursive: true });
+  const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  await writeFile(tmp, bytes);
+  await rename(tmp, path);
+  return true;
+}
+
+/**
+ * Builds models into `<outDir>/<name>/1/model.onnx` (no config.pbtxt), all of
+ * TEST_MODELS by default. Unchanged files are left alone. Returns the model
+ * file paths in the order of `names`.
+ */
+export async function buildModels(outDir: string, names: readonly string[] = TEST_MODELS): Promise<string[]> {
+  for (const name of names) {
+    if (!isTestModelName(name)) throw new Error(`unknown test model "${name}"; known: ${TEST_MODELS.join(', ')}`);
+  }
+  const paths: string[] = [];
+  // One at a time: mlp_large alone is ~57 MB, no need to hold several.
+  for (const name of names) {
+    const path = modelPath(outDir, name);
+    await writeIfChanged(path, buildModel(name));
+    paths.push(path);
+  }
+  return paths;
+}
+
+/** (Re)writes the example repository: EXAMPLE_MODELS plus their EXAMPLE_CONFIGS. Returns written-or-kept paths. */
+export async function buildExampleRepository(dir: string): Promise<string[]> {
+  const paths = await buildModels(dir, EXAMPLE_MODELS);
+  for (const [name, config] of Object.entries(EXAMPLE_CONFIGS)) {
+    const path = join(dir, name, 'config.pbtxt');
+    await writeIfChanged(path, new TextEncoder().encode(config));
+    paths.push(path);
+  }
+  return paths;
+}

@@ -1,0 +1,233 @@
+import {
+  DataType,
+  type ModelConfig,
+  type ModelDynamicBatching,
+  type ModelInput,
+  ModelInput_Format,
+  type ModelInstanceGroup,
+  ModelInstanceGroup_Kind,
+  type ModelOptimizationPolicy,
+  type ModelOptimizationPolicy_ExecutionAccelerators_Accelerator,
+  ModelOptimizationPolicy_ModelPriority,
+  type ModelOutput,
+  type ModelParameter,
+  type ModelQueuePolicy,
+  ModelQueuePolicy_TimeoutAction,
+  type ModelTensorReshape,
+  type ModelVersionPolicy,
+} from '../../proto/gen/model_config.js';
+import { ConfigError, type SourcePosition } from './config-error.js';
+import { type IgnoredFields, MessageReader, type ReadContext } from './field-reader.js';
+import { type PbMessage, parsePbtxt, PbtxtSyntaxError } from './pbtxt.js';
+import {
+  BOOL,
+  DIM,
+  enumType,
+  INT32,
+  NON_NEGATIVE_INT32,
+  NON_NEGATIVE_INT64,
+  POSITIVE_INT32,
+  POSITIVE_UINT32,
+  refine,
+  STRING,
+  UINT32,
+  UINT64,
+} from './scalar-types.js';
+
+export { ConfigError } from './config-error.js';
+
+export interface ParsedModelConfig {
+  readonly config: ModelConfig;
+  /** One line per Triton field that was accepted but is not acted on, or a repeated map key. */
+  readonly warnings: string[];
+  /**
+   * Paths of the fields the file writes (`max_batch_size`, `input[0].dims`,
+   * `dynamic_batching.priority_levels`): how completion tells a field left
+   * out from one written with its default value (`max_batch_size: 0`).
+   */
+  readonly present: ReadonlySet<string>;
+}
+
+/**
+ * config.pbtxt text → ModelConfig, checking every field against the schema
+ * of proto/model_config.proto. Throws ConfigError naming `file`, the field
+ * path and the position.
+ */
+export function parseModelConfig(text: string, file: string): ParsedModelConfig {
+  let tree: PbMessage;
+  try {
+    tree = parsePbtxt(text);
+  } catch (error) {
+    if (!(error instanceof PbtxtSyntaxError)) throw error;
+    throw new ConfigError(file, error.field, error.reason, { line: error.line, column: error.column }, { cause: error });
+  }
+  const ctx: ReadContext = { file, warnings: [], present: new Set() };
+  const config = MessageReader.read(tree, '', ctx, modelConfig, CONFIG_IGNORED);
+  // In file order, though nested messages finish reading before their parents.
+  const at = (p: SourcePosition | undefined): number => (p ? p.line * 1e6 + p.column : 0);
+  const warnings = [...ctx.warnings].sort((a, b) => at(a.pos) - at(b.pos)).map((w) => w.message);
+  return { config, warnings, present: ctx.present };
+}
+
+const NOT_IMPLEMENTED = 'Fabriek does not implement it';
+const CONFIG_IGNORED: IgnoredFields = {
+  sequence_batching: `${NOT_IMPLEMENTED}; requests are scheduled one by one, without sequence state`,
+  ensemble_scheduling: NOT_IMPLEMENTED,
+  model_warmup: `${NOT_IMPLEMENTED}; no warm-up requests are sent`,
+  response_cache: `${NOT_IMPLEMENTED}; responses are not cached`,
+  batch_input: NOT_IMPLEMENTED,
+  batch_output: NOT_IMPLEMENTED,
+  model_transaction_policy: `${NOT_IMPLEMENTED}; every request gets exactly one response`,
+  model_operations: NOT_IMPLEMENTED,
+  model_repository_agents: NOT_IMPLEMENTED,
+  cc_model_filenames: NOT_IMPLEMENTED,
+  model_metrics: NOT_IMPLEMENTED,
+};
+const IO_IGNORED: IgnoredFields = { is_non_linear_format_io: 'applies to TensorRT models only' };
+const GROUP_IGNORED: IgnoredFields = { secondary_devices: NOT_IMPLEMENTED, rate_limiter: NOT_IMPLEMENTED };
+const OPTIMIZATION_IGNORED: IgnoredFields = {
+  cuda: 'applies to other backends only',
+  gather_kernel_buffer_threshold: NOT_IMPLEMENTED,
+  eager_batching: NOT_IMPLEMENTED,
+};
+
+const DATA_TYPE = enumType<DataType>(DataType);
+const FORMAT = enumType<ModelInput_Format>(ModelInput_Format);
+const KIND = enumType<ModelInstanceGroup_Kind>(ModelInstanceGroup_Kind);
+const PRIORITY = enumType<ModelOptimizationPolicy_ModelPriority>(ModelOptimizationPolicy_ModelPriority);
+const TIMEOUT_ACTION = enumType<ModelQueuePolicy_TimeoutAction>(ModelQueuePolicy_TimeoutAction);
+
+function modelConfig(r: MessageReader): ModelConfig {
+  r.oneof(['dynamic_batching', 'sequence_batching', 'ensemble_scheduling']);
+  const dynamicBatching = r.message('dynamic_batching', dynamicBatchingOf);
+  return {
+    name: r.scalar('name', STRING) ?? '',
+    platform: r.scalar('platform', STRING) ?? '',
+    backend: r.scalar('backend', STRING) ?? '',
+    runtime: r.scalar('runtime', STRING) ?? '',
+    versionPolicy: r.message('version_policy', versionPolicyOf),
+    maxBatchSize: r.scalar('max_batch_size', NON_NEGATIVE_INT32) ?? 0,
+    input: r.messages('input', inputOf, IO_IGNORED),
+    output: r.messages('output', outputOf, IO_IGNORED),
+    optimization: r.message('optimization', optimizationOf, OPTIMIZATION_IGNORED),
+    schedulingChoice: dynamicBatching && { $case: 'dynamicBatching', value: dynamicBatching },
+    instanceGroup: r.messages('instance_group', instanceGroupOf, GROUP_IGNORED),
+    defaultModelFilename: r.scalar('default_model_filename', STRING) ?? '',
+    metricTags: Object.fromEntries(r.map('metric_tags', STRING, '', (e) => e.scalar('value', STRING) ?? '')),
+    parameters: Object.fromEntries(
+      r.map('parameters', STRING, '', (e) => e.message('value', parameterOf) ?? { stringValue: '' }),
+    ),
+  };
+}
+
+function parameterOf(r: MessageReader): ModelParameter {
+  return { stringValue: r.scalar('string_value', STRING) ?? '' };
+}
+
+function versionPolicyOf(r: MessageReader): ModelVersionPolicy {
+  r.oneof(['latest', 'all', 'specific']);
+  // `latest {}` would select no version at all; one is what "latest" means without a count.
+  const latest = r.message('latest', (l) => ({ numVersions: l.scalar('num_versions', POSITIVE_UINT32) ?? 1 }));
+  const all = r.message('all', () => ({}));
+  const specific = r.message('specific', (s) => ({ versions: s.scalars('versions', NON_NEGATIVE_INT64) }));
+  if (latest) return { policyChoice: { $case: 'latest', value: latest } };
+  if (all) return { policyChoice: { $case: 'all', value: all } };
+  if (specific) return { policyChoice: { $case: 'specific', value: specific } };
+  return {};
+}
+
+function reshapeOf(r: MessageReader): ModelTensorReshape {
+  return { shape: r.scalars('shape', DIM) };
+}
+
+function inputOf(r: MessageReader): ModelInput {
+  return {
+    name: r.scalar('name', STRING) ?? '',
+    dataType: r.scalar('data_type', DATA_TYPE) ?? DataType.TYPE_INVALID,
+    format: r.scalar('format', FORMAT) ?? ModelInput_Format.FORMAT_NONE,
+    dims: r.scalars('dims', DIM),
+    reshape: r.message('reshape', reshapeOf),
+    isShapeTensor: r.scalar('is_shape_tensor', BOOL) ?? false,
+    allowRaggedBatch: r.scalar('allow_ragged_batch', BOOL) ?? false,
+    optional: r.scalar('optional', BOOL) ?? false,
+  };
+}
+
+function outputOf(r: MessageReader): ModelOutput {
+  return {
+    name: r.scalar('name', STRING) ?? '',
+    dataType: r.scalar('data_type', DATA_TYPE) ?? DataType.TYPE_INVALID,
+    dims: r.scalars('dims', DIM),
+    reshape: r.message('reshape', reshapeOf),
+    labelFilename: r.scalar('label_filename', STRING) ?? '',
+    isShapeTensor: r.scalar('is_shape_tensor', BOOL) ?? false,
+  };
+}
+
+function instanceGroupOf(r: MessageReader): ModelInstanceGroup {
+  return {
+    name: r.scalar('name', STRING) ?? '',
+    kind: r.scalar('kind', KIND) ?? ModelInstanceGroup_Kind.KIND_AUTO,
+    count: r.scalar('count', NON_NEGATIVE_INT32) ?? 0,
+    gpus: r.scalars('gpus', NON_NEGATIVE_INT32),
+    profile: r.scalars('profile', STRING),
+    passive: r.scalar('passive', BOOL) ?? false,
+    hostPolicy: r.scalar('host_policy', STRING) ?? '',
+  };
+}
+
+function optimizationOf(r: MessageReader): ModelOptimizationPolicy {
+  const pinned = (p: MessageReader): { enable: boolean } => ({ enable: p.scalar('enable', BOOL) ?? false });
+  const accelerator = (a: MessageReader): ModelOptimizationPolicy_ExecutionAccelerators_Accelerator => ({
+    name: a.scalar('name', STRING) ?? '',
+    parameters: Object.fromEntries(a.map('parameters', STRING, '', (e) => e.scalar('value', STRING) ?? '')),
+  });
+  return {
+    graph: r.message('graph', (g) => ({ level: g.scalar('level', INT32) ?? 0 })),
+    priority: r.scalar('priority', PRIORITY) ?? ModelOptimizationPolicy_ModelPriority.PRIORITY_DEFAULT,
+    executionAccelerators: r.message('execution_accelerators', (e) => ({
+      gpuExecutionAccelerator: e.messages('gpu_execution_accelerator', accelerator),
+      cpuExecutionAccelerator: e.messages('cpu_execution_accelerator', accelerator),
+    })),
+    inputPinnedMemory: r.message('input_pinned_memory', pinned),
+    outputPinnedMemory: r.message('output_pinned_memory', pinned),
+  };
+}
+
+function queuePolicyOf(r: MessageReader): ModelQueuePolicy {
+  return {
+    timeoutAction: r.scalar('timeout_action', TIMEOUT_ACTION) ?? ModelQueuePolicy_TimeoutAction.REJECT,
+    defaultTimeoutMicroseconds: r.scalar('default_timeout_microseconds', UINT64) ?? 0n,
+    allowTimeoutOverride: r.scalar('allow_timeout_override', BOOL) ?? false,
+    maxQueueSize: r.scalar('max_queue_size', UINT32) ?? 0,
+  };
+}
+
+function dynamicBatchingOf(r: MessageReader): ModelDynamicBatching {
+  const priorityLevels = r.scalar('priority_levels', UINT64) ?? 0n;
+  // Triton's checks: levels are numbered 1..priority_levels (1 = highest).
+  const level = refine(
+    UINT64,
+    (n) => n >= 1n && n <= priorityLevels,
+    `a priority level from 1 to priority_levels (${priorityLevels})`,
+  );
+  const defaultLevel = priorityLevels === 0n ? UINT64 : refine(UINT64, (n) => n <= priorityLevels, level.expected);
+  return {
+    preferredBatchSize: r.scalars('preferred_batch_size', POSITIVE_INT32),
+    maxQueueDelayMicroseconds: r.scalar('max_queue_delay_microseconds', UINT64) ?? 0n,
+    preserveOrdering: r.scalar('preserve_ordering', BOOL) ?? false,
+    priorityLevels,
+    defaultPriorityLevel: r.scalar('default_priority_level', defaultLevel) ?? 0n,
+    defaultQueuePolicy: r.message('default_queue_policy', queuePolicyOf),
+    priorityQueuePolicy: r.map('priority_queue_policy', level, 0n, (e) => e.message('value', queuePolicyOf) ?? queuePolicyOf0()),
+  };
+}
+
+function queuePolicyOf0(): ModelQueuePolicy {
+  return {
+    timeoutAction: ModelQueuePolicy_TimeoutAction.REJECT,
+    defaultTimeoutMicroseconds: 0n,
+    allowTimeoutOverride: false,
+    maxQueueSize: 0,
+  };
+}

@@ -1,0 +1,79 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { InferenceGrpcClient } from '../../client/grpc-client.js';
+
+export const CLI = fileURLToPath(new URL('../../dist/gateway/cli.js', import.meta.url));
+
+export interface GatewayProcess {
+  readonly child: ChildProcess;
+  readonly grpcPort: number;
+  readonly address: string;
+  readonly readyLine: string;
+  readonly client: InferenceGrpcClient;
+  /** Everything the process wrote to stderr so far. */
+  stderr(): string;
+  /** SIGTERM and wait; resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Starts the real `fabriek serve` CLI on a free port and waits for its ready line. */
+export async function startGateway(args: readonly string[], timeoutMs = 90_000): Promise<GatewayProcess> {
+  const child = spawn(process.execPath, [CLI, 'serve', '--grpc-port', '0', '--grpc-address', '127.0.0.1', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const readyLine = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`gateway not ready in ${timeoutMs} ms; stderr:\n${err}`)), timeoutMs);
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      const line = out.split('\n').find((l) => l.includes(' ready: '));
+      if (line) {
+        clearTimeout(timer);
+        resolve(line);
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`gateway exited with ${code} before ready; stderr:\n${err}`));
+    });
+  });
+  const port = Number(/gRPC on [^ ;]+:(\d+)/.exec(readyLine)?.[1]);
+  const address = `127.0.0.1:${port}`;
+  const client = new InferenceGrpcClient(address);
+  return {
+    child,
+    grpcPort: port,
+    address,
+    readyLine,
+    client,
+    stderr: () => err,
+    stop: async (signal: NodeJS.Signals = 'SIGTERM') => {
+      client.close();
+      if (child.exitCode !== null) return child.exitCode;
+      child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/** Runs the CLI to completion (for startup failures). */
+export function runCli(args: readonly string[], timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`CLI did not exit within ${timeoutMs} ms`));
+    }, timeoutMs);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}

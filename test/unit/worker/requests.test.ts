@@ -1,0 +1,88 @@
+import { status } from '@grpc/grpc-js';
+import { describe, expect, it } from 'vitest';
+import { type LoadModelRequest, type TensorData } from '../../../proto/gen/worker.js';
+import { prepareBatch } from '../../../worker/batch-task.js';
+import { encodeBytesElements } from '../../../worker/bytes-elements.js';
+import { loadSpecOf } from '../../../worker/service.js';
+import { type SessionInfo } from '../../../worker/thread-protocol.js';
+
+const load = (extra: Partial<LoadModelRequest>): LoadModelRequest => ({
+  modelKey: 'm/1',
+  modelPath: '/m.onnx',
+  modelBytes: Buffer.alloc(0),
+  instanceCount: 0,
+  deviceKind: '',
+  deviceId: 0,
+  ...extra,
+});
+
+describe('loadSpecOf', () => {
+  it('fills in defaults: one instance, the worker device, arena on, threads computed later', () => {
+    expect(loadSpecOf(load({}), { kind: 'gpu', deviceId: 2 })).toEqual({
+      modelKey: 'm/1',
+      model: { path: '/m.onnx' },
+      instanceCount: 1,
+      device: { kind: 'gpu', deviceId: 2 },
+      options: { intraOpNumThreads: undefined, interOpNumThreads: 1, graphOptimizationLevel: 'all', enableCpuMemArena: true },
+    });
+  });
+
+  it('takes session_options literally once they are sent', () => {
+    const so = { intraOpThreads: 3, interOpThreads: 0, graphOptimizationLevel: 'basic', enableCpuMemArena: false };
+    expect(loadSpecOf(load({ sessionOptions: so, deviceKind: 'cpu' }), { kind: 'gpu', deviceId: 0 })).toMatchObject({
+      device: { kind: 'cpu' },
+      options: { intraOpNumThreads: 3, interOpNumThreads: 1, graphOptimizationLevel: 'basic', enableCpuMemArena: false },
+    });
+  });
+
+  it('rejects bad requests with INVALID_ARGUMENT', () => {
+    const cpu = { kind: 'cpu' } as const;
+    expect(() => loadSpecOf(load({ modelBytes: Buffer.from([1]) }), cpu)).toThrow(/exactly one of model_path and model_bytes/);
+    expect(() => loadSpecOf(load({ deviceKind: 'tpu' }), cpu)).toThrow(/device_kind "tpu"/);
+    expect(() => loadSpecOf(load({ instanceCount: 65 }), cpu)).toThrow(/above the limit of 64/);
+    expect(() => loadSpecOf(load({ modelKey: '' }), cpu)).toThrow(expect.objectContaining({ code: status.INVALID_ARGUMENT }));
+  });
+});
+
+const INFO: SessionInfo = {
+  inputs: [
+    { name: 'x', datatype: 'FP32', shape: [-1, 2], dimNames: ['batch', ''] },
+    { name: 's', datatype: 'BYTES', shape: [-1], dimNames: ['batch'] },
+  ],
+  outputs: [{ name: 'y', datatype: 'FP32', shape: [-1, 2], dimNames: ['batch', ''] }],
+  executionProvider: 'cpu',
+  fallbackReason: '',
+};
+
+const td = (name: string, datatype: string, shape: number[], data: Uint8Array): TensorData => ({
+  name,
+  datatype,
+  shape: shape.map(BigInt),
+  data: Buffer.from(data),
+});
+
+describe('prepareBatch', () => {
+  const x = td('x', 'FP32', [1, 2], new Uint8Array(8));
+  const s = td('s', 'BYTES', [2], new Uint8Array(encodeBytesElements(['a', 'b'])));
+
+  it('builds the thread task with one transferable buffer per input', () => {
+    const { task, transfer } = prepareBatch({ modelKey: 'm/1', inputs: [x, s], outputs: ['y', 'y'] }, INFO);
+    expect(task.inputs.map((t) => [t.name, t.datatype, t.shape, t.data.byteLength])).toEqual([
+      ['x', 'FP32', [1, 2], 8],
+      ['s', 'BYTES', [2], 10],
+    ]);
+    expect(task.outputs).toEqual(['y']);
+    expect(transfer).toEqual(task.inputs.map((t) => t.data));
+  });
+
+  it('checks BYTES element counts and requested outputs', () => {
+    const s3 = td('s', 'BYTES', [3], s.data);
+    expect(() => prepareBatch({ modelKey: 'm/1', inputs: [x, s3], outputs: [] }, INFO)).toThrow(
+      'Execute "m/1": input "s" has 2 BYTES elements; shape [3] needs 3',
+    );
+    expect(() => prepareBatch({ modelKey: 'm/1', inputs: [x, s], outputs: ['z'] }, INFO)).toThrow(
+      'Execute "m/1": unknown output "z"; the model has "y"',
+    );
+    expect(() => prepareBatch({ modelKey: 'm/1', inputs: [x, x, s], outputs: [] }, INFO)).toThrow(/"x" is given twice/);
+  });
+});

@@ -1,0 +1,121 @@
+import ort from 'onnxruntime-node';
+import { datatypeFromOrtType } from '../core/datatypes.js';
+import { type SessionInfo, type TensorSpecInfo, type ThreadInit, type ThreadSessionOptions } from './thread-protocol.js';
+
+// Opening one ONNX Runtime session for an ORT thread: options, the CUDA → CPU
+// fallback, and the model's inputs/outputs as the gateway needs them.
+
+export interface OpenedSession {
+  readonly session: ort.InferenceSession;
+  readonly info: SessionInfo;
+}
+
+type Providers = NonNullable<ort.InferenceSession.SessionOptions['executionProviders']>;
+
+export function sessionOptionsFor(options: ThreadSessionOptions, providers: Providers): ort.InferenceSession.SessionOptions {
+  return {
+    executionProviders: providers,
+    intraOpNumThreads: options.intraOpNumThreads,
+    interOpNumThreads: options.interOpNumThreads,
+    executionMode: 'sequential',
+    graphOptimizationLevel: options.graphOptimizationLevel,
+    enableCpuMemArena: options.enableCpuMemArena,
+    logSeverityLevel: 4,
+    // ORT's pools busy-spin after each run by default; with several sessions
+    // per process they steal each other's cores (measured 1.4× slower).
+    extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+  };
+}
+
+// ORT's own log goes to stderr as plain text, between our JSON lines. Its
+// errors reach us as exceptions anyway (the CUDA probe would log a misleading
+// one), so only fatal messages are let through. Read once, at ORT's first use.
+ort.env.logLevel = 'fatal';
+
+async function create(init: ThreadInit, providers: Providers): Promise<ort.InferenceSession> {
+  const options = sessionOptionsFor(init.options, providers);
+  return 'path' in init.model
+    ? await ort.InferenceSession.create(init.model.path, options)
+    : await ort.InferenceSession.create(init.model.bytes, options);
+}
+
+/**
+ * Opens the session. A GPU request tries CUDA first: where its provider
+ * libraries are missing onnxruntime-node fails hard instead of falling back,
+ * so we catch that, open on CPU, and report why.
+ */
+export async function openSession(init: ThreadInit): Promise<OpenedSession> {
+  let session: ort.InferenceSession | undefined;
+  let executionProvider = 'cpu';
+  let fallbackReason = '';
+  if (init.device.kind === 'gpu') {
+    const { deviceId } = init.device;
+    try {
+      session = await create(init, [{ name: 'cuda', deviceId }]);
+      executionProvider = `cuda:${deviceId}`;
+    } catch (error) {
+      fallbackReason = `CUDA execution provider unavailable on device ${deviceId}: ${messageOf(error)}`;
+    }
+  }
+  try {
+    session ??= await create(init, ['cpu']);
+  } catch (error) {
+    throw new Error(`instance ${init.label}: ${explainLoadError(error)}`, { cause: error });
+  }
+  try {
+    const info: SessionInfo = {
+      inputs: describeValues('input', session.inputMetadata),
+      outputs: describeValues('output', session.outputMetadata),
+      executionProvider,
+      fallbackReason,
+    };
+    return { session, info };
+  } catch (error) {
+    await session.release();
+    throw new Error(`instance ${init.label}: ${messageOf(error)}`, { cause: error });
+  }
+}
+
+/** ORT metadata → TensorSpecInfo; throws for values Fabriek cannot carry. */
+export function describeValues(
+  kind: 'input' | 'output',
+  metadata: readonly ort.InferenceSession.ValueMetadata[],
+): TensorSpecInfo[] {
+  return metadata.map((m) => {
+    if (!m.isTensor) {
+      throw new Error(`${kind} "${m.name}" is not a tensor (sequence, map or optional values are not supported)`);
+    }
+    const datatype = datatypeFromOrtType(m.type);
+    if (datatype === undefined || datatype === 'BF16') {
+      throw new Error(`${kind} "${m.name}" has element type ${m.type}, which onnxruntime-node cannot exchange`);
+    }
+    return {
+      name: m.name,
+      datatype,
+      shape: m.shape.map((d) => (typeof d === 'number' ? d : -1)),
+      dimNames: m.shape.map((d) => (typeof d === 'string' ? d : '')),
+    };
+  });
+}
+
+// ONNX TensorProto element types the node binding rejects with a bare number.
+const ONNX_TYPE_NAMES: Readonly<Record<string, string>> = {
+  '14': 'complex64',
+  '15': 'complex128',
+  '16': 'bfloat16 (BF16 does not load in the CPU build of ONNX Runtime)',
+  '17': 'float8e4m3fn',
+  '18': 'float8e4m3fnuz',
+  '19': 'float8e5m2',
+  '20': 'float8e5m2fnuz',
+};
+
+function explainLoadError(error: unknown): string {
+  const message = messageOf(error);
+  const code = /Unsupported data type: (\d+)/.exec(message)?.[1];
+  if (code === undefined) return message;
+  return `unsupported element type ${ONNX_TYPE_NAMES[code] ?? `(ONNX type ${code})`} in an input or output`;
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

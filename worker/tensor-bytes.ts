@@ -1,0 +1,34 @@
+// Tensor bytes between gRPC messages (Buffers) and the ArrayBuffers that travel
+// to and from ORT threads in a transfer list.
+//
+// A transferred ArrayBuffer must belong to this tensor alone and start at
+// offset 0 (typed arrays need aligned offsets). ts-proto's decoder already
+// copies every `bytes` field out of the message (`Buffer.from(reader.bytes())`),
+// so a decoded tensor of 4 KiB or more owns a whole ArrayBuffer: we adopt it
+// instead of copying a second time. Smaller ones live in Node's shared 8 KiB
+// Buffer pool, and views into any larger buffer are copied once.
+
+/**
+ * An ArrayBuffer holding exactly `bytes`, safe to transfer. When `bytes`
+ * spans a whole, unshared ArrayBuffer it is returned as is (the caller gives up
+ * `bytes`: transferring detaches it); otherwise the bytes are copied once.
+ */
+export function takeArrayBuffer(bytes: Uint8Array): ArrayBuffer {
+  const { buffer } = bytes;
+  if (buffer instanceof ArrayBuffer && bytes.byteOffset === 0 && bytes.byteLength === buffer.byteLength) {
+    return buffer;
+  }
+  return copyToArrayBuffer(bytes);
+}
+
+/** A fresh ArrayBuffer with a copy of `bytes`. */
+export function copyToArrayBuffer(bytes: Uint8Array): ArrayBuffer {
+  const buffer = new ArrayBuffer(bytes.byteLength);
+  new Uint8Array(buffer).set(bytes);
+  return buffer;
+}
+
+/** A Buffer over a (received) ArrayBuffer, without copying. */
+export function bufferOf(buffer: ArrayBuffer): Buffer {
+  return Buffer.from(buffer, 0, buffer.byteLength);
+}

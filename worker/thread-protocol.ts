@@ -1,0 +1,78 @@
+import { type Datatype } from '../core/datatypes.js';
+
+// Messages between the worker's main thread and an ORT thread (ort-thread.ts).
+// Everything here must survive structured clone; tensor bytes travel as whole
+// ArrayBuffers in the transfer list, so neither side copies them.
+
+/** Which execution provider the caller asks for. */
+export type DeviceRequest = { readonly kind: 'cpu' } | { readonly kind: 'gpu'; readonly deviceId: number };
+
+export type GraphOptimizationLevel = 'disabled' | 'basic' | 'extended' | 'all';
+
+export interface ThreadSessionOptions {
+  readonly intraOpNumThreads: number;
+  readonly interOpNumThreads: number;
+  readonly graphOptimizationLevel: GraphOptimizationLevel;
+  readonly enableCpuMemArena: boolean;
+}
+
+/** `workerData` of an ORT thread: everything it needs to open its one session. */
+export interface ThreadInit {
+  /** Label for messages (e.g. "mlp/1#0"). */
+  readonly label: string;
+  /** A file path, or the model itself (cloned into the thread). */
+  readonly model: { readonly path: string } | { readonly bytes: Uint8Array };
+  readonly device: DeviceRequest;
+  readonly options: ThreadSessionOptions;
+}
+
+/** One input or output of the model, as the gateway's validation needs it. */
+export interface TensorSpecInfo {
+  readonly name: string;
+  readonly datatype: Datatype;
+  /** -1 for a symbolic or unknown dimension. */
+  readonly shape: readonly number[];
+  /** Symbolic name per dimension; "" where fixed or unnamed. */
+  readonly dimNames: readonly string[];
+}
+
+/** What a thread reports once its session is open. */
+export interface SessionInfo {
+  readonly inputs: readonly TensorSpecInfo[];
+  readonly outputs: readonly TensorSpecInfo[];
+  /** "cpu" or "cuda:N". */
+  readonly executionProvider: string;
+  /** Why a requested GPU provider was not used; "" when it was (or none was asked). */
+  readonly fallbackReason: string;
+}
+
+/**
+ * A tensor crossing the thread boundary. `data` is a whole ArrayBuffer
+ * (offset 0) holding raw little-endian elements, or for BYTES the KServe
+ * length-prefixed form; it is transferred, so the sender loses it.
+ */
+export interface ThreadTensor {
+  readonly name: string;
+  readonly datatype: Datatype;
+  readonly shape: readonly number[];
+  readonly data: ArrayBuffer;
+}
+
+export interface BatchTask {
+  readonly inputs: readonly ThreadTensor[];
+  /** Output names to compute; empty means all. */
+  readonly outputs: readonly string[];
+}
+
+/**
+ * Result of a batch. Instants come from process.hrtime.bigint(), which reads
+ * the same monotonic clock in every thread, so the main thread can subtract
+ * its own instants from them.
+ */
+export interface BatchOutput {
+  readonly outputs: readonly ThreadTensor[];
+  /** When the ORT tensors were ready, just before session.run. */
+  readonly runStartNs: bigint;
+  /** When session.run returned. */
+  readonly runEndNs: bigint;
+}
