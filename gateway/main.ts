@@ -13,7 +13,7 @@ import { WorkerSupervisor } from './scheduling/worker-supervisor.js';
 import { FABRIEK_VERSION } from './version.js';
 
 /** Extensions of the KServe/Triton protocol this server implements. */
-export const EXTENSIONS = ['model_configuration', 'model_repository'] as const;
+export const EXTENSIONS = ['model_configuration', 'model_repository', 'schedule_policy', 'statistics', 'parameters'] as const;
 
 export class StartupError extends Error {
   override name = 'StartupError';

@@ -1,6 +1,6 @@
 import { type handleBidiStreamingCall, type handleUnaryCall, status as GrpcStatus } from '@grpc/grpc-js';
 import { type Logger } from 'pino';
-import { unimplemented } from '../../core/errors.js';
+import { notFound, unimplemented } from '../../core/errors.js';
 import { type TensorSignature } from '../../core/signature.js';
 import {
   type GRPCInferenceServiceServer,
@@ -8,13 +8,16 @@ import {
   type ModelInferResponse,
   type ModelMetadataResponse,
   type ModelMetadataResponse_TensorMetadata,
+  type ModelStatisticsResponse,
   type RepositoryIndexResponse,
 } from '../../proto/gen/inference.js';
 import { runInference } from '../inference/infer-pipeline.js';
 import { type ModelManager } from '../repository/model-manager.js';
+import { type ModelVersion } from '../repository/model-version.js';
 import { decodeInputs } from '../tensor/decode-request.js';
 import { encodeOutputs } from '../tensor/encode-response.js';
 import { type CallContext, unary } from './call-context.js';
+import { parametersFromProto } from './parameters.js';
 
 export interface ServerInfo {
   readonly name: string;
@@ -50,6 +53,7 @@ export function createInferenceService(
         id: request.id,
         inputs,
         outputs: request.outputs.map((o) => o.name),
+        parameters: parametersFromProto(request.parameters),
       },
       context,
     );
@@ -116,7 +120,22 @@ export function createInferenceService(
         },
       };
     }, log),
-    modelStatistics: notImplemented('ModelStatistics'),
+    modelStatistics: unary(async (request): Promise<ModelStatisticsResponse> => {
+      let versions: ModelVersion[];
+      if (request.name === '') {
+        versions = models.list();
+      } else if (request.version === '') {
+        versions = models.versionsOf(request.name);
+        if (versions.length === 0) throw notFound(`model '${request.name}' is not in the repository`);
+      } else {
+        versions = [models.resolve(request.name, request.version)];
+      }
+      return {
+        modelStats: versions.flatMap((v) =>
+          v.serving ? [v.serving.stats.snapshot(v.name, String(v.version))] : [],
+        ),
+      };
+    }, log),
     repositoryIndex: unary(async (request): Promise<RepositoryIndexResponse> => {
       const all = models.list().filter((v) => !request.ready || v.state === 'READY');
       return {

@@ -2,7 +2,9 @@ import { internal } from '../../core/errors.js';
 import { type CallContext } from '../grpc/call-context.js';
 import { type ModelManager } from '../repository/model-manager.js';
 import { validateInputs } from '../validate-request.js';
+import { type JobResult } from '../scheduling/execution.js';
 import { type InferRequest, type InferResult } from './infer-request.js';
+import { schedulingParameters } from './request-parameters.js';
 
 /**
  * The protocol-neutral path of one request: find the serving version,
@@ -15,17 +17,28 @@ export async function runInference(
   request: InferRequest,
   context: Pick<CallContext, 'signal' | 'deadline'>,
 ): Promise<InferResult> {
+  const start = process.hrtime.bigint();
   const version = models.resolve(request.modelName, request.modelVersion);
   const serving = version.serving;
   if (!serving) throw internal(`model '${version.key}' is ready but has no scheduler`);
-  const { batchSize } = validateInputs(serving.signature, [...request.inputs], [...request.outputs]);
-  const result = await serving.scheduler.enqueue({
-    inputs: request.inputs,
-    outputs: request.outputs,
-    signal: context.signal,
-    deadline: context.deadline,
-    batchSize,
-  });
+  let batchSize: number;
+  let result: JobResult;
+  try {
+    ({ batchSize } = validateInputs(serving.signature, request.inputs, request.outputs));
+    const params = schedulingParameters(request.parameters, version.name);
+    result = await serving.scheduler.enqueue({
+      inputs: request.inputs,
+      outputs: request.outputs,
+      signal: context.signal,
+      deadline: context.deadline,
+      batchSize,
+      ...params,
+    });
+  } catch (error) {
+    serving.stats.failed(Number(process.hrtime.bigint() - start));
+    throw error;
+  }
+  serving.stats.succeeded(batchSize, Number(process.hrtime.bigint() - start), result);
   return {
     modelName: version.name,
     modelVersion: String(version.version),

@@ -9,7 +9,12 @@ export interface InferRequest {
   readonly inputs: readonly Tensor[];
   /** Requested output names; empty = every output of the model. */
   readonly outputs: readonly string[];
+  /** Request-level parameters (`priority`, `timeout`, …) as the protocol gave them. */
+  readonly parameters: Readonly<Record<string, InferParameterValue>>;
 }
+
+/** A request parameter's value, protocol-neutral. */
+export type InferParameterValue = boolean | number | bigint | string;
 
 export interface InferResult {
   readonly modelName: string;

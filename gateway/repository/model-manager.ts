@@ -7,6 +7,7 @@ import { Dispatcher } from '../scheduling/dispatcher.js';
 import { DirectScheduler } from '../scheduling/direct-scheduler.js';
 import { InstanceSlots } from '../scheduling/instance-slots.js';
 import { type WorkerConnection } from '../scheduling/worker-connection.js';
+import { ModelVersionStatistics } from '../stats/model-statistics.js';
 import { type ModelVersion, modelKey } from './model-version.js';
 import { planInstances, type WorkerPlan } from './placement.js';
 
@@ -151,7 +152,8 @@ export class ModelManager {
       });
       const slots = new InstanceSlots();
       const dispatcher = new Dispatcher(v.key, slots);
-      const scheduler = new DirectScheduler(v.key, slots, dispatcher, this.#options.maxQueueSize);
+      const stats = new ModelVersionStatistics();
+      const scheduler = new DirectScheduler(v.key, slots, dispatcher, this.#options.maxQueueSize, stats);
       const providers = new Set(loaded.map(describeProvider));
       v.serving = {
         config,
@@ -159,6 +161,7 @@ export class ModelManager {
         slots,
         dispatcher,
         scheduler,
+        stats,
         plans,
         executionProvider: [...providers].join(', '),
       };

@@ -3,6 +3,7 @@ import { type ModelConfig } from '../../proto/gen/model_config.js';
 import { type Dispatcher } from '../scheduling/dispatcher.js';
 import { type Scheduler } from '../scheduling/execution.js';
 import { type InstanceSlots } from '../scheduling/instance-slots.js';
+import { type ModelVersionStatistics } from '../stats/model-statistics.js';
 import { type WorkerPlan } from './placement.js';
 
 /** Triton's model states, as RepositoryIndex reports them. */
@@ -15,6 +16,7 @@ export interface ServingParts {
   readonly slots: InstanceSlots;
   readonly dispatcher: Dispatcher;
   readonly scheduler: Scheduler;
+  readonly stats: ModelVersionStatistics;
   /** Per worker: how many instances it hosts, on which device. */
   readonly plans: readonly WorkerPlan[];
   /** e.g. "cpu", "cuda:0", or "cpu (CUDA unavailable: …)". */

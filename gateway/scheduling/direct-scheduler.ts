@@ -1,6 +1,6 @@
 import { cancelled, deadlineExceeded, resourceExhausted, type ServingError } from '../../core/errors.js';
 import { type Dispatcher } from './dispatcher.js';
-import { type InferJob, type JobResult, type Scheduler } from './execution.js';
+import { type ExecutionObserver, type InferJob, type JobResult, type Scheduler } from './execution.js';
 import { type InstanceSlots } from './instance-slots.js';
 
 interface Waiting {
@@ -29,13 +29,21 @@ export class DirectScheduler implements Scheduler {
   readonly #slots: InstanceSlots;
   readonly #dispatcher: Dispatcher;
   readonly #maxQueueSize: number;
+  readonly #observer: ExecutionObserver | undefined;
   readonly #queue: Waiting[] = [];
   readonly #running = new Set<Promise<unknown>>();
   readonly #unsubscribe: () => void;
   #stopped: Error | undefined;
 
-  constructor(modelKey: string, slots: InstanceSlots, dispatcher: Dispatcher, maxQueueSize: number) {
+  constructor(
+    modelKey: string,
+    slots: InstanceSlots,
+    dispatcher: Dispatcher,
+    maxQueueSize: number,
+    observer?: ExecutionObserver,
+  ) {
     this.#modelKey = modelKey;
+    this.#observer = observer;
     this.#slots = slots;
     this.#dispatcher = dispatcher;
     this.#maxQueueSize = maxQueueSize;
@@ -93,7 +101,10 @@ export class DirectScheduler implements Scheduler {
       const queueNs = Number(process.hrtime.bigint() - w.enqueuedAt);
       const run = this.#dispatcher
         .run(placement, w.job.inputs, w.job.outputs, w.job.deadline)
-        .then((execution) => w.resolve({ outputs: execution.outputs, queueNs, execution }), w.reject);
+        .then((execution) => {
+          this.#observer?.executed(w.job.batchSize, execution);
+          w.resolve({ outputs: execution.outputs, queueNs, execution });
+        }, w.reject);
       this.#running.add(run);
       void run.finally(() => this.#running.delete(run));
     }

@@ -20,12 +20,22 @@ export interface InferJob {
   readonly deadline: number;
   /** Rows along the batch dimension (1 for non-batching models). */
   readonly batchSize: number;
+  /** Request parameter `priority` (1 = highest); undefined = the model's default level. */
+  readonly priority?: number;
+  /** Request parameter `timeout` in µs (queue timeout override); undefined = the model's policy. */
+  readonly timeoutUs?: number;
 }
 
 export interface JobResult {
   readonly outputs: readonly Tensor[];
   readonly queueNs: number;
   readonly execution: ExecutionResult;
+}
+
+/** Told about every execution a scheduler ran, for execution_count and batch_stats. */
+export interface ExecutionObserver {
+  /** `batchSize`: rows in the execution (the sum of its requests' batch sizes). */
+  executed(batchSize: number, execution: ExecutionResult): void;
 }
 
 /** A per-model-version policy that decides when jobs run (Triton's Scheduler). */

@@ -195,6 +195,31 @@ describe('fabriek serve on a repository without config files', () => {
     expect(Buffer.compare(Buffer.from(res.rawOutputContents[0]!), Buffer.from(data))).toBe(0);
   });
 
+  it('counts requests, rows and executions in ModelStatistics', async () => {
+    const before = (await gw.client.modelStatistics('identity_fp64', '1')).modelStats[0];
+    const s = sample('FP64', 6);
+    for (let i = 0; i < 5; i++) {
+      await gw.client.modelInfer(request('identity_fp64', [input('INPUT0', 'FP64', [2, 3])], [s.raw]));
+    }
+    await gw.client
+      .modelInfer(request('identity_fp64', [input('INPUT0', 'FP32', [2, 3])], [sample('FP32', 6).raw]))
+      .catch(() => undefined);
+    const after = (await gw.client.modelStatistics('identity_fp64', '1')).modelStats[0];
+    const d = (f: (m: NonNullable<typeof after>) => bigint | undefined): number => Number((f(after!) ?? 0n) - (f(before!) ?? 0n));
+    expect(after?.name).toBe('identity_fp64');
+    expect(d((m) => m.inferenceCount)).toBe(10);
+    expect(d((m) => m.executionCount)).toBe(5);
+    expect(d((m) => m.inferenceStats?.success?.count)).toBe(5);
+    expect(d((m) => m.inferenceStats?.fail?.count)).toBe(1);
+    expect(d((m) => m.inferenceStats?.computeInfer?.count)).toBe(5);
+    expect(Number(after?.inferenceStats?.computeInfer?.ns)).toBeGreaterThan(0);
+    expect(after?.batchStats.find((b) => b.batchSize === 2n)?.computeInfer?.count).toBeGreaterThanOrEqual(5n);
+    expect(Number(after?.lastInference)).toBeGreaterThan(Date.now() - 60_000);
+    const all = await gw.client.modelStatistics();
+    expect(all.modelStats.length).toBe(TEST_REPOSITORY_MODELS.length);
+    await expectStatus(gw.client.modelStatistics('nope'), GrpcStatus.NOT_FOUND, /nope/);
+  });
+
   describe('bad requests get INVALID_ARGUMENT or NOT_FOUND with a clear message, and the server keeps serving', () => {
     const good = (): ModelInferRequest =>
       request('add_sub', [input('INPUT0', 'FP32', [1, 16]), input('INPUT1', 'FP32', [1, 16])], [sample('FP32', 16).raw, sample('FP32', 16).raw]);

@@ -1,0 +1,98 @@
+import { type InferBatchStatistics, type ModelStatistics, type StatisticDuration } from '../../proto/gen/inference.js';
+import { type ExecutionObserver, type ExecutionResult, type JobResult } from '../scheduling/execution.js';
+
+interface Duration {
+  count: number;
+  ns: number;
+}
+
+const zero = (): Duration => ({ count: 0, ns: 0 });
+const add = (d: Duration, ns: number): void => {
+  d.count += 1;
+  d.ns += ns;
+};
+const toProto = (d: Duration): StatisticDuration => ({ count: BigInt(d.count), ns: BigInt(Math.round(d.ns)) });
+
+interface BatchDurations {
+  input: Duration;
+  infer: Duration;
+  output: Duration;
+}
+
+/**
+ * Triton's per-model-version statistics. Request-level durations (success,
+ * fail, queue, compute_*) count once per request, so every request in a
+ * batch counts the batch's compute time; execution_count and batch_stats
+ * count executions. inference_count counts rows (batch elements).
+ */
+export class ModelVersionStatistics implements ExecutionObserver {
+  readonly #success = zero();
+  readonly #fail = zero();
+  readonly #queue = zero();
+  readonly #computeInput = zero();
+  readonly #computeInfer = zero();
+  readonly #computeOutput = zero();
+  readonly #batches = new Map<number, BatchDurations>();
+  #inferenceCount = 0;
+  #executionCount = 0;
+  #lastInferenceMs = 0;
+
+  /** A request answered successfully; `totalNs` from arrival to answer. */
+  succeeded(batchSize: number, totalNs: number, result: JobResult): void {
+    add(this.#success, totalNs);
+    add(this.#queue, result.queueNs);
+    add(this.#computeInput, result.execution.computeInputNs);
+    add(this.#computeInfer, result.execution.computeInferNs);
+    add(this.#computeOutput, result.execution.computeOutputNs);
+    this.#inferenceCount += batchSize;
+    this.#lastInferenceMs = Date.now();
+  }
+
+  /** A request for this version failed (invalid, timed out, cancelled or failed to run). */
+  failed(totalNs: number): void {
+    add(this.#fail, totalNs);
+  }
+
+  executed(batchSize: number, execution: ExecutionResult): void {
+    this.#executionCount += 1;
+    let b = this.#batches.get(batchSize);
+    if (!b) {
+      b = { input: zero(), infer: zero(), output: zero() };
+      this.#batches.set(batchSize, b);
+    }
+    add(b.input, execution.computeInputNs);
+    add(b.infer, execution.computeInferNs);
+    add(b.output, execution.computeOutputNs);
+  }
+
+  snapshot(name: string, version: string): ModelStatistics {
+    const batchStats: InferBatchStatistics[] = [...this.#batches.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([size, d]) => ({
+        batchSize: BigInt(size),
+        computeInput: toProto(d.input),
+        computeInfer: toProto(d.infer),
+        computeOutput: toProto(d.output),
+      }));
+    return {
+      name,
+      version,
+      lastInference: BigInt(this.#lastInferenceMs),
+      inferenceCount: BigInt(this.#inferenceCount),
+      executionCount: BigInt(this.#executionCount),
+      inferenceStats: {
+        success: toProto(this.#success),
+        fail: toProto(this.#fail),
+        queue: toProto(this.#queue),
+        computeInput: toProto(this.#computeInput),
+        computeInfer: toProto(this.#computeInfer),
+        computeOutput: toProto(this.#computeOutput),
+        cacheHit: toProto(zero()),
+        cacheMiss: toProto(zero()),
+      },
+      batchStats,
+      memoryUsage: [],
+      responseStats: {},
+    };
+  }
+}
