@@ -88,6 +88,30 @@ export class ModelManager {
     for (const v of [...this.#models.values()].flat()) v.serving?.slots.remove(workerId);
   }
 
+  /**
+   * A worker failed to answer. Take it out of every model's slots now; if it
+   * still answers a status call (a broken connection, not a dead process),
+   * give its slots back. A dead one comes back through addWorker on restart.
+   */
+  #workerSuspect(workerId: string): void {
+    const worker = this.#workers.get(workerId);
+    for (const v of this.list()) v.serving?.slots.remove(workerId);
+    if (!worker) return;
+    setTimeout(() => {
+      worker.status(2_000).then(
+        () => {
+          if (this.#workers.get(workerId) !== worker) return;
+          for (const v of this.list()) {
+            const plan = v.serving?.plans.find((p) => p.workerId === workerId);
+            if (plan && v.state === 'READY' && !v.serving?.slots.has(workerId)) v.serving?.slots.add(worker, plan.instanceCount);
+          }
+          this.#options.log.warn({ worker: workerId }, 'worker answered again after a failure; back in service');
+        },
+        () => this.#options.log.warn({ worker: workerId }, 'worker lost; waiting for it to restart'),
+      );
+    }, 500).unref();
+  }
+
   /** The version that serves (name, version); "" = latest ready. */
   resolve(name: string, version: string): ModelVersion {
     const versions = this.#models.get(name);
@@ -151,7 +175,7 @@ export class ModelManager {
         defaultMaxBatchSize: this.#options.defaultMaxBatchSize,
       });
       const slots = new InstanceSlots();
-      const dispatcher = new Dispatcher(v.key, slots);
+      const dispatcher = new Dispatcher(v.key, slots, (workerId) => this.#workerSuspect(workerId));
       const stats = new ModelVersionStatistics();
       const scheduler = new DirectScheduler(v.key, slots, dispatcher, this.#options.maxQueueSize, stats);
       const providers = new Set(loaded.map(describeProvider));

@@ -41,10 +41,17 @@ function toResult(response: ExecuteResponse, workerId: string): ExecutionResult 
 export class Dispatcher {
   readonly #modelKey: string;
   readonly #slots: InstanceSlots;
+  readonly #onWorkerLost: (workerId: string) => void;
 
-  constructor(modelKey: string, slots: InstanceSlots) {
+  /**
+   * `onWorkerLost` hears of a worker that failed to answer, so that it stops
+   * getting work at once (its process exit may be reported later) until it
+   * proves alive again.
+   */
+  constructor(modelKey: string, slots: InstanceSlots, onWorkerLost: (workerId: string) => void = () => {}) {
     this.#modelKey = modelKey;
     this.#slots = slots;
+    this.#onWorkerLost = onWorkerLost;
   }
 
   async run(
@@ -59,6 +66,8 @@ export class Dispatcher {
       return toResult(await placement.worker.execute(request, deadline), first);
     } catch (error) {
       if (!isWorkerLost(error)) throw error;
+      this.#slots.remove(first);
+      this.#onWorkerLost(first);
       const retry = this.#slots.acquire(new Set([first]));
       if (!retry) {
         throw unavailable(
