@@ -2,9 +2,11 @@
 // outputs checked with the model's signature before anything is queued.
 // ONNX Runtime checks none of this itself (unknown inputs are silently
 // ignored, symbolic dims are not compared across inputs).
+import { isUtf8 } from 'node:buffer';
 import { invalidArgument } from '../core/errors.js';
 import { type ModelSignature, type TensorSignature } from '../core/signature.js';
 import { type Tensor } from '../core/tensor.js';
+import { walkBytesElements } from './tensor/bytes-elements.js';
 
 export interface ValidatedInputs {
   /** Rows of the request: the leading dim for batching models, 1 otherwise. */
@@ -46,6 +48,7 @@ export function validateInputs(
     if (tensor.datatype !== sig.datatype) {
       throw invalidArgument(`${label}: expected datatype ${sig.datatype}, got ${tensor.datatype}`);
     }
+    if (tensor.datatype === 'BYTES') checkOrtStrings(tensor.data, label);
     if (shape.length !== sig.dims.length + lead) throw shapeMismatch(label, sig, lead, shape);
     for (const [k, want] of sig.dims.entries()) {
       const got = shape[k + lead] ?? -1;
@@ -95,6 +98,24 @@ export function validateInputs(
   }
 
   return { batchSize: batchSize === 0 ? 1 : batchSize };
+}
+
+/**
+ * ONNX Runtime's node binding carries string tensors as JavaScript strings
+ * and C strings: non-UTF-8 bytes would be replaced and a NUL would cut the
+ * element short. Refuse such elements here, before a batch could mix them
+ * with other clients' requests.
+ */
+function checkOrtStrings(data: Uint8Array, label: string): void {
+  walkBytesElements(data, label, (start, end) => {
+    const element = data.subarray(start, end);
+    if (element.includes(0)) {
+      throw invalidArgument(`${label}: BYTES element contains a NUL byte, which ONNX Runtime strings cannot carry`);
+    }
+    if (!isUtf8(element)) {
+      throw invalidArgument(`${label}: BYTES element is not valid UTF-8, which ONNX Runtime strings require`);
+    }
+  });
 }
 
 function names(tensors: readonly TensorSignature[]): string {

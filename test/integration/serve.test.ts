@@ -299,6 +299,11 @@ describe('fabriek serve on a repository without config files', () => {
         GrpcStatus.INVALID_ARGUMENT,
         /INPUT0/,
       );
+      await expectStatus(
+        gw.client.modelInfer(request('identity_string', [input('INPUT0', 'BYTES', [1, 1])], [Uint8Array.from([2, 0, 0, 0, 0xff, 0xfe])])),
+        GrpcStatus.INVALID_ARGUMENT,
+        /identity_string.*INPUT0.*UTF-8/,
+      );
     });
 
     it('unimplemented RPCs answer UNIMPLEMENTED', async () => {

@@ -165,3 +165,32 @@ describe('validateInputs: rejected requests', () => {
     );
   });
 });
+
+describe('BYTES elements that ONNX Runtime strings cannot carry', () => {
+  const strings: ModelSignature = {
+    name: 'str',
+    version: '1',
+    maxBatchSize: 4,
+    inputs: [sig('INPUT0', 'BYTES', [-1])],
+    outputs: [sig('OUTPUT0', 'BYTES', [-1])],
+  };
+  const bytes = (...elements: number[][]): Tensor => {
+    const parts = elements.map((e) => [e.length, 0, 0, 0, ...e]);
+    return { name: 'INPUT0', datatype: 'BYTES', shape: [1, elements.length], data: Uint8Array.from(parts.flat()) };
+  };
+
+  it('accepts UTF-8 elements, empty ones included', () => {
+    expect(validateInputs(strings, [bytes([0x61], [], [0xc3, 0xa9])], []).batchSize).toBe(1);
+  });
+
+  it('refuses a NUL byte and invalid UTF-8', () => {
+    expectInvalid(
+      () => validateInputs(strings, [bytes([0x61, 0x00, 0x62])], []),
+      "model 'str': input 'INPUT0': BYTES element contains a NUL byte, which ONNX Runtime strings cannot carry",
+    );
+    expectInvalid(
+      () => validateInputs(strings, [bytes([0xff, 0xfe])], []),
+      "model 'str': input 'INPUT0': BYTES element is not valid UTF-8, which ONNX Runtime strings require",
+    );
+  });
+});
