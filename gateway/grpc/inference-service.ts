@@ -1,4 +1,4 @@
-import { type handleBidiStreamingCall, type handleUnaryCall, status as GrpcStatus } from '@grpc/grpc-js';
+import { type handleUnaryCall } from '@grpc/grpc-js';
 import { type Logger } from 'pino';
 import { notFound, unimplemented } from '../../core/errors.js';
 import { type TensorSignature } from '../../core/signature.js';
@@ -18,6 +18,7 @@ import { decodeInputs } from '../tensor/decode-request.js';
 import { encodeOutputs } from '../tensor/encode-response.js';
 import { type CallContext, unary } from './call-context.js';
 import { parametersFromProto } from './parameters.js';
+import { streamInfer } from './stream-infer.js';
 
 export interface ServerInfo {
   readonly name: string;
@@ -68,10 +69,6 @@ export function createInferenceService(
     };
   };
 
-  const streamInfer: handleBidiStreamingCall<ModelInferRequest, never> = (call) => {
-    call.emit('error', { code: GrpcStatus.UNIMPLEMENTED, details: 'ModelStreamInfer is not implemented by Fabriek yet' });
-  };
-
   return {
     serverLive: unary(async () => ({ live: true }), log),
     serverReady: unary(async () => {
@@ -105,7 +102,7 @@ export function createInferenceService(
       };
     }, log),
     modelInfer: unary(infer, log),
-    modelStreamInfer: streamInfer,
+    modelStreamInfer: streamInfer(infer, log),
     modelConfig: unary(async (request) => {
       const v = models.resolve(request.name, request.version);
       const serving = v.serving;

@@ -195,6 +195,28 @@ describe('fabriek serve on a repository without config files', () => {
     expect(Buffer.compare(Buffer.from(res.rawOutputContents[0]!), Buffer.from(data))).toBe(0);
   });
 
+  it('ModelStreamInfer answers every request on the stream, errors as error_message', async () => {
+    const stream = gw.client.raw.modelStreamInfer();
+    const got: Array<{ id: string; error: string; out?: Buffer }> = [];
+    const done = new Promise<void>((resolve, reject) => {
+      stream.on('data', (r: { errorMessage: string; inferResponse?: { id: string; rawOutputContents: Buffer[] } }) =>
+        got.push({ id: r.inferResponse?.id ?? '', error: r.errorMessage, ...(r.inferResponse ? { out: r.inferResponse.rawOutputContents[0] } : {}) }),
+      );
+      stream.on('end', resolve);
+      stream.on('error', reject);
+    });
+    const s = sample('FP32', 16);
+    stream.write(request('identity_fp32', [input('INPUT0', 'FP32', [1, 16])], [s.raw], { id: 'a' }));
+    stream.write(request('identity_fp32', [input('INPUT0', 'FP32', [1, 15])], [sample('FP32', 15).raw], { id: 'bad' }));
+    stream.write(request('identity_fp32', [input('INPUT0', 'FP32', [1, 16])], [s.raw], { id: 'b' }));
+    stream.end();
+    await done;
+    expect(got).toHaveLength(3);
+    expect(got.filter((g) => g.error === '').map((g) => g.id).sort()).toEqual(['a', 'b']);
+    for (const g of got.filter((x) => x.error === '')) expect(Buffer.from(g.out!)).toEqual(Buffer.from(s.raw));
+    expect(got.find((g) => g.error !== '')?.error).toMatch(/identity_fp32.*INPUT0.*expected shape \[-1,16\], got \[1,15\]/);
+  });
+
   it('counts requests, rows and executions in ModelStatistics', async () => {
     const before = (await gw.client.modelStatistics('identity_fp64', '1')).modelStats[0];
     const s = sample('FP64', 6);

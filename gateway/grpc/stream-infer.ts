@@ -1,0 +1,47 @@
+import { type handleBidiStreamingCall, type ServerDuplexStream } from '@grpc/grpc-js';
+import { type Logger } from 'pino';
+import { isServingError } from '../../core/errors.js';
+import { type ModelInferRequest, type ModelInferResponse, type ModelStreamInferResponse } from '../../proto/gen/inference.js';
+import { type CallContext } from './call-context.js';
+
+type Infer = (request: ModelInferRequest, context: CallContext) => Promise<ModelInferResponse>;
+
+/**
+ * ModelStreamInfer as Triton serves non-decoupled models: every request on
+ * the stream gets one response, in completion order (clients match them by
+ * `id`). A failed request answers `error_message` and the stream goes on.
+ * Closing or cancelling the stream aborts what is still queued.
+ */
+export function streamInfer(infer: Infer, log: Logger): handleBidiStreamingCall<ModelInferRequest, ModelStreamInferResponse> {
+  return (call: ServerDuplexStream<ModelInferRequest, ModelStreamInferResponse>) => {
+    const controller = new AbortController();
+    const d = call.getDeadline();
+    const deadline = d instanceof Date ? d.getTime() : typeof d === 'number' && Number.isFinite(d) ? d : Infinity;
+    const context: CallContext = { signal: controller.signal, deadline, metadata: call.metadata, peer: call.getPeer() };
+    let pending = 0;
+    let inputEnded = false;
+    const finishIfDone = (): void => {
+      if (inputEnded && pending === 0) call.end();
+    };
+    call.on('cancelled', () => controller.abort());
+    call.on('error', () => controller.abort());
+    call.on('data', (request: ModelInferRequest) => {
+      pending += 1;
+      infer(request, context).then(
+        (response) => call.write({ errorMessage: '', inferResponse: response }),
+        (error: unknown) => {
+          if (!isServingError(error)) log.error({ err: error }, 'unexpected error in stream infer');
+          const message = isServingError(error) ? error.message : 'internal error';
+          call.write({ errorMessage: message, inferResponse: undefined });
+        },
+      ).finally(() => {
+        pending -= 1;
+        finishIfDone();
+      });
+    });
+    call.on('end', () => {
+      inputEnded = true;
+      finishIfDone();
+    });
+  };
+}
