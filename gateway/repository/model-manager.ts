@@ -3,6 +3,8 @@ import { notFound, unavailable } from '../../core/errors.js';
 import { completeConfig } from '../../models/config/complete.js';
 import { type ModelEntry, scanRepository } from '../../models/repository/scan.js';
 import { type LoadModelResponse } from '../../proto/gen/worker.js';
+import { DynamicBatcher } from '../batching/dynamic-batcher.js';
+import { batchingPolicyFromConfig } from '../batching/policy.js';
 import { Dispatcher } from '../scheduling/dispatcher.js';
 import { DirectScheduler } from '../scheduling/direct-scheduler.js';
 import { InstanceSlots } from '../scheduling/instance-slots.js';
@@ -177,7 +179,17 @@ export class ModelManager {
       const slots = new InstanceSlots();
       const dispatcher = new Dispatcher(v.key, slots, (workerId) => this.#workerSuspect(workerId));
       const stats = new ModelVersionStatistics();
-      const scheduler = new DirectScheduler(v.key, slots, dispatcher, this.#options.maxQueueSize, stats);
+      const batching = config.schedulingChoice?.$case === 'dynamicBatching' ? config.schedulingChoice.value : undefined;
+      const scheduler =
+        batching && config.maxBatchSize > 0
+          ? new DynamicBatcher({
+              modelKey: v.key,
+              slots,
+              dispatcher,
+              policy: batchingPolicyFromConfig(config.maxBatchSize, batching, this.#options.maxQueueSize),
+              observer: stats,
+            })
+          : new DirectScheduler(v.key, slots, dispatcher, this.#options.maxQueueSize, stats);
       const providers = new Set(loaded.map(describeProvider));
       v.serving = {
         config,

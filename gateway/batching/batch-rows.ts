@@ -1,0 +1,142 @@
+// Rows along dimension 0: joining requests' inputs into one batch and
+// cutting the batch's outputs back into per-request views.
+import { elementSize } from '../../core/datatypes.js';
+import { internal } from '../../core/errors.js';
+import { elementCount, type Tensor } from '../../core/tensor.js';
+import { walkBytesElements } from '../tensor/bytes-elements.js';
+
+function byName(a: Tensor, b: Tensor): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
+/** Dims after the batch dimension, as text. */
+function innerDims(shape: readonly number[]): string {
+  let s = '';
+  for (let i = 1; i < shape.length; i++) s += i === 1 ? `${shape[i]}` : `,${shape[i]}`;
+  return s;
+}
+
+/**
+ * A request's inputs in name order and the key of what must be equal for
+ * requests to share a batch: input names, datatypes and every dimension
+ * but the first. The name order lets members' inputs line up for
+ * `concatRows` whatever order each client sent them in.
+ */
+export function batchShape(inputs: readonly Tensor[]): { inputs: readonly Tensor[]; key: string } {
+  const sorted = inputs.length <= 1 ? inputs : [...inputs].sort(byName);
+  let key = '';
+  for (const t of sorted) key += `${t.name}\u0000${t.datatype}\u0000${t.shape.length}:${innerDims(t.shape)}\u0001`;
+  return { inputs: sorted, key };
+}
+
+/**
+ * Joins each input of the members along dimension 0: member j's tensor i
+ * follows member j-1's. One allocation and one copy per input; BYTES
+ * inputs are joined as raw length-prefixed bytes. Members must list the same
+ * inputs in the same order with equal non-batch dims (see `batchShape`);
+ * anything else is an INTERNAL error. A single member is returned as is.
+ */
+export function concatRows(tensorsPerMember: readonly (readonly Tensor[])[]): Tensor[] {
+  const first = tensorsPerMember[0];
+  if (first === undefined) return [];
+  if (tensorsPerMember.length === 1) return [...first];
+  return first.map((head, i) => {
+    const inner = innerDims(head.shape);
+    let rows = 0;
+    let bytes = 0;
+    for (const [j, member] of tensorsPerMember.entries()) {
+      const t = member[i];
+      if (
+        t === undefined ||
+        t.name !== head.name ||
+        t.datatype !== head.datatype ||
+        t.shape.length !== head.shape.length ||
+        t.shape.length === 0 ||
+        innerDims(t.shape) !== inner
+      ) {
+        throw internal(`batch member ${j} does not match member 0 at input ${i} ('${head.name}')`);
+      }
+      rows += t.shape[0] ?? 0;
+      bytes += t.data.byteLength;
+    }
+    // Not zero-filled: every byte is written below.
+    const data = new Uint8Array(Buffer.allocUnsafeSlow(bytes).buffer, 0, bytes);
+    let offset = 0;
+    for (const member of tensorsPerMember) {
+      const part = (member[i] as Tensor).data;
+      data.set(part, offset);
+      offset += part.byteLength;
+    }
+    return { name: head.name, datatype: head.datatype, shape: [rows, ...head.shape.slice(1)], data };
+  });
+}
+
+/** Byte offsets in a BYTES buffer where each member's rows start, plus its end. */
+function bytesBoundaries(t: Tensor, rowCounts: readonly number[], perRow: number, where: string): number[] {
+  const targets: number[] = [];
+  let elements = 0;
+  for (const n of rowCounts) {
+    targets.push(elements);
+    elements += n * perRow;
+  }
+  const bounds: number[] = [];
+  let index = 0;
+  let count: number;
+  try {
+    count = walkBytesElements(t.data, where, (start) => {
+      while (bounds.length < targets.length && targets[bounds.length] === index) bounds.push(start - 4);
+      index++;
+    });
+  } catch (error) {
+    throw internal(`${where}: malformed BYTES data: ${(error as Error).message}`, error);
+  }
+  if (count !== elements) throw internal(`${where}: expected ${elements} BYTES elements, got ${count}`);
+  // Members whose rows hold no elements start at the end.
+  while (bounds.length < targets.length) bounds.push(t.data.byteLength);
+  bounds.push(t.data.byteLength);
+  return bounds;
+}
+
+/**
+ * Cuts each output of a batch into the members' rows: member i gets rows
+ * [offset, offset + rowCounts[i]). The parts are views of the outputs' bytes,
+ * not copies; BYTES outputs are walked once to find the members' byte ranges.
+ * An output whose dimension 0 is not the batch's total rows (or whose bytes
+ * do not match its shape) is an INTERNAL error: the worker broke the
+ * contract and no member can be answered from it.
+ */
+export function splitRows(outputs: readonly Tensor[], rowCounts: readonly number[]): Tensor[][] {
+  let total = 0;
+  for (const n of rowCounts) total += n;
+  const parts: Tensor[][] = rowCounts.map(() => []);
+  for (const t of outputs) {
+    const where = `worker output '${t.name}' (shape [${t.shape.join(',')}])`;
+    if (t.shape.length === 0 || t.shape[0] !== total) {
+      throw internal(`${where}: expected ${total} rows along dimension 0 for a batch of ${rowCounts.length} requests`);
+    }
+    if (rowCounts.length === 1) {
+      parts[0]?.push(t);
+      continue;
+    }
+    const inner = t.shape.slice(1);
+    const perRow = elementCount(inner);
+    const size = elementSize(t.datatype);
+    let bounds: number[];
+    if (size > 0) {
+      const rowBytes = perRow * size;
+      if (t.data.byteLength !== total * rowBytes) {
+        throw internal(`${where}: expected ${total * rowBytes} bytes of ${t.datatype}, got ${t.data.byteLength}`);
+      }
+      bounds = [0];
+      let row = 0;
+      for (const n of rowCounts) bounds.push((row += n) * rowBytes);
+    } else {
+      bounds = bytesBoundaries(t, rowCounts, perRow, where);
+    }
+    rowCounts.forEach((n, i) => {
+      const data = t.data.subarray(bounds[i], bounds[i + 1]);
+      parts[i]?.push({ name: t.name, datatype: t.datatype, shape: [n, ...inner], data });
+    });
+  }
+  return parts;
+}

@@ -1,0 +1,298 @@
+import { cancelled, deadlineExceeded, type ServingError, unavailable } from '../../core/errors.js';
+import { type Tensor } from '../../core/tensor.js';
+import {
+  type ExecutionObserver,
+  type ExecutionResult,
+  type InferJob,
+  type JobResult,
+  type Scheduler,
+} from '../scheduling/execution.js';
+import { batchShape, concatRows, splitRows } from './batch-rows.js';
+import { BatchQueue, type Queued } from './batch-queue.js';
+import { type Clock, systemClock } from './clock.js';
+import { decide, type ExpiryReason } from './decide.js';
+import { type BatchingPolicy, levelOf, levelPolicy, queueTimeoutNs } from './policy.js';
+
+const MS = 1_000_000n;
+
+/** What the batcher needs from the instance slots (InstanceSlots fits). */
+export interface BatchSlots<P> {
+  readonly free: number;
+  acquire(): P | undefined;
+  release(placement: P): void;
+  onFree(listener: () => void): () => void;
+}
+
+/** What the batcher needs to run a batch (Dispatcher fits); it releases the slot. */
+export interface BatchRunner<P> {
+  run(placement: P, inputs: readonly Tensor[], outputs: readonly string[], deadline: number): Promise<ExecutionResult>;
+}
+
+export interface DynamicBatcherOptions<P> {
+  /** `name/version`, for messages. */
+  readonly modelKey: string;
+  readonly slots: BatchSlots<P>;
+  readonly dispatcher: BatchRunner<P>;
+  readonly policy: BatchingPolicy;
+  readonly observer?: ExecutionObserver;
+  readonly clock?: Clock;
+}
+
+interface Entry extends Queued<Entry> {
+  readonly job: InferJob;
+  /** Inputs in name order, lined up with every other member of its batch. */
+  readonly inputs: readonly Tensor[];
+  readonly resolve: (r: JobResult) => void;
+  readonly reject: (e: unknown) => void;
+  readonly onAbort: () => void;
+}
+
+interface Answer {
+  settle: (() => void) | undefined;
+}
+
+/**
+ * Triton's dynamic batcher for one model version: bounded queues per
+ * priority level, one timer, and `decide` for every choice. A batch is cut
+ * only when an instance slot is free, so batches grow with load. Each
+ * member's promise settles exactly once: with its rows of the outputs, or,
+ * when the execution fails, with that error for every member.
+ */
+export class DynamicBatcher<P> implements Scheduler {
+  readonly #key: string;
+  readonly #slots: BatchSlots<P>;
+  readonly #dispatcher: BatchRunner<P>;
+  readonly #policy: BatchingPolicy;
+  readonly #observer: ExecutionObserver | undefined;
+  readonly #clock: Clock;
+  readonly #queue = new BatchQueue<Entry>();
+  readonly #running = new Set<Promise<void>>();
+  /** preserve_ordering: settlements of batches in the order they were cut. */
+  readonly #answers: Answer[] = [];
+  readonly #unsubscribe: () => void;
+  #cancelTimer: (() => void) | undefined;
+  #timerAt: bigint | undefined;
+  #draining = false;
+  #again = false;
+  #stopped: Error | undefined;
+
+  constructor(options: DynamicBatcherOptions<P>) {
+    this.#key = options.modelKey;
+    this.#slots = options.slots;
+    this.#dispatcher = options.dispatcher;
+    this.#policy = options.policy;
+    this.#observer = options.observer;
+    this.#clock = options.clock ?? systemClock;
+    this.#unsubscribe = this.#slots.onFree(() => this.#drain());
+  }
+
+  get pending(): number {
+    return this.#queue.size;
+  }
+
+  enqueue(job: InferJob): Promise<JobResult> {
+    if (this.#stopped) return Promise.reject(this.#stopped);
+    const levelNo = levelOf(this.#policy, job.priority);
+    const now = this.#clock.now();
+    const deadlineNs = Number.isFinite(job.deadline)
+      ? now + BigInt(Math.round((job.deadline - this.#clock.epochMs()) * 1e6))
+      : undefined;
+    if (job.signal.aborted || (deadlineNs !== undefined && deadlineNs <= now)) {
+      return Promise.reject(this.#abortReason(now, deadlineNs));
+    }
+    const level = this.#queue.level(levelNo);
+    const lp = levelPolicy(this.#policy, levelNo);
+    const held = this.#queue.held(level);
+    if (held >= lp.maxQueueSize) {
+      // Triton's words and code (scheduler_utils.cc), then what was full.
+      const where = `model '${this.#key}' priority level ${levelNo} holds ${held} of ${lp.maxQueueSize} requests`;
+      return Promise.reject(unavailable(`Exceeds maximum queue size: ${where}`));
+    }
+    const timeout = queueTimeoutNs(lp, job.timeoutUs);
+    const { inputs, key } = batchShape(job.inputs);
+    return new Promise<JobResult>((resolve, reject) => {
+      const entry: Entry = {
+        job,
+        level,
+        inputs,
+        rows: Math.max(1, job.batchSize),
+        shapeKey: key,
+        enqueuedNs: now,
+        timeoutNs: timeout === undefined ? undefined : now + timeout,
+        deadlineNs,
+        resolve,
+        reject,
+        onAbort: () => {
+          if (!this.#remove(entry)) return;
+          reject(this.#abortReason(this.#clock.now(), deadlineNs));
+        },
+        prev: undefined,
+        next: undefined,
+        list: undefined,
+      };
+      this.#queue.push(entry);
+      job.signal.addEventListener('abort', entry.onAbort, { once: true });
+      this.#drain();
+    });
+  }
+
+  async stop(reason: Error): Promise<void> {
+    this.#stopped = reason;
+    this.#unsubscribe();
+    this.#arm(undefined);
+    for (const e of this.#queue.clear()) {
+      e.job.signal.removeEventListener('abort', e.onAbort);
+      e.reject(reason);
+    }
+    await Promise.allSettled([...this.#running]);
+  }
+
+  /** Takes an entry out of the queue (false if it had left); the caller settles it. */
+  #remove(e: Entry): boolean {
+    if (!this.#queue.remove(e)) return false;
+    e.job.signal.removeEventListener('abort', e.onAbort);
+    return true;
+  }
+
+  #abortReason(now: bigint, deadlineNs: bigint | undefined): ServingError {
+    // The call's deadline timer counts in whole ms: an abort within 1 ms of the deadline is the deadline's.
+    return deadlineNs !== undefined && now + MS >= deadlineNs
+      ? deadlineExceeded(`model '${this.#key}': deadline exceeded before the request ran`)
+      : cancelled(`model '${this.#key}': request cancelled by the client before it ran`);
+  }
+
+  #expire(e: Entry, reason: ExpiryReason, now: bigint): void {
+    if (reason === 'delay') {
+      this.#queue.delay(e);
+      return;
+    }
+    if (!this.#remove(e)) return;
+    if (reason === 'deadline') {
+      e.reject(deadlineExceeded(`model '${this.#key}': deadline exceeded before the request ran`));
+    } else {
+      // Triton's words and code (dynamic_batch_scheduler.cc), then how long it waited.
+      const waitedUs = Math.round(Number(now - e.enqueuedNs) / 1000);
+      e.reject(unavailable(`Request timeout expired: model '${this.#key}', after ${waitedUs} µs in the queue`));
+    }
+  }
+
+  /** Applies queue timeouts that passed, wherever their requests sit (decide only sees the batch's region). */
+  #sweep(now: bigint): void {
+    for (let e = this.#queue.popDue(now); e !== undefined; e = this.#queue.popDue(now)) {
+      this.#expire(e, levelPolicy(this.#policy, e.level.level).timeoutAction === 'DELAY' ? 'delay' : 'reject', now);
+    }
+  }
+
+  #drain(): void {
+    if (this.#stopped) return;
+    if (this.#draining) {
+      this.#again = true;
+      return;
+    }
+    this.#draining = true;
+    let waitUntil: bigint | undefined;
+    try {
+      do {
+        this.#again = false;
+        waitUntil = undefined;
+        while (this.#queue.size > 0) {
+          const free = this.#slots.free;
+          if (free <= 0) break;
+          const now = this.#clock.now();
+          const d = decide(this.#queue.levels, now, free, this.#policy);
+          for (const x of d.expired) this.#expire(x.entry, x.reason, now);
+          if (d.kind === 'wait') waitUntil = d.untilNs;
+          if (d.kind !== 'send' || !this.#send(d.take, now)) break;
+        }
+      } while (this.#again);
+    } finally {
+      this.#draining = false;
+    }
+    this.#arm(waitUntil);
+  }
+
+  /** Cuts one batch onto a free slot; false when no slot could be had. */
+  #send(take: readonly Entry[], now: bigint): boolean {
+    const placement = this.#slots.acquire();
+    if (placement === undefined) return false;
+    let rows = 0;
+    let deadline = -Infinity;
+    for (const e of take) {
+      this.#remove(e);
+      rows += e.rows;
+      // The batch is worth running until its last member's deadline.
+      if (e.job.deadline > deadline) deadline = e.job.deadline;
+    }
+    let inputs: Tensor[];
+    try {
+      inputs = concatRows(take.map((e) => e.inputs));
+    } catch (error) {
+      this.#slots.release(placement);
+      for (const e of take) e.reject(error);
+      return true;
+    }
+    const answer: Answer | undefined = this.#policy.preserveOrdering ? { settle: undefined } : undefined;
+    if (answer) this.#answers.push(answer);
+    const deliver = (settle: () => void): void => {
+      if (!answer) return settle();
+      answer.settle = settle;
+      while (this.#answers[0]?.settle) this.#answers.shift()?.settle?.();
+    };
+    const run = this.#dispatcher.run(placement, inputs, requestedOutputs(take), deadline).then(
+      (execution) => {
+        this.#observer?.executed(rows, execution);
+        deliver(() => answerMembers(take, execution, now));
+      },
+      (error: unknown) => deliver(() => take.forEach((e) => e.reject(error))),
+    );
+    this.#running.add(run);
+    void run.finally(() => this.#running.delete(run));
+    return true;
+  }
+
+  /** One timer, at the sooner of decide's wake-up and the next queue timeout. */
+  #arm(untilNs: bigint | undefined): void {
+    let at = untilNs;
+    const next = this.#stopped ? undefined : this.#queue.nextTimeoutNs();
+    if (next !== undefined && (at === undefined || next < at)) at = next;
+    if (at === this.#timerAt) return;
+    this.#cancelTimer?.();
+    this.#cancelTimer = undefined;
+    this.#timerAt = at;
+    if (at === undefined) return;
+    const ms = Math.max(0, Math.ceil(Number(at - this.#clock.now()) / 1e6));
+    this.#cancelTimer = this.#clock.setTimeout(() => {
+      this.#cancelTimer = undefined;
+      this.#timerAt = undefined;
+      if (this.#stopped) return;
+      this.#sweep(this.#clock.now());
+      this.#drain();
+    }, ms);
+  }
+}
+
+/** Outputs the batch must return: every output if any member wants all, else the union. */
+function requestedOutputs(take: readonly Entry[]): string[] {
+  const names = new Set<string>();
+  for (const e of take) {
+    if (e.job.outputs.length === 0) return [];
+    for (const n of e.job.outputs) names.add(n);
+  }
+  return [...names];
+}
+
+function answerMembers(take: readonly Entry[], execution: ExecutionResult, cutNs: bigint): void {
+  let parts: Tensor[][];
+  try {
+    parts = splitRows(execution.outputs, take.map((e) => e.rows));
+  } catch (error) {
+    for (const e of take) e.reject(error);
+    return;
+  }
+  take.forEach((e, i) => {
+    const mine = parts[i] ?? [];
+    const wanted = e.job.outputs;
+    const outputs = wanted.length === 0 ? mine : mine.filter((t) => wanted.includes(t.name));
+    e.resolve({ outputs, queueNs: Number(cutNs - e.enqueuedNs), execution });
+  });
+}

@@ -1,0 +1,145 @@
+import { status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type ModelInferRequest, type ModelStatistics } from '../../proto/gen/inference.js';
+import { type GatewayProcess, startGateway } from '../helpers/gateway-process.js';
+import { runReference } from '../helpers/ort-reference.js';
+import { waitFor } from '../helpers/processes.js';
+import { TEST_REPOSITORY } from '../helpers/test-repository.js';
+
+const src = (name: string): string => join(TEST_REPOSITORY, name, '1', 'model.onnx');
+
+async function addModel(repo: string, name: string, from: string, config: string): Promise<void> {
+  await mkdir(join(repo, name, '1'), { recursive: true });
+  await copyFile(from, join(repo, name, '1', 'model.onnx'));
+  await writeFile(join(repo, name, 'config.pbtxt'), config);
+}
+
+function req(model: string, name: string, cols: number, data: Uint8Array, rows = 1): ModelInferRequest {
+  return {
+    modelName: model,
+    modelVersion: '',
+    id: '',
+    parameters: {},
+    inputs: [{ name, datatype: 'FP32', shape: [BigInt(rows), BigInt(cols)], parameters: {} }],
+    outputs: [],
+    rawInputContents: [Buffer.from(data.buffer, data.byteOffset, data.byteLength)],
+  };
+}
+
+/** A distinct input per request, so a mixed-up answer cannot pass. */
+function rowInput(i: number, cols: number, rows = 1): Uint8Array {
+  const a = new Float32Array(rows * cols);
+  for (let k = 0; k < a.length; k++) a[k] = Math.sin(i * 7.3 + k * 0.01);
+  return new Uint8Array(a.buffer);
+}
+
+const failure = (p: Promise<unknown>): Promise<ServiceError | undefined> =>
+  p.then(
+    () => undefined,
+    (e: unknown) => e as ServiceError,
+  );
+
+describe('dynamic batching through the real server', () => {
+  let repo: string;
+  let gw: GatewayProcess;
+  const stats = async (model: string): Promise<ModelStatistics> => {
+    const s = (await gw.client.modelStatistics(model, '1')).modelStats[0];
+    if (!s) throw new Error(`no statistics for ${model}`);
+    return s;
+  };
+
+  beforeAll(async () => {
+    repo = await mkdtemp(join(tmpdir(), 'fabriek-batching-'));
+    await addModel(
+      repo,
+      'mlp',
+      src('mlp'),
+      'max_batch_size: 16\ndynamic_batching { max_queue_delay_microseconds: 5000 }\ninstance_group [ { count: 1, kind: KIND_CPU } ]\n',
+    );
+    // Waits up to 30 s for a batch of exactly 8: queued requests stay queued.
+    await addModel(
+      repo,
+      'waiting',
+      src('identity_fp32'),
+      'max_batch_size: 8\ndynamic_batching { preferred_batch_size: [ 8 ] max_queue_delay_microseconds: 30000000 }\n',
+    );
+    await addModel(
+      repo,
+      'rejecting',
+      src('identity_fp32'),
+      'max_batch_size: 8\ndynamic_batching { preferred_batch_size: [ 8 ] max_queue_delay_microseconds: 30000000 ' +
+        'default_queue_policy { timeout_action: REJECT default_timeout_microseconds: 300000 max_queue_size: 2 } }\n',
+    );
+    gw = await startGateway(['--model-repository', repo, '--log-level', 'silent']);
+  });
+
+  afterAll(async () => {
+    expect(await gw?.stop()).toBe(0);
+    await rm(repo, { recursive: true, force: true });
+  });
+
+  it('merges 64 concurrent clients into fewer executions, each answer equal to ONNX Runtime on that request alone', async () => {
+    const before = await stats('mlp');
+    const n = 64;
+    const inputs = Array.from({ length: n }, (_, i) => rowInput(i, 784, 1 + (i % 3)));
+    const answers = await Promise.all(inputs.map((x, i) => gw.client.modelInfer(req('mlp', 'input', 784, x, 1 + (i % 3)))));
+    const after = await stats('mlp');
+    const rows = inputs.reduce((sum, _, i) => sum + 1 + (i % 3), 0);
+    expect(Number(after.inferenceCount - before.inferenceCount)).toBe(rows);
+    const executions = Number(after.executionCount - before.executionCount);
+    expect(executions).toBeLessThan(n);
+    expect(executions).toBeGreaterThanOrEqual(Math.ceil(rows / 16));
+    expect(after.batchStats.some((b) => b.batchSize > 3n)).toBe(true);
+    for (const [i, answer] of answers.entries()) {
+      const r = 1 + (i % 3);
+      const want = await runReference(src('mlp'), [{ name: 'input', datatype: 'FP32', shape: [r, 784], raw: inputs[i]! }]);
+      const w = new Float32Array(Uint8Array.from(want.get('logits')!.raw).buffer);
+      const g = new Float32Array(Uint8Array.from(answer.rawOutputContents[0]!).buffer);
+      expect(answer.outputs[0]?.shape.map(Number)).toEqual([r, 10]);
+      expect(g.length).toBe(w.length);
+      for (let k = 0; k < w.length; k++) expect(Math.abs(g[k]! - w[k]!), `request ${i} logit ${k}`).toBeLessThan(1e-4);
+    }
+  });
+
+  it('never runs a request cancelled or expired while queued', async () => {
+    const before = await stats('waiting');
+    const controller = new AbortController();
+    const cancelled = failure(gw.client.modelInfer(req('waiting', 'INPUT0', 16, rowInput(1, 16)), { signal: controller.signal }));
+    const expired = failure(gw.client.modelInfer(req('waiting', 'INPUT0', 16, rowInput(2, 16)), { timeoutMs: 300 }));
+    await new Promise((r) => setTimeout(r, 100));
+    controller.abort();
+    expect((await cancelled)?.code).toBe(GrpcStatus.CANCELLED);
+    expect((await expired)?.code).toBe(GrpcStatus.DEADLINE_EXCEEDED);
+    // Both left the queue: the server counts two failures and no execution.
+    await waitFor(async () => Number((await stats('waiting')).inferenceStats?.fail?.count ?? 0n) - Number(before.inferenceStats?.fail?.count ?? 0n) === 2, 5_000, 'two failures');
+    const mid = await stats('waiting');
+    expect(mid.executionCount).toBe(before.executionCount);
+    // Exactly 8 new requests form one batch of 8: the two that left are not in it.
+    const eight = await Promise.all(Array.from({ length: 8 }, (_, i) => gw.client.modelInfer(req('waiting', 'INPUT0', 16, rowInput(10 + i, 16)))));
+    for (const [i, a] of eight.entries()) expect(Buffer.from(a.rawOutputContents[0]!)).toEqual(Buffer.from(rowInput(10 + i, 16)));
+    const after = await stats('waiting');
+    expect(Number(after.executionCount - before.executionCount)).toBe(1);
+    expect(Number(after.inferenceCount - before.inferenceCount)).toBe(8);
+    expect(after.batchStats.find((b) => b.batchSize === 8n)?.computeInfer?.count).toBe(1n);
+  });
+
+  it("answers Triton's UNAVAILABLE for a full queue at once and for a queue timeout with REJECT", async () => {
+    const t0 = Date.now();
+    const first = failure(gw.client.modelInfer(req('rejecting', 'INPUT0', 16, rowInput(1, 16))));
+    const second = failure(gw.client.modelInfer(req('rejecting', 'INPUT0', 16, rowInput(2, 16))));
+    await new Promise((r) => setTimeout(r, 50));
+    const third = await failure(gw.client.modelInfer(req('rejecting', 'INPUT0', 16, rowInput(3, 16))));
+    expect(third?.code).toBe(GrpcStatus.UNAVAILABLE);
+    expect(third?.details).toMatch(/^Exceeds maximum queue size/);
+    expect(Date.now() - t0).toBeLessThan(300);
+    for (const e of [await first, await second]) {
+      expect(e?.code).toBe(GrpcStatus.UNAVAILABLE);
+      expect(e?.details).toMatch(/^Request timeout expired/);
+    }
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(290);
+    expect((await stats('rejecting')).executionCount).toBe(0n);
+  });
+});

@@ -1,0 +1,126 @@
+import { status } from '@grpc/grpc-js';
+import { describe, expect, it } from 'vitest';
+import { type Datatype } from '../../core/datatypes.js';
+import { ServingError } from '../../core/errors.js';
+import { type Tensor } from '../../core/tensor.js';
+import { batchShape, concatRows, splitRows } from '../../gateway/batching/batch-rows.js';
+import { joinBytesElements, splitBytesElements } from '../../gateway/tensor/bytes-elements.js';
+
+const bytesOf = (v: ArrayBufferView): Uint8Array => new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+const t = (name: string, datatype: Datatype, shape: number[], data: Uint8Array): Tensor => ({ name, datatype, shape, data });
+const fp32 = (name: string, shape: number[], values: number[]): Tensor =>
+  t(name, 'FP32', shape, bytesOf(Float32Array.from(values)));
+const strings = (name: string, shape: number[], values: string[]): Tensor =>
+  t(name, 'BYTES', shape, joinBytesElements(values.map((v) => Buffer.from(v)), name));
+const textOf = (tensor: Tensor): string[] => splitBytesElements(tensor.data, tensor.name).map((b) => b.toString());
+const floats = (tensor: Tensor): number[] => Array.from(new Float32Array(tensor.data.slice().buffer));
+
+function expectInternal(fn: () => unknown, message: RegExp): void {
+  let caught: unknown;
+  try {
+    fn();
+  } catch (error) {
+    caught = error;
+  }
+  expect(caught).toBeInstanceOf(ServingError);
+  expect((caught as ServingError).code).toBe(status.INTERNAL);
+  expect((caught as ServingError).message).toMatch(message);
+}
+
+describe('concatRows', () => {
+  it('joins FP32 members along dimension 0 with one allocation per input', () => {
+    const [x, z] = concatRows([
+      [fp32('x', [1, 2], [1, 2]), fp32('z', [1], [9])],
+      [fp32('x', [2, 2], [3, 4, 5, 6]), fp32('z', [2], [8, 7])],
+    ]);
+    expect(x?.shape).toEqual([3, 2]);
+    expect(floats(x!)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(z?.shape).toEqual([3]);
+    expect(floats(z!)).toEqual([9, 8, 7]);
+  });
+
+  it('joins INT64 and BOOL as raw bytes', () => {
+    const [ids] = concatRows([
+      [t('ids', 'INT64', [1], bytesOf(BigInt64Array.from([-1n])))],
+      [t('ids', 'INT64', [2], bytesOf(BigInt64Array.from([2n ** 40n, 3n])))],
+    ]);
+    expect(Array.from(new BigInt64Array(ids!.data.slice().buffer))).toEqual([-1n, 2n ** 40n, 3n]);
+    const [mask] = concatRows([[t('m', 'BOOL', [1, 2], Uint8Array.from([1, 0]))], [t('m', 'BOOL', [1, 2], Uint8Array.from([0, 1]))]]);
+    expect(mask?.shape).toEqual([2, 2]);
+    expect(Array.from(mask!.data)).toEqual([1, 0, 0, 1]);
+  });
+
+  it('joins BYTES as length-prefixed bytes, empty strings included', () => {
+    const [s] = concatRows([[strings('s', [2], ['', 'ab'])], [strings('s', [1], [''])], [strings('s', [1], ['héllo'])]]);
+    expect(s?.shape).toEqual([4]);
+    expect(textOf(s!)).toEqual(['', 'ab', '', 'héllo']);
+  });
+
+  it('returns a single member as is, without copying', () => {
+    const x = fp32('x', [1, 2], [1, 2]);
+    expect(concatRows([[x]])[0]).toBe(x);
+  });
+
+  it('refuses members that do not line up', () => {
+    expectInternal(() => concatRows([[fp32('x', [1, 2], [1, 2])], [fp32('x', [1, 1], [1])]]), /member 1/);
+    expectInternal(() => concatRows([[fp32('x', [1], [1])], [fp32('y', [1], [1])]]), /member 1/);
+    expectInternal(() => concatRows([[fp32('x', [1], [1])], []]), /member 1/);
+  });
+});
+
+describe('splitRows', () => {
+  it('cuts FP32 outputs into views of each member’s rows', () => {
+    const y = fp32('y', [6, 2], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    const parts = splitRows([y], [1, 3, 2]);
+    expect(parts.map((p) => p[0]?.shape)).toEqual([[1, 2], [3, 2], [2, 2]]);
+    expect(parts.map((p) => floats(p[0]!))).toEqual([[0, 1], [2, 3, 4, 5, 6, 7], [8, 9, 10, 11]]);
+    for (const p of parts) expect(p[0]?.data.buffer).toBe(y.data.buffer);
+  });
+
+  it('cuts INT64 and BOOL outputs, each member getting every output', () => {
+    const ids = t('ids', 'INT64', [3], bytesOf(BigInt64Array.from([5n, 6n, 7n])));
+    const ok = t('ok', 'BOOL', [3, 1], Uint8Array.from([1, 0, 1]));
+    const parts = splitRows([ids, ok], [2, 1]);
+    expect(parts[0]?.map((p) => p.name)).toEqual(['ids', 'ok']);
+    expect(Array.from(new BigInt64Array(parts[0]![0]!.data.slice().buffer))).toEqual([5n, 6n]);
+    expect(Array.from(parts[1]![1]!.data)).toEqual([1]);
+    expect(parts[1]![1]!.shape).toEqual([1, 1]);
+  });
+
+  it('cuts BYTES outputs by elements per row, empty strings included', () => {
+    const s = strings('s', [3, 2], ['', 'a', 'bc', '', '', '']);
+    const parts = splitRows([s], [1, 2]);
+    expect(parts.map((p) => p[0]?.shape)).toEqual([[1, 2], [2, 2]]);
+    expect(parts.map((p) => textOf(p[0]!))).toEqual([['', 'a'], ['bc', '', '', '']]);
+    expect(parts[1]?.[0]?.data.buffer).toBe(s.data.buffer);
+    // Rows of zero elements: every member gets an empty part.
+    const empty = splitRows([t('e', 'BYTES', [2, 0], new Uint8Array(0))], [1, 1]);
+    expect(empty.map((p) => [p[0]?.shape, p[0]?.data.byteLength])).toEqual([[[1, 0], 0], [[1, 0], 0]]);
+  });
+
+  it('returns the outputs themselves for a single member', () => {
+    const y = fp32('y', [2, 1], [1, 2]);
+    expect(splitRows([y], [2])[0]?.[0]).toBe(y);
+  });
+
+  it('is INTERNAL when the worker returns the wrong leading dimension or bytes', () => {
+    expectInternal(() => splitRows([fp32('y', [2, 1], [1, 2])], [1, 2]), /expected 3 rows/);
+    expectInternal(() => splitRows([fp32('y', [2, 1], [1, 2])], [3]), /expected 3 rows/);
+    expectInternal(() => splitRows([fp32('y', [], [1])], [1]), /expected 1 rows/);
+    expectInternal(() => splitRows([t('y', 'FP32', [2, 1], new Uint8Array(4))], [1, 1]), /expected 8 bytes/);
+    expectInternal(() => splitRows([strings('s', [2], ['a'])], [1, 1]), /expected 2 BYTES elements, got 1/);
+    expectInternal(() => splitRows([t('s', 'BYTES', [2], Uint8Array.from([9, 0, 0, 0]))], [1, 1]), /malformed BYTES/);
+  });
+});
+
+describe('batchShape', () => {
+  it('keys on input names, datatypes and non-batch dims, whatever the order sent', () => {
+    const a = batchShape([fp32('b', [1, 3], [1, 2, 3]), fp32('a', [1], [1])]);
+    const b = batchShape([fp32('a', [4], [1, 2, 3, 4]), fp32('b', [4, 3], new Array(12).fill(0))]);
+    expect(a.key).toBe(b.key);
+    expect(a.inputs.map((i) => i.name)).toEqual(['a', 'b']);
+    expect(batchShape([fp32('a', [1, 2], [1, 2])]).key).not.toBe(batchShape([fp32('a', [1, 3], [1, 2, 3])]).key);
+    expect(batchShape([fp32('a', [1], [1])]).key).not.toBe(batchShape([t('a', 'INT32', [1], new Uint8Array(4))]).key);
+    expect(batchShape([fp32('a', [1], [1])]).key).not.toBe(batchShape([fp32('a', [1, 1], [1])]).key);
+  });
+});
