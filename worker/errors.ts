@@ -1,4 +1,5 @@
 import { status } from '@grpc/grpc-js';
+import { executionSlots } from '../core/pipelining.js';
 import {
   internal,
   invalidArgument,
@@ -14,7 +15,7 @@ export const WorkerErrors = {
 
   allInstancesBusy: (key: string, count: number): ServingError =>
     resourceExhausted(
-      `model "${key}": all ${count} instance(s) are busy; a worker accepts at most instance_count concurrent Execute calls per model`,
+      `model "${key}": all ${count} instance(s) are busy and their queue is full; a worker accepts at most ${executionSlots(count)} concurrent Execute calls for this model`,
     ),
 
   loadFailed: (key: string, reason: string, cause?: unknown): ServingError =>

@@ -1,3 +1,4 @@
+import { executionSlots } from '../core/pipelining.js';
 import { WorkerErrors, messageOf } from './errors.js';
 import { type ModelInstance, type StartInstance } from './instance-pool.js';
 import {
@@ -11,10 +12,11 @@ import {
 
 // The models loaded in this worker, by model key, each with N instances.
 //
-// Capacity is enforced here, by the callee: Execute takes a free instance or
-// fails at once with RESOURCE_EXHAUSTED; nothing queues in the worker. The
-// gateway tracks the same slots and never sends more than instance_count
-// batches of a model at once, so a rejection means its accounting drifted.
+// Capacity is enforced here, by the callee: Execute takes a free instance,
+// or waits in a short FIFO (EXECUTIONS_AHEAD_PER_INSTANCE per instance, so
+// the next batch is ready when a run ends), or fails at once with
+// RESOURCE_EXHAUSTED. The gateway tracks the same slots and never sends more
+// than that, so a rejection means its accounting drifted.
 //
 // Load of a key that is already loaded replaces it: the new instances open
 // while the old ones keep serving, then the key switches over, and the old
@@ -50,12 +52,32 @@ interface Slot {
 class LoadedModel {
   inFlight = 0;
   #drained: (() => void) | undefined;
+  /** Executions waiting for an instance, oldest first; each gets a slot handed over. */
+  readonly #waiting: Array<(slot: Slot) => void> = [];
 
   constructor(
     readonly key: string,
     readonly info: SessionInfo,
     readonly slots: readonly Slot[],
   ) {}
+
+  /** A free instance now, a promise of the next one, or undefined when the queue is full too. */
+  takeSlot(): Slot | Promise<Slot> | undefined {
+    const free = this.slots.find((s) => !s.busy);
+    if (free) {
+      free.busy = true;
+      return free;
+    }
+    if (this.slots.length + this.#waiting.length >= executionSlots(this.slots.length)) return undefined;
+    return new Promise<Slot>((resolve) => this.#waiting.push(resolve));
+  }
+
+  /** Hands the instance to the oldest waiting execution, or frees it. */
+  giveBack(slot: Slot): void {
+    const next = this.#waiting.shift();
+    if (next) next(slot);
+    else slot.busy = false;
+  }
 
   /** Resolves when no run is in flight; call after the model left the map. */
   drain(): Promise<void> {
@@ -110,21 +132,23 @@ export class ModelHost {
   }
 
   /**
-   * Runs a batch on a free instance. Rejects at once with RESOURCE_EXHAUSTED
-   * when all are busy, NOT_FOUND for an unknown key, INTERNAL when ORT fails.
+   * Runs a batch on a free instance, or after the executions queued before
+   * it. Rejects at once with RESOURCE_EXHAUSTED when the instances and their
+   * queue are full, NOT_FOUND for an unknown key, INTERNAL when ORT fails.
    */
   async execute(key: string, task: BatchTask, transfer: readonly ArrayBuffer[]): Promise<BatchOutput> {
     const model = this.#get(key);
-    const slot = model.slots.find((s) => !s.busy);
-    if (slot === undefined) throw WorkerErrors.allInstancesBusy(key, model.slots.length);
-    slot.busy = true;
+    const taken = model.takeSlot();
+    if (taken === undefined) throw WorkerErrors.allInstancesBusy(key, model.slots.length);
     model.inFlight++;
+    let slot: Slot | undefined;
     try {
+      slot = await taken;
       return await slot.instance.run(task, transfer);
     } catch (error) {
       throw WorkerErrors.runFailed(key, messageOf(error), error);
     } finally {
-      slot.busy = false;
+      if (slot) model.giveBack(slot);
       model.runFinished();
     }
   }

@@ -18,6 +18,11 @@ const MS = 1_000_000n;
 /** What the batcher needs from the instance slots (InstanceSlots fits). */
 export interface BatchSlots<P> {
   readonly free: number;
+  /**
+   * Free slots whose instance is idle now; the others are queue-ahead slots
+   * (the batch would wait in the worker behind a running one).
+   */
+  readonly idle: number;
   acquire(): P | undefined;
   release(placement: P): void;
   onFree(listener: () => void): () => void;
@@ -202,13 +207,23 @@ export class DynamicBatcher<P> implements Scheduler {
           const d = decide(this.#queue.levels, now, free, this.#policy);
           for (const x of d.expired) this.#expire(x.entry, x.reason, now);
           if (d.kind === 'wait') waitUntil = d.untilNs;
-          if (d.kind !== 'send' || !this.#send(d.take, now)) break;
+          if (d.kind !== 'send') break;
+          // Only a full batch goes ahead into a busy instance's queue: a smaller
+          // one would be frozen early, while waiting for the instance lets it grow.
+          if (this.#slots.idle <= 0 && rowsOf(d.take) < this.#fullBatch) break;
+          if (!this.#send(d.take, now)) break;
         }
       } while (this.#again);
     } finally {
       this.#draining = false;
     }
     this.#arm(waitUntil);
+  }
+
+  /** The largest preferred batch size (max_batch_size without preferences). */
+  get #fullBatch(): number {
+    const sizes = this.#policy.preferredBatchSizes;
+    return sizes[sizes.length - 1] ?? this.#policy.maxBatchSize;
   }
 
   /** Cuts one batch onto a free slot; false when no slot could be had. */
@@ -295,4 +310,10 @@ function answerMembers(take: readonly Entry[], execution: ExecutionResult, cutNs
     const outputs = wanted.length === 0 ? mine : mine.filter((t) => wanted.includes(t.name));
     e.resolve({ outputs, queueNs: Number(cutNs - e.enqueuedNs), execution });
   });
+}
+
+function rowsOf(take: readonly { readonly rows: number }[]): number {
+  let rows = 0;
+  for (const e of take) rows += e.rows;
+  return rows;
 }

@@ -105,7 +105,9 @@ export class ModelManager {
           if (this.#workers.get(workerId) !== worker) return;
           for (const v of this.list()) {
             const plan = v.serving?.plans.find((p) => p.workerId === workerId);
-            if (plan && v.state === 'READY' && !v.serving?.slots.has(workerId)) v.serving?.slots.add(worker, plan.instanceCount);
+            if (plan && v.state === 'READY' && !v.serving?.slots.has(workerId)) {
+              v.serving?.slots.add(worker, plan.instanceCount);
+            }
           }
           this.#options.log.warn({ worker: workerId }, 'worker answered again after a failure; back in service');
         },
@@ -208,7 +210,7 @@ export class ModelManager {
       v.state = 'READY';
       v.reason = '';
       log.info(
-        { model: v.name, version: v.version, instances: slots.capacity, provider: v.serving.executionProvider },
+        { model: v.name, version: v.version, instances: plans.reduce((n, p) => n + p.instanceCount, 0), provider: v.serving.executionProvider },
         'model ready',
       );
     } catch (error) {

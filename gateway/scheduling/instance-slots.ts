@@ -1,9 +1,13 @@
+import { executionSlots } from '../../core/pipelining.js';
 import { type WorkerConnection } from './worker-connection.js';
 
-/** One worker's share of a model: how many instances it hosts and how many are running. */
+/** One worker's share of a model: how many executions it takes, how many it runs at once, how many it has. */
 export interface Placement {
   readonly worker: WorkerConnection;
+  /** Executions the worker accepts at once (running plus queued ahead). */
   readonly capacity: number;
+  /** Executions it runs at once: its instance count. */
+  readonly instances: number;
   busy: number;
 }
 
@@ -17,9 +21,9 @@ export class InstanceSlots {
   readonly #placements: Placement[] = [];
   readonly #listeners = new Set<() => void>();
 
-  add(worker: WorkerConnection, capacity: number): void {
+  add(worker: WorkerConnection, instances: number): void {
     this.remove(worker.endpoint.id);
-    this.#placements.push({ worker, capacity, busy: 0 });
+    this.#placements.push({ worker, capacity: executionSlots(instances), instances, busy: 0 });
     this.#notify();
   }
 
@@ -46,6 +50,13 @@ export class InstanceSlots {
   get free(): number {
     let n = 0;
     for (const p of this.#placements) n += Math.max(0, p.capacity - p.busy);
+    return n;
+  }
+
+  /** Free slots on instances that are idle now (the rest would queue in the worker). */
+  get idle(): number {
+    let n = 0;
+    for (const p of this.#placements) n += Math.max(0, p.instances - p.busy);
     return n;
   }
 

@@ -56,9 +56,16 @@ class FakeClock implements Clock {
 class FakeSlots implements BatchSlots<number> {
   busy = 0;
   readonly #listeners = new Set<() => void>();
-  constructor(public capacity: number) {}
+  /** `instances` below `capacity`: the rest are queue-ahead slots. */
+  constructor(
+    public capacity: number,
+    readonly instances?: number,
+  ) {}
   get free(): number {
     return Math.max(0, this.capacity - this.busy);
+  }
+  get idle(): number {
+    return this.instances === undefined ? this.free : Math.max(0, this.instances - this.busy);
   }
   acquire(): number | undefined {
     if (this.busy >= this.capacity) return undefined;
@@ -129,9 +136,11 @@ function queuePolicy(more: Partial<ModelQueuePolicy> = {}): ModelQueuePolicy {
   };
 }
 
-function setup(options: { capacity?: number; maxBatchSize?: number; batching?: Partial<ModelDynamicBatching> } = {}) {
+function setup(
+  options: { capacity?: number; instances?: number; maxBatchSize?: number; batching?: Partial<ModelDynamicBatching> } = {},
+) {
   const clock = new FakeClock();
-  const slots = new FakeSlots(options.capacity ?? 1);
+  const slots = new FakeSlots(options.capacity ?? 1, options.instances);
   const dispatcher = new FakeDispatcher(slots);
   const executed: number[] = [];
   const observer: ExecutionObserver = { executed: (rows) => executed.push(rows) };
@@ -460,6 +469,31 @@ describe('DynamicBatcher', () => {
     }
     expect(dispatcher.executions.map((e) => e.ids)).toEqual([[1], [4], [2], [3], [5]]);
     expect(outOfRange.state.error).toBeUndefined();
+  });
+
+  it('sends only a full batch into a queue-ahead slot while the instance is busy', async () => {
+    const { dispatcher, submit } = setup({ capacity: 2, instances: 1, maxBatchSize: 4 });
+    submit();
+    await flush();
+    expect(dispatcher.executions).toHaveLength(1);
+    submit();
+    submit();
+    await flush();
+    // The instance is busy: two rows would be frozen early, so they wait to grow.
+    expect(dispatcher.executions).toHaveLength(1);
+    submit();
+    submit();
+    await flush();
+    expect(dispatcher.executions.map((e) => e.ids)).toEqual([[1], [2, 3, 4, 5]]);
+    submit();
+    dispatcher.executions[0]?.finish();
+    await flush();
+    // The queued-ahead batch now runs, so the instance is still busy.
+    expect(dispatcher.executions).toHaveLength(2);
+    dispatcher.executions[1]?.finish();
+    await flush();
+    // The instance is idle again: the lone request goes at once.
+    expect(dispatcher.executions.map((e) => e.ids)).toEqual([[1], [2, 3, 4, 5], [6]]);
   });
 
   it('answers in cut order with preserve_ordering, even when a later batch finishes first', async () => {
