@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Datatype } from '../../core/datatypes.js';
+import { executionSlots } from '../../core/pipelining.js';
 import { type TensorData } from '../../proto/gen/worker.js';
 import { runReference } from '../helpers/ort-reference.js';
 import { sample } from '../helpers/tensor-data.js';
@@ -175,17 +176,25 @@ describe('worker process', () => {
     await expectStatus(worker.execute({ modelKey: 'gpu/1' }), GrpcStatus.NOT_FOUND, /not loaded/);
   });
 
-  it('answers RESOURCE_EXHAUSTED while every instance of the model is busy', async () => {
+  it('queues Execute calls while every instance is busy, and answers RESOURCE_EXHAUSTED once the queue is full too', async () => {
     await worker.load({ modelKey: 'slow/1', modelPath: models.path('slow_matmul'), sessionOptions: slowOptions });
     const first = worker.execute({ modelKey: 'slow/1', inputs: [slowInput()] });
     await waitForBusy(worker, 'slow/1', 1);
-    await expectStatus(
-      worker.execute({ modelKey: 'slow/1', inputs: [slowInput()] }),
-      GrpcStatus.RESOURCE_EXHAUSTED,
-      /all 1 instance\(s\) are busy/,
+    // One instance takes executionSlots(1) calls: the running one, executionSlots(1) - 1 waiting.
+    // Sent together, the calls may arrive in any order, so count the refusals instead of naming one.
+    const more = await Promise.allSettled(
+      Array.from({ length: executionSlots(1) }, () => worker.execute({ modelKey: 'slow/1', inputs: [slowInput()] })),
     );
-    const r = await first;
-    expect(r.outputs[0]?.shape).toEqual([BigInt(SLOW_N), BigInt(SLOW_N)]);
+    const refused = more.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+    expect(refused).toHaveLength(1);
+    await expectStatus(
+      Promise.reject(refused[0]),
+      GrpcStatus.RESOURCE_EXHAUSTED,
+      new RegExp(`all 1 instance\\(s\\) are busy and their queue is full; a worker accepts at most ${executionSlots(1)} `),
+    );
+    const served = [await first, ...more.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))];
+    expect(served).toHaveLength(executionSlots(1));
+    for (const r of served) expect(r.outputs[0]?.shape).toEqual([BigInt(SLOW_N), BigInt(SLOW_N)]);
     await expect(worker.execute({ modelKey: 'slow/1', inputs: [slowInput()] })).resolves.toBeDefined();
   });
 });

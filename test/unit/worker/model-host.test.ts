@@ -1,11 +1,14 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
+import { EXECUTIONS_AHEAD_PER_INSTANCE, executionSlots } from '../../../core/pipelining.js';
 import { type ModelInstance } from '../../../worker/instance-pool.js';
 import { ModelHost, type LoadSpec } from '../../../worker/model-host.js';
-import { type BatchOutput, type SessionInfo, type ThreadInit } from '../../../worker/thread-protocol.js';
+import { type BatchOutput, type BatchTask, type SessionInfo, type ThreadInit } from '../../../worker/thread-protocol.js';
 
-// ModelHost's capacity, unload and replace logic, with fake instances whose
-// runs finish only when the test says so (no threads, no ORT, no sleeps).
+// ModelHost's capacity, queueing, unload and replace logic, with fake
+// instances whose runs finish only when the test says so (no threads, no ORT,
+// no sleeps). A run starts a microtask or more after execute() is called, so
+// tests wait for it with nthRun(); flush() only backs up "has not started".
 
 interface Deferred<T> {
   promise: Promise<T>;
@@ -23,6 +26,9 @@ function deferred<T>(): Deferred<T> {
   return { promise, resolve, reject };
 }
 
+/** Lets every pending promise reaction run (one macrotask turn). */
+const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 const INFO: SessionInfo = {
   inputs: [{ name: 'x', datatype: 'FP32', shape: [-1], dimNames: ['batch'] }],
   outputs: [{ name: 'y', datatype: 'FP32', shape: [-1], dimNames: ['batch'] }],
@@ -31,34 +37,99 @@ const INFO: SessionInfo = {
 };
 const OUTPUT: BatchOutput = { outputs: [], runStartNs: 1n, runEndNs: 2n };
 
+/** A batch told apart from others by its tag (its only requested output). */
+function task(tag: string): BatchTask {
+  return { inputs: [], outputs: [tag] };
+}
+
+/** A distinct result per tag, so a test can tell whose run answered a call. */
+function output(tag: string): BatchOutput {
+  return { outputs: [{ name: tag, datatype: 'FP32', shape: [0], data: new ArrayBuffer(0) }], runStartNs: 1n, runEndNs: 2n };
+}
+
+interface Run {
+  readonly tag: string;
+  settled: boolean;
+  resolve(value: BatchOutput): void;
+  reject(error: unknown): void;
+}
+
 class FakeInstance implements ModelInstance {
   readonly info = INFO;
-  readonly runs: Deferred<BatchOutput>[] = [];
+  readonly runs: Run[] = [];
   closed = false;
-  constructor(readonly init: ThreadInit) {}
-  run(): Promise<BatchOutput> {
+  #running = 0;
+  readonly #runStarted: Array<() => void> = [];
+
+  constructor(
+    readonly init: ThreadInit,
+    /** `label:tag` of every run started on any instance, in order. */
+    readonly log: string[],
+  ) {}
+
+  run(batch: BatchTask): Promise<BatchOutput> {
+    if (this.closed) throw new Error(`${this.init.label}: run after close`);
+    if (this.#running > 0) throw new Error(`${this.init.label}: second run while one is in flight`);
     const d = deferred<BatchOutput>();
-    this.runs.push(d);
+    const tag = batch.outputs[0] ?? '';
+    const settle = (): void => {
+      if (!run.settled) this.#running--;
+      run.settled = true;
+    };
+    const run: Run = {
+      tag,
+      settled: false,
+      resolve: (value) => {
+        settle();
+        d.resolve(value);
+      },
+      reject: (error) => {
+        settle();
+        d.reject(error);
+      },
+    };
+    this.#running++;
+    this.runs.push(run);
+    this.log.push(`${this.init.label}:${tag}`);
+    for (const notify of this.#runStarted.splice(0)) notify();
     return d.promise;
   }
+
+  /** The n-th run on this instance (0-based), once it has started. */
+  async nthRun(n: number): Promise<Run> {
+    for (;;) {
+      const run = this.runs[n];
+      if (run !== undefined) return run;
+      await new Promise<void>((resolve) => this.#runStarted.push(resolve));
+    }
+  }
+
   async close(): Promise<void> {
+    if (this.#running > 0) throw new Error(`${this.init.label}: closed with a run in flight`);
     this.closed = true;
   }
 }
 
 function setup(cores = 8, failLabels: readonly string[] = []) {
   const started: FakeInstance[] = [];
+  const log: string[] = [];
   const host = new ModelHost({
     cores,
     logger: { info: () => undefined, warn: () => undefined },
     startInstance: async (init) => {
       if (failLabels.includes(init.label)) throw new Error(`instance ${init.label}: broken`);
-      const instance = new FakeInstance(init);
+      const instance = new FakeInstance(init, log);
       started.push(instance);
       return instance;
     },
   });
-  return { host, started };
+  /** started[i], which the test expects to exist. */
+  const instance = (i: number): FakeInstance => {
+    const found = started[i];
+    if (found === undefined) throw new Error(`instance ${i} was not started`);
+    return found;
+  };
+  return { host, started, instance, log };
 }
 
 function spec(modelKey: string, instanceCount: number, intraOpNumThreads?: number): LoadSpec {
@@ -71,26 +142,82 @@ function spec(modelKey: string, instanceCount: number, intraOpNumThreads?: numbe
   };
 }
 
-const TASK = { inputs: [], outputs: [] };
+
+const TASK = task('x');
+
+const busyMessage = (count: number): RegExp =>
+  new RegExp(`all ${count} instance\\(s\\) are busy and their queue is full; a worker accepts at most ${executionSlots(count)} `);
+
+/** Resolves every run still in flight, and those that start after, until no call is left waiting. */
+async function finishAll(instances: readonly FakeInstance[]): Promise<void> {
+  for (;;) {
+    const open = instances.flatMap((i) => i.runs.filter((r) => !r.settled));
+    if (open.length === 0) return;
+    for (const run of open) run.resolve(output(run.tag));
+    await flush();
+  }
+}
 
 describe('ModelHost', () => {
-  it('runs at most instance_count batches at once and rejects the next with RESOURCE_EXHAUSTED', async () => {
-    const { host, started } = setup();
+  it('runs at most instance_count batches at once, queues the next ones and rejects the rest with RESOURCE_EXHAUSTED', async () => {
+    const { host, started, instance, log } = setup();
     await host.load(spec('m/1', 2));
-    const a = host.execute('m/1', TASK, []);
-    const b = host.execute('m/1', TASK, []);
-    await expect(host.execute('m/1', TASK, [])).rejects.toMatchObject({ code: status.RESOURCE_EXHAUSTED });
-    expect(started.map((i) => i.runs.length)).toEqual([1, 1]);
+    const queueLength = 2 * EXECUTIONS_AHEAD_PER_INSTANCE;
+    expect(executionSlots(2)).toBe(2 + queueLength);
+    // 2 run, queueLength wait, the one after that is refused at once.
+    const calls = Array.from({ length: executionSlots(2) }, (_, i) => host.execute('m/1', task(`t${i}`), []));
+    await expect(host.execute('m/1', task('over'), [])).rejects.toMatchObject({
+      code: status.RESOURCE_EXHAUSTED,
+      message: expect.stringMatching(busyMessage(2)),
+    });
+    await Promise.all([instance(0).nthRun(0), instance(1).nthRun(0)]);
+    await flush();
+    expect(log).toEqual(['m/1#0:t0', 'm/1#1:t1']);
     expect(host.status()).toEqual([{ modelKey: 'm/1', instanceCount: 2, busyInstances: 2, executionProvider: 'cpu' }]);
 
-    started[1]?.runs[0]?.resolve(OUTPUT);
-    await expect(b).resolves.toBe(OUTPUT);
-    const c = host.execute('m/1', TASK, []);
-    expect(started[1]?.runs.length).toBe(2);
-    started[0]?.runs[0]?.resolve(OUTPUT);
-    started[1]?.runs[1]?.resolve(OUTPUT);
-    await Promise.all([a, c]);
+    // A run ending starts the oldest waiting call and makes room for exactly one more.
+    (await instance(1).nthRun(0)).resolve(output('t1'));
+    await expect(calls[1]).resolves.toEqual(output('t1'));
+    expect((await instance(1).nthRun(1)).tag).toBe('t2');
+    const extra = host.execute('m/1', task('extra'), []);
+    await expect(host.execute('m/1', task('over'), [])).rejects.toMatchObject({ code: status.RESOURCE_EXHAUSTED });
+    expect(host.status()[0]?.busyInstances).toBe(2);
+
+    await finishAll(started);
+    const results = await Promise.all([...calls, extra]);
+    expect(results).toEqual([...calls.map((_, i) => output(`t${i}`)), output('extra')]);
+    expect(log).toHaveLength(calls.length + 1);
     expect(host.status()[0]?.busyInstances).toBe(0);
+  });
+
+  it('runs a waiting execution on the instance the previous run freed, oldest first', async () => {
+    const { host, instance, log } = setup();
+    await host.load(spec('m/1', 2));
+    const running = [host.execute('m/1', task('a'), []), host.execute('m/1', task('b'), [])];
+    const waiting = Array.from({ length: executionSlots(2) - 2 }, (_, i) => host.execute('m/1', task(`w${i}`), []));
+    const a = await instance(0).nthRun(0);
+    const b = await instance(1).nthRun(0);
+    await flush();
+    expect(log).toEqual(['m/1#0:a', 'm/1#1:b']);
+
+    // Instance 1 frees first: the oldest waiter runs there, the others keep waiting.
+    b.resolve(output('b'));
+    const w0 = await instance(1).nthRun(1);
+    expect(w0.tag).toBe('w0');
+    await flush();
+    expect(log).toEqual(['m/1#0:a', 'm/1#1:b', 'm/1#1:w0']);
+
+    // Then instance 0: the next waiter in line runs on it.
+    a.resolve(output('a'));
+    expect((await instance(0).nthRun(1)).tag).toBe('w1');
+    w0.resolve(output('w0'));
+    await expect(waiting[0]).resolves.toEqual(output('w0'));
+
+    await finishAll([instance(0), instance(1)]);
+    await expect(Promise.all(running)).resolves.toEqual([output('a'), output('b')]);
+    await expect(Promise.all(waiting)).resolves.toEqual(waiting.map((_, i) => output(`w${i}`)));
+    const order = log.slice(2).map((entry) => entry.split(':')[1]);
+    expect(order).toEqual(waiting.map((_, i) => `w${i}`));
   });
 
   it('answers NOT_FOUND for an unknown key', async () => {
@@ -101,52 +228,116 @@ describe('ModelHost', () => {
   });
 
   it('maps a failed run to INTERNAL with the ORT message and frees the instance', async () => {
-    const { host, started } = setup();
+    const { host, instance } = setup();
     await host.load(spec('m/1', 1));
     const run = host.execute('m/1', TASK, []);
-    started[0]?.runs[0]?.reject(new Error('Got invalid dimensions for input: x'));
+    (await instance(0).nthRun(0)).reject(new Error('Got invalid dimensions for input: x'));
     await expect(run).rejects.toMatchObject({ code: status.INTERNAL, message: expect.stringMatching(/invalid dimensions/) });
+    expect(host.status()[0]?.busyInstances).toBe(0);
+    const next = host.execute('m/1', TASK, []);
+    (await instance(0).nthRun(1)).resolve(OUTPUT);
+    await expect(next).resolves.toBe(OUTPUT);
+  });
+
+  it('hands the instance of a failed run to the next waiting execution', async () => {
+    const { host, instance, log } = setup();
+    await host.load(spec('m/1', 1));
+    const failing = host.execute('m/1', task('bad'), []);
+    const waiting = Array.from({ length: executionSlots(1) - 1 }, (_, i) => host.execute('m/1', task(`w${i}`), []));
+    await expect(host.execute('m/1', task('over'), [])).rejects.toMatchObject({
+      code: status.RESOURCE_EXHAUSTED,
+      message: expect.stringMatching(busyMessage(1)),
+    });
+    (await instance(0).nthRun(0)).reject(new Error('Got invalid dimensions for input: x'));
+    await expect(failing).rejects.toMatchObject({ code: status.INTERNAL });
+    const next = await instance(0).nthRun(1);
+    expect(next.tag).toBe('w0');
+    expect(host.status()[0]?.busyInstances).toBe(1);
+    next.resolve(output('w0'));
+    await finishAll([instance(0)]);
+    await expect(Promise.all(waiting)).resolves.toEqual(waiting.map((_, i) => output(`w${i}`)));
+    expect(log).toEqual(['m/1#0:bad', ...waiting.map((_, i) => `m/1#0:w${i}`)]);
     expect(host.status()[0]?.busyInstances).toBe(0);
   });
 
   it('unload hides the model at once, waits for in-flight runs, then closes the instances', async () => {
-    const { host, started } = setup();
+    const { host, instance } = setup();
     await host.load(spec('m/1', 1));
     const run = host.execute('m/1', TASK, []);
+    const first = await instance(0).nthRun(0);
     let unloaded = false;
     const unload = host.unload('m/1').then(() => {
       unloaded = true;
     });
-    await new Promise((resolve) => setImmediate(resolve));
+    await flush();
     await expect(host.execute('m/1', TASK, [])).rejects.toMatchObject({ code: status.NOT_FOUND });
     expect(unloaded).toBe(false);
-    expect(started[0]?.closed).toBe(false);
-    started[0]?.runs[0]?.resolve(OUTPUT);
+    expect(instance(0).closed).toBe(false);
+    first.resolve(OUTPUT);
     await expect(run).resolves.toBe(OUTPUT);
     await unload;
-    expect(started[0]?.closed).toBe(true);
+    expect(instance(0).closed).toBe(true);
   });
 
-  it('replaces a loaded key: new instances serve at once, old ones close after their runs', async () => {
-    const { host, started } = setup();
+  it('unload lets queued executions run on the old instances before it closes them', async () => {
+    const { host, instance, log } = setup();
     await host.load(spec('m/1', 1));
-    const oldRun = host.execute('m/1', TASK, []);
+    const running = host.execute('m/1', task('a'), []);
+    const waiting = Array.from({ length: executionSlots(1) - 1 }, (_, i) => host.execute('m/1', task(`w${i}`), []));
+    const a = await instance(0).nthRun(0);
+    let unloaded = false;
+    const unload = host.unload('m/1').then(() => {
+      unloaded = true;
+    });
+    await flush();
+    await expect(host.execute('m/1', TASK, [])).rejects.toMatchObject({ code: status.NOT_FOUND });
+
+    // The running batch ends: the queued one still runs (it is not rejected), and unload keeps waiting.
+    a.resolve(output('a'));
+    await expect(running).resolves.toEqual(output('a'));
+    const w0 = await instance(0).nthRun(1);
+    expect(w0.tag).toBe('w0');
+    await flush();
+    expect(unloaded).toBe(false);
+    expect(instance(0).closed).toBe(false);
+
+    await finishAll([instance(0)]);
+    await expect(Promise.all(waiting)).resolves.toEqual(waiting.map((_, i) => output(`w${i}`)));
+    await unload;
+    expect(instance(0).closed).toBe(true);
+    expect(log).toEqual(['m/1#0:a', ...waiting.map((_, i) => `m/1#0:w${i}`)]);
+  });
+
+  it('replaces a loaded key: new instances serve at once, old ones finish their queue, then close', async () => {
+    const { host, instance } = setup();
+    await host.load(spec('m/1', 1));
+    const oldRun = host.execute('m/1', task('old'), []);
+    const oldQueued = host.execute('m/1', task('old-queued'), []);
+    const old = await instance(0).nthRun(0);
     const reload = host.load(spec('m/1', 2));
     // The new instances open while the old one is busy; then the key switches.
-    await new Promise((resolve) => setImmediate(resolve));
+    await flush();
     expect(host.status()[0]?.instanceCount).toBe(2);
-    const newRun = host.execute('m/1', TASK, []);
-    expect(started[1]?.runs.length).toBe(1);
-    expect(started[0]?.closed).toBe(false);
-    started[0]?.runs[0]?.resolve(OUTPUT);
-    started[1]?.runs[0]?.resolve(OUTPUT);
-    await Promise.all([oldRun, newRun, reload]);
-    expect(started[0]?.closed).toBe(true);
-    expect(started[1]?.closed).toBe(false);
+    const newRun = host.execute('m/1', task('new'), []);
+    expect((await instance(1).nthRun(0)).tag).toBe('new');
+    expect(instance(0).closed).toBe(false);
+
+    // The execution queued on the old model runs on the old instance, not a new one.
+    old.resolve(output('old'));
+    expect((await instance(0).nthRun(1)).tag).toBe('old-queued');
+    await flush();
+    expect(instance(0).closed).toBe(false);
+
+    await finishAll([instance(0), instance(1)]);
+    await expect(Promise.all([oldRun, oldQueued, newRun])).resolves.toEqual([output('old'), output('old-queued'), output('new')]);
+    await reload;
+    expect(instance(0).closed).toBe(true);
+    expect(instance(1).closed).toBe(false);
+    expect(instance(2).runs).toHaveLength(0);
   });
 
   it('keeps the old model when a replacement fails, and closes the instances that did start', async () => {
-    const { host, started } = setup(8, ['m/1#1']);
+    const { host, started, instance } = setup(8, ['m/1#1']);
     await host.load(spec('m/1', 1));
     await expect(host.load(spec('m/1', 2))).rejects.toMatchObject({
       code: status.FAILED_PRECONDITION,
@@ -155,7 +346,7 @@ describe('ModelHost', () => {
     expect(started.map((i) => i.closed)).toEqual([false, true]);
     expect(host.status()).toHaveLength(1);
     const run = host.execute('m/1', TASK, []);
-    started[0]?.runs[0]?.resolve(OUTPUT);
+    (await instance(0).nthRun(0)).resolve(OUTPUT);
     await expect(run).resolves.toBe(OUTPUT);
   });
 
@@ -169,15 +360,28 @@ describe('ModelHost', () => {
     expect(started.map((i) => i.init.label).slice(0, 2)).toEqual(['a/1#0', 'a/1#1']);
   });
 
-  it('closeAll waits for in-flight runs and closes every instance', async () => {
-    const { host, started } = setup();
+  it('closeAll waits for in-flight and queued runs, then closes every instance', async () => {
+    const { host, started, instance, log } = setup();
     await host.load(spec('a/1', 1));
     await host.load(spec('b/1', 1));
-    const run = host.execute('a/1', TASK, []);
-    const closing = host.closeAll();
-    started[0]?.runs[0]?.resolve(OUTPUT);
-    await Promise.all([run, closing]);
-    expect(started.every((i) => i.closed)).toBe(true);
+    const run = host.execute('a/1', task('a'), []);
+    const queued = host.execute('a/1', task('a-queued'), []);
+    const first = await instance(0).nthRun(0);
+    let closed = false;
+    const closing = host.closeAll().then(() => {
+      closed = true;
+    });
+    await flush();
     expect(host.status()).toEqual([]);
+    expect(instance(1).closed).toBe(true);
+    expect(instance(0).closed).toBe(false);
+
+    first.resolve(output('a'));
+    (await instance(0).nthRun(1)).resolve(output('a-queued'));
+    await expect(Promise.all([run, queued])).resolves.toEqual([output('a'), output('a-queued')]);
+    await closing;
+    expect(closed).toBe(true);
+    expect(started.every((i) => i.closed)).toBe(true);
+    expect(log).toEqual(['a/1#0:a', 'a/1#0:a-queued']);
   });
 });
