@@ -21,6 +21,8 @@ async function serve(argv: readonly string[]): Promise<void> {
   const failed = list.filter((v) => v.state !== 'READY').map((v) => v.name);
   process.stdout.write(
     `fabriek ${FABRIEK_VERSION} ready: gRPC on ${options.grpcAddress}:${gateway.grpcPort}; ` +
+      (options.allowHttp ? `HTTP on ${options.httpAddress}:${gateway.httpPort}; ` : '') +
+      (options.allowMetrics ? `metrics on ${options.httpAddress}:${gateway.metricsPort}; ` : '') +
       `${ready.length} model versions ready (${ready.join(', ')})` +
       (failed.length > 0 ? `; unavailable: ${failed.join(', ')}` : '') +
       '\n',

@@ -1,11 +1,15 @@
 import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { type Server as HttpServer } from 'node:http';
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { type Logger } from 'pino';
 import { unavailable } from '../core/errors.js';
 import { GRPCInferenceServiceService } from '../proto/gen/inference.js';
 import { detectGpus, planLocalWorkers } from './devices.js';
-import { createInferenceService } from './grpc/inference-service.js';
+import { createInferenceService, type ServerInfo } from './grpc/inference-service.js';
+import { createHttpServer } from './http/server.js';
+import { MetricsRegistry } from './metrics/registry.js';
+import { createMetricsServer } from './metrics/server.js';
 import { createLogger } from './logger.js';
 import { type ServeOptions } from './options.js';
 import { ModelManager } from './repository/model-manager.js';
@@ -21,6 +25,10 @@ export class StartupError extends Error {
 
 export interface RunningGateway {
   readonly grpcPort: number;
+  /** 0 when --allow-http false. */
+  readonly httpPort: number;
+  /** 0 when --allow-metrics false. */
+  readonly metricsPort: number;
   readonly models: ModelManager;
   readonly supervisor: WorkerSupervisor;
   /** Stops accepting, finishes in-flight requests, stops workers. */
@@ -44,25 +52,53 @@ function bindGrpc(server: Server, address: string): Promise<number> {
   });
 }
 
+function listenHttp(http: HttpServer, host: string, port: number): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const onError = (error: Error): void => reject(new StartupError(`cannot listen for HTTP on ${host}:${port}: ${error.message}`));
+    http.once('error', onError);
+    http.listen(port, host, () => {
+      http.off('error', onError);
+      const address = http.address();
+      resolvePort(typeof address === 'object' && address !== null ? address.port : port);
+    });
+  });
+}
+
 /** The composition root of a gateway: wires repository, workers, schedulers and the gRPC service. */
 export async function startGateway(options: ServeOptions, log: Logger = createLogger(options.logLevel, 'fabriek')): Promise<RunningGateway> {
   const repository = await checkRepository(options.modelRepository);
+  const metrics = options.allowMetrics ? new MetricsRegistry() : undefined;
   const models = new ModelManager({
     repository,
     log,
     defaultMaxBatchSize: options.defaultMaxBatchSize,
     maxQueueSize: options.maxQueueSize,
+    ...(metrics ? { metrics } : {}),
   });
+  metrics?.setPendingProvider(() =>
+    models.list().flatMap((v) => (v.serving ? [{ model: v.name, version: String(v.version), pending: v.serving.scheduler.pending }] : [])),
+  );
   await models.scan();
 
   const gpus = options.gpus ?? detectGpus();
   const specs = planLocalWorkers(gpus, options.workers);
+  const workersUp = new Set<string>();
+  const countWorkers = (): void => metrics?.setWorkers({ up: workersUp.size, down: specs.length - workersUp.size });
+  countWorkers();
   const supervisor = new WorkerSupervisor(specs, {
     maxMessageBytes: options.maxMessageBytes,
     logLevel: options.logLevel,
     log,
-    onUp: (connection) => models.addWorker(connection),
-    onDown: (workerId) => models.removeWorker(workerId),
+    onUp: async (connection) => {
+      await models.addWorker(connection);
+      workersUp.add(connection.endpoint.id);
+      countWorkers();
+    },
+    onDown: (workerId) => {
+      workersUp.delete(workerId);
+      countWorkers();
+      models.removeWorker(workerId);
+    },
   });
   await supervisor.start();
   await models.loadAll();
@@ -72,26 +108,46 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     'grpc.max_receive_message_length': options.maxMessageBytes,
     'grpc.max_send_message_length': options.maxMessageBytes,
   });
-  server.addService(
-    GRPCInferenceServiceService,
-    createInferenceService(
-      models,
-      {
-        name: 'fabriek',
-        version: FABRIEK_VERSION,
-        extensions: EXTENSIONS,
-        isDraining: () => draining,
-        strictReadiness: options.strictReadiness,
-      },
-      log,
-    ),
-  );
+  const info: ServerInfo = {
+    name: 'fabriek',
+    version: FABRIEK_VERSION,
+    extensions: EXTENSIONS,
+    isDraining: () => draining,
+    strictReadiness: options.strictReadiness,
+  };
+  server.addService(GRPCInferenceServiceService, createInferenceService(models, info, log));
   let grpcPort: number;
   try {
     grpcPort = await bindGrpc(server, `${options.grpcAddress}:${options.grpcPort}`);
   } catch (error) {
     await supervisor.stop();
     throw error;
+  }
+  let http: HttpServer | undefined;
+  let httpPort = 0;
+  if (options.allowHttp) {
+    http = createHttpServer(models, info, log, { maxBodyBytes: options.maxMessageBytes });
+    try {
+      httpPort = await listenHttp(http, options.httpAddress, options.httpPort);
+    } catch (error) {
+      server.forceShutdown();
+      await supervisor.stop();
+      throw error;
+    }
+  }
+
+  let metricsServer: HttpServer | undefined;
+  let metricsPort = 0;
+  if (metrics) {
+    metricsServer = createMetricsServer(metrics);
+    try {
+      metricsPort = await listenHttp(metricsServer, options.httpAddress, options.metricsPort);
+    } catch (error) {
+      server.forceShutdown();
+      http?.close();
+      await supervisor.stop();
+      throw error;
+    }
   }
 
   let shuttingDown: Promise<void> | undefined;
@@ -103,19 +159,26 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
         const force = setTimeout(() => {
           log.warn({ exitTimeoutSecs: options.exitTimeoutSecs }, 'exit timeout reached; cancelling remaining requests');
           server.forceShutdown();
+          http?.closeAllConnections();
           done();
         }, options.exitTimeoutSecs * 1000);
-        server.tryShutdown(() => {
+        let open = http ? 2 : 1;
+        const closed = (): void => {
+          if (--open > 0) return;
           clearTimeout(force);
           done();
-        });
+        };
+        server.tryShutdown(closed);
+        http?.close(closed);
       });
       await models.stop(unavailable('server is shutting down'));
       await supervisor.stop();
+      metricsServer?.closeAllConnections();
+      metricsServer?.close();
       log.info('stopped');
     })();
     return shuttingDown;
   };
 
-  return { grpcPort, models, supervisor, shutdown };
+  return { grpcPort, httpPort, metricsPort, models, supervisor, shutdown };
 }

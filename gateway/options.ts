@@ -5,7 +5,12 @@ export interface ServeOptions {
   readonly modelRepository: string;
   readonly grpcAddress: string;
   readonly grpcPort: number;
+  /** HTTP/REST and metrics bind here (tritonserver's --http-address). */
+  readonly httpAddress: string;
   readonly httpPort: number;
+  readonly metricsPort: number;
+  readonly allowHttp: boolean;
+  readonly allowMetrics: boolean;
   /** Local worker processes; undefined = one per GPU, else one CPU worker. */
   readonly workers: number | undefined;
   /** GPU ids to use; undefined = detect with nvidia-smi. */
@@ -45,7 +50,11 @@ export const SERVE_USAGE = `Usage: fabriek serve --model-repository DIR [options
   --model-repository DIR      model repository (required)
   --grpc-address HOST         address the gRPC server binds (default 0.0.0.0)
   --grpc-port N               KServe v2 gRPC port (default 8001; 0 = any free port)
-  --http-port N               KServe v2 HTTP port (default 8000; reserved for the HTTP API)
+  --http-address HOST         address the HTTP and metrics servers bind (default 0.0.0.0)
+  --http-port N               KServe v2 HTTP/REST port (default 8000; 0 = any free port)
+  --metrics-port N            Prometheus /metrics port (default 8002; 0 = any free port)
+  --allow-http BOOL           serve the HTTP/REST API (default true)
+  --allow-metrics BOOL        serve /metrics (default true)
   --workers N                 local worker processes (default: one per GPU, else 1)
   --gpus 0,1                  GPUs to use, one worker each (default: all that nvidia-smi lists)
   --log-level LEVEL           fatal|error|warn|info|debug|trace|silent (default info)
@@ -67,7 +76,11 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
         'model-repository': { type: 'string' },
         'grpc-address': { type: 'string' },
         'grpc-port': { type: 'string' },
+        'http-address': { type: 'string' },
         'http-port': { type: 'string' },
+        'metrics-port': { type: 'string' },
+        'allow-http': { type: 'string' },
+        'allow-metrics': { type: 'string' },
         workers: { type: 'string' },
         gpus: { type: 'string' },
         'log-level': { type: 'string' },
@@ -97,7 +110,11 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
     modelRepository: repo,
     grpcAddress: values['grpc-address'] ?? '0.0.0.0',
     grpcPort: integer('grpc-port', values['grpc-port'], 8001, 0, 65535),
+    httpAddress: values['http-address'] ?? '0.0.0.0',
     httpPort: integer('http-port', values['http-port'], 8000, 0, 65535),
+    metricsPort: integer('metrics-port', values['metrics-port'], 8002, 0, 65535),
+    allowHttp: boolean('allow-http', values['allow-http'], true),
+    allowMetrics: boolean('allow-metrics', values['allow-metrics'], true),
     workers: workersRaw === undefined ? undefined : integer('workers', workersRaw, 1, 1, 1024),
     gpus,
     logLevel,

@@ -35,7 +35,7 @@ export async function runInference(
       ...params,
     });
   } catch (error) {
-    serving.stats.failed(Number(process.hrtime.bigint() - start));
+    serving.stats.failed(Number(process.hrtime.bigint() - start), error);
     throw error;
   }
   serving.stats.succeeded(batchSize, Number(process.hrtime.bigint() - start), result);

@@ -9,6 +9,7 @@ import { Dispatcher } from '../scheduling/dispatcher.js';
 import { DirectScheduler } from '../scheduling/direct-scheduler.js';
 import { InstanceSlots } from '../scheduling/instance-slots.js';
 import { type WorkerConnection } from '../scheduling/worker-connection.js';
+import { type MetricsRegistry } from '../metrics/registry.js';
 import { ModelVersionStatistics } from '../stats/model-statistics.js';
 import { type ModelVersion, modelKey } from './model-version.js';
 import { planInstances, type WorkerPlan } from './placement.js';
@@ -20,6 +21,8 @@ export interface ModelManagerOptions {
   readonly defaultMaxBatchSize: number;
   /** Bound of each model's request queue. */
   readonly maxQueueSize: number;
+  /** Prometheus metrics; every loaded version gets a sink. */
+  readonly metrics?: MetricsRegistry;
 }
 
 /**
@@ -180,7 +183,7 @@ export class ModelManager {
       });
       const slots = new InstanceSlots();
       const dispatcher = new Dispatcher(v.key, slots, (workerId) => this.#workerSuspect(workerId));
-      const stats = new ModelVersionStatistics();
+      const stats = new ModelVersionStatistics(this.#options.metrics?.forVersion(v.name, String(v.version)));
       const batching = config.schedulingChoice?.$case === 'dynamicBatching' ? config.schedulingChoice.value : undefined;
       const scheduler =
         batching && config.maxBatchSize > 0

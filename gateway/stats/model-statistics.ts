@@ -19,6 +19,12 @@ interface BatchDurations {
   output: Duration;
 }
 
+/** Told about every statistics event, e.g. the Prometheus metrics of one version. */
+export interface StatisticsSink extends ExecutionObserver {
+  succeeded(batchSize: number, totalNs: number, result: JobResult): void;
+  failed(totalNs: number, error?: unknown): void;
+}
+
 /**
  * Triton's per-model-version statistics. Request-level durations (success,
  * fail, queue, compute_*) count once per request, so every request in a
@@ -36,6 +42,12 @@ export class ModelVersionStatistics implements ExecutionObserver {
   #inferenceCount = 0;
   #executionCount = 0;
   #lastInferenceMs = 0;
+  readonly #sink: StatisticsSink | undefined;
+
+  /** `sink` sees every event too, so metrics cannot drift from these statistics. */
+  constructor(sink?: StatisticsSink) {
+    this.#sink = sink;
+  }
 
   /** A request answered successfully; `totalNs` from arrival to answer. */
   succeeded(batchSize: number, totalNs: number, result: JobResult): void {
@@ -46,11 +58,13 @@ export class ModelVersionStatistics implements ExecutionObserver {
     add(this.#computeOutput, result.execution.computeOutputNs);
     this.#inferenceCount += batchSize;
     this.#lastInferenceMs = Date.now();
+    this.#sink?.succeeded(batchSize, totalNs, result);
   }
 
-  /** A request for this version failed (invalid, timed out, cancelled or failed to run). */
-  failed(totalNs: number): void {
+  /** A request for this version failed (invalid, timed out, cancelled or failed to run); `error` labels the metric's reason. */
+  failed(totalNs: number, error?: unknown): void {
     add(this.#fail, totalNs);
+    this.#sink?.failed(totalNs, error);
   }
 
   executed(batchSize: number, execution: ExecutionResult): void {
@@ -63,6 +77,7 @@ export class ModelVersionStatistics implements ExecutionObserver {
     add(b.input, execution.computeInputNs);
     add(b.infer, execution.computeInferNs);
     add(b.output, execution.computeOutputNs);
+    this.#sink?.executed(batchSize, execution);
   }
 
   snapshot(name: string, version: string): ModelStatistics {

@@ -18,9 +18,13 @@ export interface GatewayProcess {
 
 /** Starts the real `fabriek serve` CLI on a free port and waits for its ready line. */
 export async function startGateway(args: readonly string[], timeoutMs = 90_000): Promise<GatewayProcess> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--grpc-port', '0', '--grpc-address', '127.0.0.1', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [CLI, 'serve', '--grpc-port', '0', '--grpc-address', '127.0.0.1', '--http-address', '127.0.0.1', '--http-port', '0', '--metrics-port', '0', ...args],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let out = '';
   let err = '';
   child.stderr?.on('data', (d: Buffer) => (err += d.toString()));

@@ -66,7 +66,9 @@ describe('fabriek serve on a repository without config files', () => {
   });
 
   it('prints one ready line with the port and the models', () => {
-    expect(gw.readyLine).toMatch(/^fabriek \S+ ready: gRPC on 127\.0\.0\.1:\d+; \d+ model versions ready/);
+    expect(gw.readyLine).toMatch(
+      /^fabriek \S+ ready: gRPC on 127\.0\.0\.1:\d+; HTTP on 127\.0\.0\.1:\d+; metrics on 127\.0\.0\.1:\d+; \d+ model versions ready/,
+    );
     expect(gw.readyLine).toContain('identity_fp32/1');
   });
 

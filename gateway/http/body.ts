@@ -1,0 +1,86 @@
+// Request bodies: read whole (inference needs all inputs before it can start),
+// decompressed per Content-Encoding, and capped at the server's max message
+// size both before and after decompression, so a small gzip bomb cannot grow
+// past the cap in memory.
+import { type IncomingMessage } from 'node:http';
+import { type Readable, type Transform } from 'node:stream';
+import { createGunzip, createInflate } from 'node:zlib';
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import { cancelled, invalidArgument, ServingError } from '../../core/errors.js';
+
+/** The body is larger than the server accepts: HTTP 413, outside Triton's gRPC-code mapping. */
+export class BodyTooLargeError extends ServingError {
+  override name = 'BodyTooLargeError';
+}
+
+function decoderFor(encoding: string | undefined): Transform | undefined {
+  switch ((encoding ?? 'identity').trim().toLowerCase()) {
+    case 'identity':
+    case '':
+      return undefined;
+    case 'gzip':
+    case 'x-gzip':
+      return createGunzip();
+    case 'deflate':
+      return createInflate();
+    default:
+      throw invalidArgument(`unsupported Content-Encoding '${encoding}' (expected gzip, deflate or identity)`);
+  }
+}
+
+/** Reads and decodes the request body; rejects with BodyTooLargeError past `maxBytes`. */
+export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > maxBytes) {
+    req.resume();
+    return Promise.reject(tooLarge(maxBytes));
+  }
+  let source: Readable = req;
+  let decoder: Transform | undefined;
+  try {
+    decoder = decoderFor(req.headers['content-encoding']);
+  } catch (error) {
+    req.resume();
+    return Promise.reject(error);
+  }
+  return new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let received = 0;
+    let size = 0;
+    let done = false;
+    const fail = (error: unknown): void => {
+      if (done) return;
+      done = true;
+      decoder?.destroy();
+      req.resume(); // drain what is left so the socket can still carry the answer
+      reject(error);
+    };
+    if (decoder) {
+      req.on('data', (chunk: Buffer) => {
+        received += chunk.byteLength;
+        if (received > maxBytes) fail(tooLarge(maxBytes));
+      });
+      req.pipe(decoder);
+      source = decoder;
+      decoder.on('error', (e: Error) => fail(invalidArgument(`cannot decode the ${req.headers['content-encoding']} body: ${e.message}`)));
+    }
+    // The client went away mid-body: not a server fault, nothing to log.
+    req.on('error', () => fail(cancelled('the client closed the connection before sending the whole body')));
+    source.on('data', (chunk: Buffer) => {
+      if (done) return;
+      size += chunk.byteLength;
+      if (size > maxBytes) return fail(tooLarge(maxBytes));
+      chunks.push(chunk);
+    });
+    source.on('end', () => {
+      if (done) return;
+      done = true;
+      resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
+    });
+  });
+}
+
+function tooLarge(maxBytes: number): BodyTooLargeError {
+  // RESOURCE_EXHAUSTED, as gRPC answers an over-large message; the server maps this class to 413.
+  return new BodyTooLargeError(GrpcStatus.RESOURCE_EXHAUSTED, `request body is larger than the server's limit of ${maxBytes} bytes (--max-message-bytes)`);
+}

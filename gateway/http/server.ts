@@ -1,0 +1,206 @@
+// KServe v2 REST on node:http. No framework: routing is a handful of fixed
+// path shapes, and each layer a framework adds (router, middleware chain,
+// body parsers) sits on every infer request's hot path for nothing we need.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { type Logger } from 'pino';
+import { invalidArgument, isServingError, toHttpStatus, unimplemented } from '../../core/errors.js';
+import { type ServerInfo } from '../grpc/inference-service.js';
+import { type ModelManager } from '../repository/model-manager.js';
+import { BodyTooLargeError, readBody } from './body.js';
+import * as h from './handlers.js';
+import { HEADER_LENGTH } from './json-tensors.js';
+
+export interface HttpServerOptions {
+  /** Largest request body, before and after decompression (the server's --max-message-bytes). */
+  readonly maxBodyBytes?: number;
+}
+
+type Method = 'GET' | 'POST';
+
+/** A matched route: which methods it takes and what to do. */
+interface Route {
+  readonly method: Method;
+  run(req: IncomingMessage, res: ServerResponse, signal: AbortSignal): Promise<void>;
+}
+
+class HttpError extends Error {
+  constructor(readonly status: number, message: string, readonly headers: Record<string, string> = {}) {
+    super(message);
+  }
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function sendEmpty(res: ServerResponse, status: number): void {
+  res.writeHead(status, { 'content-length': 0 });
+  res.end();
+}
+
+function headerLength(req: IncomingMessage): number | undefined {
+  const value = req.headers[HEADER_LENGTH];
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (typeof value !== 'string' || !/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n)) {
+    throw invalidArgument(`${HEADER_LENGTH} must be a non-negative integer, got '${String(value)}'`);
+  }
+  return n;
+}
+
+function decodeSegment(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    throw new HttpError(400, `malformed percent-encoding in URL segment '${s}'`);
+  }
+}
+
+export function createHttpServer(models: ModelManager, info: ServerInfo, log: Logger, options: HttpServerOptions = {}): Server {
+  const maxBodyBytes = options.maxBodyBytes ?? 1 << 30;
+  const get = (answer: () => unknown): Route => ({ method: 'GET', run: async (_req, res) => sendJson(res, 200, answer()) });
+  const probe = (ready: () => boolean): Route => ({
+    method: 'GET',
+    run: async (_req, res) => sendEmpty(res, ready() ? 200 : 503),
+  });
+
+  /** The route for a path; undefined when no endpoint has that shape. */
+  const route = (segments: readonly string[]): Route | undefined => {
+    const [v2, kind, ...rest] = segments;
+    if (v2 !== 'v2') return undefined;
+    if (kind === undefined) return get(() => h.serverMetadata(info));
+    if (kind === 'health' && rest.length === 1) {
+      if (rest[0] === 'live') return probe(() => true);
+      if (rest[0] === 'ready') return probe(() => h.serverReady(models, info));
+      return undefined;
+    }
+    if (kind === 'repository') return repositoryRoute(rest);
+    if (kind !== 'models') return undefined;
+    if (rest.length === 1 && rest[0] === 'stats') return get(() => h.modelStatistics(models, '', ''));
+    const [name, ...after] = rest;
+    if (name === undefined) return undefined;
+    let version = '';
+    let tail = after;
+    if (after[0] === 'versions') {
+      if (after[1] === undefined) return undefined;
+      version = after[1];
+      tail = after.slice(2);
+    }
+    if (tail.length > 1) return undefined;
+    switch (tail[0]) {
+      case undefined:
+        return get(() => h.modelMetadata(models, name, version));
+      case 'ready':
+        return probe(() => h.modelReady(models, name, version));
+      case 'config':
+        return get(() => h.modelConfig(models, name, version));
+      case 'stats':
+        return get(() => h.modelStatistics(models, name, version));
+      case 'infer':
+        return {
+          method: 'POST',
+          run: async (req, res, signal) => {
+            const length = headerLength(req);
+            const body = await readBody(req, maxBodyBytes);
+            const answer = await h.infer(models, name, version, body, length, signal);
+            sendInfer(res, answer.json, answer.binary);
+          },
+        };
+      default:
+        return undefined;
+    }
+  };
+
+  const repositoryRoute = (rest: readonly string[]): Route | undefined => {
+    if (rest.length === 1 && rest[0] === 'index') {
+      return {
+        method: 'POST',
+        run: async (req, res) => {
+          const body = await readBody(req, maxBodyBytes);
+          let ready = false;
+          if (body.byteLength > 0) {
+            let parsed: unknown;
+            try {
+              parsed = JSON.parse(body.toString('utf8'));
+            } catch {
+              throw invalidArgument('failed to parse the repository index request JSON');
+            }
+            ready = typeof parsed === 'object' && parsed !== null && (parsed as { ready?: unknown }).ready === true;
+          }
+          sendJson(res, 200, h.repositoryIndex(models, ready));
+        },
+      };
+    }
+    if (rest.length === 3 && rest[0] === 'models' && (rest[2] === 'load' || rest[2] === 'unload')) {
+      const rpc = rest[2] === 'load' ? 'RepositoryModelLoad' : 'RepositoryModelUnload';
+      return { method: 'POST', run: () => Promise.reject(unimplemented(`${rpc} is not implemented by Fabriek`)) };
+    }
+    return undefined;
+  };
+
+  const fail = (res: ServerResponse, error: unknown): void => {
+    if (res.headersSent || res.destroyed) {
+      res.destroy();
+      return;
+    }
+    if (error instanceof HttpError) {
+      for (const [k, v] of Object.entries(error.headers)) res.setHeader(k, v);
+      sendJson(res, error.status, { error: error.message });
+    } else if (error instanceof BodyTooLargeError) {
+      res.setHeader('connection', 'close'); // the rest of the body is not worth reading
+      sendJson(res, 413, { error: error.message });
+    } else if (isServingError(error)) {
+      sendJson(res, toHttpStatus(error.code), { error: error.message });
+    } else {
+      log.error({ err: error }, 'unexpected error in HTTP handler');
+      sendJson(res, 500, { error: 'internal error' });
+    }
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const segments = path.split('/').filter((s) => s !== '').map(decodeSegment);
+    const r = route(segments);
+    if (!r) throw new HttpError(404, `no endpoint at ${req.method ?? ''} ${path}`);
+    if (req.method !== r.method) {
+      throw new HttpError(405, `${path} accepts ${r.method}, not ${req.method ?? ''}`, { allow: r.method });
+    }
+    // Cancel the request's queue entry when the client goes away before the answer.
+    const controller = new AbortController();
+    const onClose = (): void => {
+      if (!res.writableFinished) controller.abort();
+    };
+    res.once('close', onClose);
+    await r.run(req, res, controller.signal);
+  };
+
+  return createServer((req, res) => {
+    handle(req, res).catch((error: unknown) => {
+      if (!req.complete) req.resume();
+      fail(res, error);
+    });
+  });
+}
+
+/** JSON alone, or JSON then binary parts with Inference-Header-Content-Length, as Triton answers. */
+function sendInfer(res: ServerResponse, json: string, binary: readonly Uint8Array[]): void {
+  const jsonLength = Buffer.byteLength(json);
+  if (binary.length === 0) {
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': jsonLength });
+    res.end(json);
+    return;
+  }
+  const total = binary.reduce((n, b) => n + b.byteLength, jsonLength);
+  res.writeHead(200, {
+    'content-type': 'application/octet-stream',
+    'content-length': total,
+    [HEADER_LENGTH]: jsonLength,
+  });
+  res.write(json);
+  for (const b of binary) res.write(b);
+  res.end();
+}

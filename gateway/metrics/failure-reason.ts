@@ -1,0 +1,28 @@
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import { isServingError } from '../../core/errors.js';
+
+/** Triton's `reason` label values for nv_inference_request_failure. */
+export type FailureReason = 'REJECTED' | 'CANCELED' | 'BACKEND' | 'OTHER';
+
+/**
+ * Classifies a failed request the way Triton labels it. Queue full and queue
+ * timeout are rejections; UNAVAILABLE that names a worker is the backend
+ * dying under the request, so it counts as BACKEND.
+ */
+export function failureReason(error: unknown): FailureReason {
+  if (!isServingError(error)) return 'OTHER';
+  switch (error.code) {
+    case GrpcStatus.RESOURCE_EXHAUSTED:
+      return 'REJECTED';
+    case GrpcStatus.UNAVAILABLE:
+      return /\bworker\b/i.test(error.message) ? 'BACKEND' : 'REJECTED';
+    case GrpcStatus.CANCELLED:
+    case GrpcStatus.DEADLINE_EXCEEDED:
+      return 'CANCELED';
+    case GrpcStatus.INTERNAL:
+    case GrpcStatus.UNKNOWN:
+      return 'BACKEND';
+    default:
+      return 'OTHER';
+  }
+}

@@ -1,0 +1,142 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { type GpuReader, type GpuSample, nvidiaSmiReader } from './gpu.js';
+import { type InferenceMetrics, VersionMetrics } from './version-metrics.js';
+
+export { VersionMetrics } from './version-metrics.js';
+
+/** Queue waits range from microseconds (idle) to seconds (overload). */
+const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
+
+export interface PendingCount {
+  readonly model: string;
+  readonly version: string;
+  readonly pending: number;
+}
+
+export interface MetricsOptions {
+  /** Default process metrics (`fabriek_process_*`, `fabriek_nodejs_*`); default true. */
+  readonly defaultMetrics?: boolean;
+  /** GPU source; default nvidia-smi cached for 1 s; `false` for none. */
+  readonly gpu?: GpuReader | false;
+}
+
+const VL = ['model', 'version'] as const;
+
+/**
+ * Fabriek's Prometheus registry. Per-version inference metrics come from
+ * `forVersion(...)` sinks fed by ModelVersionStatistics; gauges that are
+ * state rather than events (pending requests, GPUs) are read at scrape time.
+ */
+export class MetricsRegistry {
+  readonly registry = new Registry();
+  readonly #inference: InferenceMetrics;
+  readonly #workers: Gauge<'state'>;
+  readonly #versions = new Map<string, VersionMetrics>();
+  #pending: () => Iterable<PendingCount> = () => [];
+
+  constructor(options: MetricsOptions = {}) {
+    const registers = [this.registry];
+    const counter = (name: string, help: string): Counter<'model' | 'version'> =>
+      new Counter({ name, help, labelNames: VL, registers });
+    const histogram = (name: string, help: string, buckets: number[]): Histogram<'model' | 'version'> =>
+      new Histogram({ name, help, labelNames: VL, buckets, registers });
+    this.#inference = {
+      success: counter('nv_inference_request_success', 'Number of successful inference requests, all batch sizes'),
+      failure: new Counter({
+        name: 'nv_inference_request_failure',
+        help: 'Number of failed inference requests, all batch sizes',
+        labelNames: [...VL, 'reason'],
+        registers,
+      }),
+      inferenceCount: counter('nv_inference_count', 'Number of inferences performed (rows; does not include cached requests)'),
+      execCount: counter('nv_inference_exec_count', 'Number of model executions performed'),
+      requestUs: counter('nv_inference_request_duration_us', 'Cumulative inference request duration in microseconds'),
+      queueUs: counter('nv_inference_queue_duration_us', 'Cumulative inference queuing duration in microseconds'),
+      computeInputUs: counter('nv_inference_compute_input_duration_us', 'Cumulative compute input duration in microseconds'),
+      computeInferUs: counter('nv_inference_compute_infer_duration_us', 'Cumulative compute inference duration in microseconds'),
+      computeOutputUs: counter('nv_inference_compute_output_duration_us', 'Cumulative inference compute output duration in microseconds'),
+      queueSeconds: histogram('fabriek_queue_duration_seconds', 'Time a request waited in the queue, per request', LATENCY_BUCKETS),
+      computeInferSeconds: histogram(
+        'fabriek_compute_infer_duration_seconds',
+        'Model execution time on the worker, per execution',
+        LATENCY_BUCKETS,
+      ),
+      batchSize: histogram('fabriek_batch_size', 'Rows per model execution', BATCH_BUCKETS),
+    };
+    const pending = (): Iterable<PendingCount> => this.#pending();
+    new Gauge({
+      name: 'nv_inference_pending_request_count',
+      help: 'Instantaneous number of pending requests awaiting execution per-model',
+      labelNames: VL,
+      registers,
+      collect() {
+        this.reset();
+        for (const p of pending()) this.set({ model: p.model, version: p.version }, p.pending);
+      },
+    });
+    this.#workers = new Gauge({ name: 'fabriek_workers', help: 'Worker processes by state', labelNames: ['state'], registers });
+    this.setWorkers({ up: 0, down: 0 });
+    if (options.gpu !== false) registerGpuGauges(this.registry, options.gpu ?? nvidiaSmiReader());
+    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'fabriek_' });
+  }
+
+  /** The sink for one loaded version; pass it to ModelVersionStatistics. The same object for the same version. */
+  forVersion(model: string, version: string): VersionMetrics {
+    const key = JSON.stringify([model, version]);
+    let v = this.#versions.get(key);
+    if (!v) {
+      v = new VersionMetrics(this.#inference, model, version);
+      this.#versions.set(key, v);
+    }
+    return v;
+  }
+
+  /** Drops a version's series once it is unloaded, as Triton does. */
+  removeVersion(model: string, version: string): void {
+    const key = JSON.stringify([model, version]);
+    this.#versions.get(key)?.remove();
+    this.#versions.delete(key);
+  }
+
+  /** Read at every scrape: each serving version's `scheduler.pending`. */
+  setPendingProvider(provider: () => Iterable<PendingCount>): void {
+    this.#pending = provider;
+  }
+
+  /** Worker processes connected (`up`) and planned but not connected (`down`). */
+  setWorkers(counts: { up: number; down: number }): void {
+    this.#workers.set({ state: 'up' }, counts.up);
+    this.#workers.set({ state: 'down' }, counts.down);
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** The exposition text. */
+  metrics(): Promise<string> {
+    return this.registry.metrics();
+  }
+}
+
+function registerGpuGauges(registry: Registry, read: GpuReader): void {
+  const registers = [registry];
+  // Each gauge asks the reader; nvidiaSmiReader's 1 s cache makes that one nvidia-smi run per scrape.
+  const gauge = (name: string, help: string, pick: (s: GpuSample) => number): void => {
+    new Gauge({
+      name,
+      help,
+      labelNames: ['gpu'],
+      registers,
+      async collect() {
+        const samples = await read();
+        this.reset();
+        for (const s of samples) this.set({ gpu: s.index }, pick(s));
+      },
+    });
+  };
+  gauge('fabriek_gpu_utilization_ratio', 'GPU utilisation (0..1) from nvidia-smi', (s) => s.utilization);
+  gauge('fabriek_gpu_memory_used_bytes', 'GPU memory in use, bytes, from nvidia-smi', (s) => s.memoryUsedBytes);
+  gauge('fabriek_gpu_memory_total_bytes', 'GPU memory in total, bytes, from nvidia-smi', (s) => s.memoryTotalBytes);
+}
