@@ -89,11 +89,16 @@ export class InferenceGrpcClient {
     for (const [k, v] of Object.entries(o.metadata ?? {})) md.set(k, v);
     const opts: Partial<CallOptions> = o.timeoutMs !== undefined ? { deadline: Date.now() + o.timeoutMs } : {};
     return new Promise<Res>((resolve, reject) => {
+      const signal = o.signal;
+      const onAbort = (): void => call.cancel();
       const call = method.call(this.raw, request, md, opts, (error, response) => {
+        // A long-lived signal shared by many calls must not collect listeners.
+        signal?.removeEventListener('abort', onAbort);
         if (error) reject(error);
         else resolve(response);
       });
-      o.signal?.addEventListener('abort', () => call.cancel(), { once: true });
+      if (signal?.aborted) call.cancel();
+      else signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 }

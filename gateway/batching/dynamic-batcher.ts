@@ -208,9 +208,11 @@ export class DynamicBatcher<P> implements Scheduler {
           for (const x of d.expired) this.#expire(x.entry, x.reason, now);
           if (d.kind === 'wait') waitUntil = d.untilNs;
           if (d.kind !== 'send') break;
-          // Only a full batch goes ahead into a busy instance's queue: a smaller
-          // one would be frozen early, while waiting for the instance lets it grow.
-          if (this.#slots.idle <= 0 && rowsOf(d.take) < this.#fullBatch) break;
+          // A batch goes ahead into a busy instance's queue only when it is at
+          // least as large as the last one cut (or full): a smaller one would be
+          // frozen early, while waiting for the instance lets it grow. Under
+          // steady load this keeps the instance fed without shrinking batches.
+          if (this.#slots.idle <= 0 && rowsOf(d.take) < Math.min(this.#fullBatch, this.#lastRows)) break;
           if (!this.#send(d.take, now)) break;
         }
       } while (this.#again);
@@ -219,6 +221,9 @@ export class DynamicBatcher<P> implements Scheduler {
     }
     this.#arm(waitUntil);
   }
+
+  /** Rows of the last batch cut. */
+  #lastRows = 0;
 
   /** The largest preferred batch size (max_batch_size without preferences). */
   get #fullBatch(): number {
@@ -238,6 +243,7 @@ export class DynamicBatcher<P> implements Scheduler {
       // The batch is worth running until its last member's deadline.
       if (e.job.deadline > deadline) deadline = e.job.deadline;
     }
+    this.#lastRows = rows;
     let inputs: Tensor[];
     try {
       inputs = concatRows(take.map((e) => e.inputs));

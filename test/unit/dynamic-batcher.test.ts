@@ -471,29 +471,29 @@ describe('DynamicBatcher', () => {
     expect(outOfRange.state.error).toBeUndefined();
   });
 
-  it('sends only a full batch into a queue-ahead slot while the instance is busy', async () => {
-    const { dispatcher, submit } = setup({ capacity: 2, instances: 1, maxBatchSize: 4 });
-    submit();
+  it('sends a batch into a queue-ahead slot only when it is as large as the last one cut', async () => {
+    const { dispatcher, submit } = setup({ capacity: 2, instances: 1, maxBatchSize: 8 });
+    submit({ rows: 3 });
     await flush();
-    expect(dispatcher.executions).toHaveLength(1);
+    expect(dispatcher.executions.map((e) => e.ids)).toEqual([[1, 2, 3]]);
     submit();
     submit();
     await flush();
     // The instance is busy: two rows would be frozen early, so they wait to grow.
     expect(dispatcher.executions).toHaveLength(1);
     submit();
-    submit();
     await flush();
-    expect(dispatcher.executions.map((e) => e.ids)).toEqual([[1], [2, 3, 4, 5]]);
-    submit();
+    // Three rows, as many as the running batch: they go ahead.
+    expect(dispatcher.executions.map((e) => e.ids)).toEqual([[1, 2, 3], [4, 5, 6]]);
     dispatcher.executions[0]?.finish();
+    submit();
     await flush();
     // The queued-ahead batch now runs, so the instance is still busy.
     expect(dispatcher.executions).toHaveLength(2);
     dispatcher.executions[1]?.finish();
     await flush();
     // The instance is idle again: the lone request goes at once.
-    expect(dispatcher.executions.map((e) => e.ids)).toEqual([[1], [2, 3, 4, 5], [6]]);
+    expect(dispatcher.executions.map((e) => e.ids)).toEqual([[1, 2, 3], [4, 5, 6], [7]]);
   });
 
   it('answers in cut order with preserve_ordering, even when a later batch finishes first', async () => {

@@ -1,0 +1,173 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+/** dist/gateway/cli.js, next to dist/bench/. */
+export const GATEWAY_CLI = fileURLToPath(new URL('../../gateway/cli.js', import.meta.url));
+
+export interface ChildServer {
+  /** 127.0.0.1:PORT */
+  readonly address: string;
+  readonly pid: number;
+  /** The stdout line that said it was ready. */
+  readonly readyLine: string;
+  /** The last stderr the child wrote (warnings and errors worth reporting). */
+  stderrTail(): string;
+  /** SIGTERM, then SIGKILL if it has not exited after `graceMs`; resolves with the exit code or signal. */
+  stop(graceMs?: number): Promise<string>;
+}
+
+// Children still running and temp dirs still present when this process
+// exits (a crash, Ctrl-C) are cleaned up here, synchronously.
+const liveChildren = new Set<ChildProcess>();
+const tempDirs = new Set<string>();
+process.once('exit', () => {
+  for (const child of liveChildren) child.kill('SIGKILL');
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/** Removes `dir` at exit unless it was removed (and forgotten) before. */
+export function removeAtExit(dir: string): () => void {
+  tempDirs.add(dir);
+  return () => tempDirs.delete(dir);
+}
+
+const STDERR_TAIL = 16_384;
+
+/**
+ * Starts `node script args…` and waits for a stdout line matching
+ * `ready` whose first group is the port it listens on (127.0.0.1).
+ */
+export async function startChildServer(script: string, args: readonly string[], ready: RegExp, timeoutMs = 120_000): Promise<ChildServer> {
+  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  liveChildren.add(child);
+  let stdout = '';
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-STDERR_TAIL);
+  });
+  const exited = new Promise<string>((resolve) =>
+    child.once('exit', (code, signal) => {
+      liveChildren.delete(child);
+      resolve(signal ?? String(code));
+    }),
+  );
+  const readyLine = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${script} not ready within ${timeoutMs} ms; stderr:\n${stderr}`));
+    }, timeoutMs);
+    const onData = (d: Buffer): void => {
+      stdout += d.toString();
+      const line = stdout.split('\n').slice(0, -1).find((l) => ready.test(l)); // whole lines only
+      if (line !== undefined) {
+        clearTimeout(timer);
+        child.stdout.off('data', onData);
+        child.stdout.resume(); // keep draining, stop keeping
+        resolve(line);
+      }
+    };
+    child.stdout.on('data', onData);
+    void exited.then((how) => {
+      clearTimeout(timer);
+      reject(new Error(`${script} exited (${how}) before it was ready; stderr:\n${stderr}`));
+    });
+  });
+  const port = Number(ready.exec(readyLine)?.[1]);
+  let stopping: Promise<string> | undefined;
+  return {
+    address: `127.0.0.1:${port}`,
+    readyLine,
+    pid: child.pid ?? -1,
+    stderrTail: () => stderr,
+    stop: (graceMs = 35_000) => {
+      stopping ??= (async () => {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+        const how = await exited;
+        clearTimeout(timer);
+        return how;
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** `fabriek serve` on a free loopback port, quiet unless something goes wrong. */
+export function startGateway(repository: string, extraArgs: readonly string[] = []): Promise<ChildServer> {
+  return startChildServer(
+    GATEWAY_CLI,
+    ['serve', '--model-repository', repository, '--grpc-address', '127.0.0.1', '--grpc-port', '0', '--log-level', 'warn', ...extraArgs],
+    / ready: gRPC on 127\.0\.0\.1:(\d+)/,
+  );
+}
+
+const CLOCK_TICKS = 100; // USER_HZ on every Linux we run on
+
+/** User + system CPU seconds of `pid` and all its descendants (the gateway and its workers); NaN without /proc. */
+export function treeCpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    let ticks = Number(fields[11]) + Number(fields[12]);
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      const children = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim();
+      for (const child of children ? children.split(' ') : []) ticks += treeCpuSeconds(Number(child)) * CLOCK_TICKS;
+    }
+    return ticks / CLOCK_TICKS;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Busy CPU seconds of the whole machine (all processes), from /proc/stat; NaN without it. */
+function machineBusySeconds(): number {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
+    const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number);
+    return ((user ?? NaN) + (nice ?? NaN) + (system ?? NaN) + (irq ?? NaN) + (softirq ?? NaN) + (steal ?? 0)) / CLOCK_TICKS;
+  } catch {
+    return NaN;
+  }
+}
+
+export interface CpuShare {
+  /** Cores kept busy on average during the window by this process (the load generator)… */
+  readonly client: number;
+  /** …by the server's process tree (0 when there is none)… */
+  readonly server: number;
+  /** …and by everything else on the machine: other users' work that disturbs the figures. */
+  readonly other: number;
+}
+
+/** Measures how the cores were shared over a window; `serverPid` undefined for in-process baselines. */
+export function cpuMeter(serverPid?: number): { start(): void; stop(): CpuShare } {
+  const serverSeconds = (): number => (serverPid === undefined ? 0 : treeCpuSeconds(serverPid));
+  let t0 = 0;
+  let client0 = process.cpuUsage();
+  let server0 = NaN;
+  let machine0 = NaN;
+  return {
+    start: () => {
+      t0 = performance.now();
+      client0 = process.cpuUsage();
+      server0 = serverSeconds();
+      machine0 = machineBusySeconds();
+    },
+    stop: () => {
+      const seconds = (performance.now() - t0) / 1000;
+      const c = process.cpuUsage(client0);
+      const client = (c.user + c.system) / 1e6 / seconds;
+      const server = (serverSeconds() - server0) / seconds;
+      const machine = (machineBusySeconds() - machine0) / seconds;
+      return { client, server, other: Math.max(0, machine - client - server) };
+    },
+  };
+}
+
+/** Other work above this share of a core makes a level's figures suspect. */
+export const DISTURBED_CORES = 0.15;
+
+/** ", DISTURBED (…)" for a progress line when other work shared the cores. */
+export const disturbedNote = (cpu: CpuShare | undefined): string =>
+  cpu !== undefined && cpu.other > DISTURBED_CORES ? `, DISTURBED: other processes used ${cpu.other.toFixed(2)} cores` : '';
