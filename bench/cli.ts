@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { DISTURBED_CORES, cpuMeter } from './load/child-server.js';
 import { describeRun, runInfo, saveResults } from './load/report.js';
 import { BATCHING_MODELS, type BatchingModel, runBatching } from './scenarios/batching.js';
+import { runHttp } from './scenarios/http.js';
 import { runLatency } from './scenarios/latency.js';
 
 const USAGE = `Usage: node dist/bench/cli.js <scenario> [options]
@@ -10,6 +11,7 @@ Scenarios (each starts its own servers on 127.0.0.1 and stops them):
   batching   issue #3: MLP throughput/latency at concurrency 1, 8, 64 with
              dynamic batching on and off, beside raw ONNX Runtime at batch 1, 8, 64
   latency    issue #2: identity_fp32 at concurrency 1 and 64, beside a bare grpc-js echo server
+  http       issue #4: autocannon on the REST infer endpoint; /metrics must equal the answers counted
 
 Options:
   --duration S          measurement window per load level (default 10)
@@ -61,7 +63,7 @@ async function main(): Promise<number> {
   }
   const { values, positionals } = parsed;
   const scenario = positionals[0];
-  if (values.help || (scenario !== 'batching' && scenario !== 'latency')) {
+  if (values.help || (scenario !== 'batching' && scenario !== 'latency' && scenario !== 'http')) {
     process.stdout.write(USAGE);
     return values.help ? 0 : 2;
   }
@@ -86,6 +88,7 @@ async function main(): Promise<number> {
 
   // However the servers behave, the run ends: a watchdog well past the planned time.
   const levels = scenario === 'batching' ? models.length * concurrencies.length * (1 + queueDelaysUs.length) : 2 * concurrencies.length;
+
   const rawMs = scenario === 'batching' ? models.length * 3 * rawDurationMs : 0;
   const watchdog = setTimeout(() => {
     log('bench: watchdog expired; stopping');
@@ -96,10 +99,17 @@ async function main(): Promise<number> {
   let report: { json: unknown; markdown: string; ok: boolean };
   if (scenario === 'batching') {
     report = await runBatching({ models: models.filter(isModel), concurrencies, rawBatchSizes: [1, 8, 64], queueDelaysUs, instances, warmupMs, durationMs, rawDurationMs, log });
-  } else {
+  } else if (scenario === 'latency') {
     report = await runLatency({ concurrencies, warmupMs, durationMs, log });
+  } else {
+    report = await runHttp({ concurrencies, durationMs, log });
   }
-  const title = scenario === 'batching' ? '# Dynamic batching (issue #3)' : '# Gateway latency and overhead (issue #2)';
+  const title =
+    scenario === 'batching'
+      ? '# Dynamic batching (issue #3)'
+      : scenario === 'latency'
+        ? '# Gateway latency and overhead (issue #2)'
+        : '# HTTP/REST under autocannon (issue #4)';
   const markdown = `${title}\n\n${describeRun(info)}\n\n${report.markdown}`;
   const paths = saveResults(scenario, { info, ...(report.json as object) }, markdown);
   process.stdout.write(markdown);
