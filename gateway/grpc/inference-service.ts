@@ -12,6 +12,7 @@ import {
   type RepositoryIndexResponse,
 } from '../../proto/gen/inference.js';
 import { runInference } from '../inference/infer-pipeline.js';
+import { loadParametersFromProto } from '../repository/model-loader.js';
 import { type ModelManager } from '../repository/model-manager.js';
 import { type ModelVersion } from '../repository/model-version.js';
 import { decodeInputs } from '../tensor/decode-request.js';
@@ -144,8 +145,14 @@ export function createInferenceService(
         })),
       };
     }, log),
-    repositoryModelLoad: notImplemented('RepositoryModelLoad'),
-    repositoryModelUnload: notImplemented('RepositoryModelUnload'),
+    repositoryModelLoad: unary(async (request) => {
+      await models.load(request.modelName, loadParametersFromProto(request.parameters));
+      return {};
+    }, log),
+    repositoryModelUnload: unary(async (request) => {
+      await models.unload(request.modelName);
+      return {};
+    }, log),
     systemSharedMemoryStatus: notImplemented('SystemSharedMemoryStatus'),
     systemSharedMemoryRegister: notImplemented('SystemSharedMemoryRegister'),
     systemSharedMemoryUnregister: notImplemented('SystemSharedMemoryUnregister'),

@@ -1,9 +1,10 @@
 // The REST endpoints' logic: the same ModelManager calls and semantics as
 // the gRPC handlers in gateway/grpc/inference-service.ts, answering JSON.
-import { notFound } from '../../core/errors.js';
+import { invalidArgument, notFound } from '../../core/errors.js';
 import { type TensorSignature } from '../../core/signature.js';
 import { type ServerInfo } from '../grpc/inference-service.js';
 import { runInference } from '../inference/infer-pipeline.js';
+import { loadParametersFromJson } from '../repository/model-loader.js';
 import { type ModelManager } from '../repository/model-manager.js';
 import { type ModelVersion } from '../repository/model-version.js';
 import { decodeInferRequest, encodeInferResponse, type EncodedInferResponse } from './json-tensors.js';
@@ -94,4 +95,18 @@ export async function infer(
   const { request, ...wants } = decodeInferRequest(body, headerLength, name, version);
   const result = await runInference(models, request, { signal, deadline: Infinity });
   return encodeInferResponse(result, wants);
+}
+
+/** POST /v2/repository/models/{m}/load|unload: Triton answers 200 with an empty body. */
+export async function repositoryControl(models: ModelManager, name: string, action: 'load' | 'unload', body: Buffer): Promise<void> {
+  let parsed: unknown = {};
+  if (body.byteLength > 0) {
+    try {
+      parsed = JSON.parse(body.toString('utf8'));
+    } catch {
+      throw invalidArgument(`failed to parse the repository ${action} request JSON`);
+    }
+  }
+  if (action === 'load') await models.load(name, loadParametersFromJson(parsed));
+  else await models.unload(name);
 }

@@ -3,7 +3,7 @@
 // body parsers) sits on every infer request's hot path for nothing we need.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { type Logger } from 'pino';
-import { invalidArgument, isServingError, toHttpStatus, unimplemented } from '../../core/errors.js';
+import { invalidArgument, isServingError, toHttpStatus } from '../../core/errors.js';
 import { type ServerInfo } from '../grpc/inference-service.js';
 import { type ModelManager } from '../repository/model-manager.js';
 import { BodyTooLargeError, readBody } from './body.js';
@@ -134,8 +134,14 @@ export function createHttpServer(models: ModelManager, info: ServerInfo, log: Lo
       };
     }
     if (rest.length === 3 && rest[0] === 'models' && (rest[2] === 'load' || rest[2] === 'unload')) {
-      const rpc = rest[2] === 'load' ? 'RepositoryModelLoad' : 'RepositoryModelUnload';
-      return { method: 'POST', run: () => Promise.reject(unimplemented(`${rpc} is not implemented by Fabriek`)) };
+      const [, name, action] = rest as [string, string, 'load' | 'unload'];
+      return {
+        method: 'POST',
+        run: async (req, res) => {
+          await h.repositoryControl(models, name, action, await readBody(req, maxBodyBytes));
+          sendEmpty(res, 200);
+        },
+      };
     }
     return undefined;
   };

@@ -1,5 +1,5 @@
 import { type Logger } from 'pino';
-import { notFound, unavailable } from '../../core/errors.js';
+import { invalidArgument, notFound, unavailable } from '../../core/errors.js';
 import { completeConfig } from '../../models/config/complete.js';
 import { type ModelEntry, scanRepository } from '../../models/repository/scan.js';
 import { type LoadModelResponse } from '../../proto/gen/worker.js';
@@ -11,7 +11,8 @@ import { InstanceSlots } from '../scheduling/instance-slots.js';
 import { type WorkerConnection } from '../scheduling/worker-connection.js';
 import { type MetricsRegistry } from '../metrics/registry.js';
 import { ModelVersionStatistics } from '../stats/model-statistics.js';
-import { type ModelVersion, modelKey } from './model-version.js';
+import { drainScheduler, type LoadParameters, prepareLoad, removeUpload, versionsOf } from './model-loader.js';
+import { type ModelVersion } from './model-version.js';
 import { planInstances, type WorkerPlan } from './placement.js';
 
 export interface ModelManagerOptions {
@@ -38,6 +39,10 @@ export class ModelManager {
   /** name → versions, in ascending version order. */
   readonly #models = new Map<string, ModelVersion[]>();
   readonly #entries = new Map<string, ModelEntry>();
+  /** name → temp dir of uploaded files it serves from. */
+  readonly #uploads = new Map<string, string>();
+  /** name → tail of its load/unload chain: one at a time per name. */
+  readonly #ops = new Map<string, Promise<unknown>>();
 
   constructor(options: ModelManagerOptions) {
     this.#options = options;
@@ -49,26 +54,7 @@ export class ModelManager {
     for (const entry of scan.models) {
       this.#entries.set(entry.name, entry);
       for (const w of entry.warnings) this.#options.log.warn({ model: entry.name }, w);
-      const versions: ModelVersion[] = entry.versions.map((v) => ({
-        name: entry.name,
-        version: v.version,
-        key: modelKey(entry.name, v.version),
-        modelPath: v.path,
-        state: entry.error ? 'UNAVAILABLE' : 'UNKNOWN',
-        reason: entry.error ?? '',
-        serving: undefined,
-      }));
-      if (versions.length === 0) {
-        versions.push({
-          name: entry.name,
-          version: 0,
-          key: modelKey(entry.name, 0),
-          modelPath: '',
-          state: 'UNAVAILABLE',
-          reason: entry.error ?? 'no version found',
-          serving: undefined,
-        });
-      }
+      const versions = versionsOf(entry);
       this.#models.set(entry.name, versions);
       if (entry.error) this.#options.log.error({ model: entry.name, reason: entry.error }, 'model unavailable');
     }
@@ -158,6 +144,70 @@ export class ModelManager {
   /** Stops every scheduler: queued requests fail with `reason`, running ones finish. */
   async stop(reason: Error): Promise<void> {
     await Promise.all(this.list().map((v) => v.serving?.scheduler.stop(reason)));
+  }
+
+  /**
+   * RepositoryModelLoad: rescans the model (or takes uploaded files and a
+   * config override), loads the selected versions while the old ones still
+   * serve, then swaps and retires the old ones once their requests finish.
+   * Throws INVALID_ARGUMENT with the reason when a version fails to load.
+   */
+  load(name: string, params: LoadParameters): Promise<void> {
+    return this.#oneAtATime(name, async () => {
+      const { entry, uploadDir } = await prepareLoad(this.#options.repository, name, params);
+      for (const w of entry.warnings) this.#options.log.warn({ model: name }, w);
+      this.#entries.set(name, entry);
+      const next = versionsOf(entry);
+      await Promise.all(next.filter((v) => v.state === 'UNKNOWN').map((v) => this.#load(v)));
+      const previous = this.#models.get(name) ?? [];
+      this.#models.set(name, next);
+      const oldUpload = this.#uploads.get(name);
+      if (uploadDir === undefined) this.#uploads.delete(name);
+      else this.#uploads.set(name, uploadDir);
+      // A key the new set serves again was replaced in place on the workers: keep it there.
+      const kept = (v: ModelVersion): boolean => next.some((n) => n.key === v.key && n.state === 'READY');
+      await Promise.all(previous.map((v) => this.#retire(v, kept(v))));
+      if (oldUpload !== uploadDir) await removeUpload(oldUpload);
+      const failed = next.find((v) => v.state !== 'READY');
+      if (failed) throw invalidArgument(`failed to load '${name}': ${failed.reason}`);
+      this.#options.log.info({ model: name, versions: next.map((v) => v.version) }, 'model loaded');
+    });
+  }
+
+  /** RepositoryModelUnload: new requests fail at once, those already queued or running finish, then UNAVAILABLE "unloaded". */
+  unload(name: string): Promise<void> {
+    return this.#oneAtATime(name, async () => {
+      const versions = this.#models.get(name);
+      if (!versions) throw notFound(`failed to unload '${name}': no model with that name`);
+      await Promise.all(versions.map((v) => this.#retire(v, false)));
+      await removeUpload(this.#uploads.get(name));
+      this.#uploads.delete(name);
+      this.#options.log.info({ model: name }, 'model unloaded');
+    });
+  }
+
+  #oneAtATime<T>(name: string, run: () => Promise<T>): Promise<T> {
+    const result = (this.#ops.get(name) ?? Promise.resolve()).then(run);
+    const tail = result.catch(() => undefined);
+    this.#ops.set(name, tail);
+    void tail.then(() => {
+      if (this.#ops.get(name) === tail) this.#ops.delete(name);
+    });
+    return result;
+  }
+
+  /** Takes a version out of service: UNLOADING (resolve refuses it), drain, unload unless `keepOnWorkers`. */
+  async #retire(v: ModelVersion, keepOnWorkers: boolean): Promise<void> {
+    const serving = v.serving;
+    if (v.state === 'READY') v.state = 'UNLOADING';
+    await drainScheduler(v, unavailable(`model '${v.key}' was unloaded`));
+    if (serving && !keepOnWorkers) {
+      await Promise.allSettled(serving.plans.map((p) => this.#workers.get(p.workerId)?.unloadModel(v.key)));
+      this.#options.metrics?.removeVersion(v.name, String(v.version));
+    }
+    v.state = 'UNAVAILABLE';
+    v.reason = 'unloaded';
+    v.serving = undefined;
   }
 
   async #load(v: ModelVersion): Promise<void> {

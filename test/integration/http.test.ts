@@ -254,8 +254,9 @@ describe('KServe v2 REST API', () => {
     await expectError(await post('/v2/models/identity_fp32/infer', wrongType), 400, /INPUT0/);
     await expectError(await post('/v2/models/identity_int8/infer', { inputs: [{ name: 'INPUT0', datatype: 'INT8', shape: [1, 2], data: [1, 300] }] }), 400, /out of range for INT8/);
     await expectError(await post('/v2/models/identity_int8/infer', body, { 'inference-header-content-length': 'x' }), 400, /must be a non-negative integer/);
-    await expectError(await post('/v2/repository/models/add_sub/load', {}), 501, /RepositoryModelLoad is not implemented/);
-    await expectError(await post('/v2/repository/models/add_sub/unload', {}), 501, /RepositoryModelUnload is not implemented/);
+    await expectError(await post('/v2/repository/models/no_such_model/load', {}), 404, /no_such_model/);
+    await expectError(await post('/v2/repository/models/no_such_model/unload', {}), 404, /no_such_model/);
+    await expectError(await post('/v2/repository/models/add_sub/load', { parameters: { config: '{' } }), 400, /not valid JSON/);
   });
 });
 
