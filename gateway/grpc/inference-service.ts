@@ -58,6 +58,7 @@ export function createInferenceService(
         parameters: parametersFromProto(request.parameters),
       },
       context,
+      { log, protocol: 'grpc' },
     );
     const encoded = encodeOutputs(result.outputs, []);
     return {

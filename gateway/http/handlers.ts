@@ -1,3 +1,4 @@
+import { type Logger } from 'pino';
 // The REST endpoints' logic: the same ModelManager calls and semantics as
 // the gRPC handlers in gateway/grpc/inference-service.ts, answering JSON.
 import { invalidArgument, notFound } from '../../core/errors.js';
@@ -91,9 +92,10 @@ export async function infer(
   body: Buffer,
   headerLength: number | undefined,
   signal: AbortSignal,
+  log?: Logger,
 ): Promise<EncodedInferResponse> {
   const { request, ...wants } = decodeInferRequest(body, headerLength, name, version);
-  const result = await runInference(models, request, { signal, deadline: Infinity });
+  const result = await runInference(models, request, { signal, deadline: Infinity }, log ? { log, protocol: 'http' } : undefined);
   return encodeInferResponse(result, wants);
 }
 

@@ -104,7 +104,7 @@ export function createHttpServer(models: ModelManager, info: ServerInfo, log: Lo
           run: async (req, res, signal) => {
             const length = headerLength(req);
             const body = await readBody(req, maxBodyBytes);
-            const answer = await h.infer(models, name, version, body, length, signal);
+            const answer = await h.infer(models, name, version, body, length, signal, log);
             sendInfer(res, answer.json, answer.binary);
           },
         };

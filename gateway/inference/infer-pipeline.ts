@@ -1,9 +1,11 @@
+import { type Logger } from 'pino';
 import { internal } from '../../core/errors.js';
 import { type CallContext } from '../grpc/call-context.js';
 import { type ModelManager } from '../repository/model-manager.js';
 import { validateInputs } from '../validate-request.js';
 import { type JobResult } from '../scheduling/execution.js';
 import { type InferRequest, type InferResult } from './infer-request.js';
+import { logRequest, requestIdOf } from './request-log.js';
 import { schedulingParameters } from './request-parameters.js';
 
 /**
@@ -16,8 +18,32 @@ export async function runInference(
   models: ModelManager,
   request: InferRequest,
   context: Pick<CallContext, 'signal' | 'deadline'>,
+  trace?: { readonly log: Logger; readonly protocol: 'grpc' | 'http' },
 ): Promise<InferResult> {
   const start = process.hrtime.bigint();
+  const fields = {
+    reqId: trace?.log.isLevelEnabled('debug') ? requestIdOf(request.id) : '',
+    protocol: trace?.protocol ?? 'grpc',
+    model: request.modelName,
+    version: request.modelVersion,
+    startNs: start,
+  } as const;
+  try {
+    const result = await inferOnce(models, request, context, start);
+    logRequest(trace?.log, { ...fields, version: result.modelVersion });
+    return result;
+  } catch (error) {
+    logRequest(trace?.log, fields, error);
+    throw error;
+  }
+}
+
+async function inferOnce(
+  models: ModelManager,
+  request: InferRequest,
+  context: Pick<CallContext, 'signal' | 'deadline'>,
+  start: bigint,
+): Promise<InferResult> {
   const version = models.resolve(request.modelName, request.modelVersion);
   const serving = version.serving;
   if (!serving) throw internal(`model '${version.key}' is ready but has no scheduler`);
