@@ -63,7 +63,8 @@ export function createHttpServer(models: ModelManager, info: ServerInfo, log: Lo
   const get = (answer: () => unknown): Route => ({ method: 'GET', run: async (_req, res) => sendJson(res, 200, answer()) });
   const probe = (ready: () => boolean): Route => ({
     method: 'GET',
-    run: async (_req, res) => sendEmpty(res, ready() ? 200 : 503),
+    // KServe v2 and Triton: 200 when ready, a 4xx (Triton: 400) when not.
+    run: async (_req, res) => sendEmpty(res, ready() ? 200 : 400),
   });
 
   /** The route for a path; undefined when no endpoint has that shape. */

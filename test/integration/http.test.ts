@@ -96,8 +96,8 @@ describe('KServe v2 REST API', () => {
       expect(res.status, path).toBe(200);
       expect(await res.text()).toBe('');
     }
-    expect((await fetch(`${base}/v2/models/nope/ready`)).status).toBe(503);
-    expect((await fetch(`${base}/v2/models/add_sub/versions/9/ready`)).status).toBe(503);
+    expect((await fetch(`${base}/v2/models/nope/ready`)).status).toBe(400);
+    expect((await fetch(`${base}/v2/models/add_sub/versions/9/ready`)).status).toBe(400);
   });
 
   it('answers server and model metadata', async () => {
@@ -279,10 +279,10 @@ describe('KServe v2 REST API with a model that failed to load', () => {
     await rm(repo, { recursive: true, force: true });
   });
 
-  it('answers 503 for readiness and for inference on the unavailable model', async () => {
+  it('answers 400 for readiness (as KServe and Triton do) and 503 for inference on the unavailable model', async () => {
     expect((await fetch(`${base}/v2/health/live`)).status).toBe(200);
-    expect((await fetch(`${base}/v2/health/ready`)).status).toBe(503);
-    expect((await fetch(`${base}/v2/models/broken/ready`)).status).toBe(503);
+    expect((await fetch(`${base}/v2/health/ready`)).status).toBe(400);
+    expect((await fetch(`${base}/v2/models/broken/ready`)).status).toBe(400);
     expect((await fetch(`${base}/v2/models/good/ready`)).status).toBe(200);
     const body = { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 16], data: Array.from({ length: 16 }, () => 1) }] };
     await expectError(
