@@ -171,8 +171,8 @@ describe('repository model load and unload', () => {
       fetch(`${base}/v2/repository/models/${path}`, { method: 'POST', ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
     const unloaded = await post('add_sub/unload', {});
     expect(unloaded.status).toBe(200);
-    const infer = await fetch(`${base}/v2/models/add_sub/ready`);
-    expect(infer.status).toBe(503);
+    const ready = await fetch(`${base}/v2/models/add_sub/ready`);
+    expect(ready.status).toBe(400);
 
     const loaded = await post('add_sub/load', { parameters: { config: JSON.stringify({ max_batch_size: 2 }) } });
     expect(loaded.status, await loaded.text()).toBe(200);
