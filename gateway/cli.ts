@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { createLogger } from './logger.js';
 import { startGateway, StartupError } from './main.js';
 import { parseServeOptions, SERVE_USAGE, UsageError } from './options.js';
@@ -8,6 +10,7 @@ const USAGE = `fabriek ${FABRIEK_VERSION}: inference serving over the KServe v2 
 
 Usage:
   fabriek serve --model-repository DIR [options]   start a gateway with local workers
+  fabriek bench <batching|latency|http> [options]  run a benchmark (see fabriek bench --help)
   fabriek --version
 
 ${SERVE_USAGE}`;
@@ -41,6 +44,18 @@ async function serve(argv: readonly string[]): Promise<void> {
   process.once('SIGINT', () => stop('SIGINT'));
 }
 
+/** The benchmarks live in their own entry (dist/bench/cli.js); run it as a child with our terminal. */
+function bench(argv: readonly string[]): Promise<void> {
+  const entry = fileURLToPath(new URL('../bench/cli.js', import.meta.url));
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [entry, ...argv], { stdio: 'inherit' });
+    child.once('exit', (code, signal) => {
+      process.exitCode = code ?? (signal ? 1 : 0);
+      resolve();
+    });
+  });
+}
+
 async function main(argv: readonly string[]): Promise<void> {
   const [command, ...rest] = argv;
   if (command === '--version' || command === '-v') {
@@ -52,6 +67,7 @@ async function main(argv: readonly string[]): Promise<void> {
     return;
   }
   if (command === 'serve') return serve(rest);
+  if (command === 'bench') return bench(rest);
   throw new UsageError(`unknown command '${command}'`);
 }
 

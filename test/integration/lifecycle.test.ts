@@ -45,6 +45,13 @@ describe('startup failures', () => {
     expect(r.stderr).toContain("model repository '/nonexistent/models' does not exist");
   });
 
+  it('fabriek bench --help runs the benchmark entry and prints its usage', async () => {
+    const r = await runCli(['bench', '--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/Usage: node dist\/bench\/cli\.js <scenario>/);
+    expect(r.stdout).toMatch(/batching/);
+  });
+
   it('exits 2 with usage for a bad flag', async () => {
     const r = await runCli(['serve', '--model-repository', TEST_REPOSITORY, '--grpc-port', 'abc']);
     expect(r.code).toBe(2);
