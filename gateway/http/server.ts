@@ -7,6 +7,7 @@ import { invalidArgument, isServingError, toHttpStatus } from '../../core/errors
 import { type ServerInfo } from '../grpc/inference-service.js';
 import { type ModelManager } from '../repository/model-manager.js';
 import { BodyTooLargeError, readBody } from './body.js';
+import * as queries from '../inference/model-queries.js';
 import * as h from './handlers.js';
 import { HEADER_LENGTH } from './json-tensors.js';
 
@@ -74,7 +75,7 @@ export function createHttpServer(models: ModelManager, info: ServerInfo, log: Lo
     if (kind === undefined) return get(() => h.serverMetadata(info));
     if (kind === 'health' && rest.length === 1) {
       if (rest[0] === 'live') return probe(() => true);
-      if (rest[0] === 'ready') return probe(() => h.serverReady(models, info));
+      if (rest[0] === 'ready') return probe(() => queries.serverReady(models, info));
       return undefined;
     }
     if (kind === 'repository') return repositoryRoute(rest);
@@ -94,7 +95,7 @@ export function createHttpServer(models: ModelManager, info: ServerInfo, log: Lo
       case undefined:
         return get(() => h.modelMetadata(models, name, version));
       case 'ready':
-        return probe(() => h.modelReady(models, name, version));
+        return probe(() => queries.modelReady(models, name, version));
       case 'config':
         return get(() => h.modelConfig(models, name, version));
       case 'stats':

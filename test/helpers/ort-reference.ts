@@ -1,5 +1,6 @@
 import * as ort from 'onnxruntime-node';
 import { type Datatype, ortTypeOf } from '../../core/datatypes.js';
+import { rawBytesElements } from './tensor-data.js';
 
 /** Raw KServe bytes → the value ORT expects for that type (copied, aligned). */
 function toOrtData(datatype: Datatype, raw: Uint8Array): ort.Tensor['data'] {
@@ -43,17 +44,7 @@ function toOrtData(datatype: Datatype, raw: Uint8Array): ort.Tensor['data'] {
 }
 
 function toRaw(t: ort.Tensor): Uint8Array {
-  if (t.type === 'string') {
-    const parts = (t.data as string[]).map((s) => Buffer.from(s, 'utf8'));
-    const out = Buffer.alloc(parts.reduce((n, p) => n + 4 + p.length, 0));
-    let o = 0;
-    for (const p of parts) {
-      out.writeUInt32LE(p.length, o);
-      p.copy(out, o + 4);
-      o += 4 + p.length;
-    }
-    return out;
-  }
+  if (t.type === 'string') return rawBytesElements(t.data as string[]);
   const d = t.data as ArrayBufferView;
   return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
 }

@@ -1,5 +1,5 @@
 import { type Datatype } from '../../core/datatypes.js';
-import { type InferTensorContents } from '../../proto/gen/inference.js';
+import { InferTensorContents } from '../../proto/gen/inference.js';
 
 /** Deterministic sample values for a datatype, as the JS values ORT uses. */
 export interface Sample {
@@ -7,19 +7,7 @@ export interface Sample {
   readonly contents: InferTensorContents | undefined;
 }
 
-function contents(partial: Partial<InferTensorContents>): InferTensorContents {
-  return {
-    boolContents: [],
-    intContents: [],
-    int64Contents: [],
-    uintContents: [],
-    uint64Contents: [],
-    fp32Contents: [],
-    fp64Contents: [],
-    bytesContents: [],
-    ...partial,
-  };
-}
+const contents = (partial: Partial<InferTensorContents>): InferTensorContents => InferTensorContents.fromPartial(partial);
 
 function bytesOf(view: ArrayBufferView): Uint8Array {
   return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);

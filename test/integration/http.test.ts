@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Datatype } from '../../core/datatypes.js';
 import { type GatewayProcess, startGateway } from '../helpers/gateway-process.js';
 import { sample } from '../helpers/tensor-data.js';
-import { TEST_REPOSITORY, TEST_REPOSITORY_MODELS } from '../helpers/test-repository.js';
+import { IDENTITY_MODELS, TEST_REPOSITORY, TEST_REPOSITORY_MODELS } from '../helpers/test-repository.js';
 
 type Json = Record<string, unknown>;
 
@@ -42,21 +42,7 @@ function binaryBody(json: unknown, ...parts: Uint8Array[]): { body: Buffer; head
   };
 }
 
-const IDENTITY: Array<[string, Datatype]> = [
-  ['identity_bool', 'BOOL'],
-  ['identity_uint8', 'UINT8'],
-  ['identity_uint16', 'UINT16'],
-  ['identity_uint32', 'UINT32'],
-  ['identity_uint64', 'UINT64'],
-  ['identity_int8', 'INT8'],
-  ['identity_int16', 'INT16'],
-  ['identity_int32', 'INT32'],
-  ['identity_int64', 'INT64'],
-  ['identity_fp16', 'FP16'],
-  ['identity_fp32', 'FP32'],
-  ['identity_fp64', 'FP64'],
-  ['identity_string', 'BYTES'],
-];
+const IDENTITY = IDENTITY_MODELS;
 
 /** JSON values for a datatype; UINT64's sample is past 2^53, which JSON numbers cannot carry exactly. */
 function jsonValues(datatype: Datatype, count: number): unknown[] {

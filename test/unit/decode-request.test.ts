@@ -1,7 +1,6 @@
-import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
+import { expectInvalid } from '../helpers/expect-invalid.js';
 import { type Datatype } from '../../core/datatypes.js';
-import { ServingError } from '../../core/errors.js';
 import { decodeInputs } from '../../gateway/tensor/decode-request.js';
 import { emptyContents } from '../../gateway/tensor/typed-contents.js';
 import {
@@ -12,17 +11,6 @@ import {
 
 const M = "model 'm'";
 
-function expectInvalid(fn: () => unknown, message: string): void {
-  let error: unknown;
-  try {
-    fn();
-  } catch (e) {
-    error = e;
-  }
-  expect(error).toBeInstanceOf(ServingError);
-  expect((error as ServingError).code).toBe(status.INVALID_ARGUMENT);
-  expect((error as ServingError).message).toBe(message);
-}
 
 function input(
   name: string,

@@ -1,7 +1,6 @@
-import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
+import { expectInvalid } from '../helpers/expect-invalid.js';
 import { type Datatype } from '../../core/datatypes.js';
-import { ServingError } from '../../core/errors.js';
 import {
   countBytesElements,
   joinBytesElements,
@@ -18,17 +17,6 @@ import { type InferTensorContents } from '../../proto/gen/inference.js';
 
 const L = "model 'm': input 'x'";
 
-function expectInvalid(fn: () => unknown, message: string): void {
-  let error: unknown;
-  try {
-    fn();
-  } catch (e) {
-    error = e;
-  }
-  expect(error).toBeInstanceOf(ServingError);
-  expect((error as ServingError).code).toBe(status.INVALID_ARGUMENT);
-  expect((error as ServingError).message).toBe(message);
-}
 
 function contentsWith<F extends TypedField>(field: F, values: InferTensorContents[F]): InferTensorContents {
   const contents = emptyContents();

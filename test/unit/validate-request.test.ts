@@ -1,22 +1,10 @@
-import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
+import { expectInvalid } from '../helpers/expect-invalid.js';
 import { type Datatype } from '../../core/datatypes.js';
-import { ServingError } from '../../core/errors.js';
 import { type ModelSignature, type TensorSignature } from '../../core/signature.js';
 import { type Tensor } from '../../core/tensor.js';
 import { validateInputs } from '../../gateway/validate-request.js';
 
-function expectInvalid(fn: () => unknown, message: string): void {
-  let error: unknown;
-  try {
-    fn();
-  } catch (e) {
-    error = e;
-  }
-  expect(error).toBeInstanceOf(ServingError);
-  expect((error as ServingError).code).toBe(status.INVALID_ARGUMENT);
-  expect((error as ServingError).message).toBe(message);
-}
 
 const sig = (
   name: string,
