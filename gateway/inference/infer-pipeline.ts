@@ -21,19 +21,21 @@ export async function runInference(
   trace?: { readonly log: Logger; readonly protocol: 'grpc' | 'http' },
 ): Promise<InferResult> {
   const start = process.hrtime.bigint();
+  // The log line's fields are built only when debug is on: this is per request.
+  if (!trace?.log.isLevelEnabled('debug')) return inferOnce(models, request, context, start);
   const fields = {
-    reqId: trace?.log.isLevelEnabled('debug') ? requestIdOf(request.id) : '',
-    protocol: trace?.protocol ?? 'grpc',
+    reqId: requestIdOf(request.id),
+    protocol: trace.protocol,
     model: request.modelName,
     version: request.modelVersion,
     startNs: start,
   } as const;
   try {
     const result = await inferOnce(models, request, context, start);
-    logRequest(trace?.log, { ...fields, version: result.modelVersion });
+    logRequest(trace.log, { ...fields, version: result.modelVersion });
     return result;
   } catch (error) {
-    logRequest(trace?.log, fields, error);
+    logRequest(trace.log, fields, error);
     throw error;
   }
 }

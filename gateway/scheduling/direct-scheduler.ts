@@ -12,7 +12,7 @@ interface Waiting {
 }
 
 /** Why a job left the queue without running. */
-export function abortReason(job: InferJob, modelKey: string): ServingError {
+function abortReason(job: InferJob, modelKey: string): ServingError {
   return Date.now() >= job.deadline
     ? deadlineExceeded(`model '${modelKey}': deadline exceeded before the request ran`)
     : cancelled(`model '${modelKey}': request cancelled by the client before it ran`);

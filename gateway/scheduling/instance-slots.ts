@@ -37,16 +37,6 @@ export class InstanceSlots {
     return this.#placements.some((p) => p.worker.endpoint.id === workerId);
   }
 
-  get workerCount(): number {
-    return this.#placements.length;
-  }
-
-  get capacity(): number {
-    let n = 0;
-    for (const p of this.#placements) n += p.capacity;
-    return n;
-  }
-
   get free(): number {
     let n = 0;
     for (const p of this.#placements) n += Math.max(0, p.capacity - p.busy);
