@@ -4,12 +4,16 @@ import { fileURLToPath } from 'node:url';
 import { createLogger } from './logger.js';
 import { startGateway, StartupError } from './main.js';
 import { parseServeOptions, SERVE_USAGE, UsageError } from './options.js';
-import { FABRIEK_VERSION } from './version.js';
+import { FABRIEK_VERSION } from '../core/version.js';
+import { USAGE as WORKER_USAGE } from '../worker/cli-args.js';
 
 const USAGE = `fabriek ${FABRIEK_VERSION}: inference serving over the KServe v2 protocol
 
 Usage:
   fabriek serve --model-repository DIR [options]   start a gateway with local workers
+  fabriek worker --registry redis://H:P --model-repository DIR [options]
+                                                   start a worker that registers in Redis
+                                                   (see fabriek worker --help)
   fabriek bench <batching|latency|http> [options]  run a benchmark (see fabriek bench --help)
   fabriek --version
 
@@ -68,6 +72,16 @@ async function main(argv: readonly string[]): Promise<void> {
   }
   if (command === 'serve') return serve(rest);
   if (command === 'bench') return bench(rest);
+  if (command === 'worker') {
+    if (rest.includes('--help') || rest.includes('-h')) {
+      process.stdout.write(`${WORKER_USAGE}\n`);
+      return;
+    }
+    // Loaded only here: a gateway does not need the worker's modules.
+    const { runWorker } = await import('../worker/main.js');
+    runWorker(rest);
+    return;
+  }
   throw new UsageError(`unknown command '${command}'`);
 }
 

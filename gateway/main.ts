@@ -12,9 +12,11 @@ import { MetricsRegistry } from './metrics/registry.js';
 import { createMetricsServer } from './metrics/server.js';
 import { createLogger } from './logger.js';
 import { type ServeOptions } from './options.js';
+import { redact, RegistryWatcher } from './registry/registry-watcher.js';
+import { RemoteWorkers } from './registry/remote-workers.js';
 import { ModelManager } from './repository/model-manager.js';
 import { WorkerSupervisor } from './scheduling/worker-supervisor.js';
-import { FABRIEK_VERSION } from './version.js';
+import { FABRIEK_VERSION } from '../core/version.js';
 
 /** Extensions of the KServe/Triton protocol this server implements. */
 export const EXTENSIONS = ['model_configuration', 'model_repository', 'schedule_policy', 'statistics', 'parameters'] as const;
@@ -83,7 +85,8 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   const gpus = options.gpus ?? detectGpus();
   const specs = planLocalWorkers(gpus, options.workers);
   const workersUp = new Set<string>();
-  const countWorkers = (): void => metrics?.setWorkers({ up: workersUp.size, down: specs.length - workersUp.size });
+  let remoteUp = 0;
+  const countWorkers = (): void => metrics?.setWorkers({ up: workersUp.size + remoteUp, down: specs.length - workersUp.size });
   countWorkers();
   const supervisor = new WorkerSupervisor(specs, {
     maxMessageBytes: options.maxMessageBytes,
@@ -102,6 +105,25 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   });
   await supervisor.start();
   await models.loadAll();
+
+  // Workers registered in Redis by `fabriek worker --registry` (other machines).
+  let registry: { watcher: RegistryWatcher; remote: RemoteWorkers } | undefined;
+  if (options.registry !== undefined) {
+    const remote = new RemoteWorkers({
+      models,
+      maxMessageBytes: options.maxMessageBytes,
+      log,
+      onChange: (up) => {
+        remoteUp = up;
+        countWorkers();
+      },
+    });
+    const watcher = new RegistryWatcher({ url: options.registry, namespace: options.registryNamespace, log, listener: remote });
+    await watcher.start();
+    await remote.settled();
+    registry = { watcher, remote };
+    log.info({ registry: redact(options.registry), workers: watcher.workers().length }, 'following the worker registry');
+  }
 
   let draining = false;
   const server = new Server({
@@ -154,6 +176,11 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   const shutdown = (): Promise<void> => {
     shuttingDown ??= (async () => {
       draining = true;
+      if (options.drainGraceSecs > 0) {
+        // Not ready, but still serving: load balancers see readiness drop and move away.
+        log.info({ drainGraceSecs: options.drainGraceSecs }, 'shutting down: not ready; still accepting requests during the drain grace');
+        await new Promise((r) => setTimeout(r, options.drainGraceSecs * 1000));
+      }
       log.info('shutting down: no new requests; finishing those in flight');
       await new Promise<void>((done) => {
         const force = setTimeout(() => {
@@ -172,6 +199,8 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
         http?.close(closed);
       });
       await models.stop(unavailable('server is shutting down'));
+      await registry?.watcher.stop();
+      registry?.remote.closeAll();
       await supervisor.stop();
       metricsServer?.closeAllConnections();
       metricsServer?.close();

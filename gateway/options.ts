@@ -21,6 +21,11 @@ export interface ServeOptions {
   readonly maxQueueSize: number;
   readonly strictReadiness: boolean;
   readonly exitTimeoutSecs: number;
+  /** Redis URL of the worker registry; undefined = local workers only. */
+  readonly registry: string | undefined;
+  readonly registryNamespace: string;
+  /** On SIGTERM: not ready at once, but still accepting for this long (load balancers move away). */
+  readonly drainGraceSecs: number;
 }
 
 export class UsageError extends Error {
@@ -55,7 +60,8 @@ export const SERVE_USAGE = `Usage: fabriek serve --model-repository DIR [options
   --metrics-port N            Prometheus /metrics port (default 8002; 0 = any free port)
   --allow-http BOOL           serve the HTTP/REST API (default true)
   --allow-metrics BOOL        serve /metrics (default true)
-  --workers N                 local worker processes (default: one per GPU, else 1)
+  --workers N                 local worker processes (default: one per GPU, else 1;
+                              0 with --registry: only registered workers)
   --gpus 0,1                  GPUs to use, one worker each (default: all that nvidia-smi lists)
   --log-level LEVEL           fatal|error|warn|info|debug|trace|silent (default info)
   --max-message-bytes N       largest gRPC message accepted or sent (default 1073741824)
@@ -63,6 +69,11 @@ export const SERVE_USAGE = `Usage: fabriek serve --model-repository DIR [options
   --max-queue-size N          requests waiting per model version (default 4096)
   --strict-readiness BOOL     ready only when every model is READY (default true)
   --exit-timeout-secs N       time in-flight requests get on shutdown (default 30)
+  --drain-grace-secs N        on SIGTERM, not ready at once but still accepting requests for N s,
+                              so load balancers move away first (default 0)
+  --registry URL              Redis worker registry (redis://[:password@]host:port[/db]): also use
+                              the workers registered there (fabriek worker --registry …)
+  --registry-namespace NAME   key prefix in Redis, shared with the workers (default fabriek)
 `;
 
 export function parseServeOptions(argv: readonly string[]): ServeOptions {
@@ -89,6 +100,9 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
         'max-queue-size': { type: 'string' },
         'strict-readiness': { type: 'string' },
         'exit-timeout-secs': { type: 'string' },
+        'drain-grace-secs': { type: 'string' },
+        registry: { type: 'string' },
+        'registry-namespace': { type: 'string' },
       },
     }));
   } catch (error) {
@@ -106,6 +120,14 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
     gpus = gpusRaw === '' ? [] : gpusRaw.split(',').map((g) => integer('gpus', g.trim(), 0, 0, 1023));
   }
   const workersRaw = values.workers;
+  const registry = values.registry;
+  if (registry !== undefined && !/^rediss?:\/\//.test(registry)) {
+    throw new UsageError(`--registry: expected a redis:// or rediss:// URL, got '${registry}'`);
+  }
+  const registryNamespace = values['registry-namespace'] ?? 'fabriek';
+  if (!/^[\w.-]+$/.test(registryNamespace)) {
+    throw new UsageError(`--registry-namespace: only letters, digits, _ . - are allowed, got '${registryNamespace}'`);
+  }
   return {
     modelRepository: repo,
     grpcAddress: values['grpc-address'] ?? '0.0.0.0',
@@ -115,7 +137,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
     metricsPort: integer('metrics-port', values['metrics-port'], 8002, 0, 65535),
     allowHttp: boolean('allow-http', values['allow-http'], true),
     allowMetrics: boolean('allow-metrics', values['allow-metrics'], true),
-    workers: workersRaw === undefined ? undefined : integer('workers', workersRaw, 1, 1, 1024),
+    workers: workersRaw === undefined ? undefined : integer('workers', workersRaw, 1, registry === undefined ? 1 : 0, 1024),
     gpus,
     logLevel,
     maxMessageBytes: integer('max-message-bytes', values['max-message-bytes'], 1 << 30, 1 << 20, 2 ** 31 - 1),
@@ -123,5 +145,8 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
     maxQueueSize: integer('max-queue-size', values['max-queue-size'], 4096, 1, 1 << 24),
     strictReadiness: boolean('strict-readiness', values['strict-readiness'], true),
     exitTimeoutSecs: integer('exit-timeout-secs', values['exit-timeout-secs'], 30, 0, 3600),
+    drainGraceSecs: integer('drain-grace-secs', values['drain-grace-secs'], 0, 0, 3600),
+    registry,
+    registryNamespace,
   };
 }

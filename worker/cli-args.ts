@@ -1,10 +1,14 @@
-import { availableParallelism } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { type DeviceRequest } from './thread-protocol.js';
 
-// Command line of the worker process:
+// Command line of the worker process. Started by a gateway:
 //   node dist/worker/main.js --listen unix:/path/to.sock | 127.0.0.1:0
 //     [--device cpu|gpu:N] [--worker-id ID] [--log-level info]
 //     [--max-message-bytes N] [--shutdown-timeout-ms N] [--cores N]
+// Standalone, registered in Redis (`fabriek worker`):
+//   --registry redis://HOST:PORT --model-repository DIR [--listen HOST:PORT]
+//     [--advertise-address HOST:PORT] [--gpu N] [--registry-ttl-secs 10]
+//     [--drain-grace-secs 2] [--max-queued-per-instance 16]
 
 export interface WorkerArgs {
   /** A grpc-js bind address: "unix:/path" or "host:port" (port 0 = any free port). */
@@ -18,20 +22,67 @@ export interface WorkerArgs {
   readonly shutdownTimeoutMs: number;
   /** Cores shared by this worker's instances (default: all the process may use). */
   readonly cores: number;
+  /** Standalone mode: register in this Redis and load the repository itself. */
+  readonly registry: RegistryArgs | undefined;
+  /** Executions that may wait per model instance (see ModelHost). */
+  readonly queuedPerInstance: number;
 }
 
-export const USAGE =
-  'usage: worker --listen unix:/path.sock|HOST:PORT [--device cpu|gpu:N] [--worker-id ID] ' +
-  '[--log-level trace|debug|info|warn|error] [--max-message-bytes N] [--shutdown-timeout-ms N] [--cores N]';
+export interface RegistryArgs {
+  readonly url: string;
+  readonly namespace: string;
+  readonly modelRepository: string;
+  /** host:port gateways dial; port 0 means "the port we bound". */
+  readonly advertiseAddress: string | undefined;
+  readonly ttlMs: number;
+  /** After SIGTERM, how long the worker still serves while gateways move away. */
+  readonly drainGraceMs: number;
+}
+
+export const USAGE = `usage: fabriek worker --registry redis://HOST:PORT --model-repository DIR [options]
+       (or, started by a gateway: worker --listen unix:/path.sock|HOST:PORT [options])
+
+  --registry URL               Redis to register in (redis://[:password@]host:port[/db])
+  --registry-namespace NAME    key prefix in Redis, shared with the gateways (default fabriek)
+  --model-repository DIR       models this worker loads and serves (every selected version)
+  --listen HOST:PORT           where to serve the internal protocol (default 0.0.0.0:8010 with --registry)
+  --advertise-address H:P      the address gateways dial (default: listen host, or this machine's
+                               hostname when listening on 0.0.0.0, with the bound port)
+  --device cpu|gpu:N           device of this worker (default cpu); --gpu N is gpu:N
+  --worker-id ID               id in the registry (default HOSTNAME-PID)
+  --registry-ttl-secs N        lease TTL; heartbeat every TTL/3 (default 10)
+  --drain-grace-secs N         on SIGTERM: serve N s more while gateways move away (default 2)
+  --max-queued-per-instance N  executions that may wait per instance (default 1; 16 with --registry,
+                               since several gateways send to one worker)
+  --cores N                    cores shared by this worker's instances (default: all)
+  --max-message-bytes N        message limit (default 1 GiB)
+  --shutdown-timeout-ms N      how long SIGTERM waits for in-flight batches (default 30000)
+  --log-level LEVEL            trace|debug|info|warn|error (default info)`;
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
-const FLAGS = ['--listen', '--device', '--worker-id', '--log-level', '--max-message-bytes', '--shutdown-timeout-ms', '--cores'];
+const FLAGS = [
+  '--listen',
+  '--device',
+  '--gpu',
+  '--worker-id',
+  '--log-level',
+  '--max-message-bytes',
+  '--shutdown-timeout-ms',
+  '--cores',
+  '--registry',
+  '--registry-namespace',
+  '--model-repository',
+  '--advertise-address',
+  '--registry-ttl-secs',
+  '--drain-grace-secs',
+  '--max-queued-per-instance',
+];
 
 export class UsageError extends Error {
   override name = 'UsageError';
 }
 
-export function parseWorkerArgs(argv: readonly string[], pid = process.pid): WorkerArgs {
+export function parseWorkerArgs(argv: readonly string[], pid = process.pid, host = hostname()): WorkerArgs {
   const values = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? '';
@@ -42,19 +93,61 @@ export function parseWorkerArgs(argv: readonly string[], pid = process.pid): Wor
     if (value === undefined) throw new UsageError(`${flag} needs a value`);
     values.set(flag, value);
   }
-  const listen = values.get('--listen');
-  if (listen === undefined || listen === '') throw new UsageError('--listen is required');
+  const registry = parseRegistry(values);
+  const listen = values.get('--listen') ?? (registry ? '0.0.0.0:8010' : undefined);
+  if (listen === undefined || listen === '') throw new UsageError('--listen is required (or --registry)');
+  if (registry && listen.startsWith('unix:')) throw new UsageError('--listen must be HOST:PORT with --registry: gateways on other machines dial it');
   const logLevel = values.get('--log-level') ?? 'info';
   if (!LOG_LEVELS.includes(logLevel)) throw new UsageError(`--log-level "${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
+  const gpu = values.get('--gpu');
+  if (gpu !== undefined && values.has('--device')) throw new UsageError('give --gpu or --device, not both');
   return {
     listen,
-    device: parseDevice(values.get('--device') ?? 'cpu'),
-    workerId: values.get('--worker-id') ?? `worker-${pid}`,
+    device: parseDevice(gpu !== undefined ? `gpu:${gpu}` : (values.get('--device') ?? 'cpu')),
+    workerId: values.get('--worker-id') ?? (registry ? `${host}-${pid}` : `worker-${pid}`),
     logLevel,
     maxMessageBytes: positiveInt('--max-message-bytes', values.get('--max-message-bytes'), 1024 ** 3, 2 ** 31 - 1),
     shutdownTimeoutMs: positiveInt('--shutdown-timeout-ms', values.get('--shutdown-timeout-ms'), 30_000),
     cores: positiveInt('--cores', values.get('--cores'), availableParallelism()),
+    registry,
+    queuedPerInstance: positiveInt('--max-queued-per-instance', values.get('--max-queued-per-instance'), registry ? 16 : 1, 1024),
   };
+}
+
+function parseRegistry(values: ReadonlyMap<string, string>): RegistryArgs | undefined {
+  const url = values.get('--registry');
+  const modelRepository = values.get('--model-repository');
+  const registryOnly = ['--registry-namespace', '--advertise-address', '--registry-ttl-secs', '--drain-grace-secs'];
+  if (url === undefined) {
+    const stray = [...registryOnly, '--model-repository'].find((f) => values.has(f));
+    if (stray) throw new UsageError(`${stray} needs --registry`);
+    return undefined;
+  }
+  if (!/^rediss?:\/\//.test(url)) throw new UsageError(`--registry "${url}" is not a redis:// or rediss:// URL`);
+  if (modelRepository === undefined || modelRepository === '') throw new UsageError('--registry needs --model-repository');
+  const advertise = values.get('--advertise-address');
+  if (advertise !== undefined && !/^[^\s:]+:\d+$|^\[[0-9a-fA-F:]+\]:\d+$/.test(advertise)) {
+    throw new UsageError(`--advertise-address "${advertise}" is not HOST:PORT`);
+  }
+  const namespace = values.get('--registry-namespace') ?? 'fabriek';
+  if (!/^[\w.-]+$/.test(namespace)) throw new UsageError(`--registry-namespace "${namespace}" may hold only letters, digits, _ . -`);
+  const ttlSecs = positiveNumber('--registry-ttl-secs', values.get('--registry-ttl-secs'), 10);
+  const graceSecs = values.get('--drain-grace-secs') === undefined ? 2 : positiveNumber('--drain-grace-secs', values.get('--drain-grace-secs'), 2, true);
+  return {
+    url,
+    namespace,
+    modelRepository,
+    advertiseAddress: advertise,
+    ttlMs: Math.round(ttlSecs * 1000),
+    drainGraceMs: Math.round(graceSecs * 1000),
+  };
+}
+
+function positiveNumber(flag: string, value: string | undefined, fallback: number, zeroOk = false): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0 || (!zeroOk && n === 0) || n > 3600) throw new UsageError(`${flag} "${value}" is not a number of seconds in ${zeroOk ? 0 : '(0'}..3600`);
+  return n;
 }
 
 function parseDevice(value: string): DeviceRequest {

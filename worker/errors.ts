@@ -1,10 +1,10 @@
 import { status } from '@grpc/grpc-js';
-import { executionSlots } from '../core/pipelining.js';
 import {
   internal,
   invalidArgument,
   notFound,
   resourceExhausted,
+  unavailable,
   ServingError,
 } from '../core/errors.js';
 
@@ -13,10 +13,13 @@ import {
 export const WorkerErrors = {
   modelNotLoaded: (key: string): ServingError => notFound(`model "${key}" is not loaded on this worker`),
 
-  allInstancesBusy: (key: string, count: number): ServingError =>
+  allInstancesBusy: (key: string, count: number, queuedPerInstance: number): ServingError =>
     resourceExhausted(
-      `model "${key}": all ${count} instance(s) are busy and their queue is full; a worker accepts at most ${executionSlots(count)} concurrent Execute calls for this model`,
+      `model "${key}": all ${count} instance(s) are busy and their queue is full; a worker accepts at most ${count * (1 + queuedPerInstance)} concurrent Execute calls for this model`,
     ),
+
+  draining: (workerId: string): ServingError =>
+    unavailable(`worker ${workerId} is draining and takes no new batches`),
 
   loadFailed: (key: string, reason: string, cause?: unknown): ServingError =>
     new ServingError(status.FAILED_PRECONDITION, `model "${key}" failed to load: ${reason}`, { cause }),

@@ -1,15 +1,23 @@
 #!/usr/bin/env node
 import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { realpathSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { pathToFileURL } from 'node:url';
 import { pino, type Logger } from 'pino';
+import { FABRIEK_VERSION } from '../core/version.js';
 import { WorkerService } from '../proto/gen/worker.js';
 import { parseWorkerArgs, USAGE, UsageError, type WorkerArgs } from './cli-args.js';
 import { InstancePool } from './instance-pool.js';
 import { ModelHost } from './model-host.js';
 import { type WorkerReadyMessage } from './ready-message.js';
+import { RegistryLease } from './registry-lease.js';
+import { loadRepository } from './repository-models.js';
 import { createWorkerService } from './service.js';
 
 // Worker process entry (composition root). Started by a gateway with an IPC
-// channel, or by hand / by a scheduler without one. Protocol with the parent:
+// channel, or standalone (`fabriek worker --registry …`): then it loads its
+// repository itself and registers in Redis (registry-lease.ts), and SIGTERM
+// first marks it draining there. Protocol with a parent gateway:
 //   ready:    process.send(WorkerReadyMessage) once bound (ready-message.ts)
 //   stop:     SIGTERM or SIGINT: stop accepting, finish in-flight calls, free
 //             sessions, exit 0 (forced after --shutdown-timeout-ms)
@@ -20,6 +28,14 @@ function boundAddress(listen: string, port: number): string {
   return listen.startsWith('unix:') ? listen : listen.replace(/:\d+$/, `:${port}`);
 }
 
+/** The address gateways dial: --advertise-address, else the bound address (hostname for a wildcard host). */
+export function advertisedAddress(bound: string, advertise: string | undefined, port: number, host = hostname()): string {
+  if (advertise !== undefined) return advertise.replace(/:0$/, `:${port}`);
+  const listenHost = bound.slice(0, bound.lastIndexOf(':'));
+  const wildcard = listenHost === '0.0.0.0' || listenHost === '[::]' || listenHost === '::';
+  return `${wildcard ? host : listenHost}:${port}`;
+}
+
 function bind(server: Server, address: string): Promise<number> {
   return new Promise((resolve, reject) => {
     server.bindAsync(address, ServerCredentials.createInsecure(), (error, port) =>
@@ -28,31 +44,80 @@ function bind(server: Server, address: string): Promise<number> {
   });
 }
 
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
 async function start(args: WorkerArgs, logger: Logger): Promise<void> {
   const host = new ModelHost({
     startInstance: (init) => InstancePool.start(init, (error) => logger.warn({ err: error }, 'ORT thread error')),
     cores: args.cores,
     logger,
+    queuedPerInstance: args.queuedPerInstance,
   });
+  let accepting = true;
   const server = new Server({
     'grpc.max_receive_message_length': args.maxMessageBytes,
     'grpc.max_send_message_length': args.maxMessageBytes,
   });
-  server.addService(WorkerService, createWorkerService({ host, workerId: args.workerId, device: args.device, logger }));
+  server.addService(
+    WorkerService,
+    createWorkerService({ host, workerId: args.workerId, device: args.device, logger, accepting: () => accepting }),
+  );
   const port = await bind(server, args.listen);
   const address = boundAddress(args.listen, port);
+
+  let lease: RegistryLease | undefined;
+  if (args.registry) {
+    const { models, failed } = await loadRepository(args.registry.modelRepository, { id: args.workerId, device: args.device }, host, logger);
+    const advertised = advertisedAddress(address, args.registry.advertiseAddress, port);
+    lease = new RegistryLease(
+      {
+        id: args.workerId,
+        address: advertised,
+        deviceKind: args.device.kind,
+        deviceId: args.device.kind === 'gpu' ? args.device.deviceId : 0,
+        host: hostname(),
+        pid: process.pid,
+        startedAt: Date.now(),
+        ttlMs: args.registry.ttlMs,
+        draining: false,
+        fabriekVersion: FABRIEK_VERSION,
+        models,
+      },
+      { url: args.registry.url, namespace: args.registry.namespace, logger },
+    );
+    await lease.start();
+    logger.info(
+      { registry: redactUrl(args.registry.url), advertised, models: models.map((m) => m.key), failed: failed.map((f) => f.key) },
+      'registered',
+    );
+    // One line on stdout for people and scripts, like the gateway's.
+    process.stdout.write(
+      `fabriek worker ${args.workerId} ready: serving ${models.length} model versions on ${advertised}` +
+        (failed.length > 0 ? `; failed: ${failed.map((f) => f.key).join(', ')}` : '') +
+        '\n',
+    );
+  }
 
   let stopping = false;
   const stop = async (reason: string): Promise<void> => {
     if (stopping) return;
     stopping = true;
     logger.info({ reason }, 'worker stopping');
+    if (lease && args.registry) {
+      // Gateways stop sending once they see the draining mark; batches already
+      // on the wire are still served during the grace period. After it, new
+      // ones are refused with UNAVAILABLE and the gateway retries them elsewhere.
+      await lease.drain();
+      await sleep(args.registry.drainGraceMs);
+      accepting = false;
+    }
     const force = setTimeout(() => {
       logger.warn({ timeoutMs: args.shutdownTimeoutMs }, 'in-flight calls did not finish; forcing shutdown');
       server.forceShutdown();
     }, args.shutdownTimeoutMs);
     await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
     clearTimeout(force);
+    await lease?.stop();
     await host.closeAll();
     logger.info('worker stopped');
     process.exit(0);
@@ -68,10 +133,15 @@ async function start(args: WorkerArgs, logger: Logger): Promise<void> {
   logger.info({ address, device: args.device, cores: args.cores, ipc: process.send !== undefined }, 'worker ready');
 }
 
-function main(): void {
+function redactUrl(url: string): string {
+  return url.replace(/\/\/[^@/]*@/, '//***@');
+}
+
+/** Runs a worker with these arguments (the process entry, and `fabriek worker`). */
+export function runWorker(argv: readonly string[]): void {
   let args: WorkerArgs;
   try {
-    args = parseWorkerArgs(process.argv.slice(2));
+    args = parseWorkerArgs(argv);
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
     process.stderr.write(`${error.message}\n${USAGE}\n`);
@@ -88,8 +158,11 @@ function main(): void {
   });
   start(args, logger).catch((error: unknown) => {
     logger.fatal({ err: error, listen: args.listen }, 'worker failed to start');
+    process.stderr.write(`fabriek worker: ${error instanceof Error ? error.message : String(error)}\n`);
     process.exit(1);
   });
 }
 
-main();
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
+  runWorker(process.argv.slice(2));
+}

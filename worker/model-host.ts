@@ -1,4 +1,4 @@
-import { executionSlots } from '../core/pipelining.js';
+import { EXECUTIONS_AHEAD_PER_INSTANCE } from '../core/pipelining.js';
 import { WorkerErrors, messageOf } from './errors.js';
 import { type ModelInstance, type StartInstance } from './instance-pool.js';
 import {
@@ -59,6 +59,8 @@ class LoadedModel {
     readonly key: string,
     readonly info: SessionInfo,
     readonly slots: readonly Slot[],
+    /** Executions that may wait for an instance, per instance. */
+    readonly queuedPerInstance: number,
   ) {}
 
   /** A free instance now, a promise of the next one, or undefined when the queue is full too. */
@@ -68,7 +70,7 @@ class LoadedModel {
       free.busy = true;
       return free;
     }
-    if (this.slots.length + this.#waiting.length >= executionSlots(this.slots.length)) return undefined;
+    if (this.#waiting.length >= this.slots.length * this.queuedPerInstance) return undefined;
     return new Promise<Slot>((resolve) => this.#waiting.push(resolve));
   }
 
@@ -98,6 +100,12 @@ export interface ModelHostOptions {
   /** CPU cores to share between instances (default intra-op thread count). */
   readonly cores: number;
   readonly logger: HostLogger;
+  /**
+   * Executions that may wait per instance (default EXECUTIONS_AHEAD_PER_INSTANCE,
+   * what one gateway sends). A worker shared by several gateways through the
+   * registry gets work from each, so it takes a deeper queue.
+   */
+  readonly queuedPerInstance?: number;
 }
 
 export class ModelHost {
@@ -139,7 +147,7 @@ export class ModelHost {
   async execute(key: string, task: BatchTask, transfer: readonly ArrayBuffer[]): Promise<BatchOutput> {
     const model = this.#get(key);
     const taken = model.takeSlot();
-    if (taken === undefined) throw WorkerErrors.allInstancesBusy(key, model.slots.length);
+    if (taken === undefined) throw WorkerErrors.allInstancesBusy(key, model.slots.length, model.queuedPerInstance);
     model.inFlight++;
     let slot: Slot | undefined;
     try {
@@ -191,7 +199,12 @@ export class ModelHost {
       throw WorkerErrors.loadFailed(key, messageOf(failure.reason), failure.reason);
     }
     const info = combinedInfo(instances.map((i) => i.info));
-    const model = new LoadedModel(key, info, instances.map((instance) => ({ instance, busy: false })));
+    const model = new LoadedModel(
+      key,
+      info,
+      instances.map((instance) => ({ instance, busy: false })),
+      this.#options.queuedPerInstance ?? EXECUTIONS_AHEAD_PER_INSTANCE,
+    );
     const previous = this.#models.get(key);
     this.#models.set(key, model);
     this.#options.logger.info(

@@ -26,6 +26,8 @@ export interface WorkerServiceOptions {
   /** Device this worker serves; used when a LoadModel leaves device_kind empty. */
   readonly device: DeviceRequest;
   readonly logger: Logger;
+  /** False once the worker is draining: new batches are refused (the gateway retries them elsewhere). */
+  readonly accepting?: () => boolean;
 }
 
 const MAX_INSTANCES = 64;
@@ -71,6 +73,7 @@ export function createWorkerService(options: WorkerServiceOptions): WorkerServer
     }),
 
     execute: unary('Execute', async (request: ExecuteRequest): Promise<ExecuteResponse> => {
+      if (options.accepting?.() === false) throw WorkerErrors.draining(options.workerId);
       const received = process.hrtime.bigint();
       const { task, transfer } = prepareBatch(request, host.info(request.modelKey));
       const result = await host.execute(request.modelKey, task, transfer);

@@ -2,7 +2,8 @@ import { type Logger } from 'pino';
 import { invalidArgument, notFound, unavailable } from '../../core/errors.js';
 import { completeConfig } from '../../models/config/complete.js';
 import { type ModelEntry, scanRepository } from '../../models/repository/scan.js';
-import { type LoadModelResponse } from '../../proto/gen/worker.js';
+import { type HostedModel } from '../../core/worker-record.js';
+import { type LoadModelResponse, type TensorSpec } from '../../proto/gen/worker.js';
 import { DynamicBatcher } from '../batching/dynamic-batcher.js';
 import { batchingPolicyFromConfig } from '../batching/policy.js';
 import { Dispatcher } from '../scheduling/dispatcher.js';
@@ -13,7 +14,7 @@ import { type MetricsRegistry } from '../metrics/registry.js';
 import { ModelVersionStatistics } from '../stats/model-statistics.js';
 import { drainScheduler, type LoadParameters, prepareLoad, removeUpload, versionsOf } from './model-loader.js';
 import { type ModelVersion } from './model-version.js';
-import { planInstances, type WorkerPlan } from './placement.js';
+import { planInstances, type WorkerPlan } from '../../models/repository/placement.js';
 
 export interface ModelManagerOptions {
   readonly repository: string;
@@ -33,9 +34,24 @@ export interface ModelManagerOptions {
  * ready version serves this request". A model that fails is UNAVAILABLE
  * with the reason; the others still serve.
  */
+/** Why a version waits: nothing hosts it yet (a remote worker joining makes it ready). */
+const NO_WORKER = 'no worker is available to host it';
+
+/** A worker from the registry: it loaded its models itself; the gateway only sends it batches. */
+interface RemoteWorker {
+  readonly connection: WorkerConnection;
+  /** key → what it hosts; empty while it drains. */
+  readonly models: ReadonlyMap<string, HostedModel>;
+}
+
 export class ModelManager {
   readonly #options: ModelManagerOptions;
+  /** Local workers: the gateway loads models onto them (placement). */
   readonly #workers = new Map<string, WorkerConnection>();
+  /** Registered remote workers: they serve what they loaded. */
+  readonly #remote = new Map<string, RemoteWorker>();
+  /** Keys remote workers offer that this repository lacks (warned once). */
+  readonly #unknownRemoteKeys = new Set<string>();
   /** name → versions, in ascending version order. */
   readonly #models = new Map<string, ModelVersion[]>();
   readonly #entries = new Map<string, ModelEntry>();
@@ -76,7 +92,45 @@ export class ModelManager {
   /** A worker left: its slots go; its running executions fail and may be retried elsewhere. */
   removeWorker(workerId: string): void {
     this.#workers.delete(workerId);
+    this.#remote.delete(workerId);
     for (const v of [...this.#models.values()].flat()) v.serving?.slots.remove(workerId);
+  }
+
+  /**
+   * A registered worker joined, or changed what it hosts: its instances
+   * become slots of the versions it hosts. A version that waited for a
+   * worker is made ready from the signature the worker reports; the config
+   * (batching, limits) still comes from this gateway's repository.
+   */
+  async setRemoteWorker(connection: WorkerConnection, hosted: readonly HostedModel[]): Promise<void> {
+    const id = connection.endpoint.id;
+    const models = new Map(hosted.map((m) => [m.key, m]));
+    this.#remote.set(id, { connection, models });
+    const waiting: ModelVersion[] = [];
+    for (const v of this.list()) {
+      const model = models.get(v.key);
+      if (!model) {
+        v.serving?.slots.remove(id);
+      } else if (v.state === 'READY' && v.serving) {
+        v.serving.slots.add(connection, model.instances);
+      } else if (v.state === 'UNKNOWN' || (v.state === 'UNAVAILABLE' && v.reason === NO_WORKER)) {
+        waiting.push(v);
+      }
+    }
+    for (const key of models.keys()) {
+      if (this.list().some((v) => v.key === key) || this.#unknownRemoteKeys.has(key)) continue;
+      this.#unknownRemoteKeys.add(key);
+      this.#options.log.warn({ worker: id, model: key }, "a registered worker serves a model version this gateway's repository does not select; ignored");
+    }
+    await Promise.all(
+      waiting.map((v) =>
+        this.#oneAtATime(v.name, async () => {
+          if (this.#remote.get(id)?.connection !== connection) return;
+          if (v.state === 'READY' && v.serving) v.serving.slots.add(connection, models.get(v.key)?.instances ?? 1);
+          else if (v.state === 'UNKNOWN' || (v.state === 'UNAVAILABLE' && v.reason === NO_WORKER)) await this.#load(v);
+        }),
+      ),
+    );
   }
 
   /**
@@ -85,17 +139,18 @@ export class ModelManager {
    * give its slots back. A dead one comes back through addWorker on restart.
    */
   #workerSuspect(workerId: string): void {
-    const worker = this.#workers.get(workerId);
+    const worker = this.#workers.get(workerId) ?? this.#remote.get(workerId)?.connection;
     for (const v of this.list()) v.serving?.slots.remove(workerId);
     if (!worker) return;
     setTimeout(() => {
       worker.status(2_000).then(
         () => {
-          if (this.#workers.get(workerId) !== worker) return;
+          const remote = this.#remote.get(workerId);
+          if (this.#workers.get(workerId) !== worker && remote?.connection !== worker) return;
           for (const v of this.list()) {
-            const plan = v.serving?.plans.find((p) => p.workerId === workerId);
-            if (plan && v.state === 'READY' && !v.serving?.slots.has(workerId)) {
-              v.serving?.slots.add(worker, plan.instanceCount);
+            const instances = remote?.models.get(v.key)?.instances ?? v.serving?.plans.find((p) => p.workerId === workerId)?.instanceCount;
+            if (instances !== undefined && v.state === 'READY' && !v.serving?.slots.has(workerId)) {
+              v.serving?.slots.add(worker, instances);
             }
           }
           this.#options.log.warn({ worker: workerId }, 'worker answered again after a failure; back in service');
@@ -217,10 +272,16 @@ export class ModelManager {
     v.state = 'LOADING';
     const workers = [...this.#workers.values()];
     const plans = planInstances(entry.config?.instanceGroup ?? [], workers.map((w) => w.endpoint));
+    const remote = [...this.#remote.values()].flatMap((r) => {
+      const model = r.models.get(v.key);
+      return model ? [{ connection: r.connection, model }] : [];
+    });
     try {
-      if (plans.length === 0) throw new Error('no worker is available to host it');
+      if (plans.length === 0 && remote.length === 0) throw new Error(NO_WORKER);
       const loaded = await Promise.all(plans.map((p) => this.#loadOnWorker(v, p)));
-      const first = loaded[0] as LoadModelResponse;
+      const first: Pick<LoadModelResponse, 'inputs' | 'outputs'> | undefined =
+        loaded[0] ?? (remote[0] ? { inputs: remote[0].model.inputs.map(toTensorSpec), outputs: remote[0].model.outputs.map(toTensorSpec) } : undefined);
+      if (!first) throw new Error(NO_WORKER);
       const file = entry.configFile;
       const { config, signature } = completeConfig({
         name: v.name,
@@ -245,7 +306,7 @@ export class ModelManager {
               observer: stats,
             })
           : new DirectScheduler(v.key, slots, dispatcher, this.#options.maxQueueSize, stats);
-      const providers = new Set(loaded.map(describeProvider));
+      const providers = new Set([...loaded.map(describeProvider), ...remote.map((r) => r.model.executionProvider)]);
       v.serving = {
         config,
         signature: { ...signature, version: String(v.version) },
@@ -260,16 +321,28 @@ export class ModelManager {
         const worker = this.#workers.get(p.workerId);
         if (worker) slots.add(worker, p.instanceCount);
       });
+      // Remote workers as they are now: one may have joined or left while this loaded.
+      for (const r of this.#remote.values()) {
+        const model = r.models.get(v.key);
+        if (model) slots.add(r.connection, model.instances);
+      }
       v.state = 'READY';
       v.reason = '';
       log.info(
-        { model: v.name, version: v.version, instances: plans.reduce((n, p) => n + p.instanceCount, 0), provider: v.serving.executionProvider },
+        {
+          model: v.name,
+          version: v.version,
+          instances: plans.reduce((n, p) => n + p.instanceCount, 0),
+          remoteInstances: remote.reduce((n, r) => n + r.model.instances, 0),
+          provider: v.serving.executionProvider,
+        },
         'model ready',
       );
     } catch (error) {
       v.state = 'UNAVAILABLE';
       v.reason = error instanceof Error ? error.message : String(error);
-      log.error({ model: v.name, version: v.version, reason: v.reason }, 'model failed to load');
+      if (v.reason === NO_WORKER && this.#remote.size === 0) log.warn({ model: v.name, version: v.version }, 'model waits for a worker to host it');
+      else log.error({ model: v.name, version: v.version, reason: v.reason }, 'model failed to load');
       await Promise.allSettled(plans.map((p) => this.#workers.get(p.workerId)?.unloadModel(v.key)));
     }
   }
@@ -308,6 +381,10 @@ export class ModelManager {
       this.#options.log.error({ model: v.key, worker: worker.endpoint.id, err: error }, 'reload on worker failed');
     }
   }
+}
+
+function toTensorSpec(spec: HostedModel['inputs'][number]): TensorSpec {
+  return { name: spec.name, datatype: spec.datatype, shape: spec.shape.map(BigInt), dimNames: spec.dimNames };
 }
 
 function describeProvider(r: LoadModelResponse): string {

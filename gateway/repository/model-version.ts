@@ -4,7 +4,7 @@ import { type Dispatcher } from '../scheduling/dispatcher.js';
 import { type Scheduler } from '../scheduling/execution.js';
 import { type InstanceSlots } from '../scheduling/instance-slots.js';
 import { type ModelVersionStatistics } from '../stats/model-statistics.js';
-import { type WorkerPlan } from './placement.js';
+import { type WorkerPlan } from '../../models/repository/placement.js';
 
 /** Triton's model states, as RepositoryIndex reports them. */
 export type ModelState = 'UNKNOWN' | 'READY' | 'UNAVAILABLE' | 'LOADING' | 'UNLOADING';

@@ -1,5 +1,11 @@
 import { ModelInstanceGroup_Kind, type ModelInstanceGroup } from '../../proto/gen/model_config.js';
-import { type WorkerEndpoint } from '../scheduling/worker-connection.js';
+
+/** A worker as placement sees it: which device it serves. */
+export interface DeviceHost {
+  readonly id: string;
+  readonly deviceKind: 'cpu' | 'gpu';
+  readonly deviceId: number;
+}
 
 /** How many sessions of a model one worker hosts, and on which device. */
 export interface WorkerPlan {
@@ -18,14 +24,14 @@ export interface WorkerPlan {
  */
 export function planInstances(
   groups: readonly ModelInstanceGroup[],
-  workers: readonly WorkerEndpoint[],
+  workers: readonly DeviceHost[],
 ): WorkerPlan[] {
   const gpuWorkers = workers.filter((w) => w.deviceKind === 'gpu');
   const cpuWorkers = workers.filter((w) => w.deviceKind === 'cpu');
   const effective: readonly ModelInstanceGroup[] =
     groups.length > 0 ? groups : [{ name: '', kind: ModelInstanceGroup_Kind.KIND_AUTO, count: 1, gpus: [], profile: [], passive: false, hostPolicy: '' }];
-  const plans = new Map<string, { count: number; gpu: boolean; worker: WorkerEndpoint }>();
-  const add = (worker: WorkerEndpoint, count: number, gpu: boolean): void => {
+  const plans = new Map<string, { count: number; gpu: boolean; worker: DeviceHost }>();
+  const add = (worker: DeviceHost, count: number, gpu: boolean): void => {
     const prev = plans.get(worker.id);
     plans.set(worker.id, { worker, count: (prev?.count ?? 0) + count, gpu: (prev?.gpu ?? false) || gpu });
   };

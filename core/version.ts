@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 
 function readVersion(): string {
-  // dist/gateway/version.js and gateway/version.ts both sit two levels below package.json.
+  // dist/core/version.js and core/version.ts both sit two levels below package.json.
   for (const rel of ['../../package.json', '../package.json']) {
     try {
       const pkg: unknown = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8'));

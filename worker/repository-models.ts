@@ -1,0 +1,77 @@
+import { type Logger } from 'pino';
+import { type HostedModel } from '../core/worker-record.js';
+import { planInstances } from '../models/repository/placement.js';
+import { scanRepository } from '../models/repository/scan.js';
+import { messageOf } from './errors.js';
+import { type ModelHost } from './model-host.js';
+import { loadSpecOf } from './service.js';
+import { type DeviceRequest, type TensorSpecInfo } from './thread-protocol.js';
+
+// A standalone worker (`fabriek worker --registry …`) loads its models itself
+// from its own copy of the repository: every selected version of every model
+// that scans cleanly, with the instance count its instance groups give this
+// device (as placement gives a gateway's local workers). A model that fails
+// to load is logged and left out; the others are served.
+
+export interface RepositoryLoad {
+  readonly models: HostedModel[];
+  readonly failed: ReadonlyArray<{ readonly key: string; readonly reason: string }>;
+}
+
+function toSpec(spec: TensorSpecInfo): HostedModel['inputs'][number] {
+  return { name: spec.name, datatype: spec.datatype, shape: [...spec.shape], dimNames: [...spec.dimNames] };
+}
+
+export async function loadRepository(
+  directory: string,
+  self: { readonly id: string; readonly device: DeviceRequest },
+  host: ModelHost,
+  logger: Logger,
+): Promise<RepositoryLoad> {
+  const scan = await scanRepository(directory);
+  const device = self.device;
+  const endpoint = { id: self.id, deviceKind: device.kind, deviceId: device.kind === 'gpu' ? device.deviceId : 0 };
+  const models: HostedModel[] = [];
+  const failed: Array<{ key: string; reason: string }> = [];
+  for (const entry of scan.models) {
+    if (entry.error) {
+      logger.error({ model: entry.name, reason: entry.error }, 'model skipped');
+      failed.push({ key: entry.name, reason: entry.error });
+      continue;
+    }
+    const [plan] = planInstances(entry.config?.instanceGroup ?? [], [endpoint]);
+    if (!plan) continue;
+    for (const v of entry.versions) {
+      const key = `${entry.name}/${v.version}`;
+      try {
+        const spec = loadSpecOf(
+          {
+            modelKey: key,
+            modelPath: v.path,
+            modelBytes: Buffer.alloc(0),
+            instanceCount: plan.instanceCount,
+            deviceKind: plan.deviceKind,
+            deviceId: plan.deviceId,
+            sessionOptions: undefined,
+          },
+          device,
+        );
+        const info = await host.load(spec);
+        models.push({
+          key,
+          name: entry.name,
+          version: v.version,
+          instances: plan.instanceCount,
+          executionProvider: info.fallbackReason ? `${info.executionProvider} (GPU unavailable: ${info.fallbackReason})` : info.executionProvider,
+          inputs: info.inputs.map(toSpec),
+          outputs: info.outputs.map(toSpec),
+        });
+      } catch (error) {
+        const reason = messageOf(error);
+        logger.error({ model: key, reason }, 'model failed to load');
+        failed.push({ key, reason });
+      }
+    }
+  }
+  return { models, failed };
+}
