@@ -12,6 +12,8 @@ describe('parseWorkerArgs', () => {
       maxMessageBytes: 1024 ** 3,
       shutdownTimeoutMs: 30_000,
       cores: availableParallelism(),
+      registry: undefined,
+      queuedPerInstance: 1,
     });
   });
 
@@ -37,6 +39,8 @@ describe('parseWorkerArgs', () => {
       maxMessageBytes: 1048576,
       shutdownTimeoutMs: 500,
       cores: 4,
+      registry: undefined,
+      queuedPerInstance: 1,
     });
     expect(parseWorkerArgs(['--listen', 'x:1', '--device', 'gpu']).device).toEqual({ kind: 'gpu', deviceId: 0 });
   });
@@ -47,5 +51,45 @@ describe('parseWorkerArgs', () => {
     expect(() => parseWorkerArgs(['--listen', 'x:1', '--port', '1'])).toThrow('unknown argument "--port"');
     expect(() => parseWorkerArgs(['--listen', 'x:1', '--device', 'tpu'])).toThrow('--device "tpu" is not cpu, gpu or gpu:N');
     expect(() => parseWorkerArgs(['--listen', 'x:1', '--max-message-bytes', '0'])).toThrow(/not an integer in 1\.\./);
+  });
+
+  it('standalone: --registry needs --model-repository, listens on 0.0.0.0:8010 and queues deeper', () => {
+    const args = parseWorkerArgs(['--registry', 'redis://r:6379', '--model-repository', '/m', '--gpu', '2'], 7, 'node3');
+    expect(args).toMatchObject({
+      listen: '0.0.0.0:8010',
+      device: { kind: 'gpu', deviceId: 2 },
+      workerId: 'node3-7',
+      queuedPerInstance: 16,
+      registry: { url: 'redis://r:6379', namespace: 'fabriek', modelRepository: '/m', advertiseAddress: undefined, ttlMs: 10_000, drainGraceMs: 2_000 },
+    });
+    const tuned = parseWorkerArgs([
+      '--registry=redis://r:1/2',
+      '--model-repository=/m',
+      '--advertise-address',
+      'gpu07.hpc:8011',
+      '--registry-ttl-secs',
+      '1.5',
+      '--drain-grace-secs',
+      '0',
+      '--registry-namespace',
+      'prod',
+    ]);
+    expect(tuned.registry).toMatchObject({ advertiseAddress: 'gpu07.hpc:8011', ttlMs: 1500, drainGraceMs: 0, namespace: 'prod' });
+  });
+
+  it('standalone: says what is wrong', () => {
+    expect(() => parseWorkerArgs(['--registry', 'redis://r:1'])).toThrow('--registry needs --model-repository');
+    expect(() => parseWorkerArgs(['--registry', 'http://r:1', '--model-repository', '/m'])).toThrow('is not a redis:// or rediss:// URL');
+    expect(() => parseWorkerArgs(['--listen', 'x:1', '--model-repository', '/m'])).toThrow('--model-repository needs --registry');
+    expect(() => parseWorkerArgs(['--registry', 'redis://r:1', '--model-repository', '/m', '--listen', 'unix:/s'])).toThrow(
+      '--listen must be HOST:PORT with --registry',
+    );
+    expect(() => parseWorkerArgs(['--registry', 'redis://r:1', '--model-repository', '/m', '--advertise-address', 'nohost'])).toThrow(
+      '--advertise-address "nohost" is not HOST:PORT',
+    );
+    expect(() => parseWorkerArgs(['--registry', 'redis://r:1', '--model-repository', '/m', '--registry-ttl-secs', '0'])).toThrow(
+      '--registry-ttl-secs "0"',
+    );
+    expect(() => parseWorkerArgs(['--listen', 'x:1', '--gpu', '1', '--device', 'cpu'])).toThrow('give --gpu or --device, not both');
   });
 });
