@@ -67,7 +67,6 @@ async function start(args: WorkerArgs, logger: Logger): Promise<void> {
 
   let lease: RegistryLease | undefined;
   if (args.registry) {
-    const { models, failed } = await loadRepository(args.registry.modelRepository, { id: args.workerId, device: args.device }, host, logger);
     const advertised = advertisedAddress(address, args.registry.advertiseAddress, port);
     lease = new RegistryLease(
       {
@@ -81,11 +80,14 @@ async function start(args: WorkerArgs, logger: Logger): Promise<void> {
         ttlMs: args.registry.ttlMs,
         draining: false,
         fabriekVersion: FABRIEK_VERSION,
-        models,
+        models: [],
       },
       { url: args.registry.url, namespace: args.registry.namespace, logger },
     );
-    await lease.start();
+    // Fail fast on a wrong registry before spending minutes loading models.
+    await lease.connect();
+    const { models, failed } = await loadRepository(args.registry.modelRepository, { id: args.workerId, device: args.device }, host, logger);
+    await lease.start(models);
     logger.info(
       { registry: redactUrl(args.registry.url), advertised, models: models.map((m) => m.key), failed: failed.map((f) => f.key) },
       'registered',

@@ -23,9 +23,12 @@ export class RegistryLease {
   #record: WorkerRecord;
   #timer: NodeJS.Timeout | undefined;
   #reachable = true;
+  readonly #url: string;
+  #lastError: string | undefined;
 
   constructor(record: WorkerRecord, options: LeaseOptions) {
     this.#record = record;
+    this.#url = options.url.replace(/\/\/[^@/]*@/, '//***@');
     this.#keys = registryKeys(options.namespace);
     this.#logger = options.logger;
     this.#redis = new Redis(options.url, {
@@ -35,14 +38,29 @@ export class RegistryLease {
       enableOfflineQueue: false,
       retryStrategy: (attempt) => Math.min(1_000, 50 * attempt),
     });
-    this.#redis.on('error', () => {
+    this.#redis.on('error', (error: Error) => {
       // Reported once per outage by #heartbeat; ioredis keeps reconnecting.
+      this.#lastError = error.message;
     });
   }
 
-  /** Registers the worker; rejects when Redis cannot be reached at start. */
-  async start(): Promise<void> {
-    await this.#redis.connect();
+  /** Connects; rejects with a clear message when Redis cannot be reached. */
+  async connect(): Promise<void> {
+    if (this.#redis.status === 'ready') return;
+    try {
+      await this.#redis.connect();
+      await this.#redis.ping();
+    } catch (error) {
+      this.#redis.disconnect();
+      const why = this.#lastError ?? (error instanceof Error ? error.message : String(error));
+      throw new Error(`cannot reach the registry at ${this.#url}: ${why}`, { cause: error });
+    }
+  }
+
+  /** Registers the worker (connecting first if needed) and starts the heartbeat. */
+  async start(models: WorkerRecord['models'] = this.#record.models): Promise<void> {
+    this.#record = { ...this.#record, models };
+    await this.connect();
     await this.#write('join');
     this.#timer = setInterval(() => void this.#heartbeat(), Math.max(100, Math.floor(this.#record.ttlMs / 3)));
   }
