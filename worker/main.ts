@@ -1,12 +1,11 @@
 #!/usr/bin/env node
-import { Server, ServerCredentials } from '@grpc/grpc-js';
-import { realpathSync } from 'node:fs';
+import { realpathSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { pino, type Logger } from 'pino';
 import { FABRIEK_VERSION } from '../core/version.js';
-import { WorkerService } from '../proto/gen/worker.js';
 import { parseWorkerArgs, USAGE, UsageError, type WorkerArgs } from './cli-args.js';
+import { FrameServer } from './frame-server.js';
 import { InstancePool } from './instance-pool.js';
 import { ModelHost } from './model-host.js';
 import { type WorkerReadyMessage } from './ready-message.js';
@@ -36,14 +35,6 @@ export function advertisedAddress(bound: string, advertise: string | undefined, 
   return `${wildcard ? host : listenHost}:${port}`;
 }
 
-function bind(server: Server, address: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.bindAsync(address, ServerCredentials.createInsecure(), (error, port) =>
-      error === null ? resolve(port) : reject(error),
-    );
-  });
-}
-
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function start(args: WorkerArgs, logger: Logger): Promise<void> {
@@ -54,15 +45,13 @@ async function start(args: WorkerArgs, logger: Logger): Promise<void> {
     queuedPerInstance: args.queuedPerInstance,
   });
   let accepting = true;
-  const server = new Server({
-    'grpc.max_receive_message_length': args.maxMessageBytes,
-    'grpc.max_send_message_length': args.maxMessageBytes,
+  const server = new FrameServer({
+    handler: createWorkerService({ host, workerId: args.workerId, device: args.device, logger, accepting: () => accepting }),
+    maxMessageBytes: args.maxMessageBytes,
+    logger,
   });
-  server.addService(
-    WorkerService,
-    createWorkerService({ host, workerId: args.workerId, device: args.device, logger, accepting: () => accepting }),
-  );
-  const port = await bind(server, args.listen);
+  if (args.listen.startsWith('unix:')) rmSync(args.listen.slice('unix:'.length), { force: true });
+  const port = await server.listen(args.listen);
   const address = boundAddress(args.listen, port);
 
   let lease: RegistryLease | undefined;
@@ -113,12 +102,9 @@ async function start(args: WorkerArgs, logger: Logger): Promise<void> {
       await sleep(args.registry.drainGraceMs);
       accepting = false;
     }
-    const force = setTimeout(() => {
+    if (!(await server.close(args.shutdownTimeoutMs))) {
       logger.warn({ timeoutMs: args.shutdownTimeoutMs }, 'in-flight calls did not finish; forcing shutdown');
-      server.forceShutdown();
-    }, args.shutdownTimeoutMs);
-    await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
-    clearTimeout(force);
+    }
     await lease?.stop();
     await host.closeAll();
     logger.info('worker stopped');

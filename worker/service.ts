@@ -1,14 +1,17 @@
-import { status, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import { type Logger } from 'pino';
-import { isServingError } from '../core/errors.js';
+import { isServingError, ServingError } from '../core/errors.js';
+import { Method } from '../core/worker-frames.js';
 import {
-  type ExecuteRequest,
-  type ExecuteResponse,
+  ExecuteRequest,
+  ExecuteResponse,
   type LoadModelRequest,
-  type LoadModelResponse,
-  type StatusResponse,
+  LoadModelRequest as LoadModelRequestCodec,
+  LoadModelResponse,
+  StatusResponse,
   type TensorSpec,
-  type WorkerServer,
+  UnloadModelRequest,
+  UnloadModelResponse,
 } from '../proto/gen/worker.js';
 import { prepareBatch } from './batch-task.js';
 import { WorkerErrors } from './errors.js';
@@ -16,9 +19,10 @@ import { type LoadSpec, type ModelHost } from './model-host.js';
 import { bufferOf } from './tensor-bytes.js';
 import { type DeviceRequest, type GraphOptimizationLevel, type TensorSpecInfo } from './thread-protocol.js';
 
-// The gRPC face of the worker (fabriek.worker.Worker). Handlers are plain
-// async functions; `unary` turns their ServingErrors into gRPC statuses and
-// anything else into a generic INTERNAL whose stack goes to the log only.
+// The worker's face to the gateway (the fabriek.worker.Worker methods of
+// proto/worker.proto). Each handler takes the request's bytes and gives the
+// response's bytes; ServingErrors keep their status code and message, and
+// anything else becomes a generic INTERNAL whose stack goes to the log only.
 
 export interface WorkerServiceOptions {
   readonly host: ModelHost;
@@ -30,77 +34,91 @@ export interface WorkerServiceOptions {
   readonly accepting?: () => boolean;
 }
 
+/** Handles one call: request payload in, response payload out; throws ServingError. */
+export type WorkerHandler = (method: number, payload: Uint8Array) => Promise<Uint8Array>;
+
 const MAX_INSTANCES = 64;
 const OPT_LEVELS: readonly GraphOptimizationLevel[] = ['disabled', 'basic', 'extended', 'all'];
+const METHOD_NAMES: Readonly<Record<number, string>> = { 1: 'LoadModel', 2: 'UnloadModel', 3: 'Execute', 4: 'Status' };
 
-export function createWorkerService(options: WorkerServiceOptions): WorkerServer {
+export function createWorkerService(options: WorkerServiceOptions): WorkerHandler {
   const { host, logger } = options;
 
-  function unary<Req, Res>(method: string, handler: (request: Req) => Promise<Res> | Res) {
-    return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
-      Promise.resolve()
-        .then(() => handler(call.request))
-        .then(
-          (response) => callback(null, response),
-          (error: unknown) => {
-            if (isServingError(error)) {
-              const quiet = error.code === status.NOT_FOUND || error.code === status.INVALID_ARGUMENT;
-              logger[quiet ? 'debug' : 'warn']({ method, code: status[error.code] }, error.message);
-              callback({ code: error.code, details: error.message });
-            } else {
-              logger.error({ method, err: error }, 'unexpected error in worker handler');
-              callback({ code: status.INTERNAL, details: `internal error in worker ${method}` });
-            }
-          },
-        );
+  async function loadModel(request: LoadModelRequest): Promise<LoadModelResponse> {
+    const info = await host.load(loadSpecOf(request, options.device));
+    return {
+      inputs: info.inputs.map(toTensorSpec),
+      outputs: info.outputs.map(toTensorSpec),
+      executionProvider: info.executionProvider,
+      fallbackReason: info.fallbackReason,
     };
   }
 
-  return {
-    loadModel: unary('LoadModel', async (request: LoadModelRequest): Promise<LoadModelResponse> => {
-      const info = await host.load(loadSpecOf(request, options.device));
-      return {
-        inputs: info.inputs.map(toTensorSpec),
-        outputs: info.outputs.map(toTensorSpec),
-        executionProvider: info.executionProvider,
-        fallbackReason: info.fallbackReason,
-      };
-    }),
+  async function execute(request: ExecuteRequest): Promise<ExecuteResponse> {
+    if (options.accepting?.() === false) throw WorkerErrors.draining(options.workerId);
+    const received = process.hrtime.bigint();
+    const { task, transfer } = prepareBatch(request, host.info(request.modelKey));
+    const result = await host.execute(request.modelKey, task, transfer);
+    const outputs = result.outputs.map((t) => ({
+      name: t.name,
+      datatype: t.datatype,
+      shape: t.shape.map(BigInt),
+      data: bufferOf(t.data),
+    }));
+    const done = process.hrtime.bigint();
+    return {
+      outputs,
+      // Input: validation, copy and hand-over to the thread, ORT tensor creation.
+      computeInputNs: result.runStartNs - received,
+      computeInferNs: result.runEndNs - result.runStartNs,
+      // Output: ORT tensors to bytes, hand-back, response assembly (not encoding).
+      computeOutputNs: done - result.runEndNs,
+    };
+  }
 
-    unloadModel: unary('UnloadModel', async (request: { modelKey: string }) => {
-      await host.unload(request.modelKey);
-      return {};
-    }),
+  async function dispatch(method: number, payload: Uint8Array): Promise<Uint8Array> {
+    switch (method) {
+      case Method.Execute:
+        return ExecuteResponse.encode(await execute(decode(ExecuteRequest, payload, 'Execute'))).finish();
+      case Method.LoadModel:
+        return LoadModelResponse.encode(await loadModel(decode(LoadModelRequestCodec, payload, 'LoadModel'))).finish();
+      case Method.UnloadModel:
+        await host.unload(decode(UnloadModelRequest, payload, 'UnloadModel').modelKey);
+        return UnloadModelResponse.encode({}).finish();
+      case Method.Status:
+        return StatusResponse.encode({
+          workerId: options.workerId,
+          deviceKind: options.device.kind,
+          deviceId: options.device.kind === 'gpu' ? options.device.deviceId : 0,
+          models: host.status(),
+        }).finish();
+      default:
+        throw new ServingError(status.UNIMPLEMENTED, `worker method ${method} is not implemented`);
+    }
+  }
 
-    execute: unary('Execute', async (request: ExecuteRequest): Promise<ExecuteResponse> => {
-      if (options.accepting?.() === false) throw WorkerErrors.draining(options.workerId);
-      const received = process.hrtime.bigint();
-      const { task, transfer } = prepareBatch(request, host.info(request.modelKey));
-      const result = await host.execute(request.modelKey, task, transfer);
-      const outputs = result.outputs.map((t) => ({
-        name: t.name,
-        datatype: t.datatype,
-        shape: t.shape.map(BigInt),
-        data: bufferOf(t.data),
-      }));
-      const done = process.hrtime.bigint();
-      return {
-        outputs,
-        // Input: validation, copy and hand-over to the thread, ORT tensor creation.
-        computeInputNs: result.runStartNs - received,
-        computeInferNs: result.runEndNs - result.runStartNs,
-        // Output: ORT tensors to bytes, hand-back, response assembly (not gRPC encoding).
-        computeOutputNs: done - result.runEndNs,
-      };
-    }),
-
-    status: unary('Status', (): StatusResponse => ({
-      workerId: options.workerId,
-      deviceKind: options.device.kind,
-      deviceId: options.device.kind === 'gpu' ? options.device.deviceId : 0,
-      models: host.status(),
-    })),
+  return async (method, payload) => {
+    try {
+      return await dispatch(method, payload);
+    } catch (error) {
+      const name = METHOD_NAMES[method] ?? String(method);
+      if (isServingError(error)) {
+        const quiet = error.code === status.NOT_FOUND || error.code === status.INVALID_ARGUMENT;
+        logger[quiet ? 'debug' : 'warn']({ method: name, code: status[error.code] }, error.message);
+        throw error;
+      }
+      logger.error({ method: name, err: error }, 'unexpected error in worker handler');
+      throw new ServingError(status.INTERNAL, `internal error in worker ${name}`);
+    }
   };
+}
+
+function decode<T>(codec: { decode(input: Uint8Array): T }, payload: Uint8Array, method: string): T {
+  try {
+    return codec.decode(payload);
+  } catch (error) {
+    throw new ServingError(status.INVALID_ARGUMENT, `${method}: the request is not a valid protobuf message: ${error instanceof Error ? error.message : String(error)}`);
+  }
 }
 
 function toTensorSpec(spec: TensorSpecInfo): TensorSpec {

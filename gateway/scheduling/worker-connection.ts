@@ -1,38 +1,35 @@
-import {
-  type CallOptions,
-  type ClientUnaryCall,
-  type Metadata,
-  type ServiceError,
-  credentials,
-  Metadata as GrpcMetadata,
-  status as GrpcStatus,
-} from '@grpc/grpc-js';
+import { connect as netConnect, type Socket } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
+import { status as GrpcStatus } from '@grpc/grpc-js';
 import { ServingError } from '../../core/errors.js';
+import { decodeError, encodeFrame, ERROR, FrameError, FrameReader, Method, RESPONSE } from '../../core/worker-frames.js';
 import {
   type ExecuteRequest,
-  type ExecuteResponse,
+  ExecuteRequest as ExecuteRequestCodec,
+  ExecuteResponse,
   type LoadModelRequest,
-  type LoadModelResponse,
-  type StatusResponse,
-  WorkerClient,
+  LoadModelRequest as LoadModelRequestCodec,
+  LoadModelResponse,
+  StatusRequest,
+  StatusResponse,
+  UnloadModelRequest,
+  UnloadModelResponse,
 } from '../../proto/gen/worker.js';
 
 /** Where a worker is and what it runs on. */
 export interface WorkerEndpoint {
   readonly id: string;
-  /** grpc target: `unix:/path.sock` or `host:port`. */
+  /** `unix:/path.sock` or `host:port`. */
   readonly address: string;
   readonly deviceKind: 'cpu' | 'gpu';
   readonly deviceId: number;
 }
 
-type Callback<Res> = (error: ServiceError | null, response: Res) => void;
-type UnaryMethod<Req, Res> = (
-  request: Req,
-  metadata: Metadata,
-  options: Partial<CallOptions>,
-  callback: Callback<Res>,
-) => ClientUnaryCall;
+export interface WorkerConnectionOptions {
+  readonly maxMessageBytes: number;
+  /** TLS (with a client certificate for mTLS) to workers on other machines. */
+  readonly tls?: ConnectionOptions;
+}
 
 /**
  * Is this failure the worker's process or connection going away (so the work
@@ -42,78 +39,173 @@ export function isWorkerLost(error: unknown): boolean {
   return error instanceof WorkerLostError;
 }
 
-/** The worker did not answer: it died, or its connection broke. */
+/** The worker did not answer: it died, its connection broke, or it refused new work while draining. */
 export class WorkerLostError extends ServingError {
   override name = 'WorkerLostError';
 }
 
-/** The gateway's connection to one worker process (internal gRPC). */
+interface Pending {
+  resolve(payload: Uint8Array): void;
+  reject(error: Error): void;
+  timer: NodeJS.Timeout | undefined;
+  /** The socket the call went out on: only its close fails the call. */
+  readonly socket: Socket;
+}
+
+interface Codec<T> {
+  encode(message: T): { finish(): Uint8Array };
+}
+interface Decoder<T> {
+  decode(input: Uint8Array): T;
+}
+
+/**
+ * The gateway's connection to one worker: one persistent socket carrying
+ * length-prefixed frames (core/worker-frames.ts), calls multiplexed by id.
+ * It connects on first use and again after a break; when the socket closes,
+ * every call still waiting fails with WorkerLostError, at once.
+ */
 export class WorkerConnection {
   readonly endpoint: WorkerEndpoint;
-  readonly #client: WorkerClient;
+  readonly #options: WorkerConnectionOptions;
+  readonly #pending = new Map<number, Pending>();
+  #socket: Socket | undefined;
+  #connected: Promise<Socket> | undefined;
+  #nextId = 1;
+  #closed = false;
 
-  constructor(endpoint: WorkerEndpoint, maxMessageBytes: number) {
+  constructor(endpoint: WorkerEndpoint, options: WorkerConnectionOptions | number) {
     this.endpoint = endpoint;
-    this.#client = new WorkerClient(endpoint.address, credentials.createInsecure(), {
-      'grpc.max_receive_message_length': maxMessageBytes,
-      'grpc.max_send_message_length': maxMessageBytes,
-      // Workers are local or on a trusted network; keep the channel warm.
-      'grpc.keepalive_time_ms': 10_000,
-      'grpc.keepalive_timeout_ms': 5_000,
-    });
+    this.#options = typeof options === 'number' ? { maxMessageBytes: options } : options;
   }
 
   loadModel(request: LoadModelRequest, timeoutMs = 10 * 60_000): Promise<LoadModelResponse> {
-    return this.#call(this.#client.loadModel.bind(this.#client), request, Date.now() + timeoutMs);
+    return this.#call(Method.LoadModel, LoadModelRequestCodec, request, LoadModelResponse, Date.now() + timeoutMs);
   }
 
   unloadModel(modelKey: string, timeoutMs = 5 * 60_000): Promise<void> {
-    return this.#call(this.#client.unloadModel.bind(this.#client), { modelKey }, Date.now() + timeoutMs).then(
-      () => undefined,
-    );
+    return this.#call(Method.UnloadModel, UnloadModelRequest, { modelKey }, UnloadModelResponse, Date.now() + timeoutMs).then(() => undefined);
   }
 
   execute(request: ExecuteRequest, deadline: number): Promise<ExecuteResponse> {
-    return this.#call(this.#client.execute.bind(this.#client), request, deadline);
+    return this.#call(Method.Execute, ExecuteRequestCodec, request, ExecuteResponse, deadline);
   }
 
   status(timeoutMs = 5_000): Promise<StatusResponse> {
-    return this.#call(this.#client.status.bind(this.#client), {}, Date.now() + timeoutMs);
+    return this.#call(Method.Status, StatusRequest, {}, StatusResponse, Date.now() + timeoutMs);
   }
 
   close(): void {
-    this.#client.close();
+    this.#closed = true;
+    this.#socket?.destroy();
+    this.#failAll(`connection to worker ${this.endpoint.id} was closed`);
   }
 
-  #call<Req, Res>(method: UnaryMethod<Req, Res>, request: Req, deadline: number): Promise<Res> {
-    return new Promise<Res>((resolve, reject) => {
-      const options: Partial<CallOptions> = Number.isFinite(deadline) ? { deadline } : {};
-      method(request, new GrpcMetadata(), options, (error, response) => {
-        if (error) reject(this.#translate(error));
-        else resolve(response);
-      });
+  async #call<Req, Res>(method: Method, codec: Codec<Req>, request: Req, decoder: Decoder<Res>, deadline: number): Promise<Res> {
+    if (this.#closed) throw this.#lost(`connection to worker ${this.endpoint.id} is closed`);
+    const payload = codec.encode(request).finish();
+    if (payload.byteLength > this.#options.maxMessageBytes) {
+      throw new ServingError(GrpcStatus.RESOURCE_EXHAUSTED, `message of ${payload.byteLength} bytes for worker ${this.endpoint.id} is over the ${this.#options.maxMessageBytes}-byte limit`);
+    }
+    const socket = this.#socket && !this.#socket.destroyed && this.#connected === undefined ? this.#socket : await this.#connect();
+    const id = this.#nextId;
+    this.#nextId = this.#nextId >= 0xffffffff ? 1 : this.#nextId + 1;
+    const answer = new Promise<Uint8Array>((resolve, reject) => {
+      const pending: Pending = { resolve, reject, timer: undefined, socket };
+      if (Number.isFinite(deadline)) {
+        pending.timer = setTimeout(() => {
+          this.#pending.delete(id);
+          reject(new ServingError(GrpcStatus.DEADLINE_EXCEEDED, `deadline exceeded while worker ${this.endpoint.id} was running the request`));
+        }, Math.max(0, deadline - Date.now()));
+      }
+      this.#pending.set(id, pending);
+    });
+    const [header, body] = encodeFrame(method, id, payload);
+    socket.cork();
+    socket.write(header);
+    socket.write(body);
+    socket.uncork();
+    return decoder.decode(await answer);
+  }
+
+  #connect(): Promise<Socket> {
+    this.#connected ??= new Promise<Socket>((resolve, reject) => {
+      const { address } = this.endpoint;
+      const onConnect = (): void => {
+        socket.off('error', onError);
+        socket.setNoDelay(true);
+        socket.setKeepAlive(true, 10_000);
+        this.#socket = socket;
+        this.#connected = undefined;
+        resolve(socket);
+      };
+      const onError = (error: Error): void => {
+        this.#connected = undefined;
+        reject(this.#lost(`worker ${this.endpoint.id} at ${address} is unreachable: ${error.message}`, error));
+      };
+      const target = address.startsWith('unix:') ? { path: address.slice('unix:'.length) } : hostPort(address);
+      const tls = this.#options.tls;
+      const socket: Socket = tls
+        ? tlsConnect({ ...tls, ...target, ...('host' in target && tls.servername === undefined ? { servername: target.host } : {}) }, onConnect)
+        : netConnect(target, onConnect);
+      socket.once('error', onError);
+      this.#listen(socket);
+    });
+    return this.#connected;
+  }
+
+  #listen(socket: Socket): void {
+    const reader = new FrameReader(this.#options.maxMessageBytes);
+    socket.on('data', (chunk: Buffer) => {
+      let frames;
+      try {
+        frames = reader.push(chunk);
+      } catch (error) {
+        socket.destroy(error instanceof Error ? error : new FrameError(String(error)));
+        return;
+      }
+      for (const frame of frames) {
+        const pending = this.#pending.get(frame.callId);
+        if (!pending) continue; // its deadline passed; the answer is dropped
+        this.#pending.delete(frame.callId);
+        if (pending.timer) clearTimeout(pending.timer);
+        if (frame.kind === ERROR) {
+          const { code, message } = decodeError(frame.payload);
+          // A draining worker refuses new work with UNAVAILABLE: retry it elsewhere.
+          pending.reject(code === GrpcStatus.UNAVAILABLE ? this.#lost(message) : new ServingError(code, message));
+        } else if ((frame.kind & RESPONSE) !== 0) {
+          pending.resolve(frame.payload);
+        } else {
+          pending.reject(new ServingError(GrpcStatus.INTERNAL, `worker ${this.endpoint.id} sent an unexpected frame kind ${frame.kind}`));
+        }
+      }
+    });
+    socket.on('error', () => {
+      // 'close' follows and fails what is pending.
+    });
+    socket.on('close', () => {
+      if (this.#socket === socket) this.#socket = undefined;
+      this.#failAll(`worker ${this.endpoint.id} connection closed before it answered`, socket);
     });
   }
 
-  /** Worker answers keep their code; transport failures become WorkerLostError. */
-  #translate(error: ServiceError): ServingError {
-    const who = `worker ${this.endpoint.id}`;
-    // A worker's own answers carry a status it chose. UNAVAILABLE without a
-    // worker message, or CANCELLED/INTERNAL raised by the transport, mean the
-    // process or connection is gone.
-    if (error.code === GrpcStatus.UNAVAILABLE || error.code === GrpcStatus.CANCELLED) {
-      return new WorkerLostError(GrpcStatus.UNAVAILABLE, `${who} is unavailable: ${error.details}`, {
-        cause: error,
-      });
+  /** Fails the calls waiting on `socket` (all of them without one). */
+  #failAll(reason: string, socket?: Socket): void {
+    for (const [id, p] of this.#pending) {
+      if (socket && p.socket !== socket) continue;
+      this.#pending.delete(id);
+      if (p.timer) clearTimeout(p.timer);
+      p.reject(this.#lost(reason));
     }
-    if (error.code === GrpcStatus.DEADLINE_EXCEEDED) {
-      return new ServingError(GrpcStatus.DEADLINE_EXCEEDED, `deadline exceeded while ${who} was running the request`);
-    }
-    if (error.code === GrpcStatus.INTERNAL && /stream|connection|protocol|RST_STREAM/i.test(error.details)) {
-      return new WorkerLostError(GrpcStatus.UNAVAILABLE, `${who} connection failed: ${error.details}`, {
-        cause: error,
-      });
-    }
-    return new ServingError(error.code, error.details, { cause: error });
   }
+
+  #lost(message: string, cause?: unknown): WorkerLostError {
+    return new WorkerLostError(GrpcStatus.UNAVAILABLE, message.startsWith('worker') ? message : `worker ${this.endpoint.id}: ${message}`, { cause });
+  }
+}
+
+function hostPort(address: string): { host: string; port: number } {
+  const i = address.lastIndexOf(':');
+  const host = address.slice(0, i).replace(/^\[(.*)\]$/, '$1');
+  return { host, port: Number(address.slice(i + 1)) };
 }

@@ -3,19 +3,19 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { credentials, type ServiceError } from '@grpc/grpc-js';
+import { WorkerConnection } from '../../gateway/scheduling/worker-connection.js';
 import {
   type ExecuteRequest,
   type ExecuteResponse,
   type LoadModelRequest,
   type LoadModelResponse,
   type StatusResponse,
-  WorkerClient,
 } from '../../proto/gen/worker.js';
 import { isWorkerReadyMessage, type WorkerReadyMessage } from '../../worker/ready-message.js';
 
 // Spawns the real worker process (dist/worker/main.js, built by `npm test`)
-// with an IPC channel, as the gateway does, and talks to it over a unix socket.
+// with an IPC channel, as the gateway does, and talks to it over a unix socket
+// with the gateway's own client (WorkerConnection).
 
 export const WORKER_MAIN = fileURLToPath(new URL('../../dist/worker/main.js', import.meta.url));
 
@@ -23,7 +23,7 @@ export interface WorkerProcess {
   readonly child: ChildProcess;
   /** The `ready` message the worker sent over IPC. */
   readonly ready: WorkerReadyMessage;
-  readonly client: WorkerClient;
+  readonly client: WorkerConnection;
   load(request: Partial<LoadModelRequest> & { modelKey: string }): Promise<LoadModelResponse>;
   execute(request: Partial<ExecuteRequest> & { modelKey: string }): Promise<ExecuteResponse>;
   unload(modelKey: string): Promise<void>;
@@ -33,15 +33,6 @@ export interface WorkerProcess {
   stderr(): string;
   /** Sends `signal` (default SIGTERM) and waits for the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
-}
-
-function unary<Req, Res>(
-  method: (request: Req, callback: (error: ServiceError | null, response: Res) => void) => unknown,
-  request: Req,
-): Promise<Res> {
-  return new Promise((resolve, reject) => {
-    method(request, (error, response) => (error === null ? resolve(response) : reject(error)));
-  });
 }
 
 export async function startWorker(extraArgs: readonly string[] = [], timeoutMs = 30_000): Promise<WorkerProcess> {
@@ -70,29 +61,25 @@ export async function startWorker(extraArgs: readonly string[] = [], timeoutMs =
       reject(new Error(`worker exited with ${code} before ready; stderr:\n${err}`));
     });
   });
-  const client = new WorkerClient(ready.address, credentials.createInsecure(), {
-    'grpc.max_receive_message_length': 256 * 1024 * 1024,
-    'grpc.max_send_message_length': 256 * 1024 * 1024,
-  });
+  const client = new WorkerConnection({ id: 'test', address: ready.address, deviceKind: 'cpu', deviceId: 0 }, 256 * 1024 * 1024);
   return {
     child,
     ready,
     client,
     exited,
     load: (request) =>
-      unary(client.loadModel.bind(client), {
+      client.loadModel({
         modelPath: '',
         modelBytes: Buffer.alloc(0),
         instanceCount: 1,
         deviceKind: 'cpu',
         deviceId: 0,
+        sessionOptions: undefined,
         ...request,
       }),
-    execute: (request) => unary(client.execute.bind(client), { inputs: [], outputs: [], ...request }),
-    unload: async (modelKey) => {
-      await unary(client.unloadModel.bind(client), { modelKey });
-    },
-    status: () => unary(client.status.bind(client), {}),
+    execute: (request) => client.execute({ inputs: [], outputs: [], ...request }, Infinity),
+    unload: (modelKey) => client.unloadModel(modelKey),
+    status: () => client.status(),
     stderr: () => err,
     stop: async (signal: NodeJS.Signals = 'SIGTERM') => {
       client.close();

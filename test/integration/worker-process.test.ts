@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import { type ServingError } from '../../core/errors.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Datatype } from '../../core/datatypes.js';
 import { executionSlots } from '../../core/pipelining.js';
@@ -10,7 +11,7 @@ import { buildWorkerModels, SLOW_N, type WorkerModelFiles } from '../helpers/wor
 import { startWorker, type WorkerProcess } from '../helpers/worker-process.js';
 
 // The real worker process (dist/worker/main.js) over a unix socket, through
-// the generated WorkerClient, compared with onnxruntime-node in this process.
+// the gateway's WorkerConnection, compared with onnxruntime-node in this process.
 
 let models: WorkerModelFiles;
 let worker: WorkerProcess;
@@ -31,11 +32,11 @@ function tensor(name: string, datatype: string, shape: readonly number[], data: 
 async function expectStatus(call: Promise<unknown>, code: GrpcStatus, message: RegExp): Promise<void> {
   const error = await call.then(
     () => undefined,
-    (e: unknown) => e as ServiceError,
+    (e: unknown) => e as ServingError,
   );
   expect(error, 'expected the call to fail').toBeDefined();
   expect(GrpcStatus[error?.code ?? GrpcStatus.OK]).toBe(GrpcStatus[code]);
-  expect(error?.details).toMatch(message);
+  expect(error?.message).toMatch(message);
 }
 
 /** Resolves once `key` has `busy` busy instances (Status is answered while ORT computes in a thread). */

@@ -1,0 +1,129 @@
+import { createServer as netServer, type Server, type Socket } from 'node:net';
+import { createServer as tlsServer, type TlsOptions } from 'node:tls';
+import { status } from '@grpc/grpc-js';
+import { type Logger } from 'pino';
+import { isServingError } from '../core/errors.js';
+import { encodeError, encodeFrame, ERROR, FrameReader, RESPONSE } from '../core/worker-frames.js';
+import { type WorkerHandler } from './service.js';
+
+// Serves the worker protocol (core/worker-frames.ts) on a unix socket or a
+// TCP port, with TLS when given. Calls on one connection run concurrently and
+// are answered as they finish. close() stops accepting, lets the calls in
+// flight finish and answer, then closes the connections.
+
+export interface FrameServerOptions {
+  readonly handler: WorkerHandler;
+  readonly maxMessageBytes: number;
+  readonly logger: Logger;
+  /** TLS for remote gateways (requestCert + ca for mTLS). */
+  readonly tls?: TlsOptions;
+}
+
+export class FrameServer {
+  readonly #options: FrameServerOptions;
+  readonly #server: Server;
+  readonly #sockets = new Set<Socket>();
+  #inFlight = 0;
+  #idle: (() => void) | undefined;
+
+  constructor(options: FrameServerOptions) {
+    this.#options = options;
+    const onConnection = (socket: Socket): void => this.#serve(socket);
+    this.#server = options.tls ? tlsServer(options.tls, onConnection) : netServer(onConnection);
+    this.#server.on('tlsClientError', (error: Error) => options.logger.warn({ err: error }, 'TLS handshake with a gateway failed'));
+  }
+
+  /** Listens on `unix:/path` or `host:port` (port 0: any free one); resolves with the port (0 for unix). */
+  listen(address: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.#server.once('error', reject);
+      const done = (): void => {
+        this.#server.off('error', reject);
+        const bound = this.#server.address();
+        resolve(typeof bound === 'object' && bound !== null ? bound.port : 0);
+      };
+      if (address.startsWith('unix:')) this.#server.listen(address.slice('unix:'.length), done);
+      else {
+        const i = address.lastIndexOf(':');
+        this.#server.listen(Number(address.slice(i + 1)), address.slice(0, i).replace(/^\[(.*)\]$/, '$1'), done);
+      }
+    });
+  }
+
+  /** Stops accepting, waits for calls in flight (at most `timeoutMs`), then closes every connection. */
+  async close(timeoutMs: number): Promise<boolean> {
+    this.#server.close();
+    const finished =
+      this.#inFlight === 0 ||
+      (await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), timeoutMs);
+        this.#idle = () => {
+          clearTimeout(timer);
+          resolve(true);
+        };
+      }));
+    // Flush the last answers before the process may exit: end, wait for the close.
+    await Promise.all(
+      [...this.#sockets].map(
+        (socket) =>
+          new Promise<void>((resolve) => {
+            const timer = setTimeout(() => socket.destroy(), 2_000);
+            socket.once('close', () => {
+              clearTimeout(timer);
+              resolve();
+            });
+            socket.end();
+          }),
+      ),
+    );
+    return finished;
+  }
+
+  #serve(socket: Socket): void {
+    const { logger, maxMessageBytes, handler } = this.#options;
+    this.#sockets.add(socket);
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 10_000);
+    socket.on('close', () => this.#sockets.delete(socket));
+    socket.on('error', (error) => logger.debug({ err: error }, 'gateway connection error'));
+    const reader = new FrameReader(maxMessageBytes);
+    socket.on('data', (chunk: Buffer) => {
+      let frames;
+      try {
+        frames = reader.push(chunk);
+      } catch (error) {
+        logger.warn({ err: error }, 'closing a gateway connection that broke the frame protocol');
+        socket.destroy();
+        return;
+      }
+      for (const frame of frames) {
+        this.#inFlight++;
+        handler(frame.kind, frame.payload).then(
+          (payload) => this.#answer(socket, RESPONSE | frame.kind, frame.callId, payload),
+          (error: unknown) => {
+            const code = isServingError(error) ? error.code : status.INTERNAL;
+            const message = error instanceof Error ? error.message : String(error);
+            this.#answer(socket, ERROR, frame.callId, encodeError(code, message));
+          },
+        );
+      }
+    });
+  }
+
+  #answer(socket: Socket, kind: number, callId: number, payload: Uint8Array): void {
+    const limit = this.#options.maxMessageBytes;
+    if (payload.byteLength > limit) {
+      // The gateway would drop the connection over it; say what happened instead.
+      kind = ERROR;
+      payload = encodeError(status.RESOURCE_EXHAUSTED, `the worker's answer of ${payload.byteLength} bytes is over the ${limit}-byte message limit`);
+    }
+    if (!socket.destroyed) {
+      const [header, body] = encodeFrame(kind, callId, payload);
+      socket.cork();
+      socket.write(header);
+      socket.write(body);
+      socket.uncork();
+    }
+    if (--this.#inFlight === 0) this.#idle?.();
+  }
+}
