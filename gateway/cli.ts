@@ -15,6 +15,7 @@ Usage:
                                                    start a worker that registers in Redis
                                                    (see fabriek worker --help)
   fabriek bench <batching|latency|http> [options]  run a benchmark (see fabriek bench --help)
+  fabriek tenants <hash-key|new-key|check> …       API key hashes and tenants files (see fabriek tenants --help)
   fabriek --version
 
 ${SERVE_USAGE}`;
@@ -32,6 +33,7 @@ async function serve(argv: readonly string[]): Promise<void> {
       (options.allowMetrics ? `metrics on ${options.httpAddress}:${gateway.metricsPort}; ` : '') +
       `${ready.length} model versions ready (${ready.join(', ')})` +
       (failed.length > 0 ? `; unavailable: ${failed.join(', ')}` : '') +
+      (gateway.tenants === 'open' ? '; open: no --tenants, no API keys' : `; ${gateway.tenants} tenants, API keys required`) +
       '\n',
   );
   const stop = (signal: string): void => {
@@ -72,6 +74,11 @@ async function main(argv: readonly string[]): Promise<void> {
   }
   if (command === 'serve') return serve(rest);
   if (command === 'bench') return bench(rest);
+  if (command === 'tenants') {
+    const { runTenantsCli } = await import('./tenants/tenants-cli.js');
+    process.exitCode = await runTenantsCli(rest, (s) => process.stdout.write(s), (s) => process.stderr.write(s));
+    return;
+  }
   if (command === 'worker') {
     if (rest.includes('--help') || rest.includes('-h')) {
       process.stdout.write(`${WORKER_USAGE}\n`);

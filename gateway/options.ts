@@ -26,6 +26,12 @@ export interface ServeOptions {
   readonly registryNamespace: string;
   /** On SIGTERM: not ready at once, but still accepting for this long (load balancers move away). */
   readonly drainGraceSecs: number;
+  /** Tenants file (API keys, model access, quotas); undefined = open to every caller. */
+  readonly tenants: string | undefined;
+  /** Audit log: a file, or "-" for stdout; undefined = none. */
+  readonly auditLog: string | undefined;
+  /** Gateways sharing the tenant quotas when Redis cannot say (each enforces limit ÷ N). */
+  readonly gatewayCountHint: number;
 }
 
 export class UsageError extends Error {
@@ -41,6 +47,11 @@ function integer(flag: string, raw: string | undefined, fallback: number, min: n
     throw new UsageError(`--${flag}: expected an integer from ${min} to ${max}, got '${raw}'`);
   }
   return n;
+}
+
+function nonEmpty(flag: string, raw: string | undefined): string | undefined {
+  if (raw === '') throw new UsageError(`--${flag}: expected a file name`);
+  return raw;
 }
 
 function boolean(flag: string, raw: string | undefined, fallback: boolean): boolean {
@@ -74,6 +85,12 @@ export const SERVE_USAGE = `Usage: fabriek serve --model-repository DIR [options
   --registry URL              Redis worker registry (redis://[:password@]host:port[/db]): also use
                               the workers registered there (fabriek worker --registry …)
   --registry-namespace NAME   key prefix in Redis, shared with the workers (default fabriek)
+  --tenants FILE              tenants (API keys as SHA-256 hashes, model globs, quotas, weights), YAML or
+                              JSON; turns authentication on. Without it the server is open to every caller.
+                              Quotas are shared through the --registry Redis when given
+  --audit-log FILE            one JSON line per request (tenant, model, status, bytes, latency); - = stdout
+  --gateway-count-hint N      gateways sharing the quotas, for the local share (limit ÷ N) each enforces
+                              while Redis is unreachable or absent (default 1; Redis tells when it can)
 `;
 
 export function parseServeOptions(argv: readonly string[]): ServeOptions {
@@ -103,6 +120,9 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
         'drain-grace-secs': { type: 'string' },
         registry: { type: 'string' },
         'registry-namespace': { type: 'string' },
+        tenants: { type: 'string' },
+        'audit-log': { type: 'string' },
+        'gateway-count-hint': { type: 'string' },
       },
     }));
   } catch (error) {
@@ -148,5 +168,8 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
     drainGraceSecs: integer('drain-grace-secs', values['drain-grace-secs'], 0, 0, 3600),
     registry,
     registryNamespace,
+    tenants: nonEmpty('tenants', values.tenants),
+    auditLog: nonEmpty('audit-log', values['audit-log']),
+    gatewayCountHint: integer('gateway-count-hint', values['gateway-count-hint'], 1, 1, 10_000),
   };
 }
