@@ -154,6 +154,8 @@ export class RedisQuota implements QuotaLimiter {
   #toRedis(): void {
     if (this.#mode === 'redis') return;
     this.#mode = 'redis';
+    // Redis is the truth again, even if it came back empty: what this gateway knew from before may be stale.
+    this.#bounds.clear();
     const again = this.#announced;
     this.#announced = true;
     this.#log.info({ redis: this.#url, gateways: this.#gateways }, again ? 'shared quotas available again: counting in Redis' : 'shared quotas: counting in Redis');
