@@ -5,24 +5,16 @@ import {
   type ExecutionResult,
   type InferJob,
   type JobResult,
-  type JobTenant,
   type Scheduler,
 } from '../scheduling/execution.js';
 import { batchShape, concatRows, splitRows } from './batch-rows.js';
 import { BatchQueue, type Queued } from './batch-queue.js';
 import { type Clock, systemClock } from './clock.js';
 import { decide, type ExpiryReason } from './decide.js';
+import { SOLE_TENANT, tenantQueueBound } from './fair-queue.js';
 import { type BatchingPolicy, levelOf, levelPolicy, queueTimeoutNs } from './policy.js';
 
 const MS = 1_000_000n;
-
-/** The tenant of jobs that name none: a server without tenants has only this one. */
-export const SOLE_TENANT: JobTenant = { name: 'default', weight: 1, queueShare: 1 };
-
-/** Requests one tenant may hold at a level: its share of the level's bound, at least 1. */
-export function tenantQueueBound(levelBound: number, share: number): number {
-  return Math.max(1, Math.floor(levelBound * Math.min(1, share)));
-}
 
 /** What the batcher needs from the instance slots (InstanceSlots fits). */
 export interface BatchSlots<P> {

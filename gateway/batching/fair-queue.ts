@@ -1,3 +1,4 @@
+import { type JobTenant } from '../scheduling/execution.js';
 import { EntryList, type ListLinks } from './entry-list.js';
 
 // One priority level's waiting requests, shared between tenants by weighted
@@ -10,6 +11,14 @@ import { EntryList, type ListLinks } from './entry-list.js';
 // of the rest stay right. A tenant whose queue empties leaves the round robin
 // and loses its deficit, as in DRR; it joins again at the end of the current
 // round. With one tenant this is a plain FIFO.
+
+/** The tenant of jobs that name none: a server without tenants has only this one. */
+export const SOLE_TENANT: JobTenant = { name: 'default', weight: 1, queueShare: 1 };
+
+/** Requests one tenant may hold of a queue: its share of the bound, at least 1. */
+export function tenantQueueBound(bound: number, share: number): number {
+  return Math.max(1, Math.floor(bound * Math.min(1, share)));
+}
 
 /** What the fair queue needs of an entry. */
 export interface FairEntry<E extends ListLinks<E>> extends ListLinks<E> {

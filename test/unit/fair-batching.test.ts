@@ -3,8 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { ServingError } from '../../core/errors.js';
 import { type Tensor } from '../../core/tensor.js';
 import { type Clock } from '../../gateway/batching/clock.js';
-import { type BatchRunner, type BatchSlots, DynamicBatcher, tenantQueueBound } from '../../gateway/batching/dynamic-batcher.js';
-import { type FairEntry, FairQueue } from '../../gateway/batching/fair-queue.js';
+import { type BatchRunner, type BatchSlots, DynamicBatcher } from '../../gateway/batching/dynamic-batcher.js';
+import { type FairEntry, FairQueue, tenantQueueBound } from '../../gateway/batching/fair-queue.js';
 import { batchingPolicyFromConfig } from '../../gateway/batching/policy.js';
 import { type ExecutionResult, type InferJob, type JobResult, type JobTenant } from '../../gateway/scheduling/execution.js';
 
