@@ -4,6 +4,7 @@ import { describeRun, runInfo, saveResults } from './load/report.js';
 import { BATCHING_MODELS, type BatchingModel, runBatching } from './scenarios/batching.js';
 import { runHttp } from './scenarios/http.js';
 import { runLatency } from './scenarios/latency.js';
+import { runFairness } from './scenarios/fairness.js';
 
 const USAGE = `Usage: node dist/bench/cli.js <scenario> [options]
 
@@ -12,6 +13,7 @@ Scenarios (each starts its own servers on 127.0.0.1 and stops them):
              dynamic batching on and off, beside raw ONNX Runtime at batch 1, 8, 64
   latency    issue #2: identity_fp32 at concurrency 1 and 64, beside a bare grpc-js echo server
   http       issue #4: autocannon on the REST infer endpoint; /metrics must equal the answers counted
+  fairness   issue #7: tenant B's steady load alone and while tenant A floods at 10× its quota
 
 Options:
   --duration S          measurement window per load level (default 10)
@@ -63,7 +65,7 @@ async function main(): Promise<number> {
   }
   const { values, positionals } = parsed;
   const scenario = positionals[0];
-  if (values.help || (scenario !== 'batching' && scenario !== 'latency' && scenario !== 'http')) {
+  if (values.help || (scenario !== 'batching' && scenario !== 'latency' && scenario !== 'http' && scenario !== 'fairness')) {
     process.stdout.write(USAGE);
     return values.help ? 0 : 2;
   }
@@ -101,6 +103,8 @@ async function main(): Promise<number> {
     report = await runBatching({ models: models.filter(isModel), concurrencies, rawBatchSizes: [1, 8, 64], queueDelaysUs, instances, warmupMs, durationMs, rawDurationMs, log });
   } else if (scenario === 'latency') {
     report = await runLatency({ concurrencies, warmupMs, durationMs, log });
+  } else if (scenario === 'fairness') {
+    report = await runFairness({ warmupMs, durationMs, log });
   } else {
     report = await runHttp({ concurrencies, durationMs, log });
   }
@@ -109,7 +113,9 @@ async function main(): Promise<number> {
       ? '# Dynamic batching (issue #3)'
       : scenario === 'latency'
         ? '# Gateway latency and overhead (issue #2)'
-        : '# HTTP/REST under autocannon (issue #4)';
+        : scenario === 'fairness'
+          ? '# Fairness between tenants (issue #7)'
+          : '# HTTP/REST under autocannon (issue #4)';
   const markdown = `${title}\n\n${describeRun(info)}\n\n${report.markdown}`;
   const paths = saveResults(scenario, { info, ...(report.json as object) }, markdown);
   process.stdout.write(markdown);
