@@ -88,9 +88,8 @@ interface TenantParts {
 async function startTenants(options: ServeOptions, log: Logger): Promise<TenantParts> {
   let audit: AuditLog | undefined;
   if (options.auditLog !== undefined) {
-    audit = new AuditLog(options.auditLog);
     try {
-      await audit.ready();
+      audit = await AuditLog.open(options.auditLog);
     } catch (error) {
       throw new StartupError(`cannot open the audit log '${options.auditLog}': ${(error as Error).message}`);
     }

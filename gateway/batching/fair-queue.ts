@@ -116,15 +116,17 @@ export class FairQueue<E extends FairEntry<E>> implements Iterable<E> {
   }
 
   /** Waiting entries in the order they should be served; reading it changes nothing. */
-  *[Symbol.iterator](): Iterator<E> {
+  [Symbol.iterator](): Iterator<E> {
     const active = this.#active;
-    if (active.size === 0) return;
-    if (active.size === 1) {
-      for (const lane of active) yield* lane.list;
-      return;
-    }
+    // One tenant (always, without tenants): its FIFO as it is, at no extra cost.
+    if (active.size === 1) for (const lane of active) return lane.list[Symbol.iterator]();
+    return this.#merged();
+  }
+
+  /** The lanes' FIFOs merged by (round, joinSeq) of their heads. */
+  *#merged(): Generator<E> {
     const heads: { it: Iterator<E>; e: E | undefined; seq: number }[] = [];
-    for (const lane of active) {
+    for (const lane of this.#active) {
       const it = lane.list[Symbol.iterator]();
       const first = it.next();
       heads.push({ it, e: first.done ? undefined : first.value, seq: lane.joinSeq });

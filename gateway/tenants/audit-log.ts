@@ -1,5 +1,7 @@
-import { once } from 'node:events';
-import { pino } from 'pino';
+import { createWriteStream } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { type Writable } from 'node:stream';
 
 /** One request as the audit log records it: who, what, how it ended, how much; never tensor data. */
 export interface AuditRecord {
@@ -50,28 +52,28 @@ export function auditLine(r: AuditRecord, now: Date): string {
 
 /**
  * The audit log (--audit-log FILE, or - for stdout): one JSON line per
- * request, appended through an asynchronous buffered writer so a request
- * never waits on the disk.
+ * request, appended through a buffered stream so a request never waits on
+ * the disk (writes that queue up go out together).
  */
 export class AuditLog {
-  readonly #out: ReturnType<typeof pino.destination>;
+  readonly #out: Writable;
   readonly #toStdout: boolean;
 
-  constructor(target: string) {
-    this.#toStdout = target === '-';
-    this.#out = pino.destination(this.#toStdout ? { fd: 1, sync: false } : { dest: target, sync: false, mkdir: true, append: true });
+  private constructor(out: Writable, toStdout: boolean) {
+    this.#out = out;
+    this.#toStdout = toStdout;
   }
 
-  /** Resolves once the file is open (so a bad path fails at start, not at the first request). */
-  async ready(): Promise<void> {
-    const out = this.#out as unknown as NodeJS.EventEmitter & { fd: number };
-    if (out.fd >= 0) return;
-    await Promise.race([
-      once(out, 'ready'),
-      once(out, 'error').then(([error]) => {
-        throw error;
-      }),
-    ]);
+  /** Opens (appends to) the file, creating its folder; rejects when it cannot, so a bad path fails at start. */
+  static async open(target: string): Promise<AuditLog> {
+    if (target === '-') return new AuditLog(process.stdout, true);
+    await mkdir(dirname(target), { recursive: true });
+    const out = createWriteStream(target, { flags: 'a' });
+    await new Promise<void>((resolve, reject) => {
+      out.once('open', () => resolve());
+      out.once('error', reject);
+    });
+    return new AuditLog(out, false);
   }
 
   write(record: AuditRecord): void {
@@ -80,13 +82,8 @@ export class AuditLog {
 
   /** Writes what is buffered; closes the file (stdout stays open). */
   async close(): Promise<void> {
+    if (this.#toStdout) return;
     const out = this.#out;
-    if (this.#toStdout) {
-      out.flushSync();
-      return;
-    }
-    const closed = once(out as unknown as NodeJS.EventEmitter, 'close');
-    out.end();
-    await closed;
+    await new Promise<void>((resolve) => out.end(() => resolve()));
   }
 }

@@ -151,6 +151,33 @@ describe('fabriek serve --tenants', () => {
     expect((await fetch(`${http}/v2`)).status).toBe(200);
   });
 
+  it('gRPC streams: each request is admitted as the stream\'s tenant; refusals come back as error_message', async () => {
+    const answers = async (metadata: Metadata, n: number): Promise<string[]> => {
+      const call = gw.client.raw.modelStreamInfer(metadata);
+      const out: string[] = [];
+      const done = new Promise<void>((resolve, reject) => {
+        call.on('data', (r: { errorMessage: string }) => out.push(r.errorMessage === '' ? 'OK' : r.errorMessage));
+        call.on('end', () => resolve());
+        call.on('error', reject);
+      });
+      for (let i = 0; i < n; i++) call.write(identityRequest());
+      call.end();
+      await done;
+      return out;
+    };
+    expect(await answers(new Metadata(), 1)).toEqual(["no API key: send the header 'authorization: Bearer KEY'"]);
+    const reader = new Metadata();
+    reader.set('authorization', `Bearer ${KEYS.reader}`);
+    expect(await answers(reader, 2)).toEqual(['OK', 'OK']);
+  });
+
+  it('HTTP: a refused request with a large body is answered without reading it, and the connection closed', async () => {
+    const body = Buffer.alloc(4 << 20, 0x20);
+    const res = await fetch(`${http}/v2/models/identity_fp32/infer`, { method: 'POST', body });
+    expect(res.status).toBe(401);
+    expect(res.headers.get('connection')).toBe('close');
+  });
+
   it('writes one audit line per request: who, what, status, bytes, latency; never tensor data', async () => {
     let lines: Record<string, unknown>[] = [];
     await waitFor(
@@ -218,6 +245,10 @@ describe('fabriek serve --tenants with a bad file', () => {
       expect(check.code).toBe(1);
       const hashed = await runCli(['tenants', 'hash-key', 'plain-secret']);
       expect(hashed.stdout).toBe(`${hashKey('plain-secret')}\n`);
+      await writeFile(file, `tenants:\n  a:\n    keys: [ "${hashKey('k')}" ]\n    models: [ "*" ]\n`);
+      const audit = await runCli(['serve', '--model-repository', TEST_REPOSITORY, '--tenants', file, '--audit-log', '/etc/hostname/x/audit.log']);
+      expect(audit.code).toBe(1);
+      expect(audit.stderr).toMatch(/^fabriek: cannot open the audit log '\/etc\/hostname\/x\/audit\.log': ENOTDIR/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
