@@ -89,7 +89,7 @@ async function startTenants(options: ServeOptions, log: Logger): Promise<TenantP
   let audit: AuditLog | undefined;
   if (options.auditLog !== undefined) {
     try {
-      audit = await AuditLog.open(options.auditLog);
+      audit = await AuditLog.open(options.auditLog, (error) => log.error({ err: error, file: options.auditLog }, 'cannot write the audit log'));
     } catch (error) {
       throw new StartupError(`cannot open the audit log '${options.auditLog}': ${(error as Error).message}`);
     }

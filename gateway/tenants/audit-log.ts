@@ -58,30 +58,46 @@ export function auditLine(r: AuditRecord, now: Date): string {
 export class AuditLog {
   readonly #out: Writable;
   readonly #toStdout: boolean;
+  #closed = false;
 
-  private constructor(out: Writable, toStdout: boolean) {
+  private constructor(out: Writable, toStdout: boolean, onError: (error: Error) => void) {
     this.#out = out;
     this.#toStdout = toStdout;
+    // A failing disk must not take the server down: say so (once per error kind) and go on.
+    const seen = new Set<string>();
+    out.on('error', (error: NodeJS.ErrnoException) => {
+      const kind = error.code ?? error.message;
+      if (seen.has(kind)) return;
+      seen.add(kind);
+      onError(error);
+    });
   }
 
-  /** Opens (appends to) the file, creating its folder; rejects when it cannot, so a bad path fails at start. */
-  static async open(target: string): Promise<AuditLog> {
-    if (target === '-') return new AuditLog(process.stdout, true);
+  /**
+   * Opens (appends to) the file, creating its folder; rejects when it cannot,
+   * so a bad path fails at start. `onError` hears of later write errors.
+   */
+  static async open(target: string, onError: (error: Error) => void = () => undefined): Promise<AuditLog> {
+    if (target === '-') return new AuditLog(process.stdout, true, onError);
     await mkdir(dirname(target), { recursive: true });
     const out = createWriteStream(target, { flags: 'a' });
     await new Promise<void>((resolve, reject) => {
       out.once('open', () => resolve());
       out.once('error', reject);
     });
-    return new AuditLog(out, false);
+    return new AuditLog(out, false, onError);
   }
 
   write(record: AuditRecord): void {
+    // A request that ends after shutdown closed the log (forced exit) is not written.
+    if (this.#closed) return;
     this.#out.write(`${auditLine(record, new Date())}\n`);
   }
 
   /** Writes what is buffered; closes the file (stdout stays open). */
   async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
     if (this.#toStdout) return;
     const out = this.#out;
     await new Promise<void>((resolve) => out.end(() => resolve()));

@@ -153,3 +153,23 @@ describe('RedisQuota: limits shared by gateways through Redis', () => {
     await waitFor(async () => (await client.hget(`${ns}:quota:${t.name}:inflight`, g1.gatewayId)) === '2', 10_000, 'in-flight count rewritten');
   });
 });
+
+describe('RedisQuota without a reachable Redis at start', () => {
+  it('starts on local shares (limit ÷ --gateway-count-hint) and says so once', async () => {
+    const { log, lines } = captureLog();
+    // A port nobody listens on: 1 is reserved and closed on any sane test machine.
+    const quota = new RedisQuota({ url: 'redis://127.0.0.1:1', log, gatewayCountHint: 2, heartbeatMs: 50 });
+    await quota.start();
+    try {
+      expect(quota.mode).toBe('local');
+      const t = tenant({ requestsPerSecond: SLOW, requestBurst: 4 });
+      const results = [];
+      for (let i = 0; i < 4; i++) results.push(await outcome(quota.acquire(t, 1)));
+      expect(results.filter((r) => r === 'granted')).toHaveLength(2);
+      await new Promise((r) => setTimeout(r, 200)); // a few failed heartbeats: still one warning
+      expect(lines.filter((l) => l.level === 40)).toHaveLength(1);
+    } finally {
+      await quota.close();
+    }
+  });
+});

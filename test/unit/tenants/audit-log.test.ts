@@ -42,6 +42,7 @@ describe('audit log', () => {
       log.write(record);
       log.write({ ...record, status: 'RESOURCE_EXHAUSTED' });
       await log.close();
+      log.write(record); // after close: dropped, not an error
       const again = await AuditLog.open(file);
       again.write({ ...record, tenant: 'lab' });
       await again.close();
