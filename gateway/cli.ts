@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { createLogger } from './logger.js';
 import { startGateway, StartupError } from './main.js';
 import { parseServeOptions, SERVE_USAGE, UsageError } from './options.js';
+import { describeTls } from './tls.js';
 import { FABRIEK_VERSION } from './version.js';
 
 const USAGE = `fabriek ${FABRIEK_VERSION}: inference serving over the KServe v2 protocol
@@ -23,9 +24,9 @@ async function serve(argv: readonly string[]): Promise<void> {
   const ready = list.filter((v) => v.state === 'READY').map((v) => `${v.name}/${v.version}`);
   const failed = list.filter((v) => v.state !== 'READY').map((v) => v.name);
   process.stdout.write(
-    `fabriek ${FABRIEK_VERSION} ready: gRPC on ${options.grpcAddress}:${gateway.grpcPort}; ` +
-      (options.allowHttp ? `HTTP on ${options.httpAddress}:${gateway.httpPort}; ` : '') +
-      (options.allowMetrics ? `metrics on ${options.httpAddress}:${gateway.metricsPort}; ` : '') +
+    `fabriek ${FABRIEK_VERSION} ready: gRPC on ${options.grpcAddress}:${gateway.grpcPort}${describeTls(options.grpcTls)}; ` +
+      (options.allowHttp ? `HTTP on ${options.httpAddress}:${gateway.httpPort}${describeTls(options.httpTls)}; ` : '') +
+      (options.allowMetrics ? `metrics on ${options.httpAddress}:${gateway.metricsPort}${describeTls(options.httpTls)}; ` : '') +
       `${ready.length} model versions ready (${ready.join(', ')})` +
       (failed.length > 0 ? `; unavailable: ${failed.join(', ')}` : '') +
       '\n',

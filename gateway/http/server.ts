@@ -2,6 +2,7 @@
 // path shapes, and each layer a framework adds (router, middleware chain,
 // body parsers) sits on every infer request's hot path for nothing we need.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
 import { type Logger } from 'pino';
 import { invalidArgument, isServingError, toHttpStatus } from '../../core/errors.js';
 import { type ServerInfo } from '../grpc/inference-service.js';
@@ -14,6 +15,8 @@ import { HEADER_LENGTH } from './json-tensors.js';
 export interface HttpServerOptions {
   /** Largest request body, before and after decompression (the server's --max-message-bytes). */
   readonly maxBodyBytes?: number;
+  /** Serve HTTPS with these options (gateway/tls.ts); plain HTTP when absent. */
+  readonly tls?: HttpsServerOptions;
 }
 
 type Method = 'GET' | 'POST';
@@ -59,7 +62,12 @@ function decodeSegment(s: string): string {
   }
 }
 
-export function createHttpServer(models: ModelManager, info: ServerInfo, log: Logger, options: HttpServerOptions = {}): Server {
+export function createHttpServer(
+  models: ModelManager,
+  info: ServerInfo,
+  log: Logger,
+  options: HttpServerOptions = {},
+): Server | HttpsServer {
   const maxBodyBytes = options.maxBodyBytes ?? 1 << 30;
   const get = (answer: () => unknown): Route => ({ method: 'GET', run: async (_req, res) => sendJson(res, 200, answer()) });
   const probe = (ready: () => boolean): Route => ({
@@ -186,12 +194,13 @@ export function createHttpServer(models: ModelManager, info: ServerInfo, log: Lo
     await r.run(req, res, controller.signal);
   };
 
-  return createServer((req, res) => {
+  const listener = (req: IncomingMessage, res: ServerResponse): void => {
     handle(req, res).catch((error: unknown) => {
       if (!req.complete) req.resume();
       fail(res, error);
     });
-  });
+  };
+  return options.tls ? createHttpsServer(options.tls, listener) : createServer(listener);
 }
 
 /** JSON alone, or JSON then binary parts with Inference-Header-Content-Length, as Triton answers. */
