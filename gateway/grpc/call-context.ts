@@ -8,7 +8,7 @@ import {
   Metadata as GrpcMetadata,
 } from '@grpc/grpc-js';
 import { type Logger } from 'pino';
-import { isServingError } from '../../core/errors.js';
+import { boundedMessage, isServingError } from '../../core/errors.js';
 
 /** What a handler knows about its call: small, protocol-neutral (HTTP builds the same). */
 export interface CallContext {
@@ -34,7 +34,7 @@ function deadlineOf(call: ServerUnaryCall<unknown, unknown>): number {
  * anything else is a bug, logged with its stack and answered INTERNAL.
  */
 export function toServiceError(error: unknown, log: Logger): Partial<ServiceError> {
-  if (isServingError(error)) return { code: error.code, details: error.message, metadata: new GrpcMetadata() };
+  if (isServingError(error)) return { code: error.code, details: boundedMessage(error.message), metadata: new GrpcMetadata() };
   log.error({ err: error }, 'unexpected error in handler');
   return { code: GrpcStatus.INTERNAL, details: 'internal error', metadata: new GrpcMetadata() };
 }

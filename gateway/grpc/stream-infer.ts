@@ -1,6 +1,6 @@
 import { type handleBidiStreamingCall, type ServerDuplexStream } from '@grpc/grpc-js';
 import { type Logger } from 'pino';
-import { isServingError } from '../../core/errors.js';
+import { boundedMessage, isServingError } from '../../core/errors.js';
 import { type ModelInferRequest, type ModelInferResponse, type ModelStreamInferResponse } from '../../proto/gen/inference.js';
 import { type CallContext } from './call-context.js';
 
@@ -31,7 +31,7 @@ export function streamInfer(infer: Infer, log: Logger): handleBidiStreamingCall<
         (response) => call.write({ errorMessage: '', inferResponse: response }),
         (error: unknown) => {
           if (!isServingError(error)) log.error({ err: error }, 'unexpected error in stream infer');
-          const message = isServingError(error) ? error.message : 'internal error';
+          const message = isServingError(error) ? boundedMessage(error.message) : 'internal error';
           call.write({ errorMessage: message, inferResponse: undefined });
         },
       ).finally(() => {

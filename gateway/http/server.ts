@@ -4,7 +4,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
 import { type Logger } from 'pino';
-import { invalidArgument, isServingError, toHttpStatus } from '../../core/errors.js';
+import { boundedMessage, invalidArgument, isServingError, toHttpStatus } from '../../core/errors.js';
 import { type ServerInfo } from '../grpc/inference-service.js';
 import { type ModelManager } from '../repository/model-manager.js';
 import { BodyTooLargeError, readBody } from './body.js';
@@ -163,12 +163,12 @@ export function createHttpServer(
     }
     if (error instanceof HttpError) {
       for (const [k, v] of Object.entries(error.headers)) res.setHeader(k, v);
-      sendJson(res, error.status, { error: error.message });
+      sendJson(res, error.status, { error: boundedMessage(error.message) });
     } else if (error instanceof BodyTooLargeError) {
       res.setHeader('connection', 'close'); // the rest of the body is not worth reading
       sendJson(res, 413, { error: error.message });
     } else if (isServingError(error)) {
-      sendJson(res, toHttpStatus(error.code), { error: error.message });
+      sendJson(res, toHttpStatus(error.code), { error: boundedMessage(error.message) });
     } else {
       log.error({ err: error }, 'unexpected error in HTTP handler');
       sendJson(res, 500, { error: 'internal error' });
