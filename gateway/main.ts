@@ -8,6 +8,7 @@ import { unavailable } from '../core/errors.js';
 import { GRPCInferenceServiceService } from '../proto/gen/inference.js';
 import { detectGpus, planLocalWorkers } from './devices.js';
 import { createInferenceService, type ServerInfo } from './grpc/inference-service.js';
+import { withMalformedRequests } from './grpc/malformed-request.js';
 import { createHttpServer } from './http/server.js';
 import { MetricsRegistry } from './metrics/registry.js';
 import { createMetricsServer } from './metrics/server.js';
@@ -132,7 +133,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     isDraining: () => draining,
     strictReadiness: options.strictReadiness,
   };
-  server.addService(GRPCInferenceServiceService, createInferenceService(models, info, log));
+  server.addService(withMalformedRequests(GRPCInferenceServiceService), createInferenceService(models, info, log));
   let grpcPort: number;
   try {
     grpcPort = await bindGrpc(server, `${options.grpcAddress}:${options.grpcPort}`, grpcServerCredentials(grpcTls));

@@ -9,6 +9,7 @@ import {
 } from '@grpc/grpc-js';
 import { type Logger } from 'pino';
 import { boundedMessage, isServingError } from '../../core/errors.js';
+import { malformed } from './malformed-request.js';
 
 /** What a handler knows about its call: small, protocol-neutral (HTTP builds the same). */
 export interface CallContext {
@@ -42,6 +43,11 @@ export function toServiceError(error: unknown, log: Logger): Partial<ServiceErro
 /** Adapts a promise-returning handler to grpc-js, with cancellation and deadline. */
 export function unary<Req, Res>(handler: UnaryHandler<Req, Res>, log: Logger): handleUnaryCall<Req, Res> {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
+    const refused = malformed(call.request);
+    if (refused) {
+      callback(toServiceError(refused, log));
+      return;
+    }
     const controller = new AbortController();
     const deadline = deadlineOf(call);
     let timer: NodeJS.Timeout | undefined;

@@ -3,6 +3,7 @@ import { type Logger } from 'pino';
 import { boundedMessage, isServingError } from '../../core/errors.js';
 import { type ModelInferRequest, type ModelInferResponse, type ModelStreamInferResponse } from '../../proto/gen/inference.js';
 import { type CallContext } from './call-context.js';
+import { malformed } from './malformed-request.js';
 
 type Infer = (request: ModelInferRequest, context: CallContext) => Promise<ModelInferResponse>;
 
@@ -26,6 +27,11 @@ export function streamInfer(infer: Infer, log: Logger): handleBidiStreamingCall<
     call.on('cancelled', () => controller.abort());
     call.on('error', () => controller.abort());
     call.on('data', (request: ModelInferRequest) => {
+      const refused = malformed(request);
+      if (refused) {
+        call.write({ errorMessage: boundedMessage(refused.message), inferResponse: undefined });
+        return;
+      }
       pending += 1;
       infer(request, context).then(
         (response) => call.write({ errorMessage: '', inferResponse: response }),
