@@ -11,6 +11,7 @@ import { BodyTooLargeError, readBody } from './body.js';
 import * as queries from '../inference/model-queries.js';
 import * as h from './handlers.js';
 import { HEADER_LENGTH } from './json-tensors.js';
+import { parseClientJson } from '../parse-json.js';
 
 export interface HttpServerOptions {
   /** Largest request body, before and after decompression (the server's --max-message-bytes). */
@@ -131,12 +132,7 @@ export function createHttpServer(
           const body = await readBody(req, maxBodyBytes);
           let ready = false;
           if (body.byteLength > 0) {
-            let parsed: unknown;
-            try {
-              parsed = JSON.parse(body.toString('utf8'));
-            } catch {
-              throw invalidArgument('failed to parse the repository index request JSON');
-            }
+            const parsed = parseClientJson(body, 'the repository index request JSON');
             ready = typeof parsed === 'object' && parsed !== null && (parsed as { ready?: unknown }).ready === true;
           }
           sendJson(res, 200, h.repositoryIndex(models, ready));
