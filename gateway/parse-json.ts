@@ -2,7 +2,9 @@
 // any depth, but everything that walks the value afterwards (flattening
 // `data`, JSON.stringify in messages, config field paths) recurses and
 // overflows the stack on a request of 100,000 `[`. So the depth is checked
-// once, here, without recursion.
+// once, here, without recursion; and bytes that are not UTF-8 are refused
+// rather than silently turned into U+FFFD inside BYTES tensors.
+import { isUtf8 } from 'node:buffer';
 import { invalidArgument } from '../core/errors.js';
 
 /**
@@ -14,10 +16,11 @@ export const MAX_JSON_DEPTH = 100;
 
 /**
  * Parses client JSON; `what` names it in messages ("the request JSON").
- * Throws INVALID_ARGUMENT for text that is not JSON or nests deeper than
- * MAX_JSON_DEPTH.
+ * Throws INVALID_ARGUMENT for bytes that are not UTF-8, text that is not
+ * JSON, or nesting deeper than MAX_JSON_DEPTH.
  */
 export function parseClientJson(source: Uint8Array | string, what: string): unknown {
+  if (typeof source !== 'string' && !isUtf8(source)) throw invalidArgument(`${what} is not valid UTF-8`);
   let value: unknown;
   try {
     value = JSON.parse(typeof source === 'string' ? source : Buffer.from(source.buffer, source.byteOffset, source.byteLength).toString('utf8'));

@@ -22,6 +22,11 @@ describe('parseClientJson', () => {
     expectInvalid(() => parseClientJson(Buffer.from(text), 'the request JSON'), `the request JSON nests deeper than ${MAX_JSON_DEPTH} levels`);
   });
 
+  it('refuses bytes that are not UTF-8 instead of replacing them', () => {
+    const body = Buffer.concat([Buffer.from('{"data":["a'), Buffer.from([0xff]), Buffer.from('"]}')]);
+    expectInvalid(() => parseClientJson(body, 'the request JSON'), 'the request JSON is not valid UTF-8');
+  });
+
   it('says why text is not JSON', () => {
     expect(() => parseClientJson(Buffer.from('{"inputs": ['), 'the request JSON')).toThrow(/^failed to parse the request JSON: /);
   });
