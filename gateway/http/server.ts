@@ -8,6 +8,7 @@ import { boundedMessage, invalidArgument, isServingError, toHttpStatus } from '.
 import { type ServerInfo } from '../grpc/inference-service.js';
 import { type ModelManager } from '../repository/model-manager.js';
 import { BodyTooLargeError, readBody } from './body.js';
+import { answerClientErrors } from './client-errors.js';
 import * as queries from '../inference/model-queries.js';
 import * as h from './handlers.js';
 import { HEADER_LENGTH } from './json-tensors.js';
@@ -172,6 +173,7 @@ export function createHttpServer(
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    if (req.httpVersion === '1.1' && req.headers.host === undefined) throw new HttpError(400, 'an HTTP/1.1 request needs a Host header');
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
@@ -196,7 +198,12 @@ export function createHttpServer(
       fail(res, error);
     });
   };
-  return options.tls ? createHttpsServer(options.tls, listener) : createServer(listener);
+  // Node refuses a missing Host header with a bare 400; handle() says so in the JSON error form instead.
+  const server = options.tls
+    ? createHttpsServer({ ...options.tls, requireHostHeader: false }, listener)
+    : createServer({ requireHostHeader: false }, listener);
+  answerClientErrors(server);
+  return server;
 }
 
 /** JSON alone, or JSON then binary parts with Inference-Header-Content-Length, as Triton answers. */
