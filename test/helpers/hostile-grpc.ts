@@ -6,14 +6,22 @@ import { Client, credentials, Metadata, status as GrpcStatus } from '@grpc/grpc-
 import {
   type InferParameter,
   InferTensorContents,
+  ModelConfigRequest,
   ModelInferRequest,
   type ModelInferRequest_InferInputTensor,
+  ModelMetadataRequest,
+  ModelReadyRequest,
+  ModelStatisticsRequest,
+  RepositoryIndexRequest,
+  RepositoryModelLoadRequest,
+  RepositoryModelUnloadRequest,
 } from '../../proto/gen/inference.js';
 import { type Random } from './fuzz-random.js';
 import { rawBytesElements } from './tensor-data.js';
 
-export const MODEL_INFER = '/inference.GRPCInferenceService/ModelInfer';
-export const MODEL_STREAM_INFER = '/inference.GRPCInferenceService/ModelStreamInfer';
+const SERVICE = '/inference.GRPCInferenceService/';
+export const MODEL_INFER = `${SERVICE}ModelInfer`;
+export const MODEL_STREAM_INFER = `${SERVICE}ModelStreamInfer`;
 
 export interface GrpcAnswer {
   readonly code: string;
@@ -31,6 +39,10 @@ export interface GrpcCase {
   /** For a valid request: the raw output bytes it must echo. */
   readonly echo?: Buffer;
   readonly timeoutMs?: number;
+  /** The method; ModelInfer when absent. */
+  readonly path?: string;
+  /** The client cancels the call this long after starting it. */
+  readonly cancelAfterMs?: number;
 }
 
 /** ModelInfer over a plain grpc-js Client with Buffer passthrough: the bytes go on the wire as they are. */
@@ -45,19 +57,24 @@ export class RawGrpcClient {
   }
 
   infer(bytes: Buffer, timeoutMs = 60_000): Promise<GrpcAnswer> {
+    return this.call({ bytes, timeoutMs });
+  }
+
+  call(c: Pick<GrpcCase, 'bytes' | 'path' | 'timeoutMs' | 'cancelAfterMs'>): Promise<GrpcAnswer> {
     return new Promise((resolve) => {
-      this.client.makeUnaryRequest<Buffer, Buffer>(
-        MODEL_INFER,
+      const call = this.client.makeUnaryRequest<Buffer, Buffer>(
+        c.path ?? MODEL_INFER,
         (b) => b,
         (b) => b,
-        bytes,
+        c.bytes,
         new Metadata(),
-        { deadline: Date.now() + timeoutMs },
+        { deadline: Date.now() + (c.timeoutMs ?? 60_000) },
         (error, response) => {
           if (error) resolve({ code: GrpcStatus[error.code] ?? String(error.code), details: error.details, response: undefined });
           else resolve({ code: 'OK', details: '', response });
         },
       );
+      if (c.cancelAfterMs !== undefined) setTimeout(() => call.cancel(), c.cancelAfterMs);
     });
   }
 
@@ -253,8 +270,9 @@ export const STRUCTURED: ReadonlyArray<(r: Random) => GrpcCase> = [
     return {
       kind: 'request parameters of any type',
       bytes: encode({ ...req, modelName: r.pick(['identity_fp32', 'batched_fp32']), parameters: randomParameters(r) }),
-      codes: ['OK', 'INVALID_ARGUMENT'],
-      message: /parameter '(priority|timeout)': expected a non-negative integer/,
+      // A `timeout` of a few µs on batched_fp32 expires in the queue: Triton's UNAVAILABLE.
+      codes: ['OK', 'INVALID_ARGUMENT', 'UNAVAILABLE'],
+      message: /parameter '(priority|timeout)': expected a non-negative integer|^Request timeout expired: model 'batched_fp32\/1', after \d+ µs in the queue$/,
     };
   },
   (r) => {
@@ -352,4 +370,62 @@ export const UNSTRUCTURED: ReadonlyArray<(r: Random) => GrpcCase> = [
     return { kind: 'mutated valid request', bytes: r.mutate(base), codes: ANSWERED };
   },
   (r) => ({ kind: 'nested groups', bytes: Buffer.alloc(r.int(100, 100_000), 0x0b), codes: ['INVALID_ARGUMENT'] }),
+];
+
+const RPCS = ['ServerLive', 'ServerReady', 'ModelReady', 'ServerMetadata', 'ModelMetadata', 'ModelConfig', 'ModelStatistics', 'RepositoryIndex', 'RepositoryModelLoad', 'RepositoryModelUnload', 'SystemSharedMemoryStatus', 'CudaSharedMemoryRegister', 'TraceSetting', 'LogSettings'];
+
+/** A valid request for another RPC; load and unload only ever name a model that is not in the repository. */
+function otherRequest(r: Random): { path: string; bytes: Buffer } {
+  const name = r.pick(['identity_fp32', 'add_sub', 'nope', '']);
+  const version = r.pick(['', '1', '2']);
+  const request = (rpc: string, bytes: Uint8Array): { path: string; bytes: Buffer } => ({ path: SERVICE + rpc, bytes: Buffer.from(bytes) });
+  switch (r.int(0, 6)) {
+    case 0:
+      return request('ModelReady', ModelReadyRequest.encode({ name, version }).finish());
+    case 1:
+      return request('ModelMetadata', ModelMetadataRequest.encode({ name, version }).finish());
+    case 2:
+      return request('ModelConfig', ModelConfigRequest.encode({ name, version }).finish());
+    case 3:
+      return request('ModelStatistics', ModelStatisticsRequest.encode({ name, version }).finish());
+    case 4:
+      return request('RepositoryIndex', RepositoryIndexRequest.encode({ repositoryName: '', ready: r.chance(0.5) }).finish());
+    case 5:
+      return request('RepositoryModelUnload', RepositoryModelUnloadRequest.encode({ repositoryName: '', modelName: 'nope', parameters: {} }).finish());
+    default:
+      return request(
+        'RepositoryModelLoad',
+        RepositoryModelLoadRequest.encode({ repositoryName: '', modelName: 'nope', parameters: { config: { parameterChoice: { $case: 'stringParam', value: '{"max_batch_size": 2}' } } } }).finish(),
+      );
+  }
+}
+
+/** The other RPCs: random and mutated bytes, deep load configs, huge names. */
+export const OTHER_RPCS: ReadonlyArray<(r: Random) => GrpcCase> = [
+  (r) => ({ kind: 'random bytes, any RPC', path: SERVICE + r.pick(RPCS), bytes: r.bytes(r.int(0, 512)), codes: ['OK', 'INVALID_ARGUMENT', 'NOT_FOUND', 'UNIMPLEMENTED'] }),
+  (r) => {
+    const { path, bytes } = otherRequest(r);
+    return { kind: 'mutated request, any RPC', path, bytes: r.mutate(bytes), codes: ['OK', 'INVALID_ARGUMENT', 'NOT_FOUND'] };
+  },
+  (r) => {
+    const depth = r.pick([101, 1000, 50_000]);
+    const config = '{"max_batch_size":'.repeat(depth) + '1' + '}'.repeat(depth);
+    return {
+      kind: 'load config nested too deep',
+      path: `${SERVICE}RepositoryModelLoad`,
+      bytes: Buffer.from(RepositoryModelLoadRequest.encode({ repositoryName: '', modelName: 'nope', parameters: { config: { parameterChoice: { $case: 'stringParam', value: config } } } }).finish()),
+      codes: INVALID,
+      message: /parameter 'config' of 'nope' nests deeper than 100 levels/,
+    };
+  },
+  (r) => {
+    const rpc = r.pick(['ModelMetadata', 'ModelConfig', 'ModelStatistics', 'ModelReady']);
+    const name = 'n'.repeat(r.int(2000, 300_000));
+    const bytes = rpc === 'ModelReady' ? ModelReadyRequest.encode({ name, version: '' }).finish() : ModelMetadataRequest.encode({ name, version: '' }).finish();
+    return { kind: 'huge model name, any RPC', path: SERVICE + rpc, bytes: Buffer.from(bytes), codes: ['OK', 'NOT_FOUND'] };
+  },
+  (r) => {
+    const base = r.chance(0.5) ? validFp32(r).request : validAddSub(r);
+    return { kind: 'cancelled by the client', bytes: encode(base), codes: ['OK', 'CANCELLED'], cancelAfterMs: r.int(0, 5) };
+  },
 ];

@@ -22,12 +22,14 @@ export interface HttpCase {
   readonly message?: RegExp;
   /** Half-close the socket after writing (the client sends nothing more). */
   readonly halfClose?: boolean;
+  /** Drop the connection as soon as the request is written (the client goes away). */
+  readonly hangUp?: boolean;
   /** For a valid JSON infer: the `data` its first output must carry. */
   readonly echo?: readonly number[];
 }
 
 /** Writes the chunks, reads until the server closes; rejects only when nothing came back in time. */
-export function sendRaw(port: number, c: Pick<HttpCase, 'chunks' | 'halfClose'>, timeoutMs = 60_000): Promise<HttpAnswer> {
+export function sendRaw(port: number, c: Pick<HttpCase, 'chunks' | 'halfClose' | 'hangUp'>, timeoutMs = 60_000): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
     const socket = connect(port, '127.0.0.1');
     const received: Buffer[] = [];
@@ -51,6 +53,7 @@ export function sendRaw(port: number, c: Pick<HttpCase, 'chunks' | 'halfClose'>,
         const chunk = c.chunks[i];
         if (chunk === undefined) {
           if (c.halfClose) socket.end();
+          if (c.hangUp) socket.destroy();
           return;
         }
         if (socket.destroyed) return;
@@ -281,5 +284,15 @@ export const HTTP_CASES: ReadonlyArray<(r: Random) => HttpCase> = [
   (r) => {
     const body = `{"__proto__":{"inputs":[]},"constructor":{"prototype":{"x":1}},"inputs":[{"name":"INPUT0","datatype":"FP32","shape":[1,16],"data":${JSON.stringify(values(r, 16))},"parameters":{"__proto__":{"binary_data_size":4}}}],"parameters":{"__proto__":1}}`;
     return { kind: '__proto__ keys', chunks: post(INFER, text(body)), statuses: [200, 400] };
+  },
+  (r) => {
+    const { body } = inferJson(r);
+    const path = r.pick([INFER, '/v2/models/add_sub/infer', '/v2/models/batched_fp32/infer']);
+    return { kind: 'client gone before the answer', chunks: post(path, body), hangUp: true, statuses: [0, 200, 400] };
+  },
+  (r) => {
+    const name = 'n'.repeat(r.int(1000, 15_000));
+    const path = r.pick([`/v2/models/${name}`, `/v2/models/${name}/config`, `/v2/models/${name}/stats`, `/v2/models/identity_fp32/versions/${name}`]);
+    return { kind: 'huge name in the URL', chunks: [httpRequest('GET', path, [])], statuses: [400, 404, 431], message: /not in the repository|has no version|headers are larger/ };
   },
 ];

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ModelInferResponse, ModelStreamInferResponse } from '../../proto/gen/inference.js';
 import { fuzzSeed, Random, runBounded } from '../helpers/fuzz-random.js';
 import { type GatewayProcess, startGateway } from '../helpers/gateway-process.js';
-import { encode, type GrpcCase, MODEL_STREAM_INFER, RawGrpcClient, STRUCTURED, UNSTRUCTURED, validFp32 } from '../helpers/hostile-grpc.js';
+import { encode, type GrpcCase, MODEL_STREAM_INFER, OTHER_RPCS, RawGrpcClient, STRUCTURED, UNSTRUCTURED, validFp32 } from '../helpers/hostile-grpc.js';
 import { HTTP_CASES, type HttpCase, sendRaw } from '../helpers/hostile-http.js';
 import { TEST_REPOSITORY } from '../helpers/test-repository.js';
 
@@ -20,6 +20,7 @@ const SEED = fuzzSeed();
 /** Requests per generator; the totals are printed at the end. */
 const STRUCTURED_EACH = 30;
 const UNSTRUCTURED_EACH = 500;
+const OTHER_RPCS_EACH = 60;
 const HTTP_EACH = 40;
 const CONCURRENCY = 16;
 /** Error messages are cut to this many UTF-8 bytes (grpc-message travels in a header). */
@@ -88,15 +89,19 @@ describe(`hostile input (seed ${SEED})`, () => {
     if (pattern && !pattern.test(message)) fail(`message ${JSON.stringify(message.slice(0, 300))} does not match ${String(pattern)}`);
   }
 
-  it('answers every malformed ModelInfer with a client-error status and a message', async () => {
+  it('answers every malformed gRPC call with a client-error status and a message', async () => {
     const r = new Random(SEED);
-    const all: GrpcCase[] = [...cases(STRUCTURED, STRUCTURED_EACH, r), ...cases(UNSTRUCTURED, UNSTRUCTURED_EACH, r)];
+    const all: GrpcCase[] = [
+      ...cases(STRUCTURED, STRUCTURED_EACH, r),
+      ...cases(UNSTRUCTURED, UNSTRUCTURED_EACH, r),
+      ...cases(OTHER_RPCS, OTHER_RPCS_EACH, r),
+    ];
     const client = new RawGrpcClient(gw.address);
     const failures: Failure[] = [];
     const seen = new Map<string, number>();
     try {
       await runBounded(all, CONCURRENCY, async (c, index) => {
-        const answer = await client.infer(c.bytes, c.timeoutMs);
+        const answer = await client.call(c);
         const fail = (problem: string): void => void failures.push({ kind: c.kind, index, problem: `${answer.code}: ${problem}` });
         const key = `${c.kind} → ${answer.code}`;
         seen.set(key, (seen.get(key) ?? 0) + 1);
