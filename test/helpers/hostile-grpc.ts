@@ -2,86 +2,15 @@
 // valid requests, and well-formed protobuf with absurd contents. Each case
 // says which statuses it may get and, where the answer is an error, what the
 // message must mention.
-import { Client, credentials, Metadata, status as GrpcStatus } from '@grpc/grpc-js';
 import {
   type InferParameter,
   InferTensorContents,
-  ModelConfigRequest,
   ModelInferRequest,
   type ModelInferRequest_InferInputTensor,
-  ModelMetadataRequest,
-  ModelReadyRequest,
-  ModelStatisticsRequest,
-  RepositoryIndexRequest,
-  RepositoryModelLoadRequest,
-  RepositoryModelUnloadRequest,
 } from '../../proto/gen/inference.js';
 import { type Random } from './fuzz-random.js';
+import { type GrpcCase } from './raw-grpc-client.js';
 import { rawBytesElements } from './tensor-data.js';
-
-const SERVICE = '/inference.GRPCInferenceService/';
-export const MODEL_INFER = `${SERVICE}ModelInfer`;
-export const MODEL_STREAM_INFER = `${SERVICE}ModelStreamInfer`;
-
-export interface GrpcAnswer {
-  readonly code: string;
-  readonly details: string;
-  readonly response: Buffer | undefined;
-}
-
-export interface GrpcCase {
-  readonly kind: string;
-  readonly bytes: Buffer;
-  /** Status names this case may get. */
-  readonly codes: readonly string[];
-  /** What an error's details must match. */
-  readonly message?: RegExp;
-  /** For a valid request: the raw output bytes it must echo. */
-  readonly echo?: Buffer;
-  readonly timeoutMs?: number;
-  /** The method; ModelInfer when absent. */
-  readonly path?: string;
-  /** The client cancels the call this long after starting it. */
-  readonly cancelAfterMs?: number;
-}
-
-/** ModelInfer over a plain grpc-js Client with Buffer passthrough: the bytes go on the wire as they are. */
-export class RawGrpcClient {
-  readonly client: Client;
-
-  constructor(address: string) {
-    this.client = new Client(address, credentials.createInsecure(), {
-      'grpc.max_send_message_length': -1,
-      'grpc.max_receive_message_length': -1,
-    });
-  }
-
-  infer(bytes: Buffer, timeoutMs = 60_000): Promise<GrpcAnswer> {
-    return this.call({ bytes, timeoutMs });
-  }
-
-  call(c: Pick<GrpcCase, 'bytes' | 'path' | 'timeoutMs' | 'cancelAfterMs'>): Promise<GrpcAnswer> {
-    return new Promise((resolve) => {
-      const call = this.client.makeUnaryRequest<Buffer, Buffer>(
-        c.path ?? MODEL_INFER,
-        (b) => b,
-        (b) => b,
-        c.bytes,
-        new Metadata(),
-        { deadline: Date.now() + (c.timeoutMs ?? 60_000) },
-        (error, response) => {
-          if (error) resolve({ code: GrpcStatus[error.code] ?? String(error.code), details: error.details, response: undefined });
-          else resolve({ code: 'OK', details: '', response });
-        },
-      );
-      if (c.cancelAfterMs !== undefined) setTimeout(() => call.cancel(), c.cancelAfterMs);
-    });
-  }
-
-  close(): void {
-    this.client.close();
-  }
-}
 
 /** ts-proto encodes whatever it is given: valid protobuf, hostile contents. */
 export const encode = (request: ModelInferRequest): Buffer => Buffer.from(ModelInferRequest.encode(request).finish());
@@ -96,7 +25,7 @@ export function request(model: string, inputs: Input[], raw: Buffer[], extra: Pa
   return { modelName: model, modelVersion: '', id: '', parameters: {}, inputs, outputs: [], rawInputContents: raw, ...extra };
 }
 
-const INVALID = ['INVALID_ARGUMENT'] as const;
+export const INVALID = ['INVALID_ARGUMENT'] as const;
 const ANSWERED = ['OK', 'INVALID_ARGUMENT', 'NOT_FOUND'] as const;
 
 const fp32Rows = (r: Random, rows: number): Buffer => Buffer.from(Float32Array.from({ length: rows * 16 }, () => r.float() * 100 - 50).buffer);
@@ -114,7 +43,7 @@ function validStrings(r: Random): ModelInferRequest {
   return request('identity_string', [input('INPUT0', 'BYTES', [1n, BigInt(n)])], [Buffer.from(rawBytesElements(elements))]);
 }
 
-function validAddSub(r: Random): ModelInferRequest {
+export function validAddSub(r: Random): ModelInferRequest {
   return request(
     'add_sub',
     [input('INPUT0', 'FP32', [1n, 16n]), input('INPUT1', 'FP32', [1n, 16n])],
@@ -370,62 +299,4 @@ export const UNSTRUCTURED: ReadonlyArray<(r: Random) => GrpcCase> = [
     return { kind: 'mutated valid request', bytes: r.mutate(base), codes: ANSWERED };
   },
   (r) => ({ kind: 'nested groups', bytes: Buffer.alloc(r.int(100, 100_000), 0x0b), codes: ['INVALID_ARGUMENT'] }),
-];
-
-const RPCS = ['ServerLive', 'ServerReady', 'ModelReady', 'ServerMetadata', 'ModelMetadata', 'ModelConfig', 'ModelStatistics', 'RepositoryIndex', 'RepositoryModelLoad', 'RepositoryModelUnload', 'SystemSharedMemoryStatus', 'CudaSharedMemoryRegister', 'TraceSetting', 'LogSettings'];
-
-/** A valid request for another RPC; load and unload only ever name a model that is not in the repository. */
-function otherRequest(r: Random): { path: string; bytes: Buffer } {
-  const name = r.pick(['identity_fp32', 'add_sub', 'nope', '']);
-  const version = r.pick(['', '1', '2']);
-  const request = (rpc: string, bytes: Uint8Array): { path: string; bytes: Buffer } => ({ path: SERVICE + rpc, bytes: Buffer.from(bytes) });
-  switch (r.int(0, 6)) {
-    case 0:
-      return request('ModelReady', ModelReadyRequest.encode({ name, version }).finish());
-    case 1:
-      return request('ModelMetadata', ModelMetadataRequest.encode({ name, version }).finish());
-    case 2:
-      return request('ModelConfig', ModelConfigRequest.encode({ name, version }).finish());
-    case 3:
-      return request('ModelStatistics', ModelStatisticsRequest.encode({ name, version }).finish());
-    case 4:
-      return request('RepositoryIndex', RepositoryIndexRequest.encode({ repositoryName: '', ready: r.chance(0.5) }).finish());
-    case 5:
-      return request('RepositoryModelUnload', RepositoryModelUnloadRequest.encode({ repositoryName: '', modelName: 'nope', parameters: {} }).finish());
-    default:
-      return request(
-        'RepositoryModelLoad',
-        RepositoryModelLoadRequest.encode({ repositoryName: '', modelName: 'nope', parameters: { config: { parameterChoice: { $case: 'stringParam', value: '{"max_batch_size": 2}' } } } }).finish(),
-      );
-  }
-}
-
-/** The other RPCs: random and mutated bytes, deep load configs, huge names. */
-export const OTHER_RPCS: ReadonlyArray<(r: Random) => GrpcCase> = [
-  (r) => ({ kind: 'random bytes, any RPC', path: SERVICE + r.pick(RPCS), bytes: r.bytes(r.int(0, 512)), codes: ['OK', 'INVALID_ARGUMENT', 'NOT_FOUND', 'UNIMPLEMENTED'] }),
-  (r) => {
-    const { path, bytes } = otherRequest(r);
-    return { kind: 'mutated request, any RPC', path, bytes: r.mutate(bytes), codes: ['OK', 'INVALID_ARGUMENT', 'NOT_FOUND'] };
-  },
-  (r) => {
-    const depth = r.pick([101, 1000, 50_000]);
-    const config = '{"max_batch_size":'.repeat(depth) + '1' + '}'.repeat(depth);
-    return {
-      kind: 'load config nested too deep',
-      path: `${SERVICE}RepositoryModelLoad`,
-      bytes: Buffer.from(RepositoryModelLoadRequest.encode({ repositoryName: '', modelName: 'nope', parameters: { config: { parameterChoice: { $case: 'stringParam', value: config } } } }).finish()),
-      codes: INVALID,
-      message: /parameter 'config' of 'nope' nests deeper than 100 levels/,
-    };
-  },
-  (r) => {
-    const rpc = r.pick(['ModelMetadata', 'ModelConfig', 'ModelStatistics', 'ModelReady']);
-    const name = 'n'.repeat(r.int(2000, 300_000));
-    const bytes = rpc === 'ModelReady' ? ModelReadyRequest.encode({ name, version: '' }).finish() : ModelMetadataRequest.encode({ name, version: '' }).finish();
-    return { kind: 'huge model name, any RPC', path: SERVICE + rpc, bytes: Buffer.from(bytes), codes: ['OK', 'NOT_FOUND'] };
-  },
-  (r) => {
-    const base = r.chance(0.5) ? validFp32(r).request : validAddSub(r);
-    return { kind: 'cancelled by the client', bytes: encode(base), codes: ['OK', 'CANCELLED'], cancelAfterMs: r.int(0, 5) };
-  },
 ];

@@ -12,8 +12,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ModelInferResponse, ModelStreamInferResponse } from '../../proto/gen/inference.js';
 import { fuzzSeed, Random, runBounded } from '../helpers/fuzz-random.js';
 import { type GatewayProcess, startGateway } from '../helpers/gateway-process.js';
-import { encode, type GrpcCase, MODEL_STREAM_INFER, OTHER_RPCS, RawGrpcClient, STRUCTURED, UNSTRUCTURED, validFp32 } from '../helpers/hostile-grpc.js';
+import { encode, STRUCTURED, UNSTRUCTURED, validFp32 } from '../helpers/hostile-grpc.js';
+import { OTHER_RPCS } from '../helpers/hostile-grpc-rpcs.js';
 import { HTTP_CASES, type HttpCase, sendRaw } from '../helpers/hostile-http.js';
+import { type GrpcCase, MODEL_STREAM_INFER, RawGrpcClient } from '../helpers/raw-grpc-client.js';
 import { TEST_REPOSITORY } from '../helpers/test-repository.js';
 
 const SEED = fuzzSeed();
