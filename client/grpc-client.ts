@@ -20,6 +20,16 @@ import {
 export interface ClientOptions {
   /** Largest message sent or received (default 1 GiB; gRPC's own default is 4 MiB). */
   readonly maxMessageBytes?: number;
+  /** Connect with TLS (plaintext when absent). PEM contents, not paths. */
+  readonly tls?: ClientTlsOptions;
+}
+
+export interface ClientTlsOptions {
+  /** CA bundle the server's certificate must chain to; default: the system's roots. */
+  readonly rootCert?: Buffer;
+  /** Client certificate chain and key, for servers that require mutual TLS. */
+  readonly certChain?: Buffer;
+  readonly privateKey?: Buffer;
 }
 
 export interface RequestOptions {
@@ -38,7 +48,11 @@ export class InferenceGrpcClient {
 
   constructor(address: string, options: ClientOptions = {}) {
     const max = options.maxMessageBytes ?? 1 << 30;
-    this.raw = new GRPCInferenceServiceClient(address, credentials.createInsecure(), {
+    const tls = options.tls;
+    const channel = tls
+      ? credentials.createSsl(tls.rootCert ?? null, tls.privateKey ?? null, tls.certChain ?? null)
+      : credentials.createInsecure();
+    this.raw = new GRPCInferenceServiceClient(address, channel, {
       'grpc.max_receive_message_length': max,
       'grpc.max_send_message_length': max,
     });

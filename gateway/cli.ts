@@ -6,6 +6,7 @@ import { startGateway, StartupError } from './main.js';
 import { parseServeOptions, SERVE_USAGE, UsageError } from './options.js';
 import { FABRIEK_VERSION } from '../core/version.js';
 import { USAGE as WORKER_USAGE } from '../worker/cli-args.js';
+import { describeTls } from '../core/tls.js';
 
 const USAGE = `fabriek ${FABRIEK_VERSION}: inference serving over the KServe v2 protocol
 
@@ -27,9 +28,9 @@ async function serve(argv: readonly string[]): Promise<void> {
   const ready = list.filter((v) => v.state === 'READY').map((v) => `${v.name}/${v.version}`);
   const failed = list.filter((v) => v.state !== 'READY').map((v) => v.name);
   process.stdout.write(
-    `fabriek ${FABRIEK_VERSION} ready: gRPC on ${options.grpcAddress}:${gateway.grpcPort}; ` +
-      (options.allowHttp ? `HTTP on ${options.httpAddress}:${gateway.httpPort}; ` : '') +
-      (options.allowMetrics ? `metrics on ${options.httpAddress}:${gateway.metricsPort}; ` : '') +
+    `fabriek ${FABRIEK_VERSION} ready: gRPC on ${options.grpcAddress}:${gateway.grpcPort}${describeTls(options.grpcTls)}; ` +
+      (options.allowHttp ? `HTTP on ${options.httpAddress}:${gateway.httpPort}${describeTls(options.httpTls)}; ` : '') +
+      (options.allowMetrics ? `metrics on ${options.httpAddress}:${gateway.metricsPort}${describeTls(options.httpTls)}; ` : '') +
       `${ready.length} model versions ready (${ready.join(', ')})` +
       (failed.length > 0 ? `; unavailable: ${failed.join(', ')}` : '') +
       '\n',

@@ -8,7 +8,8 @@ import {
   Metadata as GrpcMetadata,
 } from '@grpc/grpc-js';
 import { type Logger } from 'pino';
-import { isServingError } from '../../core/errors.js';
+import { boundedMessage, isServingError } from '../../core/errors.js';
+import { malformed } from './malformed-request.js';
 
 /** What a handler knows about its call: small, protocol-neutral (HTTP builds the same). */
 export interface CallContext {
@@ -34,7 +35,7 @@ function deadlineOf(call: ServerUnaryCall<unknown, unknown>): number {
  * anything else is a bug, logged with its stack and answered INTERNAL.
  */
 export function toServiceError(error: unknown, log: Logger): Partial<ServiceError> {
-  if (isServingError(error)) return { code: error.code, details: error.message, metadata: new GrpcMetadata() };
+  if (isServingError(error)) return { code: error.code, details: boundedMessage(error.message), metadata: new GrpcMetadata() };
   log.error({ err: error }, 'unexpected error in handler');
   return { code: GrpcStatus.INTERNAL, details: 'internal error', metadata: new GrpcMetadata() };
 }
@@ -42,6 +43,11 @@ export function toServiceError(error: unknown, log: Logger): Partial<ServiceErro
 /** Adapts a promise-returning handler to grpc-js, with cancellation and deadline. */
 export function unary<Req, Res>(handler: UnaryHandler<Req, Res>, log: Logger): handleUnaryCall<Req, Res> {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
+    const refused = malformed(call.request);
+    if (refused) {
+      callback(toServiceError(refused, log));
+      return;
+    }
     const controller = new AbortController();
     const deadline = deadlineOf(call);
     let timer: NodeJS.Timeout | undefined;

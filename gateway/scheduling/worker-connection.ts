@@ -1,4 +1,4 @@
-import { connect as netConnect, type Socket } from 'node:net';
+import { isIP, connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { ServingError } from '../../core/errors.js';
@@ -146,7 +146,7 @@ export class WorkerConnection {
       const target = address.startsWith('unix:') ? { path: address.slice('unix:'.length) } : hostPort(address);
       const tls = this.#options.tls;
       const socket: Socket = tls
-        ? tlsConnect({ ...tls, ...target, ...('host' in target && tls.servername === undefined ? { servername: target.host } : {}) }, onConnect)
+        ? tlsConnect({ ...tls, ...target, ...sni(target, tls) }, onConnect)
         : netConnect(target, onConnect);
       socket.once('error', onError);
       this.#listen(socket);
@@ -202,6 +202,12 @@ export class WorkerConnection {
   #lost(message: string, cause?: unknown): WorkerLostError {
     return new WorkerLostError(GrpcStatus.UNAVAILABLE, message.startsWith('worker') ? message : `worker ${this.endpoint.id}: ${message}`, { cause });
   }
+}
+
+/** SNI names a DNS host; for an IP address none is sent (RFC 6066), and the IP SAN is still checked. */
+function sni(target: { host: string } | { path: string }, tls: ConnectionOptions): { servername?: string } {
+  if (!('host' in target) || tls.servername !== undefined || isIP(target.host) !== 0) return {};
+  return { servername: target.host };
 }
 
 function hostPort(address: string): { host: string; port: number } {
