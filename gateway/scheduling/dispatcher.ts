@@ -31,6 +31,15 @@ function toResult(response: ExecuteResponse, workerId: string): ExecutionResult 
   };
 }
 
+function once(action: () => void): () => void {
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    action();
+  };
+}
+
 /**
  * Sends executions of one model version to its instance slots. The caller
  * holds a slot (from `slots.acquire()`) and hands it over; the dispatcher
@@ -62,8 +71,11 @@ export class Dispatcher {
   ): Promise<ExecutionResult> {
     const request = { modelKey: this.#modelKey, inputs: inputs.map(toTensorData), outputs: [...outputs] };
     const first = placement.worker.endpoint.id;
+    // Each slot is freed when its worker is done with the execution, which
+    // can be after this call gave up at its deadline: the worker still runs
+    // what it was sent, and its capacity counts it until it answers.
     try {
-      return toResult(await placement.worker.execute(request, deadline), first);
+      return toResult(await placement.worker.execute(request, deadline, once(() => this.#slots.release(placement))), first);
     } catch (error) {
       if (!isWorkerLost(error)) throw error;
       this.#slots.remove(first);
@@ -75,13 +87,7 @@ export class Dispatcher {
           error,
         );
       }
-      try {
-        return toResult(await retry.worker.execute(request, deadline), retry.worker.endpoint.id);
-      } finally {
-        this.#slots.release(retry);
-      }
-    } finally {
-      this.#slots.release(placement);
+      return toResult(await retry.worker.execute(request, deadline, once(() => this.#slots.release(retry))), retry.worker.endpoint.id);
     }
   }
 }

@@ -48,6 +48,10 @@ interface Pending {
   resolve(payload: Uint8Array): void;
   reject(error: Error): void;
   timer: NodeJS.Timeout | undefined;
+  /** The caller stopped waiting (deadline); the worker's answer is still awaited, then dropped. */
+  expired: boolean;
+  /** Called once when the worker is done with the call: it answered, or the connection closed. */
+  readonly done: (() => void) | undefined;
   /** The socket the call went out on: only its close fails the call. */
   readonly socket: Socket;
 }
@@ -87,8 +91,15 @@ export class WorkerConnection {
     return this.#call(Method.UnloadModel, UnloadModelRequest, { modelKey }, UnloadModelResponse, Date.now() + timeoutMs).then(() => undefined);
   }
 
-  execute(request: ExecuteRequest, deadline: number): Promise<ExecuteResponse> {
-    return this.#call(Method.Execute, ExecuteRequestCodec, request, ExecuteResponse, deadline);
+  /**
+   * Runs a batch. `done` is called exactly once when the worker no longer
+   * holds it: when it answers (also after the deadline made this promise
+   * reject: the worker still runs what it was sent), when the connection
+   * closes, or at once when it was never sent. A scheduler frees the slot
+   * there, so its count of executions in the worker stays true.
+   */
+  execute(request: ExecuteRequest, deadline: number, done?: () => void): Promise<ExecuteResponse> {
+    return this.#call(Method.Execute, ExecuteRequestCodec, request, ExecuteResponse, deadline, done);
   }
 
   status(timeoutMs = 5_000): Promise<StatusResponse> {
@@ -101,20 +112,30 @@ export class WorkerConnection {
     this.#failAll(`connection to worker ${this.endpoint.id} was closed`);
   }
 
-  async #call<Req, Res>(method: Method, codec: Codec<Req>, request: Req, decoder: Decoder<Res>, deadline: number): Promise<Res> {
-    if (this.#closed) throw this.#lost(`connection to worker ${this.endpoint.id} is closed`);
-    const payload = codec.encode(request).finish();
-    if (payload.byteLength > this.#options.maxMessageBytes) {
-      throw new ServingError(GrpcStatus.RESOURCE_EXHAUSTED, `message of ${payload.byteLength} bytes for worker ${this.endpoint.id} is over the ${this.#options.maxMessageBytes}-byte limit`);
+  async #call<Req, Res>(method: Method, codec: Codec<Req>, request: Req, decoder: Decoder<Res>, deadline: number, done?: () => void): Promise<Res> {
+    let socket: Socket;
+    let payload: Uint8Array;
+    try {
+      if (this.#closed) throw this.#lost(`connection to worker ${this.endpoint.id} is closed`);
+      if (deadline <= Date.now()) {
+        throw new ServingError(GrpcStatus.DEADLINE_EXCEEDED, `deadline exceeded before the request was sent to worker ${this.endpoint.id}`);
+      }
+      payload = codec.encode(request).finish();
+      if (payload.byteLength > this.#options.maxMessageBytes) {
+        throw new ServingError(GrpcStatus.RESOURCE_EXHAUSTED, `message of ${payload.byteLength} bytes for worker ${this.endpoint.id} is over the ${this.#options.maxMessageBytes}-byte limit`);
+      }
+      socket = this.#socket && !this.#socket.destroyed && this.#connected === undefined ? this.#socket : await this.#connect();
+    } catch (error) {
+      done?.();
+      throw error;
     }
-    const socket = this.#socket && !this.#socket.destroyed && this.#connected === undefined ? this.#socket : await this.#connect();
     const id = this.#nextId;
     this.#nextId = this.#nextId >= 0xffffffff ? 1 : this.#nextId + 1;
     const answer = new Promise<Uint8Array>((resolve, reject) => {
-      const pending: Pending = { resolve, reject, timer: undefined, socket };
+      const pending: Pending = { resolve, reject, timer: undefined, socket, expired: false, done };
       if (Number.isFinite(deadline)) {
         pending.timer = setTimeout(() => {
-          this.#pending.delete(id);
+          pending.expired = true;
           reject(new ServingError(GrpcStatus.DEADLINE_EXCEEDED, `deadline exceeded while worker ${this.endpoint.id} was running the request`));
         }, Math.max(0, deadline - Date.now()));
       }
@@ -166,9 +187,11 @@ export class WorkerConnection {
       }
       for (const frame of frames) {
         const pending = this.#pending.get(frame.callId);
-        if (!pending) continue; // its deadline passed; the answer is dropped
+        if (!pending) continue;
         this.#pending.delete(frame.callId);
         if (pending.timer) clearTimeout(pending.timer);
+        pending.done?.();
+        if (pending.expired) continue; // the caller gave up at its deadline; the answer is dropped
         if (frame.kind === ERROR) {
           const { code, message } = decodeError(frame.payload);
           // A draining worker refuses new work with UNAVAILABLE: retry it elsewhere.
@@ -195,7 +218,8 @@ export class WorkerConnection {
       if (socket && p.socket !== socket) continue;
       this.#pending.delete(id);
       if (p.timer) clearTimeout(p.timer);
-      p.reject(this.#lost(reason));
+      p.done?.();
+      if (!p.expired) p.reject(this.#lost(reason));
     }
   }
 
