@@ -10,7 +10,7 @@ const USAGE = `fabriek ${FABRIEK_VERSION}: inference serving over the KServe v2 
 
 Usage:
   fabriek serve --model-repository DIR [options]   start a gateway with local workers
-  fabriek bench <batching|latency|http> [options]  run a benchmark (see fabriek bench --help)
+  fabriek bench -m MODEL [options] | suite | compare A B   benchmarks (see fabriek bench --help)
   fabriek --version
 
 ${SERVE_USAGE}`;
