@@ -1,4 +1,4 @@
-import { type Measured, MeasurementWindows, type WindowHooks, type WindowOptions, errorKey, sleep } from './windows.js';
+import { type Measured, MeasurementWindows, type WindowHooks, type WindowOptions, errorKey, errorMessage, sleep } from './windows.js';
 
 /** Sends request number `seq`; resolves when it is answered (and checked), rejects when it fails. */
 export type Send = (seq: number, signal: AbortSignal) => Promise<unknown>;
@@ -10,6 +10,8 @@ export interface ClosedLoopOptions {
   readonly send: Send;
   readonly windows: WindowOptions;
   readonly hooks?: WindowHooks;
+  /** After the last window, how long answers still in flight get before they are cancelled (default DRAIN_GRACE_MS). */
+  readonly drainGraceMs?: number;
 }
 
 // After the last window, answers still in flight get this long before they
@@ -39,7 +41,7 @@ export async function closedLoop(o: ClosedLoopOptions): Promise<Measured> {
         await o.send(n, abort.signal);
         windows.record((performance.now() - t0) * 1000);
       } catch (error) {
-        windows.fail(errorKey(error), error instanceof Error ? error.message : String(error));
+        windows.fail(errorKey(error), errorMessage(error));
         // A server answering errors at once would otherwise spin this loop.
         if (!stopped) await sleep(1);
       } finally {
@@ -56,7 +58,7 @@ export async function closedLoop(o: ClosedLoopOptions): Promise<Measured> {
     stopped = true;
     const grace = setTimeout(() => {
       for (const a of inFlight) a.abort();
-    }, DRAIN_GRACE_MS);
+    }, o.drainGraceMs ?? DRAIN_GRACE_MS);
     await Promise.all(callers);
     clearTimeout(grace);
   }

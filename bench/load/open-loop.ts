@@ -2,7 +2,7 @@ import type * as hdr from 'hdr-histogram-js';
 import { type Send, DRAIN_GRACE_MS } from './closed-loop.js';
 import { type LatencySummary, latencyHistogram, recordUs, summarize } from './histogram.js';
 import { type Distribution, arrivals } from './schedule.js';
-import { type Measured, MeasurementWindows, type WindowHooks, type WindowOptions, errorKey, sleep } from './windows.js';
+import { type Measured, MeasurementWindows, type WindowHooks, type WindowOptions, errorKey, errorMessage, sleep } from './windows.js';
 
 export interface OpenLoopOptions {
   /** Requests per second sent, whatever the answers do. */
@@ -16,6 +16,8 @@ export interface OpenLoopOptions {
   /** Requests in flight at most; an arrival beyond it is counted as CLIENT_OVERLOADED, not sent (default 10 000). */
   readonly maxOutstanding?: number;
   readonly hooks?: WindowHooks;
+  /** After the last window, how long answers still in flight get before they are cancelled (default DRAIN_GRACE_MS). */
+  readonly drainGraceMs?: number;
 }
 
 export interface OpenLoopMeasured extends Measured {
@@ -57,7 +59,7 @@ export async function openLoop(o: OpenLoopOptions): Promise<OpenLoopMeasured> {
     if (windows.measuring) recordUs(lag, (sent - t0 - scheduledMs) * 1000);
     const p = o.send(seq++, abort.signal).then(
       () => windows.record((performance.now() - sent) * 1000),
-      (error: unknown) => windows.fail(errorKey(error), error instanceof Error ? error.message : String(error)),
+      (error: unknown) => windows.fail(errorKey(error), errorMessage(error)),
     );
     const tracked = p.finally(() => {
       inFlight.delete(abort);
@@ -88,7 +90,7 @@ export async function openLoop(o: OpenLoopOptions): Promise<OpenLoopMeasured> {
     clearTimeout(timer);
     const grace = setTimeout(() => {
       for (const a of inFlight) a.abort();
-    }, DRAIN_GRACE_MS);
+    }, o.drainGraceMs ?? DRAIN_GRACE_MS);
     await Promise.all(pending);
     clearTimeout(grace);
   }

@@ -64,6 +64,12 @@ export function errorKey(error: unknown): string {
   return typeof code === 'string' ? code : 'CLIENT_ERROR';
 }
 
+/** What a failure says, without the status name that errorKey already gives. */
+export function errorMessage(error: unknown): string {
+  if (isInferenceError(error)) return error.details;
+  return error instanceof Error ? error.message : String(error);
+}
+
 interface OpenWindow {
   readonly start: number;
   readonly histogram: hdr.Histogram;
