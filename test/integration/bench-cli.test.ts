@@ -73,7 +73,7 @@ describe('fabriek bench against a real server', () => {
     const record = JSON.parse(await readFile(json, 'utf8')) as RunRecord;
     expect(record.format).toBe('fabriek-bench/1');
     expect(record.info.machine.cores).toBeGreaterThan(0);
-    expect(record.info.commit).toMatch(/^[0-9a-f]{7,}|unknown$/);
+    expect(record.info.commit).toMatch(/^([0-9a-f]{7,}|unknown)$/);
     expect(record.levels).toHaveLength(2);
     for (const l of record.levels) {
       expect(l.requests).toBeGreaterThan(0);
