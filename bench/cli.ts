@@ -16,7 +16,7 @@ const SUITE_USAGE = `Usage: fabriek bench suite [--quick] [--measurement-interva
 
 P1–P4 of issue #5 with grpc-echo, raw ONNX Runtime and batching-off baselines measured
 in the same run; writes bench/results/latest.{md,json,csv,svg} and a dated copy.
-  --quick   1 s windows, at most 4 per level (about 1 min; default: 4 s windows, at most 8; 3–6 min)
+  --quick   1 s windows, at most 4 per level (about 1.5 min; default: 4 s windows, at most 6; 3–6 min)
 `;
 
 const COMPARE_USAGE = `Usage: fabriek bench compare A.json B.json [--threshold PCT]
@@ -93,8 +93,8 @@ async function suite(argv: readonly string[]): Promise<number> {
   const maxTrials = values['max-trials'] !== undefined ? Number(values['max-trials']) : base.maxTrials;
   if (!(intervalMs >= 100 && intervalMs <= 60_000)) throw new UsageError(`--measurement-interval: expected 100 to 60000 ms, got '${values['measurement-interval']}'`);
   if (!Number.isInteger(maxTrials) || maxTrials < 1 || maxTrials > 100) throw new UsageError(`--max-trials: expected an integer from 1 to 100, got '${values['max-trials']}'`);
-  // 8 levels + 5 raw batches of 1 s windows + builds and starts; twice that, plus five minutes.
-  watchdog(2 * (8 * (base.warmupMs + maxTrials * intervalMs + 10_000) + 5 * maxTrials * 1_000) + 300_000);
+  // 11 levels + twice 5 raw batches of 1 s windows + builds and starts; twice that, plus five minutes.
+  watchdog(2 * (11 * (base.warmupMs + maxTrials * intervalMs + 10_000) + 10 * maxTrials * 1_000) + 300_000);
   await warnIfBusy();
   const outcome = await runSuite({ ...base, intervalMs, maxTrials, ...(values['results-dir'] !== undefined ? { resultsDir: values['results-dir'] } : {}), save: !values['no-save'], log });
   process.stdout.write(`\n${outcome.text}\n`);
