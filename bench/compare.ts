@@ -49,8 +49,9 @@ export function compareRuns(a: RunRecord, b: RunRecord, thresholdPercent = 10): 
     }
     changes.push(change(key, 'infer/s', x.inferPerSecond, y.inferPerSecond, 'higher', thresholdPercent));
     changes.push(change(key, 'p99 µs', x.latency.p99Us, y.latency.p99Us, 'lower', thresholdPercent));
-    // New failures are a regression whatever their number.
-    changes.push({ ...change(key, 'errors', x.errorCount, y.errorCount, 'lower', thresholdPercent), regression: y.errorCount > 0 && x.errorCount === 0 || (x.errorCount > 0 && y.errorCount > x.errorCount * (1 + thresholdPercent / 100)) });
+    // Failures where there were none are a regression whatever their number.
+    const moreErrors = x.errorCount === 0 ? y.errorCount > 0 : y.errorCount > x.errorCount * (1 + thresholdPercent / 100);
+    changes.push({ ...change(key, 'errors', x.errorCount, y.errorCount, 'lower', thresholdPercent), regression: moreErrors });
   }
   for (const key of after.keys()) if (!before.has(key)) unmatched.push(`${key} (only in B)`);
   const metricsA = new Map((a.metrics ?? []).map((m) => [m.id, m]));

@@ -2,8 +2,7 @@
 // the loop, the windows, and at each window boundary the server's
 // statistics and the CPU counters, so the figures for the merged windows
 // come with the server's own breakdown and with who used the cores.
-import { type InferenceClient } from '../../client/inference-client.js';
-import { type InferResult } from '../../client/inference-client.js';
+import { type InferenceClient, type InferResult } from '../../client/inference-client.js';
 import { type ModelStatistics } from '../../proto/gen/inference.js';
 import { type CpuReading, type CpuShare, cpuReading, cpuShare } from './child-server.js';
 import { type Send, closedLoop } from './closed-loop.js';
