@@ -28,6 +28,8 @@ Load:
   --concurrency-range S[:E[:STEP]]   closed loop at S, S+STEP, … E clients (default 1)
   --request-rate-range S[:E[:STEP]]  open loop at S … E requests/s instead
   --request-distribution constant|poisson   open-loop arrivals (default constant)
+  --max-outstanding N            open loop: requests in flight at most; arrivals beyond are dropped
+                                 and counted as CLIENT_OVERLOADED (default 1000)
   -b, --batch-size N             rows per request (default 1)
   --shape NAME:D1,D2             dims of a variable-size input (without the batch dim); repeatable
   --input-data zero|random|FILE  request data; FILE is perf_analyzer's JSON ({"data": [{"IN": […]}, …]}) (default random)
@@ -75,6 +77,7 @@ const OPTIONS = {
   'warmup-interval': { type: 'string', default: '1000' },
   percentile: { type: 'string' },
   'slo-ms': { type: 'string' },
+  'max-outstanding': { type: 'string', default: '1000' },
   baseline: { type: 'string', multiple: true },
   'latency-report-file': { type: 'string', short: 'f' },
   json: { type: 'string' },
@@ -173,6 +176,7 @@ export function parsePerfArgs(argv: readonly string[]): PerfOptions | { help: tr
     stability: { stabilityPercent: number('stability-percentage', values['stability-percentage'], { min: 0, max: 1000 }), windows: 3 },
     ...(values.percentile !== undefined ? { percentile: number('percentile', values.percentile, { min: 1, max: 99.999 }) } : {}),
     ...(values['slo-ms'] !== undefined ? { sloMs: number('slo-ms', values['slo-ms'], { min: 0 }) } : {}),
+    maxOutstanding: number('max-outstanding', values['max-outstanding'], { min: 1, max: 1_000_000, integer: true }),
     warmupMs: number('warmup-interval', values['warmup-interval'], { min: 0, max: 600_000 }),
     timeoutMs: number('request-timeout-ms', values['request-timeout-ms'], { min: 1, max: 3_600_000 }),
     seed,

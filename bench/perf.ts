@@ -44,6 +44,7 @@ export interface PerfOptions {
   readonly stability: StabilityRule;
   readonly percentile?: number;
   readonly sloMs?: number;
+  readonly maxOutstanding: number;
   readonly warmupMs: number;
   readonly timeoutMs: number;
   readonly seed: number;
@@ -96,6 +97,8 @@ export async function runPerf(o: PerfOptions, log: (line: string) => void): Prom
   }
   url ??= o.protocol === 'http' ? 'http://localhost:8000' : 'localhost:8001';
   const client = createClient(url, o.protocol);
+  // Statistics and repository calls on their own connection, apart from the load.
+  const control = createClient(url, o.protocol);
   const levels: LevelResult[] = [];
   let raw: RawOrtLevel[] | undefined;
   let maxBatchSize = 0;
@@ -114,7 +117,7 @@ export async function runPerf(o: PerfOptions, log: (line: string) => void): Prom
       ...(o.percentile !== undefined ? { percentile: o.percentile } : {}),
       ...(o.sloMs !== undefined ? { sloUs: o.sloMs * 1000 } : {}),
     };
-    const measureAll = async (series: string, c: InferenceClient, pid: number | undefined, stats: boolean): Promise<void> => {
+    const measureAll = async (series: string, c: InferenceClient, pid: number | undefined, stats: InferenceClient | undefined): Promise<void> => {
       for (const level of o.levels) {
         const label = `${series} ${loadLabel(level)}`;
         const result = await runLevel(level, {
@@ -125,9 +128,10 @@ export async function runPerf(o: PerfOptions, log: (line: string) => void): Prom
           send: inferSender(c, o.model, plan, { timeoutMs: o.timeoutMs, version: o.version }),
           warmupMs: o.warmupMs,
           windows,
-          ...(stats ? { stats: () => readModelStats(c, o.model) } : {}),
+          ...(stats ? { stats: () => readModelStats(stats, o.model) } : {}),
           ...(pid !== undefined ? { serverPid: pid } : {}),
           seed: o.seed,
+          maxOutstanding: o.maxOutstanding,
           onWindow: (t, w, stable) => progress.window(label, t, o.maxTrials, w, stable),
         });
         levels.push(result);
@@ -147,7 +151,7 @@ export async function runPerf(o: PerfOptions, log: (line: string) => void): Prom
         const echo = await spawnEchoServer();
         const echoClient = new InferenceGrpcClient(echo.address);
         try {
-          await measureAll(ECHO_SERIES, echoClient, echo.pid, false);
+          await measureAll(ECHO_SERIES, echoClient, echo.pid, undefined);
         } finally {
           echoClient.close();
           await echo.stop();
@@ -155,17 +159,18 @@ export async function runPerf(o: PerfOptions, log: (line: string) => void): Prom
       }
     }
     log(`${SERVER_SERIES} at ${client.address} (${o.protocol})…`);
-    await measureAll(SERVER_SERIES, client, own?.pid, true);
+    await measureAll(SERVER_SERIES, client, own?.pid, control);
     if (o.baselines.has('batching-off')) {
       log('the same server with batching off (config override through the repository API)…');
-      const done = await withBatchingOff(client, o.model, async () => {
-        await measureAll(OFF_SERIES, client, own?.pid, true);
+      const done = await withBatchingOff(control, o.model, async () => {
+        await measureAll(OFF_SERIES, client, own?.pid, control);
         return true;
       });
       if (done === undefined) notes.push(`batching-off baseline skipped: '${o.model}' has no dynamic_batching.`);
     }
   } finally {
     client.close();
+    control.close();
     if (own) await own.stop();
   }
 

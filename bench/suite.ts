@@ -88,6 +88,8 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteOutcome> {
   let raw: RawOrtLevel[] = [];
   let gateway: ChildServer | undefined;
   let client: InferenceGrpcClient | undefined;
+  let control: InferenceGrpcClient | undefined;
+  const failedSteps: string[] = [];
   try {
     o.log(describeRun(info));
     o.log(`building ${IDENTITY} and ${MLP} into ${repo}…`);
@@ -96,6 +98,9 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteOutcome> {
     o.log('starting fabriek serve…');
     gateway = await startGateway(repo);
     client = new InferenceGrpcClient(gateway.address);
+    // Statistics and repository calls on their own connection, apart from the load.
+    control = new InferenceGrpcClient(gateway.address);
+    const ctl = control;
     const plans: Record<string, InputPlan> = {};
     for (const model of [IDENTITY, MLP]) {
       const md = await client.getModelMetadata(model, '', { timeoutMs: 10_000 });
@@ -129,7 +134,7 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteOutcome> {
         send: inferSender(c, model, plan, { timeoutMs: 30_000, ...(model === IDENTITY ? { check: identityCheck(plan) } : {}) }),
         warmupMs: o.warmupMs,
         windows,
-        ...(stats ? { stats: () => readModelStats(c, model) } : {}),
+        ...(stats ? { stats: () => readModelStats(ctl, model) } : {}),
         serverPid: pid,
         seed: 1,
         onWindow: (t, w, stable) => progress.window(label, t, o.maxTrials, w, stable),
@@ -166,9 +171,23 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteOutcome> {
     const gN = kept(await measure(SERVER_SERIES, client, gateway.pid, IDENTITY, cN, true));
     const gMlp = kept(await measure(SERVER_SERIES, client, gateway.pid, MLP, cN, true));
     const rate = Math.max(1, Math.round(gMlp.inferPerSecond * OPEN_LOOP_SHARE));
-    const open = kept(await measure(SERVER_SERIES, client, gateway.pid, MLP, { mode: 'request-rate', value: rate, distribution: 'poisson' }, true));
+    // A step that fails is reported, and the suite goes on with the others.
+    const step = async <T>(name: string, run: () => Promise<T>): Promise<T | undefined> => {
+      try {
+        return await run();
+      } catch (error) {
+        const message = error instanceof Error ? error.message : String(error);
+        o.log(`  ${name} failed: ${message}`);
+        failedSteps.push(`${name}: ${message}`);
+        return undefined;
+      }
+    };
+    const load = client;
+    const pid = gateway.pid;
+    const openResult = await step('P4 open loop', () => measure(SERVER_SERIES, load, pid, MLP, { mode: 'request-rate', value: rate, distribution: 'poisson' }, true));
+    const open = openResult ? kept(openResult) : undefined;
     o.log(`fabriek, ${MLP} with batching off (config override through the repository API)…`);
-    const offResult = await withBatchingOff(client, MLP, () => measure(OFF_SERIES, client as InferenceGrpcClient, (gateway as ChildServer).pid, MLP, cN, true));
+    const offResult = await step('batching off', () => withBatchingOff(ctl, MLP, () => measure(OFF_SERIES, load, pid, MLP, cN, true)));
     const off = offResult ? kept(offResult) : undefined;
 
     // The ceilings are measured again after the server, and the better of the
@@ -197,7 +216,7 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteOutcome> {
       { id: 'P2', label: `${MLP} c=${o.concurrency} throughput as % of min(grpc-echo, raw ORT best)`, value: (100 * gMlp.inferPerSecond) / ceiling, unit: '%', better: 'higher' },
       { id: 'P2-off', label: `${MLP} c=${o.concurrency} batching on ÷ off`, value: off ? gMlp.inferPerSecond / off.inferPerSecond : NaN, unit: '×', better: 'higher' },
       { id: 'P3', label: `${IDENTITY} c=1 p50 added over grpc-echo`, value: g1.latency.p50Us - echo1.latency.p50Us, unit: 'µs', better: 'lower' },
-      { id: 'P4', label: `${MLP} open loop (Poisson) at ${OPEN_LOOP_SHARE * 100} % of capacity: p99`, value: open.latency.p99Us / 1000, unit: 'ms', better: 'lower' },
+      { id: 'P4', label: `${MLP} open loop (Poisson) at ${OPEN_LOOP_SHARE * 100} % of capacity: p99`, value: (open?.latency.p99Us ?? NaN) / 1000, unit: 'ms', better: 'lower' },
     ];
     const pHeaders = ['', 'what', 'Fabriek', 'baseline (same run)', 'result', 'target'];
     const pRows = [
@@ -214,14 +233,15 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteOutcome> {
         [
           'P4',
           `${MLP}, Poisson ${num(rate)}/s (${OPEN_LOOP_SHARE * 100} % of P2)`,
-          `${num(open.inferPerSecond)} infer/s, p50 ${num(open.latency.p50Us / 1000, 2)} ms`,
+          open ? `${num(open.inferPerSecond)} infer/s, p50 ${num(open.latency.p50Us / 1000, 2)} ms` : 'failed',
           `closed loop c=${o.concurrency}: p99 ${num(gMlp.latency.p99Us / 1000, 2)} ms`,
-          `**p99 ${num(open.latency.p99Us / 1000, 2)} ms**${open.errorCount > 0 ? `, ${open.errorCount} errors` : ''}`,
+          open ? `**p99 ${num(open.latency.p99Us / 1000, 2)} ms**${open.errorCount > 0 ? `, ${open.errorCount} errors` : ''}` : '–',
           '–',
         ],
     ];
     const pTable = mdTable(pHeaders, pRows, 2);
-    if (!off) notes.push(`${MLP} reported no dynamic batching; the batching-off baseline was skipped.`);
+    for (const f of failedSteps) notes.push(`**Step failed**: ${f}`);
+    if (!off && !failedSteps.some((f) => f.startsWith('batching off'))) notes.push(`${MLP} reported no dynamic batching; the batching-off baseline was skipped.`);
     const disturbed = [
       ...raw.filter((r) => r.cpu.other > DISTURBED_CORES).map((r) => `raw ORT batch ${r.batchSize} (${num(r.cpu.other, 2)} cores)`),
       ...levels.filter((l) => (l.cpu?.other ?? 0) > DISTURBED_CORES).map((l) => `${l.series} ${l.model} ${loadLabel(l)} (${num(l.cpu?.other ?? NaN, 2)} cores)`),
@@ -261,11 +281,12 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteOutcome> {
     const files = o.save
       ? saveRun(record, { markdown, csv: toCsv(levels, 'concurrency'), svg: chartOf(levels, 'suite: throughput against p99 latency') }, { ...(o.resultsDir !== undefined ? { dir: o.resultsDir } : {}), name: 'suite', latest: 'latest' })
       : [];
-    const ok = failed.length === 0;
+    const ok = failed.length === 0 && failedSteps.length === 0;
     const text = `${textTable(pHeaders, pRows.map((r) => r.map((c) => c.replace(/\*\*/g, ''))), 2)}\n${textTable(table.headers, table.rows, 4)}`;
     return { record, markdown, text, files, ok };
   } finally {
     client?.close();
+    control?.close();
     if (gateway) await gateway.stop();
     await rm(repo, { recursive: true, force: true });
     forget();

@@ -61,6 +61,8 @@ export interface LevelRunOptions {
   /** The server's process, whose CPU time is metered (a child of this one). */
   readonly serverPid?: number;
   readonly seed?: number;
+  /** Open loop: requests in flight at most (see DEFAULT_MAX_OUTSTANDING). */
+  readonly maxOutstanding?: number;
   readonly onWindow?: WindowHooks['onWindow'];
 }
 
@@ -93,7 +95,16 @@ export async function runLevel(level: LoadLevel, o: LevelRunOptions): Promise<Le
   const measured =
     level.mode === 'concurrency'
       ? await closedLoop({ concurrency: level.value, warmupMs: o.warmupMs, send: o.send, windows, hooks })
-      : await openLoop({ rate: level.value, distribution: level.distribution, seed: o.seed ?? 1, warmupMs: o.warmupMs, send: o.send, windows, hooks });
+      : await openLoop({
+          rate: level.value,
+          distribution: level.distribution,
+          seed: o.seed ?? 1,
+          warmupMs: o.warmupMs,
+          send: o.send,
+          windows,
+          hooks,
+          ...(o.maxOutstanding !== undefined ? { maxOutstanding: o.maxOutstanding } : {}),
+        });
   const last = measured.trials.length;
   const from = measured.mergedFrom;
   const server = o.stats ? statsDelta(await stats[from], await stats[last]) : undefined;

@@ -4,6 +4,13 @@ import { type LatencySummary, latencyHistogram, recordUs, summarize } from './hi
 import { type Distribution, arrivals } from './schedule.js';
 import { type Measured, MeasurementWindows, type WindowHooks, type WindowOptions, errorKey, errorMessage, sleep } from './windows.js';
 
+/**
+ * An open loop whose server falls behind piles up requests without bound;
+ * past this many in flight the level is overloaded anyway, and tens of
+ * thousands of streams on one HTTP/2 connection can break the connection.
+ */
+export const DEFAULT_MAX_OUTSTANDING = 1_000;
+
 export interface OpenLoopOptions {
   /** Requests per second sent, whatever the answers do. */
   readonly rate: number;
@@ -13,7 +20,7 @@ export interface OpenLoopOptions {
   readonly warmupMs: number;
   readonly send: Send;
   readonly windows: WindowOptions;
-  /** Requests in flight at most; an arrival beyond it is counted as CLIENT_OVERLOADED, not sent (default 10 000). */
+  /** Requests in flight at most; an arrival beyond it is counted as CLIENT_OVERLOADED, not sent (default DEFAULT_MAX_OUTSTANDING). */
   readonly maxOutstanding?: number;
   readonly hooks?: WindowHooks;
   /** After the last window, how long answers still in flight get before they are cancelled (default DRAIN_GRACE_MS). */
@@ -37,7 +44,7 @@ export interface OpenLoopMeasured extends Measured {
  */
 export async function openLoop(o: OpenLoopOptions): Promise<OpenLoopMeasured> {
   const windows = new MeasurementWindows(o.windows, o.hooks);
-  const max = o.maxOutstanding ?? 10_000;
+  const max = o.maxOutstanding ?? DEFAULT_MAX_OUTSTANDING;
   const lag: hdr.Histogram = latencyHistogram();
   const inFlight = new Set<AbortController>();
   const pending = new Set<Promise<void>>();
