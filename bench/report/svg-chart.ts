@@ -18,6 +18,7 @@ export interface ChartSeries {
 const W = 760;
 const H = 460;
 const M = { left: 70, right: 20, top: 40, bottom: 55 };
+const LEGEND_WIDTH = 200;
 const COLOURS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf'];
 
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
@@ -40,8 +41,8 @@ export function throughputLatencySvg(series: readonly ChartSeries[], title: stri
   const yTicks = niceTicks(Math.max(0.001, ...finite.map((p) => p.y)));
   const xMax = xTicks[xTicks.length - 1] ?? 1;
   const yMax = yTicks[yTicks.length - 1] ?? 1;
-  const px = (x: number): number => M.left + (x / xMax) * (W - M.left - M.right);
-  const py = (y: number): number => H - M.bottom - (y / yMax) * (H - M.top - M.bottom);
+  const px = (x: number): number => Math.round((M.left + (x / xMax) * (W - M.left - M.right)) * 10) / 10;
+  const py = (y: number): number => Math.round((H - M.bottom - (y / yMax) * (H - M.top - M.bottom)) * 10) / 10;
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
@@ -67,9 +68,11 @@ export function throughputLatencySvg(series: readonly ChartSeries[], title: stri
       out.push(`<circle cx="${px(p.x).toFixed(1)}" cy="${py(p.y).toFixed(1)}" r="4" fill="${colour}"><title>${esc(`${s.name} ${p.label}: ${fmt(p.x)} infer/s, p99 ${fmt(p.y)} ms`)}</title></circle>`);
       out.push(`<text x="${(px(p.x) + 6).toFixed(1)}" y="${(py(p.y) - 6).toFixed(1)}" font-size="10" fill="${colour}">${esc(p.label)}</text>`);
     }
+    // Legend top right: high throughput at high latency is the corner data visits least.
     const ly = M.top + 8 + i * 18;
-    out.push(`<rect x="${M.left + 12}" y="${ly - 9}" width="14" height="10" fill="${colour}"/>`);
-    out.push(`<text x="${M.left + 32}" y="${ly}">${esc(s.name)}</text>`);
+    const lx = W - M.right - LEGEND_WIDTH;
+    out.push(`<rect x="${lx}" y="${ly - 9}" width="14" height="10" fill="${colour}"/>`);
+    out.push(`<text x="${lx + 20}" y="${ly}">${esc(s.name)}</text>`);
   });
   out.push('</svg>');
   return out.join('\n') + '\n';
