@@ -15,7 +15,7 @@ Usage:
   fabriek worker --registry redis://H:P --model-repository DIR [options]
                                                    start a worker that registers in Redis
                                                    (see fabriek worker --help)
-  fabriek bench <batching|latency|http> [options]  run a benchmark (see fabriek bench --help)
+  fabriek bench -m MODEL [options] | suite | compare A B   benchmarks (see fabriek bench --help)
   fabriek --version
 
 ${SERVE_USAGE}`;

@@ -3,8 +3,9 @@ import { type ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
 import { Redis } from 'ioredis';
 import { parseArgs } from 'node:util';
 import { InferenceGrpcClient } from '../../client/grpc-client.js';
-import { latencyHistogram, recordUs, summarize } from '../load/closed-loop.js';
-import { describeRun, mdTable, ms, num, runInfo, saveResults } from '../load/report.js';
+import { describeRun, runInfo, saveRun } from '../history.js';
+import { latencyHistogram, recordUs, summarize } from '../load/histogram.js';
+import { mdTable, ms, num } from '../report/format.js';
 import { addSubRequest, isExpectedSum } from './add-sub.js';
 import { startCluster } from './cluster.js';
 
@@ -188,7 +189,25 @@ async function main(): Promise<void> {
       mdTable(['', 'measured'], rows) +
       '\n';
     process.stdout.write(`\n${md}`);
-    const paths = saveResults('fault', { info, options: o, sent, answered, lost, duplicatedIds, serverExtra, failures, wrong, before, after, recoveredMs, leftRegistryMs, latencyBefore: lb, latencyAfterKill: la, buckets }, md);
+    const paths = saveRun(
+      {
+        format: 'fabriek-bench/1',
+        kind: 'fault',
+        info,
+        options: { ...o, sent, answered, lost, duplicatedIds, serverExtra, failures, wrong, latencyBefore: lb, latencyAfterKill: la, buckets },
+        levels: [],
+        metrics: [
+          { id: 'lost', label: 'requests lost', value: lost, unit: 'requests', better: 'lower' },
+          { id: 'duplicated', label: 'requests answered twice', value: duplicatedIds + Math.max(0, serverExtra), unit: 'requests', better: 'lower' },
+          { id: 'failed', label: 'requests failed', value: failed.length, unit: 'requests', better: 'lower' },
+          { id: 'recovery', label: 'time until the remaining workers carry the load', value: recoveredMs, unit: 'ms', better: 'lower' },
+          { id: 'registry-leave', label: 'time until the killed worker left the registry', value: leftRegistryMs, unit: 'ms', better: 'lower' },
+          { id: 'throughput-after', label: 'throughput after the kill', value: after, unit: 'req/s', better: 'higher' },
+        ],
+      },
+      { markdown: md },
+      { name: 'fault', latest: 'latest-fault' },
+    );
     process.stdout.write(`\nresults: ${paths.join(', ')}\n`);
   } finally {
     redis.disconnect();
