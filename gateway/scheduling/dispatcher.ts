@@ -31,14 +31,6 @@ function toResult(response: ExecuteResponse, workerId: string): ExecutionResult 
   };
 }
 
-function once(action: () => void): () => void {
-  let done = false;
-  return () => {
-    if (done) return;
-    done = true;
-    action();
-  };
-}
 
 /**
  * Sends executions of one model version to its instance slots. The caller
@@ -75,11 +67,10 @@ export class Dispatcher {
     // can be after this call gave up at its deadline: the worker still runs
     // what it was sent, and its capacity counts it until it answers.
     try {
-      return toResult(await placement.worker.execute(request, deadline, once(() => this.#slots.release(placement))), first);
+      return toResult(await placement.worker.execute(request, deadline, this.#settle(placement)), first);
     } catch (error) {
       if (!isWorkerLost(error)) throw error;
-      this.#slots.remove(first);
-      this.#onWorkerLost(first);
+      // #settle has taken the lost worker out of the slots already.
       const retry = this.#slots.acquire(new Set([first]));
       if (!retry) {
         throw unavailable(
@@ -87,7 +78,26 @@ export class Dispatcher {
           error,
         );
       }
-      return toResult(await retry.worker.execute(request, deadline, once(() => this.#slots.release(retry))), retry.worker.endpoint.id);
+      return toResult(await retry.worker.execute(request, deadline, this.#settle(retry)), retry.worker.endpoint.id);
     }
+  }
+
+  /**
+   * What runs once the worker is done with an execution. A lost worker leaves
+   * the slots before its slot is freed: the freed slot wakes the scheduler,
+   * which must not send the next execution to the same dead worker.
+   */
+  #settle(placement: Placement): (lost: boolean) => void {
+    let settled = false;
+    return (lost) => {
+      if (settled) return;
+      settled = true;
+      if (lost) {
+        const id = placement.worker.endpoint.id;
+        this.#slots.remove(id);
+        this.#onWorkerLost(id);
+      }
+      this.#slots.release(placement);
+    };
   }
 }

@@ -50,8 +50,8 @@ interface Pending {
   timer: NodeJS.Timeout | undefined;
   /** The caller stopped waiting (deadline); the worker's answer is still awaited, then dropped. */
   expired: boolean;
-  /** Called once when the worker is done with the call: it answered, or the connection closed. */
-  readonly done: (() => void) | undefined;
+  /** Called once when the worker is done with the call: it answered (false), or it is lost (true). */
+  readonly done: ((lost: boolean) => void) | undefined;
   /** The socket the call went out on: only its close fails the call. */
   readonly socket: Socket;
 }
@@ -95,10 +95,12 @@ export class WorkerConnection {
    * Runs a batch. `done` is called exactly once when the worker no longer
    * holds it: when it answers (also after the deadline made this promise
    * reject: the worker still runs what it was sent), when the connection
-   * closes, or at once when it was never sent. A scheduler frees the slot
-   * there, so its count of executions in the worker stays true.
+   * closes, or at once when it was never sent; `lost` says the worker is
+   * gone (or refused it while draining). A scheduler frees the slot there,
+   * so its count of executions in the worker stays true, and on `lost` takes
+   * the worker out of its slots first, so nothing more is sent to it.
    */
-  execute(request: ExecuteRequest, deadline: number, done?: () => void): Promise<ExecuteResponse> {
+  execute(request: ExecuteRequest, deadline: number, done?: (lost: boolean) => void): Promise<ExecuteResponse> {
     return this.#call(Method.Execute, ExecuteRequestCodec, request, ExecuteResponse, deadline, done);
   }
 
@@ -112,7 +114,7 @@ export class WorkerConnection {
     this.#failAll(`connection to worker ${this.endpoint.id} was closed`);
   }
 
-  async #call<Req, Res>(method: Method, codec: Codec<Req>, request: Req, decoder: Decoder<Res>, deadline: number, done?: () => void): Promise<Res> {
+  async #call<Req, Res>(method: Method, codec: Codec<Req>, request: Req, decoder: Decoder<Res>, deadline: number, done?: (lost: boolean) => void): Promise<Res> {
     let socket: Socket;
     let payload: Uint8Array;
     try {
@@ -126,7 +128,7 @@ export class WorkerConnection {
       }
       socket = this.#socket && !this.#socket.destroyed && this.#connected === undefined ? this.#socket : await this.#connect();
     } catch (error) {
-      done?.();
+      done?.(isWorkerLost(error));
       throw error;
     }
     const id = this.#nextId;
@@ -190,12 +192,13 @@ export class WorkerConnection {
         if (!pending) continue;
         this.#pending.delete(frame.callId);
         if (pending.timer) clearTimeout(pending.timer);
-        pending.done?.();
+        const error = frame.kind === ERROR ? decodeError(frame.payload) : undefined;
+        // A draining worker refuses new work with UNAVAILABLE: it counts as lost, and the work is retried elsewhere.
+        const lost = error?.code === GrpcStatus.UNAVAILABLE;
+        pending.done?.(lost);
         if (pending.expired) continue; // the caller gave up at its deadline; the answer is dropped
-        if (frame.kind === ERROR) {
-          const { code, message } = decodeError(frame.payload);
-          // A draining worker refuses new work with UNAVAILABLE: retry it elsewhere.
-          pending.reject(code === GrpcStatus.UNAVAILABLE ? this.#lost(message) : new ServingError(code, message));
+        if (error) {
+          pending.reject(lost ? this.#lost(error.message) : new ServingError(error.code, error.message));
         } else if ((frame.kind & RESPONSE) !== 0) {
           pending.resolve(frame.payload);
         } else {
@@ -218,7 +221,7 @@ export class WorkerConnection {
       if (socket && p.socket !== socket) continue;
       this.#pending.delete(id);
       if (p.timer) clearTimeout(p.timer);
-      p.done?.();
+      p.done?.(true);
       if (!p.expired) p.reject(this.#lost(reason));
     }
   }
