@@ -1,137 +1,145 @@
+// `fabriek bench …` (= node dist/bench/cli.js …): perf mode, the suite,
+// compare, and the issue #3/#4/#7 scenarios. Every run ends by itself: each
+// level is bounded in time, and a watchdog ends the process well past the
+// planned length.
 import { parseArgs } from 'node:util';
+import { comparisonText, compareRuns } from './compare.js';
+import { HistoryError, loadRun } from './history.js';
 import { DISTURBED_CORES, cpuMeter } from './load/child-server.js';
-import { describeRun, runInfo, saveResults } from './load/report.js';
-import { BATCHING_MODELS, type BatchingModel, runBatching } from './scenarios/batching.js';
-import { runHttp } from './scenarios/http.js';
-import { runLatency } from './scenarios/latency.js';
-import { runFairness } from './scenarios/fairness.js';
+import { InputDataError } from './load/input-data.js';
+import { PERF_USAGE, UsageError, parsePerfArgs, perfWatchdogMs } from './options.js';
+import { runPerf } from './perf.js';
+import { runFairnessCommand } from './scenarios/fairness-command.js';
+import { runScenario } from './scenarios/run-scenario.js';
+import { SUITE_DEFAULTS, SUITE_QUICK, runSuite } from './suite.js';
 
-const USAGE = `Usage: node dist/bench/cli.js <scenario> [options]
+const SUITE_USAGE = `Usage: fabriek bench suite [--quick] [--measurement-interval MS] [--max-trials N] [--results-dir DIR] [--no-save]
 
-Scenarios (each starts its own servers on 127.0.0.1 and stops them):
-  batching   issue #3: MLP throughput/latency at concurrency 1, 8, 64 with
-             dynamic batching on and off, beside raw ONNX Runtime at batch 1, 8, 64
-  latency    issue #2: identity_fp32 at concurrency 1 and 64, beside a bare grpc-js echo server
-  http       issue #4: autocannon on the REST infer endpoint; /metrics must equal the answers counted
-  fairness   issue #7: tenant B's steady load alone and while tenant A floods at 10× its quota
-
-Options:
-  --duration S          measurement window per load level (default 10)
-  --warmup S            warm-up before each window (default 2)
-  --concurrency LIST    e.g. 1,8,64 (default: 1,8,64 batching; 1,64 latency)
-  batching only:
-  --models LIST         mlp_large,mlp (default both)
-  --queue-delay-us LIST max_queue_delay_microseconds; several = one batching-on run each (default 1000)
-  --instances N         CPU instances per model, on and off alike (default 1)
-  --raw-duration S      raw ONNX Runtime time per batch size (default: half of --duration)
-
-Results: bench/results/<scenario>-<timestamp>.{json,md} and bench/results/latest-<scenario>.md.
+P1–P4 of issue #5 with grpc-echo, raw ONNX Runtime and batching-off baselines measured
+in the same run; writes bench/results/latest.{md,json,csv,svg} and a dated copy.
+  --quick   1 s windows, at most 4 per level (about 1.5 min; default: 4 s windows, at most 6; 3–6 min)
 `;
 
-class UsageError extends Error {}
+const COMPARE_USAGE = `Usage: fabriek bench compare A.json B.json [--threshold PCT]
 
-function list(flag: string, raw: string): number[] {
-  const values = raw.split(',').map(Number);
-  if (values.some((v) => !Number.isInteger(v) || v < 1)) throw new UsageError(`--${flag}: expected positive integers, got '${raw}'`);
-  return values;
-}
+Compares two saved runs level by level (infer/s, p99, errors) and metric by metric (P1–P4).
+Exits 1 and lists the regressions worse than PCT % (default 10).
+`;
 
-function seconds(flag: string, raw: string): number {
-  const s = Number(raw);
-  if (!Number.isFinite(s) || s < 0 || s > 600) throw new UsageError(`--${flag}: expected seconds from 0 to 600, got '${raw}'`);
-  return s * 1000;
-}
+const log = (line: string): void => void process.stderr.write(line + '\n');
 
-const isModel = (m: string): m is BatchingModel => Object.hasOwn(BATCHING_MODELS, m);
-
-async function main(): Promise<number> {
-  let parsed;
+/** Runs parseArgs, with its errors as UsageError (exit code 2 and the usage). */
+function parsed<T>(parse: () => T): T {
   try {
-    parsed = parseArgs({
-      allowPositionals: true,
-      options: {
-        duration: { type: 'string', default: '10' },
-        warmup: { type: 'string', default: '2' },
-        concurrency: { type: 'string' },
-        models: { type: 'string', default: 'mlp_large,mlp' },
-        'queue-delay-us': { type: 'string', default: '1000' },
-        instances: { type: 'string', default: '1' },
-        'raw-duration': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
+    return parse();
   } catch (error) {
     throw new UsageError(error instanceof Error ? error.message : String(error));
   }
-  const { values, positionals } = parsed;
-  const scenario = positionals[0];
-  if (values.help || (scenario !== 'batching' && scenario !== 'latency' && scenario !== 'http' && scenario !== 'fairness')) {
-    process.stdout.write(USAGE);
-    return values.help ? 0 : 2;
-  }
-  const durationMs = seconds('duration', values.duration);
-  const warmupMs = seconds('warmup', values.warmup);
-  const concurrencies = list('concurrency', values.concurrency ?? (scenario === 'batching' ? '1,8,64' : '1,64'));
-  const models = values.models.split(',');
-  const unknown = models.filter((m) => !isModel(m));
-  if (unknown.length > 0) throw new UsageError(`--models: unknown ${unknown.join(', ')}; known: ${Object.keys(BATCHING_MODELS).join(', ')}`);
-  const queueDelaysUs = list('queue-delay-us', values['queue-delay-us']);
-  const instances = list('instances', values.instances)[0] ?? 1;
-  const rawDurationMs = values['raw-duration'] !== undefined ? seconds('raw-duration', values['raw-duration']) : durationMs / 2;
-  const log = (line: string): void => void process.stderr.write(line + '\n');
-  const info = runInfo();
-  log(describeRun(info));
-  // A 2-core machine shared with builds and tests: say so before measuring.
+}
+
+function watchdog(ms: number): void {
+  setTimeout(() => {
+    log(`bench: watchdog expired after ${Math.round(ms / 1000)} s; stopping`);
+    process.exit(124);
+  }, ms).unref();
+}
+
+/** A 2-core machine shared with builds and tests: say so before measuring. */
+async function warnIfBusy(): Promise<void> {
   const idle = cpuMeter();
   idle.start();
   await new Promise((r) => setTimeout(r, 1_000));
   const busy = idle.stop().other;
   if (busy > DISTURBED_CORES) log(`warning: other processes are using ${busy.toFixed(2)} cores; figures will be low (levels affected are marked DISTURBED)`);
+}
 
-  // However the servers behave, the run ends: a watchdog well past the planned time.
-  const levels = scenario === 'batching' ? models.length * concurrencies.length * (1 + queueDelaysUs.length) : 2 * concurrencies.length;
-
-  const rawMs = scenario === 'batching' ? models.length * 3 * rawDurationMs : 0;
-  const watchdog = setTimeout(() => {
-    log('bench: watchdog expired; stopping');
-    process.exit(124);
-  }, 2 * (levels * (durationMs + warmupMs + 5_000) + rawMs) + 300_000);
-  watchdog.unref();
-
-  let report: { json: unknown; markdown: string; ok: boolean };
-  if (scenario === 'batching') {
-    report = await runBatching({ models: models.filter(isModel), concurrencies, rawBatchSizes: [1, 8, 64], queueDelaysUs, instances, warmupMs, durationMs, rawDurationMs, log });
-  } else if (scenario === 'latency') {
-    report = await runLatency({ concurrencies, warmupMs, durationMs, log });
-  } else if (scenario === 'fairness') {
-    report = await runFairness({ warmupMs, durationMs, log });
-  } else {
-    report = await runHttp({ concurrencies, durationMs, log });
+async function compare(argv: readonly string[]): Promise<number> {
+  const { values, positionals } = parsed(() =>
+    parseArgs({ args: [...argv], allowPositionals: true, options: { threshold: { type: 'string', default: '10' }, help: { type: 'boolean', short: 'h' } } }),
+  );
+  if (values.help) {
+    process.stdout.write(COMPARE_USAGE);
+    return 0;
   }
-  const title =
-    scenario === 'batching'
-      ? '# Dynamic batching (issue #3)'
-      : scenario === 'latency'
-        ? '# Gateway latency and overhead (issue #2)'
-        : scenario === 'fairness'
-          ? '# Fairness between tenants (issue #7)'
-          : '# HTTP/REST under autocannon (issue #4)';
-  const markdown = `${title}\n\n${describeRun(info)}\n\n${report.markdown}`;
-  const paths = saveResults(scenario, { info, ...(report.json as object) }, markdown);
-  process.stdout.write(markdown);
-  log(`saved ${paths.join(', ')}`);
-  if (!report.ok) log('bench: some answers were wrong or some requests failed (see the table)');
-  return report.ok ? 0 : 1;
+  if (positionals.length !== 2) throw new UsageError(`compare: expected two result files, got ${positionals.length}\n\n${COMPARE_USAGE}`);
+  const threshold = Number(values.threshold);
+  if (!Number.isFinite(threshold) || threshold < 0) throw new UsageError(`--threshold: expected a percentage ≥ 0, got '${values.threshold}'`);
+  const a = loadRun(positionals[0] as string);
+  const b = loadRun(positionals[1] as string);
+  const result = compareRuns(a, b, threshold);
+  process.stdout.write(comparisonText(a, b, result, threshold));
+  return result.regressions.length > 0 ? 1 : 0;
+}
+
+async function suite(argv: readonly string[]): Promise<number> {
+  const { values } = parsed(() =>
+    parseArgs({
+      args: [...argv],
+      options: {
+        quick: { type: 'boolean', default: false },
+        'measurement-interval': { type: 'string' },
+        'max-trials': { type: 'string' },
+        'results-dir': { type: 'string' },
+        'no-save': { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }),
+  );
+  if (values.help) {
+    process.stdout.write(SUITE_USAGE);
+    return 0;
+  }
+  const base = values.quick ? SUITE_QUICK : SUITE_DEFAULTS;
+  const intervalMs = values['measurement-interval'] !== undefined ? Number(values['measurement-interval']) : base.intervalMs;
+  const maxTrials = values['max-trials'] !== undefined ? Number(values['max-trials']) : base.maxTrials;
+  if (!(intervalMs >= 100 && intervalMs <= 60_000)) throw new UsageError(`--measurement-interval: expected 100 to 60000 ms, got '${values['measurement-interval']}'`);
+  if (!Number.isInteger(maxTrials) || maxTrials < 1 || maxTrials > 100) throw new UsageError(`--max-trials: expected an integer from 1 to 100, got '${values['max-trials']}'`);
+  // 11 levels + twice 5 raw batches of 1 s windows + builds and starts; twice that, plus five minutes.
+  watchdog(2 * (11 * (base.warmupMs + maxTrials * intervalMs + 10_000) + 10 * maxTrials * 1_000) + 300_000);
+  await warnIfBusy();
+  const outcome = await runSuite({ ...base, intervalMs, maxTrials, ...(values['results-dir'] !== undefined ? { resultsDir: values['results-dir'] } : {}), save: !values['no-save'], log });
+  process.stdout.write(`\n${outcome.text}\n`);
+  if (outcome.files.length > 0) log(`saved ${outcome.files.join(', ')}`);
+  if (!outcome.ok) log('bench suite: some requests failed (see the notes in the report)');
+  return outcome.ok ? 0 : 1;
+}
+
+async function perf(argv: readonly string[]): Promise<number> {
+  const o = parsePerfArgs(argv);
+  if ('help' in o) {
+    process.stdout.write(PERF_USAGE);
+    return 0;
+  }
+  watchdog(perfWatchdogMs(o));
+  await warnIfBusy();
+  const outcome = await runPerf(o, log);
+  process.stdout.write(`\n${outcome.text}\n`);
+  if (outcome.files.length > 0) log(`saved ${outcome.files.join(', ')}`);
+  if (!outcome.ok) log('bench: some requests failed, or a level got no answers (see the errors column)');
+  return outcome.ok ? 0 : 1;
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const [first, ...rest] = argv;
+  if (first === 'compare') return compare(rest);
+  if (first === 'suite') return suite(rest);
+  if (first === 'batching' || first === 'http') return runScenario(first, rest, log, watchdog, warnIfBusy);
+  if (first === 'fairness') return runFairnessCommand(rest, log, watchdog, warnIfBusy);
+  if (first === undefined || first === 'help') {
+    process.stdout.write(PERF_USAGE);
+    return first === undefined ? 2 : 0;
+  }
+  return perf(argv);
 }
 
 // Ctrl-C or a kill: exit, and the exit hook stops servers and removes temp dirs.
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
 
-main().then(
+main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
-    if (error instanceof UsageError) {
-      process.stderr.write(`${error.message}\n\n${USAGE}`);
+    if (error instanceof UsageError || error instanceof InputDataError || error instanceof HistoryError) {
+      process.stderr.write(`fabriek bench: ${error.message}\n${error instanceof UsageError ? `\n${PERF_USAGE}` : ''}`);
       process.exit(2);
     }
     process.stderr.write(`bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);

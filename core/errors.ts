@@ -72,3 +72,56 @@ export function toHttpStatus(code: GrpcStatus): number {
       return 400;
   }
 }
+
+/**
+ * Most UTF-8 bytes of an error message a client gets. Messages echo names
+ * the client sent (model, input, output), which can be as long as the
+ * request; gRPC carries the message in a header (grpc-message, where
+ * percent-encoding can triple it), and common clients refuse headers past
+ * 8–16 KiB, failing the whole connection rather than the call.
+ */
+export const MAX_MESSAGE_BYTES = 1024;
+
+/** `message`, or its head and tail around a note of what was cut, within MAX_MESSAGE_BYTES. */
+export function boundedMessage(message: string): string {
+  // At most three UTF-8 bytes per UTF-16 unit: short messages need no counting.
+  if (message.length * 3 <= MAX_MESSAGE_BYTES || Buffer.byteLength(message) <= MAX_MESSAGE_BYTES) return message;
+  const head = prefixWithin(message, 700);
+  const tail = suffixWithin(message.slice(head.length), 240);
+  const cut = Buffer.byteLength(message) - Buffer.byteLength(head) - Buffer.byteLength(tail);
+  return `${head} … [${cut} bytes cut] … ${tail}`;
+}
+
+function utf8Length(codePoint: number): number {
+  return codePoint < 0x80 ? 1 : codePoint < 0x800 ? 2 : codePoint < 0x10000 ? 3 : 4;
+}
+
+/** The longest prefix of whole code points within `maxBytes` of UTF-8. */
+function prefixWithin(s: string, maxBytes: number): string {
+  let bytes = 0;
+  let i = 0;
+  while (i < s.length) {
+    const cp = s.codePointAt(i) ?? 0;
+    const size = utf8Length(cp);
+    if (bytes + size > maxBytes) break;
+    bytes += size;
+    i += cp > 0xffff ? 2 : 1;
+  }
+  return s.slice(0, i);
+}
+
+/** The longest suffix of whole code points within `maxBytes` of UTF-8. */
+function suffixWithin(s: string, maxBytes: number): string {
+  let bytes = 0;
+  let i = s.length;
+  while (i > 0) {
+    const low = s.charCodeAt(i - 1);
+    const high = i >= 2 ? s.charCodeAt(i - 2) : 0;
+    const pair = low >= 0xdc00 && low <= 0xdfff && high >= 0xd800 && high <= 0xdbff;
+    const size = pair ? 4 : utf8Length(low);
+    if (bytes + size > maxBytes) break;
+    bytes += size;
+    i -= pair ? 2 : 1;
+  }
+  return s.slice(i);
+}

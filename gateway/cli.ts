@@ -6,6 +6,7 @@ import { startGateway, StartupError } from './main.js';
 import { parseServeOptions, SERVE_USAGE, UsageError } from './options.js';
 import { FABRIEK_VERSION } from '../core/version.js';
 import { USAGE as WORKER_USAGE } from '../worker/cli-args.js';
+import { describeTls } from '../core/tls.js';
 
 const USAGE = `fabriek ${FABRIEK_VERSION}: inference serving over the KServe v2 protocol
 
@@ -14,8 +15,8 @@ Usage:
   fabriek worker --registry redis://H:P --model-repository DIR [options]
                                                    start a worker that registers in Redis
                                                    (see fabriek worker --help)
-  fabriek bench <batching|latency|http> [options]  run a benchmark (see fabriek bench --help)
-  fabriek tenants <hash-key|new-key|check> …       API key hashes and tenants files (see fabriek tenants --help)
+  fabriek bench -m MODEL [options] | suite | compare A B   benchmarks (see fabriek bench --help)
+  fabriek tenants <hash-key|new-key|check> …              API key hashes and tenants files (see fabriek tenants --help)
   fabriek --version
 
 ${SERVE_USAGE}`;
@@ -28,9 +29,9 @@ async function serve(argv: readonly string[]): Promise<void> {
   const ready = list.filter((v) => v.state === 'READY').map((v) => `${v.name}/${v.version}`);
   const failed = list.filter((v) => v.state !== 'READY').map((v) => v.name);
   process.stdout.write(
-    `fabriek ${FABRIEK_VERSION} ready: gRPC on ${options.grpcAddress}:${gateway.grpcPort}; ` +
-      (options.allowHttp ? `HTTP on ${options.httpAddress}:${gateway.httpPort}; ` : '') +
-      (options.allowMetrics ? `metrics on ${options.httpAddress}:${gateway.metricsPort}; ` : '') +
+    `fabriek ${FABRIEK_VERSION} ready: gRPC on ${options.grpcAddress}:${gateway.grpcPort}${describeTls(options.grpcTls)}; ` +
+      (options.allowHttp ? `HTTP on ${options.httpAddress}:${gateway.httpPort}${describeTls(options.httpTls)}; ` : '') +
+      (options.allowMetrics ? `metrics on ${options.httpAddress}:${gateway.metricsPort}${describeTls(options.httpTls)}; ` : '') +
       `${ready.length} model versions ready (${ready.join(', ')})` +
       (failed.length > 0 ? `; unavailable: ${failed.join(', ')}` : '') +
       (gateway.tenants === 'open' ? '; open: no --tenants, no API keys' : `; ${gateway.tenants} tenants, API keys required`) +

@@ -1,5 +1,6 @@
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Server, type ServerCredentials } from '@grpc/grpc-js';
 import { type Server as HttpServer } from 'node:http';
+import { type Server as HttpsServer } from 'node:https';
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { type Logger } from 'pino';
@@ -7,6 +8,7 @@ import { unavailable } from '../core/errors.js';
 import { GRPCInferenceServiceService } from '../proto/gen/inference.js';
 import { detectGpus, planLocalWorkers } from './devices.js';
 import { createInferenceService, type ServerInfo } from './grpc/inference-service.js';
+import { withMalformedRequests } from './grpc/malformed-request.js';
 import { createHttpServer } from './http/server.js';
 import { Admission } from './inference/admission.js';
 import { MetricsRegistry } from './metrics/registry.js';
@@ -25,13 +27,13 @@ import { type QuotaLimiter } from './tenants/quota.js';
 import { RedisQuota } from './tenants/redis-quota.js';
 import { loadTenantsFile, TenantsFileError } from './tenants/tenants-file.js';
 import { FABRIEK_VERSION } from '../core/version.js';
+import { StartupError } from '../core/startup-error.js';
+import { grpcServerCredentials, httpsServerOptions, type ListenerTls, type ListenerTlsFiles, loadListenerTls, loadWorkerTls } from '../core/tls.js';
 
 /** Extensions of the KServe/Triton protocol this server implements. */
 export const EXTENSIONS = ['model_configuration', 'model_repository', 'schedule_policy', 'statistics', 'parameters'] as const;
 
-export class StartupError extends Error {
-  override name = 'StartupError';
-}
+export { StartupError };
 
 export interface RunningGateway {
   readonly grpcPort: number;
@@ -55,16 +57,16 @@ async function checkRepository(dir: string): Promise<string> {
   return path;
 }
 
-function bindGrpc(server: Server, address: string): Promise<number> {
+function bindGrpc(server: Server, address: string, credentials: ServerCredentials): Promise<number> {
   return new Promise((resolvePort, reject) => {
-    server.bindAsync(address, ServerCredentials.createInsecure(), (error, port) => {
+    server.bindAsync(address, credentials, (error, port) => {
       if (error) reject(new StartupError(`cannot listen for gRPC on ${address}: ${error.message}`));
       else resolvePort(port);
     });
   });
 }
 
-function listenHttp(http: HttpServer, host: string, port: number): Promise<number> {
+function listenHttp(http: HttpServer | HttpsServer, host: string, port: number): Promise<number> {
   return new Promise((resolvePort, reject) => {
     const onError = (error: Error): void => reject(new StartupError(`cannot listen for HTTP on ${host}:${port}: ${error.message}`));
     http.once('error', onError);
@@ -124,9 +126,24 @@ async function startTenants(options: ServeOptions, log: Logger): Promise<TenantP
   return { authenticator: new Authenticator(config), quota, state, audit, count: config.tenants.length };
 }
 
+async function loadTls(files: ListenerTlsFiles | undefined, log: Logger): Promise<ListenerTls | undefined> {
+  if (!files) return undefined;
+  if (files.rootCert && !files.mutual) {
+    const prefix = files.rootCert.flag.replace('-root-cert', '');
+    log.warn(`${files.rootCert.flag} is used only with ${prefix}-use-ssl-mutual true; client certificates are not checked`);
+  }
+  return loadListenerTls(files);
+}
+
 /** The composition root of a gateway: wires repository, workers, schedulers and the gRPC service. */
 export async function startGateway(options: ServeOptions, log: Logger = createLogger(options.logLevel, 'fabriek')): Promise<RunningGateway> {
   const repository = await checkRepository(options.modelRepository);
+  // Before any worker starts: a bad certificate should fail in a second, not after the models load.
+  const grpcTls = await loadTls(options.grpcTls, log);
+  const httpTls = await loadTls(options.httpTls, log);
+  // Mutual TLS to registered workers; local workers talk over a unix socket and need none.
+  const workerTls = options.workerTls ? await loadWorkerTls(options.workerTls) : undefined;
+  if (workerTls && options.registry === undefined) log.warn('--worker-tls-* given without --registry: local workers use a unix socket, so it is not used');
   const tenants = await startTenants(options, log);
   const metrics = options.allowMetrics ? new MetricsRegistry() : undefined;
   const models = new ModelManager({
@@ -171,6 +188,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     const remote = new RemoteWorkers({
       models,
       maxMessageBytes: options.maxMessageBytes,
+      ...(workerTls ? { tls: workerTls.client } : {}),
       log,
       onChange: (up) => {
         remoteUp = up;
@@ -203,18 +221,22 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     ...(metrics ? { metrics: new TenantMetrics(metrics.registry, tenants.state) } : {}),
     knownModel: (name) => models.versionsOf(name).length > 0,
   });
-  server.addService(GRPCInferenceServiceService, createInferenceService(models, info, log, admission));
+  server.addService(withMalformedRequests(GRPCInferenceServiceService), createInferenceService(models, info, log, admission));
   let grpcPort: number;
   try {
-    grpcPort = await bindGrpc(server, `${options.grpcAddress}:${options.grpcPort}`);
+    grpcPort = await bindGrpc(server, `${options.grpcAddress}:${options.grpcPort}`, grpcServerCredentials(grpcTls));
   } catch (error) {
     await supervisor.stop();
     throw error;
   }
-  let http: HttpServer | undefined;
+  let http: HttpServer | HttpsServer | undefined;
   let httpPort = 0;
   if (options.allowHttp) {
-    http = createHttpServer(models, info, log, { maxBodyBytes: options.maxMessageBytes, admission });
+    http = createHttpServer(models, info, log, {
+      maxBodyBytes: options.maxMessageBytes,
+      admission,
+      ...(httpTls ? { tls: httpsServerOptions(httpTls) } : {}),
+    });
     try {
       httpPort = await listenHttp(http, options.httpAddress, options.httpPort);
     } catch (error) {
@@ -224,10 +246,11 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     }
   }
 
-  let metricsServer: HttpServer | undefined;
+  let metricsServer: HttpServer | HttpsServer | undefined;
   let metricsPort = 0;
   if (metrics) {
-    metricsServer = createMetricsServer(metrics);
+    // /metrics binds to --http-address beside the REST API, so it follows HTTP's TLS settings.
+    metricsServer = createMetricsServer(metrics, httpTls ? httpsServerOptions(httpTls) : undefined);
     try {
       metricsPort = await listenHttp(metricsServer, options.httpAddress, options.metricsPort);
     } catch (error) {

@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { type ListenerTlsFiles, type WorkerTlsFiles, workerTlsFromFlags } from '../core/tls.js';
 
 /** Everything `fabriek serve` can be told. Flag names follow tritonserver's where one exists. */
 export interface ServeOptions {
@@ -32,6 +33,12 @@ export interface ServeOptions {
   readonly auditLog: string | undefined;
   /** Gateways sharing the tenant quotas when Redis cannot say (each enforces limit ÷ N). */
   readonly gatewayCountHint: number;
+  /** TLS for gRPC (tritonserver's --grpc-use-ssl… flags); undefined = plaintext. */
+  readonly grpcTls: ListenerTlsFiles | undefined;
+  /** TLS for HTTP/REST and metrics (Fabriek's --http-use-ssl… flags); undefined = plaintext. */
+  readonly httpTls: ListenerTlsFiles | undefined;
+  /** Mutual TLS between gateways and workers (--worker-tls-*); undefined = plaintext. */
+  readonly workerTls: WorkerTlsFiles | undefined;
 }
 
 export class UsageError extends Error {
@@ -91,6 +98,18 @@ export const SERVE_USAGE = `Usage: fabriek serve --model-repository DIR [options
   --audit-log FILE            one JSON line per request (tenant, model, status, bytes, latency); - = stdout
   --gateway-count-hint N      gateways sharing the quotas, for the local share (limit ÷ N) each enforces
                               while Redis is unreachable or absent (default 1; Redis tells when it can)
+
+TLS (PEM files; the gRPC flags are tritonserver's, the HTTP ones Fabriek's and also cover metrics):
+  --grpc-use-ssl BOOL         serve gRPC over TLS (default false)
+  --grpc-use-ssl-mutual BOOL  also require a client certificate from --grpc-root-cert (implies TLS)
+  --grpc-server-cert FILE     server certificate chain
+  --grpc-server-key FILE      server private key
+  --grpc-root-cert FILE       CA bundle that client certificates must chain to
+  --http-use-ssl BOOL, --http-use-ssl-mutual BOOL, --http-server-cert FILE,
+  --http-server-key FILE, --http-root-cert FILE
+                              the same for HTTP/REST and /metrics
+  --worker-tls-cert FILE, --worker-tls-key FILE, --worker-tls-ca FILE
+                              mutual TLS between gateways and remote workers (all three or none)
 `;
 
 export function parseServeOptions(argv: readonly string[]): ServeOptions {
@@ -123,6 +142,19 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
         tenants: { type: 'string' },
         'audit-log': { type: 'string' },
         'gateway-count-hint': { type: 'string' },
+        'grpc-use-ssl': { type: 'string' },
+        'grpc-use-ssl-mutual': { type: 'string' },
+        'grpc-server-cert': { type: 'string' },
+        'grpc-server-key': { type: 'string' },
+        'grpc-root-cert': { type: 'string' },
+        'http-use-ssl': { type: 'string' },
+        'http-use-ssl-mutual': { type: 'string' },
+        'http-server-cert': { type: 'string' },
+        'http-server-key': { type: 'string' },
+        'http-root-cert': { type: 'string' },
+        'worker-tls-cert': { type: 'string' },
+        'worker-tls-key': { type: 'string' },
+        'worker-tls-ca': { type: 'string' },
       },
     }));
   } catch (error) {
@@ -171,5 +203,41 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
     tenants: nonEmpty('tenants', values.tenants),
     auditLog: nonEmpty('audit-log', values['audit-log']),
     gatewayCountHint: integer('gateway-count-hint', values['gateway-count-hint'], 1, 1, 10_000),
+    grpcTls: listenerTls('grpc', values),
+    httpTls: listenerTls('http', values),
+    workerTls: workerTlsFromFlags(
+      { cert: values['worker-tls-cert'], key: values['worker-tls-key'], ca: values['worker-tls-ca'] },
+      (message) => new UsageError(message),
+    ),
   };
+}
+
+/**
+ * One listener's TLS flags, as tritonserver reads --grpc-use-ssl…: mutual
+ * implies TLS. Certificate flags without TLS turned on are refused rather
+ * than ignored, so a typo cannot leave a port in plaintext unnoticed.
+ */
+function listenerTls(prefix: 'grpc' | 'http', values: Readonly<Record<string, string | undefined>>): ListenerTlsFiles | undefined {
+  const flag = (name: string): string | undefined => values[`${prefix}-${name}`];
+  const mutual = boolean(`${prefix}-use-ssl-mutual`, flag('use-ssl-mutual'), false);
+  const use = boolean(`${prefix}-use-ssl`, flag('use-ssl'), false) || mutual;
+  const file = (name: string): { flag: string; path: string } | undefined => {
+    const path = flag(name);
+    if (path === '') throw new UsageError(`--${prefix}-${name}: expected a file path, got ''`);
+    return path === undefined ? undefined : { flag: `--${prefix}-${name}`, path };
+  };
+  const cert = file('server-cert');
+  const key = file('server-key');
+  const rootCert = file('root-cert');
+  if (!use) {
+    const stray = [cert, key, rootCert].flatMap((f) => (f ? [f.flag] : []));
+    if (stray.length > 0) throw new UsageError(`${stray.join(', ')} given without --${prefix}-use-ssl true`);
+    return undefined;
+  }
+  const on = mutual ? `--${prefix}-use-ssl-mutual` : `--${prefix}-use-ssl`;
+  if (!cert || !key) throw new UsageError(`${on} needs --${prefix}-server-cert and --${prefix}-server-key`);
+  if (mutual && !rootCert) {
+    throw new UsageError(`${on} needs --${prefix}-root-cert: the CA that client certificates must chain to`);
+  }
+  return { cert, key, rootCert, mutual };
 }

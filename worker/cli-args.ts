@@ -1,4 +1,5 @@
 import { availableParallelism, hostname } from 'node:os';
+import { type WorkerTlsFiles, workerTlsFromFlags } from '../core/tls.js';
 import { type DeviceRequest } from './thread-protocol.js';
 
 // Command line of the worker process. Started by a gateway:
@@ -26,6 +27,8 @@ export interface WorkerArgs {
   readonly registry: RegistryArgs | undefined;
   /** Executions that may wait per model instance (see ModelHost). */
   readonly queuedPerInstance: number;
+  /** Mutual TLS with the gateways (--worker-tls-*); undefined = plaintext. */
+  readonly tls: WorkerTlsFiles | undefined;
 }
 
 export interface RegistryArgs {
@@ -54,6 +57,10 @@ export const USAGE = `usage: fabriek worker --registry redis://HOST:PORT --model
   --drain-grace-secs N         on SIGTERM: serve N s more while gateways move away (default 2)
   --max-queued-per-instance N  executions that may wait per instance (default 1; 16 with --registry,
                                since several gateways send to one worker)
+  --worker-tls-cert FILE, --worker-tls-key FILE, --worker-tls-ca FILE
+                               mutual TLS with the gateways (all three or none; TLS 1.3): this
+                               worker's certificate (with a SAN for its advertised host), its key,
+                               and the CA that gateway certificates must chain to
   --cores N                    cores shared by this worker's instances (default: all)
   --max-message-bytes N        message limit (default 1 GiB)
   --shutdown-timeout-ms N      how long SIGTERM waits for in-flight batches (default 30000)
@@ -76,6 +83,9 @@ const FLAGS = [
   '--registry-ttl-secs',
   '--drain-grace-secs',
   '--max-queued-per-instance',
+  '--worker-tls-cert',
+  '--worker-tls-key',
+  '--worker-tls-ca',
 ];
 
 export class UsageError extends Error {
@@ -111,6 +121,10 @@ export function parseWorkerArgs(argv: readonly string[], pid = process.pid, host
     cores: positiveInt('--cores', values.get('--cores'), availableParallelism()),
     registry,
     queuedPerInstance: positiveInt('--max-queued-per-instance', values.get('--max-queued-per-instance'), registry ? 16 : 1, 1024),
+    tls: workerTlsFromFlags(
+      { cert: values.get('--worker-tls-cert'), key: values.get('--worker-tls-key'), ca: values.get('--worker-tls-ca') },
+      (message) => new UsageError(message),
+    ),
   };
 }
 

@@ -9,6 +9,14 @@ import { type BatchOutput, type BatchTask, type SessionInfo, type ThreadInit } f
 
 const THREAD_FILE = fileURLToPath(new URL('./ort-thread.js', import.meta.url));
 
+/**
+ * Runs handed to one instance's thread at once: the running one and the next.
+ * The next then waits in the thread's own message queue and starts the moment
+ * the run before it ends, without a round trip through the worker's main
+ * thread (≈80 µs each, measured). The thread still runs them one at a time.
+ */
+export const THREAD_PIPELINE_DEPTH = 2;
+
 /** What ModelHost needs of an instance; tests substitute a fake. */
 export interface ModelInstance {
   readonly info: SessionInfo;
@@ -40,7 +48,7 @@ export class InstancePool implements ModelInstance {
       workerData: init,
       minThreads: 1,
       maxThreads: 1,
-      concurrentTasksPerWorker: 1,
+      concurrentTasksPerWorker: THREAD_PIPELINE_DEPTH,
       // The thread holds the session: it must never be reaped for idleness.
       idleTimeout: Number.POSITIVE_INFINITY,
     });

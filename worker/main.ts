@@ -5,6 +5,7 @@ import { pathToFileURL } from 'node:url';
 import { pino, type Logger } from 'pino';
 import { FABRIEK_VERSION } from '../core/version.js';
 import { parseWorkerArgs, USAGE, UsageError, type WorkerArgs } from './cli-args.js';
+import { loadWorkerTls } from '../core/tls.js';
 import { FrameServer } from './frame-server.js';
 import { InstancePool } from './instance-pool.js';
 import { ModelHost } from './model-host.js';
@@ -45,7 +46,10 @@ async function start(args: WorkerArgs, logger: Logger): Promise<void> {
     queuedPerInstance: args.queuedPerInstance,
   });
   let accepting = true;
+  // Read and checked before anything loads: a bad certificate fails in a second.
+  const tls = args.tls ? await loadWorkerTls(args.tls) : undefined;
   const server = new FrameServer({
+    ...(tls ? { tls: tls.server } : {}),
     handler: createWorkerService({ host, workerId: args.workerId, device: args.device, logger, accepting: () => accepting }),
     maxMessageBytes: args.maxMessageBytes,
     logger,
@@ -83,7 +87,7 @@ async function start(args: WorkerArgs, logger: Logger): Promise<void> {
     );
     // One line on stdout for people and scripts, like the gateway's.
     process.stdout.write(
-      `fabriek worker ${args.workerId} ready: serving ${models.length} model versions on ${advertised}` +
+      `fabriek worker ${args.workerId} ready: serving ${models.length} model versions on ${advertised}${tls ? ' (mutual TLS)' : ''}` +
         (failed.length > 0 ? `; failed: ${failed.map((f) => f.key).join(', ')}` : '') +
         '\n',
     );

@@ -1,6 +1,6 @@
 import { EXECUTIONS_AHEAD_PER_INSTANCE } from '../core/pipelining.js';
 import { WorkerErrors, messageOf } from './errors.js';
-import { type ModelInstance, type StartInstance } from './instance-pool.js';
+import { type ModelInstance, type StartInstance, THREAD_PIPELINE_DEPTH } from './instance-pool.js';
 import {
   type BatchOutput,
   type BatchTask,
@@ -12,9 +12,11 @@ import {
 
 // The models loaded in this worker, by model key, each with N instances.
 //
-// Capacity is enforced here, by the callee: Execute takes a free instance,
-// or waits in a short FIFO (EXECUTIONS_AHEAD_PER_INSTANCE per instance, so
-// the next batch is ready when a run ends), or fails at once with
+// Capacity is enforced here, by the callee: Execute takes an idle instance,
+// or goes to a busy instance's thread as its next run (THREAD_PIPELINE_DEPTH),
+// or waits in a short FIFO; in all, `instances × (1 + queuedPerInstance)`
+// executions (EXECUTIONS_AHEAD_PER_INSTANCE = 1 by default, so the next
+// batch is ready when a run ends). Beyond that it fails at once with
 // RESOURCE_EXHAUSTED. The gateway tracks the same slots and never sends more
 // than that, so a rejection means its accounting drifted.
 //
@@ -46,7 +48,8 @@ export interface ModelStatusInfo {
 
 interface Slot {
   readonly instance: ModelInstance;
-  busy: boolean;
+  /** Runs handed to the instance's thread (at most THREAD_PIPELINE_DEPTH). */
+  running: number;
 }
 
 class LoadedModel {
@@ -63,22 +66,30 @@ class LoadedModel {
     readonly queuedPerInstance: number,
   ) {}
 
-  /** A free instance now, a promise of the next one, or undefined when the queue is full too. */
+  /**
+   * An instance to run on now (an idle one first, else one whose thread can
+   * take the next run early), a promise of one, or undefined when the model
+   * has `instances × (1 + queuedPerInstance)` executions already.
+   */
   takeSlot(): Slot | Promise<Slot> | undefined {
-    const free = this.slots.find((s) => !s.busy);
-    if (free) {
-      free.busy = true;
-      return free;
+    if (this.inFlight >= this.slots.length * (1 + this.queuedPerInstance)) return undefined;
+    let best: Slot | undefined;
+    for (const s of this.slots) if (s.running < THREAD_PIPELINE_DEPTH && (best === undefined || s.running < best.running)) best = s;
+    if (best) {
+      best.running++;
+      return best;
     }
-    if (this.#waiting.length >= this.slots.length * this.queuedPerInstance) return undefined;
     return new Promise<Slot>((resolve) => this.#waiting.push(resolve));
   }
 
-  /** Hands the instance to the oldest waiting execution, or frees it. */
+  /** A run ended: its place in the thread goes to the oldest waiting execution. */
   giveBack(slot: Slot): void {
+    slot.running--;
     const next = this.#waiting.shift();
-    if (next) next(slot);
-    else slot.busy = false;
+    if (next) {
+      slot.running++;
+      next(slot);
+    }
   }
 
   /** Resolves when no run is in flight; call after the model left the map. */
@@ -165,7 +176,7 @@ export class ModelHost {
     return [...this.#models.values()].map((m) => ({
       modelKey: m.key,
       instanceCount: m.slots.length,
-      busyInstances: m.slots.filter((s) => s.busy).length,
+      busyInstances: m.slots.filter((s) => s.running > 0).length,
       executionProvider: m.info.executionProvider,
     }));
   }
@@ -202,7 +213,7 @@ export class ModelHost {
     const model = new LoadedModel(
       key,
       info,
-      instances.map((instance) => ({ instance, busy: false })),
+      instances.map((instance) => ({ instance, running: 0 })),
       this.#options.queuedPerInstance ?? EXECUTIONS_AHEAD_PER_INSTANCE,
     );
     const previous = this.#models.get(key);

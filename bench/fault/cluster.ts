@@ -1,10 +1,9 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ChildServer, GATEWAY_CLI, removeAtExit, startChildServer } from '../load/child-server.js';
+import { freePort, spawnRedis } from './redis-process.js';
 
 // A small distributed Fabriek on one machine for the fault benchmark: a
 // redis-server, N `fabriek worker --registry` processes and M gateways with
@@ -20,39 +19,12 @@ export interface Cluster {
   close(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const a = server.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function startRedis(port: number): Promise<ChildProcess> {
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.once('error', (e) => reject(new Error(`cannot start redis-server (install Debian's redis-server package): ${e.message}`)));
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('Ready to accept connections')) resolve(child);
-    });
-    child.once('exit', (code) => reject(new Error(`redis-server exited with ${code}: ${out}`)));
-  });
-}
-
 export async function startCluster(o: { workers: number; gateways: number; ttlSecs: number; model: string }): Promise<Cluster> {
   const repository = mkdtempSync(join(tmpdir(), 'fabriek-fault-'));
   const forget = removeAtExit(repository);
   cpSync(join(EXAMPLES, o.model), join(repository, o.model), { recursive: true });
   const redisPort = await freePort();
-  const redis = await startRedis(redisPort);
+  const redis = await spawnRedis(redisPort);
   const redisUrl = `redis://127.0.0.1:${redisPort}`;
   const workers = new Map<string, ChildServer>();
   await Promise.all(

@@ -3,9 +3,10 @@ import { type ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
 import { Redis } from 'ioredis';
 import { parseArgs } from 'node:util';
 import { InferenceGrpcClient } from '../../client/grpc-client.js';
-import { type ModelInferRequest } from '../../proto/gen/inference.js';
-import { latencyHistogram, recordUs, summarize } from '../load/closed-loop.js';
-import { describeRun, mdTable, ms, num, runInfo, saveResults } from '../load/report.js';
+import { describeRun, runInfo, saveRun } from '../history.js';
+import { latencyHistogram, recordUs, summarize } from '../load/histogram.js';
+import { mdTable, ms, num } from '../report/format.js';
+import { addSubRequest, isExpectedSum } from './add-sub.js';
 import { startCluster } from './cluster.js';
 
 // Issue #6's fault benchmark: a worker is killed (SIGKILL) at a known point
@@ -32,26 +33,6 @@ interface Sample {
 
 const MODEL = 'add_sub';
 const BUCKET_MS = 100;
-
-function request(seq: number): { request: ModelInferRequest; expected: Float32Array } {
-  const a = Float32Array.from({ length: 16 }, (_, i) => (seq % 997) + i);
-  const b = Float32Array.from({ length: 16 }, (_, i) => i / 4);
-  return {
-    request: {
-      modelName: MODEL,
-      modelVersion: '',
-      id: `r${seq}`,
-      parameters: {},
-      inputs: [
-        { name: 'INPUT0', datatype: 'FP32', shape: [1n, 16n], parameters: {}, contents: undefined },
-        { name: 'INPUT1', datatype: 'FP32', shape: [1n, 16n], parameters: {}, contents: undefined },
-      ],
-      outputs: [],
-      rawInputContents: [Buffer.from(a.buffer), Buffer.from(b.buffer)],
-    },
-    expected: Float32Array.from(a, (x, i) => x + (b[i] ?? 0)),
-  };
-}
 
 async function servedCount(clients: readonly InferenceGrpcClient[]): Promise<number> {
   let n = 0;
@@ -115,16 +96,14 @@ async function main(): Promise<void> {
     const loop = async (): Promise<void> => {
       while (performance.now() < stopAt) {
         const n = seq++;
-        const { request: req, expected } = request(n);
+        const { request: req, expected } = addSubRequest(n);
         const client = clients[n % clients.length] as InferenceGrpcClient;
         const sentMs = performance.now() - t0;
         sent++;
         try {
           const res = await client.modelInfer(req, { timeoutMs: 15_000 });
           answers.set(res.id, (answers.get(res.id) ?? 0) + 1);
-          const raw = res.rawOutputContents[0];
-          const got = raw ? new Float32Array(Uint8Array.from(raw).buffer) : new Float32Array();
-          const right = res.id === req.id && got.length === 16 && got.every((x, i) => x === expected[i]);
+          const right = res.id === req.id && isExpectedSum(res.rawOutputContents[0], expected);
           if (!right) wrong++;
           samples.push({ sentMs, doneMs: performance.now() - t0, ok: right, code: right ? 'OK' : 'WRONG_ANSWER' });
         } catch (error) {
@@ -210,7 +189,25 @@ async function main(): Promise<void> {
       mdTable(['', 'measured'], rows) +
       '\n';
     process.stdout.write(`\n${md}`);
-    const paths = saveResults('fault', { info, options: o, sent, answered, lost, duplicatedIds, serverExtra, failures, wrong, before, after, recoveredMs, leftRegistryMs, latencyBefore: lb, latencyAfterKill: la, buckets }, md);
+    const paths = saveRun(
+      {
+        format: 'fabriek-bench/1',
+        kind: 'fault',
+        info,
+        options: { ...o, sent, answered, lost, duplicatedIds, serverExtra, failures, wrong, latencyBefore: lb, latencyAfterKill: la, buckets },
+        levels: [],
+        metrics: [
+          { id: 'lost', label: 'requests lost', value: lost, unit: 'requests', better: 'lower' },
+          { id: 'duplicated', label: 'requests answered twice', value: duplicatedIds + Math.max(0, serverExtra), unit: 'requests', better: 'lower' },
+          { id: 'failed', label: 'requests failed', value: failed.length, unit: 'requests', better: 'lower' },
+          { id: 'recovery', label: 'time until the remaining workers carry the load', value: recoveredMs, unit: 'ms', better: 'lower' },
+          { id: 'registry-leave', label: 'time until the killed worker left the registry', value: leftRegistryMs, unit: 'ms', better: 'lower' },
+          { id: 'throughput-after', label: 'throughput after the kill', value: after, unit: 'req/s', better: 'higher' },
+        ],
+      },
+      { markdown: md },
+      { name: 'fault', latest: 'latest-fault' },
+    );
     process.stdout.write(`\nresults: ${paths.join(', ')}\n`);
   } finally {
     redis.disconnect();

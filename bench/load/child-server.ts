@@ -93,13 +93,36 @@ export async function startChildServer(script: string, args: readonly string[], 
   };
 }
 
-/** `fabriek serve` on a free loopback port, quiet unless something goes wrong. */
+/** `fabriek serve` on free loopback ports (gRPC, HTTP and metrics), quiet unless something goes wrong. */
 export function startGateway(repository: string, extraArgs: readonly string[] = []): Promise<ChildServer> {
   return startChildServer(
     GATEWAY_CLI,
-    ['serve', '--model-repository', repository, '--grpc-address', '127.0.0.1', '--grpc-port', '0', '--log-level', 'warn', ...extraArgs],
+    [
+      'serve',
+      '--model-repository',
+      repository,
+      '--grpc-address',
+      '127.0.0.1',
+      '--grpc-port',
+      '0',
+      '--http-address',
+      '127.0.0.1',
+      '--http-port',
+      '0',
+      '--metrics-port',
+      '0',
+      '--log-level',
+      'warn',
+      ...extraArgs,
+    ],
     / ready: gRPC on 127\.0\.0\.1:(\d+)/,
   );
+}
+
+/** The gateway's HTTP base URL, from its ready line; undefined when it serves no HTTP. */
+export function httpUrlOf(server: ChildServer): string | undefined {
+  const port = / HTTP on [^ ;]+:(\d+)/.exec(server.readyLine)?.[1];
+  return port === undefined ? undefined : `http://127.0.0.1:${port}`;
 }
 
 const CLOCK_TICKS = 100; // USER_HZ on every Linux we run on
@@ -140,28 +163,42 @@ export interface CpuShare {
   readonly other: number;
 }
 
-/** Measures how the cores were shared over a window; `serverPid` undefined for in-process baselines. */
+/** Cumulative CPU seconds at one instant: this process, the server tree, the whole machine. */
+export interface CpuReading {
+  readonly at: number;
+  readonly client: number;
+  readonly server: number;
+  readonly machine: number;
+}
+
+/** Reads the CPU counters now; `serverPid` undefined for in-process baselines. */
+export function cpuReading(serverPid?: number): CpuReading {
+  const c = process.cpuUsage();
+  return {
+    at: performance.now(),
+    client: (c.user + c.system) / 1e6,
+    server: serverPid === undefined ? 0 : treeCpuSeconds(serverPid),
+    machine: machineBusySeconds(),
+  };
+}
+
+/** How the cores were shared between two readings. */
+export function cpuShare(a: CpuReading, b: CpuReading): CpuShare {
+  const seconds = (b.at - a.at) / 1000;
+  const client = (b.client - a.client) / seconds;
+  const server = (b.server - a.server) / seconds;
+  const machine = (b.machine - a.machine) / seconds;
+  return { client, server, other: Math.max(0, machine - client - server) };
+}
+
+/** Measures how the cores were shared over a window. */
 export function cpuMeter(serverPid?: number): { start(): void; stop(): CpuShare } {
-  const serverSeconds = (): number => (serverPid === undefined ? 0 : treeCpuSeconds(serverPid));
-  let t0 = 0;
-  let client0 = process.cpuUsage();
-  let server0 = NaN;
-  let machine0 = NaN;
+  let a = cpuReading(serverPid);
   return {
     start: () => {
-      t0 = performance.now();
-      client0 = process.cpuUsage();
-      server0 = serverSeconds();
-      machine0 = machineBusySeconds();
+      a = cpuReading(serverPid);
     },
-    stop: () => {
-      const seconds = (performance.now() - t0) / 1000;
-      const c = process.cpuUsage(client0);
-      const client = (c.user + c.system) / 1e6 / seconds;
-      const server = (serverSeconds() - server0) / seconds;
-      const machine = (machineBusySeconds() - machine0) / seconds;
-      return { client, server, other: Math.max(0, machine - client - server) };
-    },
+    stop: () => cpuShare(a, cpuReading(serverPid)),
   };
 }
 

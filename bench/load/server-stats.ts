@@ -1,4 +1,4 @@
-import { type InferenceGrpcClient } from '../../client/grpc-client.js';
+import { type InferenceClient } from '../../client/inference-client.js';
 import { type ModelStatistics, type StatisticDuration } from '../../proto/gen/inference.js';
 
 /** What the server says happened between two ModelStatistics readings. */
@@ -25,10 +25,9 @@ export interface ServerStatsDelta {
  * cannot say: UNIMPLEMENTED, unknown model, or any other error. The bench
  * must run against servers without the statistics extension.
  */
-export async function readModelStats(client: InferenceGrpcClient, model: string, timeoutMs = 5_000): Promise<ModelStatistics[] | undefined> {
+export async function readModelStats(client: InferenceClient, model: string, timeoutMs = 5_000): Promise<ModelStatistics[] | undefined> {
   try {
-    const response = await client.modelStatistics(model, '', { timeoutMs });
-    const mine = response.modelStats.filter((s) => s.name === model);
+    const mine = (await client.getInferenceStatistics(model, '', { timeoutMs })).filter((s) => s.name === model);
     return mine.length > 0 ? mine : undefined;
   } catch {
     return undefined;

@@ -2,14 +2,15 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InferenceGrpcClient } from '../../client/grpc-client.js';
+import { input } from '../../client/typed-tensors.js';
 import { uniformFloat32 } from '../../models/build/seeded-random.js';
 import { buildModels } from '../../models/build/test-models.js';
 import { type ModelInferRequest, type ModelInferResponse } from '../../proto/gen/inference.js';
 import { type RawOrtLevel, rawOrtBaseline, referenceOutputs } from '../baselines/raw-ort.js';
-import { type ChildServer, type CpuShare, DISTURBED_CORES, cpuMeter, disturbedNote, removeAtExit, startGateway } from '../load/child-server.js';
-import { type ClosedLoopResult, closedLoop } from '../load/closed-loop.js';
-import { type ServerStatsDelta, readModelStats, statsDelta } from '../load/server-stats.js';
-import { errorText, mdTable, ms, num, percent, ratio } from '../load/report.js';
+import { type ChildServer, type CpuShare, DISTURBED_CORES, disturbedNote, removeAtExit, startGateway } from '../load/child-server.js';
+import { type LevelResult, runLevel } from '../load/level.js';
+import { type ServerStatsDelta, readModelStats } from '../load/server-stats.js';
+import { errorText, mdTable, ms, num, percent, ratio } from '../report/format.js';
 
 // Issue #3's benchmark in one run: batch-1 requests from 1, 8 and 64
 // concurrent clients to the real gateway, with dynamic batching on and off,
@@ -63,7 +64,7 @@ export interface ServerLevel {
   readonly model: BatchingModel;
   readonly config: string;
   readonly concurrency: number;
-  readonly load: ClosedLoopResult;
+  readonly load: LevelResult;
   readonly server: ServerStatsDelta | undefined;
   readonly check: OutputCheck;
   readonly cpu: CpuShare | undefined;
@@ -114,26 +115,27 @@ async function measureGateway(repo: string, config: Config, fixtures: readonly M
       if (!(await client.modelReady(f.name, '', { timeoutMs: 5_000 }))) throw new Error(`${f.name} is not ready: ${gateway.readyLine}`);
       for (const concurrency of o.concurrencies) {
         const check: OutputCheck = { checked: 0, mismatches: 0, maxAbsError: 0 };
-        let before: ReturnType<typeof readModelStats> | undefined;
-        let after: ReturnType<typeof readModelStats> | undefined;
-        let cpu: CpuShare | undefined;
-        const meter = cpuMeter(gateway.pid);
-        const load = await closedLoop(client, {
-          concurrency,
-          warmupMs: o.warmupMs,
-          durationMs: o.durationMs,
-          request: (seq) => f.requests[seq % INPUT_POOL] as ModelInferRequest,
-          onResponse: (seq, response) => checkAnswer(check, seq, response, f.expected[seq % INPUT_POOL] as Float32Array),
-          onWindowStart: () => {
-            meter.start();
-            before = readModelStats(client, f.name);
+        const result = await runLevel(
+          { mode: 'concurrency', value: concurrency },
+          {
+            series: `batching ${configName(config)}`,
+            model: f.name,
+            protocol: 'grpc',
+            batchSize: 1,
+            send: async (seq, signal) => {
+              const response = await client.modelInfer(f.requests[seq % INPUT_POOL] as ModelInferRequest, { signal, timeoutMs: 30_000 });
+              checkAnswer(check, seq, response, f.expected[seq % INPUT_POOL] as Float32Array);
+            },
+            warmupMs: o.warmupMs,
+            // One fixed window per level (no stabilisation): the issue #3 figures as they were measured.
+            windows: { intervalMs: o.durationMs, maxTrials: 1 },
+            stats: () => readModelStats(client, f.name),
+            serverPid: gateway.pid,
           },
-          onWindowEnd: () => {
-            cpu = meter.stop();
-            after = readModelStats(client, f.name);
-          },
-        });
-        const server = statsDelta(await before, await after);
+        );
+        const load = result;
+        const server = result.server;
+        const cpu = result.cpu;
         levels.push({ model: f.name, config: configName(config), concurrency, load, server, check, cpu });
         o.log(
           `  ${f.name} batching ${configName(config)} c=${concurrency}: ${num(load.requestsPerSecond)} req/s, ` +
@@ -171,7 +173,8 @@ export async function runBatching(o: BatchingOptions): Promise<BatchingReport> {
       if (expected[0]?.length !== OUTPUTS) throw new Error(`${name}: reference gives ${expected[0]?.length} outputs, expected ${OUTPUTS}`);
       fixtures.push({ name, requests: rows.map((r) => request(name, r)), expected });
       o.log(`raw ONNX Runtime, ${name}, batch ${o.rawBatchSizes.join('/')}…`);
-      const rawLevels = await rawOrtBaseline({ modelPath: path, inputName: 'input', rowShape: [ROW], batchSizes: o.rawBatchSizes, durationMs: o.rawDurationMs });
+      const sine = (b: number): Float32Array => Float32Array.from({ length: b * ROW }, (_, k) => Math.sin(k * 0.37));
+      const rawLevels = await rawOrtBaseline({ modelPath: path, inputs: (b) => [input('input', 'FP32', [b, ROW], sine(b))], batchSizes: o.rawBatchSizes, durationMs: o.rawDurationMs });
       for (const r of rawLevels) o.log(`  batch ${r.batchSize}: ${num(r.rowsPerSecond)} rows/s, p50 ${ms(r.latency.p50Us)} ms${disturbedNote(r.cpu)}`);
       raw.set(name, rawLevels);
     }

@@ -40,6 +40,8 @@ const A_QUOTA = 20;
 const A_FLOOD = 10 * A_QUOTA;
 /** Rounds of (B alone, A at quota, A floods). */
 const ROUNDS = 6;
+/** Windows in a run, for the caller's watchdog. */
+export const FAIRNESS_WINDOWS = 3 * ROUNDS;
 /** A round in which other processes (not B, the gateway or A) kept more than this many cores busy is left out of the verdict. */
 const DISTURBED = 0.25;
 /** After A starts or stops, this long passes before a window opens (A's burst, queues draining). */

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildModels } from '../../models/build/test-models.js';
 import { GATEWAY_CLI, removeAtExit, startChildServer } from '../load/child-server.js';
-import { mdTable, num } from '../load/report.js';
+import { mdTable, num } from '../report/format.js';
 
 // The REST endpoint under autocannon: POST /v2/models/identity_fp32/infer
 // with a JSON body, at 1 and 64 connections. Afterwards the server's

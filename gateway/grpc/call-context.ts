@@ -8,7 +8,8 @@ import {
   Metadata as GrpcMetadata,
 } from '@grpc/grpc-js';
 import { type Logger } from 'pino';
-import { isServingError, retryAfterSeconds } from '../../core/errors.js';
+import { boundedMessage, isServingError, retryAfterSeconds } from '../../core/errors.js';
+import { malformed } from './malformed-request.js';
 
 /** What a handler knows about its call: small, protocol-neutral (HTTP builds the same). */
 export interface CallContext {
@@ -41,7 +42,7 @@ export function toServiceError(error: unknown, log: Logger): Partial<ServiceErro
       metadata.set('retry-after', String(retryAfterSeconds(error.retryAfterMs)));
       metadata.set('grpc-retry-pushback-ms', String(Math.ceil(error.retryAfterMs)));
     }
-    return { code: error.code, details: error.message, metadata };
+    return { code: error.code, details: boundedMessage(error.message), metadata };
   }
   log.error({ err: error }, 'unexpected error in handler');
   return { code: GrpcStatus.INTERNAL, details: 'internal error', metadata: new GrpcMetadata() };
@@ -50,6 +51,11 @@ export function toServiceError(error: unknown, log: Logger): Partial<ServiceErro
 /** Adapts a promise-returning handler to grpc-js, with cancellation and deadline. */
 export function unary<Req, Res>(handler: UnaryHandler<Req, Res>, log: Logger): handleUnaryCall<Req, Res> {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
+    const refused = malformed(call.request);
+    if (refused) {
+      callback(toServiceError(refused, log));
+      return;
+    }
     const controller = new AbortController();
     const deadline = deadlineOf(call);
     let timer: NodeJS.Timeout | undefined;

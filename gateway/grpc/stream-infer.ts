@@ -1,8 +1,9 @@
 import { type handleBidiStreamingCall, type ServerDuplexStream } from '@grpc/grpc-js';
 import { type Logger } from 'pino';
-import { isServingError } from '../../core/errors.js';
+import { boundedMessage, isServingError } from '../../core/errors.js';
 import { type ModelInferRequest, type ModelInferResponse, type ModelStreamInferResponse } from '../../proto/gen/inference.js';
 import { type CallContext } from './call-context.js';
+import { malformed } from './malformed-request.js';
 
 type Infer = (request: ModelInferRequest, context: CallContext) => Promise<ModelInferResponse>;
 
@@ -26,12 +27,17 @@ export function streamInfer(infer: Infer, log: Logger): handleBidiStreamingCall<
     call.on('cancelled', () => controller.abort());
     call.on('error', () => controller.abort());
     call.on('data', (request: ModelInferRequest) => {
+      const refused = malformed(request);
+      if (refused) {
+        call.write({ errorMessage: boundedMessage(refused.message), inferResponse: undefined });
+        return;
+      }
       pending += 1;
       infer(request, context).then(
         (response) => call.write({ errorMessage: '', inferResponse: response }),
         (error: unknown) => {
           if (!isServingError(error)) log.error({ err: error }, 'unexpected error in stream infer');
-          const message = isServingError(error) ? error.message : 'internal error';
+          const message = isServingError(error) ? boundedMessage(error.message) : 'internal error';
           call.write({ errorMessage: message, inferResponse: undefined });
         },
       ).finally(() => {

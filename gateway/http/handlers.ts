@@ -1,7 +1,6 @@
 import { type Logger } from 'pino';
 // The REST endpoints' logic: the same ModelManager calls and semantics as
 // the gRPC handlers in gateway/grpc/inference-service.ts, answering JSON.
-import { invalidArgument } from '../../core/errors.js';
 import { type ServerInfo } from '../grpc/inference-service.js';
 import { runInference, type PipelineOptions } from '../inference/infer-pipeline.js';
 import * as queries from '../inference/model-queries.js';
@@ -10,6 +9,7 @@ import { type ModelManager } from '../repository/model-manager.js';
 import { type Tenant } from '../tenants/tenant.js';
 import { decodeInferRequest, encodeInferResponse, type EncodedInferResponse } from './json-tensors.js';
 import { modelConfigJson, modelStatisticsJson } from './model-json.js';
+import { parseClientJson } from '../parse-json.js';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
@@ -69,13 +69,7 @@ export async function infer(models: ModelManager, call: HttpInferCall, log?: Log
 /** POST /v2/repository/models/{m}/load|unload: Triton answers 200 with an empty body. */
 export async function repositoryControl(models: ModelManager, name: string, action: 'load' | 'unload', body: Buffer): Promise<void> {
   let parsed: unknown = {};
-  if (body.byteLength > 0) {
-    try {
-      parsed = JSON.parse(body.toString('utf8'));
-    } catch {
-      throw invalidArgument(`failed to parse the repository ${action} request JSON`);
-    }
-  }
+  if (body.byteLength > 0) parsed = parseClientJson(body, `the repository ${action} request JSON`);
   if (action === 'load') await models.load(name, loadParametersFromJson(parsed));
   else await models.unload(name);
 }

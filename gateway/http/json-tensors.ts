@@ -6,6 +6,7 @@ import { invalidArgument } from '../../core/errors.js';
 import { type Tensor } from '../../core/tensor.js';
 import { type InferTensorContents } from '../../proto/gen/inference.js';
 import { type InferParameterValue, type InferRequest, type InferResult } from '../inference/infer-request.js';
+import { parseClientJson } from '../parse-json.js';
 import { checkedElementCount, checkRawSize } from '../tensor/decode-request.js';
 import { emptyContents, rawToTypedContents, typedContentsToRaw, typedFieldOf } from '../tensor/typed-contents.js';
 
@@ -27,12 +28,7 @@ export interface HttpInferRequest {
 }
 
 function parseJson(text: Buffer): JsonObject {
-  let value: Json;
-  try {
-    value = JSON.parse(text.toString('utf8')) as Json;
-  } catch (error) {
-    throw invalidArgument(`failed to parse the request JSON: ${error instanceof Error ? error.message : String(error)}`);
-  }
+  const value = parseClientJson(text, 'the request JSON') as Json;
   if (!isObject(value)) throw invalidArgument('the request JSON must be an object');
   return value;
 }

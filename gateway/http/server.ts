@@ -2,27 +2,29 @@
 // path shapes, and each layer a framework adds (router, middleware chain,
 // body parsers) sits on every infer request's hot path for nothing we need.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
 import { type Logger } from 'pino';
 import { status as GrpcStatus } from '@grpc/grpc-js';
-import { invalidArgument, isServingError, retryAfterSeconds, toHttpStatus } from '../../core/errors.js';
+import { boundedMessage, invalidArgument, isServingError, retryAfterSeconds, toHttpStatus } from '../../core/errors.js';
 import { Admission, type CallNote, type CallOp } from '../inference/admission.js';
 import { type Tenant } from '../tenants/tenant.js';
 import { type ServerInfo } from '../grpc/inference-service.js';
 import { type ModelManager } from '../repository/model-manager.js';
 import { BodyTooLargeError, readBody } from './body.js';
+import { answerClientErrors } from './client-errors.js';
 import * as queries from '../inference/model-queries.js';
 import * as h from './handlers.js';
 import { HEADER_LENGTH } from './json-tensors.js';
+import { parseClientJson } from '../parse-json.js';
 
 export interface HttpServerOptions {
   /** Largest request body, before and after decompression (the server's --max-message-bytes). */
   readonly maxBodyBytes?: number;
   /** Tenants: who may call what; default open. */
   readonly admission?: Admission;
+  /** Serve HTTPS with these options (gateway/tls.ts); plain HTTP when absent. */
+  readonly tls?: HttpsServerOptions;
 }
-
-/** Bodies up to this size are read and dropped after an early error; larger ones close the connection. */
-const DRAIN_LIMIT = 1 << 20;
 
 type Method = 'GET' | 'POST';
 
@@ -67,7 +69,12 @@ function decodeSegment(s: string): string {
   }
 }
 
-export function createHttpServer(models: ModelManager, info: ServerInfo, log: Logger, options: HttpServerOptions = {}): Server {
+export function createHttpServer(
+  models: ModelManager,
+  info: ServerInfo,
+  log: Logger,
+  options: HttpServerOptions = {},
+): Server | HttpsServer {
   const maxBodyBytes = options.maxBodyBytes ?? 1 << 30;
   const admission = options.admission ?? new Admission();
   const get = (answer: () => unknown): Route => ({ method: 'GET', run: async (_req, res) => sendJson(res, 200, answer()) });
@@ -141,12 +148,7 @@ export function createHttpServer(models: ModelManager, info: ServerInfo, log: Lo
         const body = await readBody(req, maxBodyBytes);
         let ready = false;
         if (body.byteLength > 0) {
-          let parsed: unknown;
-          try {
-            parsed = JSON.parse(body.toString('utf8'));
-          } catch {
-            throw invalidArgument('failed to parse the repository index request JSON');
-          }
+          const parsed = parseClientJson(body, 'the repository index request JSON');
           ready = typeof parsed === 'object' && parsed !== null && (parsed as { ready?: unknown }).ready === true;
         }
         sendJson(res, 200, h.repositoryIndex(models, ready, tenant));
@@ -169,14 +171,14 @@ export function createHttpServer(models: ModelManager, info: ServerInfo, log: Lo
     }
     if (error instanceof HttpError) {
       for (const [k, v] of Object.entries(error.headers)) res.setHeader(k, v);
-      sendJson(res, error.status, { error: error.message });
+      sendJson(res, error.status, { error: boundedMessage(error.message) });
     } else if (error instanceof BodyTooLargeError) {
       res.setHeader('connection', 'close'); // the rest of the body is not worth reading
       sendJson(res, 413, { error: error.message });
     } else if (isServingError(error)) {
       if (error.retryAfterMs !== undefined) res.setHeader('retry-after', String(retryAfterSeconds(error.retryAfterMs)));
       if (error.code === GrpcStatus.UNAUTHENTICATED) res.setHeader('www-authenticate', 'Bearer');
-      sendJson(res, toHttpStatus(error.code), { error: error.message });
+      sendJson(res, toHttpStatus(error.code), { error: boundedMessage(error.message) });
     } else {
       log.error({ err: error }, 'unexpected error in HTTP handler');
       sendJson(res, 500, { error: 'internal error' });
@@ -184,6 +186,7 @@ export function createHttpServer(models: ModelManager, info: ServerInfo, log: Lo
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    if (req.httpVersion === '1.1' && req.headers.host === undefined) throw new HttpError(400, 'an HTTP/1.1 request needs a Host header');
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
@@ -202,17 +205,19 @@ export function createHttpServer(models: ModelManager, info: ServerInfo, log: Lo
     await r.run(req, res, controller.signal);
   };
 
-  return createServer((req, res) => {
+  const listener = (req: IncomingMessage, res: ServerResponse): void => {
     handle(req, res).catch((error: unknown) => {
-      if (!req.complete) {
-        // Refused before its body was read (e.g. no API key): a large body is not worth receiving.
-        const length = Number(req.headers['content-length'] ?? NaN);
-        if (!(length <= DRAIN_LIMIT)) res.setHeader('connection', 'close');
-        req.resume();
-      }
+      // Refused before its body was read (e.g. no API key): the body is drained, never buffered.
+      if (!req.complete) req.resume();
       fail(res, error);
     });
-  });
+  };
+  // Node refuses a missing Host header with a bare 400; handle() says so in the JSON error form instead.
+  const server = options.tls
+    ? createHttpsServer({ ...options.tls, requireHostHeader: false }, listener)
+    : createServer({ requireHostHeader: false }, listener);
+  answerClientErrors(server);
+  return server;
 }
 
 /** JSON alone, or JSON then binary parts with Inference-Header-Content-Length, as Triton answers. */

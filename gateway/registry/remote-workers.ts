@@ -1,3 +1,4 @@
+import { type ConnectionOptions } from 'node:tls';
 import { type Logger } from 'pino';
 import { type WorkerRecord } from '../../core/worker-record.js';
 import { type ModelManager } from '../repository/model-manager.js';
@@ -13,6 +14,8 @@ import { type RegistryListener } from './registry-watcher.js';
 export interface RemoteWorkersOptions {
   readonly models: ModelManager;
   readonly maxMessageBytes: number;
+  /** Mutual TLS to the workers (--worker-tls-*). */
+  readonly tls?: ConnectionOptions;
   readonly log: Logger;
   /** Remote workers up/down changed (metrics). */
   readonly onChange?: (up: number) => void;
@@ -36,7 +39,7 @@ export class RemoteWorkers implements RegistryListener {
   join(record: WorkerRecord): void {
     const connection = new WorkerConnection(
       { id: record.id, address: record.address, deviceKind: record.deviceKind, deviceId: record.deviceId },
-      this.#options.maxMessageBytes,
+      { maxMessageBytes: this.#options.maxMessageBytes, ...(this.#options.tls ? { tls: this.#options.tls } : {}) },
     );
     this.#connections.set(record.id, connection);
     this.#options.log.info(

@@ -12,6 +12,7 @@ import { selectVersions } from '../../models/repository/version-policy.js';
 import { type ModelRepositoryParameter } from '../../proto/gen/inference.js';
 import { ModelConfig } from '../../proto/gen/model_config.js';
 import { type ModelVersion, modelKey } from './model-version.js';
+import { checkJsonDepth } from '../parse-json.js';
 
 /** A load request's parameters, protocol-neutral. */
 export interface LoadParameters {
@@ -127,6 +128,7 @@ function parseConfigOverride(text: string, name: string): ConfigOverride {
   } catch (error) {
     throw invalidArgument(`parameter 'config' of '${name}' is not valid JSON: ${String(error)}`);
   }
+  checkJsonDepth(json, `parameter 'config' of '${name}'`);
   if (typeof json !== 'object' || json === null || Array.isArray(json)) {
     throw invalidArgument(`parameter 'config' of '${name}' must be a JSON object (a ModelConfig)`);
   }

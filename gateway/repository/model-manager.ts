@@ -93,7 +93,24 @@ export class ModelManager {
   removeWorker(workerId: string): void {
     this.#workers.delete(workerId);
     this.#remote.delete(workerId);
-    for (const v of [...this.#models.values()].flat()) v.serving?.slots.remove(workerId);
+    for (const v of [...this.#models.values()].flat()) {
+      v.serving?.slots.remove(workerId);
+      this.#checkHosted(v);
+    }
+  }
+
+  /**
+   * A version served only by registered workers, the last of which left, is
+   * not ready: new requests get UNAVAILABLE at once (a client or balancer can
+   * go elsewhere) instead of waiting for a worker. It keeps its scheduler and
+   * statistics, and is ready again when a worker hosting it registers.
+   * Versions on local workers stay ready while the supervisor restarts them.
+   */
+  #checkHosted(v: ModelVersion): void {
+    if (v.state !== 'READY' || !v.serving || v.serving.plans.length > 0 || v.serving.slots.workers > 0) return;
+    v.state = 'UNAVAILABLE';
+    v.reason = NO_WORKER;
+    this.#options.log.warn({ model: v.name, version: v.version }, 'no registered worker hosts this version any more; not ready until one does');
   }
 
   /**
@@ -111,8 +128,14 @@ export class ModelManager {
       const model = models.get(v.key);
       if (!model) {
         v.serving?.slots.remove(id);
+        this.#checkHosted(v);
       } else if (v.state === 'READY' && v.serving) {
         v.serving.slots.add(connection, model.instances);
+      } else if (v.state === 'UNAVAILABLE' && v.reason === NO_WORKER && v.serving) {
+        v.serving.slots.add(connection, model.instances);
+        v.state = 'READY';
+        v.reason = '';
+        this.#options.log.info({ model: v.name, version: v.version, worker: id }, 'a registered worker hosts this version again; ready');
       } else if (v.state === 'UNKNOWN' || (v.state === 'UNAVAILABLE' && v.reason === NO_WORKER)) {
         waiting.push(v);
       }

@@ -31,6 +31,7 @@ function toResult(response: ExecuteResponse, workerId: string): ExecutionResult 
   };
 }
 
+
 /**
  * Sends executions of one model version to its instance slots. The caller
  * holds a slot (from `slots.acquire()`) and hands it over; the dispatcher
@@ -62,12 +63,14 @@ export class Dispatcher {
   ): Promise<ExecutionResult> {
     const request = { modelKey: this.#modelKey, inputs: inputs.map(toTensorData), outputs: [...outputs] };
     const first = placement.worker.endpoint.id;
+    // Each slot is freed when its worker is done with the execution, which
+    // can be after this call gave up at its deadline: the worker still runs
+    // what it was sent, and its capacity counts it until it answers.
     try {
-      return toResult(await placement.worker.execute(request, deadline), first);
+      return toResult(await placement.worker.execute(request, deadline, this.#settle(placement)), first);
     } catch (error) {
       if (!isWorkerLost(error)) throw error;
-      this.#slots.remove(first);
-      this.#onWorkerLost(first);
+      // #settle has taken the lost worker out of the slots already.
       const retry = this.#slots.acquire(new Set([first]));
       if (!retry) {
         throw unavailable(
@@ -75,13 +78,26 @@ export class Dispatcher {
           error,
         );
       }
-      try {
-        return toResult(await retry.worker.execute(request, deadline), retry.worker.endpoint.id);
-      } finally {
-        this.#slots.release(retry);
-      }
-    } finally {
-      this.#slots.release(placement);
+      return toResult(await retry.worker.execute(request, deadline, this.#settle(retry)), retry.worker.endpoint.id);
     }
+  }
+
+  /**
+   * What runs once the worker is done with an execution. A lost worker leaves
+   * the slots before its slot is freed: the freed slot wakes the scheduler,
+   * which must not send the next execution to the same dead worker.
+   */
+  #settle(placement: Placement): (lost: boolean) => void {
+    let settled = false;
+    return (lost) => {
+      if (settled) return;
+      settled = true;
+      if (lost) {
+        const id = placement.worker.endpoint.id;
+        this.#slots.remove(id);
+        this.#onWorkerLost(id);
+      }
+      this.#slots.release(placement);
+    };
   }
 }

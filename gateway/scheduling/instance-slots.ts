@@ -33,6 +33,11 @@ export class InstanceSlots {
     if (i >= 0) this.#placements.splice(i, 1);
   }
 
+  /** Workers that hold slots of this version. */
+  get workers(): number {
+    return this.#placements.length;
+  }
+
   has(workerId: string): boolean {
     return this.#placements.some((p) => p.worker.endpoint.id === workerId);
   }

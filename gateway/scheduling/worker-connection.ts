@@ -1,4 +1,4 @@
-import { connect as netConnect, type Socket } from 'node:net';
+import { isIP, connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { ServingError } from '../../core/errors.js';
@@ -48,6 +48,10 @@ interface Pending {
   resolve(payload: Uint8Array): void;
   reject(error: Error): void;
   timer: NodeJS.Timeout | undefined;
+  /** The caller stopped waiting (deadline); the worker's answer is still awaited, then dropped. */
+  expired: boolean;
+  /** Called once when the worker is done with the call: it answered (false), or it is lost (true). */
+  readonly done: ((lost: boolean) => void) | undefined;
   /** The socket the call went out on: only its close fails the call. */
   readonly socket: Socket;
 }
@@ -87,8 +91,17 @@ export class WorkerConnection {
     return this.#call(Method.UnloadModel, UnloadModelRequest, { modelKey }, UnloadModelResponse, Date.now() + timeoutMs).then(() => undefined);
   }
 
-  execute(request: ExecuteRequest, deadline: number): Promise<ExecuteResponse> {
-    return this.#call(Method.Execute, ExecuteRequestCodec, request, ExecuteResponse, deadline);
+  /**
+   * Runs a batch. `done` is called exactly once when the worker no longer
+   * holds it: when it answers (also after the deadline made this promise
+   * reject: the worker still runs what it was sent), when the connection
+   * closes, or at once when it was never sent; `lost` says the worker is
+   * gone (or refused it while draining). A scheduler frees the slot there,
+   * so its count of executions in the worker stays true, and on `lost` takes
+   * the worker out of its slots first, so nothing more is sent to it.
+   */
+  execute(request: ExecuteRequest, deadline: number, done?: (lost: boolean) => void): Promise<ExecuteResponse> {
+    return this.#call(Method.Execute, ExecuteRequestCodec, request, ExecuteResponse, deadline, done);
   }
 
   status(timeoutMs = 5_000): Promise<StatusResponse> {
@@ -101,20 +114,30 @@ export class WorkerConnection {
     this.#failAll(`connection to worker ${this.endpoint.id} was closed`);
   }
 
-  async #call<Req, Res>(method: Method, codec: Codec<Req>, request: Req, decoder: Decoder<Res>, deadline: number): Promise<Res> {
-    if (this.#closed) throw this.#lost(`connection to worker ${this.endpoint.id} is closed`);
-    const payload = codec.encode(request).finish();
-    if (payload.byteLength > this.#options.maxMessageBytes) {
-      throw new ServingError(GrpcStatus.RESOURCE_EXHAUSTED, `message of ${payload.byteLength} bytes for worker ${this.endpoint.id} is over the ${this.#options.maxMessageBytes}-byte limit`);
+  async #call<Req, Res>(method: Method, codec: Codec<Req>, request: Req, decoder: Decoder<Res>, deadline: number, done?: (lost: boolean) => void): Promise<Res> {
+    let socket: Socket;
+    let payload: Uint8Array;
+    try {
+      if (this.#closed) throw this.#lost(`connection to worker ${this.endpoint.id} is closed`);
+      if (deadline <= Date.now()) {
+        throw new ServingError(GrpcStatus.DEADLINE_EXCEEDED, `deadline exceeded before the request was sent to worker ${this.endpoint.id}`);
+      }
+      payload = codec.encode(request).finish();
+      if (payload.byteLength > this.#options.maxMessageBytes) {
+        throw new ServingError(GrpcStatus.RESOURCE_EXHAUSTED, `message of ${payload.byteLength} bytes for worker ${this.endpoint.id} is over the ${this.#options.maxMessageBytes}-byte limit`);
+      }
+      socket = this.#socket && !this.#socket.destroyed && this.#connected === undefined ? this.#socket : await this.#connect();
+    } catch (error) {
+      done?.(isWorkerLost(error));
+      throw error;
     }
-    const socket = this.#socket && !this.#socket.destroyed && this.#connected === undefined ? this.#socket : await this.#connect();
     const id = this.#nextId;
     this.#nextId = this.#nextId >= 0xffffffff ? 1 : this.#nextId + 1;
     const answer = new Promise<Uint8Array>((resolve, reject) => {
-      const pending: Pending = { resolve, reject, timer: undefined, socket };
+      const pending: Pending = { resolve, reject, timer: undefined, socket, expired: false, done };
       if (Number.isFinite(deadline)) {
         pending.timer = setTimeout(() => {
-          this.#pending.delete(id);
+          pending.expired = true;
           reject(new ServingError(GrpcStatus.DEADLINE_EXCEEDED, `deadline exceeded while worker ${this.endpoint.id} was running the request`));
         }, Math.max(0, deadline - Date.now()));
       }
@@ -146,7 +169,7 @@ export class WorkerConnection {
       const target = address.startsWith('unix:') ? { path: address.slice('unix:'.length) } : hostPort(address);
       const tls = this.#options.tls;
       const socket: Socket = tls
-        ? tlsConnect({ ...tls, ...target, ...('host' in target && tls.servername === undefined ? { servername: target.host } : {}) }, onConnect)
+        ? tlsConnect({ ...tls, ...target, ...sni(target, tls) }, onConnect)
         : netConnect(target, onConnect);
       socket.once('error', onError);
       this.#listen(socket);
@@ -166,13 +189,16 @@ export class WorkerConnection {
       }
       for (const frame of frames) {
         const pending = this.#pending.get(frame.callId);
-        if (!pending) continue; // its deadline passed; the answer is dropped
+        if (!pending) continue;
         this.#pending.delete(frame.callId);
         if (pending.timer) clearTimeout(pending.timer);
-        if (frame.kind === ERROR) {
-          const { code, message } = decodeError(frame.payload);
-          // A draining worker refuses new work with UNAVAILABLE: retry it elsewhere.
-          pending.reject(code === GrpcStatus.UNAVAILABLE ? this.#lost(message) : new ServingError(code, message));
+        const error = frame.kind === ERROR ? decodeError(frame.payload) : undefined;
+        // A draining worker refuses new work with UNAVAILABLE: it counts as lost, and the work is retried elsewhere.
+        const lost = error?.code === GrpcStatus.UNAVAILABLE;
+        pending.done?.(lost);
+        if (pending.expired) continue; // the caller gave up at its deadline; the answer is dropped
+        if (error) {
+          pending.reject(lost ? this.#lost(error.message) : new ServingError(error.code, error.message));
         } else if ((frame.kind & RESPONSE) !== 0) {
           pending.resolve(frame.payload);
         } else {
@@ -195,13 +221,20 @@ export class WorkerConnection {
       if (socket && p.socket !== socket) continue;
       this.#pending.delete(id);
       if (p.timer) clearTimeout(p.timer);
-      p.reject(this.#lost(reason));
+      p.done?.(true);
+      if (!p.expired) p.reject(this.#lost(reason));
     }
   }
 
   #lost(message: string, cause?: unknown): WorkerLostError {
     return new WorkerLostError(GrpcStatus.UNAVAILABLE, message.startsWith('worker') ? message : `worker ${this.endpoint.id}: ${message}`, { cause });
   }
+}
+
+/** SNI names a DNS host; for an IP address none is sent (RFC 6066), and the IP SAN is still checked. */
+function sni(target: { host: string } | { path: string }, tls: ConnectionOptions): { servername?: string } {
+  if (!('host' in target) || tls.servername !== undefined || isIP(target.host) !== 0) return {};
+  return { servername: target.host };
 }
 
 function hostPort(address: string): { host: string; port: number } {

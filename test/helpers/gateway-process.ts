@@ -16,21 +16,23 @@ export interface GatewayProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Starts the real `fabriek serve` CLI on a free port and waits for its ready line. */
-export async function startGateway(args: readonly string[], timeoutMs = 90_000): Promise<GatewayProcess> {
-  const child = spawn(
-    process.execPath,
-    [CLI, 'serve', '--grpc-port', '0', '--grpc-address', '127.0.0.1', '--http-address', '127.0.0.1', '--http-port', '0', '--metrics-port', '0', ...args],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
+/** A CLI process (`fabriek serve` or `fabriek worker`) that printed its ready line. */
+export interface ReadyCli {
+  readonly child: ChildProcess;
+  readonly readyLine: string;
+  readonly exited: Promise<number | null>;
+  stderr(): string;
+}
+
+/** Spawns `fabriek ARGS…` and waits for the stdout line containing ' ready: '. */
+export async function spawnReadyCli(args: readonly string[], what: string, timeoutMs: number): Promise<ReadyCli> {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const readyLine = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`gateway not ready in ${timeoutMs} ms; stderr:\n${err}`)), timeoutMs);
+    const timer = setTimeout(() => reject(new Error(`${what} not ready in ${timeoutMs} ms; stderr:\n${err}`)), timeoutMs);
     child.stdout?.on('data', (d: Buffer) => {
       out += d.toString();
       const line = out.split('\n').find((l) => l.includes(' ready: '));
@@ -41,9 +43,19 @@ export async function startGateway(args: readonly string[], timeoutMs = 90_000):
     });
     void exited.then((code) => {
       clearTimeout(timer);
-      reject(new Error(`gateway exited with ${code} before ready; stderr:\n${err}`));
+      reject(new Error(`${what} exited with ${code} before ready; stderr:\n${err}`));
     });
   });
+  return { child, readyLine, exited, stderr: () => err };
+}
+
+/** Starts the real `fabriek serve` CLI on a free port and waits for its ready line. */
+export async function startGateway(args: readonly string[], timeoutMs = 90_000): Promise<GatewayProcess> {
+  const { child, readyLine, exited, stderr } = await spawnReadyCli(
+    ['serve', '--grpc-port', '0', '--grpc-address', '127.0.0.1', '--http-address', '127.0.0.1', '--http-port', '0', '--metrics-port', '0', ...args],
+    'gateway',
+    timeoutMs,
+  );
   const port = Number(/gRPC on [^ ;]+:(\d+)/.exec(readyLine)?.[1]);
   const address = `127.0.0.1:${port}`;
   const client = new InferenceGrpcClient(address);
@@ -53,7 +65,7 @@ export async function startGateway(args: readonly string[], timeoutMs = 90_000):
     address,
     readyLine,
     client,
-    stderr: () => err,
+    stderr,
     stop: async (signal: NodeJS.Signals = 'SIGTERM') => {
       client.close();
       if (child.exitCode !== null) return child.exitCode;

@@ -1,6 +1,6 @@
 import { type ServiceError, status } from '@grpc/grpc-js';
 import { type InferenceGrpcClient } from '../../client/grpc-client.js';
-import { type ModelInferRequest } from '../../proto/gen/inference.js';
+import { addSubRequest, isExpectedSum } from '../../bench/fault/add-sub.js';
 
 // Closed-loop load for failover tests: `concurrency` loops each send one
 // add_sub request at a time, through whichever target `pick` returns, and
@@ -21,25 +21,6 @@ export interface LoadRun {
   readonly answered: number;
 }
 
-function addSubRequest(seed: number): { request: ModelInferRequest; expected: Float32Array } {
-  const a = Float32Array.from({ length: 16 }, (_, i) => seed + i);
-  const b = Float32Array.from({ length: 16 }, (_, i) => i * 0.5);
-  const expected = Float32Array.from(a, (x, i) => x + (b[i] ?? 0));
-  const request: ModelInferRequest = {
-    modelName: 'add_sub',
-    modelVersion: '',
-    id: String(seed),
-    parameters: {},
-    inputs: [
-      { name: 'INPUT0', datatype: 'FP32', shape: [1n, 16n], parameters: {}, contents: undefined },
-      { name: 'INPUT1', datatype: 'FP32', shape: [1n, 16n], parameters: {}, contents: undefined },
-    ],
-    outputs: [],
-    rawInputContents: [Buffer.from(a.buffer), Buffer.from(b.buffer)],
-  };
-  return { request, expected };
-}
-
 export function startLoad(pick: () => InferenceGrpcClient, concurrency: number, timeoutMs = 20_000): LoadRun {
   const outcomes: Outcome[] = [];
   let running = true;
@@ -49,10 +30,8 @@ export function startLoad(pick: () => InferenceGrpcClient, concurrency: number, 
       const { request, expected } = addSubRequest(seed++ % 1000);
       try {
         const response = await pick().modelInfer(request, { timeoutMs });
-        const raw = response.rawOutputContents[0];
-        const got = raw ? new Float32Array(Uint8Array.from(raw).buffer) : new Float32Array();
-        const right = got.length === 16 && got.every((x, i) => x === expected[i]);
-        outcomes.push(right ? { ok: true } : { ok: false, code: 'WRONG_ANSWER', message: `id ${request.id}: ${[...got].join(',')}` });
+        const right = isExpectedSum(response.rawOutputContents[0], expected);
+        outcomes.push(right ? { ok: true } : { ok: false, code: 'WRONG_ANSWER', message: `id ${request.id}` });
       } catch (error) {
         const e = error as ServiceError;
         outcomes.push({ ok: false, code: status[e.code] ?? String(e.code), message: e.details ?? e.message });

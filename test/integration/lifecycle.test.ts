@@ -48,8 +48,9 @@ describe('startup failures', () => {
   it('fabriek bench --help runs the benchmark entry and prints its usage', async () => {
     const r = await runCli(['bench', '--help']);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/Usage: node dist\/bench\/cli\.js <scenario>/);
-    expect(r.stdout).toMatch(/batching/);
+    expect(r.stdout).toMatch(/Usage: fabriek bench -m MODEL/);
+    expect(r.stdout).toMatch(/fabriek bench suite/);
+    expect(r.stdout).toMatch(/batching\|http/);
   });
 
   it('exits 2 with usage for a bad flag', async () => {

@@ -189,6 +189,32 @@ describe('registry: two gateways, registered workers, failures under load', () =
     expect(failureSummary(outcomes)).toEqual({});
   });
 
+  it('when the last worker hosting a model leaves, it is not ready and requests fail fast; a new worker makes it ready again', async () => {
+    const w4 = workers.get('w4') as RegisteredWorker;
+    workers.delete('w4');
+    expect(await w4.stop('SIGTERM')).toBe(0);
+    await waitFor(allSee([]), 5_000, 'gateways to see no worker');
+    for (const gw of gateways) {
+      expect(await gw.client.modelReady('add_sub')).toBe(false);
+      expect(await gw.client.serverReady()).toBe(false);
+    }
+    const started = Date.now();
+    const refused = startLoad(roundRobin(), 2);
+    await sleep(100);
+    const outcomes = await refused.stop();
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(outcomes.length).toBeGreaterThan(2);
+    expect(outcomes.every((o) => o.code === 'UNAVAILABLE' && /no worker is available to host it/.test(o.message ?? ''))).toBe(true);
+    await startWorker('w5');
+    await waitFor(allSee(['w5']), 5_000, 'gateways to see w5');
+    await waitFor(async () => (await Promise.all(gateways.map((g) => g.client.modelReady('add_sub')))).every(Boolean), 5_000, 'ready again');
+    const load = startLoad(roundRobin(), 4);
+    await sleep(500);
+    const after = await load.stop();
+    expect(after.length).toBeGreaterThan(5);
+    expect(failureSummary(after)).toEqual({});
+  });
+
   it('drain of a gateway under load: readiness drops at once, no failed requests, exit 0', async () => {
     // A client-side balancer, as a load balancer would be: it sends only to
     // gateways whose ServerReady it last saw true.

@@ -57,6 +57,24 @@ describe('fabriek serve on a repository without config files', () => {
     expect(gw.readyLine).toContain('identity_fp32/1');
   });
 
+  it('requests whose deadline passes while the worker runs them leave no trace: requests sent meanwhile all succeed', async () => {
+    // mlp without batching: runs of a few ms, so most of these expire queued in the
+    // gateway and some while sent to the worker, which still runs them.
+    const data = new Uint8Array(new Float32Array(784).fill(0.5).buffer);
+    const req = request('mlp', [input('input', 'FP32', [1, 784])], [data]);
+    for (const timeoutMs of [1, 2, 4, 8]) {
+      // Requests with room to spare are sent at the same time and must all succeed:
+      // the worker is still running the expired ones, so the gateway must not send more.
+      const [expired, patient] = await Promise.all([
+        Promise.allSettled(Array.from({ length: 24 }, () => gw.client.modelInfer(req, { timeoutMs }))),
+        Promise.allSettled(Array.from({ length: 16 }, () => gw.client.modelInfer(req, { timeoutMs: 20_000 }))),
+      ]);
+      const codes = new Set(expired.map((r) => (r.status === 'fulfilled' ? 0 : (r.reason as { code: number }).code)));
+      expect([...codes].filter((c) => c !== 0 && c !== 4)).toEqual([]);
+      expect(patient.map((r) => (r.status === 'fulfilled' ? 'ok' : String((r.reason as Error).message)))).toEqual(Array(16).fill('ok'));
+    }
+  });
+
   it('answers health and server metadata', async () => {
     expect(await gw.client.serverLive()).toBe(true);
     expect(await gw.client.serverReady()).toBe(true);

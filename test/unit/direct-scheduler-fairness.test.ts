@@ -16,10 +16,13 @@ class FakeWorker {
   readonly endpoint = { id: 'w0' };
   readonly ran: string[] = [];
   readonly #pending: (() => void)[] = [];
-  execute(request: ExecuteRequest): Promise<ExecuteResponse> {
+  execute(request: ExecuteRequest, _deadline: number, done?: (lost: boolean) => void): Promise<ExecuteResponse> {
     this.ran.push(request.inputs[0]?.name ?? '?');
     return new Promise((resolve) => {
-      this.#pending.push(() => resolve({ outputs: [], computeInputNs: 0n, computeInferNs: 0n, computeOutputNs: 0n } as unknown as ExecuteResponse));
+      this.#pending.push(() => {
+        done?.(false); // the worker is done with it: its slot frees
+        resolve({ outputs: [], computeInputNs: 0n, computeInferNs: 0n, computeOutputNs: 0n } as unknown as ExecuteResponse);
+      });
     });
   }
   async finishAll(): Promise<void> {

@@ -14,6 +14,7 @@ describe('parseWorkerArgs', () => {
       cores: availableParallelism(),
       registry: undefined,
       queuedPerInstance: 1,
+      tls: undefined,
     });
   });
 
@@ -41,6 +42,7 @@ describe('parseWorkerArgs', () => {
       cores: 4,
       registry: undefined,
       queuedPerInstance: 1,
+      tls: undefined,
     });
     expect(parseWorkerArgs(['--listen', 'x:1', '--device', 'gpu']).device).toEqual({ kind: 'gpu', deviceId: 0 });
   });
@@ -91,5 +93,6 @@ describe('parseWorkerArgs', () => {
       '--registry-ttl-secs "0"',
     );
     expect(() => parseWorkerArgs(['--listen', 'x:1', '--gpu', '1', '--device', 'cpu'])).toThrow('give --gpu or --device, not both');
+    expect(() => parseWorkerArgs(['--listen', 'x:1', '--worker-tls-cert', 'c.pem'])).toThrow('missing --worker-tls-key, --worker-tls-ca');
   });
 });

@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { EXECUTIONS_AHEAD_PER_INSTANCE, executionSlots } from '../../../core/pipelining.js';
-import { type ModelInstance } from '../../../worker/instance-pool.js';
+import { type ModelInstance, THREAD_PIPELINE_DEPTH } from '../../../worker/instance-pool.js';
 import { ModelHost, type LoadSpec } from '../../../worker/model-host.js';
 import { type BatchOutput, type BatchTask, type SessionInfo, type ThreadInit } from '../../../worker/thread-protocol.js';
 
@@ -59,6 +59,8 @@ class FakeInstance implements ModelInstance {
   readonly runs: Run[] = [];
   closed = false;
   #running = 0;
+  /** Runs handed over but not started: each starts when the one before ends. */
+  readonly #waiting: Array<() => void> = [];
   readonly #runStarted: Array<() => void> = [];
 
   constructor(
@@ -67,13 +69,20 @@ class FakeInstance implements ModelInstance {
     readonly log: string[],
   ) {}
 
+  /**
+   * Like the real thread: it may be handed THREAD_PIPELINE_DEPTH runs at
+   * once, and starts each only when the one before it has ended.
+   */
   run(batch: BatchTask): Promise<BatchOutput> {
     if (this.closed) throw new Error(`${this.init.label}: run after close`);
-    if (this.#running > 0) throw new Error(`${this.init.label}: second run while one is in flight`);
+    if (this.#running >= THREAD_PIPELINE_DEPTH) throw new Error(`${this.init.label}: handed more runs than its thread takes`);
     const d = deferred<BatchOutput>();
     const tag = batch.outputs[0] ?? '';
     const settle = (): void => {
-      if (!run.settled) this.#running--;
+      if (!run.settled) {
+        this.#running--;
+        this.#waiting.shift()?.();
+      }
       run.settled = true;
     };
     const run: Run = {
@@ -88,10 +97,14 @@ class FakeInstance implements ModelInstance {
         d.reject(error);
       },
     };
+    const start = (): void => {
+      this.runs.push(run);
+      this.log.push(`${this.init.label}:${tag}`);
+      for (const notify of this.#runStarted.splice(0)) notify();
+    };
     this.#running++;
-    this.runs.push(run);
-    this.log.push(`${this.init.label}:${tag}`);
-    for (const notify of this.#runStarted.splice(0)) notify();
+    if (this.#running === 1) start();
+    else this.#waiting.push(start);
     return d.promise;
   }
 
@@ -110,11 +123,12 @@ class FakeInstance implements ModelInstance {
   }
 }
 
-function setup(cores = 8, failLabels: readonly string[] = []) {
+function setup(cores = 8, failLabels: readonly string[] = [], queuedPerInstance?: number) {
   const started: FakeInstance[] = [];
   const log: string[] = [];
   const host = new ModelHost({
     cores,
+    ...(queuedPerInstance === undefined ? {} : { queuedPerInstance }),
     logger: { info: () => undefined, warn: () => undefined },
     startInstance: async (init) => {
       if (failLabels.includes(init.label)) throw new Error(`instance ${init.label}: broken`);
@@ -175,10 +189,12 @@ describe('ModelHost', () => {
     expect(log).toEqual(['m/1#0:t0', 'm/1#1:t1']);
     expect(host.status()).toEqual([{ modelKey: 'm/1', instanceCount: 2, busyInstances: 2, executionProvider: 'cpu' }]);
 
-    // A run ending starts the oldest waiting call and makes room for exactly one more.
+    // The waiting calls were handed to the threads as their next runs (t2 to
+    // instance 0, t3 to instance 1); a run ending starts that one and makes
+    // room for exactly one more.
     (await instance(1).nthRun(0)).resolve(output('t1'));
     await expect(calls[1]).resolves.toEqual(output('t1'));
-    expect((await instance(1).nthRun(1)).tag).toBe('t2');
+    expect((await instance(1).nthRun(1)).tag).toBe('t3');
     const extra = host.execute('m/1', task('extra'), []);
     await expect(host.execute('m/1', task('over'), [])).rejects.toMatchObject({ code: status.RESOURCE_EXHAUSTED });
     expect(host.status()[0]?.busyInstances).toBe(2);
@@ -190,33 +206,36 @@ describe('ModelHost', () => {
     expect(host.status()[0]?.busyInstances).toBe(0);
   });
 
-  it('runs a waiting execution on the instance the previous run freed, oldest first', async () => {
-    const { host, instance, log } = setup();
+  it("hands each busy instance's thread one next run; later ones wait and go to the instance that frees first, oldest first", async () => {
+    const { host, instance, log } = setup(8, [], 3);
     await host.load(spec('m/1', 2));
     const running = [host.execute('m/1', task('a'), []), host.execute('m/1', task('b'), [])];
-    const waiting = Array.from({ length: executionSlots(2) - 2 }, (_, i) => host.execute('m/1', task(`w${i}`), []));
+    // n0, n1 go to the threads at once as their next runs; w0… wait in the host.
+    const next = [host.execute('m/1', task('n0'), []), host.execute('m/1', task('n1'), [])];
+    const waiting = Array.from({ length: 2 * (1 + 3) - 4 }, (_, i) => host.execute('m/1', task(`w${i}`), []));
     const a = await instance(0).nthRun(0);
     const b = await instance(1).nthRun(0);
     await flush();
     expect(log).toEqual(['m/1#0:a', 'm/1#1:b']);
 
-    // Instance 1 frees first: the oldest waiter runs there, the others keep waiting.
+    // Instance 1 frees first: its next run (n1) starts, and the oldest waiter takes its place in the thread.
     b.resolve(output('b'));
-    const w0 = await instance(1).nthRun(1);
-    expect(w0.tag).toBe('w0');
+    const n1 = await instance(1).nthRun(1);
+    expect(n1.tag).toBe('n1');
+    n1.resolve(output('n1'));
+    expect((await instance(1).nthRun(2)).tag).toBe('w0');
     await flush();
-    expect(log).toEqual(['m/1#0:a', 'm/1#1:b', 'm/1#1:w0']);
+    expect(log).toEqual(['m/1#0:a', 'm/1#1:b', 'm/1#1:n1', 'm/1#1:w0']);
 
-    // Then instance 0: the next waiter in line runs on it.
+    // Then instance 0: n0 runs there; the next waiter in line follows it.
     a.resolve(output('a'));
-    expect((await instance(0).nthRun(1)).tag).toBe('w1');
-    w0.resolve(output('w0'));
-    await expect(waiting[0]).resolves.toEqual(output('w0'));
+    expect((await instance(0).nthRun(1)).tag).toBe('n0');
 
     await finishAll([instance(0), instance(1)]);
     await expect(Promise.all(running)).resolves.toEqual([output('a'), output('b')]);
+    await expect(Promise.all(next)).resolves.toEqual([output('n0'), output('n1')]);
     await expect(Promise.all(waiting)).resolves.toEqual(waiting.map((_, i) => output(`w${i}`)));
-    const order = log.slice(2).map((entry) => entry.split(':')[1]);
+    const order = log.filter((entry) => entry.includes(':w')).map((entry) => entry.split(':')[1]);
     expect(order).toEqual(waiting.map((_, i) => `w${i}`));
   });
 

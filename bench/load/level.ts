@@ -1,0 +1,137 @@
+// One load level (a concurrency, or a request rate) measured end to end:
+// the loop, the windows, and at each window boundary the server's
+// statistics and the CPU counters, so the figures for the merged windows
+// come with the server's own breakdown and with who used the cores.
+import { type InferenceClient, type InferResult } from '../../client/inference-client.js';
+import { type ModelStatistics } from '../../proto/gen/inference.js';
+import { type CpuReading, type CpuShare, cpuReading, cpuShare } from './child-server.js';
+import { type Send, closedLoop } from './closed-loop.js';
+import { type LatencySummary } from './histogram.js';
+import { type InputPlan } from './input-data.js';
+import { openLoop } from './open-loop.js';
+import { type Distribution } from './schedule.js';
+import { type ServerStatsDelta, statsDelta } from './server-stats.js';
+import { type WindowHooks, type WindowOptions, type WindowResult } from './windows.js';
+
+export type LoadLevel =
+  | { readonly mode: 'concurrency'; readonly value: number }
+  | { readonly mode: 'request-rate'; readonly value: number; readonly distribution: Distribution };
+
+export interface LevelResult {
+  /** Which server: 'fabriek', 'grpc-echo', 'batching off', … */
+  readonly series: string;
+  readonly model: string;
+  readonly protocol: 'grpc' | 'http';
+  readonly mode: LoadLevel['mode'];
+  /** Concurrency, or the request rate offered (per second). */
+  readonly value: number;
+  readonly distribution?: Distribution;
+  readonly batchSize: number;
+  /** Did the last windows agree within the stability percentage? */
+  readonly stable: boolean;
+  /** Windows measured; the figures merge the last few (perf_analyzer: 3). */
+  readonly trials: number;
+  readonly seconds: number;
+  readonly requests: number;
+  readonly requestsPerSecond: number;
+  readonly inferPerSecond: number;
+  readonly goodputPerSecond: number;
+  readonly latency: LatencySummary;
+  readonly errors: Readonly<Record<string, number>>;
+  readonly errorCount: number;
+  readonly firstError?: string;
+  /** ModelStatistics delta over the merged windows; absent when the server gives none. */
+  readonly server?: ServerStatsDelta;
+  readonly cpu?: CpuShare;
+  /** Open loop: how late sends left against the schedule. */
+  readonly sendLag?: LatencySummary;
+  readonly windows: readonly WindowResult[];
+}
+
+export interface LevelRunOptions {
+  readonly series: string;
+  readonly model: string;
+  readonly protocol: 'grpc' | 'http';
+  readonly batchSize: number;
+  readonly send: Send;
+  readonly warmupMs: number;
+  readonly windows: WindowOptions;
+  /** Reads the model's statistics (undefined: the server has none). */
+  readonly stats?: () => Promise<readonly ModelStatistics[] | undefined>;
+  /** The server's process, whose CPU time is metered (a child of this one). */
+  readonly serverPid?: number;
+  readonly seed?: number;
+  /** Open loop: requests in flight at most (see DEFAULT_MAX_OUTSTANDING). */
+  readonly maxOutstanding?: number;
+  readonly onWindow?: WindowHooks['onWindow'];
+}
+
+/** Sends request `seq` through `client` with the plan's inputs; `check` may throw to fail a wrong answer. */
+export function inferSender(
+  client: InferenceClient,
+  model: string,
+  plan: InputPlan,
+  o: { readonly timeoutMs: number; readonly version?: string; readonly check?: (seq: number, result: InferResult) => void },
+): Send {
+  const n = plan.sets.length;
+  return async (seq, signal) => {
+    const inputs = plan.sets[seq % n] ?? [];
+    const result = await client.infer(model, inputs, { signal, timeoutMs: o.timeoutMs, ...(o.version ? { version: o.version } : {}) });
+    o.check?.(seq, result);
+  };
+}
+
+export async function runLevel(level: LoadLevel, o: LevelRunOptions): Promise<LevelResult> {
+  const stats: Promise<readonly ModelStatistics[] | undefined>[] = [];
+  const cpu: CpuReading[] = [];
+  const hooks: WindowHooks = {
+    onBoundary: (i) => {
+      cpu[i] = cpuReading(o.serverPid);
+      if (o.stats) stats[i] = o.stats();
+    },
+    ...(o.onWindow ? { onWindow: o.onWindow } : {}),
+  };
+  const windows = { ...o.windows, rowsPerRequest: o.batchSize };
+  const measured =
+    level.mode === 'concurrency'
+      ? await closedLoop({ concurrency: level.value, warmupMs: o.warmupMs, send: o.send, windows, hooks })
+      : await openLoop({
+          rate: level.value,
+          distribution: level.distribution,
+          seed: o.seed ?? 1,
+          warmupMs: o.warmupMs,
+          send: o.send,
+          windows,
+          hooks,
+          ...(o.maxOutstanding !== undefined ? { maxOutstanding: o.maxOutstanding } : {}),
+        });
+  const last = measured.trials.length;
+  const from = measured.mergedFrom;
+  const server = o.stats ? statsDelta(await stats[from], await stats[last]) : undefined;
+  const a = cpu[from];
+  const b = cpu[last];
+  return {
+    series: o.series,
+    model: o.model,
+    protocol: o.protocol,
+    mode: level.mode,
+    value: level.value,
+    ...(level.mode === 'request-rate' ? { distribution: level.distribution } : {}),
+    batchSize: o.batchSize,
+    stable: measured.stable,
+    trials: last,
+    seconds: measured.seconds,
+    requests: measured.requests,
+    requestsPerSecond: measured.requestsPerSecond,
+    inferPerSecond: measured.inferPerSecond,
+    goodputPerSecond: measured.goodputPerSecond,
+    latency: measured.latency,
+    errors: measured.errors,
+    errorCount: Object.values(measured.errors).reduce((x, y) => x + y, 0),
+    ...(measured.firstError !== undefined ? { firstError: measured.firstError } : {}),
+    ...(server !== undefined ? { server } : {}),
+    ...(a && b ? { cpu: cpuShare(a, b) } : {}),
+    ...('sendLag' in measured ? { sendLag: (measured as { sendLag: LatencySummary }).sendLag } : {}),
+    windows: measured.trials,
+  };
+}

@@ -1,0 +1,255 @@
+// `fabriek bench -m MODEL …`: perf_analyzer's measurement against one
+// server (the address given, or one it starts on --model-repository), with
+// the baselines asked for measured in the same run.
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { InferenceGrpcClient } from '../client/grpc-client.js';
+import { createClient } from '../client/index.js';
+import { type InferenceClient } from '../client/inference-client.js';
+import { withBatchingOff } from './baselines/batching-off.js';
+import { spawnEchoServer } from './baselines/grpc-echo.js';
+import { type RawOrtLevel, rawOrtBaseline } from './baselines/raw-ort.js';
+import { type RunRecord, describeRun, runInfo, saveRun } from './history.js';
+import { type ChildServer, httpUrlOf, startGateway } from './load/child-server.js';
+import { type InputDataSource, type InputPlan, planInputs } from './load/input-data.js';
+import { type LevelResult, type LoadLevel, inferSender, runLevel } from './load/level.js';
+import { readModelStats } from './load/server-stats.js';
+import { type StabilityRule } from './load/stability.js';
+import { type WindowOptions } from './load/windows.js';
+import { toCsv } from './report/csv.js';
+import { mdTable, textTable } from './report/format.js';
+import { ECHO_SERIES, OFF_SERIES, SERVER_SERIES, levelTable, loadLabel, rawOrtTable } from './report/levels-table.js';
+import { Progress } from './report/progress.js';
+import { throughputLatencySvg } from './report/svg-chart.js';
+
+export type Baseline = 'raw-ort' | 'grpc-echo' | 'batching-off';
+
+export interface PerfOptions {
+  readonly model: string;
+  readonly version: string;
+  /** The server to measure; absent with modelRepository: start one. */
+  readonly url?: string;
+  readonly protocol: 'grpc' | 'http';
+  readonly modelRepository?: string;
+  /** The ONNX file for --baseline raw-ort (default: <repository>/<model>/<latest version>/model.onnx). */
+  readonly modelFile?: string;
+  readonly levels: readonly LoadLevel[];
+  readonly batchSize: number;
+  readonly shapes: ReadonlyMap<string, readonly number[]>;
+  readonly inputData: InputDataSource;
+  readonly stringLength: number;
+  readonly intervalMs: number;
+  readonly requestCount?: number;
+  readonly maxTrials: number;
+  readonly stability: StabilityRule;
+  readonly percentile?: number;
+  readonly sloMs?: number;
+  readonly maxOutstanding: number;
+  readonly warmupMs: number;
+  readonly timeoutMs: number;
+  readonly seed: number;
+  readonly baselines: ReadonlySet<Baseline>;
+  readonly csvFile?: string;
+  readonly jsonFile?: string;
+  readonly svgFile?: string;
+  readonly resultsDir?: string;
+  readonly save: boolean;
+}
+
+export interface PerfOutcome {
+  readonly record: RunRecord;
+  readonly text: string;
+  readonly files: readonly string[];
+  /** False when any request failed. */
+  readonly ok: boolean;
+}
+
+/** <repository>/<model>/<version or the highest numeric one>/model.onnx, if it exists. */
+export function modelFileIn(repository: string, model: string, version: string): string | undefined {
+  const dir = join(repository, model);
+  if (!existsSync(dir)) return undefined;
+  const versions = version ? [version] : readdirSync(dir).filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a));
+  for (const v of versions) {
+    const path = join(dir, v, 'model.onnx');
+    if (existsSync(path)) return path;
+  }
+  return undefined;
+}
+
+/** Raw ORT batch sizes: -b, and the batch each closed-loop level could form (c·b, capped at max_batch_size). */
+export function rawBatchSizes(levels: readonly LoadLevel[], batchSize: number, maxBatchSize: number): number[] {
+  const cap = maxBatchSize > 0 ? maxBatchSize : batchSize;
+  const sizes = new Set([batchSize, ...levels.filter((l) => l.mode === 'concurrency').map((l) => Math.min(l.value * batchSize, cap))]);
+  if (levels.some((l) => l.mode === 'request-rate')) sizes.add(cap);
+  return [...sizes].sort((a, b) => a - b);
+}
+
+export async function runPerf(o: PerfOptions, log: (line: string) => void): Promise<PerfOutcome> {
+  const info = runInfo();
+  const progress = new Progress();
+  const notes: string[] = [];
+  let own: ChildServer | undefined;
+  let url = o.url;
+  if (url === undefined && o.modelRepository !== undefined) {
+    log(`starting fabriek serve on ${o.modelRepository}…`);
+    own = await startGateway(o.modelRepository);
+    url = o.protocol === 'http' ? httpUrlOf(own) : own.address;
+  }
+  url ??= o.protocol === 'http' ? 'http://localhost:8000' : 'localhost:8001';
+  const client = createClient(url, o.protocol);
+  // Statistics and repository calls on their own connection, apart from the load.
+  const control = createClient(url, o.protocol);
+  const levels: LevelResult[] = [];
+  let raw: RawOrtLevel[] | undefined;
+  let maxBatchSize = 0;
+  try {
+    if (!(await client.isModelReady(o.model, o.version, { timeoutMs: 10_000 }))) throw new Error(`model '${o.model}' is not ready at ${client.address}`);
+    const md = await client.getModelMetadata(o.model, o.version, { timeoutMs: 10_000 });
+    const config = await client.getModelConfig(o.model, o.version, { timeoutMs: 10_000 });
+    maxBatchSize = config.maxBatchSize;
+    const plan = planInputs(md, maxBatchSize, { batchSize: o.batchSize, shapes: o.shapes, data: o.inputData, stringLength: o.stringLength });
+    log(`${o.model}: ${md.inputs.map((t) => `${t.name} ${t.datatype} [${(plan.shapes[t.name] ?? []).join(',')}]`).join(', ')}; max_batch_size ${maxBatchSize}${config.dynamicBatching ? ', dynamic batching' : ''}; ${plan.sets.length} distinct input set(s)`);
+    const windows: WindowOptions = {
+      intervalMs: o.intervalMs,
+      ...(o.requestCount !== undefined ? { requestCount: o.requestCount } : {}),
+      maxTrials: o.maxTrials,
+      stability: o.stability,
+      ...(o.percentile !== undefined ? { percentile: o.percentile } : {}),
+      ...(o.sloMs !== undefined ? { sloUs: o.sloMs * 1000 } : {}),
+    };
+    const measureAll = async (series: string, c: InferenceClient, pid: number | undefined, stats: InferenceClient | undefined): Promise<void> => {
+      for (const level of o.levels) {
+        const label = `${series} ${loadLabel(level)}`;
+        const result = await runLevel(level, {
+          series,
+          model: o.model,
+          protocol: c.protocol,
+          batchSize: o.batchSize,
+          send: inferSender(c, o.model, plan, { timeoutMs: o.timeoutMs, version: o.version }),
+          warmupMs: o.warmupMs,
+          windows,
+          ...(stats ? { stats: () => readModelStats(stats, o.model) } : {}),
+          ...(pid !== undefined ? { serverPid: pid } : {}),
+          seed: o.seed,
+          maxOutstanding: o.maxOutstanding,
+          onWindow: (t, w, stable) => progress.window(label, t, o.maxTrials, w, stable),
+        });
+        levels.push(result);
+        progress.line(summaryLine(label, result));
+      }
+    };
+
+    if (o.baselines.has('raw-ort')) {
+      const file = o.modelFile ?? (o.modelRepository !== undefined ? modelFileIn(o.modelRepository, o.model, o.version) : undefined);
+      if (file === undefined) notes.push('raw-ort baseline skipped: give --model-file or --model-repository so the bench can find the ONNX file.');
+      else raw = await measureRawOrt(file, md, maxBatchSize, plan, o, log);
+    }
+    if (o.baselines.has('grpc-echo')) {
+      if (o.protocol !== 'grpc') notes.push('grpc-echo baseline skipped: it speaks gRPC only; use -i grpc.');
+      else {
+        log('grpc-echo baseline…');
+        const echo = await spawnEchoServer();
+        const echoClient = new InferenceGrpcClient(echo.address);
+        try {
+          await measureAll(ECHO_SERIES, echoClient, echo.pid, undefined);
+        } finally {
+          echoClient.close();
+          await echo.stop();
+        }
+      }
+    }
+    log(`${SERVER_SERIES} at ${client.address} (${o.protocol})…`);
+    await measureAll(SERVER_SERIES, client, own?.pid, control);
+    if (o.baselines.has('batching-off')) {
+      log('the same server with batching off (config override through the repository API)…');
+      const done = await withBatchingOff(control, o.model, async () => {
+        await measureAll(OFF_SERIES, client, own?.pid, control);
+        return true;
+      });
+      if (done === undefined) notes.push(`batching-off baseline skipped: '${o.model}' has no dynamic_batching.`);
+    }
+  } finally {
+    client.close();
+    control.close();
+    if (own) await own.stop();
+  }
+
+  const record: RunRecord = {
+    format: 'fabriek-bench/1',
+    kind: 'perf',
+    info,
+    options: { ...o, shapes: Object.fromEntries(o.shapes), baselines: [...o.baselines], url: url },
+    levels,
+    ...(raw ? { rawOrt: [{ model: o.model, levels: raw }] } : {}),
+    notes,
+  };
+  const tableOptions = { ...(o.percentile !== undefined ? { percentile: o.percentile } : {}), ...(o.sloMs !== undefined ? { sloMs: o.sloMs } : {}), ...(raw ? { rawOrt: raw } : {}), maxBatchSize };
+  const table = levelTable(levels, tableOptions);
+  const rawTable = raw ? rawOrtTable(raw) : undefined;
+  const text = [
+    describeRun(info),
+    '',
+    textTable(table.headers, table.rows, 4),
+    ...(rawTable ? ['raw ONNX Runtime, in-process:', textTable(rawTable.headers, rawTable.rows, 1)] : []),
+    ...notes,
+  ].join('\n');
+  const markdown = [
+    `# fabriek bench: ${o.model}`,
+    '',
+    describeRun(info),
+    '',
+    `${o.protocol} to ${url}; ${o.levels.map(loadLabel).join(', ')}; -b ${o.batchSize}; ${o.intervalMs} ms windows, stable within ±${o.stability.stabilityPercent} % over ${o.stability.windows}, at most ${o.maxTrials} trials.`,
+    '',
+    mdTable(table.headers, table.rows, 4),
+    ...(rawTable ? ['Raw ONNX Runtime, in-process (one session, intra-op threads = cores, no spinning):', '', mdTable(rawTable.headers, rawTable.rows, 1)] : []),
+    ...notes.map((n) => `- ${n}`),
+    '',
+  ].join('\n');
+  const modes = new Set(levels.map((l) => l.mode));
+  const csv = toCsv(levels, modes.has('concurrency') ? 'concurrency' : 'request-rate');
+  const svg = chartOf(levels, `${o.model}: throughput against p99 latency`);
+  const files: string[] = [];
+  if (o.csvFile !== undefined) {
+    writeFileSync(o.csvFile, toCsv(levels.filter((l) => l.series === SERVER_SERIES), modes.has('concurrency') ? 'concurrency' : 'request-rate'));
+    files.push(o.csvFile);
+  }
+  if (o.jsonFile !== undefined) {
+    writeFileSync(o.jsonFile, JSON.stringify(record, null, 2) + '\n');
+    files.push(o.jsonFile);
+  }
+  if (o.svgFile !== undefined) {
+    writeFileSync(o.svgFile, svg);
+    files.push(o.svgFile);
+  }
+  if (o.save) files.push(...saveRun(record, { markdown, csv, svg }, { ...(o.resultsDir !== undefined ? { dir: o.resultsDir } : {}), name: `perf-${o.model}` }));
+  const ok = levels.every((l) => l.errorCount === 0 && l.requests > 0);
+  return { record, text, files, ok };
+}
+
+export function summaryLine(label: string, r: LevelResult): string {
+  const errors = r.errorCount > 0 ? `, ${r.errorCount} errors (${Object.keys(r.errors).join(', ')})` : '';
+  const cpu = r.cpu && r.cpu.other > 0.15 ? `, DISTURBED: other processes used ${r.cpu.other.toFixed(2)} cores` : '';
+  return `  ${label}: ${r.inferPerSecond.toFixed(0)} infer/s, p50 ${(r.latency.p50Us / 1000).toFixed(2)} ms, p99 ${(r.latency.p99Us / 1000).toFixed(2)} ms${r.server ? `, avg batch ${r.server.avgBatchSize.toFixed(1)}` : ''}${errors}${r.stable ? '' : `, not stable after ${r.trials} windows`}${cpu}`;
+}
+
+export function chartOf(levels: readonly LevelResult[], title: string): string {
+  const names = [...new Set(levels.map((l) => `${l.series} ${l.model}`))];
+  return throughputLatencySvg(
+    names.map((name) => ({
+      name,
+      points: levels.filter((l) => `${l.series} ${l.model}` === name).map((l) => ({ x: l.inferPerSecond, y: l.latency.p99Us / 1000, label: loadLabel(l) })),
+    })),
+    title,
+  );
+}
+
+async function measureRawOrt(file: string, md: Parameters<typeof planInputs>[0], maxBatchSize: number, plan: InputPlan, o: PerfOptions, log: (line: string) => void): Promise<RawOrtLevel[]> {
+  const sizes = maxBatchSize > 0 ? rawBatchSizes(o.levels, o.batchSize, maxBatchSize) : [1];
+  log(`raw ONNX Runtime in-process on ${file}, batch ${sizes.join('/')}…`);
+  const inputsAt = (b: number): InferInputs => (b === plan.batchSize ? (plan.sets[0] ?? []) : (planInputs(md, maxBatchSize, { batchSize: b, shapes: o.shapes, data: o.inputData, stringLength: o.stringLength, poolSize: 1 }).sets[0] ?? []));
+  const raw = await rawOrtBaseline({ modelPath: file, inputs: inputsAt, batchSizes: sizes, durationMs: o.intervalMs, maxTrials: o.maxTrials, stability: o.stability });
+  for (const r of raw) log(`  batch ${r.batchSize}: ${r.rowsPerSecond.toFixed(0)} infer/s, p50 ${(r.latency.p50Us / 1000).toFixed(2)} ms`);
+  return raw;
+}
+
+type InferInputs = InputPlan['sets'][number];

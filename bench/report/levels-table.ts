@@ -1,0 +1,86 @@
+// The per-level table every report shows (console and Markdown), with the
+// ratios of the server under test to the baselines measured in the same run.
+import { type RawOrtLevel } from '../baselines/raw-ort.js';
+import { type LevelResult } from '../load/level.js';
+import { errorText, ms, num, percent, ratio } from './format.js';
+
+export const SERVER_SERIES = 'fabriek';
+export const ECHO_SERIES = 'grpc-echo';
+export const OFF_SERIES = 'batching off';
+
+export interface TableOptions {
+  readonly percentile?: number;
+  readonly sloMs?: number;
+  /** Raw ORT levels of the model, and the model's max_batch_size (to pick the batch that c clients could form). */
+  readonly rawOrt?: readonly RawOrtLevel[];
+  readonly maxBatchSize?: number;
+}
+
+export const loadLabel = (l: { readonly mode: LevelResult['mode']; readonly value: number; readonly distribution?: string | undefined }): string =>
+  l.mode === 'concurrency' ? `c=${l.value}` : `${num(l.value)}/s ${l.distribution ?? ''}`.trim();
+
+const sameLoad = (a: LevelResult, b: LevelResult): boolean => a.mode === b.mode && a.value === b.value && a.batchSize === b.batchSize && a.model === b.model;
+
+/** Raw ORT rows/s at the batch `c` clients of batch `b` could form at most (c·b, capped at max_batch_size), and the best of all. */
+export function rawOrtFor(l: LevelResult, raw: readonly RawOrtLevel[] | undefined, maxBatchSize: number | undefined): { at: number; batch: number; best: number } {
+  if (!raw || raw.length === 0) return { at: NaN, batch: NaN, best: NaN };
+  const want = l.mode === 'concurrency' ? l.value * l.batchSize : l.batchSize;
+  const capped = maxBatchSize !== undefined && maxBatchSize > 0 ? Math.min(want, maxBatchSize) : want;
+  // The largest measured batch not above what could form.
+  const fit = [...raw].filter((r) => r.batchSize <= capped).sort((a, b) => b.batchSize - a.batchSize)[0] ?? raw[0];
+  return { at: fit?.rowsPerSecond ?? NaN, batch: fit?.batchSize ?? NaN, best: Math.max(...raw.map((r) => r.rowsPerSecond)) };
+}
+
+export function levelTable(levels: readonly LevelResult[], o: TableOptions = {}): { headers: string[]; rows: string[][] } {
+  const hasEcho = levels.some((l) => l.series === ECHO_SERIES);
+  const hasOff = levels.some((l) => l.series === OFF_SERIES);
+  const hasRaw = (o.rawOrt?.length ?? 0) > 0;
+  const headers = ['series', 'model', 'load', 'b', 'infer/s', 'avg ms', 'p50 ms', 'p90 ms', 'p95 ms', 'p99 ms'];
+  if (o.percentile !== undefined) headers.push(`p${o.percentile} ms`);
+  headers.push('errors');
+  if (o.sloMs !== undefined) headers.push(`goodput ≤${o.sloMs} ms`);
+  headers.push('queue ms', 'compute ms', 'avg batch', 'CPU client+server+other', 'stable');
+  if (hasEcho) headers.push('vs grpc-echo', 'p50 added µs');
+  if (hasOff) headers.push('vs batching off');
+  if (hasRaw) headers.push('vs raw ORT (batch)', 'vs raw ORT best');
+  const rows = levels.map((l) => {
+    const s = l.server;
+    const compute = s ? s.computeInputUs + s.computeInferUs + s.computeOutputUs : NaN;
+    const row = [l.series, l.model, loadLabel(l), String(l.batchSize), num(l.inferPerSecond), ms(l.latency.avgUs), ms(l.latency.p50Us), ms(l.latency.p90Us), ms(l.latency.p95Us), ms(l.latency.p99Us)];
+    if (o.percentile !== undefined) row.push(ms(l.latency.pxUs ?? NaN));
+    row.push(errorText(l.errors));
+    if (o.sloMs !== undefined) row.push(num(l.goodputPerSecond));
+    row.push(ms(s?.queueUs ?? NaN), ms(compute), num(s?.avgBatchSize ?? NaN, 1), l.cpu ? `${num(l.cpu.client, 2)}+${num(l.cpu.server, 2)}+${num(l.cpu.other, 2)}` : '–', l.stable ? 'yes' : `no (${l.trials})`);
+    const main = l.series !== ECHO_SERIES && l.series !== OFF_SERIES;
+    const echo = levels.find((x) => x.series === ECHO_SERIES && sameLoad(x, l));
+    const off = levels.find((x) => x.series === OFF_SERIES && sameLoad(x, l));
+    if (hasEcho) row.push(main && echo ? percent(l.inferPerSecond, echo.inferPerSecond) : '', main && echo ? num(l.latency.p50Us - echo.latency.p50Us) : '');
+    if (hasOff) row.push(main && off ? ratio(l.inferPerSecond, off.inferPerSecond) : '');
+    if (hasRaw) {
+      const r = rawOrtFor(l, o.rawOrt, o.maxBatchSize);
+      const server = l.series !== ECHO_SERIES;
+      // A closed loop of c clients can form batches up to c·b; an open loop's batches have no such bound.
+      row.push(server && l.mode === 'concurrency' ? `${percent(l.inferPerSecond, r.at)} (${num(r.batch)})` : '', server ? percent(l.inferPerSecond, r.best) : '');
+    }
+    return row;
+  });
+  return { headers, rows };
+}
+
+/** Raw ORT's own table. */
+export function rawOrtTable(raw: readonly RawOrtLevel[]): { headers: string[]; rows: string[][] } {
+  const base = raw.find((r) => r.batchSize === 1)?.rowsPerSecond ?? raw[0]?.rowsPerSecond ?? NaN;
+  return {
+    headers: ['batch', 'runs/s', 'infer/s (rows)', 'p50 ms', 'p99 ms', '× smallest batch', 'CPU ORT+other', 'stable'],
+    rows: raw.map((r) => [
+      String(r.batchSize),
+      num(r.runsPerSecond),
+      num(r.rowsPerSecond),
+      ms(r.latency.p50Us),
+      ms(r.latency.p99Us),
+      ratio(r.rowsPerSecond, base),
+      `${num(r.cpu.client, 2)}+${num(r.cpu.other, 2)}`,
+      r.windows <= 1 ? '–' : r.stable ? 'yes' : `no (${r.windows})`,
+    ]),
+  };
+}

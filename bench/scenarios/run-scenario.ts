@@ -1,0 +1,99 @@
+// `fabriek bench batching|http`: the fixed scenarios of issues #3 and #4,
+// with their own options (a fixed window per level, every answer checked).
+import { parseArgs } from 'node:util';
+import { describeRun, runInfo, saveRun } from '../history.js';
+import { UsageError } from '../options.js';
+import { BATCHING_MODELS, type BatchingModel, runBatching } from './batching.js';
+import { runHttp } from './http.js';
+
+export const SCENARIO_USAGE = `Usage: fabriek bench batching|http [options]
+
+  batching   issue #3: MLP throughput/latency at concurrency 1, 8, 64 with
+             dynamic batching on and off, beside raw ONNX Runtime at batch 1, 8, 64
+  http       issue #4: autocannon on the REST infer endpoint; /metrics must equal the answers counted
+
+Options:
+  --duration S          measurement window per load level (default 10)
+  --warmup S            warm-up before each window (default 2)
+  --concurrency LIST    e.g. 1,8,64 (default: 1,8,64 batching; 1,64 http)
+  batching only:
+  --models LIST         mlp_large,mlp (default both)
+  --queue-delay-us LIST max_queue_delay_microseconds; several = one batching-on run each (default 1000)
+  --instances N         CPU instances per model, on and off alike (default 1)
+  --raw-duration S      raw ONNX Runtime time per batch size (default: half of --duration)
+
+Results: bench/results/<timestamp>-<scenario>.{json,md} and bench/results/latest-<scenario>.{json,md}.
+`;
+
+function list(flag: string, raw: string): number[] {
+  const values = raw.split(',').map(Number);
+  if (values.some((v) => !Number.isInteger(v) || v < 1)) throw new UsageError(`--${flag}: expected positive integers, got '${raw}'`);
+  return values;
+}
+
+function seconds(flag: string, raw: string): number {
+  const s = Number(raw);
+  if (!Number.isFinite(s) || s < 0 || s > 600) throw new UsageError(`--${flag}: expected seconds from 0 to 600, got '${raw}'`);
+  return s * 1000;
+}
+
+const isModel = (m: string): m is BatchingModel => Object.hasOwn(BATCHING_MODELS, m);
+
+export async function runScenario(
+  scenario: 'batching' | 'http',
+  argv: readonly string[],
+  log: (line: string) => void,
+  watchdog: (ms: number) => void,
+  warnIfBusy: () => Promise<void>,
+): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      options: {
+        duration: { type: 'string', default: '10' },
+        warmup: { type: 'string', default: '2' },
+        concurrency: { type: 'string' },
+        models: { type: 'string', default: 'mlp_large,mlp' },
+        'queue-delay-us': { type: 'string', default: '1000' },
+        instances: { type: 'string', default: '1' },
+        'raw-duration': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error));
+  }
+  if (values.help) {
+    process.stdout.write(SCENARIO_USAGE);
+    return 0;
+  }
+  const durationMs = seconds('duration', values.duration);
+  const warmupMs = seconds('warmup', values.warmup);
+  const concurrencies = list('concurrency', values.concurrency ?? (scenario === 'batching' ? '1,8,64' : '1,64'));
+  const models = values.models.split(',');
+  const unknown = models.filter((m) => !isModel(m));
+  if (unknown.length > 0) throw new UsageError(`--models: unknown ${unknown.join(', ')}; known: ${Object.keys(BATCHING_MODELS).join(', ')}`);
+  const queueDelaysUs = list('queue-delay-us', values['queue-delay-us']);
+  const instances = list('instances', values.instances)[0] ?? 1;
+  const rawDurationMs = values['raw-duration'] !== undefined ? seconds('raw-duration', values['raw-duration']) : durationMs / 2;
+  const info = runInfo();
+  log(describeRun(info));
+  const levels = scenario === 'batching' ? models.length * concurrencies.length * (1 + queueDelaysUs.length) : concurrencies.length;
+  const rawMs = scenario === 'batching' ? models.length * 3 * rawDurationMs : 0;
+  watchdog(2 * (levels * (durationMs + warmupMs + 5_000) + rawMs) + 300_000);
+  await warnIfBusy();
+
+  const report =
+    scenario === 'batching'
+      ? await runBatching({ models: models.filter(isModel), concurrencies, rawBatchSizes: [1, 8, 64], queueDelaysUs, instances, warmupMs, durationMs, rawDurationMs, log })
+      : await runHttp({ concurrencies, durationMs, log });
+  const title = scenario === 'batching' ? '# Dynamic batching (issue #3)' : '# HTTP/REST under autocannon (issue #4)';
+  const markdown = `${title}\n\n${describeRun(info)}\n\n${report.markdown}`;
+  const record = { format: 'fabriek-bench/1' as const, kind: scenario, info, options: {}, levels: [], scenario: report.json };
+  const paths = saveRun(record, { markdown }, { name: scenario, latest: `latest-${scenario}` });
+  process.stdout.write(markdown);
+  log(`saved ${paths.join(', ')}`);
+  if (!report.ok) log('bench: some answers were wrong or some requests failed (see the table)');
+  return report.ok ? 0 : 1;
+}

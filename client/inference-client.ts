@@ -1,0 +1,161 @@
+// What both clients (gRPC and HTTP) offer, in one protocol-neutral shape,
+// named after Triton's client libraries (is_server_live, get_model_metadata,
+// infer, …) so code moves between protocols by changing one constructor.
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import { type Datatype, isDatatype } from '../core/datatypes.js';
+import { type ModelStatistics } from '../proto/gen/inference.js';
+import { InferenceError } from './errors.js';
+import { type InferInput, type ParameterValue, type TensorData, decodeRaw, encodeRaw } from './typed-tensors.js';
+
+export interface RequestOptions {
+  /** Relative timeout in ms: the gRPC deadline, or the HTTP request's time limit. */
+  readonly timeoutMs?: number;
+  /** Absolute deadline (ms since the epoch); the earlier of this and timeoutMs applies. */
+  readonly deadline?: number;
+  /** gRPC metadata, or HTTP headers. */
+  readonly metadata?: Readonly<Record<string, string>>;
+  /** Aborting cancels the call: CANCELLED. */
+  readonly signal?: AbortSignal;
+}
+
+export interface InferOptions extends RequestOptions {
+  /** Model version; empty or absent = the server's choice (latest). */
+  readonly version?: string;
+  /** Request id, echoed in the answer. */
+  readonly id?: string;
+  /** Outputs to return; absent = all of them. */
+  readonly outputs?: readonly string[];
+  /** Request parameters, e.g. Triton's `priority` and `timeout` (µs). */
+  readonly parameters?: Readonly<Record<string, ParameterValue>>;
+}
+
+export interface ServerMetadata {
+  readonly name: string;
+  readonly version: string;
+  readonly extensions: readonly string[];
+}
+
+export interface TensorMetadata {
+  readonly name: string;
+  readonly datatype: string;
+  /** -1 marks a variable dimension (the batch dimension of batching models included). */
+  readonly shape: readonly number[];
+}
+
+export interface ModelMetadata {
+  readonly name: string;
+  readonly versions: readonly string[];
+  readonly platform: string;
+  readonly inputs: readonly TensorMetadata[];
+  readonly outputs: readonly TensorMetadata[];
+}
+
+/** The parts of a model's config that clients act on, plus the protocol's own form of all of it. */
+export interface ModelConfigSummary {
+  readonly name: string;
+  /** 0: the model does not batch; shapes in metadata are full shapes. */
+  readonly maxBatchSize: number;
+  readonly dynamicBatching: boolean;
+  /** The whole config as the server sent it: Triton's JSON form (HTTP), or the ModelConfig message (gRPC). */
+  readonly config: unknown;
+}
+
+export interface LoadModelOptions extends RequestOptions {
+  /** Triton's config override: a ModelConfig as JSON (object or text) replacing config.pbtxt. */
+  readonly config?: unknown;
+}
+
+/** One output of an answer. `data` is decoded on first use, so an unread output costs nothing. */
+export class InferOutput {
+  readonly name: string;
+  readonly datatype: Datatype;
+  readonly shape: readonly number[];
+  #raw: Uint8Array | undefined;
+  #data: TensorData | undefined;
+
+  constructor(name: string, datatype: string, shape: readonly number[], content: { readonly raw: Uint8Array } | { readonly data: TensorData }) {
+    if (!isDatatype(datatype)) throw new InferenceError(GrpcStatus.UNKNOWN, `output '${name}': the server sent an unknown datatype '${datatype}'`);
+    this.name = name;
+    this.datatype = datatype;
+    this.shape = shape;
+    if ('raw' in content) this.#raw = content.raw;
+    else this.#data = content.data;
+  }
+
+  /** The elements as the typed form of the datatype (TensorDataMap). */
+  get data(): TensorData {
+    this.#data ??= decodeRaw(this.datatype, this.shape, this.#raw ?? new Uint8Array(0), this.name);
+    return this.#data;
+  }
+
+  /** The raw little-endian bytes (BYTES: length-prefixed elements). */
+  get raw(): Uint8Array {
+    this.#raw ??= encodeRaw({ name: this.name, datatype: this.datatype, shape: this.shape, data: this.#data } as InferInput);
+    return this.#raw;
+  }
+
+  /** The data, typed for `datatype`; throws a TypeError if the output has another datatype. */
+  as<D extends Datatype>(datatype: D): TensorData<D> {
+    if (this.datatype !== datatype) throw new TypeError(`output '${this.name}' is ${this.datatype}, not ${datatype}`);
+    return this.data as TensorData<D>;
+  }
+}
+
+export class InferResult {
+  readonly modelName: string;
+  readonly modelVersion: string;
+  readonly id: string;
+  readonly parameters: Readonly<Record<string, ParameterValue>>;
+  readonly outputs: readonly InferOutput[];
+
+  constructor(fields: { modelName: string; modelVersion: string; id: string; parameters: Readonly<Record<string, ParameterValue>>; outputs: readonly InferOutput[] }) {
+    this.modelName = fields.modelName;
+    this.modelVersion = fields.modelVersion;
+    this.id = fields.id;
+    this.parameters = fields.parameters;
+    this.outputs = fields.outputs;
+  }
+
+  /** The output called `name`; throws a TypeError when the answer has none. */
+  output(name: string): InferOutput {
+    const o = this.outputs.find((x) => x.name === name);
+    if (!o) throw new TypeError(`the answer has no output '${name}'; it has ${this.outputs.map((x) => x.name).join(', ') || 'none'}`);
+    return o;
+  }
+
+  /** Shorthand for output(name).as(datatype). */
+  data<D extends Datatype>(name: string, datatype: D): TensorData<D> {
+    return this.output(name).as(datatype);
+  }
+}
+
+/** The KServe v2 client surface shared by InferenceGrpcClient and InferenceHttpClient. */
+export interface InferenceClient {
+  readonly protocol: 'grpc' | 'http';
+  /** host:port (gRPC) or the base URL (HTTP). */
+  readonly address: string;
+  isServerLive(o?: RequestOptions): Promise<boolean>;
+  isServerReady(o?: RequestOptions): Promise<boolean>;
+  isModelReady(model: string, version?: string, o?: RequestOptions): Promise<boolean>;
+  getServerMetadata(o?: RequestOptions): Promise<ServerMetadata>;
+  getModelMetadata(model: string, version?: string, o?: RequestOptions): Promise<ModelMetadata>;
+  getModelConfig(model: string, version?: string, o?: RequestOptions): Promise<ModelConfigSummary>;
+  /** Triton's statistics per model version (all models when `model` is empty). */
+  getInferenceStatistics(model?: string, version?: string, o?: RequestOptions): Promise<ModelStatistics[]>;
+  loadModel(model: string, o?: LoadModelOptions): Promise<void>;
+  unloadModel(model: string, o?: RequestOptions): Promise<void>;
+  infer(model: string, inputs: readonly InferInput[], o?: InferOptions): Promise<InferResult>;
+  close(): void;
+}
+
+/** The earliest of `timeoutMs` from now and `deadline`; undefined when neither is set. */
+export function deadlineOf(o: RequestOptions | undefined): number | undefined {
+  const fromTimeout = o?.timeoutMs !== undefined ? Date.now() + o.timeoutMs : undefined;
+  if (fromTimeout === undefined) return o?.deadline;
+  return o?.deadline === undefined ? fromTimeout : Math.min(fromTimeout, o.deadline);
+}
+
+/** The config override as the text Triton's load API carries. */
+export function configText(config: unknown): string {
+  return typeof config === 'string' ? config : JSON.stringify(config);
+}

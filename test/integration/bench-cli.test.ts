@@ -1,0 +1,114 @@
+// `fabriek bench` run briefly against a real server: the files it writes
+// exist and hold sane numbers, `compare` flags a regression, and bad flags
+// exit 2 with a message.
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type RunRecord } from '../../bench/history.js';
+import { type GatewayProcess, startGateway } from '../helpers/gateway-process.js';
+import { TEST_REPOSITORY } from '../helpers/test-repository.js';
+
+const BENCH = fileURLToPath(new URL('../../dist/bench/cli.js', import.meta.url));
+
+function bench(args: readonly string[], timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BENCH, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`bench did not exit within ${timeoutMs} ms; stderr:\n${stderr}`));
+    }, timeoutMs);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe('fabriek bench against a real server', () => {
+  let gw: GatewayProcess;
+  let dir: string;
+
+  beforeAll(async () => {
+    gw = await startGateway(['--model-repository', TEST_REPOSITORY, '--log-level', 'warn']);
+    dir = await mkdtemp(join(tmpdir(), 'fabriek-bench-cli-'));
+  });
+
+  afterAll(async () => {
+    await gw?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('measures two concurrency levels and writes CSV, JSON, SVG and a history entry', async () => {
+    const csv = join(dir, 'levels.csv');
+    const json = join(dir, 'run.json');
+    const svg = join(dir, 'chart.svg');
+    const history = join(dir, 'history');
+    const args = ['-m', 'add_sub', '-u', gw.address, '--concurrency-range', '1:2', '-p', '250', '-r', '3', '--warmup-interval', '100'];
+    const r = await bench([...args, '--slo-ms', '1000', '-f', csv, '--json', json, '--svg', svg, '--results-dir', history]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/fabriek\s+add_sub\s+c=1/);
+
+    const lines = (await readFile(csv, 'utf8')).trim().split('\n');
+    expect(lines[0]?.startsWith('Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue')).toBe(true);
+    expect(lines).toHaveLength(3);
+    const rows = lines.slice(1).map((l) => l.split(','));
+    expect(rows.map((c) => c[0])).toEqual(['1', '2']);
+    for (const c of rows) {
+      const [throughput, , , , , , , , p50, p90, p95, p99] = c.slice(1).map(Number);
+      expect(throughput).toBeGreaterThan(10);
+      expect(p50).toBeGreaterThan(0);
+      expect(p50).toBeLessThanOrEqual(p90 as number);
+      expect(p90).toBeLessThanOrEqual(p95 as number);
+      expect(p95).toBeLessThanOrEqual(p99 as number);
+      expect(c[19]).toBe('0'); // errors
+    }
+
+    const record = JSON.parse(await readFile(json, 'utf8')) as RunRecord;
+    expect(record.format).toBe('fabriek-bench/1');
+    expect(record.info.machine.cores).toBeGreaterThan(0);
+    expect(record.info.commit).toMatch(/^([0-9a-f]{7,}|unknown)$/);
+    expect(record.levels).toHaveLength(2);
+    for (const l of record.levels) {
+      expect(l.requests).toBeGreaterThan(0);
+      expect(l.trials).toBeGreaterThanOrEqual(1);
+      expect(l.trials).toBeLessThanOrEqual(3);
+      expect(l.inferPerSecond).toBeCloseTo(l.requests / l.seconds, 3);
+      // The server counted the same requests the client did, give or take those in flight at the window edges.
+      expect(l.server?.success).toBeGreaterThan(l.requests * 0.5);
+      expect(l.server?.avgBatchSize).toBeGreaterThanOrEqual(1);
+      expect(l.goodputPerSecond).toBeGreaterThan(0);
+    }
+    expect(await readFile(svg, 'utf8')).toMatch(/^<svg [\s\S]*<polyline[\s\S]*<\/svg>\n$/);
+    expect((await readdir(history)).map((f) => f.replace(/^.*-perf-/, 'perf-')).sort()).toEqual(['perf-add_sub.csv', 'perf-add_sub.json', 'perf-add_sub.md', 'perf-add_sub.svg']);
+
+    // compare: a run against itself passes; against a copy with half the throughput it fails and names the level.
+    expect((await bench(['compare', json, json])).code).toBe(0);
+    const worse = join(dir, 'worse.json');
+    await writeFile(worse, JSON.stringify({ ...record, levels: record.levels.map((l) => ({ ...l, inferPerSecond: l.inferPerSecond / 2 })) }));
+    const cmp = await bench(['compare', json, worse, '--threshold', '10']);
+    expect(cmp.code).toBe(1);
+    expect(cmp.stdout).toMatch(/2 regression\(s\) beyond 10 %/);
+    expect(cmp.stdout).toMatch(/fabriek add_sub grpc c=1 b=1: infer\/s/);
+  }, 30_000);
+
+  it('exits 2 with a message for bad flags, an unknown model shape, or a file that is not a result', async () => {
+    const noModel = await bench(['--concurrency-range', '1']);
+    expect(noModel.code).toBe(2);
+    expect(noModel.stderr).toMatch(/-m MODEL is required/);
+    const shape = await bench(['-m', 'identity_uint8', '-u', gw.address, '-p', '100', '-r', '1', '--no-save']);
+    expect(shape.code).toBe(2);
+    expect(shape.stderr).toMatch(/input 'INPUT0' has variable dims \[-1\]: give them with --shape INPUT0:/);
+    const notResult = join(dir, 'not-a-result.json');
+    await writeFile(notResult, '{"hello": 1}');
+    const cmp = await bench(['compare', notResult, notResult]);
+    expect(cmp.code).toBe(2);
+    expect(cmp.stderr).toMatch(/not a fabriek bench result/);
+  }, 30_000);
+});

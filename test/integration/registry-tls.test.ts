@@ -1,0 +1,79 @@
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type GatewayProcess, startGateway } from '../helpers/gateway-process.js';
+import { failureSummary, startLoad } from '../helpers/load-driver.js';
+import { type RedisServer, startRedis } from '../helpers/redis-server.js';
+import { type RegisteredWorker, startRegisteredWorker } from '../helpers/registered-worker.js';
+import { makeTestPki, type TestPki } from '../helpers/test-certs.js';
+
+// Mutual TLS between gateways and a registered worker: a gateway with a
+// certificate from the CA serves through the worker; one without cannot
+// reach it, and the worker never runs its batches.
+
+const EXAMPLES = fileURLToPath(new URL('../../models/examples', import.meta.url));
+
+describe('registry with mutual TLS between gateways and workers', () => {
+  let redis: RedisServer;
+  let pki: TestPki;
+  let repository: string;
+  let worker: RegisteredWorker;
+  const gateways: GatewayProcess[] = [];
+
+  beforeAll(async () => {
+    [redis, pki] = await Promise.all([startRedis(), makeTestPki()]);
+    repository = mkdtempSync(join(tmpdir(), 'fabriek-registry-tls-'));
+    cpSync(join(EXAMPLES, 'add_sub'), join(repository, 'add_sub'), { recursive: true });
+    worker = await startRegisteredWorker('tls-w', redis.url, repository, [
+      '--worker-tls-cert', pki.peer.cert, '--worker-tls-key', pki.peer.key, '--worker-tls-ca', pki.ca,
+    ]);
+  }, 120_000);
+
+  afterAll(async () => {
+    await Promise.all(gateways.map((g) => g.stop('SIGKILL')));
+    await worker?.stop('SIGKILL');
+    await redis?.close();
+    await pki?.remove();
+    if (repository) rmSync(repository, { recursive: true, force: true });
+  });
+
+  it('the worker says it serves mutual TLS', () => {
+    expect(worker.readyLine).toMatch(/ready: serving 1 model versions on 127\.0\.0\.1:\d+ \(mutual TLS\)/);
+  });
+
+  it('a gateway with a certificate from the CA serves through the worker', async () => {
+    const gw = await startGateway([
+      '--model-repository', repository, '--registry', redis.url, '--workers', '0',
+      '--worker-tls-cert', pki.peer.cert, '--worker-tls-key', pki.peer.key, '--worker-tls-ca', pki.ca,
+    ]);
+    gateways.push(gw);
+    expect(gw.readyLine).toContain('1 model versions ready (add_sub/1)');
+    const load = startLoad(() => gw.client, 4);
+    await new Promise((r) => setTimeout(r, 500));
+    const outcomes = await load.stop();
+    expect(outcomes.length).toBeGreaterThan(10);
+    expect(failureSummary(outcomes)).toEqual({});
+  });
+
+  it('a gateway without a certificate cannot use the worker: UNAVAILABLE, and the worker logs the refused handshake', async () => {
+    const gw = await startGateway(['--model-repository', repository, '--registry', redis.url, '--workers', '0', '--exit-timeout-secs', '1']);
+    gateways.push(gw);
+    // It sees the worker in the registry (so the version is ready) but every call fails the handshake.
+    const error = await gw.client.modelInfer(
+      {
+        modelName: 'add_sub', modelVersion: '', id: '', parameters: {}, outputs: [],
+        inputs: [
+          { name: 'INPUT0', datatype: 'FP32', shape: [1n, 16n], parameters: {}, contents: undefined },
+          { name: 'INPUT1', datatype: 'FP32', shape: [1n, 16n], parameters: {}, contents: undefined },
+        ],
+        rawInputContents: [Buffer.alloc(64), Buffer.alloc(64)],
+      },
+      { timeoutMs: 5_000 },
+    ).then(() => undefined, (e: unknown) => e as { code: number; details: string });
+    expect(error?.code).toBe(14); // UNAVAILABLE
+    expect(error?.details).toMatch(/worker tls-w/);
+    expect(worker.stderr()).toContain('TLS handshake with a gateway failed');
+  });
+});

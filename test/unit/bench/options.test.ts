@@ -1,0 +1,77 @@
+import { describe, expect, it } from 'vitest';
+import { UsageError, parsePerfArgs, parseRange } from '../../../bench/options.js';
+import { type PerfOptions } from '../../../bench/perf.js';
+
+function parse(...argv: string[]): PerfOptions {
+  const o = parsePerfArgs(argv);
+  if ('help' in o) throw new Error('unexpected help');
+  return o;
+}
+
+describe('perf_analyzer-style flags', () => {
+  it('expands start:end:step ranges', () => {
+    expect(parseRange('concurrency-range', '1:8:2', true)).toEqual([1, 3, 5, 7]);
+    expect(parseRange('concurrency-range', '4', true)).toEqual([4]);
+    expect(parseRange('concurrency-range', '2:4', true)).toEqual([2, 3, 4]);
+    expect(parseRange('request-rate-range', '0.5:1.5:0.5', false)).toEqual([0.5, 1, 1.5]);
+    expect(() => parseRange('concurrency-range', '0', true)).toThrow(UsageError);
+    expect(() => parseRange('concurrency-range', '8:4', true)).toThrow(/≥ 8/);
+    expect(() => parseRange('concurrency-range', '1:1000', true)).toThrow(/more than 100 levels/);
+    expect(() => parseRange('concurrency-range', '1:2:3:4', true)).toThrow(/start\[:end\[:step\]\]/);
+    expect(() => parseRange('concurrency-range', '1.5', true)).toThrow(/integer/);
+  });
+
+  it("uses perf_analyzer's defaults", () => {
+    const o = parse('-m', 'add_sub');
+    expect(o.levels).toEqual([{ mode: 'concurrency', value: 1 }]);
+    expect(o.protocol).toBe('grpc');
+    expect(o.intervalMs).toBe(5000);
+    expect(o.maxTrials).toBe(10);
+    expect(o.stability).toEqual({ stabilityPercent: 10, windows: 3 });
+    expect(o.batchSize).toBe(1);
+    expect(o.inputData).toEqual({ kind: 'random', seed: 1 });
+    expect(o.baselines.size).toBe(0);
+    expect(o.save).toBe(true);
+  });
+
+  it('reads every flag', () => {
+    const o = parse(
+      ...['-m', 'mlp', '-x', '2', '-u', '127.0.0.1:9000', '-i', 'http', '--request-rate-range', '100:300:100', '--request-distribution', 'poisson'],
+      ...['-b', '4', '--shape', 'IN:3,5', '--shape', 'OTHER:7', '--input-data', 'zero', '-p', '250', '--measurement-mode', 'count_windows', '--measurement-request-count', '20'],
+      ...['-s', '5', '-r', '4', '--percentile', '95', '--slo-ms', '20', '--baseline', 'raw-ort,grpc-echo', '--baseline', 'batching-off', '-f', 'out.csv', '--json', 'o.json', '--no-save'],
+    );
+    expect(o.model).toBe('mlp');
+    expect(o.version).toBe('2');
+    expect(o.url).toBe('http://127.0.0.1:9000');
+    expect(o.levels).toEqual([100, 200, 300].map((value) => ({ mode: 'request-rate', value, distribution: 'poisson' })));
+    expect(o.batchSize).toBe(4);
+    expect([...o.shapes]).toEqual([
+      ['IN', [3, 5]],
+      ['OTHER', [7]],
+    ]);
+    expect(o.inputData).toEqual({ kind: 'zero' });
+    expect(o.intervalMs).toBe(250);
+    expect(o.requestCount).toBe(20);
+    expect(o.stability.stabilityPercent).toBe(5);
+    expect(o.maxTrials).toBe(4);
+    expect(o.percentile).toBe(95);
+    expect(o.sloMs).toBe(20);
+    expect([...o.baselines].sort()).toEqual(['batching-off', 'grpc-echo', 'raw-ort']);
+    expect(o.csvFile).toBe('out.csv');
+    expect(o.jsonFile).toBe('o.json');
+    expect(o.save).toBe(false);
+    expect(parse('-m', 'x', '--input-data', 'data.json').inputData).toEqual({ kind: 'file', path: 'data.json' });
+  });
+
+  it('refuses what makes no sense, saying why', () => {
+    expect(() => parsePerfArgs([])).toThrow(/-m MODEL is required/);
+    expect(() => parsePerfArgs(['-m', 'x', '--concurrency-range', '1', '--request-rate-range', '5'])).toThrow(/not both/);
+    expect(() => parsePerfArgs(['-m', 'x', '-i', 'udp'])).toThrow(/grpc or http/);
+    expect(() => parsePerfArgs(['-m', 'x', '--baseline', 'triton'])).toThrow(/raw-ort, grpc-echo, batching-off/);
+    expect(() => parsePerfArgs(['-m', 'x', '--shape', 'IN'])).toThrow(/NAME:d1,d2/);
+    expect(() => parsePerfArgs(['-m', 'x', '-b', '0'])).toThrow(/--batch-size: expected an integer ≥ 1, got '0'/);
+    expect(() => parsePerfArgs(['-m', 'x', '-u', 'http://h:1'])).toThrow(/add -i http/);
+    expect(() => parsePerfArgs(['-m', 'x', '--bogus'])).toThrow(UsageError);
+    expect(parsePerfArgs(['-h'])).toEqual({ help: true });
+  });
+});
