@@ -344,7 +344,10 @@ function pool(ws: readonly Window[]): Pooled {
 
 function report(windows: readonly Window[], stderr: string): FairnessReport {
   const disturbedRounds = new Set(windows.filter((w) => (w.cpu?.other ?? 0) > DISTURBED).map((w) => w.round));
-  const kept = windows.filter((w) => !disturbedRounds.has(w.round));
+  // With every round disturbed there is no verdict, but the figures over all rounds are still shown.
+  const undisturbed = windows.filter((w) => !disturbedRounds.has(w.round));
+  const verdict = undisturbed.length > 0;
+  const kept = verdict ? undisturbed : windows;
   const alone = pool(kept.filter((w) => w.phase === 'alone'));
   const atQuota = pool(kept.filter((w) => w.phase === 'quota'));
   const flooded = pool(kept.filter((w) => w.phase === 'flood'));
@@ -356,7 +359,7 @@ function report(windows: readonly Window[], stderr: string): FairnessReport {
   const noiseP99 = aloneEven.p99Us / aloneOdd.p99Us - 1;
   const all = { alone: pool(windows.filter((w) => w.phase === 'alone')), flooded: pool(windows.filter((w) => w.phase === 'flood')) };
   const errorsFree = [all.alone, all.flooded].every((p) => Object.keys(p.errors).length === 0 && p.wrong === 0);
-  const met = kept.length > 0 && Math.abs(p99Change) < P99_LIMIT && Math.abs(throughputChange) < THROUGHPUT_LIMIT && errorsFree;
+  const met = verdict && Math.abs(p99Change) < P99_LIMIT && Math.abs(throughputChange) < THROUGHPUT_LIMIT && errorsFree;
 
   const floodWindows = windows.filter((w) => w.phase === 'flood');
   const floodSeconds = floodWindows.reduce((n, w) => n + (w.flood?.seconds ?? 0), 0);
@@ -414,15 +417,17 @@ function report(windows: readonly Window[], stderr: string): FairnessReport {
     `- For comparison, while A sends at its quota (its fair share, nothing refused) B's p99 moves ${signedPercent(atQuota.p99Us / alone.p99Us - 1)}.`,
     `- **B's throughput while A floods: ${signedPercent(throughputChange)}** (target: less than ${100 * THROUGHPUT_LIMIT} %). ` +
       'Throughput is successful answers per second for the same offered arrivals, so it moves only when B loses requests.',
-    `- Rounds in the verdict: ${ROUNDS - disturbedRounds.size} of ${ROUNDS}` +
-      (disturbedRounds.size > 0
-        ? ` (left out, other work above ${DISTURBED} cores: round ${[...disturbedRounds].join(', ')}; with them, p99 ${signedPercent(all.flooded.p99Us / all.alone.p99Us - 1)})`
-        : '') +
-      '.',
+    verdict
+      ? `- Rounds in the verdict: ${ROUNDS - disturbedRounds.size} of ${ROUNDS}` +
+        (disturbedRounds.size > 0
+          ? ` (left out, other work above ${DISTURBED} cores: round ${[...disturbedRounds].join(', ')}; with them, p99 ${signedPercent(all.flooded.p99Us / all.alone.p99Us - 1)})`
+          : '') +
+        '.'
+      : `- Every round was disturbed (other work above ${DISTURBED} cores): the figures above are over all rounds, and there is no verdict. Rerun on an idle machine.`,
     `- A sent ${num(aSent / floodSeconds, 1)} requests/s; the gateway served ${num(aServedInWindows / windowSeconds, 1)}/s of them inside the windows (quota ${A_QUOTA}/s) and refused ${num(aRefused / floodSeconds, 1)}/s with RESOURCE_EXHAUSTED.`,
     `- Compute share (fabriek_tenant_compute_seconds_total) while A floods: B ${num(compute('b', 'flood'), 2)} s, A ${num(compute('a', 'flood'), 2)} s; B alone: ${num(compute('b', 'alone'), 2)} s.`,
     `- Noise floor: B alone in even rounds against B alone in odd rounds moves p99 by ${signedPercent(noiseP99)}; changes of that size are within this machine's noise.`,
-    `- Result: **${met ? 'met' : 'not met'}**${errorsFree ? '' : ' (B had errors or wrong answers)'}.`,
+    `- Result: **${!verdict ? 'no verdict (machine busy)' : met ? 'met' : 'not met'}**${errorsFree ? '' : ' (B had errors or wrong answers)'}.`,
     '',
     '## Every window',
     '',
@@ -448,6 +453,7 @@ function report(windows: readonly Window[], stderr: string): FairnessReport {
     throughputChange,
     noiseP99,
     disturbedRounds: [...disturbedRounds],
+    verdict,
     met,
     errorsFree,
     windows: windows.map((w) => ({
