@@ -122,7 +122,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const [first, ...rest] = argv;
   if (first === 'compare') return compare(rest);
   if (first === 'suite') return suite(rest);
-  if (first === 'batching' || first === 'http') return runScenario(first, rest, log, watchdog, warnIfBusy);
+  if (first === 'batching' || first === 'http' || first === 'fairness') return runScenario(first, rest, log, watchdog, warnIfBusy);
   if (first === undefined || first === 'help') {
     process.stdout.write(PERF_USAGE);
     return first === undefined ? 2 : 0;

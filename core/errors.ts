@@ -10,10 +10,13 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 export class ServingError extends Error {
   override name = 'ServingError';
   readonly code: GrpcStatus;
+  /** When the client may try again (a quota): HTTP Retry-After, gRPC retry-after metadata. */
+  readonly retryAfterMs: number | undefined;
 
-  constructor(code: GrpcStatus, message: string, options?: { cause?: unknown }) {
+  constructor(code: GrpcStatus, message: string, options?: { cause?: unknown; retryAfterMs?: number }) {
     super(message, options);
     this.code = code;
+    this.retryAfterMs = options?.retryAfterMs;
   }
 }
 
@@ -22,8 +25,11 @@ export const invalidArgument = (message: string): ServingError =>
 export const notFound = (message: string): ServingError => new ServingError(GrpcStatus.NOT_FOUND, message);
 export const unavailable = (message: string, cause?: unknown): ServingError =>
   new ServingError(GrpcStatus.UNAVAILABLE, message, { cause });
-export const resourceExhausted = (message: string): ServingError =>
-  new ServingError(GrpcStatus.RESOURCE_EXHAUSTED, message);
+export const resourceExhausted = (message: string, retryAfterMs?: number): ServingError =>
+  new ServingError(GrpcStatus.RESOURCE_EXHAUSTED, message, retryAfterMs === undefined ? {} : { retryAfterMs });
+export const unauthenticated = (message: string): ServingError => new ServingError(GrpcStatus.UNAUTHENTICATED, message);
+export const permissionDenied = (message: string): ServingError =>
+  new ServingError(GrpcStatus.PERMISSION_DENIED, message);
 export const deadlineExceeded = (message: string): ServingError =>
   new ServingError(GrpcStatus.DEADLINE_EXCEEDED, message);
 export const cancelled = (message: string): ServingError => new ServingError(GrpcStatus.CANCELLED, message);
@@ -36,6 +42,11 @@ export const failedPrecondition = (message: string): ServingError =>
 
 export function isServingError(error: unknown): error is ServingError {
   return error instanceof ServingError;
+}
+
+/** Whole seconds for a Retry-After header: at least 1, rounded up. */
+export function retryAfterSeconds(ms: number): number {
+  return Math.max(1, Math.ceil(ms / 1000));
 }
 
 /** HTTP status for a gRPC code, as Triton's HTTP endpoint maps them. */

@@ -16,6 +16,7 @@ Usage:
                                                    start a worker that registers in Redis
                                                    (see fabriek worker --help)
   fabriek bench -m MODEL [options] | suite | compare A B   benchmarks (see fabriek bench --help)
+  fabriek tenants <hash-key|new-key|check> …       API key hashes and tenants files (see fabriek tenants --help)
   fabriek --version
 
 ${SERVE_USAGE}`;
@@ -33,6 +34,7 @@ async function serve(argv: readonly string[]): Promise<void> {
       (options.allowMetrics ? `metrics on ${options.httpAddress}:${gateway.metricsPort}${describeTls(options.httpTls)}; ` : '') +
       `${ready.length} model versions ready (${ready.join(', ')})` +
       (failed.length > 0 ? `; unavailable: ${failed.join(', ')}` : '') +
+      (gateway.tenants === 'open' ? '; open: no --tenants, no API keys' : `; ${gateway.tenants} tenants, API keys required`) +
       '\n',
   );
   const stop = (signal: string): void => {
@@ -73,6 +75,11 @@ async function main(argv: readonly string[]): Promise<void> {
   }
   if (command === 'serve') return serve(rest);
   if (command === 'bench') return bench(rest);
+  if (command === 'tenants') {
+    const { runTenantsCli } = await import('./tenants/tenants-cli.js');
+    process.exitCode = await runTenantsCli(rest, (s) => process.stdout.write(s), (s) => process.stderr.write(s));
+    return;
+  }
   if (command === 'worker') {
     if (rest.includes('--help') || rest.includes('-h')) {
       process.stdout.write(`${WORKER_USAGE}\n`);

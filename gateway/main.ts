@@ -10,7 +10,9 @@ import { detectGpus, planLocalWorkers } from './devices.js';
 import { createInferenceService, type ServerInfo } from './grpc/inference-service.js';
 import { withMalformedRequests } from './grpc/malformed-request.js';
 import { createHttpServer } from './http/server.js';
+import { Admission } from './inference/admission.js';
 import { MetricsRegistry } from './metrics/registry.js';
+import { type QuotaState, TenantMetrics } from './metrics/tenant-metrics.js';
 import { createMetricsServer } from './metrics/server.js';
 import { createLogger } from './logger.js';
 import { type ServeOptions } from './options.js';
@@ -18,6 +20,12 @@ import { redact, RegistryWatcher } from './registry/registry-watcher.js';
 import { RemoteWorkers } from './registry/remote-workers.js';
 import { ModelManager } from './repository/model-manager.js';
 import { WorkerSupervisor } from './scheduling/worker-supervisor.js';
+import { AuditLog } from './tenants/audit-log.js';
+import { Authenticator } from './tenants/authenticator.js';
+import { LocalQuota } from './tenants/local-quota.js';
+import { type QuotaLimiter } from './tenants/quota.js';
+import { RedisQuota } from './tenants/redis-quota.js';
+import { loadTenantsFile, TenantsFileError } from './tenants/tenants-file.js';
 import { FABRIEK_VERSION } from '../core/version.js';
 import { StartupError } from '../core/startup-error.js';
 import { grpcServerCredentials, httpsServerOptions, type ListenerTls, type ListenerTlsFiles, loadListenerTls, loadWorkerTls } from '../core/tls.js';
@@ -35,6 +43,8 @@ export interface RunningGateway {
   readonly metricsPort: number;
   readonly models: ModelManager;
   readonly supervisor: WorkerSupervisor;
+  /** How callers are admitted, for the ready line: `open`, or the number of tenants. */
+  readonly tenants: number | 'open';
   /** Stops accepting, finishes in-flight requests, stops workers. */
   shutdown(): Promise<void>;
 }
@@ -77,6 +87,54 @@ async function loadTls(files: ListenerTlsFiles | undefined, log: Logger): Promis
   return loadListenerTls(files);
 }
 
+interface TenantParts {
+  readonly authenticator: Authenticator | undefined;
+  readonly quota: QuotaLimiter | undefined;
+  readonly state: () => QuotaState | undefined;
+  readonly audit: AuditLog | undefined;
+  readonly count: number | 'open';
+}
+
+/** Tenants file, quota store and audit log; a bad file or an audit log that cannot be opened stops the start. */
+async function startTenants(options: ServeOptions, log: Logger): Promise<TenantParts> {
+  let audit: AuditLog | undefined;
+  if (options.auditLog !== undefined) {
+    try {
+      audit = await AuditLog.open(options.auditLog, (error) => log.error({ err: error, file: options.auditLog }, 'cannot write the audit log'));
+    } catch (error) {
+      throw new StartupError(`cannot open the audit log '${options.auditLog}': ${(error as Error).message}`);
+    }
+  }
+  if (options.tenants === undefined) {
+    log.warn('no --tenants file: the server is open to every caller, without API keys or quotas (local development)');
+    return { authenticator: undefined, quota: undefined, state: () => undefined, audit, count: 'open' };
+  }
+  let config;
+  try {
+    config = await loadTenantsFile(options.tenants);
+  } catch (error) {
+    await audit?.close();
+    if (error instanceof TenantsFileError) throw new StartupError(error.message);
+    throw error;
+  }
+  let quota: QuotaLimiter;
+  let state: () => QuotaState;
+  if (options.registry !== undefined) {
+    const shared = new RedisQuota({ url: options.registry, namespace: options.registryNamespace, log, gatewayCountHint: options.gatewayCountHint });
+    await shared.start();
+    quota = shared;
+    state = () => ({ store: shared.mode, gateways: shared.gateways });
+  } else {
+    quota = new LocalQuota({ gateways: () => options.gatewayCountHint });
+    state = () => ({ store: 'local', gateways: options.gatewayCountHint });
+  }
+  log.info(
+    { file: options.tenants, tenants: config.tenants.map((t) => t.name), quotas: options.registry !== undefined ? 'redis' : 'local' },
+    'tenants: every model call needs an API key',
+  );
+  return { authenticator: new Authenticator(config), quota, state, audit, count: config.tenants.length };
+}
+
 /** The composition root of a gateway: wires repository, workers, schedulers and the gRPC service. */
 export async function startGateway(options: ServeOptions, log: Logger = createLogger(options.logLevel, 'fabriek')): Promise<RunningGateway> {
   const repository = await checkRepository(options.modelRepository);
@@ -86,6 +144,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   // Mutual TLS to registered workers; local workers talk over a unix socket and need none.
   const workerTls = options.workerTls ? await loadWorkerTls(options.workerTls) : undefined;
   if (workerTls && options.registry === undefined) log.warn('--worker-tls-* given without --registry: local workers use a unix socket, so it is not used');
+  const tenants = await startTenants(options, log);
   const metrics = options.allowMetrics ? new MetricsRegistry() : undefined;
   const models = new ModelManager({
     repository,
@@ -155,7 +214,14 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     isDraining: () => draining,
     strictReadiness: options.strictReadiness,
   };
-  server.addService(withMalformedRequests(GRPCInferenceServiceService), createInferenceService(models, info, log));
+  const admission = new Admission({
+    ...(tenants.authenticator ? { authenticator: tenants.authenticator } : {}),
+    ...(tenants.quota ? { quota: tenants.quota } : {}),
+    ...(tenants.audit ? { audit: tenants.audit } : {}),
+    ...(metrics ? { metrics: new TenantMetrics(metrics.registry, tenants.state) } : {}),
+    knownModel: (name) => models.versionsOf(name).length > 0,
+  });
+  server.addService(withMalformedRequests(GRPCInferenceServiceService), createInferenceService(models, info, log, admission));
   let grpcPort: number;
   try {
     grpcPort = await bindGrpc(server, `${options.grpcAddress}:${options.grpcPort}`, grpcServerCredentials(grpcTls));
@@ -168,6 +234,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   if (options.allowHttp) {
     http = createHttpServer(models, info, log, {
       maxBodyBytes: options.maxMessageBytes,
+      admission,
       ...(httpTls ? { tls: httpsServerOptions(httpTls) } : {}),
     });
     try {
@@ -221,6 +288,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
         http?.close(closed);
       });
       await models.stop(unavailable('server is shutting down'));
+      await admission.close();
       await registry?.watcher.stop();
       registry?.remote.closeAll();
       await supervisor.stop();
@@ -231,5 +299,5 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     return shuttingDown;
   };
 
-  return { grpcPort, httpPort, metricsPort, models, supervisor, shutdown };
+  return { grpcPort, httpPort, metricsPort, models, supervisor, tenants: tenants.count, shutdown };
 }

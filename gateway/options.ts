@@ -33,6 +33,12 @@ export interface ServeOptions {
   readonly httpTls: ListenerTlsFiles | undefined;
   /** Mutual TLS between gateways and workers (--worker-tls-*); undefined = plaintext. */
   readonly workerTls: WorkerTlsFiles | undefined;
+  /** Tenants file (API keys, model access, quotas); undefined = open to every caller. */
+  readonly tenants: string | undefined;
+  /** Audit log: a file, or "-" for stdout; undefined = none. */
+  readonly auditLog: string | undefined;
+  /** Gateways sharing the tenant quotas when Redis cannot say (each enforces limit ÷ N). */
+  readonly gatewayCountHint: number;
 }
 
 export class UsageError extends Error {
@@ -48,6 +54,11 @@ function integer(flag: string, raw: string | undefined, fallback: number, min: n
     throw new UsageError(`--${flag}: expected an integer from ${min} to ${max}, got '${raw}'`);
   }
   return n;
+}
+
+function nonEmpty(flag: string, raw: string | undefined): string | undefined {
+  if (raw === '') throw new UsageError(`--${flag}: expected a file name`);
+  return raw;
 }
 
 function boolean(flag: string, raw: string | undefined, fallback: boolean): boolean {
@@ -93,6 +104,12 @@ TLS (PEM files; the gRPC flags are tritonserver's, the HTTP ones Fabriek's and a
                               the same for HTTP/REST and /metrics
   --worker-tls-cert FILE, --worker-tls-key FILE, --worker-tls-ca FILE
                               mutual TLS between gateways and remote workers (all three or none)
+  --tenants FILE              tenants (API keys as SHA-256 hashes, model globs, quotas, weights), YAML or
+                              JSON; turns authentication on. Without it the server is open to every caller.
+                              Quotas are shared through the --registry Redis when given
+  --audit-log FILE            one JSON line per request (tenant, model, status, bytes, latency); - = stdout
+  --gateway-count-hint N      gateways sharing the quotas, for the local share (limit ÷ N) each enforces
+                              while Redis is unreachable or absent (default 1; Redis tells when it can)
 `;
 
 export function parseServeOptions(argv: readonly string[]): ServeOptions {
@@ -135,6 +152,9 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
         'worker-tls-cert': { type: 'string' },
         'worker-tls-key': { type: 'string' },
         'worker-tls-ca': { type: 'string' },
+        tenants: { type: 'string' },
+        'audit-log': { type: 'string' },
+        'gateway-count-hint': { type: 'string' },
       },
     }));
   } catch (error) {
@@ -186,6 +206,9 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
       { cert: values['worker-tls-cert'], key: values['worker-tls-key'], ca: values['worker-tls-ca'] },
       (message) => new UsageError(message),
     ),
+    tenants: nonEmpty('tenants', values.tenants),
+    auditLog: nonEmpty('audit-log', values['audit-log']),
+    gatewayCountHint: integer('gateway-count-hint', values['gateway-count-hint'], 1, 1, 10_000),
   };
 }
 

@@ -1,29 +1,33 @@
 import { type LevelState, type QueueEntry } from './decide.js';
-import { EntryList, type ListLinks } from './entry-list.js';
+import { EntryList } from './entry-list.js';
+import { type FairEntry, FairQueue } from './fair-queue.js';
 import { TimeoutHeap } from './timeout-heap.js';
 
 /** One priority level's lists, in the shape `decide` reads. */
-export interface LevelQueues<E extends ListLinks<E>> extends LevelState<E> {
-  readonly queued: EntryList<E>;
+export interface LevelQueues<E extends FairEntry<E>> extends LevelState<E> {
+  /** Waiting requests, read in weighted round-robin order between tenants. */
+  readonly queued: FairQueue<E>;
   readonly delayed: EntryList<E>;
 }
 
-/** An entry knows its level, so it leaves the queue in O(1). */
-export interface Queued<E extends ListLinks<E>> extends QueueEntry, ListLinks<E> {
+/** An entry knows its level and its tenant's lane, so it leaves the queue in O(1). */
+export interface Queued<E extends Queued<E>> extends QueueEntry, FairEntry<E> {
   readonly level: LevelQueues<E>;
 }
 
 /**
- * The batcher's queues: per priority level, a FIFO of waiting requests and
- * a FIFO of delayed ones (queue timeout passed under DELAY), plus a heap of
- * queue timeouts. Every operation is O(1) or O(log n); nothing scans a
- * queue. Levels are created on first use, so sparse priorities cost nothing.
+ * The batcher's queues: per priority level, the waiting requests (one FIFO
+ * per tenant, shared by weighted deficit round robin, fair-queue.ts) and a
+ * FIFO of delayed ones (queue timeout passed under DELAY), plus a heap of
+ * queue timeouts. Operations are O(1) or O(log n) in the queue's length;
+ * nothing scans a queue. Levels are created on first use, so sparse
+ * priorities cost nothing.
  */
 export class BatchQueue<E extends Queued<E>> {
   readonly #levels: LevelQueues<E>[] = [];
   readonly #timeouts = new TimeoutHeap<E>(
     (e) => e.timeoutNs ?? 0n,
-    (e) => e.list === e.level.queued,
+    (e) => e.level.queued.has(e),
   );
   /** Entries with a timeout still in a `queued` list: what the heap must keep. */
   #timed = 0;
@@ -44,7 +48,7 @@ export class BatchQueue<E extends Queued<E>> {
     while (i > 0 && (levels[i - 1] as LevelQueues<E>).level > n) i--;
     const found = levels[i - 1];
     if (found?.level === n) return found;
-    const level: LevelQueues<E> = { level: n, queued: new EntryList(), delayed: new EntryList() };
+    const level: LevelQueues<E> = { level: n, queued: new FairQueue(), delayed: new EntryList() };
     levels.splice(i, 0, level);
     return level;
   }
@@ -63,12 +67,15 @@ export class BatchQueue<E extends Queued<E>> {
     }
   }
 
-  /** Takes `e` out of its level; false if it was not queued. */
-  remove(e: E): boolean {
+  /** Takes `e` out of its level; false if it was not queued. `served`: it leaves for a batch. */
+  remove(e: E, served = false): boolean {
     const { queued, delayed } = e.level;
+    if (served) queued.served(e);
     if (queued.remove(e)) {
       if (e.timeoutNs !== undefined) this.#timed--;
-    } else if (!delayed.remove(e)) {
+    } else if (delayed.remove(e)) {
+      e.lane.delayed--;
+    } else {
       return false;
     }
     this.#size--;
@@ -80,6 +87,7 @@ export class BatchQueue<E extends Queued<E>> {
     if (!e.level.queued.remove(e)) return false;
     if (e.timeoutNs !== undefined) this.#timed--;
     e.level.delayed.push(e);
+    e.lane.delayed++;
     return true;
   }
 
@@ -98,7 +106,13 @@ export class BatchQueue<E extends Queued<E>> {
   clear(): E[] {
     const all: E[] = [];
     for (const { queued, delayed } of this.#levels) {
-      for (const list of [queued, delayed]) for (let e = list.shift(); e !== undefined; e = list.shift()) all.push(e);
+      const waiting = [...queued];
+      for (const e of waiting) queued.remove(e);
+      all.push(...waiting);
+      for (let e = delayed.shift(); e !== undefined; e = delayed.shift()) {
+        e.lane.delayed--;
+        all.push(e);
+      }
     }
     this.#timeouts.clear();
     this.#timed = 0;

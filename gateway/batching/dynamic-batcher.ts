@@ -11,6 +11,7 @@ import { batchShape, concatRows, splitRows } from './batch-rows.js';
 import { BatchQueue, type Queued } from './batch-queue.js';
 import { type Clock, systemClock } from './clock.js';
 import { decide, type ExpiryReason } from './decide.js';
+import { SOLE_TENANT, tenantQueueBound } from './fair-queue.js';
 import { type BatchingPolicy, levelOf, levelPolicy, queueTimeoutNs } from './policy.js';
 
 const MS = 1_000_000n;
@@ -113,12 +114,22 @@ export class DynamicBatcher<P> implements Scheduler {
       const where = `model '${this.#key}' priority level ${levelNo} holds ${held} of ${lp.maxQueueSize} requests`;
       return Promise.reject(unavailable(`Exceeds maximum queue size: ${where}`));
     }
+    // Each tenant fills at most its share of the bound, so a flood from one leaves room for the others.
+    const tenant = job.tenant ?? SOLE_TENANT;
+    const lane = level.queued.lane(tenant.name, tenant.weight);
+    const bound = tenantQueueBound(lp.maxQueueSize, tenant.queueShare);
+    if (lane.held >= bound) {
+      const where = `model '${this.#key}' priority level ${levelNo}: tenant '${tenant.name}' holds ${lane.held} of its ${bound} requests (its share of ${lp.maxQueueSize})`;
+      return Promise.reject(unavailable(`Exceeds maximum queue size: ${where}`));
+    }
     const timeout = queueTimeoutNs(lp, job.timeoutUs);
     const { inputs, key } = batchShape(job.inputs);
     return new Promise<JobResult>((resolve, reject) => {
       const entry: Entry = {
         job,
         level,
+        lane,
+        round: 0,
         inputs,
         rows: Math.max(1, job.batchSize),
         shapeKey: key,
@@ -152,9 +163,9 @@ export class DynamicBatcher<P> implements Scheduler {
     await Promise.allSettled([...this.#running]);
   }
 
-  /** Takes an entry out of the queue (false if it had left); the caller settles it. */
-  #remove(e: Entry): boolean {
-    if (!this.#queue.remove(e)) return false;
+  /** Takes an entry out of the queue (false if it had left); the caller settles it. `served`: into a batch. */
+  #remove(e: Entry, served = false): boolean {
+    if (!this.#queue.remove(e, served)) return false;
     e.job.signal.removeEventListener('abort', e.onAbort);
     return true;
   }
@@ -238,7 +249,7 @@ export class DynamicBatcher<P> implements Scheduler {
     let rows = 0;
     let deadline = -Infinity;
     for (const e of take) {
-      this.#remove(e);
+      this.#remove(e, true);
       rows += e.rows;
       // The batch is worth running until its last member's deadline.
       if (e.job.deadline > deadline) deadline = e.job.deadline;
@@ -262,7 +273,7 @@ export class DynamicBatcher<P> implements Scheduler {
     const run = this.#dispatcher.run(placement, inputs, requestedOutputs(take), deadline).then(
       (execution) => {
         this.#observer?.executed(rows, execution);
-        deliver(() => answerMembers(take, execution, now));
+        deliver(() => answerMembers(take, execution, now, rows));
       },
       (error: unknown) => deliver(() => take.forEach((e) => e.reject(error))),
     );
@@ -302,7 +313,7 @@ function requestedOutputs(take: readonly Entry[]): string[] {
   return [...names];
 }
 
-function answerMembers(take: readonly Entry[], execution: ExecutionResult, cutNs: bigint): void {
+function answerMembers(take: readonly Entry[], execution: ExecutionResult, cutNs: bigint, batchRows: number): void {
   let parts: Tensor[][];
   try {
     parts = splitRows(execution.outputs, take.map((e) => e.rows));
@@ -314,7 +325,7 @@ function answerMembers(take: readonly Entry[], execution: ExecutionResult, cutNs
     const mine = parts[i] ?? [];
     const wanted = e.job.outputs;
     const outputs = wanted.length === 0 ? mine : mine.filter((t) => wanted.includes(t.name));
-    e.resolve({ outputs, queueNs: Number(cutNs - e.enqueuedNs), execution });
+    e.resolve({ outputs, queueNs: Number(cutNs - e.enqueuedNs), execution, batchRows });
   });
 }
 

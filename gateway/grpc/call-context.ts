@@ -8,7 +8,7 @@ import {
   Metadata as GrpcMetadata,
 } from '@grpc/grpc-js';
 import { type Logger } from 'pino';
-import { boundedMessage, isServingError } from '../../core/errors.js';
+import { boundedMessage, isServingError, retryAfterSeconds } from '../../core/errors.js';
 import { malformed } from './malformed-request.js';
 
 /** What a handler knows about its call: small, protocol-neutral (HTTP builds the same). */
@@ -35,7 +35,15 @@ function deadlineOf(call: ServerUnaryCall<unknown, unknown>): number {
  * anything else is a bug, logged with its stack and answered INTERNAL.
  */
 export function toServiceError(error: unknown, log: Logger): Partial<ServiceError> {
-  if (isServingError(error)) return { code: error.code, details: boundedMessage(error.message), metadata: new GrpcMetadata() };
+  if (isServingError(error)) {
+    const metadata = new GrpcMetadata();
+    if (error.retryAfterMs !== undefined) {
+      // HTTP's header, and the pushback gRPC clients with a retry policy obey.
+      metadata.set('retry-after', String(retryAfterSeconds(error.retryAfterMs)));
+      metadata.set('grpc-retry-pushback-ms', String(Math.ceil(error.retryAfterMs)));
+    }
+    return { code: error.code, details: boundedMessage(error.message), metadata };
+  }
   log.error({ err: error }, 'unexpected error in handler');
   return { code: GrpcStatus.INTERNAL, details: 'internal error', metadata: new GrpcMetadata() };
 }

@@ -1,4 +1,4 @@
-import { type handleUnaryCall } from '@grpc/grpc-js';
+import { type handleUnaryCall, type Metadata } from '@grpc/grpc-js';
 import { type Logger } from 'pino';
 import { unimplemented } from '../../core/errors.js';
 import {
@@ -10,6 +10,7 @@ import {
   type ModelStatisticsResponse,
   type RepositoryIndexResponse,
 } from '../../proto/gen/inference.js';
+import { Admission, type CallInfo } from '../inference/admission.js';
 import { runInference } from '../inference/infer-pipeline.js';
 import {
   modelMetadata,
@@ -35,78 +36,140 @@ export interface ServerInfo extends ReadinessInfo {
   readonly extensions: readonly string[];
 }
 
+/** The `authorization` metadata value (the key travels as in HTTP: `Bearer KEY`). */
+export function authorizationOf(metadata: Metadata): string | undefined {
+  const value = metadata.get('authorization')[0];
+  return typeof value === 'string' ? value : undefined;
+}
+
+function tensorBytes(tensors: readonly { readonly data: Uint8Array }[]): number {
+  let n = 0;
+  for (const t of tensors) n += t.data.byteLength;
+  return n;
+}
+
 function tensorMetadata(t: TensorMetadata): ModelMetadataResponse_TensorMetadata {
   return { name: t.name, datatype: t.datatype, shape: t.shape.map((d) => BigInt(d)) };
 }
 
-/** The KServe v2 gRPC service: thin handlers over the model manager and the infer pipeline. */
+/**
+ * The KServe v2 gRPC service: thin handlers over the model manager and the
+ * infer pipeline. Every call about a model passes `admission` first (health
+ * and server metadata do not).
+ */
 export function createInferenceService(
   models: ModelManager,
   info: ServerInfo,
   log: Logger,
+  admission: Admission = new Admission(),
 ): GRPCInferenceServiceServer {
   const notImplemented = <Req, Res>(rpc: string): handleUnaryCall<Req, Res> =>
     unary<Req, Res>(() => Promise.reject(unimplemented(`${rpc} is not implemented by Fabriek`)), log);
+  const call = (context: CallContext, op: CallInfo['op'], model: string, version: string): CallInfo => ({
+    protocol: 'grpc',
+    op,
+    model,
+    version,
+    authorization: authorizationOf(context.metadata),
+  });
 
-  const infer = async (request: ModelInferRequest, context: CallContext): Promise<ModelInferResponse> => {
-    const inputs = decodeInputs(request, request.modelName);
-    const result = await runInference(
-      models,
-      {
-        modelName: request.modelName,
-        modelVersion: request.modelVersion,
-        id: request.id,
-        inputs,
-        outputs: request.outputs.map((o) => o.name),
-        parameters: parametersFromProto(request.parameters),
-      },
-      context,
-      { log, protocol: 'grpc' },
-    );
-    const encoded = encodeOutputs(result.outputs, []);
-    return {
-      modelName: result.modelName,
-      modelVersion: result.modelVersion,
-      id: result.id,
-      parameters: {},
-      outputs: encoded.outputs,
-      rawOutputContents: encoded.rawOutputContents,
-    };
-  };
+  const infer = (request: ModelInferRequest, context: CallContext): Promise<ModelInferResponse> =>
+    admission.call({ ...call(context, 'infer', request.modelName, request.modelVersion), id: request.id }, async (tenant, note) => {
+      const inputs = decodeInputs(request, request.modelName);
+      note.bytesIn = tensorBytes(inputs);
+      const result = await runInference(
+        models,
+        {
+          modelName: request.modelName,
+          modelVersion: request.modelVersion,
+          id: request.id,
+          inputs,
+          outputs: request.outputs.map((o) => o.name),
+          parameters: parametersFromProto(request.parameters),
+          tenant,
+        },
+        context,
+        { log, protocol: 'grpc', admission, note },
+      );
+      note.bytesOut = tensorBytes(result.outputs);
+      const encoded = encodeOutputs(result.outputs, []);
+      return {
+        modelName: result.modelName,
+        modelVersion: result.modelVersion,
+        id: result.id,
+        parameters: {},
+        outputs: encoded.outputs,
+        rawOutputContents: encoded.rawOutputContents,
+      };
+    });
 
   return {
     serverLive: unary(async () => ({ live: true }), log),
     serverReady: unary(async () => ({ ready: serverReady(models, info) }), log),
-    modelReady: unary(async (request) => ({ ready: modelReady(models, request.name, request.version) }), log),
+    modelReady: unary(
+      (request, context) =>
+        admission.call(call(context, 'ready', request.name, request.version), async () => ({
+          ready: modelReady(models, request.name, request.version),
+        })),
+      log,
+    ),
     serverMetadata: unary(
       async () => ({ name: info.name, version: info.version, extensions: [...info.extensions] }),
       log,
     ),
-    modelMetadata: unary(async (request): Promise<ModelMetadataResponse> => {
-      const md = modelMetadata(models, request.name, request.version);
-      return { ...md, versions: [...md.versions], inputs: md.inputs.map(tensorMetadata), outputs: md.outputs.map(tensorMetadata) };
-    }, log),
+    modelMetadata: unary(
+      (request, context) =>
+        admission.call(call(context, 'metadata', request.name, request.version), async (): Promise<ModelMetadataResponse> => {
+          const md = modelMetadata(models, request.name, request.version);
+          return { ...md, versions: [...md.versions], inputs: md.inputs.map(tensorMetadata), outputs: md.outputs.map(tensorMetadata) };
+        }),
+      log,
+    ),
     modelInfer: unary(infer, log),
     modelStreamInfer: streamInfer(infer, log),
-    modelConfig: unary(async (request) => ({ config: servedConfig(models, request.name, request.version) }), log),
+    modelConfig: unary(
+      (request, context) =>
+        admission.call(call(context, 'config', request.name, request.version), async () => ({
+          config: servedConfig(models, request.name, request.version),
+        })),
+      log,
+    ),
     modelStatistics: unary(
-      async (request): Promise<ModelStatisticsResponse> => ({
-        modelStats: modelStatistics(models, request.name, request.version),
-      }),
+      (request, context) =>
+        admission.call(
+          call(context, 'statistics', request.name, request.version),
+          async (tenant): Promise<ModelStatisticsResponse> => ({
+            modelStats: modelStatistics(models, request.name, request.version).filter((s) => admission.mayUse(tenant, s.name)),
+          }),
+        ),
       log,
     ),
     repositoryIndex: unary(
-      async (request): Promise<RepositoryIndexResponse> => ({ models: repositoryIndex(models, request.ready) }),
+      (request, context) =>
+        admission.call(
+          call(context, 'index', '', ''),
+          async (tenant): Promise<RepositoryIndexResponse> => ({
+            models: repositoryIndex(models, request.ready).filter((e) => admission.mayUse(tenant, e.name)),
+          }),
+        ),
       log,
     ),
-    repositoryModelLoad: unary(async (request) => {
-      await models.load(request.modelName, loadParametersFromProto(request.parameters));
-      return {};
-    }, log),
-    repositoryModelUnload: unary(async (request) => {
-      await models.unload(request.modelName);
-      return {};
-    }, log),
+    repositoryModelLoad: unary(
+      (request, context) =>
+        admission.call(call(context, 'load', request.modelName, ''), async () => {
+          await models.load(request.modelName, loadParametersFromProto(request.parameters));
+          return {};
+        }),
+      log,
+    ),
+    repositoryModelUnload: unary(
+      (request, context) =>
+        admission.call(call(context, 'unload', request.modelName, ''), async () => {
+          await models.unload(request.modelName);
+          return {};
+        }),
+      log,
+    ),
     systemSharedMemoryStatus: notImplemented('SystemSharedMemoryStatus'),
     systemSharedMemoryRegister: notImplemented('SystemSharedMemoryRegister'),
     systemSharedMemoryUnregister: notImplemented('SystemSharedMemoryUnregister'),

@@ -2,10 +2,11 @@ import { type Logger } from 'pino';
 // The REST endpoints' logic: the same ModelManager calls and semantics as
 // the gRPC handlers in gateway/grpc/inference-service.ts, answering JSON.
 import { type ServerInfo } from '../grpc/inference-service.js';
-import { runInference } from '../inference/infer-pipeline.js';
+import { runInference, type PipelineOptions } from '../inference/infer-pipeline.js';
 import * as queries from '../inference/model-queries.js';
 import { loadParametersFromJson } from '../repository/model-loader.js';
 import { type ModelManager } from '../repository/model-manager.js';
+import { type Tenant } from '../tenants/tenant.js';
 import { decodeInferRequest, encodeInferResponse, type EncodedInferResponse } from './json-tensors.js';
 import { modelConfigJson, modelStatisticsJson } from './model-json.js';
 import { parseClientJson } from '../parse-json.js';
@@ -27,27 +28,41 @@ export function modelConfig(models: ModelManager, name: string, version: string)
   return config ? modelConfigJson(config) : {};
 }
 
-/** GET /v2/models[/{m}[/versions/{v}]]/stats: every model when `name` is empty, as Triton. */
-export function modelStatistics(models: ModelManager, name: string, version: string): Json {
-  return { model_stats: queries.modelStatistics(models, name, version).map(modelStatisticsJson) };
+/** GET /v2/models[/{m}[/versions/{v}]]/stats: every model when `name` is empty (that the tenant may use), as Triton. */
+export function modelStatistics(models: ModelManager, name: string, version: string, tenant?: Tenant): Json {
+  const stats = queries.modelStatistics(models, name, version).filter((s) => !tenant || tenant.models.allows(s.name));
+  return { model_stats: stats.map(modelStatisticsJson) };
 }
 
-/** POST /v2/repository/index: Triton's array of {name, version, state, reason}. */
-export function repositoryIndex(models: ModelManager, readyOnly: boolean): Json {
-  return queries.repositoryIndex(models, readyOnly).map((e) => ({ ...e }));
+/** POST /v2/repository/index: Triton's array of {name, version, state, reason}, of the models the tenant may use. */
+export function repositoryIndex(models: ModelManager, readyOnly: boolean, tenant?: Tenant): Json {
+  return queries
+    .repositoryIndex(models, readyOnly)
+    .filter((e) => !tenant || tenant.models.allows(e.name))
+    .map((e) => ({ ...e }));
 }
 
-export async function infer(
-  models: ModelManager,
-  name: string,
-  version: string,
-  body: Buffer,
-  headerLength: number | undefined,
-  signal: AbortSignal,
-  log?: Logger,
-): Promise<EncodedInferResponse> {
-  const { request, ...wants } = decodeInferRequest(body, headerLength, name, version);
-  const result = await runInference(models, request, { signal, deadline: Infinity }, log ? { log, protocol: 'http' } : undefined);
+export interface HttpInferCall {
+  readonly name: string;
+  readonly version: string;
+  readonly body: Buffer;
+  readonly headerLength: number | undefined;
+  readonly signal: AbortSignal;
+  readonly tenant?: Tenant;
+  readonly pipeline?: PipelineOptions;
+}
+
+export async function infer(models: ModelManager, call: HttpInferCall, log?: Logger): Promise<EncodedInferResponse> {
+  const { request, ...wants } = decodeInferRequest(call.body, call.headerLength, call.name, call.version);
+  const note = call.pipeline?.note;
+  if (note) note.bytesIn = request.inputs.reduce((n, t) => n + t.data.byteLength, 0);
+  const result = await runInference(
+    models,
+    call.tenant ? { ...request, tenant: call.tenant } : request,
+    { signal: call.signal, deadline: Infinity },
+    { ...(log ? { log } : {}), protocol: 'http', ...call.pipeline },
+  );
+  if (note) note.bytesOut = result.outputs.reduce((n, t) => n + t.data.byteLength, 0);
   return encodeInferResponse(result, wants);
 }
 

@@ -4,7 +4,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
 import { type Logger } from 'pino';
-import { boundedMessage, invalidArgument, isServingError, toHttpStatus } from '../../core/errors.js';
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import { boundedMessage, invalidArgument, isServingError, retryAfterSeconds, toHttpStatus } from '../../core/errors.js';
+import { Admission, type CallNote, type CallOp } from '../inference/admission.js';
+import { type Tenant } from '../tenants/tenant.js';
 import { type ServerInfo } from '../grpc/inference-service.js';
 import { type ModelManager } from '../repository/model-manager.js';
 import { BodyTooLargeError, readBody } from './body.js';
@@ -19,7 +22,12 @@ export interface HttpServerOptions {
   readonly maxBodyBytes?: number;
   /** Serve HTTPS with these options (gateway/tls.ts); plain HTTP when absent. */
   readonly tls?: HttpsServerOptions;
+  /** Tenants: who may call what; default open. */
+  readonly admission?: Admission;
 }
+
+/** Bodies up to this size are read and dropped after an early error; larger ones close the connection. */
+const DRAIN_LIMIT = 1 << 20;
 
 type Method = 'GET' | 'POST';
 
@@ -71,7 +79,19 @@ export function createHttpServer(
   options: HttpServerOptions = {},
 ): Server | HttpsServer {
   const maxBodyBytes = options.maxBodyBytes ?? 1 << 30;
+  const admission = options.admission ?? new Admission();
   const get = (answer: () => unknown): Route => ({ method: 'GET', run: async (_req, res) => sendJson(res, 200, answer()) });
+  type GuardedRun = (tenant: Tenant, note: CallNote, req: IncomingMessage, res: ServerResponse, signal: AbortSignal) => Promise<void>;
+  /** A route about a model: admission first (before the body is read), then `run` as the caller's tenant. */
+  const guarded = (method: Method, op: CallOp, model: string, version: string, run: GuardedRun): Route => ({
+    method,
+    run: (req, res, signal) =>
+      admission.call({ protocol: 'http', op, model, version, authorization: req.headers.authorization }, (tenant, note) =>
+        run(tenant, note, req, res, signal),
+      ),
+  });
+  const guardedGet = (op: CallOp, model: string, version: string, answer: (tenant: Tenant) => unknown): Route =>
+    guarded('GET', op, model, version, async (tenant, _note, _req, res) => sendJson(res, 200, answer(tenant)));
   const probe = (ready: () => boolean): Route => ({
     method: 'GET',
     // KServe v2 and Triton: 200 when ready, a 4xx (Triton: 400) when not.
@@ -90,7 +110,7 @@ export function createHttpServer(
     }
     if (kind === 'repository') return repositoryRoute(rest);
     if (kind !== 'models') return undefined;
-    if (rest.length === 1 && rest[0] === 'stats') return get(() => h.modelStatistics(models, '', ''));
+    if (rest.length === 1 && rest[0] === 'stats') return guardedGet('statistics', '', '', (t) => h.modelStatistics(models, '', '', t));
     const [name, ...after] = rest;
     if (name === undefined) return undefined;
     let version = '';
@@ -103,23 +123,23 @@ export function createHttpServer(
     if (tail.length > 1) return undefined;
     switch (tail[0]) {
       case undefined:
-        return get(() => h.modelMetadata(models, name, version));
+        return guardedGet('metadata', name, version, () => h.modelMetadata(models, name, version));
       case 'ready':
-        return probe(() => queries.modelReady(models, name, version));
+        return guarded('GET', 'ready', name, version, async (_t, _n, _req, res) =>
+          sendEmpty(res, queries.modelReady(models, name, version) ? 200 : 400),
+        );
       case 'config':
-        return get(() => h.modelConfig(models, name, version));
+        return guardedGet('config', name, version, () => h.modelConfig(models, name, version));
       case 'stats':
-        return get(() => h.modelStatistics(models, name, version));
+        return guardedGet('statistics', name, version, (t) => h.modelStatistics(models, name, version, t));
       case 'infer':
-        return {
-          method: 'POST',
-          run: async (req, res, signal) => {
-            const length = headerLength(req);
-            const body = await readBody(req, maxBodyBytes);
-            const answer = await h.infer(models, name, version, body, length, signal, log);
-            sendInfer(res, answer.json, answer.binary);
-          },
-        };
+        return guarded('POST', 'infer', name, version, async (tenant, note, req, res, signal) => {
+          const length = headerLength(req);
+          const body = await readBody(req, maxBodyBytes);
+          const pipeline = { admission, note };
+          const answer = await h.infer(models, { name, version, body, headerLength: length, signal, tenant, pipeline }, log);
+          sendInfer(res, answer.json, answer.binary);
+        });
       default:
         return undefined;
     }
@@ -127,28 +147,22 @@ export function createHttpServer(
 
   const repositoryRoute = (rest: readonly string[]): Route | undefined => {
     if (rest.length === 1 && rest[0] === 'index') {
-      return {
-        method: 'POST',
-        run: async (req, res) => {
-          const body = await readBody(req, maxBodyBytes);
-          let ready = false;
-          if (body.byteLength > 0) {
-            const parsed = parseClientJson(body, 'the repository index request JSON');
-            ready = typeof parsed === 'object' && parsed !== null && (parsed as { ready?: unknown }).ready === true;
-          }
-          sendJson(res, 200, h.repositoryIndex(models, ready));
-        },
-      };
+      return guarded('POST', 'index', '', '', async (tenant, _note, req, res) => {
+        const body = await readBody(req, maxBodyBytes);
+        let ready = false;
+        if (body.byteLength > 0) {
+          const parsed = parseClientJson(body, 'the repository index request JSON');
+          ready = typeof parsed === 'object' && parsed !== null && (parsed as { ready?: unknown }).ready === true;
+        }
+        sendJson(res, 200, h.repositoryIndex(models, ready, tenant));
+      });
     }
     if (rest.length === 3 && rest[0] === 'models' && (rest[2] === 'load' || rest[2] === 'unload')) {
       const [, name, action] = rest as [string, string, 'load' | 'unload'];
-      return {
-        method: 'POST',
-        run: async (req, res) => {
-          await h.repositoryControl(models, name, action, await readBody(req, maxBodyBytes));
-          sendEmpty(res, 200);
-        },
-      };
+      return guarded('POST', action, name, '', async (_t, _n, req, res) => {
+        await h.repositoryControl(models, name, action, await readBody(req, maxBodyBytes));
+        sendEmpty(res, 200);
+      });
     }
     return undefined;
   };
@@ -165,6 +179,8 @@ export function createHttpServer(
       res.setHeader('connection', 'close'); // the rest of the body is not worth reading
       sendJson(res, 413, { error: error.message });
     } else if (isServingError(error)) {
+      if (error.retryAfterMs !== undefined) res.setHeader('retry-after', String(retryAfterSeconds(error.retryAfterMs)));
+      if (error.code === GrpcStatus.UNAUTHENTICATED) res.setHeader('www-authenticate', 'Bearer');
       sendJson(res, toHttpStatus(error.code), { error: boundedMessage(error.message) });
     } else {
       log.error({ err: error }, 'unexpected error in HTTP handler');
@@ -194,7 +210,12 @@ export function createHttpServer(
 
   const listener = (req: IncomingMessage, res: ServerResponse): void => {
     handle(req, res).catch((error: unknown) => {
-      if (!req.complete) req.resume();
+      if (!req.complete) {
+        // Refused before its body was read (e.g. no API key): a large body is not worth receiving.
+        const length = Number(req.headers['content-length'] ?? NaN);
+        if (!(length <= DRAIN_LIMIT)) res.setHeader('connection', 'close');
+        req.resume();
+      }
       fail(res, error);
     });
   };

@@ -4,9 +4,21 @@ import { type CallContext } from '../grpc/call-context.js';
 import { type ModelManager } from '../repository/model-manager.js';
 import { validateInputs } from '../validate-request.js';
 import { type JobResult } from '../scheduling/execution.js';
+import { OPEN_TENANT, tenantPriority } from '../tenants/tenant.js';
+import { type Admission, type CallNote } from './admission.js';
 import { type InferRequest, type InferResult } from './infer-request.js';
 import { logRequest, requestIdOf } from './request-log.js';
 import { schedulingParameters } from './request-parameters.js';
+
+/** How a request is traced and admitted; every field optional (tests run the bare pipeline). */
+export interface PipelineOptions {
+  readonly log?: Logger;
+  readonly protocol?: 'grpc' | 'http';
+  /** Takes the tenant's quota once the request's rows are known. */
+  readonly admission?: Admission;
+  /** Told the served version, rows and compute share, for the audit line and accounting. */
+  readonly note?: CallNote;
+}
 
 /**
  * The protocol-neutral path of one request: find the serving version,
@@ -18,24 +30,24 @@ export async function runInference(
   models: ModelManager,
   request: InferRequest,
   context: Pick<CallContext, 'signal' | 'deadline'>,
-  trace?: { readonly log: Logger; readonly protocol: 'grpc' | 'http' },
+  options: PipelineOptions = {},
 ): Promise<InferResult> {
   const start = process.hrtime.bigint();
   // The log line's fields are built only when debug is on: this is per request.
-  if (!trace?.log.isLevelEnabled('debug')) return inferOnce(models, request, context, start);
+  if (!options.log?.isLevelEnabled('debug')) return inferOnce(models, request, context, start, options);
   const fields = {
     reqId: requestIdOf(request.id),
-    protocol: trace.protocol,
+    protocol: options.protocol ?? 'grpc',
     model: request.modelName,
     version: request.modelVersion,
     startNs: start,
   } as const;
   try {
-    const result = await inferOnce(models, request, context, start);
-    logRequest(trace.log, { ...fields, version: result.modelVersion });
+    const result = await inferOnce(models, request, context, start, options);
+    logRequest(options.log, { ...fields, version: result.modelVersion });
     return result;
   } catch (error) {
-    logRequest(trace.log, fields, error);
+    logRequest(options.log, fields, error);
     throw error;
   }
 }
@@ -45,28 +57,46 @@ async function inferOnce(
   request: InferRequest,
   context: Pick<CallContext, 'signal' | 'deadline'>,
   start: bigint,
+  options: PipelineOptions,
 ): Promise<InferResult> {
   const version = models.resolve(request.modelName, request.modelVersion);
   const serving = version.serving;
   if (!serving) throw internal(`model '${version.key}' is ready but has no scheduler`);
+  const { note, admission } = options;
+  if (note) note.version = String(version.version);
+  const tenant = request.tenant ?? OPEN_TENANT;
   let batchSize: number;
   let result: JobResult;
   try {
     ({ batchSize } = validateInputs(serving.signature, request.inputs, request.outputs));
-    const params = schedulingParameters(request.parameters, version.name);
-    result = await serving.scheduler.enqueue({
-      inputs: request.inputs,
-      outputs: request.outputs,
-      signal: context.signal,
-      deadline: context.deadline,
-      batchSize,
-      ...params,
-    });
+    const { priority, ...params } = schedulingParameters(request.parameters, version.name);
+    const level = tenantPriority(tenant, priority);
+    const release = admission ? await admission.acquire(tenant, Math.max(1, batchSize)) : undefined;
+    try {
+      result = await serving.scheduler.enqueue({
+        inputs: request.inputs,
+        outputs: request.outputs,
+        signal: context.signal,
+        deadline: context.deadline,
+        batchSize,
+        ...params,
+        ...(level !== undefined ? { priority: level } : {}),
+        tenant,
+      });
+    } finally {
+      release?.();
+    }
   } catch (error) {
     serving.stats.failed(Number(process.hrtime.bigint() - start), error);
     throw error;
   }
   serving.stats.succeeded(batchSize, Number(process.hrtime.bigint() - start), result);
+  if (note) {
+    note.items = batchSize;
+    const e = result.execution;
+    const share = result.batchRows ? Math.max(1, batchSize) / result.batchRows : 1;
+    note.computeNs = (e.computeInputNs + e.computeInferNs + e.computeOutputNs) * share;
+  }
   return {
     modelName: version.name,
     modelVersion: String(version.version),

@@ -1,4 +1,5 @@
 import { type Tensor } from '../../core/tensor.js';
+import { type Tenant } from '../tenants/tenant.js';
 
 /** A decoded inference request, whichever protocol it came by. */
 export interface InferRequest {
@@ -11,6 +12,8 @@ export interface InferRequest {
   readonly outputs: readonly string[];
   /** Request-level parameters (`priority`, `timeout`, …) as the protocol gave them. */
   readonly parameters: Readonly<Record<string, InferParameterValue>>;
+  /** Who sent it (admission); undefined = the open tenant of a server without tenants. */
+  readonly tenant?: Tenant;
 }
 
 /** A request parameter's value, protocol-neutral. */

@@ -1,9 +1,10 @@
 import { cancelled, deadlineExceeded, resourceExhausted, type ServingError } from '../../core/errors.js';
+import { type FairEntry, FairQueue, SOLE_TENANT, tenantQueueBound } from '../batching/fair-queue.js';
 import { type Dispatcher } from './dispatcher.js';
 import { type ExecutionObserver, type InferJob, type JobResult, type Scheduler } from './execution.js';
 import { type InstanceSlots } from './instance-slots.js';
 
-interface Waiting {
+interface Waiting extends FairEntry<Waiting> {
   readonly job: InferJob;
   readonly enqueuedAt: bigint;
   readonly resolve: (r: JobResult) => void;
@@ -19,10 +20,11 @@ function abortReason(job: InferJob, modelKey: string): ServingError {
 }
 
 /**
- * One request per execution, first come first served: what Triton does for
- * a model without dynamic batching. Jobs wait in a bounded FIFO until an
- * instance slot is free; a cancelled or expired job leaves the queue and
- * never runs.
+ * One request per execution: what Triton does for a model without dynamic
+ * batching. Jobs wait in a bounded queue until an instance slot is free,
+ * first come first served within a tenant and by weighted round robin
+ * between tenants (fair-queue.ts), each tenant holding at most its share of
+ * the bound. A cancelled or expired job leaves the queue and never runs.
  */
 export class DirectScheduler implements Scheduler {
   readonly #modelKey: string;
@@ -30,7 +32,7 @@ export class DirectScheduler implements Scheduler {
   readonly #dispatcher: Dispatcher;
   readonly #maxQueueSize: number;
   readonly #observer: ExecutionObserver | undefined;
-  readonly #queue: Waiting[] = [];
+  readonly #queue = new FairQueue<Waiting>();
   readonly #running = new Set<Promise<unknown>>();
   readonly #unsubscribe: () => void;
   #stopped: Error | undefined;
@@ -51,15 +53,25 @@ export class DirectScheduler implements Scheduler {
   }
 
   get pending(): number {
-    return this.#queue.length;
+    return this.#queue.size;
   }
 
   enqueue(job: InferJob): Promise<JobResult> {
     if (this.#stopped) return Promise.reject(this.#stopped);
     if (job.signal.aborted) return Promise.reject(abortReason(job, this.#modelKey));
-    if (this.#queue.length >= this.#maxQueueSize) {
+    if (this.#queue.size >= this.#maxQueueSize) {
       return Promise.reject(
         resourceExhausted(`model '${this.#modelKey}': queue is full (${this.#maxQueueSize} requests waiting)`),
+      );
+    }
+    const tenant = job.tenant ?? SOLE_TENANT;
+    const lane = this.#queue.lane(tenant.name, tenant.weight);
+    const bound = tenantQueueBound(this.#maxQueueSize, tenant.queueShare);
+    if (lane.held >= bound) {
+      return Promise.reject(
+        resourceExhausted(
+          `model '${this.#modelKey}': queue is full for tenant '${tenant.name}' (${lane.held} requests waiting, its share of ${this.#maxQueueSize})`,
+        ),
       );
     }
     return new Promise<JobResult>((resolve, reject) => {
@@ -69,12 +81,14 @@ export class DirectScheduler implements Scheduler {
         resolve,
         reject,
         onAbort: () => {
-          const i = this.#queue.indexOf(waiting);
-          if (i >= 0) {
-            this.#queue.splice(i, 1);
-            reject(abortReason(job, this.#modelKey));
-          }
+          if (this.#queue.remove(waiting)) reject(abortReason(job, this.#modelKey));
         },
+        rows: 1,
+        lane,
+        round: 0,
+        prev: undefined,
+        next: undefined,
+        list: undefined,
       };
       job.signal.addEventListener('abort', waiting.onAbort, { once: true });
       this.#queue.push(waiting);
@@ -85,7 +99,9 @@ export class DirectScheduler implements Scheduler {
   async stop(reason: Error): Promise<void> {
     this.#stopped = reason;
     this.#unsubscribe();
-    for (const w of this.#queue.splice(0)) {
+    const waiting = [...this.#queue];
+    for (const w of waiting) {
+      this.#queue.remove(w);
       w.job.signal.removeEventListener('abort', w.onAbort);
       w.reject(reason);
     }
@@ -93,10 +109,12 @@ export class DirectScheduler implements Scheduler {
   }
 
   #drain(): void {
-    while (this.#queue.length > 0) {
+    while (this.#queue.size > 0) {
       const placement = this.#slots.acquire();
       if (!placement) return;
-      const w = this.#queue.shift() as Waiting;
+      const w = this.#queue[Symbol.iterator]().next().value as Waiting;
+      this.#queue.served(w);
+      this.#queue.remove(w);
       w.job.signal.removeEventListener('abort', w.onAbort);
       const queueNs = Number(process.hrtime.bigint() - w.enqueuedAt);
       const run = this.#dispatcher

@@ -10,6 +10,15 @@ export interface ExecutionResult {
   readonly workerId: string;
 }
 
+/** Who a job belongs to, as the schedulers share their queues between tenants. */
+export interface JobTenant {
+  readonly name: string;
+  /** Share of the scheduler against other tenants at the same priority level. */
+  readonly weight: number;
+  /** Fraction (0, 1] of each queue bound this tenant may fill. */
+  readonly queueShare: number;
+}
+
 /** One request as the schedulers see it: decoded, validated, cancellable. */
 export interface InferJob {
   readonly inputs: readonly Tensor[];
@@ -24,12 +33,16 @@ export interface InferJob {
   readonly priority?: number;
   /** Request parameter `timeout` in µs (queue timeout override); undefined = the model's policy. */
   readonly timeoutUs?: number;
+  /** undefined = the one tenant of a server without tenants. */
+  readonly tenant?: JobTenant;
 }
 
 export interface JobResult {
   readonly outputs: readonly Tensor[];
   readonly queueNs: number;
   readonly execution: ExecutionResult;
+  /** Rows of the whole execution when the job shared it (its share of the compute is rows ÷ batchRows); undefined = alone. */
+  readonly batchRows?: number;
 }
 
 /** Told about every execution a scheduler ran, for execution_count and batch_stats. */

@@ -1,0 +1,171 @@
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import { isServingError, permissionDenied } from '../../core/errors.js';
+import { type TenantMetrics } from '../metrics/tenant-metrics.js';
+import { type AuditLog } from '../tenants/audit-log.js';
+import { type Authenticator } from '../tenants/authenticator.js';
+import { NO_RELEASE, QuotaExceededError, type QuotaLimiter, type QuotaRelease } from '../tenants/quota.js';
+import { OPEN_TENANT, type Tenant } from '../tenants/tenant.js';
+
+// Admission, the one place both protocols pass through before a model is
+// touched: who is calling (API key → tenant), may it use this model, is it
+// within its quotas; and afterwards, one audit line and the tenant's
+// accounting. Without a tenants file every caller is the open tenant.
+
+/** The kinds of call that need a tenant (health and server metadata do not). */
+export type CallOp = 'infer' | 'metadata' | 'config' | 'ready' | 'statistics' | 'index' | 'load' | 'unload';
+
+export interface CallInfo {
+  readonly protocol: 'grpc' | 'http';
+  readonly op: CallOp;
+  /** "" for calls about every model (index, statistics of all). */
+  readonly model: string;
+  readonly version: string;
+  /** The `authorization` header or metadata value. */
+  readonly authorization: string | undefined;
+  /** The client's request id, when it gave one. */
+  readonly id?: string;
+}
+
+/** What a call reports back, for the audit line and the accounting. */
+export interface CallNote {
+  /** The version that served it. */
+  version: string;
+  bytesIn: number;
+  bytesOut: number;
+  items: number;
+  /** This request's share of its batch's execution time. */
+  computeNs: number;
+}
+
+export interface AdmissionOptions {
+  /** undefined: no tenants file, every caller is the open tenant. */
+  readonly authenticator?: Authenticator;
+  readonly quota?: QuotaLimiter;
+  readonly audit?: AuditLog;
+  readonly metrics?: TenantMetrics;
+  /** Whether a name is a model of the repository (bounds the metric's model label). */
+  readonly knownModel?: (name: string) => boolean;
+}
+
+function statusName(error: unknown): string {
+  return isServingError(error) ? (GrpcStatus[error.code] ?? 'UNKNOWN') : 'INTERNAL';
+}
+
+export class Admission {
+  readonly #auth: Authenticator | undefined;
+  readonly #quota: QuotaLimiter | undefined;
+  readonly #audit: AuditLog | undefined;
+  readonly #metrics: TenantMetrics | undefined;
+  readonly #knownModel: (name: string) => boolean;
+
+  constructor(options: AdmissionOptions = {}) {
+    this.#auth = options.authenticator;
+    this.#quota = options.quota;
+    this.#audit = options.audit;
+    this.#metrics = options.metrics;
+    this.#knownModel = options.knownModel ?? (() => false);
+  }
+
+  /** No tenants file: every caller may use everything. */
+  get open(): boolean {
+    return this.#auth === undefined;
+  }
+
+  /** The caller's tenant; UNAUTHENTICATED without a known key (unless open). */
+  authenticate(authorization: string | undefined): Tenant {
+    return this.#auth ? this.#auth.authenticate(authorization) : OPEN_TENANT;
+  }
+
+  mayUse(tenant: Tenant, model: string): boolean {
+    return tenant.models.allows(model);
+  }
+
+  /** The shared quota for a request of `items` rows; the release ends its concurrency slot. */
+  async acquire(tenant: Tenant, items: number): Promise<QuotaRelease> {
+    if (!this.#quota) return NO_RELEASE;
+    try {
+      return await this.#quota.acquire(tenant, items);
+    } catch (error) {
+      if (error instanceof QuotaExceededError) this.#metrics?.refused(tenant.name, error.limit);
+      throw error;
+    }
+  }
+
+  /**
+   * Runs one call as its tenant: identifies the caller, checks that it may
+   * use the model (and, for an inference, that it is not already certain to
+   * be over quota), then `run`s, and records the outcome. Everything before
+   * `run` is cheap and local, so a request body is read only for callers
+   * who get that far.
+   */
+  async call<R>(info: CallInfo, run: (tenant: Tenant, note: CallNote) => Promise<R>): Promise<R> {
+    const start = process.hrtime.bigint();
+    const note: CallNote = { version: info.version, bytesIn: 0, bytesOut: 0, items: 0, computeNs: 0 };
+    let tenant: Tenant | undefined;
+    try {
+      tenant = this.authenticate(info.authorization);
+      this.#authorize(tenant, info);
+      const result = await run(tenant, note);
+      this.#record(info, tenant, note, 'OK', start);
+      return result;
+    } catch (error) {
+      this.#record(info, tenant, note, statusName(error), start);
+      throw error;
+    }
+  }
+
+  #authorize(tenant: Tenant, info: CallInfo): void {
+    if ((info.op === 'load' || info.op === 'unload') && !tenant.admin) {
+      throw permissionDenied(`tenant '${tenant.name}' may not ${info.op} models`);
+    }
+    if (info.model !== '' && !tenant.models.allows(info.model)) {
+      throw permissionDenied(`tenant '${tenant.name}' may not use model '${clip(info.model)}'`);
+    }
+    if (info.op === 'infer' && this.#quota) {
+      try {
+        this.#quota.precheck(tenant);
+      } catch (error) {
+        if (error instanceof QuotaExceededError) this.#metrics?.refused(tenant.name, error.limit);
+        throw error;
+      }
+    }
+  }
+
+  #record(info: CallInfo, tenant: Tenant | undefined, note: CallNote, status: string, start: bigint): void {
+    if (!this.#audit && !this.#metrics) return;
+    const ns = Number(process.hrtime.bigint() - start);
+    this.#metrics?.record({
+      tenant: tenant?.name ?? '',
+      model: info.model !== '' && this.#knownModel(info.model) ? info.model : '',
+      status,
+      items: note.items,
+      computeNs: note.computeNs,
+      seconds: ns / 1e9,
+      infer: info.op === 'infer',
+    });
+    this.#audit?.write({
+      tenant: tenant?.name,
+      protocol: info.protocol,
+      op: info.op,
+      model: info.model,
+      version: note.version,
+      status,
+      bytesIn: note.bytesIn,
+      bytesOut: note.bytesOut,
+      items: note.items,
+      computeMs: note.computeNs / 1e6,
+      ms: ns / 1e6,
+      id: info.id ?? '',
+    });
+  }
+
+  /** Closes the audit log and the quota store's connection. */
+  async close(): Promise<void> {
+    await this.#quota?.close();
+    await this.#audit?.close();
+  }
+}
+
+function clip(s: string): string {
+  return s.length > 128 ? `${s.slice(0, 128)}…` : s;
+}

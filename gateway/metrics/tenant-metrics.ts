@@ -1,0 +1,102 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+// Per-tenant accounting, in metrics of their own so that Triton's names keep
+// Triton's labels. Every label value is bounded: tenants come from the
+// tenants file, and a model name a client sent counts as "" unless the
+// repository has it (an unauthenticated caller must not mint series).
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** One call as accounting sees it. */
+export interface TenantCall {
+  /** "" when the caller could not be identified. */
+  readonly tenant: string;
+  /** "" when not a model of the repository. */
+  readonly model: string;
+  readonly status: string;
+  readonly items: number;
+  readonly computeNs: number;
+  readonly seconds: number;
+  readonly infer: boolean;
+}
+
+/** Where quotas are counted now, and how many gateways share them. */
+export interface QuotaState {
+  readonly store: 'redis' | 'local';
+  readonly gateways: number;
+}
+
+export class TenantMetrics {
+  readonly #requests: Counter<'tenant' | 'model' | 'status'>;
+  readonly #items: Counter<'tenant' | 'model'>;
+  readonly #compute: Counter<'tenant' | 'model'>;
+  readonly #latency: Histogram<'tenant'>;
+  readonly #refusals: Counter<'tenant' | 'limit'>;
+
+  constructor(registry: Registry, quota?: () => QuotaState | undefined) {
+    const registers = [registry];
+    this.#requests = new Counter({
+      name: 'fabriek_tenant_requests_total',
+      help: 'Requests by tenant, model and gRPC status name (HTTP calls counted by the same names); tenant "" = not identified',
+      labelNames: ['tenant', 'model', 'status'],
+      registers,
+    });
+    this.#items = new Counter({
+      name: 'fabriek_tenant_batch_items_total',
+      help: 'Rows along the batch dimension answered successfully, by tenant and model',
+      labelNames: ['tenant', 'model'],
+      registers,
+    });
+    this.#compute = new Counter({
+      name: 'fabriek_tenant_compute_seconds_total',
+      help: "Each request's share of its batch's execution time (input + infer + output; GPU-seconds on GPU workers), by rows",
+      labelNames: ['tenant', 'model'],
+      registers,
+    });
+    this.#latency = new Histogram({
+      name: 'fabriek_tenant_request_duration_seconds',
+      help: 'Inference request time from arrival to answer, successful requests, by tenant',
+      labelNames: ['tenant'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.#refusals = new Counter({
+      name: 'fabriek_tenant_quota_refusals_total',
+      help: 'Requests refused over a quota, by tenant and limit (requests, items, concurrency)',
+      labelNames: ['tenant', 'limit'],
+      registers,
+    });
+    if (quota) {
+      new Gauge({
+        name: 'fabriek_quota_store',
+        help: "Where tenant quotas are counted: 1 for the current one (redis = shared, local = this gateway's share)",
+        labelNames: ['store'],
+        registers,
+        collect() {
+          const now = quota()?.store;
+          for (const store of ['redis', 'local'] as const) this.set({ store }, now === store ? 1 : 0);
+        },
+      });
+      new Gauge({
+        name: 'fabriek_quota_gateways',
+        help: 'Gateways sharing the tenant quotas (live in Redis, else --gateway-count-hint): the local share is limit ÷ this',
+        registers,
+        collect() {
+          this.set(quota()?.gateways ?? 1);
+        },
+      });
+    }
+  }
+
+  record(c: TenantCall): void {
+    this.#requests.inc({ tenant: c.tenant, model: c.model, status: c.status });
+    if (!c.infer || c.status !== 'OK') return;
+    this.#items.inc({ tenant: c.tenant, model: c.model }, c.items);
+    this.#compute.inc({ tenant: c.tenant, model: c.model }, c.computeNs / 1e9);
+    this.#latency.observe({ tenant: c.tenant }, c.seconds);
+  }
+
+  refused(tenant: string, limit: string): void {
+    this.#refusals.inc({ tenant, limit });
+  }
+}

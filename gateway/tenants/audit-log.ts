@@ -1,0 +1,105 @@
+import { createWriteStream } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { type Writable } from 'node:stream';
+
+/** One request as the audit log records it: who, what, how it ended, how much; never tensor data. */
+export interface AuditRecord {
+  /** Absent when the caller could not be identified. */
+  readonly tenant: string | undefined;
+  readonly protocol: 'grpc' | 'http';
+  /** infer, metadata, config, ready, statistics, index, load, unload. */
+  readonly op: string;
+  readonly model: string;
+  /** The version that served it, else the one asked for ("" = latest). */
+  readonly version: string;
+  /** gRPC status name (OK, UNAUTHENTICATED, RESOURCE_EXHAUSTED, …). */
+  readonly status: string;
+  /** Tensor bytes received and sent (0 for calls without tensors). */
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  /** Rows along the batch dimension (infer only). */
+  readonly items: number;
+  /** This request's share of its batch's execution time. */
+  readonly computeMs: number;
+  readonly ms: number;
+  /** The client's request id, if it gave one. */
+  readonly id: string;
+}
+
+const MAX_TEXT = 256;
+const clip = (s: string): string => (s.length > MAX_TEXT ? `${s.slice(0, MAX_TEXT)}…` : s);
+const round3 = (x: number): number => Math.round(x * 1000) / 1000;
+
+/** The JSON line of one record (stable field order, clipped client-given strings). */
+export function auditLine(r: AuditRecord, now: Date): string {
+  return JSON.stringify({
+    time: now.toISOString(),
+    tenant: r.tenant ?? null,
+    protocol: r.protocol,
+    op: r.op,
+    model: clip(r.model),
+    version: clip(r.version),
+    status: r.status,
+    bytes_in: r.bytesIn,
+    bytes_out: r.bytesOut,
+    items: r.items,
+    compute_ms: round3(r.computeMs),
+    ms: round3(r.ms),
+    ...(r.id !== '' ? { id: clip(r.id) } : {}),
+  });
+}
+
+/**
+ * The audit log (--audit-log FILE, or - for stdout): one JSON line per
+ * request, appended through a buffered stream so a request never waits on
+ * the disk (writes that queue up go out together).
+ */
+export class AuditLog {
+  readonly #out: Writable;
+  readonly #toStdout: boolean;
+  #closed = false;
+
+  private constructor(out: Writable, toStdout: boolean, onError: (error: Error) => void) {
+    this.#out = out;
+    this.#toStdout = toStdout;
+    // A failing disk must not take the server down: say so (once per error kind) and go on.
+    const seen = new Set<string>();
+    out.on('error', (error: NodeJS.ErrnoException) => {
+      const kind = error.code ?? error.message;
+      if (seen.has(kind)) return;
+      seen.add(kind);
+      onError(error);
+    });
+  }
+
+  /**
+   * Opens (appends to) the file, creating its folder; rejects when it cannot,
+   * so a bad path fails at start. `onError` hears of later write errors.
+   */
+  static async open(target: string, onError: (error: Error) => void = () => undefined): Promise<AuditLog> {
+    if (target === '-') return new AuditLog(process.stdout, true, onError);
+    await mkdir(dirname(target), { recursive: true });
+    const out = createWriteStream(target, { flags: 'a' });
+    await new Promise<void>((resolve, reject) => {
+      out.once('open', () => resolve());
+      out.once('error', reject);
+    });
+    return new AuditLog(out, false, onError);
+  }
+
+  write(record: AuditRecord): void {
+    // A request that ends after shutdown closed the log (forced exit) is not written.
+    if (this.#closed) return;
+    this.#out.write(`${auditLine(record, new Date())}\n`);
+  }
+
+  /** Writes what is buffered; closes the file (stdout stays open). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#toStdout) return;
+    const out = this.#out;
+    await new Promise<void>((resolve) => out.end(() => resolve()));
+  }
+}

@@ -1,0 +1,64 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { AuditLog, type AuditRecord, auditLine } from '../../../gateway/tenants/audit-log.js';
+
+const record: AuditRecord = {
+  tenant: 'city-app',
+  protocol: 'grpc',
+  op: 'infer',
+  model: 'mlp',
+  version: '1',
+  status: 'OK',
+  bytesIn: 3136,
+  bytesOut: 40,
+  items: 1,
+  computeMs: 0.51234,
+  ms: 2.34567,
+  id: 'req-7',
+};
+
+describe('audit log', () => {
+  it('writes one JSON line per record, in a fixed field order, with times rounded to µs', () => {
+    expect(auditLine(record, new Date('2026-01-02T03:04:05.678Z'))).toBe(
+      '{"time":"2026-01-02T03:04:05.678Z","tenant":"city-app","protocol":"grpc","op":"infer","model":"mlp","version":"1",' +
+        '"status":"OK","bytes_in":3136,"bytes_out":40,"items":1,"compute_ms":0.512,"ms":2.346,"id":"req-7"}',
+    );
+  });
+
+  it('records an unidentified caller as null and clips what a client made up', () => {
+    const line = JSON.parse(auditLine({ ...record, tenant: undefined, model: 'm'.repeat(10_000), id: '' }, new Date(0))) as Record<string, unknown>;
+    expect(line.tenant).toBeNull();
+    expect((line.model as string).length).toBe(257);
+    expect('id' in line).toBe(false);
+  });
+
+  it('appends to a file (creating its folder) and flushes on close', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fabriek-audit-'));
+    try {
+      const file = join(dir, 'nested', 'audit.log');
+      const log = await AuditLog.open(file);
+      log.write(record);
+      log.write({ ...record, status: 'RESOURCE_EXHAUSTED' });
+      await log.close();
+      log.write(record); // after close: dropped, not an error
+      const again = await AuditLog.open(file);
+      again.write({ ...record, tenant: 'lab' });
+      await again.close();
+      const lines = (await readFile(file, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { status: string; tenant: string });
+      expect(lines.map((l) => [l.tenant, l.status])).toEqual([
+        ['city-app', 'OK'],
+        ['city-app', 'RESOURCE_EXHAUSTED'],
+        ['lab', 'OK'],
+      ]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('fails at start for a file it cannot open', async () => {
+    await expect(AuditLog.open('/etc/hostname/audit.log')).rejects.toThrow(/EEXIST|ENOTDIR/);
+    await expect(AuditLog.open('/etc/hostname/x/audit.log')).rejects.toThrow(/ENOTDIR/);
+  });
+});
