@@ -2,13 +2,13 @@ import { InferenceGrpcClient } from '../../client/grpc-client.js';
 import { type ModelInferRequest } from '../../proto/gen/inference.js';
 import { codeName, isServiceError, type OpenLoop, openLoop } from './fairness-load.js';
 
-// The flooding tenant of the fairness benchmark, in a process of its own, as
-// another client on another machine would be: it sends at its rate while the
-// parent says `on`, and reports what it got for each flood when told `off`.
+// Tenant A of the fairness benchmark, in a process of its own, as another
+// client on another machine would be: it sends at the rate it is given while
+// the parent says `on`, and reports what it got when told `off`.
 
 export type FloodCommand =
-  | { readonly type: 'start'; readonly address: string; readonly key: string; readonly ratePerSecond: number; readonly seed: number; readonly request: ModelInferRequest }
-  | { readonly type: 'on' }
+  | { readonly type: 'start'; readonly address: string; readonly key: string; readonly seed: number; readonly request: ModelInferRequest }
+  | { readonly type: 'on'; readonly ratePerSecond: number }
   | { readonly type: 'off' }
   | { readonly type: 'exit' };
 
@@ -47,7 +47,7 @@ process.on('message', (message: FloodCommand) => {
         outcomes = {};
         since = performance.now();
         loop = openLoop(client, {
-          ratePerSecond: s.ratePerSecond,
+          ratePerSecond: message.ratePerSecond,
           seed: s.seed + floods++,
           request: () => s.request,
           metadata: { authorization: `Bearer ${s.key}` },

@@ -15,16 +15,18 @@ import { codeName, isServiceError, openLoop } from './fairness-load.js';
 
 // Issue #7's fairness benchmark, in one run: tenant B sends a steady open
 // loop (Poisson arrivals at a fixed rate, the same seeded arrivals in every
-// window) to a batching model while tenant A sends nothing, then while A
-// floods at 10× its quota; the two kinds of window alternate, several times,
-// so that each pair shares whatever else the machine was doing. The verdict
-// compares B's latencies pooled over the windows of each kind (a p99 from
-// one 10 s window rests on about 15 samples, too few to compare alone),
-// leaving out pairs in which other work on the machine took more than a
-// quarter of a core; as a noise floor, it also compares B alone with B alone
-// (odd pairs against even ones). A runs in its own process, as another
-// client would. Self-contained (its own histograms and tables), so that it
-// does not depend on the shape of the rest of bench/.
+// window) to a batching model while tenant A sends nothing, while A sends at
+// its quota, and while A floods at 10× its quota; the three kinds of window
+// take turns, several rounds, so that each round shares whatever else the
+// machine was doing. The verdict compares B's latencies pooled over the
+// windows of each kind (a p99 from one 10 s window rests on about 15
+// samples, too few to compare alone), leaving out rounds in which other work
+// on the machine took more than a quarter of a core; as a noise floor, it
+// also compares B alone with B alone (odd rounds against even ones). The
+// "A at quota" windows tell how much of B's change is A's fair share rather
+// than the flood. A runs in its own process, as another client would.
+// Self-contained (its own histograms and tables), so that it does not depend
+// on the shape of the rest of bench/.
 
 const MODEL = 'mlp';
 const ROW = 784;
@@ -36,8 +38,9 @@ const B_RATE = 150;
 /** A's quota, and its flood at 10× that. */
 const A_QUOTA = 20;
 const A_FLOOD = 10 * A_QUOTA;
-const PAIRS = 8;
-/** A pair in which other processes (not B, the gateway or A) kept more than this many cores busy is left out of the verdict. */
+/** Rounds of (B alone, A at quota, A floods). */
+const ROUNDS = 6;
+/** A round in which other processes (not B, the gateway or A) kept more than this many cores busy is left out of the verdict. */
 const DISTURBED = 0.25;
 /** After A starts or stops, this long passes before a window opens (A's burst, queues draining). */
 const SETTLE_MS = 1000;
@@ -53,11 +56,14 @@ export interface FairnessOptions {
   readonly log: (line: string) => void;
 }
 
-type Phase = 'alone' | 'flood';
+/** B alone; A sending at its quota (where B's change comes from A's fair share); A flooding at 10×. */
+type Phase = 'alone' | 'quota' | 'flood';
+const PHASES: readonly Phase[] = ['alone', 'quota', 'flood'];
+const PHASE_NAMES: Record<Phase, string> = { alone: 'B alone', quota: 'A at quota', flood: 'A floods' };
 
 interface Window {
   readonly phase: Phase;
-  readonly pair: number;
+  readonly round: number;
   start: number;
   end: number;
   readonly latency: hdr.Histogram;
@@ -166,12 +172,12 @@ class Flood {
 
   async start(address: string): Promise<void> {
     const ready = new Promise<void>((resolve) => this.#child.once('message', () => resolve()));
-    this.#send({ type: 'start', address, key: KEYS.a, ratePerSecond: A_FLOOD, seed: 7, request: request(INPUT_POOL) });
+    this.#send({ type: 'start', address, key: KEYS.a, seed: 7, request: request(INPUT_POOL) });
     await ready;
   }
 
-  on(): void {
-    this.#send({ type: 'on' });
+  on(ratePerSecond: number): void {
+    this.#send({ type: 'on', ratePerSecond });
   }
 
   off(): Promise<FloodReport> {
@@ -242,22 +248,22 @@ export async function runFairness(o: FairnessOptions): Promise<FairnessReport> {
       w.end = performance.now();
       await b.stop(); // every request sent in the window is answered (or failed) and counted
     };
-    const scratch = (): Window => ({ phase: 'alone', pair: 0, start: 0, end: 0, latency: histogram(), ok: 0, errors: {}, wrong: 0, aCpu: 0 });
+    const scratch = (): Window => ({ phase: 'alone', round: 0, start: 0, end: 0, latency: histogram(), ok: 0, errors: {}, wrong: 0, aCpu: 0 });
 
     o.log(`warm-up ${o.warmupMs / 1000} s (B alone, then A flooding)…`);
     const warm = scratch();
     await runB(warm, o.warmupMs / 2);
-    flood.on();
+    flood.on(A_FLOOD);
     await runB(warm, o.warmupMs / 2);
     await flood.off();
     warm.latency.destroy();
 
-    const measure = async (phase: Phase, pair: number): Promise<Window> => {
-      if (phase === 'flood') flood.on();
+    const measure = async (phase: Phase, round: number): Promise<Window> => {
+      if (phase !== 'alone') flood.on(phase === 'flood' ? A_FLOOD : A_QUOTA);
       await sleep(SETTLE_MS);
       const meter = cpuMeter(gateway?.pid);
       const before = await scrape(metricsUrl);
-      const w: Window = { ...scratch(), phase, pair };
+      const w: Window = { ...scratch(), phase, round };
       const aCpu0 = flood.pid === undefined ? NaN : treeCpuSeconds(flood.pid);
       meter.start();
       await runB(w, o.durationMs);
@@ -266,16 +272,16 @@ export async function runFairness(o: FairnessOptions): Promise<FairnessReport> {
       w.aCpu = flood.pid === undefined ? 0 : (treeCpuSeconds(flood.pid) - aCpu0) / ((w.end - w.start) / 1000);
       w.cpu = { ...cpu, other: Math.max(0, cpu.other - w.aCpu) };
       w.server = minus(await scrape(metricsUrl), before);
-      if (phase === 'flood') w.flood = await flood.off();
+      if (phase !== 'alone') w.flood = await flood.off();
       windows.push(w);
       return w;
     };
-    for (let pair = 1; pair <= PAIRS; pair++) {
-      for (const phase of ['alone', 'flood'] as const) {
-        const w = await measure(phase, pair);
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const phase of PHASES) {
+        const w = await measure(phase, round);
         const seconds = (w.end - w.start) / 1000;
         o.log(
-          `  pair ${pair} ${phase === 'alone' ? 'B alone ' : 'A floods'}: B ${num(w.ok / seconds)} req/s, p50 ${ms(w.latency.getValueAtPercentile(50))} ms, ` +
+          `  round ${round} ${PHASE_NAMES[phase].padEnd(10)}: B ${num(w.ok / seconds)} req/s, p50 ${ms(w.latency.getValueAtPercentile(50))} ms, ` +
             `p99 ${ms(w.latency.getValueAtPercentile(99))} ms, errors ${JSON.stringify(w.errors)}` +
             (w.flood ? `; A sent ${num(w.flood.sent / w.flood.seconds)}/s: ${JSON.stringify(w.flood.outcomes)}` : '') +
             (w.cpu && w.cpu.other > DISTURBED ? `; DISTURBED: other processes used ${num(w.cpu.other, 2)} cores` : ''),
@@ -335,21 +341,22 @@ function pool(ws: readonly Window[]): Pooled {
 }
 
 function report(windows: readonly Window[], stderr: string): FairnessReport {
-  const disturbedPairs = new Set(windows.filter((w) => (w.cpu?.other ?? 0) > DISTURBED).map((w) => w.pair));
-  const kept = windows.filter((w) => !disturbedPairs.has(w.pair));
+  const disturbedRounds = new Set(windows.filter((w) => (w.cpu?.other ?? 0) > DISTURBED).map((w) => w.round));
+  const kept = windows.filter((w) => !disturbedRounds.has(w.round));
   const alone = pool(kept.filter((w) => w.phase === 'alone'));
+  const atQuota = pool(kept.filter((w) => w.phase === 'quota'));
   const flooded = pool(kept.filter((w) => w.phase === 'flood'));
   const p99Change = flooded.p99Us / alone.p99Us - 1;
   const throughputChange = flooded.perSecond / alone.perSecond - 1;
   // Noise floor: the same comparison between two halves of the B-alone windows.
-  const aloneOdd = pool(kept.filter((w) => w.phase === 'alone' && w.pair % 2 === 1));
-  const aloneEven = pool(kept.filter((w) => w.phase === 'alone' && w.pair % 2 === 0));
+  const aloneOdd = pool(kept.filter((w) => w.phase === 'alone' && w.round % 2 === 1));
+  const aloneEven = pool(kept.filter((w) => w.phase === 'alone' && w.round % 2 === 0));
   const noiseP99 = aloneEven.p99Us / aloneOdd.p99Us - 1;
   const all = { alone: pool(windows.filter((w) => w.phase === 'alone')), flooded: pool(windows.filter((w) => w.phase === 'flood')) };
   const errorsFree = [all.alone, all.flooded].every((p) => Object.keys(p.errors).length === 0 && p.wrong === 0);
   const met = kept.length > 0 && Math.abs(p99Change) < P99_LIMIT && Math.abs(throughputChange) < THROUGHPUT_LIMIT && errorsFree;
 
-  const floodWindows = windows.filter((w) => w.flood);
+  const floodWindows = windows.filter((w) => w.phase === 'flood');
   const floodSeconds = floodWindows.reduce((n, w) => n + (w.flood?.seconds ?? 0), 0);
   const windowSeconds = floodWindows.reduce((n, w) => n + (w.end - w.start) / 1000, 0);
   const aSent = floodWindows.reduce((n, w) => n + (w.flood?.sent ?? 0), 0);
@@ -371,8 +378,8 @@ function report(windows: readonly Window[], stderr: string): FairnessReport {
   const perWindow = windows.map((w) => {
     const sec = (w.end - w.start) / 1000;
     return [
-      String(w.pair),
-      w.phase === 'alone' ? 'B alone' : 'A floods',
+      String(w.round),
+      PHASE_NAMES[w.phase],
       num(w.ok / sec, 1),
       ms(w.latency.getValueAtPercentile(50)),
       ms(w.latency.getValueAtPercentile(99)),
@@ -389,35 +396,38 @@ function report(windows: readonly Window[], stderr: string): FairnessReport {
       `the gateway runs with --tenants: A has a quota of ${A_QUOTA} requests/s, B has none, both weight 1.`,
     '',
     `B sends a steady open loop: Poisson arrivals at ${B_RATE} requests/s, batch-1 requests, the same seeded arrivals in every window. ` +
-      `A, from its own process, floods at ${A_FLOOD} requests/s (10× its quota, Poisson) during the "A floods" windows and sends nothing during "B alone". ` +
-      `${PAIRS} pairs of ${num(windowLength)} s windows, alternating; A starts ${SETTLE_MS / 1000} s before its window opens (its burst passes first). ` +
+      `A, from its own process, floods at ${A_FLOOD} requests/s (10× its quota, Poisson) during the "A floods" windows, sends at its quota during "A at quota", and nothing during "B alone". ` +
+      `${ROUNDS} rounds of three ${num(windowLength)} s windows in turn; A starts ${SETTLE_MS / 1000} s before its window opens (its burst passes first). ` +
       "B's latency is measured at B's client from the call to its answer; each window counts every request B sent in it. " +
-      `The verdict pools B's latencies over the windows of each kind, leaving out pairs in which other work on the machine kept more than ${DISTURBED} cores busy.`,
+      `The verdict pools B's latencies over the windows of each kind, leaving out rounds in which other work on the machine kept more than ${DISTURBED} cores busy.`,
     '',
     '## B alone against B while A floods',
     '',
-    mdTable(['B', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'answers', 'errors'], [row('alone', alone), row('while A floods', flooded)]),
-    '',
-    `- **B's p99 while A floods: ${signedPercent(p99Change)}** against B alone (target: less than ${100 * P99_LIMIT} %). ` +
-      `Noise floor of this run: B alone in even pairs against B alone in odd pairs, ${signedPercent(noiseP99)}.`,
+    mdTable(['B', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'answers', 'errors'], [
+      row('alone', alone),
+      row(`while A sends at its quota (${A_QUOTA}/s)`, atQuota),
+      row(`while A floods (${A_FLOOD}/s)`, flooded),
+    ]),
+    `- **B's p99 while A floods: ${signedPercent(p99Change)}** against B alone (target: less than ${100 * P99_LIMIT} %).`,
+    `- For comparison, while A sends at its quota (its fair share, nothing refused) B's p99 moves ${signedPercent(atQuota.p99Us / alone.p99Us - 1)}.`,
     `- **B's throughput while A floods: ${signedPercent(throughputChange)}** (target: less than ${100 * THROUGHPUT_LIMIT} %). ` +
       'Throughput is successful answers per second for the same offered arrivals, so it moves only when B loses requests.',
-    `- Pairs in the verdict: ${PAIRS - disturbedPairs.size} of ${PAIRS}` +
-      (disturbedPairs.size > 0
-        ? ` (left out, other work above ${DISTURBED} cores: pair ${[...disturbedPairs].join(', ')}; with them, p99 ${signedPercent(all.flooded.p99Us / all.alone.p99Us - 1)})`
+    `- Rounds in the verdict: ${ROUNDS - disturbedRounds.size} of ${ROUNDS}` +
+      (disturbedRounds.size > 0
+        ? ` (left out, other work above ${DISTURBED} cores: round ${[...disturbedRounds].join(', ')}; with them, p99 ${signedPercent(all.flooded.p99Us / all.alone.p99Us - 1)})`
         : '') +
       '.',
     `- A sent ${num(aSent / floodSeconds, 1)} requests/s; the gateway served ${num(aServedInWindows / windowSeconds, 1)}/s of them inside the windows (quota ${A_QUOTA}/s) and refused ${num(aRefused / floodSeconds, 1)}/s with RESOURCE_EXHAUSTED.`,
     `- Compute share (fabriek_tenant_compute_seconds_total) while A floods: B ${num(compute('b', 'flood'), 2)} s, A ${num(compute('a', 'flood'), 2)} s; B alone: ${num(compute('b', 'alone'), 2)} s.`,
+    `- Noise floor: B alone in even rounds against B alone in odd rounds moves p99 by ${signedPercent(noiseP99)}; changes of that size are within this machine's noise.`,
     `- Result: **${met ? 'met' : 'not met'}**${errorsFree ? '' : ' (B had errors or wrong answers)'}.`,
     '',
     '## Every window',
     '',
     mdTable(
-      ['pair', 'window', 'B req/s', 'B p50 ms', 'B p99 ms', 'A sent/s', 'A served/s', 'CPU cores B + server + A + other', 'B compute s/s', 'A compute s/s'],
+      ['round', 'window', 'B req/s', 'B p50 ms', 'B p99 ms', 'A sent/s', 'A served/s', 'CPU cores B + server + A + other', 'B compute s/s', 'A compute s/s'],
       perWindow,
     ),
-    '',
     '"CPU cores": CPU time over the window divided by its length, for B\'s load generator (this process), the gateway with its worker, A\'s process, and everything else on the machine. ' +
       "A's process runs at nice 19: on a real deployment its client is elsewhere, and here it should not take cores from the server (whose cost of refusing A is all counted). " +
       '"compute s/s": each tenant\'s share of batch execution time per second, from the gateway\'s metrics. ' +
@@ -428,17 +438,18 @@ function report(windows: readonly Window[], stderr: string): FairnessReport {
   const json = {
     scenario: 'fairness',
     model: MODEL,
-    settings: { maxBatch: MAX_BATCH, queueDelayUs: QUEUE_DELAY_US, bRate: B_RATE, aQuota: A_QUOTA, aFlood: A_FLOOD, pairs: PAIRS, settleMs: SETTLE_MS, disturbedCores: DISTURBED },
+    settings: { maxBatch: MAX_BATCH, queueDelayUs: QUEUE_DELAY_US, bRate: B_RATE, aQuota: A_QUOTA, aFlood: A_FLOOD, rounds: ROUNDS, settleMs: SETTLE_MS, disturbedCores: DISTURBED },
     alone,
+    atQuota,
     flooded,
     p99Change,
     throughputChange,
     noiseP99,
-    disturbedPairs: [...disturbedPairs],
+    disturbedRounds: [...disturbedRounds],
     met,
     errorsFree,
     windows: windows.map((w) => ({
-      pair: w.pair,
+      round: w.round,
       phase: w.phase,
       seconds: (w.end - w.start) / 1000,
       ok: w.ok,
