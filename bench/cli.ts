@@ -1,5 +1,5 @@
 // `fabriek bench …` (= node dist/bench/cli.js …): perf mode, the suite,
-// compare, and the issue #3/#4/#7 scenarios. Every run ends by itself: each
+// compare, and the issue #3/#4 scenarios. Every run ends by itself: each
 // level is bounded in time, and a watchdog ends the process well past the
 // planned length.
 import { parseArgs } from 'node:util';
@@ -9,7 +9,6 @@ import { DISTURBED_CORES, cpuMeter } from './load/child-server.js';
 import { InputDataError } from './load/input-data.js';
 import { PERF_USAGE, UsageError, parsePerfArgs, perfWatchdogMs } from './options.js';
 import { runPerf } from './perf.js';
-import { runFairnessCommand } from './scenarios/fairness-command.js';
 import { runScenario } from './scenarios/run-scenario.js';
 import { SUITE_DEFAULTS, SUITE_QUICK, runSuite } from './suite.js';
 
@@ -123,8 +122,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const [first, ...rest] = argv;
   if (first === 'compare') return compare(rest);
   if (first === 'suite') return suite(rest);
-  if (first === 'batching' || first === 'http') return runScenario(first, rest, log, watchdog, warnIfBusy);
-  if (first === 'fairness') return runFairnessCommand(rest, log, watchdog, warnIfBusy);
+  if (first === 'batching' || first === 'http' || first === 'fairness') return runScenario(first, rest, log, watchdog, warnIfBusy);
   if (first === undefined || first === 'help') {
     process.stdout.write(PERF_USAGE);
     return first === undefined ? 2 : 0;

@@ -17,12 +17,15 @@ export class InferenceError extends Error {
   readonly httpStatus: number | undefined;
   /** The message alone, without the code prefix. */
   readonly details: string;
+  /** How long the server asks the client to wait before retrying (over quota): gRPC `grpc-retry-pushback-ms` / `retry-after`, HTTP `Retry-After`. */
+  readonly retryAfterMs: number | undefined;
 
-  constructor(code: GrpcStatus, details: string, options: { httpStatus?: number; cause?: unknown } = {}) {
+  constructor(code: GrpcStatus, details: string, options: { httpStatus?: number; retryAfterMs?: number; cause?: unknown } = {}) {
     super(`${statusName(code)}: ${details}`, { cause: options.cause });
     this.code = code;
     this.details = details;
     this.httpStatus = options.httpStatus;
+    this.retryAfterMs = options.retryAfterMs;
   }
 
   /** 'UNAVAILABLE', 'INVALID_ARGUMENT', … */
@@ -45,7 +48,18 @@ export function fromGrpcError(error: unknown): InferenceError {
   const e = error as { code?: unknown; details?: unknown; message?: unknown } | undefined;
   const code = typeof e?.code === 'number' ? e.code : GrpcStatus.UNKNOWN;
   const details = typeof e?.details === 'string' && e.details !== '' ? e.details : typeof e?.message === 'string' ? e.message : String(error);
-  return new InferenceError(code, details, { cause: error });
+  const retryAfterMs = retryAfterOf(error);
+  return new InferenceError(code, details, { cause: error, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) });
+}
+
+/** The server's retry hint in a grpc-js error's trailers, in ms. */
+function retryAfterOf(error: unknown): number | undefined {
+  const metadata = (error as { metadata?: { get?: (key: string) => unknown[] } } | undefined)?.metadata;
+  if (typeof metadata?.get !== 'function') return undefined;
+  const pushback = Number(metadata.get('grpc-retry-pushback-ms')[0]);
+  if (Number.isFinite(pushback) && pushback >= 0) return pushback;
+  const seconds = Number(metadata.get('retry-after')[0]);
+  return Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : undefined;
 }
 
 /** The inverse of Triton's gRPC → HTTP status mapping (400 is INVALID_ARGUMENT, its catch-all). */

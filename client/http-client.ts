@@ -159,7 +159,11 @@ export class InferenceHttpClient implements InferenceClient {
     } catch {
       // not JSON: keep the text
     }
-    throw new InferenceError(grpcCodeOfHttpStatus(answer.status), message || `HTTP ${answer.status}`, { httpStatus: answer.status });
+    const retryAfter = Number(answer.headers['retry-after']);
+    throw new InferenceError(grpcCodeOfHttpStatus(answer.status), message || `HTTP ${answer.status}`, {
+      httpStatus: answer.status,
+      ...(answer.headers['retry-after'] !== undefined && Number.isFinite(retryAfter) ? { retryAfterMs: retryAfter * 1000 } : {}),
+    });
   }
 
   #send(method: 'GET' | 'POST', path: string, o: RequestOptions = {}, body?: InferBody | Buffer): Promise<HttpAnswer> {

@@ -16,7 +16,7 @@ Usage:
                                                    start a worker that registers in Redis
                                                    (see fabriek worker --help)
   fabriek bench -m MODEL [options] | suite | compare A B   benchmarks (see fabriek bench --help)
-  fabriek tenants <hash-key|new-key|check> …              API key hashes and tenants files (see fabriek tenants --help)
+  fabriek tenants <hash-key|new-key|check> …       API key hashes and tenants files (see fabriek tenants --help)
   fabriek --version
 
 ${SERVE_USAGE}`;

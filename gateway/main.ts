@@ -78,6 +78,15 @@ function listenHttp(http: HttpServer | HttpsServer, host: string, port: number):
   });
 }
 
+async function loadTls(files: ListenerTlsFiles | undefined, log: Logger): Promise<ListenerTls | undefined> {
+  if (!files) return undefined;
+  if (files.rootCert && !files.mutual) {
+    const prefix = files.rootCert.flag.replace('-root-cert', '');
+    log.warn(`${files.rootCert.flag} is used only with ${prefix}-use-ssl-mutual true; client certificates are not checked`);
+  }
+  return loadListenerTls(files);
+}
+
 interface TenantParts {
   readonly authenticator: Authenticator | undefined;
   readonly quota: QuotaLimiter | undefined;
@@ -124,15 +133,6 @@ async function startTenants(options: ServeOptions, log: Logger): Promise<TenantP
     'tenants: every model call needs an API key',
   );
   return { authenticator: new Authenticator(config), quota, state, audit, count: config.tenants.length };
-}
-
-async function loadTls(files: ListenerTlsFiles | undefined, log: Logger): Promise<ListenerTls | undefined> {
-  if (!files) return undefined;
-  if (files.rootCert && !files.mutual) {
-    const prefix = files.rootCert.flag.replace('-root-cert', '');
-    log.warn(`${files.rootCert.flag} is used only with ${prefix}-use-ssl-mutual true; client certificates are not checked`);
-  }
-  return loadListenerTls(files);
 }
 
 /** The composition root of a gateway: wires repository, workers, schedulers and the gRPC service. */

@@ -27,18 +27,18 @@ export interface ServeOptions {
   readonly registryNamespace: string;
   /** On SIGTERM: not ready at once, but still accepting for this long (load balancers move away). */
   readonly drainGraceSecs: number;
-  /** Tenants file (API keys, model access, quotas); undefined = open to every caller. */
-  readonly tenants: string | undefined;
-  /** Audit log: a file, or "-" for stdout; undefined = none. */
-  readonly auditLog: string | undefined;
-  /** Gateways sharing the tenant quotas when Redis cannot say (each enforces limit ÷ N). */
-  readonly gatewayCountHint: number;
   /** TLS for gRPC (tritonserver's --grpc-use-ssl… flags); undefined = plaintext. */
   readonly grpcTls: ListenerTlsFiles | undefined;
   /** TLS for HTTP/REST and metrics (Fabriek's --http-use-ssl… flags); undefined = plaintext. */
   readonly httpTls: ListenerTlsFiles | undefined;
   /** Mutual TLS between gateways and workers (--worker-tls-*); undefined = plaintext. */
   readonly workerTls: WorkerTlsFiles | undefined;
+  /** Tenants file (API keys, model access, quotas); undefined = open to every caller. */
+  readonly tenants: string | undefined;
+  /** Audit log: a file, or "-" for stdout; undefined = none. */
+  readonly auditLog: string | undefined;
+  /** Gateways sharing the tenant quotas when Redis cannot say (each enforces limit ÷ N). */
+  readonly gatewayCountHint: number;
 }
 
 export class UsageError extends Error {
@@ -92,12 +92,6 @@ export const SERVE_USAGE = `Usage: fabriek serve --model-repository DIR [options
   --registry URL              Redis worker registry (redis://[:password@]host:port[/db]): also use
                               the workers registered there (fabriek worker --registry …)
   --registry-namespace NAME   key prefix in Redis, shared with the workers (default fabriek)
-  --tenants FILE              tenants (API keys as SHA-256 hashes, model globs, quotas, weights), YAML or
-                              JSON; turns authentication on. Without it the server is open to every caller.
-                              Quotas are shared through the --registry Redis when given
-  --audit-log FILE            one JSON line per request (tenant, model, status, bytes, latency); - = stdout
-  --gateway-count-hint N      gateways sharing the quotas, for the local share (limit ÷ N) each enforces
-                              while Redis is unreachable or absent (default 1; Redis tells when it can)
 
 TLS (PEM files; the gRPC flags are tritonserver's, the HTTP ones Fabriek's and also cover metrics):
   --grpc-use-ssl BOOL         serve gRPC over TLS (default false)
@@ -110,6 +104,12 @@ TLS (PEM files; the gRPC flags are tritonserver's, the HTTP ones Fabriek's and a
                               the same for HTTP/REST and /metrics
   --worker-tls-cert FILE, --worker-tls-key FILE, --worker-tls-ca FILE
                               mutual TLS between gateways and remote workers (all three or none)
+  --tenants FILE              tenants (API keys as SHA-256 hashes, model globs, quotas, weights), YAML or
+                              JSON; turns authentication on. Without it the server is open to every caller.
+                              Quotas are shared through the --registry Redis when given
+  --audit-log FILE            one JSON line per request (tenant, model, status, bytes, latency); - = stdout
+  --gateway-count-hint N      gateways sharing the quotas, for the local share (limit ÷ N) each enforces
+                              while Redis is unreachable or absent (default 1; Redis tells when it can)
 `;
 
 export function parseServeOptions(argv: readonly string[]): ServeOptions {
@@ -139,9 +139,6 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
         'drain-grace-secs': { type: 'string' },
         registry: { type: 'string' },
         'registry-namespace': { type: 'string' },
-        tenants: { type: 'string' },
-        'audit-log': { type: 'string' },
-        'gateway-count-hint': { type: 'string' },
         'grpc-use-ssl': { type: 'string' },
         'grpc-use-ssl-mutual': { type: 'string' },
         'grpc-server-cert': { type: 'string' },
@@ -155,6 +152,9 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
         'worker-tls-cert': { type: 'string' },
         'worker-tls-key': { type: 'string' },
         'worker-tls-ca': { type: 'string' },
+        tenants: { type: 'string' },
+        'audit-log': { type: 'string' },
+        'gateway-count-hint': { type: 'string' },
       },
     }));
   } catch (error) {
@@ -200,15 +200,15 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
     drainGraceSecs: integer('drain-grace-secs', values['drain-grace-secs'], 0, 0, 3600),
     registry,
     registryNamespace,
-    tenants: nonEmpty('tenants', values.tenants),
-    auditLog: nonEmpty('audit-log', values['audit-log']),
-    gatewayCountHint: integer('gateway-count-hint', values['gateway-count-hint'], 1, 1, 10_000),
     grpcTls: listenerTls('grpc', values),
     httpTls: listenerTls('http', values),
     workerTls: workerTlsFromFlags(
       { cert: values['worker-tls-cert'], key: values['worker-tls-key'], ca: values['worker-tls-ca'] },
       (message) => new UsageError(message),
     ),
+    tenants: nonEmpty('tenants', values.tenants),
+    auditLog: nonEmpty('audit-log', values['audit-log']),
+    gatewayCountHint: integer('gateway-count-hint', values['gateway-count-hint'], 1, 1, 10_000),
   };
 }
 

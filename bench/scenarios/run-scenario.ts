@@ -4,13 +4,16 @@ import { parseArgs } from 'node:util';
 import { describeRun, runInfo, saveRun } from '../history.js';
 import { UsageError } from '../options.js';
 import { BATCHING_MODELS, type BatchingModel, runBatching } from './batching.js';
+import { FAIRNESS_WINDOWS, runFairness } from './fairness.js';
 import { runHttp } from './http.js';
 
-export const SCENARIO_USAGE = `Usage: fabriek bench batching|http [options]
+export const SCENARIO_USAGE = `Usage: fabriek bench batching|http|fairness [options]
 
   batching   issue #3: MLP throughput/latency at concurrency 1, 8, 64 with
              dynamic batching on and off, beside raw ONNX Runtime at batch 1, 8, 64
   http       issue #4: autocannon on the REST infer endpoint; /metrics must equal the answers counted
+  fairness   issue #7: tenant B's steady load alone, while tenant A sends at its quota, and while
+             A floods at 10× its quota, in rounds (--duration and --warmup only; about 4 min)
 
 Options:
   --duration S          measurement window per load level (default 10)
@@ -40,7 +43,7 @@ function seconds(flag: string, raw: string): number {
 const isModel = (m: string): m is BatchingModel => Object.hasOwn(BATCHING_MODELS, m);
 
 export async function runScenario(
-  scenario: 'batching' | 'http',
+  scenario: 'batching' | 'http' | 'fairness',
   argv: readonly string[],
   log: (line: string) => void,
   watchdog: (ms: number) => void,
@@ -79,7 +82,8 @@ export async function runScenario(
   const rawDurationMs = values['raw-duration'] !== undefined ? seconds('raw-duration', values['raw-duration']) : durationMs / 2;
   const info = runInfo();
   log(describeRun(info));
-  const levels = scenario === 'batching' ? models.length * concurrencies.length * (1 + queueDelaysUs.length) : concurrencies.length;
+  const levels =
+    scenario === 'batching' ? models.length * concurrencies.length * (1 + queueDelaysUs.length) : scenario === 'fairness' ? FAIRNESS_WINDOWS : concurrencies.length;
   const rawMs = scenario === 'batching' ? models.length * 3 * rawDurationMs : 0;
   watchdog(2 * (levels * (durationMs + warmupMs + 5_000) + rawMs) + 300_000);
   await warnIfBusy();
@@ -87,8 +91,15 @@ export async function runScenario(
   const report =
     scenario === 'batching'
       ? await runBatching({ models: models.filter(isModel), concurrencies, rawBatchSizes: [1, 8, 64], queueDelaysUs, instances, warmupMs, durationMs, rawDurationMs, log })
-      : await runHttp({ concurrencies, durationMs, log });
-  const title = scenario === 'batching' ? '# Dynamic batching (issue #3)' : '# HTTP/REST under autocannon (issue #4)';
+      : scenario === 'fairness'
+        ? await runFairness({ warmupMs, durationMs, log })
+        : await runHttp({ concurrencies, durationMs, log });
+  const title =
+    scenario === 'batching'
+      ? '# Dynamic batching (issue #3)'
+      : scenario === 'fairness'
+        ? '# Fairness between tenants (issue #7)'
+        : '# HTTP/REST under autocannon (issue #4)';
   const markdown = `${title}\n\n${describeRun(info)}\n\n${report.markdown}`;
   const record = { format: 'fabriek-bench/1' as const, kind: scenario, info, options: {}, levels: [], scenario: report.json };
   const paths = saveRun(record, { markdown }, { name: scenario, latest: `latest-${scenario}` });

@@ -20,11 +20,14 @@ import { parseClientJson } from '../parse-json.js';
 export interface HttpServerOptions {
   /** Largest request body, before and after decompression (the server's --max-message-bytes). */
   readonly maxBodyBytes?: number;
-  /** Tenants: who may call what; default open. */
-  readonly admission?: Admission;
   /** Serve HTTPS with these options (gateway/tls.ts); plain HTTP when absent. */
   readonly tls?: HttpsServerOptions;
+  /** Tenants: who may call what; default open. */
+  readonly admission?: Admission;
 }
+
+/** Bodies up to this size are read and dropped after an early error; larger ones close the connection. */
+const DRAIN_LIMIT = 1 << 20;
 
 type Method = 'GET' | 'POST';
 
@@ -207,8 +210,12 @@ export function createHttpServer(
 
   const listener = (req: IncomingMessage, res: ServerResponse): void => {
     handle(req, res).catch((error: unknown) => {
-      // Refused before its body was read (e.g. no API key): the body is drained, never buffered.
-      if (!req.complete) req.resume();
+      if (!req.complete) {
+        // Refused before its body was read (e.g. no API key): a large body is not worth receiving.
+        const length = Number(req.headers['content-length'] ?? NaN);
+        if (!(length <= DRAIN_LIMIT)) res.setHeader('connection', 'close');
+        req.resume();
+      }
       fail(res, error);
     });
   };

@@ -16,11 +16,12 @@ class FakeWorker {
   readonly endpoint = { id: 'w0' };
   readonly ran: string[] = [];
   readonly #pending: (() => void)[] = [];
+  /** Like WorkerConnection.execute: `done` says the worker no longer holds the execution. */
   execute(request: ExecuteRequest, _deadline: number, done?: (lost: boolean) => void): Promise<ExecuteResponse> {
     this.ran.push(request.inputs[0]?.name ?? '?');
     return new Promise((resolve) => {
       this.#pending.push(() => {
-        done?.(false); // the worker is done with it: its slot frees
+        done?.(false);
         resolve({ outputs: [], computeInputNs: 0n, computeInferNs: 0n, computeOutputNs: 0n } as unknown as ExecuteResponse);
       });
     });
