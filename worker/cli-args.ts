@@ -146,7 +146,7 @@ function parseRegistry(values: ReadonlyMap<string, string>): RegistryArgs | unde
   const namespace = values.get('--registry-namespace') ?? 'fabriek';
   if (!/^[\w.-]+$/.test(namespace)) throw new UsageError(`--registry-namespace "${namespace}" may hold only letters, digits, _ . -`);
   const ttlSecs = positiveNumber('--registry-ttl-secs', values.get('--registry-ttl-secs'), 10);
-  const graceSecs = values.get('--drain-grace-secs') === undefined ? 2 : positiveNumber('--drain-grace-secs', values.get('--drain-grace-secs'), 2, true);
+  const graceSecs = positiveNumber('--drain-grace-secs', values.get('--drain-grace-secs'), 2, true);
   return {
     url,
     namespace,

@@ -33,7 +33,7 @@ export class FrameServer {
     this.#server.on('tlsClientError', (error: Error) => options.logger.warn({ err: error }, 'TLS handshake with a gateway failed'));
   }
 
-  /** Listens on `unix:/path` or `host:port` (port 0: any free one); resolves with the port (0 for unix). */
+  /** Listens on `unix:/path` or `host:port` (port 0: a free one, chosen by the system); resolves with the port (0 for unix). */
   listen(address: string): Promise<number> {
     return new Promise((resolve, reject) => {
       this.#server.once('error', reject);

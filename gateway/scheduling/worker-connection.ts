@@ -78,9 +78,9 @@ export class WorkerConnection {
   #nextId = 1;
   #closed = false;
 
-  constructor(endpoint: WorkerEndpoint, options: WorkerConnectionOptions | number) {
+  constructor(endpoint: WorkerEndpoint, options: WorkerConnectionOptions) {
     this.endpoint = endpoint;
-    this.#options = typeof options === 'number' ? { maxMessageBytes: options } : options;
+    this.#options = options;
   }
 
   loadModel(request: LoadModelRequest, timeoutMs = 10 * 60_000): Promise<LoadModelResponse> {

@@ -127,7 +127,7 @@ export class WorkerSupervisor {
         if (!isReadyMessage(message) || running.connection) return;
         clearTimeout(timer);
         const endpoint: WorkerEndpoint = { ...spec, address: message.address };
-        running.connection = new WorkerConnection(endpoint, this.#options.maxMessageBytes);
+        running.connection = new WorkerConnection(endpoint, { maxMessageBytes: this.#options.maxMessageBytes });
         log.info({ worker: spec.id, pid: child.pid, address: message.address, device }, 'worker up');
         this.#options.onUp(running.connection).then(resolve, reject);
       });

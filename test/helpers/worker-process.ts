@@ -61,7 +61,7 @@ export async function startWorker(extraArgs: readonly string[] = [], timeoutMs =
       reject(new Error(`worker exited with ${code} before ready; stderr:\n${err}`));
     });
   });
-  const client = new WorkerConnection({ id: 'test', address: ready.address, deviceKind: 'cpu', deviceId: 0 }, 256 * 1024 * 1024);
+  const client = new WorkerConnection({ id: 'test', address: ready.address, deviceKind: 'cpu', deviceId: 0 }, { maxMessageBytes: 256 * 1024 * 1024 });
   return {
     child,
     ready,

@@ -1,35 +1,16 @@
 // `fabriek bench` run briefly against a real server: the files it writes
 // exist and hold sane numbers, `compare` flags a regression, and bad flags
 // exit 2 with a message.
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunRecord } from '../../bench/history.js';
-import { type GatewayProcess, startGateway } from '../helpers/gateway-process.js';
+import { type GatewayProcess, runCli, startGateway } from '../helpers/gateway-process.js';
 import { TEST_REPOSITORY } from '../helpers/test-repository.js';
 
-const BENCH = fileURLToPath(new URL('../../dist/bench/cli.js', import.meta.url));
-
-function bench(args: readonly string[], timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BENCH, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`bench did not exit within ${timeoutMs} ms; stderr:\n${stderr}`));
-    }, timeoutMs);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+/** `fabriek bench ARGS…` through the real CLI, to completion. */
+const bench = (args: readonly string[], timeoutMs = 30_000): ReturnType<typeof runCli> => runCli(['bench', ...args], timeoutMs);
 
 describe('fabriek bench against a real server', () => {
   let gw: GatewayProcess;

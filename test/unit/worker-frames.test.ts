@@ -67,7 +67,7 @@ describe('WorkerConnection over a socket', () => {
       if (held.length < 2) return;
       for (const [s, i] of held.reverse()) s.write(frameBytes(RESPONSE | Method.Status, i, StatusResponse.encode({ workerId: `answer-${i}`, deviceKind: 'cpu', deviceId: 0, models: [] }).finish()));
     });
-    const conn = new WorkerConnection(endpoint(address), 1 << 20);
+    const conn = new WorkerConnection(endpoint(address), { maxMessageBytes: 1 << 20 });
     const [a, b] = await Promise.all([conn.status(), conn.status()]);
     expect([a.workerId, b.workerId]).toEqual(['answer-1', 'answer-2']);
     conn.close();
@@ -82,7 +82,7 @@ describe('WorkerConnection over a socket', () => {
       else if (calls === 3) socket.destroy();
       // call 4: never answered
     });
-    const conn = new WorkerConnection(endpoint(address), 1 << 20);
+    const conn = new WorkerConnection(endpoint(address), { maxMessageBytes: 1 << 20 });
     await expect(conn.status()).rejects.toMatchObject({ code: status.NOT_FOUND, message: 'model "m/1" is not loaded on this worker' });
     const draining = await conn.status().catch((e: unknown) => e);
     expect(draining).toBeInstanceOf(WorkerLostError);
@@ -95,7 +95,7 @@ describe('WorkerConnection over a socket', () => {
   });
 
   it('a worker that is not there is WorkerLostError with the address', async () => {
-    const conn = new WorkerConnection(endpoint('unix:/nonexistent/fabriek.sock'), 1 << 20);
+    const conn = new WorkerConnection(endpoint('unix:/nonexistent/fabriek.sock'), { maxMessageBytes: 1 << 20 });
     const error = await conn.status().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(WorkerLostError);
     expect((error as Error).message).toMatch(/^worker w at unix:\/nonexistent\/fabriek\.sock is unreachable: /);
