@@ -17,9 +17,10 @@ export function sessionOptionsFor(options: ThreadSessionOptions, providers: Prov
     executionProviders: providers,
     intraOpNumThreads: options.intraOpNumThreads,
     interOpNumThreads: options.interOpNumThreads,
-    executionMode: 'sequential',
+    executionMode: options.executionMode,
     graphOptimizationLevel: options.graphOptimizationLevel,
     enableCpuMemArena: options.enableCpuMemArena,
+    enableMemPattern: options.enableMemPattern,
     logSeverityLevel: 4,
     // ORT's pools busy-spin after each run by default; with several sessions
     // per process they steal each other's cores (measured 1.4× slower).

@@ -1,5 +1,6 @@
 import { type Logger } from 'pino';
 import { type HostedModel } from '../core/worker-record.js';
+import { onnxRuntimeOptions } from '../models/config/onnxruntime-options.js';
 import { planInstances } from '../models/repository/placement.js';
 import { scanRepository } from '../models/repository/scan.js';
 import { messageOf } from './errors.js';
@@ -52,7 +53,7 @@ export async function loadRepository(
             instanceCount: plan.instanceCount,
             deviceKind: plan.deviceKind,
             deviceId: plan.deviceId,
-            sessionOptions: undefined,
+            sessionOptions: onnxRuntimeOptions(entry.config, entry.configFile ?? `model "${entry.name}"`),
           },
           device,
         );

@@ -151,6 +151,8 @@ export function loadSpecOf(request: LoadModelRequest, workerDevice: DeviceReques
   if (graphOptimizationLevel === undefined) {
     throw bad(`graph_optimization_level "${level}" is not one of ${OPT_LEVELS.join(', ')}`);
   }
+  const mode = so === undefined || so.executionMode === '' ? 'sequential' : so.executionMode;
+  if (mode !== 'sequential' && mode !== 'parallel') throw bad(`execution_mode "${mode}" is not "sequential" or "parallel"`);
   return {
     modelKey: key,
     model: hasPath ? { path: request.modelPath } : { bytes: request.modelBytes },
@@ -163,6 +165,8 @@ export function loadSpecOf(request: LoadModelRequest, workerDevice: DeviceReques
       // proto3 cannot tell false from unset: without session_options the arena
       // is on (ORT's default); with them, the field is taken as sent.
       enableCpuMemArena: so === undefined ? true : so.enableCpuMemArena,
+      executionMode: mode,
+      enableMemPattern: so === undefined ? true : so.enableMemPattern,
     },
   };
 }

@@ -14,6 +14,8 @@ export interface ThreadSessionOptions {
   readonly interOpNumThreads: number;
   readonly graphOptimizationLevel: GraphOptimizationLevel;
   readonly enableCpuMemArena: boolean;
+  readonly executionMode: 'sequential' | 'parallel';
+  readonly enableMemPattern: boolean;
 }
 
 /** `workerData` of an ORT thread: everything it needs to open its one session. */

@@ -1,6 +1,7 @@
 import { type Logger } from 'pino';
 import { invalidArgument, notFound, unavailable } from '../../core/errors.js';
 import { completeConfig } from '../../models/config/complete.js';
+import { onnxRuntimeOptions } from '../../models/config/onnxruntime-options.js';
 import { type ModelEntry, scanRepository } from '../../models/repository/scan.js';
 import { type HostedModel } from '../../core/worker-record.js';
 import { type LoadModelResponse, type TensorSpec } from '../../proto/gen/worker.js';
@@ -373,6 +374,9 @@ export class ModelManager {
   async #loadOnWorker(v: ModelVersion, plan: WorkerPlan): Promise<LoadModelResponse> {
     const worker = this.#workers.get(plan.workerId);
     if (!worker) throw new Error(`worker ${plan.workerId} went away`);
+    const entry = this.#entries.get(v.name);
+    // A bad tuning parameter fails the load with the file and parameter named.
+    const sessionOptions = onnxRuntimeOptions(entry?.config, entry?.configFile ?? `model "${v.name}"`);
     const response = await worker.loadModel({
       modelKey: v.key,
       modelPath: v.modelPath,
@@ -380,7 +384,7 @@ export class ModelManager {
       instanceCount: plan.instanceCount,
       deviceKind: plan.deviceKind,
       deviceId: plan.deviceId,
-      sessionOptions: undefined,
+      sessionOptions,
     });
     if (response.fallbackReason) {
       this.#options.log.warn(

@@ -28,6 +28,10 @@ export const protobufFileName = "worker.proto";
  * Not a public API: it may change between releases. Tensors travel as raw
  * little-endian bytes (BYTES elements length-prefixed, as in KServe raw form)
  * so neither side converts element by element.
+ *
+ * These messages travel in length-prefixed frames on one persistent socket
+ * (core/worker-frames.ts), not over gRPC: the service below lists the methods
+ * and their frame numbers (LoadModel 1, UnloadModel 2, Execute 3, Status 4).
  */
 
 export interface TensorData {
@@ -55,6 +59,9 @@ export interface SessionOptions {
   /** "disabled", "basic", "extended", "all" (ONNX Runtime graph optimisation). */
   graphOptimizationLevel: string;
   enableCpuMemArena: boolean;
+  /** "sequential" or "parallel" ("" = sequential). */
+  executionMode: string;
+  enableMemPattern: boolean;
 }
 
 export interface LoadModelRequest {
@@ -393,7 +400,14 @@ export const TensorSpec: MessageFns<TensorSpec> = {
 };
 
 function createBaseSessionOptions(): SessionOptions {
-  return { intraOpThreads: 0, interOpThreads: 0, graphOptimizationLevel: "", enableCpuMemArena: false };
+  return {
+    intraOpThreads: 0,
+    interOpThreads: 0,
+    graphOptimizationLevel: "",
+    enableCpuMemArena: false,
+    executionMode: "",
+    enableMemPattern: false,
+  };
 }
 
 export const SessionOptions: MessageFns<SessionOptions> = {
@@ -409,6 +423,12 @@ export const SessionOptions: MessageFns<SessionOptions> = {
     }
     if (message.enableCpuMemArena !== false) {
       writer.uint32(32).bool(message.enableCpuMemArena);
+    }
+    if (message.executionMode !== "") {
+      writer.uint32(42).string(message.executionMode);
+    }
+    if (message.enableMemPattern !== false) {
+      writer.uint32(48).bool(message.enableMemPattern);
     }
     return writer;
   },
@@ -458,6 +478,22 @@ export const SessionOptions: MessageFns<SessionOptions> = {
             message.enableCpuMemArena = reader.bool();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.executionMode = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.enableMemPattern = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -492,6 +528,16 @@ export const SessionOptions: MessageFns<SessionOptions> = {
         : isSet(object.enable_cpu_mem_arena)
         ? globalThis.Boolean(object.enable_cpu_mem_arena)
         : false,
+      executionMode: isSet(object.executionMode)
+        ? globalThis.String(object.executionMode)
+        : isSet(object.execution_mode)
+        ? globalThis.String(object.execution_mode)
+        : "",
+      enableMemPattern: isSet(object.enableMemPattern)
+        ? globalThis.Boolean(object.enableMemPattern)
+        : isSet(object.enable_mem_pattern)
+        ? globalThis.Boolean(object.enable_mem_pattern)
+        : false,
     };
   },
 
@@ -509,6 +555,12 @@ export const SessionOptions: MessageFns<SessionOptions> = {
     if (message.enableCpuMemArena !== false) {
       obj.enableCpuMemArena = message.enableCpuMemArena;
     }
+    if (message.executionMode !== "") {
+      obj.executionMode = message.executionMode;
+    }
+    if (message.enableMemPattern !== false) {
+      obj.enableMemPattern = message.enableMemPattern;
+    }
     return obj;
   },
 
@@ -521,6 +573,8 @@ export const SessionOptions: MessageFns<SessionOptions> = {
     message.interOpThreads = object.interOpThreads ?? 0;
     message.graphOptimizationLevel = object.graphOptimizationLevel ?? "";
     message.enableCpuMemArena = object.enableCpuMemArena ?? false;
+    message.executionMode = object.executionMode ?? "";
+    message.enableMemPattern = object.enableMemPattern ?? false;
     return message;
   },
 };

@@ -97,6 +97,18 @@ describe('repository model load and unload', () => {
     expect((await gw.client.modelInfer(inferRequest('identity_fp32', 'INPUT0', [3, 16]))).outputs[0]?.shape.map(Number)).toEqual([3, 16]);
   });
 
+  it("passes Triton's onnxruntime tuning parameters to the session; a bad one fails the load naming it", async () => {
+    const tuned = (value: string): ModelRepositoryParameter =>
+      config({ max_batch_size: 4, parameters: { intra_op_thread_count: { string_value: value }, execution_mode: { string_value: '0' } } });
+    const e = await failure(load('identity_fp32', { config: tuned('lots') }));
+    expect(GrpcStatus[e.code]).toBe('INVALID_ARGUMENT');
+    expect(e.details).toMatch(/parameters\["intra_op_thread_count"\]: expected a thread count .* got "lots"/);
+    const [entry] = await indexOf('identity_fp32');
+    expect(entry?.reason).toMatch(/intra_op_thread_count/);
+    await load('identity_fp32', { config: tuned('1') });
+    expect((await identity()).outputs[0]?.shape.map(Number)).toEqual([2, 16]);
+  });
+
   it('load with uploaded files serves a model under a new name; unload removes it', async () => {
     const bytes = await readFile(join(TEST_REPOSITORY, 'identity_fp32', '1', 'model.onnx'));
     const file: ModelRepositoryParameter = { parameterChoice: { $case: 'bytesParam', value: bytes } };

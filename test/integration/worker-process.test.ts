@@ -49,7 +49,14 @@ async function waitForBusy(w: WorkerProcess, key: string, busy: number): Promise
 
 const slowInput = (): TensorData =>
   tensor('X', 'FP32', [SLOW_N, SLOW_N], new Uint8Array(SLOW_N * SLOW_N * 4));
-const slowOptions = { intraOpThreads: 1, interOpThreads: 1, graphOptimizationLevel: 'all', enableCpuMemArena: true };
+const slowOptions = {
+  intraOpThreads: 1,
+  interOpThreads: 1,
+  graphOptimizationLevel: 'all',
+  enableCpuMemArena: true,
+  executionMode: 'sequential',
+  enableMemPattern: true,
+};
 
 describe('worker process', () => {
   it('reports ready over IPC with the socket address, and answers Status', async () => {

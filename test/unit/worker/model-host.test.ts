@@ -152,7 +152,7 @@ function spec(modelKey: string, instanceCount: number, intraOpNumThreads?: numbe
     model: { path: '/models/m.onnx' },
     instanceCount,
     device: { kind: 'cpu' },
-    options: { intraOpNumThreads, interOpNumThreads: 1, graphOptimizationLevel: 'all', enableCpuMemArena: true },
+    options: { intraOpNumThreads, interOpNumThreads: 1, graphOptimizationLevel: 'all', enableCpuMemArena: true, executionMode: 'sequential', enableMemPattern: true },
   };
 }
 

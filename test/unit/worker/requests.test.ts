@@ -23,15 +23,29 @@ describe('loadSpecOf', () => {
       model: { path: '/m.onnx' },
       instanceCount: 1,
       device: { kind: 'gpu', deviceId: 2 },
-      options: { intraOpNumThreads: undefined, interOpNumThreads: 1, graphOptimizationLevel: 'all', enableCpuMemArena: true },
+      options: {
+        intraOpNumThreads: undefined,
+        interOpNumThreads: 1,
+        graphOptimizationLevel: 'all',
+        enableCpuMemArena: true,
+        executionMode: 'sequential',
+        enableMemPattern: true,
+      },
     });
   });
 
   it('takes session_options literally once they are sent', () => {
-    const so = { intraOpThreads: 3, interOpThreads: 0, graphOptimizationLevel: 'basic', enableCpuMemArena: false };
+    const so = { intraOpThreads: 3, interOpThreads: 0, graphOptimizationLevel: 'basic', enableCpuMemArena: false, executionMode: 'parallel', enableMemPattern: false };
     expect(loadSpecOf(load({ sessionOptions: so, deviceKind: 'cpu' }), { kind: 'gpu', deviceId: 0 })).toMatchObject({
       device: { kind: 'cpu' },
-      options: { intraOpNumThreads: 3, interOpNumThreads: 1, graphOptimizationLevel: 'basic', enableCpuMemArena: false },
+      options: {
+        intraOpNumThreads: 3,
+        interOpNumThreads: 1,
+        graphOptimizationLevel: 'basic',
+        enableCpuMemArena: false,
+        executionMode: 'parallel',
+        enableMemPattern: false,
+      },
     });
   });
 
@@ -39,6 +53,8 @@ describe('loadSpecOf', () => {
     const cpu = { kind: 'cpu' } as const;
     expect(() => loadSpecOf(load({ modelBytes: Buffer.from([1]) }), cpu)).toThrow(/exactly one of model_path and model_bytes/);
     expect(() => loadSpecOf(load({ deviceKind: 'tpu' }), cpu)).toThrow(/device_kind "tpu"/);
+    const so = { intraOpThreads: 0, interOpThreads: 0, graphOptimizationLevel: '', enableCpuMemArena: true, executionMode: 'wild', enableMemPattern: true };
+    expect(() => loadSpecOf(load({ sessionOptions: so }), cpu)).toThrow(/execution_mode "wild"/);
     expect(() => loadSpecOf(load({ instanceCount: 65 }), cpu)).toThrow(/above the limit of 64/);
     expect(() => loadSpecOf(load({ modelKey: '' }), cpu)).toThrow(expect.objectContaining({ code: status.INVALID_ARGUMENT }));
   });
