@@ -38,10 +38,8 @@ const B_RATE = 150;
 /** A's quota, and its flood at 10× that. */
 const A_QUOTA = 20;
 const A_FLOOD = 10 * A_QUOTA;
-/** Rounds of (B alone, A at quota, A floods). */
-const ROUNDS = 6;
-/** Windows in a run, for the caller's watchdog. */
-export const FAIRNESS_WINDOWS = 3 * ROUNDS;
+/** Windows in a run of `rounds` rounds, for the caller's watchdog. */
+export const fairnessWindows = (rounds: number): number => 3 * rounds;
 /** A round in which other processes (not B, the gateway or A) kept more than this many cores busy is left out of the verdict. */
 const DISTURBED = 0.25;
 /** After A starts or stops, this long passes before a window opens (A's burst, queues draining). */
@@ -54,7 +52,12 @@ const KEYS = { a: 'fairness-bench-tenant-a-key', b: 'fairness-bench-tenant-b-key
 export interface FairnessOptions {
   /** Each window's length. */
   readonly durationMs: number;
+  /** Once, before the first round: B alone, then with A flooding. */
   readonly warmupMs: number;
+  /** Rounds of the three kinds of window. */
+  readonly rounds: number;
+  /** The model's intra_op_thread_count (0: ONNX Runtime's default). */
+  readonly intraOpThreads: number;
   readonly log: (line: string) => void;
 }
 
@@ -111,12 +114,13 @@ const tenantsYaml = (): string =>
     '',
   ].join('\n');
 
-const configText = (): string =>
+const configText = (intraOpThreads: number): string =>
   [
     `name: "${MODEL}"`,
     `max_batch_size: ${MAX_BATCH}`,
     'instance_group [ { count: 1, kind: KIND_CPU } ]',
     `dynamic_batching { max_queue_delay_microseconds: ${QUEUE_DELAY_US} }`,
+    ...(intraOpThreads > 0 ? [`parameters { key: "intra_op_thread_count" value: { string_value: "${intraOpThreads}" } }`] : []),
     '',
   ].join('\n');
 
@@ -217,7 +221,7 @@ export async function runFairness(o: FairnessOptions): Promise<FairnessReport> {
   try {
     await mkdir(repo);
     await buildModels(repo, [MODEL]);
-    await writeFile(join(repo, MODEL, 'config.pbtxt'), configText());
+    await writeFile(join(repo, MODEL, 'config.pbtxt'), configText(o.intraOpThreads));
     await writeFile(join(dir, 'tenants.yaml'), tenantsYaml());
     gateway = await startGateway(repo, ['--tenants', join(dir, 'tenants.yaml'), '--http-address', '127.0.0.1', '--http-port', '0', '--metrics-port', '0']);
     const metricsUrl = `http://127.0.0.1:${/metrics on [^ ;]+:(\d+)/.exec(gateway.readyLine)?.[1]}/metrics`;
@@ -278,8 +282,12 @@ export async function runFairness(o: FairnessOptions): Promise<FairnessReport> {
       windows.push(w);
       return w;
     };
-    for (let round = 1; round <= ROUNDS; round++) {
-      for (const phase of PHASES) {
+    for (let round = 1; round <= o.rounds; round++) {
+      // Each kind of window takes each place in the round equally often, so a drift over the run
+      // (the machine warming, other work starting) does not favour one kind.
+      const order = PHASES.map((_, i) => PHASES[(i + round - 1) % PHASES.length] as Phase);
+      if (round % 2 === 0) order.reverse();
+      for (const phase of order) {
         const w = await measure(phase, round);
         const seconds = (w.end - w.start) / 1000;
         o.log(
@@ -292,7 +300,7 @@ export async function runFairness(o: FairnessOptions): Promise<FairnessReport> {
     }
     client.close();
     const stderr = gateway.stderrTail();
-    return report(windows, stderr);
+    return report(windows, stderr, o);
   } finally {
     await flood.exit();
     const how = await gateway?.stop();
@@ -342,7 +350,8 @@ function pool(ws: readonly Window[]): Pooled {
   return out;
 }
 
-function report(windows: readonly Window[], stderr: string): FairnessReport {
+function report(windows: readonly Window[], stderr: string, o: FairnessOptions): FairnessReport {
+  const rounds = o.rounds;
   const disturbedRounds = new Set(windows.filter((w) => (w.cpu?.other ?? 0) > DISTURBED).map((w) => w.round));
   // With every round disturbed there is no verdict, but the figures over all rounds are still shown.
   const undisturbed = windows.filter((w) => !disturbedRounds.has(w.round));
@@ -397,12 +406,16 @@ function report(windows: readonly Window[], stderr: string): FairnessReport {
   });
   const windowLength = windows[0] ? (windows[0].end - windows[0].start) / 1000 : NaN;
   const md = [
-    `Model \`${MODEL}\` (784→1024×3→10, FP32), max_batch_size ${MAX_BATCH}, dynamic batching with max_queue_delay ${QUEUE_DELAY_US} µs, one CPU instance; ` +
+    `Model \`${MODEL}\` (784→1024×3→10, FP32), max_batch_size ${MAX_BATCH}, dynamic batching with max_queue_delay ${QUEUE_DELAY_US} µs, one CPU instance` +
+      (o.intraOpThreads > 0
+        ? ` with intra_op_thread_count ${o.intraOpThreads} (ONNX Runtime on ${o.intraOpThreads} core${o.intraOpThreads > 1 ? 's' : ''}; the gateway and the clients share the rest)`
+        : ` with ONNX Runtime's thread per core`) +
+      '; ' +
       `the gateway runs with --tenants: A has a quota of ${A_QUOTA} requests/s, B has none, both weight 1.`,
     '',
     `B sends a steady open loop: Poisson arrivals at ${B_RATE} requests/s, batch-1 requests, the same seeded arrivals in every window. ` +
       `A, from its own process, floods at ${A_FLOOD} requests/s (10× its quota, Poisson) during the "A floods" windows, sends at its quota during "A at quota", and nothing during "B alone". ` +
-      `${ROUNDS} rounds of three ${num(windowLength)} s windows in turn; A starts ${SETTLE_MS / 1000} s before its window opens (its burst passes first). ` +
+      `${rounds} rounds of three ${num(windowLength)} s windows, in an order that puts each kind of window in each place equally often, after a ${num(o.warmupMs / 1000)} s warm-up; A starts ${SETTLE_MS / 1000} s before its window opens (its burst passes first). ` +
       "B's latency is measured at B's client from the call to its answer; each window counts every request B sent in it. " +
       `The verdict pools B's latencies over the windows of each kind, leaving out rounds in which other work on the machine kept more than ${DISTURBED} cores busy.`,
     '',
@@ -418,7 +431,7 @@ function report(windows: readonly Window[], stderr: string): FairnessReport {
     `- **B's throughput while A floods: ${signedPercent(throughputChange)}** (target: less than ${100 * THROUGHPUT_LIMIT} %). ` +
       'Throughput is successful answers per second for the same offered arrivals, so it moves only when B loses requests.',
     verdict
-      ? `- Rounds in the verdict: ${ROUNDS - disturbedRounds.size} of ${ROUNDS}` +
+      ? `- Rounds in the verdict: ${rounds - disturbedRounds.size} of ${rounds}` +
         (disturbedRounds.size > 0
           ? ` (left out, other work above ${DISTURBED} cores: round ${[...disturbedRounds].join(', ')}; with them, p99 ${signedPercent(all.flooded.p99Us / all.alone.p99Us - 1)})`
           : '') +
@@ -445,7 +458,7 @@ function report(windows: readonly Window[], stderr: string): FairnessReport {
   const json = {
     scenario: 'fairness',
     model: MODEL,
-    settings: { maxBatch: MAX_BATCH, queueDelayUs: QUEUE_DELAY_US, bRate: B_RATE, aQuota: A_QUOTA, aFlood: A_FLOOD, rounds: ROUNDS, settleMs: SETTLE_MS, disturbedCores: DISTURBED },
+    settings: { intraOpThreads: o.intraOpThreads, warmupMs: o.warmupMs, maxBatch: MAX_BATCH, queueDelayUs: QUEUE_DELAY_US, bRate: B_RATE, aQuota: A_QUOTA, aFlood: A_FLOOD, rounds, settleMs: SETTLE_MS, disturbedCores: DISTURBED },
     alone,
     atQuota,
     flooded,

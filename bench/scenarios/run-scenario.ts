@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { describeRun, runInfo, saveRun } from '../history.js';
 import { UsageError } from '../options.js';
 import { BATCHING_MODELS, type BatchingModel, runBatching } from './batching.js';
-import { FAIRNESS_WINDOWS, runFairness } from './fairness.js';
+import { fairnessWindows, runFairness } from './fairness.js';
 import { runHttp } from './http.js';
 
 export const SCENARIO_USAGE = `Usage: fabriek bench batching|http|fairness [options]
@@ -13,17 +13,22 @@ export const SCENARIO_USAGE = `Usage: fabriek bench batching|http|fairness [opti
              dynamic batching on and off, beside raw ONNX Runtime at batch 1, 8, 64
   http       issue #4: autocannon on the REST infer endpoint; /metrics must equal the answers counted
   fairness   issue #7: tenant B's steady load alone, while tenant A sends at its quota, and while
-             A floods at 10× its quota, in rounds (--duration and --warmup only; about 4 min)
+             A floods at 10× its quota, in rounds (about 5 min)
 
 Options:
   --duration S          measurement window per load level (default 10)
-  --warmup S            warm-up before each window (default 2)
+  --warmup S            warm-up before each window (default 2; fairness: once, before the rounds, default 10)
   --concurrency LIST    e.g. 1,8,64 (default: 1,8,64 batching; 1,64 http)
+  --results-dir DIR     history folder (default bench/results)
   batching only:
   --models LIST         mlp_large,mlp (default both)
   --queue-delay-us LIST max_queue_delay_microseconds; several = one batching-on run each (default 1000)
   --instances N         CPU instances per model, on and off alike (default 1)
   --raw-duration S      raw ONNX Runtime time per batch size (default: half of --duration)
+  fairness only:
+  --rounds N            rounds of the three windows (default 8)
+  --intra-op-threads N  the model's intra_op_thread_count (default 1: one core for ONNX Runtime,
+                        the other for the gateway and the clients; 0 = a thread per core)
 
 Results: bench/results/<timestamp>-<scenario>.{json,md} and bench/results/latest-<scenario>.{json,md}.
 `;
@@ -55,12 +60,15 @@ export async function runScenario(
       args: [...argv],
       options: {
         duration: { type: 'string', default: '10' },
-        warmup: { type: 'string', default: '2' },
+        warmup: { type: 'string' },
         concurrency: { type: 'string' },
         models: { type: 'string', default: 'mlp_large,mlp' },
         'queue-delay-us': { type: 'string', default: '1000' },
         instances: { type: 'string', default: '1' },
         'raw-duration': { type: 'string' },
+        rounds: { type: 'string', default: '8' },
+        'intra-op-threads': { type: 'string', default: '1' },
+        'results-dir': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -72,7 +80,12 @@ export async function runScenario(
     return 0;
   }
   const durationMs = seconds('duration', values.duration);
-  const warmupMs = seconds('warmup', values.warmup);
+  const warmupMs = seconds('warmup', values.warmup ?? (scenario === 'fairness' ? '10' : '2'));
+  const rounds = list('rounds', values.rounds)[0] ?? 8;
+  const intraOpThreads = Number(values['intra-op-threads']);
+  if (!Number.isInteger(intraOpThreads) || intraOpThreads < 0 || intraOpThreads > 64) {
+    throw new UsageError(`--intra-op-threads: expected 0 to 64, got '${values['intra-op-threads']}'`);
+  }
   const concurrencies = list('concurrency', values.concurrency ?? (scenario === 'batching' ? '1,8,64' : '1,64'));
   const models = values.models.split(',');
   const unknown = models.filter((m) => !isModel(m));
@@ -83,7 +96,7 @@ export async function runScenario(
   const info = runInfo();
   log(describeRun(info));
   const levels =
-    scenario === 'batching' ? models.length * concurrencies.length * (1 + queueDelaysUs.length) : scenario === 'fairness' ? FAIRNESS_WINDOWS : concurrencies.length;
+    scenario === 'batching' ? models.length * concurrencies.length * (1 + queueDelaysUs.length) : scenario === 'fairness' ? fairnessWindows(rounds) : concurrencies.length;
   const rawMs = scenario === 'batching' ? models.length * 3 * rawDurationMs : 0;
   watchdog(2 * (levels * (durationMs + warmupMs + 5_000) + rawMs) + 300_000);
   await warnIfBusy();
@@ -92,7 +105,7 @@ export async function runScenario(
     scenario === 'batching'
       ? await runBatching({ models: models.filter(isModel), concurrencies, rawBatchSizes: [1, 8, 64], queueDelaysUs, instances, warmupMs, durationMs, rawDurationMs, log })
       : scenario === 'fairness'
-        ? await runFairness({ warmupMs, durationMs, log })
+        ? await runFairness({ warmupMs, durationMs, rounds, intraOpThreads, log })
         : await runHttp({ concurrencies, durationMs, log });
   const title =
     scenario === 'batching'
@@ -102,7 +115,8 @@ export async function runScenario(
         : '# HTTP/REST under autocannon (issue #4)';
   const markdown = `${title}\n\n${describeRun(info)}\n\n${report.markdown}`;
   const record = { format: 'fabriek-bench/1' as const, kind: scenario, info, options: {}, levels: [], scenario: report.json };
-  const paths = saveRun(record, { markdown }, { name: scenario, latest: `latest-${scenario}` });
+  const dir = values['results-dir'];
+  const paths = saveRun(record, { markdown }, { ...(dir !== undefined ? { dir } : {}), name: scenario, latest: `latest-${scenario}` });
   process.stdout.write(markdown);
   log(`saved ${paths.join(', ')}`);
   if (!report.ok) log('bench: some answers were wrong or some requests failed (see the table)');

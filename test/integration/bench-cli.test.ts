@@ -79,6 +79,36 @@ describe('fabriek bench against a real server', () => {
     expect(cmp.stdout).toMatch(/fabriek add_sub grpc c=1 b=1: infer\/s/);
   }, 30_000);
 
+  it('runs one short round of the fairness scenario: A is held to its quota, B loses nothing', async () => {
+    const history = join(dir, 'fairness');
+    const r = await bench(['fairness', '--rounds', '1', '--duration', '2', '--warmup', '0', '--results-dir', history], 90_000);
+    expect(r.code, r.stderr).toBe(0);
+    const files = await readdir(history);
+    expect(files).toContain('latest-fairness.json');
+    interface FairnessWindow {
+      readonly phase: string;
+      readonly ok: number;
+      readonly errors: Record<string, number>;
+      readonly wrong: number;
+      readonly seconds: number;
+      readonly flood?: { readonly sent: number; readonly outcomes: Record<string, number> };
+      readonly server?: { readonly ok: Record<string, number> };
+    }
+    const run = JSON.parse(await readFile(join(history, 'latest-fairness.json'), 'utf8')) as { scenario: { windows: FairnessWindow[]; settings: { intraOpThreads: number } } };
+    const windows = run.scenario.windows;
+    expect(windows.map((w) => w.phase).sort()).toEqual(['alone', 'flood', 'quota']);
+    expect(run.scenario.settings.intraOpThreads).toBe(1);
+    for (const w of windows) {
+      expect(w.ok).toBeGreaterThan(100); // 150/s for 2 s
+      expect(w.errors).toEqual({});
+      expect(w.wrong).toBe(0);
+    }
+    const flood = windows.find((w) => w.phase === 'flood');
+    expect(flood?.flood?.outcomes['RESOURCE_EXHAUSTED'] ?? 0).toBeGreaterThan(100);
+    // 20/s quota with its burst, over a 2 s window: far below the 200/s A sent.
+    expect(flood?.server?.ok['a'] ?? Infinity).toBeLessThan(100);
+  }, 90_000);
+
   it('exits 2 with a message for bad flags, an unknown model shape, or a file that is not a result', async () => {
     const noModel = await bench(['--concurrency-range', '1']);
     expect(noModel.code).toBe(2);
