@@ -21,6 +21,8 @@ Server and model:
   -u, --url ADDR                 server: host:port for gRPC, http://host:port for HTTP
                                  (default localhost:8001 / http://localhost:8000); requests go only there
   -i, --protocol grpc|http       (default grpc)
+  -H, --header 'NAME: VALUE'     sent with every request (gRPC metadata or HTTP header); repeatable,
+                                 e.g. -H "authorization: Bearer $KEY" for a server with --tenants
   --model-repository DIR         without -u: start 'fabriek serve' on DIR (free loopback ports) and measure it;
                                  also where --baseline raw-ort finds the ONNX file
   --model-file PATH              the ONNX file for --baseline raw-ort
@@ -58,6 +60,7 @@ const OPTIONS = {
   'model-version': { type: 'string', short: 'x', default: '' },
   url: { type: 'string', short: 'u' },
   protocol: { type: 'string', short: 'i', default: 'grpc' },
+  header: { type: 'string', short: 'H', multiple: true },
   'model-repository': { type: 'string' },
   'model-file': { type: 'string' },
   'concurrency-range': { type: 'string' },
@@ -120,6 +123,18 @@ function inputData(raw: string, seed: number): InputDataSource {
   return { kind: 'file', path: raw };
 }
 
+/** perf_analyzer's `-H 'Name: value'` → a lower-case name and its value. */
+export function parseHeaders(raw: readonly string[]): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const h of raw) {
+    const m = /^([A-Za-z0-9!#$%&'*+.^_`|~-]+)\s*:\s*(.*)$/.exec(h);
+    // The value is not echoed: it is often a key.
+    if (!m?.[1]) throw new UsageError(`-H/--header: expected 'NAME: VALUE' (a header name, a colon, the value)`);
+    headers[m[1].toLowerCase()] = m[2] ?? '';
+  }
+  return headers;
+}
+
 const BASELINES: readonly Baseline[] = ['raw-ort', 'grpc-echo', 'batching-off'];
 
 /** Parses perf mode's argv; `{ help: true }` when -h was given. */
@@ -163,6 +178,7 @@ export function parsePerfArgs(argv: readonly string[]): PerfOptions | { help: tr
     version: values['model-version'],
     ...(url !== undefined ? { url: protocol === 'http' && !/^https?:\/\//.test(url) ? `http://${url}` : url } : {}),
     protocol,
+    headers: parseHeaders(values.header ?? []),
     ...(values['model-repository'] !== undefined ? { modelRepository: values['model-repository'] } : {}),
     ...(values['model-file'] !== undefined ? { modelFile: values['model-file'] } : {}),
     levels,

@@ -30,6 +30,8 @@ export interface PerfOptions {
   /** The server to measure; absent with modelRepository: start one. */
   readonly url?: string;
   readonly protocol: 'grpc' | 'http';
+  /** Sent with every request as gRPC metadata or HTTP headers (perf_analyzer's -H), e.g. authorization. */
+  readonly headers: Readonly<Record<string, string>>;
   readonly modelRepository?: string;
   /** The ONNX file for --baseline raw-ort (default: <repository>/<model>/<latest version>/model.onnx). */
   readonly modelFile?: string;
@@ -96,9 +98,10 @@ export async function runPerf(o: PerfOptions, log: (line: string) => void): Prom
     url = o.protocol === 'http' ? httpUrlOf(own) : own.address;
   }
   url ??= o.protocol === 'http' ? 'http://localhost:8000' : 'localhost:8001';
-  const client = createClient(url, o.protocol);
+  const clientOptions = { metadata: o.headers, headers: o.headers };
+  const client = createClient(url, o.protocol, clientOptions);
   // Statistics and repository calls on their own connection, apart from the load.
-  const control = createClient(url, o.protocol);
+  const control = createClient(url, o.protocol, clientOptions);
   const levels: LevelResult[] = [];
   let raw: RawOrtLevel[] | undefined;
   let maxBatchSize = 0;

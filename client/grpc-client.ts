@@ -63,6 +63,8 @@ export interface ClientOptions {
   readonly inputEncoding?: GrpcInputEncoding;
   /** Extra grpc-js channel options. */
   readonly channelOptions?: Readonly<Record<string, string | number>>;
+  /** Metadata sent with every call, e.g. `{ authorization: 'Bearer KEY' }`; a call's own metadata wins. */
+  readonly metadata?: Readonly<Record<string, string>>;
 }
 
 export interface ClientTlsOptions {
@@ -88,6 +90,7 @@ export class InferenceGrpcClient implements InferenceClient {
   readonly address: string;
   readonly raw: GRPCInferenceServiceClient;
   readonly #encoding: GrpcInputEncoding;
+  readonly #metadata: Readonly<Record<string, string>>;
 
   /** `address`: host:port, or grpc://host:port. */
   constructor(address: string, options: ClientOptions = {}) {
@@ -95,6 +98,7 @@ export class InferenceGrpcClient implements InferenceClient {
     const k = options.keepAlive ?? {};
     this.address = address.replace(/^grpc:\/\//, '');
     this.#encoding = options.inputEncoding ?? 'raw';
+    this.#metadata = options.metadata ?? {};
     const tls = options.tls;
     const channel =
       options.credentials ??
@@ -197,7 +201,7 @@ export class InferenceGrpcClient implements InferenceClient {
 
   #call<Req, Res>(method: Method<Req, Res>, request: Req, o: RequestOptions = {}): Promise<Res> {
     const md = new GrpcMetadata();
-    for (const [k, v] of Object.entries(o.metadata ?? {})) md.set(k, v);
+    for (const [k, v] of Object.entries({ ...this.#metadata, ...o.metadata })) md.set(k, v);
     const deadline = deadlineOf(o);
     const opts: Partial<CallOptions> = deadline !== undefined ? { deadline } : {};
     return new Promise<Res>((resolve, reject) => {

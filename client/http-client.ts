@@ -85,7 +85,11 @@ export class InferenceHttpClient implements InferenceClient {
   }
 
   async isModelReady(model: string, version = '', o?: RequestOptions): Promise<boolean> {
-    return (await this.#send('GET', `${modelPath(model, version)}/ready`, o)).status === 200;
+    const path = `${modelPath(model, version)}/ready`;
+    const answer = await this.#send('GET', path, o);
+    // A refused caller learns nothing about readiness: it gets the error, as over gRPC.
+    if (answer.status === 401 || answer.status === 403 || answer.status === 429) throw errorOf('GET', path, answer);
+    return answer.status === 200;
   }
 
   async getServerMetadata(o?: RequestOptions): Promise<ServerMetadata> {
@@ -152,18 +156,7 @@ export class InferenceHttpClient implements InferenceClient {
   async #ok(method: 'GET' | 'POST', path: string, o: RequestOptions | undefined, body?: InferBody | Buffer): Promise<HttpAnswer> {
     const answer = await this.#send(method, path, o, body);
     if (answer.status >= 200 && answer.status < 300) return answer;
-    let message = answer.body.toString('utf8');
-    try {
-      const j = JSON.parse(message) as { error?: unknown };
-      if (typeof j.error === 'string') message = j.error;
-    } catch {
-      // not JSON: keep the text
-    }
-    const retryAfter = Number(answer.headers['retry-after']);
-    throw new InferenceError(grpcCodeOfHttpStatus(answer.status), message || `HTTP ${answer.status}`, {
-      httpStatus: answer.status,
-      ...(answer.headers['retry-after'] !== undefined && Number.isFinite(retryAfter) ? { retryAfterMs: retryAfter * 1000 } : {}),
-    });
+    throw errorOf(method, path, answer);
   }
 
   #send(method: 'GET' | 'POST', path: string, o: RequestOptions = {}, body?: InferBody | Buffer): Promise<HttpAnswer> {
@@ -228,4 +221,20 @@ export class InferenceHttpClient implements InferenceClient {
       req.end();
     });
   }
+}
+
+/** The server's error answer as an InferenceError: its message, gRPC code, HTTP status and Retry-After. */
+function errorOf(method: 'GET' | 'POST', path: string, answer: HttpAnswer): InferenceError {
+  let message = answer.body.toString('utf8');
+  try {
+    const j = JSON.parse(message) as { error?: unknown };
+    if (typeof j.error === 'string') message = j.error;
+  } catch {
+    // not JSON: keep the text
+  }
+  const retryAfter = Number(answer.headers['retry-after']);
+  return new InferenceError(grpcCodeOfHttpStatus(answer.status), message || `${method} ${path}: HTTP ${answer.status}`, {
+    httpStatus: answer.status,
+    ...(answer.headers['retry-after'] !== undefined && Number.isFinite(retryAfter) ? { retryAfterMs: retryAfter * 1000 } : {}),
+  });
 }

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunRecord } from '../../bench/history.js';
+import { hashKey } from '../../gateway/tenants/key-hash.js';
 import { type GatewayProcess, runCli, startGateway } from '../helpers/gateway-process.js';
 import { TEST_REPOSITORY } from '../helpers/test-repository.js';
 
@@ -108,6 +109,27 @@ describe('fabriek bench against a real server', () => {
     // 20/s quota with its burst, over a 2 s window: far below the 200/s A sent.
     expect(flood?.server?.ok['a'] ?? Infinity).toBeLessThan(100);
   }, 90_000);
+
+  it('sends -H headers with every request, so a server with --tenants can be measured over gRPC and HTTP', async () => {
+    const key = 'bench-cli-test-key-0123456789';
+    const tenants = join(dir, 'tenants.yaml');
+    await writeFile(tenants, `tenants:\n  bencher:\n    keys: [ "${hashKey(key)}" ]\n    models: [ "add_sub" ]\n`);
+    const secured = await startGateway(['--model-repository', TEST_REPOSITORY, '--log-level', 'warn', '--tenants', tenants]);
+    try {
+      const http = `http://127.0.0.1:${/HTTP on [^ ;]+:(\d+)/.exec(secured.readyLine)?.[1] ?? ''}`;
+      const quick = ['-m', 'add_sub', '-p', '200', '-r', '1', '--warmup-interval', '0', '--no-save'];
+      for (const target of [['-u', secured.address], ['-u', http, '-i', 'http']]) {
+        const r = await bench([...quick, ...target, '-H', `authorization: Bearer ${key}`]);
+        expect(r.code, r.stderr).toBe(0);
+        expect(r.stdout).toMatch(/fabriek\s+add_sub\s+c=1/);
+        const refused = await bench([...quick, ...target]);
+        expect(refused.code).not.toBe(0);
+        expect(refused.stderr).toMatch(/UNAUTHENTICATED|401|API key/i);
+      }
+    } finally {
+      expect(await secured.stop()).toBe(0);
+    }
+  }, 60_000);
 
   it('exits 2 with a message for bad flags, an unknown model shape, or a file that is not a result', async () => {
     const noModel = await bench(['--concurrency-range', '1']);

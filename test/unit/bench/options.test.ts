@@ -32,6 +32,7 @@ describe('perf_analyzer-style flags', () => {
     expect(o.inputData).toEqual({ kind: 'random', seed: 1 });
     expect(o.baselines.size).toBe(0);
     expect(o.save).toBe(true);
+    expect(o.headers).toEqual({});
   });
 
   it('reads every flag', () => {
@@ -61,6 +62,11 @@ describe('perf_analyzer-style flags', () => {
     expect(o.jsonFile).toBe('o.json');
     expect(o.save).toBe(false);
     expect(parse('-m', 'x', '--input-data', 'data.json').inputData).toEqual({ kind: 'file', path: 'data.json' });
+    expect(parse('-m', 'x', '-H', 'Authorization: Bearer k:1', '--header', 'x-trace:7', '-H', 'x-empty:').headers).toEqual({
+      authorization: 'Bearer k:1',
+      'x-trace': '7',
+      'x-empty': '',
+    });
   });
 
   it('refuses what makes no sense, saying why', () => {
@@ -72,6 +78,8 @@ describe('perf_analyzer-style flags', () => {
     expect(() => parsePerfArgs(['-m', 'x', '-b', '0'])).toThrow(/--batch-size: expected an integer ≥ 1, got '0'/);
     expect(() => parsePerfArgs(['-m', 'x', '-u', 'http://h:1'])).toThrow(/add -i http/);
     expect(() => parsePerfArgs(['-m', 'x', '--bogus'])).toThrow(UsageError);
+    // A header without a colon is refused without echoing it (it is often a key).
+    expect(() => parsePerfArgs(['-m', 'x', '-H', 'authorization Bearer secret-key'])).toThrow(/^-H\/--header: expected 'NAME: VALUE' \(a header name, a colon, the value\)$/);
     expect(parsePerfArgs(['-h'])).toEqual({ help: true });
   });
 });
