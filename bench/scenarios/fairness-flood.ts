@@ -1,10 +1,13 @@
-import { InferenceGrpcClient } from '../../client/grpc-client.js';
-import { type ModelInferRequest } from '../../proto/gen/inference.js';
-import { codeName, isServiceError, type OpenLoop, openLoop } from './fairness-load.js';
-
 // Tenant A of the fairness benchmark, in a process of its own, as another
 // client on another machine would be: it sends at the rate it is given while
-// the parent says `on`, and reports what it got when told `off`.
+// the parent says `on`, and reports what it got when told `off`. Its calls
+// go out through RawGrpcUnary (one encoded request, written on node:http2),
+// so that A's own client takes as little as possible of the cores it shares
+// with the server.
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import { ModelInferRequest } from '../../proto/gen/inference.js';
+import { type OpenLoop, openLoop } from './fairness-load.js';
+import { grpcFrame, RawGrpcUnary } from './raw-grpc-unary.js';
 
 export type FloodCommand =
   | { readonly type: 'start'; readonly address: string; readonly key: string; readonly seed: number; readonly request: ModelInferRequest }
@@ -21,8 +24,10 @@ export interface FloodReport {
   readonly outcomes: Record<string, number>;
 }
 
-let client: InferenceGrpcClient | undefined;
-let start: Extract<FloodCommand, { type: 'start' }> | undefined;
+const MODEL_INFER = '/inference.GRPCInferenceService/ModelInfer';
+
+let client: RawGrpcUnary | undefined;
+let start: { readonly key: string; readonly seed: number; readonly frame: Buffer } | undefined;
 let loop: OpenLoop | undefined;
 let outcomes: Record<string, number> = {};
 let floods = 0;
@@ -33,26 +38,29 @@ function revive(request: ModelInferRequest): ModelInferRequest {
   return { ...request, rawInputContents: request.rawInputContents.map((b) => Buffer.from(b)) };
 }
 
+const statusName = (code: GrpcStatus): string => (code === GrpcStatus.OK ? 'OK' : (GrpcStatus[code] ?? `CODE_${code}`));
+
 process.on('message', (message: FloodCommand) => {
   void (async () => {
     switch (message.type) {
       case 'start':
-        start = { ...message, request: revive(message.request) };
-        client = new InferenceGrpcClient(message.address);
+        start = { key: message.key, seed: message.seed, frame: grpcFrame(ModelInferRequest.encode(revive(message.request)).finish()) };
+        client = new RawGrpcUnary(message.address);
         process.send?.({ type: 'ready' });
         return;
       case 'on': {
         if (!client || !start || loop) return;
         const s = start;
+        const c = client;
+        const metadata = { authorization: `Bearer ${s.key}` };
         outcomes = {};
         since = performance.now();
-        loop = openLoop(client, {
+        loop = openLoop<GrpcStatus>({
           ratePerSecond: message.ratePerSecond,
           seed: s.seed + floods++,
-          request: () => s.request,
-          metadata: { authorization: `Bearer ${s.key}` },
-          onSettled: (_seq, _at, _us, outcome) => {
-            const name = isServiceError(outcome) ? codeName(outcome) : 'OK';
+          send: () => c.call(MODEL_INFER, s.frame, metadata, 10_000),
+          onSettled: (_seq, _at, _us, code) => {
+            const name = statusName(code);
             outcomes[name] = (outcomes[name] ?? 0) + 1;
           },
         });

@@ -1,22 +1,19 @@
 import { type ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
-import { type InferenceGrpcClient } from '../../client/grpc-client.js';
 import { mulberry32 } from '../../models/build/seeded-random.js';
-import { type ModelInferRequest, type ModelInferResponse } from '../../proto/gen/inference.js';
+import { type ModelInferResponse } from '../../proto/gen/inference.js';
 
 // The fairness benchmark's open loop: requests at Poisson arrival times of a
 // given rate, whatever the answers do, so a slow server shows as latency and
 // a refusing one as errors, never as a lower offered load. The arrival times
 // come from a seeded generator: every run offers the same pattern.
 
-export interface OpenLoopOptions {
+export interface OpenLoopOptions<T> {
   readonly ratePerSecond: number;
   readonly seed: number;
-  readonly request: (seq: number) => ModelInferRequest;
-  readonly metadata: Record<string, string>;
-  /** gRPC deadline (default 10 s). */
-  readonly timeoutMs?: number;
-  /** Every answer or failure, with the latency from the call to its settling, in µs. */
-  readonly onSettled: (seq: number, sentAt: number, latencyUs: number, outcome: ModelInferResponse | ServiceError) => void;
+  /** Sends request `seq`; resolves with its outcome, an answer or a failure (never rejects). */
+  readonly send: (seq: number) => Promise<T>;
+  /** Every outcome, with the latency from the call to its settling, in µs. */
+  readonly onSettled: (seq: number, sentAt: number, latencyUs: number, outcome: T) => void;
 }
 
 export interface OpenLoop {
@@ -32,7 +29,7 @@ export function isServiceError(x: ModelInferResponse | ServiceError): x is Servi
   return x instanceof Error;
 }
 
-export function openLoop(client: InferenceGrpcClient, o: OpenLoopOptions): OpenLoop {
+export function openLoop<T>(o: OpenLoopOptions<T>): OpenLoop {
   const random = mulberry32(o.seed);
   const gapMs = (): number => (-Math.log(1 - random()) / o.ratePerSecond) * 1000;
   const inFlight = new Set<Promise<void>>();
@@ -45,10 +42,7 @@ export function openLoop(client: InferenceGrpcClient, o: OpenLoopOptions): OpenL
   const send = (): void => {
     const seq = sent++;
     const t0 = performance.now();
-    const call = client.modelInfer(o.request(seq), { timeoutMs: o.timeoutMs ?? 10_000, metadata: o.metadata }).then(
-      (response) => o.onSettled(seq, t0, (performance.now() - t0) * 1000, response),
-      (error: unknown) => o.onSettled(seq, t0, (performance.now() - t0) * 1000, error as ServiceError),
-    );
+    const call = o.send(seq).then((outcome) => o.onSettled(seq, t0, (performance.now() - t0) * 1000, outcome));
     inFlight.add(call);
     void call.finally(() => inFlight.delete(call));
   };

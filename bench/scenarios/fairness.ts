@@ -8,7 +8,8 @@ import { InferenceGrpcClient } from '../../client/grpc-client.js';
 import { hashKey } from '../../gateway/tenants/key-hash.js';
 import { uniformFloat32 } from '../../models/build/seeded-random.js';
 import { buildModels } from '../../models/build/test-models.js';
-import { type ModelInferRequest } from '../../proto/gen/inference.js';
+import { type ServiceError } from '@grpc/grpc-js';
+import { type ModelInferRequest, type ModelInferResponse } from '../../proto/gen/inference.js';
 import { type ChildServer, type CpuShare, cpuMeter, removeAtExit, startGateway, treeCpuSeconds } from '../load/child-server.js';
 import { type FloodCommand, type FloodReport } from './fairness-flood.js';
 import { codeName, isServiceError, openLoop } from './fairness-load.js';
@@ -232,11 +233,13 @@ export async function runFairness(o: FairnessOptions): Promise<FairnessReport> {
     const windows: Window[] = [];
     /** B's open loop for one window: the same arrivals every time, answers counted in `w`. */
     const runB = async (w: Window, durationMs: number): Promise<void> => {
-      const b = openLoop(client, {
+      const b = openLoop<ModelInferResponse | ServiceError>({
         ratePerSecond: B_RATE,
         seed: 1,
-        request: (seq) => requests[seq % INPUT_POOL] as ModelInferRequest,
-        metadata: { authorization: `Bearer ${KEYS.b}` },
+        send: (seq) =>
+          client
+            .modelInfer(requests[seq % INPUT_POOL] as ModelInferRequest, { timeoutMs: 10_000, metadata: { authorization: `Bearer ${KEYS.b}` } })
+            .catch((error: unknown) => error as ServiceError),
         onSettled: (_seq, _sentAt, latencyUs, outcome) => {
           if (isServiceError(outcome)) {
             const name = codeName(outcome);
