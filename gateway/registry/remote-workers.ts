@@ -49,7 +49,10 @@ export class RemoteWorkers implements RegistryListener {
     );
     // Unresponsive: ModelManager takes it out of the slots and probes it until
     // it answers again (slots back) or its lease expires (leave).
-    connection.onUnresponsive((reason) => this.#options.log.warn({ worker: record.id, reason }, 'registered worker unresponsive; not sending it work until it answers again'));
+    connection.onUnresponsive((reason) => {
+      if (this.#connections.get(record.id) !== connection) return; // left: its connection only waits to close
+      this.#options.log.warn({ worker: record.id, reason }, 'registered worker unresponsive; not sending it work until it answers again');
+    });
     this.#connections.set(record.id, connection);
     this.#options.log.info(
       { worker: record.id, address: record.address, device: deviceOf(record), models: record.models.map((m) => m.key), draining: record.draining },

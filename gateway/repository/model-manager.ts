@@ -167,7 +167,10 @@ export class ModelManager {
   #watch(connection: WorkerConnection): void {
     if (this.#watched.has(connection)) return;
     this.#watched.add(connection);
-    connection.onUnresponsive(() => this.#workerSuspect(connection.endpoint.id));
+    connection.onUnresponsive(() => {
+      // A replaced connection (a worker that left and re-joined under its id) says nothing about the new one.
+      if (this.#isCurrent(connection.endpoint.id, connection)) this.#workerSuspect(connection.endpoint.id);
+    });
   }
 
   /** Is `worker` still the connection this manager uses for `workerId`? */
