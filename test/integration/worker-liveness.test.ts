@@ -137,12 +137,8 @@ describe('worker liveness: registered workers, one SIGSTOPped under load', () =>
     expect(detection).toBeGreaterThanOrEqual(PING_TIMEOUT_MS - 100);
     expect(detection).toBeLessThanOrEqual(PING_TIMEOUT_MS + 2_000);
     expect(outcomes.some((o) => o.code === 'WRONG_ANSWER')).toBe(false);
-    // The calls that were on w1 are retried on w2 when it has a free slot;
-    // when it has none they fail UNAVAILABLE. Either way only those that were
-    // in w1's slots (batches of up to 8 requests), so at most the 8 clients.
-    const failed = outcomes.filter((o) => !o.ok);
-    expect(failed.length, JSON.stringify(summary(outcomes))).toBeLessThanOrEqual(8); // the 8 clients
-    for (const f of failed) expect(`${f.code}: ${f.message}`).toMatch(/^UNAVAILABLE: .*w1 is unresponsive/);
+    // The batches that were on w1 are retried on w2, in its next free slot.
+    expect(summary(outcomes)).toEqual({});
     expect(outcomes.filter((o) => o.ok).length).toBeGreaterThan(50);
     // Nothing sent after the detection waits on the stopped worker.
     const late = outcomes.filter((o) => o.start > detectedAt + 200);
@@ -162,7 +158,7 @@ describe('worker liveness: registered workers, one SIGSTOPped under load', () =>
     const late = outcomes.filter((o) => o.start > Date.now() - 1_300);
     expect(late.length).toBeGreaterThan(10);
     expect(late.every((o) => o.ok)).toBe(true);
-    expect(outcomes.filter((o) => !o.ok).length, JSON.stringify(summary(outcomes))).toBeLessThanOrEqual(8);
+    expect(summary(outcomes)).toEqual({});
     w2.child.kill('SIGCONT');
   });
 });
