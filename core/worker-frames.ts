@@ -9,6 +9,12 @@
 //   u8      kind: a Method (request), Method | RESPONSE (answer), ERROR
 //   u32 LE  call id (chosen by the caller, echoed in the answer)
 //   ...     payload: the protobuf message; for ERROR, u32 LE status code + UTF-8 message
+//
+// PING (kind 5, call id 0, empty payload) is the gateway's liveness check: the
+// worker's frame server answers it at once from its main thread with kind
+// PING | RESPONSE, never through the handler, so it does not queue behind
+// Execute work. A worker that predates it answers an UNIMPLEMENTED error
+// frame, which does as well: every frame proves the worker alive.
 
 export const HEADER_BYTES = 9;
 
@@ -17,11 +23,15 @@ export const Method = {
   UnloadModel: 2,
   Execute: 3,
   Status: 4,
+  /** Liveness check; answered by the frame server itself (see above). */
+  Ping: 5,
 } as const;
 export type Method = (typeof Method)[keyof typeof Method];
 
 export const RESPONSE = 0x80;
 export const ERROR = 0xff;
+/** Call id of PING frames and their answers (calls are numbered from 1). */
+export const PING_CALL_ID = 0;
 
 export interface Frame {
   readonly kind: number;

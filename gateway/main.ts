@@ -166,6 +166,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   countWorkers();
   const supervisor = new WorkerSupervisor(specs, {
     maxMessageBytes: options.maxMessageBytes,
+    pingTimeoutMs: options.workerPingTimeoutMs,
     logLevel: options.logLevel,
     log,
     onUp: async (connection) => {
@@ -188,6 +189,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     const remote = new RemoteWorkers({
       models,
       maxMessageBytes: options.maxMessageBytes,
+      pingTimeoutMs: options.workerPingTimeoutMs,
       ...(workerTls ? { tls: workerTls.client } : {}),
       log,
       onChange: (up) => {

@@ -39,6 +39,8 @@ export interface ServeOptions {
   readonly auditLog: string | undefined;
   /** Gateways sharing the tenant quotas when Redis cannot say (each enforces limit ÷ N). */
   readonly gatewayCountHint: number;
+  /** A worker silent this long (no answer to pings) is lost; 0 = no liveness check. */
+  readonly workerPingTimeoutMs: number;
 }
 
 export class UsageError extends Error {
@@ -92,6 +94,10 @@ export const SERVE_USAGE = `Usage: fabriek serve --model-repository DIR [options
   --registry URL              Redis worker registry (redis://[:password@]host:port[/db]): also use
                               the workers registered there (fabriek worker --registry …)
   --registry-namespace NAME   key prefix in Redis, shared with the workers (default fabriek)
+  --worker-ping-timeout-ms N  a worker (local or registered) that answers nothing, not even the
+                              gateway's pings (sent every min(N/3, 1000) ms), for N ms is lost: its
+                              calls are retried elsewhere, a local one is killed and restarted
+                              (default 3000; 0 = off, else 100 to 600000)
 
 TLS (PEM files; the gRPC flags are tritonserver's, the HTTP ones Fabriek's and also cover metrics):
   --grpc-use-ssl BOOL         serve gRPC over TLS (default false)
@@ -155,6 +161,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
         tenants: { type: 'string' },
         'audit-log': { type: 'string' },
         'gateway-count-hint': { type: 'string' },
+        'worker-ping-timeout-ms': { type: 'string' },
       },
     }));
   } catch (error) {
@@ -209,7 +216,15 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
     tenants: nonEmpty('tenants', values.tenants),
     auditLog: nonEmpty('audit-log', values['audit-log']),
     gatewayCountHint: integer('gateway-count-hint', values['gateway-count-hint'], 1, 1, 10_000),
+    workerPingTimeoutMs: pingTimeout(values['worker-ping-timeout-ms']),
   };
+}
+
+/** 0 (off) or 100 ms to 10 min: below 100 ms a busy machine's scheduling hiccups would count as dead workers. */
+function pingTimeout(raw: string | undefined): number {
+  const ms = integer('worker-ping-timeout-ms', raw, 3_000, 0, 600_000);
+  if (ms > 0 && ms < 100) throw new UsageError(`--worker-ping-timeout-ms: expected 0 (off) or 100 to 600000, got '${raw}'`);
+  return ms;
 }
 
 /**

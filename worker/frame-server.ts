@@ -3,13 +3,18 @@ import { createServer as tlsServer, type TlsOptions } from 'node:tls';
 import { status } from '@grpc/grpc-js';
 import { type Logger } from 'pino';
 import { isServingError } from '../core/errors.js';
-import { encodeError, encodeFrame, ERROR, FrameReader, RESPONSE } from '../core/worker-frames.js';
+import { encodeError, encodeFrame, ERROR, FrameReader, Method, RESPONSE } from '../core/worker-frames.js';
 import { type WorkerHandler } from './service.js';
 
 // Serves the worker protocol (core/worker-frames.ts) on a unix socket or a
 // TCP port, with TLS when given. Calls on one connection run concurrently and
-// are answered as they finish. close() stops accepting, lets the calls in
-// flight finish and answer, then closes the connections.
+// are answered as they finish. PING frames are answered at once, here on the
+// main thread, ahead of any Execute (whose ONNX Runtime runs are on instance
+// threads), so a busy worker still proves it is alive. close() stops
+// accepting, lets the calls in flight finish and answer, then closes the
+// connections.
+
+const EMPTY = new Uint8Array(0);
 
 export interface FrameServerOptions {
   readonly handler: WorkerHandler;
@@ -97,6 +102,10 @@ export class FrameServer {
         return;
       }
       for (const frame of frames) {
+        if (frame.kind === Method.Ping) {
+          this.#write(socket, RESPONSE | Method.Ping, frame.callId, EMPTY);
+          continue;
+        }
         this.#inFlight++;
         handler(frame.kind, frame.payload).then(
           (payload) => this.#answer(socket, RESPONSE | frame.kind, frame.callId, payload),
@@ -117,13 +126,16 @@ export class FrameServer {
       kind = ERROR;
       payload = encodeError(status.RESOURCE_EXHAUSTED, `the worker's answer of ${payload.byteLength} bytes is over the ${limit}-byte message limit`);
     }
-    if (!socket.destroyed) {
-      const [header, body] = encodeFrame(kind, callId, payload);
-      socket.cork();
-      socket.write(header);
-      socket.write(body);
-      socket.uncork();
-    }
+    this.#write(socket, kind, callId, payload);
     if (--this.#inFlight === 0) this.#idle?.();
+  }
+
+  #write(socket: Socket, kind: number, callId: number, payload: Uint8Array): void {
+    if (socket.destroyed) return;
+    const [header, body] = encodeFrame(kind, callId, payload);
+    socket.cork();
+    socket.write(header);
+    socket.write(body);
+    socket.uncork();
   }
 }

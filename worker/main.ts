@@ -54,17 +54,19 @@ async function start(args: WorkerArgs, logger: Logger): Promise<void> {
     maxMessageBytes: args.maxMessageBytes,
     logger,
   });
-  if (args.listen.startsWith('unix:')) rmSync(args.listen.slice('unix:'.length), { force: true });
-  const port = await server.listen(args.listen);
-  const address = boundAddress(args.listen, port);
+  const listen = async (): Promise<{ port: number; address: string }> => {
+    if (args.listen.startsWith('unix:')) rmSync(args.listen.slice('unix:'.length), { force: true });
+    const port = await server.listen(args.listen);
+    return { port, address: boundAddress(args.listen, port) };
+  };
 
   let lease: RegistryLease | undefined;
+  let address: string;
   if (args.registry) {
-    const advertised = advertisedAddress(address, args.registry.advertiseAddress, port);
     lease = new RegistryLease(
       {
         id: args.workerId,
-        address: advertised,
+        address: '', // known once listening, after the models loaded
         deviceKind: args.device.kind,
         deviceId: args.device.kind === 'gpu' ? args.device.deviceId : 0,
         host: hostname(),
@@ -80,7 +82,12 @@ async function start(args: WorkerArgs, logger: Logger): Promise<void> {
     // Fail fast on a wrong registry before spending minutes loading models.
     await lease.connect();
     const { models, failed } = await loadRepository(args.registry.modelRepository, { id: args.workerId, device: args.device }, host, logger);
-    await lease.start(models);
+    // Listen only now, just before registering: a TCP probe of the port
+    // passes only once the models are loaded and the worker can serve.
+    const bound = await listen();
+    address = bound.address;
+    const advertised = advertisedAddress(address, args.registry.advertiseAddress, bound.port);
+    await lease.start(models, advertised);
     logger.info(
       { registry: redactUrl(args.registry.url), advertised, models: models.map((m) => m.key), failed: failed.map((f) => f.key) },
       'registered',
@@ -91,6 +98,9 @@ async function start(args: WorkerArgs, logger: Logger): Promise<void> {
         (failed.length > 0 ? `; failed: ${failed.map((f) => f.key).join(', ')}` : '') +
         '\n',
     );
+  } else {
+    // Started by a gateway: it loads the models through the socket.
+    address = (await listen()).address;
   }
 
   let stopping = false;

@@ -57,9 +57,13 @@ export class RegistryLease {
     }
   }
 
-  /** Registers the worker (connecting first if needed) and starts the heartbeat. */
-  async start(models: WorkerRecord['models'] = this.#record.models): Promise<void> {
-    this.#record = { ...this.#record, models };
+  /**
+   * Registers the worker (connecting first if needed) and starts the
+   * heartbeat. `address` replaces the record's when the port was only known
+   * once the worker listened (after its models loaded).
+   */
+  async start(models: WorkerRecord['models'] = this.#record.models, address: string = this.#record.address): Promise<void> {
+    this.#record = { ...this.#record, models, address };
     await this.connect();
     await this.#write('join');
     this.#timer = setInterval(() => void this.#heartbeat(), Math.max(100, Math.floor(this.#record.ttlMs / 3)));

@@ -14,6 +14,8 @@ import { type RegistryListener } from './registry-watcher.js';
 export interface RemoteWorkersOptions {
   readonly models: ModelManager;
   readonly maxMessageBytes: number;
+  /** Liveness check of each worker's connection (--worker-ping-timeout-ms); 0 or absent = off. */
+  readonly pingTimeoutMs?: number;
   /** Mutual TLS to the workers (--worker-tls-*). */
   readonly tls?: ConnectionOptions;
   readonly log: Logger;
@@ -39,8 +41,18 @@ export class RemoteWorkers implements RegistryListener {
   join(record: WorkerRecord): void {
     const connection = new WorkerConnection(
       { id: record.id, address: record.address, deviceKind: record.deviceKind, deviceId: record.deviceId },
-      { maxMessageBytes: this.#options.maxMessageBytes, ...(this.#options.tls ? { tls: this.#options.tls } : {}) },
+      {
+        maxMessageBytes: this.#options.maxMessageBytes,
+        ...(this.#options.tls ? { tls: this.#options.tls } : {}),
+        ...(this.#options.pingTimeoutMs ? { pingTimeoutMs: this.#options.pingTimeoutMs } : {}),
+      },
     );
+    // Unresponsive: ModelManager takes it out of the slots and probes it until
+    // it answers again (slots back) or its lease expires (leave).
+    connection.onUnresponsive((reason) => {
+      if (this.#connections.get(record.id) !== connection) return; // left: its connection only waits to close
+      this.#options.log.warn({ worker: record.id, reason }, 'registered worker unresponsive; not sending it work until it answers again');
+    });
     this.#connections.set(record.id, connection);
     this.#options.log.info(
       { worker: record.id, address: record.address, device: deviceOf(record), models: record.models.map((m) => m.key), draining: record.draining },

@@ -60,6 +60,10 @@ export class ModelManager {
   readonly #uploads = new Map<string, string>();
   /** name → tail of its load/unload chain: one at a time per name. */
   readonly #ops = new Map<string, Promise<unknown>>();
+  /** Connections whose liveness check this manager follows. */
+  readonly #watched = new WeakSet<WorkerConnection>();
+  /** Connections being probed after a failure (one probe loop each). */
+  readonly #probing = new WeakSet<WorkerConnection>();
 
   constructor(options: ModelManagerOptions) {
     this.#options = options;
@@ -86,6 +90,7 @@ export class ModelManager {
   /** A worker joined (or restarted): load onto it what it should host. */
   async addWorker(worker: WorkerConnection): Promise<void> {
     this.#workers.set(worker.endpoint.id, worker);
+    this.#watch(worker);
     const ready = [...this.#models.values()].flat().filter((v) => v.state === 'READY' && v.serving);
     await Promise.all(ready.map((v) => this.#placeOn(v, worker)));
   }
@@ -124,6 +129,7 @@ export class ModelManager {
     const id = connection.endpoint.id;
     const models = new Map(hosted.map((m) => [m.key, m]));
     this.#remote.set(id, { connection, models });
+    this.#watch(connection);
     const waiting: ModelVersion[] = [];
     for (const v of this.list()) {
       const model = models.get(v.key);
@@ -157,31 +163,62 @@ export class ModelManager {
     );
   }
 
+  /** An unresponsive worker (liveness check) is handled as one that failed to answer a call. */
+  #watch(connection: WorkerConnection): void {
+    if (this.#watched.has(connection)) return;
+    this.#watched.add(connection);
+    connection.onUnresponsive(() => {
+      // A replaced connection (a worker that left and re-joined under its id) says nothing about the new one.
+      if (this.#isCurrent(connection.endpoint.id, connection)) this.#workerSuspect(connection.endpoint.id);
+    });
+  }
+
+  /** Is `worker` still the connection this manager uses for `workerId`? */
+  #isCurrent(workerId: string, worker: WorkerConnection): boolean {
+    return this.#workers.get(workerId) === worker || this.#remote.get(workerId)?.connection === worker;
+  }
+
   /**
-   * A worker failed to answer. Take it out of every model's slots now; if it
-   * still answers a status call (a broken connection, not a dead process),
-   * give its slots back. A dead one comes back through addWorker on restart.
+   * A worker failed to answer, or its liveness check gave up. Take it out of
+   * every model's slots now, then probe it with status calls (500 ms, then
+   * backing off to 5 s) until it answers (a broken connection or a worker
+   * that was stopped and resumed: its slots come back) or it is no longer
+   * this manager's (a local worker restarted through addWorker, a registered
+   * one left when its lease expired, or re-joined with a new connection).
    */
   #workerSuspect(workerId: string): void {
     const worker = this.#workers.get(workerId) ?? this.#remote.get(workerId)?.connection;
     for (const v of this.list()) v.serving?.slots.remove(workerId);
-    if (!worker) return;
-    setTimeout(() => {
-      worker.status(2_000).then(
-        () => {
-          const remote = this.#remote.get(workerId);
-          if (this.#workers.get(workerId) !== worker && remote?.connection !== worker) return;
-          for (const v of this.list()) {
-            const instances = remote?.models.get(v.key)?.instances ?? v.serving?.plans.find((p) => p.workerId === workerId)?.instanceCount;
-            if (instances !== undefined && v.state === 'READY' && !v.serving?.slots.has(workerId)) {
-              v.serving?.slots.add(worker, instances);
+    if (!worker || this.#probing.has(worker)) return;
+    this.#probing.add(worker);
+    let failures = 0;
+    const probe = (delayMs: number): void => {
+      setTimeout(() => {
+        if (!this.#isCurrent(workerId, worker)) {
+          this.#probing.delete(worker);
+          return;
+        }
+        worker.status(2_000).then(
+          () => {
+            this.#probing.delete(worker);
+            if (!this.#isCurrent(workerId, worker)) return;
+            const remote = this.#remote.get(workerId);
+            for (const v of this.list()) {
+              const instances = remote?.models.get(v.key)?.instances ?? v.serving?.plans.find((p) => p.workerId === workerId)?.instanceCount;
+              if (instances !== undefined && v.state === 'READY' && !v.serving?.slots.has(workerId)) {
+                v.serving?.slots.add(worker, instances);
+              }
             }
-          }
-          this.#options.log.warn({ worker: workerId }, 'worker answered again after a failure; back in service');
-        },
-        () => this.#options.log.warn({ worker: workerId }, 'worker lost; waiting for it to restart'),
-      );
-    }, 500).unref();
+            this.#options.log.warn({ worker: workerId }, 'worker answered again after a failure; back in service');
+          },
+          () => {
+            if (failures++ === 0) this.#options.log.warn({ worker: workerId }, 'worker lost; probing until it answers, restarts or leaves');
+            probe(Math.min(5_000, 1_000 * 2 ** Math.min(failures - 1, 3)));
+          },
+        );
+      }, delayMs).unref();
+    };
+    probe(500);
   }
 
   /** The version that serves (name, version); "" = latest ready. */

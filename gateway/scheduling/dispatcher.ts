@@ -36,8 +36,9 @@ function toResult(response: ExecuteResponse, workerId: string): ExecutionResult 
  * Sends executions of one model version to its instance slots. The caller
  * holds a slot (from `slots.acquire()`) and hands it over; the dispatcher
  * releases it. If the worker is lost before answering, the execution is
- * retried once on another worker with a free slot (inference is pure), else
- * it fails with UNAVAILABLE: never two answers, never none.
+ * retried once on another worker (inference is pure), in the first slot that
+ * is free there, ahead of the queued work; it fails with UNAVAILABLE when no
+ * other worker is left (or at its deadline): never two answers, never none.
  */
 export class Dispatcher {
   readonly #modelKey: string;
@@ -71,10 +72,10 @@ export class Dispatcher {
     } catch (error) {
       if (!isWorkerLost(error)) throw error;
       // #settle has taken the lost worker out of the slots already.
-      const retry = this.#slots.acquire(new Set([first]));
+      const retry = await this.#slots.acquireOrWait(new Set([first]), deadline);
       if (!retry) {
         throw unavailable(
-          `model '${this.#modelKey}': worker ${first} failed before answering and no other worker has a free instance: ${(error as Error).message}`,
+          `model '${this.#modelKey}': worker ${first} failed before answering and no other worker could take it${deadline <= Date.now() ? ' before the deadline' : ''}: ${(error as Error).message}`,
           error,
         );
       }

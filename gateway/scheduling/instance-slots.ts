@@ -17,13 +17,21 @@ export interface Placement {
  * before it sends work, so no worker ever gets more than it can run and
  * queued work waits in the gateway, where it can still be cancelled.
  */
+interface Waiter {
+  readonly exclude: ReadonlySet<string>;
+  readonly resolve: (placement: Placement | undefined) => void;
+}
+
 export class InstanceSlots {
   readonly #placements: Placement[] = [];
   readonly #listeners = new Set<() => void>();
+  /** Retries of executions whose worker was lost, served before the schedulers (oldest first). */
+  readonly #waiters: Waiter[] = [];
 
   add(worker: WorkerConnection, instances: number): void {
     this.remove(worker.endpoint.id);
     this.#placements.push({ worker, capacity: executionSlots(instances), instances, busy: 0 });
+    this.#serveWaiters();
     this.#notify();
   }
 
@@ -31,6 +39,10 @@ export class InstanceSlots {
   remove(workerId: string): void {
     const i = this.#placements.findIndex((p) => p.worker.endpoint.id === workerId);
     if (i >= 0) this.#placements.splice(i, 1);
+    // A waiter that no remaining worker can serve gets its answer now.
+    for (const w of [...this.#waiters]) {
+      if (!this.#placements.some((p) => !w.exclude.has(p.worker.endpoint.id))) this.#settle(w, undefined);
+    }
   }
 
   /** Workers that hold slots of this version. */
@@ -74,9 +86,48 @@ export class InstanceSlots {
     return best;
   }
 
+  /**
+   * A slot for a retry: one free now, else the next one freed (ahead of the
+   * schedulers, which can wait: their requests are not running yet).
+   * Undefined when no worker outside `exclude` is left, or at `deadline`.
+   */
+  acquireOrWait(exclude: ReadonlySet<string>, deadline: number): Promise<Placement | undefined> {
+    const now = this.acquire(exclude);
+    if (now || !this.#placements.some((p) => !exclude.has(p.worker.endpoint.id)) || deadline <= Date.now()) {
+      return Promise.resolve(now);
+    }
+    return new Promise((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const waiter: Waiter = {
+        exclude,
+        resolve: (placement) => {
+          if (timer) clearTimeout(timer);
+          resolve(placement);
+        },
+      };
+      if (Number.isFinite(deadline)) timer = setTimeout(() => this.#settle(waiter, undefined), Math.max(0, deadline - Date.now()));
+      this.#waiters.push(waiter);
+    });
+  }
+
   release(placement: Placement): void {
     placement.busy = Math.max(0, placement.busy - 1);
+    this.#serveWaiters();
     this.#notify();
+  }
+
+  #serveWaiters(): void {
+    for (const w of [...this.#waiters]) {
+      const placement = this.acquire(w.exclude);
+      if (placement) this.#settle(w, placement);
+    }
+  }
+
+  #settle(waiter: Waiter, placement: Placement | undefined): void {
+    const i = this.#waiters.indexOf(waiter);
+    if (i < 0) return;
+    this.#waiters.splice(i, 1);
+    waiter.resolve(placement);
   }
 
   /** Called whenever a slot may have become free. */

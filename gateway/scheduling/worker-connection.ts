@@ -2,7 +2,7 @@ import { isIP, connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { ServingError } from '../../core/errors.js';
-import { decodeError, encodeFrame, ERROR, FrameError, FrameReader, Method, RESPONSE } from '../../core/worker-frames.js';
+import { decodeError, encodeFrame, ERROR, FrameError, FrameReader, Method, PING_CALL_ID, RESPONSE } from '../../core/worker-frames.js';
 import {
   type ExecuteRequest,
   ExecuteRequest as ExecuteRequestCodec,
@@ -15,6 +15,7 @@ import {
   UnloadModelRequest,
   UnloadModelResponse,
 } from '../../proto/gen/worker.js';
+import { Liveness } from './worker-liveness.js';
 
 /** Where a worker is and what it runs on. */
 export interface WorkerEndpoint {
@@ -29,6 +30,12 @@ export interface WorkerConnectionOptions {
   readonly maxMessageBytes: number;
   /** TLS (with a client certificate for mTLS) to workers on other machines. */
   readonly tls?: ConnectionOptions;
+  /**
+   * Liveness check: a PING whenever the socket was silent for a while, and
+   * the socket is given up as lost when nothing arrives for this long
+   * (core/worker-frames.ts). Absent or 0: no check.
+   */
+  readonly pingTimeoutMs?: number;
 }
 
 /**
@@ -67,7 +74,10 @@ interface Decoder<T> {
  * The gateway's connection to one worker: one persistent socket carrying
  * length-prefixed frames (core/worker-frames.ts), calls multiplexed by id.
  * It connects on first use and again after a break; when the socket closes,
- * every call still waiting fails with WorkerLostError, at once.
+ * every call still waiting fails with WorkerLostError, at once. With
+ * `pingTimeoutMs`, a worker that keeps its socket open but stops answering
+ * (stopped, wedged, partitioned) is treated the same way once it has been
+ * silent that long, and `onUnresponsive` listeners hear of it.
  */
 export class WorkerConnection {
   readonly endpoint: WorkerEndpoint;
@@ -77,6 +87,7 @@ export class WorkerConnection {
   #connected: Promise<Socket> | undefined;
   #nextId = 1;
   #closed = false;
+  readonly #unresponsiveListeners = new Set<(reason: string) => void>();
 
   constructor(endpoint: WorkerEndpoint, options: WorkerConnectionOptions) {
     this.endpoint = endpoint;
@@ -106,6 +117,16 @@ export class WorkerConnection {
 
   status(timeoutMs = 5_000): Promise<StatusResponse> {
     return this.#call(Method.Status, StatusRequest, {}, StatusResponse, Date.now() + timeoutMs);
+  }
+
+  /**
+   * Called (with a reason) each time the liveness check gives up on a socket,
+   * after the calls waiting on it have failed with WorkerLostError. Returns
+   * the unsubscribe function.
+   */
+  onUnresponsive(listener: (reason: string) => void): () => void {
+    this.#unresponsiveListeners.add(listener);
+    return () => this.#unresponsiveListeners.delete(listener);
   }
 
   close(): void {
@@ -155,14 +176,17 @@ export class WorkerConnection {
     this.#connected ??= new Promise<Socket>((resolve, reject) => {
       const { address } = this.endpoint;
       const onConnect = (): void => {
+        clearTimeout(connectTimer);
         socket.off('error', onError);
         socket.setNoDelay(true);
         socket.setKeepAlive(true, 10_000);
         this.#socket = socket;
         this.#connected = undefined;
+        liveness?.start();
         resolve(socket);
       };
       const onError = (error: Error): void => {
+        clearTimeout(connectTimer);
         this.#connected = undefined;
         reject(this.#lost(`worker ${this.endpoint.id} at ${address} is unreachable: ${error.message}`, error));
       };
@@ -172,14 +196,31 @@ export class WorkerConnection {
         ? tlsConnect({ ...tls, ...target, ...sni(target, tls) }, onConnect)
         : netConnect(target, onConnect);
       socket.once('error', onError);
-      this.#listen(socket);
+      const liveness = this.#listen(socket);
+      // A stopped worker's kernel still accepts TCP, but a TLS handshake (or a
+      // SYN to a partitioned host) would hang: with the liveness check on, the
+      // connection gets as long as a silent socket does.
+      const limit = this.#options.pingTimeoutMs ?? 0;
+      const connectTimer =
+        limit > 0 ? setTimeout(() => socket.destroy(new Error(`no connection within ${limit} ms`)), limit).unref() : undefined;
     });
     return this.#connected;
   }
 
-  #listen(socket: Socket): void {
+  /** Reads the socket's frames; returns its liveness check (started once connected), if any. */
+  #listen(socket: Socket): Liveness | undefined {
     const reader = new FrameReader(this.#options.maxMessageBytes);
+    const timeoutMs = this.#options.pingTimeoutMs ?? 0;
+    const liveness =
+      timeoutMs > 0
+        ? new Liveness(
+            { timeoutMs },
+            () => this.#ping(socket),
+            (silentMs) => this.#unresponsive(socket, silentMs),
+          )
+        : undefined;
     socket.on('data', (chunk: Buffer) => {
+      liveness?.heard();
       let frames;
       try {
         frames = reader.push(chunk);
@@ -188,6 +229,7 @@ export class WorkerConnection {
         return;
       }
       for (const frame of frames) {
+        if (frame.callId === PING_CALL_ID) continue; // a pong (or an old worker's refusal of PING): heard above
         const pending = this.#pending.get(frame.callId);
         if (!pending) continue;
         this.#pending.delete(frame.callId);
@@ -210,9 +252,29 @@ export class WorkerConnection {
       // 'close' follows and fails what is pending.
     });
     socket.on('close', () => {
+      liveness?.stop();
       if (this.#socket === socket) this.#socket = undefined;
       this.#failAll(`worker ${this.endpoint.id} connection closed before it answered`, socket);
     });
+    return liveness;
+  }
+
+  #ping(socket: Socket): void {
+    if (socket.destroyed || !socket.writable) return;
+    const [header, body] = encodeFrame(Method.Ping, PING_CALL_ID, new Uint8Array(0));
+    socket.cork();
+    socket.write(header);
+    socket.write(body);
+    socket.uncork();
+  }
+
+  /** Nothing came for too long: this socket counts as closed by a lost worker. */
+  #unresponsive(socket: Socket, silentMs: number): void {
+    const reason = `worker ${this.endpoint.id} is unresponsive: nothing received for ${silentMs} ms (ping timeout ${this.#options.pingTimeoutMs ?? 0} ms)`;
+    if (this.#socket === socket) this.#socket = undefined;
+    this.#failAll(reason, socket);
+    socket.destroy();
+    for (const listener of this.#unresponsiveListeners) listener(reason);
   }
 
   /** Fails the calls waiting on `socket` (all of them without one). */

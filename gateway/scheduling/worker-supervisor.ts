@@ -16,6 +16,8 @@ export interface LocalWorkerSpec {
 
 export interface SupervisorOptions {
   readonly maxMessageBytes: number;
+  /** Liveness check of each worker's connection; an unresponsive worker is killed (SIGKILL) and restarted. 0 or absent = off. */
+  readonly pingTimeoutMs?: number;
   readonly logLevel: string;
   readonly log: Logger;
   /** A worker is up (first start or restart) and reachable through `connection`. */
@@ -127,7 +129,17 @@ export class WorkerSupervisor {
         if (!isReadyMessage(message) || running.connection) return;
         clearTimeout(timer);
         const endpoint: WorkerEndpoint = { ...spec, address: message.address };
-        running.connection = new WorkerConnection(endpoint, { maxMessageBytes: this.#options.maxMessageBytes });
+        running.connection = new WorkerConnection(endpoint, {
+          maxMessageBytes: this.#options.maxMessageBytes,
+          ...(this.#options.pingTimeoutMs ? { pingTimeoutMs: this.#options.pingTimeoutMs } : {}),
+        });
+        // Hung (stopped, or its main thread wedged): SIGKILL works on a stopped
+        // process too, and the exit below restarts it.
+        running.connection.onUnresponsive((reason) => {
+          if (this.#running.get(spec.id) !== running || child.exitCode !== null || child.signalCode !== null) return;
+          log.error({ worker: spec.id, pid: child.pid, reason }, 'worker unresponsive; killing it (SIGKILL) to restart it');
+          child.kill('SIGKILL');
+        });
         log.info({ worker: spec.id, pid: child.pid, address: message.address, device }, 'worker up');
         this.#options.onUp(running.connection).then(resolve, reject);
       });
