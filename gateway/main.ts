@@ -10,6 +10,7 @@ import { detectGpus, planLocalWorkers } from './devices.js';
 import { createInferenceService, type ServerInfo } from './grpc/inference-service.js';
 import { withMalformedRequests } from './grpc/malformed-request.js';
 import { createHttpServer } from './http/server.js';
+import { earlyRefusals } from './grpc/early-refusal.js';
 import { Admission } from './inference/admission.js';
 import { MetricsRegistry } from './metrics/registry.js';
 import { type QuotaState, TenantMetrics } from './metrics/tenant-metrics.js';
@@ -205,10 +206,6 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   }
 
   let draining = false;
-  const server = new Server({
-    'grpc.max_receive_message_length': options.maxMessageBytes,
-    'grpc.max_send_message_length': options.maxMessageBytes,
-  });
   const info: ServerInfo = {
     name: 'fabriek',
     version: FABRIEK_VERSION,
@@ -222,6 +219,11 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     ...(tenants.audit ? { audit: tenants.audit } : {}),
     ...(metrics ? { metrics: new TenantMetrics(metrics.registry, tenants.state) } : {}),
     knownModel: (name) => models.versionsOf(name).length > 0,
+  });
+  const server = new Server({
+    'grpc.max_receive_message_length': options.maxMessageBytes,
+    'grpc.max_send_message_length': options.maxMessageBytes,
+    interceptors: [earlyRefusals(admission, log)],
   });
   server.addService(withMalformedRequests(GRPCInferenceServiceService), createInferenceService(models, info, log, admission));
   let grpcPort: number;

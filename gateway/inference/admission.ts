@@ -1,5 +1,5 @@
 import { status as GrpcStatus } from '@grpc/grpc-js';
-import { isServingError, permissionDenied } from '../../core/errors.js';
+import { isServingError, permissionDenied, type ServingError } from '../../core/errors.js';
 import { type TenantMetrics } from '../metrics/tenant-metrics.js';
 import { type AuditLog } from '../tenants/audit-log.js';
 import { type Authenticator } from '../tenants/authenticator.js';
@@ -121,13 +121,40 @@ export class Admission {
     if (info.model !== '' && !tenant.models.allows(info.model)) {
       throw permissionDenied(`tenant '${tenant.name}' may not use model '${clip(info.model)}'`);
     }
-    if (info.op === 'infer' && this.#quota) {
-      try {
-        this.#quota.precheck(tenant);
-      } catch (error) {
-        if (error instanceof QuotaExceededError) this.#metrics?.refused(tenant.name, error.limit);
-        throw error;
-      }
+    if (info.op === 'infer') this.#precheck(tenant);
+  }
+
+  /** Throws QuotaExceededError when the tenant is already certain to be over its quota. */
+  #precheck(tenant: Tenant): void {
+    if (!this.#quota) return;
+    try {
+      this.#quota.precheck(tenant);
+    } catch (error) {
+      if (error instanceof QuotaExceededError) this.#metrics?.refused(tenant.name, error.limit);
+      throw error;
+    }
+  }
+
+  /**
+   * The refusals an inference call can get from its key alone: no or an
+   * unknown key, or a tenant already certain to be over quota. For callers
+   * that check before reading the request (gRPC's metadata); such a refusal
+   * is audited and counted here, without a model (none was read).
+   * Undefined: go on, and run the call through `call` as usual.
+   */
+  refuseEarly(info: Pick<CallInfo, 'protocol' | 'op' | 'authorization'>): ServingError | undefined {
+    if (!this.#auth) return undefined;
+    const start = process.hrtime.bigint();
+    let tenant: Tenant | undefined;
+    try {
+      tenant = this.#auth.authenticate(info.authorization);
+      if (info.op === 'infer') this.#precheck(tenant);
+      return undefined;
+    } catch (error) {
+      if (!isServingError(error)) throw error;
+      const note: CallNote = { version: '', bytesIn: 0, bytesOut: 0, items: 0, computeNs: 0 };
+      this.#record({ ...info, model: '', version: '' }, tenant, note, statusName(error), start);
+      return error;
     }
   }
 
