@@ -223,7 +223,8 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   const server = new Server({
     'grpc.max_receive_message_length': options.maxMessageBytes,
     'grpc.max_send_message_length': options.maxMessageBytes,
-    interceptors: [earlyRefusals(admission, log)],
+    // Only with tenants: an interceptor wraps every call, and an open server refuses no one.
+    interceptors: admission.open ? [] : [earlyRefusals(admission, log)],
   });
   server.addService(withMalformedRequests(GRPCInferenceServiceService), createInferenceService(models, info, log, admission));
   let grpcPort: number;

@@ -16,7 +16,7 @@ const MODEL_INFER = '/inference.GRPCInferenceService/ModelInfer';
 
 export function earlyRefusals(admission: Admission, log: Logger): ServerInterceptor {
   return (method, call) => {
-    if (method.path !== MODEL_INFER || admission.open) return new ServerInterceptingCall(call);
+    if (method.path !== MODEL_INFER) return new ServerInterceptingCall(call);
     return new ServerInterceptingCall(call, {
       start: (next) => {
         next({
