@@ -22,7 +22,10 @@ export function gcra(stored: number | undefined, now: number, rate: Rate, cost: 
   const interval = 1000 / rate.perSecond;
   const tat = stored === undefined || stored < now ? now : stored;
   const next = tat + cost * interval;
-  const allowAt = next - rate.burst * interval;
+  // Not `next - burst * interval`: with a long interval that sum and
+  // difference round, and a request that exactly fits its burst (cost =
+  // burst) could be refused by a fraction of a µs.
+  const allowAt = tat + (cost - rate.burst) * interval;
   if (allowAt > now) return { allowed: false, tat, retryAfterMs: allowAt - now };
   return { allowed: true, tat: next, retryAfterMs: 0 };
 }

@@ -45,7 +45,7 @@ local function gcra(key, interval, burst, cost)
   local tat = tonumber(redis.call('GET', key))
   if tat == nil or tat < now then tat = now end
   local nxt = tat + cost * interval
-  local allow_at = nxt - burst * interval
+  local allow_at = tat + (cost - burst) * interval
   if allow_at > now then return false, allow_at - now, tat, nil end
   return true, 0, tat, nxt
 end

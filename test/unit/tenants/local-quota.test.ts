@@ -33,6 +33,16 @@ describe('GCRA', () => {
     expect(earliestAllowed(1300, rate, 1)).toBe(1100);
     expect(earliestAllowed(1300, rate, 2)).toBe(1200);
   });
+
+  it('lets a request that exactly fits its burst through whatever the clock reads (no rounding refusals)', () => {
+    // (99.123 + 1e6) - 1e6 > 99.123 in floating point: computed that way, the first request of a
+    // tenant with a slow rate and a burst of 1 was refused, "retry after 1 ms", at some clock readings.
+    const slow = { perSecond: 0.001, burst: 1 };
+    for (const now of [99.123, 5.3, 777.777, 12345.678, 0.1]) {
+      expect(gcra(undefined, now, slow, 1)).toEqual({ allowed: true, tat: now + 1e6, retryAfterMs: 0 });
+    }
+    expect(gcra(undefined, 5.3, { perSecond: 0.001, burst: 4 }, 4).allowed).toBe(true);
+  });
 });
 
 describe('LocalQuota (fake clock)', () => {
