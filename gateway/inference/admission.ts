@@ -4,7 +4,7 @@ import { type TenantMetrics } from '../metrics/tenant-metrics.js';
 import { type AuditLog } from '../tenants/audit-log.js';
 import { type Authenticator } from '../tenants/authenticator.js';
 import { NO_RELEASE, QuotaExceededError, type QuotaLimiter, type QuotaRelease } from '../tenants/quota.js';
-import { OPEN_TENANT, type Tenant } from '../tenants/tenant.js';
+import { hasQuotas, OPEN_TENANT, type Tenant } from '../tenants/tenant.js';
 
 // Admission, the one place both protocols pass through before a model is
 // touched: who is calling (API key → tenant), may it use this model, is it
@@ -35,6 +35,8 @@ export interface CallNote {
   items: number;
   /** This request's share of its batch's execution time. */
   computeNs: number;
+  /** Its quota was asked for (granted or refused); a request that fails before that is charged one request afterwards. */
+  charged?: boolean;
 }
 
 export interface AdmissionOptions {
@@ -109,9 +111,25 @@ export class Admission {
       this.#record(info, tenant, note, 'OK', start);
       return result;
     } catch (error) {
+      if (tenant && info.op === 'infer' && !note.charged && !(error instanceof QuotaExceededError)) this.#charge(tenant);
       this.#record(info, tenant, note, statusName(error), start);
       throw error;
     }
+  }
+
+  /**
+   * Takes one request (no items) of the tenant's rate for an inference that
+   * failed before it asked for its quota (a malformed request, an unknown
+   * version, a model it may not use): otherwise a flood of bad requests
+   * would never be throttled. Refused requests are not charged (GCRA), so a
+   * tenant over quota is not pushed further out.
+   */
+  #charge(tenant: Tenant): void {
+    if (!this.#quota || !hasQuotas(tenant.quotas)) return;
+    this.#quota.acquire(tenant, 0).then(
+      (release) => release(),
+      () => undefined, // already over quota, or the store is away: nothing more to take
+    );
   }
 
   #authorize(tenant: Tenant, info: CallInfo): void {

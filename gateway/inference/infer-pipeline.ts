@@ -71,6 +71,7 @@ async function inferOnce(
     ({ batchSize } = validateInputs(serving.signature, request.inputs, request.outputs));
     const { priority, ...params } = schedulingParameters(request.parameters, version.name);
     const level = tenantPriority(tenant, priority);
+    if (note) note.charged = true;
     const release = admission ? await admission.acquire(tenant, Math.max(1, batchSize)) : undefined;
     try {
       result = await serving.scheduler.enqueue({
