@@ -136,6 +136,31 @@ async function startTenants(options: ServeOptions, log: Logger): Promise<TenantP
   return { authenticator: new Authenticator(config), quota, state, audit, count: config.tenants.length };
 }
 
+/**
+ * SIGHUP re-reads the tenants file (rotated keys, changed models, quotas,
+ * weights and priorities apply to calls from then on); a file that does not
+ * load leaves the previous one in force. Reloads run one at a time.
+ */
+function reloadOnHangup(file: string | undefined, authenticator: Authenticator | undefined, log: Logger): () => void {
+  let reloading = Promise.resolve();
+  return () => {
+    if (file === undefined || authenticator === undefined) {
+      log.warn('SIGHUP: no --tenants file to reload; ignored');
+      return;
+    }
+    reloading = reloading.then(async () => {
+      try {
+        const config = await loadTenantsFile(file);
+        authenticator.replace(config);
+        log.info({ file, tenants: config.tenants.map((t) => t.name) }, 'tenants file reloaded');
+      } catch (error) {
+        const reason = error instanceof TenantsFileError ? error.message : error instanceof Error ? error.message : String(error);
+        log.error({ file, reason }, 'tenants file not reloaded: the previous one stays in force');
+      }
+    });
+  };
+}
+
 /** The composition root of a gateway: wires repository, workers, schedulers and the gRPC service. */
 export async function startGateway(options: ServeOptions, log: Logger = createLogger(options.logLevel, 'fabriek')): Promise<RunningGateway> {
   const repository = await checkRepository(options.modelRepository);
@@ -146,6 +171,8 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   const workerTls = options.workerTls ? await loadWorkerTls(options.workerTls) : undefined;
   if (workerTls && options.registry === undefined) log.warn('--worker-tls-* given without --registry: local workers use a unix socket, so it is not used');
   const tenants = await startTenants(options, log);
+  const onHangup = reloadOnHangup(options.tenants, tenants.authenticator, log);
+  process.on('SIGHUP', onHangup);
   const metrics = options.allowMetrics ? new MetricsRegistry() : undefined;
   const models = new ModelManager({
     repository,
@@ -269,6 +296,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   let shuttingDown: Promise<void> | undefined;
   const shutdown = (): Promise<void> => {
     shuttingDown ??= (async () => {
+      process.off('SIGHUP', onHangup);
       draining = true;
       if (options.drainGraceSecs > 0) {
         // Not ready, but still serving: load balancers see readiness drop and move away.

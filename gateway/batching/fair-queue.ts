@@ -42,8 +42,8 @@ export class Lane<E extends ListLinks<E>> {
 
   constructor(
     readonly tenant: string,
-    /** Rows per round: the tenant's weight. */
-    readonly quantum: number,
+    /** Rows per round: the tenant's weight (it changes when the tenants file is reloaded). */
+    public quantum: number,
   ) {}
 
   /** Entries this lane holds at its level, waiting or delayed. */
@@ -68,11 +68,15 @@ export class FairQueue<E extends FairEntry<E>> implements Iterable<E> {
   /** The tenant's lane at this level, created on first use. */
   lane(tenant: string, weight: number): Lane<E> {
     let lane = this.#lanes.get(tenant);
-    if (!lane) {
-      if (!(weight > 0) || !Number.isFinite(weight)) throw new RangeError(`Expected a tenant weight > 0, got ${weight}`);
-      lane = new Lane<E>(tenant, weight);
-      this.#lanes.set(tenant, lane);
+    if (lane?.quantum === weight) return lane;
+    if (!(weight > 0) || !Number.isFinite(weight)) throw new RangeError(`Expected a tenant weight > 0, got ${weight}`);
+    if (lane) {
+      // A reloaded tenants file changed the weight: rounds from now on use it.
+      lane.quantum = weight;
+      return lane;
     }
+    lane = new Lane<E>(tenant, weight);
+    this.#lanes.set(tenant, lane);
     return lane;
   }
 

@@ -20,16 +20,15 @@ export function bearerKey(authorization: string | undefined): string | undefined
  * stored one, never on how much of a key was right.
  */
 export class Authenticator {
-  readonly #byDigest = new Map<string, { digest: Buffer; tenant: Tenant }>();
+  #byDigest: ReadonlyMap<string, { digest: Buffer; tenant: Tenant }>;
 
   constructor(config: TenantsConfig) {
-    const byName = new Map(config.tenants.map((t) => [t.name, t]));
-    for (const [hash, name] of config.keyHashes) {
-      const tenant = byName.get(name);
-      if (!tenant) throw new Error(`key hash for unknown tenant '${name}'`);
-      const hex = hash.slice(hash.indexOf(':') + 1);
-      this.#byDigest.set(hex, { digest: Buffer.from(hex, 'hex'), tenant });
-    }
+    this.#byDigest = digests(config);
+  }
+
+  /** Takes a reloaded tenants file: every call from now on sees the new keys, models, quotas and weights. */
+  replace(config: TenantsConfig): void {
+    this.#byDigest = digests(config);
   }
 
   /** The tenant of an `authorization` header value; UNAUTHENTICATED when there is none or it is not known. */
@@ -46,4 +45,16 @@ export class Authenticator {
     if (!found || !timingSafeEqual(found.digest, digest)) throw unauthenticated('unknown API key');
     return found.tenant;
   }
+}
+
+function digests(config: TenantsConfig): Map<string, { digest: Buffer; tenant: Tenant }> {
+  const byName = new Map(config.tenants.map((t) => [t.name, t]));
+  const byDigest = new Map<string, { digest: Buffer; tenant: Tenant }>();
+  for (const [hash, name] of config.keyHashes) {
+    const tenant = byName.get(name);
+    if (!tenant) throw new Error(`key hash for unknown tenant '${name}'`);
+    const hex = hash.slice(hash.indexOf(':') + 1);
+    byDigest.set(hex, { digest: Buffer.from(hex, 'hex'), tenant });
+  }
+  return byDigest;
 }

@@ -239,6 +239,19 @@ describe('FairQueue', () => {
     expect(q.size).toBe(4);
   });
 
+  it("a changed weight (a reloaded tenants file) applies to the tenant's lane from then on", () => {
+    const q = new FairQueue<Item>();
+    item(q, 'a', 1, 'a1');
+    item(q, 'b', 1, 'b1');
+    expect(q.lane('a', 3)).toBe(q.lane('a', 3));
+    item(q, 'a', 3, 'a2');
+    item(q, 'a', 3, 'a3');
+    item(q, 'b', 1, 'b2');
+    // a's first request was queued at weight 1 (round 0); its next two fit its new quantum of 3 rows in round 1, beside b's one.
+    expect(order(q)).toEqual(['a1', 'b1', 'a2', 'a3', 'b2']);
+    expect(() => q.lane('a', 0)).toThrow(RangeError);
+  });
+
   it('a tenant whose queue emptied joins again at the end of the current round, without its old deficit', () => {
     const q = new FairQueue<Item>();
     const a = [item(q, 'a', 1, 'a1'), item(q, 'a', 1, 'a2'), item(q, 'a', 1, 'a3')];
