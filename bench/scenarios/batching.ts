@@ -76,7 +76,8 @@ interface ModelFixture {
   readonly expected: readonly Float32Array[];
 }
 
-function request(model: string, row: Float32Array): ModelInferRequest {
+/** One batch-1 request of an MLP's `input` row (784 FP32 values), raw. */
+export function mlpRowRequest(model: string, row: Float32Array): ModelInferRequest {
   return {
     modelName: model,
     modelVersion: '',
@@ -171,7 +172,7 @@ export async function runBatching(o: BatchingOptions): Promise<BatchingReport> {
       const rows = Array.from({ length: INPUT_POOL }, (_, k) => uniformFloat32(`bench/${name}/input/${k}`, ROW, 1));
       const expected = await referenceOutputs(path, 'input', rows);
       if (expected[0]?.length !== OUTPUTS) throw new Error(`${name}: reference gives ${expected[0]?.length} outputs, expected ${OUTPUTS}`);
-      fixtures.push({ name, requests: rows.map((r) => request(name, r)), expected });
+      fixtures.push({ name, requests: rows.map((r) => mlpRowRequest(name, r)), expected });
       o.log(`raw ONNX Runtime, ${name}, batch ${o.rawBatchSizes.join('/')}…`);
       const sine = (b: number): Float32Array => Float32Array.from({ length: b * ROW }, (_, k) => Math.sin(k * 0.37));
       const rawLevels = await rawOrtBaseline({ modelPath: path, inputs: (b) => [input('input', 'FP32', [b, ROW], sine(b))], batchSizes: o.rawBatchSizes, durationMs: o.rawDurationMs });

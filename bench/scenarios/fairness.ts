@@ -10,7 +10,9 @@ import { uniformFloat32 } from '../../models/build/seeded-random.js';
 import { buildModels } from '../../models/build/test-models.js';
 import { type ServiceError } from '@grpc/grpc-js';
 import { type ModelInferRequest, type ModelInferResponse } from '../../proto/gen/inference.js';
+import { errorText, mdTable, ms, num } from '../report/format.js';
 import { type ChildServer, type CpuShare, cpuMeter, removeAtExit, startGateway, treeCpuSeconds } from '../load/child-server.js';
+import { mlpRowRequest } from './batching.js';
 import { type FloodCommand, type FloodReport } from './fairness-flood.js';
 import { codeName, isServiceError, openLoop } from './fairness-load.js';
 
@@ -26,8 +28,8 @@ import { codeName, isServiceError, openLoop } from './fairness-load.js';
 // also compares B alone with B alone (odd rounds against even ones). The
 // "A at quota" windows tell how much of B's change is A's fair share rather
 // than the flood. A runs in its own process, as another client would.
-// Self-contained (its own histograms and tables), so that it does not depend
-// on the shape of the rest of bench/.
+// It keeps its own histograms (it pools windows); tables and numbers are
+// formatted as in every other report.
 
 const MODEL = 'mlp';
 const ROW = 784;
@@ -93,14 +95,7 @@ interface TenantDelta {
 const histogram = (): hdr.Histogram =>
   hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
 
-const num = (n: number, digits = 0): string => (Number.isFinite(n) ? n.toFixed(digits) : '–');
-const ms = (us: number): string => num(us / 1000, 2);
 const signedPercent = (x: number): string => (Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)} %` : '–');
-
-function mdTable(headers: readonly string[], rows: readonly (readonly string[])[]): string {
-  const line = (cells: readonly string[]): string => `| ${cells.join(' | ')} |`;
-  return [line(headers), line(headers.map((_, i) => (i === 0 ? '---' : '---:'))), ...rows.map(line)].join('\n') + '\n';
-}
 
 const tenantsYaml = (): string =>
   [
@@ -126,16 +121,7 @@ const configText = (intraOpThreads: number): string =>
   ].join('\n');
 
 function request(k: number): ModelInferRequest {
-  const row = uniformFloat32(`bench/fairness/${k}`, ROW, 1);
-  return {
-    modelName: MODEL,
-    modelVersion: '',
-    id: '',
-    parameters: {},
-    inputs: [{ name: 'input', datatype: 'FP32', shape: [1n, BigInt(ROW)], parameters: {} }],
-    outputs: [],
-    rawInputContents: [Buffer.from(row.buffer, row.byteOffset, row.byteLength)],
-  };
+  return mlpRowRequest(MODEL, uniformFloat32(`bench/fairness/${k}`, ROW, 1));
 }
 
 /** The per-tenant counters of the gateway's /metrics for this model. */
@@ -390,7 +376,7 @@ function report(windows: readonly Window[], stderr: string, o: FairnessOptions):
     ms(p.p99Us),
     ms(p.maxUs),
     String(p.ok),
-    Object.entries(p.errors).map(([k, v]) => `${k} ${v}`).join(', ') || '0',
+    errorText(p.errors),
   ];
   const perWindow = windows.map((w) => {
     const sec = (w.end - w.start) / 1000;

@@ -11,6 +11,12 @@ import { type Logger } from 'pino';
 import { boundedMessage, isServingError, retryAfterSeconds } from '../../core/errors.js';
 import { malformed } from './malformed-request.js';
 
+/** The `authorization` metadata value (the key travels as in HTTP: `Bearer KEY`). */
+export function authorizationOf(metadata: Metadata): string | undefined {
+  const value = metadata.get('authorization')[0];
+  return typeof value === 'string' ? value : undefined;
+}
+
 /** What a handler knows about its call: small, protocol-neutral (HTTP builds the same). */
 export interface CallContext {
   /** Aborted when the client cancels or its deadline passes. */

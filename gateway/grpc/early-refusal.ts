@@ -1,8 +1,8 @@
-import { type ServerInterceptor, ServerInterceptingCall } from '@grpc/grpc-js';
+import { type Metadata, type ServerInterceptor, ServerInterceptingCall } from '@grpc/grpc-js';
 import { type Logger } from 'pino';
 import { type Admission } from '../inference/admission.js';
-import { toServiceError } from './call-context.js';
-import { authorizationOf } from './inference-service.js';
+import { type Tenant } from '../tenants/tenant.js';
+import { authorizationOf, toServiceError } from './call-context.js';
 
 // grpc-js reads and decodes a unary call's whole message before its handler
 // runs. For an inference call from a caller with no or an unknown key, or a
@@ -10,9 +10,19 @@ import { authorizationOf } from './inference-service.js';
 // a flood can make the gateway do at will, up to --max-message-bytes each.
 // This interceptor answers those calls from their metadata, before the
 // message is read; everything else goes on to the handler, where admission
-// checks the call again in full (model access needs the model's name).
+// checks the call again in full (model access needs the model's name), with
+// the tenant found here, so the key is hashed once per call.
 
 const MODEL_INFER = '/inference.GRPCInferenceService/ModelInfer';
+
+/** Tenants identified here, by the call's metadata object (grpc-js hands the handler the same one). */
+const identified = new WeakMap<Metadata, Tenant>();
+
+/** `{ tenant }` when this call's key was already checked here; spread into the handler's CallInfo. */
+export function tenantFromEarlyCheck(metadata: Metadata): { readonly tenant?: Tenant } {
+  const tenant = identified.get(metadata);
+  return tenant ? { tenant } : {};
+}
 
 export function earlyRefusals(admission: Admission, log: Logger): ServerInterceptor {
   return (method, call) => {
@@ -21,13 +31,14 @@ export function earlyRefusals(admission: Admission, log: Logger): ServerIntercep
       start: (next) => {
         next({
           onReceiveMetadata: (metadata, proceed) => {
-            const refused = admission.refuseEarly({ protocol: 'grpc', op: 'infer', authorization: authorizationOf(metadata) });
-            if (refused === undefined) {
+            const checked = admission.checkEarly({ protocol: 'grpc', op: 'infer', authorization: authorizationOf(metadata) });
+            if (checked === undefined || 'tenant' in checked) {
+              if (checked) identified.set(metadata, checked.tenant);
               proceed(metadata);
               return;
             }
-            const status = toServiceError(refused, log);
-            call.sendStatus({ code: refused.code, details: status.details ?? refused.message, metadata: status.metadata ?? null });
+            const status = toServiceError(checked.refused, log);
+            call.sendStatus({ code: checked.refused.code, details: status.details ?? checked.refused.message, metadata: status.metadata ?? null });
           },
         });
       },

@@ -1,4 +1,4 @@
-import { type handleUnaryCall, type Metadata } from '@grpc/grpc-js';
+import { type handleUnaryCall } from '@grpc/grpc-js';
 import { type Logger } from 'pino';
 import { unimplemented } from '../../core/errors.js';
 import {
@@ -26,7 +26,8 @@ import { loadParametersFromProto } from '../repository/model-loader.js';
 import { type ModelManager } from '../repository/model-manager.js';
 import { decodeInputs } from '../tensor/decode-request.js';
 import { encodeOutputs } from '../tensor/encode-response.js';
-import { type CallContext, unary } from './call-context.js';
+import { authorizationOf, type CallContext, unary } from './call-context.js';
+import { tenantFromEarlyCheck } from './early-refusal.js';
 import { parametersFromProto } from './parameters.js';
 import { streamInfer } from './stream-infer.js';
 
@@ -34,12 +35,6 @@ export interface ServerInfo extends ReadinessInfo {
   readonly name: string;
   readonly version: string;
   readonly extensions: readonly string[];
-}
-
-/** The `authorization` metadata value (the key travels as in HTTP: `Bearer KEY`). */
-export function authorizationOf(metadata: Metadata): string | undefined {
-  const value = metadata.get('authorization')[0];
-  return typeof value === 'string' ? value : undefined;
 }
 
 function tensorBytes(tensors: readonly { readonly data: Uint8Array }[]): number {
@@ -71,6 +66,7 @@ export function createInferenceService(
     model,
     version,
     authorization: authorizationOf(context.metadata),
+    ...tenantFromEarlyCheck(context.metadata),
   });
 
   const infer = (request: ModelInferRequest, context: CallContext): Promise<ModelInferResponse> =>

@@ -24,6 +24,8 @@ export interface CallInfo {
   readonly authorization: string | undefined;
   /** The client's request id, when it gave one. */
   readonly id?: string;
+  /** The caller's tenant when an earlier check of this same call identified it (its key is not hashed again). */
+  readonly tenant?: Tenant;
 }
 
 /** What a call reports back, for the audit line and the accounting. */
@@ -105,7 +107,7 @@ export class Admission {
     const note: CallNote = { version: info.version, bytesIn: 0, bytesOut: 0, items: 0, computeNs: 0 };
     let tenant: Tenant | undefined;
     try {
-      tenant = this.authenticate(info.authorization);
+      tenant = info.tenant ?? this.authenticate(info.authorization);
       this.#authorize(tenant, info);
       const result = await run(tenant, note);
       this.#record(info, tenant, note, 'OK', start);
@@ -158,21 +160,22 @@ export class Admission {
    * unknown key, or a tenant already certain to be over quota. For callers
    * that check before reading the request (gRPC's metadata); such a refusal
    * is audited and counted here, without a model (none was read).
-   * Undefined: go on, and run the call through `call` as usual.
+   * Otherwise the caller's tenant (to pass on as `CallInfo.tenant`), or
+   * undefined without a tenants file; the call then goes through `call`.
    */
-  refuseEarly(info: Pick<CallInfo, 'protocol' | 'op' | 'authorization'>): ServingError | undefined {
+  checkEarly(info: Pick<CallInfo, 'protocol' | 'op' | 'authorization'>): { readonly tenant: Tenant } | { readonly refused: ServingError } | undefined {
     if (!this.#auth) return undefined;
     const start = process.hrtime.bigint();
     let tenant: Tenant | undefined;
     try {
       tenant = this.#auth.authenticate(info.authorization);
       if (info.op === 'infer') this.#precheck(tenant);
-      return undefined;
+      return { tenant };
     } catch (error) {
       if (!isServingError(error)) throw error;
       const note: CallNote = { version: '', bytesIn: 0, bytesOut: 0, items: 0, computeNs: 0 };
       this.#record({ ...info, model: '', version: '' }, tenant, note, statusName(error), start);
-      return error;
+      return { refused: error };
     }
   }
 

@@ -8,9 +8,9 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type InferenceError } from '../../client/errors.js';
 import { hashKey } from '../../gateway/tenants/key-hash.js';
 import { type ModelInferRequest } from '../../proto/gen/inference.js';
+import { failure, zerosRequest } from '../helpers/call-outcome.js';
 import { type GatewayProcess, startGateway } from '../helpers/gateway-process.js';
 import { waitFor } from '../helpers/processes.js';
 import { TEST_REPOSITORY } from '../helpers/test-repository.js';
@@ -18,29 +18,9 @@ import { TEST_REPOSITORY } from '../helpers/test-repository.js';
 const KEYS = { user: 'early-refusal-user-key-0123', slow: 'early-refusal-slow-key-0123' } as const;
 const MAX_MESSAGE = 1 << 20;
 
-function identityRequest(elements: number, model = 'identity_fp32'): ModelInferRequest {
-  return {
-    modelName: model,
-    modelVersion: '',
-    id: '',
-    parameters: {},
-    inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1n, BigInt(elements)], parameters: {}, contents: undefined }],
-    outputs: [],
-    rawInputContents: [Buffer.alloc(elements * 4)],
-  };
-}
-const small = (model?: string): ModelInferRequest => identityRequest(16, model);
+const small = (model = 'identity_fp32'): ModelInferRequest => zerosRequest(model, ['INPUT0'], 16);
 /** 4 MiB of tensor data: four times the gateway's message limit. */
-const huge = (): ModelInferRequest => identityRequest(MAX_MESSAGE);
-
-async function failure(p: Promise<unknown>): Promise<InferenceError> {
-  try {
-    await p;
-  } catch (error) {
-    return error as InferenceError;
-  }
-  throw new Error('expected the call to fail');
-}
+const huge = (): ModelInferRequest => zerosRequest('identity_fp32', ['INPUT0'], MAX_MESSAGE);
 
 describe('gRPC inference calls refused before their message is read', () => {
   let dir: string;

@@ -4,6 +4,7 @@ import { type ModelInferRequest } from '../../proto/gen/inference.js';
 import { type GatewayProcess, startGateway } from '../helpers/gateway-process.js';
 import { sample } from '../helpers/tensor-data.js';
 import { TEST_REPOSITORY } from '../helpers/test-repository.js';
+import { sampleValue } from '../helpers/metrics-text.js';
 
 const MODEL = 'identity_fp64';
 const L = `model="${MODEL}",version="1"`;
@@ -28,12 +29,6 @@ async function code(p: Promise<unknown>): Promise<string> {
     (e: unknown) => e as ServiceError,
   );
   return GrpcStatus[error?.code ?? GrpcStatus.OK] ?? 'UNKNOWN';
-}
-
-/** The value of one sample line, e.g. `nv_inference_count{model="a",version="1"}`. */
-function value(text: string, series: string): number | undefined {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }
 
 // Unskip once the CLI serves /metrics and prints `metrics on HOST:PORT` in its ready line.
@@ -71,7 +66,7 @@ describe('fabriek serve --metrics-port: /metrics counts exactly the requests sen
     expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
     const text = await res.text();
     expect(text).toMatch(/^fabriek_process_cpu_user_seconds_total /m);
-    expect(value(text, 'fabriek_workers{state="up"}')).toBe(1);
+    expect(sampleValue(text, 'fabriek_workers{state="up"}')).toBe(1);
     expect((await fetch(metricsUrl.replace('/metrics', '/nope'))).status).toBe(404);
   });
 
@@ -82,23 +77,23 @@ describe('fabriek serve --metrics-port: /metrics counts exactly the requests sen
     expect(await code(gw.client.modelInfer(infer([2, 3], 'FP64', 'nope')))).toBe('NOT_FOUND');
 
     const text = await (await fetch(metricsUrl)).text();
-    expect(value(text, `nv_inference_request_success{${L}}`)).toBe(5);
-    expect(value(text, `nv_inference_request_failure{${L},reason="OTHER"}`)).toBe(3);
-    expect(value(text, `nv_inference_request_failure{${L},reason="REJECTED"}`)).toBe(0);
-    expect(value(text, `nv_inference_request_failure{${L},reason="CANCELED"}`)).toBe(0);
-    expect(value(text, `nv_inference_request_failure{${L},reason="BACKEND"}`)).toBe(0);
-    expect(value(text, `nv_inference_count{${L}}`)).toBe(10);
-    expect(value(text, `nv_inference_exec_count{${L}}`)).toBe(5);
-    expect(value(text, `fabriek_batch_size_count{${L}}`)).toBe(5);
-    expect(value(text, `fabriek_batch_size_sum{${L}}`)).toBe(10);
-    expect(value(text, `fabriek_queue_duration_seconds_count{${L}}`)).toBe(5);
-    expect(value(text, `fabriek_compute_infer_duration_seconds_count{${L}}`)).toBe(5);
-    expect(value(text, `nv_inference_pending_request_count{${L}}`)).toBe(0);
-    expect(value(text, `nv_inference_compute_infer_duration_us{${L}}`)).toBeGreaterThan(0);
-    expect(value(text, `nv_inference_request_duration_us{${L}}`)).toBeGreaterThan(0);
+    expect(sampleValue(text, `nv_inference_request_success{${L}}`)).toBe(5);
+    expect(sampleValue(text, `nv_inference_request_failure{${L},reason="OTHER"}`)).toBe(3);
+    expect(sampleValue(text, `nv_inference_request_failure{${L},reason="REJECTED"}`)).toBe(0);
+    expect(sampleValue(text, `nv_inference_request_failure{${L},reason="CANCELED"}`)).toBe(0);
+    expect(sampleValue(text, `nv_inference_request_failure{${L},reason="BACKEND"}`)).toBe(0);
+    expect(sampleValue(text, `nv_inference_count{${L}}`)).toBe(10);
+    expect(sampleValue(text, `nv_inference_exec_count{${L}}`)).toBe(5);
+    expect(sampleValue(text, `fabriek_batch_size_count{${L}}`)).toBe(5);
+    expect(sampleValue(text, `fabriek_batch_size_sum{${L}}`)).toBe(10);
+    expect(sampleValue(text, `fabriek_queue_duration_seconds_count{${L}}`)).toBe(5);
+    expect(sampleValue(text, `fabriek_compute_infer_duration_seconds_count{${L}}`)).toBe(5);
+    expect(sampleValue(text, `nv_inference_pending_request_count{${L}}`)).toBe(0);
+    expect(sampleValue(text, `nv_inference_compute_infer_duration_us{${L}}`)).toBeGreaterThan(0);
+    expect(sampleValue(text, `nv_inference_request_duration_us{${L}}`)).toBeGreaterThan(0);
     expect(text).not.toContain('model="nope"');
     // Other models were loaded but not asked: present at zero.
-    expect(value(text, 'nv_inference_request_success{model="add_sub",version="1"}')).toBe(0);
+    expect(sampleValue(text, 'nv_inference_request_success{model="add_sub",version="1"}')).toBe(0);
 
     // The statistics endpoint saw the same events.
     const stats = (await gw.client.modelStatistics(MODEL, '1')).modelStats[0];
@@ -106,6 +101,6 @@ describe('fabriek serve --metrics-port: /metrics counts exactly the requests sen
     expect(Number(stats?.inferenceStats?.fail?.count)).toBe(3);
     expect(Number(stats?.inferenceCount)).toBe(10);
     expect(Number(stats?.executionCount)).toBe(5);
-    expect(value(text, `nv_inference_request_duration_us{${L}}`)).toBeCloseTo(Number(stats?.inferenceStats?.success?.ns) / 1e3, 0);
+    expect(sampleValue(text, `nv_inference_request_duration_us{${L}}`)).toBeCloseTo(Number(stats?.inferenceStats?.success?.ns) / 1e3, 0);
   });
 });

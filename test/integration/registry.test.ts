@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type InferenceGrpcClient } from '../../client/grpc-client.js';
 import { decodeRecord } from '../../core/worker-record.js';
 import { type GatewayProcess, startGateway } from '../helpers/gateway-process.js';
-import { failureSummary, type Outcome, startLoad } from '../helpers/load-driver.js';
+import { expectEachAnsweredOnce, failureSummary, type ServedCounts, servedCounts, startLoad } from '../helpers/load-driver.js';
 import { waitFor } from '../helpers/processes.js';
 import { type RedisServer, startRedis } from '../helpers/redis-server.js';
 import { type RegisteredWorker, startRegisteredWorker } from '../helpers/registered-worker.js';
@@ -52,25 +52,7 @@ describe('registry: two gateways, registered workers, failures under load', () =
     let i = 0;
     return () => (gateways[i++ % gateways.length] as GatewayProcess).client;
   };
-  /** success + failure counts of add_sub over every gateway (what the servers answered). */
-  const served = async (gws: readonly GatewayProcess[] = gateways): Promise<{ ok: number; failed: number }> => {
-    let ok = 0;
-    let failed = 0;
-    for (const gw of gws) {
-      const stats = await gw.client.modelStatistics('add_sub');
-      for (const s of stats.modelStats) {
-        ok += Number(s.inferenceStats?.success?.count ?? 0n);
-        failed += Number(s.inferenceStats?.fail?.count ?? 0n);
-      }
-    }
-    return { ok, failed };
-  };
-  /** Asserts that every request sent got exactly one answer, as the servers counted too. */
-  const expectEachAnsweredOnce = (outcomes: readonly Outcome[], before: { ok: number; failed: number }, after: { ok: number; failed: number }): void => {
-    const ok = outcomes.filter((o) => o.ok).length;
-    expect(after.ok - before.ok).toBe(ok);
-    expect(after.failed - before.failed).toBe(outcomes.length - ok);
-  };
+  const served = (gws: readonly GatewayProcess[] = gateways): Promise<ServedCounts> => servedCounts(gws);
 
   beforeAll(async () => {
     redis = await startRedis();

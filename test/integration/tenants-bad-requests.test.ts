@@ -2,40 +2,20 @@
 // tensors, an unknown version, a model it may not use) still count against
 // its request rate: a flood of bad requests gets RESOURCE_EXHAUSTED like any
 // other, over gRPC and HTTP, and the tenant's good requests wait their turn.
-import { status as GrpcStatus } from '@grpc/grpc-js';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type InferenceError } from '../../client/errors.js';
 import { hashKey } from '../../gateway/tenants/key-hash.js';
 import { type ModelInferRequest } from '../../proto/gen/inference.js';
+import { outcomeOf, zerosRequest } from '../helpers/call-outcome.js';
 import { type GatewayProcess, startGateway } from '../helpers/gateway-process.js';
 import { TEST_REPOSITORY } from '../helpers/test-repository.js';
 
 const KEYS = { grpc: 'bad-requests-grpc-key-0123', http: 'bad-requests-http-key-0123', fine: 'bad-requests-fine-key-0123' } as const;
 const BURST = 3;
 
-function identityRequest(elements: number, model = 'identity_fp32', version = ''): ModelInferRequest {
-  return {
-    modelName: model,
-    modelVersion: version,
-    id: '',
-    parameters: {},
-    inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1n, BigInt(elements)], parameters: {}, contents: undefined }],
-    outputs: [],
-    rawInputContents: [Buffer.alloc(elements * 4)],
-  };
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (error) {
-    return GrpcStatus[(error as InferenceError).code] ?? 'UNKNOWN';
-  }
-  return 'OK';
-}
+const identityRequest = (elements: number, model = 'identity_fp32', version = ''): ModelInferRequest => zerosRequest(model, ['INPUT0'], elements, version);
 
 describe('bad requests count against the request rate', () => {
   let dir: string;
@@ -63,12 +43,12 @@ describe('bad requests count against the request rate', () => {
 
   it('gRPC: malformed tensors, an unknown version and a forbidden model use up the burst; then RESOURCE_EXHAUSTED', async () => {
     const as = { metadata: { authorization: `Bearer ${KEYS.grpc}` } };
-    expect(await codeOf(gw.client.modelInfer(identityRequest(15), as))).toBe('INVALID_ARGUMENT'); // identity_fp32 takes [-1, 16]
-    expect(await codeOf(gw.client.modelInfer(identityRequest(16, 'identity_fp32', '99'), as))).toBe('NOT_FOUND');
-    expect(await codeOf(gw.client.modelInfer(identityRequest(16, 'add_sub'), as))).toBe('PERMISSION_DENIED');
+    expect(await outcomeOf(gw.client.modelInfer(identityRequest(15), as))).toBe('INVALID_ARGUMENT'); // identity_fp32 takes [-1, 16]
+    expect(await outcomeOf(gw.client.modelInfer(identityRequest(16, 'identity_fp32', '99'), as))).toBe('NOT_FOUND');
+    expect(await outcomeOf(gw.client.modelInfer(identityRequest(16, 'add_sub'), as))).toBe('PERMISSION_DENIED');
     // Each bad request took one request of the rate; a good one now waits like any other over quota.
-    expect(await codeOf(gw.client.modelInfer(identityRequest(16), as))).toBe('RESOURCE_EXHAUSTED');
-    expect(await codeOf(gw.client.modelInfer(identityRequest(15), as))).toBe('RESOURCE_EXHAUSTED');
+    expect(await outcomeOf(gw.client.modelInfer(identityRequest(16), as))).toBe('RESOURCE_EXHAUSTED');
+    expect(await outcomeOf(gw.client.modelInfer(identityRequest(15), as))).toBe('RESOURCE_EXHAUSTED');
   });
 
   it('HTTP: the same', async () => {
@@ -85,7 +65,7 @@ describe('bad requests count against the request rate', () => {
 
   it('a tenant without quotas is never throttled by its mistakes', async () => {
     const as = { metadata: { authorization: `Bearer ${KEYS.fine}` } };
-    for (let i = 0; i < 2 * BURST; i++) expect(await codeOf(gw.client.modelInfer(identityRequest(15), as))).toBe('INVALID_ARGUMENT');
-    expect(await codeOf(gw.client.modelInfer(identityRequest(16), as))).toBe('OK');
+    for (let i = 0; i < 2 * BURST; i++) expect(await outcomeOf(gw.client.modelInfer(identityRequest(15), as))).toBe('INVALID_ARGUMENT');
+    expect(await outcomeOf(gw.client.modelInfer(identityRequest(16), as))).toBe('OK');
   });
 });

@@ -1,14 +1,13 @@
 // `kill -HUP` re-reads the tenants file of a running gateway: a rotated key
 // works at once and the old one stops, changed model globs apply, and a
 // broken file is refused with the previous one still in force.
-import { status as GrpcStatus } from '@grpc/grpc-js';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type InferenceError } from '../../client/errors.js';
 import { hashKey } from '../../gateway/tenants/key-hash.js';
 import { type ModelInferRequest } from '../../proto/gen/inference.js';
+import { outcomeOf, zerosRequest } from '../helpers/call-outcome.js';
 import { type GatewayProcess, startGateway } from '../helpers/gateway-process.js';
 import { waitFor } from '../helpers/processes.js';
 import { TEST_REPOSITORY } from '../helpers/test-repository.js';
@@ -19,18 +18,7 @@ const NEW_KEY = 'reload-test-new-key-0123456789';
 const tenantsYaml = (key: string, models: string): string =>
   ['tenants:', '  app:', `    keys: [ "${hashKey(key)}" ]`, `    models: [ ${models} ]`, ''].join('\n');
 
-function request(model: string): ModelInferRequest {
-  const inputs = model === 'add_sub' ? ['INPUT0', 'INPUT1'] : ['INPUT0'];
-  return {
-    modelName: model,
-    modelVersion: '',
-    id: '',
-    parameters: {},
-    inputs: inputs.map((name) => ({ name, datatype: 'FP32', shape: [1n, 16n], parameters: {}, contents: undefined })),
-    outputs: [],
-    rawInputContents: inputs.map(() => Buffer.alloc(64)),
-  };
-}
+const request = (model: string): ModelInferRequest => zerosRequest(model, model === 'add_sub' ? ['INPUT0', 'INPUT1'] : ['INPUT0'], 16);
 
 describe('reloading the tenants file on SIGHUP', () => {
   let dir: string;
@@ -38,14 +26,8 @@ describe('reloading the tenants file on SIGHUP', () => {
   let gw: GatewayProcess;
   let open: GatewayProcess;
 
-  const codeOf = async (model: string, key: string): Promise<string> => {
-    try {
-      await gw.client.modelInfer(request(model), { metadata: { authorization: `Bearer ${key}` } });
-      return 'OK';
-    } catch (error) {
-      return GrpcStatus[(error as InferenceError).code] ?? 'UNKNOWN';
-    }
-  };
+  const codeOf = (model: string, key: string): Promise<string> =>
+    outcomeOf(gw.client.modelInfer(request(model), { metadata: { authorization: `Bearer ${key}` } }));
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'fabriek-tenants-reload-'));

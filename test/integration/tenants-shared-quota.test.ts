@@ -9,6 +9,7 @@ import { type GatewayProcess, startGateway } from '../helpers/gateway-process.js
 import { waitFor } from '../helpers/processes.js';
 import { type RedisServer, startRedis } from '../helpers/redis-server.js';
 import { TEST_REPOSITORY } from '../helpers/test-repository.js';
+import { sampleValue } from '../helpers/metrics-text.js';
 
 // Two real gateways on one real redis-server share a tenant's quota: the sum
 // over both holds. When Redis stops, each enforces half; when it is back,
@@ -27,11 +28,6 @@ const request: ModelInferRequest = {
   outputs: [],
   rawInputContents: [Buffer.alloc(64)],
 };
-
-function sample(text: string, series: string): number | undefined {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
 
 describe('tenant quotas shared by two gateways through Redis', () => {
   let redis: RedisServer;
@@ -57,7 +53,7 @@ describe('tenant quotas shared by two gateways through Redis', () => {
   const allAt = (store: 'redis' | 'local', count: number) => async (): Promise<boolean> => {
     for (const gw of gateways) {
       const text = await metricsOf(gw);
-      if (sample(text, `fabriek_quota_store{store="${store}"}`) !== 1 || sample(text, 'fabriek_quota_gateways') !== count) return false;
+      if (sampleValue(text, `fabriek_quota_store{store="${store}"}`) !== 1 || sampleValue(text, 'fabriek_quota_gateways') !== count) return false;
     }
     return true;
   };

@@ -4,12 +4,13 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type InferenceError } from '../../client/errors.js';
 import { hashKey } from '../../gateway/tenants/key-hash.js';
 import { type ModelInferRequest } from '../../proto/gen/inference.js';
+import { failure, outcomeOf } from '../helpers/call-outcome.js';
 import { type GatewayProcess, runCli, startGateway } from '../helpers/gateway-process.js';
 import { waitFor } from '../helpers/processes.js';
 import { TEST_REPOSITORY } from '../helpers/test-repository.js';
+import { sampleValue } from '../helpers/metrics-text.js';
 
 // `fabriek serve --tenants` as a real process, over gRPC and HTTP: who may
 // call, which models each tenant sees, quotas with Retry-After, the audit
@@ -48,22 +49,6 @@ function identityRequest(model = 'identity_fp32'): ModelInferRequest {
 
 const JSON_INFER = JSON.stringify({ inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 16], data: Array.from({ length: 16 }, (_, i) => i) }] });
 
-async function failure(p: Promise<unknown>): Promise<InferenceError> {
-  try {
-    await p;
-  } catch (error) {
-    return error as InferenceError;
-  }
-  throw new Error('expected the call to fail');
-}
-
-const codeOf = async (p: Promise<unknown>): Promise<string> => GrpcStatus[(await failure(p)).code] ?? 'UNKNOWN';
-
-function sample(text: string, series: string): number | undefined {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
-
 describe('fabriek serve --tenants', () => {
   let dir: string;
   let gw: GatewayProcess;
@@ -93,9 +78,9 @@ describe('fabriek serve --tenants', () => {
   });
 
   it('gRPC: UNAUTHENTICATED without a known key; health and server metadata stay open', async () => {
-    expect(await codeOf(gw.client.modelInfer(identityRequest()))).toBe('UNAUTHENTICATED');
-    expect(await codeOf(gw.client.repositoryIndex())).toBe('UNAUTHENTICATED');
-    expect(await codeOf(gw.client.modelMetadata('identity_fp32'))).toBe('UNAUTHENTICATED');
+    expect(await outcomeOf(gw.client.modelInfer(identityRequest()))).toBe('UNAUTHENTICATED');
+    expect(await outcomeOf(gw.client.repositoryIndex())).toBe('UNAUTHENTICATED');
+    expect(await outcomeOf(gw.client.modelMetadata('identity_fp32'))).toBe('UNAUTHENTICATED');
     const unknown = await failure(gw.client.modelInfer(identityRequest(), { metadata: { authorization: 'Bearer nope' } }));
     expect(unknown.code).toBe(GrpcStatus.UNAUTHENTICATED);
     expect(unknown.details).toBe('unknown API key');
@@ -112,16 +97,16 @@ describe('fabriek serve --tenants', () => {
     const denied = await failure(gw.client.modelMetadata('mlp', '', as('reader')));
     expect(denied.code).toBe(GrpcStatus.PERMISSION_DENIED);
     expect(denied.details).toBe("tenant 'reader' may not use model 'mlp'");
-    expect(await codeOf(gw.client.modelInfer(identityRequest('identity_fp64'), as('reader')))).toBe('PERMISSION_DENIED');
-    expect(await codeOf(gw.client.modelConfig('mlp', '', as('reader')))).toBe('PERMISSION_DENIED');
-    expect(await codeOf(gw.client.modelReady('mlp', '', as('reader')))).toBe('PERMISSION_DENIED');
+    expect(await outcomeOf(gw.client.modelInfer(identityRequest('identity_fp64'), as('reader')))).toBe('PERMISSION_DENIED');
+    expect(await outcomeOf(gw.client.modelConfig('mlp', '', as('reader')))).toBe('PERMISSION_DENIED');
+    expect(await outcomeOf(gw.client.modelReady('mlp', '', as('reader')))).toBe('PERMISSION_DENIED');
     // A name that is not even in the repository: the same answer, so names cannot be probed.
-    expect(await codeOf(gw.client.modelMetadata('no_such_model', '', as('reader')))).toBe('PERMISSION_DENIED');
+    expect(await outcomeOf(gw.client.modelMetadata('no_such_model', '', as('reader')))).toBe('PERMISSION_DENIED');
     const stats = await gw.client.modelStatistics('', '', as('reader'));
     expect(stats.modelStats.map((s) => s.name).sort()).toEqual(['add_sub', 'identity_fp32']);
     const response = await gw.client.modelInfer(identityRequest(), as('reader'));
     expect(response.rawOutputContents[0]).toEqual(identityRequest().rawInputContents[0]);
-    expect(await codeOf(unload(gw, 'mlp', KEYS.reader))).toBe('PERMISSION_DENIED');
+    expect(await outcomeOf(unload(gw, 'mlp', KEYS.reader))).toBe('PERMISSION_DENIED');
   });
 
   it('gRPC: over quota is RESOURCE_EXHAUSTED with retry-after metadata', async () => {
@@ -225,19 +210,19 @@ describe('fabriek serve --tenants', () => {
 
   it('counts requests, items and compute share per tenant in /metrics', async () => {
     const text = await (await fetch(metricsUrl)).text();
-    expect(sample(text, 'fabriek_tenant_requests_total{tenant="reader",model="identity_fp32",status="OK"}')).toBeGreaterThanOrEqual(3);
+    expect(sampleValue(text, 'fabriek_tenant_requests_total{tenant="reader",model="identity_fp32",status="OK"}')).toBeGreaterThanOrEqual(3);
     // Over HTTP the model is in the path; over gRPC the refusal comes before the message is read.
-    expect(sample(text, 'fabriek_tenant_requests_total{tenant="limited",model="identity_fp32",status="RESOURCE_EXHAUSTED"}')).toBe(1);
-    expect(sample(text, 'fabriek_tenant_requests_total{tenant="limited",model="",status="RESOURCE_EXHAUSTED"}')).toBe(1);
-    expect(sample(text, 'fabriek_tenant_requests_total{tenant="",model="identity_fp32",status="UNAUTHENTICATED"}')).toBeGreaterThanOrEqual(1);
-    expect(sample(text, 'fabriek_tenant_requests_total{tenant="",model="",status="UNAUTHENTICATED"}')).toBeGreaterThanOrEqual(2);
+    expect(sampleValue(text, 'fabriek_tenant_requests_total{tenant="limited",model="identity_fp32",status="RESOURCE_EXHAUSTED"}')).toBe(1);
+    expect(sampleValue(text, 'fabriek_tenant_requests_total{tenant="limited",model="",status="RESOURCE_EXHAUSTED"}')).toBe(1);
+    expect(sampleValue(text, 'fabriek_tenant_requests_total{tenant="",model="identity_fp32",status="UNAUTHENTICATED"}')).toBeGreaterThanOrEqual(1);
+    expect(sampleValue(text, 'fabriek_tenant_requests_total{tenant="",model="",status="UNAUTHENTICATED"}')).toBeGreaterThanOrEqual(2);
     // Names a client made up never become label values.
-    expect(sample(text, 'fabriek_tenant_requests_total{tenant="reader",model="",status="PERMISSION_DENIED"}')).toBeGreaterThanOrEqual(1);
+    expect(sampleValue(text, 'fabriek_tenant_requests_total{tenant="reader",model="",status="PERMISSION_DENIED"}')).toBeGreaterThanOrEqual(1);
     expect(text).not.toMatch(/no_such_model/);
-    expect(sample(text, 'fabriek_tenant_batch_items_total{tenant="limited",model="identity_fp32"}')).toBe(2);
-    expect(sample(text, 'fabriek_tenant_compute_seconds_total{tenant="reader",model="identity_fp32"}')).toBeGreaterThan(0);
-    expect(sample(text, 'fabriek_tenant_quota_refusals_total{tenant="limited",limit="requests"}')).toBe(2);
-    expect(sample(text, 'fabriek_quota_store{store="local"}')).toBe(1);
+    expect(sampleValue(text, 'fabriek_tenant_batch_items_total{tenant="limited",model="identity_fp32"}')).toBe(2);
+    expect(sampleValue(text, 'fabriek_tenant_compute_seconds_total{tenant="reader",model="identity_fp32"}')).toBeGreaterThan(0);
+    expect(sampleValue(text, 'fabriek_tenant_quota_refusals_total{tenant="limited",limit="requests"}')).toBe(2);
+    expect(sampleValue(text, 'fabriek_quota_store{store="local"}')).toBe(1);
     // Triton's metrics keep Triton's labels.
     expect(text).toMatch(/^nv_inference_request_success\{model="identity_fp32",version="1"\} \d+$/m);
   });

@@ -2,11 +2,11 @@ import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type ServiceError, status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addSubRequest, isExpectedSum } from '../../bench/fault/add-sub.js';
 import { WorkerConnection } from '../../gateway/scheduling/worker-connection.js';
 import { type GatewayProcess, startGateway } from '../helpers/gateway-process.js';
+import { expectEachAnsweredOnce, failureSummary, type Outcome, servedCounts, startLoad } from '../helpers/load-driver.js';
 import { childPids, waitFor } from '../helpers/processes.js';
 import { type RedisServer, startRedis } from '../helpers/redis-server.js';
 import { type RegisteredWorker, startRegisteredWorker } from '../helpers/registered-worker.js';
@@ -21,55 +21,6 @@ const EXAMPLES = fileURLToPath(new URL('../../models/examples', import.meta.url)
 const PING_TIMEOUT_MS = 1_000;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-interface Timed {
-  readonly ok: boolean;
-  readonly code?: string;
-  readonly message?: string;
-  readonly start: number;
-  readonly end: number;
-}
-
-/** Closed-loop add_sub load that records when each request started and ended. */
-function timedLoad(gateway: GatewayProcess, concurrency: number): { stop(): Promise<Timed[]> } {
-  const outcomes: Timed[] = [];
-  let running = true;
-  let seed = 0;
-  const loop = async (): Promise<void> => {
-    while (running) {
-      const { request, expected } = addSubRequest(seed++ % 1000);
-      const start = Date.now();
-      try {
-        const response = await gateway.client.modelInfer(request, { timeoutMs: 20_000 });
-        const ok = isExpectedSum(response.rawOutputContents[0], expected);
-        outcomes.push(ok ? { ok, start, end: Date.now() } : { ok, code: 'WRONG_ANSWER', start, end: Date.now() });
-      } catch (error) {
-        const e = error as ServiceError;
-        outcomes.push({ ok: false, code: status[e.code] ?? String(e.code), message: e.details ?? e.message, start, end: Date.now() });
-      }
-    }
-  };
-  const loops = Array.from({ length: concurrency }, () => loop());
-  return {
-    stop: async () => {
-      running = false;
-      await Promise.all(loops);
-      return outcomes;
-    },
-  };
-}
-
-/** What the gateway counted for add_sub: successes and failures. */
-async function served(gateway: GatewayProcess): Promise<{ ok: number; failed: number }> {
-  const stats = await gateway.client.modelStatistics('add_sub');
-  let ok = 0;
-  let failed = 0;
-  for (const s of stats.modelStats) {
-    ok += Number(s.inferenceStats?.success?.count ?? 0n);
-    failed += Number(s.inferenceStats?.fail?.count ?? 0n);
-  }
-  return { ok, failed };
-}
-
 /** The epoch ms of the first gateway log line with `msg` about `worker` at or after `since`. */
 function loggedAt(gateway: GatewayProcess, msg: string, worker: string, since: number): number | undefined {
   for (const line of gateway.stderr().split('\n')) {
@@ -78,18 +29,6 @@ function loggedAt(gateway: GatewayProcess, msg: string, worker: string, since: n
     if (time >= since) return time;
   }
   return undefined;
-}
-
-function expectEachAnsweredOnce(outcomes: readonly Timed[], before: { ok: number; failed: number }, after: { ok: number; failed: number }): void {
-  const ok = outcomes.filter((o) => o.ok).length;
-  expect(after.ok - before.ok).toBe(ok);
-  expect(after.failed - before.failed).toBe(outcomes.length - ok);
-}
-
-function summary(outcomes: readonly Timed[]): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const o of outcomes) if (!o.ok) out[`${o.code}: ${o.message}`] = (out[`${o.code}: ${o.message}`] ?? 0) + 1;
-  return out;
 }
 
 describe('worker liveness: registered workers, one SIGSTOPped under load', () => {
@@ -116,16 +55,16 @@ describe('worker liveness: registered workers, one SIGSTOPped under load', () =>
     if (repository) rmSync(repository, { recursive: true, force: true });
   });
 
-  const stopUnderLoad = async (stopped: RegisteredWorker): Promise<{ outcomes: Timed[]; stoppedAt: number; detectedAt: number }> => {
-    const before = await served(gateway);
-    const load = timedLoad(gateway, 8);
+  const stopUnderLoad = async (stopped: RegisteredWorker): Promise<{ outcomes: Outcome[]; stoppedAt: number; detectedAt: number }> => {
+    const before = await servedCounts([gateway]);
+    const load = startLoad(() => gateway.client, 8);
     await sleep(700);
     const stoppedAt = Date.now();
     stopped.child.kill('SIGSTOP');
     await waitFor(() => loggedAt(gateway, 'registered worker unresponsive', stopped.id, stoppedAt) !== undefined, PING_TIMEOUT_MS + 5_000, `the gateway to find ${stopped.id} unresponsive`);
     await sleep(1_500); // load after the detection goes to the other worker alone
     const outcomes = await load.stop();
-    expectEachAnsweredOnce(outcomes, before, await served(gateway));
+    expectEachAnsweredOnce(outcomes, before, await servedCounts([gateway]));
     return { outcomes, stoppedAt, detectedAt: loggedAt(gateway, 'registered worker unresponsive', stopped.id, stoppedAt) ?? NaN };
   };
 
@@ -133,12 +72,12 @@ describe('worker liveness: registered workers, one SIGSTOPped under load', () =>
     const w1 = workers.get('w1') as RegisteredWorker;
     const { outcomes, stoppedAt, detectedAt } = await stopUnderLoad(w1);
     const detection = detectedAt - stoppedAt;
-    console.log(`liveness: w1 found unresponsive ${detection} ms after SIGSTOP (ping timeout ${PING_TIMEOUT_MS} ms); ${outcomes.length} requests, failures ${JSON.stringify(summary(outcomes))}`);
+    console.log(`liveness: w1 found unresponsive ${detection} ms after SIGSTOP (ping timeout ${PING_TIMEOUT_MS} ms); ${outcomes.length} requests, failures ${JSON.stringify(failureSummary(outcomes))}`);
     expect(detection).toBeGreaterThanOrEqual(PING_TIMEOUT_MS - 100);
     expect(detection).toBeLessThanOrEqual(PING_TIMEOUT_MS + 2_000);
     expect(outcomes.some((o) => o.code === 'WRONG_ANSWER')).toBe(false);
     // The batches that were on w1 are retried on w2, in its next free slot.
-    expect(summary(outcomes)).toEqual({});
+    expect(failureSummary(outcomes)).toEqual({});
     expect(outcomes.filter((o) => o.ok).length).toBeGreaterThan(50);
     // Nothing sent after the detection waits on the stopped worker.
     const late = outcomes.filter((o) => o.start > detectedAt + 200);
@@ -158,7 +97,7 @@ describe('worker liveness: registered workers, one SIGSTOPped under load', () =>
     const late = outcomes.filter((o) => o.start > Date.now() - 1_300);
     expect(late.length).toBeGreaterThan(10);
     expect(late.every((o) => o.ok)).toBe(true);
-    expect(summary(outcomes)).toEqual({});
+    expect(failureSummary(outcomes)).toEqual({});
     w2.child.kill('SIGCONT');
   });
 });
