@@ -18,6 +18,7 @@ import { type ModelVersion } from './model-version.js';
 import { planInstances, type WorkerPlan } from '../../models/repository/placement.js';
 import { loadsAtStart, type ModelControl } from './control-mode.js';
 import { type PolledModels } from './repository-poller.js';
+import { runWarmup, warmupSamples } from './warmup.js';
 
 export interface ModelManagerOptions {
   readonly repository: string;
@@ -423,6 +424,13 @@ export class ModelManager {
       for (const r of this.#remote.values()) {
         const model = r.models.get(v.key);
         if (model) slots.add(r.connection, model.instances);
+      }
+      const samples = await warmupSamples(config, v.serving.signature, entry.directory, file ?? `model "${v.name}"`);
+      if (samples.length > 0) {
+        const started = performance.now();
+        // Nothing runs yet: every instance is idle.
+        await runWarmup(v.serving, samples, slots.idle);
+        log.info({ model: v.name, version: v.version, samples: samples.length, ms: Math.round(performance.now() - started) }, 'model warmed up');
       }
       v.state = 'READY';
       v.reason = '';

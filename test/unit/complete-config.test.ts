@@ -55,6 +55,7 @@ describe('completeConfig without config.pbtxt', () => {
       defaultModelFilename: '',
       metricTags: {},
       parameters: {},
+      modelWarmup: [],
     });
     expect(signature).toEqual({
       name: 'foo',
