@@ -98,11 +98,11 @@ describe('scanRepository: good models', () => {
   });
 
   it('passes on config warnings', async () => {
-    await files({ 'm/config.pbtxt': 'name: "m"\nmodel_warmup { name: "w" }', 'm/1/model.onnx': '' });
+    await files({ 'm/config.pbtxt': 'name: "m"\nmodel_operations { op_library_filename: "x" }', 'm/1/model.onnx': '' });
     const entry = await model('m');
     expect(entry.error).toBeUndefined();
     expect(entry.warnings).toEqual([
-      `${join(repo, 'm', 'config.pbtxt')}: model_warmup: ignored: Fabriek does not implement it; no warm-up requests are sent (line 2, column 1)`,
+      `${join(repo, 'm', 'config.pbtxt')}: model_operations: ignored: Fabriek does not implement it (line 2, column 1)`,
     ]);
   });
 
