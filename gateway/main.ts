@@ -184,8 +184,6 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   metrics?.setPendingProvider(() =>
     models.list().flatMap((v) => (v.serving ? [{ model: v.name, version: String(v.version), pending: v.serving.scheduler.pending }] : [])),
   );
-  await models.scan();
-
   const gpus = options.gpus ?? detectGpus();
   const specs = planLocalWorkers(gpus, options.workers);
   const workersUp = new Set<string>();
@@ -208,7 +206,18 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
       models.removeWorker(workerId);
     },
   });
-  await supervisor.start();
+  // The scan (a stat per model directory) and the workers' start (a process
+  // and its ONNX Runtime threads each) overlap: both take a second or more
+  // with a thousand models. A worker that comes up first places nothing:
+  // nothing is ready yet; loadAll loads everything once both are done.
+  const scanned = models.scan();
+  try {
+    await Promise.all([scanned, supervisor.start()]);
+  } catch (error) {
+    await scanned.catch(() => undefined);
+    await supervisor.stop();
+    throw error;
+  }
   await models.loadAll();
 
   // Workers registered in Redis by `fabriek worker --registry` (other machines).

@@ -27,6 +27,7 @@ import {
 // fails, the old model stays. Loads and unloads of one key run one at a time.
 
 export interface HostLogger {
+  debug(details: object, message: string): void;
   info(details: object, message: string): void;
   warn(details: object, message: string): void;
 }
@@ -219,7 +220,8 @@ export class ModelHost {
     );
     const previous = this.#models.get(key);
     this.#models.set(key, model);
-    this.#options.logger.info(
+    // Debug: the gateway logs each model it loads; a worker may load thousands.
+    this.#options.logger.debug(
       { modelKey: key, instances: instanceCount, intraOpNumThreads, provider: info.executionProvider, replaced: previous !== undefined },
       'model loaded',
     );
@@ -233,7 +235,7 @@ export class ModelHost {
   async #retire(model: LoadedModel): Promise<void> {
     await model.drain();
     await Promise.all(model.slots.map((s) => s.instance.close()));
-    this.#options.logger.info({ modelKey: model.key }, 'model instances closed');
+    this.#options.logger.debug({ modelKey: model.key }, 'model instances closed');
   }
 
   /** cores / (instances of the other loaded models + these), at least 1. */

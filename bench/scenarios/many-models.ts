@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildManyModels, constantOf, MANY_MODELS_WIDTH } from '../../models/build/many-models.js';
-import { httpUrlOf, removeAtExit, startGateway } from '../load/child-server.js';
+import { httpUrlOf, removeAtExit, startGateway, treeCpuSeconds } from '../load/child-server.js';
 import { treeRssBytes } from '../load/tree-rss.js';
 import { UsageError } from '../options.js';
 
@@ -25,6 +25,8 @@ calls each model once over HTTP (C at a time), checking its own c_i.
 export interface ManyModelsResult {
   readonly count: number;
   readonly readyMs: number;
+  /** CPU seconds the server's tree had used when it was ready (steadier than wall time on a shared machine). */
+  readonly readyCpuSeconds: number;
   readonly readyModels: number;
   readonly peakRssBytes: number;
   readonly rssBytes: number;
@@ -39,7 +41,7 @@ const MIB = 1024 * 1024;
 export function manyModelsText(r: ManyModelsResult): string {
   return [
     `models:           ${r.count}`,
-    `ready after:      ${(r.readyMs / 1000).toFixed(2)} s (spawn → ready line)`,
+    `ready after:      ${(r.readyMs / 1000).toFixed(2)} s (spawn → ready line), ${r.readyCpuSeconds.toFixed(2)} CPU s in the server's processes`,
     `READY in index:   ${r.readyModels} / ${r.count}`,
     `tree RSS:         peak ${(r.peakRssBytes / MIB).toFixed(0)} MiB while loading, ${(r.rssBytes / MIB).toFixed(0)} MiB after answering (${((r.rssBytes / r.count / MIB) * 1024).toFixed(0)} KiB per model)`,
     `answers checked:  ${r.count - r.wrongAnswers - r.failedCalls} right, ${r.wrongAnswers} wrong, ${r.failedCalls} failed, in ${(r.checkMs / 1000).toFixed(2)} s`,
@@ -81,6 +83,7 @@ export async function runManyModels(count: number, concurrency: number, serveFla
     }, 100);
     const server = await serverStart.finally(() => clearInterval(sampler));
     const readyMs = Date.now() - started;
+    const readyCpuSeconds = treeCpuSeconds(server.pid);
     try {
       const base = httpUrlOf(server);
       if (base === undefined) throw new Error('the server serves no HTTP');
@@ -109,7 +112,7 @@ export async function runManyModels(count: number, concurrency: number, serveFla
       const checkMs = Date.now() - checkStart;
       const rssBytes = treeRssBytes(server.pid);
       peak = Math.max(peak, rssBytes);
-      return { count, readyMs, readyModels, peakRssBytes: peak, rssBytes, wrongAnswers, failedCalls, checkMs, firstProblem };
+      return { count, readyMs, readyCpuSeconds, readyModels, peakRssBytes: peak, rssBytes, wrongAnswers, failedCalls, checkMs, firstProblem };
     } finally {
       await server.stop();
     }

@@ -129,7 +129,7 @@ function setup(cores = 8, failLabels: readonly string[] = [], queuedPerInstance?
   const host = new ModelHost({
     cores,
     ...(queuedPerInstance === undefined ? {} : { queuedPerInstance }),
-    logger: { info: () => undefined, warn: () => undefined },
+    logger: { debug: () => undefined, info: () => undefined, warn: () => undefined },
     startInstances: (inits) =>
       inits.map(async (init) => {
         if (failLabels.includes(init.label)) throw new Error(`instance ${init.label}: broken`);
