@@ -93,8 +93,10 @@ class OrtThread {
   /** Opens a session here once the opens before it are done; resolves with its id and info. */
   async open(init: ThreadInit): Promise<{ id: number; info: SessionInfo }> {
     this.sessions++;
+    // The turn to open passes from one open to the next (finally below), so a
+    // new call never slips in between them.
     if (this.#opening) await new Promise<void>((start) => this.#opens.push(start));
-    this.#opening = true;
+    else this.#opening = true;
     const id = this.#freeIds.pop() ?? this.#nextId++;
     try {
       const reply = await this.request({ op: 'open', id, init });
@@ -105,8 +107,9 @@ class OrtThread {
       this.sessions--;
       throw error;
     } finally {
-      this.#opening = false;
-      this.#opens.shift()?.();
+      const next = this.#opens.shift();
+      if (next) next();
+      else this.#opening = false;
     }
   }
 
