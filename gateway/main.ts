@@ -20,6 +20,7 @@ import { type ServeOptions } from './options.js';
 import { redact, RegistryWatcher } from './registry/registry-watcher.js';
 import { RemoteWorkers } from './registry/remote-workers.js';
 import { ModelManager } from './repository/model-manager.js';
+import { RepositoryPoller } from './repository/repository-poller.js';
 import { WorkerSupervisor } from './scheduling/worker-supervisor.js';
 import { AuditLog } from './tenants/audit-log.js';
 import { Authenticator } from './tenants/authenticator.js';
@@ -179,11 +180,18 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     log,
     defaultMaxBatchSize: options.defaultMaxBatchSize,
     maxQueueSize: options.maxQueueSize,
+    control: options.modelControl,
     ...(metrics ? { metrics } : {}),
   });
   metrics?.setPendingProvider(() =>
     models.list().flatMap((v) => (v.serving ? [{ model: v.name, version: String(v.version), pending: v.serving.scheduler.pending }] : [])),
   );
+  const control = options.modelControl;
+  const poller =
+    control.mode === 'poll' ? new RepositoryPoller({ directory: repository, intervalMs: control.pollSecs * 1000, models: models.polled, log }) : undefined;
+  // Before the scan: a change made while the models load is seen by the first poll.
+  await poller?.baseline();
+
   const gpus = options.gpus ?? detectGpus();
   const specs = planLocalWorkers(gpus, options.workers);
   const workersUp = new Set<string>();
@@ -219,6 +227,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     throw error;
   }
   await models.loadAll();
+  poller?.start();
 
   // Workers registered in Redis by `fabriek worker --registry` (other machines).
   let registry: { watcher: RegistryWatcher; remote: RemoteWorkers } | undefined;
@@ -307,6 +316,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     shuttingDown ??= (async () => {
       process.off('SIGHUP', onHangup);
       draining = true;
+      await poller?.stop();
       if (options.drainGraceSecs > 0) {
         // Not ready, but still serving: load balancers see readiness drop and move away.
         log.info({ drainGraceSecs: options.drainGraceSecs }, 'shutting down: not ready; still accepting requests during the drain grace');

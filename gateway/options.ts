@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { type ListenerTlsFiles, type WorkerTlsFiles, workerTlsFromFlags } from '../core/tls.js';
+import { type ModelControl, modelControlOf } from './repository/control-mode.js';
 
 /** Everything `fabriek serve` can be told. Flag names follow tritonserver's where one exists. */
 export interface ServeOptions {
@@ -41,6 +42,8 @@ export interface ServeOptions {
   readonly gatewayCountHint: number;
   /** A worker silent this long (no answer to pings) is lost; 0 = no liveness check. */
   readonly workerPingTimeoutMs: number;
+  /** --model-control-mode, --load-model, --repository-poll-secs. */
+  readonly modelControl: ModelControl;
 }
 
 export class UsageError extends Error {
@@ -98,6 +101,11 @@ export const SERVE_USAGE = `Usage: fabriek serve --model-repository DIR [options
                               gateway's pings (sent every min(N/3, 1000) ms), for N ms is lost: its
                               calls are retried elsewhere, a local one is killed and restarted
                               (default 3000; 0 = off, else 100 to 600000)
+  --model-control-mode MODE   none (load every model at start; default), explicit (load only
+                              --load-model ones; the rest through the repository API) or poll
+                              (load every model, then follow the repository on disk)
+  --load-model NAME           with explicit: a model to load at start (repeatable; '*' = all)
+  --repository-poll-secs N    with poll: seconds between rescans of the repository (default 15)
 
 TLS (PEM files; the gRPC flags are tritonserver's, the HTTP ones Fabriek's and also cover metrics):
   --grpc-use-ssl BOOL         serve gRPC over TLS (default false)
@@ -162,6 +170,9 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
         'audit-log': { type: 'string' },
         'gateway-count-hint': { type: 'string' },
         'worker-ping-timeout-ms': { type: 'string' },
+        'model-control-mode': { type: 'string' },
+        'load-model': { type: 'string', multiple: true },
+        'repository-poll-secs': { type: 'string' },
       },
     }));
   } catch (error) {
@@ -217,6 +228,10 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
     auditLog: nonEmpty('audit-log', values['audit-log']),
     gatewayCountHint: integer('gateway-count-hint', values['gateway-count-hint'], 1, 1, 10_000),
     workerPingTimeoutMs: pingTimeout(values['worker-ping-timeout-ms']),
+    modelControl: modelControlOf(
+      { mode: values['model-control-mode'], loadModel: values['load-model'], pollSecs: values['repository-poll-secs'] },
+      (message) => new UsageError(message),
+    ),
   };
 }
 
@@ -232,8 +247,11 @@ function pingTimeout(raw: string | undefined): number {
  * implies TLS. Certificate flags without TLS turned on are refused rather
  * than ignored, so a typo cannot leave a port in plaintext unnoticed.
  */
-function listenerTls(prefix: 'grpc' | 'http', values: Readonly<Record<string, string | undefined>>): ListenerTlsFiles | undefined {
-  const flag = (name: string): string | undefined => values[`${prefix}-${name}`];
+function listenerTls(prefix: 'grpc' | 'http', values: Readonly<Record<string, string | readonly string[] | undefined>>): ListenerTlsFiles | undefined {
+  const flag = (name: string): string | undefined => {
+    const value = values[`${prefix}-${name}`];
+    return typeof value === 'string' ? value : undefined;
+  };
   const mutual = boolean(`${prefix}-use-ssl-mutual`, flag('use-ssl-mutual'), false);
   const use = boolean(`${prefix}-use-ssl`, flag('use-ssl'), false) || mutual;
   const file = (name: string): { flag: string; path: string } | undefined => {

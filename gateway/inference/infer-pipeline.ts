@@ -8,6 +8,7 @@ import { OPEN_TENANT, tenantPriority } from '../tenants/tenant.js';
 import { type Admission, type CallNote } from './admission.js';
 import { type InferRequest, type InferResult } from './infer-request.js';
 import { logRequest, requestIdOf } from './request-log.js';
+import { toClientShapes, toModelShapes } from './reshape.js';
 import { schedulingParameters } from './request-parameters.js';
 
 /** How a request is traced and admitted; every field optional (tests run the bare pipeline). */
@@ -75,7 +76,7 @@ async function inferOnce(
     const release = admission ? await admission.acquire(tenant, Math.max(1, batchSize)) : undefined;
     try {
       result = await serving.scheduler.enqueue({
-        inputs: request.inputs,
+        inputs: toModelShapes(serving.signature, request.inputs),
         outputs: request.outputs,
         signal: context.signal,
         deadline: context.deadline,
@@ -102,7 +103,7 @@ async function inferOnce(
     modelName: version.name,
     modelVersion: String(version.version),
     id: request.id,
-    outputs: orderOutputs(result.outputs, request.outputs, version.key),
+    outputs: toClientShapes(serving.signature, orderOutputs(result.outputs, request.outputs, version.key)),
   };
 }
 

@@ -16,6 +16,9 @@ import { ModelVersionStatistics } from '../stats/model-statistics.js';
 import { drainScheduler, type LoadParameters, prepareLoad, removeUpload, versionsOf } from './model-loader.js';
 import { type ModelVersion } from './model-version.js';
 import { planInstances, type WorkerPlan } from '../../models/repository/placement.js';
+import { loadsAtStart, type ModelControl } from './control-mode.js';
+import { type PolledModels } from './repository-poller.js';
+import { runWarmup, warmupSamples } from './warmup.js';
 
 export interface ModelManagerOptions {
   readonly repository: string;
@@ -26,7 +29,12 @@ export interface ModelManagerOptions {
   readonly maxQueueSize: number;
   /** Prometheus metrics; every loaded version gets a sink. */
   readonly metrics?: MetricsRegistry;
+  /** --model-control-mode (default none: everything loads at start, the repository API may change it). */
+  readonly control?: ModelControl;
 }
+
+/** Reason of a version that --model-control-mode explicit did not load at start. */
+export const NOT_LOADED = 'not loaded (--model-control-mode explicit: load it through the repository API)';
 
 /**
  * The model lifecycle of one gateway: scans the repository, loads each
@@ -87,16 +95,24 @@ export class ModelManager {
   }
 
   /**
-   * Loads every model that is not yet loaded; never throws for one model's
-   * failure. One summary line at info (a repository may hold thousands of
-   * models; each one's line is at debug, failures at error).
+   * Loads every model that is not yet loaded (in explicit mode, those named
+   * by --load-model); never throws for one model's failure. One summary line
+   * at info (a repository may hold thousands of models; each one's line is at
+   * debug, failures at error).
    */
   async loadAll(): Promise<void> {
     const started = Date.now();
+    const control = this.#options.control ?? { mode: 'none' };
     const all = [...this.#models.values()].flat().filter((v) => v.state === 'UNKNOWN');
-    await Promise.all(all.map((v) => this.#load(v, 'debug')));
-    const ready = all.filter((v) => v.state === 'READY').length;
-    this.#options.log.info({ ready, failed: all.length - ready, ms: Date.now() - started }, 'models loaded');
+    for (const v of all) {
+      if (loadsAtStart(control, v.name)) continue;
+      v.state = 'UNAVAILABLE';
+      v.reason = NOT_LOADED;
+    }
+    const loading = all.filter((v) => v.state === 'UNKNOWN');
+    await Promise.all(loading.map((v) => this.#load(v, 'debug')));
+    const ready = loading.filter((v) => v.state === 'READY').length;
+    this.#options.log.info({ ready, failed: loading.length - ready, ms: Date.now() - started }, 'models loaded');
   }
 
   /**
@@ -297,6 +313,28 @@ export class ModelManager {
    * Throws INVALID_ARGUMENT with the reason when a version fails to load.
    */
   load(name: string, params: LoadParameters): Promise<void> {
+    this.#refuseWhenPolling();
+    return this.#loadModel(name, params);
+  }
+
+  /** RepositoryModelUnload: new requests fail at once, those already queued or running finish, then UNAVAILABLE "unloaded". */
+  unload(name: string): Promise<void> {
+    this.#refuseWhenPolling();
+    return this.#unloadModel(name);
+  }
+
+  /** How the repository poller (--model-control-mode poll) applies what changed on disk. */
+  readonly polled: PolledModels = {
+    load: (name) => this.#loadModel(name, { files: new Map() }),
+    unload: (name) => this.#unloadModel(name),
+  };
+
+  /** Triton's rule and words: with polling, the repository on disk is the one source of truth. */
+  #refuseWhenPolling(): void {
+    if (this.#options.control?.mode === 'poll') throw unavailable('explicit model load / unload is not allowed if polling is enabled');
+  }
+
+  #loadModel(name: string, params: LoadParameters): Promise<void> {
     return this.#oneAtATime(name, async () => {
       const { entry, uploadDir } = await prepareLoad(this.#options.repository, name, params);
       for (const w of entry.warnings) this.#options.log.warn({ model: name }, w);
@@ -318,8 +356,7 @@ export class ModelManager {
     });
   }
 
-  /** RepositoryModelUnload: new requests fail at once, those already queued or running finish, then UNAVAILABLE "unloaded". */
-  unload(name: string): Promise<void> {
+  #unloadModel(name: string): Promise<void> {
     return this.#oneAtATime(name, async () => {
       const versions = this.#models.get(name);
       if (!versions) throw notFound(`failed to unload '${name}': no model with that name`);
@@ -416,6 +453,13 @@ export class ModelManager {
       for (const r of this.#remote.values()) {
         const model = r.models.get(v.key);
         if (model) slots.add(r.connection, model.instances);
+      }
+      const samples = await warmupSamples(config, v.serving.signature, entry.directory, file ?? `model "${v.name}"`);
+      if (samples.length > 0) {
+        const started = performance.now();
+        // Nothing runs yet: every instance is idle.
+        await runWarmup(v.serving, samples, slots.idle);
+        log.info({ model: v.name, version: v.version, samples: samples.length, ms: Math.round(performance.now() - started) }, 'model warmed up');
       }
       v.state = 'READY';
       v.reason = '';

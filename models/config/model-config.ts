@@ -15,6 +15,8 @@ import {
   ModelQueuePolicy_TimeoutAction,
   type ModelTensorReshape,
   type ModelVersionPolicy,
+  type ModelWarmup,
+  type ModelWarmup_Input,
 } from '../../proto/gen/model_config.js';
 import { ConfigError, type SourcePosition } from './config-error.js';
 import { type IgnoredFields, MessageReader, type ReadContext } from './field-reader.js';
@@ -29,6 +31,7 @@ import {
   POSITIVE_INT32,
   POSITIVE_UINT32,
   refine,
+  type ScalarType,
   STRING,
   UINT32,
   UINT64,
@@ -73,7 +76,6 @@ const NOT_IMPLEMENTED = 'Fabriek does not implement it';
 const CONFIG_IGNORED: IgnoredFields = {
   sequence_batching: `${NOT_IMPLEMENTED}; requests are scheduled one by one, without sequence state`,
   ensemble_scheduling: NOT_IMPLEMENTED,
-  model_warmup: `${NOT_IMPLEMENTED}; no warm-up requests are sent`,
   response_cache: `${NOT_IMPLEMENTED}; responses are not cached`,
   batch_input: NOT_IMPLEMENTED,
   batch_output: NOT_IMPLEMENTED,
@@ -96,6 +98,15 @@ const FORMAT = enumType<ModelInput_Format>(ModelInput_Format);
 const KIND = enumType<ModelInstanceGroup_Kind>(ModelInstanceGroup_Kind);
 const PRIORITY = enumType<ModelOptimizationPolicy_ModelPriority>(ModelOptimizationPolicy_ModelPriority);
 const TIMEOUT_ACTION = enumType<ModelQueuePolicy_TimeoutAction>(ModelQueuePolicy_TimeoutAction);
+/** A file inside the model's warmup/ directory: relative, without `..`. */
+const WARMUP_FILE: ScalarType<string> = {
+  expected: "a file name inside the model's warmup/ directory (relative, no '..')",
+  read: (value) => {
+    const name = STRING.read(value);
+    if (name === undefined || name === '' || name.startsWith('/') || name.split(/[\\/]/).includes('..')) return undefined;
+    return name;
+  },
+};
 
 function modelConfig(r: MessageReader): ModelConfig {
   r.oneof(['dynamic_batching', 'sequence_batching', 'ensemble_scheduling']);
@@ -117,7 +128,36 @@ function modelConfig(r: MessageReader): ModelConfig {
     parameters: Object.fromEntries(
       r.map('parameters', STRING, '', (e) => e.message('value', parameterOf) ?? { stringValue: '' }),
     ),
+    modelWarmup: r.messages('model_warmup', warmupOf),
   };
+}
+
+function warmupOf(r: MessageReader): ModelWarmup {
+  return {
+    name: r.scalar('name', STRING) ?? '',
+    // Triton requires batch_size ≥ 1; unset means one request of one item.
+    batchSize: r.scalar('batch_size', POSITIVE_UINT32) ?? 1,
+    inputs: Object.fromEntries(r.map('inputs', STRING, '', (e) => e.message('value', warmupInputOf) ?? warmupInputOf0())),
+    count: r.scalar('count', UINT32) ?? 0,
+  };
+}
+
+function warmupInputOf(r: MessageReader): ModelWarmup_Input {
+  r.oneof(['zero_data', 'random_data', 'input_data_file']);
+  const file = r.scalar('input_data_file', WARMUP_FILE);
+  const inputDataType: ModelWarmup_Input['inputDataType'] =
+    file !== undefined
+      ? { $case: 'inputDataFile', value: file }
+      : r.has('random_data')
+        ? { $case: 'randomData', value: r.scalar('random_data', BOOL) ?? true }
+        : r.has('zero_data')
+          ? { $case: 'zeroData', value: r.scalar('zero_data', BOOL) ?? true }
+          : undefined;
+  return { dataType: r.scalar('data_type', DATA_TYPE) ?? DataType.TYPE_INVALID, dims: r.scalars('dims', DIM), inputDataType };
+}
+
+function warmupInputOf0(): ModelWarmup_Input {
+  return { dataType: DataType.TYPE_INVALID, dims: [], inputDataType: undefined };
 }
 
 function parameterOf(r: MessageReader): ModelParameter {

@@ -397,6 +397,32 @@ export interface ModelParameter {
   stringValue: string;
 }
 
+/**
+ * Requests run on every instance before the model reports READY, so the
+ * first real request does not pay for lazy initialisation.
+ */
+export interface ModelWarmup {
+  name: string;
+  batchSize: number;
+  inputs: { [key: string]: ModelWarmup_Input };
+  /** Runs of this sample; 0 means one. */
+  count: number;
+}
+
+export interface ModelWarmup_Input {
+  dataType: DataType;
+  /** Without the batch dimension. */
+  dims: bigint[];
+  inputDataType?: { $case: "zeroData"; value: boolean } | { $case: "randomData"; value: boolean } | //
+  /** Raw little-endian elements of one batch item, in <model>/warmup/. */
+  { $case: "inputDataFile"; value: string } | undefined;
+}
+
+export interface ModelWarmup_InputsEntry {
+  key: string;
+  value?: ModelWarmup_Input | undefined;
+}
+
 export interface ModelConfig {
   name: string;
   platform: string;
@@ -412,6 +438,7 @@ export interface ModelConfig {
   defaultModelFilename: string;
   metricTags: { [key: string]: string };
   parameters: { [key: string]: ModelParameter };
+  modelWarmup: ModelWarmup[];
 }
 
 export interface ModelConfig_MetricTagsEntry {
@@ -2658,6 +2685,425 @@ export const ModelParameter: MessageFns<ModelParameter> = {
   },
 };
 
+function createBaseModelWarmup(): ModelWarmup {
+  return { name: "", batchSize: 0, inputs: {}, count: 0 };
+}
+
+export const ModelWarmup: MessageFns<ModelWarmup> = {
+  encode(message: ModelWarmup, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.batchSize !== 0) {
+      writer.uint32(16).uint32(message.batchSize);
+    }
+    globalThis.Object.entries(message.inputs).forEach(([key, value]: [string, ModelWarmup_Input]) => {
+      ModelWarmup_InputsEntry.encode({ key: key as any, value }, writer.uint32(26).fork()).join();
+    });
+    if (message.count !== 0) {
+      writer.uint32(32).uint32(message.count);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelWarmup {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelWarmup();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.batchSize = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            const entry3 = ModelWarmup_InputsEntry.decode(reader, reader.uint32());
+            if (entry3.value !== undefined) {
+              message.inputs[entry3.key] = entry3.value;
+            }
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.count = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelWarmup {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      batchSize: isSet(object.batchSize)
+        ? globalThis.Number(object.batchSize)
+        : isSet(object.batch_size)
+        ? globalThis.Number(object.batch_size)
+        : 0,
+      inputs: isObject(object.inputs)
+        ? (globalThis.Object.entries(object.inputs) as [string, any][]).reduce(
+          (acc: { [key: string]: ModelWarmup_Input }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: ModelWarmup_Input.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      count: isSet(object.count) ? globalThis.Number(object.count) : 0,
+    };
+  },
+
+  toJSON(message: ModelWarmup): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.batchSize !== 0) {
+      obj.batchSize = Math.round(message.batchSize);
+    }
+    if (message.inputs) {
+      const entries = globalThis.Object.entries(message.inputs) as [string, ModelWarmup_Input][];
+      if (entries.length > 0) {
+        obj.inputs = {};
+        entries.forEach(([k, v]) => {
+          obj.inputs[k] = ModelWarmup_Input.toJSON(v);
+        });
+      }
+    }
+    if (message.count !== 0) {
+      obj.count = Math.round(message.count);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelWarmup>): ModelWarmup {
+    return ModelWarmup.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelWarmup>): ModelWarmup {
+    const message = createBaseModelWarmup();
+    message.name = object.name ?? "";
+    message.batchSize = object.batchSize ?? 0;
+    message.inputs = (globalThis.Object.entries(object.inputs ?? {}) as [string, ModelWarmup_Input][]).reduce(
+      (acc: { [key: string]: ModelWarmup_Input }, [key, value]: [string, ModelWarmup_Input]) => {
+        if (value !== undefined) {
+          acc[key] = ModelWarmup_Input.fromPartial(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.count = object.count ?? 0;
+    return message;
+  },
+};
+
+function createBaseModelWarmup_Input(): ModelWarmup_Input {
+  return { dataType: 0, dims: [], inputDataType: undefined };
+}
+
+export const ModelWarmup_Input: MessageFns<ModelWarmup_Input> = {
+  encode(message: ModelWarmup_Input, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.dataType !== 0) {
+      writer.uint32(8).int32(message.dataType);
+    }
+    if (message.dims.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.dims) {
+        if (BigInt.asIntN(64, v) !== v) {
+          throw new globalThis.Error("a value provided in array field dims of type int64 is too large");
+        }
+        writer.int64(v);
+      }
+      writer.join();
+    }
+    switch (message.inputDataType?.$case) {
+      case "zeroData":
+        writer.uint32(24).bool(message.inputDataType.value);
+        break;
+      case "randomData":
+        writer.uint32(32).bool(message.inputDataType.value);
+        break;
+      case "inputDataFile":
+        writer.uint32(42).string(message.inputDataType.value);
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelWarmup_Input {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelWarmup_Input();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.dataType = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.dims.push(reader.int64() as bigint);
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.dims.push(reader.int64() as bigint);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.inputDataType = { $case: "zeroData", value: reader.bool() };
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.inputDataType = { $case: "randomData", value: reader.bool() };
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.inputDataType = { $case: "inputDataFile", value: reader.string() };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelWarmup_Input {
+    return {
+      dataType: isSet(object.dataType)
+        ? dataTypeFromJSON(object.dataType)
+        : isSet(object.data_type)
+        ? dataTypeFromJSON(object.data_type)
+        : 0,
+      dims: globalThis.Array.isArray(object?.dims) ? object.dims.map((e: any) => BigInt(e)) : [],
+      inputDataType: isSet(object.zeroData)
+        ? { $case: "zeroData", value: globalThis.Boolean(object.zeroData) }
+        : isSet(object.zero_data)
+        ? { $case: "zeroData", value: globalThis.Boolean(object.zero_data) }
+        : isSet(object.randomData)
+        ? { $case: "randomData", value: globalThis.Boolean(object.randomData) }
+        : isSet(object.random_data)
+        ? { $case: "randomData", value: globalThis.Boolean(object.random_data) }
+        : isSet(object.inputDataFile)
+        ? { $case: "inputDataFile", value: globalThis.String(object.inputDataFile) }
+        : isSet(object.input_data_file)
+        ? { $case: "inputDataFile", value: globalThis.String(object.input_data_file) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: ModelWarmup_Input): unknown {
+    const obj: any = {};
+    if (message.dataType !== 0) {
+      obj.dataType = dataTypeToJSON(message.dataType);
+    }
+    if (message.dims?.length) {
+      obj.dims = message.dims.map((e) => e.toString());
+    }
+    if (message.inputDataType?.$case === "zeroData") {
+      obj.zeroData = message.inputDataType.value;
+    } else if (message.inputDataType?.$case === "randomData") {
+      obj.randomData = message.inputDataType.value;
+    } else if (message.inputDataType?.$case === "inputDataFile") {
+      obj.inputDataFile = message.inputDataType.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelWarmup_Input>): ModelWarmup_Input {
+    return ModelWarmup_Input.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelWarmup_Input>): ModelWarmup_Input {
+    const message = createBaseModelWarmup_Input();
+    message.dataType = object.dataType ?? 0;
+    message.dims = object.dims?.map((e) => BigInt(e)) || [];
+    switch (object.inputDataType?.$case) {
+      case "zeroData": {
+        if (object.inputDataType?.value !== undefined && object.inputDataType?.value !== null) {
+          message.inputDataType = { $case: "zeroData", value: object.inputDataType.value };
+        }
+        break;
+      }
+      case "randomData": {
+        if (object.inputDataType?.value !== undefined && object.inputDataType?.value !== null) {
+          message.inputDataType = { $case: "randomData", value: object.inputDataType.value };
+        }
+        break;
+      }
+      case "inputDataFile": {
+        if (object.inputDataType?.value !== undefined && object.inputDataType?.value !== null) {
+          message.inputDataType = { $case: "inputDataFile", value: object.inputDataType.value };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseModelWarmup_InputsEntry(): ModelWarmup_InputsEntry {
+  return { key: "", value: undefined };
+}
+
+export const ModelWarmup_InputsEntry: MessageFns<ModelWarmup_InputsEntry> = {
+  encode(message: ModelWarmup_InputsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      ModelWarmup_Input.encode(message.value, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelWarmup_InputsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelWarmup_InputsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = ModelWarmup_Input.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelWarmup_InputsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? ModelWarmup_Input.fromJSON(object.value) : undefined,
+    };
+  },
+
+  toJSON(message: ModelWarmup_InputsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== undefined) {
+      obj.value = ModelWarmup_Input.toJSON(message.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelWarmup_InputsEntry>): ModelWarmup_InputsEntry {
+    return ModelWarmup_InputsEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelWarmup_InputsEntry>): ModelWarmup_InputsEntry {
+    const message = createBaseModelWarmup_InputsEntry();
+    message.key = object.key ?? "";
+    message.value = (object.value !== undefined && object.value !== null)
+      ? ModelWarmup_Input.fromPartial(object.value)
+      : undefined;
+    return message;
+  },
+};
+
 function createBaseModelConfig(): ModelConfig {
   return {
     name: "",
@@ -2674,6 +3120,7 @@ function createBaseModelConfig(): ModelConfig {
     defaultModelFilename: "",
     metricTags: {},
     parameters: {},
+    modelWarmup: [],
   };
 }
 
@@ -2723,6 +3170,9 @@ export const ModelConfig: MessageFns<ModelConfig> = {
     globalThis.Object.entries(message.parameters).forEach(([key, value]: [string, ModelParameter]) => {
       ModelConfig_ParametersEntry.encode({ key: key as any, value }, writer.uint32(114).fork()).join();
     });
+    for (const v of message.modelWarmup) {
+      ModelWarmup.encode(v!, writer.uint32(130).fork()).join();
+    }
     return writer;
   },
 
@@ -2860,6 +3310,14 @@ export const ModelConfig: MessageFns<ModelConfig> = {
             }
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.modelWarmup.push(ModelWarmup.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2947,6 +3405,11 @@ export const ModelConfig: MessageFns<ModelConfig> = {
           {},
         )
         : {},
+      modelWarmup: globalThis.Array.isArray(object?.modelWarmup)
+        ? object.modelWarmup.map((e: any) => ModelWarmup.fromJSON(e))
+        : globalThis.Array.isArray(object?.model_warmup)
+        ? object.model_warmup.map((e: any) => ModelWarmup.fromJSON(e))
+        : [],
     };
   },
 
@@ -3006,6 +3469,9 @@ export const ModelConfig: MessageFns<ModelConfig> = {
         });
       }
     }
+    if (message.modelWarmup?.length) {
+      obj.modelWarmup = message.modelWarmup.map((e) => ModelWarmup.toJSON(e));
+    }
     return obj;
   },
 
@@ -3058,6 +3524,7 @@ export const ModelConfig: MessageFns<ModelConfig> = {
       },
       {},
     );
+    message.modelWarmup = object.modelWarmup?.map((e) => ModelWarmup.fromPartial(e)) || [];
     return message;
   },
 };

@@ -55,6 +55,7 @@ describe('completeConfig without config.pbtxt', () => {
       defaultModelFilename: '',
       metricTags: {},
       parameters: {},
+      modelWarmup: [],
     });
     expect(signature).toEqual({
       name: 'foo',
@@ -90,13 +91,24 @@ describe('completeConfig without config.pbtxt', () => {
     expect(config.maxBatchSize).toBe(4);
     expect(config.input[0]).toMatchObject({ dataType: DataType.TYPE_INT32, dims: [1n], reshape: { shape: [] } });
     expect(config.output[0]).toMatchObject({ dataType: DataType.TYPE_STRING, dims: [1n], reshape: { shape: [] } });
-    expect(signature.inputs[0]).toEqual({ name: 'k', datatype: 'INT32', dims: [1], dimNames: [''], optional: false });
+    expect(signature.inputs[0]).toEqual({ name: 'k', datatype: 'INT32', dims: [1], dimNames: [''], optional: false, reshape: [] });
+    expect(signature.outputs[0]).toMatchObject({ dims: [1], reshape: [] });
   });
 
-  it('fills a non-batching scalar as dims [1] without reshape', () => {
-    const { config } = completeConfig(input({ inputs: [spec('s', 'FP64', [])], outputs: [spec('t', 'FP64', [])] }));
+  it('fills a non-batching scalar as dims [] (the rank-0 shape the model declares), without reshape', () => {
+    const { config, signature } = completeConfig(input({ inputs: [spec('s', 'FP64', [])], outputs: [spec('t', 'FP64', [])] }));
     expect(config.maxBatchSize).toBe(0);
-    expect(config.input[0]).toMatchObject({ dims: [1n], reshape: undefined });
+    expect(config.input[0]).toMatchObject({ dims: [], reshape: undefined });
+    expect(signature.inputs[0]).toEqual({ name: 's', datatype: 'FP64', dims: [], dimNames: [], optional: false });
+  });
+
+  it("takes a non-batching scalar written Triton's way, dims [1] reshape [], or as dims [1] alone, and hands the model []", () => {
+    const scalar = { inputs: [spec('s', 'FP64', [])], outputs: [spec('t', 'FP64', [])] };
+    const triton = completeConfig(fromText('input { name: "s" dims: [ 1 ] reshape { shape: [ ] } } output { name: "t" dims: [ 1 ] reshape { shape: [ ] } }', scalar));
+    expect(triton.signature.inputs[0]).toEqual({ name: 's', datatype: 'FP64', dims: [1], dimNames: [''], optional: false, reshape: [] });
+    expect(triton.signature.outputs[0]).toMatchObject({ dims: [1], reshape: [] });
+    const plain = completeConfig(fromText('input { name: "s" dims: [ 1 ] }', scalar));
+    expect(plain.signature.inputs[0]).toMatchObject({ dims: [1], reshape: [] });
   });
 
   it('names errors after the model when there is no file', () => {
@@ -188,9 +200,9 @@ describe('completeConfig: inputs and outputs the config lists', () => {
   it('accepts a reshape that matches the model, and drops dim names it invalidates', () => {
     const scalarModel = { inputs: [spec('k', 'INT32', [-1], ['batch'])], outputs: [spec('y', 'INT32', [-1, 2])] };
     const { signature } = completeConfig(fromText('max_batch_size: 2 input { name: "k" dims: [ 1 ] reshape { shape: [ ] } }', scalarModel));
-    expect(signature.inputs[0]).toEqual({ name: 'k', datatype: 'INT32', dims: [1], dimNames: [''], optional: false });
+    expect(signature.inputs[0]).toEqual({ name: 'k', datatype: 'INT32', dims: [1], dimNames: [''], optional: false, reshape: [] });
     const reshaped = completeConfig(fromText('max_batch_size: 2 input { name: "a" dims: [ 4, 4 ] reshape { shape: [ 16 ] } }', MODEL));
-    expect(reshaped.signature.inputs[0]).toMatchObject({ name: 'a', dims: [4, 4], dimNames: ['', ''] });
+    expect(reshaped.signature.inputs[0]).toMatchObject({ name: 'a', dims: [4, 4], dimNames: ['', ''], reshape: [16] });
   });
 
   it('lets a -1 in the model take any config value', () => {
