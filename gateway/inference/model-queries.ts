@@ -61,7 +61,7 @@ export function modelMetadata(models: ModelManager, name: string, version: strin
       .versionsOf(v.name)
       .filter((x) => x.state === 'READY')
       .map((x) => String(x.version)),
-    platform: 'onnxruntime_onnx',
+    platform: v.serving?.config.platform || 'onnxruntime_onnx',
     inputs: (sig?.inputs ?? []).map((t) => tensorMetadata(t, batched)),
     outputs: (sig?.outputs ?? []).map((t) => tensorMetadata(t, batched)),
   };

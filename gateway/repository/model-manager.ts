@@ -1,8 +1,13 @@
 import { type Logger } from 'pino';
 import { invalidArgument, notFound, unavailable } from '../../core/errors.js';
 import { completeConfig } from '../../models/config/complete.js';
+import { ConfigError, dynamicBatchingIn, ensembleIn } from '../../models/config/model-config.js';
+import { type ModelSignature } from '../../core/signature.js';
+import { type ModelConfig } from '../../proto/gen/model_config.js';
+import { EnsembleScheduler } from '../ensemble/ensemble-scheduler.js';
+import { ensembleSignature, planEnsemble } from '../ensemble/ensemble-plan.js';
 import { onnxRuntimeOptions } from '../../models/config/onnxruntime-options.js';
-import { type ModelEntry, scanRepository } from '../../models/repository/scan.js';
+import { ENSEMBLE_PLATFORM, type ModelEntry, scanRepository } from '../../models/repository/scan.js';
 import { type HostedModel } from '../../core/worker-record.js';
 import { type LoadModelResponse, type TensorSpec } from '../../proto/gen/worker.js';
 import { DynamicBatcher } from '../batching/dynamic-batcher.js';
@@ -109,10 +114,93 @@ export class ModelManager {
       v.state = 'UNAVAILABLE';
       v.reason = NOT_LOADED;
     }
-    const loading = all.filter((v) => v.state === 'UNKNOWN');
-    await Promise.all(loading.map((v) => this.#load(v, 'debug')));
-    const ready = loading.filter((v) => v.state === 'READY').length;
-    this.#options.log.info({ ready, failed: loading.length - ready, ms: Date.now() - started }, 'models loaded');
+    const pending = all.filter((v) => v.state === 'UNKNOWN');
+    // Ensembles last: their steps must be loaded to be checked against.
+    await Promise.all(pending.filter((v) => !this.#isEnsemble(v.name)).map((v) => this.#load(v, 'debug')));
+    for (const v of this.#ensemblesInOrder(pending)) await this.#load(v, 'debug');
+    const ready = pending.filter((v) => v.state === 'READY').length;
+    this.#options.log.info({ ready, failed: pending.length - ready, ms: Date.now() - started }, 'models loaded');
+  }
+
+  #isEnsemble(name: string): boolean {
+    return this.#entries.get(name)?.config?.platform === ENSEMBLE_PLATFORM;
+  }
+
+  /** Ensembles ordered so that one whose steps include another ensemble comes after it. */
+  #ensemblesInOrder(versions: readonly ModelVersion[]): ModelVersion[] {
+    const ensembles = versions.filter((v) => this.#isEnsemble(v.name));
+    const steps = (v: ModelVersion): string[] => ensembleIn(this.#entries.get(v.name)?.config)?.step.map((st) => st.modelName) ?? [];
+    const placed = new Set<string>();
+    const order: ModelVersion[] = [];
+    // A cycle between ensembles is reported by each one's load; they are appended as they are.
+    for (let pass = 0; pass <= ensembles.length && order.length < ensembles.length; pass++) {
+      for (const v of ensembles) {
+        if (order.includes(v)) continue;
+        const waiting = steps(v).some((m) => this.#isEnsemble(m) && m !== v.name && !placed.has(m) && ensembles.some((e) => e.name === m));
+        if (waiting && pass < ensembles.length) continue;
+        order.push(v);
+        placed.add(v.name);
+      }
+    }
+    return order;
+  }
+
+  /**
+   * After a model loaded or unloaded: each ready or waiting ensemble is
+   * checked again against its steps as they are now, so it turns
+   * UNAVAILABLE when a step is unloaded and READY when it is back.
+   */
+  async #refreshEnsembles(changed: string): Promise<void> {
+    for (const versions of this.#models.values()) {
+      for (const v of versions) {
+        if (v.name === changed || !this.#isEnsemble(v.name)) continue;
+        // Ready ones, and those that failed their check (not those unloaded on purpose).
+        if (v.state !== 'READY' && !(v.state === 'UNAVAILABLE' && v.reason !== 'unloaded' && v.reason !== NOT_LOADED)) continue;
+        const steps = ensembleIn(this.#entries.get(v.name)?.config)?.step ?? [];
+        if (steps.some((st) => st.modelName === changed)) await this.#load(v);
+      }
+    }
+  }
+
+  /** An ensemble's version: checked against its steps' signatures, served by an EnsembleScheduler. */
+  #loadEnsemble(v: ModelVersion, entry: ModelEntry): void {
+    const config = entry.config as ModelConfig;
+    const file = entry.configFile ?? `model "${v.name}"`;
+    const signature = ensembleSignature(v.name, String(v.version), config, file);
+    const scheduling = ensembleIn(config);
+    if (!scheduling) throw new ConfigError(file, 'ensemble_scheduling', 'expected the steps of platform "ensemble", got none');
+    const plan = planEnsemble(signature, scheduling, (model, version) => this.#stepSignature(model, version), file);
+    const slots = new InstanceSlots();
+    const previous = v.serving;
+    v.serving = {
+      config: { ...config, name: v.name },
+      signature,
+      slots,
+      dispatcher: new Dispatcher(v.key, slots),
+      scheduler: new EnsembleScheduler(v.name, plan, (model, version) => {
+        const step = this.resolve(model, version).serving;
+        if (!step) throw unavailable(`model '${model}' is not serving`);
+        return step;
+      }),
+      // Statistics and metrics carry on across re-checks.
+      stats: previous?.stats ?? new ModelVersionStatistics(this.#options.metrics?.forVersion(v.name, String(v.version))),
+      plans: [],
+      executionProvider: `ensemble of ${plan.models.join(', ')}`,
+    };
+    v.state = 'READY';
+    v.reason = '';
+    this.#options.log.info({ model: v.name, version: v.version, steps: plan.steps.length, models: plan.models }, 'ensemble ready');
+  }
+
+  #stepSignature(model: string, version: string): ModelSignature | string {
+    const versions = this.#models.get(model);
+    if (!versions) return 'is not in the repository';
+    try {
+      const v = this.resolve(model, version);
+      return v.serving?.signature ?? `is ${v.state}`;
+    } catch (error) {
+      return `is not ready: ${(error as Error).message}`;
+    }
   }
 
   /**
@@ -137,6 +225,8 @@ export class ModelManager {
         }),
       ),
     ]);
+    // An ensemble checked while its steps were cut short is checked again now.
+    for (const name of new Set(cut.map((v) => v.name))) await this.#refreshEnsembles(name);
   }
 
   /** A worker left: its slots go; its running executions fail and may be retried elsewhere. */
@@ -353,7 +443,7 @@ export class ModelManager {
       const failed = next.find((v) => v.state !== 'READY');
       if (failed) throw invalidArgument(`failed to load '${name}': ${failed.reason}`);
       this.#options.log.info({ model: name, versions: next.map((v) => v.version) }, 'model loaded');
-    });
+    }).finally(() => this.#refreshEnsembles(name));
   }
 
   #unloadModel(name: string): Promise<void> {
@@ -364,7 +454,7 @@ export class ModelManager {
       await removeUpload(this.#uploads.get(name));
       this.#uploads.delete(name);
       this.#options.log.info({ model: name }, 'model unloaded');
-    });
+    }).finally(() => this.#refreshEnsembles(name));
   }
 
   #oneAtATime<T>(name: string, run: () => Promise<T>): Promise<T> {
@@ -397,6 +487,16 @@ export class ModelManager {
     this.#lostLoads.delete(v);
     const entry = this.#entries.get(v.name);
     if (!entry) return;
+    if (this.#isEnsemble(v.name)) {
+      try {
+        this.#loadEnsemble(v, entry);
+      } catch (error) {
+        v.state = 'UNAVAILABLE';
+        v.reason = error instanceof Error ? error.message : String(error);
+        log.error({ model: v.name, version: v.version, reason: v.reason }, 'ensemble not available');
+      }
+      return;
+    }
     v.state = 'LOADING';
     const workers = [...this.#workers.values()];
     const plans = planInstances(entry.config?.instanceGroup ?? [], workers.map((w) => w.endpoint));
@@ -423,7 +523,7 @@ export class ModelManager {
       const slots = new InstanceSlots();
       const dispatcher = new Dispatcher(v.key, slots, (workerId) => this.#workerSuspect(workerId));
       const stats = new ModelVersionStatistics(this.#options.metrics?.forVersion(v.name, String(v.version)));
-      const batching = config.schedulingChoice?.$case === 'dynamicBatching' ? config.schedulingChoice.value : undefined;
+      const batching = dynamicBatchingIn(config);
       const scheduler =
         batching && config.maxBatchSize > 0
           ? new DynamicBatcher({

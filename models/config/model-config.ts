@@ -2,6 +2,7 @@ import {
   DataType,
   type ModelConfig,
   type ModelDynamicBatching,
+  type ModelEnsembling,
   type ModelInput,
   ModelInput_Format,
   type ModelInstanceGroup,
@@ -26,6 +27,7 @@ import {
   DIM,
   enumType,
   INT32,
+  INT64,
   NON_NEGATIVE_INT32,
   NON_NEGATIVE_INT64,
   POSITIVE_INT32,
@@ -38,6 +40,16 @@ import {
 } from './scalar-types.js';
 
 export { ConfigError } from './config-error.js';
+
+/** The config's dynamic_batching, when its scheduling choice is that. */
+export function dynamicBatchingIn(config: ModelConfig | undefined): ModelDynamicBatching | undefined {
+  return config?.schedulingChoice?.$case === 'dynamicBatching' ? config.schedulingChoice.value : undefined;
+}
+
+/** The config's ensemble_scheduling, when its scheduling choice is that. */
+export function ensembleIn(config: ModelConfig | undefined): ModelEnsembling | undefined {
+  return config?.schedulingChoice?.$case === 'ensembleScheduling' ? config.schedulingChoice.value : undefined;
+}
 
 export interface ParsedModelConfig {
   readonly config: ModelConfig;
@@ -75,7 +87,6 @@ export function parseModelConfig(text: string, file: string): ParsedModelConfig 
 const NOT_IMPLEMENTED = 'Fabriek does not implement it';
 const CONFIG_IGNORED: IgnoredFields = {
   sequence_batching: `${NOT_IMPLEMENTED}; requests are scheduled one by one, without sequence state`,
-  ensemble_scheduling: NOT_IMPLEMENTED,
   response_cache: `${NOT_IMPLEMENTED}; responses are not cached`,
   batch_input: NOT_IMPLEMENTED,
   batch_output: NOT_IMPLEMENTED,
@@ -98,6 +109,7 @@ const FORMAT = enumType<ModelInput_Format>(ModelInput_Format);
 const KIND = enumType<ModelInstanceGroup_Kind>(ModelInstanceGroup_Kind);
 const PRIORITY = enumType<ModelOptimizationPolicy_ModelPriority>(ModelOptimizationPolicy_ModelPriority);
 const TIMEOUT_ACTION = enumType<ModelQueuePolicy_TimeoutAction>(ModelQueuePolicy_TimeoutAction);
+const ENSEMBLE_VERSION = refine(INT64, (n) => n === -1n || n >= 0n, '-1 (the latest version) or a version number');
 /** A file inside the model's warmup/ directory: relative, without `..`. */
 const WARMUP_FILE: ScalarType<string> = {
   expected: "a file name inside the model's warmup/ directory (relative, no '..')",
@@ -111,6 +123,7 @@ const WARMUP_FILE: ScalarType<string> = {
 function modelConfig(r: MessageReader): ModelConfig {
   r.oneof(['dynamic_batching', 'sequence_batching', 'ensemble_scheduling']);
   const dynamicBatching = r.message('dynamic_batching', dynamicBatchingOf);
+  const ensemble = r.message('ensemble_scheduling', ensembleOf);
   return {
     name: r.scalar('name', STRING) ?? '',
     platform: r.scalar('platform', STRING) ?? '',
@@ -121,7 +134,9 @@ function modelConfig(r: MessageReader): ModelConfig {
     input: r.messages('input', inputOf, IO_IGNORED),
     output: r.messages('output', outputOf, IO_IGNORED),
     optimization: r.message('optimization', optimizationOf, OPTIMIZATION_IGNORED),
-    schedulingChoice: dynamicBatching && { $case: 'dynamicBatching', value: dynamicBatching },
+    schedulingChoice: dynamicBatching
+      ? { $case: 'dynamicBatching', value: dynamicBatching }
+      : ensemble && { $case: 'ensembleScheduling', value: ensemble },
     instanceGroup: r.messages('instance_group', instanceGroupOf, GROUP_IGNORED),
     defaultModelFilename: r.scalar('default_model_filename', STRING) ?? '',
     metricTags: Object.fromEntries(r.map('metric_tags', STRING, '', (e) => e.scalar('value', STRING) ?? '')),
@@ -129,6 +144,20 @@ function modelConfig(r: MessageReader): ModelConfig {
       r.map('parameters', STRING, '', (e) => e.message('value', parameterOf) ?? { stringValue: '' }),
     ),
     modelWarmup: r.messages('model_warmup', warmupOf),
+  };
+}
+
+function ensembleOf(r: MessageReader): ModelEnsembling {
+  const names = (e: MessageReader): string => e.scalar('value', STRING) ?? '';
+  return {
+    step: r.messages('step', (st) => ({
+      modelName: st.scalar('model_name', STRING) ?? '',
+      // Unset means what -1 says: the version the step model's policy serves, the latest.
+      modelVersion: st.scalar('model_version', ENSEMBLE_VERSION) ?? -1n,
+      inputMap: Object.fromEntries(st.map('input_map', STRING, '', names)),
+      outputMap: Object.fromEntries(st.map('output_map', STRING, '', names)),
+      modelNamespace: st.scalar('model_namespace', STRING) ?? '',
+    })),
   };
 }
 

@@ -398,6 +398,35 @@ export interface ModelParameter {
 }
 
 /**
+ * A pipeline of other models: each step's inputs and outputs are mapped to
+ * tensors of the ensemble (its own inputs, its outputs, or intermediates).
+ */
+export interface ModelEnsembling {
+  step: ModelEnsembling_Step[];
+}
+
+export interface ModelEnsembling_Step {
+  modelName: string;
+  /** -1: the latest version. */
+  modelVersion: bigint;
+  /** Step model's input name -> ensemble tensor name. */
+  inputMap: { [key: string]: string };
+  /** Step model's output name -> ensemble tensor name. */
+  outputMap: { [key: string]: string };
+  modelNamespace: string;
+}
+
+export interface ModelEnsembling_Step_InputMapEntry {
+  key: string;
+  value: string;
+}
+
+export interface ModelEnsembling_Step_OutputMapEntry {
+  key: string;
+  value: string;
+}
+
+/**
  * Requests run on every instance before the model reports READY, so the
  * first real request does not pay for lazy initialisation.
  */
@@ -433,7 +462,10 @@ export interface ModelConfig {
   input: ModelInput[];
   output: ModelOutput[];
   optimization?: ModelOptimizationPolicy | undefined;
-  schedulingChoice?: { $case: "dynamicBatching"; value: ModelDynamicBatching } | undefined;
+  schedulingChoice?: { $case: "dynamicBatching"; value: ModelDynamicBatching } | {
+    $case: "ensembleScheduling";
+    value: ModelEnsembling;
+  } | undefined;
   instanceGroup: ModelInstanceGroup[];
   defaultModelFilename: string;
   metricTags: { [key: string]: string };
@@ -2685,6 +2717,481 @@ export const ModelParameter: MessageFns<ModelParameter> = {
   },
 };
 
+function createBaseModelEnsembling(): ModelEnsembling {
+  return { step: [] };
+}
+
+export const ModelEnsembling: MessageFns<ModelEnsembling> = {
+  encode(message: ModelEnsembling, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.step) {
+      ModelEnsembling_Step.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelEnsembling {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelEnsembling();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.step.push(ModelEnsembling_Step.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelEnsembling {
+    return {
+      step: globalThis.Array.isArray(object?.step) ? object.step.map((e: any) => ModelEnsembling_Step.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ModelEnsembling): unknown {
+    const obj: any = {};
+    if (message.step?.length) {
+      obj.step = message.step.map((e) => ModelEnsembling_Step.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelEnsembling>): ModelEnsembling {
+    return ModelEnsembling.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelEnsembling>): ModelEnsembling {
+    const message = createBaseModelEnsembling();
+    message.step = object.step?.map((e) => ModelEnsembling_Step.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseModelEnsembling_Step(): ModelEnsembling_Step {
+  return { modelName: "", modelVersion: 0n, inputMap: {}, outputMap: {}, modelNamespace: "" };
+}
+
+export const ModelEnsembling_Step: MessageFns<ModelEnsembling_Step> = {
+  encode(message: ModelEnsembling_Step, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.modelName !== "") {
+      writer.uint32(10).string(message.modelName);
+    }
+    if (message.modelVersion !== 0n) {
+      if (BigInt.asIntN(64, message.modelVersion) !== message.modelVersion) {
+        throw new globalThis.Error("value provided for field message.modelVersion of type int64 too large");
+      }
+      writer.uint32(16).int64(message.modelVersion);
+    }
+    globalThis.Object.entries(message.inputMap).forEach(([key, value]: [string, string]) => {
+      ModelEnsembling_Step_InputMapEntry.encode({ key: key as any, value }, writer.uint32(26).fork()).join();
+    });
+    globalThis.Object.entries(message.outputMap).forEach(([key, value]: [string, string]) => {
+      ModelEnsembling_Step_OutputMapEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+    });
+    if (message.modelNamespace !== "") {
+      writer.uint32(42).string(message.modelNamespace);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelEnsembling_Step {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelEnsembling_Step();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.modelName = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.modelVersion = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            const entry3 = ModelEnsembling_Step_InputMapEntry.decode(reader, reader.uint32());
+            if (entry3.value !== undefined) {
+              message.inputMap[entry3.key] = entry3.value;
+            }
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = ModelEnsembling_Step_OutputMapEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.outputMap[entry4.key] = entry4.value;
+            }
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.modelNamespace = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelEnsembling_Step {
+    return {
+      modelName: isSet(object.modelName)
+        ? globalThis.String(object.modelName)
+        : isSet(object.model_name)
+        ? globalThis.String(object.model_name)
+        : "",
+      modelVersion: isSet(object.modelVersion)
+        ? BigInt(object.modelVersion)
+        : isSet(object.model_version)
+        ? BigInt(object.model_version)
+        : 0n,
+      inputMap: isObject(object.inputMap)
+        ? (globalThis.Object.entries(object.inputMap) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.input_map)
+        ? (globalThis.Object.entries(object.input_map) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      outputMap: isObject(object.outputMap)
+        ? (globalThis.Object.entries(object.outputMap) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.output_map)
+        ? (globalThis.Object.entries(object.output_map) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      modelNamespace: isSet(object.modelNamespace)
+        ? globalThis.String(object.modelNamespace)
+        : isSet(object.model_namespace)
+        ? globalThis.String(object.model_namespace)
+        : "",
+    };
+  },
+
+  toJSON(message: ModelEnsembling_Step): unknown {
+    const obj: any = {};
+    if (message.modelName !== "") {
+      obj.modelName = message.modelName;
+    }
+    if (message.modelVersion !== 0n) {
+      obj.modelVersion = message.modelVersion.toString();
+    }
+    if (message.inputMap) {
+      const entries = globalThis.Object.entries(message.inputMap) as [string, string][];
+      if (entries.length > 0) {
+        obj.inputMap = {};
+        entries.forEach(([k, v]) => {
+          obj.inputMap[k] = v;
+        });
+      }
+    }
+    if (message.outputMap) {
+      const entries = globalThis.Object.entries(message.outputMap) as [string, string][];
+      if (entries.length > 0) {
+        obj.outputMap = {};
+        entries.forEach(([k, v]) => {
+          obj.outputMap[k] = v;
+        });
+      }
+    }
+    if (message.modelNamespace !== "") {
+      obj.modelNamespace = message.modelNamespace;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelEnsembling_Step>): ModelEnsembling_Step {
+    return ModelEnsembling_Step.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelEnsembling_Step>): ModelEnsembling_Step {
+    const message = createBaseModelEnsembling_Step();
+    message.modelName = object.modelName ?? "";
+    message.modelVersion = (object.modelVersion !== undefined && object.modelVersion !== null)
+      ? BigInt(object.modelVersion)
+      : 0n;
+    message.inputMap = (globalThis.Object.entries(object.inputMap ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.outputMap = (globalThis.Object.entries(object.outputMap ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.modelNamespace = object.modelNamespace ?? "";
+    return message;
+  },
+};
+
+function createBaseModelEnsembling_Step_InputMapEntry(): ModelEnsembling_Step_InputMapEntry {
+  return { key: "", value: "" };
+}
+
+export const ModelEnsembling_Step_InputMapEntry: MessageFns<ModelEnsembling_Step_InputMapEntry> = {
+  encode(message: ModelEnsembling_Step_InputMapEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelEnsembling_Step_InputMapEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelEnsembling_Step_InputMapEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelEnsembling_Step_InputMapEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: ModelEnsembling_Step_InputMapEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelEnsembling_Step_InputMapEntry>): ModelEnsembling_Step_InputMapEntry {
+    return ModelEnsembling_Step_InputMapEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelEnsembling_Step_InputMapEntry>): ModelEnsembling_Step_InputMapEntry {
+    const message = createBaseModelEnsembling_Step_InputMapEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseModelEnsembling_Step_OutputMapEntry(): ModelEnsembling_Step_OutputMapEntry {
+  return { key: "", value: "" };
+}
+
+export const ModelEnsembling_Step_OutputMapEntry: MessageFns<ModelEnsembling_Step_OutputMapEntry> = {
+  encode(message: ModelEnsembling_Step_OutputMapEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelEnsembling_Step_OutputMapEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelEnsembling_Step_OutputMapEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelEnsembling_Step_OutputMapEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: ModelEnsembling_Step_OutputMapEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelEnsembling_Step_OutputMapEntry>): ModelEnsembling_Step_OutputMapEntry {
+    return ModelEnsembling_Step_OutputMapEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelEnsembling_Step_OutputMapEntry>): ModelEnsembling_Step_OutputMapEntry {
+    const message = createBaseModelEnsembling_Step_OutputMapEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
 function createBaseModelWarmup(): ModelWarmup {
   return { name: "", batchSize: 0, inputs: {}, count: 0 };
 }
@@ -3157,6 +3664,9 @@ export const ModelConfig: MessageFns<ModelConfig> = {
       case "dynamicBatching":
         ModelDynamicBatching.encode(message.schedulingChoice.value, writer.uint32(90).fork()).join();
         break;
+      case "ensembleScheduling":
+        ModelEnsembling.encode(message.schedulingChoice.value, writer.uint32(122).fork()).join();
+        break;
     }
     for (const v of message.instanceGroup) {
       ModelInstanceGroup.encode(v!, writer.uint32(58).fork()).join();
@@ -3272,6 +3782,17 @@ export const ModelConfig: MessageFns<ModelConfig> = {
             };
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.schedulingChoice = {
+              $case: "ensembleScheduling",
+              value: ModelEnsembling.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
           case 7: {
             if (tag !== 58) {
               break;
@@ -3353,6 +3874,10 @@ export const ModelConfig: MessageFns<ModelConfig> = {
         ? { $case: "dynamicBatching", value: ModelDynamicBatching.fromJSON(object.dynamicBatching) }
         : isSet(object.dynamic_batching)
         ? { $case: "dynamicBatching", value: ModelDynamicBatching.fromJSON(object.dynamic_batching) }
+        : isSet(object.ensembleScheduling)
+        ? { $case: "ensembleScheduling", value: ModelEnsembling.fromJSON(object.ensembleScheduling) }
+        : isSet(object.ensemble_scheduling)
+        ? { $case: "ensembleScheduling", value: ModelEnsembling.fromJSON(object.ensemble_scheduling) }
         : undefined,
       instanceGroup: globalThis.Array.isArray(object?.instanceGroup)
         ? object.instanceGroup.map((e: any) => ModelInstanceGroup.fromJSON(e))
@@ -3444,6 +3969,8 @@ export const ModelConfig: MessageFns<ModelConfig> = {
     }
     if (message.schedulingChoice?.$case === "dynamicBatching") {
       obj.dynamicBatching = ModelDynamicBatching.toJSON(message.schedulingChoice.value);
+    } else if (message.schedulingChoice?.$case === "ensembleScheduling") {
+      obj.ensembleScheduling = ModelEnsembling.toJSON(message.schedulingChoice.value);
     }
     if (message.instanceGroup?.length) {
       obj.instanceGroup = message.instanceGroup.map((e) => ModelInstanceGroup.toJSON(e));
@@ -3499,6 +4026,15 @@ export const ModelConfig: MessageFns<ModelConfig> = {
           message.schedulingChoice = {
             $case: "dynamicBatching",
             value: ModelDynamicBatching.fromPartial(object.schedulingChoice.value),
+          };
+        }
+        break;
+      }
+      case "ensembleScheduling": {
+        if (object.schedulingChoice?.value !== undefined && object.schedulingChoice?.value !== null) {
+          message.schedulingChoice = {
+            $case: "ensembleScheduling",
+            value: ModelEnsembling.fromPartial(object.schedulingChoice.value),
           };
         }
         break;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { type CompleteConfigInput, completeConfig } from '../../models/config/complete.js';
 import { ConfigError } from '../../models/config/config-error.js';
-import { parseModelConfig } from '../../models/config/model-config.js';
+import { dynamicBatchingIn, parseModelConfig } from '../../models/config/model-config.js';
 import { DataType, type ModelConfig, ModelInstanceGroup_Kind } from '../../proto/gen/model_config.js';
 import { type TensorSpec } from '../../proto/gen/worker.js';
 
@@ -311,14 +311,14 @@ describe('completeConfig: the rest of the config', () => {
     const { config } = completeConfig(
       fromText('max_batch_size: 8 dynamic_batching { preferred_batch_size: [ 4, 8 ] max_queue_delay_microseconds: 100 priority_levels: 3 }'),
     );
-    expect(config.schedulingChoice?.value).toMatchObject({
+    expect(dynamicBatchingIn(config)).toMatchObject({
       preferredBatchSize: [4, 8],
       maxQueueDelayMicroseconds: 100n,
       priorityLevels: 3n,
       defaultPriorityLevel: 3n,
     });
     const explicit = completeConfig(fromText('dynamic_batching { priority_levels: 3 default_priority_level: 1 }'));
-    expect(explicit.config.schedulingChoice?.value.defaultPriorityLevel).toBe(1n);
+    expect(dynamicBatchingIn(explicit.config)?.defaultPriorityLevel).toBe(1n);
     expect(completeConfig(fromText('max_batch_size: 8')).config.schedulingChoice).toBeUndefined();
   });
 
@@ -374,8 +374,8 @@ describe('completeConfig: the rest of the config', () => {
       inputs: [{ name: 'image', datatype: 'FP32', dims: [3, 224, 224], dimNames: ['', '', ''], optional: false }],
       outputs: [{ name: 'logits', datatype: 'FP32', dims: [1000], dimNames: [''], optional: false }],
     });
-    expect(config.schedulingChoice?.value.defaultPriorityLevel).toBe(2n);
-    expect(config.schedulingChoice?.value.priorityQueuePolicy.get(1n)?.maxQueueSize).toBe(5);
+    expect(dynamicBatchingIn(config)?.defaultPriorityLevel).toBe(2n);
+    expect(dynamicBatchingIn(config)?.priorityQueuePolicy.get(1n)?.maxQueueSize).toBe(5);
     expect(config.instanceGroup).toEqual([
       { name: 'foo_0', kind: ModelInstanceGroup_Kind.KIND_GPU, count: 2, gpus: [0, 1], profile: [], passive: false, hostPolicy: '' },
     ]);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseModelConfig } from '../../models/config/model-config.js';
+import { ConfigError, dynamicBatchingIn, parseModelConfig } from '../../models/config/model-config.js';
 import { PbtxtSyntaxError } from '../../models/config/pbtxt.js';
 import {
   DataType,
@@ -102,7 +102,7 @@ describe('parseModelConfig: a realistic Triton config', () => {
 
   it('reads dynamic_batching with its queue policies and the uint64 map', () => {
     expect(config.schedulingChoice?.$case).toBe('dynamicBatching');
-    const batching = config.schedulingChoice?.value;
+    const batching = dynamicBatchingIn(config);
     expect(batching).toEqual({
       preferredBatchSize: [4, 8],
       maxQueueDelayMicroseconds: 100n,
@@ -227,7 +227,7 @@ describe('parseModelConfig: the rest of the schema', () => {
 
   it('reads uint64 values beyond 2^53 exactly', () => {
     const { config } = parseModelConfig('dynamic_batching { max_queue_delay_microseconds: 18446744073709551615 }', FILE);
-    expect(config.schedulingChoice?.value.maxQueueDelayMicroseconds).toBe(2n ** 64n - 1n);
+    expect(dynamicBatchingIn(config)?.maxQueueDelayMicroseconds).toBe(2n ** 64n - 1n);
   });
 
   it('accepts Triton fields Fabriek ignores, with a warning naming file, field and position', () => {
