@@ -9,6 +9,7 @@ import { DISTURBED_CORES, cpuMeter } from './load/child-server.js';
 import { InputDataError } from './load/input-data.js';
 import { PERF_USAGE, UsageError, parsePerfArgs, perfWatchdogMs } from './options.js';
 import { runPerf } from './perf.js';
+import { manyModelsCommand } from './scenarios/many-models.js';
 import { runScenario } from './scenarios/run-scenario.js';
 import { SUITE_DEFAULTS, SUITE_QUICK, runSuite } from './suite.js';
 
@@ -122,6 +123,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const [first, ...rest] = argv;
   if (first === 'compare') return compare(rest);
   if (first === 'suite') return suite(rest);
+  if (first === 'many-models') return manyModelsCommand(rest, log, watchdog);
   if (first === 'batching' || first === 'http' || first === 'fairness') return runScenario(first, rest, log, watchdog, warnIfBusy);
   if (first === undefined || first === 'help') {
     process.stdout.write(PERF_USAGE);

@@ -191,7 +191,6 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     control.mode === 'poll' ? new RepositoryPoller({ directory: repository, intervalMs: control.pollSecs * 1000, models: models.polled, log }) : undefined;
   // Before the scan: a change made while the models load is seen by the first poll.
   await poller?.baseline();
-  await models.scan();
 
   const gpus = options.gpus ?? detectGpus();
   const specs = planLocalWorkers(gpus, options.workers);
@@ -215,7 +214,18 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
       models.removeWorker(workerId);
     },
   });
-  await supervisor.start();
+  // The scan (a stat per model directory) and the workers' start (a process
+  // and its ONNX Runtime threads each) overlap: both take a second or more
+  // with a thousand models. A worker that comes up first places nothing:
+  // nothing is ready yet; loadAll loads everything once both are done.
+  const scanned = models.scan();
+  try {
+    await Promise.all([scanned, supervisor.start()]);
+  } catch (error) {
+    await scanned.catch(() => undefined);
+    await supervisor.stop();
+    throw error;
+  }
   await models.loadAll();
   poller?.start();
 

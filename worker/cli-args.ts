@@ -1,11 +1,12 @@
 import { availableParallelism, hostname } from 'node:os';
 import { type WorkerTlsFiles, workerTlsFromFlags } from '../core/tls.js';
+import { defaultThreadCount, MAX_ORT_THREADS } from './thread-placement.js';
 import { type DeviceRequest } from './thread-protocol.js';
 
 // Command line of the worker process. Started by a gateway:
 //   node dist/worker/main.js --listen unix:/path/to.sock | 127.0.0.1:0
 //     [--device cpu|gpu:N] [--worker-id ID] [--log-level info]
-//     [--max-message-bytes N] [--shutdown-timeout-ms N] [--cores N]
+//     [--max-message-bytes N] [--shutdown-timeout-ms N] [--cores N] [--ort-threads N]
 // Standalone, registered in Redis (`fabriek worker`):
 //   --registry redis://HOST:PORT --model-repository DIR [--listen HOST:PORT]
 //     [--advertise-address HOST:PORT] [--gpu N] [--registry-ttl-secs 10]
@@ -23,6 +24,8 @@ export interface WorkerArgs {
   readonly shutdownTimeoutMs: number;
   /** Cores shared by this worker's instances (default: all the process may use). */
   readonly cores: number;
+  /** ONNX Runtime threads the worker starts with (see defaultThreadCount). */
+  readonly ortThreads: number;
   /** Standalone mode: register in this Redis and load the repository itself. */
   readonly registry: RegistryArgs | undefined;
   /** Executions that may wait per model instance (see ModelHost). */
@@ -62,6 +65,8 @@ export const USAGE = `usage: fabriek worker --registry redis://HOST:PORT --model
                                worker's certificate (with a SAN for its advertised host), its key,
                                and the CA that gateway certificates must chain to
   --cores N                    cores shared by this worker's instances (default: all)
+  --ort-threads N              ONNX Runtime threads, each hosting many sessions (default: --cores
+                               on CPU, min(4, --cores) on a GPU; grows to a model's instance count)
   --max-message-bytes N        message limit (default 1 GiB)
   --shutdown-timeout-ms N      how long SIGTERM waits for in-flight batches (default 30000)
   --log-level LEVEL            trace|debug|info|warn|error (default info)`;
@@ -76,6 +81,7 @@ const FLAGS = [
   '--max-message-bytes',
   '--shutdown-timeout-ms',
   '--cores',
+  '--ort-threads',
   '--registry',
   '--registry-namespace',
   '--model-repository',
@@ -111,14 +117,17 @@ export function parseWorkerArgs(argv: readonly string[], pid = process.pid, host
   if (!LOG_LEVELS.includes(logLevel)) throw new UsageError(`--log-level "${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
   const gpu = values.get('--gpu');
   if (gpu !== undefined && values.has('--device')) throw new UsageError('give --gpu or --device, not both');
+  const device = parseDevice(gpu !== undefined ? `gpu:${gpu}` : (values.get('--device') ?? 'cpu'));
+  const cores = positiveInt('--cores', values.get('--cores'), availableParallelism());
   return {
     listen,
-    device: parseDevice(gpu !== undefined ? `gpu:${gpu}` : (values.get('--device') ?? 'cpu')),
+    device,
     workerId: values.get('--worker-id') ?? (registry ? `${host}-${pid}` : `worker-${pid}`),
     logLevel,
     maxMessageBytes: positiveInt('--max-message-bytes', values.get('--max-message-bytes'), 1024 ** 3, 2 ** 31 - 1),
     shutdownTimeoutMs: positiveInt('--shutdown-timeout-ms', values.get('--shutdown-timeout-ms'), 30_000),
-    cores: positiveInt('--cores', values.get('--cores'), availableParallelism()),
+    cores,
+    ortThreads: positiveInt('--ort-threads', values.get('--ort-threads'), defaultThreadCount(device, cores), MAX_ORT_THREADS),
     registry,
     queuedPerInstance: positiveInt('--max-queued-per-instance', values.get('--max-queued-per-instance'), registry ? 16 : 1, 1024),
     tls: workerTlsFromFlags(

@@ -7,8 +7,8 @@ import { FABRIEK_VERSION } from '../core/version.js';
 import { parseWorkerArgs, USAGE, UsageError, type WorkerArgs } from './cli-args.js';
 import { loadWorkerTls } from '../core/tls.js';
 import { FrameServer } from './frame-server.js';
-import { InstancePool } from './instance-pool.js';
 import { ModelHost } from './model-host.js';
+import { OrtThreadPool } from './ort-pool.js';
 import { type WorkerReadyMessage } from './ready-message.js';
 import { RegistryLease } from './registry-lease.js';
 import { loadRepository } from './repository-models.js';
@@ -39,8 +39,17 @@ export function advertisedAddress(bound: string, advertise: string | undefined, 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function start(args: WorkerArgs, logger: Logger): Promise<void> {
+  const pool = new OrtThreadPool({
+    threads: args.ortThreads,
+    // Its sessions are gone with it: exit, so that the gateway restarts this
+    // worker and loads its models again (a worker of its own reloads them at start).
+    onFatal: (error) => {
+      logger.fatal({ err: error }, 'an ONNX Runtime thread died; exiting so the worker is restarted');
+      process.exit(1);
+    },
+  });
   const host = new ModelHost({
-    startInstance: (init) => InstancePool.start(init, (error) => logger.warn({ err: error }, 'ORT thread error')),
+    startInstances: (inits) => pool.open(inits),
     cores: args.cores,
     logger,
     queuedPerInstance: args.queuedPerInstance,
@@ -121,6 +130,7 @@ async function start(args: WorkerArgs, logger: Logger): Promise<void> {
     }
     await lease?.stop();
     await host.closeAll();
+    await pool.close();
     logger.info('worker stopped');
     process.exit(0);
   };
@@ -132,7 +142,7 @@ async function start(args: WorkerArgs, logger: Logger): Promise<void> {
   process.send?.(ready, undefined, {}, (error: Error | null) => {
     if (error !== null) logger.warn({ err: error }, 'could not send ready message to parent');
   });
-  logger.info({ address, device: args.device, cores: args.cores, ipc: process.send !== undefined }, 'worker ready');
+  logger.info({ address, device: args.device, cores: args.cores, ortThreads: pool.size, ipc: process.send !== undefined }, 'worker ready');
 }
 
 function redactUrl(url: string): string {

@@ -1,6 +1,6 @@
 import { EXECUTIONS_AHEAD_PER_INSTANCE } from '../core/pipelining.js';
 import { WorkerErrors, messageOf } from './errors.js';
-import { type ModelInstance, type StartInstance, THREAD_PIPELINE_DEPTH } from './instance-pool.js';
+import { type ModelInstance, type StartInstances, THREAD_PIPELINE_DEPTH } from './model-instance.js';
 import {
   type BatchOutput,
   type BatchTask,
@@ -10,7 +10,8 @@ import {
   type ThreadSessionOptions,
 } from './thread-protocol.js';
 
-// The models loaded in this worker, by model key, each with N instances.
+// The models loaded in this worker, by model key, each with N instances
+// (sessions on N distinct threads of the worker's ORT pool, ort-pool.ts).
 //
 // Capacity is enforced here, by the callee: Execute takes an idle instance,
 // or goes to a busy instance's thread as its next run (THREAD_PIPELINE_DEPTH),
@@ -26,6 +27,7 @@ import {
 // fails, the old model stays. Loads and unloads of one key run one at a time.
 
 export interface HostLogger {
+  debug(details: object, message: string): void;
   info(details: object, message: string): void;
   warn(details: object, message: string): void;
 }
@@ -107,7 +109,7 @@ class LoadedModel {
 }
 
 export interface ModelHostOptions {
-  readonly startInstance: StartInstance;
+  readonly startInstances: StartInstances;
   /** CPU cores to share between instances (default intra-op thread count). */
   readonly cores: number;
   readonly logger: HostLogger;
@@ -199,8 +201,8 @@ export class ModelHost {
     const onThreadError = (error: unknown): void =>
       this.#options.logger.warn({ modelKey: key, err: messageOf(error) }, 'ORT thread error outside a task');
     const started = await Promise.allSettled(
-      Array.from({ length: instanceCount }, (_, i) =>
-        this.#options.startInstance({ label: `${key}#${i}`, model: spec.model, device: spec.device, options }),
+      this.#options.startInstances(
+        Array.from({ length: instanceCount }, (_, i) => ({ label: `${key}#${i}`, model: spec.model, device: spec.device, options })),
       ),
     );
     const instances = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
@@ -218,7 +220,8 @@ export class ModelHost {
     );
     const previous = this.#models.get(key);
     this.#models.set(key, model);
-    this.#options.logger.info(
+    // Debug: the gateway logs each model it loads; a worker may load thousands.
+    this.#options.logger.debug(
       { modelKey: key, instances: instanceCount, intraOpNumThreads, provider: info.executionProvider, replaced: previous !== undefined },
       'model loaded',
     );
@@ -232,7 +235,7 @@ export class ModelHost {
   async #retire(model: LoadedModel): Promise<void> {
     await model.drain();
     await Promise.all(model.slots.map((s) => s.instance.close()));
-    this.#options.logger.info({ modelKey: model.key }, 'model instances closed');
+    this.#options.logger.debug({ modelKey: model.key }, 'model instances closed');
   }
 
   /** cores / (instances of the other loaded models + these), at least 1. */

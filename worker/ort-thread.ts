@@ -1,76 +1,80 @@
-import { workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import type ort from 'onnxruntime-node';
-import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { fromOrtTensor, toOrtTensor } from './ort-convert.js';
 import { openSession } from './ort-session.js';
-import { type BatchOutput, type BatchTask, type SessionInfo, type ThreadInit } from './thread-protocol.js';
+import { type BatchTask, type ThreadInit, type ThreadReply, type ThreadRequest } from './thread-protocol.js';
 
-// The piscina thread file of one model instance: it owns exactly one
-// InferenceSession, opened from `workerData` as soon as the thread starts.
-// session.run() and session creation block this thread's event loop, which is
-// why they live here and not on the main thread that talks gRPC.
-// Tasks (piscina `name`): `info` (await the session, report metadata),
-// `run` (one batch), `release` (free the session before the pool is destroyed).
+// One thread of the worker's ONNX Runtime pool (ort-pool.ts). It hosts many
+// sessions, by id, and serves requests strictly one after another, in the
+// order they came, answering each once: open (InferenceSession.create, which
+// blocks this thread, never the worker's main thread), run (one batch),
+// close. A request that arrives while a run is in progress waits in this
+// thread's message queue and starts the moment the run before it ends, with
+// no round trip through the main thread.
 
-function asThreadInit(value: unknown): ThreadInit {
-  if (typeof value !== 'object' || value === null || !('label' in value) || !('model' in value) || !('options' in value)) {
-    throw new TypeError('ort-thread: workerData is not a ThreadInit (this file must be run by InstancePool)');
+const port = parentPort;
+if (port === null) throw new Error('ort-thread.js must run as a worker thread of OrtThreadPool');
+
+/** Sessions by id; the pool reuses freed ids, so the array stays as long as the most ever open at once. */
+const sessions: Array<ort.InferenceSession | undefined> = [];
+const queue: ThreadRequest[] = [];
+let busy = false;
+
+port.on('message', (request: ThreadRequest) => {
+  queue.push(request);
+  if (!busy) void serve();
+});
+
+async function serve(): Promise<void> {
+  busy = true;
+  for (let request = queue.shift(); request !== undefined; request = queue.shift()) {
+    let reply: ThreadReply;
+    let transfer: ArrayBuffer[] | undefined;
+    try {
+      switch (request.op) {
+        case 'run': {
+          transfer = [];
+          reply = await run(request.id, request.task, transfer);
+          break;
+        }
+        case 'open':
+          reply = await open(request.id, request.init);
+          break;
+        case 'close':
+          await close(request.id);
+          reply = null;
+          break;
+      }
+    } catch (error) {
+      reply = { error: error instanceof Error ? error.message : String(error) };
+      transfer = undefined;
+    }
+    port?.postMessage(reply, transfer);
   }
-  return value as ThreadInit;
+  busy = false;
 }
 
-// Piscina awaits the handler's first load before the thread reports ready, but
-// then blocks the idle thread in Atomics.wait; session creation continues when
-// the first task (`info`, sent by InstancePool.start) wakes the loop.
-const opened = openSession(asThreadInit(workerData));
-// The failure reaches the caller through `info`; do not crash the thread on it.
-opened.catch(() => undefined);
-
-/** Resolves once the session is open; rejects with the load error. */
-export async function info(): Promise<SessionInfo> {
-  return (await opened).info;
+async function open(id: number, init: ThreadInit): Promise<ThreadReply> {
+  if (sessions[id] !== undefined) throw new Error(`ORT thread: session id ${id} is already open`);
+  const { session, info } = await openSession(init);
+  sessions[id] = session;
+  return info;
 }
 
-/** A result whose ArrayBuffers piscina moves instead of cloning. */
-class TransferredOutput {
-  readonly #value: BatchOutput;
-  readonly #buffers: ArrayBuffer[];
-  constructor(value: BatchOutput, buffers: ArrayBuffer[]) {
-    this.#value = value;
-    this.#buffers = buffers;
-  }
-  get [transferableSymbol](): object {
-    return this.#buffers;
-  }
-  get [valueSymbol](): object {
-    return this.#value;
-  }
-}
-
-/** Runs one after another (the pool hands this thread the next task early): the timings stay per run. */
-let previous: Promise<unknown> = Promise.resolve();
-
-export function run(task: BatchTask): Promise<unknown> {
-  const result = previous.then(() => runNow(task));
-  previous = result.catch(() => undefined);
-  return result;
-}
-
-async function runNow(task: BatchTask): Promise<unknown> {
-  const { session } = await opened;
+async function run(id: number, task: BatchTask, transfer: ArrayBuffer[]): Promise<ThreadReply> {
+  const session = sessions[id];
+  if (session === undefined) throw new Error(`ORT thread: no session ${id}`);
   const feeds: Record<string, ort.Tensor> = {};
   for (const input of task.inputs) feeds[input.name] = toOrtTensor(input);
   const runStartNs = process.hrtime.bigint();
   const results = task.outputs.length > 0 ? await session.run(feeds, [...task.outputs]) : await session.run(feeds);
   const runEndNs = process.hrtime.bigint();
-  const buffers: ArrayBuffer[] = [];
-  const outputs = Object.entries(results).map(([name, value]) => fromOrtTensor(name, value, buffers));
-  return move(new TransferredOutput({ outputs, runStartNs, runEndNs }, buffers));
+  const outputs = Object.entries(results).map(([name, value]) => fromOrtTensor(name, value, transfer));
+  return { outputs, runStartNs, runEndNs };
 }
 
-export async function release(): Promise<void> {
-  const { session } = await opened;
-  await session.release();
+async function close(id: number): Promise<void> {
+  const session = sessions[id];
+  sessions[id] = undefined;
+  await session?.release();
 }
-
-export default run;

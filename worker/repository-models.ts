@@ -11,8 +11,11 @@ import { type DeviceRequest, type TensorSpecInfo } from './thread-protocol.js';
 // A standalone worker (`fabriek worker --registry …`) loads its models itself
 // from its own copy of the repository: every selected version of every model
 // that scans cleanly, with the instance count its instance groups give this
-// device (as placement gives a gateway's local workers). A model that fails
-// to load is logged and left out; the others are served.
+// device (as placement gives a gateway's local workers), several at once. A
+// model that fails to load is logged and left out; the others are served.
+
+/** Loads in flight at once: enough to keep a large pool busy, few enough to hold little in memory. */
+const CONCURRENT_LOADS = 64;
 
 export interface RepositoryLoad {
   readonly models: HostedModel[];
@@ -32,8 +35,8 @@ export async function loadRepository(
   const scan = await scanRepository(directory);
   const device = self.device;
   const endpoint = { id: self.id, deviceKind: device.kind, deviceId: device.kind === 'gpu' ? device.deviceId : 0 };
-  const models: HostedModel[] = [];
   const failed: Array<{ key: string; reason: string }> = [];
+  const jobs: Array<() => Promise<HostedModel | undefined>> = [];
   for (const entry of scan.models) {
     if (entry.error) {
       logger.error({ model: entry.name, reason: entry.error }, 'model skipped');
@@ -44,35 +47,47 @@ export async function loadRepository(
     if (!plan) continue;
     for (const v of entry.versions) {
       const key = `${entry.name}/${v.version}`;
-      try {
-        const spec = loadSpecOf(
-          {
-            modelKey: key,
-            modelPath: v.path,
-            modelBytes: Buffer.alloc(0),
-            instanceCount: plan.instanceCount,
-            deviceKind: plan.deviceKind,
-            deviceId: plan.deviceId,
-            sessionOptions: onnxRuntimeOptions(entry.config, entry.configFile ?? `model "${entry.name}"`),
-          },
-          device,
-        );
-        const info = await host.load(spec);
-        models.push({
-          key,
-          name: entry.name,
-          version: v.version,
-          instances: plan.instanceCount,
-          executionProvider: info.fallbackReason ? `${info.executionProvider} (GPU unavailable: ${info.fallbackReason})` : info.executionProvider,
-          inputs: info.inputs.map(toSpec),
-          outputs: info.outputs.map(toSpec),
-        });
-      } catch (error) {
-        const reason = messageOf(error);
-        logger.error({ model: key, reason }, 'model failed to load');
-        failed.push({ key, reason });
-      }
+      jobs.push(async () => {
+        try {
+          const spec = loadSpecOf(
+            {
+              modelKey: key,
+              modelPath: v.path,
+              modelBytes: Buffer.alloc(0),
+              instanceCount: plan.instanceCount,
+              deviceKind: plan.deviceKind,
+              deviceId: plan.deviceId,
+              sessionOptions: onnxRuntimeOptions(entry.config, entry.configFile ?? `model "${entry.name}"`),
+            },
+            device,
+          );
+          const info = await host.load(spec);
+          return {
+            key,
+            name: entry.name,
+            version: v.version,
+            instances: plan.instanceCount,
+            executionProvider: info.fallbackReason ? `${info.executionProvider} (GPU unavailable: ${info.fallbackReason})` : info.executionProvider,
+            inputs: info.inputs.map(toSpec),
+            outputs: info.outputs.map(toSpec),
+          };
+        } catch (error) {
+          const reason = messageOf(error);
+          logger.error({ model: key, reason }, 'model failed to load');
+          failed.push({ key, reason });
+          return undefined;
+        }
+      });
     }
   }
+  // Several loads at once, so that every thread of the ORT pool creates
+  // sessions (it takes one creation per thread at a time); results in scan order.
+  const loaded: Array<HostedModel | undefined> = new Array<HostedModel | undefined>(jobs.length);
+  let next = 0;
+  const loadNext = async (): Promise<void> => {
+    for (let i = next++; i < jobs.length; i = next++) loaded[i] = await (jobs[i] as () => Promise<HostedModel | undefined>)();
+  };
+  await Promise.all(Array.from({ length: Math.min(CONCURRENT_LOADS, jobs.length) }, loadNext));
+  const models = loaded.filter((m): m is HostedModel => m !== undefined);
   return { models, failed };
 }

@@ -1,8 +1,9 @@
 import { type Datatype } from '../core/datatypes.js';
 
-// Messages between the worker's main thread and an ORT thread (ort-thread.ts).
-// Everything here must survive structured clone; tensor bytes travel as whole
-// ArrayBuffers in the transfer list, so neither side copies them.
+// Messages between the worker's main thread and an ORT thread (ort-thread.ts,
+// driven by ort-pool.ts). Everything here must survive structured clone;
+// tensor bytes travel as whole ArrayBuffers in the transfer list, so neither
+// side copies them.
 
 /** Which execution provider the caller asks for. */
 export type DeviceRequest = { readonly kind: 'cpu' } | { readonly kind: 'gpu'; readonly deviceId: number };
@@ -18,7 +19,7 @@ export interface ThreadSessionOptions {
   readonly enableMemPattern: boolean;
 }
 
-/** `workerData` of an ORT thread: everything it needs to open its one session. */
+/** Everything an ORT thread needs to open one session (the `open` request). */
 export interface ThreadInit {
   /** Label for messages (e.g. "mlp/1#0"). */
   readonly label: string;
@@ -77,4 +78,27 @@ export interface BatchOutput {
   readonly runStartNs: bigint;
   /** When session.run returned. */
   readonly runEndNs: bigint;
+}
+
+/**
+ * A request to an ORT thread. `id` names a session within that thread (the
+ * pool picks it, and reuses it once the session is closed). A thread answers
+ * every request with exactly one ThreadReply, in the order they came: the
+ * pool matches answers to requests by that order alone.
+ */
+export type ThreadRequest =
+  | { readonly op: 'open'; readonly id: number; readonly init: ThreadInit }
+  | { readonly op: 'run'; readonly id: number; readonly task: BatchTask }
+  | { readonly op: 'close'; readonly id: number };
+
+/** A request that failed in the thread (a load or run error), by its message. */
+export interface ThreadFailure {
+  readonly error: string;
+}
+
+/** open → SessionInfo, run → BatchOutput, close → null; any of them may fail. */
+export type ThreadReply = SessionInfo | BatchOutput | null | ThreadFailure;
+
+export function isThreadFailure(reply: unknown): reply is ThreadFailure {
+  return typeof reply === 'object' && reply !== null && 'error' in reply;
 }

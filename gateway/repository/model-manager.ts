@@ -15,7 +15,7 @@ import { batchingPolicyFromConfig } from '../batching/policy.js';
 import { Dispatcher } from '../scheduling/dispatcher.js';
 import { DirectScheduler } from '../scheduling/direct-scheduler.js';
 import { InstanceSlots } from '../scheduling/instance-slots.js';
-import { type WorkerConnection } from '../scheduling/worker-connection.js';
+import { isWorkerLost, type WorkerConnection } from '../scheduling/worker-connection.js';
 import { type MetricsRegistry } from '../metrics/registry.js';
 import { ModelVersionStatistics } from '../stats/model-statistics.js';
 import { drainScheduler, type LoadParameters, prepareLoad, removeUpload, versionsOf } from './model-loader.js';
@@ -77,6 +77,11 @@ export class ModelManager {
   readonly #watched = new WeakSet<WorkerConnection>();
   /** Connections being probed after a failure (one probe loop each). */
   readonly #probing = new WeakSet<WorkerConnection>();
+  /**
+   * Versions whose load failed because a local worker died or was killed
+   * under it (not because of the model): loaded again when a worker joins.
+   */
+  readonly #lostLoads = new Set<ModelVersion>();
 
   constructor(options: ModelManagerOptions) {
     this.#options = options;
@@ -96,9 +101,12 @@ export class ModelManager {
 
   /**
    * Loads every model that is not yet loaded (in explicit mode, those named
-   * by --load-model); never throws for one model's failure.
+   * by --load-model); never throws for one model's failure. One summary line
+   * at info (a repository may hold thousands of models; each one's line is at
+   * debug, failures at error).
    */
   async loadAll(): Promise<void> {
+    const started = Date.now();
     const control = this.#options.control ?? { mode: 'none' };
     const all = [...this.#models.values()].flat().filter((v) => v.state === 'UNKNOWN');
     for (const v of all) {
@@ -108,8 +116,10 @@ export class ModelManager {
     }
     const pending = all.filter((v) => v.state === 'UNKNOWN');
     // Ensembles last: their steps must be loaded to be checked against.
-    await Promise.all(pending.filter((v) => !this.#isEnsemble(v.name)).map((v) => this.#load(v)));
-    for (const v of this.#ensemblesInOrder(pending)) await this.#load(v);
+    await Promise.all(pending.filter((v) => !this.#isEnsemble(v.name)).map((v) => this.#load(v, 'debug')));
+    for (const v of this.#ensemblesInOrder(pending)) await this.#load(v, 'debug');
+    const ready = pending.filter((v) => v.state === 'READY').length;
+    this.#options.log.info({ ready, failed: pending.length - ready, ms: Date.now() - started }, 'models loaded');
   }
 
   #isEnsemble(name: string): boolean {
@@ -193,12 +203,30 @@ export class ModelManager {
     }
   }
 
-  /** A worker joined (or restarted): load onto it what it should host. */
+  /**
+   * A worker joined (or restarted): load onto it what it should host (the
+   * ready versions placed on it), and load again the versions whose load a
+   * lost worker cut short. After a crash or a liveness kill, the models of
+   * the dead worker go back to READY without an operator.
+   */
   async addWorker(worker: WorkerConnection): Promise<void> {
     this.#workers.set(worker.endpoint.id, worker);
     this.#watch(worker);
     const ready = [...this.#models.values()].flat().filter((v) => v.state === 'READY' && v.serving);
-    await Promise.all(ready.map((v) => this.#placeOn(v, worker)));
+    const cut = [...this.#lostLoads].filter((v) => v.state === 'UNAVAILABLE' && this.#models.get(v.name)?.includes(v) === true);
+    this.#lostLoads.clear();
+    if (cut.length > 0) this.#options.log.warn({ worker: worker.endpoint.id, models: cut.length }, 'loading again the models whose load a lost worker cut short');
+    await Promise.all([
+      ...ready.map((v) => this.#placeOn(v, worker)),
+      // A load or unload of the same name that came meanwhile wins: only a version still cut short loads.
+      ...cut.map((v) =>
+        this.#oneAtATime(v.name, async () => {
+          if (v.state === 'UNAVAILABLE' && this.#models.get(v.name)?.includes(v) === true) await this.#load(v, 'debug');
+        }),
+      ),
+    ]);
+    // An ensemble checked while its steps were cut short is checked again now.
+    for (const name of new Set(cut.map((v) => v.name))) await this.#refreshEnsembles(name);
   }
 
   /** A worker left: its slots go; its running executions fail and may be retried elsewhere. */
@@ -453,8 +481,10 @@ export class ModelManager {
     v.serving = undefined;
   }
 
-  async #load(v: ModelVersion): Promise<void> {
+  /** `readyLevel`: the level of its 'model ready' line (debug in bulk loads, which log a summary). */
+  async #load(v: ModelVersion, readyLevel: 'info' | 'debug' = 'info'): Promise<void> {
     const { log } = this.#options;
+    this.#lostLoads.delete(v);
     const entry = this.#entries.get(v.name);
     if (!entry) return;
     if (this.#isEnsemble(v.name)) {
@@ -533,7 +563,7 @@ export class ModelManager {
       }
       v.state = 'READY';
       v.reason = '';
-      log.info(
+      log[readyLevel](
         {
           model: v.name,
           version: v.version,
@@ -546,6 +576,11 @@ export class ModelManager {
     } catch (error) {
       v.state = 'UNAVAILABLE';
       v.reason = error instanceof Error ? error.message : String(error);
+      if (isWorkerLost(error) || error instanceof WorkerGoneError) {
+        // The worker died under the load (a crash, or a liveness kill): nothing is wrong with the model.
+        this.#lostLoads.add(v);
+        v.reason += '; it loads again when the worker is back';
+      }
       if (v.reason === NO_WORKER && this.#remote.size === 0) log.warn({ model: v.name, version: v.version }, 'model waits for a worker to host it');
       else log.error({ model: v.name, version: v.version, reason: v.reason }, 'model failed to load');
       await Promise.allSettled(plans.map((p) => this.#workers.get(p.workerId)?.unloadModel(v.key)));
@@ -554,7 +589,7 @@ export class ModelManager {
 
   async #loadOnWorker(v: ModelVersion, plan: WorkerPlan): Promise<LoadModelResponse> {
     const worker = this.#workers.get(plan.workerId);
-    if (!worker) throw new Error(`worker ${plan.workerId} went away`);
+    if (!worker) throw new WorkerGoneError(`worker ${plan.workerId} went away`);
     const entry = this.#entries.get(v.name);
     // A bad tuning parameter fails the load with the file and parameter named.
     const sessionOptions = onnxRuntimeOptions(entry?.config, entry?.configFile ?? `model "${v.name}"`);
@@ -589,6 +624,11 @@ export class ModelManager {
       this.#options.log.error({ model: v.key, worker: worker.endpoint.id, err: error }, 'reload on worker failed');
     }
   }
+}
+
+/** The worker a load was placed on left before the load was sent. */
+class WorkerGoneError extends Error {
+  override name = 'WorkerGoneError';
 }
 
 function toTensorSpec(spec: HostedModel['inputs'][number]): TensorSpec {

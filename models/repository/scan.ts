@@ -65,13 +65,22 @@ export async function scanRepository(directory: string): Promise<RepositoryScan>
     throw new RepositoryError(directory, `model repository ${directory} ${what}`, { cause: error });
   }
   const names = (await readdir(directory)).filter((n) => !n.startsWith('.')).sort();
-  const models: ModelEntry[] = [];
-  for (const name of names) {
-    const path = join(directory, name);
-    if (await isDirectory(path)) models.push(await scanModel(path));
-  }
-  return { directory, models };
+  // Several models at once (a few file-system calls each, one after another):
+  // a thousand models one at a time took over a second. In name order still.
+  const scanned: Array<ModelEntry | undefined> = new Array<ModelEntry | undefined>(names.length);
+  let next = 0;
+  const scanNext = async (): Promise<void> => {
+    for (let i = next++; i < names.length; i = next++) {
+      const path = join(directory, names[i] as string);
+      if (await isDirectory(path)) scanned[i] = await scanModel(path);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(SCAN_CONCURRENCY, names.length) }, scanNext));
+  return { directory, models: scanned.filter((m): m is ModelEntry => m !== undefined) };
 }
+
+/** Model directories read at once by scanRepository. */
+const SCAN_CONCURRENCY = 16;
 
 /** One model directory; never throws for what is in it. */
 export async function scanModel(directory: string): Promise<ModelEntry> {

@@ -12,6 +12,7 @@ describe('parseWorkerArgs', () => {
       maxMessageBytes: 1024 ** 3,
       shutdownTimeoutMs: 30_000,
       cores: availableParallelism(),
+      ortThreads: Math.min(64, availableParallelism()),
       registry: undefined,
       queuedPerInstance: 1,
       tls: undefined,
@@ -40,11 +41,21 @@ describe('parseWorkerArgs', () => {
       maxMessageBytes: 1048576,
       shutdownTimeoutMs: 500,
       cores: 4,
+      ortThreads: 4,
       registry: undefined,
       queuedPerInstance: 1,
       tls: undefined,
     });
     expect(parseWorkerArgs(['--listen', 'x:1', '--device', 'gpu']).device).toEqual({ kind: 'gpu', deviceId: 0 });
+  });
+
+  it('sizes the ORT thread pool to the device: the cores on CPU, at most 4 on a GPU, or --ort-threads', () => {
+    expect(parseWorkerArgs(['--listen', 'x:1', '--cores', '16']).ortThreads).toBe(16);
+    expect(parseWorkerArgs(['--listen', 'x:1', '--cores', '16', '--device', 'gpu:0']).ortThreads).toBe(4);
+    expect(parseWorkerArgs(['--listen', 'x:1', '--cores', '1', '--device', 'gpu:0']).ortThreads).toBe(1);
+    expect(parseWorkerArgs(['--listen', 'x:1', '--cores', '128']).ortThreads).toBe(64);
+    expect(parseWorkerArgs(['--listen', 'x:1', '--ort-threads', '3']).ortThreads).toBe(3);
+    expect(() => parseWorkerArgs(['--listen', 'x:1', '--ort-threads', '65'])).toThrow('--ort-threads "65" is not an integer in 1..64');
   });
 
   it('says what is wrong', () => {

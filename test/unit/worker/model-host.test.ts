@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { EXECUTIONS_AHEAD_PER_INSTANCE, executionSlots } from '../../../core/pipelining.js';
-import { type ModelInstance, THREAD_PIPELINE_DEPTH } from '../../../worker/instance-pool.js';
+import { type ModelInstance, THREAD_PIPELINE_DEPTH } from '../../../worker/model-instance.js';
 import { ModelHost, type LoadSpec } from '../../../worker/model-host.js';
 import { type BatchOutput, type BatchTask, type SessionInfo, type ThreadInit } from '../../../worker/thread-protocol.js';
 
@@ -129,13 +129,14 @@ function setup(cores = 8, failLabels: readonly string[] = [], queuedPerInstance?
   const host = new ModelHost({
     cores,
     ...(queuedPerInstance === undefined ? {} : { queuedPerInstance }),
-    logger: { info: () => undefined, warn: () => undefined },
-    startInstance: async (init) => {
-      if (failLabels.includes(init.label)) throw new Error(`instance ${init.label}: broken`);
-      const instance = new FakeInstance(init, log);
-      started.push(instance);
-      return instance;
-    },
+    logger: { debug: () => undefined, info: () => undefined, warn: () => undefined },
+    startInstances: (inits) =>
+      inits.map(async (init) => {
+        if (failLabels.includes(init.label)) throw new Error(`instance ${init.label}: broken`);
+        const instance = new FakeInstance(init, log);
+        started.push(instance);
+        return instance;
+      }),
   });
   /** started[i], which the test expects to exist. */
   const instance = (i: number): FakeInstance => {

@@ -1,0 +1,87 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildManyModels, constantOf, MANY_MODELS_WIDTH, manyModelName } from '../../models/build/many-models.js';
+// The built pool: its threads run dist/worker/ort-thread.js (run `npm run build` first, as for every integration test).
+import { OrtThreadPool } from '../../dist/worker/ort-pool.js';
+import { type ModelInstance } from '../../worker/model-instance.js';
+import { type ThreadInit, type ThreadSessionOptions } from '../../worker/thread-protocol.js';
+
+// The worker's ONNX Runtime thread pool with real threads and real sessions:
+// placement on distinct least-loaded threads, growth for a larger instance
+// count, many sessions per thread each giving its own answer, tensors moved
+// (the sender's buffer is detached), and load errors reported.
+
+const OPTIONS: ThreadSessionOptions = {
+  intraOpNumThreads: 1,
+  interOpNumThreads: 1,
+  graphOptimizationLevel: 'all',
+  enableCpuMemArena: true,
+  executionMode: 'sequential',
+  enableMemPattern: true,
+};
+
+describe('OrtThreadPool', () => {
+  let dir: string;
+  let pool: OrtThreadPool;
+  const fatal: Error[] = [];
+  const init = (i: number, label = `${manyModelName(i)}#0`): ThreadInit => ({
+    label,
+    model: { path: join(dir, manyModelName(i), '1', 'model.onnx') },
+    device: { kind: 'cpu' },
+    options: OPTIONS,
+  });
+  const run = async (instance: ModelInstance): Promise<{ y: number[]; sent: ArrayBuffer }> => {
+    const sent = Float32Array.from({ length: MANY_MODELS_WIDTH }, (_, k) => k).buffer;
+    const out = await instance.run({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, MANY_MODELS_WIDTH], data: sent }], outputs: [] }, [sent]);
+    expect(out.runEndNs).toBeGreaterThanOrEqual(out.runStartNs);
+    return { y: [...new Float32Array(out.outputs[0]?.data ?? new ArrayBuffer(0))], sent };
+  };
+  const plus = (i: number): number[] => Array.from({ length: MANY_MODELS_WIDTH }, (_, k) => k + constantOf(i));
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'fabriek-ort-pool-'));
+    await buildManyModels(dir, 12);
+    pool = new OrtThreadPool({ threads: 2, onFatal: (e) => fatal.push(e) });
+  }, 60_000);
+
+  afterAll(async () => {
+    await pool?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('hosts many sessions per thread, each answering with its own model; inputs are moved, not copied', async () => {
+    const instances = await Promise.all(Array.from({ length: 10 }, (_, i) => pool.open([init(i)])[0] as Promise<ModelInstance>));
+    expect(pool.size).toBe(2);
+    expect(pool.sessionsPerThread()).toEqual([5, 5]);
+    const answers = await Promise.all(instances.map(run));
+    answers.forEach((a, i) => expect(a.y, manyModelName(i)).toEqual(plus(i)));
+    expect(answers.every((a) => a.sent.byteLength === 0)).toBe(true); // detached: transferred
+    await Promise.all(instances.map((i) => i.close()));
+    expect(pool.sessionsPerThread()).toEqual([0, 0]);
+  }, 60_000);
+
+  it("places a model's instances on distinct threads, and grows the pool for a larger instance count", async () => {
+    const [a0, a1] = await Promise.all(pool.open([init(10, 'a#0'), init(10, 'a#1')]));
+    expect(pool.sessionsPerThread()).toEqual([1, 1]);
+    const three = await Promise.all(pool.open([init(11, 'b#0'), init(11, 'b#1'), init(11, 'b#2')]));
+    expect(pool.size).toBe(3);
+    expect(pool.sessionsPerThread()).toEqual([2, 2, 1]);
+    for (const instance of [a0, a1, ...three]) expect((await run(instance as ModelInstance)).y).toEqual(plus(instance === a0 || instance === a1 ? 10 : 11));
+    await Promise.all([a0, a1, ...three].map((i) => (i as ModelInstance).close()));
+  }, 60_000);
+
+  it('rejects a load that fails with ONNX Runtime’s reason, keeps serving the others, and frees its place', async () => {
+    const bad = join(dir, 'broken.onnx');
+    writeFileSync(bad, 'not an onnx file');
+    const good = pool.open([init(0)])[0] as Promise<ModelInstance>;
+    const failed = pool.open([{ ...init(1, 'broken#0'), model: { path: bad } }])[0] as Promise<ModelInstance>;
+    await expect(failed).rejects.toThrow(/instance broken#0: .*(protobuf|parse|Load model)/i);
+    const ok = await good;
+    expect((await run(ok)).y).toEqual(plus(0));
+    await ok.close();
+    expect(pool.sessionsPerThread().reduce((a, b) => a + b, 0)).toBe(0);
+    expect(fatal).toEqual([]);
+  }, 60_000);
+});
