@@ -17,7 +17,7 @@ import { type QuotaState, TenantMetrics } from './metrics/tenant-metrics.js';
 import { createMetricsServer } from './metrics/server.js';
 import { createLogger } from './logger.js';
 import { type ServeOptions } from './options.js';
-import { redact, RegistryWatcher } from './registry/registry-watcher.js';
+import { RegistryWatcher } from './registry/registry-watcher.js';
 import { RemoteWorkers } from './registry/remote-workers.js';
 import { ModelManager } from './repository/model-manager.js';
 import { WorkerSupervisor } from './scheduling/worker-supervisor.js';
@@ -29,6 +29,7 @@ import { RedisQuota } from './tenants/redis-quota.js';
 import { loadTenantsFile, TenantsFileError } from './tenants/tenants-file.js';
 import { FABRIEK_VERSION } from '../core/version.js';
 import { StartupError } from '../core/startup-error.js';
+import { PASSWORD_ENV, RedisConfigError, resolveRedisTarget, type RedisTarget } from '../core/redis-connection.js';
 import { grpcServerCredentials, httpsServerOptions, type ListenerTls, type ListenerTlsFiles, loadListenerTls, loadWorkerTls } from '../core/tls.js';
 
 /** Extensions of the KServe/Triton protocol this server implements. */
@@ -88,6 +89,22 @@ async function loadTls(files: ListenerTlsFiles | undefined, log: Logger): Promis
   return loadListenerTls(files);
 }
 
+/** The registry's Redis with its password and TLS files read; a file that cannot be read stops the start. */
+async function resolveRegistry(options: ServeOptions, log: Logger): Promise<RedisTarget | undefined> {
+  if (options.registry === undefined) return undefined;
+  let target: RedisTarget;
+  try {
+    target = await resolveRedisTarget(options.registry, options.registrySecrets);
+  } catch (error) {
+    if (error instanceof RedisConfigError) throw new StartupError(error.message);
+    throw error;
+  }
+  if (target.passwordInUrl) {
+    log.warn({ registry: target.display }, `the registry password is in the --registry URL, which ps shows to every user of this machine: use --registry-password-file or ${PASSWORD_ENV}`);
+  }
+  return target;
+}
+
 interface TenantParts {
   readonly authenticator: Authenticator | undefined;
   readonly quota: QuotaLimiter | undefined;
@@ -97,7 +114,7 @@ interface TenantParts {
 }
 
 /** Tenants file, quota store and audit log; a bad file or an audit log that cannot be opened stops the start. */
-async function startTenants(options: ServeOptions, log: Logger): Promise<TenantParts> {
+async function startTenants(options: ServeOptions, registryTarget: RedisTarget | undefined, log: Logger): Promise<TenantParts> {
   let audit: AuditLog | undefined;
   if (options.auditLog !== undefined) {
     try {
@@ -120,8 +137,8 @@ async function startTenants(options: ServeOptions, log: Logger): Promise<TenantP
   }
   let quota: QuotaLimiter;
   let state: () => QuotaState;
-  if (options.registry !== undefined) {
-    const shared = new RedisQuota({ url: options.registry, namespace: options.registryNamespace, log, gatewayCountHint: options.gatewayCountHint });
+  if (registryTarget !== undefined) {
+    const shared = new RedisQuota({ url: registryTarget, namespace: options.registryNamespace, log, gatewayCountHint: options.gatewayCountHint });
     await shared.start();
     quota = shared;
     state = () => ({ store: shared.mode, gateways: shared.gateways });
@@ -170,7 +187,8 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   // Mutual TLS to registered workers; local workers talk over a unix socket and need none.
   const workerTls = options.workerTls ? await loadWorkerTls(options.workerTls) : undefined;
   if (workerTls && options.registry === undefined) log.warn('--worker-tls-* given without --registry: local workers use a unix socket, so it is not used');
-  const tenants = await startTenants(options, log);
+  const registryTarget = await resolveRegistry(options, log);
+  const tenants = await startTenants(options, registryTarget, log);
   const onHangup = reloadOnHangup(options.tenants, tenants.authenticator, log);
   process.on('SIGHUP', onHangup);
   const metrics = options.allowMetrics ? new MetricsRegistry() : undefined;
@@ -225,11 +243,11 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
         countWorkers();
       },
     });
-    const watcher = new RegistryWatcher({ url: options.registry, namespace: options.registryNamespace, log, listener: remote });
+    const watcher = new RegistryWatcher({ url: registryTarget ?? options.registry, namespace: options.registryNamespace, log, listener: remote });
     await watcher.start();
     await remote.settled();
     registry = { watcher, remote };
-    log.info({ registry: redact(options.registry), workers: watcher.workers().length }, 'following the worker registry');
+    log.info({ registry: registryTarget?.display, workers: watcher.workers().length }, 'following the worker registry');
   }
 
   let draining = false;
