@@ -25,6 +25,8 @@ export interface ServeOptions {
   readonly exitTimeoutSecs: number;
   /** Redis URL of the worker registry (redis-sentinel:// when given as Sentinel flags); undefined = local workers only. */
   readonly registry: string | undefined;
+  /** Redis for the tenant quotas when not the registry's (may be redis-cluster://); undefined = the registry's. */
+  readonly quotaRedis: string | undefined;
   /** Where the registry's password and TLS files are (never the secrets themselves). */
   readonly registrySecrets: RedisSecretFlags;
   readonly registryNamespace: string;
@@ -103,6 +105,8 @@ export const SERVE_USAGE = `Usage: fabriek serve --model-repository DIR [options
   --registry-tls-ca FILE      CA the rediss:// server's certificate must chain to (default: system CAs)
   --registry-tls-cert FILE, --registry-tls-key FILE
                               client certificate and key for Redis servers with tls-auth-clients yes
+  --quota-redis URL           Redis for the tenant quotas, if not the registry's: the same URL forms, or
+                              redis-cluster://host:port[,host:port…] (Redis Cluster); same password and TLS
   --registry-namespace NAME   key prefix in Redis, shared with the workers (default fabriek)
   --worker-ping-timeout-ms N  a worker (local or registered) that answers nothing, not even the
                               gateway's pings (sent every min(N/3, 1000) ms), for N ms is lost: its
@@ -161,6 +165,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
         'registry-tls-cert': { type: 'string' },
         'registry-tls-key': { type: 'string' },
         'registry-namespace': { type: 'string' },
+        'quota-redis': { type: 'string' },
         'grpc-use-ssl': { type: 'string' },
         'grpc-use-ssl-mutual': { type: 'string' },
         'grpc-server-cert': { type: 'string' },
@@ -202,10 +207,19 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
     tlsCert: nonEmpty('registry-tls-cert', values['registry-tls-cert']),
     tlsKey: nonEmpty('registry-tls-key', values['registry-tls-key']),
   };
-  if (registry === undefined) {
+  const quotaRedis = values['quota-redis'];
+  if (quotaRedis !== undefined) {
+    try {
+      parseRedisUrl(quotaRedis);
+    } catch (error) {
+      if (error instanceof RedisConfigError) throw new UsageError(`--quota-redis: ${error.message}`);
+      throw error;
+    }
+  }
+  if (registry === undefined && quotaRedis === undefined) {
     const flags: Record<string, string | undefined> = values;
     const stray = ['password-file', 'tls-ca', 'tls-cert', 'tls-key'].find((f) => flags[`registry-${f}`] !== undefined);
-    if (stray) throw new UsageError(`--registry-${stray} needs --registry (or --registry-sentinels)`);
+    if (stray) throw new UsageError(`--registry-${stray} needs --registry, --registry-sentinels or --quota-redis`);
   }
   const registryNamespace = values['registry-namespace'] ?? 'fabriek';
   if (!/^[\w.-]+$/.test(registryNamespace)) {
@@ -230,6 +244,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
     exitTimeoutSecs: integer('exit-timeout-secs', values['exit-timeout-secs'], 30, 0, 3600),
     drainGraceSecs: integer('drain-grace-secs', values['drain-grace-secs'], 0, 0, 3600),
     registry,
+    quotaRedis,
     registrySecrets,
     registryNamespace,
     grpcTls: listenerTls('grpc', values),

@@ -50,7 +50,7 @@ export class RegistryLease {
     const { url, secrets } = this.#options;
     const target = typeof url === 'string' && secrets ? await resolveRedisTarget(url, secrets) : targetOf(url);
     if (target.passwordInUrl) {
-      this.#logger.warn({ registry: target.display }, `the registry password is in the --registry URL, which ps shows to every user of this machine: use --registry-password-file or ${PASSWORD_ENV}`);
+      this.#logger.warn({ registry: target.display }, `a Redis password is in a URL on the command line, which ps shows to every user of this machine: use --registry-password-file or ${PASSWORD_ENV}`);
     }
     const redis = createRedis(target, {
       lazyConnect: true,

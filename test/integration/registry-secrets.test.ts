@@ -112,7 +112,7 @@ describe('registry secrets: password file, environment, rediss:// with client ce
     const inUrl = url.replace('rediss://', `rediss://:${password}@`);
     const live = await startRegisteredWorker('w-url', inUrl, join(dir, 'models'), [...tlsFlags, '--registry-namespace', 'other']);
     try {
-      expect(live.stderr()).toContain('the registry password is in the --registry URL, which ps shows');
+      expect(live.stderr()).toContain('a Redis password is in a URL on the command line, which ps shows');
       expect(live.stderr()).not.toContain(password);
     } finally {
       await live.stop();

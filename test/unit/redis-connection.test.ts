@@ -114,6 +114,9 @@ describe('registry flags', () => {
     );
     expect(() => parseServeOptions(['--model-repository', '/m', '--registry-sentinels', 'a:1'])).toThrow('--registry-sentinels and --registry-sentinel-name go together');
     expect(() => parseServeOptions(['--model-repository', '/m', '--registry', 'redis-cluster://a:1'])).toThrow('Redis Cluster cannot hold the worker registry');
+    const quota = parseServeOptions(['--model-repository', '/m', '--quota-redis', 'redis-cluster://a:1,b:2', '--registry-password-file', '/p']);
+    expect(quota).toMatchObject({ registry: undefined, quotaRedis: 'redis-cluster://a:1,b:2', registrySecrets: { passwordFile: '/p' } });
+    expect(() => parseServeOptions(['--model-repository', '/m', '--quota-redis', 'mysql://x'])).toThrow("--quota-redis: expected a redis://, rediss://");
   });
 
   it('fabriek worker: the same flags', () => {
