@@ -17,7 +17,7 @@ import { type QuotaState, TenantMetrics } from './metrics/tenant-metrics.js';
 import { createMetricsServer } from './metrics/server.js';
 import { createLogger } from './logger.js';
 import { type ServeOptions } from './options.js';
-import { redact, RegistryWatcher } from './registry/registry-watcher.js';
+import { RegistryWatcher } from './registry/registry-watcher.js';
 import { RemoteWorkers } from './registry/remote-workers.js';
 import { ModelManager } from './repository/model-manager.js';
 import { RepositoryPoller } from './repository/repository-poller.js';
@@ -30,6 +30,7 @@ import { RedisQuota } from './tenants/redis-quota.js';
 import { loadTenantsFile, TenantsFileError } from './tenants/tenants-file.js';
 import { FABRIEK_VERSION } from '../core/version.js';
 import { StartupError } from '../core/startup-error.js';
+import { loadRedisSecrets, PASSWORD_ENV, RedisConfigError, type RedisSecrets, type RedisTarget, redisTarget } from '../core/redis-connection.js';
 import { grpcServerCredentials, httpsServerOptions, type ListenerTls, type ListenerTlsFiles, loadListenerTls, loadWorkerTls } from '../core/tls.js';
 
 /** Extensions of the KServe/Triton protocol this server implements. */
@@ -89,6 +90,27 @@ async function loadTls(files: ListenerTlsFiles | undefined, log: Logger): Promis
   return loadListenerTls(files);
 }
 
+/** The Redis targets (registry, quotas) with the password and TLS files read once; a file that cannot be read stops the start. */
+async function resolveRedis(options: ServeOptions, log: Logger): Promise<{ registry: RedisTarget | undefined; quota: RedisTarget | undefined }> {
+  if (options.registry === undefined && options.quotaRedis === undefined) return { registry: undefined, quota: undefined };
+  const target = (url: string | undefined, secrets: RedisSecrets): RedisTarget | undefined => {
+    if (url === undefined) return undefined;
+    const t = redisTarget(url, secrets);
+    if (t.passwordInUrl) {
+      log.warn({ redis: t.display }, `a Redis password is in a URL on the command line, which ps shows to every user of this machine: use --registry-password-file or ${PASSWORD_ENV}`);
+    }
+    return t;
+  };
+  try {
+    const secrets = await loadRedisSecrets(options.registrySecrets);
+    const registry = target(options.registry, secrets);
+    return { registry, quota: target(options.quotaRedis, secrets) ?? registry };
+  } catch (error) {
+    if (error instanceof RedisConfigError) throw new StartupError(error.message);
+    throw error;
+  }
+}
+
 interface TenantParts {
   readonly authenticator: Authenticator | undefined;
   readonly quota: QuotaLimiter | undefined;
@@ -98,7 +120,7 @@ interface TenantParts {
 }
 
 /** Tenants file, quota store and audit log; a bad file or an audit log that cannot be opened stops the start. */
-async function startTenants(options: ServeOptions, log: Logger): Promise<TenantParts> {
+async function startTenants(options: ServeOptions, quotaTarget: RedisTarget | undefined, log: Logger): Promise<TenantParts> {
   let audit: AuditLog | undefined;
   if (options.auditLog !== undefined) {
     try {
@@ -121,8 +143,8 @@ async function startTenants(options: ServeOptions, log: Logger): Promise<TenantP
   }
   let quota: QuotaLimiter;
   let state: () => QuotaState;
-  if (options.registry !== undefined) {
-    const shared = new RedisQuota({ url: options.registry, namespace: options.registryNamespace, log, gatewayCountHint: options.gatewayCountHint });
+  if (quotaTarget !== undefined) {
+    const shared = new RedisQuota({ url: quotaTarget, namespace: options.registryNamespace, log, gatewayCountHint: options.gatewayCountHint });
     await shared.start();
     quota = shared;
     state = () => ({ store: shared.mode, gateways: shared.gateways });
@@ -131,7 +153,7 @@ async function startTenants(options: ServeOptions, log: Logger): Promise<TenantP
     state = () => ({ store: 'local', gateways: options.gatewayCountHint });
   }
   log.info(
-    { file: options.tenants, tenants: config.tenants.map((t) => t.name), quotas: options.registry !== undefined ? 'redis' : 'local' },
+    { file: options.tenants, tenants: config.tenants.map((t) => t.name), quotas: quotaTarget !== undefined ? 'redis' : 'local' },
     'tenants: every model call needs an API key',
   );
   return { authenticator: new Authenticator(config), quota, state, audit, count: config.tenants.length };
@@ -171,7 +193,9 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   // Mutual TLS to registered workers; local workers talk over a unix socket and need none.
   const workerTls = options.workerTls ? await loadWorkerTls(options.workerTls) : undefined;
   if (workerTls && options.registry === undefined) log.warn('--worker-tls-* given without --registry: local workers use a unix socket, so it is not used');
-  const tenants = await startTenants(options, log);
+  const redis = await resolveRedis(options, log);
+  const registryTarget = redis.registry;
+  const tenants = await startTenants(options, redis.quota, log);
   const onHangup = reloadOnHangup(options.tenants, tenants.authenticator, log);
   process.on('SIGHUP', onHangup);
   const metrics = options.allowMetrics ? new MetricsRegistry() : undefined;
@@ -243,11 +267,11 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
         countWorkers();
       },
     });
-    const watcher = new RegistryWatcher({ url: options.registry, namespace: options.registryNamespace, log, listener: remote });
+    const watcher = new RegistryWatcher({ url: registryTarget ?? options.registry, namespace: options.registryNamespace, log, listener: remote });
     await watcher.start();
     await remote.settled();
     registry = { watcher, remote };
-    log.info({ registry: redact(options.registry), workers: watcher.workers().length }, 'following the worker registry');
+    log.info({ registry: registryTarget?.display, workers: watcher.workers().length }, 'following the worker registry');
   }
 
   let draining = false;

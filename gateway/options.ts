@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { parseRedisUrl, RedisConfigError, type RedisSecretFlags, sentinelUrl } from '../core/redis-connection.js';
 import { type ListenerTlsFiles, type WorkerTlsFiles, workerTlsFromFlags } from '../core/tls.js';
 import { type ModelControl, modelControlOf } from './repository/control-mode.js';
 
@@ -23,8 +24,12 @@ export interface ServeOptions {
   readonly maxQueueSize: number;
   readonly strictReadiness: boolean;
   readonly exitTimeoutSecs: number;
-  /** Redis URL of the worker registry; undefined = local workers only. */
+  /** Redis URL of the worker registry (redis-sentinel:// when given as Sentinel flags); undefined = local workers only. */
   readonly registry: string | undefined;
+  /** Redis for the tenant quotas when not the registry's (may be redis-cluster://); undefined = the registry's. */
+  readonly quotaRedis: string | undefined;
+  /** Where the registry's password and TLS files are (never the secrets themselves). */
+  readonly registrySecrets: RedisSecretFlags;
   readonly registryNamespace: string;
   /** On SIGTERM: not ready at once, but still accepting for this long (load balancers move away). */
   readonly drainGraceSecs: number;
@@ -94,8 +99,17 @@ export const SERVE_USAGE = `Usage: fabriek serve --model-repository DIR [options
   --exit-timeout-secs N       time in-flight requests get on shutdown (default 30)
   --drain-grace-secs N        on SIGTERM, not ready at once but still accepting requests for N s,
                               so load balancers move away first (default 0)
-  --registry URL              Redis worker registry (redis://[:password@]host:port[/db]): also use
-                              the workers registered there (fabriek worker --registry …)
+  --registry URL              Redis worker registry: also use the workers registered there (fabriek
+                              worker --registry …). redis://[user@]host:port[/db], rediss:// (TLS), or
+                              redis-sentinel://host:port[,host:port…]/MASTER[/db] (follows failovers)
+  --registry-sentinels H:P,…  Sentinel addresses, with --registry-sentinel-name NAME (instead of --registry)
+  --registry-password-file F  the Redis password is this file's content (else $FABRIEK_REGISTRY_PASSWORD;
+                              a password in the URL works too, but ps shows it)
+  --registry-tls-ca FILE      CA the rediss:// server's certificate must chain to (default: system CAs)
+  --registry-tls-cert FILE, --registry-tls-key FILE
+                              client certificate and key for Redis servers with tls-auth-clients yes
+  --quota-redis URL           Redis for the tenant quotas, if not the registry's: the same URL forms, or
+                              redis-cluster://host:port[,host:port…] (Redis Cluster); same password and TLS
   --registry-namespace NAME   key prefix in Redis, shared with the workers (default fabriek)
   --worker-ping-timeout-ms N  a worker (local or registered) that answers nothing, not even the
                               gateway's pings (sent every min(N/3, 1000) ms), for N ms is lost: its
@@ -152,7 +166,14 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
         'exit-timeout-secs': { type: 'string' },
         'drain-grace-secs': { type: 'string' },
         registry: { type: 'string' },
+        'registry-sentinels': { type: 'string' },
+        'registry-sentinel-name': { type: 'string' },
+        'registry-password-file': { type: 'string' },
+        'registry-tls-ca': { type: 'string' },
+        'registry-tls-cert': { type: 'string' },
+        'registry-tls-key': { type: 'string' },
         'registry-namespace': { type: 'string' },
+        'quota-redis': { type: 'string' },
         'grpc-use-ssl': { type: 'string' },
         'grpc-use-ssl-mutual': { type: 'string' },
         'grpc-server-cert': { type: 'string' },
@@ -190,9 +211,26 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
     gpus = gpusRaw === '' ? [] : gpusRaw.split(',').map((g) => integer('gpus', g.trim(), 0, 0, 1023));
   }
   const workersRaw = values.workers;
-  const registry = values.registry;
-  if (registry !== undefined && !/^rediss?:\/\//.test(registry)) {
-    throw new UsageError(`--registry: expected a redis:// or rediss:// URL, got '${registry}'`);
+  const registry = registryUrl(values.registry, values['registry-sentinels'], values['registry-sentinel-name']);
+  const registrySecrets: RedisSecretFlags = {
+    passwordFile: nonEmpty('registry-password-file', values['registry-password-file']),
+    tlsCa: nonEmpty('registry-tls-ca', values['registry-tls-ca']),
+    tlsCert: nonEmpty('registry-tls-cert', values['registry-tls-cert']),
+    tlsKey: nonEmpty('registry-tls-key', values['registry-tls-key']),
+  };
+  const quotaRedis = values['quota-redis'];
+  if (quotaRedis !== undefined) {
+    try {
+      parseRedisUrl(quotaRedis);
+    } catch (error) {
+      if (error instanceof RedisConfigError) throw new UsageError(`--quota-redis: ${error.message}`);
+      throw error;
+    }
+  }
+  if (registry === undefined && quotaRedis === undefined) {
+    const flags: Record<string, string | undefined> = values;
+    const stray = ['password-file', 'tls-ca', 'tls-cert', 'tls-key'].find((f) => flags[`registry-${f}`] !== undefined);
+    if (stray) throw new UsageError(`--registry-${stray} needs --registry, --registry-sentinels or --quota-redis`);
   }
   const registryNamespace = values['registry-namespace'] ?? 'fabriek';
   if (!/^[\w.-]+$/.test(registryNamespace)) {
@@ -217,6 +255,8 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
     exitTimeoutSecs: integer('exit-timeout-secs', values['exit-timeout-secs'], 30, 0, 3600),
     drainGraceSecs: integer('drain-grace-secs', values['drain-grace-secs'], 0, 0, 3600),
     registry,
+    quotaRedis,
+    registrySecrets,
     registryNamespace,
     grpcTls: listenerTls('grpc', values),
     httpTls: listenerTls('http', values),
@@ -233,6 +273,25 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
       (message) => new UsageError(message),
     ),
   };
+}
+
+/** The registry URL from --registry, or from the Sentinel flags; checked here so a typo is a usage error. */
+function registryUrl(url: string | undefined, sentinels: string | undefined, name: string | undefined): string | undefined {
+  try {
+    if (sentinels !== undefined || name !== undefined) {
+      if (url !== undefined) throw new UsageError('give --registry or --registry-sentinels with --registry-sentinel-name, not both');
+      if (sentinels === undefined || name === undefined) throw new UsageError('--registry-sentinels and --registry-sentinel-name go together');
+      return sentinelUrl(sentinels, name);
+    }
+    if (url === undefined) return undefined;
+    if (parseRedisUrl(url).scheme === 'redis-cluster') {
+      throw new UsageError('--registry: Redis Cluster cannot hold the worker registry (it needs SCAN and pub/sub on one node); use one Redis or Sentinel');
+    }
+    return url;
+  } catch (error) {
+    if (error instanceof RedisConfigError) throw new UsageError(`--registry: ${error.message}`);
+    throw error;
+  }
 }
 
 /** 0 (off) or 100 ms to 10 min: below 100 ms a busy machine's scheduling hiccups would count as dead workers. */

@@ -1,4 +1,5 @@
 import { availableParallelism, hostname } from 'node:os';
+import { parseRedisUrl, RedisConfigError, type RedisSecretFlags, sentinelUrl } from '../core/redis-connection.js';
 import { type WorkerTlsFiles, workerTlsFromFlags } from '../core/tls.js';
 import { defaultThreadCount, MAX_ORT_THREADS } from './thread-placement.js';
 import { type DeviceRequest } from './thread-protocol.js';
@@ -35,7 +36,10 @@ export interface WorkerArgs {
 }
 
 export interface RegistryArgs {
+  /** redis://, rediss:// or redis-sentinel:// (also made from --registry-sentinels). */
   readonly url: string;
+  /** Where the password and TLS files are; read at connect, never passed on a command line. */
+  readonly secrets: RedisSecretFlags;
   readonly namespace: string;
   readonly modelRepository: string;
   /** host:port gateways dial; port 0 means "the port we bound". */
@@ -48,7 +52,14 @@ export interface RegistryArgs {
 export const USAGE = `usage: fabriek worker --registry redis://HOST:PORT --model-repository DIR [options]
        (or, started by a gateway: worker --listen unix:/path.sock|HOST:PORT [options])
 
-  --registry URL               Redis to register in (redis://[:password@]host:port[/db])
+  --registry URL               Redis to register in: redis://[user@]host:port[/db], rediss:// (TLS),
+                               or redis-sentinel://host:port[,host:port…]/MASTER[/db] (follows failovers)
+  --registry-sentinels H:P,…   Sentinel addresses, with --registry-sentinel-name NAME (instead of --registry)
+  --registry-password-file F   the Redis password is this file's content (else $FABRIEK_REGISTRY_PASSWORD;
+                               a password in the URL works too, but ps shows it)
+  --registry-tls-ca FILE       CA the rediss:// server's certificate must chain to (default: system CAs)
+  --registry-tls-cert FILE, --registry-tls-key FILE
+                               client certificate and key for Redis servers with tls-auth-clients yes
   --registry-namespace NAME    key prefix in Redis, shared with the gateways (default fabriek)
   --model-repository DIR       models this worker loads and serves (every selected version)
   --listen HOST:PORT           where to serve the internal protocol (default 0.0.0.0:8010 with --registry)
@@ -83,6 +94,12 @@ const FLAGS = [
   '--cores',
   '--ort-threads',
   '--registry',
+  '--registry-sentinels',
+  '--registry-sentinel-name',
+  '--registry-password-file',
+  '--registry-tls-ca',
+  '--registry-tls-cert',
+  '--registry-tls-key',
   '--registry-namespace',
   '--model-repository',
   '--advertise-address',
@@ -137,16 +154,56 @@ export function parseWorkerArgs(argv: readonly string[], pid = process.pid, host
   };
 }
 
-function parseRegistry(values: ReadonlyMap<string, string>): RegistryArgs | undefined {
+/** --registry, or the URL the Sentinel flags make; a URL that does not parse is a usage error. */
+function registryUrl(values: ReadonlyMap<string, string>): string | undefined {
   const url = values.get('--registry');
+  const sentinels = values.get('--registry-sentinels');
+  const name = values.get('--registry-sentinel-name');
+  try {
+    if (sentinels !== undefined || name !== undefined) {
+      if (url !== undefined) throw new UsageError('give --registry or --registry-sentinels with --registry-sentinel-name, not both');
+      if (sentinels === undefined || name === undefined) throw new UsageError('--registry-sentinels and --registry-sentinel-name go together');
+      return sentinelUrl(sentinels, name);
+    }
+    if (url !== undefined && parseRedisUrl(url).scheme === 'redis-cluster') {
+      throw new UsageError('--registry: Redis Cluster cannot hold the worker registry; use one Redis or Sentinel');
+    }
+    return url;
+  } catch (error) {
+    if (error instanceof RedisConfigError) throw new UsageError(`--registry: ${error.message}`);
+    throw error;
+  }
+}
+
+function parseRegistry(values: ReadonlyMap<string, string>): RegistryArgs | undefined {
+  const url = registryUrl(values);
   const modelRepository = values.get('--model-repository');
-  const registryOnly = ['--registry-namespace', '--advertise-address', '--registry-ttl-secs', '--drain-grace-secs'];
+  const registryOnly = [
+    '--registry-namespace',
+    '--advertise-address',
+    '--registry-ttl-secs',
+    '--drain-grace-secs',
+    '--registry-password-file',
+    '--registry-tls-ca',
+    '--registry-tls-cert',
+    '--registry-tls-key',
+  ];
   if (url === undefined) {
     const stray = [...registryOnly, '--model-repository'].find((f) => values.has(f));
     if (stray) throw new UsageError(`${stray} needs --registry`);
     return undefined;
   }
-  if (!/^rediss?:\/\//.test(url)) throw new UsageError(`--registry "${url}" is not a redis:// or rediss:// URL`);
+  const file = (flag: string): string | undefined => {
+    const path = values.get(flag);
+    if (path === '') throw new UsageError(`${flag} needs a file path`);
+    return path;
+  };
+  const secrets: RedisSecretFlags = {
+    passwordFile: file('--registry-password-file'),
+    tlsCa: file('--registry-tls-ca'),
+    tlsCert: file('--registry-tls-cert'),
+    tlsKey: file('--registry-tls-key'),
+  };
   if (modelRepository === undefined || modelRepository === '') throw new UsageError('--registry needs --model-repository');
   const advertise = values.get('--advertise-address');
   if (advertise !== undefined && !/^[^\s:]+:\d+$|^\[[0-9a-fA-F:]+\]:\d+$/.test(advertise)) {
@@ -158,6 +215,7 @@ function parseRegistry(values: ReadonlyMap<string, string>): RegistryArgs | unde
   const graceSecs = positiveNumber('--drain-grace-secs', values.get('--drain-grace-secs'), 2, true);
   return {
     url,
+    secrets,
     namespace,
     modelRepository,
     advertiseAddress: advertise,

@@ -86,7 +86,7 @@ async function start(args: WorkerArgs, logger: Logger): Promise<void> {
         fabriekVersion: FABRIEK_VERSION,
         models: [],
       },
-      { url: args.registry.url, namespace: args.registry.namespace, logger },
+      { url: args.registry.url, secrets: args.registry.secrets, namespace: args.registry.namespace, logger },
     );
     // Fail fast on a wrong registry before spending minutes loading models.
     await lease.connect();

@@ -1,5 +1,6 @@
-import { Redis } from 'ioredis';
+import { type Redis } from 'ioredis';
 import { type Logger } from 'pino';
+import { createRedis, PASSWORD_ENV, redisError, type RedisSecretFlags, type RedisTarget, resolveRedisTarget, targetOf } from '../core/redis-connection.js';
 import { encodeRecord, type RegistryEvent, registryKeys, type WorkerRecord } from '../core/worker-record.js';
 
 // A worker's entry in the Redis registry: a key holding its record with a TTL,
@@ -11,50 +12,79 @@ import { encodeRecord, type RegistryEvent, registryKeys, type WorkerRecord } fro
 // record back.
 
 export interface LeaseOptions {
-  readonly url: string;
+  /** A URL, or a target built with its secrets (core/redis-connection.ts). */
+  readonly url: string | RedisTarget;
+  /** Password file and TLS files, read at `connect` (with a plain URL). */
+  readonly secrets?: RedisSecretFlags;
   readonly namespace?: string;
   readonly logger: Logger;
 }
 
 export class RegistryLease {
-  readonly #redis: Redis;
+  readonly #options: LeaseOptions;
+  #redis: Redis | undefined;
+  #target: RedisTarget | undefined;
   readonly #keys;
   readonly #logger: Logger;
   #record: WorkerRecord;
   #timer: NodeJS.Timeout | undefined;
   #reachable = true;
-  readonly #url: string;
   #lastError: string | undefined;
 
   constructor(record: WorkerRecord, options: LeaseOptions) {
     this.#record = record;
-    this.#url = options.url.replace(/\/\/[^@/]*@/, '//***@');
+    this.#options = options;
     this.#keys = registryKeys(options.namespace);
     this.#logger = options.logger;
-    this.#redis = new Redis(options.url, {
+  }
+
+  /** The client, once `connect` made it. */
+  get #client(): Redis {
+    if (!this.#redis) throw new Error('the registry lease is not connected');
+    return this.#redis;
+  }
+
+  /** Reads the secrets (once) and makes the client; a file that cannot be read rejects. */
+  async #open(): Promise<{ redis: Redis; target: RedisTarget }> {
+    if (this.#redis && this.#target) return { redis: this.#redis, target: this.#target };
+    const { url, secrets } = this.#options;
+    const target = typeof url === 'string' && secrets ? await resolveRedisTarget(url, secrets) : targetOf(url);
+    if (target.passwordInUrl) {
+      this.#logger.warn({ registry: target.display }, `a Redis password is in a URL on the command line, which ps shows to every user of this machine: use --registry-password-file or ${PASSWORD_ENV}`);
+    }
+    const redis = createRedis(target, {
       lazyConnect: true,
       // Commands fail fast while Redis is down; the heartbeat retries them.
       maxRetriesPerRequest: 1,
       enableOfflineQueue: false,
       retryStrategy: (attempt) => Math.min(1_000, 50 * attempt),
     });
-    this.#redis.on('error', (error: Error) => {
+    redis.on('error', (error: Error) => {
       // Reported once per outage by #heartbeat; ioredis keeps reconnecting.
-      this.#lastError = error.message;
+      this.#lastError = redisError(error, target).message;
     });
+    this.#redis = redis;
+    this.#target = target;
+    return { redis, target };
   }
 
   /** Connects; rejects with a clear message when Redis cannot be reached. */
   async connect(): Promise<void> {
-    if (this.#redis.status === 'ready') return;
+    const { redis, target } = await this.#open();
+    if (redis.status === 'ready') return;
     try {
-      await this.#redis.connect();
-      await this.#redis.ping();
+      await redis.connect();
+      await redis.ping();
     } catch (error) {
-      this.#redis.disconnect();
-      const why = this.#lastError ?? (error instanceof Error ? error.message : String(error));
-      throw new Error(`cannot reach the registry at ${this.#url}: ${why}`, { cause: error });
+      redis.disconnect();
+      // No `cause`: ioredis puts a refused AUTH's arguments (the password) on its errors.
+      const why = this.#lastError ?? redisError(error, target).message;
+      throw new Error(`cannot reach the registry at ${target.display}: ${why}`);
     }
+  }
+
+  #safe(error: unknown): Error {
+    return redisError(error, this.#target ?? { secrets: [] });
   }
 
   /**
@@ -73,7 +103,7 @@ export class RegistryLease {
   async drain(): Promise<void> {
     this.#record = { ...this.#record, draining: true };
     await this.#write('update').catch((error: unknown) =>
-      this.#logger.warn({ err: error }, 'could not mark this worker draining in the registry; gateways learn when it leaves'),
+      this.#logger.warn({ err: this.#safe(error) }, 'could not mark this worker draining in the registry; gateways learn when it leaves'),
     );
   }
 
@@ -81,11 +111,12 @@ export class RegistryLease {
   async stop(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
+    if (!this.#redis) return;
     try {
       await this.#redis.del(this.#keys.worker(this.#record.id));
       await this.#publish('leave');
     } catch (error) {
-      this.#logger.warn({ err: error }, 'could not deregister; the record expires with its TTL');
+      this.#logger.warn({ err: this.#safe(error) }, 'could not deregister; the record expires with its TTL');
     }
     this.#redis.disconnect();
   }
@@ -96,18 +127,18 @@ export class RegistryLease {
       if (!this.#reachable) this.#logger.info('registry reachable again; registration renewed');
       this.#reachable = true;
     } catch (error) {
-      if (this.#reachable) this.#logger.warn({ err: error }, 'registry unreachable; serving on and retrying');
+      if (this.#reachable) this.#logger.warn({ err: this.#safe(error) }, 'registry unreachable; serving on and retrying');
       this.#reachable = false;
     }
   }
 
   async #write(event: RegistryEvent['type'] | undefined): Promise<void> {
-    await this.#redis.set(this.#keys.worker(this.#record.id), encodeRecord(this.#record), 'PX', this.#record.ttlMs);
+    await this.#client.set(this.#keys.worker(this.#record.id), encodeRecord(this.#record), 'PX', this.#record.ttlMs);
     if (event) await this.#publish(event);
   }
 
   async #publish(type: RegistryEvent['type']): Promise<void> {
     const event: RegistryEvent = { type, id: this.#record.id };
-    await this.#redis.publish(this.#keys.events, JSON.stringify(event));
+    await this.#client.publish(this.#keys.events, JSON.stringify(event));
   }
 }

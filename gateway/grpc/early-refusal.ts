@@ -12,8 +12,16 @@ import { authorizationOf, toServiceError } from './call-context.js';
 // message is read; everything else goes on to the handler, where admission
 // checks the call again in full (model access needs the model's name), with
 // the tenant found here, so the key is hashed once per call.
+//
+// ModelStreamInfer gets the same check when the stream opens: a stream from
+// a caller without a known key, or from a tenant already over its request
+// quota, ends at once with that status (and, over quota, the retry hint in
+// the trailers), before any of its messages is read. A stream that opens is
+// admitted message by message as before, each with its key checked again,
+// so a key revoked by a reload stops an open stream too.
 
 const MODEL_INFER = '/inference.GRPCInferenceService/ModelInfer';
+const MODEL_STREAM_INFER = '/inference.GRPCInferenceService/ModelStreamInfer';
 
 /** Tenants identified here, by the call's metadata object (grpc-js hands the handler the same one). */
 const identified = new WeakMap<Metadata, Tenant>();
@@ -26,14 +34,15 @@ export function tenantFromEarlyCheck(metadata: Metadata): { readonly tenant?: Te
 
 export function earlyRefusals(admission: Admission, log: Logger): ServerInterceptor {
   return (method, call) => {
-    if (method.path !== MODEL_INFER) return new ServerInterceptingCall(call);
+    const unary = method.path === MODEL_INFER;
+    if (!unary && method.path !== MODEL_STREAM_INFER) return new ServerInterceptingCall(call);
     return new ServerInterceptingCall(call, {
       start: (next) => {
         next({
           onReceiveMetadata: (metadata, proceed) => {
             const checked = admission.checkEarly({ protocol: 'grpc', op: 'infer', authorization: authorizationOf(metadata) });
             if (checked === undefined || 'tenant' in checked) {
-              if (checked) identified.set(metadata, checked.tenant);
+              if (checked && unary) identified.set(metadata, checked.tenant);
               proceed(metadata);
               return;
             }

@@ -1,5 +1,6 @@
-import { Redis } from 'ioredis';
+import { type Redis } from 'ioredis';
 import { type Logger } from 'pino';
+import { createRedis, redactUrl, redisError, type RedisTarget, targetOf } from '../../core/redis-connection.js';
 import { decodeEvent, decodeRecord, registryKeys, type RegistryKeys, type WorkerRecord } from '../../core/worker-record.js';
 
 // Follows the workers registered in Redis. Events on the pub/sub channel make
@@ -22,7 +23,8 @@ export interface RegistryListener {
 }
 
 export interface RegistryWatcherOptions {
-  readonly url: string;
+  /** A URL, or a target built with its secrets (core/redis-connection.ts). */
+  readonly url: string | RedisTarget;
   readonly namespace?: string;
   readonly pollMs?: number;
   readonly log: Logger;
@@ -44,6 +46,7 @@ const redisOptions = {
 export class RegistryWatcher {
   readonly #options: RegistryWatcherOptions;
   readonly #keys: RegistryKeys;
+  readonly #target: RedisTarget;
   readonly #redis: Redis;
   readonly #subscriber: Redis;
   readonly #known = new Map<string, Known>();
@@ -59,8 +62,9 @@ export class RegistryWatcher {
   constructor(options: RegistryWatcherOptions) {
     this.#options = options;
     this.#keys = registryKeys(options.namespace);
-    this.#redis = new Redis(options.url, redisOptions);
-    this.#subscriber = new Redis(options.url, { ...redisOptions, enableOfflineQueue: true });
+    this.#target = targetOf(options.url);
+    this.#redis = createRedis(this.#target, redisOptions);
+    this.#subscriber = createRedis(this.#target, { ...redisOptions, enableOfflineQueue: true });
     this.#redis.on('error', () => {
       // Reported once per outage by #sync; ioredis keeps reconnecting.
     });
@@ -91,7 +95,7 @@ export class RegistryWatcher {
       await this.#subscriber.connect();
       await this.#subscriber.subscribe(this.#keys.events);
     } catch (error) {
-      log.error({ err: error, registry: redact(this.#options.url) }, 'registry unreachable at start; retrying in the background');
+      log.error({ err: redisError(error, this.#target), registry: this.#target.display }, 'registry unreachable at start; retrying in the background');
       this.#reachable = false;
     }
     // ioredis resubscribes by itself after a reconnect.
@@ -113,7 +117,7 @@ export class RegistryWatcher {
       try {
         await task();
       } catch (error) {
-        this.#options.log.warn({ err: error }, 'registry event handling failed');
+        this.#options.log.warn({ err: redisError(error, this.#target) }, 'registry event handling failed');
       }
     });
   }
@@ -130,7 +134,7 @@ export class RegistryWatcher {
       records = await this.#readAll();
     } catch (error) {
       if (this.#reachable) {
-        this.#options.log.warn({ err: error, workers: this.#known.size }, 'registry unreachable; serving with the workers known');
+        this.#options.log.warn({ err: redisError(error, this.#target), workers: this.#known.size }, 'registry unreachable; serving with the workers known');
       }
       this.#reachable = false;
       return;
@@ -195,6 +199,7 @@ export class RegistryWatcher {
   }
 }
 
+/** The URL with its password replaced (kept for callers holding a plain URL). */
 export function redact(url: string): string {
-  return url.replace(/\/\/[^@/]*@/, '//***@');
+  return redactUrl(url);
 }

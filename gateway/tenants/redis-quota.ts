@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { Redis } from 'ioredis';
+import { type Cluster, type Redis } from 'ioredis';
 import { type Logger } from 'pino';
-import { redact } from '../registry/registry-watcher.js';
+import { createCluster, createRedis, redisError, type RedisTarget, targetOf } from '../../core/redis-connection.js';
 import { earliestAllowed, type Rate } from './gcra.js';
 import { LocalQuota } from './local-quota.js';
 import {
@@ -18,7 +18,7 @@ import {
   rateExceeded,
   requestRate,
 } from './quota.js';
-import { ACQUIRE, HEARTBEAT, RELEASE } from './redis-scripts.js';
+import { ACQUIRE, HEARTBEAT, quotaKeys, type QuotaKeys, RELEASE } from './redis-scripts.js';
 import { hasQuotas, type Tenant } from './tenant.js';
 
 // Quotas shared by every gateway on one Redis. Each admitted request costs
@@ -34,7 +34,8 @@ import { hasQuotas, type Tenant } from './tenant.js';
 // gateway's exact in-flight counts again, and says so once.
 
 export interface RedisQuotaOptions {
-  readonly url: string;
+  /** A URL, or a target built with its secrets (core/redis-connection.ts); standalone, Sentinel or Cluster. */
+  readonly url: string | RedisTarget;
   /** Key prefix, shared with the worker registry (default fabriek). */
   readonly namespace?: string;
   readonly log: Logger;
@@ -62,8 +63,9 @@ function isReply(x: unknown): x is Reply {
 
 export class RedisQuota implements QuotaLimiter {
   readonly gatewayId = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
-  readonly #redis: Redis;
-  readonly #ns: string;
+  readonly #redis: Redis | Cluster;
+  readonly #target: RedisTarget;
+  readonly #keys: QuotaKeys;
   readonly #log: Logger;
   readonly #now: () => number;
   readonly #heartbeatMs: number;
@@ -82,7 +84,7 @@ export class RedisQuota implements QuotaLimiter {
   #closed = false;
 
   constructor(options: RedisQuotaOptions) {
-    this.#ns = options.namespace ?? 'fabriek';
+    this.#keys = quotaKeys(options.namespace ?? 'fabriek');
     this.#log = options.log;
     this.#now = options.now ?? (() => performance.now());
     this.#heartbeatMs = options.heartbeatMs ?? 1000;
@@ -93,21 +95,24 @@ export class RedisQuota implements QuotaLimiter {
       scope: ' (this gateway enforces its share while the shared quota store is unreachable)',
       now: this.#now,
     });
-    this.#redis = new Redis(options.url, {
+    this.#target = targetOf(options.url);
+    const redisOptions = {
       lazyConnect: true,
       maxRetriesPerRequest: 1,
       // Fail at once while disconnected: the request is then admitted against the local share.
       enableOfflineQueue: false,
       commandTimeout: options.commandTimeoutMs ?? 500,
       retryStrategy: (attempt: number) => Math.min(1_000, 50 * attempt),
-    });
+    };
+    // Every key one script touches shares the hash tag {<namespace>:quota}, so the scripts run on a Cluster too.
+    this.#redis =
+      this.#target.mode === 'cluster'
+        ? createCluster(this.#target, redisOptions.commandTimeout)
+        : createRedis(this.#target, redisOptions);
     this.#redis.on('error', () => {
       // Reported once per outage when the mode changes; ioredis keeps reconnecting.
     });
-    this.#url = redact(options.url);
   }
-
-  readonly #url: string;
 
   /** 'redis' while the shared store answers, 'local' while each gateway enforces its share. */
   get mode(): 'redis' | 'local' {
@@ -131,12 +136,12 @@ export class RedisQuota implements QuotaLimiter {
     this.#timer.unref();
   }
 
-  #key(tenant: string, what: string): string {
-    return `${this.#ns}:quota:${tenant}:${what}`;
+  #key(tenant: string, what: 'requests' | 'items' | 'inflight'): string {
+    return this.#keys.tenant(tenant, what);
   }
 
   get #gatewaysKey(): string {
-    return `${this.#ns}:quota:gateways`;
+    return this.#keys.gateways;
   }
 
   /** Redis failed: local shares from now on, said once per outage (and once at a start without Redis). */
@@ -146,7 +151,7 @@ export class RedisQuota implements QuotaLimiter {
     this.#mode = 'local';
     this.#announced = true;
     this.#log.warn(
-      { redis: this.#url, gateways: this.#gateways, reason: why },
+      { redis: this.#target.display, gateways: this.#gateways, reason: why },
       `shared quotas unavailable: this gateway enforces each tenant's limits ÷ ${this.#gateways} gateway(s) until Redis answers`,
     );
   }
@@ -158,7 +163,7 @@ export class RedisQuota implements QuotaLimiter {
     this.#bounds.clear();
     const again = this.#announced;
     this.#announced = true;
-    this.#log.info({ redis: this.#url, gateways: this.#gateways }, again ? 'shared quotas available again: counting in Redis' : 'shared quotas: counting in Redis');
+    this.#log.info({ redis: this.#target.display, gateways: this.#gateways }, again ? 'shared quotas available again: counting in Redis' : 'shared quotas: counting in Redis');
   }
 
   /** Whether the current mode was logged. */
@@ -173,7 +178,7 @@ export class RedisQuota implements QuotaLimiter {
         if (this.#dirty) await this.#reconcile();
         this.#toRedis();
       } catch (error) {
-        this.#toLocal(error instanceof Error ? error.message : String(error));
+        this.#toLocal(redisError(error, this.#target).message);
       } finally {
         this.#beating = undefined;
       }
@@ -242,7 +247,7 @@ export class RedisQuota implements QuotaLimiter {
         [this.gatewayId, req ? 1000 / req.perSecond : 0, req?.burst ?? 0, itm ? 1000 / itm.perSecond : 0, itm?.burst ?? 0, items, limit ?? 0],
       );
     } catch (error) {
-      this.#toLocal(error instanceof Error ? error.message : String(error));
+      this.#toLocal(redisError(error, this.#target).message);
       return this.#takeLocally(t, items);
     }
     if (!isReply(reply)) throw new Error(`unexpected reply from the quota script: ${JSON.stringify(reply)}`);

@@ -1,8 +1,25 @@
 import { createHash } from 'node:crypto';
-import { type Redis } from 'ioredis';
+import { type Cluster, type Redis } from 'ioredis';
 
 // The Lua scripts of the shared quotas. Each runs atomically in Redis, and
 // times come from Redis (TIME), so gateways' clocks never meet.
+
+/** Names of the quota keys. */
+export interface QuotaKeys {
+  tenant(tenant: string, what: 'requests' | 'items' | 'inflight'): string;
+  readonly gateways: string;
+}
+
+/**
+ * Every quota key carries the hash tag {<namespace>:quota}: a script may only
+ * touch keys of one slot on Redis Cluster, and the acquire script reads the
+ * tenant's keys together with the gateways' lease set. One slot for all
+ * quota keys is the price; they are a few small keys per tenant.
+ */
+export function quotaKeys(namespace = 'fabriek'): QuotaKeys {
+  const tag = `{${namespace}:quota}`;
+  return { tenant: (tenant, what) => `${tag}:${tenant}:${what}`, gateways: `${tag}:gateways` };
+}
 
 /** A script run by its SHA1, loaded again after a Redis restart flushed it (NOSCRIPT). */
 export class LuaScript {
@@ -16,7 +33,7 @@ export class LuaScript {
     this.sha = createHash('sha1').update(source).digest('hex');
   }
 
-  async run(redis: Redis, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+  async run(redis: Redis | Cluster, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
     try {
       return await redis.evalsha(this.sha, this.keyCount, ...keys, ...args);
     } catch (error) {

@@ -2,6 +2,7 @@ import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { QuotaExceededError, type QuotaRelease } from '../../gateway/tenants/quota.js';
 import { RedisQuota } from '../../gateway/tenants/redis-quota.js';
+import { quotaKeys } from '../../gateway/tenants/redis-scripts.js';
 import { NO_QUOTAS, OPEN_TENANT, type Tenant, type TenantQuotas } from '../../gateway/tenants/tenant.js';
 import { waitFor } from '../helpers/processes.js';
 import { type RedisServer, startRedis } from '../helpers/redis-server.js';
@@ -91,10 +92,10 @@ describe('RedisQuota: limits shared by gateways through Redis', () => {
     // A gateway that died holding two requests: its lease has ended, so they no longer count.
     const client = redis.client();
     const u = tenant({ concurrentRequests: 2 });
-    await client.hset(`${ns}:quota:${u.name}:inflight`, 'ghost', 2);
-    await client.zadd(`${ns}:quota:gateways`, 1, 'ghost');
+    await client.hset(quotaKeys(ns).tenant(u.name, 'inflight'), 'ghost', 2);
+    await client.zadd(quotaKeys(ns).gateways, 1, 'ghost');
     expect(await outcome(g1.acquire(u, 1))).toBe('granted');
-    expect(await client.hget(`${ns}:quota:${u.name}:inflight`, 'ghost')).toBeNull();
+    expect(await client.hget(quotaKeys(ns).tenant(u.name, 'inflight'), 'ghost')).toBeNull();
   });
 
   it('answers a refusal that is already certain without asking Redis', async () => {
@@ -150,7 +151,7 @@ describe('RedisQuota: limits shared by gateways through Redis', () => {
     expect(lines.filter((l) => l.msg === 'shared quotas available again: counting in Redis')).toHaveLength(1);
     // The restarted Redis was empty; g1 wrote back the two requests it holds.
     const client = redis.client();
-    await waitFor(async () => (await client.hget(`${ns}:quota:${t.name}:inflight`, g1.gatewayId)) === '2', 10_000, 'in-flight count rewritten');
+    await waitFor(async () => (await client.hget(quotaKeys(ns).tenant(t.name, 'inflight'), g1.gatewayId)) === '2', 10_000, 'in-flight count rewritten');
   });
 });
 

@@ -30,7 +30,7 @@ describe('registry command lines', () => {
     expect(r.stderr).toContain("--workers: expected an integer from 1 to 1024, got '0'");
     const url = await runCli(['serve', '--model-repository', EXAMPLES, '--registry', 'localhost:6379']);
     expect(url.code).toBe(2);
-    expect(url.stderr).toContain("--registry: expected a redis:// or rediss:// URL, got 'localhost:6379'");
+    expect(url.stderr).toContain("--registry: expected a redis://, rediss://, redis-sentinel:// or redis-cluster:// URL, got 'localhost:6379'");
   });
 
   it('a gateway whose registry is down starts anyway and serves with its local workers', async () => {

@@ -1,4 +1,4 @@
-import { Metadata, status as GrpcStatus } from '@grpc/grpc-js';
+import { Metadata, type ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
 import { connect } from 'node:net';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -138,21 +138,24 @@ describe('fabriek serve --tenants', () => {
     expect((await fetch(`${http}/v2`)).status).toBe(200);
   });
 
-  it('gRPC streams: each request is admitted as the stream\'s tenant; refusals come back as error_message', async () => {
+  it('gRPC streams: each request is admitted as the stream\'s tenant; a stream without a key is refused when it opens', async () => {
     const answers = async (metadata: Metadata, n: number): Promise<string[]> => {
       const call = gw.client.raw.modelStreamInfer(metadata);
       const out: string[] = [];
-      const done = new Promise<void>((resolve, reject) => {
+      const done = new Promise<void>((resolve) => {
         call.on('data', (r: { errorMessage: string }) => out.push(r.errorMessage === '' ? 'OK' : r.errorMessage));
         call.on('end', () => resolve());
-        call.on('error', reject);
+        call.on('error', (e: ServiceError) => {
+          out.push(`${GrpcStatus[e.code]}: ${e.details}`);
+          resolve();
+        });
       });
       for (let i = 0; i < n; i++) call.write(identityRequest());
       call.end();
       await done;
       return out;
     };
-    expect(await answers(new Metadata(), 1)).toEqual(["no API key: send the header 'authorization: Bearer KEY'"]);
+    expect(await answers(new Metadata(), 1)).toEqual(["UNAUTHENTICATED: no API key: send the header 'authorization: Bearer KEY'"]);
     const reader = new Metadata();
     reader.set('authorization', `Bearer ${KEYS.reader}`);
     expect(await answers(reader, 2)).toEqual(['OK', 'OK']);

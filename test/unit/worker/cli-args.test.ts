@@ -92,7 +92,7 @@ describe('parseWorkerArgs', () => {
 
   it('standalone: says what is wrong', () => {
     expect(() => parseWorkerArgs(['--registry', 'redis://r:1'])).toThrow('--registry needs --model-repository');
-    expect(() => parseWorkerArgs(['--registry', 'http://r:1', '--model-repository', '/m'])).toThrow('is not a redis:// or rediss:// URL');
+    expect(() => parseWorkerArgs(['--registry', 'http://r:1', '--model-repository', '/m'])).toThrow("--registry: expected a redis://, rediss://, redis-sentinel:// or redis-cluster:// URL, got 'http://r:1'");
     expect(() => parseWorkerArgs(['--listen', 'x:1', '--model-repository', '/m'])).toThrow('--model-repository needs --registry');
     expect(() => parseWorkerArgs(['--registry', 'redis://r:1', '--model-repository', '/m', '--listen', 'unix:/s'])).toThrow(
       '--listen must be HOST:PORT with --registry',
