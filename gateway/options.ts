@@ -228,7 +228,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
     }
   }
   if (registry === undefined && quotaRedis === undefined) {
-    const flags: Record<string, string | undefined> = values;
+    const flags: Readonly<Record<string, string | readonly string[] | undefined>> = values;
     const stray = ['password-file', 'tls-ca', 'tls-cert', 'tls-key'].find((f) => flags[`registry-${f}`] !== undefined);
     if (stray) throw new UsageError(`--registry-${stray} needs --registry, --registry-sentinels or --quota-redis`);
   }
