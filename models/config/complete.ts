@@ -112,6 +112,7 @@ export function completeConfig(input: CompleteConfigInput): CompletedConfig {
     defaultModelFilename: given?.defaultModelFilename ?? '',
     metricTags: { ...given?.metricTags },
     parameters: structuredClone(given?.parameters ?? {}),
+    responseCache: given?.responseCache && { enable: given.responseCache.enable },
   };
   return {
     config,

@@ -74,7 +74,6 @@ const CONFIG_IGNORED: IgnoredFields = {
   sequence_batching: `${NOT_IMPLEMENTED}; requests are scheduled one by one, without sequence state`,
   ensemble_scheduling: NOT_IMPLEMENTED,
   model_warmup: `${NOT_IMPLEMENTED}; no warm-up requests are sent`,
-  response_cache: `${NOT_IMPLEMENTED}; responses are not cached`,
   batch_input: NOT_IMPLEMENTED,
   batch_output: NOT_IMPLEMENTED,
   model_transaction_policy: `${NOT_IMPLEMENTED}; every request gets exactly one response`,
@@ -117,6 +116,7 @@ function modelConfig(r: MessageReader): ModelConfig {
     parameters: Object.fromEntries(
       r.map('parameters', STRING, '', (e) => e.message('value', parameterOf) ?? { stringValue: '' }),
     ),
+    responseCache: r.message('response_cache', (c) => ({ enable: c.scalar('enable', BOOL) ?? false })),
   };
 }
 

@@ -397,6 +397,14 @@ export interface ModelParameter {
   stringValue: string;
 }
 
+/**
+ * Triton's response cache: answers of this model may be kept and served
+ * again for identical requests (the server's --cache-config says where).
+ */
+export interface ModelResponseCache {
+  enable: boolean;
+}
+
 export interface ModelConfig {
   name: string;
   platform: string;
@@ -412,6 +420,7 @@ export interface ModelConfig {
   defaultModelFilename: string;
   metricTags: { [key: string]: string };
   parameters: { [key: string]: ModelParameter };
+  responseCache?: ModelResponseCache | undefined;
 }
 
 export interface ModelConfig_MetricTagsEntry {
@@ -2658,6 +2667,73 @@ export const ModelParameter: MessageFns<ModelParameter> = {
   },
 };
 
+function createBaseModelResponseCache(): ModelResponseCache {
+  return { enable: false };
+}
+
+export const ModelResponseCache: MessageFns<ModelResponseCache> = {
+  encode(message: ModelResponseCache, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.enable !== false) {
+      writer.uint32(8).bool(message.enable);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelResponseCache {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelResponseCache();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.enable = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelResponseCache {
+    return { enable: isSet(object.enable) ? globalThis.Boolean(object.enable) : false };
+  },
+
+  toJSON(message: ModelResponseCache): unknown {
+    const obj: any = {};
+    if (message.enable !== false) {
+      obj.enable = message.enable;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelResponseCache>): ModelResponseCache {
+    return ModelResponseCache.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelResponseCache>): ModelResponseCache {
+    const message = createBaseModelResponseCache();
+    message.enable = object.enable ?? false;
+    return message;
+  },
+};
+
 function createBaseModelConfig(): ModelConfig {
   return {
     name: "",
@@ -2674,6 +2750,7 @@ function createBaseModelConfig(): ModelConfig {
     defaultModelFilename: "",
     metricTags: {},
     parameters: {},
+    responseCache: undefined,
   };
 }
 
@@ -2723,6 +2800,9 @@ export const ModelConfig: MessageFns<ModelConfig> = {
     globalThis.Object.entries(message.parameters).forEach(([key, value]: [string, ModelParameter]) => {
       ModelConfig_ParametersEntry.encode({ key: key as any, value }, writer.uint32(114).fork()).join();
     });
+    if (message.responseCache !== undefined) {
+      ModelResponseCache.encode(message.responseCache, writer.uint32(194).fork()).join();
+    }
     return writer;
   },
 
@@ -2860,6 +2940,14 @@ export const ModelConfig: MessageFns<ModelConfig> = {
             }
             continue;
           }
+          case 24: {
+            if (tag !== 194) {
+              break;
+            }
+
+            message.responseCache = ModelResponseCache.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2947,6 +3035,11 @@ export const ModelConfig: MessageFns<ModelConfig> = {
           {},
         )
         : {},
+      responseCache: isSet(object.responseCache)
+        ? ModelResponseCache.fromJSON(object.responseCache)
+        : isSet(object.response_cache)
+        ? ModelResponseCache.fromJSON(object.response_cache)
+        : undefined,
     };
   },
 
@@ -3006,6 +3099,9 @@ export const ModelConfig: MessageFns<ModelConfig> = {
         });
       }
     }
+    if (message.responseCache !== undefined) {
+      obj.responseCache = ModelResponseCache.toJSON(message.responseCache);
+    }
     return obj;
   },
 
@@ -3058,6 +3154,9 @@ export const ModelConfig: MessageFns<ModelConfig> = {
       },
       {},
     );
+    message.responseCache = (object.responseCache !== undefined && object.responseCache !== null)
+      ? ModelResponseCache.fromPartial(object.responseCache)
+      : undefined;
     return message;
   },
 };
