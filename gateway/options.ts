@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { type ListenerTlsFiles, type WorkerTlsFiles, workerTlsFromFlags } from '../core/tls.js';
+import { type CacheConfig, CacheConfigError, parseCacheConfig } from './cache/cache-config.js';
 
 /** Everything `fabriek serve` can be told. Flag names follow tritonserver's where one exists. */
 export interface ServeOptions {
@@ -41,6 +42,8 @@ export interface ServeOptions {
   readonly gatewayCountHint: number;
   /** A worker silent this long (no answer to pings) is lost; 0 = no liveness check. */
   readonly workerPingTimeoutMs: number;
+  /** The response cache (tritonserver's --cache-config); undefined = none. */
+  readonly cache: CacheConfig | undefined;
 }
 
 export class UsageError extends Error {
@@ -98,6 +101,14 @@ export const SERVE_USAGE = `Usage: fabriek serve --model-repository DIR [options
                               gateway's pings (sent every min(N/3, 1000) ms), for N ms is lost: its
                               calls are retried elsewhere, a local one is killed and restarted
                               (default 3000; 0 = off, else 100 to 600000)
+  --cache-config CACHE,KEY=VALUE
+                              response cache for models with response_cache { enable: true }, as
+                              tritonserver's flag (repeatable; several KEY=VALUE in one flag too):
+                              local,size=BYTES[,max_entry_bytes=N]   in-process LRU bounded by bytes
+                              redis,host=H,port=P[,user=U,password=P,db=N,connect_timeout=MS,
+                              socket_timeout=MS,ttl=SECONDS,max_entry_bytes=N,namespace=NAME]
+                              shared by every gateway on that Redis (default ttl 3600, entries up to
+                              1 MiB); when Redis fails, requests are served uncached
 
 TLS (PEM files; the gRPC flags are tritonserver's, the HTTP ones Fabriek's and also cover metrics):
   --grpc-use-ssl BOOL         serve gRPC over TLS (default false)
@@ -162,6 +173,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
         'audit-log': { type: 'string' },
         'gateway-count-hint': { type: 'string' },
         'worker-ping-timeout-ms': { type: 'string' },
+        'cache-config': { type: 'string', multiple: true },
       },
     }));
   } catch (error) {
@@ -217,7 +229,17 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
     auditLog: nonEmpty('audit-log', values['audit-log']),
     gatewayCountHint: integer('gateway-count-hint', values['gateway-count-hint'], 1, 1, 10_000),
     workerPingTimeoutMs: pingTimeout(values['worker-ping-timeout-ms']),
+    cache: cacheConfig(values['cache-config'] ?? []),
   };
+}
+
+function cacheConfig(flags: readonly string[]): CacheConfig | undefined {
+  try {
+    return parseCacheConfig(flags);
+  } catch (error) {
+    if (error instanceof CacheConfigError) throw new UsageError(error.message);
+    throw error;
+  }
 }
 
 /** 0 (off) or 100 ms to 10 min: below 100 ms a busy machine's scheduling hiccups would count as dead workers. */
@@ -232,8 +254,11 @@ function pingTimeout(raw: string | undefined): number {
  * implies TLS. Certificate flags without TLS turned on are refused rather
  * than ignored, so a typo cannot leave a port in plaintext unnoticed.
  */
-function listenerTls(prefix: 'grpc' | 'http', values: Readonly<Record<string, string | undefined>>): ListenerTlsFiles | undefined {
-  const flag = (name: string): string | undefined => values[`${prefix}-${name}`];
+function listenerTls(prefix: 'grpc' | 'http', values: Readonly<Record<string, string | readonly string[] | undefined>>): ListenerTlsFiles | undefined {
+  const flag = (name: string): string | undefined => {
+    const v = values[`${prefix}-${name}`];
+    return typeof v === 'string' ? v : undefined;
+  };
   const mutual = boolean(`${prefix}-use-ssl-mutual`, flag('use-ssl-mutual'), false);
   const use = boolean(`${prefix}-use-ssl`, flag('use-ssl'), false) || mutual;
   const file = (name: string): { flag: string; path: string } | undefined => {

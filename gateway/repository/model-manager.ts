@@ -11,6 +11,7 @@ import { Dispatcher } from '../scheduling/dispatcher.js';
 import { DirectScheduler } from '../scheduling/direct-scheduler.js';
 import { InstanceSlots } from '../scheduling/instance-slots.js';
 import { type WorkerConnection } from '../scheduling/worker-connection.js';
+import { type ResponseCache } from '../cache/response-cache.js';
 import { type MetricsRegistry } from '../metrics/registry.js';
 import { ModelVersionStatistics } from '../stats/model-statistics.js';
 import { drainScheduler, type LoadParameters, prepareLoad, removeUpload, versionsOf } from './model-loader.js';
@@ -26,6 +27,8 @@ export interface ModelManagerOptions {
   readonly maxQueueSize: number;
   /** Prometheus metrics; every loaded version gets a sink. */
   readonly metrics?: MetricsRegistry;
+  /** The response cache (--cache-config); undefined = none, models with response_cache run uncached. */
+  readonly responseCache?: ResponseCache;
 }
 
 /**
@@ -67,6 +70,11 @@ export class ModelManager {
 
   constructor(options: ModelManagerOptions) {
     this.#options = options;
+  }
+
+  /** The server's response cache, for the inference pipeline. */
+  get responseCache(): ResponseCache | undefined {
+    return this.#options.responseCache;
   }
 
   /** Reads the repository; throws when the repository itself is unusable. */
