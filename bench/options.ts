@@ -26,6 +26,8 @@ Server and model:
   --model-repository DIR         without -u: start 'fabriek serve' on DIR (free loopback ports) and measure it;
                                  also where --baseline raw-ort finds the ONNX file
   --model-file PATH              the ONNX file for --baseline raw-ort
+  --cache-config CACHE,K=V       with --model-repository: the started server's response cache (repeatable;
+                                 fabriek serve's flag, e.g. local,size=1048576)
 Load:
   --concurrency-range S[:E[:STEP]]   closed loop at S, S+STEP, … E clients (default 1)
   --request-rate-range S[:E[:STEP]]  open loop at S … E requests/s instead
@@ -67,6 +69,7 @@ const OPTIONS = {
   header: { type: 'string', short: 'H', multiple: true },
   'model-repository': { type: 'string' },
   'model-file': { type: 'string' },
+  'cache-config': { type: 'string', multiple: true },
   'concurrency-range': { type: 'string' },
   'request-rate-range': { type: 'string' },
   'request-distribution': { type: 'string', default: 'constant' },
@@ -177,6 +180,9 @@ export function parsePerfArgs(argv: readonly string[]): PerfOptions | { help: tr
   }
   const seed = number('seed', values.seed, { min: 0, integer: true });
   const url = values.url;
+  if (values['cache-config'] !== undefined && (values['model-repository'] === undefined || url !== undefined)) {
+    throw new UsageError('--cache-config configures the server the bench starts: give --model-repository and no -u');
+  }
   if (url !== undefined && protocol === 'grpc' && /^https?:\/\//.test(url)) throw new UsageError(`-u ${url} is an HTTP URL; add -i http, or give host:port for gRPC`);
   return {
     model,
@@ -186,6 +192,7 @@ export function parsePerfArgs(argv: readonly string[]): PerfOptions | { help: tr
     headers: parseHeaders(values.header ?? []),
     ...(values['model-repository'] !== undefined ? { modelRepository: values['model-repository'] } : {}),
     ...(values['model-file'] !== undefined ? { modelFile: values['model-file'] } : {}),
+    ...(values['cache-config'] !== undefined ? { serveArgs: values['cache-config'].flatMap((c) => ['--cache-config', c]) } : {}),
     levels,
     batchSize: number('batch-size', values['batch-size'], { min: 1, integer: true }),
     shapes,

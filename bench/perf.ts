@@ -36,6 +36,8 @@ export interface PerfOptions {
   readonly modelRepository?: string;
   /** The ONNX file for --baseline raw-ort (default: <repository>/<model>/<latest version>/model.onnx). */
   readonly modelFile?: string;
+  /** Extra `fabriek serve` flags for the server the bench starts (--cache-config). */
+  readonly serveArgs?: readonly string[];
   readonly levels: readonly LoadLevel[];
   readonly batchSize: number;
   readonly shapes: ReadonlyMap<string, readonly number[]>;
@@ -97,7 +99,7 @@ export async function runPerf(o: PerfOptions, log: (line: string) => void): Prom
   let url = o.url;
   if (url === undefined && o.modelRepository !== undefined) {
     log(`starting fabriek serve on ${o.modelRepository}…`);
-    own = await startGateway(o.modelRepository);
+    own = await startGateway(o.modelRepository, o.serveArgs ?? []);
     url = o.protocol === 'http' ? httpUrlOf(own) : own.address;
   }
   url ??= o.protocol === 'http' ? 'http://localhost:8000' : 'localhost:8001';

@@ -79,15 +79,17 @@ function stamped(base: readonly InferInput[], seq: number): InferInput[] {
 
 /**
  * Request n's inputs for a cache hit ratio: one of HOT_SETS sets with
- * probability `ratio`, else `base` stamped with n (never repeated within
- * 2^24 requests).
+ * probability `ratio`, else `base` stamped with the next fresh number
+ * (never repeated within 2^24 requests, across load levels too).
  */
 export function hitRatioInputs(sets: readonly (readonly InferInput[])[], ratio: number, seed: number): (seq: number) => readonly InferInput[] {
   if (!(ratio >= 0 && ratio <= 1)) throw new InputDataError(`--cache-hit-ratio: expected a number from 0 to 1, got ${ratio}`);
   const base = sets[0] ?? [];
   // Hot sets take the last HOT_SETS request numbers, which fresh requests never use.
   const hot = Array.from({ length: HOT_SETS }, (_, i) => stamped(base, 2 ** 24 - 1 - i));
-  return (seq) => (draw(seed, seq) < ratio ? (hot[seq % HOT_SETS] as InferInput[]) : stamped(base, seq % (2 ** 24 - HOT_SETS)));
+  // Fresh inputs count on their own: load levels restart `seq`, and an input of an earlier level must not hit.
+  let fresh = 0;
+  return (seq) => (draw(seed, seq) < ratio ? (hot[seq % HOT_SETS] as InferInput[]) : stamped(base, fresh++ % (2 ** 24 - HOT_SETS)));
 }
 
 export class InputDataError extends Error {

@@ -104,6 +104,12 @@ describe('--cache-hit-ratio input mix', () => {
     expect([...counts.values()].filter((c) => c > 1).length).toBe(HOT_SETS);
   });
 
+  it('never repeats a fresh input when seq starts again (the next load level)', () => {
+    const plan = planInputs(addSub, 8, { batchSize: 1, data: { kind: 'zero' }, cacheHitRatio: 0 });
+    const keys = [0, 1, 2, 0, 1, 2].map((seq) => keyOf(plan.inputsFor?.(seq) ?? []));
+    expect(new Set(keys).size).toBe(6);
+  });
+
   it('is the same sequence every time, and works from zero data too', () => {
     expect(mix(0.3, 200)).toEqual(mix(0.3, 200));
     expect(repeats(mix(0, 1000, 'zero'))).toBe(0);
