@@ -31,6 +31,8 @@ function text(h: Hash, s: string): void {
 export interface CacheKeyParts {
   readonly model: string;
   readonly version: number;
+  /** The served config's digest (cachePolicyOf): a reloaded model with another config gets other keys. */
+  readonly config: string;
   /** The tenant's name; undefined when the model's answers may be shared across tenants. */
   readonly tenant: string | undefined;
   readonly inputs: readonly Tensor[];
@@ -48,6 +50,7 @@ export function responseCacheKey(p: CacheKeyParts): string {
   text(h, DOMAIN);
   text(h, p.model);
   f64(h, p.version);
+  text(h, p.config);
   if (p.tenant === undefined) u32(h, 0);
   else {
     u32(h, 1);

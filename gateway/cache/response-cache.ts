@@ -35,6 +35,7 @@ export class ResponseCache {
     const key = responseCacheKey({
       model,
       version,
+      config: policy.configDigest,
       tenant: policy.sharedAcrossTenants ? undefined : tenant,
       inputs: request.inputs,
       outputs: request.outputs,

@@ -12,6 +12,7 @@ const f32 = (name: string, values: number[], shape: number[] = [1, values.length
 const base: CacheKeyParts = {
   model: 'mlp',
   version: 1,
+  config: 'digest-a',
   tenant: 'alice',
   inputs: [f32('INPUT0', [1, 2, 3, 4]), f32('INPUT1', [5, 6])],
   outputs: ['OUTPUT0'],
@@ -35,6 +36,7 @@ describe('responseCacheKey', () => {
   const changes: [string, CacheKeyParts][] = [
     ['model', { ...base, model: 'mlp2' }],
     ['version', { ...base, version: 2 }],
+    ['the served config', { ...base, config: 'digest-b' }],
     ['tenant', { ...base, tenant: 'bob' }],
     ['tenant left out (shared)', { ...base, tenant: undefined }],
     ['an input name', { ...base, inputs: [f32('INPUTX', [1, 2, 3, 4]), f32('INPUT1', [5, 6])] }],
