@@ -6,6 +6,7 @@ import { hashKey } from '../../gateway/tenants/key-hash.js';
 import { type GatewayProcess, startGateway } from '../helpers/gateway-process.js';
 import { sampleValue } from '../helpers/metrics-text.js';
 import { waitFor } from '../helpers/processes.js';
+import { freePort } from '../../bench/fault/redis-process.js';
 import { type RedisServer, startRedis } from '../helpers/redis-server.js';
 import { cacheCounts, cacheRepository, mlpRequest } from '../helpers/cache-repository.js';
 
@@ -113,5 +114,19 @@ describe('response cache in Redis, shared by two gateways, per tenant', () => {
       'caching to resume after Redis restarted',
     );
     expect(gw1.stderr()).toContain('response cache: Redis answers again; caching resumed');
+  });
+
+  it('a gateway whose Redis is not there at start serves uncached, says so once and counts it', async () => {
+    const port = await freePort();
+    const gw = await startGateway(['--model-repository', repo, '--workers', '1', '--log-level', 'warn', '--cache-config', `redis,host=127.0.0.1,port=${port}`]);
+    try {
+      for (let i = 0; i < 2; i++) await gw.client.modelInfer(mlpRequest('mlp_cached', 1));
+      const s = cacheCounts((await gw.client.modelStatistics('mlp_cached')).modelStats[0]);
+      expect(s).toMatchObject({ success: 2, hits: 0, executions: 2 });
+      expect(gw.stderr().split('response cache: Redis failed').length - 1).toBe(1);
+      expect(sampleValue(await metricsOf(gw), 'fabriek_response_cache_errors_total{cache="redis",op="get"}')).toBe(2);
+    } finally {
+      expect(await gw.stop()).toBe(0);
+    }
   });
 });
