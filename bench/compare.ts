@@ -49,6 +49,9 @@ export function compareRuns(a: RunRecord, b: RunRecord, thresholdPercent = 10): 
     }
     changes.push(change(key, 'infer/s', x.inferPerSecond, y.inferPerSecond, 'higher', thresholdPercent));
     changes.push(change(key, 'p99 µs', x.latency.p99Us, y.latency.p99Us, 'lower', thresholdPercent));
+    if (x.serverCpuUsPerRequest !== undefined && y.serverCpuUsPerRequest !== undefined) {
+      changes.push(change(key, 'server CPU µs/req', x.serverCpuUsPerRequest, y.serverCpuUsPerRequest, 'lower', thresholdPercent));
+    }
     // Failures where there were none are a regression whatever their number.
     const moreErrors = x.errorCount === 0 ? y.errorCount > 0 : y.errorCount > x.errorCount * (1 + thresholdPercent / 100);
     changes.push({ ...change(key, 'errors', x.errorCount, y.errorCount, 'lower', thresholdPercent), regression: moreErrors });

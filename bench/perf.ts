@@ -11,7 +11,7 @@ import { withCacheOff } from './baselines/cache-off.js';
 import { spawnEchoServer } from './baselines/grpc-echo.js';
 import { type RawOrtLevel, rawOrtBaseline } from './baselines/raw-ort.js';
 import { type RunRecord, describeRun, runInfo, saveRun } from './history.js';
-import { type ChildServer, httpUrlOf, startGateway } from './load/child-server.js';
+import { type ChildServer, disturbedNote, httpUrlOf, startGateway } from './load/child-server.js';
 import { HOT_SETS, type InputDataSource, type InputPlan, planInputs } from './load/input-data.js';
 import { type LevelResult, type LoadLevel, inferSender, runLevel } from './load/level.js';
 import { cacheHitRate, readModelStats } from './load/server-stats.js';
@@ -250,8 +250,9 @@ export async function runPerf(o: PerfOptions, log: (line: string) => void): Prom
 
 export function summaryLine(label: string, r: LevelResult): string {
   const errors = r.errorCount > 0 ? `, ${r.errorCount} errors (${Object.keys(r.errors).join(', ')})` : '';
-  const cpu = r.cpu && r.cpu.other > 0.15 ? `, DISTURBED: other processes used ${r.cpu.other.toFixed(2)} cores` : '';
-  return `  ${label}: ${r.inferPerSecond.toFixed(0)} infer/s, p50 ${(r.latency.p50Us / 1000).toFixed(2)} ms, p99 ${(r.latency.p99Us / 1000).toFixed(2)} ms${r.server ? `, avg batch ${r.server.avgBatchSize.toFixed(1)}` : ''}${r.server && r.server.cacheHits + r.server.cacheMisses > 0 ? `, cache hits ${(100 * cacheHitRate(r.server)).toFixed(1)} %` : ''}${errors}${r.stable ? '' : `, not stable after ${r.trials} windows`}${cpu}`;
+  const cpu = disturbedNote(r.cpu);
+  const perRequest = r.serverCpuUsPerRequest !== undefined ? `, server CPU ${r.serverCpuUsPerRequest.toFixed(0)} µs/req` : '';
+  return `  ${label}: ${r.inferPerSecond.toFixed(0)} infer/s, p50 ${(r.latency.p50Us / 1000).toFixed(2)} ms, p99 ${(r.latency.p99Us / 1000).toFixed(2)} ms${r.server ? `, avg batch ${r.server.avgBatchSize.toFixed(1)}` : ''}${perRequest}${r.server && r.server.cacheHits + r.server.cacheMisses > 0 ? `, cache hits ${(100 * cacheHitRate(r.server)).toFixed(1)} %` : ''}${errors}${r.stable ? '' : `, not stable after ${r.trials} windows`}${cpu}`;
 }
 
 export function chartOf(levels: readonly LevelResult[], title: string): string {

@@ -5,6 +5,8 @@
 //       payload, raw ONNX Runtime's best batch), and against batching off
 //   P3  identity_fp32 at c=1: p50 added over grpc-echo
 //   P4  mlp_large in open loop (Poisson) at 70 % of P2's throughput: p99
+//   P5  identity_fp32 at c=64: server CPU per request (gateway + workers,
+//       from /proc) as a multiple of grpc-echo's (issue #12: ≤ 2×)
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,7 +25,7 @@ import { readModelStats } from './load/server-stats.js';
 import { chartOf, summaryLine } from './perf.js';
 import { toCsv } from './report/csv.js';
 import { mdTable, num, percent, ratio, textTable } from './report/format.js';
-import { ECHO_SERIES, OFF_SERIES, SERVER_SERIES, levelTable, loadLabel, rawOrtTable } from './report/levels-table.js';
+import { cpuRatio, ECHO_SERIES, OFF_SERIES, SERVER_SERIES, levelTable, loadLabel, rawOrtTable } from './report/levels-table.js';
 import { Progress } from './report/progress.js';
 
 const IDENTITY = 'identity_fp32';
@@ -217,6 +219,13 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteOutcome> {
       { id: 'P2-off', label: `${MLP} c=${o.concurrency} batching on ÷ off`, value: off ? gMlp.inferPerSecond / off.inferPerSecond : NaN, unit: '×', better: 'higher' },
       { id: 'P3', label: `${IDENTITY} c=1 p50 added over grpc-echo`, value: g1.latency.p50Us - echo1.latency.p50Us, unit: 'µs', better: 'lower' },
       { id: 'P4', label: `${MLP} open loop (Poisson) at ${OPEN_LOOP_SHARE * 100} % of capacity: p99`, value: (open?.latency.p99Us ?? NaN) / 1000, unit: 'ms', better: 'lower' },
+      {
+        id: 'P5',
+        label: `${IDENTITY} c=${o.concurrency} server CPU per request as × grpc-echo's`,
+        value: (gN.serverCpuUsPerRequest ?? NaN) / (echoN.serverCpuUsPerRequest ?? NaN),
+        unit: '×',
+        better: 'lower',
+      },
     ];
     const pHeaders = ['', 'what', 'Fabriek', 'baseline (same run)', 'result', 'target'];
     const pRows = [
@@ -237,6 +246,14 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteOutcome> {
           `closed loop c=${o.concurrency}: p99 ${num(gMlp.latency.p99Us / 1000, 2)} ms`,
           open ? `**p99 ${num(open.latency.p99Us / 1000, 2)} ms**${open.errorCount > 0 ? `, ${open.errorCount} errors` : ''}` : '–',
           '–',
+        ],
+        [
+          'P5',
+          `${IDENTITY}, c=${o.concurrency}, server CPU per request (process tree, /proc)`,
+          `${num(gN.serverCpuUsPerRequest ?? NaN)} µs`,
+          `grpc-echo ${num(echoN.serverCpuUsPerRequest ?? NaN)} µs`,
+          `**${cpuRatio(gN, echoN)}** grpc-echo's`,
+          '≤ 2×',
         ],
     ];
     const pTable = mdTable(pHeaders, pRows, 2);

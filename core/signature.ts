@@ -16,6 +16,13 @@ export interface TensorSignature {
    */
   readonly dimNames: readonly string[];
   readonly optional: boolean;
+  /**
+   * The shape the model itself takes (per batch item when the model batches),
+   * when it differs from `dims`: Triton's `reshape`. Requests are checked
+   * against `dims`, then handed to the model in this shape; outputs come back
+   * in `dims`.
+   */
+  readonly reshape?: readonly number[];
 }
 
 export interface ModelSignature {

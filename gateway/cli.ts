@@ -17,6 +17,8 @@ Usage:
                                                    (see fabriek worker --help)
   fabriek bench -m MODEL [options] | suite | compare A B   benchmarks (see fabriek bench --help)
   fabriek tenants <hash-key|new-key|check> …       API key hashes and tenants files (see fabriek tenants --help)
+  fabriek top [--metrics-url URL] [--once]         live view of a gateway: models, rates, latency, tenants
+                                                   (see fabriek top --help)
   fabriek --version
 
 ${SERVE_USAGE}`;
@@ -78,6 +80,19 @@ async function main(argv: readonly string[]): Promise<void> {
   if (command === 'tenants') {
     const { runTenantsCli } = await import('./tenants/tenants-cli.js');
     process.exitCode = await runTenantsCli(rest, (s) => process.stdout.write(s), (s) => process.stderr.write(s));
+    return;
+  }
+  if (command === 'top') {
+    const { parseTopOptions, runTop, TOP_USAGE } = await import('./top/top-cli.js');
+    if (rest.includes('--help') || rest.includes('-h')) {
+      process.stdout.write(TOP_USAGE);
+      return;
+    }
+    const options = parseTopOptions(rest, (message) => new UsageError(message));
+    const stop = new AbortController();
+    process.once('SIGINT', () => stop.abort());
+    process.once('SIGTERM', () => stop.abort());
+    process.exitCode = await runTop(options, (s) => process.stdout.write(s), process.stdout.isTTY === true, stop.signal);
     return;
   }
   if (command === 'worker') {

@@ -27,6 +27,7 @@ import { type ServeOptions } from './options.js';
 import { redact, RegistryWatcher } from './registry/registry-watcher.js';
 import { RemoteWorkers } from './registry/remote-workers.js';
 import { ModelManager } from './repository/model-manager.js';
+import { RepositoryPoller } from './repository/repository-poller.js';
 import { WorkerSupervisor } from './scheduling/worker-supervisor.js';
 import { AuditLog } from './tenants/audit-log.js';
 import { Authenticator } from './tenants/authenticator.js';
@@ -203,12 +204,18 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     log,
     defaultMaxBatchSize: options.defaultMaxBatchSize,
     maxQueueSize: options.maxQueueSize,
+    control: options.modelControl,
     ...(metrics ? { metrics } : {}),
     ...(responseCache ? { responseCache } : {}),
   });
   metrics?.setPendingProvider(() =>
     models.list().flatMap((v) => (v.serving ? [{ model: v.name, version: String(v.version), pending: v.serving.scheduler.pending }] : [])),
   );
+  const control = options.modelControl;
+  const poller =
+    control.mode === 'poll' ? new RepositoryPoller({ directory: repository, intervalMs: control.pollSecs * 1000, models: models.polled, log }) : undefined;
+  // Before the scan: a change made while the models load is seen by the first poll.
+  await poller?.baseline();
   await models.scan();
 
   const gpus = options.gpus ?? detectGpus();
@@ -235,6 +242,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   });
   await supervisor.start();
   await models.loadAll();
+  poller?.start();
   if (!responseCache) {
     const wanting = models.list().filter((v) => v.serving && cachePolicyOf(v.serving.config).enabled);
     if (wanting.length > 0) log.warn({ models: wanting.map((v) => v.key) }, 'response_cache is enabled in these models but the server has no --cache-config: they run uncached');
@@ -327,6 +335,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     shuttingDown ??= (async () => {
       process.off('SIGHUP', onHangup);
       draining = true;
+      await poller?.stop();
       if (options.drainGraceSecs > 0) {
         // Not ready, but still serving: load balancers see readiness drop and move away.
         log.info({ drainGraceSecs: options.drainGraceSecs }, 'shutting down: not ready; still accepting requests during the drain grace');

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { type ListenerTlsFiles, type WorkerTlsFiles, workerTlsFromFlags } from '../core/tls.js';
+import { type ModelControl, modelControlOf } from './repository/control-mode.js';
 import { type CacheConfig, CacheConfigError, parseCacheConfig } from './cache/cache-config.js';
 
 /** Everything `fabriek serve` can be told. Flag names follow tritonserver's where one exists. */
@@ -42,6 +43,8 @@ export interface ServeOptions {
   readonly gatewayCountHint: number;
   /** A worker silent this long (no answer to pings) is lost; 0 = no liveness check. */
   readonly workerPingTimeoutMs: number;
+  /** --model-control-mode, --load-model, --repository-poll-secs. */
+  readonly modelControl: ModelControl;
   /** The response cache (tritonserver's --cache-config); undefined = none. */
   readonly cache: CacheConfig | undefined;
 }
@@ -101,6 +104,11 @@ export const SERVE_USAGE = `Usage: fabriek serve --model-repository DIR [options
                               gateway's pings (sent every min(N/3, 1000) ms), for N ms is lost: its
                               calls are retried elsewhere, a local one is killed and restarted
                               (default 3000; 0 = off, else 100 to 600000)
+  --model-control-mode MODE   none (load every model at start; default), explicit (load only
+                              --load-model ones; the rest through the repository API) or poll
+                              (load every model, then follow the repository on disk)
+  --load-model NAME           with explicit: a model to load at start (repeatable; '*' = all)
+  --repository-poll-secs N    with poll: seconds between rescans of the repository (default 15)
   --cache-config CACHE,KEY=VALUE
                               response cache for models with response_cache { enable: true }, as
                               tritonserver's flag (repeatable; several KEY=VALUE in one flag too):
@@ -173,6 +181,9 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
         'audit-log': { type: 'string' },
         'gateway-count-hint': { type: 'string' },
         'worker-ping-timeout-ms': { type: 'string' },
+        'model-control-mode': { type: 'string' },
+        'load-model': { type: 'string', multiple: true },
+        'repository-poll-secs': { type: 'string' },
         'cache-config': { type: 'string', multiple: true },
       },
     }));
@@ -229,6 +240,10 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
     auditLog: nonEmpty('audit-log', values['audit-log']),
     gatewayCountHint: integer('gateway-count-hint', values['gateway-count-hint'], 1, 1, 10_000),
     workerPingTimeoutMs: pingTimeout(values['worker-ping-timeout-ms']),
+    modelControl: modelControlOf(
+      { mode: values['model-control-mode'], loadModel: values['load-model'], pollSecs: values['repository-poll-secs'] },
+      (message) => new UsageError(message),
+    ),
     cache: cacheConfig(values['cache-config'] ?? []),
   };
 }
@@ -256,8 +271,8 @@ function pingTimeout(raw: string | undefined): number {
  */
 function listenerTls(prefix: 'grpc' | 'http', values: Readonly<Record<string, string | readonly string[] | undefined>>): ListenerTlsFiles | undefined {
   const flag = (name: string): string | undefined => {
-    const v = values[`${prefix}-${name}`];
-    return typeof v === 'string' ? v : undefined;
+    const value = values[`${prefix}-${name}`];
+    return typeof value === 'string' ? value : undefined;
   };
   const mutual = boolean(`${prefix}-use-ssl-mutual`, flag('use-ssl-mutual'), false);
   const use = boolean(`${prefix}-use-ssl`, flag('use-ssl'), false) || mutual;

@@ -43,6 +43,12 @@ export interface LevelResult {
   /** ModelStatistics delta over the merged windows; absent when the server gives none. */
   readonly server?: ServerStatsDelta;
   readonly cpu?: CpuShare;
+  /**
+   * CPU time of the server's process tree per answered request, in µs, over
+   * the merged windows (from /proc). Steadier than req/s on a shared machine:
+   * neighbours slow the server down but hardly change what a request costs it.
+   */
+  readonly serverCpuUsPerRequest?: number;
   /** Open loop: how late sends left against the schedule. */
   readonly sendLag?: LatencySummary;
   readonly windows: readonly WindowResult[];
@@ -131,6 +137,7 @@ export async function runLevel(level: LoadLevel, o: LevelRunOptions): Promise<Le
     ...(measured.firstError !== undefined ? { firstError: measured.firstError } : {}),
     ...(server !== undefined ? { server } : {}),
     ...(a && b ? { cpu: cpuShare(a, b) } : {}),
+    ...(a && b && o.serverPid !== undefined && measured.requests > 0 ? { serverCpuUsPerRequest: ((b.server - a.server) * 1e6) / measured.requests } : {}),
     ...('sendLag' in measured ? { sendLag: (measured as { sendLag: LatencySummary }).sendLag } : {}),
     windows: measured.trials,
   };

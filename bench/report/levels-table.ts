@@ -33,6 +33,9 @@ export function rawOrtFor(l: LevelResult, raw: readonly RawOrtLevel[] | undefine
   return { at: fit?.rowsPerSecond ?? NaN, batch: fit?.batchSize ?? NaN, best: Math.max(...raw.map((r) => r.rowsPerSecond)) };
 }
 
+/** Server CPU per request of `l` as a multiple of the baseline's, e.g. "2.10×"; "–" when either is unknown. */
+export const cpuRatio = (l: LevelResult, base: LevelResult): string => ratio(l.serverCpuUsPerRequest ?? NaN, base.serverCpuUsPerRequest ?? NaN);
+
 export function levelTable(levels: readonly LevelResult[], o: TableOptions = {}): { headers: string[]; rows: string[][] } {
   const hasEcho = levels.some((l) => l.series === ECHO_SERIES);
   const hasOff = levels.some((l) => l.series === OFF_SERIES);
@@ -43,8 +46,8 @@ export function levelTable(levels: readonly LevelResult[], o: TableOptions = {})
   if (o.percentile !== undefined) headers.push(`p${o.percentile} ms`);
   headers.push('errors');
   if (o.sloMs !== undefined) headers.push(`goodput ≤${o.sloMs} ms`);
-  headers.push('queue ms', 'compute ms', 'avg batch', 'CPU client+server+other', 'stable');
-  if (hasEcho) headers.push('vs grpc-echo', 'p50 added µs');
+  headers.push('queue ms', 'compute ms', 'avg batch', 'CPU client+server+other', 'server CPU µs/req', 'stable');
+  if (hasEcho) headers.push('vs grpc-echo', 'p50 added µs', 'CPU/req × grpc-echo');
   if (hasOff) headers.push('vs batching off');
   if (hasCache) headers.push('cache hits');
   if (hasCacheOff) headers.push('vs cache off');
@@ -56,11 +59,17 @@ export function levelTable(levels: readonly LevelResult[], o: TableOptions = {})
     if (o.percentile !== undefined) row.push(ms(l.latency.pxUs ?? NaN));
     row.push(errorText(l.errors));
     if (o.sloMs !== undefined) row.push(num(l.goodputPerSecond));
-    row.push(ms(s?.queueUs ?? NaN), ms(compute), num(s?.avgBatchSize ?? NaN, 1), l.cpu ? `${num(l.cpu.client, 2)}+${num(l.cpu.server, 2)}+${num(l.cpu.other, 2)}` : '–', l.stable ? 'yes' : `no (${l.trials})`);
+    row.push(ms(s?.queueUs ?? NaN), ms(compute), num(s?.avgBatchSize ?? NaN, 1), l.cpu ? `${num(l.cpu.client, 2)}+${num(l.cpu.server, 2)}+${num(l.cpu.other, 2)}` : '–', num(l.serverCpuUsPerRequest ?? NaN), l.stable ? 'yes' : `no (${l.trials})`);
     const main = l.series !== ECHO_SERIES && l.series !== OFF_SERIES && l.series !== CACHE_OFF_SERIES;
     const echo = levels.find((x) => x.series === ECHO_SERIES && sameLoad(x, l));
     const off = levels.find((x) => x.series === OFF_SERIES && sameLoad(x, l));
-    if (hasEcho) row.push(main && echo ? percent(l.inferPerSecond, echo.inferPerSecond) : '', main && echo ? num(l.latency.p50Us - echo.latency.p50Us) : '');
+    if (hasEcho) {
+      row.push(
+        main && echo ? percent(l.inferPerSecond, echo.inferPerSecond) : '',
+        main && echo ? num(l.latency.p50Us - echo.latency.p50Us) : '',
+        main && echo ? cpuRatio(l, echo) : '',
+      );
+    }
     if (hasOff) row.push(main && off ? ratio(l.inferPerSecond, off.inferPerSecond) : '');
     if (hasCache) row.push(s && s.cacheHits + s.cacheMisses > 0 ? `${num(100 * cacheHitRate(s), 1)} %` : '');
     const cacheOff = levels.find((x) => x.series === CACHE_OFF_SERIES && sameLoad(x, l));

@@ -9,6 +9,7 @@ import { OPEN_TENANT, tenantPriority } from '../tenants/tenant.js';
 import { type Admission, type CallNote } from './admission.js';
 import { type InferRequest, type InferResult } from './infer-request.js';
 import { logRequest, requestIdOf } from './request-log.js';
+import { toClientShapes, toModelShapes } from './reshape.js';
 import { schedulingParameters } from './request-parameters.js';
 
 /** How a request is traced and admitted; every field optional (tests run the bare pipeline). */
@@ -85,7 +86,7 @@ async function inferOnce(
         return { modelName: version.name, modelVersion: String(version.version), id: request.id, outputs: hit };
       }
       result = await serving.scheduler.enqueue({
-        inputs: request.inputs,
+        inputs: toModelShapes(serving.signature, request.inputs),
         outputs: request.outputs,
         signal: context.signal,
         deadline: context.deadline,
@@ -108,7 +109,7 @@ async function inferOnce(
     const share = result.batchRows ? Math.max(1, batchSize) / result.batchRows : 1;
     note.computeNs = (e.computeInputNs + e.computeInferNs + e.computeOutputNs) * share;
   }
-  const outputs = orderOutputs(result.outputs, request.outputs, version.key);
+  const outputs = toClientShapes(serving.signature, orderOutputs(result.outputs, request.outputs, version.key));
   cached?.put(outputs, serving.stats);
   return { modelName: version.name, modelVersion: String(version.version), id: request.id, outputs };
 }

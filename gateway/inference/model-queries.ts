@@ -2,7 +2,7 @@ import { notFound } from '../../core/errors.js';
 import { type TensorSignature } from '../../core/signature.js';
 import { type ModelStatistics } from '../../proto/gen/inference.js';
 import { type ModelConfig } from '../../proto/gen/model_config.js';
-import { type ModelManager } from '../repository/model-manager.js';
+import { type ModelManager, NOT_LOADED } from '../repository/model-manager.js';
 import { type ModelVersion } from '../repository/model-version.js';
 
 // The answers to the non-inference questions both protocols ask (readiness,
@@ -19,7 +19,8 @@ export interface ReadinessInfo {
 
 export function serverReady(models: ModelManager, info: ReadinessInfo): boolean {
   if (info.isDraining() || !models.allSettled()) return false;
-  return !info.strictReadiness || models.list().every((v) => v.state === 'READY');
+  // Versions that explicit model control left unloaded on purpose do not count (Triton's rule).
+  return !info.strictReadiness || models.list().every((v) => v.state === 'READY' || v.reason === NOT_LOADED);
 }
 
 /** False, not an error, for an unknown or unavailable model (as Triton). */
@@ -60,7 +61,7 @@ export function modelMetadata(models: ModelManager, name: string, version: strin
       .versionsOf(v.name)
       .filter((x) => x.state === 'READY')
       .map((x) => String(x.version)),
-    platform: 'onnxruntime_onnx',
+    platform: v.serving?.config.platform || 'onnxruntime_onnx',
     inputs: (sig?.inputs ?? []).map((t) => tensorMetadata(t, batched)),
     outputs: (sig?.outputs ?? []).map((t) => tensorMetadata(t, batched)),
   };

@@ -1,8 +1,13 @@
 import { type Logger } from 'pino';
 import { invalidArgument, notFound, unavailable } from '../../core/errors.js';
 import { completeConfig } from '../../models/config/complete.js';
+import { ConfigError, dynamicBatchingIn, ensembleIn } from '../../models/config/model-config.js';
+import { type ModelSignature } from '../../core/signature.js';
+import { type ModelConfig } from '../../proto/gen/model_config.js';
+import { EnsembleScheduler } from '../ensemble/ensemble-scheduler.js';
+import { ensembleSignature, planEnsemble } from '../ensemble/ensemble-plan.js';
 import { onnxRuntimeOptions } from '../../models/config/onnxruntime-options.js';
-import { type ModelEntry, scanRepository } from '../../models/repository/scan.js';
+import { ENSEMBLE_PLATFORM, type ModelEntry, scanRepository } from '../../models/repository/scan.js';
 import { type HostedModel } from '../../core/worker-record.js';
 import { type LoadModelResponse, type TensorSpec } from '../../proto/gen/worker.js';
 import { DynamicBatcher } from '../batching/dynamic-batcher.js';
@@ -17,6 +22,9 @@ import { ModelVersionStatistics } from '../stats/model-statistics.js';
 import { drainScheduler, type LoadParameters, prepareLoad, removeUpload, versionsOf } from './model-loader.js';
 import { type ModelVersion } from './model-version.js';
 import { planInstances, type WorkerPlan } from '../../models/repository/placement.js';
+import { loadsAtStart, type ModelControl } from './control-mode.js';
+import { type PolledModels } from './repository-poller.js';
+import { runWarmup, warmupSamples } from './warmup.js';
 
 export interface ModelManagerOptions {
   readonly repository: string;
@@ -27,9 +35,14 @@ export interface ModelManagerOptions {
   readonly maxQueueSize: number;
   /** Prometheus metrics; every loaded version gets a sink. */
   readonly metrics?: MetricsRegistry;
+  /** --model-control-mode (default none: everything loads at start, the repository API may change it). */
+  readonly control?: ModelControl;
   /** The response cache (--cache-config); undefined = none, models with response_cache run uncached. */
   readonly responseCache?: ResponseCache;
 }
+
+/** Reason of a version that --model-control-mode explicit did not load at start. */
+export const NOT_LOADED = 'not loaded (--model-control-mode explicit: load it through the repository API)';
 
 /**
  * The model lifecycle of one gateway: scans the repository, loads each
@@ -89,10 +102,103 @@ export class ModelManager {
     }
   }
 
-  /** Loads every model that is not yet loaded; never throws for one model's failure. */
+  /**
+   * Loads every model that is not yet loaded (in explicit mode, those named
+   * by --load-model); never throws for one model's failure.
+   */
   async loadAll(): Promise<void> {
+    const control = this.#options.control ?? { mode: 'none' };
     const all = [...this.#models.values()].flat().filter((v) => v.state === 'UNKNOWN');
-    await Promise.all(all.map((v) => this.#load(v)));
+    for (const v of all) {
+      if (loadsAtStart(control, v.name)) continue;
+      v.state = 'UNAVAILABLE';
+      v.reason = NOT_LOADED;
+    }
+    const pending = all.filter((v) => v.state === 'UNKNOWN');
+    // Ensembles last: their steps must be loaded to be checked against.
+    await Promise.all(pending.filter((v) => !this.#isEnsemble(v.name)).map((v) => this.#load(v)));
+    for (const v of this.#ensemblesInOrder(pending)) await this.#load(v);
+  }
+
+  #isEnsemble(name: string): boolean {
+    return this.#entries.get(name)?.config?.platform === ENSEMBLE_PLATFORM;
+  }
+
+  /** Ensembles ordered so that one whose steps include another ensemble comes after it. */
+  #ensemblesInOrder(versions: readonly ModelVersion[]): ModelVersion[] {
+    const ensembles = versions.filter((v) => this.#isEnsemble(v.name));
+    const steps = (v: ModelVersion): string[] => ensembleIn(this.#entries.get(v.name)?.config)?.step.map((st) => st.modelName) ?? [];
+    const placed = new Set<string>();
+    const order: ModelVersion[] = [];
+    // A cycle between ensembles is reported by each one's load; they are appended as they are.
+    for (let pass = 0; pass <= ensembles.length && order.length < ensembles.length; pass++) {
+      for (const v of ensembles) {
+        if (order.includes(v)) continue;
+        const waiting = steps(v).some((m) => this.#isEnsemble(m) && m !== v.name && !placed.has(m) && ensembles.some((e) => e.name === m));
+        if (waiting && pass < ensembles.length) continue;
+        order.push(v);
+        placed.add(v.name);
+      }
+    }
+    return order;
+  }
+
+  /**
+   * After a model loaded or unloaded: each ready or waiting ensemble is
+   * checked again against its steps as they are now, so it turns
+   * UNAVAILABLE when a step is unloaded and READY when it is back.
+   */
+  async #refreshEnsembles(changed: string): Promise<void> {
+    for (const versions of this.#models.values()) {
+      for (const v of versions) {
+        if (v.name === changed || !this.#isEnsemble(v.name)) continue;
+        // Ready ones, and those that failed their check (not those unloaded on purpose).
+        if (v.state !== 'READY' && !(v.state === 'UNAVAILABLE' && v.reason !== 'unloaded' && v.reason !== NOT_LOADED)) continue;
+        const steps = ensembleIn(this.#entries.get(v.name)?.config)?.step ?? [];
+        if (steps.some((st) => st.modelName === changed)) await this.#load(v);
+      }
+    }
+  }
+
+  /** An ensemble's version: checked against its steps' signatures, served by an EnsembleScheduler. */
+  #loadEnsemble(v: ModelVersion, entry: ModelEntry): void {
+    const config = entry.config as ModelConfig;
+    const file = entry.configFile ?? `model "${v.name}"`;
+    const signature = ensembleSignature(v.name, String(v.version), config, file);
+    const scheduling = ensembleIn(config);
+    if (!scheduling) throw new ConfigError(file, 'ensemble_scheduling', 'expected the steps of platform "ensemble", got none');
+    const plan = planEnsemble(signature, scheduling, (model, version) => this.#stepSignature(model, version), file);
+    const slots = new InstanceSlots();
+    const previous = v.serving;
+    v.serving = {
+      config: { ...config, name: v.name },
+      signature,
+      slots,
+      dispatcher: new Dispatcher(v.key, slots),
+      scheduler: new EnsembleScheduler(v.name, plan, (model, version) => {
+        const step = this.resolve(model, version).serving;
+        if (!step) throw unavailable(`model '${model}' is not serving`);
+        return step;
+      }),
+      // Statistics and metrics carry on across re-checks.
+      stats: previous?.stats ?? new ModelVersionStatistics(this.#options.metrics?.forVersion(v.name, String(v.version))),
+      plans: [],
+      executionProvider: `ensemble of ${plan.models.join(', ')}`,
+    };
+    v.state = 'READY';
+    v.reason = '';
+    this.#options.log.info({ model: v.name, version: v.version, steps: plan.steps.length, models: plan.models }, 'ensemble ready');
+  }
+
+  #stepSignature(model: string, version: string): ModelSignature | string {
+    const versions = this.#models.get(model);
+    if (!versions) return 'is not in the repository';
+    try {
+      const v = this.resolve(model, version);
+      return v.serving?.signature ?? `is ${v.state}`;
+    } catch (error) {
+      return `is not ready: ${(error as Error).message}`;
+    }
   }
 
   /** A worker joined (or restarted): load onto it what it should host. */
@@ -277,6 +383,28 @@ export class ModelManager {
    * Throws INVALID_ARGUMENT with the reason when a version fails to load.
    */
   load(name: string, params: LoadParameters): Promise<void> {
+    this.#refuseWhenPolling();
+    return this.#loadModel(name, params);
+  }
+
+  /** RepositoryModelUnload: new requests fail at once, those already queued or running finish, then UNAVAILABLE "unloaded". */
+  unload(name: string): Promise<void> {
+    this.#refuseWhenPolling();
+    return this.#unloadModel(name);
+  }
+
+  /** How the repository poller (--model-control-mode poll) applies what changed on disk. */
+  readonly polled: PolledModels = {
+    load: (name) => this.#loadModel(name, { files: new Map() }),
+    unload: (name) => this.#unloadModel(name),
+  };
+
+  /** Triton's rule and words: with polling, the repository on disk is the one source of truth. */
+  #refuseWhenPolling(): void {
+    if (this.#options.control?.mode === 'poll') throw unavailable('explicit model load / unload is not allowed if polling is enabled');
+  }
+
+  #loadModel(name: string, params: LoadParameters): Promise<void> {
     return this.#oneAtATime(name, async () => {
       const { entry, uploadDir } = await prepareLoad(this.#options.repository, name, params);
       for (const w of entry.warnings) this.#options.log.warn({ model: name }, w);
@@ -295,11 +423,10 @@ export class ModelManager {
       const failed = next.find((v) => v.state !== 'READY');
       if (failed) throw invalidArgument(`failed to load '${name}': ${failed.reason}`);
       this.#options.log.info({ model: name, versions: next.map((v) => v.version) }, 'model loaded');
-    });
+    }).finally(() => this.#refreshEnsembles(name));
   }
 
-  /** RepositoryModelUnload: new requests fail at once, those already queued or running finish, then UNAVAILABLE "unloaded". */
-  unload(name: string): Promise<void> {
+  #unloadModel(name: string): Promise<void> {
     return this.#oneAtATime(name, async () => {
       const versions = this.#models.get(name);
       if (!versions) throw notFound(`failed to unload '${name}': no model with that name`);
@@ -307,7 +434,7 @@ export class ModelManager {
       await removeUpload(this.#uploads.get(name));
       this.#uploads.delete(name);
       this.#options.log.info({ model: name }, 'model unloaded');
-    });
+    }).finally(() => this.#refreshEnsembles(name));
   }
 
   #oneAtATime<T>(name: string, run: () => Promise<T>): Promise<T> {
@@ -338,6 +465,16 @@ export class ModelManager {
     const { log } = this.#options;
     const entry = this.#entries.get(v.name);
     if (!entry) return;
+    if (this.#isEnsemble(v.name)) {
+      try {
+        this.#loadEnsemble(v, entry);
+      } catch (error) {
+        v.state = 'UNAVAILABLE';
+        v.reason = error instanceof Error ? error.message : String(error);
+        log.error({ model: v.name, version: v.version, reason: v.reason }, 'ensemble not available');
+      }
+      return;
+    }
     v.state = 'LOADING';
     const workers = [...this.#workers.values()];
     const plans = planInstances(entry.config?.instanceGroup ?? [], workers.map((w) => w.endpoint));
@@ -364,7 +501,7 @@ export class ModelManager {
       const slots = new InstanceSlots();
       const dispatcher = new Dispatcher(v.key, slots, (workerId) => this.#workerSuspect(workerId));
       const stats = new ModelVersionStatistics(this.#options.metrics?.forVersion(v.name, String(v.version)));
-      const batching = config.schedulingChoice?.$case === 'dynamicBatching' ? config.schedulingChoice.value : undefined;
+      const batching = dynamicBatchingIn(config);
       const scheduler =
         batching && config.maxBatchSize > 0
           ? new DynamicBatcher({
@@ -394,6 +531,13 @@ export class ModelManager {
       for (const r of this.#remote.values()) {
         const model = r.models.get(v.key);
         if (model) slots.add(r.connection, model.instances);
+      }
+      const samples = await warmupSamples(config, v.serving.signature, entry.directory, file ?? `model "${v.name}"`);
+      if (samples.length > 0) {
+        const started = performance.now();
+        // Nothing runs yet: every instance is idle.
+        await runWarmup(v.serving, samples, slots.idle);
+        log.info({ model: v.name, version: v.version, samples: samples.length, ms: Math.round(performance.now() - started) }, 'model warmed up');
       }
       v.state = 'READY';
       v.reason = '';

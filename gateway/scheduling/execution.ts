@@ -17,6 +17,8 @@ export interface JobTenant {
   readonly weight: number;
   /** Fraction (0, 1] of each queue bound this tenant may fill. */
   readonly queueShare: number;
+  /** Which models it may use; an ensemble checks each step's model (undefined: all). */
+  readonly models?: { allows(model: string): boolean };
 }
 
 /** One request as the schedulers see it: decoded, validated, cancellable. */

@@ -112,6 +112,19 @@ export function simpleCnnModel(): Uint8Array {
   return g.encode();
 }
 
+/**
+ * scalar_add: SUM = A + B over rank-0 FP32 tensors (ONNX shape []), as many
+ * of ONNX's backend test models declare their inputs.
+ */
+export function scalarAddModel(): Uint8Array {
+  const g = new GraphBuilder('scalar_add');
+  g.input('A', 'float', []);
+  g.input('B', 'float', []);
+  g.op('Add', ['A', 'B'], 'SUM');
+  g.output('SUM', 'float', []);
+  return g.encode();
+}
+
 // ---------------------------------------------------------------------------
 // Registry
 // ---------------------------------------------------------------------------
@@ -150,6 +163,9 @@ const BUILDERS = {
   add_sub: addSubModel,
   multi_dtype: multiDtypeModel,
   fixed_fp32: fixedFp32Model,
+  scalar_add: scalarAddModel,
+  // One value per batch item (ONNX [batch]): Triton completes it as dims [1] reshape [].
+  per_item_scalar: () => identityModel('per_item_scalar', 'int32', ['batch']),
   mlp: () => mlpModel('mlp', [1024, 1024, 1024]),
   mlp_large: () => mlpModel('mlp_large', [2048, 2048, 2048, 2048]),
   mlp_small: () => mlpModel('mlp_small', [128]),

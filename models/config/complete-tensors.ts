@@ -108,11 +108,16 @@ function modelDatatype(spec: TensorSpec, kind: string, field: string, fail: (f: 
   return fail(field, reason);
 }
 
-/** The model's own dims; a per-item scalar becomes [1] (Triton's rule), reshaped to [] when batching. */
+/**
+ * The model's own dims. A per-item scalar of a batching model becomes [1]
+ * reshaped to [] (Triton's rule: a batch item needs a dimension); a
+ * non-batching model's scalar stays [], so clients send the rank-0 tensor the
+ * model declares.
+ */
 function filledDims(spec: TensorSpec, batching: boolean): { dims: bigint[]; reshape: ModelTensorReshape | undefined } {
   const dims = batching ? spec.shape.slice(1) : [...spec.shape];
-  if (dims.length > 0) return { dims, reshape: undefined };
-  return { dims: [1n], reshape: batching ? { shape: [] } : undefined };
+  if (dims.length > 0 || !batching) return { dims, reshape: undefined };
+  return { dims: [1n], reshape: { shape: [] } };
 }
 
 /** Config dims (or reshape.shape) must fit the model: equal where the model's are fixed. */
@@ -153,11 +158,14 @@ function signatureOf(
   // Names describe the model's dimensions, so they only carry over when dims are the model's own.
   const offset = batching ? 1 : 0;
   const sameShape = !reshape && dims.length === spec.shape.length - offset;
+  // dims of 1s for a non-batching scalar (checkDims allows them) mean the same as reshape: { shape: [] }.
+  const modelShape = reshape ? reshape.shape.map(Number) : !batching && spec.shape.length === 0 && dims.length > 0 ? [] : undefined;
   return {
     name: spec.name,
     datatype,
     dims: dims.map(Number),
     dimNames: dims.map((_, j) => (sameShape ? (spec.dimNames[j + offset] ?? '') : '')),
     optional,
+    ...(modelShape !== undefined ? { reshape: modelShape } : {}),
   };
 }

@@ -11,6 +11,7 @@ import {
 import { type TensorSpec } from '../../proto/gen/worker.js';
 import { mergeTensors, shapeText } from './complete-tensors.js';
 import { ConfigError } from './config-error.js';
+import { dynamicBatchingIn } from './model-config.js';
 
 export const ONNX_PLATFORM = 'onnxruntime_onnx';
 export const ONNX_BACKEND = 'onnxruntime';
@@ -91,7 +92,7 @@ export function completeConfig(input: CompleteConfigInput): CompletedConfig {
     optional: () => false,
   });
 
-  const dynamicBatching = given?.schedulingChoice?.value;
+  const dynamicBatching = dynamicBatchingIn(given);
   const config: ModelConfig = {
     name,
     platform: ONNX_PLATFORM,
@@ -112,6 +113,7 @@ export function completeConfig(input: CompleteConfigInput): CompletedConfig {
     defaultModelFilename: given?.defaultModelFilename ?? '',
     metricTags: { ...given?.metricTags },
     parameters: structuredClone(given?.parameters ?? {}),
+    modelWarmup: structuredClone(given?.modelWarmup ?? []),
     responseCache: given?.responseCache && { enable: given.responseCache.enable },
   };
   return {

@@ -2,6 +2,7 @@ import {
   DataType,
   type ModelConfig,
   type ModelDynamicBatching,
+  type ModelEnsembling,
   type ModelInput,
   ModelInput_Format,
   type ModelInstanceGroup,
@@ -15,6 +16,8 @@ import {
   ModelQueuePolicy_TimeoutAction,
   type ModelTensorReshape,
   type ModelVersionPolicy,
+  type ModelWarmup,
+  type ModelWarmup_Input,
 } from '../../proto/gen/model_config.js';
 import { ConfigError, type SourcePosition } from './config-error.js';
 import { type IgnoredFields, MessageReader, type ReadContext } from './field-reader.js';
@@ -24,17 +27,29 @@ import {
   DIM,
   enumType,
   INT32,
+  INT64,
   NON_NEGATIVE_INT32,
   NON_NEGATIVE_INT64,
   POSITIVE_INT32,
   POSITIVE_UINT32,
   refine,
+  type ScalarType,
   STRING,
   UINT32,
   UINT64,
 } from './scalar-types.js';
 
 export { ConfigError } from './config-error.js';
+
+/** The config's dynamic_batching, when its scheduling choice is that. */
+export function dynamicBatchingIn(config: ModelConfig | undefined): ModelDynamicBatching | undefined {
+  return config?.schedulingChoice?.$case === 'dynamicBatching' ? config.schedulingChoice.value : undefined;
+}
+
+/** The config's ensemble_scheduling, when its scheduling choice is that. */
+export function ensembleIn(config: ModelConfig | undefined): ModelEnsembling | undefined {
+  return config?.schedulingChoice?.$case === 'ensembleScheduling' ? config.schedulingChoice.value : undefined;
+}
 
 export interface ParsedModelConfig {
   readonly config: ModelConfig;
@@ -72,8 +87,6 @@ export function parseModelConfig(text: string, file: string): ParsedModelConfig 
 const NOT_IMPLEMENTED = 'Fabriek does not implement it';
 const CONFIG_IGNORED: IgnoredFields = {
   sequence_batching: `${NOT_IMPLEMENTED}; requests are scheduled one by one, without sequence state`,
-  ensemble_scheduling: NOT_IMPLEMENTED,
-  model_warmup: `${NOT_IMPLEMENTED}; no warm-up requests are sent`,
   batch_input: NOT_IMPLEMENTED,
   batch_output: NOT_IMPLEMENTED,
   model_transaction_policy: `${NOT_IMPLEMENTED}; every request gets exactly one response`,
@@ -95,10 +108,21 @@ const FORMAT = enumType<ModelInput_Format>(ModelInput_Format);
 const KIND = enumType<ModelInstanceGroup_Kind>(ModelInstanceGroup_Kind);
 const PRIORITY = enumType<ModelOptimizationPolicy_ModelPriority>(ModelOptimizationPolicy_ModelPriority);
 const TIMEOUT_ACTION = enumType<ModelQueuePolicy_TimeoutAction>(ModelQueuePolicy_TimeoutAction);
+const ENSEMBLE_VERSION = refine(INT64, (n) => n === -1n || n >= 0n, '-1 (the latest version) or a version number');
+/** A file inside the model's warmup/ directory: relative, without `..`. */
+const WARMUP_FILE: ScalarType<string> = {
+  expected: "a file name inside the model's warmup/ directory (relative, no '..')",
+  read: (value) => {
+    const name = STRING.read(value);
+    if (name === undefined || name === '' || name.startsWith('/') || name.split(/[\\/]/).includes('..')) return undefined;
+    return name;
+  },
+};
 
 function modelConfig(r: MessageReader): ModelConfig {
   r.oneof(['dynamic_batching', 'sequence_batching', 'ensemble_scheduling']);
   const dynamicBatching = r.message('dynamic_batching', dynamicBatchingOf);
+  const ensemble = r.message('ensemble_scheduling', ensembleOf);
   return {
     name: r.scalar('name', STRING) ?? '',
     platform: r.scalar('platform', STRING) ?? '',
@@ -109,15 +133,60 @@ function modelConfig(r: MessageReader): ModelConfig {
     input: r.messages('input', inputOf, IO_IGNORED),
     output: r.messages('output', outputOf, IO_IGNORED),
     optimization: r.message('optimization', optimizationOf, OPTIMIZATION_IGNORED),
-    schedulingChoice: dynamicBatching && { $case: 'dynamicBatching', value: dynamicBatching },
+    schedulingChoice: dynamicBatching
+      ? { $case: 'dynamicBatching', value: dynamicBatching }
+      : ensemble && { $case: 'ensembleScheduling', value: ensemble },
     instanceGroup: r.messages('instance_group', instanceGroupOf, GROUP_IGNORED),
     defaultModelFilename: r.scalar('default_model_filename', STRING) ?? '',
     metricTags: Object.fromEntries(r.map('metric_tags', STRING, '', (e) => e.scalar('value', STRING) ?? '')),
     parameters: Object.fromEntries(
       r.map('parameters', STRING, '', (e) => e.message('value', parameterOf) ?? { stringValue: '' }),
     ),
+    modelWarmup: r.messages('model_warmup', warmupOf),
     responseCache: r.message('response_cache', (c) => ({ enable: c.scalar('enable', BOOL) ?? false })),
   };
+}
+
+function ensembleOf(r: MessageReader): ModelEnsembling {
+  const names = (e: MessageReader): string => e.scalar('value', STRING) ?? '';
+  return {
+    step: r.messages('step', (st) => ({
+      modelName: st.scalar('model_name', STRING) ?? '',
+      // Unset means what -1 says: the version the step model's policy serves, the latest.
+      modelVersion: st.scalar('model_version', ENSEMBLE_VERSION) ?? -1n,
+      inputMap: Object.fromEntries(st.map('input_map', STRING, '', names)),
+      outputMap: Object.fromEntries(st.map('output_map', STRING, '', names)),
+      modelNamespace: st.scalar('model_namespace', STRING) ?? '',
+    })),
+  };
+}
+
+function warmupOf(r: MessageReader): ModelWarmup {
+  return {
+    name: r.scalar('name', STRING) ?? '',
+    // Triton requires batch_size ≥ 1; unset means one request of one item.
+    batchSize: r.scalar('batch_size', POSITIVE_UINT32) ?? 1,
+    inputs: Object.fromEntries(r.map('inputs', STRING, '', (e) => e.message('value', warmupInputOf) ?? warmupInputOf0())),
+    count: r.scalar('count', UINT32) ?? 0,
+  };
+}
+
+function warmupInputOf(r: MessageReader): ModelWarmup_Input {
+  r.oneof(['zero_data', 'random_data', 'input_data_file']);
+  const file = r.scalar('input_data_file', WARMUP_FILE);
+  const inputDataType: ModelWarmup_Input['inputDataType'] =
+    file !== undefined
+      ? { $case: 'inputDataFile', value: file }
+      : r.has('random_data')
+        ? { $case: 'randomData', value: r.scalar('random_data', BOOL) ?? true }
+        : r.has('zero_data')
+          ? { $case: 'zeroData', value: r.scalar('zero_data', BOOL) ?? true }
+          : undefined;
+  return { dataType: r.scalar('data_type', DATA_TYPE) ?? DataType.TYPE_INVALID, dims: r.scalars('dims', DIM), inputDataType };
+}
+
+function warmupInputOf0(): ModelWarmup_Input {
+  return { dataType: DataType.TYPE_INVALID, dims: [], inputDataType: undefined };
 }
 
 function parameterOf(r: MessageReader): ModelParameter {

@@ -10,6 +10,8 @@ export { RepositoryError } from './repository-error.js';
 
 export const CONFIG_FILENAME = 'config.pbtxt';
 export const DEFAULT_MODEL_FILENAME = 'model.onnx';
+/** Triton's platform of a model made of other models' steps. */
+export const ENSEMBLE_PLATFORM = 'ensemble';
 
 export interface ModelVersionEntry {
   readonly version: number;
@@ -149,6 +151,8 @@ async function findVersions(
         : 'expected version_policy to select at least one version, got none';
     return { versions, error: `${directory}: ${reason}` };
   }
+  // An ensemble's version directories are empty: its steps are other models.
+  if (config?.platform === ENSEMBLE_PLATFORM) return { versions };
   const absent: string[] = [];
   for (const v of versions) {
     if (!(await isFile(v.path))) absent.push(v.path);

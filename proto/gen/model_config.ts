@@ -398,6 +398,61 @@ export interface ModelParameter {
 }
 
 /**
+ * A pipeline of other models: each step's inputs and outputs are mapped to
+ * tensors of the ensemble (its own inputs, its outputs, or intermediates).
+ */
+export interface ModelEnsembling {
+  step: ModelEnsembling_Step[];
+}
+
+export interface ModelEnsembling_Step {
+  modelName: string;
+  /** -1: the latest version. */
+  modelVersion: bigint;
+  /** Step model's input name -> ensemble tensor name. */
+  inputMap: { [key: string]: string };
+  /** Step model's output name -> ensemble tensor name. */
+  outputMap: { [key: string]: string };
+  modelNamespace: string;
+}
+
+export interface ModelEnsembling_Step_InputMapEntry {
+  key: string;
+  value: string;
+}
+
+export interface ModelEnsembling_Step_OutputMapEntry {
+  key: string;
+  value: string;
+}
+
+/**
+ * Requests run on every instance before the model reports READY, so the
+ * first real request does not pay for lazy initialisation.
+ */
+export interface ModelWarmup {
+  name: string;
+  batchSize: number;
+  inputs: { [key: string]: ModelWarmup_Input };
+  /** Runs of this sample; 0 means one. */
+  count: number;
+}
+
+export interface ModelWarmup_Input {
+  dataType: DataType;
+  /** Without the batch dimension. */
+  dims: bigint[];
+  inputDataType?: { $case: "zeroData"; value: boolean } | { $case: "randomData"; value: boolean } | //
+  /** Raw little-endian elements of one batch item, in <model>/warmup/. */
+  { $case: "inputDataFile"; value: string } | undefined;
+}
+
+export interface ModelWarmup_InputsEntry {
+  key: string;
+  value?: ModelWarmup_Input | undefined;
+}
+
+/**
  * Triton's response cache: answers of this model may be kept and served
  * again for identical requests (the server's --cache-config says where).
  */
@@ -415,11 +470,15 @@ export interface ModelConfig {
   input: ModelInput[];
   output: ModelOutput[];
   optimization?: ModelOptimizationPolicy | undefined;
-  schedulingChoice?: { $case: "dynamicBatching"; value: ModelDynamicBatching } | undefined;
+  schedulingChoice?: { $case: "dynamicBatching"; value: ModelDynamicBatching } | {
+    $case: "ensembleScheduling";
+    value: ModelEnsembling;
+  } | undefined;
   instanceGroup: ModelInstanceGroup[];
   defaultModelFilename: string;
   metricTags: { [key: string]: string };
   parameters: { [key: string]: ModelParameter };
+  modelWarmup: ModelWarmup[];
   responseCache?: ModelResponseCache | undefined;
 }
 
@@ -2667,6 +2726,900 @@ export const ModelParameter: MessageFns<ModelParameter> = {
   },
 };
 
+function createBaseModelEnsembling(): ModelEnsembling {
+  return { step: [] };
+}
+
+export const ModelEnsembling: MessageFns<ModelEnsembling> = {
+  encode(message: ModelEnsembling, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.step) {
+      ModelEnsembling_Step.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelEnsembling {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelEnsembling();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.step.push(ModelEnsembling_Step.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelEnsembling {
+    return {
+      step: globalThis.Array.isArray(object?.step) ? object.step.map((e: any) => ModelEnsembling_Step.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ModelEnsembling): unknown {
+    const obj: any = {};
+    if (message.step?.length) {
+      obj.step = message.step.map((e) => ModelEnsembling_Step.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelEnsembling>): ModelEnsembling {
+    return ModelEnsembling.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelEnsembling>): ModelEnsembling {
+    const message = createBaseModelEnsembling();
+    message.step = object.step?.map((e) => ModelEnsembling_Step.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseModelEnsembling_Step(): ModelEnsembling_Step {
+  return { modelName: "", modelVersion: 0n, inputMap: {}, outputMap: {}, modelNamespace: "" };
+}
+
+export const ModelEnsembling_Step: MessageFns<ModelEnsembling_Step> = {
+  encode(message: ModelEnsembling_Step, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.modelName !== "") {
+      writer.uint32(10).string(message.modelName);
+    }
+    if (message.modelVersion !== 0n) {
+      if (BigInt.asIntN(64, message.modelVersion) !== message.modelVersion) {
+        throw new globalThis.Error("value provided for field message.modelVersion of type int64 too large");
+      }
+      writer.uint32(16).int64(message.modelVersion);
+    }
+    globalThis.Object.entries(message.inputMap).forEach(([key, value]: [string, string]) => {
+      ModelEnsembling_Step_InputMapEntry.encode({ key: key as any, value }, writer.uint32(26).fork()).join();
+    });
+    globalThis.Object.entries(message.outputMap).forEach(([key, value]: [string, string]) => {
+      ModelEnsembling_Step_OutputMapEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+    });
+    if (message.modelNamespace !== "") {
+      writer.uint32(42).string(message.modelNamespace);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelEnsembling_Step {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelEnsembling_Step();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.modelName = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.modelVersion = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            const entry3 = ModelEnsembling_Step_InputMapEntry.decode(reader, reader.uint32());
+            if (entry3.value !== undefined) {
+              message.inputMap[entry3.key] = entry3.value;
+            }
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = ModelEnsembling_Step_OutputMapEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.outputMap[entry4.key] = entry4.value;
+            }
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.modelNamespace = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelEnsembling_Step {
+    return {
+      modelName: isSet(object.modelName)
+        ? globalThis.String(object.modelName)
+        : isSet(object.model_name)
+        ? globalThis.String(object.model_name)
+        : "",
+      modelVersion: isSet(object.modelVersion)
+        ? BigInt(object.modelVersion)
+        : isSet(object.model_version)
+        ? BigInt(object.model_version)
+        : 0n,
+      inputMap: isObject(object.inputMap)
+        ? (globalThis.Object.entries(object.inputMap) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.input_map)
+        ? (globalThis.Object.entries(object.input_map) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      outputMap: isObject(object.outputMap)
+        ? (globalThis.Object.entries(object.outputMap) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.output_map)
+        ? (globalThis.Object.entries(object.output_map) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      modelNamespace: isSet(object.modelNamespace)
+        ? globalThis.String(object.modelNamespace)
+        : isSet(object.model_namespace)
+        ? globalThis.String(object.model_namespace)
+        : "",
+    };
+  },
+
+  toJSON(message: ModelEnsembling_Step): unknown {
+    const obj: any = {};
+    if (message.modelName !== "") {
+      obj.modelName = message.modelName;
+    }
+    if (message.modelVersion !== 0n) {
+      obj.modelVersion = message.modelVersion.toString();
+    }
+    if (message.inputMap) {
+      const entries = globalThis.Object.entries(message.inputMap) as [string, string][];
+      if (entries.length > 0) {
+        obj.inputMap = {};
+        entries.forEach(([k, v]) => {
+          obj.inputMap[k] = v;
+        });
+      }
+    }
+    if (message.outputMap) {
+      const entries = globalThis.Object.entries(message.outputMap) as [string, string][];
+      if (entries.length > 0) {
+        obj.outputMap = {};
+        entries.forEach(([k, v]) => {
+          obj.outputMap[k] = v;
+        });
+      }
+    }
+    if (message.modelNamespace !== "") {
+      obj.modelNamespace = message.modelNamespace;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelEnsembling_Step>): ModelEnsembling_Step {
+    return ModelEnsembling_Step.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelEnsembling_Step>): ModelEnsembling_Step {
+    const message = createBaseModelEnsembling_Step();
+    message.modelName = object.modelName ?? "";
+    message.modelVersion = (object.modelVersion !== undefined && object.modelVersion !== null)
+      ? BigInt(object.modelVersion)
+      : 0n;
+    message.inputMap = (globalThis.Object.entries(object.inputMap ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.outputMap = (globalThis.Object.entries(object.outputMap ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.modelNamespace = object.modelNamespace ?? "";
+    return message;
+  },
+};
+
+function createBaseModelEnsembling_Step_InputMapEntry(): ModelEnsembling_Step_InputMapEntry {
+  return { key: "", value: "" };
+}
+
+export const ModelEnsembling_Step_InputMapEntry: MessageFns<ModelEnsembling_Step_InputMapEntry> = {
+  encode(message: ModelEnsembling_Step_InputMapEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelEnsembling_Step_InputMapEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelEnsembling_Step_InputMapEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelEnsembling_Step_InputMapEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: ModelEnsembling_Step_InputMapEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelEnsembling_Step_InputMapEntry>): ModelEnsembling_Step_InputMapEntry {
+    return ModelEnsembling_Step_InputMapEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelEnsembling_Step_InputMapEntry>): ModelEnsembling_Step_InputMapEntry {
+    const message = createBaseModelEnsembling_Step_InputMapEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseModelEnsembling_Step_OutputMapEntry(): ModelEnsembling_Step_OutputMapEntry {
+  return { key: "", value: "" };
+}
+
+export const ModelEnsembling_Step_OutputMapEntry: MessageFns<ModelEnsembling_Step_OutputMapEntry> = {
+  encode(message: ModelEnsembling_Step_OutputMapEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelEnsembling_Step_OutputMapEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelEnsembling_Step_OutputMapEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelEnsembling_Step_OutputMapEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: ModelEnsembling_Step_OutputMapEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelEnsembling_Step_OutputMapEntry>): ModelEnsembling_Step_OutputMapEntry {
+    return ModelEnsembling_Step_OutputMapEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelEnsembling_Step_OutputMapEntry>): ModelEnsembling_Step_OutputMapEntry {
+    const message = createBaseModelEnsembling_Step_OutputMapEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseModelWarmup(): ModelWarmup {
+  return { name: "", batchSize: 0, inputs: {}, count: 0 };
+}
+
+export const ModelWarmup: MessageFns<ModelWarmup> = {
+  encode(message: ModelWarmup, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.batchSize !== 0) {
+      writer.uint32(16).uint32(message.batchSize);
+    }
+    globalThis.Object.entries(message.inputs).forEach(([key, value]: [string, ModelWarmup_Input]) => {
+      ModelWarmup_InputsEntry.encode({ key: key as any, value }, writer.uint32(26).fork()).join();
+    });
+    if (message.count !== 0) {
+      writer.uint32(32).uint32(message.count);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelWarmup {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelWarmup();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.batchSize = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            const entry3 = ModelWarmup_InputsEntry.decode(reader, reader.uint32());
+            if (entry3.value !== undefined) {
+              message.inputs[entry3.key] = entry3.value;
+            }
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.count = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelWarmup {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      batchSize: isSet(object.batchSize)
+        ? globalThis.Number(object.batchSize)
+        : isSet(object.batch_size)
+        ? globalThis.Number(object.batch_size)
+        : 0,
+      inputs: isObject(object.inputs)
+        ? (globalThis.Object.entries(object.inputs) as [string, any][]).reduce(
+          (acc: { [key: string]: ModelWarmup_Input }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: ModelWarmup_Input.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      count: isSet(object.count) ? globalThis.Number(object.count) : 0,
+    };
+  },
+
+  toJSON(message: ModelWarmup): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.batchSize !== 0) {
+      obj.batchSize = Math.round(message.batchSize);
+    }
+    if (message.inputs) {
+      const entries = globalThis.Object.entries(message.inputs) as [string, ModelWarmup_Input][];
+      if (entries.length > 0) {
+        obj.inputs = {};
+        entries.forEach(([k, v]) => {
+          obj.inputs[k] = ModelWarmup_Input.toJSON(v);
+        });
+      }
+    }
+    if (message.count !== 0) {
+      obj.count = Math.round(message.count);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelWarmup>): ModelWarmup {
+    return ModelWarmup.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelWarmup>): ModelWarmup {
+    const message = createBaseModelWarmup();
+    message.name = object.name ?? "";
+    message.batchSize = object.batchSize ?? 0;
+    message.inputs = (globalThis.Object.entries(object.inputs ?? {}) as [string, ModelWarmup_Input][]).reduce(
+      (acc: { [key: string]: ModelWarmup_Input }, [key, value]: [string, ModelWarmup_Input]) => {
+        if (value !== undefined) {
+          acc[key] = ModelWarmup_Input.fromPartial(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.count = object.count ?? 0;
+    return message;
+  },
+};
+
+function createBaseModelWarmup_Input(): ModelWarmup_Input {
+  return { dataType: 0, dims: [], inputDataType: undefined };
+}
+
+export const ModelWarmup_Input: MessageFns<ModelWarmup_Input> = {
+  encode(message: ModelWarmup_Input, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.dataType !== 0) {
+      writer.uint32(8).int32(message.dataType);
+    }
+    if (message.dims.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.dims) {
+        if (BigInt.asIntN(64, v) !== v) {
+          throw new globalThis.Error("a value provided in array field dims of type int64 is too large");
+        }
+        writer.int64(v);
+      }
+      writer.join();
+    }
+    switch (message.inputDataType?.$case) {
+      case "zeroData":
+        writer.uint32(24).bool(message.inputDataType.value);
+        break;
+      case "randomData":
+        writer.uint32(32).bool(message.inputDataType.value);
+        break;
+      case "inputDataFile":
+        writer.uint32(42).string(message.inputDataType.value);
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelWarmup_Input {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelWarmup_Input();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.dataType = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.dims.push(reader.int64() as bigint);
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.dims.push(reader.int64() as bigint);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.inputDataType = { $case: "zeroData", value: reader.bool() };
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.inputDataType = { $case: "randomData", value: reader.bool() };
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.inputDataType = { $case: "inputDataFile", value: reader.string() };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelWarmup_Input {
+    return {
+      dataType: isSet(object.dataType)
+        ? dataTypeFromJSON(object.dataType)
+        : isSet(object.data_type)
+        ? dataTypeFromJSON(object.data_type)
+        : 0,
+      dims: globalThis.Array.isArray(object?.dims) ? object.dims.map((e: any) => BigInt(e)) : [],
+      inputDataType: isSet(object.zeroData)
+        ? { $case: "zeroData", value: globalThis.Boolean(object.zeroData) }
+        : isSet(object.zero_data)
+        ? { $case: "zeroData", value: globalThis.Boolean(object.zero_data) }
+        : isSet(object.randomData)
+        ? { $case: "randomData", value: globalThis.Boolean(object.randomData) }
+        : isSet(object.random_data)
+        ? { $case: "randomData", value: globalThis.Boolean(object.random_data) }
+        : isSet(object.inputDataFile)
+        ? { $case: "inputDataFile", value: globalThis.String(object.inputDataFile) }
+        : isSet(object.input_data_file)
+        ? { $case: "inputDataFile", value: globalThis.String(object.input_data_file) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: ModelWarmup_Input): unknown {
+    const obj: any = {};
+    if (message.dataType !== 0) {
+      obj.dataType = dataTypeToJSON(message.dataType);
+    }
+    if (message.dims?.length) {
+      obj.dims = message.dims.map((e) => e.toString());
+    }
+    if (message.inputDataType?.$case === "zeroData") {
+      obj.zeroData = message.inputDataType.value;
+    } else if (message.inputDataType?.$case === "randomData") {
+      obj.randomData = message.inputDataType.value;
+    } else if (message.inputDataType?.$case === "inputDataFile") {
+      obj.inputDataFile = message.inputDataType.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelWarmup_Input>): ModelWarmup_Input {
+    return ModelWarmup_Input.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelWarmup_Input>): ModelWarmup_Input {
+    const message = createBaseModelWarmup_Input();
+    message.dataType = object.dataType ?? 0;
+    message.dims = object.dims?.map((e) => BigInt(e)) || [];
+    switch (object.inputDataType?.$case) {
+      case "zeroData": {
+        if (object.inputDataType?.value !== undefined && object.inputDataType?.value !== null) {
+          message.inputDataType = { $case: "zeroData", value: object.inputDataType.value };
+        }
+        break;
+      }
+      case "randomData": {
+        if (object.inputDataType?.value !== undefined && object.inputDataType?.value !== null) {
+          message.inputDataType = { $case: "randomData", value: object.inputDataType.value };
+        }
+        break;
+      }
+      case "inputDataFile": {
+        if (object.inputDataType?.value !== undefined && object.inputDataType?.value !== null) {
+          message.inputDataType = { $case: "inputDataFile", value: object.inputDataType.value };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseModelWarmup_InputsEntry(): ModelWarmup_InputsEntry {
+  return { key: "", value: undefined };
+}
+
+export const ModelWarmup_InputsEntry: MessageFns<ModelWarmup_InputsEntry> = {
+  encode(message: ModelWarmup_InputsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      ModelWarmup_Input.encode(message.value, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelWarmup_InputsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelWarmup_InputsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = ModelWarmup_Input.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelWarmup_InputsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? ModelWarmup_Input.fromJSON(object.value) : undefined,
+    };
+  },
+
+  toJSON(message: ModelWarmup_InputsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== undefined) {
+      obj.value = ModelWarmup_Input.toJSON(message.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelWarmup_InputsEntry>): ModelWarmup_InputsEntry {
+    return ModelWarmup_InputsEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelWarmup_InputsEntry>): ModelWarmup_InputsEntry {
+    const message = createBaseModelWarmup_InputsEntry();
+    message.key = object.key ?? "";
+    message.value = (object.value !== undefined && object.value !== null)
+      ? ModelWarmup_Input.fromPartial(object.value)
+      : undefined;
+    return message;
+  },
+};
+
 function createBaseModelResponseCache(): ModelResponseCache {
   return { enable: false };
 }
@@ -2750,6 +3703,7 @@ function createBaseModelConfig(): ModelConfig {
     defaultModelFilename: "",
     metricTags: {},
     parameters: {},
+    modelWarmup: [],
     responseCache: undefined,
   };
 }
@@ -2787,6 +3741,9 @@ export const ModelConfig: MessageFns<ModelConfig> = {
       case "dynamicBatching":
         ModelDynamicBatching.encode(message.schedulingChoice.value, writer.uint32(90).fork()).join();
         break;
+      case "ensembleScheduling":
+        ModelEnsembling.encode(message.schedulingChoice.value, writer.uint32(122).fork()).join();
+        break;
     }
     for (const v of message.instanceGroup) {
       ModelInstanceGroup.encode(v!, writer.uint32(58).fork()).join();
@@ -2800,6 +3757,9 @@ export const ModelConfig: MessageFns<ModelConfig> = {
     globalThis.Object.entries(message.parameters).forEach(([key, value]: [string, ModelParameter]) => {
       ModelConfig_ParametersEntry.encode({ key: key as any, value }, writer.uint32(114).fork()).join();
     });
+    for (const v of message.modelWarmup) {
+      ModelWarmup.encode(v!, writer.uint32(130).fork()).join();
+    }
     if (message.responseCache !== undefined) {
       ModelResponseCache.encode(message.responseCache, writer.uint32(194).fork()).join();
     }
@@ -2902,6 +3862,17 @@ export const ModelConfig: MessageFns<ModelConfig> = {
             };
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.schedulingChoice = {
+              $case: "ensembleScheduling",
+              value: ModelEnsembling.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
           case 7: {
             if (tag !== 58) {
               break;
@@ -2938,6 +3909,14 @@ export const ModelConfig: MessageFns<ModelConfig> = {
             if (entry14.value !== undefined) {
               message.parameters[entry14.key] = entry14.value;
             }
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.modelWarmup.push(ModelWarmup.decode(reader, reader.uint32()));
             continue;
           }
           case 24: {
@@ -2983,6 +3962,10 @@ export const ModelConfig: MessageFns<ModelConfig> = {
         ? { $case: "dynamicBatching", value: ModelDynamicBatching.fromJSON(object.dynamicBatching) }
         : isSet(object.dynamic_batching)
         ? { $case: "dynamicBatching", value: ModelDynamicBatching.fromJSON(object.dynamic_batching) }
+        : isSet(object.ensembleScheduling)
+        ? { $case: "ensembleScheduling", value: ModelEnsembling.fromJSON(object.ensembleScheduling) }
+        : isSet(object.ensemble_scheduling)
+        ? { $case: "ensembleScheduling", value: ModelEnsembling.fromJSON(object.ensemble_scheduling) }
         : undefined,
       instanceGroup: globalThis.Array.isArray(object?.instanceGroup)
         ? object.instanceGroup.map((e: any) => ModelInstanceGroup.fromJSON(e))
@@ -3035,6 +4018,11 @@ export const ModelConfig: MessageFns<ModelConfig> = {
           {},
         )
         : {},
+      modelWarmup: globalThis.Array.isArray(object?.modelWarmup)
+        ? object.modelWarmup.map((e: any) => ModelWarmup.fromJSON(e))
+        : globalThis.Array.isArray(object?.model_warmup)
+        ? object.model_warmup.map((e: any) => ModelWarmup.fromJSON(e))
+        : [],
       responseCache: isSet(object.responseCache)
         ? ModelResponseCache.fromJSON(object.responseCache)
         : isSet(object.response_cache)
@@ -3074,6 +4062,8 @@ export const ModelConfig: MessageFns<ModelConfig> = {
     }
     if (message.schedulingChoice?.$case === "dynamicBatching") {
       obj.dynamicBatching = ModelDynamicBatching.toJSON(message.schedulingChoice.value);
+    } else if (message.schedulingChoice?.$case === "ensembleScheduling") {
+      obj.ensembleScheduling = ModelEnsembling.toJSON(message.schedulingChoice.value);
     }
     if (message.instanceGroup?.length) {
       obj.instanceGroup = message.instanceGroup.map((e) => ModelInstanceGroup.toJSON(e));
@@ -3098,6 +4088,9 @@ export const ModelConfig: MessageFns<ModelConfig> = {
           obj.parameters[k] = ModelParameter.toJSON(v);
         });
       }
+    }
+    if (message.modelWarmup?.length) {
+      obj.modelWarmup = message.modelWarmup.map((e) => ModelWarmup.toJSON(e));
     }
     if (message.responseCache !== undefined) {
       obj.responseCache = ModelResponseCache.toJSON(message.responseCache);
@@ -3133,6 +4126,15 @@ export const ModelConfig: MessageFns<ModelConfig> = {
         }
         break;
       }
+      case "ensembleScheduling": {
+        if (object.schedulingChoice?.value !== undefined && object.schedulingChoice?.value !== null) {
+          message.schedulingChoice = {
+            $case: "ensembleScheduling",
+            value: ModelEnsembling.fromPartial(object.schedulingChoice.value),
+          };
+        }
+        break;
+      }
     }
     message.instanceGroup = object.instanceGroup?.map((e) => ModelInstanceGroup.fromPartial(e)) || [];
     message.defaultModelFilename = object.defaultModelFilename ?? "";
@@ -3154,6 +4156,7 @@ export const ModelConfig: MessageFns<ModelConfig> = {
       },
       {},
     );
+    message.modelWarmup = object.modelWarmup?.map((e) => ModelWarmup.fromPartial(e)) || [];
     message.responseCache = (object.responseCache !== undefined && object.responseCache !== null)
       ? ModelResponseCache.fromPartial(object.responseCache)
       : undefined;

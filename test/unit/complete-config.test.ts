@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { type CompleteConfigInput, completeConfig } from '../../models/config/complete.js';
 import { ConfigError } from '../../models/config/config-error.js';
-import { parseModelConfig } from '../../models/config/model-config.js';
+import { dynamicBatchingIn, parseModelConfig } from '../../models/config/model-config.js';
 import { DataType, type ModelConfig, ModelInstanceGroup_Kind } from '../../proto/gen/model_config.js';
 import { type TensorSpec } from '../../proto/gen/worker.js';
 
@@ -55,6 +55,7 @@ describe('completeConfig without config.pbtxt', () => {
       defaultModelFilename: '',
       metricTags: {},
       parameters: {},
+      modelWarmup: [],
     });
     expect(signature).toEqual({
       name: 'foo',
@@ -90,13 +91,24 @@ describe('completeConfig without config.pbtxt', () => {
     expect(config.maxBatchSize).toBe(4);
     expect(config.input[0]).toMatchObject({ dataType: DataType.TYPE_INT32, dims: [1n], reshape: { shape: [] } });
     expect(config.output[0]).toMatchObject({ dataType: DataType.TYPE_STRING, dims: [1n], reshape: { shape: [] } });
-    expect(signature.inputs[0]).toEqual({ name: 'k', datatype: 'INT32', dims: [1], dimNames: [''], optional: false });
+    expect(signature.inputs[0]).toEqual({ name: 'k', datatype: 'INT32', dims: [1], dimNames: [''], optional: false, reshape: [] });
+    expect(signature.outputs[0]).toMatchObject({ dims: [1], reshape: [] });
   });
 
-  it('fills a non-batching scalar as dims [1] without reshape', () => {
-    const { config } = completeConfig(input({ inputs: [spec('s', 'FP64', [])], outputs: [spec('t', 'FP64', [])] }));
+  it('fills a non-batching scalar as dims [] (the rank-0 shape the model declares), without reshape', () => {
+    const { config, signature } = completeConfig(input({ inputs: [spec('s', 'FP64', [])], outputs: [spec('t', 'FP64', [])] }));
     expect(config.maxBatchSize).toBe(0);
-    expect(config.input[0]).toMatchObject({ dims: [1n], reshape: undefined });
+    expect(config.input[0]).toMatchObject({ dims: [], reshape: undefined });
+    expect(signature.inputs[0]).toEqual({ name: 's', datatype: 'FP64', dims: [], dimNames: [], optional: false });
+  });
+
+  it("takes a non-batching scalar written Triton's way, dims [1] reshape [], or as dims [1] alone, and hands the model []", () => {
+    const scalar = { inputs: [spec('s', 'FP64', [])], outputs: [spec('t', 'FP64', [])] };
+    const triton = completeConfig(fromText('input { name: "s" dims: [ 1 ] reshape { shape: [ ] } } output { name: "t" dims: [ 1 ] reshape { shape: [ ] } }', scalar));
+    expect(triton.signature.inputs[0]).toEqual({ name: 's', datatype: 'FP64', dims: [1], dimNames: [''], optional: false, reshape: [] });
+    expect(triton.signature.outputs[0]).toMatchObject({ dims: [1], reshape: [] });
+    const plain = completeConfig(fromText('input { name: "s" dims: [ 1 ] }', scalar));
+    expect(plain.signature.inputs[0]).toMatchObject({ dims: [1], reshape: [] });
   });
 
   it('names errors after the model when there is no file', () => {
@@ -188,9 +200,9 @@ describe('completeConfig: inputs and outputs the config lists', () => {
   it('accepts a reshape that matches the model, and drops dim names it invalidates', () => {
     const scalarModel = { inputs: [spec('k', 'INT32', [-1], ['batch'])], outputs: [spec('y', 'INT32', [-1, 2])] };
     const { signature } = completeConfig(fromText('max_batch_size: 2 input { name: "k" dims: [ 1 ] reshape { shape: [ ] } }', scalarModel));
-    expect(signature.inputs[0]).toEqual({ name: 'k', datatype: 'INT32', dims: [1], dimNames: [''], optional: false });
+    expect(signature.inputs[0]).toEqual({ name: 'k', datatype: 'INT32', dims: [1], dimNames: [''], optional: false, reshape: [] });
     const reshaped = completeConfig(fromText('max_batch_size: 2 input { name: "a" dims: [ 4, 4 ] reshape { shape: [ 16 ] } }', MODEL));
-    expect(reshaped.signature.inputs[0]).toMatchObject({ name: 'a', dims: [4, 4], dimNames: ['', ''] });
+    expect(reshaped.signature.inputs[0]).toMatchObject({ name: 'a', dims: [4, 4], dimNames: ['', ''], reshape: [16] });
   });
 
   it('lets a -1 in the model take any config value', () => {
@@ -299,14 +311,14 @@ describe('completeConfig: the rest of the config', () => {
     const { config } = completeConfig(
       fromText('max_batch_size: 8 dynamic_batching { preferred_batch_size: [ 4, 8 ] max_queue_delay_microseconds: 100 priority_levels: 3 }'),
     );
-    expect(config.schedulingChoice?.value).toMatchObject({
+    expect(dynamicBatchingIn(config)).toMatchObject({
       preferredBatchSize: [4, 8],
       maxQueueDelayMicroseconds: 100n,
       priorityLevels: 3n,
       defaultPriorityLevel: 3n,
     });
     const explicit = completeConfig(fromText('dynamic_batching { priority_levels: 3 default_priority_level: 1 }'));
-    expect(explicit.config.schedulingChoice?.value.defaultPriorityLevel).toBe(1n);
+    expect(dynamicBatchingIn(explicit.config)?.defaultPriorityLevel).toBe(1n);
     expect(completeConfig(fromText('max_batch_size: 8')).config.schedulingChoice).toBeUndefined();
   });
 
@@ -362,8 +374,8 @@ describe('completeConfig: the rest of the config', () => {
       inputs: [{ name: 'image', datatype: 'FP32', dims: [3, 224, 224], dimNames: ['', '', ''], optional: false }],
       outputs: [{ name: 'logits', datatype: 'FP32', dims: [1000], dimNames: [''], optional: false }],
     });
-    expect(config.schedulingChoice?.value.defaultPriorityLevel).toBe(2n);
-    expect(config.schedulingChoice?.value.priorityQueuePolicy.get(1n)?.maxQueueSize).toBe(5);
+    expect(dynamicBatchingIn(config)?.defaultPriorityLevel).toBe(2n);
+    expect(dynamicBatchingIn(config)?.priorityQueuePolicy.get(1n)?.maxQueueSize).toBe(5);
     expect(config.instanceGroup).toEqual([
       { name: 'foo_0', kind: ModelInstanceGroup_Kind.KIND_GPU, count: 2, gpus: [0, 1], profile: [], passive: false, hostPolicy: '' },
     ]);

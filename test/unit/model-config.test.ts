@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseModelConfig } from '../../models/config/model-config.js';
+import { ConfigError, dynamicBatchingIn, parseModelConfig } from '../../models/config/model-config.js';
 import { PbtxtSyntaxError } from '../../models/config/pbtxt.js';
 import {
   DataType,
@@ -102,7 +102,7 @@ describe('parseModelConfig: a realistic Triton config', () => {
 
   it('reads dynamic_batching with its queue policies and the uint64 map', () => {
     expect(config.schedulingChoice?.$case).toBe('dynamicBatching');
-    const batching = config.schedulingChoice?.value;
+    const batching = dynamicBatchingIn(config);
     expect(batching).toEqual({
       preferredBatchSize: [4, 8],
       maxQueueDelayMicroseconds: 100n,
@@ -159,6 +159,7 @@ describe('parseModelConfig: the rest of the schema', () => {
       defaultModelFilename: '',
       metricTags: {},
       parameters: {},
+      modelWarmup: [],
     });
     expect(warnings).toEqual([]);
     expect(present.size).toBe(0);
@@ -226,19 +227,19 @@ describe('parseModelConfig: the rest of the schema', () => {
 
   it('reads uint64 values beyond 2^53 exactly', () => {
     const { config } = parseModelConfig('dynamic_batching { max_queue_delay_microseconds: 18446744073709551615 }', FILE);
-    expect(config.schedulingChoice?.value.maxQueueDelayMicroseconds).toBe(2n ** 64n - 1n);
+    expect(dynamicBatchingIn(config)?.maxQueueDelayMicroseconds).toBe(2n ** 64n - 1n);
   });
 
   it('accepts Triton fields Fabriek ignores, with a warning naming file, field and position', () => {
     const { config, warnings } = parseModelConfig(
-      'name: "foo"\nmodel_warmup [ { name: "w" } ]\nresponse_cache { enable: true }\ninstance_group { count: 1 rate_limiter { } }\noptimization { cuda { graphs: true } }',
+      'name: "foo"\nmodel_operations { op_library_filename: "x" }\nresponse_cache { enable: true }\ninstance_group { count: 1 rate_limiter { } }\noptimization { cuda { graphs: true } }',
       FILE,
     );
     expect(config.name).toBe('foo');
     // response_cache is read since the response cache exists (gateway/cache).
     expect(config.responseCache).toEqual({ enable: true });
     expect(warnings).toEqual([
-      'models/foo/config.pbtxt: model_warmup: ignored: Fabriek does not implement it; no warm-up requests are sent (line 2, column 1)',
+      'models/foo/config.pbtxt: model_operations: ignored: Fabriek does not implement it (line 2, column 1)',
       'models/foo/config.pbtxt: instance_group[0].rate_limiter: ignored: Fabriek does not implement it (line 4, column 27)',
       'models/foo/config.pbtxt: optimization.cuda: ignored: applies to other backends only (line 5, column 16)',
     ]);
@@ -252,12 +253,12 @@ describe('parseModelConfig: the rest of the schema', () => {
 
   it('warns once per ignored field, and keeps the last value of a repeated map key', () => {
     const { config, warnings } = parseModelConfig(
-      'model_warmup { name: "a" } model_warmup { name: "b" }\nparameters { key: "k" value { string_value: "1" } }\nparameters { key: "k" value { string_value: "2" } }',
+      'batch_input { kind: 1 } batch_input { kind: 2 }\nparameters { key: "k" value { string_value: "1" } }\nparameters { key: "k" value { string_value: "2" } }',
       FILE,
     );
     expect(config.parameters).toEqual({ k: { stringValue: '2' } });
     expect(warnings).toEqual([
-      'models/foo/config.pbtxt: model_warmup: ignored: Fabriek does not implement it; no warm-up requests are sent (line 1, column 1)',
+      'models/foo/config.pbtxt: batch_input: ignored: Fabriek does not implement it (line 1, column 1)',
       'models/foo/config.pbtxt: parameters[1]: key "k" is set more than once; the last value is used (line 3, column 12)',
     ]);
   });
@@ -281,7 +282,7 @@ describe('parseModelConfig: errors name file, field and position', () => {
   const cases: [string, string, string, string][] = [
     // [name, text, field, reason]
     ['unknown top-level field', 'name: "x"\nmax_batch: 4', 'max_batch',
-      'unknown field; expected one of dynamic_batching, name, platform, backend, runtime, version_policy, max_batch_size, input, output, optimization, instance_group, default_model_filename, metric_tags, parameters, response_cache'],
+      'unknown field; expected one of dynamic_batching, ensemble_scheduling, name, platform, backend, runtime, version_policy, max_batch_size, input, output, optimization, instance_group, default_model_filename, metric_tags, parameters, model_warmup, response_cache'],
     ['unknown nested field', 'dynamic_batching { max_queue_delay: 5 }', 'dynamic_batching.max_queue_delay',
       'unknown field; expected one of priority_levels, preferred_batch_size, max_queue_delay_microseconds, preserve_ordering, default_priority_level, default_queue_policy, priority_queue_policy'],
     ['unknown field in a list item', 'input [ { name: "a" }, { nmae: "b" } ]', 'input[1].nmae',

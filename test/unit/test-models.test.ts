@@ -170,6 +170,8 @@ describe('test model registry and files', () => {
         'mlp_large',
         'mlp_small',
         'multi_dtype',
+        'per_item_scalar',
+        'scalar_add',
         'simple_cnn',
         'string_identity',
       ].sort(),

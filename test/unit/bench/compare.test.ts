@@ -44,6 +44,15 @@ describe('bench compare', () => {
     expect(c.regressions.map((r) => r.measure)).toEqual(['errors']);
   });
 
+  it('flags a higher server CPU per request, and compares it only where both runs measured it', () => {
+    const a = run([level({ serverCpuUsPerRequest: 200 })]);
+    expect(compareRuns(a, run([level({ serverCpuUsPerRequest: 210 })]), 10).regressions).toEqual([]);
+    const worse = compareRuns(a, run([level({ serverCpuUsPerRequest: 260 })]), 10);
+    expect(worse.regressions.map((r) => [r.measure, r.before, r.after])).toEqual([['server CPU µs/req', 200, 260]]);
+    expect(compareRuns(a, run([level({ serverCpuUsPerRequest: 100 })]), 10).regressions).toEqual([]);
+    expect(compareRuns(a, run([level()]), 10).changes.map((c) => c.measure)).not.toContain('server CPU µs/req');
+  });
+
   it('compares metrics in the direction that is better for each', () => {
     const c = compareRuns(run([], [p1(50), p3(300)]), run([], [p1(70), p3(400)]), 10);
     expect(c.regressions.map((r) => r.subject)).toEqual(['P3: p50 added']);

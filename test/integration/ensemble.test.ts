@@ -1,0 +1,146 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { InferenceHttpClient } from '../../client/http-client.js';
+import { type InferenceClient } from '../../client/inference-client.js';
+import { input } from '../../client/typed-tensors.js';
+import { buildModel, EXAMPLE_CONFIGS } from '../../models/build/test-models.js';
+import { failure } from '../helpers/call-outcome.js';
+import { type GatewayProcess, startGateway } from '../helpers/gateway-process.js';
+
+// Triton ensembles (issue #14) in a Triton-layout repository: a two-step
+// pipeline and a diamond over add_sub and identity_fp32, served unchanged.
+
+const IO = `max_batch_size: 4
+input [ { name: "A" data_type: TYPE_FP32 dims: [ 16 ] }, { name: "B" data_type: TYPE_FP32 dims: [ 16 ] } ]
+`;
+const map = (kind: 'input_map' | 'output_map', pairs: Record<string, string>): string =>
+  Object.entries(pairs)
+    .map(([k, v]) => `${kind} { key: "${k}" value: "${v}" }`)
+    .join(' ');
+const step = (model: string, inputs: Record<string, string>, outputs: Record<string, string>): string =>
+  `{ model_name: "${model}" model_version: -1 ${map('input_map', inputs)} ${map('output_map', outputs)} }`;
+
+const PIPELINE = `name: "pipeline"
+platform: "ensemble"
+${IO}output [ { name: "SUM" data_type: TYPE_FP32 dims: [ 16 ] } ]
+ensemble_scheduling { step [
+  ${step('add_sub', { INPUT0: 'A', INPUT1: 'B' }, { OUTPUT0: 'sum', OUTPUT1: 'diff' })},
+  ${step('identity_fp32', { INPUT0: 'sum' }, { OUTPUT0: 'SUM' })}
+] }
+`;
+
+// (A+B) + (A-B) = 2A and (A+B) - (A-B) = 2B, through two identity branches that run at once.
+const DIAMOND = `name: "diamond"
+platform: "ensemble"
+${IO}output [ { name: "TWICE_A" data_type: TYPE_FP32 dims: [ 16 ] }, { name: "TWICE_B" data_type: TYPE_FP32 dims: [ 16 ] } ]
+ensemble_scheduling { step [
+  ${step('add_sub', { INPUT0: 'A', INPUT1: 'B' }, { OUTPUT0: 'sum', OUTPUT1: 'diff' })},
+  ${step('identity_fp32', { INPUT0: 'sum' }, { OUTPUT0: 'left' })},
+  ${step('identity_fp32', { INPUT0: 'diff' }, { OUTPUT0: 'right' })},
+  ${step('add_sub', { INPUT0: 'left', INPUT1: 'right' }, { OUTPUT0: 'TWICE_A', OUTPUT1: 'TWICE_B' })}
+] }
+`;
+
+// Step 0 writes 'nothing' where step 1 reads 'sum'.
+const BROKEN = PIPELINE.replace('name: "pipeline"', 'name: "broken"').replace('value: "sum" }', 'value: "nothing" }');
+
+describe('ensembles', () => {
+  let repo: string;
+  let gw: GatewayProcess;
+  let http: InferenceHttpClient;
+  const a = Float32Array.from({ length: 16 }, (_, i) => i + 1);
+  const b = Float32Array.from({ length: 16 }, (_, i) => 0.5 * i);
+
+  beforeAll(async () => {
+    repo = await mkdtemp(join(tmpdir(), 'fabriek-ensemble-'));
+    const put = async (name: string, config: string | undefined, model?: Uint8Array): Promise<void> => {
+      await mkdir(join(repo, name, '1'), { recursive: true });
+      if (model) await writeFile(join(repo, name, '1', 'model.onnx'), model);
+      if (config !== undefined) await writeFile(join(repo, name, 'config.pbtxt'), config);
+    };
+    await put('add_sub', EXAMPLE_CONFIGS.add_sub, buildModel('add_sub'));
+    await put('identity_fp32', undefined, buildModel('identity_fp32'));
+    await put('pipeline', PIPELINE);
+    await put('diamond', DIAMOND);
+    await put('broken', BROKEN);
+    gw = await startGateway(['--model-repository', repo, '--strict-readiness', 'false']);
+    const port = / HTTP on [^ ;]+:(\d+)/.exec(gw.readyLine)?.[1];
+    http = new InferenceHttpClient(`http://127.0.0.1:${port}`);
+  });
+
+  afterAll(async () => {
+    http?.close();
+    expect(await gw?.stop()).toBe(0);
+    await rm(repo, { recursive: true, force: true });
+  });
+
+  const clients = (): [string, InferenceClient][] => [
+    ['gRPC', gw.client],
+    ['HTTP', http],
+  ];
+
+  it("reports platform 'ensemble' and the ensemble's own inputs and outputs", async () => {
+    for (const [protocol, client] of clients()) {
+      const md = await client.getModelMetadata('diamond');
+      expect(md.platform, protocol).toBe('ensemble');
+      expect(md.inputs.map((t) => [t.name, t.shape]), protocol).toEqual([
+        ['A', [-1, 16]],
+        ['B', [-1, 16]],
+      ]);
+      expect(md.outputs.map((t) => t.name), protocol).toEqual(['TWICE_A', 'TWICE_B']);
+    }
+    const { config } = await gw.client.modelConfig('pipeline', '');
+    expect(config?.platform).toBe('ensemble');
+    expect(config?.schedulingChoice?.$case).toBe('ensembleScheduling');
+  });
+
+  it('runs the two-step pipeline and the diamond, answering only the ensemble outputs', async () => {
+    for (const [protocol, client] of clients()) {
+      const piped = await client.infer('pipeline', [input('A', 'FP32', [1, 16], a), input('B', 'FP32', [1, 16], b)]);
+      expect(piped.outputs.map((o) => o.name), protocol).toEqual(['SUM']);
+      expect([...piped.output('SUM').as('FP32')], protocol).toEqual([...a].map((x, i) => x + (b[i] ?? 0)));
+      const diamond = await client.infer('diamond', [input('A', 'FP32', [2, 16], [...a, ...a]), input('B', 'FP32', [2, 16], [...b, ...b])]);
+      expect(diamond.outputs.map((o) => o.name).sort(), protocol).toEqual(['TWICE_A', 'TWICE_B']);
+      expect(diamond.output('TWICE_A').shape, protocol).toEqual([2, 16]);
+      expect([...diamond.output('TWICE_A').as('FP32')].slice(0, 16), protocol).toEqual([...a].map((x) => 2 * x));
+      expect([...diamond.output('TWICE_B').as('FP32')].slice(16), protocol).toEqual([...b].map((x) => 2 * x));
+    }
+  });
+
+  it("counts statistics for the ensemble and for each step's model", async () => {
+    const before = await gw.client.getInferenceStatistics('add_sub');
+    await gw.client.infer('diamond', [input('A', 'FP32', [1, 16], a), input('B', 'FP32', [1, 16], b)]);
+    const after = await gw.client.getInferenceStatistics('add_sub');
+    // The diamond calls add_sub twice.
+    expect(Number(after[0]?.inferenceStats?.success?.count ?? 0n) - Number(before[0]?.inferenceStats?.success?.count ?? 0n)).toBe(2);
+    const [diamond] = await gw.client.getInferenceStatistics('diamond');
+    expect(Number(diamond?.inferenceStats?.success?.count ?? 0n)).toBeGreaterThanOrEqual(3);
+  });
+
+  it('refuses an ensemble whose maps name a tensor nothing produces, naming file and field; the others serve', async () => {
+    const index = await gw.client.repositoryIndex();
+    const broken = index.models.find((m) => m.name === 'broken');
+    expect(broken?.state).toBe('UNAVAILABLE');
+    expect(broken?.reason).toMatch(/broken\/config\.pbtxt: ensemble_scheduling\.step\[1\]\.input_map\["INPUT0"\]: expected an ensemble input or a step output, got 'sum', which nothing produces/);
+    expect(await gw.client.isModelReady('pipeline')).toBe(true);
+  });
+
+  it('fails a request whose input does not fit with the status of the check, and goes UNAVAILABLE while a step is unloaded', async () => {
+    const bad = await failure(gw.client.infer('pipeline', [input('A', 'FP32', [1, 16], a), input('B', 'FP32', [1, 8], b.slice(0, 8))]));
+    expect(bad.code).toBe(3); // INVALID_ARGUMENT
+
+    await gw.client.unloadModel('identity_fp32');
+    expect(await gw.client.isModelReady('pipeline')).toBe(false);
+    const index = await gw.client.repositoryIndex();
+    expect(index.models.find((m) => m.name === 'diamond')?.reason).toMatch(/step model 'identity_fp32'/);
+    const refused = await failure(gw.client.infer('pipeline', [input('A', 'FP32', [1, 16], a), input('B', 'FP32', [1, 16], b)]));
+    expect(refused.code).toBe(14); // UNAVAILABLE
+
+    await gw.client.loadModel('identity_fp32');
+    expect(await gw.client.isModelReady('pipeline')).toBe(true);
+    const again = await gw.client.infer('pipeline', [input('A', 'FP32', [1, 16], a), input('B', 'FP32', [1, 16], b)]);
+    expect([...again.output('SUM').as('FP32')][3]).toBe((a[3] ?? 0) + (b[3] ?? 0));
+  });
+});
