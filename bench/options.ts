@@ -26,6 +26,8 @@ Server and model:
   --model-repository DIR         without -u: start 'fabriek serve' on DIR (free loopback ports) and measure it;
                                  also where --baseline raw-ort finds the ONNX file
   --model-file PATH              the ONNX file for --baseline raw-ort
+  --cache-config CACHE,K=V       with --model-repository: the started server's response cache (repeatable;
+                                 fabriek serve's flag, e.g. local,size=1048576)
 Load:
   --concurrency-range S[:E[:STEP]]   closed loop at S, S+STEP, … E clients (default 1)
   --request-rate-range S[:E[:STEP]]  open loop at S … E requests/s instead
@@ -38,6 +40,9 @@ Load:
   --string-length N              random BYTES elements' length (default 16)
   --request-timeout-ms MS        per-request deadline (default 30000)
   --seed N                       random data and Poisson schedule seed (default 1)
+  --cache-hit-ratio R            a repeating input mix for a response-cached model: each request repeats
+                                 one of 4 hot inputs with probability R (0..1), else sends an input never
+                                 sent before; the table shows the server's hit rate (ModelStatistics)
 Measurement:
   -p, --measurement-interval MS  window length (default 5000)
   --measurement-mode time_windows|count_windows   (default time_windows)
@@ -48,7 +53,8 @@ Measurement:
   --percentile N                 watch and report pN latency instead of the average for stability
   --slo-ms MS                    goodput: infer/s answered within MS
 Baselines (measured in the same run; the table shows ratios to them):
-  --baseline raw-ort|grpc-echo|batching-off   repeatable or comma-separated
+  --baseline raw-ort|grpc-echo|batching-off|cache-off   repeatable or comma-separated; cache-off: the
+                                 same model with its response_cache turned off (config override)
 Output:
   -f, --latency-report-file F.csv   perf_analyzer's CSV for the server under test
   --json FILE, --svg FILE        the whole run as JSON; throughput against p99 latency as SVG
@@ -63,6 +69,7 @@ const OPTIONS = {
   header: { type: 'string', short: 'H', multiple: true },
   'model-repository': { type: 'string' },
   'model-file': { type: 'string' },
+  'cache-config': { type: 'string', multiple: true },
   'concurrency-range': { type: 'string' },
   'request-rate-range': { type: 'string' },
   'request-distribution': { type: 'string', default: 'constant' },
@@ -72,6 +79,7 @@ const OPTIONS = {
   'string-length': { type: 'string', default: '16' },
   'request-timeout-ms': { type: 'string', default: '30000' },
   seed: { type: 'string', default: '1' },
+  'cache-hit-ratio': { type: 'string' },
   'measurement-interval': { type: 'string', short: 'p', default: '5000' },
   'measurement-mode': { type: 'string', default: 'time_windows' },
   'measurement-request-count': { type: 'string', default: '50' },
@@ -135,7 +143,7 @@ export function parseHeaders(raw: readonly string[]): Record<string, string> {
   return headers;
 }
 
-const BASELINES: readonly Baseline[] = ['raw-ort', 'grpc-echo', 'batching-off'];
+const BASELINES: readonly Baseline[] = ['raw-ort', 'grpc-echo', 'batching-off', 'cache-off'];
 
 /** Parses perf mode's argv; `{ help: true }` when -h was given. */
 export function parsePerfArgs(argv: readonly string[]): PerfOptions | { help: true } {
@@ -172,6 +180,9 @@ export function parsePerfArgs(argv: readonly string[]): PerfOptions | { help: tr
   }
   const seed = number('seed', values.seed, { min: 0, integer: true });
   const url = values.url;
+  if (values['cache-config'] !== undefined && (values['model-repository'] === undefined || url !== undefined)) {
+    throw new UsageError('--cache-config configures the server the bench starts: give --model-repository and no -u');
+  }
   if (url !== undefined && protocol === 'grpc' && /^https?:\/\//.test(url)) throw new UsageError(`-u ${url} is an HTTP URL; add -i http, or give host:port for gRPC`);
   return {
     model,
@@ -181,6 +192,7 @@ export function parsePerfArgs(argv: readonly string[]): PerfOptions | { help: tr
     headers: parseHeaders(values.header ?? []),
     ...(values['model-repository'] !== undefined ? { modelRepository: values['model-repository'] } : {}),
     ...(values['model-file'] !== undefined ? { modelFile: values['model-file'] } : {}),
+    ...(values['cache-config'] !== undefined ? { serveArgs: values['cache-config'].flatMap((c) => ['--cache-config', c]) } : {}),
     levels,
     batchSize: number('batch-size', values['batch-size'], { min: 1, integer: true }),
     shapes,
@@ -196,6 +208,7 @@ export function parsePerfArgs(argv: readonly string[]): PerfOptions | { help: tr
     warmupMs: number('warmup-interval', values['warmup-interval'], { min: 0, max: 600_000 }),
     timeoutMs: number('request-timeout-ms', values['request-timeout-ms'], { min: 1, max: 3_600_000 }),
     seed,
+    ...(values['cache-hit-ratio'] !== undefined ? { cacheHitRatio: number('cache-hit-ratio', values['cache-hit-ratio'], { min: 0, max: 1 }) } : {}),
     baselines,
     ...(values['latency-report-file'] !== undefined ? { csvFile: values['latency-report-file'] } : {}),
     ...(values.json !== undefined ? { jsonFile: values.json } : {}),
@@ -207,7 +220,7 @@ export function parsePerfArgs(argv: readonly string[]): PerfOptions | { help: tr
 
 /** The longest a perf run may take before its watchdog ends it (ms). */
 export function perfWatchdogMs(o: PerfOptions): number {
-  const series = 1 + (o.baselines.has('grpc-echo') ? 1 : 0) + (o.baselines.has('batching-off') ? 1 : 0);
+  const series = 1 + (o.baselines.has('grpc-echo') ? 1 : 0) + (o.baselines.has('batching-off') ? 1 : 0) + (o.baselines.has('cache-off') ? 1 : 0);
   const perLevel = o.warmupMs + o.maxTrials * o.intervalMs + 10_000;
   const raw = o.baselines.has('raw-ort') ? 8 * (o.intervalMs + 5_000) : 0;
   return 2 * (series * o.levels.length * perLevel + raw) + 300_000;

@@ -7,22 +7,23 @@ import { InferenceGrpcClient } from '../client/grpc-client.js';
 import { createClient } from '../client/index.js';
 import { type InferenceClient } from '../client/inference-client.js';
 import { withBatchingOff } from './baselines/batching-off.js';
+import { withCacheOff } from './baselines/cache-off.js';
 import { spawnEchoServer } from './baselines/grpc-echo.js';
 import { type RawOrtLevel, rawOrtBaseline } from './baselines/raw-ort.js';
 import { type RunRecord, describeRun, runInfo, saveRun } from './history.js';
 import { type ChildServer, disturbedNote, httpUrlOf, startGateway } from './load/child-server.js';
-import { type InputDataSource, type InputPlan, planInputs } from './load/input-data.js';
+import { HOT_SETS, type InputDataSource, type InputPlan, planInputs } from './load/input-data.js';
 import { type LevelResult, type LoadLevel, inferSender, runLevel } from './load/level.js';
-import { readModelStats } from './load/server-stats.js';
+import { cacheHitRate, readModelStats } from './load/server-stats.js';
 import { type StabilityRule } from './load/stability.js';
 import { type WindowOptions } from './load/windows.js';
 import { toCsv } from './report/csv.js';
 import { mdTable, textTable } from './report/format.js';
-import { ECHO_SERIES, OFF_SERIES, SERVER_SERIES, levelTable, loadLabel, rawOrtTable } from './report/levels-table.js';
+import { CACHE_OFF_SERIES, ECHO_SERIES, OFF_SERIES, SERVER_SERIES, levelTable, loadLabel, rawOrtTable } from './report/levels-table.js';
 import { Progress } from './report/progress.js';
 import { throughputLatencySvg } from './report/svg-chart.js';
 
-export type Baseline = 'raw-ort' | 'grpc-echo' | 'batching-off';
+export type Baseline = 'raw-ort' | 'grpc-echo' | 'batching-off' | 'cache-off';
 
 export interface PerfOptions {
   readonly model: string;
@@ -35,6 +36,8 @@ export interface PerfOptions {
   readonly modelRepository?: string;
   /** The ONNX file for --baseline raw-ort (default: <repository>/<model>/<latest version>/model.onnx). */
   readonly modelFile?: string;
+  /** Extra `fabriek serve` flags for the server the bench starts (--cache-config). */
+  readonly serveArgs?: readonly string[];
   readonly levels: readonly LoadLevel[];
   readonly batchSize: number;
   readonly shapes: ReadonlyMap<string, readonly number[]>;
@@ -50,6 +53,8 @@ export interface PerfOptions {
   readonly warmupMs: number;
   readonly timeoutMs: number;
   readonly seed: number;
+  /** --cache-hit-ratio: the share of requests that repeat a hot input. */
+  readonly cacheHitRatio?: number;
   readonly baselines: ReadonlySet<Baseline>;
   readonly csvFile?: string;
   readonly jsonFile?: string;
@@ -94,7 +99,7 @@ export async function runPerf(o: PerfOptions, log: (line: string) => void): Prom
   let url = o.url;
   if (url === undefined && o.modelRepository !== undefined) {
     log(`starting fabriek serve on ${o.modelRepository}…`);
-    own = await startGateway(o.modelRepository);
+    own = await startGateway(o.modelRepository, o.serveArgs ?? []);
     url = o.protocol === 'http' ? httpUrlOf(own) : own.address;
   }
   url ??= o.protocol === 'http' ? 'http://localhost:8000' : 'localhost:8001';
@@ -110,8 +115,14 @@ export async function runPerf(o: PerfOptions, log: (line: string) => void): Prom
     const md = await client.getModelMetadata(o.model, o.version, { timeoutMs: 10_000 });
     const config = await client.getModelConfig(o.model, o.version, { timeoutMs: 10_000 });
     maxBatchSize = config.maxBatchSize;
-    const plan = planInputs(md, maxBatchSize, { batchSize: o.batchSize, shapes: o.shapes, data: o.inputData, stringLength: o.stringLength });
-    log(`${o.model}: ${md.inputs.map((t) => `${t.name} ${t.datatype} [${(plan.shapes[t.name] ?? []).join(',')}]`).join(', ')}; max_batch_size ${maxBatchSize}${config.dynamicBatching ? ', dynamic batching' : ''}; ${plan.sets.length} distinct input set(s)`);
+    const plan = planInputs(md, maxBatchSize, {
+      batchSize: o.batchSize,
+      shapes: o.shapes,
+      data: o.inputData,
+      stringLength: o.stringLength,
+      ...(o.cacheHitRatio !== undefined ? { cacheHitRatio: o.cacheHitRatio } : {}),
+    });
+    log(`${o.model}: ${md.inputs.map((t) => `${t.name} ${t.datatype} [${(plan.shapes[t.name] ?? []).join(',')}]`).join(', ')}; max_batch_size ${maxBatchSize}${config.dynamicBatching ? ', dynamic batching' : ''}; ${o.cacheHitRatio !== undefined ? `cache hit ratio ${o.cacheHitRatio}: ${HOT_SETS} hot inputs, the rest never repeated` : `${plan.sets.length} distinct input set(s)`}`);
     const windows: WindowOptions = {
       intervalMs: o.intervalMs,
       ...(o.requestCount !== undefined ? { requestCount: o.requestCount } : {}),
@@ -170,6 +181,14 @@ export async function runPerf(o: PerfOptions, log: (line: string) => void): Prom
         return true;
       });
       if (done === undefined) notes.push(`batching-off baseline skipped: '${o.model}' has no dynamic_batching.`);
+    }
+    if (o.baselines.has('cache-off')) {
+      log('the same model with its response cache off (config override through the repository API)…');
+      const done = await withCacheOff(control, o.model, async () => {
+        await measureAll(CACHE_OFF_SERIES, client, own?.pid, control);
+        return true;
+      });
+      if (done === undefined) notes.push(`cache-off baseline skipped: '${o.model}' has no response_cache { enable: true }.`);
     }
   } finally {
     client.close();
@@ -233,7 +252,7 @@ export function summaryLine(label: string, r: LevelResult): string {
   const errors = r.errorCount > 0 ? `, ${r.errorCount} errors (${Object.keys(r.errors).join(', ')})` : '';
   const cpu = disturbedNote(r.cpu);
   const perRequest = r.serverCpuUsPerRequest !== undefined ? `, server CPU ${r.serverCpuUsPerRequest.toFixed(0)} µs/req` : '';
-  return `  ${label}: ${r.inferPerSecond.toFixed(0)} infer/s, p50 ${(r.latency.p50Us / 1000).toFixed(2)} ms, p99 ${(r.latency.p99Us / 1000).toFixed(2)} ms${r.server ? `, avg batch ${r.server.avgBatchSize.toFixed(1)}` : ''}${perRequest}${errors}${r.stable ? '' : `, not stable after ${r.trials} windows`}${cpu}`;
+  return `  ${label}: ${r.inferPerSecond.toFixed(0)} infer/s, p50 ${(r.latency.p50Us / 1000).toFixed(2)} ms, p99 ${(r.latency.p99Us / 1000).toFixed(2)} ms${r.server ? `, avg batch ${r.server.avgBatchSize.toFixed(1)}` : ''}${perRequest}${r.server && r.server.cacheHits + r.server.cacheMisses > 0 ? `, cache hits ${(100 * cacheHitRate(r.server)).toFixed(1)} %` : ''}${errors}${r.stable ? '' : `, not stable after ${r.trials} windows`}${cpu}`;
 }
 
 export function chartOf(levels: readonly LevelResult[], title: string): string {

@@ -7,11 +7,18 @@ import { type Logger } from 'pino';
 import { unavailable } from '../core/errors.js';
 import { GRPCInferenceServiceService } from '../proto/gen/inference.js';
 import { detectGpus, planLocalWorkers } from './devices.js';
+import { describeCache } from './cache/cache-config.js';
+import { LocalLru } from './cache/local-lru.js';
+import { RedisCache } from './cache/redis-cache.js';
+import { ResponseCache } from './cache/response-cache.js';
+import { type ResponseStore } from './cache/response-store.js';
+import { cachePolicyOf } from './cache/cache-policy.js';
 import { createInferenceService, type ServerInfo } from './grpc/inference-service.js';
 import { withMalformedRequests } from './grpc/malformed-request.js';
 import { createHttpServer } from './http/server.js';
 import { earlyRefusals } from './grpc/early-refusal.js';
 import { Admission } from './inference/admission.js';
+import { registerCacheMetrics } from './metrics/cache-metrics.js';
 import { MetricsRegistry } from './metrics/registry.js';
 import { type QuotaState, TenantMetrics } from './metrics/tenant-metrics.js';
 import { createMetricsServer } from './metrics/server.js';
@@ -184,6 +191,22 @@ function reloadOnHangup(file: string | undefined, authenticator: Authenticator |
   };
 }
 
+/** The response cache of --cache-config, its metrics wired; undefined without the flag. */
+async function startResponseCache(options: ServeOptions, log: Logger, metrics: MetricsRegistry | undefined): Promise<ResponseCache | undefined> {
+  const config = options.cache;
+  if (!config) return undefined;
+  let store: ResponseStore | undefined;
+  const onError = metrics ? registerCacheMetrics(metrics.registry, () => store) : undefined;
+  if (config.kind === 'local') store = new LocalLru(config.sizeBytes, config.maxEntryBytes);
+  else {
+    const redis = new RedisCache(config, { log, ...(onError ? { onError } : {}) });
+    await redis.start();
+    store = redis;
+  }
+  log.info(describeCache(config), 'response cache on for models with response_cache { enable: true }');
+  return new ResponseCache(store);
+}
+
 /** The composition root of a gateway: wires repository, workers, schedulers and the gRPC service. */
 export async function startGateway(options: ServeOptions, log: Logger = createLogger(options.logLevel, 'fabriek')): Promise<RunningGateway> {
   const repository = await checkRepository(options.modelRepository);
@@ -198,7 +221,8 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   const tenants = await startTenants(options, redis.quota, log);
   const onHangup = reloadOnHangup(options.tenants, tenants.authenticator, log);
   process.on('SIGHUP', onHangup);
-  const metrics = options.allowMetrics ? new MetricsRegistry() : undefined;
+  const metrics = options.allowMetrics ? new MetricsRegistry({ responseCache: options.cache !== undefined }) : undefined;
+  const responseCache = await startResponseCache(options, log, metrics);
   const models = new ModelManager({
     repository,
     log,
@@ -206,6 +230,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     maxQueueSize: options.maxQueueSize,
     control: options.modelControl,
     ...(metrics ? { metrics } : {}),
+    ...(responseCache ? { responseCache } : {}),
   });
   metrics?.setPendingProvider(() =>
     models.list().flatMap((v) => (v.serving ? [{ model: v.name, version: String(v.version), pending: v.serving.scheduler.pending }] : [])),
@@ -252,6 +277,10 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   }
   await models.loadAll();
   poller?.start();
+  if (!responseCache) {
+    const wanting = models.list().filter((v) => v.serving && cachePolicyOf(v.serving.config).enabled);
+    if (wanting.length > 0) log.warn({ models: wanting.map((v) => v.key) }, 'response_cache is enabled in these models but the server has no --cache-config: they run uncached');
+  }
 
   // Workers registered in Redis by `fabriek worker --registry` (other machines).
   let registry: { watcher: RegistryWatcher; remote: RemoteWorkers } | undefined;
@@ -365,6 +394,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
       });
       await models.stop(unavailable('server is shutting down'));
       await admission.close();
+      await responseCache?.close();
       await registry?.watcher.stop();
       registry?.remote.closeAll();
       await supervisor.stop();

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { parseRedisUrl, RedisConfigError, type RedisSecretFlags, sentinelUrl } from '../core/redis-connection.js';
 import { type ListenerTlsFiles, type WorkerTlsFiles, workerTlsFromFlags } from '../core/tls.js';
 import { type ModelControl, modelControlOf } from './repository/control-mode.js';
+import { type CacheConfig, CacheConfigError, parseCacheConfig } from './cache/cache-config.js';
 
 /** Everything `fabriek serve` can be told. Flag names follow tritonserver's where one exists. */
 export interface ServeOptions {
@@ -49,6 +50,8 @@ export interface ServeOptions {
   readonly workerPingTimeoutMs: number;
   /** --model-control-mode, --load-model, --repository-poll-secs. */
   readonly modelControl: ModelControl;
+  /** The response cache (tritonserver's --cache-config); undefined = none. */
+  readonly cache: CacheConfig | undefined;
 }
 
 export class UsageError extends Error {
@@ -120,6 +123,14 @@ export const SERVE_USAGE = `Usage: fabriek serve --model-repository DIR [options
                               (load every model, then follow the repository on disk)
   --load-model NAME           with explicit: a model to load at start (repeatable; '*' = all)
   --repository-poll-secs N    with poll: seconds between rescans of the repository (default 15)
+  --cache-config CACHE,KEY=VALUE
+                              response cache for models with response_cache { enable: true }, as
+                              tritonserver's flag (repeatable; several KEY=VALUE in one flag too):
+                              local,size=BYTES[,max_entry_bytes=N]   in-process LRU bounded by bytes
+                              redis,host=H,port=P[,user=U,password=P,db=N,connect_timeout=MS,
+                              socket_timeout=MS,ttl=SECONDS,max_entry_bytes=N,namespace=NAME]
+                              shared by every gateway on that Redis (default ttl 3600, entries up to
+                              1 MiB); when Redis fails, requests are served uncached
 
 TLS (PEM files; the gRPC flags are tritonserver's, the HTTP ones Fabriek's and also cover metrics):
   --grpc-use-ssl BOOL         serve gRPC over TLS (default false)
@@ -194,6 +205,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
         'model-control-mode': { type: 'string' },
         'load-model': { type: 'string', multiple: true },
         'repository-poll-secs': { type: 'string' },
+        'cache-config': { type: 'string', multiple: true },
       },
     }));
   } catch (error) {
@@ -272,6 +284,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
       { mode: values['model-control-mode'], loadModel: values['load-model'], pollSecs: values['repository-poll-secs'] },
       (message) => new UsageError(message),
     ),
+    cache: cacheConfig(values['cache-config'] ?? []),
   };
 }
 
@@ -290,6 +303,15 @@ function registryUrl(url: string | undefined, sentinels: string | undefined, nam
     return url;
   } catch (error) {
     if (error instanceof RedisConfigError) throw new UsageError(`--registry: ${error.message}`);
+    throw error;
+  }
+}
+
+function cacheConfig(flags: readonly string[]): CacheConfig | undefined {
+  try {
+    return parseCacheConfig(flags);
+  } catch (error) {
+    if (error instanceof CacheConfigError) throw new UsageError(error.message);
     throw error;
   }
 }

@@ -18,7 +18,7 @@ export function withoutDynamicBatching(config: unknown): Record<string, unknown>
 }
 
 /** A repository call, tried again once if the connection failed under it (heavy load can break one). */
-async function control<T>(call: () => Promise<T>): Promise<T> {
+export async function control<T>(call: () => Promise<T>): Promise<T> {
   try {
     return await call();
   } catch (error) {

@@ -20,14 +20,76 @@ export interface InputPlanOptions {
   readonly stringLength?: number;
   /** Distinct random input sets (default 16). */
   readonly poolSize?: number;
+  /**
+   * --cache-hit-ratio R: request n repeats one of a few hot input sets with
+   * probability R, and is otherwise an input never sent before, so a
+   * response cache can answer about R of the requests.
+   */
+  readonly cacheHitRatio?: number;
 }
 
 export interface InputPlan {
   readonly batchSize: number;
   /** Each request's shape per input, batch dimension included. */
   readonly shapes: Readonly<Record<string, readonly number[]>>;
-  /** Distinct input sets; request n sends sets[n % sets.length]. */
+  /** Distinct input sets; request n sends sets[n % sets.length] (unless inputsFor says otherwise). */
   readonly sets: readonly (readonly InferInput[])[];
+  /** With a cache hit ratio: request n's inputs. */
+  readonly inputsFor?: (seq: number) => readonly InferInput[];
+}
+
+/** Hot input sets a hit-ratio mix repeats: few, so each is a hit after its first request. */
+export const HOT_SETS = 4;
+
+/** A uniform draw in [0, 1) from (seed, n): the same sequence every run, independent of timing. */
+function draw(seed: number, n: number): number {
+  let x = (Math.imul(n ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(seed + 1, 0xc2b2ae35)) >>> 0;
+  x = Math.imul(x ^ (x >>> 16), 0x7feb352d) >>> 0;
+  x = Math.imul(x ^ (x >>> 15), 0x846ca68b) >>> 0;
+  return ((x ^ (x >>> 16)) >>> 0) / 2 ** 32;
+}
+
+/** `base` with request `seq` written into its first input's first element, so no two requests send the same bytes. */
+function stamped(base: readonly InferInput[], seq: number): InferInput[] {
+  const [first, ...rest] = base;
+  if (!first) throw new InputDataError('--cache-hit-ratio: the model has no inputs to vary');
+  const data = first.data;
+  let copy: InferInput['data'];
+  if (data instanceof Float32Array || data instanceof Float64Array) {
+    const c = data.slice();
+    // An integer up to 2^24 is exact in FP32: request numbers stay distinct, and no denormals slow the model down.
+    c[0] = 1 + (seq % 2 ** 24);
+    copy = c;
+  } else if (data instanceof BigInt64Array || data instanceof BigUint64Array) {
+    const c = data.slice();
+    c[0] = BigInt(seq);
+    copy = c;
+  } else if (ArrayBuffer.isView(data)) {
+    const c = (data as Uint8Array).slice();
+    const bytes = new Uint8Array(c.buffer, c.byteOffset, c.byteLength);
+    for (let i = 0; i < Math.min(4, bytes.length); i++) bytes[i] = (seq >>> (8 * i)) & 0xff;
+    copy = c as unknown as InferInput['data'];
+  } else if (first.datatype === 'BYTES') {
+    copy = [`${seq}`, ...(data as string[]).slice(1)];
+  } else {
+    throw new InputDataError(`--cache-hit-ratio: input '${first.name}' (${first.datatype}) cannot carry a request number; the first input must be numeric or BYTES`);
+  }
+  return [{ ...first, data: copy } as InferInput, ...rest];
+}
+
+/**
+ * Request n's inputs for a cache hit ratio: one of HOT_SETS sets with
+ * probability `ratio`, else `base` stamped with the next fresh number
+ * (never repeated within 2^24 requests, across load levels too).
+ */
+export function hitRatioInputs(sets: readonly (readonly InferInput[])[], ratio: number, seed: number): (seq: number) => readonly InferInput[] {
+  if (!(ratio >= 0 && ratio <= 1)) throw new InputDataError(`--cache-hit-ratio: expected a number from 0 to 1, got ${ratio}`);
+  const base = sets[0] ?? [];
+  // Hot sets take the last HOT_SETS request numbers, which fresh requests never use.
+  const hot = Array.from({ length: HOT_SETS }, (_, i) => stamped(base, 2 ** 24 - 1 - i));
+  // Fresh inputs count on their own: load levels restart `seq`, and an input of an earlier level must not hit.
+  let fresh = 0;
+  return (seq) => (draw(seed, seq) < ratio ? (hot[seq % HOT_SETS] as InferInput[]) : stamped(base, fresh++ % (2 ** 24 - HOT_SETS)));
 }
 
 export class InputDataError extends Error {
@@ -259,7 +321,8 @@ export function planInputs(md: ModelMetadata, maxBatchSize: number, o: InputPlan
     } catch (error) {
       throw new InputDataError(`--input-data ${path}: ${error instanceof Error ? error.message : String(error)}`);
     }
-    return { batchSize: o.batchSize, shapes, sets: setsFromFile(text, md, maxBatchSize, shapes, o.batchSize, path) };
+    const sets = setsFromFile(text, md, maxBatchSize, shapes, o.batchSize, path);
+    return { batchSize: o.batchSize, shapes, sets, ...(o.cacheHitRatio !== undefined ? { inputsFor: hitRatioInputs(sets, o.cacheHitRatio, 0) } : {}) };
   }
   const pool = o.data.kind === 'zero' ? 1 : (o.poolSize ?? 16);
   const next = mulberry32(o.data.kind === 'random' ? o.data.seed : 0);
@@ -272,5 +335,6 @@ export function planInputs(md: ModelMetadata, maxBatchSize: number, o: InputPlan
       return { name: t.name, datatype, shape, data } as InferInput;
     }),
   );
-  return { batchSize: o.batchSize, shapes, sets };
+  const seed = o.data.kind === 'random' ? o.data.seed : 0;
+  return { batchSize: o.batchSize, shapes, sets, ...(o.cacheHitRatio !== undefined ? { inputsFor: hitRatioInputs(sets, o.cacheHitRatio, seed) } : {}) };
 }

@@ -81,7 +81,7 @@ export function inferSender(
 ): Send {
   const n = plan.sets.length;
   return async (seq, signal) => {
-    const inputs = plan.sets[seq % n] ?? [];
+    const inputs = plan.inputsFor ? plan.inputsFor(seq) : (plan.sets[seq % n] ?? []);
     const result = await client.infer(model, inputs, { signal, timeoutMs: o.timeoutMs, ...(o.version ? { version: o.version } : {}) });
     o.check?.(seq, result);
   };

@@ -18,6 +18,15 @@ export interface ServerStatsDelta {
   readonly computeOutputUs: number;
   /** Executions by batch size. */
   readonly executionsByBatchSize: Readonly<Record<string, number>>;
+  /** Requests answered from the response cache, and requests that missed it (0 and 0 for an uncached model). */
+  readonly cacheHits: number;
+  readonly cacheMisses: number;
+}
+
+/** Hits ÷ (hits + misses), NaN when the model did not use the cache. */
+export function cacheHitRate(d: Pick<ServerStatsDelta, 'cacheHits' | 'cacheMisses'>): number {
+  const n = d.cacheHits + d.cacheMisses;
+  return n > 0 ? d.cacheHits / n : NaN;
 }
 
 /**
@@ -78,5 +87,7 @@ export function statsDelta(before: readonly ModelStatistics[] | undefined, after
     computeInferUs: perRequestUs((s) => s.inferenceStats?.computeInfer),
     computeOutputUs: perRequestUs((s) => s.inferenceStats?.computeOutput),
     executionsByBatchSize,
+    cacheHits: count((s) => s.inferenceStats?.cacheHit),
+    cacheMisses: count((s) => s.inferenceStats?.cacheMiss),
   };
 }

@@ -2,11 +2,13 @@
 // ratios of the server under test to the baselines measured in the same run.
 import { type RawOrtLevel } from '../baselines/raw-ort.js';
 import { type LevelResult } from '../load/level.js';
+import { cacheHitRate } from '../load/server-stats.js';
 import { errorText, ms, num, percent, ratio } from './format.js';
 
 export const SERVER_SERIES = 'fabriek';
 export const ECHO_SERIES = 'grpc-echo';
 export const OFF_SERIES = 'batching off';
+export const CACHE_OFF_SERIES = 'cache off';
 
 export interface TableOptions {
   readonly percentile?: number;
@@ -37,6 +39,8 @@ export const cpuRatio = (l: LevelResult, base: LevelResult): string => ratio(l.s
 export function levelTable(levels: readonly LevelResult[], o: TableOptions = {}): { headers: string[]; rows: string[][] } {
   const hasEcho = levels.some((l) => l.series === ECHO_SERIES);
   const hasOff = levels.some((l) => l.series === OFF_SERIES);
+  const hasCacheOff = levels.some((l) => l.series === CACHE_OFF_SERIES);
+  const hasCache = levels.some((l) => (l.server?.cacheHits ?? 0) + (l.server?.cacheMisses ?? 0) > 0);
   const hasRaw = (o.rawOrt?.length ?? 0) > 0;
   const headers = ['series', 'model', 'load', 'b', 'infer/s', 'avg ms', 'p50 ms', 'p90 ms', 'p95 ms', 'p99 ms'];
   if (o.percentile !== undefined) headers.push(`p${o.percentile} ms`);
@@ -45,6 +49,8 @@ export function levelTable(levels: readonly LevelResult[], o: TableOptions = {})
   headers.push('queue ms', 'compute ms', 'avg batch', 'CPU client+server+other', 'server CPU µs/req', 'stable');
   if (hasEcho) headers.push('vs grpc-echo', 'p50 added µs', 'CPU/req × grpc-echo');
   if (hasOff) headers.push('vs batching off');
+  if (hasCache) headers.push('cache hits');
+  if (hasCacheOff) headers.push('vs cache off');
   if (hasRaw) headers.push('vs raw ORT (batch)', 'vs raw ORT best');
   const rows = levels.map((l) => {
     const s = l.server;
@@ -54,7 +60,7 @@ export function levelTable(levels: readonly LevelResult[], o: TableOptions = {})
     row.push(errorText(l.errors));
     if (o.sloMs !== undefined) row.push(num(l.goodputPerSecond));
     row.push(ms(s?.queueUs ?? NaN), ms(compute), num(s?.avgBatchSize ?? NaN, 1), l.cpu ? `${num(l.cpu.client, 2)}+${num(l.cpu.server, 2)}+${num(l.cpu.other, 2)}` : '–', num(l.serverCpuUsPerRequest ?? NaN), l.stable ? 'yes' : `no (${l.trials})`);
-    const main = l.series !== ECHO_SERIES && l.series !== OFF_SERIES;
+    const main = l.series !== ECHO_SERIES && l.series !== OFF_SERIES && l.series !== CACHE_OFF_SERIES;
     const echo = levels.find((x) => x.series === ECHO_SERIES && sameLoad(x, l));
     const off = levels.find((x) => x.series === OFF_SERIES && sameLoad(x, l));
     if (hasEcho) {
@@ -65,6 +71,9 @@ export function levelTable(levels: readonly LevelResult[], o: TableOptions = {})
       );
     }
     if (hasOff) row.push(main && off ? ratio(l.inferPerSecond, off.inferPerSecond) : '');
+    if (hasCache) row.push(s && s.cacheHits + s.cacheMisses > 0 ? `${num(100 * cacheHitRate(s), 1)} %` : '');
+    const cacheOff = levels.find((x) => x.series === CACHE_OFF_SERIES && sameLoad(x, l));
+    if (hasCacheOff) row.push(main && cacheOff ? ratio(l.inferPerSecond, cacheOff.inferPerSecond) : '');
     if (hasRaw) {
       const r = rawOrtFor(l, o.rawOrt, o.maxBatchSize);
       const server = l.series !== ECHO_SERIES;

@@ -1,5 +1,6 @@
 import { type Logger } from 'pino';
 import { internal } from '../../core/errors.js';
+import { type CacheLookup } from '../cache/response-cache.js';
 import { type CallContext } from '../grpc/call-context.js';
 import { type ModelManager } from '../repository/model-manager.js';
 import { validateInputs } from '../validate-request.js';
@@ -67,6 +68,7 @@ async function inferOnce(
   if (note) note.version = String(version.version);
   const tenant = request.tenant ?? OPEN_TENANT;
   let batchSize: number;
+  let cached: CacheLookup | undefined;
   let result: JobResult;
   try {
     ({ batchSize } = validateInputs(serving.signature, request.inputs, request.outputs));
@@ -75,6 +77,14 @@ async function inferOnce(
     if (note) note.charged = true;
     const release = admission ? await admission.acquire(tenant, Math.max(1, batchSize)) : undefined;
     try {
+      // Response cache (gateway/cache): after validation and quota, so a hit costs what a miss would.
+      cached = models.responseCache?.lookupFor(version.name, version.version, serving.config, request, tenant.name);
+      const hit = cached && (await cached.get());
+      if (hit && cached) {
+        serving.stats.cacheHit(Number(process.hrtime.bigint() - start), cached.lookupNs);
+        if (note) note.items = batchSize;
+        return { modelName: version.name, modelVersion: String(version.version), id: request.id, outputs: hit };
+      }
       result = await serving.scheduler.enqueue({
         inputs: toModelShapes(serving.signature, request.inputs),
         outputs: request.outputs,
@@ -99,12 +109,9 @@ async function inferOnce(
     const share = result.batchRows ? Math.max(1, batchSize) / result.batchRows : 1;
     note.computeNs = (e.computeInputNs + e.computeInferNs + e.computeOutputNs) * share;
   }
-  return {
-    modelName: version.name,
-    modelVersion: String(version.version),
-    id: request.id,
-    outputs: toClientShapes(serving.signature, orderOutputs(result.outputs, request.outputs, version.key)),
-  };
+  const outputs = toClientShapes(serving.signature, orderOutputs(result.outputs, request.outputs, version.key));
+  cached?.put(outputs, serving.stats);
+  return { modelName: version.name, modelVersion: String(version.version), id: request.id, outputs };
 }
 
 function orderOutputs(outputs: InferResult['outputs'], requested: readonly string[], key: string): InferResult['outputs'] {

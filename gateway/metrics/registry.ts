@@ -19,6 +19,8 @@ export interface MetricsOptions {
   readonly defaultMetrics?: boolean;
   /** GPU source; default nvidia-smi cached for 1 s; `false` for none. */
   readonly gpu?: GpuReader | false;
+  /** The server has a response cache (--cache-config): Triton's nv_cache_* counters, per version. */
+  readonly responseCache?: boolean;
 }
 
 const VL = ['model', 'version'] as const;
@@ -63,6 +65,16 @@ export class MetricsRegistry {
         LATENCY_BUCKETS,
       ),
       batchSize: histogram('fabriek_batch_size', 'Rows per model execution', BATCH_BUCKETS),
+      ...(options.responseCache
+        ? {
+            cache: {
+              hits: counter('nv_cache_num_hits_per_model', 'Number of cache hits per model'),
+              misses: counter('nv_cache_num_misses_per_model', 'Number of cache misses per model'),
+              hitUs: counter('nv_cache_hit_duration_per_model', 'Total cache hit duration per model, in microseconds'),
+              missUs: counter('nv_cache_miss_duration_per_model', 'Total cache miss (insert + lookup) duration per model, in microseconds'),
+            },
+          }
+        : {}),
     };
     const pending = (): Iterable<PendingCount> => this.#pending();
     new Gauge({

@@ -19,7 +19,18 @@ export interface InferenceMetrics {
   readonly queueSeconds: Histogram<'model' | 'version'>;
   readonly computeInferSeconds: Histogram<'model' | 'version'>;
   readonly batchSize: Histogram<'model' | 'version'>;
+  /** Triton's response cache counters; undefined when the server has no --cache-config. */
+  readonly cache?: CacheCounters;
 }
+
+export interface CacheCounters {
+  readonly hits: Counter<'model' | 'version'>;
+  readonly misses: Counter<'model' | 'version'>;
+  readonly hitUs: Counter<'model' | 'version'>;
+  readonly missUs: Counter<'model' | 'version'>;
+}
+
+const cacheCounters = (c: CacheCounters): Counter<'model' | 'version'>[] => [c.hits, c.misses, c.hitUs, c.missUs];
 
 const us = (ns: number): number => ns / 1e3;
 const seconds = (ns: number): number => ns / 1e9;
@@ -45,6 +56,7 @@ export class VersionMetrics implements StatisticsSink {
     for (const c of [metrics.computeInputUs, metrics.computeInferUs, metrics.computeOutputUs]) c.inc(this.#labels, 0);
     for (const reason of FAILURE_REASONS) metrics.failure.inc({ ...this.#labels, reason }, 0);
     for (const h of [metrics.queueSeconds, metrics.computeInferSeconds, metrics.batchSize]) h.zero(this.#labels);
+    if (metrics.cache) for (const c of cacheCounters(metrics.cache)) c.inc(this.#labels, 0);
   }
 
   succeeded(batchSize: number, totalNs: number, result: JobResult): void {
@@ -64,6 +76,21 @@ export class VersionMetrics implements StatisticsSink {
     this.#m.failure.inc({ ...this.#labels, reason: failureReason(error) });
   }
 
+  /** As Triton: a success with its request duration, and a cache hit; no inference, no execution. */
+  cacheHit(totalNs: number, lookupNs: number): void {
+    const m = this.#m;
+    const l = this.#labels;
+    m.success.inc(l);
+    m.requestUs.inc(l, us(totalNs));
+    m.cache?.hits.inc(l);
+    m.cache?.hitUs.inc(l, us(lookupNs));
+  }
+
+  cacheMiss(ns: number): void {
+    this.#m.cache?.misses.inc(this.#labels);
+    this.#m.cache?.missUs.inc(this.#labels, us(ns));
+  }
+
   executed(batchSize: number, execution: ExecutionResult): void {
     const m = this.#m;
     const l = this.#labels;
@@ -80,5 +107,6 @@ export class VersionMetrics implements StatisticsSink {
     for (const c of [m.computeInputUs, m.computeInferUs, m.computeOutputUs]) c.remove(l);
     for (const reason of FAILURE_REASONS) m.failure.remove({ ...l, reason });
     for (const h of [m.queueSeconds, m.computeInferSeconds, m.batchSize]) h.remove(l);
+    if (m.cache) for (const c of cacheCounters(m.cache)) c.remove(l);
   }
 }

@@ -16,6 +16,7 @@ import { Dispatcher } from '../scheduling/dispatcher.js';
 import { DirectScheduler } from '../scheduling/direct-scheduler.js';
 import { InstanceSlots } from '../scheduling/instance-slots.js';
 import { isWorkerLost, type WorkerConnection } from '../scheduling/worker-connection.js';
+import { type ResponseCache } from '../cache/response-cache.js';
 import { type MetricsRegistry } from '../metrics/registry.js';
 import { ModelVersionStatistics } from '../stats/model-statistics.js';
 import { drainScheduler, type LoadParameters, prepareLoad, removeUpload, versionsOf } from './model-loader.js';
@@ -36,6 +37,8 @@ export interface ModelManagerOptions {
   readonly metrics?: MetricsRegistry;
   /** --model-control-mode (default none: everything loads at start, the repository API may change it). */
   readonly control?: ModelControl;
+  /** The response cache (--cache-config); undefined = none, models with response_cache run uncached. */
+  readonly responseCache?: ResponseCache;
 }
 
 /** Reason of a version that --model-control-mode explicit did not load at start. */
@@ -85,6 +88,11 @@ export class ModelManager {
 
   constructor(options: ModelManagerOptions) {
     this.#options = options;
+  }
+
+  /** The server's response cache, for the inference pipeline. */
+  get responseCache(): ResponseCache | undefined {
+    return this.#options.responseCache;
   }
 
   /** Reads the repository; throws when the repository itself is unusable. */

@@ -23,6 +23,10 @@ interface BatchDurations {
 export interface StatisticsSink extends ExecutionObserver {
   succeeded(batchSize: number, totalNs: number, result: JobResult): void;
   failed(totalNs: number, error?: unknown): void;
+  /** Answered from the response cache; `lookupNs` of `totalNs` went to the lookup. */
+  cacheHit(totalNs: number, lookupNs: number): void;
+  /** Missed the response cache; `ns` spent looking up and inserting. */
+  cacheMiss(ns: number): void;
 }
 
 /**
@@ -38,6 +42,8 @@ export class ModelVersionStatistics implements ExecutionObserver {
   readonly #computeInput = zero();
   readonly #computeInfer = zero();
   readonly #computeOutput = zero();
+  readonly #cacheHit = zero();
+  readonly #cacheMiss = zero();
   readonly #batches = new Map<number, BatchDurations>();
   #inferenceCount = 0;
   #executionCount = 0;
@@ -65,6 +71,24 @@ export class ModelVersionStatistics implements ExecutionObserver {
   failed(totalNs: number, error?: unknown): void {
     add(this.#fail, totalNs);
     this.#sink?.failed(totalNs, error);
+  }
+
+  /**
+   * A request answered from the response cache. As in Triton it counts as a
+   * success (with its whole duration) and a cache hit (with the lookup's),
+   * but not as an inference or an execution, and adds no queue or compute time.
+   */
+  cacheHit(totalNs: number, lookupNs: number): void {
+    add(this.#success, totalNs);
+    add(this.#cacheHit, lookupNs);
+    this.#lastInferenceMs = Date.now();
+    this.#sink?.cacheHit(totalNs, lookupNs);
+  }
+
+  /** A request that missed the response cache; `ns` spent on the lookup and the insertion. */
+  cacheMiss(ns: number): void {
+    add(this.#cacheMiss, ns);
+    this.#sink?.cacheMiss(ns);
   }
 
   executed(batchSize: number, execution: ExecutionResult): void {
@@ -102,8 +126,8 @@ export class ModelVersionStatistics implements ExecutionObserver {
         computeInput: toProto(this.#computeInput),
         computeInfer: toProto(this.#computeInfer),
         computeOutput: toProto(this.#computeOutput),
-        cacheHit: toProto(zero()),
-        cacheMiss: toProto(zero()),
+        cacheHit: toProto(this.#cacheHit),
+        cacheMiss: toProto(this.#cacheMiss),
       },
       batchStats,
       memoryUsage: [],

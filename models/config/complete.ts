@@ -114,6 +114,7 @@ export function completeConfig(input: CompleteConfigInput): CompletedConfig {
     metricTags: { ...given?.metricTags },
     parameters: structuredClone(given?.parameters ?? {}),
     modelWarmup: structuredClone(given?.modelWarmup ?? []),
+    responseCache: given?.responseCache && { enable: given.responseCache.enable },
   };
   return {
     config,

@@ -87,7 +87,6 @@ export function parseModelConfig(text: string, file: string): ParsedModelConfig 
 const NOT_IMPLEMENTED = 'Fabriek does not implement it';
 const CONFIG_IGNORED: IgnoredFields = {
   sequence_batching: `${NOT_IMPLEMENTED}; requests are scheduled one by one, without sequence state`,
-  response_cache: `${NOT_IMPLEMENTED}; responses are not cached`,
   batch_input: NOT_IMPLEMENTED,
   batch_output: NOT_IMPLEMENTED,
   model_transaction_policy: `${NOT_IMPLEMENTED}; every request gets exactly one response`,
@@ -144,6 +143,7 @@ function modelConfig(r: MessageReader): ModelConfig {
       r.map('parameters', STRING, '', (e) => e.message('value', parameterOf) ?? { stringValue: '' }),
     ),
     modelWarmup: r.messages('model_warmup', warmupOf),
+    responseCache: r.message('response_cache', (c) => ({ enable: c.scalar('enable', BOOL) ?? false })),
   };
 }
 

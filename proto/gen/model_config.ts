@@ -452,6 +452,14 @@ export interface ModelWarmup_InputsEntry {
   value?: ModelWarmup_Input | undefined;
 }
 
+/**
+ * Triton's response cache: answers of this model may be kept and served
+ * again for identical requests (the server's --cache-config says where).
+ */
+export interface ModelResponseCache {
+  enable: boolean;
+}
+
 export interface ModelConfig {
   name: string;
   platform: string;
@@ -471,6 +479,7 @@ export interface ModelConfig {
   metricTags: { [key: string]: string };
   parameters: { [key: string]: ModelParameter };
   modelWarmup: ModelWarmup[];
+  responseCache?: ModelResponseCache | undefined;
 }
 
 export interface ModelConfig_MetricTagsEntry {
@@ -3611,6 +3620,73 @@ export const ModelWarmup_InputsEntry: MessageFns<ModelWarmup_InputsEntry> = {
   },
 };
 
+function createBaseModelResponseCache(): ModelResponseCache {
+  return { enable: false };
+}
+
+export const ModelResponseCache: MessageFns<ModelResponseCache> = {
+  encode(message: ModelResponseCache, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.enable !== false) {
+      writer.uint32(8).bool(message.enable);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelResponseCache {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelResponseCache();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.enable = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelResponseCache {
+    return { enable: isSet(object.enable) ? globalThis.Boolean(object.enable) : false };
+  },
+
+  toJSON(message: ModelResponseCache): unknown {
+    const obj: any = {};
+    if (message.enable !== false) {
+      obj.enable = message.enable;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelResponseCache>): ModelResponseCache {
+    return ModelResponseCache.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelResponseCache>): ModelResponseCache {
+    const message = createBaseModelResponseCache();
+    message.enable = object.enable ?? false;
+    return message;
+  },
+};
+
 function createBaseModelConfig(): ModelConfig {
   return {
     name: "",
@@ -3628,6 +3704,7 @@ function createBaseModelConfig(): ModelConfig {
     metricTags: {},
     parameters: {},
     modelWarmup: [],
+    responseCache: undefined,
   };
 }
 
@@ -3682,6 +3759,9 @@ export const ModelConfig: MessageFns<ModelConfig> = {
     });
     for (const v of message.modelWarmup) {
       ModelWarmup.encode(v!, writer.uint32(130).fork()).join();
+    }
+    if (message.responseCache !== undefined) {
+      ModelResponseCache.encode(message.responseCache, writer.uint32(194).fork()).join();
     }
     return writer;
   },
@@ -3839,6 +3919,14 @@ export const ModelConfig: MessageFns<ModelConfig> = {
             message.modelWarmup.push(ModelWarmup.decode(reader, reader.uint32()));
             continue;
           }
+          case 24: {
+            if (tag !== 194) {
+              break;
+            }
+
+            message.responseCache = ModelResponseCache.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3935,6 +4023,11 @@ export const ModelConfig: MessageFns<ModelConfig> = {
         : globalThis.Array.isArray(object?.model_warmup)
         ? object.model_warmup.map((e: any) => ModelWarmup.fromJSON(e))
         : [],
+      responseCache: isSet(object.responseCache)
+        ? ModelResponseCache.fromJSON(object.responseCache)
+        : isSet(object.response_cache)
+        ? ModelResponseCache.fromJSON(object.response_cache)
+        : undefined,
     };
   },
 
@@ -3999,6 +4092,9 @@ export const ModelConfig: MessageFns<ModelConfig> = {
     if (message.modelWarmup?.length) {
       obj.modelWarmup = message.modelWarmup.map((e) => ModelWarmup.toJSON(e));
     }
+    if (message.responseCache !== undefined) {
+      obj.responseCache = ModelResponseCache.toJSON(message.responseCache);
+    }
     return obj;
   },
 
@@ -4061,6 +4157,9 @@ export const ModelConfig: MessageFns<ModelConfig> = {
       {},
     );
     message.modelWarmup = object.modelWarmup?.map((e) => ModelWarmup.fromPartial(e)) || [];
+    message.responseCache = (object.responseCache !== undefined && object.responseCache !== null)
+      ? ModelResponseCache.fromPartial(object.responseCache)
+      : undefined;
     return message;
   },
 };

@@ -236,12 +236,19 @@ describe('parseModelConfig: the rest of the schema', () => {
       FILE,
     );
     expect(config.name).toBe('foo');
+    // response_cache is read since the response cache exists (gateway/cache).
+    expect(config.responseCache).toEqual({ enable: true });
     expect(warnings).toEqual([
       'models/foo/config.pbtxt: model_operations: ignored: Fabriek does not implement it (line 2, column 1)',
-      'models/foo/config.pbtxt: response_cache: ignored: Fabriek does not implement it; responses are not cached (line 3, column 1)',
       'models/foo/config.pbtxt: instance_group[0].rate_limiter: ignored: Fabriek does not implement it (line 4, column 27)',
       'models/foo/config.pbtxt: optimization.cuda: ignored: applies to other backends only (line 5, column 16)',
     ]);
+  });
+
+  it('reads response_cache { enable } and refuses a field it does not have', () => {
+    expect(parseModelConfig('response_cache { enable: false }', FILE).config.responseCache).toEqual({ enable: false });
+    expect(parseModelConfig('name: "x"', FILE).config.responseCache).toBeUndefined();
+    expect(() => parseModelConfig('response_cache { enabled: true }', FILE)).toThrow(/response_cache\.enabled/);
   });
 
   it('warns once per ignored field, and keeps the last value of a repeated map key', () => {
@@ -275,7 +282,7 @@ describe('parseModelConfig: errors name file, field and position', () => {
   const cases: [string, string, string, string][] = [
     // [name, text, field, reason]
     ['unknown top-level field', 'name: "x"\nmax_batch: 4', 'max_batch',
-      'unknown field; expected one of dynamic_batching, ensemble_scheduling, name, platform, backend, runtime, version_policy, max_batch_size, input, output, optimization, instance_group, default_model_filename, metric_tags, parameters, model_warmup'],
+      'unknown field; expected one of dynamic_batching, ensemble_scheduling, name, platform, backend, runtime, version_policy, max_batch_size, input, output, optimization, instance_group, default_model_filename, metric_tags, parameters, model_warmup, response_cache'],
     ['unknown nested field', 'dynamic_batching { max_queue_delay: 5 }', 'dynamic_batching.max_queue_delay',
       'unknown field; expected one of priority_levels, preferred_batch_size, max_queue_delay_microseconds, preserve_ordering, default_priority_level, default_queue_policy, priority_queue_policy'],
     ['unknown field in a list item', 'input [ { name: "a" }, { nmae: "b" } ]', 'input[1].nmae',

@@ -24,6 +24,8 @@ describe('CSV with perf_analyzer columns', () => {
       computeInferUs: 500,
       computeOutputUs: 50,
       executionsByBatchSize: {},
+      cacheHits: 0,
+      cacheMisses: 0,
     };
     const rows = toCsv([level({ server, goodputPerSecond: 990.5 }), level({ value: 8, series: 'a, "b"' }), level({ mode: 'request-rate' })], 'concurrency').trim().split('\n');
     expect(rows).toHaveLength(3);

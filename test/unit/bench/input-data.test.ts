@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { type ModelMetadata } from '../../../client/inference-client.js';
-import { InputDataError, planInputs, resolveShapes, setsFromFile } from '../../../bench/load/input-data.js';
+import { HOT_SETS, InputDataError, planInputs, resolveShapes, setsFromFile } from '../../../bench/load/input-data.js';
 
 const md = (inputs: ModelMetadata['inputs']): ModelMetadata => ({ name: 'm', versions: ['1'], platform: 'onnxruntime_onnx', inputs, outputs: [] });
 const addSub = md([
@@ -79,5 +79,48 @@ describe('request data', () => {
     expect(() => setsFromFile(JSON.stringify({ data: [{ INPUT0: new Array(16).fill(1) }] }), addSub, 8, shapes, 1, 'f.json')).toThrow(/f.json: data\[0\].INPUT1: missing/);
     expect(() => setsFromFile(JSON.stringify({ data: [{ INPUT0: [1], INPUT1: [] }] }), addSub, 8, shapes, 1, 'f.json')).toThrow(/data\[0\].INPUT0: expected 16 values, got 1/);
     expect(() => setsFromFile(JSON.stringify({ data: [{ INPUT0: new Array(16).fill('x'), INPUT1: [] }] }), addSub, 8, shapes, 1)).toThrow(InputDataError);
+  });
+});
+
+describe('--cache-hit-ratio input mix', () => {
+  const keyOf = (inputs: readonly { data: unknown }[]): string => inputs.map((t) => JSON.stringify(Array.from(t.data as ArrayLike<unknown>, String))).join('|');
+  const mix = (ratio: number, n: number, data: 'random' | 'zero' = 'random') => {
+    const plan = planInputs(addSub, 8, { batchSize: 1, data: data === 'random' ? { kind: 'random', seed: 3 } : { kind: 'zero' }, cacheHitRatio: ratio });
+    const inputsFor = plan.inputsFor;
+    if (!inputsFor) throw new Error('no inputsFor with a hit ratio');
+    return Array.from({ length: n }, (_, seq) => keyOf(inputsFor(seq)));
+  };
+  /** Requests whose inputs were sent before: what a large enough cache answers. */
+  const repeats = (keys: string[]): number => keys.length - new Set(keys).size;
+
+  it('repeats about the share asked for, from HOT_SETS inputs; every other request is new', () => {
+    const n = 4000;
+    const keys = mix(0.5, n);
+    const share = repeats(keys) / n;
+    expect(share).toBeGreaterThan(0.47);
+    expect(share).toBeLessThan(0.53);
+    const counts = new Map<string, number>();
+    for (const k of keys) counts.set(k, (counts.get(k) ?? 0) + 1);
+    expect([...counts.values()].filter((c) => c > 1).length).toBe(HOT_SETS);
+  });
+
+  it('never repeats a fresh input when seq starts again (the next load level)', () => {
+    const plan = planInputs(addSub, 8, { batchSize: 1, data: { kind: 'zero' }, cacheHitRatio: 0 });
+    const keys = [0, 1, 2, 0, 1, 2].map((seq) => keyOf(plan.inputsFor?.(seq) ?? []));
+    expect(new Set(keys).size).toBe(6);
+  });
+
+  it('is the same sequence every time, and works from zero data too', () => {
+    expect(mix(0.3, 200)).toEqual(mix(0.3, 200));
+    expect(repeats(mix(0, 1000, 'zero'))).toBe(0);
+    expect(repeats(mix(1, 1000, 'zero'))).toBe(1000 - HOT_SETS);
+  });
+
+  it('keeps the shapes and datatypes, changing only the first input', () => {
+    const plan = planInputs(addSub, 8, { batchSize: 2, data: { kind: 'random', seed: 1 }, cacheHitRatio: 0.5 });
+    const a = plan.inputsFor?.(7) ?? [];
+    expect(a.map((t) => [t.name, t.datatype, t.shape])).toEqual([['INPUT0', 'FP32', [2, 16]], ['INPUT1', 'FP32', [2, 16]]]);
+    expect(a[1]).toBe(plan.sets[0]?.[1]);
+    expect(() => planInputs(addSub, 8, { batchSize: 1, data: { kind: 'zero' }, cacheHitRatio: 1.5 })).toThrow(InputDataError);
   });
 });

@@ -69,6 +69,13 @@ describe('perf_analyzer-style flags', () => {
     });
   });
 
+  it('reads --cache-hit-ratio and the cache-off baseline', () => {
+    const o = parsePerfArgs(['-m', 'x', '--cache-hit-ratio', '0.5', '--baseline', 'cache-off']);
+    expect(o).toMatchObject({ cacheHitRatio: 0.5 });
+    expect('baselines' in o && [...o.baselines]).toEqual(['cache-off']);
+    expect(() => parsePerfArgs(['-m', 'x', '--cache-hit-ratio', '2'])).toThrow(/--cache-hit-ratio: expected a number ≥ 0 ≤ 1, got '2'/);
+  });
+
   it('refuses what makes no sense, saying why', () => {
     expect(() => parsePerfArgs([])).toThrow(/-m MODEL is required/);
     expect(() => parsePerfArgs(['-m', 'x', '--concurrency-range', '1', '--request-rate-range', '5'])).toThrow(/not both/);
