@@ -6,10 +6,11 @@ import { status } from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseServeOptions, UsageError } from '../../gateway/options.js';
+import { encodeExecuteResponse } from '../../core/execute-frame.js';
 import { encodeFrame, FrameReader, Method, PING_CALL_ID, RESPONSE } from '../../core/worker-frames.js';
 import { WorkerConnection, WorkerLostError } from '../../gateway/scheduling/worker-connection.js';
 import { Liveness, pingIntervalFor } from '../../gateway/scheduling/worker-liveness.js';
-import { ExecuteResponse, StatusResponse } from '../../proto/gen/worker.js';
+import { StatusResponse } from '../../proto/gen/worker.js';
 import { FrameServer } from '../../worker/frame-server.js';
 
 // The gateway's liveness check of worker sockets: the pure timing rule with a
@@ -123,7 +124,7 @@ describe('WorkerConnection liveness over a socket', () => {
   it('a worker that answers pings keeps its socket through a call far longer than the timeout', async () => {
     const address = await fakeWorker(
       () => true,
-      (socket, kind, id) => setTimeout(() => socket.write(frameBytes(RESPONSE | kind, id, ExecuteResponse.encode({ outputs: [], computeInputNs: 0n, computeInferNs: 0n, computeOutputNs: 0n }).finish())), 1_500),
+      (socket, kind, id) => setTimeout(() => socket.write(Buffer.concat(encodeExecuteResponse(RESPONSE | kind, id, { outputs: [], computeInputNs: 0n, computeInferNs: 0n, computeOutputNs: 0n }))), 1_500),
     );
     const conn = new WorkerConnection(endpoint(address), { maxMessageBytes: 1 << 20, pingTimeoutMs: 300 });
     cleanups.push(() => conn.close());
@@ -182,8 +183,8 @@ describe('WorkerConnection liveness over a socket', () => {
     let release: (() => void) | undefined;
     const server = new FrameServer({
       handler: () =>
-        new Promise<Uint8Array>((resolve) => {
-          release = () => resolve(ExecuteResponse.encode({ outputs: [], computeInputNs: 0n, computeInferNs: 0n, computeOutputNs: 0n }).finish());
+        new Promise<Uint8Array[]>((resolve) => {
+          release = () => resolve(encodeExecuteResponse(RESPONSE | Method.Execute, 0, { outputs: [], computeInputNs: 0n, computeInferNs: 0n, computeOutputNs: 0n }));
         }),
       maxMessageBytes: 1 << 20,
       logger: pino({ level: 'silent' }),
