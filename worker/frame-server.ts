@@ -3,7 +3,7 @@ import { createServer as tlsServer, type TlsOptions } from 'node:tls';
 import { status } from '@grpc/grpc-js';
 import { type Logger } from 'pino';
 import { isServingError } from '../core/errors.js';
-import { encodeError, encodeFrame, ERROR, FrameReader, HEADER_BYTES, Method, RESPONSE } from '../core/worker-frames.js';
+import { encodeError, encodeFrame, ERROR, FrameReader, HEADER_BYTES, Method, PING_CALL_ID, RESPONSE } from '../core/worker-frames.js';
 import { type WorkerHandler } from './service.js';
 
 // Serves the worker protocol (core/worker-frames.ts) on a unix socket or a
@@ -15,6 +15,14 @@ import { type WorkerHandler } from './service.js';
 // connections.
 
 const EMPTY = new Uint8Array(0);
+
+/**
+ * While a large frame arrives, the worker says it is alive this often (an
+ * unsolicited pong): the gateway's PING waits behind that frame on the
+ * socket, and a worker reading hundreds of MB on a busy host would
+ * otherwise look silent to the gateway's liveness check.
+ */
+const RECEIVING_PONG_MS = 100;
 
 export interface FrameServerOptions {
   readonly handler: WorkerHandler;
@@ -92,6 +100,7 @@ export class FrameServer {
     socket.on('close', () => this.#sockets.delete(socket));
     socket.on('error', (error) => logger.debug({ err: error }, 'gateway connection error'));
     const reader = new FrameReader(maxMessageBytes);
+    let lastPong = 0;
     socket.on('data', (chunk: Buffer) => {
       let frames;
       try {
@@ -100,6 +109,14 @@ export class FrameServer {
         logger.warn({ err: error }, 'closing a gateway connection that broke the frame protocol');
         socket.destroy();
         return;
+      }
+      if (frames.length === 0) {
+        // Mid-frame (never on the path of frames that fit in a chunk).
+        const now = Date.now();
+        if (now - lastPong >= RECEIVING_PONG_MS) {
+          lastPong = now;
+          this.#write(socket, encodeFrame(RESPONSE | Method.Ping, PING_CALL_ID, EMPTY));
+        }
       }
       for (const frame of frames) {
         if (frame.kind === Method.Ping) {

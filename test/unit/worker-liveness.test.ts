@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
@@ -206,5 +206,33 @@ describe('WorkerConnection liveness over a socket', () => {
     expect(await closing).toBe(true);
     expect(Date.now() - started).toBeLessThan(2_500);
     expect(PING_CALL_ID).toBe(0);
+  });
+
+  it('a real FrameServer says it is alive while a large frame is still arriving (the PING waits behind it)', async () => {
+    const path = socketPath();
+    const server = new FrameServer({ handler: () => Promise.resolve(encodeFrame(RESPONSE | Method.Status, 0, new Uint8Array(0))), maxMessageBytes: 1 << 20, logger: pino({ level: 'silent' }) });
+    await server.listen(`unix:${path}`);
+    const socket = await new Promise<Socket>((resolve) => {
+      const s: Socket = connect(path, () => resolve(s));
+    });
+    const reader = new FrameReader(1 << 20);
+    const heard: Array<[number, number]> = [];
+    socket.on('data', (chunk: Buffer) => reader.push(chunk).forEach((f) => heard.push([f.kind, f.callId])));
+    const [header, payload] = encodeFrame(Method.Status, 9, Buffer.alloc(500_000));
+    socket.write(header);
+    // Slices of a frame that is not complete yet, 150 ms apart: each may say "alive".
+    for (let i = 0; i < 3; i++) {
+      socket.write(payload.subarray(i * 1000, (i + 1) * 1000));
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    expect(heard.length).toBeGreaterThanOrEqual(2);
+    expect(heard.every(([kind, id]) => kind === (RESPONSE | Method.Ping) && id === PING_CALL_ID)).toBe(true);
+    socket.write(payload.subarray(3000));
+    await new Promise<void>((resolve) => {
+      const check = (): void => void (heard.some(([, id]) => id === 9) ? resolve() : setTimeout(check, 10));
+      check();
+    });
+    socket.destroy();
+    await server.close(1_000);
   });
 });
