@@ -5,7 +5,6 @@ import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { type Logger } from 'pino';
 import { unavailable } from '../core/errors.js';
-import { GRPCInferenceServiceService } from '../proto/gen/inference.js';
 import { detectGpus, planLocalWorkers } from './devices.js';
 import { describeCache } from './cache/cache-config.js';
 import { LocalLru } from './cache/local-lru.js';
@@ -14,6 +13,7 @@ import { ResponseCache } from './cache/response-cache.js';
 import { type ResponseStore } from './cache/response-store.js';
 import { cachePolicyOf } from './cache/cache-policy.js';
 import { createInferenceService, type ServerInfo } from './grpc/inference-service.js';
+import { inferenceServiceDefinition } from './grpc/infer-codec.js';
 import { withMalformedRequests } from './grpc/malformed-request.js';
 import { createHttpServer } from './http/server.js';
 import { earlyRefusals } from './grpc/early-refusal.js';
@@ -324,7 +324,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     // Only with tenants: an interceptor wraps every call, and an open server refuses no one.
     interceptors: admission.open ? [] : [earlyRefusals(admission, log)],
   });
-  server.addService(withMalformedRequests(GRPCInferenceServiceService), createInferenceService(models, info, log, admission));
+  server.addService(withMalformedRequests(inferenceServiceDefinition()), createInferenceService(models, info, log, admission));
   let grpcPort: number;
   try {
     grpcPort = await bindGrpc(server, `${options.grpcAddress}:${options.grpcPort}`, grpcServerCredentials(grpcTls));

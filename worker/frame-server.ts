@@ -3,7 +3,7 @@ import { createServer as tlsServer, type TlsOptions } from 'node:tls';
 import { status } from '@grpc/grpc-js';
 import { type Logger } from 'pino';
 import { isServingError } from '../core/errors.js';
-import { encodeError, encodeFrame, ERROR, FrameReader, Method, RESPONSE } from '../core/worker-frames.js';
+import { encodeError, encodeFrame, ERROR, FrameReader, HEADER_BYTES, Method, PING_CALL_ID, RESPONSE } from '../core/worker-frames.js';
 import { type WorkerHandler } from './service.js';
 
 // Serves the worker protocol (core/worker-frames.ts) on a unix socket or a
@@ -15,6 +15,14 @@ import { type WorkerHandler } from './service.js';
 // connections.
 
 const EMPTY = new Uint8Array(0);
+
+/**
+ * While a large frame arrives, the worker says it is alive this often (an
+ * unsolicited pong): the gateway's PING waits behind that frame on the
+ * socket, and a worker reading hundreds of MB on a busy host would
+ * otherwise look silent to the gateway's liveness check.
+ */
+const RECEIVING_PONG_MS = 100;
 
 export interface FrameServerOptions {
   readonly handler: WorkerHandler;
@@ -92,6 +100,7 @@ export class FrameServer {
     socket.on('close', () => this.#sockets.delete(socket));
     socket.on('error', (error) => logger.debug({ err: error }, 'gateway connection error'));
     const reader = new FrameReader(maxMessageBytes);
+    let lastPong = 0;
     socket.on('data', (chunk: Buffer) => {
       let frames;
       try {
@@ -101,41 +110,53 @@ export class FrameServer {
         socket.destroy();
         return;
       }
+      if (frames.length === 0) {
+        // Mid-frame (never on the path of frames that fit in a chunk).
+        const now = Date.now();
+        if (now - lastPong >= RECEIVING_PONG_MS) {
+          lastPong = now;
+          this.#write(socket, encodeFrame(RESPONSE | Method.Ping, PING_CALL_ID, EMPTY));
+        }
+      }
       for (const frame of frames) {
         if (frame.kind === Method.Ping) {
-          this.#write(socket, RESPONSE | Method.Ping, frame.callId, EMPTY);
+          this.#write(socket, encodeFrame(RESPONSE | Method.Ping, frame.callId, EMPTY));
           continue;
         }
         this.#inFlight++;
-        handler(frame.kind, frame.payload).then(
-          (payload) => this.#answer(socket, RESPONSE | frame.kind, frame.callId, payload),
+        const { callId } = frame;
+        handler(frame.kind, frame.payload, frame.segments).then(
+          (parts) => this.#answer(socket, callId, parts),
           (error: unknown) => {
             const code = isServingError(error) ? error.code : status.INTERNAL;
             const message = error instanceof Error ? error.message : String(error);
-            this.#answer(socket, ERROR, frame.callId, encodeError(code, message));
+            this.#answer(socket, callId, encodeFrame(ERROR, 0, encodeError(code, message)));
           },
         );
       }
     });
   }
 
-  #answer(socket: Socket, kind: number, callId: number, payload: Uint8Array): void {
+  /** Writes an answer's frame parts (made with call id 0) as the answer to `callId`. */
+  #answer(socket: Socket, callId: number, parts: Uint8Array[]): void {
     const limit = this.#options.maxMessageBytes;
-    if (payload.byteLength > limit) {
+    let bytes = -HEADER_BYTES;
+    for (const part of parts) bytes += part.byteLength;
+    if (bytes > limit) {
       // The gateway would drop the connection over it; say what happened instead.
-      kind = ERROR;
-      payload = encodeError(status.RESOURCE_EXHAUSTED, `the worker's answer of ${payload.byteLength} bytes is over the ${limit}-byte message limit`);
+      parts = encodeFrame(ERROR, 0, encodeError(status.RESOURCE_EXHAUSTED, `the worker's answer of ${bytes} bytes is over the ${limit}-byte message limit`));
     }
-    this.#write(socket, kind, callId, payload);
+    const first = parts[0] as Uint8Array;
+    Buffer.from(first.buffer, first.byteOffset, HEADER_BYTES).writeUInt32LE(callId, 5);
+    this.#write(socket, parts);
     if (--this.#inFlight === 0) this.#idle?.();
   }
 
-  #write(socket: Socket, kind: number, callId: number, payload: Uint8Array): void {
+  /** One corked write of a frame's parts: tensor bytes go to the socket as they are. */
+  #write(socket: Socket, parts: readonly Uint8Array[]): void {
     if (socket.destroyed) return;
-    const [header, body] = encodeFrame(kind, callId, payload);
     socket.cork();
-    socket.write(header);
-    socket.write(body);
+    for (const part of parts) socket.write(part);
     socket.uncork();
   }
 }

@@ -1,10 +1,11 @@
 import { status } from '@grpc/grpc-js';
 import { type Logger } from 'pino';
 import { isServingError, ServingError } from '../core/errors.js';
-import { Method } from '../core/worker-frames.js';
+import { decodeExecuteRequest, encodeExecuteResponse } from '../core/execute-frame.js';
+import { encodeFrame, Method, RESPONSE } from '../core/worker-frames.js';
 import {
-  ExecuteRequest,
-  ExecuteResponse,
+  type ExecuteRequest,
+  type ExecuteResponse,
   type LoadModelRequest,
   LoadModelRequest as LoadModelRequestCodec,
   LoadModelResponse,
@@ -34,8 +35,12 @@ export interface WorkerServiceOptions {
   readonly accepting?: () => boolean;
 }
 
-/** Handles one call: request payload in, response payload out; throws ServingError. */
-export type WorkerHandler = (method: number, payload: Uint8Array) => Promise<Uint8Array>;
+/**
+ * Handles one call: the request frame's payload (a segmented frame's head)
+ * and segments in; the answer frame's parts out, with call id 0 (the frame
+ * server writes the call's id); throws ServingError.
+ */
+export type WorkerHandler = (method: number, payload: Uint8Array, segments: readonly Uint8Array[]) => Promise<Uint8Array[]>;
 
 const MAX_INSTANCES = 64;
 const OPT_LEVELS: readonly GraphOptimizationLevel[] = ['disabled', 'basic', 'extended', 'all'];
@@ -76,10 +81,13 @@ export function createWorkerService(options: WorkerServiceOptions): WorkerHandle
     };
   }
 
-  async function dispatch(method: number, payload: Uint8Array): Promise<Uint8Array> {
+  async function dispatch(method: number, payload: Uint8Array, segments: readonly Uint8Array[]): Promise<Uint8Array[]> {
+    if (method === Method.Execute) return encodeExecuteResponse(RESPONSE | method, 0, await execute(decodeExecute(payload, segments)));
+    return encodeFrame(RESPONSE | method, 0, await dispatchProtobuf(method, payload));
+  }
+
+  async function dispatchProtobuf(method: number, payload: Uint8Array): Promise<Uint8Array> {
     switch (method) {
-      case Method.Execute:
-        return ExecuteResponse.encode(await execute(decode(ExecuteRequest, payload, 'Execute'))).finish();
       case Method.LoadModel:
         return LoadModelResponse.encode(await loadModel(decode(LoadModelRequestCodec, payload, 'LoadModel'))).finish();
       case Method.UnloadModel:
@@ -97,9 +105,9 @@ export function createWorkerService(options: WorkerServiceOptions): WorkerHandle
     }
   }
 
-  return async (method, payload) => {
+  return async (method, payload, segments) => {
     try {
-      return await dispatch(method, payload);
+      return await dispatch(method, payload, segments);
     } catch (error) {
       const name = METHOD_NAMES[method] ?? String(method);
       if (isServingError(error)) {
@@ -118,6 +126,14 @@ function decode<T>(codec: { decode(input: Uint8Array): T }, payload: Uint8Array,
     return codec.decode(payload);
   } catch (error) {
     throw new ServingError(status.INVALID_ARGUMENT, `${method}: the request is not a valid protobuf message: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
+function decodeExecute(head: Uint8Array, segments: readonly Uint8Array[]): ExecuteRequest {
+  try {
+    return decodeExecuteRequest(head, segments);
+  } catch (error) {
+    throw new ServingError(status.INVALID_ARGUMENT, `Execute: the request is not a valid Execute frame: ${error instanceof Error ? error.message : String(error)}`);
   }
 }
 

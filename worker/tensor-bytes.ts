@@ -2,11 +2,11 @@
 // to and from ORT threads in a transfer list.
 //
 // A transferred ArrayBuffer must belong to this tensor alone and start at
-// offset 0 (typed arrays need aligned offsets). ts-proto's decoder already
-// copies every `bytes` field out of the message (`Buffer.from(reader.bytes())`),
-// so a decoded tensor of 4 KiB or more owns a whole ArrayBuffer: we adopt it
-// instead of copying a second time. Smaller ones live in Node's shared 8 KiB
-// Buffer pool, and views into any larger buffer are copied once.
+// offset 0 (typed arrays need aligned offsets). An Execute frame's tensor
+// that spanned socket chunks was reassembled into a buffer of its own
+// (core/worker-frames.ts FrameReader; 4 KiB or more: a whole ArrayBuffer),
+// which we adopt instead of copying a second time. Smaller ones live in
+// Node's shared 8 KiB Buffer pool, and views of a socket chunk are copied once.
 
 /**
  * An ArrayBuffer holding exactly `bytes`, safe to transfer. When `bytes`

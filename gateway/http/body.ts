@@ -43,6 +43,9 @@ export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer
     req.resume();
     return Promise.reject(error);
   }
+  // A plain body of declared length is copied into one buffer as it comes
+  // (a large binary tensor is then held once, not as chunks plus their concatenation).
+  const into = decoder === undefined && Number.isSafeInteger(declared) && declared >= LARGE_BODY ? Buffer.allocUnsafeSlow(declared) : undefined;
   return new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let received = 0;
@@ -68,6 +71,11 @@ export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer
     req.on('error', () => fail(cancelled('the client closed the connection before sending the whole body')));
     source.on('data', (chunk: Buffer) => {
       if (done) return;
+      if (into !== undefined && size + chunk.byteLength <= into.byteLength) {
+        chunk.copy(into, size);
+        size += chunk.byteLength;
+        return;
+      }
       size += chunk.byteLength;
       if (size > maxBytes) return fail(tooLarge(maxBytes));
       chunks.push(chunk);
@@ -75,9 +83,19 @@ export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer
     source.on('end', () => {
       if (done) return;
       done = true;
-      resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
+      if (into !== undefined) resolve(chunks.length === 0 ? into.subarray(0, size) : Buffer.concat([into.subarray(0, size - sizeOf(chunks)), ...chunks], size));
+      else resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
     });
   });
+}
+
+/** Bodies from this size on are read into one buffer of their declared length. */
+const LARGE_BODY = 1 << 20;
+
+function sizeOf(chunks: readonly Buffer[]): number {
+  let n = 0;
+  for (const c of chunks) n += c.byteLength;
+  return n;
 }
 
 function tooLarge(maxBytes: number): BodyTooLargeError {

@@ -2,11 +2,11 @@ import { isIP, connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { ServingError } from '../../core/errors.js';
-import { decodeError, encodeFrame, ERROR, FrameError, FrameReader, Method, PING_CALL_ID, RESPONSE } from '../../core/worker-frames.js';
+import { decodeExecuteResponse, encodeExecuteRequest } from '../../core/execute-frame.js';
+import { decodeError, encodeFrame, ERROR, type Frame, FrameError, FrameReader, HEADER_BYTES, Method, PING_CALL_ID, RESPONSE } from '../../core/worker-frames.js';
 import {
   type ExecuteRequest,
-  ExecuteRequest as ExecuteRequestCodec,
-  ExecuteResponse,
+  type ExecuteResponse,
   type LoadModelRequest,
   LoadModelRequest as LoadModelRequestCodec,
   LoadModelResponse,
@@ -52,7 +52,7 @@ export class WorkerLostError extends ServingError {
 }
 
 interface Pending {
-  resolve(payload: Uint8Array): void;
+  resolve(frame: Frame): void;
   reject(error: Error): void;
   timer: NodeJS.Timeout | undefined;
   /** The caller stopped waiting (deadline); the worker's answer is still awaited, then dropped. */
@@ -69,6 +69,18 @@ interface Codec<T> {
 interface Decoder<T> {
   decode(input: Uint8Array): T;
 }
+
+/** A protobuf call's frame parts (header, message); its call id is written when sent. */
+function protobufFrame<T>(method: Method, codec: Codec<T>, request: T): Uint8Array[] {
+  return encodeFrame(method, 0, codec.encode(request).finish());
+}
+
+/** The answer of a protobuf call. */
+function protobufAnswer<T>(decoder: Decoder<T>): (frame: Frame) => T {
+  return (frame) => decoder.decode(frame.payload);
+}
+
+const executeAnswer = (frame: Frame): ExecuteResponse => decodeExecuteResponse(frame.payload, frame.segments);
 
 /**
  * The gateway's connection to one worker: one persistent socket carrying
@@ -95,11 +107,11 @@ export class WorkerConnection {
   }
 
   loadModel(request: LoadModelRequest, timeoutMs = 10 * 60_000): Promise<LoadModelResponse> {
-    return this.#call(Method.LoadModel, LoadModelRequestCodec, request, LoadModelResponse, Date.now() + timeoutMs);
+    return this.#call(() => protobufFrame(Method.LoadModel, LoadModelRequestCodec, request), protobufAnswer(LoadModelResponse), Date.now() + timeoutMs);
   }
 
   unloadModel(modelKey: string, timeoutMs = 5 * 60_000): Promise<void> {
-    return this.#call(Method.UnloadModel, UnloadModelRequest, { modelKey }, UnloadModelResponse, Date.now() + timeoutMs).then(() => undefined);
+    return this.#call(() => protobufFrame(Method.UnloadModel, UnloadModelRequest, { modelKey }), protobufAnswer(UnloadModelResponse), Date.now() + timeoutMs).then(() => undefined);
   }
 
   /**
@@ -112,11 +124,11 @@ export class WorkerConnection {
    * the worker out of its slots first, so nothing more is sent to it.
    */
   execute(request: ExecuteRequest, deadline: number, done?: (lost: boolean) => void): Promise<ExecuteResponse> {
-    return this.#call(Method.Execute, ExecuteRequestCodec, request, ExecuteResponse, deadline, done);
+    return this.#call(() => encodeExecuteRequest(Method.Execute, 0, request), executeAnswer, deadline, done);
   }
 
   status(timeoutMs = 5_000): Promise<StatusResponse> {
-    return this.#call(Method.Status, StatusRequest, {}, StatusResponse, Date.now() + timeoutMs);
+    return this.#call(() => protobufFrame(Method.Status, StatusRequest, {}), protobufAnswer(StatusResponse), Date.now() + timeoutMs);
   }
 
   /**
@@ -135,17 +147,23 @@ export class WorkerConnection {
     this.#failAll(`connection to worker ${this.endpoint.id} was closed`);
   }
 
-  async #call<Req, Res>(method: Method, codec: Codec<Req>, request: Req, decoder: Decoder<Res>, deadline: number, done?: (lost: boolean) => void): Promise<Res> {
+  /**
+   * Sends the frame `encode` makes (its parts written in one corked write,
+   * the call id patched into its header) and decodes the answer's frame.
+   */
+  async #call<Res>(encode: () => Uint8Array[], decode: (frame: Frame) => Res, deadline: number, done?: (lost: boolean) => void): Promise<Res> {
     let socket: Socket;
-    let payload: Uint8Array;
+    let parts: Uint8Array[];
     try {
       if (this.#closed) throw this.#lost(`connection to worker ${this.endpoint.id} is closed`);
       if (deadline <= Date.now()) {
         throw new ServingError(GrpcStatus.DEADLINE_EXCEEDED, `deadline exceeded before the request was sent to worker ${this.endpoint.id}`);
       }
-      payload = codec.encode(request).finish();
-      if (payload.byteLength > this.#options.maxMessageBytes) {
-        throw new ServingError(GrpcStatus.RESOURCE_EXHAUSTED, `message of ${payload.byteLength} bytes for worker ${this.endpoint.id} is over the ${this.#options.maxMessageBytes}-byte limit`);
+      parts = encode();
+      let bytes = -HEADER_BYTES;
+      for (const part of parts) bytes += part.byteLength;
+      if (bytes > this.#options.maxMessageBytes) {
+        throw new ServingError(GrpcStatus.RESOURCE_EXHAUSTED, `message of ${bytes} bytes for worker ${this.endpoint.id} is over the ${this.#options.maxMessageBytes}-byte limit`);
       }
       socket = this.#socket && !this.#socket.destroyed && this.#connected === undefined ? this.#socket : await this.#connect();
     } catch (error) {
@@ -154,7 +172,7 @@ export class WorkerConnection {
     }
     const id = this.#nextId;
     this.#nextId = this.#nextId >= 0xffffffff ? 1 : this.#nextId + 1;
-    const answer = new Promise<Uint8Array>((resolve, reject) => {
+    const answer = new Promise<Frame>((resolve, reject) => {
       const pending: Pending = { resolve, reject, timer: undefined, socket, expired: false, done };
       if (Number.isFinite(deadline)) {
         pending.timer = setTimeout(() => {
@@ -164,12 +182,17 @@ export class WorkerConnection {
       }
       this.#pending.set(id, pending);
     });
-    const [header, body] = encodeFrame(method, id, payload);
+    const first = parts[0] as Uint8Array;
+    Buffer.from(first.buffer, first.byteOffset, HEADER_BYTES).writeUInt32LE(id, 5);
     socket.cork();
-    socket.write(header);
-    socket.write(body);
+    for (const part of parts) socket.write(part);
     socket.uncork();
-    return decoder.decode(await answer);
+    const frame = await answer;
+    try {
+      return decode(frame);
+    } catch (error) {
+      throw new ServingError(GrpcStatus.INTERNAL, `worker ${this.endpoint.id} sent an answer that does not decode: ${error instanceof Error ? error.message : String(error)}`);
+    }
   }
 
   #connect(): Promise<Socket> {
@@ -242,7 +265,7 @@ export class WorkerConnection {
         if (error) {
           pending.reject(lost ? this.#lost(error.message) : new ServingError(error.code, error.message));
         } else if ((frame.kind & RESPONSE) !== 0) {
-          pending.resolve(frame.payload);
+          pending.resolve(frame);
         } else {
           pending.reject(new ServingError(GrpcStatus.INTERNAL, `worker ${this.endpoint.id} sent an unexpected frame kind ${frame.kind}`));
         }

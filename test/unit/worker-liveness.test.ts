@@ -1,15 +1,16 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseServeOptions, UsageError } from '../../gateway/options.js';
+import { encodeExecuteResponse } from '../../core/execute-frame.js';
 import { encodeFrame, FrameReader, Method, PING_CALL_ID, RESPONSE } from '../../core/worker-frames.js';
 import { WorkerConnection, WorkerLostError } from '../../gateway/scheduling/worker-connection.js';
 import { Liveness, pingIntervalFor } from '../../gateway/scheduling/worker-liveness.js';
-import { ExecuteResponse, StatusResponse } from '../../proto/gen/worker.js';
+import { StatusResponse } from '../../proto/gen/worker.js';
 import { FrameServer } from '../../worker/frame-server.js';
 
 // The gateway's liveness check of worker sockets: the pure timing rule with a
@@ -123,7 +124,7 @@ describe('WorkerConnection liveness over a socket', () => {
   it('a worker that answers pings keeps its socket through a call far longer than the timeout', async () => {
     const address = await fakeWorker(
       () => true,
-      (socket, kind, id) => setTimeout(() => socket.write(frameBytes(RESPONSE | kind, id, ExecuteResponse.encode({ outputs: [], computeInputNs: 0n, computeInferNs: 0n, computeOutputNs: 0n }).finish())), 1_500),
+      (socket, kind, id) => setTimeout(() => socket.write(Buffer.concat(encodeExecuteResponse(RESPONSE | kind, id, { outputs: [], computeInputNs: 0n, computeInferNs: 0n, computeOutputNs: 0n }))), 1_500),
     );
     const conn = new WorkerConnection(endpoint(address), { maxMessageBytes: 1 << 20, pingTimeoutMs: 300 });
     cleanups.push(() => conn.close());
@@ -182,8 +183,8 @@ describe('WorkerConnection liveness over a socket', () => {
     let release: (() => void) | undefined;
     const server = new FrameServer({
       handler: () =>
-        new Promise<Uint8Array>((resolve) => {
-          release = () => resolve(ExecuteResponse.encode({ outputs: [], computeInputNs: 0n, computeInferNs: 0n, computeOutputNs: 0n }).finish());
+        new Promise<Uint8Array[]>((resolve) => {
+          release = () => resolve(encodeExecuteResponse(RESPONSE | Method.Execute, 0, { outputs: [], computeInputNs: 0n, computeInferNs: 0n, computeOutputNs: 0n }));
         }),
       maxMessageBytes: 1 << 20,
       logger: pino({ level: 'silent' }),
@@ -205,5 +206,33 @@ describe('WorkerConnection liveness over a socket', () => {
     expect(await closing).toBe(true);
     expect(Date.now() - started).toBeLessThan(2_500);
     expect(PING_CALL_ID).toBe(0);
+  });
+
+  it('a real FrameServer says it is alive while a large frame is still arriving (the PING waits behind it)', async () => {
+    const path = socketPath();
+    const server = new FrameServer({ handler: () => Promise.resolve(encodeFrame(RESPONSE | Method.Status, 0, new Uint8Array(0))), maxMessageBytes: 1 << 20, logger: pino({ level: 'silent' }) });
+    await server.listen(`unix:${path}`);
+    const socket = await new Promise<Socket>((resolve) => {
+      const s: Socket = connect(path, () => resolve(s));
+    });
+    const reader = new FrameReader(1 << 20);
+    const heard: Array<[number, number]> = [];
+    socket.on('data', (chunk: Buffer) => reader.push(chunk).forEach((f) => heard.push([f.kind, f.callId])));
+    const [header, payload] = encodeFrame(Method.Status, 9, Buffer.alloc(500_000));
+    socket.write(header);
+    // Slices of a frame that is not complete yet, 150 ms apart: each may say "alive".
+    for (let i = 0; i < 3; i++) {
+      socket.write(payload.subarray(i * 1000, (i + 1) * 1000));
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    expect(heard.length).toBeGreaterThanOrEqual(2);
+    expect(heard.every(([kind, id]) => kind === (RESPONSE | Method.Ping) && id === PING_CALL_ID)).toBe(true);
+    socket.write(payload.subarray(3000));
+    await new Promise<void>((resolve) => {
+      const check = (): void => void (heard.some(([, id]) => id === 9) ? resolve() : setTimeout(check, 10));
+      check();
+    });
+    socket.destroy();
+    await server.close(1_000);
   });
 });

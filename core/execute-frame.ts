@@ -1,0 +1,189 @@
+// The Execute call between a gateway and a worker, in segmented frames
+// (core/worker-frames.ts): a small head, then each tensor's raw bytes as its
+// own segment. No protobuf: the head is written straight into the buffer
+// that also holds the frame's prefix, and tensor bytes go to the socket as
+// they are (a corked, vectored write), so a batch is never re-encoded and
+// its tensors are never copied on the way out. The message types are those
+// of proto/worker.proto (ExecuteRequest, ExecuteResponse), kept as the
+// in-memory shape on both sides.
+//
+// Head of a request:                  Head of an answer:
+//   str  model key                      f64 compute input ns
+//   u32  output count, str each         f64 compute infer ns
+//   u32  input count, then each:        f64 compute output ns
+//     str  name                         u32 output count, then each:
+//     str  datatype                       str name, str datatype,
+//     u32  rank, f64 × rank dims          u32 rank, f64 × rank dims
+// str = u32 LE byte length + UTF-8. Numbers are little-endian. Tensor i's
+// bytes are segment i + 1.
+import { type ExecuteRequest, type ExecuteResponse, type TensorData } from '../proto/gen/worker.js';
+import { FrameError, segmentedPrefixBytes, writeSegmentedPrefix } from './worker-frames.js';
+
+function stringBytes(s: string): number {
+  return 4 + Buffer.byteLength(s, 'utf8');
+}
+
+function tensorHeadBytes(t: TensorData): number {
+  return stringBytes(t.name) + stringBytes(t.datatype) + 4 + 8 * t.shape.length;
+}
+
+/** Writes the head fields with bounds already reserved. */
+class HeadWriter {
+  constructor(
+    readonly out: Buffer,
+    public at: number,
+  ) {}
+
+  u32(n: number): void {
+    this.out.writeUInt32LE(n, this.at);
+    this.at += 4;
+  }
+
+  f64(n: number): void {
+    this.out.writeDoubleLE(n, this.at);
+    this.at += 8;
+  }
+
+  str(s: string): void {
+    const n = this.out.write(s, this.at + 4, 'utf8');
+    this.out.writeUInt32LE(n, this.at);
+    this.at += 4 + n;
+  }
+
+  tensor(t: TensorData): void {
+    this.str(t.name);
+    this.str(t.datatype);
+    this.u32(t.shape.length);
+    for (const d of t.shape) this.f64(Number(d));
+  }
+}
+
+/** Reads head fields, throwing FrameError past the end. */
+class HeadReader {
+  readonly #view: Buffer;
+  #at = 0;
+
+  constructor(head: Uint8Array) {
+    this.#view = Buffer.from(head.buffer, head.byteOffset, head.byteLength);
+  }
+
+  #need(n: number): void {
+    if (this.#at + n > this.#view.byteLength) throw new FrameError(`Execute frame head of ${this.#view.byteLength} bytes ends inside a field at byte ${this.#at}`);
+  }
+
+  u32(): number {
+    this.#need(4);
+    const n = this.#view.readUInt32LE(this.#at);
+    this.#at += 4;
+    return n;
+  }
+
+  f64(): number {
+    this.#need(8);
+    const n = this.#view.readDoubleLE(this.#at);
+    this.#at += 8;
+    return n;
+  }
+
+  str(): string {
+    const n = this.u32();
+    this.#need(n);
+    const s = this.#view.toString('utf8', this.#at, this.#at + n);
+    this.#at += n;
+    return s;
+  }
+
+  /** A count of items each at least `minBytes` long: bounded by what is left, so a lying count allocates nothing. */
+  count(minBytes: number): number {
+    const n = this.u32();
+    if (n * minBytes > this.#view.byteLength - this.#at) throw new FrameError(`Execute frame head says ${n} entries but has ${this.#view.byteLength - this.#at} bytes left`);
+    return n;
+  }
+
+  tensor(data: Uint8Array): TensorData {
+    const name = this.str();
+    const datatype = this.str();
+    const rank = this.count(8);
+    const shape: bigint[] = [];
+    for (let i = 0; i < rank; i++) {
+      const d = this.f64();
+      if (!Number.isSafeInteger(d)) throw new FrameError(`Execute frame: tensor '${name}' has dimension ${d} (expected an integer)`);
+      shape.push(BigInt(d));
+    }
+    return { name, datatype, shape, data: Buffer.from(data.buffer, data.byteOffset, data.byteLength) };
+  }
+
+  end(): void {
+    if (this.#at !== this.#view.byteLength) throw new FrameError(`Execute frame head has ${this.#view.byteLength - this.#at} bytes after its last field`);
+  }
+}
+
+/** The frame parts of an Execute request: prefix and head in one buffer, then each input's bytes (not copied). */
+export function encodeExecuteRequest(kind: number, callId: number, request: ExecuteRequest): Uint8Array[] {
+  let headBytes = stringBytes(request.modelKey) + 4 + 4;
+  for (const o of request.outputs) headBytes += stringBytes(o);
+  for (const t of request.inputs) headBytes += tensorHeadBytes(t);
+  const parts: Uint8Array[] = [];
+  const data: Uint8Array[] = [];
+  for (const t of request.inputs) data.push(t.data);
+  const prefix = segmentedPrefixBytes(1 + data.length);
+  const first = Buffer.allocUnsafe(prefix + headBytes);
+  writeSegmentedPrefix(first, kind, callId, headBytes, data);
+  const w = new HeadWriter(first, prefix);
+  w.str(request.modelKey);
+  w.u32(request.outputs.length);
+  for (const o of request.outputs) w.str(o);
+  w.u32(request.inputs.length);
+  for (const t of request.inputs) w.tensor(t);
+  parts.push(first);
+  for (const d of data) parts.push(d);
+  return parts;
+}
+
+/** An Execute request from a segmented frame's head and segments; each input's data is its segment (no copy). */
+export function decodeExecuteRequest(head: Uint8Array, segments: readonly Uint8Array[]): ExecuteRequest {
+  const r = new HeadReader(head);
+  const modelKey = r.str();
+  const outputCount = r.count(4);
+  const outputs: string[] = [];
+  for (let i = 0; i < outputCount; i++) outputs.push(r.str());
+  const inputCount = r.count(12);
+  if (inputCount !== segments.length) throw new FrameError(`Execute frame has ${inputCount} inputs but ${segments.length} data segments`);
+  const inputs: TensorData[] = [];
+  for (let i = 0; i < inputCount; i++) inputs.push(r.tensor(segments[i] as Uint8Array));
+  r.end();
+  return { modelKey, inputs, outputs };
+}
+
+/** The frame parts of an Execute answer, as for the request. */
+export function encodeExecuteResponse(kind: number, callId: number, response: ExecuteResponse): Uint8Array[] {
+  let headBytes = 3 * 8 + 4;
+  for (const t of response.outputs) headBytes += tensorHeadBytes(t);
+  const data: Uint8Array[] = [];
+  for (const t of response.outputs) data.push(t.data);
+  const prefix = segmentedPrefixBytes(1 + data.length);
+  const first = Buffer.allocUnsafe(prefix + headBytes);
+  writeSegmentedPrefix(first, kind, callId, headBytes, data);
+  const w = new HeadWriter(first, prefix);
+  w.f64(Number(response.computeInputNs));
+  w.f64(Number(response.computeInferNs));
+  w.f64(Number(response.computeOutputNs));
+  w.u32(response.outputs.length);
+  for (const t of response.outputs) w.tensor(t);
+  const parts: Uint8Array[] = [first];
+  for (const d of data) parts.push(d);
+  return parts;
+}
+
+export function decodeExecuteResponse(head: Uint8Array, segments: readonly Uint8Array[]): ExecuteResponse {
+  const r = new HeadReader(head);
+  const computeInputNs = BigInt(Math.max(0, Math.round(r.f64())));
+  const computeInferNs = BigInt(Math.max(0, Math.round(r.f64())));
+  const computeOutputNs = BigInt(Math.max(0, Math.round(r.f64())));
+  const count = r.count(12);
+  if (count !== segments.length) throw new FrameError(`Execute answer has ${count} outputs but ${segments.length} data segments`);
+  const outputs: TensorData[] = [];
+  for (let i = 0; i < count; i++) outputs.push(r.tensor(segments[i] as Uint8Array));
+  r.end();
+  return { outputs, computeInputNs, computeInferNs, computeOutputNs };
+}

@@ -1,0 +1,80 @@
+import { describe, expect, it } from 'vitest';
+import { decodeExecuteRequest, decodeExecuteResponse, encodeExecuteRequest, encodeExecuteResponse } from '../../core/execute-frame.js';
+import { FrameError, FrameReader, Method, RESPONSE } from '../../core/worker-frames.js';
+import { type ExecuteRequest } from '../../proto/gen/worker.js';
+
+const request: ExecuteRequest = {
+  modelKey: 'mödel/1',
+  outputs: ['OUT', 'ÜBER'],
+  inputs: [
+    { name: 'A', datatype: 'FP32', shape: [2n, 3n], data: Buffer.from(new Float32Array([1, 2, 3, 4, 5, 6]).buffer) },
+    { name: 'S', datatype: 'BYTES', shape: [0n], data: Buffer.alloc(0) },
+    { name: 'B', datatype: 'UINT8', shape: [9_007_199_254_740_991n], data: Buffer.from([7]) },
+  ],
+};
+
+/** Frames from `parts` read back in chunks of `step` bytes. */
+function readBack(parts: readonly Uint8Array[], step: number, limit = 1 << 20) {
+  const bytes = Buffer.concat(parts);
+  const reader = new FrameReader(limit);
+  const frames = [];
+  for (let at = 0; at < bytes.length; at += step) frames.push(...reader.push(bytes.subarray(at, at + step)));
+  return frames;
+}
+
+describe('Execute frames', () => {
+  it('carry a request and an answer through the reader at any chunking, tensor bytes as sent', () => {
+    for (const step of [1, 3, 17, 4096]) {
+      const [frame] = readBack(encodeExecuteRequest(Method.Execute, 42, request), step);
+      expect(frame?.kind).toBe(Method.Execute);
+      expect(frame?.callId).toBe(42);
+      const decoded = decodeExecuteRequest(frame?.payload ?? new Uint8Array(), frame?.segments ?? []);
+      expect(decoded.modelKey).toBe(request.modelKey);
+      expect(decoded.outputs).toEqual(request.outputs);
+      expect(decoded.inputs.map((t) => [t.name, t.datatype, t.shape, Buffer.from(t.data).toString('hex')])).toEqual(
+        request.inputs.map((t) => [t.name, t.datatype, t.shape, t.data.toString('hex')]),
+      );
+    }
+    const response = { outputs: request.inputs, computeInputNs: 12n, computeInferNs: 3_000_000_000n, computeOutputNs: 0n };
+    const [answer] = readBack(encodeExecuteResponse(RESPONSE | Method.Execute, 7, response), 5);
+    expect(answer?.kind).toBe(RESPONSE | Method.Execute);
+    const back = decodeExecuteResponse(answer?.payload ?? new Uint8Array(), answer?.segments ?? []);
+    expect([back.computeInputNs, back.computeInferNs, back.computeOutputNs]).toEqual([12n, 3_000_000_000n, 0n]);
+    expect(back.outputs.map((t) => Buffer.from(t.data).toString('hex'))).toEqual(request.inputs.map((t) => t.data.toString('hex')));
+  });
+
+  it('writes tensor bytes as they are (no copy) and gives a tensor spread over chunks a whole buffer of its own', () => {
+    const big = Buffer.alloc(100_000, 3);
+    const parts = encodeExecuteRequest(Method.Execute, 1, { modelKey: 'm', outputs: [], inputs: [{ name: 'x', datatype: 'UINT8', shape: [100_000n], data: big }] });
+    expect(parts[1]).toBe(big);
+    const [frame] = readBack(parts, 65_536);
+    const data = frame?.segments[0];
+    expect(data?.byteOffset).toBe(0);
+    expect(data?.byteLength).toBe(data?.buffer.byteLength);
+    expect(Buffer.from(data ?? []).equals(big)).toBe(true);
+  });
+
+  it('refuses segment tables that lie, before buffering', () => {
+    const prefix = (count: number, lengths: number[], total: number): Buffer => {
+      const b = Buffer.alloc(9 + 4 + 4 * lengths.length);
+      b.writeUInt32LE(total, 0);
+      b.writeUInt8(Method.Execute | 0x40, 4);
+      b.writeUInt32LE(1, 5);
+      b.writeUInt32LE(count, 9);
+      lengths.forEach((l, i) => b.writeUInt32LE(l, 13 + 4 * i));
+      return b;
+    };
+    expect(() => new FrameReader(1 << 20).push(prefix(0, [], 4))).toThrow(/says it has 0 segments/);
+    expect(() => new FrameReader(1 << 20).push(prefix(1000, [], 8))).toThrow(/says it has 1000 segments/);
+    // Lengths that add up to more than the frame: refused as soon as the table is in.
+    expect(() => new FrameReader(1 << 20).push(prefix(2, [10, 1 << 30], 4 + 8 + 10))).toThrow(FrameError);
+    expect(() => new FrameReader(100).push(prefix(2, [10, 10], 1 << 30))).toThrow(/over the 100-byte message limit/);
+  });
+
+  it('refuses heads that do not match their segments', () => {
+    const [frame] = readBack(encodeExecuteRequest(Method.Execute, 1, request), 1 << 16);
+    expect(() => decodeExecuteRequest(frame?.payload ?? new Uint8Array(), [])).toThrow(/3 inputs but 0 data segments/);
+    expect(() => decodeExecuteRequest((frame?.payload ?? new Uint8Array()).subarray(0, 10), frame?.segments ?? [])).toThrow(FrameError);
+    expect(() => decodeExecuteRequest(Buffer.from([255, 255, 255, 255]), [])).toThrow(FrameError);
+  });
+});
