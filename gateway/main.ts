@@ -12,6 +12,8 @@ import { withMalformedRequests } from './grpc/malformed-request.js';
 import { createHttpServer } from './http/server.js';
 import { earlyRefusals } from './grpc/early-refusal.js';
 import { Admission } from './inference/admission.js';
+import { inflightBound } from './inference/grpc-inflight.js';
+import { InflightGate } from './inference/inflight-gate.js';
 import { MetricsRegistry } from './metrics/registry.js';
 import { type QuotaState, TenantMetrics } from './metrics/tenant-metrics.js';
 import { createMetricsServer } from './metrics/server.js';
@@ -247,11 +249,18 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     ...(metrics ? { metrics: new TenantMetrics(metrics.registry, tenants.state) } : {}),
     knownModel: (name) => models.versionsOf(name).length > 0,
   });
+  const inflight = new InflightGate(options.maxInflightBytes);
   const server = new Server({
     'grpc.max_receive_message_length': options.maxMessageBytes,
     'grpc.max_send_message_length': options.maxMessageBytes,
-    // Only with tenants: an interceptor wraps every call, and an open server refuses no one.
-    interceptors: admission.open ? [] : [earlyRefusals(admission, log)],
+    // Node's HTTP/2 default is 10 MB a session: sixteen 600 KB requests in
+    // flight on one connection pass it, and nghttp2 then resets streams and
+    // closes the session (clients saw "RST_STREAM with code 2 … Session closed
+    // with error code 2"). The in-flight gate bounds the bytes instead; the
+    // session may hold them all, plus one message being received past the gate.
+    'grpc-node.max_session_memory': Math.ceil((options.maxInflightBytes + options.maxMessageBytes) / (1 << 20)) + 16,
+    // The gate first (refusing from metadata costs least); the tenants' check only with tenants.
+    interceptors: [inflightBound(inflight, log), ...(admission.open ? [] : [earlyRefusals(admission, log)])],
   });
   server.addService(withMalformedRequests(GRPCInferenceServiceService), createInferenceService(models, info, log, admission));
   let grpcPort: number;
@@ -267,6 +276,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     http = createHttpServer(models, info, log, {
       maxBodyBytes: options.maxMessageBytes,
       admission,
+      inflight,
       ...(httpTls ? { tls: httpsServerOptions(httpTls) } : {}),
     });
     try {
@@ -298,6 +308,9 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     shuttingDown ??= (async () => {
       process.off('SIGHUP', onHangup);
       draining = true;
+      // Workers that exit from now on stay down: SIGTERM to the process group
+      // reaches them too, and a worker restarted now would only be stopped again.
+      supervisor.stopRestarting();
       if (options.drainGraceSecs > 0) {
         // Not ready, but still serving: load balancers see readiness drop and move away.
         log.info({ drainGraceSecs: options.drainGraceSecs }, 'shutting down: not ready; still accepting requests during the drain grace');

@@ -170,6 +170,7 @@ describe('test model registry and files', () => {
         'mlp_large',
         'mlp_small',
         'multi_dtype',
+        'resnet_small',
         'simple_cnn',
         'string_identity',
       ].sort(),
