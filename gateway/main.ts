@@ -253,12 +253,6 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   const server = new Server({
     'grpc.max_receive_message_length': options.maxMessageBytes,
     'grpc.max_send_message_length': options.maxMessageBytes,
-    // Node's HTTP/2 default is 10 MB a session: sixteen 600 KB requests in
-    // flight on one connection pass it, and nghttp2 then resets streams and
-    // closes the session (clients saw "RST_STREAM with code 2 … Session closed
-    // with error code 2"). The in-flight gate bounds the bytes instead; the
-    // session may hold them all, plus one message being received past the gate.
-    'grpc-node.max_session_memory': Math.ceil((options.maxInflightBytes + options.maxMessageBytes) / (1 << 20)) + 16,
     // The gate first (refusing from metadata costs least); the tenants' check only with tenants.
     interceptors: [inflightBound(inflight, log), ...(admission.open ? [] : [earlyRefusals(admission, log)])],
   });

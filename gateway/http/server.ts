@@ -67,6 +67,19 @@ function headerLength(req: IncomingMessage): number | undefined {
   return n;
 }
 
+/** The header that gives an HTTP inference its deadline, as gRPC's grpc-timeout does: whole ms from arrival. */
+export const TIMEOUT_HEADER = 'timeout-ms';
+
+function timeoutHeader(req: IncomingMessage): number | undefined {
+  const value = req.headers[TIMEOUT_HEADER];
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (typeof value !== 'string' || !/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < 1) {
+    throw invalidArgument(`Timeout-Ms must be a whole number of milliseconds ≥ 1, got '${String(value)}'`);
+  }
+  return n;
+}
+
 /** The Content-Length, when the client gave a usable one. */
 function declaredLength(req: IncomingMessage): number | undefined {
   const n = Number(req.headers['content-length']);
@@ -144,13 +157,16 @@ export function createHttpServer(
       case 'infer':
         return guarded('POST', 'infer', name, version, async (tenant, note, req, res, signal) => {
           const length = headerLength(req);
+          const timeoutMs = timeoutHeader(req);
+          const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
+          const callSignal = timeoutMs === undefined ? signal : AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]);
           const hold = options.inflight?.enter(declaredLength(req));
           if (hold !== undefined && !isHold(hold)) throw hold;
           try {
             const body = await readBody(req, maxBodyBytes);
             hold?.settle(body.byteLength);
             const pipeline = { admission, note };
-            const answer = await h.infer(models, { name, version, body, headerLength: length, signal, tenant, pipeline }, log);
+            const answer = await h.infer(models, { name, version, body, headerLength: length, signal: callSignal, deadline, tenant, pipeline }, log);
             sendInfer(res, answer.json, answer.binary);
           } finally {
             hold?.release();

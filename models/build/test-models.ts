@@ -156,6 +156,22 @@ export function resnetModel(name: string, width = 64, classes = 1000): Uint8Arra
   return g.encode();
 }
 
+/**
+ * A model that takes a known, steady time a row with tiny requests:
+ * "input" FP32 [batch,width] → `depth` MatMuls by one shared width×width
+ * weight → "output" FP32 [batch,width]. Weights are uniform ±sqrt(3/width)
+ * (variance 1/width), so values stay O(1) through the chain. Its time grows
+ * with rows × depth × width², its file only with width².
+ */
+export function slowChainModel(name: string, width: number, depth: number): Uint8Array {
+  const g = new GraphBuilder(name);
+  let x = g.input('input', 'float', ['batch', width]);
+  const w = g.initializer('w', [width, width], uniformFloat32(`${name}/w`, width * width, Math.sqrt(3 / width)));
+  for (let i = 0; i < depth; i++) x = g.op('MatMul', [x, w], i === depth - 1 ? 'output' : `h${i + 1}`);
+  g.output('output', 'float', ['batch', width]);
+  return g.encode();
+}
+
 // ---------------------------------------------------------------------------
 // Registry
 // ---------------------------------------------------------------------------
@@ -200,6 +216,8 @@ const BUILDERS = {
   simple_cnn: simpleCnnModel,
   // ResNet-18's request size and graph at 1/16 of its compute: the overload tests' slow model.
   resnet_small: () => resnetModel('resnet_small', 16),
+  // 512-wide chain of 256 MatMuls: ~67 M multiply-adds a row from a 2 KB request (the shedding tests' model).
+  slow_chain: () => slowChainModel('slow_chain', 512, 256),
   // Expected to fail to load in ORT CPU (exercises the server's load-error path).
   bf16_identity: () => identityModel('bf16_identity', 'bfloat16', ['batch', 4]),
 } satisfies Record<string, () => Uint8Array>;

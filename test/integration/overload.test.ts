@@ -15,6 +15,12 @@ import { spawnReadyCli } from '../helpers/gateway-process.js';
 import { childPids } from '../helpers/processes.js';
 
 const ROW_BYTES = 3 * 224 * 224 * 4;
+const CHAIN_CONFIG = `name: "slow_chain"
+platform: "onnxruntime_onnx"
+max_batch_size: 4
+dynamic_batching { }
+instance_group [ { count: 1, kind: KIND_CPU } ]
+`;
 const CONFIG = `name: "resnet_small"
 platform: "onnxruntime_onnx"
 max_batch_size: 4
@@ -29,6 +35,9 @@ beforeAll(async () => {
   await mkdir(join(repo, 'resnet_small', '1'), { recursive: true });
   await writeFile(join(repo, 'resnet_small', '1', 'model.onnx'), buildModel('resnet_small'));
   await writeFile(join(repo, 'resnet_small', 'config.pbtxt'), CONFIG);
+  await mkdir(join(repo, 'slow_chain', '1'), { recursive: true });
+  await writeFile(join(repo, 'slow_chain', '1', 'model.onnx'), buildModel('slow_chain'));
+  await writeFile(join(repo, 'slow_chain', 'config.pbtxt'), CHAIN_CONFIG);
 });
 
 afterAll(async () => {
@@ -72,6 +81,16 @@ function infer(client: InferenceGrpcClient, timeoutMs: number, signal?: AbortSig
     );
 }
 
+const row = new Float32Array(512).fill(0.25);
+
+function chain(client: InferenceGrpcClient, timeoutMs: number): Promise<Outcome> {
+  const t0 = performance.now();
+  return client.infer('slow_chain', [{ name: 'input', datatype: 'FP32', shape: [1, 512], data: row }], { timeoutMs }).then(
+    () => ({ code: status.OK, ms: performance.now() - t0 }),
+    (error: unknown) => ({ code: error instanceof InferenceError ? error.code : -1, ms: performance.now() - t0 }),
+  );
+}
+
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -104,6 +123,46 @@ describe('overload of a slow model', () => {
       gw.client.close();
       process.kill(-gw.pid, 'SIGKILL');
     }
+  }, 180_000);
+
+  it('sheds fast what cannot finish before its deadline, never computes it, answers the admitted in time, and exits on SIGTERM', async () => {
+    const gw = await serve([]);
+    try {
+      // Warm-up: the cost model learns this machine's time for a row.
+      for (let i = 0; i < 3; i++) expect((await chain(gw.client, 60_000)).code).toBe(status.OK);
+      const one = Math.max(...(await Promise.all([chain(gw.client, 60_000), chain(gw.client, 60_000)])).map((o) => o.ms));
+      // A deadline a few executions long, and ten times more requests than fit in it.
+      const deadlineMs = Math.max(1_000, Math.round(8 * one));
+      const burst = 150;
+      const outcomes = await Promise.all(Array.from({ length: burst }, () => chain(gw.client, deadlineMs)));
+      const by = (code: number): Outcome[] => outcomes.filter((o) => o.code === code);
+      const ok = by(status.OK);
+      const shed = by(status.UNAVAILABLE);
+      const late = by(status.DEADLINE_EXCEEDED);
+      expect(ok.length + shed.length + late.length, JSON.stringify(outcomes)).toBe(burst);
+      expect(ok.length).toBeGreaterThan(0);
+      expect(shed.length).toBeGreaterThan(burst / 4);
+      expect(late.length).toBeLessThan(ok.length + shed.length);
+      // Answered ones about in time (this client, 150 calls at once on a shared machine, reads answers late by up to ~150 ms).
+      for (const o of ok) expect(o.ms).toBeLessThan(deadlineMs * 1.5);
+      // Shed ones fast: most well before the deadline.
+      const shedMs = shed.map((o) => o.ms).sort((a, b) => a - b);
+      expect(shedMs[Math.floor(shedMs.length / 2)]).toBeLessThan(deadlineMs * 0.9);
+      // Statistics: every row computed was a warm-up, an answer, or one that ran late; no shed one.
+      const stats = (await gw.client.modelStatistics('slow_chain')).modelStats[0];
+      const computed = (stats?.batchStats ?? []).reduce((n, b) => n + Number(b.batchSize) * Number(b.computeInfer?.count ?? 0n), 0);
+      expect(computed).toBeLessThanOrEqual(5 + ok.length + late.length);
+      expect(computed).toBeGreaterThanOrEqual(5 + ok.length);
+      console.log(
+        `shedding: one request ${Math.round(one)} ms; ${burst} at once with a ${deadlineMs} ms deadline: ${ok.length} answered ` +
+          `(slowest ${Math.round(Math.max(...ok.map((o) => o.ms)))} ms), ${shed.length} shed (median ${Math.round(shedMs[Math.floor(shedMs.length / 2)] ?? 0)} ms), ` +
+          `${late.length} late; ${computed} rows computed in all`,
+      );
+    } finally {
+      gw.client.close();
+      process.kill(-gw.pid, 'SIGTERM');
+    }
+    expect(await gw.exited).toBe(0);
   }, 180_000);
 
   it('exits on SIGTERM to its process group right after an overload whose client went away, every time', async () => {

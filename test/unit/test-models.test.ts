@@ -172,6 +172,7 @@ describe('test model registry and files', () => {
         'multi_dtype',
         'resnet_small',
         'simple_cnn',
+        'slow_chain',
         'string_identity',
       ].sort(),
     );
