@@ -11,6 +11,7 @@ import { createInferenceService, type ServerInfo } from './grpc/inference-servic
 import { withMalformedRequests } from './grpc/malformed-request.js';
 import { createHttpServer } from './http/server.js';
 import { earlyRefusals } from './grpc/early-refusal.js';
+import { DynamicBatcher } from './batching/dynamic-batcher.js';
 import { Admission } from './inference/admission.js';
 import { inflightBound } from './inference/grpc-inflight.js';
 import { InflightGate } from './inference/inflight-gate.js';
@@ -185,6 +186,13 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   });
   metrics?.setPendingProvider(() =>
     models.list().flatMap((v) => (v.serving ? [{ model: v.name, version: String(v.version), pending: v.serving.scheduler.pending }] : [])),
+  );
+  metrics?.setCostProvider(() =>
+    models.list().flatMap((v) => {
+      const scheduler = v.serving?.scheduler;
+      if (!(scheduler instanceof DynamicBatcher)) return [];
+      return scheduler.cost.points().map((p) => ({ model: v.name, version: String(v.version), rows: p.rows, seconds: (scheduler.cost.estimateNs(p.rows) ?? 0) / 1e9 }));
+    }),
   );
   await models.scan();
 
