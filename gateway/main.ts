@@ -1,5 +1,6 @@
 import { Server, type ServerCredentials } from '@grpc/grpc-js';
 import { type Server as HttpServer } from 'node:http';
+import { type Http2Server, type ServerHttp2Session } from 'node:http2';
 import { type Server as HttpsServer } from 'node:https';
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
@@ -68,6 +69,35 @@ function bindGrpc(server: Server, address: string, credentials: ServerCredential
       else resolvePort(port);
     });
   });
+}
+
+/** HTTP/2 receive window of the gRPC server, per stream and per connection. */
+const GRPC_WINDOW_BYTES = 16 << 20;
+
+/**
+ * Node's HTTP/2 windows are 64 KB, per stream and for the whole connection:
+ * a 600 KB request needs ten window updates, each a round trip through both
+ * event loops, and every stream on the connection shares the one 64 KB
+ * connection window. On a busy machine that capped a connection at a few
+ * requests a second while thousands waited, none whole before its deadline
+ * (issue 15). grpc-js has no server option for it, so the window is set on
+ * its HTTP/2 settings (before bind) and on each session as it opens. Both
+ * reach into grpc-js 1.14's server fields; if they are missing, nothing changes.
+ */
+function widenFlowControl(server: Server): void {
+  const internals = server as unknown as {
+    commonServerOptions?: { settings?: Record<string, unknown> };
+  };
+  const common = internals.commonServerOptions;
+  if (common) common.settings = { ...common.settings, initialWindowSize: GRPC_WINDOW_BYTES };
+}
+
+/** After bind: each new HTTP/2 session of the gRPC server gets the wide connection window too. */
+function widenSessions(server: Server): void {
+  const servers = (server as unknown as { http2Servers?: Map<Http2Server, unknown> }).http2Servers;
+  for (const h of servers?.keys() ?? []) {
+    h.on('session', (session: ServerHttp2Session) => session.setLocalWindowSize(GRPC_WINDOW_BYTES));
+  }
 }
 
 function listenHttp(http: HttpServer | HttpsServer, host: string, port: number): Promise<number> {
@@ -265,9 +295,11 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     interceptors: [inflightBound(inflight, log), ...(admission.open ? [] : [earlyRefusals(admission, log)])],
   });
   server.addService(withMalformedRequests(GRPCInferenceServiceService), createInferenceService(models, info, log, admission));
+  widenFlowControl(server);
   let grpcPort: number;
   try {
     grpcPort = await bindGrpc(server, `${options.grpcAddress}:${options.grpcPort}`, grpcServerCredentials(grpcTls));
+    widenSessions(server);
   } catch (error) {
     await supervisor.stop();
     throw error;
