@@ -1,5 +1,6 @@
 import { Server, type ServerCredentials } from '@grpc/grpc-js';
 import { type Server as HttpServer } from 'node:http';
+import { type Http2Server, type ServerHttp2Session } from 'node:http2';
 import { type Server as HttpsServer } from 'node:https';
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
@@ -17,8 +18,11 @@ import { inferenceServiceDefinition } from './grpc/infer-codec.js';
 import { withMalformedRequests } from './grpc/malformed-request.js';
 import { createHttpServer } from './http/server.js';
 import { earlyRefusals } from './grpc/early-refusal.js';
+import { DynamicBatcher } from './batching/dynamic-batcher.js';
 import { Admission } from './inference/admission.js';
 import { registerCacheMetrics } from './metrics/cache-metrics.js';
+import { inflightBound } from './inference/grpc-inflight.js';
+import { InflightGate } from './inference/inflight-gate.js';
 import { MetricsRegistry } from './metrics/registry.js';
 import { type QuotaState, TenantMetrics } from './metrics/tenant-metrics.js';
 import { createMetricsServer } from './metrics/server.js';
@@ -74,6 +78,35 @@ function bindGrpc(server: Server, address: string, credentials: ServerCredential
       else resolvePort(port);
     });
   });
+}
+
+/** HTTP/2 receive window of the gRPC server, per stream and per connection. */
+const GRPC_WINDOW_BYTES = 16 << 20;
+
+/**
+ * Node's HTTP/2 windows are 64 KB, per stream and for the whole connection:
+ * a 600 KB request needs ten window updates, each a round trip through both
+ * event loops, and every stream on the connection shares the one 64 KB
+ * connection window. On a busy machine that capped a connection at a few
+ * requests a second while thousands waited, none whole before its deadline
+ * (issue 15). grpc-js has no server option for it, so the window is set on
+ * its HTTP/2 settings (before bind) and on each session as it opens. Both
+ * reach into grpc-js 1.14's server fields; if they are missing, nothing changes.
+ */
+function widenFlowControl(server: Server): void {
+  const internals = server as unknown as {
+    commonServerOptions?: { settings?: Record<string, unknown> };
+  };
+  const common = internals.commonServerOptions;
+  if (common) common.settings = { ...common.settings, initialWindowSize: GRPC_WINDOW_BYTES };
+}
+
+/** After bind: each new HTTP/2 session of the gRPC server gets the wide connection window too. */
+function widenSessions(server: Server): void {
+  const servers = (server as unknown as { http2Servers?: Map<Http2Server, unknown> }).http2Servers;
+  for (const h of servers?.keys() ?? []) {
+    h.on('session', (session: ServerHttp2Session) => session.setLocalWindowSize(GRPC_WINDOW_BYTES));
+  }
 }
 
 function listenHttp(http: HttpServer | HttpsServer, host: string, port: number): Promise<number> {
@@ -240,6 +273,13 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     control.mode === 'poll' ? new RepositoryPoller({ directory: repository, intervalMs: control.pollSecs * 1000, models: models.polled, log }) : undefined;
   // Before the scan: a change made while the models load is seen by the first poll.
   await poller?.baseline();
+  metrics?.setCostProvider(() =>
+    models.list().flatMap((v) => {
+      const scheduler = v.serving?.scheduler;
+      if (!(scheduler instanceof DynamicBatcher)) return [];
+      return scheduler.cost.points().map((p) => ({ model: v.name, version: String(v.version), rows: p.rows, seconds: (scheduler.cost.estimateNs(p.rows) ?? 0) / 1e9 }));
+    }),
+  );
 
   const gpus = options.gpus ?? detectGpus();
   const specs = planLocalWorkers(gpus, options.workers);
@@ -318,16 +358,19 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     ...(metrics ? { metrics: new TenantMetrics(metrics.registry, tenants.state) } : {}),
     knownModel: (name) => models.versionsOf(name).length > 0,
   });
+  const inflight = new InflightGate(options.maxInflightBytes);
   const server = new Server({
     'grpc.max_receive_message_length': options.maxMessageBytes,
     'grpc.max_send_message_length': options.maxMessageBytes,
-    // Only with tenants: an interceptor wraps every call, and an open server refuses no one.
-    interceptors: admission.open ? [] : [earlyRefusals(admission, log)],
+    // The gate first (refusing from metadata costs least); the tenants' check only with tenants.
+    interceptors: [inflightBound(inflight, log), ...(admission.open ? [] : [earlyRefusals(admission, log)])],
   });
   server.addService(withMalformedRequests(inferenceServiceDefinition()), createInferenceService(models, info, log, admission));
+  widenFlowControl(server);
   let grpcPort: number;
   try {
     grpcPort = await bindGrpc(server, `${options.grpcAddress}:${options.grpcPort}`, grpcServerCredentials(grpcTls));
+    widenSessions(server);
   } catch (error) {
     await supervisor.stop();
     throw error;
@@ -338,6 +381,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     http = createHttpServer(models, info, log, {
       maxBodyBytes: options.maxMessageBytes,
       admission,
+      inflight,
       ...(httpTls ? { tls: httpsServerOptions(httpTls) } : {}),
     });
     try {
@@ -370,6 +414,9 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
       process.off('SIGHUP', onHangup);
       draining = true;
       await poller?.stop();
+      // Workers that exit from now on stay down: SIGTERM to the process group
+      // reaches them too, and a worker restarted now would only be stopped again.
+      supervisor.stopRestarting();
       if (options.drainGraceSecs > 0) {
         // Not ready, but still serving: load balancers see readiness drop and move away.
         log.info({ drainGraceSecs: options.drainGraceSecs }, 'shutting down: not ready; still accepting requests during the drain grace');

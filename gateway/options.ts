@@ -23,6 +23,8 @@ export interface ServeOptions {
   readonly maxMessageBytes: number;
   readonly defaultMaxBatchSize: number;
   readonly maxQueueSize: number;
+  /** Request bytes the gateway holds in flight at most; past it new inferences get RESOURCE_EXHAUSTED / 429. */
+  readonly maxInflightBytes: number;
   readonly strictReadiness: boolean;
   readonly exitTimeoutSecs: number;
   /** Redis URL of the worker registry (redis-sentinel:// when given as Sentinel flags); undefined = local workers only. */
@@ -98,6 +100,8 @@ export const SERVE_USAGE = `Usage: fabriek serve --model-repository DIR [options
   --max-message-bytes N       largest gRPC message accepted or sent (default 1073741824)
   --default-max-batch-size N  max_batch_size for batchable models without one (default 4)
   --max-queue-size N          requests waiting per model version (default 4096)
+  --max-inflight-bytes N      request bytes held in flight by the gateway, all models (default 268435456);
+                              past it new inferences are refused at once: RESOURCE_EXHAUSTED / HTTP 429
   --strict-readiness BOOL     ready only when every model is READY (default true)
   --exit-timeout-secs N       time in-flight requests get on shutdown (default 30)
   --drain-grace-secs N        on SIGTERM, not ready at once but still accepting requests for N s,
@@ -173,6 +177,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
         'max-message-bytes': { type: 'string' },
         'default-max-batch-size': { type: 'string' },
         'max-queue-size': { type: 'string' },
+        'max-inflight-bytes': { type: 'string' },
         'strict-readiness': { type: 'string' },
         'exit-timeout-secs': { type: 'string' },
         'drain-grace-secs': { type: 'string' },
@@ -263,6 +268,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
     maxMessageBytes: integer('max-message-bytes', values['max-message-bytes'], 1 << 30, 1 << 20, 2 ** 31 - 1),
     defaultMaxBatchSize: integer('default-max-batch-size', values['default-max-batch-size'], 4, 1, 1 << 20),
     maxQueueSize: integer('max-queue-size', values['max-queue-size'], 4096, 1, 1 << 24),
+    maxInflightBytes: integer('max-inflight-bytes', values['max-inflight-bytes'], 256 << 20, 1 << 20, 2 ** 44),
     strictReadiness: boolean('strict-readiness', values['strict-readiness'], true),
     exitTimeoutSecs: integer('exit-timeout-secs', values['exit-timeout-secs'], 30, 0, 3600),
     drainGraceSecs: integer('drain-grace-secs', values['drain-grace-secs'], 0, 0, 3600),

@@ -28,8 +28,12 @@ export interface LevelState<E> {
   readonly delayed: Iterable<E>;
 }
 
-/** reject: queue timeout under REJECT; delay: queue timeout under DELAY; deadline: the call's deadline passed. */
-export type ExpiryReason = 'reject' | 'delay' | 'deadline';
+/**
+ * reject: queue timeout under REJECT; delay: queue timeout under DELAY;
+ * deadline: the call's deadline passed; shed: it has not passed, but even
+ * the cheapest execution (`shedLeadNs`) started now would end after it.
+ */
+export type ExpiryReason = 'reject' | 'delay' | 'deadline' | 'shed';
 
 export interface Expired<E> {
   readonly entry: E;
@@ -47,10 +51,18 @@ export type Decision<E> = (
 };
 
 /** Whether a still-queued (not yet delayed) entry has expired at `now`. */
-export function expiryOf(entry: QueueEntry, now: bigint, action: TimeoutAction): ExpiryReason | undefined {
-  if (entry.deadlineNs !== undefined && now >= entry.deadlineNs) return 'deadline';
+export function expiryOf(entry: QueueEntry, now: bigint, action: TimeoutAction, shedLeadNs = 0n): ExpiryReason | undefined {
+  const reason = deadlineExpiry(entry, now, shedLeadNs);
+  if (reason !== undefined) return reason;
   if (entry.timeoutNs !== undefined && now >= entry.timeoutNs) return action === 'DELAY' ? 'delay' : 'reject';
   return undefined;
+}
+
+/** 'deadline' when the entry's deadline passed, 'shed' when an execution of `leadNs` started now would end after it. */
+export function deadlineExpiry(entry: QueueEntry, now: bigint, leadNs: bigint): 'deadline' | 'shed' | undefined {
+  if (entry.deadlineNs === undefined) return undefined;
+  if (now >= entry.deadlineNs) return 'deadline';
+  return leadNs > 0n && now + leadNs > entry.deadlineNs ? 'shed' : undefined;
 }
 
 /** The batch being formed while decide walks the queues. */
@@ -114,13 +126,16 @@ class Pending<E extends QueueEntry> {
  * max_queue_delay (then all of it goes, preferred or not). Otherwise the
  * answer is to wait until that delay ends, or until a member's timeout or
  * deadline if sooner. With no free slot nothing is examined: the shell
- * decides again when one frees up.
+ * decides again when one frees up. `shedLeadNs` (0 = off) is the least an
+ * execution takes, by the cost model: a request whose deadline is nearer
+ * than that is reported as 'shed' and never joins a batch.
  */
 export function decide<E extends QueueEntry>(
   levels: readonly LevelState<E>[],
   now: bigint,
   freeSlots: number,
   policy: BatchingPolicy,
+  shedLeadNs = 0n,
 ): Decision<E> {
   const expired: Expired<E>[] = [];
   if (freeSlots <= 0) return { kind: 'idle', expired };
@@ -131,7 +146,7 @@ export function decide<E extends QueueEntry>(
     const action = levelPolicy(policy, level).timeoutAction;
     let delayedNow: E[] | undefined;
     for (const e of queued) {
-      const reason = expiryOf(e, now, action);
+      const reason = expiryOf(e, now, action, shedLeadNs);
       if (reason === undefined) {
         if (!batch.offer(e, true)) break walk;
         continue;
@@ -140,8 +155,9 @@ export function decide<E extends QueueEntry>(
       if (reason === 'delay') (delayedNow ??= []).push(e);
     }
     for (const e of delayed) {
-      if (e.deadlineNs !== undefined && now >= e.deadlineNs) {
-        expired.push({ entry: e, level, reason: 'deadline' });
+      const reason = deadlineExpiry(e, now, shedLeadNs);
+      if (reason !== undefined) {
+        expired.push({ entry: e, level, reason });
       } else if (!batch.offer(e, false)) {
         break walk;
       }

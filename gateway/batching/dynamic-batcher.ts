@@ -10,6 +10,8 @@ import {
 import { batchShape, concatRows, splitRows } from './batch-rows.js';
 import { BatchQueue, type Queued } from './batch-queue.js';
 import { type Clock, systemClock } from './clock.js';
+import { CostModel } from './cost-model.js';
+import { expectedFinishNs, shedError, wouldMiss } from './shedding.js';
 import { decide, type ExpiryReason } from './decide.js';
 import { SOLE_TENANT, tenantQueueBound } from './fair-queue.js';
 import { type BatchingPolicy, levelOf, levelPolicy, queueTimeoutNs } from './policy.js';
@@ -24,6 +26,8 @@ export interface BatchSlots<P> {
    * (the batch would wait in the worker behind a running one).
    */
   readonly idle: number;
+  /** Executions that run at once across workers (instances); for the shedding estimate, 1 when absent. */
+  readonly instanceCount?: number | undefined;
   acquire(): P | undefined;
   release(placement: P): void;
   onFree(listener: () => void): () => void;
@@ -42,6 +46,8 @@ export interface DynamicBatcherOptions<P> {
   readonly policy: BatchingPolicy;
   readonly observer?: ExecutionObserver;
   readonly clock?: Clock;
+  /** Shed requests that cannot finish before their deadline, by the cost model (default true). */
+  readonly shedding?: boolean;
 }
 
 interface Entry extends Queued<Entry> {
@@ -71,6 +77,9 @@ export class DynamicBatcher<P> implements Scheduler {
   readonly #policy: BatchingPolicy;
   readonly #observer: ExecutionObserver | undefined;
   readonly #clock: Clock;
+  readonly #shedding: boolean;
+  /** Execution time by batch size, learned from this version's executions. */
+  readonly cost = new CostModel();
   readonly #queue = new BatchQueue<Entry>();
   readonly #running = new Set<Promise<void>>();
   /** preserve_ordering: settlements of batches in the order they were cut. */
@@ -89,6 +98,7 @@ export class DynamicBatcher<P> implements Scheduler {
     this.#policy = options.policy;
     this.#observer = options.observer;
     this.#clock = options.clock ?? systemClock;
+    this.#shedding = options.shedding ?? true;
     this.#unsubscribe = this.#slots.onFree(() => this.#drain());
   }
 
@@ -147,9 +157,37 @@ export class DynamicBatcher<P> implements Scheduler {
         list: undefined,
       };
       this.#queue.push(entry);
+      if (deadlineNs !== undefined && this.#shedding && this.#shedOnArrival(entry, now, deadlineNs)) return;
       job.signal.addEventListener('abort', entry.onAbort, { once: true });
       this.#drain();
     });
+  }
+
+  /**
+   * Sheds `entry` (just queued) when the rows served before it, in full
+   * batches over the instances, would run past its deadline; true if shed.
+   */
+  #shedOnArrival(entry: Entry, now: bigint, deadlineNs: bigint): boolean {
+    if (this.cost.cold) return false;
+    let rowsAhead = entry.level.queued.rowsThrough(entry);
+    for (const l of this.#queue.levels) if (l.level < entry.level.level) rowsAhead += l.queued.rows;
+    const cost = (rows: number): number | undefined => this.cost.estimateNs(rows);
+    // Batches already sent are about half done on average.
+    const parallel = this.#slots.instanceCount ?? 1;
+    const running = ((cost(this.#lastRows || 1) ?? 0) * this.#running.size) / (2 * parallel);
+    const finish = expectedFinishNs({ rowsAhead, maxBatch: this.#policy.maxBatchSize, parallel }, cost);
+    const until = Number(deadlineNs - now);
+    if (!wouldMiss(finish === undefined ? undefined : finish + running, until)) return false;
+    this.#queue.remove(entry);
+    entry.reject(shedError(this.#key, ((finish ?? 0) + running) / 1e6, until / 1e6));
+    return true;
+  }
+
+  /** The least an execution takes by the cost model, as decide's shedding lead (0 = none). */
+  #shedLeadNs(): bigint {
+    if (!this.#shedding) return 0n;
+    const ns = this.cost.estimateNs(1);
+    return ns === undefined ? 0n : BigInt(Math.round(ns));
   }
 
   async stop(reason: Error): Promise<void> {
@@ -185,6 +223,9 @@ export class DynamicBatcher<P> implements Scheduler {
     if (!this.#remove(e)) return;
     if (reason === 'deadline') {
       e.reject(deadlineExceeded(`model '${this.#key}': deadline exceeded before the request ran`));
+    } else if (reason === 'shed') {
+      const until = e.deadlineNs === undefined ? 0 : Number(e.deadlineNs - now) / 1e6;
+      e.reject(shedError(this.#key, (this.cost.estimateNs(e.rows) ?? 0) / 1e6, until));
     } else {
       // Triton's words and code (dynamic_batch_scheduler.cc), then how long it waited.
       const waitedUs = Math.round(Number(now - e.enqueuedNs) / 1000);
@@ -215,7 +256,7 @@ export class DynamicBatcher<P> implements Scheduler {
           const free = this.#slots.free;
           if (free <= 0) break;
           const now = this.#clock.now();
-          const d = decide(this.#queue.levels, now, free, this.#policy);
+          const d = decide(this.#queue.levels, now, free, this.#policy, this.#shedLeadNs());
           for (const x of d.expired) this.#expire(x.entry, x.reason, now);
           if (d.kind === 'wait') waitUntil = d.untilNs;
           if (d.kind !== 'send') break;
@@ -244,6 +285,7 @@ export class DynamicBatcher<P> implements Scheduler {
 
   /** Cuts one batch onto a free slot; false when no slot could be had. */
   #send(take: readonly Entry[], now: bigint): boolean {
+    const idle = this.#slots.idle > 0;
     const placement = this.#slots.acquire();
     if (placement === undefined) return false;
     let rows = 0;
@@ -272,6 +314,10 @@ export class DynamicBatcher<P> implements Scheduler {
     };
     const run = this.#dispatcher.run(placement, inputs, requestedOutputs(take), deadline).then(
       (execution) => {
+        const computeNs = execution.computeInputNs + execution.computeInferNs + execution.computeOutputNs;
+        this.cost.observe(rows, computeNs);
+        // Sent to a busy instance, its wall time includes waiting behind another batch.
+        if (idle) this.cost.observeOverhead(Number(this.#clock.now() - now), computeNs);
         this.#observer?.executed(rows, execution);
         deliver(() => answerMembers(take, execution, now, rows));
       },

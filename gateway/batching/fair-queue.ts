@@ -39,6 +39,8 @@ export class Lane<E extends ListLinks<E>> {
   /** Round of its last entry, and the deficit left in that round. */
   round = 0;
   credit = 0;
+  /** Rows of the entries in `list`. */
+  rows = 0;
 
   constructor(
     readonly tenant: string,
@@ -60,6 +62,7 @@ export class FairQueue<E extends FairEntry<E>> implements Iterable<E> {
   #servedRound = 0;
   #seq = 0;
   #size = 0;
+  #rows = 0;
 
   get size(): number {
     return this.#size;
@@ -97,13 +100,34 @@ export class FairQueue<E extends FairEntry<E>> implements Iterable<E> {
     e.round = lane.round;
     lane.credit -= e.rows;
     lane.list.push(e);
+    lane.rows += e.rows;
+    this.#rows += e.rows;
     this.#size++;
+  }
+
+  /** Rows of the waiting entries. */
+  get rows(): number {
+    return this.#rows;
+  }
+
+  /**
+   * About how many waiting rows are served before `e` or with it (its own
+   * included), by DRR: each lane gives at most its quantum of rows a round,
+   * through `e`'s round. O(lanes), not O(entries).
+   */
+  rowsThrough(e: E): number {
+    const rounds = e.round - this.#servedRound + 1;
+    let n = 0;
+    for (const lane of this.#active) n += Math.min(lane.rows, rounds * lane.quantum);
+    return Math.max(n, e.rows);
   }
 
   /** Takes `e` out; false if it was not waiting here. */
   remove(e: E): boolean {
     const lane = e.lane;
     if (!lane.list.remove(e)) return false;
+    lane.rows -= e.rows;
+    this.#rows -= e.rows;
     this.#size--;
     if (lane.list.size === 0) this.#active.delete(lane);
     return true;

@@ -48,6 +48,8 @@ export interface HttpInferCall {
   readonly body: Buffer;
   readonly headerLength: number | undefined;
   readonly signal: AbortSignal;
+  /** Absolute, ms since the epoch (the Timeout-Ms header); Infinity when none. */
+  readonly deadline?: number;
   readonly tenant?: Tenant;
   readonly pipeline?: PipelineOptions;
 }
@@ -59,7 +61,7 @@ export async function infer(models: ModelManager, call: HttpInferCall, log?: Log
   const result = await runInference(
     models,
     call.tenant ? { ...request, tenant: call.tenant } : request,
-    { signal: call.signal, deadline: Infinity },
+    { signal: call.signal, deadline: call.deadline ?? Infinity },
     { ...(log ? { log } : {}), protocol: 'http', ...call.pipeline },
   );
   if (note) note.bytesOut = result.outputs.reduce((n, t) => n + t.data.byteLength, 0);

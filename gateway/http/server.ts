@@ -7,6 +7,7 @@ import { type Logger } from 'pino';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { boundedMessage, invalidArgument, isServingError, retryAfterSeconds, toHttpStatus } from '../../core/errors.js';
 import { Admission, type CallNote, type CallOp } from '../inference/admission.js';
+import { type InflightGate, isHold } from '../inference/inflight-gate.js';
 import { type Tenant } from '../tenants/tenant.js';
 import { type ServerInfo } from '../grpc/inference-service.js';
 import { type ModelManager } from '../repository/model-manager.js';
@@ -24,6 +25,8 @@ export interface HttpServerOptions {
   readonly tls?: HttpsServerOptions;
   /** Tenants: who may call what; default open. */
   readonly admission?: Admission;
+  /** The gateway's bound on request bytes in flight; an inference past it is refused from its headers. */
+  readonly inflight?: InflightGate;
 }
 
 /** Bodies up to this size are read and dropped after an early error; larger ones close the connection. */
@@ -62,6 +65,25 @@ function headerLength(req: IncomingMessage): number | undefined {
     throw invalidArgument(`${HEADER_LENGTH} must be a non-negative integer, got '${String(value)}'`);
   }
   return n;
+}
+
+/** The header that gives an HTTP inference its deadline, as gRPC's grpc-timeout does: whole ms from arrival. */
+export const TIMEOUT_HEADER = 'timeout-ms';
+
+function timeoutHeader(req: IncomingMessage): number | undefined {
+  const value = req.headers[TIMEOUT_HEADER];
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (typeof value !== 'string' || !/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < 1) {
+    throw invalidArgument(`Timeout-Ms must be a whole number of milliseconds ≥ 1, got '${String(value)}'`);
+  }
+  return n;
+}
+
+/** The Content-Length, when the client gave a usable one. */
+function declaredLength(req: IncomingMessage): number | undefined {
+  const n = Number(req.headers['content-length']);
+  return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
 }
 
 function decodeSegment(s: string): string {
@@ -135,10 +157,20 @@ export function createHttpServer(
       case 'infer':
         return guarded('POST', 'infer', name, version, async (tenant, note, req, res, signal) => {
           const length = headerLength(req);
-          const body = await readBody(req, maxBodyBytes);
-          const pipeline = { admission, note };
-          const answer = await h.infer(models, { name, version, body, headerLength: length, signal, tenant, pipeline }, log);
-          sendInfer(res, answer.json, answer.binary);
+          const timeoutMs = timeoutHeader(req);
+          const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
+          const callSignal = timeoutMs === undefined ? signal : AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]);
+          const hold = options.inflight?.enter(declaredLength(req));
+          if (hold !== undefined && !isHold(hold)) throw hold;
+          try {
+            const body = await readBody(req, maxBodyBytes);
+            hold?.settle(body.byteLength);
+            const pipeline = { admission, note };
+            const answer = await h.infer(models, { name, version, body, headerLength: length, signal: callSignal, deadline, tenant, pipeline }, log);
+            sendInfer(res, answer.json, answer.binary);
+          } finally {
+            hold?.release();
+          }
         });
       default:
         return undefined;

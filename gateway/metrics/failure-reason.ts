@@ -1,8 +1,13 @@
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { isServingError } from '../../core/errors.js';
+import { isShed } from '../batching/shedding.js';
 
-/** Triton's `reason` label values for nv_inference_request_failure. */
-export type FailureReason = 'REJECTED' | 'CANCELED' | 'BACKEND' | 'OTHER';
+/**
+ * Triton's `reason` label values for nv_inference_request_failure, and
+ * Fabriek's SHED: requests failed before they ran because they could not
+ * finish before their deadline (gateway/batching/shedding.ts).
+ */
+export type FailureReason = 'REJECTED' | 'CANCELED' | 'BACKEND' | 'OTHER' | 'SHED';
 
 /**
  * Classifies a failed request the way Triton labels it. Queue full and queue
@@ -11,6 +16,7 @@ export type FailureReason = 'REJECTED' | 'CANCELED' | 'BACKEND' | 'OTHER';
  */
 export function failureReason(error: unknown): FailureReason {
   if (!isServingError(error)) return 'OTHER';
+  if (isShed(error)) return 'SHED';
   switch (error.code) {
     case GrpcStatus.RESOURCE_EXHAUSTED:
       return 'REJECTED';

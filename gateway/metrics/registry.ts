@@ -14,6 +14,16 @@ export interface PendingCount {
   readonly pending: number;
 }
 
+/** One measured point of a version's cost model (gateway/batching/cost-model.ts). */
+export interface CostPointSample {
+  readonly model: string;
+  readonly version: string;
+  /** Mean rows of the executions in the bucket. */
+  readonly rows: number;
+  /** Expected seconds of one execution of that many rows (compute plus overhead). */
+  readonly seconds: number;
+}
+
 export interface MetricsOptions {
   /** Default process metrics (`fabriek_process_*`, `fabriek_nodejs_*`); default true. */
   readonly defaultMetrics?: boolean;
@@ -36,6 +46,7 @@ export class MetricsRegistry {
   readonly #workers: Gauge<'state'>;
   readonly #versions = new Map<string, VersionMetrics>();
   #pending: () => Iterable<PendingCount> = () => [];
+  #costs: () => Iterable<CostPointSample> = () => [];
 
   constructor(options: MetricsOptions = {}) {
     const registers = [this.registry];
@@ -87,6 +98,17 @@ export class MetricsRegistry {
         for (const p of pending()) this.set({ model: p.model, version: p.version }, p.pending);
       },
     });
+    const costs = (): Iterable<CostPointSample> => this.#costs();
+    new Gauge({
+      name: 'fabriek_batch_cost_seconds',
+      help: 'Expected seconds of one execution by batch size, as the cost model that sheds requests learned it (rows: mean rows of the power-of-two bucket)',
+      labelNames: [...VL, 'rows'],
+      registers,
+      collect() {
+        this.reset();
+        for (const c of costs()) this.set({ model: c.model, version: c.version, rows: String(Math.round(c.rows * 10) / 10) }, c.seconds);
+      },
+    });
     this.#workers = new Gauge({ name: 'fabriek_workers', help: 'Worker processes by state', labelNames: ['state'], registers });
     this.setWorkers({ up: 0, down: 0 });
     if (options.gpu !== false) registerGpuGauges(this.registry, options.gpu ?? nvidiaSmiReader());
@@ -114,6 +136,11 @@ export class MetricsRegistry {
   /** Read at every scrape: each serving version's `scheduler.pending`. */
   setPendingProvider(provider: () => Iterable<PendingCount>): void {
     this.#pending = provider;
+  }
+
+  /** Read at every scrape: each batching version's cost model. */
+  setCostProvider(provider: () => Iterable<CostPointSample>): void {
+    this.#costs = provider;
   }
 
   /** Worker processes connected (`up`) and planned but not connected (`down`). */

@@ -3,7 +3,7 @@ import { type ExecutionResult, type JobResult } from '../scheduling/execution.js
 import { type StatisticsSink } from '../stats/model-statistics.js';
 import { failureReason, type FailureReason } from './failure-reason.js';
 
-export const FAILURE_REASONS: readonly FailureReason[] = ['REJECTED', 'CANCELED', 'BACKEND', 'OTHER'];
+export const FAILURE_REASONS: readonly FailureReason[] = ['REJECTED', 'CANCELED', 'BACKEND', 'OTHER', 'SHED'];
 
 /** The prom-client metrics one version writes to; shared by every version. */
 export interface InferenceMetrics {

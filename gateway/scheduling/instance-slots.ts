@@ -60,6 +60,13 @@ export class InstanceSlots {
     return n;
   }
 
+  /** Instances across workers: executions that run at once. */
+  get instanceCount(): number {
+    let n = 0;
+    for (const p of this.#placements) n += p.instances;
+    return n;
+  }
+
   /** Free slots on instances that are idle now (the rest would queue in the worker). */
   get idle(): number {
     let n = 0;

@@ -72,6 +72,11 @@ export class WorkerSupervisor {
     return out;
   }
 
+  /** From now on a worker that exits is not restarted (a shutdown began; stop() follows). */
+  stopRestarting(): void {
+    this.#stopping = true;
+  }
+
   async stop(timeoutMs = 30_000): Promise<void> {
     this.#stopping = true;
     await Promise.all(
@@ -152,8 +157,13 @@ export class WorkerSupervisor {
     child.once('exit', (code, signal) => {
       if (this.#running.get(spec.id) !== running) return;
       running.connection?.close();
-      if (this.#stopping) return;
       const reason = `worker ${spec.id} (pid ${child.pid}) exited with ${signal ?? `code ${code}`}`;
+      if (this.#stopping) {
+        // Its requests in flight fail on their own; its slots must go, so nothing more is sent to it.
+        log.info({ worker: spec.id, code, signal }, 'worker exited during shutdown; not restarting');
+        this.#options.onDown(spec.id, reason);
+        return;
+      }
       log.error({ worker: spec.id, code, signal }, 'worker exited; restarting');
       this.#options.onDown(spec.id, reason);
       // Back off on crash loops; a worker that ran a while restarts at once.

@@ -1,4 +1,5 @@
 import { type InferBatchStatistics, type ModelStatistics, type StatisticDuration } from '../../proto/gen/inference.js';
+import { isShed } from '../batching/shedding.js';
 import { type ExecutionObserver, type ExecutionResult, type JobResult } from '../scheduling/execution.js';
 
 interface Duration {
@@ -46,6 +47,7 @@ export class ModelVersionStatistics implements ExecutionObserver {
   readonly #cacheMiss = zero();
   readonly #batches = new Map<number, BatchDurations>();
   #inferenceCount = 0;
+  #shed = 0;
   #executionCount = 0;
   #lastInferenceMs = 0;
   readonly #sink: StatisticsSink | undefined;
@@ -70,6 +72,7 @@ export class ModelVersionStatistics implements ExecutionObserver {
   /** A request for this version failed (invalid, timed out, cancelled or failed to run); `error` labels the metric's reason. */
   failed(totalNs: number, error?: unknown): void {
     add(this.#fail, totalNs);
+    if (isShed(error)) this.#shed += 1;
     this.#sink?.failed(totalNs, error);
   }
 
@@ -89,6 +92,16 @@ export class ModelVersionStatistics implements ExecutionObserver {
   cacheMiss(ns: number): void {
     add(this.#cacheMiss, ns);
     this.#sink?.cacheMiss(ns);
+  }
+
+  /** Requests shed before they ran (also counted in fail, as Triton counts a queue timeout). */
+  get shed(): number {
+    return this.#shed;
+  }
+
+  /** Executions run (the statistics' execution_count). */
+  get executions(): number {
+    return this.#executionCount;
   }
 
   executed(batchSize: number, execution: ExecutionResult): void {

@@ -125,6 +125,66 @@ export function scalarAddModel(): Uint8Array {
   return g.encode();
 }
 
+/** A conv (no padding given = "same" for odd kernels) with He-uniform weights and a bias (batch norm folded away). */
+function conv(g: GraphBuilder, model: string, layer: string, x: string, cin: number, cout: number, k: number, stride: number): string {
+  const fanIn = cin * k * k;
+  const w = g.initializer(`${layer}.weight`, [cout, cin, k, k], uniformFloat32(`${model}/${layer}.weight`, cout * fanIn, Math.sqrt(6 / fanIn)));
+  const b = g.initializer(`${layer}.bias`, [cout], uniformFloat32(`${model}/${layer}.bias`, cout, 1 / Math.sqrt(fanIn)));
+  const p = (k - 1) >> 1;
+  return g.op('Conv', [x, w, b], `${layer}_out`, { kernel_shape: [k, k], strides: [stride, stride], pads: [p, p, p, p] });
+}
+
+/**
+ * ResNet-18's shape: "image" FP32 [batch,3,224,224] (602,112 bytes a row) →
+ * 7×7/2 stem, 3×3/2 max pool, four stages of two basic blocks (widths
+ * w, 2w, 4w, 8w; each later stage halves the size, with a 1×1/2 shortcut),
+ * global average pool, Gemm → "logits" FP32 [batch,1000]. Batch norm is
+ * folded into the convs' biases, as inference graphs do. w = 64 is
+ * ResNet-18 itself (11.7 M weights, 1.8 GFLOP a row); smaller w keeps the
+ * request size and the graph, at a fraction of the compute (w = 16: 1/16).
+ * Weights are seeded: the same w always builds the same bytes.
+ */
+export function resnetModel(name: string, width = 64, classes = 1000): Uint8Array {
+  const g = new GraphBuilder(name);
+  let x = g.input('image', 'float', ['batch', 3, 224, 224]);
+  x = g.op('Relu', [conv(g, name, 'stem', x, 3, width, 7, 2)], 'stem_relu');
+  x = g.op('MaxPool', [x], 'stem_pool', { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] });
+  let cin = width;
+  for (let stage = 0; stage < 4; stage++) {
+    const cout = width << stage;
+    for (let block = 0; block < 2; block++) {
+      const stride = stage > 0 && block === 0 ? 2 : 1;
+      const id = `s${stage + 1}b${block + 1}`;
+      const a = g.op('Relu', [conv(g, name, `${id}.conv1`, x, cin, cout, 3, stride)], `${id}_relu1`);
+      const b = conv(g, name, `${id}.conv2`, a, cout, cout, 3, 1);
+      const shortcut = stride === 1 && cin === cout ? x : conv(g, name, `${id}.down`, x, cin, cout, 1, stride);
+      x = g.op('Relu', [g.op('Add', [b, shortcut], `${id}_sum`)], `${id}_out`);
+      cin = cout;
+    }
+  }
+  const pooled = g.op('GlobalAveragePool', [x], 'pool');
+  const flat = g.op('Flatten', [pooled], 'flat', { axis: 1 });
+  dense(g, name, 'fc', flat, cin, classes, 'logits');
+  g.output('logits', 'float', ['batch', classes]);
+  return g.encode();
+}
+
+/**
+ * A model that takes a known, steady time a row with tiny requests:
+ * "input" FP32 [batch,width] → `depth` MatMuls by one shared width×width
+ * weight → "output" FP32 [batch,width]. Weights are uniform ±sqrt(3/width)
+ * (variance 1/width), so values stay O(1) through the chain. Its time grows
+ * with rows × depth × width², its file only with width².
+ */
+export function slowChainModel(name: string, width: number, depth: number): Uint8Array {
+  const g = new GraphBuilder(name);
+  let x = g.input('input', 'float', ['batch', width]);
+  const w = g.initializer('w', [width, width], uniformFloat32(`${name}/w`, width * width, Math.sqrt(3 / width)));
+  for (let i = 0; i < depth; i++) x = g.op('MatMul', [x, w], i === depth - 1 ? 'output' : `h${i + 1}`);
+  g.output('output', 'float', ['batch', width]);
+  return g.encode();
+}
+
 // ---------------------------------------------------------------------------
 // Registry
 // ---------------------------------------------------------------------------
@@ -170,6 +230,10 @@ const BUILDERS = {
   mlp_large: () => mlpModel('mlp_large', [2048, 2048, 2048, 2048]),
   mlp_small: () => mlpModel('mlp_small', [128]),
   simple_cnn: simpleCnnModel,
+  // ResNet-18's request size and graph at 1/16 of its compute: the overload tests' slow model.
+  resnet_small: () => resnetModel('resnet_small', 16),
+  // 512-wide chain of 256 MatMuls: ~67 M multiply-adds a row from a 2 KB request (the shedding tests' model).
+  slow_chain: () => slowChainModel('slow_chain', 512, 256),
   // Expected to fail to load in ORT CPU (exercises the server's load-error path).
   bf16_identity: () => identityModel('bf16_identity', 'bfloat16', ['batch', 4]),
 } satisfies Record<string, () => Uint8Array>;

@@ -25,8 +25,9 @@ export interface ReadyCli {
 }
 
 /** Spawns `fabriek ARGS…` and waits for the stdout line containing ' ready: '. */
-export async function spawnReadyCli(args: readonly string[], what: string, timeoutMs: number): Promise<ReadyCli> {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+export async function spawnReadyCli(args: readonly string[], what: string, timeoutMs: number, detached = false): Promise<ReadyCli> {
+  // detached: the CLI leads its own process group (as under systemd or SLURM), so a test can signal the whole group.
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], detached });
   let out = '';
   let err = '';
   child.stderr?.on('data', (d: Buffer) => (err += d.toString()));

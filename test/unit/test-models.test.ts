@@ -172,7 +172,9 @@ describe('test model registry and files', () => {
         'multi_dtype',
         'per_item_scalar',
         'scalar_add',
+        'resnet_small',
         'simple_cnn',
+        'slow_chain',
         'string_identity',
       ].sort(),
     );

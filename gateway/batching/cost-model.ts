@@ -1,0 +1,96 @@
+// What one execution of a model version costs, by batch size, learned online
+// from the workers' timings (compute input + infer + output, as Triton's
+// statistics count them). One exponentially weighted mean per power-of-two
+// bucket of rows, each with the mean rows it saw, so estimates interpolate
+// between measured sizes. Cold at start: no estimate until a batch ran, and
+// nothing is shed on a guess. Fresh as the machine's load changes: each new
+// timing moves its bucket by ALPHA.
+
+const ALPHA = 0.2;
+
+interface Bucket {
+  rows: number;
+  ns: number;
+  samples: number;
+}
+
+export interface CostPoint {
+  /** Mean rows of the executions in the bucket. */
+  readonly rows: number;
+  /** Their weighted mean execution time. */
+  readonly ns: number;
+  readonly samples: number;
+}
+
+/** Bucket of `rows`: 0 for 1, 1 for 2, 2 for 3–4, 3 for 5–8, … */
+function bucketOf(rows: number): number {
+  return rows <= 1 ? 0 : Math.ceil(Math.log2(rows));
+}
+
+export class CostModel {
+  readonly #buckets: (Bucket | undefined)[] = [];
+  /** Mean wall time of an execution beyond its compute (transport, copies, scheduling), from executions sent to an idle instance. */
+  #overheadNs = 0;
+
+  /** One execution of `rows` rows took `ns`. */
+  observe(rows: number, ns: number): void {
+    if (!(rows >= 1) || !(ns >= 0) || !Number.isFinite(ns)) return;
+    const i = bucketOf(rows);
+    const b = this.#buckets[i];
+    if (!b) {
+      this.#buckets[i] = { rows, ns, samples: 1 };
+      return;
+    }
+    b.rows += ALPHA * (rows - b.rows);
+    b.ns += ALPHA * (ns - b.ns);
+    b.samples += 1;
+  }
+
+  /** An execution sent to an idle instance took `wallNs` from cut to answer, of which `computeNs` computing. */
+  observeOverhead(wallNs: number, computeNs: number): void {
+    const extra = wallNs - computeNs;
+    if (!(extra >= 0) || !Number.isFinite(extra)) return;
+    this.#overheadNs += ALPHA * (extra - this.#overheadNs);
+  }
+
+  get overheadNs(): number {
+    return this.#overheadNs;
+  }
+
+  get cold(): boolean {
+    return this.#buckets.every((b) => b === undefined);
+  }
+
+  /** Measured points, by rows. */
+  points(): CostPoint[] {
+    return this.#buckets.filter((b): b is Bucket => b !== undefined).map((b) => ({ rows: b.rows, ns: b.ns, samples: b.samples }));
+  }
+
+  /**
+   * Expected ns of one execution of `rows` rows, compute plus the learned
+   * overhead; undefined while cold.
+   * Between measured sizes: linear. Beyond them: the nearest one's time per
+   * row (below the smallest that is a lower bound, above the largest an
+   * upper one, as rows cost less each in larger batches).
+   */
+  estimateNs(rows: number): number | undefined {
+    const ns = estimate(this.points(), rows);
+    return ns === undefined ? undefined : ns + this.#overheadNs;
+  }
+}
+
+/** The interpolation of `estimateNs`, pure, over points sorted by rows. */
+export function estimate(points: readonly CostPoint[], rows: number): number | undefined {
+  const first = points[0];
+  if (first === undefined) return undefined;
+  if (rows <= first.rows) return (first.ns * rows) / first.rows;
+  for (let i = 1; i < points.length; i++) {
+    const hi = points[i] as CostPoint;
+    if (rows <= hi.rows) {
+      const lo = points[i - 1] as CostPoint;
+      return lo.ns + ((hi.ns - lo.ns) * (rows - lo.rows)) / (hi.rows - lo.rows);
+    }
+  }
+  const last = points[points.length - 1] as CostPoint;
+  return (last.ns * rows) / last.rows;
+}

@@ -1,0 +1,56 @@
+// Early shedding: a queued request that cannot finish before its deadline,
+// by the cost model, fails at once with Triton's timeout status and words
+// (UNAVAILABLE "Request timeout expired"), and is never computed. Pure
+// decisions here; the batcher applies them. With a cold cost model nothing
+// is shed.
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import { ServingError } from '../../core/errors.js';
+
+/** A request shed before it ran: counted apart from other failures (metrics reason "SHED"). */
+export class ShedError extends ServingError {
+  override name = 'ShedError';
+}
+
+export function isShed(error: unknown): boolean {
+  return error instanceof ShedError;
+}
+
+export function shedError(modelKey: string, expectedMs: number, deadlineMs: number): ShedError {
+  const f = (ms: number): string => (ms < 10 ? ms.toFixed(1) : String(Math.round(ms)));
+  return new ShedError(
+    GrpcStatus.UNAVAILABLE,
+    `Request timeout expired: model '${modelKey}' shed the request before it ran: it would finish in ${f(expectedMs)} ms, its deadline is in ${f(deadlineMs)} ms`,
+  );
+}
+
+export interface BacklogEstimate {
+  /** Rows served before or with this request (its own included). */
+  readonly rowsAhead: number;
+  /** Rows an execution takes at most. */
+  readonly maxBatch: number;
+  /** Executions that run at once (instances across workers); at least 1. */
+  readonly parallel: number;
+}
+
+/**
+ * When a request would finish, ns from now, if the rows ahead of it ran in
+ * full batches spread over the instances; undefined while the cost model is
+ * cold. Work already running is not counted, so this errs early: a request
+ * shed by it would have missed its deadline by this estimate even so.
+ */
+export function expectedFinishNs(b: BacklogEstimate, cost: (rows: number) => number | undefined): number | undefined {
+  const full = Math.floor(b.rowsAhead / b.maxBatch);
+  const rest = b.rowsAhead - full * b.maxBatch;
+  const fullNs = full > 0 ? cost(b.maxBatch) : 0;
+  const restNs = rest > 0 ? cost(rest) : 0;
+  if (fullNs === undefined || restNs === undefined) return undefined;
+  // The last batch runs on one instance; those before it share them all.
+  const before = full > 0 && rest === 0 ? (full - 1) * fullNs : full * fullNs;
+  const last = rest > 0 ? restNs : fullNs;
+  return before / Math.max(1, b.parallel) + last;
+}
+
+/** Shed now: `finishNs` from now passes the deadline `untilDeadlineNs` from now. */
+export function wouldMiss(finishNs: number | undefined, untilDeadlineNs: number): boolean {
+  return finishNs !== undefined && finishNs > untilDeadlineNs;
+}

@@ -1,0 +1,95 @@
+// SLO-aware batch formation, the decision alone (pure: no timers, no I/O).
+// Not yet wired into the batcher: `batching_slo_ms` and the server default
+// flag are to come. Given the head of the queue, the instances and the cost
+// model, it chooses the action that serves the most requests within their
+// deadlines: cut now, wait for more rows, or send ahead into a busy instance.
+
+/** What the decision needs of one queued request, in the order it would be served. */
+export interface SloEntry {
+  readonly rows: number;
+  /** Its deadline on the decision's clock; undefined = now + the model's SLO. */
+  readonly deadlineNs: bigint | undefined;
+}
+
+export interface SloInput {
+  readonly now: bigint;
+  readonly queued: readonly SloEntry[];
+  readonly maxBatch: number;
+  /** The model's SLO: the deadline of requests that bring none. */
+  readonly sloNs: bigint;
+  /** An instance is idle now. */
+  readonly idle: boolean;
+  /** Without an idle instance: when the first busy one is expected to free; undefined = unknown. */
+  readonly busyUntilNs: bigint | undefined;
+  /** Expected ns of one execution of `rows` rows; undefined = cold. */
+  readonly cost: (rows: number) => number | undefined;
+  /** Rows arriving per ns, recently; 0 = none expected. */
+  readonly arrivalRowsPerNs: number;
+}
+
+export type SloDecision =
+  | { readonly kind: 'idle' }
+  /** Cut the first `count` entries now, onto an idle instance (`ahead`: into a busy one's queue). */
+  | { readonly kind: 'cut'; readonly count: number; readonly ahead: boolean }
+  /** Decide again at `untilNs` (or when something changes). */
+  | { readonly kind: 'wait'; readonly untilNs: bigint };
+
+/** The longest prefix of `queued` that fits one batch: its length and rows. */
+function head(queued: readonly SloEntry[], maxBatch: number): { count: number; rows: number } {
+  let rows = 0;
+  let count = 0;
+  for (const e of queued) {
+    if (count > 0 && rows + e.rows > maxBatch) break;
+    rows += e.rows;
+    count++;
+  }
+  return { count, rows };
+}
+
+/** The earliest deadline among the first `count` entries. */
+function earliest(input: SloInput, count: number): bigint {
+  let d: bigint | undefined;
+  for (let i = 0; i < count; i++) {
+    const e = input.queued[i] as SloEntry;
+    const at = e.deadlineNs ?? input.now + input.sloNs;
+    if (d === undefined || at < d) d = at;
+  }
+  return d ?? input.now + input.sloNs;
+}
+
+const ns = (x: number): bigint => BigInt(Math.ceil(x));
+
+/**
+ * - Nothing queued: idle. Cold cost model: cut now (Triton with no delay).
+ * - A full batch: cut now (ahead into a busy instance if none is idle).
+ * - An idle instance: wait for more rows while every member of the batch,
+ *   grown to what is expected to arrive, still finishes in time; cut as
+ *   soon as waiting longer would make one miss, or nothing more is expected.
+ * - No idle instance: send ahead only when the batch must start at the
+ *   first free instance to finish in time even as it is (growing it would
+ *   make a member miss); otherwise wait for the instance, so it can grow.
+ */
+export function decideSlo(input: SloInput): SloDecision {
+  const { count, rows } = head(input.queued, input.maxBatch);
+  if (count === 0) return { kind: 'idle' };
+  const now = input.now;
+  const costNow = input.cost(rows);
+  if (costNow === undefined) return { kind: 'cut', count, ahead: !input.idle };
+  if (rows >= input.maxBatch) return { kind: 'cut', count, ahead: !input.idle };
+  const due = earliest(input, count);
+  if (input.idle) {
+    if (input.arrivalRowsPerNs <= 0) return { kind: 'cut', count, ahead: false };
+    // Wait until the batch is expected full, but no later than its members allow for a full batch's run.
+    const fillNs = (input.maxBatch - rows) / input.arrivalRowsPerNs;
+    const fullCost = input.cost(input.maxBatch) ?? costNow;
+    const latest = due - ns(fullCost);
+    const until = now + ns(fillNs) < latest ? now + ns(fillNs) : latest;
+    return until <= now ? { kind: 'cut', count, ahead: false } : { kind: 'wait', untilNs: until };
+  }
+  const start = input.busyUntilNs ?? now;
+  // Growing by what arrives until the instance frees, would it still be in time?
+  const grown = Math.min(input.maxBatch, rows + Math.floor(input.arrivalRowsPerNs * Number(start > now ? start - now : 0n)));
+  const grownCost = input.cost(grown) ?? costNow;
+  if (start + ns(grownCost) > due && start + ns(costNow) <= due) return { kind: 'cut', count, ahead: true };
+  return { kind: 'wait', untilNs: start > now ? start : now + 1n };
+}

@@ -1,0 +1,59 @@
+import { type ServerInterceptor, ServerInterceptingCall } from '@grpc/grpc-js';
+import { type Logger } from 'pino';
+import { type ModelInferRequest } from '../../proto/gen/inference.js';
+import { toServiceError } from '../grpc/call-context.js';
+import { type InflightGate, isHold } from './inflight-gate.js';
+
+// The in-flight byte bound for gRPC ModelInfer. grpc-js reads a unary call's
+// whole message before the handler runs, so the gate is asked from the
+// call's metadata (the message is not read when it refuses); the call counts
+// as a typical request until its message arrives, then as its tensor bytes,
+// until its status is sent.
+
+const MODEL_INFER = '/inference.GRPCInferenceService/ModelInfer';
+
+/** Tensor bytes of a decoded request: raw contents plus typed contents at their element width. */
+function requestBytes(request: ModelInferRequest): number {
+  let n = 0;
+  for (const raw of request.rawInputContents) n += raw.byteLength;
+  for (const input of request.inputs) {
+    const c = input.contents;
+    if (!c) continue;
+    n += 8 * (c.int64Contents.length + c.uint64Contents.length + c.fp64Contents.length);
+    n += 4 * (c.intContents.length + c.uintContents.length + c.fp32Contents.length) + c.boolContents.length;
+    for (const b of c.bytesContents) n += b.byteLength;
+  }
+  return n;
+}
+
+export function inflightBound(gate: InflightGate, log: Logger): ServerInterceptor {
+  return (method, call) => {
+    if (method.path !== MODEL_INFER) return new ServerInterceptingCall(call);
+    let hold: { settle(bytes: number): void; release(): void } | undefined;
+    return new ServerInterceptingCall(call, {
+      start: (next) => {
+        next({
+          onReceiveMetadata: (metadata, proceed) => {
+            const entered = gate.enter(undefined);
+            if (isHold(entered)) {
+              hold = entered;
+              proceed(metadata);
+              return;
+            }
+            const status = toServiceError(entered, log);
+            call.sendStatus({ code: entered.code, details: status.details ?? entered.message, metadata: status.metadata ?? null });
+          },
+          onReceiveMessage: (message, proceed) => {
+            hold?.settle(requestBytes(message as ModelInferRequest));
+            proceed(message);
+          },
+          onCancel: () => hold?.release(),
+        });
+      },
+      sendStatus: (status, next) => {
+        hold?.release();
+        next(status);
+      },
+    });
+  };
+}

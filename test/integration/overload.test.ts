@@ -1,0 +1,193 @@
+// Overload of a slow real model (resnet_small: ResNet-18's 602 KB request and
+// graph at 1/16 of its compute) through the real CLI, real workers and ONNX
+// Runtime: the in-flight byte bound refuses the excess at once, admitted
+// requests are answered, and SIGTERM to the process group afterwards ends
+// every process (issue 15).
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { status } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { InferenceGrpcClient } from '../../client/grpc-client.js';
+import { InferenceError } from '../../client/errors.js';
+import { buildModel } from '../../models/build/test-models.js';
+import { spawnReadyCli } from '../helpers/gateway-process.js';
+import { childPids } from '../helpers/processes.js';
+
+const ROW_BYTES = 3 * 224 * 224 * 4;
+const CHAIN_CONFIG = `name: "slow_chain"
+platform: "onnxruntime_onnx"
+max_batch_size: 4
+dynamic_batching { }
+instance_group [ { count: 1, kind: KIND_CPU } ]
+`;
+const CONFIG = `name: "resnet_small"
+platform: "onnxruntime_onnx"
+max_batch_size: 4
+dynamic_batching { }
+instance_group [ { count: 1, kind: KIND_CPU } ]
+`;
+
+let repo: string;
+
+beforeAll(async () => {
+  repo = await mkdtemp(join(tmpdir(), 'fabriek-overload-'));
+  await mkdir(join(repo, 'resnet_small', '1'), { recursive: true });
+  await writeFile(join(repo, 'resnet_small', '1', 'model.onnx'), buildModel('resnet_small'));
+  await writeFile(join(repo, 'resnet_small', 'config.pbtxt'), CONFIG);
+  await mkdir(join(repo, 'slow_chain', '1'), { recursive: true });
+  await writeFile(join(repo, 'slow_chain', '1', 'model.onnx'), buildModel('slow_chain'));
+  await writeFile(join(repo, 'slow_chain', 'config.pbtxt'), CHAIN_CONFIG);
+});
+
+afterAll(async () => {
+  await rm(repo, { recursive: true, force: true });
+});
+
+interface Gateway {
+  readonly pid: number;
+  readonly client: InferenceGrpcClient;
+  readonly exited: Promise<number | null>;
+  stderr(): string;
+}
+
+async function serve(extra: readonly string[]): Promise<Gateway> {
+  const cli = await spawnReadyCli(
+    ['serve', '--model-repository', repo, '--grpc-address', '127.0.0.1', '--grpc-port', '0', '--allow-http', 'false', '--allow-metrics', 'false', '--workers', '1', ...extra],
+    'gateway',
+    90_000,
+    true,
+  );
+  const port = Number(/gRPC on [^ ;]+:(\d+)/.exec(cli.readyLine)?.[1]);
+  const pid = cli.child.pid;
+  if (pid === undefined) throw new Error('gateway has no pid');
+  return { pid, client: new InferenceGrpcClient(`127.0.0.1:${port}`), exited: cli.exited, stderr: cli.stderr };
+}
+
+const image = new Float32Array(3 * 224 * 224).fill(0.5);
+
+interface Outcome {
+  readonly code: number;
+  readonly ms: number;
+}
+
+function infer(client: InferenceGrpcClient, timeoutMs: number, signal?: AbortSignal): Promise<Outcome> {
+  const t0 = performance.now();
+  return client
+    .infer('resnet_small', [{ name: 'image', datatype: 'FP32', shape: [1, 3, 224, 224], data: image }], { timeoutMs, ...(signal ? { signal } : {}) })
+    .then(
+      () => ({ code: status.OK, ms: performance.now() - t0 }),
+      (error: unknown) => ({ code: error instanceof InferenceError ? error.code : -1, ms: performance.now() - t0 }),
+    );
+}
+
+const row = new Float32Array(512).fill(0.25);
+
+function chain(client: InferenceGrpcClient, timeoutMs: number): Promise<Outcome> {
+  const t0 = performance.now();
+  return client.infer('slow_chain', [{ name: 'input', datatype: 'FP32', shape: [1, 512], data: row }], { timeoutMs }).then(
+    () => ({ code: status.OK, ms: performance.now() - t0 }),
+    (error: unknown) => ({ code: error instanceof InferenceError ? error.code : -1, ms: performance.now() - t0 }),
+  );
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('overload of a slow model', () => {
+  it('refuses requests past --max-inflight-bytes at once and answers the admitted ones', async () => {
+    // 12 requests' worth of bytes: the rest of a burst of 150 is refused from its metadata.
+    const gw = await serve(['--max-inflight-bytes', String(12 * ROW_BYTES)]);
+    try {
+      // One request first: the gate learns the typical request size (until then it counts 1 MiB each).
+      expect((await infer(gw.client, 60_000)).code).toBe(status.OK);
+      const outcomes = await Promise.all(Array.from({ length: 150 }, () => infer(gw.client, 60_000)));
+      const ok = outcomes.filter((o) => o.code === status.OK);
+      const refused = outcomes.filter((o) => o.code === status.RESOURCE_EXHAUSTED);
+      expect(ok.length + refused.length, JSON.stringify(outcomes.filter((o) => o.code !== status.OK && o.code !== status.RESOURCE_EXHAUSTED))).toBe(150);
+      expect(ok.length).toBeGreaterThanOrEqual(12);
+      expect(refused.length).toBeGreaterThan(0);
+      // Refusals do not wait for the model: the fastest half of them come back before the slowest answer.
+      const refusedMs = refused.map((o) => o.ms).sort((a, b) => a - b);
+      const slowestOk = Math.max(...ok.map((o) => o.ms));
+      expect(refusedMs[Math.floor(refusedMs.length / 2)]).toBeLessThan(slowestOk);
+      // And the server is still fine afterwards.
+      expect((await infer(gw.client, 60_000)).code).toBe(status.OK);
+    } finally {
+      gw.client.close();
+      process.kill(-gw.pid, 'SIGKILL');
+    }
+  }, 180_000);
+
+  it('sheds fast what cannot finish before its deadline, never computes it, answers the admitted in time, and exits on SIGTERM', async () => {
+    const gw = await serve([]);
+    try {
+      // Warm-up: the cost model learns this machine's time for a row.
+      for (let i = 0; i < 3; i++) expect((await chain(gw.client, 60_000)).code).toBe(status.OK);
+      const one = Math.max(...(await Promise.all([chain(gw.client, 60_000), chain(gw.client, 60_000)])).map((o) => o.ms));
+      // A deadline a few executions long, and ten times more requests than fit in it.
+      const deadlineMs = Math.max(1_000, Math.round(8 * one));
+      const burst = 150;
+      const outcomes = await Promise.all(Array.from({ length: burst }, () => chain(gw.client, deadlineMs)));
+      const by = (code: number): Outcome[] => outcomes.filter((o) => o.code === code);
+      const ok = by(status.OK);
+      const shed = by(status.UNAVAILABLE);
+      const late = by(status.DEADLINE_EXCEEDED);
+      expect(ok.length + shed.length + late.length, JSON.stringify(outcomes)).toBe(burst);
+      expect(ok.length).toBeGreaterThan(0);
+      expect(shed.length).toBeGreaterThan(burst / 4);
+      expect(late.length).toBeLessThan(ok.length + shed.length);
+      // Answered ones about in time (this client, 150 calls at once on a shared machine, reads answers late by up to ~150 ms).
+      for (const o of ok) expect(o.ms).toBeLessThan(deadlineMs * 1.5);
+      // Shed ones fast: most well before the deadline.
+      const shedMs = shed.map((o) => o.ms).sort((a, b) => a - b);
+      expect(shedMs[Math.floor(shedMs.length / 2)]).toBeLessThan(deadlineMs * 0.9);
+      // Statistics: every row computed was a warm-up, an answer, or one that ran late; no shed one.
+      const stats = (await gw.client.modelStatistics('slow_chain')).modelStats[0];
+      const computed = (stats?.batchStats ?? []).reduce((n, b) => n + Number(b.batchSize) * Number(b.computeInfer?.count ?? 0n), 0);
+      expect(computed).toBeLessThanOrEqual(5 + ok.length + late.length);
+      expect(computed).toBeGreaterThanOrEqual(5 + ok.length);
+      console.log(
+        `shedding: one request ${Math.round(one)} ms; ${burst} at once with a ${deadlineMs} ms deadline: ${ok.length} answered ` +
+          `(slowest ${Math.round(Math.max(...ok.map((o) => o.ms)))} ms), ${shed.length} shed (median ${Math.round(shedMs[Math.floor(shedMs.length / 2)] ?? 0)} ms), ` +
+          `${late.length} late; ${computed} rows computed in all`,
+      );
+    } finally {
+      gw.client.close();
+      process.kill(-gw.pid, 'SIGTERM');
+    }
+    expect(await gw.exited).toBe(0);
+  }, 180_000);
+
+  it('exits on SIGTERM to its process group right after an overload whose client went away, every time', async () => {
+    const runs = 3;
+    const exitTimeoutSecs = 3;
+    for (let run = 0; run < runs; run++) {
+      const gw = await serve(['--exit-timeout-secs', String(exitTimeoutSecs), '--max-inflight-bytes', String(64 * ROW_BYTES)]);
+      const workers = childPids(gw.pid);
+      expect(workers.length).toBeGreaterThan(0);
+      const abort = new AbortController();
+      const calls = Array.from({ length: 120 }, () => infer(gw.client, 30_000, abort.signal));
+      // Work is running once the first request is answered.
+      await Promise.race(calls);
+      const t0 = performance.now();
+      process.kill(-gw.pid, 'SIGTERM');
+      // The load generator goes away at once, its requests unanswered.
+      abort.abort();
+      gw.client.close();
+      const code = await Promise.race([gw.exited, new Promise<'hung'>((r) => setTimeout(() => r('hung'), (exitTimeoutSecs + 15) * 1000))]);
+      const ms = performance.now() - t0;
+      if (code === 'hung') process.kill(-gw.pid, 'SIGKILL');
+      expect(code, `run ${run + 1}: gateway still running ${Math.round(ms)} ms after SIGTERM; stderr:\n${gw.stderr().slice(-4000)}`).toBe(0);
+      for (const pid of workers) expect(isAlive(pid), `run ${run + 1}: worker ${pid} outlived the gateway`).toBe(false);
+      expect(gw.stderr()).not.toContain('worker exited; restarting');
+      await Promise.all(calls);
+    }
+  }, 240_000);
+});

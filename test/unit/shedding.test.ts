@@ -1,0 +1,274 @@
+import { status } from '@grpc/grpc-js';
+import { describe, expect, it } from 'vitest';
+import { type Clock } from '../../gateway/batching/clock.js';
+import { CostModel, estimate } from '../../gateway/batching/cost-model.js';
+import { decide, type QueueEntry } from '../../gateway/batching/decide.js';
+import { type BatchRunner, type BatchSlots, DynamicBatcher } from '../../gateway/batching/dynamic-batcher.js';
+import { batchingPolicyFromConfig } from '../../gateway/batching/policy.js';
+import { expectedFinishNs, isShed, wouldMiss } from '../../gateway/batching/shedding.js';
+import { failureReason } from '../../gateway/metrics/failure-reason.js';
+import { type ExecutionResult, type InferJob, type JobResult } from '../../gateway/scheduling/execution.js';
+
+// The cost model, the shedding decisions, and the batcher applying them,
+// with a fake clock and explicit execution times.
+
+const MS = 1_000_000;
+
+describe('CostModel', () => {
+  it('is cold until an execution was observed, and never guesses', () => {
+    const m = new CostModel();
+    expect(m.cold).toBe(true);
+    expect(m.estimateNs(1)).toBeUndefined();
+    m.observe(4, 40 * MS);
+    expect(m.cold).toBe(false);
+    expect(m.points()).toEqual([{ rows: 4, ns: 40 * MS, samples: 1 }]);
+  });
+
+  it('interpolates between measured batch sizes and scales per row beyond them', () => {
+    const points = [
+      { rows: 1, ns: 10 * MS, samples: 1 },
+      { rows: 8, ns: 45 * MS, samples: 1 },
+    ];
+    expect(estimate(points, 1)).toBe(10 * MS);
+    expect(estimate(points, 4)).toBe(25 * MS); // 10 + 35 × 3/7
+    expect(estimate(points, 16)).toBe(90 * MS); // 45 per 8 rows
+    expect(estimate([{ rows: 4, ns: 20 * MS, samples: 1 }], 2)).toBe(10 * MS);
+    expect(estimate([], 2)).toBeUndefined();
+  });
+
+  it('follows a changing machine: each timing moves its bucket by a fifth', () => {
+    const m = new CostModel();
+    m.observe(2, 100);
+    m.observe(2, 200);
+    expect(m.estimateNs(2)).toBe(120);
+    // 3 and 4 rows share a bucket; its mean rows move as its mean time does.
+    m.observe(4, 400);
+    m.observe(3, 300);
+    expect(m.points()[1]).toEqual({ rows: 3.8, ns: 380, samples: 2 });
+    expect(m.points()).toHaveLength(2);
+  });
+
+  it('ignores impossible timings', () => {
+    const m = new CostModel();
+    m.observe(0, 5);
+    m.observe(1, NaN);
+    m.observe(1, -1);
+    expect(m.cold).toBe(true);
+  });
+});
+
+describe('expectedFinishNs and wouldMiss', () => {
+  const cost = (rows: number): number => (rows === 8 ? 80 * MS : rows * 15 * MS);
+
+  it('counts full batches spread over the instances, then the last batch on one', () => {
+    // 20 rows ahead, batches of 8: two full batches then 4 rows.
+    expect(expectedFinishNs({ rowsAhead: 20, maxBatch: 8, parallel: 1 }, cost)).toBe(160 * MS + 60 * MS);
+    expect(expectedFinishNs({ rowsAhead: 20, maxBatch: 8, parallel: 2 }, cost)).toBe(80 * MS + 60 * MS);
+    // Exactly full: the last full batch is the request's own.
+    expect(expectedFinishNs({ rowsAhead: 16, maxBatch: 8, parallel: 1 }, cost)).toBe(160 * MS);
+    expect(expectedFinishNs({ rowsAhead: 1, maxBatch: 8, parallel: 4 }, cost)).toBe(15 * MS);
+  });
+
+  it('knows nothing while the cost model is cold, and then sheds nothing', () => {
+    const finish = expectedFinishNs({ rowsAhead: 1000, maxBatch: 8, parallel: 1 }, () => undefined);
+    expect(finish).toBeUndefined();
+    expect(wouldMiss(finish, 1)).toBe(false);
+    expect(wouldMiss(10, 10)).toBe(false);
+    expect(wouldMiss(11, 10)).toBe(true);
+  });
+});
+
+describe('decide with a shedding lead', () => {
+  const policy = batchingPolicyFromConfig(4, {
+    preferredBatchSize: [],
+    maxQueueDelayMicroseconds: 0n,
+    preserveOrdering: false,
+    priorityLevels: 0n,
+    defaultPriorityLevel: 0n,
+    defaultQueuePolicy: undefined,
+    priorityQueuePolicy: new Map(),
+  });
+  const entry = (id: string, deadlineNs: bigint | undefined): QueueEntry & { id: string } => ({
+    id,
+    rows: 1,
+    shapeKey: 'x',
+    enqueuedNs: 0n,
+    timeoutNs: undefined,
+    deadlineNs,
+  });
+
+  it('sheds an entry whose deadline is nearer than the cheapest execution, and batches the rest', () => {
+    const now = 1_000n;
+    const queued = [entry('a', now + 5n), entry('b', undefined), entry('c', now + 50n), entry('d', now)];
+    const d = decide([{ level: 1, queued, delayed: [] }], now, 1, policy, 10n);
+    expect(d.kind).toBe('send');
+    if (d.kind !== 'send') return;
+    expect(d.take.map((e) => e.id)).toEqual(['b', 'c']);
+    expect(d.expired.map((x) => [x.entry.id, x.reason])).toEqual([
+      ['a', 'shed'],
+      ['d', 'deadline'],
+    ]);
+  });
+
+  it('sheds nothing with a lead of 0 (cold cost model): the Triton rules as they were', () => {
+    const now = 1_000n;
+    const d = decide([{ level: 1, queued: [entry('a', now + 1n)], delayed: [] }], now, 1, policy);
+    expect(d.expired).toEqual([]);
+    expect(d.kind).toBe('send');
+  });
+});
+
+// --- the batcher applying it ------------------------------------------------
+
+class FakeClock implements Clock {
+  ns = 1_000_000_000n;
+  readonly #epoch0 = 1_700_000_000_000;
+  readonly #ns0 = this.ns;
+  now(): bigint {
+    return this.ns;
+  }
+  epochMs(): number {
+    return this.#epoch0 + Number(this.ns - this.#ns0) / 1e6;
+  }
+  setTimeout(): () => void {
+    return () => {};
+  }
+}
+
+class Slots implements BatchSlots<number> {
+  busy = 0;
+  readonly #listeners = new Set<() => void>();
+  constructor(readonly capacity: number) {}
+  get free(): number {
+    return this.capacity - this.busy;
+  }
+  get idle(): number {
+    return this.free;
+  }
+  readonly instanceCount = 1;
+  acquire(): number | undefined {
+    return this.busy < this.capacity ? ++this.busy : undefined;
+  }
+  release(): void {
+    this.busy--;
+    for (const l of this.#listeners) l();
+  }
+  onFree(l: () => void): () => void {
+    this.#listeners.add(l);
+    return () => this.#listeners.delete(l);
+  }
+}
+
+/** Runs each batch for `msPerRow` × rows of fake time, when the test calls finish(). */
+class Runner implements BatchRunner<number> {
+  readonly running: { rows: number; finish(): void }[] = [];
+  executedRows = 0;
+  constructor(
+    readonly slots: Slots,
+    readonly clock: FakeClock,
+    readonly msPerRow: number,
+  ) {}
+  run(_p: number, inputs: readonly { shape: readonly number[] }[]): Promise<ExecutionResult> {
+    const rows = inputs[0]?.shape[0] ?? 0;
+    this.executedRows += rows;
+    return new Promise((resolve) => {
+      this.running.push({
+        rows,
+        finish: () => {
+          const ns = rows * this.msPerRow * MS;
+          this.clock.ns += BigInt(ns);
+          this.slots.release();
+          resolve({ outputs: [], computeInputNs: 0, computeInferNs: ns, computeOutputNs: 0, workerId: 'w' });
+        },
+      });
+    });
+  }
+}
+
+const flush = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+describe('DynamicBatcher shedding', () => {
+  function setup(shedding = true) {
+    const clock = new FakeClock();
+    const slots = new Slots(1);
+    const runner = new Runner(slots, clock, 10);
+    const policy = batchingPolicyFromConfig(2, {
+      preferredBatchSize: [],
+      maxQueueDelayMicroseconds: 0n,
+      preserveOrdering: false,
+      priorityLevels: 0n,
+      defaultPriorityLevel: 0n,
+      defaultQueuePolicy: undefined,
+      priorityQueuePolicy: new Map(),
+    });
+    const batcher = new DynamicBatcher({ modelKey: 'slow/1', slots, dispatcher: runner, policy, clock, shedding });
+    const submit = (deadlineInMs: number): { error?: unknown; result?: JobResult } => {
+      const out: { error?: unknown; result?: JobResult } = {};
+      const job: InferJob = {
+        inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 1], data: new Uint8Array(4) }],
+        outputs: [],
+        signal: new AbortController().signal,
+        deadline: clock.epochMs() + deadlineInMs,
+        batchSize: 1,
+      };
+      batcher.enqueue(job).then(
+        (r) => (out.result = r),
+        (e: unknown) => (out.error = e),
+      );
+      return out;
+    };
+    return { clock, runner, batcher, submit };
+  }
+
+  it('computes everything while cold, then refuses at once what cannot finish before its deadline', async () => {
+    const { runner, batcher, submit } = setup();
+    // Cold: the first request runs whatever its deadline.
+    const first = submit(1_000);
+    runner.running[0]?.finish(); // 10 ms for one row
+    await flush();
+    expect(first.result).toBeDefined();
+    expect(batcher.cost.estimateNs(1)).toBe(10 * MS);
+    // Busy again; then 5 more rows queue with 25 ms each: rows 1–2 (20 ms) fit, the rest cannot.
+    submit(1_000);
+    const queued = Array.from({ length: 5 }, () => submit(25));
+    await flush();
+    const shed = queued.filter((q) => q.error !== undefined);
+    expect(shed).toHaveLength(3);
+    for (const q of shed) {
+      expect(isShed(q.error)).toBe(true);
+      expect((q.error as { code: number }).code).toBe(status.UNAVAILABLE);
+      expect((q.error as Error).message).toMatch(/^Request timeout expired: model 'slow\/1' shed the request before it ran: it would finish in \d+(\.\d)? ms, its deadline is in 25 ms/);
+      expect(failureReason(q.error)).toBe('SHED');
+    }
+    expect(batcher.pending).toBe(2);
+  });
+
+  it('sheds at the cut a queued request whose deadline came nearer than one execution, and never runs it', async () => {
+    const { clock, runner, batcher, submit } = setup();
+    submit(1_000);
+    runner.running[0]?.finish(); // learns 10 ms a row
+    await flush();
+    submit(1_000); // runs
+    const late = submit(40); // fits when queued (finish ≈ 10 ms) …
+    await flush();
+    expect(late.error).toBeUndefined();
+    clock.ns += 25n * BigInt(MS); // … but the running batch takes 25 + 10 ms more: 5 ms left, one row takes 10
+    const before = runner.executedRows;
+    runner.running[1]?.finish();
+    await flush();
+    expect(isShed(late.error)).toBe(true);
+    expect(runner.executedRows).toBe(before);
+    expect(batcher.pending).toBe(0);
+  });
+
+  it('sheds nothing with shedding off', async () => {
+    const { runner, submit } = setup(false);
+    submit(1_000);
+    runner.running[0]?.finish();
+    await flush();
+    submit(1_000);
+    const queued = Array.from({ length: 5 }, () => submit(25));
+    await flush();
+    expect(queued.filter((q) => q.error !== undefined)).toHaveLength(0);
+  });
+});

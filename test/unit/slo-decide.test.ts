@@ -1,0 +1,61 @@
+import { describe, expect, it } from 'vitest';
+import { decideSlo, type SloEntry, type SloInput } from '../../gateway/batching/slo-decide.js';
+
+// The SLO-aware decision with explicit clocks and cost tables (ms → ns).
+
+const MS = 1_000_000n;
+/** 10 ms + 2 ms a row. */
+const table = (rows: number): number => (10 + 2 * rows) * 1e6;
+
+function input(more: Partial<SloInput> & { queued: SloEntry[] }): SloInput {
+  return { now: 1_000n * MS, maxBatch: 8, sloNs: 100n * MS, idle: true, busyUntilNs: undefined, cost: table, arrivalRowsPerNs: 0, ...more };
+}
+const at = (ms: number): bigint => 1_000n * MS + BigInt(ms) * MS;
+const req = (deadlineMs?: number, rows = 1): SloEntry => ({ rows, deadlineNs: deadlineMs === undefined ? undefined : at(deadlineMs) });
+
+describe('decideSlo', () => {
+  it('is idle with nothing queued, and cuts at once while the cost model is cold', () => {
+    expect(decideSlo(input({ queued: [] }))).toEqual({ kind: 'idle' });
+    expect(decideSlo(input({ queued: [req(50)], cost: () => undefined, arrivalRowsPerNs: 1 }))).toEqual({ kind: 'cut', count: 1, ahead: false });
+  });
+
+  it('cuts a full batch at once, ahead into a busy instance if none is idle', () => {
+    const queued = Array.from({ length: 9 }, () => req(500));
+    expect(decideSlo(input({ queued }))).toEqual({ kind: 'cut', count: 8, ahead: false });
+    expect(decideSlo(input({ queued, idle: false, busyUntilNs: at(20) }))).toEqual({ kind: 'cut', count: 8, ahead: true });
+  });
+
+  it('with an idle instance, waits for the batch to fill while every member stays in time', () => {
+    // 2 rows queued, 1 row a ms expected: full in 6 ms; a full batch runs 26 ms, the deadline is 100 ms away.
+    const d = decideSlo(input({ queued: [req(100), req(120)], arrivalRowsPerNs: 1 / 1e6 }));
+    expect(d).toEqual({ kind: 'wait', untilNs: at(6) });
+  });
+
+  it('waits no later than the earliest deadline allows for a full batch, then cuts', () => {
+    // Slow arrivals (full in 60 ms) but a member due in 40 ms: a full batch (26 ms) must start by 14 ms.
+    const slow = input({ queued: [req(40), req(200)], arrivalRowsPerNs: 0.1 / 1e6 });
+    expect(decideSlo(slow)).toEqual({ kind: 'wait', untilNs: at(14) });
+    expect(decideSlo({ ...slow, now: at(14) })).toEqual({ kind: 'cut', count: 2, ahead: false });
+    // A request without a deadline is due at now + the SLO.
+    expect(decideSlo(input({ queued: [req()], arrivalRowsPerNs: 0.01 / 1e6, sloNs: 30n * MS }))).toEqual({ kind: 'wait', untilNs: at(4) });
+  });
+
+  it('cuts at once when no more rows are expected', () => {
+    expect(decideSlo(input({ queued: [req(100)], arrivalRowsPerNs: 0 }))).toEqual({ kind: 'cut', count: 1, ahead: false });
+  });
+
+  it('without an idle instance, waits for it so the batch can grow, unless growing would make a member miss', () => {
+    // Instance frees at 20 ms; 2 rows now, 0.2 rows a ms: 6 rows by then (22 ms run) → finish at 42 ms.
+    const base = { queued: [req(100), req(100)], idle: false, busyUntilNs: at(20), arrivalRowsPerNs: 0.2 / 1e6 };
+    expect(decideSlo(input(base))).toEqual({ kind: 'wait', untilNs: at(20) });
+    // Due at 40 ms: as it is (14 ms) it makes it from 20 ms, grown (22 ms) it would not: send ahead now.
+    expect(decideSlo(input({ ...base, queued: [req(40), req(100)] }))).toEqual({ kind: 'cut', count: 2, ahead: true });
+    // Due at 30 ms: it misses either way (shedding will take it): no point freezing the batch.
+    expect(decideSlo(input({ ...base, queued: [req(30), req(100)] }))).toEqual({ kind: 'wait', untilNs: at(20) });
+  });
+
+  it('takes whole requests up to max_batch_size: a request of several rows that does not fit ends the batch', () => {
+    const d = decideSlo(input({ queued: [req(500, 3), req(500, 4), req(500, 2)], arrivalRowsPerNs: 0 }));
+    expect(d).toEqual({ kind: 'cut', count: 2, ahead: false });
+  });
+});
