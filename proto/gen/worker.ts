@@ -32,6 +32,13 @@ export const protobufFileName = "worker.proto";
  * These messages travel in length-prefixed frames on one persistent socket
  * (core/worker-frames.ts), not over gRPC: the service below lists the methods
  * and their frame numbers (LoadModel 1, UnloadModel 2, Execute 3, Status 4).
+ * Execute is NOT protobuf on the wire: its request and answer travel as
+ * segmented frames, a small binary head plus each tensor's raw bytes
+ * (core/execute-frame.ts), so a batch is never re-encoded. ExecuteRequest,
+ * ExecuteResponse and TensorData below stay as the in-memory shape both sides
+ * use (their generated TypeScript types), and document the fields.
+ * Frame kind 5 is PING, a liveness check with an empty payload and no message
+ * (answered by the worker's frame server itself; see core/worker-frames.ts).
  */
 
 export interface TensorData {
@@ -1619,6 +1626,7 @@ export const WorkerService = {
   /**
    * Runs one whole batch on a free instance of the model; RESOURCE_EXHAUSTED
    * when every instance is busy (the gateway never sends more than it has slots).
+   * Segmented frames, not protobuf (see the top of this file).
    */
   execute: {
     path: "/fabriek.worker.Worker/Execute" as const,
@@ -1647,6 +1655,7 @@ export interface WorkerServer extends UntypedServiceImplementation {
   /**
    * Runs one whole batch on a free instance of the model; RESOURCE_EXHAUSTED
    * when every instance is busy (the gateway never sends more than it has slots).
+   * Segmented frames, not protobuf (see the top of this file).
    */
   execute: handleUnaryCall<ExecuteRequest, ExecuteResponse>;
   status: handleUnaryCall<StatusRequest, StatusResponse>;
@@ -1687,6 +1696,7 @@ export interface WorkerClient extends Client {
   /**
    * Runs one whole batch on a free instance of the model; RESOURCE_EXHAUSTED
    * when every instance is busy (the gateway never sends more than it has slots).
+   * Segmented frames, not protobuf (see the top of this file).
    */
   execute(
     request: ExecuteRequest,
