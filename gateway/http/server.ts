@@ -160,7 +160,9 @@ export function createHttpServer(
           const timeoutMs = timeoutHeader(req);
           const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
           const callSignal = timeoutMs === undefined ? signal : AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]);
-          const hold = options.inflight?.enter(declaredLength(req));
+          const declared = declaredLength(req);
+          // A body over the message limit can never be served: readBody answers 413, not a 429 that says try again.
+          const hold = declared !== undefined && declared > maxBodyBytes ? undefined : options.inflight?.enter(declared);
           if (hold !== undefined && !isHold(hold)) throw hold;
           try {
             const body = await readBody(req, maxBodyBytes);

@@ -2,6 +2,7 @@ import { type ServerInterceptor, ServerInterceptingCall } from '@grpc/grpc-js';
 import { type Logger } from 'pino';
 import { type ModelInferRequest } from '../../proto/gen/inference.js';
 import { toServiceError } from '../grpc/call-context.js';
+import { malformed } from '../grpc/malformed-request.js';
 import { type InflightGate, isHold } from './inflight-gate.js';
 
 // The in-flight byte bound for gRPC ModelInfer. grpc-js reads a unary call's
@@ -44,7 +45,8 @@ export function inflightBound(gate: InflightGate, log: Logger): ServerIntercepto
             call.sendStatus({ code: entered.code, details: status.details ?? entered.message, metadata: status.metadata ?? null });
           },
           onReceiveMessage: (message, proceed) => {
-            hold?.settle(requestBytes(message as ModelInferRequest));
+            // Bytes that did not decode arrive as a MalformedRequest (answered INVALID_ARGUMENT by the handler).
+            if (malformed(message) === undefined) hold?.settle(requestBytes(message as ModelInferRequest));
             proceed(message);
           },
           onCancel: () => hold?.release(),

@@ -6,11 +6,16 @@ import { InferenceHttpClient } from '../../client/http-client.js';
 import { type InferenceClient } from '../../client/inference-client.js';
 import { input } from '../../client/typed-tensors.js';
 import { buildModel, EXAMPLE_CONFIGS } from '../../models/build/test-models.js';
+import { type ModelInferRequest } from '../../proto/gen/inference.js';
+import { cacheCounts } from '../helpers/cache-repository.js';
 import { failure } from '../helpers/call-outcome.js';
 import { type GatewayProcess, startGateway } from '../helpers/gateway-process.js';
 
-// Triton ensembles (issue #14) in a Triton-layout repository: a two-step
-// pipeline and a diamond over add_sub and identity_fp32, served unchanged.
+// Triton ensembles and the response cache (issue #14) in one Triton-layout
+// repository, served unchanged by `fabriek serve --cache-config local,size=…`:
+// a two-step pipeline and a diamond over add_sub and identity_fp32, and a
+// response-cached add_sub, called through the client generated from
+// grpc_service.proto (and over HTTP).
 
 const IO = `max_batch_size: 4
 input [ { name: "A" data_type: TYPE_FP32 dims: [ 16 ] }, { name: "B" data_type: TYPE_FP32 dims: [ 16 ] } ]
@@ -65,7 +70,9 @@ describe('ensembles', () => {
     await put('pipeline', PIPELINE);
     await put('diamond', DIAMOND);
     await put('broken', BROKEN);
-    gw = await startGateway(['--model-repository', repo, '--strict-readiness', 'false']);
+    const cached = (EXAMPLE_CONFIGS.add_sub ?? '').replace('name: "add_sub"', 'name: "add_sub_cached"');
+    await put('add_sub_cached', `${cached}response_cache { enable: true }\n`, buildModel('add_sub'));
+    gw = await startGateway(['--model-repository', repo, '--strict-readiness', 'false', '--cache-config', 'local,size=1048576']);
     const port = / HTTP on [^ ;]+:(\d+)/.exec(gw.readyLine)?.[1];
     http = new InferenceHttpClient(`http://127.0.0.1:${port}`);
   });
@@ -117,6 +124,27 @@ describe('ensembles', () => {
     expect(Number(after[0]?.inferenceStats?.success?.count ?? 0n) - Number(before[0]?.inferenceStats?.success?.count ?? 0n)).toBe(2);
     const [diamond] = await gw.client.getInferenceStatistics('diamond');
     expect(Number(diamond?.inferenceStats?.success?.count ?? 0n)).toBeGreaterThanOrEqual(3);
+  });
+
+  it('answers a repeated request to the cached model with the same bytes, a cache hit and no second execution', async () => {
+    const request = (): ModelInferRequest => ({
+      modelName: 'add_sub_cached',
+      modelVersion: '',
+      id: 'r',
+      parameters: {},
+      inputs: ['INPUT0', 'INPUT1'].map((name) => ({ name, datatype: 'FP32', shape: [1n, 16n], parameters: {} })),
+      outputs: [],
+      rawInputContents: [Buffer.from(a.buffer), Buffer.from(b.buffer)],
+    });
+    const first = await gw.client.modelInfer(request());
+    const [afterFirst] = await gw.client.getInferenceStatistics('add_sub_cached');
+    const second = await gw.client.modelInfer(request());
+    const [afterSecond] = await gw.client.getInferenceStatistics('add_sub_cached');
+    expect(second.rawOutputContents.map((r) => Buffer.from(r).toString('hex'))).toEqual(first.rawOutputContents.map((r) => Buffer.from(r).toString('hex')));
+    expect(second.outputs).toEqual(first.outputs);
+    const [x, y] = [cacheCounts(afterFirst), cacheCounts(afterSecond)];
+    expect([x.misses, x.hits, x.executions]).toEqual([1, 0, 1]);
+    expect([y.misses, y.hits, y.executions, y.success]).toEqual([1, 1, 1, 2]);
   });
 
   it('refuses an ensemble whose maps name a tensor nothing produces, naming file and field; the others serve', async () => {
