@@ -256,6 +256,8 @@ export class ModelManager {
    */
   #checkHosted(v: ModelVersion): void {
     if (v.state !== 'READY' || !v.serving || v.serving.plans.length > 0 || v.serving.slots.workers > 0) return;
+    // An ensemble has no workers of its own: it follows its steps (#refreshEnsembles).
+    if (this.#isEnsemble(v.name)) return;
     v.state = 'UNAVAILABLE';
     v.reason = NO_WORKER;
     this.#options.log.warn({ model: v.name, version: v.version }, 'no registered worker hosts this version any more; not ready until one does');

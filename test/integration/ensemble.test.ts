@@ -9,6 +9,7 @@ import { buildModel, EXAMPLE_CONFIGS } from '../../models/build/test-models.js';
 import { type ModelInferRequest } from '../../proto/gen/inference.js';
 import { cacheCounts } from '../helpers/cache-repository.js';
 import { failure } from '../helpers/call-outcome.js';
+import { childPids, waitFor } from '../helpers/processes.js';
 import { type GatewayProcess, startGateway } from '../helpers/gateway-process.js';
 
 // Triton ensembles and the response cache (issue #14) in one Triton-layout
@@ -170,5 +171,21 @@ describe('ensembles', () => {
     expect(await gw.client.isModelReady('pipeline')).toBe(true);
     const again = await gw.client.infer('pipeline', [input('A', 'FP32', [1, 16], a), input('B', 'FP32', [1, 16], b)]);
     expect([...again.output('SUM').as('FP32')][3]).toBe((a[3] ?? 0) + (b[3] ?? 0));
+  });
+
+  it('stays READY through a killed local worker, and answers again once the worker is back', async () => {
+    const [worker] = childPids(gw.child.pid as number);
+    expect(worker).toBeDefined();
+    process.kill(worker as number, 'SIGKILL');
+    await waitFor(async () => childPids(gw.child.pid as number).some((p) => p !== worker) && (await gw.client.isModelReady('add_sub')), 30_000, 'the worker to restart');
+    const answers = (): Promise<boolean> => gw.client.infer('pipeline', [input('A', 'FP32', [1, 16], a), input('B', 'FP32', [1, 16], b)]).then(() => true, () => false);
+    await waitFor(answers, 30_000, 'the pipeline to answer');
+    const index = await gw.client.repositoryIndex();
+    expect(index.models.filter((m) => ['pipeline', 'diamond'].includes(m.name)).map((m) => [m.name, m.state, m.reason])).toEqual([
+      ['diamond', 'READY', ''],
+      ['pipeline', 'READY', ''],
+    ]);
+    const again = await gw.client.infer('pipeline', [input('A', 'FP32', [1, 16], a), input('B', 'FP32', [1, 16], b)]);
+    expect([...again.output('SUM').as('FP32')][5]).toBe((a[5] ?? 0) + (b[5] ?? 0));
   });
 });
