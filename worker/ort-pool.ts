@@ -85,8 +85,15 @@ class OrtThread {
   request(message: ThreadRequest, transfer?: readonly ArrayBuffer[]): Promise<ThreadReply> {
     if (this.#dead !== undefined) return Promise.resolve({ error: this.#dead.message });
     return new Promise<ThreadReply>((resolve) => {
+      // Answers are matched by order: a message that could not be posted (a
+      // transfer list holding a buffer already moved) must leave no waiter.
+      try {
+        this.#worker.postMessage(message, transfer);
+      } catch (error) {
+        resolve({ error: `could not hand the request to the ORT thread: ${error instanceof Error ? error.message : String(error)}` });
+        return;
+      }
       this.#waiting.push(resolve);
-      this.#worker.postMessage(message, transfer);
     });
   }
 

@@ -49,7 +49,12 @@ async function serve(): Promise<void> {
       reply = { error: error instanceof Error ? error.message : String(error) };
       transfer = undefined;
     }
-    port?.postMessage(reply, transfer);
+    try {
+      port?.postMessage(reply, transfer);
+    } catch (error) {
+      // The caller waits for exactly one answer per request, in order: it gets this one instead.
+      port?.postMessage({ error: `the ORT thread could not send its answer: ${error instanceof Error ? error.message : String(error)}` });
+    }
   }
   busy = false;
 }

@@ -84,4 +84,18 @@ describe('OrtThreadPool', () => {
     expect(pool.sessionsPerThread().reduce((a, b) => a + b, 0)).toBe(0);
     expect(fatal).toEqual([]);
   }, 60_000);
+
+  it('a run whose buffers cannot be moved fails alone: the answers after it still go to their own callers', async () => {
+    const [a, b] = await Promise.all([pool.open([init(2)])[0] as Promise<ModelInstance>, pool.open([init(3)])[0] as Promise<ModelInstance>]);
+    // Two inputs on one buffer: the transfer list names it twice, which postMessage refuses.
+    const shared = Float32Array.from({ length: MANY_MODELS_WIDTH }, () => 1).buffer;
+    const bad = a.run({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, MANY_MODELS_WIDTH], data: shared }], outputs: [] }, [shared, shared]);
+    await expect(bad).rejects.toThrow(/could not hand the request to the ORT thread/);
+    // Runs after it, on the same threads, get their own models' answers.
+    const [ra, rb] = await Promise.all([run(a), run(b)]);
+    expect(ra.y).toEqual(plus(2));
+    expect(rb.y).toEqual(plus(3));
+    await Promise.all([a.close(), b.close()]);
+    expect(fatal).toEqual([]);
+  }, 60_000);
 });
