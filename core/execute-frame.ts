@@ -107,7 +107,7 @@ class HeadReader {
     const shape: bigint[] = [];
     for (let i = 0; i < rank; i++) {
       const d = this.f64();
-      if (!Number.isSafeInteger(d)) throw new FrameError(`Execute frame: tensor '${name}' has dimension ${d} (expected an integer)`);
+      if (!Number.isSafeInteger(d) || d < 0) throw new FrameError(`Execute frame: tensor '${name}' has dimension ${d} (expected an integer ≥ 0)`);
       shape.push(BigInt(d));
     }
     return { name, datatype, shape, data: Buffer.from(data.buffer, data.byteOffset, data.byteLength) };

@@ -6,7 +6,7 @@ import { type IncomingMessage } from 'node:http';
 import { type Readable, type Transform } from 'node:stream';
 import { createGunzip, createInflate } from 'node:zlib';
 import { status as GrpcStatus } from '@grpc/grpc-js';
-import { cancelled, invalidArgument, ServingError } from '../../core/errors.js';
+import { cancelled, invalidArgument, resourceExhausted, ServingError } from '../../core/errors.js';
 
 /** The body is larger than the server accepts: HTTP 413, outside Triton's gRPC-code mapping. */
 export class BodyTooLargeError extends ServingError {
@@ -44,8 +44,11 @@ export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer
     return Promise.reject(error);
   }
   // A plain body of declared length is copied into one buffer as it comes
-  // (a large binary tensor is then held once, not as chunks plus their concatenation).
-  const into = decoder === undefined && Number.isSafeInteger(declared) && declared >= LARGE_BODY ? Buffer.allocUnsafeSlow(declared) : undefined;
+  // (a large binary tensor is then held once, not as chunks plus their
+  // concatenation). The buffer is taken when the first bytes arrive, not when
+  // the headers do, so a client that declares a size and sends nothing holds nothing.
+  const intoSize = decoder === undefined && Number.isSafeInteger(declared) && declared >= LARGE_BODY ? declared : 0;
+  let into: Buffer | undefined;
   return new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let received = 0;
@@ -71,7 +74,13 @@ export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer
     req.on('error', () => fail(cancelled('the client closed the connection before sending the whole body')));
     source.on('data', (chunk: Buffer) => {
       if (done) return;
-      if (into !== undefined && size + chunk.byteLength <= into.byteLength) {
+      if (intoSize > 0) {
+        // Node's parser never passes more than Content-Length bytes, so the body fits.
+        try {
+          into ??= Buffer.allocUnsafeSlow(intoSize);
+        } catch {
+          return fail(resourceExhausted(`cannot take ${intoSize} bytes for the request body now`));
+        }
         chunk.copy(into, size);
         size += chunk.byteLength;
         return;
@@ -83,7 +92,7 @@ export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer
     source.on('end', () => {
       if (done) return;
       done = true;
-      if (into !== undefined) resolve(chunks.length === 0 ? into.subarray(0, size) : Buffer.concat([into.subarray(0, size - sizeOf(chunks)), ...chunks], size));
+      if (intoSize > 0) resolve(into === undefined ? Buffer.alloc(0) : into.subarray(0, size));
       else resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
     });
   });
@@ -91,12 +100,6 @@ export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer
 
 /** Bodies from this size on are read into one buffer of their declared length. */
 const LARGE_BODY = 1 << 20;
-
-function sizeOf(chunks: readonly Buffer[]): number {
-  let n = 0;
-  for (const c of chunks) n += c.byteLength;
-  return n;
-}
 
 function tooLarge(maxBytes: number): BodyTooLargeError {
   // RESOURCE_EXHAUSTED, as gRPC answers an over-large message; the server maps this class to 413.

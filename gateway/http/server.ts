@@ -69,13 +69,15 @@ function headerLength(req: IncomingMessage): number | undefined {
 
 /** The header that gives an HTTP inference its deadline, as gRPC's grpc-timeout does: whole ms from arrival. */
 export const TIMEOUT_HEADER = 'timeout-ms';
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 function timeoutHeader(req: IncomingMessage): number | undefined {
   const value = req.headers[TIMEOUT_HEADER];
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (typeof value !== 'string' || !/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < 1) {
-    throw invalidArgument(`Timeout-Ms must be a whole number of milliseconds ≥ 1, got '${String(value)}'`);
+  // The upper bound is the longest timer Node keeps: above it, Node would fire at once (or throw).
+  if (typeof value !== 'string' || !/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < 1 || n > MAX_TIMEOUT_MS) {
+    throw invalidArgument(`Timeout-Ms must be a whole number of milliseconds from 1 to ${MAX_TIMEOUT_MS}, got '${String(value)}'`);
   }
   return n;
 }

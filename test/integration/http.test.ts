@@ -167,6 +167,14 @@ describe('KServe v2 REST API', () => {
     expect(rest).toEqual(Buffer.from(s.raw));
   });
 
+  it('takes Timeout-Ms as a deadline, and refuses values that are not one with 400 naming the header', async () => {
+    const body = { inputs: [{ name: 'INPUT0', datatype: 'INT32', shape: [1, 2], data: [1, 2] }] };
+    expect((await post('/v2/models/identity_int32/infer', body, { 'timeout-ms': '600000' })).status).toBe(200);
+    for (const bad of ['0', '-5', '1.5', 'soon', String(2 ** 31), String(2 ** 53)]) {
+      await expectError(await post('/v2/models/identity_int32/infer', body, { 'timeout-ms': bad }), 400, /Timeout-Ms must be a whole number of milliseconds from 1 to 2147483647/);
+    }
+  });
+
   it('takes nested data, mixes binary and JSON outputs per output, and keeps the requested order', async () => {
     const a = Array.from({ length: 16 }, (_, i) => i);
     const b = Array.from({ length: 16 }, () => 1);

@@ -77,4 +77,10 @@ describe('Execute frames', () => {
     expect(() => decodeExecuteRequest((frame?.payload ?? new Uint8Array()).subarray(0, 10), frame?.segments ?? [])).toThrow(FrameError);
     expect(() => decodeExecuteRequest(Buffer.from([255, 255, 255, 255]), [])).toThrow(FrameError);
   });
+
+  it('refuses a negative dimension', () => {
+    const negative = { ...request, inputs: [{ name: 'A', datatype: 'FP32', shape: [-1n, 3n], data: Buffer.alloc(0) }] };
+    const [frame] = readBack(encodeExecuteRequest(Method.Execute, 1, negative), 1 << 16);
+    expect(() => decodeExecuteRequest(frame?.payload ?? new Uint8Array(), frame?.segments ?? [])).toThrow(/tensor 'A' has dimension -1 \(expected an integer ≥ 0\)/);
+  });
 });
