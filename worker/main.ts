@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { pino, type Logger } from 'pino';
 import { FABRIEK_VERSION } from '../core/version.js';
+import { redactUrl } from '../core/redis-connection.js';
 import { parseWorkerArgs, USAGE, UsageError, type WorkerArgs } from './cli-args.js';
 import { loadWorkerTls } from '../core/tls.js';
 import { FrameServer } from './frame-server.js';
@@ -143,10 +144,6 @@ async function start(args: WorkerArgs, logger: Logger): Promise<void> {
     if (error !== null) logger.warn({ err: error }, 'could not send ready message to parent');
   });
   logger.info({ address, device: args.device, cores: args.cores, ortThreads: pool.size, ipc: process.send !== undefined }, 'worker ready');
-}
-
-function redactUrl(url: string): string {
-  return url.replace(/\/\/[^@/]*@/, '//***@');
 }
 
 /** Runs a worker with these arguments (the process entry, and `fabriek worker`). */

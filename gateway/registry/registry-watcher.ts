@@ -1,6 +1,6 @@
 import { type Redis } from 'ioredis';
 import { type Logger } from 'pino';
-import { createRedis, redactUrl, redisError, type RedisTarget, targetOf } from '../../core/redis-connection.js';
+import { createRedis, redisError, type RedisTarget, targetOf } from '../../core/redis-connection.js';
 import { decodeEvent, decodeRecord, registryKeys, type RegistryKeys, type WorkerRecord } from '../../core/worker-record.js';
 
 // Follows the workers registered in Redis. Events on the pub/sub channel make
@@ -197,9 +197,4 @@ export class RegistryWatcher {
     if (!this.#known.delete(id)) return;
     this.#options.listener.leave(id, reason);
   }
-}
-
-/** The URL with its password replaced (kept for callers holding a plain URL). */
-export function redact(url: string): string {
-  return redactUrl(url);
 }
