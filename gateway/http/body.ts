@@ -28,10 +28,16 @@ function decoderFor(encoding: string | undefined): Transform | undefined {
   }
 }
 
+/** The Content-Length, when the client gave a usable one. */
+export function declaredLength(req: IncomingMessage): number | undefined {
+  const n = Number(req.headers['content-length']);
+  return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+}
+
 /** Reads and decodes the request body; rejects with BodyTooLargeError past `maxBytes`. */
 export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > maxBytes) {
+  const declared = declaredLength(req);
+  if (declared !== undefined && declared > maxBytes) {
     req.resume();
     return Promise.reject(tooLarge(maxBytes));
   }
@@ -47,7 +53,7 @@ export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer
   // (a large binary tensor is then held once, not as chunks plus their
   // concatenation). The buffer is taken when the first bytes arrive, not when
   // the headers do, so a client that declares a size and sends nothing holds nothing.
-  const intoSize = decoder === undefined && Number.isSafeInteger(declared) && declared >= LARGE_BODY ? declared : 0;
+  const intoSize = decoder === undefined && declared !== undefined && declared >= LARGE_BODY ? declared : 0;
   let into: Buffer | undefined;
   return new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];

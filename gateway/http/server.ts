@@ -11,7 +11,7 @@ import { type InflightGate, isHold } from '../inference/inflight-gate.js';
 import { type Tenant } from '../tenants/tenant.js';
 import { type ServerInfo } from '../grpc/inference-service.js';
 import { type ModelManager } from '../repository/model-manager.js';
-import { BodyTooLargeError, readBody } from './body.js';
+import { BodyTooLargeError, declaredLength, readBody } from './body.js';
 import { answerClientErrors } from './client-errors.js';
 import * as queries from '../inference/model-queries.js';
 import * as h from './handlers.js';
@@ -80,12 +80,6 @@ function timeoutHeader(req: IncomingMessage): number | undefined {
     throw invalidArgument(`Timeout-Ms must be a whole number of milliseconds from 1 to ${MAX_TIMEOUT_MS}, got '${String(value)}'`);
   }
   return n;
-}
-
-/** The Content-Length, when the client gave a usable one. */
-function declaredLength(req: IncomingMessage): number | undefined {
-  const n = Number(req.headers['content-length']);
-  return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
 }
 
 function decodeSegment(s: string): string {
@@ -248,8 +242,8 @@ export function createHttpServer(
     handle(req, res).catch((error: unknown) => {
       if (!req.complete) {
         // Refused before its body was read (e.g. no API key): a large body is not worth receiving.
-        const length = Number(req.headers['content-length'] ?? NaN);
-        if (!(length <= DRAIN_LIMIT)) res.setHeader('connection', 'close');
+        const length = declaredLength(req);
+        if (length === undefined || length > DRAIN_LIMIT) res.setHeader('connection', 'close');
         req.resume();
       }
       fail(res, error);

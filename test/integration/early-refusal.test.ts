@@ -1,9 +1,13 @@
-// gRPC inference calls refused from their metadata, before grpc-js reads the
-// message: a caller without a known key, or a tenant already over its request
-// quota, costs the gateway no message buffering or decoding. Shown with a
-// message over --max-message-bytes: read, it would fail as too large; refused
-// first, it gets the caller's own refusal.
-import { status as GrpcStatus } from '@grpc/grpc-js';
+// Inference calls refused from their metadata or headers, before their
+// message is read: a caller without a known key, or a tenant already over its
+// request quota, costs the gateway no message buffering or decoding. Shown
+// with a message over --max-message-bytes: read, it would fail as too large;
+// refused first, it gets the caller's own refusal. Unary calls, ModelStreamInfer
+// (refused when it opens, the retry hint in its trailers), and the HTTP
+// in-flight byte bound, whose holds every way a request can end gives back.
+// One gateway serves all of them.
+import { Metadata, type ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
+import { connect } from 'node:net';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,44 +19,51 @@ import { type GatewayProcess, startGateway } from '../helpers/gateway-process.js
 import { waitFor } from '../helpers/processes.js';
 import { TEST_REPOSITORY } from '../helpers/test-repository.js';
 
-const KEYS = { user: 'early-refusal-user-key-0123', slow: 'early-refusal-slow-key-0123' } as const;
+const KEYS = { user: 'early-refusal-user-key-0123', slow: 'early-refusal-slow-key-0123', slowStream: 'early-refusal-slow-stream-key-0123' } as const;
 const MAX_MESSAGE = 1 << 20;
+/** Eight HTTP bodies of 512 KiB of tensor data. */
+const INFLIGHT_BYTES = 4 << 20;
 
 const small = (model = 'identity_fp32'): ModelInferRequest => zerosRequest(model, ['INPUT0'], 16);
 /** 4 MiB of tensor data: four times the gateway's message limit. */
 const huge = (): ModelInferRequest => zerosRequest('identity_fp32', ['INPUT0'], MAX_MESSAGE);
 
+let dir: string;
+let gw: GatewayProcess;
+let auditFile: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'fabriek-early-refusal-'));
+  auditFile = join(dir, 'audit.log');
+  const tenants = [
+    'tenants:',
+    '  user:',
+    `    keys: [ "${hashKey(KEYS.user)}" ]`,
+    '    models: [ "identity_fp32", "identity_fp64" ]',
+    '  slow:',
+    `    keys: [ "${hashKey(KEYS.slow)}" ]`,
+    '    models: [ "identity_fp32" ]',
+    '    quotas: { requests_per_second: 0.001, request_burst: 1 }',
+    '  slow_stream:',
+    `    keys: [ "${hashKey(KEYS.slowStream)}" ]`,
+    '    models: [ "identity_fp32" ]',
+    '    quotas: { requests_per_second: 0.001, request_burst: 1 }',
+    '',
+  ].join('\n');
+  await writeFile(join(dir, 'tenants.yaml'), tenants);
+  gw = await startGateway([
+    ...['--model-repository', TEST_REPOSITORY, '--workers', '1', '--log-level', 'warn'],
+    ...['--tenants', join(dir, 'tenants.yaml'), '--audit-log', auditFile, '--max-message-bytes', String(MAX_MESSAGE), '--max-inflight-bytes', String(INFLIGHT_BYTES)],
+  ]);
+});
+
+afterAll(async () => {
+  expect(await gw?.stop()).toBe(0);
+  await rm(dir, { recursive: true, force: true });
+});
+
 describe('gRPC inference calls refused before their message is read', () => {
-  let dir: string;
-  let gw: GatewayProcess;
-  let auditFile: string;
   const as = (key: string) => ({ metadata: { authorization: `Bearer ${key}` } });
-
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'fabriek-early-refusal-'));
-    auditFile = join(dir, 'audit.log');
-    const tenants = [
-      'tenants:',
-      '  user:',
-      `    keys: [ "${hashKey(KEYS.user)}" ]`,
-      '    models: [ "identity_fp32" ]',
-      '  slow:',
-      `    keys: [ "${hashKey(KEYS.slow)}" ]`,
-      '    models: [ "identity_fp32" ]',
-      '    quotas: { requests_per_second: 0.001, request_burst: 1 }',
-      '',
-    ].join('\n');
-    await writeFile(join(dir, 'tenants.yaml'), tenants);
-    gw = await startGateway([
-      ...['--model-repository', TEST_REPOSITORY, '--workers', '1', '--log-level', 'warn'],
-      ...['--tenants', join(dir, 'tenants.yaml'), '--audit-log', auditFile, '--max-message-bytes', String(MAX_MESSAGE)],
-    ]);
-  });
-
-  afterAll(async () => {
-    expect(await gw?.stop()).toBe(0);
-    await rm(dir, { recursive: true, force: true });
-  });
 
   it('a message over the limit from a known tenant is read and refused as too large (the baseline)', async () => {
     const e = await failure(gw.client.modelInfer(huge(), as(KEYS.user)));
@@ -103,5 +114,109 @@ describe('gRPC inference calls refused before their message is read', () => {
       expect.objectContaining({ tenant: null, op: 'infer', model: '' }),
     ]);
     expect(lines.find((l) => l.tenant === 'slow' && l.status === 'RESOURCE_EXHAUSTED')).toMatchObject({ op: 'infer', model: '' });
+  });
+});
+
+interface StreamEnd {
+  /** error_message of each response ('' = answered). */
+  readonly answers: string[];
+  /** The stream's status, and its trailers. */
+  readonly status: string;
+  readonly details: string;
+  readonly trailers: Record<string, unknown>;
+}
+
+describe('ModelStreamInfer refused when it opens, before its messages are read', () => {
+  const stream = async (key: string | undefined, requests: readonly ModelInferRequest[]): Promise<StreamEnd> => {
+    const metadata = new Metadata();
+    if (key !== undefined) metadata.set('authorization', `Bearer ${key}`);
+    const call = gw.client.raw.modelStreamInfer(metadata);
+    const answers: string[] = [];
+    const end = new Promise<StreamEnd>((resolve) => {
+      call.on('data', (r: { errorMessage: string }) => answers.push(r.errorMessage));
+      call.on('error', (e: ServiceError) => resolve({ answers, status: GrpcStatus[e.code] ?? '?', details: e.details, trailers: e.metadata.getMap() }));
+      call.on('status', (s: { code: number; details: string; metadata: Metadata }) => {
+        if (s.code === GrpcStatus.OK) resolve({ answers, status: 'OK', details: s.details, trailers: s.metadata.getMap() });
+      });
+    });
+    call.on('error', () => {});
+    for (const r of requests) call.write(r);
+    call.end();
+    return end;
+  };
+
+  it('a known tenant\'s stream is read: a message over the limit fails as too large (the baseline)', async () => {
+    const end = await stream(KEYS.user, [huge()]);
+    expect(end.status).toBe('RESOURCE_EXHAUSTED');
+    expect(end.details).toMatch(/larger than max/i);
+  });
+
+  it('without a key or with an unknown one: UNAUTHENTICATED before the first message is read', async () => {
+    const none = await stream(undefined, [huge()]);
+    expect([none.status, none.details, none.answers]).toEqual(['UNAUTHENTICATED', "no API key: send the header 'authorization: Bearer KEY'", []]);
+    const unknown = await stream('not-a-key', [huge()]);
+    expect([unknown.status, unknown.details]).toEqual(['UNAUTHENTICATED', 'unknown API key']);
+  });
+
+  it('a tenant over its request quota: RESOURCE_EXHAUSTED with the retry hint in the trailers, before the message is read', async () => {
+    const first = await stream(KEYS.slowStream, [small()]);
+    expect([first.status, first.answers]).toEqual(['OK', ['']]); // its burst of 1
+    const end = await stream(KEYS.slowStream, [huge()]);
+    expect(end.status).toBe('RESOURCE_EXHAUSTED');
+    expect(end.details).not.toMatch(/larger than max/i);
+    expect(end.details).toMatch(/slow_stream/);
+    expect(end.answers).toEqual([]);
+    expect(Number(end.trailers['grpc-retry-pushback-ms'])).toBeGreaterThan(0);
+    expect(Number(end.trailers['retry-after'])).toBeGreaterThan(0);
+  });
+
+  it('a stream that opens is admitted per message: each answered, in order of completion', async () => {
+    const end = await stream(KEYS.user, [small(), small(), small()]);
+    expect([end.status, end.answers]).toEqual(['OK', ['', '', '']]);
+  });
+});
+
+describe('HTTP: the in-flight byte bound is given back however a request ends', () => {
+  const ELEMENTS = 65536; // 512 KiB of FP64: an eighth of the bound, under --max-message-bytes
+  const port = (): number => Number(/HTTP on [^ ;]+:(\d+)/.exec(gw.readyLine)?.[1]);
+  const url = (): string => `http://127.0.0.1:${port()}/v2/models/identity_fp64/infer`;
+  const auth = { authorization: `Bearer ${KEYS.user}` };
+
+  const valid = async (): Promise<number> => {
+    const head = Buffer.from(JSON.stringify({ inputs: [{ name: 'INPUT0', datatype: 'FP64', shape: [1, ELEMENTS], parameters: { binary_data_size: ELEMENTS * 8 } }] }));
+    const body = Buffer.concat([head, Buffer.from(new Float64Array(ELEMENTS).fill(1.5).buffer)]);
+    const headers = { ...auth, 'inference-header-content-length': String(head.byteLength), 'content-type': 'application/octet-stream' };
+    const response = await fetch(url(), { method: 'POST', headers, body });
+    await response.arrayBuffer();
+    return response.status;
+  };
+
+  /** Sends the headers of a body of `length` bytes, a part of it, and goes away. */
+  const abandon = (length: number): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const socket = connect(port(), '127.0.0.1', () => {
+        socket.write(
+          `POST /v2/models/identity_fp64/infer HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEYS.user}\r\n` +
+            `Content-Type: application/json\r\nContent-Length: ${length}\r\n\r\n{"inputs": [`,
+        );
+        setTimeout(() => {
+          socket.destroy();
+          resolve();
+        }, 100);
+      });
+      socket.on('error', reject);
+    });
+
+  it('malformed bodies (400) and abandoned bodies leave no bytes held: valid requests are all admitted afterwards', async () => {
+    const bad = JSON.stringify({ inputs: [{ name: 'INPUT0', datatype: 'FP64', shape: [1, ELEMENTS], data: 'not numbers' }] }).padEnd(900_000, ' ');
+    for (let i = 0; i < 8; i++) {
+      const response = await fetch(url(), { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: bad });
+      expect(response.status).toBe(400);
+      await response.arrayBuffer();
+    }
+    for (let i = 0; i < 8; i++) await abandon(900_000);
+    // The server sees the abandoned sockets close a moment later.
+    await waitFor(async () => (await valid()) === 200, 5_000, 'a valid request admitted after the abandoned ones');
+    expect(await Promise.all([valid(), valid(), valid()])).toEqual([200, 200, 200]);
   });
 });
