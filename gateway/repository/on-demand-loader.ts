@@ -144,7 +144,7 @@ export class OnDemandLoader {
     const failure = this.#failures.get(v.key);
     const now = this.#now();
     if (failure !== undefined && now < failure.retryAt) {
-      throw unavailable(`model '${v.key}' failed to load: ${failure.reason} (next attempt in ${Math.ceil((failure.retryAt - now) / 1000)} s)`);
+      throw unavailable(`cannot load model '${v.key}' on demand: ${failure.reason} (next attempt in ${Math.ceil((failure.retryAt - now) / 1000)} s)`);
     }
     const file = await this.#fileBytesOf(v);
     if (this.#entries.has(v.key)) return undefined;
@@ -189,7 +189,7 @@ export class OnDemandLoader {
     const delay = retryDelayMs(count);
     this.#failures.set(v.key, { count, retryAt: this.#now() + delay, reason: v.reason });
     this.#options.metrics?.loaded('failed', seconds);
-    throw unavailable(`model '${v.key}' failed to load: ${v.reason} (next attempt in ${Math.ceil(delay / 1000)} s at the earliest)`);
+    throw unavailable(`cannot load model '${v.key}' on demand: ${v.reason} (next attempt in ${Math.ceil(delay / 1000)} s at the earliest)`);
   }
 
   #evict(e: Entry): void {

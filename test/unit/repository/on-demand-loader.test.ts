@@ -137,8 +137,8 @@ describe('OnDemandLoader', () => {
     const { host, loader, advance } = setup();
     host.failing.add('bad');
     const bad = version('bad');
-    expect(await code(loader.acquire(bad, never, Infinity))).toBe("UNAVAILABLE: model 'bad/1' failed to load: boom (next attempt in 1 s at the earliest)");
-    expect(await code(loader.acquire(bad, never, Infinity))).toBe("UNAVAILABLE: model 'bad/1' failed to load: boom (next attempt in 1 s)");
+    expect(await code(loader.acquire(bad, never, Infinity))).toBe("UNAVAILABLE: cannot load model 'bad/1' on demand: boom (next attempt in 1 s at the earliest)");
+    expect(await code(loader.acquire(bad, never, Infinity))).toBe("UNAVAILABLE: cannot load model 'bad/1' on demand: boom (next attempt in 1 s)");
     expect(host.loads).toEqual(['bad']);
     advance(1_001);
     expect(await code(loader.acquire(bad, never, Infinity))).toMatch(/next attempt in 2 s at the earliest/);
