@@ -66,10 +66,12 @@ export function formatAmount(budget: MemoryBudget, amount: number): string {
 }
 
 /**
- * Memory a loaded session takes beyond its .onnx file: measured with the
- * many-models bench (1,000 models y = x + c of 0.2 KiB each: the process
- * tree grew by about 0.23 MiB per loaded model; README, "Many models").
- * Rounded up; a model's estimated size is its file plus this.
+ * Memory a loaded model takes beyond its .onnx file: measured with
+ * `fabriek bench many-models --on-demand --count 1000` (models y = x + c of
+ * 0.2 KiB each): the process tree held 430 MiB with all 1,000 loaded and 300
+ * MiB with 10, about 130 KiB a model (session, gateway-side scheduler and
+ * statistics). Rounded up to leave a margin; a model's estimated size is its
+ * file plus this.
  */
 export const SESSION_OVERHEAD_BYTES = 256 * 1024;
 

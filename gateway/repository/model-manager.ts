@@ -169,6 +169,16 @@ export class ModelManager {
     return { version: chosen, release: await loader.acquire(chosen, context.signal, context.deadline) };
   }
 
+  /**
+   * On demand, metadata and config of a model not loaded come from its
+   * load (clients such as perf_analyzer ask for metadata before the first
+   * request): this loads it as a request would. Nothing in the other modes.
+   */
+  async loadForQuery(name: string, version: string, context: { readonly signal: AbortSignal; readonly deadline: number }): Promise<void> {
+    if (!this.#onDemand) return;
+    (await this.acquire(name, version, context)).release();
+  }
+
   /** The server's response cache, for the inference pipeline. */
   get responseCache(): ResponseCache | undefined {
     return this.#options.responseCache;

@@ -158,6 +158,15 @@ describe(`--model-control-mode on-demand, ${COUNT} models, --model-memory-budget
     expect(await metric(metricsUrl, 'fabriek_model_loads_total{result="ok"}')).toBe(loadsBefore + 1);
   });
 
+  it('loads a model for its metadata or config, as clients ask for them before the first request', async () => {
+    const loaded = new Set((await client.repositoryIndex(true)).models.map((m) => m.name));
+    const [a, b] = Array.from({ length: COUNT }, (_, i) => manyModelName(i)).filter((n) => !loaded.has(n));
+    expect(b).toBeDefined();
+    const md = await client.getModelMetadata(a as string);
+    expect(md.inputs.map((t) => [t.name, t.datatype, [...t.shape].map(Number)])).toEqual([['x', 'FP32', [-1, MANY_MODELS_WIDTH]]]);
+    expect((await client.getModelConfig(b as string)).maxBatchSize).toBeGreaterThan(0);
+  });
+
   it('lets a tenant cause loads only of models it may use', async () => {
     const narrow = new InferenceGrpcClient(gw.address, { metadata: { authorization: `Bearer ${KEYS.narrow}` } });
     try {
