@@ -64,7 +64,8 @@ async function inferOnce(
 ): Promise<InferResult> {
   // On demand, the version may have to load first, and is held (never evicted) until the request is over.
   if (!models.onDemand) return inferWith(models, models.resolve(request.modelName, request.modelVersion), request, start, options, context);
-  const held = await models.acquire(request.modelName, request.modelVersion, context);
+  const acquired = models.acquire(request.modelName, request.modelVersion, context);
+  const held = acquired instanceof Promise ? await acquired : acquired;
   try {
     return await inferWith(models, held.version, request, start, options, context);
   } finally {

@@ -148,7 +148,7 @@ export class ModelManager {
    * if it is not, and held (never evicted) until `release`. The request's
    * signal ends its wait for a load, not the load.
    */
-  async acquire(name: string, version: string, context: { readonly signal: AbortSignal; readonly deadline: number }): Promise<HeldVersion> {
+  acquire(name: string, version: string, context: { readonly signal: AbortSignal; readonly deadline: number }): HeldVersion | Promise<HeldVersion> {
     const loader = this.#onDemand;
     if (!loader) return { version: this.resolve(name, version), release: NO_RELEASE };
     const versions = this.#models.get(name);
@@ -166,7 +166,10 @@ export class ModelManager {
         throw unavailable(`model '${chosen.key}' is ${chosen.state}${chosen.reason ? `: ${chosen.reason}` : ''}`);
       }
     }
-    return { version: chosen, release: await loader.acquire(chosen, context.signal, context.deadline) };
+    const v = chosen;
+    const held = loader.acquire(v, context.signal, context.deadline);
+    // A loaded model is held without a promise: this is per request.
+    return typeof held === 'function' ? { version: v, release: held } : held.then((release) => ({ version: v, release }));
   }
 
   /**
