@@ -19,6 +19,13 @@ const BUDGET = 4;
 const KEYS = { all: 'all-key-0123456789', narrow: 'narrow-key-0123456789' } as const;
 const X = Float32Array.from({ length: MANY_MODELS_WIDTH }, (_, k) => k);
 const SLOW_WIDTH = 512;
+const CHAIN = `name: "chain"
+platform: "ensemble"
+max_batch_size: 4
+input [ { name: "X" data_type: TYPE_FP32 dims: [ ${MANY_MODELS_WIDTH} ] } ]
+output [ { name: "Y" data_type: TYPE_FP32 dims: [ ${MANY_MODELS_WIDTH} ] } ]
+ensemble_scheduling { step [ { model_name: "${manyModelName(0)}" model_version: -1 input_map { key: "x" value: "X" } output_map { key: "y" value: "Y" } } ] }
+`;
 
 async function buildRepository(): Promise<string> {
   const repo = await mkdtemp(join(tmpdir(), 'fabriek-on-demand-'));
@@ -28,6 +35,8 @@ async function buildRepository(): Promise<string> {
   await writeFile(join(repo, 'slow', '1', 'model.onnx'), slowChainModel('slow', SLOW_WIDTH, 2048));
   await mkdir(join(repo, 'broken', '1'), { recursive: true });
   await writeFile(join(repo, 'broken', '1', 'model.onnx'), 'not an onnx model');
+  await mkdir(join(repo, 'chain', '1'), { recursive: true });
+  await writeFile(join(repo, 'chain', 'config.pbtxt'), CHAIN);
   return repo;
 }
 
@@ -95,10 +104,18 @@ describe(`--model-control-mode on-demand, ${COUNT} models, --model-memory-budget
   it('lists every model, none loaded, in the index and the ready line; the server is ready', async () => {
     expect(gw.readyLine).toContain(`0 model versions ready (); on demand within ${BUDGET} models per worker: ${COUNT + 2} model versions (broken/1, model_00000/1,`);
     const index = await client.repositoryIndex();
-    expect(index.models).toHaveLength(COUNT + 2);
-    for (const m of index.models) expect(m).toMatchObject({ state: 'UNAVAILABLE', reason: expect.stringMatching(/^not loaded \(--model-control-mode on-demand/) });
+    expect(index.models).toHaveLength(COUNT + 3);
+    expect(gw.readyLine).toContain('; unavailable: chain;');
+    const chain = index.models.find((m) => m.name === 'chain');
+    expect(chain).toMatchObject({ state: 'UNAVAILABLE', reason: expect.stringMatching(/^ensembles are not served in --model-control-mode on-demand/) });
+    for (const m of index.models.filter((x) => x !== chain)) expect(m).toMatchObject({ state: 'UNAVAILABLE', reason: expect.stringMatching(/^not loaded \(--model-control-mode on-demand/) });
     expect(await client.isServerReady()).toBe(true);
     expect(await metric(metricsUrl, 'fabriek_model_memory_budget{unit="models"}')).toBe(BUDGET);
+  });
+
+  it('answers an ensemble UNAVAILABLE, saying why', async () => {
+    const refused = await failure(client.infer('chain', [input('X', 'FP32', [1, MANY_MODELS_WIDTH], X)], { timeoutMs: 5_000 }));
+    expect(refused.message).toMatch(/^UNAVAILABLE: model 'chain': ensembles are not served in --model-control-mode on-demand \(their steps would be loaded and evicted one by one\)/);
   });
 
   it('coalesces concurrent first requests for a model into one load', async () => {
