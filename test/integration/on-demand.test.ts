@@ -190,6 +190,7 @@ describe(`--model-control-mode on-demand, ${COUNT} models, --model-memory-budget
       const loadsBefore = await metric(metricsUrl, 'fabriek_model_loads_total{result="ok"}');
       const refused = await failure(narrow.infer(manyModelName(5), [input('x', 'FP32', [1, MANY_MODELS_WIDTH], X)], { timeoutMs: 10_000 }));
       expect(refused.message).toBe(`PERMISSION_DENIED: tenant 'narrow' may not use model '${manyModelName(5)}'`);
+      expect((await failure(narrow.getModelMetadata(manyModelName(5)))).message).toMatch(/^PERMISSION_DENIED: /);
       expect(await metric(metricsUrl, 'fabriek_model_loads_total{result="ok"}')).toBe(loadsBefore);
       await expectOwnAnswer(narrow, 1);
     } finally {
@@ -213,11 +214,15 @@ describe('--model-control-mode on-demand with a budget in bytes', () => {
   });
 
   it('keeps the estimated bytes within the budget, and answers 429 for a model larger than it', async () => {
+    const http = /HTTP on ([^ ;]+)/.exec(gw.readyLine)?.[1];
+    // Over HTTP too, a model's metadata comes from its load.
+    const md = await fetch(`http://${http}/v2/models/${manyModelName(0)}`);
+    expect(md.status).toBe(200);
+    expect(((await md.json()) as { inputs: unknown[] }).inputs).toEqual([{ name: 'x', datatype: 'FP32', shape: [-1, MANY_MODELS_WIDTH] }]);
     for (const i of shuffled(COUNT, 3)) await expectOwnAnswer(gw.client, i);
     const url = metricsUrlOf(gw);
     expect(await metric(url, 'fabriek_model_loaded_bytes_peak{worker="cpu0"}')).toBeLessThanOrEqual(2 ** 20);
     expect(await metric(url, 'fabriek_models_loaded_peak{worker="cpu0"}')).toBe(3);
-    const http = /HTTP on ([^ ;]+)/.exec(gw.readyLine)?.[1];
     const body = JSON.stringify({ inputs: [{ name: 'input', shape: [1, SLOW_WIDTH], datatype: 'FP32', data: new Array<number>(SLOW_WIDTH).fill(0) }] });
     const res = await fetch(`http://${http}/v2/models/slow/infer`, { method: 'POST', body });
     expect(res.status).toBe(429);
