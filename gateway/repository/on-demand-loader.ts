@@ -116,7 +116,10 @@ export class OnDemandLoader {
       }
       if (e?.phase === 'loaded') {
         if (v.state === 'READY') return this.#hold(e);
-        throw unavailable(`model '${v.key}' is ${v.state}${v.reason ? `: ${v.reason}` : ''}`);
+        if (v.state !== 'UNAVAILABLE' || e.holders > 0) throw unavailable(`model '${v.key}' is ${v.state}${v.reason ? `: ${v.reason}` : ''}`);
+        // It went away some other way: no longer held, so load it again.
+        this.#entries.delete(v.key);
+        continue;
       }
       if (e === undefined) {
         if (v.state === 'READY') {

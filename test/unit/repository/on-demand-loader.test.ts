@@ -148,6 +148,15 @@ describe('OnDemandLoader', () => {
     expect(await code(loader.acquire(bad, never, Infinity))).toBe('OK');
   });
 
+  it('loads again a model that went away without the loader (e.g. its load was lost with a worker)', async () => {
+    const { host, loader } = setup();
+    const a = version('a');
+    (await loader.acquire(a, never, Infinity))();
+    a.state = 'UNAVAILABLE';
+    expect(await code(loader.acquire(a, never, Infinity))).toBe('OK');
+    expect(host.loads).toEqual(['a', 'a']);
+  });
+
   it('keeps what the repository API loaded (pinned) and counts it in the budget', async () => {
     const { host, loader } = setup({ unit: 'models', limit: 2 });
     const p = version('p');
