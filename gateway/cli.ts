@@ -7,6 +7,8 @@ import { parseServeOptions, SERVE_USAGE, UsageError } from './options.js';
 import { FABRIEK_VERSION } from '../core/version.js';
 import { USAGE as WORKER_USAGE } from '../worker/cli-args.js';
 import { describeTls } from '../core/tls.js';
+import { NOT_LOADED_ON_DEMAND } from './repository/model-manager.js';
+import { formatAmount } from './repository/memory-budget.js';
 
 const USAGE = `fabriek ${FABRIEK_VERSION}: inference serving over the KServe v2 protocol
 
@@ -29,12 +31,15 @@ async function serve(argv: readonly string[]): Promise<void> {
   const gateway = await startGateway(options, log);
   const list = gateway.models.list();
   const ready = list.filter((v) => v.state === 'READY').map((v) => `${v.name}/${v.version}`);
-  const failed = list.filter((v) => v.state !== 'READY').map((v) => v.name);
+  const onDemand = list.filter((v) => v.reason === NOT_LOADED_ON_DEMAND).map((v) => `${v.name}/${v.version}`);
+  const failed = list.filter((v) => v.state !== 'READY' && v.reason !== NOT_LOADED_ON_DEMAND).map((v) => v.name);
+  const budget = gateway.models.onDemand?.budget;
   process.stdout.write(
     `fabriek ${FABRIEK_VERSION} ready: gRPC on ${options.grpcAddress}:${gateway.grpcPort}${describeTls(options.grpcTls)}; ` +
       (options.allowHttp ? `HTTP on ${options.httpAddress}:${gateway.httpPort}${describeTls(options.httpTls)}; ` : '') +
       (options.allowMetrics ? `metrics on ${options.httpAddress}:${gateway.metricsPort}${describeTls(options.httpTls)}; ` : '') +
       `${ready.length} model versions ready (${ready.join(', ')})` +
+      (budget ? `; on demand within ${formatAmount(budget, budget.limit)} per worker: ${onDemand.length} model versions (${onDemand.join(', ')})` : '') +
       (failed.length > 0 ? `; unavailable: ${failed.join(', ')}` : '') +
       (gateway.tenants === 'open' ? '; open: no --tenants, no API keys' : `; ${gateway.tenants} tenants, API keys required`) +
       '\n',

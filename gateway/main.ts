@@ -32,6 +32,9 @@ import { RegistryWatcher } from './registry/registry-watcher.js';
 import { RemoteWorkers } from './registry/remote-workers.js';
 import { ModelManager } from './repository/model-manager.js';
 import { RepositoryPoller } from './repository/repository-poller.js';
+import { type ModelControl } from './repository/control-mode.js';
+import { defaultMemoryBudget } from './repository/memory-budget.js';
+import { totalmem } from 'node:os';
 import { WorkerSupervisor } from './scheduling/worker-supervisor.js';
 import { AuditLog } from './tenants/audit-log.js';
 import { Authenticator } from './tenants/authenticator.js';
@@ -256,19 +259,25 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   process.on('SIGHUP', onHangup);
   const metrics = options.allowMetrics ? new MetricsRegistry({ responseCache: options.cache !== undefined }) : undefined;
   const responseCache = await startResponseCache(options, log, metrics);
+  const gpus = options.gpus ?? detectGpus();
+  const specs = planLocalWorkers(gpus, options.workers);
+  // On demand without --model-memory-budget: half the host's memory, shared by the local workers.
+  const control: ModelControl =
+    options.modelControl.mode === 'on-demand' && options.modelControl.budget === undefined
+      ? { mode: 'on-demand', budget: defaultMemoryBudget(totalmem(), specs.length) }
+      : options.modelControl;
   const models = new ModelManager({
     repository,
     log,
     defaultMaxBatchSize: options.defaultMaxBatchSize,
     maxQueueSize: options.maxQueueSize,
-    control: options.modelControl,
+    control,
     ...(metrics ? { metrics } : {}),
     ...(responseCache ? { responseCache } : {}),
   });
   metrics?.setPendingProvider(() =>
     models.list().flatMap((v) => (v.serving ? [{ model: v.name, version: String(v.version), pending: v.serving.scheduler.pending }] : [])),
   );
-  const control = options.modelControl;
   const poller =
     control.mode === 'poll' ? new RepositoryPoller({ directory: repository, intervalMs: control.pollSecs * 1000, models: models.polled, log }) : undefined;
   // Before the scan: a change made while the models load is seen by the first poll.
@@ -281,8 +290,6 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     }),
   );
 
-  const gpus = options.gpus ?? detectGpus();
-  const specs = planLocalWorkers(gpus, options.workers);
   const workersUp = new Set<string>();
   let remoteUp = 0;
   const countWorkers = (): void => metrics?.setWorkers({ up: workersUp.size + remoteUp, down: specs.length - workersUp.size });

@@ -123,10 +123,16 @@ export const SERVE_USAGE = `Usage: fabriek serve --model-repository DIR [options
                               calls are retried elsewhere, a local one is killed and restarted
                               (default 3000; 0 = off, else 100 to 600000)
   --model-control-mode MODE   none (load every model at start; default), explicit (load only
-                              --load-model ones; the rest through the repository API) or poll
-                              (load every model, then follow the repository on disk)
+                              --load-model ones; the rest through the repository API), poll
+                              (load every model, then follow the repository on disk) or on-demand
+                              (load a model at its first inference request; unload the least
+                              recently used idle ones to stay within --model-memory-budget)
   --load-model NAME           with explicit: a model to load at start (repeatable; '*' = all)
   --repository-poll-secs N    with poll: seconds between rescans of the repository (default 15)
+  --model-memory-budget SIZE  with on-demand: what the models may take per worker, bytes with a
+                              unit (4GiB, 512MiB, 2GB) or a count (100models); a model's size is
+                              its .onnx file plus 256 KiB (default: half the host's memory,
+                              shared between the local workers)
   --cache-config CACHE,KEY=VALUE
                               response cache for models with response_cache { enable: true }, as
                               tritonserver's flag (repeatable; several KEY=VALUE in one flag too):
@@ -210,6 +216,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
         'model-control-mode': { type: 'string' },
         'load-model': { type: 'string', multiple: true },
         'repository-poll-secs': { type: 'string' },
+        'model-memory-budget': { type: 'string' },
         'cache-config': { type: 'string', multiple: true },
       },
     }));
@@ -287,7 +294,12 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
     gatewayCountHint: integer('gateway-count-hint', values['gateway-count-hint'], 1, 1, 10_000),
     workerPingTimeoutMs: pingTimeout(values['worker-ping-timeout-ms']),
     modelControl: modelControlOf(
-      { mode: values['model-control-mode'], loadModel: values['load-model'], pollSecs: values['repository-poll-secs'] },
+      {
+        mode: values['model-control-mode'],
+        loadModel: values['load-model'],
+        pollSecs: values['repository-poll-secs'],
+        memoryBudget: values['model-memory-budget'],
+      },
       (message) => new UsageError(message),
     ),
     cache: cacheConfig(values['cache-config'] ?? []),

@@ -11,8 +11,9 @@ import { buildManyModels, constantOf, MANY_MODELS_WIDTH } from '../../models/bui
 import { httpUrlOf, removeAtExit, startGateway, treeCpuSeconds } from '../load/child-server.js';
 import { treeRssBytes } from '../load/tree-rss.js';
 import { UsageError } from '../options.js';
+import { onDemandText, runManyModelsOnDemand } from './many-models-on-demand.js';
 
-export const MANY_MODELS_USAGE = `Usage: fabriek bench many-models [--count N] [--concurrency C] [-- SERVE_FLAGS…]
+export const MANY_MODELS_USAGE = `Usage: fabriek bench many-models [--count N] [--concurrency C] [--on-demand [--budget B]] [-- SERVE_FLAGS…]
 
 Builds N models y = x + c_i (no configs) into a temp dir, starts \`fabriek serve\` on it
 with default flags (plus SERVE_FLAGS), and reports the time until the server is ready,
@@ -20,6 +21,12 @@ how many models are READY, the peak and final RSS of the server's process tree, 
 calls each model once over HTTP (C at a time), checking its own c_i.
   --count N        models (default 1000, at most 20000)
   --concurrency C  calls in flight while checking answers (default 8)
+  --on-demand      serve with --model-control-mode on-demand instead: call every model once in
+                   random order with 1 client, then the ones not loaded by then with 8, and report
+                   answers right, the most models loaded at once (from /metrics), cold-start
+                   p50/p99 of each pass and the RSS peak of the server's process tree
+  --budget B       with --on-demand: --model-memory-budget, a count (100 = 100models) or a size
+                   with a unit (512MiB) (default 100)
 `;
 
 export interface ManyModelsResult {
@@ -130,7 +137,13 @@ export async function manyModelsCommand(argv: readonly string[], log: (line: str
   try {
     ({ values } = parseArgs({
       args: [...own],
-      options: { count: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '8' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        count: { type: 'string', default: '1000' },
+        concurrency: { type: 'string', default: '8' },
+        'on-demand': { type: 'boolean' },
+        budget: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
     }));
   } catch (error) {
     throw new UsageError(error instanceof Error ? error.message : String(error));
@@ -144,7 +157,15 @@ export async function manyModelsCommand(argv: readonly string[], log: (line: str
   if (!Number.isInteger(count) || count < 1 || count > 20_000) throw new UsageError(`--count: expected an integer from 1 to 20000, got '${values.count}'`);
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256) throw new UsageError(`--concurrency: expected an integer from 1 to 256, got '${values.concurrency}'`);
   // Building, a start bounded by startGateway's 120 s, and 100 ms per answer at worst.
-  watchdog(60_000 + 120_000 + count * 100 + 60_000);
+  watchdog(60_000 + 120_000 + count * (values['on-demand'] ? 400 : 100) + 60_000);
+  if (values.budget !== undefined && !values['on-demand']) throw new UsageError('--budget is used only with --on-demand');
+  if (values['on-demand']) {
+    const raw = values.budget ?? '100';
+    const budget = /^\d+$/.test(raw) ? `${raw}models` : raw;
+    const r = await runManyModelsOnDemand(count, budget, serveFlags, log);
+    process.stdout.write(`\n${onDemandText(r)}\n`);
+    return r.right === r.phases.reduce((n, p) => n + p.calls, 0) && r.wrong === 0 && r.failed === 0 ? 0 : 1;
+  }
   const result = await runManyModels(count, concurrency, serveFlags, log);
   process.stdout.write(`\n${manyModelsText(result)}\n`);
   const ok = result.readyModels === count && result.wrongAnswers === 0 && result.failedCalls === 0;

@@ -116,6 +116,7 @@ export function createInferenceService(
     modelMetadata: unary(
       (request, context) =>
         admission.call(call(context, 'metadata', request.name, request.version), async (): Promise<ModelMetadataResponse> => {
+          if (models.onDemand) await models.loadForQuery(request.name, request.version, context);
           const md = modelMetadata(models, request.name, request.version);
           return { ...md, versions: [...md.versions], inputs: md.inputs.map(tensorMetadata), outputs: md.outputs.map(tensorMetadata) };
         }),
@@ -125,9 +126,10 @@ export function createInferenceService(
     modelStreamInfer: streamInfer(infer, log),
     modelConfig: unary(
       (request, context) =>
-        admission.call(call(context, 'config', request.name, request.version), async () => ({
-          config: servedConfig(models, request.name, request.version),
-        })),
+        admission.call(call(context, 'config', request.name, request.version), async () => {
+          if (models.onDemand) await models.loadForQuery(request.name, request.version, context);
+          return { config: servedConfig(models, request.name, request.version) };
+        }),
       log,
     ),
     modelStatistics: unary(

@@ -109,7 +109,11 @@ export function createHttpServer(
       ),
   });
   const guardedGet = (op: CallOp, model: string, version: string, answer: (tenant: Tenant) => unknown): Route =>
-    guarded('GET', op, model, version, async (tenant, _note, _req, res) => sendJson(res, 200, answer(tenant)));
+    guarded('GET', op, model, version, async (tenant, _note, _req, res, signal) => {
+      // On demand, a model's metadata and config come from its load.
+      if (models.onDemand && (op === 'metadata' || op === 'config')) await models.loadForQuery(model, version, { signal, deadline: Infinity });
+      sendJson(res, 200, answer(tenant));
+    });
   const probe = (ready: () => boolean): Route => ({
     method: 'GET',
     // KServe v2 and Triton: 200 when ready, a 4xx (Triton: 400) when not.

@@ -3,6 +3,7 @@ import { internal } from '../../core/errors.js';
 import { type CacheLookup } from '../cache/response-cache.js';
 import { type CallContext } from '../grpc/call-context.js';
 import { type ModelManager } from '../repository/model-manager.js';
+import { type ModelVersion } from '../repository/model-version.js';
 import { validateInputs } from '../validate-request.js';
 import { type JobResult } from '../scheduling/execution.js';
 import { OPEN_TENANT, tenantPriority } from '../tenants/tenant.js';
@@ -61,7 +62,25 @@ async function inferOnce(
   start: bigint,
   options: PipelineOptions,
 ): Promise<InferResult> {
-  const version = models.resolve(request.modelName, request.modelVersion);
+  // On demand, the version may have to load first, and is held (never evicted) until the request is over.
+  if (!models.onDemand) return inferWith(models, models.resolve(request.modelName, request.modelVersion), request, start, options, context);
+  const acquired = models.acquire(request.modelName, request.modelVersion, context);
+  const held = acquired instanceof Promise ? await acquired : acquired;
+  try {
+    return await inferWith(models, held.version, request, start, options, context);
+  } finally {
+    held.release();
+  }
+}
+
+async function inferWith(
+  models: ModelManager,
+  version: ModelVersion,
+  request: InferRequest,
+  start: bigint,
+  options: PipelineOptions,
+  context: Pick<CallContext, 'signal' | 'deadline'>,
+): Promise<InferResult> {
   const serving = version.serving;
   if (!serving) throw internal(`model '${version.key}' is ready but has no scheduler`);
   const { note, admission } = options;

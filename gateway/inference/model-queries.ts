@@ -18,7 +18,10 @@ export interface ReadinessInfo {
 }
 
 export function serverReady(models: ModelManager, info: ReadinessInfo): boolean {
-  if (info.isDraining() || !models.allSettled()) return false;
+  if (info.isDraining()) return false;
+  // On demand, models load and unload as requests come: the server is ready once it serves.
+  if (models.onDemand) return true;
+  if (!models.allSettled()) return false;
   // Versions that explicit model control left unloaded on purpose do not count (Triton's rule).
   return !info.strictReadiness || models.list().every((v) => v.state === 'READY' || v.reason === NOT_LOADED);
 }

@@ -7,16 +7,25 @@
 //             --repository-poll-secs and load, reload or unload what changed;
 //             the repository API is refused, as in Triton, so the repository
 //             on disk stays the one source of truth
+//   on-demand load nothing at start; the first inference request for a
+//             model loads it, and least recently used idle models are
+//             unloaded to stay within --model-memory-budget per worker
+//             (like KServe ModelMesh; beyond Triton)
+
+import { type MemoryBudget, parseMemoryBudget } from './memory-budget.js';
 
 export type ModelControl =
   | { readonly mode: 'none' }
   | { readonly mode: 'explicit'; readonly startup: ReadonlySet<string> | 'all' }
-  | { readonly mode: 'poll'; readonly pollSecs: number };
+  | { readonly mode: 'poll'; readonly pollSecs: number }
+  /** budget undefined: the default, half the host's memory shared by the local workers (known at start). */
+  | { readonly mode: 'on-demand'; readonly budget: MemoryBudget | undefined };
 
 export interface ControlFlags {
   readonly mode: string | undefined;
   readonly loadModel: readonly string[] | undefined;
   readonly pollSecs: string | undefined;
+  readonly memoryBudget?: string | undefined;
 }
 
 /** Triton's default poll interval. */
@@ -24,8 +33,11 @@ export const DEFAULT_POLL_SECS = 15;
 
 export function modelControlOf(flags: ControlFlags, usage: (message: string) => Error): ModelControl {
   const mode = flags.mode ?? 'none';
-  if (mode !== 'none' && mode !== 'explicit' && mode !== 'poll') {
-    throw usage(`--model-control-mode: expected none, explicit or poll, got '${mode}'`);
+  if (mode !== 'none' && mode !== 'explicit' && mode !== 'poll' && mode !== 'on-demand') {
+    throw usage(`--model-control-mode: expected none, explicit, poll or on-demand, got '${mode}'`);
+  }
+  if (flags.memoryBudget !== undefined && mode !== 'on-demand') {
+    throw usage(`--model-memory-budget is used only with --model-control-mode on-demand (the mode is ${mode})`);
   }
   if (flags.loadModel !== undefined && mode !== 'explicit') {
     throw usage(`--load-model is used only with --model-control-mode explicit (the mode is ${mode}: every model loads at start)`);
@@ -46,11 +58,18 @@ export function modelControlOf(flags: ControlFlags, usage: (message: string) => 
     }
     return { mode, pollSecs: secs };
   }
+  if (mode === 'on-demand') {
+    if (flags.memoryBudget === undefined) return { mode, budget: undefined };
+    const budget = parseMemoryBudget(flags.memoryBudget);
+    if (typeof budget === 'string') throw usage(budget);
+    return { mode, budget };
+  }
   return { mode };
 }
 
 /** Should this model load when the server starts? */
 export function loadsAtStart(control: ModelControl, model: string): boolean {
+  if (control.mode === 'on-demand') return false;
   if (control.mode !== 'explicit') return true;
   return control.startup === 'all' || control.startup.has(model);
 }

@@ -25,6 +25,10 @@ import { planInstances, type WorkerPlan } from '../../models/repository/placemen
 import { loadsAtStart, type ModelControl } from './control-mode.js';
 import { type PolledModels } from './repository-poller.js';
 import { runWarmup, warmupSamples } from './warmup.js';
+import { totalmem } from 'node:os';
+import { ModelLoadMetrics } from '../metrics/model-load-metrics.js';
+import { defaultMemoryBudget } from './memory-budget.js';
+import { OnDemandLoader, type Release } from './on-demand-loader.js';
 
 export interface ModelManagerOptions {
   readonly repository: string;
@@ -43,6 +47,21 @@ export interface ModelManagerOptions {
 
 /** Reason of a version that --model-control-mode explicit did not load at start. */
 export const NOT_LOADED = 'not loaded (--model-control-mode explicit: load it through the repository API)';
+
+/** Reason of a version --model-control-mode on-demand has not loaded (yet, or any more). */
+export const NOT_LOADED_ON_DEMAND = 'not loaded (--model-control-mode on-demand: the first inference request loads it)';
+
+/** Why an ensemble does not serve in on-demand mode. */
+export const ENSEMBLE_ON_DEMAND =
+  'ensembles are not served in --model-control-mode on-demand (their steps would be loaded and evicted one by one); use none, explicit or poll';
+
+/** A version held for one request (on-demand mode): release it when the request is over. */
+export interface HeldVersion {
+  readonly version: ModelVersion;
+  readonly release: Release;
+}
+
+const NO_RELEASE: Release = () => undefined;
 
 /**
  * The model lifecycle of one gateway: scans the repository, loads each
@@ -85,9 +104,82 @@ export class ModelManager {
    * under it (not because of the model): loaded again when a worker joins.
    */
   readonly #lostLoads = new Set<ModelVersion>();
+  /** --model-control-mode on-demand: loads at first request, evicts under the budget. */
+  readonly #onDemand: OnDemandLoader | undefined;
 
   constructor(options: ModelManagerOptions) {
     this.#options = options;
+    const control = options.control;
+    if (control?.mode === 'on-demand') {
+      const budget = control.budget ?? defaultMemoryBudget(totalmem(), 1);
+      let loader: OnDemandLoader | undefined;
+      const metrics = options.metrics ? new ModelLoadMetrics(options.metrics.registry, budget, () => loader?.usage() ?? []) : undefined;
+      loader = new OnDemandLoader({
+        budget,
+        log: options.log,
+        ...(metrics ? { metrics } : {}),
+        host: {
+          placement: (v) => planInstances(this.#entries.get(v.name)?.config?.instanceGroup ?? [], [...this.#workers.values()].map((w) => w.endpoint)).map((p) => p.workerId),
+          load: (v) =>
+            this.#oneAtATime(v.name, async () => {
+              // The repository API may have replaced or loaded it while this waited its turn.
+              if (v.state === 'READY' || this.#models.get(v.name)?.includes(v) !== true) return;
+              await this.#load(v, 'debug');
+            }),
+          evict: (v) =>
+            this.#oneAtATime(v.name, async () => {
+              if (v.state !== 'READY') return;
+              await this.#retire(v, false);
+              v.reason = NOT_LOADED_ON_DEMAND;
+            }),
+        },
+      });
+      this.#onDemand = loader;
+    }
+  }
+
+  /** In on-demand mode: the budget per worker; undefined in the other modes. */
+  get onDemand(): OnDemandLoader | undefined {
+    return this.#onDemand;
+  }
+
+  /**
+   * On-demand mode: the version that serves (name, version), loaded first
+   * if it is not, and held (never evicted) until `release`. The request's
+   * signal ends its wait for a load, not the load.
+   */
+  acquire(name: string, version: string, context: { readonly signal: AbortSignal; readonly deadline: number }): HeldVersion | Promise<HeldVersion> {
+    const loader = this.#onDemand;
+    if (!loader) return { version: this.resolve(name, version), release: NO_RELEASE };
+    const versions = this.#models.get(name);
+    if (!versions) throw notFound(`model '${name}' is not in the repository`);
+    let chosen: ModelVersion | undefined;
+    if (version === '') {
+      chosen = [...versions].reverse().find((v) => v.state === 'READY') ?? versions[versions.length - 1];
+    } else if (/^\d+$/.test(version)) {
+      chosen = versions.find((v) => v.version === Number(version));
+    }
+    if (!chosen) throw notFound(`model '${name}' has no version '${version}'`);
+    if (chosen.state !== 'READY') {
+      if (this.#isEnsemble(name)) throw unavailable(`model '${name}': ${ENSEMBLE_ON_DEMAND}`);
+      if (this.#entries.get(name)?.error !== undefined || chosen.modelPath === '') {
+        throw unavailable(`model '${chosen.key}' is ${chosen.state}${chosen.reason ? `: ${chosen.reason}` : ''}`);
+      }
+    }
+    const v = chosen;
+    const held = loader.acquire(v, context.signal, context.deadline);
+    // A loaded model is held without a promise: this is per request.
+    return typeof held === 'function' ? { version: v, release: held } : held.then((release) => ({ version: v, release }));
+  }
+
+  /**
+   * On demand, metadata and config of a model not loaded come from its
+   * load (clients such as perf_analyzer ask for metadata before the first
+   * request): this loads it as a request would. Nothing in the other modes.
+   */
+  async loadForQuery(name: string, version: string, context: { readonly signal: AbortSignal; readonly deadline: number }): Promise<void> {
+    if (!this.#onDemand) return;
+    (await this.acquire(name, version, context)).release();
   }
 
   /** The server's response cache, for the inference pipeline. */
@@ -120,7 +212,12 @@ export class ModelManager {
     for (const v of all) {
       if (loadsAtStart(control, v.name)) continue;
       v.state = 'UNAVAILABLE';
-      v.reason = NOT_LOADED;
+      v.reason = control.mode !== 'on-demand' ? NOT_LOADED : this.#isEnsemble(v.name) ? ENSEMBLE_ON_DEMAND : NOT_LOADED_ON_DEMAND;
+    }
+    if (control.mode === 'on-demand') {
+      const budget = this.#onDemand?.budget;
+      this.#options.log.info({ models: all.length, budget }, 'on-demand: no model loaded at start; each loads at its first inference request');
+      return;
     }
     const pending = all.filter((v) => v.state === 'UNKNOWN');
     // Ensembles last: their steps must be loaded to be checked against.
@@ -159,6 +256,7 @@ export class ModelManager {
    * UNAVAILABLE when a step is unloaded and READY when it is back.
    */
   async #refreshEnsembles(changed: string): Promise<void> {
+    if (this.#onDemand) return;
     for (const versions of this.#models.values()) {
       for (const v of versions) {
         if (v.name === changed || !this.#isEnsemble(v.name)) continue;
@@ -450,6 +548,8 @@ export class ModelManager {
       const kept = (v: ModelVersion): boolean => next.some((n) => n.key === v.key && n.state === 'READY');
       await Promise.all(previous.map((v) => this.#retire(v, kept(v))));
       if (oldUpload !== uploadDir) await removeUpload(oldUpload);
+      // On demand: what the repository API loads is pinned (never evicted) until it unloads it.
+      await this.#onDemand?.pin(name, next);
       const failed = next.find((v) => v.state !== 'READY');
       if (failed) throw invalidArgument(`failed to load '${name}': ${failed.reason}`);
       this.#options.log.info({ model: name, versions: next.map((v) => v.version) }, 'model loaded');
@@ -461,6 +561,7 @@ export class ModelManager {
       const versions = this.#models.get(name);
       if (!versions) throw notFound(`failed to unload '${name}': no model with that name`);
       await Promise.all(versions.map((v) => this.#retire(v, false)));
+      this.#onDemand?.forget(name);
       await removeUpload(this.#uploads.get(name));
       this.#uploads.delete(name);
       this.#options.log.info({ model: name }, 'model unloaded');
@@ -586,7 +687,8 @@ export class ModelManager {
     } catch (error) {
       v.state = 'UNAVAILABLE';
       v.reason = error instanceof Error ? error.message : String(error);
-      if (isWorkerLost(error) || error instanceof WorkerGoneError) {
+      // On demand, the next request loads it again (after the back-off): nothing to remember.
+      if ((isWorkerLost(error) || error instanceof WorkerGoneError) && !this.#onDemand) {
         // The worker died under the load (a crash, or a liveness kill): nothing is wrong with the model.
         this.#lostLoads.add(v);
         v.reason += '; it loads again when the worker is back';

@@ -1,0 +1,323 @@
+// --model-control-mode on-demand (ModelMesh-like): every model of the
+// repository is listed; the first inference request for one loads it, and
+// the least recently used idle models are unloaded when a load would pass
+// the budget. The choice of what to evict is eviction-plan.ts; this module
+// keeps the state (what is loaded, loading, held by requests) and carries
+// the choice out. The model manager does the loading and unloading itself.
+import { stat } from 'node:fs/promises';
+import { type Logger } from 'pino';
+import { cancelled, deadlineExceeded, resourceExhausted, type ServingError, unavailable } from '../../core/errors.js';
+import { type ModelLoadMetrics } from '../metrics/model-load-metrics.js';
+import { planEviction, type Resident, retryDelayMs } from './eviction-plan.js';
+import { formatAmount, type MemoryBudget, modelCost, SESSION_OVERHEAD_BYTES } from './memory-budget.js';
+import { type ModelVersion } from './model-version.js';
+
+/** What the loader needs from the model manager. */
+export interface OnDemandHost {
+  /** Ids of the workers a load of `v` would go to. */
+  placement(v: ModelVersion): readonly string[];
+  /** Loads `v`: READY afterwards, or UNAVAILABLE with the reason. Never throws for the model's fault. */
+  load(v: ModelVersion): Promise<void>;
+  /** Unloads `v` (idle: nothing runs on it): UNAVAILABLE, not loaded, afterwards. */
+  evict(v: ModelVersion): Promise<void>;
+}
+
+export interface OnDemandOptions {
+  readonly budget: MemoryBudget;
+  readonly host: OnDemandHost;
+  readonly log: Logger;
+  readonly metrics?: ModelLoadMetrics;
+  /** For tests; default Date.now. */
+  readonly now?: () => number;
+}
+
+interface Entry {
+  readonly v: ModelVersion;
+  readonly workers: readonly string[];
+  /** In the budget's unit. */
+  readonly cost: number;
+  /** Estimated bytes (file + overhead), for the metrics whatever the unit. */
+  readonly bytes: number;
+  lastUse: number;
+  /** Requests that hold it: waiting for its load, queued or running. */
+  holders: number;
+  pinned: boolean;
+  phase: 'loading' | 'loaded' | 'evicting';
+  /** Settles when the load is over (rejects when it failed). */
+  loading: Promise<void>;
+  evicting?: Promise<void>;
+}
+
+interface Failure {
+  readonly count: number;
+  readonly retryAt: number;
+  readonly reason: string;
+}
+
+/** Given back by `acquire`: call once when the request is over. */
+export type Release = () => void;
+
+export class OnDemandLoader {
+  readonly #options: OnDemandOptions;
+  readonly #now: () => number;
+  readonly #entries = new Map<string, Entry>();
+  readonly #failures = new Map<string, Failure>();
+  readonly #fileBytes = new Map<string, number>();
+  /** Unloads under way: a load waits for them, so the budget holds. */
+  readonly #evictions = new Set<Promise<void>>();
+  readonly #peak = new Map<string, { models: number; bytes: number }>();
+  /** Use order: a counter, not a clock (two uses in one millisecond still order). */
+  #tick = 0;
+
+  constructor(options: OnDemandOptions) {
+    this.#options = options;
+    this.#now = options.now ?? Date.now;
+  }
+
+  get budget(): MemoryBudget {
+    return this.#options.budget;
+  }
+
+  /**
+   * Holds `v` for one request, loading it first when it is not loaded.
+   * Concurrent first requests wait for the same load. A request whose
+   * signal fires while it waits leaves with DEADLINE_EXCEEDED or CANCELLED;
+   * the load goes on for the others.
+   */
+  acquire(v: ModelVersion, signal: AbortSignal, deadline: number): Release | Promise<Release> {
+    const e = this.#entries.get(v.key);
+    if (e !== undefined && e.phase === 'loaded' && e.v === v && v.state === 'READY') return this.#hold(e);
+    return this.#acquireCold(v, signal, deadline);
+  }
+
+  #hold(e: Entry): Release {
+    e.holders++;
+    e.lastUse = ++this.#tick;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      e.holders--;
+      e.lastUse = ++this.#tick;
+    };
+  }
+
+  async #acquireCold(v: ModelVersion, signal: AbortSignal, deadline: number): Promise<Release> {
+    // A few rounds: the model may be evicted, or reloaded by the repository API, between them.
+    for (let round = 0; round < 4; round++) {
+      let e = this.#entries.get(v.key);
+      if (e !== undefined && e.v !== v) {
+        // The repository API replaced the version object: the new one serves.
+        throw unavailable(`model '${v.key}' was reloaded meanwhile; try again`);
+      }
+      if (e?.phase === 'evicting') {
+        await waitOrAbort(e.evicting ?? Promise.resolve(), signal, deadline, v.key);
+        continue;
+      }
+      if (e?.phase === 'loaded') {
+        if (v.state === 'READY') return this.#hold(e);
+        if (v.state !== 'UNAVAILABLE' || e.holders > 0) throw unavailable(`model '${v.key}' is ${v.state}${v.reason ? `: ${v.reason}` : ''}`);
+        // It went away some other way: no longer held, so load it again.
+        this.#entries.delete(v.key);
+        continue;
+      }
+      if (e === undefined) {
+        if (v.state === 'READY') {
+          // Loaded some other way (e.g. the repository API before the loader saw it): count it.
+          this.#track(v, await this.#fileBytesOf(v), false);
+          continue;
+        }
+        e = await this.#startLoad(v);
+        if (e === undefined) continue;
+      }
+      const loading = e;
+      loading.holders++;
+      try {
+        await waitOrAbort(loading.loading, signal, deadline, v.key);
+      } finally {
+        loading.holders--;
+      }
+      continue;
+    }
+    throw unavailable(`model '${v.key}' was evicted again while loading; the budget is too small for the models in use`);
+  }
+
+  /** Plans room, starts the evictions and the load; undefined when another request started one meanwhile. */
+  async #startLoad(v: ModelVersion): Promise<Entry | undefined> {
+    const failure = this.#failures.get(v.key);
+    const now = this.#now();
+    if (failure !== undefined && now < failure.retryAt) {
+      throw unavailable(`cannot load model '${v.key}' on demand: ${failure.reason} (next attempt in ${Math.ceil((failure.retryAt - now) / 1000)} s)`);
+    }
+    const file = await this.#fileBytesOf(v);
+    if (this.#entries.has(v.key)) return undefined;
+    const { budget, host } = this.#options;
+    const workers = host.placement(v);
+    if (workers.length === 0) throw unavailable(`model '${v.key}': no worker is available to host it`);
+    const cost = modelCost(budget, file);
+    const bytes = file + SESSION_OVERHEAD_BYTES;
+    const plan = planEviction(budget, this.#residents(), { key: v.key, workers, cost });
+    if (!plan.fits) {
+      this.#options.metrics?.loaded('refused');
+      throw resourceExhausted(`cannot load model '${v.key}' on demand: ${plan.reason}`);
+    }
+    for (const key of plan.evict) {
+      const victim = this.#entries.get(key);
+      if (victim) this.#evict(victim);
+    }
+    const e: Entry = { v, workers, cost, bytes, lastUse: ++this.#tick, holders: 0, pinned: false, phase: 'loading', loading: Promise.resolve() };
+    e.loading = this.#load(e);
+    // Failures reach the requests waiting on it; nobody else must see them as unhandled.
+    e.loading.catch(() => undefined);
+    this.#entries.set(v.key, e);
+    this.#notePeak();
+    return e;
+  }
+
+  async #load(e: Entry): Promise<void> {
+    const started = performance.now();
+    const { v } = e;
+    await Promise.all(this.#evictions);
+    await this.#options.host.load(v);
+    const seconds = (performance.now() - started) / 1000;
+    if (v.state === 'READY') {
+      e.phase = 'loaded';
+      this.#failures.delete(v.key);
+      this.#options.metrics?.loaded('ok', seconds);
+      this.#options.log.debug({ model: v.name, version: v.version, ms: Math.round(seconds * 1000) }, 'model loaded on demand');
+      return;
+    }
+    if (this.#entries.get(v.key) === e) this.#entries.delete(v.key);
+    const count = (this.#failures.get(v.key)?.count ?? 0) + 1;
+    const delay = retryDelayMs(count);
+    this.#failures.set(v.key, { count, retryAt: this.#now() + delay, reason: v.reason });
+    this.#options.metrics?.loaded('failed', seconds);
+    throw unavailable(`cannot load model '${v.key}' on demand: ${v.reason} (next attempt in ${Math.ceil(delay / 1000)} s at the earliest)`);
+  }
+
+  #evict(e: Entry): void {
+    e.phase = 'evicting';
+    this.#options.metrics?.evicted();
+    this.#options.log.debug({ model: e.v.name, version: e.v.version }, 'evicting the least recently used idle model');
+    const done: Promise<void> = this.#options.host
+      .evict(e.v)
+      .catch((error: unknown) => this.#options.log.error({ model: e.v.key, err: error }, 'eviction failed'))
+      .finally(() => {
+        this.#evictions.delete(done);
+        if (this.#entries.get(e.v.key) === e) this.#entries.delete(e.v.key);
+      });
+    e.evicting = done;
+    this.#evictions.add(done);
+  }
+
+  #residents(): Resident[] {
+    const out: Resident[] = [];
+    for (const e of this.#entries.values()) {
+      // One being evicted is gone as far as the budget goes: the load waits for it.
+      if (e.phase === 'evicting') continue;
+      out.push({ key: e.v.key, workers: e.workers, cost: e.cost, lastUse: e.lastUse, busy: e.phase === 'loading' || e.holders > 0 || (e.v.serving?.scheduler.pending ?? 0) > 0, pinned: e.pinned });
+    }
+    return out;
+  }
+
+  #track(v: ModelVersion, file: number, pinned: boolean): void {
+    const workers = v.serving?.plans.map((p) => p.workerId) ?? this.#options.host.placement(v);
+    const cost = modelCost(this.#options.budget, file);
+    const bytes = file + SESSION_OVERHEAD_BYTES;
+    this.#entries.set(v.key, { v, workers, cost, bytes, lastUse: ++this.#tick, holders: 0, pinned, phase: 'loaded', loading: Promise.resolve() });
+    this.#notePeak();
+  }
+
+  /** The size of `v`'s model file (stat once per path; a reload through the repository API stats again). */
+  async #fileBytesOf(v: ModelVersion): Promise<number> {
+    let size = this.#fileBytes.get(v.modelPath);
+    if (size === undefined) {
+      size = (await stat(v.modelPath).catch(() => undefined))?.size ?? 0;
+      this.#fileBytes.set(v.modelPath, size);
+    }
+    return size;
+  }
+
+  /**
+   * The repository API loaded `name`: its ready versions are pinned (never
+   * evicted, still counted in the budget) and replace what was tracked.
+   */
+  async pin(name: string, versions: readonly ModelVersion[]): Promise<void> {
+    this.forget(name);
+    for (const v of versions) {
+      if (v.state !== 'READY') continue;
+      this.#fileBytes.delete(v.modelPath);
+      this.#track(v, await this.#fileBytesOf(v), true);
+    }
+    const over = this.#overBudget();
+    if (over) this.#options.log.warn({ model: name, over }, 'models pinned by the repository API hold more than the on-demand budget; nothing idle is left to evict');
+  }
+
+  /** The repository API unloaded `name`: it no longer counts (a later request loads it on demand again). */
+  forget(name: string): void {
+    for (const [key, e] of this.#entries) if (e.v.name === name && e.phase !== 'evicting') this.#entries.delete(key);
+    for (const key of this.#failures.keys()) if (key.startsWith(`${name}/`)) this.#failures.delete(key);
+  }
+
+  #overBudget(): string | undefined {
+    const { budget } = this.#options;
+    for (const [worker, amount] of this.#usedPerWorker()) {
+      if (amount.cost > budget.limit) return `${worker}: ${formatAmount(budget, amount.cost)} of ${formatAmount(budget, budget.limit)}`;
+    }
+    return undefined;
+  }
+
+  #usedPerWorker(): Map<string, { cost: number; bytes: number; models: number }> {
+    const used = new Map<string, { cost: number; bytes: number; models: number }>();
+    for (const e of this.#entries.values()) {
+      // One being evicted waits only for its unload; a load waits for that, so they never coexist.
+      if (e.phase === 'evicting') continue;
+      for (const w of e.workers) {
+        const u = used.get(w) ?? { cost: 0, bytes: 0, models: 0 };
+        used.set(w, { cost: u.cost + e.cost, bytes: u.bytes + e.bytes, models: u.models + 1 });
+      }
+    }
+    return used;
+  }
+
+  /** Per worker: estimated bytes and models held (loaded or loading), now and at most so far, for the metrics. */
+  usage(): Array<{ worker: string; bytes: number; models: number; peakModels: number; peakBytes: number }> {
+    const used = this.#usedPerWorker();
+    return [...new Set([...used.keys(), ...this.#peak.keys()])].map((worker) => {
+      const u = used.get(worker) ?? { cost: 0, bytes: 0, models: 0 };
+      const p = this.#peak.get(worker);
+      return { worker, bytes: u.bytes, models: u.models, peakModels: Math.max(p?.models ?? 0, u.models), peakBytes: Math.max(p?.bytes ?? 0, u.bytes) };
+    });
+  }
+
+  /** Only where something was added: the high-water marks of the metrics. */
+  #notePeak(): void {
+    for (const [worker, u] of this.#usedPerWorker()) {
+      const p = this.#peak.get(worker);
+      this.#peak.set(worker, { models: Math.max(p?.models ?? 0, u.models), bytes: Math.max(p?.bytes ?? 0, u.bytes) });
+    }
+  }
+}
+
+/** `promise`, or the request's own end: its deadline or its cancel (the load goes on). */
+function waitOrAbort<T>(promise: Promise<T>, signal: AbortSignal, deadline: number, key: string): Promise<T> {
+  const reason = (): ServingError =>
+    Date.now() >= deadline
+      ? deadlineExceeded(`model '${key}': deadline exceeded while the model loaded on demand`)
+      : cancelled(`model '${key}': request cancelled by the client while the model loaded on demand`);
+  if (signal.aborted) return Promise.reject(reason());
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(reason());
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
+}
