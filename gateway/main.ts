@@ -32,6 +32,7 @@ import { RegistryWatcher } from './registry/registry-watcher.js';
 import { RemoteWorkers } from './registry/remote-workers.js';
 import { ModelManager } from './repository/model-manager.js';
 import { RepositoryPoller } from './repository/repository-poller.js';
+import { LoadReporter } from './load/load-reporter.js';
 import { type ModelControl } from './repository/control-mode.js';
 import { defaultMemoryBudget } from './repository/memory-budget.js';
 import { totalmem } from 'node:os';
@@ -366,13 +367,17 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     knownModel: (name) => models.versionsOf(name).length > 0,
   });
   const inflight = new InflightGate(options.maxInflightBytes);
+  const load = options.loadReportIntervalMs > 0 ? new LoadReporter(models, options.loadReportIntervalMs) : undefined;
   const server = new Server({
     'grpc.max_receive_message_length': options.maxMessageBytes,
     'grpc.max_send_message_length': options.maxMessageBytes,
+    // ORCA: grpc-js sends what a call's metrics recorder holds as its endpoint-load-metrics-bin trailer.
+    ...(load ? { 'grpc.server_call_metric_recording': 1 } : {}),
     // The gate first (refusing from metadata costs least); the tenants' check only with tenants.
     interceptors: [inflightBound(inflight, log), ...(admission.open ? [] : [earlyRefusals(admission, log)])],
   });
-  server.addService(withMalformedRequests(inferenceServiceDefinition()), createInferenceService(models, info, log, admission));
+  server.addService(withMalformedRequests(inferenceServiceDefinition()), createInferenceService(models, info, log, admission, load));
+  load?.addToServer(server);
   widenFlowControl(server);
   let grpcPort: number;
   try {
@@ -389,6 +394,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
       maxBodyBytes: options.maxMessageBytes,
       admission,
       inflight,
+      ...(load ? { load } : {}),
       ...(httpTls ? { tls: httpsServerOptions(httpTls) } : {}),
     });
     try {
@@ -421,6 +427,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
       process.off('SIGHUP', onHangup);
       draining = true;
       await poller?.stop();
+      load?.stop();
       // Workers that exit from now on stay down: SIGTERM to the process group
       // reaches them too, and a worker restarted now would only be stopped again.
       supervisor.stopRestarting();

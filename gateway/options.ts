@@ -36,6 +36,8 @@ export interface ServeOptions {
   readonly registryNamespace: string;
   /** On SIGTERM: not ready at once, but still accepting for this long (load balancers move away). */
   readonly drainGraceSecs: number;
+  /** How often the load reported to balancers (ORCA, /v2/health/load) is sampled; 0 = no reports. */
+  readonly loadReportIntervalMs: number;
   /** TLS for gRPC (tritonserver's --grpc-use-ssl… flags); undefined = plaintext. */
   readonly grpcTls: ListenerTlsFiles | undefined;
   /** TLS for HTTP/REST and metrics (Fabriek's --http-use-ssl… flags); undefined = plaintext. */
@@ -106,6 +108,9 @@ export const SERVE_USAGE = `Usage: fabriek serve --model-repository DIR [options
   --exit-timeout-secs N       time in-flight requests get on shutdown (default 30)
   --drain-grace-secs N        on SIGTERM, not ready at once but still accepting requests for N s,
                               so load balancers move away first (default 0)
+  --load-report-interval-ms N how often the load reported to balancers is sampled: ORCA's
+                              endpoint-load-metrics-bin trailer and OpenRcaService, and
+                              GET /v2/health/load (default 1000; 0 = no reports)
   --registry URL              Redis worker registry: also use the workers registered there (fabriek
                               worker --registry …). redis://[user@]host:port[/db], rediss:// (TLS), or
                               redis-sentinel://host:port[,host:port…]/MASTER[/db] (follows failovers)
@@ -186,6 +191,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
         'max-inflight-bytes': { type: 'string' },
         'strict-readiness': { type: 'string' },
         'exit-timeout-secs': { type: 'string' },
+        'load-report-interval-ms': { type: 'string' },
         'drain-grace-secs': { type: 'string' },
         registry: { type: 'string' },
         'registry-sentinels': { type: 'string' },
@@ -279,6 +285,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
     strictReadiness: boolean('strict-readiness', values['strict-readiness'], true),
     exitTimeoutSecs: integer('exit-timeout-secs', values['exit-timeout-secs'], 30, 0, 3600),
     drainGraceSecs: integer('drain-grace-secs', values['drain-grace-secs'], 0, 0, 3600),
+    loadReportIntervalMs: integer('load-report-interval-ms', values['load-report-interval-ms'], 1000, 0, 3_600_000),
     registry,
     quotaRedis,
     registrySecrets,

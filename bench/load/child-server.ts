@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync, readdirSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { machineBusySeconds, treeCpuSeconds } from '../../core/process-cpu.js';
 
 /** dist/gateway/cli.js, next to dist/bench/. */
 export const GATEWAY_CLI = fileURLToPath(new URL('../../gateway/cli.js', import.meta.url));
@@ -123,35 +124,6 @@ export function startGateway(repository: string, extraArgs: readonly string[] = 
 export function httpUrlOf(server: ChildServer): string | undefined {
   const port = / HTTP on [^ ;]+:(\d+)/.exec(server.readyLine)?.[1];
   return port === undefined ? undefined : `http://127.0.0.1:${port}`;
-}
-
-const CLOCK_TICKS = 100; // USER_HZ on every Linux we run on
-
-/** User + system CPU seconds of `pid` and all its descendants (the gateway and its workers); NaN without /proc. */
-export function treeCpuSeconds(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    let ticks = Number(fields[11]) + Number(fields[12]);
-    for (const task of readdirSync(`/proc/${pid}/task`)) {
-      const children = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim();
-      for (const child of children ? children.split(' ') : []) ticks += treeCpuSeconds(Number(child)) * CLOCK_TICKS;
-    }
-    return ticks / CLOCK_TICKS;
-  } catch {
-    return NaN;
-  }
-}
-
-/** Busy CPU seconds of the whole machine (all processes), from /proc/stat; NaN without it. */
-function machineBusySeconds(): number {
-  try {
-    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
-    const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number);
-    return ((user ?? NaN) + (nice ?? NaN) + (system ?? NaN) + (irq ?? NaN) + (softirq ?? NaN) + (steal ?? 0)) / CLOCK_TICKS;
-  } catch {
-    return NaN;
-  }
 }
 
 export interface CpuShare {

@@ -10,6 +10,7 @@ import {
 import { type Logger } from 'pino';
 import { boundedMessage, isServingError, retryAfterSeconds } from '../../core/errors.js';
 import { malformed } from './malformed-request.js';
+import { type LoadReporter } from '../load/load-reporter.js';
 
 /** The `authorization` metadata value (the key travels as in HTTP: `Bearer KEY`). */
 export function authorizationOf(metadata: Metadata): string | undefined {
@@ -55,7 +56,7 @@ export function toServiceError(error: unknown, log: Logger): Partial<ServiceErro
 }
 
 /** Adapts a promise-returning handler to grpc-js, with cancellation and deadline. */
-export function unary<Req, Res>(handler: UnaryHandler<Req, Res>, log: Logger): handleUnaryCall<Req, Res> {
+export function unary<Req, Res>(handler: UnaryHandler<Req, Res>, log: Logger, load?: LoadReporter): handleUnaryCall<Req, Res> {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
     const refused = malformed(call.request);
     if (refused) {
@@ -82,11 +83,13 @@ export function unary<Req, Res>(handler: UnaryHandler<Req, Res>, log: Logger): h
       (response) => {
         if (timer) clearTimeout(timer);
         call.off('cancelled', onCancel);
+        load?.record(call.getMetricsRecorder());
         callback(null, response);
       },
       (error: unknown) => {
         if (timer) clearTimeout(timer);
         call.off('cancelled', onCancel);
+        load?.record(call.getMetricsRecorder());
         callback(toServiceError(error, log));
       },
     );

@@ -30,6 +30,7 @@ import { authorizationOf, type CallContext, unary } from './call-context.js';
 import { tenantFromEarlyCheck } from './early-refusal.js';
 import { parametersFromProto } from './parameters.js';
 import { streamInfer } from './stream-infer.js';
+import { type LoadReporter } from '../load/load-reporter.js';
 
 export interface ServerInfo extends ReadinessInfo {
   readonly name: string;
@@ -57,6 +58,7 @@ export function createInferenceService(
   info: ServerInfo,
   log: Logger,
   admission: Admission = new Admission(),
+  load?: LoadReporter,
 ): GRPCInferenceServiceServer {
   const notImplemented = <Req, Res>(rpc: string): handleUnaryCall<Req, Res> =>
     unary<Req, Res>(() => Promise.reject(unimplemented(`${rpc} is not implemented by Fabriek`)), log);
@@ -122,7 +124,7 @@ export function createInferenceService(
         }),
       log,
     ),
-    modelInfer: unary(infer, log),
+    modelInfer: unary(infer, log, load),
     modelStreamInfer: streamInfer(infer, log),
     modelConfig: unary(
       (request, context) =>

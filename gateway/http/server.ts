@@ -11,6 +11,8 @@ import { type InflightGate, isHold } from '../inference/inflight-gate.js';
 import { type Tenant } from '../tenants/tenant.js';
 import { type ServerInfo } from '../grpc/inference-service.js';
 import { type ModelManager } from '../repository/model-manager.js';
+import { orcaJson } from '../load/load-report.js';
+import { type LoadReporter } from '../load/load-reporter.js';
 import { BodyTooLargeError, declaredLength, readBody } from './body.js';
 import { answerClientErrors } from './client-errors.js';
 import * as queries from '../inference/model-queries.js';
@@ -27,6 +29,8 @@ export interface HttpServerOptions {
   readonly admission?: Admission;
   /** The gateway's bound on request bytes in flight; an inference past it is refused from its headers. */
   readonly inflight?: InflightGate;
+  /** The load reported to balancers, served at GET /v2/health/load. */
+  readonly load?: LoadReporter;
 }
 
 /** Bodies up to this size are read and dropped after an early error; larger ones close the connection. */
@@ -128,6 +132,10 @@ export function createHttpServer(
     if (kind === 'health' && rest.length === 1) {
       if (rest[0] === 'live') return probe(() => true);
       if (rest[0] === 'ready') return probe(() => queries.serverReady(models, info));
+      if (rest[0] === 'load' && options.load) {
+        const load = options.load;
+        return { method: 'GET', run: async (_req, res) => sendJson(res, 200, orcaJson(load.current)) };
+      }
       return undefined;
     }
     if (kind === 'repository') return repositoryRoute(rest);

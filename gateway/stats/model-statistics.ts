@@ -20,6 +20,13 @@ interface BatchDurations {
   output: Duration;
 }
 
+/** Cumulative counts of one version (see ModelVersionStatistics.loadCounts). */
+export interface LoadCounts {
+  readonly requests: number;
+  readonly failures: number;
+  readonly busyNs: number;
+}
+
 /** Told about every statistics event, e.g. the Prometheus metrics of one version. */
 export interface StatisticsSink extends ExecutionObserver {
   succeeded(batchSize: number, totalNs: number, result: JobResult): void;
@@ -102,6 +109,13 @@ export class ModelVersionStatistics implements ExecutionObserver {
   /** Executions run (the statistics' execution_count). */
   get executions(): number {
     return this.#executionCount;
+  }
+
+  /** Requests ended (answered or failed), those failed, and the instances' busy time: what load reports are made of. */
+  loadCounts(): LoadCounts {
+    let busyNs = 0;
+    for (const b of this.#batches.values()) busyNs += b.input.ns + b.infer.ns + b.output.ns;
+    return { requests: this.#success.count + this.#fail.count, failures: this.#fail.count, busyNs };
   }
 
   executed(batchSize: number, execution: ExecutionResult): void {
