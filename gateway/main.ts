@@ -261,6 +261,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     log,
     defaultMaxBatchSize: options.defaultMaxBatchSize,
     maxQueueSize: options.maxQueueSize,
+    batchingSloMs: options.batchingSloMs,
     control: options.modelControl,
     ...(metrics ? { metrics } : {}),
     ...(responseCache ? { responseCache } : {}),

@@ -1,6 +1,6 @@
 // SLO-aware batch formation, the decision alone (pure: no timers, no I/O).
-// Not yet wired into the batcher: `batching_slo_ms` and the server default
-// flag are to come. Given the head of the queue, the instances and the cost
+// The batcher applies it when `batching_slo_ms` (or --batching-slo-ms) is
+// set (dynamic-batcher.ts). Given the head of the queue, the instances and the cost
 // model, it chooses the action that serves the most requests within their
 // deadlines: cut now, wait for more rows, or send ahead into a busy instance.
 
