@@ -282,6 +282,14 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     }),
   );
 
+  metrics?.setSloProvider(() =>
+    models.list().flatMap((v) => {
+      const scheduler = v.serving?.scheduler;
+      if (!(scheduler instanceof DynamicBatcher) || scheduler.sloNs === 0n) return [];
+      return [{ model: v.name, version: String(v.version), sloSeconds: Number(scheduler.sloNs) / 1e9, computedPastDeadline: scheduler.computedPastDeadline }];
+    }),
+  );
+
   const gpus = options.gpus ?? detectGpus();
   const specs = planLocalWorkers(gpus, options.workers);
   const workersUp = new Set<string>();

@@ -12,11 +12,18 @@ export class ArrivalRate {
   #start: bigint | undefined;
   #rows = 0;
   #perNs = 0;
+  #lastNs: bigint | undefined;
+
+  /** When rows last arrived; undefined before any. */
+  get lastNs(): bigint | undefined {
+    return this.#lastNs;
+  }
 
   /** `rows` arrived at `now`. */
   observe(rows: number, now: bigint): void {
     this.#roll(now);
     this.#rows += rows;
+    this.#lastNs = now;
   }
 
   /** Smoothed rows per ns at `now` (0 before a window has closed). */

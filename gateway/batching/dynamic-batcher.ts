@@ -336,6 +336,7 @@ export class DynamicBatcher<P> implements Scheduler {
       busyUntilNs,
       cost: (rows) => this.cost.estimateNs(rows),
       arrivalRowsPerNs: this.#arrivals.rowsPerNs(now),
+      lastArrivalNs: this.#arrivals.lastNs,
     });
     if (s.kind === 'wait') return s.untilNs;
     if (s.kind === 'idle') return false;

@@ -25,7 +25,17 @@ export interface SloInput {
   readonly cost: (rows: number) => number | undefined;
   /** Rows arriving per ns, recently; 0 = none expected. */
   readonly arrivalRowsPerNs: number;
+  /**
+   * When the last row arrived; undefined = not known (the quiet rule is off).
+   * A rate is a recent average: once no row came for QUIET_GAPS expected
+   * gaps, arrivals have stopped (a closed loop whose callers all wait in
+   * this batch), and waiting longer would only hold the batch back.
+   */
+  readonly lastArrivalNs?: bigint | undefined;
 }
+
+/** Expected gaps without an arrival after which an idle instance stops waiting (Poisson: 5 % chance of a false stop). */
+export const QUIET_GAPS = 3;
 
 export type SloDecision =
   | { readonly kind: 'idle' }
@@ -64,7 +74,8 @@ const ns = (x: number): bigint => BigInt(Math.ceil(x));
  * - A full batch: cut now (ahead into a busy instance if none is idle).
  * - An idle instance: wait for more rows while every member of the batch,
  *   grown to what is expected to arrive, still finishes in time; cut as
- *   soon as waiting longer would make one miss, or nothing more is expected.
+ *   soon as waiting longer would make one miss, or nothing more is expected
+ *   (no rate, or no row for QUIET_GAPS expected gaps).
  * - No idle instance: send ahead only when the batch must start at the
  *   first free instance to finish in time even as it is (growing it would
  *   make a member miss); otherwise wait for the instance, so it can grow.
@@ -83,7 +94,11 @@ export function decideSlo(input: SloInput): SloDecision {
     const fillNs = (input.maxBatch - rows) / input.arrivalRowsPerNs;
     const fullCost = input.cost(input.maxBatch) ?? costNow;
     const latest = due - ns(fullCost);
-    const until = now + ns(fillNs) < latest ? now + ns(fillNs) : latest;
+    let until = now + ns(fillNs) < latest ? now + ns(fillNs) : latest;
+    if (input.lastArrivalNs !== undefined) {
+      const quiet = input.lastArrivalNs + ns(QUIET_GAPS / input.arrivalRowsPerNs);
+      if (quiet < until) until = quiet;
+    }
     return until <= now ? { kind: 'cut', count, ahead: false } : { kind: 'wait', untilNs: until };
   }
   const start = input.busyUntilNs ?? now;

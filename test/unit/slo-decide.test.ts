@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decideSlo, type SloEntry, type SloInput } from '../../gateway/batching/slo-decide.js';
+import { decideSlo, QUIET_GAPS, type SloEntry, type SloInput } from '../../gateway/batching/slo-decide.js';
 
 // The SLO-aware decision with explicit clocks and cost tables (ms → ns).
 
@@ -57,5 +57,16 @@ describe('decideSlo', () => {
   it('takes whole requests up to max_batch_size: a request of several rows that does not fit ends the batch', () => {
     const d = decideSlo(input({ queued: [req(500, 3), req(500, 4), req(500, 2)], arrivalRowsPerNs: 0 }));
     expect(d).toEqual({ kind: 'cut', count: 2, ahead: false });
+  });
+});
+
+describe('decideSlo, arrivals that stopped', () => {
+  const base = { queued: [req(1000), req(1000)], arrivalRowsPerNs: 1 / 1e6 };
+  it('waits no longer than QUIET_GAPS expected gaps after the last arrival', () => {
+    // 1 row a ms: full in 6 ms, but no row came since 1 ms ago: stop waiting at 2 ms.
+    expect(decideSlo(input({ ...base, lastArrivalNs: at(-1) }))).toEqual({ kind: 'wait', untilNs: at(QUIET_GAPS - 1) });
+  });
+  it('cuts once no row came for QUIET_GAPS expected gaps (a closed loop whose callers all wait in this batch)', () => {
+    expect(decideSlo(input({ ...base, lastArrivalNs: at(-QUIET_GAPS) }))).toEqual({ kind: 'cut', count: 2, ahead: false });
   });
 });
