@@ -199,9 +199,10 @@ export class DynamicBatcher<P> implements Scheduler {
   /**
    * Sheds `entry` (just queued) when the rows served before it, in full
    * batches over the instances, would run past its deadline; true if shed.
+   * Not while nothing runs (see #shedLeadNs).
    */
   #shedOnArrival(entry: Entry, now: bigint, deadlineNs: bigint): boolean {
-    if (this.cost.cold) return false;
+    if (this.cost.cold || this.#running.size === 0) return false;
     let rowsAhead = entry.level.queued.rowsThrough(entry);
     for (const l of this.#queue.levels) if (l.level < entry.level.level) rowsAhead += l.queued.rows;
     const cost = (rows: number): number | undefined => this.cost.estimateNs(rows);
@@ -216,9 +217,14 @@ export class DynamicBatcher<P> implements Scheduler {
     return true;
   }
 
-  /** The least an execution takes by the cost model, as decide's shedding lead (0 = none). */
+  /**
+   * The least an execution takes by the cost model, as decide's shedding
+   * lead (0 = none). Nothing is shed by estimate while nothing runs: only
+   * executions correct the estimate, so one that grew too pessimistic (a
+   * busy machine's slow answers) would otherwise shed every request forever.
+   */
   #shedLeadNs(): bigint {
-    if (!this.#shedding) return 0n;
+    if (!this.#shedding || this.#running.size === 0) return 0n;
     const ns = this.cost.estimateNs(1);
     return ns === undefined ? 0n : BigInt(Math.round(ns));
   }

@@ -72,10 +72,12 @@ const ns = (x: number): bigint => BigInt(Math.ceil(x));
 /**
  * - Nothing queued: idle. Cold cost model: cut now (Triton with no delay).
  * - A full batch: cut now (ahead into a busy instance if none is idle).
- * - An idle instance: wait for more rows while every member of the batch,
- *   grown to what is expected to arrive, still finishes in time; cut as
- *   soon as waiting longer would make one miss, or nothing more is expected
- *   (no rate, or no row for QUIET_GAPS expected gaps).
+ * - An idle instance: cut now when the batch as it is keeps up with
+ *   arrivals (fewer rows arrive during its run than it holds). Otherwise
+ *   wait for more rows while every member of the batch, grown to what is
+ *   expected to arrive, still finishes in time; cut as soon as waiting
+ *   longer would make one miss, or nothing more is expected (no row for
+ *   QUIET_GAPS expected gaps).
  * - No idle instance: send ahead only when the batch must start at the
  *   first free instance to finish in time even as it is (growing it would
  *   make a member miss); otherwise wait for the instance, so it can grow.
@@ -89,7 +91,9 @@ export function decideSlo(input: SloInput): SloDecision {
   if (rows >= input.maxBatch) return { kind: 'cut', count, ahead: !input.idle };
   const due = earliest(input, count);
   if (input.idle) {
-    if (input.arrivalRowsPerNs <= 0) return { kind: 'cut', count, ahead: false };
+    // Cut now when batches of this size keep up with arrivals: fewer rows arrive during its run than it holds.
+    // Waiting then adds latency and serves no more requests; it pays only when the instance would fall behind.
+    if (input.arrivalRowsPerNs * costNow <= rows) return { kind: 'cut', count, ahead: false };
     // Wait until the batch is expected full, but no later than its members allow for a full batch's run.
     const fillNs = (input.maxBatch - rows) / input.arrivalRowsPerNs;
     const fullCost = input.cost(input.maxBatch) ?? costNow;

@@ -183,20 +183,21 @@ describe('DynamicBatcher in SLO mode (batching_slo_ms)', () => {
 
   it('waits no later than the earliest deadline allows for a full batch', async () => {
     const { clock, recorder, submit } = setup({ sloMs: 25 });
-    // Teach it an arrival rate: 1 row every 4 ms, each cut and answered at once (due at once).
-    for (let i = 0; i < 6; i++) {
+    // Teach it an arrival rate: about 1 row a ms, each cut and answered at once (due at once),
+    // faster than batches of 1 keep up with (2.5 ms each).
+    for (let i = 0; i < 20; i++) {
       submit(`w${i}`, { deadlineMs: 1 });
-      for (const c of recorder.cuts) c.finish();
+      for (const c of recorder.cuts.splice(0)) c.finish();
       await flush();
-      clock.advance(4);
+      clock.advance(1);
     }
     const before = recorder.cuts.length;
-    // Own deadline 10 ms away; a full batch (8 rows) costs 6 ms: it must start by 4 ms.
-    submit('due', { deadlineMs: 10 });
+    // Own deadline 7 ms away; a full batch (8 rows) costs 6 ms: it must start by 1 ms.
+    submit('due', { deadlineMs: 7 });
     expect(recorder.cuts.length).toBe(before);
-    clock.advance(3);
+    clock.advance(0.5);
     expect(recorder.cuts.length).toBe(before);
-    clock.advance(1);
+    clock.advance(0.5);
     expect(recorder.cuts.length).toBe(before + 1);
     expect(recorder.cuts.at(-1)?.labels).toContain('due');
   });
@@ -260,6 +261,18 @@ describe('DynamicBatcher in SLO mode (batching_slo_ms)', () => {
     const shed = [...results.entries()].filter(([, s]) => isShed(s.error)).map(([l]) => l);
     expect(shed.length).toBeGreaterThan(0);
     expect(shed).not.toContain('q0');
+  });
+
+  it('sheds nothing by estimate while nothing runs, so an estimate grown too pessimistic is corrected', async () => {
+    const { recorder, batcher, submit, results } = setup({ sloMs: 25, warm: false });
+    // A busy spell taught it 40 ms a row: by that, no request meets a 25 ms SLO.
+    batcher.cost.observe(1, 40e6);
+    submit('a');
+    expect(recorder.cuts.map((c) => c.labels)).toEqual([['a']]);
+    recorder.cuts[0]?.finish();
+    await flush();
+    expect(results.get('a')?.result).toBeDefined();
+    expect(batcher.cost.estimateNs(1)).toBeLessThan(40e6);
   });
 
   it('keeps the tenants’ DRR order and the priority levels', async () => {

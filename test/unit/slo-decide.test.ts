@@ -32,16 +32,23 @@ describe('decideSlo', () => {
   });
 
   it('waits no later than the earliest deadline allows for a full batch, then cuts', () => {
-    // Slow arrivals (full in 60 ms) but a member due in 40 ms: a full batch (26 ms) must start by 14 ms.
-    const slow = input({ queued: [req(40), req(200)], arrivalRowsPerNs: 0.1 / 1e6 });
+    // Slow arrivals (full in 30 ms) but a member due in 40 ms: a full batch (26 ms) must start by 14 ms.
+    const slow = input({ queued: [req(40), req(200)], arrivalRowsPerNs: 0.2 / 1e6 });
     expect(decideSlo(slow)).toEqual({ kind: 'wait', untilNs: at(14) });
     expect(decideSlo({ ...slow, now: at(14) })).toEqual({ kind: 'cut', count: 2, ahead: false });
     // A request without a deadline is due at now + the SLO.
-    expect(decideSlo(input({ queued: [req()], arrivalRowsPerNs: 0.01 / 1e6, sloNs: 30n * MS }))).toEqual({ kind: 'wait', untilNs: at(4) });
+    expect(decideSlo(input({ queued: [req()], arrivalRowsPerNs: 0.1 / 1e6, sloNs: 30n * MS }))).toEqual({ kind: 'wait', untilNs: at(4) });
   });
 
   it('cuts at once when no more rows are expected', () => {
     expect(decideSlo(input({ queued: [req(100)], arrivalRowsPerNs: 0 }))).toEqual({ kind: 'cut', count: 1, ahead: false });
+  });
+
+  it('cuts at once when the batch as it is keeps up with arrivals: waiting would add latency and serve no more', () => {
+    // 2 rows run 14 ms; 1 row every 7 ms arrives meanwhile: 2 ≤ 2, it keeps up.
+    expect(decideSlo(input({ queued: [req(100), req(100)], arrivalRowsPerNs: 1 / 7e6 }))).toEqual({ kind: 'cut', count: 2, ahead: false });
+    // A little faster and it would fall behind: wait for the batch to grow.
+    expect(decideSlo(input({ queued: [req(100), req(100)], arrivalRowsPerNs: 1 / 6e6 })).kind).toBe('wait');
   });
 
   it('without an idle instance, waits for it so the batch can grow, unless growing would make a member miss', () => {
