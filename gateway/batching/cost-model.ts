@@ -81,6 +81,11 @@ export class CostModel {
     const ns = estimate(this.points(), rows);
     return ns === undefined ? undefined : ns + this.#overheadNs;
   }
+
+  /** Expected ns the instance computes `rows` rows, without the overhead: how long the batch occupies it. */
+  computeNs(rows: number): number | undefined {
+    return estimate(this.points(), rows);
+  }
 }
 
 /** The interpolation of `estimateNs`, pure, over points sorted by rows. */

@@ -91,7 +91,7 @@ export class DynamicBatcher<P> implements Scheduler {
   /** In SLO mode: the policy decide walks with (no delay, no preferred sizes: decideSlo sizes the batch). */
   readonly #sloPolicy: BatchingPolicy | undefined;
   readonly #arrivals = new ArrivalRate();
-  /** Expected end of each batch sent and not yet answered, by the cost model (SLO mode). */
+  /** Expected end of the compute of each batch sent and not yet answered, by the cost model (SLO mode). */
   readonly #finishes: bigint[] = [];
   /** Execution time by batch size, learned from this version's executions. */
   readonly cost = new CostModel();
@@ -205,11 +205,13 @@ export class DynamicBatcher<P> implements Scheduler {
     if (this.cost.cold || this.#running.size === 0) return false;
     let rowsAhead = entry.level.queued.rowsThrough(entry);
     for (const l of this.#queue.levels) if (l.level < entry.level.level) rowsAhead += l.queued.rows;
-    const cost = (rows: number): number | undefined => this.cost.estimateNs(rows);
+    // The batches ahead occupy the instances for their compute; the overhead (transport, answer) is the request's own, once.
+    const cost = (rows: number): number | undefined => this.cost.computeNs(rows);
     // Batches already sent are about half done on average.
     const parallel = this.#slots.instanceCount ?? 1;
     const running = ((cost(this.#lastRows || 1) ?? 0) * this.#running.size) / (2 * parallel);
-    const finish = expectedFinishNs({ rowsAhead, maxBatch: this.#policy.maxBatchSize, parallel }, cost);
+    const ahead = expectedFinishNs({ rowsAhead, maxBatch: this.#policy.maxBatchSize, parallel }, cost);
+    const finish = ahead === undefined ? undefined : ahead + this.cost.overheadNs;
     const until = Number(deadlineNs - now);
     if (!wouldMiss(finish === undefined ? undefined : finish + running, until)) return false;
     this.#queue.remove(entry);
@@ -341,6 +343,7 @@ export class DynamicBatcher<P> implements Scheduler {
       idle: this.#slots.idle > 0,
       busyUntilNs,
       cost: (rows) => this.cost.estimateNs(rows),
+      dispatchNs: this.cost.overheadNs / 2,
       arrivalRowsPerNs: this.#arrivals.rowsPerNs(now),
       lastArrivalNs: this.#arrivals.lastNs,
     });
@@ -402,11 +405,12 @@ export class DynamicBatcher<P> implements Scheduler {
     this.#running.add(run);
     let finish: bigint | undefined;
     if (this.#sloNs > 0n) {
-      // Sent ahead, it starts when the last batch before it ends.
-      let start = now;
+      // When its compute ends: it reaches the worker after about half the overhead (the rest is the answer's way
+      // back), and sent ahead it starts when the last batch before it ends.
+      let start = now + BigInt(Math.round(this.cost.overheadNs / 2));
       if (!idle) for (const f of this.#finishes) if (f > start) start = f;
-      const cost = this.cost.estimateNs(rows);
-      if (cost !== undefined) this.#finishes.push((finish = start + BigInt(Math.round(cost))));
+      const compute = this.cost.computeNs(rows);
+      if (compute !== undefined) this.#finishes.push((finish = start + BigInt(Math.round(compute))));
     }
     void run.finally(() => {
       this.#running.delete(run);

@@ -19,8 +19,15 @@ export interface SloInput {
   readonly sloNs: bigint;
   /** An instance is idle now. */
   readonly idle: boolean;
-  /** Without an idle instance: when the first busy one is expected to free; undefined = unknown. */
+  /** Without an idle instance: when the first busy one is expected to end its compute; undefined = unknown. */
   readonly busyUntilNs: bigint | undefined;
+  /**
+   * How long a batch takes to reach an instance once cut (transport to the
+   * worker); 0 when unknown. A batch sent ahead this long before the busy
+   * instance ends its compute starts as it frees, so the instance never
+   * idles between batches; waiting longer would leave it idle.
+   */
+  readonly dispatchNs?: number;
   /** Expected ns of one execution of `rows` rows; undefined = cold. */
   readonly cost: (rows: number) => number | undefined;
   /** Rows arriving per ns, recently; 0 = none expected. */
@@ -78,9 +85,11 @@ const ns = (x: number): bigint => BigInt(Math.ceil(x));
  *   expected to arrive, still finishes in time; cut as soon as waiting
  *   longer would make one miss, or nothing more is expected (no row for
  *   QUIET_GAPS expected gaps).
- * - No idle instance: send ahead only when the batch must start at the
- *   first free instance to finish in time even as it is (growing it would
- *   make a member miss); otherwise wait for the instance, so it can grow.
+ * - No idle instance: send ahead when the batch must start at the first
+ *   free instance to finish in time even as it is (growing it would make a
+ *   member miss), or when that instance ends its compute within the
+ *   dispatch time (it must be sent now to start as the instance frees);
+ *   otherwise wait, so it can grow.
  */
 export function decideSlo(input: SloInput): SloDecision {
   const { count, rows } = head(input.queued, input.maxBatch);
@@ -106,9 +115,12 @@ export function decideSlo(input: SloInput): SloDecision {
     return until <= now ? { kind: 'cut', count, ahead: false } : { kind: 'wait', untilNs: until };
   }
   const start = input.busyUntilNs ?? now;
+  // Past the moment to dispatch for the instance's next run: waiting longer would idle it.
+  const sendBy = start - ns(input.dispatchNs ?? 0);
+  if (input.busyUntilNs !== undefined && now >= sendBy) return { kind: 'cut', count, ahead: true };
   // Growing by what arrives until the instance frees, would it still be in time?
   const grown = Math.min(input.maxBatch, rows + Math.floor(input.arrivalRowsPerNs * Number(start > now ? start - now : 0n)));
   const grownCost = input.cost(grown) ?? costNow;
   if (start + ns(grownCost) > due && start + ns(costNow) <= due) return { kind: 'cut', count, ahead: true };
-  return { kind: 'wait', untilNs: start > now ? start : now + 1n };
+  return { kind: 'wait', untilNs: sendBy > now ? sendBy : now + 1n };
 }

@@ -77,3 +77,16 @@ describe('decideSlo, arrivals that stopped', () => {
     expect(decideSlo(input({ ...base, lastArrivalNs: at(-QUIET_GAPS) }))).toEqual({ kind: 'cut', count: 2, ahead: false });
   });
 });
+
+describe('decideSlo, dispatch ahead of a busy instance', () => {
+  // Instance computes until 20 ms; loose deadlines, rows arriving: the batch would wait to grow.
+  const base = { queued: [req(1000), req(1000)], idle: false, busyUntilNs: at(20), arrivalRowsPerNs: 0.2 / 1e6 };
+  it('waits until the dispatch time before the instance ends its compute, not until it ends', () => {
+    expect(decideSlo(input({ ...base, dispatchNs: 3e6 }))).toEqual({ kind: 'wait', untilNs: at(17) });
+  });
+  it('sends ahead once within the dispatch time, so the instance does not idle between batches', () => {
+    expect(decideSlo(input({ ...base, dispatchNs: 3e6, now: at(17) }))).toEqual({ kind: 'cut', count: 2, ahead: true });
+    // Its compute should have ended already (the answer is on its way back): send ahead at once.
+    expect(decideSlo(input({ ...base, now: at(25) }))).toEqual({ kind: 'cut', count: 2, ahead: true });
+  });
+});
