@@ -3,9 +3,9 @@
 // is a load level, in load order.
 
 export interface ChartPoint {
-  /** infer/s */
+  /** infer/s (or the x axis of ChartAxes) */
   readonly x: number;
-  /** p99 latency, ms */
+  /** p99 latency, ms (or the y axis of ChartAxes) */
   readonly y: number;
   /** e.g. "c=64" */
   readonly label: string;
