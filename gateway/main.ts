@@ -272,6 +272,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     log,
     defaultMaxBatchSize: options.defaultMaxBatchSize,
     maxQueueSize: options.maxQueueSize,
+    batchingSloMs: options.batchingSloMs,
     control,
     ...(metrics ? { metrics } : {}),
     ...(responseCache ? { responseCache } : {}),
@@ -288,6 +289,14 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
       const scheduler = v.serving?.scheduler;
       if (!(scheduler instanceof DynamicBatcher)) return [];
       return scheduler.cost.points().map((p) => ({ model: v.name, version: String(v.version), rows: p.rows, seconds: (scheduler.cost.estimateNs(p.rows) ?? 0) / 1e9 }));
+    }),
+  );
+
+  metrics?.setSloProvider(() =>
+    models.list().flatMap((v) => {
+      const scheduler = v.serving?.scheduler;
+      if (!(scheduler instanceof DynamicBatcher) || scheduler.sloNs === 0n) return [];
+      return [{ model: v.name, version: String(v.version), sloSeconds: Number(scheduler.sloNs) / 1e9, computedPastDeadline: scheduler.computedPastDeadline }];
     }),
   );
 

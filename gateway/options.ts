@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { parseRedisUrl, RedisConfigError, type RedisSecretFlags, sentinelUrl } from '../core/redis-connection.js';
 import { type ListenerTlsFiles, type WorkerTlsFiles, workerTlsFromFlags } from '../core/tls.js';
+import { MAX_SLO_MS } from './batching/slo-config.js';
 import { type ModelControl, modelControlOf } from './repository/control-mode.js';
 import { type CacheConfig, CacheConfigError, parseCacheConfig } from './cache/cache-config.js';
 
@@ -23,6 +24,8 @@ export interface ServeOptions {
   readonly maxMessageBytes: number;
   readonly defaultMaxBatchSize: number;
   readonly maxQueueSize: number;
+  /** SLO-aware batching for dynamically batched models without `batching_slo_ms` of their own; 0 = off. */
+  readonly batchingSloMs: number;
   /** Request bytes the gateway holds in flight at most; past it new inferences get RESOURCE_EXHAUSTED / 429. */
   readonly maxInflightBytes: number;
   readonly strictReadiness: boolean;
@@ -102,6 +105,8 @@ export const SERVE_USAGE = `Usage: fabriek serve --model-repository DIR [options
   --max-message-bytes N       largest gRPC message accepted or sent (default 1073741824)
   --default-max-batch-size N  max_batch_size for batchable models without one (default 4)
   --max-queue-size N          requests waiting per model version (default 4096)
+  --batching-slo-ms MS        SLO-aware batching for models with dynamic_batching and no
+                              batching_slo_ms parameter of their own (default 0: off)
   --max-inflight-bytes N      request bytes held in flight by the gateway, all models (default 268435456);
                               past it new inferences are refused at once: RESOURCE_EXHAUSTED / HTTP 429
   --strict-readiness BOOL     ready only when every model is READY (default true)
@@ -188,6 +193,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
         'max-message-bytes': { type: 'string' },
         'default-max-batch-size': { type: 'string' },
         'max-queue-size': { type: 'string' },
+        'batching-slo-ms': { type: 'string' },
         'max-inflight-bytes': { type: 'string' },
         'strict-readiness': { type: 'string' },
         'exit-timeout-secs': { type: 'string' },
@@ -281,6 +287,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
     maxMessageBytes: integer('max-message-bytes', values['max-message-bytes'], 1 << 30, 1 << 20, 2 ** 31 - 1),
     defaultMaxBatchSize: integer('default-max-batch-size', values['default-max-batch-size'], 4, 1, 1 << 20),
     maxQueueSize: integer('max-queue-size', values['max-queue-size'], 4096, 1, 1 << 24),
+    batchingSloMs: integer('batching-slo-ms', values['batching-slo-ms'], 0, 0, MAX_SLO_MS),
     maxInflightBytes: integer('max-inflight-bytes', values['max-inflight-bytes'], 256 << 20, 1 << 20, 2 ** 44),
     strictReadiness: boolean('strict-readiness', values['strict-readiness'], true),
     exitTimeoutSecs: integer('exit-timeout-secs', values['exit-timeout-secs'], 30, 0, 3600),

@@ -1,10 +1,11 @@
-// Throughput against p99 latency, one line per series, as a hand-written
-// SVG (no chart library): each point is a load level, in load order.
+// Throughput against p99 latency (or any two quantities, see ChartAxes),
+// one line per series, as a hand-written SVG (no chart library): each point
+// is a load level, in load order.
 
 export interface ChartPoint {
-  /** infer/s */
+  /** infer/s (or the x axis of ChartAxes) */
   readonly x: number;
-  /** p99 latency, ms */
+  /** p99 latency, ms (or the y axis of ChartAxes) */
   readonly y: number;
   /** e.g. "c=64" */
   readonly label: string;
@@ -14,6 +15,16 @@ export interface ChartSeries {
   readonly name: string;
   readonly points: readonly ChartPoint[];
 }
+
+export interface ChartAxes {
+  /** Axis titles, with their units; the units name the values in each point's tooltip. */
+  readonly x: string;
+  readonly y: string;
+  readonly xUnit: string;
+  readonly yUnit: string;
+}
+
+const THROUGHPUT_LATENCY: ChartAxes = { x: 'throughput (infer/s)', y: 'p99 latency (ms)', xUnit: 'infer/s', yUnit: 'ms' };
 
 const W = 760;
 const H = 460;
@@ -35,7 +46,7 @@ export function niceTicks(max: number, count = 5): number[] {
   return ticks;
 }
 
-export function throughputLatencySvg(series: readonly ChartSeries[], title: string): string {
+export function throughputLatencySvg(series: readonly ChartSeries[], title: string, axes: ChartAxes = THROUGHPUT_LATENCY): string {
   const finite = series.flatMap((s) => s.points).filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y));
   const xTicks = niceTicks(Math.max(1, ...finite.map((p) => p.x)));
   const yTicks = niceTicks(Math.max(0.001, ...finite.map((p) => p.y)));
@@ -58,14 +69,14 @@ export function throughputLatencySvg(series: readonly ChartSeries[], title: stri
   }
   out.push(`<line x1="${M.left}" y1="${H - M.bottom}" x2="${W - M.right}" y2="${H - M.bottom}" stroke="black"/>`);
   out.push(`<line x1="${M.left}" y1="${M.top}" x2="${M.left}" y2="${H - M.bottom}" stroke="black"/>`);
-  out.push(`<text x="${(M.left + W - M.right) / 2}" y="${H - 14}" text-anchor="middle">throughput (infer/s)</text>`);
-  out.push(`<text transform="translate(18 ${(M.top + H - M.bottom) / 2}) rotate(-90)" text-anchor="middle">p99 latency (ms)</text>`);
+  out.push(`<text x="${(M.left + W - M.right) / 2}" y="${H - 14}" text-anchor="middle">${esc(axes.x)}</text>`);
+  out.push(`<text transform="translate(18 ${(M.top + H - M.bottom) / 2}) rotate(-90)" text-anchor="middle">${esc(axes.y)}</text>`);
   series.forEach((s, i) => {
     const colour = COLOURS[i % COLOURS.length] ?? 'black';
     const pts = s.points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y));
     if (pts.length > 1) out.push(`<polyline fill="none" stroke="${colour}" stroke-width="2" points="${pts.map((p) => `${px(p.x).toFixed(1)},${py(p.y).toFixed(1)}`).join(' ')}"/>`);
     for (const p of pts) {
-      out.push(`<circle cx="${px(p.x).toFixed(1)}" cy="${py(p.y).toFixed(1)}" r="4" fill="${colour}"><title>${esc(`${s.name} ${p.label}: ${fmt(p.x)} infer/s, p99 ${fmt(p.y)} ms`)}</title></circle>`);
+      out.push(`<circle cx="${px(p.x).toFixed(1)}" cy="${py(p.y).toFixed(1)}" r="4" fill="${colour}"><title>${esc(axes === THROUGHPUT_LATENCY ? `${s.name} ${p.label}: ${fmt(p.x)} infer/s, p99 ${fmt(p.y)} ms` : `${s.name} ${p.label}: ${fmt(p.x)} ${axes.xUnit}, ${fmt(p.y)} ${axes.yUnit}`)}</title></circle>`);
       out.push(`<text x="${(px(p.x) + 6).toFixed(1)}" y="${(py(p.y) - 6).toFixed(1)}" font-size="10" fill="${colour}">${esc(p.label)}</text>`);
     }
     // Legend top right: high throughput at high latency is the corner data visits least.

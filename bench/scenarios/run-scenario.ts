@@ -1,4 +1,4 @@
-// `fabriek bench batching|http`: the fixed scenarios of issues #3 and #4,
+// `fabriek bench batching|http|fairness|slo-goodput`: the fixed scenarios of issues #3, #4, #7 and #15,
 // with their own options (a fixed window per level, every answer checked).
 import { parseArgs } from 'node:util';
 import { describeRun, runInfo, saveRun } from '../history.js';
@@ -6,18 +6,23 @@ import { UsageError } from '../options.js';
 import { BATCHING_MODELS, type BatchingModel, runBatching } from './batching.js';
 import { fairnessWindows, runFairness } from './fairness.js';
 import { runHttp } from './http.js';
+import { SLO_GOODPUT_DEFAULTS, runSloGoodput } from './slo-goodput.js';
 
-export const SCENARIO_USAGE = `Usage: fabriek bench batching|http|fairness [options]
+export const SCENARIO_USAGE = `Usage: fabriek bench batching|http|fairness|slo-goodput [options]
 
   batching   issue #3: MLP throughput/latency at concurrency 1, 8, 64 with
              dynamic batching on and off, beside raw ONNX Runtime at batch 1, 8, 64
   http       issue #4: autocannon on the REST infer endpoint; /metrics must equal the answers counted
   fairness   issue #7: tenant B's steady load alone, while tenant A sends at its quota, and while
              A floods at 10× its quota, in rounds (about 5 min)
+  slo-goodput issue #15: capacity of MLP 784→2048×4→10, then Poisson arrivals at 50/100/150 % of it
+             against batching_slo_ms and fixed max_queue_delay 0, 1, 2, 5 ms: goodput within the SLO,
+             shed counts, and a goodput chart (about 2.5 min)
 
 Options:
-  --duration S          measurement window per load level (default 10)
-  --warmup S            warm-up before each window (default 2; fairness: once, before the rounds, default 10)
+  --duration S          measurement window per load level (default 10; slo-goodput 4)
+  --warmup S            warm-up before each window (default 2; fairness: once, before the rounds, default 10;
+                        slo-goodput 1.5)
   --concurrency LIST    e.g. 1,8,64 (default: 1,8,64 batching; 1,64 http)
   --results-dir DIR     history folder (default bench/results)
   batching only:
@@ -29,8 +34,11 @@ Options:
   --rounds N            rounds of the three windows (default 8)
   --intra-op-threads N  the model's intra_op_thread_count (default 1: one core for ONNX Runtime,
                         the other for the gateway and the clients; 0 = a thread per core)
+  slo-goodput only:
+  --slo-ms MS           the SLO: batching_slo_ms of the SLO mode, and what goodput counts (default 25)
 
-Results: bench/results/<timestamp>-<scenario>.{json,md} and bench/results/latest-<scenario>.{json,md}.
+Results: bench/results/<timestamp>-<scenario>.{json,md} and bench/results/latest-<scenario>.{json,md}
+(slo-goodput: and .svg, goodput against offered load).
 `;
 
 function list(flag: string, raw: string): number[] {
@@ -48,7 +56,7 @@ function seconds(flag: string, raw: string): number {
 const isModel = (m: string): m is BatchingModel => Object.hasOwn(BATCHING_MODELS, m);
 
 export async function runScenario(
-  scenario: 'batching' | 'http' | 'fairness',
+  scenario: 'batching' | 'http' | 'fairness' | 'slo-goodput',
   argv: readonly string[],
   log: (line: string) => void,
   watchdog: (ms: number) => void,
@@ -59,7 +67,7 @@ export async function runScenario(
     ({ values } = parseArgs({
       args: [...argv],
       options: {
-        duration: { type: 'string', default: '10' },
+        duration: { type: 'string' },
         warmup: { type: 'string' },
         concurrency: { type: 'string' },
         models: { type: 'string', default: 'mlp_large,mlp' },
@@ -68,6 +76,7 @@ export async function runScenario(
         'raw-duration': { type: 'string' },
         rounds: { type: 'string', default: '8' },
         'intra-op-threads': { type: 'string', default: '1' },
+        'slo-ms': { type: 'string', default: String(SLO_GOODPUT_DEFAULTS.sloMs) },
         'results-dir': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -79,8 +88,11 @@ export async function runScenario(
     process.stdout.write(SCENARIO_USAGE);
     return 0;
   }
-  const durationMs = seconds('duration', values.duration);
-  const warmupMs = seconds('warmup', values.warmup ?? (scenario === 'fairness' ? '10' : '2'));
+  const slo = scenario === 'slo-goodput';
+  const durationMs = seconds('duration', values.duration ?? (slo ? String(SLO_GOODPUT_DEFAULTS.durationMs / 1000) : '10'));
+  const warmupMs = seconds('warmup', values.warmup ?? (scenario === 'fairness' ? '10' : slo ? String(SLO_GOODPUT_DEFAULTS.warmupMs / 1000) : '2'));
+  const sloMs = Number(values['slo-ms']);
+  if (!Number.isFinite(sloMs) || sloMs <= 0 || sloMs > 60_000) throw new UsageError(`--slo-ms: expected ms from 0 to 60000, got '${values['slo-ms']}'`);
   const rounds = list('rounds', values.rounds)[0] ?? 8;
   const intraOpThreads = Number(values['intra-op-threads']);
   if (!Number.isInteger(intraOpThreads) || intraOpThreads < 0 || intraOpThreads > 64) {
@@ -96,11 +108,28 @@ export async function runScenario(
   const info = runInfo();
   log(describeRun(info));
   const levels =
-    scenario === 'batching' ? models.length * concurrencies.length * (1 + queueDelaysUs.length) : scenario === 'fairness' ? fairnessWindows(rounds) : concurrencies.length;
+    scenario === 'batching'
+      ? models.length * concurrencies.length * (1 + queueDelaysUs.length)
+      : scenario === 'fairness'
+        ? fairnessWindows(rounds)
+        : slo
+          ? 1 + SLO_GOODPUT_DEFAULTS.loads.length * (1 + SLO_GOODPUT_DEFAULTS.fixedDelaysUs.length)
+          : concurrencies.length;
   const rawMs = scenario === 'batching' ? models.length * 3 * rawDurationMs : 0;
   watchdog(2 * (levels * (durationMs + warmupMs + 5_000) + rawMs) + 300_000);
   await warnIfBusy();
 
+  if (slo) {
+    const r = await runSloGoodput({ ...SLO_GOODPUT_DEFAULTS, sloMs, warmupMs, durationMs, log });
+    const md = `# Goodput under an SLO: SLO-aware batching against fixed delays (issue #15)\n\n${describeRun(info)}\n\n${r.markdown}`;
+    const rec = { format: 'fabriek-bench/1' as const, kind: scenario, info, options: {}, levels: [], scenario: r.json };
+    const dir = values['results-dir'];
+    const saved = saveRun(rec, { markdown: md, svg: r.svg }, { ...(dir !== undefined ? { dir } : {}), name: scenario, latest: `latest-${scenario}` });
+    process.stdout.write(md);
+    log(`saved ${saved.join(', ')}`);
+    if (!r.ok) log('bench: the issue #15 bar was not met (see the verdicts)');
+    return r.ok ? 0 : 1;
+  }
   const report =
     scenario === 'batching'
       ? await runBatching({ models: models.filter(isModel), concurrencies, rawBatchSizes: [1, 8, 64], queueDelaysUs, instances, warmupMs, durationMs, rawDurationMs, log })

@@ -69,13 +69,22 @@ export class CostModel {
   /**
    * Expected ns of one execution of `rows` rows, compute plus the learned
    * overhead; undefined while cold.
-   * Between measured sizes: linear. Beyond them: the nearest one's time per
-   * row (below the smallest that is a lower bound, above the largest an
-   * upper one, as rows cost less each in larger batches).
+   * Between measured sizes: linear. Below the smallest: its time per row (a
+   * lower bound). Above the largest: the last segment continued, its slope
+   * kept between 0 and the largest's time per row (with one point, that
+   * time per row: an upper bound, as rows cost less each in larger
+   * batches). Scaling the whole time per row would count a run's fixed
+   * cost once per row: a model measured at small batches only would look
+   * too slow to ever batch more, and its estimate would never be corrected.
    */
   estimateNs(rows: number): number | undefined {
     const ns = estimate(this.points(), rows);
     return ns === undefined ? undefined : ns + this.#overheadNs;
+  }
+
+  /** Expected ns the instance computes `rows` rows, without the overhead: how long the batch occupies it. */
+  computeNs(rows: number): number | undefined {
+    return estimate(this.points(), rows);
   }
 }
 
@@ -92,5 +101,8 @@ export function estimate(points: readonly CostPoint[], rows: number): number | u
     }
   }
   const last = points[points.length - 1] as CostPoint;
-  return (last.ns * rows) / last.rows;
+  const perRow = last.ns / last.rows;
+  const prev = points[points.length - 2];
+  const slope = prev === undefined ? perRow : Math.min(perRow, Math.max(0, (last.ns - prev.ns) / (last.rows - prev.rows)));
+  return last.ns + slope * (rows - last.rows);
 }

@@ -12,9 +12,11 @@ import { BatchQueue, type Queued } from './batch-queue.js';
 import { type Clock, systemClock } from './clock.js';
 import { CostModel } from './cost-model.js';
 import { expectedFinishNs, shedError, wouldMiss } from './shedding.js';
+import { ArrivalRate } from './arrival-rate.js';
 import { decide, type ExpiryReason } from './decide.js';
 import { SOLE_TENANT, tenantQueueBound } from './fair-queue.js';
 import { type BatchingPolicy, levelOf, levelPolicy, queueTimeoutNs } from './policy.js';
+import { decideSlo } from './slo-decide.js';
 
 const MS = 1_000_000n;
 
@@ -48,6 +50,12 @@ export interface DynamicBatcherOptions<P> {
   readonly clock?: Clock;
   /** Shed requests that cannot finish before their deadline, by the cost model (default true). */
   readonly shedding?: boolean;
+  /**
+   * SLO-aware batch formation (`batching_slo_ms`): > 0 turns it on, and a
+   * request without a deadline of its own is due this long after it arrived.
+   * 0 or absent: Triton's fixed max_queue_delay and preferred sizes.
+   */
+  readonly sloNs?: bigint;
 }
 
 interface Entry extends Queued<Entry> {
@@ -78,6 +86,13 @@ export class DynamicBatcher<P> implements Scheduler {
   readonly #observer: ExecutionObserver | undefined;
   readonly #clock: Clock;
   readonly #shedding: boolean;
+  /** 0n = off. */
+  readonly #sloNs: bigint;
+  /** In SLO mode: the policy decide walks with (no delay, no preferred sizes: decideSlo sizes the batch). */
+  readonly #sloPolicy: BatchingPolicy | undefined;
+  readonly #arrivals = new ArrivalRate();
+  /** Expected end of the compute of each batch sent and not yet answered, by the cost model (SLO mode). */
+  readonly #finishes: bigint[] = [];
   /** Execution time by batch size, learned from this version's executions. */
   readonly cost = new CostModel();
   readonly #queue = new BatchQueue<Entry>();
@@ -99,12 +114,23 @@ export class DynamicBatcher<P> implements Scheduler {
     this.#observer = options.observer;
     this.#clock = options.clock ?? systemClock;
     this.#shedding = options.shedding ?? true;
+    this.#sloNs = options.sloNs !== undefined && options.sloNs > 0n ? options.sloNs : 0n;
+    this.#sloPolicy =
+      this.#sloNs > 0n ? { ...options.policy, maxQueueDelayNs: 0n, preferredBatchSizes: [options.policy.maxBatchSize] } : undefined;
     this.#unsubscribe = this.#slots.onFree(() => this.#drain());
   }
 
   get pending(): number {
     return this.#queue.size;
   }
+
+  /** The SLO of `batching_slo_ms` in ns; 0n when the mode is off. */
+  get sloNs(): bigint {
+    return this.#sloNs;
+  }
+
+  /** Requests cut into a batch after their deadline had passed: the batcher's own check that none is computed late. */
+  computedPastDeadline = 0;
 
   enqueue(job: InferJob): Promise<JobResult> {
     if (this.#stopped) return Promise.reject(this.#stopped);
@@ -134,6 +160,13 @@ export class DynamicBatcher<P> implements Scheduler {
     }
     const timeout = queueTimeoutNs(lp, job.timeoutUs);
     const { inputs, key } = batchShape(job.inputs);
+    const rows = Math.max(1, job.batchSize);
+    // SLO mode: a request without a deadline of its own is due the SLO after it arrived.
+    let dueNs = deadlineNs;
+    if (this.#sloNs > 0n) {
+      this.#arrivals.observe(rows, now);
+      dueNs ??= now + this.#sloNs;
+    }
     return new Promise<JobResult>((resolve, reject) => {
       const entry: Entry = {
         job,
@@ -141,11 +174,11 @@ export class DynamicBatcher<P> implements Scheduler {
         lane,
         round: 0,
         inputs,
-        rows: Math.max(1, job.batchSize),
+        rows,
         shapeKey: key,
         enqueuedNs: now,
         timeoutNs: timeout === undefined ? undefined : now + timeout,
-        deadlineNs,
+        deadlineNs: dueNs,
         resolve,
         reject,
         onAbort: () => {
@@ -157,7 +190,7 @@ export class DynamicBatcher<P> implements Scheduler {
         list: undefined,
       };
       this.#queue.push(entry);
-      if (deadlineNs !== undefined && this.#shedding && this.#shedOnArrival(entry, now, deadlineNs)) return;
+      if (dueNs !== undefined && this.#shedding && this.#shedOnArrival(entry, now, dueNs)) return;
       job.signal.addEventListener('abort', entry.onAbort, { once: true });
       this.#drain();
     });
@@ -166,16 +199,19 @@ export class DynamicBatcher<P> implements Scheduler {
   /**
    * Sheds `entry` (just queued) when the rows served before it, in full
    * batches over the instances, would run past its deadline; true if shed.
+   * Not while nothing runs (see #shedLeadNs).
    */
   #shedOnArrival(entry: Entry, now: bigint, deadlineNs: bigint): boolean {
-    if (this.cost.cold) return false;
+    if (this.cost.cold || this.#running.size === 0) return false;
     let rowsAhead = entry.level.queued.rowsThrough(entry);
     for (const l of this.#queue.levels) if (l.level < entry.level.level) rowsAhead += l.queued.rows;
-    const cost = (rows: number): number | undefined => this.cost.estimateNs(rows);
+    // The batches ahead occupy the instances for their compute; the overhead (transport, answer) is the request's own, once.
+    const cost = (rows: number): number | undefined => this.cost.computeNs(rows);
     // Batches already sent are about half done on average.
     const parallel = this.#slots.instanceCount ?? 1;
     const running = ((cost(this.#lastRows || 1) ?? 0) * this.#running.size) / (2 * parallel);
-    const finish = expectedFinishNs({ rowsAhead, maxBatch: this.#policy.maxBatchSize, parallel }, cost);
+    const ahead = expectedFinishNs({ rowsAhead, maxBatch: this.#policy.maxBatchSize, parallel }, cost);
+    const finish = ahead === undefined ? undefined : ahead + this.cost.overheadNs;
     const until = Number(deadlineNs - now);
     if (!wouldMiss(finish === undefined ? undefined : finish + running, until)) return false;
     this.#queue.remove(entry);
@@ -183,9 +219,14 @@ export class DynamicBatcher<P> implements Scheduler {
     return true;
   }
 
-  /** The least an execution takes by the cost model, as decide's shedding lead (0 = none). */
+  /**
+   * The least an execution takes by the cost model, as decide's shedding
+   * lead (0 = none). Nothing is shed by estimate while nothing runs: only
+   * executions correct the estimate, so one that grew too pessimistic (a
+   * busy machine's slow answers) would otherwise shed every request forever.
+   */
   #shedLeadNs(): bigint {
-    if (!this.#shedding) return 0n;
+    if (!this.#shedding || this.#running.size === 0) return 0n;
     const ns = this.cost.estimateNs(1);
     return ns === undefined ? 0n : BigInt(Math.round(ns));
   }
@@ -221,6 +262,8 @@ export class DynamicBatcher<P> implements Scheduler {
       return;
     }
     if (!this.#remove(e)) return;
+    // The SLO passed for a request without a deadline of its own: its caller still waits, so it is shed, not timed out.
+    if (reason === 'deadline' && !Number.isFinite(e.job.deadline)) reason = 'shed';
     if (reason === 'deadline') {
       e.reject(deadlineExceeded(`model '${this.#key}': deadline exceeded before the request ran`));
     } else if (reason === 'shed') {
@@ -256,6 +299,12 @@ export class DynamicBatcher<P> implements Scheduler {
           const free = this.#slots.free;
           if (free <= 0) break;
           const now = this.#clock.now();
+          if (this.#sloPolicy) {
+            const next = this.#cutSlo(now, free, this.#sloPolicy);
+            if (typeof next === 'bigint') waitUntil = next;
+            if (next !== true) break;
+            continue;
+          }
           const d = decide(this.#queue.levels, now, free, this.#policy, this.#shedLeadNs());
           for (const x of d.expired) this.#expire(x.entry, x.reason, now);
           if (d.kind === 'wait') waitUntil = d.untilNs;
@@ -272,6 +321,35 @@ export class DynamicBatcher<P> implements Scheduler {
       this.#draining = false;
     }
     this.#arm(waitUntil);
+  }
+
+  /**
+   * SLO mode, one step: decide walks the queues as ever (priority levels,
+   * tenants' DRR order, expiry and shedding) with no delay, then decideSlo
+   * says how much of that head to cut, or until when to wait. True when a
+   * batch was sent, a wake-up time to wait for, or false (nothing to do).
+   */
+  #cutSlo(now: bigint, free: number, policy: BatchingPolicy): boolean | bigint {
+    const d = decide(this.#queue.levels, now, free, policy, this.#shedLeadNs());
+    for (const x of d.expired) this.#expire(x.entry, x.reason, now);
+    if (d.kind !== 'send') return false;
+    let busyUntilNs: bigint | undefined;
+    for (const f of this.#finishes) if (busyUntilNs === undefined || f < busyUntilNs) busyUntilNs = f;
+    const s = decideSlo({
+      now,
+      queued: d.take,
+      maxBatch: policy.maxBatchSize,
+      sloNs: this.#sloNs,
+      idle: this.#slots.idle > 0,
+      busyUntilNs,
+      cost: (rows) => this.cost.estimateNs(rows),
+      dispatchNs: this.cost.overheadNs / 2,
+      arrivalRowsPerNs: this.#arrivals.rowsPerNs(now),
+      lastArrivalNs: this.#arrivals.lastNs,
+    });
+    if (s.kind === 'wait') return s.untilNs;
+    if (s.kind === 'idle') return false;
+    return this.#send(s.count === d.take.length ? d.take : d.take.slice(0, s.count), now);
   }
 
   /** Rows of the last batch cut. */
@@ -293,6 +371,7 @@ export class DynamicBatcher<P> implements Scheduler {
     for (const e of take) {
       this.#remove(e, true);
       rows += e.rows;
+      if (e.deadlineNs !== undefined && e.deadlineNs <= now) this.computedPastDeadline++;
       // The batch is worth running until its last member's deadline.
       if (e.job.deadline > deadline) deadline = e.job.deadline;
     }
@@ -324,7 +403,19 @@ export class DynamicBatcher<P> implements Scheduler {
       (error: unknown) => deliver(() => take.forEach((e) => e.reject(error))),
     );
     this.#running.add(run);
-    void run.finally(() => this.#running.delete(run));
+    let finish: bigint | undefined;
+    if (this.#sloNs > 0n) {
+      // When its compute ends: it reaches the worker after about half the overhead (the rest is the answer's way
+      // back), and sent ahead it starts when the last batch before it ends.
+      let start = now + BigInt(Math.round(this.cost.overheadNs / 2));
+      if (!idle) for (const f of this.#finishes) if (f > start) start = f;
+      const compute = this.cost.computeNs(rows);
+      if (compute !== undefined) this.#finishes.push((finish = start + BigInt(Math.round(compute))));
+    }
+    void run.finally(() => {
+      this.#running.delete(run);
+      if (finish !== undefined) this.#finishes.splice(this.#finishes.indexOf(finish), 1);
+    });
     return true;
   }
 

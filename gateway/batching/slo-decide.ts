@@ -1,6 +1,6 @@
 // SLO-aware batch formation, the decision alone (pure: no timers, no I/O).
-// Not yet wired into the batcher: `batching_slo_ms` and the server default
-// flag are to come. Given the head of the queue, the instances and the cost
+// The batcher applies it when `batching_slo_ms` (or --batching-slo-ms) is
+// set (dynamic-batcher.ts). Given the head of the queue, the instances and the cost
 // model, it chooses the action that serves the most requests within their
 // deadlines: cut now, wait for more rows, or send ahead into a busy instance.
 
@@ -19,13 +19,30 @@ export interface SloInput {
   readonly sloNs: bigint;
   /** An instance is idle now. */
   readonly idle: boolean;
-  /** Without an idle instance: when the first busy one is expected to free; undefined = unknown. */
+  /** Without an idle instance: when the first busy one is expected to end its compute; undefined = unknown. */
   readonly busyUntilNs: bigint | undefined;
+  /**
+   * How long a batch takes to reach an instance once cut (transport to the
+   * worker); 0 when unknown. A batch sent ahead this long before the busy
+   * instance ends its compute starts as it frees, so the instance never
+   * idles between batches; waiting longer would leave it idle.
+   */
+  readonly dispatchNs?: number;
   /** Expected ns of one execution of `rows` rows; undefined = cold. */
   readonly cost: (rows: number) => number | undefined;
   /** Rows arriving per ns, recently; 0 = none expected. */
   readonly arrivalRowsPerNs: number;
+  /**
+   * When the last row arrived; undefined = not known (the quiet rule is off).
+   * A rate is a recent average: once no row came for QUIET_GAPS expected
+   * gaps, arrivals have stopped (a closed loop whose callers all wait in
+   * this batch), and waiting longer would only hold the batch back.
+   */
+  readonly lastArrivalNs?: bigint | undefined;
 }
+
+/** Expected gaps without an arrival after which an idle instance stops waiting (Poisson: 5 % chance of a false stop). */
+export const QUIET_GAPS = 3;
 
 export type SloDecision =
   | { readonly kind: 'idle' }
@@ -62,12 +79,17 @@ const ns = (x: number): bigint => BigInt(Math.ceil(x));
 /**
  * - Nothing queued: idle. Cold cost model: cut now (Triton with no delay).
  * - A full batch: cut now (ahead into a busy instance if none is idle).
- * - An idle instance: wait for more rows while every member of the batch,
- *   grown to what is expected to arrive, still finishes in time; cut as
- *   soon as waiting longer would make one miss, or nothing more is expected.
- * - No idle instance: send ahead only when the batch must start at the
- *   first free instance to finish in time even as it is (growing it would
- *   make a member miss); otherwise wait for the instance, so it can grow.
+ * - An idle instance: cut now when the batch as it is keeps up with
+ *   arrivals (fewer rows arrive during its run than it holds). Otherwise
+ *   wait for more rows while every member of the batch, grown to what is
+ *   expected to arrive, still finishes in time; cut as soon as waiting
+ *   longer would make one miss, or nothing more is expected (no row for
+ *   QUIET_GAPS expected gaps).
+ * - No idle instance: send ahead when the batch must start at the first
+ *   free instance to finish in time even as it is (growing it would make a
+ *   member miss), or when that instance ends its compute within the
+ *   dispatch time (it must be sent now to start as the instance frees);
+ *   otherwise wait, so it can grow.
  */
 export function decideSlo(input: SloInput): SloDecision {
   const { count, rows } = head(input.queued, input.maxBatch);
@@ -78,18 +100,27 @@ export function decideSlo(input: SloInput): SloDecision {
   if (rows >= input.maxBatch) return { kind: 'cut', count, ahead: !input.idle };
   const due = earliest(input, count);
   if (input.idle) {
-    if (input.arrivalRowsPerNs <= 0) return { kind: 'cut', count, ahead: false };
+    // Cut now when batches of this size keep up with arrivals: fewer rows arrive during its run than it holds.
+    // Waiting then adds latency and serves no more requests; it pays only when the instance would fall behind.
+    if (input.arrivalRowsPerNs * costNow <= rows) return { kind: 'cut', count, ahead: false };
     // Wait until the batch is expected full, but no later than its members allow for a full batch's run.
     const fillNs = (input.maxBatch - rows) / input.arrivalRowsPerNs;
     const fullCost = input.cost(input.maxBatch) ?? costNow;
     const latest = due - ns(fullCost);
-    const until = now + ns(fillNs) < latest ? now + ns(fillNs) : latest;
+    let until = now + ns(fillNs) < latest ? now + ns(fillNs) : latest;
+    if (input.lastArrivalNs !== undefined) {
+      const quiet = input.lastArrivalNs + ns(QUIET_GAPS / input.arrivalRowsPerNs);
+      if (quiet < until) until = quiet;
+    }
     return until <= now ? { kind: 'cut', count, ahead: false } : { kind: 'wait', untilNs: until };
   }
   const start = input.busyUntilNs ?? now;
+  // Past the moment to dispatch for the instance's next run: waiting longer would idle it.
+  const sendBy = start - ns(input.dispatchNs ?? 0);
+  if (input.busyUntilNs !== undefined && now >= sendBy) return { kind: 'cut', count, ahead: true };
   // Growing by what arrives until the instance frees, would it still be in time?
   const grown = Math.min(input.maxBatch, rows + Math.floor(input.arrivalRowsPerNs * Number(start > now ? start - now : 0n)));
   const grownCost = input.cost(grown) ?? costNow;
   if (start + ns(grownCost) > due && start + ns(costNow) <= due) return { kind: 'cut', count, ahead: true };
-  return { kind: 'wait', untilNs: start > now ? start : now + 1n };
+  return { kind: 'wait', untilNs: sendBy > now ? sendBy : now + 1n };
 }

@@ -24,6 +24,15 @@ export interface CostPointSample {
   readonly seconds: number;
 }
 
+/** A version batching in SLO mode (`batching_slo_ms`). */
+export interface SloSample {
+  readonly model: string;
+  readonly version: string;
+  readonly sloSeconds: number;
+  /** Requests cut into a batch after their deadline had passed (the batcher's own check: 0 unless something is wrong). */
+  readonly computedPastDeadline: number;
+}
+
 export interface MetricsOptions {
   /** Default process metrics (`fabriek_process_*`, `fabriek_nodejs_*`); default true. */
   readonly defaultMetrics?: boolean;
@@ -47,6 +56,7 @@ export class MetricsRegistry {
   readonly #versions = new Map<string, VersionMetrics>();
   #pending: () => Iterable<PendingCount> = () => [];
   #costs: () => Iterable<CostPointSample> = () => [];
+  #slos: () => Iterable<SloSample> = () => [];
 
   constructor(options: MetricsOptions = {}) {
     const registers = [this.registry];
@@ -109,6 +119,27 @@ export class MetricsRegistry {
         for (const c of costs()) this.set({ model: c.model, version: c.version, rows: String(Math.round(c.rows * 10) / 10) }, c.seconds);
       },
     });
+    const slos = (): Iterable<SloSample> => this.#slos();
+    new Gauge({
+      name: 'fabriek_batching_slo_seconds',
+      help: 'The SLO of versions that form batches by it (batching_slo_ms or --batching-slo-ms); absent for fixed max_queue_delay',
+      labelNames: VL,
+      registers,
+      collect() {
+        this.reset();
+        for (const s of slos()) this.set({ model: s.model, version: s.version }, s.sloSeconds);
+      },
+    });
+    new Counter({
+      name: 'fabriek_batch_computed_past_deadline',
+      help: 'Requests of SLO-mode versions put into a batch after their deadline had passed (expected 0: such requests are shed)',
+      labelNames: VL,
+      registers,
+      collect() {
+        this.reset();
+        for (const s of slos()) this.inc({ model: s.model, version: s.version }, s.computedPastDeadline);
+      },
+    });
     this.#workers = new Gauge({ name: 'fabriek_workers', help: 'Worker processes by state', labelNames: ['state'], registers });
     this.setWorkers({ up: 0, down: 0 });
     if (options.gpu !== false) registerGpuGauges(this.registry, options.gpu ?? nvidiaSmiReader());
@@ -141,6 +172,11 @@ export class MetricsRegistry {
   /** Read at every scrape: each batching version's cost model. */
   setCostProvider(provider: () => Iterable<CostPointSample>): void {
     this.#costs = provider;
+  }
+
+  /** Read at every scrape: each version batching in SLO mode. */
+  setSloProvider(provider: () => Iterable<SloSample>): void {
+    this.#slos = provider;
   }
 
   /** Worker processes connected (`up`) and planned but not connected (`down`). */

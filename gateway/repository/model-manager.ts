@@ -12,6 +12,7 @@ import { type HostedModel } from '../../core/worker-record.js';
 import { type LoadModelResponse, type TensorSpec } from '../../proto/gen/worker.js';
 import { DynamicBatcher } from '../batching/dynamic-batcher.js';
 import { batchingPolicyFromConfig } from '../batching/policy.js';
+import { batchingSloMs, withBatchingSlo } from '../batching/slo-config.js';
 import { Dispatcher } from '../scheduling/dispatcher.js';
 import { DirectScheduler } from '../scheduling/direct-scheduler.js';
 import { InstanceSlots } from '../scheduling/instance-slots.js';
@@ -37,6 +38,8 @@ export interface ModelManagerOptions {
   readonly defaultMaxBatchSize: number;
   /** Bound of each model's request queue. */
   readonly maxQueueSize: number;
+  /** --batching-slo-ms: the SLO-aware mode for dynamically batched models without their own `batching_slo_ms` (0 = off). */
+  readonly batchingSloMs?: number;
   /** Prometheus metrics; every loaded version gets a sink. */
   readonly metrics?: MetricsRegistry;
   /** --model-control-mode (default none: everything loads at start, the repository API may change it). */
@@ -622,7 +625,7 @@ export class ModelManager {
         loaded[0] ?? (remote[0] ? { inputs: remote[0].model.inputs.map(toTensorSpec), outputs: remote[0].model.outputs.map(toTensorSpec) } : undefined);
       if (!first) throw new Error(NO_WORKER);
       const file = entry.configFile;
-      const { config, signature } = completeConfig({
+      const completed = completeConfig({
         name: v.name,
         config: entry.config,
         present: entry.present,
@@ -631,18 +634,23 @@ export class ModelManager {
         outputs: first.outputs,
         defaultMaxBatchSize: this.#options.defaultMaxBatchSize,
       });
+      const { signature } = completed;
+      const batching = dynamicBatchingIn(completed.config);
+      const batched = batching !== undefined && completed.config.maxBatchSize > 0;
+      const sloMs = batched ? batchingSloMs(completed.config, this.#options.batchingSloMs ?? 0) : 0;
+      const config = withBatchingSlo(completed.config, sloMs);
       const slots = new InstanceSlots();
       const dispatcher = new Dispatcher(v.key, slots, (workerId) => this.#workerSuspect(workerId));
       const stats = new ModelVersionStatistics(this.#options.metrics?.forVersion(v.name, String(v.version)));
-      const batching = dynamicBatchingIn(config);
       const scheduler =
-        batching && config.maxBatchSize > 0
+        batched
           ? new DynamicBatcher({
               modelKey: v.key,
               slots,
               dispatcher,
               policy: batchingPolicyFromConfig(config.maxBatchSize, batching, this.#options.maxQueueSize),
               observer: stats,
+              sloNs: BigInt(Math.round(sloMs * 1e6)),
             })
           : new DirectScheduler(v.key, slots, dispatcher, this.#options.maxQueueSize, stats);
       const providers = new Set([...loaded.map(describeProvider), ...remote.map((r) => r.model.executionProvider)]);

@@ -24,14 +24,26 @@ describe('CostModel', () => {
     expect(m.points()).toEqual([{ rows: 4, ns: 40 * MS, samples: 1 }]);
   });
 
-  it('interpolates between measured batch sizes and scales per row beyond them', () => {
+  it('interpolates between measured batch sizes, and continues the last segment beyond them', () => {
     const points = [
       { rows: 1, ns: 10 * MS, samples: 1 },
       { rows: 8, ns: 45 * MS, samples: 1 },
     ];
     expect(estimate(points, 1)).toBe(10 * MS);
     expect(estimate(points, 4)).toBe(25 * MS); // 10 + 35 × 3/7
-    expect(estimate(points, 16)).toBe(90 * MS); // 45 per 8 rows
+    expect(estimate(points, 16)).toBe(85 * MS); // 45 + 5 a row
+    // The slope stays within [0, the largest's time per row].
+    const noisy = [
+      { rows: 2, ns: 30 * MS, samples: 1 },
+      { rows: 4, ns: 20 * MS, samples: 1 },
+    ];
+    expect(estimate(noisy, 8)).toBe(20 * MS);
+    const steep = [
+      { rows: 1, ns: 1 * MS, samples: 1 },
+      { rows: 2, ns: 10 * MS, samples: 1 },
+    ];
+    expect(estimate(steep, 4)).toBe(20 * MS); // 5 a row, not 9
+    expect(estimate([{ rows: 4, ns: 20 * MS, samples: 1 }], 8)).toBe(40 * MS);
     expect(estimate([{ rows: 4, ns: 20 * MS, samples: 1 }], 2)).toBe(10 * MS);
     expect(estimate([], 2)).toBeUndefined();
   });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decideSlo, type SloEntry, type SloInput } from '../../gateway/batching/slo-decide.js';
+import { decideSlo, QUIET_GAPS, type SloEntry, type SloInput } from '../../gateway/batching/slo-decide.js';
 
 // The SLO-aware decision with explicit clocks and cost tables (ms → ns).
 
@@ -32,16 +32,23 @@ describe('decideSlo', () => {
   });
 
   it('waits no later than the earliest deadline allows for a full batch, then cuts', () => {
-    // Slow arrivals (full in 60 ms) but a member due in 40 ms: a full batch (26 ms) must start by 14 ms.
-    const slow = input({ queued: [req(40), req(200)], arrivalRowsPerNs: 0.1 / 1e6 });
+    // Slow arrivals (full in 30 ms) but a member due in 40 ms: a full batch (26 ms) must start by 14 ms.
+    const slow = input({ queued: [req(40), req(200)], arrivalRowsPerNs: 0.2 / 1e6 });
     expect(decideSlo(slow)).toEqual({ kind: 'wait', untilNs: at(14) });
     expect(decideSlo({ ...slow, now: at(14) })).toEqual({ kind: 'cut', count: 2, ahead: false });
     // A request without a deadline is due at now + the SLO.
-    expect(decideSlo(input({ queued: [req()], arrivalRowsPerNs: 0.01 / 1e6, sloNs: 30n * MS }))).toEqual({ kind: 'wait', untilNs: at(4) });
+    expect(decideSlo(input({ queued: [req()], arrivalRowsPerNs: 0.1 / 1e6, sloNs: 30n * MS }))).toEqual({ kind: 'wait', untilNs: at(4) });
   });
 
   it('cuts at once when no more rows are expected', () => {
     expect(decideSlo(input({ queued: [req(100)], arrivalRowsPerNs: 0 }))).toEqual({ kind: 'cut', count: 1, ahead: false });
+  });
+
+  it('cuts at once when the batch as it is keeps up with arrivals: waiting would add latency and serve no more', () => {
+    // 2 rows run 14 ms; 1 row every 7 ms arrives meanwhile: 2 ≤ 2, it keeps up.
+    expect(decideSlo(input({ queued: [req(100), req(100)], arrivalRowsPerNs: 1 / 7e6 }))).toEqual({ kind: 'cut', count: 2, ahead: false });
+    // A little faster and it would fall behind: wait for the batch to grow.
+    expect(decideSlo(input({ queued: [req(100), req(100)], arrivalRowsPerNs: 1 / 6e6 })).kind).toBe('wait');
   });
 
   it('without an idle instance, waits for it so the batch can grow, unless growing would make a member miss', () => {
@@ -57,5 +64,29 @@ describe('decideSlo', () => {
   it('takes whole requests up to max_batch_size: a request of several rows that does not fit ends the batch', () => {
     const d = decideSlo(input({ queued: [req(500, 3), req(500, 4), req(500, 2)], arrivalRowsPerNs: 0 }));
     expect(d).toEqual({ kind: 'cut', count: 2, ahead: false });
+  });
+});
+
+describe('decideSlo, arrivals that stopped', () => {
+  const base = { queued: [req(1000), req(1000)], arrivalRowsPerNs: 1 / 1e6 };
+  it('waits no longer than QUIET_GAPS expected gaps after the last arrival', () => {
+    // 1 row a ms: full in 6 ms, but no row came since 1 ms ago: stop waiting at 2 ms.
+    expect(decideSlo(input({ ...base, lastArrivalNs: at(-1) }))).toEqual({ kind: 'wait', untilNs: at(QUIET_GAPS - 1) });
+  });
+  it('cuts once no row came for QUIET_GAPS expected gaps (a closed loop whose callers all wait in this batch)', () => {
+    expect(decideSlo(input({ ...base, lastArrivalNs: at(-QUIET_GAPS) }))).toEqual({ kind: 'cut', count: 2, ahead: false });
+  });
+});
+
+describe('decideSlo, dispatch ahead of a busy instance', () => {
+  // Instance computes until 20 ms; loose deadlines, rows arriving: the batch would wait to grow.
+  const base = { queued: [req(1000), req(1000)], idle: false, busyUntilNs: at(20), arrivalRowsPerNs: 0.2 / 1e6 };
+  it('waits until the dispatch time before the instance ends its compute, not until it ends', () => {
+    expect(decideSlo(input({ ...base, dispatchNs: 3e6 }))).toEqual({ kind: 'wait', untilNs: at(17) });
+  });
+  it('sends ahead once within the dispatch time, so the instance does not idle between batches', () => {
+    expect(decideSlo(input({ ...base, dispatchNs: 3e6, now: at(17) }))).toEqual({ kind: 'cut', count: 2, ahead: true });
+    // Its compute should have ended already (the answer is on its way back): send ahead at once.
+    expect(decideSlo(input({ ...base, now: at(25) }))).toEqual({ kind: 'cut', count: 2, ahead: true });
   });
 });

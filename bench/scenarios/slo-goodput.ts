@@ -1,0 +1,266 @@
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { InferenceGrpcClient } from '../../client/grpc-client.js';
+import { uniformFloat32 } from '../../models/build/seeded-random.js';
+import { buildModels } from '../../models/build/test-models.js';
+import { type ModelInferRequest } from '../../proto/gen/inference.js';
+import { type ChildServer, DISTURBED_CORES, disturbedNote, removeAtExit, startGateway } from '../load/child-server.js';
+import { type LevelResult, runLevel } from '../load/level.js';
+import { readModelStats } from '../load/server-stats.js';
+import { errorText, mdTable, ms, num, ratio } from '../report/format.js';
+import { throughputLatencySvg } from '../report/svg-chart.js';
+import { mlpRowRequest } from './batching.js';
+
+// Issue #15's goodput sweep in one run: the capacity of MLP 784→2048×4→10
+// on this machine (closed loop, 256 callers, max_queue_delay 0), then open
+// loops of Poisson arrivals at 50 %, 100 % and 150 % of it against the
+// SLO-aware mode (batching_slo_ms) and Triton-style fixed delays, all five
+// configs loaded side by side in one gateway. Goodput: answers within the
+// SLO per second. Callers send no deadline of their own, so the fixed modes
+// run as Triton would; the SLO mode takes the SLO as each request's deadline.
+// Levels run level by level, the modes in turn, so drift in what else the
+// machine does spreads over every mode.
+
+const MODEL_FILE = 'mlp_large';
+const MAX_BATCH = 64;
+const INPUT_POOL = 64;
+/** Callers of the closed loop that measures capacity: enough to keep full batches queued. */
+const CAPACITY_CONCURRENCY = 4 * MAX_BATCH;
+/** Requests in flight at most per level: past it the level is overloaded anyway (arrivals dropped, counted). */
+const MAX_OUTSTANDING = 1_000;
+
+export interface SloGoodputOptions {
+  readonly sloMs: number;
+  /** Fixed max_queue_delay values in µs; the first is "the default" the ratios divide by. */
+  readonly fixedDelaysUs: readonly number[];
+  /** Offered load as fractions of the measured capacity. */
+  readonly loads: readonly number[];
+  readonly warmupMs: number;
+  readonly durationMs: number;
+  readonly log: (line: string) => void;
+}
+
+export const SLO_GOODPUT_DEFAULTS = { sloMs: 25, fixedDelaysUs: [0, 1000, 2000, 5000], loads: [0.5, 1, 1.5], warmupMs: 1500, durationMs: 4000 } as const;
+
+interface Mode {
+  readonly name: string;
+  readonly model: string;
+  readonly slo: boolean;
+}
+
+export interface GoodputLevel {
+  readonly mode: string;
+  readonly load: number;
+  readonly rate: number;
+  readonly result: LevelResult;
+  /** From /metrics over the level: requests shed (reason SHED) and requests of SLO mode computed after their deadline. */
+  readonly shed: number;
+  readonly computedPastDeadline: number | undefined;
+}
+
+function configText(model: string, mode: { slo: number } | { delayUs: number }): string {
+  const lines = [`name: "${model}"`, `max_batch_size: ${MAX_BATCH}`, 'instance_group [ { count: 1, kind: KIND_CPU } ]'];
+  if ('slo' in mode) {
+    lines.push('dynamic_batching { }', `parameters { key: "batching_slo_ms" value { string_value: "${mode.slo}" } }`);
+  } else {
+    lines.push(`dynamic_batching { max_queue_delay_microseconds: ${mode.delayUs} }`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+async function scrape(url: string): Promise<string> {
+  try {
+    return await (await fetch(url)).text();
+  } catch {
+    return '';
+  }
+}
+
+function sample(text: string, name: string, labels: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(labels));
+  return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+}
+
+export interface SloGoodputReport {
+  readonly json: unknown;
+  readonly markdown: string;
+  readonly svg: string;
+  readonly ok: boolean;
+}
+
+export async function runSloGoodput(o: SloGoodputOptions): Promise<SloGoodputReport> {
+  const repo = await mkdtemp(join(tmpdir(), 'fabriek-bench-slo-'));
+  const forget = removeAtExit(repo);
+  const modes: Mode[] = [
+    { name: `SLO ${o.sloMs} ms`, model: 'slo', slo: true },
+    ...o.fixedDelaysUs.map((us) => ({ name: `fixed ${us / 1000} ms`, model: `delay_${us}`, slo: false })),
+  ];
+  try {
+    const [built] = await buildModels(repo, [MODEL_FILE]);
+    if (built === undefined) throw new Error(`could not build ${MODEL_FILE}`);
+    for (const m of modes) {
+      await mkdir(join(repo, m.model, '1'), { recursive: true });
+      await copyFile(built, join(repo, m.model, '1', 'model.onnx'));
+      await writeFile(join(repo, m.model, 'config.pbtxt'), configText(m.model, m.slo ? { slo: o.sloMs } : { delayUs: Number(m.model.slice('delay_'.length)) }));
+    }
+    await rm(join(repo, MODEL_FILE), { recursive: true, force: true });
+    const gateway: ChildServer = await startGateway(repo);
+    const client = new InferenceGrpcClient(gateway.address);
+    const metricsUrl = `http://127.0.0.1:${/metrics on [^ ;]+:(\d+)/.exec(gateway.readyLine)?.[1]}/metrics`;
+    const rows = Array.from({ length: INPUT_POOL }, (_, k) => uniformFloat32(`bench/slo/input/${k}`, 784, 1));
+    const requests = new Map(modes.map((m) => [m.model, rows.map((r) => mlpRowRequest(m.model, r))]));
+    const sender = (model: string) => async (seq: number, signal: AbortSignal) => {
+      await client.modelInfer((requests.get(model) ?? [])[seq % INPUT_POOL] as ModelInferRequest, { signal });
+    };
+    const levels: GoodputLevel[] = [];
+    let capacity: LevelResult;
+    try {
+      for (const m of modes) if (!(await client.modelReady(m.model, '', { timeoutMs: 5_000 }))) throw new Error(`${m.model} is not ready: ${gateway.readyLine}`);
+      const base = modes[1] as Mode;
+      o.log(`capacity: closed loop, ${CAPACITY_CONCURRENCY} callers, ${base.name}…`);
+      capacity = await runLevel(
+        { mode: 'concurrency', value: CAPACITY_CONCURRENCY },
+        {
+          series: base.name,
+          model: base.model,
+          protocol: 'grpc',
+          batchSize: 1,
+          send: sender(base.model),
+          warmupMs: o.warmupMs,
+          windows: { intervalMs: o.durationMs, maxTrials: 1, sloUs: o.sloMs * 1000 },
+          stats: () => readModelStats(client, base.model),
+          serverPid: gateway.pid,
+        },
+      );
+      const cap = capacity.requestsPerSecond;
+      o.log(`  ${num(cap)} req/s, p99 ${ms(capacity.latency.p99Us)} ms, avg batch ${num(capacity.server?.avgBatchSize ?? NaN, 1)}${disturbedNote(capacity.cpu)}`);
+      if (!(cap > 0)) throw new Error('capacity measured as 0 req/s');
+      for (const load of o.loads) {
+        const rate = Math.round(load * cap);
+        for (const m of modes) {
+          const before = await scrape(metricsUrl);
+          const result = await runLevel(
+            { mode: 'request-rate', value: rate, distribution: 'poisson' },
+            {
+              series: m.name,
+              model: m.model,
+              protocol: 'grpc',
+              batchSize: 1,
+              send: sender(m.model),
+              warmupMs: o.warmupMs,
+              windows: { intervalMs: o.durationMs, maxTrials: 1, sloUs: o.sloMs * 1000 },
+              stats: () => readModelStats(client, m.model),
+              serverPid: gateway.pid,
+              maxOutstanding: MAX_OUTSTANDING,
+              seed: 15,
+            },
+          );
+          const after = await scrape(metricsUrl);
+          const labels = `model="${m.model}",version="1"`;
+          const shed = sample(after, 'nv_inference_request_failure', `${labels},reason="SHED"`) - sample(before, 'nv_inference_request_failure', `${labels},reason="SHED"`);
+          const past = m.slo ? sample(after, 'fabriek_batch_computed_past_deadline', labels) - sample(before, 'fabriek_batch_computed_past_deadline', labels) : undefined;
+          levels.push({ mode: m.name, load, rate, result, shed, computedPastDeadline: past });
+          o.log(
+            `  ${Math.round(load * 100)} % (${rate}/s) ${m.name}: goodput ${num(result.goodputPerSecond)}/s, answered ${num(result.requestsPerSecond)}/s, ` +
+              `p99 ${ms(result.latency.p99Us)} ms, avg batch ${num(result.server?.avgBatchSize ?? NaN, 1)}, shed ${shed}, errors ${errorText(result.errors)}${disturbedNote(result.cpu)}`,
+          );
+          // Let what the level left queued (cancelled by the client) drain before the next.
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      }
+    } finally {
+      client.close();
+      await gateway.stop();
+    }
+    return report(o, modes, capacity, levels);
+  } finally {
+    await rm(repo, { recursive: true, force: true });
+    forget();
+  }
+}
+
+function report(o: SloGoodputOptions, modes: readonly Mode[], capacity: LevelResult, levels: readonly GoodputLevel[]): SloGoodputReport {
+  const slo = modes[0] as Mode;
+  const deflt = modes[1] as Mode;
+  const at = (mode: string, load: number): GoodputLevel | undefined => levels.find((l) => l.mode === mode && l.load === load);
+  const out: string[] = [
+    `MLP 784→2048×4→10 (FP32), max_batch_size ${MAX_BATCH}, 1 CPU instance, all ${modes.length} configurations loaded in one gateway. ` +
+      `Capacity: closed loop of ${CAPACITY_CONCURRENCY} gRPC callers on ${deflt.name} (${o.warmupMs / 1000} s warm-up, ${o.durationMs / 1000} s window): ` +
+      `**${num(capacity.requestsPerSecond)} req/s**, p99 ${ms(capacity.latency.p99Us)} ms, average batch ${num(capacity.server?.avgBatchSize ?? NaN, 1)}. ` +
+      `Then open loops of Poisson arrivals (seed 15, at most ${MAX_OUTSTANDING} in flight; arrivals beyond it are dropped as CLIENT_OVERLOADED) ` +
+      `at ${o.loads.map((l) => `${Math.round(l * 100)} %`).join(', ')} of it, ${o.warmupMs / 1000} s warm-up and one ${o.durationMs / 1000} s window per level and mode. ` +
+      `Callers send no deadline; goodput counts answers within ${o.sloMs} ms.`,
+    '',
+  ];
+  out.push(
+    mdTable(
+      ['load', 'offered/s', 'mode', 'goodput/s', '× default', 'answered/s', 'p50 ms', 'p99 ms', 'avg batch', 'shed', 'other errors', 'computed − answered', 'computed past deadline'],
+      levels.map((l) => {
+        const s = l.result.server;
+        const other = Object.entries(l.result.errors).reduce((n, [k, v]) => n + (k === 'UNAVAILABLE' ? 0 : v), 0);
+        return [
+          `${Math.round(l.load * 100)} %`,
+          String(l.rate),
+          l.mode,
+          num(l.result.goodputPerSecond),
+          ratio(l.result.goodputPerSecond, at(deflt.name, l.load)?.result.goodputPerSecond ?? NaN),
+          num(l.result.requestsPerSecond),
+          ms(l.result.latency.p50Us),
+          ms(l.result.latency.p99Us),
+          num(s?.avgBatchSize ?? NaN, 1),
+          String(l.shed),
+          String(other),
+          s ? String(s.inferenceCount - s.success) : '–',
+          l.computedPastDeadline === undefined ? '' : String(l.computedPastDeadline),
+        ];
+      }),
+      3,
+    ),
+  );
+  const verdicts: string[] = [];
+  let ok = true;
+  for (const load of o.loads) {
+    const mine = at(slo.name, load)?.result.goodputPerSecond ?? NaN;
+    const fixed = modes.slice(1).map((m) => ({ m, g: at(m.name, load)?.result.goodputPerSecond ?? NaN }));
+    const best = fixed.reduce((a, b) => (b.g > a.g ? b : a));
+    const met = mine >= best.g;
+    ok &&= met;
+    verdicts.push(`- ${Math.round(load * 100)} %: SLO mode ${num(mine)}/s against the best fixed delay (${best.m.name}) ${num(best.g)}/s: ${ratio(mine, best.g)} — **${met ? 'met' : 'not met'}** (≥ best).`);
+  }
+  const top = Math.max(...o.loads);
+  const gain = (at(slo.name, top)?.result.goodputPerSecond ?? NaN) / (at(deflt.name, top)?.result.goodputPerSecond ?? NaN);
+  const gainMet = gain >= 1.3;
+  ok &&= gainMet;
+  verdicts.push(`- ${Math.round(top * 100)} %: SLO mode ${num(gain, 2)}× the default (${deflt.name}) — **${gainMet ? 'met' : 'not met'}** (≥ 1.3×).`);
+  const sloLevels = levels.filter((l) => l.mode === slo.name);
+  const past = sloLevels.reduce((n, l) => n + (l.computedPastDeadline ?? 0), 0);
+  const unanswered = sloLevels.reduce((n, l) => n + Math.max(0, (l.result.server?.inferenceCount ?? 0) - (l.result.server?.success ?? 0)), 0);
+  const pastMet = past === 0 && unanswered === 0;
+  ok &&= pastMet;
+  verdicts.push(
+    `- No request that had already missed its deadline was computed: SLO-mode requests cut after their deadline ${past} (fabriek_batch_computed_past_deadline), ` +
+      `rows computed but not answered ${unanswered} (ModelStatistics inference_count − success), shed ${sloLevels.reduce((n, l) => n + l.shed, 0)} — **${pastMet ? 'met' : 'not met'}**.`,
+  );
+  out.push('Issue #15 bar:', '', ...verdicts, '');
+  const disturbed = levels.filter((l) => (l.result.cpu?.other ?? 0) > DISTURBED_CORES).map((l) => `${Math.round(l.load * 100)} % ${l.mode} (${num(l.result.cpu?.other ?? NaN, 2)})`);
+  if (disturbed.length > 0) out.push(`**Disturbed:** other processes kept cores busy during ${disturbed.join(', ')}.`, '');
+  out.push(
+    '"shed": requests the server refused before computing them (`nv_inference_request_failure{reason="SHED"}`, UNAVAILABLE "Request timeout expired … shed"). ' +
+      '"computed − answered" is ModelStatistics inference_count − success over the window (0: every row computed was answered). ' +
+      '"computed past deadline": SLO-mode requests cut into a batch after their deadline had passed.',
+    '',
+  );
+  const series = modes.map((m) => ({
+    name: m.name,
+    points: levels.filter((l) => l.mode === m.name).map((l) => ({ x: l.rate, y: l.result.goodputPerSecond, label: `${Math.round(l.load * 100)} %` })),
+  }));
+  const svg = throughputLatencySvg(series, `Goodput (answers within ${o.sloMs} ms) vs offered load, MLP 784→2048×4→10`, {
+    x: 'offered load (req/s, Poisson)',
+    y: `goodput (answers within ${o.sloMs} ms per s)`,
+    xUnit: 'req/s offered',
+    yUnit: 'good/s',
+  });
+  const json = { scenario: 'slo-goodput', options: { ...o, log: undefined }, capacity, levels, ok };
+  return { json, markdown: out.join('\n'), svg, ok };
+}

@@ -1,0 +1,299 @@
+import { status } from '@grpc/grpc-js';
+import { describe, expect, it } from 'vitest';
+import { ServingError } from '../../core/errors.js';
+import { type Tensor } from '../../core/tensor.js';
+import { type Clock } from '../../gateway/batching/clock.js';
+import { type BatchRunner, type BatchSlots, DynamicBatcher } from '../../gateway/batching/dynamic-batcher.js';
+import { batchingPolicyFromConfig } from '../../gateway/batching/policy.js';
+import { isShed } from '../../gateway/batching/shedding.js';
+import { type ExecutionResult, type InferJob, type JobResult, type JobTenant } from '../../gateway/scheduling/execution.js';
+
+// The SLO-aware mode wired into the batcher: a fake clock, fake slots, a
+// dispatcher that finishes a batch when the test says so, and a cost table
+// given to the cost model explicitly (2 ms + 0.5 ms a row).
+
+const MS = 1_000_000n;
+const EPOCH = 1_700_000_000_000;
+const costMs = (rows: number): number => 2 + 0.5 * rows;
+
+class FakeClock implements Clock {
+  ns = 1_000n * MS;
+  readonly #startNs = this.ns;
+  #timers: { at: bigint; fn: () => void }[] = [];
+  now(): bigint {
+    return this.ns;
+  }
+  epochMs(): number {
+    return EPOCH + Number(this.ns - this.#startNs) / 1e6;
+  }
+  setTimeout(fn: () => void, ms: number): () => void {
+    const timer = { at: this.ns + BigInt(ms) * MS, fn };
+    this.#timers.push(timer);
+    return () => {
+      this.#timers = this.#timers.filter((t) => t !== timer);
+    };
+  }
+  advance(ms: number): void {
+    const target = this.ns + BigInt(Math.round(ms * 1e6));
+    for (;;) {
+      const due = this.#timers.filter((t) => t.at <= target).sort((a, b) => (a.at < b.at ? -1 : 1))[0];
+      if (!due) break;
+      this.#timers = this.#timers.filter((t) => t !== due);
+      if (due.at > this.ns) this.ns = due.at;
+      due.fn();
+    }
+    this.ns = target;
+  }
+}
+
+/** `capacity` slots of which `instances` run at once; the rest queue ahead. */
+class FakeSlots implements BatchSlots<number> {
+  busy = 0;
+  readonly #listeners = new Set<() => void>();
+  constructor(
+    readonly capacity: number,
+    readonly instances: number,
+  ) {}
+  get free(): number {
+    return this.capacity - this.busy;
+  }
+  get idle(): number {
+    return Math.max(0, this.instances - this.busy);
+  }
+  get instanceCount(): number {
+    return this.instances;
+  }
+  acquire(): number | undefined {
+    return this.busy < this.capacity ? ++this.busy : undefined;
+  }
+  release(): void {
+    this.busy--;
+    for (const l of this.#listeners) l();
+  }
+  onFree(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+}
+
+interface Cut {
+  readonly atMs: number;
+  readonly labels: string[];
+  finish(): void;
+}
+
+/** Records each batch (labels of its rows, when it was cut) and finishes it on demand, reporting the table's cost. */
+class Recorder implements BatchRunner<number> {
+  readonly cuts: Cut[] = [];
+  constructor(
+    readonly slots: FakeSlots,
+    readonly clock: FakeClock,
+    readonly labels: Map<number, string>,
+  ) {}
+  run(_p: number, inputs: readonly Tensor[]): Promise<ExecutionResult> {
+    const x = inputs[0] as Tensor;
+    const ids = Array.from(new Float32Array(x.data.slice().buffer));
+    return new Promise((resolve) => {
+      this.cuts.push({
+        atMs: Number(this.clock.ns - 1_000n * MS) / 1e6,
+        labels: ids.map((id) => this.labels.get(id) ?? '?'),
+        finish: () => {
+          this.slots.release();
+          resolve({ outputs: [{ ...x, name: 'y' }], computeInputNs: 0, computeInferNs: costMs(ids.length) * 1e6, computeOutputNs: 0, workerId: 'w' });
+        },
+      });
+    });
+  }
+}
+
+function setup(o: { sloMs: number; maxBatch?: number; capacity?: number; instances?: number; priorityLevels?: bigint; warm?: boolean }) {
+  const clock = new FakeClock();
+  const slots = new FakeSlots(o.capacity ?? 1, o.instances ?? 1);
+  const labels = new Map<number, string>();
+  const recorder = new Recorder(slots, clock, labels);
+  const policy = batchingPolicyFromConfig(o.maxBatch ?? 8, {
+    preferredBatchSize: [],
+    maxQueueDelayMicroseconds: 0n,
+    preserveOrdering: false,
+    priorityLevels: o.priorityLevels ?? 0n,
+    defaultPriorityLevel: 0n,
+    defaultQueuePolicy: undefined,
+    priorityQueuePolicy: new Map(),
+  });
+  const batcher = new DynamicBatcher({ modelKey: 'm/1', slots, dispatcher: recorder, policy, clock, sloNs: BigInt(o.sloMs) * MS });
+  // The explicit cost table: one execution at 1, 2, 4 and 8 rows.
+  if (o.warm ?? true) for (const rows of [1, 2, 4, 8]) batcher.cost.observe(rows, costMs(rows) * 1e6);
+  let next = 1;
+  const results = new Map<string, { result?: JobResult; error?: unknown }>();
+  /** A request labelled `label`; `deadlineMs`: its own deadline, ms from now. */
+  const submit = (label: string, more: { deadlineMs?: number; tenant?: JobTenant; priority?: number } = {}): void => {
+    const id = next++;
+    labels.set(id, label);
+    const job: InferJob = {
+      inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 1], data: new Uint8Array(Float32Array.from([id]).buffer) }],
+      outputs: [],
+      signal: new AbortController().signal,
+      deadline: more.deadlineMs === undefined ? Infinity : clock.epochMs() + more.deadlineMs,
+      batchSize: 1,
+      ...(more.tenant ? { tenant: more.tenant } : {}),
+      ...(more.priority === undefined ? {} : { priority: more.priority }),
+    };
+    const state: { result?: JobResult; error?: unknown } = {};
+    results.set(label, state);
+    batcher.enqueue(job).then(
+      (r) => (state.result = r),
+      (e: unknown) => (state.error = e),
+    );
+  };
+  return { clock, slots, recorder, batcher, submit, results };
+}
+
+const flush = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+describe('DynamicBatcher in SLO mode (batching_slo_ms)', () => {
+  it('cuts now when no more rows are expected, or while the cost model is cold', () => {
+    for (const warm of [true, false]) {
+      const { recorder, submit } = setup({ sloMs: 25, warm });
+      submit('a');
+      expect(recorder.cuts.map((c) => c.labels)).toEqual([['a']]);
+    }
+  });
+
+  it('waits for more rows under steady arrivals, and cuts each batch in time for every member', async () => {
+    const { clock, recorder, submit } = setup({ sloMs: 25 });
+    const arrived = new Map<string, number>();
+    for (let i = 0; i < 60; i++) {
+      const label = `r${i}`;
+      arrived.set(label, i);
+      submit(label);
+      // The instance answers as soon as the clock passes the batch's cost.
+      clock.advance(1);
+      for (const c of recorder.cuts) if (c.atMs + costMs(c.labels.length) <= i + 1) c.finish();
+      await flush();
+    }
+    clock.advance(30);
+    const sizes = recorder.cuts.map((c) => c.labels.length);
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(60);
+    // Once it has seen the arrival rate (1 row a ms), it waits to batch rather than cutting each row alone.
+    expect(Math.max(...sizes.slice(-5))).toBeGreaterThan(2);
+    for (const c of recorder.cuts) {
+      for (const l of c.labels) expect(c.atMs + costMs(c.labels.length)).toBeLessThanOrEqual((arrived.get(l) ?? NaN) + 25);
+    }
+  });
+
+  it('waits no later than the earliest deadline allows for a full batch', async () => {
+    const { clock, recorder, submit } = setup({ sloMs: 25 });
+    // Teach it an arrival rate: about 1 row a ms, each cut and answered at once (due at once),
+    // faster than batches of 1 keep up with (2.5 ms each).
+    for (let i = 0; i < 20; i++) {
+      submit(`w${i}`, { deadlineMs: 1 });
+      for (const c of recorder.cuts.splice(0)) c.finish();
+      await flush();
+      clock.advance(1);
+    }
+    const before = recorder.cuts.length;
+    // Own deadline 7 ms away; a full batch (8 rows) costs 6 ms: it must start by 1 ms.
+    submit('due', { deadlineMs: 7 });
+    expect(recorder.cuts.length).toBe(before);
+    clock.advance(0.5);
+    expect(recorder.cuts.length).toBe(before);
+    clock.advance(0.5);
+    expect(recorder.cuts.length).toBe(before + 1);
+    expect(recorder.cuts.at(-1)?.labels).toContain('due');
+  });
+
+  it('sends ahead into a busy instance only when waiting for it would make a member miss', async () => {
+    const { clock, recorder, submit } = setup({ sloMs: 100, capacity: 2, instances: 1 });
+    // Teach it the arrival rate: about 1 row a ms, each row cut and answered at once.
+    for (let i = 0; i < 20; i++) {
+      submit(`t${i}`, { deadlineMs: 1 });
+      for (const c of recorder.cuts.splice(0)) c.finish();
+      await flush();
+      clock.advance(1);
+    }
+    recorder.cuts.splice(0);
+    // Due at once: cut now onto the idle instance; by the table it ends 2.5 ms from now.
+    submit('running', { deadlineMs: 3 });
+    expect(recorder.cuts.map((c) => c.labels)).toEqual([['running']]);
+    // Loose deadline: wait for the instance, so the batch can grow.
+    submit('loose');
+    expect(recorder.cuts).toHaveLength(1);
+    // Due at 5.8 ms: as it is (2 rows, 3 ms) it ends at 5.5 ms behind the running one; grown by the
+    // rows expected until then it would not: it goes ahead into the busy instance's queue now.
+    submit('tight', { deadlineMs: 5.8 });
+    expect(recorder.cuts.map((c) => c.labels)).toEqual([['running'], ['loose', 'tight']]);
+  });
+
+  it('waits for the busy instance when the batch stays in time either way, then cuts it whole', async () => {
+    const { recorder, submit } = setup({ sloMs: 100, capacity: 2, instances: 1 });
+    submit('running');
+    submit('b');
+    submit('c');
+    expect(recorder.cuts).toHaveLength(1);
+    recorder.cuts[0]?.finish();
+    await flush();
+    expect(recorder.cuts.map((c) => c.labels)).toEqual([['running'], ['b', 'c']]);
+  });
+
+  it('sheds a request whose SLO passed while it queued: UNAVAILABLE "Request timeout expired", never computed', async () => {
+    const { clock, recorder, batcher, submit, results } = setup({ sloMs: 10 });
+    submit('running');
+    submit('late');
+    clock.advance(11);
+    recorder.cuts[0]?.finish();
+    await flush();
+    const error = results.get('late')?.error;
+    expect(isShed(error)).toBe(true);
+    expect(error).toBeInstanceOf(ServingError);
+    expect((error as ServingError).code).toBe(status.UNAVAILABLE);
+    expect((error as ServingError).message).toMatch(/^Request timeout expired: model 'm\/1' shed the request/);
+    expect(recorder.cuts.flatMap((c) => c.labels)).toEqual(['running']);
+    expect(batcher.computedPastDeadline).toBe(0);
+  });
+
+  it('sheds on arrival a request that the queue ahead of it would make miss its SLO', async () => {
+    const { recorder, submit, results } = setup({ sloMs: 10, maxBatch: 2 });
+    submit('running');
+    // Each pair costs 3 ms: the 7th pair ends past 10 ms.
+    for (let i = 0; i < 14; i++) submit(`q${i}`);
+    await flush();
+    expect(recorder.cuts).toHaveLength(1);
+    const shed = [...results.entries()].filter(([, s]) => isShed(s.error)).map(([l]) => l);
+    expect(shed.length).toBeGreaterThan(0);
+    expect(shed).not.toContain('q0');
+  });
+
+  it('sheds nothing by estimate while nothing runs, so an estimate grown too pessimistic is corrected', async () => {
+    const { recorder, batcher, submit, results } = setup({ sloMs: 25, warm: false });
+    // A busy spell taught it 40 ms a row: by that, no request meets a 25 ms SLO.
+    batcher.cost.observe(1, 40e6);
+    submit('a');
+    expect(recorder.cuts.map((c) => c.labels)).toEqual([['a']]);
+    recorder.cuts[0]?.finish();
+    await flush();
+    expect(results.get('a')?.result).toBeDefined();
+    expect(batcher.cost.estimateNs(1)).toBeLessThan(40e6);
+  });
+
+  it('keeps the tenants’ DRR order and the priority levels', async () => {
+    const a: JobTenant = { name: 'a', weight: 1, queueShare: 1 };
+    const b: JobTenant = { name: 'b', weight: 1, queueShare: 1 };
+    const fair = setup({ sloMs: 1000, maxBatch: 1 });
+    fair.submit('a0', { tenant: a });
+    for (let i = 1; i <= 3; i++) fair.submit(`a${i}`, { tenant: a });
+    for (let i = 1; i <= 2; i++) fair.submit(`b${i}`, { tenant: b });
+    for (let i = 0; i < 6; i++) {
+      fair.recorder.cuts[i]?.finish();
+      await flush();
+    }
+    expect(fair.recorder.cuts.map((c) => c.labels[0])).toEqual(['a0', 'a1', 'b1', 'a2', 'b2', 'a3']);
+
+    const prio = setup({ sloMs: 1000, maxBatch: 2, priorityLevels: 2n });
+    prio.submit('first', { priority: 2 });
+    prio.submit('low', { priority: 2 });
+    prio.submit('high', { priority: 1 });
+    prio.recorder.cuts[0]?.finish();
+    await flush();
+    expect(prio.recorder.cuts.map((c) => c.labels)).toEqual([['first'], ['high', 'low']]);
+  });
+});
