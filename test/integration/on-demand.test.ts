@@ -45,6 +45,9 @@ async function expectOwnAnswer(client: InferenceGrpcClient, i: number): Promise<
   expect([...r.data('y', 'FP32')], manyModelName(i)).toEqual([...X].map((v) => v + constantOf(i)));
 }
 
+/** Enough slow calls to keep the model busy while five others load and go (under a loaded machine too). */
+const SLOW_CALLS = 48;
+
 function slowCall(client: InferenceGrpcClient): Promise<unknown> {
   const rows = 4;
   return client.infer('slow', [input('input', 'FP32', [rows, SLOW_WIDTH], new Float32Array(rows * SLOW_WIDTH).fill(0.5))], { timeoutMs: 30_000 });
@@ -141,7 +144,7 @@ describe(`--model-control-mode on-demand, ${COUNT} models, --model-memory-budget
 
   it('never evicts a model with requests in flight or queued', async () => {
     let slowDone = false;
-    const slow = Promise.all(Array.from({ length: 16 }, () => slowCall(client))).finally(() => {
+    const slow = Promise.all(Array.from({ length: SLOW_CALLS }, () => slowCall(client))).finally(() => {
       slowDone = true;
     });
     // Wait until slow is loaded and busy, then load more models than the budget holds.
@@ -153,7 +156,7 @@ describe(`--model-control-mode on-demand, ${COUNT} models, --model-memory-budget
     expect(await metric(metricsUrl, 'fabriek_model_evictions_total')).toBeGreaterThan(evictionsBefore);
     await slow;
     // ...and slow was never unloaded: its series (dropped at an unload) counts every request.
-    expect(await metric(metricsUrl, 'nv_inference_request_success{model="slow",version="1"}')).toBe(16);
+    expect(await metric(metricsUrl, 'nv_inference_request_success{model="slow",version="1"}')).toBe(SLOW_CALLS);
   }, 30_000);
 
   it('answers a failing load with its reason and does not retry it on every request', async () => {
