@@ -380,8 +380,6 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   const server = new Server({
     'grpc.max_receive_message_length': options.maxMessageBytes,
     'grpc.max_send_message_length': options.maxMessageBytes,
-    // ORCA: grpc-js sends what a call's metrics recorder holds as its endpoint-load-metrics-bin trailer.
-    ...(load ? { 'grpc.server_call_metric_recording': 1 } : {}),
     // The gate first (refusing from metadata costs least); the tenants' check only with tenants.
     interceptors: [inflightBound(inflight, log), ...(admission.open ? [] : [earlyRefusals(admission, log)])],
   });

@@ -83,14 +83,15 @@ export function unary<Req, Res>(handler: UnaryHandler<Req, Res>, log: Logger, lo
       (response) => {
         if (timer) clearTimeout(timer);
         call.off('cancelled', onCancel);
-        load?.record(call.getMetricsRecorder());
-        callback(null, response);
+        if (load) callback(null, response, load.trailer);
+        else callback(null, response);
       },
       (error: unknown) => {
         if (timer) clearTimeout(timer);
         call.off('cancelled', onCancel);
-        load?.record(call.getMetricsRecorder());
-        callback(toServiceError(error, log));
+        const serviceError = toServiceError(error, log);
+        if (load && serviceError.metadata) load.addTo(serviceError.metadata);
+        callback(serviceError);
       },
     );
   };
