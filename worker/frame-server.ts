@@ -5,6 +5,7 @@ import { type Logger } from 'pino';
 import { isServingError } from '../core/errors.js';
 import { encodeError, encodeFrame, ERROR, FrameReader, HEADER_BYTES, Method, PING_CALL_ID, RESPONSE } from '../core/worker-frames.js';
 import { type WorkerHandler } from './service.js';
+import { writeInTick } from '../core/tick-cork.js';
 
 // Serves the worker protocol (core/worker-frames.ts) on a unix socket or a
 // TCP port, with TLS when given. Calls on one connection run concurrently and
@@ -152,11 +153,9 @@ export class FrameServer {
     if (--this.#inFlight === 0) this.#idle?.();
   }
 
-  /** One corked write of a frame's parts: tensor bytes go to the socket as they are. */
+  /** A frame's parts, written with the tick's other answers: tensor bytes go to the socket as they are. */
   #write(socket: Socket, parts: readonly Uint8Array[]): void {
     if (socket.destroyed) return;
-    socket.cork();
-    for (const part of parts) socket.write(part);
-    socket.uncork();
+    writeInTick(socket, parts);
   }
 }

@@ -4,6 +4,7 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import { ServingError } from '../../core/errors.js';
 import { decodeExecuteResponse, encodeExecuteRequest } from '../../core/execute-frame.js';
 import { decodeError, encodeFrame, ERROR, type Frame, FrameError, FrameReader, HEADER_BYTES, Method, PING_CALL_ID, RESPONSE } from '../../core/worker-frames.js';
+import { writeInTick } from '../../core/tick-cork.js';
 import {
   type ExecuteRequest,
   type ExecuteResponse,
@@ -148,7 +149,7 @@ export class WorkerConnection {
   }
 
   /**
-   * Sends the frame `encode` makes (its parts written in one corked write,
+   * Sends the frame `encode` makes (its parts written with the tick's other frames,
    * the call id patched into its header) and decodes the answer's frame.
    */
   async #call<Res>(encode: () => Uint8Array[], decode: (frame: Frame) => Res, deadline: number, done?: (lost: boolean) => void): Promise<Res> {
@@ -184,9 +185,7 @@ export class WorkerConnection {
     });
     const first = parts[0] as Uint8Array;
     Buffer.from(first.buffer, first.byteOffset, HEADER_BYTES).writeUInt32LE(id, 5);
-    socket.cork();
-    for (const part of parts) socket.write(part);
-    socket.uncork();
+    writeInTick(socket, parts);
     const frame = await answer;
     try {
       return decode(frame);
