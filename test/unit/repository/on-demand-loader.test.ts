@@ -19,6 +19,7 @@ class FakeHost {
   readonly evictions: string[] = [];
   readonly failing = new Set<string>();
   #gates = new Map<string, () => void>();
+  readonly #finished = new Set<string>();
   /** When true, each load waits for `finish(name)`. */
   manual = false;
 
@@ -29,7 +30,7 @@ class FakeHost {
   async load(v: ModelVersion): Promise<void> {
     this.loads.push(v.name);
     v.state = 'LOADING';
-    if (this.manual) await new Promise<void>((resolve) => this.#gates.set(v.name, resolve));
+    if (this.manual && !this.#finished.delete(v.name)) await new Promise<void>((resolve) => this.#gates.set(v.name, resolve));
     if (this.failing.has(v.name)) {
       v.state = 'UNAVAILABLE';
       v.reason = 'boom';
@@ -39,8 +40,12 @@ class FakeHost {
     }
   }
 
+  /** Ends `name`'s load; one not started yet (the loader may get to it a few turns later) ends as it starts. */
   finish(name: string): void {
-    this.#gates.get(name)?.();
+    const gate = this.#gates.get(name);
+    this.#gates.delete(name);
+    if (gate) gate();
+    else this.#finished.add(name);
   }
 
   async evict(v: ModelVersion): Promise<void> {
