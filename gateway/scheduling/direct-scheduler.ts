@@ -1,7 +1,8 @@
 import { cancelled, deadlineExceeded, resourceExhausted, type ServingError } from '../../core/errors.js';
 import { type FairEntry, FairQueue, SOLE_TENANT, tenantQueueBound } from '../batching/fair-queue.js';
+import { shedError } from '../batching/shedding.js';
 import { type Dispatcher } from './dispatcher.js';
-import { type ExecutionObserver, type InferJob, type JobResult, type Scheduler } from './execution.js';
+import { type ExecutionObserver, type ExecutionResult, type InferJob, type JobResult, type Scheduler } from './execution.js';
 import { type InstanceSlots } from './instance-slots.js';
 
 interface Waiting extends FairEntry<Waiting> {
@@ -19,12 +20,25 @@ function abortReason(job: InferJob, modelKey: string): ServingError {
     : cancelled(`model '${modelKey}': request cancelled by the client before it ran`);
 }
 
+/** Executions seen before the learned compute time is trusted for shedding. */
+const WARM_EXECUTIONS = 3;
+/** Weight of the newest execution in the learned compute time. */
+const EWMA_WEIGHT = 0.2;
+
 /**
  * One request per execution: what Triton does for a model without dynamic
  * batching. Jobs wait in a bounded queue until an instance slot is free,
  * first come first served within a tenant and by weighted round robin
  * between tenants (fair-queue.ts), each tenant holding at most its share of
  * the bound. A cancelled or expired job leaves the queue and never runs.
+ *
+ * Early shedding, as the batcher does: from the compute time the worker
+ * reports (a moving average), a request that cannot finish before its
+ * deadline is refused on arrival, or when its turn comes, with Triton's
+ * timeout status, and never computed. Both estimates are lower bounds (on
+ * arrival only its own tenant's queue is counted ahead of it, and no
+ * transport), so a shed request would have missed for certain by them.
+ * Nothing is shed while nothing runs: only executions correct the estimate.
  */
 export class DirectScheduler implements Scheduler {
   readonly #modelKey: string;
@@ -35,7 +49,11 @@ export class DirectScheduler implements Scheduler {
   readonly #queue = new FairQueue<Waiting>();
   readonly #running = new Set<Promise<unknown>>();
   readonly #unsubscribe: () => void;
+  readonly #now: () => number;
   #stopped: Error | undefined;
+  /** Compute ns of one execution, learned; meaningful once #executions reaches WARM_EXECUTIONS. */
+  #computeNs = 0;
+  #executions = 0;
 
   constructor(
     modelKey: string,
@@ -43,7 +61,10 @@ export class DirectScheduler implements Scheduler {
     dispatcher: Dispatcher,
     maxQueueSize: number,
     observer?: ExecutionObserver,
+    /** Wall clock in ms, the clock of jobs' deadlines (tests pass their own). */
+    now: () => number = Date.now,
   ) {
+    this.#now = now;
     this.#modelKey = modelKey;
     this.#observer = observer;
     this.#slots = slots;
@@ -74,6 +95,10 @@ export class DirectScheduler implements Scheduler {
         ),
       );
     }
+    // Its own tenant's queue runs before it, over the instances, then its own execution.
+    const ahead = Math.floor(lane.held / Math.max(1, this.#slots.instanceCount));
+    const shed = this.#shed(job, (ahead + 1) * this.#computeNs);
+    if (shed) return Promise.reject(shed);
     return new Promise<JobResult>((resolve, reject) => {
       const waiting: Waiting = {
         job,
@@ -108,11 +133,32 @@ export class DirectScheduler implements Scheduler {
     await Promise.allSettled([...this.#running]);
   }
 
+  /** The shed error when `job` would finish `finishNs` from now, past its deadline, by a trusted estimate. */
+  #shed(job: InferJob, finishNs: number): ServingError | undefined {
+    if (this.#executions < WARM_EXECUTIONS || this.#running.size === 0 || !Number.isFinite(job.deadline)) return undefined;
+    const untilMs = job.deadline - this.#now();
+    return finishNs / 1e6 > untilMs ? shedError(this.#modelKey, finishNs / 1e6, untilMs) : undefined;
+  }
+
+  #learn(execution: ExecutionResult): void {
+    const ns = execution.computeInputNs + execution.computeInferNs + execution.computeOutputNs;
+    this.#computeNs = this.#executions === 0 ? ns : this.#computeNs + EWMA_WEIGHT * (ns - this.#computeNs);
+    this.#executions += 1;
+  }
+
   #drain(): void {
     while (this.#queue.size > 0) {
+      if (this.#slots.free <= 0) return;
+      const w = this.#queue[Symbol.iterator]().next().value as Waiting;
+      const shed = this.#shed(w.job, this.#computeNs);
+      if (shed) {
+        this.#queue.remove(w);
+        w.job.signal.removeEventListener('abort', w.onAbort);
+        w.reject(shed);
+        continue;
+      }
       const placement = this.#slots.acquire();
       if (!placement) return;
-      const w = this.#queue[Symbol.iterator]().next().value as Waiting;
       this.#queue.served(w);
       this.#queue.remove(w);
       w.job.signal.removeEventListener('abort', w.onAbort);
@@ -120,6 +166,7 @@ export class DirectScheduler implements Scheduler {
       const run = this.#dispatcher
         .run(placement, w.job.inputs, w.job.outputs, w.job.deadline)
         .then((execution) => {
+          this.#learn(execution);
           this.#observer?.executed(w.job.batchSize, execution);
           w.resolve({ outputs: execution.outputs, queueNs, execution });
         }, w.reject);

@@ -1,0 +1,115 @@
+import { status } from '@grpc/grpc-js';
+import { describe, expect, it } from 'vitest';
+import { type ServingError } from '../../core/errors.js';
+import { type ExecuteRequest, type ExecuteResponse } from '../../proto/gen/worker.js';
+import { DirectScheduler } from '../../gateway/scheduling/direct-scheduler.js';
+import { Dispatcher } from '../../gateway/scheduling/dispatcher.js';
+import { type InferJob } from '../../gateway/scheduling/execution.js';
+import { InstanceSlots } from '../../gateway/scheduling/instance-slots.js';
+import { type WorkerConnection } from '../../gateway/scheduling/worker-connection.js';
+
+// Early shedding of a model without dynamic batching, on an explicit clock:
+// a fake worker with one instance reports 100 ms of compute per execution and
+// answers only when the test says so.
+
+const COMPUTE_MS = 100;
+
+class FakeWorker {
+  readonly endpoint = { id: 'w0' };
+  readonly ran: string[] = [];
+  readonly #pending: (() => void)[] = [];
+  execute(request: ExecuteRequest, _deadline: number, done?: (lost: boolean) => void): Promise<ExecuteResponse> {
+    this.ran.push(request.inputs[0]?.name ?? '?');
+    return new Promise((resolve) => {
+      this.#pending.push(() => {
+        done?.(false);
+        resolve({ outputs: [], computeInputNs: 0n, computeInferNs: BigInt(COMPUTE_MS * 1e6), computeOutputNs: 0n } as unknown as ExecuteResponse);
+      });
+    });
+  }
+  /** Answers the oldest execution. */
+  async finishOne(): Promise<void> {
+    this.#pending.shift()?.();
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+  }
+  get inFlight(): number {
+    return this.#pending.length;
+  }
+}
+
+function setup() {
+  const worker = new FakeWorker();
+  const slots = new InstanceSlots();
+  slots.add(worker as unknown as WorkerConnection, 1);
+  let now = 1_000_000;
+  const scheduler = new DirectScheduler('m/1', slots, new Dispatcher('m/1', slots), 100, undefined, () => now);
+  const outcomes = new Map<string, string>();
+  const submit = (name: string, deadlineInMs = Infinity): Promise<void> => {
+    const job: InferJob = {
+      inputs: [{ name, datatype: 'FP32', shape: [1], data: new Uint8Array(4) }],
+      outputs: [],
+      signal: new AbortController().signal,
+      deadline: now + deadlineInMs,
+      batchSize: 1,
+    };
+    return scheduler.enqueue(job).then(
+      () => void outcomes.set(name, 'OK'),
+      (e: ServingError) => void outcomes.set(name, `${status[e.code]}: ${e.message}`),
+    );
+  };
+  /** Three executions answered: the learned compute time is trusted from then on. */
+  const warm = async (): Promise<void> => {
+    const calls = ['w1', 'w2', 'w3'].map((n) => submit(n));
+    for (let i = 0; i < 3; i++) await worker.finishOne();
+    await Promise.all(calls);
+  };
+  return { worker, submit, outcomes, warm, advance: (ms: number) => (now += ms) };
+}
+
+describe('DirectScheduler early shedding', () => {
+  it('sheds nothing while cold: the first executions run whatever their deadline', async () => {
+    const { worker, submit, outcomes } = setup();
+    const calls = [submit('a', 1), submit('b', 1), submit('c', 1)];
+    for (let i = 0; i < 3; i++) await worker.finishOne();
+    await Promise.all(calls);
+    expect([...outcomes.values()]).toEqual(['OK', 'OK', 'OK']);
+  });
+
+  it('refuses on arrival what its tenant\'s queue and its own run would take past its deadline, and never runs it', async () => {
+    const { worker, submit, outcomes, warm } = setup();
+    await warm();
+    void submit('running1');
+    void submit('running2'); // the instance takes two at once: one runs, one waits in the worker
+    void submit('queued1');
+    void submit('queued2');
+    await submit('tight', 250); // two queued ahead + its own run: 300 ms
+    expect(outcomes.get('tight')).toMatch(/^UNAVAILABLE: Request timeout expired: model 'm\/1' shed the request before it ran: it would finish in 300 ms, its deadline is in 250 ms$/);
+    void submit('fits', 350);
+    while (worker.inFlight > 0) await worker.finishOne();
+    expect(worker.ran).not.toContain('tight');
+    expect(outcomes.get('fits')).toBe('OK');
+  });
+
+  it('sheds at its turn a request whose deadline came too close while it waited', async () => {
+    const { worker, submit, outcomes, warm, advance } = setup();
+    await warm();
+    void submit('running1');
+    void submit('running2');
+    const late = submit('late', 250); // nothing queued ahead of it: admitted (100 ms ≤ 250)
+    advance(200); // 50 ms left when an instance frees: its 100 ms run cannot make it
+    await worker.finishOne();
+    await late;
+    expect(outcomes.get('late')).toMatch(/^UNAVAILABLE: Request timeout expired: .*it would finish in 100 ms, its deadline is in 50 ms$/);
+    while (worker.inFlight > 0) await worker.finishOne();
+    expect(worker.ran).not.toContain('late');
+  });
+
+  it('sheds nothing while nothing runs, so that an estimate grown too pessimistic is corrected by the next run', async () => {
+    const { worker, submit, outcomes, warm } = setup();
+    await warm();
+    const call = submit('alone', 10);
+    await worker.finishOne();
+    await call;
+    expect(outcomes.get('alone')).toBe('OK');
+  });
+});
