@@ -383,7 +383,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     // The gate first (refusing from metadata costs least); the tenants' check only with tenants.
     interceptors: [inflightBound(inflight, log), ...(admission.open ? [] : [earlyRefusals(admission, log)])],
   });
-  server.addService(withMalformedRequests(inferenceServiceDefinition()), createInferenceService(models, info, log, admission, load));
+  server.addService(withMalformedRequests(inferenceServiceDefinition()), createInferenceService(models, info, log, admission, load, inflight));
   load?.addToServer(server);
   widenFlowControl(server);
   let grpcPort: number;

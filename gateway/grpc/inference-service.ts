@@ -31,6 +31,7 @@ import { tenantFromEarlyCheck } from './early-refusal.js';
 import { parametersFromProto } from './parameters.js';
 import { streamInfer } from './stream-infer.js';
 import { type LoadReporter } from '../load/load-reporter.js';
+import { type InflightGate } from '../inference/inflight-gate.js';
 
 export interface ServerInfo extends ReadinessInfo {
   readonly name: string;
@@ -59,6 +60,7 @@ export function createInferenceService(
   log: Logger,
   admission: Admission = new Admission(),
   load?: LoadReporter,
+  inflight?: InflightGate,
 ): GRPCInferenceServiceServer {
   const notImplemented = <Req, Res>(rpc: string): handleUnaryCall<Req, Res> =>
     unary<Req, Res>(() => Promise.reject(unimplemented(`${rpc} is not implemented by Fabriek`)), log);
@@ -125,7 +127,7 @@ export function createInferenceService(
       log,
     ),
     modelInfer: unary(infer, log, load),
-    modelStreamInfer: streamInfer(infer, log),
+    modelStreamInfer: streamInfer(infer, log, inflight),
     modelConfig: unary(
       (request, context) =>
         admission.call(call(context, 'config', request.name, request.version), async () => {

@@ -4,6 +4,8 @@ import { boundedMessage, isServingError } from '../../core/errors.js';
 import { type ModelInferRequest, type ModelInferResponse, type ModelStreamInferResponse } from '../../proto/gen/inference.js';
 import { type CallContext } from './call-context.js';
 import { malformed } from './malformed-request.js';
+import { type InflightGate, isHold } from '../inference/inflight-gate.js';
+import { requestBytes } from '../inference/grpc-inflight.js';
 
 type Infer = (request: ModelInferRequest, context: CallContext) => Promise<ModelInferResponse>;
 
@@ -12,8 +14,11 @@ type Infer = (request: ModelInferRequest, context: CallContext) => Promise<Model
  * the stream gets one response, in completion order (clients match them by
  * `id`). A failed request answers `error_message` and the stream goes on.
  * Closing or cancelling the stream aborts what is still queued.
+ * Each request holds its tensor bytes on the gateway's in-flight bound until
+ * it is answered; past the bound it is answered RESOURCE_EXHAUSTED's words at
+ * once (and dropped), as a unary call would be, and the stream goes on.
  */
-export function streamInfer(infer: Infer, log: Logger): handleBidiStreamingCall<ModelInferRequest, ModelStreamInferResponse> {
+export function streamInfer(infer: Infer, log: Logger, inflight?: InflightGate): handleBidiStreamingCall<ModelInferRequest, ModelStreamInferResponse> {
   return (call: ServerDuplexStream<ModelInferRequest, ModelStreamInferResponse>) => {
     const controller = new AbortController();
     const d = call.getDeadline();
@@ -32,6 +37,11 @@ export function streamInfer(infer: Infer, log: Logger): handleBidiStreamingCall<
         call.write({ errorMessage: boundedMessage(refused.message), inferResponse: undefined });
         return;
       }
+      const hold = inflight?.enter(requestBytes(request));
+      if (hold !== undefined && !isHold(hold)) {
+        call.write({ errorMessage: boundedMessage(hold.message), inferResponse: undefined });
+        return;
+      }
       pending += 1;
       infer(request, context).then(
         (response) => call.write({ errorMessage: '', inferResponse: response }),
@@ -41,6 +51,7 @@ export function streamInfer(infer: Infer, log: Logger): handleBidiStreamingCall<
           call.write({ errorMessage: message, inferResponse: undefined });
         },
       ).finally(() => {
+        hold?.release();
         pending -= 1;
         finishIfDone();
       });

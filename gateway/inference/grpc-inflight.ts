@@ -14,7 +14,7 @@ import { type InflightGate, isHold } from './inflight-gate.js';
 const MODEL_INFER = '/inference.GRPCInferenceService/ModelInfer';
 
 /** Tensor bytes of a decoded request: raw contents plus typed contents at their element width. */
-function requestBytes(request: ModelInferRequest): number {
+export function requestBytes(request: ModelInferRequest): number {
   let n = 0;
   for (const raw of request.rawInputContents) n += raw.byteLength;
   for (const input of request.inputs) {

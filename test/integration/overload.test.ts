@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InferenceGrpcClient } from '../../client/grpc-client.js';
 import { InferenceError } from '../../client/errors.js';
 import { buildModel } from '../../models/build/test-models.js';
+import { type ModelInferRequest, type ModelStreamInferResponse } from '../../proto/gen/inference.js';
 import { spawnReadyCli } from '../helpers/gateway-process.js';
 import { childPids } from '../helpers/processes.js';
 
@@ -119,6 +120,45 @@ describe('overload of a slow model', () => {
       expect(refusedMs[Math.floor(refusedMs.length / 2)]).toBeLessThan(slowestOk);
       // And the server is still fine afterwards.
       expect((await infer(gw.client, 60_000)).code).toBe(status.OK);
+    } finally {
+      gw.client.close();
+      process.kill(-gw.pid, 'SIGKILL');
+    }
+  }, 180_000);
+
+  it('bounds a ModelStreamInfer stream\'s requests by --max-inflight-bytes too: the excess answered RESOURCE_EXHAUSTED at once, the stream goes on', async () => {
+    const gw = await serve(['--max-inflight-bytes', String(12 * ROW_BYTES)]);
+    try {
+      const request = (id: string): ModelInferRequest => ({
+        modelName: 'resnet_small',
+        modelVersion: '',
+        id,
+        parameters: {},
+        inputs: [{ name: 'image', datatype: 'FP32', shape: [1n, 3n, 224n, 224n], parameters: {}, contents: undefined }],
+        outputs: [],
+        rawInputContents: [Buffer.from(image.buffer, image.byteOffset, image.byteLength)],
+      });
+      const stream = (count: number): Promise<{ answered: number; refused: string[]; status: number }> =>
+        new Promise((resolve) => {
+          const call = gw.client.raw.modelStreamInfer();
+          let answered = 0;
+          const refused: string[] = [];
+          call.on('data', (r: ModelStreamInferResponse) => (r.errorMessage === '' ? (answered += 1) : refused.push(r.errorMessage)));
+          call.on('status', (s: { code: number }) => resolve({ answered, refused, status: s.code }));
+          call.on('error', () => {});
+          for (let i = 0; i < count; i++) call.write(request(String(i)));
+          call.end();
+        });
+      // 60 images (36 MB) written at once against a bound of 12.
+      const burst = await stream(60);
+      expect(burst.status).toBe(status.OK);
+      expect(burst.answered + burst.refused.length).toBe(60);
+      expect(burst.answered).toBeGreaterThanOrEqual(12);
+      expect(burst.refused.length).toBeGreaterThan(0);
+      expect(burst.refused[0]).toMatch(/^server overloaded: \d+ requests hold \d+ bytes in flight; admitting \d+ more would pass --max-inflight-bytes \d+$/);
+      // Every hold was given back: a later stream is served whole.
+      const after = await stream(3);
+      expect([after.status, after.answered]).toEqual([status.OK, 3]);
     } finally {
       gw.client.close();
       process.kill(-gw.pid, 'SIGKILL');
