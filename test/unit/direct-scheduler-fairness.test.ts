@@ -1,38 +1,16 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { ServingError } from '../../core/errors.js';
-import { type ExecuteRequest, type ExecuteResponse } from '../../proto/gen/worker.js';
 import { DirectScheduler } from '../../gateway/scheduling/direct-scheduler.js';
 import { Dispatcher } from '../../gateway/scheduling/dispatcher.js';
 import { type InferJob, type JobTenant } from '../../gateway/scheduling/execution.js';
 import { InstanceSlots } from '../../gateway/scheduling/instance-slots.js';
 import { type WorkerConnection } from '../../gateway/scheduling/worker-connection.js';
+import { FakeWorker } from '../helpers/fake-worker.js';
 
 // A model without dynamic batching runs one request per execution; between
 // tenants its queue is shared the same way as the batcher's. A fake worker
 // with one instance answers only when the test says so.
-
-class FakeWorker {
-  readonly endpoint = { id: 'w0' };
-  readonly ran: string[] = [];
-  readonly #pending: (() => void)[] = [];
-  /** Like WorkerConnection.execute: `done` says the worker no longer holds the execution. */
-  execute(request: ExecuteRequest, _deadline: number, done?: (lost: boolean) => void): Promise<ExecuteResponse> {
-    this.ran.push(request.inputs[0]?.name ?? '?');
-    return new Promise((resolve) => {
-      this.#pending.push(() => {
-        done?.(false);
-        resolve({ outputs: [], computeInputNs: 0n, computeInferNs: 0n, computeOutputNs: 0n } as unknown as ExecuteResponse);
-      });
-    });
-  }
-  async finishAll(): Promise<void> {
-    while (this.#pending.length > 0) {
-      this.#pending.shift()?.();
-      await new Promise((r) => setImmediate(r));
-    }
-  }
-}
 
 function setup(maxQueueSize: number) {
   const worker = new FakeWorker();

@@ -1,12 +1,12 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { type ServingError } from '../../core/errors.js';
-import { type ExecuteRequest, type ExecuteResponse } from '../../proto/gen/worker.js';
 import { DirectScheduler } from '../../gateway/scheduling/direct-scheduler.js';
 import { Dispatcher } from '../../gateway/scheduling/dispatcher.js';
 import { type InferJob } from '../../gateway/scheduling/execution.js';
 import { InstanceSlots } from '../../gateway/scheduling/instance-slots.js';
 import { type WorkerConnection } from '../../gateway/scheduling/worker-connection.js';
+import { FakeWorker } from '../helpers/fake-worker.js';
 
 // Early shedding of a model without dynamic batching, on an explicit clock:
 // a fake worker with one instance reports 100 ms of compute per execution and
@@ -14,31 +14,8 @@ import { type WorkerConnection } from '../../gateway/scheduling/worker-connectio
 
 const COMPUTE_MS = 100;
 
-class FakeWorker {
-  readonly endpoint = { id: 'w0' };
-  readonly ran: string[] = [];
-  readonly #pending: (() => void)[] = [];
-  execute(request: ExecuteRequest, _deadline: number, done?: (lost: boolean) => void): Promise<ExecuteResponse> {
-    this.ran.push(request.inputs[0]?.name ?? '?');
-    return new Promise((resolve) => {
-      this.#pending.push(() => {
-        done?.(false);
-        resolve({ outputs: [], computeInputNs: 0n, computeInferNs: BigInt(COMPUTE_MS * 1e6), computeOutputNs: 0n } as unknown as ExecuteResponse);
-      });
-    });
-  }
-  /** Answers the oldest execution. */
-  async finishOne(): Promise<void> {
-    this.#pending.shift()?.();
-    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
-  }
-  get inFlight(): number {
-    return this.#pending.length;
-  }
-}
-
 function setup() {
-  const worker = new FakeWorker();
+  const worker = new FakeWorker(BigInt(COMPUTE_MS * 1e6));
   const slots = new InstanceSlots();
   slots.add(worker as unknown as WorkerConnection, 1);
   let now = 1_000_000;
