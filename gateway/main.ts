@@ -32,6 +32,7 @@ import { RegistryWatcher } from './registry/registry-watcher.js';
 import { RemoteWorkers } from './registry/remote-workers.js';
 import { ModelManager } from './repository/model-manager.js';
 import { RepositoryPoller } from './repository/repository-poller.js';
+import { startTracing, stopTracing, WORKER_TRACE_URL_ENV } from '../core/tracing.js';
 import { WorkerSupervisor } from './scheduling/worker-supervisor.js';
 import { AuditLog } from './tenants/audit-log.js';
 import { Authenticator } from './tenants/authenticator.js';
@@ -243,6 +244,12 @@ async function startResponseCache(options: ServeOptions, log: Logger, metrics: M
 /** The composition root of a gateway: wires repository, workers, schedulers and the gRPC service. */
 export async function startGateway(options: ServeOptions, log: Logger = createLogger(options.logLevel, 'fabriek')): Promise<RunningGateway> {
   const repository = await checkRepository(options.modelRepository);
+  if (options.trace) {
+    await startTracing(options.trace, 'fabriek-gateway', 'gateway');
+    // Local workers inherit it (worker/main.ts): they export their spans to the same endpoint.
+    process.env[WORKER_TRACE_URL_ENV] = options.trace.url;
+    log.info({ url: options.trace.url, ratio: options.trace.ratio }, 'OpenTelemetry tracing on');
+  }
   // Before any worker starts: a bad certificate should fail in a second, not after the models load.
   const grpcTls = await loadTls(options.grpcTls, log);
   const httpTls = await loadTls(options.httpTls, log);
@@ -447,6 +454,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
       await supervisor.stop();
       metricsServer?.closeAllConnections();
       metricsServer?.close();
+      await stopTracing();
       log.info('stopped');
     })();
     return shuttingDown;

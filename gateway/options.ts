@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { parseRedisUrl, RedisConfigError, type RedisSecretFlags, sentinelUrl } from '../core/redis-connection.js';
 import { type ListenerTlsFiles, type WorkerTlsFiles, workerTlsFromFlags } from '../core/tls.js';
 import { type ModelControl, modelControlOf } from './repository/control-mode.js';
+import { parseTraceConfig, TRACE_CONFIG_USAGE, type TraceConfig, TraceConfigError } from '../core/trace-config.js';
 import { type CacheConfig, CacheConfigError, parseCacheConfig } from './cache/cache-config.js';
 
 /** Everything `fabriek serve` can be told. Flag names follow tritonserver's where one exists. */
@@ -54,6 +55,8 @@ export interface ServeOptions {
   readonly modelControl: ModelControl;
   /** The response cache (tritonserver's --cache-config); undefined = none. */
   readonly cache: CacheConfig | undefined;
+  /** OpenTelemetry tracing (tritonserver's --trace-config); undefined = off. */
+  readonly trace: TraceConfig | undefined;
 }
 
 export class UsageError extends Error {
@@ -127,6 +130,11 @@ export const SERVE_USAGE = `Usage: fabriek serve --model-repository DIR [options
                               (load every model, then follow the repository on disk)
   --load-model NAME           with explicit: a model to load at start (repeatable; '*' = all)
   --repository-poll-secs N    with poll: seconds between rescans of the repository (default 15)
+  --trace-config SETTING      OpenTelemetry tracing, as tritonserver's flag (repeatable):
+                              mode=opentelemetry, opentelemetry,url=URL (OTLP/HTTP protobuf,
+                              default OTEL_EXPORTER_OTLP_ENDPOINT/v1/traces or
+                              http://localhost:4318/v1/traces), rate=N (sample 1 request in N;
+                              0 = none), fraction=F (0..1); workers export to the same URL
   --cache-config CACHE,KEY=VALUE
                               response cache for models with response_cache { enable: true }, as
                               tritonserver's flag (repeatable; several KEY=VALUE in one flag too):
@@ -211,6 +219,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
         'load-model': { type: 'string', multiple: true },
         'repository-poll-secs': { type: 'string' },
         'cache-config': { type: 'string', multiple: true },
+        'trace-config': { type: 'string', multiple: true },
       },
     }));
   } catch (error) {
@@ -291,6 +300,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
       (message) => new UsageError(message),
     ),
     cache: cacheConfig(values['cache-config'] ?? []),
+    trace: traceConfig(values['trace-config'] ?? []),
   };
 }
 
@@ -309,6 +319,15 @@ function registryUrl(url: string | undefined, sentinels: string | undefined, nam
     return url;
   } catch (error) {
     if (error instanceof RedisConfigError) throw new UsageError(`--registry: ${error.message}`);
+    throw error;
+  }
+}
+
+function traceConfig(flags: readonly string[]): TraceConfig | undefined {
+  try {
+    return parseTraceConfig(flags, process.env);
+  } catch (error) {
+    if (error instanceof TraceConfigError) throw new UsageError(`--trace-config: ${error.message}; expected ${TRACE_CONFIG_USAGE}`);
     throw error;
   }
 }
