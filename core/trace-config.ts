@@ -3,8 +3,11 @@
 //   --trace-config opentelemetry,url=http://host:4318/v1/traces
 //   --trace-config rate=N          (Triton: sample 1 request in N; 0 = none)
 //   --trace-config fraction=F      (Fabriek: sample a fraction in [0, 1])
-// A url alone, or OTEL_EXPORTER_OTLP_ENDPOINT (the collector's base URL; the
-// SDK convention appends /v1/traces), turns tracing on in opentelemetry mode.
+// A url alone turns tracing on in opentelemetry mode. Without a url flag the
+// endpoint comes from OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or from
+// OTEL_EXPORTER_OTLP_ENDPOINT (the collector's base URL; the SDK convention
+// appends /v1/traces); the environment alone never turns tracing on, so an
+// injected variable costs a server that did not ask for traces nothing.
 // Pure: no SDK is loaded here, so a server without tracing never imports one.
 
 export interface TraceConfig {
@@ -77,11 +80,11 @@ export function parseTraceConfig(values: readonly string[], env: Readonly<Record
         throw new TraceConfigError(`unknown setting '${key}'`);
     }
   }
-  const envBase = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? (env.OTEL_EXPORTER_OTLP_ENDPOINT ? `${env.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/$/, '')}/v1/traces` : undefined);
-  if (url === undefined && envBase !== undefined && envBase !== '') url = checkUrl(envBase);
   if (mode === undefined && url === undefined) {
     if (values.length > 0) throw new TraceConfigError('settings given without mode=opentelemetry or a url');
     return undefined;
   }
+  const envBase = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? (env.OTEL_EXPORTER_OTLP_ENDPOINT ? `${env.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/$/, '')}/v1/traces` : undefined);
+  if (url === undefined && envBase !== undefined && envBase !== '') url = checkUrl(envBase);
   return { url: url ?? DEFAULT_URL, ratio };
 }

@@ -87,7 +87,7 @@ export function createInferenceService(
           tenant,
         },
         context,
-        { log, protocol: 'grpc', admission, note, ...(activeTracer() ? grpcTraceHeaders(context.metadata) : undefined) },
+        activeTracer() ? { log, protocol: 'grpc', admission, note, ...grpcTraceHeaders(context.metadata) } : { log, protocol: 'grpc', admission, note },
       );
       note.bytesOut = tensorBytes(result.outputs);
       const encoded = encodeOutputs(result.outputs, []);

@@ -165,7 +165,7 @@ export function createHttpServer(
           try {
             const body = await readBody(req, maxBodyBytes);
             hold?.settle(body.byteLength);
-            const pipeline = { admission, note, ...(activeTracer() ? httpTraceHeaders(req.headers) : undefined) };
+            const pipeline = activeTracer() ? { admission, note, ...httpTraceHeaders(req.headers) } : { admission, note };
             const answer = await h.infer(models, { name, version, body, headerLength: length, signal: callSignal, deadline, tenant, pipeline }, log);
             sendInfer(res, answer.json, answer.binary);
           } finally {

@@ -2,8 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { parseTraceConfig, TraceConfigError } from '../../core/trace-config.js';
 
 describe('parseTraceConfig (tritonserver --trace-config)', () => {
-  it('is off without flags or an OTLP environment variable', () => {
+  it('is off without flags, even with an OTLP environment variable', () => {
     expect(parseTraceConfig([], {})).toBeUndefined();
+    expect(parseTraceConfig([], { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://col:4318' })).toBeUndefined();
   });
 
   it('takes the mode, the url and a rate of 1 in N', () => {
@@ -13,8 +14,8 @@ describe('parseTraceConfig (tritonserver --trace-config)', () => {
   });
 
   it('honours OTEL_EXPORTER_OTLP_ENDPOINT (base URL) and the traces endpoint, the flag first', () => {
-    expect(parseTraceConfig([], { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://col:4318/' })).toEqual({ url: 'http://col:4318/v1/traces', ratio: 1 });
-    expect(parseTraceConfig(['rate=10'], { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://col:4318/traces' })).toEqual({ url: 'http://col:4318/traces', ratio: 0.1 });
+    expect(parseTraceConfig(['mode=opentelemetry'], { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://col:4318/' })).toEqual({ url: 'http://col:4318/v1/traces', ratio: 1 });
+    expect(parseTraceConfig(['mode=opentelemetry', 'rate=10'], { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://col:4318/traces' })).toEqual({ url: 'http://col:4318/traces', ratio: 0.1 });
     expect(parseTraceConfig(['opentelemetry,url=http://flag/v1/traces'], { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://env' })?.url).toBe('http://flag/v1/traces');
   });
 
