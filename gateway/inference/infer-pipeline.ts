@@ -41,10 +41,8 @@ export async function runInference(
   options: PipelineOptions = {},
 ): Promise<InferResult> {
   const start = process.hrtime.bigint();
-  const tracer = activeTracer();
-  if (tracer) return tracedInference(tracer, models, request, context, start, options);
   // The log line's fields are built only when debug is on: this is per request.
-  if (!options.log?.isLevelEnabled('debug')) return inferOnce(models, request, context, start, options);
+  if (!options.log?.isLevelEnabled('debug')) return inferMaybeTraced(models, request, context, start, options);
   const fields = {
     reqId: requestIdOf(request.id),
     protocol: options.protocol ?? 'grpc',
@@ -53,13 +51,25 @@ export async function runInference(
     startNs: start,
   } as const;
   try {
-    const result = await inferOnce(models, request, context, start, options);
+    const result = await inferMaybeTraced(models, request, context, start, options);
     logRequest(options.log, { ...fields, version: result.modelVersion });
     return result;
   } catch (error) {
     logRequest(options.log, fields, error);
     throw error;
   }
+}
+
+/** The one tracing check of the request path: with tracing off, straight to inferOnce. */
+function inferMaybeTraced(
+  models: ModelManager,
+  request: InferRequest,
+  context: Pick<CallContext, 'signal' | 'deadline'>,
+  start: bigint,
+  options: PipelineOptions,
+): Promise<InferResult> {
+  const tracer = activeTracer();
+  return tracer ? tracedInference(tracer, models, request, context, start, options) : inferOnce(models, request, context, start, options);
 }
 
 /**
@@ -82,7 +92,6 @@ async function tracedInference(
     {
       kind: 1,
       attributes: {
-        'rpc.system': protocol === 'grpc' ? 'grpc' : undefined,
         'fabriek.protocol': protocol,
         'fabriek.model': request.modelName,
         'fabriek.tenant': request.tenant?.name ?? OPEN_TENANT.name,
