@@ -11,6 +11,11 @@ import { FABRIEK_VERSION as VERSION } from './version.js';
 /** How a gateway gives its local workers the OTLP endpoint (they inherit its environment). */
 export const WORKER_TRACE_URL_ENV = 'FABRIEK_WORKER_TRACE_URL';
 
+/** @opentelemetry/api's SpanKind values, named here so that modules on the request path never load the API when tracing is off. */
+export const SpanKindOf = { server: 1, client: 2 } as const;
+/** SpanStatusCode.ERROR. */
+const STATUS_ERROR = 2;
+
 let tracer: Tracer | undefined;
 let shutdown: (() => Promise<void>) | undefined;
 let api: typeof import('@opentelemetry/api') | undefined;
@@ -85,7 +90,7 @@ export function linksTo(contexts: readonly SpanContext[]): Link[] {
 
 /** Ends a span with an error status (code 2) and the message. */
 export function endWithError(span: Span, error: unknown): void {
-  span.setStatus({ code: 2, message: error instanceof Error ? error.message : String(error) });
+  span.setStatus({ code: STATUS_ERROR, message: error instanceof Error ? error.message : String(error) });
   span.end();
 }
 

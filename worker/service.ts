@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { type Tracer } from '@opentelemetry/api';
 import { type Logger } from 'pino';
-import { activeTracer, contextOf, endWithError, modelAttributes, remoteParent } from '../core/tracing.js';
+import { activeTracer, contextOf, endWithError, modelAttributes, remoteParent, SpanKindOf } from '../core/tracing.js';
 import { isServingError, ServingError } from '../core/errors.js';
 import { decodeExecuteRequest, encodeExecuteResponse } from '../core/execute-frame.js';
 import { encodeFrame, Method, RESPONSE } from '../core/worker-frames.js';
@@ -71,7 +71,7 @@ export function createWorkerService(options: WorkerServiceOptions): WorkerHandle
   async function tracedExecute(tracer: Tracer, request: ExecuteRequest & { traceparent?: string }): Promise<ExecuteResponse> {
     const rows = request.inputs[0]?.shape[0];
     const attributes = { ...modelAttributes(request.modelKey), 'fabriek.worker.id': options.workerId, 'fabriek.batch.size': rows === undefined ? 0 : Number(rows) };
-    const span = tracer.startSpan('fabriek.worker.run', { kind: 1, attributes }, remoteParent(request.traceparent, undefined));
+    const span = tracer.startSpan('fabriek.worker.run', { kind: SpanKindOf.server, attributes }, remoteParent(request.traceparent, undefined));
     try {
       const response = await executeOnce(request);
       // The run's times are known after it: placed on the wall clock from the monotonic one.

@@ -2,7 +2,7 @@ import { type Span, type Tracer } from '@opentelemetry/api';
 import { type Logger } from 'pino';
 import { status } from '@grpc/grpc-js';
 import { internal, isServingError } from '../../core/errors.js';
-import { activeTracer, contextOf, endWithError, modelAttributes, remoteParent } from '../../core/tracing.js';
+import { activeTracer, contextOf, endWithError, modelAttributes, remoteParent, SpanKindOf } from '../../core/tracing.js';
 import { type CacheLookup } from '../cache/response-cache.js';
 import { type CallContext } from '../grpc/call-context.js';
 import { type ModelManager } from '../repository/model-manager.js';
@@ -90,7 +90,7 @@ async function tracedInference(
   const span = tracer.startSpan(
     protocol === 'grpc' ? 'ModelInfer' : 'POST /v2/models/{model}/infer',
     {
-      kind: 1,
+      kind: SpanKindOf.server,
       attributes: {
         'fabriek.protocol': protocol,
         'fabriek.model': request.modelName,

@@ -3,7 +3,7 @@ import { internal, unavailable } from '../../core/errors.js';
 import { type Tensor } from '../../core/tensor.js';
 import { type ExecuteRequest, type ExecuteResponse, type TensorData } from '../../proto/gen/worker.js';
 import { type SpanContext } from '@opentelemetry/api';
-import { activeTracer, contextOf, endWithError, linksTo, modelAttributes, traceparentOf } from '../../core/tracing.js';
+import { activeTracer, contextOf, endWithError, linksTo, modelAttributes, SpanKindOf, traceparentOf } from '../../core/tracing.js';
 import { type ExecutionResult } from './execution.js';
 import { type InstanceSlots, type Placement } from './instance-slots.js';
 import { isWorkerLost } from './worker-connection.js';
@@ -84,7 +84,7 @@ export class Dispatcher {
       { links: linksTo(sampled), attributes: { ...modelAttributes(this.#modelKey), 'fabriek.batch.requests': traces.length, 'fabriek.batch.size': rows === undefined ? 0 : Number(rows) } },
       contextOf(sampled[0] as SpanContext),
     );
-    const worker = tracer.startSpan('fabriek.worker.execute', { kind: 2, attributes: modelAttributes(this.#modelKey) }, contextOf(batch));
+    const worker = tracer.startSpan('fabriek.worker.execute', { kind: SpanKindOf.client, attributes: modelAttributes(this.#modelKey) }, contextOf(batch));
     try {
       const result = await this.#run(placement, request, deadline, traceparentOf(worker));
       worker.setAttribute('fabriek.worker.id', result.workerId);
