@@ -41,7 +41,7 @@ export function advertisedAddress(bound: string, advertise: string | undefined, 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function start(args: WorkerArgs, logger: Logger): Promise<void> {
-  const traceUrl = process.env[WORKER_TRACE_URL_ENV];
+  const traceUrl = args.trace?.url ?? process.env[WORKER_TRACE_URL_ENV];
   // Parent-based: the worker records only executions its gateway sampled.
   if (traceUrl) await startTracing({ url: traceUrl, ratio: 0 }, 'fabriek-worker', 'worker');
   const pool = new OrtThreadPool({
