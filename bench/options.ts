@@ -28,6 +28,8 @@ Server and model:
   --model-file PATH              the ONNX file for --baseline raw-ort
   --cache-config CACHE,K=V       with --model-repository: the started server's response cache (repeatable;
                                  fabriek serve's flag, e.g. local,size=1048576)
+  --trace-config SETTING         with --model-repository: the started server's tracing (repeatable;
+                                 fabriek serve's flag, e.g. mode=opentelemetry, rate=100)
 Load:
   --concurrency-range S[:E[:STEP]]   closed loop at S, S+STEP, … E clients (default 1)
   --request-rate-range S[:E[:STEP]]  open loop at S … E requests/s instead
@@ -70,6 +72,7 @@ const OPTIONS = {
   'model-repository': { type: 'string' },
   'model-file': { type: 'string' },
   'cache-config': { type: 'string', multiple: true },
+  'trace-config': { type: 'string', multiple: true },
   'concurrency-range': { type: 'string' },
   'request-rate-range': { type: 'string' },
   'request-distribution': { type: 'string', default: 'constant' },
@@ -183,6 +186,9 @@ export function parsePerfArgs(argv: readonly string[]): PerfOptions | { help: tr
   if (values['cache-config'] !== undefined && (values['model-repository'] === undefined || url !== undefined)) {
     throw new UsageError('--cache-config configures the server the bench starts: give --model-repository and no -u');
   }
+  if (values['trace-config'] !== undefined && (values['model-repository'] === undefined || url !== undefined)) {
+    throw new UsageError('--trace-config configures the server the bench starts: give --model-repository and no -u');
+  }
   if (url !== undefined && protocol === 'grpc' && /^https?:\/\//.test(url)) throw new UsageError(`-u ${url} is an HTTP URL; add -i http, or give host:port for gRPC`);
   return {
     model,
@@ -192,7 +198,9 @@ export function parsePerfArgs(argv: readonly string[]): PerfOptions | { help: tr
     headers: parseHeaders(values.header ?? []),
     ...(values['model-repository'] !== undefined ? { modelRepository: values['model-repository'] } : {}),
     ...(values['model-file'] !== undefined ? { modelFile: values['model-file'] } : {}),
-    ...(values['cache-config'] !== undefined ? { serveArgs: values['cache-config'].flatMap((c) => ['--cache-config', c]) } : {}),
+    ...(values['cache-config'] !== undefined || values['trace-config'] !== undefined
+      ? { serveArgs: [...(values['cache-config'] ?? []).flatMap((c) => ['--cache-config', c]), ...(values['trace-config'] ?? []).flatMap((c) => ['--trace-config', c])] }
+      : {}),
     levels,
     batchSize: number('batch-size', values['batch-size'], { min: 1, integer: true }),
     shapes,

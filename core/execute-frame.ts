@@ -14,6 +14,7 @@
 //     str  name                         u32 output count, then each:
 //     str  datatype                       str name, str datatype,
 //     u32  rank, f64 × rank dims          u32 rank, f64 × rank dims
+//   [str traceparent]  optional, W3C; absent (zero bytes) when tracing is off
 // str = u32 LE byte length + UTF-8. Numbers are little-endian. Tensor i's
 // bytes are segment i + 1.
 import { type ExecuteRequest, type ExecuteResponse, type TensorData } from '../proto/gen/worker.js';
@@ -113,14 +114,19 @@ class HeadReader {
     return { name, datatype, shape, data: Buffer.from(data.buffer, data.byteOffset, data.byteLength) };
   }
 
+  get remaining(): number {
+    return this.#view.byteLength - this.#at;
+  }
+
   end(): void {
     if (this.#at !== this.#view.byteLength) throw new FrameError(`Execute frame head has ${this.#view.byteLength - this.#at} bytes after its last field`);
   }
 }
 
 /** The frame parts of an Execute request: prefix and head in one buffer, then each input's bytes (not copied). */
-export function encodeExecuteRequest(kind: number, callId: number, request: ExecuteRequest): Uint8Array[] {
+export function encodeExecuteRequest(kind: number, callId: number, request: ExecuteRequest, traceparent?: string): Uint8Array[] {
   let headBytes = stringBytes(request.modelKey) + 4 + 4;
+  if (traceparent !== undefined) headBytes += stringBytes(traceparent);
   for (const o of request.outputs) headBytes += stringBytes(o);
   for (const t of request.inputs) headBytes += tensorHeadBytes(t);
   const parts: Uint8Array[] = [];
@@ -135,13 +141,14 @@ export function encodeExecuteRequest(kind: number, callId: number, request: Exec
   for (const o of request.outputs) w.str(o);
   w.u32(request.inputs.length);
   for (const t of request.inputs) w.tensor(t);
+  if (traceparent !== undefined) w.str(traceparent);
   parts.push(first);
   for (const d of data) parts.push(d);
   return parts;
 }
 
 /** An Execute request from a segmented frame's head and segments; each input's data is its segment (no copy). */
-export function decodeExecuteRequest(head: Uint8Array, segments: readonly Uint8Array[]): ExecuteRequest {
+export function decodeExecuteRequest(head: Uint8Array, segments: readonly Uint8Array[]): ExecuteRequest & { traceparent?: string } {
   const r = new HeadReader(head);
   const modelKey = r.str();
   const outputCount = r.count(4);
@@ -151,8 +158,10 @@ export function decodeExecuteRequest(head: Uint8Array, segments: readonly Uint8A
   if (inputCount !== segments.length) throw new FrameError(`Execute frame has ${inputCount} inputs but ${segments.length} data segments`);
   const inputs: TensorData[] = [];
   for (let i = 0; i < inputCount; i++) inputs.push(r.tensor(segments[i] as Uint8Array));
+  if (r.remaining === 0) return { modelKey, inputs, outputs };
+  const traceparent = r.str();
   r.end();
-  return { modelKey, inputs, outputs };
+  return { modelKey, inputs, outputs, traceparent };
 }
 
 /** The frame parts of an Execute answer, as for the request. */

@@ -36,6 +36,7 @@ import { LoadReporter } from './load/load-reporter.js';
 import { type ModelControl } from './repository/control-mode.js';
 import { defaultMemoryBudget } from './repository/memory-budget.js';
 import { totalmem } from 'node:os';
+import { startTracing, stopTracing, WORKER_TRACE_URL_ENV } from '../core/tracing.js';
 import { WorkerSupervisor } from './scheduling/worker-supervisor.js';
 import { AuditLog } from './tenants/audit-log.js';
 import { Authenticator } from './tenants/authenticator.js';
@@ -247,6 +248,12 @@ async function startResponseCache(options: ServeOptions, log: Logger, metrics: M
 /** The composition root of a gateway: wires repository, workers, schedulers and the gRPC service. */
 export async function startGateway(options: ServeOptions, log: Logger = createLogger(options.logLevel, 'fabriek')): Promise<RunningGateway> {
   const repository = await checkRepository(options.modelRepository);
+  if (options.trace) {
+    await startTracing(options.trace, 'fabriek-gateway', 'gateway');
+    // Local workers inherit it (worker/main.ts): they export their spans to the same endpoint.
+    process.env[WORKER_TRACE_URL_ENV] = options.trace.url;
+    log.info({ url: options.trace.url, ratio: options.trace.ratio }, 'OpenTelemetry tracing on');
+  }
   // Before any worker starts: a bad certificate should fail in a second, not after the models load.
   const grpcTls = await loadTls(options.grpcTls, log);
   const httpTls = await loadTls(options.httpTls, log);
@@ -468,6 +475,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
       await supervisor.stop();
       metricsServer?.closeAllConnections();
       metricsServer?.close();
+      await stopTracing();
       log.info('stopped');
     })();
     return shuttingDown;

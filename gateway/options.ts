@@ -3,6 +3,7 @@ import { parseRedisUrl, RedisConfigError, type RedisSecretFlags, sentinelUrl } f
 import { type ListenerTlsFiles, type WorkerTlsFiles, workerTlsFromFlags } from '../core/tls.js';
 import { MAX_SLO_MS } from './batching/slo-config.js';
 import { type ModelControl, modelControlOf } from './repository/control-mode.js';
+import { parseTraceConfig, TRACE_CONFIG_USAGE, type TraceConfig, TraceConfigError } from '../core/trace-config.js';
 import { type CacheConfig, CacheConfigError, parseCacheConfig } from './cache/cache-config.js';
 
 /** Everything `fabriek serve` can be told. Flag names follow tritonserver's where one exists. */
@@ -59,6 +60,8 @@ export interface ServeOptions {
   readonly modelControl: ModelControl;
   /** The response cache (tritonserver's --cache-config); undefined = none. */
   readonly cache: CacheConfig | undefined;
+  /** OpenTelemetry tracing (tritonserver's --trace-config); undefined = off. */
+  readonly trace: TraceConfig | undefined;
 }
 
 export class UsageError extends Error {
@@ -143,6 +146,11 @@ export const SERVE_USAGE = `Usage: fabriek serve --model-repository DIR [options
                               unit (4GiB, 512MiB, 2GB) or a count (100models); a model's size is
                               its .onnx file plus 256 KiB (default: half the host's memory,
                               shared between the local workers)
+  --trace-config SETTING      OpenTelemetry tracing, as tritonserver's flag (repeatable):
+                              mode=opentelemetry, opentelemetry,url=URL (OTLP/HTTP protobuf,
+                              default OTEL_EXPORTER_OTLP_ENDPOINT/v1/traces or
+                              http://localhost:4318/v1/traces), rate=N (sample 1 request in N;
+                              0 = none), fraction=F (0..1); workers export to the same URL
   --cache-config CACHE,KEY=VALUE
                               response cache for models with response_cache { enable: true }, as
                               tritonserver's flag (repeatable; several KEY=VALUE in one flag too):
@@ -230,6 +238,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
         'repository-poll-secs': { type: 'string' },
         'model-memory-budget': { type: 'string' },
         'cache-config': { type: 'string', multiple: true },
+        'trace-config': { type: 'string', multiple: true },
       },
     }));
   } catch (error) {
@@ -317,6 +326,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
       (message) => new UsageError(message),
     ),
     cache: cacheConfig(values['cache-config'] ?? []),
+    trace: traceConfig(values['trace-config'] ?? []),
   };
 }
 
@@ -335,6 +345,15 @@ function registryUrl(url: string | undefined, sentinels: string | undefined, nam
     return url;
   } catch (error) {
     if (error instanceof RedisConfigError) throw new UsageError(`--registry: ${error.message}`);
+    throw error;
+  }
+}
+
+function traceConfig(flags: readonly string[]): TraceConfig | undefined {
+  try {
+    return parseTraceConfig(flags, process.env);
+  } catch (error) {
+    if (error instanceof TraceConfigError) throw new UsageError(`--trace-config: ${error.message}; expected ${TRACE_CONFIG_USAGE}`);
     throw error;
   }
 }

@@ -1,4 +1,5 @@
 import { availableParallelism, hostname } from 'node:os';
+import { parseTraceConfig, TRACE_CONFIG_USAGE, type TraceConfig, TraceConfigError } from '../core/trace-config.js';
 import { parseRedisUrl, RedisConfigError, type RedisSecretFlags, sentinelUrl } from '../core/redis-connection.js';
 import { type WorkerTlsFiles, workerTlsFromFlags } from '../core/tls.js';
 import { defaultThreadCount, MAX_ORT_THREADS } from './thread-placement.js';
@@ -16,6 +17,8 @@ import { type DeviceRequest } from './thread-protocol.js';
 export interface WorkerArgs {
   /** A grpc-js bind address: "unix:/path" or "host:port" (port 0 = any free port). */
   readonly listen: string;
+  /** Where to export the spans of executions the gateway sampled (--trace-config); undefined = off. */
+  readonly trace: TraceConfig | undefined;
   readonly device: DeviceRequest;
   readonly workerId: string;
   readonly logLevel: string;
@@ -80,7 +83,9 @@ export const USAGE = `usage: fabriek worker --registry redis://HOST:PORT --model
                                on CPU, min(4, --cores) on a GPU; grows to a model's instance count)
   --max-message-bytes N        message limit (default 1 GiB)
   --shutdown-timeout-ms N      how long SIGTERM waits for in-flight batches (default 30000)
-  --log-level LEVEL            trace|debug|info|warn|error (default info)`;
+  --log-level LEVEL            trace|debug|info|warn|error (default info)
+  --trace-config SETTING       OpenTelemetry, as fabriek serve (repeatable): mode=opentelemetry,
+                               opentelemetry,url=URL; the worker traces only what gateways sampled`;
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 const FLAGS = [
@@ -109,6 +114,7 @@ const FLAGS = [
   '--worker-tls-cert',
   '--worker-tls-key',
   '--worker-tls-ca',
+  '--trace-config',
 ];
 
 export class UsageError extends Error {
@@ -117,6 +123,7 @@ export class UsageError extends Error {
 
 export function parseWorkerArgs(argv: readonly string[], pid = process.pid, host = hostname()): WorkerArgs {
   const values = new Map<string, string>();
+  const traceFlags: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? '';
     const eq = arg.indexOf('=');
@@ -124,7 +131,15 @@ export function parseWorkerArgs(argv: readonly string[], pid = process.pid, host
     if (!FLAGS.includes(flag)) throw new UsageError(`unknown argument "${arg}"`);
     const value = eq > 0 ? arg.slice(eq + 1) : argv[++i];
     if (value === undefined) throw new UsageError(`${flag} needs a value`);
-    values.set(flag, value);
+    if (flag === '--trace-config') traceFlags.push(value);
+    else values.set(flag, value);
+  }
+  let trace: TraceConfig | undefined;
+  try {
+    trace = parseTraceConfig(traceFlags, process.env);
+  } catch (error) {
+    if (error instanceof TraceConfigError) throw new UsageError(`--trace-config: ${error.message}; expected ${TRACE_CONFIG_USAGE}`);
+    throw error;
   }
   const registry = parseRegistry(values);
   const listen = values.get('--listen') ?? (registry ? '0.0.0.0:8010' : undefined);
@@ -138,6 +153,7 @@ export function parseWorkerArgs(argv: readonly string[], pid = process.pid, host
   const cores = positiveInt('--cores', values.get('--cores'), availableParallelism());
   return {
     listen,
+    trace,
     device,
     workerId: values.get('--worker-id') ?? (registry ? `${host}-${pid}` : `worker-${pid}`),
     logLevel,

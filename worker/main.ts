@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { startTracing, stopTracing, WORKER_TRACE_URL_ENV } from '../core/tracing.js';
 import { realpathSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { pathToFileURL } from 'node:url';
@@ -40,6 +41,9 @@ export function advertisedAddress(bound: string, advertise: string | undefined, 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function start(args: WorkerArgs, logger: Logger): Promise<void> {
+  const traceUrl = args.trace?.url ?? process.env[WORKER_TRACE_URL_ENV];
+  // Parent-based: the worker records only executions its gateway sampled.
+  if (traceUrl) await startTracing({ url: traceUrl, ratio: 0 }, 'fabriek-worker', 'worker');
   const pool = new OrtThreadPool({
     threads: args.ortThreads,
     // Its sessions are gone with it: exit, so that the gateway restarts this
@@ -132,6 +136,7 @@ async function start(args: WorkerArgs, logger: Logger): Promise<void> {
     await lease?.stop();
     await host.closeAll();
     await pool.close();
+    await stopTracing();
     logger.info('worker stopped');
     process.exit(0);
   };

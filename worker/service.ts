@@ -1,5 +1,7 @@
 import { status } from '@grpc/grpc-js';
+import { type Tracer } from '@opentelemetry/api';
 import { type Logger } from 'pino';
+import { activeTracer, contextOf, endWithError, modelAttributes, remoteParent, SpanKindOf } from '../core/tracing.js';
 import { isServingError, ServingError } from '../core/errors.js';
 import { decodeExecuteRequest, encodeExecuteResponse } from '../core/execute-frame.js';
 import { encodeFrame, Method, RESPONSE } from '../core/worker-frames.js';
@@ -59,7 +61,36 @@ export function createWorkerService(options: WorkerServiceOptions): WorkerHandle
     };
   }
 
-  async function execute(request: ExecuteRequest): Promise<ExecuteResponse> {
+  async function execute(request: ExecuteRequest & { traceparent?: string }): Promise<ExecuteResponse> {
+    const tracer = request.traceparent !== undefined ? activeTracer() : undefined;
+    if (tracer) return tracedExecute(tracer, request);
+    return executeOnce(request);
+  }
+
+  /** The worker's span, a child of the gateway's (the frame's traceparent), and the ONNX Runtime run under it. */
+  async function tracedExecute(tracer: Tracer, request: ExecuteRequest & { traceparent?: string }): Promise<ExecuteResponse> {
+    const rows = request.inputs[0]?.shape[0];
+    const attributes = { ...modelAttributes(request.modelKey), 'fabriek.worker.id': options.workerId, 'fabriek.batch.size': rows === undefined ? 0 : Number(rows) };
+    const span = tracer.startSpan('fabriek.worker.run', { kind: SpanKindOf.server, attributes }, remoteParent(request.traceparent, undefined));
+    try {
+      const response = await executeOnce(request);
+      // The run's times are known after it: placed on the wall clock from the monotonic one.
+      const nowMs = Date.now();
+      const outputMs = Number(response.computeOutputNs) / 1e6;
+      const inferMs = Number(response.computeInferNs) / 1e6;
+      const ort = tracer.startSpan('onnxruntime.run', { startTime: nowMs - outputMs - inferMs, attributes }, contextOf(span));
+      ort.end(nowMs - outputMs);
+      span.setAttribute('fabriek.status', 'OK');
+      span.end();
+      return response;
+    } catch (error) {
+      span.setAttribute('fabriek.status', isServingError(error) ? status[error.code] ?? String(error.code) : 'INTERNAL');
+      endWithError(span, error);
+      throw error;
+    }
+  }
+
+  async function executeOnce(request: ExecuteRequest): Promise<ExecuteResponse> {
     if (options.accepting?.() === false) throw WorkerErrors.draining(options.workerId);
     const received = process.hrtime.bigint();
     const { task, transfer } = prepareBatch(request, host.info(request.modelKey));
@@ -129,7 +160,7 @@ function decode<T>(codec: { decode(input: Uint8Array): T }, payload: Uint8Array,
   }
 }
 
-function decodeExecute(head: Uint8Array, segments: readonly Uint8Array[]): ExecuteRequest {
+function decodeExecute(head: Uint8Array, segments: readonly Uint8Array[]): ExecuteRequest & { traceparent?: string } {
   try {
     return decodeExecuteRequest(head, segments);
   } catch (error) {

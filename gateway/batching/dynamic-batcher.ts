@@ -1,5 +1,7 @@
+import { type SpanContext } from '@opentelemetry/api';
 import { cancelled, deadlineExceeded, type ServingError, unavailable } from '../../core/errors.js';
 import { type Tensor } from '../../core/tensor.js';
+import { activeTracer } from '../../core/tracing.js';
 import {
   type ExecutionObserver,
   type ExecutionResult,
@@ -37,7 +39,7 @@ export interface BatchSlots<P> {
 
 /** What the batcher needs to run a batch (Dispatcher fits); it releases the slot. */
 export interface BatchRunner<P> {
-  run(placement: P, inputs: readonly Tensor[], outputs: readonly string[], deadline: number): Promise<ExecutionResult>;
+  run(placement: P, inputs: readonly Tensor[], outputs: readonly string[], deadline: number, traces?: readonly (SpanContext | undefined)[]): Promise<ExecutionResult>;
 }
 
 export interface DynamicBatcherOptions<P> {
@@ -391,7 +393,7 @@ export class DynamicBatcher<P> implements Scheduler {
       answer.settle = settle;
       while (this.#answers[0]?.settle) this.#answers.shift()?.settle?.();
     };
-    const run = this.#dispatcher.run(placement, inputs, requestedOutputs(take), deadline).then(
+    const run = this.#dispatcher.run(placement, inputs, requestedOutputs(take), deadline, activeTracer() ? take.map((e) => e.job.trace) : undefined).then(
       (execution) => {
         const computeNs = execution.computeInputNs + execution.computeInferNs + execution.computeOutputNs;
         this.cost.observe(rows, computeNs);

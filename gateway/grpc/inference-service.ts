@@ -28,6 +28,8 @@ import { decodeInputs } from '../tensor/decode-request.js';
 import { encodeOutputs } from '../tensor/encode-response.js';
 import { authorizationOf, type CallContext, unary } from './call-context.js';
 import { tenantFromEarlyCheck } from './early-refusal.js';
+import { grpcTraceHeaders } from '../inference/trace-headers.js';
+import { activeTracer } from '../../core/tracing.js';
 import { parametersFromProto } from './parameters.js';
 import { streamInfer } from './stream-infer.js';
 import { type LoadReporter } from '../load/load-reporter.js';
@@ -89,7 +91,7 @@ export function createInferenceService(
           tenant,
         },
         context,
-        { log, protocol: 'grpc', admission, note },
+        activeTracer() ? { log, protocol: 'grpc', admission, note, ...grpcTraceHeaders(context.metadata) } : { log, protocol: 'grpc', admission, note },
       );
       note.bytesOut = tensorBytes(result.outputs);
       const encoded = encodeOutputs(result.outputs, []);

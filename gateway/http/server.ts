@@ -19,6 +19,8 @@ import * as queries from '../inference/model-queries.js';
 import * as h from './handlers.js';
 import { HEADER_LENGTH } from './json-tensors.js';
 import { parseClientJson } from '../parse-json.js';
+import { httpTraceHeaders } from '../inference/trace-headers.js';
+import { activeTracer } from '../../core/tracing.js';
 
 export interface HttpServerOptions {
   /** Largest request body, before and after decompression (the server's --max-message-bytes). */
@@ -175,7 +177,7 @@ export function createHttpServer(
           try {
             const body = await readBody(req, maxBodyBytes);
             hold?.settle(body.byteLength);
-            const pipeline = { admission, note };
+            const pipeline = activeTracer() ? { admission, note, ...httpTraceHeaders(req.headers) } : { admission, note };
             const answer = await h.infer(models, { name, version, body, headerLength: length, signal: callSignal, deadline, tenant, pipeline }, log);
             sendInfer(res, answer.json, answer.binary);
           } finally {

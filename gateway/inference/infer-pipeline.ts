@@ -1,5 +1,8 @@
+import { type Span, type Tracer } from '@opentelemetry/api';
 import { type Logger } from 'pino';
-import { internal } from '../../core/errors.js';
+import { status } from '@grpc/grpc-js';
+import { internal, isServingError } from '../../core/errors.js';
+import { activeTracer, contextOf, endWithError, modelAttributes, remoteParent, SpanKindOf } from '../../core/tracing.js';
 import { type CacheLookup } from '../cache/response-cache.js';
 import { type CallContext } from '../grpc/call-context.js';
 import { type ModelManager } from '../repository/model-manager.js';
@@ -21,6 +24,9 @@ export interface PipelineOptions {
   readonly admission?: Admission;
   /** Told the served version, rows and compute share, for the audit line and accounting. */
   readonly note?: CallNote;
+  /** The caller's W3C trace context (set only when tracing is on). */
+  readonly traceparent?: string;
+  readonly tracestate?: string;
 }
 
 /**
@@ -37,7 +43,7 @@ export async function runInference(
 ): Promise<InferResult> {
   const start = process.hrtime.bigint();
   // The log line's fields are built only when debug is on: this is per request.
-  if (!options.log?.isLevelEnabled('debug')) return inferOnce(models, request, context, start, options);
+  if (!options.log?.isLevelEnabled('debug')) return inferMaybeTraced(models, request, context, start, options);
   const fields = {
     reqId: requestIdOf(request.id),
     protocol: options.protocol ?? 'grpc',
@@ -46,7 +52,7 @@ export async function runInference(
     startNs: start,
   } as const;
   try {
-    const result = await inferOnce(models, request, context, start, options);
+    const result = await inferMaybeTraced(models, request, context, start, options);
     logRequest(options.log, { ...fields, version: result.modelVersion });
     return result;
   } catch (error) {
@@ -55,19 +61,80 @@ export async function runInference(
   }
 }
 
-async function inferOnce(
+/** The one tracing check of the request path: with tracing off, straight to inferOnce. */
+function inferMaybeTraced(
   models: ModelManager,
   request: InferRequest,
   context: Pick<CallContext, 'signal' | 'deadline'>,
   start: bigint,
   options: PipelineOptions,
 ): Promise<InferResult> {
+  const tracer = activeTracer();
+  return tracer ? tracedInference(tracer, models, request, context, start, options) : inferOnce(models, request, context, start, options);
+}
+
+/**
+ * runInference with spans (tracing on): the server span of the request, its
+ * admission and its queue wait as children; the scheduler's batch span links
+ * to it (gateway/scheduling/dispatcher.ts).
+ */
+async function tracedInference(
+  tracer: Tracer,
+  models: ModelManager,
+  request: InferRequest,
+  context: Pick<CallContext, 'signal' | 'deadline'>,
+  start: bigint,
+  options: PipelineOptions,
+): Promise<InferResult> {
+  const protocol = options.protocol ?? 'grpc';
+  const parent = remoteParent(options.traceparent, options.tracestate);
+  const span = tracer.startSpan(
+    protocol === 'grpc' ? 'ModelInfer' : 'POST /v2/models/{model}/infer',
+    {
+      kind: SpanKindOf.server,
+      attributes: {
+        'fabriek.protocol': protocol,
+        'fabriek.model': request.modelName,
+        'fabriek.tenant': request.tenant?.name ?? OPEN_TENANT.name,
+      },
+    },
+    parent,
+  );
+  const traced: TracedCall = { tracer, span, sampled: span.isRecording() };
+  try {
+    const result = await inferOnce(models, request, context, start, options, traced);
+    span.setAttribute('fabriek.version', result.modelVersion);
+    span.setAttribute('fabriek.status', 'OK');
+    span.end();
+    return result;
+  } catch (error) {
+    span.setAttribute('fabriek.status', isServingError(error) ? status[error.code] ?? String(error.code) : 'INTERNAL');
+    endWithError(span, error);
+    throw error;
+  }
+}
+
+interface TracedCall {
+  readonly tracer: Tracer;
+  readonly span: Span;
+  /** False when the sampler dropped it: no child spans, no link, no frame field. */
+  readonly sampled: boolean;
+}
+
+async function inferOnce(
+  models: ModelManager,
+  request: InferRequest,
+  context: Pick<CallContext, 'signal' | 'deadline'>,
+  start: bigint,
+  options: PipelineOptions,
+  traced?: TracedCall,
+): Promise<InferResult> {
   // On demand, the version may have to load first, and is held (never evicted) until the request is over.
-  if (!models.onDemand) return inferWith(models, models.resolve(request.modelName, request.modelVersion), request, start, options, context);
+  if (!models.onDemand) return inferWith(models, models.resolve(request.modelName, request.modelVersion), request, start, options, context, traced);
   const acquired = models.acquire(request.modelName, request.modelVersion, context);
   const held = acquired instanceof Promise ? await acquired : acquired;
   try {
-    return await inferWith(models, held.version, request, start, options, context);
+    return await inferWith(models, held.version, request, start, options, context, traced);
   } finally {
     held.release();
   }
@@ -80,6 +147,7 @@ async function inferWith(
   start: bigint,
   options: PipelineOptions,
   context: Pick<CallContext, 'signal' | 'deadline'>,
+  traced: TracedCall | undefined,
 ): Promise<InferResult> {
   const serving = version.serving;
   if (!serving) throw internal(`model '${version.key}' is ready but has no scheduler`);
@@ -94,7 +162,16 @@ async function inferWith(
     const { priority, ...params } = schedulingParameters(request.parameters, version.name);
     const level = tenantPriority(tenant, priority);
     if (note) note.charged = true;
-    const release = admission ? await admission.acquire(tenant, Math.max(1, batchSize)) : undefined;
+    const admitting = traced?.sampled && admission ? traced.tracer.startSpan('fabriek.admission', { attributes: { 'fabriek.tenant': tenant.name, 'fabriek.rows': Math.max(1, batchSize) } }, contextOf(traced.span)) : undefined;
+    let release: (() => void) | undefined;
+    try {
+      release = admission ? await admission.acquire(tenant, Math.max(1, batchSize)) : undefined;
+    } catch (error) {
+      if (admitting) endWithError(admitting, error);
+      throw error;
+    }
+    admitting?.end();
+    const queuedAt = traced?.sampled ? Date.now() : 0;
     try {
       // Response cache (gateway/cache): after validation and quota, so a hit costs what a miss would.
       cached = models.responseCache?.lookupFor(version.name, version.version, serving.config, request, tenant.name);
@@ -113,7 +190,9 @@ async function inferWith(
         ...params,
         ...(level !== undefined ? { priority: level } : {}),
         tenant,
+        ...(traced?.sampled ? { trace: traced.span.spanContext() } : {}),
       });
+      if (traced?.sampled) queueSpan(traced, queuedAt, result, version.key, batchSize);
     } finally {
       release?.();
     }
@@ -131,6 +210,27 @@ async function inferWith(
   const outputs = toClientShapes(serving.signature, orderOutputs(result.outputs, request.outputs, version.key));
   cached?.put(outputs, serving.stats);
   return { modelName: version.name, modelVersion: String(version.version), id: request.id, outputs };
+}
+
+/** The queue wait, known once the job ran: from enqueue to dispatch (queueNs), a child of the request span. */
+function queueSpan(traced: TracedCall, queuedAt: number, result: JobResult, modelKey: string, batchSize: number): void {
+  const queueMs = result.queueNs / 1e6;
+  const span = traced.tracer.startSpan(
+    'fabriek.queue',
+    {
+      startTime: queuedAt,
+      attributes: {
+        ...modelAttributes(modelKey),
+        'fabriek.queue_time_us': Math.round(result.queueNs / 1000),
+        'fabriek.batch.size': result.batchRows ?? batchSize,
+        'fabriek.worker.id': result.execution.workerId,
+      },
+    },
+    contextOf(traced.span),
+  );
+  span.end(queuedAt + queueMs);
+  traced.span.setAttribute('fabriek.queue_time_us', Math.round(result.queueNs / 1000));
+  traced.span.setAttribute('fabriek.batch.size', result.batchRows ?? batchSize);
 }
 
 function orderOutputs(outputs: InferResult['outputs'], requested: readonly string[], key: string): InferResult['outputs'] {

@@ -164,7 +164,7 @@ export class DirectScheduler implements Scheduler {
       w.job.signal.removeEventListener('abort', w.onAbort);
       const queueNs = Number(process.hrtime.bigint() - w.enqueuedAt);
       const run = this.#dispatcher
-        .run(placement, w.job.inputs, w.job.outputs, w.job.deadline)
+        .run(placement, w.job.inputs, w.job.outputs, w.job.deadline, w.job.trace ? [w.job.trace] : undefined)
         .then((execution) => {
           this.#learn(execution);
           this.#observer?.executed(w.job.batchSize, execution);

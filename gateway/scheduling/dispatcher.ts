@@ -1,7 +1,9 @@
 import { isDatatype } from '../../core/datatypes.js';
 import { internal, unavailable } from '../../core/errors.js';
 import { type Tensor } from '../../core/tensor.js';
-import { type ExecuteResponse, type TensorData } from '../../proto/gen/worker.js';
+import { type ExecuteRequest, type ExecuteResponse, type TensorData } from '../../proto/gen/worker.js';
+import { type SpanContext } from '@opentelemetry/api';
+import { activeTracer, contextOf, endWithError, linksTo, modelAttributes, SpanKindOf, traceparentOf } from '../../core/tracing.js';
 import { type ExecutionResult } from './execution.js';
 import { type InstanceSlots, type Placement } from './instance-slots.js';
 import { isWorkerLost } from './worker-connection.js';
@@ -61,14 +63,48 @@ export class Dispatcher {
     inputs: readonly Tensor[],
     outputs: readonly string[],
     deadline: number,
+    traces?: readonly (SpanContext | undefined)[],
   ): Promise<ExecutionResult> {
     const request = { modelKey: this.#modelKey, inputs: inputs.map(toTensorData), outputs: [...outputs] };
+    if (traces !== undefined) return this.#traced(placement, request, deadline, traces);
+    return this.#run(placement, request, deadline);
+  }
+
+  /**
+   * The batch span (child of its first sampled request, linking to each) and
+   * the worker execution span under it, whose traceparent goes in the frame.
+   */
+  async #traced(placement: Placement, request: ExecuteRequest, deadline: number, traces: readonly (SpanContext | undefined)[]): Promise<ExecutionResult> {
+    const tracer = activeTracer();
+    const sampled = traces.filter((t): t is SpanContext => t !== undefined);
+    if (!tracer || sampled.length === 0) return this.#run(placement, request, deadline);
+    const rows = request.inputs[0]?.shape[0];
+    const batch = tracer.startSpan(
+      'fabriek.batch',
+      { links: linksTo(sampled), attributes: { ...modelAttributes(this.#modelKey), 'fabriek.batch.requests': traces.length, 'fabriek.batch.size': rows === undefined ? 0 : Number(rows) } },
+      contextOf(sampled[0] as SpanContext),
+    );
+    const worker = tracer.startSpan('fabriek.worker.execute', { kind: SpanKindOf.client, attributes: modelAttributes(this.#modelKey) }, contextOf(batch));
+    try {
+      const result = await this.#run(placement, request, deadline, traceparentOf(worker));
+      worker.setAttribute('fabriek.worker.id', result.workerId);
+      worker.end();
+      batch.end();
+      return result;
+    } catch (error) {
+      endWithError(worker, error);
+      endWithError(batch, error);
+      throw error;
+    }
+  }
+
+  async #run(placement: Placement, request: ExecuteRequest, deadline: number, traceparent?: string): Promise<ExecutionResult> {
     const first = placement.worker.endpoint.id;
     // Each slot is freed when its worker is done with the execution, which
     // can be after this call gave up at its deadline: the worker still runs
     // what it was sent, and its capacity counts it until it answers.
     try {
-      return toResult(await placement.worker.execute(request, deadline, this.#settle(placement)), first);
+      return toResult(await placement.worker.execute(request, deadline, this.#settle(placement), traceparent), first);
     } catch (error) {
       if (!isWorkerLost(error)) throw error;
       // #settle has taken the lost worker out of the slots already.
@@ -79,7 +115,7 @@ export class Dispatcher {
           error,
         );
       }
-      return toResult(await retry.worker.execute(request, deadline, this.#settle(retry)), retry.worker.endpoint.id);
+      return toResult(await retry.worker.execute(request, deadline, this.#settle(retry), traceparent), retry.worker.endpoint.id);
     }
   }
 

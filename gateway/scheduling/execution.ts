@@ -1,3 +1,4 @@
+import { type SpanContext } from '@opentelemetry/api';
 import { type Tensor } from '../../core/tensor.js';
 
 /** What one execution of a model on a worker returns. */
@@ -37,6 +38,8 @@ export interface InferJob {
   readonly timeoutUs?: number;
   /** undefined = the one tenant of a server without tenants. */
   readonly tenant?: JobTenant;
+  /** The request's sampled span, when tracing is on (core/tracing.ts); batch spans link to it. */
+  readonly trace?: SpanContext;
 }
 
 export interface JobResult {

@@ -124,8 +124,8 @@ export class WorkerConnection {
    * so its count of executions in the worker stays true, and on `lost` takes
    * the worker out of its slots first, so nothing more is sent to it.
    */
-  execute(request: ExecuteRequest, deadline: number, done?: (lost: boolean) => void): Promise<ExecuteResponse> {
-    return this.#call(() => encodeExecuteRequest(Method.Execute, 0, request), executeAnswer, deadline, done);
+  execute(request: ExecuteRequest, deadline: number, done?: (lost: boolean) => void, traceparent?: string): Promise<ExecuteResponse> {
+    return this.#call(() => encodeExecuteRequest(Method.Execute, 0, request, traceparent), executeAnswer, deadline, done);
   }
 
   status(timeoutMs = 5_000): Promise<StatusResponse> {

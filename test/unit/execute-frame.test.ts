@@ -83,4 +83,16 @@ describe('Execute frames', () => {
     const [frame] = readBack(encodeExecuteRequest(Method.Execute, 1, negative), 1 << 16);
     expect(() => decodeExecuteRequest(frame?.payload ?? new Uint8Array(), frame?.segments ?? [])).toThrow(/tensor 'A' has dimension -1 \(expected an integer ≥ 0\)/);
   });
+  it('carry a traceparent only when given: zero extra bytes without one', () => {
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    const plain = Buffer.concat(encodeExecuteRequest(Method.Execute, 1, request));
+    const traced = Buffer.concat(encodeExecuteRequest(Method.Execute, 1, request, traceparent));
+    expect(traced.byteLength - plain.byteLength).toBe(4 + traceparent.length);
+    const [p] = readBack([plain], 4096);
+    const [t] = readBack([traced], 7);
+    expect(decodeExecuteRequest(p?.payload ?? new Uint8Array(), p?.segments ?? []).traceparent).toBeUndefined();
+    const decoded = decodeExecuteRequest(t?.payload ?? new Uint8Array(), t?.segments ?? []);
+    expect(decoded.traceparent).toBe(traceparent);
+    expect(decoded.inputs.map((x) => x.name)).toEqual(['A', 'S', 'B']);
+  });
 });

@@ -89,4 +89,10 @@ describe('perf_analyzer-style flags', () => {
     expect(() => parsePerfArgs(['-m', 'x', '-H', 'authorization Bearer secret-key'])).toThrow(/^-H\/--header: expected 'NAME: VALUE' \(a header name, a colon, the value\)$/);
     expect(parsePerfArgs(['-h'])).toEqual({ help: true });
   });
+
+  it('passes --trace-config to the server it starts, and only to one it starts', () => {
+    const o = parse('-m', 'add_sub', '--model-repository', 'models/examples', '--trace-config', 'mode=opentelemetry', '--trace-config', 'rate=100');
+    expect(o.serveArgs).toEqual(['--trace-config', 'mode=opentelemetry', '--trace-config', 'rate=100']);
+    expect(() => parse('-m', 'add_sub', '-u', '127.0.0.1:8001', '--trace-config', 'rate=100')).toThrow(/configures the server the bench starts/);
+  });
 });

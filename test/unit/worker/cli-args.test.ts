@@ -16,7 +16,14 @@ describe('parseWorkerArgs', () => {
       registry: undefined,
       queuedPerInstance: 1,
       tls: undefined,
+      trace: undefined,
     });
+  });
+
+  it('takes --trace-config as fabriek serve does, and refuses a bad one', () => {
+    const args = parseWorkerArgs(['--listen', 'x:1', '--trace-config', 'mode=opentelemetry', '--trace-config', 'opentelemetry,url=http://c:4318/v1/traces']);
+    expect(args.trace?.url).toBe('http://c:4318/v1/traces');
+    expect(() => parseWorkerArgs(['--listen', 'x:1', '--trace-config', 'mode=zipkin'])).toThrow(/--trace-config: mode 'zipkin'/);
   });
 
   it('parses every flag, with = or a separate value', () => {

@@ -1,0 +1,101 @@
+// OpenTelemetry tracing, loaded only when configured (core/trace-config.ts).
+// The hot path checks `activeTracer()` once per request: undefined when
+// tracing is off, so no span, context or frame byte is made then.
+// The gateway samples new traces at the configured ratio (a caller's
+// traceparent keeps its trace id; the ratio decides on it); a worker
+// records only what its gateway sampled (parent-based, never a root).
+import { type Context, type Link, type Span, type SpanContext, type Tracer } from '@opentelemetry/api';
+import { type TraceConfig } from './trace-config.js';
+import { FABRIEK_VERSION as VERSION } from './version.js';
+
+/** How a gateway gives its local workers the OTLP endpoint (they inherit its environment). */
+export const WORKER_TRACE_URL_ENV = 'FABRIEK_WORKER_TRACE_URL';
+
+/** @opentelemetry/api's SpanKind values, named here so that modules on the request path never load the API when tracing is off. */
+export const SpanKindOf = { server: 1, client: 2 } as const;
+/** SpanStatusCode.ERROR. */
+const STATUS_ERROR = 2;
+
+let tracer: Tracer | undefined;
+let shutdown: (() => Promise<void>) | undefined;
+let api: typeof import('@opentelemetry/api') | undefined;
+
+/** The tracer when tracing is on; undefined otherwise (the one check on the hot path). */
+export function activeTracer(): Tracer | undefined {
+  return tracer;
+}
+
+export async function startTracing(config: TraceConfig, serviceName: string, role: 'gateway' | 'worker'): Promise<void> {
+  const [otel, sdk, exporter, resources] = await Promise.all([
+    import('@opentelemetry/api'),
+    import('@opentelemetry/sdk-trace-base'),
+    import('@opentelemetry/exporter-trace-otlp-proto'),
+    import('@opentelemetry/resources'),
+  ]);
+  const sampler =
+    role === 'gateway'
+      ? new sdk.TraceIdRatioBasedSampler(config.ratio)
+      : new sdk.ParentBasedSampler({ root: new sdk.AlwaysOffSampler() });
+  const provider = new sdk.BasicTracerProvider({
+    sampler,
+    resource: resources.resourceFromAttributes({ 'service.name': serviceName, 'service.version': VERSION }),
+    spanProcessors: [new sdk.BatchSpanProcessor(new exporter.OTLPTraceExporter({ url: config.url }), { scheduledDelayMillis: 1000 })],
+  });
+  api = otel;
+  tracer = provider.getTracer('fabriek', VERSION);
+  shutdown = () => provider.shutdown();
+}
+
+/** Flushes and stops the exporter (at exit, so the last spans are sent). */
+export async function stopTracing(): Promise<void> {
+  const stop = shutdown;
+  tracer = undefined;
+  shutdown = undefined;
+  await stop?.().catch(() => {});
+}
+
+const TRACEPARENT = /^([\da-f]{2})-([\da-f]{32})-([\da-f]{16})-([\da-f]{2})$/;
+
+/** The remote parent from W3C traceparent/tracestate values; undefined when absent or malformed (a new trace then). */
+export function remoteParent(traceparent: string | undefined, tracestate: string | undefined): Context | undefined {
+  if (!api || traceparent === undefined) return undefined;
+  const m = TRACEPARENT.exec(traceparent.trim());
+  if (!m || m[1] === 'ff' || /^0+$/.test(m[2] as string) || /^0+$/.test(m[3] as string)) return undefined;
+  const spanContext: SpanContext = {
+    traceId: m[2] as string,
+    spanId: m[3] as string,
+    traceFlags: parseInt(m[4] as string, 16) & 1,
+    isRemote: true,
+    ...(tracestate ? { traceState: api.createTraceState(tracestate) } : {}),
+  };
+  return api.trace.setSpanContext(api.ROOT_CONTEXT, spanContext);
+}
+
+/** A context whose parent is `span`. */
+export function contextOf(span: Span | SpanContext): Context {
+  const a = api as typeof import('@opentelemetry/api');
+  return 'spanContext' in span ? a.trace.setSpan(a.ROOT_CONTEXT, span) : a.trace.setSpanContext(a.ROOT_CONTEXT, span);
+}
+
+/** A span's W3C traceparent, for the worker frame. */
+export function traceparentOf(span: Span): string {
+  const c = span.spanContext();
+  return `00-${c.traceId}-${c.spanId}-0${c.traceFlags & 1}`;
+}
+
+/** Links to the spans a batch carries. */
+export function linksTo(contexts: readonly SpanContext[]): Link[] {
+  return contexts.map((context) => ({ context }));
+}
+
+/** Ends a span with an error status (code 2) and the message. */
+export function endWithError(span: Span, error: unknown): void {
+  span.setStatus({ code: STATUS_ERROR, message: error instanceof Error ? error.message : String(error) });
+  span.end();
+}
+
+/** Model and version attributes from a model key ("name/version"). */
+export function modelAttributes(key: string): { 'fabriek.model': string; 'fabriek.version': string } {
+  const slash = key.lastIndexOf('/');
+  return slash < 0 ? { 'fabriek.model': key, 'fabriek.version': '' } : { 'fabriek.model': key.slice(0, slash), 'fabriek.version': key.slice(slash + 1) };
+}

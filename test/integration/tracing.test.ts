@@ -1,0 +1,129 @@
+// OpenTelemetry tracing over the wire: `fabriek serve --trace-config …`
+// exports OTLP/HTTP protobuf to a receiver in this test, and its worker
+// process exports its own spans there too, parented on the gateway's through
+// the Execute frame. One gRPC request with the caller's traceparent and one
+// HTTP request: their spans share the caller's trace, and the parents run
+// request → queue, request → batch (linked) → worker execution → worker run
+// → ONNX Runtime run. With rate=0 nothing is sampled; a bad flag exits 2.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { zerosRequest } from '../helpers/call-outcome.js';
+import { type GatewayProcess, runCli, startGateway } from '../helpers/gateway-process.js';
+import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from '../helpers/otlp-receiver.js';
+import { waitFor } from '../helpers/processes.js';
+import { TEST_REPOSITORY } from '../helpers/test-repository.js';
+
+const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
+const CALLER_SPAN = '00f067aa0ba902b7';
+const gatewayArgs = (url: string, ...trace: string[]): string[] => [
+  ...['--model-repository', TEST_REPOSITORY, '--workers', '1', '--log-level', 'warn'],
+  ...['--model-control-mode', 'explicit', '--load-model', 'add_sub'],
+  ...['--trace-config', 'mode=opentelemetry', '--trace-config', `opentelemetry,url=${url}`, ...trace.flatMap((t) => ['--trace-config', t])],
+];
+const httpBase = (gw: GatewayProcess): string => `http://127.0.0.1:${/HTTP on [^ ;]+:(\d+)/.exec(gw.readyLine)?.[1]}`;
+const httpBody = JSON.stringify({
+  inputs: ['INPUT0', 'INPUT1'].map((name) => ({ name, datatype: 'FP32', shape: [1, 16], data: new Array<number>(16).fill(1) })),
+});
+
+function one(spans: readonly ReceivedSpan[], name: string, traceId: string): ReceivedSpan {
+  const found = spans.filter((s) => s.name === name && s.traceId === traceId);
+  expect(found, `${name} in trace ${traceId}: ${spans.map((s) => `${s.name}@${s.traceId}`).join(', ')}`).toHaveLength(1);
+  return found[0] as ReceivedSpan;
+}
+
+describe('OpenTelemetry tracing', () => {
+  let receiver: OtlpReceiver;
+  let gw: GatewayProcess;
+
+  beforeAll(async () => {
+    receiver = await startOtlpReceiver();
+    gw = await startGateway(gatewayArgs(receiver.url, 'rate=1'));
+  });
+
+  afterAll(async () => {
+    await gw?.stop();
+    await receiver?.close();
+  });
+
+  it('exports a gRPC request’s spans in the caller’s trace, with the worker’s and ONNX Runtime’s under the batch', async () => {
+    await gw.client.modelInfer(zerosRequest('add_sub', ['INPUT0', 'INPUT1'], 16), {
+      metadata: { traceparent: `00-${TRACE_ID}-${CALLER_SPAN}-01`, tracestate: 'vendor=x' },
+    });
+    await waitFor(() => receiver.spans.some((s) => s.traceId === TRACE_ID && s.name === 'onnxruntime.run'), 15_000, 'the worker’s spans');
+    await waitFor(() => receiver.spans.some((s) => s.traceId === TRACE_ID && s.name === 'fabriek.batch'), 15_000, 'the gateway’s spans');
+    const spans = receiver.spans;
+    const request = one(spans, 'ModelInfer', TRACE_ID);
+    expect(request.parentSpanId).toBe(CALLER_SPAN);
+    expect(request.kind).toBe(2); // SPAN_KIND_SERVER
+    expect(request.service).toBe('fabriek-gateway');
+    expect(request.attributes).toMatchObject({ 'fabriek.model': 'add_sub', 'fabriek.version': '1', 'fabriek.status': 'OK', 'fabriek.protocol': 'grpc', 'fabriek.batch.size': 1 });
+    expect(request.attributes['fabriek.tenant']).toBeTypeOf('string');
+    expect(request.attributes['fabriek.queue_time_us']).toBeTypeOf('number');
+
+    const queue = one(spans, 'fabriek.queue', TRACE_ID);
+    expect(queue.parentSpanId).toBe(request.spanId);
+    expect(queue.attributes['fabriek.queue_time_us']).toBeTypeOf('number');
+
+    const batch = one(spans, 'fabriek.batch', TRACE_ID);
+    expect(batch.parentSpanId).toBe(request.spanId);
+    expect(batch.links).toContainEqual({ traceId: TRACE_ID, spanId: request.spanId });
+    expect(batch.attributes).toMatchObject({ 'fabriek.model': 'add_sub', 'fabriek.version': '1', 'fabriek.batch.size': 1, 'fabriek.batch.requests': 1 });
+
+    const execute = one(spans, 'fabriek.worker.execute', TRACE_ID);
+    expect(execute.parentSpanId).toBe(batch.spanId);
+    expect(execute.kind).toBe(3); // SPAN_KIND_CLIENT
+
+    const run = one(spans, 'fabriek.worker.run', TRACE_ID);
+    expect(run.service).toBe('fabriek-worker');
+    expect(run.parentSpanId).toBe(execute.spanId);
+    const ort = one(spans, 'onnxruntime.run', TRACE_ID);
+    expect(ort.service).toBe('fabriek-worker');
+    expect(ort.parentSpanId).toBe(run.spanId);
+    expect(ort.attributes).toMatchObject({ 'fabriek.model': 'add_sub', 'fabriek.version': '1', 'fabriek.batch.size': 1 });
+    expect(receiver.rejected).toBe(0);
+  });
+
+  it('traces an HTTP request without a traceparent as a new trace, and takes one from its headers', async () => {
+    const res = await fetch(`${httpBase(gw)}/v2/models/add_sub/infer`, { method: 'POST', body: httpBody, headers: { 'content-type': 'application/json' } });
+    expect(res.status).toBe(200);
+    const traced = '0af7651916cd43dd8448eb211c80319c';
+    const res2 = await fetch(`${httpBase(gw)}/v2/models/add_sub/infer`, {
+      method: 'POST',
+      body: httpBody,
+      headers: { 'content-type': 'application/json', traceparent: `00-${traced}-b7ad6b7169203331-01` },
+    });
+    expect(res2.status).toBe(200);
+    await waitFor(() => receiver.spans.some((s) => s.traceId === traced && s.name === 'onnxruntime.run'), 15_000, 'the HTTP request’s worker spans');
+    await waitFor(() => receiver.spans.some((s) => s.traceId === traced && s.name === 'fabriek.batch'), 15_000, 'the HTTP request’s gateway spans');
+    const request = one(receiver.spans, 'POST /v2/models/{model}/infer', traced);
+    expect(request.parentSpanId).toBe('b7ad6b7169203331');
+    expect(request.attributes).toMatchObject({ 'fabriek.protocol': 'http', 'fabriek.model': 'add_sub', 'fabriek.status': 'OK' });
+    const fresh = receiver.spans.filter((s) => s.name === 'POST /v2/models/{model}/infer' && s.traceId !== traced);
+    expect(fresh.length).toBeGreaterThanOrEqual(1);
+    expect(fresh[0]?.parentSpanId).toBe('');
+  });
+});
+
+describe('OpenTelemetry tracing, sampled out', () => {
+  it('exports no span at rate=0, even for a caller’s sampled traceparent', async () => {
+    const receiver = await startOtlpReceiver();
+    const gw = await startGateway(gatewayArgs(receiver.url, 'rate=0'));
+    try {
+      await gw.client.modelInfer(zerosRequest('add_sub', ['INPUT0', 'INPUT1'], 16), { metadata: { traceparent: `00-${TRACE_ID}-${CALLER_SPAN}-01` } });
+      const res = await fetch(`${httpBase(gw)}/v2/models/add_sub/infer`, { method: 'POST', body: httpBody });
+      expect(res.status).toBe(200);
+    } finally {
+      // Stopping flushes both exporters: anything recorded would arrive by now.
+      await gw.stop();
+      await receiver.close();
+    }
+    expect(receiver.spans).toEqual([]);
+  });
+});
+
+describe('--trace-config', () => {
+  it.each([['rate=-1'], ['fraction=2'], ['mode=zipkin'], ['opentelemetry,url=not a url'], ['jaeger,url=http://x'], ['bogus']])('exits 2 on %s', async (flag) => {
+    const r = await runCli(['serve', '--model-repository', TEST_REPOSITORY, '--trace-config', flag]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--trace-config: .*expected --trace-config mode=opentelemetry/);
+  });
+});
