@@ -188,8 +188,9 @@ describe('grpc-js weighted_round_robin across two gateways', () => {
       await Promise.all(loops);
       const share = (f1 - f0) / (f1 - f0 + (s1 - s0));
       console.log(`weighted_round_robin: fast gateway ${f1 - f0} answers, slow ${s1 - s0} in 3 s: ${(100 * share).toFixed(1)} % to the fast one`);
-      // Plain round robin gives each half the picks.
-      expect(share).toBeGreaterThan(0.8);
+      // Plain round robin gives each half the picks; alone this test sees ~90 %, and more than 70 % under the
+      // full suite's load (both gateways' workers share the machine's two cores, so their costs move together).
+      expect(share, `${f1 - f0} answers from the fast gateway, ${s1 - s0} from the slow one`).toBeGreaterThan(0.7);
       expect(s1 - s0).toBeGreaterThan(0); // the slow one still gets some
     } finally {
       running = false;
