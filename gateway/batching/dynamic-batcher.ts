@@ -215,6 +215,8 @@ export class DynamicBatcher<P> implements Scheduler {
     const ahead = expectedFinishNs({ rowsAhead, maxBatch: this.#policy.maxBatchSize, parallel }, cost);
     const finish = ahead === undefined ? undefined : ahead + this.cost.overheadNs;
     const until = Number(deadlineNs - now);
+    // A deadline already passed (grpc-js wraps timeouts past ~24.8 days) is DEADLINE_EXCEEDED, not a shed.
+    if (until <= 0) return false;
     if (!wouldMiss(finish === undefined ? undefined : finish + running, until)) return false;
     this.#queue.remove(entry);
     entry.reject(shedError(this.#key, ((finish ?? 0) + running) / 1e6, until / 1e6));

@@ -137,7 +137,8 @@ export class DirectScheduler implements Scheduler {
   #shed(job: InferJob, finishNs: number): ServingError | undefined {
     if (this.#executions < WARM_EXECUTIONS || this.#running.size === 0 || !Number.isFinite(job.deadline)) return undefined;
     const untilMs = job.deadline - this.#now();
-    return finishNs / 1e6 > untilMs ? shedError(this.#modelKey, finishNs / 1e6, untilMs) : undefined;
+    // A deadline already passed is the dispatcher's DEADLINE_EXCEEDED, not a shed.
+    return untilMs > 0 && finishNs / 1e6 > untilMs ? shedError(this.#modelKey, finishNs / 1e6, untilMs) : undefined;
   }
 
   #learn(execution: ExecutionResult): void {

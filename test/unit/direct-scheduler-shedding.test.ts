@@ -90,3 +90,16 @@ describe('DirectScheduler early shedding', () => {
     expect(outcomes.get('alone')).toBe('OK');
   });
 });
+
+describe('DirectScheduler early shedding: deadlines already passed', () => {
+  // (The worker connection answers it DEADLINE_EXCEEDED before sending it; this fake worker does not check.)
+  it('leaves a request whose deadline already passed to the deadline check, not a shed', async () => {
+    const { worker, submit, outcomes, warm } = setup();
+    await warm();
+    void submit('running1');
+    const past = submit('past', -5);
+    while (worker.inFlight > 0) await worker.finishOne();
+    await past;
+    expect(outcomes.get('past')).not.toMatch(/^UNAVAILABLE/);
+  });
+});
