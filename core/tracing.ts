@@ -5,6 +5,8 @@
 // traceparent keeps its trace id; the ratio decides on it); a worker
 // records only what its gateway sampled (parent-based, never a root).
 import { type Context, type Link, type Span, type SpanContext, type Tracer } from '@opentelemetry/api';
+import { status } from '@grpc/grpc-js';
+import { isServingError } from './errors.js';
 import { type TraceConfig } from './trace-config.js';
 import { FABRIEK_VERSION as VERSION } from './version.js';
 
@@ -88,9 +90,16 @@ export function linksTo(contexts: readonly SpanContext[]): Link[] {
   return contexts.map((context) => ({ context }));
 }
 
-/** Ends a span with an error status (code 2) and the message. */
+/** Ends a span with an error status (code 2), the message, and `fabriek.status` (the gRPC status name). */
 export function endWithError(span: Span, error: unknown): void {
+  span.setAttribute('fabriek.status', isServingError(error) ? (status[error.code] ?? String(error.code)) : 'INTERNAL');
   span.setStatus({ code: STATUS_ERROR, message: error instanceof Error ? error.message : String(error) });
+  span.end();
+}
+
+/** Ends a span that succeeded, with `fabriek.status` OK. */
+export function endOk(span: Span): void {
+  span.setAttribute('fabriek.status', 'OK');
   span.end();
 }
 

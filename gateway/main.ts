@@ -38,6 +38,7 @@ import { defaultMemoryBudget } from './repository/memory-budget.js';
 import { totalmem } from 'node:os';
 import { startTracing, stopTracing, WORKER_TRACE_URL_ENV } from '../core/tracing.js';
 import { WorkerSupervisor } from './scheduling/worker-supervisor.js';
+import { DirectScheduler } from './scheduling/direct-scheduler.js';
 import { AuditLog } from './tenants/audit-log.js';
 import { Authenticator } from './tenants/authenticator.js';
 import { LocalQuota } from './tenants/local-quota.js';
@@ -294,7 +295,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   metrics?.setCostProvider(() =>
     models.list().flatMap((v) => {
       const scheduler = v.serving?.scheduler;
-      if (!(scheduler instanceof DynamicBatcher)) return [];
+      if (!(scheduler instanceof DynamicBatcher || scheduler instanceof DirectScheduler)) return [];
       return scheduler.cost.points().map((p) => ({ model: v.name, version: String(v.version), rows: p.rows, seconds: (scheduler.cost.estimateNs(p.rows) ?? 0) / 1e9 }));
     }),
   );

@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { type Tracer } from '@opentelemetry/api';
 import { type Logger } from 'pino';
-import { activeTracer, contextOf, endWithError, modelAttributes, remoteParent, SpanKindOf } from '../core/tracing.js';
+import { activeTracer, contextOf, endOk, endWithError, modelAttributes, remoteParent, SpanKindOf } from '../core/tracing.js';
 import { isServingError, ServingError } from '../core/errors.js';
 import { decodeExecuteRequest, encodeExecuteResponse } from '../core/execute-frame.js';
 import { encodeFrame, Method, RESPONSE } from '../core/worker-frames.js';
@@ -80,11 +80,9 @@ export function createWorkerService(options: WorkerServiceOptions): WorkerHandle
       const inferMs = Number(response.computeInferNs) / 1e6;
       const ort = tracer.startSpan('onnxruntime.run', { startTime: nowMs - outputMs - inferMs, attributes }, contextOf(span));
       ort.end(nowMs - outputMs);
-      span.setAttribute('fabriek.status', 'OK');
-      span.end();
+      endOk(span);
       return response;
     } catch (error) {
-      span.setAttribute('fabriek.status', isServingError(error) ? status[error.code] ?? String(error.code) : 'INTERNAL');
       endWithError(span, error);
       throw error;
     }

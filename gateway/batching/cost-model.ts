@@ -57,6 +57,13 @@ export class CostModel {
     return this.#overheadNs;
   }
 
+  /** Executions observed, all sizes. */
+  get samples(): number {
+    let n = 0;
+    for (const b of this.#buckets) n += b?.samples ?? 0;
+    return n;
+  }
+
   get cold(): boolean {
     return this.#buckets.every((b) => b === undefined);
   }

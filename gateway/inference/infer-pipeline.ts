@@ -1,8 +1,7 @@
 import { type Span, type Tracer } from '@opentelemetry/api';
 import { type Logger } from 'pino';
-import { status } from '@grpc/grpc-js';
-import { internal, isServingError } from '../../core/errors.js';
-import { activeTracer, contextOf, endWithError, modelAttributes, remoteParent, SpanKindOf } from '../../core/tracing.js';
+import { internal } from '../../core/errors.js';
+import { activeTracer, contextOf, endOk, endWithError, modelAttributes, remoteParent, SpanKindOf } from '../../core/tracing.js';
 import { type CacheLookup } from '../cache/response-cache.js';
 import { type CallContext } from '../grpc/call-context.js';
 import { type ModelManager } from '../repository/model-manager.js';
@@ -104,11 +103,9 @@ async function tracedInference(
   try {
     const result = await inferOnce(models, request, context, start, options, traced);
     span.setAttribute('fabriek.version', result.modelVersion);
-    span.setAttribute('fabriek.status', 'OK');
-    span.end();
+    endOk(span);
     return result;
   } catch (error) {
-    span.setAttribute('fabriek.status', isServingError(error) ? status[error.code] ?? String(error.code) : 'INTERNAL');
     endWithError(span, error);
     throw error;
   }

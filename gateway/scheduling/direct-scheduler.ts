@@ -1,8 +1,9 @@
 import { cancelled, deadlineExceeded, resourceExhausted, type ServingError } from '../../core/errors.js';
 import { type FairEntry, FairQueue, SOLE_TENANT, tenantQueueBound } from '../batching/fair-queue.js';
+import { CostModel } from '../batching/cost-model.js';
 import { shedError } from '../batching/shedding.js';
 import { type Dispatcher } from './dispatcher.js';
-import { type ExecutionObserver, type ExecutionResult, type InferJob, type JobResult, type Scheduler } from './execution.js';
+import { type ExecutionObserver, type InferJob, type JobResult, type Scheduler } from './execution.js';
 import { type InstanceSlots } from './instance-slots.js';
 
 interface Waiting extends FairEntry<Waiting> {
@@ -22,8 +23,6 @@ function abortReason(job: InferJob, modelKey: string): ServingError {
 
 /** Executions seen before the learned compute time is trusted for shedding. */
 const WARM_EXECUTIONS = 3;
-/** Weight of the newest execution in the learned compute time. */
-const EWMA_WEIGHT = 0.2;
 
 /**
  * One request per execution: what Triton does for a model without dynamic
@@ -33,7 +32,7 @@ const EWMA_WEIGHT = 0.2;
  * the bound. A cancelled or expired job leaves the queue and never runs.
  *
  * Early shedding, as the batcher does: from the compute time the worker
- * reports (a moving average), a request that cannot finish before its
+ * reports (the batcher's CostModel, by rows), a request that cannot finish before its
  * deadline is refused on arrival, or when its turn comes, with Triton's
  * timeout status, and never computed. Both estimates are lower bounds (on
  * arrival only its own tenant's queue is counted ahead of it, and no
@@ -51,9 +50,8 @@ export class DirectScheduler implements Scheduler {
   readonly #unsubscribe: () => void;
   readonly #now: () => number;
   #stopped: Error | undefined;
-  /** Compute ns of one execution, learned; meaningful once #executions reaches WARM_EXECUTIONS. */
-  #computeNs = 0;
-  #executions = 0;
+  /** Execution time by rows, learned from this version's executions (as the batcher's). */
+  readonly cost = new CostModel();
 
   constructor(
     modelKey: string,
@@ -97,7 +95,7 @@ export class DirectScheduler implements Scheduler {
     }
     // Its own tenant's queue runs before it, over the instances, then its own execution.
     const ahead = Math.floor(lane.held / Math.max(1, this.#slots.instanceCount));
-    const shed = this.#shed(job, (ahead + 1) * this.#computeNs);
+    const shed = this.#shed(job, ahead + 1);
     if (shed) return Promise.reject(shed);
     return new Promise<JobResult>((resolve, reject) => {
       const waiting: Waiting = {
@@ -133,25 +131,20 @@ export class DirectScheduler implements Scheduler {
     await Promise.allSettled([...this.#running]);
   }
 
-  /** The shed error when `job` would finish `finishNs` from now, past its deadline, by a trusted estimate. */
-  #shed(job: InferJob, finishNs: number): ServingError | undefined {
-    if (this.#executions < WARM_EXECUTIONS || this.#running.size === 0 || !Number.isFinite(job.deadline)) return undefined;
+  /** The shed error when `job` would finish past its deadline after `runs` executions of its size, by a trusted estimate. */
+  #shed(job: InferJob, runs: number): ServingError | undefined {
+    if (!Number.isFinite(job.deadline) || this.#running.size === 0 || this.cost.samples < WARM_EXECUTIONS) return undefined;
+    const finishMs = (runs * (this.cost.computeNs(Math.max(1, job.batchSize)) ?? 0)) / 1e6;
     const untilMs = job.deadline - this.#now();
     // A deadline already passed is the dispatcher's DEADLINE_EXCEEDED, not a shed.
-    return untilMs > 0 && finishNs / 1e6 > untilMs ? shedError(this.#modelKey, finishNs / 1e6, untilMs) : undefined;
-  }
-
-  #learn(execution: ExecutionResult): void {
-    const ns = execution.computeInputNs + execution.computeInferNs + execution.computeOutputNs;
-    this.#computeNs = this.#executions === 0 ? ns : this.#computeNs + EWMA_WEIGHT * (ns - this.#computeNs);
-    this.#executions += 1;
+    return untilMs > 0 && finishMs > untilMs ? shedError(this.#modelKey, finishMs, untilMs) : undefined;
   }
 
   #drain(): void {
     while (this.#queue.size > 0) {
       if (this.#slots.free <= 0) return;
       const w = this.#queue[Symbol.iterator]().next().value as Waiting;
-      const shed = this.#shed(w.job, this.#computeNs);
+      const shed = this.#shed(w.job, 1);
       if (shed) {
         this.#queue.remove(w);
         w.job.signal.removeEventListener('abort', w.onAbort);
@@ -167,7 +160,7 @@ export class DirectScheduler implements Scheduler {
       const run = this.#dispatcher
         .run(placement, w.job.inputs, w.job.outputs, w.job.deadline, w.job.trace ? [w.job.trace] : undefined)
         .then((execution) => {
-          this.#learn(execution);
+          this.cost.observe(Math.max(1, w.job.batchSize), execution.computeInputNs + execution.computeInferNs + execution.computeOutputNs);
           this.#observer?.executed(w.job.batchSize, execution);
           w.resolve({ outputs: execution.outputs, queueNs, execution });
         }, w.reject);
