@@ -8,6 +8,9 @@ import { type ServerWritableStream, type ServiceDefinition } from '@grpc/grpc-js
 import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import { type LoadReport } from './load-report.js';
 
+/** The longest delay a timer takes (2^31 − 1 ms, about 24.8 days). */
+const MAX_INTERVAL_MS = 2 ** 31 - 1;
+
 /** OrcaLoadReportRequest: the interval asked for, in ms (0 = none asked). */
 export interface OrcaRequest {
   readonly reportIntervalMs: number;
@@ -29,7 +32,8 @@ export function decodeOrcaRequest(bytes: Uint8Array): OrcaRequest {
         else if (f === 2 && w === WireType.Varint) nanos = duration.int32();
         else duration.skip(w);
       }
-      reportIntervalMs = Math.max(0, seconds * 1000 + nanos / 1e6);
+      // Within setInterval's range: a longer delay fires at once, every millisecond.
+      reportIntervalMs = Math.min(MAX_INTERVAL_MS, Math.max(0, seconds * 1000 + nanos / 1e6));
     } else {
       reader.skip(wireType); // request_cost_names: none are kept
     }

@@ -47,5 +47,8 @@ describe('ORCA wire format', () => {
     const request = new BinaryWriter().tag(1, WireType.LengthDelimited).bytes(d).tag(2, WireType.LengthDelimited).string('cost').finish();
     expect(decodeOrcaRequest(request)).toEqual({ reportIntervalMs: 2500 });
     expect(decodeOrcaRequest(new Uint8Array())).toEqual({ reportIntervalMs: 0 });
+    // A year: more than a timer takes (it would fire every millisecond), so the longest it does.
+    const year = new BinaryWriter().tag(1, WireType.Varint).int64(365 * 86_400).finish();
+    expect(decodeOrcaRequest(new BinaryWriter().tag(1, WireType.LengthDelimited).bytes(year).finish())).toEqual({ reportIntervalMs: 2 ** 31 - 1 });
   });
 });
