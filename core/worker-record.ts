@@ -22,6 +22,11 @@ const hostedModel = z.object({
   executionProvider: z.string(),
   inputs: z.array(tensorSpec),
   outputs: z.array(tensorSpec),
+  /**
+   * The model's config.pbtxt as the worker read it; absent when it has none.
+   * A gateway without a repository of its own serves the model from it.
+   */
+  config: z.string().optional(),
 });
 
 export const workerRecordSchema = z.object({

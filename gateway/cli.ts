@@ -14,6 +14,7 @@ const USAGE = `fabriek ${FABRIEK_VERSION}: inference serving over the KServe v2 
 
 Usage:
   fabriek serve --model-repository DIR [options]   start a gateway with local workers
+  fabriek serve --registry redis://H:P [options]   start a gateway serving registered workers' models
   fabriek worker --registry redis://H:P --model-repository DIR [options]
                                                    start a worker that registers in Redis
                                                    (see fabriek worker --help)

@@ -248,7 +248,8 @@ async function startResponseCache(options: ServeOptions, log: Logger, metrics: M
 
 /** The composition root of a gateway: wires repository, workers, schedulers and the gRPC service. */
 export async function startGateway(options: ServeOptions, log: Logger = createLogger(options.logLevel, 'fabriek')): Promise<RunningGateway> {
-  const repository = await checkRepository(options.modelRepository);
+  // Without one (--registry only), the models are those the registered workers loaded.
+  const repository = options.modelRepository === undefined ? undefined : await checkRepository(options.modelRepository);
   if (options.trace) {
     await startTracing(options.trace, 'fabriek-gateway', 'gateway');
     // Local workers inherit it (worker/main.ts): they export their spans to the same endpoint.
@@ -289,7 +290,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     models.list().flatMap((v) => (v.serving ? [{ model: v.name, version: String(v.version), pending: v.serving.scheduler.pending }] : [])),
   );
   const poller =
-    control.mode === 'poll' ? new RepositoryPoller({ directory: repository, intervalMs: control.pollSecs * 1000, models: models.polled, log }) : undefined;
+    control.mode === 'poll' && repository !== undefined ? new RepositoryPoller({ directory: repository, intervalMs: control.pollSecs * 1000, models: models.polled, log }) : undefined;
   // Before the scan: a change made while the models load is seen by the first poll.
   await poller?.baseline();
   metrics?.setCostProvider(() =>

@@ -8,7 +8,8 @@ import { type CacheConfig, CacheConfigError, parseCacheConfig } from './cache/ca
 
 /** Everything `fabriek serve` can be told. Flag names follow tritonserver's where one exists. */
 export interface ServeOptions {
-  readonly modelRepository: string;
+  /** undefined only with a registry: the gateway serves the models its registered workers loaded. */
+  readonly modelRepository: string | undefined;
   readonly grpcAddress: string;
   readonly grpcPort: number;
   /** HTTP/REST and metrics bind here (tritonserver's --http-address). */
@@ -92,8 +93,10 @@ function boolean(flag: string, raw: string | undefined, fallback: boolean): bool
 }
 
 export const SERVE_USAGE = `Usage: fabriek serve --model-repository DIR [options]
+       fabriek serve --registry URL [options]     (no repository: serve what registered workers loaded)
 
-  --model-repository DIR      model repository (required)
+  --model-repository DIR      model repository (required unless --registry: without one the gateway
+                              takes each model's config and signature from the workers' registry records)
   --grpc-address HOST         address the gRPC server binds (default 0.0.0.0)
   --grpc-port N               KServe v2 gRPC port (default 8001; 0 = any free port)
   --http-address HOST         address the HTTP and metrics servers bind (default 0.0.0.0)
@@ -245,7 +248,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
     throw new UsageError((error as Error).message);
   }
   const repo = values['model-repository'];
-  if (!repo) throw new UsageError('--model-repository is required');
+  if (repo === '') throw new UsageError('--model-repository: expected a directory');
   const logLevel = values['log-level'] ?? 'info';
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new UsageError(`--log-level: expected one of ${LOG_LEVELS.join(', ')}, got '${logLevel}'`);
@@ -277,6 +280,18 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
     const stray = ['password-file', 'tls-ca', 'tls-cert', 'tls-key'].find((f) => flags[`registry-${f}`] !== undefined);
     if (stray) throw new UsageError(`--registry-${stray} needs --registry, --registry-sentinels or --quota-redis`);
   }
+  if (repo === undefined) {
+    if (registry === undefined) {
+      throw new UsageError('--model-repository is required (or --registry: serve the models the registered workers loaded)');
+    }
+    if (workersRaw !== undefined && workersRaw !== '0') {
+      throw new UsageError('--workers needs --model-repository: local workers load their models from it (without one the gateway serves registered workers only)');
+    }
+    const mode = values['model-control-mode'];
+    if (mode !== undefined && mode !== 'none') {
+      throw new UsageError(`--model-control-mode ${mode} needs --model-repository: without one the models are those the registered workers loaded`);
+    }
+  }
   const registryNamespace = values['registry-namespace'] ?? 'fabriek';
   if (!/^[\w.-]+$/.test(registryNamespace)) {
     throw new UsageError(`--registry-namespace: only letters, digits, _ . - are allowed, got '${registryNamespace}'`);
@@ -290,7 +305,8 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
     metricsPort: integer('metrics-port', values['metrics-port'], 8002, 0, 65535),
     allowHttp: boolean('allow-http', values['allow-http'], true),
     allowMetrics: boolean('allow-metrics', values['allow-metrics'], true),
-    workers: workersRaw === undefined ? undefined : integer('workers', workersRaw, 1, registry === undefined ? 1 : 0, 1024),
+    // No repository: nothing to load onto local workers.
+    workers: repo === undefined ? 0 : workersRaw === undefined ? undefined : integer('workers', workersRaw, 1, registry === undefined ? 1 : 0, 1024),
     gpus,
     logLevel,
     maxMessageBytes: integer('max-message-bytes', values['max-message-bytes'], 1 << 30, 1 << 20, 2 ** 31 - 1),

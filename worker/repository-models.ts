@@ -70,6 +70,7 @@ export async function loadRepository(
             executionProvider: info.fallbackReason ? `${info.executionProvider} (GPU unavailable: ${info.fallbackReason})` : info.executionProvider,
             inputs: info.inputs.map(toSpec),
             outputs: info.outputs.map(toSpec),
+            ...(entry.configText === undefined ? {} : { config: entry.configText }),
           };
         } catch (error) {
           const reason = messageOf(error);

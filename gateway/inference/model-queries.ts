@@ -22,6 +22,8 @@ export function serverReady(models: ModelManager, info: ReadinessInfo): boolean 
   // On demand, models load and unload as requests come: the server is ready once it serves.
   if (models.onDemand) return true;
   if (!models.allSettled()) return false;
+  // Without a repository the models are the registered workers': none known yet is nothing to serve.
+  if (!models.hasRepository && !models.list().some((v) => v.state === 'READY')) return false;
   // Versions that explicit model control left unloaded on purpose do not count (Triton's rule).
   return !info.strictReadiness || models.list().every((v) => v.state === 'READY' || v.reason === NOT_LOADED);
 }

@@ -1,5 +1,5 @@
 import { type Logger } from 'pino';
-import { invalidArgument, notFound, unavailable } from '../../core/errors.js';
+import { failedPrecondition, invalidArgument, notFound, unavailable } from '../../core/errors.js';
 import { completeConfig } from '../../models/config/complete.js';
 import { ConfigError, dynamicBatchingIn, ensembleIn } from '../../models/config/model-config.js';
 import { type ModelSignature } from '../../core/signature.js';
@@ -25,14 +25,16 @@ import { type ModelVersion } from './model-version.js';
 import { planInstances, type WorkerPlan } from '../../models/repository/placement.js';
 import { loadsAtStart, type ModelControl } from './control-mode.js';
 import { type PolledModels } from './repository-poller.js';
-import { runWarmup, warmupSamples } from './warmup.js';
+import { runWarmup, warmupNeedsFiles, warmupSamples } from './warmup.js';
+import { entryFromRecord, sameConfig, versionFromRecord, withVersion } from '../registry/record-models.js';
 import { totalmem } from 'node:os';
 import { ModelLoadMetrics } from '../metrics/model-load-metrics.js';
 import { defaultMemoryBudget } from './memory-budget.js';
 import { OnDemandLoader, type Release } from './on-demand-loader.js';
 
 export interface ModelManagerOptions {
-  readonly repository: string;
+  /** undefined: no repository of its own (--registry only); models come from the workers' records. */
+  readonly repository: string | undefined;
   readonly log: Logger;
   /** max_batch_size given to batchable models whose config does not set one. */
   readonly defaultMaxBatchSize: number;
@@ -91,6 +93,8 @@ export class ModelManager {
   readonly #remote = new Map<string, RemoteWorker>();
   /** Keys remote workers offer that this repository lacks (warned once). */
   readonly #unknownRemoteKeys = new Set<string>();
+  /** Without a repository: models whose workers publish differing configs (warned once). */
+  readonly #configConflicts = new Set<string>();
   /** name → versions, in ascending version order. */
   readonly #models = new Map<string, ModelVersion[]>();
   readonly #entries = new Map<string, ModelEntry>();
@@ -185,6 +189,11 @@ export class ModelManager {
     (await this.acquire(name, version, context)).release();
   }
 
+  /** False for a gateway started with --registry and no --model-repository. */
+  get hasRepository(): boolean {
+    return this.#options.repository !== undefined;
+  }
+
   /** The server's response cache, for the inference pipeline. */
   get responseCache(): ResponseCache | undefined {
     return this.#options.responseCache;
@@ -192,6 +201,7 @@ export class ModelManager {
 
   /** Reads the repository; throws when the repository itself is unusable. */
   async scan(): Promise<void> {
+    if (this.#options.repository === undefined) return;
     const scan = await scanRepository(this.#options.repository);
     for (const entry of scan.models) {
       this.#entries.set(entry.name, entry);
@@ -375,6 +385,7 @@ export class ModelManager {
     const models = new Map(hosted.map((m) => [m.key, m]));
     this.#remote.set(id, { connection, models });
     this.#watch(connection);
+    if (this.#options.repository === undefined) for (const m of hosted) this.#adopt(m, id);
     const waiting: ModelVersion[] = [];
     for (const v of this.list()) {
       const model = models.get(v.key);
@@ -406,6 +417,53 @@ export class ModelManager {
         }),
       ),
     );
+  }
+
+  /**
+   * Without a repository, a model version a registered worker serves becomes
+   * known from its record. While any version of the model serves, its config
+   * stays the one it was loaded with (a worker that publishes another is
+   * warned about once); when none does (its workers left, a new release of
+   * them joins), the joining worker's config replaces it.
+   */
+  #adopt(model: HostedModel, workerId: string): void {
+    let entry = this.#entries.get(model.name);
+    const versions = this.#models.get(model.name) ?? [];
+    if (entry && !sameConfig(entry, model)) {
+      if (versions.some((v) => v.state === 'READY' || v.state === 'LOADING')) {
+        if (!this.#configConflicts.has(model.name)) {
+          this.#configConflicts.add(model.name);
+          this.#options.log.warn(
+            { model: model.name, worker: workerId, using: entry.configFile ?? 'no config.pbtxt' },
+            'registered workers publish different configs for this model; the gateway keeps the one it serves with',
+          );
+        }
+      } else {
+        this.#options.log.info({ model: model.name, worker: workerId }, "no worker serves this model; taking the joining worker's config");
+        entry = undefined;
+        this.#configConflicts.delete(model.name);
+        // Their scheduler was built for the old config: the next load builds another.
+        for (const v of versions) {
+          if (v.serving) this.#options.metrics?.removeVersion(v.name, String(v.version));
+          v.serving = undefined;
+          v.state = 'UNAVAILABLE';
+          v.reason = NO_WORKER;
+        }
+      }
+    }
+    if (!entry) {
+      entry = entryFromRecord(model, workerId);
+      this.#entries.set(model.name, entry);
+      if (entry.error !== undefined) {
+        this.#options.log.error({ model: model.name, worker: workerId, reason: entry.error }, 'model unavailable');
+        for (const v of versions) {
+          v.state = 'UNAVAILABLE';
+          v.reason = entry.error;
+        }
+      }
+    }
+    if (versions.some((v) => v.version === model.version)) return;
+    this.#models.set(model.name, withVersion(versions, versionFromRecord(model, entry)));
   }
 
   /** An unresponsive worker (liveness check) is handled as one that failed to answer a call. */
@@ -515,18 +573,20 @@ export class ModelManager {
    */
   load(name: string, params: LoadParameters): Promise<void> {
     this.#refuseWhenPolling();
-    return this.#loadModel(name, params);
+    const repository = this.#refuseWithoutRepository();
+    return this.#loadModel(repository, name, params);
   }
 
   /** RepositoryModelUnload: new requests fail at once, those already queued or running finish, then UNAVAILABLE "unloaded". */
   unload(name: string): Promise<void> {
     this.#refuseWhenPolling();
+    this.#refuseWithoutRepository();
     return this.#unloadModel(name);
   }
 
   /** How the repository poller (--model-control-mode poll) applies what changed on disk. */
   readonly polled: PolledModels = {
-    load: (name) => this.#loadModel(name, { files: new Map() }),
+    load: (name) => this.#loadModel(this.#refuseWithoutRepository(), name, { files: new Map() }),
     unload: (name) => this.#unloadModel(name),
   };
 
@@ -535,9 +595,20 @@ export class ModelManager {
     if (this.#options.control?.mode === 'poll') throw unavailable('explicit model load / unload is not allowed if polling is enabled');
   }
 
-  #loadModel(name: string, params: LoadParameters): Promise<void> {
+  /** The repository the API loads from; a gateway without one serves what the registered workers loaded. */
+  #refuseWithoutRepository(): string {
+    const repository = this.#options.repository;
+    if (repository === undefined) {
+      throw failedPrecondition(
+        'this gateway has no model repository (started with --registry and no --model-repository): it serves the models its registered workers loaded; load or unload them on the workers',
+      );
+    }
+    return repository;
+  }
+
+  #loadModel(repository: string, name: string, params: LoadParameters): Promise<void> {
     return this.#oneAtATime(name, async () => {
-      const { entry, uploadDir } = await prepareLoad(this.#options.repository, name, params);
+      const { entry, uploadDir } = await prepareLoad(repository, name, params);
       for (const w of entry.warnings) this.#options.log.warn({ model: name }, w);
       this.#entries.set(name, entry);
       const next = versionsOf(entry);
@@ -673,7 +744,10 @@ export class ModelManager {
         const model = r.models.get(v.key);
         if (model) slots.add(r.connection, model.instances);
       }
-      const samples = await warmupSamples(config, v.serving.signature, entry.directory, file ?? `model "${v.name}"`);
+      // A gateway without a repository has no warmup/ files to read.
+      const fileless = entry.directory === '' && warmupNeedsFiles(config);
+      if (fileless) log.warn({ model: v.name, version: v.version }, 'model_warmup reads data files this gateway (no --model-repository) does not have; skipped');
+      const samples = fileless ? [] : await warmupSamples(config, v.serving.signature, entry.directory, file ?? `model "${v.name}"`);
       if (samples.length > 0) {
         const started = performance.now();
         // Nothing runs yet: every instance is idle.

@@ -56,6 +56,11 @@ export async function warmupSamples(config: ModelConfig, signature: ModelSignatu
   return samples;
 }
 
+/** Does any warm-up sample read a data file (`input_data_file`)? */
+export function warmupNeedsFiles(config: ModelConfig): boolean {
+  return config.modelWarmup.some((w) => Object.values(w.inputs).some((i) => i.inputDataType?.$case === 'inputDataFile'));
+}
+
 async function sampleTensor(
   name: string,
   input: ModelWarmup_Input,

@@ -27,6 +27,8 @@ export interface ModelEntry {
   readonly configFile: string | undefined;
   /** Parsed config.pbtxt; undefined when there is none or it does not parse. */
   readonly config: ModelConfig | undefined;
+  /** config.pbtxt as read, when it parsed (a registered worker publishes it). */
+  readonly configText?: string;
   /** Fields config.pbtxt writes: pass to completeConfig as `present`. */
   readonly present: ReadonlySet<string>;
   /** Accepted-but-ignored config fields, skipped directories: for the log. */
@@ -114,7 +116,7 @@ export async function scanModel(directory: string): Promise<ModelEntry> {
   const nameReason = `expected ${JSON.stringify(name)} (the model's directory name), got ${JSON.stringify(config.name)}`;
   const nameError = config.name !== '' && config.name !== name ? formatConfigMessage(configFile, 'name', nameReason) : undefined;
   const error = nameError ?? found.error;
-  return { ...base, configFile, config, present, versions: found.versions, ...(error === undefined ? {} : { error }) };
+  return { ...base, configFile, config, configText: text, present, versions: found.versions, ...(error === undefined ? {} : { error }) };
 }
 
 async function findVersions(
