@@ -14,7 +14,7 @@
 //     str  name                         u32 output count, then each:
 //     str  datatype                       str name, str datatype,
 //     u32  rank, f64 × rank dims          u32 rank, f64 × rank dims
-//   [str traceparent]  optional, W3C; absent (zero bytes) when tracing is off
+//   [str traceparent [str tracestate]]  optional, W3C; absent (zero bytes) when tracing is off
 // str = u32 LE byte length + UTF-8. Numbers are little-endian. Tensor i's
 // bytes are segment i + 1.
 import { type ExecuteRequest, type ExecuteResponse, type TensorData } from '../proto/gen/worker.js';
@@ -123,10 +123,17 @@ class HeadReader {
   }
 }
 
+/** W3C trace context of the gateway's span for the execution: the worker's span becomes its child. */
+export interface FrameTrace {
+  readonly traceparent: string;
+  /** Vendors' trace state, as the caller sent it (absent when empty). */
+  readonly tracestate?: string;
+}
+
 /** The frame parts of an Execute request: prefix and head in one buffer, then each input's bytes (not copied). */
-export function encodeExecuteRequest(kind: number, callId: number, request: ExecuteRequest, traceparent?: string): Uint8Array[] {
+export function encodeExecuteRequest(kind: number, callId: number, request: ExecuteRequest, trace?: FrameTrace): Uint8Array[] {
   let headBytes = stringBytes(request.modelKey) + 4 + 4;
-  if (traceparent !== undefined) headBytes += stringBytes(traceparent);
+  if (trace !== undefined) headBytes += stringBytes(trace.traceparent) + (trace.tracestate === undefined ? 0 : stringBytes(trace.tracestate));
   for (const o of request.outputs) headBytes += stringBytes(o);
   for (const t of request.inputs) headBytes += tensorHeadBytes(t);
   const parts: Uint8Array[] = [];
@@ -141,14 +148,17 @@ export function encodeExecuteRequest(kind: number, callId: number, request: Exec
   for (const o of request.outputs) w.str(o);
   w.u32(request.inputs.length);
   for (const t of request.inputs) w.tensor(t);
-  if (traceparent !== undefined) w.str(traceparent);
+  if (trace !== undefined) {
+    w.str(trace.traceparent);
+    if (trace.tracestate !== undefined) w.str(trace.tracestate);
+  }
   parts.push(first);
   for (const d of data) parts.push(d);
   return parts;
 }
 
 /** An Execute request from a segmented frame's head and segments; each input's data is its segment (no copy). */
-export function decodeExecuteRequest(head: Uint8Array, segments: readonly Uint8Array[]): ExecuteRequest & { traceparent?: string } {
+export function decodeExecuteRequest(head: Uint8Array, segments: readonly Uint8Array[]): ExecuteRequest & { trace?: FrameTrace } {
   const r = new HeadReader(head);
   const modelKey = r.str();
   const outputCount = r.count(4);
@@ -160,8 +170,10 @@ export function decodeExecuteRequest(head: Uint8Array, segments: readonly Uint8A
   for (let i = 0; i < inputCount; i++) inputs.push(r.tensor(segments[i] as Uint8Array));
   if (r.remaining === 0) return { modelKey, inputs, outputs };
   const traceparent = r.str();
+  if (r.remaining === 0) return { modelKey, inputs, outputs, trace: { traceparent } };
+  const tracestate = r.str();
   r.end();
-  return { modelKey, inputs, outputs, traceparent };
+  return { modelKey, inputs, outputs, trace: { traceparent, tracestate } };
 }
 
 /** The frame parts of an Execute answer, as for the request. */

@@ -7,6 +7,7 @@
 import { type Context, type Link, type Span, type SpanContext, type Tracer } from '@opentelemetry/api';
 import { status } from '@grpc/grpc-js';
 import { isServingError } from './errors.js';
+import { type FrameTrace } from './execute-frame.js';
 import { type TraceConfig } from './trace-config.js';
 import { FABRIEK_VERSION as VERSION } from './version.js';
 
@@ -79,10 +80,12 @@ export function contextOf(span: Span | SpanContext): Context {
   return 'spanContext' in span ? a.trace.setSpan(a.ROOT_CONTEXT, span) : a.trace.setSpanContext(a.ROOT_CONTEXT, span);
 }
 
-/** A span's W3C traceparent, for the worker frame. */
-export function traceparentOf(span: Span): string {
+/** A span's W3C trace context (traceparent, and tracestate when it has one), for the worker frame. */
+export function frameTraceOf(span: Span): FrameTrace {
   const c = span.spanContext();
-  return `00-${c.traceId}-${c.spanId}-0${c.traceFlags & 1}`;
+  const traceparent = `00-${c.traceId}-${c.spanId}-0${c.traceFlags & 1}`;
+  const tracestate = c.traceState?.serialize();
+  return tracestate ? { traceparent, tracestate } : { traceparent };
 }
 
 /** Links to the spans a batch carries. */

@@ -3,7 +3,7 @@ import { type Tracer } from '@opentelemetry/api';
 import { type Logger } from 'pino';
 import { activeTracer, contextOf, endOk, endWithError, modelAttributes, remoteParent, SpanKindOf } from '../core/tracing.js';
 import { isServingError, ServingError } from '../core/errors.js';
-import { decodeExecuteRequest, encodeExecuteResponse } from '../core/execute-frame.js';
+import { decodeExecuteRequest, encodeExecuteResponse, type FrameTrace } from '../core/execute-frame.js';
 import { encodeFrame, Method, RESPONSE } from '../core/worker-frames.js';
 import {
   type ExecuteRequest,
@@ -61,17 +61,17 @@ export function createWorkerService(options: WorkerServiceOptions): WorkerHandle
     };
   }
 
-  async function execute(request: ExecuteRequest & { traceparent?: string }): Promise<ExecuteResponse> {
-    const tracer = request.traceparent !== undefined ? activeTracer() : undefined;
-    if (tracer) return tracedExecute(tracer, request);
+  async function execute(request: ExecuteRequest & { trace?: FrameTrace }): Promise<ExecuteResponse> {
+    const tracer = request.trace !== undefined ? activeTracer() : undefined;
+    if (tracer && request.trace) return tracedExecute(tracer, request, request.trace);
     return executeOnce(request);
   }
 
   /** The worker's span, a child of the gateway's (the frame's traceparent), and the ONNX Runtime run under it. */
-  async function tracedExecute(tracer: Tracer, request: ExecuteRequest & { traceparent?: string }): Promise<ExecuteResponse> {
+  async function tracedExecute(tracer: Tracer, request: ExecuteRequest, trace: FrameTrace): Promise<ExecuteResponse> {
     const rows = request.inputs[0]?.shape[0];
     const attributes = { ...modelAttributes(request.modelKey), 'fabriek.worker.id': options.workerId, 'fabriek.batch.size': rows === undefined ? 0 : Number(rows) };
-    const span = tracer.startSpan('fabriek.worker.run', { kind: SpanKindOf.server, attributes }, remoteParent(request.traceparent, undefined));
+    const span = tracer.startSpan('fabriek.worker.run', { kind: SpanKindOf.server, attributes }, remoteParent(trace.traceparent, trace.tracestate));
     try {
       const response = await executeOnce(request);
       // The run's times are known after it: placed on the wall clock from the monotonic one.
@@ -158,7 +158,7 @@ function decode<T>(codec: { decode(input: Uint8Array): T }, payload: Uint8Array,
   }
 }
 
-function decodeExecute(head: Uint8Array, segments: readonly Uint8Array[]): ExecuteRequest & { traceparent?: string } {
+function decodeExecute(head: Uint8Array, segments: readonly Uint8Array[]): ExecuteRequest & { trace?: FrameTrace } {
   try {
     return decodeExecuteRequest(head, segments);
   } catch (error) {

@@ -1,9 +1,10 @@
+import { type FrameTrace } from '../../core/execute-frame.js';
 import { isDatatype } from '../../core/datatypes.js';
 import { internal, unavailable } from '../../core/errors.js';
 import { type Tensor } from '../../core/tensor.js';
 import { type ExecuteRequest, type ExecuteResponse, type TensorData } from '../../proto/gen/worker.js';
 import { type SpanContext } from '@opentelemetry/api';
-import { activeTracer, contextOf, endWithError, linksTo, modelAttributes, SpanKindOf, traceparentOf } from '../../core/tracing.js';
+import { activeTracer, contextOf, endWithError, linksTo, modelAttributes, SpanKindOf, frameTraceOf } from '../../core/tracing.js';
 import { type ExecutionResult } from './execution.js';
 import { type InstanceSlots, type Placement } from './instance-slots.js';
 import { isWorkerLost } from './worker-connection.js';
@@ -86,7 +87,7 @@ export class Dispatcher {
     );
     const worker = tracer.startSpan('fabriek.worker.execute', { kind: SpanKindOf.client, attributes: modelAttributes(this.#modelKey) }, contextOf(batch));
     try {
-      const result = await this.#run(placement, request, deadline, traceparentOf(worker));
+      const result = await this.#run(placement, request, deadline, frameTraceOf(worker));
       worker.setAttribute('fabriek.worker.id', result.workerId);
       worker.end();
       batch.end();
@@ -98,13 +99,13 @@ export class Dispatcher {
     }
   }
 
-  async #run(placement: Placement, request: ExecuteRequest, deadline: number, traceparent?: string): Promise<ExecutionResult> {
+  async #run(placement: Placement, request: ExecuteRequest, deadline: number, trace?: FrameTrace): Promise<ExecutionResult> {
     const first = placement.worker.endpoint.id;
     // Each slot is freed when its worker is done with the execution, which
     // can be after this call gave up at its deadline: the worker still runs
     // what it was sent, and its capacity counts it until it answers.
     try {
-      return toResult(await placement.worker.execute(request, deadline, this.#settle(placement), traceparent), first);
+      return toResult(await placement.worker.execute(request, deadline, this.#settle(placement), trace), first);
     } catch (error) {
       if (!isWorkerLost(error)) throw error;
       // #settle has taken the lost worker out of the slots already.
@@ -115,7 +116,7 @@ export class Dispatcher {
           error,
         );
       }
-      return toResult(await retry.worker.execute(request, deadline, this.#settle(retry), traceparent), retry.worker.endpoint.id);
+      return toResult(await retry.worker.execute(request, deadline, this.#settle(retry), trace), retry.worker.endpoint.id);
     }
   }
 

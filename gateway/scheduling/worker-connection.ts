@@ -2,7 +2,7 @@ import { isIP, connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { ServingError } from '../../core/errors.js';
-import { decodeExecuteResponse, encodeExecuteRequest } from '../../core/execute-frame.js';
+import { decodeExecuteResponse, encodeExecuteRequest, type FrameTrace } from '../../core/execute-frame.js';
 import { decodeError, encodeFrame, ERROR, type Frame, FrameError, FrameReader, HEADER_BYTES, Method, PING_CALL_ID, RESPONSE } from '../../core/worker-frames.js';
 import { writeInTick } from '../../core/tick-cork.js';
 import {
@@ -124,8 +124,8 @@ export class WorkerConnection {
    * so its count of executions in the worker stays true, and on `lost` takes
    * the worker out of its slots first, so nothing more is sent to it.
    */
-  execute(request: ExecuteRequest, deadline: number, done?: (lost: boolean) => void, traceparent?: string): Promise<ExecuteResponse> {
-    return this.#call(() => encodeExecuteRequest(Method.Execute, 0, request, traceparent), executeAnswer, deadline, done);
+  execute(request: ExecuteRequest, deadline: number, done?: (lost: boolean) => void, trace?: FrameTrace): Promise<ExecuteResponse> {
+    return this.#call(() => encodeExecuteRequest(Method.Execute, 0, request, trace), executeAnswer, deadline, done);
   }
 
   status(timeoutMs = 5_000): Promise<StatusResponse> {

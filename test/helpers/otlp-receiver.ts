@@ -12,6 +12,8 @@ export interface ReceivedSpan {
   readonly traceId: string;
   readonly spanId: string;
   readonly parentSpanId: string;
+  /** W3C tracestate ('' when none). */
+  readonly traceState: string;
   readonly name: string;
   readonly kind: number;
   readonly attributes: Readonly<Record<string, AttributeValue>>;
@@ -59,6 +61,7 @@ function span(bytes: Uint8Array, service: string): ReceivedSpan {
   let traceId = '';
   let spanId = '';
   let parentSpanId = '';
+  let traceState = '';
   let name = '';
   let kind = 0;
   let statusCode = 0;
@@ -67,6 +70,7 @@ function span(bytes: Uint8Array, service: string): ReceivedSpan {
   fields(bytes, (no, r) => {
     if (no === 1) traceId = hex(r.bytes());
     else if (no === 2) spanId = hex(r.bytes());
+    else if (no === 3) traceState = r.string();
     else if (no === 4) parentSpanId = hex(r.bytes());
     else if (no === 5) name = r.string();
     else if (no === 6) kind = r.int32();
@@ -89,7 +93,7 @@ function span(bytes: Uint8Array, service: string): ReceivedSpan {
     } else return false;
     return true;
   });
-  return { service, traceId, spanId, parentSpanId, name, kind, attributes, links, statusCode };
+  return { service, traceId, spanId, parentSpanId, traceState, name, kind, attributes, links, statusCode };
 }
 
 /** The spans of one ExportTraceServiceRequest body. */

@@ -53,6 +53,7 @@ describe('OpenTelemetry tracing', () => {
     const spans = receiver.spans;
     const request = one(spans, 'ModelInfer', TRACE_ID);
     expect(request.parentSpanId).toBe(CALLER_SPAN);
+    expect(request.traceState).toBe('vendor=x');
     expect(request.kind).toBe(2); // SPAN_KIND_SERVER
     expect(request.service).toBe('fabriek-gateway');
     expect(request.attributes).toMatchObject({ 'fabriek.model': 'add_sub', 'fabriek.version': '1', 'fabriek.status': 'OK', 'fabriek.protocol': 'grpc', 'fabriek.batch.size': 1 });
@@ -75,6 +76,8 @@ describe('OpenTelemetry tracing', () => {
     const run = one(spans, 'fabriek.worker.run', TRACE_ID);
     expect(run.service).toBe('fabriek-worker');
     expect(run.parentSpanId).toBe(execute.spanId);
+    // The caller's tracestate reached the worker inside the Execute frame.
+    expect(run.traceState).toBe('vendor=x');
     const ort = one(spans, 'onnxruntime.run', TRACE_ID);
     expect(ort.service).toBe('fabriek-worker');
     expect(ort.parentSpanId).toBe(run.spanId);

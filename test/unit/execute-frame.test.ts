@@ -83,16 +83,21 @@ describe('Execute frames', () => {
     const [frame] = readBack(encodeExecuteRequest(Method.Execute, 1, negative), 1 << 16);
     expect(() => decodeExecuteRequest(frame?.payload ?? new Uint8Array(), frame?.segments ?? [])).toThrow(/tensor 'A' has dimension -1 \(expected an integer ≥ 0\)/);
   });
-  it('carry a traceparent only when given: zero extra bytes without one', () => {
+  it('carry a trace context only when given: zero extra bytes without one, tracestate only when set', () => {
     const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    const tracestate = 'congo=t61rcWkgMzE,rojo=00f067aa0ba902b7';
     const plain = Buffer.concat(encodeExecuteRequest(Method.Execute, 1, request));
-    const traced = Buffer.concat(encodeExecuteRequest(Method.Execute, 1, request, traceparent));
+    const traced = Buffer.concat(encodeExecuteRequest(Method.Execute, 1, request, { traceparent }));
+    const stated = Buffer.concat(encodeExecuteRequest(Method.Execute, 1, request, { traceparent, tracestate }));
     expect(traced.byteLength - plain.byteLength).toBe(4 + traceparent.length);
+    expect(stated.byteLength - traced.byteLength).toBe(4 + tracestate.length);
     const [p] = readBack([plain], 4096);
     const [t] = readBack([traced], 7);
-    expect(decodeExecuteRequest(p?.payload ?? new Uint8Array(), p?.segments ?? []).traceparent).toBeUndefined();
+    const [s] = readBack([stated], 5);
+    expect(decodeExecuteRequest(p?.payload ?? new Uint8Array(), p?.segments ?? []).trace).toBeUndefined();
     const decoded = decodeExecuteRequest(t?.payload ?? new Uint8Array(), t?.segments ?? []);
-    expect(decoded.traceparent).toBe(traceparent);
+    expect(decoded.trace).toEqual({ traceparent });
     expect(decoded.inputs.map((x) => x.name)).toEqual(['A', 'S', 'B']);
+    expect(decodeExecuteRequest(s?.payload ?? new Uint8Array(), s?.segments ?? []).trace).toEqual({ traceparent, tracestate });
   });
 });

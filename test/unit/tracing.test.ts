@@ -1,6 +1,6 @@
 import { trace } from '@opentelemetry/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { activeTracer, modelAttributes, remoteParent, startTracing, stopTracing, traceparentOf } from '../../core/tracing.js';
+import { activeTracer, modelAttributes, remoteParent, startTracing, stopTracing, frameTraceOf } from '../../core/tracing.js';
 
 describe('core/tracing', () => {
   beforeAll(async () => {
@@ -29,7 +29,15 @@ describe('core/tracing', () => {
 
   it('writes a span’s traceparent and splits model keys', () => {
     const span = activeTracer()?.startSpan('x', {}, remoteParent('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', undefined));
-    expect(span && traceparentOf(span)).toMatch(/^00-4bf92f3577b34da6a3ce929d0e0e4736-[\da-f]{16}-00$/);
+    expect(span && frameTraceOf(span).traceparent).toMatch(/^00-4bf92f3577b34da6a3ce929d0e0e4736-[\da-f]{16}-00$/);
     expect(modelAttributes('add_sub/1')).toEqual({ 'fabriek.model': 'add_sub', 'fabriek.version': '1' });
+  });
+
+  it('carries the caller’s tracestate to the worker frame, and none when it sent none', () => {
+    const parent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    const span = activeTracer()?.startSpan('x', {}, remoteParent(parent, 'rojo=00f067aa0ba902b7,congo=t61rcWkgMzE'));
+    expect(span && frameTraceOf(span).tracestate).toBe('rojo=00f067aa0ba902b7,congo=t61rcWkgMzE');
+    const bare = activeTracer()?.startSpan('y', {}, remoteParent(parent, undefined));
+    expect(bare && frameTraceOf(bare)).not.toHaveProperty('tracestate');
   });
 });
