@@ -69,13 +69,14 @@ async function open(id: number, init: ThreadInit): Promise<ThreadReply> {
 async function run(id: number, task: BatchTask, transfer: ArrayBuffer[]): Promise<ThreadReply> {
   const session = sessions[id];
   if (session === undefined) throw new Error(`ORT thread: no session ${id}`);
+  const taskStartNs = process.hrtime.bigint();
   const feeds: Record<string, ort.Tensor> = {};
   for (const input of task.inputs) feeds[input.name] = toOrtTensor(input);
   const runStartNs = process.hrtime.bigint();
   const results = task.outputs.length > 0 ? await session.run(feeds, [...task.outputs]) : await session.run(feeds);
   const runEndNs = process.hrtime.bigint();
   const outputs = Object.entries(results).map(([name, value]) => fromOrtTensor(name, value, transfer));
-  return { outputs, runStartNs, runEndNs };
+  return { outputs, taskStartNs, runStartNs, runEndNs };
 }
 
 async function close(id: number): Promise<void> {

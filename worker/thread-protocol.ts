@@ -74,6 +74,8 @@ export interface BatchTask {
  */
 export interface BatchOutput {
   readonly outputs: readonly ThreadTensor[];
+  /** When the thread took the task up (after any run ahead of it on that thread). */
+  readonly taskStartNs: bigint;
   /** When the ORT tensors were ready, just before session.run. */
   readonly runStartNs: bigint;
   /** When session.run returned. */

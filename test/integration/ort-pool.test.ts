@@ -35,6 +35,7 @@ describe('OrtThreadPool', () => {
   const run = async (instance: ModelInstance): Promise<{ y: number[]; sent: ArrayBuffer }> => {
     const sent = Float32Array.from({ length: MANY_MODELS_WIDTH }, (_, k) => k).buffer;
     const out = await instance.run({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, MANY_MODELS_WIDTH], data: sent }], outputs: [] }, [sent]);
+    expect(out.runStartNs).toBeGreaterThanOrEqual(out.taskStartNs);
     expect(out.runEndNs).toBeGreaterThanOrEqual(out.runStartNs);
     return { y: [...new Float32Array(out.outputs[0]?.data ?? new ArrayBuffer(0))], sent };
   };

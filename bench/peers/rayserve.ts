@@ -1,0 +1,180 @@
+import { spawn } from 'node:child_process';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { buildModels } from '../../models/build/test-models.js';
+import { treeCpuSeconds } from '../../core/process-cpu.js';
+import { type ChildServer, httpUrlOf, removeAtExit, startGateway } from '../load/child-server.js';
+import { mdTable, num, ratio } from '../report/format.js';
+
+// Issue #15's peer comparison in one run: Fabriek's HTTP endpoint (KServe v2
+// binary tensor extension) against Ray Serve on MLP 784→2048×4→10, both
+// driven by the peer harness's own autocannon driver (ac.js) at the same
+// connection count, in alternating rounds so drift on a shared machine falls
+// on both. Ray Serve runs through the harness's run.sh, which sets it up from
+// the local wheelhouse, serves with @serve.batch and stops it after each round.
+
+const USAGE = `Usage: node dist/bench/peers/rayserve.js [options]
+
+  --peer-dir DIR        the Ray Serve harness (run.sh, ac.js); default ../shared/peers/rayserve
+  --rounds N            alternating rounds of each server (default 2)
+  --connections N       autocannon connections (default 64)
+  --duration S          measured seconds per run (default 10)
+  --warmup S            warm-up seconds per run (default 3)
+  --fabriek CONFIG      Fabriek batching, repeatable: fixed:<max_queue_delay µs> or slo:<batching_slo_ms>
+                        (default fixed:2000, as Ray's batch_wait_timeout_s=0.002)
+  --instances N         Fabriek instance_group count (default 1)
+  --ray-threads N       ONNX Runtime intra-op threads of the Ray replica (default 2)
+  --ray-ingress KIND    proxy | direct | haproxy (default direct: Ray's fastest)`;
+
+interface AcResult {
+  readonly rps: number;
+  readonly p50_ms: number;
+  readonly p99_ms: number;
+  readonly ok: number;
+  readonly errors: number;
+  /** Absent from run.sh's line (its errors count them). */
+  readonly non2xx?: number;
+}
+
+const errorsOf = (r: AcResult): number => r.errors + (r.non2xx ?? 0);
+
+interface Run {
+  readonly server: string;
+  readonly round: number;
+  readonly result: AcResult;
+  /** Server process tree's cores during the run (Fabriek only: run.sh reports Ray's itself). */
+  readonly serverCores?: number;
+}
+
+const MODEL = 'mlp_large';
+const MAX_BATCH = 64;
+
+function configText(name: string, config: string, instances: number): string {
+  const [kind, value] = config.split(':');
+  const lines = [`name: "${name}"`, `max_batch_size: ${MAX_BATCH}`, `instance_group [ { count: ${instances}, kind: KIND_CPU } ]`];
+  if (kind === 'fixed') lines.push(`dynamic_batching { max_queue_delay_microseconds: ${Number(value)} }`);
+  else if (kind === 'slo') lines.push('dynamic_batching { }', `parameters { key: "batching_slo_ms" value { string_value: "${Number(value)}" } }`);
+  else throw new Error(`--fabriek: expected fixed:<µs> or slo:<ms>, got '${config}'`);
+  return lines.join('\n') + '\n';
+}
+
+const modelName = (config: string): string => `mlp_${config.replace(':', '_')}`;
+
+/** Runs a command, collecting stdout; its last JSON line is the result. */
+function runJson(command: string, args: readonly string[], env: NodeJS.ProcessEnv): Promise<AcResult> {
+  return new Promise((done, fail) => {
+    const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
+    child.once('exit', (code) => {
+      const line = out.trim().split('\n').reverse().find((l) => l.startsWith('{'));
+      if (code !== 0 || line === undefined) fail(new Error(`${command} ${args.join(' ')} exited ${code}:\n${err}`));
+      else done(JSON.parse(line) as AcResult);
+    });
+  });
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      'peer-dir': { type: 'string', default: '../shared/peers/rayserve' },
+      rounds: { type: 'string', default: '2' },
+      connections: { type: 'string', default: '64' },
+      duration: { type: 'string', default: '10' },
+      warmup: { type: 'string', default: '3' },
+      fabriek: { type: 'string', multiple: true },
+      instances: { type: 'string', default: '1' },
+      'ray-threads': { type: 'string', default: '2' },
+      'ray-ingress': { type: 'string', default: 'direct' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
+  const peerDir = resolve(values['peer-dir']);
+  const configs = values.fabriek ?? ['fixed:2000'];
+  const rounds = Number(values.rounds);
+  const log = (line: string): void => void process.stderr.write(`${line}\n`);
+
+  const dir = await mkdtemp(join(tmpdir(), 'fabriek-rayserve-'));
+  const forget = removeAtExit(dir);
+  const [built] = await buildModels(join(dir, 'built'), [MODEL]);
+  if (built === undefined) throw new Error('mlp_large was not built');
+  const repository = join(dir, 'repository');
+  for (const config of configs) {
+    const name = modelName(config);
+    await mkdir(join(repository, name, '1'), { recursive: true });
+    await writeFile(join(repository, name, 'config.pbtxt'), configText(name, config, Number(values.instances)));
+    await copyFile(built, join(repository, name, '1', 'model.onnx'));
+  }
+  const acEnv = { ...process.env, AC_DIR: fileURLToPath(new URL('../../../', import.meta.url)), KSERVE_INPUT: 'input', KSERVE_OUTPUT: 'logits' };
+  const acArgs = (url: string): string[] => [join(peerDir, 'ac.js'), url, values.connections, values.duration, values.warmup, 'kserve'];
+
+  const runs: Run[] = [];
+  let gateway: ChildServer | undefined;
+  try {
+    for (let round = 1; round <= rounds; round++) {
+      gateway = await startGateway(repository, ['--log-level', 'error']);
+      const base = httpUrlOf(gateway) as string;
+      for (const config of configs) {
+        const cpu0 = treeCpuSeconds(gateway.pid);
+        const started = performance.now();
+        const result = await runJson(process.execPath, acArgs(`${base}/v2/models/${modelName(config)}/infer`), acEnv);
+        const serverCores = (treeCpuSeconds(gateway.pid) - cpu0) / ((performance.now() - started) / 1000);
+        runs.push({ server: `fabriek ${config}`, round, result, serverCores });
+        log(`round ${round} fabriek ${config}: ${num(result.rps)} req/s, p50 ${result.p50_ms} ms, p99 ${result.p99_ms} ms, errors ${errorsOf(result)}`);
+      }
+      await gateway.stop();
+      gateway = undefined;
+      const ray = await runJson(
+        'bash',
+        [join(peerDir, 'run.sh'), '--model', built, '--mode', 'batched', '--ingress', values['ray-ingress'], '--threads', values['ray-threads'],
+          '--connections', values.connections, '--duration', values.duration, '--warmup', values.warmup, '--max-batch', String(MAX_BATCH), '--wait-s', '0.002'],
+        process.env,
+      );
+      runs.push({ server: 'ray serve', round, result: ray });
+      log(`round ${round} ray serve: ${num(ray.rps)} req/s, p50 ${ray.p50_ms} ms, p99 ${ray.p99_ms} ms, errors ${errorsOf(ray)}`);
+    }
+  } finally {
+    await gateway?.stop();
+    await rm(dir, { recursive: true, force: true });
+    forget();
+  }
+
+  const servers = [...new Set(runs.map((r) => r.server))];
+  const median = (xs: number[]): number => {
+    const s = [...xs].sort((a, b) => a - b);
+    return s.length % 2 === 1 ? (s[(s.length - 1) / 2] as number) : ((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2;
+  };
+  const rayRps = median(runs.filter((r) => r.server === 'ray serve').map((r) => r.result.rps));
+  const rayP99 = median(runs.filter((r) => r.server === 'ray serve').map((r) => r.result.p99_ms));
+  const rows = servers.map((server) => {
+    const mine = runs.filter((r) => r.server === server);
+    const rps = mine.map((r) => r.result.rps);
+    const p99 = mine.map((r) => r.result.p99_ms);
+    const cores = mine.flatMap((r) => (r.serverCores === undefined ? [] : [r.serverCores]));
+    return [
+      server,
+      rps.map((x) => num(x)).join(' / '),
+      p99.map((x) => `${x}`).join(' / '),
+      cores.length > 0 ? cores.map((c) => c.toFixed(2)).join(' / ') : 'see run.sh',
+      String(mine.reduce((n, r) => n + errorsOf(r.result), 0)),
+      server === 'ray serve' ? '1×' : ratio(median(rps), rayRps),
+      server === 'ray serve' ? '' : median(p99) < rayP99 ? 'lower' : 'HIGHER',
+    ];
+  });
+  console.log(`MLP 784→2048×4→10 over HTTP, ${values.connections} connections, ${values.duration} s per run, ${rounds} alternating rounds (rounds listed in order)\n`);
+  console.log(mdTable(['server', 'req/s', 'p99 ms', 'server cores', 'errors', 'req/s vs Ray (medians)', 'p99 vs Ray'], rows));
+}
+
+main().catch((error: unknown) => {
+  console.error(error instanceof Error ? error.message : error);
+  process.exit(1);
+});
