@@ -77,14 +77,36 @@ function earliest(input: SloInput, count: number): bigint {
 const ns = (x: number): bigint => BigInt(Math.ceil(x));
 
 /**
+ * The fewest rows (more than `rows`, at most maxBatch) whose batch keeps up
+ * with arrivals: no more rows arrive during its run than it holds; maxBatch
+ * when none does. Time per row falls as batches grow (a run's fixed cost is
+ * shared), so the first size that keeps up is found by bisection.
+ */
+function keepUpRows(input: SloInput, rows: number): number {
+  const keepsUp = (n: number): boolean => {
+    const c = input.cost(n);
+    return c !== undefined && input.arrivalRowsPerNs * c <= n;
+  };
+  let lo = rows;
+  let hi = input.maxBatch;
+  if (!keepsUp(hi)) return hi;
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1;
+    if (keepsUp(mid)) hi = mid;
+    else lo = mid;
+  }
+  return hi;
+}
+
+/**
  * - Nothing queued: idle. Cold cost model: cut now (Triton with no delay).
  * - A full batch: cut now (ahead into a busy instance if none is idle).
  * - An idle instance: cut now when the batch as it is keeps up with
  *   arrivals (fewer rows arrive during its run than it holds). Otherwise
- *   wait for more rows while every member of the batch, grown to what is
- *   expected to arrive, still finishes in time; cut as soon as waiting
- *   longer would make one miss, or nothing more is expected (no row for
- *   QUIET_GAPS expected gaps).
+ *   wait for more rows, until the batch is expected to reach the smallest
+ *   size that keeps up (full when none does), while every member of it
+ *   still finishes in time; cut as soon as waiting longer would make one
+ *   miss, or nothing more is expected (no row for QUIET_GAPS expected gaps).
  * - No idle instance: send ahead when the batch must start at the first
  *   free instance to finish in time even as it is (growing it would make a
  *   member miss), or when that instance ends its compute within the
@@ -103,10 +125,12 @@ export function decideSlo(input: SloInput): SloDecision {
     // Cut now when batches of this size keep up with arrivals: fewer rows arrive during its run than it holds.
     // Waiting then adds latency and serves no more requests; it pays only when the instance would fall behind.
     if (input.arrivalRowsPerNs * costNow <= rows) return { kind: 'cut', count, ahead: false };
-    // Wait until the batch is expected full, but no later than its members allow for a full batch's run.
-    const fillNs = (input.maxBatch - rows) / input.arrivalRowsPerNs;
-    const fullCost = input.cost(input.maxBatch) ?? costNow;
-    const latest = due - ns(fullCost);
+    // Wait until the batch is expected to reach the size that keeps up (full when none does), but no
+    // later than its members allow for that batch's run. Past that size waiting only adds latency.
+    const target = keepUpRows(input, rows);
+    const fillNs = (target - rows) / input.arrivalRowsPerNs;
+    const targetCost = input.cost(target) ?? costNow;
+    const latest = due - ns(targetCost);
     let until = now + ns(fillNs) < latest ? now + ns(fillNs) : latest;
     if (input.lastArrivalNs !== undefined) {
       const quiet = input.lastArrivalNs + ns(QUIET_GAPS / input.arrivalRowsPerNs);

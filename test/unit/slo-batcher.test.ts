@@ -181,7 +181,7 @@ describe('DynamicBatcher in SLO mode (batching_slo_ms)', () => {
     }
   });
 
-  it('waits no later than the earliest deadline allows for a full batch', async () => {
+  it('waits no later than the earliest deadline allows for the batch it waits for', async () => {
     const { clock, recorder, submit } = setup({ sloMs: 25 });
     // Teach it an arrival rate: about 1 row a ms, each cut and answered at once (due at once),
     // faster than batches of 1 keep up with (2.5 ms each).
@@ -192,14 +192,18 @@ describe('DynamicBatcher in SLO mode (batching_slo_ms)', () => {
       clock.advance(1);
     }
     const before = recorder.cuts.length;
-    // Own deadline 7 ms away; a full batch (8 rows) costs 6 ms: it must start by 1 ms.
-    submit('due', { deadlineMs: 7 });
+    // It waits for the batch that keeps up with the arrivals it has seen (the rate it learned over
+    // 20 ms is ~0.6 rows a ms: 2 rows, 3 ms a run), but this request's own deadline is 5 ms away.
+    const startMs = Number(clock.ns - 1_000n * MS) / 1e6;
+    submit('due', { deadlineMs: 5 });
     expect(recorder.cuts.length).toBe(before);
-    clock.advance(0.5);
-    expect(recorder.cuts.length).toBe(before);
-    clock.advance(0.5);
-    expect(recorder.cuts.length).toBe(before + 1);
-    expect(recorder.cuts.at(-1)?.labels).toContain('due');
+    for (let t = 0; t < 5 && recorder.cuts.length === before; t += 0.25) clock.advance(0.25);
+    const cut = recorder.cuts.at(-1);
+    expect(cut?.labels).toEqual(['due']);
+    // It waited for rows, and cut in time for its member to finish by its deadline.
+    expect(cut?.atMs).toBeGreaterThan(startMs);
+    expect((cut?.atMs ?? Infinity) + costMs(1)).toBeLessThanOrEqual(startMs + 5);
+    expect(cut?.atMs).toBeLessThanOrEqual(startMs + 5 - costMs(2));
   });
 
   it('sends ahead into a busy instance only when waiting for it would make a member miss', async () => {

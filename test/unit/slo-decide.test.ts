@@ -31,13 +31,18 @@ describe('decideSlo', () => {
     expect(d).toEqual({ kind: 'wait', untilNs: at(6) });
   });
 
-  it('waits no later than the earliest deadline allows for a full batch, then cuts', () => {
-    // Slow arrivals (full in 30 ms) but a member due in 40 ms: a full batch (26 ms) must start by 14 ms.
-    const slow = input({ queued: [req(40), req(200)], arrivalRowsPerNs: 0.2 / 1e6 });
-    expect(decideSlo(slow)).toEqual({ kind: 'wait', untilNs: at(14) });
-    expect(decideSlo({ ...slow, now: at(14) })).toEqual({ kind: 'cut', count: 2, ahead: false });
-    // A request without a deadline is due at now + the SLO.
-    expect(decideSlo(input({ queued: [req()], arrivalRowsPerNs: 0.1 / 1e6, sloNs: 30n * MS }))).toEqual({ kind: 'wait', untilNs: at(4) });
+  it('waits only until the batch reaches the size that keeps up with arrivals, not until it is full', () => {
+    // 0.2 rows a ms: 4 rows (18 ms) keep up (3.6 arrive meanwhile), 3 rows (16 ms) do not. 2 queued: 2 more in 10 ms.
+    expect(decideSlo(input({ queued: [req(200), req(200)], arrivalRowsPerNs: 0.2 / 1e6 }))).toEqual({ kind: 'wait', untilNs: at(10) });
+    // 0.1 rows a ms: 2 rows keep up. A request without a deadline is due at now + the SLO.
+    expect(decideSlo(input({ queued: [req()], arrivalRowsPerNs: 0.1 / 1e6, sloNs: 30n * MS }))).toEqual({ kind: 'wait', untilNs: at(10) });
+  });
+
+  it('waits no later than the earliest deadline allows for the batch it waits for, then cuts', () => {
+    // Waiting for 4 rows (at 10 ms), but a member is due in 25 ms and 4 rows run 18 ms: start by 7 ms.
+    const slow = input({ queued: [req(25), req(200)], arrivalRowsPerNs: 0.2 / 1e6 });
+    expect(decideSlo(slow)).toEqual({ kind: 'wait', untilNs: at(7) });
+    expect(decideSlo({ ...slow, now: at(7) })).toEqual({ kind: 'cut', count: 2, ahead: false });
   });
 
   it('cuts at once when no more rows are expected', () => {
