@@ -305,7 +305,15 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     models.list().flatMap((v) => {
       const scheduler = v.serving?.scheduler;
       if (!(scheduler instanceof DynamicBatcher) || scheduler.sloNs === 0n) return [];
-      return [{ model: v.name, version: String(v.version), sloSeconds: Number(scheduler.sloNs) / 1e9, computedPastDeadline: scheduler.computedPastDeadline }];
+      return [
+        {
+          model: v.name,
+          version: String(v.version),
+          sloSeconds: Number(scheduler.sloNs) / 1e9,
+          computedPastDeadline: scheduler.computedPastDeadline,
+          fullBatchRows: scheduler.fullBatchRows,
+        },
+      ];
     }),
   );
 

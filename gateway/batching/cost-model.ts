@@ -93,6 +93,53 @@ export class CostModel {
   computeNs(rows: number): number | undefined {
     return estimate(this.points(), rows);
   }
+
+  /**
+   * The batch size past which larger batches buy little throughput (SLO
+   * mode's full batch): see `efficientRows`. maxBatch while cold; recomputed
+   * only when a timing came in.
+   */
+  efficientRows(maxBatch: number): number {
+    const samples = this.samples;
+    if (this.#efficient === undefined || this.#efficient.samples !== samples || this.#efficient.maxBatch !== maxBatch) {
+      this.#efficient = { samples, maxBatch, rows: efficientRows(this.points(), maxBatch) };
+    }
+    return this.#efficient.rows;
+  }
+
+  #efficient: { samples: number; maxBatch: number; rows: number } | undefined;
+}
+
+/** Doubling the batch must gain at least this much throughput for the curve to count as still rising. */
+const RISING = 1.05;
+/** The efficient batch runs at least this share of the best throughput measured. */
+const EFFICIENT_SHARE = 0.9;
+
+/**
+ * The smallest batch whose throughput (rows per ns of compute) is at least
+ * EFFICIENT_SHARE of the best up to the largest size measured, once the
+ * curve has flattened there (doubling the batch up to it gained less than
+ * RISING). While it still rises, twice the largest size measured (at most
+ * maxBatch): larger batches must be tried before they can be judged, or a
+ * model seen at small batches only would never be batched more. Past the
+ * efficient size a batch only adds latency: every row in it waits for the
+ * others, and a caller arriving meanwhile waits for all of it. On CPU
+ * (compute-bound) that size is small; on a GPU, or a model bound by
+ * memory bandwidth at small batches, it is large.
+ */
+export function efficientRows(points: readonly CostPoint[], maxBatch: number): number {
+  const last = points[points.length - 1];
+  if (last === undefined) return maxBatch;
+  const top = Math.min(maxBatch, Math.max(1, Math.floor(last.rows)));
+  const throughput = (rows: number): number => rows / (estimate(points, rows) ?? Infinity);
+  if (top < maxBatch && (top === 1 || throughput(top) >= RISING * throughput(Math.max(1, Math.floor(top / 2))))) {
+    return Math.min(maxBatch, 2 * top);
+  }
+  let best = 0;
+  for (let n = 1; n <= top; n++) best = Math.max(best, throughput(n));
+  // (1 − 1e-9: a size exactly at the share counts, whatever the rounding.)
+  for (let n = 1; n <= top; n++) if (throughput(n) >= EFFICIENT_SHARE * best * (1 - 1e-9)) return n;
+  return top;
 }
 
 /** The interpolation of `estimateNs`, pure, over points sorted by rows. */

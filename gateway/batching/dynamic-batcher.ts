@@ -212,7 +212,7 @@ export class DynamicBatcher<P> implements Scheduler {
     // Batches already sent are about half done on average.
     const parallel = this.#slots.instanceCount ?? 1;
     const running = ((cost(this.#lastRows || 1) ?? 0) * this.#running.size) / (2 * parallel);
-    const ahead = expectedFinishNs({ rowsAhead, maxBatch: this.#policy.maxBatchSize, parallel }, cost);
+    const ahead = expectedFinishNs({ rowsAhead, maxBatch: this.#batchRows, parallel }, cost);
     const finish = ahead === undefined ? undefined : ahead + this.cost.overheadNs;
     const until = Number(deadlineNs - now);
     // A deadline already passed (grpc-js wraps timeouts past ~24.8 days) is DEADLINE_EXCEEDED, not a shed.
@@ -342,7 +342,7 @@ export class DynamicBatcher<P> implements Scheduler {
     const s = decideSlo({
       now,
       queued: d.take,
-      maxBatch: policy.maxBatchSize,
+      maxBatch: this.#batchRows,
       sloNs: this.#sloNs,
       idle: this.#slots.idle > 0,
       busyUntilNs,
@@ -358,6 +358,21 @@ export class DynamicBatcher<P> implements Scheduler {
 
   /** Rows of the last batch cut. */
   #lastRows = 0;
+
+  /** Rows of a full batch (see #batchRows), for metrics. */
+  get fullBatchRows(): number {
+    return this.#batchRows;
+  }
+
+  /**
+   * Rows of a full batch: max_batch_size, or in SLO mode the size past which
+   * the cost model says larger batches buy little throughput (they would
+   * only make their rows and the next arrivals wait).
+   */
+  get #batchRows(): number {
+    const max = this.#policy.maxBatchSize;
+    return this.#sloNs > 0n ? this.cost.efficientRows(max) : max;
+  }
 
   /** The largest preferred batch size (max_batch_size without preferences). */
   get #fullBatch(): number {

@@ -31,6 +31,8 @@ export interface SloSample {
   readonly sloSeconds: number;
   /** Requests cut into a batch after their deadline had passed (the batcher's own check: 0 unless something is wrong). */
   readonly computedPastDeadline: number;
+  /** Rows of a full batch in SLO mode: where larger batches stop paying (CostModel.efficientRows). */
+  readonly fullBatchRows: number;
 }
 
 export interface MetricsOptions {
@@ -128,6 +130,16 @@ export class MetricsRegistry {
       collect() {
         this.reset();
         for (const s of slos()) this.set({ model: s.model, version: s.version }, s.sloSeconds);
+      },
+    });
+    new Gauge({
+      name: 'fabriek_batch_full_rows',
+      help: 'Rows of a full batch of SLO-mode versions: the size past which the cost model finds larger batches buy under 10 % more throughput (at most max_batch_size)',
+      labelNames: VL,
+      registers,
+      collect() {
+        this.reset();
+        for (const s of slos()) this.set({ model: s.model, version: s.version }, s.fullBatchRows);
       },
     });
     new Counter({

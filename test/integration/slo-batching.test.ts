@@ -76,6 +76,9 @@ describe('SLO-aware batching through the real server', () => {
     expect(await metric('fabriek_batching_slo_seconds{model="slo",version="1"}')).toBe(1);
     expect(await metric('fabriek_batching_slo_seconds{model="by_default",version="1"}')).toBe(0.04);
     expect(await metric('fabriek_batching_slo_seconds{model="fixed0",version="1"}')).toBeUndefined();
+    // Cold (nothing ran yet): a full batch is max_batch_size; fixed delays have none of their own.
+    expect(await metric('fabriek_batch_full_rows{model="by_default",version="1"}')).toBeGreaterThanOrEqual(1);
+    expect(await metric('fabriek_batch_full_rows{model="fixed0",version="1"}')).toBeUndefined();
     const bad = (await gw.client.repositoryIndex()).models.find((m) => m.name === 'bad_slo');
     expect(bad?.state).toBe('UNAVAILABLE');
     expect(bad?.reason).toMatch(/parameter 'batching_slo_ms': expected milliseconds between 0 and \d+ \(0 = off\), got 'soon'/);

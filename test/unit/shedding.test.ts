@@ -284,3 +284,38 @@ describe('DynamicBatcher shedding', () => {
     expect(queued.filter((q) => q.error !== undefined)).toHaveLength(0);
   });
 });
+
+describe('the efficient batch size (SLO mode’s full batch)', () => {
+  const model = (costMs: (rows: number) => number, sizes: readonly number[]): CostModel => {
+    const m = new CostModel();
+    for (const rows of sizes) m.observe(rows, costMs(rows) * 1e6);
+    return m;
+  };
+
+  it('is max_batch_size while cold', () => {
+    expect(new CostModel().efficientRows(64)).toBe(64);
+  });
+
+  it('tries twice the largest size measured while throughput still rises, up to max_batch_size', () => {
+    // Seen at one row only: nothing is known of larger batches yet.
+    expect(model(() => 10, [1]).efficientRows(64)).toBe(2);
+    // Memory-bound at small batches (10 ms + 1 ms a row): 8 rows do 1.6× the rows/s of 4.
+    expect(model((n) => 10 + n, [1, 2, 4, 8]).efficientRows(64)).toBe(16);
+    expect(model((n) => 10 + n, [1, 2, 4, 8, 16, 32]).efficientRows(48)).toBe(48);
+  });
+
+  it('once throughput flattens, is the smallest size within 90 % of the best', () => {
+    // Compute-bound (2 ms + 5 ms a row): 16 rows do 2.6 % more rows/s than 8; 3 rows already do 90 % of 16's.
+    expect(model((n) => 2 + 5 * n, [1, 2, 4, 8, 16]).efficientRows(64)).toBe(3);
+    // Linear: batching buys nothing, so nothing waits for it.
+    expect(model((n) => 5 * n, [1, 2, 4, 8]).efficientRows(64)).toBe(1);
+  });
+
+  it('follows new timings', () => {
+    const m = model((n) => 2 + 5 * n, [1, 2, 4, 8, 16]);
+    expect(m.efficientRows(64)).toBe(3);
+    // The machine changed: now a run's fixed cost dominates (a GPU, or memory-bound), and larger batches pay.
+    for (let i = 0; i < 30; i++) for (const rows of [1, 2, 4, 8, 16]) m.observe(rows, (20 + 0.5 * rows) * 1e6);
+    expect(m.efficientRows(64)).toBe(32);
+  });
+});
