@@ -124,7 +124,9 @@ async function main(argv: readonly string[]): Promise<number> {
   if (first === 'compare') return compare(rest);
   if (first === 'suite') return suite(rest);
   if (first === 'many-models') return manyModelsCommand(rest, log, watchdog);
-  if (first === 'batching' || first === 'http' || first === 'fairness' || first === 'slo-goodput') return runScenario(first, rest, log, watchdog, warnIfBusy);
+  if (first === 'batching' || first === 'http' || first === 'fairness' || first === 'slo-goodput' || first === 'noisy-neighbour') {
+    return runScenario(first, rest, log, watchdog, warnIfBusy);
+  }
   if (first === undefined || first === 'help') {
     process.stdout.write(PERF_USAGE);
     return first === undefined ? 2 : 0;

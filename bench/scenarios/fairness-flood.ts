@@ -11,7 +11,8 @@ import { grpcFrame, RawGrpcUnary } from './raw-grpc-unary.js';
 
 export type FloodCommand =
   | { readonly type: 'start'; readonly address: string; readonly key: string; readonly seed: number; readonly request: ModelInferRequest }
-  | { readonly type: 'on'; readonly ratePerSecond: number }
+  /** Open loop at `ratePerSecond`, or a closed loop keeping `outstanding` requests in flight. */
+  | { readonly type: 'on'; readonly ratePerSecond: number; readonly outstanding?: number }
   | { readonly type: 'off' }
   | { readonly type: 'exit' };
 
@@ -28,7 +29,7 @@ const MODEL_INFER = '/inference.GRPCInferenceService/ModelInfer';
 
 let client: RawGrpcUnary | undefined;
 let start: { readonly key: string; readonly seed: number; readonly frame: Buffer } | undefined;
-let loop: OpenLoop | undefined;
+let loop: Pick<OpenLoop, 'sent' | 'stop'> | undefined;
 let outcomes: Record<string, number> = {};
 let floods = 0;
 let since = 0;
@@ -39,6 +40,28 @@ function revive(request: ModelInferRequest): ModelInferRequest {
 }
 
 const statusName = (code: GrpcStatus): string => (code === GrpcStatus.OK ? 'OK' : (GrpcStatus[code] ?? `CODE_${code}`));
+
+/** `outstanding` callers, each sending its next request when its last is answered. */
+function closedLoop(outstanding: number, call: () => Promise<GrpcStatus>): Pick<OpenLoop, 'sent' | 'stop'> {
+  let running = true;
+  let sent = 0;
+  const callers = Array.from({ length: outstanding }, async () => {
+    while (running) {
+      sent++;
+      const name = statusName(await call());
+      outcomes[name] = (outcomes[name] ?? 0) + 1;
+    }
+  });
+  return {
+    get sent() {
+      return sent;
+    },
+    stop: async () => {
+      running = false;
+      await Promise.all(callers);
+    },
+  };
+}
 
 process.on('message', (message: FloodCommand) => {
   void (async () => {
@@ -55,6 +78,10 @@ process.on('message', (message: FloodCommand) => {
         const metadata = { authorization: `Bearer ${s.key}` };
         outcomes = {};
         since = performance.now();
+        if (message.outstanding !== undefined) {
+          loop = closedLoop(message.outstanding, () => c.call(MODEL_INFER, s.frame, metadata, 10_000));
+          return;
+        }
         loop = openLoop<GrpcStatus>({
           ratePerSecond: message.ratePerSecond,
           seed: s.seed + floods++,

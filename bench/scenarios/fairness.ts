@@ -146,7 +146,8 @@ function minus(after: TenantDelta, before: TenantDelta): TenantDelta {
   return { ok: sub(after.ok, before.ok), computeSeconds: sub(after.computeSeconds, before.computeSeconds) };
 }
 
-class Flood {
+/** Tenant A's client, in a process of its own (fairness-flood.ts). */
+export class Flood {
   readonly #child: ChildProcess;
 
   get pid(): number | undefined {
@@ -164,14 +165,20 @@ class Flood {
     });
   }
 
-  async start(address: string): Promise<void> {
+  async start(address: string, key: string, request: ModelInferRequest): Promise<void> {
     const ready = new Promise<void>((resolve) => this.#child.once('message', () => resolve()));
-    this.#send({ type: 'start', address, key: KEYS.a, seed: 7, request: request(INPUT_POOL) });
+    this.#send({ type: 'start', address, key, seed: 7, request });
     await ready;
   }
 
+  /** An open loop at `ratePerSecond`. */
   on(ratePerSecond: number): void {
     this.#send({ type: 'on', ratePerSecond });
+  }
+
+  /** A closed loop keeping `outstanding` requests in flight. */
+  keep(outstanding: number): void {
+    this.#send({ type: 'on', ratePerSecond: 0, outstanding });
   }
 
   off(): Promise<FloodReport> {
@@ -213,7 +220,7 @@ export async function runFairness(o: FairnessOptions): Promise<FairnessReport> {
     await writeFile(join(dir, 'tenants.yaml'), tenantsYaml());
     gateway = await startGateway(repo, ['--tenants', join(dir, 'tenants.yaml'), '--http-address', '127.0.0.1', '--http-port', '0', '--metrics-port', '0']);
     const metricsUrl = `http://127.0.0.1:${/metrics on [^ ;]+:(\d+)/.exec(gateway.readyLine)?.[1]}/metrics`;
-    await flood.start(gateway.address);
+    await flood.start(gateway.address, KEYS.a, request(INPUT_POOL));
     const client = new InferenceGrpcClient(gateway.address);
     const requests = Array.from({ length: INPUT_POOL }, (_, k) => request(k));
 

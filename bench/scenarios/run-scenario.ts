@@ -1,4 +1,4 @@
-// `fabriek bench batching|http|fairness|slo-goodput`: the fixed scenarios of issues #3, #4, #7 and #15,
+// `fabriek bench batching|http|fairness|slo-goodput|noisy-neighbour`: the fixed scenarios of issues #3, #4, #7 and #15,
 // with their own options (a fixed window per level, every answer checked).
 import { parseArgs } from 'node:util';
 import { describeRun, runInfo, saveRun } from '../history.js';
@@ -7,8 +7,9 @@ import { BATCHING_MODELS, type BatchingModel, runBatching } from './batching.js'
 import { fairnessWindows, runFairness } from './fairness.js';
 import { runHttp } from './http.js';
 import { SLO_GOODPUT_DEFAULTS, runSloGoodput } from './slo-goodput.js';
+import { runNoisyNeighbour } from './noisy-neighbour.js';
 
-export const SCENARIO_USAGE = `Usage: fabriek bench batching|http|fairness|slo-goodput [options]
+export const SCENARIO_USAGE = `Usage: fabriek bench batching|http|fairness|slo-goodput|noisy-neighbour [options]
 
   batching   issue #3: MLP throughput/latency at concurrency 1, 8, 64 with
              dynamic batching on and off, beside raw ONNX Runtime at batch 1, 8, 64
@@ -18,6 +19,9 @@ export const SCENARIO_USAGE = `Usage: fabriek bench batching|http|fairness|slo-g
   slo-goodput issue #15: capacity of MLP 784→2048×4→10, then Poisson arrivals at 50/100/150 % of it
              against batching_slo_ms and fixed max_queue_delay 0, 1, 2, 5 ms: goodput within the SLO,
              shed counts, and a goodput chart (about 2.5 min)
+  noisy-neighbour issue #15: tenant B's 10 images/s to resnet_small alone and while tenant A (same
+             weight, no quota) keeps 200 requests outstanding; fixed batching and the SLO mode
+             (about 2 min at the defaults)
 
 Options:
   --duration S          measurement window per load level (default 10; slo-goodput 4)
@@ -36,6 +40,9 @@ Options:
                         the other for the gateway and the clients; 0 = a thread per core)
   slo-goodput only:
   --slo-ms MS           the SLO: batching_slo_ms of the SLO mode, and what goodput counts (default 25)
+  noisy-neighbour only:
+  --rounds N            rounds of a window alone and one with A (default 2)
+  --slo-ms MS           batching_slo_ms of the SLO-mode model (default 200)
 
 Results: bench/results/<timestamp>-<scenario>.{json,md} and bench/results/latest-<scenario>.{json,md}
 (slo-goodput: and .svg, goodput against offered load).
@@ -56,7 +63,7 @@ function seconds(flag: string, raw: string): number {
 const isModel = (m: string): m is BatchingModel => Object.hasOwn(BATCHING_MODELS, m);
 
 export async function runScenario(
-  scenario: 'batching' | 'http' | 'fairness' | 'slo-goodput',
+  scenario: 'batching' | 'http' | 'fairness' | 'slo-goodput' | 'noisy-neighbour',
   argv: readonly string[],
   log: (line: string) => void,
   watchdog: (ms: number) => void,
@@ -74,9 +81,9 @@ export async function runScenario(
         'queue-delay-us': { type: 'string', default: '1000' },
         instances: { type: 'string', default: '1' },
         'raw-duration': { type: 'string' },
-        rounds: { type: 'string', default: '8' },
+        rounds: { type: 'string' },
         'intra-op-threads': { type: 'string', default: '1' },
-        'slo-ms': { type: 'string', default: String(SLO_GOODPUT_DEFAULTS.sloMs) },
+        'slo-ms': { type: 'string' },
         'results-dir': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -91,9 +98,10 @@ export async function runScenario(
   const slo = scenario === 'slo-goodput';
   const durationMs = seconds('duration', values.duration ?? (slo ? String(SLO_GOODPUT_DEFAULTS.durationMs / 1000) : '10'));
   const warmupMs = seconds('warmup', values.warmup ?? (scenario === 'fairness' ? '10' : slo ? String(SLO_GOODPUT_DEFAULTS.warmupMs / 1000) : '2'));
-  const sloMs = Number(values['slo-ms']);
+  const noisy = scenario === 'noisy-neighbour';
+  const sloMs = Number(values['slo-ms'] ?? (noisy ? '200' : String(SLO_GOODPUT_DEFAULTS.sloMs)));
   if (!Number.isFinite(sloMs) || sloMs <= 0 || sloMs > 60_000) throw new UsageError(`--slo-ms: expected ms from 0 to 60000, got '${values['slo-ms']}'`);
-  const rounds = list('rounds', values.rounds)[0] ?? 8;
+  const rounds = list('rounds', values.rounds ?? (noisy ? '2' : '8'))[0] ?? 8;
   const intraOpThreads = Number(values['intra-op-threads']);
   if (!Number.isInteger(intraOpThreads) || intraOpThreads < 0 || intraOpThreads > 64) {
     throw new UsageError(`--intra-op-threads: expected 0 to 64, got '${values['intra-op-threads']}'`);
@@ -114,11 +122,24 @@ export async function runScenario(
         ? fairnessWindows(rounds)
         : slo
           ? 1 + SLO_GOODPUT_DEFAULTS.loads.length * (1 + SLO_GOODPUT_DEFAULTS.fixedDelaysUs.length)
-          : concurrencies.length;
+          : noisy
+            ? 2 * 2 * rounds + 4
+            : concurrencies.length;
   const rawMs = scenario === 'batching' ? models.length * 3 * rawDurationMs : 0;
   watchdog(2 * (levels * (durationMs + warmupMs + 5_000) + rawMs) + 300_000);
   await warnIfBusy();
 
+  if (noisy) {
+    const r = await runNoisyNeighbour({ durationMs, rounds, sloMs, log });
+    const md = `# A noisy neighbour: one tenant's latency while another floods (issue #15)\n\n${describeRun(info)}\n\n${r.markdown}`;
+    const rec = { format: 'fabriek-bench/1' as const, kind: scenario, info, options: {}, levels: [], scenario: r.json };
+    const dir = values['results-dir'];
+    const saved = saveRun(rec, { markdown: md }, { ...(dir !== undefined ? { dir } : {}), name: scenario, latest: `latest-${scenario}` });
+    process.stdout.write(md);
+    log(`saved ${saved.join(', ')}`);
+    if (!r.ok) log('bench: the issue #15 bar was not met by any mode (see the verdicts)');
+    return r.ok ? 0 : 1;
+  }
   if (slo) {
     const r = await runSloGoodput({ ...SLO_GOODPUT_DEFAULTS, sloMs, warmupMs, durationMs, log });
     const md = `# Goodput under an SLO: SLO-aware batching against fixed delays (issue #15)\n\n${describeRun(info)}\n\n${r.markdown}`;
