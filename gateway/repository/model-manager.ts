@@ -721,6 +721,8 @@ export class ModelManager {
       deviceKind: plan.deviceKind,
       deviceId: plan.deviceId,
       sessionOptions,
+      // The worker merges waiting executions up to it (only when every input and output batches on dim 0).
+      maxBatchSize: maxBatchSizeOf(entry, this.#options.defaultMaxBatchSize),
     });
     if (response.fallbackReason) {
       this.#options.log.warn(
@@ -744,6 +746,13 @@ export class ModelManager {
       this.#options.log.error({ model: v.key, worker: worker.endpoint.id, err: error }, 'reload on worker failed');
     }
   }
+}
+
+/** max_batch_size as completeConfig will resolve it: the config's when set, else the default (0 for a model that cannot batch, which the worker sees). */
+function maxBatchSizeOf(entry: ModelEntry | undefined, fallback: number): number {
+  const config = entry?.config;
+  const isSet = config !== undefined && (entry?.present ? entry.present.has('max_batch_size') : config.maxBatchSize !== 0);
+  return isSet ? config.maxBatchSize : fallback;
 }
 
 /** The worker a load was placed on left before the load was sent. */
