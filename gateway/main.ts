@@ -38,6 +38,8 @@ import { defaultMemoryBudget } from './repository/memory-budget.js';
 import { totalmem } from 'node:os';
 import { startTracing, stopTracing, WORKER_TRACE_URL_ENV } from '../core/tracing.js';
 import { WorkerSupervisor } from './scheduling/worker-supervisor.js';
+import { type WorkerConnection } from './scheduling/worker-connection.js';
+import { type GatewayChild } from './cluster/child.js';
 import { DirectScheduler } from './scheduling/direct-scheduler.js';
 import { AuditLog } from './tenants/audit-log.js';
 import { Authenticator } from './tenants/authenticator.js';
@@ -55,6 +57,9 @@ export const EXTENSIONS = ['model_configuration', 'model_repository', 'schedule_
 
 export { StartupError };
 
+/** What a gateway needs of its local workers: a WorkerSupervisor, or (a cluster child) the primary's workers. */
+export type LocalWorkers = Pick<WorkerSupervisor, 'start' | 'stop' | 'stopRestarting' | 'pids'>;
+
 export interface RunningGateway {
   readonly grpcPort: number;
   /** 0 when --allow-http false. */
@@ -62,7 +67,7 @@ export interface RunningGateway {
   /** 0 when --allow-metrics false. */
   readonly metricsPort: number;
   readonly models: ModelManager;
-  readonly supervisor: WorkerSupervisor;
+  readonly supervisor: LocalWorkers;
   /** How callers are admitted, for the ready line: `open`, or the number of tenants. */
   readonly tenants: number | 'open';
   /** Stops accepting, finishes in-flight requests, stops workers. */
@@ -166,7 +171,7 @@ interface TenantParts {
 }
 
 /** Tenants file, quota store and audit log; a bad file or an audit log that cannot be opened stops the start. */
-async function startTenants(options: ServeOptions, quotaTarget: RedisTarget | undefined, log: Logger): Promise<TenantParts> {
+async function startTenants(options: ServeOptions, quotaTarget: RedisTarget | undefined, log: Logger, child: GatewayChild | undefined): Promise<TenantParts> {
   let audit: AuditLog | undefined;
   if (options.auditLog !== undefined) {
     try {
@@ -194,6 +199,10 @@ async function startTenants(options: ServeOptions, quotaTarget: RedisTarget | un
     await shared.start();
     quota = shared;
     state = () => ({ store: shared.mode, gateways: shared.gateways });
+  } else if (child) {
+    // Several gateway processes: the primary holds the buckets, so the limits hold across them.
+    quota = child.quota();
+    state = () => ({ store: 'local', gateways: options.gatewayCountHint });
   } else {
     quota = new LocalQuota({ gateways: () => options.gatewayCountHint });
     state = () => ({ store: 'local', gateways: options.gatewayCountHint });
@@ -246,8 +255,13 @@ async function startResponseCache(options: ServeOptions, log: Logger, metrics: M
   return new ResponseCache(store);
 }
 
-/** The composition root of a gateway: wires repository, workers, schedulers and the gRPC service. */
-export async function startGateway(options: ServeOptions, log: Logger = createLogger(options.logLevel, 'fabriek')): Promise<RunningGateway> {
+/**
+ * The composition root of a gateway: wires repository, workers, schedulers
+ * and the gRPC service. `child`: this process is one of several gateway
+ * processes (--gateway-processes N, gateway/cluster): it uses the primary's
+ * workers and asks it for what the processes share.
+ */
+export async function startGateway(options: ServeOptions, log: Logger = createLogger(options.logLevel, 'fabriek'), child?: GatewayChild): Promise<RunningGateway> {
   const repository = await checkRepository(options.modelRepository);
   if (options.trace) {
     await startTracing(options.trace, 'fabriek-gateway', 'gateway');
@@ -263,17 +277,20 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   if (workerTls && options.registry === undefined) log.warn('--worker-tls-* given without --registry: local workers use a unix socket, so it is not used');
   const redis = await resolveRedis(options, log);
   const registryTarget = redis.registry;
-  const tenants = await startTenants(options, redis.quota, log);
+  const tenants = await startTenants(options, redis.quota, log, child);
   const onHangup = reloadOnHangup(options.tenants, tenants.authenticator, log);
   process.on('SIGHUP', onHangup);
   const metrics = options.allowMetrics ? new MetricsRegistry({ responseCache: options.cache !== undefined }) : undefined;
+  let modelsOf: ModelManager | undefined;
+  if (metrics && child) child.shareMetrics(metrics.registry, () => modelsOf);
   const responseCache = await startResponseCache(options, log, metrics);
-  const gpus = options.gpus ?? detectGpus();
-  const specs = planLocalWorkers(gpus, options.workers);
+  // A child's workers are the primary's: it neither detects GPUs nor plans workers.
+  const specs = child ? [] : planLocalWorkers(options.gpus ?? detectGpus(), options.workers);
+  const workerCount = child ? child.workerCount : specs.length;
   // On demand without --model-memory-budget: half the host's memory, shared by the local workers.
   const control: ModelControl =
     options.modelControl.mode === 'on-demand' && options.modelControl.budget === undefined
-      ? { mode: 'on-demand', budget: defaultMemoryBudget(totalmem(), specs.length) }
+      ? { mode: 'on-demand', budget: defaultMemoryBudget(totalmem(), workerCount) }
       : options.modelControl;
   const models = new ModelManager({
     repository,
@@ -285,6 +302,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     ...(metrics ? { metrics } : {}),
     ...(responseCache ? { responseCache } : {}),
   });
+  modelsOf = models;
   metrics?.setPendingProvider(() =>
     models.list().flatMap((v) => (v.serving ? [{ model: v.name, version: String(v.version), pending: v.serving.scheduler.pending }] : [])),
   );
@@ -310,24 +328,25 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
 
   const workersUp = new Set<string>();
   let remoteUp = 0;
-  const countWorkers = (): void => metrics?.setWorkers({ up: workersUp.size + remoteUp, down: specs.length - workersUp.size });
+  const countWorkers = (): void => metrics?.setWorkers({ up: workersUp.size + remoteUp, down: Math.max(0, workerCount - workersUp.size) });
   countWorkers();
-  const supervisor = new WorkerSupervisor(specs, {
+  const workerEvents = {
     maxMessageBytes: options.maxMessageBytes,
     pingTimeoutMs: options.workerPingTimeoutMs,
-    logLevel: options.logLevel,
     log,
-    onUp: async (connection) => {
+    onUp: async (connection: WorkerConnection) => {
       await models.addWorker(connection);
       workersUp.add(connection.endpoint.id);
       countWorkers();
     },
-    onDown: (workerId) => {
+    onDown: (workerId: string) => {
       workersUp.delete(workerId);
       countWorkers();
       models.removeWorker(workerId);
     },
-  });
+  };
+  const supervisor: LocalWorkers = child ? child.workers(workerEvents) : new WorkerSupervisor(specs, { ...workerEvents, logLevel: options.logLevel });
+  child?.serve(models, log);
   // The scan (a stat per model directory) and the workers' start (a process
   // and its ONNX Runtime threads each) overlap: both take a second or more
   // with a thousand models. A worker that comes up first places nothing:
@@ -425,7 +444,8 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   let metricsPort = 0;
   if (metrics) {
     // /metrics binds to --http-address beside the REST API, so it follows HTTP's TLS settings.
-    metricsServer = createMetricsServer(metrics, httpTls ? httpsServerOptions(httpTls) : undefined);
+    // A child answers /metrics with every process's metrics, aggregated by the primary.
+    metricsServer = createMetricsServer(metrics, httpTls ? httpsServerOptions(httpTls) : undefined, child ? () => child.metricsText() : undefined);
     try {
       metricsPort = await listenHttp(metricsServer, options.httpAddress, options.metricsPort);
     } catch (error) {

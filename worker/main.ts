@@ -58,6 +58,7 @@ async function start(args: WorkerArgs, logger: Logger): Promise<void> {
     cores: args.cores,
     logger,
     queuedPerInstance: args.queuedPerInstance,
+    mergeBeforePipelining: args.localGateways > 1,
   });
   let accepting = true;
   // Read and checked before anything loads: a bad certificate fails in a second.

@@ -122,6 +122,8 @@ class LoadedModel {
   readonly owners = new Set<number>();
   /** max_batch_size when runs may merge, else 0. */
   readonly mergeRows: number;
+  /** Runs handed to an instance's thread at once (THREAD_PIPELINE_DEPTH, or 1 to merge what waits meanwhile). */
+  readonly threadDepth: number;
 
   constructor(
     readonly key: string,
@@ -130,9 +132,11 @@ class LoadedModel {
     /** Executions that may wait for an instance, per instance. */
     readonly queuedPerInstance: number,
     readonly spec: LoadSpec,
+    mergeBeforePipelining: boolean,
   ) {
     const max = spec.maxBatchSize ?? 0;
     this.mergeRows = mergeable(info, max) ? max : 0;
+    this.threadDepth = mergeBeforePipelining && this.mergeRows > 0 ? 1 : THREAD_PIPELINE_DEPTH;
   }
 
   /**
@@ -143,7 +147,7 @@ class LoadedModel {
   takeSlot(task: BatchTask, transfer: readonly ArrayBuffer[], owner: number): Slot | Promise<Turn> | undefined {
     if (this.inFlight >= this.slots.length * (1 + this.queuedPerInstance)) return undefined;
     let best: Slot | undefined;
-    for (const s of this.slots) if (s.running < THREAD_PIPELINE_DEPTH && (best === undefined || s.running < best.running)) best = s;
+    for (const s of this.slots) if (s.running < this.threadDepth && (best === undefined || s.running < best.running)) best = s;
     if (best) {
       best.running++;
       return best;
@@ -203,6 +207,14 @@ export interface ModelHostOptions {
    * registry gets work from each, so it takes a deeper queue.
    */
   readonly queuedPerInstance?: number;
+  /**
+   * Several gateways send to this worker (--local-gateways N > 1): a model that
+   * can merge gets one run at a time per instance thread instead of
+   * THREAD_PIPELINE_DEPTH, so the executions arriving during a run wait here
+   * and merge into the next one (one larger run instead of one per gateway),
+   * at the cost of the hand-over between runs.
+   */
+  readonly mergeBeforePipelining?: boolean;
 }
 
 export class ModelHost {
@@ -389,6 +401,7 @@ export class ModelHost {
       instances.map((instance) => ({ instance, running: 0 })),
       this.#options.queuedPerInstance ?? EXECUTIONS_AHEAD_PER_INSTANCE,
       spec,
+      this.#options.mergeBeforePipelining === true,
     );
     const previous = this.#models.get(key);
     // A replacement serves every owner of the model it replaces.

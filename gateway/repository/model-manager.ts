@@ -30,6 +30,8 @@ import { totalmem } from 'node:os';
 import { ModelLoadMetrics } from '../metrics/model-load-metrics.js';
 import { defaultMemoryBudget } from './memory-budget.js';
 import { OnDemandLoader, type Release } from './on-demand-loader.js';
+import { type RepositoryChange } from '../cluster/messages.js';
+import { type ModelStatistics } from '../../proto/gen/inference.js';
 
 export interface ModelManagerOptions {
   readonly repository: string;
@@ -513,15 +515,36 @@ export class ModelManager {
    * serve, then swaps and retires the old ones once their requests finish.
    * Throws INVALID_ARGUMENT with the reason when a version fails to load.
    */
-  load(name: string, params: LoadParameters): Promise<void> {
+  async load(name: string, params: LoadParameters): Promise<void> {
     this.#refuseWhenPolling();
-    return this.#loadModel(name, params);
+    await this.#loadModel(name, params);
+    await this.onRepositoryChange?.({ op: 'load', name, config: params.config, files: params.files });
   }
 
   /** RepositoryModelUnload: new requests fail at once, those already queued or running finish, then UNAVAILABLE "unloaded". */
-  unload(name: string): Promise<void> {
+  async unload(name: string): Promise<void> {
     this.#refuseWhenPolling();
-    return this.#unloadModel(name);
+    await this.#unloadModel(name);
+    await this.onRepositoryChange?.({ op: 'unload', name });
+  }
+
+  /**
+   * With several gateway processes: called after a repository API load or
+   * unload succeeded here, and resolved once the other processes applied it
+   * too (so a client sees the change on any connection once answered).
+   */
+  onRepositoryChange: ((change: RepositoryChange) => Promise<void>) | undefined;
+
+  /**
+   * With several gateway processes: ModelStatistics summed over them
+   * (gateway/cluster); undefined: this process's own, as one gateway.
+   */
+  clusterStatistics: ((name: string, version: string) => Promise<ModelStatistics[]>) | undefined;
+
+  /** A change another gateway process made through the repository API, applied here the same way. */
+  applyRepositoryChange(change: RepositoryChange): Promise<void> {
+    if (change.op === 'unload') return this.#unloadModel(change.name);
+    return this.#loadModel(change.name, { files: change.files, ...(change.config !== undefined ? { config: change.config } : {}) });
   }
 
   /** How the repository poller (--model-control-mode poll) applies what changed on disk. */
