@@ -31,11 +31,12 @@ class IdentityInstance implements ModelInstance {
 
 const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-function setup(queuedPerInstance = 3) {
+function setup(queuedPerInstance = 3, mergeBeforePipelining = false) {
   const started: IdentityInstance[] = [];
   const host = new ModelHost({
     cores: 4,
     queuedPerInstance,
+    mergeBeforePipelining,
     logger: { debug: () => undefined, info: () => undefined, warn: () => undefined },
     startInstances: (inits) =>
       inits.map(async (init) => {
@@ -137,6 +138,24 @@ describe('ModelHost shared by several gateway connections', () => {
     instance.runs[3]?.finish();
     expect(values(await (waiting[3] as Promise<BatchOutput | ExecuteOutput>))).toEqual([50, 51, 52, 53, 54, 55]);
     expect(host.status()[0]).toMatchObject({ runs: 4n, mergedRuns: 1n, mergedCalls: 3n, crossConnectionRuns: 1n, maxMergedRows: 4, maxCrossConnectionRows: 4 });
+  });
+
+  it('shared by several gateways: one run per instance thread at a time, so what arrives during a run merges into the next', async () => {
+    const { host, started } = setup(3, true);
+    await host.load(spec(8), 1);
+    const instance = started[0] as IdentityInstance;
+    const first = host.execute('m/1', rows(1, 0).task, [], 1);
+    const during = [host.execute('m/1', rows(1, 10).task, [], 2), host.execute('m/1', rows(2, 20).task, [], 1), host.execute('m/1', rows(1, 30).task, [], 2)];
+    await flush();
+    expect(instance.runs).toHaveLength(1);
+    instance.runs[0]?.finish();
+    await first;
+    await flush();
+    expect(instance.runs).toHaveLength(2);
+    expect(instance.runs[1]?.task.inputs[0]?.shape).toEqual([4, 2]);
+    instance.runs[1]?.finish();
+    expect((await Promise.all(during)).map(values)).toEqual([[10, 11], [20, 21, 22, 23], [30, 31]]);
+    expect(host.status()[0]).toMatchObject({ runs: 2n, mergedRuns: 1n, mergedCalls: 3n, crossConnectionRuns: 1n, maxCrossConnectionRows: 4 });
   });
 
   it('never merges a model without max_batch_size', async () => {
