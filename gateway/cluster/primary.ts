@@ -100,7 +100,7 @@ export async function startPrimary(options: ServeOptions, processes: number, log
 
   // Local tenant quotas, for every child (no Redis): buckets here, grants by id.
   const quota = new LocalQuota({ gateways: () => options.gatewayCountHint });
-  const grants = new Map<number, QuotaRelease>();
+  const grants = new Map<number, { release: QuotaRelease; child: ClusterWorker }>();
   let nextGrant = 1;
 
   const answer = async (from: ClusterWorker, ask: Ask): Promise<unknown> => {
@@ -129,11 +129,11 @@ export async function startPrimary(options: ServeOptions, processes: number, log
         };
         const release = quota.take(tenant, ask.items);
         const id = nextGrant++;
-        grants.set(id, release);
+        grants.set(id, { release, child: from });
         return id;
       }
       case 'quota-release': {
-        grants.get(ask.grant)?.();
+        grants.get(ask.grant)?.release();
         grants.delete(ask.grant);
         return undefined;
       }
@@ -189,6 +189,12 @@ export async function startPrimary(options: ServeOptions, processes: number, log
   cluster.on('exit', (child: ClusterWorker, code: number | null, signal: string | null) => {
     children.delete(child);
     const wasReady = ready.delete(child);
+    // Concurrency it held for requests that died with it.
+    for (const [id, g] of grants) {
+      if (g.child !== child) continue;
+      g.release();
+      grants.delete(id);
+    }
     if (stopping) return;
     if (summary === undefined && !wasReady) {
       // A child that fails to start (bad repository, port in use) fails the start, as one gateway would.

@@ -1,4 +1,7 @@
+import { readFileSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { type ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
+import { hashKey } from '../../gateway/tenants/key-hash.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -31,6 +34,26 @@ function request(model: string, i: number): ModelInferRequest {
     outputs: [],
     rawInputContents: [Buffer.from(data.buffer)],
   };
+}
+
+const isWorker = (pid: number): boolean => {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('worker/main.js');
+  } catch {
+    return false;
+  }
+};
+
+/** Every client answers (retrying while a restarted process comes back). */
+async function allServe(clients: readonly InferenceGrpcClient[], model: string): Promise<void> {
+  await waitFor(
+    async () => {
+      const answers = await Promise.allSettled(clients.map((c) => c.modelInfer(request(model, 7))));
+      return answers.every((a) => a.status === 'fulfilled');
+    },
+    30_000,
+    'every client to be served again',
+  );
 }
 
 function alive(pid: number): boolean {
@@ -141,11 +164,78 @@ describe('fabriek serve --gateway-processes 2', () => {
     await expect(clients[CLIENTS - 1]?.modelInfer(request('plain', 1))).resolves.toBeDefined();
   });
 
+  it('a worker the primary restarts reaches both children (as a worker that rejoined)', async () => {
+    const before = childPids(gw.child.pid as number);
+    const worker = before.find(isWorker) as number;
+    process.kill(worker, 'SIGKILL');
+    await waitFor(() => childPids(gw.child.pid as number).some((p) => isWorker(p) && p !== worker), 30_000, 'a new worker');
+    await allServe(clients, 'merged');
+    await allServe(clients, 'plain');
+  });
+
+  it('a gateway child that dies is forked again, and serves', async () => {
+    const before = childPids(gw.child.pid as number);
+    const child = before.find((p) => !isWorker(p)) as number;
+    process.kill(child, 'SIGKILL');
+    await waitFor(
+      () => {
+        const now = childPids(gw.child.pid as number);
+        return now.length === 3 && !now.includes(child);
+      },
+      30_000,
+      'a new gateway child',
+    );
+    await allServe(clients, 'merged');
+    const text = await (await fetch(metricsUrl)).text();
+    expect([...text.matchAll(/^fabriek_gateway_process_requests\{pid="(\d+)"\}/gm)].map((m) => Number(m[1]))).not.toContain(child);
+  });
+
   it('SIGTERM to the primary ends the children and the worker', async () => {
     const pids = childPids(gw.child.pid as number);
     expect(pids).toHaveLength(3);
     for (const c of clients) c.close();
     expect(await gw.stop()).toBe(0);
     await waitFor(() => pids.every((p) => !alive(p)), 15_000, 'every gateway child and worker to exit');
+  });
+});
+
+describe('fabriek serve --gateway-processes 2 with local tenant quotas', () => {
+  const KEY = 'limited-key-0123456789';
+  const BURST = 6;
+  let dir: string;
+  let gw: GatewayProcess;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fabriek-gwproc-tenants-'));
+    const file = join(dir, 'tenants.yaml');
+    // One token per 1000 s: only the burst passes during the test.
+    await writeFile(file, ['tenants:', '  limited:', `    keys: [ "${hashKey(KEY)}" ]`, '    models: [ "*" ]', `    quotas: { requests_per_second: 0.001, request_burst: ${BURST} }`].join('\n'));
+    gw = await startGateway(['--model-repository', TEST_REPOSITORY, '--gateway-processes', '2', '--tenants', file, '--log-level', 'warn'], 120_000);
+  });
+
+  afterAll(async () => {
+    if (gw?.child.exitCode === null) await gw.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('a tenant quota holds across the processes (the primary keeps the buckets)', async () => {
+    const clients = Array.from(
+      { length: CLIENTS },
+      () => new InferenceGrpcClient(gw.address, { channelOptions: { 'grpc.use_local_subchannel_pool': 1 }, metadata: { authorization: `Bearer ${KEY}` } }),
+    );
+    try {
+      const outcomes: Array<number | 'ok'> = [];
+      for (let i = 0; i < 3 * BURST; i++) {
+        const c = clients[i % CLIENTS] as InferenceGrpcClient;
+        outcomes.push(await c.modelInfer(request('identity_fp32', i)).then(
+          () => 'ok' as const,
+          (e: unknown) => (e as ServiceError).code,
+        ));
+      }
+      expect(outcomes.filter((o) => o === 'ok')).toHaveLength(BURST);
+      expect(outcomes.filter((o) => o !== 'ok').every((o) => o === GrpcStatus.RESOURCE_EXHAUSTED)).toBe(true);
+    } finally {
+      for (const c of clients) c.close();
+    }
   });
 });
