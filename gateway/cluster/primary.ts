@@ -6,7 +6,7 @@ import { type ServeOptions } from '../options.js';
 import { WorkerSupervisor } from '../scheduling/worker-supervisor.js';
 import { type WorkerEndpoint } from '../scheduling/worker-connection.js';
 import { LocalQuota } from '../tenants/local-quota.js';
-import { type QuotaRelease } from '../tenants/quota.js';
+import { NO_RELEASE, type QuotaRelease } from '../tenants/quota.js';
 import { NO_QUOTAS, type Tenant } from '../tenants/tenant.js';
 import { errorOfWire } from './child.js';
 import { type Ask, type ChildRequest, isOurs, PROCESSES_ENV, type ReadySummary, type ToChild, type ToPrimary, type WireError, WORKERS_ENV } from './messages.js';
@@ -128,6 +128,8 @@ export async function startPrimary(options: ServeOptions, processes: number, log
           admin: false,
         };
         const release = quota.take(tenant, ask.items);
+        // No concurrency limit: nothing to release, no grant to remember.
+        if (release === NO_RELEASE) return 0;
         const id = nextGrant++;
         grants.set(id, { release, child: from });
         return id;
