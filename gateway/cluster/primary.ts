@@ -229,9 +229,17 @@ export async function startPrimary(options: ServeOptions, processes: number, log
     clearTimeout(startTimer);
   }
 
+  // SIGHUP re-reads the tenants file in a gateway: each child does it (a primary without a handler would die of it).
+  const hangup = (): void => {
+    log.info({ processes: children.size }, 'SIGHUP: passed on to every gateway process');
+    for (const c of children) c.process.kill('SIGHUP');
+  };
+  process.on('SIGHUP', hangup);
+
   let shuttingDown: Promise<void> | undefined;
   const shutdown = (signal: string): Promise<void> => {
     shuttingDown ??= (async () => {
+      process.off('SIGHUP', hangup);
       stopping = true;
       supervisor.stopRestarting();
       log.info({ signal, processes: children.size }, 'shutting down: draining every gateway process, then the workers');

@@ -9,7 +9,7 @@ import { InferenceGrpcClient } from '../../client/grpc-client.js';
 import { WorkerConnection } from '../../gateway/scheduling/worker-connection.js';
 import { type ModelInferRequest } from '../../proto/gen/inference.js';
 import { type ModelStatus } from '../../proto/gen/worker.js';
-import { type GatewayProcess, startGateway } from '../helpers/gateway-process.js';
+import { type GatewayProcess, spawnReadyCli, startGateway } from '../helpers/gateway-process.js';
 import { childPids, waitFor } from '../helpers/processes.js';
 import { TEST_REPOSITORY } from '../helpers/test-repository.js';
 
@@ -237,5 +237,29 @@ describe('fabriek serve --gateway-processes 2 with local tenant quotas', () => {
     } finally {
       for (const c of clients) c.close();
     }
+  });
+});
+
+describe('fabriek serve --gateway-processes 2 leading its own process group', () => {
+  it('SIGTERM to the process group (systemd, SLURM) drains every child, stops the worker, exits 0', async () => {
+    const cli = await spawnReadyCli(
+      ['serve', '--model-repository', TEST_REPOSITORY, '--gateway-processes', '2', '--grpc-port', '0', '--grpc-address', '127.0.0.1', '--http-address', '127.0.0.1', '--http-port', '0', '--metrics-port', '0', '--log-level', 'warn'],
+      'gateway',
+      120_000,
+      true,
+    );
+    const pid = cli.child.pid as number;
+    const pids = childPids(pid);
+    expect(pids).toHaveLength(3);
+    const address = `127.0.0.1:${/gRPC on [^ ;]+:(\d+)/.exec(cli.readyLine)?.[1]}`;
+    const client = new InferenceGrpcClient(address);
+    try {
+      await expect(client.modelInfer(request('identity_fp32', 1))).resolves.toBeDefined();
+    } finally {
+      client.close();
+    }
+    process.kill(-pid, 'SIGTERM');
+    expect(await cli.exited).toBe(0);
+    await waitFor(() => pids.every((p) => !alive(p)), 15_000, 'every gateway child and worker to exit');
   });
 });
