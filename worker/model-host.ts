@@ -29,8 +29,9 @@ import {
 //
 // Shared loads (several gateway processes on one worker): each load and
 // unload names its owner (a gateway connection; 0 = the worker itself). A
-// load of a loaded key with the identical spec from another owner adds a
-// reference instead of replacing it; an unload drops the owner's reference
+// load of a loaded key with the identical spec from an owner that did not
+// load these instances itself adds a reference instead of replacing them
+// (so when one gateway reloads a model and the others follow, it reloads once); an unload drops the owner's reference
 // and unloads only when none is left; a closed connection drops its
 // references (`release`). With one gateway there is one owner, and every
 // load and unload behaves as before.
@@ -120,6 +121,12 @@ class LoadedModel {
   readonly counters = new RunCounters();
   /** Owners (gateway connections; 0 = the worker) holding a reference. */
   readonly owners = new Set<number>();
+  /**
+   * Owners that sent a load for these very instances (not those that inherited
+   * them from the model these replaced): a load from one of them reloads, a
+   * load with the same spec from any other owner shares.
+   */
+  readonly loadedBy = new Set<number>();
   /** max_batch_size when runs may merge, else 0. */
   readonly mergeRows: number;
   /** Runs handed to an instance's thread at once (THREAD_PIPELINE_DEPTH, or 1 to merge what waits meanwhile). */
@@ -239,8 +246,9 @@ export class ModelHost {
   load(spec: LoadSpec, owner = 0): Promise<SessionInfo> {
     return this.#serialized(spec.modelKey, () => {
       const loaded = this.#models.get(spec.modelKey);
-      if (loaded !== undefined && !loaded.owners.has(owner) && loaded.owners.size > 0 && sameSpec(loaded.spec, spec)) {
+      if (loaded !== undefined && !loaded.loadedBy.has(owner) && loaded.owners.size > 0 && sameSpec(loaded.spec, spec)) {
         loaded.owners.add(owner);
+        loaded.loadedBy.add(owner);
         this.#options.logger.debug({ modelKey: spec.modelKey, owners: loaded.owners.size }, 'model shared with another gateway connection');
         return Promise.resolve(loaded.info);
       }
@@ -258,6 +266,7 @@ export class ModelHost {
       const model = this.#get(key);
       if (owner !== undefined) {
         model.owners.delete(owner);
+        model.loadedBy.delete(owner);
         if (model.owners.size > 0) return;
       }
       this.#models.delete(key);
@@ -350,6 +359,7 @@ export class ModelHost {
   release(owner: number, unloadUnowned: boolean): Promise<void> {
     const left: string[] = [];
     for (const m of this.#models.values()) {
+      m.loadedBy.delete(owner);
       if (m.owners.delete(owner) && m.owners.size === 0) left.push(m.key);
     }
     if (!unloadUnowned) return Promise.resolve();
@@ -407,6 +417,7 @@ export class ModelHost {
     // A replacement serves every owner of the model it replaces.
     if (previous !== undefined) for (const o of previous.owners) model.owners.add(o);
     model.owners.add(owner);
+    model.loadedBy.add(owner);
     this.#models.set(key, model);
     // Debug: the gateway logs each model it loads; a worker may load thousands.
     this.#options.logger.debug(

@@ -52,14 +52,15 @@ export function errorOfWire(e: WireError): Error {
 
 export class GatewayChild {
   readonly processes: number;
-  readonly #endpoints: WorkerEndpoint[];
+  /** The primary's workers as last heard (env at fork, then worker-up/down), also before `workers()` is called. */
+  readonly #endpoints = new Map<string, WorkerEndpoint>();
   readonly #asks = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
   #nextAsk = 1;
   #requests: ((request: ChildRequest) => Promise<unknown>) | undefined;
   #workerEvents: ((message: ToChild) => void) | undefined;
 
   constructor() {
-    this.#endpoints = JSON.parse(process.env[WORKERS_ENV] ?? '[]') as WorkerEndpoint[];
+    for (const e of JSON.parse(process.env[WORKERS_ENV] ?? '[]') as WorkerEndpoint[]) this.#endpoints.set(e.id, e);
     this.processes = Number(process.env[PROCESSES_ENV] ?? '1');
     process.on('message', (message: unknown) => {
       if (isOurs<ToChild>(message)) this.#receive(message);
@@ -90,6 +91,9 @@ export class GatewayChild {
         return;
       }
       default:
+        // Kept even while this process starts: a worker restarted meanwhile is reached at its new address.
+        if (message.kind === 'worker-up') this.#endpoints.set(message.endpoint.id, message.endpoint);
+        else this.#endpoints.delete(message.id);
         this.#workerEvents?.(message);
     }
   }
@@ -104,12 +108,13 @@ export class GatewayChild {
 
   /** How many local workers the primary runs. */
   get workerCount(): number {
-    return this.#endpoints.length;
+    return this.#endpoints.size;
   }
 
   /** Connections to the primary's workers; a worker the primary restarts comes back as one that rejoined. */
   workers(options: PrimaryWorkersOptions): LocalWorkers {
     const connections = new Map<string, WorkerConnection>();
+    let started = false;
     let stopped = false;
     const connect = (endpoint: WorkerEndpoint): WorkerConnection => {
       const c = new WorkerConnection(endpoint, {
@@ -127,7 +132,8 @@ export class GatewayChild {
       options.onDown(id, reason);
     };
     this.#workerEvents = (message) => {
-      if (stopped) return;
+      // Before start, the endpoints above are what start connects to.
+      if (stopped || !started) return;
       if (message.kind === 'worker-down') down(message.id, message.reason);
       else if (message.kind === 'worker-up') {
         down(message.endpoint.id, `worker ${message.endpoint.id} restarted`);
@@ -137,7 +143,8 @@ export class GatewayChild {
     };
     return {
       start: async () => {
-        await Promise.all(this.#endpoints.map((e) => options.onUp(connect(e))));
+        started = true;
+        await Promise.all([...this.#endpoints.values()].map((e) => options.onUp(connect(e))));
       },
       stop: async () => {
         stopped = true;

@@ -94,6 +94,10 @@ describe('ModelHost shared by several gateway connections', () => {
     expect(host.status()[0]?.connections).toBe(2);
     await host.load(spec(8, '/other.onnx'), 2);
     expect(started).toHaveLength(3);
+    // Connection 1 inherited these instances: its load of the same spec follows the reload, it does not repeat it.
+    await host.load(spec(8, '/other.onnx'), 1);
+    expect(started).toHaveLength(3);
+    expect(host.status()[0]?.connections).toBe(2);
   });
 
   it('a closed connection releases its references; a model no one holds goes only when asked to', async () => {
