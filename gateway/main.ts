@@ -306,8 +306,11 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   metrics?.setPendingProvider(() =>
     models.list().flatMap((v) => (v.serving ? [{ model: v.name, version: String(v.version), pending: v.serving.scheduler.pending }] : [])),
   );
-  const poller =
-    control.mode === 'poll' ? new RepositoryPoller({ directory: repository, intervalMs: control.pollSecs * 1000, models: models.polled, log }) : undefined;
+  // Several gateway processes: one of them polls, and what it applies reaches the others through the primary.
+  const polls = control.mode === 'poll' && (child === undefined || child.polls);
+  const poller = polls
+    ? new RepositoryPoller({ directory: repository, intervalMs: control.pollSecs * 1000, models: child ? child.broadcastPolled(models) : models.polled, log })
+    : undefined;
   // Before the scan: a change made while the models load is seen by the first poll.
   await poller?.baseline();
   metrics?.setCostProvider(() =>

@@ -6,7 +6,8 @@ import { type ModelManager } from '../repository/model-manager.js';
 import { WorkerConnection, type WorkerEndpoint } from '../scheduling/worker-connection.js';
 import { QuotaExceededError, type QuotaLimiter, type QuotaRelease } from '../tenants/quota.js';
 import { hasQuotas, type Tenant } from '../tenants/tenant.js';
-import { type Ask, type ChildRequest, isOurs, type OthersStatistics, PROCESSES_ENV, type ReadySummary, type ToChild, type ToPrimary, type WireError, WORKERS_ENV } from './messages.js';
+import { type PolledModels } from '../repository/repository-poller.js';
+import { type Ask, type ChildRequest, INDEX_ENV, isOurs, type RepositoryChange, type OthersStatistics, PROCESSES_ENV, type ReadySummary, type ToChild, type ToPrimary, type WireError, WORKERS_ENV } from './messages.js';
 import { sumStatistics } from './sum-statistics.js';
 
 // A gateway child of `fabriek serve --gateway-processes N` (node:cluster):
@@ -52,6 +53,8 @@ export function errorOfWire(e: WireError): Error {
 
 export class GatewayChild {
   readonly processes: number;
+  /** This child's place among the N (0…N-1); a re-forked child takes the place of the one that died. */
+  readonly index: number;
   /** The primary's workers as last heard (env at fork, then worker-up/down), also before `workers()` is called. */
   readonly #endpoints = new Map<string, WorkerEndpoint>();
   readonly #asks = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
@@ -62,6 +65,7 @@ export class GatewayChild {
   constructor() {
     for (const e of JSON.parse(process.env[WORKERS_ENV] ?? '[]') as WorkerEndpoint[]) this.#endpoints.set(e.id, e);
     this.processes = Number(process.env[PROCESSES_ENV] ?? '1');
+    this.index = Number(process.env[INDEX_ENV] ?? '0');
     process.on('message', (message: unknown) => {
       if (isOurs<ToChild>(message)) this.#receive(message);
     });
@@ -206,6 +210,30 @@ export class GatewayChild {
       log.info({ model: request.change.name, op: request.change.op }, 'repository change from another gateway process');
       await models.applyRepositoryChange(request.change);
       return undefined;
+    };
+  }
+
+  /** In --model-control-mode poll, child 0 polls the repository; the others hear of its changes. */
+  get polls(): boolean {
+    return this.index === 0;
+  }
+
+  /**
+   * The polling child's PolledModels: each change it applies (even one that
+   * fails, which the others then fail alike) is applied by the others before
+   * the next.
+   */
+  broadcastPolled(models: ModelManager): PolledModels {
+    const then = async (apply: Promise<void>, change: RepositoryChange): Promise<void> => {
+      try {
+        await apply;
+      } finally {
+        await this.ask({ op: 'repository', change }).catch(() => undefined);
+      }
+    };
+    return {
+      load: (name) => then(models.polled.load(name), { op: 'load', name, config: undefined, files: new Map() }),
+      unload: (name) => then(models.polled.unload(name), { op: 'unload', name }),
     };
   }
 

@@ -11,6 +11,8 @@ import { type TenantQuotas } from '../tenants/tenant.js';
 
 /** Env of a child: the primary's local workers when it was forked (JSON WorkerEndpoint[]). */
 export const WORKERS_ENV = 'FABRIEK_GATEWAY_WORKERS';
+/** Env of a child: its place among them, 0…N-1 (child 0 polls the repository in poll mode). */
+export const INDEX_ENV = 'FABRIEK_GATEWAY_INDEX';
 /** Env of a child: how many gateway processes there are. */
 export const PROCESSES_ENV = 'FABRIEK_GATEWAY_PROCESSES';
 

@@ -9,7 +9,7 @@ import { LocalQuota } from '../tenants/local-quota.js';
 import { NO_RELEASE, type QuotaRelease } from '../tenants/quota.js';
 import { NO_QUOTAS, type Tenant } from '../tenants/tenant.js';
 import { errorOfWire } from './child.js';
-import { type Ask, type ChildRequest, isOurs, PROCESSES_ENV, type ReadySummary, type ToChild, type ToPrimary, type WireError, WORKERS_ENV } from './messages.js';
+import { type Ask, type ChildRequest, INDEX_ENV, isOurs, PROCESSES_ENV, type ReadySummary, type ToChild, type ToPrimary, type WireError, WORKERS_ENV } from './messages.js';
 import { ServingError } from '../../core/errors.js';
 import { WORKER_TRACE_URL_ENV } from '../../core/tracing.js';
 import { QuotaExceededError } from '../tenants/quota.js';
@@ -176,9 +176,11 @@ export async function startPrimary(options: ServeOptions, processes: number, log
     );
   });
 
-  const fork = (): ClusterWorker => {
-    const child = cluster.fork({ [WORKERS_ENV]: JSON.stringify([...endpoints.values()]), [PROCESSES_ENV]: String(processes) });
+  const places = new Map<ClusterWorker, number>();
+  const fork = (index: number): ClusterWorker => {
+    const child = cluster.fork({ [WORKERS_ENV]: JSON.stringify([...endpoints.values()]), [PROCESSES_ENV]: String(processes), [INDEX_ENV]: String(index) });
     children.add(child);
+    places.set(child, index);
     return child;
   };
 
@@ -191,6 +193,8 @@ export async function startPrimary(options: ServeOptions, processes: number, log
   cluster.on('exit', (child: ClusterWorker, code: number | null, signal: string | null) => {
     children.delete(child);
     const wasReady = ready.delete(child);
+    const place = places.get(child) ?? 0;
+    places.delete(child);
     // Concurrency it held for requests that died with it.
     for (const [id, g] of grants) {
       if (g.child !== child) continue;
@@ -206,11 +210,11 @@ export async function startPrimary(options: ServeOptions, processes: number, log
     const delay = Math.min(5_000, 100 * 2 ** Math.min(restarts++, 6));
     log.error({ pid: child.process.pid, code, signal, restartInMs: delay }, 'gateway process exited; forking a new one');
     setTimeout(() => {
-      if (!stopping) fork();
+      if (!stopping) fork(place);
     }, delay).unref();
   });
 
-  for (let i = 0; i < processes; i++) fork();
+  for (let i = 0; i < processes; i++) fork(i);
   let startTimer: NodeJS.Timeout | undefined;
   try {
     summary = await Promise.race([

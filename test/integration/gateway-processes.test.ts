@@ -263,3 +263,36 @@ describe('fabriek serve --gateway-processes 2 leading its own process group', ()
     await waitFor(() => pids.every((p) => !alive(p)), 15_000, 'every gateway child and worker to exit');
   });
 });
+
+describe('fabriek serve --gateway-processes 2 --model-control-mode poll', () => {
+  let repo: string;
+  let gw: GatewayProcess;
+  const identity = join(TEST_REPOSITORY, 'identity_fp32', '1', 'model.onnx');
+
+  beforeAll(async () => {
+    repo = await mkdtemp(join(tmpdir(), 'fabriek-gwproc-poll-'));
+    await mkdir(join(repo, 'a', '1'), { recursive: true });
+    await copyFile(identity, join(repo, 'a', '1', 'model.onnx'));
+    gw = await startGateway(['--model-repository', repo, '--gateway-processes', '2', '--model-control-mode', 'poll', '--repository-poll-secs', '1', '--log-level', 'warn'], 120_000);
+  });
+
+  afterAll(async () => {
+    if (gw?.child.exitCode === null) await gw.stop();
+    if (repo) await rm(repo, { recursive: true, force: true });
+  });
+
+  it('a model added to or removed from the repository is seen by every child (one polls, the primary tells the others)', async () => {
+    const clients = Array.from({ length: CLIENTS }, () => new InferenceGrpcClient(gw.address, { channelOptions: { 'grpc.use_local_subchannel_pool': 1 } }));
+    const everyClient = async (ready: boolean): Promise<boolean> => (await Promise.all(clients.map((c) => c.modelReady('b').catch(() => false)))).every((r) => r === ready);
+    try {
+      expect(await everyClient(false)).toBe(true);
+      await mkdir(join(repo, 'b', '1'), { recursive: true });
+      await copyFile(identity, join(repo, 'b', '1', 'model.onnx'));
+      await waitFor(() => everyClient(true), 20_000, 'model b ready on every connection');
+      await rm(join(repo, 'b'), { recursive: true, force: true });
+      await waitFor(() => everyClient(false), 20_000, 'model b unloaded on every connection');
+    } finally {
+      for (const c of clients) c.close();
+    }
+  });
+});
