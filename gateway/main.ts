@@ -74,7 +74,8 @@ export interface RunningGateway {
   shutdown(): Promise<void>;
 }
 
-async function checkRepository(dir: string): Promise<string> {
+/** The repository's absolute path; StartupError when it is missing or not a directory. */
+export async function checkRepository(dir: string): Promise<string> {
   const path = resolve(dir);
   const info = await stat(path).catch(() => undefined);
   if (!info) throw new StartupError(`model repository '${dir}' does not exist`);

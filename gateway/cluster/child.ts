@@ -1,13 +1,12 @@
 import { AggregatorRegistry, Gauge, type Registry } from 'prom-client';
 import { type Logger } from 'pino';
-import { ServingError } from '../../core/errors.js';
 import { modelStatistics } from '../inference/model-queries.js';
 import { type ModelManager } from '../repository/model-manager.js';
 import { WorkerConnection, type WorkerEndpoint } from '../scheduling/worker-connection.js';
-import { QuotaExceededError, type QuotaLimiter, type QuotaRelease } from '../tenants/quota.js';
+import { type QuotaLimiter, type QuotaRelease } from '../tenants/quota.js';
 import { hasQuotas, type Tenant } from '../tenants/tenant.js';
 import { type PolledModels } from '../repository/repository-poller.js';
-import { type Ask, type ChildRequest, INDEX_ENV, isOurs, type RepositoryChange, type OthersStatistics, PROCESSES_ENV, type ReadySummary, type ToChild, type ToPrimary, type WireError, WORKERS_ENV } from './messages.js';
+import { type Ask, type ChildRequest, INDEX_ENV, isOurs, type RepositoryChange, type OthersStatistics, PROCESSES_ENV, type ReadySummary, type ToChild, type ToPrimary, fromWire, toWire, WORKERS_ENV } from './messages.js';
 import { sumStatistics } from './sum-statistics.js';
 
 // A gateway child of `fabriek serve --gateway-processes N` (node:cluster):
@@ -35,20 +34,6 @@ export interface PrimaryWorkersOptions {
 /** A child started by `cluster.fork` with the primary's env. */
 export function isGatewayChild(): boolean {
   return process.env[WORKERS_ENV] !== undefined && process.send !== undefined;
-}
-
-function wireError(error: unknown): WireError {
-  if (error instanceof QuotaExceededError) {
-    return { code: error.code, message: error.message, retryAfterMs: error.retryAfterMs, quota: { tenant: error.tenant, limit: error.limit } };
-  }
-  if (error instanceof ServingError) return { code: error.code, message: error.message, retryAfterMs: error.retryAfterMs };
-  return { code: undefined, message: error instanceof Error ? error.message : String(error) };
-}
-
-export function errorOfWire(e: WireError): Error {
-  if (e.quota) return new QuotaExceededError(e.quota.tenant, e.quota.limit, e.message, e.retryAfterMs);
-  if (e.code !== undefined) return new ServingError(e.code, e.message, e.retryAfterMs === undefined ? {} : { retryAfterMs: e.retryAfterMs });
-  return new Error(e.message);
 }
 
 export class GatewayChild {
@@ -81,7 +66,7 @@ export class GatewayChild {
         const ask = this.#asks.get(message.id);
         if (!ask) return;
         this.#asks.delete(message.id);
-        if (message.error) ask.reject(errorOfWire(message.error));
+        if (message.error) ask.reject(fromWire(message.error));
         else ask.resolve(message.value);
         return;
       }
@@ -90,7 +75,7 @@ export class GatewayChild {
         const answer = handle ? handle(message.request) : Promise.reject(new Error('this gateway process is not serving yet'));
         answer.then(
           (value) => this.#send({ fabriek: 1, kind: 'reply', id: message.id, value }),
-          (error: unknown) => this.#send({ fabriek: 1, kind: 'reply', id: message.id, error: wireError(error) }),
+          (error: unknown) => this.#send({ fabriek: 1, kind: 'reply', id: message.id, error: toWire(error) }),
         );
         return;
       }

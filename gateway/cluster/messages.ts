@@ -1,6 +1,8 @@
 import { type WorkerEndpoint } from '../scheduling/worker-connection.js';
 import { type ModelStatistics } from '../../proto/gen/inference.js';
 import { type TenantQuotas } from '../tenants/tenant.js';
+import { ServingError } from '../../core/errors.js';
+import { QuotaExceededError } from '../tenants/quota.js';
 
 // IPC between the primary of `fabriek serve --gateway-processes N` and its
 // gateway children (node:cluster, advanced serialization: bigints, Maps and
@@ -61,6 +63,21 @@ export type ToChild =
   | { readonly fabriek: 1; readonly kind: 'worker-down'; readonly id: string; readonly reason: string }
   | { readonly fabriek: 1; readonly kind: 'request'; readonly id: number; readonly request: ChildRequest }
   | { readonly fabriek: 1; readonly kind: 'reply'; readonly id: number; readonly value?: unknown; readonly error?: WireError };
+
+export function toWire(error: unknown): WireError {
+  if (error instanceof QuotaExceededError) {
+    return { code: error.code, message: error.message, retryAfterMs: error.retryAfterMs, quota: { tenant: error.tenant, limit: error.limit } };
+  }
+  if (error instanceof ServingError) return { code: error.code, message: error.message, retryAfterMs: error.retryAfterMs };
+  return { code: undefined, message: error instanceof Error ? error.message : String(error) };
+}
+
+/** The error again, with its class (a quota refusal keeps its retry hint and metric label). */
+export function fromWire(e: WireError): Error {
+  if (e.quota) return new QuotaExceededError(e.quota.tenant, e.quota.limit, e.message, e.retryAfterMs);
+  if (e.code !== undefined) return new ServingError(e.code, e.message, e.retryAfterMs === undefined ? {} : { retryAfterMs: e.retryAfterMs });
+  return new Error(e.message);
+}
 
 export function isOurs<T extends { fabriek: 1 }>(message: unknown): message is T {
   return typeof message === 'object' && message !== null && (message as { fabriek?: unknown }).fabriek === 1;

@@ -3,16 +3,13 @@ import { AggregatorRegistry } from 'prom-client';
 import { type Logger } from 'pino';
 import { detectGpus, planLocalWorkers } from '../devices.js';
 import { type ServeOptions } from '../options.js';
+import { checkRepository } from '../main.js';
 import { WorkerSupervisor } from '../scheduling/worker-supervisor.js';
 import { type WorkerEndpoint } from '../scheduling/worker-connection.js';
 import { LocalQuota } from '../tenants/local-quota.js';
 import { NO_RELEASE, type QuotaRelease } from '../tenants/quota.js';
-import { NO_QUOTAS, type Tenant } from '../tenants/tenant.js';
-import { errorOfWire } from './child.js';
-import { type Ask, type ChildRequest, INDEX_ENV, isOurs, PROCESSES_ENV, type ReadySummary, type ToChild, type ToPrimary, type WireError, WORKERS_ENV } from './messages.js';
-import { ServingError } from '../../core/errors.js';
+import { type Ask, type ChildRequest, INDEX_ENV, isOurs, PROCESSES_ENV, type ReadySummary, type ToChild, type ToPrimary, fromWire, toWire, WORKERS_ENV } from './messages.js';
 import { WORKER_TRACE_URL_ENV } from '../../core/tracing.js';
-import { QuotaExceededError } from '../tenants/quota.js';
 
 // The primary of `fabriek serve --gateway-processes N` (N > 1). It serves
 // nothing itself: it starts and supervises the local workers once (the
@@ -33,15 +30,9 @@ export interface RunningPrimary {
 /** How long a child may take to report ready. */
 const CHILD_START_MS = 10 * 60_000;
 
-function wire(error: unknown): WireError {
-  if (error instanceof QuotaExceededError) {
-    return { code: error.code, message: error.message, retryAfterMs: error.retryAfterMs, quota: { tenant: error.tenant, limit: error.limit } };
-  }
-  if (error instanceof ServingError) return { code: error.code, message: error.message, retryAfterMs: error.retryAfterMs };
-  return { code: undefined, message: error instanceof Error ? error.message : String(error) };
-}
-
 export async function startPrimary(options: ServeOptions, processes: number, log: Logger): Promise<RunningPrimary> {
+  // Before any worker starts: a missing repository fails here, as it does for one gateway.
+  await checkRepository(options.modelRepository);
   cluster.setupPrimary({ serialization: 'advanced' });
   // The workers are this process's children: they export their spans where the gateways do.
   if (options.trace) process.env[WORKER_TRACE_URL_ENV] = options.trace.url;
@@ -51,8 +42,8 @@ export async function startPrimary(options: ServeOptions, processes: number, log
   const children = new Set<ClusterWorker>();
   let stopping = false;
 
-  const broadcast = (message: ToChild, except?: ClusterWorker): void => {
-    for (const c of children) if (c !== except && c.isConnected()) c.send(message);
+  const broadcast = (message: ToChild): void => {
+    for (const c of children) if (c.isConnected()) c.send(message);
   };
 
   const specs = planLocalWorkers(options.gpus ?? detectGpus(), options.workers);
@@ -117,16 +108,7 @@ export async function startPrimary(options: ServeOptions, processes: number, log
         return undefined;
       }
       case 'quota-acquire': {
-        const tenant: Tenant = {
-          name: ask.tenant,
-          quotas: ask.quotas ?? NO_QUOTAS,
-          models: { allows: () => true } as unknown as Tenant['models'],
-          weight: 1,
-          queueShare: 1,
-          defaultPriority: undefined,
-          highestPriority: undefined,
-          admin: false,
-        };
+        const tenant = { name: ask.tenant, quotas: ask.quotas };
         const release = quota.take(tenant, ask.items);
         // No concurrency limit: nothing to release, no grant to remember.
         if (release === NO_RELEASE) return 0;
@@ -162,7 +144,7 @@ export async function startPrimary(options: ServeOptions, processes: number, log
       const p = pending.get(message.id);
       if (!p) return;
       pending.delete(message.id);
-      if (message.error) p.reject(errorOfWire(message.error));
+      if (message.error) p.reject(fromWire(message.error));
       else p.resolve(message.value);
       return;
     }
@@ -171,7 +153,7 @@ export async function startPrimary(options: ServeOptions, processes: number, log
         if (child.isConnected()) child.send({ fabriek: 1, kind: 'reply', id: message.id, value } satisfies ToChild);
       },
       (error: unknown) => {
-        if (child.isConnected()) child.send({ fabriek: 1, kind: 'reply', id: message.id, error: wire(error) } satisfies ToChild);
+        if (child.isConnected()) child.send({ fabriek: 1, kind: 'reply', id: message.id, error: toWire(error) } satisfies ToChild);
       },
     );
   });
