@@ -103,12 +103,12 @@ type Turn = { readonly slot: Slot; readonly followers: readonly Waiter[] } | Exe
 
 const NO_FOLLOWERS: readonly Waiter[] = [];
 
-/** Counters of a model's runs (Status). */
+/** Counters of a model's runs (Status); numbers, since a bigint increment allocates on every run. */
 class RunCounters {
-  runs = 0n;
-  mergedRuns = 0n;
-  mergedCalls = 0n;
-  crossConnectionRuns = 0n;
+  runs = 0;
+  mergedRuns = 0;
+  mergedCalls = 0;
+  crossConnectionRuns = 0;
   maxMergedRows = 0;
   maxCrossConnectionRows = 0;
 }
@@ -325,7 +325,7 @@ export class ModelHost {
     const c = model.counters;
     const total = rows.reduce((a, b) => a + b, 0);
     c.mergedRuns++;
-    c.mergedCalls += BigInt(tasks.length);
+    c.mergedCalls += tasks.length;
     if (total > c.maxMergedRows) c.maxMergedRows = total;
     if (followers.some((f) => f.owner !== leader.owner)) {
       c.crossConnectionRuns++;
@@ -341,10 +341,10 @@ export class ModelHost {
       instanceCount: m.slots.length,
       busyInstances: m.slots.filter((s) => s.running > 0).length,
       executionProvider: m.info.executionProvider,
-      runs: m.counters.runs,
-      mergedRuns: m.counters.mergedRuns,
-      mergedCalls: m.counters.mergedCalls,
-      crossConnectionRuns: m.counters.crossConnectionRuns,
+      runs: BigInt(m.counters.runs),
+      mergedRuns: BigInt(m.counters.mergedRuns),
+      mergedCalls: BigInt(m.counters.mergedCalls),
+      crossConnectionRuns: BigInt(m.counters.crossConnectionRuns),
       maxMergedRows: m.counters.maxMergedRows,
       maxCrossConnectionRows: m.counters.maxCrossConnectionRows,
       connections: m.owners.size,
