@@ -90,7 +90,6 @@ interface Slot {
 /** An execution waiting for an instance. */
 interface Waiter {
   readonly task: BatchTask;
-  readonly transfer: readonly ArrayBuffer[];
   readonly owner: number;
   /** Rows (dim 0), or -1 when it cannot merge. */
   readonly rows: number;
@@ -151,7 +150,7 @@ class LoadedModel {
    * take the next run early), a promise of a turn, or undefined when the model
    * has `instances × (1 + queuedPerInstance)` executions already.
    */
-  takeSlot(task: BatchTask, transfer: readonly ArrayBuffer[], owner: number): Slot | Promise<Turn> | undefined {
+  takeSlot(task: BatchTask, owner: number): Slot | Promise<Turn> | undefined {
     if (this.inFlight >= this.slots.length * (1 + this.queuedPerInstance)) return undefined;
     let best: Slot | undefined;
     for (const s of this.slots) if (s.running < this.threadDepth && (best === undefined || s.running < best.running)) best = s;
@@ -160,7 +159,7 @@ class LoadedModel {
       return best;
     }
     const rows = this.mergeRows > 0 ? rowsOf(task) : -1;
-    return new Promise<Turn>((grant, fail) => this.#waiting.push({ task, transfer, owner, rows, grant, fail }));
+    return new Promise<Turn>((grant, fail) => this.#waiting.push({ task, owner, rows, grant, fail }));
   }
 
   /** A run ended: its place in the thread goes to the oldest waiting execution, with those that merge into its run. */
@@ -281,7 +280,7 @@ export class ModelHost {
    */
   async execute(key: string, task: BatchTask, transfer: readonly ArrayBuffer[], owner = 0): Promise<BatchOutput | ExecuteOutput> {
     const model = this.#get(key);
-    const taken = model.takeSlot(task, transfer, owner);
+    const taken = model.takeSlot(task, owner);
     if (taken === undefined) throw WorkerErrors.allInstancesBusy(key, model.slots.length, model.queuedPerInstance);
     model.inFlight++;
     let slot: Slot | undefined;
