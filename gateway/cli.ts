@@ -2,8 +2,13 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { createLogger } from './logger.js';
-import { startGateway, StartupError } from './main.js';
-import { parseServeOptions, SERVE_USAGE, UsageError } from './options.js';
+import { type RunningGateway, startGateway, StartupError } from './main.js';
+import { parseServeOptions, SERVE_USAGE, type ServeOptions, UsageError } from './options.js';
+import { availableParallelism } from 'node:os';
+import { type Logger } from 'pino';
+import { isGatewayChild } from './cluster/child.js';
+import { resolveGatewayProcesses } from './cluster/gateway-processes.js';
+import { type ReadySummary } from './cluster/messages.js';
 import { FABRIEK_VERSION } from '../core/version.js';
 import { USAGE as WORKER_USAGE } from '../worker/cli-args.js';
 import { describeTls } from '../core/tls.js';
@@ -26,25 +31,44 @@ Usage:
 
 ${SERVE_USAGE}`;
 
+/** What the ready line says of one gateway (a cluster child sends it to the primary). */
+function summaryOf(gateway: RunningGateway): ReadySummary {
+  const list = gateway.models.list();
+  const budget = gateway.models.onDemand?.budget;
+  return {
+    grpcPort: gateway.grpcPort,
+    httpPort: gateway.httpPort,
+    metricsPort: gateway.metricsPort,
+    ready: list.filter((v) => v.state === 'READY').map((v) => `${v.name}/${v.version}`),
+    onDemand: list.filter((v) => v.reason === NOT_LOADED_ON_DEMAND).map((v) => `${v.name}/${v.version}`),
+    failed: list.filter((v) => v.state !== 'READY' && v.reason !== NOT_LOADED_ON_DEMAND).map((v) => v.name),
+    budget: budget ? formatAmount(budget, budget.limit) : undefined,
+    tenants: gateway.tenants,
+  };
+}
+
+function writeReadyLine(options: ServeOptions, s: ReadySummary, processes: number): void {
+  process.stdout.write(
+    `fabriek ${FABRIEK_VERSION} ready: gRPC on ${options.grpcAddress}:${s.grpcPort}${describeTls(options.grpcTls)}; ` +
+      (options.allowHttp ? `HTTP on ${options.httpAddress}:${s.httpPort}${describeTls(options.httpTls)}; ` : '') +
+      (options.allowMetrics ? `metrics on ${options.httpAddress}:${s.metricsPort}${describeTls(options.httpTls)}; ` : '') +
+      `${s.ready.length} model versions ready (${s.ready.join(', ')})` +
+      (s.budget ? `; on demand within ${s.budget} per worker: ${s.onDemand.length} model versions (${s.onDemand.join(', ')})` : '') +
+      (s.failed.length > 0 ? `; unavailable: ${s.failed.join(', ')}` : '') +
+      (s.tenants === 'open' ? '; open: no --tenants, no API keys' : `; ${s.tenants} tenants, API keys required`) +
+      (processes > 1 ? `; ${processes} gateway processes` : '') +
+      '\n',
+  );
+}
+
 async function serve(argv: readonly string[]): Promise<void> {
   const options = parseServeOptions(argv);
   const log = createLogger(options.logLevel, 'fabriek');
+  if (isGatewayChild()) return serveChild(options, log);
+  const processes = resolveGatewayProcesses(options.gatewayProcesses, availableParallelism());
+  if (processes > 1) return servePrimary(options, processes, log);
   const gateway = await startGateway(options, log);
-  const list = gateway.models.list();
-  const ready = list.filter((v) => v.state === 'READY').map((v) => `${v.name}/${v.version}`);
-  const onDemand = list.filter((v) => v.reason === NOT_LOADED_ON_DEMAND).map((v) => `${v.name}/${v.version}`);
-  const failed = list.filter((v) => v.state !== 'READY' && v.reason !== NOT_LOADED_ON_DEMAND).map((v) => v.name);
-  const budget = gateway.models.onDemand?.budget;
-  process.stdout.write(
-    `fabriek ${FABRIEK_VERSION} ready: gRPC on ${options.grpcAddress}:${gateway.grpcPort}${describeTls(options.grpcTls)}; ` +
-      (options.allowHttp ? `HTTP on ${options.httpAddress}:${gateway.httpPort}${describeTls(options.httpTls)}; ` : '') +
-      (options.allowMetrics ? `metrics on ${options.httpAddress}:${gateway.metricsPort}${describeTls(options.httpTls)}; ` : '') +
-      `${ready.length} model versions ready (${ready.join(', ')})` +
-      (budget ? `; on demand within ${formatAmount(budget, budget.limit)} per worker: ${onDemand.length} model versions (${onDemand.join(', ')})` : '') +
-      (failed.length > 0 ? `; unavailable: ${failed.join(', ')}` : '') +
-      (gateway.tenants === 'open' ? '; open: no --tenants, no API keys' : `; ${gateway.tenants} tenants, API keys required`) +
-      '\n',
-  );
+  writeReadyLine(options, summaryOf(gateway), 1);
   const stop = (signal: string): void => {
     log.info({ signal }, 'signal received');
     gateway.shutdown().then(
@@ -57,6 +81,52 @@ async function serve(argv: readonly string[]): Promise<void> {
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+}
+
+/** The primary of several gateway processes: workers and children; prints the ready line once every child is ready. */
+async function servePrimary(options: ServeOptions, processes: number, log: Logger): Promise<void> {
+  const { startPrimary } = await import('./cluster/primary.js');
+  const primary = await startPrimary(options, processes, log);
+  writeReadyLine(options, primary.summary, processes);
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'signal received');
+    primary.shutdown(signal).then(
+      () => process.exit(0),
+      (error: unknown) => {
+        log.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/** One of several gateway processes: a gateway on the primary's workers; its ready summary goes to the primary. */
+async function serveChild(options: ServeOptions, log: Logger): Promise<void> {
+  const { GatewayChild } = await import('./cluster/child.js');
+  const child = new GatewayChild();
+  const gateway = await startGateway(options, log, child);
+  child.ready(summaryOf(gateway));
+  let stopping = false;
+  // SIGTERM may come twice (to the process group, then from the primary): the second is ignored.
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'signal received');
+    gateway.shutdown().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        log.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
 }
 
 /** The benchmarks live in their own entry (dist/bench/cli.js); run it as a child with our terminal. */

@@ -38,6 +38,8 @@ import { defaultMemoryBudget } from './repository/memory-budget.js';
 import { totalmem } from 'node:os';
 import { startTracing, stopTracing, WORKER_TRACE_URL_ENV } from '../core/tracing.js';
 import { WorkerSupervisor } from './scheduling/worker-supervisor.js';
+import { type WorkerConnection } from './scheduling/worker-connection.js';
+import { type GatewayChild } from './cluster/child.js';
 import { DirectScheduler } from './scheduling/direct-scheduler.js';
 import { AuditLog } from './tenants/audit-log.js';
 import { Authenticator } from './tenants/authenticator.js';
@@ -55,6 +57,9 @@ export const EXTENSIONS = ['model_configuration', 'model_repository', 'schedule_
 
 export { StartupError };
 
+/** What a gateway needs of its local workers: a WorkerSupervisor, or (a cluster child) the primary's workers. */
+export type LocalWorkers = Pick<WorkerSupervisor, 'start' | 'stop' | 'stopRestarting' | 'pids'>;
+
 export interface RunningGateway {
   readonly grpcPort: number;
   /** 0 when --allow-http false. */
@@ -62,14 +67,15 @@ export interface RunningGateway {
   /** 0 when --allow-metrics false. */
   readonly metricsPort: number;
   readonly models: ModelManager;
-  readonly supervisor: WorkerSupervisor;
+  readonly supervisor: LocalWorkers;
   /** How callers are admitted, for the ready line: `open`, or the number of tenants. */
   readonly tenants: number | 'open';
   /** Stops accepting, finishes in-flight requests, stops workers. */
   shutdown(): Promise<void>;
 }
 
-async function checkRepository(dir: string): Promise<string> {
+/** The repository's absolute path; StartupError when it is missing or not a directory. */
+export async function checkRepository(dir: string): Promise<string> {
   const path = resolve(dir);
   const info = await stat(path).catch(() => undefined);
   if (!info) throw new StartupError(`model repository '${dir}' does not exist`);
@@ -166,7 +172,7 @@ interface TenantParts {
 }
 
 /** Tenants file, quota store and audit log; a bad file or an audit log that cannot be opened stops the start. */
-async function startTenants(options: ServeOptions, quotaTarget: RedisTarget | undefined, log: Logger): Promise<TenantParts> {
+async function startTenants(options: ServeOptions, quotaTarget: RedisTarget | undefined, log: Logger, child: GatewayChild | undefined): Promise<TenantParts> {
   let audit: AuditLog | undefined;
   if (options.auditLog !== undefined) {
     try {
@@ -194,6 +200,10 @@ async function startTenants(options: ServeOptions, quotaTarget: RedisTarget | un
     await shared.start();
     quota = shared;
     state = () => ({ store: shared.mode, gateways: shared.gateways });
+  } else if (child) {
+    // Several gateway processes: the primary holds the buckets, so the limits hold across them.
+    quota = child.quota();
+    state = () => ({ store: 'local', gateways: options.gatewayCountHint });
   } else {
     quota = new LocalQuota({ gateways: () => options.gatewayCountHint });
     state = () => ({ store: 'local', gateways: options.gatewayCountHint });
@@ -246,8 +256,13 @@ async function startResponseCache(options: ServeOptions, log: Logger, metrics: M
   return new ResponseCache(store);
 }
 
-/** The composition root of a gateway: wires repository, workers, schedulers and the gRPC service. */
-export async function startGateway(options: ServeOptions, log: Logger = createLogger(options.logLevel, 'fabriek')): Promise<RunningGateway> {
+/**
+ * The composition root of a gateway: wires repository, workers, schedulers
+ * and the gRPC service. `child`: this process is one of several gateway
+ * processes (--gateway-processes N, gateway/cluster): it uses the primary's
+ * workers and asks it for what the processes share.
+ */
+export async function startGateway(options: ServeOptions, log: Logger = createLogger(options.logLevel, 'fabriek'), child?: GatewayChild): Promise<RunningGateway> {
   // Without one (--registry only), the models are those the registered workers loaded.
   const repository = options.modelRepository === undefined ? undefined : await checkRepository(options.modelRepository);
   if (options.trace) {
@@ -264,17 +279,20 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   if (workerTls && options.registry === undefined) log.warn('--worker-tls-* given without --registry: local workers use a unix socket, so it is not used');
   const redis = await resolveRedis(options, log);
   const registryTarget = redis.registry;
-  const tenants = await startTenants(options, redis.quota, log);
+  const tenants = await startTenants(options, redis.quota, log, child);
   const onHangup = reloadOnHangup(options.tenants, tenants.authenticator, log);
   process.on('SIGHUP', onHangup);
   const metrics = options.allowMetrics ? new MetricsRegistry({ responseCache: options.cache !== undefined }) : undefined;
+  let modelsOf: ModelManager | undefined;
+  if (metrics && child) child.shareMetrics(metrics.registry, () => modelsOf);
   const responseCache = await startResponseCache(options, log, metrics);
-  const gpus = options.gpus ?? detectGpus();
-  const specs = planLocalWorkers(gpus, options.workers);
+  // A child's workers are the primary's: it neither detects GPUs nor plans workers.
+  const specs = child ? [] : planLocalWorkers(options.gpus ?? detectGpus(), options.workers);
+  const workerCount = child ? child.workerCount : specs.length;
   // On demand without --model-memory-budget: half the host's memory, shared by the local workers.
   const control: ModelControl =
     options.modelControl.mode === 'on-demand' && options.modelControl.budget === undefined
-      ? { mode: 'on-demand', budget: defaultMemoryBudget(totalmem(), specs.length) }
+      ? { mode: 'on-demand', budget: defaultMemoryBudget(totalmem(), workerCount) }
       : options.modelControl;
   const models = new ModelManager({
     repository,
@@ -286,11 +304,15 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     ...(metrics ? { metrics } : {}),
     ...(responseCache ? { responseCache } : {}),
   });
+  modelsOf = models;
   metrics?.setPendingProvider(() =>
     models.list().flatMap((v) => (v.serving ? [{ model: v.name, version: String(v.version), pending: v.serving.scheduler.pending }] : [])),
   );
-  const poller =
-    control.mode === 'poll' && repository !== undefined ? new RepositoryPoller({ directory: repository, intervalMs: control.pollSecs * 1000, models: models.polled, log }) : undefined;
+  // Several gateway processes: one of them polls, and what it applies reaches the others through the primary.
+  const polls = control.mode === 'poll' && repository !== undefined && (child === undefined || child.polls);
+  const poller = polls
+    ? new RepositoryPoller({ directory: repository as string, intervalMs: control.pollSecs * 1000, models: child ? child.broadcastPolled(models) : models.polled, log })
+    : undefined;
   // Before the scan: a change made while the models load is seen by the first poll.
   await poller?.baseline();
   metrics?.setCostProvider(() =>
@@ -319,24 +341,25 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
 
   const workersUp = new Set<string>();
   let remoteUp = 0;
-  const countWorkers = (): void => metrics?.setWorkers({ up: workersUp.size + remoteUp, down: specs.length - workersUp.size });
+  const countWorkers = (): void => metrics?.setWorkers({ up: workersUp.size + remoteUp, down: Math.max(0, workerCount - workersUp.size) });
   countWorkers();
-  const supervisor = new WorkerSupervisor(specs, {
+  const workerEvents = {
     maxMessageBytes: options.maxMessageBytes,
     pingTimeoutMs: options.workerPingTimeoutMs,
-    logLevel: options.logLevel,
     log,
-    onUp: async (connection) => {
+    onUp: async (connection: WorkerConnection) => {
       await models.addWorker(connection);
       workersUp.add(connection.endpoint.id);
       countWorkers();
     },
-    onDown: (workerId) => {
+    onDown: (workerId: string) => {
       workersUp.delete(workerId);
       countWorkers();
       models.removeWorker(workerId);
     },
-  });
+  };
+  const supervisor: LocalWorkers = child ? child.workers(workerEvents) : new WorkerSupervisor(specs, { ...workerEvents, logLevel: options.logLevel });
+  child?.serve(models, log);
   // The scan (a stat per model directory) and the workers' start (a process
   // and its ONNX Runtime threads each) overlap: both take a second or more
   // with a thousand models. A worker that comes up first places nothing:
@@ -434,7 +457,8 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   let metricsPort = 0;
   if (metrics) {
     // /metrics binds to --http-address beside the REST API, so it follows HTTP's TLS settings.
-    metricsServer = createMetricsServer(metrics, httpTls ? httpsServerOptions(httpTls) : undefined);
+    // A child answers /metrics with every process's metrics, aggregated by the primary.
+    metricsServer = createMetricsServer(metrics, httpTls ? httpsServerOptions(httpTls) : undefined, child ? () => child.metricsText() : undefined);
     try {
       metricsPort = await listenHttp(metricsServer, options.httpAddress, options.metricsPort);
     } catch (error) {

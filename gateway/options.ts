@@ -5,6 +5,7 @@ import { MAX_SLO_MS } from './batching/slo-config.js';
 import { type ModelControl, modelControlOf } from './repository/control-mode.js';
 import { parseTraceConfig, TRACE_CONFIG_USAGE, type TraceConfig, TraceConfigError } from '../core/trace-config.js';
 import { type CacheConfig, CacheConfigError, parseCacheConfig } from './cache/cache-config.js';
+import { MAX_GATEWAY_PROCESSES } from './cluster/gateway-processes.js';
 
 /** Everything `fabriek serve` can be told. Flag names follow tritonserver's where one exists. */
 export interface ServeOptions {
@@ -63,6 +64,8 @@ export interface ServeOptions {
   readonly cache: CacheConfig | undefined;
   /** OpenTelemetry tracing (tritonserver's --trace-config); undefined = off. */
   readonly trace: TraceConfig | undefined;
+  /** --gateway-processes: a count, or auto (gateway/cluster/gateway-processes.ts). */
+  readonly gatewayProcesses: number | 'auto';
 }
 
 export class UsageError extends Error {
@@ -104,6 +107,9 @@ export const SERVE_USAGE = `Usage: fabriek serve --model-repository DIR [options
   --metrics-port N            Prometheus /metrics port (default 8002; 0 = any free port)
   --allow-http BOOL           serve the HTTP/REST API (default true)
   --allow-metrics BOOL        serve /metrics (default true)
+  --gateway-processes N|auto  gateway processes serving the same ports (node:cluster), sharing the
+                              local workers (default auto: 1 on hosts with fewer than 8 cores, else
+                              min(8, floor(cores / 4))); 1 = one process, as without the flag
   --workers N                 local worker processes (default: one per GPU, else 1;
                               0 with --registry: only registered workers)
   --gpus 0,1                  GPUs to use, one worker each (default: all that nvidia-smi lists)
@@ -242,6 +248,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
         'model-memory-budget': { type: 'string' },
         'cache-config': { type: 'string', multiple: true },
         'trace-config': { type: 'string', multiple: true },
+        'gateway-processes': { type: 'string' },
       },
     }));
   } catch (error) {
@@ -343,7 +350,13 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
     ),
     cache: cacheConfig(values['cache-config'] ?? []),
     trace: traceConfig(values['trace-config'] ?? []),
+    gatewayProcesses: gatewayProcesses(values['gateway-processes']),
   };
+}
+
+function gatewayProcesses(raw: string | undefined): number | 'auto' {
+  if (raw === undefined || raw === 'auto') return 'auto';
+  return integer('gateway-processes', raw, 1, 1, MAX_GATEWAY_PROCESSES);
 }
 
 /** The registry URL from --registry, or from the Sentinel flags; checked here so a typo is a usage error. */

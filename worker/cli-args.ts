@@ -3,6 +3,7 @@ import { parseTraceConfig, TRACE_CONFIG_USAGE, type TraceConfig, TraceConfigErro
 import { parseRedisUrl, RedisConfigError, type RedisSecretFlags, sentinelUrl } from '../core/redis-connection.js';
 import { type WorkerTlsFiles, workerTlsFromFlags } from '../core/tls.js';
 import { defaultThreadCount, MAX_ORT_THREADS } from './thread-placement.js';
+import { EXECUTIONS_AHEAD_PER_INSTANCE } from '../core/pipelining.js';
 import { type DeviceRequest } from './thread-protocol.js';
 
 // Command line of the worker process. Started by a gateway:
@@ -34,6 +35,12 @@ export interface WorkerArgs {
   readonly registry: RegistryArgs | undefined;
   /** Executions that may wait per model instance (see ModelHost). */
   readonly queuedPerInstance: number;
+  /**
+   * Gateway processes of one `fabriek serve --gateway-processes N` that share
+   * this worker (default 1): the queue per instance grows with them, and a
+   * gateway connection that closes releases the models only it held.
+   */
+  readonly localGateways: number;
   /** Mutual TLS with the gateways (--worker-tls-*); undefined = plaintext. */
   readonly tls: WorkerTlsFiles | undefined;
 }
@@ -73,7 +80,9 @@ export const USAGE = `usage: fabriek worker --registry redis://HOST:PORT --model
   --registry-ttl-secs N        lease TTL; heartbeat every TTL/3 (default 10)
   --drain-grace-secs N         on SIGTERM: serve N s more while gateways move away (default 2)
   --max-queued-per-instance N  executions that may wait per instance (default 1; 16 with --registry,
-                               since several gateways send to one worker)
+                               since several gateways send to one worker; 2N - 1 with --local-gateways N)
+  --local-gateways N           gateway processes of one fabriek serve --gateway-processes N sharing this
+                               worker (set by the gateway; default 1)
   --worker-tls-cert FILE, --worker-tls-key FILE, --worker-tls-ca FILE
                                mutual TLS with the gateways (all three or none; TLS 1.3): this
                                worker's certificate (with a SAN for its advertised host), its key,
@@ -111,6 +120,7 @@ const FLAGS = [
   '--registry-ttl-secs',
   '--drain-grace-secs',
   '--max-queued-per-instance',
+  '--local-gateways',
   '--worker-tls-cert',
   '--worker-tls-key',
   '--worker-tls-ca',
@@ -151,6 +161,9 @@ export function parseWorkerArgs(argv: readonly string[], pid = process.pid, host
   if (gpu !== undefined && values.has('--device')) throw new UsageError('give --gpu or --device, not both');
   const device = parseDevice(gpu !== undefined ? `gpu:${gpu}` : (values.get('--device') ?? 'cpu'));
   const cores = positiveInt('--cores', values.get('--cores'), availableParallelism());
+  const localGateways = positiveInt('--local-gateways', values.get('--local-gateways'), 1, 1024);
+  // Each gateway sends up to instances × (1 + EXECUTIONS_AHEAD_PER_INSTANCE) executions.
+  const localQueue = localGateways * (1 + EXECUTIONS_AHEAD_PER_INSTANCE) - 1;
   return {
     listen,
     trace,
@@ -162,7 +175,8 @@ export function parseWorkerArgs(argv: readonly string[], pid = process.pid, host
     cores,
     ortThreads: positiveInt('--ort-threads', values.get('--ort-threads'), defaultThreadCount(device, cores), MAX_ORT_THREADS),
     registry,
-    queuedPerInstance: positiveInt('--max-queued-per-instance', values.get('--max-queued-per-instance'), registry ? 16 : 1, 1024),
+    queuedPerInstance: positiveInt('--max-queued-per-instance', values.get('--max-queued-per-instance'), registry ? 16 : localQueue, 1024),
+    localGateways,
     tls: workerTlsFromFlags(
       { cert: values.get('--worker-tls-cert'), key: values.get('--worker-tls-key'), ca: values.get('--worker-tls-ca') },
       (message) => new UsageError(message),

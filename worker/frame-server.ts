@@ -31,6 +31,8 @@ export interface FrameServerOptions {
   readonly logger: Logger;
   /** TLS for remote gateways (requestCert + ca for mTLS). */
   readonly tls?: TlsOptions;
+  /** A gateway connection (the id its calls were handed with) closed. */
+  readonly onDisconnect?: (connection: number) => void;
 }
 
 export class FrameServer {
@@ -39,6 +41,8 @@ export class FrameServer {
   readonly #sockets = new Set<Socket>();
   #inFlight = 0;
   #idle: (() => void) | undefined;
+  /** Id of the next connection (1, 2, …; 0 is the worker itself in ModelHost). */
+  #nextConnection = 1;
 
   constructor(options: FrameServerOptions) {
     this.#options = options;
@@ -96,9 +100,13 @@ export class FrameServer {
   #serve(socket: Socket): void {
     const { logger, maxMessageBytes, handler } = this.#options;
     this.#sockets.add(socket);
+    const connection = this.#nextConnection++;
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 10_000);
-    socket.on('close', () => this.#sockets.delete(socket));
+    socket.on('close', () => {
+      this.#sockets.delete(socket);
+      this.#options.onDisconnect?.(connection);
+    });
     socket.on('error', (error) => logger.debug({ err: error }, 'gateway connection error'));
     const reader = new FrameReader(maxMessageBytes);
     let lastPong = 0;
@@ -126,7 +134,7 @@ export class FrameServer {
         }
         this.#inFlight++;
         const { callId } = frame;
-        handler(frame.kind, frame.payload, frame.segments).then(
+        handler(frame.kind, frame.payload, frame.segments, connection).then(
           (parts) => this.#answer(socket, callId, parts),
           (error: unknown) => {
             const code = isServingError(error) ? error.code : status.INTERNAL;

@@ -58,6 +58,7 @@ async function start(args: WorkerArgs, logger: Logger): Promise<void> {
     cores: args.cores,
     logger,
     queuedPerInstance: args.queuedPerInstance,
+    mergeBeforePipelining: args.localGateways > 1,
   });
   let accepting = true;
   // Read and checked before anything loads: a bad certificate fails in a second.
@@ -65,6 +66,8 @@ async function start(args: WorkerArgs, logger: Logger): Promise<void> {
   const server = new FrameServer({
     ...(tls ? { tls: tls.server } : {}),
     handler: createWorkerService({ host, workerId: args.workerId, device: args.device, logger, accepting: () => accepting }),
+    // Several gateway processes share this worker: a model only a closed connection held goes.
+    onDisconnect: (connection) => void host.release(connection, args.localGateways > 1),
     maxMessageBytes: args.maxMessageBytes,
     logger,
   });

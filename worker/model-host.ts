@@ -1,5 +1,6 @@
 import { EXECUTIONS_AHEAD_PER_INSTANCE } from '../core/pipelining.js';
 import { WorkerErrors, messageOf } from './errors.js';
+import { compatible, concatTasks, mergeable, type OutputTensor, rowsOf, splitOutputs } from './merge-batches.js';
 import { type ModelInstance, type StartInstances, THREAD_PIPELINE_DEPTH } from './model-instance.js';
 import {
   type BatchOutput,
@@ -25,6 +26,20 @@ import {
 // while the old ones keep serving, then the key switches over, and the old
 // instances are closed once their in-flight runs finish. If the new load
 // fails, the old model stays. Loads and unloads of one key run one at a time.
+//
+// Shared loads (several gateway processes on one worker): each load and
+// unload names its owner (a gateway connection; 0 = the worker itself). A
+// load of a loaded key with the identical spec from an owner that did not
+// load these instances itself adds a reference instead of replacing them
+// (so when one gateway reloads a model and the others follow, it reloads once); an unload drops the owner's reference
+// and unloads only when none is left; a closed connection drops its
+// references (`release`). With one gateway there is one owner, and every
+// load and unload behaves as before.
+//
+// Merging: when executions wait for an instance and one is handed a free
+// place, the compatible ones waiting behind it (same inputs, datatypes and
+// dims after dim 0; at most max_batch_size rows together) run with it as one
+// ONNX Runtime run, and each gets its rows of the outputs (merge-batches.ts).
 
 export interface HostLogger {
   debug(details: object, message: string): void;
@@ -34,6 +49,8 @@ export interface HostLogger {
 
 export interface LoadSpec {
   readonly modelKey: string;
+  /** The model's max_batch_size; > 1 lets waiting executions merge into one run (0 or absent: never). */
+  readonly maxBatchSize?: number;
   readonly model: ThreadInit['model'];
   readonly instanceCount: number;
   readonly device: DeviceRequest;
@@ -46,6 +63,23 @@ export interface ModelStatusInfo {
   readonly instanceCount: number;
   readonly busyInstances: number;
   readonly executionProvider: string;
+  /** Runs since the model loaded; those that merged several executions (see RunCounters). */
+  readonly runs: bigint;
+  readonly mergedRuns: bigint;
+  readonly mergedCalls: bigint;
+  readonly crossConnectionRuns: bigint;
+  readonly maxMergedRows: number;
+  readonly maxCrossConnectionRows: number;
+  /** Owners holding a reference (gateway connections, and the worker itself for its own repository). */
+  readonly connections: number;
+}
+
+/** What a run answers to one execution: its own outputs (views of a merged run's buffers when it was merged). */
+export interface ExecuteOutput {
+  readonly outputs: readonly OutputTensor[];
+  readonly taskStartNs: bigint;
+  readonly runStartNs: bigint;
+  readonly runEndNs: bigint;
 }
 
 interface Slot {
@@ -54,11 +88,49 @@ interface Slot {
   running: number;
 }
 
+/** An execution waiting for an instance. */
+interface Waiter {
+  readonly task: BatchTask;
+  readonly owner: number;
+  /** Rows (dim 0), or -1 when it cannot merge. */
+  readonly rows: number;
+  /** Its turn: a place to run on (with the executions merged into its run), or its answer from another's run. */
+  grant(turn: Turn): void;
+  fail(error: unknown): void;
+}
+
+type Turn = { readonly slot: Slot; readonly followers: readonly Waiter[] } | ExecuteOutput;
+
+const NO_FOLLOWERS: readonly Waiter[] = [];
+
+/** Counters of a model's runs (Status); numbers, since a bigint increment allocates on every run. */
+class RunCounters {
+  runs = 0;
+  mergedRuns = 0;
+  mergedCalls = 0;
+  crossConnectionRuns = 0;
+  maxMergedRows = 0;
+  maxCrossConnectionRows = 0;
+}
+
 class LoadedModel {
   inFlight = 0;
   #drained: (() => void) | undefined;
   /** Executions waiting for an instance, oldest first; each gets a slot handed over. */
-  readonly #waiting: Array<(slot: Slot) => void> = [];
+  readonly #waiting: Waiter[] = [];
+  readonly counters = new RunCounters();
+  /** Owners (gateway connections; 0 = the worker) holding a reference. */
+  readonly owners = new Set<number>();
+  /**
+   * Owners that sent a load for these very instances (not those that inherited
+   * them from the model these replaced): a load from one of them reloads, a
+   * load with the same spec from any other owner shares.
+   */
+  readonly loadedBy = new Set<number>();
+  /** max_batch_size when runs may merge, else 0. */
+  readonly mergeRows: number;
+  /** Runs handed to an instance's thread at once (THREAD_PIPELINE_DEPTH, or 1 to merge what waits meanwhile). */
+  readonly threadDepth: number;
 
   constructor(
     readonly key: string,
@@ -66,32 +138,55 @@ class LoadedModel {
     readonly slots: readonly Slot[],
     /** Executions that may wait for an instance, per instance. */
     readonly queuedPerInstance: number,
-  ) {}
+    readonly spec: LoadSpec,
+    mergeBeforePipelining: boolean,
+  ) {
+    const max = spec.maxBatchSize ?? 0;
+    this.mergeRows = mergeable(info, max) ? max : 0;
+    this.threadDepth = mergeBeforePipelining && this.mergeRows > 0 ? 1 : THREAD_PIPELINE_DEPTH;
+  }
 
   /**
    * An instance to run on now (an idle one first, else one whose thread can
-   * take the next run early), a promise of one, or undefined when the model
+   * take the next run early), a promise of a turn, or undefined when the model
    * has `instances × (1 + queuedPerInstance)` executions already.
    */
-  takeSlot(): Slot | Promise<Slot> | undefined {
+  takeSlot(task: BatchTask, owner: number): Slot | Promise<Turn> | undefined {
     if (this.inFlight >= this.slots.length * (1 + this.queuedPerInstance)) return undefined;
     let best: Slot | undefined;
-    for (const s of this.slots) if (s.running < THREAD_PIPELINE_DEPTH && (best === undefined || s.running < best.running)) best = s;
+    for (const s of this.slots) if (s.running < this.threadDepth && (best === undefined || s.running < best.running)) best = s;
     if (best) {
       best.running++;
       return best;
     }
-    return new Promise<Slot>((resolve) => this.#waiting.push(resolve));
+    const rows = this.mergeRows > 0 ? rowsOf(task) : -1;
+    return new Promise<Turn>((grant, fail) => this.#waiting.push({ task, owner, rows, grant, fail }));
   }
 
-  /** A run ended: its place in the thread goes to the oldest waiting execution. */
+  /** A run ended: its place in the thread goes to the oldest waiting execution, with those that merge into its run. */
   giveBack(slot: Slot): void {
     slot.running--;
     const next = this.#waiting.shift();
     if (next) {
       slot.running++;
-      next(slot);
+      next.grant({ slot, followers: this.#followersOf(next) });
     }
+  }
+
+  /** The waiting executions that run with `leader` (taken out of the queue), oldest first, within max_batch_size rows. */
+  #followersOf(leader: Waiter): readonly Waiter[] {
+    if (leader.rows < 0 || this.#waiting.length === 0) return NO_FOLLOWERS;
+    let rows = leader.rows;
+    let followers: Waiter[] | undefined;
+    for (let i = 0; i < this.#waiting.length && rows < this.mergeRows; ) {
+      const w = this.#waiting[i] as Waiter;
+      if (w.rows >= 0 && rows + w.rows <= this.mergeRows && compatible(leader.task, w.task)) {
+        (followers ??= []).push(w);
+        rows += w.rows;
+        this.#waiting.splice(i, 1);
+      } else i++;
+    }
+    return followers ?? NO_FOLLOWERS;
   }
 
   /** Resolves when no run is in flight; call after the model left the map. */
@@ -119,6 +214,14 @@ export interface ModelHostOptions {
    * registry gets work from each, so it takes a deeper queue.
    */
   readonly queuedPerInstance?: number;
+  /**
+   * Several gateways send to this worker (--local-gateways N > 1): a model that
+   * can merge gets one run at a time per instance thread instead of
+   * THREAD_PIPELINE_DEPTH, so the executions arriving during a run wait here
+   * and merge into the next one (one larger run instead of one per gateway),
+   * at the cost of the hand-over between runs.
+   */
+  readonly mergeBeforePipelining?: boolean;
 }
 
 export class ModelHost {
@@ -136,17 +239,36 @@ export class ModelHost {
     return this.#get(key).info;
   }
 
-  load(spec: LoadSpec): Promise<SessionInfo> {
-    return this.#serialized(spec.modelKey, () => this.#load(spec));
+  /**
+   * Loads (or replaces) the model for `owner`. A model already loaded with
+   * the identical spec by another owner is shared: `owner` takes a reference.
+   */
+  load(spec: LoadSpec, owner = 0): Promise<SessionInfo> {
+    return this.#serialized(spec.modelKey, () => {
+      const loaded = this.#models.get(spec.modelKey);
+      if (loaded !== undefined && !loaded.loadedBy.has(owner) && loaded.owners.size > 0 && sameSpec(loaded.spec, spec)) {
+        loaded.owners.add(owner);
+        loaded.loadedBy.add(owner);
+        this.#options.logger.debug({ modelKey: spec.modelKey, owners: loaded.owners.size }, 'model shared with another gateway connection');
+        return Promise.resolve(loaded.info);
+      }
+      return this.#load(spec, owner);
+    });
   }
 
   /**
-   * Once earlier loads/unloads of the key are done, removes it (new Execute
+   * Once earlier loads/unloads of the key are done, drops `owner`'s reference
+   * (undefined: every reference); when none is left, removes it (new Execute
    * calls get NOT_FOUND), waits for its in-flight runs, then frees it.
    */
-  unload(key: string): Promise<void> {
+  unload(key: string, owner?: number): Promise<void> {
     return this.#serialized(key, async () => {
       const model = this.#get(key);
+      if (owner !== undefined) {
+        model.owners.delete(owner);
+        model.loadedBy.delete(owner);
+        if (model.owners.size > 0) return;
+      }
       this.#models.delete(key);
       await this.#retire(model);
     });
@@ -157,15 +279,23 @@ export class ModelHost {
    * it. Rejects at once with RESOURCE_EXHAUSTED when the instances and their
    * queue are full, NOT_FOUND for an unknown key, INTERNAL when ORT fails.
    */
-  async execute(key: string, task: BatchTask, transfer: readonly ArrayBuffer[]): Promise<BatchOutput> {
+  async execute(key: string, task: BatchTask, transfer: readonly ArrayBuffer[], owner = 0): Promise<BatchOutput | ExecuteOutput> {
     const model = this.#get(key);
-    const taken = model.takeSlot();
+    const taken = model.takeSlot(task, owner);
     if (taken === undefined) throw WorkerErrors.allInstancesBusy(key, model.slots.length, model.queuedPerInstance);
     model.inFlight++;
     let slot: Slot | undefined;
     try {
-      slot = await taken;
-      return await slot.instance.run(task, transfer);
+      let followers = NO_FOLLOWERS;
+      if (taken instanceof Promise) {
+        const turn = await taken;
+        if (!('slot' in turn)) return turn; // answered from another execution's run
+        slot = turn.slot;
+        followers = turn.followers;
+      } else slot = taken;
+      model.counters.runs++;
+      if (followers.length === 0) return await slot.instance.run(task, transfer);
+      return await this.#runMerged(model, slot, { task, owner }, followers);
     } catch (error) {
       throw WorkerErrors.runFailed(key, messageOf(error), error);
     } finally {
@@ -174,13 +304,77 @@ export class ModelHost {
     }
   }
 
+  /** One run for the leader and its followers; each follower gets its rows (or the run's error), the leader its own. */
+  async #runMerged(model: LoadedModel, slot: Slot, leader: { task: BatchTask; owner: number }, followers: readonly Waiter[]): Promise<ExecuteOutput> {
+    const tasks = [leader.task, ...followers.map((f) => f.task)];
+    const rows = tasks.map(rowsOf);
+    let result: BatchOutput;
+    try {
+      const merged = concatTasks(tasks);
+      result = await slot.instance.run(merged.task, merged.transfer);
+    } catch (error) {
+      for (const f of followers) f.fail(error);
+      throw error;
+    }
+    const parts = splitOutputs(result.outputs, rows);
+    if (typeof parts === 'string') {
+      const error = new Error(`a merged run of ${tasks.length} executions cannot be split: ${parts}`);
+      for (const f of followers) f.fail(error);
+      throw error;
+    }
+    const c = model.counters;
+    const total = rows.reduce((a, b) => a + b, 0);
+    c.mergedRuns++;
+    c.mergedCalls += tasks.length;
+    if (total > c.maxMergedRows) c.maxMergedRows = total;
+    if (followers.some((f) => f.owner !== leader.owner)) {
+      c.crossConnectionRuns++;
+      if (total > c.maxCrossConnectionRows) c.maxCrossConnectionRows = total;
+    }
+    const times = { taskStartNs: result.taskStartNs, runStartNs: result.runStartNs, runEndNs: result.runEndNs };
+    followers.forEach((f, i) => f.grant({ outputs: parts[i + 1] as OutputTensor[], ...times }));
+    return { outputs: parts[0] as OutputTensor[], ...times };
+  }
+
   status(): ModelStatusInfo[] {
     return [...this.#models.values()].map((m) => ({
       modelKey: m.key,
       instanceCount: m.slots.length,
       busyInstances: m.slots.filter((s) => s.running > 0).length,
       executionProvider: m.info.executionProvider,
+      runs: BigInt(m.counters.runs),
+      mergedRuns: BigInt(m.counters.mergedRuns),
+      mergedCalls: BigInt(m.counters.mergedCalls),
+      crossConnectionRuns: BigInt(m.counters.crossConnectionRuns),
+      maxMergedRows: m.counters.maxMergedRows,
+      maxCrossConnectionRows: m.counters.maxCrossConnectionRows,
+      connections: m.owners.size,
     }));
+  }
+
+  /**
+   * A gateway connection closed: its references are dropped. With
+   * `unloadUnowned`, a model no one holds any more is unloaded (several
+   * gateways share this worker, and the last one that held it is gone).
+   */
+  release(owner: number, unloadUnowned: boolean): Promise<void> {
+    const left: string[] = [];
+    for (const m of this.#models.values()) {
+      m.loadedBy.delete(owner);
+      if (m.owners.delete(owner) && m.owners.size === 0) left.push(m.key);
+    }
+    if (!unloadUnowned) return Promise.resolve();
+    return Promise.all(
+      left.map((key) =>
+        this.#serialized(key, async () => {
+          const model = this.#models.get(key);
+          if (model === undefined || model.owners.size > 0) return;
+          this.#models.delete(key);
+          this.#options.logger.debug({ modelKey: key }, 'model unloaded: the last gateway connection holding it closed');
+          await this.#retire(model);
+        }).catch(() => undefined),
+      ),
+    ).then(() => undefined);
   }
 
   /** Unloads everything (shutdown): waits for in-flight runs first. */
@@ -194,7 +388,7 @@ export class ModelHost {
     return model;
   }
 
-  async #load(spec: LoadSpec): Promise<SessionInfo> {
+  async #load(spec: LoadSpec, owner: number): Promise<SessionInfo> {
     const { modelKey: key, instanceCount } = spec;
     const intraOpNumThreads = spec.options.intraOpNumThreads ?? this.#defaultIntraOpThreads(key, instanceCount);
     const options: ThreadSessionOptions = { ...spec.options, intraOpNumThreads };
@@ -217,8 +411,14 @@ export class ModelHost {
       info,
       instances.map((instance) => ({ instance, running: 0 })),
       this.#options.queuedPerInstance ?? EXECUTIONS_AHEAD_PER_INSTANCE,
+      spec,
+      this.#options.mergeBeforePipelining === true,
     );
     const previous = this.#models.get(key);
+    // A replacement serves every owner of the model it replaces.
+    if (previous !== undefined) for (const o of previous.owners) model.owners.add(o);
+    model.owners.add(owner);
+    model.loadedBy.add(owner);
     this.#models.set(key, model);
     // Debug: the gateway logs each model it loads; a worker may load thousands.
     this.#options.logger.debug(
@@ -255,6 +455,27 @@ export class ModelHost {
     });
     return next;
   }
+}
+
+/** The same model, instances, device, session options and max_batch_size: a load another owner can share. */
+function sameSpec(a: LoadSpec, b: LoadSpec): boolean {
+  if (a.instanceCount !== b.instanceCount || (a.maxBatchSize ?? 0) !== (b.maxBatchSize ?? 0)) return false;
+  if (a.device.kind !== b.device.kind || (a.device.kind === 'gpu' && b.device.kind === 'gpu' && a.device.deviceId !== b.device.deviceId)) return false;
+  const am = a.model;
+  const bm = b.model;
+  if ('path' in am) {
+    if (!('path' in bm) || am.path !== bm.path) return false;
+  } else if (!('bytes' in bm) || !Buffer.from(am.bytes.buffer, am.bytes.byteOffset, am.bytes.byteLength).equals(bm.bytes)) return false;
+  const ao = a.options;
+  const bo = b.options;
+  return (
+    ao.intraOpNumThreads === bo.intraOpNumThreads &&
+    ao.interOpNumThreads === bo.interOpNumThreads &&
+    ao.graphOptimizationLevel === bo.graphOptimizationLevel &&
+    ao.enableCpuMemArena === bo.enableCpuMemArena &&
+    ao.executionMode === bo.executionMode &&
+    ao.enableMemPattern === bo.enableMemPattern
+  );
 }
 
 /** All instances share the metadata; providers can differ if one CUDA init failed. */

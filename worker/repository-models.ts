@@ -58,6 +58,9 @@ export async function loadRepository(
               deviceKind: plan.deviceKind,
               deviceId: plan.deviceId,
               sessionOptions: onnxRuntimeOptions(entry.config, entry.configFile ?? `model "${entry.name}"`),
+              // Executions from several gateways merge up to the config's max_batch_size (none without one:
+              // the gateways' --default-max-batch-size is not known here).
+              maxBatchSize: entry.config !== undefined && entry.present.has('max_batch_size') ? entry.config.maxBatchSize : 0,
             },
             device,
           );

@@ -42,7 +42,7 @@ export interface WorkerServiceOptions {
  * and segments in; the answer frame's parts out, with call id 0 (the frame
  * server writes the call's id); throws ServingError.
  */
-export type WorkerHandler = (method: number, payload: Uint8Array, segments: readonly Uint8Array[]) => Promise<Uint8Array[]>;
+export type WorkerHandler = (method: number, payload: Uint8Array, segments: readonly Uint8Array[], connection: number) => Promise<Uint8Array[]>;
 
 const MAX_INSTANCES = 64;
 const OPT_LEVELS: readonly GraphOptimizationLevel[] = ['disabled', 'basic', 'extended', 'all'];
@@ -51,8 +51,8 @@ const METHOD_NAMES: Readonly<Record<number, string>> = { 1: 'LoadModel', 2: 'Unl
 export function createWorkerService(options: WorkerServiceOptions): WorkerHandler {
   const { host, logger } = options;
 
-  async function loadModel(request: LoadModelRequest): Promise<LoadModelResponse> {
-    const info = await host.load(loadSpecOf(request, options.device));
+  async function loadModel(request: LoadModelRequest, connection: number): Promise<LoadModelResponse> {
+    const info = await host.load(loadSpecOf(request, options.device), connection);
     return {
       inputs: info.inputs.map(toTensorSpec),
       outputs: info.outputs.map(toTensorSpec),
@@ -61,19 +61,19 @@ export function createWorkerService(options: WorkerServiceOptions): WorkerHandle
     };
   }
 
-  async function execute(request: ExecuteRequest & { trace?: FrameTrace }): Promise<ExecuteResponse> {
+  async function execute(request: ExecuteRequest & { trace?: FrameTrace }, connection: number): Promise<ExecuteResponse> {
     const tracer = request.trace !== undefined ? activeTracer() : undefined;
-    if (tracer && request.trace) return tracedExecute(tracer, request, request.trace);
-    return executeOnce(request);
+    if (tracer && request.trace) return tracedExecute(tracer, request, request.trace, connection);
+    return executeOnce(request, connection);
   }
 
   /** The worker's span, a child of the gateway's (the frame's traceparent), and the ONNX Runtime run under it. */
-  async function tracedExecute(tracer: Tracer, request: ExecuteRequest, trace: FrameTrace): Promise<ExecuteResponse> {
+  async function tracedExecute(tracer: Tracer, request: ExecuteRequest, trace: FrameTrace, connection: number): Promise<ExecuteResponse> {
     const rows = request.inputs[0]?.shape[0];
     const attributes = { ...modelAttributes(request.modelKey), 'fabriek.worker.id': options.workerId, 'fabriek.batch.size': rows === undefined ? 0 : Number(rows) };
     const span = tracer.startSpan('fabriek.worker.run', { kind: SpanKindOf.server, attributes }, remoteParent(trace.traceparent, trace.tracestate));
     try {
-      const response = await executeOnce(request);
+      const response = await executeOnce(request, connection);
       // The run's times are known after it: placed on the wall clock from the monotonic one.
       const nowMs = Date.now();
       const outputMs = Number(response.computeOutputNs) / 1e6;
@@ -88,17 +88,18 @@ export function createWorkerService(options: WorkerServiceOptions): WorkerHandle
     }
   }
 
-  async function executeOnce(request: ExecuteRequest): Promise<ExecuteResponse> {
+  async function executeOnce(request: ExecuteRequest, connection: number): Promise<ExecuteResponse> {
     if (options.accepting?.() === false) throw WorkerErrors.draining(options.workerId);
     const received = process.hrtime.bigint();
     const { task, transfer } = prepareBatch(request, host.info(request.modelKey));
     const prepared = process.hrtime.bigint();
-    const result = await host.execute(request.modelKey, task, transfer);
+    const result = await host.execute(request.modelKey, task, transfer, connection);
     const outputs = result.outputs.map((t) => ({
       name: t.name,
       datatype: t.datatype,
       shape: t.shape.map(BigInt),
-      data: bufferOf(t.data),
+      // A merged run's rows are views of its buffer.
+      data: t.data instanceof ArrayBuffer ? bufferOf(t.data) : Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength),
     }));
     const done = process.hrtime.bigint();
     return {
@@ -113,17 +114,18 @@ export function createWorkerService(options: WorkerServiceOptions): WorkerHandle
     };
   }
 
-  async function dispatch(method: number, payload: Uint8Array, segments: readonly Uint8Array[]): Promise<Uint8Array[]> {
-    if (method === Method.Execute) return encodeExecuteResponse(RESPONSE | method, 0, await execute(decodeExecute(payload, segments)));
-    return encodeFrame(RESPONSE | method, 0, await dispatchProtobuf(method, payload));
+  async function dispatch(method: number, payload: Uint8Array, segments: readonly Uint8Array[], connection: number): Promise<Uint8Array[]> {
+    if (method === Method.Execute) return encodeExecuteResponse(RESPONSE | method, 0, await execute(decodeExecute(payload, segments), connection));
+    return encodeFrame(RESPONSE | method, 0, await dispatchProtobuf(method, payload, connection));
   }
 
-  async function dispatchProtobuf(method: number, payload: Uint8Array): Promise<Uint8Array> {
+  async function dispatchProtobuf(method: number, payload: Uint8Array, connection: number): Promise<Uint8Array> {
     switch (method) {
       case Method.LoadModel:
-        return LoadModelResponse.encode(await loadModel(decode(LoadModelRequestCodec, payload, 'LoadModel'))).finish();
+        return LoadModelResponse.encode(await loadModel(decode(LoadModelRequestCodec, payload, 'LoadModel'), connection)).finish();
       case Method.UnloadModel:
-        await host.unload(decode(UnloadModelRequest, payload, 'UnloadModel').modelKey);
+        // Only this connection's reference: a model other gateways hold stays.
+        await host.unload(decode(UnloadModelRequest, payload, 'UnloadModel').modelKey, connection);
         return UnloadModelResponse.encode({}).finish();
       case Method.Status:
         return StatusResponse.encode({
@@ -137,9 +139,9 @@ export function createWorkerService(options: WorkerServiceOptions): WorkerHandle
     }
   }
 
-  return async (method, payload, segments) => {
+  return async (method, payload, segments, connection) => {
     try {
-      return await dispatch(method, payload, segments);
+      return await dispatch(method, payload, segments, connection);
     } catch (error) {
       const name = METHOD_NAMES[method] ?? String(method);
       if (isServingError(error)) {
@@ -204,6 +206,7 @@ export function loadSpecOf(request: LoadModelRequest, workerDevice: DeviceReques
   return {
     modelKey: key,
     model: hasPath ? { path: request.modelPath } : { bytes: request.modelBytes },
+    maxBatchSize: request.maxBatchSize,
     instanceCount,
     device,
     options: {

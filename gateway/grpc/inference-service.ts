@@ -143,7 +143,9 @@ export function createInferenceService(
         admission.call(
           call(context, 'statistics', request.name, request.version),
           async (tenant): Promise<ModelStatisticsResponse> => ({
-            modelStats: modelStatistics(models, request.name, request.version).filter((s) => admission.mayUse(tenant, s.name)),
+            modelStats: (models.clusterStatistics ? await models.clusterStatistics(request.name, request.version) : modelStatistics(models, request.name, request.version)).filter((s) =>
+              admission.mayUse(tenant, s.name),
+            ),
           }),
         ),
       log,

@@ -29,8 +29,9 @@ export function modelConfig(models: ModelManager, name: string, version: string)
 }
 
 /** GET /v2/models[/{m}[/versions/{v}]]/stats: every model when `name` is empty (that the tenant may use), as Triton. */
-export function modelStatistics(models: ModelManager, name: string, version: string, tenant?: Tenant): Json {
-  const stats = queries.modelStatistics(models, name, version).filter((s) => !tenant || tenant.models.allows(s.name));
+export async function modelStatistics(models: ModelManager, name: string, version: string, tenant?: Tenant): Promise<Json> {
+  const all = models.clusterStatistics ? await models.clusterStatistics(name, version) : queries.modelStatistics(models, name, version);
+  const stats = all.filter((s) => !tenant || tenant.models.allows(s.name));
   return { model_stats: stats.map(modelStatisticsJson) };
 }
 

@@ -118,7 +118,7 @@ export function createHttpServer(
     guarded('GET', op, model, version, async (tenant, _note, _req, res, signal) => {
       // On demand, a model's metadata and config come from its load.
       if (models.onDemand && (op === 'metadata' || op === 'config')) await models.loadForQuery(model, version, { signal, deadline: Infinity });
-      sendJson(res, 200, answer(tenant));
+      sendJson(res, 200, await answer(tenant));
     });
   const probe = (ready: () => boolean): Route => ({
     method: 'GET',

@@ -116,6 +116,7 @@ export class MetricsRegistry {
       help: 'Expected seconds of one execution by batch size, as the cost model that sheds requests learned it (rows: mean rows of the power-of-two bucket)',
       labelNames: [...VL, 'rows'],
       registers,
+      aggregator: 'average',
       collect() {
         this.reset();
         for (const c of costs()) this.set({ model: c.model, version: c.version, rows: String(Math.round(c.rows * 10) / 10) }, c.seconds);
@@ -124,6 +125,7 @@ export class MetricsRegistry {
     const slos = (): Iterable<SloSample> => this.#slos();
     new Gauge({
       name: 'fabriek_batching_slo_seconds',
+      aggregator: 'max',
       help: 'The SLO of versions that form batches by it (batching_slo_ms or --batching-slo-ms); absent for fixed max_queue_delay',
       labelNames: VL,
       registers,
@@ -152,7 +154,8 @@ export class MetricsRegistry {
         for (const s of slos()) this.inc({ model: s.model, version: s.version }, s.computedPastDeadline);
       },
     });
-    this.#workers = new Gauge({ name: 'fabriek_workers', help: 'Worker processes by state', labelNames: ['state'], registers });
+    // aggregator: how several gateway processes' values combine in /metrics (--gateway-processes; prom-client's cluster aggregation).
+    this.#workers = new Gauge({ name: 'fabriek_workers', help: 'Worker processes by state', labelNames: ['state'], registers, aggregator: 'max' });
     this.setWorkers({ up: 0, down: 0 });
     if (options.gpu !== false) registerGpuGauges(this.registry, options.gpu ?? nvidiaSmiReader());
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'fabriek_' });
@@ -216,6 +219,8 @@ function registerGpuGauges(registry: Registry, read: GpuReader): void {
       help,
       labelNames: ['gpu'],
       registers,
+      // Every gateway process reads the same GPUs.
+      aggregator: 'first',
       async collect() {
         const samples = await read();
         this.reset();

@@ -31,6 +31,8 @@ import { totalmem } from 'node:os';
 import { ModelLoadMetrics } from '../metrics/model-load-metrics.js';
 import { defaultMemoryBudget } from './memory-budget.js';
 import { OnDemandLoader, type Release } from './on-demand-loader.js';
+import { type RepositoryChange } from '../cluster/messages.js';
+import { type ModelStatistics } from '../../proto/gen/inference.js';
 
 export interface ModelManagerOptions {
   /** undefined: no repository of its own (--registry only); models come from the workers' records. */
@@ -571,17 +573,38 @@ export class ModelManager {
    * serve, then swaps and retires the old ones once their requests finish.
    * Throws INVALID_ARGUMENT with the reason when a version fails to load.
    */
-  load(name: string, params: LoadParameters): Promise<void> {
+  async load(name: string, params: LoadParameters): Promise<void> {
     this.#refuseWhenPolling();
     const repository = this.#refuseWithoutRepository();
-    return this.#loadModel(repository, name, params);
+    await this.#loadModel(repository, name, params);
+    await this.onRepositoryChange?.({ op: 'load', name, config: params.config, files: params.files });
   }
 
   /** RepositoryModelUnload: new requests fail at once, those already queued or running finish, then UNAVAILABLE "unloaded". */
-  unload(name: string): Promise<void> {
+  async unload(name: string): Promise<void> {
     this.#refuseWhenPolling();
     this.#refuseWithoutRepository();
-    return this.#unloadModel(name);
+    await this.#unloadModel(name);
+    await this.onRepositoryChange?.({ op: 'unload', name });
+  }
+
+  /**
+   * With several gateway processes: called after a repository API load or
+   * unload succeeded here, and resolved once the other processes applied it
+   * too (so a client sees the change on any connection once answered).
+   */
+  onRepositoryChange: ((change: RepositoryChange) => Promise<void>) | undefined;
+
+  /**
+   * With several gateway processes: ModelStatistics summed over them
+   * (gateway/cluster); undefined: this process's own, as one gateway.
+   */
+  clusterStatistics: ((name: string, version: string) => Promise<ModelStatistics[]>) | undefined;
+
+  /** A change another gateway process made through the repository API, applied here the same way. */
+  applyRepositoryChange(change: RepositoryChange): Promise<void> {
+    if (change.op === 'unload') return this.#unloadModel(change.name);
+    return this.#loadModel(this.#refuseWithoutRepository(), change.name, { files: change.files, ...(change.config !== undefined ? { config: change.config } : {}) });
   }
 
   /** How the repository poller (--model-control-mode poll) applies what changed on disk. */
@@ -795,6 +818,8 @@ export class ModelManager {
       deviceKind: plan.deviceKind,
       deviceId: plan.deviceId,
       sessionOptions,
+      // The worker merges waiting executions up to it (only when every input and output batches on dim 0).
+      maxBatchSize: maxBatchSizeOf(entry, this.#options.defaultMaxBatchSize),
     });
     if (response.fallbackReason) {
       this.#options.log.warn(
@@ -818,6 +843,13 @@ export class ModelManager {
       this.#options.log.error({ model: v.key, worker: worker.endpoint.id, err: error }, 'reload on worker failed');
     }
   }
+}
+
+/** max_batch_size as completeConfig will resolve it: the config's when set, else the default (0 for a model that cannot batch, which the worker sees). */
+function maxBatchSizeOf(entry: ModelEntry | undefined, fallback: number): number {
+  const config = entry?.config;
+  const isSet = config !== undefined && (entry?.present ? entry.present.has('max_batch_size') : config.maxBatchSize !== 0);
+  return isSet ? config.maxBatchSize : fallback;
 }
 
 /** The worker a load was placed on left before the load was sent. */

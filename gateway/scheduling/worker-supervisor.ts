@@ -26,6 +26,8 @@ export interface SupervisorOptions {
   readonly onDown: (workerId: string, reason: string) => void;
   /** How long a worker may take to report ready. */
   readonly startTimeoutMs?: number;
+  /** More worker arguments (e.g. --local-gateways N from the primary of several gateway processes). */
+  readonly workerArgs?: readonly string[];
 }
 
 interface Running {
@@ -119,6 +121,7 @@ export class WorkerSupervisor {
         this.#options.logLevel,
         '--max-message-bytes',
         String(this.#options.maxMessageBytes),
+        ...(this.#options.workerArgs ?? []),
       ],
       { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' },
     );

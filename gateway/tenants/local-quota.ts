@@ -5,6 +5,7 @@ import {
   itemRate,
   itemsAboveBurst,
   NO_RELEASE,
+  type QuotaHolder,
   type QuotaLimiter,
   type QuotaRelease,
   rateExceeded,
@@ -57,7 +58,7 @@ export class LocalQuota implements QuotaLimiter {
     return Math.max(1, Math.floor(this.#gateways()));
   }
 
-  #concurrencyLimit(t: Tenant): number | undefined {
+  #concurrencyLimit(t: QuotaHolder): number | undefined {
     const c = t.quotas.concurrentRequests;
     return c === undefined ? undefined : Math.max(1, Math.floor(c / this.#n()));
   }
@@ -85,7 +86,7 @@ export class LocalQuota implements QuotaLimiter {
   }
 
   /** `acquire`, synchronously: the grant's release, or throws QuotaExceededError. */
-  take(t: Tenant, items: number): QuotaRelease {
+  take(t: QuotaHolder, items: number): QuotaRelease {
     if (!hasQuotas(t.quotas)) return NO_RELEASE;
     const n = this.#n();
     const limit = this.#concurrencyLimit(t);

@@ -20,6 +20,9 @@ export class QuotaExceededError extends ServingError {
   }
 }
 
+/** What the quota buckets need of a tenant: its name and quotas. */
+export type QuotaHolder = Pick<Tenant, 'name' | 'quotas'>;
+
 /** Releases a concurrency slot (and nothing else); safe to call more than once. */
 export type QuotaRelease = () => void;
 
@@ -65,12 +68,12 @@ export class InFlight {
 
 export const NO_RELEASE: QuotaRelease = () => undefined;
 
-export function requestRate(t: Tenant): Rate | undefined {
+export function requestRate(t: QuotaHolder): Rate | undefined {
   const { requestsPerSecond: perSecond, requestBurst: burst } = t.quotas;
   return perSecond === undefined ? undefined : { perSecond, burst: burst ?? Math.max(1, Math.ceil(perSecond)) };
 }
 
-export function itemRate(t: Tenant): Rate | undefined {
+export function itemRate(t: QuotaHolder): Rate | undefined {
   const { batchItemsPerSecond: perSecond, batchItemBurst: burst } = t.quotas;
   return perSecond === undefined ? undefined : { perSecond, burst: burst ?? Math.max(1, Math.ceil(perSecond)) };
 }

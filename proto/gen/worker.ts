@@ -82,7 +82,15 @@ export interface LoadModelRequest {
   /** "gpu" or "cpu". */
   deviceKind: string;
   deviceId: number;
-  sessionOptions?: SessionOptions | undefined;
+  sessionOptions?:
+    | SessionOptions
+    | undefined;
+  /**
+   * The model's max_batch_size (0 = not batchable). Execute calls for the
+   * model that wait for the same instance, from any gateway connection, are
+   * merged into one run of up to this many rows (dim 0).
+   */
+  maxBatchSize: number;
 }
 
 export interface LoadModelResponse {
@@ -124,6 +132,21 @@ export interface ModelStatus {
   instanceCount: number;
   busyInstances: number;
   executionProvider: string;
+  /**
+   * Runs of the model since it loaded, and those that carried several
+   * Execute calls merged along dim 0 (worker/merge-batches.ts).
+   */
+  runs: bigint;
+  mergedRuns: bigint;
+  /** Execute calls answered from merged runs. */
+  mergedCalls: bigint;
+  /** Merged runs whose calls came from more than one gateway connection. */
+  crossConnectionRuns: bigint;
+  /** Rows (dim 0) of the largest merged run, and of the largest one across connections. */
+  maxMergedRows: number;
+  maxCrossConnectionRows: number;
+  /** Gateway connections holding a reference to the model (shared loads). */
+  connections: number;
 }
 
 export interface StatusResponse {
@@ -595,6 +618,7 @@ function createBaseLoadModelRequest(): LoadModelRequest {
     deviceKind: "",
     deviceId: 0,
     sessionOptions: undefined,
+    maxBatchSize: 0,
   };
 }
 
@@ -620,6 +644,9 @@ export const LoadModelRequest: MessageFns<LoadModelRequest> = {
     }
     if (message.sessionOptions !== undefined) {
       SessionOptions.encode(message.sessionOptions, writer.uint32(58).fork()).join();
+    }
+    if (message.maxBatchSize !== 0) {
+      writer.uint32(64).uint32(message.maxBatchSize);
     }
     return writer;
   },
@@ -693,6 +720,14 @@ export const LoadModelRequest: MessageFns<LoadModelRequest> = {
             message.sessionOptions = SessionOptions.decode(reader, reader.uint32());
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.maxBatchSize = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -742,6 +777,11 @@ export const LoadModelRequest: MessageFns<LoadModelRequest> = {
         : isSet(object.session_options)
         ? SessionOptions.fromJSON(object.session_options)
         : undefined,
+      maxBatchSize: isSet(object.maxBatchSize)
+        ? globalThis.Number(object.maxBatchSize)
+        : isSet(object.max_batch_size)
+        ? globalThis.Number(object.max_batch_size)
+        : 0,
     };
   },
 
@@ -768,6 +808,9 @@ export const LoadModelRequest: MessageFns<LoadModelRequest> = {
     if (message.sessionOptions !== undefined) {
       obj.sessionOptions = SessionOptions.toJSON(message.sessionOptions);
     }
+    if (message.maxBatchSize !== 0) {
+      obj.maxBatchSize = Math.round(message.maxBatchSize);
+    }
     return obj;
   },
 
@@ -785,6 +828,7 @@ export const LoadModelRequest: MessageFns<LoadModelRequest> = {
     message.sessionOptions = (object.sessionOptions !== undefined && object.sessionOptions !== null)
       ? SessionOptions.fromPartial(object.sessionOptions)
       : undefined;
+    message.maxBatchSize = object.maxBatchSize ?? 0;
     return message;
   },
 };
@@ -1341,7 +1385,19 @@ export const StatusRequest: MessageFns<StatusRequest> = {
 };
 
 function createBaseModelStatus(): ModelStatus {
-  return { modelKey: "", instanceCount: 0, busyInstances: 0, executionProvider: "" };
+  return {
+    modelKey: "",
+    instanceCount: 0,
+    busyInstances: 0,
+    executionProvider: "",
+    runs: 0n,
+    mergedRuns: 0n,
+    mergedCalls: 0n,
+    crossConnectionRuns: 0n,
+    maxMergedRows: 0,
+    maxCrossConnectionRows: 0,
+    connections: 0,
+  };
 }
 
 export const ModelStatus: MessageFns<ModelStatus> = {
@@ -1357,6 +1413,39 @@ export const ModelStatus: MessageFns<ModelStatus> = {
     }
     if (message.executionProvider !== "") {
       writer.uint32(34).string(message.executionProvider);
+    }
+    if (message.runs !== 0n) {
+      if (BigInt.asUintN(64, message.runs) !== message.runs) {
+        throw new globalThis.Error("value provided for field message.runs of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.runs);
+    }
+    if (message.mergedRuns !== 0n) {
+      if (BigInt.asUintN(64, message.mergedRuns) !== message.mergedRuns) {
+        throw new globalThis.Error("value provided for field message.mergedRuns of type uint64 too large");
+      }
+      writer.uint32(48).uint64(message.mergedRuns);
+    }
+    if (message.mergedCalls !== 0n) {
+      if (BigInt.asUintN(64, message.mergedCalls) !== message.mergedCalls) {
+        throw new globalThis.Error("value provided for field message.mergedCalls of type uint64 too large");
+      }
+      writer.uint32(56).uint64(message.mergedCalls);
+    }
+    if (message.crossConnectionRuns !== 0n) {
+      if (BigInt.asUintN(64, message.crossConnectionRuns) !== message.crossConnectionRuns) {
+        throw new globalThis.Error("value provided for field message.crossConnectionRuns of type uint64 too large");
+      }
+      writer.uint32(64).uint64(message.crossConnectionRuns);
+    }
+    if (message.maxMergedRows !== 0) {
+      writer.uint32(72).uint32(message.maxMergedRows);
+    }
+    if (message.maxCrossConnectionRows !== 0) {
+      writer.uint32(80).uint32(message.maxCrossConnectionRows);
+    }
+    if (message.connections !== 0) {
+      writer.uint32(88).uint32(message.connections);
     }
     return writer;
   },
@@ -1406,6 +1495,62 @@ export const ModelStatus: MessageFns<ModelStatus> = {
             message.executionProvider = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.runs = reader.uint64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.mergedRuns = reader.uint64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.mergedCalls = reader.uint64() as bigint;
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.crossConnectionRuns = reader.uint64() as bigint;
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.maxMergedRows = reader.uint32();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.maxCrossConnectionRows = reader.uint32();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.connections = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1440,6 +1585,33 @@ export const ModelStatus: MessageFns<ModelStatus> = {
         : isSet(object.execution_provider)
         ? globalThis.String(object.execution_provider)
         : "",
+      runs: isSet(object.runs) ? BigInt(object.runs) : 0n,
+      mergedRuns: isSet(object.mergedRuns)
+        ? BigInt(object.mergedRuns)
+        : isSet(object.merged_runs)
+        ? BigInt(object.merged_runs)
+        : 0n,
+      mergedCalls: isSet(object.mergedCalls)
+        ? BigInt(object.mergedCalls)
+        : isSet(object.merged_calls)
+        ? BigInt(object.merged_calls)
+        : 0n,
+      crossConnectionRuns: isSet(object.crossConnectionRuns)
+        ? BigInt(object.crossConnectionRuns)
+        : isSet(object.cross_connection_runs)
+        ? BigInt(object.cross_connection_runs)
+        : 0n,
+      maxMergedRows: isSet(object.maxMergedRows)
+        ? globalThis.Number(object.maxMergedRows)
+        : isSet(object.max_merged_rows)
+        ? globalThis.Number(object.max_merged_rows)
+        : 0,
+      maxCrossConnectionRows: isSet(object.maxCrossConnectionRows)
+        ? globalThis.Number(object.maxCrossConnectionRows)
+        : isSet(object.max_cross_connection_rows)
+        ? globalThis.Number(object.max_cross_connection_rows)
+        : 0,
+      connections: isSet(object.connections) ? globalThis.Number(object.connections) : 0,
     };
   },
 
@@ -1457,6 +1629,27 @@ export const ModelStatus: MessageFns<ModelStatus> = {
     if (message.executionProvider !== "") {
       obj.executionProvider = message.executionProvider;
     }
+    if (message.runs !== 0n) {
+      obj.runs = message.runs.toString();
+    }
+    if (message.mergedRuns !== 0n) {
+      obj.mergedRuns = message.mergedRuns.toString();
+    }
+    if (message.mergedCalls !== 0n) {
+      obj.mergedCalls = message.mergedCalls.toString();
+    }
+    if (message.crossConnectionRuns !== 0n) {
+      obj.crossConnectionRuns = message.crossConnectionRuns.toString();
+    }
+    if (message.maxMergedRows !== 0) {
+      obj.maxMergedRows = Math.round(message.maxMergedRows);
+    }
+    if (message.maxCrossConnectionRows !== 0) {
+      obj.maxCrossConnectionRows = Math.round(message.maxCrossConnectionRows);
+    }
+    if (message.connections !== 0) {
+      obj.connections = Math.round(message.connections);
+    }
     return obj;
   },
 
@@ -1469,6 +1662,19 @@ export const ModelStatus: MessageFns<ModelStatus> = {
     message.instanceCount = object.instanceCount ?? 0;
     message.busyInstances = object.busyInstances ?? 0;
     message.executionProvider = object.executionProvider ?? "";
+    message.runs = (object.runs !== undefined && object.runs !== null) ? BigInt(object.runs) : 0n;
+    message.mergedRuns = (object.mergedRuns !== undefined && object.mergedRuns !== null)
+      ? BigInt(object.mergedRuns)
+      : 0n;
+    message.mergedCalls = (object.mergedCalls !== undefined && object.mergedCalls !== null)
+      ? BigInt(object.mergedCalls)
+      : 0n;
+    message.crossConnectionRuns = (object.crossConnectionRuns !== undefined && object.crossConnectionRuns !== null)
+      ? BigInt(object.crossConnectionRuns)
+      : 0n;
+    message.maxMergedRows = object.maxMergedRows ?? 0;
+    message.maxCrossConnectionRows = object.maxCrossConnectionRows ?? 0;
+    message.connections = object.connections ?? 0;
     return message;
   },
 };

@@ -50,10 +50,23 @@ export async function spawnReadyCli(args: readonly string[], what: string, timeo
   return { child, readyLine, exited, stderr: () => err };
 }
 
+/**
+ * FABRIEK_TEST_GATEWAY_PROCESSES=N runs every gateway the tests start with
+ * `--gateway-processes N` (unless a test gives the flag itself), to run
+ * existing tests against several gateway processes.
+ */
+export const GATEWAY_PROCESSES_ENV = 'FABRIEK_TEST_GATEWAY_PROCESSES';
+
+function gatewayProcessesArgs(args: readonly string[]): string[] {
+  const n = process.env[GATEWAY_PROCESSES_ENV];
+  if (n === undefined || n === '' || args.includes('--gateway-processes')) return [];
+  return ['--gateway-processes', n];
+}
+
 /** Starts the real `fabriek serve` CLI on a free port and waits for its ready line. */
 export async function startGateway(args: readonly string[], timeoutMs = 90_000): Promise<GatewayProcess> {
   const { child, readyLine, exited, stderr } = await spawnReadyCli(
-    ['serve', '--grpc-port', '0', '--grpc-address', '127.0.0.1', '--http-address', '127.0.0.1', '--http-port', '0', '--metrics-port', '0', ...args],
+    ['serve', '--grpc-port', '0', '--grpc-address', '127.0.0.1', '--http-address', '127.0.0.1', '--http-port', '0', '--metrics-port', '0', ...gatewayProcessesArgs(args), ...args],
     'gateway',
     timeoutMs,
   );

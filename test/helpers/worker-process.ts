@@ -75,6 +75,7 @@ export async function startWorker(extraArgs: readonly string[] = [], timeoutMs =
         deviceKind: 'cpu',
         deviceId: 0,
         sessionOptions: undefined,
+        maxBatchSize: 0,
         ...request,
       }),
     execute: (request) => client.execute({ inputs: [], outputs: [], ...request }, Infinity),

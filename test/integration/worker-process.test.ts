@@ -72,7 +72,7 @@ describe('worker process', () => {
     expect(r.outputs).toEqual([{ name: 'OUTPUT0', datatype: 'FP32', shape: [-1n, 16n], dimNames: ['batch', ''] }]);
     expect(r).toMatchObject({ executionProvider: 'cpu', fallbackReason: '' });
     const s = await worker.status();
-    expect(s.models).toContainEqual({ modelKey: 'identity_fp32/1', instanceCount: 2, busyInstances: 0, executionProvider: 'cpu' });
+    expect(s.models).toContainEqual({ ...s.models[0], modelKey: 'identity_fp32/1', instanceCount: 2, busyInstances: 0, executionProvider: 'cpu' });
   });
 
   const cases: Array<[string, Datatype, number[]]> = [

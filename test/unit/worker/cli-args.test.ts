@@ -15,6 +15,7 @@ describe('parseWorkerArgs', () => {
       ortThreads: Math.min(64, availableParallelism()),
       registry: undefined,
       queuedPerInstance: 1,
+      localGateways: 1,
       tls: undefined,
       trace: undefined,
     });
@@ -51,6 +52,7 @@ describe('parseWorkerArgs', () => {
       ortThreads: 4,
       registry: undefined,
       queuedPerInstance: 1,
+      localGateways: 1,
       tls: undefined,
     });
     expect(parseWorkerArgs(['--listen', 'x:1', '--device', 'gpu']).device).toEqual({ kind: 'gpu', deviceId: 0 });
@@ -80,6 +82,7 @@ describe('parseWorkerArgs', () => {
       device: { kind: 'gpu', deviceId: 2 },
       workerId: 'node3-7',
       queuedPerInstance: 16,
+      localGateways: 1,
       registry: { url: 'redis://r:6379', namespace: 'fabriek', modelRepository: '/m', advertiseAddress: undefined, ttlMs: 10_000, drainGraceMs: 2_000 },
     });
     const tuned = parseWorkerArgs([

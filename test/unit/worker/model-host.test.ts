@@ -188,7 +188,7 @@ describe('ModelHost', () => {
     await Promise.all([instance(0).nthRun(0), instance(1).nthRun(0)]);
     await flush();
     expect(log).toEqual(['m/1#0:t0', 'm/1#1:t1']);
-    expect(host.status()).toEqual([{ modelKey: 'm/1', instanceCount: 2, busyInstances: 2, executionProvider: 'cpu' }]);
+    expect(host.status()).toMatchObject([{ modelKey: 'm/1', instanceCount: 2, busyInstances: 2, executionProvider: 'cpu', runs: 4n, mergedRuns: 0n, connections: 1 }]);
 
     // The waiting calls were handed to the threads as their next runs (t2 to
     // instance 0, t3 to instance 1); a run ending starts that one and makes

@@ -13,6 +13,7 @@ const load = (extra: Partial<LoadModelRequest>): LoadModelRequest => ({
   instanceCount: 0,
   deviceKind: '',
   deviceId: 0,
+  maxBatchSize: 0,
   ...extra,
 });
 
@@ -21,6 +22,7 @@ describe('loadSpecOf', () => {
     expect(loadSpecOf(load({}), { kind: 'gpu', deviceId: 2 })).toEqual({
       modelKey: 'm/1',
       model: { path: '/m.onnx' },
+      maxBatchSize: 0,
       instanceCount: 1,
       device: { kind: 'gpu', deviceId: 2 },
       options: {

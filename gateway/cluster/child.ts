@@ -1,0 +1,267 @@
+import { AggregatorRegistry, Gauge, type Registry } from 'prom-client';
+import { type Logger } from 'pino';
+import { modelStatistics } from '../inference/model-queries.js';
+import { type ModelManager } from '../repository/model-manager.js';
+import { WorkerConnection, type WorkerEndpoint } from '../scheduling/worker-connection.js';
+import { type QuotaLimiter, type QuotaRelease } from '../tenants/quota.js';
+import { hasQuotas, type Tenant } from '../tenants/tenant.js';
+import { type PolledModels } from '../repository/repository-poller.js';
+import { type Ask, type ChildRequest, INDEX_ENV, isOurs, type RepositoryChange, type OthersStatistics, PROCESSES_ENV, type ReadySummary, type ToChild, type ToPrimary, fromWire, toWire, WORKERS_ENV } from './messages.js';
+import { sumStatistics } from './sum-statistics.js';
+
+// A gateway child of `fabriek serve --gateway-processes N` (node:cluster):
+// a whole gateway, except that it connects to the primary's local workers
+// instead of starting its own, and asks the primary (IPC) for what must be
+// the same in every process: /metrics, statistics, repository changes and
+// local tenant quotas.
+
+/** The worker connections of a child: what WorkerSupervisor is to a single gateway. */
+export interface LocalWorkers {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  stopRestarting(): void;
+  pids(): Map<string, number>;
+}
+
+export interface PrimaryWorkersOptions {
+  readonly maxMessageBytes: number;
+  readonly pingTimeoutMs?: number;
+  readonly log: Logger;
+  readonly onUp: (connection: WorkerConnection) => Promise<void>;
+  readonly onDown: (workerId: string, reason: string) => void;
+}
+
+/** A child started by `cluster.fork` with the primary's env. */
+export function isGatewayChild(): boolean {
+  return process.env[WORKERS_ENV] !== undefined && process.send !== undefined;
+}
+
+export class GatewayChild {
+  readonly processes: number;
+  /** This child's place among the N (0…N-1); a re-forked child takes the place of the one that died. */
+  readonly index: number;
+  /** The primary's workers as last heard (env at fork, then worker-up/down), also before `workers()` is called. */
+  readonly #endpoints = new Map<string, WorkerEndpoint>();
+  readonly #asks = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
+  #nextAsk = 1;
+  #requests: ((request: ChildRequest) => Promise<unknown>) | undefined;
+  #workerEvents: ((message: ToChild) => void) | undefined;
+
+  constructor() {
+    for (const e of JSON.parse(process.env[WORKERS_ENV] ?? '[]') as WorkerEndpoint[]) this.#endpoints.set(e.id, e);
+    this.processes = Number(process.env[PROCESSES_ENV] ?? '1');
+    this.index = Number(process.env[INDEX_ENV] ?? '0');
+    process.on('message', (message: unknown) => {
+      if (isOurs<ToChild>(message)) this.#receive(message);
+    });
+  }
+
+  #send(message: ToPrimary): void {
+    process.send?.(message);
+  }
+
+  #receive(message: ToChild): void {
+    switch (message.kind) {
+      case 'reply': {
+        const ask = this.#asks.get(message.id);
+        if (!ask) return;
+        this.#asks.delete(message.id);
+        if (message.error) ask.reject(fromWire(message.error));
+        else ask.resolve(message.value);
+        return;
+      }
+      case 'request': {
+        const handle = this.#requests;
+        const answer = handle ? handle(message.request) : Promise.reject(new Error('this gateway process is not serving yet'));
+        answer.then(
+          (value) => this.#send({ fabriek: 1, kind: 'reply', id: message.id, value }),
+          (error: unknown) => this.#send({ fabriek: 1, kind: 'reply', id: message.id, error: toWire(error) }),
+        );
+        return;
+      }
+      default:
+        // Kept even while this process starts: a worker restarted meanwhile is reached at its new address.
+        if (message.kind === 'worker-up') this.#endpoints.set(message.endpoint.id, message.endpoint);
+        else this.#endpoints.delete(message.id);
+        this.#workerEvents?.(message);
+    }
+  }
+
+  ask(ask: Ask): Promise<unknown> {
+    const id = this.#nextAsk++;
+    return new Promise((resolve, reject) => {
+      this.#asks.set(id, { resolve, reject });
+      this.#send({ fabriek: 1, kind: 'ask', id, ask });
+    });
+  }
+
+  /** How many local workers the primary runs. */
+  get workerCount(): number {
+    return this.#endpoints.size;
+  }
+
+  /** Connections to the primary's workers; a worker the primary restarts comes back as one that rejoined. */
+  workers(options: PrimaryWorkersOptions): LocalWorkers {
+    const connections = new Map<string, WorkerConnection>();
+    let started = false;
+    let stopped = false;
+    const connect = (endpoint: WorkerEndpoint): WorkerConnection => {
+      const c = new WorkerConnection(endpoint, {
+        maxMessageBytes: options.maxMessageBytes,
+        ...(options.pingTimeoutMs ? { pingTimeoutMs: options.pingTimeoutMs } : {}),
+      });
+      connections.set(endpoint.id, c);
+      return c;
+    };
+    const down = (id: string, reason: string): void => {
+      const c = connections.get(id);
+      if (!c) return;
+      connections.delete(id);
+      c.close();
+      options.onDown(id, reason);
+    };
+    this.#workerEvents = (message) => {
+      // Before start, the endpoints above are what start connects to.
+      if (stopped || !started) return;
+      if (message.kind === 'worker-down') down(message.id, message.reason);
+      else if (message.kind === 'worker-up') {
+        down(message.endpoint.id, `worker ${message.endpoint.id} restarted`);
+        options.log.info({ worker: message.endpoint.id, address: message.endpoint.address }, 'worker (re)joined');
+        options.onUp(connect(message.endpoint)).catch((error: unknown) => options.log.error({ worker: message.endpoint.id, err: error }, 'worker rejoin failed'));
+      }
+    };
+    return {
+      start: async () => {
+        started = true;
+        await Promise.all([...this.#endpoints.values()].map((e) => options.onUp(connect(e))));
+      },
+      stop: async () => {
+        stopped = true;
+        for (const c of connections.values()) c.close();
+        connections.clear();
+      },
+      stopRestarting: () => {
+        stopped = true;
+      },
+      pids: () => new Map(),
+    };
+  }
+
+  /**
+   * Lets the primary collect this process's metrics for /metrics (prom-client's
+   * cluster messages), with one gauge of its own: the requests this process
+   * ended (read from the models' statistics at scrape time), by pid.
+   */
+  shareMetrics(registry: Registry, models: () => ModelManager | undefined): void {
+    new Gauge({
+      name: 'fabriek_gateway_process_requests',
+      help: 'Inference requests ended (answered or failed) by each gateway process (--gateway-processes), by pid',
+      labelNames: ['pid'],
+      registers: [registry],
+      collect() {
+        let n = 0;
+        for (const v of models()?.list() ?? []) n += v.serving?.stats?.loadCounts().requests ?? 0;
+        this.set({ pid: String(process.pid) }, n);
+      },
+    });
+    AggregatorRegistry.setRegistries([registry]);
+    // Its constructor adds the listener that answers the primary.
+    new AggregatorRegistry();
+  }
+
+  /** /metrics text aggregated over every gateway process (by the primary). */
+  async metricsText(): Promise<string> {
+    return String(await this.ask({ op: 'metrics' }));
+  }
+
+  /** Wires the model manager: statistics summed over the processes, repository changes sent to the others, their changes applied here. */
+  serve(models: ModelManager, log: Logger): void {
+    models.clusterStatistics = async (name, version) => {
+      const own = modelStatistics(models, name, version);
+      const others = (await this.ask({ op: 'stats', name, version })) as OthersStatistics;
+      return sumStatistics(own, others);
+    };
+    models.onRepositoryChange = async (change) => {
+      await this.ask({ op: 'repository', change });
+    };
+    this.#requests = async (request) => {
+      if (request.op === 'stats') {
+        try {
+          return modelStatistics(models, request.name, request.version);
+        } catch {
+          return [];
+        }
+      }
+      log.info({ model: request.change.name, op: request.change.op }, 'repository change from another gateway process');
+      await models.applyRepositoryChange(request.change);
+      return undefined;
+    };
+  }
+
+  /** In --model-control-mode poll, child 0 polls the repository; the others hear of its changes. */
+  get polls(): boolean {
+    return this.index === 0;
+  }
+
+  /**
+   * The polling child's PolledModels: each change it applies (even one that
+   * fails, which the others then fail alike) is applied by the others before
+   * the next.
+   */
+  broadcastPolled(models: ModelManager): PolledModels {
+    const then = async (apply: Promise<void>, change: RepositoryChange): Promise<void> => {
+      try {
+        await apply;
+      } finally {
+        await this.ask({ op: 'repository', change }).catch(() => undefined);
+      }
+    };
+    return {
+      load: (name) => then(models.polled.load(name), { op: 'load', name, config: undefined, files: new Map() }),
+      unload: (name) => then(models.polled.unload(name), { op: 'unload', name }),
+    };
+  }
+
+  ready(summary: ReadySummary): void {
+    this.#send({ fabriek: 1, kind: 'ready', summary });
+  }
+
+  /** Tenant quotas held by the primary, so that they hold across the processes. */
+  quota(): QuotaLimiter {
+    return new PrimaryQuota(this);
+  }
+}
+
+/**
+ * Local quotas (no Redis) with several gateway processes: the primary keeps
+ * the buckets; a child asks it for each request of a tenant that has quotas
+ * (one IPC round trip), and for nothing else.
+ */
+class PrimaryQuota implements QuotaLimiter {
+  readonly #child: GatewayChild;
+
+  constructor(child: GatewayChild) {
+    this.#child = child;
+  }
+
+  precheck(): void {
+    // The authoritative check is the primary's, at acquire.
+  }
+
+  async acquire(tenant: Tenant, items: number): Promise<QuotaRelease> {
+    if (!hasQuotas(tenant.quotas)) return NO_RELEASE;
+    const grant = (await this.#child.ask({ op: 'quota-acquire', tenant: tenant.name, quotas: tenant.quotas, items })) as number;
+    if (grant === 0) return NO_RELEASE;
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      this.#child.ask({ op: 'quota-release', grant }).catch(() => undefined);
+    };
+  }
+
+  async close(): Promise<void> {}
+}
+
+const NO_RELEASE: QuotaRelease = () => undefined;
+

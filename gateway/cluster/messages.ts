@@ -1,0 +1,87 @@
+import { type WorkerEndpoint } from '../scheduling/worker-connection.js';
+import { type ModelStatistics } from '../../proto/gen/inference.js';
+import { type TenantQuotas } from '../tenants/tenant.js';
+import { ServingError } from '../../core/errors.js';
+import { QuotaExceededError } from '../tenants/quota.js';
+
+// IPC between the primary of `fabriek serve --gateway-processes N` and its
+// gateway children (node:cluster, advanced serialization: bigints, Maps and
+// bytes travel as they are). Every message of ours carries `fabriek: 1`, so
+// prom-client's cluster messages on the same channel are told apart.
+// Nothing here is on the inference path, except quota asks for tenants that
+// have local quotas.
+
+/** Env of a child: the primary's local workers when it was forked (JSON WorkerEndpoint[]). */
+export const WORKERS_ENV = 'FABRIEK_GATEWAY_WORKERS';
+/** Env of a child: its place among them, 0…N-1 (child 0 polls the repository in poll mode). */
+export const INDEX_ENV = 'FABRIEK_GATEWAY_INDEX';
+/** Env of a child: how many gateway processes there are. */
+export const PROCESSES_ENV = 'FABRIEK_GATEWAY_PROCESSES';
+
+/** A repository API change, applied by the other children as the one that served it did. */
+export type RepositoryChange =
+  | { readonly op: 'load'; readonly name: string; readonly config: string | undefined; readonly files: ReadonlyMap<string, Uint8Array> }
+  | { readonly op: 'unload'; readonly name: string };
+
+/** What a child asks the primary. */
+export type Ask =
+  | { readonly op: 'metrics' }
+  | { readonly op: 'stats'; readonly name: string; readonly version: string }
+  | { readonly op: 'repository'; readonly change: RepositoryChange }
+  | { readonly op: 'quota-acquire'; readonly tenant: string; readonly quotas: TenantQuotas; readonly items: number }
+  | { readonly op: 'quota-release'; readonly grant: number };
+
+/** What the primary asks a child. */
+export type ChildRequest = { readonly op: 'stats'; readonly name: string; readonly version: string } | { readonly op: 'repository'; readonly change: RepositoryChange };
+
+/** An error across the channel: its gRPC code (if it had one), message and retry hint. */
+export interface WireError {
+  readonly code: number | undefined;
+  readonly message: string;
+  readonly retryAfterMs?: number | undefined;
+  readonly quota?: { readonly tenant: string; readonly limit: 'requests' | 'items' | 'concurrency' } | undefined;
+}
+
+export interface ReadySummary {
+  readonly grpcPort: number;
+  readonly httpPort: number;
+  readonly metricsPort: number;
+  readonly ready: readonly string[];
+  readonly onDemand: readonly string[];
+  readonly failed: readonly string[];
+  readonly budget: string | undefined;
+  readonly tenants: number | 'open';
+}
+
+export type ToPrimary =
+  | { readonly fabriek: 1; readonly kind: 'ready'; readonly summary: ReadySummary }
+  | { readonly fabriek: 1; readonly kind: 'ask'; readonly id: number; readonly ask: Ask }
+  | { readonly fabriek: 1; readonly kind: 'reply'; readonly id: number; readonly value?: unknown; readonly error?: WireError };
+
+export type ToChild =
+  | { readonly fabriek: 1; readonly kind: 'worker-up'; readonly endpoint: WorkerEndpoint }
+  | { readonly fabriek: 1; readonly kind: 'worker-down'; readonly id: string; readonly reason: string }
+  | { readonly fabriek: 1; readonly kind: 'request'; readonly id: number; readonly request: ChildRequest }
+  | { readonly fabriek: 1; readonly kind: 'reply'; readonly id: number; readonly value?: unknown; readonly error?: WireError };
+
+export function toWire(error: unknown): WireError {
+  if (error instanceof QuotaExceededError) {
+    return { code: error.code, message: error.message, retryAfterMs: error.retryAfterMs, quota: { tenant: error.tenant, limit: error.limit } };
+  }
+  if (error instanceof ServingError) return { code: error.code, message: error.message, retryAfterMs: error.retryAfterMs };
+  return { code: undefined, message: error instanceof Error ? error.message : String(error) };
+}
+
+/** The error again, with its class (a quota refusal keeps its retry hint and metric label). */
+export function fromWire(e: WireError): Error {
+  if (e.quota) return new QuotaExceededError(e.quota.tenant, e.quota.limit, e.message, e.retryAfterMs);
+  if (e.code !== undefined) return new ServingError(e.code, e.message, e.retryAfterMs === undefined ? {} : { retryAfterMs: e.retryAfterMs });
+  return new Error(e.message);
+}
+
+export function isOurs<T extends { fabriek: 1 }>(message: unknown): message is T {
+  return typeof message === 'object' && message !== null && (message as { fabriek?: unknown }).fabriek === 1;
+}
+
+/** The answer of stats asks: each other child's statistics. */
+export type OthersStatistics = ModelStatistics[][];

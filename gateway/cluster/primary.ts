@@ -1,0 +1,257 @@
+import cluster, { type Worker as ClusterWorker } from 'node:cluster';
+import { AggregatorRegistry } from 'prom-client';
+import { type Logger } from 'pino';
+import { detectGpus, planLocalWorkers } from '../devices.js';
+import { type ServeOptions } from '../options.js';
+import { checkRepository } from '../main.js';
+import { WorkerSupervisor } from '../scheduling/worker-supervisor.js';
+import { type WorkerEndpoint } from '../scheduling/worker-connection.js';
+import { LocalQuota } from '../tenants/local-quota.js';
+import { NO_RELEASE, type QuotaRelease } from '../tenants/quota.js';
+import { type Ask, type ChildRequest, INDEX_ENV, isOurs, PROCESSES_ENV, type ReadySummary, type ToChild, type ToPrimary, fromWire, toWire, WORKERS_ENV } from './messages.js';
+import { WORKER_TRACE_URL_ENV } from '../../core/tracing.js';
+
+// The primary of `fabriek serve --gateway-processes N` (N > 1). It serves
+// nothing itself: it starts and supervises the local workers once (the
+// WorkerSupervisor a single gateway runs), forks N gateway children that
+// share the listening ports (node:cluster hands them the connections) and
+// connect to those workers, tells them when a worker restarts, answers their
+// asks (aggregated /metrics, statistics of the others, repository changes to
+// the others, tenant quota buckets), re-forks a child that dies, and on
+// SIGTERM drains every child before it stops the workers.
+
+export interface RunningPrimary {
+  /** The ready summary of the first child (ports, models). */
+  readonly summary: ReadySummary;
+  readonly childPids: () => number[];
+  shutdown(signal: string): Promise<void>;
+}
+
+/** How long a child may take to report ready. */
+const CHILD_START_MS = 10 * 60_000;
+
+export async function startPrimary(options: ServeOptions, processes: number, log: Logger): Promise<RunningPrimary> {
+  // Before any worker starts: a missing repository fails here, as it does for one gateway.
+  if (options.modelRepository !== undefined) await checkRepository(options.modelRepository);
+  cluster.setupPrimary({ serialization: 'advanced' });
+  // The workers are this process's children: they export their spans where the gateways do.
+  if (options.trace) process.env[WORKER_TRACE_URL_ENV] = options.trace.url;
+  // Its constructor adds the listener for the children's metrics answers.
+  const aggregator = new AggregatorRegistry();
+  const endpoints = new Map<string, WorkerEndpoint>();
+  const children = new Set<ClusterWorker>();
+  let stopping = false;
+
+  const broadcast = (message: ToChild): void => {
+    for (const c of children) if (c.isConnected()) c.send(message);
+  };
+
+  const specs = planLocalWorkers(options.gpus ?? detectGpus(), options.workers);
+  const supervisor = new WorkerSupervisor(specs, {
+    maxMessageBytes: options.maxMessageBytes,
+    pingTimeoutMs: options.workerPingTimeoutMs,
+    logLevel: options.logLevel,
+    log,
+    // Each worker's queue per instance grows with the gateways sending to it.
+    workerArgs: ['--local-gateways', String(processes)],
+    onUp: async (connection) => {
+      endpoints.set(connection.endpoint.id, connection.endpoint);
+      broadcast({ fabriek: 1, kind: 'worker-up', endpoint: connection.endpoint });
+    },
+    onDown: (id, reason) => {
+      endpoints.delete(id);
+      broadcast({ fabriek: 1, kind: 'worker-down', id, reason });
+    },
+  });
+  await supervisor.start();
+
+  // Requests the primary makes of children (stats, repository changes), by id.
+  const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
+  let nextRequest = 1;
+  const request = (child: ClusterWorker, body: ChildRequest, timeoutMs: number): Promise<unknown> =>
+    new Promise((resolve, reject) => {
+      const id = nextRequest++;
+      const timer = setTimeout(() => {
+        pending.delete(id);
+        reject(new Error(`gateway process ${child.process.pid} did not answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      pending.set(id, {
+        resolve: (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
+      child.send({ fabriek: 1, kind: 'request', id, request: body } satisfies ToChild);
+    });
+  const others = (from: ClusterWorker): ClusterWorker[] => [...children].filter((c) => c !== from && c.isConnected() && ready.has(c));
+
+  // Local tenant quotas, for every child (no Redis): buckets here, grants by id.
+  const quota = new LocalQuota({ gateways: () => options.gatewayCountHint });
+  const grants = new Map<number, { release: QuotaRelease; child: ClusterWorker }>();
+  let nextGrant = 1;
+
+  const answer = async (from: ClusterWorker, ask: Ask): Promise<unknown> => {
+    switch (ask.op) {
+      case 'metrics':
+        return aggregator.clusterMetrics();
+      case 'stats': {
+        const lists = await Promise.allSettled(others(from).map((c) => request(c, { op: 'stats', name: ask.name, version: ask.version }, 5_000)));
+        return lists.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+      }
+      case 'repository': {
+        const results = await Promise.allSettled(others(from).map((c) => request(c, { op: 'repository', change: ask.change }, 10 * 60_000)));
+        for (const r of results) if (r.status === 'rejected') log.warn({ model: ask.change.name, op: ask.change.op, reason: String(r.reason) }, 'a gateway process did not apply a repository change');
+        return undefined;
+      }
+      case 'quota-acquire': {
+        const tenant = { name: ask.tenant, quotas: ask.quotas };
+        const release = quota.take(tenant, ask.items);
+        // No concurrency limit: nothing to release, no grant to remember.
+        if (release === NO_RELEASE) return 0;
+        const id = nextGrant++;
+        grants.set(id, { release, child: from });
+        return id;
+      }
+      case 'quota-release': {
+        grants.get(ask.grant)?.release();
+        grants.delete(ask.grant);
+        return undefined;
+      }
+    }
+  };
+
+  const ready = new Map<ClusterWorker, ReadySummary>();
+  let firstReady: ((summary: ReadySummary) => void) | undefined;
+  const allReady = new Promise<ReadySummary>((resolve) => {
+    firstReady = resolve;
+  });
+  let summary: ReadySummary | undefined;
+
+  cluster.on('message', (child: ClusterWorker, message: unknown) => {
+    if (!isOurs<ToPrimary>(message)) return;
+    if (message.kind === 'ready') {
+      ready.set(child, message.summary);
+      summary ??= message.summary;
+      log.info({ pid: child.process.pid, processes: ready.size }, 'gateway process ready');
+      if (ready.size >= processes) firstReady?.(summary);
+      return;
+    }
+    if (message.kind === 'reply') {
+      const p = pending.get(message.id);
+      if (!p) return;
+      pending.delete(message.id);
+      if (message.error) p.reject(fromWire(message.error));
+      else p.resolve(message.value);
+      return;
+    }
+    answer(child, message.ask).then(
+      (value) => {
+        if (child.isConnected()) child.send({ fabriek: 1, kind: 'reply', id: message.id, value } satisfies ToChild);
+      },
+      (error: unknown) => {
+        if (child.isConnected()) child.send({ fabriek: 1, kind: 'reply', id: message.id, error: toWire(error) } satisfies ToChild);
+      },
+    );
+  });
+
+  const places = new Map<ClusterWorker, number>();
+  const fork = (index: number): ClusterWorker => {
+    const child = cluster.fork({ [WORKERS_ENV]: JSON.stringify([...endpoints.values()]), [PROCESSES_ENV]: String(processes), [INDEX_ENV]: String(index) });
+    children.add(child);
+    places.set(child, index);
+    return child;
+  };
+
+  let restarts = 0;
+  let startFailure: ((error: Error) => void) | undefined;
+  const startFailed = new Promise<never>((_, reject) => {
+    startFailure = reject;
+  });
+  startFailed.catch(() => undefined);
+  cluster.on('exit', (child: ClusterWorker, code: number | null, signal: string | null) => {
+    children.delete(child);
+    const wasReady = ready.delete(child);
+    const place = places.get(child) ?? 0;
+    places.delete(child);
+    // Concurrency it held for requests that died with it.
+    for (const [id, g] of grants) {
+      if (g.child !== child) continue;
+      g.release();
+      grants.delete(id);
+    }
+    if (stopping) return;
+    if (summary === undefined && !wasReady) {
+      // A child that fails to start (bad repository, port in use) fails the start, as one gateway would.
+      startFailure?.(new Error(`a gateway process exited before it was ready (code ${code}, signal ${signal})`));
+      return;
+    }
+    const delay = Math.min(5_000, 100 * 2 ** Math.min(restarts++, 6));
+    log.error({ pid: child.process.pid, code, signal, restartInMs: delay }, 'gateway process exited; forking a new one');
+    setTimeout(() => {
+      if (!stopping) fork(place);
+    }, delay).unref();
+  });
+
+  for (let i = 0; i < processes; i++) fork(i);
+  let startTimer: NodeJS.Timeout | undefined;
+  try {
+    summary = await Promise.race([
+      allReady,
+      startFailed,
+      new Promise<never>((_, reject) => {
+        startTimer = setTimeout(() => reject(new Error(`gateway processes not ready within ${CHILD_START_MS} ms`)), CHILD_START_MS);
+      }),
+    ]);
+  } catch (error) {
+    stopping = true;
+    for (const c of children) c.process.kill('SIGKILL');
+    await supervisor.stop();
+    throw error;
+  } finally {
+    clearTimeout(startTimer);
+  }
+
+  // SIGHUP re-reads the tenants file in a gateway: each child does it (a primary without a handler would die of it).
+  const hangup = (): void => {
+    log.info({ processes: children.size }, 'SIGHUP: passed on to every gateway process');
+    for (const c of children) c.process.kill('SIGHUP');
+  };
+  process.on('SIGHUP', hangup);
+
+  let shuttingDown: Promise<void> | undefined;
+  const shutdown = (signal: string): Promise<void> => {
+    shuttingDown ??= (async () => {
+      process.off('SIGHUP', hangup);
+      stopping = true;
+      supervisor.stopRestarting();
+      log.info({ signal, processes: children.size }, 'shutting down: draining every gateway process, then the workers');
+      // Children drain within --drain-grace-secs + --exit-timeout-secs; a little more, then they are killed.
+      const limitMs = (options.drainGraceSecs + options.exitTimeoutSecs) * 1000 + 5_000;
+      await Promise.all(
+        [...children].map(
+          (c) =>
+            new Promise<void>((resolve) => {
+              if (c.isDead()) return resolve();
+              const kill = setTimeout(() => c.process.kill('SIGKILL'), limitMs);
+              c.once('exit', () => {
+                clearTimeout(kill);
+                resolve();
+              });
+              // A signal, not IPC: the same path as SIGTERM to the process group.
+              // Sent once: a child already signalled (the group) ignores the repeat.
+              c.process.kill('SIGTERM');
+            }),
+        ),
+      );
+      await supervisor.stop();
+      log.info('stopped');
+    })();
+    return shuttingDown;
+  };
+
+  return { summary, childPids: () => [...children].flatMap((c) => (c.process.pid === undefined ? [] : [c.process.pid])), shutdown };
+}
