@@ -11,6 +11,7 @@ import { toClientShapes, toModelShapes } from '../inference/reshape.js';
 import { type ExecutionResult, type InferJob, type JobResult, type Scheduler } from '../scheduling/execution.js';
 import { type ModelVersionStatistics } from '../stats/model-statistics.js';
 import { validateInputs } from '../validate-request.js';
+import { activeTracer, contextOf, endOk, endWithError } from '../../core/tracing.js';
 import { type EnsemblePlan, type PlannedStep } from './ensemble-plan.js';
 
 /** A step model's serving version, resolved per request (it may have been reloaded). */
@@ -106,6 +107,14 @@ export class EnsembleScheduler implements Scheduler {
     const label = `ensemble '${this.#name}' step ${step.index} ('${step.model}')`;
     const started = process.hrtime.bigint();
     let target: StepTarget | undefined;
+    // Traced: a span per step under the request's, which the step's batch links to.
+    const span = job.trace
+      ? activeTracer()?.startSpan(
+          'fabriek.ensemble.step',
+          { attributes: { 'fabriek.ensemble': this.#name, 'fabriek.ensemble.step': step.index, 'fabriek.model': step.model } },
+          contextOf(job.trace),
+        )
+      : undefined;
     try {
       // The ensemble's grant is not enough: the caller must be allowed each step's model too.
       if (job.tenant?.models && !job.tenant.models.allows(step.model)) {
@@ -124,7 +133,9 @@ export class EnsembleScheduler implements Scheduler {
         ...(job.priority !== undefined ? { priority: job.priority } : {}),
         ...(job.timeoutUs !== undefined ? { timeoutUs: job.timeoutUs } : {}),
         ...(job.tenant !== undefined ? { tenant: job.tenant } : {}),
+        ...(span ? { trace: span.spanContext() } : {}),
       });
+      span?.setAttribute('fabriek.queue_time_us', Math.round(result.queueNs / 1000));
       target.stats.succeeded(batchSize, Number(process.hrtime.bigint() - started), result);
       totals.queueNs += result.queueNs;
       totals.computeInputNs += result.execution.computeInputNs;
@@ -136,8 +147,10 @@ export class EnsembleScheduler implements Scheduler {
         if (!t) throw new ServingError(status.INTERNAL, `the model did not return output '${output}'`);
         tensors.set(tensor, { ...t, name: tensor });
       }
+      if (span) endOk(span);
     } catch (error) {
       target?.stats.failed(Number(process.hrtime.bigint() - started), error);
+      if (span) endWithError(span, error);
       const code = isServingError(error) ? error.code : status.INTERNAL;
       const message = error instanceof Error ? error.message : String(error);
       throw new ServingError(code, `${label}: ${message}`, { cause: error });

@@ -173,6 +173,7 @@ async function inferWith(
       // Response cache (gateway/cache): after validation and quota, so a hit costs what a miss would.
       cached = models.responseCache?.lookupFor(version.name, version.version, serving.config, request, tenant.name);
       const hit = cached && (await cached.get());
+      if (cached && traced?.sampled) traced.span.setAttribute('fabriek.cache', hit ? 'hit' : 'miss');
       if (hit && cached) {
         serving.stats.cacheHit(Number(process.hrtime.bigint() - start), cached.lookupNs);
         if (note) note.items = batchSize;

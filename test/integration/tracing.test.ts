@@ -5,7 +5,11 @@
 // HTTP request: their spans share the caller's trace, and the parents run
 // request → queue, request → batch (linked) → worker execution → worker run
 // → ONNX Runtime run. With rate=0 nothing is sampled; a bad flag exits 2.
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildModel, EXAMPLE_CONFIGS } from '../../models/build/test-models.js';
 import { zerosRequest } from '../helpers/call-outcome.js';
 import { type GatewayProcess, runCli, startGateway } from '../helpers/gateway-process.js';
 import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from '../helpers/otlp-receiver.js';
@@ -103,6 +107,81 @@ describe('OpenTelemetry tracing', () => {
     const fresh = receiver.spans.filter((s) => s.name === 'POST /v2/models/{model}/infer' && s.traceId !== traced);
     expect(fresh.length).toBeGreaterThanOrEqual(1);
     expect(fresh[0]?.parentSpanId).toBe('');
+  });
+});
+
+describe('OpenTelemetry tracing of ensembles and the response cache', () => {
+  let receiver: OtlpReceiver;
+  let gw: GatewayProcess;
+  let repo: string;
+  const PIPELINE = `name: "pipeline"
+platform: "ensemble"
+max_batch_size: 4
+input [ { name: "A" data_type: TYPE_FP32 dims: [ 16 ] }, { name: "B" data_type: TYPE_FP32 dims: [ 16 ] } ]
+output [ { name: "SUM" data_type: TYPE_FP32 dims: [ 16 ] } ]
+ensemble_scheduling { step [
+  { model_name: "add_sub" model_version: -1 input_map { key: "INPUT0" value: "A" } input_map { key: "INPUT1" value: "B" } output_map { key: "OUTPUT0" value: "sum" } },
+  { model_name: "identity_fp32" model_version: -1 input_map { key: "INPUT0" value: "sum" } output_map { key: "OUTPUT0" value: "SUM" } }
+] }
+`;
+
+  beforeAll(async () => {
+    receiver = await startOtlpReceiver();
+    repo = await mkdtemp(join(tmpdir(), 'fabriek-tracing-'));
+    const put = async (name: string, config: string | undefined, model?: Uint8Array): Promise<void> => {
+      await mkdir(join(repo, name, '1'), { recursive: true });
+      if (model) await writeFile(join(repo, name, '1', 'model.onnx'), model);
+      if (config !== undefined) await writeFile(join(repo, name, 'config.pbtxt'), config);
+    };
+    await put('add_sub', EXAMPLE_CONFIGS.add_sub, buildModel('add_sub'));
+    await put('identity_fp32', undefined, buildModel('identity_fp32'));
+    await put('pipeline', PIPELINE);
+    const cached = (EXAMPLE_CONFIGS.add_sub ?? '').replace('name: "add_sub"', 'name: "add_sub_cached"');
+    await put('add_sub_cached', `${cached}response_cache { enable: true }\n`, buildModel('add_sub'));
+    gw = await startGateway([
+      ...['--model-repository', repo, '--workers', '1', '--log-level', 'warn', '--cache-config', 'local,size=1048576'],
+      ...['--trace-config', 'mode=opentelemetry', '--trace-config', `opentelemetry,url=${receiver.url}`],
+    ]);
+  });
+
+  afterAll(async () => {
+    await gw?.stop();
+    await receiver?.close();
+    if (repo) await rm(repo, { recursive: true, force: true });
+  });
+
+  it('gives each ensemble step a span under the request, which the step’s batch links to', async () => {
+    const trace = 'a1b2c3d4e5f60718293a4b5c6d7e8f90';
+    const request = zerosRequest('pipeline', ['A', 'B'], 16);
+    await gw.client.modelInfer(request, { metadata: { traceparent: `00-${trace}-${CALLER_SPAN}-01` } });
+    await waitFor(() => receiver.spans.filter((s) => s.traceId === trace && s.name === 'fabriek.batch').length >= 2, 15_000, 'both steps’ batches');
+    await waitFor(() => receiver.spans.some((s) => s.traceId === trace && s.name === 'ModelInfer'), 15_000, 'the request span');
+    const root = one(receiver.spans, 'ModelInfer', trace);
+    expect(root.attributes).toMatchObject({ 'fabriek.model': 'pipeline', 'fabriek.status': 'OK' });
+    const steps = receiver.spans.filter((s) => s.traceId === trace && s.name === 'fabriek.ensemble.step');
+    expect(steps.map((s) => [s.attributes['fabriek.ensemble.step'], s.attributes['fabriek.model']]).sort()).toEqual([
+      [0, 'add_sub'],
+      [1, 'identity_fp32'],
+    ]);
+    for (const step of steps) {
+      expect(step.parentSpanId).toBe(root.spanId);
+      expect(step.attributes).toMatchObject({ 'fabriek.ensemble': 'pipeline', 'fabriek.status': 'OK' });
+      const batches = receiver.spans.filter((s) => s.traceId === trace && s.name === 'fabriek.batch' && s.parentSpanId === step.spanId);
+      expect(batches, `the batch of step ${String(step.attributes['fabriek.ensemble.step'])}`).toHaveLength(1);
+      expect(batches[0]?.links).toContainEqual({ traceId: trace, spanId: step.spanId });
+    }
+  });
+
+  it('marks a request the response cache answered, and one it missed', async () => {
+    const traces = ['c0ffee00c0ffee00c0ffee00c0ffee01', 'c0ffee00c0ffee00c0ffee00c0ffee02'];
+    for (const trace of traces) {
+      await gw.client.modelInfer(zerosRequest('add_sub_cached', ['INPUT0', 'INPUT1'], 16), { metadata: { traceparent: `00-${trace}-${CALLER_SPAN}-01` } });
+    }
+    await waitFor(() => traces.every((t) => receiver.spans.some((s) => s.traceId === t && s.name === 'ModelInfer')), 15_000, 'both request spans');
+    expect(one(receiver.spans, 'ModelInfer', traces[0] as string).attributes['fabriek.cache']).toBe('miss');
+    expect(one(receiver.spans, 'ModelInfer', traces[1] as string).attributes['fabriek.cache']).toBe('hit');
+    // A hit never reaches a batch.
+    expect(receiver.spans.some((s) => s.traceId === traces[1] && s.name === 'fabriek.batch')).toBe(false);
   });
 });
 
