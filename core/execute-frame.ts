@@ -14,7 +14,11 @@
 //     str  name                         u32 output count, then each:
 //     str  datatype                       str name, str datatype,
 //     u32  rank, f64 × rank dims          u32 rank, f64 × rank dims
-//   [str traceparent [str tracestate]]  optional, W3C; absent (zero bytes) when tracing is off
+//   [str traceparent                  [u32 outstanding]
+//    [str tracestate]]
+// The request's trace context (W3C) is there only when tracing is on (zero
+// bytes otherwise); the answer's `outstanding` is the worker's load report
+// (see ExecuteAnswer).
 // str = u32 LE byte length + UTF-8. Numbers are little-endian. Tensor i's
 // bytes are segment i + 1.
 import { type ExecuteRequest, type ExecuteResponse, type TensorData } from '../proto/gen/worker.js';
@@ -176,9 +180,17 @@ export function decodeExecuteRequest(head: Uint8Array, segments: readonly Uint8A
   return { modelKey, inputs, outputs, trace: { traceparent, tracestate } };
 }
 
+/**
+ * An Execute answer with the worker's load: executions of the model it held
+ * (running or waiting for an instance, this one excluded) as it answered,
+ * sent by every gateway. A gateway sharing the worker with others learns
+ * from it what it cannot see in its own slots. Undefined: not reported.
+ */
+export type ExecuteAnswer = ExecuteResponse & { readonly outstanding?: number };
+
 /** The frame parts of an Execute answer, as for the request. */
-export function encodeExecuteResponse(kind: number, callId: number, response: ExecuteResponse): Uint8Array[] {
-  let headBytes = 3 * 8 + 4;
+export function encodeExecuteResponse(kind: number, callId: number, response: ExecuteAnswer): Uint8Array[] {
+  let headBytes = 3 * 8 + 4 + (response.outstanding === undefined ? 0 : 4);
   for (const t of response.outputs) headBytes += tensorHeadBytes(t);
   const data: Uint8Array[] = [];
   for (const t of response.outputs) data.push(t.data);
@@ -191,12 +203,13 @@ export function encodeExecuteResponse(kind: number, callId: number, response: Ex
   w.f64(Number(response.computeOutputNs));
   w.u32(response.outputs.length);
   for (const t of response.outputs) w.tensor(t);
+  if (response.outstanding !== undefined) w.u32(response.outstanding);
   const parts: Uint8Array[] = [first];
   for (const d of data) parts.push(d);
   return parts;
 }
 
-export function decodeExecuteResponse(head: Uint8Array, segments: readonly Uint8Array[]): ExecuteResponse {
+export function decodeExecuteResponse(head: Uint8Array, segments: readonly Uint8Array[]): ExecuteAnswer {
   const r = new HeadReader(head);
   const computeInputNs = BigInt(Math.max(0, Math.round(r.f64())));
   const computeInferNs = BigInt(Math.max(0, Math.round(r.f64())));
@@ -205,6 +218,8 @@ export function decodeExecuteResponse(head: Uint8Array, segments: readonly Uint8
   if (count !== segments.length) throw new FrameError(`Execute answer has ${count} outputs but ${segments.length} data segments`);
   const outputs: TensorData[] = [];
   for (let i = 0; i < count; i++) outputs.push(r.tensor(segments[i] as Uint8Array));
+  if (r.remaining === 0) return { outputs, computeInputNs, computeInferNs, computeOutputNs };
+  const outstanding = r.u32();
   r.end();
-  return { outputs, computeInputNs, computeInferNs, computeOutputNs };
+  return { outputs, computeInputNs, computeInferNs, computeOutputNs, outstanding };
 }

@@ -336,6 +336,11 @@ export class ModelHost {
     return { outputs: parts[0] as OutputTensor[], ...times };
   }
 
+  /** Executions of `key` running or waiting for an instance, from every connection (0 when not loaded). */
+  outstanding(key: string): number {
+    return this.#models.get(key)?.inFlight ?? 0;
+  }
+
   status(): ModelStatusInfo[] {
     return [...this.#models.values()].map((m) => ({
       modelKey: m.key,

@@ -3,11 +3,10 @@ import { type Tracer } from '@opentelemetry/api';
 import { type Logger } from 'pino';
 import { activeTracer, contextOf, endOk, endWithError, modelAttributes, remoteParent, SpanKindOf } from '../core/tracing.js';
 import { isServingError, ServingError } from '../core/errors.js';
-import { decodeExecuteRequest, encodeExecuteResponse, type FrameTrace } from '../core/execute-frame.js';
+import { decodeExecuteRequest, encodeExecuteResponse, type ExecuteAnswer, type FrameTrace } from '../core/execute-frame.js';
 import { encodeFrame, Method, RESPONSE } from '../core/worker-frames.js';
 import {
   type ExecuteRequest,
-  type ExecuteResponse,
   type LoadModelRequest,
   LoadModelRequest as LoadModelRequestCodec,
   LoadModelResponse,
@@ -61,14 +60,14 @@ export function createWorkerService(options: WorkerServiceOptions): WorkerHandle
     };
   }
 
-  async function execute(request: ExecuteRequest & { trace?: FrameTrace }, connection: number): Promise<ExecuteResponse> {
+  async function execute(request: ExecuteRequest & { trace?: FrameTrace }, connection: number): Promise<ExecuteAnswer> {
     const tracer = request.trace !== undefined ? activeTracer() : undefined;
     if (tracer && request.trace) return tracedExecute(tracer, request, request.trace, connection);
     return executeOnce(request, connection);
   }
 
   /** The worker's span, a child of the gateway's (the frame's traceparent), and the ONNX Runtime run under it. */
-  async function tracedExecute(tracer: Tracer, request: ExecuteRequest, trace: FrameTrace, connection: number): Promise<ExecuteResponse> {
+  async function tracedExecute(tracer: Tracer, request: ExecuteRequest, trace: FrameTrace, connection: number): Promise<ExecuteAnswer> {
     const rows = request.inputs[0]?.shape[0];
     const attributes = { ...modelAttributes(request.modelKey), 'fabriek.worker.id': options.workerId, 'fabriek.batch.size': rows === undefined ? 0 : Number(rows) };
     const span = tracer.startSpan('fabriek.worker.run', { kind: SpanKindOf.server, attributes }, remoteParent(trace.traceparent, trace.tracestate));
@@ -88,7 +87,7 @@ export function createWorkerService(options: WorkerServiceOptions): WorkerHandle
     }
   }
 
-  async function executeOnce(request: ExecuteRequest, connection: number): Promise<ExecuteResponse> {
+  async function executeOnce(request: ExecuteRequest, connection: number): Promise<ExecuteAnswer> {
     if (options.accepting?.() === false) throw WorkerErrors.draining(options.workerId);
     const received = process.hrtime.bigint();
     const { task, transfer } = prepareBatch(request, host.info(request.modelKey));
@@ -111,6 +110,8 @@ export function createWorkerService(options: WorkerServiceOptions): WorkerHandle
       computeInferNs: result.runEndNs - result.runStartNs,
       // Output: ORT tensors to bytes, hand-back, response assembly (not encoding).
       computeOutputNs: done - result.runEndNs,
+      // What else of this model the worker holds now, from every gateway: their choice of worker reads it.
+      outstanding: host.outstanding(request.modelKey),
     };
   }
 

@@ -6,7 +6,7 @@ import { type ExecuteRequest, type ExecuteResponse, type TensorData } from '../.
 import { type SpanContext } from '@opentelemetry/api';
 import { activeTracer, contextOf, endWithError, linksTo, modelAttributes, SpanKindOf, frameTraceOf } from '../../core/tracing.js';
 import { type ExecutionResult } from './execution.js';
-import { type InstanceSlots, type Placement } from './instance-slots.js';
+import { type InstanceSlots, noteReport, type Placement } from './instance-slots.js';
 import { isWorkerLost } from './worker-connection.js';
 
 export function toTensorData(t: Tensor): TensorData {
@@ -105,7 +105,9 @@ export class Dispatcher {
     // can be after this call gave up at its deadline: the worker still runs
     // what it was sent, and its capacity counts it until it answers.
     try {
-      return toResult(await placement.worker.execute(request, deadline, this.#settle(placement), trace), first);
+      const answer = await placement.worker.execute(request, deadline, this.#settle(placement), trace);
+      noteReport(placement, answer.outstanding);
+      return toResult(answer, first);
     } catch (error) {
       if (!isWorkerLost(error)) throw error;
       // #settle has taken the lost worker out of the slots already.
@@ -116,7 +118,9 @@ export class Dispatcher {
           error,
         );
       }
-      return toResult(await retry.worker.execute(request, deadline, this.#settle(retry), trace), retry.worker.endpoint.id);
+      const answer = await retry.worker.execute(request, deadline, this.#settle(retry), trace);
+      noteReport(retry, answer.outstanding);
+      return toResult(answer, retry.worker.endpoint.id);
     }
   }
 

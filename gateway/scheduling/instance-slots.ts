@@ -9,6 +9,23 @@ export interface Placement {
   /** Executions it runs at once: its instance count. */
   readonly instances: number;
   busy: number;
+  /**
+   * Executions of this version other gateways had on the worker at its last
+   * answer (its reported load less ours), and when (performance.now()).
+   */
+  others: number;
+  reportedAt: number;
+}
+
+/** A worker's load report older than this says nothing about now. */
+export const REPORT_TTL_MS = 1_000;
+
+/** The worker answered while holding `outstanding` executions of the version, from every gateway. */
+export function noteReport(p: Placement, outstanding: number | undefined, now = performance.now()): void {
+  if (outstanding === undefined) return;
+  // Ours are those still out (this answer's slot is free already).
+  p.others = Math.max(0, outstanding - p.busy);
+  p.reportedAt = now;
 }
 
 /**
@@ -30,7 +47,7 @@ export class InstanceSlots {
 
   add(worker: WorkerConnection, instances: number): void {
     this.remove(worker.endpoint.id);
-    this.#placements.push({ worker, capacity: executionSlots(instances), instances, busy: 0 });
+    this.#placements.push({ worker, capacity: executionSlots(instances), instances, busy: 0, others: 0, reportedAt: -Infinity });
     this.#serveWaiters();
     this.#notify();
   }
@@ -77,13 +94,17 @@ export class InstanceSlots {
   /**
    * Takes a slot on the placement with the least outstanding work relative
    * to its size, skipping `exclude`d workers; undefined when none is free.
+   * Outstanding work is ours plus what the worker last reported of other
+   * gateways' (within REPORT_TTL_MS): gateways sharing workers then spread
+   * over them instead of all picking the one each sees idle.
    */
   acquire(exclude?: ReadonlySet<string>): Placement | undefined {
     let best: Placement | undefined;
     let bestLoad = Infinity;
+    const fresh = performance.now() - REPORT_TTL_MS;
     for (const p of this.#placements) {
       if (p.busy >= p.capacity || exclude?.has(p.worker.endpoint.id)) continue;
-      const load = p.busy / p.capacity;
+      const load = (p.busy + (p.reportedAt >= fresh ? p.others : 0)) / p.capacity;
       if (load < bestLoad) {
         best = p;
         bestLoad = load;

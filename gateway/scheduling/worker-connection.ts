@@ -2,12 +2,11 @@ import { isIP, connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { ServingError } from '../../core/errors.js';
-import { decodeExecuteResponse, encodeExecuteRequest, type FrameTrace } from '../../core/execute-frame.js';
+import { decodeExecuteResponse, encodeExecuteRequest, type ExecuteAnswer, type FrameTrace } from '../../core/execute-frame.js';
 import { decodeError, encodeFrame, ERROR, type Frame, FrameError, FrameReader, HEADER_BYTES, Method, PING_CALL_ID, RESPONSE } from '../../core/worker-frames.js';
 import { writeInTick } from '../../core/tick-cork.js';
 import {
   type ExecuteRequest,
-  type ExecuteResponse,
   type LoadModelRequest,
   LoadModelRequest as LoadModelRequestCodec,
   LoadModelResponse,
@@ -81,7 +80,7 @@ function protobufAnswer<T>(decoder: Decoder<T>): (frame: Frame) => T {
   return (frame) => decoder.decode(frame.payload);
 }
 
-const executeAnswer = (frame: Frame): ExecuteResponse => decodeExecuteResponse(frame.payload, frame.segments);
+const executeAnswer = (frame: Frame): ExecuteAnswer => decodeExecuteResponse(frame.payload, frame.segments);
 
 /**
  * The gateway's connection to one worker: one persistent socket carrying
@@ -124,7 +123,7 @@ export class WorkerConnection {
    * so its count of executions in the worker stays true, and on `lost` takes
    * the worker out of its slots first, so nothing more is sent to it.
    */
-  execute(request: ExecuteRequest, deadline: number, done?: (lost: boolean) => void, trace?: FrameTrace): Promise<ExecuteResponse> {
+  execute(request: ExecuteRequest, deadline: number, done?: (lost: boolean) => void, trace?: FrameTrace): Promise<ExecuteAnswer> {
     return this.#call(() => encodeExecuteRequest(Method.Execute, 0, request, trace), executeAnswer, deadline, done);
   }
 

@@ -43,6 +43,19 @@ describe('Execute frames', () => {
     expect(back.outputs.map((t) => Buffer.from(t.data).toString('hex'))).toEqual(request.inputs.map((t) => t.data.toString('hex')));
   });
 
+  it('carry the worker’s load report in an answer only when it sends one, and read answers without it', () => {
+    const response = { outputs: request.inputs, computeInputNs: 1n, computeInferNs: 2n, computeOutputNs: 3n };
+    const plain = Buffer.concat(encodeExecuteResponse(RESPONSE | Method.Execute, 7, response));
+    const reported = Buffer.concat(encodeExecuteResponse(RESPONSE | Method.Execute, 7, { ...response, outstanding: 12 }));
+    expect(reported.byteLength - plain.byteLength).toBe(4);
+    const [p] = readBack([plain], 3);
+    const [r] = readBack([reported], 3);
+    expect(decodeExecuteResponse(p?.payload ?? new Uint8Array(), p?.segments ?? []).outstanding).toBeUndefined();
+    const back = decodeExecuteResponse(r?.payload ?? new Uint8Array(), r?.segments ?? []);
+    expect(back.outstanding).toBe(12);
+    expect(back.outputs.map((t) => t.name)).toEqual(['A', 'S', 'B']);
+  });
+
   it('writes tensor bytes as they are (no copy) and gives a tensor spread over chunks a whole buffer of its own', () => {
     const big = Buffer.alloc(100_000, 3);
     const parts = encodeExecuteRequest(Method.Execute, 1, { modelKey: 'm', outputs: [], inputs: [{ name: 'x', datatype: 'UINT8', shape: [100_000n], data: big }] });

@@ -1,0 +1,91 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeRecord } from '../../core/worker-record.js';
+import { WorkerConnection } from '../../gateway/scheduling/worker-connection.js';
+import { buildModel } from '../../models/build/test-models.js';
+import { type GatewayProcess, startGateway } from '../helpers/gateway-process.js';
+import { waitFor } from '../helpers/processes.js';
+import { type RedisServer, startRedis } from '../helpers/redis-server.js';
+import { type RegisteredWorker, startRegisteredWorker } from '../helpers/registered-worker.js';
+
+// Two gateways sharing two registered workers, each keeping one request in
+// flight to a slow model. On its own count, each gateway sees both workers
+// idle between its calls and picks the first it knows, the same one for
+// both (they read the same registry in the same order): every call would
+// wait behind the other gateway's on one worker while the other idles. The
+// workers report in each answer what they hold from every gateway, and the
+// gateways spread over them.
+
+const CONFIG = `name: "slow_chain"
+platform: "onnxruntime_onnx"
+max_batch_size: 0
+instance_group [ { count: 1, kind: KIND_CPU } ]
+`;
+const ROW = Array.from({ length: 512 }, (_, i) => (i % 7) / 7);
+
+describe('gateways sharing workers spread over them by the workers’ load reports', () => {
+  let redis: RedisServer;
+  let repo: string;
+  const workers: RegisteredWorker[] = [];
+  const gateways: GatewayProcess[] = [];
+
+  beforeAll(async () => {
+    redis = await startRedis();
+    repo = await mkdtemp(join(tmpdir(), 'fabriek-shared-'));
+    await mkdir(join(repo, 'slow_chain', '1'), { recursive: true });
+    await writeFile(join(repo, 'slow_chain', '1', 'model.onnx'), buildModel('slow_chain'));
+    await writeFile(join(repo, 'slow_chain', 'config.pbtxt'), CONFIG);
+    for (const id of ['w1', 'w2']) workers.push(await startRegisteredWorker(id, redis.url, repo));
+    for (let i = 0; i < 2; i++) gateways.push(await startGateway(['--registry', redis.url, '--log-level', 'warn']));
+    for (const g of gateways) await waitFor(async () => g.client.modelReady('slow_chain'), 15_000, 'slow_chain ready');
+  }, 120_000);
+
+  afterAll(async () => {
+    await Promise.all(gateways.map((g) => g.stop('SIGKILL')));
+    await Promise.all(workers.map((w) => w.stop('SIGKILL')));
+    await redis?.close();
+    if (repo) await rm(repo, { recursive: true, force: true });
+  });
+
+  /** Runs of slow_chain on each worker so far, from its own Status. */
+  const runs = async (): Promise<number[]> => {
+    const client = redis.client();
+    const counts: number[] = [];
+    for (const id of ['w1', 'w2']) {
+      const record = decodeRecord((await client.get(`fabriek:worker:${id}`)) ?? '');
+      const connection = new WorkerConnection({ id, address: record.address, deviceKind: 'cpu', deviceId: 0 }, { maxMessageBytes: 1 << 20 });
+      try {
+        const status = await connection.status();
+        counts.push(Number(status.models.find((m) => m.modelKey === 'slow_chain/1')?.runs ?? 0n));
+      } finally {
+        connection.close();
+      }
+    }
+    return counts;
+  };
+
+  it('each gateway with one call in flight: the two workers share the runs', async () => {
+    const call = (g: GatewayProcess): Promise<unknown> => g.client.infer('slow_chain', [{ name: 'input', datatype: 'FP32', shape: [1, 512], data: ROW }], { timeoutMs: 30_000 });
+    for (const g of gateways) await call(g);
+    const before = await runs();
+    const end = performance.now() + 4_000;
+    const loop = async (g: GatewayProcess): Promise<number> => {
+      let n = 0;
+      while (performance.now() < end) {
+        await call(g);
+        n++;
+      }
+      return n;
+    };
+    const calls = await Promise.all(gateways.map(loop));
+    const after = await runs();
+    const served = after.map((n, i) => n - (before[i] ?? 0));
+    const total = served.reduce((a, b) => a + b, 0);
+    expect(total).toBe(calls.reduce((a, b) => a + b, 0));
+    expect(total).toBeGreaterThan(20);
+    // Together on one worker (the count of each gateway alone) each would take ≥ 95 % of one worker's runs.
+    for (const n of served) expect(n / total, `runs per worker ${JSON.stringify(served)}`).toBeGreaterThan(0.25);
+  });
+});
