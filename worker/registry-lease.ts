@@ -4,7 +4,9 @@ import { createRedis, PASSWORD_ENV, redisError, type RedisSecretFlags, type Redi
 import { encodeRecord, type RegistryEvent, registryKeys, type WorkerRecord } from '../core/worker-record.js';
 
 // A worker's entry in the Redis registry: a key holding its record with a TTL,
-// refreshed every ttl/3. A worker that dies stops refreshing and its key
+// refreshed every ttl/3 (PEXPIRE: the record, which names every model with
+// its config and signature, is written again only when it changed or Redis
+// lost it). A worker that dies stops refreshing and its key
 // expires; one that stops cleanly deletes it. Each change is announced on the
 // events channel so gateways follow at once rather than at their next poll.
 // While Redis is unreachable the worker keeps serving and keeps trying; when
@@ -123,7 +125,9 @@ export class RegistryLease {
 
   async #heartbeat(): Promise<void> {
     try {
-      await this.#write(this.#reachable ? undefined : 'join');
+      // The key is gone after a Redis restart or an outage past the TTL: write it again, as a join.
+      const kept = this.#reachable && (await this.#client.pexpire(this.#keys.worker(this.#record.id), this.#record.ttlMs)) === 1;
+      if (!kept) await this.#write('join');
       if (!this.#reachable) this.#logger.info('registry reachable again; registration renewed');
       this.#reachable = true;
     } catch (error) {

@@ -4,9 +4,12 @@ import { createRedis, redisError, type RedisTarget, targetOf } from '../../core/
 import { decodeEvent, decodeRecord, registryKeys, type RegistryKeys, type WorkerRecord } from '../../core/worker-record.js';
 
 // Follows the workers registered in Redis. Events on the pub/sub channel make
-// joins and leaves take effect at once; a poll (SCAN + MGET every pollMs)
-// catches what events cannot say, such as a lease that expired because its
-// worker died, and anything missed while disconnected.
+// joins and leaves take effect at once; a poll (SCAN every pollMs, MGET of
+// the records not known yet) catches what events cannot say, such as a lease
+// that expired because its worker died. Every record is read again every
+// FULL_SYNC_MS and after a reconnection, for changes whose event was missed.
+// (A record names each model with its config and signature: thousands of
+// models make it large, and the poll must not read it every second.)
 //
 // Redis being unreachable never removes a worker: the gateway keeps the ones
 // it knows. Right after Redis comes back (possibly empty, after a restart),
@@ -27,6 +30,8 @@ export interface RegistryWatcherOptions {
   readonly url: string | RedisTarget;
   readonly namespace?: string;
   readonly pollMs?: number;
+  /** Every record is read again this often (default FULL_SYNC_MS). */
+  readonly fullSyncMs?: number;
   readonly log: Logger;
   readonly listener: RegistryListener;
 }
@@ -35,6 +40,9 @@ interface Known {
   record: WorkerRecord;
   json: string;
 }
+
+/** Every record is read again this often (events carry changes in between). */
+const FULL_SYNC_MS = 30_000;
 
 const redisOptions = {
   lazyConnect: true,
@@ -57,6 +65,8 @@ export class RegistryWatcher {
   #connectedOnce = false;
   /** Syncs and event handling run one at a time, in order. */
   #chain: Promise<void> = Promise.resolve();
+  /** When every record was last read (0: read them all at the next sync). */
+  #fullAt = 0;
   #stopped = false;
 
   constructor(options: RegistryWatcherOptions) {
@@ -123,15 +133,18 @@ export class RegistryWatcher {
   }
 
   #startGrace(why: string): void {
+    this.#fullAt = 0;
     const ttl = Math.max(0, ...[...this.#known.values()].map((k) => k.record.ttlMs));
     this.#graceUntil = Date.now() + ttl;
     this.#options.log.info({ why, graceMs: ttl }, 'registry: keeping known workers while they re-register');
   }
 
   async #sync(): Promise<void> {
-    let records: Map<string, string>;
+    let records: Map<string, string | undefined>;
+    const full = Date.now() - this.#fullAt >= (this.#options.fullSyncMs ?? FULL_SYNC_MS);
     try {
-      records = await this.#readAll();
+      records = await this.#read(full);
+      if (full) this.#fullAt = Date.now();
     } catch (error) {
       if (this.#reachable) {
         this.#options.log.warn({ err: redisError(error, this.#target), workers: this.#known.size }, 'registry unreachable; serving with the workers known');
@@ -143,13 +156,13 @@ export class RegistryWatcher {
       this.#reachable = true;
       this.#startGrace('registry reachable again');
     }
-    for (const [id, json] of records) this.#apply(id, json);
+    for (const [id, json] of records) if (json !== undefined) this.#apply(id, json);
     if (Date.now() < this.#graceUntil) return;
     for (const id of [...this.#known.keys()]) if (!records.has(id)) this.#leave(id, 'lease expired');
   }
 
-  /** id → record JSON of every registered worker. */
-  async #readAll(): Promise<Map<string, string>> {
+  /** id → record JSON of every registered worker; undefined for a known one when not `full` (not read again). */
+  async #read(full: boolean): Promise<Map<string, string | undefined>> {
     const keys: string[] = [];
     let cursor = '0';
     do {
@@ -157,11 +170,17 @@ export class RegistryWatcher {
       keys.push(...batch);
       cursor = next;
     } while (cursor !== '0');
-    const out = new Map<string, string>();
-    if (keys.length === 0) return out;
-    const values = await this.#redis.mget(...keys);
+    const out = new Map<string, string | undefined>();
     const prefix = this.#keys.worker('');
-    keys.forEach((key, i) => {
+    const wanted: string[] = [];
+    for (const key of keys) {
+      const id = key.slice(prefix.length);
+      if (full || !this.#known.has(id)) wanted.push(key);
+      else out.set(id, undefined);
+    }
+    if (wanted.length === 0) return out;
+    const values = await this.#redis.mget(...wanted);
+    wanted.forEach((key, i) => {
       const value = values[i];
       if (typeof value === 'string') out.set(key.slice(prefix.length), value);
     });

@@ -58,9 +58,9 @@ describe('registry lease and watcher', () => {
     await redis.close();
   });
 
-  const watch = async (pollMs = 100): Promise<{ events: Events; watcher: RegistryWatcher }> => {
+  const watch = async (pollMs = 100, fullSyncMs?: number): Promise<{ events: Events; watcher: RegistryWatcher }> => {
     const events = new Events();
-    const watcher = new RegistryWatcher({ url: redis.url, log, listener: events, pollMs });
+    const watcher = new RegistryWatcher({ url: redis.url, log, listener: events, pollMs, ...(fullSyncMs === undefined ? {} : { fullSyncMs }) });
     await watcher.start();
     cleanup.push(() => watcher.stop());
     return { events, watcher };
@@ -119,6 +119,42 @@ describe('registry lease and watcher', () => {
     cleanup.push(() => second.stop());
     await waitFor(() => events.log.filter((e) => e === 'join w').length === 2, 2_000, 'second join');
     expect(events.log).toEqual(['join w', 'leave w (deregistered)', 'join w']);
+  });
+
+  it('a heartbeat renews the lease without writing the record again; a record Redis lost is written again, as a join', async () => {
+    const client = redis.client();
+    const a = await lease(record('a', { ttlMs: 900 }));
+    cleanup.push(() => a.stop());
+    // Someone else's edit of the stored record survives the heartbeats: they only renew its TTL.
+    const edited = JSON.stringify(record('a', { ttlMs: 900, host: 'edited' }));
+    await client.set('fabriek:worker:a', edited, 'PX', 900);
+    await new Promise((r) => setTimeout(r, 700));
+    expect(await client.get('fabriek:worker:a')).toBe(edited);
+    expect(await client.pttl('fabriek:worker:a')).toBeGreaterThan(300);
+    const joins: string[] = [];
+    const sub = redis.client();
+    await sub.subscribe('fabriek:events');
+    sub.on('message', (_c: string, m: string) => joins.push(m));
+    await client.del('fabriek:worker:a');
+    await waitFor(async () => (await client.exists('fabriek:worker:a')) === 1, 2_000, 'the record written again');
+    expect(JSON.parse((await client.get('fabriek:worker:a')) ?? '{}')).toMatchObject({ id: 'a', host: 'test' });
+    await waitFor(() => joins.some((m) => m.includes('"join"')), 2_000, 'a join event');
+    sub.disconnect();
+  });
+
+  it('polls reading only records it does not know; reads every record again at the full sync', async () => {
+    const client = redis.client();
+    const a = await lease(record('a', { ttlMs: 5_000 }));
+    cleanup.push(() => a.stop());
+    const { events, watcher } = await watch(100, 1_500);
+    expect(events.log).toEqual(['join a']);
+    // A change without an event (one lost while the channel was down): the polls do not read it…
+    await client.set('fabriek:worker:a', JSON.stringify(record('a', { ttlMs: 5_000, draining: true })), 'PX', 5_000);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(events.log).toEqual(['join a']);
+    // … the full sync does.
+    await waitFor(() => events.log.includes('update a draining'), 3_000, 'the full sync');
+    expect(watcher.workers()[0]?.draining).toBe(true);
   });
 
   it('advertises the listen host, or the hostname for a wildcard listen, or what it is told', () => {
