@@ -3,7 +3,7 @@ import { type Logger } from 'pino';
 import { modelStatistics } from '../inference/model-queries.js';
 import { type ModelManager } from '../repository/model-manager.js';
 import { WorkerConnection, type WorkerEndpoint } from '../scheduling/worker-connection.js';
-import { type QuotaLimiter, type QuotaRelease } from '../tenants/quota.js';
+import { QuotaExceededError, type QuotaLimiter, type QuotaRelease } from '../tenants/quota.js';
 import { hasQuotas, type Tenant } from '../tenants/tenant.js';
 import { type PolledModels } from '../repository/repository-poller.js';
 import { type Ask, type ChildRequest, INDEX_ENV, isOurs, type RepositoryChange, type OthersStatistics, PROCESSES_ENV, type ReadySummary, type ToChild, type ToPrimary, fromWire, toWire, WORKERS_ENV } from './messages.js';
@@ -46,6 +46,7 @@ export class GatewayChild {
   #nextAsk = 1;
   #requests: ((request: ChildRequest) => Promise<unknown>) | undefined;
   #workerEvents: ((message: ToChild) => void) | undefined;
+  #quota: PrimaryQuota | undefined;
 
   constructor() {
     for (const e of JSON.parse(process.env[WORKERS_ENV] ?? '[]') as WorkerEndpoint[]) this.#endpoints.set(e.id, e);
@@ -77,6 +78,11 @@ export class GatewayChild {
           (value) => this.#send({ fabriek: 1, kind: 'reply', id: message.id, value }),
           (error: unknown) => this.#send({ fabriek: 1, kind: 'reply', id: message.id, error: toWire(error) }),
         );
+        return;
+      }
+      case 'quota-refused': {
+        const error = fromWire(message.error);
+        if (error instanceof QuotaExceededError) this.#quota?.refused(error, message.retryAfterMs);
         return;
       }
       default:
@@ -228,7 +234,8 @@ export class GatewayChild {
 
   /** Tenant quotas held by the primary, so that they hold across the processes. */
   quota(): QuotaLimiter {
-    return new PrimaryQuota(this);
+    this.#quota = new PrimaryQuota(this);
+    return this.#quota;
   }
 }
 
@@ -239,13 +246,29 @@ export class GatewayChild {
  */
 class PrimaryQuota implements QuotaLimiter {
   readonly #child: GatewayChild;
+  /** Tenants the primary refused for their request rate, until when (monotonic ms): refused early here. */
+  readonly #refused = new Map<string, { until: number; error: QuotaExceededError }>();
 
   constructor(child: GatewayChild) {
     this.#child = child;
   }
 
-  precheck(): void {
-    // The authoritative check is the primary's, at acquire.
+  /** Local and synchronous: a tenant whose rate the primary refused is refused again until its retry-after has passed. */
+  precheck(tenant: Tenant): void {
+    const refused = this.#refused.get(tenant.name);
+    if (refused === undefined) return;
+    const left = refused.until - performance.now();
+    if (left <= 0) {
+      this.#refused.delete(tenant.name);
+      return;
+    }
+    const e = refused.error;
+    throw new QuotaExceededError(e.tenant, e.limit, e.message, Math.ceil(left));
+  }
+
+  /** The primary refused the tenant's request rate (here or in another child): refuse it early until then. */
+  refused(error: QuotaExceededError, retryAfterMs: number): void {
+    this.#refused.set(error.tenant, { until: performance.now() + retryAfterMs, error });
   }
 
   async acquire(tenant: Tenant, items: number): Promise<QuotaRelease> {

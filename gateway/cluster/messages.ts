@@ -62,6 +62,8 @@ export type ToChild =
   | { readonly fabriek: 1; readonly kind: 'worker-up'; readonly endpoint: WorkerEndpoint }
   | { readonly fabriek: 1; readonly kind: 'worker-down'; readonly id: string; readonly reason: string }
   | { readonly fabriek: 1; readonly kind: 'request'; readonly id: number; readonly request: ChildRequest }
+  /** The primary refused a tenant's rate: every child refuses it early (before reading a request) for `retryAfterMs`. */
+  | { readonly fabriek: 1; readonly kind: 'quota-refused'; readonly error: WireError; readonly retryAfterMs: number }
   | { readonly fabriek: 1; readonly kind: 'reply'; readonly id: number; readonly value?: unknown; readonly error?: WireError };
 
 export function toWire(error: unknown): WireError {

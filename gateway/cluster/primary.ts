@@ -7,7 +7,7 @@ import { checkRepository } from '../main.js';
 import { WorkerSupervisor } from '../scheduling/worker-supervisor.js';
 import { type WorkerEndpoint } from '../scheduling/worker-connection.js';
 import { LocalQuota } from '../tenants/local-quota.js';
-import { NO_RELEASE, type QuotaRelease } from '../tenants/quota.js';
+import { NO_RELEASE, QuotaExceededError, type QuotaRelease } from '../tenants/quota.js';
 import { type Ask, type ChildRequest, INDEX_ENV, isOurs, PROCESSES_ENV, type ReadySummary, type ToChild, type ToPrimary, fromWire, toWire, WORKERS_ENV } from './messages.js';
 import { WORKER_TRACE_URL_ENV } from '../../core/tracing.js';
 
@@ -94,6 +94,16 @@ export async function startPrimary(options: ServeOptions, processes: number, log
   const grants = new Map<number, { release: QuotaRelease; child: ClusterWorker }>();
   let nextGrant = 1;
 
+  // A tenant over its request rate is refused early by every child until it may retry: one message per refusal window.
+  const refusedUntil = new Map<string, number>();
+  const refusedRate = (error: unknown): void => {
+    if (!(error instanceof QuotaExceededError) || error.limit !== 'requests' || error.retryAfterMs === undefined) return;
+    const now = performance.now();
+    if ((refusedUntil.get(error.tenant) ?? 0) > now) return;
+    refusedUntil.set(error.tenant, now + error.retryAfterMs);
+    broadcast({ fabriek: 1, kind: 'quota-refused', error: toWire(error), retryAfterMs: error.retryAfterMs });
+  };
+
   const answer = async (from: ClusterWorker, ask: Ask): Promise<unknown> => {
     switch (ask.op) {
       case 'metrics':
@@ -109,7 +119,19 @@ export async function startPrimary(options: ServeOptions, processes: number, log
       }
       case 'quota-acquire': {
         const tenant = { name: ask.tenant, quotas: ask.quotas };
-        const release = quota.take(tenant, ask.items);
+        let release: QuotaRelease;
+        try {
+          release = quota.take(tenant, ask.items);
+        } catch (error) {
+          refusedRate(error);
+          throw error;
+        }
+        // The bucket now empty: children refuse the next ones early, as one gateway's precheck would.
+        try {
+          quota.precheck(tenant);
+        } catch (error) {
+          refusedRate(error);
+        }
         // No concurrency limit: nothing to release, no grant to remember.
         if (release === NO_RELEASE) return 0;
         const id = nextGrant++;
