@@ -31,11 +31,6 @@ export interface PrimaryWorkersOptions {
   readonly onDown: (workerId: string, reason: string) => void;
 }
 
-/** A child started by `cluster.fork` with the primary's env. */
-export function isGatewayChild(): boolean {
-  return process.env[WORKERS_ENV] !== undefined && process.send !== undefined;
-}
-
 export class GatewayChild {
   readonly processes: number;
   /** This child's place among the N (0…N-1); a re-forked child takes the place of the one that died. */
