@@ -282,8 +282,6 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   const onHangup = reloadOnHangup(options.tenants, tenants.authenticator, log);
   process.on('SIGHUP', onHangup);
   const metrics = options.allowMetrics ? new MetricsRegistry({ responseCache: options.cache !== undefined }) : undefined;
-  let modelsOf: ModelManager | undefined;
-  if (metrics && child) child.shareMetrics(metrics.registry, () => modelsOf);
   const responseCache = await startResponseCache(options, log, metrics);
   // A child's workers are the primary's: it neither detects GPUs nor plans workers.
   const specs = child ? [] : planLocalWorkers(options.gpus ?? detectGpus(), options.workers);
@@ -303,7 +301,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     ...(metrics ? { metrics } : {}),
     ...(responseCache ? { responseCache } : {}),
   });
-  modelsOf = models;
+  if (metrics && child) child.shareMetrics(metrics.registry, models);
   metrics?.setPendingProvider(() =>
     models.list().flatMap((v) => (v.serving ? [{ model: v.name, version: String(v.version), pending: v.serving.scheduler.pending }] : [])),
   );

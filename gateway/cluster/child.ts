@@ -8,20 +8,13 @@ import { hasQuotas, type Tenant } from '../tenants/tenant.js';
 import { type PolledModels } from '../repository/repository-poller.js';
 import { type Ask, type ChildRequest, INDEX_ENV, isOurs, type RepositoryChange, type OthersStatistics, PROCESSES_ENV, type ReadySummary, type ToChild, type ToPrimary, fromWire, toWire, WORKERS_ENV } from './messages.js';
 import { sumStatistics } from './sum-statistics.js';
+import { type LocalWorkers } from '../main.js';
 
 // A gateway child of `fabriek serve --gateway-processes N` (node:cluster):
 // a whole gateway, except that it connects to the primary's local workers
 // instead of starting its own, and asks the primary (IPC) for what must be
 // the same in every process: /metrics, statistics, repository changes and
 // local tenant quotas.
-
-/** The worker connections of a child: what WorkerSupervisor is to a single gateway. */
-export interface LocalWorkers {
-  start(): Promise<void>;
-  stop(): Promise<void>;
-  stopRestarting(): void;
-  pids(): Map<string, number>;
-}
 
 export interface PrimaryWorkersOptions {
   readonly maxMessageBytes: number;
@@ -101,7 +94,10 @@ export class GatewayChild {
     return this.#endpoints.size;
   }
 
-  /** Connections to the primary's workers; a worker the primary restarts comes back as one that rejoined. */
+  /**
+   * Connections to the primary's workers (what WorkerSupervisor is to a single
+   * gateway); a worker the primary restarts comes back as one that rejoined.
+   */
   workers(options: PrimaryWorkersOptions): LocalWorkers {
     const connections = new Map<string, WorkerConnection>();
     let started = false;
@@ -153,7 +149,7 @@ export class GatewayChild {
    * cluster messages), with one gauge of its own: the requests this process
    * ended (read from the models' statistics at scrape time), by pid.
    */
-  shareMetrics(registry: Registry, models: () => ModelManager | undefined): void {
+  shareMetrics(registry: Registry, models: ModelManager): void {
     new Gauge({
       name: 'fabriek_gateway_process_requests',
       help: 'Inference requests ended (answered or failed) by each gateway process (--gateway-processes), by pid',
@@ -161,7 +157,7 @@ export class GatewayChild {
       registers: [registry],
       collect() {
         let n = 0;
-        for (const v of models()?.list() ?? []) n += v.serving?.stats?.loadCounts().requests ?? 0;
+        for (const v of models.list()) n += v.serving?.stats?.loadCounts().requests ?? 0;
         this.set({ pid: String(process.pid) }, n);
       },
     });
