@@ -49,10 +49,10 @@ function writeReadyLine(options: ServeOptions, s: ReadySummary, processes: numbe
     `fabriek ${FABRIEK_VERSION} ready: gRPC on ${options.grpcAddress}:${s.grpcPort}${describeTls(options.grpcTls)}; ` +
       (options.allowHttp ? `HTTP on ${options.httpAddress}:${s.httpPort}${describeTls(options.httpTls)}; ` : '') +
       (options.allowMetrics ? `metrics on ${options.httpAddress}:${s.metricsPort}${describeTls(options.httpTls)}; ` : '') +
-      (processes > 1 ? `${processes} gateway processes; ` : '') +
       `${s.ready.length} model versions ready (${s.ready.join(', ')})` +
       (s.budget ? `; on demand within ${s.budget} per worker: ${s.onDemand.length} model versions (${s.onDemand.join(', ')})` : '') +
       (s.failed.length > 0 ? `; unavailable: ${s.failed.join(', ')}` : '') +
+      (processes > 1 ? `; ${processes} gateway processes` : '') +
       (s.tenants === 'open' ? '; open: no --tenants, no API keys' : `; ${s.tenants} tenants, API keys required`) +
       '\n',
   );

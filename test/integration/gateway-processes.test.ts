@@ -97,7 +97,7 @@ describe('fabriek serve --gateway-processes 2', () => {
   });
 
   it('runs one primary with two gateway children and one worker, and says so in the ready line', () => {
-    expect(gw.readyLine).toMatch(/; 2 gateway processes; /);
+    expect(gw.readyLine).toMatch(/; 2 gateway processes; open: no --tenants/);
     const pids = childPids(gw.child.pid as number);
     expect(pids).toHaveLength(3);
   });
