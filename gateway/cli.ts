@@ -4,11 +4,9 @@ import { fileURLToPath } from 'node:url';
 import { createLogger } from './logger.js';
 import { type RunningGateway, startGateway, StartupError } from './main.js';
 import { parseServeOptions, SERVE_USAGE, type ServeOptions, UsageError } from './options.js';
-import { availableParallelism } from 'node:os';
 import { type Logger } from 'pino';
-import { isGatewayChild } from './cluster/child.js';
-import { resolveGatewayProcesses } from './cluster/gateway-processes.js';
-import { type ReadySummary } from './cluster/messages.js';
+import { resolveGatewayProcesses, usableCores } from './cluster/gateway-processes.js';
+import { isGatewayChild, type ReadySummary } from './cluster/messages.js';
 import { FABRIEK_VERSION } from '../core/version.js';
 import { USAGE as WORKER_USAGE } from '../worker/cli-args.js';
 import { describeTls } from '../core/tls.js';
@@ -55,8 +53,8 @@ function writeReadyLine(options: ServeOptions, s: ReadySummary, processes: numbe
       `${s.ready.length} model versions ready (${s.ready.join(', ')})` +
       (s.budget ? `; on demand within ${s.budget} per worker: ${s.onDemand.length} model versions (${s.onDemand.join(', ')})` : '') +
       (s.failed.length > 0 ? `; unavailable: ${s.failed.join(', ')}` : '') +
-      (s.tenants === 'open' ? '; open: no --tenants, no API keys' : `; ${s.tenants} tenants, API keys required`) +
       (processes > 1 ? `; ${processes} gateway processes` : '') +
+      (s.tenants === 'open' ? '; open: no --tenants, no API keys' : `; ${s.tenants} tenants, API keys required`) +
       '\n',
   );
 }
@@ -65,7 +63,7 @@ async function serve(argv: readonly string[]): Promise<void> {
   const options = parseServeOptions(argv);
   const log = createLogger(options.logLevel, 'fabriek');
   if (isGatewayChild()) return serveChild(options, log);
-  const processes = resolveGatewayProcesses(options.gatewayProcesses, availableParallelism());
+  const processes = resolveGatewayProcesses(options.gatewayProcesses, usableCores());
   if (processes > 1) return servePrimary(options, processes, log);
   const gateway = await startGateway(options, log);
   writeReadyLine(options, summaryOf(gateway), 1);

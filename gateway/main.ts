@@ -283,17 +283,21 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   const onHangup = reloadOnHangup(options.tenants, tenants.authenticator, log);
   process.on('SIGHUP', onHangup);
   const metrics = options.allowMetrics ? new MetricsRegistry({ responseCache: options.cache !== undefined }) : undefined;
-  let modelsOf: ModelManager | undefined;
-  if (metrics && child) child.shareMetrics(metrics.registry, () => modelsOf);
   const responseCache = await startResponseCache(options, log, metrics);
   // A child's workers are the primary's: it neither detects GPUs nor plans workers.
   const specs = child ? [] : planLocalWorkers(options.gpus ?? detectGpus(), options.workers);
   const workerCount = child ? child.workerCount : specs.length;
   // On demand without --model-memory-budget: half the host's memory, shared by the local workers.
-  const control: ModelControl =
+  const base: ModelControl =
     options.modelControl.mode === 'on-demand' && options.modelControl.budget === undefined
       ? { mode: 'on-demand', budget: defaultMemoryBudget(totalmem(), workerCount) }
       : options.modelControl;
+  // Several gateway processes load on demand onto the same workers, each within its own
+  // budget: each gets 1/N of it, so that together they stay within it.
+  const control: ModelControl =
+    child && child.processes > 1 && base.mode === 'on-demand' && base.budget !== undefined
+      ? { mode: 'on-demand', budget: { unit: base.budget.unit, limit: Math.max(1, Math.floor(base.budget.limit / child.processes)) } }
+      : base;
   const models = new ModelManager({
     repository,
     log,
@@ -304,7 +308,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     ...(metrics ? { metrics } : {}),
     ...(responseCache ? { responseCache } : {}),
   });
-  modelsOf = models;
+  if (metrics && child) child.shareMetrics(metrics.registry, models);
   metrics?.setPendingProvider(() =>
     models.list().flatMap((v) => (v.serving ? [{ model: v.name, version: String(v.version), pending: v.serving.scheduler.pending }] : [])),
   );

@@ -109,7 +109,8 @@ export const SERVE_USAGE = `Usage: fabriek serve --model-repository DIR [options
   --allow-metrics BOOL        serve /metrics (default true)
   --gateway-processes N|auto  gateway processes serving the same ports (node:cluster), sharing the
                               local workers (default auto: 1 on hosts with fewer than 8 cores, else
-                              min(8, floor(cores / 4))); 1 = one process, as without the flag
+                              min(8, floor(cores / 4)); cores within a container's CPU quota);
+                              1 = one process, as without the flag
   --workers N                 local worker processes (default: one per GPU, else 1;
                               0 with --registry: only registered workers)
   --gpus 0,1                  GPUs to use, one worker each (default: all that nvidia-smi lists)

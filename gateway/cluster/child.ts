@@ -3,11 +3,12 @@ import { type Logger } from 'pino';
 import { modelStatistics } from '../inference/model-queries.js';
 import { type ModelManager } from '../repository/model-manager.js';
 import { WorkerConnection, type WorkerEndpoint } from '../scheduling/worker-connection.js';
-import { type QuotaLimiter, type QuotaRelease } from '../tenants/quota.js';
+import { QuotaExceededError, type QuotaLimiter, type QuotaRelease } from '../tenants/quota.js';
 import { hasQuotas, type Tenant } from '../tenants/tenant.js';
 import { type PolledModels } from '../repository/repository-poller.js';
 import { type Ask, type ChildRequest, INDEX_ENV, isOurs, type RepositoryChange, type OthersStatistics, PROCESSES_ENV, type ReadySummary, type ToChild, type ToPrimary, fromWire, toWire, WORKERS_ENV } from './messages.js';
 import { sumStatistics } from './sum-statistics.js';
+import { type LocalWorkers } from '../main.js';
 
 // A gateway child of `fabriek serve --gateway-processes N` (node:cluster):
 // a whole gateway, except that it connects to the primary's local workers
@@ -15,25 +16,12 @@ import { sumStatistics } from './sum-statistics.js';
 // the same in every process: /metrics, statistics, repository changes and
 // local tenant quotas.
 
-/** The worker connections of a child: what WorkerSupervisor is to a single gateway. */
-export interface LocalWorkers {
-  start(): Promise<void>;
-  stop(): Promise<void>;
-  stopRestarting(): void;
-  pids(): Map<string, number>;
-}
-
 export interface PrimaryWorkersOptions {
   readonly maxMessageBytes: number;
   readonly pingTimeoutMs?: number;
   readonly log: Logger;
   readonly onUp: (connection: WorkerConnection) => Promise<void>;
   readonly onDown: (workerId: string, reason: string) => void;
-}
-
-/** A child started by `cluster.fork` with the primary's env. */
-export function isGatewayChild(): boolean {
-  return process.env[WORKERS_ENV] !== undefined && process.send !== undefined;
 }
 
 export class GatewayChild {
@@ -46,6 +34,7 @@ export class GatewayChild {
   #nextAsk = 1;
   #requests: ((request: ChildRequest) => Promise<unknown>) | undefined;
   #workerEvents: ((message: ToChild) => void) | undefined;
+  #quota: PrimaryQuota | undefined;
 
   constructor() {
     for (const e of JSON.parse(process.env[WORKERS_ENV] ?? '[]') as WorkerEndpoint[]) this.#endpoints.set(e.id, e);
@@ -79,6 +68,11 @@ export class GatewayChild {
         );
         return;
       }
+      case 'quota-refused': {
+        const error = fromWire(message.error);
+        if (error instanceof QuotaExceededError) this.#quota?.refused(error, message.retryAfterMs);
+        return;
+      }
       default:
         // Kept even while this process starts: a worker restarted meanwhile is reached at its new address.
         if (message.kind === 'worker-up') this.#endpoints.set(message.endpoint.id, message.endpoint);
@@ -100,7 +94,10 @@ export class GatewayChild {
     return this.#endpoints.size;
   }
 
-  /** Connections to the primary's workers; a worker the primary restarts comes back as one that rejoined. */
+  /**
+   * Connections to the primary's workers (what WorkerSupervisor is to a single
+   * gateway); a worker the primary restarts comes back as one that rejoined.
+   */
   workers(options: PrimaryWorkersOptions): LocalWorkers {
     const connections = new Map<string, WorkerConnection>();
     let started = false;
@@ -152,7 +149,7 @@ export class GatewayChild {
    * cluster messages), with one gauge of its own: the requests this process
    * ended (read from the models' statistics at scrape time), by pid.
    */
-  shareMetrics(registry: Registry, models: () => ModelManager | undefined): void {
+  shareMetrics(registry: Registry, models: ModelManager): void {
     new Gauge({
       name: 'fabriek_gateway_process_requests',
       help: 'Inference requests ended (answered or failed) by each gateway process (--gateway-processes), by pid',
@@ -160,7 +157,7 @@ export class GatewayChild {
       registers: [registry],
       collect() {
         let n = 0;
-        for (const v of models()?.list() ?? []) n += v.serving?.stats?.loadCounts().requests ?? 0;
+        for (const v of models.list()) n += v.serving?.stats?.loadCounts().requests ?? 0;
         this.set({ pid: String(process.pid) }, n);
       },
     });
@@ -228,7 +225,8 @@ export class GatewayChild {
 
   /** Tenant quotas held by the primary, so that they hold across the processes. */
   quota(): QuotaLimiter {
-    return new PrimaryQuota(this);
+    this.#quota = new PrimaryQuota(this);
+    return this.#quota;
   }
 }
 
@@ -239,13 +237,29 @@ export class GatewayChild {
  */
 class PrimaryQuota implements QuotaLimiter {
   readonly #child: GatewayChild;
+  /** Tenants the primary refused for their request rate, until when (monotonic ms): refused early here. */
+  readonly #refused = new Map<string, { until: number; error: QuotaExceededError }>();
 
   constructor(child: GatewayChild) {
     this.#child = child;
   }
 
-  precheck(): void {
-    // The authoritative check is the primary's, at acquire.
+  /** Local and synchronous: a tenant whose rate the primary refused is refused again until its retry-after has passed. */
+  precheck(tenant: Tenant): void {
+    const refused = this.#refused.get(tenant.name);
+    if (refused === undefined) return;
+    const left = refused.until - performance.now();
+    if (left <= 0) {
+      this.#refused.delete(tenant.name);
+      return;
+    }
+    const e = refused.error;
+    throw new QuotaExceededError(e.tenant, e.limit, e.message, Math.ceil(left));
+  }
+
+  /** The primary refused the tenant's request rate (here or in another child): refuse it early until then. */
+  refused(error: QuotaExceededError, retryAfterMs: number): void {
+    this.#refused.set(error.tenant, { until: performance.now() + retryAfterMs, error });
   }
 
   async acquire(tenant: Tenant, items: number): Promise<QuotaRelease> {

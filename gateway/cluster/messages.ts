@@ -13,6 +13,11 @@ import { QuotaExceededError } from '../tenants/quota.js';
 
 /** Env of a child: the primary's local workers when it was forked (JSON WorkerEndpoint[]). */
 export const WORKERS_ENV = 'FABRIEK_GATEWAY_WORKERS';
+/** A gateway child, forked by the primary with its env (cheap to ask: a single gateway loads nothing of gateway/cluster). */
+export function isGatewayChild(): boolean {
+  return process.env[WORKERS_ENV] !== undefined && process.send !== undefined;
+}
+
 /** Env of a child: its place among them, 0…N-1 (child 0 polls the repository in poll mode). */
 export const INDEX_ENV = 'FABRIEK_GATEWAY_INDEX';
 /** Env of a child: how many gateway processes there are. */
@@ -62,6 +67,8 @@ export type ToChild =
   | { readonly fabriek: 1; readonly kind: 'worker-up'; readonly endpoint: WorkerEndpoint }
   | { readonly fabriek: 1; readonly kind: 'worker-down'; readonly id: string; readonly reason: string }
   | { readonly fabriek: 1; readonly kind: 'request'; readonly id: number; readonly request: ChildRequest }
+  /** The primary refused a tenant's rate: every child refuses it early (before reading a request) for `retryAfterMs`. */
+  | { readonly fabriek: 1; readonly kind: 'quota-refused'; readonly error: WireError; readonly retryAfterMs: number }
   | { readonly fabriek: 1; readonly kind: 'reply'; readonly id: number; readonly value?: unknown; readonly error?: WireError };
 
 export function toWire(error: unknown): WireError {

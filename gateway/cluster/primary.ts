@@ -1,13 +1,14 @@
 import cluster, { type Worker as ClusterWorker } from 'node:cluster';
-import { AggregatorRegistry } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
 import { type Logger } from 'pino';
 import { detectGpus, planLocalWorkers } from '../devices.js';
 import { type ServeOptions } from '../options.js';
 import { checkRepository } from '../main.js';
 import { WorkerSupervisor } from '../scheduling/worker-supervisor.js';
 import { type WorkerEndpoint } from '../scheduling/worker-connection.js';
+import { type ModelStatus } from '../../proto/gen/worker.js';
 import { LocalQuota } from '../tenants/local-quota.js';
-import { NO_RELEASE, type QuotaRelease } from '../tenants/quota.js';
+import { NO_RELEASE, QuotaExceededError, type QuotaRelease } from '../tenants/quota.js';
 import { type Ask, type ChildRequest, INDEX_ENV, isOurs, PROCESSES_ENV, type ReadySummary, type ToChild, type ToPrimary, fromWire, toWire, WORKERS_ENV } from './messages.js';
 import { WORKER_TRACE_URL_ENV } from '../../core/tracing.js';
 
@@ -64,6 +65,7 @@ export async function startPrimary(options: ServeOptions, processes: number, log
     },
   });
   await supervisor.start();
+  const workerMetrics = workerRunMetrics(supervisor);
 
   // Requests the primary makes of children (stats, repository changes), by id.
   const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
@@ -94,10 +96,21 @@ export async function startPrimary(options: ServeOptions, processes: number, log
   const grants = new Map<number, { release: QuotaRelease; child: ClusterWorker }>();
   let nextGrant = 1;
 
+  // A tenant over its request rate is refused early by every child until it may retry: one message per refusal window.
+  const refusedUntil = new Map<string, number>();
+  const refusedRate = (error: unknown): void => {
+    if (!(error instanceof QuotaExceededError) || error.limit !== 'requests' || error.retryAfterMs === undefined) return;
+    const now = performance.now();
+    if ((refusedUntil.get(error.tenant) ?? 0) > now) return;
+    refusedUntil.set(error.tenant, now + error.retryAfterMs);
+    broadcast({ fabriek: 1, kind: 'quota-refused', error: toWire(error), retryAfterMs: error.retryAfterMs });
+  };
+
   const answer = async (from: ClusterWorker, ask: Ask): Promise<unknown> => {
     switch (ask.op) {
       case 'metrics':
-        return aggregator.clusterMetrics();
+        // The children's metrics summed, and the workers' runs (merging across the children) once.
+        return (await aggregator.clusterMetrics()) + (await workerMetrics.metrics());
       case 'stats': {
         const lists = await Promise.allSettled(others(from).map((c) => request(c, { op: 'stats', name: ask.name, version: ask.version }, 5_000)));
         return lists.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
@@ -109,7 +122,19 @@ export async function startPrimary(options: ServeOptions, processes: number, log
       }
       case 'quota-acquire': {
         const tenant = { name: ask.tenant, quotas: ask.quotas };
-        const release = quota.take(tenant, ask.items);
+        let release: QuotaRelease;
+        try {
+          release = quota.take(tenant, ask.items);
+        } catch (error) {
+          refusedRate(error);
+          throw error;
+        }
+        // The bucket now empty: children refuse the next ones early, as one gateway's precheck would.
+        try {
+          quota.precheck(tenant);
+        } catch (error) {
+          refusedRate(error);
+        }
         // No concurrency limit: nothing to release, no grant to remember.
         if (release === NO_RELEASE) return 0;
         const id = nextGrant++;
@@ -254,4 +279,59 @@ export async function startPrimary(options: ServeOptions, processes: number, log
   };
 
   return { summary, childPids: () => [...children].flatMap((c) => (c.process.pid === undefined ? [] : [c.process.pid])), shutdown };
+}
+
+/**
+ * The workers' own counts of runs, from their Status at scrape time: how
+ * many runs merged executions, and how many of those carried executions of
+ * several gateway processes. Shown once, beside the children's metrics.
+ */
+function workerRunMetrics(supervisor: WorkerSupervisor): Registry {
+  const registry = new Registry();
+  const labelNames = ['worker', 'model', 'version'] as const;
+  type Row = ModelStatus & { readonly worker: string };
+  let rows: Promise<Row[]> | undefined;
+  // One Status per worker per scrape, shared by the metrics below.
+  const read = (): Promise<Row[]> =>
+    (rows ??= Promise.all(
+      supervisor.connections().map((c) =>
+        c.status(2_000).then(
+          (s) => s.models.map((m) => ({ ...m, worker: c.endpoint.id })),
+          () => [],
+        ),
+      ),
+    )
+      .then((lists) => lists.flat())
+      .finally(() => setImmediate(() => (rows = undefined))));
+  const labels = (r: Row): { worker: string; model: string; version: string } => {
+    const i = r.modelKey.lastIndexOf('/');
+    return { worker: r.worker, model: r.modelKey.slice(0, i), version: r.modelKey.slice(i + 1) };
+  };
+  const counter = (name: string, help: string, pick: (r: Row) => bigint): void => {
+    new Counter({
+      name,
+      help,
+      labelNames,
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const r of await read()) this.inc(labels(r), Number(pick(r)));
+      },
+    });
+  };
+  counter('fabriek_worker_runs_total', 'ONNX Runtime runs of the model in the worker (merged executions count once)', (r) => r.runs);
+  counter('fabriek_worker_merged_runs_total', 'Runs that merged several executions waiting for the same instance', (r) => r.mergedRuns);
+  counter('fabriek_worker_merged_executions_total', 'Executions answered from merged runs', (r) => r.mergedCalls);
+  counter('fabriek_worker_cross_gateway_runs_total', 'Merged runs that carried executions of several gateway processes', (r) => r.crossConnectionRuns);
+  new Gauge({
+    name: 'fabriek_worker_largest_merged_rows',
+    help: 'Rows (dim 0) of the largest merged run since the model loaded',
+    labelNames,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const r of await read()) this.set(labels(r), r.maxMergedRows);
+    },
+  });
+  return registry;
 }

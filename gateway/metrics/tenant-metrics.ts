@@ -72,6 +72,8 @@ export class TenantMetrics {
         help: "Where tenant quotas are counted: 1 for the current one (redis = shared, local = this gateway's share)",
         labelNames: ['store'],
         registers,
+        // Several gateway processes (--gateway-processes) share one store: their /metrics shows it once.
+        aggregator: 'max',
         collect() {
           const now = quota()?.store;
           for (const store of ['redis', 'local'] as const) this.set({ store }, now === store ? 1 : 0);
@@ -81,6 +83,7 @@ export class TenantMetrics {
         name: 'fabriek_quota_gateways',
         help: 'Gateways sharing the tenant quotas (live in Redis, else --gateway-count-hint): the local share is limit ÷ this',
         registers,
+        aggregator: 'max',
         collect() {
           this.set(quota()?.gateways ?? 1);
         },

@@ -74,6 +74,11 @@ export class WorkerSupervisor {
     return out;
   }
 
+  /** The connections to the workers that are up (the supervisor's own: liveness, and status for metrics). */
+  connections(): WorkerConnection[] {
+    return [...this.#running.values()].flatMap((r) => (r.connection ? [r.connection] : []));
+  }
+
   /** From now on a worker that exits is not restarted (a shutdown began; stop() follows). */
   stopRestarting(): void {
     this.#stopping = true;

@@ -63,7 +63,7 @@ export class LocalQuota implements QuotaLimiter {
     return c === undefined ? undefined : Math.max(1, Math.floor(c / this.#n()));
   }
 
-  precheck(t: Tenant): void {
+  precheck(t: QuotaHolder): void {
     if (!hasQuotas(t.quotas)) return;
     const limit = this.#concurrencyLimit(t);
     if (limit !== undefined && this.#inFlight.get(t.name) >= limit) throw concurrencyExceeded(t.name, limit, this.#scope);

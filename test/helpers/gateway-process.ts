@@ -53,14 +53,16 @@ export async function spawnReadyCli(args: readonly string[], what: string, timeo
 /**
  * FABRIEK_TEST_GATEWAY_PROCESSES=N runs every gateway the tests start with
  * `--gateway-processes N` (unless a test gives the flag itself), to run
- * existing tests against several gateway processes.
+ * existing tests against several gateway processes. Unset: 1, so that the
+ * tests see one gateway process on every host (the default, auto, is more
+ * than one on hosts with 8 cores or more).
  */
 export const GATEWAY_PROCESSES_ENV = 'FABRIEK_TEST_GATEWAY_PROCESSES';
 
 function gatewayProcessesArgs(args: readonly string[]): string[] {
+  if (args.includes('--gateway-processes')) return [];
   const n = process.env[GATEWAY_PROCESSES_ENV];
-  if (n === undefined || n === '' || args.includes('--gateway-processes')) return [];
-  return ['--gateway-processes', n];
+  return ['--gateway-processes', n === undefined || n === '' ? '1' : n];
 }
 
 /** Starts the real `fabriek serve` CLI on a free port and waits for its ready line. */

@@ -11,6 +11,7 @@ import { type ModelInferRequest } from '../../proto/gen/inference.js';
 import { type ModelStatus } from '../../proto/gen/worker.js';
 import { type GatewayProcess, spawnReadyCli, startGateway } from '../helpers/gateway-process.js';
 import { childPids, waitFor } from '../helpers/processes.js';
+import { sampleValue } from '../helpers/metrics-text.js';
 import { TEST_REPOSITORY } from '../helpers/test-repository.js';
 
 // `fabriek serve --gateway-processes 2`: one primary, two gateway children
@@ -96,7 +97,7 @@ describe('fabriek serve --gateway-processes 2', () => {
   });
 
   it('runs one primary with two gateway children and one worker, and says so in the ready line', () => {
-    expect(gw.readyLine).toMatch(/; 2 gateway processes/);
+    expect(gw.readyLine).toMatch(/; 2 gateway processes; open: no --tenants/);
     const pids = childPids(gw.child.pid as number);
     expect(pids).toHaveLength(3);
   });
@@ -136,6 +137,10 @@ describe('fabriek serve --gateway-processes 2', () => {
     );
 
     const text = await (await fetch(metricsUrl)).text();
+    // The primary adds the worker's own counts, once.
+    const crossGateway = sampleValue(text, 'fabriek_worker_cross_gateway_runs_total{worker="cpu0",model="merged",version="1"}');
+    expect(crossGateway).toBeGreaterThanOrEqual(Number(status?.crossConnectionRuns));
+    expect(sampleValue(text, 'fabriek_worker_largest_merged_rows{worker="cpu0",model="merged",version="1"}')).toBeGreaterThan(1);
     const perProcess = [...text.matchAll(/^fabriek_gateway_process_requests\{pid="(\d+)"\} (\d+)/gm)].map((m) => ({ pid: Number(m[1]), n: Number(m[2]) }));
     expect(perProcess).toHaveLength(2);
     for (const p of perProcess) expect(p.n, `gateway process ${p.pid} served none`).toBeGreaterThan(0);

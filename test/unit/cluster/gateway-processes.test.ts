@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { defaultGatewayProcesses, resolveGatewayProcesses } from '../../../gateway/cluster/gateway-processes.js';
+import { cgroupCpuLimit, defaultGatewayProcesses, resolveGatewayProcesses, usableCores } from '../../../gateway/cluster/gateway-processes.js';
 import { parseServeOptions, UsageError } from '../../../gateway/options.js';
 
 describe('--gateway-processes', () => {
@@ -17,5 +17,16 @@ describe('--gateway-processes', () => {
     expect(parseServeOptions(['--model-repository', 'm', '--gateway-processes', '2']).gatewayProcesses).toBe(2);
     expect(() => parseServeOptions(['--model-repository', 'm', '--gateway-processes', '0'])).toThrow(UsageError);
     expect(() => parseServeOptions(['--model-repository', 'm', '--gateway-processes', 'many'])).toThrow(UsageError);
+  });
+
+  it('counts the cores a container CPU quota allows (cgroup v2 cpu.max, or v1 cfs quota and period)', () => {
+    expect(cgroupCpuLimit('max 100000\n')).toBeUndefined();
+    expect(cgroupCpuLimit('400000 100000\n')).toBe(4);
+    expect(cgroupCpuLimit('150000 100000')).toBe(2);
+    expect(cgroupCpuLimit('50000 100000')).toBe(1);
+    expect(cgroupCpuLimit(undefined, '-1\n', '100000\n')).toBeUndefined();
+    expect(cgroupCpuLimit(undefined, '800000\n', '100000\n')).toBe(8);
+    expect(cgroupCpuLimit(undefined)).toBeUndefined();
+    expect(usableCores()).toBeGreaterThanOrEqual(1);
   });
 });
