@@ -60,6 +60,10 @@ function writeReadyLine(options: ServeOptions, s: ReadySummary, processes: numbe
 }
 
 async function serve(argv: readonly string[]): Promise<void> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(`${SERVE_USAGE}\n`);
+    return;
+  }
   const options = parseServeOptions(argv);
   const log = createLogger(options.logLevel, 'fabriek');
   if (isGatewayChild()) return serveChild(options, log);

@@ -22,6 +22,10 @@ describe('registry command lines', () => {
     const help = await runCli(['worker', '--help']);
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('--advertise-address');
+    const serveHelp = await runCli(['serve', '--help']);
+    expect(serveHelp.code).toBe(0);
+    expect(serveHelp.stdout).toContain('fabriek serve --registry URL');
+    expect(serveHelp.stdout).toContain('--gateway-processes');
   });
 
   it('--workers 0 needs --registry; --registry needs a redis URL', async () => {
