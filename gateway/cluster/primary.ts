@@ -56,6 +56,9 @@ export async function startPrimary(options: ServeOptions, processes: number, log
     // Each worker's queue per instance grows with the gateways sending to it.
     workerArgs: ['--local-gateways', String(processes)],
     onUp: async (connection) => {
+      // The primary sends the worker nothing, but its connection is the one whose liveness check
+      // kills a hung worker (--worker-ping-timeout-ms): open it, so the check runs.
+      await connection.status().catch(() => undefined);
       endpoints.set(connection.endpoint.id, connection.endpoint);
       broadcast({ fabriek: 1, kind: 'worker-up', endpoint: connection.endpoint });
     },

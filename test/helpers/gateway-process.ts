@@ -59,6 +59,9 @@ export async function spawnReadyCli(args: readonly string[], what: string, timeo
  */
 export const GATEWAY_PROCESSES_ENV = 'FABRIEK_TEST_GATEWAY_PROCESSES';
 
+/** Gateway processes each started gateway runs (FABRIEK_TEST_GATEWAY_PROCESSES, else 1). */
+export const TEST_GATEWAY_PROCESSES = Number(process.env[GATEWAY_PROCESSES_ENV] || '1');
+
 function gatewayProcessesArgs(args: readonly string[]): string[] {
   if (args.includes('--gateway-processes')) return [];
   const n = process.env[GATEWAY_PROCESSES_ENV];

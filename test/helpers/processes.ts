@@ -17,6 +17,20 @@ export function childPids(ppid: number): number[] {
   return out;
 }
 
+/** Is `pid` a Fabriek worker process (dist/worker/main.js)? False once it ended. */
+export function isWorkerProcess(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('worker/main.js');
+  } catch {
+    return false;
+  }
+}
+
+/** The worker processes among `ppid`'s children (with several gateway processes, the others are gateways). */
+export function workerPids(ppid: number): number[] {
+  return childPids(ppid).filter(isWorkerProcess);
+}
+
 /** Resolves when `predicate` holds, polling; rejects after `timeoutMs`. */
 export async function waitFor(predicate: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
   const until = Date.now() + timeoutMs;

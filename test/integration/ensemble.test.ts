@@ -9,7 +9,7 @@ import { buildModel, EXAMPLE_CONFIGS } from '../../models/build/test-models.js';
 import { type ModelInferRequest } from '../../proto/gen/inference.js';
 import { cacheCounts } from '../helpers/cache-repository.js';
 import { failure } from '../helpers/call-outcome.js';
-import { childPids, waitFor } from '../helpers/processes.js';
+import { waitFor, workerPids } from '../helpers/processes.js';
 import { type GatewayProcess, startGateway } from '../helpers/gateway-process.js';
 
 // Triton ensembles and the response cache (issue #14) in one Triton-layout
@@ -174,10 +174,10 @@ describe('ensembles', () => {
   });
 
   it('stays READY through a killed local worker, and answers again once the worker is back', async () => {
-    const [worker] = childPids(gw.child.pid as number);
+    const [worker] = workerPids(gw.child.pid as number);
     expect(worker).toBeDefined();
     process.kill(worker as number, 'SIGKILL');
-    await waitFor(async () => childPids(gw.child.pid as number).some((p) => p !== worker) && (await gw.client.isModelReady('add_sub')), 30_000, 'the worker to restart');
+    await waitFor(async () => workerPids(gw.child.pid as number).some((p) => p !== worker) && (await gw.client.isModelReady('add_sub')), 30_000, 'the worker to restart');
     const answers = (): Promise<boolean> => gw.client.infer('pipeline', [input('A', 'FP32', [1, 16], a), input('B', 'FP32', [1, 16], b)]).then(() => true, () => false);
     await waitFor(answers, 30_000, 'the pipeline to answer');
     const index = await gw.client.repositoryIndex();

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { type ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
 import { hashKey } from '../../gateway/tenants/key-hash.js';
@@ -10,7 +9,7 @@ import { WorkerConnection } from '../../gateway/scheduling/worker-connection.js'
 import { type ModelInferRequest } from '../../proto/gen/inference.js';
 import { type ModelStatus } from '../../proto/gen/worker.js';
 import { type GatewayProcess, spawnReadyCli, startGateway } from '../helpers/gateway-process.js';
-import { childPids, waitFor } from '../helpers/processes.js';
+import { childPids, isWorkerProcess as isWorker, waitFor } from '../helpers/processes.js';
 import { sampleValue } from '../helpers/metrics-text.js';
 import { TEST_REPOSITORY } from '../helpers/test-repository.js';
 
@@ -37,13 +36,6 @@ function request(model: string, i: number): ModelInferRequest {
   };
 }
 
-const isWorker = (pid: number): boolean => {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('worker/main.js');
-  } catch {
-    return false;
-  }
-};
 
 /** Every client answers (retrying while a restarted process comes back). */
 async function allServe(clients: readonly InferenceGrpcClient[], model: string): Promise<void> {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashKey } from '../../gateway/tenants/key-hash.js';
-import { type GatewayProcess, startGateway } from '../helpers/gateway-process.js';
+import { type GatewayProcess, startGateway, TEST_GATEWAY_PROCESSES } from '../helpers/gateway-process.js';
 import { sampleValue } from '../helpers/metrics-text.js';
 import { waitFor } from '../helpers/processes.js';
 import { freePort } from '../../bench/fault/redis-process.js';
@@ -123,7 +123,10 @@ describe('response cache in Redis, shared by two gateways, per tenant', () => {
       for (let i = 0; i < 2; i++) await gw.client.modelInfer(mlpRequest('mlp_cached', 1));
       const s = cacheCounts((await gw.client.modelStatistics('mlp_cached')).modelStats[0]);
       expect(s).toMatchObject({ success: 2, hits: 0, executions: 2 });
-      expect(gw.stderr().split('response cache: Redis failed').length - 1).toBe(1);
+      // Once per gateway process (each has its own client).
+      const said = gw.stderr().split('response cache: Redis failed').length - 1;
+      expect(said).toBeGreaterThanOrEqual(1);
+      expect(said).toBeLessThanOrEqual(TEST_GATEWAY_PROCESSES);
       expect(sampleValue(await metricsOf(gw), 'fabriek_response_cache_errors_total{cache="redis",op="get"}')).toBe(2);
     } finally {
       expect(await gw.stop()).toBe(0);

@@ -5,9 +5,9 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addSubRequest, isExpectedSum } from '../../bench/fault/add-sub.js';
 import { WorkerConnection } from '../../gateway/scheduling/worker-connection.js';
-import { type GatewayProcess, startGateway } from '../helpers/gateway-process.js';
+import { type GatewayProcess, startGateway, TEST_GATEWAY_PROCESSES } from '../helpers/gateway-process.js';
 import { expectEachAnsweredOnce, failureSummary, type Outcome, servedCounts, startLoad } from '../helpers/load-driver.js';
-import { childPids, waitFor } from '../helpers/processes.js';
+import { childPids, waitFor, workerPids } from '../helpers/processes.js';
 import { type RedisServer, startRedis } from '../helpers/redis-server.js';
 import { type RegisteredWorker, startRegisteredWorker } from '../helpers/registered-worker.js';
 import { buildWorkerModels, SLOW_N } from '../helpers/worker-fixtures.js';
@@ -44,7 +44,8 @@ describe('worker liveness: registered workers, one SIGSTOPped under load', () =>
     // A long lease: only the liveness check can notice a stopped worker here.
     for (const w of await Promise.all(['w1', 'w2'].map((id) => startRegisteredWorker(id, redis.url, repository, ['--registry-ttl-secs', '60'])))) workers.set(w.id, w);
     gateway = await startGateway(['--model-repository', repository, '--registry', redis.url, '--workers', '0', '--worker-ping-timeout-ms', String(PING_TIMEOUT_MS)]);
-    await waitFor(() => (gateway.stderr().match(/registered worker joined/g) ?? []).length === 2, 10_000, 'the gateway to see both workers');
+    // Each gateway process logs each join.
+    await waitFor(() => (gateway.stderr().match(/registered worker joined/g) ?? []).length === 2 * TEST_GATEWAY_PROCESSES, 10_000, 'the gateway to see both workers');
   }, 120_000);
 
   afterAll(async () => {
@@ -119,13 +120,13 @@ describe('worker liveness: local workers', () => {
   });
 
   it('a SIGSTOPped local worker is killed (SIGKILL) and restarted, and the model serves again', async () => {
-    const [pid] = childPids(gateway.child.pid ?? -1);
+    const [pid] = workerPids(gateway.child.pid ?? -1);
     expect(pid).toBeDefined();
     const stoppedAt = Date.now();
     process.kill(pid as number, 'SIGSTOP');
     await waitFor(() => gateway.stderr().includes('worker unresponsive; killing it (SIGKILL) to restart it'), PING_TIMEOUT_MS + 5_000, 'the gateway to kill the stopped worker');
-    await waitFor(() => childPids(gateway.child.pid ?? -1).some((p) => p !== pid), 30_000, 'a new worker process');
-    expect(childPids(gateway.child.pid ?? -1)).not.toContain(pid);
+    await waitFor(() => workerPids(gateway.child.pid ?? -1).some((p) => p !== pid), 30_000, 'a new worker process');
+    expect(workerPids(gateway.child.pid ?? -1)).not.toContain(pid);
     const { request, expected } = addSubRequest(1);
     let answer: Uint8Array | undefined;
     await waitFor(
