@@ -71,9 +71,22 @@ async function serve(argv: readonly string[]): Promise<void> {
   if (processes > 1) return servePrimary(options, processes, log);
   const gateway = await startGateway(options, log);
   writeReadyLine(options, summaryOf(gateway), 1);
+  exitOnSignal(log, () => gateway.shutdown(), 'kills');
+}
+
+/**
+ * SIGTERM or SIGINT: shut down, then exit 0, or 1 when the shutdown failed.
+ * A second signal `kills` (Node's default: Ctrl-C twice ends a single
+ * gateway at once) or is `ignored` (several gateway processes: SIGTERM comes
+ * to the process group and again from the primary).
+ */
+function exitOnSignal(log: Logger, shutdown: (signal: string) => Promise<void>, second: 'kills' | 'ignored' = 'ignored'): void {
+  let stopping = false;
   const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
     log.info({ signal }, 'signal received');
-    gateway.shutdown().then(
+    shutdown(signal).then(
       () => process.exit(0),
       (error: unknown) => {
         log.error({ err: error }, 'shutdown failed');
@@ -81,8 +94,9 @@ async function serve(argv: readonly string[]): Promise<void> {
       },
     );
   };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  const listen = second === 'kills' ? process.once.bind(process) : process.on.bind(process);
+  listen('SIGTERM', () => stop('SIGTERM'));
+  listen('SIGINT', () => stop('SIGINT'));
 }
 
 /** The primary of several gateway processes: workers and children; prints the ready line once every child is ready. */
@@ -90,21 +104,7 @@ async function servePrimary(options: ServeOptions, processes: number, log: Logge
   const { startPrimary } = await import('./cluster/primary.js');
   const primary = await startPrimary(options, processes, log);
   writeReadyLine(options, primary.summary, processes);
-  let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'signal received');
-    primary.shutdown(signal).then(
-      () => process.exit(0),
-      (error: unknown) => {
-        log.error({ err: error }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  exitOnSignal(log, (signal) => primary.shutdown(signal));
 }
 
 /** One of several gateway processes: a gateway on the primary's workers; its ready summary goes to the primary. */
@@ -113,22 +113,7 @@ async function serveChild(options: ServeOptions, log: Logger): Promise<void> {
   const child = new GatewayChild();
   const gateway = await startGateway(options, log, child);
   child.ready(summaryOf(gateway));
-  let stopping = false;
-  // SIGTERM may come twice (to the process group, then from the primary): the second is ignored.
-  const stop = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'signal received');
-    gateway.shutdown().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        log.error({ err: error }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  exitOnSignal(log, () => gateway.shutdown());
 }
 
 /** The benchmarks live in their own entry (dist/bench/cli.js); run it as a child with our terminal. */

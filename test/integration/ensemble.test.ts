@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +10,7 @@ import { type ModelInferRequest } from '../../proto/gen/inference.js';
 import { cacheCounts } from '../helpers/cache-repository.js';
 import { failure } from '../helpers/call-outcome.js';
 import { waitFor, workerPids } from '../helpers/processes.js';
+import { putModel } from '../helpers/model-dir.js';
 import { type GatewayProcess, startGateway } from '../helpers/gateway-process.js';
 
 // Triton ensembles and the response cache (issue #14) in one Triton-layout
@@ -61,11 +62,7 @@ describe('ensembles', () => {
 
   beforeAll(async () => {
     repo = await mkdtemp(join(tmpdir(), 'fabriek-ensemble-'));
-    const put = async (name: string, config: string | undefined, model?: Uint8Array): Promise<void> => {
-      await mkdir(join(repo, name, '1'), { recursive: true });
-      if (model) await writeFile(join(repo, name, '1', 'model.onnx'), model);
-      if (config !== undefined) await writeFile(join(repo, name, 'config.pbtxt'), config);
-    };
+    const put = (name: string, config: string | undefined, model?: Uint8Array): Promise<void> => putModel(repo, name, config, model);
     await put('add_sub', EXAMPLE_CONFIGS.add_sub, buildModel('add_sub'));
     await put('identity_fp32', undefined, buildModel('identity_fp32'));
     await put('pipeline', PIPELINE);

@@ -5,12 +5,13 @@
 // HTTP request: their spans share the caller's trace, and the parents run
 // request → queue, request → batch (linked) → worker execution → worker run
 // → ONNX Runtime run. With rate=0 nothing is sampled; a bad flag exits 2.
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildModel, EXAMPLE_CONFIGS } from '../../models/build/test-models.js';
 import { zerosRequest } from '../helpers/call-outcome.js';
+import { putModel } from '../helpers/model-dir.js';
 import { type GatewayProcess, runCli, startGateway } from '../helpers/gateway-process.js';
 import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from '../helpers/otlp-receiver.js';
 import { waitFor } from '../helpers/processes.js';
@@ -128,11 +129,7 @@ ensemble_scheduling { step [
   beforeAll(async () => {
     receiver = await startOtlpReceiver();
     repo = await mkdtemp(join(tmpdir(), 'fabriek-tracing-'));
-    const put = async (name: string, config: string | undefined, model?: Uint8Array): Promise<void> => {
-      await mkdir(join(repo, name, '1'), { recursive: true });
-      if (model) await writeFile(join(repo, name, '1', 'model.onnx'), model);
-      if (config !== undefined) await writeFile(join(repo, name, 'config.pbtxt'), config);
-    };
+    const put = (name: string, config: string | undefined, model?: Uint8Array): Promise<void> => putModel(repo, name, config, model);
     await put('add_sub', EXAMPLE_CONFIGS.add_sub, buildModel('add_sub'));
     await put('identity_fp32', undefined, buildModel('identity_fp32'));
     await put('pipeline', PIPELINE);
