@@ -10,7 +10,7 @@ import { treeCpuSeconds } from '../../core/process-cpu.js';
 // CLI, or this one with other flags. Each server starts once; then rounds of
 // `fabriek bench -u` against each in turn, so drift on a shared machine falls
 // on all of them. Per round: req/s and the server process tree's CPU per
-// request (from /proc, over the bench's warm-up and window). The first round
+// request (from /proc, over the bench's warm-up and window), p50 latency. The first round
 // warms the servers up; read the others.
 
 const USAGE = `Usage: node dist/bench/ab/serve-ab.js [options] 'LABEL|CLI.js|SERVE FLAGS' …
@@ -35,6 +35,7 @@ interface Variant {
   readonly port: string;
   readonly rps: number[];
   readonly cpuUs: number[];
+  readonly p50Us: number[];
 }
 
 async function start(label: string, cli: string, flags: readonly string[], repository: string): Promise<Variant> {
@@ -52,7 +53,7 @@ async function start(label: string, cli: string, flags: readonly string[], repos
     });
     child.once('exit', (code) => fail(new Error(`${label}: exited with ${code} before it was ready`)));
   });
-  return { label, child, port, rps: [], cpuUs: [] };
+  return { label, child, port, rps: [], cpuUs: [], p50Us: [] };
 }
 
 async function main(): Promise<void> {
@@ -90,16 +91,17 @@ async function main(): Promise<void> {
           { stdio: 'ignore' },
         );
         const cpu = treeCpuSeconds(pid) - cpu0;
-        const level = (JSON.parse(readFileSync(json, 'utf8')) as { levels: { requestsPerSecond: number; seconds: number }[] }).levels[0];
+        const level = (JSON.parse(readFileSync(json, 'utf8')) as { levels: { requestsPerSecond: number; seconds: number; latency: { p50Us: number } }[] }).levels[0];
         if (level === undefined) throw new Error(`${v.label}: the bench measured nothing`);
         // The CPU read spans the warm-up too, at about the same rate.
         const requests = level.requestsPerSecond * (level.seconds + WARMUP_MS / 1000);
         v.rps.push(Math.round(level.requestsPerSecond));
         v.cpuUs.push(Math.round((cpu * 1e6) / requests));
+        v.p50Us.push(level.latency.p50Us);
       }
     }
     console.log(`${values.model}, ${values.concurrency} clients, ${values.rounds} rounds of ${values['window-ms']} ms (the first warms up)`);
-    for (const v of variants) console.log(`${v.label}: req/s ${v.rps.join(' ')}; server CPU µs/req ${v.cpuUs.join(' ')}`);
+    for (const v of variants) console.log(`${v.label}: req/s ${v.rps.join(' ')}; server CPU µs/req ${v.cpuUs.join(' ')}; p50 µs ${v.p50Us.join(' ')}`);
   } finally {
     for (const v of variants) v.child.kill('SIGTERM');
     rmSync(dir, { recursive: true, force: true });

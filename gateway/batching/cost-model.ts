@@ -35,6 +35,7 @@ export class CostModel {
   /** One execution of `rows` rows took `ns`. */
   observe(rows: number, ns: number): void {
     if (!(rows >= 1) || !(ns >= 0) || !Number.isFinite(ns)) return;
+    this.#points = undefined;
     const i = bucketOf(rows);
     const b = this.#buckets[i];
     if (!b) {
@@ -68,10 +69,13 @@ export class CostModel {
     return this.#buckets.every((b) => b === undefined);
   }
 
-  /** Measured points, by rows. */
-  points(): CostPoint[] {
-    return this.#buckets.filter((b): b is Bucket => b !== undefined).map((b) => ({ rows: b.rows, ns: b.ns, samples: b.samples }));
+  /** Measured points, by rows (built again only after a new timing: estimates run on every request). */
+  points(): readonly CostPoint[] {
+    this.#points ??= this.#buckets.filter((b): b is Bucket => b !== undefined).map((b) => ({ rows: b.rows, ns: b.ns, samples: b.samples }));
+    return this.#points;
   }
+
+  #points: readonly CostPoint[] | undefined;
 
   /**
    * Expected ns of one execution of `rows` rows, compute plus the learned
