@@ -10,8 +10,11 @@ import { TEST_REPOSITORY } from '../helpers/test-repository.js';
 
 // SLO-aware batching (batching_slo_ms, --batching-slo-ms) through the real
 // CLI, its worker and the MLP 784→1024×3→10: the parameter round-trips in
-// ModelConfig, the mode batches fuller than max_queue_delay 0 under the same
-// concurrent load, and it sheds what cannot meet the SLO without computing it.
+// ModelConfig, and it sheds what cannot meet the SLO without computing it.
+// How full its batches are under load is a figure of the machine's load, not
+// a property: the benches measure it (bench:slo-goodput, bench:rayserve), and
+// the batcher's choices (hold a send-ahead, wait for keep-up size, cut the
+// efficient size) are tested with a fake clock in test/unit/slo-batcher.test.ts.
 
 const ROW = 784;
 const src = (name: string): string => join(TEST_REPOSITORY, name, '1', 'model.onnx');
@@ -82,33 +85,6 @@ describe('SLO-aware batching through the real server', () => {
     const bad = (await gw.client.repositoryIndex()).models.find((m) => m.name === 'bad_slo');
     expect(bad?.state).toBe('UNAVAILABLE');
     expect(bad?.reason).toMatch(/parameter 'batching_slo_ms': expected milliseconds between 0 and \d+ \(0 = off\), got 'soon'/);
-  });
-
-  it('batches fuller than max_queue_delay 0 under the same concurrent load', async () => {
-    const CLIENTS = 48;
-    const avgBatch = async (model: string): Promise<number> => {
-      // Warm the cost model and the arrival rate, then measure a closed loop of CLIENTS callers.
-      for (let i = 0; i < 4; i++) await gw.client.modelInfer(rowRequest(model, i), {});
-      const run = async (ms: number): Promise<void> => {
-        const end = performance.now() + ms;
-        await Promise.all(
-          Array.from({ length: CLIENTS }, async (_, c) => {
-            for (let i = 0; performance.now() < end; i++) await gw.client.modelInfer(rowRequest(model, c * 1000 + i), {});
-          }),
-        );
-      };
-      await run(500);
-      const before = await stats(model);
-      await run(2_000);
-      const after = await stats(model);
-      expect(after.inferenceStats?.fail?.count).toBe(before.inferenceStats?.fail?.count);
-      return Number(after.inferenceCount - before.inferenceCount) / Number(after.executionCount - before.executionCount);
-    };
-    const fixed = await avgBatch('fixed0');
-    const sloMode = await avgBatch('slo');
-    // Measured here: 15.5 against 12.2. Both split the callers over the instance and its queue-ahead slot; the SLO
-    // mode sends ahead only at the dispatch time before the running batch's compute ends, so more callers join.
-    expect(sloMode, `average batch: SLO mode ${sloMode}, max_queue_delay 0 ${fixed}`).toBeGreaterThan(fixed);
   });
 
   it('sheds requests that cannot meet the SLO without computing them: UNAVAILABLE, counted as shed, never past the deadline', async () => {
