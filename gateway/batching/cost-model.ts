@@ -120,6 +120,21 @@ const RISING = 1.05;
 const EFFICIENT_SHARE = 0.9;
 
 /**
+ * Whether doubling the batch up to the largest size measured still gained
+ * RISING, judged from two measured sizes about a doubling apart: the
+ * largest and the largest at most 3/4 of it. Without such a pair (seen at
+ * one size, or at 1 and 8 rows only) nothing says the curve flattened:
+ * interpolating between far sizes draws a straight line, which would read
+ * as flat and stop the batches from ever growing.
+ */
+function stillRising(points: readonly CostPoint[], last: CostPoint): boolean {
+  let half: CostPoint | undefined;
+  for (const p of points) if (p.rows <= 0.75 * last.rows) half = p;
+  if (half === undefined || half.rows < last.rows / 3) return true;
+  return last.rows / last.ns >= RISING * (half.rows / half.ns);
+}
+
+/**
  * The smallest batch whose throughput (rows per ns of compute) is at least
  * EFFICIENT_SHARE of the best up to the largest size measured, once the
  * curve has flattened there (doubling the batch up to it gained less than
@@ -136,9 +151,7 @@ export function efficientRows(points: readonly CostPoint[], maxBatch: number): n
   if (last === undefined) return maxBatch;
   const top = Math.min(maxBatch, Math.max(1, Math.floor(last.rows)));
   const throughput = (rows: number): number => rows / (estimate(points, rows) ?? Infinity);
-  if (top < maxBatch && (top === 1 || throughput(top) >= RISING * throughput(Math.max(1, Math.floor(top / 2))))) {
-    return Math.min(maxBatch, 2 * top);
-  }
+  if (top < maxBatch && stillRising(points, last)) return Math.min(maxBatch, 2 * top);
   let best = 0;
   for (let n = 1; n <= top; n++) best = Math.max(best, throughput(n));
   // (1 − 1e-9: a size exactly at the share counts, whatever the rounding.)

@@ -304,6 +304,13 @@ describe('the efficient batch size (SLO mode’s full batch)', () => {
     expect(model((n) => 10 + n, [1, 2, 4, 8, 16, 32]).efficientRows(48)).toBe(48);
   });
 
+  it('judges the curve flat only from measured sizes about a doubling apart, never from a line drawn between far ones', () => {
+    // Seen at 1 and 8 rows only (one-row warm-up, then 8-row requests): the straight line between them says
+    // nothing of 4 against 8, so 16 is tried. Judged flat from the line, every batch stayed one 8-row request.
+    expect(model((n) => 5 * n, [1, 8]).efficientRows(64)).toBe(16);
+    expect(model((n) => 5 * n, [1, 4, 8]).efficientRows(64)).toBe(1);
+  });
+
   it('once throughput flattens, is the smallest size within 90 % of the best', () => {
     // Compute-bound (2 ms + 5 ms a row): 16 rows do 2.6 % more rows/s than 8; 3 rows already do 90 % of 16's.
     expect(model((n) => 2 + 5 * n, [1, 2, 4, 8, 16]).efficientRows(64)).toBe(3);
