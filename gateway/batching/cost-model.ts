@@ -7,6 +7,8 @@
 // timing moves its bucket by ALPHA.
 
 const ALPHA = 0.2;
+/** Executions the overhead floor looks back over. */
+const FLOOR_WINDOW = 16;
 
 interface Bucket {
   rows: number;
@@ -52,11 +54,28 @@ export class CostModel {
     const extra = wallNs - computeNs;
     if (!(extra >= 0) || !Number.isFinite(extra)) return;
     this.#overheadNs += ALPHA * (extra - this.#overheadNs);
+    this.#recentOverheads[this.#overheadAt++ % FLOOR_WINDOW] = extra;
   }
 
+  /** Mean overhead: what an execution is expected to add to its compute. */
   get overheadNs(): number {
     return this.#overheadNs;
   }
+
+  /**
+   * The least overhead of the last FLOOR_WINDOW executions: what shedding
+   * may count on. The mean rises with a busy machine's stalls (a late event
+   * loop, a descheduled worker); shedding on it refused, at half the
+   * capacity, requests that fixed delays answered in time.
+   */
+  get overheadFloorNs(): number {
+    let min = Infinity;
+    for (const x of this.#recentOverheads) if (x < min) min = x;
+    return min === Infinity ? 0 : min;
+  }
+
+  readonly #recentOverheads: number[] = [];
+  #overheadAt = 0;
 
   /** Executions observed, all sizes. */
   get samples(): number {

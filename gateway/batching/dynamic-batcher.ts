@@ -212,8 +212,10 @@ export class DynamicBatcher<P> implements Scheduler {
     // Batches already sent are about half done on average.
     const parallel = this.#slots.instanceCount ?? 1;
     const running = ((cost(this.#lastRows || 1) ?? 0) * this.#running.size) / (2 * parallel);
-    const ahead = expectedFinishNs({ rowsAhead, maxBatch: this.#batchRows, parallel }, cost);
-    const finish = ahead === undefined ? undefined : ahead + this.cost.overheadNs;
+    // A lower bound: the rows ahead in batches of max_batch_size (a backlog is cut that large while its members
+    // stay in time), and the least overhead lately seen. What it sheds could not have finished in time.
+    const ahead = expectedFinishNs({ rowsAhead, maxBatch: this.#policy.maxBatchSize, parallel }, cost);
+    const finish = ahead === undefined ? undefined : ahead + this.cost.overheadFloorNs;
     const until = Number(deadlineNs - now);
     // A deadline already passed (grpc-js wraps timeouts past ~24.8 days) is DEADLINE_EXCEEDED, not a shed.
     if (until <= 0) return false;
@@ -231,8 +233,8 @@ export class DynamicBatcher<P> implements Scheduler {
    */
   #shedLeadNs(): bigint {
     if (!this.#shedding || this.#running.size === 0) return 0n;
-    const ns = this.cost.estimateNs(1);
-    return ns === undefined ? 0n : BigInt(Math.round(ns));
+    const ns = this.cost.computeNs(1);
+    return ns === undefined ? 0n : BigInt(Math.round(ns + this.cost.overheadFloorNs));
   }
 
   async stop(reason: Error): Promise<void> {
@@ -272,7 +274,7 @@ export class DynamicBatcher<P> implements Scheduler {
       e.reject(deadlineExceeded(`model '${this.#key}': deadline exceeded before the request ran`));
     } else if (reason === 'shed') {
       const until = e.deadlineNs === undefined ? 0 : Number(e.deadlineNs - now) / 1e6;
-      e.reject(shedError(this.#key, (this.cost.estimateNs(e.rows) ?? 0) / 1e6, until));
+      e.reject(shedError(this.#key, ((this.cost.computeNs(e.rows) ?? 0) + this.cost.overheadFloorNs) / 1e6, until));
     } else {
       // Triton's words and code (dynamic_batch_scheduler.cc), then how long it waited.
       const waitedUs = Math.round(Number(now - e.enqueuedNs) / 1000);
@@ -343,10 +345,12 @@ export class DynamicBatcher<P> implements Scheduler {
       now,
       queued: d.take,
       maxBatch: this.#batchRows,
+      largestBatch: this.#policy.maxBatchSize,
       sloNs: this.#sloNs,
       idle: this.#slots.idle > 0,
       busyUntilNs,
-      cost: (rows) => this.cost.estimateNs(rows),
+      cost: this.#estimateNs,
+      compute: this.#computeNs,
       dispatchNs: this.cost.overheadNs / 2,
       arrivalRowsPerNs: this.#arrivals.rowsPerNs(now),
       lastArrivalNs: this.#arrivals.lastNs,
@@ -355,6 +359,10 @@ export class DynamicBatcher<P> implements Scheduler {
     if (s.kind === 'idle') return false;
     return this.#send(s.count === d.take.length ? d.take : d.take.slice(0, s.count), now);
   }
+
+  // Bound once: decideSlo runs at every cut.
+  readonly #estimateNs = (rows: number): number | undefined => this.cost.estimateNs(rows);
+  readonly #computeNs = (rows: number): number | undefined => this.cost.computeNs(rows);
 
   /** Rows of the last batch cut. */
   #lastRows = 0;

@@ -15,6 +15,13 @@ export interface SloInput {
   readonly now: bigint;
   readonly queued: readonly SloEntry[];
   readonly maxBatch: number;
+  /**
+   * max_batch_size, when larger than maxBatch (the efficient size): a batch
+   * already queued past the efficient size is cut up to it while every
+   * member still finishes in time. A backlog served in larger batches
+   * serves more rows per second; nobody waits for rows still to come.
+   */
+  readonly largestBatch?: number;
   /** The model's SLO: the deadline of requests that bring none. */
   readonly sloNs: bigint;
   /** An instance is idle now. */
@@ -28,8 +35,14 @@ export interface SloInput {
    * idles between batches; waiting longer would leave it idle.
    */
   readonly dispatchNs?: number;
-  /** Expected ns of one execution of `rows` rows; undefined = cold. */
+  /** Expected ns of one execution of `rows` rows, from cut to answer; undefined = cold. */
   readonly cost: (rows: number) => number | undefined;
+  /**
+   * Expected ns the instance computes `rows` rows: how long it is occupied
+   * (the transport before and after overlaps other batches). Whether a
+   * batch keeps up with arrivals is judged on it. Default: `cost`.
+   */
+  readonly compute?: (rows: number) => number | undefined;
   /** Rows arriving per ns, recently; 0 = none expected. */
   readonly arrivalRowsPerNs: number;
   /**
@@ -84,7 +97,7 @@ const ns = (x: number): bigint => BigInt(Math.ceil(x));
  */
 function keepUpRows(input: SloInput, rows: number): number {
   const keepsUp = (n: number): boolean => {
-    const c = input.cost(n);
+    const c = (input.compute ?? input.cost)(n);
     return c !== undefined && input.arrivalRowsPerNs * c <= n;
   };
   let lo = rows;
@@ -99,8 +112,33 @@ function keepUpRows(input: SloInput, rows: number): number {
 }
 
 /**
+ * A full batch's entries, grown by the queued entries after it up to
+ * largestBatch rows while the batch, run as one from when it can start,
+ * still ends by every member's deadline.
+ */
+function backlogCount(input: SloInput, count: number, rows: number): number {
+  const largest = input.largestBatch ?? input.maxBatch;
+  const start = input.idle ? input.now : (input.busyUntilNs ?? input.now);
+  let best = count;
+  let due = earliest(input, count);
+  for (let i = count; i < input.queued.length; i++) {
+    const e = input.queued[i] as SloEntry;
+    if (rows + e.rows > largest) break;
+    rows += e.rows;
+    const at = e.deadlineNs ?? input.now + input.sloNs;
+    if (at < due) due = at;
+    const cost = input.cost(rows);
+    if (cost === undefined || start + ns(cost) > due) break;
+    best = i + 1;
+  }
+  return best;
+}
+
+/**
  * - Nothing queued: idle. Cold cost model: cut now (Triton with no delay).
- * - A full batch: cut now (ahead into a busy instance if none is idle).
+ * - A full batch: cut now (ahead into a busy instance if none is idle),
+ *   grown past the efficient size up to largestBatch by rows already
+ *   queued while every member still finishes in time.
  * - An idle instance: cut now when the batch as it is keeps up with
  *   arrivals (fewer rows arrive during its run than it holds). Otherwise
  *   wait for more rows, until the batch is expected to reach the smallest
@@ -119,12 +157,12 @@ export function decideSlo(input: SloInput): SloDecision {
   const now = input.now;
   const costNow = input.cost(rows);
   if (costNow === undefined) return { kind: 'cut', count, ahead: !input.idle };
-  if (rows >= input.maxBatch) return { kind: 'cut', count, ahead: !input.idle };
+  if (rows >= input.maxBatch) return { kind: 'cut', count: backlogCount(input, count, rows), ahead: !input.idle };
   const due = earliest(input, count);
   if (input.idle) {
     // Cut now when batches of this size keep up with arrivals: fewer rows arrive during its run than it holds.
     // Waiting then adds latency and serves no more requests; it pays only when the instance would fall behind.
-    if (input.arrivalRowsPerNs * costNow <= rows) return { kind: 'cut', count, ahead: false };
+    if (input.arrivalRowsPerNs * ((input.compute ?? input.cost)(rows) ?? costNow) <= rows) return { kind: 'cut', count, ahead: false };
     // Wait until the batch is expected to reach the size that keeps up (full when none does), but no
     // later than its members allow for that batch's run. Past that size waiting only adds latency.
     const target = keepUpRows(input, rows);

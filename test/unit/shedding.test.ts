@@ -326,3 +326,24 @@ describe('the efficient batch size (SLO mode’s full batch)', () => {
     expect(m.efficientRows(64)).toBe(32);
   });
 });
+
+describe('the overhead an execution adds to its compute', () => {
+  it('is a moving mean for planning, and the least of the recent ones for shedding: stalls raise the mean, never the floor', () => {
+    const m = new CostModel();
+    expect(m.overheadFloorNs).toBe(0);
+    for (let i = 0; i < 16; i++) m.observeOverhead(3e6 + 1e6, 3e6); // 1 ms beyond compute
+    expect(m.overheadNs).toBeGreaterThan(0.95e6);
+    expect(m.overheadFloorNs).toBe(1e6);
+    // A busy machine: every fourth answer late by 20 ms.
+    for (let i = 0; i < 12; i++) m.observeOverhead(3e6 + (i % 4 === 0 ? 21e6 : 1e6), 3e6);
+    expect(m.overheadNs).toBeGreaterThan(2e6);
+    expect(m.overheadFloorNs).toBe(1e6);
+    // Once every recent one is slower, the floor follows.
+    for (let i = 0; i < 16; i++) m.observeOverhead(3e6 + 5e6, 3e6);
+    expect(m.overheadFloorNs).toBe(5e6);
+    // Nonsense timings are ignored.
+    m.observeOverhead(1e6, 3e6);
+    m.observeOverhead(Number.NaN, 0);
+    expect(m.overheadFloorNs).toBe(5e6);
+  });
+});

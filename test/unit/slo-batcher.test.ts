@@ -206,21 +206,30 @@ describe('DynamicBatcher in SLO mode (batching_slo_ms)', () => {
     expect(cut?.atMs).toBeLessThanOrEqual(startMs + 5 - costMs(2));
   });
 
-  it('under a flood cuts batches of the efficient size, not max_batch_size: past it they buy little and make everyone wait', async () => {
-    const { clock, recorder, submit } = setup({ sloMs: 1_000 });
-    // 2 ms + 0.5 ms a row, measured to 8 (= max_batch_size): 6 rows do 90 % of 8's rows/s.
-    // The first goes alone onto the idle instance; the other 19 queue behind it.
+  it('under a flood cuts what is queued up to max_batch_size while every member stays in time: a backlog served in larger batches serves more', async () => {
+    const { recorder, submit } = setup({ sloMs: 1_000 });
+    // 2 ms + 0.5 ms a row, measured to 8 (= max_batch_size): 6 rows do 90 % of 8's rows/s, the efficient size
+    // waited for; what is queued already is cut up to 8. The first goes alone onto the idle instance.
     for (let i = 0; i < 20; i++) submit(`f${i}`);
     for (let i = 0; i < 10; i++) {
       for (const c of recorder.cuts.slice(i)) c.finish();
       await flush();
-      clock.advance(0);
     }
-    const sizes = recorder.cuts.map((c) => c.labels.length);
-    expect(sizes.reduce((a, b) => a + b, 0)).toBe(20);
-    expect(sizes.slice(0, 2)).toEqual([1, 6]);
-    // Each batch's timing moves the curve a little (7 may become the size within 90 %), never to max_batch_size.
-    for (const n of sizes.slice(1, -1)) expect(n === 6 || n === 7).toBe(true);
+    expect(recorder.cuts.map((c) => c.labels.length)).toEqual([1, 8, 8, 3]);
+  });
+
+  it('grows a backlog batch past the efficient size only as far as its earliest deadline allows', async () => {
+    const { recorder, submit } = setup({ sloMs: 1_000 });
+    submit('running');
+    // f0 must end within 5.6 ms: 7 rows run 5.5 ms, 8 rows 6 ms. The others have time.
+    submit('f0', { deadlineMs: 5.6 });
+    for (let i = 1; i < 9; i++) submit(`f${i}`);
+    for (let i = 0; i < 4; i++) {
+      for (const c of recorder.cuts.slice(i)) c.finish();
+      await flush();
+    }
+    expect(recorder.cuts.map((c) => c.labels.length)).toEqual([1, 7, 2]);
+    expect(recorder.cuts[1]?.labels[0]).toBe('f0');
   });
 
   it('sends ahead into a busy instance only when waiting for it would make a member miss', async () => {

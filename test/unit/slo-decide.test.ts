@@ -25,6 +25,15 @@ describe('decideSlo', () => {
     expect(decideSlo(input({ queued, idle: false, busyUntilNs: at(20) }))).toEqual({ kind: 'cut', count: 8, ahead: true });
   });
 
+  it('cuts a backlog past the full (efficient) size up to largestBatch while its earliest deadline allows', () => {
+    const queued = Array.from({ length: 14 }, () => req(500));
+    expect(decideSlo(input({ queued, largestBatch: 12 }))).toEqual({ kind: 'cut', count: 12, ahead: false });
+    // The first is due in 32 ms: 10 rows run 30 ms, 11 rows 32 ms, 12 rows 34 ms.
+    expect(decideSlo(input({ queued: [req(32), ...queued], largestBatch: 12 }))).toEqual({ kind: 'cut', count: 11, ahead: false });
+    // Sent ahead, it starts when the busy instance frees (in 10 ms): 8 rows (26 ms) end at 36 ms, 9 would end at 38.
+    expect(decideSlo(input({ queued: [req(37), ...queued], largestBatch: 12, idle: false, busyUntilNs: at(10) }))).toEqual({ kind: 'cut', count: 8, ahead: true });
+  });
+
   it('with an idle instance, waits for the batch to fill while every member stays in time', () => {
     // 2 rows queued, 1 row a ms expected: full in 6 ms; a full batch runs 26 ms, the deadline is 100 ms away.
     const d = decideSlo(input({ queued: [req(100), req(120)], arrivalRowsPerNs: 1 / 1e6 }));
@@ -36,6 +45,16 @@ describe('decideSlo', () => {
     expect(decideSlo(input({ queued: [req(200), req(200)], arrivalRowsPerNs: 0.2 / 1e6 }))).toEqual({ kind: 'wait', untilNs: at(10) });
     // 0.1 rows a ms: 2 rows keep up. A request without a deadline is due at now + the SLO.
     expect(decideSlo(input({ queued: [req()], arrivalRowsPerNs: 0.1 / 1e6, sloNs: 30n * MS }))).toEqual({ kind: 'wait', untilNs: at(10) });
+  });
+
+  it('judges keeping up on the instance\'s compute alone: the transport overlaps other batches', () => {
+    // 0.2 rows a ms. From cut to answer 2 rows take 14 ms + 10 ms of transport (4.8 rows arrive meanwhile), but
+    // the instance computes them in 4 ms + 2 ms a row = 8 ms (1.6 arrive): they keep up, so they go now.
+    const withTransport = (rows: number): number => (24 + 2 * rows) * 1e6;
+    const computeOnly = (rows: number): number => (4 + 2 * rows) * 1e6;
+    const queued = [req(200), req(200)];
+    expect(decideSlo(input({ queued, arrivalRowsPerNs: 0.2 / 1e6, cost: withTransport }))).toMatchObject({ kind: 'wait' });
+    expect(decideSlo(input({ queued, arrivalRowsPerNs: 0.2 / 1e6, cost: withTransport, compute: computeOnly }))).toEqual({ kind: 'cut', count: 2, ahead: false });
   });
 
   it('waits no later than the earliest deadline allows for the batch it waits for, then cuts', () => {
