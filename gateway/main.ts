@@ -49,7 +49,8 @@ import { RedisQuota } from './tenants/redis-quota.js';
 import { loadTenantsFile, TenantsFileError } from './tenants/tenants-file.js';
 import { FABRIEK_VERSION } from '../core/version.js';
 import { StartupError } from '../core/startup-error.js';
-import { loadRedisSecrets, PASSWORD_ENV, RedisConfigError, type RedisSecrets, type RedisTarget, redisTarget } from '../core/redis-connection.js';
+import { type RedisTarget } from '../core/redis-connection.js';
+import { resolveRedis } from './redis-targets.js';
 import { grpcServerCredentials, httpsServerOptions, type ListenerTls, type ListenerTlsFiles, loadListenerTls, loadWorkerTls } from '../core/tls.js';
 
 /** Extensions of the KServe/Triton protocol this server implements. */
@@ -142,27 +143,6 @@ async function loadTls(files: ListenerTlsFiles | undefined, log: Logger): Promis
   return loadListenerTls(files);
 }
 
-/** The Redis targets (registry, quotas) with the password and TLS files read once; a file that cannot be read stops the start. */
-async function resolveRedis(options: ServeOptions, log: Logger): Promise<{ registry: RedisTarget | undefined; quota: RedisTarget | undefined }> {
-  if (options.registry === undefined && options.quotaRedis === undefined) return { registry: undefined, quota: undefined };
-  const target = (url: string | undefined, secrets: RedisSecrets): RedisTarget | undefined => {
-    if (url === undefined) return undefined;
-    const t = redisTarget(url, secrets);
-    if (t.passwordInUrl) {
-      log.warn({ redis: t.display }, `a Redis password is in a URL on the command line, which ps shows to every user of this machine: use --registry-password-file or ${PASSWORD_ENV}`);
-    }
-    return t;
-  };
-  try {
-    const secrets = await loadRedisSecrets(options.registrySecrets);
-    const registry = target(options.registry, secrets);
-    return { registry, quota: target(options.quotaRedis, secrets) ?? registry };
-  } catch (error) {
-    if (error instanceof RedisConfigError) throw new StartupError(error.message);
-    throw error;
-  }
-}
-
 interface TenantParts {
   readonly authenticator: Authenticator | undefined;
   readonly quota: QuotaLimiter | undefined;
@@ -195,15 +175,15 @@ async function startTenants(options: ServeOptions, quotaTarget: RedisTarget | un
   }
   let quota: QuotaLimiter;
   let state: () => QuotaState;
-  if (quotaTarget !== undefined) {
+  if (child) {
+    // Several gateway processes: the primary holds the limiter (buckets or Redis), so the limits hold across them.
+    quota = child.quota();
+    state = () => child.quotaState ?? { store: 'local', gateways: options.gatewayCountHint };
+  } else if (quotaTarget !== undefined) {
     const shared = new RedisQuota({ url: quotaTarget, namespace: options.registryNamespace, log, gatewayCountHint: options.gatewayCountHint });
     await shared.start();
     quota = shared;
     state = () => ({ store: shared.mode, gateways: shared.gateways });
-  } else if (child) {
-    // Several gateway processes: the primary holds the buckets, so the limits hold across them.
-    quota = child.quota();
-    state = () => ({ store: 'local', gateways: options.gatewayCountHint });
   } else {
     quota = new LocalQuota({ gateways: () => options.gatewayCountHint });
     state = () => ({ store: 'local', gateways: options.gatewayCountHint });

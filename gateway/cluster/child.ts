@@ -3,8 +3,8 @@ import { type Logger } from 'pino';
 import { modelStatistics } from '../inference/model-queries.js';
 import { type ModelManager } from '../repository/model-manager.js';
 import { WorkerConnection, type WorkerEndpoint } from '../scheduling/worker-connection.js';
-import { QuotaExceededError, type QuotaLimiter, type QuotaRelease } from '../tenants/quota.js';
-import { hasQuotas, type Tenant } from '../tenants/tenant.js';
+import { type QuotaHolder, QuotaExceededError, type QuotaLimiter, type QuotaRelease } from '../tenants/quota.js';
+import { hasQuotas } from '../tenants/tenant.js';
 import { type PolledModels } from '../repository/repository-poller.js';
 import { type Ask, type ChildRequest, INDEX_ENV, isOurs, type RepositoryChange, type OthersStatistics, PROCESSES_ENV, type ReadySummary, type ToChild, type ToPrimary, fromWire, toWire, WORKERS_ENV } from './messages.js';
 import { sumStatistics } from './sum-statistics.js';
@@ -35,6 +35,7 @@ export class GatewayChild {
   #requests: ((request: ChildRequest) => Promise<unknown>) | undefined;
   #workerEvents: ((message: ToChild) => void) | undefined;
   #quota: PrimaryQuota | undefined;
+  #quotaState: { readonly store: 'redis' | 'local'; readonly gateways: number } | undefined;
 
   constructor() {
     for (const e of JSON.parse(process.env[WORKERS_ENV] ?? '[]') as WorkerEndpoint[]) this.#endpoints.set(e.id, e);
@@ -68,6 +69,11 @@ export class GatewayChild {
         );
         return;
       }
+      case 'quota-state':
+        // The primary changed stores: its refusals were of the other one (a share starts afresh, Redis is the truth again).
+        if (this.#quotaState !== undefined && this.#quotaState.store !== message.store) this.#quota?.forgetRefusals();
+        this.#quotaState = { store: message.store, gateways: message.gateways };
+        return;
       case 'quota-refused': {
         const error = fromWire(message.error);
         if (error instanceof QuotaExceededError) this.#quota?.refused(error, message.retryAfterMs);
@@ -223,6 +229,11 @@ export class GatewayChild {
     this.#send({ fabriek: 1, kind: 'ready', summary });
   }
 
+  /** Where the primary counts quotas, as it last said (undefined before it did). */
+  get quotaState(): { readonly store: 'redis' | 'local'; readonly gateways: number } | undefined {
+    return this.#quotaState;
+  }
+
   /** Tenant quotas held by the primary, so that they hold across the processes. */
   quota(): QuotaLimiter {
     this.#quota = new PrimaryQuota(this);
@@ -231,9 +242,10 @@ export class GatewayChild {
 }
 
 /**
- * Local quotas (no Redis) with several gateway processes: the primary keeps
- * the buckets; a child asks it for each request of a tenant that has quotas
- * (one IPC round trip), and for nothing else.
+ * Quotas with several gateway processes: the primary holds the limiter (the
+ * buckets, or the Redis store and this host's share while Redis is away); a
+ * child asks it for each request of a tenant that has quotas (one IPC round
+ * trip), and for nothing else.
  */
 class PrimaryQuota implements QuotaLimiter {
   readonly #child: GatewayChild;
@@ -245,7 +257,7 @@ class PrimaryQuota implements QuotaLimiter {
   }
 
   /** Local and synchronous: a tenant whose rate the primary refused is refused again until its retry-after has passed. */
-  precheck(tenant: Tenant): void {
+  precheck(tenant: QuotaHolder): void {
     const refused = this.#refused.get(tenant.name);
     if (refused === undefined) return;
     const left = refused.until - performance.now();
@@ -257,12 +269,16 @@ class PrimaryQuota implements QuotaLimiter {
     throw new QuotaExceededError(e.tenant, e.limit, e.message, Math.ceil(left));
   }
 
+  forgetRefusals(): void {
+    this.#refused.clear();
+  }
+
   /** The primary refused the tenant's request rate (here or in another child): refuse it early until then. */
   refused(error: QuotaExceededError, retryAfterMs: number): void {
     this.#refused.set(error.tenant, { until: performance.now() + retryAfterMs, error });
   }
 
-  async acquire(tenant: Tenant, items: number): Promise<QuotaRelease> {
+  async acquire(tenant: QuotaHolder, items: number): Promise<QuotaRelease> {
     if (!hasQuotas(tenant.quotas)) return NO_RELEASE;
     const grant = (await this.#child.ask({ op: 'quota-acquire', tenant: tenant.name, quotas: tenant.quotas, items })) as number;
     if (grant === 0) return NO_RELEASE;

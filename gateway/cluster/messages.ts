@@ -9,7 +9,8 @@ import { QuotaExceededError } from '../tenants/quota.js';
 // bytes travel as they are). Every message of ours carries `fabriek: 1`, so
 // prom-client's cluster messages on the same channel are told apart.
 // Nothing here is on the inference path, except quota asks for tenants that
-// have local quotas.
+// have quotas: the primary holds the limiter (local buckets, or Redis), so a
+// host is one gateway to the others and its share holds across its processes.
 
 /** Env of a child: the primary's local workers when it was forked (JSON WorkerEndpoint[]). */
 export const WORKERS_ENV = 'FABRIEK_GATEWAY_WORKERS';
@@ -69,6 +70,8 @@ export type ToChild =
   | { readonly fabriek: 1; readonly kind: 'request'; readonly id: number; readonly request: ChildRequest }
   /** The primary refused a tenant's rate: every child refuses it early (before reading a request) for `retryAfterMs`. */
   | { readonly fabriek: 1; readonly kind: 'quota-refused'; readonly error: WireError; readonly retryAfterMs: number }
+  /** Where the primary counts tenant quotas now (Redis, or this host's share), and how many gateways share them. */
+  | { readonly fabriek: 1; readonly kind: 'quota-state'; readonly store: 'redis' | 'local'; readonly gateways: number }
   | { readonly fabriek: 1; readonly kind: 'reply'; readonly id: number; readonly value?: unknown; readonly error?: WireError };
 
 export function toWire(error: unknown): WireError {

@@ -8,7 +8,9 @@ import { WorkerSupervisor } from '../scheduling/worker-supervisor.js';
 import { type WorkerEndpoint } from '../scheduling/worker-connection.js';
 import { type ModelStatus } from '../../proto/gen/worker.js';
 import { LocalQuota } from '../tenants/local-quota.js';
-import { NO_RELEASE, QuotaExceededError, type QuotaRelease } from '../tenants/quota.js';
+import { NO_RELEASE, QuotaExceededError, type QuotaLimiter, type QuotaRelease } from '../tenants/quota.js';
+import { RedisQuota } from '../tenants/redis-quota.js';
+import { resolveRedis } from '../redis-targets.js';
 import { type Ask, type ChildRequest, INDEX_ENV, isOurs, PROCESSES_ENV, type ReadySummary, type ToChild, type ToPrimary, fromWire, toWire, WORKERS_ENV } from './messages.js';
 import { WORKER_TRACE_URL_ENV } from '../../core/tracing.js';
 
@@ -94,8 +96,22 @@ export async function startPrimary(options: ServeOptions, processes: number, log
     });
   const others = (from: ClusterWorker): ClusterWorker[] => [...children].filter((c) => c !== from && c.isConnected() && ready.has(c));
 
-  // Local tenant quotas, for every child (no Redis): buckets here, grants by id.
-  const quota = new LocalQuota({ gateways: () => options.gatewayCountHint });
+  // Tenant quotas for every child, grants by id: in Redis (this host is one gateway there, and enforces its share
+  // for all its processes while Redis is away), or buckets here.
+  const quotaTarget = options.tenants === undefined ? undefined : (await resolveRedis(options, log)).quota;
+  let quotaState: ToChild | undefined;
+  const shared =
+    quotaTarget === undefined
+      ? undefined
+      : new RedisQuota({
+          url: quotaTarget,
+          namespace: options.registryNamespace,
+          log,
+          gatewayCountHint: options.gatewayCountHint,
+          onState: (store, gateways) => broadcast((quotaState = { fabriek: 1, kind: 'quota-state', store, gateways })),
+        });
+  await shared?.start();
+  const quota: QuotaLimiter = shared ?? new LocalQuota({ gateways: () => options.gatewayCountHint });
   const grants = new Map<number, { release: QuotaRelease; child: ClusterWorker }>();
   let nextGrant = 1;
 
@@ -127,7 +143,7 @@ export async function startPrimary(options: ServeOptions, processes: number, log
         const tenant = { name: ask.tenant, quotas: ask.quotas };
         let release: QuotaRelease;
         try {
-          release = quota.take(tenant, ask.items);
+          release = await quota.acquire(tenant, ask.items);
         } catch (error) {
           refusedRate(error);
           throw error;
@@ -164,6 +180,7 @@ export async function startPrimary(options: ServeOptions, processes: number, log
     if (message.kind === 'ready') {
       ready.set(child, message.summary);
       summary ??= message.summary;
+      if (quotaState) child.send(quotaState);
       log.info({ pid: child.process.pid, processes: ready.size }, 'gateway process ready');
       if (ready.size >= processes) firstReady?.(summary);
       return;
@@ -238,6 +255,7 @@ export async function startPrimary(options: ServeOptions, processes: number, log
     stopping = true;
     for (const c of children) c.process.kill('SIGKILL');
     await supervisor.stop();
+    await shared?.close();
     throw error;
   } finally {
     clearTimeout(startTimer);
@@ -276,6 +294,7 @@ export async function startPrimary(options: ServeOptions, processes: number, log
         ),
       );
       await supervisor.stop();
+      await shared?.close();
       log.info('stopped');
     })();
     return shuttingDown;

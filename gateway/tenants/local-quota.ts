@@ -11,7 +11,7 @@ import {
   rateExceeded,
   requestRate,
 } from './quota.js';
-import { hasQuotas, type Tenant } from './tenant.js';
+import { hasQuotas } from './tenant.js';
 
 export interface LocalQuotaOptions {
   /**
@@ -77,7 +77,7 @@ export class LocalQuota implements QuotaLimiter {
     }
   }
 
-  acquire(t: Tenant, items: number): Promise<QuotaRelease> {
+  acquire(t: QuotaHolder, items: number): Promise<QuotaRelease> {
     try {
       return Promise.resolve(this.take(t, items));
     } catch (error) {

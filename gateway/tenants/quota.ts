@@ -33,8 +33,8 @@ export type QuotaRelease = () => void;
  * by Redis) and throws QuotaExceededError.
  */
 export interface QuotaLimiter {
-  precheck(tenant: Tenant): void;
-  acquire(tenant: Tenant, items: number): Promise<QuotaRelease>;
+  precheck(tenant: QuotaHolder): void;
+  acquire(tenant: QuotaHolder, items: number): Promise<QuotaRelease>;
   /** Stops timers and connections. */
   close(): Promise<void>;
 }

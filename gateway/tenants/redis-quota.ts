@@ -13,13 +13,14 @@ import {
   itemsAboveBurst,
   NO_RELEASE,
   QuotaExceededError,
+  type QuotaHolder,
   type QuotaLimiter,
   type QuotaRelease,
   rateExceeded,
   requestRate,
 } from './quota.js';
 import { ACQUIRE, HEARTBEAT, quotaKeys, type QuotaKeys, RELEASE } from './redis-scripts.js';
-import { hasQuotas, type Tenant } from './tenant.js';
+import { hasQuotas } from './tenant.js';
 
 // Quotas shared by every gateway on one Redis. Each admitted request costs
 // one script call that checks and takes all of the tenant's limits at once.
@@ -47,6 +48,8 @@ export interface RedisQuotaOptions {
   readonly commandTimeoutMs?: number;
   /** Monotonic ms (tests). */
   readonly now?: () => number;
+  /** Called when the store in use or the live gateway count changes (the primary of several processes tells its children). */
+  readonly onState?: (store: 'redis' | 'local', gateways: number) => void;
 }
 
 interface Bounds {
@@ -82,8 +85,11 @@ export class RedisQuota implements QuotaLimiter {
   #timer: NodeJS.Timeout | undefined;
   #beating: Promise<void> | undefined;
   #closed = false;
+  readonly #onState: ((store: 'redis' | 'local', gateways: number) => void) | undefined;
+  #told: string | undefined;
 
   constructor(options: RedisQuotaOptions) {
+    this.#onState = options.onState;
     this.#keys = quotaKeys(options.namespace ?? 'fabriek');
     this.#log = options.log;
     this.#now = options.now ?? (() => performance.now());
@@ -181,6 +187,11 @@ export class RedisQuota implements QuotaLimiter {
         this.#toLocal(redisError(error, this.#target).message);
       } finally {
         this.#beating = undefined;
+        const told = `${this.#mode} ${this.#gateways}`;
+        if (told !== this.#told) {
+          this.#told = told;
+          this.#onState?.(this.#mode, this.#gateways);
+        }
       }
     })();
     return this.#beating;
@@ -208,7 +219,7 @@ export class RedisQuota implements QuotaLimiter {
   }
 
   /** A refusal already certain from what this gateway knows, for a request of `items` (≥ 1). */
-  #certain(t: Tenant, items: number): QuotaExceededError | undefined {
+  #certain(t: QuotaHolder, items: number): QuotaExceededError | undefined {
     const limit = t.quotas.concurrentRequests;
     if (limit !== undefined && this.#inFlight.get(t.name) >= limit) return concurrencyExceeded(t.name, limit);
     const b = this.#bounds.get(t.name);
@@ -222,14 +233,14 @@ export class RedisQuota implements QuotaLimiter {
     return check('requests', requestRate(t), b.requests, 1) ?? check('items', itemRate(t), b.items, items);
   }
 
-  precheck(t: Tenant): void {
+  precheck(t: QuotaHolder): void {
     if (!hasQuotas(t.quotas)) return;
     if (this.#mode === 'local') return this.#local.precheck(t);
     const certain = this.#certain(t, 1);
     if (certain) throw certain;
   }
 
-  async acquire(t: Tenant, items: number): Promise<QuotaRelease> {
+  async acquire(t: QuotaHolder, items: number): Promise<QuotaRelease> {
     if (!hasQuotas(t.quotas)) return NO_RELEASE;
     const itm = itemRate(t);
     if (itm && items > itm.burst) throw itemsAboveBurst(t.name, items, itm);
@@ -275,7 +286,7 @@ export class RedisQuota implements QuotaLimiter {
    * Admits against this gateway's share. The slot it holds is not in Redis:
    * its release marks the counts for rewriting at the next heartbeat.
    */
-  #takeLocally(t: Tenant, items: number): QuotaRelease {
+  #takeLocally(t: QuotaHolder, items: number): QuotaRelease {
     const release = this.#local.take(t, items);
     if (release === NO_RELEASE) return release;
     this.#counted.add(t.name);

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashKey } from '../../gateway/tenants/key-hash.js';
 import { type ModelInferRequest } from '../../proto/gen/inference.js';
-import { type GatewayProcess, startGateway, TEST_GATEWAY_PROCESSES } from '../helpers/gateway-process.js';
+import { type GatewayProcess, startGateway } from '../helpers/gateway-process.js';
 import { waitFor } from '../helpers/processes.js';
 import { type RedisServer, startRedis } from '../helpers/redis-server.js';
 import { TEST_REPOSITORY } from '../helpers/test-repository.js';
@@ -70,7 +70,7 @@ describe('tenant quotas shared by two gateways through Redis', () => {
     const args = ['--model-repository', join(dir, 'models'), '--workers', '1', '--log-level', 'info', '--tenants', join(dir, 'tenants.yaml')];
     gateways = await Promise.all([0, 1].map(() => startGateway([...args, '--registry', redis.url, '--registry-namespace', 'sharedquota'])));
     // Each gateway process holds its own lease in Redis.
-    await waitFor(allAt('redis', 2 * TEST_GATEWAY_PROCESSES), 20_000, 'both gateways counting in Redis, seeing each other');
+    await waitFor(allAt('redis', 2), 20_000, 'both gateways counting in Redis, seeing each other');
   });
 
   afterAll(async () => {
@@ -87,7 +87,7 @@ describe('tenant quotas shared by two gateways through Redis', () => {
 
   it('while Redis is down each gateway enforces half, and says so once; then counts in Redis again', async () => {
     await redis.stop(true);
-    await waitFor(allAt('local', 2 * TEST_GATEWAY_PROCESSES), 20_000, 'both gateways on their local share');
+    await waitFor(allAt('local', 2), 20_000, 'both gateways on their local share');
     const results = await send(2 * BURST);
     expect(ok(results)).toBe(BURST); // BURST ÷ 2 on each
     for (const gw of gateways) {
@@ -95,7 +95,7 @@ describe('tenant quotas shared by two gateways through Redis', () => {
     }
 
     await redis.restart();
-    await waitFor(allAt('redis', 2 * TEST_GATEWAY_PROCESSES), 20_000, 'both gateways counting in Redis again');
+    await waitFor(allAt('redis', 2), 20_000, 'both gateways counting in Redis again');
     for (const gw of gateways) expect(gw.stderr().match(/shared quotas available again: counting in Redis/g)).toHaveLength(1);
     // The restarted Redis is empty: the tenant has its whole burst again, shared by both.
     expect(ok(await send(2 * BURST))).toBe(BURST);
