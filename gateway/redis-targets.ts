@@ -4,7 +4,11 @@ import { StartupError } from '../core/startup-error.js';
 import { type ServeOptions } from './options.js';
 
 /** The Redis targets (registry, quotas) with the password and TLS files read once; a file that cannot be read stops the start. */
-export async function resolveRedis(options: ServeOptions, log: Logger): Promise<{ registry: RedisTarget | undefined; quota: RedisTarget | undefined }> {
+export async function resolveRedis(
+  options: ServeOptions,
+  log: Logger,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ registry: RedisTarget | undefined; quota: RedisTarget | undefined }> {
   if (options.registry === undefined && options.quotaRedis === undefined) return { registry: undefined, quota: undefined };
   const target = (url: string | undefined, secrets: RedisSecrets): RedisTarget | undefined => {
     if (url === undefined) return undefined;
@@ -15,7 +19,7 @@ export async function resolveRedis(options: ServeOptions, log: Logger): Promise<
     return t;
   };
   try {
-    const secrets = await loadRedisSecrets(options.registrySecrets);
+    const secrets = await loadRedisSecrets(options.registrySecrets, env);
     const registry = target(options.registry, secrets);
     return { registry, quota: target(options.quotaRedis, secrets) ?? registry };
   } catch (error) {

@@ -11,6 +11,7 @@ import { LocalQuota } from '../tenants/local-quota.js';
 import { NO_RELEASE, QuotaExceededError, type QuotaLimiter, type QuotaRelease } from '../tenants/quota.js';
 import { RedisQuota } from '../tenants/redis-quota.js';
 import { resolveRedis } from '../redis-targets.js';
+import { PASSWORD_ENV } from '../../core/redis-connection.js';
 import { type Ask, type ChildRequest, INDEX_ENV, isOurs, PROCESSES_ENV, type ReadySummary, type ToChild, type ToPrimary, fromWire, toWire, WORKERS_ENV } from './messages.js';
 import { WORKER_TRACE_URL_ENV } from '../../core/tracing.js';
 
@@ -37,6 +38,9 @@ export async function startPrimary(options: ServeOptions, processes: number, log
   // Before any worker starts: a missing repository fails here, as it does for one gateway.
   if (options.modelRepository !== undefined) await checkRepository(options.modelRepository);
   cluster.setupPrimary({ serialization: 'advanced' });
+  // The Redis password from the environment: for the gateway children (each reaches the registry), never the workers.
+  const password = process.env[PASSWORD_ENV];
+  delete process.env[PASSWORD_ENV];
   // The workers are this process's children: they export their spans where the gateways do.
   if (options.trace) process.env[WORKER_TRACE_URL_ENV] = options.trace.url;
   // Its constructor adds the listener for the children's metrics answers.
@@ -98,7 +102,7 @@ export async function startPrimary(options: ServeOptions, processes: number, log
 
   // Tenant quotas for every child, grants by id: in Redis (this host is one gateway there, and enforces its share
   // for all its processes while Redis is away), or buckets here.
-  const quotaTarget = options.tenants === undefined ? undefined : (await resolveRedis(options, log)).quota;
+  const quotaTarget = options.tenants === undefined ? undefined : (await resolveRedis(options, log, { [PASSWORD_ENV]: password })).quota;
   let quotaState: ToChild | undefined;
   const shared =
     quotaTarget === undefined
@@ -205,7 +209,12 @@ export async function startPrimary(options: ServeOptions, processes: number, log
 
   const places = new Map<ClusterWorker, number>();
   const fork = (index: number): ClusterWorker => {
-    const child = cluster.fork({ [WORKERS_ENV]: JSON.stringify([...endpoints.values()]), [PROCESSES_ENV]: String(processes), [INDEX_ENV]: String(index) });
+    const child = cluster.fork({
+      [WORKERS_ENV]: JSON.stringify([...endpoints.values()]),
+      [PROCESSES_ENV]: String(processes),
+      [INDEX_ENV]: String(index),
+      ...(password === undefined ? {} : { [PASSWORD_ENV]: password }),
+    });
     children.add(child);
     places.set(child, index);
     return child;
