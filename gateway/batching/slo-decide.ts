@@ -114,11 +114,17 @@ function keepUpRows(input: SloInput, rows: number): number {
 /**
  * A full batch's entries, grown by the queued entries after it up to
  * largestBatch rows while the batch, run as one from when it can start,
- * still ends by every member's deadline.
+ * still ends by every member's deadline, and a request arriving just after
+ * it is cut could still be served within the SLO behind it (its run plus a
+ * full batch's). Past that a larger batch buys the backlog throughput with
+ * the deadlines of whoever comes next: a latency-sensitive tenant's request
+ * behind a flooding one's batch.
  */
 function backlogCount(input: SloInput, count: number, rows: number): number {
   const largest = input.largestBatch ?? input.maxBatch;
   const start = input.idle ? input.now : (input.busyUntilNs ?? input.now);
+  const next = input.cost(input.maxBatch);
+  if (next === undefined) return count;
   let best = count;
   let due = earliest(input, count);
   for (let i = count; i < input.queued.length; i++) {
@@ -128,7 +134,7 @@ function backlogCount(input: SloInput, count: number, rows: number): number {
     const at = e.deadlineNs ?? input.now + input.sloNs;
     if (at < due) due = at;
     const cost = input.cost(rows);
-    if (cost === undefined || start + ns(cost) > due) break;
+    if (cost === undefined || start + ns(cost) > due || cost + next > Number(input.sloNs)) break;
     best = i + 1;
   }
   return best;

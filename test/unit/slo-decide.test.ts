@@ -30,6 +30,10 @@ describe('decideSlo', () => {
     expect(decideSlo(input({ queued, largestBatch: 12 }))).toEqual({ kind: 'cut', count: 12, ahead: false });
     // The first is due in 32 ms: 10 rows run 30 ms, 11 rows 32 ms, 12 rows 34 ms.
     expect(decideSlo(input({ queued: [req(32), ...queued], largestBatch: 12 }))).toEqual({ kind: 'cut', count: 11, ahead: false });
+    // A request arriving just after the cut must still fit the SLO behind it: its run plus a full batch (8 rows,
+    // 26 ms). SLO 56 ms: the batch may take 30 ms, 10 rows; SLO 40 ms: not past the full batch.
+    expect(decideSlo(input({ queued, largestBatch: 12, sloNs: 56n * MS }))).toEqual({ kind: 'cut', count: 10, ahead: false });
+    expect(decideSlo(input({ queued, largestBatch: 12, sloNs: 40n * MS }))).toEqual({ kind: 'cut', count: 8, ahead: false });
     // Sent ahead, it starts when the busy instance frees (in 10 ms): 8 rows (26 ms) end at 36 ms, 9 would end at 38.
     expect(decideSlo(input({ queued: [req(37), ...queued], largestBatch: 12, idle: false, busyUntilNs: at(10) }))).toEqual({ kind: 'cut', count: 8, ahead: true });
   });
