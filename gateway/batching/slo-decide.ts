@@ -18,8 +18,9 @@ export interface SloInput {
   /**
    * max_batch_size, when larger than maxBatch (the efficient size): a batch
    * already queued past the efficient size is cut up to it while every
-   * member still finishes in time. A backlog served in larger batches
-   * serves more rows per second; nobody waits for rows still to come.
+   * member still finishes in time (see backlogCount). A backlog served in
+   * larger batches serves more rows per second; nobody waits for rows
+   * still to come.
    */
   readonly largestBatch?: number;
   /** The model's SLO: the deadline of requests that bring none. */
@@ -144,7 +145,8 @@ function backlogCount(input: SloInput, count: number, rows: number): number {
  * - Nothing queued: idle. Cold cost model: cut now (Triton with no delay).
  * - A full batch: cut now (ahead into a busy instance if none is idle),
  *   grown past the efficient size up to largestBatch by rows already
- *   queued while every member still finishes in time.
+ *   queued while every member still finishes in time and a request
+ *   arriving next could still be served within the SLO behind it.
  * - An idle instance: cut now when the batch as it is keeps up with
  *   arrivals (fewer rows arrive during its run than it holds). Otherwise
  *   wait for more rows, until the batch is expected to reach the smallest

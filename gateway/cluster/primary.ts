@@ -41,6 +41,8 @@ export async function startPrimary(options: ServeOptions, processes: number, log
   // The Redis password from the environment: for the gateway children (each reaches the registry), never the workers.
   const password = process.env[PASSWORD_ENV];
   delete process.env[PASSWORD_ENV];
+  // Before any worker starts, as for one gateway: a secrets file that cannot be read stops the start.
+  const quotaTarget = options.tenants === undefined ? undefined : (await resolveRedis(options, log, { [PASSWORD_ENV]: password })).quota;
   // The workers are this process's children: they export their spans where the gateways do.
   if (options.trace) process.env[WORKER_TRACE_URL_ENV] = options.trace.url;
   // Its constructor adds the listener for the children's metrics answers.
@@ -102,7 +104,6 @@ export async function startPrimary(options: ServeOptions, processes: number, log
 
   // Tenant quotas for every child, grants by id: in Redis (this host is one gateway there, and enforces its share
   // for all its processes while Redis is away), or buckets here.
-  const quotaTarget = options.tenants === undefined ? undefined : (await resolveRedis(options, log, { [PASSWORD_ENV]: password })).quota;
   let quotaState: ToChild | undefined;
   const shared =
     quotaTarget === undefined
