@@ -153,7 +153,8 @@ export class GatewayChild {
   /**
    * Lets the primary collect this process's metrics for /metrics (prom-client's
    * cluster messages), with one gauge of its own: the requests this process
-   * ended (read from the models' statistics at scrape time), by pid.
+   * ended (read from the models' statistics at scrape time, plus those of
+   * versions unloaded since), by pid.
    */
   shareMetrics(registry: Registry, models: ModelManager): void {
     new Gauge({
@@ -162,9 +163,7 @@ export class GatewayChild {
       labelNames: ['pid'],
       registers: [registry],
       collect() {
-        let n = 0;
-        for (const v of models.list()) n += v.serving?.stats?.loadCounts().requests ?? 0;
-        this.set({ pid: String(process.pid) }, n);
+        this.set({ pid: String(process.pid) }, models.requestsEnded());
       },
     });
     AggregatorRegistry.setRegistries([registry]);

@@ -115,6 +115,8 @@ export class ModelManager {
   readonly #lostLoads = new Set<ModelVersion>();
   /** --model-control-mode on-demand: loads at first request, evicts under the budget. */
   readonly #onDemand: OnDemandLoader | undefined;
+  /** Requests ended by versions since unloaded (their statistics went with them). */
+  #retiredRequests = 0;
 
   constructor(options: ModelManagerOptions) {
     this.#options = options;
@@ -686,7 +688,15 @@ export class ModelManager {
     }
     v.state = 'UNAVAILABLE';
     v.reason = 'unloaded';
+    this.#retiredRequests += serving?.stats?.loadCounts().requests ?? 0;
     v.serving = undefined;
+  }
+
+  /** Inference requests ended (answered or failed) by this gateway, including those of versions unloaded since. */
+  requestsEnded(): number {
+    let n = this.#retiredRequests;
+    for (const v of this.list()) n += v.serving?.stats?.loadCounts().requests ?? 0;
+    return n;
   }
 
   /** `readyLevel`: the level of its 'model ready' line (debug in bulk loads, which log a summary). */
