@@ -449,7 +449,7 @@ export class ModelManager {
         // Their scheduler was built for the old config: the next load builds another.
         for (const v of versions) {
           if (v.serving) this.#options.metrics?.removeVersion(v.name, String(v.version));
-          v.serving = undefined;
+          this.#dropServing(v);
           v.state = 'UNAVAILABLE';
           v.reason = NO_WORKER;
         }
@@ -688,14 +688,19 @@ export class ModelManager {
     }
     v.state = 'UNAVAILABLE';
     v.reason = 'unloaded';
-    this.#retiredRequests += serving?.stats?.loadCounts().requests ?? 0;
+    this.#dropServing(v);
+  }
+
+  /** Takes away a version's serving state; its statistics go with it, so its requests are counted here first. */
+  #dropServing(v: ModelVersion): void {
+    this.#retiredRequests += v.serving?.stats.loadCounts().requests ?? 0;
     v.serving = undefined;
   }
 
   /** Inference requests ended (answered or failed) by this gateway, including those of versions unloaded since. */
   requestsEnded(): number {
     let n = this.#retiredRequests;
-    for (const v of this.list()) n += v.serving?.stats?.loadCounts().requests ?? 0;
+    for (const v of this.list()) n += v.serving?.stats.loadCounts().requests ?? 0;
     return n;
   }
 

@@ -154,8 +154,14 @@ describe('fabriek serve --gateway-processes 2', () => {
     const [first] = clients;
     if (!first) throw new Error('no client');
     for (const c of clients) expect(await c.modelReady('plain')).toBe(true);
+    for (const c of clients) await c.modelInfer(request('plain', 2));
+    const ended = async (): Promise<number> =>
+      [...(await (await fetch(metricsUrl)).text()).matchAll(/^fabriek_gateway_process_requests\{pid="\d+"\} (\d+)/gm)].reduce((a, m) => a + Number(m[1]), 0);
+    const before = await ended();
     await first.unloadModel('plain');
     for (const c of clients) expect(await c.modelReady('plain')).toBe(false);
+    // The unloaded version's requests still count as ended by their gateway process.
+    expect(await ended()).toBe(before);
     await first.loadModel('plain');
     for (const c of clients) expect(await c.modelReady('plain')).toBe(true);
     await expect(clients[CLIENTS - 1]?.modelInfer(request('plain', 1))).resolves.toBeDefined();
