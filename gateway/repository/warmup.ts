@@ -137,7 +137,8 @@ export async function runWarmup(target: WarmupTarget, samples: readonly WarmupSa
       await Promise.all(
         Array.from({ length: instances }, async () => {
           const placement = await target.slots.acquireOrWait(new Set(), deadline);
-          if (placement === undefined) throw new Error(`warm-up sample '${sample.name}': no instance was free within ${timeoutMs} ms`);
+          if (placement === 'deadline') throw new Error(`warm-up sample '${sample.name}': no instance was free within ${timeoutMs} ms`);
+          if (placement === 'no-worker') throw new Error(`warm-up sample '${sample.name}': no worker hosts the model any more`);
           await target.dispatcher.run(placement, inputs, [], deadline).catch((error: unknown) => {
             throw new Error(`warm-up sample '${sample.name}' failed: ${(error as Error).message}`, { cause: error });
           });

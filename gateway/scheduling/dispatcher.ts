@@ -112,9 +112,9 @@ export class Dispatcher {
       if (!isWorkerLost(error)) throw error;
       // #settle has taken the lost worker out of the slots already.
       const retry = await this.#slots.acquireOrWait(new Set([first]), deadline);
-      if (!retry) {
+      if (typeof retry === 'string') {
         throw unavailable(
-          `model '${this.#modelKey}': worker ${first} failed before answering and no other worker could take it${deadline <= Date.now() ? ' before the deadline' : ''}: ${(error as Error).message}`,
+          `model '${this.#modelKey}': worker ${first} failed before answering and no other worker could take it${retry === 'deadline' ? ' before the deadline' : ''}: ${(error as Error).message}`,
           error,
         );
       }

@@ -34,9 +34,12 @@ export function noteReport(p: Placement, outstanding: number | undefined, now = 
  * before it sends work, so no worker ever gets more than it can run and
  * queued work waits in the gateway, where it can still be cancelled.
  */
+/** Why acquireOrWait gave no slot: no worker outside the excluded ones is left, or the deadline came first. */
+export type NoSlot = 'no-worker' | 'deadline';
+
 interface Waiter {
   readonly exclude: ReadonlySet<string>;
-  readonly resolve: (placement: Placement | undefined) => void;
+  readonly resolve: (placement: Placement | NoSlot) => void;
 }
 
 export class InstanceSlots {
@@ -58,7 +61,7 @@ export class InstanceSlots {
     if (i >= 0) this.#placements.splice(i, 1);
     // A waiter that no remaining worker can serve gets its answer now.
     for (const w of [...this.#waiters]) {
-      if (!this.#placements.some((p) => !w.exclude.has(p.worker.endpoint.id))) this.#settle(w, undefined);
+      if (!this.#placements.some((p) => !w.exclude.has(p.worker.endpoint.id))) this.#settle(w, 'no-worker');
     }
   }
 
@@ -116,14 +119,15 @@ export class InstanceSlots {
 
   /**
    * A slot for a retry: one free now, else the next one freed (ahead of the
-   * schedulers, which can wait: their requests are not running yet).
-   * Undefined when no worker outside `exclude` is left, or at `deadline`.
+   * schedulers, which can wait: their requests are not running yet); else
+   * why not. The reason is the wait's own, not the clock read afterwards
+   * (a timer may fire a millisecond before Date.now() reaches the deadline).
    */
-  acquireOrWait(exclude: ReadonlySet<string>, deadline: number): Promise<Placement | undefined> {
+  acquireOrWait(exclude: ReadonlySet<string>, deadline: number): Promise<Placement | NoSlot> {
     const now = this.acquire(exclude);
-    if (now || !this.#placements.some((p) => !exclude.has(p.worker.endpoint.id)) || deadline <= Date.now()) {
-      return Promise.resolve(now);
-    }
+    if (now) return Promise.resolve(now);
+    if (!this.#placements.some((p) => !exclude.has(p.worker.endpoint.id))) return Promise.resolve('no-worker');
+    if (deadline <= Date.now()) return Promise.resolve('deadline');
     return new Promise((resolve) => {
       let timer: NodeJS.Timeout | undefined;
       const waiter: Waiter = {
@@ -133,7 +137,7 @@ export class InstanceSlots {
           resolve(placement);
         },
       };
-      if (Number.isFinite(deadline)) timer = setTimeout(() => this.#settle(waiter, undefined), Math.max(0, deadline - Date.now()));
+      if (Number.isFinite(deadline)) timer = setTimeout(() => this.#settle(waiter, 'deadline'), Math.max(0, deadline - Date.now()));
       this.#waiters.push(waiter);
     });
   }
@@ -151,7 +155,7 @@ export class InstanceSlots {
     }
   }
 
-  #settle(waiter: Waiter, placement: Placement | undefined): void {
+  #settle(waiter: Waiter, placement: Placement | NoSlot): void {
     const i = this.#waiters.indexOf(waiter);
     if (i < 0) return;
     this.#waiters.splice(i, 1);

@@ -78,6 +78,6 @@ describe('Dispatcher retry after a lost worker', () => {
     slots.acquire();
     const waiting = slots.acquireOrWait(new Set(['bad']), Infinity);
     slots.remove('busy');
-    await expect(waiting).resolves.toBeUndefined();
+    await expect(waiting).resolves.toBe('no-worker');
   });
 });
