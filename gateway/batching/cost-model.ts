@@ -1,25 +1,38 @@
 // What one execution of a model version costs, by batch size, learned online
 // from the workers' timings (compute input + infer + output, as Triton's
-// statistics count them). One exponentially weighted mean per power-of-two
-// bucket of rows, each with the mean rows it saw, so estimates interpolate
-// between measured sizes. Cold at start: no estimate until a batch ran, and
-// nothing is shed on a guess. Fresh as the machine's load changes: each new
-// timing moves its bucket by ALPHA.
+// statistics count them). One bucket per power of two of rows, each holding
+// its last WINDOW timings: its estimate is their median, so estimates
+// interpolate between measured sizes. Cold at start: no estimate until a
+// batch ran, and nothing is shed on a guess. Fresh as the machine's load
+// changes: a bucket follows within half a window of timings.
+//
+// A median, not a running mean: on a busy host one execution in a few runs
+// several times slower (an ONNX Runtime thread descheduled, the first run of
+// a new batch size allocating). A mean moved by such outliers taught SLO mode
+// that one MLP row costs 8 ms instead of 2, and with it waited for batches
+// it did not need and shed requests at half the capacity.
 
+/** How far one execution moves the mean overhead. */
 const ALPHA = 0.2;
+/** Timings a bucket keeps: its estimate is their median, its floor their least. */
+const WINDOW = 8;
+/** Executions seen before the estimates are trusted for shedding: a model's first runs allocate, and run several times slower. */
+const TRUSTED_EXECUTIONS = 4;
 /** Executions the overhead floor looks back over. */
 const FLOOR_WINDOW = 16;
 
 interface Bucket {
-  rows: number;
-  ns: number;
+  /** The last WINDOW timings (ns) and their rows, as rings. */
+  readonly ns: number[];
+  readonly rows: number[];
+  next: number;
   samples: number;
 }
 
 export interface CostPoint {
-  /** Mean rows of the executions in the bucket. */
+  /** Mean rows of the bucket's recent executions. */
   readonly rows: number;
-  /** Their weighted mean execution time. */
+  /** Their median execution time, at most any larger bucket's (time never falls with more rows). */
   readonly ns: number;
   readonly samples: number;
 }
@@ -27,6 +40,33 @@ export interface CostPoint {
 /** Bucket of `rows`: 0 for 1, 1 for 2, 2 for 3–4, 3 for 5–8, … */
 function bucketOf(rows: number): number {
   return rows <= 1 ? 0 : Math.ceil(Math.log2(rows));
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+function mean(xs: readonly number[]): number {
+  let sum = 0;
+  for (const x of xs) sum += x;
+  return sum / xs.length;
+}
+
+/**
+ * The buckets as points by rows, each time capped by every larger bucket's:
+ * more rows never take less time, so a small bucket above a larger one is
+ * stale (not run since the machine got quieter) or noise.
+ */
+function envelope(buckets: readonly (Bucket | undefined)[], time: (b: Bucket) => number): CostPoint[] {
+  const points = buckets.filter((b): b is Bucket => b !== undefined).map((b) => ({ rows: mean(b.rows), ns: time(b), samples: b.samples }));
+  for (let i = points.length - 2; i >= 0; i--) {
+    const p = points[i] as CostPoint;
+    const above = (points[i + 1] as CostPoint).ns;
+    if (p.ns > above) points[i] = { ...p, ns: above };
+  }
+  return points;
 }
 
 export class CostModel {
@@ -38,14 +78,15 @@ export class CostModel {
   observe(rows: number, ns: number): void {
     if (!(rows >= 1) || !(ns >= 0) || !Number.isFinite(ns)) return;
     this.#points = undefined;
+    this.#floorPoints = undefined;
     const i = bucketOf(rows);
-    const b = this.#buckets[i];
-    if (!b) {
-      this.#buckets[i] = { rows, ns, samples: 1 };
-      return;
-    }
-    b.rows += ALPHA * (rows - b.rows);
-    b.ns += ALPHA * (ns - b.ns);
+    const b = (this.#buckets[i] ??= { ns: [], rows: [], next: 0, samples: 0 });
+    // A bucket's first timing gives way to its second: ONNX Runtime's first run at a new batch size allocates, and
+    // takes several times as long. Kept, a size met once at start (a burst while the model warmed) stayed slow.
+    if (b.samples === 1) b.next = 0;
+    b.ns[b.next] = ns;
+    b.rows[b.next] = rows;
+    b.next = (b.next + 1) % WINDOW;
     b.samples += 1;
   }
 
@@ -53,6 +94,9 @@ export class CostModel {
   observeOverhead(wallNs: number, computeNs: number): void {
     const extra = wallNs - computeNs;
     if (!(extra >= 0) || !Number.isFinite(extra)) return;
+    // A model's first executions also pay for warming the paths to and from the worker (tens of ms), and would
+    // stay the floor until FLOOR_WINDOW idle executions later.
+    if (this.samples <= TRUSTED_EXECUTIONS) return;
     this.#overheadNs += ALPHA * (extra - this.#overheadNs);
     this.#recentOverheads[this.#overheadAt++ % FLOOR_WINDOW] = extra;
   }
@@ -88,13 +132,29 @@ export class CostModel {
     return this.#buckets.every((b) => b === undefined);
   }
 
+  /** Seen enough executions to shed on: see TRUSTED_EXECUTIONS. */
+  get trusted(): boolean {
+    return this.samples >= TRUSTED_EXECUTIONS;
+  }
+
   /** Measured points, by rows (built again only after a new timing: estimates run on every request). */
   points(): readonly CostPoint[] {
-    this.#points ??= this.#buckets.filter((b): b is Bucket => b !== undefined).map((b) => ({ rows: b.rows, ns: b.ns, samples: b.samples }));
+    this.#points ??= envelope(this.#buckets, (b) => median(b.ns));
     return this.#points;
   }
 
   #points: readonly CostPoint[] | undefined;
+
+  /** The least recent timing of each bucket timed twice or more, as points: what shedding may count on. */
+  #floor(): readonly CostPoint[] {
+    this.#floorPoints ??= envelope(
+      this.#buckets.filter((b) => b !== undefined && b.samples >= 2),
+      (b) => Math.min(...b.ns),
+    );
+    return this.#floorPoints;
+  }
+
+  #floorPoints: readonly CostPoint[] | undefined;
 
   /**
    * Expected ns of one execution of `rows` rows, compute plus the learned
@@ -115,6 +175,16 @@ export class CostModel {
   /** Expected ns the instance computes `rows` rows, without the overhead: how long the batch occupies it. */
   computeNs(rows: number): number | undefined {
     return estimate(this.points(), rows);
+  }
+
+  /**
+   * The least ns `rows` rows have lately taken to compute (each bucket's
+   * quickest recent timing): a lower bound for shedding. A request shed by
+   * it would have missed its deadline even on the machine's best recent
+   * form; the median would refuse requests that a quiet moment serves.
+   */
+  computeFloorNs(rows: number): number | undefined {
+    return estimate(this.#floor(), rows, 'flat');
   }
 
   /**
@@ -178,8 +248,14 @@ export function efficientRows(points: readonly CostPoint[], maxBatch: number): n
   return top;
 }
 
-/** The interpolation of `estimateNs`, pure, over points sorted by rows. */
-export function estimate(points: readonly CostPoint[], rows: number): number | undefined {
+/**
+ * The interpolation of `estimateNs`, pure, over points sorted by rows.
+ * `beyond` the largest size measured: 'continue' its last segment (an
+ * estimate), or 'flat' at its time (a lower bound: more rows never take
+ * less time; continuing one point's time per row could shed a batch of 50
+ * from a first run of 1).
+ */
+export function estimate(points: readonly CostPoint[], rows: number, beyond: 'continue' | 'flat' = 'continue'): number | undefined {
   const first = points[0];
   if (first === undefined) return undefined;
   if (rows <= first.rows) return (first.ns * rows) / first.rows;
@@ -191,6 +267,7 @@ export function estimate(points: readonly CostPoint[], rows: number): number | u
     }
   }
   const last = points[points.length - 1] as CostPoint;
+  if (beyond === 'flat') return last.ns;
   const perRow = last.ns / last.rows;
   const prev = points[points.length - 2];
   const slope = prev === undefined ? perRow : Math.min(perRow, Math.max(0, (last.ns - prev.ns) / (last.rows - prev.rows)));

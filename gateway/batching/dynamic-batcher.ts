@@ -204,11 +204,12 @@ export class DynamicBatcher<P> implements Scheduler {
    * Not while nothing runs (see #shedLeadNs).
    */
   #shedOnArrival(entry: Entry, now: bigint, deadlineNs: bigint): boolean {
-    if (this.cost.cold || this.#running.size === 0) return false;
+    if (!this.cost.trusted || this.#running.size === 0) return false;
     let rowsAhead = entry.level.queued.rowsThrough(entry);
     for (const l of this.#queue.levels) if (l.level < entry.level.level) rowsAhead += l.queued.rows;
     // The batches ahead occupy the instances for their compute; the overhead (transport, answer) is the request's own, once.
-    const cost = (rows: number): number | undefined => this.cost.computeNs(rows);
+    // Both at the least lately seen: what it sheds could not have finished in time even so.
+    const cost = (rows: number): number | undefined => this.cost.computeFloorNs(rows);
     // Batches already sent are about half done on average.
     const parallel = this.#slots.instanceCount ?? 1;
     const running = ((cost(this.#lastRows || 1) ?? 0) * this.#running.size) / (2 * parallel);
@@ -232,8 +233,8 @@ export class DynamicBatcher<P> implements Scheduler {
    * busy machine's slow answers) would otherwise shed every request forever.
    */
   #shedLeadNs(): bigint {
-    if (!this.#shedding || this.#running.size === 0) return 0n;
-    const ns = this.cost.computeNs(1);
+    if (!this.#shedding || this.#running.size === 0 || !this.cost.trusted) return 0n;
+    const ns = this.cost.computeFloorNs(1);
     return ns === undefined ? 0n : BigInt(Math.round(ns + this.cost.overheadFloorNs));
   }
 
@@ -274,7 +275,7 @@ export class DynamicBatcher<P> implements Scheduler {
       e.reject(deadlineExceeded(`model '${this.#key}': deadline exceeded before the request ran`));
     } else if (reason === 'shed') {
       const until = e.deadlineNs === undefined ? 0 : Number(e.deadlineNs - now) / 1e6;
-      e.reject(shedError(this.#key, ((this.cost.computeNs(e.rows) ?? 0) + this.cost.overheadFloorNs) / 1e6, until));
+      e.reject(shedError(this.#key, ((this.cost.computeFloorNs(e.rows) ?? 0) + this.cost.overheadFloorNs) / 1e6, until));
     } else {
       // Triton's words and code (dynamic_batch_scheduler.cc), then how long it waited.
       const waitedUs = Math.round(Number(now - e.enqueuedNs) / 1000);
@@ -339,8 +340,7 @@ export class DynamicBatcher<P> implements Scheduler {
     const d = decide(this.#queue.levels, now, free, policy, this.#shedLeadNs());
     for (const x of d.expired) this.#expire(x.entry, x.reason, now);
     if (d.kind !== 'send') return false;
-    let busyUntilNs: bigint | undefined;
-    for (const f of this.#finishes) if (busyUntilNs === undefined || f < busyUntilNs) busyUntilNs = f;
+    const busyUntilNs = freeAtNs(this.#finishes, this.#slots.instanceCount ?? 1);
     const s = decideSlo({
       now,
       queued: d.take,
@@ -351,7 +351,9 @@ export class DynamicBatcher<P> implements Scheduler {
       busyUntilNs,
       cost: this.#estimateNs,
       compute: this.#computeNs,
-      dispatchNs: this.cost.overheadNs / 2,
+      // The way to the worker, from the least overhead: the mean holds the lag of a busy gateway in reading the
+      // answers, and taken as the dispatch time it sent every arrival ahead alone (batches of 1–6 at 150 % load).
+      dispatchNs: this.cost.overheadFloorNs / 2,
       arrivalRowsPerNs: this.#arrivals.rowsPerNs(now),
       lastArrivalNs: this.#arrivals.lastNs,
     });
@@ -432,9 +434,10 @@ export class DynamicBatcher<P> implements Scheduler {
     this.#running.add(run);
     let finish: bigint | undefined;
     if (this.#sloNs > 0n) {
-      // When its compute ends: it reaches the worker after about half the overhead (the rest is the answer's way
-      // back), and sent ahead it starts when the last batch before it ends.
-      let start = now + BigInt(Math.round(this.cost.overheadNs / 2));
+      // When its compute ends: it reaches the worker after about half the least overhead (the rest is the answer's
+      // way back; the mean also holds the gateway's own lag in answering, which a busy loop makes tens of ms), and
+      // sent ahead it starts when the last batch before it ends.
+      let start = now + BigInt(Math.round(this.cost.overheadFloorNs / 2));
       if (!idle) for (const f of this.#finishes) if (f > start) start = f;
       const compute = this.cost.computeNs(rows);
       if (compute !== undefined) this.#finishes.push((finish = start + BigInt(Math.round(compute))));
@@ -497,4 +500,23 @@ function rowsOf(take: readonly { readonly rows: number }[]): number {
   let rows = 0;
   for (const e of take) rows += e.rows;
   return rows;
+}
+
+/**
+ * When the first instance is expected to be free with nothing queued for it:
+ * the `instances`-th latest expected finish of the batches in flight (the
+ * latest, with one instance); undefined when fewer are in flight. Not the
+ * earliest: a batch sent ahead waits behind that one, and a run late on its
+ * estimate would otherwise make every arrival look due for sending ahead,
+ * one row at a time.
+ */
+export function freeAtNs(finishes: readonly bigint[], instances: number): bigint | undefined {
+  if (finishes.length === 0 || finishes.length < instances) return undefined;
+  if (instances <= 1) {
+    let latest = finishes[0] as bigint;
+    for (const f of finishes) if (f > latest) latest = f;
+    return latest;
+  }
+  const sorted = [...finishes].sort((a, b) => (a < b ? 1 : a > b ? -1 : 0));
+  return sorted[instances - 1];
 }

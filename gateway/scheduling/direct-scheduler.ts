@@ -21,9 +21,6 @@ function abortReason(job: InferJob, modelKey: string): ServingError {
     : cancelled(`model '${modelKey}': request cancelled by the client before it ran`);
 }
 
-/** Executions seen before the learned compute time is trusted for shedding. */
-const WARM_EXECUTIONS = 3;
-
 /**
  * One request per execution: what Triton does for a model without dynamic
  * batching. Jobs wait in a bounded queue until an instance slot is free,
@@ -133,8 +130,8 @@ export class DirectScheduler implements Scheduler {
 
   /** The shed error when `job` would finish past its deadline after `runs` executions of its size, by a trusted estimate. */
   #shed(job: InferJob, runs: number): ServingError | undefined {
-    if (!Number.isFinite(job.deadline) || this.#running.size === 0 || this.cost.samples < WARM_EXECUTIONS) return undefined;
-    const finishMs = (runs * (this.cost.computeNs(Math.max(1, job.batchSize)) ?? 0)) / 1e6;
+    if (!Number.isFinite(job.deadline) || this.#running.size === 0 || !this.cost.trusted) return undefined;
+    const finishMs = (runs * (this.cost.computeFloorNs(Math.max(1, job.batchSize)) ?? 0)) / 1e6;
     const untilMs = job.deadline - this.#now();
     // A deadline already passed is the dispatcher's DEADLINE_EXCEEDED, not a shed.
     return untilMs > 0 && finishMs > untilMs ? shedError(this.#modelKey, finishMs, untilMs) : undefined;

@@ -34,10 +34,10 @@ function setup() {
       (e: ServingError) => void outcomes.set(name, `${status[e.code]}: ${e.message}`),
     );
   };
-  /** Three executions answered: the learned compute time is trusted from then on. */
+  /** Four executions answered: the learned compute time is trusted from then on. */
   const warm = async (): Promise<void> => {
-    const calls = ['w1', 'w2', 'w3'].map((n) => submit(n));
-    for (let i = 0; i < 3; i++) await worker.finishOne();
+    const calls = ['w1', 'w2', 'w3', 'w4'].map((n) => submit(n));
+    for (let i = 0; i < 4; i++) await worker.finishOne();
     await Promise.all(calls);
   };
   return { worker, submit, outcomes, warm, advance: (ms: number) => (now += ms) };

@@ -48,16 +48,54 @@ describe('CostModel', () => {
     expect(estimate([], 2)).toBeUndefined();
   });
 
-  it('follows a changing machine: each timing moves its bucket by a fifth', () => {
+  it('estimates from the median of a size’s recent timings: a stall moves nothing, a changed machine moves it within a few', () => {
     const m = new CostModel();
-    m.observe(2, 100);
-    m.observe(2, 200);
+    m.observe(2, 900); // the first run at a size allocates …
+    m.observe(2, 100); // … and gives way to the second
+    expect(m.estimateNs(2)).toBe(100);
+    m.observe(2, 120);
+    m.observe(2, 5_000); // one run descheduled
     expect(m.estimateNs(2)).toBe(120);
-    // 3 and 4 rows share a bucket; its mean rows move as its mean time does.
-    m.observe(4, 400);
-    m.observe(3, 300);
-    expect(m.points()[1]).toEqual({ rows: 3.8, ns: 380, samples: 2 });
+    // The machine got busier: 2 ms from now on; five of the window's eight say so.
+    for (let i = 0; i < 5; i++) m.observe(2, 2_000);
+    expect(m.estimateNs(2)).toBe(2_000);
+    // 3 and 4 rows share a bucket: its rows are the mean of its recent executions.
+    m.observe(4, 4_000);
+    m.observe(4, 4_000);
+    m.observe(3, 3_000);
+    expect(m.points()[1]).toEqual({ rows: 3.5, ns: 3_500, samples: 3 });
     expect(m.points()).toHaveLength(2);
+  });
+
+  it('never lets more rows cost less: a smaller size timed above a larger one takes the larger one’s time', () => {
+    const m = new CostModel();
+    for (let i = 0; i < 3; i++) m.observe(1, 8 * MS); // met at start, on a busy machine, and not since
+    for (let i = 0; i < 3; i++) m.observe(8, 3 * MS);
+    expect(m.points().map((p) => p.ns)).toEqual([3 * MS, 3 * MS]);
+    expect(m.estimateNs(1)).toBe(3 * MS);
+  });
+
+  it('sheds on a floor: the least recent timing of sizes timed twice, flat beyond the largest', () => {
+    const m = new CostModel();
+    m.observe(1, 9 * MS);
+    m.observe(64, 30 * MS);
+    // Each size timed once: a first run says nothing of the next.
+    expect(m.computeFloorNs(1)).toBeUndefined();
+    m.observe(1, 2 * MS);
+    m.observe(1, 3 * MS);
+    expect(m.computeFloorNs(1)).toBe(2 * MS);
+    expect(m.computeNs(1)).toBe(2.5 * MS);
+    // Beyond the largest size timed twice: no less than it, never its time per row (64 × 2 ms).
+    expect(m.computeFloorNs(64)).toBe(2 * MS);
+    expect(m.computeNs(64)).toBe(30 * MS);
+  });
+
+  it('trusts its estimates for shedding only after a few executions', () => {
+    const m = new CostModel();
+    for (let i = 0; i < 3; i++) m.observe(1, MS);
+    expect(m.trusted).toBe(false);
+    m.observe(1, MS);
+    expect(m.trusted).toBe(true);
   });
 
   it('ignores impossible timings', () => {
@@ -232,14 +270,34 @@ describe('DynamicBatcher shedding', () => {
     return { clock, runner, batcher, submit };
   }
 
-  it('computes everything while cold, then refuses at once what cannot finish before its deadline', async () => {
+  /** Runs `n` one-row requests one after another: the cost model learns 10 ms a row. */
+  async function warm(runner: Runner, submit: (deadlineInMs: number) => unknown, n: number): Promise<void> {
+    for (let i = 0; i < n; i++) {
+      submit(1_000);
+      runner.running[runner.running.length - 1]?.finish();
+      await flush();
+    }
+  }
+
+  it('computes everything until it has timed a few executions: one timing is not enough to refuse on', async () => {
     const { runner, batcher, submit } = setup();
-    // Cold: the first request runs whatever its deadline.
     const first = submit(1_000);
     runner.running[0]?.finish(); // 10 ms for one row
     await flush();
     expect(first.result).toBeDefined();
     expect(batcher.cost.estimateNs(1)).toBe(10 * MS);
+    submit(1_000);
+    const queued = Array.from({ length: 5 }, () => submit(25));
+    await flush();
+    expect(queued.filter((q) => q.error !== undefined)).toHaveLength(0);
+  });
+
+  it('then refuses at once what cannot finish before its deadline', async () => {
+    const { runner, batcher, submit } = setup();
+    await warm(runner, submit, 4);
+    expect(batcher.cost.trusted).toBe(true);
+    // And two rows, timed twice: 20 ms. (Never timed, two rows could take as little as one: the floor stays flat.)
+    for (let i = 0; i < 2; i++) batcher.cost.observe(2, 20 * MS);
     // Busy again; then 5 more rows queue with 25 ms each: rows 1–2 (20 ms) fit, the rest cannot.
     submit(1_000);
     const queued = Array.from({ length: 5 }, () => submit(25));
@@ -257,16 +315,14 @@ describe('DynamicBatcher shedding', () => {
 
   it('sheds at the cut a queued request whose deadline came nearer than one execution, and never runs it', async () => {
     const { clock, runner, batcher, submit } = setup();
-    submit(1_000);
-    runner.running[0]?.finish(); // learns 10 ms a row
-    await flush();
+    await warm(runner, submit, 4); // learns 10 ms a row
     submit(1_000); // runs
     const late = submit(40); // fits when queued (finish ≈ 10 ms) …
     await flush();
     expect(late.error).toBeUndefined();
     clock.ns += 25n * BigInt(MS); // … but the running batch takes 25 + 10 ms more: 5 ms left, one row takes 10
     const before = runner.executedRows;
-    runner.running[1]?.finish();
+    runner.running[runner.running.length - 1]?.finish();
     await flush();
     expect(isShed(late.error)).toBe(true);
     expect(runner.executedRows).toBe(before);
@@ -331,6 +387,14 @@ describe('the overhead an execution adds to its compute', () => {
   it('is a moving mean for planning, and the least of the recent ones for shedding: stalls raise the mean, never the floor', () => {
     const m = new CostModel();
     expect(m.overheadFloorNs).toBe(0);
+    // A model's first executions also warm the way to the worker and back: their overhead is not learned.
+    for (let i = 0; i < 4; i++) {
+      m.observe(1, 3e6);
+      m.observeOverhead(3e6 + 60e6, 3e6);
+    }
+    expect(m.overheadNs).toBe(0);
+    expect(m.overheadFloorNs).toBe(0);
+    m.observe(1, 3e6);
     for (let i = 0; i < 16; i++) m.observeOverhead(3e6 + 1e6, 3e6); // 1 ms beyond compute
     expect(m.overheadNs).toBeGreaterThan(0.95e6);
     expect(m.overheadFloorNs).toBe(1e6);

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { ServingError } from '../../core/errors.js';
 import { type Tensor } from '../../core/tensor.js';
 import { type Clock } from '../../gateway/batching/clock.js';
-import { type BatchRunner, type BatchSlots, DynamicBatcher } from '../../gateway/batching/dynamic-batcher.js';
+import { type BatchRunner, type BatchSlots, DynamicBatcher, freeAtNs } from '../../gateway/batching/dynamic-batcher.js';
 import { batchingPolicyFromConfig } from '../../gateway/batching/policy.js';
 import { isShed } from '../../gateway/batching/shedding.js';
 import { type ExecutionResult, type InferJob, type JobResult, type JobTenant } from '../../gateway/scheduling/execution.js';
@@ -121,8 +121,8 @@ function setup(o: { sloMs: number; maxBatch?: number; capacity?: number; instanc
     priorityQueuePolicy: new Map(),
   });
   const batcher = new DynamicBatcher({ modelKey: 'm/1', slots, dispatcher: recorder, policy, clock, sloNs: BigInt(o.sloMs) * MS });
-  // The explicit cost table: one execution at 1, 2, 4 and 8 rows.
-  if (o.warm ?? true) for (const rows of [1, 2, 4, 8]) batcher.cost.observe(rows, costMs(rows) * 1e6);
+  // The explicit cost table: two executions at 1, 2, 4 and 8 rows (a size's first timing gives way to its second).
+  if (o.warm ?? true) for (const rows of [1, 2, 4, 8, 1, 2, 4, 8]) batcher.cost.observe(rows, costMs(rows) * 1e6);
   let next = 1;
   const results = new Map<string, { result?: JobResult; error?: unknown }>();
   /** A request labelled `label`; `deadlineMs`: its own deadline, ms from now. */
@@ -325,5 +325,19 @@ describe('DynamicBatcher in SLO mode (batching_slo_ms)', () => {
     prio.recorder.cuts[0]?.finish();
     await flush();
     expect(prio.recorder.cuts.map((c) => c.labels)).toEqual([['first'], ['high', 'low']]);
+  });
+});
+
+describe('freeAtNs: when an instance is free with nothing queued for it', () => {
+  it('is the latest expected finish with one instance: a batch sent ahead waits behind all in flight', () => {
+    // A run late on its estimate (its finish already past) no longer makes the next arrival look due.
+    expect(freeAtNs([90n, 130n], 1)).toBe(130n);
+    expect(freeAtNs([130n, 90n], 1)).toBe(130n);
+  });
+
+  it('is the n-th latest with n instances, and unknown while fewer batches than instances are in flight', () => {
+    expect(freeAtNs([90n, 200n, 130n], 2)).toBe(130n);
+    expect(freeAtNs([90n], 2)).toBeUndefined();
+    expect(freeAtNs([], 1)).toBeUndefined();
   });
 });
