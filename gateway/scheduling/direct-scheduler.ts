@@ -131,7 +131,7 @@ export class DirectScheduler implements Scheduler {
   /** The shed error when `job` would finish past its deadline after `runs` executions of its size, by a trusted estimate. */
   #shed(job: InferJob, runs: number): ServingError | undefined {
     if (!Number.isFinite(job.deadline) || this.#running.size === 0 || !this.cost.trusted) return undefined;
-    const finishMs = (runs * (this.cost.computeFloorNs(Math.max(1, job.batchSize)) ?? 0)) / 1e6;
+    const finishMs = (runs * (this.cost.computeNs(Math.max(1, job.batchSize)) ?? 0)) / 1e6;
     const untilMs = job.deadline - this.#now();
     // A deadline already passed is the dispatcher's DEADLINE_EXCEEDED, not a shed.
     return untilMs > 0 && finishMs > untilMs ? shedError(this.#modelKey, finishMs, untilMs) : undefined;

@@ -296,7 +296,7 @@ describe('DynamicBatcher shedding', () => {
     const { runner, batcher, submit } = setup();
     await warm(runner, submit, 4);
     expect(batcher.cost.trusted).toBe(true);
-    // And two rows, timed twice: 20 ms. (Never timed, two rows could take as little as one: the floor stays flat.)
+    // And two rows, timed twice: 20 ms.
     for (let i = 0; i < 2; i++) batcher.cost.observe(2, 20 * MS);
     // Busy again; then 5 more rows queue with 25 ms each: rows 1–2 (20 ms) fit, the rest cannot.
     submit(1_000);
