@@ -18,7 +18,7 @@ export const SCENARIO_USAGE = `Usage: fabriek bench batching|http|fairness|slo-g
              A floods at 10× its quota, in rounds (about 5 min)
   slo-goodput issue #15: capacity of MLP 784→2048×4→10, then Poisson arrivals at 50/100/150 % of it
              against batching_slo_ms and fixed max_queue_delay 0, 1, 2, 5 ms: goodput within the SLO,
-             shed counts, and a goodput chart (about 2.5 min)
+             shed counts, and a goodput chart (about 2 min a round)
   noisy-neighbour issue #15: tenant B's 10 images/s to resnet_small alone and while tenant A (same
              weight, no quota) keeps 200 requests outstanding; fixed batching and the SLO mode
              (about 2 min at the defaults)
@@ -40,6 +40,10 @@ Options:
                         the other for the gateway and the clients; 0 = a thread per core)
   slo-goodput only:
   --slo-ms MS           the SLO: batching_slo_ms of the SLO mode, and what goodput counts (default 25)
+  --loads LIST          offered loads in % of the measured capacity (default 50,100,150)
+  --rounds N            sweeps of every load and mode; each figure is the median over them (default 1)
+  --fixed-delays-us LIST  the fixed modes' max_queue_delay_microseconds; the first is the default the
+                        ratios divide by (default 0,1000,2000,5000)
   noisy-neighbour only:
   --rounds N            rounds of a window alone and one with A (default 2)
   --slo-ms MS           batching_slo_ms of the SLO-mode model (default 200)
@@ -51,6 +55,15 @@ Results: bench/results/<timestamp>-<scenario>.{json,md} and bench/results/latest
 function list(flag: string, raw: string): number[] {
   const values = raw.split(',').map(Number);
   if (values.some((v) => !Number.isInteger(v) || v < 1)) throw new UsageError(`--${flag}: expected positive integers, got '${raw}'`);
+  return values;
+}
+
+/** --fixed-delays-us: max_queue_delay_microseconds values, 0 allowed; the first is the default the ratios divide by. */
+function delays(raw: string): number[] {
+  const values = raw.split(',').map(Number);
+  if (values.length === 0 || values.some((v) => !Number.isInteger(v) || v < 0 || v > 10_000_000)) {
+    throw new UsageError(`--fixed-delays-us: expected integers from 0 to 10000000, got '${raw}'`);
+  }
   return values;
 }
 
@@ -84,6 +97,8 @@ export async function runScenario(
         rounds: { type: 'string' },
         'intra-op-threads': { type: 'string', default: '1' },
         'slo-ms': { type: 'string' },
+        loads: { type: 'string' },
+        'fixed-delays-us': { type: 'string' },
         'results-dir': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -141,7 +156,10 @@ export async function runScenario(
     return r.ok ? 0 : 1;
   }
   if (slo) {
-    const r = await runSloGoodput({ ...SLO_GOODPUT_DEFAULTS, sloMs, warmupMs, durationMs, log });
+    const loads = values.loads === undefined ? SLO_GOODPUT_DEFAULTS.loads : list('loads', values.loads).map((pct) => pct / 100);
+    const fixedDelaysUs = values['fixed-delays-us'] === undefined ? SLO_GOODPUT_DEFAULTS.fixedDelaysUs : delays(values['fixed-delays-us']);
+    const sweeps = values.rounds === undefined ? SLO_GOODPUT_DEFAULTS.rounds : (list('rounds', values.rounds)[0] ?? 1);
+    const r = await runSloGoodput({ ...SLO_GOODPUT_DEFAULTS, sloMs, loads, fixedDelaysUs, warmupMs, durationMs, rounds: sweeps, log });
     const md = `# Goodput under an SLO: SLO-aware batching against fixed delays (issue #15)\n\n${describeRun(info)}\n\n${r.markdown}`;
     const rec = { format: 'fabriek-bench/1' as const, kind: scenario, info, options: {}, levels: [], scenario: r.json };
     const dir = values['results-dir'];

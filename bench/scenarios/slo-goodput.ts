@@ -21,6 +21,13 @@ import { mlpRowRequest } from './batching.js';
 // run as Triton would; the SLO mode takes the SLO as each request's deadline.
 // Levels run level by level, the modes in turn, so drift in what else the
 // machine does spreads over every mode.
+//
+// Every mode first runs a short warm pass (each ONNX Runtime batch size's
+// first run allocates), and the modes' order turns by one at every level:
+// on this 2-core machine the mode measured right after the capacity run lost
+// 15 % of its goodput to its position alone (SLO mode first 0.85×, last
+// 1.00–1.06× of fixed 0 ms, same build). With --rounds N the sweep repeats,
+// and each figure is the median over the rounds.
 
 const MODEL_FILE = 'mlp_large';
 const MAX_BATCH = 64;
@@ -38,10 +45,14 @@ export interface SloGoodputOptions {
   readonly loads: readonly number[];
   readonly warmupMs: number;
   readonly durationMs: number;
+  /** Sweeps over every load and mode; figures are medians over them. */
+  readonly rounds: number;
   readonly log: (line: string) => void;
 }
 
-export const SLO_GOODPUT_DEFAULTS = { sloMs: 25, fixedDelaysUs: [0, 1000, 2000, 5000], loads: [0.5, 1, 1.5], warmupMs: 1500, durationMs: 4000 } as const;
+export const SLO_GOODPUT_DEFAULTS = { sloMs: 25, fixedDelaysUs: [0, 1000, 2000, 5000], loads: [0.5, 1, 1.5], warmupMs: 1500, durationMs: 4000, rounds: 1 } as const;
+/** Offered load of the warm pass, as a fraction of capacity. */
+const WARM_LOAD = 0.5;
 
 interface Mode {
   readonly name: string;
@@ -51,6 +62,7 @@ interface Mode {
 
 export interface GoodputLevel {
   readonly mode: string;
+  readonly round: number;
   readonly load: number;
   readonly rate: number;
   readonly result: LevelResult;
@@ -136,37 +148,49 @@ export async function runSloGoodput(o: SloGoodputOptions): Promise<SloGoodputRep
       const cap = capacity.requestsPerSecond;
       o.log(`  ${num(cap)} req/s, p99 ${ms(capacity.latency.p99Us)} ms, avg batch ${num(capacity.server?.avgBatchSize ?? NaN, 1)}${disturbedNote(capacity.cpu)}`);
       if (!(cap > 0)) throw new Error('capacity measured as 0 req/s');
-      for (const load of o.loads) {
-        const rate = Math.round(load * cap);
-        for (const m of modes) {
-          const before = await scrape(metricsUrl);
-          const result = await runLevel(
-            { mode: 'request-rate', value: rate, distribution: 'poisson' },
-            {
-              series: m.name,
-              model: m.model,
-              protocol: 'grpc',
-              batchSize: 1,
-              send: sender(m.model),
-              warmupMs: o.warmupMs,
-              windows: { intervalMs: o.durationMs, maxTrials: 1, sloUs: o.sloMs * 1000 },
-              stats: () => readModelStats(client, m.model),
-              serverPid: gateway.pid,
-              maxOutstanding: MAX_OUTSTANDING,
-              seed: 15,
-            },
-          );
-          const after = await scrape(metricsUrl);
-          const labels = `model="${m.model}",version="1"`;
-          const shed = sample(after, 'nv_inference_request_failure', `${labels},reason="SHED"`) - sample(before, 'nv_inference_request_failure', `${labels},reason="SHED"`);
-          const past = m.slo ? sample(after, 'fabriek_batch_computed_past_deadline', labels) - sample(before, 'fabriek_batch_computed_past_deadline', labels) : undefined;
-          levels.push({ mode: m.name, load, rate, result, shed, computedPastDeadline: past });
-          o.log(
-            `  ${Math.round(load * 100)} % (${rate}/s) ${m.name}: goodput ${num(result.goodputPerSecond)}/s, answered ${num(result.requestsPerSecond)}/s, ` +
-              `p99 ${ms(result.latency.p99Us)} ms, avg batch ${num(result.server?.avgBatchSize ?? NaN, 1)}, shed ${shed}, errors ${errorText(result.errors)}${disturbedNote(result.cpu)}`,
-          );
-          // Let what the level left queued (cancelled by the client) drain before the next.
-          await new Promise((r) => setTimeout(r, 500));
+      const openLevel = (m: Mode, rate: number, warmupMs: number, durationMs: number): Promise<LevelResult> =>
+        runLevel(
+          { mode: 'request-rate', value: rate, distribution: 'poisson' },
+          {
+            series: m.name,
+            model: m.model,
+            protocol: 'grpc',
+            batchSize: 1,
+            send: sender(m.model),
+            warmupMs,
+            windows: { intervalMs: durationMs, maxTrials: 1, sloUs: o.sloMs * 1000 },
+            stats: () => readModelStats(client, m.model),
+            serverPid: gateway.pid,
+            maxOutstanding: MAX_OUTSTANDING,
+            seed: 15,
+          },
+        );
+      // Let what a level left queued (cancelled by the client) drain before the next.
+      const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 500));
+      o.log(`warm pass: each mode at ${WARM_LOAD * 100} % for ${o.warmupMs / 1000} s…`);
+      for (const m of modes) {
+        await openLevel(m, Math.round(WARM_LOAD * cap), 0, o.warmupMs);
+        await settle();
+      }
+      let turn = 0;
+      for (let round = 1; round <= o.rounds; round++) {
+        for (const load of o.loads) {
+          const rate = Math.round(load * cap);
+          const first = turn++ % modes.length;
+          for (const m of [...modes.slice(first), ...modes.slice(0, first)]) {
+            const before = await scrape(metricsUrl);
+            const result = await openLevel(m, rate, o.warmupMs, o.durationMs);
+            const after = await scrape(metricsUrl);
+            const labels = `model="${m.model}",version="1"`;
+            const shed = sample(after, 'nv_inference_request_failure', `${labels},reason="SHED"`) - sample(before, 'nv_inference_request_failure', `${labels},reason="SHED"`);
+            const past = m.slo ? sample(after, 'fabriek_batch_computed_past_deadline', labels) - sample(before, 'fabriek_batch_computed_past_deadline', labels) : undefined;
+            levels.push({ mode: m.name, round, load, rate, result, shed, computedPastDeadline: past });
+            o.log(
+              `  ${o.rounds > 1 ? `round ${round}, ` : ''}${Math.round(load * 100)} % (${rate}/s) ${m.name}: goodput ${num(result.goodputPerSecond)}/s, answered ${num(result.requestsPerSecond)}/s, ` +
+                `p99 ${ms(result.latency.p99Us)} ms, avg batch ${num(result.server?.avgBatchSize ?? NaN, 1)}, shed ${shed}, errors ${errorText(result.errors)}${disturbedNote(result.cpu)}`,
+            );
+            await settle();
+          }
         }
       }
     } finally {
@@ -183,27 +207,42 @@ export async function runSloGoodput(o: SloGoodputOptions): Promise<SloGoodputRep
 function report(o: SloGoodputOptions, modes: readonly Mode[], capacity: LevelResult, levels: readonly GoodputLevel[]): SloGoodputReport {
   const slo = modes[0] as Mode;
   const deflt = modes[1] as Mode;
-  const at = (mode: string, load: number): GoodputLevel | undefined => levels.find((l) => l.mode === mode && l.load === load);
+  const rounds = (mode: string, load: number): GoodputLevel[] =>
+    levels.filter((l) => l.mode === mode && l.load === load).sort((a, b) => a.result.goodputPerSecond - b.result.goodputPerSecond);
+  /** The round of median goodput (the lower middle of an even count): its figures stand for the mode at that load. */
+  const at = (mode: string, load: number): GoodputLevel | undefined => {
+    const rs = rounds(mode, load);
+    return rs[(rs.length - 1) >> 1];
+  };
+  const goodputCell = (l: GoodputLevel): string => {
+    const rs = rounds(l.mode, l.load);
+    const lo = rs[0]?.result.goodputPerSecond ?? NaN;
+    const hi = rs[rs.length - 1]?.result.goodputPerSecond ?? NaN;
+    return rs.length > 1 ? `${num(l.result.goodputPerSecond)} (${num(lo)}–${num(hi)})` : num(l.result.goodputPerSecond);
+  };
+  const table = o.loads.flatMap((load) => modes.map((m) => at(m.name, load)).filter((l): l is GoodputLevel => l !== undefined));
   const out: string[] = [
     `MLP 784→2048×4→10 (FP32), max_batch_size ${MAX_BATCH}, 1 CPU instance, all ${modes.length} configurations loaded in one gateway. ` +
       `Capacity: closed loop of ${CAPACITY_CONCURRENCY} gRPC callers on ${deflt.name} (${o.warmupMs / 1000} s warm-up, ${o.durationMs / 1000} s window): ` +
       `**${num(capacity.requestsPerSecond)} req/s**, p99 ${ms(capacity.latency.p99Us)} ms, average batch ${num(capacity.server?.avgBatchSize ?? NaN, 1)}. ` +
       `Then open loops of Poisson arrivals (seed 15, at most ${MAX_OUTSTANDING} in flight; arrivals beyond it are dropped as CLIENT_OVERLOADED) ` +
-      `at ${o.loads.map((l) => `${Math.round(l * 100)} %`).join(', ')} of it, ${o.warmupMs / 1000} s warm-up and one ${o.durationMs / 1000} s window per level and mode. ` +
-      `Callers send no deadline; goodput counts answers within ${o.sloMs} ms.`,
+      `at ${o.loads.map((l) => `${Math.round(l * 100)} %`).join(', ')} of it, ${o.warmupMs / 1000} s warm-up and one ${o.durationMs / 1000} s window per level and mode, ` +
+      `after a warm pass of every mode (${o.warmupMs / 1000} s at ${WARM_LOAD * 100} %); the modes' order turns by one at every level. ` +
+      `Callers send no deadline; goodput counts answers within ${o.sloMs} ms.` +
+      (o.rounds > 1 ? ` ${o.rounds} rounds: each row is the round of median goodput, with the range over the rounds.` : ''),
     '',
   ];
   out.push(
     mdTable(
       ['load', 'offered/s', 'mode', 'goodput/s', '× default', 'answered/s', 'p50 ms', 'p99 ms', 'avg batch', 'shed', 'other errors', 'computed − answered', 'computed past deadline'],
-      levels.map((l) => {
+      table.map((l) => {
         const s = l.result.server;
         const other = Object.entries(l.result.errors).reduce((n, [k, v]) => n + (k === 'UNAVAILABLE' ? 0 : v), 0);
         return [
           `${Math.round(l.load * 100)} %`,
           String(l.rate),
           l.mode,
-          num(l.result.goodputPerSecond),
+          goodputCell(l),
           ratio(l.result.goodputPerSecond, at(deflt.name, l.load)?.result.goodputPerSecond ?? NaN),
           num(l.result.requestsPerSecond),
           ms(l.result.latency.p50Us),
@@ -243,7 +282,9 @@ function report(o: SloGoodputOptions, modes: readonly Mode[], capacity: LevelRes
       `rows computed but not answered ${unanswered} (ModelStatistics inference_count − success), shed ${sloLevels.reduce((n, l) => n + l.shed, 0)} — **${pastMet ? 'met' : 'not met'}**.`,
   );
   out.push('Issue #15 bar:', '', ...verdicts, '');
-  const disturbed = levels.filter((l) => (l.result.cpu?.other ?? 0) > DISTURBED_CORES).map((l) => `${Math.round(l.load * 100)} % ${l.mode} (${num(l.result.cpu?.other ?? NaN, 2)})`);
+  const disturbed = levels
+    .filter((l) => (l.result.cpu?.other ?? 0) > DISTURBED_CORES)
+    .map((l) => `${o.rounds > 1 ? `round ${l.round} ` : ''}${Math.round(l.load * 100)} % ${l.mode} (${num(l.result.cpu?.other ?? NaN, 2)})`);
   if (disturbed.length > 0) out.push(`**Disturbed:** other processes kept cores busy during ${disturbed.join(', ')}.`, '');
   out.push(
     '"shed": requests the server refused before computing them (`nv_inference_request_failure{reason="SHED"}`, UNAVAILABLE "Request timeout expired … shed"). ' +
@@ -253,7 +294,10 @@ function report(o: SloGoodputOptions, modes: readonly Mode[], capacity: LevelRes
   );
   const series = modes.map((m) => ({
     name: m.name,
-    points: levels.filter((l) => l.mode === m.name).map((l) => ({ x: l.rate, y: l.result.goodputPerSecond, label: `${Math.round(l.load * 100)} %` })),
+    points: o.loads
+      .map((load) => at(m.name, load))
+      .filter((l): l is GoodputLevel => l !== undefined)
+      .map((l) => ({ x: l.rate, y: l.result.goodputPerSecond, label: `${Math.round(l.load * 100)} %` })),
   }));
   const svg = throughputLatencySvg(series, `Goodput (answers within ${o.sloMs} ms) vs offered load, MLP 784→2048×4→10`, {
     x: 'offered load (req/s, Poisson)',
