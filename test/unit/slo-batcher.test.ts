@@ -181,6 +181,22 @@ describe('DynamicBatcher in SLO mode (batching_slo_ms)', () => {
     }
   });
 
+  it('sends one batch ahead of an instance late on its estimate; the next arrivals wait behind that one and grow', async () => {
+    const { clock, recorder, submit } = setup({ sloMs: 50, capacity: 4, instances: 1 });
+    submit('a'); // idle: cut at once, expected to end 2.5 ms on
+    clock.advance(10); // still running, long past that
+    submit('b'); // the instance may free any moment: due for sending ahead
+    await flush();
+    expect(recorder.cuts.map((c) => c.labels)).toEqual([['a'], ['b']]);
+    // Due at b's expected end, not a's: taken from the earliest finish in flight (a's, overdue), each was sent ahead alone.
+    submit('c');
+    submit('d');
+    await flush();
+    expect(recorder.cuts).toHaveLength(2);
+    clock.advance(3); // b's expected end, in the timer's whole ms
+    expect(recorder.cuts.map((c) => c.labels)).toEqual([['a'], ['b'], ['c', 'd']]);
+  });
+
   it('waits no later than the earliest deadline allows for the batch it waits for', async () => {
     const { clock, recorder, submit } = setup({ sloMs: 25 });
     // Teach it an arrival rate: about 1 row a ms, each cut and answered at once (due at once),
