@@ -107,10 +107,10 @@ export class CostModel {
   }
 
   /**
-   * The least overhead of the last FLOOR_WINDOW executions: what shedding
-   * may count on. The mean rises with a busy machine's stalls (a late event
-   * loop, a descheduled worker); shedding on it refused, at half the
-   * capacity, requests that fixed delays answered in time.
+   * The least overhead of the last FLOOR_WINDOW executions: the way to the
+   * worker and back without the stalls of a busy machine (a late event loop,
+   * a descheduled worker) that raise the mean. SLO mode times a batch sent
+   * ahead by it, and the cut sheds a queued request only on it.
    */
   get overheadFloorNs(): number {
     let min = Infinity;
