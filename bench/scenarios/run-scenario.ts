@@ -60,10 +60,14 @@ function list(flag: string, raw: string): number[] {
 
 /** --fixed-delays-us: max_queue_delay_microseconds values, 0 allowed; the first is the default the ratios divide by. */
 function delays(raw: string): number[] {
-  const values = raw.split(',').map(Number);
-  if (values.length === 0 || values.some((v) => !Number.isInteger(v) || v < 0 || v > 10_000_000)) {
+  const parts = raw.split(',');
+  // Number('') is 0: an empty entry must not pass as a delay of 0.
+  const values = parts.map((p) => (/^\d+$/.test(p.trim()) ? Number(p) : NaN));
+  if (values.some((v) => !Number.isSafeInteger(v) || v > 10_000_000)) {
     throw new UsageError(`--fixed-delays-us: expected integers from 0 to 10000000, got '${raw}'`);
   }
+  // Each delay is one model of its own (delay_<µs>): the same one twice would be one model measured twice.
+  if (new Set(values).size !== values.length) throw new UsageError(`--fixed-delays-us: a delay is listed twice in '${raw}'`);
   return values;
 }
 

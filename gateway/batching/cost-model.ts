@@ -99,6 +99,7 @@ export class CostModel {
     if (this.samples <= TRUSTED_EXECUTIONS) return;
     this.#overheadNs += ALPHA * (extra - this.#overheadNs);
     this.#recentOverheads[this.#overheadAt++ % FLOOR_WINDOW] = extra;
+    this.#overheadFloor = Math.min(...this.#recentOverheads);
   }
 
   /** Mean overhead: what an execution is expected to add to its compute. */
@@ -113,13 +114,13 @@ export class CostModel {
    * ahead by it, and the cut sheds a queued request only on it.
    */
   get overheadFloorNs(): number {
-    let min = Infinity;
-    for (const x of this.#recentOverheads) if (x < min) min = x;
-    return min === Infinity ? 0 : min;
+    return this.#overheadFloor;
   }
 
   readonly #recentOverheads: number[] = [];
   #overheadAt = 0;
+  /** Kept at each execution: the batcher reads it at every request (shedding lead, dispatch time). */
+  #overheadFloor = 0;
 
   /** Executions observed, all sizes. */
   get samples(): number {

@@ -28,12 +28,6 @@ export function noteReport(p: Placement, outstanding: number | undefined, now = 
   p.reportedAt = now;
 }
 
-/**
- * The free execution slots of one model version across workers. A slot is
- * one model instance (one ONNX Runtime session); a scheduler takes a slot
- * before it sends work, so no worker ever gets more than it can run and
- * queued work waits in the gateway, where it can still be cancelled.
- */
 /** Why acquireOrWait gave no slot: no worker outside the excluded ones is left, or the deadline came first. */
 export type NoSlot = 'no-worker' | 'deadline';
 
@@ -42,6 +36,12 @@ interface Waiter {
   readonly resolve: (placement: Placement | NoSlot) => void;
 }
 
+/**
+ * The free execution slots of one model version across workers. A slot is
+ * one model instance (one ONNX Runtime session); a scheduler takes a slot
+ * before it sends work, so no worker ever gets more than it can run and
+ * queued work waits in the gateway, where it can still be cancelled.
+ */
 export class InstanceSlots {
   readonly #placements: Placement[] = [];
   readonly #listeners = new Set<() => void>();
