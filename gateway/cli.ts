@@ -67,7 +67,7 @@ async function serve(argv: readonly string[]): Promise<void> {
   const options = parseServeOptions(argv);
   const log = createLogger(options.logLevel, 'fabriek');
   if (isGatewayChild()) return serveChild(options, log);
-  const processes = resolveGatewayProcesses(options.gatewayProcesses, usableCores(), options.modelControl.mode === 'on-demand');
+  const processes = resolveGatewayProcesses(options.gatewayProcesses, usableCores());
   if (processes > 1) return servePrimary(options, processes, log);
   const gateway = await startGateway(options, log);
   writeReadyLine(options, summaryOf(gateway), 1);

@@ -268,16 +268,10 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   const specs = child ? [] : planLocalWorkers(options.gpus ?? detectGpus(), options.workers);
   const workerCount = child ? child.workerCount : specs.length;
   // On demand without --model-memory-budget: half the host's memory, shared by the local workers.
-  const base: ModelControl =
+  const control: ModelControl =
     options.modelControl.mode === 'on-demand' && options.modelControl.budget === undefined
       ? { mode: 'on-demand', budget: defaultMemoryBudget(totalmem(), workerCount) }
       : options.modelControl;
-  // Several gateway processes load on demand onto the same workers, each within its own
-  // budget: each gets 1/N of it, so that together they stay within it.
-  const control: ModelControl =
-    child && child.processes > 1 && base.mode === 'on-demand' && base.budget !== undefined
-      ? { mode: 'on-demand', budget: { unit: base.budget.unit, limit: Math.max(1, Math.floor(base.budget.limit / child.processes)) } }
-      : base;
   const models = new ModelManager({
     repository,
     log,
@@ -285,6 +279,8 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     maxQueueSize: options.maxQueueSize,
     batchingSloMs: options.batchingSloMs,
     control,
+    // Several gateway processes load on demand onto the same workers: the primary plans the host's budget.
+    ...(child && child.processes > 1 && control.mode === 'on-demand' ? { onDemandCoordinator: child.onDemandCoordinator() } : {}),
     ...(metrics ? { metrics } : {}),
     ...(responseCache ? { responseCache } : {}),
   });

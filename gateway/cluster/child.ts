@@ -6,6 +6,7 @@ import { WorkerConnection, type WorkerEndpoint } from '../scheduling/worker-conn
 import { type QuotaHolder, QuotaExceededError, type QuotaLimiter, type QuotaRelease } from '../tenants/quota.js';
 import { hasQuotas } from '../tenants/tenant.js';
 import { type PolledModels } from '../repository/repository-poller.js';
+import { type OnDemandCoordinator } from '../repository/on-demand-loader.js';
 import { type Ask, type ChildRequest, INDEX_ENV, isOurs, type RepositoryChange, type OthersStatistics, PROCESSES_ENV, type ReadySummary, type ToChild, type ToPrimary, fromWire, toWire, WORKERS_ENV } from './messages.js';
 import { sumStatistics } from './sum-statistics.js';
 import { type LocalWorkers } from '../main.js';
@@ -13,8 +14,8 @@ import { type LocalWorkers } from '../main.js';
 // A gateway child of `fabriek serve --gateway-processes N` (node:cluster):
 // a whole gateway, except that it connects to the primary's local workers
 // instead of starting its own, and asks the primary (IPC) for what must be
-// the same in every process: /metrics, statistics, repository changes and
-// local tenant quotas.
+// the same in every process: /metrics, statistics, repository changes, local
+// tenant quotas and, on demand, room in the host's memory budget.
 
 export interface PrimaryWorkersOptions {
   readonly maxMessageBytes: number;
@@ -87,10 +88,17 @@ export class GatewayChild {
     }
   }
 
-  ask(ask: Ask): Promise<unknown> {
+  /** `onAnswer` runs as the answer is handled, before any later message from the primary (the promise settles later). */
+  ask(ask: Ask, onAnswer?: () => void): Promise<unknown> {
     const id = this.#nextAsk++;
     return new Promise((resolve, reject) => {
-      this.#asks.set(id, { resolve, reject });
+      this.#asks.set(id, {
+        resolve: (value) => {
+          onAnswer?.();
+          resolve(value);
+        },
+        reject,
+      });
       this.#send({ fabriek: 1, kind: 'ask', id, ask });
     });
   }
@@ -187,16 +195,34 @@ export class GatewayChild {
       await this.ask({ op: 'repository', change });
     };
     this.#requests = async (request) => {
-      if (request.op === 'stats') {
-        try {
-          return modelStatistics(models, request.name, request.version);
-        } catch {
-          return [];
-        }
+      switch (request.op) {
+        case 'stats':
+          try {
+            return modelStatistics(models, request.name, request.version);
+          } catch {
+            return [];
+          }
+        case 'budget-residents':
+          return models.onDemand?.report() ?? [];
+        case 'budget-evict':
+          return (await models.onDemand?.evictIfIdle(request.key)) ?? true;
+        case 'repository':
+          log.info({ model: request.change.name, op: request.change.op }, 'repository change from another gateway process');
+          await models.applyRepositoryChange(request.change);
+          return undefined;
       }
-      log.info({ model: request.change.name, op: request.change.op }, 'repository change from another gateway process');
-      await models.applyRepositoryChange(request.change);
-      return undefined;
+    };
+  }
+
+  /** On demand: the host's budget, planned by the primary, instead of one of this process's own. */
+  onDemandCoordinator(): OnDemandCoordinator {
+    return {
+      reserve: async (need, granted) => {
+        await this.ask({ op: 'budget-reserve', need }, granted);
+      },
+      settled: (key) => {
+        this.ask({ op: 'budget-settled', key }).catch(() => undefined);
+      },
     };
   }
 

@@ -18,17 +18,9 @@ export function defaultGatewayProcesses(cores: number): number {
   return Math.min(8, Math.floor(cores / 4));
 }
 
-/**
- * The flag's value (a count, or 'auto') resolved against the host's cores.
- * auto is 1 in on-demand mode: each gateway process loads and evicts within
- * its own 1/N of the memory budget, so N processes hold 1/N as many models
- * each (and a model two of them use counts in both). On-demand serving is
- * about many models at little traffic each, not the gateway's CPU; an
- * explicit count still splits the budget.
- */
-export function resolveGatewayProcesses(flag: number | 'auto', cores: number, onDemand = false): number {
-  if (flag !== 'auto') return flag;
-  return onDemand ? 1 : defaultGatewayProcesses(cores);
+/** The flag's value (a count, or 'auto') resolved against the host's cores. */
+export function resolveGatewayProcesses(flag: number | 'auto', cores: number): number {
+  return flag === 'auto' ? defaultGatewayProcesses(cores) : flag;
 }
 
 /**

@@ -3,6 +3,7 @@ import { type ModelStatistics } from '../../proto/gen/inference.js';
 import { type TenantQuotas } from '../tenants/tenant.js';
 import { ServingError } from '../../core/errors.js';
 import { QuotaExceededError } from '../tenants/quota.js';
+import { type LoadRequest } from '../repository/on-demand-loader.js';
 
 // IPC between the primary of `fabriek serve --gateway-processes N` and its
 // gateway children (node:cluster, advanced serialization: bigints, Maps and
@@ -35,10 +36,20 @@ export type Ask =
   | { readonly op: 'stats'; readonly name: string; readonly version: string }
   | { readonly op: 'repository'; readonly change: RepositoryChange }
   | { readonly op: 'quota-acquire'; readonly tenant: string; readonly quotas: TenantQuotas; readonly items: number }
-  | { readonly op: 'quota-release'; readonly grant: number };
+  | { readonly op: 'quota-release'; readonly grant: number }
+  /** On demand: room on the host for this load (the primary plans the budget, host-budget.ts). */
+  | { readonly op: 'budget-reserve'; readonly need: LoadRequest }
+  /** On demand: the load `budget-reserve` allowed is over. */
+  | { readonly op: 'budget-settled'; readonly key: string };
 
 /** What the primary asks a child. */
-export type ChildRequest = { readonly op: 'stats'; readonly name: string; readonly version: string } | { readonly op: 'repository'; readonly change: RepositoryChange };
+export type ChildRequest =
+  | { readonly op: 'stats'; readonly name: string; readonly version: string }
+  | { readonly op: 'repository'; readonly change: RepositoryChange }
+  /** On demand: what this process holds (ResidentReport[]). */
+  | { readonly op: 'budget-residents' }
+  /** On demand: unload `key` if it is idle here (true: gone; false: busy). */
+  | { readonly op: 'budget-evict'; readonly key: string };
 
 /** An error across the channel: its gRPC code (if it had one), message and retry hint. */
 export interface WireError {

@@ -1,4 +1,5 @@
 import cluster, { type Worker as ClusterWorker } from 'node:cluster';
+import { totalmem } from 'node:os';
 import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
 import { type Logger } from 'pino';
 import { detectGpus, planLocalWorkers } from '../devices.js';
@@ -14,6 +15,11 @@ import { resolveRedis } from '../redis-targets.js';
 import { PASSWORD_ENV } from '../../core/redis-connection.js';
 import { type Ask, type ChildRequest, INDEX_ENV, isOurs, PROCESSES_ENV, type ReadySummary, type ToChild, type ToPrimary, fromWire, toWire, WORKERS_ENV } from './messages.js';
 import { WORKER_TRACE_URL_ENV } from '../../core/tracing.js';
+import { unavailable } from '../../core/errors.js';
+import { defaultMemoryBudget, type MemoryBudget } from '../repository/memory-budget.js';
+import { type ResidentReport } from '../repository/on-demand-loader.js';
+import { type LoadedUsage, ModelBudgetMetrics } from '../metrics/model-load-metrics.js';
+import { type BudgetHolders, HostBudget } from './host-budget.js';
 
 // The primary of `fabriek serve --gateway-processes N` (N > 1). It serves
 // nothing itself: it starts and supervises the local workers once (the
@@ -21,8 +27,9 @@ import { WORKER_TRACE_URL_ENV } from '../../core/tracing.js';
 // share the listening ports (node:cluster hands them the connections) and
 // connect to those workers, tells them when a worker restarts, answers their
 // asks (aggregated /metrics, statistics of the others, repository changes to
-// the others, tenant quota buckets), re-forks a child that dies, and on
-// SIGTERM drains every child before it stops the workers.
+// the others, tenant quota buckets, on demand the host's memory budget),
+// re-forks a child that dies, and on SIGTERM drains every child before it
+// stops the workers.
 
 export interface RunningPrimary {
   /** The ready summary of the first child (ports, models). */
@@ -130,11 +137,47 @@ export async function startPrimary(options: ServeOptions, processes: number, log
     broadcast({ fabriek: 1, kind: 'quota-refused', error: toWire(error), retryAfterMs: error.retryAfterMs });
   };
 
+  // On demand: one budget for the host, whatever the process that loads (host-budget.ts).
+  function hostBudget(budget: MemoryBudget): { budget: HostBudget; registry: Registry } {
+    const holders: BudgetHolders = {
+      residents: async () => {
+        const serving = [...children].filter((c) => c.isConnected() && ready.has(c));
+        const lists = await Promise.all(
+          serving.map(async (c) => {
+            try {
+              return [c.id, (await request(c, { op: 'budget-residents' }, 10_000)) as ResidentReport[]] as const;
+            } catch (error) {
+              throw unavailable(`cannot plan the on-demand budget: gateway process ${c.process.pid} did not say what it holds (${(error as Error).message})`);
+            }
+          }),
+        );
+        return new Map(lists);
+      },
+      evict: async (holder, key) => {
+        const c = cluster.workers?.[holder];
+        // Gone: the worker dropped what its connection held.
+        if (c === undefined || !c.isConnected()) return true;
+        return (await request(c, { op: 'budget-evict', key }, 60_000)) as boolean;
+      },
+    };
+    const registry = new Registry();
+    let usage: Promise<LoadedUsage[]> | undefined;
+    const host: HostBudget = new HostBudget({
+      budget,
+      holders,
+      log,
+      // One round of asks per scrape, shared by the gauges.
+      metrics: new ModelBudgetMetrics(registry, budget, () => (usage ??= host.usage().finally(() => setImmediate(() => (usage = undefined))))),
+    });
+    return { budget: host, registry };
+  }
+  const onDemand = options.modelControl.mode === 'on-demand' ? hostBudget(options.modelControl.budget ?? defaultMemoryBudget(totalmem(), specs.length)) : undefined;
+
   const answer = async (from: ClusterWorker, ask: Ask): Promise<unknown> => {
     switch (ask.op) {
       case 'metrics':
         // The children's metrics summed, and the workers' runs (merging across the children) once.
-        return (await aggregator.clusterMetrics()) + (await workerMetrics.metrics());
+        return (await aggregator.clusterMetrics()) + (await workerMetrics.metrics()) + ((await onDemand?.registry.metrics()) ?? '');
       case 'stats': {
         const lists = await Promise.allSettled(others(from).map((c) => request(c, { op: 'stats', name: ask.name, version: ask.version }, 5_000)));
         return lists.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
@@ -170,6 +213,12 @@ export async function startPrimary(options: ServeOptions, processes: number, log
         grants.delete(ask.grant);
         return undefined;
       }
+      case 'budget-reserve':
+        if (!onDemand) throw unavailable('the primary plans no on-demand budget (--model-control-mode is not on-demand)');
+        return onDemand.budget.reserve(from.id, ask.need);
+      case 'budget-settled':
+        onDemand?.budget.settled(from.id, ask.key);
+        return undefined;
     }
   };
 
@@ -238,6 +287,7 @@ export async function startPrimary(options: ServeOptions, processes: number, log
       g.release();
       grants.delete(id);
     }
+    onDemand?.budget.gone(child.id);
     if (stopping) return;
     if (summary === undefined && !wasReady) {
       // A child that fails to start (bad repository, port in use) fails the start, as one gateway would.

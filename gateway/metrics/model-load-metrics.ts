@@ -13,16 +13,15 @@ export interface LoadedUsage {
 }
 
 /**
- * Metrics of --model-control-mode on-demand: loads by result, evictions,
- * the time a load takes (a cold start), and per worker what is loaded
- * against the budget (read at scrape time).
+ * Metrics of --model-control-mode on-demand kept by each gateway process:
+ * loads by result and the time a load takes (a cold start). Summed over the
+ * processes of --gateway-processes N.
  */
 export class ModelLoadMetrics {
   readonly #loads: Counter<'result'>;
-  readonly #evictions: Counter;
   readonly #coldStart: Histogram;
 
-  constructor(registry: Registry, budget: MemoryBudget, usage: () => readonly LoadedUsage[]) {
+  constructor(registry: Registry) {
     const registers = [registry];
     this.#loads = new Counter({
       name: 'fabriek_model_loads_total',
@@ -30,7 +29,6 @@ export class ModelLoadMetrics {
       labelNames: ['result'],
       registers,
     });
-    this.#evictions = new Counter({ name: 'fabriek_model_evictions_total', help: 'Models unloaded to make room under the on-demand budget', registers });
     this.#coldStart = new Histogram({
       name: 'fabriek_model_cold_start_seconds',
       help: 'Time an on-demand load took, from the first request to READY (evictions it waited for included)',
@@ -38,15 +36,35 @@ export class ModelLoadMetrics {
       registers,
     });
     for (const result of ['ok', 'failed', 'refused']) this.#loads.inc({ result }, 0);
+  }
+
+  loaded(result: 'ok' | 'failed' | 'refused', seconds?: number): void {
+    this.#loads.inc({ result });
+    if (seconds !== undefined && result === 'ok') this.#coldStart.observe(seconds);
+  }
+}
+
+/**
+ * Metrics of the on-demand budget, one set per host: evictions, and per
+ * worker what is loaded against the budget (read at scrape time). Kept by
+ * the gateway that plans the budget: the only one, or the primary of
+ * --gateway-processes N (a model several processes hold counts once).
+ */
+export class ModelBudgetMetrics {
+  readonly #evictions: Counter;
+
+  constructor(registry: Registry, budget: MemoryBudget, usage: () => readonly LoadedUsage[] | Promise<readonly LoadedUsage[]>) {
+    const registers = [registry];
+    this.#evictions = new Counter({ name: 'fabriek_model_evictions_total', help: 'Models unloaded to make room under the on-demand budget', registers });
     this.#evictions.inc(0);
     new Gauge({
       name: 'fabriek_model_loaded_bytes',
       help: 'Estimated bytes of the models loaded (or loading) on demand, per worker: model file plus a measured per-session overhead',
       labelNames: ['worker'],
       registers,
-      collect() {
+      async collect() {
         this.reset();
-        for (const u of usage()) this.set({ worker: u.worker }, u.bytes);
+        for (const u of await usage()) this.set({ worker: u.worker }, u.bytes);
       },
     });
     new Gauge({
@@ -54,9 +72,9 @@ export class ModelLoadMetrics {
       help: 'Models loaded (or loading) on demand, per worker',
       labelNames: ['worker'],
       registers,
-      collect() {
+      async collect() {
         this.reset();
-        for (const u of usage()) this.set({ worker: u.worker }, u.models);
+        for (const u of await usage()) this.set({ worker: u.worker }, u.models);
       },
     });
     new Gauge({
@@ -64,9 +82,9 @@ export class ModelLoadMetrics {
       help: 'Most models loaded (or loading) on demand at once so far, per worker',
       labelNames: ['worker'],
       registers,
-      collect() {
+      async collect() {
         this.reset();
-        for (const u of usage()) this.set({ worker: u.worker }, u.peakModels);
+        for (const u of await usage()) this.set({ worker: u.worker }, u.peakModels);
       },
     });
     new Gauge({
@@ -74,9 +92,9 @@ export class ModelLoadMetrics {
       help: 'Most estimated bytes loaded (or loading) on demand at once so far, per worker',
       labelNames: ['worker'],
       registers,
-      collect() {
+      async collect() {
         this.reset();
-        for (const u of usage()) this.set({ worker: u.worker }, u.peakBytes);
+        for (const u of await usage()) this.set({ worker: u.worker }, u.peakBytes);
       },
     });
     new Gauge({
@@ -85,11 +103,6 @@ export class ModelLoadMetrics {
       labelNames: ['unit'],
       registers,
     }).set({ unit: budget.unit }, budget.limit);
-  }
-
-  loaded(result: 'ok' | 'failed' | 'refused', seconds?: number): void {
-    this.#loads.inc({ result });
-    if (seconds !== undefined && result === 'ok') this.#coldStart.observe(seconds);
   }
 
   evicted(): void {

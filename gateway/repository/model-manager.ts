@@ -28,9 +28,9 @@ import { type PolledModels } from './repository-poller.js';
 import { runWarmup, warmupNeedsFiles, warmupSamples } from './warmup.js';
 import { entryFromRecord, sameConfig, versionFromRecord, withVersion } from '../registry/record-models.js';
 import { totalmem } from 'node:os';
-import { ModelLoadMetrics } from '../metrics/model-load-metrics.js';
+import { ModelBudgetMetrics, ModelLoadMetrics } from '../metrics/model-load-metrics.js';
 import { defaultMemoryBudget } from './memory-budget.js';
-import { OnDemandLoader, type Release } from './on-demand-loader.js';
+import { type OnDemandCoordinator, OnDemandLoader, type Release } from './on-demand-loader.js';
 import { type RepositoryChange } from '../cluster/messages.js';
 import { type ModelStatistics } from '../../proto/gen/inference.js';
 
@@ -48,6 +48,8 @@ export interface ModelManagerOptions {
   readonly metrics?: MetricsRegistry;
   /** --model-control-mode (default none: everything loads at start, the repository API may change it). */
   readonly control?: ModelControl;
+  /** On demand with several gateway processes: the host's budget, planned by the primary. */
+  readonly onDemandCoordinator?: OnDemandCoordinator;
   /** The response cache (--cache-config); undefined = none, models with response_cache run uncached. */
   readonly responseCache?: ResponseCache;
 }
@@ -124,11 +126,15 @@ export class ModelManager {
     if (control?.mode === 'on-demand') {
       const budget = control.budget ?? defaultMemoryBudget(totalmem(), 1);
       let loader: OnDemandLoader | undefined;
-      const metrics = options.metrics ? new ModelLoadMetrics(options.metrics.registry, budget, () => loader?.usage() ?? []) : undefined;
+      const registry = options.metrics?.registry;
+      const coordinator = options.onDemandCoordinator;
       loader = new OnDemandLoader({
         budget,
         log: options.log,
-        ...(metrics ? { metrics } : {}),
+        ...(registry ? { metrics: new ModelLoadMetrics(registry) } : {}),
+        // With a coordinator, the primary keeps the budget's metrics for the host.
+        ...(registry && !coordinator ? { budgetMetrics: new ModelBudgetMetrics(registry, budget, () => loader?.usage() ?? []) } : {}),
+        ...(coordinator ? { coordinator } : {}),
         host: {
           placement: (v) => planInstances(this.#entries.get(v.name)?.config?.instanceGroup ?? [], [...this.#workers.values()].map((w) => w.endpoint)).map((p) => p.workerId),
           load: (v) =>

@@ -4,10 +4,13 @@
 // the budget. The choice of what to evict is eviction-plan.ts; this module
 // keeps the state (what is loaded, loading, held by requests) and carries
 // the choice out. The model manager does the loading and unloading itself.
+// With several gateway processes the choice is the primary's, for the host
+// (a coordinator): this loader then asks it for room and evicts when told.
 import { stat } from 'node:fs/promises';
+import { status as GrpcStatus } from '@grpc/grpc-js';
 import { type Logger } from 'pino';
-import { cancelled, deadlineExceeded, resourceExhausted, type ServingError, unavailable } from '../../core/errors.js';
-import { type ModelLoadMetrics } from '../metrics/model-load-metrics.js';
+import { cancelled, deadlineExceeded, resourceExhausted, ServingError, unavailable } from '../../core/errors.js';
+import { type ModelBudgetMetrics, type ModelLoadMetrics } from '../metrics/model-load-metrics.js';
 import { planEviction, type Resident, retryDelayMs } from './eviction-plan.js';
 import { formatAmount, type MemoryBudget, modelCost, SESSION_OVERHEAD_BYTES } from './memory-budget.js';
 import { type ModelVersion } from './model-version.js';
@@ -22,11 +25,51 @@ export interface OnDemandHost {
   evict(v: ModelVersion): Promise<void>;
 }
 
+/** What a load asks of the budget: a model version, where it goes, what it costs. */
+export interface LoadRequest {
+  readonly key: string;
+  readonly workers: readonly string[];
+  /** In the budget's unit. */
+  readonly cost: number;
+  /** Estimated bytes (file + overhead), for the metrics whatever the unit. */
+  readonly bytes: number;
+}
+
+/**
+ * Several gateway processes load onto the same workers (--gateway-processes
+ * N): the budget is the host's, planned by the primary (cluster/host-budget.ts).
+ * A load asks it for room first; it evicts in any process what must go.
+ */
+export interface OnDemandCoordinator {
+  /**
+   * Resolves when `need` may load (room made); rejects with RESOURCE_EXHAUSTED
+   * (or UNAVAILABLE) when it may not. `granted` runs as the grant arrives,
+   * before anything the primary sends after it is handled: the next report
+   * of what this process holds must count the load (a resolved promise
+   * would run too late, after a report handled in the same turn).
+   */
+  reserve(need: LoadRequest, granted: () => void): Promise<void>;
+  /** The load that `reserve` allowed is over (loaded or failed): what this process holds now says the rest. */
+  settled(key: string): void;
+}
+
+/** What this process holds, as the host's budget sees it. */
+export interface ResidentReport extends LoadRequest {
+  /** Wall-clock ms of its last use here: processes compare them. */
+  readonly lastUsed: number;
+  readonly busy: boolean;
+  readonly pinned: boolean;
+}
+
 export interface OnDemandOptions {
   readonly budget: MemoryBudget;
   readonly host: OnDemandHost;
   readonly log: Logger;
   readonly metrics?: ModelLoadMetrics;
+  /** Evictions and what is loaded: this loader's own without a coordinator (else the primary's). */
+  readonly budgetMetrics?: ModelBudgetMetrics;
+  /** Set with several gateway processes: the primary plans room, not this loader. */
+  readonly coordinator?: OnDemandCoordinator;
   /** For tests; default Date.now. */
   readonly now?: () => number;
 }
@@ -39,10 +82,14 @@ interface Entry {
   /** Estimated bytes (file + overhead), for the metrics whatever the unit. */
   readonly bytes: number;
   lastUse: number;
+  /** Wall-clock ms of the last use, for the host's budget (several gateway processes). */
+  lastUsed: number;
   /** Requests that hold it: waiting for its load, queued or running. */
   holders: number;
   pinned: boolean;
   phase: 'loading' | 'loaded' | 'evicting';
+  /** With a coordinator: false while it waits for room (nothing of it is on a worker yet). */
+  reserved: boolean;
   /** Settles when the load is over (rejects when it failed). */
   loading: Promise<void>;
   evicting?: Promise<void>;
@@ -92,14 +139,19 @@ export class OnDemandLoader {
 
   #hold(e: Entry): Release {
     e.holders++;
-    e.lastUse = ++this.#tick;
+    this.#used(e);
     let released = false;
     return () => {
       if (released) return;
       released = true;
       e.holders--;
-      e.lastUse = ++this.#tick;
+      this.#used(e);
     };
+  }
+
+  #used(e: Entry): void {
+    e.lastUse = ++this.#tick;
+    if (this.#options.coordinator) e.lastUsed = this.#now();
   }
 
   async #acquireCold(v: ModelVersion, signal: AbortSignal, deadline: number): Promise<Release> {
@@ -151,21 +203,24 @@ export class OnDemandLoader {
     }
     const file = await this.#fileBytesOf(v);
     if (this.#entries.has(v.key)) return undefined;
-    const { budget, host } = this.#options;
+    const { budget, host, coordinator } = this.#options;
     const workers = host.placement(v);
     if (workers.length === 0) throw unavailable(`model '${v.key}': no worker is available to host it`);
     const cost = modelCost(budget, file);
     const bytes = file + SESSION_OVERHEAD_BYTES;
-    const plan = planEviction(budget, this.#residents(), { key: v.key, workers, cost });
-    if (!plan.fits) {
-      this.#options.metrics?.loaded('refused');
-      throw resourceExhausted(`cannot load model '${v.key}' on demand: ${plan.reason}`);
+    // With a coordinator the primary plans the room (in #load), over every gateway process.
+    if (coordinator === undefined) {
+      const plan = planEviction(budget, this.#residents(), { key: v.key, workers, cost });
+      if (!plan.fits) {
+        this.#options.metrics?.loaded('refused');
+        throw resourceExhausted(`cannot load model '${v.key}' on demand: ${plan.reason}`);
+      }
+      for (const key of plan.evict) {
+        const victim = this.#entries.get(key);
+        if (victim) this.#evict(victim);
+      }
     }
-    for (const key of plan.evict) {
-      const victim = this.#entries.get(key);
-      if (victim) this.#evict(victim);
-    }
-    const e: Entry = { v, workers, cost, bytes, lastUse: ++this.#tick, holders: 0, pinned: false, phase: 'loading', loading: Promise.resolve() };
+    const e: Entry = { v, workers, cost, bytes, lastUse: ++this.#tick, lastUsed: this.#now(), holders: 0, pinned: false, phase: 'loading', reserved: coordinator === undefined, loading: Promise.resolve() };
     e.loading = this.#load(e);
     // Failures reach the requests waiting on it; nobody else must see them as unhandled.
     e.loading.catch(() => undefined);
@@ -177,8 +232,25 @@ export class OnDemandLoader {
   async #load(e: Entry): Promise<void> {
     const started = performance.now();
     const { v } = e;
-    await Promise.all(this.#evictions);
-    await this.#options.host.load(v);
+    const { coordinator } = this.#options;
+    if (coordinator) {
+      try {
+        await coordinator.reserve({ key: v.key, workers: e.workers, cost: e.cost, bytes: e.bytes }, () => {
+          e.reserved = true;
+        });
+      } catch (error) {
+        if (this.#entries.get(v.key) === e) this.#entries.delete(v.key);
+        if (error instanceof ServingError && error.code === GrpcStatus.RESOURCE_EXHAUSTED) this.#options.metrics?.loaded('refused');
+        throw error;
+      }
+    }
+    try {
+      await Promise.all(this.#evictions);
+      await this.#options.host.load(v);
+    } finally {
+      // This process's entry now says what it holds (the next plan asks): the reservation is over.
+      coordinator?.settled(v.key);
+    }
     const seconds = (performance.now() - started) / 1000;
     if (v.state === 'READY') {
       e.phase = 'loaded';
@@ -197,7 +269,7 @@ export class OnDemandLoader {
 
   #evict(e: Entry): void {
     e.phase = 'evicting';
-    this.#options.metrics?.evicted();
+    this.#options.budgetMetrics?.evicted();
     this.#options.log.debug({ model: e.v.name, version: e.v.version }, 'evicting the least recently used idle model');
     const done: Promise<void> = this.#options.host
       .evict(e.v)
@@ -215,16 +287,44 @@ export class OnDemandLoader {
     for (const e of this.#entries.values()) {
       // One being evicted is gone as far as the budget goes: the load waits for it.
       if (e.phase === 'evicting') continue;
-      out.push({ key: e.v.key, workers: e.workers, cost: e.cost, lastUse: e.lastUse, busy: e.phase === 'loading' || e.holders > 0 || (e.v.serving?.scheduler.pending ?? 0) > 0, pinned: e.pinned });
+      out.push({ key: e.v.key, workers: e.workers, cost: e.cost, lastUse: e.lastUse, busy: isBusy(e), pinned: e.pinned });
     }
     return out;
+  }
+
+  /** For the host's budget (several gateway processes): what this process holds, with wall-clock last uses. */
+  report(): ResidentReport[] {
+    const out: ResidentReport[] = [];
+    for (const e of this.#entries.values()) {
+      // One waiting for room holds nothing yet (the primary plans its room in turn).
+      if (e.phase === 'evicting' || !e.reserved) continue;
+      out.push({ key: e.v.key, workers: e.workers, cost: e.cost, bytes: e.bytes, lastUsed: e.lastUsed, busy: isBusy(e), pinned: e.pinned });
+    }
+    return out;
+  }
+
+  /**
+   * The host's budget evicts `key` here: true once it is unloaded (or was
+   * not held), false when it is busy, pinned or loading (the primary plans
+   * again with it in use).
+   */
+  async evictIfIdle(key: string): Promise<boolean> {
+    const e = this.#entries.get(key);
+    if (e === undefined) return true;
+    if (e.phase === 'loaded') {
+      if (isBusy(e) || e.pinned) return false;
+      this.#evict(e);
+    }
+    if (e.phase === 'loading') return false;
+    await e.evicting;
+    return true;
   }
 
   #track(v: ModelVersion, file: number, pinned: boolean): void {
     const workers = v.serving?.plans.map((p) => p.workerId) ?? this.#options.host.placement(v);
     const cost = modelCost(this.#options.budget, file);
     const bytes = file + SESSION_OVERHEAD_BYTES;
-    this.#entries.set(v.key, { v, workers, cost, bytes, lastUse: ++this.#tick, holders: 0, pinned, phase: 'loaded', loading: Promise.resolve() });
+    this.#entries.set(v.key, { v, workers, cost, bytes, lastUse: ++this.#tick, lastUsed: this.#now(), holders: 0, pinned, phase: 'loaded', reserved: true, loading: Promise.resolve() });
     this.#notePeak();
   }
 
@@ -297,6 +397,11 @@ export class OnDemandLoader {
       this.#peak.set(worker, { models: Math.max(p?.models ?? 0, u.models), bytes: Math.max(p?.bytes ?? 0, u.bytes) });
     }
   }
+}
+
+/** Held by requests (waiting, queued or running), or loading: never evicted. */
+function isBusy(e: Entry): boolean {
+  return e.phase === 'loading' || e.holders > 0 || (e.v.serving?.scheduler.pending ?? 0) > 0;
 }
 
 /** `promise`, or the request's own end: its deadline or its cancel (the load goes on). */

@@ -12,9 +12,6 @@ describe('--gateway-processes', () => {
   it('a count is taken as given; auto (the default) is resolved against the cores', () => {
     expect(resolveGatewayProcesses(3, 2)).toBe(3);
     expect(resolveGatewayProcesses('auto', 16)).toBe(4);
-    // On demand, auto keeps one process (the whole memory budget in one view); a count still splits it.
-    expect(resolveGatewayProcesses('auto', 16, true)).toBe(1);
-    expect(resolveGatewayProcesses(4, 16, true)).toBe(4);
     expect(parseServeOptions(['--model-repository', 'm']).gatewayProcesses).toBe('auto');
     expect(parseServeOptions(['--model-repository', 'm', '--gateway-processes', 'auto']).gatewayProcesses).toBe('auto');
     expect(parseServeOptions(['--model-repository', 'm', '--gateway-processes', '2']).gatewayProcesses).toBe(2);

@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { type ServingError } from '../../../core/errors.js';
+import { resourceExhausted, type ServingError } from '../../../core/errors.js';
 import { type ModelVersion } from '../../../gateway/repository/model-version.js';
 import { type MemoryBudget } from '../../../gateway/repository/memory-budget.js';
 import { OnDemandLoader, type Release } from '../../../gateway/repository/on-demand-loader.js';
@@ -173,5 +173,111 @@ describe('OnDemandLoader', () => {
     expect(host.evictions).toEqual(['a']);
     loader.forget('p');
     expect(loader.usage()[0]?.models).toBe(1);
+  });
+});
+
+describe('OnDemandLoader with a coordinator (several gateway processes: the primary plans the budget)', () => {
+  class FakeCoordinator {
+    readonly asked: string[] = [];
+    readonly settled: string[] = [];
+    readonly #waiting = new Map<string, { granted: () => void; resolve: () => void; reject: (e: Error) => void }>();
+
+    reserve(need: { key: string }, granted: () => void): Promise<void> {
+      this.asked.push(need.key);
+      return new Promise((resolve, reject) => this.#waiting.set(need.key, { granted, resolve, reject }));
+    }
+
+    /** Until `n` asks have come (a load stats its file first). */
+    async asks(n: number): Promise<void> {
+      for (let i = 0; i < 200 && this.asked.length < n; i++) await flush();
+    }
+
+    grant(key: string): void {
+      const w = this.#waiting.get(key);
+      this.#waiting.delete(key);
+      w?.granted();
+      w?.resolve();
+    }
+
+    refuse(key: string, error: Error): void {
+      const w = this.#waiting.get(key);
+      this.#waiting.delete(key);
+      w?.reject(error);
+    }
+
+    settle(key: string): void {
+      this.settled.push(key);
+    }
+  }
+
+  function coordinated() {
+    const host = new FakeHost();
+    const coordinator = new FakeCoordinator();
+    const loader = new OnDemandLoader({
+      budget: { unit: 'models', limit: 1 },
+      host,
+      log: pino({ level: 'silent' }),
+      coordinator: { reserve: (need, granted) => coordinator.reserve(need, granted), settled: (key) => coordinator.settle(key) },
+    });
+    return { host, coordinator, loader };
+  }
+
+  it('asks once for concurrent first requests, reports the model only once granted, and settles after the load', async () => {
+    const { host, coordinator, loader } = coordinated();
+    const a = version('a');
+    const waits = [loader.acquire(a, never, Infinity), loader.acquire(a, never, Infinity)];
+    await coordinator.asks(1);
+    await flush();
+    expect(coordinator.asked).toEqual(['a/1']);
+    // Waiting for room, it holds nothing on a worker: not reported.
+    expect(loader.report()).toEqual([]);
+    coordinator.grant('a/1');
+    // Granted: reported at once (busy while it loads), before any promise callback runs.
+    expect(loader.report()).toMatchObject([{ key: 'a/1', busy: true }]);
+    for (const r of await Promise.all(waits)) r();
+    expect(host.loads).toEqual(['a']);
+    expect(coordinator.settled).toEqual(['a/1']);
+    expect(loader.report()).toMatchObject([{ key: 'a/1', busy: false, pinned: false }]);
+  });
+
+  it('never evicts on its own (the primary does), even past its budget', async () => {
+    const { host, coordinator, loader } = coordinated();
+    for (const name of ['a', 'b']) {
+      const held = loader.acquire(version(name), never, Infinity);
+      await coordinator.asks(name === 'a' ? 1 : 2);
+      coordinator.grant(`${name}/1`);
+      (await held)();
+    }
+    expect(host.evictions).toEqual([]);
+    expect(loader.report().map((r) => r.key)).toEqual(['a/1', 'b/1']);
+  });
+
+  it('passes a refusal to every waiting request and forgets the model', async () => {
+    const { host, coordinator, loader } = coordinated();
+    const a = version('a');
+    const waits = [code(loader.acquire(a, never, Infinity)), code(loader.acquire(a, never, Infinity))];
+    await coordinator.asks(1);
+    coordinator.refuse('a/1', resourceExhausted("cannot load model 'a/1' on demand: full"));
+    expect(await Promise.all(waits)).toEqual(Array(2).fill("RESOURCE_EXHAUSTED: cannot load model 'a/1' on demand: full"));
+    expect(host.loads).toEqual([]);
+    expect(loader.report()).toEqual([]);
+    // No back-off for a refusal: the next request asks again.
+    void loader.acquire(a, never, Infinity);
+    await coordinator.asks(2);
+    expect(coordinator.asked).toEqual(['a/1', 'a/1']);
+  });
+
+  it('evicts when the primary asks, only what is idle here', async () => {
+    const { host, coordinator, loader } = coordinated();
+    const held = loader.acquire(version('a'), never, Infinity);
+    await coordinator.asks(1);
+    coordinator.grant('a/1');
+    const release = await held;
+    expect(await loader.evictIfIdle('a/1')).toBe(false);
+    release();
+    expect(await loader.evictIfIdle('a/1')).toBe(true);
+    expect(host.evictions).toEqual(['a']);
+    expect(loader.report()).toEqual([]);
+    expect(await loader.evictIfIdle('never-loaded/1')).toBe(true);
   });
 });
