@@ -1,6 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type GatewayProcess, runCli, startGateway } from '../helpers/gateway-process.js';
+import { InferenceGrpcClient } from '../../client/grpc-client.js';
+import { type GatewayProcess, runCli, startGateway, TEST_GATEWAY_PROCESSES } from '../helpers/gateway-process.js';
 import { sampleValue } from '../helpers/metrics-text.js';
 import { cacheCounts, cacheRepository, MLP_ROW, mlpRequest, mlpRow } from '../helpers/cache-repository.js';
 
@@ -67,6 +68,16 @@ describe('fabriek serve --cache-config local', () => {
 
   it('HTTP: the same request (binary outputs) is a hit on the entry gRPC made, with the same bytes', async () => {
     const grpc = await gw.client.modelInfer(mlpRequest('mlp_cached', 3));
+    // The local store is each gateway process's own (FABRIEK_TEST_GATEWAY_PROCESSES > 1): gRPC makes the
+    // entry in every process (node:cluster hands new connections round), so HTTP hits whichever serves it.
+    for (let i = 1; i < 2 * TEST_GATEWAY_PROCESSES; i++) {
+      const other = new InferenceGrpcClient(gw.address, { channelOptions: { 'grpc.use_local_subchannel_pool': 1 } });
+      try {
+        expect((await other.modelInfer(mlpRequest('mlp_cached', 3))).rawOutputContents).toEqual(grpc.rawOutputContents);
+      } finally {
+        other.close();
+      }
+    }
     const before = await stats('mlp_cached');
     const body = JSON.stringify({
       parameters: { binary_data_output: true },
