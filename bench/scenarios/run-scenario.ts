@@ -47,6 +47,8 @@ Options:
   noisy-neighbour only:
   --rounds N            rounds of a window alone and one with A (default 2)
   --slo-ms MS           batching_slo_ms of the SLO-mode model (default 200)
+  --b-deadline-ms MS    tenant B's own gRPC deadline (default 30000); a B request that fails (shed,
+                        deadline exceeded) counts as slower than any answer in B's p99
 
 Results: bench/results/<timestamp>-<scenario>.{json,md} and bench/results/latest-<scenario>.{json,md}
 (slo-goodput: and .svg, goodput against offered load).
@@ -103,6 +105,7 @@ export async function runScenario(
         'slo-ms': { type: 'string' },
         loads: { type: 'string' },
         'fixed-delays-us': { type: 'string' },
+        'b-deadline-ms': { type: 'string' },
         'results-dir': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -121,6 +124,10 @@ export async function runScenario(
   const sloMs = Number(values['slo-ms'] ?? (noisy ? '200' : String(SLO_GOODPUT_DEFAULTS.sloMs)));
   if (!Number.isFinite(sloMs) || sloMs <= 0 || sloMs > 60_000) throw new UsageError(`--slo-ms: expected ms from 0 to 60000, got '${values['slo-ms']}'`);
   const rounds = list('rounds', values.rounds ?? (noisy ? '2' : '8'))[0] ?? 8;
+  const bDeadlineMs = Number(values['b-deadline-ms'] ?? '30000');
+  if (!Number.isFinite(bDeadlineMs) || bDeadlineMs <= 0 || bDeadlineMs > 60_000) {
+    throw new UsageError(`--b-deadline-ms: expected ms from 0 to 60000, got '${values['b-deadline-ms']}'`);
+  }
   const intraOpThreads = Number(values['intra-op-threads']);
   if (!Number.isInteger(intraOpThreads) || intraOpThreads < 0 || intraOpThreads > 64) {
     throw new UsageError(`--intra-op-threads: expected 0 to 64, got '${values['intra-op-threads']}'`);
@@ -149,7 +156,7 @@ export async function runScenario(
   await warnIfBusy();
 
   if (noisy) {
-    const r = await runNoisyNeighbour({ durationMs, rounds, sloMs, log });
+    const r = await runNoisyNeighbour({ durationMs, rounds, sloMs, bDeadlineMs, log });
     const md = `# A noisy neighbour: one tenant's latency while another floods (issue #15)\n\n${describeRun(info)}\n\n${r.markdown}`;
     const rec = { format: 'fabriek-bench/1' as const, kind: scenario, info, options: {}, levels: [], scenario: r.json };
     const dir = values['results-dir'];
