@@ -9,7 +9,7 @@ import { type DeviceRequest } from './thread-protocol.js';
 // Command line of the worker process. Started by a gateway:
 //   node dist/worker/main.js --listen unix:/path/to.sock | 127.0.0.1:0
 //     [--device cpu|gpu:N] [--worker-id ID] [--log-level info]
-//     [--max-message-bytes N] [--shutdown-timeout-ms N] [--cores N] [--ort-threads N]
+//     [--max-message-bytes N] [--shutdown-timeout-ms N] [--cores N] [--ort-threads N] [--inline-run-us N]
 // Standalone, registered in Redis (`fabriek worker`):
 //   --registry redis://HOST:PORT --model-repository DIR [--listen HOST:PORT]
 //     [--advertise-address HOST:PORT] [--gpu N] [--registry-ttl-secs 10]
@@ -31,6 +31,8 @@ export interface WorkerArgs {
   readonly cores: number;
   /** ONNX Runtime threads the worker starts with (see defaultThreadCount). */
   readonly ortThreads: number;
+  /** --inline-run-us: CPU instances whose runs take at most this many µs run on the main thread; 0 = never. */
+  readonly inlineRunUs: number;
   /** Standalone mode: register in this Redis and load the repository itself. */
   readonly registry: RegistryArgs | undefined;
   /** Executions that may wait per model instance (see ModelHost). */
@@ -90,6 +92,9 @@ export const USAGE = `usage: fabriek worker --registry redis://HOST:PORT --model
   --cores N                    cores shared by this worker's instances (default: all)
   --ort-threads N              ONNX Runtime threads, each hosting many sessions (default: --cores
                                on CPU, min(4, --cores) on a GPU; grows to a model's instance count)
+  --inline-run-us N            a CPU instance whose runs take at most N µs (median of its first 16)
+                               runs on the worker's main thread instead of an ONNX Runtime thread,
+                               saving the hand-off both ways (default 50; 0: never)
   --max-message-bytes N        message limit (default 1 GiB)
   --shutdown-timeout-ms N      how long SIGTERM waits for in-flight batches (default 30000)
   --log-level LEVEL            trace|debug|info|warn|error (default info)
@@ -107,6 +112,7 @@ const FLAGS = [
   '--shutdown-timeout-ms',
   '--cores',
   '--ort-threads',
+  '--inline-run-us',
   '--registry',
   '--registry-sentinels',
   '--registry-sentinel-name',
@@ -174,6 +180,7 @@ export function parseWorkerArgs(argv: readonly string[], pid = process.pid, host
     shutdownTimeoutMs: positiveInt('--shutdown-timeout-ms', values.get('--shutdown-timeout-ms'), 30_000),
     cores,
     ortThreads: positiveInt('--ort-threads', values.get('--ort-threads'), defaultThreadCount(device, cores), MAX_ORT_THREADS),
+    inlineRunUs: nonNegativeInt('--inline-run-us', values.get('--inline-run-us'), DEFAULT_INLINE_RUN_US, 1_000_000),
     registry,
     queuedPerInstance: positiveInt('--max-queued-per-instance', values.get('--max-queued-per-instance'), registry ? 16 : localQueue, 1024),
     localGateways,
@@ -266,6 +273,16 @@ function parseDevice(value: string): DeviceRequest {
   const match = /^gpu(?::(\d+))?$/.exec(value);
   if (match === null) throw new UsageError(`--device "${value}" is not cpu, gpu or gpu:N`);
   return { kind: 'gpu', deviceId: Number(match[1] ?? 0) };
+}
+
+/** --inline-run-us: about what the hand-off to an ORT thread and back costs the worker (see inline-runs.ts). */
+export const DEFAULT_INLINE_RUN_US = 50;
+
+function nonNegativeInt(flag: string, value: string | undefined, fallback: number, max: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 0 || n > max) throw new UsageError(`${flag} "${value}" is not an integer in 0..${max}`);
+  return n;
 }
 
 function positiveInt(flag: string, value: string | undefined, fallback: number, max = Number.MAX_SAFE_INTEGER): number {

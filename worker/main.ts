@@ -46,6 +46,11 @@ async function start(args: WorkerArgs, logger: Logger): Promise<void> {
   if (traceUrl) await startTracing({ url: traceUrl, ratio: 0 }, 'fabriek-worker', 'worker');
   const pool = new OrtThreadPool({
     threads: args.ortThreads,
+    inlineMaxRunNs: args.inlineRunUs * 1000,
+    onMoved: (label, error) => {
+      if (error) logger.warn({ instance: label, err: error }, 'could not open the instance on the main thread; its runs stay on its ONNX Runtime thread');
+      else logger.debug({ instance: label }, 'instance runs on the main thread from now on (its runs are shorter than the hand-off to a thread)');
+    },
     // Its sessions are gone with it: exit, so that the gateway restarts this
     // worker and loads its models again (a worker of its own reloads them at start).
     onFatal: (error) => {

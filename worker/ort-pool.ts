@@ -2,6 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { resourceExhausted } from '../core/errors.js';
 import { type ModelInstance } from './model-instance.js';
+import { INLINE_MAX_MODEL_BYTES, MovableInstance } from './inline-runs.js';
 import { MAX_ORT_THREADS, placeInstances } from './thread-placement.js';
 import {
   type BatchOutput,
@@ -31,6 +32,9 @@ import {
 // parallel, one per thread. A thread that dies takes its sessions with it:
 // the pool reports it as fatal (the worker exits and is restarted, and its
 // gateway loads its models again).
+//
+// A CPU instance whose runs prove shorter than the hand-off moves to the
+// main thread (inline-runs.ts, --inline-run-us).
 
 const THREAD_FILE = fileURLToPath(new URL('./ort-thread.js', import.meta.url));
 
@@ -42,6 +46,13 @@ export interface OrtThreadPoolOptions {
   readonly threads: number;
   /** A thread died (uncaught error or exit): its sessions are gone. */
   readonly onFatal: (error: Error) => void;
+  /**
+   * A CPU instance whose runs take at most this long moves to the main
+   * thread (inline-runs.ts); 0 or absent: every run stays on its thread.
+   */
+  readonly inlineMaxRunNs?: number;
+  /** An instance moved to the main thread (or failed to: `error`). */
+  readonly onMoved?: (label: string, error?: Error) => void;
 }
 
 type Settle = (reply: ThreadReply) => void;
@@ -158,8 +169,10 @@ class PooledSession implements ModelInstance {
 export class OrtThreadPool {
   readonly #threads: OrtThread[] = [];
   readonly #onFatal: (error: Error) => void;
+  readonly #options: OrtThreadPoolOptions;
 
   constructor(options: OrtThreadPoolOptions) {
+    this.#options = options;
     this.#onFatal = options.onFatal;
     const size = Math.max(1, Math.min(MAX_ORT_THREADS, options.threads));
     for (let i = 0; i < size; i++) this.#threads.push(new OrtThread(i, this.#onFatal));
@@ -196,8 +209,15 @@ export class OrtThreadPool {
     return inits.map(async (init, i) => {
       const thread = this.#threads[targets[i] as number] as OrtThread;
       const { id, info } = await thread.open(init);
-      return new PooledSession(info, thread, id);
+      const session = new PooledSession(info, thread, id);
+      return this.#movable(init) ? new MovableInstance(session, init, this.#options.inlineMaxRunNs ?? 0, (error) => this.#options.onMoved?.(init.label, error)) : session;
     });
+  }
+
+  /** May move to the main thread: CPU, moving enabled, and not a large model given as bytes (kept for the move otherwise). */
+  #movable(init: ThreadInit): boolean {
+    if ((this.#options.inlineMaxRunNs ?? 0) <= 0 || init.device.kind !== 'cpu') return false;
+    return !('bytes' in init.model) || init.model.bytes.byteLength <= INLINE_MAX_MODEL_BYTES;
   }
 
   /** Ends every thread (shutdown, after the sessions were closed). */

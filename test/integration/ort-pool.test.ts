@@ -2,9 +2,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../helpers/processes.js';
 import { buildManyModels, constantOf, MANY_MODELS_WIDTH, manyModelName } from '../../models/build/many-models.js';
 // The built pool: its threads run dist/worker/ort-thread.js (run `npm run build` first, as for every integration test).
 import { OrtThreadPool } from '../../dist/worker/ort-pool.js';
+import { INLINE_SAMPLES, type MovableInstance } from '../../dist/worker/inline-runs.js';
 import { type ModelInstance } from '../../worker/model-instance.js';
 import { type ThreadInit, type ThreadSessionOptions } from '../../worker/thread-protocol.js';
 
@@ -97,6 +99,36 @@ describe('OrtThreadPool', () => {
     expect(ra.y).toEqual(plus(2));
     expect(rb.y).toEqual(plus(3));
     await Promise.all([a.close(), b.close()]);
+    expect(fatal).toEqual([]);
+  }, 60_000);
+
+  it('moves a CPU instance whose runs are shorter than the bound to the main thread, and keeps the others on theirs', async () => {
+    const moved: string[] = [];
+    const movable = new OrtThreadPool({ threads: 1, inlineMaxRunNs: 1e9, onFatal: (e) => fatal.push(e), onMoved: (label, error) => moved.push(error ? `${label}: ${error.message}` : label) });
+    const never = new OrtThreadPool({ threads: 1, inlineMaxRunNs: 1, onFatal: (e) => fatal.push(e) });
+    try {
+      const quick = (await movable.open([init(4, 'quick#0')])[0]) as MovableInstance;
+      const slow = (await never.open([init(5, 'slow#0')])[0]) as MovableInstance;
+      for (let k = 0; k < INLINE_SAMPLES; k++) {
+        expect(quick.inline).toBe(false);
+        expect((await run(quick)).y).toEqual(plus(4));
+        expect((await run(slow)).y).toEqual(plus(5));
+      }
+      await waitFor(() => quick.inline, 10_000, 'the instance to move');
+      expect(moved).toEqual(['quick#0']);
+      // Its thread session closes once its runs there have ended; the one over the bound stays.
+      await waitFor(() => movable.sessionsPerThread()[0] === 0, 10_000, 'its thread session to close');
+      expect(never.sessionsPerThread()).toEqual([1]);
+      expect(slow.inline).toBe(false);
+      // On the main thread the input is not moved anywhere: the caller keeps its buffer.
+      const again = await run(quick);
+      expect(again.y).toEqual(plus(4));
+      expect(again.sent.byteLength).toBe(MANY_MODELS_WIDTH * 4);
+      await Promise.all([quick.close(), slow.close()]);
+      expect(never.sessionsPerThread()).toEqual([0]);
+    } finally {
+      await Promise.all([movable.close(), never.close()]);
+    }
     expect(fatal).toEqual([]);
   }, 60_000);
 });

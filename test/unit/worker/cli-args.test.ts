@@ -13,6 +13,7 @@ describe('parseWorkerArgs', () => {
       shutdownTimeoutMs: 30_000,
       cores: availableParallelism(),
       ortThreads: Math.min(64, availableParallelism()),
+      inlineRunUs: 50,
       registry: undefined,
       queuedPerInstance: 1,
       localGateways: 1,
@@ -40,6 +41,7 @@ describe('parseWorkerArgs', () => {
       '--shutdown-timeout-ms=500',
       '--cores',
       '4',
+      '--inline-run-us=0',
     ]);
     expect(args).toEqual({
       listen: '127.0.0.1:0',
@@ -50,6 +52,7 @@ describe('parseWorkerArgs', () => {
       shutdownTimeoutMs: 500,
       cores: 4,
       ortThreads: 4,
+      inlineRunUs: 0,
       registry: undefined,
       queuedPerInstance: 1,
       localGateways: 1,
@@ -65,6 +68,12 @@ describe('parseWorkerArgs', () => {
     expect(parseWorkerArgs(['--listen', 'x:1', '--cores', '128']).ortThreads).toBe(64);
     expect(parseWorkerArgs(['--listen', 'x:1', '--ort-threads', '3']).ortThreads).toBe(3);
     expect(() => parseWorkerArgs(['--listen', 'x:1', '--ort-threads', '65'])).toThrow('--ort-threads "65" is not an integer in 1..64');
+  });
+
+  it('takes --inline-run-us from 0 (never) up', () => {
+    expect(parseWorkerArgs(['--listen', 'x:1', '--inline-run-us', '200']).inlineRunUs).toBe(200);
+    expect(() => parseWorkerArgs(['--listen', 'x:1', '--inline-run-us', '-1'])).toThrow('--inline-run-us "-1" is not an integer in 0..1000000');
+    expect(() => parseWorkerArgs(['--listen', 'x:1', '--inline-run-us', 'fast'])).toThrow('--inline-run-us "fast" is not an integer in 0..1000000');
   });
 
   it('says what is wrong', () => {
