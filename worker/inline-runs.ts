@@ -81,11 +81,16 @@ export class MovableInstance implements ModelInstance {
   #moving = false;
   #closed = false;
 
+  /** The model file as its thread opened it (about): a file changed since is not opened again (it is not this instance's model). */
+  readonly #opened: Promise<string | undefined>;
+
   constructor(thread: ModelInstance, init: ThreadInit, maxRunNs: number, onMoved?: (error?: Error) => void) {
     this.#thread = thread;
     this.#init = init;
     this.#maxRunNs = maxRunNs;
     this.#onMoved = onMoved;
+    this.#opened = fileVersion(init);
+    this.#opened.catch(() => undefined);
   }
 
   get info(): SessionInfo {
@@ -127,6 +132,8 @@ export class MovableInstance implements ModelInstance {
       const model = this.#init.model;
       const bytes = 'bytes' in model ? model.bytes.byteLength : (await stat(model.path)).size;
       if (bytes > INLINE_MAX_MODEL_BYTES) return;
+      const before = await this.#opened;
+      if (before !== (await fileVersion(this.#init))) return;
       const inline = await InlineSession.open(this.#init);
       if (this.#closed) {
         await inline.close();
@@ -152,4 +159,11 @@ export class MovableInstance implements ModelInstance {
     this.#thread = undefined;
     await Promise.all([thread?.close(), this.#inline?.close()]);
   }
+}
+
+/** Size and modification time of a model given as a file; undefined for one given as bytes. */
+async function fileVersion(init: ThreadInit): Promise<string | undefined> {
+  if (!('path' in init.model)) return undefined;
+  const s = await stat(init.model.path);
+  return `${s.size}:${s.mtimeMs}`;
 }

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -130,5 +130,27 @@ describe('OrtThreadPool', () => {
       await Promise.all([movable.close(), never.close()]);
     }
     expect(fatal).toEqual([]);
+  }, 60_000);
+
+  it('does not open on the main thread a model file that changed since its thread opened it', async () => {
+    const moved: string[] = [];
+    const movable = new OrtThreadPool({ threads: 1, inlineMaxRunNs: 1e9, onFatal: (e) => fatal.push(e), onMoved: (label) => moved.push(label) });
+    const file = join(dir, 'rewritten.onnx');
+    copyFileSync(join(dir, manyModelName(6), '1', 'model.onnx'), file);
+    try {
+      const instance = (await movable.open([{ ...init(6, 'rewritten#0'), model: { path: file } }])[0]) as MovableInstance;
+      // Another model written over the file (a repository edited in place): a reload will follow; until then
+      // the instance keeps serving the model it opened.
+      copyFileSync(join(dir, manyModelName(7), '1', 'model.onnx'), file);
+      utimesSync(file, new Date(), new Date(Date.now() + 5_000));
+      for (let k = 0; k < INLINE_SAMPLES + 4; k++) expect((await run(instance)).y).toEqual(plus(6));
+      await new Promise((r) => setTimeout(r, 300));
+      expect(instance.inline).toBe(false);
+      expect(moved).toEqual([]);
+      expect((await run(instance)).y).toEqual(plus(6));
+      await instance.close();
+    } finally {
+      await movable.close();
+    }
   }, 60_000);
 });
