@@ -16,7 +16,9 @@ import { type BatchOutput, type BatchTask, type SessionInfo, type ThreadInit } f
 // stay on their threads. So every CPU instance starts on its thread, and
 // one whose recent runs all took less than the bound (--inline-run-us) is
 // opened again on the main thread; its thread session closes once its runs
-// there have ended. GPU sessions always stay on their threads.
+// there have ended. The choice is made once, on its first runs: after that an
+// instance left on its thread costs nothing more per run. GPU sessions always
+// stay on their threads.
 
 /** Runs timed on the thread before deciding. */
 export const INLINE_SAMPLES = 16;
@@ -65,9 +67,9 @@ export class InlineSession implements ModelInstance {
 }
 
 /**
- * One CPU instance: on its ORT thread until its runs are known to be short,
- * then on the main thread (see the top of this file). The switch is made
- * once; a failed open on the main thread leaves it on its thread.
+ * One CPU instance: on its ORT thread until its first runs are known to be
+ * short, then on the main thread (see the top of this file). The choice is
+ * made once; a failed open on the main thread leaves it on its thread.
  */
 export class MovableInstance implements ModelInstance {
   readonly #init: ThreadInit;
@@ -79,6 +81,8 @@ export class MovableInstance implements ModelInstance {
   /** Runs handed to the thread and not yet ended. */
   #onThread = 0;
   #moving = false;
+  /** Its first runs were too long (or the move was given up): on its thread for good. */
+  #staying = false;
   #closed = false;
 
   /** The model file as its thread opened it (about): a file changed since is not opened again (it is not this instance's model). */
@@ -104,14 +108,17 @@ export class MovableInstance implements ModelInstance {
 
   run(task: BatchTask, transfer: readonly ArrayBuffer[]): Promise<BatchOutput> {
     if (this.#inline) return this.#inline.run(task);
-    return this.#runOnThread(this.#thread as ModelInstance, task, transfer);
+    const thread = this.#thread as ModelInstance;
+    // Decided to stay: the thread's session as it is, nothing counted or timed.
+    if (this.#staying) return thread.run(task, transfer);
+    return this.#runOnThread(thread, task, transfer);
   }
 
   async #runOnThread(thread: ModelInstance, task: BatchTask, transfer: readonly ArrayBuffer[]): Promise<BatchOutput> {
     this.#onThread++;
     try {
       const out = await thread.run(task, transfer);
-      if (!this.#moving) this.#observe(Number(out.runEndNs - out.taskStartNs));
+      if (!this.#moving && !this.#staying) this.#observe(Number(out.runEndNs - out.taskStartNs));
       return out;
     } finally {
       this.#onThread--;
@@ -119,10 +126,14 @@ export class MovableInstance implements ModelInstance {
     }
   }
 
+  /** Times the first INLINE_SAMPLES runs, then decides once: move, or stay for good. */
   #observe(ns: number): void {
     this.#samples.push(ns);
-    if (this.#samples.length > INLINE_SAMPLES) this.#samples.shift();
-    if (!runsInline(this.#samples, this.#maxRunNs)) return;
+    if (this.#samples.length < INLINE_SAMPLES) return;
+    if (!runsInline(this.#samples, this.#maxRunNs)) {
+      this.#staying = true;
+      return;
+    }
     this.#moving = true;
     void this.#move();
   }
@@ -131,9 +142,11 @@ export class MovableInstance implements ModelInstance {
     try {
       const model = this.#init.model;
       const bytes = 'bytes' in model ? model.bytes.byteLength : (await stat(model.path)).size;
-      if (bytes > INLINE_MAX_MODEL_BYTES) return;
       const before = await this.#opened;
-      if (before !== (await fileVersion(this.#init))) return;
+      if (bytes > INLINE_MAX_MODEL_BYTES || before !== (await fileVersion(this.#init))) {
+        this.#staying = true;
+        return;
+      }
       const inline = await InlineSession.open(this.#init);
       if (this.#closed) {
         await inline.close();
@@ -143,6 +156,7 @@ export class MovableInstance implements ModelInstance {
       if (this.#onThread === 0) this.#closeThread();
       this.#onMoved?.();
     } catch (error) {
+      this.#staying = true;
       this.#onMoved?.(error instanceof Error ? error : new Error(String(error)));
     }
   }

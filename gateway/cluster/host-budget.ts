@@ -16,6 +16,7 @@ import { type LoadedUsage, type ModelBudgetMetrics } from '../metrics/model-load
 import { planEviction, type Resident } from '../repository/eviction-plan.js';
 import { type MemoryBudget } from '../repository/memory-budget.js';
 import { type LoadRequest, type ResidentReport } from '../repository/on-demand-loader.js';
+import { LoadedPeaks, usedPerWorker } from '../repository/loaded-usage.js';
 
 /** The gateway processes, as the budget reaches them (the primary's IPC; a fake in unit tests). */
 export interface BudgetHolders {
@@ -50,7 +51,7 @@ export class HostBudget {
   readonly #granted = new Map<number, Map<string, { need: LoadRequest; at: number }>>();
   /** Plans one at a time: each sees what the one before made room for. */
   #turn: Promise<unknown> = Promise.resolve();
-  readonly #peak = new Map<string, { models: number; bytes: number }>();
+  readonly #peaks = new LoadedPeaks();
 
   constructor(options: HostBudgetOptions) {
     this.#options = options;
@@ -120,7 +121,7 @@ export class HostBudget {
     // The peak: what remains on the workers with this load.
     for (const key of evicted) residents.delete(key);
     if (!residents.has(need.key)) residents.set(need.key, { ...need, lastUsed: this.#now(), busy: true, pinned: false, holders: [] });
-    this.#notePeak(usedPerWorker([...residents.values()]));
+    this.#peaks.note(usedPerWorker(residents.values()));
   }
 
   /** What every process holds (loads waiting for room are not reported), and the loads granted and not settled, by key. */
@@ -143,34 +144,10 @@ export class HostBudget {
 
   /** Per worker: estimated bytes and models held on the host, now and at most so far (for the metrics). */
   async usage(): Promise<LoadedUsage[]> {
-    const used = usedPerWorker([...(await this.#merged()).values()]);
-    this.#notePeak(used);
-    return [...new Set([...used.keys(), ...this.#peak.keys()])].map((worker) => {
-      const u = used.get(worker) ?? { bytes: 0, models: 0 };
-      const p = this.#peak.get(worker) ?? { bytes: 0, models: 0 };
-      return { worker, bytes: u.bytes, models: u.models, peakModels: Math.max(p.models, u.models), peakBytes: Math.max(p.bytes, u.bytes) };
-    });
-  }
-
-  #notePeak(used: Map<string, { bytes: number; models: number }>): void {
-    for (const [worker, u] of used) {
-      const p = this.#peak.get(worker);
-      this.#peak.set(worker, { models: Math.max(p?.models ?? 0, u.models), bytes: Math.max(p?.bytes ?? 0, u.bytes) });
-    }
+    return this.#peaks.usage(usedPerWorker((await this.#merged()).values()));
   }
 }
 
 function asResident(r: HostResident): Resident {
   return { key: r.key, workers: r.workers, cost: r.cost, lastUse: r.lastUsed, busy: r.busy, pinned: r.pinned };
-}
-
-function usedPerWorker(residents: readonly ResidentReport[]): Map<string, { bytes: number; models: number }> {
-  const used = new Map<string, { bytes: number; models: number }>();
-  for (const r of residents) {
-    for (const w of r.workers) {
-      const u = used.get(w) ?? { bytes: 0, models: 0 };
-      used.set(w, { bytes: u.bytes + r.bytes, models: u.models + 1 });
-    }
-  }
-  return used;
 }

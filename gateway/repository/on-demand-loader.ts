@@ -10,7 +10,8 @@ import { stat } from 'node:fs/promises';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { type Logger } from 'pino';
 import { cancelled, deadlineExceeded, resourceExhausted, ServingError, unavailable } from '../../core/errors.js';
-import { type ModelBudgetMetrics, type ModelLoadMetrics } from '../metrics/model-load-metrics.js';
+import { type LoadedUsage, type ModelBudgetMetrics, type ModelLoadMetrics } from '../metrics/model-load-metrics.js';
+import { LoadedPeaks, usedPerWorker, type WorkerUse } from './loaded-usage.js';
 import { planEviction, type Resident, retryDelayMs } from './eviction-plan.js';
 import { formatAmount, type MemoryBudget, modelCost, SESSION_OVERHEAD_BYTES } from './memory-budget.js';
 import { type ModelVersion } from './model-version.js';
@@ -112,7 +113,7 @@ export class OnDemandLoader {
   readonly #fileBytes = new Map<string, number>();
   /** Unloads under way: a load waits for them, so the budget holds. */
   readonly #evictions = new Set<Promise<void>>();
-  readonly #peak = new Map<string, { models: number; bytes: number }>();
+  readonly #peaks = new LoadedPeaks();
   /** Use order: a counter, not a clock (two uses in one millisecond still order). */
   #tick = 0;
 
@@ -367,35 +368,21 @@ export class OnDemandLoader {
     return undefined;
   }
 
-  #usedPerWorker(): Map<string, { cost: number; bytes: number; models: number }> {
-    const used = new Map<string, { cost: number; bytes: number; models: number }>();
-    for (const e of this.#entries.values()) {
-      // One being evicted waits only for its unload; a load waits for that, so they never coexist.
-      if (e.phase === 'evicting') continue;
-      for (const w of e.workers) {
-        const u = used.get(w) ?? { cost: 0, bytes: 0, models: 0 };
-        used.set(w, { cost: u.cost + e.cost, bytes: u.bytes + e.bytes, models: u.models + 1 });
-      }
-    }
-    return used;
+  /** What is held per worker: one being evicted waits only for its unload, and a load waits for that, so they never coexist. */
+  #usedPerWorker(): Map<string, WorkerUse> {
+    const held: Entry[] = [];
+    for (const e of this.#entries.values()) if (e.phase !== 'evicting') held.push(e);
+    return usedPerWorker(held);
   }
 
   /** Per worker: estimated bytes and models held (loaded or loading), now and at most so far, for the metrics. */
-  usage(): Array<{ worker: string; bytes: number; models: number; peakModels: number; peakBytes: number }> {
-    const used = this.#usedPerWorker();
-    return [...new Set([...used.keys(), ...this.#peak.keys()])].map((worker) => {
-      const u = used.get(worker) ?? { cost: 0, bytes: 0, models: 0 };
-      const p = this.#peak.get(worker);
-      return { worker, bytes: u.bytes, models: u.models, peakModels: Math.max(p?.models ?? 0, u.models), peakBytes: Math.max(p?.bytes ?? 0, u.bytes) };
-    });
+  usage(): LoadedUsage[] {
+    return this.#peaks.usage(this.#usedPerWorker());
   }
 
   /** Only where something was added: the high-water marks of the metrics. */
   #notePeak(): void {
-    for (const [worker, u] of this.#usedPerWorker()) {
-      const p = this.#peak.get(worker);
-      this.#peak.set(worker, { models: Math.max(p?.models ?? 0, u.models), bytes: Math.max(p?.bytes ?? 0, u.bytes) });
-    }
+    this.#peaks.note(this.#usedPerWorker());
   }
 }
 

@@ -115,7 +115,7 @@ describe('HostBudget', () => {
     expect(holders.evictions).toEqual(['1:a/1']);
   });
 
-  it('refuses UNAVAILABLE when a process does not say what it holds', async () => {
+  it('fails the reserve when a process does not say what it holds (the primary words it UNAVAILABLE), and plans again at the next', async () => {
     const { holders, host } = setup();
     holders.silent = true;
     expect(await outcome(host.reserve(1, need('a/1')))).toMatch(/did not say what it holds/);
