@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { type InputDataSource, parseShapeFlag } from './load/input-data.js';
 import { type LoadLevel } from './load/level.js';
 import { type Distribution } from './load/schedule.js';
-import { type Baseline, type PerfOptions } from './perf.js';
+import { type Baseline, LOAD_CLIENTS, type LoadClient, type PerfOptions } from './perf.js';
 
 export class UsageError extends Error {
   override name = 'UsageError';
@@ -41,6 +41,9 @@ Load:
   --input-data zero|random|FILE  request data; FILE is perf_analyzer's JSON ({"data": [{"IN": […]}, …]}) (default random)
   --string-length N              random BYTES elements' length (default 16)
   --request-timeout-ms MS        per-request deadline (default 30000)
+  --load-client h2|grpc-js       gRPC load: h2 sends each input set encoded and framed once, straight
+                                 on node:http2, so the cores go to the server; grpc-js re-encodes and
+                                 copies every request, as a Node app would (default h2)
   --seed N                       random data and Poisson schedule seed (default 1)
   --cache-hit-ratio R            a repeating input mix for a response-cached model: each request repeats
                                  one of 4 hot inputs with probability R (0..1), else sends an input never
@@ -81,6 +84,7 @@ const OPTIONS = {
   'input-data': { type: 'string', default: 'random' },
   'string-length': { type: 'string', default: '16' },
   'request-timeout-ms': { type: 'string', default: '30000' },
+  'load-client': { type: 'string', default: 'h2' },
   seed: { type: 'string', default: '1' },
   'cache-hit-ratio': { type: 'string' },
   'measurement-interval': { type: 'string', short: 'p', default: '5000' },
@@ -168,6 +172,8 @@ export function parsePerfArgs(argv: readonly string[]): PerfOptions | { help: tr
     values['request-rate-range'] !== undefined
       ? parseRange('request-rate-range', values['request-rate-range'], false).map((value) => ({ mode: 'request-rate', value, distribution: distribution as Distribution }))
       : parseRange('concurrency-range', values['concurrency-range'] ?? '1', true).map((value) => ({ mode: 'concurrency', value }));
+  const loadClient = values['load-client'];
+  if (!(LOAD_CLIENTS as readonly string[]).includes(loadClient)) throw new UsageError(`--load-client: expected ${LOAD_CLIENTS.join(' or ')}, got '${loadClient}'`);
   const mode = values['measurement-mode'];
   if (mode !== 'time_windows' && mode !== 'count_windows') throw new UsageError(`--measurement-mode: expected time_windows or count_windows, got '${mode}'`);
   const baselines = new Set<Baseline>();
@@ -215,6 +221,7 @@ export function parsePerfArgs(argv: readonly string[]): PerfOptions | { help: tr
     maxOutstanding: number('max-outstanding', values['max-outstanding'], { min: 1, max: 1_000_000, integer: true }),
     warmupMs: number('warmup-interval', values['warmup-interval'], { min: 0, max: 600_000 }),
     timeoutMs: number('request-timeout-ms', values['request-timeout-ms'], { min: 1, max: 3_600_000 }),
+    loadClient: loadClient as LoadClient,
     seed,
     ...(values['cache-hit-ratio'] !== undefined ? { cacheHitRatio: number('cache-hit-ratio', values['cache-hit-ratio'], { min: 0, max: 1 }) } : {}),
     baselines,

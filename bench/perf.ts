@@ -12,6 +12,7 @@ import { spawnEchoServer } from './baselines/grpc-echo.js';
 import { type RawOrtLevel, rawOrtBaseline } from './baselines/raw-ort.js';
 import { type RunRecord, describeRun, runInfo, saveRun } from './history.js';
 import { type ChildServer, disturbedNote, httpUrlOf, startGateway } from './load/child-server.js';
+import { H2GrpcInfer } from './load/h2-grpc-infer.js';
 import { HOT_SETS, type InputDataSource, type InputPlan, planInputs } from './load/input-data.js';
 import { type LevelResult, type LoadLevel, inferSender, runLevel } from './load/level.js';
 import { cacheHitRate, readModelStats } from './load/server-stats.js';
@@ -24,6 +25,8 @@ import { Progress } from './report/progress.js';
 import { throughputLatencySvg } from './report/svg-chart.js';
 
 export type Baseline = 'raw-ort' | 'grpc-echo' | 'batching-off' | 'cache-off';
+export const LOAD_CLIENTS = ['h2', 'grpc-js'] as const;
+export type LoadClient = (typeof LOAD_CLIENTS)[number];
 
 export interface PerfOptions {
   readonly model: string;
@@ -52,6 +55,8 @@ export interface PerfOptions {
   readonly maxOutstanding: number;
   readonly warmupMs: number;
   readonly timeoutMs: number;
+  /** gRPC load through frames written on node:http2 (h2), or through grpc-js. */
+  readonly loadClient: LoadClient;
   readonly seed: number;
   /** --cache-hit-ratio: the share of requests that repeat a hot input. */
   readonly cacheHitRatio?: number;
@@ -132,6 +137,14 @@ export async function runPerf(o: PerfOptions, log: (line: string) => void): Prom
       ...(o.sloMs !== undefined ? { sloUs: o.sloMs * 1000 } : {}),
     };
     const measureAll = async (series: string, c: InferenceClient, pid: number | undefined, stats: InferenceClient | undefined): Promise<void> => {
+      const h2 = c.protocol === 'grpc' && o.loadClient === 'h2' ? new H2GrpcInfer(c.address, o.headers) : undefined;
+      try {
+        await measureLevels(series, c, pid, stats, h2);
+      } finally {
+        h2?.close();
+      }
+    };
+    const measureLevels = async (series: string, c: InferenceClient, pid: number | undefined, stats: InferenceClient | undefined, h2: H2GrpcInfer | undefined): Promise<void> => {
       for (const level of o.levels) {
         const label = `${series} ${loadLabel(level)}`;
         const result = await runLevel(level, {
@@ -139,7 +152,7 @@ export async function runPerf(o: PerfOptions, log: (line: string) => void): Prom
           model: o.model,
           protocol: c.protocol,
           batchSize: o.batchSize,
-          send: inferSender(c, o.model, plan, { timeoutMs: o.timeoutMs, version: o.version }),
+          send: inferSender(c, o.model, plan, { timeoutMs: o.timeoutMs, version: o.version, ...(h2 ? { prepared: h2 } : {}) }),
           warmupMs: o.warmupMs,
           windows,
           ...(stats ? { stats: () => readModelStats(stats, o.model) } : {}),

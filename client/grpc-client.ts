@@ -3,15 +3,18 @@ import {
   type ChannelCredentials,
   type ClientUnaryCall,
   type Metadata,
+  type requestCallback,
   type ServiceError,
   credentials,
   Metadata as GrpcMetadata,
+  status as GrpcStatus,
 } from '@grpc/grpc-js';
 import { ModelConfig } from '../proto/gen/model_config.js';
 import {
   GRPCInferenceServiceClient,
+  GRPCInferenceServiceService,
   type ModelConfigResponse,
-  type ModelInferRequest,
+  ModelInferRequest,
   type ModelInferResponse,
   type ModelMetadataResponse,
   type ModelStatistics,
@@ -19,7 +22,7 @@ import {
   type RepositoryIndexResponse,
   type ServerMetadataResponse,
 } from '../proto/gen/inference.js';
-import { fromGrpcError } from './errors.js';
+import { InferenceError, fromGrpcError } from './errors.js';
 import { type GrpcInputEncoding, fromModelInferResponse, fromModelMetadata, toModelInferRequest } from './grpc-codec.js';
 import {
   type InferenceClient,
@@ -28,6 +31,8 @@ import {
   type LoadModelOptions,
   type ModelConfigSummary,
   type ModelMetadata,
+  type PreparedInfer,
+  type PrepareOptions,
   type RequestOptions,
   type ServerMetadata,
   configText,
@@ -77,6 +82,27 @@ export interface ClientTlsOptions {
 
 type Callback<Res> = (error: ServiceError | null, response: Res) => void;
 type Method<Req, Res> = (req: Req, md: Metadata, opts: Partial<CallOptions>, cb: Callback<Res>) => ClientUnaryCall;
+
+const MODEL_INFER = GRPCInferenceServiceService.modelInfer;
+/** A prepared request is its message's bytes already: grpc-js only frames them. */
+const asEncoded = (b: Buffer): Buffer => b;
+
+/** A ModelInferRequest encoded once (InferenceGrpcClient.prepareInfer). */
+class PreparedGrpcInfer implements PreparedInfer {
+  readonly protocol = 'grpc';
+  readonly model: string;
+  readonly bytes: Buffer;
+
+  constructor(model: string, encoded: Uint8Array) {
+    this.model = model;
+    // A view, not a copy: the encoder's buffer is this request's alone.
+    this.bytes = Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength);
+  }
+
+  get byteLength(): number {
+    return this.bytes.byteLength;
+  }
+}
 
 /**
  * A promise-based client for the KServe v2 gRPC protocol (Fabriek, Triton,
@@ -155,6 +181,20 @@ export class InferenceGrpcClient implements InferenceClient {
 
   async infer(model: string, inputs: readonly InferInput[], o: InferOptions = {}): Promise<InferResult> {
     return fromModelInferResponse(await this.modelInfer(toModelInferRequest(model, inputs, o, this.#encoding), o));
+  }
+
+  prepareInfer(model: string, inputs: readonly InferInput[], o: PrepareOptions = {}): PreparedInfer {
+    return new PreparedGrpcInfer(model, ModelInferRequest.encode(toModelInferRequest(model, inputs, o, this.#encoding)).finish());
+  }
+
+  async inferPrepared(prepared: PreparedInfer, o?: RequestOptions): Promise<InferResult> {
+    if (!(prepared instanceof PreparedGrpcInfer)) {
+      throw new InferenceError(GrpcStatus.INVALID_ARGUMENT, `a request prepared by a ${prepared.protocol} client cannot be sent over gRPC`);
+    }
+    const send: Method<Buffer, ModelInferResponse> = (req, md, opts, cb) =>
+      // grpc-js types the answer as possibly undefined; #call reads it only without an error, when it is set.
+      this.raw.makeUnaryRequest(MODEL_INFER.path, asEncoded, MODEL_INFER.responseDeserialize, req, md, opts, cb as requestCallback<ModelInferResponse>);
+    return fromModelInferResponse(await this.#call(send, prepared.bytes, o));
   }
 
   // --- wire level -------------------------------------------------------

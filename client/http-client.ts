@@ -11,6 +11,8 @@ import {
   type LoadModelOptions,
   type ModelConfigSummary,
   type ModelMetadata,
+  type PreparedInfer,
+  type PrepareOptions,
   type RequestOptions,
   type ServerMetadata,
   configText,
@@ -53,6 +55,22 @@ const modelPath = (model: string, version: string): string => `/v2/models/${seg(
  * with a keep-alive agent. Every failure is an InferenceError whose code is
  * the gRPC equivalent of the HTTP status (and `httpStatus` the status itself).
  */
+/** An infer request's path and body, encoded once (InferenceHttpClient.prepareInfer). */
+class PreparedHttpInfer implements PreparedInfer {
+  readonly protocol = 'http';
+  readonly model: string;
+  readonly path: string;
+  readonly body: InferBody;
+  readonly byteLength: number;
+
+  constructor(model: string, path: string, body: InferBody) {
+    this.model = model;
+    this.path = path;
+    this.body = body;
+    this.byteLength = body.parts.reduce((n, p) => n + p.byteLength, 0);
+  }
+}
+
 export class InferenceHttpClient implements InferenceClient {
   readonly protocol = 'http';
   /** The base URL, e.g. http://127.0.0.1:8000. */
@@ -131,8 +149,22 @@ export class InferenceHttpClient implements InferenceClient {
   }
 
   async infer(model: string, inputs: readonly InferInput[], o: InferOptions = {}): Promise<InferResult> {
-    const body = encodeInferRequest(inputs, o, this.#binary);
-    const answer = await this.#ok('POST', `${modelPath(model, o.version ?? '')}/infer`, o, body);
+    return this.#infer(`${modelPath(model, o.version ?? '')}/infer`, encodeInferRequest(inputs, o, this.#binary), o);
+  }
+
+  prepareInfer(model: string, inputs: readonly InferInput[], o: PrepareOptions = {}): PreparedInfer {
+    return new PreparedHttpInfer(model, `${modelPath(model, o.version ?? '')}/infer`, encodeInferRequest(inputs, o, this.#binary));
+  }
+
+  inferPrepared(prepared: PreparedInfer, o?: RequestOptions): Promise<InferResult> {
+    if (!(prepared instanceof PreparedHttpInfer)) {
+      return Promise.reject(new InferenceError(GrpcStatus.INVALID_ARGUMENT, `a request prepared by a ${prepared.protocol} client cannot be sent over HTTP`));
+    }
+    return this.#infer(prepared.path, prepared.body, o);
+  }
+
+  async #infer(path: string, body: InferBody, o: RequestOptions | undefined): Promise<InferResult> {
+    const answer = await this.#ok('POST', path, o, body);
     const headerLength = answer.headers['inference-header-content-length'];
     return decodeInferResponse(answer.body, headerLength === undefined ? undefined : Number(headerLength));
   }

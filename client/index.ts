@@ -12,6 +12,8 @@ export {
   InferResult,
   type InferenceClient,
   type InferOptions,
+  type PreparedInfer,
+  type PrepareOptions,
   type LoadModelOptions,
   type ModelConfigSummary,
   type ModelMetadata,

@@ -29,6 +29,22 @@ export interface InferOptions extends RequestOptions {
   readonly parameters?: Readonly<Record<string, ParameterValue>>;
 }
 
+/** What a prepared request carries: everything of InferOptions but the per-call options. */
+export type PrepareOptions = Omit<InferOptions, keyof RequestOptions>;
+
+/**
+ * An infer request encoded once by `prepareInfer`, to send any number of
+ * times with `inferPrepared` (load generators, probes): each call then costs
+ * only the transport, not a re-encode and a copy of every tensor. Belongs to
+ * the protocol whose client made it.
+ */
+export interface PreparedInfer {
+  readonly protocol: 'grpc' | 'http';
+  readonly model: string;
+  /** Bytes of the encoded request. */
+  readonly byteLength: number;
+}
+
 export interface ServerMetadata {
   readonly name: string;
   readonly version: string;
@@ -145,6 +161,9 @@ export interface InferenceClient {
   loadModel(model: string, o?: LoadModelOptions): Promise<void>;
   unloadModel(model: string, o?: RequestOptions): Promise<void>;
   infer(model: string, inputs: readonly InferInput[], o?: InferOptions): Promise<InferResult>;
+  prepareInfer(model: string, inputs: readonly InferInput[], o?: PrepareOptions): PreparedInfer;
+  /** Sends a request from `prepareInfer` of a client of the same protocol. */
+  inferPrepared(prepared: PreparedInfer, o?: RequestOptions): Promise<InferResult>;
   close(): void;
 }
 

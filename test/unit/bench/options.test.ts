@@ -33,6 +33,7 @@ describe('perf_analyzer-style flags', () => {
     expect(o.baselines.size).toBe(0);
     expect(o.save).toBe(true);
     expect(o.headers).toEqual({});
+    expect(o.loadClient).toBe('h2');
   });
 
   it('reads every flag', () => {
@@ -61,6 +62,7 @@ describe('perf_analyzer-style flags', () => {
     expect(o.csvFile).toBe('out.csv');
     expect(o.jsonFile).toBe('o.json');
     expect(o.save).toBe(false);
+    expect(parse('-m', 'x', '--load-client', 'grpc-js').loadClient).toBe('grpc-js');
     expect(parse('-m', 'x', '--input-data', 'data.json').inputData).toEqual({ kind: 'file', path: 'data.json' });
     expect(parse('-m', 'x', '-H', 'Authorization: Bearer k:1', '--header', 'x-trace:7', '-H', 'x-empty:').headers).toEqual({
       authorization: 'Bearer k:1',
@@ -83,6 +85,7 @@ describe('perf_analyzer-style flags', () => {
     expect(() => parsePerfArgs(['-m', 'x', '--baseline', 'triton'])).toThrow(/raw-ort, grpc-echo, batching-off/);
     expect(() => parsePerfArgs(['-m', 'x', '--shape', 'IN'])).toThrow(/NAME:d1,d2/);
     expect(() => parsePerfArgs(['-m', 'x', '-b', '0'])).toThrow(/--batch-size: expected an integer ≥ 1, got '0'/);
+    expect(() => parsePerfArgs(['-m', 'x', '--load-client', 'curl'])).toThrow(/--load-client: expected h2 or grpc-js, got 'curl'/);
     expect(() => parsePerfArgs(['-m', 'x', '-u', 'http://h:1'])).toThrow(/add -i http/);
     expect(() => parsePerfArgs(['-m', 'x', '--bogus'])).toThrow(UsageError);
     // A header without a colon is refused without echoing it (it is often a key).
