@@ -13,7 +13,8 @@ import { batchShape, concatRows, splitRows } from './batch-rows.js';
 import { BatchQueue, type Queued } from './batch-queue.js';
 import { type Clock, systemClock } from './clock.js';
 import { CostModel } from './cost-model.js';
-import { expectedFinishNs, shedError, wouldMiss } from './shedding.js';
+import { DrainRate } from './drain-rate.js';
+import { expectedFinishNs, shedError, sloRefusal, wouldMiss } from './shedding.js';
 import { ArrivalRate } from './arrival-rate.js';
 import { decide, type ExpiryReason } from './decide.js';
 import { SOLE_TENANT, tenantQueueBound } from './fair-queue.js';
@@ -216,14 +217,28 @@ export class DynamicBatcher<P> implements Scheduler {
     const running = ((cost(this.#lastRows || 1) ?? 0) * this.#running.size) / (2 * parallel);
     // The rows ahead in batches of max_batch_size: a backlog is cut that large while its members stay in time.
     const ahead = expectedFinishNs({ rowsAhead, maxBatch: this.#policy.maxBatchSize, parallel }, cost);
-    const finish = ahead === undefined ? undefined : ahead + this.cost.overheadNs;
+    if (ahead === undefined) return false;
+    // Under a backlog, what the queue has taken per row lately, costs beyond compute included (drain-rate.ts),
+    // bounds the wait from below: the rows ahead and half of those out.
+    const perRow = this.#drainRate.nsPerRow();
+    const drained = perRow === undefined ? 0 : (rowsAhead + this.#runningRows / 2) * perRow;
+    const expected = Math.max(ahead + running, drained) + this.cost.overheadNs;
     const until = Number(deadlineNs - now);
     // A deadline already passed (grpc-js wraps timeouts past ~24.8 days) is DEADLINE_EXCEEDED, not a shed.
     if (until <= 0) return false;
-    if (!wouldMiss(finish === undefined ? undefined : finish + running, until)) return false;
-    this.#queue.remove(entry);
-    entry.reject(shedError(this.#key, ((finish ?? 0) + running) / 1e6, until / 1e6));
-    return true;
+    if (wouldMiss(expected, until)) {
+      this.#queue.remove(entry);
+      entry.reject(shedError(this.#key, expected / 1e6, until / 1e6));
+      return true;
+    }
+    // SLO mode admits no more than it can answer within the SLO, whatever the caller's own deadline allows:
+    // under 5x overload with 5 s deadlines the queue otherwise stood at 1.7 s, adding latency and no throughput.
+    if (this.#sloNs > 0n && expected > Number(this.#sloNs)) {
+      this.#queue.remove(entry);
+      entry.reject(sloRefusal(this.#key, expected / 1e6, Number(this.#sloNs) / 1e6));
+      return true;
+    }
+    return false;
   }
 
   /**
@@ -370,6 +385,9 @@ export class DynamicBatcher<P> implements Scheduler {
 
   /** Rows of the last batch cut. */
   #lastRows = 0;
+  /** Rows of the batches sent and not yet answered. */
+  #runningRows = 0;
+  readonly #drainRate = new DrainRate();
 
   /** Rows of a full batch (see #batchRows), for metrics. */
   get fullBatchRows(): number {
@@ -426,14 +444,20 @@ export class DynamicBatcher<P> implements Scheduler {
       (execution) => {
         const computeNs = execution.computeInputNs + execution.computeInferNs + execution.computeOutputNs;
         this.cost.observe(rows, computeNs);
+        const done = this.#clock.now();
         // Sent to a busy instance, its wall time includes waiting behind another batch.
-        if (idle) this.cost.observeOverhead(Number(this.#clock.now() - now), computeNs);
+        if (idle) this.cost.observeOverhead(Number(done - now), computeNs);
+        // Busy after it, not idling by the batcher's choice (a queue delay): every instance has another batch
+        // (this one is still in #running), or a full batch waits.
+        const busy = this.#running.size > (this.#slots.instanceCount ?? 1) || this.#queue.size >= this.#policy.maxBatchSize;
+        this.#drainRate.completed(done, rows, busy);
         this.#observer?.executed(rows, execution);
         deliver(() => answerMembers(take, execution, now, rows));
       },
       (error: unknown) => deliver(() => take.forEach((e) => e.reject(error))),
     );
     this.#running.add(run);
+    this.#runningRows += rows;
     let finish: bigint | undefined;
     if (this.#sloNs > 0n) {
       // When its compute ends: it reaches the worker after about half the least overhead (the rest is the answer's
@@ -446,6 +470,7 @@ export class DynamicBatcher<P> implements Scheduler {
     }
     void run.finally(() => {
       this.#running.delete(run);
+      this.#runningRows -= rows;
       if (finish !== undefined) this.#finishes.splice(this.#finishes.indexOf(finish), 1);
     });
     return true;

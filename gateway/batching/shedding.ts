@@ -15,11 +15,25 @@ export function isShed(error: unknown): boolean {
   return error instanceof ShedError;
 }
 
+const msText = (ms: number): string => (ms < 10 ? ms.toFixed(1) : String(Math.round(ms)));
+
 export function shedError(modelKey: string, expectedMs: number, deadlineMs: number): ShedError {
-  const f = (ms: number): string => (ms < 10 ? ms.toFixed(1) : String(Math.round(ms)));
   return new ShedError(
     GrpcStatus.UNAVAILABLE,
-    `Request timeout expired: model '${modelKey}' shed the request before it ran: it would finish in ${f(expectedMs)} ms, its deadline is in ${f(deadlineMs)} ms`,
+    `Request timeout expired: model '${modelKey}' shed the request before it ran: it would finish in ${msText(expectedMs)} ms, its deadline is in ${msText(deadlineMs)} ms`,
+  );
+}
+
+/**
+ * SLO mode's admission: a request that would finish past the model's SLO,
+ * though within its own later deadline, is refused at once as overload
+ * (RESOURCE_EXHAUSTED / 429), with when the queue should have room again.
+ */
+export function sloRefusal(modelKey: string, expectedMs: number, sloMs: number): ServingError {
+  return new ServingError(
+    GrpcStatus.RESOURCE_EXHAUSTED,
+    `model '${modelKey}' is over its SLO: a request now would finish in ${msText(expectedMs)} ms, batching_slo_ms is ${msText(sloMs)}`,
+    { retryAfterMs: Math.max(1, Math.ceil(expectedMs - sloMs)) },
   );
 }
 
