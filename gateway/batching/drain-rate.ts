@@ -47,9 +47,15 @@ export class DrainRate {
     this.#busySince = busyAfter ? nowNs : undefined;
   }
 
-  /** Busy ns per row answered; undefined until enough busy intervals were seen. */
+  /**
+   * Busy ns per row answered; undefined until enough busy intervals were
+   * seen, and whenever the last completion left the model without a backlog.
+   * A rate measured in a backlog is only used in one: were shedding to thin
+   * the queue, no busy interval would come to correct a rate grown
+   * pessimistic, and it would shed everything from then on.
+   */
   nsPerRow(): number | undefined {
-    if (this.#count < MIN_INTERVALS || this.#sumRows <= 0) return undefined;
+    if (this.#busySince === undefined || this.#count < MIN_INTERVALS || this.#sumRows <= 0) return undefined;
     return this.#sumNs / this.#sumRows;
   }
 }

@@ -29,6 +29,8 @@ describe('DrainRate', () => {
     }
     expect(d.nsPerRow()).toBe(10e6);
     d.completed((t += 10n * MS), 8, false); // busy up to here (10 ms for 8 rows), then idle
+    // Out of a backlog, the rate is not used: a pessimistic one would shed what would thin the queue further.
+    expect(d.nsPerRow()).toBeUndefined();
     d.completed((t += 5_000n * MS), 1, true); // the gap of 5 s before this one is not counted
     expect(d.nsPerRow()).toBe((8 * 80 + 10) / (9 * 8) * 1e6);
   });
