@@ -20,7 +20,16 @@ const PATH = '/inference.GRPCInferenceService/ModelInfer';
 /** As the gateway's: a 600 KB answer in one window, no round trip per 64 KB. */
 const WINDOW = 16 << 20;
 
-/** A ModelInferRequest framed for the wire once: flag byte, 4-byte length, message. */
+/** A request message (protobuf bytes) as gRPC sends it: uncompressed flag, 4-byte length, message. */
+export function grpcFrame(message: Uint8Array): Buffer {
+  const frame = Buffer.allocUnsafe(5 + message.byteLength);
+  frame.writeUInt8(0, 0);
+  frame.writeUInt32BE(message.byteLength, 1);
+  frame.set(message, 5);
+  return frame;
+}
+
+/** A ModelInferRequest framed for the wire once. */
 class PreparedFrame implements PreparedInfer {
   readonly protocol = 'grpc';
   readonly model: string;
@@ -28,10 +37,7 @@ class PreparedFrame implements PreparedInfer {
 
   constructor(model: string, message: Uint8Array) {
     this.model = model;
-    this.frame = Buffer.allocUnsafe(5 + message.byteLength);
-    this.frame.writeUInt8(0, 0);
-    this.frame.writeUInt32BE(message.byteLength, 1);
-    this.frame.set(message, 5);
+    this.frame = grpcFrame(message);
   }
 
   get byteLength(): number {
@@ -58,6 +64,11 @@ export class H2GrpcInfer implements PreparedSender {
 
   prepareInfer(model: string, inputs: readonly InferInput[], o: PrepareOptions = {}): PreparedInfer {
     return new PreparedFrame(model, ModelInferRequest.encode(toModelInferRequest(model, inputs, o)).finish());
+  }
+
+  /** A protocol message as it is, encoded and framed once. */
+  prepareMessage(request: ModelInferRequest): PreparedInfer {
+    return new PreparedFrame(request.modelName, ModelInferRequest.encode(request).finish());
   }
 
   inferPrepared(prepared: PreparedInfer, o: RequestOptions = {}): Promise<InferResult> {

@@ -6,8 +6,9 @@
 // with the server.
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { ModelInferRequest } from '../../proto/gen/inference.js';
+import { grpcFrame } from '../load/h2-grpc-infer.js';
 import { type OpenLoop, openLoop } from './fairness-load.js';
-import { grpcFrame, RawGrpcUnary } from './raw-grpc-unary.js';
+import { RawGrpcUnary } from './raw-grpc-unary.js';
 
 export type FloodCommand =
   | { readonly type: 'start'; readonly address: string; readonly key: string; readonly seed: number; readonly request: ModelInferRequest }

@@ -8,15 +8,6 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 // be elsewhere, so its own cost should be as small as the protocol allows.
 // It reads only the grpc-status of each answer.
 
-/** A request message (protobuf bytes) as gRPC sends it: uncompressed flag, 4-byte length, message. */
-export function grpcFrame(message: Uint8Array): Buffer {
-  const frame = Buffer.allocUnsafe(5 + message.byteLength);
-  frame.writeUInt8(0, 0);
-  frame.writeUInt32BE(message.byteLength, 1);
-  frame.set(message, 5);
-  return frame;
-}
-
 export class RawGrpcUnary {
   readonly #session: ClientHttp2Session;
 
@@ -26,7 +17,7 @@ export class RawGrpcUnary {
     this.#session.on('error', () => undefined);
   }
 
-  /** Sends one call (`frame` from grpcFrame) and resolves with the status code of its answer; never rejects. */
+  /** Sends one call (`frame` from h2-grpc-infer's grpcFrame) and resolves with the status code of its answer; never rejects. */
   call(path: string, frame: Buffer, metadata: Readonly<Record<string, string>>, timeoutMs: number): Promise<GrpcStatus> {
     return new Promise((resolve) => {
       let code: GrpcStatus | undefined;
