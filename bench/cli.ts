@@ -124,7 +124,7 @@ async function main(argv: readonly string[]): Promise<number> {
   if (first === 'compare') return compare(rest);
   if (first === 'suite') return suite(rest);
   if (first === 'many-models') return manyModelsCommand(rest, log, watchdog);
-  if (first === 'batching' || first === 'http' || first === 'fairness' || first === 'slo-goodput' || first === 'noisy-neighbour') {
+  if (first === 'batching' || first === 'http' || first === 'fairness' || first === 'slo-goodput' || first === 'noisy-neighbour' || first === 'overload') {
     return runScenario(first, rest, log, watchdog, warnIfBusy);
   }
   if (first === undefined || first === 'help') {

@@ -1,4 +1,4 @@
-// `fabriek bench batching|http|fairness|slo-goodput|noisy-neighbour`: the fixed scenarios of issues #3, #4, #7 and #15,
+// `fabriek bench batching|http|fairness|slo-goodput|noisy-neighbour|overload`: the fixed scenarios of issues #3, #4, #7 and #15,
 // with their own options (a fixed window per level, every answer checked).
 import { parseArgs } from 'node:util';
 import { describeRun, runInfo, saveRun } from '../history.js';
@@ -8,8 +8,9 @@ import { fairnessWindows, runFairness } from './fairness.js';
 import { runHttp } from './http.js';
 import { SLO_GOODPUT_DEFAULTS, runSloGoodput } from './slo-goodput.js';
 import { runNoisyNeighbour } from './noisy-neighbour.js';
+import { runOverload } from './overload.js';
 
-export const SCENARIO_USAGE = `Usage: fabriek bench batching|http|fairness|slo-goodput|noisy-neighbour [options]
+export const SCENARIO_USAGE = `Usage: fabriek bench batching|http|fairness|slo-goodput|noisy-neighbour|overload [options]
 
   batching   issue #3: MLP throughput/latency at concurrency 1, 8, 64 with
              dynamic batching on and off, beside raw ONNX Runtime at batch 1, 8, 64
@@ -22,6 +23,9 @@ export const SCENARIO_USAGE = `Usage: fabriek bench batching|http|fairness|slo-g
   noisy-neighbour issue #15: tenant B's 10 images/s to resnet_small alone and while tenant A (same
              weight, no quota) keeps 200 requests outstanding; fixed batching and the SLO mode
              (about 2 min at the defaults)
+  overload   issue #15: resnet_small's capacity (closed loop at 16), then Poisson arrivals at 70 % of
+             it and at --factor times it (up to 5,000 outstanding), fixed batching and the SLO mode each
+             on a fresh gateway: goodput, p99, refusal latency, RSS peak, SIGTERM (about 2 min)
 
 Options:
   --duration S          measurement window per load level (default 10; slo-goodput 4)
@@ -49,6 +53,10 @@ Options:
   --slo-ms MS           batching_slo_ms of the SLO-mode model (default 200)
   --b-deadline-ms MS    tenant B's own gRPC deadline (default 30000); a B request that fails (shed,
                         deadline exceeded) counts as slower than any answer in B's p99
+  overload only:
+  --factor X            the overload level in multiples of the measured capacity (default 5)
+  --slo-ms MS           batching_slo_ms of the SLO mode, and what goodput counts (default 300)
+  --deadline-ms MS      each request's own gRPC deadline (default 5000)
 
 Results: bench/results/<timestamp>-<scenario>.{json,md} and bench/results/latest-<scenario>.{json,md}
 (slo-goodput: and .svg, goodput against offered load).
@@ -82,7 +90,7 @@ function seconds(flag: string, raw: string): number {
 const isModel = (m: string): m is BatchingModel => Object.hasOwn(BATCHING_MODELS, m);
 
 export async function runScenario(
-  scenario: 'batching' | 'http' | 'fairness' | 'slo-goodput' | 'noisy-neighbour',
+  scenario: 'batching' | 'http' | 'fairness' | 'slo-goodput' | 'noisy-neighbour' | 'overload',
   argv: readonly string[],
   log: (line: string) => void,
   watchdog: (ms: number) => void,
@@ -106,6 +114,8 @@ export async function runScenario(
         loads: { type: 'string' },
         'fixed-delays-us': { type: 'string' },
         'b-deadline-ms': { type: 'string' },
+        factor: { type: 'string', default: '5' },
+        'deadline-ms': { type: 'string', default: '5000' },
         'results-dir': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -121,12 +131,19 @@ export async function runScenario(
   const durationMs = seconds('duration', values.duration ?? (slo ? String(SLO_GOODPUT_DEFAULTS.durationMs / 1000) : '10'));
   const warmupMs = seconds('warmup', values.warmup ?? (scenario === 'fairness' ? '10' : slo ? String(SLO_GOODPUT_DEFAULTS.warmupMs / 1000) : '2'));
   const noisy = scenario === 'noisy-neighbour';
-  const sloMs = Number(values['slo-ms'] ?? (noisy ? '200' : String(SLO_GOODPUT_DEFAULTS.sloMs)));
+  const overload = scenario === 'overload';
+  const sloMs = Number(values['slo-ms'] ?? (noisy ? '200' : overload ? '300' : String(SLO_GOODPUT_DEFAULTS.sloMs)));
   if (!Number.isFinite(sloMs) || sloMs <= 0 || sloMs > 60_000) throw new UsageError(`--slo-ms: expected ms from 0 to 60000, got '${values['slo-ms']}'`);
   const rounds = list('rounds', values.rounds ?? (noisy ? '2' : '8'))[0] ?? 8;
   const bDeadlineMs = Number(values['b-deadline-ms'] ?? '30000');
   if (!Number.isFinite(bDeadlineMs) || bDeadlineMs <= 0 || bDeadlineMs > 60_000) {
     throw new UsageError(`--b-deadline-ms: expected ms from 0 to 60000, got '${values['b-deadline-ms']}'`);
+  }
+  const factor = Number(values.factor);
+  if (!Number.isFinite(factor) || factor < 1 || factor > 100) throw new UsageError(`--factor: expected a multiple from 1 to 100, got '${values.factor}'`);
+  const deadlineMs = Number(values['deadline-ms']);
+  if (!Number.isFinite(deadlineMs) || deadlineMs <= 0 || deadlineMs > 600_000) {
+    throw new UsageError(`--deadline-ms: expected ms from 0 to 600000, got '${values['deadline-ms']}'`);
   }
   const intraOpThreads = Number(values['intra-op-threads']);
   if (!Number.isInteger(intraOpThreads) || intraOpThreads < 0 || intraOpThreads > 64) {
@@ -150,7 +167,9 @@ export async function runScenario(
           ? 1 + SLO_GOODPUT_DEFAULTS.loads.length * (1 + SLO_GOODPUT_DEFAULTS.fixedDelaysUs.length)
           : noisy
             ? 2 * 2 * rounds + 4
-            : concurrencies.length;
+            : overload
+              ? 2 * 3
+              : concurrencies.length;
   const rawMs = scenario === 'batching' ? models.length * 3 * rawDurationMs : 0;
   watchdog(2 * (levels * (durationMs + warmupMs + 5_000) + rawMs) + 300_000);
   await warnIfBusy();
@@ -158,6 +177,17 @@ export async function runScenario(
   if (noisy) {
     const r = await runNoisyNeighbour({ durationMs, rounds, sloMs, bDeadlineMs, log });
     const md = `# A noisy neighbour: one tenant's latency while another floods (issue #15)\n\n${describeRun(info)}\n\n${r.markdown}`;
+    const rec = { format: 'fabriek-bench/1' as const, kind: scenario, info, options: {}, levels: [], scenario: r.json };
+    const dir = values['results-dir'];
+    const saved = saveRun(rec, { markdown: md }, { ...(dir !== undefined ? { dir } : {}), name: scenario, latest: `latest-${scenario}` });
+    process.stdout.write(md);
+    log(`saved ${saved.join(', ')}`);
+    if (!r.ok) log('bench: the issue #15 bar was not met by any mode (see the verdicts)');
+    return r.ok ? 0 : 1;
+  }
+  if (overload) {
+    const r = await runOverload({ factor, sloMs, deadlineMs, durationMs, warmupMs, log });
+    const md = `# Overload: goodput, latency and memory at ${factor}× capacity (issue #15)\n\n${describeRun(info)}\n\n${r.markdown}`;
     const rec = { format: 'fabriek-bench/1' as const, kind: scenario, info, options: {}, levels: [], scenario: r.json };
     const dir = values['results-dir'];
     const saved = saveRun(rec, { markdown: md }, { ...(dir !== undefined ? { dir } : {}), name: scenario, latest: `latest-${scenario}` });

@@ -131,6 +131,36 @@ describe('fabriek bench against a real server', () => {
     }
   }, 60_000);
 
+  it('runs the overload scenario briefly: both modes measured through the h2 client, and SIGTERM afterwards ends every process', async () => {
+    const history = join(dir, 'overload');
+    const r = await bench(['overload', '--factor', '2', '--duration', '1', '--warmup', '0.5', '--results-dir', history], 150_000);
+    // 0: the bar was met; 1: it was not (this machine's verdict); anything else is a failure of the bench.
+    expect([0, 1], r.stderr).toContain(r.code);
+    interface ModeRun {
+      readonly mode: string;
+      readonly capacity: { readonly inferPerSecond: number };
+      readonly overload: { readonly value: number; readonly requests: number; readonly errors: Record<string, number> };
+      readonly rssPeakBytes: number;
+      readonly exitMs: number;
+      readonly exitedHow: string;
+      readonly leftAlive: number;
+    }
+    const run = JSON.parse(await readFile(join(history, 'latest-overload.json'), 'utf8')) as { scenario: { results: ModeRun[] } };
+    expect(run.scenario.results.map((m) => m.mode)).toEqual(['fixed (max_queue_delay 0)', 'SLO 300 ms']);
+    for (const m of run.scenario.results) {
+      expect(m.capacity.inferPerSecond).toBeGreaterThan(0);
+      expect(m.overload.value).toBeCloseTo(2 * m.capacity.inferPerSecond, -1);
+      expect(m.overload.requests).toBeGreaterThan(0);
+      expect(m.rssPeakBytes).toBeGreaterThan(0);
+      expect(m.exitedHow).toBe('0');
+      expect(m.exitMs).toBeLessThan(10_000);
+      expect(m.leftAlive).toBe(0);
+    }
+    const bad = await bench(['overload', '--factor', '0']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--factor: expected a multiple from 1 to 100, got '0'/);
+  }, 150_000);
+
   it('exits 2 with a message for bad flags, an unknown model shape, or a file that is not a result', async () => {
     const noModel = await bench(['--concurrency-range', '1']);
     expect(noModel.code).toBe(2);

@@ -1,0 +1,273 @@
+// `fabriek bench overload` (issue #15): a ResNet-18-shaped model (602 KB
+// images, max_batch_size 16, one CPU instance) measured closed loop for its
+// capacity, then offered Poisson arrivals at 70 % of it and at N times it,
+// with up to 5,000 requests outstanding, once with Triton's fixed batching
+// and once in SLO mode, each on a fresh gateway. It reports goodput (answers
+// within the SLO per second) against the capacity, the p99 of the answered
+// requests against the 70 % level's, how fast the excess was refused, the
+// server's peak RSS, and how long SIGTERM took to end every process.
+import { readFileSync } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { isInferenceError } from '../../client/errors.js';
+import { type PreparedInfer } from '../../client/inference-client.js';
+import { uniformFloat32 } from '../../models/build/seeded-random.js';
+import { buildModels } from '../../models/build/test-models.js';
+import { type ChildServer, disturbedNote, removeAtExit, startGateway } from '../load/child-server.js';
+import { H2GrpcInfer } from '../load/h2-grpc-infer.js';
+import { latencyHistogram, recordUs } from '../load/histogram.js';
+import { type LevelResult, type LoadLevel, runLevel } from '../load/level.js';
+import { treeRssBytes } from '../load/tree-rss.js';
+import { errorText, mdTable, ms, num } from '../report/format.js';
+
+const MODEL = 'resnet_small';
+const IMAGE = 3 * 224 * 224;
+const INPUTS = 8;
+const CLOSED_LOOP = 16;
+const MAX_OUTSTANDING = 5_000;
+const EXIT_TIMEOUT_SECS = 10;
+
+export interface OverloadOptions {
+  /** Offered load of the overload level, in multiples of the measured capacity. */
+  readonly factor: number;
+  /** batching_slo_ms of the SLO mode, and what goodput counts. */
+  readonly sloMs: number;
+  /** Each request's own gRPC deadline. */
+  readonly deadlineMs: number;
+  readonly durationMs: number;
+  readonly warmupMs: number;
+  readonly log: (line: string) => void;
+}
+
+interface Mode {
+  readonly name: string;
+  readonly config: string;
+}
+
+const modes = (sloMs: number): Mode[] => [
+  { name: 'fixed (max_queue_delay 0)', config: 'dynamic_batching { }' },
+  { name: `SLO ${sloMs} ms`, config: `dynamic_batching { }\nparameters { key: "batching_slo_ms" value { string_value: "${sloMs}" } }` },
+];
+
+interface ModeResult {
+  readonly mode: string;
+  readonly capacity: LevelResult;
+  readonly partial: LevelResult;
+  readonly overload: LevelResult;
+  /** Latency of the refusals at the overload level (µs). */
+  readonly refusedP50Us: number;
+  readonly refusedP99Us: number;
+  readonly rssBeforeBytes: number;
+  readonly rssPeakBytes: number;
+  readonly exitMs: number;
+  readonly exitedHow: string;
+  readonly leftAlive: number;
+}
+
+export interface OverloadReport {
+  readonly json: unknown;
+  readonly markdown: string;
+  readonly ok: boolean;
+}
+
+/** Every descendant of `pid` (workers, and theirs), from /proc. */
+function descendants(pid: number): number[] {
+  const out: number[] = [];
+  try {
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
+    for (const c of children ? children.split(' ').map(Number) : []) out.push(c, ...descendants(c));
+  } catch {
+    // gone
+  }
+  return out;
+}
+
+const alive = (pid: number): boolean => {
+  try {
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return false;
+  }
+};
+
+async function measureMode(mode: Mode, repo: string, o: OverloadOptions): Promise<ModeResult> {
+  const gateway: ChildServer = await startGateway(repo, ['--exit-timeout-secs', String(EXIT_TIMEOUT_SECS)]);
+  const load = new H2GrpcInfer(gateway.address);
+  try {
+    const images: PreparedInfer[] = Array.from({ length: INPUTS }, (_, k) => {
+      const pixels = uniformFloat32(`bench/overload/${k}`, IMAGE, 1);
+      return load.prepareMessage({
+        modelName: MODEL,
+        modelVersion: '',
+        id: '',
+        parameters: {},
+        inputs: [{ name: 'image', datatype: 'FP32', shape: [1n, 3n, 224n, 224n], parameters: {} }],
+        outputs: [],
+        rawInputContents: [Buffer.from(pixels.buffer, pixels.byteOffset, pixels.byteLength)],
+      });
+    });
+    const refused = latencyHistogram();
+    let timeRefusals = false;
+    const send = async (seq: number, signal: AbortSignal): Promise<void> => {
+      const start = performance.now();
+      try {
+        await load.inferPrepared(images[seq % INPUTS] as PreparedInfer, { signal, timeoutMs: o.deadlineMs });
+      } catch (error) {
+        // Refusals: the server said no (not the client's own deadline or cancel).
+        if (timeRefusals && isInferenceError(error) && (error.codeName === 'RESOURCE_EXHAUSTED' || error.codeName === 'UNAVAILABLE')) {
+          recordUs(refused, (performance.now() - start) * 1000);
+        }
+        throw error;
+      }
+    };
+    const level = (l: LoadLevel, label: string): Promise<LevelResult> => {
+      o.log(`  ${mode.name}: ${label}…`);
+      return runLevel(l, {
+        series: mode.name,
+        model: MODEL,
+        protocol: 'grpc',
+        batchSize: 1,
+        send,
+        warmupMs: o.warmupMs,
+        windows: { intervalMs: o.durationMs, maxTrials: 1, sloUs: o.sloMs * 1000 },
+        serverPid: gateway.pid,
+        seed: 1,
+        maxOutstanding: MAX_OUTSTANDING,
+      });
+    };
+    const capacity = await level({ mode: 'concurrency', value: CLOSED_LOOP }, `capacity, closed loop at ${CLOSED_LOOP}`);
+    const rate = capacity.inferPerSecond;
+    o.log(`    ${num(rate)} images/s, p99 ${ms(capacity.latency.p99Us)} ms${disturbedNote(capacity.cpu)}`);
+    const partial = await level({ mode: 'request-rate', value: Math.max(1, Math.round(0.7 * rate)), distribution: 'poisson' }, '70 % of it');
+    o.log(`    answered ${num(partial.inferPerSecond)}/s, goodput ${num(partial.goodputPerSecond)}/s, p99 ${ms(partial.latency.p99Us)} ms${disturbedNote(partial.cpu)}`);
+    const rssBeforeBytes = treeRssBytes(gateway.pid);
+    let rssPeakBytes = rssBeforeBytes;
+    const sampler = setInterval(() => {
+      const rss = treeRssBytes(gateway.pid);
+      if (rss > rssPeakBytes) rssPeakBytes = rss;
+    }, 100);
+    const at = (p: number): number => (refused.totalCount === 0 ? NaN : refused.getValueAtPercentile(p));
+    timeRefusals = true;
+    let overload: LevelResult;
+    try {
+      overload = await level({ mode: 'request-rate', value: Math.round(o.factor * rate), distribution: 'poisson' }, `${o.factor}x it`);
+    } finally {
+      clearInterval(sampler);
+      timeRefusals = false;
+    }
+    o.log(
+      `    answered ${num(overload.inferPerSecond)}/s, goodput ${num(overload.goodputPerSecond)}/s, p99 ${ms(overload.latency.p99Us)} ms, ` +
+        `errors ${errorText(overload.errors)}, refusals p99 ${ms(at(99))} ms, RSS peak ${num(rssPeakBytes / 2 ** 20)} MiB${disturbedNote(overload.cpu)}`,
+    );
+    load.close();
+    // SIGTERM once the load has gone, as systemd sends it; every process must be gone within the exit timeout.
+    const tree = descendants(gateway.pid);
+    const t0 = performance.now();
+    const exitedHow = await gateway.stop((EXIT_TIMEOUT_SECS + 20) * 1000);
+    const exitMs = performance.now() - t0;
+    await new Promise((r) => setTimeout(r, 500));
+    const leftAlive = tree.filter(alive).length;
+    o.log(`    SIGTERM: exited ${exitedHow} after ${num(exitMs)} ms; processes left: ${leftAlive}`);
+    return {
+      mode: mode.name,
+      capacity,
+      partial,
+      overload,
+      refusedP50Us: at(50),
+      refusedP99Us: at(99),
+      rssBeforeBytes,
+      rssPeakBytes,
+      exitMs,
+      exitedHow,
+      leftAlive,
+    };
+  } finally {
+    load.close();
+    await gateway.stop();
+  }
+}
+
+export async function runOverload(o: OverloadOptions): Promise<OverloadReport> {
+  const dir = await mkdtemp(join(tmpdir(), 'fabriek-bench-overload-'));
+  removeAtExit(dir);
+  const [built] = await buildModels(join(dir, 'build'), [MODEL]);
+  if (built === undefined) throw new Error(`could not build ${MODEL}`);
+  const results: ModeResult[] = [];
+  for (const [i, mode] of modes(o.sloMs).entries()) {
+    const repo = join(dir, `repo${i}`);
+    await mkdir(join(repo, MODEL, '1'), { recursive: true });
+    await copyFile(built, join(repo, MODEL, '1', 'model.onnx'));
+    await writeFile(join(repo, MODEL, 'config.pbtxt'), `max_batch_size: 16\n${mode.config}\ninstance_group [ { count: 1, kind: KIND_CPU } ]\n`);
+    o.log(`${mode.name}:`);
+    results.push(await measureMode(mode, repo, o));
+  }
+  return report(o, results);
+}
+
+function report(o: OverloadOptions, results: readonly ModeResult[]): OverloadReport {
+  const verdicts = results.map((r) => {
+    const goodput = r.overload.goodputPerSecond / r.capacity.inferPerSecond;
+    const tail = r.overload.latency.p99Us / r.partial.latency.p99Us;
+    return {
+      mode: r.mode,
+      goodput,
+      tail,
+      goodputMet: goodput >= 0.9,
+      tailMet: tail <= 2,
+      exitMet: r.exitMs <= EXIT_TIMEOUT_SECS * 1000 && r.leftAlive === 0,
+    };
+  });
+  const mb = (b: number): string => num(b / 2 ** 20);
+  const rows = results.map((r, i) => {
+    const v = verdicts[i] as (typeof verdicts)[number];
+    return [
+      r.mode,
+      num(r.capacity.inferPerSecond),
+      `${num(r.partial.inferPerSecond)} · ${ms(r.partial.latency.p99Us)}`,
+      num(r.overload.value),
+      num(r.overload.inferPerSecond),
+      `${num(r.overload.goodputPerSecond)} (${num(100 * v.goodput)} %)`,
+      `${ms(r.overload.latency.p99Us)} (${num(v.tail, 1)}×)`,
+      `${ms(r.refusedP50Us)} / ${ms(r.refusedP99Us)}`,
+      errorText(r.overload.errors),
+      `${mb(r.rssBeforeBytes)} → ${mb(r.rssPeakBytes)}`,
+      `${num(r.exitMs)} ms, ${r.leftAlive} left`,
+    ];
+  });
+  const disturbed = results.flatMap((r) => [r.capacity, r.partial, r.overload].filter((l) => disturbedNote(l.cpu) !== '').map((l) => `${r.mode} ${l.mode === 'concurrency' ? 'capacity' : `${num(l.value)}/s`}${disturbedNote(l.cpu)}`));
+  const ok = verdicts.some((v) => v.goodputMet && v.tailMet && v.exitMet);
+  const markdown = [
+    `${MODEL} (602 KB images), max_batch_size 16, one CPU instance; each mode on a fresh gateway. Capacity: closed loop at ${CLOSED_LOOP}. ` +
+      `Then Poisson arrivals at 70 % of it and at ${o.factor}× it, at most ${MAX_OUTSTANDING} outstanding, each request with a ${o.deadlineMs} ms deadline, ` +
+      `through the bench's HTTP/2 gRPC client. Goodput: answers within ${o.sloMs} ms per second. ${num(o.durationMs / 1000)} s windows after ${num(o.warmupMs / 1000)} s of warm-up.`,
+    '',
+    mdTable(
+      ['mode', 'capacity/s', '70 %: answered/s · p99 ms', `${o.factor}×: offered/s`, 'answered/s', 'goodput/s (of capacity)', 'p99 ms (of 70 %)', 'refused p50 / p99 ms', 'errors', 'RSS MiB before → peak', 'SIGTERM'],
+      rows,
+    ),
+    '',
+    'Issue #15 bar (goodput ≥ 90 % of capacity, p99 of answered ≤ 2× its value at 70 %, SIGTERM ends every process within --exit-timeout-secs):',
+    '',
+    ...verdicts.map(
+      (v) =>
+        `- ${v.mode}: goodput ${num(100 * v.goodput)} % — ${v.goodputMet ? '**met**' : '**not met**'}; p99 ${num(v.tail, 1)}× — ${v.tailMet ? '**met**' : '**not met**'}; SIGTERM — ${v.exitMet ? '**met**' : '**not met**'}.`,
+    ),
+    ...(disturbed.length > 0 ? ['', `**Disturbed:** ${disturbed.join('; ')}.`] : []),
+    '',
+  ].join('\n');
+  const json = results.map((r) => ({
+    mode: r.mode,
+    capacity: r.capacity,
+    partial: r.partial,
+    overload: r.overload,
+    refusedP50Us: r.refusedP50Us,
+    refusedP99Us: r.refusedP99Us,
+    rssBeforeBytes: r.rssBeforeBytes,
+    rssPeakBytes: r.rssPeakBytes,
+    exitMs: r.exitMs,
+    exitedHow: r.exitedHow,
+    leftAlive: r.leftAlive,
+  }));
+  return { json: { options: { factor: o.factor, sloMs: o.sloMs, deadlineMs: o.deadlineMs }, results: json, verdicts }, markdown, ok };
+}
