@@ -14,7 +14,7 @@ import { BatchQueue, type Queued } from './batch-queue.js';
 import { type Clock, systemClock } from './clock.js';
 import { CostModel } from './cost-model.js';
 import { DrainRate } from './drain-rate.js';
-import { expectedFinishNs, shedError, sloRefusal, wouldMiss } from './shedding.js';
+import { expectedFinishNs, shedError, wouldMiss } from './shedding.js';
 import { ArrivalRate } from './arrival-rate.js';
 import { decide, type ExpiryReason } from './decide.js';
 import { SOLE_TENANT, tenantQueueBound } from './fair-queue.js';
@@ -226,19 +226,10 @@ export class DynamicBatcher<P> implements Scheduler {
     const until = Number(deadlineNs - now);
     // A deadline already passed (grpc-js wraps timeouts past ~24.8 days) is DEADLINE_EXCEEDED, not a shed.
     if (until <= 0) return false;
-    if (wouldMiss(expected, until)) {
-      this.#queue.remove(entry);
-      entry.reject(shedError(this.#key, expected / 1e6, until / 1e6));
-      return true;
-    }
-    // SLO mode admits no more than it can answer within the SLO, whatever the caller's own deadline allows:
-    // under 5x overload with 5 s deadlines the queue otherwise stood at 1.7 s, adding latency and no throughput.
-    if (this.#sloNs > 0n && expected > Number(this.#sloNs)) {
-      this.#queue.remove(entry);
-      entry.reject(sloRefusal(this.#key, expected / 1e6, Number(this.#sloNs) / 1e6));
-      return true;
-    }
-    return false;
+    if (!wouldMiss(expected, until)) return false;
+    this.#queue.remove(entry);
+    entry.reject(shedError(this.#key, expected / 1e6, until / 1e6));
+    return true;
   }
 
   /**

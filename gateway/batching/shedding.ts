@@ -24,19 +24,6 @@ export function shedError(modelKey: string, expectedMs: number, deadlineMs: numb
   );
 }
 
-/**
- * SLO mode's admission: a request that would finish past the model's SLO,
- * though within its own later deadline, is refused at once as overload
- * (RESOURCE_EXHAUSTED / 429), with when the queue should have room again.
- */
-export function sloRefusal(modelKey: string, expectedMs: number, sloMs: number): ServingError {
-  return new ServingError(
-    GrpcStatus.RESOURCE_EXHAUSTED,
-    `model '${modelKey}' is over its SLO: a request now would finish in ${msText(expectedMs)} ms, batching_slo_ms is ${msText(sloMs)}`,
-    { retryAfterMs: Math.max(1, Math.ceil(expectedMs - sloMs)) },
-  );
-}
-
 export interface BacklogEstimate {
   /** Rows served before or with this request (its own included). */
   readonly rowsAhead: number;
