@@ -49,8 +49,12 @@ function closedLoop(outstanding: number, call: () => Promise<GrpcStatus>): Pick<
   const callers = Array.from({ length: outstanding }, async () => {
     while (running) {
       sent++;
-      const name = statusName(await call());
+      const code = await call();
+      const name = statusName(code);
       outcomes[name] = (outcomes[name] ?? 0) + 1;
+      // A refusal can come back at once (or a call fail before it is sent): without a turn of the event loop
+      // between retries the callers would never let the parent's 'off' in.
+      if (code !== GrpcStatus.OK) await new Promise((r) => setImmediate(r));
     }
   });
   return {

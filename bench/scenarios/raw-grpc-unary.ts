@@ -9,12 +9,30 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 // It reads only the grpc-status of each answer.
 
 export class RawGrpcUnary {
-  readonly #session: ClientHttp2Session;
+  readonly #address: string;
+  #session: ClientHttp2Session;
+  /** Sessions the server closed, and this client opened again. */
+  reconnects = 0;
 
   constructor(address: string) {
-    this.#session = connect(`http://${address}`);
+    this.#address = address;
+    this.#session = this.#connect();
+  }
+
+  #connect(): ClientHttp2Session {
+    const session = connect(`http://${this.#address}`);
     // A broken session fails its streams, which report UNAVAILABLE below.
-    this.#session.on('error', () => undefined);
+    session.on('error', () => undefined);
+    return session;
+  }
+
+  /** The session, or a new one once the server has closed it (as grpc-js reconnects). */
+  #live(): ClientHttp2Session {
+    if (this.#session.closed || this.#session.destroyed) {
+      this.#session = this.#connect();
+      this.reconnects++;
+    }
+    return this.#session;
   }
 
   /** Sends one call (`frame` from h2-grpc-infer's grpcFrame) and resolves with the status code of its answer; never rejects. */
@@ -27,7 +45,7 @@ export class RawGrpcUnary {
       };
       let stream;
       try {
-        stream = this.#session.request({
+        stream = this.#live().request({
           ':method': 'POST',
           ':path': path,
           'content-type': 'application/grpc',
