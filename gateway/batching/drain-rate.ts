@@ -2,9 +2,9 @@
 // unit of busy time, measured between completions. The cost model times the
 // compute of an execution; a saturated instance also spends time the cost
 // model does not see: the batch's copy to the worker, the gateway's own lag
-// in reading answers, the neighbours on the cores. resnet_small at 5x
+// in reading answers, the neighbours on the cores. resnet_small under
 // overload ran a batch of 16 in 34 ms of compute, but a batch came back every
-// 59 ms, so an admission that counted compute admitted 1.7x the SLO's worth.
+// 59 ms: counted by compute alone, the wait at arrival was 1.7x too short.
 
 /** Busy intervals kept: the rate is over the last few seconds at most. */
 const INTERVALS = 32;
@@ -22,9 +22,10 @@ export class DrainRate {
   #busySince: bigint | undefined;
 
   /**
-   * An execution of `rows` finished at `nowNs`. `busyAfter`: rows are still
-   * queued or other executions run, so the time until the next completion is
-   * busy time. The interval that ends here counts only if the last
+   * An execution of `rows` finished at `nowNs`. `busyAfter`: the instances
+   * stay busy without waiting on the batcher (the batcher's test: each has
+   * another batch, or a full batch is queued), so the time until the next
+   * completion is service time. The interval that ends here counts only if the last
    * completion left the model busy: idle gaps are not service time.
    */
   completed(nowNs: bigint, rows: number, busyAfter: boolean): void {
