@@ -64,7 +64,8 @@ const lat = (us: number): string => (us >= MISS_US ? 'missed' : ms(us));
 
 const histogram = (): hdr.Histogram => hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
 
-function image(model: string, seed: number): ModelInferRequest {
+/** One seeded 3×224×224 FP32 image for `model` (resnet_small's input), as a protocol message. */
+export function resnetImage(model: string, seed: number): ModelInferRequest {
   const pixels = uniformFloat32(`bench/noisy-neighbour/${seed}`, IMAGE, 1);
   return {
     modelName: model,
@@ -137,8 +138,8 @@ export async function runNoisyNeighbour(o: NoisyNeighbourOptions): Promise<Noisy
     for (const mode of all) {
       const flood = new Flood();
       floods.push(flood);
-      await flood.start(gateway.address, KEYS.a, image(mode.model, 1_000));
-      const bRequests = Array.from({ length: 8 }, (_, k) => image(mode.model, k));
+      await flood.start(gateway.address, KEYS.a, resnetImage(mode.model, 1_000));
+      const bRequests = Array.from({ length: 8 }, (_, k) => resnetImage(mode.model, k));
       const runB = async (w: BWindow, durationMs: number): Promise<void> => {
         const b = openLoop<ModelInferResponse | ServiceError>({
           ratePerSecond: B_RATE,

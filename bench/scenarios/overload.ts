@@ -12,7 +12,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isInferenceError } from '../../client/errors.js';
 import { type PreparedInfer } from '../../client/inference-client.js';
-import { uniformFloat32 } from '../../models/build/seeded-random.js';
 import { buildModels } from '../../models/build/test-models.js';
 import { type ChildServer, disturbedNote, removeAtExit, startGateway } from '../load/child-server.js';
 import { H2GrpcInfer } from '../load/h2-grpc-infer.js';
@@ -20,9 +19,9 @@ import { latencyHistogram, recordUs } from '../load/histogram.js';
 import { type LevelResult, type LoadLevel, runLevel } from '../load/level.js';
 import { treeRssBytes } from '../load/tree-rss.js';
 import { errorText, mdTable, ms, num } from '../report/format.js';
+import { resnetImage } from './noisy-neighbour.js';
 
 const MODEL = 'resnet_small';
-const IMAGE = 3 * 224 * 224;
 const INPUTS = 8;
 const CLOSED_LOOP = 16;
 const MAX_OUTSTANDING = 5_000;
@@ -95,18 +94,7 @@ async function measureMode(mode: Mode, repo: string, o: OverloadOptions): Promis
   const gateway: ChildServer = await startGateway(repo, ['--exit-timeout-secs', String(EXIT_TIMEOUT_SECS)]);
   const load = new H2GrpcInfer(gateway.address);
   try {
-    const images: PreparedInfer[] = Array.from({ length: INPUTS }, (_, k) => {
-      const pixels = uniformFloat32(`bench/overload/${k}`, IMAGE, 1);
-      return load.prepareMessage({
-        modelName: MODEL,
-        modelVersion: '',
-        id: '',
-        parameters: {},
-        inputs: [{ name: 'image', datatype: 'FP32', shape: [1n, 3n, 224n, 224n], parameters: {} }],
-        outputs: [],
-        rawInputContents: [Buffer.from(pixels.buffer, pixels.byteOffset, pixels.byteLength)],
-      });
-    });
+    const images: PreparedInfer[] = Array.from({ length: INPUTS }, (_, k) => load.prepareMessage(resnetImage(MODEL, k)));
     const refused = latencyHistogram();
     let timeRefusals = false;
     const send = async (seq: number, signal: AbortSignal): Promise<void> => {

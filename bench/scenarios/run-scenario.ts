@@ -174,41 +174,31 @@ export async function runScenario(
   watchdog(2 * (levels * (durationMs + warmupMs + 5_000) + rawMs) + 300_000);
   await warnIfBusy();
 
+  /** Saves a scenario's report under bench/results (or --results-dir), prints it, and gives the exit code. */
+  const finish = (title: string, r: { readonly json: unknown; readonly markdown: string; readonly ok: boolean }, failed: string, svg?: string): number => {
+    const markdown = `${title}\n\n${describeRun(info)}\n\n${r.markdown}`;
+    const record = { format: 'fabriek-bench/1' as const, kind: scenario, info, options: {}, levels: [], scenario: r.json };
+    const dir = values['results-dir'];
+    const saved = saveRun(record, { markdown, ...(svg !== undefined ? { svg } : {}) }, { ...(dir !== undefined ? { dir } : {}), name: scenario, latest: `latest-${scenario}` });
+    process.stdout.write(markdown);
+    log(`saved ${saved.join(', ')}`);
+    if (!r.ok) log(`bench: ${failed}`);
+    return r.ok ? 0 : 1;
+  };
   if (noisy) {
     const r = await runNoisyNeighbour({ durationMs, rounds, sloMs, bDeadlineMs, log });
-    const md = `# A noisy neighbour: one tenant's latency while another floods (issue #15)\n\n${describeRun(info)}\n\n${r.markdown}`;
-    const rec = { format: 'fabriek-bench/1' as const, kind: scenario, info, options: {}, levels: [], scenario: r.json };
-    const dir = values['results-dir'];
-    const saved = saveRun(rec, { markdown: md }, { ...(dir !== undefined ? { dir } : {}), name: scenario, latest: `latest-${scenario}` });
-    process.stdout.write(md);
-    log(`saved ${saved.join(', ')}`);
-    if (!r.ok) log('bench: the issue #15 bar was not met by any mode (see the verdicts)');
-    return r.ok ? 0 : 1;
+    return finish("# A noisy neighbour: one tenant's latency while another floods (issue #15)", r, 'the issue #15 bar was not met by any mode (see the verdicts)');
   }
   if (overload) {
     const r = await runOverload({ factor, sloMs, deadlineMs, durationMs, warmupMs, log });
-    const md = `# Overload: goodput, latency and memory at ${factor}× capacity (issue #15)\n\n${describeRun(info)}\n\n${r.markdown}`;
-    const rec = { format: 'fabriek-bench/1' as const, kind: scenario, info, options: {}, levels: [], scenario: r.json };
-    const dir = values['results-dir'];
-    const saved = saveRun(rec, { markdown: md }, { ...(dir !== undefined ? { dir } : {}), name: scenario, latest: `latest-${scenario}` });
-    process.stdout.write(md);
-    log(`saved ${saved.join(', ')}`);
-    if (!r.ok) log('bench: the issue #15 bar was not met by any mode (see the verdicts)');
-    return r.ok ? 0 : 1;
+    return finish(`# Overload: goodput, latency and memory at ${factor}× capacity (issue #15)`, r, 'the issue #15 bar was not met by any mode (see the verdicts)');
   }
   if (slo) {
     const loads = values.loads === undefined ? SLO_GOODPUT_DEFAULTS.loads : list('loads', values.loads).map((pct) => pct / 100);
     const fixedDelaysUs = values['fixed-delays-us'] === undefined ? SLO_GOODPUT_DEFAULTS.fixedDelaysUs : delays(values['fixed-delays-us']);
     const sweeps = values.rounds === undefined ? SLO_GOODPUT_DEFAULTS.rounds : (list('rounds', values.rounds)[0] ?? 1);
     const r = await runSloGoodput({ ...SLO_GOODPUT_DEFAULTS, sloMs, loads, fixedDelaysUs, warmupMs, durationMs, rounds: sweeps, log });
-    const md = `# Goodput under an SLO: SLO-aware batching against fixed delays (issue #15)\n\n${describeRun(info)}\n\n${r.markdown}`;
-    const rec = { format: 'fabriek-bench/1' as const, kind: scenario, info, options: {}, levels: [], scenario: r.json };
-    const dir = values['results-dir'];
-    const saved = saveRun(rec, { markdown: md, svg: r.svg }, { ...(dir !== undefined ? { dir } : {}), name: scenario, latest: `latest-${scenario}` });
-    process.stdout.write(md);
-    log(`saved ${saved.join(', ')}`);
-    if (!r.ok) log('bench: the issue #15 bar was not met (see the verdicts)');
-    return r.ok ? 0 : 1;
+    return finish('# Goodput under an SLO: SLO-aware batching against fixed delays (issue #15)', r, 'the issue #15 bar was not met (see the verdicts)', r.svg);
   }
   const report =
     scenario === 'batching'
@@ -222,12 +212,5 @@ export async function runScenario(
       : scenario === 'fairness'
         ? '# Fairness between tenants (issue #7)'
         : '# HTTP/REST under autocannon (issue #4)';
-  const markdown = `${title}\n\n${describeRun(info)}\n\n${report.markdown}`;
-  const record = { format: 'fabriek-bench/1' as const, kind: scenario, info, options: {}, levels: [], scenario: report.json };
-  const dir = values['results-dir'];
-  const paths = saveRun(record, { markdown }, { ...(dir !== undefined ? { dir } : {}), name: scenario, latest: `latest-${scenario}` });
-  process.stdout.write(markdown);
-  log(`saved ${paths.join(', ')}`);
-  if (!report.ok) log('bench: some answers were wrong or some requests failed (see the table)');
-  return report.ok ? 0 : 1;
+  return finish(title, report, 'some answers were wrong or some requests failed (see the table)');
 }

@@ -68,6 +68,13 @@ function gatewayProcessesArgs(args: readonly string[]): string[] {
   return ['--gateway-processes', n === undefined || n === '' ? '1' : n];
 }
 
+/** The gateway's HTTP base URL, from its ready line. */
+export function httpUrlOf(gw: Pick<GatewayProcess, 'readyLine'>): string {
+  const port = /HTTP on [^ ;]+:(\d+)/.exec(gw.readyLine)?.[1];
+  if (port === undefined) throw new Error(`no HTTP port in ${gw.readyLine}`);
+  return `http://127.0.0.1:${port}`;
+}
+
 /** Starts the real `fabriek serve` CLI on a free port and waits for its ready line. */
 export async function startGateway(args: readonly string[], timeoutMs = 90_000): Promise<GatewayProcess> {
   const { child, readyLine, exited, stderr } = await spawnReadyCli(

@@ -7,16 +7,15 @@ import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { H2GrpcInfer, type PreparedSender } from '../../bench/load/h2-grpc-infer.js';
 import { InferenceError, InferenceGrpcClient, InferenceHttpClient, input } from '../../client/index.js';
-import { type GatewayProcess, startGateway } from '../helpers/gateway-process.js';
+import { failure } from '../helpers/call-outcome.js';
+import { type GatewayProcess, httpUrlOf, startGateway } from '../helpers/gateway-process.js';
 import { TEST_REPOSITORY } from '../helpers/test-repository.js';
 
+/** The InferenceError a call failed with (not grpc-js's own error type). */
 async function rejection(p: Promise<unknown>): Promise<InferenceError> {
-  const error = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
+  const error = await failure(p);
   expect(error).toBeInstanceOf(InferenceError);
-  return error as InferenceError;
+  return error;
 }
 
 let gw: GatewayProcess;
@@ -24,9 +23,7 @@ let httpUrl: string;
 
 beforeAll(async () => {
   gw = await startGateway(['--model-repository', TEST_REPOSITORY, '--log-level', 'warn']);
-  const port = /HTTP on [^ ;]+:(\d+)/.exec(gw.readyLine)?.[1];
-  if (port === undefined) throw new Error(`no HTTP port in ${gw.readyLine}`);
-  httpUrl = `http://127.0.0.1:${port}`;
+  httpUrl = httpUrlOf(gw);
 });
 
 afterAll(async () => {
