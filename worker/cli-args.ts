@@ -180,7 +180,7 @@ export function parseWorkerArgs(argv: readonly string[], pid = process.pid, host
     shutdownTimeoutMs: positiveInt('--shutdown-timeout-ms', values.get('--shutdown-timeout-ms'), 30_000),
     cores,
     ortThreads: positiveInt('--ort-threads', values.get('--ort-threads'), defaultThreadCount(device, cores), MAX_ORT_THREADS),
-    inlineRunUs: nonNegativeInt('--inline-run-us', values.get('--inline-run-us'), DEFAULT_INLINE_RUN_US, 1_000_000),
+    inlineRunUs: intFlag('--inline-run-us', values.get('--inline-run-us'), DEFAULT_INLINE_RUN_US, 0, 1_000_000),
     registry,
     queuedPerInstance: positiveInt('--max-queued-per-instance', values.get('--max-queued-per-instance'), registry ? 16 : localQueue, 1024),
     localGateways,
@@ -278,16 +278,11 @@ function parseDevice(value: string): DeviceRequest {
 /** --inline-run-us: about what the hand-off to an ORT thread and back costs the worker (see inline-runs.ts). */
 export const DEFAULT_INLINE_RUN_US = 50;
 
-function nonNegativeInt(flag: string, value: string | undefined, fallback: number, max: number): number {
+function intFlag(flag: string, value: string | undefined, fallback: number, min: number, max: number): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 0 || n > max) throw new UsageError(`${flag} "${value}" is not an integer in 0..${max}`);
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new UsageError(`${flag} "${value}" is not an integer in ${min}..${max}`);
   return n;
 }
 
-function positiveInt(flag: string, value: string | undefined, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n <= 0 || n > max) throw new UsageError(`${flag} "${value}" is not an integer in 1..${max}`);
-  return n;
-}
+const positiveInt = (flag: string, value: string | undefined, fallback: number, max = Number.MAX_SAFE_INTEGER): number => intFlag(flag, value, fallback, 1, max);

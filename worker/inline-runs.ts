@@ -1,8 +1,7 @@
 import { stat } from 'node:fs/promises';
 import type ort from 'onnxruntime-node';
 import { type ModelInstance } from './model-instance.js';
-import { fromOrtTensor, toOrtTensor } from './ort-convert.js';
-import { openSession } from './ort-session.js';
+import { openSession, runTask } from './ort-session.js';
 import { type BatchOutput, type BatchTask, type SessionInfo, type ThreadInit } from './thread-protocol.js';
 
 // Runs on the worker's main thread, for models whose runs are shorter than
@@ -48,17 +47,9 @@ export class InlineSession implements ModelInstance {
     return new InlineSession(info, session);
   }
 
-  async run(task: BatchTask): Promise<BatchOutput> {
-    const taskStartNs = process.hrtime.bigint();
-    const feeds: Record<string, ort.Tensor> = {};
-    for (const input of task.inputs) feeds[input.name] = toOrtTensor(input);
-    const runStartNs = process.hrtime.bigint();
-    const results = task.outputs.length > 0 ? await this.session.run(feeds, [...task.outputs]) : await this.session.run(feeds);
-    const runEndNs = process.hrtime.bigint();
+  run(task: BatchTask): Promise<BatchOutput> {
     // Nothing crosses a thread: the output buffers stay where they are.
-    const unused: ArrayBuffer[] = [];
-    const outputs = Object.entries(results).map(([name, value]) => fromOrtTensor(name, value, unused));
-    return { outputs, taskStartNs, runStartNs, runEndNs };
+    return runTask(this.session, task, []);
   }
 
   close(): Promise<void> {

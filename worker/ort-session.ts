@@ -1,6 +1,7 @@
 import ort from 'onnxruntime-node';
 import { datatypeFromOrtType } from '../core/datatypes.js';
-import { type SessionInfo, type TensorSpecInfo, type ThreadInit, type ThreadSessionOptions } from './thread-protocol.js';
+import { fromOrtTensor, toOrtTensor } from './ort-convert.js';
+import { type BatchOutput, type BatchTask, type SessionInfo, type TensorSpecInfo, type ThreadInit, type ThreadSessionOptions } from './thread-protocol.js';
 
 // Opening one ONNX Runtime session for an ORT thread: options, the CUDA → CPU
 // fallback, and the model's inputs/outputs as the gateway needs them.
@@ -119,4 +120,20 @@ function explainLoadError(error: unknown): string {
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * One batch through `session`, timed as the worker reports it: conversion,
+ * then the run. Output buffers that must cross a thread go into `transfer`
+ * (an ORT thread); on the worker's main thread nothing crosses.
+ */
+export async function runTask(session: ort.InferenceSession, task: BatchTask, transfer: ArrayBuffer[]): Promise<BatchOutput> {
+  const taskStartNs = process.hrtime.bigint();
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const input of task.inputs) feeds[input.name] = toOrtTensor(input);
+  const runStartNs = process.hrtime.bigint();
+  const results = task.outputs.length > 0 ? await session.run(feeds, task.outputs) : await session.run(feeds);
+  const runEndNs = process.hrtime.bigint();
+  const outputs = Object.entries(results).map(([name, value]) => fromOrtTensor(name, value, transfer));
+  return { outputs, taskStartNs, runStartNs, runEndNs };
 }

@@ -1,7 +1,6 @@
 import { parentPort } from 'node:worker_threads';
 import type ort from 'onnxruntime-node';
-import { fromOrtTensor, toOrtTensor } from './ort-convert.js';
-import { openSession } from './ort-session.js';
+import { openSession, runTask } from './ort-session.js';
 import { type BatchTask, type ThreadInit, type ThreadReply, type ThreadRequest } from './thread-protocol.js';
 
 // One thread of the worker's ONNX Runtime pool (ort-pool.ts). It hosts many
@@ -69,14 +68,7 @@ async function open(id: number, init: ThreadInit): Promise<ThreadReply> {
 async function run(id: number, task: BatchTask, transfer: ArrayBuffer[]): Promise<ThreadReply> {
   const session = sessions[id];
   if (session === undefined) throw new Error(`ORT thread: no session ${id}`);
-  const taskStartNs = process.hrtime.bigint();
-  const feeds: Record<string, ort.Tensor> = {};
-  for (const input of task.inputs) feeds[input.name] = toOrtTensor(input);
-  const runStartNs = process.hrtime.bigint();
-  const results = task.outputs.length > 0 ? await session.run(feeds, [...task.outputs]) : await session.run(feeds);
-  const runEndNs = process.hrtime.bigint();
-  const outputs = Object.entries(results).map(([name, value]) => fromOrtTensor(name, value, transfer));
-  return { outputs, taskStartNs, runStartNs, runEndNs };
+  return runTask(session, task, transfer);
 }
 
 async function close(id: number): Promise<void> {

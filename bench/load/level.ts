@@ -2,7 +2,7 @@
 // the loop, the windows, and at each window boundary the server's
 // statistics and the CPU counters, so the figures for the merged windows
 // come with the server's own breakdown and with who used the cores.
-import { type InferenceClient, type InferResult } from '../../client/inference-client.js';
+import { type InferenceClient, type InferResult, type PreparedInfer } from '../../client/inference-client.js';
 import { type ModelStatistics } from '../../proto/gen/inference.js';
 import { type CpuReading, type CpuShare, cpuReading, cpuShare } from './child-server.js';
 import { type Send, closedLoop } from './closed-loop.js';
@@ -99,10 +99,9 @@ export function inferSender(
   const sender = o.prepared ?? client;
   const prepared = plan.sets.map((inputs) => sender.prepareInfer(model, inputs, version));
   const n = prepared.length;
+  if (n === 0) throw new Error('the input plan has no input sets');
   return async (seq, signal) => {
-    const p = prepared[seq % n];
-    if (p === undefined) throw new Error('the input plan has no input sets');
-    const result = await sender.inferPrepared(p, { signal, timeoutMs: o.timeoutMs });
+    const result = await sender.inferPrepared(prepared[seq % n] as PreparedInfer, { signal, timeoutMs: o.timeoutMs });
     o.check?.(seq, result);
   };
 }
