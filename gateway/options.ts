@@ -31,6 +31,8 @@ export interface ServeOptions {
   readonly batchingSloMs: number;
   /** Request bytes the gateway holds in flight at most; past it new inferences get RESOURCE_EXHAUSTED / 429. */
   readonly maxInflightBytes: number;
+  /** Bound on the time the bytes in flight take to drain at the recent answer rate; 0 = none. */
+  readonly maxInflightWaitMs: number;
   readonly strictReadiness: boolean;
   readonly exitTimeoutSecs: number;
   /** Redis URL of the worker registry (redis-sentinel:// when given as Sentinel flags); undefined = local workers only. */
@@ -122,6 +124,8 @@ export const SERVE_USAGE = `Usage: fabriek serve --model-repository DIR [options
                               batching_slo_ms parameter of their own (default 0: off)
   --max-inflight-bytes N      request bytes held in flight by the gateway, all models (default 268435456);
                               past it new inferences are refused at once: RESOURCE_EXHAUSTED / HTTP 429
+  --max-inflight-wait-ms MS   also refuse so when the bytes in flight would take longer than MS to drain
+                              at the rate the gateway answered them lately (default 0: off)
   --strict-readiness BOOL     ready only when every model is READY (default true)
   --exit-timeout-secs N       time in-flight requests get on shutdown (default 30)
   --drain-grace-secs N        on SIGTERM, not ready at once but still accepting requests for N s,
@@ -213,6 +217,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
         'max-queue-size': { type: 'string' },
         'batching-slo-ms': { type: 'string' },
         'max-inflight-bytes': { type: 'string' },
+        'max-inflight-wait-ms': { type: 'string' },
         'strict-readiness': { type: 'string' },
         'exit-timeout-secs': { type: 'string' },
         'load-report-interval-ms': { type: 'string' },
@@ -322,6 +327,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
     maxQueueSize: integer('max-queue-size', values['max-queue-size'], 4096, 1, 1 << 24),
     batchingSloMs: integer('batching-slo-ms', values['batching-slo-ms'], 0, 0, MAX_SLO_MS),
     maxInflightBytes: integer('max-inflight-bytes', values['max-inflight-bytes'], 256 << 20, 1 << 20, 2 ** 44),
+    maxInflightWaitMs: integer('max-inflight-wait-ms', values['max-inflight-wait-ms'], 0, 0, 3_600_000),
     strictReadiness: boolean('strict-readiness', values['strict-readiness'], true),
     exitTimeoutSecs: integer('exit-timeout-secs', values['exit-timeout-secs'], 30, 0, 3600),
     drainGraceSecs: integer('drain-grace-secs', values['drain-grace-secs'], 0, 0, 3600),

@@ -34,6 +34,8 @@ export interface OverloadOptions {
   readonly sloMs: number;
   /** Each request's own gRPC deadline. */
   readonly deadlineMs: number;
+  /** The gateways' --max-inflight-wait-ms (0: off, the default). */
+  readonly maxInflightWaitMs: number;
   readonly durationMs: number;
   readonly warmupMs: number;
   readonly log: (line: string) => void;
@@ -91,7 +93,8 @@ const alive = (pid: number): boolean => {
 };
 
 async function measureMode(mode: Mode, repo: string, o: OverloadOptions): Promise<ModeResult> {
-  const gateway: ChildServer = await startGateway(repo, ['--exit-timeout-secs', String(EXIT_TIMEOUT_SECS)]);
+  const waitBound = o.maxInflightWaitMs > 0 ? ['--max-inflight-wait-ms', String(o.maxInflightWaitMs)] : [];
+  const gateway: ChildServer = await startGateway(repo, ['--exit-timeout-secs', String(EXIT_TIMEOUT_SECS), ...waitBound]);
   const load = new H2GrpcInfer(gateway.address);
   try {
     const images: PreparedInfer[] = Array.from({ length: INPUTS }, (_, k) => load.prepareMessage(resnetImage(MODEL, k)));
@@ -228,7 +231,8 @@ function report(o: OverloadOptions, results: readonly ModeResult[]): OverloadRep
   const markdown = [
     `${MODEL} (602 KB images), max_batch_size 16, one CPU instance; each mode on a fresh gateway. Capacity: closed loop at ${CLOSED_LOOP}. ` +
       `Then Poisson arrivals at 70 % of it and at ${o.factor}× it, at most ${MAX_OUTSTANDING} outstanding, each request with a ${o.deadlineMs} ms deadline, ` +
-      `through the bench's HTTP/2 gRPC client. Goodput: answers within ${o.sloMs} ms per second. ${num(o.durationMs / 1000)} s windows after ${num(o.warmupMs / 1000)} s of warm-up.`,
+      `through the bench's HTTP/2 gRPC client. Goodput: answers within ${o.sloMs} ms per second. ${num(o.durationMs / 1000)} s windows after ${num(o.warmupMs / 1000)} s of warm-up. ` +
+      (o.maxInflightWaitMs > 0 ? `Gateways with --max-inflight-wait-ms ${o.maxInflightWaitMs}.` : 'Gateways with the default admission (--max-inflight-bytes only).'),
     '',
     mdTable(
       ['mode', 'capacity/s', '70 %: answered/s · p99 ms', `${o.factor}×: offered/s`, 'answered/s', 'goodput/s (of capacity)', 'p99 ms (of 70 %)', 'refused p50 / p99 ms', 'errors', 'RSS MiB before → peak', 'SIGTERM'],
@@ -257,5 +261,5 @@ function report(o: OverloadOptions, results: readonly ModeResult[]): OverloadRep
     exitedHow: r.exitedHow,
     leftAlive: r.leftAlive,
   }));
-  return { json: { options: { factor: o.factor, sloMs: o.sloMs, deadlineMs: o.deadlineMs }, results: json, verdicts }, markdown, ok };
+  return { json: { options: { factor: o.factor, sloMs: o.sloMs, deadlineMs: o.deadlineMs, maxInflightWaitMs: o.maxInflightWaitMs }, results: json, verdicts }, markdown, ok };
 }

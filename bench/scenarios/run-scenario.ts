@@ -57,6 +57,7 @@ Options:
   --factor X            the overload level in multiples of the measured capacity (default 5)
   --slo-ms MS           batching_slo_ms of the SLO mode, and what goodput counts (default 300)
   --deadline-ms MS      each request's own gRPC deadline (default 5000)
+  --max-inflight-wait-ms MS  the gateways' admission bound in time (default 0: off; see fabriek serve)
 
 Results: bench/results/<timestamp>-<scenario>.{json,md} and bench/results/latest-<scenario>.{json,md}
 (slo-goodput: and .svg, goodput against offered load).
@@ -116,6 +117,7 @@ export async function runScenario(
         'b-deadline-ms': { type: 'string' },
         factor: { type: 'string', default: '5' },
         'deadline-ms': { type: 'string', default: '5000' },
+        'max-inflight-wait-ms': { type: 'string', default: '0' },
         'results-dir': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -144,6 +146,10 @@ export async function runScenario(
   const deadlineMs = Number(values['deadline-ms']);
   if (!Number.isFinite(deadlineMs) || deadlineMs <= 0 || deadlineMs > 600_000) {
     throw new UsageError(`--deadline-ms: expected ms from 0 to 600000, got '${values['deadline-ms']}'`);
+  }
+  const maxInflightWaitMs = Number(values['max-inflight-wait-ms']);
+  if (!Number.isInteger(maxInflightWaitMs) || maxInflightWaitMs < 0 || maxInflightWaitMs > 3_600_000) {
+    throw new UsageError(`--max-inflight-wait-ms: expected ms from 0 to 3600000, got '${values['max-inflight-wait-ms']}'`);
   }
   const intraOpThreads = Number(values['intra-op-threads']);
   if (!Number.isInteger(intraOpThreads) || intraOpThreads < 0 || intraOpThreads > 64) {
@@ -190,7 +196,7 @@ export async function runScenario(
     return finish("# A noisy neighbour: one tenant's latency while another floods (issue #15)", r, 'the issue #15 bar was not met by any mode (see the verdicts)');
   }
   if (overload) {
-    const r = await runOverload({ factor, sloMs, deadlineMs, durationMs, warmupMs, log });
+    const r = await runOverload({ factor, sloMs, deadlineMs, maxInflightWaitMs, durationMs, warmupMs, log });
     return finish(`# Overload: goodput, latency and memory at ${factor}× capacity (issue #15)`, r, 'the issue #15 bar was not met by any mode (see the verdicts)');
   }
   if (slo) {

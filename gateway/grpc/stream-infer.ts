@@ -43,15 +43,19 @@ export function streamInfer(infer: Infer, log: Logger, inflight?: InflightGate):
         return;
       }
       pending += 1;
+      let answered = false;
       infer(request, context).then(
-        (response) => call.write({ errorMessage: '', inferResponse: response }),
+        (response) => {
+          answered = true;
+          call.write({ errorMessage: '', inferResponse: response });
+        },
         (error: unknown) => {
           if (!isServingError(error)) log.error({ err: error }, 'unexpected error in stream infer');
           const message = isServingError(error) ? boundedMessage(error.message) : 'internal error';
           call.write({ errorMessage: message, inferResponse: undefined });
         },
       ).finally(() => {
-        hold?.release();
+        hold?.release(answered);
         pending -= 1;
         finishIfDone();
       });

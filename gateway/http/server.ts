@@ -174,14 +174,16 @@ export function createHttpServer(
           // A body over the message limit can never be served: readBody answers 413, not a 429 that says try again.
           const hold = declared !== undefined && declared > maxBodyBytes ? undefined : options.inflight?.enter(declared);
           if (hold !== undefined && !isHold(hold)) throw hold;
+          let answered = false;
           try {
             const body = await readBody(req, maxBodyBytes);
             hold?.settle(body.byteLength);
             const pipeline = activeTracer() ? { admission, note, ...httpTraceHeaders(req.headers) } : { admission, note };
             const answer = await h.infer(models, { name, version, body, headerLength: length, signal: callSignal, deadline, tenant, pipeline }, log);
             sendInfer(res, answer.json, answer.binary);
+            answered = true;
           } finally {
-            hold?.release();
+            hold?.release(answered);
           }
         });
       default:

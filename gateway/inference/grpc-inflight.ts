@@ -3,7 +3,7 @@ import { type Logger } from 'pino';
 import { type ModelInferRequest } from '../../proto/gen/inference.js';
 import { toServiceError } from '../grpc/call-context.js';
 import { malformed } from '../grpc/malformed-request.js';
-import { type InflightGate, isHold } from './inflight-gate.js';
+import { type InflightGate, type InflightHold, isHold } from './inflight-gate.js';
 
 // The in-flight byte bound for gRPC ModelInfer. grpc-js reads a unary call's
 // whole message before the handler runs, so the gate is asked from the
@@ -30,7 +30,7 @@ export function requestBytes(request: ModelInferRequest): number {
 export function inflightBound(gate: InflightGate, log: Logger): ServerInterceptor {
   return (method, call) => {
     if (method.path !== MODEL_INFER) return new ServerInterceptingCall(call);
-    let hold: { settle(bytes: number): void; release(): void } | undefined;
+    let hold: InflightHold | undefined;
     return new ServerInterceptingCall(call, {
       start: (next) => {
         next({
@@ -53,7 +53,7 @@ export function inflightBound(gate: InflightGate, log: Logger): ServerIntercepto
         });
       },
       sendStatus: (status, next) => {
-        hold?.release();
+        hold?.release(status.code === 0);
         next(status);
       },
     });

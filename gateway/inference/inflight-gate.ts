@@ -1,4 +1,5 @@
 import { resourceExhausted, type ServingError } from '../../core/errors.js';
+import { AnswerRate } from './answer-rate.js';
 
 // Bounds the request bytes a gateway holds at once (bodies being received,
 // queued, running). Past the bound a new inference is refused at once with
@@ -7,11 +8,25 @@ import { resourceExhausted, type ServingError } from '../../core/errors.js';
 // stays bounded whatever the clients keep outstanding. Without it, thousands
 // of 600 KB gRPC calls were all received at once, interleaved on one HTTP/2
 // connection, none complete before its deadline (issue 15).
+//
+// With --max-inflight-wait-ms it also bounds the time the held bytes take to
+// drain at the rate the gateway has answered lately (answer-rate.ts): a bound
+// in bytes fits one request size and one model's speed; a bound in time holds
+// the queueing delay of whoever is admitted, so that under any overload the
+// requests admitted are answered about as fast as at capacity, and the excess
+// is refused from its headers.
 
-/** One admitted request's hold on the gate; `settle` corrects the bytes once known, `release` ends it. */
+/** One admitted request's hold on the gate; `settle` corrects the bytes once known, `release` ends it (`answered`: successfully). */
 export interface InflightHold {
   settle(bytes: number): void;
-  release(): void;
+  release(answered?: boolean): void;
+}
+
+export interface InflightGateOptions {
+  /** Bound on the time the held bytes take to drain at the recent answer rate; 0 = none. */
+  readonly maxWaitMs?: number;
+  /** Monotonic clock in ns. */
+  readonly now?: () => bigint;
 }
 
 const INITIAL_TYPICAL = 1 << 20;
@@ -27,9 +42,17 @@ export class InflightGate {
   #typical = INITIAL_TYPICAL;
   #seen = false;
 
-  constructor(maxBytes: number) {
+  readonly maxWaitMs: number;
+  readonly #maxWaitNs: number;
+  readonly #now: () => bigint;
+  readonly #rate = new AnswerRate();
+
+  constructor(maxBytes: number, options: InflightGateOptions = {}) {
     if (!(maxBytes > 0)) throw new RangeError(`Expected the in-flight byte bound to be > 0, got ${maxBytes}`);
     this.maxBytes = maxBytes;
+    this.maxWaitMs = options.maxWaitMs ?? 0;
+    this.#maxWaitNs = this.maxWaitMs * 1e6;
+    this.#now = options.now ?? process.hrtime.bigint;
   }
 
   get bytes(): number {
@@ -55,6 +78,10 @@ export class InflightGate {
         100,
       );
     }
+    if (this.#maxWaitNs > 0 && this.#requests > 0) {
+      const refusal = this.#overWait(bytes, declared);
+      if (refusal) return refusal;
+    }
     this.#requests += 1;
     this.#bytes += bytes;
     let held = bytes;
@@ -68,13 +95,29 @@ export class InflightGate {
         this.#typical = this.#seen ? this.#typical + (actual - this.#typical) / 16 : actual;
         this.#seen = true;
       },
-      release: () => {
+      release: (answered = false) => {
         if (!open) return;
         open = false;
         this.#requests -= 1;
         this.#bytes -= held;
+        if (this.#maxWaitNs > 0) this.#rate.released(this.#now(), held, answered, this.#requests > 0);
       },
     };
+  }
+
+  /** The refusal when the bytes held, and `bytes` more, would take longer than the bound to drain; undefined while the rate is unknown. */
+  #overWait(bytes: number, declared: number | undefined): ServingError | undefined {
+    const perNs = this.#rate.bytesPerNs(this.#now());
+    if (perNs === undefined) return undefined;
+    const waitNs = (this.#bytes + bytes) / perNs;
+    if (waitNs <= this.#maxWaitNs) return undefined;
+    const waitMs = waitNs / 1e6;
+    return resourceExhausted(
+      `server overloaded: ${this.#requests} requests hold ${this.#bytes} bytes in flight, about ${Math.round(waitMs)} ms of work ` +
+        `at the ${(perNs * 1e3).toFixed(1)} MB/s the gateway answers; admitting ${declared === undefined ? 'another' : `${declared} more bytes`} ` +
+        `would pass --max-inflight-wait-ms ${this.maxWaitMs}`,
+      Math.max(1, Math.round(waitMs - this.maxWaitMs)),
+    );
   }
 }
 

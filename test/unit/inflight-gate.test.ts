@@ -1,6 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { InflightGate, isHold } from '../../gateway/inference/inflight-gate.js';
+import { parseServeOptions } from '../../gateway/options.js';
 
 function hold(gate: InflightGate, declared: number | undefined) {
   const h = gate.enter(declared);
@@ -50,5 +51,62 @@ describe('InflightGate', () => {
     h.settle(900);
     expect(gate.bytes).toBe(0);
     expect(gate.requests).toBe(0);
+  });
+
+  describe('with --max-inflight-wait-ms', () => {
+    /** A gate bounded at 100 ms that has answered 1 MB every 10 ms while busy: 100 MB/s. */
+    function warmed(maxWaitMs = 100) {
+      let ns = 0n;
+      const gate = new InflightGate(1 << 30, { maxWaitMs, now: () => ns });
+      const keep = hold(gate, 1_000_000);
+      for (let i = 0; i < 17; i++) {
+        const h = hold(gate, 1_000_000);
+        ns += 10_000_000n;
+        h.release(true);
+      }
+      return { gate, keep, advance: (ms: number) => (ns += BigInt(ms) * 1_000_000n) };
+    }
+
+    it('admits while the bytes held drain within the bound, and refuses past it with RESOURCE_EXHAUSTED and a pushback', () => {
+      const { gate } = warmed();
+      for (let i = 0; i < 9; i++) hold(gate, 1_000_000); // 10 MB held: 100 ms at 100 MB/s
+      const refused = gate.enter(1_000_000);
+      expect(isHold(refused)).toBe(false);
+      if (isHold(refused)) return;
+      expect(refused.code).toBe(status.RESOURCE_EXHAUSTED);
+      expect(refused.message).toMatch(
+        /^server overloaded: 10 requests hold 10000000 bytes in flight, about 110 ms of work at the 100\.0 MB\/s the gateway answers; admitting 1000000 more bytes would pass --max-inflight-wait-ms 100$/,
+      );
+      expect(refused.retryAfterMs).toBe(10);
+      expect(gate.requests).toBe(10);
+    });
+
+    it('admits by the byte bound alone until it has measured the rate, and once the rate is stale', () => {
+      const gate = new InflightGate(1 << 30, { maxWaitMs: 1, now: () => 0n });
+      for (let i = 0; i < 50; i++) hold(gate, 1_000_000);
+      const { gate: g, advance } = warmed(1);
+      expect(isHold(g.enter(1_000_000))).toBe(false);
+      advance(1_001);
+      expect(isHold(g.enter(1_000_000))).toBe(true);
+    });
+
+    it('always admits one request on an empty gate', () => {
+      const { gate, keep } = warmed(1);
+      keep.release(true);
+      expect(gate.requests).toBe(0);
+      expect(isHold(gate.enter(50_000_000))).toBe(true);
+    });
+  });
+});
+
+
+describe('--max-inflight-wait-ms', () => {
+  it('is off by default, takes whole ms, and says what was wrong otherwise', () => {
+    const repo = ['--model-repository', '/models'];
+    expect(parseServeOptions(repo).maxInflightWaitMs).toBe(0);
+    expect(parseServeOptions([...repo, '--max-inflight-wait-ms', '150']).maxInflightWaitMs).toBe(150);
+    for (const bad of ['-1', '1.5', 'soon', '3600001']) {
+      expect(() => parseServeOptions([...repo, `--max-inflight-wait-ms=${bad}`])).toThrow(`--max-inflight-wait-ms: expected an integer from 0 to 3600000, got '${bad}'`);
+    }
   });
 });
