@@ -400,8 +400,9 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   const server = new Server({
     'grpc.max_receive_message_length': options.maxMessageBytes,
     'grpc.max_send_message_length': options.maxMessageBytes,
-    // The gate first (refusing from metadata costs least); the tenants' check only with tenants.
-    interceptors: [inflightBound(inflight, log), ...(admission.open ? [] : [earlyRefusals(admission, log)])],
+    // Metadata reaches the first interceptor first. With tenants, their check comes first: an unknown key or a
+    // tenant over its quota takes no place at the gate, and the gate knows whose share a call counts against.
+    interceptors: [...(admission.open ? [] : [earlyRefusals(admission, log)]), inflightBound(inflight, log)],
   });
   server.addService(withMalformedRequests(inferenceServiceDefinition()), createInferenceService(models, info, log, admission, load, inflight));
   load?.addToServer(server);

@@ -1,4 +1,5 @@
 import { resourceExhausted, type ServingError } from '../../core/errors.js';
+import { OPEN_TENANT } from '../tenants/tenant.js';
 import { AnswerRate } from './answer-rate.js';
 
 // Bounds the request bytes a gateway holds at once (bodies being received,
@@ -31,6 +32,19 @@ export interface InflightGateOptions {
 
 const INITIAL_TYPICAL = 1 << 20;
 
+/** Who asks the gate: the tenant's name and its weight (its share of the time bound); the open tenant without tenants. */
+export interface GateTenant {
+  readonly name: string;
+  readonly weight: number;
+}
+
+
+interface TenantHold {
+  bytes: number;
+  requests: number;
+  readonly weight: number;
+}
+
 export class InflightGate {
   readonly maxBytes: number;
   #bytes = 0;
@@ -46,6 +60,10 @@ export class InflightGate {
   readonly #maxWaitNs: number;
   readonly #now: () => bigint;
   readonly #rate = new AnswerRate();
+  /** With the time bound: what each tenant holds, while it holds anything. */
+  readonly #tenants = new Map<string, TenantHold>();
+  /** Sum of the weights of the tenants in #tenants. */
+  #activeWeight = 0;
 
   constructor(maxBytes: number, options: InflightGateOptions = {}) {
     if (!(maxBytes > 0)) throw new RangeError(`Expected the in-flight byte bound to be > 0, got ${maxBytes}`);
@@ -69,7 +87,7 @@ export class InflightGate {
    * answers the refusal. One request is always admitted on an empty gate, so
    * a request larger than the bound (but within --max-message-bytes) still runs.
    */
-  enter(declared: number | undefined): InflightHold | ServingError {
+  enter(declared: number | undefined, tenant: GateTenant = OPEN_TENANT): InflightHold | ServingError {
     const bytes = declared ?? this.#typical;
     if (this.#requests > 0 && this.#bytes + bytes > this.maxBytes) {
       return resourceExhausted(
@@ -78,9 +96,20 @@ export class InflightGate {
         100,
       );
     }
-    if (this.#maxWaitNs > 0 && this.#requests > 0) {
-      const refusal = this.#overWait(bytes, declared);
-      if (refusal) return refusal;
+    let mine: TenantHold | undefined;
+    if (this.#maxWaitNs > 0) {
+      mine = this.#tenants.get(tenant.name);
+      if (this.#requests > 0) {
+        const refusal = this.#overWait(bytes, declared, tenant, mine);
+        if (refusal) return refusal;
+      }
+      if (!mine) {
+        mine = { bytes: 0, requests: 0, weight: tenant.weight };
+        this.#tenants.set(tenant.name, mine);
+        this.#activeWeight += tenant.weight;
+      }
+      mine.requests += 1;
+      mine.bytes += bytes;
     }
     this.#requests += 1;
     this.#bytes += bytes;
@@ -90,6 +119,7 @@ export class InflightGate {
       settle: (actual) => {
         if (!open) return;
         this.#bytes += actual - held;
+        if (mine) mine.bytes += actual - held;
         held = actual;
         // Exponential mean over roughly the last 16 requests.
         this.#typical = this.#seen ? this.#typical + (actual - this.#typical) / 16 : actual;
@@ -100,21 +130,39 @@ export class InflightGate {
         open = false;
         this.#requests -= 1;
         this.#bytes -= held;
-        if (this.#maxWaitNs > 0) this.#rate.released(this.#now(), held, answered, this.#requests > 0);
+        if (!mine) return;
+        mine.requests -= 1;
+        mine.bytes -= held;
+        if (mine.requests === 0) {
+          this.#tenants.delete(tenant.name);
+          this.#activeWeight -= mine.weight;
+        }
+        this.#rate.released(this.#now(), held, answered, this.#requests > 0);
       },
     };
   }
 
-  /** The refusal when the bytes held, and `bytes` more, would take longer than the bound to drain; undefined while the rate is unknown. */
-  #overWait(bytes: number, declared: number | undefined): ServingError | undefined {
+  /**
+   * The refusal when the bytes held, and `bytes` more, would take longer than
+   * the bound to drain, and the tenant already holds its share of the bound
+   * (its weight over the weights of the tenants holding bytes, itself
+   * included): a flooding tenant is refused while the others are still
+   * admitted up to theirs. Undefined while the rate is unknown.
+   */
+  #overWait(bytes: number, declared: number | undefined, tenant: GateTenant, mine: TenantHold | undefined): ServingError | undefined {
     const perNs = this.#rate.bytesPerNs(this.#now());
     if (perNs === undefined) return undefined;
     const waitNs = (this.#bytes + bytes) / perNs;
     if (waitNs <= this.#maxWaitNs) return undefined;
+    const weights = this.#activeWeight + (mine ? 0 : tenant.weight);
+    const shareBytes = (this.#maxWaitNs * perNs * tenant.weight) / weights;
+    const own = mine?.bytes ?? 0;
+    if (own + bytes <= shareBytes) return undefined;
     const waitMs = waitNs / 1e6;
+    const whose = this.#tenants.size > 1 || (mine === undefined && this.#tenants.size > 0) ? `; tenant '${tenant.name}' holds ${own} bytes of its share of ${Math.round(shareBytes)}` : '';
     return resourceExhausted(
       `server overloaded: ${this.#requests} requests hold ${this.#bytes} bytes in flight, about ${Math.round(waitMs)} ms of work ` +
-        `at the ${(perNs * 1e3).toFixed(1)} MB/s the gateway answers; admitting ${declared === undefined ? 'another' : `${declared} more bytes`} ` +
+        `at the ${(perNs * 1e3).toFixed(1)} MB/s the gateway answers${whose}; admitting ${declared === undefined ? 'another' : `${declared} more bytes`} ` +
         `would pass --max-inflight-wait-ms ${this.maxWaitMs}`,
       Math.max(1, Math.round(waitMs - this.maxWaitMs)),
     );

@@ -1,13 +1,15 @@
 // --max-inflight-wait-ms through the real CLI: a gateway that has measured how
 // fast it answers refuses a burst past the time bound from each call's
-// metadata (gRPC RESOURCE_EXHAUSTED with a retry pushback) or headers (HTTP
-// 429), serves everything it admitted, and admits again once the burst is gone.
+// metadata (gRPC RESOURCE_EXHAUSTED) or headers (HTTP 429), serves everything
+// it admitted, and admits again once the burst is gone. With tenants, only
+// the one over its share of the bound is refused.
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type InferenceError } from '../../client/errors.js';
+import { hashKey } from '../../gateway/tenants/key-hash.js';
 import { slowChainModel } from '../../models/build/test-models.js';
 import { zerosRequest } from '../helpers/call-outcome.js';
 import { type GatewayProcess, httpUrlOf, startGateway } from '../helpers/gateway-process.js';
@@ -74,5 +76,36 @@ describe('--max-inflight-wait-ms', () => {
     expect(codes.filter((c) => c.status !== 200 && c.status !== 429)).toEqual([]);
     expect(refused[0]?.text).toMatch(/would pass --max-inflight-wait-ms 100/);
     expect(refused[0]?.retry).not.toBeNull();
+  });
+});
+
+describe('--max-inflight-wait-ms with tenants', () => {
+  const KEYS = { a: 'inflight-wait-tenant-a-key-0123', b: 'inflight-wait-tenant-b-key-0123' } as const;
+  const as = (t: keyof typeof KEYS) => ({ metadata: { authorization: `Bearer ${KEYS[t]}` } });
+  let tg: GatewayProcess;
+  beforeAll(async () => {
+    const tenants = ['tenants:', ...(['a', 'b'] as const).flatMap((t) => [`  ${t}:`, `    keys: [ "${hashKey(KEYS[t])}" ]`, '    models: [ "chain" ]']), ''];
+    await writeFile(join(dir, 'tenants.yaml'), tenants.join('\n'));
+    tg = await startGateway(['--model-repository', dir, '--workers', '1', '--log-level', 'warn', '--max-inflight-wait-ms', String(WAIT_MS), '--tenants', join(dir, 'tenants.yaml')]);
+    const until = performance.now() + 1_500;
+    await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        while (performance.now() < until) await tg.client.modelInfer(request(), as('a'));
+      }),
+    );
+  });
+  afterAll(async () => {
+    await tg?.stop();
+  });
+
+  it("refuses the flooding tenant past its share, and still admits the other's requests", async () => {
+    const flood = Array.from({ length: 300 }, () => tg.client.modelInfer(request(), as('a')).then(() => undefined, (e: unknown) => e as InferenceError));
+    const other = Array.from({ length: 5 }, () => tg.client.modelInfer(request(), as('b')).then(() => undefined, (e: unknown) => e as InferenceError));
+    const [a, b] = await Promise.all([Promise.all(flood), Promise.all(other)]);
+    const refused = a.filter((e) => e !== undefined);
+    expect(refused.length).toBeGreaterThan(0);
+    for (const e of refused) expect(e.message).toMatch(/would pass --max-inflight-wait-ms 100$/);
+    // b came after a filled the bound: without shares it would have been refused as well.
+    expect(b).toEqual([undefined, undefined, undefined, undefined, undefined]);
   });
 });

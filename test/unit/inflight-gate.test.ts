@@ -1,10 +1,10 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { InflightGate, isHold } from '../../gateway/inference/inflight-gate.js';
+import { type GateTenant, InflightGate, isHold } from '../../gateway/inference/inflight-gate.js';
 import { parseServeOptions } from '../../gateway/options.js';
 
-function hold(gate: InflightGate, declared: number | undefined) {
-  const h = gate.enter(declared);
+function hold(gate: InflightGate, declared: number | undefined, tenant?: GateTenant) {
+  const h = gate.enter(declared, tenant);
   if (!isHold(h)) throw new Error(`refused: ${h.message}`);
   return h;
 }
@@ -88,6 +88,21 @@ describe('InflightGate', () => {
       expect(isHold(g.enter(1_000_000))).toBe(false);
       advance(1_001);
       expect(isHold(g.enter(1_000_000))).toBe(true);
+    });
+
+    it('past the bound, refuses only tenants over their weighted share of it: a flood does not crowd out the others', () => {
+      const { gate } = warmed(); // 100 ms at 100 MB/s: 10 MB; the open tenant holds 1 MB
+      const a = { name: 'a', weight: 1 };
+      const b = { name: 'b', weight: 3 };
+      for (let i = 0; i < 9; i++) hold(gate, 1_000_000, a); // 9 MB of a's: 100 ms held
+      // a is over its share (1 of 2 active weights: 5 MB) …
+      const refused = gate.enter(1_000_000, a);
+      expect(isHold(refused)).toBe(false);
+      if (!isHold(refused)) expect(refused.message).toMatch(/; tenant 'a' holds 9000000 bytes of its share of 5000000; admitting 1000000 more bytes/);
+      // … b holds nothing, and its share with a and the open tenant (3 of 5 weights) is 6 MB: admitted past the bound.
+      for (let i = 0; i < 6; i++) hold(gate, 1_000_000, b);
+      expect(isHold(gate.enter(1_000_000, b))).toBe(false);
+      expect(gate.requests).toBe(16);
     });
 
     it('always admits one request on an empty gate', () => {
