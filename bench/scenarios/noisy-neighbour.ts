@@ -42,6 +42,8 @@ export interface NoisyNeighbourOptions {
   readonly sloMs: number;
   /** B's own gRPC deadline. */
   readonly bDeadlineMs: number;
+  /** The gateway's --max-inflight-wait-ms (0: off, the default). */
+  readonly maxInflightWaitMs: number;
   readonly log: (line: string) => void;
 }
 
@@ -131,7 +133,8 @@ export async function runNoisyNeighbour(o: NoisyNeighbourOptions): Promise<Noisy
     }
     const tenants = ['tenants:', ...(['a', 'b'] as const).flatMap((t) => [`  ${t}:`, `    keys: [ "${hashKey(KEYS[t])}" ]`, '    models: [ "*" ]']), ''].join('\n');
     await writeFile(join(dir, 'tenants.yaml'), tenants);
-    gateway = await startGateway(repo, ['--tenants', join(dir, 'tenants.yaml')]);
+    const waitBound = o.maxInflightWaitMs > 0 ? ['--max-inflight-wait-ms', String(o.maxInflightWaitMs)] : [];
+    gateway = await startGateway(repo, ['--tenants', join(dir, 'tenants.yaml'), ...waitBound]);
     const metricsUrl = `http://127.0.0.1:${/metrics on [^ ;]+:(\d+)/.exec(gateway.readyLine)?.[1]}/metrics`;
     const client = new InferenceGrpcClient(gateway.address);
     const results: ModeResult[] = [];
@@ -241,7 +244,8 @@ function report(results: readonly ModeResult[], o: NoisyNeighbourOptions): Noisy
     `resnet_small (602 KB images), max_batch_size ${MAX_BATCH}, 1 CPU instance; tenants A and B of equal weight, no quotas. ` +
       `B: ${B_RATE} images/s (Poisson), each with a gRPC deadline of ${o.bDeadlineMs} ms (a failed request counts as slower than any answer); ` +
       `A: ${A_OUTSTANDING} requests kept outstanding (own process, niced). ` +
-      `${o.rounds} rounds of a ${o.durationMs / 1000} s window alone and one with A, per mode, pooled.`,
+      `${o.rounds} rounds of a ${o.durationMs / 1000} s window alone and one with A, per mode, pooled.` +
+      (o.maxInflightWaitMs > 0 ? ` Gateway with --max-inflight-wait-ms ${o.maxInflightWaitMs}.` : ''),
     '',
     mdTable(['mode', 'B alone p50 / p99 ms', 'B with A p50 / p99 ms', 'p99 with A ÷ alone', 'B errors', 'A served/s', 'A refused', 'other cores (worst)'], rows),
     '',

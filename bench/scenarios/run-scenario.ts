@@ -57,7 +57,8 @@ Options:
   --factor X            the overload level in multiples of the measured capacity (default 5)
   --slo-ms MS           batching_slo_ms of the SLO mode, and what goodput counts (default 300)
   --deadline-ms MS      each request's own gRPC deadline (default 5000)
-  --max-inflight-wait-ms MS  the gateways' admission bound in time (default 0: off; see fabriek serve)
+  --max-inflight-wait-ms MS  the gateways' admission bound in time (default 0: off; see fabriek serve);
+                        noisy-neighbour takes it too
 
 Results: bench/results/<timestamp>-<scenario>.{json,md} and bench/results/latest-<scenario>.{json,md}
 (slo-goodput: and .svg, goodput against offered load).
@@ -192,7 +193,7 @@ export async function runScenario(
     return r.ok ? 0 : 1;
   };
   if (noisy) {
-    const r = await runNoisyNeighbour({ durationMs, rounds, sloMs, bDeadlineMs, log });
+    const r = await runNoisyNeighbour({ durationMs, rounds, sloMs, bDeadlineMs, maxInflightWaitMs, log });
     return finish("# A noisy neighbour: one tenant's latency while another floods (issue #15)", r, 'the issue #15 bar was not met by any mode (see the verdicts)');
   }
   if (overload) {
