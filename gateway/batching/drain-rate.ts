@@ -6,18 +6,16 @@
 // overload ran a batch of 16 in 34 ms of compute, but a batch came back every
 // 59 ms: counted by compute alone, the wait at arrival was 1.7x too short.
 
+import { WindowSums } from '../../core/window-sums.js';
+
 /** Busy intervals kept: the rate is over the last few seconds at most. */
 const INTERVALS = 32;
 /** Intervals needed before the rate is trusted. */
 const MIN_INTERVALS = 8;
 
 export class DrainRate {
-  readonly #ns = new Float64Array(INTERVALS);
-  readonly #rows = new Float64Array(INTERVALS);
-  #next = 0;
-  #count = 0;
-  #sumNs = 0;
-  #sumRows = 0;
+  /** Busy ns (a) and rows answered (b) of the last INTERVALS intervals. */
+  readonly #window = new WindowSums(INTERVALS);
   /** The last completion, if work was still queued or running after it. */
   #busySince: bigint | undefined;
 
@@ -30,21 +28,7 @@ export class DrainRate {
    */
   completed(nowNs: bigint, rows: number, busyAfter: boolean): void {
     const since = this.#busySince;
-    if (since !== undefined && nowNs > since) {
-      const i = this.#next;
-      if (this.#count === INTERVALS) {
-        this.#sumNs -= this.#ns[i] as number;
-        this.#sumRows -= this.#rows[i] as number;
-      } else {
-        this.#count += 1;
-      }
-      const ns = Number(nowNs - since);
-      this.#ns[i] = ns;
-      this.#rows[i] = rows;
-      this.#sumNs += ns;
-      this.#sumRows += rows;
-      this.#next = (i + 1) % INTERVALS;
-    }
+    if (since !== undefined && nowNs > since) this.#window.push(Number(nowNs - since), rows);
     this.#busySince = busyAfter ? nowNs : undefined;
   }
 
@@ -56,7 +40,8 @@ export class DrainRate {
    * pessimistic, and it would shed everything from then on.
    */
   nsPerRow(): number | undefined {
-    if (this.#busySince === undefined || this.#count < MIN_INTERVALS || this.#sumRows <= 0) return undefined;
-    return this.#sumNs / this.#sumRows;
+    const w = this.#window;
+    if (this.#busySince === undefined || w.count < MIN_INTERVALS || w.sumB <= 0) return undefined;
+    return w.sumA / w.sumB;
   }
 }

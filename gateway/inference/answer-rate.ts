@@ -8,6 +8,8 @@
 // make the gateway look faster than it serves, and the gate admit more of
 // what it will only shed.
 
+import { WindowSums } from '../../core/window-sums.js';
+
 /** Answers kept. */
 const WINDOW = 256;
 /** Busy answers needed before the rate is trusted. */
@@ -16,12 +18,8 @@ const MIN_ANSWERS = 16;
 const STALE_NS = 1_000_000_000n;
 
 export class AnswerRate {
-  readonly #ns = new Float64Array(WINDOW);
-  readonly #bytes = new Float64Array(WINDOW);
-  #next = 0;
-  #count = 0;
-  #sumNs = 0;
-  #sumBytes = 0;
+  /** Busy ns (a) and bytes answered (b) of the last WINDOW releases. */
+  readonly #window = new WindowSums(WINDOW);
   /** The last release, if requests were still held after it. */
   #busySince: bigint | undefined;
   #lastIntervalNs: bigint | undefined;
@@ -34,20 +32,7 @@ export class AnswerRate {
   released(nowNs: bigint, bytes: number, answered: boolean, stillHeld: boolean): void {
     const since = this.#busySince;
     if (since !== undefined && nowNs >= since) {
-      const i = this.#next;
-      if (this.#count === WINDOW) {
-        this.#sumNs -= this.#ns[i] as number;
-        this.#sumBytes -= this.#bytes[i] as number;
-      } else {
-        this.#count += 1;
-      }
-      const ns = Number(nowNs - since);
-      const b = answered ? bytes : 0;
-      this.#ns[i] = ns;
-      this.#bytes[i] = b;
-      this.#sumNs += ns;
-      this.#sumBytes += b;
-      this.#next = (i + 1) % WINDOW;
+      this.#window.push(Number(nowNs - since), answered ? bytes : 0);
       this.#lastIntervalNs = nowNs;
     }
     this.#busySince = stillHeld ? nowNs : undefined;
@@ -55,8 +40,9 @@ export class AnswerRate {
 
   /** Bytes answered per busy ns; undefined until MIN_ANSWERS busy answers, and once stale. */
   bytesPerNs(nowNs: bigint): number | undefined {
-    if (this.#count < MIN_ANSWERS || this.#sumNs <= 0 || this.#sumBytes <= 0) return undefined;
+    const w = this.#window;
+    if (w.count < MIN_ANSWERS || w.sumA <= 0 || w.sumB <= 0) return undefined;
     if (this.#lastIntervalNs === undefined || nowNs - this.#lastIntervalNs > STALE_NS) return undefined;
-    return this.#sumBytes / this.#sumNs;
+    return w.sumB / w.sumA;
   }
 }
