@@ -26,6 +26,11 @@ const MODEL_STREAM_INFER = '/inference.GRPCInferenceService/ModelStreamInfer';
 /** Tenants identified here, by the call's metadata object (grpc-js hands the handler the same one). */
 const identified = new WeakMap<Metadata, Tenant>();
 
+/** The tenant of this call when its key was already checked here. */
+export function identifiedTenant(metadata: Metadata): Tenant | undefined {
+  return identified.get(metadata);
+}
+
 /** `{ tenant }` when this call's key was already checked here; spread into the handler's CallInfo. */
 export function tenantFromEarlyCheck(metadata: Metadata): { readonly tenant?: Tenant } {
   const tenant = identified.get(metadata);

@@ -2,7 +2,7 @@ import { type ServerInterceptor, ServerInterceptingCall } from '@grpc/grpc-js';
 import { type Logger } from 'pino';
 import { type ModelInferRequest } from '../../proto/gen/inference.js';
 import { toServiceError } from '../grpc/call-context.js';
-import { tenantFromEarlyCheck } from '../grpc/early-refusal.js';
+import { identifiedTenant } from '../grpc/early-refusal.js';
 import { malformed } from '../grpc/malformed-request.js';
 import { type InflightGate, type InflightHold, isHold } from './inflight-gate.js';
 
@@ -36,7 +36,7 @@ export function inflightBound(gate: InflightGate, log: Logger): ServerIntercepto
       start: (next) => {
         next({
           onReceiveMetadata: (metadata, proceed) => {
-            const entered = gate.enter(undefined, tenantFromEarlyCheck(metadata).tenant);
+            const entered = gate.enter(undefined, identifiedTenant(metadata));
             if (isHold(entered)) {
               hold = entered;
               proceed(metadata);
