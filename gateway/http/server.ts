@@ -14,6 +14,7 @@ import { type ModelManager } from '../repository/model-manager.js';
 import { orcaJson } from '../load/load-report.js';
 import { type LoadReporter } from '../load/load-reporter.js';
 import { BodyTooLargeError, declaredLength, readBody } from './body.js';
+import { lingerOnClose } from './linger.js';
 import { answerClientErrors } from './client-errors.js';
 import * as queries from '../inference/model-queries.js';
 import * as h from './handlers.js';
@@ -223,6 +224,7 @@ export function createHttpServer(
       sendJson(res, error.status, { error: boundedMessage(error.message) });
     } else if (error instanceof BodyTooLargeError) {
       res.setHeader('connection', 'close'); // the rest of the body is not worth reading
+      if (res.socket) lingerOnClose(res.socket);
       sendJson(res, 413, { error: error.message });
     } else if (isServingError(error)) {
       if (error.retryAfterMs !== undefined) res.setHeader('retry-after', String(retryAfterSeconds(error.retryAfterMs)));
