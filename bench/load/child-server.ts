@@ -95,6 +95,9 @@ export async function startChildServer(script: string, args: readonly string[], 
 }
 
 /** `fabriek serve` on free loopback ports (gRPC, HTTP and metrics), quiet unless something goes wrong. */
+/** `fabriek serve` flags for --max-inflight-wait-ms `ms` (none for 0, the default). */
+export const inflightWaitArgs = (ms: number): string[] => (ms > 0 ? ['--max-inflight-wait-ms', String(ms)] : []);
+
 export function startGateway(repository: string, extraArgs: readonly string[] = []): Promise<ChildServer> {
   return startChildServer(
     GATEWAY_CLI,

@@ -8,7 +8,7 @@ import { hashKey } from '../../gateway/tenants/key-hash.js';
 import { uniformFloat32 } from '../../models/build/seeded-random.js';
 import { buildModels } from '../../models/build/test-models.js';
 import { type ModelInferRequest, type ModelInferResponse } from '../../proto/gen/inference.js';
-import { type ChildServer, cpuMeter, removeAtExit, startGateway } from '../load/child-server.js';
+import { type ChildServer, cpuMeter, inflightWaitArgs, removeAtExit, startGateway } from '../load/child-server.js';
 import { mdTable, ms, num } from '../report/format.js';
 import { Flood } from './fairness.js';
 import { codeName, isServiceError, openLoop } from './fairness-load.js';
@@ -133,8 +133,7 @@ export async function runNoisyNeighbour(o: NoisyNeighbourOptions): Promise<Noisy
     }
     const tenants = ['tenants:', ...(['a', 'b'] as const).flatMap((t) => [`  ${t}:`, `    keys: [ "${hashKey(KEYS[t])}" ]`, '    models: [ "*" ]']), ''].join('\n');
     await writeFile(join(dir, 'tenants.yaml'), tenants);
-    const waitBound = o.maxInflightWaitMs > 0 ? ['--max-inflight-wait-ms', String(o.maxInflightWaitMs)] : [];
-    gateway = await startGateway(repo, ['--tenants', join(dir, 'tenants.yaml'), ...waitBound]);
+    gateway = await startGateway(repo, ['--tenants', join(dir, 'tenants.yaml'), ...inflightWaitArgs(o.maxInflightWaitMs)]);
     const metricsUrl = `http://127.0.0.1:${/metrics on [^ ;]+:(\d+)/.exec(gateway.readyLine)?.[1]}/metrics`;
     const client = new InferenceGrpcClient(gateway.address);
     const results: ModeResult[] = [];

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { isInferenceError } from '../../client/errors.js';
 import { type PreparedInfer } from '../../client/inference-client.js';
 import { buildModels } from '../../models/build/test-models.js';
-import { type ChildServer, disturbedNote, removeAtExit, startGateway } from '../load/child-server.js';
+import { type ChildServer, disturbedNote, inflightWaitArgs, removeAtExit, startGateway } from '../load/child-server.js';
 import { H2GrpcInfer } from '../load/h2-grpc-infer.js';
 import { latencyHistogram, recordUs } from '../load/histogram.js';
 import { type LevelResult, type LoadLevel, runLevel } from '../load/level.js';
@@ -93,8 +93,7 @@ const alive = (pid: number): boolean => {
 };
 
 async function measureMode(mode: Mode, repo: string, o: OverloadOptions): Promise<ModeResult> {
-  const waitBound = o.maxInflightWaitMs > 0 ? ['--max-inflight-wait-ms', String(o.maxInflightWaitMs)] : [];
-  const gateway: ChildServer = await startGateway(repo, ['--exit-timeout-secs', String(EXIT_TIMEOUT_SECS), ...waitBound]);
+  const gateway: ChildServer = await startGateway(repo, ['--exit-timeout-secs', String(EXIT_TIMEOUT_SECS), ...inflightWaitArgs(o.maxInflightWaitMs)]);
   const load = new H2GrpcInfer(gateway.address);
   try {
     const images: PreparedInfer[] = Array.from({ length: INPUTS }, (_, k) => load.prepareMessage(resnetImage(MODEL, k)));

@@ -1,4 +1,4 @@
-import { type ClientHttp2Session, connect } from 'node:http2';
+import { type ClientHttp2Session, connect, constants } from 'node:http2';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 
 // Tenant A's client in the fairness benchmark: gRPC unary calls written
@@ -57,10 +57,21 @@ export class RawGrpcUnary {
         resolve(GrpcStatus.UNAVAILABLE);
         return;
       }
+      // The call's own deadline, as grpc-js keeps one: a stream the server never ends (its answer sent before the
+      // request's body, which then waits on flow control) would otherwise hold its caller forever. noisy-neighbour
+      // with --max-inflight-wait-ms hung that way until the harness's watchdog stopped it.
+      let late = false;
+      const timer = setTimeout(() => {
+        late = true;
+        stream.close(constants.NGHTTP2_CANCEL);
+      }, timeoutMs);
       stream.on('response', read); // a trailers-only answer carries its status here
       stream.on('trailers', read);
       stream.on('error', () => undefined);
-      stream.on('close', () => resolve(code ?? GrpcStatus.UNAVAILABLE));
+      stream.on('close', () => {
+        clearTimeout(timer);
+        resolve(code ?? (late ? GrpcStatus.DEADLINE_EXCEEDED : GrpcStatus.UNAVAILABLE));
+      });
       stream.resume();
       stream.end(frame);
     });

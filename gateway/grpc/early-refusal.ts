@@ -33,7 +33,7 @@ export function identifiedTenant(metadata: Metadata): Tenant | undefined {
 
 /** `{ tenant }` when this call's key was already checked here; spread into the handler's CallInfo. */
 export function tenantFromEarlyCheck(metadata: Metadata): { readonly tenant?: Tenant } {
-  const tenant = identified.get(metadata);
+  const tenant = identifiedTenant(metadata);
   return tenant ? { tenant } : {};
 }
 

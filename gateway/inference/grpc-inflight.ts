@@ -1,4 +1,4 @@
-import { type ServerInterceptor, ServerInterceptingCall } from '@grpc/grpc-js';
+import { type ServerInterceptor, ServerInterceptingCall, status as GrpcStatus } from '@grpc/grpc-js';
 import { type Logger } from 'pino';
 import { type ModelInferRequest } from '../../proto/gen/inference.js';
 import { toServiceError } from '../grpc/call-context.js';
@@ -36,7 +36,8 @@ export function inflightBound(gate: InflightGate, log: Logger): ServerIntercepto
       start: (next) => {
         next({
           onReceiveMetadata: (metadata, proceed) => {
-            const entered = gate.enter(undefined, identifiedTenant(metadata));
+            // The tenant matters only to the time bound's shares.
+            const entered = gate.enter(undefined, gate.maxWaitMs > 0 ? identifiedTenant(metadata) : undefined);
             if (isHold(entered)) {
               hold = entered;
               proceed(metadata);
@@ -54,7 +55,7 @@ export function inflightBound(gate: InflightGate, log: Logger): ServerIntercepto
         });
       },
       sendStatus: (status, next) => {
-        hold?.release(status.code === 0);
+        hold?.release(status.code === GrpcStatus.OK);
         next(status);
       },
     });

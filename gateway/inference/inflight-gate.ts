@@ -38,7 +38,6 @@ export interface GateTenant {
   readonly weight: number;
 }
 
-
 interface TenantHold {
   bytes: number;
   requests: number;
@@ -159,7 +158,9 @@ export class InflightGate {
     const own = mine?.bytes ?? 0;
     if (own + bytes <= shareBytes) return undefined;
     const waitMs = waitNs / 1e6;
-    const whose = this.#tenants.size > 1 || (mine === undefined && this.#tenants.size > 0) ? `; tenant '${tenant.name}' holds ${own} bytes of its share of ${Math.round(shareBytes)}` : '';
+    // Named only when others hold bytes too: alone, its share is the whole bound.
+    const others = this.#tenants.size - (mine ? 1 : 0);
+    const whose = others > 0 ? `; tenant '${tenant.name}' holds ${own} bytes of its share of ${Math.round(shareBytes)}` : '';
     return resourceExhausted(
       `server overloaded: ${this.#requests} requests hold ${this.#bytes} bytes in flight, about ${Math.round(waitMs)} ms of work ` +
         `at the ${(perNs * 1e3).toFixed(1)} MB/s the gateway answers${whose}; admitting ${declared === undefined ? 'another' : `${declared} more bytes`} ` +

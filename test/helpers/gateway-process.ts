@@ -68,11 +68,16 @@ function gatewayProcessesArgs(args: readonly string[]): string[] {
   return ['--gateway-processes', n === undefined || n === '' ? '1' : n];
 }
 
-/** The gateway's HTTP base URL, from its ready line. */
-export function httpUrlOf(gw: Pick<GatewayProcess, 'readyLine'>): string {
+/** The gateway's HTTP port, from its ready line. */
+export function httpPortOf(gw: Pick<GatewayProcess, 'readyLine'>): number {
   const port = /HTTP on [^ ;]+:(\d+)/.exec(gw.readyLine)?.[1];
   if (port === undefined) throw new Error(`no HTTP port in ${gw.readyLine}`);
-  return `http://127.0.0.1:${port}`;
+  return Number(port);
+}
+
+/** The gateway's HTTP base URL, from its ready line. */
+export function httpUrlOf(gw: Pick<GatewayProcess, 'readyLine'>): string {
+  return `http://127.0.0.1:${httpPortOf(gw)}`;
 }
 
 /** Starts the real `fabriek serve` CLI on a free port and waits for its ready line. */

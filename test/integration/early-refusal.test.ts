@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashKey } from '../../gateway/tenants/key-hash.js';
 import { type ModelInferRequest } from '../../proto/gen/inference.js';
 import { failure, zerosRequest } from '../helpers/call-outcome.js';
-import { type GatewayProcess, startGateway } from '../helpers/gateway-process.js';
+import { type GatewayProcess, httpPortOf, startGateway } from '../helpers/gateway-process.js';
 import { waitFor } from '../helpers/processes.js';
 import { TEST_REPOSITORY } from '../helpers/test-repository.js';
 
@@ -178,7 +178,7 @@ describe('ModelStreamInfer refused when it opens, before its messages are read',
 
 describe('HTTP: the in-flight byte bound is given back however a request ends', () => {
   const ELEMENTS = 65536; // 512 KiB of FP64: an eighth of the bound, under --max-message-bytes
-  const port = (): number => Number(/HTTP on [^ ;]+:(\d+)/.exec(gw.readyLine)?.[1]);
+  const port = (): number => httpPortOf(gw);
   const url = (): string => `http://127.0.0.1:${port()}/v2/models/identity_fp64/infer`;
   const auth = { authorization: `Bearer ${KEYS.user}` };
 
@@ -226,7 +226,7 @@ describe('HTTP: a body over the limit, still being sent, gets its 413', () => {
   // still arriving reset the connection, and the client lost the answer (EPIPE in 30 of 30 tries before).
   const sendOversized = (): Promise<string> =>
     new Promise((resolve) => {
-      const port = Number(/HTTP on [^ ;]+:(\d+)/.exec(gw.readyLine)?.[1]);
+      const port = httpPortOf(gw);
       const chunk = Buffer.alloc(256 * 1024, 0x20);
       const framed = Buffer.concat([Buffer.from(`${chunk.byteLength.toString(16)}\r\n`), chunk, Buffer.from('\r\n')]);
       const socket = connect(port, '127.0.0.1');

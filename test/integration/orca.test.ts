@@ -13,7 +13,7 @@ import { decodeOrcaReport } from '../../gateway/load/orca-service.js';
 import { slowChainModel } from '../../models/build/test-models.js';
 import { GRPCInferenceServiceClient, type ModelInferRequest } from '../../proto/gen/inference.js';
 import { zerosRequest } from '../helpers/call-outcome.js';
-import { type GatewayProcess, startGateway } from '../helpers/gateway-process.js';
+import { type GatewayProcess, httpUrlOf, startGateway } from '../helpers/gateway-process.js';
 import { waitFor } from '../helpers/processes.js';
 
 const WIDTH = 512;
@@ -91,8 +91,7 @@ describe('load reports of one gateway', () => {
   });
 
   it('GET /v2/health/load answers the same report with ORCA\'s field names', async () => {
-    const port = Number(/HTTP on [^ ;]+:(\d+)/.exec(gw.readyLine)?.[1]);
-    const response = await fetch(`http://127.0.0.1:${port}/v2/health/load`);
+    const response = await fetch(`${httpUrlOf(gw)}/v2/health/load`);
     expect(response.status).toBe(200);
     expect(Object.keys((await response.json()) as object).sort()).toEqual(['application_utilization', 'cpu_utilization', 'eps', 'rps_fractional']);
   });
@@ -130,8 +129,7 @@ describe('load reports off, and shutdown with a balancer connected', () => {
     const raw = new GRPCInferenceServiceClient(gw.address, credentials.createInsecure());
     try {
       expect(await inferWithTrailer(raw)).toBeUndefined();
-      const port = Number(/HTTP on [^ ;]+:(\d+)/.exec(gw.readyLine)?.[1]);
-      expect((await fetch(`http://127.0.0.1:${port}/v2/health/load`)).status).toBe(404);
+      expect((await fetch(`${httpUrlOf(gw)}/v2/health/load`)).status).toBe(404);
     } finally {
       raw.close();
       await gw.stop();
