@@ -3,7 +3,7 @@ import { datatypeFromOrtType } from '../core/datatypes.js';
 import { fromOrtTensor, toOrtTensor } from './ort-convert.js';
 import { type BatchOutput, type BatchTask, type SessionInfo, type TensorSpecInfo, type ThreadInit, type ThreadSessionOptions } from './thread-protocol.js';
 
-// Opening one ONNX Runtime session for an ORT thread: options, the CUDA → CPU
+// Opening one ONNX Runtime session for an ORT thread: options, the CUDA → WebGPU → CPU
 // fallback, and the model's inputs/outputs as the gateway needs them.
 
 export interface OpenedSession {
@@ -42,23 +42,30 @@ async function create(init: ThreadInit, providers: Providers): Promise<ort.Infer
 }
 
 /**
- * Opens the session. A GPU request tries CUDA first: where its provider
- * libraries are missing onnxruntime-node fails hard instead of falling back,
- * so we catch that, open on CPU, and report why.
+ * Opens the session. A GPU request tries CUDA, then WebGPU (Dawn over Vulkan,
+ * bundled in onnxruntime-node's Linux build), then the CPU. Where CUDA's
+ * provider libraries are missing onnxruntime-node fails hard instead of
+ * falling back, and WebGPU fails where no Vulkan adapter is found: each
+ * failure is caught and reported in the fallback reason, so the model's
+ * metadata says which provider ran and why not the one before it.
  */
 export async function openSession(init: ThreadInit): Promise<OpenedSession> {
   let session: ort.InferenceSession | undefined;
   let executionProvider = 'cpu';
-  let fallbackReason = '';
+  const reasons: string[] = [];
   if (init.device.kind === 'gpu') {
     const { deviceId } = init.device;
-    try {
-      session = await create(init, [{ name: 'cuda', deviceId }]);
-      executionProvider = `cuda:${deviceId}`;
-    } catch (error) {
-      fallbackReason = `CUDA execution provider unavailable on device ${deviceId}: ${messageOf(error)}`;
+    for (const provider of gpuProviders(deviceId)) {
+      try {
+        session = await create(init, [provider.option]);
+        executionProvider = provider.label;
+        break;
+      } catch (error) {
+        reasons.push(`${provider.name} execution provider unavailable on device ${deviceId}: ${firstLine(messageOf(error))}`);
+      }
     }
   }
+  const fallbackReason = session === undefined ? reasons.join('; ') : '';
   try {
     session ??= await create(init, ['cpu']);
   } catch (error) {
@@ -116,6 +123,28 @@ function explainLoadError(error: unknown): string {
   const code = /Unsupported data type: (\d+)/.exec(message)?.[1];
   if (code === undefined) return message;
   return `unsupported element type ${ONNX_TYPE_NAMES[code] ?? `(ONNX type ${code})`} in an input or output`;
+}
+
+interface GpuProvider {
+  readonly name: string;
+  /** What the model's metadata and statistics say ran, e.g. "cuda:0". */
+  readonly label: string;
+  readonly option: Providers[number];
+}
+
+/**
+ * CUDA first. WebGPU only for device 0: Dawn picks its default adapter and
+ * onnxruntime-node offers no way to choose another, so on GPU 1 it would
+ * run on GPU 0 unnoticed.
+ */
+function gpuProviders(deviceId: number): GpuProvider[] {
+  const cuda: GpuProvider = { name: 'CUDA', label: `cuda:${deviceId}`, option: { name: 'cuda', deviceId } };
+  return deviceId === 0 ? [cuda, { name: 'WebGPU', label: 'webgpu:0', option: { name: 'webgpu' } }] : [cuda];
+}
+
+/** ORT's messages carry a source location and, for Dawn, a stack of its own: the first line says why. */
+function firstLine(message: string): string {
+  return message.split('\n', 1)[0] ?? message;
 }
 
 function messageOf(error: unknown): string {

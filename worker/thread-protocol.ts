@@ -43,7 +43,7 @@ export interface TensorSpecInfo {
 export interface SessionInfo {
   readonly inputs: readonly TensorSpecInfo[];
   readonly outputs: readonly TensorSpecInfo[];
-  /** "cpu" or "cuda:N". */
+  /** "cpu", "cuda:N" or "webgpu:0". */
   readonly executionProvider: string;
   /** Why a requested GPU provider was not used; "" when it was (or none was asked). */
   readonly fallbackReason: string;

@@ -19,7 +19,7 @@ export interface ServingParts {
   readonly stats: ModelVersionStatistics;
   /** Per worker: how many instances it hosts, on which device. */
   readonly plans: readonly WorkerPlan[];
-  /** e.g. "cpu", "cuda:0", or "cpu (CUDA unavailable: …)". */
+  /** e.g. "cpu", "cuda:0", "webgpu:0", or "cpu (GPU unavailable: …)". */
   executionProvider: string;
 }
 

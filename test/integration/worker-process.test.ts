@@ -176,12 +176,18 @@ describe('worker process', () => {
     expect((await worker.status()).models.map((m) => m.modelKey)).not.toContain('bad/1');
   });
 
-  it('falls back to CPU with a reason when a GPU provider cannot be used', async () => {
+  it('falls back from CUDA to WebGPU to CPU with a reason when a GPU provider cannot be used', async () => {
     const r = await worker.load({ modelKey: 'gpu/1', modelPath: models.path('identity_fp32'), deviceKind: 'gpu', deviceId: 0 });
-    if (r.executionProvider === 'cpu') expect(r.fallbackReason).toMatch(/CUDA/);
-    else expect(r).toMatchObject({ executionProvider: 'cuda:0', fallbackReason: '' });
+    if (r.executionProvider === 'cpu') {
+      // Each provider tried says why it was passed over, on one line each.
+      expect(r.fallbackReason).toMatch(/^CUDA execution provider unavailable on device 0: [^\n]+; WebGPU execution provider unavailable on device 0: [^\n]+$/);
+    } else expect(r).toMatchObject({ executionProvider: expect.stringMatching(/^(cuda|webgpu):0$/), fallbackReason: '' });
     await worker.unload('gpu/1');
     await expectStatus(worker.execute({ modelKey: 'gpu/1' }), GrpcStatus.NOT_FOUND, /not loaded/);
+    // Dawn cannot be pointed at a second GPU: there only CUDA is tried.
+    const second = await worker.load({ modelKey: 'gpu1/1', modelPath: models.path('identity_fp32'), deviceKind: 'gpu', deviceId: 1 });
+    if (second.executionProvider === 'cpu') expect(second.fallbackReason).toMatch(/^CUDA execution provider unavailable on device 1: [^;]+$/);
+    await worker.unload('gpu1/1');
   });
 
   it('queues Execute calls while every instance is busy, and answers RESOURCE_EXHAUSTED once the queue is full too', async () => {
