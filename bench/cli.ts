@@ -11,6 +11,7 @@ import { PERF_USAGE, UsageError, parsePerfArgs, perfWatchdogMs } from './options
 import { runPerf } from './perf.js';
 import { manyModelsCommand } from './scenarios/many-models.js';
 import { runScenario } from './scenarios/run-scenario.js';
+import { scalingCommand } from './scenarios/scaling.js';
 import { SUITE_DEFAULTS, SUITE_QUICK, runSuite } from './suite.js';
 
 const SUITE_USAGE = `Usage: fabriek bench suite [--quick] [--measurement-interval MS] [--max-trials N] [--results-dir DIR] [--no-save]
@@ -124,6 +125,7 @@ async function main(argv: readonly string[]): Promise<number> {
   if (first === 'compare') return compare(rest);
   if (first === 'suite') return suite(rest);
   if (first === 'many-models') return manyModelsCommand(rest, log, watchdog);
+  if (first === 'scaling') return scalingCommand(rest, log, watchdog);
   if (first === 'batching' || first === 'http' || first === 'fairness' || first === 'slo-goodput' || first === 'noisy-neighbour' || first === 'overload') {
     return runScenario(first, rest, log, watchdog, warnIfBusy);
   }

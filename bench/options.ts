@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { type InputDataSource, parseShapeFlag } from './load/input-data.js';
 import { type LoadLevel } from './load/level.js';
 import { type Distribution } from './load/schedule.js';
+import { RAW_ORT_PROVIDERS, type RawOrtProvider } from './baselines/raw-ort.js';
 import { type Baseline, LOAD_CLIENTS, type LoadClient, type PerfOptions } from './perf.js';
 
 export class UsageError extends Error {
@@ -26,6 +27,8 @@ Server and model:
   --model-repository DIR         without -u: start 'fabriek serve' on DIR (free loopback ports) and measure it;
                                  also where --baseline raw-ort finds the ONNX file
   --model-file PATH              the ONNX file for --baseline raw-ort
+  --raw-ort-provider cpu|webgpu  the execution provider of --baseline raw-ort (default cpu; webgpu: the
+                                 GPU path of a KIND_GPU instance where CUDA's libraries are missing)
   --cache-config CACHE,K=V       with --model-repository: the started server's response cache (repeatable;
                                  fabriek serve's flag, e.g. local,size=1048576)
   --trace-config SETTING         with --model-repository: the started server's tracing (repeatable;
@@ -74,6 +77,7 @@ const OPTIONS = {
   header: { type: 'string', short: 'H', multiple: true },
   'model-repository': { type: 'string' },
   'model-file': { type: 'string' },
+  'raw-ort-provider': { type: 'string', default: 'cpu' },
   'cache-config': { type: 'string', multiple: true },
   'trace-config': { type: 'string', multiple: true },
   'concurrency-range': { type: 'string' },
@@ -181,6 +185,10 @@ export function parsePerfArgs(argv: readonly string[]): PerfOptions | { help: tr
     if (!(BASELINES as readonly string[]).includes(b)) throw new UsageError(`--baseline: expected ${BASELINES.join(', ')}, got '${b}'`);
     baselines.add(b as Baseline);
   }
+  const rawOrtProvider = values['raw-ort-provider'];
+  if (!(RAW_ORT_PROVIDERS as readonly string[]).includes(rawOrtProvider)) {
+    throw new UsageError(`--raw-ort-provider: expected ${RAW_ORT_PROVIDERS.join(' or ')}, got '${rawOrtProvider}'`);
+  }
   let shapes: Map<string, number[]>;
   try {
     shapes = new Map((values.shape ?? []).map(parseShapeFlag));
@@ -225,6 +233,7 @@ export function parsePerfArgs(argv: readonly string[]): PerfOptions | { help: tr
     seed,
     ...(values['cache-hit-ratio'] !== undefined ? { cacheHitRatio: number('cache-hit-ratio', values['cache-hit-ratio'], { min: 0, max: 1 }) } : {}),
     baselines,
+    rawOrtProvider: rawOrtProvider as RawOrtProvider,
     ...(values['latency-report-file'] !== undefined ? { csvFile: values['latency-report-file'] } : {}),
     ...(values.json !== undefined ? { jsonFile: values.json } : {}),
     ...(values.svg !== undefined ? { svgFile: values.svg } : {}),

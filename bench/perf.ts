@@ -9,7 +9,7 @@ import { type InferenceClient } from '../client/inference-client.js';
 import { withBatchingOff } from './baselines/batching-off.js';
 import { withCacheOff } from './baselines/cache-off.js';
 import { spawnEchoServer } from './baselines/grpc-echo.js';
-import { type RawOrtLevel, rawOrtBaseline } from './baselines/raw-ort.js';
+import { type RawOrtLevel, type RawOrtProvider, rawOrtBaseline } from './baselines/raw-ort.js';
 import { type RunRecord, describeRun, runInfo, saveRun } from './history.js';
 import { type ChildServer, disturbedNote, httpUrlOf, startGateway } from './load/child-server.js';
 import { H2GrpcInfer } from './load/h2-grpc-infer.js';
@@ -61,6 +61,8 @@ export interface PerfOptions {
   /** --cache-hit-ratio: the share of requests that repeat a hot input. */
   readonly cacheHitRatio?: number;
   readonly baselines: ReadonlySet<Baseline>;
+  /** --raw-ort-provider (default cpu). */
+  readonly rawOrtProvider?: RawOrtProvider;
   readonly csvFile?: string;
   readonly jsonFile?: string;
   readonly svgFile?: string;
@@ -225,7 +227,7 @@ export async function runPerf(o: PerfOptions, log: (line: string) => void): Prom
     describeRun(info),
     '',
     textTable(table.headers, table.rows, 4),
-    ...(rawTable ? ['raw ONNX Runtime, in-process:', textTable(rawTable.headers, rawTable.rows, 1)] : []),
+    ...(rawTable ? [`raw ONNX Runtime, in-process (${o.rawOrtProvider ?? 'cpu'}):`, textTable(rawTable.headers, rawTable.rows, 1)] : []),
     ...notes,
   ].join('\n');
   const markdown = [
@@ -236,7 +238,7 @@ export async function runPerf(o: PerfOptions, log: (line: string) => void): Prom
     `${o.protocol} to ${url}; ${o.levels.map(loadLabel).join(', ')}; -b ${o.batchSize}; ${o.intervalMs} ms windows, stable within ±${o.stability.stabilityPercent} % over ${o.stability.windows}, at most ${o.maxTrials} trials.`,
     '',
     mdTable(table.headers, table.rows, 4),
-    ...(rawTable ? ['Raw ONNX Runtime, in-process (one session, intra-op threads = cores, no spinning):', '', mdTable(rawTable.headers, rawTable.rows, 1)] : []),
+    ...(rawTable ? [`Raw ONNX Runtime, in-process (one session on ${o.rawOrtProvider ?? 'cpu'}, intra-op threads = cores, no spinning):`, '', mdTable(rawTable.headers, rawTable.rows, 1)] : []),
     ...notes.map((n) => `- ${n}`),
     '',
   ].join('\n');
@@ -281,9 +283,10 @@ export function chartOf(levels: readonly LevelResult[], title: string): string {
 
 async function measureRawOrt(file: string, md: Parameters<typeof planInputs>[0], maxBatchSize: number, plan: InputPlan, o: PerfOptions, log: (line: string) => void): Promise<RawOrtLevel[]> {
   const sizes = maxBatchSize > 0 ? rawBatchSizes(o.levels, o.batchSize, maxBatchSize) : [1];
-  log(`raw ONNX Runtime in-process on ${file}, batch ${sizes.join('/')}…`);
+  const provider = o.rawOrtProvider ?? 'cpu';
+  log(`raw ONNX Runtime in-process on ${file} (${provider}), batch ${sizes.join('/')}…`);
   const inputsAt = (b: number): InferInputs => (b === plan.batchSize ? (plan.sets[0] ?? []) : (planInputs(md, maxBatchSize, { batchSize: b, shapes: o.shapes, data: o.inputData, stringLength: o.stringLength, poolSize: 1 }).sets[0] ?? []));
-  const raw = await rawOrtBaseline({ modelPath: file, inputs: inputsAt, batchSizes: sizes, durationMs: o.intervalMs, maxTrials: o.maxTrials, stability: o.stability });
+  const raw = await rawOrtBaseline({ modelPath: file, inputs: inputsAt, batchSizes: sizes, durationMs: o.intervalMs, maxTrials: o.maxTrials, stability: o.stability, provider });
   for (const r of raw) log(`  batch ${r.batchSize}: ${r.rowsPerSecond.toFixed(0)} infer/s, p50 ${(r.latency.p50Us / 1000).toFixed(2)} ms`);
   return raw;
 }

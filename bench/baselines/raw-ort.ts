@@ -20,7 +20,12 @@ export interface RawOrtOptions {
   readonly warmupRuns?: number;
   /** Hard cap on timed runs per batch size (default 100 000). */
   readonly maxRuns?: number;
+  /** The execution provider (default cpu); webgpu measures the GPU path a KIND_GPU instance takes without CUDA. */
+  readonly provider?: RawOrtProvider;
 }
+
+export const RAW_ORT_PROVIDERS = ['cpu', 'webgpu'] as const;
+export type RawOrtProvider = (typeof RAW_ORT_PROVIDERS)[number];
 
 export interface RawOrtLevel {
   readonly batchSize: number;
@@ -41,8 +46,9 @@ export interface RawOrtLevel {
  * cores for intra-op, no spinning (spinning threads would steal the cores
  * the gateway and the load generator need).
  */
-export function createBaselineSession(modelPath: string): Promise<ort.InferenceSession> {
+export function createBaselineSession(modelPath: string, provider: RawOrtProvider = 'cpu'): Promise<ort.InferenceSession> {
   return ort.InferenceSession.create(modelPath, {
+    executionProviders: [provider],
     intraOpNumThreads: availableParallelism(),
     interOpNumThreads: 1,
     executionMode: 'sequential',
@@ -55,7 +61,7 @@ export function createBaselineSession(modelPath: string): Promise<ort.InferenceS
  * in this process at each batch size, for a bounded time.
  */
 export async function rawOrtBaseline(o: RawOrtOptions): Promise<RawOrtLevel[]> {
-  const session = await createBaselineSession(o.modelPath);
+  const session = await createBaselineSession(o.modelPath, o.provider);
   const rule = o.stability ?? DEFAULT_STABILITY;
   const maxRuns = o.maxRuns ?? 100_000;
   const levels: RawOrtLevel[] = [];

@@ -161,6 +161,40 @@ describe('fabriek bench against a real server', () => {
     expect(bad.stderr).toMatch(/--factor: expected a multiple from 1 to 100, got '0'/);
   }, 150_000);
 
+  it('runs the scaling scenario with one and two gateway processes, load from processes of their own, and reports merged runs', async () => {
+    const history = join(dir, 'scaling');
+    const r = await bench(
+      ['scaling', '--processes', '1,2', '--client-processes', '2', '--connections', '2', '--concurrency', '4', '--duration', '1', '--warmup', '0.5', '--results-dir', history],
+      120_000,
+    );
+    expect(r.code, r.stderr).toBe(0);
+    interface Level {
+      readonly gatewayProcesses: number;
+      readonly answered: number;
+      readonly failed: number;
+      readonly wrong: number;
+      readonly serverCpuUsPerRequest: number;
+      readonly rowsPerRun: number | null;
+      readonly latency: { readonly count: number };
+    }
+    const run = JSON.parse(await readFile(join(history, 'latest-scaling.json'), 'utf8')) as { scenario: { levels: Level[] } };
+    const levels = run.scenario.levels;
+    expect(levels.map((l) => l.gatewayProcesses)).toEqual([1, 2]);
+    for (const l of levels) {
+      expect(l.answered).toBeGreaterThan(0);
+      expect(l.latency.count).toBe(l.answered);
+      expect(l.failed + l.wrong).toBe(0);
+      expect(l.serverCpuUsPerRequest).toBeGreaterThan(0);
+    }
+    // The worker reports its runs only with several gateway processes (JSON writes NaN as null).
+    expect(levels[0]?.rowsPerRun).toBeNull();
+    expect(levels[1]?.rowsPerRun).toBeGreaterThanOrEqual(1);
+    expect(r.stdout).toMatch(/\| 2 \| \d+ \| [\d.]+× \| [\d.]+ \|/);
+    const bad = await bench(['scaling', '--processes', '0,2']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--processes: expected integers from 1 to 64, got '0,2'/);
+  }, 120_000);
+
   it('exits 2 with a message for bad flags, an unknown model shape, or a file that is not a result', async () => {
     const noModel = await bench(['--concurrency-range', '1']);
     expect(noModel.code).toBe(2);

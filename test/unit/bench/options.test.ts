@@ -59,6 +59,7 @@ describe('perf_analyzer-style flags', () => {
     expect(o.percentile).toBe(95);
     expect(o.sloMs).toBe(20);
     expect([...o.baselines].sort()).toEqual(['batching-off', 'grpc-echo', 'raw-ort']);
+    expect(o.rawOrtProvider).toBe('cpu');
     expect(o.csvFile).toBe('out.csv');
     expect(o.jsonFile).toBe('o.json');
     expect(o.save).toBe(false);
@@ -86,6 +87,7 @@ describe('perf_analyzer-style flags', () => {
     expect(() => parsePerfArgs(['-m', 'x', '--shape', 'IN'])).toThrow(/NAME:d1,d2/);
     expect(() => parsePerfArgs(['-m', 'x', '-b', '0'])).toThrow(/--batch-size: expected an integer ≥ 1, got '0'/);
     expect(() => parsePerfArgs(['-m', 'x', '--load-client', 'curl'])).toThrow(/--load-client: expected h2 or grpc-js, got 'curl'/);
+    expect(() => parsePerfArgs(['-m', 'x', '--raw-ort-provider', 'cuda'])).toThrow(/--raw-ort-provider: expected cpu or webgpu, got 'cuda'/);
     expect(() => parsePerfArgs(['-m', 'x', '-u', 'http://h:1'])).toThrow(/add -i http/);
     expect(() => parsePerfArgs(['-m', 'x', '--bogus'])).toThrow(UsageError);
     // A header without a colon is refused without echoing it (it is often a key).
