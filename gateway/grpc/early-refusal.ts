@@ -3,6 +3,7 @@ import { type Logger } from 'pino';
 import { type Admission } from '../inference/admission.js';
 import { type Tenant } from '../tenants/tenant.js';
 import { authorizationOf, toServiceError } from './call-context.js';
+import { refuseUnread } from './refuse-unread.js';
 
 // grpc-js reads and decodes a unary call's whole message before its handler
 // runs. For an inference call from a caller with no or an unknown key, or a
@@ -52,7 +53,7 @@ export function earlyRefusals(admission: Admission, log: Logger): ServerIntercep
               return;
             }
             const status = toServiceError(checked.refused, log);
-            call.sendStatus({ code: checked.refused.code, details: status.details ?? checked.refused.message, metadata: status.metadata ?? null });
+            refuseUnread(call, { code: checked.refused.code, details: status.details ?? checked.refused.message, metadata: status.metadata ?? null });
           },
         });
       },

@@ -4,6 +4,7 @@ import { type ModelInferRequest } from '../../proto/gen/inference.js';
 import { toServiceError } from '../grpc/call-context.js';
 import { identifiedTenant } from '../grpc/early-refusal.js';
 import { malformed } from '../grpc/malformed-request.js';
+import { refuseUnread } from '../grpc/refuse-unread.js';
 import { type InflightGate, type InflightHold, isHold } from './inflight-gate.js';
 
 // The in-flight byte bound for gRPC ModelInfer. grpc-js reads a unary call's
@@ -44,7 +45,7 @@ export function inflightBound(gate: InflightGate, log: Logger): ServerIntercepto
               return;
             }
             const status = toServiceError(entered, log);
-            call.sendStatus({ code: entered.code, details: status.details ?? entered.message, metadata: status.metadata ?? null });
+            refuseUnread(call, { code: entered.code, details: status.details ?? entered.message, metadata: status.metadata ?? null });
           },
           onReceiveMessage: (message, proceed) => {
             // Bytes that did not decode arrive as a MalformedRequest (answered INVALID_ARGUMENT by the handler).

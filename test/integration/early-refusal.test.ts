@@ -3,10 +3,12 @@
 // request quota, costs the gateway no message buffering or decoding. Shown
 // with a message over --max-message-bytes: read, it would fail as too large;
 // refused first, it gets the caller's own refusal. Unary calls, ModelStreamInfer
-// (refused when it opens, the retry hint in its trailers), and the HTTP
+// (refused when it opens, the retry hint in its trailers), a refused call's
+// stream reset so that a client still sending stops, and the HTTP
 // in-flight byte bound, whose holds every way a request can end gives back.
 // One gateway serves all of them.
 import { Metadata, type ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
+import { connect as http2Connect } from 'node:http2';
 import { connect } from 'node:net';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -114,6 +116,40 @@ describe('gRPC inference calls refused before their message is read', () => {
       expect.objectContaining({ tenant: null, op: 'infer', model: '' }),
     ]);
     expect(lines.find((l) => l.tenant === 'slow' && l.status === 'RESOURCE_EXHAUSTED')).toMatchObject({ op: 'infer', model: '' });
+  });
+
+  it('a refused call\'s stream is reset once answered, so a client still sending its message stops', async () => {
+    // A plain HTTP/2 client (as grpc-js does, it keeps sending after the status): 200 calls of
+    // 600 KB on one connection, 120 MB if every body crossed. Node's client default of 10 MB of
+    // session memory would refuse its own streams first (ENHANCE_YOUR_CALM), so it is lifted.
+    const calls = 200;
+    const body = Buffer.alloc(5 + 600_000);
+    body.writeUInt32BE(600_000, 1);
+    const session = http2Connect(`http://${gw.address}`, { maxSessionMemory: Number.MAX_SAFE_INTEGER });
+    session.on('error', () => undefined);
+    const statuses = await Promise.all(
+      Array.from(
+        { length: calls },
+        () =>
+          new Promise<string>((resolve) => {
+            const headers = { ':method': 'POST', ':path': '/inference.GRPCInferenceService/ModelInfer', 'content-type': 'application/grpc', te: 'trailers', authorization: 'Bearer not-a-key' };
+            const call = session.request(headers);
+            let status = 'no status';
+            call.on('response', (h) => (status = String(h['grpc-status'] ?? status)));
+            call.on('trailers', (h) => (status = String(h['grpc-status'] ?? status)));
+            call.on('error', () => undefined);
+            call.on('close', () => resolve(`${status} rst=${call.rstCode}`));
+            call.resume();
+            call.end(body);
+          }),
+      ),
+    );
+    const sent = session.socket.bytesWritten;
+    session.close();
+    expect(new Set(statuses)).toEqual(new Set([`${GrpcStatus.UNAUTHENTICATED} rst=0`]));
+    // The gateway's window lets about 16 MiB through before the resets arrive.
+    expect(sent).toBeLessThan((calls * body.byteLength) / 2);
+    expect((await gw.client.modelInfer(small(), as(KEYS.user))).outputs[0]?.shape.map(Number)).toEqual([1, 16]);
   });
 });
 

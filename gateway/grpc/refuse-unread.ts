@@ -1,0 +1,33 @@
+import { constants, type Http2Stream } from 'node:http2';
+import { type ServerInterceptingCallInterface } from '@grpc/grpc-js';
+
+// A call refused from its metadata, before its message is read. The client
+// may still be sending that message: gRPC clients stop when the status
+// arrives (they reset the stream), but a plain HTTP/2 client goes on, and
+// each refused 600 KB request then crosses the connection anyway, sharing
+// its bandwidth with the calls that were admitted. So after the
+// trailers-only answer the stream is reset with NO_ERROR, which HTTP/2
+// defines for exactly this (RFC 9113 §8.1: a complete response sent before
+// the whole request; the client must not discard the response). Node sends
+// the reset once the answer is written.
+
+/**
+ * The HTTP/2 stream under a server call. grpc-js offers no accessor; its
+ * base call keeps the stream as `stream` and each interceptor's call the
+ * next one as `nextCall` (grpc-js 1.14; the refusal tests fail if that moves).
+ */
+function http2StreamOf(call: ServerInterceptingCallInterface): Http2Stream | undefined {
+  let c: unknown = call;
+  for (let depth = 0; depth < 16 && typeof c === 'object' && c !== null; depth++) {
+    const stream = (c as { stream?: unknown }).stream;
+    if (typeof stream === 'object' && stream !== null && typeof (stream as Http2Stream).close === 'function' && 'rstCode' in stream) return stream as Http2Stream;
+    c = (c as { nextCall?: unknown }).nextCall;
+  }
+  return undefined;
+}
+
+export function refuseUnread(call: ServerInterceptingCallInterface, status: Parameters<ServerInterceptingCallInterface['sendStatus']>[0]): void {
+  const stream = http2StreamOf(call);
+  call.sendStatus(status);
+  if (stream !== undefined && !stream.closed) stream.close(constants.NGHTTP2_NO_ERROR);
+}
