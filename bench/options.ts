@@ -15,6 +15,7 @@ export const PERF_USAGE = `Usage: fabriek bench -m MODEL [options]          meas
        fabriek bench suite [--quick]             P1–P4 with baselines; writes bench/results/latest.md
        fabriek bench compare A.json B.json [--threshold PCT]
        fabriek bench batching|http [options]     the issue #3 / #4 scenarios (fabriek bench batching --help)
+       fabriek bench scaling [options]           req/s over 1, 2, 4, 8 gateway processes (fabriek bench scaling --help)
 
 Server and model:
   -m, --model-name NAME          model to measure (required)
