@@ -432,6 +432,9 @@ export class ModelHost {
     );
     if (info.fallbackReason !== '') {
       this.#options.logger.warn({ modelKey: key, reason: info.fallbackReason }, 'GPU requested, running on CPU');
+    } else if (info.passedOver !== undefined) {
+      // CUDA installed but failing (a driver too old for its libraries, say) would otherwise go unnoticed on WebGPU.
+      this.#options.logger.warn({ modelKey: key, provider: info.executionProvider, reason: info.passedOver }, 'GPU provider passed over');
     }
     if (previous !== undefined) await this.#retire(previous);
     return info;

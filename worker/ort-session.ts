@@ -66,6 +66,7 @@ export async function openSession(init: ThreadInit): Promise<OpenedSession> {
     }
   }
   const fallbackReason = session === undefined ? reasons.join('; ') : '';
+  const passedOver = session !== undefined && reasons.length > 0 ? { passedOver: reasons.join('; ') } : {};
   try {
     session ??= await create(init, ['cpu']);
   } catch (error) {
@@ -77,6 +78,7 @@ export async function openSession(init: ThreadInit): Promise<OpenedSession> {
       outputs: describeValues('output', session.outputMetadata),
       executionProvider,
       fallbackReason,
+      ...passedOver,
     };
     return { session, info };
   } catch (error) {

@@ -47,6 +47,8 @@ export interface SessionInfo {
   readonly executionProvider: string;
   /** Why a requested GPU provider was not used; "" when it was (or none was asked). */
   readonly fallbackReason: string;
+  /** Why the GPU providers tried before the one that runs failed (CUDA, when WebGPU runs); absent when none did. */
+  readonly passedOver?: string;
 }
 
 /**

@@ -2,14 +2,14 @@ import { constants, type Http2Stream } from 'node:http2';
 import { type ServerInterceptingCallInterface } from '@grpc/grpc-js';
 
 // A call refused from its metadata, before its message is read. The client
-// may still be sending that message: gRPC clients stop when the status
-// arrives (they reset the stream), but a plain HTTP/2 client goes on, and
-// each refused 600 KB request then crosses the connection anyway, sharing
-// its bandwidth with the calls that were admitted. So after the
-// trailers-only answer the stream is reset with NO_ERROR, which HTTP/2
-// defines for exactly this (RFC 9113 §8.1: a complete response sent before
-// the whole request; the client must not discard the response). Node sends
-// the reset once the answer is written.
+// may still be sending that message, and goes on after the status arrives
+// (grpc-js resets a stream only when it ends the call itself; plain HTTP/2
+// clients just finish their request): each refused 600 KB request then
+// crosses the connection anyway, sharing its bandwidth with the calls that
+// were admitted. So after the trailers-only answer the stream is reset with
+// NO_ERROR, which HTTP/2 defines for exactly this (RFC 9113 §8.1: a complete
+// response sent before the whole request; the client must not discard the
+// response). Node sends the reset once the answer is written.
 
 /**
  * The HTTP/2 stream under a server call. grpc-js offers no accessor; its
