@@ -144,9 +144,14 @@ export class InflightGate {
   /**
    * The refusal when the bytes held, and `bytes` more, would take longer than
    * the bound to drain, and the tenant already holds its share of the bound
-   * (its weight over the weights of the tenants holding bytes, itself
-   * included): a flooding tenant is refused while the others are still
-   * admitted up to theirs. Undefined while the rate is unknown.
+   * and its share of the bytes now held (its weight over the weights of the
+   * tenants holding bytes, itself included): a flooding tenant is refused
+   * while the others are still admitted up to theirs. The share of what is
+   * held matters once the rate has fallen since a flood was admitted: the
+   * flood then holds several times the bound, and a quiet tenant refused at
+   * its share of the bound would wait behind it and be refused too (seen
+   * with a tenant flooding from the same two cores). Undefined while the rate
+   * is unknown.
    */
   #overWait(bytes: number, declared: number | undefined, tenant: GateTenant, mine: TenantHold | undefined): ServingError | undefined {
     const perNs = this.#rate.bytesPerNs(this.#now());
@@ -154,7 +159,7 @@ export class InflightGate {
     const waitNs = (this.#bytes + bytes) / perNs;
     if (waitNs <= this.#maxWaitNs) return undefined;
     const weights = this.#activeWeight + (mine ? 0 : tenant.weight);
-    const shareBytes = (this.#maxWaitNs * perNs * tenant.weight) / weights;
+    const shareBytes = (Math.max(this.#maxWaitNs * perNs, this.#bytes) * tenant.weight) / weights;
     const own = mine?.bytes ?? 0;
     if (own + bytes <= shareBytes) return undefined;
     const waitMs = waitNs / 1e6;

@@ -99,10 +99,35 @@ describe('InflightGate', () => {
       const refused = gate.enter(1_000_000, a);
       expect(isHold(refused)).toBe(false);
       if (!isHold(refused)) expect(refused.message).toMatch(/; tenant 'a' holds 9000000 bytes of its share of 5000000; admitting 1000000 more bytes/);
-      // … b holds nothing, and its share with a and the open tenant (3 of 5 weights) is 6 MB: admitted past the bound.
-      for (let i = 0; i < 6; i++) hold(gate, 1_000_000, b);
-      expect(isHold(gate.enter(1_000_000, b))).toBe(false);
-      expect(gate.requests).toBe(16);
+      // … b holds nothing, and its share with a and the open tenant (3 of 5 weights) is 6 MB of the bound, and
+      // more of what is held as it grows: admitted past the bound up to 3/5 of the bytes held.
+      for (let i = 0; i < 13; i++) hold(gate, 1_000_000, b); // at 13 MB of 23: its share is 13.8 MB
+      const full = gate.enter(1_000_000, b);
+      expect(isHold(full)).toBe(false);
+      if (!isHold(full)) expect(full.message).toMatch(/; tenant 'b' holds 13000000 bytes of its share of 13800000; /);
+      expect(gate.requests).toBe(23);
+    });
+
+    it('a tenant below its share of the bytes held is admitted when a flood admitted earlier holds more than the bound', () => {
+      let ns = 0n;
+      const gate = new InflightGate(1 << 30, { maxWaitMs: 100, now: () => ns });
+      const a = { name: 'a', weight: 1 };
+      const b = { name: 'b', weight: 1 };
+      // a's flood is admitted while the rate is still unknown: 20 MB.
+      for (let i = 0; i < 20; i++) hold(gate, 1_000_000, a);
+      // Then the gateway answers 1 MB every 50 ms: 20 MB/s, so a holds 1 s of work, ten times the bound,
+      // and b's share of the bound is 1 MB.
+      for (let i = 0; i < 17; i++) {
+        const h = hold(gate, 1_000_000);
+        ns += 50_000_000n;
+        h.release(true);
+      }
+      for (let i = 0; i < 4; i++) hold(gate, 1_000_000, b);
+      // b holds 4 MB, over its share of the bound but under half of the 24 MB held: admitted. a is refused.
+      expect(isHold(gate.enter(1_000_000, b))).toBe(true);
+      const refused = gate.enter(1_000_000, a);
+      expect(isHold(refused)).toBe(false);
+      if (!isHold(refused)) expect(refused.message).toMatch(/; tenant 'a' holds 20000000 bytes of its share of 12500000; /);
     });
 
     it('always admits one request on an empty gate', () => {
