@@ -230,7 +230,9 @@ export function scalingMarkdown(levels: readonly ScalingLevel[], o: Omit<Scaling
   const base = levels.find((l) => l.gatewayProcesses === 1)?.perSecond ?? NaN;
   const rows = levels.map((l) => {
     const ratio = l.perSecond / base;
-    return `| ${l.gatewayProcesses} | ${Math.round(l.perSecond)} | ${fixed(ratio, 2)}× | ${fixed(ratio / l.gatewayProcesses, 2)} | ${Math.round(l.serverCpuUsPerRequest)} | ${fixed(l.latency.p50Us / 1000, 2)} / ${fixed(l.latency.p99Us / 1000, 2)} | ${fixed(l.serverCores, 1)} / ${fixed(l.clientCores, 1)} / ${fixed(l.otherCores, 1)} | ${fixed(l.rowsPerExecution, 1)} / ${fixed(l.rowsPerRun, 1)} | ${l.failed + l.wrong} |`;
+    // Without N = 1 in the run there is nothing to divide by.
+    const times = Number.isFinite(ratio) ? `${ratio.toFixed(2)}×` : '–';
+    return `| ${l.gatewayProcesses} | ${Math.round(l.perSecond)} | ${times} | ${Number.isFinite(ratio) ? fixed(ratio / l.gatewayProcesses, 2) : '–'} | ${Math.round(l.serverCpuUsPerRequest)} | ${fixed(l.latency.p50Us / 1000, 2)} / ${fixed(l.latency.p99Us / 1000, 2)} | ${fixed(l.serverCores, 1)} / ${fixed(l.clientCores, 1)} / ${fixed(l.otherCores, 1)} | ${fixed(l.rowsPerExecution, 1)} / ${fixed(l.rowsPerRun, 1)} | ${l.failed + l.wrong} |`;
   });
   const problems = levels.filter((l) => l.failed + l.wrong > 0).map((l) => `- N = ${l.gatewayProcesses}: ${l.failed} failed, ${l.wrong} wrong; first error: ${l.firstError}`);
   return [

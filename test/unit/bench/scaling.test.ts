@@ -52,6 +52,10 @@ describe('fabriek bench scaling: the table', () => {
     expect(md).toContain('2 load processes × 4 connections × 8 calls in flight (64 in all)');
   });
 
+  it('shows no ratios when N = 1 was not measured', () => {
+    expect(scalingMarkdown([level(4, 3000)], { ...o, processes: [4] }, 16)).toContain('| 4 | 3000 | – | – | 310 |');
+  });
+
   it('lists the levels with failures or wrong answers under the table', () => {
     const md = scalingMarkdown([level(1, 1000), level(2, 900, { failed: 3, wrong: 1, firstError: 'UNAVAILABLE' })], o, 16);
     expect(md).toContain('- N = 2: 3 failed, 1 wrong; first error: UNAVAILABLE');
