@@ -139,6 +139,7 @@ describe('fabriek bench against a real server', () => {
     interface ModeRun {
       readonly mode: string;
       readonly capacity: { readonly inferPerSecond: number };
+      readonly partial: { readonly requests: number };
       readonly overload: { readonly value: number; readonly requests: number; readonly errors: Record<string, number> };
       readonly rssPeakBytes: number;
       readonly exitMs: number;
@@ -150,7 +151,9 @@ describe('fabriek bench against a real server', () => {
     for (const m of run.scenario.results) {
       expect(m.capacity.inferPerSecond).toBeGreaterThan(0);
       expect(m.overload.value).toBeCloseTo(2 * m.capacity.inferPerSecond, -1);
-      expect(m.overload.requests).toBeGreaterThan(0);
+      // Below capacity every window gets answers. The overload window is not asserted to: at 2× for 1 s on a
+      // shared machine it can end before any answer arrives (the collapse this scenario exists to show; seen in CI).
+      expect(m.partial.requests).toBeGreaterThan(0);
       expect(m.rssPeakBytes).toBeGreaterThan(0);
       expect(m.exitedHow).toBe('0');
       expect(m.exitMs).toBeLessThan(10_000);
