@@ -7,7 +7,7 @@ import { comparisonText, compareRuns } from './compare.js';
 import { HistoryError, loadRun } from './history.js';
 import { DISTURBED_CORES, cpuMeter } from './load/child-server.js';
 import { InputDataError } from './load/input-data.js';
-import { PERF_USAGE, UsageError, parsePerfArgs, perfWatchdogMs } from './options.js';
+import { PERF_USAGE, UsageError, parsePerfArgs, parsed, perfWatchdogMs } from './options.js';
 import { runPerf } from './perf.js';
 import { manyModelsCommand } from './scenarios/many-models.js';
 import { runScenario } from './scenarios/run-scenario.js';
@@ -28,15 +28,6 @@ Exits 1 and lists the regressions worse than PCT % (default 10).
 `;
 
 const log = (line: string): void => void process.stderr.write(line + '\n');
-
-/** Runs parseArgs, with its errors as UsageError (exit code 2 and the usage). */
-function parsed<T>(parse: () => T): T {
-  try {
-    return parse();
-  } catch (error) {
-    throw new UsageError(error instanceof Error ? error.message : String(error));
-  }
-}
 
 function watchdog(ms: number): void {
   setTimeout(() => {

@@ -11,6 +11,21 @@ export class UsageError extends Error {
   override name = 'UsageError';
 }
 
+/** Runs parseArgs, with its errors as UsageError (exit code 2 and the usage). */
+export function parsed<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error));
+  }
+}
+
+/** A scenario's own flags, and the `fabriek serve` flags given after `--`. */
+export function splitServeFlags(argv: readonly string[]): { readonly own: string[]; readonly serveFlags: string[] } {
+  const dashes = argv.indexOf('--');
+  return dashes < 0 ? { own: [...argv], serveFlags: [] } : { own: argv.slice(0, dashes), serveFlags: argv.slice(dashes + 1) };
+}
+
 export const PERF_USAGE = `Usage: fabriek bench -m MODEL [options]          measure a model (perf_analyzer's flags)
        fabriek bench suite [--quick]             P1–P4 with baselines; writes bench/results/latest.md
        fabriek bench compare A.json B.json [--threshold PCT]
@@ -110,7 +125,8 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h', default: false },
 } as const;
 
-function number(flag: string, raw: string, o: { min?: number; max?: number; integer?: boolean } = {}): number {
+/** A numeric flag's value, or a UsageError naming the flag and the range. */
+export function number(flag: string, raw: string, o: { min?: number; max?: number; integer?: boolean } = {}): number {
   const n = Number(raw);
   const { min = -Infinity, max = Infinity, integer = false } = o;
   if (raw.trim() === '' || !Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n))) {
@@ -159,12 +175,7 @@ const BASELINES: readonly Baseline[] = ['raw-ort', 'grpc-echo', 'batching-off', 
 
 /** Parses perf mode's argv; `{ help: true }` when -h was given. */
 export function parsePerfArgs(argv: readonly string[]): PerfOptions | { help: true } {
-  let values;
-  try {
-    ({ values } = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: false, strict: true }));
-  } catch (error) {
-    throw new UsageError(error instanceof Error ? error.message : String(error));
-  }
+  const { values } = parsed(() => parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: false, strict: true }));
   if (values.help) return { help: true };
   const model = values['model-name'];
   if (model === undefined || model === '') throw new UsageError('-m MODEL is required');
@@ -190,12 +201,7 @@ export function parsePerfArgs(argv: readonly string[]): PerfOptions | { help: tr
   if (!(RAW_ORT_PROVIDERS as readonly string[]).includes(rawOrtProvider)) {
     throw new UsageError(`--raw-ort-provider: expected ${RAW_ORT_PROVIDERS.join(' or ')}, got '${rawOrtProvider}'`);
   }
-  let shapes: Map<string, number[]>;
-  try {
-    shapes = new Map((values.shape ?? []).map(parseShapeFlag));
-  } catch (error) {
-    throw new UsageError(error instanceof Error ? error.message : String(error));
-  }
+  const shapes = parsed(() => new Map((values.shape ?? []).map(parseShapeFlag)));
   const seed = number('seed', values.seed, { min: 0, integer: true });
   const url = values.url;
   if (values['cache-config'] !== undefined && (values['model-repository'] === undefined || url !== undefined)) {

@@ -11,7 +11,7 @@ import { buildManyModels, constantOf, MANY_MODELS_WIDTH } from '../../models/bui
 import { httpUrlOf, removeAtExit, startGateway } from '../load/child-server.js';
 import { treeCpuSeconds } from '../../core/process-cpu.js';
 import { treeRssBytes } from '../load/tree-rss.js';
-import { UsageError } from '../options.js';
+import { UsageError, parsed, splitServeFlags } from '../options.js';
 import { onDemandText, runManyModelsOnDemand } from './many-models-on-demand.js';
 
 export const MANY_MODELS_USAGE = `Usage: fabriek bench many-models [--count N] [--concurrency C] [--on-demand [--budget B]] [-- SERVE_FLAGS…]
@@ -131,13 +131,10 @@ export async function runManyModels(count: number, concurrency: number, serveFla
 }
 
 export async function manyModelsCommand(argv: readonly string[], log: (line: string) => void, watchdog: (ms: number) => void): Promise<number> {
-  const split = argv.indexOf('--');
-  const own = split < 0 ? argv : argv.slice(0, split);
-  const serveFlags = split < 0 ? [] : argv.slice(split + 1);
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: [...own],
+  const { own, serveFlags } = splitServeFlags(argv);
+  const { values } = parsed(() =>
+    parseArgs({
+      args: own,
       options: {
         count: { type: 'string', default: '1000' },
         concurrency: { type: 'string', default: '8' },
@@ -145,10 +142,8 @@ export async function manyModelsCommand(argv: readonly string[], log: (line: str
         budget: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
-    }));
-  } catch (error) {
-    throw new UsageError(error instanceof Error ? error.message : String(error));
-  }
+    }),
+  );
   if (values.help) {
     process.stdout.write(MANY_MODELS_USAGE);
     return 0;

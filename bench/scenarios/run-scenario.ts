@@ -2,7 +2,7 @@
 // with their own options (a fixed window per level, every answer checked).
 import { parseArgs } from 'node:util';
 import { describeRun, runInfo, saveRun } from '../history.js';
-import { UsageError } from '../options.js';
+import { UsageError, parsed } from '../options.js';
 import { BATCHING_MODELS, type BatchingModel, runBatching } from './batching.js';
 import { fairnessWindows, runFairness } from './fairness.js';
 import { runHttp } from './http.js';
@@ -98,9 +98,8 @@ export async function runScenario(
   watchdog: (ms: number) => void,
   warnIfBusy: () => Promise<void>,
 ): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
+  const { values } = parsed(() =>
+    parseArgs({
       args: [...argv],
       options: {
         duration: { type: 'string' },
@@ -122,10 +121,8 @@ export async function runScenario(
         'results-dir': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
-    }));
-  } catch (error) {
-    throw new UsageError(error instanceof Error ? error.message : String(error));
-  }
+    }),
+  );
   if (values.help) {
     process.stdout.write(SCENARIO_USAGE);
     return 0;

@@ -18,7 +18,7 @@ import { describeRun, runInfo, saveRun } from '../history.js';
 import { type ChildServer, removeAtExit, startGateway } from '../load/child-server.js';
 import { mergeHistograms, summarize, type LatencySummary } from '../load/histogram.js';
 import { type LoadProcessPlan, type LoadProcessResult } from '../load/load-process.js';
-import { UsageError } from '../options.js';
+import { UsageError, number, parsed, splitServeFlags } from '../options.js';
 
 const MODEL = 'identity_fp32';
 const LOAD_PROCESS = fileURLToPath(new URL('../load/load-process-main.js', import.meta.url));
@@ -77,29 +77,17 @@ function positiveList(flag: string, raw: string): number[] {
   return values;
 }
 
-function positive(flag: string, raw: string | undefined, fallback: number, max: number): number {
-  if (raw === undefined) return fallback;
-  const v = /^\d+$/.test(raw.trim()) ? Number(raw) : NaN;
-  if (!Number.isInteger(v) || v < 1 || v > max) throw new UsageError(`--${flag}: expected an integer from 1 to ${max}, got '${raw}'`);
-  return v;
-}
+const positive = (flag: string, raw: string | undefined, fallback: number, max: number): number =>
+  raw === undefined ? fallback : number(flag, raw, { min: 1, max, integer: true });
 
-function seconds(flag: string, raw: string | undefined, fallback: number): number {
-  if (raw === undefined) return fallback * 1000;
-  const s = Number(raw);
-  if (!Number.isFinite(s) || s <= 0 || s > 600) throw new UsageError(`--${flag}: expected seconds from 0 to 600, got '${raw}'`);
-  return s * 1000;
-}
+const seconds = (flag: string, raw: string | undefined, fallback: number): number => 1000 * (raw === undefined ? fallback : number(flag, raw, { min: 0.001, max: 600 }));
 
 /** The command line, parsed; undefined for --help. Pure, so it is unit-tested. */
 export function parseScalingArgs(argv: readonly string[], cores: number): Omit<ScalingOptions, 'log'> & { resultsDir?: string; save: boolean } | undefined {
-  const dashes = argv.indexOf('--');
-  const own = dashes < 0 ? argv : argv.slice(0, dashes);
-  const serveArgs = dashes < 0 ? [] : argv.slice(dashes + 1);
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: [...own],
+  const { own, serveFlags: serveArgs } = splitServeFlags(argv);
+  const { values } = parsed(() =>
+    parseArgs({
+      args: own,
       options: {
         processes: { type: 'string' },
         'client-processes': { type: 'string' },
@@ -112,10 +100,8 @@ export function parseScalingArgs(argv: readonly string[], cores: number): Omit<S
         'no-save': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h' },
       },
-    }));
-  } catch (error) {
-    throw new UsageError(error instanceof Error ? error.message : String(error));
-  }
+    }),
+  );
   if (values.help) return undefined;
   const fitting = [1, 2, 4, 8].filter((n) => n <= 2 || n <= cores);
   return {

@@ -1,4 +1,4 @@
-import { constants, type Http2Stream } from 'node:http2';
+import { constants, type ServerHttp2Stream } from 'node:http2';
 import { type ServerInterceptingCallInterface } from '@grpc/grpc-js';
 
 // A call refused from its metadata, before its message is read. The client
@@ -16,11 +16,11 @@ import { type ServerInterceptingCallInterface } from '@grpc/grpc-js';
  * base call keeps the stream as `stream` and each interceptor's call the
  * next one as `nextCall` (grpc-js 1.14; the refusal tests fail if that moves).
  */
-function http2StreamOf(call: ServerInterceptingCallInterface): Http2Stream | undefined {
+function http2StreamOf(call: ServerInterceptingCallInterface): ServerHttp2Stream | undefined {
   let c: unknown = call;
   for (let depth = 0; depth < 16 && typeof c === 'object' && c !== null; depth++) {
     const stream = (c as { stream?: unknown }).stream;
-    if (typeof stream === 'object' && stream !== null && typeof (stream as Http2Stream).close === 'function' && 'rstCode' in stream) return stream as Http2Stream;
+    if (typeof stream === 'object' && stream !== null && typeof (stream as ServerHttp2Stream).close === 'function' && 'rstCode' in stream) return stream as ServerHttp2Stream;
     c = (c as { nextCall?: unknown }).nextCall;
   }
   return undefined;
@@ -29,5 +29,6 @@ function http2StreamOf(call: ServerInterceptingCallInterface): Http2Stream | und
 export function refuseUnread(call: ServerInterceptingCallInterface, status: Parameters<ServerInterceptingCallInterface['sendStatus']>[0]): void {
   const stream = http2StreamOf(call);
   call.sendStatus(status);
-  if (stream !== undefined && !stream.closed) stream.close(constants.NGHTTP2_NO_ERROR);
+  // Only once the answer is on its way: a reset before it would leave the client without a status.
+  if (stream !== undefined && stream.headersSent && !stream.closed) stream.close(constants.NGHTTP2_NO_ERROR);
 }

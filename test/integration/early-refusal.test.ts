@@ -8,7 +8,7 @@
 // in-flight byte bound, whose holds every way a request can end gives back.
 // One gateway serves all of them.
 import { Metadata, type ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
-import { connect as http2Connect } from 'node:http2';
+import { type ClientHttp2Session, connect as http2Connect, constants as http2Constants } from 'node:http2';
 import { connect } from 'node:net';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -29,6 +29,7 @@ const INFLIGHT_BYTES = 4 << 20;
 const small = (model = 'identity_fp32'): ModelInferRequest => zerosRequest(model, ['INPUT0'], 16);
 /** 4 MiB of tensor data: four times the gateway's message limit. */
 const huge = (): ModelInferRequest => zerosRequest('identity_fp32', ['INPUT0'], MAX_MESSAGE);
+const as = (key: string) => ({ metadata: { authorization: `Bearer ${key}` } });
 
 let dir: string;
 let gw: GatewayProcess;
@@ -65,7 +66,6 @@ afterAll(async () => {
 });
 
 describe('gRPC inference calls refused before their message is read', () => {
-  const as = (key: string) => ({ metadata: { authorization: `Bearer ${key}` } });
 
   it('a message over the limit from a known tenant is read and refused as too large (the baseline)', async () => {
     const e = await failure(gw.client.modelInfer(huge(), as(KEYS.user)));
@@ -119,39 +119,85 @@ describe('gRPC inference calls refused before their message is read', () => {
   });
 
   it('a refused call\'s stream is reset once answered, so a client still sending its message stops', async () => {
-    // A plain HTTP/2 client (as grpc-js does, it keeps sending after the status): 200 calls of
-    // 600 KB on one connection, 120 MB if every body crossed. Node's client default of 10 MB of
-    // session memory would refuse its own streams first (ENHANCE_YOUR_CALM), so it is lifted.
-    const calls = 200;
-    const body = Buffer.alloc(5 + 600_000);
-    body.writeUInt32BE(600_000, 1);
-    const session = http2Connect(`http://${gw.address}`, { maxSessionMemory: Number.MAX_SAFE_INTEGER });
-    session.on('error', () => undefined);
-    const statuses = await Promise.all(
-      Array.from(
-        { length: calls },
-        () =>
-          new Promise<string>((resolve) => {
-            const headers = { ':method': 'POST', ':path': '/inference.GRPCInferenceService/ModelInfer', 'content-type': 'application/grpc', te: 'trailers', authorization: 'Bearer not-a-key' };
-            const call = session.request(headers);
-            let status = 'no status';
-            call.on('response', (h) => (status = String(h['grpc-status'] ?? status)));
-            call.on('trailers', (h) => (status = String(h['grpc-status'] ?? status)));
-            call.on('error', () => undefined);
-            call.on('close', () => resolve(`${status} rst=${call.rstCode}`));
-            call.resume();
-            call.end(body);
-          }),
-      ),
-    );
+    const session = floodSession(gw.address);
+    const statuses = await flood(session, 'not-a-key');
     const sent = session.socket.bytesWritten;
     session.close();
     expect(new Set(statuses)).toEqual(new Set([`${GrpcStatus.UNAUTHENTICATED} rst=0`]));
     // The gateway's window lets about 16 MiB through before the resets arrive.
-    expect(sent).toBeLessThan((calls * body.byteLength) / 2);
+    expect(sent).toBeLessThan(FLOOD_BYTES / 2);
     expect((await gw.client.modelInfer(small(), as(KEYS.user))).outputs[0]?.shape.map(Number)).toEqual([1, 16]);
   });
 });
+
+describe('a call the in-flight gate refuses after the tenants\' check', () => {
+  it('has its stream reset once answered too', async () => {
+    // A fresh gate (a running one has learnt a typical request size from the calls before), behind the tenants'
+    // interceptor: the refusal comes from the second interceptor, whose call wraps the first's.
+    const gate = await startGateway([
+      ...['--model-repository', TEST_REPOSITORY, '--workers', '1', '--log-level', 'warn'],
+      ...['--tenants', join(dir, 'tenants.yaml'), '--max-inflight-bytes', String(4 << 20)],
+    ]);
+    try {
+      const session = floodSession(gate.address);
+      // Four calls that never finish sending hold the gate full: until its message arrives each counts as
+      // the typical request, 1 MiB on a fresh gateway, and 4 MiB is the bound.
+      const holders = Array.from({ length: 4 }, () => {
+        const call = session.request(inferHeaders(KEYS.user));
+        call.on('error', () => undefined);
+        call.write(FLOOD_BODY.subarray(0, 5));
+        return call;
+      });
+      const statuses = await flood(session, KEYS.user);
+      const sent = session.socket.bytesWritten;
+      for (const h of holders) h.close(http2Constants.NGHTTP2_CANCEL);
+      session.close();
+      expect(new Set(statuses)).toEqual(new Set([`${GrpcStatus.RESOURCE_EXHAUSTED} rst=0`]));
+      expect(sent).toBeLessThan(FLOOD_BYTES / 2);
+      // The holders' cancels gave their places back.
+      expect((await gate.client.modelInfer(small(), as(KEYS.user))).outputs[0]?.shape.map(Number)).toEqual([1, 16]);
+    } finally {
+      await gate.stop();
+    }
+  });
+});
+
+
+// A plain HTTP/2 client (as grpc-js does, it keeps sending after the status): FLOOD_CALLS calls of 600 KB on
+// one connection, FLOOD_BYTES if every body crossed. Node's client default of 10 MB of session memory would
+// refuse its own streams first (ENHANCE_YOUR_CALM), so it is lifted.
+const FLOOD_CALLS = 200;
+const FLOOD_BODY = Buffer.alloc(5 + 600_000);
+FLOOD_BODY.writeUInt32BE(600_000, 1);
+const FLOOD_BYTES = FLOOD_CALLS * FLOOD_BODY.byteLength;
+
+const inferHeaders = (key: string) => ({ ':method': 'POST', ':path': '/inference.GRPCInferenceService/ModelInfer', 'content-type': 'application/grpc', te: 'trailers', authorization: `Bearer ${key}` });
+
+function floodSession(address: string): ClientHttp2Session {
+  const session = http2Connect(`http://${address}`, { maxSessionMemory: Number.MAX_SAFE_INTEGER });
+  session.on('error', () => undefined);
+  return session;
+}
+
+/** Each call's "grpc-status rst=code" once its stream has closed. */
+function flood(session: ClientHttp2Session, key: string): Promise<string[]> {
+  return Promise.all(
+    Array.from(
+      { length: FLOOD_CALLS },
+      () =>
+        new Promise<string>((resolve) => {
+          const call = session.request(inferHeaders(key));
+          let status = 'no status';
+          call.on('response', (h) => (status = String(h['grpc-status'] ?? status)));
+          call.on('trailers', (h) => (status = String(h['grpc-status'] ?? status)));
+          call.on('error', () => undefined);
+          call.on('close', () => resolve(`${status} rst=${call.rstCode}`));
+          call.resume();
+          call.end(FLOOD_BODY);
+        }),
+    ),
+  );
+}
 
 interface StreamEnd {
   /** error_message of each response ('' = answered). */

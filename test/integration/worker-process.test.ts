@@ -187,6 +187,7 @@ describe('worker process', () => {
     // Dawn cannot be pointed at a second GPU: there only CUDA is tried.
     const second = await worker.load({ modelKey: 'gpu1/1', modelPath: models.path('identity_fp32'), deviceKind: 'gpu', deviceId: 1 });
     if (second.executionProvider === 'cpu') expect(second.fallbackReason).toMatch(/^CUDA execution provider unavailable on device 1: [^;]+$/);
+    else expect(second).toMatchObject({ executionProvider: 'cuda:1', fallbackReason: '' });
     await worker.unload('gpu1/1');
   });
 

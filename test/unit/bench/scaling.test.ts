@@ -19,8 +19,8 @@ describe('fabriek bench scaling: flags', () => {
   it('refuses what makes no sense, saying why', () => {
     expect(() => parseScalingArgs(['--processes', '0,2'], 2)).toThrow(/--processes: expected integers from 1 to 64, got '0,2'/);
     expect(() => parseScalingArgs(['--processes', '1,,2'], 2)).toThrow(UsageError);
-    expect(() => parseScalingArgs(['--workers', '1.5'], 2)).toThrow(/--workers: expected an integer from 1 to 64, got '1.5'/);
-    expect(() => parseScalingArgs(['--duration', '0'], 2)).toThrow(/--duration: expected seconds from 0 to 600, got '0'/);
+    expect(() => parseScalingArgs(['--workers', '1.5'], 2)).toThrow(/--workers: expected an integer ≥ 1 ≤ 64, got '1.5'/);
+    expect(() => parseScalingArgs(['--duration', '0'], 2)).toThrow(/--duration: expected a number ≥ 0.001 ≤ 600, got '0'/);
     expect(() => parseScalingArgs(['--bogus'], 2)).toThrow(UsageError);
   });
 });
