@@ -396,6 +396,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     knownModel: (name) => models.versionsOf(name).length > 0,
   });
   const inflight = new InflightGate(options.maxInflightBytes, { maxWaitMs: options.maxInflightWaitMs });
+  metrics?.setInflightProvider(() => inflight);
   const load = options.loadReportIntervalMs > 0 ? new LoadReporter(models, options.loadReportIntervalMs) : undefined;
   const server = new Server({
     'grpc.max_receive_message_length': options.maxMessageBytes,

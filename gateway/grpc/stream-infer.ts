@@ -4,7 +4,7 @@ import { boundedMessage, isServingError } from '../../core/errors.js';
 import { type ModelInferRequest, type ModelInferResponse, type ModelStreamInferResponse } from '../../proto/gen/inference.js';
 import { type CallContext } from './call-context.js';
 import { malformed } from './malformed-request.js';
-import { type InflightGate, isHold } from '../inference/inflight-gate.js';
+import { type InflightGate, isHold, outcomeOfError, type ReleaseOutcome } from '../inference/inflight-gate.js';
 import { requestBytes } from '../inference/grpc-inflight.js';
 
 type Infer = (request: ModelInferRequest, context: CallContext) => Promise<ModelInferResponse>;
@@ -43,19 +43,20 @@ export function streamInfer(infer: Infer, log: Logger, inflight?: InflightGate):
         return;
       }
       pending += 1;
-      let answered = false;
+      let outcome: ReleaseOutcome = 'failed';
       infer(request, context).then(
         (response) => {
-          answered = true;
+          outcome = 'answered';
           call.write({ errorMessage: '', inferResponse: response });
         },
         (error: unknown) => {
+          outcome = outcomeOfError(error);
           if (!isServingError(error)) log.error({ err: error }, 'unexpected error in stream infer');
           const message = isServingError(error) ? boundedMessage(error.message) : 'internal error';
           call.write({ errorMessage: message, inferResponse: undefined });
         },
       ).finally(() => {
-        hold?.release(answered);
+        hold?.release(outcome);
         pending -= 1;
         finishIfDone();
       });

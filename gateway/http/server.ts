@@ -7,7 +7,7 @@ import { type Logger } from 'pino';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { boundedMessage, invalidArgument, isServingError, retryAfterSeconds, toHttpStatus } from '../../core/errors.js';
 import { Admission, type CallNote, type CallOp } from '../inference/admission.js';
-import { type InflightGate, isHold } from '../inference/inflight-gate.js';
+import { type InflightGate, isHold, outcomeOfError } from '../inference/inflight-gate.js';
 import { type Tenant } from '../tenants/tenant.js';
 import { type ServerInfo } from '../grpc/inference-service.js';
 import { type ModelManager } from '../repository/model-manager.js';
@@ -175,16 +175,16 @@ export function createHttpServer(
           // A body over the message limit can never be served: readBody answers 413, not a 429 that says try again.
           const hold = declared !== undefined && declared > maxBodyBytes ? undefined : options.inflight?.enter(declared, tenant);
           if (hold !== undefined && !isHold(hold)) throw hold;
-          let answered = false;
           try {
             const body = await readBody(req, maxBodyBytes);
             hold?.settle(body.byteLength);
             const pipeline = activeTracer() ? { admission, note, ...httpTraceHeaders(req.headers) } : { admission, note };
             const answer = await h.infer(models, { name, version, body, headerLength: length, signal: callSignal, deadline, tenant, pipeline }, log);
             sendInfer(res, answer.json, answer.binary);
-            answered = true;
-          } finally {
-            hold?.release(answered);
+            hold?.release('answered');
+          } catch (error) {
+            hold?.release(outcomeOfError(error));
+            throw error;
           }
         });
       default:

@@ -1,11 +1,11 @@
-import { type ServerInterceptor, ServerInterceptingCall, status as GrpcStatus } from '@grpc/grpc-js';
+import { type Deadline, type ServerInterceptor, ServerInterceptingCall, status as GrpcStatus } from '@grpc/grpc-js';
 import { type Logger } from 'pino';
 import { type ModelInferRequest } from '../../proto/gen/inference.js';
 import { toServiceError } from '../grpc/call-context.js';
 import { identifiedTenant } from '../grpc/early-refusal.js';
 import { malformed } from '../grpc/malformed-request.js';
 import { refuseUnread } from '../grpc/refuse-unread.js';
-import { type InflightGate, type InflightHold, isHold } from './inflight-gate.js';
+import { type InflightGate, type InflightHold, failedLate, isHold } from './inflight-gate.js';
 
 // The in-flight byte bound for gRPC ModelInfer. grpc-js reads a unary call's
 // whole message before the handler runs, so the gate is asked from the
@@ -29,6 +29,11 @@ export function requestBytes(request: ModelInferRequest): number {
   return n;
 }
 
+function pastDeadline(deadline: Deadline): boolean {
+  const at = deadline instanceof Date ? deadline.getTime() : deadline;
+  return Number.isFinite(at) && at <= Date.now();
+}
+
 export function inflightBound(gate: InflightGate, log: Logger): ServerInterceptor {
   return (method, call) => {
     if (method.path !== MODEL_INFER) return new ServerInterceptingCall(call);
@@ -37,8 +42,8 @@ export function inflightBound(gate: InflightGate, log: Logger): ServerIntercepto
       start: (next) => {
         next({
           onReceiveMetadata: (metadata, proceed) => {
-            // The tenant matters only to the time bound's shares.
-            const entered = gate.enter(undefined, gate.maxWaitMs > 0 ? identifiedTenant(metadata) : undefined);
+            // The tenant matters to the shares of the soft bounds (learned from late releases, --max-inflight-wait-ms).
+            const entered = gate.enter(undefined, identifiedTenant(metadata));
             if (isHold(entered)) {
               hold = entered;
               proceed(metadata);
@@ -52,11 +57,12 @@ export function inflightBound(gate: InflightGate, log: Logger): ServerIntercepto
             if (malformed(message) === undefined) hold?.settle(requestBytes(message as ModelInferRequest));
             proceed(message);
           },
-          onCancel: () => hold?.release(),
+          // Cancelled at its deadline (grpc-js ends such a call itself, past the interceptors): admitted for nothing.
+          onCancel: () => hold?.release(pastDeadline(call.getDeadline()) ? 'late' : 'failed'),
         });
       },
       sendStatus: (status, next) => {
-        hold?.release(status.code === GrpcStatus.OK);
+        hold?.release(status.code === GrpcStatus.OK ? 'answered' : failedLate(status.code, status.details) ? 'late' : 'failed');
         next(status);
       },
     });

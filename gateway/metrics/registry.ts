@@ -24,6 +24,13 @@ export interface CostPointSample {
   readonly seconds: number;
 }
 
+/** The in-flight gate's state (gateway/inference/inflight-gate.ts). */
+export interface InflightSample {
+  readonly requests: number;
+  readonly bytes: number;
+  readonly admitBytes: number;
+}
+
 /** A version batching in SLO mode (`batching_slo_ms`). */
 export interface SloSample {
   readonly model: string;
@@ -59,6 +66,7 @@ export class MetricsRegistry {
   #pending: () => Iterable<PendingCount> = () => [];
   #costs: () => Iterable<CostPointSample> = () => [];
   #slos: () => Iterable<SloSample> = () => [];
+  #inflight: () => InflightSample | undefined = () => undefined;
 
   constructor(options: MetricsOptions = {}) {
     const registers = [this.registry];
@@ -154,6 +162,25 @@ export class MetricsRegistry {
         for (const s of slos()) this.inc({ model: s.model, version: s.version }, s.computedPastDeadline);
       },
     });
+    const inflight = (): InflightSample | undefined => this.#inflight();
+    const inflightGauge = (name: string, help: string, read: (s: InflightSample) => number): void => {
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          const s = inflight();
+          if (s) this.set(read(s));
+        },
+      });
+    };
+    inflightGauge('fabriek_inflight_requests', 'Inference requests the gateway holds (bodies being received, queued, running)', (s) => s.requests);
+    inflightGauge('fabriek_inflight_bytes', 'Request bytes the gateway holds in flight', (s) => s.bytes);
+    inflightGauge(
+      'fabriek_inflight_admit_bytes',
+      'Request bytes the gateway admits now: --max-inflight-bytes, or less after requests it admitted were shed or timed out before they ran',
+      (s) => s.admitBytes,
+    );
     // aggregator: how several gateway processes' values combine in /metrics (--gateway-processes; prom-client's cluster aggregation).
     this.#workers = new Gauge({ name: 'fabriek_workers', help: 'Worker processes by state', labelNames: ['state'], registers, aggregator: 'max' });
     this.setWorkers({ up: 0, down: 0 });
@@ -192,6 +219,11 @@ export class MetricsRegistry {
   /** Read at every scrape: each version batching in SLO mode. */
   setSloProvider(provider: () => Iterable<SloSample>): void {
     this.#slos = provider;
+  }
+
+  /** Read at every scrape: the in-flight gate. */
+  setInflightProvider(provider: () => InflightSample): void {
+    this.#inflight = provider;
   }
 
   /** Worker processes connected (`up`) and planned but not connected (`down`). */

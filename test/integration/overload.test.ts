@@ -47,6 +47,7 @@ afterAll(async () => {
 
 interface Gateway {
   readonly pid: number;
+  readonly readyLine: string;
   readonly client: InferenceGrpcClient;
   readonly exited: Promise<number | null>;
   stderr(): string;
@@ -62,7 +63,7 @@ async function serve(extra: readonly string[]): Promise<Gateway> {
   const port = Number(/gRPC on [^ ;]+:(\d+)/.exec(cli.readyLine)?.[1]);
   const pid = cli.child.pid;
   if (pid === undefined) throw new Error('gateway has no pid');
-  return { pid, client: new InferenceGrpcClient(`127.0.0.1:${port}`), exited: cli.exited, stderr: cli.stderr };
+  return { pid, readyLine: cli.readyLine, client: new InferenceGrpcClient(`127.0.0.1:${port}`), exited: cli.exited, stderr: cli.stderr };
 }
 
 const image = new Float32Array(3 * 224 * 224).fill(0.5);
@@ -208,6 +209,65 @@ describe('overload of a slow model', () => {
     }
     expect(await gw.exited).toBe(0);
   }, 180_000);
+
+  it('under a sustained overload whose requests are shed, stops admitting what it would shed: refused from the metadata instead, and admits again afterwards', async () => {
+    const gw = await serve(['--allow-metrics', 'true', '--metrics-port', '0']);
+    try {
+      for (let i = 0; i < 3; i++) expect((await chain(gw.client, 60_000)).code).toBe(status.OK);
+      const one = Math.max(...(await Promise.all([chain(gw.client, 60_000), chain(gw.client, 60_000)])).map((o) => o.ms));
+      // 200 callers in a closed loop, each with a deadline of a few executions: far more than fits, so the queue sheds.
+      const deadlineMs = Math.max(200, Math.round(4 * one));
+      const until = performance.now() + 4_000;
+      const outcomes: Outcome[] = [];
+      const refusals: string[] = [];
+      await Promise.all(
+        Array.from({ length: 200 }, async () => {
+          while (performance.now() < until) {
+            const t0 = performance.now();
+            const o = await gw.client.infer('slow_chain', [{ name: 'input', datatype: 'FP32', shape: [1, 512], data: row }], { timeoutMs: deadlineMs }).then(
+              () => ({ code: status.OK, ms: performance.now() - t0 }),
+              (error: unknown) => {
+                if (error instanceof InferenceError && error.code === status.RESOURCE_EXHAUSTED) refusals.push(error.message);
+                return { code: error instanceof InferenceError ? error.code : -1, ms: performance.now() - t0 };
+              },
+            );
+            outcomes.push(o);
+            // A refused caller backs off a little, as a client honouring the pushback does.
+            if (o.code === status.RESOURCE_EXHAUSTED) await new Promise((r) => setTimeout(r, 20));
+          }
+        }),
+      );
+      const count = (code: number): number => outcomes.filter((o) => o.code === code).length;
+      const codes = new Set(outcomes.map((o) => o.code));
+      for (const c of codes) expect([status.OK, status.UNAVAILABLE, status.DEADLINE_EXCEEDED, status.RESOURCE_EXHAUSTED]).toContain(c);
+      expect(count(status.OK)).toBeGreaterThan(0);
+      // The gate learned from the sheds: it refused from the metadata, saying why.
+      expect(refusals.length).toBeGreaterThan(0);
+      expect(refusals[0]).toMatch(/server overloaded: \d+ requests hold \d+ bytes in flight; requests it admitted lately were shed or timed out before they ran, so the gateway admits about \d+ bytes now \(of --max-inflight-bytes 268435456\)/);
+      // /metrics shows the bound it learned.
+      const metricsPort = /metrics on [^ ;]+:(\d+)/.exec(gw.readyLine)?.[1];
+      const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      const admit = Number(/^fabriek_inflight_admit_bytes (\S+)$/m.exec(text)?.[1]);
+      expect(admit).toBeGreaterThan(0);
+      expect(admit).toBeLessThan(268435456);
+      expect(text).toMatch(/^fabriek_inflight_requests \d+$/m);
+      // And once the flood is gone, a closed loop without deadlines is admitted in full.
+      const after = await Promise.all(Array.from({ length: 8 }, async () => {
+        const codes: number[] = [];
+        for (let i = 0; i < 5; i++) codes.push((await chain(gw.client, 60_000)).code);
+        return codes;
+      }));
+      expect(after.flat().every((c) => c === status.OK)).toBe(true);
+      console.log(
+        `learned admission: one request ${Math.round(one)} ms, deadline ${deadlineMs} ms, 200 callers for 4 s: ${count(status.OK)} answered, ` +
+          `${count(status.UNAVAILABLE)} shed, ${count(status.DEADLINE_EXCEEDED)} late, ${count(status.RESOURCE_EXHAUSTED)} refused from the metadata`,
+      );
+    } finally {
+      gw.client.close();
+      process.kill(-gw.pid, 'SIGTERM');
+    }
+    expect(await gw.exited).toBe(0);
+  }, 120_000);
 
   it('exits on SIGTERM to its process group right after an overload whose client went away, every time', async () => {
     const runs = 3;

@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { type GateTenant, InflightGate, isHold } from '../../gateway/inference/inflight-gate.js';
+import { failedLate, type GateTenant, InflightGate, isHold } from '../../gateway/inference/inflight-gate.js';
 import { parseServeOptions } from '../../gateway/options.js';
 
 function hold(gate: InflightGate, declared: number | undefined, tenant?: GateTenant) {
@@ -62,7 +62,7 @@ describe('InflightGate', () => {
       for (let i = 0; i < 17; i++) {
         const h = hold(gate, 1_000_000);
         ns += 10_000_000n;
-        h.release(true);
+        h.release('answered');
       }
       return { gate, keep, advance: (ms: number) => (ns += BigInt(ms) * 1_000_000n) };
     }
@@ -120,7 +120,7 @@ describe('InflightGate', () => {
       for (let i = 0; i < 17; i++) {
         const h = hold(gate, 1_000_000);
         ns += 50_000_000n;
-        h.release(true);
+        h.release('answered');
       }
       for (let i = 0; i < 4; i++) hold(gate, 1_000_000, b);
       // b holds 4 MB, over its share of the bound but under half of the 24 MB held: admitted. a is refused.
@@ -132,13 +132,130 @@ describe('InflightGate', () => {
 
     it('always admits one request on an empty gate', () => {
       const { gate, keep } = warmed(1);
-      keep.release(true);
+      keep.release('answered');
       expect(gate.requests).toBe(0);
       expect(isHold(gate.enter(50_000_000))).toBe(true);
     });
   });
 });
 
+describe('InflightGate: the bytes it admits, learned from late releases', () => {
+  const MB = 1_000_000;
+  function clocked(maxBytes = 100 * MB) {
+    let ns = 1n;
+    const gate = new InflightGate(maxBytes, { now: () => ns });
+    return { gate, advance: (ms: number) => (ns += BigInt(Math.round(ms * 1e6))) };
+  }
+
+  it('admits up to --max-inflight-bytes while nothing it admitted ends late: answers and other failures teach nothing', () => {
+    const { gate } = clocked();
+    const held = Array.from({ length: 60 }, () => hold(gate, MB));
+    for (const h of held.slice(0, 30)) h.release('answered');
+    for (const h of held.slice(30, 50)) h.release('failed');
+    expect(gate.admitBytes).toBe(100 * MB);
+    for (let i = 0; i < 90; i++) hold(gate, MB);
+    expect(gate.bytes).toBe(100 * MB);
+  });
+
+  it('requests shed or timed out after they were admitted cut the bytes admitted to 3/4 of those held, once per 100 ms, and it refuses past that', () => {
+    const { gate, advance } = clocked();
+    const held = Array.from({ length: 43 }, () => hold(gate, MB));
+    // A tenth of the recent releases must be late: the fourth in a row is (40 MB held then).
+    for (const h of held.slice(0, 3)) h.release('late');
+    expect(gate.admitBytes).toBe(100 * MB);
+    held[3]?.release('late');
+    expect(gate.admitBytes).toBe(30 * MB);
+    held[4]?.release('late'); // the same burst: no second cut
+    expect(gate.admitBytes).toBe(30 * MB);
+    for (const h of held.slice(5, 15)) h.release('answered'); // 28 MB held
+    // One typical request (1 MiB until sizes are settled) more per limit's worth of answers.
+    expect(gate.admitBytes).toBeGreaterThan(30.3 * MB);
+    expect(gate.admitBytes).toBeLessThan(30.4 * MB);
+    hold(gate, MB);
+    hold(gate, MB);
+    const refused = gate.enter(MB);
+    expect(isHold(refused)).toBe(false);
+    if (isHold(refused)) return;
+    expect(refused.code).toBe(status.RESOURCE_EXHAUSTED);
+    expect(refused.message).toMatch(
+      /^server overloaded: 30 requests hold 30000000 bytes in flight; requests it admitted lately were shed or timed out before they ran, so the gateway admits about 30\d{6} bytes now \(of --max-inflight-bytes 100000000\); admitting 1000000 more bytes would pass that$/,
+    );
+    expect(refused.retryAfterMs).toBeGreaterThan(0);
+    advance(101);
+    held[15]?.release('late'); // 30 MB held: a new event, cut again
+    expect(gate.admitBytes).toBeCloseTo(0.75 * 30 * MB, -3);
+  });
+
+  it('a few late releases among many answers, as tight deadlines at light load give, cut nothing', () => {
+    const { gate, advance } = clocked();
+    for (let i = 0; i < 500; i++) {
+      const a = hold(gate, MB);
+      const b = hold(gate, MB);
+      a.release(i % 20 === 0 ? 'late' : 'answered');
+      b.release('answered');
+      advance(200);
+    }
+    expect(gate.admitBytes).toBe(100 * MB);
+  });
+
+  it('grows back after the overload: by half after 2 s without a late release, up to the bound', () => {
+    const { gate, advance } = clocked();
+    const held = Array.from({ length: 43 }, () => hold(gate, MB));
+    for (const h of held.slice(0, 4)) h.release('late');
+    for (const h of held.slice(4)) h.release('answered');
+    const cut = gate.admitBytes;
+    expect(cut).toBeLessThan(32 * MB);
+    advance(2_001);
+    hold(gate, MB).release('answered');
+    expect(gate.admitBytes).toBeGreaterThan(1.5 * cut);
+    for (let i = 0; i < 5; i++) {
+      advance(2_001);
+      hold(gate, MB).release('answered');
+    }
+    expect(gate.admitBytes).toBe(100 * MB);
+  });
+
+  it('never admits less than 16 typical requests, and always admits one on an empty gate', () => {
+    const { gate, advance } = clocked(1000 * MB);
+    for (let i = 0; i < 20; i++) {
+      const h = hold(gate, 10 * MB);
+      h.settle(10 * MB);
+      h.release('late');
+      advance(101);
+    }
+    expect(gate.admitBytes).toBeGreaterThanOrEqual(160 * MB - 1);
+    expect(gate.admitBytes).toBeLessThan(161 * MB);
+    expect(isHold(gate.enter(500 * MB))).toBe(true);
+  });
+
+  it('past the learned bound, refuses only tenants over their weighted share of it', () => {
+    const { gate } = clocked();
+    const a = { name: 'a', weight: 1 };
+    const b = { name: 'b', weight: 1 };
+    const flood = Array.from({ length: 43 }, () => hold(gate, MB, a));
+    for (const h of flood.slice(0, 4)) h.release('late'); // 30 MB admitted; a holds 39
+    const alone = gate.enter(MB, a);
+    expect(isHold(alone)).toBe(false);
+    if (!isHold(alone)) expect(alone.message).toMatch(/admits about 30000000 bytes now \(of --max-inflight-bytes 100000000\); admitting 1000000 more bytes would pass that$/);
+    // b holds nothing: its share is half of what is held.
+    for (let i = 0; i < 5; i++) hold(gate, MB, b);
+    expect(gate.requests).toBe(44);
+    const refused = gate.enter(MB, a);
+    expect(isHold(refused)).toBe(false);
+    if (!isHold(refused)) expect(refused.message).toMatch(/; tenant 'a' holds 39000000 bytes of its share of 22000000; admitting 1000000 more bytes would pass that$/);
+  });
+});
+
+describe('failedLate', () => {
+  it('names the failures of requests admitted for nothing: shed, timed out in a queue, a full queue, past the deadline', () => {
+    expect(failedLate(status.UNAVAILABLE, "Request timeout expired: model 'm/1' shed the request before it ran: …")).toBe(true);
+    expect(failedLate(status.UNAVAILABLE, "Exceeds maximum queue size: model 'm/1' priority level 1 holds 4 of 4 requests")).toBe(true);
+    expect(failedLate(status.DEADLINE_EXCEEDED, 'Deadline exceeded')).toBe(true);
+    expect(failedLate(status.UNAVAILABLE, "Request for unknown model: 'x' is not found")).toBe(false);
+    expect(failedLate(status.INVALID_ARGUMENT, 'Request timeout expired')).toBe(false);
+    expect(failedLate(status.CANCELLED, 'Cancelled')).toBe(false);
+  });
+});
 
 describe('--max-inflight-wait-ms', () => {
   it('is off by default, takes whole ms, and says what was wrong otherwise', () => {
