@@ -14,7 +14,12 @@ export class ServingError extends Error {
   readonly retryAfterMs: number | undefined;
 
   constructor(code: GrpcStatus, message: string, options?: { cause?: unknown; retryAfterMs?: number }) {
+    // No stack: a ServingError is an answer, not a bug, and under overload the gateway makes thousands a
+    // second (refusals, sheds); capturing one cost 5.5 µs of the 6 µs each took (11 µs once logged).
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message, options);
+    Error.stackTraceLimit = limit;
     this.code = code;
     this.retryAfterMs = options?.retryAfterMs;
   }

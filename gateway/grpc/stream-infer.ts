@@ -50,7 +50,7 @@ export function streamInfer(infer: Infer, log: Logger, inflight?: InflightGate):
           call.write({ errorMessage: '', inferResponse: response });
         },
         (error: unknown) => {
-          outcome = outcomeOfError(error);
+          outcome = outcomeOfError(error, Number.isFinite(context.deadline));
           if (!isServingError(error)) log.error({ err: error }, 'unexpected error in stream infer');
           const message = isServingError(error) ? boundedMessage(error.message) : 'internal error';
           call.write({ errorMessage: message, inferResponse: undefined });

@@ -183,7 +183,7 @@ export function createHttpServer(
             sendInfer(res, answer.json, answer.binary);
             hold?.release('answered');
           } catch (error) {
-            hold?.release(outcomeOfError(error));
+            hold?.release(outcomeOfError(error, timeoutMs !== undefined));
             throw error;
           }
         });

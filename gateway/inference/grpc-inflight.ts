@@ -29,10 +29,9 @@ export function requestBytes(request: ModelInferRequest): number {
   return n;
 }
 
-function pastDeadline(deadline: Deadline): boolean {
-  const at = deadline instanceof Date ? deadline.getTime() : deadline;
-  return Number.isFinite(at) && at <= Date.now();
-}
+const deadlineMs = (deadline: Deadline): number => (deadline instanceof Date ? deadline.getTime() : deadline);
+const hasDeadline = (deadline: Deadline): boolean => Number.isFinite(deadlineMs(deadline));
+const pastDeadline = (deadline: Deadline): boolean => hasDeadline(deadline) && deadlineMs(deadline) <= Date.now();
 
 export function inflightBound(gate: InflightGate, log: Logger): ServerInterceptor {
   return (method, call) => {
@@ -62,7 +61,7 @@ export function inflightBound(gate: InflightGate, log: Logger): ServerIntercepto
         });
       },
       sendStatus: (status, next) => {
-        hold?.release(status.code === GrpcStatus.OK ? 'answered' : failedLate(status.code, status.details) ? 'late' : 'failed');
+        hold?.release(status.code === GrpcStatus.OK ? 'answered' : failedLate(status.code, status.details, hasDeadline(call.getDeadline())) ? 'late' : 'failed');
         next(status);
       },
     });

@@ -247,13 +247,17 @@ describe('InflightGate: the bytes it admits, learned from late releases', () => 
 });
 
 describe('failedLate', () => {
-  it('names the failures of requests admitted for nothing: shed, timed out in a queue, a full queue, past the deadline', () => {
-    expect(failedLate(status.UNAVAILABLE, "Request timeout expired: model 'm/1' shed the request before it ran: …")).toBe(true);
-    expect(failedLate(status.UNAVAILABLE, "Exceeds maximum queue size: model 'm/1' priority level 1 holds 4 of 4 requests")).toBe(true);
-    expect(failedLate(status.DEADLINE_EXCEEDED, 'Deadline exceeded')).toBe(true);
-    expect(failedLate(status.UNAVAILABLE, "Request for unknown model: 'x' is not found")).toBe(false);
-    expect(failedLate(status.INVALID_ARGUMENT, 'Request timeout expired')).toBe(false);
-    expect(failedLate(status.CANCELLED, 'Cancelled')).toBe(false);
+  it('names the failures of requests admitted for nothing: past the deadline, a full queue, shed or timed out by a deadline of their own', () => {
+    const shed = "Request timeout expired: model 'm/1' shed the request before it ran: …";
+    expect(failedLate(status.UNAVAILABLE, shed, true)).toBe(true);
+    expect(failedLate(status.UNAVAILABLE, "Request timeout expired: model 'm/1', after 5000 µs in the queue", true)).toBe(true);
+    expect(failedLate(status.DEADLINE_EXCEEDED, 'Deadline exceeded', true)).toBe(true);
+    for (const own of [true, false]) expect(failedLate(status.UNAVAILABLE, "Exceeds maximum queue size: model 'm/1' priority level 1 holds 4 of 4 requests", own)).toBe(true);
+    // Due only at the model's SLO: shed by the batcher's estimate, which the gate does not learn from.
+    expect(failedLate(status.UNAVAILABLE, shed, false)).toBe(false);
+    expect(failedLate(status.UNAVAILABLE, "Request for unknown model: 'x' is not found", true)).toBe(false);
+    expect(failedLate(status.INVALID_ARGUMENT, 'Request timeout expired', true)).toBe(false);
+    expect(failedLate(status.CANCELLED, 'Cancelled', true)).toBe(false);
   });
 });
 
