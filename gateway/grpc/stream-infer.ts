@@ -37,7 +37,7 @@ export function streamInfer(infer: Infer, log: Logger, inflight?: InflightGate):
         call.write({ errorMessage: boundedMessage(refused.message), inferResponse: undefined });
         return;
       }
-      const hold = inflight?.enter(requestBytes(request));
+      const hold = inflight?.enter(requestBytes(request), undefined, context.deadline - Date.now());
       if (hold !== undefined && !isHold(hold)) {
         call.write({ errorMessage: boundedMessage(hold.message), inferResponse: undefined });
         return;

@@ -173,7 +173,7 @@ export function createHttpServer(
           const callSignal = timeoutMs === undefined ? signal : AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]);
           const declared = declaredLength(req);
           // A body over the message limit can never be served: readBody answers 413, not a 429 that says try again.
-          const hold = declared !== undefined && declared > maxBodyBytes ? undefined : options.inflight?.enter(declared, tenant);
+          const hold = declared !== undefined && declared > maxBodyBytes ? undefined : options.inflight?.enter(declared, tenant, timeoutMs ?? Infinity);
           if (hold !== undefined && !isHold(hold)) throw hold;
           try {
             const body = await readBody(req, maxBodyBytes);

@@ -42,7 +42,8 @@ export function inflightBound(gate: InflightGate, log: Logger): ServerIntercepto
         next({
           onReceiveMetadata: (metadata, proceed) => {
             // The tenant matters to the shares of the soft bounds (learned from late releases, --max-inflight-wait-ms).
-            const entered = gate.enter(undefined, identifiedTenant(metadata));
+            const deadline = call.getDeadline();
+            const entered = gate.enter(undefined, identifiedTenant(metadata), hasDeadline(deadline) ? deadlineMs(deadline) - Date.now() : Infinity);
             if (isHold(entered)) {
               hold = entered;
               proceed(metadata);

@@ -27,8 +27,10 @@ import { AnswerRate } from './answer-rate.js';
 // 100 ms; answers grow it back, by one request per limit's worth of answers, and by
 // half after 2 s without a late release. A closed loop without deadlines
 // never sees a late release, so it is never refused by this; a 5x overload
-// with deadlines (or an SLO) no longer admits the bytes its queues then shed
-// (measured before: 219 images/s of capacity, 53 answered under 5x, all late).
+// with deadlines no longer admits the bytes its queues then shed (measured
+// before: 219 images/s of capacity, 53 answered under 5x, all late). The
+// learned bound holds only callers up to twice as patient as those that
+// failed late: impatient callers' expiries do not refuse patient ones.
 
 /**
  * How an admitted request ended: answered; late (admitted, then shed, timed
@@ -62,6 +64,8 @@ const CUT_INTERVAL_NS = 100_000_000n;
 /** This long without a late release, the admitted bytes grow by GROW (at most once per this long). */
 const QUIET_NS = 2_000_000_000n;
 const GROW = 1.5;
+/** The learned bound holds callers up to this many times as patient as those that failed late. */
+const PATIENCE_SPAN = 2;
 
 /** Who asks the gate: the tenant's name and its weight (its share of the time bound); the open tenant without tenants. */
 export interface GateTenant {
@@ -98,6 +102,14 @@ export class InflightGate {
   #lastGrowNs = 0n;
   /** Exponential mean of late (1) against other (0) releases, over about the last 32. */
   #lateShare = 0;
+  /**
+   * The longest deadline (ms left at admission; Infinity: none, for a full
+   * queue) among the requests that failed late since the bound last was
+   * whole: the learned bound holds callers up to PATIENCE_SPAN times as
+   * patient. A caller with 20 s to spare is not refused because callers
+   * with 1–8 ms expired (serve.test.ts sends both at once).
+   */
+  #latePatienceMs = 0;
   /** Sum of the weights of the tenants in #tenants. */
   #activeWeight = 0;
 
@@ -129,7 +141,7 @@ export class InflightGate {
    * answers the refusal. One request is always admitted on an empty gate, so
    * a request larger than the bound (but within --max-message-bytes) still runs.
    */
-  enter(declared: number | undefined, tenant: GateTenant = OPEN_TENANT): InflightHold | ServingError {
+  enter(declared: number | undefined, tenant: GateTenant = OPEN_TENANT, patienceMs = Infinity): InflightHold | ServingError {
     const bytes = declared ?? this.#typical;
     if (this.#requests > 0 && this.#bytes + bytes > this.maxBytes) {
       return resourceExhausted(
@@ -140,7 +152,7 @@ export class InflightGate {
     }
     let mine = this.#tenants.get(tenant.name);
     if (this.#requests > 0) {
-      const refusal = this.#overSoftBound(bytes, declared, tenant, mine);
+      const refusal = this.#overSoftBound(bytes, declared, tenant, mine, patienceMs);
       if (refusal) return refusal;
     }
     if (!mine) {
@@ -169,7 +181,7 @@ export class InflightGate {
         if (!open) return;
         open = false;
         this.#lateShare += ((outcome === 'late' ? 1 : 0) - this.#lateShare) / 32;
-        if (outcome === 'late') this.#cut();
+        if (outcome === 'late') this.#cut(patienceMs);
         else if (outcome === 'answered' && this.#admitBytes < this.maxBytes) this.#grow(held);
         this.#requests -= 1;
         this.#bytes -= held;
@@ -184,9 +196,10 @@ export class InflightGate {
     };
   }
 
-  /** A late release, with the bytes held still counting its own: admit less (once per CUT_INTERVAL_NS). */
-  #cut(): void {
+  /** A late release of a request that had `patienceMs` to spare, with the bytes held still counting its own: admit less (once per CUT_INTERVAL_NS). */
+  #cut(patienceMs: number): void {
     if (this.#lateShare < LATE_SHARE) return;
+    if (patienceMs > this.#latePatienceMs) this.#latePatienceMs = patienceMs;
     const now = this.#now();
     if (this.#lastCutNs !== undefined && now - this.#lastCutNs < CUT_INTERVAL_NS) return;
     this.#lastCutNs = now;
@@ -204,6 +217,7 @@ export class InflightGate {
       this.#lastGrowNs = now;
     }
     this.#admitBytes = Math.min(this.maxBytes, next);
+    if (this.#admitBytes === this.maxBytes) this.#latePatienceMs = 0;
   }
 
   /**
@@ -211,14 +225,15 @@ export class InflightGate {
    * and with --max-inflight-wait-ms what drains within it. Undefined while
    * neither binds.
    */
-  #overSoftBound(bytes: number, declared: number | undefined, tenant: GateTenant, mine: TenantHold | undefined): ServingError | undefined {
-    const learned = this.#admitBytes < this.maxBytes && this.#bytes + bytes > this.#admitBytes;
+  #overSoftBound(bytes: number, declared: number | undefined, tenant: GateTenant, mine: TenantHold | undefined, patienceMs: number): ServingError | undefined {
+    const learned = this.#admitBytes < this.maxBytes && this.#bytes + bytes > this.#admitBytes && patienceMs <= PATIENCE_SPAN * this.#latePatienceMs;
     if (learned) {
       const refusal = this.#overShare(this.#admitBytes, bytes, tenant, mine);
       if (refusal !== undefined) {
+        const whom = Number.isFinite(this.#latePatienceMs) ? ` for requests with deadlines up to ${Math.round(PATIENCE_SPAN * this.#latePatienceMs)} ms` : '';
         return resourceExhausted(
           `server overloaded: ${this.#requests} requests hold ${this.#bytes} bytes in flight; requests it admitted lately were shed or timed out before they ran, ` +
-            `so the gateway admits about ${Math.round(this.#admitBytes)} bytes now (of --max-inflight-bytes ${this.maxBytes})${refusal.whose}; ` +
+            `so the gateway admits about ${Math.round(this.#admitBytes)} bytes now${whom} (of --max-inflight-bytes ${this.maxBytes})${refusal.whose}; ` +
             `admitting ${declared === undefined ? 'another' : `${declared} more bytes`} would pass that`,
           100,
         );

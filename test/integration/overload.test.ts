@@ -243,7 +243,7 @@ describe('overload of a slow model', () => {
       expect(count(status.OK)).toBeGreaterThan(0);
       // The gate learned from the sheds: it refused from the metadata, saying why.
       expect(refusals.length).toBeGreaterThan(0);
-      expect(refusals[0]).toMatch(/server overloaded: \d+ requests hold \d+ bytes in flight; requests it admitted lately were shed or timed out before they ran, so the gateway admits about \d+ bytes now \(of --max-inflight-bytes 268435456\)/);
+      expect(refusals[0]).toMatch(/server overloaded: \d+ requests hold \d+ bytes in flight; requests it admitted lately were shed or timed out before they ran, so the gateway admits about \d+ bytes now for requests with deadlines up to \d+ ms \(of --max-inflight-bytes 268435456\)/);
       // /metrics shows the bound it learned.
       const metricsPort = /metrics on [^ ;]+:(\d+)/.exec(gw.readyLine)?.[1];
       const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();

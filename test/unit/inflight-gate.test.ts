@@ -3,8 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { failedLate, type GateTenant, InflightGate, isHold } from '../../gateway/inference/inflight-gate.js';
 import { parseServeOptions } from '../../gateway/options.js';
 
-function hold(gate: InflightGate, declared: number | undefined, tenant?: GateTenant) {
-  const h = gate.enter(declared, tenant);
+function hold(gate: InflightGate, declared: number | undefined, tenant?: GateTenant, patienceMs?: number) {
+  const h = gate.enter(declared, tenant, patienceMs);
   if (!isHold(h)) throw new Error(`refused: ${h.message}`);
   return h;
 }
@@ -141,6 +141,8 @@ describe('InflightGate', () => {
 
 describe('InflightGate: the bytes it admits, learned from late releases', () => {
   const MB = 1_000_000;
+  /** The deadline every request of these floods carries (ms left at admission). */
+  const P = 300;
   function clocked(maxBytes = 100 * MB) {
     let ns = 1n;
     const gate = new InflightGate(maxBytes, { now: () => ns });
@@ -149,17 +151,17 @@ describe('InflightGate: the bytes it admits, learned from late releases', () => 
 
   it('admits up to --max-inflight-bytes while nothing it admitted ends late: answers and other failures teach nothing', () => {
     const { gate } = clocked();
-    const held = Array.from({ length: 60 }, () => hold(gate, MB));
+    const held = Array.from({ length: 60 }, () => hold(gate, MB, undefined, P));
     for (const h of held.slice(0, 30)) h.release('answered');
     for (const h of held.slice(30, 50)) h.release('failed');
     expect(gate.admitBytes).toBe(100 * MB);
-    for (let i = 0; i < 90; i++) hold(gate, MB);
+    for (let i = 0; i < 90; i++) hold(gate, MB, undefined, P);
     expect(gate.bytes).toBe(100 * MB);
   });
 
   it('requests shed or timed out after they were admitted cut the bytes admitted to 3/4 of those held, once per 100 ms, and it refuses past that', () => {
     const { gate, advance } = clocked();
-    const held = Array.from({ length: 43 }, () => hold(gate, MB));
+    const held = Array.from({ length: 43 }, () => hold(gate, MB, undefined, P));
     // A tenth of the recent releases must be late: the fourth in a row is (40 MB held then).
     for (const h of held.slice(0, 3)) h.release('late');
     expect(gate.admitBytes).toBe(100 * MB);
@@ -171,14 +173,14 @@ describe('InflightGate: the bytes it admits, learned from late releases', () => 
     // One typical request (1 MiB until sizes are settled) more per limit's worth of answers.
     expect(gate.admitBytes).toBeGreaterThan(30.3 * MB);
     expect(gate.admitBytes).toBeLessThan(30.4 * MB);
-    hold(gate, MB);
-    hold(gate, MB);
-    const refused = gate.enter(MB);
+    hold(gate, MB, undefined, P);
+    hold(gate, MB, undefined, P);
+    const refused = gate.enter(MB, undefined, P);
     expect(isHold(refused)).toBe(false);
     if (isHold(refused)) return;
     expect(refused.code).toBe(status.RESOURCE_EXHAUSTED);
     expect(refused.message).toMatch(
-      /^server overloaded: 30 requests hold 30000000 bytes in flight; requests it admitted lately were shed or timed out before they ran, so the gateway admits about 30\d{6} bytes now \(of --max-inflight-bytes 100000000\); admitting 1000000 more bytes would pass that$/,
+      /^server overloaded: 30 requests hold 30000000 bytes in flight; requests it admitted lately were shed or timed out before they ran, so the gateway admits about 30\d{6} bytes now for requests with deadlines up to 600 ms \(of --max-inflight-bytes 100000000\); admitting 1000000 more bytes would pass that$/,
     );
     expect(refused.retryAfterMs).toBeGreaterThan(0);
     advance(101);
@@ -189,8 +191,8 @@ describe('InflightGate: the bytes it admits, learned from late releases', () => 
   it('a few late releases among many answers, as tight deadlines at light load give, cut nothing', () => {
     const { gate, advance } = clocked();
     for (let i = 0; i < 500; i++) {
-      const a = hold(gate, MB);
-      const b = hold(gate, MB);
+      const a = hold(gate, MB, undefined, P);
+      const b = hold(gate, MB, undefined, P);
       a.release(i % 20 === 0 ? 'late' : 'answered');
       b.release('answered');
       advance(200);
@@ -200,17 +202,17 @@ describe('InflightGate: the bytes it admits, learned from late releases', () => 
 
   it('grows back after the overload: by half after 2 s without a late release, up to the bound', () => {
     const { gate, advance } = clocked();
-    const held = Array.from({ length: 43 }, () => hold(gate, MB));
+    const held = Array.from({ length: 43 }, () => hold(gate, MB, undefined, P));
     for (const h of held.slice(0, 4)) h.release('late');
     for (const h of held.slice(4)) h.release('answered');
     const cut = gate.admitBytes;
     expect(cut).toBeLessThan(32 * MB);
     advance(2_001);
-    hold(gate, MB).release('answered');
+    hold(gate, MB, undefined, P).release('answered');
     expect(gate.admitBytes).toBeGreaterThan(1.5 * cut);
     for (let i = 0; i < 5; i++) {
       advance(2_001);
-      hold(gate, MB).release('answered');
+      hold(gate, MB, undefined, P).release('answered');
     }
     expect(gate.admitBytes).toBe(100 * MB);
   });
@@ -218,7 +220,7 @@ describe('InflightGate: the bytes it admits, learned from late releases', () => 
   it('never admits less than 16 typical requests, and always admits one on an empty gate', () => {
     const { gate, advance } = clocked(1000 * MB);
     for (let i = 0; i < 20; i++) {
-      const h = hold(gate, 10 * MB);
+      const h = hold(gate, 10 * MB, undefined, P);
       h.settle(10 * MB);
       h.release('late');
       advance(101);
@@ -232,17 +234,35 @@ describe('InflightGate: the bytes it admits, learned from late releases', () => 
     const { gate } = clocked();
     const a = { name: 'a', weight: 1 };
     const b = { name: 'b', weight: 1 };
-    const flood = Array.from({ length: 43 }, () => hold(gate, MB, a));
+    const flood = Array.from({ length: 43 }, () => hold(gate, MB, a, P));
     for (const h of flood.slice(0, 4)) h.release('late'); // 30 MB admitted; a holds 39
-    const alone = gate.enter(MB, a);
+    const alone = gate.enter(MB, a, P);
     expect(isHold(alone)).toBe(false);
-    if (!isHold(alone)) expect(alone.message).toMatch(/admits about 30000000 bytes now \(of --max-inflight-bytes 100000000\); admitting 1000000 more bytes would pass that$/);
+    if (!isHold(alone)) expect(alone.message).toMatch(/admits about 30000000 bytes now for requests with deadlines up to 600 ms \(of --max-inflight-bytes 100000000\); admitting 1000000 more bytes would pass that$/);
     // b holds nothing: its share is half of what is held.
-    for (let i = 0; i < 5; i++) hold(gate, MB, b);
+    for (let i = 0; i < 5; i++) hold(gate, MB, b, P);
     expect(gate.requests).toBe(44);
-    const refused = gate.enter(MB, a);
+    const refused = gate.enter(MB, a, P);
     expect(isHold(refused)).toBe(false);
     if (!isHold(refused)) expect(refused.message).toMatch(/; tenant 'a' holds 39000000 bytes of its share of 22000000; admitting 1000000 more bytes would pass that$/);
+  });
+
+  it('holds only callers up to twice as patient as those that failed late: a caller with 20 s to spare, or none, is admitted past it', () => {
+    const { gate } = clocked();
+    const held = Array.from({ length: 43 }, () => hold(gate, MB, undefined, P));
+    for (const h of held.slice(0, 4)) h.release('late');
+    expect(isHold(gate.enter(MB, undefined, 2 * P))).toBe(false);
+    expect(isHold(gate.enter(MB, undefined, 20_000))).toBe(true);
+    expect(isHold(gate.enter(MB))).toBe(true);
+  });
+
+  it('after a full queue refused requests without deadlines, holds every caller', () => {
+    const { gate } = clocked();
+    const held = Array.from({ length: 43 }, () => hold(gate, MB));
+    for (const h of held.slice(0, 4)) h.release('late');
+    const refused = gate.enter(MB);
+    expect(isHold(refused)).toBe(false);
+    if (!isHold(refused)) expect(refused.message).toMatch(/admits about 30000000 bytes now \(of --max-inflight-bytes 100000000\); admitting 1000000 more bytes would pass that$/);
   });
 });
 
