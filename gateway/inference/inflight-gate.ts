@@ -18,19 +18,20 @@ import { AnswerRate } from './answer-rate.js';
 // requests admitted are answered about as fast as at capacity, and the excess
 // is refused from its headers.
 //
-// Without that flag it still learns, from outcomes, how much it can hold:
-// a request it admitted that then passed its deadline, was shed by it, or
-// found its queue full before it ran is a request it should not have admitted (its body was
-// received and decoded for nothing). While a tenth or more of the recent
-// releases are late, each cuts the bytes it admits to three quarters of
-// what it held then (not below 16 typical requests), at most once per
-// 100 ms; answers grow it back, by one request per limit's worth of answers, and by
-// half after 2 s without a late release. A closed loop without deadlines
-// never sees a late release, so it is never refused by this; a 5x overload
-// with deadlines no longer admits the bytes its queues then shed (measured
-// before: 219 images/s of capacity, 53 answered under 5x, all late). The
-// learned bound holds only callers up to twice as patient as those that
-// failed late: impatient callers' expiries do not refuse patient ones.
+// With or without that flag it also learns, from outcomes, how much to
+// hold: a request it admitted that then passed its deadline, was shed by
+// it, or found its queue full before it ran should not have been admitted
+// (its body was received and decoded for nothing). While a tenth or more
+// of the recent releases are late, each cuts the bytes it admits to three
+// quarters of what it held then (not below 16 typical requests), at most
+// once per 100 ms; answers grow it back, by one request per limit's worth
+// of answers, and by half after 2 s without a late release. A closed loop
+// without deadlines never fails late, so it is never refused by this; a 5x
+// overload with deadlines no longer admits the bytes its queues then shed
+// (measured before: 219 images/s of capacity, 53 answered under 5x, all
+// late). The learned bound holds only callers up to twice as patient as
+// those that failed late: impatient callers' expiries do not refuse
+// patient ones.
 
 /**
  * How an admitted request ended: answered; late (admitted, then shed, timed
