@@ -269,6 +269,42 @@ describe('overload of a slow model', () => {
     expect(await gw.exited).toBe(0);
   }, 120_000);
 
+  it('learns the same over HTTP from requests with Timeout-Ms: 429 from the headers, with the deadlines it holds', async () => {
+    const gw = await serve(['--allow-http', 'true', '--http-address', '127.0.0.1', '--http-port', '0']);
+    try {
+      const port = /HTTP on [^ ;]+:(\d+)/.exec(gw.readyLine)?.[1];
+      const url = `http://127.0.0.1:${port}/v2/models/slow_chain/infer`;
+      const body = JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 512], data: Array.from(row) }] });
+      const post = (timeoutMs: number): Promise<{ status: number; text: string }> =>
+        fetch(url, { method: 'POST', body, headers: { 'content-type': 'application/json', 'timeout-ms': String(timeoutMs) } }).then(async (r) => ({ status: r.status, text: await r.text() }));
+      for (let i = 0; i < 3; i++) expect((await post(60_000)).status).toBe(200);
+      const until = performance.now() + 3_000;
+      const answers: { status: number; text: string }[] = [];
+      await Promise.all(
+        Array.from({ length: 100 }, async () => {
+          while (performance.now() < until) {
+            const a = await post(150);
+            answers.push(a);
+            if (a.status === 429) await new Promise((r) => setTimeout(r, 20));
+          }
+        }),
+      );
+      const statuses = new Set(answers.map((a) => a.status));
+      // Answered, refused, shed (503) or past the deadline (400, Triton's mapping of DEADLINE_EXCEEDED).
+      for (const s of statuses) expect([200, 429, 503, 400]).toContain(s);
+      expect(answers.filter((a) => a.status === 200).length).toBeGreaterThan(0);
+      const learned = answers.filter((a) => a.status === 429 && a.text.includes('requests it admitted lately were shed or timed out before they ran'));
+      expect(learned.length).toBeGreaterThan(0);
+      expect(learned[0]?.text).toMatch(/admits about \d+ bytes now for requests with deadlines up to \d+ ms \(of --max-inflight-bytes 268435456\)/);
+      // A caller with far more time to spare is not held by what the impatient ones taught it.
+      expect((await post(60_000)).status).toBe(200);
+    } finally {
+      gw.client.close();
+      process.kill(-gw.pid, 'SIGTERM');
+    }
+    expect(await gw.exited).toBe(0);
+  }, 120_000);
+
   it('exits on SIGTERM to its process group right after an overload whose client went away, every time', async () => {
     const runs = 3;
     const exitTimeoutSecs = 3;
