@@ -29,6 +29,7 @@ export interface InflightSample {
   readonly requests: number;
   readonly bytes: number;
   readonly admitBytes: number;
+  readonly maxBytes: number;
 }
 
 /** A version batching in SLO mode (`batching_slo_ms`). */
@@ -176,6 +177,7 @@ export class MetricsRegistry {
     };
     inflightGauge('fabriek_inflight_requests', 'Inference requests the gateway holds (bodies being received, queued, running)', (s) => s.requests);
     inflightGauge('fabriek_inflight_bytes', 'Request bytes the gateway holds in flight', (s) => s.bytes);
+    inflightGauge('fabriek_inflight_max_bytes', 'The bound on request bytes in flight (--max-inflight-bytes)', (s) => s.maxBytes);
     inflightGauge(
       'fabriek_inflight_admit_bytes',
       'Request bytes the gateway admits now: --max-inflight-bytes, or less after requests it admitted were shed or timed out before they ran',

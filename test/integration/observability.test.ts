@@ -87,7 +87,7 @@ describe('Grafana dashboard and Prometheus alert rules against a real Prometheus
   });
 
   it('promtool checks the rules and their unit tests pass', async () => {
-    expect(await promtool(['check', 'rules', RULES])).toContain('SUCCESS: 8 rules found');
+    expect(await promtool(['check', 'rules', RULES])).toContain('SUCCESS: 9 rules found');
     expect(await promtool(['test', 'rules', 'alerts.test.yml'], join(ROOT, 'deploy/prometheus'))).toContain('SUCCESS');
   });
 
