@@ -1,4 +1,5 @@
 import {
+  type Deadline,
   type Metadata,
   type ServerUnaryCall,
   type handleUnaryCall,
@@ -30,7 +31,8 @@ export interface CallContext {
 
 export type UnaryHandler<Req, Res> = (request: Req, context: CallContext) => Promise<Res>;
 
-function deadlineOf(call: ServerUnaryCall<unknown, unknown>): number {
+/** A call's deadline in ms since the epoch; Infinity when it has none. */
+export function deadlineOf(call: { getDeadline(): Deadline }): number {
   const d = call.getDeadline();
   if (d instanceof Date) return d.getTime();
   return typeof d === 'number' && Number.isFinite(d) ? d : Infinity;

@@ -1,7 +1,7 @@
-import { type Deadline, type ServerInterceptor, ServerInterceptingCall, status as GrpcStatus } from '@grpc/grpc-js';
+import { type ServerInterceptor, ServerInterceptingCall, status as GrpcStatus } from '@grpc/grpc-js';
 import { type Logger } from 'pino';
 import { type ModelInferRequest } from '../../proto/gen/inference.js';
-import { toServiceError } from '../grpc/call-context.js';
+import { deadlineOf, toServiceError } from '../grpc/call-context.js';
 import { identifiedTenant } from '../grpc/early-refusal.js';
 import { malformed } from '../grpc/malformed-request.js';
 import { refuseUnread } from '../grpc/refuse-unread.js';
@@ -29,10 +29,6 @@ export function requestBytes(request: ModelInferRequest): number {
   return n;
 }
 
-const deadlineMs = (deadline: Deadline): number => (deadline instanceof Date ? deadline.getTime() : deadline);
-const hasDeadline = (deadline: Deadline): boolean => Number.isFinite(deadlineMs(deadline));
-const pastDeadline = (deadline: Deadline): boolean => hasDeadline(deadline) && deadlineMs(deadline) <= Date.now();
-
 export function inflightBound(gate: InflightGate, log: Logger): ServerInterceptor {
   return (method, call) => {
     if (method.path !== MODEL_INFER) return new ServerInterceptingCall(call);
@@ -42,8 +38,8 @@ export function inflightBound(gate: InflightGate, log: Logger): ServerIntercepto
         next({
           onReceiveMetadata: (metadata, proceed) => {
             // The tenant matters to the shares of the soft bounds (learned from late releases, --max-inflight-wait-ms).
-            const deadline = call.getDeadline();
-            const entered = gate.enter(undefined, identifiedTenant(metadata), hasDeadline(deadline) ? deadlineMs(deadline) - Date.now() : Infinity);
+            // The ms it has left (Infinity without a deadline): the learned bound holds callers by it.
+            const entered = gate.enter(undefined, identifiedTenant(metadata), deadlineOf(call) - Date.now());
             if (isHold(entered)) {
               hold = entered;
               proceed(metadata);
@@ -58,11 +54,11 @@ export function inflightBound(gate: InflightGate, log: Logger): ServerIntercepto
             proceed(message);
           },
           // Cancelled at its deadline (grpc-js ends such a call itself, past the interceptors): admitted for nothing.
-          onCancel: () => hold?.release(pastDeadline(call.getDeadline()) ? 'late' : 'failed'),
+          onCancel: () => hold?.release(deadlineOf(call) <= Date.now() ? 'late' : 'failed'),
         });
       },
       sendStatus: (status, next) => {
-        hold?.release(status.code === GrpcStatus.OK ? 'answered' : failedLate(status.code, status.details, hasDeadline(call.getDeadline())) ? 'late' : 'failed');
+        hold?.release(status.code === GrpcStatus.OK ? 'answered' : failedLate(status.code, status.details, Number.isFinite(deadlineOf(call))) ? 'late' : 'failed');
         next(status);
       },
     });

@@ -66,7 +66,6 @@ afterAll(async () => {
 });
 
 describe('gRPC inference calls refused before their message is read', () => {
-
   it('a message over the limit from a known tenant is read and refused as too large (the baseline)', async () => {
     const e = await failure(gw.client.modelInfer(huge(), as(KEYS.user)));
     expect(GrpcStatus[e.code]).toBe('RESOURCE_EXHAUSTED');
@@ -161,7 +160,6 @@ describe('a call the in-flight gate refuses after the tenants\' check', () => {
     }
   });
 });
-
 
 // A plain HTTP/2 client (as grpc-js does, it keeps sending after the status): FLOOD_CALLS calls of 600 KB on
 // one connection, FLOOD_BYTES if every body crossed. Node's client default of 10 MB of session memory would

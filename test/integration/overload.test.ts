@@ -71,26 +71,39 @@ const image = new Float32Array(3 * 224 * 224).fill(0.5);
 interface Outcome {
   readonly code: number;
   readonly ms: number;
+  /** The error's message ('' when answered). */
+  readonly message: string;
+}
+
+/** A call's outcome, timed from now. */
+function outcome(call: Promise<unknown>): Promise<Outcome> {
+  const t0 = performance.now();
+  return call.then(
+    () => ({ code: status.OK, ms: performance.now() - t0, message: '' }),
+    (error: unknown) => ({ code: error instanceof InferenceError ? error.code : -1, ms: performance.now() - t0, message: String((error as Error).message) }),
+  );
 }
 
 function infer(client: InferenceGrpcClient, timeoutMs: number, signal?: AbortSignal): Promise<Outcome> {
-  const t0 = performance.now();
-  return client
-    .infer('resnet_small', [{ name: 'image', datatype: 'FP32', shape: [1, 3, 224, 224], data: image }], { timeoutMs, ...(signal ? { signal } : {}) })
-    .then(
-      () => ({ code: status.OK, ms: performance.now() - t0 }),
-      (error: unknown) => ({ code: error instanceof InferenceError ? error.code : -1, ms: performance.now() - t0 }),
-    );
+  return outcome(client.infer('resnet_small', [{ name: 'image', datatype: 'FP32', shape: [1, 3, 224, 224], data: image }], { timeoutMs, ...(signal ? { signal } : {}) }));
 }
 
 const row = new Float32Array(512).fill(0.25);
 
 function chain(client: InferenceGrpcClient, timeoutMs: number): Promise<Outcome> {
-  const t0 = performance.now();
-  return client.infer('slow_chain', [{ name: 'input', datatype: 'FP32', shape: [1, 512], data: row }], { timeoutMs }).then(
-    () => ({ code: status.OK, ms: performance.now() - t0 }),
-    (error: unknown) => ({ code: error instanceof InferenceError ? error.code : -1, ms: performance.now() - t0 }),
-  );
+  return outcome(client.infer('slow_chain', [{ name: 'input', datatype: 'FP32', shape: [1, 512], data: row }], { timeoutMs }));
+}
+
+/** Serves with `extra` flags for `run`, then SIGTERM to the process group: the gateway must exit 0. */
+async function servedThenStopped(extra: readonly string[], run: (gw: Gateway) => Promise<void>): Promise<void> {
+  const gw = await serve(extra);
+  try {
+    await run(gw);
+  } finally {
+    gw.client.close();
+    process.kill(-gw.pid, 'SIGTERM');
+  }
+  expect(await gw.exited).toBe(0);
 }
 
 function isAlive(pid: number): boolean {
@@ -167,8 +180,7 @@ describe('overload of a slow model', () => {
   }, 180_000);
 
   it('sheds fast what cannot finish before its deadline, never computes it, answers the admitted in time, and exits on SIGTERM', async () => {
-    const gw = await serve([]);
-    try {
+    await servedThenStopped([], async (gw) => {
       // Warm-up: the cost model learns this machine's time for a row.
       for (let i = 0; i < 3; i++) expect((await chain(gw.client, 60_000)).code).toBe(status.OK);
       const one = Math.max(...(await Promise.all([chain(gw.client, 60_000), chain(gw.client, 60_000)])).map((o) => o.ms));
@@ -203,34 +215,21 @@ describe('overload of a slow model', () => {
           `(slowest ${Math.round(Math.max(...ok.map((o) => o.ms)))} ms), ${shed.length} shed (median ${Math.round(shedMs[Math.floor(shedMs.length / 2)] ?? 0)} ms), ` +
           `${late.length} late; ${computed} rows computed in all`,
       );
-    } finally {
-      gw.client.close();
-      process.kill(-gw.pid, 'SIGTERM');
-    }
-    expect(await gw.exited).toBe(0);
+    });
   }, 180_000);
 
   it('under a sustained overload whose requests are shed, stops admitting what it would shed: refused from the metadata instead, and admits again afterwards', async () => {
-    const gw = await serve(['--allow-metrics', 'true', '--metrics-port', '0']);
-    try {
+    await servedThenStopped(['--allow-metrics', 'true', '--metrics-port', '0'], async (gw) => {
       for (let i = 0; i < 3; i++) expect((await chain(gw.client, 60_000)).code).toBe(status.OK);
       const one = Math.max(...(await Promise.all([chain(gw.client, 60_000), chain(gw.client, 60_000)])).map((o) => o.ms));
       // 200 callers in a closed loop, each with a deadline of a few executions: far more than fits, so the queue sheds.
       const deadlineMs = Math.max(200, Math.round(4 * one));
       const until = performance.now() + 2_500;
       const outcomes: Outcome[] = [];
-      const refusals: string[] = [];
       await Promise.all(
         Array.from({ length: 200 }, async () => {
           while (performance.now() < until) {
-            const t0 = performance.now();
-            const o = await gw.client.infer('slow_chain', [{ name: 'input', datatype: 'FP32', shape: [1, 512], data: row }], { timeoutMs: deadlineMs }).then(
-              () => ({ code: status.OK, ms: performance.now() - t0 }),
-              (error: unknown) => {
-                if (error instanceof InferenceError && error.code === status.RESOURCE_EXHAUSTED) refusals.push(error.message);
-                return { code: error instanceof InferenceError ? error.code : -1, ms: performance.now() - t0 };
-              },
-            );
+            const o = await chain(gw.client, deadlineMs);
             outcomes.push(o);
             // A refused caller backs off a little, as a client honouring the pushback does.
             if (o.code === status.RESOURCE_EXHAUSTED) await new Promise((r) => setTimeout(r, 20));
@@ -242,6 +241,7 @@ describe('overload of a slow model', () => {
       for (const c of codes) expect([status.OK, status.UNAVAILABLE, status.DEADLINE_EXCEEDED, status.RESOURCE_EXHAUSTED]).toContain(c);
       expect(count(status.OK)).toBeGreaterThan(0);
       // The gate learned from the sheds: it refused from the metadata, saying why.
+      const refusals = outcomes.filter((o) => o.code === status.RESOURCE_EXHAUSTED).map((o) => o.message);
       expect(refusals.length).toBeGreaterThan(0);
       expect(refusals[0]).toMatch(/server overloaded: \d+ requests hold \d+ bytes in flight; requests it admitted lately were shed or timed out before they ran, so the gateway admits about \d+ bytes now for requests with deadlines up to \d+ ms \(of --max-inflight-bytes 268435456\)/);
       // /metrics shows the bound it learned.
@@ -252,26 +252,23 @@ describe('overload of a slow model', () => {
       expect(admit).toBeLessThan(268435456);
       expect(text).toMatch(/^fabriek_inflight_requests \d+$/m);
       // And once the flood is gone, a closed loop without deadlines is admitted in full.
-      const after = await Promise.all(Array.from({ length: 8 }, async () => {
-        const codes: number[] = [];
-        for (let i = 0; i < 5; i++) codes.push((await chain(gw.client, 60_000)).code);
-        return codes;
-      }));
+      const after = await Promise.all(
+        Array.from({ length: 8 }, async () => {
+          const codes: number[] = [];
+          for (let i = 0; i < 5; i++) codes.push((await chain(gw.client, 60_000)).code);
+          return codes;
+        }),
+      );
       expect(after.flat().every((c) => c === status.OK)).toBe(true);
       console.log(
         `learned admission: one request ${Math.round(one)} ms, deadline ${deadlineMs} ms, 200 callers for 2.5 s: ${count(status.OK)} answered, ` +
           `${count(status.UNAVAILABLE)} shed, ${count(status.DEADLINE_EXCEEDED)} late, ${count(status.RESOURCE_EXHAUSTED)} refused from the metadata`,
       );
-    } finally {
-      gw.client.close();
-      process.kill(-gw.pid, 'SIGTERM');
-    }
-    expect(await gw.exited).toBe(0);
+    });
   }, 120_000);
 
   it('learns the same over HTTP from requests with Timeout-Ms: 429 from the headers, with the deadlines it holds', async () => {
-    const gw = await serve(['--allow-http', 'true', '--http-address', '127.0.0.1', '--http-port', '0']);
-    try {
+    await servedThenStopped(['--allow-http', 'true', '--http-address', '127.0.0.1', '--http-port', '0'], async (gw) => {
       const port = /HTTP on [^ ;]+:(\d+)/.exec(gw.readyLine)?.[1];
       const url = `http://127.0.0.1:${port}/v2/models/slow_chain/infer`;
       const body = JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 512], data: Array.from(row) }] });
@@ -298,11 +295,7 @@ describe('overload of a slow model', () => {
       expect(learned[0]?.text).toMatch(/admits about \d+ bytes now for requests with deadlines up to \d+ ms \(of --max-inflight-bytes 268435456\)/);
       // A caller with far more time to spare is not held by what the impatient ones taught it.
       expect((await post(60_000)).status).toBe(200);
-    } finally {
-      gw.client.close();
-      process.kill(-gw.pid, 'SIGTERM');
-    }
-    expect(await gw.exited).toBe(0);
+    });
   }, 120_000);
 
   it('exits on SIGTERM to its process group right after an overload whose client went away, every time', async () => {
