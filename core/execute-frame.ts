@@ -3,7 +3,8 @@
 // own segment. No protobuf: the head is written straight into the buffer
 // that also holds the frame's prefix, and tensor bytes go to the socket as
 // they are (a corked, vectored write), so a batch is never re-encoded and
-// its tensors are never copied on the way out. The message types are those
+// its tensors are never copied on the way out: a batch's input is written
+// from its members' parts, one after the other, as its one segment. The message types are those
 // of proto/worker.proto (ExecuteRequest, ExecuteResponse), kept as the
 // in-memory shape on both sides.
 //
@@ -28,7 +29,7 @@ function stringBytes(s: string): number {
   return 4 + Buffer.byteLength(s, 'utf8');
 }
 
-function tensorHeadBytes(t: TensorData): number {
+function tensorHeadBytes(t: { readonly name: string; readonly datatype: string; readonly shape: readonly bigint[] }): number {
   return stringBytes(t.name) + stringBytes(t.datatype) + 4 + 8 * t.shape.length;
 }
 
@@ -55,7 +56,7 @@ class HeadWriter {
     this.at += 4 + n;
   }
 
-  tensor(t: TensorData): void {
+  tensor(t: { readonly name: string; readonly datatype: string; readonly shape: readonly bigint[] }): void {
     this.str(t.name);
     this.str(t.datatype);
     this.u32(t.shape.length);
@@ -134,18 +135,50 @@ export interface FrameTrace {
   readonly tracestate?: string;
 }
 
+/**
+ * An input of an Execute request as the gateway sends it: its bytes in one
+ * piece, or a batch's in the parts its members hold (core/tensor.ts,
+ * JoinedTensor), written one after the other as the input's one segment.
+ */
+export interface ExecuteInput {
+  readonly name: string;
+  readonly datatype: string;
+  readonly shape: readonly bigint[];
+  readonly data: Uint8Array | readonly Uint8Array[];
+}
+
+/** An Execute request as the gateway sends it (a worker reads it back as an ExecuteRequest). */
+export interface ExecuteCall {
+  readonly modelKey: string;
+  readonly inputs: readonly ExecuteInput[];
+  readonly outputs: readonly string[];
+}
+
 /** The frame parts of an Execute request: prefix and head in one buffer, then each input's bytes (not copied). */
-export function encodeExecuteRequest(kind: number, callId: number, request: ExecuteRequest, trace?: FrameTrace): Uint8Array[] {
+export function encodeExecuteRequest(kind: number, callId: number, request: ExecuteCall, trace?: FrameTrace): Uint8Array[] {
   let headBytes = stringBytes(request.modelKey) + 4 + 4;
   if (trace !== undefined) headBytes += stringBytes(trace.traceparent) + (trace.tracestate === undefined ? 0 : stringBytes(trace.tracestate));
   for (const o of request.outputs) headBytes += stringBytes(o);
   for (const t of request.inputs) headBytes += tensorHeadBytes(t);
   const parts: Uint8Array[] = [];
   const data: Uint8Array[] = [];
-  for (const t of request.inputs) data.push(t.data);
-  const prefix = segmentedPrefixBytes(1 + data.length);
+  const lengths: number[] = [];
+  for (const t of request.inputs) {
+    if (t.data instanceof Uint8Array) {
+      data.push(t.data);
+      lengths.push(t.data.byteLength);
+      continue;
+    }
+    let length = 0;
+    for (const part of t.data) {
+      data.push(part);
+      length += part.byteLength;
+    }
+    lengths.push(length);
+  }
+  const prefix = segmentedPrefixBytes(1 + lengths.length);
   const first = Buffer.allocUnsafe(prefix + headBytes);
-  writeSegmentedPrefix(first, kind, callId, headBytes, data);
+  writeSegmentedPrefix(first, kind, callId, headBytes, lengths);
   const w = new HeadWriter(first, prefix);
   w.str(request.modelKey);
   w.u32(request.outputs.length);
@@ -193,10 +226,14 @@ export function encodeExecuteResponse(kind: number, callId: number, response: Ex
   let headBytes = 3 * 8 + 4 + (response.outstanding === undefined ? 0 : 4);
   for (const t of response.outputs) headBytes += tensorHeadBytes(t);
   const data: Uint8Array[] = [];
-  for (const t of response.outputs) data.push(t.data);
-  const prefix = segmentedPrefixBytes(1 + data.length);
+  const lengths: number[] = [];
+  for (const t of response.outputs) {
+    data.push(t.data);
+    lengths.push(t.data.byteLength);
+  }
+  const prefix = segmentedPrefixBytes(1 + lengths.length);
   const first = Buffer.allocUnsafe(prefix + headBytes);
-  writeSegmentedPrefix(first, kind, callId, headBytes, data);
+  writeSegmentedPrefix(first, kind, callId, headBytes, lengths);
   const w = new HeadWriter(first, prefix);
   w.f64(Number(response.computeInputNs));
   w.f64(Number(response.computeInferNs));

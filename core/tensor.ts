@@ -19,3 +19,17 @@ export function elementCount(shape: readonly number[]): number {
   for (const d of shape) n *= d;
   return n;
 }
+
+/**
+ * A batch's input on its way to a worker: its members' tensors joined along
+ * dimension 0, their bytes kept as the parts they are, in order. They are
+ * never joined in memory: the frame to the worker gathers them in one
+ * vectored write (core/execute-frame.ts), so a batch of large inputs costs
+ * no allocation and no copy of its size in the gateway.
+ */
+export interface JoinedTensor {
+  readonly name: string;
+  readonly datatype: Datatype;
+  readonly shape: readonly number[];
+  readonly parts: readonly Uint8Array[];
+}

@@ -88,20 +88,21 @@ export function segmentedPrefixBytes(segmentCount: number): number {
 
 /**
  * Writes the prefix of a segmented frame into `out` at 0 (it needs
- * segmentedPrefixBytes(1 + segments.length) bytes), for a head of
- * `headBytes` bytes and the given segments; returns the payload length.
+ * segmentedPrefixBytes(1 + segmentLengths.length) bytes), for a head of
+ * `headBytes` bytes and segments of the given lengths; returns the payload
+ * length.
  */
-export function writeSegmentedPrefix(out: Buffer, kind: number, callId: number, headBytes: number, segments: readonly Uint8Array[]): number {
-  let length = 4 + 4 * (1 + segments.length) + headBytes;
-  for (const s of segments) length += s.byteLength;
+export function writeSegmentedPrefix(out: Buffer, kind: number, callId: number, headBytes: number, segmentLengths: readonly number[]): number {
+  let length = 4 + 4 * (1 + segmentLengths.length) + headBytes;
+  for (const n of segmentLengths) length += n;
   out.writeUInt32LE(length, 0);
   out.writeUInt8(kind | SEGMENTED, 4);
   out.writeUInt32LE(callId, 5);
-  out.writeUInt32LE(1 + segments.length, HEADER_BYTES);
+  out.writeUInt32LE(1 + segmentLengths.length, HEADER_BYTES);
   out.writeUInt32LE(headBytes, HEADER_BYTES + 4);
   let at = HEADER_BYTES + 8;
-  for (const s of segments) {
-    out.writeUInt32LE(s.byteLength, at);
+  for (const n of segmentLengths) {
+    out.writeUInt32LE(n, at);
     at += 4;
   }
   return length;

@@ -1,8 +1,9 @@
-// Rows along dimension 0: joining requests' inputs into one batch and
-// cutting the batch's outputs back into per-request views.
+// Rows along dimension 0: joining requests' inputs into one batch (as
+// parts, never copied) and cutting the batch's outputs back into
+// per-request views.
 import { elementSize } from '../../core/datatypes.js';
 import { internal } from '../../core/errors.js';
-import { elementCount, type Tensor } from '../../core/tensor.js';
+import { elementCount, type JoinedTensor, type Tensor } from '../../core/tensor.js';
 import { walkBytesElements } from '../tensor/bytes-elements.js';
 
 function byName(a: Tensor, b: Tensor): number {
@@ -31,19 +32,20 @@ export function batchShape(inputs: readonly Tensor[]): { inputs: readonly Tensor
 
 /**
  * Joins each input of the members along dimension 0: member j's tensor i
- * follows member j-1's. One allocation and one copy per input; BYTES
- * inputs are joined as raw length-prefixed bytes. Members must list the same
- * inputs in the same order with equal non-batch dims (see `batchShape`);
- * anything else is an INTERNAL error. A single member is returned as is.
+ * follows member j-1's. Nothing is copied: the joined input holds the
+ * members' bytes as parts, which the frame to the worker writes in order
+ * (BYTES inputs join as their raw length-prefixed bytes do). Members must
+ * list the same inputs in the same order with equal non-batch dims (see
+ * `batchShape`); anything else is an INTERNAL error.
  */
-export function concatRows(tensorsPerMember: readonly (readonly Tensor[])[]): Tensor[] {
+export function joinRows(tensorsPerMember: readonly (readonly Tensor[])[]): JoinedTensor[] {
   const first = tensorsPerMember[0];
   if (first === undefined) return [];
-  if (tensorsPerMember.length === 1) return [...first];
+  if (tensorsPerMember.length === 1) return first.map((t) => ({ name: t.name, datatype: t.datatype, shape: t.shape, parts: [t.data] }));
   return first.map((head, i) => {
     const inner = innerDims(head.shape);
     let rows = 0;
-    let bytes = 0;
+    const parts: Uint8Array[] = [];
     for (const [j, member] of tensorsPerMember.entries()) {
       const t = member[i];
       if (
@@ -57,17 +59,9 @@ export function concatRows(tensorsPerMember: readonly (readonly Tensor[])[]): Te
         throw internal(`batch member ${j} does not match member 0 at input ${i} ('${head.name}')`);
       }
       rows += t.shape[0] ?? 0;
-      bytes += t.data.byteLength;
+      parts.push(t.data);
     }
-    // Not zero-filled: every byte is written below.
-    const data = new Uint8Array(Buffer.allocUnsafeSlow(bytes).buffer, 0, bytes);
-    let offset = 0;
-    for (const member of tensorsPerMember) {
-      const part = (member[i] as Tensor).data;
-      data.set(part, offset);
-      offset += part.byteLength;
-    }
-    return { name: head.name, datatype: head.datatype, shape: [rows, ...head.shape.slice(1)], data };
+    return { name: head.name, datatype: head.datatype, shape: [rows, ...head.shape.slice(1)], parts };
   });
 }
 

@@ -1,6 +1,6 @@
 import { type SpanContext } from '@opentelemetry/api';
 import { cancelled, deadlineExceeded, type ServingError, unavailable } from '../../core/errors.js';
-import { type Tensor } from '../../core/tensor.js';
+import { type JoinedTensor, type Tensor } from '../../core/tensor.js';
 import { activeTracer } from '../../core/tracing.js';
 import {
   type ExecutionObserver,
@@ -9,7 +9,7 @@ import {
   type JobResult,
   type Scheduler,
 } from '../scheduling/execution.js';
-import { batchShape, concatRows, splitRows } from './batch-rows.js';
+import { batchShape, joinRows, splitRows } from './batch-rows.js';
 import { BatchQueue, type Queued } from './batch-queue.js';
 import { type Clock, systemClock } from './clock.js';
 import { CostModel } from './cost-model.js';
@@ -40,7 +40,7 @@ export interface BatchSlots<P> {
 
 /** What the batcher needs to run a batch (Dispatcher fits); it releases the slot. */
 export interface BatchRunner<P> {
-  run(placement: P, inputs: readonly Tensor[], outputs: readonly string[], deadline: number, traces?: readonly (SpanContext | undefined)[]): Promise<ExecutionResult>;
+  run(placement: P, inputs: readonly JoinedTensor[], outputs: readonly string[], deadline: number, traces?: readonly (SpanContext | undefined)[]): Promise<ExecutionResult>;
 }
 
 export interface DynamicBatcherOptions<P> {
@@ -416,9 +416,9 @@ export class DynamicBatcher<P> implements Scheduler {
       if (e.job.deadline > deadline) deadline = e.job.deadline;
     }
     this.#lastRows = rows;
-    let inputs: Tensor[];
+    let inputs: JoinedTensor[];
     try {
-      inputs = concatRows(take.map((e) => e.inputs));
+      inputs = joinRows(take.map((e) => e.inputs));
     } catch (error) {
       this.#slots.release(placement);
       for (const e of take) e.reject(error);

@@ -1,22 +1,17 @@
-import { type FrameTrace } from '../../core/execute-frame.js';
+import { type ExecuteCall, type ExecuteInput, type FrameTrace } from '../../core/execute-frame.js';
 import { isDatatype } from '../../core/datatypes.js';
 import { internal, unavailable } from '../../core/errors.js';
-import { type Tensor } from '../../core/tensor.js';
-import { type ExecuteRequest, type ExecuteResponse, type TensorData } from '../../proto/gen/worker.js';
+import { type JoinedTensor, type Tensor } from '../../core/tensor.js';
+import { type ExecuteResponse, type TensorData } from '../../proto/gen/worker.js';
 import { type SpanContext } from '@opentelemetry/api';
 import { activeTracer, contextOf, endWithError, linksTo, modelAttributes, SpanKindOf, frameTraceOf } from '../../core/tracing.js';
 import { type ExecutionResult } from './execution.js';
 import { type InstanceSlots, noteReport, type Placement } from './instance-slots.js';
 import { isWorkerLost } from './worker-connection.js';
 
-export function toTensorData(t: Tensor): TensorData {
-  return {
-    name: t.name,
-    datatype: t.datatype,
-    shape: t.shape.map((d) => BigInt(d)),
-    // A view, not a copy: grpc encodes straight from the request's buffer.
-    data: Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength),
-  };
+/** An input as the frame to the worker carries it: the request's bytes, or a batch's parts, as they are (no copy). */
+export function toExecuteInput(t: Tensor | JoinedTensor): ExecuteInput {
+  return { name: t.name, datatype: t.datatype, shape: t.shape.map((d) => BigInt(d)), data: 'parts' in t ? t.parts : t.data };
 }
 
 export function fromTensorData(t: TensorData): Tensor {
@@ -61,12 +56,12 @@ export class Dispatcher {
 
   async run(
     placement: Placement,
-    inputs: readonly Tensor[],
+    inputs: readonly (Tensor | JoinedTensor)[],
     outputs: readonly string[],
     deadline: number,
     traces?: readonly (SpanContext | undefined)[],
   ): Promise<ExecutionResult> {
-    const request = { modelKey: this.#modelKey, inputs: inputs.map(toTensorData), outputs: [...outputs] };
+    const request = { modelKey: this.#modelKey, inputs: inputs.map(toExecuteInput), outputs: [...outputs] };
     if (traces !== undefined) return this.#traced(placement, request, deadline, traces);
     return this.#run(placement, request, deadline);
   }
@@ -75,7 +70,7 @@ export class Dispatcher {
    * The batch span (child of its first sampled request, linking to each) and
    * the worker execution span under it, whose traceparent goes in the frame.
    */
-  async #traced(placement: Placement, request: ExecuteRequest, deadline: number, traces: readonly (SpanContext | undefined)[]): Promise<ExecutionResult> {
+  async #traced(placement: Placement, request: ExecuteCall, deadline: number, traces: readonly (SpanContext | undefined)[]): Promise<ExecutionResult> {
     const tracer = activeTracer();
     const sampled = traces.filter((t): t is SpanContext => t !== undefined);
     if (!tracer || sampled.length === 0) return this.#run(placement, request, deadline);
@@ -99,7 +94,7 @@ export class Dispatcher {
     }
   }
 
-  async #run(placement: Placement, request: ExecuteRequest, deadline: number, trace?: FrameTrace): Promise<ExecutionResult> {
+  async #run(placement: Placement, request: ExecuteCall, deadline: number, trace?: FrameTrace): Promise<ExecutionResult> {
     const first = placement.worker.endpoint.id;
     // Each slot is freed when its worker is done with the execution, which
     // can be after this call gave up at its deadline: the worker still runs

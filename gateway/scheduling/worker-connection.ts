@@ -2,11 +2,10 @@ import { isIP, connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { ServingError } from '../../core/errors.js';
-import { decodeExecuteResponse, encodeExecuteRequest, type ExecuteAnswer, type FrameTrace } from '../../core/execute-frame.js';
+import { decodeExecuteResponse, encodeExecuteRequest, type ExecuteAnswer, type ExecuteCall, type FrameTrace } from '../../core/execute-frame.js';
 import { decodeError, encodeFrame, ERROR, type Frame, FrameError, FrameReader, HEADER_BYTES, Method, PING_CALL_ID, RESPONSE } from '../../core/worker-frames.js';
 import { writeInTick } from '../../core/tick-cork.js';
 import {
-  type ExecuteRequest,
   type LoadModelRequest,
   LoadModelRequest as LoadModelRequestCodec,
   LoadModelResponse,
@@ -123,7 +122,7 @@ export class WorkerConnection {
    * so its count of executions in the worker stays true, and on `lost` takes
    * the worker out of its slots first, so nothing more is sent to it.
    */
-  execute(request: ExecuteRequest, deadline: number, done?: (lost: boolean) => void, trace?: FrameTrace): Promise<ExecuteAnswer> {
+  execute(request: ExecuteCall, deadline: number, done?: (lost: boolean) => void, trace?: FrameTrace): Promise<ExecuteAnswer> {
     return this.#call(() => encodeExecuteRequest(Method.Execute, 0, request, trace), executeAnswer, deadline, done);
   }
 

@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { type Datatype } from '../../core/datatypes.js';
 import { ServingError } from '../../core/errors.js';
 import { type Tensor } from '../../core/tensor.js';
-import { batchShape, concatRows, splitRows } from '../../gateway/batching/batch-rows.js';
+import { batchShape, joinRows, splitRows } from '../../gateway/batching/batch-rows.js';
+import { tensorOf } from '../helpers/joined-tensor.js';
 import { joinBytesElements, splitBytesElements } from '../../gateway/tensor/bytes-elements.js';
 
 const bytesOf = (v: ArrayBufferView): Uint8Array => new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
@@ -27,9 +28,12 @@ function expectInternal(fn: () => unknown, message: RegExp): void {
   expect((caught as ServingError).message).toMatch(message);
 }
 
-describe('concatRows', () => {
-  it('joins FP32 members along dimension 0 with one allocation per input', () => {
-    const [x, z] = concatRows([
+/** joinRows, each joined input read back as the worker reads it (its parts in order). */
+const join = (members: readonly (readonly Tensor[])[]): Tensor[] => joinRows(members).map(tensorOf);
+
+describe('joinRows', () => {
+  it('joins FP32 members along dimension 0', () => {
+    const [x, z] = join([
       [fp32('x', [1, 2], [1, 2]), fp32('z', [1], [9])],
       [fp32('x', [2, 2], [3, 4, 5, 6]), fp32('z', [2], [8, 7])],
     ]);
@@ -40,31 +44,39 @@ describe('concatRows', () => {
   });
 
   it('joins INT64 and BOOL as raw bytes', () => {
-    const [ids] = concatRows([
+    const [ids] = join([
       [t('ids', 'INT64', [1], bytesOf(BigInt64Array.from([-1n])))],
       [t('ids', 'INT64', [2], bytesOf(BigInt64Array.from([2n ** 40n, 3n])))],
     ]);
     expect(Array.from(new BigInt64Array(ids!.data.slice().buffer))).toEqual([-1n, 2n ** 40n, 3n]);
-    const [mask] = concatRows([[t('m', 'BOOL', [1, 2], Uint8Array.from([1, 0]))], [t('m', 'BOOL', [1, 2], Uint8Array.from([0, 1]))]]);
+    const [mask] = join([[t('m', 'BOOL', [1, 2], Uint8Array.from([1, 0]))], [t('m', 'BOOL', [1, 2], Uint8Array.from([0, 1]))]]);
     expect(mask?.shape).toEqual([2, 2]);
     expect(Array.from(mask!.data)).toEqual([1, 0, 0, 1]);
   });
 
   it('joins BYTES as length-prefixed bytes, empty strings included', () => {
-    const [s] = concatRows([[strings('s', [2], ['', 'ab'])], [strings('s', [1], [''])], [strings('s', [1], ['héllo'])]]);
+    const [s] = join([[strings('s', [2], ['', 'ab'])], [strings('s', [1], [''])], [strings('s', [1], ['héllo'])]]);
     expect(s?.shape).toEqual([4]);
     expect(textOf(s!)).toEqual(['', 'ab', '', 'héllo']);
   });
 
-  it('returns a single member as is, without copying', () => {
-    const x = fp32('x', [1, 2], [1, 2]);
-    expect(concatRows([[x]])[0]).toBe(x);
+  it('copies nothing: the parts are the members\' own bytes, in order', () => {
+    const a = fp32('x', [1, 2], [1, 2]);
+    const b = fp32('x', [2, 2], [3, 4, 5, 6]);
+    const [x] = joinRows([[a], [b]]);
+    expect(x?.parts).toHaveLength(2);
+    expect(x?.parts[0]).toBe(a.data);
+    expect(x?.parts[1]).toBe(b.data);
+    const [only] = joinRows([[a]]);
+    expect(only?.shape).toBe(a.shape);
+    expect(only?.parts).toEqual([a.data]);
+    expect(only?.parts[0]).toBe(a.data);
   });
 
   it('refuses members that do not line up', () => {
-    expectInternal(() => concatRows([[fp32('x', [1, 2], [1, 2])], [fp32('x', [1, 1], [1])]]), /member 1/);
-    expectInternal(() => concatRows([[fp32('x', [1], [1])], [fp32('y', [1], [1])]]), /member 1/);
-    expectInternal(() => concatRows([[fp32('x', [1], [1])], []]), /member 1/);
+    expectInternal(() => joinRows([[fp32('x', [1, 2], [1, 2])], [fp32('x', [1, 1], [1])]]), /member 1/);
+    expectInternal(() => joinRows([[fp32('x', [1], [1])], [fp32('y', [1], [1])]]), /member 1/);
+    expectInternal(() => joinRows([[fp32('x', [1], [1])], []]), /member 1/);
   });
 });
 

@@ -67,6 +67,28 @@ describe('Execute frames', () => {
     expect(Buffer.from(data ?? []).equals(big)).toBe(true);
   });
 
+  it("writes a batch's input from its members' parts, as they are, and reads it back as one segment", () => {
+    const members = [Buffer.alloc(70_000, 1), Buffer.alloc(5, 2), Buffer.alloc(0), Buffer.alloc(40_000, 3)];
+    const single = Buffer.from([9, 9]);
+    const inputs = [
+      { name: 'x', datatype: 'UINT8', shape: [110_005n], data: members },
+      { name: 'y', datatype: 'UINT8', shape: [2n], data: single },
+    ];
+    const parts = encodeExecuteRequest(Method.Execute, 1, { modelKey: 'm', outputs: [], inputs });
+    expect(parts.slice(1)).toEqual([...members, single]);
+    members.forEach((m, i) => expect(parts[1 + i]).toBe(m));
+    for (const step of [7, 4096, 1 << 20]) {
+      const [frame] = readBack(parts, step);
+      const back = decodeExecuteRequest(frame?.payload ?? new Uint8Array(), frame?.segments ?? []);
+      expect(back.inputs.map((t) => [t.name, t.data.byteLength])).toEqual([
+        ['x', 110_005],
+        ['y', 2],
+      ]);
+      expect(Buffer.from(back.inputs[0]?.data ?? []).equals(Buffer.concat(members))).toBe(true);
+      expect(Array.from(back.inputs[1]?.data ?? [])).toEqual([9, 9]);
+    }
+  });
+
   it('refuses segment tables that lie, before buffering', () => {
     const prefix = (count: number, lengths: number[], total: number): Buffer => {
       const b = Buffer.alloc(9 + 4 + 4 * lengths.length);

@@ -1,7 +1,8 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { ServingError } from '../../core/errors.js';
-import { type Tensor } from '../../core/tensor.js';
+import { type JoinedTensor } from '../../core/tensor.js';
+import { tensorOf } from '../helpers/joined-tensor.js';
 import { type Clock } from '../../gateway/batching/clock.js';
 import { type BatchRunner, type BatchSlots, DynamicBatcher } from '../../gateway/batching/dynamic-batcher.js';
 import { type FairEntry, FairQueue, tenantQueueBound } from '../../gateway/batching/fair-queue.js';
@@ -59,8 +60,8 @@ class Recorder implements BatchRunner<number> {
     readonly slot: OneSlot,
     readonly labels: Map<number, string>,
   ) {}
-  run(_p: number, inputs: readonly Tensor[]): Promise<ExecutionResult> {
-    const x = inputs[0] as Tensor;
+  run(_p: number, inputs: readonly JoinedTensor[]): Promise<ExecutionResult> {
+    const x = tensorOf(inputs[0] as JoinedTensor);
     const ids = Array.from(new Float32Array(x.data.slice().buffer));
     this.batches.push([...new Set(ids.map((id) => this.labels.get(id) ?? '?'))]);
     return new Promise((resolve) => {
