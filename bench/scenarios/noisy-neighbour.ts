@@ -85,6 +85,11 @@ interface BWindow {
   ok: number;
   seconds: number;
   errors: Record<string, number>;
+  /** Summed latency of B's answered requests, as its client saw them (µs). */
+  okMicros: number;
+  /** B's answered requests as the gateway counted them, and their summed time in it (s). */
+  served: number;
+  serverSeconds: number;
 }
 
 interface ModeResult {
@@ -100,14 +105,25 @@ interface ModeResult {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Rows and executions of `model` so far, and its full batch in SLO mode, from /metrics. */
-async function batchCounts(url: string, model: string): Promise<{ rows: number; executions: number; fullRows: number | undefined }> {
+/**
+ * From /metrics: rows and executions of `model` so far, its full batch in SLO
+ * mode, and tenant B's answered requests with their summed time in the
+ * gateway (arrival to answer): what of B's latency the server itself spent.
+ */
+async function gatewayCounts(url: string, model: string): Promise<{ rows: number; executions: number; fullRows: number | undefined; bServed: number; bSeconds: number }> {
   const text = await (await fetch(url)).text();
-  const value = (name: string): number | undefined => {
-    const line = text.split('\n').find((l) => l.startsWith(`${name}{model="${model}",version="1"}`));
+  const value = (prefix: string): number | undefined => {
+    const line = text.split('\n').find((l) => l.startsWith(prefix));
     return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
   };
-  return { rows: value('nv_inference_count') ?? 0, executions: value('nv_inference_exec_count') ?? 0, fullRows: value('fabriek_batch_full_rows') };
+  const ofModel = (name: string): string => `${name}{model="${model}",version="1"}`;
+  return {
+    rows: value(ofModel('nv_inference_count')) ?? 0,
+    executions: value(ofModel('nv_inference_exec_count')) ?? 0,
+    fullRows: value(ofModel('fabriek_batch_full_rows')),
+    bServed: value('fabriek_tenant_request_duration_seconds_count{tenant="b"}') ?? 0,
+    bSeconds: value('fabriek_tenant_request_duration_seconds_sum{tenant="b"}') ?? 0,
+  };
 }
 
 export interface NoisyNeighbourReport {
@@ -158,6 +174,7 @@ export async function runNoisyNeighbour(o: NoisyNeighbourOptions): Promise<Noisy
               return;
             }
             w.ok++;
+            w.okMicros += latencyUs;
             w.latency.recordValue(Math.max(1, Math.round(latencyUs)));
           },
         });
@@ -166,7 +183,7 @@ export async function runNoisyNeighbour(o: NoisyNeighbourOptions): Promise<Noisy
         await b.stop();
         w.seconds += (performance.now() - started) / 1000;
       };
-      const scratch = (): BWindow => ({ latency: histogram(), ok: 0, seconds: 0, errors: {} });
+      const scratch = (): BWindow => ({ latency: histogram(), ok: 0, seconds: 0, errors: {}, okMicros: 0, served: 0, serverSeconds: 0 });
       const result: ModeResult = { mode, alone: scratch(), withA: scratch(), a: {}, aSeconds: 0, other: 0 };
       // Warm-up: the cost model and ONNX Runtime's allocator.
       await runB(scratch(), 3_000);
@@ -176,7 +193,7 @@ export async function runNoisyNeighbour(o: NoisyNeighbourOptions): Promise<Noisy
             flood.keep(A_OUTSTANDING);
             await sleep(SETTLE_MS);
           }
-          const counts0 = await batchCounts(metricsUrl, mode.model);
+          const counts0 = await gatewayCounts(metricsUrl, mode.model);
           const meter = cpuMeter(gateway.pid);
           meter.start();
           const w = withA ? result.withA : result.alone;
@@ -184,10 +201,13 @@ export async function runNoisyNeighbour(o: NoisyNeighbourOptions): Promise<Noisy
           await runB(one, o.durationMs);
           w.latency.add(one.latency);
           w.ok += one.ok;
+          w.okMicros += one.okMicros;
           w.seconds += one.seconds;
           for (const [k, v] of Object.entries(one.errors)) w.errors[k] = (w.errors[k] ?? 0) + v;
           const cpu = meter.stop();
-          const counts1 = await batchCounts(metricsUrl, mode.model);
+          const counts1 = await gatewayCounts(metricsUrl, mode.model);
+          w.served += counts1.bServed - counts0.bServed;
+          w.serverSeconds += counts1.bSeconds - counts0.bSeconds;
           const avgBatch = (counts1.rows - counts0.rows) / Math.max(1, counts1.executions - counts0.executions);
           if (withA) {
             const report = await flood.off();
@@ -219,6 +239,8 @@ export async function runNoisyNeighbour(o: NoisyNeighbourOptions): Promise<Noisy
 
 function report(results: readonly ModeResult[], o: NoisyNeighbourOptions): NoisyNeighbourReport {
   const p = (w: BWindow, q: number): number => w.latency.getValueAtPercentile(q);
+  /** B's mean latency as its client saw it and the part spent in the gateway (answered requests). */
+  const meanMs = (w: BWindow): string => (w.ok === 0 || w.served === 0 ? '–' : `${ms(w.okMicros / w.ok)} (${ms((w.serverSeconds / w.served) * 1e6)})`);
   const rows = results.map((r) => {
     const aOk = (r.a.OK ?? 0) / Math.max(1e-9, r.aSeconds);
     const aOther = Object.entries(r.a).filter(([k]) => k !== 'OK');
@@ -227,6 +249,7 @@ function report(results: readonly ModeResult[], o: NoisyNeighbourOptions): Noisy
       `${lat(p(r.alone, 50))} / ${lat(p(r.alone, 99))}`,
       `${lat(p(r.withA, 50))} / ${lat(p(r.withA, 99))}`,
       p(r.withA, 99) >= MISS_US ? 'missed' : `${num(p(r.withA, 99) / p(r.alone, 99), 2)}×`,
+      `${meanMs(r.alone)} / ${meanMs(r.withA)}`,
       JSON.stringify({ ...r.alone.errors, ...Object.fromEntries(Object.entries(r.withA.errors).map(([k, v]) => [`${k} (with A)`, v])) }),
       num(aOk, 1),
       aOther.map(([k, v]) => `${k} ${num(v / Math.max(1e-9, r.aSeconds), 1)}/s`).join(', ') || '–',
@@ -246,7 +269,9 @@ function report(results: readonly ModeResult[], o: NoisyNeighbourOptions): Noisy
       `${o.rounds} rounds of a ${o.durationMs / 1000} s window alone and one with A, per mode, pooled.` +
       (o.maxInflightWaitMs > 0 ? ` Gateway with --max-inflight-wait-ms ${o.maxInflightWaitMs}.` : ''),
     '',
-    mdTable(['mode', 'B alone p50 / p99 ms', 'B with A p50 / p99 ms', 'p99 with A ÷ alone', 'B errors', 'A served/s', 'A refused', 'other cores (worst)'], rows),
+    mdTable(['mode', 'B alone p50 / p99 ms', 'B with A p50 / p99 ms', 'p99 with A ÷ alone', 'B mean ms alone / with A (in the gateway)', 'B errors', 'A served/s', 'A refused', 'other cores (worst)'], rows),
+    '',
+    "B's mean is over its answered requests; the part in the gateway (from the request's arrival there to its answer) is what the server itself spent: the rest is the request's and the answer's way over the connection, and B's client.",
     '',
     ...verdicts.map(
       (v) => `- ${v.mode}: B's p99 with A is ${num(v.ratio, 2)}× its p99 alone (bar ≤ ${P99_RATIO}×), A ${v.aServed ? 'served' : 'NOT served'}: **${v.ok ? 'met' : 'not met'}**`,
