@@ -31,7 +31,7 @@ export interface WorkerArgs {
   readonly cores: number;
   /** ONNX Runtime threads the worker starts with (see defaultThreadCount). */
   readonly ortThreads: number;
-  /** --inline-run-us: CPU instances whose runs take at most this many µs run on the main thread; 0 = never. */
+  /** --inline-run-us: CPU instances whose runs take at most this many µs on the main thread run there; 0 = never. */
   readonly inlineRunUs: number;
   /** Standalone mode: register in this Redis and load the repository itself. */
   readonly registry: RegistryArgs | undefined;
@@ -92,9 +92,10 @@ export const USAGE = `usage: fabriek worker --registry redis://HOST:PORT --model
   --cores N                    cores shared by this worker's instances (default: all)
   --ort-threads N              ONNX Runtime threads, each hosting many sessions (default: --cores
                                on CPU, min(4, --cores) on a GPU; grows to a model's instance count)
-  --inline-run-us N            a CPU instance whose runs take at most N µs (median of its first 16)
-                               runs on the worker's main thread instead of an ONNX Runtime thread,
-                               saving the hand-off both ways (default 50; 0: never)
+  --inline-run-us N            a CPU instance whose runs hold their thread at most N µs (median of 16,
+                               on its ONNX Runtime thread, then tried on the worker's main thread)
+                               runs on the main thread, saving the hand-off both ways (default 300;
+                               0: never)
   --max-message-bytes N        message limit (default 1 GiB)
   --shutdown-timeout-ms N      how long SIGTERM waits for in-flight batches (default 30000)
   --log-level LEVEL            trace|debug|info|warn|error (default info)
@@ -275,8 +276,8 @@ function parseDevice(value: string): DeviceRequest {
   return { kind: 'gpu', deviceId: Number(match[1] ?? 0) };
 }
 
-/** --inline-run-us: about what the hand-off to an ORT thread and back costs the worker (see inline-runs.ts). */
-export const DEFAULT_INLINE_RUN_US = 50;
+/** --inline-run-us: about what handing a run to an ORT thread and back costs in wall time on a busy host (see inline-runs.ts). */
+export const DEFAULT_INLINE_RUN_US = 300;
 
 function intFlag(flag: string, value: string | undefined, fallback: number, min: number, max: number): number {
   if (value === undefined) return fallback;

@@ -12,27 +12,45 @@ import { type BatchOutput, type BatchTask, type SessionInfo, type ThreadInit } f
 // that takes longer than the hand-off would hold the main thread (which
 // reads and answers every model's executions) for longer than the hand-off
 // costs it, and runs of several instances could no longer overlap: those
-// stay on their threads. So every CPU instance starts on its thread, and
-// one whose recent runs all took less than the bound (--inline-run-us) is
-// opened again on the main thread; its thread session closes once its runs
-// there have ended. The choice is made once, on its first runs: after that an
-// instance left on its thread costs nothing more per run. GPU sessions always
 // stay on their threads.
+//
+// So every CPU instance starts on its thread. One whose runs there (after
+// its first WARM_RUNS) held the thread at most --inline-run-us (median of
+// INLINE_SAMPLES, BatchOutput.heldNs: conversions and ONNX Runtime's own run)
+// is tried on the main thread, its thread session kept open meanwhile; if
+// its runs there hold the main thread at most as long, it stays and its
+// thread session closes, else it goes back to its thread for good. The main
+// thread's own timings decide, since that is the thread a run would hold:
+// on this 2-core machine identity_fp32's runs held it 140–240 µs, against
+// 70–150 µs on its own thread (the main thread also reads and answers every
+// frame). The choice is made once: after that an instance left on its
+// thread costs nothing more per run. GPU sessions always stay on their
+// threads. On the main thread a session runs on one ONNX Runtime thread
+// (see InlineSession.open).
 
-/** Runs timed on the thread before deciding. */
+/** Runs timed before each decision: on the thread, then on the main thread. */
 export const INLINE_SAMPLES = 16;
+/**
+ * Runs on its thread before any is timed: a model's first runs allocate, and
+ * come while the machine warms up (at 16 clients, identity_fp32's first runs
+ * held the main thread 180–264 µs, its later ones 30–100 µs).
+ */
+export const WARM_RUNS = 32;
 /** A model file larger than this is never opened on the main thread (creating a session blocks the thread that does it). */
 export const INLINE_MAX_MODEL_BYTES = 4 * 2 ** 20;
 
 /**
- * Whether runs that took `samplesNs` on their thread (conversion and run,
- * from taking the task up to the answer) should move to the main thread:
- * enough of them, and their median within `maxRunNs`.
+ * Whether runs that held their thread `samplesNs` (conversions and ONNX
+ * Runtime's run: BatchOutput.heldNs) are short enough: enough of them, and
+ * their median within `maxRunNs`.
  */
 export function runsInline(samplesNs: readonly number[], maxRunNs: number): boolean {
-  if (maxRunNs <= 0 || samplesNs.length < INLINE_SAMPLES) return false;
-  const sorted = [...samplesNs].sort((a, b) => a - b);
-  return (sorted[sorted.length >> 1] as number) <= maxRunNs;
+  return maxRunNs > 0 && samplesNs.length >= INLINE_SAMPLES && median(samplesNs) <= maxRunNs;
+}
+
+function median(xs: readonly number[]): number {
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[sorted.length >> 1] as number;
 }
 
 /** A session on the worker's main thread: a run blocks it for the run's length. */
@@ -43,7 +61,9 @@ export class InlineSession implements ModelInstance {
   ) {}
 
   static async open(init: ThreadInit): Promise<InlineSession> {
-    const { session, info } = await openSession(init);
+    // One ONNX Runtime thread, the caller's: a run short enough for the main thread gains nothing from being
+    // split, and waking ORT's own threads for it (they sleep between runs: no spinning) costs more than the run.
+    const { session, info } = await openSession({ ...init, options: { ...init.options, intraOpNumThreads: 1, interOpNumThreads: 1 } });
     return new InlineSession(info, session);
   }
 
@@ -57,33 +77,60 @@ export class InlineSession implements ModelInstance {
   }
 }
 
+const NO_TRANSFER: readonly ArrayBuffer[] = [];
+
+/** How a trial on the main thread ended: kept there, or back on its thread with the median run it took there. */
+export type InlineOutcome =
+  | { readonly moved: true; readonly medianNs: number; readonly threadMedianNs: number }
+  | { readonly moved: false; readonly medianNs: number; readonly threadMedianNs: number }
+  | { readonly moved: false; readonly error: Error };
+
 /**
- * One CPU instance: on its ORT thread until its first runs are known to be
- * short, then on the main thread (see the top of this file). The choice is
- * made once; a failed open on the main thread leaves it on its thread.
+ * One CPU instance: on its ORT thread until its runs are known to be short,
+ * then on the main thread (see the top of this file). The choice is made
+ * once; a failed open, or runs on the main thread over the bound, leave it
+ * on its thread.
  */
 export class MovableInstance implements ModelInstance {
   readonly #init: ThreadInit;
   readonly #maxRunNs: number;
-  readonly #onMoved: ((error?: Error) => void) | undefined;
+  readonly #onDecided: ((outcome: InlineOutcome) => void) | undefined;
+  readonly #openInline: (init: ThreadInit) => Promise<ModelInstance>;
   #thread: ModelInstance | undefined;
-  #inline: InlineSession | undefined;
-  readonly #samples: number[] = [];
+  #inline: ModelInstance | undefined;
+  /** Timings of the runs on its thread, then (while #trial) on the main thread. */
+  #samples: number[] = [];
+  /** On the main thread on trial: its thread session is kept until the trial ends. */
+  #trial = false;
+  /** The median of its runs on its thread (known once it goes on trial). */
+  #threadMedianNs = 0;
   /** Runs handed to the thread and not yet ended. */
   #onThread = 0;
+  /** Runs ended on its thread so far, while undecided (WARM_RUNS are not timed). */
+  #ended = 0;
+  /** Runs on the main thread not yet ended. */
+  #onMain = 0;
   #moving = false;
-  /** Its first runs were too long (or the move was given up): on its thread for good. */
+  /** Decided for the thread (its runs too long, or the move given up): on its thread for good. */
   #staying = false;
   #closed = false;
 
   /** The model file as its thread opened it (about): a file changed since is not opened again (it is not this instance's model). */
   readonly #opened: Promise<string | undefined>;
 
-  constructor(thread: ModelInstance, init: ThreadInit, maxRunNs: number, onMoved?: (error?: Error) => void) {
+  /** `openInline` opens the instance on the main thread (tests give their own). */
+  constructor(
+    thread: ModelInstance,
+    init: ThreadInit,
+    maxRunNs: number,
+    onDecided?: (outcome: InlineOutcome) => void,
+    openInline: (init: ThreadInit) => Promise<ModelInstance> = (i) => InlineSession.open(i),
+  ) {
     this.#thread = thread;
     this.#init = init;
     this.#maxRunNs = maxRunNs;
-    this.#onMoved = onMoved;
+    this.#onDecided = onDecided;
+    this.#openInline = openInline;
     this.#opened = fileVersion(init);
     this.#opened.catch(() => undefined);
   }
@@ -92,13 +139,19 @@ export class MovableInstance implements ModelInstance {
     return (this.#inline ?? this.#thread)?.info as SessionInfo;
   }
 
-  /** On the main thread now (for status and tests). */
+  /** On the main thread now, on trial or for good (for status and tests). */
   get inline(): boolean {
     return this.#inline !== undefined;
   }
 
+  /** Its thread session is still open (for tests). */
+  get onThread(): boolean {
+    return this.#thread !== undefined;
+  }
+
   run(task: BatchTask, transfer: readonly ArrayBuffer[]): Promise<BatchOutput> {
-    if (this.#inline) return this.#inline.run(task);
+    // On the main thread nothing crosses a thread: the caller's buffers stay where they are.
+    if (this.#inline) return this.#trial ? this.#runOnTrial(this.#inline, task) : this.#inline.run(task, NO_TRANSFER);
     const thread = this.#thread as ModelInstance;
     // Decided to stay: the thread's session as it is, nothing counted or timed.
     if (this.#staying) return thread.run(task, transfer);
@@ -109,16 +162,30 @@ export class MovableInstance implements ModelInstance {
     this.#onThread++;
     try {
       const out = await thread.run(task, transfer);
-      if (!this.#moving && !this.#staying) this.#observe(Number(out.runEndNs - out.taskStartNs));
+      if (!this.#moving && !this.#staying) this.#observe(out.heldNs);
       return out;
     } finally {
       this.#onThread--;
-      if (this.#inline && this.#onThread === 0) this.#closeThread();
+      if (this.#inline && !this.#trial && this.#onThread === 0) this.#closeThread();
     }
   }
 
-  /** Times the first INLINE_SAMPLES runs, then decides once: move, or stay for good. */
+  async #runOnTrial(inline: ModelInstance, task: BatchTask): Promise<BatchOutput> {
+    this.#onMain++;
+    try {
+      const out = await inline.run(task, NO_TRANSFER);
+      if (this.#trial && this.#inline === inline) this.#observeTrial(out.heldNs);
+      return out;
+    } finally {
+      this.#onMain--;
+      // Sent back to its thread: the main thread's session closes once its last run there ended.
+      if (this.#inline !== inline && !this.#closed && this.#onMain === 0) inline.close().catch(() => undefined);
+    }
+  }
+
+  /** Times INLINE_SAMPLES runs on the thread after WARM_RUNS, then decides once: try the main thread, or stay for good. */
   #observe(ns: number): void {
+    if (++this.#ended <= WARM_RUNS) return;
     this.#samples.push(ns);
     if (this.#samples.length < INLINE_SAMPLES) return;
     if (!runsInline(this.#samples, this.#maxRunNs)) {
@@ -126,7 +193,25 @@ export class MovableInstance implements ModelInstance {
       return;
     }
     this.#moving = true;
+    this.#threadMedianNs = median(this.#samples);
     void this.#move();
+  }
+
+  /** Times INLINE_SAMPLES runs on the main thread, then keeps it there (its thread session closes) or sends it back for good. */
+  #observeTrial(ns: number): void {
+    this.#samples.push(ns);
+    if (this.#samples.length < INLINE_SAMPLES) return;
+    this.#trial = false;
+    const timings = { medianNs: median(this.#samples), threadMedianNs: this.#threadMedianNs };
+    if (runsInline(this.#samples, this.#maxRunNs)) {
+      if (this.#onThread === 0) this.#closeThread();
+      this.#onDecided?.({ moved: true, ...timings });
+      return;
+    }
+    // Back to its thread for good; #runOnTrial closes the main thread's session once its runs there have ended.
+    this.#inline = undefined;
+    this.#staying = true;
+    this.#onDecided?.({ moved: false, ...timings });
   }
 
   async #move(): Promise<void> {
@@ -138,17 +223,17 @@ export class MovableInstance implements ModelInstance {
         this.#staying = true;
         return;
       }
-      const inline = await InlineSession.open(this.#init);
+      const inline = await this.#openInline(this.#init);
       if (this.#closed) {
         await inline.close();
         return;
       }
+      this.#samples = [];
+      this.#trial = true;
       this.#inline = inline;
-      if (this.#onThread === 0) this.#closeThread();
-      this.#onMoved?.();
     } catch (error) {
       this.#staying = true;
-      this.#onMoved?.(error instanceof Error ? error : new Error(String(error)));
+      this.#onDecided?.({ moved: false, error: error instanceof Error ? error : new Error(String(error)) });
     }
   }
 
@@ -162,7 +247,9 @@ export class MovableInstance implements ModelInstance {
     this.#closed = true;
     const thread = this.#thread;
     this.#thread = undefined;
-    await Promise.all([thread?.close(), this.#inline?.close()]);
+    const inline = this.#inline;
+    this.#inline = undefined;
+    await Promise.all([thread?.close(), inline?.close()]);
   }
 }
 

@@ -47,9 +47,14 @@ async function start(args: WorkerArgs, logger: Logger): Promise<void> {
   const pool = new OrtThreadPool({
     threads: args.ortThreads,
     inlineMaxRunNs: args.inlineRunUs * 1000,
-    onMoved: (label, error) => {
-      if (error) logger.warn({ instance: label, err: error }, 'could not open the instance on the main thread; its runs stay on its ONNX Runtime thread');
-      else logger.debug({ instance: label }, 'instance runs on the main thread from now on (its runs are shorter than the hand-off to a thread)');
+    onInline: (label, outcome) => {
+      if ('error' in outcome) {
+        logger.warn({ instance: label, err: outcome.error }, 'could not open the instance on the main thread; its runs stay on its ONNX Runtime thread');
+        return;
+      }
+      const runs = { instance: label, mainThreadUs: Math.round(outcome.medianNs / 1000), ownThreadUs: Math.round(outcome.threadMedianNs / 1000) };
+      if (outcome.moved) logger.debug(runs, 'instance runs on the main thread from now on (its runs are shorter than the hand-off to a thread)');
+      else logger.debug(runs, 'instance stays on its ONNX Runtime thread: its runs on the main thread took longer than --inline-run-us');
     },
     // Its sessions are gone with it: exit, so that the gateway restarts this
     // worker and loads its models again (a worker of its own reloads them at start).

@@ -2,7 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { resourceExhausted } from '../core/errors.js';
 import { type ModelInstance } from './model-instance.js';
-import { INLINE_MAX_MODEL_BYTES, MovableInstance } from './inline-runs.js';
+import { INLINE_MAX_MODEL_BYTES, type InlineOutcome, MovableInstance } from './inline-runs.js';
 import { MAX_ORT_THREADS, placeInstances } from './thread-placement.js';
 import {
   type BatchOutput,
@@ -47,12 +47,12 @@ export interface OrtThreadPoolOptions {
   /** A thread died (uncaught error or exit): its sessions are gone. */
   readonly onFatal: (error: Error) => void;
   /**
-   * A CPU instance whose runs take at most this long moves to the main
-   * thread (inline-runs.ts); 0 or absent: every run stays on its thread.
+   * A CPU instance whose runs take at most this long on the main thread
+   * moves there (inline-runs.ts); 0 or absent: every run stays on its thread.
    */
   readonly inlineMaxRunNs?: number;
-  /** An instance moved to the main thread (or failed to: `error`). */
-  readonly onMoved?: (label: string, error?: Error) => void;
+  /** How an instance's trial on the main thread ended: kept there, back on its thread, or not opened there (`error`). */
+  readonly onInline?: (label: string, outcome: InlineOutcome) => void;
 }
 
 type Settle = (reply: ThreadReply) => void;
@@ -210,7 +210,7 @@ export class OrtThreadPool {
       const thread = this.#threads[targets[i] as number] as OrtThread;
       const { id, info } = await thread.open(init);
       const session = new PooledSession(info, thread, id);
-      return this.#movable(init) ? new MovableInstance(session, init, this.#options.inlineMaxRunNs ?? 0, (error) => this.#options.onMoved?.(init.label, error)) : session;
+      return this.#movable(init) ? new MovableInstance(session, init, this.#options.inlineMaxRunNs ?? 0, (outcome) => this.#options.onInline?.(init.label, outcome)) : session;
     });
   }
 

@@ -82,6 +82,13 @@ export interface BatchOutput {
   readonly runStartNs: bigint;
   /** When session.run returned. */
   readonly runEndNs: bigint;
+  /**
+   * How long the task held its thread: the input and output conversions and
+   * ONNX Runtime's synchronous run, without the wait for the event loop's
+   * turn that onnxruntime-node's run puts before it (a setImmediate). On a
+   * busy main thread that wait is other work's, not this run's.
+   */
+  readonly heldNs: number;
 }
 
 /**

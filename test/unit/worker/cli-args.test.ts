@@ -13,7 +13,7 @@ describe('parseWorkerArgs', () => {
       shutdownTimeoutMs: 30_000,
       cores: availableParallelism(),
       ortThreads: Math.min(64, availableParallelism()),
-      inlineRunUs: 50,
+      inlineRunUs: 300,
       registry: undefined,
       queuedPerInstance: 1,
       localGateways: 1,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { INLINE_SAMPLES, MovableInstance, runsInline } from '../../../worker/inline-runs.js';
+import { INLINE_SAMPLES, type InlineOutcome, MovableInstance, runsInline, WARM_RUNS } from '../../../worker/inline-runs.js';
 import { type ModelInstance } from '../../../worker/model-instance.js';
 import { type BatchOutput, type ThreadInit } from '../../../worker/thread-protocol.js';
 
@@ -19,24 +19,28 @@ describe('runsInline', () => {
 
 describe('MovableInstance', () => {
   /** A thread session whose runs report the time the test says. */
-  const fakeThread = (times: () => number): ModelInstance & { runs: number } => ({
+  const fakeThread = (times: () => number): ModelInstance & { runs: number; closed: boolean } => ({
     runs: 0,
+    closed: false,
     info: { inputs: [], outputs: [], executionProvider: 'cpu', fallbackReason: '' },
     run(): Promise<BatchOutput> {
       this.runs++;
-      return Promise.resolve({ outputs: [], taskStartNs: 0n, runStartNs: 0n, runEndNs: BigInt(times()) });
+      return Promise.resolve({ outputs: [], taskStartNs: 0n, runStartNs: 0n, runEndNs: 0n, heldNs: times() });
     },
-    close: () => Promise.resolve(),
+    close(): Promise<void> {
+      this.closed = true;
+      return Promise.resolve();
+    },
   });
   const task = { inputs: [], outputs: [] };
   const init = { label: 'm#0', model: { bytes: new Uint8Array(0) }, device: { kind: 'cpu' as const }, options: {} as ThreadInit['options'] };
 
   it('decides once, on its first runs: an instance whose first runs were long stays on its thread even when later runs are short', async () => {
-    let ns = 200_000;
+    let ns = 50_001;
     const thread = fakeThread(() => ns);
     const moved: unknown[] = [];
     const instance = new MovableInstance(thread, init, 50_000, (e) => moved.push(e));
-    for (let k = 0; k < INLINE_SAMPLES; k++) await instance.run(task, []);
+    for (let k = 0; k < WARM_RUNS + INLINE_SAMPLES; k++) await instance.run(task, []);
     ns = 1_000;
     for (let k = 0; k < 2 * INLINE_SAMPLES; k++) await instance.run(task, []);
     await new Promise((r) => setTimeout(r, 20));
@@ -49,4 +53,77 @@ describe('MovableInstance', () => {
     expect(instance.run(task, [])).toBe(direct);
     thread.run = run;
   });
+
+  /** An instance whose runs take `onThread` ns on its thread and `onMain` ns on the main thread; its decisions, as they come. */
+  function setup(onThread: number, onMain: number, bound = 50_000) {
+    const thread = fakeThread(() => onThread);
+    const main = fakeThread(() => onMain);
+    const outcomes: InlineOutcome[] = [];
+    const instance = new MovableInstance(thread, init, bound, (o) => outcomes.push(o), () => Promise.resolve(main));
+    return { thread, main, outcomes, instance };
+  }
+  const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
+  /** The runs on its thread that decide whether it is tried on the main thread. */
+  const FIRST = WARM_RUNS + INLINE_SAMPLES;
+
+  it('tries an instance on the main thread when its runs on its thread are within the bound, and keeps it there when its runs there are too', async () => {
+    const { thread, main, outcomes, instance } = setup(40_000, 20_000);
+    for (let k = 0; k < FIRST - 1; k++) await instance.run(task, []);
+    await settle();
+    expect(instance.inline).toBe(false);
+    await instance.run(task, []);
+    await settle();
+    expect(instance.inline).toBe(true);
+    // On trial: its thread session stays open, nothing decided yet.
+    expect(instance.onThread).toBe(true);
+    expect(outcomes).toEqual([]);
+    for (let k = 0; k < INLINE_SAMPLES; k++) await instance.run(task, []);
+    expect(outcomes).toEqual([{ moved: true, medianNs: 20_000, threadMedianNs: 40_000 }]);
+    expect(instance.inline).toBe(true);
+    expect(instance.onThread).toBe(false);
+    expect(thread.closed).toBe(true);
+    expect([thread.runs, main.runs]).toEqual([FIRST, INLINE_SAMPLES]);
+    await instance.run(task, []);
+    expect(main.runs).toBe(INLINE_SAMPLES + 1);
+    expect(main.closed).toBe(false);
+  });
+
+  it('sends an instance back to its thread for good when its runs on the main thread are over the bound', async () => {
+    const { thread, main, outcomes, instance } = setup(40_000, 80_000);
+    for (let k = 0; k < FIRST; k++) await instance.run(task, []);
+    await settle();
+    expect(instance.inline).toBe(true);
+    for (let k = 0; k < INLINE_SAMPLES; k++) await instance.run(task, []);
+    await settle();
+    expect(outcomes).toEqual([{ moved: false, medianNs: 80_000, threadMedianNs: 40_000 }]);
+    expect(instance.inline).toBe(false);
+    expect(main.closed).toBe(true);
+    expect(thread.closed).toBe(false);
+    for (let k = 0; k < 2 * INLINE_SAMPLES; k++) await instance.run(task, []);
+    await settle();
+    expect([thread.runs, main.runs]).toEqual([FIRST + 2 * INLINE_SAMPLES, INLINE_SAMPLES]);
+    expect(outcomes).toHaveLength(1);
+  });
+
+  it('never tries the main thread when its runs on its thread are over the bound', async () => {
+    const { thread, main, outcomes, instance } = setup(50_001, 1_000);
+    for (let k = 0; k < 2 * FIRST; k++) await instance.run(task, []);
+    await settle();
+    expect(instance.inline).toBe(false);
+    expect(outcomes).toEqual([]);
+    expect([thread.runs, main.runs]).toEqual([2 * FIRST, 0]);
+  });
+
+  it('stays on its thread when the main thread cannot open it, and says why', async () => {
+    const thread = fakeThread(() => 1_000);
+    const outcomes: InlineOutcome[] = [];
+    const instance = new MovableInstance(thread, init, 50_000, (o) => outcomes.push(o), () => Promise.reject(new Error('no memory')));
+    for (let k = 0; k < FIRST; k++) await instance.run(task, []);
+    await settle();
+    expect(instance.inline).toBe(false);
+    expect(outcomes).toEqual([{ moved: false, error: new Error('no memory') }]);
+    await instance.run(task, []);
+    expect(thread.runs).toBe(FIRST + 1);
+  });
 });
+

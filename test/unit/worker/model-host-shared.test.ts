@@ -21,7 +21,7 @@ class IdentityInstance implements ModelInstance {
   constructor(readonly init: ThreadInit) {}
   run(task: BatchTask): Promise<BatchOutput> {
     return new Promise((resolve) => {
-      this.runs.push({ task, finish: () => resolve({ outputs: task.inputs, taskStartNs: 1n, runStartNs: 1n, runEndNs: 2n }) });
+      this.runs.push({ task, finish: () => resolve({ outputs: task.inputs, taskStartNs: 1n, runStartNs: 1n, runEndNs: 2n, heldNs: 1 }) });
     });
   }
   async close(): Promise<void> {

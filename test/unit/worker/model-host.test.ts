@@ -35,7 +35,7 @@ const INFO: SessionInfo = {
   executionProvider: 'cpu',
   fallbackReason: '',
 };
-const OUTPUT: BatchOutput = { outputs: [], taskStartNs: 1n, runStartNs: 1n, runEndNs: 2n };
+const OUTPUT: BatchOutput = { outputs: [], taskStartNs: 1n, runStartNs: 1n, runEndNs: 2n, heldNs: 1 };
 
 /** A batch told apart from others by its tag (its only requested output). */
 function task(tag: string): BatchTask {
@@ -44,7 +44,7 @@ function task(tag: string): BatchTask {
 
 /** A distinct result per tag, so a test can tell whose run answered a call. */
 function output(tag: string): BatchOutput {
-  return { outputs: [{ name: tag, datatype: 'FP32', shape: [0], data: new ArrayBuffer(0) }], taskStartNs: 1n, runStartNs: 1n, runEndNs: 2n };
+  return { outputs: [{ name: tag, datatype: 'FP32', shape: [0], data: new ArrayBuffer(0) }], taskStartNs: 1n, runStartNs: 1n, runEndNs: 2n, heldNs: 1 };
 }
 
 interface Run {
