@@ -4,9 +4,10 @@
 // that also holds the frame's prefix, and tensor bytes go to the socket as
 // they are (a corked, vectored write), so a batch is never re-encoded and
 // its tensors are never copied on the way out: a batch's input is written
-// from its members' parts, one after the other, as its one segment. The message types are those
-// of proto/worker.proto (ExecuteRequest, ExecuteResponse), kept as the
-// in-memory shape on both sides.
+// from its members' parts, one after the other, as its one segment. The
+// message types are those of proto/worker.proto (ExecuteRequest,
+// ExecuteResponse), kept as the in-memory shape on both sides; the gateway
+// sends an ExecuteCall, whose inputs may be in parts.
 //
 // Head of a request:                  Head of an answer:
 //   str  model key                      f64 compute input ns
@@ -29,7 +30,14 @@ function stringBytes(s: string): number {
   return 4 + Buffer.byteLength(s, 'utf8');
 }
 
-function tensorHeadBytes(t: { readonly name: string; readonly datatype: string; readonly shape: readonly bigint[] }): number {
+/** What the head says of a tensor. */
+interface TensorHead {
+  readonly name: string;
+  readonly datatype: string;
+  readonly shape: readonly bigint[];
+}
+
+function tensorHeadBytes(t: TensorHead): number {
   return stringBytes(t.name) + stringBytes(t.datatype) + 4 + 8 * t.shape.length;
 }
 
@@ -56,7 +64,7 @@ class HeadWriter {
     this.at += 4 + n;
   }
 
-  tensor(t: { readonly name: string; readonly datatype: string; readonly shape: readonly bigint[] }): void {
+  tensor(t: TensorHead): void {
     this.str(t.name);
     this.str(t.datatype);
     this.u32(t.shape.length);
@@ -140,10 +148,7 @@ export interface FrameTrace {
  * piece, or a batch's in the parts its members hold (core/tensor.ts,
  * JoinedTensor), written one after the other as the input's one segment.
  */
-export interface ExecuteInput {
-  readonly name: string;
-  readonly datatype: string;
-  readonly shape: readonly bigint[];
+export interface ExecuteInput extends TensorHead {
   readonly data: Uint8Array | readonly Uint8Array[];
 }
 

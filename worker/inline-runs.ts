@@ -31,9 +31,9 @@ import { type BatchOutput, type BatchTask, type SessionInfo, type ThreadInit } f
 /** Runs timed before each decision: on the thread, then on the main thread. */
 export const INLINE_SAMPLES = 16;
 /**
- * Runs on its thread before any is timed: a model's first runs allocate, and
- * come while the machine warms up (at 16 clients, identity_fp32's first runs
- * held the main thread 180–264 µs, its later ones 30–100 µs).
+ * Runs on its thread before any is timed: a model's first runs allocate
+ * (ONNX Runtime's first run at a shape) and come while its callers warm up,
+ * so they say little about the runs after them.
  */
 export const WARM_RUNS = 32;
 /** A model file larger than this is never opened on the main thread (creating a session blocks the thread that does it). */

@@ -50,6 +50,44 @@ export function loadReport(w: LoadWindow): LoadReport {
   };
 }
 
+/** The longest span a report looks back over for a request (see spanReport). */
+export const MAX_SPAN_SECONDS = 10;
+
+/**
+ * The report over the latest windows (oldest first): the newest, and the
+ * ones before it back to the last that saw a request, within
+ * MAX_SPAN_SECONDS. weighted_round_robin skips a report of 0 rps or 0
+ * utilisation and keeps the weight it had; so a gateway that got a low
+ * weight in a slow moment (a busy second, a model moving threads), and then
+ * fewer requests than one per window, kept reporting nothing it could use
+ * and stayed starved until its weight expired (seen in CI: 1 % of the
+ * traffic to the faster gateway for 9 s). Over the span back to its last
+ * request its rate and its mostly idle instances read as what they are: a
+ * high weight. The work queued counts as the newest window saw it; the
+ * instances are the most any window in the span had at work, over the
+ * whole span.
+ */
+export function spanReport(windows: readonly LoadWindow[]): LoadReport {
+  const newest = windows[windows.length - 1];
+  if (newest === undefined) return IDLE_LOAD;
+  let span: LoadWindow = newest;
+  for (let i = windows.length - 2; i >= 0 && span.requests === 0; i--) {
+    const w = windows[i] as LoadWindow;
+    if (span.seconds + w.seconds > MAX_SPAN_SECONDS) break;
+    span = {
+      seconds: span.seconds + w.seconds,
+      cpuSeconds: span.cpuSeconds + w.cpuSeconds,
+      cores: span.cores,
+      requests: span.requests + w.requests,
+      failures: span.failures + w.failures,
+      busyNs: span.busyNs + w.busyNs,
+      queuedNs: span.queuedNs,
+      instances: Math.max(span.instances, w.instances),
+    };
+  }
+  return loadReport(span);
+}
+
 /** ORCA's field names, for the HTTP endpoint. */
 export function orcaJson(r: LoadReport): Record<string, number> {
   return { cpu_utilization: r.cpuUtilization, application_utilization: r.applicationUtilization, rps_fractional: r.rpsFractional, eps: r.eps };

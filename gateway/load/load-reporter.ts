@@ -3,12 +3,14 @@
 // stream (orca-service.ts), the endpoint-load-metrics-bin trailer of each
 // ModelInfer call, and GET /v2/health/load. Sampling walks the model
 // versions off the request path; a call only passes the window's trailers.
+// A report covers the latest window and, when that saw no request, the
+// windows back to the last that did (spanReport in load-report.ts).
 import { availableParallelism } from 'node:os';
 import { Metadata, type Server } from '@grpc/grpc-js';
 import { treeCpuSeconds } from '../../core/process-cpu.js';
 import { type ModelManager } from '../repository/model-manager.js';
 import { type LoadCounts, type ModelVersionStatistics } from '../stats/model-statistics.js';
-import { IDLE_LOAD, type LoadReport, loadReport } from './load-report.js';
+import { IDLE_LOAD, type LoadReport, type LoadWindow, MAX_SPAN_SECONDS, spanReport } from './load-report.js';
 import { OrcaStreams, encodeOrcaReport, orcaServiceDefinition } from './orca-service.js';
 
 /** The trailer that carries an ORCA report, as gRPC's weighted_round_robin reads it. */
@@ -21,6 +23,8 @@ export class LoadReporter {
   readonly #oob: OrcaStreams;
   /** Last counts seen per statistics object: a reloaded version starts a new one. */
   #seen = new WeakMap<ModelVersionStatistics, LoadCounts>();
+  /** The latest windows, oldest first, back over MAX_SPAN_SECONDS: a report may look back to the last request. */
+  #windows: LoadWindow[] = [];
   #lastMs = performance.now();
   #lastCpu = treeCpuSeconds(process.pid);
   readonly #timer: NodeJS.Timeout;
@@ -90,16 +94,13 @@ export class LoadReporter {
       instances += slots.instanceCount;
     }
     this.#seen = seen;
-    this.#report = loadReport({
-      seconds: windowNs / 1e9,
-      cpuSeconds: cpu - this.#lastCpu,
-      cores: this.cores,
-      requests,
-      failures,
-      busyNs,
-      queuedNs,
-      instances,
-    });
+    this.#windows.push({ seconds: windowNs / 1e9, cpuSeconds: cpu - this.#lastCpu, cores: this.cores, requests, failures, busyNs, queuedNs, instances });
+    let spanSeconds = 0;
+    for (const w of this.#windows) spanSeconds += w.seconds;
+    while (this.#windows.length > 1 && spanSeconds - (this.#windows[0] as LoadWindow).seconds >= MAX_SPAN_SECONDS) {
+      spanSeconds -= (this.#windows.shift() as LoadWindow).seconds;
+    }
+    this.#report = spanReport(this.#windows);
     this.#lastMs = now;
     this.#lastCpu = cpu;
     this.#encoded = Buffer.from(encodeOrcaReport(this.#report));

@@ -1,6 +1,6 @@
 import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import { describe, expect, it } from 'vitest';
-import { IDLE_LOAD, loadReport, orcaJson } from '../../../gateway/load/load-report.js';
+import { IDLE_LOAD, loadReport, MAX_SPAN_SECONDS, orcaJson, spanReport } from '../../../gateway/load/load-report.js';
 import { decodeOrcaReport, decodeOrcaRequest, encodeOrcaReport } from '../../../gateway/load/orca-service.js';
 
 const window = { seconds: 2, cpuSeconds: 1, cores: 4, requests: 400, failures: 10, busyNs: 1e9, queuedNs: 0, instances: 2 };
@@ -22,6 +22,37 @@ describe('loadReport', () => {
 
   it('ORCA field names on HTTP', () => {
     expect(orcaJson(loadReport(window))).toEqual({ cpu_utilization: 0.125, application_utilization: 0.25, rps_fractional: 200, eps: 5 });
+  });
+});
+
+describe('spanReport', () => {
+  const idle = { seconds: 0.2, cpuSeconds: 0.01, cores: 4, requests: 0, failures: 0, busyNs: 0, queuedNs: 0, instances: 0 };
+
+  it('is the newest window when it saw a request', () => {
+    expect(spanReport([window, { ...window, requests: 20 }])).toEqual(loadReport({ ...window, requests: 20 }));
+  });
+
+  it('looks back over windows without requests to the last that had one: a gateway sent little still reports a rate and its idle instances', () => {
+    // One request of 1 ms, 3 s ago, then fifteen empty windows: 1 request over 3.2 s, 1 ms of one instance's 3.2 s.
+    const one = { ...idle, requests: 1, busyNs: 1e6, instances: 1 };
+    const r = spanReport([window, one, ...Array.from({ length: 15 }, () => idle)]);
+    expect(r.rpsFractional).toBeCloseTo(1 / 3.2, 9);
+    expect(r.applicationUtilization).toBeCloseTo(1e6 / 3.2e9, 12);
+    expect(r.cpuUtilization).toBeCloseTo((16 * 0.01) / 3.2 / 4, 9);
+    // weighted_round_robin's weight, rps / utilisation, is defined and high.
+    expect(r.rpsFractional / r.applicationUtilization).toBeGreaterThan(900);
+  });
+
+  it('counts the work queued as the newest window saw it', () => {
+    const r = spanReport([{ ...idle, requests: 1, busyNs: 1e6, instances: 1 }, { ...idle, queuedNs: 4e8 }]);
+    expect(r.applicationUtilization).toBeCloseTo((1e6 + 4e8) / 0.4e9, 9);
+  });
+
+  it('looks back at most MAX_SPAN_SECONDS: an idle gateway reports no rate', () => {
+    const windows = [{ ...idle, requests: 5, instances: 1, busyNs: 1e6 }, ...Array.from({ length: 5 * MAX_SPAN_SECONDS }, () => idle)];
+    const r = spanReport(windows);
+    expect([r.rpsFractional, r.applicationUtilization]).toEqual([0, 0]);
+    expect(spanReport([])).toBe(IDLE_LOAD);
   });
 });
 
