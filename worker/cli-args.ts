@@ -93,9 +93,9 @@ export const USAGE = `usage: fabriek worker --registry redis://HOST:PORT --model
   --ort-threads N              ONNX Runtime threads, each hosting many sessions (default: --cores
                                on CPU, min(4, --cores) on a GPU; grows to a model's instance count)
   --inline-run-us N            a CPU instance whose runs hold their thread at most N µs (median of 16,
-                               on its ONNX Runtime thread, then tried on the worker's main thread)
-                               runs on the main thread, saving the hand-off both ways (default 300;
-                               0: never)
+                               on its ONNX Runtime thread, then tried on the worker's main thread, where
+                               they may also take as long as the hand-off to the thread did) runs on
+                               the main thread, saving the hand-off both ways (default 300; 0: never)
   --max-message-bytes N        message limit (default 1 GiB)
   --shutdown-timeout-ms N      how long SIGTERM waits for in-flight batches (default 30000)
   --log-level LEVEL            trace|debug|info|warn|error (default info)

@@ -18,8 +18,10 @@ import { type BatchOutput, type BatchTask, type SessionInfo, type ThreadInit } f
 // its first WARM_RUNS) held the thread at most --inline-run-us (median of
 // INLINE_SAMPLES, BatchOutput.heldNs: conversions and ONNX Runtime's own run)
 // is tried on the main thread, its thread session kept open meanwhile; if
-// its runs there hold the main thread at most as long, it stays and its
-// thread session closes, else it goes back to its thread for good. The main
+// its runs there hold the main thread at most as long, or at most as long as
+// handing a run to its thread and back took (the wall time beyond the run),
+// it stays and its thread session closes, else it goes back to its thread
+// for good. The main
 // thread's own timings decide, since that is the thread a run would hold:
 // on this 2-core machine identity_fp32's runs held it 140–240 µs, against
 // 70–150 µs on its own thread (the main thread also reads and answers every
@@ -81,9 +83,15 @@ const NO_TRANSFER: readonly ArrayBuffer[] = [];
 
 /** How a trial on the main thread ended: kept there, or back on its thread with the median run it took there. */
 export type InlineOutcome =
-  | { readonly moved: true; readonly medianNs: number; readonly threadMedianNs: number }
-  | { readonly moved: false; readonly medianNs: number; readonly threadMedianNs: number }
+  | ({ readonly moved: boolean } & TrialTimings)
   | { readonly moved: false; readonly error: Error };
+
+/** Medians of a trial: runs on the main thread, runs on its thread, and the hand-off to its thread and back. */
+export interface TrialTimings {
+  readonly medianNs: number;
+  readonly threadMedianNs: number;
+  readonly handOffMedianNs: number;
+}
 
 /**
  * One CPU instance: on its ORT thread until its runs are known to be short,
@@ -100,10 +108,13 @@ export class MovableInstance implements ModelInstance {
   #inline: ModelInstance | undefined;
   /** Timings of the runs on its thread, then (while #trial) on the main thread. */
   #samples: number[] = [];
+  /** Of the runs timed on its thread: the wall time from handing each over to its answer, beyond its run. */
+  readonly #handOffs: number[] = [];
   /** On the main thread on trial: its thread session is kept until the trial ends. */
   #trial = false;
-  /** The median of its runs on its thread (known once it goes on trial). */
+  /** The medians of its runs on its thread and of their hand-offs (known once it goes on trial). */
   #threadMedianNs = 0;
+  #handOffMedianNs = 0;
   /** Runs handed to the thread and not yet ended. */
   #onThread = 0;
   /** Runs ended on its thread so far, while undecided (WARM_RUNS are not timed). */
@@ -160,9 +171,10 @@ export class MovableInstance implements ModelInstance {
 
   async #runOnThread(thread: ModelInstance, task: BatchTask, transfer: readonly ArrayBuffer[]): Promise<BatchOutput> {
     this.#onThread++;
+    const sentNs = process.hrtime.bigint();
     try {
       const out = await thread.run(task, transfer);
-      if (!this.#moving && !this.#staying) this.#observe(out.heldNs);
+      if (!this.#moving && !this.#staying) this.#observe(out.heldNs, Number(process.hrtime.bigint() - sentNs) - out.heldNs);
       return out;
     } finally {
       this.#onThread--;
@@ -184,9 +196,10 @@ export class MovableInstance implements ModelInstance {
   }
 
   /** Times INLINE_SAMPLES runs on the thread after WARM_RUNS, then decides once: try the main thread, or stay for good. */
-  #observe(ns: number): void {
+  #observe(ns: number, handOffNs: number): void {
     if (++this.#ended <= WARM_RUNS) return;
     this.#samples.push(ns);
+    this.#handOffs.push(handOffNs);
     if (this.#samples.length < INLINE_SAMPLES) return;
     if (!runsInline(this.#samples, this.#maxRunNs)) {
       this.#staying = true;
@@ -194,16 +207,23 @@ export class MovableInstance implements ModelInstance {
     }
     this.#moving = true;
     this.#threadMedianNs = median(this.#samples);
+    this.#handOffMedianNs = median(this.#handOffs);
     void this.#move();
   }
 
-  /** Times INLINE_SAMPLES runs on the main thread, then keeps it there (its thread session closes) or sends it back for good. */
+  /**
+   * Times INLINE_SAMPLES runs on the main thread, then keeps it there (its
+   * thread session closes) or sends it back for good: kept when they held
+   * the main thread within the bound, or within what handing a run to its
+   * thread and back took (a busy worker's main thread runs slower, and its
+   * hand-offs take longer too).
+   */
   #observeTrial(ns: number): void {
     this.#samples.push(ns);
     if (this.#samples.length < INLINE_SAMPLES) return;
     this.#trial = false;
-    const timings = { medianNs: median(this.#samples), threadMedianNs: this.#threadMedianNs };
-    if (runsInline(this.#samples, this.#maxRunNs)) {
+    const timings = { medianNs: median(this.#samples), threadMedianNs: this.#threadMedianNs, handOffMedianNs: this.#handOffMedianNs };
+    if (runsInline(this.#samples, Math.max(this.#maxRunNs, this.#handOffMedianNs))) {
       if (this.#onThread === 0) this.#closeThread();
       this.#onDecided?.({ moved: true, ...timings });
       return;

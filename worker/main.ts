@@ -52,7 +52,8 @@ async function start(args: WorkerArgs, logger: Logger): Promise<void> {
         logger.warn({ instance: label, err: outcome.error }, 'could not open the instance on the main thread; its runs stay on its ONNX Runtime thread');
         return;
       }
-      const runs = { instance: label, mainThreadUs: Math.round(outcome.medianNs / 1000), ownThreadUs: Math.round(outcome.threadMedianNs / 1000) };
+      const us = (ns: number): number => Math.round(ns / 1000);
+      const runs = { instance: label, mainThreadUs: us(outcome.medianNs), ownThreadUs: us(outcome.threadMedianNs), handOffUs: us(outcome.handOffMedianNs) };
       if (outcome.moved) logger.debug(runs, 'instance runs on the main thread from now on (its runs are shorter than the hand-off to a thread)');
       else logger.debug(runs, 'instance stays on its ONNX Runtime thread: its runs on the main thread took longer than --inline-run-us');
     },
