@@ -102,6 +102,8 @@ export interface TrialTimings {
 export class MovableInstance implements ModelInstance {
   readonly #init: ThreadInit;
   readonly #maxRunNs: number;
+  /** 1 / the model's instances in this worker. */
+  readonly #share: number;
   readonly #onDecided: ((outcome: InlineOutcome) => void) | undefined;
   readonly #openInline: (init: ThreadInit) => Promise<ModelInstance>;
   #thread: ModelInstance | undefined;
@@ -129,17 +131,25 @@ export class MovableInstance implements ModelInstance {
   /** The model file as its thread opened it (about): a file changed since is not opened again (it is not this instance's model). */
   readonly #opened: Promise<string | undefined>;
 
-  /** `openInline` opens the instance on the main thread (tests give their own). */
+  /**
+   * `bound.maxRunNs` is --inline-run-us; `bound.instances` the model's
+   * instances in this worker. Instances on the main thread run one at a
+   * time, so each of N gets 1/N of the bound and of the hand-off allowance:
+   * N of them there never cost the main thread more per round of runs than
+   * one within the bound. `openInline` opens the instance on the main thread
+   * (tests give their own).
+   */
   constructor(
     thread: ModelInstance,
     init: ThreadInit,
-    maxRunNs: number,
+    bound: { readonly maxRunNs: number; readonly instances?: number },
     onDecided?: (outcome: InlineOutcome) => void,
     openInline: (init: ThreadInit) => Promise<ModelInstance> = (i) => InlineSession.open(i),
   ) {
     this.#thread = thread;
     this.#init = init;
-    this.#maxRunNs = maxRunNs;
+    this.#share = 1 / Math.max(1, bound.instances ?? 1);
+    this.#maxRunNs = bound.maxRunNs * this.#share;
     this.#onDecided = onDecided;
     this.#openInline = openInline;
     this.#opened = fileVersion(init);
@@ -223,7 +233,7 @@ export class MovableInstance implements ModelInstance {
     if (this.#samples.length < INLINE_SAMPLES) return;
     this.#trial = false;
     const timings = { medianNs: median(this.#samples), threadMedianNs: this.#threadMedianNs, handOffMedianNs: this.#handOffMedianNs };
-    if (runsInline(this.#samples, Math.max(this.#maxRunNs, this.#handOffMedianNs))) {
+    if (runsInline(this.#samples, Math.max(this.#maxRunNs, this.#handOffMedianNs * this.#share))) {
       if (this.#onThread === 0) this.#closeThread();
       this.#onDecided?.({ moved: true, ...timings });
       return;

@@ -210,7 +210,8 @@ export class OrtThreadPool {
       const thread = this.#threads[targets[i] as number] as OrtThread;
       const { id, info } = await thread.open(init);
       const session = new PooledSession(info, thread, id);
-      return this.#movable(init) ? new MovableInstance(session, init, this.#options.inlineMaxRunNs ?? 0, (outcome) => this.#options.onInline?.(init.label, outcome)) : session;
+      const bound = { maxRunNs: this.#options.inlineMaxRunNs ?? 0, instances: inits.length };
+      return this.#movable(init) ? new MovableInstance(session, init, bound, (outcome) => this.#options.onInline?.(init.label, outcome)) : session;
     });
   }
 

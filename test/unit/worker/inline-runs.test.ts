@@ -39,7 +39,7 @@ describe('MovableInstance', () => {
     let ns = 50_001;
     const thread = fakeThread(() => ns);
     const moved: unknown[] = [];
-    const instance = new MovableInstance(thread, init, 50_000, (e) => moved.push(e));
+    const instance = new MovableInstance(thread, init, { maxRunNs: 50_000 }, (e) => moved.push(e));
     for (let k = 0; k < WARM_RUNS + INLINE_SAMPLES; k++) await instance.run(task, []);
     ns = 1_000;
     for (let k = 0; k < 2 * INLINE_SAMPLES; k++) await instance.run(task, []);
@@ -59,7 +59,7 @@ describe('MovableInstance', () => {
     const thread = fakeThread(() => onThread);
     const main = fakeThread(() => onMain);
     const outcomes: InlineOutcome[] = [];
-    const instance = new MovableInstance(thread, init, bound, (o) => outcomes.push(o), () => Promise.resolve(main));
+    const instance = new MovableInstance(thread, init, { maxRunNs: bound }, (o) => outcomes.push(o), () => Promise.resolve(main));
     return { thread, main, outcomes, instance };
   }
   const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
@@ -117,7 +117,7 @@ describe('MovableInstance', () => {
   it('stays on its thread when the main thread cannot open it, and says why', async () => {
     const thread = fakeThread(() => 1_000);
     const outcomes: InlineOutcome[] = [];
-    const instance = new MovableInstance(thread, init, 50_000, (o) => outcomes.push(o), () => Promise.reject(new Error('no memory')));
+    const instance = new MovableInstance(thread, init, { maxRunNs: 50_000 }, (o) => outcomes.push(o), () => Promise.reject(new Error('no memory')));
     for (let k = 0; k < FIRST; k++) await instance.run(task, []);
     await settle();
     expect(instance.inline).toBe(false);
@@ -134,7 +134,7 @@ describe('MovableInstance', () => {
     thread.run = (t, x) => new Promise((resolve) => setTimeout(() => resolve(run(t, x)), 5));
     const main = fakeThread(() => 80_000);
     const outcomes: InlineOutcome[] = [];
-    const instance = new MovableInstance(thread, init, 50_000, (o) => outcomes.push(o), () => Promise.resolve(main));
+    const instance = new MovableInstance(thread, init, { maxRunNs: 50_000 }, (o) => outcomes.push(o), () => Promise.resolve(main));
     for (let k = 0; k < FIRST; k++) await instance.run(task, []);
     await settle();
     for (let k = 0; k < INLINE_SAMPLES; k++) await instance.run(task, []);
@@ -143,6 +143,19 @@ describe('MovableInstance', () => {
     expect(outcome).toMatchObject({ moved: true, medianNs: 80_000, threadMedianNs: 40_000 });
     expect(outcome !== undefined && 'handOffMedianNs' in outcome ? outcome.handOffMedianNs : 0).toBeGreaterThan(4_000_000);
     expect(instance.onThread).toBe(false);
+  });
+
+  it('gives each of a model\'s N instances 1/N of the bound: on the main thread they run one at a time', async () => {
+    // 40 µs runs: within a 50 µs bound for one instance, over its half for one of two.
+    const one = setup(40_000, 20_000);
+    const thread = fakeThread(() => 40_000);
+    const outcomes: InlineOutcome[] = [];
+    const ofTwo = new MovableInstance(thread, init, { maxRunNs: 50_000, instances: 2 }, (o) => outcomes.push(o), () => Promise.resolve(fakeThread(() => 20_000)));
+    for (let k = 0; k < FIRST; k++) await Promise.all([one.instance.run(task, []), ofTwo.run(task, [])]);
+    await settle();
+    expect(one.instance.inline).toBe(true);
+    expect(ofTwo.inline).toBe(false);
+    expect(outcomes).toEqual([]);
   });
 });
 
