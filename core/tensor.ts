@@ -33,3 +33,6 @@ export interface JoinedTensor {
   readonly shape: readonly number[];
   readonly parts: readonly Uint8Array[];
 }
+
+/** An input of a batch on its way to a worker: a single request's tensor as it came, or several joined. */
+export type BatchInput = Tensor | JoinedTensor;

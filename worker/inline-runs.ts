@@ -50,6 +50,11 @@ export function runsInline(samplesNs: readonly number[], maxRunNs: number): bool
   return maxRunNs > 0 && samplesNs.length >= INLINE_SAMPLES && median(samplesNs) <= maxRunNs;
 }
 
+/** How long a timed run held its thread (a session that ignores `timed` is taken at its whole run). */
+function heldOf(out: BatchOutput): number {
+  return out.heldNs ?? Number(out.runEndNs - out.taskStartNs);
+}
+
 function median(xs: readonly number[]): number {
   const sorted = [...xs].sort((a, b) => a - b);
   return sorted[sorted.length >> 1] as number;
@@ -181,10 +186,15 @@ export class MovableInstance implements ModelInstance {
 
   async #runOnThread(thread: ModelInstance, task: BatchTask, transfer: readonly ArrayBuffer[]): Promise<BatchOutput> {
     this.#onThread++;
-    const sentNs = process.hrtime.bigint();
+    // Timed until it goes on trial: after that its runs on the thread decide nothing.
+    const timing = !this.#moving;
+    const sentNs = timing ? process.hrtime.bigint() : 0n;
     try {
-      const out = await thread.run(task, transfer);
-      if (!this.#moving && !this.#staying) this.#observe(out.heldNs, Number(process.hrtime.bigint() - sentNs) - out.heldNs);
+      const out = await thread.run(timing ? { ...task, timed: true } : task, transfer);
+      if (timing && !this.#moving && !this.#staying) {
+        const held = heldOf(out);
+        this.#observe(held, Number(process.hrtime.bigint() - sentNs) - held);
+      }
       return out;
     } finally {
       this.#onThread--;
@@ -195,8 +205,8 @@ export class MovableInstance implements ModelInstance {
   async #runOnTrial(inline: ModelInstance, task: BatchTask): Promise<BatchOutput> {
     this.#onMain++;
     try {
-      const out = await inline.run(task, NO_TRANSFER);
-      if (this.#trial && this.#inline === inline) this.#observeTrial(out.heldNs);
+      const out = await inline.run({ ...task, timed: true }, NO_TRANSFER);
+      if (this.#trial && this.#inline === inline) this.#observeTrial(heldOf(out));
       return out;
     } finally {
       this.#onMain--;

@@ -158,6 +158,10 @@ function messageOf(error: unknown): string {
  * then the run. Output buffers that must cross a thread go into `transfer`
  * (an ORT thread); on the worker's main thread nothing crosses.
  */
+function markTurn(turn: { ns: bigint }): void {
+  turn.ns = process.hrtime.bigint();
+}
+
 export async function runTask(session: ort.InferenceSession, task: BatchTask, transfer: ArrayBuffer[]): Promise<BatchOutput> {
   const taskStartNs = process.hrtime.bigint();
   const feeds: Record<string, ort.Tensor> = {};
@@ -165,13 +169,11 @@ export async function runTask(session: ort.InferenceSession, task: BatchTask, tr
   const runStartNs = process.hrtime.bigint();
   // onnxruntime-node runs the session in a setImmediate of its own, queued by session.run: this one, queued
   // just before it, marks when the thread's turn came, so that heldNs leaves out the wait for it.
-  let turnNs = runStartNs;
-  setImmediate(() => {
-    turnNs = process.hrtime.bigint();
-  });
+  const turn = task.timed === true ? { ns: runStartNs } : undefined;
+  if (turn) setImmediate(markTurn, turn);
   const results = task.outputs.length > 0 ? await session.run(feeds, task.outputs) : await session.run(feeds);
   const runEndNs = process.hrtime.bigint();
   const outputs = Object.entries(results).map(([name, value]) => fromOrtTensor(name, value, transfer));
-  const heldNs = Number(runStartNs - taskStartNs + (process.hrtime.bigint() - turnNs));
-  return { outputs, taskStartNs, runStartNs, runEndNs, heldNs };
+  if (!turn) return { outputs, taskStartNs, runStartNs, runEndNs };
+  return { outputs, taskStartNs, runStartNs, runEndNs, heldNs: Number(runStartNs - taskStartNs + (process.hrtime.bigint() - turn.ns)) };
 }

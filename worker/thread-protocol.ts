@@ -67,6 +67,8 @@ export interface BatchTask {
   readonly inputs: readonly ThreadTensor[];
   /** Output names to compute; empty means all. */
   readonly outputs: readonly string[];
+  /** Report heldNs (inline-runs.ts times an instance's runs while it decides where they run). */
+  readonly timed?: boolean;
 }
 
 /**
@@ -83,12 +85,13 @@ export interface BatchOutput {
   /** When session.run returned. */
   readonly runEndNs: bigint;
   /**
-   * How long the task held its thread: the input and output conversions and
-   * ONNX Runtime's synchronous run, without the wait for the event loop's
-   * turn that onnxruntime-node's run puts before it (a setImmediate). On a
-   * busy main thread that wait is other work's, not this run's.
+   * For a `timed` task: how long it held its thread, the input and output
+   * conversions and ONNX Runtime's synchronous run, without the wait for the
+   * event loop's turn that onnxruntime-node's run puts before it (a
+   * setImmediate). On a busy main thread that wait is other work's, not
+   * this run's.
    */
-  readonly heldNs: number;
+  readonly heldNs?: number;
 }
 
 /**

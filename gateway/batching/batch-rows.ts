@@ -3,7 +3,7 @@
 // per-request views.
 import { elementSize } from '../../core/datatypes.js';
 import { internal } from '../../core/errors.js';
-import { elementCount, type JoinedTensor, type Tensor } from '../../core/tensor.js';
+import { type BatchInput, elementCount, type Tensor } from '../../core/tensor.js';
 import { walkBytesElements } from '../tensor/bytes-elements.js';
 
 function byName(a: Tensor, b: Tensor): number {
@@ -36,12 +36,13 @@ export function batchShape(inputs: readonly Tensor[]): { inputs: readonly Tensor
  * members' bytes as parts, which the frame to the worker writes in order
  * (BYTES inputs join as their raw length-prefixed bytes do). Members must
  * list the same inputs in the same order with equal non-batch dims (see
- * `batchShape`); anything else is an INTERNAL error.
+ * `batchShape`); anything else is an INTERNAL error. A single member's
+ * tensors are returned as they are.
  */
-export function joinRows(tensorsPerMember: readonly (readonly Tensor[])[]): JoinedTensor[] {
+export function joinRows(tensorsPerMember: readonly (readonly Tensor[])[]): readonly BatchInput[] {
   const first = tensorsPerMember[0];
   if (first === undefined) return [];
-  if (tensorsPerMember.length === 1) return first.map((t) => ({ name: t.name, datatype: t.datatype, shape: t.shape, parts: [t.data] }));
+  if (tensorsPerMember.length === 1) return first;
   return first.map((head, i) => {
     const inner = innerDims(head.shape);
     let rows = 0;

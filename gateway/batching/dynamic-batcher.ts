@@ -1,6 +1,6 @@
 import { type SpanContext } from '@opentelemetry/api';
 import { cancelled, deadlineExceeded, type ServingError, unavailable } from '../../core/errors.js';
-import { type JoinedTensor, type Tensor } from '../../core/tensor.js';
+import { type BatchInput, type Tensor } from '../../core/tensor.js';
 import { activeTracer } from '../../core/tracing.js';
 import {
   type ExecutionObserver,
@@ -40,7 +40,7 @@ export interface BatchSlots<P> {
 
 /** What the batcher needs to run a batch (Dispatcher fits); it releases the slot. */
 export interface BatchRunner<P> {
-  run(placement: P, inputs: readonly JoinedTensor[], outputs: readonly string[], deadline: number, traces?: readonly (SpanContext | undefined)[]): Promise<ExecutionResult>;
+  run(placement: P, inputs: readonly BatchInput[], outputs: readonly string[], deadline: number, traces?: readonly (SpanContext | undefined)[]): Promise<ExecutionResult>;
 }
 
 export interface DynamicBatcherOptions<P> {
@@ -416,7 +416,7 @@ export class DynamicBatcher<P> implements Scheduler {
       if (e.job.deadline > deadline) deadline = e.job.deadline;
     }
     this.#lastRows = rows;
-    let inputs: JoinedTensor[];
+    let inputs: readonly BatchInput[];
     try {
       inputs = joinRows(take.map((e) => e.inputs));
     } catch (error) {

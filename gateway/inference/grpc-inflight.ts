@@ -33,13 +33,16 @@ export function inflightBound(gate: InflightGate, log: Logger): ServerIntercepto
   return (method, call) => {
     if (method.path !== MODEL_INFER) return new ServerInterceptingCall(call);
     let hold: InflightHold | undefined;
+    /** The call's deadline (ms since the epoch; Infinity: none), read once its metadata is in. */
+    let deadline = Infinity;
     return new ServerInterceptingCall(call, {
       start: (next) => {
         next({
           onReceiveMetadata: (metadata, proceed) => {
+            deadline = deadlineOf(call);
             // The tenant matters to the shares of the soft bounds (learned from late releases, --max-inflight-wait-ms).
             // The ms it has left (Infinity without a deadline): the learned bound holds callers by it.
-            const entered = gate.enter(undefined, identifiedTenant(metadata), deadlineOf(call) - Date.now());
+            const entered = gate.enter(undefined, identifiedTenant(metadata), deadline - Date.now());
             if (isHold(entered)) {
               hold = entered;
               proceed(metadata);
@@ -54,11 +57,11 @@ export function inflightBound(gate: InflightGate, log: Logger): ServerIntercepto
             proceed(message);
           },
           // Cancelled at its deadline (grpc-js ends such a call itself, past the interceptors): admitted for nothing.
-          onCancel: () => hold?.release(deadlineOf(call) <= Date.now() ? 'late' : 'failed'),
+          onCancel: () => hold?.release(deadline <= Date.now() ? 'late' : 'failed'),
         });
       },
       sendStatus: (status, next) => {
-        hold?.release(status.code === GrpcStatus.OK ? 'answered' : failedLate(status.code, status.details, Number.isFinite(deadlineOf(call))) ? 'late' : 'failed');
+        hold?.release(status.code === GrpcStatus.OK ? 'answered' : failedLate(status.code, status.details, Number.isFinite(deadline)) ? 'late' : 'failed');
         next(status);
       },
     });

@@ -25,6 +25,8 @@ export class LoadReporter {
   #seen = new WeakMap<ModelVersionStatistics, LoadCounts>();
   /** The latest windows, oldest first, back over MAX_SPAN_SECONDS: a report may look back to the last request. */
   #windows: LoadWindow[] = [];
+  /** Their seconds, summed. */
+  #windowSeconds = 0;
   #lastMs = performance.now();
   #lastCpu = treeCpuSeconds(process.pid);
   readonly #timer: NodeJS.Timeout;
@@ -95,10 +97,9 @@ export class LoadReporter {
     }
     this.#seen = seen;
     this.#windows.push({ seconds: windowNs / 1e9, cpuSeconds: cpu - this.#lastCpu, cores: this.cores, requests, failures, busyNs, queuedNs, instances });
-    let spanSeconds = 0;
-    for (const w of this.#windows) spanSeconds += w.seconds;
-    while (this.#windows.length > 1 && spanSeconds - (this.#windows[0] as LoadWindow).seconds >= MAX_SPAN_SECONDS) {
-      spanSeconds -= (this.#windows.shift() as LoadWindow).seconds;
+    this.#windowSeconds += windowNs / 1e9;
+    while (this.#windows.length > 1 && this.#windowSeconds - (this.#windows[0] as LoadWindow).seconds >= MAX_SPAN_SECONDS) {
+      this.#windowSeconds -= (this.#windows.shift() as LoadWindow).seconds;
     }
     this.#report = spanReport(this.#windows);
     this.#lastMs = now;

@@ -1,7 +1,7 @@
 import { type ExecuteCall, type ExecuteInput, type FrameTrace } from '../../core/execute-frame.js';
 import { isDatatype } from '../../core/datatypes.js';
 import { internal, unavailable } from '../../core/errors.js';
-import { type JoinedTensor, type Tensor } from '../../core/tensor.js';
+import { type BatchInput, type Tensor } from '../../core/tensor.js';
 import { type ExecuteResponse, type TensorData } from '../../proto/gen/worker.js';
 import { type SpanContext } from '@opentelemetry/api';
 import { activeTracer, contextOf, endWithError, linksTo, modelAttributes, SpanKindOf, frameTraceOf } from '../../core/tracing.js';
@@ -10,7 +10,7 @@ import { type InstanceSlots, noteReport, type Placement } from './instance-slots
 import { isWorkerLost } from './worker-connection.js';
 
 /** An input as the frame to the worker carries it: the request's bytes, or a batch's parts, as they are (no copy). */
-export function toExecuteInput(t: Tensor | JoinedTensor): ExecuteInput {
+export function toExecuteInput(t: BatchInput): ExecuteInput {
   return { name: t.name, datatype: t.datatype, shape: t.shape.map((d) => BigInt(d)), data: 'parts' in t ? t.parts : t.data };
 }
 
@@ -56,7 +56,7 @@ export class Dispatcher {
 
   async run(
     placement: Placement,
-    inputs: readonly (Tensor | JoinedTensor)[],
+    inputs: readonly BatchInput[],
     outputs: readonly string[],
     deadline: number,
     traces?: readonly (SpanContext | undefined)[],

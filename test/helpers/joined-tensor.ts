@@ -1,6 +1,7 @@
-import { type JoinedTensor, type Tensor } from '../../core/tensor.js';
+import { type BatchInput, type Tensor } from '../../core/tensor.js';
 
-/** A batch's joined input as one tensor, its parts copied into one buffer: what the worker reads from the frame. */
-export function tensorOf(joined: JoinedTensor): Tensor {
-  return { name: joined.name, datatype: joined.datatype, shape: joined.shape, data: new Uint8Array(Buffer.concat(joined.parts)) };
+/** A batch's input as one tensor (a joined one's parts copied into one buffer): what the worker reads from the frame. */
+export function tensorOf(input: BatchInput): Tensor {
+  if (!('parts' in input)) return input;
+  return { name: input.name, datatype: input.datatype, shape: input.shape, data: new Uint8Array(Buffer.concat(input.parts)) };
 }

@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { ServingError } from '../../core/errors.js';
-import { type JoinedTensor, type Tensor } from '../../core/tensor.js';
+import { type BatchInput, type Tensor } from '../../core/tensor.js';
 import { tensorOf } from '../helpers/joined-tensor.js';
 import { type Clock } from '../../gateway/batching/clock.js';
 import { type BatchRunner, type BatchSlots, DynamicBatcher } from '../../gateway/batching/dynamic-batcher.js';
@@ -87,7 +87,7 @@ class FakeSlots implements BatchSlots<number> {
 }
 
 interface Execution {
-  readonly inputs: readonly JoinedTensor[];
+  readonly inputs: readonly BatchInput[];
   readonly outputs: readonly string[];
   readonly deadline: number;
   /** Request ids (first FP32 value of each member's rows). */
@@ -100,9 +100,9 @@ interface Execution {
 class FakeDispatcher implements BatchRunner<number> {
   readonly executions: Execution[] = [];
   constructor(readonly slots: FakeSlots) {}
-  run(_p: number, inputs: readonly JoinedTensor[], outputs: readonly string[], deadline: number): Promise<ExecutionResult> {
+  run(_p: number, inputs: readonly BatchInput[], outputs: readonly string[], deadline: number): Promise<ExecutionResult> {
     return new Promise((resolve, reject) => {
-      const x = tensorOf(inputs[0] as JoinedTensor);
+      const x = tensorOf(inputs[0] as BatchInput);
       const values = new Float32Array(x.data.slice().buffer);
       const width = x.shape[1] ?? 1;
       const ids = Array.from({ length: x.shape[0] ?? 0 }, (_, r) => values[r * width] ?? NaN);

@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { ServingError } from '../../core/errors.js';
-import { type JoinedTensor } from '../../core/tensor.js';
+import { type BatchInput } from '../../core/tensor.js';
 import { tensorOf } from '../helpers/joined-tensor.js';
 import { type Clock } from '../../gateway/batching/clock.js';
 import { type BatchRunner, type BatchSlots, DynamicBatcher, freeAtNs } from '../../gateway/batching/dynamic-batcher.js';
@@ -91,8 +91,8 @@ class Recorder implements BatchRunner<number> {
     readonly clock: FakeClock,
     readonly labels: Map<number, string>,
   ) {}
-  run(_p: number, inputs: readonly JoinedTensor[]): Promise<ExecutionResult> {
-    const x = tensorOf(inputs[0] as JoinedTensor);
+  run(_p: number, inputs: readonly BatchInput[]): Promise<ExecutionResult> {
+    const x = tensorOf(inputs[0] as BatchInput);
     const ids = Array.from(new Float32Array(x.data.slice().buffer));
     return new Promise((resolve) => {
       this.cuts.push({

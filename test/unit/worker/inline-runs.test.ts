@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { INLINE_SAMPLES, type InlineOutcome, MovableInstance, runsInline, WARM_RUNS } from '../../../worker/inline-runs.js';
 import { type ModelInstance } from '../../../worker/model-instance.js';
-import { type BatchOutput, type ThreadInit } from '../../../worker/thread-protocol.js';
+import { type BatchOutput, type BatchTask, type ThreadInit } from '../../../worker/thread-protocol.js';
 
 describe('runsInline', () => {
   it('moves an instance once enough runs were timed and their median is within the bound', () => {
@@ -19,12 +19,14 @@ describe('runsInline', () => {
 
 describe('MovableInstance', () => {
   /** A thread session whose runs report the time the test says. */
-  const fakeThread = (times: () => number): ModelInstance & { runs: number; closed: boolean } => ({
+  const fakeThread = (times: () => number): ModelInstance & { runs: number; timed: number; closed: boolean } => ({
     runs: 0,
+    timed: 0,
     closed: false,
     info: { inputs: [], outputs: [], executionProvider: 'cpu', fallbackReason: '' },
-    run(): Promise<BatchOutput> {
+    run(t: BatchTask): Promise<BatchOutput> {
       this.runs++;
+      if (t.timed === true) this.timed++;
       return Promise.resolve({ outputs: [], taskStartNs: 0n, runStartNs: 0n, runEndNs: 0n, heldNs: times() });
     },
     close(): Promise<void> {
@@ -102,6 +104,8 @@ describe('MovableInstance', () => {
     for (let k = 0; k < 2 * INLINE_SAMPLES; k++) await instance.run(task, []);
     await settle();
     expect([thread.runs, main.runs]).toEqual([FIRST + 2 * INLINE_SAMPLES, INLINE_SAMPLES]);
+    // Only the runs that decided were timed: back on its thread for good, its runs are not.
+    expect([thread.timed, main.timed]).toEqual([FIRST, INLINE_SAMPLES]);
     expect(outcomes).toHaveLength(1);
   });
 
