@@ -49,6 +49,8 @@ Server and model:
                                  fabriek serve's flag, e.g. local,size=1048576)
   --trace-config SETTING         with --model-repository: the started server's tracing (repeatable;
                                  fabriek serve's flag, e.g. mode=opentelemetry, rate=100)
+  -- FLAGS                       last, with --model-repository: more 'fabriek serve' flags for the
+                                 started server, e.g. -- --local-workers in-process
 Load:
   --concurrency-range S[:E[:STEP]]   closed loop at S, S+STEP, … E clients (default 1)
   --request-rate-range S[:E[:STEP]]  open loop at S … E requests/s instead
@@ -175,7 +177,8 @@ const BASELINES: readonly Baseline[] = ['raw-ort', 'grpc-echo', 'batching-off', 
 
 /** Parses perf mode's argv; `{ help: true }` when -h was given. */
 export function parsePerfArgs(argv: readonly string[]): PerfOptions | { help: true } {
-  const { values } = parsed(() => parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: false, strict: true }));
+  const { own, serveFlags } = splitServeFlags(argv);
+  const { values } = parsed(() => parseArgs({ args: own, options: OPTIONS, allowPositionals: false, strict: true }));
   if (values.help) return { help: true };
   const model = values['model-name'];
   if (model === undefined || model === '') throw new UsageError('-m MODEL is required');
@@ -210,6 +213,9 @@ export function parsePerfArgs(argv: readonly string[]): PerfOptions | { help: tr
   if (values['trace-config'] !== undefined && (values['model-repository'] === undefined || url !== undefined)) {
     throw new UsageError('--trace-config configures the server the bench starts: give --model-repository and no -u');
   }
+  if (serveFlags.length > 0 && (values['model-repository'] === undefined || url !== undefined)) {
+    throw new UsageError('flags after -- configure the server the bench starts: give --model-repository and no -u');
+  }
   if (url !== undefined && protocol === 'grpc' && /^https?:\/\//.test(url)) throw new UsageError(`-u ${url} is an HTTP URL; add -i http, or give host:port for gRPC`);
   return {
     model,
@@ -219,8 +225,14 @@ export function parsePerfArgs(argv: readonly string[]): PerfOptions | { help: tr
     headers: parseHeaders(values.header ?? []),
     ...(values['model-repository'] !== undefined ? { modelRepository: values['model-repository'] } : {}),
     ...(values['model-file'] !== undefined ? { modelFile: values['model-file'] } : {}),
-    ...(values['cache-config'] !== undefined || values['trace-config'] !== undefined
-      ? { serveArgs: [...(values['cache-config'] ?? []).flatMap((c) => ['--cache-config', c]), ...(values['trace-config'] ?? []).flatMap((c) => ['--trace-config', c])] }
+    ...(values['cache-config'] !== undefined || values['trace-config'] !== undefined || serveFlags.length > 0
+      ? {
+          serveArgs: [
+            ...(values['cache-config'] ?? []).flatMap((c) => ['--cache-config', c]),
+            ...(values['trace-config'] ?? []).flatMap((c) => ['--trace-config', c]),
+            ...serveFlags,
+          ],
+        }
       : {}),
     levels,
     batchSize: number('batch-size', values['batch-size'], { min: 1, integer: true }),

@@ -37,8 +37,9 @@ import { type ModelControl } from './repository/control-mode.js';
 import { defaultMemoryBudget } from './repository/memory-budget.js';
 import { totalmem } from 'node:os';
 import { startTracing, stopTracing, WORKER_TRACE_URL_ENV } from '../core/tracing.js';
+import { InProcessWorkers } from './scheduling/in-process-workers.js';
 import { WorkerSupervisor } from './scheduling/worker-supervisor.js';
-import { type WorkerConnection } from './scheduling/worker-connection.js';
+import { type WorkerLink } from './scheduling/worker-link.js';
 import { type GatewayChild } from './cluster/child.js';
 import { DirectScheduler } from './scheduling/direct-scheduler.js';
 import { AuditLog } from './tenants/audit-log.js';
@@ -327,7 +328,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     maxMessageBytes: options.maxMessageBytes,
     pingTimeoutMs: options.workerPingTimeoutMs,
     log,
-    onUp: async (connection: WorkerConnection) => {
+    onUp: async (connection: WorkerLink) => {
       await models.addWorker(connection);
       workersUp.add(connection.endpoint.id);
       countWorkers();
@@ -338,7 +339,11 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
       models.removeWorker(workerId);
     },
   };
-  const supervisor: LocalWorkers = child ? child.workers(workerEvents) : new WorkerSupervisor(specs, { ...workerEvents, logLevel: options.logLevel });
+  const supervisor: LocalWorkers = child
+    ? child.workers(workerEvents)
+    : options.localWorkers === 'in-process'
+      ? new InProcessWorkers(specs, workerEvents)
+      : new WorkerSupervisor(specs, { ...workerEvents, logLevel: options.logLevel });
   child?.serve(models, log);
   // The scan (a stat per model directory) and the workers' start (a process
   // and its ONNX Runtime threads each) overlap: both take a second or more

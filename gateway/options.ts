@@ -66,9 +66,13 @@ export interface ServeOptions {
   readonly cache: CacheConfig | undefined;
   /** OpenTelemetry tracing (tritonserver's --trace-config); undefined = off. */
   readonly trace: TraceConfig | undefined;
-  /** --gateway-processes: a count, or auto (gateway/cluster/gateway-processes.ts). */
+  /** --gateway-processes: a count, or auto (gateway/cluster/gateway-processes.ts); 1 with in-process workers. */
   readonly gatewayProcesses: number | 'auto';
+  /** --local-workers: local workers in processes of their own, or in the gateway's process. */
+  readonly localWorkers: LocalWorkersMode;
 }
+
+export type LocalWorkersMode = 'process' | 'in-process';
 
 export class UsageError extends Error {
   override name = 'UsageError';
@@ -113,8 +117,12 @@ export const SERVE_USAGE = `Usage: fabriek serve --model-repository DIR [options
                               local workers (default auto: 1 on hosts with fewer than 8 cores, else
                               min(8, floor(cores / 4)); cores within a container's CPU quota);
                               1 = one process, as without the flag
-  --workers N                 local worker processes (default: one per GPU, else 1;
+  --workers N                 local workers (default: one per GPU, else 1;
                               0 with --registry: only registered workers)
+  --local-workers MODE        process: each local worker in a process of its own, restarted if it
+                              crashes (default); in-process: in the gateway's process, called
+                              directly: less CPU per request and latency, but a crash in ONNX
+                              Runtime ends the gateway; one gateway process
   --gpus 0,1                  GPUs to use, one worker each (default: all that nvidia-smi lists)
   --log-level LEVEL           fatal|error|warn|info|debug|trace|silent (default info)
   --max-message-bytes N       largest gRPC message accepted or sent (default 1073741824)
@@ -210,6 +218,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
         'allow-http': { type: 'string' },
         'allow-metrics': { type: 'string' },
         workers: { type: 'string' },
+        'local-workers': { type: 'string' },
         gpus: { type: 'string' },
         'log-level': { type: 'string' },
         'max-message-bytes': { type: 'string' },
@@ -357,8 +366,20 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
     ),
     cache: cacheConfig(values['cache-config'] ?? []),
     trace: traceConfig(values['trace-config'] ?? []),
-    gatewayProcesses: gatewayProcesses(values['gateway-processes']),
+    ...processesAndWorkers(values['gateway-processes'], values['local-workers']),
   };
+}
+
+function processesAndWorkers(processes: string | undefined, workers: string | undefined): { gatewayProcesses: number | 'auto'; localWorkers: LocalWorkersMode } {
+  if (workers !== undefined && workers !== 'process' && workers !== 'in-process') {
+    throw new UsageError(`--local-workers "${workers}" is not "process" or "in-process"`);
+  }
+  const localWorkers = workers ?? 'process';
+  const gateways = gatewayProcesses(processes);
+  if (localWorkers === 'process') return { gatewayProcesses: gateways, localWorkers };
+  // Each gateway process would hold its own copy of every model, and batch apart.
+  if (gateways !== 'auto' && gateways > 1) throw new UsageError('--local-workers in-process runs in one gateway process: give --gateway-processes 1 or leave it out');
+  return { gatewayProcesses: 1, localWorkers };
 }
 
 function gatewayProcesses(raw: string | undefined): number | 'auto' {

@@ -19,7 +19,13 @@ export interface PreparedBatch {
   readonly transfer: ArrayBuffer[];
 }
 
-export function prepareBatch(request: ExecuteRequest, info: SessionInfo): PreparedBatch {
+/**
+ * `borrowed`: the request's bytes still belong to the caller (a gateway in the
+ * same process, which may answer from them, cache them or feed them to an
+ * ensemble's next step), so they are copied even where they span a whole
+ * ArrayBuffer that could be moved.
+ */
+export function prepareBatch(request: ExecuteRequest, info: SessionInfo, borrowed = false): PreparedBatch {
   const key = request.modelKey;
   const bad = (problem: string): ServingError => WorkerErrors.badExecuteRequest(key, problem);
   const specs = new Map(info.inputs.map((s) => [s.name, s]));
@@ -33,7 +39,7 @@ export function prepareBatch(request: ExecuteRequest, info: SessionInfo): Prepar
     seen.add(tensor.name);
     const shape = checkShape(tensor, spec, bad);
     checkData(tensor, spec, shape, bad);
-    let data = takeArrayBuffer(tensor.data);
+    let data = borrowed ? copyToArrayBuffer(tensor.data) : takeArrayBuffer(tensor.data);
     // A buffer can be transferred once; never expected from the decoder, but cheap to guard.
     if (transfer.includes(data)) data = copyToArrayBuffer(tensor.data);
     transfer.push(data);

@@ -9,11 +9,10 @@ import { redactUrl } from '../core/redis-connection.js';
 import { parseWorkerArgs, USAGE, UsageError, type WorkerArgs } from './cli-args.js';
 import { loadWorkerTls } from '../core/tls.js';
 import { FrameServer } from './frame-server.js';
-import { ModelHost } from './model-host.js';
-import { OrtThreadPool } from './ort-pool.js';
 import { type WorkerReadyMessage } from './ready-message.js';
 import { RegistryLease } from './registry-lease.js';
 import { loadRepository } from './repository-models.js';
+import { createWorkerRuntime } from './runtime.js';
 import { createWorkerService } from './service.js';
 
 // Worker process entry (composition root). Started by a gateway with an IPC
@@ -44,32 +43,11 @@ async function start(args: WorkerArgs, logger: Logger): Promise<void> {
   const traceUrl = args.trace?.url ?? process.env[WORKER_TRACE_URL_ENV];
   // Parent-based: the worker records only executions its gateway sampled.
   if (traceUrl) await startTracing({ url: traceUrl, ratio: 0 }, 'fabriek-worker', 'worker');
-  const pool = new OrtThreadPool({
-    threads: args.ortThreads,
-    inlineMaxRunNs: args.inlineRunUs * 1000,
-    onInline: (label, outcome) => {
-      if ('error' in outcome) {
-        logger.warn({ instance: label, err: outcome.error }, 'could not open the instance on the main thread; its runs stay on its ONNX Runtime thread');
-        return;
-      }
-      const us = (ns: number): number => Math.round(ns / 1000);
-      const runs = { instance: label, mainThreadUs: us(outcome.medianNs), ownThreadUs: us(outcome.threadMedianNs), handOffUs: us(outcome.handOffMedianNs) };
-      if (outcome.moved) logger.debug(runs, 'instance runs on the main thread from now on (its runs are shorter than the hand-off to a thread)');
-      else logger.debug(runs, 'instance stays on its ONNX Runtime thread: its runs on the main thread took longer than --inline-run-us');
-    },
-    // Its sessions are gone with it: exit, so that the gateway restarts this
-    // worker and loads its models again (a worker of its own reloads them at start).
-    onFatal: (error) => {
-      logger.fatal({ err: error }, 'an ONNX Runtime thread died; exiting so the worker is restarted');
-      process.exit(1);
-    },
-  });
-  const host = new ModelHost({
-    startInstances: (inits) => pool.open(inits),
-    cores: args.cores,
-    logger,
-    queuedPerInstance: args.queuedPerInstance,
-    mergeBeforePipelining: args.localGateways > 1,
+  // Its sessions are gone with a dead thread: exit, so that the gateway restarts this
+  // worker and loads its models again (a worker of its own reloads them at start).
+  const { pool, host } = createWorkerRuntime(args, logger, (error) => {
+    logger.fatal({ err: error }, 'an ONNX Runtime thread died; exiting so the worker is restarted');
+    process.exit(1);
   });
   let accepting = true;
   // Read and checked before anything loads: a bad certificate fails in a second.

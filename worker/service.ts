@@ -22,9 +22,11 @@ import { bufferOf } from './tensor-bytes.js';
 import { type DeviceRequest, type GraphOptimizationLevel, type TensorSpecInfo } from './thread-protocol.js';
 
 // The worker's face to the gateway (the fabriek.worker.Worker methods of
-// proto/worker.proto). Each handler takes the request's bytes and gives the
-// response's bytes; ServingErrors keep their status code and message, and
-// anything else becomes a generic INTERNAL whose stack goes to the log only.
+// proto/worker.proto), as typed calls (`WorkerCalls`: what an in-process
+// worker of a gateway calls directly) and as the frame handler over them (a
+// worker process's socket). ServingErrors keep their status code and
+// message, and anything else becomes a generic INTERNAL whose stack goes to
+// the log only.
 
 export interface WorkerServiceOptions {
   readonly host: ModelHost;
@@ -43,12 +45,28 @@ export interface WorkerServiceOptions {
  */
 export type WorkerHandler = (method: number, payload: Uint8Array, segments: readonly Uint8Array[], connection: number) => Promise<Uint8Array[]>;
 
+/**
+ * The worker's methods on decoded messages; each throws ServingError only.
+ * `connection` names the gateway that holds what it loads.
+ */
+export interface WorkerCalls {
+  loadModel(request: LoadModelRequest, connection: number): Promise<LoadModelResponse>;
+  unloadModel(modelKey: string, connection: number): Promise<void>;
+  /**
+   * Runs a batch. `borrowed`: the request's tensor bytes still belong to the
+   * caller (a gateway in the same process), so they are copied, never moved
+   * to an ONNX Runtime thread.
+   */
+  execute(request: ExecuteRequest & { trace?: FrameTrace }, connection: number, borrowed?: boolean): Promise<ExecuteAnswer>;
+  status(): StatusResponse;
+}
+
 const MAX_INSTANCES = 64;
 const OPT_LEVELS: readonly GraphOptimizationLevel[] = ['disabled', 'basic', 'extended', 'all'];
 const METHOD_NAMES: Readonly<Record<number, string>> = { 1: 'LoadModel', 2: 'UnloadModel', 3: 'Execute', 4: 'Status' };
 
-export function createWorkerService(options: WorkerServiceOptions): WorkerHandler {
-  const { host, logger } = options;
+function workerMethods(options: WorkerServiceOptions): WorkerCalls {
+  const { host } = options;
 
   async function loadModel(request: LoadModelRequest, connection: number): Promise<LoadModelResponse> {
     const info = await host.load(loadSpecOf(request, options.device), connection);
@@ -60,19 +78,19 @@ export function createWorkerService(options: WorkerServiceOptions): WorkerHandle
     };
   }
 
-  async function execute(request: ExecuteRequest & { trace?: FrameTrace }, connection: number): Promise<ExecuteAnswer> {
+  async function execute(request: ExecuteRequest & { trace?: FrameTrace }, connection: number, borrowed = false): Promise<ExecuteAnswer> {
     const tracer = request.trace !== undefined ? activeTracer() : undefined;
-    if (tracer && request.trace) return tracedExecute(tracer, request, request.trace, connection);
-    return executeOnce(request, connection);
+    if (tracer && request.trace) return tracedExecute(tracer, request, request.trace, connection, borrowed);
+    return executeOnce(request, connection, borrowed);
   }
 
   /** The worker's span, a child of the gateway's (the frame's traceparent), and the ONNX Runtime run under it. */
-  async function tracedExecute(tracer: Tracer, request: ExecuteRequest, trace: FrameTrace, connection: number): Promise<ExecuteAnswer> {
+  async function tracedExecute(tracer: Tracer, request: ExecuteRequest, trace: FrameTrace, connection: number, borrowed: boolean): Promise<ExecuteAnswer> {
     const rows = request.inputs[0]?.shape[0];
     const attributes = { ...modelAttributes(request.modelKey), 'fabriek.worker.id': options.workerId, 'fabriek.batch.size': rows === undefined ? 0 : Number(rows) };
     const span = tracer.startSpan('fabriek.worker.run', { kind: SpanKindOf.server, attributes }, remoteParent(trace.traceparent, trace.tracestate));
     try {
-      const response = await executeOnce(request, connection);
+      const response = await executeOnce(request, connection, borrowed);
       // The run's times are known after it: placed on the wall clock from the monotonic one.
       const nowMs = Date.now();
       const outputMs = Number(response.computeOutputNs) / 1e6;
@@ -87,10 +105,10 @@ export function createWorkerService(options: WorkerServiceOptions): WorkerHandle
     }
   }
 
-  async function executeOnce(request: ExecuteRequest, connection: number): Promise<ExecuteAnswer> {
+  async function executeOnce(request: ExecuteRequest, connection: number, borrowed: boolean): Promise<ExecuteAnswer> {
     if (options.accepting?.() === false) throw WorkerErrors.draining(options.workerId);
     const received = process.hrtime.bigint();
-    const { task, transfer } = prepareBatch(request, host.info(request.modelKey));
+    const { task, transfer } = prepareBatch(request, host.info(request.modelKey), borrowed);
     const prepared = process.hrtime.bigint();
     const result = await host.execute(request.modelKey, task, transfer, connection);
     const outputs = result.outputs.map((t) => ({
@@ -115,26 +133,79 @@ export function createWorkerService(options: WorkerServiceOptions): WorkerHandle
     };
   }
 
+  return {
+    loadModel,
+    // Only this connection's reference: a model other gateways hold stays.
+    unloadModel: (modelKey, connection) => host.unload(modelKey, connection),
+    execute,
+    status: () => ({
+      workerId: options.workerId,
+      deviceKind: options.device.kind,
+      deviceId: options.device.kind === 'gpu' ? options.device.deviceId : 0,
+      models: host.status(),
+    }),
+  };
+}
+
+/** A failure as the gateway gets it: ServingErrors as they are (logged quietly); anything else logged with its stack, as a generic INTERNAL. */
+function reported(logger: Logger, method: string, error: unknown): ServingError {
+  if (isServingError(error)) {
+    const quiet = error.code === status.NOT_FOUND || error.code === status.INVALID_ARGUMENT;
+    logger[quiet ? 'debug' : 'warn']({ method, code: status[error.code] }, error.message);
+    return error;
+  }
+  logger.error({ method, err: error }, 'unexpected error in worker handler');
+  return new ServingError(status.INTERNAL, `internal error in worker ${method}`);
+}
+
+/** The worker's calls for a gateway in the same process: each failure is reported as over a socket. */
+export function createWorkerCalls(options: WorkerServiceOptions): WorkerCalls {
+  const calls = workerMethods(options);
+  const { logger } = options;
+  return {
+    async loadModel(request, connection) {
+      try {
+        return await calls.loadModel(request, connection);
+      } catch (error) {
+        throw reported(logger, 'LoadModel', error);
+      }
+    },
+    async unloadModel(modelKey, connection) {
+      try {
+        await calls.unloadModel(modelKey, connection);
+      } catch (error) {
+        throw reported(logger, 'UnloadModel', error);
+      }
+    },
+    async execute(request, connection, borrowed) {
+      try {
+        return await calls.execute(request, connection, borrowed);
+      } catch (error) {
+        throw reported(logger, 'Execute', error);
+      }
+    },
+    status: () => calls.status(),
+  };
+}
+
+/** The frame handler of a worker process's socket. */
+export function createWorkerService(options: WorkerServiceOptions): WorkerHandler {
+  const calls = workerMethods(options);
+
   async function dispatch(method: number, payload: Uint8Array, segments: readonly Uint8Array[], connection: number): Promise<Uint8Array[]> {
-    if (method === Method.Execute) return encodeExecuteResponse(RESPONSE | method, 0, await execute(decodeExecute(payload, segments), connection));
+    if (method === Method.Execute) return encodeExecuteResponse(RESPONSE | method, 0, await calls.execute(decodeExecute(payload, segments), connection));
     return encodeFrame(RESPONSE | method, 0, await dispatchProtobuf(method, payload, connection));
   }
 
   async function dispatchProtobuf(method: number, payload: Uint8Array, connection: number): Promise<Uint8Array> {
     switch (method) {
       case Method.LoadModel:
-        return LoadModelResponse.encode(await loadModel(decode(LoadModelRequestCodec, payload, 'LoadModel'), connection)).finish();
+        return LoadModelResponse.encode(await calls.loadModel(decode(LoadModelRequestCodec, payload, 'LoadModel'), connection)).finish();
       case Method.UnloadModel:
-        // Only this connection's reference: a model other gateways hold stays.
-        await host.unload(decode(UnloadModelRequest, payload, 'UnloadModel').modelKey, connection);
+        await calls.unloadModel(decode(UnloadModelRequest, payload, 'UnloadModel').modelKey, connection);
         return UnloadModelResponse.encode({}).finish();
       case Method.Status:
-        return StatusResponse.encode({
-          workerId: options.workerId,
-          deviceKind: options.device.kind,
-          deviceId: options.device.kind === 'gpu' ? options.device.deviceId : 0,
-          models: host.status(),
-        }).finish();
+        return StatusResponse.encode(calls.status()).finish();
       default:
         throw new ServingError(status.UNIMPLEMENTED, `worker method ${method} is not implemented`);
     }
@@ -144,14 +215,7 @@ export function createWorkerService(options: WorkerServiceOptions): WorkerHandle
     try {
       return await dispatch(method, payload, segments, connection);
     } catch (error) {
-      const name = METHOD_NAMES[method] ?? String(method);
-      if (isServingError(error)) {
-        const quiet = error.code === status.NOT_FOUND || error.code === status.INVALID_ARGUMENT;
-        logger[quiet ? 'debug' : 'warn']({ method: name, code: status[error.code] }, error.message);
-        throw error;
-      }
-      logger.error({ method: name, err: error }, 'unexpected error in worker handler');
-      throw new ServingError(status.INTERNAL, `internal error in worker ${name}`);
+      throw reported(options.logger, METHOD_NAMES[method] ?? String(method), error);
     }
   };
 }

@@ -3,6 +3,7 @@ import { type Logger } from 'pino';
 import { modelStatistics } from '../inference/model-queries.js';
 import { type ModelManager } from '../repository/model-manager.js';
 import { WorkerConnection, type WorkerEndpoint } from '../scheduling/worker-connection.js';
+import { type WorkerLink } from '../scheduling/worker-link.js';
 import { type QuotaHolder, QuotaExceededError, type QuotaLimiter, type QuotaRelease } from '../tenants/quota.js';
 import { hasQuotas } from '../tenants/tenant.js';
 import { type PolledModels } from '../repository/repository-poller.js';
@@ -21,7 +22,7 @@ export interface PrimaryWorkersOptions {
   readonly maxMessageBytes: number;
   readonly pingTimeoutMs?: number;
   readonly log: Logger;
-  readonly onUp: (connection: WorkerConnection) => Promise<void>;
+  readonly onUp: (connection: WorkerLink) => Promise<void>;
   readonly onDown: (workerId: string, reason: string) => void;
 }
 

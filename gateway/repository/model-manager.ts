@@ -16,7 +16,8 @@ import { batchingSloMs, withBatchingSlo } from '../batching/slo-config.js';
 import { Dispatcher } from '../scheduling/dispatcher.js';
 import { DirectScheduler } from '../scheduling/direct-scheduler.js';
 import { InstanceSlots } from '../scheduling/instance-slots.js';
-import { isWorkerLost, type WorkerConnection } from '../scheduling/worker-connection.js';
+import { isWorkerLost } from '../scheduling/worker-connection.js';
+import { type WorkerLink } from '../scheduling/worker-link.js';
 import { type ResponseCache } from '../cache/response-cache.js';
 import { type MetricsRegistry } from '../metrics/registry.js';
 import { ModelVersionStatistics } from '../stats/model-statistics.js';
@@ -84,7 +85,7 @@ const NO_WORKER = 'no worker is available to host it';
 
 /** A worker from the registry: it loaded its models itself; the gateway only sends it batches. */
 interface RemoteWorker {
-  readonly connection: WorkerConnection;
+  readonly connection: WorkerLink;
   /** key → what it hosts; empty while it drains. */
   readonly models: ReadonlyMap<string, HostedModel>;
 }
@@ -92,7 +93,7 @@ interface RemoteWorker {
 export class ModelManager {
   readonly #options: ModelManagerOptions;
   /** Local workers: the gateway loads models onto them (placement). */
-  readonly #workers = new Map<string, WorkerConnection>();
+  readonly #workers = new Map<string, WorkerLink>();
   /** Registered remote workers: they serve what they loaded. */
   readonly #remote = new Map<string, RemoteWorker>();
   /** Keys remote workers offer that this repository lacks (warned once). */
@@ -107,9 +108,9 @@ export class ModelManager {
   /** name → tail of its load/unload chain: one at a time per name. */
   readonly #ops = new Map<string, Promise<unknown>>();
   /** Connections whose liveness check this manager follows. */
-  readonly #watched = new WeakSet<WorkerConnection>();
+  readonly #watched = new WeakSet<WorkerLink>();
   /** Connections being probed after a failure (one probe loop each). */
-  readonly #probing = new WeakSet<WorkerConnection>();
+  readonly #probing = new WeakSet<WorkerLink>();
   /**
    * Versions whose load failed because a local worker died or was killed
    * under it (not because of the model): loaded again when a worker joins.
@@ -338,7 +339,7 @@ export class ModelManager {
    * lost worker cut short. After a crash or a liveness kill, the models of
    * the dead worker go back to READY without an operator.
    */
-  async addWorker(worker: WorkerConnection): Promise<void> {
+  async addWorker(worker: WorkerLink): Promise<void> {
     this.#workers.set(worker.endpoint.id, worker);
     this.#watch(worker);
     const ready = [...this.#models.values()].flat().filter((v) => v.state === 'READY' && v.serving);
@@ -390,7 +391,7 @@ export class ModelManager {
    * worker is made ready from the signature the worker reports; the config
    * (batching, limits) still comes from this gateway's repository.
    */
-  async setRemoteWorker(connection: WorkerConnection, hosted: readonly HostedModel[]): Promise<void> {
+  async setRemoteWorker(connection: WorkerLink, hosted: readonly HostedModel[]): Promise<void> {
     const id = connection.endpoint.id;
     const models = new Map(hosted.map((m) => [m.key, m]));
     this.#remote.set(id, { connection, models });
@@ -477,7 +478,7 @@ export class ModelManager {
   }
 
   /** An unresponsive worker (liveness check) is handled as one that failed to answer a call. */
-  #watch(connection: WorkerConnection): void {
+  #watch(connection: WorkerLink): void {
     if (this.#watched.has(connection)) return;
     this.#watched.add(connection);
     connection.onUnresponsive(() => {
@@ -487,7 +488,7 @@ export class ModelManager {
   }
 
   /** Is `worker` still the connection this manager uses for `workerId`? */
-  #isCurrent(workerId: string, worker: WorkerConnection): boolean {
+  #isCurrent(workerId: string, worker: WorkerLink): boolean {
     return this.#workers.get(workerId) === worker || this.#remote.get(workerId)?.connection === worker;
   }
 
@@ -852,7 +853,7 @@ export class ModelManager {
   }
 
   /** Re-places a ready version on a worker that (re)joined. */
-  async #placeOn(v: ModelVersion, worker: WorkerConnection): Promise<void> {
+  async #placeOn(v: ModelVersion, worker: WorkerLink): Promise<void> {
     const serving = v.serving;
     if (!serving) return;
     const plan = serving.plans.find((p) => p.workerId === worker.endpoint.id);

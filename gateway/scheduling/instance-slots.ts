@@ -1,9 +1,9 @@
 import { executionSlots } from '../../core/pipelining.js';
-import { type WorkerConnection } from './worker-connection.js';
+import { type WorkerLink } from './worker-link.js';
 
 /** One worker's share of a model: how many executions it takes, how many it runs at once, how many it has. */
 export interface Placement {
-  readonly worker: WorkerConnection;
+  readonly worker: WorkerLink;
   /** Executions the worker accepts at once (running plus queued ahead). */
   readonly capacity: number;
   /** Executions it runs at once: its instance count. */
@@ -48,7 +48,7 @@ export class InstanceSlots {
   /** Retries of executions whose worker was lost, served before the schedulers (oldest first). */
   readonly #waiters: Waiter[] = [];
 
-  add(worker: WorkerConnection, instances: number): void {
+  add(worker: WorkerLink, instances: number): void {
     this.remove(worker.endpoint.id);
     this.#placements.push({ worker, capacity: executionSlots(instances), instances, busy: 0, others: 0, reportedAt: -Infinity });
     this.#serveWaiters();

@@ -15,15 +15,9 @@ import {
   UnloadModelResponse,
 } from '../../proto/gen/worker.js';
 import { Liveness } from './worker-liveness.js';
+import { type WorkerEndpoint, type WorkerLink } from './worker-link.js';
 
-/** Where a worker is and what it runs on. */
-export interface WorkerEndpoint {
-  readonly id: string;
-  /** `unix:/path.sock` or `host:port`. */
-  readonly address: string;
-  readonly deviceKind: 'cpu' | 'gpu';
-  readonly deviceId: number;
-}
+export { type WorkerEndpoint } from './worker-link.js';
 
 export interface WorkerConnectionOptions {
   readonly maxMessageBytes: number;
@@ -90,7 +84,7 @@ const executeAnswer = (frame: Frame): ExecuteAnswer => decodeExecuteResponse(fra
  * (stopped, wedged, partitioned) is treated the same way once it has been
  * silent that long, and `onUnresponsive` listeners hear of it.
  */
-export class WorkerConnection {
+export class WorkerConnection implements WorkerLink {
   readonly endpoint: WorkerEndpoint;
   readonly #options: WorkerConnectionOptions;
   readonly #pending = new Map<number, Pending>();
@@ -113,15 +107,7 @@ export class WorkerConnection {
     return this.#call(() => protobufFrame(Method.UnloadModel, UnloadModelRequest, { modelKey }), protobufAnswer(UnloadModelResponse), Date.now() + timeoutMs).then(() => undefined);
   }
 
-  /**
-   * Runs a batch. `done` is called exactly once when the worker no longer
-   * holds it: when it answers (also after the deadline made this promise
-   * reject: the worker still runs what it was sent), when the connection
-   * closes, or at once when it was never sent; `lost` says the worker is
-   * gone (or refused it while draining). A scheduler frees the slot there,
-   * so its count of executions in the worker stays true, and on `lost` takes
-   * the worker out of its slots first, so nothing more is sent to it.
-   */
+  /** Runs a batch (WorkerLink.execute); the connection closing counts as the worker lost. */
   execute(request: ExecuteCall, deadline: number, done?: (lost: boolean) => void, trace?: FrameTrace): Promise<ExecuteAnswer> {
     return this.#call(() => encodeExecuteRequest(Method.Execute, 0, request, trace), executeAnswer, deadline, done);
   }

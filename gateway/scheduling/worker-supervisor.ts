@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Logger } from 'pino';
 import { WorkerConnection, type WorkerEndpoint } from './worker-connection.js';
+import { type WorkerLink } from './worker-link.js';
 
 const WORKER_ENTRY = fileURLToPath(new URL('../../worker/main.js', import.meta.url));
 
@@ -21,7 +22,7 @@ export interface SupervisorOptions {
   readonly logLevel: string;
   readonly log: Logger;
   /** A worker is up (first start or restart) and reachable through `connection`. */
-  readonly onUp: (connection: WorkerConnection) => Promise<void>;
+  readonly onUp: (connection: WorkerLink) => Promise<void>;
   /** A worker went away; its requests in flight fail on their own. */
   readonly onDown: (workerId: string, reason: string) => void;
   /** How long a worker may take to report ready. */

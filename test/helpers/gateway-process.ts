@@ -68,6 +68,20 @@ function gatewayProcessesArgs(args: readonly string[]): string[] {
   return ['--gateway-processes', n === undefined || n === '' ? '1' : n];
 }
 
+/**
+ * FABRIEK_TEST_LOCAL_WORKERS=in-process runs every gateway the tests start
+ * with `--local-workers in-process` (unless a test gives the flag itself), to
+ * run existing tests against workers in the gateway's process. Tests that
+ * kill or stop a worker process do not apply there.
+ */
+export const LOCAL_WORKERS_ENV = 'FABRIEK_TEST_LOCAL_WORKERS';
+
+function localWorkersArgs(args: readonly string[]): string[] {
+  const mode = process.env[LOCAL_WORKERS_ENV];
+  if (args.includes('--local-workers') || mode === undefined || mode === '') return [];
+  return ['--local-workers', mode];
+}
+
 /** The gateway's HTTP port, from its ready line. */
 export function httpPortOf(gw: Pick<GatewayProcess, 'readyLine'>): number {
   const port = /HTTP on [^ ;]+:(\d+)/.exec(gw.readyLine)?.[1];
@@ -83,7 +97,7 @@ export function httpUrlOf(gw: Pick<GatewayProcess, 'readyLine'>): string {
 /** Starts the real `fabriek serve` CLI on a free port and waits for its ready line. */
 export async function startGateway(args: readonly string[], timeoutMs = 90_000): Promise<GatewayProcess> {
   const { child, readyLine, exited, stderr } = await spawnReadyCli(
-    ['serve', '--grpc-port', '0', '--grpc-address', '127.0.0.1', '--http-address', '127.0.0.1', '--http-port', '0', '--metrics-port', '0', ...gatewayProcessesArgs(args), ...args],
+    ['serve', '--grpc-port', '0', '--grpc-address', '127.0.0.1', '--http-address', '127.0.0.1', '--http-port', '0', '--metrics-port', '0', ...gatewayProcessesArgs(args), ...localWorkersArgs(args), ...args],
     'gateway',
     timeoutMs,
   );

@@ -103,4 +103,15 @@ describe('prepareBatch', () => {
     );
     expect(() => prepareBatch({ modelKey: 'm/1', inputs: [x, x, s], outputs: [] }, INFO)).toThrow(/"x" is given twice/);
   });
+
+  it("moves a buffer that is the tensor's alone, and copies it when the caller still owns it (borrowed)", () => {
+    const own = Buffer.from(new ArrayBuffer(8));
+    const whole: TensorData = { name: 'x', datatype: 'FP32', shape: [1n, 2n], data: own };
+    const moved = prepareBatch({ modelKey: 'm/1', inputs: [whole, s], outputs: [] }, INFO);
+    expect(moved.task.inputs[0]?.data).toBe(own.buffer);
+    const copied = prepareBatch({ modelKey: 'm/1', inputs: [whole, s], outputs: [] }, INFO, true);
+    expect(copied.task.inputs[0]?.data).not.toBe(own.buffer);
+    expect(new Uint8Array(copied.task.inputs[0]!.data)).toEqual(new Uint8Array(own));
+    expect(copied.transfer).not.toContain(own.buffer);
+  });
 });
