@@ -4,7 +4,7 @@ import { CostModel } from '../batching/cost-model.js';
 import { shedError } from '../batching/shedding.js';
 import { type Dispatcher } from './dispatcher.js';
 import { type ExecutionObserver, type InferJob, type JobResult, type Scheduler } from './execution.js';
-import { type InstanceSlots } from './instance-slots.js';
+import { type InstanceSlots, type Placement } from './instance-slots.js';
 
 interface Waiting extends FairEntry<Waiting> {
   readonly job: InferJob;
@@ -94,6 +94,12 @@ export class DirectScheduler implements Scheduler {
     const ahead = Math.floor(lane.held / Math.max(1, this.#slots.instanceCount));
     const shed = this.#shed(job, ahead + 1);
     if (shed) return Promise.reject(shed);
+    if (this.#queue.size === 0 && this.#slots.free > 0) {
+      // Nothing waits and an instance is free: it runs now, without a place in the
+      // queue (whose fair-share state an entry leaving at once would not change).
+      const placement = this.#slots.acquire();
+      if (placement) return this.#run(job, placement, 0);
+    }
     return new Promise<JobResult>((resolve, reject) => {
       const waiting: Waiting = {
         job,
@@ -153,16 +159,22 @@ export class DirectScheduler implements Scheduler {
       this.#queue.served(w);
       this.#queue.remove(w);
       w.job.signal.removeEventListener('abort', w.onAbort);
-      const queueNs = Number(process.hrtime.bigint() - w.enqueuedAt);
-      const run = this.#dispatcher
-        .run(placement, w.job.inputs, w.job.outputs, w.job.deadline, w.job.trace ? [w.job.trace] : undefined)
-        .then((execution) => {
-          this.cost.observe(Math.max(1, w.job.batchSize), execution.computeInputNs + execution.computeInferNs + execution.computeOutputNs);
-          this.#observer?.executed(w.job.batchSize, execution);
-          w.resolve({ outputs: execution.outputs, queueNs, execution });
-        }, w.reject);
-      this.#running.add(run);
-      void run.finally(() => this.#running.delete(run));
+      this.#run(w.job, placement, Number(process.hrtime.bigint() - w.enqueuedAt)).then(w.resolve, w.reject);
     }
+  }
+
+  /** Runs `job` in the slot it holds. */
+  #run(job: InferJob, placement: Placement, queueNs: number): Promise<JobResult> {
+    const run = this.#dispatcher.run(placement, job.inputs, job.outputs, job.deadline, job.trace ? [job.trace] : undefined).then((execution) => {
+      this.cost.observe(Math.max(1, job.batchSize), execution.computeInputNs + execution.computeInferNs + execution.computeOutputNs);
+      this.#observer?.executed(job.batchSize, execution);
+      return { outputs: execution.outputs, queueNs, execution };
+    });
+    this.#running.add(run);
+    void run.then(
+      () => this.#running.delete(run),
+      () => this.#running.delete(run),
+    );
+    return run;
   }
 }

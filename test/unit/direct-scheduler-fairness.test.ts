@@ -37,6 +37,15 @@ function setup(maxQueueSize: number) {
 }
 
 describe('DirectScheduler between tenants', () => {
+  it('sends a job that finds an instance free and nobody waiting on at once, with no queue time', async () => {
+    const { worker, submit } = setup(100);
+    const a = { name: 'a', weight: 1, queueShare: 0.5 };
+    const first = submit(a);
+    expect(worker.ran).toEqual(['a1']);
+    await worker.finishAll();
+    expect(await first).toMatchObject({ queueNs: 0 });
+  });
+
   it('runs tenants in turn, so a flood does not starve the others', async () => {
     const { worker, submit } = setup(100);
     const a = { name: 'a', weight: 1, queueShare: 0.5 };
