@@ -8,6 +8,7 @@ import { buildModels } from '../../models/build/test-models.js';
 import { treeCpuSeconds } from '../../core/process-cpu.js';
 import { type ChildServer, httpUrlOf, removeAtExit, startGateway } from '../load/child-server.js';
 import { mdTable, num, ratio } from '../report/format.js';
+import { splitServeFlags } from '../options.js';
 
 // Issue #15's peer comparison in one run: Fabriek's HTTP endpoint (KServe v2
 // binary tensor extension) against Ray Serve on MLP 784→2048×4→10, both
@@ -27,7 +28,8 @@ const USAGE = `Usage: node dist/bench/peers/rayserve.js [options]
                         (default fixed:2000, as Ray's batch_wait_timeout_s=0.002)
   --instances N         Fabriek instance_group count (default 1)
   --ray-threads N       ONNX Runtime intra-op threads of the Ray replica (default 2)
-  --ray-ingress KIND    proxy | direct | haproxy (default direct: Ray's fastest)`;
+  --ray-ingress KIND    proxy | direct | haproxy (default direct: Ray's fastest)
+  -- FLAGS              last: more 'fabriek serve' flags, e.g. -- --local-workers in-process`;
 
 interface AcResult {
   readonly rps: number;
@@ -80,7 +82,9 @@ function runJson(command: string, args: readonly string[], env: NodeJS.ProcessEn
 }
 
 async function main(): Promise<void> {
+  const { own, serveFlags } = splitServeFlags(process.argv.slice(2));
   const { values } = parseArgs({
+    args: own,
     options: {
       'peer-dir': { type: 'string', default: '../shared/peers/rayserve' },
       rounds: { type: 'string', default: '2' },
@@ -121,7 +125,7 @@ async function main(): Promise<void> {
   let gateway: ChildServer | undefined;
   try {
     for (let round = 1; round <= rounds; round++) {
-      gateway = await startGateway(repository, ['--log-level', 'error']);
+      gateway = await startGateway(repository, ['--log-level', 'error', ...serveFlags]);
       const base = httpUrlOf(gateway) as string;
       for (const config of configs) {
         const cpu0 = treeCpuSeconds(gateway.pid);

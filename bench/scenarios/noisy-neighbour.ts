@@ -44,6 +44,8 @@ export interface NoisyNeighbourOptions {
   readonly bDeadlineMs: number;
   /** The gateway's --max-inflight-wait-ms (0: off, the default). */
   readonly maxInflightWaitMs: number;
+  /** More `fabriek serve` flags (after -- on the command line). */
+  readonly serveFlags?: readonly string[];
   readonly log: (line: string) => void;
 }
 
@@ -149,7 +151,7 @@ export async function runNoisyNeighbour(o: NoisyNeighbourOptions): Promise<Noisy
     }
     const tenants = ['tenants:', ...(['a', 'b'] as const).flatMap((t) => [`  ${t}:`, `    keys: [ "${hashKey(KEYS[t])}" ]`, '    models: [ "*" ]']), ''].join('\n');
     await writeFile(join(dir, 'tenants.yaml'), tenants);
-    gateway = await startGateway(repo, ['--tenants', join(dir, 'tenants.yaml'), ...inflightWaitArgs(o.maxInflightWaitMs)]);
+    gateway = await startGateway(repo, ['--tenants', join(dir, 'tenants.yaml'), ...inflightWaitArgs(o.maxInflightWaitMs), ...(o.serveFlags ?? [])]);
     const metricsUrl = `http://127.0.0.1:${/metrics on [^ ;]+:(\d+)/.exec(gateway.readyLine)?.[1]}/metrics`;
     const client = new InferenceGrpcClient(gateway.address);
     const results: ModeResult[] = [];

@@ -36,6 +36,8 @@ export interface OverloadOptions {
   readonly deadlineMs: number;
   /** The gateways' --max-inflight-wait-ms (0: off, the default). */
   readonly maxInflightWaitMs: number;
+  /** More `fabriek serve` flags (after -- on the command line). */
+  readonly serveFlags?: readonly string[];
   readonly durationMs: number;
   readonly warmupMs: number;
   readonly log: (line: string) => void;
@@ -93,7 +95,7 @@ const alive = (pid: number): boolean => {
 };
 
 async function measureMode(mode: Mode, repo: string, o: OverloadOptions): Promise<ModeResult> {
-  const gateway: ChildServer = await startGateway(repo, ['--exit-timeout-secs', String(EXIT_TIMEOUT_SECS), ...inflightWaitArgs(o.maxInflightWaitMs)]);
+  const gateway: ChildServer = await startGateway(repo, ['--exit-timeout-secs', String(EXIT_TIMEOUT_SECS), ...inflightWaitArgs(o.maxInflightWaitMs), ...(o.serveFlags ?? [])]);
   const load = new H2GrpcInfer(gateway.address);
   try {
     const images: PreparedInfer[] = Array.from({ length: INPUTS }, (_, k) => load.prepareMessage(resnetImage(MODEL, k)));

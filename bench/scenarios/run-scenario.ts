@@ -2,7 +2,7 @@
 // with their own options (a fixed window per level, every answer checked).
 import { parseArgs } from 'node:util';
 import { describeRun, runInfo, saveRun } from '../history.js';
-import { UsageError, parsed } from '../options.js';
+import { UsageError, parsed, splitServeFlags } from '../options.js';
 import { BATCHING_MODELS, type BatchingModel, runBatching } from './batching.js';
 import { fairnessWindows, runFairness } from './fairness.js';
 import { runHttp } from './http.js';
@@ -57,8 +57,9 @@ Options:
   --factor X            the overload level in multiples of the measured capacity (default 5)
   --slo-ms MS           batching_slo_ms of the SLO mode, and what goodput counts (default 300)
   --deadline-ms MS      each request's own gRPC deadline (default 5000)
-  --max-inflight-wait-ms MS  the gateways' admission bound in time (default 0: off; see fabriek serve);
-                        noisy-neighbour takes it too
+  noisy-neighbour and overload:
+  --max-inflight-wait-ms MS  the gateways' admission bound in time (default 0: off; see fabriek serve)
+  -- FLAGS              last: more 'fabriek serve' flags, e.g. -- --local-workers in-process
 
 Results: bench/results/<timestamp>-<scenario>.{json,md} and bench/results/latest-<scenario>.{json,md}
 (slo-goodput: and .svg, goodput against offered load).
@@ -98,9 +99,10 @@ export async function runScenario(
   watchdog: (ms: number) => void,
   warnIfBusy: () => Promise<void>,
 ): Promise<number> {
+  const { own, serveFlags } = splitServeFlags(argv);
   const { values } = parsed(() =>
     parseArgs({
-      args: [...argv],
+      args: own,
       options: {
         duration: { type: 'string' },
         warmup: { type: 'string' },
@@ -190,11 +192,11 @@ export async function runScenario(
     return r.ok ? 0 : 1;
   };
   if (noisy) {
-    const r = await runNoisyNeighbour({ durationMs, rounds, sloMs, bDeadlineMs, maxInflightWaitMs, log });
+    const r = await runNoisyNeighbour({ durationMs, rounds, sloMs, bDeadlineMs, maxInflightWaitMs, serveFlags, log });
     return finish("# A noisy neighbour: one tenant's latency while another floods (issue #15)", r, 'the issue #15 bar was not met by any mode (see the verdicts)');
   }
   if (overload) {
-    const r = await runOverload({ factor, sloMs, deadlineMs, maxInflightWaitMs, durationMs, warmupMs, log });
+    const r = await runOverload({ factor, sloMs, deadlineMs, maxInflightWaitMs, serveFlags, durationMs, warmupMs, log });
     return finish(`# Overload: goodput, latency and memory at ${factor}× capacity (issue #15)`, r, 'the issue #15 bar was not met by any mode (see the verdicts)');
   }
   if (slo) {
