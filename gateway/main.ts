@@ -27,7 +27,7 @@ import { MetricsRegistry } from './metrics/registry.js';
 import { type QuotaState, TenantMetrics } from './metrics/tenant-metrics.js';
 import { createMetricsServer } from './metrics/server.js';
 import { createLogger } from './logger.js';
-import { type ServeOptions } from './options.js';
+import { localWorkerArgs, type ServeOptions } from './options.js';
 import { RegistryWatcher } from './registry/registry-watcher.js';
 import { RemoteWorkers } from './registry/remote-workers.js';
 import { ModelManager } from './repository/model-manager.js';
@@ -342,8 +342,8 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   const supervisor: LocalWorkers = child
     ? child.workers(workerEvents)
     : options.localWorkers === 'in-process'
-      ? new InProcessWorkers(specs, workerEvents)
-      : new WorkerSupervisor(specs, { ...workerEvents, logLevel: options.logLevel });
+      ? new InProcessWorkers(specs, { ...workerEvents, workerArgs: localWorkerArgs(options) })
+      : new WorkerSupervisor(specs, { ...workerEvents, logLevel: options.logLevel, workerArgs: localWorkerArgs(options) });
   child?.serve(models, log);
   // The scan (a stat per model directory) and the workers' start (a process
   // and its ONNX Runtime threads each) overlap: both take a second or more

@@ -70,9 +70,16 @@ export interface ServeOptions {
   readonly gatewayProcesses: number | 'auto';
   /** --local-workers: local workers in processes of their own, or in the gateway's process. */
   readonly localWorkers: LocalWorkersMode;
+  /** --inline-run-us for the local workers (`fabriek worker`'s flag); undefined = their default. */
+  readonly inlineRunUs: number | undefined;
 }
 
 export type LocalWorkersMode = 'process' | 'in-process';
+
+/** `fabriek worker` flags that `fabriek serve` passes on to its local workers. */
+export function localWorkerArgs(options: Pick<ServeOptions, 'inlineRunUs'>): string[] {
+  return options.inlineRunUs === undefined ? [] : ['--inline-run-us', String(options.inlineRunUs)];
+}
 
 export class UsageError extends Error {
   override name = 'UsageError';
@@ -123,6 +130,9 @@ export const SERVE_USAGE = `Usage: fabriek serve --model-repository DIR [options
                               crashes (default); in-process: in the gateway's process, called
                               directly: less CPU per request and latency, but a crash in ONNX
                               Runtime ends the gateway; one gateway process
+  --inline-run-us N           local workers: a CPU instance whose runs hold their thread at most N µs
+                              runs on the worker's main thread (default 300; 0 = never; see fabriek
+                              worker --help)
   --gpus 0,1                  GPUs to use, one worker each (default: all that nvidia-smi lists)
   --log-level LEVEL           fatal|error|warn|info|debug|trace|silent (default info)
   --max-message-bytes N       largest gRPC message accepted or sent (default 1073741824)
@@ -219,6 +229,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
         'allow-metrics': { type: 'string' },
         workers: { type: 'string' },
         'local-workers': { type: 'string' },
+        'inline-run-us': { type: 'string' },
         gpus: { type: 'string' },
         'log-level': { type: 'string' },
         'max-message-bytes': { type: 'string' },
@@ -367,6 +378,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
     cache: cacheConfig(values['cache-config'] ?? []),
     trace: traceConfig(values['trace-config'] ?? []),
     ...processesAndWorkers(values['gateway-processes'], values['local-workers']),
+    inlineRunUs: values['inline-run-us'] === undefined ? undefined : integer('inline-run-us', values['inline-run-us'], 0, 0, 1_000_000),
   };
 }
 

@@ -3,7 +3,7 @@ import { totalmem } from 'node:os';
 import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
 import { type Logger } from 'pino';
 import { detectGpus, planLocalWorkers } from '../devices.js';
-import { type ServeOptions } from '../options.js';
+import { localWorkerArgs, type ServeOptions } from '../options.js';
 import { checkRepository } from '../main.js';
 import { WorkerSupervisor } from '../scheduling/worker-supervisor.js';
 import { type WorkerEndpoint } from '../scheduling/worker-connection.js';
@@ -69,7 +69,7 @@ export async function startPrimary(options: ServeOptions, processes: number, log
     logLevel: options.logLevel,
     log,
     // Each worker's queue per instance grows with the gateways sending to it.
-    workerArgs: ['--local-gateways', String(processes)],
+    workerArgs: ['--local-gateways', String(processes), ...localWorkerArgs(options)],
     onUp: async (connection) => {
       // The primary sends the worker nothing, but its connection is the one whose liveness check
       // kills a hung worker (--worker-ping-timeout-ms): open it, so the check runs.

@@ -30,6 +30,8 @@ export interface InProcessWorkersOptions {
   readonly onUp: (link: WorkerLink) => Promise<void>;
   /** A worker went away; its runs in flight have failed as lost. */
   readonly onDown: (workerId: string, reason: string) => void;
+  /** `fabriek worker` flags for each worker (e.g. --inline-run-us). */
+  readonly workerArgs?: readonly string[];
 }
 
 interface Running {
@@ -80,7 +82,17 @@ export class InProcessWorkers {
     const { log } = this.#options;
     const device = spec.deviceKind === 'gpu' ? `gpu:${spec.deviceId}` : 'cpu';
     // The defaults a worker process of this gateway would take (threads, inline runs, queues).
-    const args = parseWorkerArgs(['--listen', IN_PROCESS_ADDRESS, '--device', device, '--worker-id', spec.id, '--max-message-bytes', String(this.#options.maxMessageBytes)]);
+    const args = parseWorkerArgs([
+      '--listen',
+      IN_PROCESS_ADDRESS,
+      '--device',
+      device,
+      '--worker-id',
+      spec.id,
+      '--max-message-bytes',
+      String(this.#options.maxMessageBytes),
+      ...(this.#options.workerArgs ?? []),
+    ]);
     const logger = log.child({ workerId: spec.id });
     const endpoint: WorkerEndpoint = { ...spec, address: IN_PROCESS_ADDRESS };
     let running: Running | undefined;

@@ -2,7 +2,7 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { ServingError } from '../../../core/errors.js';
 import { type ExecuteAnswer, type ExecuteCall } from '../../../core/execute-frame.js';
-import { parseServeOptions, UsageError } from '../../../gateway/options.js';
+import { localWorkerArgs, parseServeOptions, UsageError } from '../../../gateway/options.js';
 import { InProcessLink } from '../../../gateway/scheduling/in-process-workers.js';
 import { isWorkerLost } from '../../../gateway/scheduling/worker-connection.js';
 import { type ExecuteRequest } from '../../../proto/gen/worker.js';
@@ -135,5 +135,21 @@ describe('--local-workers', () => {
     expect(() => parse('--local-workers', 'threads')).toThrow(new UsageError('--local-workers "threads" is not "process" or "in-process"'));
     expect(() => parse('--local-workers', 'in-process', '--gateway-processes', '2')).toThrow(UsageError);
     expect(() => parse('--local-workers', 'in-process', '--gateway-processes', '2')).toThrow(/one gateway process/);
+  });
+});
+
+describe('--inline-run-us on fabriek serve', () => {
+  const parse = (...flags: string[]) => parseServeOptions(['--model-repository', 'm', ...flags]);
+
+  it("passes the bound on to the local workers, and nothing when absent (the workers' default)", () => {
+    expect(localWorkerArgs(parse())).toEqual([]);
+    expect(localWorkerArgs(parse('--inline-run-us', '0'))).toEqual(['--inline-run-us', '0']);
+    expect(localWorkerArgs(parse('--inline-run-us', '500'))).toEqual(['--inline-run-us', '500']);
+  });
+
+  it('refuses a bound that is not a whole number of µs up to 1 s', () => {
+    for (const bad of ['2.5', 'fast', '1000001', '-5']) {
+      expect(() => parse(`--inline-run-us=${bad}`)).toThrow(new UsageError(`--inline-run-us: expected an integer from 0 to 1000000, got '${bad}'`));
+    }
   });
 });
