@@ -6,7 +6,7 @@
 // process tree's resident memory (gateway + workers, from /proc) over the
 // call, sampled every few ms, against what it was just before.
 //
-//   node dist/bench/large/large-tensors.js [--sizes-mb 16,64,256] [--repeats 2]
+//   node dist/bench/large/large-tensors.js [--sizes-mb 16,64,256] [--repeats 2] [-- SERVE FLAGS]
 import { credentials, Metadata } from '@grpc/grpc-js';
 import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,6 +16,7 @@ import { identityModel } from '../../models/build/test-models.js';
 import { GRPCInferenceServiceClient, type ModelInferRequest, type ModelInferResponse } from '../../proto/gen/inference.js';
 import { spawnEchoServer } from '../baselines/grpc-echo.js';
 import { type ChildServer, httpUrlOf, removeAtExit, startGateway } from '../load/child-server.js';
+import { splitServeFlags } from '../options.js';
 
 const MODEL = 'big_identity';
 const GIB = 1 << 30;
@@ -124,7 +125,8 @@ async function measure(target: string, server: ChildServer, mb: number, repeats:
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { 'sizes-mb': { type: 'string', default: '16,64,256' }, repeats: { type: 'string', default: '2' } } });
+  const { own, serveFlags } = splitServeFlags(process.argv.slice(2));
+  const { values } = parseArgs({ args: own, options: { 'sizes-mb': { type: 'string', default: '16,64,256' }, repeats: { type: 'string', default: '2' } } });
   const sizes = (values['sizes-mb'] ?? '').split(',').map(Number);
   const repeats = Number(values.repeats);
   const dir = mkdtempSync(join(tmpdir(), 'fabriek-large-'));
@@ -150,7 +152,7 @@ async function main(): Promise<void> {
     return { call: (d) => grpcCall(client, d), close: () => client.close() };
   };
   const httpTo = (server: ChildServer): Caller => ({ call: (d) => httpCall(httpUrlOf(server) ?? '', d), close: () => {} });
-  const gateway = (): Promise<ChildServer> => startGateway(dir, ['--max-message-bytes', String(GIB)]);
+  const gateway = (): Promise<ChildServer> => startGateway(dir, ['--max-message-bytes', String(GIB), ...serveFlags]);
   const rows: Row[] = [];
   try {
     for (const mb of sizes) {
