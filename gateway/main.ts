@@ -404,6 +404,9 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   metrics?.setInflightProvider(() => inflight);
   const load = options.loadReportIntervalMs > 0 ? new LoadReporter(models, options.loadReportIntervalMs) : undefined;
   const server = new Server({
+    // Channelz (grpc-js's per-call and per-socket counters for its admin service, which Fabriek
+    // does not serve) costs a tracker object, closures and counter updates on every call.
+    'grpc.enable_channelz': 0,
     'grpc.max_receive_message_length': options.maxMessageBytes,
     'grpc.max_send_message_length': options.maxMessageBytes,
     // Metadata reaches the first interceptor first. With tenants, their check comes first: an unknown key or a
