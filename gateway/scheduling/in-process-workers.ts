@@ -32,6 +32,8 @@ export interface InProcessWorkersOptions {
   readonly onDown: (workerId: string, reason: string) => void;
   /** `fabriek worker` flags for each worker (e.g. --inline-run-us). */
   readonly workerArgs?: readonly string[];
+  /** Makes a worker's threads and model host (tests pass their own). */
+  readonly createRuntime?: typeof createWorkerRuntime;
 }
 
 interface Running {
@@ -96,7 +98,7 @@ export class InProcessWorkers {
     const logger = log.child({ workerId: spec.id });
     const endpoint: WorkerEndpoint = { ...spec, address: IN_PROCESS_ADDRESS };
     let running: Running | undefined;
-    const runtime = createWorkerRuntime(args, logger, (error) => {
+    const runtime = (this.#options.createRuntime ?? createWorkerRuntime)(args, logger, (error) => {
       if (running === undefined || this.#running.get(spec.id) !== running) return;
       logger.error({ err: error }, 'an ONNX Runtime thread died; starting the in-process worker afresh');
       this.#running.delete(spec.id);
