@@ -54,6 +54,7 @@ function writeReadyLine(options: ServeOptions, s: ReadySummary, processes: numbe
       (s.budget ? `; on demand within ${s.budget} per worker: ${s.onDemand.length} model versions (${s.onDemand.join(', ')})` : '') +
       (s.failed.length > 0 ? `; unavailable: ${s.failed.join(', ')}` : '') +
       (processes > 1 ? `; ${processes} gateway processes` : '') +
+      (options.localWorkers === 'in-process' ? '; workers in the gateway process' : '') +
       (s.tenants === 'open' ? '; open: no --tenants, no API keys' : `; ${s.tenants} tenants, API keys required`) +
       '\n',
   );

@@ -67,6 +67,7 @@ describe('local workers in the gateway process', () => {
   it('runs its models in the one gateway process: no worker process', () => {
     expect(childPids(gw.child.pid as number)).toEqual([]);
     expect(gw.readyLine).toContain('2 model versions ready');
+    expect(gw.readyLine).toContain('; workers in the gateway process; open: no --tenants');
   });
 
   it("merges concurrent requests into batches, each answer equal to ONNX Runtime's on that request alone", async () => {
