@@ -1,11 +1,12 @@
 import { status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
-import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ModelInferRequest, type ModelStatistics } from '../../proto/gen/inference.js';
 import { type GatewayProcess, httpUrlOf, runCli, startGateway } from '../helpers/gateway-process.js';
 import { runReference } from '../helpers/ort-reference.js';
+import { putModel } from '../helpers/model-dir.js';
 import { childPids } from '../helpers/processes.js';
 import { TEST_REPOSITORY } from '../helpers/test-repository.js';
 
@@ -19,11 +20,7 @@ const SIXTEEN = Array.from({ length: 16 }, (_, i) => i * 0.5 - 3);
 
 const src = (name: string): string => join(TEST_REPOSITORY, name, '1', 'model.onnx');
 
-async function addModel(repo: string, name: string, from: string, config?: string): Promise<void> {
-  await mkdir(join(repo, name, '1'), { recursive: true });
-  await copyFile(from, join(repo, name, '1', 'model.onnx'));
-  if (config !== undefined) await writeFile(join(repo, name, 'config.pbtxt'), config);
-}
+const addModel = async (repo: string, name: string, from: string, config?: string): Promise<void> => putModel(repo, name, config, await readFile(from));
 
 function rowInput(i: number, cols: number, rows = 1): Uint8Array {
   const a = new Float32Array(rows * cols);
