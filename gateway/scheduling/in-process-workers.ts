@@ -6,7 +6,7 @@ import { type LoadModelRequest, type LoadModelResponse, type StatusResponse, typ
 import { parseWorkerArgs } from '../../worker/cli-args.js';
 import { createWorkerRuntime, type WorkerRuntime } from '../../worker/runtime.js';
 import { createWorkerCalls, type WorkerCalls } from '../../worker/service.js';
-import { type LocalWorkerSpec } from './worker-supervisor.js';
+import { type LocalWorkerSpec, nextRestart } from './worker-supervisor.js';
 import { WorkerLostError } from './worker-connection.js';
 import { type WorkerEndpoint, type WorkerLink } from './worker-link.js';
 
@@ -98,6 +98,7 @@ export class InProcessWorkers {
     const logger = log.child({ workerId: spec.id });
     const endpoint: WorkerEndpoint = { ...spec, address: IN_PROCESS_ADDRESS };
     let running: Running | undefined;
+    const startedAt = Date.now();
     const runtime = (this.#options.createRuntime ?? createWorkerRuntime)(args, logger, (error) => {
       if (running === undefined || this.#running.get(spec.id) !== running) return;
       logger.error({ err: error }, 'an ONNX Runtime thread died; starting the in-process worker afresh');
@@ -106,11 +107,12 @@ export class InProcessWorkers {
       this.#options.onDown(spec.id, `worker ${spec.id}: an ONNX Runtime thread died (${error.message})`);
       void this.#close(running);
       if (this.#stopping) return;
-      // Back off on a crash loop, as a worker process's restarts do.
+      // Backs off on a crash loop, as a worker process's restarts do.
+      const { attempt, delay } = nextRestart(startedAt, restarts);
       setTimeout(() => {
         if (this.#stopping) return;
-        this.#launch(spec, restarts + 1).catch((e: unknown) => log.error({ worker: spec.id, err: e }, 'in-process worker restart failed'));
-      }, Math.min(5_000, 100 * 2 ** Math.min(restarts, 6))).unref();
+        this.#launch(spec, attempt).catch((e: unknown) => log.error({ worker: spec.id, err: e }, 'in-process worker restart failed'));
+      }, delay).unref();
     });
     const calls = createWorkerCalls({ host: runtime.host, workerId: spec.id, device: args.device, logger });
     running = { runtime, link: new InProcessLink(endpoint, calls) };

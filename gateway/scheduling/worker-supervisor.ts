@@ -47,6 +47,12 @@ function isReadyMessage(m: unknown): m is ReadyMessage {
   return typeof m === 'object' && m !== null && (m as { type?: unknown }).type === 'ready';
 }
 
+/** Back off on crash loops; a worker that ran a while (30 s) restarts at once. */
+export function nextRestart(startedAt: number, restarts: number, now = Date.now()): { attempt: number; delay: number } {
+  const attempt = now - startedAt > 30_000 ? 0 : restarts + 1;
+  return { attempt, delay: attempt === 0 ? 0 : Math.min(5_000, 100 * 2 ** attempt) };
+}
+
 /**
  * Starts the gateway's local worker processes, restarts those that die
  * (with backoff), and stops them on shutdown. A worker crash never takes
@@ -175,10 +181,7 @@ export class WorkerSupervisor {
       }
       log.error({ worker: spec.id, code, signal }, 'worker exited; restarting');
       this.#options.onDown(spec.id, reason);
-      // Back off on crash loops; a worker that ran a while restarts at once.
-      const healthy = Date.now() - running.startedAt > 30_000;
-      const attempt = healthy ? 0 : restarts + 1;
-      const delay = attempt === 0 ? 0 : Math.min(5_000, 100 * 2 ** attempt);
+      const { attempt, delay } = nextRestart(running.startedAt, restarts);
       setTimeout(() => {
         if (this.#stopping) return;
         this.#launch(spec, attempt).catch((error: unknown) =>

@@ -69,7 +69,10 @@ describe('InProcessWorkers', () => {
       expect(runtimes[0]?.closed).toEqual(['host', 'pool']);
       // The old link takes nothing more; after the backoff a new runtime serves through a new link.
       expect(isWorkerLost(await up[0]!.execute(call, Date.now() + 60_000).catch((e: unknown) => e))).toBe(true);
-      await vi.advanceTimersByTimeAsync(100);
+      // A first restart within 30 s of the start waits 200 ms.
+      await vi.advanceTimersByTimeAsync(150);
+      expect(runtimes).toHaveLength(1);
+      await vi.advanceTimersByTimeAsync(50);
       expect(runtimes).toHaveLength(2);
       expect(up).toHaveLength(2);
       expect(up[1]).not.toBe(up[0]);
