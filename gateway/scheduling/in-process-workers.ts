@@ -13,8 +13,9 @@ import { type WorkerEndpoint, type WorkerLink } from './worker-link.js';
 // `fabriek serve --local-workers in-process`: each local worker's ONNX Runtime
 // threads and sessions live in the gateway's own process, and the gateway calls
 // them directly. A request then costs no socket write and read each way, no
-// frame encoding, and no wake-up of a second process: on a small model that is
-// most of the server's CPU per request and of its latency at low load. The
+// frame encoding, and no wake-up of a second process: on a small model a
+// quarter to a third of the server's CPU per request here, and more of its
+// latency at low load. The
 // price is isolation: a native crash in ONNX Runtime ends the gateway too
 // (a worker process would have been restarted). A thread that dies is still
 // survived: the worker starts afresh and its models load again, as after a
