@@ -57,7 +57,7 @@ Options:
   --factor X            the overload level in multiples of the measured capacity (default 5)
   --slo-ms MS           batching_slo_ms of the SLO mode, and what goodput counts (default 300)
   --deadline-ms MS      each request's own gRPC deadline (default 5000)
-  noisy-neighbour and overload:
+  noisy-neighbour, overload and slo-goodput:
   --max-inflight-wait-ms MS  the gateways' admission bound in time (default 0: off; see fabriek serve)
   -- FLAGS              last: more 'fabriek serve' flags, e.g. -- --local-workers in-process
 
@@ -203,7 +203,7 @@ export async function runScenario(
     const loads = values.loads === undefined ? SLO_GOODPUT_DEFAULTS.loads : list('loads', values.loads).map((pct) => pct / 100);
     const fixedDelaysUs = values['fixed-delays-us'] === undefined ? SLO_GOODPUT_DEFAULTS.fixedDelaysUs : delays(values['fixed-delays-us']);
     const sweeps = values.rounds === undefined ? SLO_GOODPUT_DEFAULTS.rounds : (list('rounds', values.rounds)[0] ?? 1);
-    const r = await runSloGoodput({ ...SLO_GOODPUT_DEFAULTS, sloMs, loads, fixedDelaysUs, warmupMs, durationMs, rounds: sweeps, log });
+    const r = await runSloGoodput({ ...SLO_GOODPUT_DEFAULTS, sloMs, loads, fixedDelaysUs, warmupMs, durationMs, rounds: sweeps, serveFlags, log });
     return finish('# Goodput under an SLO: SLO-aware batching against fixed delays (issue #15)', r, 'the issue #15 bar was not met (see the verdicts)', r.svg);
   }
   const report =

@@ -48,6 +48,8 @@ export interface SloGoodputOptions {
   readonly durationMs: number;
   /** Sweeps over every load and mode; figures are medians over them. */
   readonly rounds: number;
+  /** More `fabriek serve` flags (after -- on the command line). */
+  readonly serveFlags?: readonly string[];
   readonly log: (line: string) => void;
 }
 
@@ -118,7 +120,7 @@ export async function runSloGoodput(o: SloGoodputOptions): Promise<SloGoodputRep
       await writeFile(join(repo, m.model, 'config.pbtxt'), configText(m.model, m.slo ? { slo: o.sloMs } : { delayUs: Number(m.model.slice('delay_'.length)) }));
     }
     await rm(join(repo, MODEL_FILE), { recursive: true, force: true });
-    const gateway: ChildServer = await startGateway(repo);
+    const gateway: ChildServer = await startGateway(repo, o.serveFlags ?? []);
     const client = new InferenceGrpcClient(gateway.address);
     const metricsUrl = `http://127.0.0.1:${/metrics on [^ ;]+:(\d+)/.exec(gateway.readyLine)?.[1]}/metrics`;
     const rows = Array.from({ length: INPUT_POOL }, (_, k) => uniformFloat32(`bench/slo/input/${k}`, 784, 1));
