@@ -21,8 +21,7 @@ import { type BatchOutput, type BatchTask, type SessionInfo, type ThreadInit } f
 // its runs there hold the main thread at most as long, or at most as long as
 // handing a run to its thread and back took (the wall time beyond the run),
 // it stays and its thread session closes, else it goes back to its thread
-// for good. The main
-// thread's own timings decide, since that is the thread a run would hold:
+// for good. The main thread's own timings decide, since that is the thread a run would hold:
 // on this 2-core machine identity_fp32's runs held it 140–240 µs, against
 // 70–150 µs on its own thread (the main thread also reads and answers every
 // frame). The choice is made once: after that an instance left on its

@@ -1,5 +1,6 @@
 import { elementSize, type Datatype } from '../core/datatypes.js';
 import { type BatchTask, type SessionInfo, type ThreadTensor } from './thread-protocol.js';
+import { joinToArrayBuffer } from './tensor-bytes.js';
 
 // Execute calls for one model that wait for the same instance, from any
 // gateway connection, run as one ONNX Runtime run: their inputs are
@@ -62,21 +63,14 @@ export function concatTasks(tasks: readonly BatchTask[]): { task: BatchTask; tra
   const transfer: ArrayBuffer[] = [];
   for (let i = 0; i < first.inputs.length; i++) {
     const proto = first.inputs[i] as ThreadTensor;
-    let bytes = 0;
     let rows = 0;
+    const parts: Uint8Array[] = [];
     for (const t of tasks) {
       const input = t.inputs[i] as ThreadTensor;
-      bytes += input.data.byteLength;
       rows += input.shape[0] as number;
+      parts.push(new Uint8Array(input.data));
     }
-    const data = new ArrayBuffer(bytes);
-    const out = new Uint8Array(data);
-    let at = 0;
-    for (const t of tasks) {
-      const input = (t.inputs[i] as ThreadTensor).data;
-      out.set(new Uint8Array(input), at);
-      at += input.byteLength;
-    }
+    const data = joinToArrayBuffer(parts);
     inputs.push({ name: proto.name, datatype: proto.datatype, shape: [rows, ...proto.shape.slice(1)], data });
     transfer.push(data);
   }

@@ -28,6 +28,20 @@ export function copyToArrayBuffer(bytes: Uint8Array): ArrayBuffer {
   return buffer;
 }
 
+/** A fresh ArrayBuffer holding `parts` one after the other (safe to transfer). */
+export function joinToArrayBuffer(parts: readonly Uint8Array[]): ArrayBuffer {
+  let bytes = 0;
+  for (const part of parts) bytes += part.byteLength;
+  const buffer = new ArrayBuffer(bytes);
+  const out = new Uint8Array(buffer);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.byteLength;
+  }
+  return buffer;
+}
+
 /** A Buffer over a (received) ArrayBuffer, without copying. */
 export function bufferOf(buffer: ArrayBuffer): Buffer {
   return Buffer.from(buffer, 0, buffer.byteLength);

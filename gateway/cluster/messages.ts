@@ -1,4 +1,4 @@
-import { type WorkerEndpoint } from '../scheduling/worker-connection.js';
+import { type WorkerEndpoint } from '../scheduling/worker-link.js';
 import { type ModelStatistics } from '../../proto/gen/inference.js';
 import { type TenantQuotas } from '../tenants/tenant.js';
 import { ServingError } from '../../core/errors.js';

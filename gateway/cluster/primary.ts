@@ -6,7 +6,7 @@ import { detectGpus, planLocalWorkers } from '../devices.js';
 import { localWorkerArgs, type ServeOptions } from '../options.js';
 import { checkRepository } from '../main.js';
 import { WorkerSupervisor } from '../scheduling/worker-supervisor.js';
-import { type WorkerEndpoint } from '../scheduling/worker-connection.js';
+import { type WorkerEndpoint } from '../scheduling/worker-link.js';
 import { type ModelStatus } from '../../proto/gen/worker.js';
 import { LocalQuota } from '../tenants/local-quota.js';
 import { NO_RELEASE, QuotaExceededError, type QuotaLimiter, type QuotaRelease } from '../tenants/quota.js';

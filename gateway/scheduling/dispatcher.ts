@@ -61,7 +61,7 @@ export class Dispatcher {
     deadline: number,
     traces?: readonly (SpanContext | undefined)[],
   ): Promise<ExecutionResult> {
-    const request = { modelKey: this.#modelKey, inputs: inputs.map(toExecuteInput), outputs: [...outputs] };
+    const request: ExecuteCall = { modelKey: this.#modelKey, inputs: inputs.map(toExecuteInput), outputs };
     if (traces !== undefined) return this.#traced(placement, request, deadline, traces);
     return this.#run(placement, request, deadline);
   }

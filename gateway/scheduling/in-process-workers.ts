@@ -6,6 +6,7 @@ import { type LoadModelRequest, type LoadModelResponse, type StatusResponse, typ
 import { parseWorkerArgs } from '../../worker/cli-args.js';
 import { createWorkerRuntime, type WorkerRuntime } from '../../worker/runtime.js';
 import { createWorkerCalls, type WorkerCalls } from '../../worker/service.js';
+import { bufferOf, joinToArrayBuffer } from '../../worker/tensor-bytes.js';
 import { type LocalWorkerSpec, nextRestart } from './worker-supervisor.js';
 import { WorkerLostError } from './worker-connection.js';
 import { type WorkerEndpoint, type WorkerLink } from './worker-link.js';
@@ -133,15 +134,8 @@ function toRequestInputs(inputs: readonly ExecuteInput[]): { inputs: TensorData[
       data = Buffer.isBuffer(input.data) ? input.data : Buffer.from(input.data.buffer, input.data.byteOffset, input.data.byteLength);
       borrowed = true;
     } else {
-      // A batch's rows, joined once into a buffer of its own (not the pool's), which the worker may move to its thread.
-      let bytes = 0;
-      for (const part of input.data) bytes += part.byteLength;
-      data = Buffer.allocUnsafeSlow(bytes);
-      let at = 0;
-      for (const part of input.data) {
-        data.set(part, at);
-        at += part.byteLength;
-      }
+      // A batch's rows, joined once into a buffer of its own, which the worker may move to its thread.
+      data = bufferOf(joinToArrayBuffer(input.data));
     }
     out.push({ name: input.name, datatype: input.datatype, shape: input.shape as bigint[], data });
   }
@@ -202,7 +196,9 @@ export class InProcessLink implements WorkerLink {
       return Promise.reject(new ServingError(GrpcStatus.DEADLINE_EXCEEDED, `deadline exceeded before the request was sent to worker ${this.endpoint.id}`));
     }
     const { inputs, borrowed } = toRequestInputs(call.inputs);
-    const run = this.#calls.execute({ modelKey: call.modelKey, inputs, outputs: [...call.outputs], ...(trace ? { trace } : {}) }, 0, borrowed);
+    // The worker only reads the output names (the proto type calls them string[]).
+    const request = { modelKey: call.modelKey, inputs, outputs: call.outputs as string[], ...(trace ? { trace } : {}) };
+    const run = this.#calls.execute(request, 0, borrowed);
     return new Promise<ExecuteAnswer>((resolve, reject) => {
       // As over a socket: the caller may stop waiting at its deadline, while the
       // run goes on and `done` comes when the worker is really done with it.

@@ -17,8 +17,6 @@ import {
 import { Liveness } from './worker-liveness.js';
 import { type WorkerEndpoint, type WorkerLink } from './worker-link.js';
 
-export { type WorkerEndpoint } from './worker-link.js';
-
 export interface WorkerConnectionOptions {
   readonly maxMessageBytes: number;
   /** TLS (with a client certificate for mTLS) to workers on other machines. */

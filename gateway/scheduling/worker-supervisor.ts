@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Logger } from 'pino';
-import { WorkerConnection, type WorkerEndpoint } from './worker-connection.js';
-import { type WorkerLink } from './worker-link.js';
+import { WorkerConnection } from './worker-connection.js';
+import { type WorkerEndpoint, type WorkerLink } from './worker-link.js';
 
 const WORKER_ENTRY = fileURLToPath(new URL('../../worker/main.js', import.meta.url));
 
