@@ -12,6 +12,7 @@ import { type Logger } from 'pino';
 import { boundedMessage, isServingError, retryAfterSeconds } from '../../core/errors.js';
 import { malformed } from './malformed-request.js';
 import { type LoadReporter } from '../load/load-reporter.js';
+import { Cancellation, type CancelSignal } from '../../core/cancellation.js';
 
 /** The `authorization` metadata value (the key travels as in HTTP: `Bearer KEY`). */
 export function authorizationOf(metadata: Metadata): string | undefined {
@@ -22,7 +23,7 @@ export function authorizationOf(metadata: Metadata): string | undefined {
 /** What a handler knows about its call: small, protocol-neutral (HTTP builds the same). */
 export interface CallContext {
   /** Aborted when the client cancels or its deadline passes. */
-  readonly signal: AbortSignal;
+  readonly signal: CancelSignal;
   /** Absolute deadline in ms since the epoch (performance-independent); Infinity when none. */
   readonly deadline: number;
   readonly metadata: Metadata;
@@ -65,18 +66,19 @@ export function unary<Req, Res>(handler: UnaryHandler<Req, Res>, log: Logger, lo
       callback(toServiceError(refused, log));
       return;
     }
-    const controller = new AbortController();
+    const cancellation = new Cancellation();
     const deadline = deadlineOf(call);
     let timer: NodeJS.Timeout | undefined;
-    const onCancel = (): void => controller.abort();
-    call.once('cancelled', onCancel);
+    // Not removed once answered: a cancel after the answer aborts nothing
+    // that still listens, and the listener goes with the call.
+    call.on('cancelled', cancellation.abort);
     if (Number.isFinite(deadline)) {
       // grpc-js also cancels at the deadline; our own timer makes the abort
       // reason explicit and does not depend on that.
-      timer = setTimeout(() => controller.abort(), Math.max(0, deadline - Date.now()));
+      timer = setTimeout(cancellation.abort, Math.max(0, deadline - Date.now()));
     }
     const context: CallContext = {
-      signal: controller.signal,
+      signal: cancellation,
       deadline,
       metadata: call.metadata,
       peer: call.getPeer(),
@@ -84,13 +86,11 @@ export function unary<Req, Res>(handler: UnaryHandler<Req, Res>, log: Logger, lo
     handler(call.request, context).then(
       (response) => {
         if (timer) clearTimeout(timer);
-        call.off('cancelled', onCancel);
         if (load) callback(null, response, load.trailer);
         else callback(null, response);
       },
       (error: unknown) => {
         if (timer) clearTimeout(timer);
-        call.off('cancelled', onCancel);
         const serviceError = toServiceError(error, log);
         if (load && serviceError.metadata) load.addTo(serviceError.metadata);
         callback(serviceError);

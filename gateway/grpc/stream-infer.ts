@@ -3,6 +3,7 @@ import { type Logger } from 'pino';
 import { boundedMessage, isServingError } from '../../core/errors.js';
 import { type ModelInferRequest, type ModelInferResponse, type ModelStreamInferResponse } from '../../proto/gen/inference.js';
 import { type CallContext } from './call-context.js';
+import { Cancellation } from '../../core/cancellation.js';
 import { malformed } from './malformed-request.js';
 import { type InflightGate, isHold, outcomeOfError, type ReleaseOutcome } from '../inference/inflight-gate.js';
 import { requestBytes } from '../inference/grpc-inflight.js';
@@ -20,17 +21,17 @@ type Infer = (request: ModelInferRequest, context: CallContext) => Promise<Model
  */
 export function streamInfer(infer: Infer, log: Logger, inflight?: InflightGate): handleBidiStreamingCall<ModelInferRequest, ModelStreamInferResponse> {
   return (call: ServerDuplexStream<ModelInferRequest, ModelStreamInferResponse>) => {
-    const controller = new AbortController();
+    const cancellation = new Cancellation();
     const d = call.getDeadline();
     const deadline = d instanceof Date ? d.getTime() : typeof d === 'number' && Number.isFinite(d) ? d : Infinity;
-    const context: CallContext = { signal: controller.signal, deadline, metadata: call.metadata, peer: call.getPeer() };
+    const context: CallContext = { signal: cancellation, deadline, metadata: call.metadata, peer: call.getPeer() };
     let pending = 0;
     let inputEnded = false;
     const finishIfDone = (): void => {
       if (inputEnded && pending === 0) call.end();
     };
-    call.on('cancelled', () => controller.abort());
-    call.on('error', () => controller.abort());
+    call.on('cancelled', cancellation.abort);
+    call.on('error', cancellation.abort);
     call.on('data', (request: ModelInferRequest) => {
       const refused = malformed(request);
       if (refused) {

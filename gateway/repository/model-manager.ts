@@ -1,5 +1,6 @@
 import { type Logger } from 'pino';
 import { failedPrecondition, invalidArgument, notFound, unavailable } from '../../core/errors.js';
+import { type CancelSignal } from '../../core/cancellation.js';
 import { completeConfig } from '../../models/config/complete.js';
 import { ConfigError, dynamicBatchingIn, ensembleIn } from '../../models/config/model-config.js';
 import { type ModelSignature } from '../../core/signature.js';
@@ -166,7 +167,7 @@ export class ModelManager {
    * if it is not, and held (never evicted) until `release`. The request's
    * signal ends its wait for a load, not the load.
    */
-  acquire(name: string, version: string, context: { readonly signal: AbortSignal; readonly deadline: number }): HeldVersion | Promise<HeldVersion> {
+  acquire(name: string, version: string, context: { readonly signal: CancelSignal; readonly deadline: number }): HeldVersion | Promise<HeldVersion> {
     const loader = this.#onDemand;
     if (!loader) return { version: this.resolve(name, version), release: NO_RELEASE };
     const versions = this.#models.get(name);
@@ -195,7 +196,7 @@ export class ModelManager {
    * load (clients such as perf_analyzer ask for metadata before the first
    * request): this loads it as a request would. Nothing in the other modes.
    */
-  async loadForQuery(name: string, version: string, context: { readonly signal: AbortSignal; readonly deadline: number }): Promise<void> {
+  async loadForQuery(name: string, version: string, context: { readonly signal: CancelSignal; readonly deadline: number }): Promise<void> {
     if (!this.#onDemand) return;
     (await this.acquire(name, version, context)).release();
   }

@@ -9,6 +9,7 @@
 import { stat } from 'node:fs/promises';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { type Logger } from 'pino';
+import { type CancelSignal } from '../../core/cancellation.js';
 import { cancelled, deadlineExceeded, resourceExhausted, ServingError, unavailable } from '../../core/errors.js';
 import { type LoadedUsage, type ModelBudgetMetrics, type ModelLoadMetrics } from '../metrics/model-load-metrics.js';
 import { LoadedPeaks, usedPerWorker, type WorkerUse } from './loaded-usage.js';
@@ -132,7 +133,7 @@ export class OnDemandLoader {
    * signal fires while it waits leaves with DEADLINE_EXCEEDED or CANCELLED;
    * the load goes on for the others.
    */
-  acquire(v: ModelVersion, signal: AbortSignal, deadline: number): Release | Promise<Release> {
+  acquire(v: ModelVersion, signal: CancelSignal, deadline: number): Release | Promise<Release> {
     const e = this.#entries.get(v.key);
     if (e !== undefined && e.phase === 'loaded' && e.v === v && v.state === 'READY') return this.#hold(e);
     return this.#acquireCold(v, signal, deadline);
@@ -155,7 +156,7 @@ export class OnDemandLoader {
     if (this.#options.coordinator) e.lastUsed = this.#now();
   }
 
-  async #acquireCold(v: ModelVersion, signal: AbortSignal, deadline: number): Promise<Release> {
+  async #acquireCold(v: ModelVersion, signal: CancelSignal, deadline: number): Promise<Release> {
     // A few rounds: the model may be evicted, or reloaded by the repository API, between them.
     for (let round = 0; round < 4; round++) {
       let e = this.#entries.get(v.key);
@@ -392,7 +393,7 @@ function isBusy(e: Entry): boolean {
 }
 
 /** `promise`, or the request's own end: its deadline or its cancel (the load goes on). */
-function waitOrAbort<T>(promise: Promise<T>, signal: AbortSignal, deadline: number, key: string): Promise<T> {
+function waitOrAbort<T>(promise: Promise<T>, signal: CancelSignal, deadline: number, key: string): Promise<T> {
   const reason = (): ServingError =>
     Date.now() >= deadline
       ? deadlineExceeded(`model '${key}': deadline exceeded while the model loaded on demand`)

@@ -1,4 +1,5 @@
 import { type SpanContext } from '@opentelemetry/api';
+import { type CancelSignal } from '../../core/cancellation.js';
 import { type Tensor } from '../../core/tensor.js';
 
 /** What one execution of a model on a worker returns. */
@@ -27,7 +28,7 @@ export interface InferJob {
   readonly inputs: readonly Tensor[];
   /** Output names to return; empty = all. */
   readonly outputs: readonly string[];
-  readonly signal: AbortSignal;
+  readonly signal: CancelSignal;
   /** Absolute, ms since the epoch; Infinity when none. */
   readonly deadline: number;
   /** Rows along the batch dimension (1 for non-batching models). */
