@@ -1,6 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { type GpuReader, type GpuSample, nvidiaSmiReader } from './gpu.js';
-import { type InferenceMetrics, VersionMetrics } from './version-metrics.js';
+import { type InferenceMetrics, type SummedCounter, VersionMetrics } from './version-metrics.js';
 
 export { VersionMetrics } from './version-metrics.js';
 
@@ -71,25 +71,35 @@ export class MetricsRegistry {
 
   constructor(options: MetricsOptions = {}) {
     const registers = [this.registry];
-    const counter = (name: string, help: string): Counter<'model' | 'version'> =>
-      new Counter({ name, help, labelNames: VL, registers });
+    const versions = this.#versions;
+    // A summed counter takes what each version summed since the last scrape as the scrape reads it.
+    const counter = (name: string, help: string, key: SummedCounter): Counter<'model' | 'version'> =>
+      new Counter({
+        name,
+        help,
+        labelNames: VL,
+        registers,
+        collect() {
+          for (const v of versions.values()) v.flush(key, this);
+        },
+      });
     const histogram = (name: string, help: string, buckets: number[]): Histogram<'model' | 'version'> =>
       new Histogram({ name, help, labelNames: VL, buckets, registers });
     this.#inference = {
-      success: counter('nv_inference_request_success', 'Number of successful inference requests, all batch sizes'),
+      success: counter('nv_inference_request_success', 'Number of successful inference requests, all batch sizes', 'success'),
       failure: new Counter({
         name: 'nv_inference_request_failure',
         help: 'Number of failed inference requests, all batch sizes',
         labelNames: [...VL, 'reason'],
         registers,
       }),
-      inferenceCount: counter('nv_inference_count', 'Number of inferences performed (rows; does not include cached requests)'),
-      execCount: counter('nv_inference_exec_count', 'Number of model executions performed'),
-      requestUs: counter('nv_inference_request_duration_us', 'Cumulative inference request duration in microseconds'),
-      queueUs: counter('nv_inference_queue_duration_us', 'Cumulative inference queuing duration in microseconds'),
-      computeInputUs: counter('nv_inference_compute_input_duration_us', 'Cumulative compute input duration in microseconds'),
-      computeInferUs: counter('nv_inference_compute_infer_duration_us', 'Cumulative compute inference duration in microseconds'),
-      computeOutputUs: counter('nv_inference_compute_output_duration_us', 'Cumulative inference compute output duration in microseconds'),
+      inferenceCount: counter('nv_inference_count', 'Number of inferences performed (rows; does not include cached requests)', 'inferenceCount'),
+      execCount: counter('nv_inference_exec_count', 'Number of model executions performed', 'execCount'),
+      requestUs: counter('nv_inference_request_duration_us', 'Cumulative inference request duration in microseconds', 'requestUs'),
+      queueUs: counter('nv_inference_queue_duration_us', 'Cumulative inference queuing duration in microseconds', 'queueUs'),
+      computeInputUs: counter('nv_inference_compute_input_duration_us', 'Cumulative compute input duration in microseconds', 'computeInputUs'),
+      computeInferUs: counter('nv_inference_compute_infer_duration_us', 'Cumulative compute inference duration in microseconds', 'computeInferUs'),
+      computeOutputUs: counter('nv_inference_compute_output_duration_us', 'Cumulative inference compute output duration in microseconds', 'computeOutputUs'),
       queueSeconds: histogram('fabriek_queue_duration_seconds', 'Time a request waited in the queue, per request', LATENCY_BUCKETS),
       computeInferSeconds: histogram(
         'fabriek_compute_infer_duration_seconds',
@@ -100,10 +110,10 @@ export class MetricsRegistry {
       ...(options.responseCache
         ? {
             cache: {
-              hits: counter('nv_cache_num_hits_per_model', 'Number of cache hits per model'),
-              misses: counter('nv_cache_num_misses_per_model', 'Number of cache misses per model'),
-              hitUs: counter('nv_cache_hit_duration_per_model', 'Total cache hit duration per model, in microseconds'),
-              missUs: counter('nv_cache_miss_duration_per_model', 'Total cache miss (insert + lookup) duration per model, in microseconds'),
+              hits: counter('nv_cache_num_hits_per_model', 'Number of cache hits per model', 'cacheHits'),
+              misses: counter('nv_cache_num_misses_per_model', 'Number of cache misses per model', 'cacheMisses'),
+              hitUs: counter('nv_cache_hit_duration_per_model', 'Total cache hit duration per model, in microseconds', 'cacheHitUs'),
+              missUs: counter('nv_cache_miss_duration_per_model', 'Total cache miss (insert + lookup) duration per model, in microseconds', 'cacheMissUs'),
             },
           }
         : {}),

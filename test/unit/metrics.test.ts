@@ -96,6 +96,37 @@ describe('MetricsRegistry', () => {
     expect(text).toContain('version="2"');
   });
 
+  it('adds the counters summed between scrapes at each scrape, whichever way it reads them, and loses none', async () => {
+    const metrics = bare();
+    const v = metrics.forVersion('m', '1');
+    const e = execution(1_000, 2_000, 3_000);
+    const series = (name: string): string => `${name}{model="m",version="1"}`;
+    v.executed(1, e);
+    v.succeeded(1, 10_000, job(4_000, e));
+    let text = await metrics.metrics();
+    expect(sample(text, series('nv_inference_request_success'))).toBe(1);
+    expect(sample(text, series('nv_inference_compute_infer_duration_us'))).toBe(2);
+    // Scraped again with nothing new: the sums were taken once.
+    text = await metrics.metrics();
+    expect(sample(text, series('nv_inference_request_success'))).toBe(1);
+    v.executed(2, e);
+    v.succeeded(2, 20_000, job(6_000, e));
+    // The JSON form (what --gateway-processes aggregates) collects the same way.
+    const json = await metrics.registry.getMetricsAsJSON();
+    const value = (name: string): number | undefined => json.find((m) => m.name === name)?.values.find((x) => x.labels.version === '1')?.value;
+    expect(value('nv_inference_request_success')).toBe(2);
+    expect(value('nv_inference_count')).toBe(3);
+    expect(value('nv_inference_exec_count')).toBe(2);
+    expect(value('nv_inference_queue_duration_us')).toBe(10);
+    expect(value('nv_inference_request_duration_us')).toBe(30);
+    // What a removed version summed goes with it, and a version loaded again starts at 0.
+    v.succeeded(1, 10_000, job(4_000, e));
+    metrics.removeVersion('m', '1');
+    metrics.forVersion('m', '1');
+    text = await metrics.metrics();
+    expect(sample(text, series('nv_inference_request_success'))).toBe(0);
+  });
+
   it('reads pending counts and worker counts at scrape time', async () => {
     const metrics = bare();
     let pending = 4;
