@@ -114,4 +114,39 @@ describe('prepareBatch', () => {
     expect(new Uint8Array(copied.task.inputs[0]!.data)).toEqual(new Uint8Array(own));
     expect(copied.transfer).not.toContain(own.buffer);
   });
+
+  it('names missing inputs, bad dimensions and shapes the model does not take', () => {
+    expect(() => prepareBatch({ modelKey: 'm/1', inputs: [s], outputs: [] }, INFO)).toThrow('Execute "m/1": missing input(s) "x"');
+    expect(() => prepareBatch({ modelKey: 'm/1', inputs: [], outputs: [] }, INFO)).toThrow('missing input(s) "x", "s"');
+    const negative: TensorData = { ...x, shape: [1n, -2n] };
+    expect(() => prepareBatch({ modelKey: 'm/1', inputs: [negative, s], outputs: [] }, INFO)).toThrow(
+      'input "x" has dimension -2; expected 0..2147483647',
+    );
+    const wide = td('x', 'FP32', [1, 3], new Uint8Array(12));
+    expect(() => prepareBatch({ modelKey: 'm/1', inputs: [wide, s], outputs: [] }, INFO)).toThrow(
+      'input "x" has shape [1,3]; the model expects [-1,2] (-1 = any)',
+    );
+    const flat = td('x', 'FP32', [2], new Uint8Array(8));
+    expect(() => prepareBatch({ modelKey: 'm/1', inputs: [flat, s], outputs: [] }, INFO)).toThrow(
+      'input "x" has shape [2]; the model expects [-1,2] (-1 = any)',
+    );
+    expect(() => prepareBatch({ modelKey: 'm/1', inputs: [x, s, td('q', 'FP32', [1], new Uint8Array(4))], outputs: [] }, INFO)).toThrow(
+      'unknown input "q"; the model has "x", "s"',
+    );
+  });
+
+  it('looks names up by a map for a model of many inputs, with the same checks', () => {
+    const specs = Array.from({ length: 40 }, (_, i) => ({ name: `f${i}`, datatype: 'FP32' as const, shape: [-1], dimNames: ['batch'] }));
+    const wideInfo: SessionInfo = { ...INFO, inputs: specs };
+    const all = specs.map((sp, i) => td(sp.name, 'FP32', [1], new Uint8Array(new Float32Array([i]).buffer)));
+    const { task } = prepareBatch({ modelKey: 'm/1', inputs: all, outputs: [] }, wideInfo);
+    expect(task.inputs.map((t) => t.name)).toEqual(specs.map((sp) => sp.name));
+    expect(() => prepareBatch({ modelKey: 'm/1', inputs: [...all.slice(1), all[3]!], outputs: [] }, wideInfo)).toThrow(
+      /input "f3" is given twice/,
+    );
+    expect(() => prepareBatch({ modelKey: 'm/1', inputs: all.slice(0, 39), outputs: [] }, wideInfo)).toThrow('missing input(s) "f39"');
+    expect(() => prepareBatch({ modelKey: 'm/1', inputs: [...all, td('g', 'FP32', [1], new Uint8Array(4))], outputs: [] }, wideInfo)).toThrow(
+      /unknown input "g"/,
+    );
+  });
 });
