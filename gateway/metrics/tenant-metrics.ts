@@ -26,7 +26,23 @@ export interface QuotaState {
   readonly gateways: number;
 }
 
+/** One tenant's calls to one model since the last scrape. */
+interface CallSums {
+  /** Requests by status name. */
+  readonly requests: Map<string, number>;
+  items: number;
+  computeSeconds: number;
+}
+
+/**
+ * Counts are summed per tenant and model in plain maps, and added to the
+ * counters when a scrape collects them: three labelled `inc` calls per
+ * request hashed and checked their labels each time. The label values are
+ * bounded (see above), so the maps are too; the latency histogram is
+ * observed per call.
+ */
 export class TenantMetrics {
+  readonly #sums = new Map<string, Map<string, CallSums>>();
   readonly #requests: Counter<'tenant' | 'model' | 'status'>;
   readonly #items: Counter<'tenant' | 'model'>;
   readonly #compute: Counter<'tenant' | 'model'>;
@@ -40,18 +56,47 @@ export class TenantMetrics {
       help: 'Requests by tenant, model and gRPC status name (HTTP calls counted by the same names); tenant "" = not identified',
       labelNames: ['tenant', 'model', 'status'],
       registers,
+      collect: () => {
+        for (const [tenant, models] of this.#sums) {
+          for (const [model, sums] of models) {
+            for (const [status, n] of sums.requests) {
+              if (n === 0) continue;
+              this.#requests.inc({ tenant, model, status }, n);
+              sums.requests.set(status, 0);
+            }
+          }
+        }
+      },
     });
     this.#items = new Counter({
       name: 'fabriek_tenant_batch_items_total',
       help: 'Rows along the batch dimension answered successfully, by tenant and model',
       labelNames: ['tenant', 'model'],
       registers,
+      collect: () => {
+        for (const [tenant, models] of this.#sums) {
+          for (const [model, sums] of models) {
+            if (sums.items === 0) continue;
+            this.#items.inc({ tenant, model }, sums.items);
+            sums.items = 0;
+          }
+        }
+      },
     });
     this.#compute = new Counter({
       name: 'fabriek_tenant_compute_seconds_total',
       help: "Each request's share of its batch's execution time (input + infer + output; GPU-seconds on GPU workers), by rows",
       labelNames: ['tenant', 'model'],
       registers,
+      collect: () => {
+        for (const [tenant, models] of this.#sums) {
+          for (const [model, sums] of models) {
+            if (sums.computeSeconds === 0) continue;
+            this.#compute.inc({ tenant, model }, sums.computeSeconds);
+            sums.computeSeconds = 0;
+          }
+        }
+      },
     });
     this.#latency = new Histogram({
       name: 'fabriek_tenant_request_duration_seconds',
@@ -92,10 +137,14 @@ export class TenantMetrics {
   }
 
   record(c: TenantCall): void {
-    this.#requests.inc({ tenant: c.tenant, model: c.model, status: c.status });
+    let models = this.#sums.get(c.tenant);
+    if (models === undefined) this.#sums.set(c.tenant, (models = new Map()));
+    let sums = models.get(c.model);
+    if (sums === undefined) models.set(c.model, (sums = { requests: new Map(), items: 0, computeSeconds: 0 }));
+    sums.requests.set(c.status, (sums.requests.get(c.status) ?? 0) + 1);
     if (!c.infer || c.status !== 'OK') return;
-    this.#items.inc({ tenant: c.tenant, model: c.model }, c.items);
-    this.#compute.inc({ tenant: c.tenant, model: c.model }, c.computeNs / 1e9);
+    sums.items += c.items;
+    sums.computeSeconds += c.computeNs / 1e9;
     this.#latency.observe({ tenant: c.tenant }, c.seconds);
   }
 
