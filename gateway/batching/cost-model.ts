@@ -42,10 +42,19 @@ function bucketOf(rows: number): number {
   return rows <= 1 ? 0 : Math.ceil(Math.log2(rows));
 }
 
+/** Sorted in place by `median`: the estimates are rebuilt after every execution, which for a model without batching is every request. */
+const scratch = new Float64Array(WINDOW);
+
 function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+  const n = xs.length;
+  for (let i = 0; i < n; i++) {
+    const x = xs[i] as number;
+    let j = i;
+    for (; j > 0 && (scratch[j - 1] as number) > x; j--) scratch[j] = scratch[j - 1] as number;
+    scratch[j] = x;
+  }
+  const mid = n >> 1;
+  return n % 2 === 1 ? (scratch[mid] as number) : ((scratch[mid - 1] as number) + (scratch[mid] as number)) / 2;
 }
 
 function mean(xs: readonly number[]): number {
