@@ -27,7 +27,6 @@ export interface CallContext {
   /** Absolute deadline in ms since the epoch (performance-independent); Infinity when none. */
   readonly deadline: number;
   readonly metadata: Metadata;
-  readonly peer: string;
 }
 
 export type UnaryHandler<Req, Res> = (request: Req, context: CallContext) => Promise<Res>;
@@ -81,7 +80,6 @@ export function unary<Req, Res>(handler: UnaryHandler<Req, Res>, log: Logger, lo
       signal: cancellation,
       deadline,
       metadata: call.metadata,
-      peer: call.getPeer(),
     };
     handler(call.request, context).then(
       (response) => {

@@ -32,11 +32,6 @@ export function identifiedTenant(metadata: Metadata): Tenant | undefined {
   return identified.get(metadata);
 }
 
-/** `{ tenant }` when this call's key was already checked here; spread into the handler's CallInfo. */
-export function tenantFromEarlyCheck(metadata: Metadata): { readonly tenant?: Tenant } {
-  const tenant = identifiedTenant(metadata);
-  return tenant ? { tenant } : {};
-}
 
 export function earlyRefusals(admission: Admission, log: Logger): ServerInterceptor {
   return (method, call) => {

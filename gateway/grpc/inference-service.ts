@@ -27,7 +27,7 @@ import { type ModelManager } from '../repository/model-manager.js';
 import { decodeInputs } from '../tensor/decode-request.js';
 import { encodeOutputs } from '../tensor/encode-response.js';
 import { authorizationOf, type CallContext, unary } from './call-context.js';
-import { tenantFromEarlyCheck } from './early-refusal.js';
+import { identifiedTenant } from './early-refusal.js';
 import { grpcTraceHeaders } from '../inference/trace-headers.js';
 import { activeTracer } from '../../core/tracing.js';
 import { parametersFromProto } from './parameters.js';
@@ -66,17 +66,18 @@ export function createInferenceService(
 ): GRPCInferenceServiceServer {
   const notImplemented = <Req, Res>(rpc: string): handleUnaryCall<Req, Res> =>
     unary<Req, Res>(() => Promise.reject(unimplemented(`${rpc} is not implemented by Fabriek`)), log);
-  const call = (context: CallContext, op: CallInfo['op'], model: string, version: string): CallInfo => ({
+  const call = (context: CallContext, op: CallInfo['op'], model: string, version: string, id?: string): CallInfo => ({
     protocol: 'grpc',
     op,
     model,
     version,
     authorization: authorizationOf(context.metadata),
-    ...tenantFromEarlyCheck(context.metadata),
+    id,
+    tenant: identifiedTenant(context.metadata),
   });
 
   const infer = (request: ModelInferRequest, context: CallContext): Promise<ModelInferResponse> =>
-    admission.call({ ...call(context, 'infer', request.modelName, request.modelVersion), id: request.id }, async (tenant, note) => {
+    admission.call(call(context, 'infer', request.modelName, request.modelVersion, request.id), async (tenant, note) => {
       const inputs = decodeInputs(request, request.modelName);
       note.bytesIn = tensorBytes(inputs);
       const result = await runInference(

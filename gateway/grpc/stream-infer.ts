@@ -24,7 +24,7 @@ export function streamInfer(infer: Infer, log: Logger, inflight?: InflightGate):
     const cancellation = new Cancellation();
     const d = call.getDeadline();
     const deadline = d instanceof Date ? d.getTime() : typeof d === 'number' && Number.isFinite(d) ? d : Infinity;
-    const context: CallContext = { signal: cancellation, deadline, metadata: call.metadata, peer: call.getPeer() };
+    const context: CallContext = { signal: cancellation, deadline, metadata: call.metadata };
     let pending = 0;
     let inputEnded = false;
     const finishIfDone = (): void => {

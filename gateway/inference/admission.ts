@@ -23,9 +23,9 @@ export interface CallInfo {
   /** The `authorization` header or metadata value. */
   readonly authorization: string | undefined;
   /** The client's request id, when it gave one. */
-  readonly id?: string;
+  readonly id?: string | undefined;
   /** The caller's tenant when an earlier check of this same call identified it (its key is not hashed again). */
-  readonly tenant?: Tenant;
+  readonly tenant?: Tenant | undefined;
 }
 
 /** What a call reports back, for the audit line and the accounting. */
