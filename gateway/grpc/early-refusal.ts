@@ -32,7 +32,6 @@ export function identifiedTenant(metadata: Metadata): Tenant | undefined {
   return identified.get(metadata);
 }
 
-
 export function earlyRefusals(admission: Admission, log: Logger): ServerInterceptor {
   return (method, call) => {
     const unary = method.path === MODEL_INFER;
