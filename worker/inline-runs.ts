@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type ort from 'onnxruntime-node';
 import { type ModelInstance } from './model-instance.js';
@@ -149,6 +150,8 @@ export class MovableInstance implements ModelInstance {
     bound: { readonly maxRunNs: number; readonly instances?: number },
     onDecided?: (outcome: InlineOutcome) => void,
     openInline: (init: ThreadInit) => Promise<ModelInstance> = (i) => InlineSession.open(i),
+    /** The file's version from before its thread read it (`fileVersion`); taken now when not given. */
+    opened: Promise<string | undefined> = fileVersion(init),
   ) {
     this.#thread = thread;
     this.#init = init;
@@ -156,7 +159,7 @@ export class MovableInstance implements ModelInstance {
     this.#maxRunNs = bound.maxRunNs * this.#share;
     this.#onDecided = onDecided;
     this.#openInline = openInline;
-    this.#opened = fileVersion(init);
+    this.#opened = opened;
     this.#opened.catch(() => undefined);
   }
 
@@ -292,9 +295,18 @@ export class MovableInstance implements ModelInstance {
   }
 }
 
-/** Size and modification time of a model given as a file; undefined for one given as bytes. */
-async function fileVersion(init: ThreadInit): Promise<string | undefined> {
-  if (!('path' in init.model)) return undefined;
-  const s = await stat(init.model.path);
-  return `${s.size}:${s.mtimeMs}`;
+/**
+ * Size and modification time of a model given as a file; undefined for one
+ * given as bytes. Read at once (a model load is rare), before its thread
+ * opens the file: read after, as it once was on the thread pool, a file
+ * rewritten meanwhile passed for the one the thread had read.
+ */
+export function fileVersion(init: ThreadInit): Promise<string | undefined> {
+  if (!('path' in init.model)) return Promise.resolve(undefined);
+  try {
+    const s = statSync(init.model.path);
+    return Promise.resolve(`${s.size}:${s.mtimeMs}`);
+  } catch (error) {
+    return Promise.reject(error);
+  }
 }

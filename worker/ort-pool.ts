@@ -2,7 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { resourceExhausted } from '../core/errors.js';
 import { type ModelInstance } from './model-instance.js';
-import { INLINE_MAX_MODEL_BYTES, type InlineOutcome, MovableInstance } from './inline-runs.js';
+import { fileVersion, INLINE_MAX_MODEL_BYTES, type InlineOutcome, MovableInstance } from './inline-runs.js';
 import { MAX_ORT_THREADS, placeInstances } from './thread-placement.js';
 import {
   type BatchOutput,
@@ -208,10 +208,13 @@ export class OrtThreadPool {
     );
     return inits.map(async (init, i) => {
       const thread = this.#threads[targets[i] as number] as OrtThread;
+      const movable = this.#movable(init);
+      // The file's version before the thread reads it: the main thread may open the file only while it is unchanged.
+      const version = movable ? fileVersion(init) : undefined;
       const { id, info } = await thread.open(init);
       const session = new PooledSession(info, thread, id);
       const bound = { maxRunNs: this.#options.inlineMaxRunNs ?? 0, instances: inits.length };
-      return this.#movable(init) ? new MovableInstance(session, init, bound, (outcome) => this.#options.onInline?.(init.label, outcome)) : session;
+      return movable ? new MovableInstance(session, init, bound, (outcome) => this.#options.onInline?.(init.label, outcome), undefined, version) : session;
     });
   }
 
