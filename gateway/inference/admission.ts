@@ -84,11 +84,18 @@ export class Admission {
     return tenant.models.allows(model);
   }
 
-  /** The shared quota for a request of `items` rows; the release ends its concurrency slot. */
-  async acquire(tenant: Tenant, items: number): Promise<QuotaRelease> {
-    if (!this.#quota) return NO_RELEASE;
+  /**
+   * The shared quota for a request of `items` rows; the release ends its
+   * concurrency slot. Without quotas the release itself, not a promise of
+   * it: a server without them adds no promise and no turn per request.
+   */
+  acquire(tenant: Tenant, items: number): QuotaRelease | Promise<QuotaRelease> {
+    return this.#quota ? this.#acquireQuota(this.#quota, tenant, items) : NO_RELEASE;
+  }
+
+  async #acquireQuota(quota: QuotaLimiter, tenant: Tenant, items: number): Promise<QuotaRelease> {
     try {
-      return await this.#quota.acquire(tenant, items);
+      return await quota.acquire(tenant, items);
     } catch (error) {
       if (error instanceof QuotaExceededError) this.#metrics?.refused(tenant.name, error.limit);
       throw error;

@@ -156,13 +156,14 @@ async function inferWith(
   let result: JobResult;
   try {
     ({ batchSize } = validateInputs(serving.signature, request.inputs, request.outputs));
-    const { priority, ...params } = schedulingParameters(request.parameters, version.name);
-    const level = tenantPriority(tenant, priority);
+    const params = schedulingParameters(request.parameters, version.name);
+    const level = tenantPriority(tenant, params.priority);
     if (note) note.charged = true;
     const admitting = traced?.sampled && admission ? traced.tracer.startSpan('fabriek.admission', { attributes: { 'fabriek.tenant': tenant.name, 'fabriek.rows': Math.max(1, batchSize) } }, contextOf(traced.span)) : undefined;
     let release: (() => void) | undefined;
     try {
-      release = admission ? await admission.acquire(tenant, Math.max(1, batchSize)) : undefined;
+      const acquired = admission?.acquire(tenant, Math.max(1, batchSize));
+      release = acquired instanceof Promise ? await acquired : acquired;
     } catch (error) {
       if (admitting) endWithError(admitting, error);
       throw error;
@@ -179,16 +180,17 @@ async function inferWith(
         if (note) note.items = batchSize;
         return { modelName: version.name, modelVersion: String(version.version), id: request.id, outputs: hit };
       }
+      // One literal, no spreads: this is every request's job.
       result = await serving.scheduler.enqueue({
         inputs: toModelShapes(serving.signature, request.inputs),
         outputs: request.outputs,
         signal: context.signal,
         deadline: context.deadline,
         batchSize,
-        ...params,
-        ...(level !== undefined ? { priority: level } : {}),
+        timeoutUs: params.timeoutUs,
+        priority: level,
         tenant,
-        ...(traced?.sampled ? { trace: traced.span.spanContext() } : {}),
+        trace: traced?.sampled ? traced.span.spanContext() : undefined,
       });
       if (traced?.sampled) queueSpan(traced, queuedAt, result, version.key, batchSize);
     } finally {

@@ -34,13 +34,13 @@ export interface InferJob {
   /** Rows along the batch dimension (1 for non-batching models). */
   readonly batchSize: number;
   /** Request parameter `priority` (1 = highest); undefined = the model's default level. */
-  readonly priority?: number;
+  readonly priority?: number | undefined;
   /** Request parameter `timeout` in µs (queue timeout override); undefined = the model's policy. */
-  readonly timeoutUs?: number;
+  readonly timeoutUs?: number | undefined;
   /** undefined = the one tenant of a server without tenants. */
   readonly tenant?: JobTenant;
   /** The request's sampled span, when tracing is on (core/tracing.ts); batch spans link to it. */
-  readonly trace?: SpanContext;
+  readonly trace?: SpanContext | undefined;
 }
 
 export interface JobResult {
