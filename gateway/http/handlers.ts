@@ -10,6 +10,7 @@ import { type Tenant } from '../tenants/tenant.js';
 import { decodeInferRequest, encodeInferResponse, type EncodedInferResponse } from './json-tensors.js';
 import { modelConfigJson, modelStatisticsJson } from './model-json.js';
 import { parseClientJson } from '../parse-json.js';
+import { type CancelSignal } from '../../core/cancellation.js';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
@@ -48,7 +49,7 @@ export interface HttpInferCall {
   readonly version: string;
   readonly body: Buffer;
   readonly headerLength: number | undefined;
-  readonly signal: AbortSignal;
+  readonly signal: CancelSignal;
   /** Absolute, ms since the epoch (the Timeout-Ms header); Infinity when none. */
   readonly deadline?: number;
   readonly tenant?: Tenant;

@@ -22,6 +22,7 @@ import { HEADER_LENGTH } from './json-tensors.js';
 import { parseClientJson } from '../parse-json.js';
 import { httpTraceHeaders } from '../inference/trace-headers.js';
 import { activeTracer } from '../../core/tracing.js';
+import { Cancellation } from '../../core/cancellation.js';
 
 export interface HttpServerOptions {
   /** Largest request body, before and after decompression (the server's --max-message-bytes). */
@@ -44,7 +45,8 @@ type Method = 'GET' | 'POST';
 /** A matched route: which methods it takes and what to do. */
 interface Route {
   readonly method: Method;
-  run(req: IncomingMessage, res: ServerResponse, signal: AbortSignal): Promise<void>;
+  /** `cancellation` aborts when the client goes away before the answer; a route may abort it too (its timeout). */
+  run(req: IncomingMessage, res: ServerResponse, cancellation: Cancellation): Promise<void>;
 }
 
 class HttpError extends Error {
@@ -106,7 +108,7 @@ export function createHttpServer(
   const maxBodyBytes = options.maxBodyBytes ?? 1 << 30;
   const admission = options.admission ?? new Admission();
   const get = (answer: () => unknown): Route => ({ method: 'GET', run: async (_req, res) => sendJson(res, 200, answer()) });
-  type GuardedRun = (tenant: Tenant, note: CallNote, req: IncomingMessage, res: ServerResponse, signal: AbortSignal) => Promise<void>;
+  type GuardedRun = (tenant: Tenant, note: CallNote, req: IncomingMessage, res: ServerResponse, cancellation: Cancellation) => Promise<void>;
   /** A route about a model: admission first (before the body is read), then `run` as the caller's tenant. */
   const guarded = (method: Method, op: CallOp, model: string, version: string, run: GuardedRun): Route => ({
     method,
@@ -170,21 +172,24 @@ export function createHttpServer(
           const length = headerLength(req);
           const timeoutMs = timeoutHeader(req);
           const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
-          const callSignal = timeoutMs === undefined ? signal : AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]);
           const declared = declaredLength(req);
           // A body over the message limit can never be served: readBody answers 413, not a 429 that says try again.
           const hold = declared !== undefined && declared > maxBodyBytes ? undefined : options.inflight?.enter(declared, tenant, timeoutMs ?? Infinity);
           if (hold !== undefined && !isHold(hold)) throw hold;
+          // The call gives up at its Timeout-Ms: queued work leaves the queue, as at a gRPC deadline.
+          const timer = timeoutMs === undefined ? undefined : setTimeout(signal.abort, timeoutMs);
           try {
             const body = await readBody(req, maxBodyBytes);
             hold?.settle(body.byteLength);
             const pipeline = activeTracer() ? { admission, note, ...httpTraceHeaders(req.headers) } : { admission, note };
-            const answer = await h.infer(models, { name, version, body, headerLength: length, signal: callSignal, deadline, tenant, pipeline }, log);
+            const answer = await h.infer(models, { name, version, body, headerLength: length, signal, deadline, tenant, pipeline }, log);
             sendInfer(res, answer.json, answer.binary);
             hold?.release('answered');
           } catch (error) {
             hold?.release(outcomeOfError(error, timeoutMs !== undefined));
             throw error;
+          } finally {
+            if (timer) clearTimeout(timer);
           }
         });
       default:
@@ -247,13 +252,13 @@ export function createHttpServer(
     if (req.method !== r.method) {
       throw new HttpError(405, `${path} accepts ${r.method}, not ${req.method ?? ''}`, { allow: r.method });
     }
-    // Cancel the request's queue entry when the client goes away before the answer.
-    const controller = new AbortController();
-    const onClose = (): void => {
-      if (!res.writableFinished) controller.abort();
-    };
-    res.once('close', onClose);
-    await r.run(req, res, controller.signal);
+    // Cancel the request's queue entry when the client goes away before the answer (infer: or its Timeout-Ms
+    // passes). A Cancellation, not an AbortController (nor AbortSignal.any and .timeout): see core/cancellation.ts.
+    const cancellation = new Cancellation();
+    res.once('close', () => {
+      if (!res.writableFinished) cancellation.abort();
+    });
+    await r.run(req, res, cancellation);
   };
 
   const listener = (req: IncomingMessage, res: ServerResponse): void => {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ModelInferRequest, type ModelStatistics } from '../../proto/gen/inference.js';
-import { type GatewayProcess, startGateway } from '../helpers/gateway-process.js';
+import { type GatewayProcess, httpUrlOf, startGateway } from '../helpers/gateway-process.js';
 import { runReference } from '../helpers/ort-reference.js';
 import { waitFor } from '../helpers/processes.js';
 import { TEST_REPOSITORY } from '../helpers/test-repository.js';
@@ -124,6 +124,27 @@ describe('dynamic batching through the real server', () => {
     expect(Number(after.executionCount - before.executionCount)).toBe(1);
     expect(Number(after.inferenceCount - before.inferenceCount)).toBe(8);
     expect(after.batchStats.find((b) => b.batchSize === 8n)?.computeInfer?.count).toBe(1n);
+  });
+
+  it('over HTTP as well: a request whose client goes away, or whose Timeout-Ms passes, leaves the queue unrun', async () => {
+    const before = await stats('waiting');
+    const url = `${httpUrlOf(gw)}/v2/models/waiting/infer`;
+    const body = JSON.stringify({ inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 16], data: Array.from({ length: 16 }, (_, k) => k) }] });
+    const gone = new AbortController();
+    const cancelled = fetch(url, { method: 'POST', body, signal: gone.signal }).then(
+      () => 'answered',
+      () => 'aborted',
+    );
+    const timedOut = fetch(url, { method: 'POST', body, headers: { 'timeout-ms': '300' } });
+    await new Promise((r) => setTimeout(r, 100));
+    gone.abort();
+    expect(await cancelled).toBe('aborted');
+    const late = await timedOut;
+    expect(late.status).toBe(400); // Triton's mapping: DEADLINE_EXCEEDED is not one of the codes with an HTTP status of its own
+    expect(((await late.json()) as { error: string }).error).toMatch(/deadline exceeded before the request ran/);
+    // Both left the queue: two failures, no execution.
+    await waitFor(async () => Number((await stats('waiting')).inferenceStats?.fail?.count ?? 0n) - Number(before.inferenceStats?.fail?.count ?? 0n) === 2, 5_000, 'two failures');
+    expect((await stats('waiting')).executionCount).toBe(before.executionCount);
   });
 
   it("answers Triton's UNAVAILABLE for a full queue at once and for a queue timeout with REJECT", async () => {
