@@ -1,14 +1,15 @@
 import { type InferParameterValue } from '../inference/infer-request.js';
 import { type InferParameter } from '../../proto/gen/inference.js';
 
+/** What most requests carry: no parameters (shared, so such a request allocates nothing here). */
+const NO_PARAMETERS: Readonly<Record<string, InferParameterValue>> = Object.freeze({});
+
 /** KServe's oneof parameters → plain values; unset entries are dropped. */
-export function parametersFromProto(
-  parameters: Readonly<Record<string, InferParameter>>,
-): Record<string, InferParameterValue> {
-  const out: Record<string, InferParameterValue> = {};
-  for (const [key, p] of Object.entries(parameters)) {
-    const choice = p.parameterChoice;
-    if (choice) out[key] = choice.value;
+export function parametersFromProto(parameters: Readonly<Record<string, InferParameter>>): Readonly<Record<string, InferParameterValue>> {
+  let out: Record<string, InferParameterValue> | undefined;
+  for (const key in parameters) {
+    const choice = parameters[key]?.parameterChoice;
+    if (choice) (out ??= {})[key] = choice.value;
   }
-  return out;
+  return out ?? NO_PARAMETERS;
 }

@@ -14,18 +14,22 @@ function nonNegativeInteger(value: InferParameterValue, what: string): number {
   return n;
 }
 
+/** A request without either parameter (most): shared, read only. */
+const NONE: Readonly<SchedulingParameters> = Object.freeze({});
+
 /** Triton's request parameters that steer scheduling: `priority` and `timeout` (µs). */
 export function schedulingParameters(
   parameters: Readonly<Record<string, InferParameterValue>>,
   model: string,
-): SchedulingParameters {
-  const out: SchedulingParameters = {};
+): Readonly<SchedulingParameters> {
   const priority = parameters['priority'];
+  const timeout = parameters['timeout'];
+  if (priority === undefined && timeout === undefined) return NONE;
+  const out: SchedulingParameters = {};
   if (priority !== undefined) {
     const p = nonNegativeInteger(priority, `model '${model}': parameter 'priority'`);
     if (p > 0) out.priority = p;
   }
-  const timeout = parameters['timeout'];
   if (timeout !== undefined) {
     const t = nonNegativeInteger(timeout, `model '${model}': parameter 'timeout'`);
     if (t > 0) out.timeoutUs = t;

@@ -73,30 +73,14 @@ export class TenantMetrics {
       help: 'Rows along the batch dimension answered successfully, by tenant and model',
       labelNames: ['tenant', 'model'],
       registers,
-      collect: () => {
-        for (const [tenant, models] of this.#sums) {
-          for (const [model, sums] of models) {
-            if (sums.items === 0) continue;
-            this.#items.inc({ tenant, model }, sums.items);
-            sums.items = 0;
-          }
-        }
-      },
+      collect: () => this.#flush('items', this.#items),
     });
     this.#compute = new Counter({
       name: 'fabriek_tenant_compute_seconds_total',
       help: "Each request's share of its batch's execution time (input + infer + output; GPU-seconds on GPU workers), by rows",
       labelNames: ['tenant', 'model'],
       registers,
-      collect: () => {
-        for (const [tenant, models] of this.#sums) {
-          for (const [model, sums] of models) {
-            if (sums.computeSeconds === 0) continue;
-            this.#compute.inc({ tenant, model }, sums.computeSeconds);
-            sums.computeSeconds = 0;
-          }
-        }
-      },
+      collect: () => this.#flush('computeSeconds', this.#compute),
     });
     this.#latency = new Histogram({
       name: 'fabriek_tenant_request_duration_seconds',
@@ -146,6 +130,17 @@ export class TenantMetrics {
     sums.items += c.items;
     sums.computeSeconds += c.computeNs / 1e9;
     this.#latency.observe({ tenant: c.tenant }, c.seconds);
+  }
+
+  /** Adds each tenant and model's `field` summed since the last scrape to `counter` (its collect). */
+  #flush(field: 'items' | 'computeSeconds', counter: Counter<'tenant' | 'model'>): void {
+    for (const [tenant, models] of this.#sums) {
+      for (const [model, sums] of models) {
+        if (sums[field] === 0) continue;
+        counter.inc({ tenant, model }, sums[field]);
+        sums[field] = 0;
+      }
+    }
   }
 
   refused(tenant: string, limit: string): void {
