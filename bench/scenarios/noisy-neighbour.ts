@@ -25,7 +25,9 @@ import { codeName, isServiceError, openLoop } from './fairness-load.js';
 // sheds what cannot meet the SLO. Windows alternate alone / with A,
 // in rounds, so drift on the machine falls on both.
 
-const FILE = 'resnet_small';
+/** The models B and A send to: issue #15's ResNet-18 (compute-bound: ~90 images/s on 2 cores, 16 rows ~170 ms), or the 1/16-compute one the tests use (its flood is bound by the gateway's transport of 602 KB requests, not by batches). */
+export const NOISY_NEIGHBOUR_MODELS = ['resnet18', 'resnet_small'] as const;
+export type NoisyNeighbourModel = (typeof NOISY_NEIGHBOUR_MODELS)[number];
 const MAX_BATCH = 16;
 const IMAGE = 3 * 224 * 224;
 const B_RATE = 10;
@@ -36,6 +38,7 @@ const KEYS = { a: 'noisy-neighbour-tenant-a-key', b: 'noisy-neighbour-tenant-b-k
 const P99_RATIO = 2;
 
 export interface NoisyNeighbourOptions {
+  readonly model: NoisyNeighbourModel;
   readonly durationMs: number;
   readonly rounds: number;
   /** batching_slo_ms of the SLO-mode model. */
@@ -68,7 +71,7 @@ const lat = (us: number): string => (us >= MISS_US ? 'missed' : ms(us));
 
 const histogram = (): hdr.Histogram => hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
 
-/** One seeded 3×224×224 FP32 image for `model` (resnet_small's input), as a protocol message. */
+/** One seeded 3×224×224 FP32 image for `model` (the ResNet models' input), as a protocol message. */
 export function resnetImage(model: string, seed: number): ModelInferRequest {
   const pixels = uniformFloat32(`bench/noisy-neighbour/${seed}`, IMAGE, 1);
   return {
@@ -142,8 +145,8 @@ export async function runNoisyNeighbour(o: NoisyNeighbourOptions): Promise<Noisy
   let gateway: ChildServer | undefined;
   const floods: Flood[] = [];
   try {
-    const [built] = await buildModels(join(dir, 'built'), [FILE]);
-    if (built === undefined) throw new Error(`${FILE} was not built`);
+    const [built] = await buildModels(join(dir, 'built'), [o.model]);
+    if (built === undefined) throw new Error(`${o.model} was not built`);
     for (const m of all) {
       await mkdir(join(repo, m.model, '1'), { recursive: true });
       await copyFile(built, join(repo, m.model, '1', 'model.onnx'));
@@ -265,7 +268,7 @@ function report(results: readonly ModeResult[], o: NoisyNeighbourOptions): Noisy
     return { mode: r.mode.name, ratio, aServed: served, ok };
   });
   const markdown = [
-    `resnet_small (602 KB images), max_batch_size ${MAX_BATCH}, 1 CPU instance; tenants A and B of equal weight, no quotas. ` +
+    `${o.model} (602 KB images), max_batch_size ${MAX_BATCH}, 1 CPU instance; tenants A and B of equal weight, no quotas. ` +
       `B: ${B_RATE} images/s (Poisson), each with a gRPC deadline of ${o.bDeadlineMs} ms (a failed request counts as slower than any answer); ` +
       `A: ${A_OUTSTANDING} requests kept outstanding (own process, niced). ` +
       `${o.rounds} rounds of a ${o.durationMs / 1000} s window alone and one with A, per mode, pooled.` +

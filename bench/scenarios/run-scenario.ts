@@ -7,7 +7,7 @@ import { BATCHING_MODELS, type BatchingModel, runBatching } from './batching.js'
 import { fairnessWindows, runFairness } from './fairness.js';
 import { runHttp } from './http.js';
 import { SLO_GOODPUT_DEFAULTS, runSloGoodput } from './slo-goodput.js';
-import { runNoisyNeighbour } from './noisy-neighbour.js';
+import { NOISY_NEIGHBOUR_MODELS, runNoisyNeighbour } from './noisy-neighbour.js';
 import { runOverload } from './overload.js';
 
 export const SCENARIO_USAGE = `Usage: fabriek bench batching|http|fairness|slo-goodput|noisy-neighbour|overload [options]
@@ -20,7 +20,7 @@ export const SCENARIO_USAGE = `Usage: fabriek bench batching|http|fairness|slo-g
   slo-goodput issue #15: capacity of MLP 784→2048×4→10, then Poisson arrivals at 50/100/150 % of it
              against batching_slo_ms and fixed max_queue_delay 0, 1, 2, 5 ms: goodput within the SLO,
              shed counts, and a goodput chart (about 2 min a round)
-  noisy-neighbour issue #15: tenant B's 10 images/s to resnet_small alone and while tenant A (same
+  noisy-neighbour issue #15: tenant B's 10 images/s to ResNet-18 alone and while tenant A (same
              weight, no quota) keeps 200 requests outstanding; fixed batching and the SLO mode
              (about 2 min at the defaults)
   overload   issue #15: resnet_small's capacity (closed loop at 16), then Poisson arrivals at 70 % of
@@ -49,6 +49,8 @@ Options:
   --fixed-delays-us LIST  the fixed modes' max_queue_delay_microseconds; the first is the default the
                         ratios divide by (default 0,1000,2000,5000)
   noisy-neighbour only:
+  --model NAME          resnet18 (issue #15's: compute-bound, ~90 images/s on 2 cores; default) or
+                        resnet_small (1/16 of its compute: the flood is bound by the gateway's transport)
   --rounds N            rounds of a window alone and one with A (default 2)
   --slo-ms MS           batching_slo_ms of the SLO-mode model (default 200)
   --b-deadline-ms MS    tenant B's own gRPC deadline (default 30000); a B request that fails (shed,
@@ -117,6 +119,7 @@ export async function runScenario(
         loads: { type: 'string' },
         'fixed-delays-us': { type: 'string' },
         'b-deadline-ms': { type: 'string' },
+        model: { type: 'string', default: 'resnet18' },
         factor: { type: 'string', default: '5' },
         'deadline-ms': { type: 'string', default: '5000' },
         'max-inflight-wait-ms': { type: 'string', default: '0' },
@@ -141,6 +144,8 @@ export async function runScenario(
   if (!Number.isFinite(bDeadlineMs) || bDeadlineMs <= 0 || bDeadlineMs > 60_000) {
     throw new UsageError(`--b-deadline-ms: expected ms from 0 to 60000, got '${values['b-deadline-ms']}'`);
   }
+  const noisyModel = NOISY_NEIGHBOUR_MODELS.find((m) => m === values.model);
+  if (noisyModel === undefined) throw new UsageError(`--model: expected ${NOISY_NEIGHBOUR_MODELS.join(' or ')}, got '${values.model}'`);
   const factor = Number(values.factor);
   if (!Number.isFinite(factor) || factor < 1 || factor > 100) throw new UsageError(`--factor: expected a multiple from 1 to 100, got '${values.factor}'`);
   const deadlineMs = Number(values['deadline-ms']);
@@ -192,7 +197,7 @@ export async function runScenario(
     return r.ok ? 0 : 1;
   };
   if (noisy) {
-    const r = await runNoisyNeighbour({ durationMs, rounds, sloMs, bDeadlineMs, maxInflightWaitMs, serveFlags, log });
+    const r = await runNoisyNeighbour({ model: noisyModel, durationMs, rounds, sloMs, bDeadlineMs, maxInflightWaitMs, serveFlags, log });
     return finish("# A noisy neighbour: one tenant's latency while another floods (issue #15)", r, 'the issue #15 bar was not met by any mode (see the verdicts)');
   }
   if (overload) {

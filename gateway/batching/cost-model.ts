@@ -216,7 +216,7 @@ export class CostModel {
 }
 
 /** Doubling the batch must gain at least this much throughput for the curve to count as still rising. */
-const RISING = 1.05;
+const RISING = 1.1;
 /** The efficient batch runs at least this share of the best throughput measured. */
 const EFFICIENT_SHARE = 0.9;
 

@@ -22,6 +22,12 @@ import { type BatchingPolicy, levelOf, levelPolicy, queueTimeoutNs } from './pol
 import { decideSlo } from './slo-decide.js';
 
 const MS = 1_000_000n;
+/**
+ * SLO mode: a model counts as shared by tenants this long after arrivals
+ * last switched from one tenant to another: a tenant sending at least a
+ * request a second is still sending.
+ */
+const SHARED_NS = 1_000n * MS;
 
 /** What the batcher needs from the instance slots (InstanceSlots fits). */
 export interface BatchSlots<P> {
@@ -169,6 +175,10 @@ export class DynamicBatcher<P> implements Scheduler {
     if (this.#sloNs > 0n) {
       this.#arrivals.observe(rows, now);
       dueNs ??= now + this.#sloNs;
+      if (tenant.name !== this.#lastTenant) {
+        if (this.#lastTenant !== undefined) this.#sharedUntilNs = now + SHARED_NS;
+        this.#lastTenant = tenant.name;
+      }
     }
     return new Promise<JobResult>((resolve, reject) => {
       const entry: Entry = {
@@ -353,7 +363,10 @@ export class DynamicBatcher<P> implements Scheduler {
       now,
       queued: d.take,
       maxBatch: this.#batchRows,
-      largestBatch: this.#policy.maxBatchSize,
+      // A backlog grows past the efficient size only while one tenant sends: the few per cent of throughput it buys
+      // are paid by whoever arrives next, and with tenants sharing the model that is another tenant, waiting for a
+      // turn as long as the batch (issue #15's noisy neighbour).
+      largestBatch: now < this.#sharedUntilNs ? this.#batchRows : this.#policy.maxBatchSize,
       sloNs: this.#sloNs,
       idle: this.#slots.idle > 0,
       busyUntilNs,
@@ -373,6 +386,10 @@ export class DynamicBatcher<P> implements Scheduler {
   // Bound once: decideSlo runs at every cut.
   readonly #estimateNs = (rows: number): number | undefined => this.cost.estimateNs(rows);
   readonly #computeNs = (rows: number): number | undefined => this.cost.computeNs(rows);
+
+  /** SLO mode: the tenant of the last arrival, and until when the model counts as shared (see SHARED_NS). */
+  #lastTenant: string | undefined;
+  #sharedUntilNs = 0n;
 
   /** Rows of the last batch cut. */
   #lastRows = 0;

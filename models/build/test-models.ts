@@ -232,6 +232,8 @@ const BUILDERS = {
   simple_cnn: simpleCnnModel,
   // ResNet-18's request size and graph at 1/16 of its compute: the overload tests' slow model.
   resnet_small: () => resnetModel('resnet_small', 16),
+  // ResNet-18 at full width (47 MB, ~90 images/s on 2 cores): issue #15's compute-bound model for the noisy-neighbour bench.
+  resnet18: () => resnetModel('resnet18'),
   // 512-wide chain of 256 MatMuls: ~67 M multiply-adds a row from a 2 KB request (the shedding tests' model).
   slow_chain: () => slowChainModel('slow_chain', 512, 256),
   // Expected to fail to load in ORT CPU (exercises the server's load-error path).

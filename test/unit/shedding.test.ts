@@ -360,6 +360,14 @@ describe('the efficient batch size (SLO mode’s full batch)', () => {
     expect(model((n) => 10 + n, [1, 2, 4, 8, 16, 32]).efficientRows(48)).toBe(48);
   });
 
+  it('counts a doubling that gains under 10 % as flat: within the noise of a busy machine', () => {
+    // ResNet-18 on 2 CPU cores: 11.4 ms for 1 row, 21.4 ms for 2 (+7 %), flat after. At 5 % the curve read as
+    // rising, and under a flood noise carried the batches up to 16 (170 ms each) for no throughput.
+    expect(model((n) => (n === 1 ? 11.4 : 10.7 * n), [1, 2]).efficientRows(16)).toBe(1);
+    // A gain past it is still followed: 1 → 2 rows +67 %.
+    expect(model((n) => 8 + 2 * n, [1, 2]).efficientRows(16)).toBe(4);
+  });
+
   it('judges the curve flat only from measured sizes about a doubling apart, never from a line drawn between far ones', () => {
     // Seen at 1 and 8 rows only (one-row warm-up, then 8-row requests): the straight line between them says
     // nothing of 4 against 8, so 16 is tried. Judged flat from the line, every batch stayed one 8-row request.

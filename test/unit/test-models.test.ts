@@ -172,6 +172,7 @@ describe('test model registry and files', () => {
         'multi_dtype',
         'per_item_scalar',
         'scalar_add',
+        'resnet18',
         'resnet_small',
         'simple_cnn',
         'slow_chain',
