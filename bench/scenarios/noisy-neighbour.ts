@@ -92,9 +92,10 @@ interface BWindow {
   errors: Record<string, number>;
   /** Summed latency of B's answered requests, as its client saw them (µs). */
   okMicros: number;
-  /** B's answered requests as the gateway counted them, and their summed time in it (s). */
+  /** B's answered requests as the gateway counted them, their summed time in it and in the model's queue (s). */
   served: number;
   serverSeconds: number;
+  queueSeconds: number;
 }
 
 interface ModeResult {
@@ -115,7 +116,10 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
  * mode, and tenant B's answered requests with their summed time in the
  * gateway (arrival to answer): what of B's latency the server itself spent.
  */
-async function gatewayCounts(url: string, model: string): Promise<{ rows: number; executions: number; fullRows: number | undefined; bServed: number; bSeconds: number }> {
+async function gatewayCounts(
+  url: string,
+  model: string,
+): Promise<{ rows: number; executions: number; fullRows: number | undefined; bServed: number; bSeconds: number; bQueueSeconds: number }> {
   const text = await (await fetch(url)).text();
   const value = (prefix: string): number | undefined => {
     const line = text.split('\n').find((l) => l.startsWith(prefix));
@@ -128,6 +132,7 @@ async function gatewayCounts(url: string, model: string): Promise<{ rows: number
     fullRows: value(ofModel('fabriek_batch_full_rows')),
     bServed: value('fabriek_tenant_request_duration_seconds_count{tenant="b"}') ?? 0,
     bSeconds: value('fabriek_tenant_request_duration_seconds_sum{tenant="b"}') ?? 0,
+    bQueueSeconds: value(`fabriek_tenant_queue_seconds_total{tenant="b",model="${model}"}`) ?? 0,
   };
 }
 
@@ -188,7 +193,7 @@ export async function runNoisyNeighbour(o: NoisyNeighbourOptions): Promise<Noisy
         await b.stop();
         w.seconds += (performance.now() - started) / 1000;
       };
-      const scratch = (): BWindow => ({ latency: histogram(), ok: 0, seconds: 0, errors: {}, okMicros: 0, served: 0, serverSeconds: 0 });
+      const scratch = (): BWindow => ({ latency: histogram(), ok: 0, seconds: 0, errors: {}, okMicros: 0, served: 0, serverSeconds: 0, queueSeconds: 0 });
       const result: ModeResult = { mode, alone: scratch(), withA: scratch(), a: {}, aSeconds: 0, other: 0 };
       // Warm-up: the cost model and ONNX Runtime's allocator.
       await runB(scratch(), 3_000);
@@ -213,6 +218,7 @@ export async function runNoisyNeighbour(o: NoisyNeighbourOptions): Promise<Noisy
           const counts1 = await gatewayCounts(metricsUrl, mode.model);
           w.served += counts1.bServed - counts0.bServed;
           w.serverSeconds += counts1.bSeconds - counts0.bSeconds;
+          w.queueSeconds += counts1.bQueueSeconds - counts0.bQueueSeconds;
           const avgBatch = (counts1.rows - counts0.rows) / Math.max(1, counts1.executions - counts0.executions);
           if (withA) {
             const report = await flood.off();
@@ -244,8 +250,9 @@ export async function runNoisyNeighbour(o: NoisyNeighbourOptions): Promise<Noisy
 
 function report(results: readonly ModeResult[], o: NoisyNeighbourOptions): NoisyNeighbourReport {
   const p = (w: BWindow, q: number): number => w.latency.getValueAtPercentile(q);
-  /** B's mean latency as its client saw it and the part spent in the gateway (answered requests). */
-  const meanMs = (w: BWindow): string => (w.ok === 0 || w.served === 0 ? '–' : `${ms(w.okMicros / w.ok)} (${ms((w.serverSeconds / w.served) * 1e6)})`);
+  /** B's mean latency as its client saw it, the part spent in the gateway and of that in the queue (answered requests). */
+  const meanMs = (w: BWindow): string =>
+    w.ok === 0 || w.served === 0 ? '–' : `${ms(w.okMicros / w.ok)} (${ms((w.serverSeconds / w.served) * 1e6)}; ${ms((w.queueSeconds / w.served) * 1e6)})`;
   const rows = results.map((r) => {
     const aOk = (r.a.OK ?? 0) / Math.max(1e-9, r.aSeconds);
     const aOther = Object.entries(r.a).filter(([k]) => k !== 'OK');
@@ -274,9 +281,9 @@ function report(results: readonly ModeResult[], o: NoisyNeighbourOptions): Noisy
       `${o.rounds} rounds of a ${o.durationMs / 1000} s window alone and one with A, per mode, pooled.` +
       (o.maxInflightWaitMs > 0 ? ` Gateway with --max-inflight-wait-ms ${o.maxInflightWaitMs}.` : ''),
     '',
-    mdTable(['mode', 'B alone p50 / p99 ms', 'B with A p50 / p99 ms', 'p99 with A ÷ alone', 'B mean ms alone / with A (in the gateway)', 'B errors', 'A served/s', 'A refused', 'other cores (worst)'], rows),
+    mdTable(['mode', 'B alone p50 / p99 ms', 'B with A p50 / p99 ms', 'p99 with A ÷ alone', 'B mean ms alone / with A (in the gateway; queued)', 'B errors', 'A served/s', 'A refused', 'other cores (worst)'], rows),
     '',
-    "B's mean is over its answered requests; the part in the gateway (from the request's arrival there to its answer) is what the server itself spent: the rest is the request's and the answer's way over the connection, and B's client.",
+    "B's mean is over its answered requests; the part in the gateway (from the request's arrival there to its answer) is what the server itself spent: the rest is the request's and the answer's way over the connection, and B's client. Queued: of that, the wait in the model's queue until its batch was cut (fabriek_tenant_queue_seconds_total); the rest of the gateway's part is the batch's way to the worker, its wait there behind the batch running, the run, and the answer.",
     '',
     ...verdicts.map(
       (v) => `- ${v.mode}: B's p99 with A is ${num(v.ratio, 2)}× its p99 alone (bar ≤ ${P99_RATIO}×), A ${v.aServed ? 'served' : 'NOT served'}: **${v.ok ? 'met' : 'not met'}**`,

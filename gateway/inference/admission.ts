@@ -37,6 +37,8 @@ export interface CallNote {
   items: number;
   /** This request's share of its batch's execution time. */
   computeNs: number;
+  /** Its wait in the model's queue (0 when it never queued: a cache hit, a failure before). */
+  queueNs: number;
   /** Its quota was asked for (granted or refused); a request that fails before that is charged one request afterwards. */
   charged?: boolean;
 }
@@ -111,7 +113,7 @@ export class Admission {
    */
   async call<R>(info: CallInfo, run: (tenant: Tenant, note: CallNote) => Promise<R>): Promise<R> {
     const start = process.hrtime.bigint();
-    const note: CallNote = { version: info.version, bytesIn: 0, bytesOut: 0, items: 0, computeNs: 0 };
+    const note: CallNote = { version: info.version, bytesIn: 0, bytesOut: 0, items: 0, computeNs: 0, queueNs: 0 };
     let tenant: Tenant | undefined;
     try {
       tenant = info.tenant ?? this.authenticate(info.authorization);
@@ -180,7 +182,7 @@ export class Admission {
       return { tenant };
     } catch (error) {
       if (!isServingError(error)) throw error;
-      const note: CallNote = { version: '', bytesIn: 0, bytesOut: 0, items: 0, computeNs: 0 };
+      const note: CallNote = { version: '', bytesIn: 0, bytesOut: 0, items: 0, computeNs: 0, queueNs: 0 };
       this.#record({ ...info, model: '', version: '' }, tenant, note, statusName(error), start);
       return { refused: error };
     }
@@ -195,6 +197,7 @@ export class Admission {
       status,
       items: note.items,
       computeNs: note.computeNs,
+      queueNs: note.queueNs,
       seconds: ns / 1e9,
       infer: info.op === 'infer',
     });
@@ -209,6 +212,7 @@ export class Admission {
       bytesOut: note.bytesOut,
       items: note.items,
       computeMs: note.computeNs / 1e6,
+      queueMs: note.queueNs / 1e6,
       ms: ns / 1e6,
       id: info.id ?? '',
     });

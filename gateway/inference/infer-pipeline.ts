@@ -206,6 +206,7 @@ async function inferWith(
     const e = result.execution;
     const share = result.batchRows ? Math.max(1, batchSize) / result.batchRows : 1;
     note.computeNs = (e.computeInputNs + e.computeInferNs + e.computeOutputNs) * share;
+    note.queueNs = result.queueNs;
   }
   const outputs = toClientShapes(serving.signature, orderOutputs(result.outputs, request.outputs, version.key));
   cached?.put(outputs, serving.stats);

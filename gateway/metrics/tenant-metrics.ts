@@ -16,6 +16,8 @@ export interface TenantCall {
   readonly status: string;
   readonly items: number;
   readonly computeNs: number;
+  /** Time it waited in the model's queue (arrival there to its batch's cut); 0 when it never queued. */
+  readonly queueNs: number;
   readonly seconds: number;
   readonly infer: boolean;
 }
@@ -32,6 +34,7 @@ interface CallSums {
   readonly requests: Map<string, number>;
   items: number;
   computeSeconds: number;
+  queueSeconds: number;
 }
 
 /**
@@ -46,6 +49,7 @@ export class TenantMetrics {
   readonly #requests: Counter<'tenant' | 'model' | 'status'>;
   readonly #items: Counter<'tenant' | 'model'>;
   readonly #compute: Counter<'tenant' | 'model'>;
+  readonly #queue: Counter<'tenant' | 'model'>;
   readonly #latency: Histogram<'tenant'>;
   readonly #refusals: Counter<'tenant' | 'limit'>;
 
@@ -81,6 +85,13 @@ export class TenantMetrics {
       labelNames: ['tenant', 'model'],
       registers,
       collect: () => this.#flush('computeSeconds', this.#compute),
+    });
+    this.#queue = new Counter({
+      name: 'fabriek_tenant_queue_seconds_total',
+      help: "Time successful requests waited in their model's queue (arrival there to the cut of their batch, Triton's queue duration), by tenant and model",
+      labelNames: ['tenant', 'model'],
+      registers,
+      collect: () => this.#flush('queueSeconds', this.#queue),
     });
     this.#latency = new Histogram({
       name: 'fabriek_tenant_request_duration_seconds',
@@ -124,16 +135,17 @@ export class TenantMetrics {
     let models = this.#sums.get(c.tenant);
     if (models === undefined) this.#sums.set(c.tenant, (models = new Map()));
     let sums = models.get(c.model);
-    if (sums === undefined) models.set(c.model, (sums = { requests: new Map(), items: 0, computeSeconds: 0 }));
+    if (sums === undefined) models.set(c.model, (sums = { requests: new Map(), items: 0, computeSeconds: 0, queueSeconds: 0 }));
     sums.requests.set(c.status, (sums.requests.get(c.status) ?? 0) + 1);
     if (!c.infer || c.status !== 'OK') return;
     sums.items += c.items;
     sums.computeSeconds += c.computeNs / 1e9;
+    sums.queueSeconds += c.queueNs / 1e9;
     this.#latency.observe({ tenant: c.tenant }, c.seconds);
   }
 
   /** Adds each tenant and model's `field` summed since the last scrape to `counter` (its collect). */
-  #flush(field: 'items' | 'computeSeconds', counter: Counter<'tenant' | 'model'>): void {
+  #flush(field: 'items' | 'computeSeconds' | 'queueSeconds', counter: Counter<'tenant' | 'model'>): void {
     for (const [tenant, models] of this.#sums) {
       for (const [model, sums] of models) {
         if (sums[field] === 0) continue;

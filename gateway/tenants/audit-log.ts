@@ -22,6 +22,8 @@ export interface AuditRecord {
   readonly items: number;
   /** This request's share of its batch's execution time. */
   readonly computeMs: number;
+  /** Its wait in the model's queue (0 when it never queued). */
+  readonly queueMs: number;
   readonly ms: number;
   /** The client's request id, if it gave one. */
   readonly id: string;
@@ -45,6 +47,7 @@ export function auditLine(r: AuditRecord, now: Date): string {
     bytes_out: r.bytesOut,
     items: r.items,
     compute_ms: round3(r.computeMs),
+    queue_ms: round3(r.queueMs),
     ms: round3(r.ms),
     ...(r.id !== '' ? { id: clip(r.id) } : {}),
   });

@@ -196,7 +196,7 @@ describe('fabriek serve --tenants', () => {
       10_000,
       'the audit lines of the HTTP requests',
     );
-    const fields = ['time', 'tenant', 'protocol', 'op', 'model', 'version', 'status', 'bytes_in', 'bytes_out', 'items', 'compute_ms', 'ms'];
+    const fields = ['time', 'tenant', 'protocol', 'op', 'model', 'version', 'status', 'bytes_in', 'bytes_out', 'items', 'compute_ms', 'queue_ms', 'ms'];
     for (const l of lines) {
       expect(Object.keys(l).filter((k) => k !== 'id')).toEqual(fields);
       expect(JSON.stringify(l)).not.toMatch(/"data"|_contents|"inputs"|"outputs"/);
@@ -204,6 +204,7 @@ describe('fabriek serve --tenants', () => {
     const grpcInfer = lines.find((l) => l.protocol === 'grpc' && l.op === 'infer' && l.tenant === 'reader' && l.status === 'OK');
     expect(grpcInfer).toMatchObject({ model: 'identity_fp32', version: '1', bytes_in: 64, bytes_out: 64, items: 1, id: 'req-1' });
     expect(grpcInfer?.compute_ms).toBeGreaterThan(0);
+    expect(grpcInfer?.queue_ms).toBeGreaterThanOrEqual(0);
     expect(lines.find((l) => l.status === 'UNAUTHENTICATED' && l.protocol === 'http')).toMatchObject({ tenant: null, op: 'infer', model: 'identity_fp32' });
     // gRPC inference calls without a key are refused from their metadata, before the message (and its model name) is read.
     expect(lines.find((l) => l.status === 'UNAUTHENTICATED' && l.protocol === 'grpc' && l.op === 'infer')).toMatchObject({ tenant: null, model: '' });

@@ -15,6 +15,7 @@ const record: AuditRecord = {
   bytesOut: 40,
   items: 1,
   computeMs: 0.51234,
+  queueMs: 0.12345,
   ms: 2.34567,
   id: 'req-7',
 };
@@ -23,7 +24,7 @@ describe('audit log', () => {
   it('writes one JSON line per record, in a fixed field order, with times rounded to µs', () => {
     expect(auditLine(record, new Date('2026-01-02T03:04:05.678Z'))).toBe(
       '{"time":"2026-01-02T03:04:05.678Z","tenant":"city-app","protocol":"grpc","op":"infer","model":"mlp","version":"1",' +
-        '"status":"OK","bytes_in":3136,"bytes_out":40,"items":1,"compute_ms":0.512,"ms":2.346,"id":"req-7"}',
+        '"status":"OK","bytes_in":3136,"bytes_out":40,"items":1,"compute_ms":0.512,"queue_ms":0.123,"ms":2.346,"id":"req-7"}',
     );
   });
 

@@ -8,6 +8,7 @@ const call = (over: Partial<TenantCall>): TenantCall => ({
   status: 'OK',
   items: 2,
   computeNs: 5e8,
+  queueNs: 2.5e8,
   seconds: 0.01,
   infer: true,
   ...over,
@@ -25,13 +26,14 @@ describe('TenantMetrics', () => {
     metrics.record(call({}));
     metrics.record(call({}));
     metrics.record(call({ tenant: 'b', status: 'RESOURCE_EXHAUSTED' }));
-    metrics.record(call({ infer: false, items: 0, computeNs: 0 }));
+    metrics.record(call({ infer: false, items: 0, computeNs: 0, queueNs: 0 }));
     let text = await registry.metrics();
     expect(sample(text, 'fabriek_tenant_requests_total{tenant="a",model="m",status="OK"}')).toBe(3);
     expect(sample(text, 'fabriek_tenant_requests_total{tenant="b",model="m",status="RESOURCE_EXHAUSTED"}')).toBe(1);
     // Only answered inferences count rows, compute and latency.
     expect(sample(text, 'fabriek_tenant_batch_items_total{tenant="a",model="m"}')).toBe(4);
     expect(sample(text, 'fabriek_tenant_compute_seconds_total{tenant="a",model="m"}')).toBe(1);
+    expect(sample(text, 'fabriek_tenant_queue_seconds_total{tenant="a",model="m"}')).toBe(0.5);
     expect(sample(text, 'fabriek_tenant_batch_items_total{tenant="b",model="m"}')).toBeUndefined();
     expect(sample(text, 'fabriek_tenant_request_duration_seconds_count{tenant="a"}')).toBe(2);
     // A second scrape with nothing new shows the same totals; new calls add to them.
