@@ -44,4 +44,10 @@ export class DrainRate {
     if (this.#busySince === undefined || w.count < MIN_INTERVALS || w.sumB <= 0) return undefined;
     return w.sumA / w.sumB;
   }
+
+  /** Mean rows answered per completion over the same intervals (the batch size the rate was measured at); 0 when none. */
+  rowsPerCompletion(): number {
+    const w = this.#window;
+    return w.count === 0 ? 0 : w.sumB / w.count;
+  }
 }

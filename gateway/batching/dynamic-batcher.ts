@@ -14,7 +14,7 @@ import { BatchQueue, type Queued } from './batch-queue.js';
 import { type Clock, systemClock } from './clock.js';
 import { CostModel } from './cost-model.js';
 import { DrainRate } from './drain-rate.js';
-import { expectedFinishNs, shedError, wouldMiss } from './shedding.js';
+import { backlogDrainScale, expectedFinishNs, shedError, wouldMiss } from './shedding.js';
 import { ArrivalRate } from './arrival-rate.js';
 import { decide, type ExpiryReason } from './decide.js';
 import { SOLE_TENANT, tenantQueueBound } from './fair-queue.js';
@@ -231,7 +231,9 @@ export class DynamicBatcher<P> implements Scheduler {
     // Under a backlog, what the queue has taken per row lately, costs beyond compute included (drain-rate.ts),
     // bounds the wait from below: the rows ahead and half of those out.
     const perRow = this.#drainRate.nsPerRow();
-    const drained = perRow === undefined ? 0 : (rowsAhead + this.#runningRows / 2) * perRow;
+    // Measured at the batch sizes the queue drained in lately; the rows ahead go in batches up to max_batch_size.
+    const scale = perRow === undefined ? 1 : backlogDrainScale(this.#drainRate.rowsPerCompletion(), Math.min(this.#policy.maxBatchSize, rowsAhead), this.#computeNs);
+    const drained = perRow === undefined ? 0 : (rowsAhead + this.#runningRows / 2) * perRow * scale;
     const expected = Math.max(ahead + running, drained) + this.cost.overheadNs;
     const until = Number(deadlineNs - now);
     // A deadline already passed (grpc-js wraps timeouts past ~24.8 days) is DEADLINE_EXCEEDED, not a shed.

@@ -5,7 +5,7 @@ import { CostModel, estimate } from '../../gateway/batching/cost-model.js';
 import { decide, type QueueEntry } from '../../gateway/batching/decide.js';
 import { type BatchRunner, type BatchSlots, DynamicBatcher } from '../../gateway/batching/dynamic-batcher.js';
 import { batchingPolicyFromConfig } from '../../gateway/batching/policy.js';
-import { expectedFinishNs, isShed, wouldMiss } from '../../gateway/batching/shedding.js';
+import { backlogDrainScale, expectedFinishNs, isShed, wouldMiss } from '../../gateway/batching/shedding.js';
 import { failureReason } from '../../gateway/metrics/failure-reason.js';
 import { type ExecutionResult, type InferJob, type JobResult } from '../../gateway/scheduling/execution.js';
 
@@ -338,6 +338,24 @@ describe('DynamicBatcher shedding', () => {
     const queued = Array.from({ length: 5 }, () => submit(25));
     await flush();
     expect(queued.filter((q) => q.error !== undefined)).toHaveLength(0);
+  });
+});
+
+describe('backlogDrainScale: a drain rate measured at small batches, applied to a backlog cut in large ones', () => {
+  const costMs = (n: number): number => (2 + 0.5 * n) * 1e6;
+
+  it('is the ratio of compute time per row at the backlog’s batch to that at the measured one', () => {
+    // Pairs: 1.5 ms a row; batches of 8: 0.75 ms a row.
+    expect(backlogDrainScale(2, 8, costMs)).toBeCloseTo(0.5, 10);
+  });
+
+  it('is 1 when the backlog is cut no larger than measured, while the cost model is cold, and never above 1', () => {
+    expect(backlogDrainScale(8, 8, costMs)).toBe(1);
+    expect(backlogDrainScale(8, 4, costMs)).toBe(1);
+    expect(backlogDrainScale(0, 8, costMs)).toBe(1);
+    expect(backlogDrainScale(2, 8, () => undefined)).toBe(1);
+    // A model slower per row in larger batches (memory-bound past a size): the measured rate stands.
+    expect(backlogDrainScale(2, 8, (n) => n * n * 1e6)).toBe(1);
   });
 });
 
