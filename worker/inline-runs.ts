@@ -1,5 +1,4 @@
 import { statSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
 import type ort from 'onnxruntime-node';
 import { type ModelInstance } from './model-instance.js';
 import { openSession, runTask } from './ort-session.js';
@@ -134,7 +133,7 @@ export class MovableInstance implements ModelInstance {
   #closed = false;
 
   /** The model file as its thread opened it (about): a file changed since is not opened again (it is not this instance's model). */
-  readonly #opened: Promise<string | undefined>;
+  readonly #opened: string | undefined;
 
   /**
    * `bound.maxRunNs` is --inline-run-us; `bound.instances` the model's
@@ -151,7 +150,7 @@ export class MovableInstance implements ModelInstance {
     onDecided?: (outcome: InlineOutcome) => void,
     openInline: (init: ThreadInit) => Promise<ModelInstance> = (i) => InlineSession.open(i),
     /** The file's version from before its thread read it (`fileVersion`); taken now when not given. */
-    opened: Promise<string | undefined> = fileVersion(init),
+    opened: string | undefined = fileVersion(init),
   ) {
     this.#thread = thread;
     this.#init = init;
@@ -160,7 +159,6 @@ export class MovableInstance implements ModelInstance {
     this.#onDecided = onDecided;
     this.#openInline = openInline;
     this.#opened = opened;
-    this.#opened.catch(() => undefined);
   }
 
   get info(): SessionInfo {
@@ -259,9 +257,8 @@ export class MovableInstance implements ModelInstance {
   async #move(): Promise<void> {
     try {
       const model = this.#init.model;
-      const bytes = 'bytes' in model ? model.bytes.byteLength : (await stat(model.path)).size;
-      const before = await this.#opened;
-      if (bytes > INLINE_MAX_MODEL_BYTES || before !== (await fileVersion(this.#init))) {
+      const bytes = 'bytes' in model ? model.bytes.byteLength : statSync(model.path).size;
+      if (bytes > INLINE_MAX_MODEL_BYTES || this.#opened !== fileVersion(this.#init)) {
         this.#staying = true;
         return;
       }
@@ -299,14 +296,13 @@ export class MovableInstance implements ModelInstance {
  * Size and modification time of a model given as a file; undefined for one
  * given as bytes. Read at once (a model load is rare), before its thread
  * opens the file: read after, as it once was on the thread pool, a file
- * rewritten meanwhile passed for the one the thread had read.
+ * rewritten meanwhile passed for the one the thread had read. Throws when
+ * the file cannot be read: the load fails with that error, as its thread's
+ * open would (as a promise, a failed read was left unhandled when the open
+ * failed too).
  */
-export function fileVersion(init: ThreadInit): Promise<string | undefined> {
-  if (!('path' in init.model)) return Promise.resolve(undefined);
-  try {
-    const s = statSync(init.model.path);
-    return Promise.resolve(`${s.size}:${s.mtimeMs}`);
-  } catch (error) {
-    return Promise.reject(error);
-  }
+export function fileVersion(init: ThreadInit): string | undefined {
+  if (!('path' in init.model)) return undefined;
+  const s = statSync(init.model.path);
+  return `${s.size}:${s.mtimeMs}`;
 }

@@ -1,8 +1,9 @@
 import { type SpanContext } from '@opentelemetry/api';
-import { cancelled, deadlineExceeded, type ServingError, unavailable } from '../../core/errors.js';
+import { deadlineExceeded, type ServingError, unavailable } from '../../core/errors.js';
 import { type BatchInput, type Tensor } from '../../core/tensor.js';
 import { activeTracer } from '../../core/tracing.js';
 import {
+  abortError,
   type ExecutionObserver,
   type ExecutionResult,
   type InferJob,
@@ -149,7 +150,7 @@ export class DynamicBatcher<P> implements Scheduler {
       ? now + BigInt(Math.round((job.deadline - this.#clock.epochMs()) * 1e6))
       : undefined;
     if (job.signal.aborted || (deadlineNs !== undefined && deadlineNs <= now)) {
-      return Promise.reject(this.#abortReason(now, deadlineNs));
+      return Promise.reject(this.#abortReason(job));
     }
     const level = this.#queue.level(levelNo);
     const lp = levelPolicy(this.#policy, levelNo);
@@ -196,7 +197,7 @@ export class DynamicBatcher<P> implements Scheduler {
         reject,
         onAbort: () => {
           if (!this.#remove(entry)) return;
-          reject(this.#abortReason(this.#clock.now(), deadlineNs));
+          reject(this.#abortReason(job));
         },
         prev: undefined,
         next: undefined,
@@ -230,10 +231,14 @@ export class DynamicBatcher<P> implements Scheduler {
     if (ahead === undefined) return false;
     // Under a backlog, what the queue has taken per row lately, costs beyond compute included (drain-rate.ts),
     // bounds the wait from below: the rows ahead and half of those out.
+    // Measured on the batch sizes the queue drained in lately; the rows ahead go in the batches a backlog is cut in.
     const perRow = this.#drainRate.nsPerRow();
-    // Measured at the batch sizes the queue drained in lately; the rows ahead go in batches up to max_batch_size.
-    const scale = perRow === undefined ? 1 : backlogDrainScale(this.#drainRate.rowsPerCompletion(), Math.min(this.#policy.maxBatchSize, rowsAhead), this.#computeNs);
-    const drained = perRow === undefined ? 0 : (rowsAhead + this.#runningRows / 2) * perRow * scale;
+    const drained =
+      perRow === undefined
+        ? 0
+        : (rowsAhead + this.#runningRows / 2) *
+          perRow *
+          backlogDrainScale(this.#drainRate.rowsPerCompletion(), Math.min(this.#backlogRows(now), rowsAhead), this.#computeNs);
     const expected = Math.max(ahead + running, drained) + this.cost.overheadNs;
     const until = Number(deadlineNs - now);
     // A deadline already passed (grpc-js wraps timeouts past ~24.8 days) is DEADLINE_EXCEEDED, not a shed.
@@ -276,11 +281,8 @@ export class DynamicBatcher<P> implements Scheduler {
     return true;
   }
 
-  #abortReason(now: bigint, deadlineNs: bigint | undefined): ServingError {
-    // The call's deadline timer counts in whole ms: an abort within 1 ms of the deadline is the deadline's.
-    return deadlineNs !== undefined && now + MS >= deadlineNs
-      ? deadlineExceeded(`model '${this.#key}': deadline exceeded before the request ran`)
-      : cancelled(`model '${this.#key}': request cancelled by the client before it ran`);
+  #abortReason(job: InferJob): ServingError {
+    return abortError(this.#key, this.#clock.epochMs(), job.deadline, 'before the request ran');
   }
 
   #expire(e: Entry, reason: ExpiryReason, now: bigint): void {
@@ -368,7 +370,7 @@ export class DynamicBatcher<P> implements Scheduler {
       // A backlog grows past the efficient size only while one tenant sends: the few per cent of throughput it buys
       // are paid by whoever arrives next, and with tenants sharing the model that is another tenant, waiting for a
       // turn as long as the batch (issue #15's noisy neighbour).
-      largestBatch: now < this.#sharedUntilNs ? this.#batchRows : this.#policy.maxBatchSize,
+      largestBatch: this.#backlogRows(now),
       sloNs: this.#sloNs,
       idle: this.#slots.idle > 0,
       busyUntilNs,
@@ -412,6 +414,16 @@ export class DynamicBatcher<P> implements Scheduler {
   get #batchRows(): number {
     const max = this.#policy.maxBatchSize;
     return this.#sloNs > 0n ? this.cost.efficientRows(max) : max;
+  }
+
+  /**
+   * Rows of the batches a backlog is cut in: the largest preferred size (or
+   * max_batch_size) with fixed delays; in SLO mode max_batch_size (the
+   * backlog cut), or the full batch while tenants share the model.
+   */
+  #backlogRows(now: bigint): number {
+    if (this.#sloNs === 0n) return this.#fullBatch;
+    return now < this.#sharedUntilNs ? this.#batchRows : this.#policy.maxBatchSize;
   }
 
   /** The largest preferred batch size (max_batch_size without preferences). */

@@ -28,6 +28,9 @@ export interface QuotaState {
   readonly gateways: number;
 }
 
+/** The sums of CallSums kept for a counter of their own. */
+type SummedField = 'items' | 'computeSeconds' | 'queueSeconds';
+
 /** One tenant's calls to one model since the last scrape. */
 interface CallSums {
   /** Requests by status name. */
@@ -47,9 +50,6 @@ interface CallSums {
 export class TenantMetrics {
   readonly #sums = new Map<string, Map<string, CallSums>>();
   readonly #requests: Counter<'tenant' | 'model' | 'status'>;
-  readonly #items: Counter<'tenant' | 'model'>;
-  readonly #compute: Counter<'tenant' | 'model'>;
-  readonly #queue: Counter<'tenant' | 'model'>;
   readonly #latency: Histogram<'tenant'>;
   readonly #refusals: Counter<'tenant' | 'limit'>;
 
@@ -72,27 +72,21 @@ export class TenantMetrics {
         }
       },
     });
-    this.#items = new Counter({
-      name: 'fabriek_tenant_batch_items_total',
-      help: 'Rows along the batch dimension answered successfully, by tenant and model',
-      labelNames: ['tenant', 'model'],
-      registers,
-      collect: () => this.#flush('items', this.#items),
-    });
-    this.#compute = new Counter({
-      name: 'fabriek_tenant_compute_seconds_total',
-      help: "Each request's share of its batch's execution time (input + infer + output; GPU-seconds on GPU workers), by rows",
-      labelNames: ['tenant', 'model'],
-      registers,
-      collect: () => this.#flush('computeSeconds', this.#compute),
-    });
-    this.#queue = new Counter({
-      name: 'fabriek_tenant_queue_seconds_total',
-      help: "Time successful requests waited in their model's queue (arrival there to the cut of their batch, Triton's queue duration), by tenant and model",
-      labelNames: ['tenant', 'model'],
-      registers,
-      collect: () => this.#flush('queueSeconds', this.#queue),
-    });
+    // Counters summed per tenant and model between scrapes, added at each (see #flush).
+    const summed = (name: string, help: string, field: SummedField): void => {
+      const counter: Counter<'tenant' | 'model'> = new Counter({ name, help, labelNames: ['tenant', 'model'], registers, collect: () => this.#flush(field, counter) });
+    };
+    summed('fabriek_tenant_batch_items_total', 'Rows along the batch dimension answered successfully, by tenant and model', 'items');
+    summed(
+      'fabriek_tenant_compute_seconds_total',
+      "Each request's share of its batch's execution time (input + infer + output; GPU-seconds on GPU workers), by rows",
+      'computeSeconds',
+    );
+    summed(
+      'fabriek_tenant_queue_seconds_total',
+      "Time successful requests waited in their model's queue (arrival there to the cut of their batch, Triton's queue duration), by tenant and model",
+      'queueSeconds',
+    );
     this.#latency = new Histogram({
       name: 'fabriek_tenant_request_duration_seconds',
       help: 'Inference request time from arrival to answer, successful requests, by tenant',
@@ -145,7 +139,7 @@ export class TenantMetrics {
   }
 
   /** Adds each tenant and model's `field` summed since the last scrape to `counter` (its collect). */
-  #flush(field: 'items' | 'computeSeconds' | 'queueSeconds', counter: Counter<'tenant' | 'model'>): void {
+  #flush(field: SummedField, counter: Counter<'tenant' | 'model'>): void {
     for (const [tenant, models] of this.#sums) {
       for (const [model, sums] of models) {
         if (sums[field] === 0) continue;

@@ -10,7 +10,8 @@ import { stat } from 'node:fs/promises';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { type Logger } from 'pino';
 import { type CancelSignal } from '../../core/cancellation.js';
-import { cancelled, deadlineExceeded, resourceExhausted, ServingError, unavailable } from '../../core/errors.js';
+import { resourceExhausted, ServingError, unavailable } from '../../core/errors.js';
+import { abortError } from '../scheduling/execution.js';
 import { type LoadedUsage, type ModelBudgetMetrics, type ModelLoadMetrics } from '../metrics/model-load-metrics.js';
 import { LoadedPeaks, usedPerWorker, type WorkerUse } from './loaded-usage.js';
 import { planEviction, type Resident, retryDelayMs } from './eviction-plan.js';
@@ -394,10 +395,7 @@ function isBusy(e: Entry): boolean {
 
 /** `promise`, or the request's own end: its deadline or its cancel (the load goes on). */
 function waitOrAbort<T>(promise: Promise<T>, signal: CancelSignal, deadline: number, key: string): Promise<T> {
-  const reason = (): ServingError =>
-    Date.now() >= deadline
-      ? deadlineExceeded(`model '${key}': deadline exceeded while the model loaded on demand`)
-      : cancelled(`model '${key}': request cancelled by the client while the model loaded on demand`);
+  const reason = (): ServingError => abortError(key, Date.now(), deadline, 'while the model loaded on demand');
   if (signal.aborted) return Promise.reject(reason());
   return new Promise<T>((resolve, reject) => {
     const onAbort = (): void => reject(reason());

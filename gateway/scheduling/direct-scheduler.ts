@@ -1,9 +1,9 @@
-import { cancelled, deadlineExceeded, resourceExhausted, type ServingError } from '../../core/errors.js';
+import { resourceExhausted, type ServingError } from '../../core/errors.js';
 import { type FairEntry, FairQueue, SOLE_TENANT, tenantQueueBound } from '../batching/fair-queue.js';
 import { CostModel } from '../batching/cost-model.js';
 import { shedError } from '../batching/shedding.js';
 import { type Dispatcher } from './dispatcher.js';
-import { type ExecutionObserver, type InferJob, type JobResult, type Scheduler } from './execution.js';
+import { abortError, type ExecutionObserver, type InferJob, type JobResult, type Scheduler } from './execution.js';
 import { type InstanceSlots, type Placement } from './instance-slots.js';
 
 interface Waiting extends FairEntry<Waiting> {
@@ -12,13 +12,6 @@ interface Waiting extends FairEntry<Waiting> {
   readonly resolve: (r: JobResult) => void;
   readonly reject: (e: unknown) => void;
   readonly onAbort: () => void;
-}
-
-/** Why a job left the queue without running. */
-function abortReason(job: InferJob, modelKey: string): ServingError {
-  return Date.now() >= job.deadline
-    ? deadlineExceeded(`model '${modelKey}': deadline exceeded before the request ran`)
-    : cancelled(`model '${modelKey}': request cancelled by the client before it ran`);
 }
 
 /**
@@ -74,7 +67,7 @@ export class DirectScheduler implements Scheduler {
 
   enqueue(job: InferJob): Promise<JobResult> {
     if (this.#stopped) return Promise.reject(this.#stopped);
-    if (job.signal.aborted) return Promise.reject(abortReason(job, this.#modelKey));
+    if (job.signal.aborted) return Promise.reject(abortError(this.#modelKey, this.#now(), job.deadline, 'before the request ran'));
     if (this.#queue.size >= this.#maxQueueSize) {
       return Promise.reject(
         resourceExhausted(`model '${this.#modelKey}': queue is full (${this.#maxQueueSize} requests waiting)`),
@@ -107,7 +100,7 @@ export class DirectScheduler implements Scheduler {
         resolve,
         reject,
         onAbort: () => {
-          if (this.#queue.remove(waiting)) reject(abortReason(job, this.#modelKey));
+          if (this.#queue.remove(waiting)) reject(abortError(this.#modelKey, this.#now(), job.deadline, 'before the request ran'));
         },
         rows: 1,
         lane,

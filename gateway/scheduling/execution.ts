@@ -1,5 +1,6 @@
 import { type SpanContext } from '@opentelemetry/api';
 import { type CancelSignal } from '../../core/cancellation.js';
+import { cancelled, deadlineExceeded, type ServingError } from '../../core/errors.js';
 import { type Tensor } from '../../core/tensor.js';
 
 /** What one execution of a model on a worker returns. */
@@ -64,4 +65,17 @@ export interface Scheduler {
   readonly pending: number;
   /** Rejects queued jobs with `reason` and waits for running ones. */
   stop(reason: Error): Promise<void>;
+}
+
+/**
+ * Why a request's signal ended it `when` (e.g. "before the request ran"): its
+ * deadline when the abort came within 1 ms of it, else its client's cancel.
+ * The timers that abort at a deadline (gRPC's, HTTP's Timeout-Ms) count in
+ * whole ms, and fire up to 1 ms before it on the wall clock: read strictly,
+ * a request ended by its own deadline was answered CANCELLED.
+ */
+export function abortError(modelKey: string, nowMs: number, deadlineMs: number, when: string): ServingError {
+  return nowMs + 1 >= deadlineMs
+    ? deadlineExceeded(`model '${modelKey}': deadline exceeded ${when}`)
+    : cancelled(`model '${modelKey}': request cancelled by the client ${when}`);
 }

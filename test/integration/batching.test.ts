@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ModelInferRequest, type ModelStatistics } from '../../proto/gen/inference.js';
 import { type GatewayProcess, httpUrlOf, startGateway } from '../helpers/gateway-process.js';
+import { slowChainModel } from '../../models/build/test-models.js';
 import { runReference } from '../helpers/ort-reference.js';
 import { waitFor } from '../helpers/processes.js';
 import { TEST_REPOSITORY } from '../helpers/test-repository.js';
@@ -73,6 +74,11 @@ describe('dynamic batching through the real server', () => {
       'max_batch_size: 8\ndynamic_batching { preferred_batch_size: [ 8 ] max_queue_delay_microseconds: 30000000 ' +
         'default_queue_policy { timeout_action: REJECT default_timeout_microseconds: 300000 max_queue_size: 2 } }\n',
     );
+    // No dynamic batching, one instance: a long run holds it, and what comes next waits in the gateway's queue.
+    // 4,096 MatMuls by one 512×512 weight: about 5 ms a row here, from 2 KB of request.
+    await mkdir(join(repo, 'blocking', '1'), { recursive: true });
+    await writeFile(join(repo, 'blocking', '1', 'model.onnx'), slowChainModel('blocking', 512, 4096));
+    await writeFile(join(repo, 'blocking', 'config.pbtxt'), 'max_batch_size: 256\ninstance_group [ { count: 1, kind: KIND_CPU } ]\n');
     gw = await startGateway(['--model-repository', repo, '--log-level', 'silent']);
   });
 
@@ -145,6 +151,31 @@ describe('dynamic batching through the real server', () => {
     // Both left the queue: two failures, no execution.
     await waitFor(async () => Number((await stats('waiting')).inferenceStats?.fail?.count ?? 0n) - Number(before.inferenceStats?.fail?.count ?? 0n) === 2, 5_000, 'two failures');
     expect((await stats('waiting')).executionCount).toBe(before.executionCount);
+  });
+
+  it('over HTTP, a request queued behind a busy instance is answered at its Timeout-Ms, not when the instance frees, and never runs', async () => {
+    const before = await stats('blocking');
+    // Two runs of 256 rows (over a second each here) hold the instance and the one execution sent ahead of it.
+    const settled: string[] = [];
+    const blockers = [1, 2].map((i) =>
+      gw.client.modelInfer(req('blocking', 'input', 512, rowInput(i, 512, 256), 256)).then(() => settled.push(`blocker ${i}`)),
+    );
+    await new Promise((r) => setTimeout(r, 200));
+    const body = JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 512], data: Array.from({ length: 512 }, (_, k) => k / 512) }] });
+    const probe = fetch(`${httpUrlOf(gw)}/v2/models/blocking/infer`, { method: 'POST', body, headers: { 'timeout-ms': '300' } }).then(async (r) => {
+      settled.push('probe');
+      return { status: r.status, text: await r.text() };
+    });
+    const answer = await probe;
+    await Promise.all(blockers);
+    expect(answer.status).toBe(400);
+    // Ended in the gateway's queue by its Timeout-Ms, or at the worker link by the same deadline: either way unrun.
+    expect(answer.text).toMatch(/deadline exceeded before the request (ran|was sent to worker)/);
+    // It did not wait for the instance to free.
+    expect(settled[0]).toBe('probe');
+    expect(settled).toHaveLength(3);
+    const after = await stats('blocking');
+    expect(after.executionCount - before.executionCount).toBe(2n);
   });
 
   it("answers Triton's UNAVAILABLE for a full queue at once and for a queue timeout with REJECT", async () => {

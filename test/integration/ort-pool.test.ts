@@ -158,4 +158,22 @@ describe('OrtThreadPool', () => {
       await movable.close();
     }
   }, 60_000);
+
+  it('fails the load of a model file that is not there on a pool that may move instances, with the file named', async () => {
+    const movable = new OrtThreadPool({ threads: 1, inlineMaxRunNs: 1e9, onFatal: (e) => fatal.push(e) });
+    const gone = join(dir, 'not-there.onnx');
+    try {
+      const opened = (movable.open([{ ...init(8, 'gone#0'), model: { path: gone } }])[0] as Promise<ModelInstance>).then(
+        () => 'opened',
+        (e: unknown) => (e as Error).message,
+      );
+      expect(await opened).toMatch(/not-there\.onnx/);
+      // The pool still opens what is there.
+      const instance = (await movable.open([init(8)])[0]) as ModelInstance;
+      expect((await run(instance)).y).toEqual(plus(8));
+      await instance.close();
+    } finally {
+      await movable.close();
+    }
+  });
 });
