@@ -20,7 +20,7 @@ import { ArrivalRate } from './arrival-rate.js';
 import { decide, type ExpiryReason } from './decide.js';
 import { SOLE_TENANT, tenantQueueBound } from './fair-queue.js';
 import { type BatchingPolicy, levelOf, levelPolicy, queueTimeoutNs } from './policy.js';
-import { decideSlo } from './slo-decide.js';
+import { decideSlo, newcomerRows } from './slo-decide.js';
 
 const MS = 1_000_000n;
 /**
@@ -179,6 +179,11 @@ export class DynamicBatcher<P> implements Scheduler {
       if (tenant.name !== this.#lastTenant) {
         if (this.#lastTenant !== undefined) this.#sharedUntilNs = now + SHARED_NS;
         this.#lastTenant = tenant.name;
+      }
+      const budget = dueNs - now;
+      if (budget <= this.#budgetNs || now >= this.#budgetUntilNs) {
+        this.#budgetNs = budget;
+        this.#budgetUntilNs = now + SHARED_NS;
       }
     }
     return new Promise<JobResult>((resolve, reject) => {
@@ -366,12 +371,13 @@ export class DynamicBatcher<P> implements Scheduler {
     const s = decideSlo({
       now,
       queued: d.take,
-      maxBatch: this.#batchRows,
+      maxBatch: this.#fullRows(now),
       // A backlog grows past the efficient size only while one tenant sends: the few per cent of throughput it buys
       // are paid by whoever arrives next, and with tenants sharing the model that is another tenant, waiting for a
       // turn as long as the batch (issue #15's noisy neighbour).
       largestBatch: this.#backlogRows(now),
       sloNs: this.#sloNs,
+      holdFull: now < this.#sharedUntilNs,
       idle: this.#slots.idle > 0,
       busyUntilNs,
       cost: this.#estimateNs,
@@ -394,6 +400,13 @@ export class DynamicBatcher<P> implements Scheduler {
   /** SLO mode: the tenant of the last arrival, and until when the model counts as shared (see SHARED_NS). */
   #lastTenant: string | undefined;
   #sharedUntilNs = 0n;
+  /**
+   * SLO mode: the tightest time from arrival to deadline among requests of
+   * the last SHARED_NS (the SLO for those without a deadline of their own):
+   * what a newcomer may wait for, when tenants share the model.
+   */
+  #budgetNs = 0n;
+  #budgetUntilNs = 0n;
 
   /** Rows of the last batch cut. */
   #lastRows = 0;
@@ -401,9 +414,9 @@ export class DynamicBatcher<P> implements Scheduler {
   #runningRows = 0;
   readonly #drainRate = new DrainRate();
 
-  /** Rows of a full batch (see #batchRows), for metrics. */
+  /** Rows of a full batch now (see #fullRows), for metrics. */
   get fullBatchRows(): number {
-    return this.#batchRows;
+    return this.#fullRows(this.#clock.now());
   }
 
   /**
@@ -417,13 +430,27 @@ export class DynamicBatcher<P> implements Scheduler {
   }
 
   /**
+   * Rows of a full batch at `now`: #batchRows, and while tenants share the
+   * model (SLO mode) at most what lets another tenant's request arriving as
+   * it starts be served in the next batch within the tightest deadline of
+   * late (newcomerRows): the throughput a larger batch buys is paid by that
+   * request's wait.
+   */
+  #fullRows(now: bigint): number {
+    const rows = this.#batchRows;
+    if (this.#sloNs === 0n || now >= this.#sharedUntilNs) return rows;
+    const budget = now < this.#budgetUntilNs && this.#budgetNs < this.#sloNs ? this.#budgetNs : this.#sloNs;
+    return newcomerRows(rows, Number(budget), this.#computeNs, this.#estimateNs);
+  }
+
+  /**
    * Rows of the batches a backlog is cut in: the largest preferred size (or
    * max_batch_size) with fixed delays; in SLO mode max_batch_size (the
    * backlog cut), or the full batch while tenants share the model.
    */
   #backlogRows(now: bigint): number {
     if (this.#sloNs === 0n) return this.#fullBatch;
-    return now < this.#sharedUntilNs ? this.#batchRows : this.#policy.maxBatchSize;
+    return now < this.#sharedUntilNs ? this.#fullRows(now) : this.#policy.maxBatchSize;
   }
 
   /** The largest preferred batch size (max_batch_size without preferences). */

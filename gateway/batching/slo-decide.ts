@@ -25,6 +25,13 @@ export interface SloInput {
   readonly largestBatch?: number;
   /** The model's SLO: the deadline of requests that bring none. */
   readonly sloNs: bigint;
+  /**
+   * Tenants share the model: a full batch for a busy instance is cut only
+   * at the moment to dispatch it (see dispatchNs), not as soon as it is full.
+   * Cut early, its members are fixed a whole run before it starts, and a
+   * request of another tenant arriving meanwhile waits for the run after it.
+   */
+  readonly holdFull?: boolean;
   /** An instance is idle now. */
   readonly idle: boolean;
   /** Without an idle instance: when the first busy one is expected to end its compute; undefined = unknown. */
@@ -142,8 +149,53 @@ function backlogCount(input: SloInput, count: number, rows: number): number {
 }
 
 /**
+ * A newcomer's deadline may cost the batches of a shared model at most this
+ * share of their throughput (rows per second of compute at the efficient size).
+ */
+export const NEWCOMER_THROUGHPUT_FLOOR = 0.5;
+
+/**
+ * While tenants share the model: the rows of a full batch (at most
+ * `efficient`) such that a request of another tenant arriving as the batch
+ * starts can wait for it and then be served in the next batch of that size
+ * within `budgetNs` (the tightest deadline, from arrival, among requests
+ * lately; the model's SLO for those without one). The largest such size;
+ * never one whose throughput falls below NEWCOMER_THROUGHPUT_FLOOR of the
+ * efficient size's (a tenant's tight deadlines do not halve everyone's
+ * capacity), nor below 1. `efficient` while the cost model is cold.
+ */
+export function newcomerRows(efficient: number, budgetNs: number, compute: (rows: number) => number | undefined, cost: (rows: number) => number | undefined): number {
+  const full = compute(efficient);
+  if (full === undefined) return efficient;
+  const floor = NEWCOMER_THROUGHPUT_FLOOR * (efficient / full);
+  for (let n = efficient; n > 1; n--) {
+    const run = compute(n);
+    const next = cost(n);
+    if (run === undefined || next === undefined || run + next <= budgetNs) return n;
+    const smaller = compute(n - 1);
+    if (smaller === undefined || (n - 1) / smaller < floor) return n;
+  }
+  return 1;
+}
+
+/** Timers fire in whole ms: a hold shorter than this would make the instance idle. */
+const HOLD_MIN_NS = 1_000_000n;
+
+/**
+ * While tenants share the model and no instance is idle: when to cut a full
+ * batch, the moment to dispatch it for the first busy instance's next run,
+ * if that is at least a timer's granularity away; undefined to cut now.
+ */
+function holdUntil(input: SloInput): bigint | undefined {
+  if (input.holdFull !== true || input.idle || input.busyUntilNs === undefined) return undefined;
+  const sendBy = input.busyUntilNs - ns(input.dispatchNs ?? 0);
+  return sendBy - input.now >= HOLD_MIN_NS ? sendBy : undefined;
+}
+
+/**
  * - Nothing queued: idle. Cold cost model: cut now (Triton with no delay).
- * - A full batch: cut now (ahead into a busy instance if none is idle),
+ * - A full batch: cut now (ahead into a busy instance if none is idle;
+ *   while tenants share the model, at the moment to dispatch it),
  *   grown past the efficient size up to largestBatch by rows already
  *   queued while every member still finishes in time and a request
  *   arriving next could still be served within the SLO behind it.
@@ -165,7 +217,11 @@ export function decideSlo(input: SloInput): SloDecision {
   const now = input.now;
   const costNow = input.cost(rows);
   if (costNow === undefined) return { kind: 'cut', count, ahead: !input.idle };
-  if (rows >= input.maxBatch) return { kind: 'cut', count: backlogCount(input, count, rows), ahead: !input.idle };
+  if (rows >= input.maxBatch) {
+    const hold = holdUntil(input);
+    if (hold !== undefined) return { kind: 'wait', untilNs: hold };
+    return { kind: 'cut', count: backlogCount(input, count, rows), ahead: !input.idle };
+  }
   const due = earliest(input, count);
   if (input.idle) {
     // Cut now when batches of this size keep up with arrivals: fewer rows arrive during its run than it holds.

@@ -262,6 +262,41 @@ describe('DynamicBatcher in SLO mode (batching_slo_ms)', () => {
     expect(later.recorder.cuts.at(-1)?.labels.length).toBe(8);
   });
 
+  it("with tenants sharing the model, cuts a flooding tenant's batch for the busy instance only as it frees: a request of another tenant arriving meanwhile rides in it", async () => {
+    const a: JobTenant = { name: 'a', weight: 1, queueShare: 1 };
+    const b: JobTenant = { name: 'b', weight: 1, queueShare: 1 };
+    const { clock, recorder, submit } = setup({ sloMs: 1_000, capacity: 2, instances: 1 });
+    // B's request runs (1 row: 2.5 ms by the table); A's flood arrives behind it. A full batch is queued, and a
+    // slot is free to send it ahead, but it is held until the instance frees.
+    submit('b0', { tenant: b });
+    for (let i = 0; i < 20; i++) submit(`a${i}`, { tenant: a });
+    expect(recorder.cuts.map((c) => c.labels)).toEqual([['b0']]);
+    clock.advance(1);
+    submit('b1', { tenant: b });
+    // Due at 2.5 ms; timers fire in whole ms.
+    clock.advance(1);
+    expect(recorder.cuts).toHaveLength(1);
+    clock.advance(1);
+    expect(recorder.cuts).toHaveLength(2);
+    expect(recorder.cuts[1]?.labels).toContain('b1');
+    expect(recorder.cuts[1]?.labels).toHaveLength(6);
+  });
+
+  it("with tenants sharing the model, sizes a flood's batches so that another tenant's request, by its deadline, can wait out one and ride in the next", async () => {
+    const a: JobTenant = { name: 'a', weight: 1, queueShare: 1 };
+    const b: JobTenant = { name: 'b', weight: 1, queueShare: 1 };
+    // B's request brings a deadline 8 ms away: a batch of n rows run twice (2 + 0.5 n ms each) fits it up to 4
+    // rows; the efficient size is 6 (the test above).
+    const { recorder, submit } = setup({ sloMs: 1_000 });
+    submit('b0', { tenant: b, deadlineMs: 8 });
+    for (let i = 0; i < 20; i++) submit(`a${i}`, { tenant: a });
+    for (let i = 0; i < 3; i++) {
+      recorder.cuts[i]?.finish();
+      await flush();
+    }
+    expect(recorder.cuts.map((c) => c.labels.length)).toEqual([1, 4, 4, 4]);
+  });
+
   it('grows a backlog batch past the efficient size only as far as its earliest deadline allows', async () => {
     const { recorder, submit } = setup({ sloMs: 1_000 });
     submit('running');

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decideSlo, QUIET_GAPS, type SloEntry, type SloInput } from '../../gateway/batching/slo-decide.js';
+import { decideSlo, newcomerRows, QUIET_GAPS, type SloEntry, type SloInput } from '../../gateway/batching/slo-decide.js';
 
 // The SLO-aware decision with explicit clocks and cost tables (ms → ns).
 
@@ -23,6 +23,20 @@ describe('decideSlo', () => {
     const queued = Array.from({ length: 9 }, () => req(500));
     expect(decideSlo(input({ queued }))).toEqual({ kind: 'cut', count: 8, ahead: false });
     expect(decideSlo(input({ queued, idle: false, busyUntilNs: at(20) }))).toEqual({ kind: 'cut', count: 8, ahead: true });
+  });
+
+  it('while tenants share the model, holds a full batch for a busy instance until the moment to dispatch it', () => {
+    const queued = Array.from({ length: 9 }, () => req(500));
+    const shared = { queued, idle: false, busyUntilNs: at(20), dispatchNs: 2e6, holdFull: true };
+    // Cut now, its members would be fixed 18 ms before their run: another tenant's request arriving meanwhile
+    // would wait for the run after it.
+    expect(decideSlo(input(shared))).toEqual({ kind: 'wait', untilNs: at(18) });
+    // Within a timer's granularity (1 ms) of that moment, or at it: cut, ahead.
+    expect(decideSlo(input({ ...shared, now: at(17) + MS / 2n }))).toEqual({ kind: 'cut', count: 8, ahead: true });
+    expect(decideSlo(input({ ...shared, now: at(18) }))).toEqual({ kind: 'cut', count: 8, ahead: true });
+    // An idle instance, or no estimate of when the busy one frees: cut now.
+    expect(decideSlo(input({ ...shared, idle: true }))).toEqual({ kind: 'cut', count: 8, ahead: false });
+    expect(decideSlo(input({ ...shared, busyUntilNs: undefined }))).toEqual({ kind: 'cut', count: 8, ahead: true });
   });
 
   it('cuts a backlog past the full (efficient) size up to largestBatch while its earliest deadline allows', () => {
@@ -116,5 +130,24 @@ describe('decideSlo, dispatch ahead of a busy instance', () => {
     expect(decideSlo(input({ ...base, dispatchNs: 3e6, now: at(17) }))).toEqual({ kind: 'cut', count: 2, ahead: true });
     // Its compute should have ended already (the answer is on its way back): send ahead at once.
     expect(decideSlo(input({ ...base, now: at(25) }))).toEqual({ kind: 'cut', count: 2, ahead: true });
+  });
+});
+
+describe('newcomerRows', () => {
+  it('is the largest batch a newcomer can wait out and still be served within the budget in the next', () => {
+    // 10 ms + 2 ms a row: 8 rows run 26 ms, twice 52 ms.
+    expect(newcomerRows(8, 100e6, table, table)).toBe(8);
+    // Twice (10 + 2n) ≤ 40 ms: 5 rows.
+    expect(newcomerRows(8, 40e6, table, table)).toBe(5);
+    // Where time per row is flat (ResNet-18 on CPU), one row when two do not fit.
+    const flat = (rows: number): number => 11e6 * rows;
+    expect(newcomerRows(16, 50e6, flat, flat)).toBe(2);
+    expect(newcomerRows(16, 30e6, flat, flat)).toBe(1);
+  });
+
+  it('never costs the batches more than half their throughput, and is the efficient size while cold', () => {
+    // 8 rows: 0.31 rows/ms; half is 0.15: 3 rows do 0.19, 2 rows 0.14. A budget nothing fits stops at 3.
+    expect(newcomerRows(8, 10e6, table, table)).toBe(3);
+    expect(newcomerRows(8, 10e6, () => undefined, () => undefined)).toBe(8);
   });
 });
