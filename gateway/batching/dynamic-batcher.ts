@@ -180,11 +180,8 @@ export class DynamicBatcher<P> implements Scheduler {
         if (this.#lastTenant !== undefined) this.#sharedUntilNs = now + SHARED_NS;
         this.#lastTenant = tenant.name;
       }
-      const budget = dueNs - now;
-      if (budget <= this.#budgetNs || now >= this.#budgetUntilNs) {
-        this.#budgetNs = budget;
-        this.#budgetUntilNs = now + SHARED_NS;
-      }
+      // Noted before the model counts as shared too: the request that makes it shared may come from the other tenant.
+      this.#noteBudget(dueNs - now, now);
     }
     return new Promise<JobResult>((resolve, reject) => {
       const entry: Entry = {
@@ -439,8 +436,16 @@ export class DynamicBatcher<P> implements Scheduler {
   #fullRows(now: bigint): number {
     const rows = this.#batchRows;
     if (this.#sloNs === 0n || now >= this.#sharedUntilNs) return rows;
+    // Never looser than the SLO, whatever deadlines the callers bring.
     const budget = now < this.#budgetUntilNs && this.#budgetNs < this.#sloNs ? this.#budgetNs : this.#sloNs;
     return newcomerRows(rows, Number(budget), this.#computeNs, this.#estimateNs);
+  }
+
+  /** A request arrived with `budget` ns to its deadline: the tightest of the last SHARED_NS is kept. */
+  #noteBudget(budget: bigint, now: bigint): void {
+    if (budget > this.#budgetNs && now < this.#budgetUntilNs) return;
+    this.#budgetNs = budget;
+    this.#budgetUntilNs = now + SHARED_NS;
   }
 
   /**

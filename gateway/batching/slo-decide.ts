@@ -165,15 +165,15 @@ export const NEWCOMER_THROUGHPUT_FLOOR = 0.5;
  * capacity), nor below 1. `efficient` while the cost model is cold.
  */
 export function newcomerRows(efficient: number, budgetNs: number, compute: (rows: number) => number | undefined, cost: (rows: number) => number | undefined): number {
-  const full = compute(efficient);
-  if (full === undefined) return efficient;
-  const floor = NEWCOMER_THROUGHPUT_FLOOR * (efficient / full);
+  let run = compute(efficient);
+  if (run === undefined) return efficient;
+  const floor = NEWCOMER_THROUGHPUT_FLOOR * (efficient / run);
   for (let n = efficient; n > 1; n--) {
-    const run = compute(n);
     const next = cost(n);
-    if (run === undefined || next === undefined || run + next <= budgetNs) return n;
+    if (next === undefined || run + next <= budgetNs) return n;
     const smaller = compute(n - 1);
     if (smaller === undefined || (n - 1) / smaller < floor) return n;
+    run = smaller;
   }
   return 1;
 }
@@ -188,8 +188,13 @@ const HOLD_MIN_NS = 1_000_000n;
  */
 function holdUntil(input: SloInput): bigint | undefined {
   if (input.holdFull !== true || input.idle || input.busyUntilNs === undefined) return undefined;
-  const sendBy = input.busyUntilNs - ns(input.dispatchNs ?? 0);
-  return sendBy - input.now >= HOLD_MIN_NS ? sendBy : undefined;
+  const at = sendBy(input, input.busyUntilNs);
+  return at - input.now >= HOLD_MIN_NS ? at : undefined;
+}
+
+/** The moment to dispatch a batch for an instance that frees at `freeNs`: the dispatch time before it. */
+function sendBy(input: SloInput, freeNs: bigint): bigint {
+  return freeNs - ns(input.dispatchNs ?? 0);
 }
 
 /**
@@ -242,11 +247,11 @@ export function decideSlo(input: SloInput): SloDecision {
   }
   const start = input.busyUntilNs ?? now;
   // Past the moment to dispatch for the instance's next run: waiting longer would idle it.
-  const sendBy = start - ns(input.dispatchNs ?? 0);
-  if (input.busyUntilNs !== undefined && now >= sendBy) return { kind: 'cut', count, ahead: true };
+  const dispatchAt = sendBy(input, start);
+  if (input.busyUntilNs !== undefined && now >= dispatchAt) return { kind: 'cut', count, ahead: true };
   // Growing by what arrives until the instance frees, would it still be in time?
   const grown = Math.min(input.maxBatch, rows + Math.floor(input.arrivalRowsPerNs * Number(start > now ? start - now : 0n)));
   const grownCost = input.cost(grown) ?? costNow;
   if (start + ns(grownCost) > due && start + ns(costNow) <= due) return { kind: 'cut', count, ahead: true };
-  return { kind: 'wait', untilNs: sendBy > now ? sendBy : now + 1n };
+  return { kind: 'wait', untilNs: dispatchAt > now ? dispatchAt : now + 1n };
 }
