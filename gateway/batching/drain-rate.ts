@@ -20,15 +20,23 @@ export class DrainRate {
   #busySince: bigint | undefined;
 
   /**
-   * An execution of `rows` finished at `nowNs`. `busyAfter`: the instances
-   * stay busy without waiting on the batcher (the batcher's test: each has
-   * another batch, or a full batch is queued), so the time until the next
-   * completion is service time. The interval that ends here counts only if the last
-   * completion left the model busy: idle gaps are not service time.
+   * An execution of `rows`, cut at `cutNs`, finished at `nowNs`. `busyAfter`:
+   * the instances stay busy without waiting on the batcher (the batcher's
+   * test: each has another batch, or a full batch is queued), so the time
+   * until the next completion is service time. The interval that ends here
+   * counts only if the last completion left the model busy: idle gaps are
+   * not service time. It starts no earlier than this execution was cut: a
+   * backlog can also end without a completion (its callers gave up, or were
+   * shed), and the gap until the next burst's first answer (seconds, between
+   * two loads) counted as busy made the rate 40× too slow for 32 intervals:
+   * the SLO mode then shed at half load what it would have served in time.
    */
-  completed(nowNs: bigint, rows: number, busyAfter: boolean): void {
+  completed(cutNs: bigint, nowNs: bigint, rows: number, busyAfter: boolean): void {
     const since = this.#busySince;
-    if (since !== undefined && nowNs > since) this.#window.push(Number(nowNs - since), rows);
+    if (since !== undefined) {
+      const from = since > cutNs ? since : cutNs;
+      if (nowNs > from) this.#window.push(Number(nowNs - from), rows);
+    }
     this.#busySince = busyAfter ? nowNs : undefined;
   }
 

@@ -504,7 +504,7 @@ export class DynamicBatcher<P> implements Scheduler {
         // Busy after it, not idling by the batcher's choice (a queue delay): every instance has another batch
         // (this one is still in #running), or a full batch waits.
         const busy = this.#running.size > (this.#slots.instanceCount ?? 1) || this.#queue.size >= this.#policy.maxBatchSize;
-        this.#drainRate.completed(done, rows, busy);
+        this.#drainRate.completed(now, done, rows, busy);
         this.#observer?.executed(rows, execution);
         deliver(() => answerMembers(take, execution, now, rows));
       },
