@@ -42,6 +42,38 @@ export function backlogDrainScale(measuredRows: number, backlogRows: number, com
   return Math.min(1, atBacklog / backlogRows / (atMeasured / measuredRows));
 }
 
+/** A drain rate and what it is applied to. */
+export interface DrainEstimate {
+  /** Busy ns per row answered lately (drain-rate.ts). */
+  readonly nsPerRow: number;
+  /** Rows per completion the rate was measured at. */
+  readonly measuredRows: number;
+  /** Rows served before a request or with it, in the queue. */
+  readonly rowsAhead: number;
+  /** Rows a backlog in the queue is cut in (the batcher's full batch). */
+  readonly backlogRows: number;
+  /** Rows in batches sent and not yet answered, and how many batches. */
+  readonly runningRows: number;
+  readonly runningBatches: number;
+}
+
+/**
+ * When a request would be answered, ns from now, at the drain rate: the rows
+ * ahead of it, in the batches a backlog is cut in, and half the rows out
+ * (about half done on average), in the batches they were cut in; each at the
+ * measured time per row scaled to its batch size (backlogDrainScale). After
+ * a stall at half load (MLP, batches of 10 lately) two batches of 30 were
+ * out: counted at the rate of the small batches they came to 20 ms where
+ * they run in a few, and the SLO mode shed requests that fixed delays
+ * answered in time.
+ */
+export function drainedNs(d: DrainEstimate, computeNs: (rows: number) => number | undefined): number {
+  const ahead = d.rowsAhead * backlogDrainScale(d.measuredRows, Math.min(d.backlogRows, d.rowsAhead), computeNs);
+  const perBatchOut = d.runningBatches > 0 ? Math.round(d.runningRows / d.runningBatches) : 0;
+  const out = (d.runningRows / 2) * backlogDrainScale(d.measuredRows, perBatchOut, computeNs);
+  return (ahead + out) * d.nsPerRow;
+}
+
 export interface BacklogEstimate {
   /** Rows served before or with this request (its own included). */
   readonly rowsAhead: number;

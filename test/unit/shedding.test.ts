@@ -5,7 +5,7 @@ import { CostModel, estimate } from '../../gateway/batching/cost-model.js';
 import { decide, type QueueEntry } from '../../gateway/batching/decide.js';
 import { type BatchRunner, type BatchSlots, DynamicBatcher } from '../../gateway/batching/dynamic-batcher.js';
 import { batchingPolicyFromConfig } from '../../gateway/batching/policy.js';
-import { backlogDrainScale, expectedFinishNs, isShed, wouldMiss } from '../../gateway/batching/shedding.js';
+import { backlogDrainScale, drainedNs, expectedFinishNs, isShed, wouldMiss } from '../../gateway/batching/shedding.js';
 import { failureReason } from '../../gateway/metrics/failure-reason.js';
 import { type ExecutionResult, type InferJob, type JobResult } from '../../gateway/scheduling/execution.js';
 
@@ -356,6 +356,26 @@ describe('backlogDrainScale: a drain rate measured at small batches, applied to 
     expect(backlogDrainScale(2, 8, () => undefined)).toBe(1);
     // A model slower per row in larger batches (memory-bound past a size): the measured rate stands.
     expect(backlogDrainScale(2, 8, (n) => n * n * 1e6)).toBe(1);
+  });
+});
+
+describe('drainedNs: the wait at the drain rate, for the rows ahead and those out', () => {
+  const costMs = (n: number): number => (2 + 0.5 * n) * 1e6;
+  // 1 ms a row answered, measured at pairs (compute 1.5 ms a row there).
+  const at = { nsPerRow: 1e6, measuredRows: 2, backlogRows: 16 };
+
+  it('counts the rows ahead and half the rows out at the measured rate while they run in batches no larger', () => {
+    expect(drainedNs({ ...at, rowsAhead: 1, runningRows: 2, runningBatches: 1 }, costMs)).toBe(2e6);
+    expect(drainedNs({ ...at, rowsAhead: 1, runningRows: 0, runningBatches: 0 }, costMs)).toBe(1e6);
+  });
+
+  it('counts each at the rate of the batches it runs in: the rows ahead as the backlog is cut, the rows out as they were', () => {
+    // 8 ahead, cut in batches of 8: 0.75 ms a row of compute against 1.5 at pairs.
+    expect(drainedNs({ ...at, rowsAhead: 8, runningRows: 0, runningBatches: 0 }, costMs)).toBeCloseTo(8e6 * 0.5, 0);
+    // … but no larger than the batches a backlog is cut in.
+    expect(drainedNs({ ...at, backlogRows: 4, rowsAhead: 8, runningRows: 0, runningBatches: 0 }, costMs)).toBeCloseTo(8e6 * (1 / 1.5), 0);
+    // 1 ahead, two batches of 8 out (8 rows counted), at the rate of 8-row batches.
+    expect(drainedNs({ ...at, rowsAhead: 1, runningRows: 16, runningBatches: 2 }, costMs)).toBeCloseTo(1e6 + 8e6 * 0.5, 0);
   });
 });
 
