@@ -241,7 +241,7 @@ function report(o: SloGoodputOptions, modes: readonly Mode[], capacity: LevelRes
   ];
   out.push(
     mdTable(
-      ['load', 'offered/s', 'mode', 'goodput/s', '× default', 'answered/s', 'p50 ms', 'p99 ms', 'avg batch', 'shed', 'other errors', 'computed − answered', 'computed past deadline'],
+      ['load', 'offered/s', 'mode', 'goodput/s', '× default', 'answered/s', 'p50 ms', 'p99 ms', 'avg batch', 'shed (in the window)', 'other errors', 'computed − answered', 'computed past deadline'],
       table.map((l) => {
         const s = l.result.server;
         const other = Object.entries(l.result.errors).reduce((n, [k, v]) => n + (k === 'UNAVAILABLE' ? 0 : v), 0);
@@ -255,7 +255,7 @@ function report(o: SloGoodputOptions, modes: readonly Mode[], capacity: LevelRes
           ms(l.result.latency.p50Us),
           ms(l.result.latency.p99Us),
           num(s?.avgBatchSize ?? NaN, 1),
-          String(l.shed),
+          `${l.shed} (${l.result.errors.UNAVAILABLE ?? 0})`,
           String(other),
           s ? String(s.inferenceCount - s.success) : '–',
           l.computedPastDeadline === undefined ? '' : String(l.computedPastDeadline),
@@ -301,7 +301,7 @@ function report(o: SloGoodputOptions, modes: readonly Mode[], capacity: LevelRes
     .map((l) => `${o.rounds > 1 ? `round ${l.round} ` : ''}${Math.round(l.load * 100)} % ${l.mode} (${num(l.result.cpu?.other ?? NaN, 2)})`);
   if (disturbed.length > 0) out.push(`**Disturbed:** other processes kept cores busy during ${disturbed.join(', ')}.`, '');
   out.push(
-    '"shed": requests the server refused before computing them (`nv_inference_request_failure{reason="SHED"}`, UNAVAILABLE "Request timeout expired … shed"). ' +
+    '"shed": requests the server refused before computing them (`nv_inference_request_failure{reason="SHED"}`, UNAVAILABLE "Request timeout expired … shed"), over the whole level, its warm-up included (where a mode meets the new rate), and in brackets those in the measured window (UNAVAILABLE answers). ' +
       '"computed − answered" is ModelStatistics inference_count − success over the window (0: every row computed was answered). ' +
       '"computed past deadline": SLO-mode requests cut into a batch after their deadline had passed.',
     '',
