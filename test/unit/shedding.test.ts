@@ -211,7 +211,7 @@ class Slots implements BatchSlots<number> {
 
 /** Runs each batch for `msPerRow` × rows of fake time, when the test calls finish(). */
 class Runner implements BatchRunner<number> {
-  readonly running: { rows: number; finish(): void }[] = [];
+  readonly running: { rows: number; finish(): void; fail(): void }[] = [];
   executedRows = 0;
   constructor(
     readonly slots: Slots,
@@ -221,7 +221,7 @@ class Runner implements BatchRunner<number> {
   run(_p: number, inputs: readonly { shape: readonly number[] }[]): Promise<ExecutionResult> {
     const rows = inputs[0]?.shape[0] ?? 0;
     this.executedRows += rows;
-    return new Promise((resolve) => {
+    return new Promise((resolve, reject) => {
       this.running.push({
         rows,
         finish: () => {
@@ -229,6 +229,10 @@ class Runner implements BatchRunner<number> {
           this.clock.ns += BigInt(ns);
           this.slots.release();
           resolve({ outputs: [], computeInputNs: 0, computeInferNs: ns, computeOutputNs: 0, workerId: 'w' });
+        },
+        fail: () => {
+          this.slots.release();
+          reject(new Error('worker lost'));
         },
       });
     });
@@ -327,6 +331,33 @@ describe('DynamicBatcher shedding', () => {
     expect(isShed(late.error)).toBe(true);
     expect(runner.executedRows).toBe(before);
     expect(batcher.pending).toBe(0);
+  });
+
+  it('counts no busy time before a batch was cut: a backlog that ended without an answer does not make the drain rate shed', async () => {
+    const { clock, runner, submit } = setup();
+    await warm(runner, submit, 4); // 10 ms a row
+    const last = (): { finish(): void; fail(): void } => runner.running[runner.running.length - 1] as { finish(): void; fail(): void };
+    // A backlog: a full batch stays queued at each answer, so the drain rate learns 10 ms a row over 9 busy intervals.
+    submit(1_000);
+    for (let i = 0; i < 20; i++) submit(1_000);
+    for (let i = 0; i < 10; i++) {
+      last().finish();
+      await flush();
+    }
+    // The last answer still left a full batch queued (busy); that batch's execution then fails: no answer ends the interval.
+    last().fail();
+    await flush();
+    // Five seconds later a new load: its first batch is answered 10 ms after its cut, with a full batch queued behind it.
+    clock.ns += 5_000n * BigInt(MS);
+    submit(1_000);
+    submit(1_000);
+    submit(1_000);
+    last().finish();
+    await flush();
+    // Rows ahead 1, rows out 2: 20 ms at the drain rate. Counted from the last answer before the gap, it read 5 s.
+    const next = submit(40);
+    await flush();
+    expect(next.error).toBeUndefined();
   });
 
   it('sheds nothing with shedding off', async () => {
