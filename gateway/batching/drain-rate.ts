@@ -26,9 +26,10 @@ export class DrainRate {
    * until the next completion is service time. The interval that ends here
    * counts only if the last completion left the model busy: idle gaps are
    * not service time. It starts no earlier than this execution was cut: a
-   * backlog can also end without a completion (its callers gave up, or were
-   * shed), and the gap until the next burst's first answer (seconds, between
-   * two loads) counted as busy made the rate 40× too slow for 32 intervals:
+   * backlog can also end without a completion that says so (its queued
+   * callers gave up just after an answer found them queued, or its last
+   * execution failed), and the gap until the next load's first answer
+   * (seconds) counted as busy made the rate 40× too slow for 32 intervals:
    * the SLO mode then shed at half load what it would have served in time.
    */
   completed(cutNs: bigint, nowNs: bigint, rows: number, busyAfter: boolean): void {

@@ -233,10 +233,9 @@ export class DynamicBatcher<P> implements Scheduler {
     if (ahead === undefined) return false;
     // Under a backlog, what the queue has taken per row lately, costs beyond compute included (drain-rate.ts),
     // bounds the wait from below: the rows ahead and half of those out, each at the rate of the batches it runs in.
-    // Measured between answers, it holds the way to the worker and back already, but adding only the least overhead
-    // instead of the mean admitted more at 150 % load that then ended late (goodput 367–521/s against 479–768/s in
-    // alternating slo-goodput runs), though it shed 4× fewer at 50 %: under overload the mean (the gateway's lag in
-    // answering) is the answer's own way back, which the rate measured at the worker's answers does not hold.
+    // Measured between answers, it should hold the way to the worker and back already; yet with the least overhead
+    // added instead of the mean, the SLO mode admitted more at 150 % load that then ended late (goodput 367–521/s
+    // against 479–768/s in alternating slo-goodput runs), though it shed none at arrival at 50 %. The mean stays.
     const nsPerRow = this.#drainRate.nsPerRow();
     const drained =
       nsPerRow === undefined
