@@ -356,8 +356,11 @@ describe('DynamicBatcher shedding', () => {
     await flush();
     // Rows ahead 1, rows out 2: 20 ms at the drain rate. Counted from the last answer before the gap, it read 5 s.
     const next = submit(40);
+    // The estimate is in force: one more behind it (30 ms) with a 25 ms deadline is shed.
+    const tight = submit(25);
     await flush();
     expect(next.error).toBeUndefined();
+    expect(isShed(tight.error)).toBe(true);
   });
 
   it('sheds nothing with shedding off', async () => {
