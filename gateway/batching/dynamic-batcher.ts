@@ -384,7 +384,7 @@ export class DynamicBatcher<P> implements Scheduler {
       // turn as long as the batch (issue #15's noisy neighbour).
       largestBatch: this.#backlogRows(now),
       sloNs: this.#sloNs,
-      holdFull: now < this.#sharedUntilNs,
+      shared: now < this.#sharedUntilNs,
       idle: this.#slots.idle > 0,
       busyUntilNs,
       cost: this.#estimateNs,
@@ -396,7 +396,7 @@ export class DynamicBatcher<P> implements Scheduler {
       lastArrivalNs: this.#arrivals.lastNs,
     });
     if (s.kind === 'wait') return s.untilNs;
-    if (s.kind === 'idle') return false;
+    if (s.kind === 'idle' || s.kind === 'hold') return false;
     return this.#send(s.count === d.take.length ? d.take : d.take.slice(0, s.count), now);
   }
 

@@ -26,12 +26,14 @@ export interface SloInput {
   /** The model's SLO: the deadline of requests that bring none. */
   readonly sloNs: bigint;
   /**
-   * Tenants share the model: a full batch for a busy instance is cut only
-   * at the moment to dispatch it (see dispatchNs), not as soon as it is full.
-   * Cut early, its members are fixed a whole run before it starts, and a
-   * request of another tenant arriving meanwhile waits for the run after it.
+   * Tenants share the model: nothing is sent ahead into a busy instance;
+   * each batch is cut as an instance frees. A batch sent ahead is fixed a
+   * whole run before it starts (longer when runs overrun their estimate on
+   * a busy machine), and a request of another tenant arriving meanwhile
+   * waits for the run after it: a run of its latency, where holding costs
+   * the instance one round trip to the gateway per batch.
    */
-  readonly holdFull?: boolean;
+  readonly shared?: boolean;
   /** An instance is idle now. */
   readonly idle: boolean;
   /** Without an idle instance: when the first busy one is expected to end its compute; undefined = unknown. */
@@ -70,7 +72,9 @@ export type SloDecision =
   /** Cut the first `count` entries now, onto an idle instance (`ahead`: into a busy one's queue). */
   | { readonly kind: 'cut'; readonly count: number; readonly ahead: boolean }
   /** Decide again at `untilNs` (or when something changes). */
-  | { readonly kind: 'wait'; readonly untilNs: bigint };
+  | { readonly kind: 'wait'; readonly untilNs: bigint }
+  /** Decide again when an instance frees (no timer: the answer that frees it, or an arrival, wakes the batcher). */
+  | { readonly kind: 'hold' };
 
 /** The longest prefix of `queued` that fits one batch: its length and rows. */
 function head(queued: readonly SloEntry[], maxBatch: number): { count: number; rows: number } {
@@ -123,8 +127,9 @@ function keepUpRows(input: SloInput, rows: number): number {
  * A full batch's entries, grown by the queued entries after it up to
  * largestBatch rows while the batch, run as one from when it can start,
  * still ends by every member's deadline, and a request arriving just after
- * it is cut could still be served within the SLO behind it (its run plus a
- * full batch's). Past that a larger batch buys the backlog throughput with
+ * it is cut could still be served within the SLO behind it (the wait for
+ * the busy instance it is sent ahead to, its run, and a full batch's).
+ * Past that a larger batch buys the backlog throughput with
  * the deadlines of whoever comes next: a latency-sensitive tenant's request
  * behind a flooding one's batch.
  */
@@ -133,6 +138,8 @@ function backlogCount(input: SloInput, count: number, rows: number): number {
   const start = input.idle ? input.now : (input.busyUntilNs ?? input.now);
   const next = input.cost(input.maxBatch);
   if (next === undefined) return count;
+  // Sent ahead, the batch starts when the busy instance frees: whoever arrives next waits for that too.
+  const behind = (start > input.now ? Number(start - input.now) : 0) + next;
   let best = count;
   let due = earliest(input, count);
   for (let i = count; i < input.queued.length; i++) {
@@ -142,7 +149,7 @@ function backlogCount(input: SloInput, count: number, rows: number): number {
     const at = e.deadlineNs ?? input.now + input.sloNs;
     if (at < due) due = at;
     const cost = input.cost(rows);
-    if (cost === undefined || start + ns(cost) > due || cost + next > Number(input.sloNs)) break;
+    if (cost === undefined || start + ns(cost) > due || cost + behind > Number(input.sloNs)) break;
     best = i + 1;
   }
   return best;
@@ -178,20 +185,6 @@ export function newcomerRows(efficient: number, budgetNs: number, compute: (rows
   return 1;
 }
 
-/** Timers fire in whole ms: a hold shorter than this would make the instance idle. */
-const HOLD_MIN_NS = 1_000_000n;
-
-/**
- * While tenants share the model and no instance is idle: when to cut a full
- * batch, the moment to dispatch it for the first busy instance's next run,
- * if that is at least a timer's granularity away; undefined to cut now.
- */
-function holdUntil(input: SloInput): bigint | undefined {
-  if (input.holdFull !== true || input.idle || input.busyUntilNs === undefined) return undefined;
-  const at = sendBy(input, input.busyUntilNs);
-  return at - input.now >= HOLD_MIN_NS ? at : undefined;
-}
-
 /** The moment to dispatch a batch for an instance that frees at `freeNs`: the dispatch time before it. */
 function sendBy(input: SloInput, freeNs: bigint): bigint {
   return freeNs - ns(input.dispatchNs ?? 0);
@@ -199,8 +192,8 @@ function sendBy(input: SloInput, freeNs: bigint): bigint {
 
 /**
  * - Nothing queued: idle. Cold cost model: cut now (Triton with no delay).
- * - A full batch: cut now (ahead into a busy instance if none is idle;
- *   while tenants share the model, at the moment to dispatch it),
+ * - Tenants share the model and no instance is idle: hold until one frees.
+ * - A full batch: cut now (ahead into a busy instance if none is idle),
  *   grown past the efficient size up to largestBatch by rows already
  *   queued while every member still finishes in time and a request
  *   arriving next could still be served within the SLO behind it.
@@ -219,12 +212,11 @@ function sendBy(input: SloInput, freeNs: bigint): bigint {
 export function decideSlo(input: SloInput): SloDecision {
   const { count, rows } = head(input.queued, input.maxBatch);
   if (count === 0) return { kind: 'idle' };
+  if (input.shared === true && !input.idle) return { kind: 'hold' };
   const now = input.now;
   const costNow = input.cost(rows);
   if (costNow === undefined) return { kind: 'cut', count, ahead: !input.idle };
   if (rows >= input.maxBatch) {
-    const hold = holdUntil(input);
-    if (hold !== undefined) return { kind: 'wait', untilNs: hold };
     return { kind: 'cut', count: backlogCount(input, count, rows), ahead: !input.idle };
   }
   const due = earliest(input, count);

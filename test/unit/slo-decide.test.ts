@@ -25,18 +25,20 @@ describe('decideSlo', () => {
     expect(decideSlo(input({ queued, idle: false, busyUntilNs: at(20) }))).toEqual({ kind: 'cut', count: 8, ahead: true });
   });
 
-  it('while tenants share the model, holds a full batch for a busy instance until the moment to dispatch it', () => {
+  it('while tenants share the model, sends nothing ahead into a busy instance: holds until one frees', () => {
     const queued = Array.from({ length: 9 }, () => req(500));
-    const shared = { queued, idle: false, busyUntilNs: at(20), dispatchNs: 2e6, holdFull: true };
-    // Cut now, its members would be fixed 18 ms before their run: another tenant's request arriving meanwhile
-    // would wait for the run after it.
-    expect(decideSlo(input(shared))).toEqual({ kind: 'wait', untilNs: at(18) });
-    // Within a timer's granularity (1 ms) of that moment, or at it: cut, ahead.
-    expect(decideSlo(input({ ...shared, now: at(17) + MS / 2n }))).toEqual({ kind: 'cut', count: 8, ahead: true });
-    expect(decideSlo(input({ ...shared, now: at(18) }))).toEqual({ kind: 'cut', count: 8, ahead: true });
-    // An idle instance, or no estimate of when the busy one frees: cut now.
+    const shared = { queued, idle: false, busyUntilNs: at(20), dispatchNs: 2e6, shared: true };
+    // Cut now, its members would be fixed a whole run before theirs starts: another tenant's request arriving
+    // meanwhile would wait for the run after it. Not even at the moment to dispatch it (the run may overrun).
+    expect(decideSlo(input(shared))).toEqual({ kind: 'hold' });
+    expect(decideSlo(input({ ...shared, now: at(19) }))).toEqual({ kind: 'hold' });
+    expect(decideSlo(input({ ...shared, now: at(40) }))).toEqual({ kind: 'hold' });
+    // A batch short of full, even one that must start at the next free instance to meet a deadline; and while cold.
+    expect(decideSlo(input({ ...shared, queued: [req(30)] }))).toEqual({ kind: 'hold' });
+    expect(decideSlo(input({ ...shared, cost: () => undefined }))).toEqual({ kind: 'hold' });
+    // An idle instance: cut now. Not shared: ahead, as ever.
     expect(decideSlo(input({ ...shared, idle: true }))).toEqual({ kind: 'cut', count: 8, ahead: false });
-    expect(decideSlo(input({ ...shared, busyUntilNs: undefined }))).toEqual({ kind: 'cut', count: 8, ahead: true });
+    expect(decideSlo(input({ ...shared, shared: false }))).toEqual({ kind: 'cut', count: 8, ahead: true });
   });
 
   it('cuts a backlog past the full (efficient) size up to largestBatch while its earliest deadline allows', () => {
@@ -50,6 +52,12 @@ describe('decideSlo', () => {
     expect(decideSlo(input({ queued, largestBatch: 12, sloNs: 40n * MS }))).toEqual({ kind: 'cut', count: 8, ahead: false });
     // Sent ahead, it starts when the busy instance frees (in 10 ms): 8 rows (26 ms) end at 36 ms, 9 would end at 38.
     expect(decideSlo(input({ queued: [req(37), ...queued], largestBatch: 12, idle: false, busyUntilNs: at(10) }))).toEqual({ kind: 'cut', count: 8, ahead: true });
+    // Sent ahead, a request arriving just after the cut also waits for the busy instance to free. SLO 66 ms: cut
+    // onto an idle instance the batch may take 40 ms (12 rows, all there are); sent ahead into an instance busy
+    // for 10 ms more, 30 ms (10 rows); and an instance past its expected end counts as freeing now.
+    expect(decideSlo(input({ queued, largestBatch: 12, sloNs: 66n * MS }))).toEqual({ kind: 'cut', count: 12, ahead: false });
+    expect(decideSlo(input({ queued, largestBatch: 12, sloNs: 66n * MS, idle: false, busyUntilNs: at(10) }))).toEqual({ kind: 'cut', count: 10, ahead: true });
+    expect(decideSlo(input({ queued, largestBatch: 12, sloNs: 66n * MS, idle: false, busyUntilNs: at(-5) }))).toEqual({ kind: 'cut', count: 12, ahead: true });
   });
 
   it('with an idle instance, waits for the batch to fill while every member stays in time', () => {
