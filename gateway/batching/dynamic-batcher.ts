@@ -25,10 +25,12 @@ import { decideSlo, newcomerRows } from './slo-decide.js';
 const MS = 1_000_000n;
 /**
  * SLO mode: a model counts as shared by tenants this long after arrivals
- * last switched from one tenant to another: a tenant sending at least a
- * request a second is still sending.
+ * last switched from one tenant to another: a tenant that sent within it is
+ * still sending. Not 1 s: a quiet tenant's pause of two seconds let a
+ * flood's backlog batches grow and go ahead, and its next requests waited
+ * behind them (noisy neighbour: 400-690 ms against 30 alone).
  */
-const SHARED_NS = 1_000n * MS;
+const SHARED_NS = 10_000n * MS;
 
 /** What the batcher needs from the instance slots (InstanceSlots fits). */
 export interface BatchSlots<P> {

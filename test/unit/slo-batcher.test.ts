@@ -235,7 +235,7 @@ describe('DynamicBatcher in SLO mode (batching_slo_ms)', () => {
     expect(recorder.cuts.map((c) => c.labels.length)).toEqual([1, 8, 8, 3]);
   });
 
-  it('with tenants sharing the model, cuts a backlog at the efficient size; once one tenant sends alone for a second, up to max_batch_size', async () => {
+  it('with tenants sharing the model, cuts a backlog at the efficient size; once one tenant sends alone for 10 s, up to max_batch_size', async () => {
     const a: JobTenant = { name: 'a', weight: 1, queueShare: 1 };
     const b: JobTenant = { name: 'b', weight: 1, queueShare: 1 };
     // B's request, then A's flood: the arrivals switched tenants, so A's first batch is 6 rows (the efficient
@@ -246,20 +246,25 @@ describe('DynamicBatcher in SLO mode (batching_slo_ms)', () => {
     shared.recorder.cuts[0]?.finish();
     await flush();
     expect(shared.recorder.cuts.map((c) => c.labels.length)).toEqual([1, 6]);
-    // B sent once, A's first arrival after it marked the model shared, and A alone has sent for a second since.
-    const later = setup({ sloMs: 1_000 });
-    later.submit('b0', { tenant: b });
-    later.submit('a0', { tenant: a });
-    for (let i = 0; i < 2; i++) {
-      for (const c of later.recorder.cuts) c.finish();
+    // B sent once, A's first arrival after it marked the model shared, and A alone has sent since: for 2 s (a
+    // quiet tenant's pause: still shared), then for 10 s (B has gone).
+    const floodAfter = async (ms: number): Promise<number | undefined> => {
+      const later = setup({ sloMs: 1_000 });
+      later.submit('b0', { tenant: b });
+      later.submit('a0', { tenant: a });
+      for (let i = 0; i < 2; i++) {
+        for (const c of later.recorder.cuts) c.finish();
+        await flush();
+      }
+      later.clock.advance(ms);
+      for (let i = 1; i <= 20; i++) later.submit(`a${i}`, { tenant: a });
+      later.recorder.cuts.at(-1)?.finish();
       await flush();
-    }
-    later.clock.advance(1_001);
-    for (let i = 1; i <= 20; i++) later.submit(`a${i}`, { tenant: a });
-    later.recorder.cuts.at(-1)?.finish();
-    await flush();
-    // (the cuts before it: b0, a0 and the first of a1… onto the idle instance, one row each)
-    expect(later.recorder.cuts.at(-1)?.labels.length).toBe(8);
+      // (the cuts before it: b0, a0 and the first of a1… onto the idle instance, one row each)
+      return later.recorder.cuts.at(-1)?.labels.length;
+    };
+    expect(await floodAfter(2_000)).toBe(6);
+    expect(await floodAfter(10_001)).toBe(8);
   });
 
   it("with tenants sharing the model, cuts a flooding tenant's batch only as the instance frees, however late: a request of another tenant arriving meanwhile rides in it", async () => {
