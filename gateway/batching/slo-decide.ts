@@ -185,11 +185,6 @@ export function newcomerRows(efficient: number, budgetNs: number, compute: (rows
   return 1;
 }
 
-/** The moment to dispatch a batch for an instance that frees at `freeNs`: the dispatch time before it. */
-function sendBy(input: SloInput, freeNs: bigint): bigint {
-  return freeNs - ns(input.dispatchNs ?? 0);
-}
-
 /**
  * - Nothing queued: idle. Cold cost model: cut now (Triton with no delay).
  * - Tenants share the model and no instance is idle: hold until one frees.
@@ -238,8 +233,8 @@ export function decideSlo(input: SloInput): SloDecision {
     return until <= now ? { kind: 'cut', count, ahead: false } : { kind: 'wait', untilNs: until };
   }
   const start = input.busyUntilNs ?? now;
-  // Past the moment to dispatch for the instance's next run: waiting longer would idle it.
-  const dispatchAt = sendBy(input, start);
+  // Past the moment to dispatch for the instance's next run (the dispatch time before it frees): waiting longer would idle it.
+  const dispatchAt = start - ns(input.dispatchNs ?? 0);
   if (input.busyUntilNs !== undefined && now >= dispatchAt) return { kind: 'cut', count, ahead: true };
   // Growing by what arrives until the instance frees, would it still be in time?
   const grown = Math.min(input.maxBatch, rows + Math.floor(input.arrivalRowsPerNs * Number(start > now ? start - now : 0n)));
