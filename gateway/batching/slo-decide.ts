@@ -162,22 +162,39 @@ function backlogCount(input: SloInput, count: number, rows: number): number {
 export const NEWCOMER_THROUGHPUT_FLOOR = 0.5;
 
 /**
+ * While tenants share the model, a newcomer's latency (its wait for the
+ * batch running, then its own batch of the same size) is kept within this
+ * many times one row's latency alone (`cost(1)`), on top of its deadline:
+ * a tenant sending now and then waits for a flood's batches at most as long
+ * again as its request alone takes. On a GPU a batch costs little more than
+ * a row, and the batches stay large; on CPU a compute-bound model's rows
+ * each take about a row's time, and a flood's batches shrink to a row or
+ * two, which costs the flood little throughput there. Held to the SLO alone,
+ * the busy machine's medians (small batches stalled most under the flood)
+ * let them grow to 3-6 rows, and the quiet tenant waited 3× its p99 alone.
+ */
+export const SHARED_LATENCY_FACTOR = 2;
+
+/**
  * While tenants share the model: the rows of a full batch (at most
  * `efficient`) such that a request of another tenant arriving as the batch
  * starts can wait for it and then be served in the next batch of that size
  * within `budgetNs` (the tightest deadline, from arrival, among requests
- * lately; the model's SLO for those without one). The largest such size;
- * never one whose throughput falls below NEWCOMER_THROUGHPUT_FLOOR of the
+ * lately; the model's SLO for those without one) and within
+ * SHARED_LATENCY_FACTOR times one row's cost. The largest such size; never
+ * one whose throughput falls below NEWCOMER_THROUGHPUT_FLOOR of the
  * efficient size's (a tenant's tight deadlines do not halve everyone's
  * capacity), nor below 1. `efficient` while the cost model is cold.
  */
 export function newcomerRows(efficient: number, budgetNs: number, compute: (rows: number) => number | undefined, cost: (rows: number) => number | undefined): number {
   let run = compute(efficient);
-  if (run === undefined) return efficient;
+  const alone = cost(1);
+  if (run === undefined || alone === undefined) return efficient;
+  const budget = Math.min(budgetNs, SHARED_LATENCY_FACTOR * alone);
   const floor = NEWCOMER_THROUGHPUT_FLOOR * (efficient / run);
   for (let n = efficient; n > 1; n--) {
     const next = cost(n);
-    if (next === undefined || run + next <= budgetNs) return n;
+    if (next === undefined || run + next <= budget) return n;
     const smaller = compute(n - 1);
     if (smaller === undefined || (n - 1) / smaller < floor) return n;
     run = smaller;

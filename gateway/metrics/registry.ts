@@ -155,7 +155,7 @@ export class MetricsRegistry {
     });
     new Gauge({
       name: 'fabriek_batch_full_rows',
-      help: 'Rows of a full batch of SLO-mode versions: the size past which the cost model finds larger batches buy under 10 % more throughput (at most max_batch_size)',
+      help: 'Rows of a full batch of SLO-mode versions: the smallest size doing 90 % of the best throughput the cost model measured (at most max_batch_size), and while tenants share the version no more than keeps a newcomer within twice a row\'s latency alone and its deadline',
       labelNames: VL,
       registers,
       collect() {

@@ -107,7 +107,7 @@ class Recorder implements BatchRunner<number> {
   }
 }
 
-function setup(o: { sloMs: number; maxBatch?: number; capacity?: number; instances?: number; priorityLevels?: bigint; warm?: boolean }) {
+function setup(o: { sloMs: number; maxBatch?: number; capacity?: number; instances?: number; priorityLevels?: bigint; warm?: boolean; overheadMs?: number }) {
   const clock = new FakeClock();
   const slots = new FakeSlots(o.capacity ?? 1, o.instances ?? 1);
   const labels = new Map<number, string>();
@@ -124,6 +124,8 @@ function setup(o: { sloMs: number; maxBatch?: number; capacity?: number; instanc
   const batcher = new DynamicBatcher({ modelKey: 'm/1', slots, dispatcher: recorder, policy, clock, sloNs: BigInt(o.sloMs) * MS });
   // The explicit cost table: two executions at 1, 2, 4 and 8 rows (a size's first timing gives way to its second).
   if (o.warm ?? true) for (const rows of [1, 2, 4, 8, 1, 2, 4, 8]) batcher.cost.observe(rows, costMs(rows) * 1e6);
+  // The way to the worker and back, beyond the compute (a mean: repeated until it settles).
+  for (let i = 0; i < 100 && o.overheadMs !== undefined; i++) batcher.cost.observeOverhead((costMs(1) + o.overheadMs) * 1e6, costMs(1) * 1e6);
   let next = 1;
   const results = new Map<string, { result?: JobResult; error?: unknown }>();
   /** A request labelled `label`; `deadlineMs`: its own deadline, ms from now. */
@@ -240,7 +242,8 @@ describe('DynamicBatcher in SLO mode (batching_slo_ms)', () => {
     const b: JobTenant = { name: 'b', weight: 1, queueShare: 1 };
     // B's request, then A's flood: the arrivals switched tenants, so A's first batch is 6 rows (the efficient
     // size), not the 8 a flood alone gets (the test above): a request of B's arriving next waits for less.
-    const shared = setup({ sloMs: 1_000 });
+    // (With 20 ms to the worker and back, twice a row's 22.5 ms allows the 6 rows: see the test below.)
+    const shared = setup({ sloMs: 1_000, overheadMs: 20 });
     shared.submit('b0', { tenant: b });
     for (let i = 0; i < 20; i++) shared.submit(`a${i}`, { tenant: a });
     shared.recorder.cuts[0]?.finish();
@@ -249,7 +252,7 @@ describe('DynamicBatcher in SLO mode (batching_slo_ms)', () => {
     // B sent once, A's first arrival after it marked the model shared, and A alone has sent since: for 2 s (a
     // quiet tenant's pause: still shared), then for 10 s (B has gone).
     const floodAfter = async (ms: number): Promise<number | undefined> => {
-      const later = setup({ sloMs: 1_000 });
+      const later = setup({ sloMs: 1_000, overheadMs: 20 });
       later.submit('b0', { tenant: b });
       later.submit('a0', { tenant: a });
       for (let i = 0; i < 2; i++) {
@@ -270,7 +273,7 @@ describe('DynamicBatcher in SLO mode (batching_slo_ms)', () => {
   it("with tenants sharing the model, cuts a flooding tenant's batch only as the instance frees, however late: a request of another tenant arriving meanwhile rides in it", async () => {
     const a: JobTenant = { name: 'a', weight: 1, queueShare: 1 };
     const b: JobTenant = { name: 'b', weight: 1, queueShare: 1 };
-    const { clock, recorder, submit } = setup({ sloMs: 1_000, capacity: 2, instances: 1 });
+    const { clock, recorder, submit } = setup({ sloMs: 1_000, capacity: 2, instances: 1, overheadMs: 20 });
     // B's request runs (1 row: 2.5 ms by the table); A's flood arrives behind it. A full batch is queued, and a
     // slot is free to send it ahead, but it is held until the instance frees.
     submit('b0', { tenant: b });
@@ -291,16 +294,32 @@ describe('DynamicBatcher in SLO mode (batching_slo_ms)', () => {
   it("with tenants sharing the model, sizes a flood's batches so that another tenant's request, by its deadline, can wait out one and ride in the next", async () => {
     const a: JobTenant = { name: 'a', weight: 1, queueShare: 1 };
     const b: JobTenant = { name: 'b', weight: 1, queueShare: 1 };
-    // B's request brings a deadline 8 ms away: a batch of n rows run twice (2 + 0.5 n ms each) fits it up to 4
-    // rows; the efficient size is 6 (the test above).
-    const { recorder, submit } = setup({ sloMs: 1_000 });
-    submit('b0', { tenant: b, deadlineMs: 8 });
+    // B's request brings a deadline 28 ms away: a batch of n rows run (2 + 0.5 n ms) and then cut to answer
+    // (20 ms more) fits it up to 4 rows; the efficient size is 6 (the test above).
+    const { recorder, submit } = setup({ sloMs: 1_000, overheadMs: 20 });
+    submit('b0', { tenant: b, deadlineMs: 28 });
     for (let i = 0; i < 20; i++) submit(`a${i}`, { tenant: a });
     for (let i = 0; i < 3; i++) {
       recorder.cuts[i]?.finish();
       await flush();
     }
     expect(recorder.cuts.map((c) => c.labels.length)).toEqual([1, 4, 4, 4]);
+  });
+
+  it("with tenants sharing the model, keeps another tenant's request within twice a row's latency alone: a compute-bound flood's batches shrink, down to half their throughput", async () => {
+    const a: JobTenant = { name: 'a', weight: 1, queueShare: 1 };
+    const b: JobTenant = { name: 'b', weight: 1, queueShare: 1 };
+    // Nothing beyond the compute (2 + 0.5 n ms): B's wait for a batch of n rows and its own batch, 2 (2 + 0.5 n),
+    // is within twice a row's 2.5 ms only at 1 row, which does 0.4 rows/ms against the 6 rows' 1.2: below half.
+    // 2 rows (0.67) is the smallest above it. Without B the flood gets the efficient 6 (the tests above).
+    const { recorder, submit } = setup({ sloMs: 1_000 });
+    submit('b0', { tenant: b });
+    for (let i = 0; i < 20; i++) submit(`a${i}`, { tenant: a });
+    for (let i = 0; i < 3; i++) {
+      recorder.cuts[i]?.finish();
+      await flush();
+    }
+    expect(recorder.cuts.map((c) => c.labels.length)).toEqual([1, 2, 2, 2]);
   });
 
   it('grows a backlog batch past the efficient size only as far as its earliest deadline allows', async () => {

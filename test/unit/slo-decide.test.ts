@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decideSlo, newcomerRows, QUIET_GAPS, type SloEntry, type SloInput } from '../../gateway/batching/slo-decide.js';
+import { decideSlo, newcomerRows, QUIET_GAPS, SHARED_LATENCY_FACTOR, type SloEntry, type SloInput } from '../../gateway/batching/slo-decide.js';
 
 // The SLO-aware decision with explicit clocks and cost tables (ms → ns).
 
@@ -143,14 +143,22 @@ describe('decideSlo, dispatch ahead of a busy instance', () => {
 
 describe('newcomerRows', () => {
   it('is the largest batch a newcomer can wait out and still be served within the budget in the next', () => {
-    // 10 ms + 2 ms a row: 8 rows run 26 ms, twice 52 ms.
-    expect(newcomerRows(8, 100e6, table, table)).toBe(8);
-    // Twice (10 + 2n) ≤ 40 ms: 5 rows.
-    expect(newcomerRows(8, 40e6, table, table)).toBe(5);
-    // Where time per row is flat (ResNet-18 on CPU), one row when two do not fit.
+    // GPU-like: 1 ms + 0.1 ms a row of compute, 10.05 ms more from cut to answer. Waiting out n rows and riding
+    // in the next n: 12.05 + 0.2 n ms. Twice a row alone (2 × 11.15 ms) allows 51 rows; a 14 ms budget 9.
+    const compute = (rows: number): number => (1 + 0.1 * rows) * 1e6;
+    const cost = (rows: number): number => compute(rows) + 10.05e6;
+    expect(newcomerRows(64, 100e6, compute, cost)).toBe(51);
+    expect(newcomerRows(64, 14e6, compute, cost)).toBe(9);
+    expect(newcomerRows(8, 100e6, compute, cost)).toBe(8);
+  });
+
+  it('keeps a newcomer within SHARED_LATENCY_FACTOR times a row alone: on CPU, where rows cost what they cost alone, a row', () => {
+    // ResNet-18 on CPU, flat per row: 1 row (22 ms for two) is the only size within twice 11 ms, whatever the budget.
     const flat = (rows: number): number => 11e6 * rows;
-    expect(newcomerRows(16, 50e6, flat, flat)).toBe(2);
-    expect(newcomerRows(16, 30e6, flat, flat)).toBe(1);
+    expect(SHARED_LATENCY_FACTOR).toBe(2);
+    expect(newcomerRows(16, 200e6, flat, flat)).toBe(1);
+    // 10 ms + 2 ms a row: 1 row fits, but does under half the 8 rows' throughput: 3 rows, the floor.
+    expect(newcomerRows(8, 100e6, table, table)).toBe(3);
   });
 
   it('never costs the batches more than half their throughput, and is the efficient size while cold', () => {
