@@ -22,7 +22,7 @@ export const SCENARIO_USAGE = `Usage: fabriek bench batching|http|fairness|slo-g
              shed counts, and a goodput chart (about 2 min a round)
   noisy-neighbour issue #15: tenant B's 10 images/s to ResNet-18 alone and while tenant A (same
              weight, no quota) keeps 200 requests outstanding; fixed batching and the SLO mode
-             (about 2 min at the defaults)
+             (about 5 min at the defaults)
   overload   issue #15: resnet_small's capacity (closed loop at 16), then Poisson arrivals at 70 % of
              it and at --factor times it (up to 5,000 outstanding), fixed batching and the SLO mode each
              on a fresh gateway: goodput, p99, refusal latency, RSS peak, SIGTERM (about 2 min)
@@ -51,7 +51,7 @@ Options:
   noisy-neighbour only:
   --model NAME          resnet18 (issue #15's: compute-bound, ~90 images/s on 2 cores; default) or
                         resnet_small (1/16 of its compute: the flood is bound by the gateway's transport)
-  --rounds N            rounds of a window alone and one with A (default 2)
+  --rounds N            rounds of a window alone and one with A (default 6: each p99 pooled over about 600 of B's requests)
   --slo-ms MS           batching_slo_ms of the SLO-mode model (default 200)
   --b-deadline-ms MS    tenant B's own gRPC deadline (default 30000); a B request that fails (shed,
                         deadline exceeded) counts as slower than any answer in B's p99
@@ -139,7 +139,7 @@ export async function runScenario(
   const overload = scenario === 'overload';
   const sloMs = Number(values['slo-ms'] ?? (noisy ? '200' : overload ? '300' : String(SLO_GOODPUT_DEFAULTS.sloMs)));
   if (!Number.isFinite(sloMs) || sloMs <= 0 || sloMs > 60_000) throw new UsageError(`--slo-ms: expected ms from 0 to 60000, got '${values['slo-ms']}'`);
-  const rounds = list('rounds', values.rounds ?? (noisy ? '2' : '8'))[0] ?? 8;
+  const rounds = list('rounds', values.rounds ?? (noisy ? '6' : '8'))[0] ?? 8;
   const bDeadlineMs = Number(values['b-deadline-ms'] ?? '30000');
   if (!Number.isFinite(bDeadlineMs) || bDeadlineMs <= 0 || bDeadlineMs > 60_000) {
     throw new UsageError(`--b-deadline-ms: expected ms from 0 to 60000, got '${values['b-deadline-ms']}'`);
