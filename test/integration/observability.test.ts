@@ -19,7 +19,9 @@ import { type PrometheusServer, promtool, startPrometheus } from '../helpers/pro
 // `fabriek serve` every second while it serves a short load (and refuses a
 // tenant over its quota), and every query of the dashboard and of the rules
 // must return data from that Prometheus. A metric renamed, a label dropped or
-// a typo in PromQL fails here, not in front of the on-call person.
+// a typo in PromQL fails here, not in front of the on-call person. The
+// gateway runs what has panels of its own: the response cache, on-demand
+// loading and an SLO-mode model (add_sub with batching_slo_ms).
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const DASHBOARD = join(ROOT, 'deploy/grafana/fabriek.json');
@@ -61,6 +63,11 @@ describe('Grafana dashboard and Prometheus alert rules against a real Prometheus
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'fabriek-observability-'));
     cpSync(join(ROOT, 'models/examples/add_sub'), join(dir, 'models', 'add_sub'), { recursive: true });
+    const config = join(dir, 'models', 'add_sub', 'config.pbtxt');
+    writeFileSync(
+      config,
+      `${readFileSync(config, 'utf8')}response_cache { enable: true }\nparameters { key: "batching_slo_ms" value { string_value: "200" } }\n`,
+    );
     writeFileSync(
       join(dir, 'tenants.yaml'),
       [
@@ -75,7 +82,22 @@ describe('Grafana dashboard and Prometheus alert rules against a real Prometheus
         '',
       ].join('\n'),
     );
-    gateway = await startGateway(['--model-repository', join(dir, 'models'), '--workers', '1', '--tenants', join(dir, 'tenants.yaml'), '--log-level', 'warn']);
+    gateway = await startGateway([
+      '--model-repository',
+      join(dir, 'models'),
+      '--workers',
+      '1',
+      '--tenants',
+      join(dir, 'tenants.yaml'),
+      '--cache-config',
+      'local,size=1048576',
+      '--model-control-mode',
+      'on-demand',
+      '--model-memory-budget',
+      '4models',
+      '--log-level',
+      'warn',
+    ]);
     const metricsPort = /metrics on [^ ;]+:(\d+)/.exec(gateway.readyLine)?.[1];
     prometheus = await startPrometheus([`127.0.0.1:${metricsPort}`], [RULES]);
   }, 120_000);
