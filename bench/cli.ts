@@ -9,6 +9,7 @@ import { DISTURBED_CORES, cpuMeter } from './load/child-server.js';
 import { InputDataError } from './load/input-data.js';
 import { PERF_USAGE, UsageError, parsePerfArgs, parsed, perfWatchdogMs } from './options.js';
 import { runPerf } from './perf.js';
+import { profileCommand } from './profile/profile-run.js';
 import { manyModelsCommand } from './scenarios/many-models.js';
 import { runScenario } from './scenarios/run-scenario.js';
 import { scalingCommand } from './scenarios/scaling.js';
@@ -117,6 +118,7 @@ async function main(argv: readonly string[]): Promise<number> {
   if (first === 'suite') return suite(rest);
   if (first === 'many-models') return manyModelsCommand(rest, log, watchdog);
   if (first === 'scaling') return scalingCommand(rest, log, watchdog);
+  if (first === 'profile') return profileCommand(rest, log, watchdog);
   if (first === 'batching' || first === 'http' || first === 'fairness' || first === 'slo-goodput' || first === 'noisy-neighbour' || first === 'overload') {
     return runScenario(first, rest, log, watchdog, warnIfBusy);
   }

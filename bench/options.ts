@@ -31,6 +31,8 @@ export const PERF_USAGE = `Usage: fabriek bench -m MODEL [options]          meas
        fabriek bench compare A.json B.json [--threshold PCT]
        fabriek bench batching|http [options]     the issue #3 / #4 scenarios (fabriek bench batching --help)
        fabriek bench scaling [options]           req/s over 1, 2, 4, 8 gateway processes (fabriek bench scaling --help)
+       fabriek bench profile -m MODEL --model-repository DIR
+                                                 CPU per request by stage of the path, from V8 profiles (--help)
 
 Server and model:
   -m, --model-name NAME          model to measure (required)

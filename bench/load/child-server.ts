@@ -39,8 +39,8 @@ const STDERR_TAIL = 16_384;
  * Starts `node script args…` and waits for a stdout line matching
  * `ready` whose first group is the port it listens on (127.0.0.1).
  */
-export async function startChildServer(script: string, args: readonly string[], ready: RegExp, timeoutMs = 120_000): Promise<ChildServer> {
-  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+export async function startChildServer(script: string, args: readonly string[], ready: RegExp, timeoutMs = 120_000, nodeArgs: readonly string[] = []): Promise<ChildServer> {
+  const child = spawn(process.execPath, [...nodeArgs, script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   liveChildren.add(child);
   let stdout = '';
   let stderr = '';
@@ -98,7 +98,8 @@ export async function startChildServer(script: string, args: readonly string[], 
 /** `fabriek serve` flags for --max-inflight-wait-ms `ms` (none for 0, the default). */
 export const inflightWaitArgs = (ms: number): string[] => (ms > 0 ? ['--max-inflight-wait-ms', String(ms)] : []);
 
-export function startGateway(repository: string, extraArgs: readonly string[] = []): Promise<ChildServer> {
+/** `nodeArgs`: options for node itself (before the script), which the workers it forks inherit (fork's default execArgv). */
+export function startGateway(repository: string, extraArgs: readonly string[] = [], o: { readonly nodeArgs?: readonly string[] } = {}): Promise<ChildServer> {
   return startChildServer(
     GATEWAY_CLI,
     [
@@ -120,6 +121,8 @@ export function startGateway(repository: string, extraArgs: readonly string[] = 
       ...extraArgs,
     ],
     / ready: gRPC on 127\.0\.0\.1:(\d+)/,
+    120_000,
+    o.nodeArgs,
   );
 }
 

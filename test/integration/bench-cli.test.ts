@@ -198,6 +198,25 @@ describe('fabriek bench against a real server', () => {
     expect(bad.stderr).toMatch(/--processes: expected integers from 1 to 64, got '0,2'/);
   }, 120_000);
 
+  it('profiles a server it starts: every process writes a profile, and the CPU of the measured load is charged to stages per request', async () => {
+    const profiles = join(dir, 'profiles');
+    const r = await bench(['profile', '-m', 'identity_fp32', '--model-repository', TEST_REPOSITORY, '-c', '4', '--duration', '2', '--profile-dir', profiles], 90_000);
+    expect(r.code, r.stderr).toBe(0);
+    // The gateway's main thread and the worker's (plus its ONNX Runtime threads): two processes at least.
+    const pids = new Set((await readdir(profiles)).filter((f) => f.endsWith('.cpuprofile')).map((f) => f.split('.')[3]));
+    expect(pids.size).toBeGreaterThanOrEqual(2);
+    expect(r.stdout).toMatch(/\| stage \(µs of CPU per request\) \| gateway \(1 threads\) \| worker \(\d+ threads\) \| server \| share \|/);
+    expect(r.stdout).toMatch(/\| grpc-js \(calls, metadata, message framing\) \| [\d.]+ \| [\d.]+ \| [\d.]+ \|/);
+    expect(r.stdout).toMatch(/\| ONNX Runtime \(run, tensors\) \| [\d.]+ \| [\d.]+ \|/);
+    const busy = /\*\*busy \(profiled\)\*\* \| \*\*([\d.]+)\*\* \| \*\*([\d.]+)\*\*/.exec(r.stdout);
+    expect(Number(busy?.[1])).toBeGreaterThan(0);
+    expect(Number(busy?.[2])).toBeGreaterThan(0);
+    expect(r.stdout).toMatch(/\d+ requests in [\d.]+ s \(\d+\/s\), 0 errors/);
+    const bad = await bench(['profile', '--model-repository', TEST_REPOSITORY]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/profile: -m MODEL is required/);
+  }, 90_000);
+
   it('exits 2 with a message for bad flags, an unknown model shape, or a file that is not a result', async () => {
     const noModel = await bench(['--concurrency-range', '1']);
     expect(noModel.code).toBe(2);
