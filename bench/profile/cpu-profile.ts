@@ -149,7 +149,7 @@ export function stageTimes(profile: CpuProfile, fromUs: number, toUs: number): S
   for (let i = 0; i < profile.samples.length; i++) {
     t += profile.timeDeltas[i] ?? 0;
     // A sample's time is the gap to the next one.
-    const dt = (profile.timeDeltas[i + 1] ?? 0) as number;
+    const dt = profile.timeDeltas[i + 1] ?? 0;
     if (t < fromUs || t > toUs || dt <= 0) continue;
     const stage = resolve(profile.samples[i] as number);
     if (stage === 'idle') {

@@ -13,8 +13,9 @@ import { parseArgs } from 'node:util';
 import { InferenceGrpcClient } from '../../client/grpc-client.js';
 import { treeCpuSeconds } from '../../core/process-cpu.js';
 import { startGateway } from '../load/child-server.js';
+import { closedLoop } from '../load/closed-loop.js';
 import { H2GrpcInfer } from '../load/h2-grpc-infer.js';
-import { planInputs } from '../load/input-data.js';
+import { parseShapeFlag, planInputs } from '../load/input-data.js';
 import { UsageError, parsed, splitServeFlags } from '../options.js';
 import { mdTable } from '../report/format.js';
 import { type CpuProfile, STAGES, type StageTimes, addStageTimes, profileFileInfo, stageTimes } from './cpu-profile.js';
@@ -29,6 +30,7 @@ stages of the request path: µs per request, per process.
   --model-repository DIR    the repository the server loads (required)
   -c, --concurrency N       calls in flight (default 16)
   --duration S              seconds of measured load, after 2 s of warm-up (default 10)
+  --shape NAME:D1,D2        dims of a variable-size input (without the batch dim); repeatable
   --profile-dir DIR         keep the .cpuprofile files there (default: a temp dir, removed)
   -- FLAGS                  more 'fabriek serve' flags, e.g. -- --local-workers in-process
 `;
@@ -40,6 +42,8 @@ export interface ProfileOptions {
   readonly repository: string;
   readonly concurrency: number;
   readonly durationMs: number;
+  /** --shape: dims of variable-size inputs (without the batch dim). */
+  readonly shapes: ReadonlyMap<string, readonly number[]>;
   readonly profileDir?: string;
   readonly serveFlags: readonly string[];
 }
@@ -71,6 +75,7 @@ export function parseProfileArgs(argv: readonly string[]): ProfileOptions | { he
         'model-repository': { type: 'string' },
         concurrency: { type: 'string', short: 'c', default: '16' },
         duration: { type: 'string', default: '10' },
+        shape: { type: 'string', multiple: true },
         'profile-dir': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -88,6 +93,7 @@ export function parseProfileArgs(argv: readonly string[]): ProfileOptions | { he
     repository: resolve(values['model-repository']),
     concurrency,
     durationMs: seconds * 1_000,
+    shapes: parsed(() => new Map((values.shape ?? []).map(parseShapeFlag))),
     ...(values['profile-dir'] !== undefined ? { profileDir: resolve(values['profile-dir']) } : {}),
     serveFlags,
   };
@@ -106,34 +112,27 @@ export async function runProfile(o: ProfileOptions, log: (line: string) => void)
       const md = await admin.getModelMetadata(o.model, '', { timeoutMs: 30_000 });
       const config = await admin.getModelConfig(o.model, '', { timeoutMs: 10_000 });
       admin.close();
-      const inputs = planInputs(md, config.maxBatchSize, { batchSize: 1, data: { kind: 'zero' }, poolSize: 1 }).sets[0] ?? [];
+      const inputs = planInputs(md, config.maxBatchSize, { batchSize: 1, shapes: o.shapes, data: { kind: 'zero' }, poolSize: 1 }).sets[0] ?? [];
       const client = new H2GrpcInfer(server.address);
       const prepared = client.prepareInfer(o.model, inputs);
       log(`profiling ${o.model} at ${o.concurrency} calls in flight: ${WARMUP_MS / 1000} s warm-up, ${o.durationMs / 1000} s measured…`);
-      const fromUs = nowUs() + WARMUP_MS * 1_000;
-      const toUs = fromUs + o.durationMs * 1_000;
-      let requests = 0;
-      let errors = 0;
-      const loop = async (): Promise<void> => {
-        while (nowUs() < toUs) {
-          try {
-            await client.inferPrepared(prepared, { timeoutMs: 30_000 });
-            const t = nowUs();
-            if (t >= fromUs && t <= toUs) requests++;
-          } catch {
-            if (nowUs() >= fromUs) errors++;
-          }
-        }
-      };
-      // The tree's CPU over the same window, read as it opens and closes.
-      let treeSeconds = 0;
-      const opens = setTimeout(() => (treeSeconds = -treeCpuSeconds(server.pid)), WARMUP_MS);
-      const closes = setTimeout(() => (treeSeconds += treeCpuSeconds(server.pid)), WARMUP_MS + o.durationMs);
-      await Promise.all(Array.from({ length: o.concurrency }, () => loop()));
-      await new Promise((r) => setTimeout(r, 50));
-      clearTimeout(opens);
-      clearTimeout(closes);
-      load = { requests, errors, fromUs, toUs, treeSeconds: Math.max(0, treeSeconds) };
+      // One window: its boundaries bound the samples counted and the tree's CPU read from /proc.
+      const at: number[] = [];
+      const tree: number[] = [];
+      const measured = await closedLoop({
+        concurrency: o.concurrency,
+        warmupMs: WARMUP_MS,
+        send: (_seq, signal) => client.inferPrepared(prepared, { timeoutMs: 30_000, signal }),
+        windows: { intervalMs: o.durationMs, maxTrials: 1 },
+        hooks: {
+          onBoundary: (i) => {
+            at[i] = nowUs();
+            tree[i] = treeCpuSeconds(server.pid);
+          },
+        },
+      });
+      const errors = Object.values(measured.errors).reduce((n, k) => n + k, 0);
+      load = { requests: measured.requests, errors, fromUs: at[0] ?? 0, toUs: at[1] ?? 0, treeSeconds: (tree[1] ?? 0) - (tree[0] ?? 0) };
       client.close();
     } finally {
       // Each process writes its profile as it exits: the gateway on SIGTERM, the workers as it stops them.

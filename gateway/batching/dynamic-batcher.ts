@@ -450,8 +450,23 @@ export class DynamicBatcher<P> implements Scheduler {
     if (this.#sloNs === 0n || now >= this.#sharedUntilNs) return rows;
     // Never looser than the SLO, whatever deadlines the callers bring.
     const budget = now < this.#budgetUntilNs && this.#budgetNs < this.#sloNs ? this.#budgetNs : this.#sloNs;
-    return newcomerRows(rows, Number(budget), this.#computeNs, this.#estimateNs);
+    // newcomerRows walks down from the efficient size, two estimates a size; its inputs change only with a
+    // timing (samples, overhead), the efficient size or the budget, and it is asked at every decision.
+    const m = this.#newcomer;
+    const samples = this.cost.samples;
+    const overhead = this.cost.overheadNs;
+    if (m.samples !== samples || m.overhead !== overhead || m.efficient !== rows || m.budget !== budget) {
+      m.samples = samples;
+      m.overhead = overhead;
+      m.efficient = rows;
+      m.budget = budget;
+      m.rows = newcomerRows(rows, Number(budget), this.#computeNs, this.#estimateNs);
+    }
+    return m.rows;
   }
+
+  /** The last newcomerRows answer and what it was asked with (see #fullRows). */
+  readonly #newcomer = { samples: -1, overhead: NaN, efficient: 0, budget: 0n, rows: 0 };
 
   /** A request arrived with `budget` ns to its deadline: the tightest of the last SHARED_NS is kept. */
   #noteBudget(budget: bigint, now: bigint): void {

@@ -125,7 +125,7 @@ function setup(o: { sloMs: number; maxBatch?: number; capacity?: number; instanc
   // The explicit cost table: two executions at 1, 2, 4 and 8 rows (a size's first timing gives way to its second).
   if (o.warm ?? true) for (const rows of [1, 2, 4, 8, 1, 2, 4, 8]) batcher.cost.observe(rows, costMs(rows) * 1e6);
   // The way to the worker and back, beyond the compute (a mean: repeated until it settles).
-  for (let i = 0; i < 100 && o.overheadMs !== undefined; i++) batcher.cost.observeOverhead((costMs(1) + o.overheadMs) * 1e6, costMs(1) * 1e6);
+  if (o.overheadMs !== undefined) for (let i = 0; i < 100; i++) batcher.cost.observeOverhead((costMs(1) + o.overheadMs) * 1e6, costMs(1) * 1e6);
   let next = 1;
   const results = new Map<string, { result?: JobResult; error?: unknown }>();
   /** A request labelled `label`; `deadlineMs`: its own deadline, ms from now. */
@@ -304,6 +304,28 @@ describe('DynamicBatcher in SLO mode (batching_slo_ms)', () => {
       await flush();
     }
     expect(recorder.cuts.map((c) => c.labels.length)).toEqual([1, 4, 4, 4]);
+  });
+
+  it("with tenants sharing the model, follows the cost model and the deadlines as they change: the full batch is asked at every decision, worked out once per change", async () => {
+    const a: JobTenant = { name: 'a', weight: 1, queueShare: 1 };
+    const b: JobTenant = { name: 'b', weight: 1, queueShare: 1 };
+    const { batcher, recorder, submit } = setup({ sloMs: 1_000, overheadMs: 20 });
+    submit('b0', { tenant: b });
+    submit('a0', { tenant: a });
+    // Shared, 20 ms from cut to answer beyond the compute: the efficient 6 rows fit twice a row's 22.5 ms.
+    expect(batcher.fullBatchRows).toBe(6);
+    expect(batcher.fullBatchRows).toBe(6);
+    // The way to the worker shortens to nothing (new timings): a row alone is 2.5 ms, and only the throughput
+    // floor's 2 rows are left (the test below).
+    for (let i = 0; i < 100; i++) batcher.cost.observeOverhead(costMs(1) * 1e6, costMs(1) * 1e6);
+    expect(batcher.fullBatchRows).toBe(2);
+    // Back to 20 ms, and a request of B's brings a deadline 28 ms away: 4 rows (its wait and ride, 24 + n ms).
+    for (let i = 0; i < 100; i++) batcher.cost.observeOverhead((costMs(1) + 20) * 1e6, costMs(1) * 1e6);
+    expect(batcher.fullBatchRows).toBe(6);
+    submit('b1', { tenant: b, deadlineMs: 28 });
+    expect(batcher.fullBatchRows).toBe(4);
+    for (const c of recorder.cuts) c.finish();
+    await flush();
   });
 
   it("with tenants sharing the model, keeps another tenant's request within twice a row's latency alone: a compute-bound flood's batches shrink, down to half their throughput", async () => {
