@@ -1,6 +1,6 @@
 import { statSync } from 'node:fs';
-import type ort from 'onnxruntime-node';
 import { type ModelInstance } from './model-instance.js';
+import { type OrtSession } from './ort-binding.js';
 import { openSession, runTask } from './ort-session.js';
 import { type BatchOutput, type BatchTask, type SessionInfo, type ThreadInit } from './thread-protocol.js';
 
@@ -63,7 +63,7 @@ function median(xs: readonly number[]): number {
 export class InlineSession implements ModelInstance {
   private constructor(
     readonly info: SessionInfo,
-    readonly session: ort.InferenceSession,
+    readonly session: OrtSession,
   ) {}
 
   static async open(init: ThreadInit): Promise<InlineSession> {
@@ -79,7 +79,8 @@ export class InlineSession implements ModelInstance {
   }
 
   close(): Promise<void> {
-    return this.session.release();
+    this.session.release();
+    return Promise.resolve();
   }
 }
 

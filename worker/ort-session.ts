@@ -1,5 +1,6 @@
 import ort from 'onnxruntime-node';
 import { datatypeFromOrtType } from '../core/datatypes.js';
+import { OrtSession } from './ort-binding.js';
 import { fromOrtTensor, toOrtTensor } from './ort-convert.js';
 import { type BatchOutput, type BatchTask, type SessionInfo, type TensorSpecInfo, type ThreadInit, type ThreadSessionOptions } from './thread-protocol.js';
 
@@ -7,7 +8,7 @@ import { type BatchOutput, type BatchTask, type SessionInfo, type TensorSpecInfo
 // fallback, and the model's inputs/outputs as the gateway needs them.
 
 export interface OpenedSession {
-  readonly session: ort.InferenceSession;
+  readonly session: OrtSession;
   readonly info: SessionInfo;
 }
 
@@ -34,11 +35,8 @@ export function sessionOptionsFor(options: ThreadSessionOptions, providers: Prov
 // one), so only fatal messages are let through. Read once, at ORT's first use.
 ort.env.logLevel = 'fatal';
 
-async function create(init: ThreadInit, providers: Providers): Promise<ort.InferenceSession> {
-  const options = sessionOptionsFor(init.options, providers);
-  return 'path' in init.model
-    ? await ort.InferenceSession.create(init.model.path, options)
-    : await ort.InferenceSession.create(init.model.bytes, options);
+function create(init: ThreadInit, providers: Providers): OrtSession {
+  return OrtSession.open('path' in init.model ? init.model.path : init.model.bytes, sessionOptionsFor(init.options, providers));
 }
 
 /**
@@ -50,14 +48,14 @@ async function create(init: ThreadInit, providers: Providers): Promise<ort.Infer
  * metadata says which provider ran and why not the one before it.
  */
 export async function openSession(init: ThreadInit): Promise<OpenedSession> {
-  let session: ort.InferenceSession | undefined;
+  let session: OrtSession | undefined;
   let executionProvider = 'cpu';
   const reasons: string[] = [];
   if (init.device.kind === 'gpu') {
     const { deviceId } = init.device;
     for (const provider of gpuProviders(deviceId)) {
       try {
-        session = await create(init, [provider.option]);
+        session = create(init, [provider.option]);
         executionProvider = provider.label;
         break;
       } catch (error) {
@@ -68,7 +66,7 @@ export async function openSession(init: ThreadInit): Promise<OpenedSession> {
   const fallbackReason = session === undefined ? reasons.join('; ') : '';
   const passedOver = session !== undefined && reasons.length > 0 ? { passedOver: reasons.join('; ') } : {};
   try {
-    session ??= await create(init, ['cpu']);
+    session ??= create(init, ['cpu']);
   } catch (error) {
     throw new Error(`instance ${init.label}: ${explainLoadError(error)}`, { cause: error });
   }
@@ -82,7 +80,7 @@ export async function openSession(init: ThreadInit): Promise<OpenedSession> {
     };
     return { session, info };
   } catch (error) {
-    await session.release();
+    session.release();
     throw new Error(`instance ${init.label}: ${messageOf(error)}`, { cause: error });
   }
 }
@@ -156,24 +154,17 @@ function messageOf(error: unknown): string {
 /**
  * One batch through `session`, timed as the worker reports it: conversion,
  * then the run. Output buffers that must cross a thread go into `transfer`
- * (an ORT thread); on the worker's main thread nothing crosses.
+ * (an ORT thread); on the worker's main thread nothing crosses. The run is
+ * synchronous: the task holds its thread from start to end.
  */
-function markTurn(turn: { ns: bigint }): void {
-  turn.ns = process.hrtime.bigint();
-}
-
-export async function runTask(session: ort.InferenceSession, task: BatchTask, transfer: ArrayBuffer[]): Promise<BatchOutput> {
+export async function runTask(session: OrtSession, task: BatchTask, transfer: ArrayBuffer[]): Promise<BatchOutput> {
   const taskStartNs = process.hrtime.bigint();
   const feeds: Record<string, ort.Tensor> = {};
   for (const input of task.inputs) feeds[input.name] = toOrtTensor(input);
   const runStartNs = process.hrtime.bigint();
-  // onnxruntime-node runs the session in a setImmediate of its own, queued by session.run: this one, queued
-  // just before it, marks when the thread's turn came, so that heldNs leaves out the wait for it.
-  const turn = task.timed === true ? { ns: runStartNs } : undefined;
-  if (turn) setImmediate(markTurn, turn);
-  const results = task.outputs.length > 0 ? await session.run(feeds, task.outputs) : await session.run(feeds);
+  const results = session.run(feeds, task.outputs);
   const runEndNs = process.hrtime.bigint();
   const outputs = Object.entries(results).map(([name, value]) => fromOrtTensor(name, value, transfer));
-  if (!turn) return { outputs, taskStartNs, runStartNs, runEndNs };
-  return { outputs, taskStartNs, runStartNs, runEndNs, heldNs: Number(runStartNs - taskStartNs + (process.hrtime.bigint() - turn.ns)) };
+  if (task.timed !== true) return { outputs, taskStartNs, runStartNs, runEndNs };
+  return { outputs, taskStartNs, runStartNs, runEndNs, heldNs: Number(process.hrtime.bigint() - taskStartNs) };
 }

@@ -1,11 +1,11 @@
 import { parentPort } from 'node:worker_threads';
-import type ort from 'onnxruntime-node';
+import { type OrtSession } from './ort-binding.js';
 import { openSession, runTask } from './ort-session.js';
 import { type BatchTask, type ThreadInit, type ThreadReply, type ThreadRequest } from './thread-protocol.js';
 
 // One thread of the worker's ONNX Runtime pool (ort-pool.ts). It hosts many
 // sessions, by id, and serves requests strictly one after another, in the
-// order they came, answering each once: open (InferenceSession.create, which
+// order they came, answering each once: open (loading the model, which
 // blocks this thread, never the worker's main thread), run (one batch),
 // close. A request that arrives while a run is in progress waits in this
 // thread's message queue and starts the moment the run before it ends, with
@@ -15,7 +15,7 @@ const port = parentPort;
 if (port === null) throw new Error('ort-thread.js must run as a worker thread of OrtThreadPool');
 
 /** Sessions by id; the pool reuses freed ids, so the array stays as long as the most ever open at once. */
-const sessions: Array<ort.InferenceSession | undefined> = [];
+const sessions: Array<OrtSession | undefined> = [];
 const queue: ThreadRequest[] = [];
 let busy = false;
 
@@ -40,7 +40,7 @@ async function serve(): Promise<void> {
           reply = await open(request.id, request.init);
           break;
         case 'close':
-          await close(request.id);
+          close(request.id);
           reply = null;
           break;
       }
@@ -71,8 +71,8 @@ async function run(id: number, task: BatchTask, transfer: ArrayBuffer[]): Promis
   return runTask(session, task, transfer);
 }
 
-async function close(id: number): Promise<void> {
+function close(id: number): void {
   const session = sessions[id];
   sessions[id] = undefined;
-  await session?.release();
+  session?.release();
 }

@@ -84,13 +84,7 @@ export interface BatchOutput {
   readonly runStartNs: bigint;
   /** When session.run returned. */
   readonly runEndNs: bigint;
-  /**
-   * For a `timed` task: how long it held its thread, the input and output
-   * conversions and ONNX Runtime's synchronous run, without the wait for the
-   * event loop's turn that onnxruntime-node's run puts before it (a
-   * setImmediate). On a busy main thread that wait is other work's, not
-   * this run's.
-   */
+  /** For a `timed` task: how long it held its thread, the input and output conversions and ONNX Runtime's run. */
   readonly heldNs?: number;
 }
 
