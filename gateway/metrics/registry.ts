@@ -1,5 +1,6 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import { type GpuReader, type GpuSample, nvidiaSmiReader } from './gpu.js';
+import { SeriesHistogram } from './series-histogram.js';
 import { type InferenceMetrics, type SummedCounter, VersionMetrics } from './version-metrics.js';
 
 export { VersionMetrics } from './version-metrics.js';
@@ -83,8 +84,8 @@ export class MetricsRegistry {
           for (const v of versions.values()) v.flush(key, this);
         },
       });
-    const histogram = (name: string, help: string, buckets: number[]): Histogram<'model' | 'version'> =>
-      new Histogram({ name, help, labelNames: VL, buckets, registers });
+    const histogram = (name: string, help: string, buckets: number[]): SeriesHistogram<'model' | 'version'> =>
+      new SeriesHistogram({ name, help, labelNames: VL, buckets, registers });
     this.#inference = {
       success: counter('nv_inference_request_success', 'Number of successful inference requests, all batch sizes', 'success'),
       failure: new Counter({

@@ -1,7 +1,8 @@
-import { type Counter, type Histogram } from 'prom-client';
+import { type Counter } from 'prom-client';
 import { type ExecutionResult, type JobResult } from '../scheduling/execution.js';
 import { type StatisticsSink } from '../stats/model-statistics.js';
 import { failureReason, type FailureReason } from './failure-reason.js';
+import { type HistogramSeries, type SeriesHistogram } from './series-histogram.js';
 
 export const FAILURE_REASONS: readonly FailureReason[] = ['REJECTED', 'CANCELED', 'BACKEND', 'OTHER', 'SHED'];
 
@@ -16,9 +17,9 @@ export interface InferenceMetrics {
   readonly computeInputUs: Counter<'model' | 'version'>;
   readonly computeInferUs: Counter<'model' | 'version'>;
   readonly computeOutputUs: Counter<'model' | 'version'>;
-  readonly queueSeconds: Histogram<'model' | 'version'>;
-  readonly computeInferSeconds: Histogram<'model' | 'version'>;
-  readonly batchSize: Histogram<'model' | 'version'>;
+  readonly queueSeconds: SeriesHistogram<'model' | 'version'>;
+  readonly computeInferSeconds: SeriesHistogram<'model' | 'version'>;
+  readonly batchSize: SeriesHistogram<'model' | 'version'>;
   /** Triton's response cache counters; undefined when the server has no --cache-config. */
   readonly cache?: CacheCounters;
 }
@@ -83,6 +84,9 @@ export class VersionMetrics implements StatisticsSink {
   readonly #labels: { model: string; version: string };
   /** Sums not yet added to their counters. */
   #sums = noSums();
+  readonly #queueSeconds: HistogramSeries;
+  readonly #computeInferSeconds: HistogramSeries;
+  readonly #batchSize: HistogramSeries;
 
   constructor(metrics: InferenceMetrics, model: string, version: string) {
     this.#m = metrics;
@@ -93,7 +97,9 @@ export class VersionMetrics implements StatisticsSink {
     }
     for (const c of [metrics.computeInputUs, metrics.computeInferUs, metrics.computeOutputUs]) c.inc(this.#labels, 0);
     for (const reason of FAILURE_REASONS) metrics.failure.inc({ ...this.#labels, reason }, 0);
-    for (const h of [metrics.queueSeconds, metrics.computeInferSeconds, metrics.batchSize]) h.zero(this.#labels);
+    this.#queueSeconds = metrics.queueSeconds.series(this.#labels);
+    this.#computeInferSeconds = metrics.computeInferSeconds.series(this.#labels);
+    this.#batchSize = metrics.batchSize.series(this.#labels);
     if (metrics.cache) for (const c of cacheCounters(metrics.cache)) c.inc(this.#labels, 0);
   }
 
@@ -107,7 +113,7 @@ export class VersionMetrics implements StatisticsSink {
     s.computeInputUs += us(execution.computeInputNs);
     s.computeInferUs += us(execution.computeInferNs);
     s.computeOutputUs += us(execution.computeOutputNs);
-    this.#m.queueSeconds.observe(this.#labels, seconds(result.queueNs));
+    this.#queueSeconds.observe(seconds(result.queueNs));
   }
 
   failed(_totalNs: number, error?: unknown): void {
@@ -130,11 +136,9 @@ export class VersionMetrics implements StatisticsSink {
   }
 
   executed(batchSize: number, execution: ExecutionResult): void {
-    const m = this.#m;
-    const l = this.#labels;
     this.#sums.execCount += 1;
-    m.batchSize.observe(l, batchSize);
-    m.computeInferSeconds.observe(l, seconds(execution.computeInferNs));
+    this.#batchSize.observe(batchSize);
+    this.#computeInferSeconds.observe(seconds(execution.computeInferNs));
   }
 
   /** Adds what was summed for `key` since the last scrape to `counter` (the registry's collect). */
