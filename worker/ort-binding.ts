@@ -71,7 +71,12 @@ export class OrtSession {
     initOrt();
     const native = new binding.InferenceSession();
     if (typeof model === 'string') native.loadModel(model, options);
-    else native.loadModel(model.buffer as ArrayBuffer, model.byteOffset, model.byteLength, options);
+    else {
+      // The binding reads an ArrayBuffer; bytes in shared memory are copied out first.
+      const { buffer } = model;
+      if (buffer instanceof ArrayBuffer) native.loadModel(buffer, model.byteOffset, model.byteLength, options);
+      else native.loadModel(model.slice().buffer, 0, model.byteLength, options);
+    }
     try {
       return new OrtSession(native);
     } catch (error) {

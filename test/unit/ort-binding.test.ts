@@ -44,7 +44,7 @@ describe('OrtSession', () => {
     }
   });
 
-  it('computes what the package session computes, from a path or from bytes, for all outputs or the ones named', async () => {
+  it('computes what the package session computes, from a path or from bytes (shared memory too), for all outputs or the ones named', async () => {
     const path = modelPath(repo, 'add_sub');
     const theirs = await ort.InferenceSession.create(path, CPU);
     const fromPath = OrtSession.open(path, CPU);
@@ -53,12 +53,15 @@ describe('OrtSession', () => {
     const padded = new Uint8Array(file.byteLength + 8);
     padded.set(file, 8);
     const fromBytes = OrtSession.open(padded.subarray(8), CPU);
+    const shared = new Uint8Array(new SharedArrayBuffer(file.byteLength));
+    shared.set(file);
+    const fromShared = OrtSession.open(shared, CPU);
     try {
       const a = Float32Array.from({ length: 16 }, (_, i) => i * 0.5);
       const b = Float32Array.from({ length: 16 }, (_, i) => 3 - i);
       const feeds = { INPUT0: new ort.Tensor('float32', a, [1, 16]), INPUT1: new ort.Tensor('float32', b, [1, 16]) };
       const expected = await theirs.run(feeds);
-      for (const own of [fromPath, fromBytes]) {
+      for (const own of [fromPath, fromBytes, fromShared]) {
         const all = own.run(feeds, []);
         expect(Object.keys(all).sort()).toEqual(['OUTPUT0', 'OUTPUT1']);
         expect(floats(all.OUTPUT0)).toEqual(floats(expected.OUTPUT0));
@@ -71,6 +74,7 @@ describe('OrtSession', () => {
     } finally {
       fromPath.release();
       fromBytes.release();
+      fromShared.release();
       await theirs.release();
     }
   });
