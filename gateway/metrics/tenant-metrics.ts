@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { type HistogramSeries, SeriesHistogram } from './series-histogram.js';
 
 // Per-tenant accounting, in metrics of their own so that Triton's names keep
 // Triton's labels. Every label value is bounded: tenants come from the
@@ -45,12 +46,14 @@ interface CallSums {
  * counters when a scrape collects them: three labelled `inc` calls per
  * request hashed and checked their labels each time. The label values are
  * bounded (see above), so the maps are too; the latency histogram is
- * observed per call.
+ * observed per call, through each tenant's series (series-histogram.ts).
  */
 export class TenantMetrics {
   readonly #sums = new Map<string, Map<string, CallSums>>();
   readonly #requests: Counter<'tenant' | 'model' | 'status'>;
-  readonly #latency: Histogram<'tenant'>;
+  readonly #latency: SeriesHistogram<'tenant'>;
+  /** Each tenant's latency series, held here so a call's observation hashes no labels. */
+  readonly #latencyOf = new Map<string, HistogramSeries>();
   readonly #refusals: Counter<'tenant' | 'limit'>;
 
   constructor(registry: Registry, quota?: () => QuotaState | undefined) {
@@ -87,7 +90,7 @@ export class TenantMetrics {
       "Time successful requests waited in their model's queue (arrival there to the cut of their batch, Triton's queue duration), by tenant and model",
       'queueSeconds',
     );
-    this.#latency = new Histogram({
+    this.#latency = new SeriesHistogram({
       name: 'fabriek_tenant_request_duration_seconds',
       help: 'Inference request time from arrival to answer, successful requests, by tenant',
       labelNames: ['tenant'],
@@ -135,7 +138,9 @@ export class TenantMetrics {
     sums.items += c.items;
     sums.computeSeconds += c.computeNs / 1e9;
     sums.queueSeconds += c.queueNs / 1e9;
-    this.#latency.observe({ tenant: c.tenant }, c.seconds);
+    let latency = this.#latencyOf.get(c.tenant);
+    if (latency === undefined) this.#latencyOf.set(c.tenant, (latency = this.#latency.series({ tenant: c.tenant })));
+    latency.observe(c.seconds);
   }
 
   /** Adds each tenant and model's `field` summed since the last scrape to `counter` (its collect). */
