@@ -79,8 +79,13 @@ export class InlineSession implements ModelInstance {
   }
 
   close(): Promise<void> {
-    this.session.release();
-    return Promise.resolve();
+    // Callers chain .catch() on it: a release that throws must reject, not throw.
+    try {
+      this.session.release();
+      return Promise.resolve();
+    } catch (error) {
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
   }
 }
 

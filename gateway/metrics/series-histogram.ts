@@ -99,24 +99,28 @@ export class SeriesHistogram<T extends string> extends Histogram<T> {
       let cumulative = 0;
       this.#bounds.forEach((le, i) => {
         cumulative += s.counts[i] as number;
-        values.push({ labels: { le }, sharedLabels: { ...s.labels }, value: cumulative, metricName: bucket });
+        values.push({ labels: { le }, sharedLabels: s.labels, value: cumulative, metricName: bucket });
       });
-      values.push({ labels: { le: '+Inf' }, sharedLabels: { ...s.labels }, value: s.count, metricName: bucket });
-      values.push({ labels: {}, sharedLabels: { ...s.labels }, value: s.sum, metricName: `${name}_sum` });
-      values.push({ labels: {}, sharedLabels: { ...s.labels }, value: s.count, metricName: `${name}_count` });
+      values.push({ labels: { le: '+Inf' }, sharedLabels: s.labels, value: s.count, metricName: bucket });
+      values.push({ labels: {}, sharedLabels: s.labels, value: s.sum, metricName: `${name}_sum` });
+      values.push({ labels: {}, sharedLabels: s.labels, value: s.count, metricName: `${name}_count` });
     }
     return Promise.resolve({ name, help, type: 'histogram', values, aggregator });
   }
 
   #key(labels: LabelValues<T>): string {
-    return this.#names.map((n) => String(labels[n] ?? '')).join('\u0000');
+    const names = this.#names;
+    // One label (a tenant): its value is the key, nothing built per call.
+    if (names.length === 1) return String(labels[names[0] as T] ?? '');
+    return names.map((n) => String(labels[n] ?? '')).join('\u0000');
   }
 }
 
 /** One line of a scrape, as prom-client's Histogram gives it before its labels are merged. */
 interface ScrapeValue {
   readonly labels: { le?: number | '+Inf' };
-  readonly sharedLabels: LabelValues<string>;
+  /** The series' labels, shared by its lines: prom-client merges them into each line's own `labels`. */
+  readonly sharedLabels: Readonly<LabelValues<string>>;
   readonly value: number;
   readonly metricName: string;
 }

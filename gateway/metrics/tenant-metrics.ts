@@ -1,5 +1,5 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { type HistogramSeries, SeriesHistogram } from './series-histogram.js';
+import { SeriesHistogram } from './series-histogram.js';
 
 // Per-tenant accounting, in metrics of their own so that Triton's names keep
 // Triton's labels. Every label value is bounded: tenants come from the
@@ -46,14 +46,12 @@ interface CallSums {
  * counters when a scrape collects them: three labelled `inc` calls per
  * request hashed and checked their labels each time. The label values are
  * bounded (see above), so the maps are too; the latency histogram is
- * observed per call, through each tenant's series (series-histogram.ts).
+ * observed per call, into its tenant's series (series-histogram.ts: one label, so the tenant's name is the series' key).
  */
 export class TenantMetrics {
   readonly #sums = new Map<string, Map<string, CallSums>>();
   readonly #requests: Counter<'tenant' | 'model' | 'status'>;
   readonly #latency: SeriesHistogram<'tenant'>;
-  /** Each tenant's latency series, held here so a call's observation hashes no labels. */
-  readonly #latencyOf = new Map<string, HistogramSeries>();
   readonly #refusals: Counter<'tenant' | 'limit'>;
 
   constructor(registry: Registry, quota?: () => QuotaState | undefined) {
@@ -138,9 +136,7 @@ export class TenantMetrics {
     sums.items += c.items;
     sums.computeSeconds += c.computeNs / 1e9;
     sums.queueSeconds += c.queueNs / 1e9;
-    let latency = this.#latencyOf.get(c.tenant);
-    if (latency === undefined) this.#latencyOf.set(c.tenant, (latency = this.#latency.series({ tenant: c.tenant })));
-    latency.observe(c.seconds);
+    this.#latency.series({ tenant: c.tenant }).observe(c.seconds);
   }
 
   /** Adds each tenant and model's `field` summed since the last scrape to `counter` (its collect). */

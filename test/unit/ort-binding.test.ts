@@ -15,7 +15,7 @@ let repo: string;
 
 beforeAll(async () => {
   repo = await mkdtemp(join(tmpdir(), 'fabriek-ort-binding-'));
-  await buildModels(repo);
+  await buildModels(repo, ['identity_fp32', 'add_sub', 'simple_cnn', 'string_identity', 'mlp_small', 'bf16_identity']);
 });
 
 afterAll(async () => {

@@ -80,4 +80,19 @@ describe('SeriesHistogram', () => {
     expect(await ours.metrics()).toBe(await theirs.metrics());
     expect(await ours.metrics()).toContain('x_seconds_count{model="a",version="1"} 10');
   });
+
+  it('keys a one-label histogram by its value alone, and scrapes it as prom-client does', async () => {
+    const ours = new Registry();
+    const theirs = new Registry();
+    const config = { name: 't_seconds', help: 'by tenant', labelNames: ['tenant'] as const, buckets: BUCKETS };
+    const h = new SeriesHistogram<'tenant'>({ ...config, registers: [ours] });
+    const p = new Histogram<'tenant'>({ ...config, registers: [theirs] });
+    expect(h.series({ tenant: 'a' })).toBe(h.series({ tenant: 'a' }));
+    expect(h.series({ tenant: 'a' })).not.toBe(h.series({ tenant: '' }));
+    for (const [tenant, v] of [['a', 0.01], ['', 0.5], ['a', 3]] as const) {
+      h.series({ tenant }).observe(v);
+      p.observe({ tenant }, v);
+    }
+    expect(await ours.metrics()).toBe(await theirs.metrics());
+  });
 });
