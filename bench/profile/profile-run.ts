@@ -1,7 +1,8 @@
 // `fabriek bench profile`: where a request's CPU goes in the server (issue
 // #12). Starts `fabriek serve` with V8's sampling profiler in every process
 // and thread (`node --cpu-prof`: the workers the gateway forks inherit it),
-// loads it with a closed loop of gRPC ModelInfer calls, stops it
+// loads it with a closed loop of ModelInfer calls (gRPC, or HTTP's binary
+// tensor extension: the path of the Ray Serve comparison), stops it
 // so that each process writes its profile, and charges the samples taken
 // during the measured load to the stages of the request path
 // (cpu-profile.ts), per request. The profiler itself costs CPU: compare the
@@ -10,9 +11,10 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { InferenceGrpcClient } from '../../client/grpc-client.js';
+import { createClient } from '../../client/index.js';
+import { type PreparedInfer } from '../../client/inference-client.js';
 import { treeCpuSeconds } from '../../core/process-cpu.js';
-import { startGateway } from '../load/child-server.js';
+import { httpUrlOf, startGateway } from '../load/child-server.js';
 import { closedLoop } from '../load/closed-loop.js';
 import { H2GrpcInfer } from '../load/h2-grpc-infer.js';
 import { parseShapeFlag, planInputs } from '../load/input-data.js';
@@ -23,11 +25,12 @@ import { type CpuProfile, STAGES, type StageTimes, addStageTimes, profileFileInf
 export const PROFILE_USAGE = `Usage: fabriek bench profile -m MODEL --model-repository DIR [options] [-- SERVE FLAGS]
 
 Where a request's CPU goes in the server: starts 'fabriek serve' with V8's CPU profiler in
-the gateway and every worker (node --cpu-prof), sends gRPC ModelInfer calls (zeros,
-batch 1) from a closed loop, and charges the CPU sampled during the measured load to the
-stages of the request path: µs per request, per process.
+the gateway and every worker (node --cpu-prof), sends ModelInfer calls (zeros, batch 1)
+from a closed loop, and charges the CPU sampled during the measured load to the stages of
+the request path: µs per request, per process.
   -m, --model NAME          the model to call (required)
   --model-repository DIR    the repository the server loads (required)
+  -i, --protocol grpc|http  gRPC, or HTTP with the binary tensor extension (default grpc)
   -c, --concurrency N       calls in flight (default 16)
   --duration S              seconds of measured load, after 2 s of warm-up (default 10)
   --shape NAME:D1,D2        dims of a variable-size input (without the batch dim); repeatable
@@ -42,6 +45,7 @@ export interface ProfileOptions {
   readonly repository: string;
   readonly concurrency: number;
   readonly durationMs: number;
+  readonly protocol: 'grpc' | 'http';
   /** --shape: dims of variable-size inputs (without the batch dim). */
   readonly shapes: ReadonlyMap<string, readonly number[]>;
   readonly profileDir?: string;
@@ -74,6 +78,7 @@ export function parseProfileArgs(argv: readonly string[]): ProfileOptions | { he
         model: { type: 'string', short: 'm' },
         'model-repository': { type: 'string' },
         concurrency: { type: 'string', short: 'c', default: '16' },
+        protocol: { type: 'string', short: 'i', default: 'grpc' },
         duration: { type: 'string', default: '10' },
         shape: { type: 'string', multiple: true },
         'profile-dir': { type: 'string' },
@@ -86,6 +91,8 @@ export function parseProfileArgs(argv: readonly string[]): ProfileOptions | { he
   if (values['model-repository'] === undefined) throw new UsageError('profile: --model-repository DIR is required');
   const concurrency = Number(values.concurrency);
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1024) throw new UsageError(`--concurrency: expected an integer from 1 to 1024, got '${values.concurrency}'`);
+  const protocol = values.protocol;
+  if (protocol !== 'grpc' && protocol !== 'http') throw new UsageError(`-i/--protocol: expected grpc or http, got '${protocol}'`);
   const seconds = Number(values.duration);
   if (!(seconds >= 1 && seconds <= 600)) throw new UsageError(`--duration: expected 1 to 600 seconds, got '${values.duration}'`);
   return {
@@ -93,6 +100,7 @@ export function parseProfileArgs(argv: readonly string[]): ProfileOptions | { he
     repository: resolve(values['model-repository']),
     concurrency,
     durationMs: seconds * 1_000,
+    protocol,
     shapes: parsed(() => new Map((values.shape ?? []).map(parseShapeFlag))),
     ...(values['profile-dir'] !== undefined ? { profileDir: resolve(values['profile-dir']) } : {}),
     serveFlags,
@@ -108,14 +116,17 @@ export async function runProfile(o: ProfileOptions, log: (line: string) => void)
     const server = await startGateway(o.repository, ['--log-level', 'error', ...o.serveFlags], { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
     let load: { requests: number; errors: number; fromUs: number; toUs: number; treeSeconds: number };
     try {
-      const admin = new InferenceGrpcClient(server.address);
+      const url = o.protocol === 'http' ? httpUrlOf(server) : server.address;
+      if (url === undefined) throw new Error('the server did not say its HTTP port');
+      const admin = createClient(url, o.protocol);
       const md = await admin.getModelMetadata(o.model, '', { timeoutMs: 30_000 });
       const config = await admin.getModelConfig(o.model, '', { timeoutMs: 10_000 });
       admin.close();
       const inputs = planInputs(md, config.maxBatchSize, { batchSize: 1, shapes: o.shapes, data: { kind: 'zero' }, poolSize: 1 }).sets[0] ?? [];
-      const client = new H2GrpcInfer(server.address);
-      const prepared = client.prepareInfer(o.model, inputs);
-      log(`profiling ${o.model} at ${o.concurrency} calls in flight: ${WARMUP_MS / 1000} s warm-up, ${o.durationMs / 1000} s measured…`);
+      // gRPC through frames written on node:http2 (grpc-js's client would take the cores the server is measured on).
+      const client = o.protocol === 'http' ? createClient(url, 'http') : new H2GrpcInfer(server.address);
+      const prepared: PreparedInfer = client.prepareInfer(o.model, inputs);
+      log(`profiling ${o.model} over ${o.protocol === 'http' ? 'HTTP' : 'gRPC'} at ${o.concurrency} calls in flight: ${WARMUP_MS / 1000} s warm-up, ${o.durationMs / 1000} s measured…`);
       // One window: its boundaries bound the samples counted and the tree's CPU read from /proc.
       const at: number[] = [];
       const tree: number[] = [];

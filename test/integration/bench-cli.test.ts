@@ -212,10 +212,20 @@ describe('fabriek bench against a real server', () => {
     expect(Number(busy?.[1])).toBeGreaterThan(0);
     expect(Number(busy?.[2])).toBeGreaterThan(0);
     expect(r.stdout).toMatch(/\d+ requests in [\d.]+ s \(\d+\/s\), 0 errors/);
+    // Over HTTP (the binary tensor extension): the HTTP handlers carry the calls, grpc-js none of them.
+    const http = await bench(['profile', '-m', 'identity_fp32', '--model-repository', TEST_REPOSITORY, '-i', 'http', '-c', '4', '--duration', '2']);
+    expect(http.code, http.stderr).toBe(0);
+    expect(http.stderr).toMatch(/profiling identity_fp32 over HTTP at 4 calls in flight/);
+    expect(Number(/\| handlers and infer pipeline \| ([\d.]+) \|/.exec(http.stdout)?.[1])).toBeGreaterThan(0);
+    expect(http.stdout).not.toMatch(/\| grpc-js/);
+    expect(http.stdout).toMatch(/\d+ requests in [\d.]+ s \(\d+\/s\), 0 errors/);
     const bad = await bench(['profile', '--model-repository', TEST_REPOSITORY]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/profile: -m MODEL is required/);
-  }, 90_000);
+    const badProtocol = await bench(['profile', '-m', 'identity_fp32', '--model-repository', TEST_REPOSITORY, '-i', 'h3']);
+    expect(badProtocol.code).toBe(2);
+    expect(badProtocol.stderr).toMatch(/-i\/--protocol: expected grpc or http, got 'h3'/);
+  }, 120_000);
 
   it('exits 2 with a message for bad flags, an unknown model shape, or a file that is not a result', async () => {
     const noModel = await bench(['--concurrency-range', '1']);
