@@ -101,7 +101,18 @@ export function expectedFinishNs(b: BacklogEstimate, cost: (rows: number) => num
   return before / Math.max(1, b.parallel) + last;
 }
 
-/** Shed now: `finishNs` from now passes the deadline `untilDeadlineNs` from now. */
+/**
+ * An expected finish may pass the deadline by this share of the time left
+ * before the request is shed on arrival. The estimate is a median and a
+ * mean: a request expected just past its deadline makes it about as often
+ * as not, and shedding it loses that chance for sure. At half load (MLP,
+ * 25 ms SLO) 518 of 609 arrival sheds were expected less than 1 ms late,
+ * while the fixed delays answered such requests in time; under overload the
+ * expected finishes run far past the deadlines, and the margin changes little.
+ */
+export const MISS_MARGIN = 0.05;
+
+/** Shed now: `finishNs` from now passes the deadline `untilDeadlineNs` from now by more than MISS_MARGIN of it. */
 export function wouldMiss(finishNs: number | undefined, untilDeadlineNs: number): boolean {
-  return finishNs !== undefined && finishNs > untilDeadlineNs;
+  return finishNs !== undefined && finishNs > untilDeadlineNs * (1 + MISS_MARGIN);
 }

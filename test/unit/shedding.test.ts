@@ -5,7 +5,7 @@ import { CostModel, estimate } from '../../gateway/batching/cost-model.js';
 import { decide, type QueueEntry } from '../../gateway/batching/decide.js';
 import { type BatchRunner, type BatchSlots, DynamicBatcher } from '../../gateway/batching/dynamic-batcher.js';
 import { batchingPolicyFromConfig } from '../../gateway/batching/policy.js';
-import { backlogDrainScale, drainedNs, expectedFinishNs, isShed, wouldMiss } from '../../gateway/batching/shedding.js';
+import { backlogDrainScale, drainedNs, expectedFinishNs, isShed, MISS_MARGIN, wouldMiss } from '../../gateway/batching/shedding.js';
 import { failureReason } from '../../gateway/metrics/failure-reason.js';
 import { type ExecutionResult, type InferJob, type JobResult } from '../../gateway/scheduling/execution.js';
 
@@ -125,6 +125,15 @@ describe('expectedFinishNs and wouldMiss', () => {
     expect(wouldMiss(finish, 1)).toBe(false);
     expect(wouldMiss(10, 10)).toBe(false);
     expect(wouldMiss(11, 10)).toBe(true);
+  });
+
+  it('sheds only past the margin: an expected finish just past the deadline is a coin toss worth taking', () => {
+    // 25 ms to the deadline: the margin is 1.25 ms.
+    expect(MISS_MARGIN).toBe(0.05);
+    expect(wouldMiss(26 * MS, 25 * MS)).toBe(false);
+    expect(wouldMiss(26.25 * MS, 25 * MS)).toBe(false);
+    expect(wouldMiss(26.3 * MS, 25 * MS)).toBe(true);
+    expect(wouldMiss(40 * MS, 25 * MS)).toBe(true);
   });
 });
 
