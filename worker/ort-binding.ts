@@ -75,7 +75,8 @@ export class OrtSession {
       // The binding reads an ArrayBuffer; bytes in shared memory are copied out first.
       const { buffer } = model;
       if (buffer instanceof ArrayBuffer) native.loadModel(buffer, model.byteOffset, model.byteLength, options);
-      else native.loadModel(model.slice().buffer, 0, model.byteLength, options);
+      // new Uint8Array(view) copies; a Buffer's slice() would only be another view of the shared memory.
+      else native.loadModel(new Uint8Array(model).buffer, 0, model.byteLength, options);
     }
     try {
       return new OrtSession(native);

@@ -107,8 +107,8 @@ export function expectedFinishNs(b: BacklogEstimate, cost: (rows: number) => num
  * mean: a request expected just past its deadline makes it about as often
  * as not, and shedding it loses that chance for sure. At half load (MLP,
  * 25 ms SLO) 518 of 609 arrival sheds were expected less than 1 ms late;
- * with the margin the SLO mode matched the best fixed delay at capacity in 4
- * of 5 alternating runs, 2 of 5 without (docs/performance.md). Far past the
+ * with the margin the SLO mode matched the best fixed delay at capacity in
+ * 14 of 20 runs, 2 of 5 without (docs/performance.md). Far past the
  * deadlines, as under heavy overload, the margin changes nothing.
  */
 export const MISS_MARGIN = 0.05;

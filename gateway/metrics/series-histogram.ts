@@ -36,7 +36,9 @@ export class HistogramSeries {
  * A prom-client Histogram whose series live in their holders (`series`).
  * Scrapes, the text format and cluster aggregation (--gateway-processes) see
  * what prom-client's own Histogram would give for the same observations.
- * Observe through a series: the inherited `observe` does not reach a scrape.
+ * Observe through a series on a hot path; `observe(labels, value)` and
+ * `startTimer` reach the same series (a label lookup each), and `labels()`
+ * is refused.
  */
 export class SeriesHistogram<T extends string> extends Histogram<T> {
   readonly #config: HistogramConfiguration<T>;
@@ -49,6 +51,18 @@ export class SeriesHistogram<T extends string> extends Histogram<T> {
     this.#config = configuration;
     this.#bounds = [...configuration.buckets].sort((a, b) => a - b);
     this.#names = configuration.labelNames;
+    // prom-client's constructor sets its observe on the instance, into a store this class's scrape does not read:
+    // replaced, so that an observation by labels (startTimer's too) is not silently lost.
+    this.observe = ((labels: LabelValues<T> | number, value?: number): void => {
+      const [l, v] = typeof labels === 'number' ? [{}, labels] : [labels, value];
+      if (typeof v !== 'number' || Number.isNaN(v)) throw new TypeError(`${configuration.name}: the value to observe is not a number: ${String(v)}`);
+      this.series(l).observe(v);
+    }) as Histogram<T>['observe'];
+  }
+
+  /** Refused: prom-client's labelled child would observe into a store the scrape does not read. Use `series`. */
+  override labels(..._values: unknown[]): never {
+    throw new Error(`${this.#config.name}: labels() is not supported by a SeriesHistogram; use series(labels)`);
   }
 
   /** The series for `labels`, at 0 from now on until removed; the same object for the same labels. */

@@ -56,12 +56,16 @@ describe('OrtSession', () => {
     const shared = new Uint8Array(new SharedArrayBuffer(file.byteLength));
     shared.set(file);
     const fromShared = OrtSession.open(shared, CPU);
+    // A Buffer over shared memory, at an offset: its slice() is a view, not a copy.
+    const sharedPadded = Buffer.from(new SharedArrayBuffer(file.byteLength + 8), 8);
+    file.copy(sharedPadded);
+    const fromSharedBuffer = OrtSession.open(sharedPadded, CPU);
     try {
       const a = Float32Array.from({ length: 16 }, (_, i) => i * 0.5);
       const b = Float32Array.from({ length: 16 }, (_, i) => 3 - i);
       const feeds = { INPUT0: new ort.Tensor('float32', a, [1, 16]), INPUT1: new ort.Tensor('float32', b, [1, 16]) };
       const expected = await theirs.run(feeds);
-      for (const own of [fromPath, fromBytes, fromShared]) {
+      for (const own of [fromPath, fromBytes, fromShared, fromSharedBuffer]) {
         const all = own.run(feeds, []);
         expect(Object.keys(all).sort()).toEqual(['OUTPUT0', 'OUTPUT1']);
         expect(floats(all.OUTPUT0)).toEqual(floats(expected.OUTPUT0));
@@ -75,6 +79,7 @@ describe('OrtSession', () => {
       fromPath.release();
       fromBytes.release();
       fromShared.release();
+      fromSharedBuffer.release();
       await theirs.release();
     }
   });

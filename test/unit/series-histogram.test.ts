@@ -95,4 +95,18 @@ describe('SeriesHistogram', () => {
     }
     expect(await ours.metrics()).toBe(await theirs.metrics());
   });
+  it('observe by labels and startTimer reach the scrape as prom-client\'s do; labels() and a value that is not a number are refused', async () => {
+    const { ours, theirs, oursRegistry, theirsRegistry } = pair();
+    for (const [labels, value] of OBSERVED) {
+      ours.observe(labels, value);
+      theirs.observe(labels, value);
+    }
+    expect(await oursRegistry.metrics()).toBe(await theirsRegistry.metrics());
+    const before = ours.series({ model: 'c', version: '1' }).count;
+    ours.startTimer({ model: 'c', version: '1' })();
+    expect(ours.series({ model: 'c', version: '1' }).count).toBe(before + 1);
+    expect(() => ours.labels('a', '1')).toThrow(/labels\(\) is not supported by a SeriesHistogram; use series\(labels\)/);
+    expect(() => ours.observe({ model: 'a', version: '1' }, Number.NaN)).toThrow(/x_seconds: the value to observe is not a number: NaN/);
+    expect(ours.series({ model: 'a', version: '1' }).count).toBe(5);
+  });
 });
