@@ -3,7 +3,7 @@ import { parseTraceConfig, TRACE_CONFIG_USAGE, type TraceConfig, TraceConfigErro
 import { parseRedisUrl, RedisConfigError, type RedisSecretFlags, sentinelUrl } from '../core/redis-connection.js';
 import { type WorkerTlsFiles, workerTlsFromFlags } from '../core/tls.js';
 import { defaultThreadCount, MAX_ORT_THREADS } from './thread-placement.js';
-import { EXECUTIONS_AHEAD_PER_INSTANCE } from '../core/pipelining.js';
+import { MAX_EXECUTIONS_AHEAD_PER_INSTANCE } from '../core/pipelining.js';
 import { type DeviceRequest } from './thread-protocol.js';
 
 // Command line of the worker process. Started by a gateway:
@@ -81,8 +81,10 @@ export const USAGE = `usage: fabriek worker --registry redis://HOST:PORT --model
   --worker-id ID               id in the registry (default HOSTNAME-PID)
   --registry-ttl-secs N        lease TTL; heartbeat every TTL/3 (default 10)
   --drain-grace-secs N         on SIGTERM: serve N s more while gateways move away (default 2)
-  --max-queued-per-instance N  executions that may wait per instance (default 1; 16 with --registry,
-                               since several gateways send to one worker; 2N - 1 with --local-gateways N)
+  --max-queued-per-instance N  executions that may wait per instance (default 7, what the gateway that
+                               started the worker sends ahead of short runs; 16 with --registry, since
+                               several gateways send to one worker, one ahead each; 8N - 1 with
+                               --local-gateways N)
   --local-gateways N           gateway processes of one fabriek serve --gateway-processes N sharing this
                                worker (set by the gateway; default 1)
   --worker-tls-cert FILE, --worker-tls-key FILE, --worker-tls-ca FILE
@@ -169,8 +171,8 @@ export function parseWorkerArgs(argv: readonly string[], pid = process.pid, host
   const device = parseDevice(gpu !== undefined ? `gpu:${gpu}` : (values.get('--device') ?? 'cpu'));
   const cores = positiveInt('--cores', values.get('--cores'), availableParallelism());
   const localGateways = positiveInt('--local-gateways', values.get('--local-gateways'), 1, 1024);
-  // Each gateway sends up to instances × (1 + EXECUTIONS_AHEAD_PER_INSTANCE) executions.
-  const localQueue = localGateways * (1 + EXECUTIONS_AHEAD_PER_INSTANCE) - 1;
+  // Each gateway sends up to instances × (1 + MAX_EXECUTIONS_AHEAD_PER_INSTANCE) executions (short runs; core/pipelining.ts).
+  const localQueue = localGateways * (1 + MAX_EXECUTIONS_AHEAD_PER_INSTANCE) - 1;
   return {
     listen,
     trace,

@@ -1,5 +1,6 @@
 import { type Logger } from 'pino';
 import { type HostedModel } from '../core/worker-record.js';
+import { dynamicBatchingIn } from '../models/config/model-config.js';
 import { onnxRuntimeOptions } from '../models/config/onnxruntime-options.js';
 import { planInstances } from '../models/repository/placement.js';
 import { scanRepository } from '../models/repository/scan.js';
@@ -59,8 +60,10 @@ export async function loadRepository(
               deviceId: plan.deviceId,
               sessionOptions: onnxRuntimeOptions(entry.config, entry.configFile ?? `model "${entry.name}"`),
               // Executions from several gateways merge up to the config's max_batch_size (none without one:
-              // the gateways' --default-max-batch-size is not known here).
-              maxBatchSize: entry.config !== undefined && entry.present.has('max_batch_size') ? entry.config.maxBatchSize : 0,
+              // the gateways' --default-max-batch-size is not known here; none without dynamic batching,
+              // which runs each request alone).
+              maxBatchSize:
+                entry.config !== undefined && entry.present.has('max_batch_size') && dynamicBatchingIn(entry.config) !== undefined ? entry.config.maxBatchSize : 0,
             },
             device,
           );

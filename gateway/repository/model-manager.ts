@@ -841,8 +841,9 @@ export class ModelManager {
       deviceKind: plan.deviceKind,
       deviceId: plan.deviceId,
       sessionOptions,
-      // The worker merges waiting executions up to it (only when every input and output batches on dim 0).
-      maxBatchSize: maxBatchSizeOf(entry, this.#options.defaultMaxBatchSize),
+      // The worker merges waiting executions up to it (only when every input and output batches on dim 0);
+      // a model without dynamic batching runs each request alone, as in Triton.
+      maxBatchSize: dynamicBatchingIn(entry?.config) === undefined ? 0 : maxBatchSizeOf(entry, this.#options.defaultMaxBatchSize),
     });
     if (response.fallbackReason) {
       this.#options.log.warn(

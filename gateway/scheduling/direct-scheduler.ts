@@ -1,10 +1,14 @@
 import { resourceExhausted, type ServingError } from '../../core/errors.js';
+import { executionsAhead, MAX_EXECUTIONS_AHEAD_PER_INSTANCE } from '../../core/pipelining.js';
 import { type FairEntry, FairQueue, SOLE_TENANT, tenantQueueBound } from '../batching/fair-queue.js';
 import { CostModel } from '../batching/cost-model.js';
 import { shedError } from '../batching/shedding.js';
 import { type Dispatcher } from './dispatcher.js';
 import { abortError, type ExecutionObserver, type InferJob, type JobResult, type Scheduler } from './execution.js';
 import { type InstanceSlots, type Placement } from './instance-slots.js';
+
+/** Weight of the latest execution in the moving mean of compute that sizes the executions sent ahead. */
+const RUN_NS_ALPHA = 0.1;
 
 interface Waiting extends FairEntry<Waiting> {
   readonly job: InferJob;
@@ -28,6 +32,10 @@ interface Waiting extends FairEntry<Waiting> {
  * arrival only its own tenant's queue is counted ahead of it, and no
  * transport), so a shed request would have missed for certain by them.
  * Nothing is shed while nothing runs: only executions correct the estimate.
+ *
+ * Short runs are sent several ahead per instance (core/pipelining.ts), from
+ * a moving mean of the executions' compute time: a worker then takes and
+ * answers them several to a socket read, not one wake-up each.
  */
 export class DirectScheduler implements Scheduler {
   readonly #modelKey: string;
@@ -42,6 +50,8 @@ export class DirectScheduler implements Scheduler {
   #stopped: Error | undefined;
   /** Execution time by rows, learned from this version's executions (as the batcher's). */
   readonly cost = new CostModel();
+  /** Moving mean of an execution's compute (ns), for how many to send ahead; 0 until one ran. */
+  #runNs = 0;
 
   constructor(
     modelKey: string,
@@ -159,7 +169,10 @@ export class DirectScheduler implements Scheduler {
   /** Runs `job` in the slot it holds. */
   #run(job: InferJob, placement: Placement, queueNs: number): Promise<JobResult> {
     const run = this.#dispatcher.run(placement, job.inputs, job.outputs, job.deadline, job.trace ? [job.trace] : undefined).then((execution) => {
-      this.cost.observe(Math.max(1, job.batchSize), execution.computeInputNs + execution.computeInferNs + execution.computeOutputNs);
+      const computeNs = execution.computeInputNs + execution.computeInferNs + execution.computeOutputNs;
+      this.cost.observe(Math.max(1, job.batchSize), computeNs);
+      this.#runNs = this.#runNs === 0 ? computeNs : this.#runNs + RUN_NS_ALPHA * (computeNs - this.#runNs);
+      this.#slots.setAhead(executionsAhead(this.#runNs, MAX_EXECUTIONS_AHEAD_PER_INSTANCE));
       this.#observer?.executed(job.batchSize, execution);
       return { outputs: execution.outputs, queueNs, execution };
     });

@@ -1,6 +1,7 @@
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { type Logger } from 'pino';
 import { ServingError } from '../../core/errors.js';
+import { MAX_EXECUTIONS_AHEAD_PER_INSTANCE } from '../../core/pipelining.js';
 import { type ExecuteAnswer, type ExecuteCall, type ExecuteInput, type FrameTrace } from '../../core/execute-frame.js';
 import { type LoadModelRequest, type LoadModelResponse, type StatusResponse, type TensorData } from '../../proto/gen/worker.js';
 import { parseWorkerArgs } from '../../worker/cli-args.js';
@@ -98,7 +99,7 @@ export class InProcessWorkers {
       ...(this.#options.workerArgs ?? []),
     ]);
     const logger = log.child({ workerId: spec.id });
-    const endpoint: WorkerEndpoint = { ...spec, address: IN_PROCESS_ADDRESS };
+    const endpoint: WorkerEndpoint = { ...spec, address: IN_PROCESS_ADDRESS, maxAheadPerInstance: MAX_EXECUTIONS_AHEAD_PER_INSTANCE };
     let running: Running | undefined;
     const startedAt = Date.now();
     const runtime = (this.#options.createRuntime ?? createWorkerRuntime)(args, logger, (error) => {

@@ -1,11 +1,13 @@
-import { executionSlots } from '../../core/pipelining.js';
+import { EXECUTIONS_AHEAD_PER_INSTANCE, executionSlots } from '../../core/pipelining.js';
 import { type WorkerLink } from './worker-link.js';
 
 /** One worker's share of a model: how many executions it takes, how many it runs at once, how many it has. */
 export interface Placement {
   readonly worker: WorkerLink;
-  /** Executions the worker accepts at once (running plus queued ahead). */
-  readonly capacity: number;
+  /** Executions sent to the worker at once (running plus queued ahead). */
+  capacity: number;
+  /** The most executions per instance the worker takes ahead of the running one from this gateway. */
+  readonly aheadLimit: number;
   /** Executions it runs at once: its instance count. */
   readonly instances: number;
   busy: number;
@@ -47,10 +49,28 @@ export class InstanceSlots {
   readonly #listeners = new Set<() => void>();
   /** Retries of executions whose worker was lost, served before the schedulers (oldest first). */
   readonly #waiters: Waiter[] = [];
+  /** Executions sent ahead per instance (each placement within its worker's limit); see setAhead. */
+  #ahead = EXECUTIONS_AHEAD_PER_INSTANCE;
 
   add(worker: WorkerLink, instances: number): void {
     this.remove(worker.endpoint.id);
-    this.#placements.push({ worker, capacity: executionSlots(instances), instances, busy: 0, others: 0, reportedAt: -Infinity });
+    const aheadLimit = worker.endpoint.maxAheadPerInstance ?? EXECUTIONS_AHEAD_PER_INSTANCE;
+    this.#placements.push({ worker, capacity: executionSlots(instances, Math.min(this.#ahead, aheadLimit)), aheadLimit, instances, busy: 0, others: 0, reportedAt: -Infinity });
+    this.#serveWaiters();
+    this.#notify();
+  }
+
+  /**
+   * Executions to send ahead per instance from now on, each worker within
+   * its limit (core/pipelining.ts). Slots taken beyond a smaller count stay
+   * taken until they are released.
+   */
+  setAhead(ahead: number): void {
+    if (ahead === this.#ahead) return;
+    const grew = ahead > this.#ahead;
+    this.#ahead = ahead;
+    for (const p of this.#placements) p.capacity = executionSlots(p.instances, Math.min(ahead, p.aheadLimit));
+    if (!grew) return;
     this.#serveWaiters();
     this.#notify();
   }

@@ -8,6 +8,14 @@ export interface WorkerEndpoint {
   readonly address: string;
   readonly deviceKind: 'cpu' | 'gpu';
   readonly deviceId: number;
+  /**
+   * Executions per instance this gateway may send ahead of the running one:
+   * the share of the worker's queue that is this gateway's. A worker the
+   * gateway started has its queue sized for MAX_EXECUTIONS_AHEAD_PER_INSTANCE
+   * (core/pipelining.ts); absent (a registered worker, shared with gateways
+   * this one does not know of): EXECUTIONS_AHEAD_PER_INSTANCE.
+   */
+  readonly maxAheadPerInstance?: number;
 }
 
 /**

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Logger } from 'pino';
+import { MAX_EXECUTIONS_AHEAD_PER_INSTANCE } from '../../core/pipelining.js';
 import { WorkerConnection } from './worker-connection.js';
 import { type WorkerEndpoint, type WorkerLink } from './worker-link.js';
 
@@ -148,7 +149,7 @@ export class WorkerSupervisor {
       child.on('message', (message: unknown) => {
         if (!isReadyMessage(message) || running.connection) return;
         clearTimeout(timer);
-        const endpoint: WorkerEndpoint = { ...spec, address: message.address };
+        const endpoint: WorkerEndpoint = { ...spec, address: message.address, maxAheadPerInstance: MAX_EXECUTIONS_AHEAD_PER_INSTANCE };
         running.connection = new WorkerConnection(endpoint, {
           maxMessageBytes: this.#options.maxMessageBytes,
           ...(this.#options.pingTimeoutMs ? { pingTimeoutMs: this.#options.pingTimeoutMs } : {}),

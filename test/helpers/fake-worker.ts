@@ -6,11 +6,17 @@ import { type ExecuteRequest, type ExecuteResponse } from '../../proto/gen/worke
  * reporting `computeInferNs` of compute per execution.
  */
 export class FakeWorker {
-  readonly endpoint = { id: 'w0' };
+  readonly endpoint: { readonly id: string; readonly maxAheadPerInstance?: number };
   readonly ran: string[] = [];
   readonly #pending: (() => void)[] = [];
 
-  constructor(private readonly computeInferNs = 0n) {}
+  /** `maxAheadPerInstance`: as a worker the gateway started (absent: a registered one). */
+  constructor(
+    private readonly computeInferNs = 0n,
+    maxAheadPerInstance?: number,
+  ) {
+    this.endpoint = maxAheadPerInstance === undefined ? { id: 'w0' } : { id: 'w0', maxAheadPerInstance };
+  }
 
   /** Like WorkerConnection.execute: `done` says the worker no longer holds the execution. */
   execute(request: ExecuteRequest, _deadline: number, done?: (lost: boolean) => void): Promise<ExecuteResponse> {

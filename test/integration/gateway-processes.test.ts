@@ -142,6 +142,33 @@ describe('fabriek serve --gateway-processes 2', () => {
     expect(perProcess.reduce((a, p) => a + p.n, 0)).toBe(sent);
   });
 
+  it('a model without dynamic batching runs each request alone in the worker, however many wait there', async () => {
+    const socket = join(tmpdir(), `fabriek-${gw.child.pid}-cpu0.sock`);
+    const worker = new WorkerConnection({ id: 'cpu0', address: `unix:${socket}`, deviceKind: 'cpu', deviceId: 0 }, { maxMessageBytes: 1 << 20 });
+    const before = (await worker.status()).models.find((m) => m.modelKey === 'plain/1');
+    let plainSent = 0;
+    try {
+      // Both children send their short runs several ahead per instance (core/pipelining.ts): executions wait in the worker.
+      await Promise.all(
+        clients.map(async (c, ci) => {
+          for (let k = 0; k < 20; k++) {
+            const answers = await Promise.all([0, 1, 2, 3, 4, 5, 6, 7].map((j) => c.modelInfer(request('plain', ci * 1000 + k * 10 + j))));
+            answers.forEach((a, j) => {
+              const out = new Float32Array(new Uint8Array(a.rawOutputContents[0] ?? []).slice().buffer);
+              expect(out[0]).toBe((ci * 1000 + k * 10 + j) * 100);
+            });
+            plainSent += 8;
+          }
+        }),
+      );
+      const after = (await worker.status()).models.find((m) => m.modelKey === 'plain/1');
+      expect(Number((after?.runs ?? 0n) - (before?.runs ?? 0n))).toBe(plainSent);
+      expect(after?.mergedRuns).toBe(0n);
+    } finally {
+      worker.close();
+    }
+  });
+
   it('/metrics and ModelStatistics are summed over the children, whichever answers', async () => {
     const text = await (await fetch(metricsUrl)).text();
     expect(text).toContain(`nv_inference_request_success{model="merged",version="1"} ${sent}`);

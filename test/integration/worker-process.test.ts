@@ -3,7 +3,7 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import { type ServingError } from '../../core/errors.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Datatype } from '../../core/datatypes.js';
-import { executionSlots } from '../../core/pipelining.js';
+import { executionSlots, MAX_EXECUTIONS_AHEAD_PER_INSTANCE } from '../../core/pipelining.js';
 import { type TensorData } from '../../proto/gen/worker.js';
 import { runReference } from '../helpers/ort-reference.js';
 import { sample } from '../helpers/tensor-data.js';
@@ -195,20 +195,22 @@ describe('worker process', () => {
     await worker.load({ modelKey: 'slow/1', modelPath: models.path('slow_matmul'), sessionOptions: slowOptions });
     const first = worker.execute({ modelKey: 'slow/1', inputs: [slowInput()] });
     await waitForBusy(worker, 'slow/1', 1);
-    // One instance takes executionSlots(1) calls: the running one, executionSlots(1) - 1 waiting.
+    const slots = executionSlots(1, MAX_EXECUTIONS_AHEAD_PER_INSTANCE);
+    // A worker's default queue is what the gateway that started it sends ahead of short runs: one
+    // instance takes `slots` calls, the running one and slots - 1 waiting.
     // Sent together, the calls may arrive in any order, so count the refusals instead of naming one.
     const more = await Promise.allSettled(
-      Array.from({ length: executionSlots(1) }, () => worker.execute({ modelKey: 'slow/1', inputs: [slowInput()] })),
+      Array.from({ length: slots }, () => worker.execute({ modelKey: 'slow/1', inputs: [slowInput()] })),
     );
     const refused = more.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
     expect(refused).toHaveLength(1);
     await expectStatus(
       Promise.reject(refused[0]),
       GrpcStatus.RESOURCE_EXHAUSTED,
-      new RegExp(`all 1 instance\\(s\\) are busy and their queue is full; a worker accepts at most ${executionSlots(1)} `),
+      new RegExp(`all 1 instance\\(s\\) are busy and their queue is full; a worker accepts at most ${slots} `),
     );
     const served = [await first, ...more.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))];
-    expect(served).toHaveLength(executionSlots(1));
+    expect(served).toHaveLength(slots);
     for (const r of served) expect(r.outputs[0]?.shape).toEqual([BigInt(SLOW_N), BigInt(SLOW_N)]);
     await expect(worker.execute({ modelKey: 'slow/1', inputs: [slowInput()] })).resolves.toBeDefined();
   });

@@ -1,5 +1,6 @@
 import { pino } from 'pino';
 import { describe, expect, it, vi } from 'vitest';
+import { MAX_EXECUTIONS_AHEAD_PER_INSTANCE } from '../../../core/pipelining.js';
 import { InProcessWorkers } from '../../../gateway/scheduling/in-process-workers.js';
 import { isWorkerLost } from '../../../gateway/scheduling/worker-connection.js';
 import { type WorkerLink } from '../../../gateway/scheduling/worker-link.js';
@@ -52,7 +53,7 @@ describe('InProcessWorkers', () => {
         createRuntime: create as never,
       });
       await workers.start();
-      expect(up.map((l) => l.endpoint)).toEqual([{ id: 'cpu0', deviceKind: 'cpu', deviceId: 0, address: 'in-process' }]);
+      expect(up.map((l) => l.endpoint)).toEqual([{ id: 'cpu0', deviceKind: 'cpu', deviceId: 0, address: 'in-process', maxAheadPerInstance: MAX_EXECUTIONS_AHEAD_PER_INSTANCE }]);
       expect(workers.pids()).toEqual(new Map([['cpu0', process.pid]]));
 
       const done: boolean[] = [];

@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { describe, expect, it } from 'vitest';
+import { MAX_EXECUTIONS_AHEAD_PER_INSTANCE } from '../../../core/pipelining.js';
 import { parseWorkerArgs } from '../../../worker/cli-args.js';
 
 describe('parseWorkerArgs', () => {
@@ -15,7 +16,7 @@ describe('parseWorkerArgs', () => {
       ortThreads: Math.min(64, availableParallelism()),
       inlineRunUs: 300,
       registry: undefined,
-      queuedPerInstance: 1,
+      queuedPerInstance: MAX_EXECUTIONS_AHEAD_PER_INSTANCE,
       localGateways: 1,
       tls: undefined,
       trace: undefined,
@@ -54,7 +55,7 @@ describe('parseWorkerArgs', () => {
       ortThreads: 4,
       inlineRunUs: 0,
       registry: undefined,
-      queuedPerInstance: 1,
+      queuedPerInstance: MAX_EXECUTIONS_AHEAD_PER_INSTANCE,
       localGateways: 1,
       tls: undefined,
     });
