@@ -3,6 +3,7 @@
 // level is bounded in time, and a watchdog ends the process well past the
 // planned length.
 import { parseArgs } from 'node:util';
+import { InferenceError } from '../client/errors.js';
 import { comparisonText, compareRuns } from './compare.js';
 import { HistoryError, loadRun } from './history.js';
 import { DISTURBED_CORES, cpuMeter } from './load/child-server.js';
@@ -139,7 +140,9 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`fabriek bench: ${error.message}\n${error instanceof UsageError ? `\n${PERF_USAGE}` : ''}`);
       process.exit(2);
     }
-    process.stderr.write(`bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    // The server's answer (an unknown model, a refused request) is the user's to read, not a stack to debug.
+    if (error instanceof InferenceError) process.stderr.write(`fabriek bench: the server refused: ${error.message}\n`);
+    else process.stderr.write(`bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
     process.exit(1);
   },
 );

@@ -26,8 +26,12 @@ export function executionSlots(instanceCount: number, ahead = EXECUTIONS_AHEAD_P
   return instanceCount * (1 + ahead);
 }
 
-/** Executions to send ahead per instance for runs of `runNs` (compute), within `limit`. */
-export function executionsAhead(runNs: number, limit: number): number {
-  if (!(runNs > 0)) return Math.min(EXECUTIONS_AHEAD_PER_INSTANCE, limit);
-  return Math.max(Math.min(EXECUTIONS_AHEAD_PER_INSTANCE, limit), Math.min(limit, Math.floor(AHEAD_BUDGET_NS / runNs)));
+/**
+ * Executions to send ahead per instance for runs of `runNs` (compute): from
+ * EXECUTIONS_AHEAD_PER_INSTANCE to MAX_EXECUTIONS_AHEAD_PER_INSTANCE (each
+ * worker's own limit is applied by the slots).
+ */
+export function executionsAhead(runNs: number): number {
+  if (!(runNs > 0)) return EXECUTIONS_AHEAD_PER_INSTANCE;
+  return Math.max(EXECUTIONS_AHEAD_PER_INSTANCE, Math.min(MAX_EXECUTIONS_AHEAD_PER_INSTANCE, Math.floor(AHEAD_BUDGET_NS / runNs)));
 }

@@ -119,32 +119,36 @@ export async function runProfile(o: ProfileOptions, log: (line: string) => void)
       const url = o.protocol === 'http' ? httpUrlOf(server) : server.address;
       if (url === undefined) throw new Error('the server did not say its HTTP port');
       const admin = createClient(url, o.protocol);
-      const md = await admin.getModelMetadata(o.model, '', { timeoutMs: 30_000 });
-      const config = await admin.getModelConfig(o.model, '', { timeoutMs: 10_000 });
-      admin.close();
+      const [md, config] = await Promise.all([
+        admin.getModelMetadata(o.model, '', { timeoutMs: 30_000 }),
+        admin.getModelConfig(o.model, '', { timeoutMs: 10_000 }),
+      ]).finally(() => admin.close());
       const inputs = planInputs(md, config.maxBatchSize, { batchSize: 1, shapes: o.shapes, data: { kind: 'zero' }, poolSize: 1 }).sets[0] ?? [];
       // gRPC through frames written on node:http2 (grpc-js's client would take the cores the server is measured on).
       const client = o.protocol === 'http' ? createClient(url, 'http') : new H2GrpcInfer(server.address);
-      const prepared: PreparedInfer = client.prepareInfer(o.model, inputs);
-      log(`profiling ${o.model} over ${o.protocol === 'http' ? 'HTTP' : 'gRPC'} at ${o.concurrency} calls in flight: ${WARMUP_MS / 1000} s warm-up, ${o.durationMs / 1000} s measured…`);
-      // One window: its boundaries bound the samples counted and the tree's CPU read from /proc.
-      const at: number[] = [];
-      const tree: number[] = [];
-      const measured = await closedLoop({
-        concurrency: o.concurrency,
-        warmupMs: WARMUP_MS,
-        send: (_seq, signal) => client.inferPrepared(prepared, { timeoutMs: 30_000, signal }),
-        windows: { intervalMs: o.durationMs, maxTrials: 1 },
-        hooks: {
-          onBoundary: (i) => {
-            at[i] = nowUs();
-            tree[i] = treeCpuSeconds(server.pid);
+      try {
+        const prepared: PreparedInfer = client.prepareInfer(o.model, inputs);
+        log(`profiling ${o.model} over ${o.protocol === 'http' ? 'HTTP' : 'gRPC'} at ${o.concurrency} calls in flight: ${WARMUP_MS / 1000} s warm-up, ${o.durationMs / 1000} s measured…`);
+        // One window: its boundaries bound the samples counted and the tree's CPU read from /proc.
+        const at: number[] = [];
+        const tree: number[] = [];
+        const measured = await closedLoop({
+          concurrency: o.concurrency,
+          warmupMs: WARMUP_MS,
+          send: (_seq, signal) => client.inferPrepared(prepared, { timeoutMs: 30_000, signal }),
+          windows: { intervalMs: o.durationMs, maxTrials: 1 },
+          hooks: {
+            onBoundary: (i) => {
+              at[i] = nowUs();
+              tree[i] = treeCpuSeconds(server.pid);
+            },
           },
-        },
-      });
-      const errors = Object.values(measured.errors).reduce((n, k) => n + k, 0);
-      load = { requests: measured.requests, errors, fromUs: at[0] ?? 0, toUs: at[1] ?? 0, treeSeconds: (tree[1] ?? 0) - (tree[0] ?? 0) };
-      client.close();
+        });
+        const errors = Object.values(measured.errors).reduce((n, k) => n + k, 0);
+        load = { requests: measured.requests, errors, fromUs: at[0] ?? 0, toUs: at[1] ?? 0, treeSeconds: (tree[1] ?? 0) - (tree[0] ?? 0) };
+      } finally {
+        client.close();
+      }
     } finally {
       // Each process writes its profile as it exits: the gateway on SIGTERM, the workers as it stops them.
       await server.stop();

@@ -1,5 +1,5 @@
 import { resourceExhausted, type ServingError } from '../../core/errors.js';
-import { executionsAhead, MAX_EXECUTIONS_AHEAD_PER_INSTANCE } from '../../core/pipelining.js';
+import { executionsAhead } from '../../core/pipelining.js';
 import { type FairEntry, FairQueue, SOLE_TENANT, tenantQueueBound } from '../batching/fair-queue.js';
 import { CostModel } from '../batching/cost-model.js';
 import { shedError } from '../batching/shedding.js';
@@ -172,7 +172,7 @@ export class DirectScheduler implements Scheduler {
       const computeNs = execution.computeInputNs + execution.computeInferNs + execution.computeOutputNs;
       this.cost.observe(Math.max(1, job.batchSize), computeNs);
       this.#runNs = this.#runNs === 0 ? computeNs : this.#runNs + RUN_NS_ALPHA * (computeNs - this.#runNs);
-      this.#slots.setAhead(executionsAhead(this.#runNs, MAX_EXECUTIONS_AHEAD_PER_INSTANCE));
+      this.#slots.setAhead(executionsAhead(this.#runNs));
       this.#observer?.executed(job.batchSize, execution);
       return { outputs: execution.outputs, queueNs, execution };
     });

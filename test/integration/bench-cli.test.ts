@@ -220,6 +220,11 @@ describe('fabriek bench against a real server', () => {
     expect(Number(/\| handlers and infer pipeline \| ([\d.]+) \|/.exec(http.stdout)?.[1])).toBeGreaterThan(0);
     expect(Number(/\| grpc-js [^|]*\| ([\d.]+) \|/.exec(http.stdout)?.[1] ?? 0)).toBeLessThan(1);
     expect(http.stdout).toMatch(/\d+ requests in [\d.]+ s \(\d+\/s\), 0 errors/);
+    // A model the server does not have: the server's answer, not a stack.
+    const unknown = await bench(['profile', '-m', 'nosuch', '--model-repository', TEST_REPOSITORY, '--duration', '1']);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/^fabriek bench: the server refused: NOT_FOUND: model 'nosuch' is not in the repository$/m);
+    expect(unknown.stderr).not.toMatch(/\n\s+at /);
     const bad = await bench(['profile', '--model-repository', TEST_REPOSITORY]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/profile: -m MODEL is required/);

@@ -15,20 +15,19 @@ const MAX = MAX_EXECUTIONS_AHEAD_PER_INSTANCE;
 
 describe('executionsAhead', () => {
   it('sends one ahead until a run was timed', () => {
-    expect(executionsAhead(0, MAX)).toBe(1);
-    expect(executionsAhead(Number.NaN, MAX)).toBe(1);
+    expect(executionsAhead(0)).toBe(1);
+    expect(executionsAhead(Number.NaN)).toBe(1);
   });
 
-  it('fills the budget of queued compute with short runs, up to the limit', () => {
-    expect(executionsAhead(10_000, MAX)).toBe(MAX);
-    expect(executionsAhead(AHEAD_BUDGET_NS / 3, MAX)).toBe(3);
-    expect(executionsAhead(AHEAD_BUDGET_NS / 3 + 1, MAX)).toBe(2);
-    expect(executionsAhead(10_000, 1)).toBe(1);
+  it('fills the budget of queued compute with short runs, up to the most any worker takes', () => {
+    expect(executionsAhead(10_000)).toBe(MAX);
+    expect(executionsAhead(AHEAD_BUDGET_NS / 3)).toBe(3);
+    expect(executionsAhead(AHEAD_BUDGET_NS / 3 + 1)).toBe(2);
   });
 
   it('keeps one ahead for runs as long as the budget or longer', () => {
-    expect(executionsAhead(AHEAD_BUDGET_NS, MAX)).toBe(1);
-    expect(executionsAhead(50 * AHEAD_BUDGET_NS, MAX)).toBe(1);
+    expect(executionsAhead(AHEAD_BUDGET_NS)).toBe(1);
+    expect(executionsAhead(50 * AHEAD_BUDGET_NS)).toBe(1);
   });
 });
 
