@@ -8,7 +8,7 @@ import { comparisonText, compareRuns } from './compare.js';
 import { HistoryError, loadRun } from './history.js';
 import { DISTURBED_CORES, cpuMeter } from './load/child-server.js';
 import { InputDataError } from './load/input-data.js';
-import { PERF_USAGE, UsageError, parsePerfArgs, parsed, perfWatchdogMs } from './options.js';
+import { BenchError, PERF_USAGE, UsageError, parsePerfArgs, parsed, perfWatchdogMs } from './options.js';
 import { runPerf } from './perf.js';
 import { profileCommand } from './profile/profile-run.js';
 import { manyModelsCommand } from './scenarios/many-models.js';
@@ -142,6 +142,7 @@ main(process.argv.slice(2)).then(
     }
     // The server's answer (an unknown model, a refused request) is the user's to read, not a stack to debug.
     if (error instanceof InferenceError) process.stderr.write(`fabriek bench: the server refused: ${error.message}\n`);
+    else if (error instanceof BenchError) process.stderr.write(`fabriek bench: ${error.message}\n`);
     else process.stderr.write(`bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
     process.exit(1);
   },

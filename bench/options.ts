@@ -11,6 +11,11 @@ export class UsageError extends Error {
   override name = 'UsageError';
 }
 
+/** A run that cannot go on for a reason the user can act on (exit code 1, the message without a stack). */
+export class BenchError extends Error {
+  override name = 'BenchError';
+}
+
 /** Runs parseArgs, with its errors as UsageError (exit code 2 and the usage). */
 export function parsed<T>(parse: () => T): T {
   try {

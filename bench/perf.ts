@@ -18,6 +18,7 @@ import { type LevelResult, type LoadLevel, inferSender, runLevel } from './load/
 import { cacheHitRate, readModelStats } from './load/server-stats.js';
 import { type StabilityRule } from './load/stability.js';
 import { type WindowOptions } from './load/windows.js';
+import { BenchError } from './options.js';
 import { toCsv } from './report/csv.js';
 import { mdTable, textTable } from './report/format.js';
 import { CACHE_OFF_SERIES, ECHO_SERIES, OFF_SERIES, SERVER_SERIES, levelTable, loadLabel, rawOrtTable } from './report/levels-table.js';
@@ -118,7 +119,11 @@ export async function runPerf(o: PerfOptions, log: (line: string) => void): Prom
   let raw: RawOrtLevel[] | undefined;
   let maxBatchSize = 0;
   try {
-    if (!(await client.isModelReady(o.model, o.version, { timeoutMs: 10_000 }))) throw new Error(`model '${o.model}' is not ready at ${client.address}`);
+    if (!(await client.isModelReady(o.model, o.version, { timeoutMs: 10_000 }))) {
+      // The server says why when it does not know the model (NOT_FOUND, printed as its refusal).
+      await client.getModelMetadata(o.model, o.version, { timeoutMs: 10_000 });
+      throw new BenchError(`model '${o.model}' is in the repository at ${client.address} but not ready (still loading, or its load failed: see the server's log)`);
+    }
     const md = await client.getModelMetadata(o.model, o.version, { timeoutMs: 10_000 });
     const config = await client.getModelConfig(o.model, o.version, { timeoutMs: 10_000 });
     maxBatchSize = config.maxBatchSize;

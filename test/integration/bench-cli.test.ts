@@ -225,6 +225,11 @@ describe('fabriek bench against a real server', () => {
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toMatch(/^fabriek bench: the server refused: NOT_FOUND: model 'nosuch' is not in the repository$/m);
     expect(unknown.stderr).not.toMatch(/\n\s+at /);
+    // The same without `profile`: the plain bench asks the server why the model is not ready.
+    const unknownPerf = await bench(['-m', 'nosuch', '--model-repository', TEST_REPOSITORY, '-p', '500', '-r', '1']);
+    expect(unknownPerf.code).toBe(1);
+    expect(unknownPerf.stderr).toMatch(/^fabriek bench: the server refused: NOT_FOUND: model 'nosuch' is not in the repository$/m);
+    expect(unknownPerf.stderr).not.toMatch(/\n\s+at /);
     const bad = await bench(['profile', '--model-repository', TEST_REPOSITORY]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/profile: -m MODEL is required/);
