@@ -2,6 +2,7 @@ import { type SpanContext } from '@opentelemetry/api';
 import { deadlineExceeded, type ServingError, unavailable } from '../../core/errors.js';
 import { type BatchInput, type Tensor } from '../../core/tensor.js';
 import { activeTracer } from '../../core/tracing.js';
+import { RunningCount } from '../../core/running-count.js';
 import {
   abortError,
   type ExecutionObserver,
@@ -108,7 +109,7 @@ export class DynamicBatcher<P> implements Scheduler {
   /** Execution time by batch size, learned from this version's executions. */
   readonly cost = new CostModel();
   readonly #queue = new BatchQueue<Entry>();
-  readonly #running = new Set<Promise<void>>();
+  readonly #running = new RunningCount();
   /** preserve_ordering: settlements of batches in the order they were cut. */
   readonly #answers: Answer[] = [];
   readonly #unsubscribe: () => void;
@@ -285,7 +286,7 @@ export class DynamicBatcher<P> implements Scheduler {
       e.job.signal.removeEventListener('abort', e.onAbort);
       e.reject(reason);
     }
-    await Promise.allSettled([...this.#running]);
+    await this.#running.idle();
   }
 
   /** Takes an entry out of the queue (false if it had left); the caller settles it. `served`: into a batch. */
@@ -537,7 +538,7 @@ export class DynamicBatcher<P> implements Scheduler {
       },
       (error: unknown) => deliver(() => take.forEach((e) => e.reject(error))),
     );
-    this.#running.add(run);
+    this.#running.track(run);
     this.#runningRows += rows;
     let finish: bigint | undefined;
     if (this.#sloNs > 0n) {
@@ -550,7 +551,6 @@ export class DynamicBatcher<P> implements Scheduler {
       if (compute !== undefined) this.#finishes.push((finish = start + BigInt(Math.round(compute))));
     }
     void run.finally(() => {
-      this.#running.delete(run);
       this.#runningRows -= rows;
       if (finish !== undefined) this.#finishes.splice(this.#finishes.indexOf(finish), 1);
     });

@@ -1,5 +1,6 @@
 import { resourceExhausted, type ServingError } from '../../core/errors.js';
 import { executionsAhead } from '../../core/pipelining.js';
+import { RunningCount } from '../../core/running-count.js';
 import { type FairEntry, FairQueue, SOLE_TENANT, tenantQueueBound } from '../batching/fair-queue.js';
 import { CostModel } from '../batching/cost-model.js';
 import { shedError } from '../batching/shedding.js';
@@ -44,7 +45,7 @@ export class DirectScheduler implements Scheduler {
   readonly #maxQueueSize: number;
   readonly #observer: ExecutionObserver | undefined;
   readonly #queue = new FairQueue<Waiting>();
-  readonly #running = new Set<Promise<unknown>>();
+  readonly #running = new RunningCount();
   readonly #unsubscribe: () => void;
   readonly #now: () => number;
   #stopped: Error | undefined;
@@ -134,7 +135,7 @@ export class DirectScheduler implements Scheduler {
       w.job.signal.removeEventListener('abort', w.onAbort);
       w.reject(reason);
     }
-    await Promise.allSettled([...this.#running]);
+    await this.#running.idle();
   }
 
   /** The shed error when `job` would finish past its deadline after `runs` executions of its size, by a trusted estimate. */
@@ -176,11 +177,7 @@ export class DirectScheduler implements Scheduler {
       this.#observer?.executed(job.batchSize, execution);
       return { outputs: execution.outputs, queueNs, execution };
     });
-    this.#running.add(run);
-    void run.then(
-      () => this.#running.delete(run),
-      () => this.#running.delete(run),
-    );
+    this.#running.track(run);
     return run;
   }
 }

@@ -1,6 +1,7 @@
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { type Logger } from 'pino';
 import { ServingError } from '../../core/errors.js';
+import { type CallEntry, CallTable } from '../../core/call-table.js';
 import { MAX_EXECUTIONS_AHEAD_PER_INSTANCE } from '../../core/pipelining.js';
 import { type ExecuteAnswer, type ExecuteCall, type ExecuteInput, type FrameTrace } from '../../core/execute-frame.js';
 import { type LoadModelRequest, type LoadModelResponse, type StatusResponse, type TensorData } from '../../proto/gen/worker.js';
@@ -144,12 +145,17 @@ function toRequestInputs(inputs: readonly ExecuteInput[]): { inputs: TensorData[
 }
 
 /** The gateway's link to a worker in its own process: direct calls, no frames. */
+/** A run in flight in an in-process worker, failed as lost if its threads die. */
+interface RunningCall extends CallEntry {
+  readonly onLost: (reason: string) => void;
+}
+
 export class InProcessLink implements WorkerLink {
   readonly endpoint: WorkerEndpoint;
   readonly #calls: WorkerCalls;
   #lost: string | undefined;
-  /** Runs not yet answered, failed as lost if the worker's threads die. */
-  readonly #running = new Set<(reason: string) => void>();
+  /** Runs not yet answered, failed as lost if the worker's threads die (not a Set: see core/call-table.ts). */
+  readonly #running = new CallTable<RunningCall>();
 
   constructor(endpoint: WorkerEndpoint, calls: WorkerCalls) {
     this.endpoint = endpoint;
@@ -183,8 +189,8 @@ export class InProcessLink implements WorkerLink {
   /** The worker is gone: its runs in flight and every later call fail as lost (retried elsewhere, if anywhere). */
   lose(reason: string): void {
     this.#lost ??= reason;
-    for (const fail of this.#running) fail(reason);
-    this.#running.clear();
+    // Each one's onLost takes it out of the table.
+    for (const run of this.#running.entries()) run.onLost(reason);
   }
 
   execute(call: ExecuteCall, deadline: number, done?: (lost: boolean) => void, trace?: FrameTrace): Promise<ExecuteAnswer> {
@@ -208,7 +214,7 @@ export class InProcessLink implements WorkerLink {
       const finish = (lost: boolean): boolean => {
         if (settled) return false;
         settled = true;
-        this.#running.delete(onLost);
+        this.#running.take(entry.callId);
         if (timer !== undefined) clearTimeout(timer);
         done?.(lost);
         return true;
@@ -217,7 +223,8 @@ export class InProcessLink implements WorkerLink {
       const onLost = (reason: string): void => {
         if (finish(true)) reject(this.#lostError(reason));
       };
-      this.#running.add(onLost);
+      const entry: RunningCall = { callId: 0, onLost };
+      this.#running.add(entry);
       if (Number.isFinite(deadline)) {
         timer = setTimeout(() => {
           timer = undefined;

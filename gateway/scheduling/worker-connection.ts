@@ -4,6 +4,7 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import { ServingError } from '../../core/errors.js';
 import { decodeExecuteResponse, encodeExecuteRequest, type ExecuteAnswer, type ExecuteCall, type FrameTrace } from '../../core/execute-frame.js';
 import { decodeError, encodeFrame, ERROR, type Frame, FrameError, FrameReader, HEADER_BYTES, Method, PING_CALL_ID, RESPONSE } from '../../core/worker-frames.js';
+import { CallTable } from '../../core/call-table.js';
 import { writeInTick } from '../../core/tick-cork.js';
 import {
   type LoadModelRequest,
@@ -43,6 +44,7 @@ export class WorkerLostError extends ServingError {
 }
 
 interface Pending {
+  callId: number;
   resolve(frame: Frame): void;
   reject(error: Error): void;
   timer: NodeJS.Timeout | undefined;
@@ -85,10 +87,10 @@ const executeAnswer = (frame: Frame): ExecuteAnswer => decodeExecuteResponse(fra
 export class WorkerConnection implements WorkerLink {
   readonly endpoint: WorkerEndpoint;
   readonly #options: WorkerConnectionOptions;
-  readonly #pending = new Map<number, Pending>();
+  /** Calls waiting for their answer, by call id (not a Map: see core/call-table.ts). */
+  readonly #pending = new CallTable<Pending>(PING_CALL_ID);
   #socket: Socket | undefined;
   #connected: Promise<Socket> | undefined;
-  #nextId = 1;
   #closed = false;
   readonly #unresponsiveListeners = new Set<(reason: string) => void>();
 
@@ -153,17 +155,16 @@ export class WorkerConnection implements WorkerLink {
       done?.(isWorkerLost(error));
       throw error;
     }
-    const id = this.#nextId;
-    this.#nextId = this.#nextId >= 0xffffffff ? 1 : this.#nextId + 1;
+    let id = 0;
     const answer = new Promise<Frame>((resolve, reject) => {
-      const pending: Pending = { resolve, reject, timer: undefined, socket, expired: false, done };
+      const pending: Pending = { callId: 0, resolve, reject, timer: undefined, socket, expired: false, done };
+      id = this.#pending.add(pending);
       if (Number.isFinite(deadline)) {
         pending.timer = setTimeout(() => {
           pending.expired = true;
           reject(new ServingError(GrpcStatus.DEADLINE_EXCEEDED, `deadline exceeded while worker ${this.endpoint.id} was running the request`));
         }, Math.max(0, deadline - Date.now()));
       }
-      this.#pending.set(id, pending);
     });
     const first = parts[0] as Uint8Array;
     Buffer.from(first.buffer, first.byteOffset, HEADER_BYTES).writeUInt32LE(id, 5);
@@ -234,9 +235,8 @@ export class WorkerConnection implements WorkerLink {
       }
       for (const frame of frames) {
         if (frame.callId === PING_CALL_ID) continue; // a pong (or an old worker's refusal of PING): heard above
-        const pending = this.#pending.get(frame.callId);
+        const pending = this.#pending.take(frame.callId);
         if (!pending) continue;
-        this.#pending.delete(frame.callId);
         if (pending.timer) clearTimeout(pending.timer);
         const error = frame.kind === ERROR ? decodeError(frame.payload) : undefined;
         // A draining worker refuses new work with UNAVAILABLE: it counts as lost, and the work is retried elsewhere.
@@ -283,9 +283,9 @@ export class WorkerConnection implements WorkerLink {
 
   /** Fails the calls waiting on `socket` (all of them without one). */
   #failAll(reason: string, socket?: Socket): void {
-    for (const [id, p] of this.#pending) {
+    for (const p of this.#pending.entries()) {
       if (socket && p.socket !== socket) continue;
-      this.#pending.delete(id);
+      this.#pending.take(p.callId);
       if (p.timer) clearTimeout(p.timer);
       p.done?.(true);
       if (!p.expired) p.reject(this.#lost(reason));
