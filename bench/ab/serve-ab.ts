@@ -20,6 +20,7 @@ const USAGE = `Usage: node dist/bench/ab/serve-ab.js [options] 'LABEL|CLI.js|SER
   --model NAME        model to call (default identity_fp32)
   --repository DIR    model repository every variant serves (default models/examples)
   --window-ms MS      bench window (default 3000)
+  --protocol P        grpc or http (the KServe v2 binary tensor extension) (default grpc)
 
 Each variant: a label, the path of a fabriek CLI (dist/gateway/cli.js of a build), and flags
 for 'fabriek serve', e.g. 'now|dist/gateway/cli.js|--gateway-processes 2'. To compare with an
@@ -33,6 +34,7 @@ interface Variant {
   readonly label: string;
   readonly child: ChildProcess;
   readonly port: string;
+  readonly httpPort: string;
   readonly rps: number[];
   readonly cpuUs: number[];
   readonly p50Us: number[];
@@ -44,16 +46,16 @@ async function start(label: string, cli: string, flags: readonly string[], repos
     [resolve(cli), 'serve', '--model-repository', repository, '--grpc-address', '127.0.0.1', '--grpc-port', '0', '--http-address', '127.0.0.1', '--http-port', '0', '--metrics-port', '0', '--log-level', 'error', ...flags],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
-  const port = await new Promise<string>((done, fail) => {
+  const [port, httpPort] = await new Promise<[string, string]>((done, fail) => {
     let out = '';
     child.stdout?.on('data', (d: Buffer) => {
       out += d.toString();
-      const m = / ready: gRPC on [^ ;]+:(\d+)/.exec(out);
-      if (m?.[1]) done(m[1]);
+      const m = / ready: gRPC on [^ ;]+:(\d+); HTTP on [^ ;]+:(\d+)/.exec(out);
+      if (m?.[1] && m[2]) done([m[1], m[2]]);
     });
     child.once('exit', (code) => fail(new Error(`${label}: exited with ${code} before it was ready`)));
   });
-  return { label, child, port, rps: [], cpuUs: [], p50Us: [] };
+  return { label, child, port, httpPort, rps: [], cpuUs: [], p50Us: [] };
 }
 
 async function main(): Promise<void> {
@@ -65,6 +67,7 @@ async function main(): Promise<void> {
       model: { type: 'string', default: 'identity_fp32' },
       repository: { type: 'string', default: 'models/examples' },
       'window-ms': { type: 'string', default: '3000' },
+      protocol: { type: 'string', default: 'grpc' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -73,6 +76,8 @@ async function main(): Promise<void> {
     return;
   }
   const repository = resolve(values.repository);
+  const http = values.protocol === 'http';
+  if (!http && values.protocol !== 'grpc') throw new Error(`--protocol: expected grpc or http, got '${values.protocol}'`);
   const variants: Variant[] = [];
   const dir = mkdtempSync(join(tmpdir(), 'fabriek-ab-'));
   try {
@@ -87,7 +92,7 @@ async function main(): Promise<void> {
         const cpu0 = treeCpuSeconds(pid);
         execFileSync(
           process.execPath,
-          [BENCH, '-m', values.model, '-u', `127.0.0.1:${v.port}`, '--concurrency-range', values.concurrency, '-p', values['window-ms'], '-r', '1', '--warmup-interval', String(WARMUP_MS), '--no-save', '--json', json],
+          [BENCH, '-m', values.model, ...(http ? ['-i', 'http', '-u', `http://127.0.0.1:${v.httpPort}`] : ['-u', `127.0.0.1:${v.port}`]), '--concurrency-range', values.concurrency, '-p', values['window-ms'], '-r', '1', '--warmup-interval', String(WARMUP_MS), '--no-save', '--json', json],
           { stdio: 'ignore' },
         );
         const cpu = treeCpuSeconds(pid) - cpu0;
@@ -100,7 +105,7 @@ async function main(): Promise<void> {
         v.p50Us.push(level.latency.p50Us);
       }
     }
-    console.log(`${values.model}, ${values.concurrency} clients, ${values.rounds} rounds of ${values['window-ms']} ms (the first warms up)`);
+    console.log(`${values.model} over ${http ? 'HTTP' : 'gRPC'}, ${values.concurrency} clients, ${values.rounds} rounds of ${values['window-ms']} ms (the first warms up)`);
     for (const v of variants) console.log(`${v.label}: req/s ${v.rps.join(' ')}; server CPU µs/req ${v.cpuUs.join(' ')}; p50 µs ${v.p50Us.join(' ')}`);
   } finally {
     for (const v of variants) v.child.kill('SIGTERM');
