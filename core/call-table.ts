@@ -22,7 +22,7 @@ export class CallTable<T extends CallEntry> {
   #slots: (T | undefined)[];
   #mask: number;
   #size = 0;
-  #nextId = 1;
+  #nextId: number;
   /** Never handed out (a frame's reserved id, e.g. the worker link's PING). */
   readonly #reserved: number;
 
