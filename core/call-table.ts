@@ -59,11 +59,6 @@ export class CallTable<T extends CallEntry> {
     return id;
   }
 
-  get(id: number): T | undefined {
-    const entry = this.#slots[id & this.#mask];
-    return entry !== undefined && entry.callId === id ? entry : undefined;
-  }
-
   /** Removes and returns the call under `id`, if it is in flight. */
   take(id: number): T | undefined {
     const i = id & this.#mask;

@@ -34,7 +34,8 @@ interface Variant {
   readonly label: string;
   readonly child: ChildProcess;
   readonly port: string;
-  readonly httpPort: string;
+  /** Undefined for a variant that does not serve HTTP. */
+  readonly httpPort: string | undefined;
   readonly rps: number[];
   readonly cpuUs: number[];
   readonly p50Us: number[];
@@ -46,12 +47,13 @@ async function start(label: string, cli: string, flags: readonly string[], repos
     [resolve(cli), 'serve', '--model-repository', repository, '--grpc-address', '127.0.0.1', '--grpc-port', '0', '--http-address', '127.0.0.1', '--http-port', '0', '--metrics-port', '0', '--log-level', 'error', ...flags],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
-  const [port, httpPort] = await new Promise<[string, string]>((done, fail) => {
+  const [port, httpPort] = await new Promise<[string, string | undefined]>((done, fail) => {
     let out = '';
     child.stdout?.on('data', (d: Buffer) => {
       out += d.toString();
-      const m = / ready: gRPC on [^ ;]+:(\d+); HTTP on [^ ;]+:(\d+)/.exec(out);
-      if (m?.[1] && m[2]) done([m[1], m[2]]);
+      // The whole ready line: it names HTTP's port only when the variant serves HTTP.
+      const m = / ready: gRPC on [^ ;]+:(\d+); (?:HTTP on [^ ;]+:(\d+))?.*\n/.exec(out);
+      if (m?.[1]) done([m[1], m[2]]);
     });
     child.once('exit', (code) => fail(new Error(`${label}: exited with ${code} before it was ready`)));
   });
@@ -83,7 +85,9 @@ async function main(): Promise<void> {
   try {
     for (const v of positionals) {
       const [label = '', cli = '', flags = ''] = v.split('|');
-      variants.push(await start(label, cli, flags.split(' ').filter(Boolean), repository));
+      const variant = await start(label, cli, flags.split(' ').filter(Boolean), repository);
+      variants.push(variant);
+      if (http && variant.httpPort === undefined) throw new Error(`${label}: --protocol http, but this variant serves no HTTP`);
     }
     for (let round = 0; round < Number(values.rounds); round++) {
       for (const v of variants) {

@@ -144,12 +144,12 @@ function toRequestInputs(inputs: readonly ExecuteInput[]): { inputs: TensorData[
   return { inputs: out, borrowed };
 }
 
-/** The gateway's link to a worker in its own process: direct calls, no frames. */
 /** A run in flight in an in-process worker, failed as lost if its threads die. */
 interface RunningCall extends CallEntry {
   readonly onLost: (reason: string) => void;
 }
 
+/** The gateway's link to a worker in its own process: direct calls, no frames. */
 export class InProcessLink implements WorkerLink {
   readonly endpoint: WorkerEndpoint;
   readonly #calls: WorkerCalls;

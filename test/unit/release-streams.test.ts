@@ -1,4 +1,4 @@
-import { connect, constants, createServer, type ServerHttp2Stream } from 'node:http2';
+import { type ClientHttp2Session, connect, constants, createServer, type Http2Server, type ServerHttp2Stream } from 'node:http2';
 import { type AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { releaseClosedStreams } from '../../gateway/grpc/release-streams.js';
@@ -10,6 +10,17 @@ const servers: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const close of servers.splice(0)) await close();
 });
+
+/** Listens on loopback and connects a client; both are closed after the test. */
+async function connected(server: Http2Server): Promise<ClientHttp2Session> {
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const client = connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  servers.push(async () => {
+    client.destroy();
+    await new Promise((r) => server.close(r));
+  });
+  return client;
+}
 
 async function serveOnce(release: boolean): Promise<ServerHttp2Stream> {
   const server = createServer();
@@ -24,12 +35,7 @@ async function serveOnce(release: boolean): Promise<ServerHttp2Stream> {
       resolve(stream);
     });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const client = connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
-  servers.push(async () => {
-    client.close();
-    await new Promise((r) => server.close(r));
-  });
+  const client = await connected(server);
   const req = client.request({ ':method': 'POST', ':path': '/' });
   req.end('request');
   let body = '';
@@ -66,12 +72,7 @@ describe('releaseClosedStreams', () => {
     const server = createServer();
     releaseClosedStreams(server);
     const opened = new Promise<ServerHttp2Stream>((resolve) => server.on('stream', resolve));
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const client = connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
-    servers.push(async () => {
-      client.destroy();
-      await new Promise((r) => server.close(r));
-    });
+    const client = await connected(server);
     const req = client.request({ ':method': 'POST', ':path': '/' });
     req.write('part');
     const stream = await opened;
