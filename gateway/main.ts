@@ -18,7 +18,6 @@ import { inferenceServiceDefinition } from './grpc/infer-codec.js';
 import { withMalformedRequests } from './grpc/malformed-request.js';
 import { createHttpServer } from './http/server.js';
 import { earlyRefusals } from './grpc/early-refusal.js';
-import { releaseClosedStreams } from './grpc/release-streams.js';
 import { DynamicBatcher } from './batching/dynamic-batcher.js';
 import { Admission } from './inference/admission.js';
 import { registerCacheMetrics } from './metrics/cache-metrics.js';
@@ -116,17 +115,12 @@ function widenFlowControl(server: Server): void {
   if (common) common.settings = { ...common.settings, initialWindowSize: GRPC_WINDOW_BYTES };
 }
 
-/**
- * After bind, on the gRPC server's HTTP/2 servers: each new session gets the
- * wide connection window too, and each closed stream lets go of its call
- * (grpc/release-streams.ts).
- */
-function tuneHttp2Servers(server: Server, log: Logger): void {
+/** After bind: each new HTTP/2 session of the gRPC server gets the wide connection window too. */
+function widenSessions(server: Server, log: Logger): void {
   const servers = (server as unknown as { http2Servers?: Map<Http2Server, unknown> }).http2Servers;
-  if (servers === undefined) log.warn('grpc-js keeps its HTTP/2 servers elsewhere than 1.14 did: gRPC sessions keep the default flow-control window and closed streams their calls');
+  if (servers === undefined) log.warn('grpc-js keeps its HTTP/2 servers elsewhere than 1.14 did: gRPC sessions keep the default flow-control window');
   for (const h of servers?.keys() ?? []) {
     h.on('session', (session: ServerHttp2Session) => session.setLocalWindowSize(GRPC_WINDOW_BYTES));
-    releaseClosedStreams(h);
   }
 }
 
@@ -426,7 +420,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   let grpcPort: number;
   try {
     grpcPort = await bindGrpc(server, `${options.grpcAddress}:${options.grpcPort}`, grpcServerCredentials(grpcTls));
-    tuneHttp2Servers(server, log);
+    widenSessions(server, log);
   } catch (error) {
     await supervisor.stop();
     throw error;
