@@ -18,6 +18,7 @@ import { inferenceServiceDefinition } from './grpc/infer-codec.js';
 import { withMalformedRequests } from './grpc/malformed-request.js';
 import { createHttpServer } from './http/server.js';
 import { earlyRefusals } from './grpc/early-refusal.js';
+import { useStreamTable } from './grpc/session-streams.js';
 import { DynamicBatcher } from './batching/dynamic-batcher.js';
 import { Admission } from './inference/admission.js';
 import { registerCacheMetrics } from './metrics/cache-metrics.js';
@@ -115,13 +116,23 @@ function widenFlowControl(server: Server): void {
   if (common) common.settings = { ...common.settings, initialWindowSize: GRPC_WINDOW_BYTES };
 }
 
-/** After bind: each new HTTP/2 session of the gRPC server gets the wide connection window too. */
-function widenSessions(server: Server, log: Logger): void {
+/**
+ * After bind, on each new HTTP/2 session of the gRPC server: the wide
+ * connection window too, and its streams in a table that lets a closed stream
+ * go (grpc/session-streams.ts).
+ */
+function tuneSessions(server: Server, log: Logger): void {
   const servers = (server as unknown as { http2Servers?: Map<Http2Server, unknown> }).http2Servers;
-  if (servers === undefined) log.warn('grpc-js keeps its HTTP/2 servers elsewhere than 1.14 did: gRPC sessions keep the default flow-control window');
-  for (const h of servers?.keys() ?? []) {
-    h.on('session', (session: ServerHttp2Session) => session.setLocalWindowSize(GRPC_WINDOW_BYTES));
-  }
+  if (servers === undefined) log.warn('grpc-js keeps its HTTP/2 servers elsewhere than 1.14 did: gRPC sessions keep the default flow-control window and stream Map');
+  let warned = false;
+  const tune = (session: ServerHttp2Session): void => {
+    session.setLocalWindowSize(GRPC_WINDOW_BYTES);
+    if (!useStreamTable(session) && !warned) {
+      warned = true;
+      log.warn(`Node ${process.version} keeps an HTTP/2 session's streams otherwise than Node 20 and 22: gRPC sessions keep its stream Map, and with it closed calls until a full GC`);
+    }
+  };
+  for (const h of servers?.keys() ?? []) h.on('session', tune);
 }
 
 function listenHttp(http: HttpServer | HttpsServer, host: string, port: number): Promise<number> {
@@ -420,7 +431,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   let grpcPort: number;
   try {
     grpcPort = await bindGrpc(server, `${options.grpcAddress}:${options.grpcPort}`, grpcServerCredentials(grpcTls));
-    widenSessions(server, log);
+    tuneSessions(server, log);
   } catch (error) {
     await supervisor.stop();
     throw error;
