@@ -30,6 +30,12 @@ const EXIT_TIMEOUT_SECS = 10;
 export interface OverloadOptions {
   /** Offered load of the overload level, in multiples of the measured capacity. */
   readonly factor: number;
+  /**
+   * Offered load of the overload level in images/s, instead of `factor` times
+   * the capacity: builds compared side by side then get the same arrivals,
+   * whatever capacity each measured.
+   */
+  readonly offeredRate?: number;
   /** batching_slo_ms of the SLO mode, and what goodput counts. */
   readonly sloMs: number;
   /** Each request's own gRPC deadline. */
@@ -143,7 +149,8 @@ async function measureMode(mode: Mode, repo: string, o: OverloadOptions): Promis
     timeRefusals = true;
     let overload: LevelResult;
     try {
-      overload = await level({ mode: 'request-rate', value: Math.round(o.factor * rate), distribution: 'poisson' }, `${o.factor}x it`);
+      const offered = o.offeredRate ?? Math.round(o.factor * rate);
+      overload = await level({ mode: 'request-rate', value: offered, distribution: 'poisson' }, o.offeredRate === undefined ? `${o.factor}x it` : `${offered}/s`);
     } finally {
       clearInterval(sampler);
       timeRefusals = false;
@@ -229,14 +236,15 @@ function report(o: OverloadOptions, results: readonly ModeResult[]): OverloadRep
   });
   const disturbed = results.flatMap((r) => [r.capacity, r.partial, r.overload].filter((l) => disturbedNote(l.cpu) !== '').map((l) => `${r.mode} ${l.mode === 'concurrency' ? 'capacity' : `${num(l.value)}/s`}${disturbedNote(l.cpu)}`));
   const ok = verdicts.some((v) => v.goodputMet && v.tailMet && v.exitMet);
+  const overloadName = o.offeredRate === undefined ? `${o.factor}× it` : `${o.offeredRate} images/s`;
   const markdown = [
     `${MODEL} (602 KB images), max_batch_size 16, one CPU instance; each mode on a fresh gateway. Capacity: closed loop at ${CLOSED_LOOP}. ` +
-      `Then Poisson arrivals at 70 % of it and at ${o.factor}× it, at most ${MAX_OUTSTANDING} outstanding, each request with a ${o.deadlineMs} ms deadline, ` +
+      `Then Poisson arrivals at 70 % of it and at ${overloadName}, at most ${MAX_OUTSTANDING} outstanding, each request with a ${o.deadlineMs} ms deadline, ` +
       `through the bench's HTTP/2 gRPC client. Goodput: answers within ${o.sloMs} ms per second. ${num(o.durationMs / 1000)} s windows after ${num(o.warmupMs / 1000)} s of warm-up. ` +
       (o.maxInflightWaitMs > 0 ? `Gateways with --max-inflight-wait-ms ${o.maxInflightWaitMs}.` : 'Gateways with the default admission (--max-inflight-bytes only).'),
     '',
     mdTable(
-      ['mode', 'capacity/s', '70 %: answered/s · p99 ms', `${o.factor}×: offered/s`, 'answered/s', 'goodput/s (of capacity)', 'p99 ms (of 70 %)', 'refused p50 / p99 ms', 'errors', 'RSS MiB before → peak', 'SIGTERM'],
+      ['mode', 'capacity/s', '70 %: answered/s · p99 ms', `${o.offeredRate === undefined ? `${o.factor}×` : 'overload'}: offered/s`, 'answered/s', 'goodput/s (of capacity)', 'p99 ms (of 70 %)', 'refused p50 / p99 ms', 'errors', 'RSS MiB before → peak', 'SIGTERM'],
       rows,
     ),
     '',
@@ -262,5 +270,5 @@ function report(o: OverloadOptions, results: readonly ModeResult[]): OverloadRep
     exitedHow: r.exitedHow,
     leftAlive: r.leftAlive,
   }));
-  return { json: { options: { factor: o.factor, sloMs: o.sloMs, deadlineMs: o.deadlineMs, maxInflightWaitMs: o.maxInflightWaitMs }, results: json, verdicts }, markdown, ok };
+  return { json: { options: { factor: o.factor, offeredRate: o.offeredRate, sloMs: o.sloMs, deadlineMs: o.deadlineMs, maxInflightWaitMs: o.maxInflightWaitMs }, results: json, verdicts }, markdown, ok };
 }

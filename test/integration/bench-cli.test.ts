@@ -162,6 +162,9 @@ describe('fabriek bench against a real server', () => {
     const bad = await bench(['overload', '--factor', '0']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/--factor: expected a multiple from 1 to 100, got '0'/);
+    const badRate = await bench(['overload', '--offered-rate', '2.5']);
+    expect(badRate.code).toBe(2);
+    expect(badRate.stderr).toMatch(/--offered-rate: expected images\/s from 1 to 100000, got '2.5'/);
   }, 150_000);
 
   it('runs the scaling scenario with one and two gateway processes, load from processes of their own, and reports merged runs', async () => {
