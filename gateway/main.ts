@@ -129,7 +129,7 @@ function tuneSessions(server: Server, log: Logger): void {
     session.setLocalWindowSize(GRPC_WINDOW_BYTES);
     if (!useStreamTable(session) && !warned) {
       warned = true;
-      log.warn(`Node ${process.version} keeps an HTTP/2 session's streams otherwise than Node 20 and 22: gRPC sessions keep its stream Map, and with it closed calls until a full GC`);
+      log.warn(`Node ${process.version} keeps an HTTP/2 session's streams otherwise than Node 20: gRPC sessions keep its stream Map, and with it closed calls until a full GC`);
     }
   };
   for (const h of servers?.keys() ?? []) h.on('session', tune);
