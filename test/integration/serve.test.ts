@@ -200,6 +200,11 @@ describe('fabriek serve on a repository without config files', () => {
     expect(Buffer.compare(Buffer.from(res.rawOutputContents[0]!), Buffer.from(data))).toBe(0);
   });
 
+  it("tunes every gRPC session it accepts: wide flow-control window, streams in the gateway's own table (it warns if grpc-js or Node moved what it reaches)", async () => {
+    await gw.client.serverReady();
+    expect(gw.stderr()).not.toMatch(/keeps its HTTP\/2 servers elsewhere|keeps an HTTP\/2 session's streams otherwise/);
+  });
+
   it('ModelStreamInfer answers every request on the stream, errors as error_message', async () => {
     const stream = gw.client.raw.modelStreamInfer();
     const got: Array<{ id: string; error: string; out?: Buffer }> = [];
