@@ -53,7 +53,8 @@ describe('local workers in the gateway process', () => {
     repo = await mkdtemp(join(tmpdir(), 'fabriek-in-process-'));
     await addModel(repo, 'mlp', src('mlp'), 'max_batch_size: 16\ndynamic_batching { max_queue_delay_microseconds: 5000 }\ninstance_group [ { count: 1, kind: KIND_CPU } ]\n');
     await addModel(repo, 'identity_fp32', src('identity_fp32'));
-    gw = await startGateway(['--model-repository', repo, '--local-workers', 'in-process', '--log-level', 'silent']);
+    // One gateway process: in-process workers refuse more, so FABRIEK_TEST_GATEWAY_PROCESSES=2 must not apply here.
+    gw = await startGateway(['--model-repository', repo, '--local-workers', 'in-process', '--gateway-processes', '1', '--log-level', 'silent']);
   });
 
   afterAll(async () => {
