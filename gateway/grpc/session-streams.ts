@@ -1,43 +1,62 @@
+import { randomInt } from 'node:crypto';
 import { type Http2Session } from 'node:http2';
 import { isMap } from 'node:util/types';
 
 // An HTTP/2 session's open streams, kept where a closed stream is really let go.
 //
 // Why: Node keeps a session's streams in a Map (`session[kState].streams`),
-// and V8 moves a Map's entries to a new table every few dozen streams while
-// leaving them in the old table too. A session lives long, so its Map's old
-// tables sit in the old generation, and each, garbage from then on, keeps every
-// stream it held (and grpc-js's call, the request, its tensors, the answer)
-// alive through every scavenge until the next full collection: 9–17 % of what
-// a gRPC server allocated was promoted that way, grpc-echo and a bare
-// node:http2 server included; 1–1.4 % with this table (docs/performance.md). This table clears a
-// stream's slot when it is deleted. It is open addressing on the stream id with
-// linear probing and backward-shift deletion, so nothing is left behind.
+// and V8 leaves a Map's entries in its old tables when it rebuilds it
+// (core/call-table.ts says how that keeps them alive). A session lives long,
+// so every stream it held, with grpc-js's call, the request, its tensors and
+// the answer, survived each scavenge until the next full collection: 9–17 % of
+// what a gRPC server allocated was promoted that way (grpc-echo and a bare
+// node:http2 server too), 1–1.4 % with this table (docs/performance.md).
 //
-// Node 20 calls get, set, delete, size and forEach on it (lib/internal/http2/core.js);
-// the rest of Map's interface is there in case a later Node uses it.
-// `useStreamTable` swaps it in only where it finds the Map it expects, empty,
-// so a Node that keeps its streams otherwise is left as it is.
+// Open addressing with linear probing and backward-shift deletion, so a
+// deleted stream's slot holds nothing. The client picks the stream ids, so the
+// home slot is a multiplicative hash with a multiplier drawn per process:
+// with the id's low bits as the slot, ids a power of two apart all shared one
+// slot, and 20,000 streams opened that way took 0.8 s of CPU to add, find and
+// remove (9 ms hashed; Node's Map 13 ms).
+//
+// Node 20 calls get, set, delete, size and forEach on it
+// (lib/internal/http2/core.js); the rest of Map's interface is there so that
+// a later Node that calls more fails nothing. `useStreamTable` swaps it in only
+// where it finds the Map it expects, empty; otherwise Node's Map stays.
 
 const EMPTY = 0; // stream 0 is the connection, never a stream
+
+/** Odd, so that multiplying by it permutes the 32-bit ids; unknown to clients. */
+const MULTIPLIER = (randomInt(0x40000000) * 2 + 1) | 0;
 
 /** A session's streams by id, with Map's interface. */
 export class StreamTable<T> {
   #ids: Int32Array;
   #values: (T | undefined)[];
   #mask: number;
+  /** 32 − log2(slots): the hash's top bits are the home slot. */
+  #shift: number;
+  readonly #multiplier: number;
   #size = 0;
 
-  constructor(capacity = 64) {
+  /** `multiplier`: odd; tests give one to place ids where they want them. */
+  constructor(capacity = 64, multiplier = MULTIPLIER) {
+    if ((multiplier & 1) === 0) throw new RangeError(`the multiplier must be odd, got ${multiplier}`);
+    this.#multiplier = multiplier | 0;
     let slots = 8;
     while (slots < capacity) slots *= 2;
     this.#ids = new Int32Array(slots);
     this.#values = new Array<T | undefined>(slots).fill(undefined);
     this.#mask = slots - 1;
+    this.#shift = 32 - Math.log2(slots);
   }
 
   get size(): number {
     return this.#size;
+  }
+
+  has(id: number): boolean {
+    return this.#slotOf(id) >= 0;
   }
 
   get(id: number): T | undefined {
@@ -49,7 +68,7 @@ export class StreamTable<T> {
     if (!Number.isInteger(id) || id <= 0 || id > 0x7fffffff) throw new RangeError(`not an HTTP/2 stream id: ${id}`);
     const ids = this.#ids;
     const mask = this.#mask;
-    let i = id & mask;
+    let i = this.#home(id);
     while (ids[i] !== EMPTY && ids[i] !== id) i = (i + 1) & mask;
     if (ids[i] === EMPTY) {
       ids[i] = id;
@@ -69,7 +88,7 @@ export class StreamTable<T> {
     // Backward shift: move each later entry of the run whose home slot is not
     // between the hole and it into the hole, so every lookup still finds it.
     for (let j = (i + 1) & mask; ids[j] !== EMPTY; j = (j + 1) & mask) {
-      const home = ids[j]! & mask;
+      const home = this.#home(ids[j]!);
       const between = i <= j ? i < home && home <= j : i < home || home <= j;
       if (between) continue;
       ids[i] = ids[j]!;
@@ -119,11 +138,15 @@ export class StreamTable<T> {
   #slotOf(id: number): number {
     const ids = this.#ids;
     const mask = this.#mask;
-    for (let i = id & mask; ; i = (i + 1) & mask) {
+    for (let i = this.#home(id); ; i = (i + 1) & mask) {
       const at = ids[i];
       if (at === id) return id === EMPTY ? -1 : i;
       if (at === EMPTY) return -1;
     }
+  }
+
+  #home(id: number): number {
+    return homeSlot(id, this.#multiplier, this.#shift);
   }
 
   #grow(): void {
@@ -133,11 +156,17 @@ export class StreamTable<T> {
     this.#ids = new Int32Array(slots);
     this.#values = new Array<T | undefined>(slots).fill(undefined);
     this.#mask = slots - 1;
+    this.#shift = 32 - Math.log2(slots);
     this.#size = 0;
     for (let i = 0; i < ids.length; i++) if (ids[i] !== EMPTY) this.set(ids[i]!, values[i]!);
     // The old arrays are garbage now, but may sit in the old generation: they must not hold the streams.
     values.fill(undefined);
   }
+}
+
+/** The slot an id starts its probe at: the top bits of id × multiplier (mod 2^32). */
+export function homeSlot(id: number, multiplier: number, shift: number): number {
+  return Math.imul(id, multiplier) >>> shift;
 }
 
 interface SessionState {

@@ -9,7 +9,7 @@ import {
   createServer,
 } from 'node:http2';
 import { afterEach, describe, expect, it } from 'vitest';
-import { StreamTable, useStreamTable } from '../../gateway/grpc/session-streams.js';
+import { StreamTable, homeSlot, useStreamTable } from '../../gateway/grpc/session-streams.js';
 
 /** A small deterministic generator (mulberry32), so a failure replays. */
 function random(seed: number): () => number {
@@ -29,45 +29,72 @@ function expectSame(table: StreamTable<string>, map: Map<number, string>, probe:
 }
 
 describe('StreamTable', () => {
-  it('agrees with a Map over stream ids that collide, wrap around its slots and make it grow', () => {
-    const next = random(12);
-    const table = new StreamTable<string>(8);
-    const map = new Map<number, string>();
-    // Rising odd ids as a session sees them, some streams long-lived, and
-    // jumps of 128 now and then, so that live ids share home slots.
-    let id = 1;
-    const probe: number[] = [];
-    for (let step = 0; step < 20_000; step++) {
-      const r = next();
-      if (r < 0.5 || map.size === 0) {
-        table.set(id, `s${id}`);
-        map.set(id, `s${id}`);
-        probe.push(id);
-        id += next() < 0.3 ? 128 : 2;
-      } else {
-        const live = [...map.keys()];
-        // Mostly the oldest (calls end in about the order they came), sometimes any.
-        const victim = r < 0.9 ? live[0]! : live[Math.floor(next() * live.length)]!;
-        expect(table.delete(victim)).toBe(true);
-        map.delete(victim);
-        expect(table.delete(victim)).toBe(false);
+  // Multiplier 1 puts every small id at slot 0 (the top bits of a small number
+  // are zero); −1 puts them at the last slot, so their runs wrap around to slot 0.
+  for (const [name, multiplier] of [['the process multiplier', undefined], ['every id colliding (1)', 1], ['every run wrapping around (−1)', -1]] as const) {
+    it(`agrees with a Map over rising stream ids, through collisions, wrap-around and growth: ${name}`, () => {
+      const next = random(12);
+      const table = new StreamTable<string>(8, multiplier);
+      const map = new Map<number, string>();
+      // Rising odd ids as a session sees them, some streams long-lived.
+      let id = 1;
+      const probe: number[] = [];
+      for (let step = 0; step < 20_000; step++) {
+        const r = next();
+        if (r < 0.5 || map.size === 0) {
+          table.set(id, `s${id}`);
+          map.set(id, `s${id}`);
+          probe.push(id);
+          id += next() < 0.3 ? 128 : 2;
+        } else {
+          const live = [...map.keys()];
+          // Mostly the oldest (calls end in about the order they came), sometimes any.
+          const victim = r < 0.9 ? live[0]! : live[Math.floor(next() * live.length)]!;
+          expect(table.delete(victim)).toBe(true);
+          map.delete(victim);
+          expect(table.delete(victim)).toBe(false);
+          expect(table.has(victim)).toBe(false);
+        }
+        if (step % 1000 === 0) expectSame(table, map, probe.slice(-300));
       }
-      if (step % 1000 === 0) expectSame(table, map, probe.slice(-300));
+      expectSame(table, map, probe);
+      table.clear();
+      expect(table.size).toBe(0);
+      expect(table.get(1)).toBeUndefined();
+    });
+  }
+
+  it('deletes from the middle of a run of collisions, and of one that wraps around, and still finds the entries after it', () => {
+    for (const multiplier of [1, -1]) {
+      const table = new StreamTable<string>(8, multiplier); // 8 slots, every id below 2^29 starts at the same one
+      for (const id of [1, 9, 17, 25, 3]) table.set(id, `s${id}`);
+      table.delete(9);
+      expect([table.get(1), table.get(9), table.get(17), table.get(25), table.get(3)]).toEqual(['s1', undefined, 's17', 's25', 's3']);
+      table.delete(1);
+      table.delete(25);
+      expect([table.get(17), table.get(3), table.size]).toEqual(['s17', 's3', 2]);
     }
-    expectSame(table, map, probe);
-    table.clear();
-    expect(table.size).toBe(0);
-    expect(table.get(1)).toBeUndefined();
   });
 
-  it('deletes from the middle of a run of collisions and still finds the entries after it', () => {
-    const table = new StreamTable<string>(8); // 8 slots: 1, 9, 17, 25 all start at slot 1
-    for (const id of [1, 9, 17, 25, 3]) table.set(id, `s${id}`);
-    table.delete(9);
-    expect([table.get(1), table.get(9), table.get(17), table.get(25), table.get(3)]).toEqual(['s1', undefined, 's17', 's25', 's3']);
-    table.delete(1);
-    table.delete(25);
-    expect([table.get(17), table.get(3), table.size]).toEqual(['s17', 's3', 2]);
+  it('spreads ids a power of two apart over the slots (the client picks the ids)', () => {
+    // With the id's low bits as its slot, 1024 ids 65,536 apart all started at one slot,
+    // and each stream added or removed probed past every other.
+    const ids = Array.from({ length: 1024 }, (_, k) => 1 + k * 65_536);
+    const next = random(7);
+    for (let trial = 0; trial < 5; trial++) {
+      const multiplier = (Math.floor(next() * 0x40000000) * 2 + 1) | 0;
+      const homes = new Set(ids.map((id) => homeSlot(id, multiplier, 32 - 11)));
+      expect(homes.size).toBeGreaterThan(600); // of 2048 slots; at random about 800
+    }
+    const table = new StreamTable<number>();
+    for (const id of ids) table.set(id, id);
+    for (const id of ids) expect(table.get(id)).toBe(id);
+    for (const id of ids) table.delete(id);
+    expect(table.size).toBe(0);
+  });
+
+  it('refuses an even multiplier, which would map ids onto half the slots', () => {
+    expect(() => new StreamTable<string>(8, 2)).toThrow(/multiplier must be odd/);
   });
 
   it('replaces the value of an id already there without counting it twice', () => {
@@ -191,7 +218,14 @@ describe('useStreamTable on a real HTTP/2 session', () => {
     await sessionClosed;
   });
 
-  it('leaves a session alone whose streams are not where Node 20 keeps them', () => {
+  it('leaves a session alone whose streams are not where Node 20 keeps them, or that already has streams', () => {
     expect(useStreamTable({} as ServerHttp2Session)).toBe(false);
+    const open = new Map([[1, 'a stream']]);
+    const busy = { [Symbol('state')]: { streams: open } };
+    expect(useStreamTable(busy as unknown as ServerHttp2Session)).toBe(false);
+    expect((busy as Record<symbol, { streams: unknown }>)[Object.getOwnPropertySymbols(busy)[0]!]!.streams).toBe(open);
+    const fresh = { [Symbol('state')]: { streams: new Map() } };
+    expect(useStreamTable(fresh as unknown as ServerHttp2Session)).toBe(true);
+    expect((fresh as Record<symbol, { streams: unknown }>)[Object.getOwnPropertySymbols(fresh)[0]!]!.streams).toBeInstanceOf(StreamTable);
   });
 });
