@@ -1,12 +1,12 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Logger } from 'pino';
 import { MAX_EXECUTIONS_AHEAD_PER_INSTANCE } from '../../core/pipelining.js';
 import { WorkerConnection } from './worker-connection.js';
 import { type WorkerEndpoint, type WorkerLink } from './worker-link.js';
+import { removeStaleWorkerSockets, workerSocketPath } from './worker-sockets.js';
 
 const WORKER_ENTRY = fileURLToPath(new URL('../../worker/main.js', import.meta.url));
 
@@ -72,6 +72,8 @@ export class WorkerSupervisor {
 
   /** Starts every worker; resolves once all are up and `onUp` has finished for each. */
   async start(): Promise<void> {
+    const stale = await removeStaleWorkerSockets(tmpdir());
+    if (stale.length > 0) this.#options.log.info({ removed: stale.length, dir: tmpdir() }, 'removed worker sockets left by gateways that no longer run');
     await Promise.all(this.#specs.map((spec) => this.#launch(spec, 0)));
   }
 
@@ -112,13 +114,9 @@ export class WorkerSupervisor {
     this.#running.clear();
   }
 
-  #socketPath(spec: LocalWorkerSpec): string {
-    return join(tmpdir(), `fabriek-${process.pid}-${spec.id}.sock`);
-  }
-
   #launch(spec: LocalWorkerSpec, restarts: number): Promise<void> {
     const { log } = this.#options;
-    const socket = this.#socketPath(spec);
+    const socket = workerSocketPath(tmpdir(), process.pid, spec.id);
     rmSync(socket, { force: true });
     const device = spec.deviceKind === 'gpu' ? `gpu:${spec.deviceId}` : 'cpu';
     const child = fork(
@@ -171,6 +169,8 @@ export class WorkerSupervisor {
     });
 
     child.once('exit', (code, signal) => {
+      // A worker that ends normally removes its socket; one killed leaves it.
+      rmSync(socket, { force: true });
       if (this.#running.get(spec.id) !== running) return;
       running.connection?.close();
       const reason = `worker ${spec.id} (pid ${child.pid}) exited with ${signal ?? `code ${code}`}`;

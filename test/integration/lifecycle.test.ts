@@ -1,5 +1,5 @@
 import { status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
-import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -165,5 +165,7 @@ describe('worker crash and graceful shutdown', () => {
     expect(results.every((r) => r === 'OK')).toBe(true);
     expect(await code).toBe(0);
     await waitFor(() => childPids(gw.child.pid as number).length === 0, 10_000, 'workers to exit');
+    // The workers' sockets went with them (gateway/scheduling/worker-sockets.ts).
+    expect((await readdir(tmpdir())).filter((n) => n.startsWith(`fabriek-${gw.child.pid}-`))).toEqual([]);
   });
 });
