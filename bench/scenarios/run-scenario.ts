@@ -181,7 +181,7 @@ export async function runScenario(
       : scenario === 'fairness'
         ? fairnessWindows(rounds)
         : slo
-          ? 1 + SLO_GOODPUT_DEFAULTS.loads.length * (1 + SLO_GOODPUT_DEFAULTS.fixedDelaysUs.length)
+          ? 2 + SLO_GOODPUT_DEFAULTS.loads.length * (1 + SLO_GOODPUT_DEFAULTS.fixedDelaysUs.length)
           : noisy
             ? 2 * 2 * rounds + 4
             : overload
