@@ -2,17 +2,27 @@
 // join a batch while it waits. Counted in fixed windows on the batcher's
 // clock and smoothed across them, so one request costs an add and a
 // compare. A quiet spell folds empty windows in, so the estimate decays.
+// Beside it, the median of the last few gaps between arrivals: a burst
+// (recentGapNs).
 
 const WINDOW_NS = 5_000_000n;
 const ALPHA = 0.3;
 /** Past this many empty windows the old rate says nothing any more. */
 const FORGET = 20n;
+/** Gaps between arrivals kept for the recent gap (their median). */
+const GAPS = 8;
+
+/** Sorted in place by `recentGapNs`. */
+const scratch = new Float64Array(GAPS);
 
 export class ArrivalRate {
   #start: bigint | undefined;
   #rows = 0;
   #perNs = 0;
   #lastNs: bigint | undefined;
+  /** The last GAPS gaps between arrivals, per row (ns), as a ring. */
+  readonly #gaps = new Float64Array(GAPS);
+  #gapCount = 0;
 
   /** When rows last arrived; undefined before any. */
   get lastNs(): bigint | undefined {
@@ -21,6 +31,7 @@ export class ArrivalRate {
 
   /** `rows` arrived at `now`. */
   observe(rows: number, now: bigint): void {
+    if (this.#lastNs !== undefined && now >= this.#lastNs) this.#gaps[this.#gapCount++ % GAPS] = Number(now - this.#lastNs) / rows;
     this.#roll(now);
     this.#rows += rows;
     this.#lastNs = now;
@@ -30,6 +41,27 @@ export class ArrivalRate {
   rowsPerNs(now: bigint): number {
     this.#roll(now);
     return this.#perNs;
+  }
+
+  /**
+   * The median gap per row among the last GAPS arrivals; undefined before
+   * GAPS / 2 of them. Unlike the rate, which averages over windows of
+   * several ms, it sees a burst as it comes: a closed loop's callers, sent
+   * their answers together, send again within a fraction of a ms of each
+   * other, then nothing until the next answers. The median ignores the
+   * silence between bursts.
+   */
+  recentGapNs(): number | undefined {
+    const n = Math.min(this.#gapCount, GAPS);
+    if (n < GAPS / 2) return undefined;
+    for (let i = 0; i < n; i++) {
+      const x = this.#gaps[i] as number;
+      let j = i;
+      for (; j > 0 && (scratch[j - 1] as number) > x; j--) scratch[j] = scratch[j - 1] as number;
+      scratch[j] = x;
+    }
+    const mid = n >> 1;
+    return n % 2 === 1 ? (scratch[mid] as number) : ((scratch[mid - 1] as number) + (scratch[mid] as number)) / 2;
   }
 
   #roll(now: bigint): void {

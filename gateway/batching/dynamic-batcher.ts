@@ -397,6 +397,7 @@ export class DynamicBatcher<P> implements Scheduler {
       dispatchNs: this.cost.overheadFloorNs / 2,
       arrivalRowsPerNs: this.#arrivals.rowsPerNs(now),
       lastArrivalNs: this.#arrivals.lastNs,
+      recentGapNs: this.#arrivals.recentGapNs(),
     });
     if (s.kind === 'wait') return s.untilNs;
     if (s.kind === 'idle' || s.kind === 'hold') return false;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decideSlo, newcomerRows, QUIET_GAPS, SHARED_LATENCY_FACTOR, type SloEntry, type SloInput } from '../../gateway/batching/slo-decide.js';
+import { BURST_SHARE, decideSlo, newcomerRows, QUIET_GAPS, SHARED_LATENCY_FACTOR, type SloEntry, type SloInput } from '../../gateway/batching/slo-decide.js';
 
 // The SLO-aware decision with explicit clocks and cost tables (ms → ns).
 
@@ -125,6 +125,26 @@ describe('decideSlo, arrivals that stopped', () => {
   });
   it('cuts once no row came for QUIET_GAPS expected gaps (a closed loop whose callers all wait in this batch)', () => {
     expect(decideSlo(input({ ...base, lastArrivalNs: at(-QUIET_GAPS) }))).toEqual({ kind: 'cut', count: 2, ahead: false });
+  });
+});
+
+describe('decideSlo, a burst of arrivals', () => {
+  // 2 rows queued, an idle instance, 0.1 rows a ms on average: a batch of 2 (14 ms) keeps up, and would be cut now.
+  const base = { queued: [req(500), req(500)], arrivalRowsPerNs: 0.1 / 1e6, lastArrivalNs: at(0) };
+  const gapMs = 0.5;
+  it('cuts a batch that keeps up at once when rows come at their average pace', () => {
+    expect(decideSlo(input(base))).toEqual({ kind: 'cut', count: 2, ahead: false });
+    // Recent gaps shorter than average, but not a burst: more than BURST_SHARE of the average gap (10 ms).
+    expect(decideSlo(input({ ...base, recentGapNs: (10 * BURST_SHARE + 0.1) * 1e6 }))).toEqual({ kind: 'cut', count: 2, ahead: false });
+  });
+  it('waits for a burst to end: QUIET_GAPS of its own gaps after the last row', () => {
+    expect(decideSlo(input({ ...base, recentGapNs: gapMs * 1e6 }))).toEqual({ kind: 'wait', untilNs: at(0) + BigInt(QUIET_GAPS * gapMs * 1e6) });
+  });
+  it('cuts once the burst has ended, or when waiting for it would leave no time for the largest batch', () => {
+    expect(decideSlo(input({ ...base, recentGapNs: gapMs * 1e6, now: at(0) + BigInt(QUIET_GAPS * gapMs * 1e6) }))).toEqual({ kind: 'cut', count: 2, ahead: false });
+    // Due at 27 ms: the burst's end at 1.5 ms, then a full batch (26 ms), would pass it.
+    expect(decideSlo(input({ ...base, queued: [req(27), req(500)], recentGapNs: gapMs * 1e6 }))).toEqual({ kind: 'cut', count: 2, ahead: false });
+    expect(decideSlo(input({ ...base, queued: [req(28), req(500)], recentGapNs: gapMs * 1e6 })).kind).toBe('wait');
   });
 });
 
