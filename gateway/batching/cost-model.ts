@@ -12,13 +12,11 @@
 // that one MLP row costs 8 ms instead of 2, and with it waited for batches
 // it did not need and shed requests at half the capacity.
 
-/** How far one execution moves the mean overhead. */
-const ALPHA = 0.2;
 /** Timings a bucket keeps: its estimate is their median, its floor their least. */
 const WINDOW = 8;
 /** Executions seen before the estimates are trusted for shedding: a model's first runs allocate, and run several times slower. */
 const TRUSTED_EXECUTIONS = 4;
-/** Executions the overhead floor looks back over. */
+/** Executions the overhead's median and floor look back over. */
 const FLOOR_WINDOW = 16;
 
 interface Bucket {
@@ -57,6 +55,13 @@ function median(xs: readonly number[]): number {
   return n % 2 === 1 ? (scratch[mid] as number) : ((scratch[mid - 1] as number) + (scratch[mid] as number)) / 2;
 }
 
+/** The median of up to WINDOW or FLOOR_WINDOW numbers (a copy is sorted). */
+function medianOf(xs: readonly number[]): number {
+  const sorted = xs.slice().sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
 function mean(xs: readonly number[]): number {
   let sum = 0;
   for (const x of xs) sum += x;
@@ -80,7 +85,7 @@ function envelope(buckets: readonly (Bucket | undefined)[], time: (b: Bucket) =>
 
 export class CostModel {
   readonly #buckets: (Bucket | undefined)[] = [];
-  /** Mean wall time of an execution beyond its compute (transport, copies, scheduling), from executions sent to an idle instance. */
+  /** Median wall time of an execution beyond its compute (transport, copies, scheduling), from executions sent to an idle instance. */
   #overheadNs = 0;
 
   /** One execution of `rows` rows took `ns`. */
@@ -107,12 +112,20 @@ export class CostModel {
     // A model's first executions also pay for warming the paths to and from the worker (tens of ms), and would
     // stay the floor until FLOOR_WINDOW idle executions later.
     if (this.samples <= TRUSTED_EXECUTIONS) return;
-    this.#overheadNs += ALPHA * (extra - this.#overheadNs);
     this.#recentOverheads[this.#overheadAt++ % FLOOR_WINDOW] = extra;
     this.#overheadFloor = Math.min(...this.#recentOverheads);
+    this.#overheadNs = medianOf(this.#recentOverheads);
   }
 
-  /** Mean overhead: what an execution is expected to add to its compute. */
+  /**
+   * The median overhead of the last FLOOR_WINDOW executions: what an
+   * execution is expected to add to its compute. Not a moving mean: when a
+   * load steps up, the gateway's loop is late to read a few answers by
+   * 50-140 ms, and a mean moved by them told the SLO mode every batch took
+   * that long. It then cut batches of 1-8 rows (no time to wait for more)
+   * and shed 60-100 % of the arrivals for seconds (large MLP, 150 % load:
+   * goodput 250-530/s of a capacity near 3,000/s).
+   */
   get overheadNs(): number {
     return this.#overheadNs;
   }
@@ -120,7 +133,7 @@ export class CostModel {
   /**
    * The least overhead of the last FLOOR_WINDOW executions: the way to the
    * worker and back without the stalls of a busy machine (a late event loop,
-   * a descheduled worker) that raise the mean. SLO mode times a batch sent
+   * a descheduled worker) that raise the median. SLO mode times a batch sent
    * ahead by it, and the cut sheds a queued request only on it.
    */
   get overheadFloorNs(): number {

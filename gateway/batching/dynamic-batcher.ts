@@ -225,8 +225,8 @@ export class DynamicBatcher<P> implements Scheduler {
     let rowsAhead = entry.level.queued.rowsThrough(entry);
     for (const l of this.#queue.levels) if (l.level < entry.level.level) rowsAhead += l.queued.rows;
     // The batches ahead occupy the instances for their compute; the overhead (transport, answer) is the request's own, once.
-    // Both as expected (median compute, mean overhead), not at their floors: under overload the floors admitted
-    // requests that then all ended late (150 % load: goodput 0, p99 325 ms, against 115/s and 104 ms).
+    // Both as expected (their medians), not at their floors: under overload the floors admitted requests that
+    // then all ended late (150 % load: goodput 0, p99 325 ms, against 115/s and 104 ms).
     const cost = (rows: number): number | undefined => this.cost.computeNs(rows);
     // Batches already sent are about half done on average.
     const parallel = this.#slots.instanceCount ?? 1;
@@ -237,8 +237,9 @@ export class DynamicBatcher<P> implements Scheduler {
     // Under a backlog, what the queue has taken per row lately, costs beyond compute included (drain-rate.ts),
     // bounds the wait from below: the rows ahead and half of those out, each at the rate of the batches it runs in.
     // Measured between answers, it should hold the way to the worker and back already; yet with the least overhead
-    // added instead of the mean, the SLO mode admitted more at 150 % load that then ended late (goodput 367–521/s
-    // against 479–768/s in alternating slo-goodput runs), though it shed none at arrival at 50 %. The mean stays.
+    // added instead of the median, the SLO mode admitted more at 150 % load that then ended late (goodput 367–521/s
+    // against 479–768/s in alternating slo-goodput runs, then with a mean; 428/s against 220/s with the median, but
+    // 3,626 answers a second, of which 12 % in time), though it shed none at arrival at 50 %. The median stays.
     const nsPerRow = this.#drainRate.nsPerRow();
     const drained =
       nsPerRow === undefined
@@ -392,8 +393,9 @@ export class DynamicBatcher<P> implements Scheduler {
       busyUntilNs,
       cost: this.#estimateNs,
       compute: this.#computeNs,
-      // The way to the worker, from the least overhead: the mean holds the lag of a busy gateway in reading the
-      // answers, and taken as the dispatch time it sent every arrival ahead alone (batches of 1–6 at 150 % load).
+      // The way to the worker, from the least overhead: the typical one holds the lag of a busy gateway in reading
+      // the answers, and taken as the dispatch time (then a mean) it sent every arrival ahead alone (batches of 1–6 at
+      // 150 % load).
       dispatchNs: this.cost.overheadFloorNs / 2,
       arrivalRowsPerNs: this.#arrivals.rowsPerNs(now),
       lastArrivalNs: this.#arrivals.lastNs,
@@ -544,7 +546,7 @@ export class DynamicBatcher<P> implements Scheduler {
     let finish: bigint | undefined;
     if (this.#sloNs > 0n) {
       // When its compute ends: it reaches the worker after about half the least overhead (the rest is the answer's
-      // way back; the mean also holds the gateway's own lag in answering, which a busy loop makes tens of ms), and
+      // way back; the median also holds the gateway's own lag in answering, which a busy loop makes tens of ms), and
       // sent ahead it starts when the last batch before it ends.
       let start = now + BigInt(Math.round(this.cost.overheadFloorNs / 2));
       if (!idle) for (const f of this.#finishes) if (f > start) start = f;

@@ -473,7 +473,7 @@ describe('the efficient batch size (SLO mode’s full batch)', () => {
 });
 
 describe('the overhead an execution adds to its compute', () => {
-  it('is a moving mean for planning, and the least of the recent ones for shedding: stalls raise the mean, never the floor', () => {
+  it('is the median of the recent ones for planning, and the least of them for shedding: a few stalls move neither', () => {
     const m = new CostModel();
     expect(m.overheadFloorNs).toBe(0);
     // A model's first executions also warm the way to the worker and back: their overhead is not learned.
@@ -485,11 +485,15 @@ describe('the overhead an execution adds to its compute', () => {
     expect(m.overheadFloorNs).toBe(0);
     m.observe(1, 3e6);
     for (let i = 0; i < 16; i++) m.observeOverhead(3e6 + 1e6, 3e6); // 1 ms beyond compute
-    expect(m.overheadNs).toBeGreaterThan(0.95e6);
+    expect(m.overheadNs).toBe(1e6);
     expect(m.overheadFloorNs).toBe(1e6);
-    // A busy machine: every fourth answer late by 20 ms.
-    for (let i = 0; i < 12; i++) m.observeOverhead(3e6 + (i % 4 === 0 ? 21e6 : 1e6), 3e6);
-    expect(m.overheadNs).toBeGreaterThan(2e6);
+    // A load steps up: a few answers read 140 ms late by a busy loop.
+    for (let i = 0; i < 3; i++) m.observeOverhead(3e6 + 140e6, 3e6);
+    expect(m.overheadNs).toBe(1e6);
+    expect(m.overheadFloorNs).toBe(1e6);
+    // A busy machine: most answers late by 4 ms.
+    for (let i = 0; i < 7; i++) m.observeOverhead(3e6 + 5e6, 3e6);
+    expect(m.overheadNs).toBe(5e6);
     expect(m.overheadFloorNs).toBe(1e6);
     // Once every recent one is slower, the floor follows.
     for (let i = 0; i < 16; i++) m.observeOverhead(3e6 + 5e6, 3e6);
