@@ -11,6 +11,8 @@ const ALPHA = 0.3;
 const FORGET = 20n;
 /** Gaps between arrivals kept for the recent gap (their median). */
 const GAPS = 8;
+/** How far one gap moves the mean gap: about the last 32 gaps. */
+const GAP_ALPHA = 1 / 32;
 
 /** Sorted in place by `recentGapNs`. */
 const scratch = new Float64Array(GAPS);
@@ -23,6 +25,7 @@ export class ArrivalRate {
   /** The last GAPS gaps between arrivals, per row (ns), as a ring. */
   readonly #gaps = new Float64Array(GAPS);
   #gapCount = 0;
+  #meanGap = 0;
 
   /** When rows last arrived; undefined before any. */
   get lastNs(): bigint | undefined {
@@ -31,7 +34,11 @@ export class ArrivalRate {
 
   /** `rows` arrived at `now`. */
   observe(rows: number, now: bigint): void {
-    if (this.#lastNs !== undefined && now >= this.#lastNs) this.#gaps[this.#gapCount++ % GAPS] = Number(now - this.#lastNs) / rows;
+    if (this.#lastNs !== undefined && now >= this.#lastNs) {
+      const gap = Number(now - this.#lastNs) / rows;
+      this.#gaps[this.#gapCount++ % GAPS] = gap;
+      this.#meanGap = this.#gapCount === 1 ? gap : this.#meanGap + GAP_ALPHA * (gap - this.#meanGap);
+    }
     this.#roll(now);
     this.#rows += rows;
     this.#lastNs = now;
@@ -52,8 +59,21 @@ export class ArrivalRate {
    * silence between bursts.
    */
   recentGapNs(): number | undefined {
+    return this.#gapCount < GAPS / 2 ? undefined : this.#recentGap();
+  }
+
+  /**
+   * The mean gap per row over about the last 32 arrivals, silences between
+   * bursts included; undefined before GAPS / 2 of them. What a burst's gaps
+   * are compared with: the windowed rate decays towards 0 between arrivals
+   * that come tens of ms apart, and against it any gaps read as a burst.
+   */
+  meanGapNs(): number | undefined {
+    return this.#gapCount < GAPS / 2 ? undefined : this.#meanGap;
+  }
+
+  #recentGap(): number {
     const n = Math.min(this.#gapCount, GAPS);
-    if (n < GAPS / 2) return undefined;
     for (let i = 0; i < n; i++) {
       const x = this.#gaps[i] as number;
       let j = i;

@@ -41,7 +41,7 @@ function bucketOf(rows: number): number {
 }
 
 /** Sorted in place by `median`: the estimates are rebuilt after every execution, which for a model without batching is every request. */
-const scratch = new Float64Array(WINDOW);
+const scratch = new Float64Array(Math.max(WINDOW, FLOOR_WINDOW));
 
 function median(xs: readonly number[]): number {
   const n = xs.length;
@@ -53,13 +53,6 @@ function median(xs: readonly number[]): number {
   }
   const mid = n >> 1;
   return n % 2 === 1 ? (scratch[mid] as number) : ((scratch[mid - 1] as number) + (scratch[mid] as number)) / 2;
-}
-
-/** The median of up to WINDOW or FLOOR_WINDOW numbers (a copy is sorted). */
-function medianOf(xs: readonly number[]): number {
-  const sorted = xs.slice().sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
 function mean(xs: readonly number[]): number {
@@ -114,7 +107,7 @@ export class CostModel {
     if (this.samples <= TRUSTED_EXECUTIONS) return;
     this.#recentOverheads[this.#overheadAt++ % FLOOR_WINDOW] = extra;
     this.#overheadFloor = Math.min(...this.#recentOverheads);
-    this.#overheadNs = medianOf(this.#recentOverheads);
+    this.#overheadNs = median(this.#recentOverheads);
   }
 
   /**

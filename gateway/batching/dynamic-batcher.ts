@@ -400,6 +400,7 @@ export class DynamicBatcher<P> implements Scheduler {
       arrivalRowsPerNs: this.#arrivals.rowsPerNs(now),
       lastArrivalNs: this.#arrivals.lastNs,
       recentGapNs: this.#arrivals.recentGapNs(),
+      meanGapNs: this.#arrivals.meanGapNs(),
     });
     if (s.kind === 'wait') return s.untilNs;
     if (s.kind === 'idle' || s.kind === 'hold') return false;

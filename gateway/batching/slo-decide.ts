@@ -64,6 +64,8 @@ export interface SloInput {
   readonly lastArrivalNs?: bigint | undefined;
   /** The median gap per row among the last arrivals (ArrivalRate.recentGapNs); undefined = unknown. */
   readonly recentGapNs?: number | undefined;
+  /** The mean gap per row over more arrivals, silences included (ArrivalRate.meanGapNs); undefined = unknown. */
+  readonly meanGapNs?: number | undefined;
 }
 
 /** Expected gaps without an arrival after which an idle instance stops waiting (Poisson: 5 % chance of a false stop). */
@@ -71,9 +73,10 @@ export const QUIET_GAPS = 3;
 
 /**
  * Rows arrive in a burst when the recent gaps between them are at most this
- * share of the average gap (the rate's). Poisson arrivals' median gap is
- * 0.69 of their mean; the median of 8 falls to a third of it in 7.5 % of
- * draws (simulated), and then costs a wait of three such short gaps.
+ * share of the mean gap. Poisson arrivals' median gap is 0.69 of their mean;
+ * the median of 8 falls to a third of it in 7.5 % of draws (simulated), and
+ * then costs a wait of three such short gaps, never more than the batch's
+ * own run.
  */
 export const BURST_SHARE = 1 / 3;
 
@@ -213,20 +216,23 @@ export function newcomerRows(efficient: number, budgetNs: number, compute: (rows
 }
 
 /**
- * While rows come in a burst (recent gaps at most BURST_SHARE of the
- * average), an idle instance waits for it to end, QUIET_GAPS of its own
- * gaps without a row, if every member can still be served in the largest
- * batch after that: a fraction of a ms that puts the whole burst in one
- * batch. undefined: no burst, or no time for it. The rate, averaged over
+ * While rows come in a burst (recent gaps at most BURST_SHARE of the mean),
+ * an idle instance waits for it to end, QUIET_GAPS of its own gaps without
+ * a row, if that wait is shorter than the batch's compute (the next rows
+ * would otherwise wait a whole run behind it) and every member can still be
+ * served in the largest batch after it: a fraction of a ms that puts the
+ * whole burst in one batch. undefined: no burst, or no time for it. The rate, averaged over
  * windows that hold the silences between a closed loop's bursts, said the
  * first rows of each burst kept up on their own: 16 callers on the large
  * MLP were cut into batches of 5.8 rows (14.5 with fixed delays), and did
  * 1,101 requests/s against 1,295; waiting for the burst, 12.5-16 rows and
  * 1,167-1,239/s against 1,151-1,211/s.
  */
-function burstWait(input: SloInput, due: bigint): SloDecision | undefined {
+function burstWait(input: SloInput, due: bigint, computeNs: number): SloDecision | undefined {
   const gap = input.recentGapNs;
-  if (gap === undefined || input.lastArrivalNs === undefined || !(gap * input.arrivalRowsPerNs <= BURST_SHARE)) return undefined;
+  const mean = input.meanGapNs;
+  if (gap === undefined || mean === undefined || input.lastArrivalNs === undefined) return undefined;
+  if (!(gap <= BURST_SHARE * mean) || !(QUIET_GAPS * gap <= computeNs)) return undefined;
   const until = input.lastArrivalNs + ns(QUIET_GAPS * gap);
   const largest = input.cost(input.maxBatch);
   if (until <= input.now || largest === undefined || until + ns(largest) > due) return undefined;
@@ -267,7 +273,8 @@ export function decideSlo(input: SloInput): SloDecision {
   if (input.idle) {
     // Cut now when batches of this size keep up with arrivals: fewer rows arrive during its run than it holds.
     // Waiting then adds latency and serves no more requests; it pays only when the instance would fall behind.
-    if (input.arrivalRowsPerNs * ((input.compute ?? input.cost)(rows) ?? costNow) <= rows) return burstWait(input, due) ?? { kind: 'cut', count, ahead: false };
+    const computeNow = (input.compute ?? input.cost)(rows) ?? costNow;
+    if (input.arrivalRowsPerNs * computeNow <= rows) return burstWait(input, due, computeNow) ?? { kind: 'cut', count, ahead: false };
     // Wait until the batch is expected to reach the size that keeps up (full when none does), but no
     // later than its members allow for that batch's run. Past that size waiting only adds latency.
     const target = keepUpRows(input, rows);

@@ -129,13 +129,21 @@ describe('decideSlo, arrivals that stopped', () => {
 });
 
 describe('decideSlo, a burst of arrivals', () => {
-  // 2 rows queued, an idle instance, 0.1 rows a ms on average: a batch of 2 (14 ms) keeps up, and would be cut now.
-  const base = { queued: [req(500), req(500)], arrivalRowsPerNs: 0.1 / 1e6, lastArrivalNs: at(0) };
+  // 2 rows queued, an idle instance, 0.1 rows a ms on average (a gap of 10 ms): a batch of 2 (14 ms) keeps up, and
+  // would be cut now.
+  const base = { queued: [req(500), req(500)], arrivalRowsPerNs: 0.1 / 1e6, meanGapNs: 10e6, lastArrivalNs: at(0) };
   const gapMs = 0.5;
   it('cuts a batch that keeps up at once when rows come at their average pace', () => {
     expect(decideSlo(input(base))).toEqual({ kind: 'cut', count: 2, ahead: false });
-    // Recent gaps shorter than average, but not a burst: more than BURST_SHARE of the average gap (10 ms).
+    // Recent gaps shorter than average, but not a burst: more than BURST_SHARE of the mean gap.
     expect(decideSlo(input({ ...base, recentGapNs: (10 * BURST_SHARE + 0.1) * 1e6 }))).toEqual({ kind: 'cut', count: 2, ahead: false });
+    // Unknown gaps: no burst.
+    expect(decideSlo(input({ ...base, recentGapNs: gapMs * 1e6, meanGapNs: undefined }))).toEqual({ kind: 'cut', count: 2, ahead: false });
+  });
+  it('does not wait out a burst longer than the batch takes to compute', () => {
+    // Gaps of 5 ms against a mean of 100: a burst, but waiting 3 of them (15 ms) is longer than the batch's 14 ms run.
+    expect(decideSlo(input({ ...base, meanGapNs: 100e6, recentGapNs: 5e6 }))).toEqual({ kind: 'cut', count: 2, ahead: false });
+    expect(decideSlo(input({ ...base, meanGapNs: 100e6, recentGapNs: 4e6 }))).toEqual({ kind: 'wait', untilNs: at(12) });
   });
   it('waits for a burst to end: QUIET_GAPS of its own gaps after the last row', () => {
     expect(decideSlo(input({ ...base, recentGapNs: gapMs * 1e6 }))).toEqual({ kind: 'wait', untilNs: at(0) + BigInt(QUIET_GAPS * gapMs * 1e6) });
