@@ -24,15 +24,21 @@ export function processExists(pid: number): boolean {
   }
 }
 
-/** Whether nothing listens on the socket file at `path` (connecting is refused). */
+/** How long a connection to a socket file may take before it counts as in use (a listener too busy to accept). */
+const PROBE_MS = 1_000;
+
+/** Whether nothing listens on the socket file at `path`: connecting is refused (not merely slow). */
 export function nobodyListens(path: string): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect({ path });
-    socket.once('connect', () => {
+    const done = (refused: boolean): void => {
+      clearTimeout(timer);
       socket.destroy();
-      resolve(false);
-    });
-    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'ECONNREFUSED'));
+      resolve(refused);
+    };
+    const timer = setTimeout(() => done(false), PROBE_MS);
+    socket.once('connect', () => done(false));
+    socket.once('error', (error: NodeJS.ErrnoException) => done(error.code === 'ECONNREFUSED'));
   });
 }
 
