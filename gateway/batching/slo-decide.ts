@@ -221,12 +221,13 @@ export function newcomerRows(efficient: number, budgetNs: number, compute: (rows
  * a row, if that wait is shorter than the batch's compute (the next rows
  * would otherwise wait a whole run behind it) and every member can still be
  * served in the largest batch after it: a fraction of a ms that puts the
- * whole burst in one batch. undefined: no burst, or no time for it. The rate, averaged over
- * windows that hold the silences between a closed loop's bursts, said the
- * first rows of each burst kept up on their own: 16 callers on the large
- * MLP were cut into batches of 5.8 rows (14.5 with fixed delays), and did
- * 1,101 requests/s against 1,295; waiting for the burst, 12.5-16 rows and
- * 1,167-1,239/s against 1,151-1,211/s.
+ * whole burst in one batch. undefined: no burst, or no time for it.
+ * Without it, the rate (averaged over windows that hold the silences
+ * between a closed loop's bursts) said the first rows of each burst kept up
+ * on their own: 16 callers on the large MLP were cut into batches of 5.8
+ * rows (14.5 with fixed delays) and did 1,101 requests/s against 1,295;
+ * waiting for the burst, 13.5-14.1 rows and 1,161-1,404/s against
+ * 1,151-1,263/s.
  */
 function burstWait(input: SloInput, due: bigint, computeNs: number): SloDecision | undefined {
   const gap = input.recentGapNs;
