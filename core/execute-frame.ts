@@ -16,10 +16,11 @@
 //     str  name                         u32 output count, then each:
 //     str  datatype                       str name, str datatype,
 //     u32  rank, f64 × rank dims          u32 rank, f64 × rank dims
-//   [str traceparent                  [u32 outstanding]
-//    [str tracestate]]
+//   [str traceparent                  [u32 outstanding
+//    [str tracestate]]                  [f64 wait ns]]
 // The request's trace context (W3C) is there only when tracing is on (zero
-// bytes otherwise); the answer's `outstanding` is the worker's load report
+// bytes otherwise); the answer's `outstanding` is the worker's load report,
+// and its wait the time the execution waited in the worker for its instance
 // (see ExecuteAnswer).
 // str = u32 LE byte length + UTF-8. Numbers are little-endian. Tensor i's
 // bytes are segment i + 1.
@@ -222,13 +223,17 @@ export function decodeExecuteRequest(head: Uint8Array, segments: readonly Uint8A
  * An Execute answer with the worker's load: executions of the model it held
  * (running or waiting for an instance, this one excluded) as it answered,
  * sent by every gateway. A gateway sharing the worker with others learns
- * from it what it cannot see in its own slots. Undefined: not reported.
+ * from it what it cannot see in its own slots. And `waitNs`: how long this
+ * execution waited in the worker for its instance (behind a run, or one sent
+ * ahead of it), which is queue time, not compute. Undefined: not reported
+ * (`waitNs` is sent only with `outstanding`).
  */
-export type ExecuteAnswer = ExecuteResponse & { readonly outstanding?: number };
+export type ExecuteAnswer = ExecuteResponse & { readonly outstanding?: number; readonly waitNs?: number };
 
 /** The frame parts of an Execute answer, as for the request. */
 export function encodeExecuteResponse(kind: number, callId: number, response: ExecuteAnswer): Uint8Array[] {
-  let headBytes = 3 * 8 + 4 + (response.outstanding === undefined ? 0 : 4);
+  if (response.waitNs !== undefined && response.outstanding === undefined) throw new Error('an Execute answer sends its wait only with its load report');
+  let headBytes = 3 * 8 + 4 + (response.outstanding === undefined ? 0 : 4) + (response.waitNs === undefined ? 0 : 8);
   for (const t of response.outputs) headBytes += tensorHeadBytes(t);
   const data: Uint8Array[] = [];
   const lengths: number[] = [];
@@ -246,6 +251,7 @@ export function encodeExecuteResponse(kind: number, callId: number, response: Ex
   w.u32(response.outputs.length);
   for (const t of response.outputs) w.tensor(t);
   if (response.outstanding !== undefined) w.u32(response.outstanding);
+  if (response.waitNs !== undefined) w.f64(response.waitNs);
   const parts: Uint8Array[] = [first];
   for (const d of data) parts.push(d);
   return parts;
@@ -262,6 +268,8 @@ export function decodeExecuteResponse(head: Uint8Array, segments: readonly Uint8
   for (let i = 0; i < count; i++) outputs.push(r.tensor(segments[i] as Uint8Array));
   if (r.remaining === 0) return { outputs, computeInputNs, computeInferNs, computeOutputNs };
   const outstanding = r.u32();
+  if (r.remaining === 0) return { outputs, computeInputNs, computeInferNs, computeOutputNs, outstanding };
+  const waitNs = Math.max(0, r.f64());
   r.end();
-  return { outputs, computeInputNs, computeInferNs, computeOutputNs, outstanding };
+  return { outputs, computeInputNs, computeInferNs, computeOutputNs, outstanding, waitNs };
 }

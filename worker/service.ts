@@ -130,6 +130,8 @@ function workerMethods(options: WorkerServiceOptions): WorkerCalls {
       computeOutputNs: done - result.runEndNs,
       // What else of this model the worker holds now, from every gateway: their choice of worker reads it.
       outstanding: host.outstanding(request.modelKey),
+      // The wait for the instance left out of the input above: the gateway counts it as queue time.
+      waitNs: Number(result.taskStartNs - prepared),
     };
   }
 

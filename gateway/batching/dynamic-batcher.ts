@@ -600,11 +600,13 @@ function answerMembers(take: readonly Entry[], execution: ExecutionResult, cutNs
     for (const e of take) e.reject(error);
     return;
   }
+  // Queued in the batcher until the cut, then in the worker until the run started.
+  const waitNs = execution.workerWaitNs ?? 0;
   take.forEach((e, i) => {
     const mine = parts[i] ?? [];
     const wanted = e.job.outputs;
     const outputs = wanted.length === 0 ? mine : mine.filter((t) => wanted.includes(t.name));
-    e.resolve({ outputs, queueNs: Number(cutNs - e.enqueuedNs), execution, batchRows });
+    e.resolve({ outputs, queueNs: Number(cutNs - e.enqueuedNs) + waitNs, execution, batchRows });
   });
 }
 

@@ -213,7 +213,7 @@ async function inferWith(
   return { modelName: version.name, modelVersion: String(version.version), id: request.id, outputs };
 }
 
-/** The queue wait, known once the job ran: from enqueue to dispatch (queueNs), a child of the request span. */
+/** The queue wait, known once the job ran (queueNs: the gateway's queue, then the worker's wait for the instance), from enqueue, a child of the request span. */
 function queueSpan(traced: TracedCall, queuedAt: number, result: JobResult, modelKey: string, batchSize: number): void {
   const queueMs = result.queueNs / 1e6;
   const span = traced.tracer.startSpan(

@@ -175,7 +175,8 @@ export class DirectScheduler implements Scheduler {
       this.#runNs = this.#runNs === 0 ? computeNs : this.#runNs + RUN_NS_ALPHA * (computeNs - this.#runNs);
       this.#slots.setAhead(executionsAhead(this.#runNs));
       this.#observer?.executed(job.batchSize, execution);
-      return { outputs: execution.outputs, queueNs, execution };
+      // Queued here until dispatched, then in the worker until the run started.
+      return { outputs: execution.outputs, queueNs: queueNs + (execution.workerWaitNs ?? 0), execution };
     });
     this.#running.track(run);
     return run;

@@ -1,8 +1,8 @@
-import { type ExecuteCall, type ExecuteInput, type FrameTrace } from '../../core/execute-frame.js';
+import { type ExecuteAnswer, type ExecuteCall, type ExecuteInput, type FrameTrace } from '../../core/execute-frame.js';
 import { isDatatype } from '../../core/datatypes.js';
 import { internal, unavailable } from '../../core/errors.js';
 import { type BatchInput, type Tensor } from '../../core/tensor.js';
-import { type ExecuteResponse, type TensorData } from '../../proto/gen/worker.js';
+import { type TensorData } from '../../proto/gen/worker.js';
 import { type SpanContext } from '@opentelemetry/api';
 import { activeTracer, contextOf, endWithError, linksTo, modelAttributes, SpanKindOf, frameTraceOf } from '../../core/tracing.js';
 import { type ExecutionResult } from './execution.js';
@@ -19,13 +19,14 @@ export function fromTensorData(t: TensorData): Tensor {
   return { name: t.name, datatype: t.datatype, shape: t.shape.map((d) => Number(d)), data: t.data };
 }
 
-function toResult(response: ExecuteResponse, workerId: string): ExecutionResult {
+function toResult(response: ExecuteAnswer, workerId: string): ExecutionResult {
   return {
     outputs: response.outputs.map(fromTensorData),
     computeInputNs: Number(response.computeInputNs),
     computeInferNs: Number(response.computeInferNs),
     computeOutputNs: Number(response.computeOutputNs),
     workerId,
+    workerWaitNs: response.waitNs,
   };
 }
 

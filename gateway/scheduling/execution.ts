@@ -11,6 +11,8 @@ export interface ExecutionResult {
   readonly computeOutputNs: number;
   /** Which worker ran it. */
   readonly workerId: string;
+  /** How long it waited in the worker for its instance (queue time, as Triton counts it until the run starts); undefined = not reported. */
+  readonly workerWaitNs?: number | undefined;
 }
 
 /** Who a job belongs to, as the schedulers share their queues between tenants. */
@@ -46,6 +48,7 @@ export interface InferJob {
 
 export interface JobResult {
   readonly outputs: readonly Tensor[];
+  /** Queue time as Triton counts it, until the run started: the scheduler's queue, then the wait in the worker for the instance. */
   readonly queueNs: number;
   readonly execution: ExecutionResult;
   /** Rows of the whole execution when the job shared it (its share of the compute is rows ÷ batchRows); undefined = alone. */

@@ -1,9 +1,11 @@
-import { type ExecuteRequest, type ExecuteResponse } from '../../proto/gen/worker.js';
+import { type ExecuteAnswer } from '../../core/execute-frame.js';
+import { type ExecuteRequest } from '../../proto/gen/worker.js';
 
 /**
  * A worker connection for scheduler unit tests: records what it ran (each
  * execution's first input name) and answers only when the test says so,
- * reporting `computeInferNs` of compute per execution.
+ * reporting `computeInferNs` of compute per execution (and `waitNs` in the
+ * worker for the instance, when given).
  */
 export class FakeWorker {
   readonly endpoint: { readonly id: string; readonly maxAheadPerInstance?: number };
@@ -14,17 +16,19 @@ export class FakeWorker {
   constructor(
     private readonly computeInferNs = 0n,
     maxAheadPerInstance?: number,
+    private readonly waitNs?: number,
   ) {
     this.endpoint = maxAheadPerInstance === undefined ? { id: 'w0' } : { id: 'w0', maxAheadPerInstance };
   }
 
   /** Like WorkerConnection.execute: `done` says the worker no longer holds the execution. */
-  execute(request: ExecuteRequest, _deadline: number, done?: (lost: boolean) => void): Promise<ExecuteResponse> {
+  execute(request: ExecuteRequest, _deadline: number, done?: (lost: boolean) => void): Promise<ExecuteAnswer> {
     this.ran.push(request.inputs[0]?.name ?? '?');
     return new Promise((resolve) => {
       this.#pending.push(() => {
         done?.(false);
-        resolve({ outputs: [], computeInputNs: 0n, computeInferNs: this.computeInferNs, computeOutputNs: 0n } as unknown as ExecuteResponse);
+        const answer = { outputs: [], computeInputNs: 0n, computeInferNs: this.computeInferNs, computeOutputNs: 0n };
+        resolve(this.waitNs === undefined ? answer : { ...answer, outstanding: 0, waitNs: this.waitNs });
       });
     });
   }

@@ -12,8 +12,8 @@ import { FakeWorker } from '../helpers/fake-worker.js';
 // tenants its queue is shared the same way as the batcher's. A fake worker
 // with one instance answers only when the test says so.
 
-function setup(maxQueueSize: number) {
-  const worker = new FakeWorker();
+function setup(maxQueueSize: number, workerWaitNs?: number) {
+  const worker = new FakeWorker(0n, undefined, workerWaitNs);
   const slots = new InstanceSlots();
   slots.add(worker as unknown as WorkerConnection, 1);
   const scheduler = new DirectScheduler('m/1', slots, new Dispatcher('m/1', slots), maxQueueSize);
@@ -44,6 +44,13 @@ describe('DirectScheduler between tenants', () => {
     expect(worker.ran).toEqual(['a1']);
     await worker.finishAll();
     expect(await first).toMatchObject({ queueNs: 0 });
+  });
+
+  it('counts the wait the worker reports for its instance as queue time', async () => {
+    const { worker, submit } = setup(100, 3e6);
+    const first = submit({ name: 'a', weight: 1, queueShare: 0.5 });
+    await worker.finishAll();
+    expect(await first).toMatchObject({ queueNs: 3e6 });
   });
 
   it('runs tenants in turn, so a flood does not starve the others', async () => {

@@ -92,8 +92,8 @@ interface Execution {
   readonly deadline: number;
   /** Request ids (first FP32 value of each member's rows). */
   readonly ids: number[];
-  /** Answers with y = x and z = -x (or `outputs`); releases the slot. */
-  finish(outputs?: Tensor[]): void;
+  /** Answers with y = x and z = -x (or `outputs`), after `waitNs` in the worker for the instance; releases the slot. */
+  finish(outputs?: Tensor[], waitNs?: number): void;
   fail(error: Error): void;
 }
 
@@ -112,11 +112,11 @@ class FakeDispatcher implements BatchRunner<number> {
         outputs,
         deadline,
         ids,
-        finish: (given) => {
+        finish: (given, waitNs) => {
           done();
           const z = { ...x, name: 'z', data: new Uint8Array(values.map((v) => -v).buffer) };
           const result = given ?? [{ ...x, name: 'y' }, z];
-          resolve({ outputs: result, computeInputNs: 1, computeInferNs: 2, computeOutputNs: 3, workerId: 'w' });
+          resolve({ outputs: result, computeInputNs: 1, computeInferNs: 2, computeOutputNs: 3, workerId: 'w', workerWaitNs: waitNs });
         },
         fail: (error) => {
           done();
@@ -233,6 +233,20 @@ describe('DynamicBatcher', () => {
     expect(b.state.result?.outputs.map((t) => [t.name, t.shape, floats(t)])).toEqual([['z', [3, 2], b.values.map((v) => -v)]]);
     expect(c.state.result?.outputs.map((t) => [t.name, t.shape, floats(t)])).toEqual([['y', [2, 2], c.values]]);
     expect(a.state.result?.queueNs).toBe(0);
+  });
+
+  it('counts the wait in the worker for the instance as queue time, after the wait in the batcher', async () => {
+    const { clock, dispatcher, submit } = setup();
+    const a = submit();
+    const b = submit();
+    clock.advance(3);
+    dispatcher.executions[0]?.finish(undefined, 2e6);
+    await flush();
+    dispatcher.executions[1]?.finish();
+    await flush();
+    expect(a.state.result?.queueNs).toBe(2e6);
+    // Cut 3 ms after it arrived; the worker reported no wait.
+    expect(b.state.result?.queueNs).toBe(3e6);
   });
 
   it('asks the worker for the union of requested outputs', async () => {

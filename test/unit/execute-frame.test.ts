@@ -53,7 +53,20 @@ describe('Execute frames', () => {
     expect(decodeExecuteResponse(p?.payload ?? new Uint8Array(), p?.segments ?? []).outstanding).toBeUndefined();
     const back = decodeExecuteResponse(r?.payload ?? new Uint8Array(), r?.segments ?? []);
     expect(back.outstanding).toBe(12);
+    expect(back.waitNs).toBeUndefined();
     expect(back.outputs.map((t) => t.name)).toEqual(['A', 'S', 'B']);
+  });
+
+  it('carry the wait in the worker for the instance after the load report, never without it', () => {
+    const response = { outputs: request.inputs, computeInputNs: 1n, computeInferNs: 2n, computeOutputNs: 3n };
+    const reported = Buffer.concat(encodeExecuteResponse(RESPONSE | Method.Execute, 7, { ...response, outstanding: 12 }));
+    const waited = Buffer.concat(encodeExecuteResponse(RESPONSE | Method.Execute, 7, { ...response, outstanding: 12, waitNs: 4_500_000 }));
+    expect(waited.byteLength - reported.byteLength).toBe(8);
+    const [w] = readBack([waited], 3);
+    const back = decodeExecuteResponse(w?.payload ?? new Uint8Array(), w?.segments ?? []);
+    expect([back.outstanding, back.waitNs]).toEqual([12, 4_500_000]);
+    expect(back.outputs.map((t) => t.name)).toEqual(['A', 'S', 'B']);
+    expect(() => encodeExecuteResponse(RESPONSE | Method.Execute, 7, { ...response, waitNs: 1 })).toThrow(/only with its load report/);
   });
 
   it('writes tensor bytes as they are (no copy) and gives a tensor spread over chunks a whole buffer of its own', () => {
