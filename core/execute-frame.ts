@@ -270,6 +270,7 @@ export function decodeExecuteResponse(head: Uint8Array, segments: readonly Uint8
   const outstanding = r.u32();
   if (r.remaining === 0) return { outputs, computeInputNs, computeInferNs, computeOutputNs, outstanding };
   const waitNs = Math.max(0, r.f64());
-  r.end();
+  // Fields a later worker adds after these are skipped: a gateway upgraded after its workers still reads them.
+  // (A gateway from before the wait rejects this answer: upgrade gateways first.)
   return { outputs, computeInputNs, computeInferNs, computeOutputNs, outstanding, waitNs };
 }

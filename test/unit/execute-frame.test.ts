@@ -69,6 +69,16 @@ describe('Execute frames', () => {
     expect(() => encodeExecuteResponse(RESPONSE | Method.Execute, 7, { ...response, waitNs: 1 })).toThrow(/only with its load report/);
   });
 
+  it('skip fields a later worker adds after the wait, and reject a wait cut short', () => {
+    const response = { outputs: request.inputs, computeInputNs: 1n, computeInferNs: 2n, computeOutputNs: 3n, outstanding: 2, waitNs: 5 };
+    const [a] = readBack(encodeExecuteResponse(RESPONSE | Method.Execute, 7, response), 3);
+    const head = a?.payload ?? new Uint8Array();
+    const longer = Buffer.concat([head, Buffer.alloc(12, 9)]);
+    const back = decodeExecuteResponse(longer, a?.segments ?? []);
+    expect([back.outstanding, back.waitNs]).toEqual([2, 5]);
+    expect(() => decodeExecuteResponse(head.subarray(0, head.byteLength - 3), a?.segments ?? [])).toThrow(FrameError);
+  });
+
   it('writes tensor bytes as they are (no copy) and gives a tensor spread over chunks a whole buffer of its own', () => {
     const big = Buffer.alloc(100_000, 3);
     const parts = encodeExecuteRequest(Method.Execute, 1, { modelKey: 'm', outputs: [], inputs: [{ name: 'x', datatype: 'UINT8', shape: [100_000n], data: big }] });
