@@ -269,7 +269,9 @@ export function decodeExecuteResponse(head: Uint8Array, segments: readonly Uint8
   if (r.remaining === 0) return { outputs, computeInputNs, computeInferNs, computeOutputNs };
   const outstanding = r.u32();
   if (r.remaining === 0) return { outputs, computeInputNs, computeInferNs, computeOutputNs, outstanding };
-  const waitNs = Math.max(0, r.f64());
+  const waitNs = r.f64();
+  // NaN or a negative wait would reach the statistics as queue time.
+  if (!(waitNs >= 0) || waitNs === Infinity) throw new FrameError(`Execute answer reports a wait of ${waitNs} ns (expected a finite number ≥ 0)`);
   // Fields a later worker adds after these are skipped: a gateway upgraded after its workers still reads them.
   // (A gateway from before the wait rejects this answer: upgrade gateways first.)
   return { outputs, computeInputNs, computeInferNs, computeOutputNs, outstanding, waitNs };

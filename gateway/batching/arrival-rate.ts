@@ -5,6 +5,8 @@
 // Beside it, the median of the last few gaps between arrivals: a burst
 // (recentGapNs).
 
+import { medianOf } from './median.js';
+
 const WINDOW_NS = 5_000_000n;
 const ALPHA = 0.3;
 /** Past this many empty windows the old rate says nothing any more. */
@@ -59,7 +61,7 @@ export class ArrivalRate {
    * silence between bursts.
    */
   recentGapNs(): number | undefined {
-    return this.#gapCount < GAPS / 2 ? undefined : this.#recentGap();
+    return this.#gapCount < GAPS / 2 ? undefined : medianOf(this.#gaps, Math.min(this.#gapCount, GAPS), scratch);
   }
 
   /**
@@ -70,18 +72,6 @@ export class ArrivalRate {
    */
   meanGapNs(): number | undefined {
     return this.#gapCount < GAPS / 2 ? undefined : this.#meanGap;
-  }
-
-  #recentGap(): number {
-    const n = Math.min(this.#gapCount, GAPS);
-    for (let i = 0; i < n; i++) {
-      const x = this.#gaps[i] as number;
-      let j = i;
-      for (; j > 0 && (scratch[j - 1] as number) > x; j--) scratch[j] = scratch[j - 1] as number;
-      scratch[j] = x;
-    }
-    const mid = n >> 1;
-    return n % 2 === 1 ? (scratch[mid] as number) : ((scratch[mid - 1] as number) + (scratch[mid] as number)) / 2;
   }
 
   #roll(now: bigint): void {

@@ -12,6 +12,8 @@
 // that one MLP row costs 8 ms instead of 2, and with it waited for batches
 // it did not need and shed requests at half the capacity.
 
+import { medianOf } from './median.js';
+
 /** Timings a bucket keeps: its estimate is their median, its floor their least. */
 const WINDOW = 8;
 /** Executions seen before the estimates are trusted for shedding: a model's first runs allocate, and run several times slower. */
@@ -44,15 +46,7 @@ function bucketOf(rows: number): number {
 const scratch = new Float64Array(Math.max(WINDOW, FLOOR_WINDOW));
 
 function median(xs: readonly number[]): number {
-  const n = xs.length;
-  for (let i = 0; i < n; i++) {
-    const x = xs[i] as number;
-    let j = i;
-    for (; j > 0 && (scratch[j - 1] as number) > x; j--) scratch[j] = scratch[j - 1] as number;
-    scratch[j] = x;
-  }
-  const mid = n >> 1;
-  return n % 2 === 1 ? (scratch[mid] as number) : ((scratch[mid - 1] as number) + (scratch[mid] as number)) / 2;
+  return medianOf(xs, xs.length, scratch);
 }
 
 function mean(xs: readonly number[]): number {

@@ -379,6 +379,7 @@ export class DynamicBatcher<P> implements Scheduler {
     for (const x of d.expired) this.#expire(x.entry, x.reason, now);
     if (d.kind !== 'send') return false;
     const busyUntilNs = freeAtNs(this.#finishes, this.#slots.instanceCount ?? 1);
+    const idle = this.#slots.idle > 0;
     const s = decideSlo({
       now,
       queued: d.take,
@@ -389,7 +390,7 @@ export class DynamicBatcher<P> implements Scheduler {
       largestBatch: this.#backlogRows(now),
       sloNs: this.#sloNs,
       shared: now < this.#sharedUntilNs,
-      idle: this.#slots.idle > 0,
+      idle,
       busyUntilNs,
       cost: this.#estimateNs,
       compute: this.#computeNs,
@@ -399,7 +400,8 @@ export class DynamicBatcher<P> implements Scheduler {
       dispatchNs: this.cost.overheadFloorNs / 2,
       arrivalRowsPerNs: this.#arrivals.rowsPerNs(now),
       lastArrivalNs: this.#arrivals.lastNs,
-      recentGapNs: this.#arrivals.recentGapNs(),
+      // Only an idle instance waits out a burst (burstWait): the median is not taken otherwise.
+      recentGapNs: idle ? this.#arrivals.recentGapNs() : undefined,
       meanGapNs: this.#arrivals.meanGapNs(),
     });
     if (s.kind === 'wait') return s.untilNs;

@@ -77,6 +77,10 @@ describe('Execute frames', () => {
     const back = decodeExecuteResponse(longer, a?.segments ?? []);
     expect([back.outstanding, back.waitNs]).toEqual([2, 5]);
     expect(() => decodeExecuteResponse(head.subarray(0, head.byteLength - 3), a?.segments ?? [])).toThrow(FrameError);
+    for (const bad of [Number.NaN, -1, Infinity]) {
+      const [b] = readBack(encodeExecuteResponse(RESPONSE | Method.Execute, 7, { ...response, waitNs: bad }), 3);
+      expect(() => decodeExecuteResponse(b?.payload ?? new Uint8Array(), b?.segments ?? [])).toThrow(/wait of .* \(expected a finite number/);
+    }
   });
 
   it('writes tensor bytes as they are (no copy) and gives a tensor spread over chunks a whole buffer of its own', () => {
