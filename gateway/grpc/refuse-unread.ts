@@ -9,7 +9,15 @@ import { type ServerInterceptingCallInterface } from '@grpc/grpc-js';
 // were admitted. So after the trailers-only answer the stream is reset with
 // NO_ERROR, which HTTP/2 defines for exactly this (RFC 9113 §8.1: a complete
 // response sent before the whole request; the client must not discard the
-// response). Node sends the reset once the answer is written.
+// response). Node sends the reset once the answer is written, but only when
+// asked outside nghttp2's callbacks: a refusal decided from the metadata runs
+// inside the one that received the request's HEADERS, and there Node 22
+// (22.23.5; 20 and 24 do not) submits the reset ahead of the answer still
+// queued, and nghttp2 then drops the answer: every refused client saw
+// "Received RST_STREAM with code 0" instead of its status. So the reset is
+// asked for at the loop's next check phase, after Node has written what the
+// callback queued (a write still in progress then makes Node hold the reset
+// until it ends).
 
 /**
  * The HTTP/2 stream under a server call. grpc-js offers no accessor; its
@@ -26,9 +34,13 @@ function http2StreamOf(call: ServerInterceptingCallInterface): ServerHttp2Stream
   return undefined;
 }
 
+/** Resets a refused stream whose answer went out (a reset before it would leave the client without a status). */
+function resetAnswered(stream: ServerHttp2Stream): void {
+  if (stream.headersSent && !stream.closed && !stream.destroyed) stream.close(constants.NGHTTP2_NO_ERROR);
+}
+
 export function refuseUnread(call: ServerInterceptingCallInterface, status: Parameters<ServerInterceptingCallInterface['sendStatus']>[0]): void {
   const stream = http2StreamOf(call);
   call.sendStatus(status);
-  // Only once the answer is on its way: a reset before it would leave the client without a status.
-  if (stream !== undefined && stream.headersSent && !stream.closed) stream.close(constants.NGHTTP2_NO_ERROR);
+  if (stream !== undefined && stream.headersSent && !stream.closed) setImmediate(resetAnswered, stream);
 }
