@@ -43,6 +43,23 @@ const TYPE_NAMES: readonly (ort.Tensor.Type | undefined)[] = [
   'int4',
 ];
 
+/**
+ * An input as the binding reads it: it takes these four properties of any
+ * object (its C++ gets them by name), so a plain object does. The package's
+ * Tensor does not fit every Node: where Node has Float16Array (24 and later)
+ * its constructor turns a float16 tensor's Uint16Array into a Float16Array,
+ * whose bytes the binding, reading through Node-API, cannot see ("not enough
+ * space: expected 8, got 0"): every FP16 model failed there. A plain object
+ * also skips the constructor's checks, which a request has already passed.
+ */
+export interface Feed {
+  readonly type: ort.Tensor.Type;
+  readonly dims: readonly number[];
+  readonly location: 'cpu';
+  /** FP16 as its raw bits in a Uint16Array; strings as string[]. */
+  readonly data: ort.Tensor.DataType;
+}
+
 /** Runs need no options; one frozen object serves them all. */
 const NO_RUN_OPTIONS: ort.InferenceSession.RunOptions = Object.freeze({});
 
@@ -86,10 +103,15 @@ export class OrtSession {
     }
   }
 
-  /** One synchronous run; `outputs` empty means all of the model's. Outputs come back as the package's Tensors. */
-  run(feeds: Readonly<Record<string, ort.Tensor>>, outputs: readonly string[]): Record<string, ort.OnnxValue> {
+  /**
+   * One synchronous run; `outputs` empty means all of the model's. Outputs
+   * come back as the package's Tensors (a float16 one holds a Float16Array
+   * where Node has it: its bytes are the raw bits all the same).
+   */
+  run(feeds: Readonly<Record<string, Feed>>, outputs: readonly string[]): Record<string, ort.OnnxValue> {
     const fetches = outputs.length === 0 ? this.#allOutputs : fetchesOf(outputs);
-    return this.#native.run(feeds, fetches, NO_RUN_OPTIONS);
+    // The binding's types ask for the package's Tensors; it reads only what Feed has (see Feed).
+    return this.#native.run(feeds as unknown as Record<string, ort.OnnxValue>, fetches, NO_RUN_OPTIONS);
   }
 
   release(): void {

@@ -1,10 +1,12 @@
-import ort from 'onnxruntime-node';
+import type ort from 'onnxruntime-node';
 import { datatypeFromOrtType, ortTypeOf, type Datatype } from '../core/datatypes.js';
 import { decodeBytesElements, encodeBytesElements } from './bytes-elements.js';
+import { type Feed } from './ort-binding.js';
 import { type ThreadTensor } from './thread-protocol.js';
 
-// ThreadTensor (raw bytes in a whole ArrayBuffer) ↔ ort.Tensor, inside an ORT
-// thread. Numeric tensors are views over the received buffer (no copy); only
+// ThreadTensor (raw bytes in a whole ArrayBuffer) → the binding's input
+// (ort-binding.ts Feed), and its output back, on the thread that runs the
+// session. Numeric tensors are views over the received buffer (no copy); only
 // BYTES are decoded to / encoded from string[].
 
 type NumericData = Exclude<ort.Tensor.DataType, string[]>;
@@ -18,7 +20,7 @@ function typedView(datatype: Datatype, buffer: ArrayBuffer): NumericData {
       return new Int8Array(buffer);
     case 'UINT16':
     case 'FP16':
-      // ORT takes float16 as raw Uint16 bits where Float16Array is missing.
+      // The binding takes float16 as its raw bits in a Uint16Array, on every Node.
       return new Uint16Array(buffer);
     case 'INT16':
       return new Int16Array(buffer);
@@ -40,14 +42,14 @@ function typedView(datatype: Datatype, buffer: ArrayBuffer): NumericData {
   }
 }
 
-/** A tensor the session can run on; numeric data is not copied. */
-export function toOrtTensor(tensor: ThreadTensor): ort.Tensor {
+/** An input the session can run on; numeric data is not copied. */
+export function toFeed(tensor: ThreadTensor): Feed {
   if (tensor.datatype === 'BYTES') {
-    return new ort.Tensor('string', decodeBytesElements(tensor.data), tensor.shape);
+    return { type: 'string', dims: tensor.shape, location: 'cpu', data: decodeBytesElements(tensor.data) };
   }
   const type = ortTypeOf(tensor.datatype);
   if (type === 'bfloat16') throw new Error('datatype BF16 is not supported by onnxruntime-node');
-  return new ort.Tensor(type, typedView(tensor.datatype, tensor.data), tensor.shape);
+  return { type, dims: tensor.shape, location: 'cpu', data: typedView(tensor.datatype, tensor.data) };
 }
 
 /**

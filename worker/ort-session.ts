@@ -1,7 +1,7 @@
 import ort from 'onnxruntime-node';
 import { datatypeFromOrtType } from '../core/datatypes.js';
-import { OrtSession } from './ort-binding.js';
-import { fromOrtTensor, toOrtTensor } from './ort-convert.js';
+import { type Feed, OrtSession } from './ort-binding.js';
+import { fromOrtTensor, toFeed } from './ort-convert.js';
 import { type BatchOutput, type BatchTask, type SessionInfo, type TensorSpecInfo, type ThreadInit, type ThreadSessionOptions } from './thread-protocol.js';
 
 // Opening one ONNX Runtime session for an ORT thread: options, the CUDA → WebGPU → CPU
@@ -159,8 +159,8 @@ function messageOf(error: unknown): string {
  */
 export async function runTask(session: OrtSession, task: BatchTask, transfer: ArrayBuffer[]): Promise<BatchOutput> {
   const taskStartNs = process.hrtime.bigint();
-  const feeds: Record<string, ort.Tensor> = {};
-  for (const input of task.inputs) feeds[input.name] = toOrtTensor(input);
+  const feeds: Record<string, Feed> = {};
+  for (const input of task.inputs) feeds[input.name] = toFeed(input);
   const runStartNs = process.hrtime.bigint();
   const results = session.run(feeds, task.outputs);
   const runEndNs = process.hrtime.bigint();

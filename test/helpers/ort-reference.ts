@@ -43,6 +43,20 @@ function toOrtData(datatype: Datatype, raw: Uint8Array): ort.Tensor['data'] {
   }
 }
 
+/**
+ * The package's Tensor, as its own session runs it. On a Node with
+ * Float16Array (24 and later) onnxruntime-node's Tensor turns a float16
+ * tensor's Uint16Array into a Float16Array, which its binding cannot read, so
+ * its own session cannot run FP16 there: the raw bits are put back as the
+ * tensor's data, the one property the binding reads them from (the worker
+ * hands it plain objects: worker/ort-binding.ts Feed).
+ */
+export function packageTensor(type: ort.Tensor.Type, data: ort.Tensor['data'], dims: readonly number[]): ort.Tensor {
+  const t = new ort.Tensor(type, data as never, dims);
+  if (type === 'float16' && data instanceof Uint16Array && !(t.data instanceof Uint16Array)) Object.defineProperty(t, 'data', { value: data });
+  return t;
+}
+
 function toRaw(t: ort.Tensor): Uint8Array {
   if (t.type === 'string') return rawBytesElements(t.data as string[]);
   const d = t.data as ArrayBufferView;
@@ -67,7 +81,7 @@ export async function runReference(modelPath: string, inputs: readonly RefTensor
   }
   const s = await session;
   const feeds: Record<string, ort.Tensor> = {};
-  for (const t of inputs) feeds[t.name] = new ort.Tensor(ortTypeOf(t.datatype) as ort.Tensor.Type, toOrtData(t.datatype, t.raw) as never, [...t.shape]);
+  for (const t of inputs) feeds[t.name] = packageTensor(ortTypeOf(t.datatype) as ort.Tensor.Type, toOrtData(t.datatype, t.raw), t.shape);
   const out = await s.run(feeds);
   const result = new Map<string, { shape: number[]; raw: Uint8Array }>();
   for (const [name, t] of Object.entries(out)) result.set(name, { shape: [...t.dims], raw: toRaw(t) });

@@ -9,13 +9,13 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildModels, modelPath } from '../../models/build/test-models.js';
-import { OrtSession } from '../../worker/ort-binding.js';
+import { type Feed, OrtSession } from '../../worker/ort-binding.js';
 
 let repo: string;
 
 beforeAll(async () => {
   repo = await mkdtemp(join(tmpdir(), 'fabriek-ort-binding-'));
-  await buildModels(repo, ['identity_fp32', 'add_sub', 'simple_cnn', 'string_identity', 'mlp_small', 'bf16_identity']);
+  await buildModels(repo, ['identity_fp32', 'identity_fp16', 'identity_string', 'add_sub', 'simple_cnn', 'string_identity', 'mlp_small', 'bf16_identity']);
 });
 
 afterAll(async () => {
@@ -23,6 +23,9 @@ afterAll(async () => {
 });
 
 const CPU: ort.InferenceSession.SessionOptions = { executionProviders: ['cpu'], intraOpNumThreads: 1 };
+
+/** What the worker hands the binding (ort-convert.ts toFeed): a plain object. */
+const feed = (type: ort.Tensor.Type, data: ort.Tensor.DataType, dims: readonly number[]): Feed => ({ type, dims, location: 'cpu', data });
 
 function floats(value: ort.OnnxValue | undefined): number[] {
   if (!(value instanceof ort.Tensor)) throw new Error('not a tensor');
@@ -63,8 +66,8 @@ describe('OrtSession', () => {
     try {
       const a = Float32Array.from({ length: 16 }, (_, i) => i * 0.5);
       const b = Float32Array.from({ length: 16 }, (_, i) => 3 - i);
-      const feeds = { INPUT0: new ort.Tensor('float32', a, [1, 16]), INPUT1: new ort.Tensor('float32', b, [1, 16]) };
-      const expected = await theirs.run(feeds);
+      const expected = await theirs.run({ INPUT0: new ort.Tensor('float32', a, [1, 16]), INPUT1: new ort.Tensor('float32', b, [1, 16]) });
+      const feeds = { INPUT0: feed('float32', a, [1, 16]), INPUT1: feed('float32', b, [1, 16]) };
       for (const own of [fromPath, fromBytes, fromShared, fromSharedBuffer]) {
         const all = own.run(feeds, []);
         expect(Object.keys(all).sort()).toEqual(['OUTPUT0', 'OUTPUT1']);
@@ -84,11 +87,30 @@ describe('OrtSession', () => {
     }
   });
 
+  it('runs FP16 from its raw bits and strings from string[], on every Node (24 has a Float16Array the package turns FP16 into, which the binding cannot read)', () => {
+    const fp16 = OrtSession.open(modelPath(repo, 'identity_fp16'), CPU);
+    const strings = OrtSession.open(modelPath(repo, 'identity_string'), CPU);
+    try {
+      // 0, 1.0, -2.0, 65504, +inf, 0.5
+      const bits = new Uint16Array([0x0000, 0x3c00, 0xc000, 0x7bff, 0x7c00, 0x3800]);
+      const out = fp16.run({ INPUT0: feed('float16', bits, [2, 3]) }, []).OUTPUT0;
+      if (!(out instanceof ort.Tensor) || !ArrayBuffer.isView(out.data)) throw new Error('no tensor');
+      expect(out.type).toBe('float16');
+      expect(out.dims).toEqual([2, 3]);
+      expect([...new Uint16Array(out.data.buffer, out.data.byteOffset, out.data.byteLength / 2)]).toEqual([...bits]);
+      const text = strings.run({ INPUT0: feed('string', ['', 'héllo', '🙂'], [1, 3]) }, []).OUTPUT0;
+      expect(text?.data).toEqual(['', 'héllo', '🙂']);
+    } finally {
+      fp16.release();
+      strings.release();
+    }
+  });
+
   it("throws ONNX Runtime's own error for a bad run, and keeps serving after it", () => {
     const own = OrtSession.open(modelPath(repo, 'add_sub'), CPU);
     try {
-      const good = new ort.Tensor('float32', new Float32Array(16), [1, 16]);
-      expect(() => own.run({ INPUT0: good, INPUT1: new ort.Tensor('float32', new Float32Array(4), [4]) }, [])).toThrow(/Invalid rank for input: INPUT1/);
+      const good = feed('float32', new Float32Array(16), [1, 16]);
+      expect(() => own.run({ INPUT0: good, INPUT1: feed('float32', new Float32Array(4), [4]) }, [])).toThrow(/Invalid rank for input: INPUT1/);
       // The binding does not name an unknown output (prepareBatch refuses those first), but does not run either.
       expect(() => own.run({ INPUT0: good, INPUT1: good }, ['NOPE'])).toThrow(/output/);
       expect(floats(own.run({ INPUT0: good, INPUT1: good }, ['OUTPUT0']).OUTPUT0)).toEqual(new Array(16).fill(0));

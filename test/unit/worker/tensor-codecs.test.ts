@@ -1,6 +1,7 @@
+import ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { checkBytesElements, decodeBytesElements, encodeBytesElements } from '../../../worker/bytes-elements.js';
-import { fromOrtTensor, toOrtTensor } from '../../../worker/ort-convert.js';
+import { fromOrtTensor, toFeed } from '../../../worker/ort-convert.js';
 import { describeValues } from '../../../worker/ort-session.js';
 import { bufferOf, takeArrayBuffer } from '../../../worker/tensor-bytes.js';
 
@@ -45,22 +46,27 @@ describe('tensor bytes', () => {
 
 describe('ORT tensor conversion', () => {
   it('maps BOOL, FP16, INT64 and BYTES to the forms onnxruntime-node takes, and back', () => {
-    const bool = toOrtTensor({ name: 'b', datatype: 'BOOL', shape: [3], data: Uint8Array.of(1, 0, 1).buffer });
-    expect(bool.type).toBe('bool');
+    const bool = toFeed({ name: 'b', datatype: 'BOOL', shape: [3], data: Uint8Array.of(1, 0, 1).buffer });
+    expect(bool).toMatchObject({ type: 'bool', dims: [3], location: 'cpu' });
     expect(bool.data).toBeInstanceOf(Uint8Array);
-    const fp16 = toOrtTensor({ name: 'h', datatype: 'FP16', shape: [1], data: Uint16Array.of(0x3c00).buffer });
+    // Raw bits in a Uint16Array on every Node, never a Float16Array (the binding cannot read one).
+    const fp16 = toFeed({ name: 'h', datatype: 'FP16', shape: [1], data: Uint16Array.of(0x3c00).buffer });
     expect(fp16.type).toBe('float16');
-    const int64 = toOrtTensor({ name: 'i', datatype: 'INT64', shape: [2], data: BigInt64Array.of(-1n, 2n ** 40n).buffer });
+    expect(fp16.data).toBeInstanceOf(Uint16Array);
+    const input = BigInt64Array.of(-1n, 2n ** 40n);
+    const int64 = toFeed({ name: 'i', datatype: 'INT64', shape: [2], data: input.buffer });
     expect([...(int64.data as BigInt64Array)]).toEqual([-1n, 2n ** 40n]);
-    const strings = toOrtTensor({ name: 's', datatype: 'BYTES', shape: [2], data: encodeBytesElements(['a', 'bc']) });
+    expect((int64.data as BigInt64Array).buffer).toBe(input.buffer);
+    const strings = toFeed({ name: 's', datatype: 'BYTES', shape: [2], data: encodeBytesElements(['a', 'bc']) });
     expect(strings.data).toEqual(['a', 'bc']);
 
+    // Outputs come back as the package's Tensors.
     const transfer: ArrayBuffer[] = [];
-    const back = fromOrtTensor('s', strings, transfer);
+    const back = fromOrtTensor('s', new ort.Tensor('string', ['a', 'bc'], [2]), transfer);
     expect(back).toMatchObject({ name: 's', datatype: 'BYTES', shape: [2] });
     expect(decodeBytesElements(back.data)).toEqual(['a', 'bc']);
-    const i = fromOrtTensor('i', int64, transfer);
-    expect(i.data).toBe((int64.data as BigInt64Array).buffer);
+    const i = fromOrtTensor('i', new ort.Tensor('int64', input, [2]), transfer);
+    expect(i.data).toBe(input.buffer);
     expect(transfer).toEqual([back.data, i.data]);
   });
 });
