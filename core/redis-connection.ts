@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import { Cluster, type ClusterNode, Redis, type RedisOptions } from 'ioredis';
 
 /** ioredis's options; its constructors refuse an explicit undefined replyMapping, which RedisOptions allows. */
@@ -182,7 +183,8 @@ export function redisTarget(url: string, secrets: RedisSecrets = {}): RedisTarge
       ...(p.scheme === 'rediss'
         ? {
             tls: {
-              servername: first.host,
+              // SNI names a host, never an IP address (RFC 6066): Node 26 refuses one.
+              ...(isIP(first.host) === 0 ? { servername: first.host } : {}),
               ...(secrets.ca ? { ca: secrets.ca } : {}),
               ...(secrets.cert ? { cert: secrets.cert } : {}),
               ...(secrets.key ? { key: secrets.key } : {}),

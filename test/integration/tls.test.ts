@@ -38,9 +38,14 @@ interface Pem {
   readonly otherKey: Buffer;
 }
 
-/** A gRPC call with `tls` (undefined: plaintext); resolves with the status name. */
+/**
+ * A gRPC call with `tls` (undefined: plaintext); resolves with the status name.
+ * By the certificate's host name, localhost: grpc-js (1.14.7) sends the target's
+ * host as the TLS server name even when it is an IP address, which Node 26
+ * refuses (RFC 6066), so it cannot reach a TLS server by address there.
+ */
 async function grpcInfer(address: string, tls: ClientTlsOptions | undefined): Promise<string> {
-  const client = new InferenceGrpcClient(address, tls ? { tls } : {});
+  const client = new InferenceGrpcClient(address.replace(/^127\.0\.0\.1:/, 'localhost:'), tls ? { tls } : {});
   try {
     const res = await client.modelInfer(inferRequest(), { timeoutMs: 20_000 });
     expect(Buffer.from(res.rawOutputContents[0] ?? [])).toEqual(Buffer.from(VALUES.buffer));

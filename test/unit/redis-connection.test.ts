@@ -25,6 +25,9 @@ describe('redisTarget', () => {
     expect(t.display).toBe('rediss://app:***@redis.prod:6380');
     expect(t.passwordInUrl).toBe(false);
     expect(t.options).toMatchObject({ username: 'app', password: 'p@ss:w/rd', tls: { servername: 'redis.prod', ca: Buffer.from('CA') } });
+    // No TLS server name for an address: SNI carries host names only (RFC 6066), and Node 26 refuses an IP there.
+    expect(redisTarget('rediss://127.0.0.1:6380').options.tls).toEqual({});
+    expect(redisTarget('rediss://[::1]:6380').options.tls).toEqual({});
     expect(() => redisTarget('redis://:a@r:1', { password: 'b' })).toThrow('a registry password came both in the URL and from --registry-password-file');
     expect(() => redisTarget('redis://r:1', { ca: Buffer.from('x') })).toThrow('--registry-tls-* need a rediss:// URL, got redis://');
     expect(() => redisTarget('rediss://r:1', { cert: Buffer.from('x') })).toThrow('--registry-tls-cert and --registry-tls-key go together');
