@@ -12,6 +12,7 @@ import { USAGE as WORKER_USAGE } from '../worker/cli-args.js';
 import { describeTls } from '../core/tls.js';
 import { NOT_LOADED_ON_DEMAND } from './repository/model-manager.js';
 import { formatAmount } from './repository/memory-budget.js';
+import { avoidPretenuring } from './v8-heap.js';
 
 const USAGE = `fabriek ${FABRIEK_VERSION}: inference serving over the KServe v2 protocol
 
@@ -66,6 +67,8 @@ async function serve(argv: readonly string[]): Promise<void> {
     return;
   }
   const options = parseServeOptions(argv);
+  // Before the first request: see v8-heap.ts.
+  avoidPretenuring();
   const log = createLogger(options.logLevel, 'fabriek');
   if (isGatewayChild()) return serveChild(options, log);
   const processes = resolveGatewayProcesses(options.gatewayProcesses, usableCores());
