@@ -9,6 +9,8 @@ import { treeCpuSeconds } from '../../core/process-cpu.js';
 import { type ChildServer, httpUrlOf, removeAtExit, startGateway } from '../load/child-server.js';
 import { mdTable, num, ratio } from '../report/format.js';
 import { splitServeFlags } from '../options.js';
+import { InferenceHttpClient } from '../../client/http-client.js';
+import { readModelStats, statsDelta } from '../load/server-stats.js';
 
 // Issue #15's peer comparison in one run: Fabriek's HTTP endpoint (KServe v2
 // binary tensor extension) against Ray Serve on MLP 784→2048×4→10, both
@@ -49,6 +51,8 @@ interface Run {
   readonly result: AcResult;
   /** Server process tree's cores during the run (Fabriek only: run.sh reports Ray's itself). */
   readonly serverCores?: number;
+  /** Rows per execution over the run, warm-up included, by ModelStatistics (Fabriek only). */
+  readonly avgBatch?: number;
 }
 
 const MODEL = 'mlp_large';
@@ -127,14 +131,19 @@ async function main(): Promise<void> {
     for (let round = 1; round <= rounds; round++) {
       gateway = await startGateway(repository, ['--log-level', 'error', ...serveFlags]);
       const base = httpUrlOf(gateway) as string;
+      const stats = new InferenceHttpClient(base);
       for (const config of configs) {
+        const name = modelName(config);
+        const before = await readModelStats(stats, name);
         const cpu0 = treeCpuSeconds(gateway.pid);
         const started = performance.now();
-        const result = await runJson(process.execPath, acArgs(`${base}/v2/models/${modelName(config)}/infer`), acEnv);
+        const result = await runJson(process.execPath, acArgs(`${base}/v2/models/${name}/infer`), acEnv);
         const serverCores = (treeCpuSeconds(gateway.pid) - cpu0) / ((performance.now() - started) / 1000);
-        runs.push({ server: `fabriek ${config}`, round, result, serverCores });
-        log(`round ${round} fabriek ${config}: ${num(result.rps)} req/s, p50 ${result.p50_ms} ms, p99 ${result.p99_ms} ms, errors ${errorsOf(result)}`);
+        const avgBatch = statsDelta(before, await readModelStats(stats, name))?.avgBatchSize;
+        runs.push({ server: `fabriek ${config}`, round, result, serverCores, ...(avgBatch !== undefined ? { avgBatch } : {}) });
+        log(`round ${round} fabriek ${config}: ${num(result.rps)} req/s, p50 ${result.p50_ms} ms, p99 ${result.p99_ms} ms, avg batch ${avgBatch?.toFixed(1) ?? '–'}, errors ${errorsOf(result)}`);
       }
+      stats.close();
       await gateway.stop();
       gateway = undefined;
       const ray = await runJson(
@@ -164,18 +173,20 @@ async function main(): Promise<void> {
     const rps = mine.map((r) => r.result.rps);
     const p99 = mine.map((r) => r.result.p99_ms);
     const cores = mine.flatMap((r) => (r.serverCores === undefined ? [] : [r.serverCores]));
+    const batches = mine.flatMap((r) => (r.avgBatch === undefined ? [] : [r.avgBatch]));
     return [
       server,
       rps.map((x) => num(x)).join(' / '),
       p99.map((x) => `${x}`).join(' / '),
       cores.length > 0 ? cores.map((c) => c.toFixed(2)).join(' / ') : 'see run.sh',
+      batches.length > 0 ? batches.map((b) => b.toFixed(1)).join(' / ') : '–',
       String(mine.reduce((n, r) => n + errorsOf(r.result), 0)),
       server === 'ray serve' ? '1×' : ratio(median(rps), rayRps),
       server === 'ray serve' ? '' : median(p99) < rayP99 ? 'lower' : 'HIGHER',
     ];
   });
   console.log(`MLP 784→2048×4→10 over HTTP, ${values.connections} connections, ${values.duration} s per run, ${rounds} alternating rounds (rounds listed in order)\n`);
-  console.log(mdTable(['server', 'req/s', 'p99 ms', 'server cores', 'errors', 'req/s vs Ray (medians)', 'p99 vs Ray'], rows));
+  console.log(mdTable(['server', 'req/s', 'p99 ms', 'server cores', 'avg batch', 'errors', 'req/s vs Ray (medians)', 'p99 vs Ray'], rows));
 }
 
 main().catch((error: unknown) => {

@@ -224,6 +224,13 @@ export class DynamicBatcher<P> implements Scheduler {
     if (!this.cost.trusted || this.#running.size === 0) return false;
     let rowsAhead = entry.level.queued.rowsThrough(entry);
     for (const l of this.#queue.levels) if (l.level < entry.level.level) rowsAhead += l.queued.rows;
+    // A request that rides in the next batch cut is not shed by estimate, however late that says it ends: turned away,
+    // it takes its rows out of a batch that runs anyway, and a closed loop's caller sends it again at once. A busy
+    // machine's slow answers made every estimate late, the queue never reached a batch, and shedding kept it there:
+    // mlp_large at 64 connections, a neighbour on one core, answered 89 req/s and refused 4,400 a second, where fixed
+    // delays answered 2,439 (docs/performance.md, "Shedding that starved its own batches"). A request whose deadline
+    // comes nearer than one run before the cut is still shed there (#shedLeadNs).
+    if (rowsAhead <= this.#backlogRows(now)) return false;
     // The batches ahead occupy the instances for their compute; the overhead (transport, answer) is the request's own, once.
     // Both as expected (their medians), not at their floors: under overload the floors admitted requests that
     // then all ended late (150 % load: goodput 0, p99 325 ms, against 115/s and 104 ms).

@@ -363,9 +363,12 @@ describe('DynamicBatcher shedding', () => {
     submit(1_000);
     last().finish();
     await flush();
-    // Rows ahead 1, rows out 2: 20 ms at the drain rate. Counted from the last answer before the gap, it read 5 s.
-    const next = submit(40);
-    // The estimate is in force: one more behind it (30 ms) with a 25 ms deadline is shed.
+    // Two more queue first (a request that rides in the next batch is never shed by estimate). Then rows ahead 3,
+    // rows out 2: 40 ms at the drain rate. Counted from the last answer before the gap, it read 5 s.
+    submit(1_000);
+    submit(1_000);
+    const next = submit(45);
+    // The estimate is in force: one more behind it (50 ms) with a 25 ms deadline is shed.
     const tight = submit(25);
     await flush();
     expect(next.error).toBeUndefined();

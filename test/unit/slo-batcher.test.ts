@@ -419,6 +419,19 @@ describe('DynamicBatcher in SLO mode (batching_slo_ms)', () => {
     expect(shed).not.toContain('q0');
   });
 
+  it('does not shed on arrival a request that rides in the next batch, however late the estimate', async () => {
+    const { recorder, submit, results } = setup({ sloMs: 6, maxBatch: 8 });
+    submit('running');
+    // Half the running row (1.25 ms) plus the batch of k rows ahead (2 + 0.5 k ms): from k = 6 past the 6 ms SLO
+    // (and its 5 % margin); only the rows beyond the next batch of 8 are shed.
+    for (let i = 0; i < 12; i++) submit(`q${i}`);
+    await flush();
+    const shed = [...results.entries()].filter(([, s]) => isShed(s.error)).map(([l]) => l);
+    expect(shed).toEqual(['q8', 'q9', 'q10', 'q11']);
+    expect(recorder.cuts.map((c) => c.labels)).toEqual([['running']]);
+    expect(results.get('q7')).toEqual({});
+  });
+
   it('counts the queue by how fast it drained lately under a backlog, when that is slower than the compute timed', async () => {
     const { clock, recorder, batcher, submit, results } = setup({ sloMs: 1_000, maxBatch: 2 });
     // Pairs compute in 3 ms, but a pair comes back every 12 ms (the batch's copy to the worker, a busy gateway).
