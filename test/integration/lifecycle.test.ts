@@ -124,6 +124,11 @@ describe('a repository with broken models', () => {
   });
 });
 
+/** The worker sockets of the gateway `pid` left in the temp dir. */
+async function workerSockets(pid: number): Promise<string[]> {
+  return (await readdir(tmpdir())).filter((n) => n.startsWith(`fabriek-${pid}-`));
+}
+
 describe('worker crash and graceful shutdown', () => {
   let repo: string;
   let gw: GatewayProcess;
@@ -144,8 +149,19 @@ describe('worker crash and graceful shutdown', () => {
     expect(workers).toHaveLength(1);
     const inflight = Array.from({ length: 40 }, () => outcome(gw.client.modelInfer(mlpRequest(8), { timeoutMs: 60_000 })));
     await new Promise((r) => setTimeout(r, 30));
+    const gatewayPid = gw.child.pid as number;
+    const children = childPids(gatewayPid).length;
     process.kill(workers[0] as number, 'SIGKILL');
+    // The killed worker's socket goes when its exit is seen, before the restart (at least 200 ms later) forks
+    // another: a moment with one child fewer and no socket. Left to the restart, the socket would only go as
+    // the new child is forked.
+    const socketGone = waitFor(
+      async () => childPids(gatewayPid).length === children - 1 && (await workerSockets(gatewayPid)).length === 0,
+      10_000,
+      "the killed worker's socket to be removed before its restart",
+    );
     const results = await Promise.all(inflight);
+    await socketGone;
     // Every request got exactly one answer: success, or UNAVAILABLE for those the dead worker held.
     for (const r of results) expect(['OK', 'UNAVAILABLE']).toContain(r);
     // Only the executions the killed worker held can fail: one instance, plus the one queued ahead of it (per gateway process).
@@ -166,6 +182,6 @@ describe('worker crash and graceful shutdown', () => {
     expect(await code).toBe(0);
     await waitFor(() => childPids(gw.child.pid as number).length === 0, 10_000, 'workers to exit');
     // The workers' sockets went with them (gateway/scheduling/worker-sockets.ts).
-    expect((await readdir(tmpdir())).filter((n) => n.startsWith(`fabriek-${gw.child.pid}-`))).toEqual([]);
+    expect(await workerSockets(gw.child.pid as number)).toEqual([]);
   });
 });
