@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { isIP } from 'node:net';
 import { Cluster, type ClusterNode, Redis, type RedisOptions } from 'ioredis';
+import { serverNameFor } from './tls.js';
 
 /** ioredis's options; its constructors refuse an explicit undefined replyMapping, which RedisOptions allows. */
 export type Options = Omit<RedisOptions, 'replyMapping'>;
@@ -183,8 +183,7 @@ export function redisTarget(url: string, secrets: RedisSecrets = {}): RedisTarge
       ...(p.scheme === 'rediss'
         ? {
             tls: {
-              // SNI names a host, never an IP address (RFC 6066): Node 26 refuses one.
-              ...(isIP(first.host) === 0 ? { servername: first.host } : {}),
+              ...serverNameFor(first.host),
               ...(secrets.ca ? { ca: secrets.ca } : {}),
               ...(secrets.cert ? { cert: secrets.cert } : {}),
               ...(secrets.key ? { key: secrets.key } : {}),

@@ -7,6 +7,7 @@ import { ServerCredentials } from '@grpc/grpc-js';
 import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { type ServerOptions as HttpsServerOptions } from 'node:https';
+import { isIP } from 'node:net';
 import { type ConnectionOptions, createSecureContext, type TlsOptions } from 'node:tls';
 import { StartupError } from './startup-error.js';
 
@@ -135,6 +136,15 @@ export function httpsServerOptions(tls: ListenerTls): HttpsServerOptions {
     requestCert: tls.mutual,
     rejectUnauthorized: tls.mutual,
   };
+}
+
+/**
+ * The TLS server name a client sends for `host`: SNI names a DNS host, so for
+ * an IP address none is sent (RFC 6066; Node 26 refuses one). The server's
+ * certificate is still checked against the address (its IP SAN).
+ */
+export function serverNameFor(host: string): { servername?: string } {
+  return isIP(host) === 0 ? { servername: host } : {};
 }
 
 /** For the ready line: '' for plain, ' (TLS)' or ' (mutual TLS)'. */

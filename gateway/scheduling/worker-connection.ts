@@ -1,4 +1,4 @@
-import { isIP, connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { ServingError } from '../../core/errors.js';
@@ -6,6 +6,7 @@ import { decodeExecuteResponse, encodeExecuteRequest, type ExecuteAnswer, type E
 import { decodeError, encodeFrame, ERROR, type Frame, FrameError, FrameReader, HEADER_BYTES, Method, PING_CALL_ID, RESPONSE } from '../../core/worker-frames.js';
 import { CallTable } from '../../core/call-table.js';
 import { writeInTick } from '../../core/tick-cork.js';
+import { serverNameFor } from '../../core/tls.js';
 import {
   type LoadModelRequest,
   LoadModelRequest as LoadModelRequestCodec,
@@ -297,10 +298,10 @@ export class WorkerConnection implements WorkerLink {
   }
 }
 
-/** SNI names a DNS host; for an IP address none is sent (RFC 6066), and the IP SAN is still checked. */
+/** The server name for a TCP target, unless the options name one (core/tls.ts serverNameFor). */
 function sni(target: { host: string } | { path: string }, tls: ConnectionOptions): { servername?: string } {
-  if (!('host' in target) || tls.servername !== undefined || isIP(target.host) !== 0) return {};
-  return { servername: target.host };
+  if (!('host' in target) || tls.servername !== undefined) return {};
+  return serverNameFor(target.host);
 }
 
 function hostPort(address: string): { host: string; port: number } {

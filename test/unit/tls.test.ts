@@ -7,7 +7,7 @@ import { connect, type ConnectionOptions, createServer, type TlsOptions } from '
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseServeOptions, UsageError } from '../../gateway/options.js';
 import { StartupError } from '../../core/startup-error.js';
-import { describeTls, type ListenerTlsFiles, loadListenerTls, loadWorkerTls, workerTlsFromFlags } from '../../core/tls.js';
+import { describeTls, type ListenerTlsFiles, loadListenerTls, loadWorkerTls, serverNameFor, workerTlsFromFlags } from '../../core/tls.js';
 import { makeTestPki, type TestPki } from '../helpers/test-certs.js';
 
 let pki: TestPki;
@@ -35,6 +35,15 @@ async function startupError(p: Promise<unknown>): Promise<string> {
   expect(error).toBeInstanceOf(StartupError);
   return (error as Error).message;
 }
+
+describe('serverNameFor', () => {
+  it('names a DNS host, and no address (SNI carries host names only: RFC 6066)', () => {
+    expect(serverNameFor('worker-1.internal')).toEqual({ servername: 'worker-1.internal' });
+    expect(serverNameFor('localhost')).toEqual({ servername: 'localhost' });
+    expect(serverNameFor('10.0.0.7')).toEqual({});
+    expect(serverNameFor('::1')).toEqual({});
+  });
+});
 
 describe('loadListenerTls', () => {
   it('reads a certificate, its key and a root cert', async () => {
