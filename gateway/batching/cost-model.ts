@@ -20,6 +20,16 @@ const WINDOW = 8;
 const TRUSTED_EXECUTIONS = 4;
 /** Executions the overhead's median and floor look back over. */
 const FLOOR_WINDOW = 16;
+/**
+ * A bucket not timed in this many executions (of any size) is left out of
+ * the estimates until it is timed again. A size that timed slow on a busy
+ * moment otherwise stayed slow for good: smaller batches looked more
+ * efficient, so it was never run again to be corrected (SLO mode settled on
+ * batches of 9–12 rows of a 64-row MLP, whose 64-row bucket said 36 ms
+ * where it computes in 8, and shed a third of a closed loop's requests).
+ * Left out, the largest size still timed is doubled again (efficientRows).
+ */
+export const STALE_EXECUTIONS = 256;
 
 interface Bucket {
   /** The last WINDOW timings (ns) and their rows, as rings. */
@@ -27,6 +37,8 @@ interface Bucket {
   readonly rows: number[];
   next: number;
   samples: number;
+  /** The model's execution count at its last timing. */
+  lastAt: number;
 }
 
 export interface CostPoint {
@@ -81,7 +93,7 @@ export class CostModel {
     this.#points = undefined;
     this.#floorPoints = undefined;
     const i = bucketOf(rows);
-    const b = (this.#buckets[i] ??= { ns: [], rows: [], next: 0, samples: 0 });
+    const b = (this.#buckets[i] ??= { ns: [], rows: [], next: 0, samples: 0, lastAt: 0 });
     // A bucket's first timing gives way to its second: ONNX Runtime's first run at a new batch size allocates, and
     // takes several times as long. Kept, a size met once at start (a burst while the model warmed) stayed slow.
     if (b.samples === 1) b.next = 0;
@@ -90,6 +102,13 @@ export class CostModel {
     b.next = (b.next + 1) % WINDOW;
     b.samples += 1;
     this.#samples++;
+    b.lastAt = this.#samples;
+  }
+
+  /** Buckets timed within the last STALE_EXECUTIONS executions. */
+  #fresh(): (Bucket | undefined)[] {
+    const since = this.#samples - STALE_EXECUTIONS;
+    return this.#buckets.map((b) => (b !== undefined && b.lastAt > since ? b : undefined));
   }
 
   /** An execution sent to an idle instance took `wallNs` from cut to answer, of which `computeNs` computing. */
@@ -151,7 +170,7 @@ export class CostModel {
 
   /** Measured points, by rows (built again only after a new timing: estimates run on every request). */
   points(): readonly CostPoint[] {
-    this.#points ??= envelope(this.#buckets, (b) => median(b.ns));
+    this.#points ??= envelope(this.#fresh(), (b) => median(b.ns));
     return this.#points;
   }
 
@@ -160,7 +179,7 @@ export class CostModel {
   /** The least recent timing of each bucket timed twice or more, as points: what shedding may count on. */
   #floor(): readonly CostPoint[] {
     this.#floorPoints ??= envelope(
-      this.#buckets.filter((b) => b !== undefined && b.samples >= 2),
+      this.#fresh().filter((b) => b !== undefined && b.samples >= 2),
       (b) => Math.min(...b.ns),
     );
     return this.#floorPoints;

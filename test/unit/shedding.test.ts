@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { type Clock } from '../../gateway/batching/clock.js';
-import { CostModel, estimate } from '../../gateway/batching/cost-model.js';
+import { CostModel, estimate, STALE_EXECUTIONS } from '../../gateway/batching/cost-model.js';
 import { decide, type QueueEntry } from '../../gateway/batching/decide.js';
 import { type BatchRunner, type BatchSlots, DynamicBatcher } from '../../gateway/batching/dynamic-batcher.js';
 import { batchingPolicyFromConfig } from '../../gateway/batching/policy.js';
@@ -472,6 +472,26 @@ describe('the efficient batch size (SLO mode’s full batch)', () => {
     // The machine changed: now a run's fixed cost dominates (a GPU, or memory-bound), and larger batches pay.
     for (let i = 0; i < 30; i++) for (const rows of [1, 2, 4, 8, 16]) m.observe(rows, (20 + 0.5 * rows) * 1e6);
     expect(m.efficientRows(64)).toBe(32);
+  });
+
+  it('leaves out a size not timed in STALE_EXECUTIONS executions, so a slow timing of a busy moment is tried again', () => {
+    // 2 ms + 0.125 ms a row (the large MLP's shape), but 64 rows timed at 36 ms on a busy moment: 8 rows look the
+    // most efficient, and 64 rows are never run again to be corrected.
+    const m = model((n) => (n === 64 ? 36 : 2 + 0.125 * n), [1, 2, 4, 8, 16, 32, 64, 64]);
+    expect(m.efficientRows(64)).toBeLessThan(32);
+    expect(m.estimateNs(64)).toBe(36e6);
+    // Batches of 8–16 rows run on. Until STALE_EXECUTIONS more executions, the 64-row timing holds; then the
+    // estimate for 64 rows is drawn from the sizes still run, and larger batches are tried again (twice the
+    // largest size run, while throughput still rises).
+    for (let i = 1; i < STALE_EXECUTIONS; i++) m.observe(8 + (i % 9), (2 + 0.125 * (8 + (i % 9))) * 1e6);
+    expect(m.estimateNs(64)).toBe(36e6);
+    m.observe(12, 3.5e6);
+    expect(m.efficientRows(64)).toBe(24);
+    expect(m.estimateNs(64)).toBeLessThan(11e6);
+    // Timed again at 64 rows, the new timing counts.
+    m.observe(64, 10e6);
+    m.observe(64, 10e6);
+    expect(m.estimateNs(64)).toBe(10e6);
   });
 });
 
