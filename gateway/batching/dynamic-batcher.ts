@@ -178,6 +178,7 @@ export class DynamicBatcher<P> implements Scheduler {
     let dueNs = deadlineNs;
     if (this.#sloNs > 0n) {
       this.#arrivals.observe(rows, now);
+      this.#returnedRows += rows;
       dueNs ??= now + this.#sloNs;
       if (tenant.name !== this.#lastTenant) {
         if (this.#lastTenant !== undefined) this.#sharedUntilNs = now + SHARED_NS;
@@ -407,9 +408,15 @@ export class DynamicBatcher<P> implements Scheduler {
       dispatchNs: this.cost.overheadFloorNs / 2,
       arrivalRowsPerNs: this.#arrivals.rowsPerNs(now),
       lastArrivalNs: this.#arrivals.lastNs,
-      // Only an idle instance waits out a burst (burstWait): the median is not taken otherwise.
-      recentGapNs: idle ? this.#arrivals.recentGapNs() : undefined,
+      recentGapNs: this.#arrivals.recentGapNs(),
       meanGapNs: this.#arrivals.meanGapNs(),
+      // A slot is freed as the worker's answer arrives, before the batch's answers go out (#send's then): rows still
+      // running on an idle instance are being answered now. (With several instances, those of the busy ones count
+      // too: the wait they allow is bounded by the run it saves.)
+      answeredNs: idle && this.#runningRows > 0 ? now : this.#answeredNs,
+      answeredRows: idle && this.#runningRows > 0 ? this.#runningRows : this.#answeredRows,
+      returnedRows: idle && this.#runningRows > 0 ? 0 : this.#returnedRows,
+      runningRows: this.#runningRows,
     });
     if (s.kind === 'wait') return s.untilNs;
     if (s.kind === 'idle' || s.kind === 'hold') return false;
@@ -435,6 +442,11 @@ export class DynamicBatcher<P> implements Scheduler {
   #lastRows = 0;
   /** Rows of the batches sent and not yet answered. */
   #runningRows = 0;
+  /** SLO mode: when the last batch was answered, and its rows (callers in a closed loop send again: returnWait). */
+  #answeredNs: bigint | undefined;
+  #answeredRows = 0;
+  /** Rows arrived since the last batch was answered. */
+  #returnedRows = 0;
   readonly #drainRate = new DrainRate();
 
   /** Rows of a full batch now (see #fullRows), for metrics. */
@@ -546,6 +558,9 @@ export class DynamicBatcher<P> implements Scheduler {
         // (this one is still in #running), or a full batch waits.
         const busy = this.#running.size > (this.#slots.instanceCount ?? 1) || this.#queue.size >= this.#policy.maxBatchSize;
         this.#drainRate.completed(now, done, rows, busy);
+        this.#answeredNs = done;
+        this.#answeredRows = rows;
+        this.#returnedRows = 0;
         this.#observer?.executed(rows, execution);
         deliver(() => answerMembers(take, execution, now, rows));
       },

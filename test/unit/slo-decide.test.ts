@@ -169,6 +169,67 @@ describe('decideSlo, dispatch ahead of a busy instance', () => {
   });
 });
 
+describe('decideSlo, callers in a closed loop near capacity', () => {
+  // 0.2 rows a ms. Four rows queued in a burst (gaps of 0.1 ms against a mean of 5) that ended 10 ms ago; the instance has just
+  // answered a batch of 4, whose callers send again. Both in one run (26 ms) save 10 ms against two (18 + 18).
+  const four = [req(500), req(500), req(500), req(500)];
+  const closed = {
+    queued: four,
+    arrivalRowsPerNs: 0.2 / 1e6,
+    recentGapNs: 0.1e6,
+    meanGapNs: 5e6,
+    lastArrivalNs: at(-10),
+    answeredNs: at(-1),
+    answeredRows: 4,
+  };
+  it('waits for the callers of the batch just answered, as long as the run it saves', () => {
+    expect(decideSlo(input(closed))).toEqual({ kind: 'wait', untilNs: at(9) });
+    // Answered long ago: the wait has passed; the batch keeps up with arrivals, so it is cut.
+    expect(decideSlo(input({ ...closed, answeredNs: at(-11) }))).toEqual({ kind: 'cut', count: 4, ahead: false });
+    // Only as many as fit: of 6 answered, 4 more fill the batch and save the same 10 ms.
+    expect(decideSlo(input({ ...closed, answeredRows: 6 }))).toEqual({ kind: 'wait', untilNs: at(9) });
+    // Only those not back yet: with 3 of the 4 back, the last one still saves a run's fixed 10 ms; with all 4
+    // back, nobody is waited for.
+    expect(decideSlo(input({ ...closed, returnedRows: 3 }))).toEqual({ kind: 'wait', untilNs: at(9) });
+    expect(decideSlo(input({ ...closed, returnedRows: 4 }))).toEqual({ kind: 'cut', count: 4, ahead: false });
+    // The saving is the instance's compute: the transport overlaps other batches either way. A compute of 2 ms a
+    // row and no fixed part saves nothing.
+    expect(decideSlo(input({ ...closed, compute: (rows) => 2e6 * rows }))).toEqual({ kind: 'cut', count: 4, ahead: false });
+  });
+  it('waits for a burst coming in to end, even once the answered batch\'s wait has passed', () => {
+    const burst = { ...closed, answeredNs: at(-30), lastArrivalNs: at(0) - 100_000n };
+    expect(decideSlo(input(burst))).toEqual({ kind: 'wait', untilNs: at(0) - 100_000n + BigInt(QUIET_GAPS * 0.1e6) });
+  });
+  it('does not wait in an open loop (no burst), while tenants share the model, or past what every member\'s deadline allows', () => {
+    // Poisson-like: recent gaps about the mean (and the rate's gap, 5 ms).
+    expect(decideSlo(input({ ...closed, recentGapNs: 4e6 }))).toEqual({ kind: 'cut', count: 4, ahead: false });
+    // Tenants share the model: another tenant's request would wait too.
+    expect(decideSlo(input({ ...closed, shared: true }))).toEqual({ kind: 'cut', count: 4, ahead: false });
+    // Against a mean gap that has forgotten the silences (a burst as long as its memory), the rate's gap still tells.
+    expect(decideSlo(input({ ...closed, meanGapNs: 0.2e6 }))).toEqual({ kind: 'wait', untilNs: at(9) });
+    expect(decideSlo(input({ ...closed, meanGapNs: 0.2e6, arrivalRowsPerNs: 5 / 1e6 }))).toEqual({ kind: 'cut', count: 4, ahead: false });
+    // The first is due at 30 ms: a full batch (26 ms) must start by 4 ms.
+    expect(decideSlo(input({ ...closed, queued: [req(30), ...four.slice(1)] }))).toEqual({ kind: 'wait', untilNs: at(4) });
+    // Due at 20 ms: no time to wait for anyone; cut.
+    expect(decideSlo(input({ ...closed, queued: [req(20), ...four.slice(1)] }))).toEqual({ kind: 'cut', count: 4, ahead: false });
+  });
+  it('does not send ahead into the busy instance a batch that fits in one with the batch running: holds for it to free', () => {
+    // The instance ends its compute at 5 ms with 4 rows; the dispatch time (2 ms) has come.
+    const busy = { ...closed, idle: false, busyUntilNs: at(5), dispatchNs: 2e6, now: at(4), runningRows: 4, answeredNs: at(-30) };
+    expect(decideSlo(input(busy))).toEqual({ kind: 'hold' });
+    // The two would not fit in one batch, or nothing is known to run: sent ahead as ever.
+    expect(decideSlo(input({ ...busy, runningRows: 5 }))).toEqual({ kind: 'cut', count: 4, ahead: true });
+    expect(decideSlo(input({ ...busy, runningRows: 0 }))).toEqual({ kind: 'cut', count: 4, ahead: true });
+    // An open loop: sent ahead, so the instance never idles.
+    expect(decideSlo(input({ ...busy, recentGapNs: 4e6 }))).toEqual({ kind: 'cut', count: 4, ahead: true });
+    // The first member is due at 40 ms: after the instance frees at 5 ms, a full batch (26 ms) fits, not the wait for
+    // the callers as well (5 + 10 + 26); the wait is cut to the deadline's, so it still holds. Due at 30 ms it cannot
+    // wait at all: sent ahead.
+    expect(decideSlo(input({ ...busy, queued: [req(40), ...four.slice(1)] }))).toEqual({ kind: 'hold' });
+    expect(decideSlo(input({ ...busy, queued: [req(30), ...four.slice(1)] }))).toEqual({ kind: 'cut', count: 4, ahead: true });
+  });
+});
+
 describe('newcomerRows', () => {
   it('is the largest batch a newcomer can wait out and still be served within the budget in the next', () => {
     // GPU-like: 1 ms + 0.1 ms a row of compute, 10.05 ms more from cut to answer. Waiting out n rows and riding
