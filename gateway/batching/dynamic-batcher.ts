@@ -84,6 +84,9 @@ interface Answer {
   settle: (() => void) | undefined;
 }
 
+/** How far one return time moves SloInput.returnNs: about the last 5 answers. */
+const RETURN_ALPHA = 0.2;
+
 /**
  * Triton's dynamic batcher for one model version: bounded queues per
  * priority level, one timer, and `decide` for every choice. A batch is cut
@@ -179,6 +182,12 @@ export class DynamicBatcher<P> implements Scheduler {
     if (this.#sloNs > 0n) {
       this.#arrivals.observe(rows, now);
       this.#returnedRows += rows;
+      if (!this.#returnTimed && this.#answeredNs !== undefined && this.#returnedRows >= this.#answeredRows) {
+        // As many rows as the last batch answered have come since: how long callers take to come back.
+        this.#returnTimed = true;
+        const t = Number(now - this.#answeredNs);
+        this.#returnNs = this.#returnNs === undefined ? t : this.#returnNs + RETURN_ALPHA * (t - this.#returnNs);
+      }
       dueNs ??= now + this.#sloNs;
       if (tenant.name !== this.#lastTenant) {
         if (this.#lastTenant !== undefined) this.#sharedUntilNs = now + SHARED_NS;
@@ -412,11 +421,12 @@ export class DynamicBatcher<P> implements Scheduler {
       meanGapNs: this.#arrivals.meanGapNs(),
       // A slot is freed as the worker's answer arrives, before the batch's answers go out (#send's then): rows still
       // running on an idle instance are being answered now. (With several instances, those of the busy ones count
-      // too: the wait they allow is bounded by the run it saves.)
+      // too: the wait they allow is bounded by the compute it saves.)
       answeredNs: idle && this.#runningRows > 0 ? now : this.#answeredNs,
       answeredRows: idle && this.#runningRows > 0 ? this.#runningRows : this.#answeredRows,
       returnedRows: idle && this.#runningRows > 0 ? 0 : this.#returnedRows,
       runningRows: this.#runningRows,
+      returnNs: this.#returnNs,
     });
     if (s.kind === 'wait') return s.untilNs;
     if (s.kind === 'idle' || s.kind === 'hold') return false;
@@ -447,6 +457,9 @@ export class DynamicBatcher<P> implements Scheduler {
   #answeredRows = 0;
   /** Rows arrived since the last batch was answered. */
   #returnedRows = 0;
+  /** Whether they reached its rows yet; and the time they took lately (smoothed; see SloInput.returnNs). */
+  #returnTimed = false;
+  #returnNs: number | undefined;
   readonly #drainRate = new DrainRate();
 
   /** Rows of a full batch now (see #fullRows), for metrics. */
@@ -561,6 +574,7 @@ export class DynamicBatcher<P> implements Scheduler {
         this.#answeredNs = done;
         this.#answeredRows = rows;
         this.#returnedRows = 0;
+        this.#returnTimed = false;
         this.#observer?.executed(rows, execution);
         deliver(() => answerMembers(take, execution, now, rows));
       },

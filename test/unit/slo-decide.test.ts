@@ -181,6 +181,8 @@ describe('decideSlo, callers in a closed loop near capacity', () => {
     lastArrivalNs: at(-10),
     answeredNs: at(-1),
     answeredRows: 4,
+    // Callers lately came back 2 ms after their answers.
+    returnNs: 2e6,
   };
   it('waits for the callers of the batch just answered, as long as the run it saves', () => {
     expect(decideSlo(input(closed))).toEqual({ kind: 'wait', untilNs: at(9) });
@@ -188,6 +190,10 @@ describe('decideSlo, callers in a closed loop near capacity', () => {
     expect(decideSlo(input({ ...closed, answeredNs: at(-11) }))).toEqual({ kind: 'cut', count: 4, ahead: false });
     // Only as many as fit: of 6 answered, 4 more fill the batch and save the same 10 ms.
     expect(decideSlo(input({ ...closed, answeredRows: 6 }))).toEqual({ kind: 'wait', untilNs: at(9) });
+    // Callers that lately took longer to come back than the compute merging saves (open-loop arrivals near
+    // capacity take about a batch's compute), or never timed: not waited for.
+    expect(decideSlo(input({ ...closed, returnNs: 11e6 }))).toEqual({ kind: 'cut', count: 4, ahead: false });
+    expect(decideSlo(input({ ...closed, returnNs: undefined }))).toEqual({ kind: 'cut', count: 4, ahead: false });
     // Only those not back yet: with 3 of the 4 back, the last one still saves a run's fixed 10 ms; with all 4
     // back, nobody is waited for.
     expect(decideSlo(input({ ...closed, returnedRows: 3 }))).toEqual({ kind: 'wait', untilNs: at(9) });
