@@ -285,8 +285,10 @@ function bursty(input: SloInput): boolean {
  * arrivals not in bursts (an open loop, where waiting would only idle the
  * instance), tenants sharing the model, or no time for it. Judged at `now`
  * (the busy instance's end, when deciding whether to hold for it). The MLP
- * 784→2048×4→10 at 64 connections: batches of 27 at 3,956–4,287
- * requests/s with a fixed 2 ms delay, of 58–60 at 4,496–4,842 with this.
+ * 784→2048×4→10 at 64 connections: batches of 27 at 4,113–4,371
+ * requests/s with a fixed 2 ms delay, of 50 at 4,459–4,843 with this.
+ * Waited for only while callers lately came back within the saving
+ * (returnNs): open-loop arrivals near capacity take about a batch's compute.
  */
 function returnWait(input: SloInput, rows: number, due: bigint, now: bigint, answeredNs: bigint | undefined, notBack: number): bigint | undefined {
   // Tenants sharing the model: a newcomer's latency comes first (see `shared`); the wait would be its too.
