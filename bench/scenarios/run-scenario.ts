@@ -45,6 +45,8 @@ Options:
   slo-goodput only:
   --slo-ms MS           the SLO: batching_slo_ms of the SLO mode, and what goodput counts (default 25)
   --loads LIST          offered loads in % of the measured capacity (default 50,100,150)
+  --capacity N          the 100 % level in req/s instead of the capacity measured (the same arrivals
+                        for builds compared side by side; the capacity is still measured and shown)
   --rounds N            sweeps of every load and mode; each figure is the median over them (default 1)
   --fixed-delays-us LIST  the fixed modes' max_queue_delay_microseconds; the first is the default the
                         ratios divide by (default 0,1000,2000,5000)
@@ -124,6 +126,7 @@ export async function runScenario(
         model: { type: 'string', default: 'resnet18' },
         factor: { type: 'string', default: '5' },
         'offered-rate': { type: 'string' },
+        capacity: { type: 'string' },
         'deadline-ms': { type: 'string', default: '5000' },
         'max-inflight-wait-ms': { type: 'string', default: '0' },
         'results-dir': { type: 'string' },
@@ -211,10 +214,13 @@ export async function runScenario(
     return finish(`# Overload: goodput, latency and memory at ${offeredRate === undefined ? `${factor}× capacity` : `${offeredRate} images/s`} (issue #15)`, r, 'the issue #15 bar was not met by any mode (see the verdicts)');
   }
   if (slo) {
+    const capacityRate = values.capacity === undefined ? undefined : Number(values.capacity);
+    if (capacityRate !== undefined && (!Number.isInteger(capacityRate) || capacityRate < 1 || capacityRate > 100_000))
+      throw new UsageError(`--capacity: expected req/s from 1 to 100000, got '${values.capacity}'`);
     const loads = values.loads === undefined ? SLO_GOODPUT_DEFAULTS.loads : list('loads', values.loads).map((pct) => pct / 100);
     const fixedDelaysUs = values['fixed-delays-us'] === undefined ? SLO_GOODPUT_DEFAULTS.fixedDelaysUs : delays(values['fixed-delays-us']);
     const sweeps = values.rounds === undefined ? SLO_GOODPUT_DEFAULTS.rounds : (list('rounds', values.rounds)[0] ?? 1);
-    const r = await runSloGoodput({ ...SLO_GOODPUT_DEFAULTS, sloMs, loads, fixedDelaysUs, warmupMs, durationMs, rounds: sweeps, serveFlags, log });
+    const r = await runSloGoodput({ ...SLO_GOODPUT_DEFAULTS, sloMs, loads, fixedDelaysUs, warmupMs, durationMs, rounds: sweeps, ...(capacityRate === undefined ? {} : { capacityRate }), serveFlags, log });
     return finish('# Goodput under an SLO: SLO-aware batching against fixed delays (issue #15)', r, 'the issue #15 bar was not met (see the verdicts)', r.svg);
   }
   const report =

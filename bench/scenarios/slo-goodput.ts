@@ -46,7 +46,9 @@ export interface SloGoodputOptions {
   readonly sloMs: number;
   /** Fixed max_queue_delay values in µs; the first is "the default" the ratios divide by. */
   readonly fixedDelaysUs: readonly number[];
-  /** Offered load as fractions of the measured capacity. */
+  /** The 100 % level in req/s instead of the capacity measured (the same arrivals for builds compared side by side). */
+  readonly capacityRate?: number;
+  /** Offered load as fractions of the measured capacity (of capacityRate when given). */
   readonly loads: readonly number[];
   readonly warmupMs: number;
   readonly durationMs: number;
@@ -155,9 +157,10 @@ export async function runSloGoodput(o: SloGoodputOptions): Promise<SloGoodputRep
           serverPid: gateway.pid,
         },
       );
-      const cap = capacity.requestsPerSecond;
-      o.log(`  ${num(cap)} req/s, p99 ${ms(capacity.latency.p99Us)} ms, avg batch ${num(capacity.server?.avgBatchSize ?? NaN, 1)}${disturbedNote(capacity.cpu)}`);
+      o.log(`  ${num(capacity.requestsPerSecond)} req/s, p99 ${ms(capacity.latency.p99Us)} ms, avg batch ${num(capacity.server?.avgBatchSize ?? NaN, 1)}${disturbedNote(capacity.cpu)}`);
+      const cap = o.capacityRate ?? capacity.requestsPerSecond;
       if (!(cap > 0)) throw new Error('capacity measured as 0 req/s');
+      if (o.capacityRate !== undefined) o.log(`  loads taken of --capacity ${num(cap)} req/s`);
       const openLevel = (m: Mode, rate: number, warmupMs: number, durationMs: number): Promise<LevelResult> =>
         runLevel(
           { mode: 'request-rate', value: rate, distribution: 'poisson' },
@@ -240,7 +243,7 @@ function report(o: SloGoodputOptions, modes: readonly Mode[], capacity: LevelRes
       `Capacity: closed loop of ${CAPACITY_CONCURRENCY} gRPC callers on ${deflt.name} (${o.warmupMs / 1000} s warm-up, ${o.durationMs / 1000} s window): ` +
       `**${num(capacity.requestsPerSecond)} req/s**, p99 ${ms(capacity.latency.p99Us)} ms, average batch ${num(capacity.server?.avgBatchSize ?? NaN, 1)}. ` +
       `Then open loops of Poisson arrivals (seed 15, at most ${MAX_OUTSTANDING} in flight; arrivals beyond it are dropped as CLIENT_OVERLOADED) ` +
-      `at ${o.loads.map((l) => `${Math.round(l * 100)} %`).join(', ')} of it, ${o.warmupMs / 1000} s warm-up and one ${o.durationMs / 1000} s window per level and mode, ` +
+      `at ${o.loads.map((l) => `${Math.round(l * 100)} %`).join(', ')} of ${o.capacityRate === undefined ? 'it' : `${num(o.capacityRate)} req/s (--capacity, not the capacity measured)`}, ${o.warmupMs / 1000} s warm-up and one ${o.durationMs / 1000} s window per level and mode, ` +
       `after a warm pass of every mode (${o.warmupMs / 1000} s at ${WARM_LOAD * 100} %) and an unmeasured level at the first load; the modes' order turns by one at every level. ` +
       `Callers send no deadline; goodput counts answers within ${o.sloMs} ms.` +
       (o.rounds > 1 ? ` ${o.rounds} rounds: each row is the round of median goodput, with the range over the rounds.` : ''),
