@@ -28,6 +28,8 @@ export class ArrivalRate {
   readonly #gaps = new Float64Array(GAPS);
   #gapCount = 0;
   #meanGap = 0;
+  /** recentGapNs's answer until the next arrival (null: not taken since); the SLO mode asks at every decision. */
+  #recent: number | undefined | null = null;
 
   /** When rows last arrived; undefined before any. */
   get lastNs(): bigint | undefined {
@@ -40,6 +42,7 @@ export class ArrivalRate {
       const gap = Number(now - this.#lastNs) / rows;
       this.#gaps[this.#gapCount++ % GAPS] = gap;
       this.#meanGap = this.#gapCount === 1 ? gap : this.#meanGap + GAP_ALPHA * (gap - this.#meanGap);
+      this.#recent = null;
     }
     this.#roll(now);
     this.#rows += rows;
@@ -61,7 +64,8 @@ export class ArrivalRate {
    * silence between bursts.
    */
   recentGapNs(): number | undefined {
-    return this.#gapCount < GAPS / 2 ? undefined : medianOf(this.#gaps, Math.min(this.#gapCount, GAPS), scratch);
+    if (this.#recent === null) this.#recent = this.#gapCount < GAPS / 2 ? undefined : medianOf(this.#gaps, Math.min(this.#gapCount, GAPS), scratch);
+    return this.#recent;
   }
 
   /**

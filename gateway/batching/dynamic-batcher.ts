@@ -182,9 +182,8 @@ export class DynamicBatcher<P> implements Scheduler {
     if (this.#sloNs > 0n) {
       this.#arrivals.observe(rows, now);
       this.#returnedRows += rows;
-      if (!this.#returnTimed && this.#answeredNs !== undefined && this.#returnedRows >= this.#answeredRows) {
-        // As many rows as the last batch answered have come since: how long callers take to come back.
-        this.#returnTimed = true;
+      if (this.#answeredNs !== undefined && this.#returnedRows >= this.#answeredRows && this.#returnedRows - rows < this.#answeredRows) {
+        // With this request, as many rows as the last batch answered have come since: how long callers take to come back.
         const t = Number(now - this.#answeredNs);
         this.#returnNs = this.#returnNs === undefined ? t : this.#returnNs + RETURN_ALPHA * (t - this.#returnNs);
       }
@@ -397,6 +396,10 @@ export class DynamicBatcher<P> implements Scheduler {
     if (d.kind !== 'send') return false;
     const busyUntilNs = freeAtNs(this.#finishes, this.#slots.instanceCount ?? 1);
     const idle = this.#slots.idle > 0;
+    // A slot is freed as the worker's answer arrives, before the batch's answers go out (#send's then): rows still
+    // running on an idle instance are being answered now. (With several instances, those of the busy ones count
+    // too: the wait they allow is bounded by the compute it saves.)
+    const answering = idle && this.#runningRows > 0;
     const s = decideSlo({
       now,
       queued: d.take,
@@ -419,12 +422,9 @@ export class DynamicBatcher<P> implements Scheduler {
       lastArrivalNs: this.#arrivals.lastNs,
       recentGapNs: this.#arrivals.recentGapNs(),
       meanGapNs: this.#arrivals.meanGapNs(),
-      // A slot is freed as the worker's answer arrives, before the batch's answers go out (#send's then): rows still
-      // running on an idle instance are being answered now. (With several instances, those of the busy ones count
-      // too: the wait they allow is bounded by the compute it saves.)
-      answeredNs: idle && this.#runningRows > 0 ? now : this.#answeredNs,
-      answeredRows: idle && this.#runningRows > 0 ? this.#runningRows : this.#answeredRows,
-      returnedRows: idle && this.#runningRows > 0 ? 0 : this.#returnedRows,
+      answeredNs: answering ? now : this.#answeredNs,
+      answeredRows: answering ? this.#runningRows : this.#answeredRows,
+      returnedRows: answering ? 0 : this.#returnedRows,
       runningRows: this.#runningRows,
       returnNs: this.#returnNs,
     });
@@ -457,8 +457,7 @@ export class DynamicBatcher<P> implements Scheduler {
   #answeredRows = 0;
   /** Rows arrived since the last batch was answered. */
   #returnedRows = 0;
-  /** Whether they reached its rows yet; and the time they took lately (smoothed; see SloInput.returnNs). */
-  #returnTimed = false;
+  /** How long they took lately to reach its rows (smoothed; see SloInput.returnNs). */
   #returnNs: number | undefined;
   readonly #drainRate = new DrainRate();
 
@@ -574,7 +573,6 @@ export class DynamicBatcher<P> implements Scheduler {
         this.#answeredNs = done;
         this.#answeredRows = rows;
         this.#returnedRows = 0;
-        this.#returnTimed = false;
         this.#observer?.executed(rows, execution);
         deliver(() => answerMembers(take, execution, now, rows));
       },

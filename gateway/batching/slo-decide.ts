@@ -246,12 +246,23 @@ export function newcomerRows(efficient: number, budgetNs: number, compute: (rows
 function burstWait(input: SloInput, due: bigint, computeNs: number): SloDecision | undefined {
   const gap = input.recentGapNs;
   const mean = input.meanGapNs;
-  if (gap === undefined || mean === undefined || input.lastArrivalNs === undefined) return undefined;
-  if (!(gap <= BURST_SHARE * mean) || !(QUIET_GAPS * gap <= computeNs)) return undefined;
+  if (gap === undefined || mean === undefined || !(gap <= BURST_SHARE * mean)) return undefined;
+  const until = burstEnd(input, due, computeNs);
+  return until === undefined ? undefined : { kind: 'wait', untilNs: until };
+}
+
+/**
+ * When a burst coming in ends: QUIET_GAPS of its recent gaps after the last
+ * row, if that wait is shorter than the batch's compute and a full batch
+ * after it still meets `due`. undefined: passed, or not worth it.
+ */
+function burstEnd(input: SloInput, due: bigint, computeNs: number): bigint | undefined {
+  const gap = input.recentGapNs;
+  if (gap === undefined || input.lastArrivalNs === undefined || !(QUIET_GAPS * gap <= computeNs)) return undefined;
   const until = input.lastArrivalNs + ns(QUIET_GAPS * gap);
   const largest = input.cost(input.maxBatch);
   if (until <= input.now || largest === undefined || until + ns(largest) > due) return undefined;
-  return { kind: 'wait', untilNs: until };
+  return until;
 }
 
 /**
@@ -260,6 +271,9 @@ function burstWait(input: SloInput, due: bigint, computeNs: number): SloDecision
  * rate. Once batches hold all of a closed loop's callers, a burst is as
  * long as the mean gap's memory, which then forgets the silence between
  * bursts: 64 callers' gaps of 40–50 µs read as 0.33–0.37 of it.
+ * burstWait keeps the mean gap alone: it runs for every idle cut, and a
+ * rate decayed between sparse arrivals read any gaps as a burst there (its
+ * doc); this wait is further gated on the callers' return time.
  */
 function bursty(input: SloInput): boolean {
   const gap = input.recentGapNs;
@@ -297,15 +311,10 @@ function returnWait(input: SloInput, rows: number, due: bigint, now: bigint, ans
   const largest = input.cost(input.maxBatch);
   if (costNow === undefined || largest === undefined) return undefined;
   const latest = due - ns(largest);
-  let until: bigint | undefined;
-  // A burst coming in: waited out whole or not at all, as burstWait.
-  const gap = input.recentGapNs ?? Infinity;
   const compute = input.compute ?? input.cost;
   const computeNow = compute(rows) ?? costNow;
-  if (input.lastArrivalNs !== undefined && QUIET_GAPS * gap <= computeNow) {
-    const end = input.lastArrivalNs + ns(QUIET_GAPS * gap);
-    if (end <= latest) until = end;
-  }
+  // A burst coming in: waited out whole or not at all.
+  let until = burstEnd(input, due, computeNow);
   // The callers not back yet, as many as fit, when callers lately came back within the compute their joining saves:
   // up to that saving, or as the deadlines allow. Open-loop arrivals near capacity take about a batch's compute to
   // come: waiting for them idled the instance (goodput at 100 % load 0.65× the best fixed delay's, 1.14× before).

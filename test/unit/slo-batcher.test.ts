@@ -499,3 +499,39 @@ describe('freeAtNs: when an instance is free with nothing queued for it', () => 
     expect(freeAtNs([], 1)).toBeUndefined();
   });
 });
+
+describe('DynamicBatcher in SLO mode: callers in a closed loop', () => {
+  /**
+   * Four callers, each sending again 0.5 ms after its answer; the instance runs 2 ms + 0.5 ms a row. The sizes of
+   * the batches cut, in order, over `answers` answers.
+   */
+  async function closedLoop(answers: number): Promise<number[]> {
+    const { clock, recorder, submit } = setup({ sloMs: 1_000 });
+    let sent = 0;
+    for (const c of ['c0', 'c1', 'c2', 'c3']) submit(`${c}#${sent++}`);
+    await flush();
+    for (let done = 0; done < answers; done++) {
+      // Timers the batcher set (a wait) fire as the clock moves, until a batch is cut.
+      for (let t = 0; recorder.cuts[done] === undefined && t < 100; t++) {
+        clock.advance(0.1);
+        await flush();
+      }
+      const cut = recorder.cuts[done];
+      if (cut === undefined) throw new Error(`no batch cut after ${done} answers`);
+      clock.advance(costMs(cut.labels.length));
+      cut.finish();
+      await flush();
+      clock.advance(0.5);
+      for (const label of cut.labels) submit(`${label.split('#')[0]}#${sent++}`);
+      await flush();
+    }
+    return recorder.cuts.map((c) => c.labels.length);
+  }
+
+  it('waits for the callers of the batch just answered, so one batch holds them all', async () => {
+    const sizes = await closedLoop(30);
+    // The first arrivals split the callers (nothing known of their return yet); once the batcher has timed their
+    // return (0.5 ms, against the 2 ms a merged run saves), every batch holds all four.
+    expect(sizes.slice(-10)).toEqual(Array(10).fill(4));
+  });
+});
