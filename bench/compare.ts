@@ -23,8 +23,9 @@ export interface Comparison {
   readonly unmatched: readonly string[];
 }
 
+/** A level's subject; with --rounds, its round too (runs of as many rounds compare round by round). */
 export const levelKey = (l: LevelResult): string =>
-  `${l.series} ${l.model} ${l.protocol} ${l.mode === 'concurrency' ? `c=${l.value}` : `rate=${l.value}/s${l.distribution ? ` ${l.distribution}` : ''}`} b=${l.batchSize}`;
+  `${l.series} ${l.model} ${l.protocol} ${l.mode === 'concurrency' ? `c=${l.value}` : `rate=${l.value}/s${l.distribution ? ` ${l.distribution}` : ''}`} b=${l.batchSize}${l.round === undefined ? '' : ` round ${l.round}`}`;
 
 /** Worse by more than `thresholdPercent` in the direction that matters? */
 function change(subject: string, measure: string, before: number, after: number, better: 'higher' | 'lower', thresholdPercent: number): Change {

@@ -88,6 +88,9 @@ Measurement:
 Baselines (measured in the same run; the table shows ratios to them):
   --baseline raw-ort|grpc-echo|batching-off|cache-off   repeatable or comma-separated; cache-off: the
                                  same model with its response_cache turned off (config override)
+  --rounds N                     measure the baselines and the server N times in turn (default 1; raw-ort
+                                 once): each ratio compares rows of one round, and a line per load gives
+                                 its median over the rounds (a shared machine drifts between series)
 Output:
   -f, --latency-report-file F.csv   perf_analyzer's CSV for the server under test
   --json FILE, --svg FILE        the whole run as JSON; throughput against p99 latency as SVG
@@ -121,6 +124,7 @@ const OPTIONS = {
   'measurement-request-count': { type: 'string', default: '50' },
   'stability-percentage': { type: 'string', short: 's', default: '10' },
   'max-trials': { type: 'string', short: 'r', default: '10' },
+  rounds: { type: 'string', default: '1' },
   'warmup-interval': { type: 'string', default: '1000' },
   percentile: { type: 'string' },
   'slo-ms': { type: 'string' },
@@ -249,6 +253,7 @@ export function parsePerfArgs(argv: readonly string[]): PerfOptions | { help: tr
     intervalMs: number('measurement-interval', values['measurement-interval'], { min: 10, max: 600_000 }),
     ...(mode === 'count_windows' ? { requestCount: number('measurement-request-count', values['measurement-request-count'], { min: 1, integer: true }) } : {}),
     maxTrials: number('max-trials', values['max-trials'], { min: 1, max: 1000, integer: true }),
+    rounds: number('rounds', values.rounds, { min: 1, max: 100, integer: true }),
     stability: { stabilityPercent: number('stability-percentage', values['stability-percentage'], { min: 0, max: 1000 }), windows: 3 },
     ...(values.percentile !== undefined ? { percentile: number('percentile', values.percentile, { min: 1, max: 99.999 }) } : {}),
     ...(values['slo-ms'] !== undefined ? { sloMs: number('slo-ms', values['slo-ms'], { min: 0 }) } : {}),
@@ -273,5 +278,5 @@ export function perfWatchdogMs(o: PerfOptions): number {
   const series = 1 + (o.baselines.has('grpc-echo') ? 1 : 0) + (o.baselines.has('batching-off') ? 1 : 0) + (o.baselines.has('cache-off') ? 1 : 0);
   const perLevel = o.warmupMs + o.maxTrials * o.intervalMs + 10_000;
   const raw = o.baselines.has('raw-ort') ? 8 * (o.intervalMs + 5_000) : 0;
-  return 2 * (series * o.levels.length * perLevel + raw) + 300_000;
+  return 2 * (o.rounds * series * o.levels.length * perLevel + raw) + 300_000;
 }

@@ -21,7 +21,7 @@ import { type WindowOptions } from './load/windows.js';
 import { BenchError } from './options.js';
 import { toCsv } from './report/csv.js';
 import { mdTable, textTable } from './report/format.js';
-import { CACHE_OFF_SERIES, ECHO_SERIES, OFF_SERIES, SERVER_SERIES, levelTable, loadLabel, rawOrtTable } from './report/levels-table.js';
+import { CACHE_OFF_SERIES, ECHO_SERIES, OFF_SERIES, SERVER_SERIES, levelTable, loadLabel, rawOrtTable, roundMedians } from './report/levels-table.js';
 import { Progress } from './report/progress.js';
 import { throughputLatencySvg } from './report/svg-chart.js';
 
@@ -50,6 +50,8 @@ export interface PerfOptions {
   readonly intervalMs: number;
   readonly requestCount?: number;
   readonly maxTrials: number;
+  /** Times the baselines and the server are measured in turn (raw ORT once); ratios compare rows of one round. */
+  readonly rounds: number;
   readonly stability: StabilityRule;
   readonly percentile?: number;
   readonly sloMs?: number;
@@ -151,9 +153,11 @@ export async function runPerf(o: PerfOptions, log: (line: string) => void): Prom
         h2?.close();
       }
     };
+    // With --rounds above 1, every row says its round and a label says it too.
+    let round: number | undefined;
     const measureLevels = async (series: string, c: InferenceClient, pid: number | undefined, stats: InferenceClient | undefined, h2: H2GrpcInfer | undefined): Promise<void> => {
       for (const level of o.levels) {
-        const label = `${series} ${loadLabel(level)}`;
+        const label = `${series} ${loadLabel(level)}${round === undefined ? '' : ` (round ${round})`}`;
         const result = await runLevel(level, {
           series,
           model: o.model,
@@ -168,7 +172,7 @@ export async function runPerf(o: PerfOptions, log: (line: string) => void): Prom
           maxOutstanding: o.maxOutstanding,
           onWindow: (t, w, stable) => progress.window(label, t, o.maxTrials, w, stable),
         });
-        levels.push(result);
+        levels.push(round === undefined ? result : { ...result, round });
         progress.line(summaryLine(label, result));
       }
     };
@@ -178,37 +182,45 @@ export async function runPerf(o: PerfOptions, log: (line: string) => void): Prom
       if (file === undefined) notes.push('raw-ort baseline skipped: give --model-file or --model-repository so the bench can find the ONNX file.');
       else raw = await measureRawOrt(file, md, maxBatchSize, plan, o, log);
     }
+    // grpc-echo runs the whole time, so its rounds alternate with the server's.
+    let echo: ChildServer | undefined;
+    let echoClient: InferenceGrpcClient | undefined;
     if (o.baselines.has('grpc-echo')) {
       if (o.protocol !== 'grpc') notes.push('grpc-echo baseline skipped: it speaks gRPC only; use -i grpc.');
       else {
-        log('grpc-echo baseline…');
-        const echo = await spawnEchoServer();
-        const echoClient = new InferenceGrpcClient(echo.address);
-        try {
-          await measureAll(ECHO_SERIES, echoClient, echo.pid, undefined);
-        } finally {
-          echoClient.close();
-          await echo.stop();
-        }
+        echo = await spawnEchoServer();
+        echoClient = new InferenceGrpcClient(echo.address);
       }
     }
-    log(`${SERVER_SERIES} at ${client.address} (${o.protocol})…`);
-    await measureAll(SERVER_SERIES, client, own?.pid, control);
-    if (o.baselines.has('batching-off')) {
-      log('the same server with batching off (config override through the repository API)…');
-      const done = await withBatchingOff(control, o.model, async () => {
-        await measureAll(OFF_SERIES, client, own?.pid, control);
-        return true;
-      });
-      if (done === undefined) notes.push(`batching-off baseline skipped: '${o.model}' has no dynamic_batching.`);
-    }
-    if (o.baselines.has('cache-off')) {
-      log('the same model with its response cache off (config override through the repository API)…');
-      const done = await withCacheOff(control, o.model, async () => {
-        await measureAll(CACHE_OFF_SERIES, client, own?.pid, control);
-        return true;
-      });
-      if (done === undefined) notes.push(`cache-off baseline skipped: '${o.model}' has no response_cache { enable: true }.`);
+    try {
+      for (let r = 1; r <= o.rounds; r++) {
+        round = o.rounds > 1 ? r : undefined;
+        if (echo && echoClient) {
+          log(`grpc-echo baseline${round === undefined ? '' : `, round ${round}`}…`);
+          await measureAll(ECHO_SERIES, echoClient, echo.pid, undefined);
+        }
+        log(`${SERVER_SERIES} at ${client.address} (${o.protocol})…`);
+        await measureAll(SERVER_SERIES, client, own?.pid, control);
+        if (o.baselines.has('batching-off')) {
+          log('the same server with batching off (config override through the repository API)…');
+          const done = await withBatchingOff(control, o.model, async () => {
+            await measureAll(OFF_SERIES, client, own?.pid, control);
+            return true;
+          });
+          if (done === undefined && r === 1) notes.push(`batching-off baseline skipped: '${o.model}' has no dynamic_batching.`);
+        }
+        if (o.baselines.has('cache-off')) {
+          log('the same model with its response cache off (config override through the repository API)…');
+          const done = await withCacheOff(control, o.model, async () => {
+            await measureAll(CACHE_OFF_SERIES, client, own?.pid, control);
+            return true;
+          });
+          if (done === undefined && r === 1) notes.push(`cache-off baseline skipped: '${o.model}' has no response_cache { enable: true }.`);
+        }
+      }
+    } finally {
+      echoClient?.close();
+      await echo?.stop();
     }
   } finally {
     client.close();
@@ -227,11 +239,13 @@ export async function runPerf(o: PerfOptions, log: (line: string) => void): Prom
   };
   const tableOptions = { ...(o.percentile !== undefined ? { percentile: o.percentile } : {}), ...(o.sloMs !== undefined ? { sloMs: o.sloMs } : {}), ...(raw ? { rawOrt: raw } : {}), maxBatchSize };
   const table = levelTable(levels, tableOptions);
+  const medians = roundMedians(levels);
   const rawTable = raw ? rawOrtTable(raw) : undefined;
   const text = [
     describeRun(info),
     '',
     textTable(table.headers, table.rows, 4),
+    ...medians,
     ...(rawTable ? [`raw ONNX Runtime, in-process (${o.rawOrtProvider ?? 'cpu'}):`, textTable(rawTable.headers, rawTable.rows, 1)] : []),
     ...notes,
   ].join('\n');
@@ -240,9 +254,10 @@ export async function runPerf(o: PerfOptions, log: (line: string) => void): Prom
     '',
     describeRun(info),
     '',
-    `${o.protocol} to ${url}; ${o.levels.map(loadLabel).join(', ')}; -b ${o.batchSize}; ${o.intervalMs} ms windows, stable within ±${o.stability.stabilityPercent} % over ${o.stability.windows}, at most ${o.maxTrials} trials.`,
+    `${o.protocol} to ${url}; ${o.levels.map(loadLabel).join(', ')}; -b ${o.batchSize}; ${o.intervalMs} ms windows, stable within ±${o.stability.stabilityPercent} % over ${o.stability.windows}, at most ${o.maxTrials} trials${o.rounds > 1 ? `; ${o.rounds} rounds, the baselines and the server in turn` : ''}.`,
     '',
     mdTable(table.headers, table.rows, 4),
+    ...(medians.length > 0 ? ['', ...medians.map((m) => `- ${m}`)] : []),
     ...(rawTable ? [`Raw ONNX Runtime, in-process (one session on ${o.rawOrtProvider ?? 'cpu'}, intra-op threads = cores, no spinning):`, '', mdTable(rawTable.headers, rawTable.rows, 1)] : []),
     ...notes.map((n) => `- ${n}`),
     '',

@@ -53,6 +53,8 @@ export interface LevelResult {
   /** Open loop: how late sends left against the schedule. */
   readonly sendLag?: LatencySummary;
   readonly windows: readonly WindowResult[];
+  /** Which round of `fabriek bench --rounds N` (above 1); absent with one round. */
+  readonly round?: number;
 }
 
 export interface LevelRunOptions {

@@ -22,6 +22,8 @@ export const loadLabel = (l: { readonly mode: LevelResult['mode']; readonly valu
   l.mode === 'concurrency' ? `c=${l.value}` : `${num(l.value)}/s ${l.distribution ?? ''}`.trim();
 
 const sameLoad = (a: LevelResult, b: LevelResult): boolean => a.mode === b.mode && a.value === b.value && a.batchSize === b.batchSize && a.model === b.model;
+/** The same load in the same round: a ratio compares the server with the baseline measured next to it. */
+const sameRun = (a: LevelResult, b: LevelResult): boolean => sameLoad(a, b) && a.round === b.round;
 
 /** Raw ORT rows/s at the batch `c` clients of batch `b` could form at most (c·b, capped at max_batch_size), and the best of all. */
 export function rawOrtFor(l: LevelResult, raw: readonly RawOrtLevel[] | undefined, maxBatchSize: number | undefined): { at: number; batch: number; best: number } {
@@ -55,14 +57,14 @@ export function levelTable(levels: readonly LevelResult[], o: TableOptions = {})
   const rows = levels.map((l) => {
     const s = l.server;
     const compute = s ? s.computeInputUs + s.computeInferUs + s.computeOutputUs : NaN;
-    const row = [l.series, l.model, loadLabel(l), String(l.batchSize), num(l.inferPerSecond), ms(l.latency.avgUs), ms(l.latency.p50Us), ms(l.latency.p90Us), ms(l.latency.p95Us), ms(l.latency.p99Us)];
+    const row = [l.round === undefined ? l.series : `${l.series} (${l.round})`, l.model, loadLabel(l), String(l.batchSize), num(l.inferPerSecond), ms(l.latency.avgUs), ms(l.latency.p50Us), ms(l.latency.p90Us), ms(l.latency.p95Us), ms(l.latency.p99Us)];
     if (o.percentile !== undefined) row.push(ms(l.latency.pxUs ?? NaN));
     row.push(errorText(l.errors));
     if (o.sloMs !== undefined) row.push(num(l.goodputPerSecond));
     row.push(ms(s?.queueUs ?? NaN), ms(compute), num(s?.avgBatchSize ?? NaN, 1), l.cpu ? `${num(l.cpu.client, 2)}+${num(l.cpu.server, 2)}+${num(l.cpu.other, 2)}` : '–', num(l.serverCpuUsPerRequest ?? NaN), l.stable ? 'yes' : `no (${l.trials})`);
     const main = l.series !== ECHO_SERIES && l.series !== OFF_SERIES && l.series !== CACHE_OFF_SERIES;
-    const echo = levels.find((x) => x.series === ECHO_SERIES && sameLoad(x, l));
-    const off = levels.find((x) => x.series === OFF_SERIES && sameLoad(x, l));
+    const echo = levels.find((x) => x.series === ECHO_SERIES && sameRun(x, l));
+    const off = levels.find((x) => x.series === OFF_SERIES && sameRun(x, l));
     if (hasEcho) {
       row.push(
         main && echo ? percent(l.inferPerSecond, echo.inferPerSecond) : '',
@@ -72,7 +74,7 @@ export function levelTable(levels: readonly LevelResult[], o: TableOptions = {})
     }
     if (hasOff) row.push(main && off ? ratio(l.inferPerSecond, off.inferPerSecond) : '');
     if (hasCache) row.push(s && s.cacheHits + s.cacheMisses > 0 ? `${num(100 * cacheHitRate(s), 1)} %` : '');
-    const cacheOff = levels.find((x) => x.series === CACHE_OFF_SERIES && sameLoad(x, l));
+    const cacheOff = levels.find((x) => x.series === CACHE_OFF_SERIES && sameRun(x, l));
     if (hasCacheOff) row.push(main && cacheOff ? ratio(l.inferPerSecond, cacheOff.inferPerSecond) : '');
     if (hasRaw) {
       const r = rawOrtFor(l, o.rawOrt, o.maxBatchSize);
@@ -83,6 +85,40 @@ export function levelTable(levels: readonly LevelResult[], o: TableOptions = {})
     return row;
   });
   return { headers, rows };
+}
+
+/**
+ * With rounds (`--rounds N`), one line per load of the server: each ratio to
+ * grpc-echo by round, and its median. A shared machine drifts between
+ * series; the rounds put the drift on both sides.
+ */
+export function roundMedians(levels: readonly LevelResult[]): string[] {
+  const lines: string[] = [];
+  const served = levels.filter((l) => l.series === SERVER_SERIES && l.round !== undefined);
+  const loads = served.filter((l, i) => served.findIndex((x) => sameLoad(x, l)) === i);
+  for (const load of loads) {
+    const pairs = served
+      .filter((l) => sameLoad(l, load))
+      .map((l) => ({ l, echo: levels.find((x) => x.series === ECHO_SERIES && sameRun(x, l)) }))
+      .filter((p): p is { l: LevelResult; echo: LevelResult } => p.echo !== undefined);
+    if (pairs.length === 0) continue;
+    const cpu = pairs.map((p) => (p.l.serverCpuUsPerRequest ?? NaN) / (p.echo.serverCpuUsPerRequest ?? NaN));
+    const added = pairs.map((p) => p.l.latency.p50Us - p.echo.latency.p50Us);
+    const share = pairs.map((p) => p.l.inferPerSecond / p.echo.inferPerSecond);
+    const list = (xs: number[], f: (x: number) => string): string => `${xs.map(f).join(', ')} (median ${f(medianOf(xs))})`;
+    lines.push(
+      `${load.model} ${loadLabel(load)}, ${pairs.length} rounds against grpc-echo: CPU/req × ${list(cpu, (x) => ratio(x, 1))}; p50 added µs ${list(added, (x) => num(x))}; infer/s ${list(share, (x) => percent(x, 1))}`,
+    );
+  }
+  return lines;
+}
+
+/** The median of finite values; NaN when there are none. */
+function medianOf(xs: readonly number[]): number {
+  const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
 }
 
 /** Raw ORT's own table. */

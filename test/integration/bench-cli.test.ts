@@ -80,6 +80,21 @@ describe('fabriek bench against a real server', () => {
     expect(cmp.stdout).toMatch(/fabriek add_sub grpc c=1 b=1: infer\/s/);
   }, 30_000);
 
+  it('alternates grpc-echo and the server over --rounds, compares each round with its own baseline, and gives the medians', async () => {
+    const json = join(dir, 'rounds.json');
+    const args = ['-m', 'identity_fp32', '-u', gw.address, '--baseline', 'grpc-echo', '--concurrency-range', '2', '-p', '250', '-r', '1', '--warmup-interval', '100'];
+    const r = await bench([...args, '--rounds', '2', '--json', json, '--no-save']);
+    expect(r.code, r.stderr).toBe(0);
+    const record = JSON.parse(await readFile(json, 'utf8')) as RunRecord;
+    // In turn: the baseline, then the server, round after round.
+    expect(record.levels.map((l) => `${l.series} ${l.round}`)).toEqual(['grpc-echo 1', 'fabriek 1', 'grpc-echo 2', 'fabriek 2']);
+    for (const l of record.levels) expect(l.requests).toBeGreaterThan(0);
+    expect(r.stdout).toMatch(/grpc-echo \(1\)\s+identity_fp32\s+c=2/);
+    expect(r.stdout).toMatch(/fabriek \(2\)\s+identity_fp32\s+c=2/);
+    // The server was given by address, so its CPU is not metered: the CPU ratios say so, the others are figures.
+    expect(r.stdout).toMatch(/identity_fp32 c=2, 2 rounds against grpc-echo: CPU\/req × –, – \(median –\); p50 added µs -?\d+, -?\d+ \(median -?\d+\); infer\/s \d+ %, \d+ % \(median \d+ %\)/);
+  }, 30_000);
+
   it('runs one short round of the fairness scenario: A is held to its quota, B loses nothing', async () => {
     const history = join(dir, 'fairness');
     const r = await bench(['fairness', '--rounds', '1', '--duration', '2', '--warmup', '0', '--results-dir', history], 90_000);

@@ -28,6 +28,14 @@ describe('bench compare', () => {
     expect(c.changes).toHaveLength(2 * 3 + 2);
   });
 
+  it('compares runs of several rounds round by round', () => {
+    const a = run([level({ round: 1, inferPerSecond: 1000 }), level({ round: 2, inferPerSecond: 1000 })]);
+    const b = run([level({ round: 1, inferPerSecond: 1000 }), level({ round: 2, inferPerSecond: 500 })]);
+    const c = compareRuns(a, b, 10);
+    expect(c.unmatched).toEqual([]);
+    expect(c.regressions.map((r) => `${r.subject}: ${r.measure}`)).toEqual(['fabriek m grpc c=4 b=1 round 2: infer/s']);
+  });
+
   it('flags lower throughput and higher p99 beyond the threshold, and nothing within it', () => {
     const a = run([level({ inferPerSecond: 1000, latency: lat(10_000) })]);
     expect(compareRuns(a, run([level({ inferPerSecond: 950, latency: lat(10_500) })]), 10).regressions).toEqual([]);

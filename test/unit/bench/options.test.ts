@@ -27,6 +27,7 @@ describe('perf_analyzer-style flags', () => {
     expect(o.protocol).toBe('grpc');
     expect(o.intervalMs).toBe(5000);
     expect(o.maxTrials).toBe(10);
+    expect(o.rounds).toBe(1);
     expect(o.stability).toEqual({ stabilityPercent: 10, windows: 3 });
     expect(o.batchSize).toBe(1);
     expect(o.inputData).toEqual({ kind: 'random', seed: 1 });
@@ -86,6 +87,8 @@ describe('perf_analyzer-style flags', () => {
     expect(() => parsePerfArgs(['-m', 'x', '--baseline', 'triton'])).toThrow(/raw-ort, grpc-echo, batching-off/);
     expect(() => parsePerfArgs(['-m', 'x', '--shape', 'IN'])).toThrow(/NAME:d1,d2/);
     expect(() => parsePerfArgs(['-m', 'x', '-b', '0'])).toThrow(/--batch-size: expected an integer ≥ 1, got '0'/);
+    expect(() => parsePerfArgs(['-m', 'x', '--rounds', '0'])).toThrow(/--rounds: expected an integer ≥ 1 ≤ 100, got '0'/);
+    expect(() => parsePerfArgs(['-m', 'x', '--rounds', '2.5'])).toThrow(/--rounds: expected an integer/);
     expect(() => parsePerfArgs(['-m', 'x', '--load-client', 'curl'])).toThrow(/--load-client: expected h2 or grpc-js, got 'curl'/);
     expect(() => parsePerfArgs(['-m', 'x', '--raw-ort-provider', 'cuda'])).toThrow(/--raw-ort-provider: expected cpu or webgpu, got 'cuda'/);
     expect(() => parsePerfArgs(['-m', 'x', '-u', 'http://h:1'])).toThrow(/add -i http/);
