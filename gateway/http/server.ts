@@ -17,6 +17,7 @@ import { BodyTooLargeError, declaredLength, readBody } from './body.js';
 import { lingerOnClose } from './linger.js';
 import { answerClientErrors } from './client-errors.js';
 import * as queries from '../inference/model-queries.js';
+import { type PipelineOptions } from '../inference/infer-pipeline.js';
 import * as h from './handlers.js';
 import { HEADER_LENGTH } from './json-tensors.js';
 import { parseClientJson } from '../parse-json.js';
@@ -181,8 +182,10 @@ export function createHttpServer(
           try {
             const body = await readBody(req, maxBodyBytes);
             hold?.settle(body.byteLength);
-            const pipeline = activeTracer() ? { admission, note, ...httpTraceHeaders(req.headers) } : { admission, note };
-            const answer = await h.infer(models, { name, version, body, headerLength: length, signal, deadline, tenant, pipeline }, log);
+            const pipeline: PipelineOptions = activeTracer()
+              ? { log, protocol: 'http', admission, note, ...httpTraceHeaders(req.headers) }
+              : { log, protocol: 'http', admission, note };
+            const answer = await h.infer(models, { name, version, body, headerLength: length, signal, deadline, tenant, pipeline });
             sendInfer(res, answer.json, answer.binary);
             hold?.release('answered');
           } catch (error) {
