@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { defineConfig } from 'vitest/config';
 
 /**
@@ -19,6 +20,9 @@ const TIMED = [
   'test/integration/gateway-processes.test.ts',
   'test/integration/tenants.test.ts',
 ];
+
+// A file renamed or removed would otherwise leave the list quietly: its successor would run two at a time.
+for (const file of TIMED) if (!existsSync(new URL(file, import.meta.url))) throw new Error(`vitest.config.ts: TIMED names ${file}, which does not exist`);
 
 const common = {
   testTimeout: 60_000,

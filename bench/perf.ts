@@ -185,14 +185,12 @@ export async function runPerf(o: PerfOptions, log: (line: string) => void): Prom
     // grpc-echo runs the whole time, so its rounds alternate with the server's.
     let echo: ChildServer | undefined;
     let echoClient: InferenceGrpcClient | undefined;
-    if (o.baselines.has('grpc-echo')) {
-      if (o.protocol !== 'grpc') notes.push('grpc-echo baseline skipped: it speaks gRPC only; use -i grpc.');
-      else {
+    if (o.baselines.has('grpc-echo') && o.protocol !== 'grpc') notes.push('grpc-echo baseline skipped: it speaks gRPC only; use -i grpc.');
+    try {
+      if (o.baselines.has('grpc-echo') && o.protocol === 'grpc') {
         echo = await spawnEchoServer();
         echoClient = new InferenceGrpcClient(echo.address);
       }
-    }
-    try {
       for (let r = 1; r <= o.rounds; r++) {
         round = o.rounds > 1 ? r : undefined;
         if (echo && echoClient) {

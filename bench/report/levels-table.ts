@@ -1,5 +1,6 @@
 // The per-level table every report shows (console and Markdown), with the
 // ratios of the server under test to the baselines measured in the same run.
+import { medianOf } from '../../gateway/batching/median.js';
 import { type RawOrtLevel } from '../baselines/raw-ort.js';
 import { type LevelResult } from '../load/level.js';
 import { cacheHitRate } from '../load/server-stats.js';
@@ -105,7 +106,7 @@ export function roundMedians(levels: readonly LevelResult[]): string[] {
     const cpu = pairs.map((p) => (p.l.serverCpuUsPerRequest ?? NaN) / (p.echo.serverCpuUsPerRequest ?? NaN));
     const added = pairs.map((p) => p.l.latency.p50Us - p.echo.latency.p50Us);
     const share = pairs.map((p) => p.l.inferPerSecond / p.echo.inferPerSecond);
-    const list = (xs: number[], f: (x: number) => string): string => `${xs.map(f).join(', ')} (median ${f(medianOf(xs))})`;
+    const list = (xs: number[], f: (x: number) => string): string => `${xs.map(f).join(', ')} (median ${f(finiteMedian(xs))})`;
     lines.push(
       `${load.model} ${loadLabel(load)}, ${pairs.length} rounds against grpc-echo: CPU/req × ${list(cpu, (x) => ratio(x, 1))}; p50 added µs ${list(added, (x) => num(x))}; infer/s ${list(share, (x) => percent(x, 1))}`,
     );
@@ -113,12 +114,10 @@ export function roundMedians(levels: readonly LevelResult[]): string[] {
   return lines;
 }
 
-/** The median of finite values; NaN when there are none. */
-function medianOf(xs: readonly number[]): number {
-  const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+/** The median of the finite values (a CPU ratio is NaN where a server's CPU was not metered); NaN when none is. */
+function finiteMedian(xs: readonly number[]): number {
+  const finite = xs.filter(Number.isFinite);
+  return finite.length === 0 ? NaN : medianOf(finite, finite.length, new Float64Array(finite.length));
 }
 
 /** Raw ORT's own table. */
