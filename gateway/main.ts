@@ -19,6 +19,7 @@ import { withMalformedRequests } from './grpc/malformed-request.js';
 import { createHttpServer } from './http/server.js';
 import { earlyRefusals } from './grpc/early-refusal.js';
 import { useStreamTable } from './grpc/session-streams.js';
+import { StreamWindows, WIDE_WINDOW_BYTES } from './grpc/stream-window.js';
 import { DynamicBatcher } from './batching/dynamic-batcher.js';
 import { Admission } from './inference/admission.js';
 import { registerCacheMetrics } from './metrics/cache-metrics.js';
@@ -95,9 +96,6 @@ function bindGrpc(server: Server, address: string, credentials: ServerCredential
   });
 }
 
-/** HTTP/2 receive window of the gRPC server, per stream and per connection. */
-const GRPC_WINDOW_BYTES = 16 << 20;
-
 /**
  * Node's HTTP/2 windows are 64 KB, per stream and for the whole connection:
  * a 600 KB request needs ten window updates, each a round trip through both
@@ -107,26 +105,30 @@ const GRPC_WINDOW_BYTES = 16 << 20;
  * (issue 15). grpc-js has no server option for it, so the window is set on
  * its HTTP/2 settings (before bind) and on each session as it opens. Both
  * reach into grpc-js 1.14's server fields; if they are missing, nothing changes.
+ * While the in-flight gate refuses, the stream window narrows again
+ * (grpc/stream-window.ts).
  */
 function widenFlowControl(server: Server): void {
   const internals = server as unknown as {
     commonServerOptions?: { settings?: Record<string, unknown> };
   };
   const common = internals.commonServerOptions;
-  if (common) common.settings = { ...common.settings, initialWindowSize: GRPC_WINDOW_BYTES };
+  if (common) common.settings = { ...common.settings, initialWindowSize: WIDE_WINDOW_BYTES };
 }
 
 /**
  * After bind, on each new HTTP/2 session of the gRPC server: the wide
- * connection window too, and its streams in a table that lets a closed stream
- * go (grpc/session-streams.ts).
+ * connection window too, its stream window following admission
+ * (grpc/stream-window.ts), and its streams in a table that lets a closed
+ * stream go (grpc/session-streams.ts).
  */
-function tuneSessions(server: Server, log: Logger): void {
+function tuneSessions(server: Server, log: Logger, windows: StreamWindows): void {
   const servers = (server as unknown as { http2Servers?: Map<Http2Server, unknown> }).http2Servers;
   if (servers === undefined) log.warn('grpc-js keeps its HTTP/2 servers elsewhere than 1.14 did: gRPC sessions keep the default flow-control window and stream Map');
   let warned = false;
   const tune = (session: ServerHttp2Session): void => {
-    session.setLocalWindowSize(GRPC_WINDOW_BYTES);
+    session.setLocalWindowSize(WIDE_WINDOW_BYTES);
+    windows.add(session);
     if (!useStreamTable(session) && !warned) {
       warned = true;
       log.warn(`Node ${process.version} keeps an HTTP/2 session's streams otherwise than Node 20: gRPC sessions keep its stream Map, and with it closed calls until a full GC`);
@@ -412,8 +414,10 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     ...(metrics ? { metrics: new TenantMetrics(metrics.registry, tenants.state) } : {}),
     knownModel: (name) => models.versionsOf(name).length > 0,
   });
-  const inflight = new InflightGate(options.maxInflightBytes, { maxWaitMs: options.maxInflightWaitMs });
+  const windows = new StreamWindows({ onError: (error) => log.debug({ err: error }, 'a gRPC session did not take its new stream window') });
+  const inflight = new InflightGate(options.maxInflightBytes, { maxWaitMs: options.maxInflightWaitMs, onRefuse: () => windows.refused() });
   metrics?.setInflightProvider(() => inflight);
+  metrics?.setStreamWindowProvider(() => windows);
   const load = options.loadReportIntervalMs > 0 ? new LoadReporter(models, options.loadReportIntervalMs) : undefined;
   const server = new Server({
     // Channelz (grpc-js's per-call and per-socket counters for its admin service, which Fabriek
@@ -431,7 +435,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   let grpcPort: number;
   try {
     grpcPort = await bindGrpc(server, `${options.grpcAddress}:${options.grpcPort}`, grpcServerCredentials(grpcTls));
-    tuneSessions(server, log);
+    tuneSessions(server, log, windows);
   } catch (error) {
     await supervisor.stop();
     throw error;
@@ -478,6 +482,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
       draining = true;
       await poller?.stop();
       load?.stop();
+      windows.close();
       // Workers that exit from now on stay down: SIGTERM to the process group
       // reaches them too, and a worker restarted now would only be stopped again.
       supervisor.stopRestarting();

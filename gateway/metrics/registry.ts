@@ -33,6 +33,12 @@ export interface InflightSample {
   readonly maxBytes: number;
 }
 
+/** The gRPC sessions' stream window (gateway/grpc/stream-window.ts). */
+export interface StreamWindowSample {
+  readonly bytes: number;
+  readonly narrowings: number;
+}
+
 /** A version batching in SLO mode (`batching_slo_ms`). */
 export interface SloSample {
   readonly model: string;
@@ -69,6 +75,7 @@ export class MetricsRegistry {
   #costs: () => Iterable<CostPointSample> = () => [];
   #slos: () => Iterable<SloSample> = () => [];
   #inflight: () => InflightSample | undefined = () => undefined;
+  #streamWindow: () => StreamWindowSample | undefined = () => undefined;
 
   constructor(options: MetricsOptions = {}) {
     const registers = [this.registry];
@@ -194,6 +201,28 @@ export class MetricsRegistry {
       'Request bytes the gateway admits now: --max-inflight-bytes, or less after requests it admitted were shed or timed out before they ran',
       (s) => s.admitBytes,
     );
+    const streamWindow = (): StreamWindowSample | undefined => this.#streamWindow();
+    new Gauge({
+      name: 'fabriek_grpc_stream_window_bytes',
+      help: 'The HTTP/2 receive window each new gRPC stream gets: 16 MB, or 65535 while the in-flight gate refuses requests (a refused body then costs the connection at most that)',
+      registers,
+      collect() {
+        const s = streamWindow();
+        if (s) this.set(s.bytes);
+      },
+    });
+    new Counter({
+      name: 'fabriek_grpc_stream_window_narrowings_total',
+      help: 'Times the gRPC stream window narrowed because the in-flight gate began refusing requests',
+      registers,
+      collect() {
+        const s = streamWindow();
+        if (s) {
+          this.reset();
+          this.inc(s.narrowings);
+        }
+      },
+    });
     // aggregator: how several gateway processes' values combine in /metrics (--gateway-processes; prom-client's cluster aggregation).
     this.#workers = new Gauge({ name: 'fabriek_workers', help: 'Worker processes by state', labelNames: ['state'], registers, aggregator: 'max' });
     this.setWorkers({ up: 0, down: 0 });
@@ -237,6 +266,11 @@ export class MetricsRegistry {
   /** Read at every scrape: the in-flight gate. */
   setInflightProvider(provider: () => InflightSample): void {
     this.#inflight = provider;
+  }
+
+  /** Read at every scrape: the gRPC sessions' stream window. */
+  setStreamWindowProvider(provider: () => StreamWindowSample): void {
+    this.#streamWindow = provider;
   }
 
   /** Worker processes connected (`up`) and planned but not connected (`down`). */

@@ -177,6 +177,42 @@ describe('a call the in-flight gate refuses after the tenants\' check', () => {
   });
 });
 
+describe('while the in-flight gate refuses, gRPC streams get a narrow window', () => {
+  it('a refused body then costs at most 64 KB; a second without refusals widens it again', async () => {
+    const gate = await startGateway([...['--model-repository', TEST_REPOSITORY, '--workers', '1', '--log-level', 'warn'], ...['--max-inflight-bytes', String(4 << 20)]]);
+    const session = floodSession(gate.address);
+    try {
+      await new Promise<void>((resolve) => session.once('remoteSettings', () => resolve()));
+      expect(session.remoteSettings.initialWindowSize).toBe(16 << 20);
+      // Four calls that never finish sending hold the gate full (as above).
+      const holders = Array.from({ length: 4 }, () => {
+        const call = session.request(inferHeaders('none'));
+        call.on('error', () => undefined);
+        call.write(FLOOD_BODY.subarray(0, 5));
+        return call;
+      });
+      // The first refusal narrows the window; the rest of this flood was sent under the wide one.
+      expect(new Set(await flood(session, 'none'))).toEqual(new Set([`${GrpcStatus.RESOURCE_EXHAUSTED} rst=0`]));
+      await waitFor(async () => session.remoteSettings.initialWindowSize === 65_535, 5_000, 'the narrow window announced');
+      // Under the narrow window each refused call sends at most 64 KB of its 600 KB before its reset.
+      const before = session.socket.bytesWritten;
+      expect(new Set(await flood(session, 'none'))).toEqual(new Set([`${GrpcStatus.RESOURCE_EXHAUSTED} rst=0`]));
+      expect(session.socket.bytesWritten - before).toBeLessThan(FLOOD_CALLS * (65_535 + 1_024));
+      expect(session.remoteSettings.initialWindowSize).toBe(65_535);
+      const metricsPort = /metrics on [^ ;]+:(\d+)/.exec(gate.readyLine)?.[1];
+      const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      expect(text).toMatch(/^fabriek_grpc_stream_window_bytes 65535$/m);
+      expect(text).toMatch(/^fabriek_grpc_stream_window_narrowings_total 1$/m);
+      // A second without a refusal: wide again, on the same connection.
+      await waitFor(async () => session.remoteSettings.initialWindowSize === 16 << 20, 5_000, 'the wide window announced again');
+      for (const h of holders) h.close(http2Constants.NGHTTP2_CANCEL);
+    } finally {
+      session.close();
+      await gate.stop();
+    }
+  });
+});
+
 // A plain HTTP/2 client (as grpc-js does, it keeps sending after the status): FLOOD_CALLS calls of 600 KB on
 // one connection, FLOOD_BYTES if every body crossed. Node's client default of 10 MB of session memory would
 // refuse its own streams first (ENHANCE_YOUR_CALM), so it is lifted.
