@@ -11,6 +11,7 @@ import { mdTable, num, ratio } from '../report/format.js';
 import { splitServeFlags } from '../options.js';
 import { InferenceHttpClient } from '../../client/http-client.js';
 import { readModelStats, statsDelta } from '../load/server-stats.js';
+import { medianOf } from '../../gateway/batching/median.js';
 
 // Issue #15's peer comparison in one run: Fabriek's HTTP endpoint (KServe v2
 // binary tensor extension) against Ray Serve on MLP 784→2048×4→10, both
@@ -162,10 +163,7 @@ async function main(): Promise<void> {
   }
 
   const servers = [...new Set(runs.map((r) => r.server))];
-  const median = (xs: number[]): number => {
-    const s = [...xs].sort((a, b) => a - b);
-    return s.length % 2 === 1 ? (s[(s.length - 1) / 2] as number) : ((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2;
-  };
+  const median = (xs: number[]): number => (xs.length === 0 ? NaN : medianOf(xs, xs.length, new Float64Array(xs.length)));
   const rayRps = median(runs.filter((r) => r.server === 'ray serve').map((r) => r.result.rps));
   const rayP99 = median(runs.filter((r) => r.server === 'ray serve').map((r) => r.result.p99_ms));
   const rows = servers.map((server) => {
