@@ -22,9 +22,10 @@ import { type ServerHttp2Session } from 'node:http2';
 // refusal they announce the wide window again.
 //
 // Measured on 2 cores (resnet_small, Poisson 1,300/s against a capacity of
-// about 310, 300 ms deadlines, `fabriek bench overload --offered-rate 1300
-// --deadline-ms 300`), with the window fixed: at 16 MB goodput was 32-47 %
-// of capacity with fixed batching; at 64 KB, 68-78 %.
+// 244-399, 300 ms deadlines, `fabriek bench overload --offered-rate 1300
+// --deadline-ms 300`), fixed batching: with the window fixed at 16 MB 32-47 %
+// of capacity answered within 300 ms, at 64 KB 68-78 %; narrowed while
+// refusing, 50-82 % (docs/performance.md, *Overload on two cores*).
 
 /** The window while everything is admitted. */
 export const WIDE_WINDOW_BYTES = 16 << 20;
