@@ -105,8 +105,8 @@ function bindGrpc(server: Server, address: string, credentials: ServerCredential
  * (issue 15). grpc-js has no server option for it, so the window is set on
  * its HTTP/2 settings (before bind) and on each session as it opens. Both
  * reach into grpc-js 1.14's server fields; if they are missing, nothing changes.
- * While the in-flight gate refuses, the stream window narrows again
- * (grpc/stream-window.ts).
+ * A session whose calls are refused before their message is read narrows
+ * its stream window again for a while (grpc/stream-window.ts).
  */
 function widenFlowControl(server: Server): void {
   const internals = server as unknown as {
@@ -118,17 +118,15 @@ function widenFlowControl(server: Server): void {
 
 /**
  * After bind, on each new HTTP/2 session of the gRPC server: the wide
- * connection window too, its stream window following admission
- * (grpc/stream-window.ts), and its streams in a table that lets a closed
- * stream go (grpc/session-streams.ts).
+ * connection window too, and its streams in a table that lets a closed stream
+ * go (grpc/session-streams.ts).
  */
-function tuneSessions(server: Server, log: Logger, windows: StreamWindows): void {
+function tuneSessions(server: Server, log: Logger): void {
   const servers = (server as unknown as { http2Servers?: Map<Http2Server, unknown> }).http2Servers;
   if (servers === undefined) log.warn('grpc-js keeps its HTTP/2 servers elsewhere than 1.14 did: gRPC sessions keep the default flow-control window and stream Map');
   let warned = false;
   const tune = (session: ServerHttp2Session): void => {
     session.setLocalWindowSize(WIDE_WINDOW_BYTES);
-    windows.add(session);
     if (!useStreamTable(session) && !warned) {
       warned = true;
       log.warn(`Node ${process.version} keeps an HTTP/2 session's streams otherwise than Node 20: gRPC sessions keep its stream Map, and with it closed calls until a full GC`);
@@ -415,7 +413,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     knownModel: (name) => models.versionsOf(name).length > 0,
   });
   const windows = new StreamWindows({ onError: (error) => log.debug({ err: error }, 'a gRPC session did not take its new stream window') });
-  const inflight = new InflightGate(options.maxInflightBytes, { maxWaitMs: options.maxInflightWaitMs, onRefuse: () => windows.refused() });
+  const inflight = new InflightGate(options.maxInflightBytes, { maxWaitMs: options.maxInflightWaitMs });
   metrics?.setInflightProvider(() => inflight);
   metrics?.setStreamWindowProvider(() => windows);
   const load = options.loadReportIntervalMs > 0 ? new LoadReporter(models, options.loadReportIntervalMs) : undefined;
@@ -427,7 +425,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     'grpc.max_send_message_length': options.maxMessageBytes,
     // Metadata reaches the first interceptor first. With tenants, their check comes first: an unknown key or a
     // tenant over its quota takes no place at the gate, and the gate knows whose share a call counts against.
-    interceptors: [...(admission.open ? [] : [earlyRefusals(admission, log)]), inflightBound(inflight, log)],
+    interceptors: [...(admission.open ? [] : [earlyRefusals(admission, log, windows)]), inflightBound(inflight, log, windows)],
   });
   server.addService(withMalformedRequests(inferenceServiceDefinition()), createInferenceService(models, info, log, admission, load, inflight));
   load?.addToServer(server);
@@ -435,7 +433,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   let grpcPort: number;
   try {
     grpcPort = await bindGrpc(server, `${options.grpcAddress}:${options.grpcPort}`, grpcServerCredentials(grpcTls));
-    tuneSessions(server, log, windows);
+    tuneSessions(server, log);
   } catch (error) {
     await supervisor.stop();
     throw error;

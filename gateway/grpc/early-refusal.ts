@@ -4,6 +4,7 @@ import { type Admission } from '../inference/admission.js';
 import { type Tenant } from '../tenants/tenant.js';
 import { authorizationOf, toServiceError } from './call-context.js';
 import { refuseUnread } from './refuse-unread.js';
+import { type StreamWindows } from './stream-window.js';
 
 // grpc-js reads and decodes a unary call's whole message before its handler
 // runs. For an inference call from a caller with no or an unknown key, or a
@@ -32,7 +33,7 @@ export function identifiedTenant(metadata: Metadata): Tenant | undefined {
   return identified.get(metadata);
 }
 
-export function earlyRefusals(admission: Admission, log: Logger): ServerInterceptor {
+export function earlyRefusals(admission: Admission, log: Logger, windows: StreamWindows): ServerInterceptor {
   return (method, call) => {
     const unary = method.path === MODEL_INFER;
     if (!unary && method.path !== MODEL_STREAM_INFER) return new ServerInterceptingCall(call);
@@ -47,7 +48,7 @@ export function earlyRefusals(admission: Admission, log: Logger): ServerIntercep
               return;
             }
             const status = toServiceError(checked.refused, log);
-            refuseUnread(call, { code: checked.refused.code, details: status.details ?? checked.refused.message, metadata: status.metadata ?? null });
+            refuseUnread(call, { code: checked.refused.code, details: status.details ?? checked.refused.message, metadata: status.metadata ?? null }, windows);
           },
         });
       },

@@ -1,5 +1,6 @@
 import { constants, type ServerHttp2Stream } from 'node:http2';
 import { type ServerInterceptingCallInterface } from '@grpc/grpc-js';
+import { type StreamWindows } from './stream-window.js';
 
 // A call refused from its metadata, before its message is read. The client
 // may still be sending that message, and goes on after the status arrives
@@ -17,7 +18,8 @@ import { type ServerInterceptingCallInterface } from '@grpc/grpc-js';
 // "Received RST_STREAM with code 0" instead of its status. So the reset is
 // asked for at the loop's next check phase, after Node has written what the
 // callback queued (a write still in progress then makes Node hold the reset
-// until it ends).
+// until it ends). The session's stream window narrows too (stream-window.ts):
+// its next calls' bodies cross it only 64 KB at a time until they are read.
 
 /**
  * The HTTP/2 stream under a server call. grpc-js offers no accessor; its
@@ -39,8 +41,11 @@ function resetAnswered(stream: ServerHttp2Stream): void {
   if (stream.headersSent && !stream.closed && !stream.destroyed) stream.close(constants.NGHTTP2_NO_ERROR);
 }
 
-export function refuseUnread(call: ServerInterceptingCallInterface, status: Parameters<ServerInterceptingCallInterface['sendStatus']>[0]): void {
+export function refuseUnread(call: ServerInterceptingCallInterface, status: Parameters<ServerInterceptingCallInterface['sendStatus']>[0], windows: StreamWindows): void {
   const stream = http2StreamOf(call);
+  // Taken before the answer: a stream that ends drops its session.
+  const session = stream?.session;
   call.sendStatus(status);
   if (stream !== undefined && stream.headersSent && !stream.closed) setImmediate(resetAnswered, stream);
+  if (session !== undefined) windows.refused(session);
 }

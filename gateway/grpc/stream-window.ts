@@ -1,5 +1,3 @@
-import { type ServerHttp2Session } from 'node:http2';
-
 // The HTTP/2 receive window each gRPC stream starts with, following admission.
 //
 // A client sends a request's body as soon as its HEADERS are out, up to the
@@ -15,27 +13,35 @@ import { type ServerHttp2Session } from 'node:http2';
 //
 // HTTP/2 lets a receiver change every stream's window at once (RFC 9113
 // §6.9.2: SETTINGS_INITIAL_WINDOW_SIZE applies to open streams too), and Node
-// has no call for one stream's window. So while the in-flight gate refuses,
-// the gateway's gRPC sessions announce HTTP/2's default window (64 KB): a
+// has no call for one stream's window. So a session on which a call was
+// refused before its message was read (by the in-flight gate, or the tenants'
+// check: grpc/refuse-unread.ts) announces HTTP/2's default window (64 KB): a
 // refused request costs at most that much of the connection, an admitted one
 // is still read as fast as the gateway consumes it. After QUIET_NS without a
-// refusal they announce the wide window again.
+// refusal on it, the session announces the wide window again. Only the
+// sessions refused narrow: another tenant's connection, admitted, keeps the
+// wide window while a flood's is refused.
 //
 // Measured on 2 cores (resnet_small, Poisson 1,300/s against a capacity of
 // 244-399, 300 ms deadlines, `fabriek bench overload --offered-rate 1300
-// --deadline-ms 300`), fixed batching: with the window fixed at 16 MB 32-47 %
-// of capacity answered within 300 ms, at 64 KB 68-78 %; narrowed while
-// refusing, 50-82 % (docs/performance.md, *Overload on two cores*).
+// --deadline-ms 300`, one connection), fixed batching: with the window fixed
+// at 16 MB 32-47 % of capacity answered within 300 ms, at 64 KB 68-78 %;
+// narrowed while refusing, 50-82 % (docs/performance.md, *Overload on two cores*).
 
 /** The window while everything is admitted. */
 export const WIDE_WINDOW_BYTES = 16 << 20;
-/** The window while the gate refuses: HTTP/2's initial one. */
+/** The window of a session whose calls are being refused: HTTP/2's initial one. */
 export const NARROW_WINDOW_BYTES = 65_535;
 /** This long without a refusal, the window widens again. */
 export const QUIET_NS = 1_000_000_000n;
 
-/** The part of an HTTP/2 session the windows need (a ServerHttp2Session, or a fake in unit tests). */
-export type WindowSession = Pick<ServerHttp2Session, 'settings' | 'once' | 'closed' | 'destroyed'>;
+/** The part of an HTTP/2 session the windows need (an Http2Session, or a fake in unit tests). */
+export interface WindowSession {
+  readonly closed: boolean;
+  readonly destroyed: boolean;
+  settings(settings: { initialWindowSize: number }): void;
+  once(event: 'close', listener: () => void): unknown;
+}
 
 export interface StreamWindowOptions {
   /** Monotonic clock in ns. */
@@ -45,13 +51,14 @@ export interface StreamWindowOptions {
 }
 
 export class StreamWindows {
-  readonly #sessions = new Set<WindowSession>();
+  /** The sessions whose window is narrow, and when a call was last refused on each. */
+  readonly #narrowed = new Map<WindowSession, bigint>();
+  /** Sessions already listened to for their close (one listener each, however often they narrow). */
+  readonly #watched = new WeakSet<WindowSession>();
   readonly #now: () => bigint;
   readonly #onError: (error: unknown) => void;
-  #narrow = false;
-  #lastRefusalNs = 0n;
   #timer: NodeJS.Timeout | undefined;
-  /** Times the windows narrowed: how often the gateway met an overload. */
+  /** Times a session's window narrowed. */
   #narrowings = 0;
 
   constructor(options: StreamWindowOptions = {}) {
@@ -59,30 +66,28 @@ export class StreamWindows {
     this.#onError = options.onError ?? (() => undefined);
   }
 
-  /** The window the sessions announce now. */
-  get bytes(): number {
-    return this.#narrow ? NARROW_WINDOW_BYTES : WIDE_WINDOW_BYTES;
+  /** Sessions whose stream window is narrow now. */
+  get narrowSessions(): number {
+    return this.#narrowed.size;
   }
 
   get narrowings(): number {
     return this.#narrowings;
   }
 
-  /** A new session: it takes the current window, and leaves the set when it closes. */
-  add(session: WindowSession): void {
-    this.#sessions.add(session);
-    session.once('close', () => this.#sessions.delete(session));
-    if (this.#narrow) this.#announce(session, NARROW_WINDOW_BYTES);
-  }
-
-  /** The gate refused a request: narrow every session's window, until QUIET_NS pass without another refusal. */
-  refused(): void {
-    this.#lastRefusalNs = this.#now();
-    if (this.#narrow) return;
-    this.#narrow = true;
+  /** A call on `session` was refused before its message was read: narrow its window, until QUIET_NS pass without another. */
+  refused(session: WindowSession): void {
+    if (session.closed || session.destroyed) return;
+    const narrow = this.#narrowed.has(session);
+    this.#narrowed.set(session, this.#now());
+    if (narrow) return;
     this.#narrowings += 1;
-    for (const s of this.#sessions) this.#announce(s, NARROW_WINDOW_BYTES);
-    this.#arm(QUIET_NS);
+    if (!this.#watched.has(session)) {
+      this.#watched.add(session);
+      session.once('close', () => this.#narrowed.delete(session));
+    }
+    this.#announce(session, NARROW_WINDOW_BYTES);
+    if (this.#timer === undefined) this.#arm(QUIET_NS);
   }
 
   /** Stops the timer (shutdown); the sessions keep what they announced. */
@@ -96,16 +101,21 @@ export class StreamWindows {
     this.#timer.unref();
   }
 
-  /** The timer: widen once QUIET_NS passed since the last refusal, or look again when they will have. */
+  /** The timer: widen the sessions quiet for QUIET_NS, and look again when the next will have been. */
   #check(): void {
     this.#timer = undefined;
-    const since = this.#now() - this.#lastRefusalNs;
-    if (since < QUIET_NS) {
-      this.#arm(QUIET_NS - since);
-      return;
+    const now = this.#now();
+    let next: bigint | undefined;
+    for (const [session, lastNs] of this.#narrowed) {
+      const since = now - lastNs;
+      if (since >= QUIET_NS) {
+        this.#narrowed.delete(session);
+        this.#announce(session, WIDE_WINDOW_BYTES);
+      } else if (next === undefined || QUIET_NS - since < next) {
+        next = QUIET_NS - since;
+      }
     }
-    this.#narrow = false;
-    for (const s of this.#sessions) this.#announce(s, WIDE_WINDOW_BYTES);
+    if (next !== undefined) this.#arm(next);
   }
 
   #announce(session: WindowSession, bytes: number): void {

@@ -5,6 +5,7 @@ import { deadlineOf, toServiceError } from '../grpc/call-context.js';
 import { identifiedTenant } from '../grpc/early-refusal.js';
 import { malformed } from '../grpc/malformed-request.js';
 import { refuseUnread } from '../grpc/refuse-unread.js';
+import { type StreamWindows } from '../grpc/stream-window.js';
 import { type InflightGate, type InflightHold, failedLate, isHold } from './inflight-gate.js';
 
 // The in-flight byte bound for gRPC ModelInfer. grpc-js reads a unary call's
@@ -29,7 +30,7 @@ export function requestBytes(request: ModelInferRequest): number {
   return n;
 }
 
-export function inflightBound(gate: InflightGate, log: Logger): ServerInterceptor {
+export function inflightBound(gate: InflightGate, log: Logger, windows: StreamWindows): ServerInterceptor {
   return (method, call) => {
     if (method.path !== MODEL_INFER) return new ServerInterceptingCall(call);
     let hold: InflightHold | undefined;
@@ -49,7 +50,7 @@ export function inflightBound(gate: InflightGate, log: Logger): ServerIntercepto
               return;
             }
             const status = toServiceError(entered, log);
-            refuseUnread(call, { code: entered.code, details: status.details ?? entered.message, metadata: status.metadata ?? null });
+            refuseUnread(call, { code: entered.code, details: status.details ?? entered.message, metadata: status.metadata ?? null }, windows);
           },
           onReceiveMessage: (message, proceed) => {
             // Bytes that did not decode arrive as a MalformedRequest (answered INVALID_ARGUMENT by the handler).

@@ -51,8 +51,6 @@ export interface InflightGateOptions {
   readonly maxWaitMs?: number;
   /** Monotonic clock in ns. */
   readonly now?: () => bigint;
-  /** Called at every refusal (the gRPC sessions narrow their stream windows while it refuses: grpc/stream-window.ts). */
-  readonly onRefuse?: () => void;
 }
 
 const INITIAL_TYPICAL = 1 << 20;
@@ -96,7 +94,6 @@ export class InflightGate {
   readonly maxWaitMs: number;
   readonly #maxWaitNs: number;
   readonly #now: () => bigint;
-  readonly #onRefuse: (() => void) | undefined;
   readonly #rate = new AnswerRate();
   /** What each tenant holds, while it holds anything. */
   readonly #tenants = new Map<string, TenantHold>();
@@ -124,7 +121,6 @@ export class InflightGate {
     this.maxWaitMs = options.maxWaitMs ?? 0;
     this.#maxWaitNs = this.maxWaitMs * 1e6;
     this.#now = options.now ?? process.hrtime.bigint;
-    this.#onRefuse = options.onRefuse;
   }
 
   get bytes(): number {
@@ -149,7 +145,6 @@ export class InflightGate {
   enter(declared: number | undefined, tenant: GateTenant = OPEN_TENANT, patienceMs = Infinity): InflightHold | ServingError {
     const bytes = declared ?? this.#typical;
     if (this.#requests > 0 && this.#bytes + bytes > this.maxBytes) {
-      this.#onRefuse?.();
       return resourceExhausted(
         `server overloaded: ${this.#requests} requests hold ${this.#bytes} bytes in flight; ` +
           `admitting ${declared === undefined ? 'another' : `${declared} more`} would pass --max-inflight-bytes ${this.maxBytes}`,
@@ -159,10 +154,7 @@ export class InflightGate {
     let mine = this.#tenants.get(tenant.name);
     if (this.#requests > 0) {
       const refusal = this.#overSoftBound(bytes, declared, tenant, mine, patienceMs);
-      if (refusal) {
-        this.#onRefuse?.();
-        return refusal;
-      }
+      if (refusal) return refusal;
     }
     if (!mine) {
       mine = { bytes: 0, requests: 0, weight: tenant.weight };

@@ -33,9 +33,10 @@ export interface InflightSample {
   readonly maxBytes: number;
 }
 
-/** The gRPC sessions' stream window (gateway/grpc/stream-window.ts). */
+/** The gRPC sessions' stream windows (gateway/grpc/stream-window.ts). */
 export interface StreamWindowSample {
-  readonly bytes: number;
+  /** Sessions whose stream window is narrow now. */
+  readonly narrowSessions: number;
   readonly narrowings: number;
 }
 
@@ -203,17 +204,17 @@ export class MetricsRegistry {
     );
     const streamWindow = (): StreamWindowSample | undefined => this.#streamWindow();
     new Gauge({
-      name: 'fabriek_grpc_stream_window_bytes',
-      help: 'The HTTP/2 receive window each new gRPC stream gets: 16 MB, or 65535 while the in-flight gate refuses requests (a refused body then costs the connection at most that)',
+      name: 'fabriek_grpc_narrow_window_sessions',
+      help: 'gRPC connections whose HTTP/2 stream window is 65535 bytes instead of 16 MiB: a call on them was refused before its message was read within the last second (a refused body then costs the connection at most that)',
       registers,
       collect() {
         const s = streamWindow();
-        if (s) this.set(s.bytes);
+        if (s) this.set(s.narrowSessions);
       },
     });
     new Counter({
       name: 'fabriek_grpc_stream_window_narrowings_total',
-      help: 'Times the gRPC stream window narrowed because the in-flight gate began refusing requests',
+      help: "Times a gRPC connection's stream window narrowed because a call on it was refused before its message was read",
       registers,
       collect() {
         const s = streamWindow();

@@ -123,6 +123,8 @@ describe('gRPC inference calls refused before their message is read', () => {
     const session = floodSession(gw.address);
     const statuses = await flood(session, 'not-a-key');
     const sent = session.socket.bytesWritten;
+    // Its connection's stream window narrowed too (as for the in-flight gate's refusals, below).
+    await waitFor(async () => session.remoteSettings.initialWindowSize === 65_535, 5_000, 'the narrow window announced');
     session.close();
     expect(new Set(statuses)).toEqual(new Set([`${GrpcStatus.UNAUTHENTICATED} rst=0`]));
     // The gateway's window lets about 16 MiB through before the resets arrive.
@@ -178,8 +180,8 @@ describe('a call the in-flight gate refuses after the tenants\' check', () => {
   });
 });
 
-describe('while the in-flight gate refuses, gRPC streams get a narrow window', () => {
-  it('the first refusal narrows every session\'s stream window to 64 KB; a second without refusals widens it again', async () => {
+describe('a connection whose calls are refused gets a narrow stream window', () => {
+  it('the first refusal narrows its stream window to 64 KB, not another connection\'s; a second without refusals widens it again', async () => {
     const gate = await startGateway([...['--model-repository', TEST_REPOSITORY, '--workers', '1', '--log-level', 'warn'], ...['--max-inflight-bytes', String(4 << 20)]]);
     const session = floodSession(gate.address);
     try {
@@ -195,6 +197,11 @@ describe('while the in-flight gate refuses, gRPC streams get a narrow window', (
       // The first refusal narrows the window; the rest of this flood was sent under the wide one.
       expect(new Set(await flood(session, 'none'))).toEqual(new Set([`${GrpcStatus.RESOURCE_EXHAUSTED} rst=0`]));
       await waitFor(async () => session.remoteSettings.initialWindowSize === 65_535, 5_000, 'the narrow window announced');
+      // Another connection, admitted, keeps the wide window.
+      const other = floodSession(gate.address);
+      await new Promise<void>((resolve) => other.once('remoteSettings', () => resolve()));
+      expect(other.remoteSettings.initialWindowSize).toBe(16 << 20);
+      other.close();
       // With the gateway stopped nothing is read or refused: what 20 more calls of 600 KB get onto the wire is what
       // their windows allow, 64 KB each (with the wide window, as much as the socket buffers took: 8.4 MB here). An
       // idle gateway resets a refused call before it has sent even that, under either window, so it is stopped.
@@ -214,7 +221,7 @@ describe('while the in-flight gate refuses, gRPC streams get a narrow window', (
       expect(new Set(await late)).toEqual(new Set([`${GrpcStatus.RESOURCE_EXHAUSTED} rst=0`]));
       const metricsPort = /metrics on [^ ;]+:(\d+)/.exec(gate.readyLine)?.[1];
       const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-      expect(text).toMatch(/^fabriek_grpc_stream_window_bytes 65535$/m);
+      expect(text).toMatch(/^fabriek_grpc_narrow_window_sessions 1$/m);
       // Once, or twice if more than a second passed before the stopped gateway refused the 20 (a slow machine).
       expect(text).toMatch(/^fabriek_grpc_stream_window_narrowings_total [12]$/m);
       // A second without a refusal: wide again, on the same connection.

@@ -23,27 +23,6 @@ describe('InflightGate', () => {
     expect(gate.bytes).toBe(1000);
   });
 
-  it('tells onRefuse of every refusal, past the bound and past the learned bound, and of nothing else', () => {
-    const MB = 1_000_000;
-    let refusals = 0;
-    const gate = new InflightGate(100 * MB, { now: () => 1n, onRefuse: () => (refusals += 1) });
-    const held = Array.from({ length: 100 }, () => hold(gate, MB, undefined, 300));
-    expect(refusals).toBe(0);
-    expect(isHold(gate.enter(MB, undefined, 300))).toBe(false);
-    expect(refusals).toBe(1);
-    // Four late releases in a row cut the learned bound to 3/4 of the 97 MB then held.
-    for (const h of held.slice(0, 4)) h.release('late');
-    expect(gate.admitBytes).toBeLessThan(gate.bytes);
-    const refused = gate.enter(MB, undefined, 300);
-    expect(isHold(refused)).toBe(false);
-    if (!isHold(refused)) expect(refused.message).toMatch(/requests it admitted lately were shed or timed out/);
-    expect(refusals).toBe(2);
-    // Admissions are not told.
-    for (const h of held.slice(4)) h.release('answered');
-    hold(gate, MB, undefined, 300);
-    expect(refusals).toBe(2);
-  });
-
   it('always admits one request on an empty gate, even one larger than the bound', () => {
     const gate = new InflightGate(100);
     const h = hold(gate, 5000);

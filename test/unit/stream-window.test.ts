@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { NARROW_WINDOW_BYTES, QUIET_NS, StreamWindows, WIDE_WINDOW_BYTES, type WindowSession } from '../../gateway/grpc/stream-window.js';
+import { NARROW_WINDOW_BYTES, QUIET_NS, StreamWindows, WIDE_WINDOW_BYTES } from '../../gateway/grpc/stream-window.js';
 
 /** A session that records the windows announced to it. */
 class FakeSession extends EventEmitter {
@@ -8,9 +8,9 @@ class FakeSession extends EventEmitter {
   closed = false;
   destroyed = false;
   refuse = false;
-  settings(settings: { initialWindowSize?: number }): void {
+  settings(settings: { initialWindowSize: number }): void {
     if (this.refuse) throw new Error('ERR_HTTP2_MAX_PENDING_SETTINGS_ACK');
-    this.announced.push(settings.initialWindowSize ?? -1);
+    this.announced.push(settings.initialWindowSize);
   }
   end(): void {
     this.closed = true;
@@ -18,8 +18,8 @@ class FakeSession extends EventEmitter {
   }
 }
 
-const asSession = (s: FakeSession): WindowSession => s as unknown as WindowSession;
 const MS = 1_000_000n;
+const QUIET_MS = Number(QUIET_NS / MS);
 
 describe('StreamWindows', () => {
   let clock = 0n;
@@ -38,84 +38,92 @@ describe('StreamWindows', () => {
     vi.useRealTimers();
   });
 
-  it('stays wide and announces nothing while nothing is refused', () => {
+  it('narrows a session at its first refusal, once, and widens it after a quiet second', () => {
     const windows = new StreamWindows({ now });
     const s = new FakeSession();
-    windows.add(asSession(s));
-    advance(5_000);
-    expect(windows.bytes).toBe(WIDE_WINDOW_BYTES);
-    expect(s.announced).toEqual([]);
-    expect(windows.narrowings).toBe(0);
-  });
-
-  it('narrows every session at the first refusal, once, and widens after a quiet second', () => {
-    const windows = new StreamWindows({ now });
-    const a = new FakeSession();
-    const b = new FakeSession();
-    windows.add(asSession(a));
-    windows.add(asSession(b));
-    windows.refused();
-    windows.refused();
-    expect(windows.bytes).toBe(NARROW_WINDOW_BYTES);
-    expect(a.announced).toEqual([NARROW_WINDOW_BYTES]);
-    expect(b.announced).toEqual([NARROW_WINDOW_BYTES]);
-    advance(Number(QUIET_NS / MS) + 1);
-    expect(windows.bytes).toBe(WIDE_WINDOW_BYTES);
-    expect(a.announced).toEqual([NARROW_WINDOW_BYTES, WIDE_WINDOW_BYTES]);
-    expect(b.announced).toEqual([NARROW_WINDOW_BYTES, WIDE_WINDOW_BYTES]);
+    windows.refused(s);
+    windows.refused(s);
+    expect(s.announced).toEqual([NARROW_WINDOW_BYTES]);
+    expect(windows.narrowSessions).toBe(1);
+    advance(QUIET_MS - 1);
+    expect(s.announced).toEqual([NARROW_WINDOW_BYTES]);
+    advance(2);
+    expect(s.announced).toEqual([NARROW_WINDOW_BYTES, WIDE_WINDOW_BYTES]);
+    expect(windows.narrowSessions).toBe(0);
     expect(windows.narrowings).toBe(1);
   });
 
-  it('stays narrow while refusals go on, and widens a second after the last', () => {
+  it('narrows only the sessions refused: another connection keeps the wide window', () => {
+    const windows = new StreamWindows({ now });
+    const flood = new FakeSession();
+    const quiet = new FakeSession();
+    windows.refused(flood);
+    advance(5_000);
+    expect(quiet.announced).toEqual([]);
+    expect(flood.announced).toEqual([NARROW_WINDOW_BYTES, WIDE_WINDOW_BYTES]);
+  });
+
+  it('keeps a session narrow while its refusals go on, and widens each a second after its own last', () => {
+    const windows = new StreamWindows({ now });
+    const a = new FakeSession();
+    const b = new FakeSession();
+    windows.refused(a);
+    advance(500);
+    windows.refused(b);
+    for (let i = 0; i < 4; i++) {
+      advance(400);
+      windows.refused(a);
+    }
+    // b's only refusal was 1.6 s ago; a's last just now, each within a second of the one before.
+    expect(b.announced).toEqual([NARROW_WINDOW_BYTES, WIDE_WINDOW_BYTES]);
+    expect(a.announced).toEqual([NARROW_WINDOW_BYTES]);
+    advance(QUIET_MS - 100);
+    expect(a.announced).toEqual([NARROW_WINDOW_BYTES]);
+    advance(200);
+    expect(a.announced).toEqual([NARROW_WINDOW_BYTES, WIDE_WINDOW_BYTES]);
+    expect(windows.narrowings).toBe(2);
+  });
+
+  it('narrows again after widening, with one close listener per session however often', () => {
     const windows = new StreamWindows({ now });
     const s = new FakeSession();
-    windows.add(asSession(s));
-    windows.refused();
-    for (let i = 0; i < 5; i++) {
-      advance(600);
-      windows.refused();
-      expect(windows.bytes).toBe(NARROW_WINDOW_BYTES);
+    for (let i = 0; i < 3; i++) {
+      windows.refused(s);
+      advance(QUIET_MS + 1);
     }
-    advance(900);
-    expect(windows.bytes).toBe(NARROW_WINDOW_BYTES);
-    advance(200);
-    expect(windows.bytes).toBe(WIDE_WINDOW_BYTES);
-    expect(s.announced).toEqual([NARROW_WINDOW_BYTES, WIDE_WINDOW_BYTES]);
+    expect(s.announced).toEqual([NARROW_WINDOW_BYTES, WIDE_WINDOW_BYTES, NARROW_WINDOW_BYTES, WIDE_WINDOW_BYTES, NARROW_WINDOW_BYTES, WIDE_WINDOW_BYTES]);
+    expect(s.listenerCount('close')).toBe(1);
+    expect(windows.narrowings).toBe(3);
   });
 
-  it('gives a session opened while narrow the narrow window, and forgets closed sessions', () => {
+  it('forgets a session that closes, and announces nothing to a closed one', () => {
     const windows = new StreamWindows({ now });
-    const old = new FakeSession();
-    windows.add(asSession(old));
-    old.end();
-    windows.refused();
-    expect(old.announced).toEqual([]);
-    const late = new FakeSession();
-    windows.add(asSession(late));
-    expect(late.announced).toEqual([NARROW_WINDOW_BYTES]);
-    advance(1_100);
-    expect(late.announced).toEqual([NARROW_WINDOW_BYTES, WIDE_WINDOW_BYTES]);
-    expect(old.announced).toEqual([]);
+    const s = new FakeSession();
+    windows.refused(s);
+    s.end();
+    expect(windows.narrowSessions).toBe(0);
+    advance(QUIET_MS + 1);
+    expect(s.announced).toEqual([NARROW_WINDOW_BYTES]);
+    const gone = new FakeSession();
+    gone.destroyed = true;
+    windows.refused(gone);
+    expect(gone.announced).toEqual([]);
+    expect(windows.narrowSessions).toBe(0);
   });
 
-  it('reports a session that refuses the settings and goes on with the others', () => {
+  it('reports a session that refuses the settings', () => {
     const errors: unknown[] = [];
     const windows = new StreamWindows({ now, onError: (e) => errors.push(e) });
     const stuck = new FakeSession();
     stuck.refuse = true;
-    const fine = new FakeSession();
-    windows.add(asSession(stuck));
-    windows.add(asSession(fine));
-    windows.refused();
+    windows.refused(stuck);
     expect(errors).toHaveLength(1);
-    expect(fine.announced).toEqual([NARROW_WINDOW_BYTES]);
   });
 
   it('close stops the timer: the windows stay as they were', () => {
     const windows = new StreamWindows({ now });
     const s = new FakeSession();
-    windows.add(asSession(s));
-    windows.refused();
+    windows.refused(s);
     windows.close();
     advance(5_000);
     expect(s.announced).toEqual([NARROW_WINDOW_BYTES]);
