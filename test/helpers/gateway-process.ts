@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { InferenceGrpcClient } from '../../client/grpc-client.js';
+import { reapAtExit } from './reap.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/gateway/cli.js', import.meta.url));
 
@@ -28,6 +29,7 @@ export interface ReadyCli {
 export async function spawnReadyCli(args: readonly string[], what: string, timeoutMs: number, detached = false): Promise<ReadyCli> {
   // detached: the CLI leads its own process group (as under systemd or SLURM), so a test can signal the whole group.
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], detached });
+  reapAtExit(child, detached);
   let out = '';
   let err = '';
   child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
@@ -124,6 +126,7 @@ export async function startGateway(args: readonly string[], timeoutMs = 90_000):
 export function runCli(args: readonly string[], timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    reapAtExit(child);
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

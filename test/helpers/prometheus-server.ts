@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { freePort } from '../../bench/fault/redis-process.js';
 import { waitFor } from './processes.js';
+import { reapAtExit } from './reap.js';
 
 // Debian's real prometheus server on a loopback port, scraping the given
 // targets every second and evaluating the given rule files; and promtool.
@@ -40,6 +41,7 @@ export async function startPrometheus(targets: readonly string[], ruleFiles: rea
     [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
+  reapAtExit(child);
   let out = '';
   child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (out += d.toString()));

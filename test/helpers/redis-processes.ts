@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { reapAtExit } from './reap.js';
 
 // Real redis-server / redis-sentinel processes with arbitrary arguments (TLS,
 // passwords, replicas, sentinels, cluster nodes), for the tests that need
@@ -15,6 +16,7 @@ export interface RedisProcess {
 /** Starts `binary ARGS…` and resolves once its output matches `ready` (10 s at most). */
 export function spawnRedisProcess(binary: 'redis-server' | 'redis-sentinel', args: readonly string[], ready: RegExp, timeoutMs = 10_000): Promise<RedisProcess> {
   const child = spawn(binary, [...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  reapAtExit(child);
   let out = '';
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const process: RedisProcess = {

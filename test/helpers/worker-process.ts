@@ -12,6 +12,7 @@ import {
   type StatusResponse,
 } from '../../proto/gen/worker.js';
 import { isWorkerReadyMessage, type WorkerReadyMessage } from '../../worker/ready-message.js';
+import { reapAtExit } from './reap.js';
 
 // Spawns the real worker process (dist/worker/main.js, built by `npm test`)
 // with an IPC channel, as the gateway does, and talks to it over a unix socket
@@ -41,6 +42,7 @@ export async function startWorker(extraArgs: readonly string[] = [], timeoutMs =
   const child = spawn(process.execPath, [WORKER_MAIN, '--listen', listen, ...extraArgs], {
     stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
   });
+  reapAtExit(child);
   let err = '';
   child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
   const exited = new Promise<number | null>((resolve) =>
