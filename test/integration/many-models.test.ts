@@ -8,6 +8,7 @@ import { InferenceGrpcClient, input } from '../../client/index.js';
 import { buildManyModels, constantOf, MANY_MODELS_WIDTH, manyModelName } from '../../models/build/many-models.js';
 import { CLI, type GatewayProcess, startGateway } from '../helpers/gateway-process.js';
 import { childPids, waitFor } from '../helpers/processes.js';
+import { reapAtExit } from '../helpers/reap.js';
 
 // Issue 13: many small distinct models (y = x + c_i, no config files) with
 // DEFAULT flags (the worker liveness check on): every one loads READY and
@@ -124,6 +125,7 @@ describe('a worker SIGKILLed during a mass load', () => {
       [CLI, 'serve', '--model-repository', repository, '--grpc-address', '127.0.0.1', '--grpc-port', '0', '--allow-http', 'false', '--allow-metrics', 'false', '--log-level', 'debug'],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
+    reapAtExit(gateway);
     child = gateway;
     let stdout = '';
     let stderr = '';
