@@ -18,7 +18,7 @@ import { inferenceServiceDefinition } from './grpc/infer-codec.js';
 import { withMalformedRequests } from './grpc/malformed-request.js';
 import { createHttpServer } from './http/server.js';
 import { earlyRefusals } from './grpc/early-refusal.js';
-import { useStreamTable } from './grpc/session-streams.js';
+import { describeSession, useStreamTable } from './grpc/session-streams.js';
 import { StreamWindows, WIDE_WINDOW_BYTES } from './grpc/stream-window.js';
 import { DynamicBatcher } from './batching/dynamic-batcher.js';
 import { Admission } from './inference/admission.js';
@@ -121,12 +121,14 @@ function widenFlowControl(server: Server): void {
  * connection window too, and its streams in a table that lets a closed stream
  * go (grpc/session-streams.ts).
  */
-function tuneSessions(server: Server, log: Logger): void {
+function tuneSessions(server: Server, log: Logger, sessions: Set<ServerHttp2Session>): void {
   const servers = (server as unknown as { http2Servers?: Map<Http2Server, unknown> }).http2Servers;
   if (servers === undefined) log.warn('grpc-js keeps its HTTP/2 servers elsewhere than 1.14 did: gRPC sessions keep the default flow-control window and stream Map');
   let warned = false;
   const tune = (session: ServerHttp2Session): void => {
     session.setLocalWindowSize(WIDE_WINDOW_BYTES);
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
     if (!useStreamTable(session) && !warned) {
       warned = true;
       log.warn(`Node ${process.version} keeps an HTTP/2 session's streams otherwise than Node 20: gRPC sessions keep its stream Map, and with it closed calls until a full GC`);
@@ -412,6 +414,8 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     ...(metrics ? { metrics: new TenantMetrics(metrics.registry, tenants.state) } : {}),
     knownModel: (name) => models.versionsOf(name).length > 0,
   });
+  /** The gRPC server's open sessions: what a shutdown that reaches its timeout reports it waited for. */
+  const grpcSessions = new Set<ServerHttp2Session>();
   const windows = new StreamWindows({ onError: (error) => log.debug({ err: error }, 'a gRPC session did not take its new stream window') });
   const inflight = new InflightGate(options.maxInflightBytes, { maxWaitMs: options.maxInflightWaitMs });
   metrics?.setInflightProvider(() => inflight);
@@ -433,7 +437,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   let grpcPort: number;
   try {
     grpcPort = await bindGrpc(server, `${options.grpcAddress}:${options.grpcPort}`, grpcServerCredentials(grpcTls));
-    tuneSessions(server, log);
+    tuneSessions(server, log, grpcSessions);
   } catch (error) {
     await supervisor.stop();
     throw error;
@@ -491,8 +495,12 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
       }
       log.info('shutting down: no new requests; finishing those in flight');
       await new Promise<void>((done) => {
+        let grpcOpen = true;
+        let httpOpen = http !== undefined;
         const force = setTimeout(() => {
-          log.warn({ exitTimeoutSecs: options.exitTimeoutSecs }, 'exit timeout reached; cancelling remaining requests');
+          // What held the graceful path, for whoever finds a shutdown that took this long.
+          const waitingFor = { grpc: grpcOpen, http: httpOpen, grpcSessions: grpcSessions.size, sessions: [...grpcSessions].slice(0, 8).map((s) => describeSession(s)) };
+          log.warn({ exitTimeoutSecs: options.exitTimeoutSecs, waitingFor }, 'exit timeout reached; cancelling remaining requests');
           server.forceShutdown();
           http?.closeAllConnections();
           done();
@@ -503,8 +511,14 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
           clearTimeout(force);
           done();
         };
-        server.tryShutdown(closed);
-        http?.close(closed);
+        server.tryShutdown(() => {
+          grpcOpen = false;
+          closed();
+        });
+        http?.close(() => {
+          httpOpen = false;
+          closed();
+        });
       });
       await models.stop(unavailable('server is shutting down'));
       await admission.close();

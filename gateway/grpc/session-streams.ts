@@ -1,5 +1,5 @@
 import { randomInt } from 'node:crypto';
-import { type Http2Session } from 'node:http2';
+import { type Http2Session, type ServerHttp2Stream } from 'node:http2';
 import { isMap } from 'node:util/types';
 
 // An HTTP/2 session's open streams, kept where a closed stream is really let go.
@@ -191,4 +191,47 @@ export function useStreamTable(session: Http2Session): boolean {
     return true;
   }
   return false;
+}
+
+/** One open stream, as a shutdown that timed out reports it. */
+export interface OpenStreamInfo {
+  readonly id: number | undefined;
+  /** The client ended its request (END_STREAM received). */
+  readonly requestEnded: boolean;
+  /** The server sent its response headers. */
+  readonly answered: boolean;
+  /** The server ended its side (the status sent). */
+  readonly responseEnded: boolean;
+}
+
+/** One session a shutdown still waited for: its peer and its open streams (the first `limit`). */
+export interface OpenSessionInfo {
+  readonly peer: string;
+  readonly streams: number;
+  readonly first: OpenStreamInfo[];
+}
+
+/**
+ * What a gRPC session still holds open: read from Node's own state (the
+ * StreamTable above or Node's Map, both with forEach), for the log line of a
+ * shutdown that reached --exit-timeout-secs. Undefined streams when Node keeps
+ * them elsewhere.
+ */
+export function describeSession(session: Http2Session, limit = 8): OpenSessionInfo {
+  const socket = session.socket as { remoteAddress?: string; remotePort?: number } | undefined;
+  const peer = `${socket?.remoteAddress ?? '?'}:${socket?.remotePort ?? '?'}`;
+  const fields = session as unknown as Record<symbol, { streams?: unknown } | undefined>;
+  const key = Object.getOwnPropertySymbols(session).find((k) => k.description === 'state');
+  const streams = key === undefined ? undefined : fields[key]?.streams;
+  const first: OpenStreamInfo[] = [];
+  let count = 0;
+  if (typeof streams === 'object' && streams !== null && typeof (streams as { forEach?: unknown }).forEach === 'function') {
+    (streams as { forEach(cb: (s: ServerHttp2Stream) => void): void }).forEach((s) => {
+      count++;
+      if (first.length >= limit) return;
+      const state = s.state as { localClose?: number; remoteClose?: number } | undefined;
+      first.push({ id: s.id, requestEnded: state?.remoteClose === 1, answered: s.headersSent, responseEnded: state?.localClose === 1 });
+    });
+  }
+  return { peer, streams: count, first };
 }

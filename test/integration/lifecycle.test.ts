@@ -1,5 +1,6 @@
 import { status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
 import { copyFile, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { connect as http2Connect } from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -171,6 +172,34 @@ describe('worker crash and graceful shutdown', () => {
     expect(after).toHaveLength(1);
     expect(after[0]).not.toBe(workers[0]);
     expect(await gw.client.serverReady()).toBe(true);
+  });
+
+  it('says, when the exit timeout ends a shutdown, what it still waited for: the gRPC sessions and their open streams', async () => {
+    const held = await startGateway(['--model-repository', TEST_REPOSITORY, '--workers', '1', '--exit-timeout-secs', '1']);
+    // A call whose message never comes: its 5-byte prefix announces 100 bytes, and the stream stays open.
+    const session = http2Connect(`http://${held.address}`);
+    session.on('error', () => undefined);
+    const call = session.request({ ':method': 'POST', ':path': '/inference.GRPCInferenceService/ModelInfer', 'content-type': 'application/grpc', te: 'trailers' });
+    call.on('error', () => undefined);
+    const prefix = Buffer.alloc(5);
+    prefix.writeUInt32BE(100, 1);
+    call.write(prefix);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await held.stop('SIGTERM')).toBe(0);
+    session.destroy();
+    const line = held
+      .stderr()
+      .split('\n')
+      .find((l) => l.includes('exit timeout reached'));
+    expect(line).toBeDefined();
+    const { waitingFor } = JSON.parse(line as string) as {
+      waitingFor: { grpc: boolean; http: boolean; grpcSessions: number; sessions: { peer: string; streams: number; first: { requestEnded: boolean; answered: boolean; responseEnded: boolean }[] }[] };
+    };
+    expect(waitingFor.grpc).toBe(true);
+    expect(waitingFor.grpcSessions).toBe(1);
+    expect(waitingFor.sessions[0]?.peer).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(waitingFor.sessions[0]?.streams).toBe(1);
+    expect(waitingFor.sessions[0]?.first[0]).toEqual({ id: 1, requestEnded: false, answered: false, responseEnded: false });
   });
 
   it('finishes in-flight requests on SIGTERM and exits 0', async () => {
