@@ -168,6 +168,12 @@ async function measureMode(mode: Mode, repo: string, o: OverloadOptions): Promis
     await new Promise((r) => setTimeout(r, 500));
     const leftAlive = tree.filter(alive).length;
     o.log(`    SIGTERM: exited ${exitedHow} after ${num(exitMs)} ms; processes left: ${leftAlive}`);
+    // A shutdown that ran into the exit timeout: the gateway logged what it still waited for.
+    const waited = gateway
+      .stderrTail()
+      .split('\n')
+      .find((l) => l.includes('exit timeout reached'));
+    if (waited !== undefined) o.log(`    the gateway's exit timeout: ${waited}`);
     return {
       mode: mode.name,
       capacity,
