@@ -505,9 +505,8 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
           http?.closeAllConnections();
           done();
         }, options.exitTimeoutSecs * 1000);
-        let open = http ? 2 : 1;
         const closed = (): void => {
-          if (--open > 0) return;
+          if (grpcOpen || httpOpen) return;
           clearTimeout(force);
           done();
         };

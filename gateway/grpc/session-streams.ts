@@ -173,6 +173,17 @@ interface SessionState {
   streams: unknown;
 }
 
+/** Node's internal state of a session (`session[kState]`, found by its symbol's name): where it keeps its streams. */
+function sessionState(session: Http2Session): Partial<SessionState> | undefined {
+  const fields = session as unknown as Record<symbol, Partial<SessionState> | undefined>;
+  for (const key of Object.getOwnPropertySymbols(session)) {
+    if (key.description !== 'state') continue;
+    const state = fields[key];
+    if (state !== undefined && 'streams' in state) return state;
+  }
+  return undefined;
+}
+
 /**
  * Keeps `session`'s streams in a StreamTable from now on. Call it on the
  * server's 'session' event, before any stream arrives. Returns false (and
@@ -180,17 +191,11 @@ interface SessionState {
  * where Node 20 does.
  */
 export function useStreamTable(session: Http2Session): boolean {
-  const fields = session as unknown as Record<symbol, Partial<SessionState> | undefined>;
-  for (const key of Object.getOwnPropertySymbols(session)) {
-    if (key.description !== 'state') continue;
-    const state = fields[key];
-    // Node's own Map subclass (SafeMap) is not `instanceof Map`.
-    if (state === undefined || !isMap(state.streams)) continue;
-    if (state.streams.size !== 0) return false;
-    state.streams = new StreamTable();
-    return true;
-  }
-  return false;
+  const state = sessionState(session);
+  // Node's own Map subclass (SafeMap) is not `instanceof Map`.
+  if (state === undefined || !isMap(state.streams) || state.streams.size !== 0) return false;
+  state.streams = new StreamTable();
+  return true;
 }
 
 /** One open stream, as a shutdown that timed out reports it. */
@@ -214,15 +219,13 @@ export interface OpenSessionInfo {
 /**
  * What a gRPC session still holds open: read from Node's own state (the
  * StreamTable above or Node's Map, both with forEach), for the log line of a
- * shutdown that reached --exit-timeout-secs. Undefined streams when Node keeps
- * them elsewhere.
+ * shutdown that reached --exit-timeout-secs. No streams when Node keeps them
+ * elsewhere.
  */
 export function describeSession(session: Http2Session, limit = 8): OpenSessionInfo {
   const socket = session.socket as { remoteAddress?: string; remotePort?: number } | undefined;
   const peer = `${socket?.remoteAddress ?? '?'}:${socket?.remotePort ?? '?'}`;
-  const fields = session as unknown as Record<symbol, { streams?: unknown } | undefined>;
-  const key = Object.getOwnPropertySymbols(session).find((k) => k.description === 'state');
-  const streams = key === undefined ? undefined : fields[key]?.streams;
+  const streams = sessionState(session)?.streams;
   const first: OpenStreamInfo[] = [];
   let count = 0;
   if (typeof streams === 'object' && streams !== null && typeof (streams as { forEach?: unknown }).forEach === 'function') {

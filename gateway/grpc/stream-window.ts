@@ -40,7 +40,6 @@ export interface WindowSession {
   readonly closed: boolean;
   readonly destroyed: boolean;
   settings(settings: { initialWindowSize: number }): void;
-  once(event: 'close', listener: () => void): unknown;
 }
 
 export interface StreamWindowOptions {
@@ -51,10 +50,8 @@ export interface StreamWindowOptions {
 }
 
 export class StreamWindows {
-  /** The sessions whose window is narrow, and when a call was last refused on each. */
+  /** The sessions whose window is narrow, and when a call was last refused on each (a closed one leaves at the next check). */
   readonly #narrowed = new Map<WindowSession, bigint>();
-  /** Sessions already listened to for their close (one listener each, however often they narrow). */
-  readonly #watched = new WeakSet<WindowSession>();
   readonly #now: () => bigint;
   readonly #onError: (error: unknown) => void;
   #timer: NodeJS.Timeout | undefined;
@@ -66,7 +63,7 @@ export class StreamWindows {
     this.#onError = options.onError ?? (() => undefined);
   }
 
-  /** Sessions whose stream window is narrow now. */
+  /** Sessions whose stream window narrowed within the last QUIET_NS (or a little more: see #check). */
   get narrowSessions(): number {
     return this.#narrowed.size;
   }
@@ -82,10 +79,6 @@ export class StreamWindows {
     this.#narrowed.set(session, this.#now());
     if (narrow) return;
     this.#narrowings += 1;
-    if (!this.#watched.has(session)) {
-      this.#watched.add(session);
-      session.once('close', () => this.#narrowed.delete(session));
-    }
     this.#announce(session, NARROW_WINDOW_BYTES);
     if (this.#timer === undefined) this.#arm(QUIET_NS);
   }
@@ -101,14 +94,16 @@ export class StreamWindows {
     this.#timer.unref();
   }
 
-  /** The timer: widen the sessions quiet for QUIET_NS, and look again when the next will have been. */
+  /** The timer: widen the sessions quiet for QUIET_NS, drop those closed, and look again when the next will have been. */
   #check(): void {
     this.#timer = undefined;
     const now = this.#now();
     let next: bigint | undefined;
     for (const [session, lastNs] of this.#narrowed) {
       const since = now - lastNs;
-      if (since >= QUIET_NS) {
+      if (session.closed || session.destroyed) {
+        this.#narrowed.delete(session);
+      } else if (since >= QUIET_NS) {
         this.#narrowed.delete(session);
         this.#announce(session, WIDE_WINDOW_BYTES);
       } else if (next === undefined || QUIET_NS - since < next) {
