@@ -12,6 +12,7 @@ import { splitServeFlags } from '../options.js';
 import { InferenceHttpClient } from '../../client/http-client.js';
 import { readModelStats, statsDelta } from '../load/server-stats.js';
 import { medianOf } from '../../gateway/batching/median.js';
+import { type FabriekConfig, parseFabriekConfig } from './fabriek-config.js';
 
 // Issue #15's peer comparison in one run: Fabriek's HTTP endpoint (KServe v2
 // binary tensor extension) against Ray Serve on MLP 784→2048×4→10, both
@@ -27,7 +28,9 @@ const USAGE = `Usage: node dist/bench/peers/rayserve.js [options]
   --connections N       autocannon connections (default 64)
   --duration S          measured seconds per run (default 10)
   --warmup S            warm-up seconds per run (default 3)
-  --fabriek CONFIG      Fabriek batching, repeatable: fixed:<max_queue_delay µs> or slo:<batching_slo_ms>
+  --fabriek CONFIG      Fabriek batching, repeatable: fixed:<max_queue_delay µs> or slo:<batching_slo_ms>,
+                        optionally ',threads=N': the model's intra_op_thread_count (default: Fabriek's,
+                        cores / instances), e.g. slo:25,threads=1 leaves a core of two to the gateway
                         (default fixed:2000, as Ray's batch_wait_timeout_s=0.002)
   --instances N         Fabriek instance_group count (default 1)
   --ray-threads N       ONNX Runtime intra-op threads of the Ray replica (default 2)
@@ -59,16 +62,15 @@ interface Run {
 const MODEL = 'mlp_large';
 const MAX_BATCH = 64;
 
-function configText(name: string, config: string, instances: number): string {
-  const [kind, value] = config.split(':');
+function configText(name: string, config: FabriekConfig, instances: number): string {
   const lines = [`name: "${name}"`, `max_batch_size: ${MAX_BATCH}`, `instance_group [ { count: ${instances}, kind: KIND_CPU } ]`];
-  if (kind === 'fixed') lines.push(`dynamic_batching { max_queue_delay_microseconds: ${Number(value)} }`);
-  else if (kind === 'slo') lines.push('dynamic_batching { }', `parameters { key: "batching_slo_ms" value { string_value: "${Number(value)}" } }`);
-  else throw new Error(`--fabriek: expected fixed:<µs> or slo:<ms>, got '${config}'`);
+  if (config.kind === 'fixed') lines.push(`dynamic_batching { max_queue_delay_microseconds: ${config.value} }`);
+  else lines.push('dynamic_batching { }', `parameters { key: "batching_slo_ms" value { string_value: "${config.value}" } }`);
+  if (config.threads !== undefined) lines.push(`parameters { key: "intra_op_thread_count" value { string_value: "${config.threads}" } }`);
   return lines.join('\n') + '\n';
 }
 
-const modelName = (config: string): string => `mlp_${config.replace(':', '_')}`;
+const modelName = (config: string): string => `mlp_${config.replace(/[^A-Za-z0-9]+/g, '_')}`;
 
 /** Runs a command, collecting stdout; its last JSON line is the result. */
 function runJson(command: string, args: readonly string[], env: NodeJS.ProcessEnv): Promise<AcResult> {
@@ -109,6 +111,7 @@ async function main(): Promise<void> {
   }
   const peerDir = resolve(values['peer-dir']);
   const configs = values.fabriek ?? ['fixed:2000'];
+  const parsed = new Map(configs.map((c) => [c, parseFabriekConfig(c)]));
   const rounds = Number(values.rounds);
   const log = (line: string): void => void process.stderr.write(`${line}\n`);
 
@@ -120,7 +123,7 @@ async function main(): Promise<void> {
   for (const config of configs) {
     const name = modelName(config);
     await mkdir(join(repository, name, '1'), { recursive: true });
-    await writeFile(join(repository, name, 'config.pbtxt'), configText(name, config, Number(values.instances)));
+    await writeFile(join(repository, name, 'config.pbtxt'), configText(name, parsed.get(config) as FabriekConfig, Number(values.instances)));
     await copyFile(built, join(repository, name, '1', 'model.onnx'));
   }
   const acEnv = { ...process.env, AC_DIR: fileURLToPath(new URL('../../../', import.meta.url)), KSERVE_INPUT: 'input', KSERVE_OUTPUT: 'logits' };
