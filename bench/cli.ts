@@ -16,11 +16,14 @@ import { runScenario } from './scenarios/run-scenario.js';
 import { scalingCommand } from './scenarios/scaling.js';
 import { SUITE_DEFAULTS, SUITE_QUICK, runSuite } from './suite.js';
 
-const SUITE_USAGE = `Usage: fabriek bench suite [--quick] [--measurement-interval MS] [--max-trials N] [--results-dir DIR] [--no-save]
+const SUITE_USAGE = `Usage: fabriek bench suite [--quick] [--rounds N] [--measurement-interval MS] [--max-trials N] [--results-dir DIR] [--no-save]
 
-P1–P4 of issue #5 with grpc-echo, raw ONNX Runtime and batching-off baselines measured
+P1–P5 of issues #5 and #12 with grpc-echo, raw ONNX Runtime and batching-off baselines measured
 in the same run; writes bench/results/latest.{md,json,csv,svg} and a dated copy.
-  --quick   1 s windows, at most 4 per level (about 1.5 min; default: 4 s windows, at most 6; 3–6 min)
+  --quick    1 s windows, at most 4 per level, one round (about 1.5 min; default: 4 s windows,
+             at most 6, 3 rounds; 5–9 min)
+  --rounds N alternating rounds of grpc-echo and the server on identity_fp32; P1, P3 and P5 are
+             the medians of the rounds' figures, each against the grpc-echo of its round
 `;
 
 const COMPARE_USAGE = `Usage: fabriek bench compare A.json B.json [--threshold PCT]
@@ -71,6 +74,7 @@ async function suite(argv: readonly string[]): Promise<number> {
       args: [...argv],
       options: {
         quick: { type: 'boolean', default: false },
+        rounds: { type: 'string' },
         'measurement-interval': { type: 'string' },
         'max-trials': { type: 'string' },
         'results-dir': { type: 'string' },
@@ -88,10 +92,12 @@ async function suite(argv: readonly string[]): Promise<number> {
   const maxTrials = values['max-trials'] !== undefined ? Number(values['max-trials']) : base.maxTrials;
   if (!(intervalMs >= 100 && intervalMs <= 60_000)) throw new UsageError(`--measurement-interval: expected 100 to 60000 ms, got '${values['measurement-interval']}'`);
   if (!Number.isInteger(maxTrials) || maxTrials < 1 || maxTrials > 100) throw new UsageError(`--max-trials: expected an integer from 1 to 100, got '${values['max-trials']}'`);
-  // 11 levels + twice 5 raw batches of 1 s windows + builds and starts; twice that, plus five minutes.
-  watchdog(2 * (11 * (base.warmupMs + maxTrials * intervalMs + 10_000) + 10 * maxTrials * 1_000) + 300_000);
+  const rounds = values.rounds !== undefined ? Number(values.rounds) : base.rounds;
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 20) throw new UsageError(`--rounds: expected an integer from 1 to 20, got '${values.rounds}'`);
+  // 4 levels a round + 5 more + twice 5 raw batches of 1 s windows + builds and starts; twice that, plus five minutes.
+  watchdog(2 * ((4 * rounds + 5) * (base.warmupMs + maxTrials * intervalMs + 10_000) + 10 * maxTrials * 1_000) + 300_000);
   await warnIfBusy();
-  const outcome = await runSuite({ ...base, intervalMs, maxTrials, ...(values['results-dir'] !== undefined ? { resultsDir: values['results-dir'] } : {}), save: !values['no-save'], log });
+  const outcome = await runSuite({ ...base, intervalMs, maxTrials, rounds, ...(values['results-dir'] !== undefined ? { resultsDir: values['results-dir'] } : {}), save: !values['no-save'], log });
   process.stdout.write(`\n${outcome.text}\n`);
   if (outcome.files.length > 0) log(`saved ${outcome.files.join(', ')}`);
   if (!outcome.ok) log('bench suite: some requests failed (see the notes in the report)');

@@ -7,6 +7,10 @@
 //   P4  mlp_large in open loop (Poisson) at 70 % of P2's throughput: p99
 //   P5  identity_fp32 at c=64: server CPU per request (gateway + workers,
 //       from /proc) as a multiple of grpc-echo's (issue #12: ≤ 2×)
+// P1, P3 and P5 compare the server with grpc-echo measured next to it, in
+// alternating rounds (--rounds), and take the median of the rounds' figures:
+// a shared machine drifts between series, and the rounds put the drift on
+// both sides.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,7 +29,7 @@ import { readModelStats } from './load/server-stats.js';
 import { chartOf, summaryLine } from './perf.js';
 import { toCsv } from './report/csv.js';
 import { mdTable, num, percent, ratio, textTable } from './report/format.js';
-import { cpuRatio, ECHO_SERIES, OFF_SERIES, SERVER_SERIES, levelTable, loadLabel, rawOrtTable } from './report/levels-table.js';
+import { ECHO_SERIES, OFF_SERIES, SERVER_SERIES, levelTable, loadLabel, rawOrtTable } from './report/levels-table.js';
 import { Progress } from './report/progress.js';
 
 const IDENTITY = 'identity_fp32';
@@ -41,13 +45,30 @@ export interface SuiteOptions {
   readonly maxTrials: number;
   readonly warmupMs: number;
   readonly concurrency: number;
+  /** Alternating rounds of grpc-echo and the server on identity_fp32 (P1, P3, P5 are their medians). */
+  readonly rounds: number;
   readonly resultsDir?: string;
   readonly save: boolean;
   readonly log: (line: string) => void;
 }
 
-export const SUITE_DEFAULTS = { intervalMs: 4_000, maxTrials: 6, warmupMs: 1_000, concurrency: 64 } as const;
-export const SUITE_QUICK = { intervalMs: 1_000, maxTrials: 4, warmupMs: 500, concurrency: 64 } as const;
+export const SUITE_DEFAULTS = { intervalMs: 4_000, maxTrials: 6, warmupMs: 1_000, concurrency: 64, rounds: 3 } as const;
+export const SUITE_QUICK = { intervalMs: 1_000, maxTrials: 4, warmupMs: 500, concurrency: 64, rounds: 1 } as const;
+
+/** The median of a round's figures (one round: that figure). */
+function medianOfRounds(xs: readonly number[]): number {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+/** One round of P1, P3 and P5: grpc-echo and the server on identity_fp32, measured one after the other. */
+interface IdentityRound {
+  readonly echo1: LevelResult;
+  readonly echoN: LevelResult;
+  readonly g1: LevelResult;
+  readonly gN: LevelResult;
+}
 
 export interface SuiteOutcome {
   readonly record: RunRecord;
@@ -125,9 +146,9 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteOutcome> {
     };
     const rawBefore = await measureRaw();
 
-    const measure = async (series: string, c: InferenceGrpcClient, pid: number, model: string, level: LoadLevel, stats: boolean): Promise<LevelResult> => {
+    const measure = async (series: string, c: InferenceGrpcClient, pid: number, model: string, level: LoadLevel, stats: boolean, round?: number): Promise<LevelResult> => {
       const plan = plans[model] as InputPlan;
-      const label = `${series} ${model} ${loadLabel(level)}`;
+      const label = `${series} ${model} ${loadLabel(level)}${round === undefined ? '' : ` (round ${round})`}`;
       const result = await runLevel(level, {
         series,
         model,
@@ -142,7 +163,7 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteOutcome> {
         onWindow: (t, w, stable) => progress.window(label, t, o.maxTrials, w, stable),
       });
       progress.line(summaryLine(label, result));
-      return result;
+      return round === undefined ? result : { ...result, round };
     };
     const kept = (r: LevelResult): LevelResult => {
       levels.push(r);
@@ -151,26 +172,36 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteOutcome> {
     const c1: LoadLevel = { mode: 'concurrency', value: 1 };
     const cN: LoadLevel = { mode: 'concurrency', value: o.concurrency };
 
-    const measureEcho = async (): Promise<LevelResult[]> => {
-      o.log('grpc-echo (a bare grpc-js server that answers each request with its inputs)…');
+    /** grpc-echo on its own process, at the given model and load pairs. */
+    const measureEcho = async (which: readonly (readonly [string, LoadLevel])[], round?: number): Promise<LevelResult[]> => {
+      o.log(`grpc-echo (a bare grpc-js server that answers each request with its inputs)${round === undefined ? '' : `, round ${round}`}…`);
       const echo = await spawnEchoServer();
       const echoClient = new InferenceGrpcClient(echo.address);
       try {
-        return [
-          await measure(ECHO_SERIES, echoClient, echo.pid, IDENTITY, c1, false),
-          await measure(ECHO_SERIES, echoClient, echo.pid, IDENTITY, cN, false),
-          await measure(ECHO_SERIES, echoClient, echo.pid, MLP, cN, false),
-        ];
+        const results: LevelResult[] = [];
+        for (const [model, level] of which) results.push(await measure(ECHO_SERIES, echoClient, echo.pid, model, level, false, round));
+        return results;
       } finally {
         echoClient.close();
         await echo.stop();
       }
     };
-    const echoBefore = await measureEcho();
 
-    o.log('fabriek…');
-    const g1 = kept(await measure(SERVER_SERIES, client, gateway.pid, IDENTITY, c1, true));
-    const gN = kept(await measure(SERVER_SERIES, client, gateway.pid, IDENTITY, cN, true));
+    // P1, P3, P5: grpc-echo and the server in alternating rounds on identity_fp32.
+    const identity: IdentityRound[] = [];
+    for (let r = 1; r <= o.rounds; r++) {
+      const round = o.rounds > 1 ? r : undefined;
+      const [echo1, echoN] = (await measureEcho([[IDENTITY, c1], [IDENTITY, cN]], round)) as [LevelResult, LevelResult];
+      levels.push(echo1, echoN);
+      o.log(`fabriek, ${IDENTITY}${round === undefined ? '' : `, round ${round}`}…`);
+      const g1 = kept(await measure(SERVER_SERIES, client, gateway.pid, IDENTITY, c1, true, round));
+      const gN = kept(await measure(SERVER_SERIES, client, gateway.pid, IDENTITY, cN, true, round));
+      identity.push({ echo1, echoN, g1, gN });
+    }
+
+    // P2 and P4: mlp_large, with grpc-echo's ceiling at its payload measured before and after the server.
+    const [echoMlpBefore] = (await measureEcho([[MLP, cN]])) as [LevelResult];
+    o.log(`fabriek, ${MLP}…`);
     const gMlp = kept(await measure(SERVER_SERIES, client, gateway.pid, MLP, cN, true));
     const rate = Math.max(1, Math.round(gMlp.inferPerSecond * OPEN_LOOP_SHARE));
     // A step that fails is reported, and the suite goes on with the others.
@@ -196,14 +227,12 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteOutcome> {
     // two is kept: other work on a shared machine can only lower a ceiling,
     // and a low ceiling would flatter the server.
     o.log('baselines again (the better of the two runs is kept)…');
-    const echoAfter = await measureEcho();
-    const [echo1, echoN, echoMlp] = echoBefore.map((a, i) => {
-      const b = echoAfter[i] as LevelResult;
-      const [best, other] = b.inferPerSecond > a.inferPerSecond ? [b, a] : [a, b];
-      notes.push(`grpc-echo ${best.model} ${loadLabel(best)}: ${num(a.inferPerSecond)} infer/s before the server, ${num(b.inferPerSecond)} after; kept ${num(best.inferPerSecond)} (the other had p50 ${num(other.latency.p50Us)} µs).`);
-      return best;
-    }) as [LevelResult, LevelResult, LevelResult];
-    levels.unshift(echo1, echoN, echoMlp);
+    const [echoMlpAfter] = (await measureEcho([[MLP, cN]])) as [LevelResult];
+    const [echoMlp, echoMlpOther] = echoMlpAfter.inferPerSecond > echoMlpBefore.inferPerSecond ? [echoMlpAfter, echoMlpBefore] : [echoMlpBefore, echoMlpAfter];
+    notes.push(
+      `grpc-echo ${MLP} ${loadLabel(echoMlp)}: ${num(echoMlpBefore.inferPerSecond)} infer/s before the server, ${num(echoMlpAfter.inferPerSecond)} after; kept ${num(echoMlp.inferPerSecond)} (the other had p50 ${num(echoMlpOther.latency.p50Us)} µs).`,
+    );
+    levels.unshift(echoMlp);
     const rawAfter = await measureRaw();
     raw = rawBefore.map((a, i) => {
       const b = rawAfter[i] as RawOrtLevel;
@@ -213,23 +242,36 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteOutcome> {
 
     const rawBest = raw.reduce((best, r) => (r.rowsPerSecond > best.rowsPerSecond ? r : best), raw[0] as RawOrtLevel);
     const ceiling = Math.min(echoMlp.inferPerSecond, rawBest.rowsPerSecond);
+    // Each round's figure against the grpc-echo measured next to it; the medians are the results.
+    const p1 = identity.map((x) => (100 * x.gN.inferPerSecond) / x.echoN.inferPerSecond);
+    const p3 = identity.map((x) => x.g1.latency.p50Us - x.echo1.latency.p50Us);
+    const p5 = identity.map((x) => (x.gN.serverCpuUsPerRequest ?? NaN) / (x.echoN.serverCpuUsPerRequest ?? NaN));
+    const perRound = (xs: readonly number[], f: (x: number) => string): string => (xs.length > 1 ? ` (rounds: ${xs.map(f).join(', ')})` : '');
+    const each = (pick: (x: IdentityRound) => number, f: (x: number) => string): string => identity.map((x) => f(pick(x))).join(' / ');
     const metrics: Metric[] = [
-      { id: 'P1', label: `${IDENTITY} c=${o.concurrency} throughput as % of grpc-echo`, value: (100 * gN.inferPerSecond) / echoN.inferPerSecond, unit: '%', better: 'higher' },
+      { id: 'P1', label: `${IDENTITY} c=${o.concurrency} throughput as % of grpc-echo`, value: medianOfRounds(p1), unit: '%', better: 'higher' },
       { id: 'P2', label: `${MLP} c=${o.concurrency} throughput as % of min(grpc-echo, raw ORT best)`, value: (100 * gMlp.inferPerSecond) / ceiling, unit: '%', better: 'higher' },
       { id: 'P2-off', label: `${MLP} c=${o.concurrency} batching on ÷ off`, value: off ? gMlp.inferPerSecond / off.inferPerSecond : NaN, unit: '×', better: 'higher' },
-      { id: 'P3', label: `${IDENTITY} c=1 p50 added over grpc-echo`, value: g1.latency.p50Us - echo1.latency.p50Us, unit: 'µs', better: 'lower' },
+      { id: 'P3', label: `${IDENTITY} c=1 p50 added over grpc-echo`, value: medianOfRounds(p3), unit: 'µs', better: 'lower' },
       { id: 'P4', label: `${MLP} open loop (Poisson) at ${OPEN_LOOP_SHARE * 100} % of capacity: p99`, value: (open?.latency.p99Us ?? NaN) / 1000, unit: 'ms', better: 'lower' },
       {
         id: 'P5',
         label: `${IDENTITY} c=${o.concurrency} server CPU per request as × grpc-echo's`,
-        value: (gN.serverCpuUsPerRequest ?? NaN) / (echoN.serverCpuUsPerRequest ?? NaN),
+        value: medianOfRounds(p5),
         unit: '×',
         better: 'lower',
       },
     ];
     const pHeaders = ['', 'what', 'Fabriek', 'baseline (same run)', 'result', 'target'];
     const pRows = [
-        ['P1', `${IDENTITY}, c=${o.concurrency}`, `${num(gN.inferPerSecond)} infer/s`, `grpc-echo ${num(echoN.inferPerSecond)} infer/s`, `**${percent(gN.inferPerSecond, echoN.inferPerSecond)}** of grpc-echo`, '≥ 85 %'],
+        [
+          'P1',
+          `${IDENTITY}, c=${o.concurrency}`,
+          `${each((x) => x.gN.inferPerSecond, num)} infer/s`,
+          `grpc-echo ${each((x) => x.echoN.inferPerSecond, num)} infer/s`,
+          `**${percent(medianOfRounds(p1), 100)}** of grpc-echo${perRound(p1, (x) => percent(x, 100))}`,
+          '≥ 85 %',
+        ],
         [
           'P2',
           `${MLP}, c=${o.concurrency}, batching on`,
@@ -238,7 +280,14 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteOutcome> {
           `**${percent(gMlp.inferPerSecond, ceiling)}** of min(echo, raw ORT) = ${num(ceiling)}; ${off ? ratio(gMlp.inferPerSecond, off.inferPerSecond) : '–'} batching off`,
           '≥ 90 %',
         ],
-        ['P3', `${IDENTITY}, c=1, p50`, `${num(g1.latency.p50Us)} µs`, `grpc-echo ${num(echo1.latency.p50Us)} µs`, `**+${num(g1.latency.p50Us - echo1.latency.p50Us)} µs**`, '≤ 150 µs'],
+        [
+          'P3',
+          `${IDENTITY}, c=1, p50`,
+          `${each((x) => x.g1.latency.p50Us, num)} µs`,
+          `grpc-echo ${each((x) => x.echo1.latency.p50Us, num)} µs`,
+          `**+${num(medianOfRounds(p3))} µs**${perRound(p3, (x) => `+${num(x)}`)}`,
+          '≤ 150 µs',
+        ],
         [
           'P4',
           `${MLP}, Poisson ${num(rate)}/s (${OPEN_LOOP_SHARE * 100} % of P2)`,
@@ -250,9 +299,9 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteOutcome> {
         [
           'P5',
           `${IDENTITY}, c=${o.concurrency}, server CPU per request (process tree, /proc)`,
-          `${num(gN.serverCpuUsPerRequest ?? NaN)} µs`,
-          `grpc-echo ${num(echoN.serverCpuUsPerRequest ?? NaN)} µs`,
-          `**${cpuRatio(gN, echoN)}** grpc-echo's`,
+          `${each((x) => x.gN.serverCpuUsPerRequest ?? NaN, num)} µs`,
+          `grpc-echo ${each((x) => x.echoN.serverCpuUsPerRequest ?? NaN, num)} µs`,
+          `**${ratio(medianOfRounds(p5), 1)}** grpc-echo's${perRound(p5, (x) => ratio(x, 1))}`,
           '≤ 2×',
         ],
     ];
@@ -271,7 +320,7 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteOutcome> {
     const minutes = (performance.now() - started) / 60_000;
 
     const record: RunRecord = { format: 'fabriek-bench/1', kind: 'suite', info, options: { ...o, log: undefined }, levels, rawOrt: [{ model: MLP, levels: raw }], metrics, notes };
-    const table = levelTable(levels, { rawOrt: raw, maxBatchSize: MAX_BATCH });
+    const table = levelTable(levels, { rawOrt: raw, maxBatchSize: MAX_BATCH, rawOrtModel: MLP });
     const rawT = rawOrtTable(raw);
     const markdown = [
       '# Benchmark suite (issue #5)',
@@ -280,7 +329,8 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteOutcome> {
       '',
       `gRPC, batch-1 requests of random data; ${o.intervalMs / 1000} s windows until the last 3 agree within ±10 % (at most ${o.maxTrials}), after ${o.warmupMs / 1000} s of warm-up; figures merge the last 3 windows. ` +
         `Every server is its own process on 127.0.0.1; the load generator and raw ONNX Runtime run in this process. ` +
-        `grpc-echo and raw ONNX Runtime are measured before and after the server, and the better run of each is kept (see the notes). ` +
+        `${IDENTITY} (P1, P3, P5): grpc-echo and the server in ${o.rounds} alternating round${o.rounds > 1 ? 's' : ''}, each figure against the grpc-echo of its round${o.rounds > 1 ? ', the median of the rounds kept' : ''}. ` +
+        `${MLP}'s grpc-echo ceiling and raw ONNX Runtime are measured before and after the server, and the better run of each is kept (see the notes). ` +
         `${MLP}: max_batch_size ${MAX_BATCH}, one CPU instance, max_queue_delay ${QUEUE_DELAY_US} µs. Every identity answer was checked to be the bytes sent. Run time ${num(minutes, 1)} min.`,
       '',
       pTable,

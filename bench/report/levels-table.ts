@@ -17,6 +17,8 @@ export interface TableOptions {
   /** Raw ORT levels of the model, and the model's max_batch_size (to pick the batch that c clients could form). */
   readonly rawOrt?: readonly RawOrtLevel[];
   readonly maxBatchSize?: number;
+  /** The model raw ORT ran; rows of other models leave its columns empty (the suite runs two models). Undefined: every row's. */
+  readonly rawOrtModel?: string;
 }
 
 export const loadLabel = (l: { readonly mode: LevelResult['mode']; readonly value: number; readonly distribution?: string | undefined }): string =>
@@ -79,7 +81,7 @@ export function levelTable(levels: readonly LevelResult[], o: TableOptions = {})
     if (hasCacheOff) row.push(main && cacheOff ? ratio(l.inferPerSecond, cacheOff.inferPerSecond) : '');
     if (hasRaw) {
       const r = rawOrtFor(l, o.rawOrt, o.maxBatchSize);
-      const server = l.series !== ECHO_SERIES;
+      const server = l.series !== ECHO_SERIES && (o.rawOrtModel === undefined || l.model === o.rawOrtModel);
       // A closed loop of c clients can form batches up to c·b; an open loop's batches have no such bound.
       row.push(server && l.mode === 'concurrency' ? `${percent(l.inferPerSecond, r.at)} (${num(r.batch)})` : '', server ? percent(l.inferPerSecond, r.best) : '');
     }

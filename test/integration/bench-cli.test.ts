@@ -177,6 +177,9 @@ describe('fabriek bench against a real server', () => {
     const bad = await bench(['overload', '--factor', '0']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/--factor: expected a multiple from 1 to 100, got '0'/);
+    const badRounds = await bench(['suite', '--rounds', '0']);
+    expect(badRounds.code).toBe(2);
+    expect(badRounds.stderr).toMatch(/--rounds: expected an integer from 1 to 20, got '0'/);
     const badCapacity = await bench(['slo-goodput', '--capacity', '0']);
     expect(badCapacity.code).toBe(2);
     expect(badCapacity.stderr).toMatch(/--capacity: expected req\/s from 1 to 100000, got '0'/);

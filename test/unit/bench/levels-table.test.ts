@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ECHO_SERIES, levelTable, roundMedians } from '../../../bench/report/levels-table.js';
+import { type RawOrtLevel } from '../../../bench/baselines/raw-ort.js';
 import { level } from '../../helpers/bench-fixtures.js';
 
 describe('levels table', () => {
@@ -41,5 +42,16 @@ describe('levels table', () => {
     const { headers, rows } = levelTable([level({ series: ECHO_SERIES }), level({ serverCpuUsPerRequest: 250 })]);
     expect(rows[1]?.[headers.indexOf('CPU/req × grpc-echo')]).toBe('–');
     expect(rows[0]?.[headers.indexOf('server CPU µs/req')]).toBe('–');
+  });
+
+  it("compares only the raw ONNX Runtime model's rows with raw ONNX Runtime when it is named", () => {
+    const raw: RawOrtLevel = { batchSize: 4, runs: 100, seconds: 1, runsPerSecond: 250, rowsPerSecond: 1000, latency: level().latency, cpu: { client: 1, server: 0, other: 0 }, windows: 1, stable: true };
+    const levels = [level({ model: 'mlp', inferPerSecond: 500 }), level({ model: 'identity', inferPerSecond: 800 })];
+    const col = (headers: string[], name: string): number => headers.indexOf(name);
+    const named = levelTable(levels, { rawOrt: [raw], maxBatchSize: 4, rawOrtModel: 'mlp' });
+    expect(named.rows.map((r) => r[col(named.headers, 'vs raw ORT best')])).toEqual(['50 %', '']);
+    // Unnamed (fabriek bench -m: one model), every server row is compared.
+    const all = levelTable(levels, { rawOrt: [raw], maxBatchSize: 4 });
+    expect(all.rows.map((r) => r[col(all.headers, 'vs raw ORT best')])).toEqual(['50 %', '80 %']);
   });
 });
