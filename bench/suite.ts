@@ -31,6 +31,7 @@ import { toCsv } from './report/csv.js';
 import { mdTable, num, percent, ratio, textTable } from './report/format.js';
 import { ECHO_SERIES, OFF_SERIES, SERVER_SERIES, levelTable, loadLabel, rawOrtTable } from './report/levels-table.js';
 import { Progress } from './report/progress.js';
+import { medianOf } from '../gateway/batching/median.js';
 
 const IDENTITY = 'identity_fp32';
 const MLP = 'mlp_large';
@@ -55,12 +56,8 @@ export interface SuiteOptions {
 export const SUITE_DEFAULTS = { intervalMs: 4_000, maxTrials: 6, warmupMs: 1_000, concurrency: 64, rounds: 3 } as const;
 export const SUITE_QUICK = { intervalMs: 1_000, maxTrials: 4, warmupMs: 500, concurrency: 64, rounds: 1 } as const;
 
-/** The median of a round's figures (one round: that figure). */
-function medianOfRounds(xs: readonly number[]): number {
-  const sorted = [...xs].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-}
+/** The median of the rounds' figures (one round: that figure). */
+const medianOfRounds = (xs: readonly number[]): number => medianOf(xs, xs.length, new Float64Array(xs.length));
 
 /** One round of P1, P3 and P5: grpc-echo and the server on identity_fp32, measured one after the other. */
 interface IdentityRound {
