@@ -18,7 +18,7 @@ export function parseFabriekConfig(text: string): FabriekConfig {
   const [kind, value] = batching.split(':');
   const n = Number(value);
   // max_queue_delay_microseconds is a whole number; batching_slo_ms any positive number.
-  const valid = kind === 'fixed' ? /^\d+$/.test(value ?? '') : kind === 'slo' && value !== undefined && value !== '' && n > 0;
+  const valid = kind === 'fixed' ? /^\d+$/.test(value ?? '') : kind === 'slo' && value !== undefined && value !== '' && Number.isFinite(n) && n > 0;
   if (!valid) throw new Error(`--fabriek '${text}': ${CONFIG_USAGE}`);
   let threads: number | undefined;
   for (const e of extra) {

@@ -111,6 +111,7 @@ async function main(): Promise<void> {
   }
   const peerDir = resolve(values['peer-dir']);
   const configs = values.fabriek ?? ['fixed:2000'];
+  // Read before anything is built: a --fabriek value it cannot use ends the run at once.
   const parsed = new Map(configs.map((c) => [c, parseFabriekConfig(c)]));
   const rounds = Number(values.rounds);
   const log = (line: string): void => void process.stderr.write(`${line}\n`);
@@ -120,10 +121,10 @@ async function main(): Promise<void> {
   const [built] = await buildModels(join(dir, 'built'), [MODEL]);
   if (built === undefined) throw new Error('mlp_large was not built');
   const repository = join(dir, 'repository');
-  for (const config of configs) {
+  for (const [config, spec] of parsed) {
     const name = modelName(config);
     await mkdir(join(repository, name, '1'), { recursive: true });
-    await writeFile(join(repository, name, 'config.pbtxt'), configText(name, parsed.get(config) as FabriekConfig, Number(values.instances)));
+    await writeFile(join(repository, name, 'config.pbtxt'), configText(name, spec, Number(values.instances)));
     await copyFile(built, join(repository, name, '1', 'model.onnx'));
   }
   const acEnv = { ...process.env, AC_DIR: fileURLToPath(new URL('../../../', import.meta.url)), KSERVE_INPUT: 'input', KSERVE_OUTPUT: 'logits' };

@@ -179,14 +179,17 @@ describe('worker crash and graceful shutdown', () => {
     // A call whose message never comes: its 5-byte prefix announces 100 bytes, and the stream stays open.
     const session = http2Connect(`http://${held.address}`);
     session.on('error', () => undefined);
-    const call = session.request({ ':method': 'POST', ':path': '/inference.GRPCInferenceService/ModelInfer', 'content-type': 'application/grpc', te: 'trailers' });
-    call.on('error', () => undefined);
-    const prefix = Buffer.alloc(5);
-    prefix.writeUInt32BE(100, 1);
-    call.write(prefix);
-    await new Promise((r) => setTimeout(r, 300));
-    expect(await held.stop('SIGTERM')).toBe(0);
-    session.destroy();
+    try {
+      const call = session.request({ ':method': 'POST', ':path': '/inference.GRPCInferenceService/ModelInfer', 'content-type': 'application/grpc', te: 'trailers' });
+      call.on('error', () => undefined);
+      const prefix = Buffer.alloc(5);
+      prefix.writeUInt32BE(100, 1);
+      call.write(prefix);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(await held.stop('SIGTERM')).toBe(0);
+    } finally {
+      session.destroy();
+    }
     const line = held
       .stderr()
       .split('\n')

@@ -10,7 +10,7 @@ describe('the Ray Serve bench reads --fabriek', () => {
     expect(parseFabriekConfig('fixed:0,threads=2')).toEqual({ kind: 'fixed', value: 0, threads: 2 });
   });
 
-  it.each(['', 'fixed', 'fixed:', 'fixed:abc', 'fixed:-1', 'fixed:2.5', 'slo:0', 'slo:-5', 'batch:5', 'slo:25,threads=0', 'slo:25,threads=x', 'slo:25,threads=1,threads=2', 'slo:25,cores=1'])(
+  it.each(['', 'fixed', 'fixed:', 'fixed:abc', 'fixed:-1', 'fixed:2.5', 'slo:0', 'slo:-5', 'slo:Infinity', 'batch:5', 'slo:25,threads=0', 'slo:25,threads=x', 'slo:25,threads=1,threads=2', 'slo:25,cores=1'])(
     "refuses '%s' and says what it expects",
     (text) => {
       expect(() => parseFabriekConfig(text)).toThrow(/expected fixed:<max_queue_delay µs> or slo:<batching_slo_ms>/);
