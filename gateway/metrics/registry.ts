@@ -205,7 +205,7 @@ export class MetricsRegistry {
     const streamWindow = (): StreamWindowSample | undefined => this.#streamWindow();
     new Gauge({
       name: 'fabriek_grpc_narrow_window_sessions',
-      help: 'gRPC connections whose HTTP/2 stream window is 65535 bytes instead of 16 MiB: a call on them was refused before its message was read within the last second (a refused body then costs the connection at most that)',
+      help: 'gRPC connections whose HTTP/2 stream window is 65535 bytes instead of 16 MiB: 8 or more calls on them were refused before their messages were read within a second, and none since within the last (a refused body then costs the connection at most that)',
       registers,
       collect() {
         const s = streamWindow();
@@ -214,7 +214,7 @@ export class MetricsRegistry {
     });
     new Counter({
       name: 'fabriek_grpc_stream_window_narrowings_total',
-      help: "Times a gRPC connection's stream window narrowed because a call on it was refused before its message was read",
+      help: "Times a gRPC connection's stream window narrowed because calls on it were refused before their messages were read (8 within a second)",
       registers,
       collect() {
         const s = streamWindow();

@@ -17,7 +17,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InferenceError } from '../../client/errors.js';
 import { hashKey } from '../../gateway/tenants/key-hash.js';
-import { type ModelInferRequest } from '../../proto/gen/inference.js';
+import { ModelInferRequest } from '../../proto/gen/inference.js';
+import { REFUSALS_TO_NARROW } from '../../gateway/grpc/stream-window.js';
 import { failure, zerosRequest } from '../helpers/call-outcome.js';
 import { type GatewayProcess, httpPortOf, startGateway } from '../helpers/gateway-process.js';
 import { waitFor } from '../helpers/processes.js';
@@ -181,7 +182,34 @@ describe('a call the in-flight gate refuses after the tenants\' check', () => {
 });
 
 describe('a connection whose calls are refused gets a narrow stream window', () => {
-  it('the first refusal narrows its stream window to 64 KB, not another connection\'s; a second without refusals widens it again', async () => {
+  it('a connection refused now and then (a proxy pooling callers) keeps its wide window', async () => {
+    const session = floodSession(gw.address);
+    try {
+      await new Promise<void>((resolve) => session.once('remoteSettings', () => resolve()));
+      // One fewer refusal than narrows, then an admitted call on the same connection: a SETTINGS frame the
+      // refusals had queued would have reached the client before that call's answer.
+      expect(new Set(await flood(session, 'not-a-key', REFUSALS_TO_NARROW - 1))).toEqual(new Set([`${GrpcStatus.UNAUTHENTICATED} rst=0`]));
+      const message = ModelInferRequest.encode(small()).finish();
+      const framed = Buffer.alloc(5 + message.byteLength);
+      framed.writeUInt32BE(message.byteLength, 1);
+      framed.set(message, 5);
+      const status = await new Promise<string>((resolve) => {
+        const call = session.request(inferHeaders(KEYS.user));
+        let code = 'no status';
+        call.on('trailers', (h) => (code = String(h['grpc-status'] ?? code)));
+        call.on('error', () => undefined);
+        call.on('close', () => resolve(code));
+        call.resume();
+        call.end(framed);
+      });
+      expect(status).toBe(String(GrpcStatus.OK));
+      expect(session.remoteSettings.initialWindowSize).toBe(16 << 20);
+    } finally {
+      session.close();
+    }
+  });
+
+  it('its first refusals narrow its stream window to 64 KB, not another connection\'s; a second without refusals widens it again', async () => {
     const gate = await startGateway([...['--model-repository', TEST_REPOSITORY, '--workers', '1', '--log-level', 'warn'], ...['--max-inflight-bytes', String(4 << 20)]]);
     const session = floodSession(gate.address);
     try {
@@ -194,7 +222,7 @@ describe('a connection whose calls are refused gets a narrow stream window', () 
         call.write(FLOOD_BODY.subarray(0, 5));
         return call;
       });
-      // The first refusal narrows the window; the rest of this flood was sent under the wide one.
+      // Its first refusals (REFUSALS_TO_NARROW) narrow the window; the rest of this flood was sent under the wide one.
       expect(new Set(await flood(session, 'none'))).toEqual(new Set([`${GrpcStatus.RESOURCE_EXHAUSTED} rst=0`]));
       await waitFor(async () => session.remoteSettings.initialWindowSize === 65_535, 5_000, 'the narrow window announced');
       // Another connection, admitted, keeps the wide window.
