@@ -20,6 +20,8 @@ import { createHttpServer } from './http/server.js';
 import { earlyRefusals } from './grpc/early-refusal.js';
 import { describeSession, useStreamTable } from './grpc/session-streams.js';
 import { StreamWindows, WIDE_WINDOW_BYTES } from './grpc/stream-window.js';
+import { ServerHealth, healthServiceDefinition } from './grpc/health-service.js';
+import { serverReady } from './inference/model-queries.js';
 import { DynamicBatcher } from './batching/dynamic-batcher.js';
 import { Admission } from './inference/admission.js';
 import { registerCacheMetrics } from './metrics/cache-metrics.js';
@@ -433,6 +435,8 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   });
   server.addService(withMalformedRequests(inferenceServiceDefinition()), createInferenceService(models, info, log, admission, load, inflight));
   load?.addToServer(server);
+  const health = new ServerHealth(() => serverReady(models, info));
+  server.addService(healthServiceDefinition, health.handlers);
   widenFlowControl(server);
   let grpcPort: number;
   try {
@@ -482,6 +486,8 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     shuttingDown ??= (async () => {
       process.off('SIGHUP', onHangup);
       draining = true;
+      // Watching balancers hear NOT_SERVING now, while requests are still served (the drain grace).
+      health.refresh();
       await poller?.stop();
       load?.stop();
       windows.close();
@@ -493,6 +499,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
         log.info({ drainGraceSecs: options.drainGraceSecs }, 'shutting down: not ready; still accepting requests during the drain grace');
         await new Promise((r) => setTimeout(r, options.drainGraceSecs * 1000));
       }
+      health.endAll();
       log.info('shutting down: no new requests; finishing those in flight');
       await new Promise<void>((done) => {
         let grpcOpen = true;
