@@ -14,6 +14,7 @@ import {
 import { batchShape, joinRows, splitRows } from './batch-rows.js';
 import { BatchQueue, type Queued } from './batch-queue.js';
 import { type Clock, systemClock } from './clock.js';
+import { type BatcherState } from './batching-state.js';
 import { CostModel } from './cost-model.js';
 import { DrainRate } from './drain-rate.js';
 import { drainedNs, expectedFinishNs, shedError, wouldMiss } from './shedding.js';
@@ -464,6 +465,24 @@ export class DynamicBatcher<P> implements Scheduler {
   /** Rows of a full batch now (see #fullRows), for metrics. */
   get fullBatchRows(): number {
     return this.#fullRows(this.#clock.now());
+  }
+
+  /** What it knows now, for GET /v2/models/{m}/batching (batching-state.ts). */
+  state(): BatcherState {
+    const now = this.#clock.now();
+    return {
+      maxBatchSize: this.#policy.maxBatchSize,
+      preferredBatchSizes: this.#policy.preferredBatchSizes,
+      maxQueueDelayNs: this.#policy.maxQueueDelayNs,
+      sloNs: this.#sloNs,
+      queued: this.#queue.size,
+      runningBatches: this.#running.size,
+      fullBatchRows: this.#fullRows(now),
+      sharedByTenants: this.#sloNs > 0n && now < this.#sharedUntilNs,
+      arrivalRowsPerNs: this.#arrivals.rowsPerNs(now),
+      drainNsPerRow: this.#drainRate.nsPerRow(),
+      computedPastDeadline: this.computedPastDeadline,
+    };
   }
 
   /**

@@ -168,6 +168,8 @@ export function createHttpServer(
         return guardedGet('config', name, version, () => h.modelConfig(models, name, version));
       case 'stats':
         return guardedGet('statistics', name, version, (t) => h.modelStatistics(models, name, version, t));
+      case 'batching':
+        return guardedGet('statistics', name, version, () => queries.batchingState(models, name, version));
       case 'infer':
         return guarded('POST', 'infer', name, version, async (tenant, note, req, res, signal) => {
           const length = headerLength(req);

@@ -1,4 +1,7 @@
 import { notFound } from '../../core/errors.js';
+import { batcherJson, directJson } from '../batching/batching-state.js';
+import { DynamicBatcher } from '../batching/dynamic-batcher.js';
+import { DirectScheduler } from '../scheduling/direct-scheduler.js';
 import { type TensorSignature } from '../../core/signature.js';
 import { type ModelStatistics } from '../../proto/gen/inference.js';
 import { type ModelConfig } from '../../proto/gen/model_config.js';
@@ -94,6 +97,21 @@ export function modelStatistics(models: ModelManager, name: string, version: str
     versions = [models.resolve(name, version)];
   }
   return versions.flatMap((v) => (v.serving ? [v.serving.stats.snapshot(v.name, String(v.version))] : []));
+}
+
+/**
+ * What the version's scheduler has learned and decides by now (batching-state.ts): GET
+ * /v2/models/{m}[/versions/{v}]/batching. Of this gateway process: with several, each has its own.
+ */
+export function batchingState(models: ModelManager, name: string, version: string): Record<string, unknown> {
+  const v = models.resolve(name, version);
+  const serving = v.serving;
+  const head = { model: v.name, version: String(v.version), gateway_pid: process.pid };
+  const scheduler = serving?.scheduler;
+  if (scheduler instanceof DynamicBatcher) return { ...head, ...batcherJson(scheduler.state(), scheduler.cost) };
+  if (scheduler instanceof DirectScheduler) return { ...head, ...directJson(scheduler.state(), scheduler.cost, Math.max(1, serving?.signature.maxBatchSize ?? 1)) };
+  // An ensemble: each step batches in its own model's scheduler.
+  return { ...head, scheduler: 'ensemble' };
 }
 
 export interface IndexEntry {

@@ -1,4 +1,5 @@
 import { resourceExhausted, type ServingError } from '../../core/errors.js';
+import { type DirectState } from '../batching/batching-state.js';
 import { executionsAhead } from '../../core/pipelining.js';
 import { RunningCount } from '../../core/running-count.js';
 import { type FairEntry, FairQueue, SOLE_TENANT, tenantQueueBound } from '../batching/fair-queue.js';
@@ -74,6 +75,11 @@ export class DirectScheduler implements Scheduler {
 
   get pending(): number {
     return this.#queue.size;
+  }
+
+  /** What it knows now, for GET /v2/models/{m}/batching (batching-state.ts). */
+  state(): DirectState {
+    return { queued: this.#queue.size, runningExecutions: this.#running.size };
   }
 
   enqueue(job: InferJob): Promise<JobResult> {

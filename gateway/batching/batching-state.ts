@@ -1,0 +1,120 @@
+// What a model version's scheduler has learned and decides by, as JSON for
+// GET /v2/models/{m}[/versions/{v}]/batching: the cost model (execution time
+// by batch size, measured and expected), the overhead on top of it, and for a
+// batcher its mode, the SLO and the full batch it cuts now, the arrival and
+// drain rates, the queue. Built on request, off the request path. The same
+// cost model is in /metrics (fabriek_batch_cost_seconds), by bucket only.
+import { type CostModel } from './cost-model.js';
+
+/** What a dynamic batcher knows now (DynamicBatcher.state). */
+export interface BatcherState {
+  readonly maxBatchSize: number;
+  readonly preferredBatchSizes: readonly number[];
+  readonly maxQueueDelayNs: bigint;
+  /** 0n: fixed delays (Triton's rules). */
+  readonly sloNs: bigint;
+  readonly queued: number;
+  readonly runningBatches: number;
+  /** SLO mode: rows of a full batch now. */
+  readonly fullBatchRows: number;
+  /** SLO mode: tenants share the model (see SHARED_NS). */
+  readonly sharedByTenants: boolean;
+  readonly arrivalRowsPerNs: number;
+  /** Busy ns per row answered while the queue had a backlog; undefined without one. */
+  readonly drainNsPerRow: number | undefined;
+  readonly computedPastDeadline: number;
+}
+
+/** What a scheduler without batching knows now (DirectScheduler). */
+export interface DirectState {
+  readonly queued: number;
+  readonly runningExecutions: number;
+}
+
+export interface CostPointJson {
+  readonly rows: number;
+  readonly timings: number;
+  readonly compute_ms: number;
+}
+
+export interface ExpectedCostJson {
+  readonly rows: number;
+  /** The instance's compute: how long the execution occupies it. */
+  readonly compute_ms: number;
+  /** Compute plus the learned overhead (the way to the worker and back): from cut to answer. */
+  readonly execution_ms: number;
+  /** The quickest recent compute: what shedding counts on. */
+  readonly least_compute_ms: number;
+}
+
+export interface CostModelJson {
+  readonly executions: number;
+  /** No execution timed yet: nothing is estimated, nothing is shed. */
+  readonly cold: boolean;
+  /** Enough executions timed to shed on. */
+  readonly trusted: boolean;
+  readonly overhead_ms: number;
+  readonly overhead_floor_ms: number;
+  /** Each power-of-two bucket timed lately: its mean rows, how many timings, their median compute (never above a larger bucket's). */
+  readonly measured: readonly CostPointJson[];
+  /** The estimate at 1, 2, 4, … rows and at the largest batch; empty while cold. */
+  readonly expected: readonly ExpectedCostJson[];
+}
+
+const ms = (ns: number): number => Math.round(ns / 1e3) / 1e3;
+
+/** Row counts the estimate is shown at: powers of two below `maxRows`, and `maxRows`. */
+export function expectedRows(maxRows: number): number[] {
+  const rows: number[] = [];
+  for (let n = 1; n < maxRows; n *= 2) rows.push(n);
+  rows.push(Math.max(1, maxRows));
+  return rows;
+}
+
+export function costModelJson(cost: CostModel, maxRows: number): CostModelJson {
+  const expected: ExpectedCostJson[] = [];
+  if (!cost.cold) {
+    for (const rows of expectedRows(maxRows)) {
+      const compute = cost.computeNs(rows);
+      const execution = cost.estimateNs(rows);
+      const least = cost.computeFloorNs(rows);
+      if (compute === undefined || execution === undefined) continue;
+      expected.push({ rows, compute_ms: ms(compute), execution_ms: ms(execution), least_compute_ms: ms(least ?? compute) });
+    }
+  }
+  return {
+    executions: cost.samples,
+    cold: cost.cold,
+    trusted: cost.trusted,
+    overhead_ms: ms(cost.overheadNs),
+    overhead_floor_ms: ms(cost.overheadFloorNs),
+    measured: cost.points().map((p) => ({ rows: Math.round(p.rows * 10) / 10, timings: p.samples, compute_ms: ms(p.ns) })),
+    expected,
+  };
+}
+
+export function batcherJson(state: BatcherState, cost: CostModel): Record<string, unknown> {
+  const slo = state.sloNs > 0n;
+  return {
+    scheduler: slo ? 'slo_batching' : 'dynamic_batching',
+    max_batch_size: state.maxBatchSize,
+    ...(slo
+      ? { batching_slo_ms: Number(state.sloNs) / 1e6, full_batch_rows: state.fullBatchRows, shared_by_tenants: state.sharedByTenants }
+      : { preferred_batch_size: state.preferredBatchSizes, max_queue_delay_microseconds: Number(state.maxQueueDelayNs / 1000n) }),
+    queued: state.queued,
+    running_batches: state.runningBatches,
+    arrival_rows_per_second: Math.round(state.arrivalRowsPerNs * 1e10) / 10,
+    drain_ms_per_row: state.drainNsPerRow === undefined ? null : ms(state.drainNsPerRow),
+    computed_past_deadline: state.computedPastDeadline,
+    cost_model: costModelJson(cost, state.maxBatchSize),
+  };
+}
+
+export function directJson(state: DirectState, cost: CostModel, maxRows: number): Record<string, unknown> {
+  return {
+    scheduler: 'direct',
+    queued: state.queued,
+    running_executions: state.runningExecutions,
+    cost_model: costModelJson(cost, maxRows),
+  };
+}
