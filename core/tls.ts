@@ -1,14 +1,15 @@
 // TLS for the public listeners (gRPC, HTTP/REST and metrics) and for the
-// link between gateways and workers. Files are read and checked once, at
-// startup: a wrong path, a file that is not PEM or a key that does not
-// belong to its certificate stops the server with one line naming the flag,
-// instead of failing every handshake later.
+// link between gateways and workers. Files are read and checked at startup:
+// a wrong path, a file that is not PEM or a key that does not belong to its
+// certificate stops the server with one line naming the flag, instead of
+// failing every handshake later. A public listener's files are read and
+// checked the same way again when they change (gateway/tls-reloader.ts).
 import { ServerCredentials } from '@grpc/grpc-js';
 import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { type ServerOptions as HttpsServerOptions } from 'node:https';
 import { isIP } from 'node:net';
-import { type ConnectionOptions, createSecureContext, type TlsOptions } from 'node:tls';
+import { type ConnectionOptions, createSecureContext, type SecureContextOptions, type TlsOptions } from 'node:tls';
 import { StartupError } from './startup-error.js';
 
 /** A file named by a flag; the flag goes into every message about the file. */
@@ -33,6 +34,11 @@ export interface ListenerTls {
   readonly key: Buffer;
   readonly ca: Buffer | undefined;
   readonly mutual: boolean;
+  /** When the certificate (the chain's first) expires. */
+  readonly notAfter: Date;
+  /** Its serial number (hex) and subject, for the log. */
+  readonly serial: string;
+  readonly subject: string;
 }
 
 /** The three `--worker-tls-*` files: every gateway and worker has its own cert and key, all from one CA. */
@@ -97,7 +103,7 @@ async function loadPem(
   certFile: FlagFile,
   keyFile: FlagFile,
   caFile: FlagFile | undefined,
-): Promise<{ cert: Buffer; key: Buffer; ca: Buffer | undefined }> {
+): Promise<{ cert: Buffer; key: Buffer; ca: Buffer | undefined; x509: X509Certificate }> {
   const [cert, key, ca] = await Promise.all([read(certFile), read(keyFile), caFile ? read(caFile) : undefined]);
   const x509 = certificate(cert, certFile);
   if (!x509.checkPrivateKey(privateKey(key, keyFile))) {
@@ -113,29 +119,49 @@ async function loadPem(
     const flags = [certFile, keyFile, ...(caFile ? [caFile] : [])].map((f) => f.flag).join(', ');
     throw new StartupError(`${flags}: OpenSSL cannot use these files: ${reason(error)}`);
   }
-  return { cert, key, ca };
+  return { cert, key, ca, x509 };
 }
 
 export async function loadListenerTls(files: ListenerTlsFiles): Promise<ListenerTls> {
-  const { cert, key, ca } = await loadPem(files.cert, files.key, files.rootCert);
-  return { cert, key, ca, mutual: files.mutual };
+  const { cert, key, ca, x509 } = await loadPem(files.cert, files.key, files.rootCert);
+  return { cert, key, ca, mutual: files.mutual, notAfter: new Date(x509.validTo), serial: x509.serialNumber, subject: x509.subject.replace(/\n/g, ', ') };
+}
+
+/** What a handshake needs of a listener's files; the rest (whether client certificates are asked for) is the server's. */
+export function secureContextOptions(tls: ListenerTls): SecureContextOptions {
+  return { cert: tls.cert, key: tls.key, ...(tls.ca ? { ca: tls.ca } : {}) };
+}
+
+/**
+ * grpc-js credentials whose certificate, key and client CA can be replaced
+ * while the server runs: handshakes from then on use the new ones, and
+ * connections already open keep theirs. createSsl's credentials cannot be;
+ * grpc-js applies an update to its listeners (setSecureContext) for any
+ * ServerCredentials that calls updateSecureContextOptions.
+ */
+export class ReloadableServerCredentials extends ServerCredentials {
+  constructor(tls: ListenerTls) {
+    // With mutual TLS, a client certificate from the root cert is required (Node rejects one that is not).
+    super({ requestCert: tls.mutual }, secureContextOptions(tls));
+  }
+
+  reload(tls: ListenerTls): void {
+    this.updateSecureContextOptions(secureContextOptions(tls));
+  }
+
+  _equals(other: ServerCredentials): boolean {
+    return other === this;
+  }
 }
 
 /** grpc-js credentials: insecure without TLS; with mutual TLS a client certificate from the root cert is required. */
 export function grpcServerCredentials(tls: ListenerTls | undefined): ServerCredentials {
-  if (!tls) return ServerCredentials.createInsecure();
-  return ServerCredentials.createSsl(tls.ca ?? null, [{ private_key: tls.key, cert_chain: tls.cert }], tls.mutual);
+  return tls ? new ReloadableServerCredentials(tls) : ServerCredentials.createInsecure();
 }
 
 /** node:https options; with mutual TLS a client without a certificate from the root cert fails the handshake. */
 export function httpsServerOptions(tls: ListenerTls): HttpsServerOptions {
-  return {
-    cert: tls.cert,
-    key: tls.key,
-    ...(tls.ca ? { ca: tls.ca } : {}),
-    requestCert: tls.mutual,
-    rejectUnauthorized: tls.mutual,
-  };
+  return { ...secureContextOptions(tls), requestCert: tls.mutual, rejectUnauthorized: tls.mutual };
 }
 
 /**

@@ -1,7 +1,7 @@
 import { Server, type ServerCredentials } from '@grpc/grpc-js';
 import { type Server as HttpServer } from 'node:http';
 import { type Http2Server, type ServerHttp2Session } from 'node:http2';
-import { type Server as HttpsServer } from 'node:https';
+import { Server as HttpsServer } from 'node:https';
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { type Logger } from 'pino';
@@ -56,7 +56,17 @@ import { FABRIEK_VERSION } from '../core/version.js';
 import { StartupError } from '../core/startup-error.js';
 import { type RedisTarget } from '../core/redis-connection.js';
 import { resolveRedis } from './redis-targets.js';
-import { grpcServerCredentials, httpsServerOptions, type ListenerTls, type ListenerTlsFiles, loadListenerTls, loadWorkerTls } from '../core/tls.js';
+import {
+  grpcServerCredentials,
+  httpsServerOptions,
+  type ListenerTls,
+  type ListenerTlsFiles,
+  loadListenerTls,
+  loadWorkerTls,
+  ReloadableServerCredentials,
+  secureContextOptions,
+} from '../core/tls.js';
+import { TlsReloader } from './tls-reloader.js';
 
 /** Extensions of the KServe/Triton protocol this server implements. */
 export const EXTENSIONS = ['model_configuration', 'model_repository', 'schedule_policy', 'statistics', 'parameters'] as const;
@@ -217,11 +227,13 @@ async function startTenants(options: ServeOptions, quotaTarget: RedisTarget | un
  * weights and priorities apply to calls from then on); a file that does not
  * load leaves the previous one in force. Reloads run one at a time.
  */
-function reloadOnHangup(file: string | undefined, authenticator: Authenticator | undefined, log: Logger): () => void {
+function reloadOnHangup(file: string | undefined, authenticator: Authenticator | undefined, tls: readonly TlsReloader[], log: Logger): () => void {
   let reloading = Promise.resolve();
   return () => {
+    // Each listener's TLS files are read again; a failure keeps the certificate in force (tls-reloader.ts).
+    for (const reloader of tls) void reloader.reload();
     if (file === undefined || authenticator === undefined) {
-      log.warn('SIGHUP: no --tenants file to reload; ignored');
+      if (tls.length === 0) log.warn('SIGHUP: no --tenants file or TLS files to reload; ignored');
       return;
     }
     reloading = reloading.then(async () => {
@@ -277,7 +289,9 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   const redis = await resolveRedis(options, log);
   const registryTarget = redis.registry;
   const tenants = await startTenants(options, redis.quota, log, child);
-  const onHangup = reloadOnHangup(options.tenants, tenants.authenticator, log);
+  // Filled once the listeners are up; SIGHUP reads their files again.
+  const tlsReloaders: TlsReloader[] = [];
+  const onHangup = reloadOnHangup(options.tenants, tenants.authenticator, tlsReloaders, log);
   process.on('SIGHUP', onHangup);
   const metrics = options.allowMetrics ? new MetricsRegistry({ responseCache: options.cache !== undefined }) : undefined;
   const responseCache = await startResponseCache(options, log, metrics);
@@ -440,7 +454,11 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   widenFlowControl(server);
   let grpcPort: number;
   try {
-    grpcPort = await bindGrpc(server, `${options.grpcAddress}:${options.grpcPort}`, grpcServerCredentials(grpcTls));
+    const grpcCredentials = grpcServerCredentials(grpcTls);
+    grpcPort = await bindGrpc(server, `${options.grpcAddress}:${options.grpcPort}`, grpcCredentials);
+    if (grpcTls && options.grpcTls && grpcCredentials instanceof ReloadableServerCredentials) {
+      tlsReloaders.push(new TlsReloader({ listener: 'grpc', files: options.grpcTls, loaded: grpcTls, apply: (tls) => grpcCredentials.reload(tls), log }));
+    }
     tuneSessions(server, log, grpcSessions);
   } catch (error) {
     await supervisor.stop();
@@ -480,6 +498,19 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
       throw error;
     }
   }
+  if (httpTls && options.httpTls) {
+    // HTTP/REST and /metrics present the same certificate.
+    const servers = [http, metricsServer].filter((s): s is HttpsServer => s instanceof HttpsServer);
+    const apply = (tls: ListenerTls): void => {
+      for (const s of servers) s.setSecureContext(secureContextOptions(tls));
+    };
+    tlsReloaders.push(new TlsReloader({ listener: 'http', files: options.httpTls, loaded: httpTls, apply, log }));
+  }
+  await Promise.all(tlsReloaders.map((r) => r.baseline()));
+  for (const r of tlsReloaders) r.start(options.tlsPollSecs * 1000);
+  metrics?.setTlsProvider(() =>
+    tlsReloaders.map((r) => ({ listener: r.listener, notAfterSeconds: r.current.notAfter.getTime() / 1000, reloads: r.reloads, failures: r.failures })),
+  );
 
   let shuttingDown: Promise<void> | undefined;
   const shutdown = (): Promise<void> => {
@@ -491,6 +522,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
       await poller?.stop();
       load?.stop();
       windows.close();
+      for (const r of tlsReloaders) r.stop();
       // Workers that exit from now on stay down: SIGTERM to the process group
       // reaches them too, and a worker restarted now would only be stopped again.
       supervisor.stopRestarting();

@@ -35,6 +35,8 @@ export interface ServeOptions {
   readonly maxInflightWaitMs: number;
   readonly strictReadiness: boolean;
   readonly exitTimeoutSecs: number;
+  /** --tls-poll-secs: how often the public listeners' TLS files are checked for a change (0 = only on SIGHUP). */
+  readonly tlsPollSecs: number;
   /** Redis URL of the worker registry (redis-sentinel:// when given as Sentinel flags); undefined = local workers only. */
   readonly registry: string | undefined;
   /** Redis for the tenant quotas when not the registry's (may be redis-cluster://); undefined = the registry's. */
@@ -203,6 +205,9 @@ TLS (PEM files; the gRPC flags are tritonserver's, the HTTP ones Fabriek's and a
                               the same for HTTP/REST and /metrics
   --worker-tls-cert FILE, --worker-tls-key FILE, --worker-tls-ca FILE
                               mutual TLS between gateways and remote workers (all three or none)
+  --tls-poll-secs N           seconds between checks of the gRPC and HTTP TLS files: changed files are
+                              read, checked and put in force for new connections (default 10; 0 = only
+                              on SIGHUP)
   --tenants FILE              tenants (API keys as SHA-256 hashes, model globs, quotas, weights), YAML or
                               JSON; turns authentication on. Without it the server is open to every caller.
                               Quotas are shared through the --registry Redis when given
@@ -240,6 +245,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
         'max-inflight-wait-ms': { type: 'string' },
         'strict-readiness': { type: 'string' },
         'exit-timeout-secs': { type: 'string' },
+        'tls-poll-secs': { type: 'string' },
         'load-report-interval-ms': { type: 'string' },
         'drain-grace-secs': { type: 'string' },
         registry: { type: 'string' },
@@ -350,6 +356,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
     maxInflightWaitMs: integer('max-inflight-wait-ms', values['max-inflight-wait-ms'], 0, 0, 3_600_000),
     strictReadiness: boolean('strict-readiness', values['strict-readiness'], true),
     exitTimeoutSecs: integer('exit-timeout-secs', values['exit-timeout-secs'], 30, 0, 3600),
+    tlsPollSecs: integer('tls-poll-secs', values['tls-poll-secs'], 10, 0, 86_400),
     drainGraceSecs: integer('drain-grace-secs', values['drain-grace-secs'], 0, 0, 3600),
     loadReportIntervalMs: integer('load-report-interval-ms', values['load-report-interval-ms'], 1000, 0, 3_600_000),
     registry,

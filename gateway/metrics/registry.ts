@@ -40,6 +40,15 @@ export interface StreamWindowSample {
   readonly narrowings: number;
 }
 
+/** A public TLS listener's certificate in force (gateway/tls-reloader.ts). */
+export interface TlsSample {
+  /** 'grpc' or 'http' (HTTP/REST and /metrics). */
+  readonly listener: string;
+  readonly notAfterSeconds: number;
+  readonly reloads: number;
+  readonly failures: number;
+}
+
 /** A version batching in SLO mode (`batching_slo_ms`). */
 export interface SloSample {
   readonly model: string;
@@ -77,6 +86,7 @@ export class MetricsRegistry {
   #slos: () => Iterable<SloSample> = () => [];
   #inflight: () => InflightSample | undefined = () => undefined;
   #streamWindow: () => StreamWindowSample | undefined = () => undefined;
+  #tls: () => Iterable<TlsSample> = () => [];
 
   constructor(options: MetricsOptions = {}) {
     const registers = [this.registry];
@@ -224,6 +234,31 @@ export class MetricsRegistry {
         }
       },
     });
+    const tls = (): Iterable<TlsSample> => this.#tls();
+    new Gauge({
+      name: 'fabriek_tls_certificate_expiry_timestamp_seconds',
+      help: "When the certificate a TLS listener presents expires (Unix seconds; listener: grpc, or http for HTTP/REST and /metrics); alert on it minus time()",
+      labelNames: ['listener'],
+      registers,
+      aggregator: 'min',
+      collect() {
+        this.reset();
+        for (const t of tls()) this.set({ listener: t.listener }, t.notAfterSeconds);
+      },
+    });
+    new Counter({
+      name: 'fabriek_tls_reloads_total',
+      help: "A TLS listener's files read again after they changed (or on SIGHUP): ok, put in force for new connections; failed, refused by the startup checks (the previous certificate stays)",
+      labelNames: ['listener', 'result'],
+      registers,
+      collect() {
+        this.reset();
+        for (const t of tls()) {
+          this.inc({ listener: t.listener, result: 'ok' }, t.reloads);
+          this.inc({ listener: t.listener, result: 'failed' }, t.failures);
+        }
+      },
+    });
     // aggregator: how several gateway processes' values combine in /metrics (--gateway-processes; prom-client's cluster aggregation).
     this.#workers = new Gauge({ name: 'fabriek_workers', help: 'Worker processes by state', labelNames: ['state'], registers, aggregator: 'max' });
     this.setWorkers({ up: 0, down: 0 });
@@ -267,6 +302,11 @@ export class MetricsRegistry {
   /** Read at every scrape: the in-flight gate. */
   setInflightProvider(provider: () => InflightSample): void {
     this.#inflight = provider;
+  }
+
+  /** Read at every scrape: the public TLS listeners' certificates. */
+  setTlsProvider(provider: () => Iterable<TlsSample>): void {
+    this.#tls = provider;
   }
 
   /** Read at every scrape: the gRPC sessions' stream window. */

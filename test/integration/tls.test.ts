@@ -2,15 +2,17 @@
 // flags, HTTP/REST and /metrics with Fabriek's, certificates made with
 // openssl in a temp dir for this run.
 import { status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
-import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
+import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ClientTlsOptions, InferenceGrpcClient } from '../../client/grpc-client.js';
 import { type ModelInferRequest } from '../../proto/gen/inference.js';
 import { type GatewayProcess, runCli, startGateway } from '../helpers/gateway-process.js';
+import { waitFor } from '../helpers/processes.js';
 import { makeTestPki, type TestPki } from '../helpers/test-certs.js';
 import { TEST_REPOSITORY } from '../helpers/test-repository.js';
 
@@ -97,6 +99,17 @@ async function httpOutcome(url: string, tls: { ca?: Buffer; cert?: Buffer; key?:
   } catch (error) {
     return (error as NodeJS.ErrnoException).code ?? (error as Error).message;
   }
+}
+
+/** The serial number of the certificate a new TLS connection to `port` is shown (by the name the certificates carry). */
+function servedSerial(port: number, ca: Buffer, alpn: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: '127.0.0.1', port, ca, servername: 'localhost', ALPNProtocols: [alpn] }, () => {
+      resolve(socket.getPeerCertificate().serialNumber);
+      socket.end();
+    });
+    socket.on('error', reject);
+  });
 }
 
 function portOf(line: string, what: 'HTTP' | 'metrics'): number {
@@ -223,6 +236,89 @@ describe('TLS on gRPC, HTTP and metrics', () => {
 
     it('keeps serving after the refused handshakes', async () => {
       expect(await grpcInfer(gw.address, { rootCert: pem.ca, certChain: pem.clientCert, privateKey: pem.clientKey })).toBe('OK');
+    });
+  });
+
+  describe('certificates rotated while serving', () => {
+    let dir: string;
+    const crt = (): string => join(dir, 'tls.crt');
+    const key = (): string => join(dir, 'tls.key');
+    const install = async (files: { cert: string; key: string }): Promise<void> => {
+      // As a copy would: the certificate first, then its key (a check between them finds a key that does not fit).
+      await copyFile(files.cert, crt());
+      await copyFile(files.key, key());
+    };
+    const serve = (pollSecs: number): Promise<GatewayProcess> =>
+      startGateway([
+        ...['--model-repository', repo, '--workers', '1', '--log-level', 'warn', '--tls-poll-secs', String(pollSecs)],
+        ...['--grpc-use-ssl', 'true', '--grpc-server-cert', crt(), '--grpc-server-key', key()],
+        ...['--http-use-ssl', 'true', '--http-server-cert', crt(), '--http-server-key', key()],
+      ]);
+    const metricsText = async (gw: GatewayProcess): Promise<string> =>
+      (await call(`https://localhost:${portOf(gw.readyLine, 'metrics')}/metrics`, 'GET', undefined, { ca: pem.ca })).body;
+    const counter = (text: string, listener: string, result: string): number =>
+      Number(new RegExp(`^fabriek_tls_reloads_total\\{listener="${listener}",result="${result}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
+
+    beforeAll(async () => {
+      dir = await mkdtemp(join(tmpdir(), 'fabriek-tls-rotate-'));
+    });
+    afterAll(async () => {
+      await rm(dir, { recursive: true, force: true });
+    });
+
+    it('new connections get the new certificate within --tls-poll-secs, open ones keep serving, and bad files change nothing', async () => {
+      await install(pki.server);
+      const gw = await serve(1);
+      const client = new InferenceGrpcClient(`localhost:${gw.grpcPort}`, { tls: { rootCert: pem.ca } });
+      try {
+        const grpcPort = gw.grpcPort;
+        const httpPort = portOf(gw.readyLine, 'HTTP');
+        expect(await servedSerial(grpcPort, pem.ca, 'h2')).toBe('01');
+        expect(await servedSerial(httpPort, pem.ca, 'http/1.1')).toBe('01');
+        await client.modelInfer(inferRequest(), { timeoutMs: 20_000 });
+        const before = await metricsText(gw);
+        expect(before).toMatch(/^fabriek_tls_certificate_expiry_timestamp_seconds\{listener="grpc"\} \d+/m);
+        expect(before).toMatch(/^fabriek_tls_certificate_expiry_timestamp_seconds\{listener="http"\} \d+/m);
+
+        await install(pki.peer);
+        await waitFor(
+          async () => (await servedSerial(grpcPort, pem.ca, 'h2')) === '03' && (await servedSerial(httpPort, pem.ca, 'http/1.1')) === '03',
+          15_000,
+          'the new certificate on new connections',
+        );
+        expect(await servedSerial(portOf(gw.readyLine, 'metrics'), pem.ca, 'http/1.1')).toBe('03');
+        // The connection opened before the rotation serves on.
+        expect(Buffer.from((await client.modelInfer(inferRequest(), { timeoutMs: 20_000 })).rawOutputContents[0] ?? [])).toEqual(Buffer.from(VALUES.buffer));
+        const rotated = await metricsText(gw);
+        expect(counter(rotated, 'grpc', 'ok')).toBeGreaterThanOrEqual(1);
+        expect(counter(rotated, 'http', 'ok')).toBeGreaterThanOrEqual(1);
+
+        // A file that is not a certificate: refused by the startup checks, the certificate in force stays.
+        const failed = counter(rotated, 'grpc', 'failed');
+        await writeFile(crt(), 'not a certificate\n');
+        await waitFor(async () => counter(await metricsText(gw), 'grpc', 'failed') > failed, 15_000, 'the bad file refused');
+        expect(await servedSerial(grpcPort, pem.ca, 'h2')).toBe('03');
+        expect(await grpcInfer(gw.address, { rootCert: pem.ca })).toBe('OK');
+        expect(await httpOutcome(`https://localhost:${httpPort}/v2/models/identity_fp32/infer`, { ca: pem.ca })).toBe('OK 200');
+      } finally {
+        client.close();
+        await gw.stop();
+      }
+    });
+
+    it('with --tls-poll-secs 0 only SIGHUP reads them again', async () => {
+      await install(pki.server);
+      const gw = await serve(0);
+      try {
+        await install(pki.peer);
+        await new Promise((r) => setTimeout(r, 1500));
+        expect(await servedSerial(gw.grpcPort, pem.ca, 'h2')).toBe('01');
+        gw.child.kill('SIGHUP');
+        await waitFor(async () => (await servedSerial(gw.grpcPort, pem.ca, 'h2')) === '03', 15_000, 'the new certificate after SIGHUP');
+        expect(await servedSerial(portOf(gw.readyLine, 'HTTP'), pem.ca, 'http/1.1')).toBe('03');
+      } finally {
+        await gw.stop();
+      }
     });
   });
 
