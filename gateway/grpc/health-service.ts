@@ -117,25 +117,18 @@ export function decodeHealthListResponse(bytes: Uint8Array): Map<string, Serving
 
 const bytesOf = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
 
+/** Check and Watch take a HealthCheckRequest and answer HealthCheckResponses. */
+const checkMessages = {
+  requestStream: false,
+  requestSerialize: (r: HealthCheckRequest): Buffer => bytesOf(encodeHealthCheckRequest(r)),
+  requestDeserialize: (bytes: Buffer): HealthCheckRequest => decodeHealthCheckRequest(bytes),
+  responseSerialize: (s: ServingStatus): Buffer => bytesOf(encodeHealthCheckResponse(s)),
+  responseDeserialize: (bytes: Buffer): ServingStatus => decodeHealthCheckResponse(bytes),
+} as const;
+
 export const healthServiceDefinition: ServiceDefinition = {
-  Check: {
-    path: '/grpc.health.v1.Health/Check',
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: (r: HealthCheckRequest): Buffer => bytesOf(encodeHealthCheckRequest(r)),
-    requestDeserialize: (bytes: Buffer): HealthCheckRequest => decodeHealthCheckRequest(bytes),
-    responseSerialize: (s: ServingStatus): Buffer => bytesOf(encodeHealthCheckResponse(s)),
-    responseDeserialize: (bytes: Buffer): ServingStatus => decodeHealthCheckResponse(bytes),
-  },
-  Watch: {
-    path: '/grpc.health.v1.Health/Watch',
-    requestStream: false,
-    responseStream: true,
-    requestSerialize: (r: HealthCheckRequest): Buffer => bytesOf(encodeHealthCheckRequest(r)),
-    requestDeserialize: (bytes: Buffer): HealthCheckRequest => decodeHealthCheckRequest(bytes),
-    responseSerialize: (s: ServingStatus): Buffer => bytesOf(encodeHealthCheckResponse(s)),
-    responseDeserialize: (bytes: Buffer): ServingStatus => decodeHealthCheckResponse(bytes),
-  },
+  Check: { path: '/grpc.health.v1.Health/Check', responseStream: false, ...checkMessages },
+  Watch: { path: '/grpc.health.v1.Health/Watch', responseStream: true, ...checkMessages },
   List: {
     path: '/grpc.health.v1.Health/List',
     requestStream: false,
