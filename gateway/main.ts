@@ -224,8 +224,9 @@ async function startTenants(options: ServeOptions, quotaTarget: RedisTarget | un
 
 /**
  * SIGHUP re-reads the tenants file (rotated keys, changed models, quotas,
- * weights and priorities apply to calls from then on); a file that does not
- * load leaves the previous one in force. Reloads run one at a time.
+ * weights and priorities apply to calls from then on) and the public
+ * listeners' TLS files; a file that does not load leaves the previous one in
+ * force. Reloads run one at a time.
  */
 function reloadOnHangup(file: string | undefined, authenticator: Authenticator | undefined, tls: readonly TlsReloader[], log: Logger): () => void {
   let reloading = Promise.resolve();
