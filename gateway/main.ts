@@ -222,19 +222,34 @@ async function startTenants(options: ServeOptions, quotaTarget: RedisTarget | un
   return { authenticator: new Authenticator(config), quota, state, audit, count: config.tenants.length };
 }
 
+/** What SIGHUP reads or opens again. */
+interface HangupTargets {
+  readonly tenantsFile: string | undefined;
+  readonly authenticator: Authenticator | undefined;
+  readonly audit: AuditLog | undefined;
+  /** Filled once the listeners are up. */
+  readonly tls: readonly TlsReloader[];
+}
+
 /**
  * SIGHUP re-reads the tenants file (rotated keys, changed models, quotas,
  * weights and priorities apply to calls from then on) and the public
- * listeners' TLS files; a file that does not load leaves the previous one in
- * force. Reloads run one at a time.
+ * listeners' TLS files, and reopens the audit log by its name (after
+ * logrotate moved it); a file that does not load leaves the previous one in
+ * force. Tenants reloads run one at a time.
  */
-function reloadOnHangup(file: string | undefined, authenticator: Authenticator | undefined, tls: readonly TlsReloader[], log: Logger): () => void {
+function reloadOnHangup(targets: HangupTargets, log: Logger): () => void {
   let reloading = Promise.resolve();
   return () => {
+    const { tenantsFile: file, authenticator, audit, tls } = targets;
     // Each listener's TLS files are read again; a failure keeps the certificate in force (tls-reloader.ts).
     for (const reloader of tls) void reloader.reload();
+    audit?.reopen().then(
+      () => log.info('audit log reopened'),
+      (error: unknown) => log.error({ reason: error instanceof Error ? error.message : String(error) }, 'audit log not reopened: lines go on to the file open before'),
+    );
     if (file === undefined || authenticator === undefined) {
-      if (tls.length === 0) log.warn('SIGHUP: no --tenants file or TLS files to reload; ignored');
+      if (tls.length === 0 && audit === undefined) log.warn('SIGHUP: no --tenants file, TLS files or audit log to reload; ignored');
       return;
     }
     reloading = reloading.then(async () => {
@@ -292,7 +307,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   const tenants = await startTenants(options, redis.quota, log, child);
   // Filled once the listeners are up; SIGHUP reads their files again.
   const tlsReloaders: TlsReloader[] = [];
-  const onHangup = reloadOnHangup(options.tenants, tenants.authenticator, tlsReloaders, log);
+  const onHangup = reloadOnHangup({ tenantsFile: options.tenants, authenticator: tenants.authenticator, audit: tenants.audit, tls: tlsReloaders }, log);
   process.on('SIGHUP', onHangup);
   const metrics = options.allowMetrics ? new MetricsRegistry({ responseCache: options.cache !== undefined }) : undefined;
   const responseCache = await startResponseCache(options, log, metrics);

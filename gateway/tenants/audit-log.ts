@@ -59,21 +59,29 @@ export function auditLine(r: AuditRecord, now: Date): string {
  * the disk (writes that queue up go out together).
  */
 export class AuditLog {
-  readonly #out: Writable;
-  readonly #toStdout: boolean;
+  #out: Writable;
+  /** The file; undefined for stdout. */
+  readonly #path: string | undefined;
+  readonly #onError: (error: Error) => void;
+  /** Error kinds already reported: a failing disk is said once per kind, not per line. */
+  readonly #seen = new Set<string>();
   #closed = false;
 
-  private constructor(out: Writable, toStdout: boolean, onError: (error: Error) => void) {
-    this.#out = out;
-    this.#toStdout = toStdout;
-    // A failing disk must not take the server down: say so (once per error kind) and go on.
-    const seen = new Set<string>();
+  private constructor(out: Writable, path: string | undefined, onError: (error: Error) => void) {
+    this.#path = path;
+    this.#onError = onError;
+    this.#out = this.#watch(out);
+  }
+
+  /** A failing disk must not take the server down: say so (once per error kind) and go on. */
+  #watch(out: Writable): Writable {
     out.on('error', (error: NodeJS.ErrnoException) => {
       const kind = error.code ?? error.message;
-      if (seen.has(kind)) return;
-      seen.add(kind);
-      onError(error);
+      if (this.#seen.has(kind)) return;
+      this.#seen.add(kind);
+      this.#onError(error);
     });
+    return out;
   }
 
   /**
@@ -81,14 +89,27 @@ export class AuditLog {
    * so a bad path fails at start. `onError` hears of later write errors.
    */
   static async open(target: string, onError: (error: Error) => void = () => undefined): Promise<AuditLog> {
-    if (target === '-') return new AuditLog(process.stdout, true, onError);
-    await mkdir(dirname(target), { recursive: true });
-    const out = createWriteStream(target, { flags: 'a' });
-    await new Promise<void>((resolve, reject) => {
-      out.once('open', () => resolve());
-      out.once('error', reject);
-    });
-    return new AuditLog(out, false, onError);
+    if (target === '-') return new AuditLog(process.stdout, undefined, onError);
+    return new AuditLog(await appendTo(target), target, onError);
+  }
+
+  /**
+   * Opens the file again by its name (SIGHUP, after logrotate moved it away),
+   * and closes the old one once what was written to it is out: lines go to
+   * the old file until the new one is open, none is lost. Rejects, keeping
+   * the old file, when the new one cannot be opened. Nothing to do for stdout.
+   */
+  async reopen(): Promise<void> {
+    if (this.#path === undefined || this.#closed) return;
+    const next = await appendTo(this.#path);
+    if (this.#closed) {
+      next.end();
+      return;
+    }
+    const old = this.#out;
+    this.#out = this.#watch(next);
+    this.#seen.clear();
+    await new Promise<void>((resolve) => old.end(() => resolve()));
   }
 
   write(record: AuditRecord): void {
@@ -101,8 +122,19 @@ export class AuditLog {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#toStdout) return;
+    if (this.#path === undefined) return;
     const out = this.#out;
     await new Promise<void>((resolve) => out.end(() => resolve()));
   }
+}
+
+/** An append stream to `path`, open (its folder made); rejects when it cannot be opened. */
+async function appendTo(path: string): Promise<Writable> {
+  await mkdir(dirname(path), { recursive: true });
+  const out = createWriteStream(path, { flags: 'a' });
+  await new Promise<void>((resolve, reject) => {
+    out.once('open', () => resolve());
+    out.once('error', reject);
+  });
+  return out;
 }

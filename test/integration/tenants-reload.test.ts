@@ -1,7 +1,8 @@
 // `kill -HUP` re-reads the tenants file of a running gateway: a rotated key
 // works at once and the old one stops, changed model globs apply, and a
-// broken file is refused with the previous one still in force.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+// broken file is refused with the previous one still in force. It also
+// reopens the audit log by its name, as logrotate expects.
+import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -33,7 +34,7 @@ describe('reloading the tenants file on SIGHUP', () => {
     dir = await mkdtemp(join(tmpdir(), 'fabriek-tenants-reload-'));
     file = join(dir, 'tenants.yaml');
     await writeFile(file, tenantsYaml(OLD_KEY, '"identity_fp32"'));
-    gw = await startGateway(['--model-repository', TEST_REPOSITORY, '--workers', '1', '--log-level', 'info', '--tenants', file]);
+    gw = await startGateway(['--model-repository', TEST_REPOSITORY, '--workers', '1', '--log-level', 'info', '--tenants', file, '--audit-log', join(dir, 'audit.log')]);
     open = await startGateway(['--model-repository', TEST_REPOSITORY, '--workers', '1', '--log-level', 'info']);
   });
 
@@ -67,9 +68,27 @@ describe('reloading the tenants file on SIGHUP', () => {
     expect(gw.child.exitCode).toBeNull();
   });
 
+  it('reopens the audit log by its name: lines before go to the file logrotate moved, lines after to a new one', async () => {
+    const audit = join(dir, 'audit.log');
+    const ids = async (path: string): Promise<string[]> =>
+      (await readFile(path, 'utf8').catch(() => '')).split('\n').filter((l) => l !== '').map((l) => (JSON.parse(l) as { id?: string }).id ?? '');
+    const call = (id: string): Promise<string> =>
+      outcomeOf(gw.client.modelInfer({ ...request('identity_fp32'), id }, { metadata: { authorization: `Bearer ${NEW_KEY}` } }));
+    expect(await call('before-rotation')).toBe('OK');
+    await waitFor(async () => (await ids(audit)).includes('before-rotation'), 10_000, 'the line before the rotation');
+    await rename(audit, `${audit}.1`);
+    gw.child.kill('SIGHUP');
+    await waitFor(() => /"msg":"audit log reopened"/.test(gw.stderr()), 10_000, 'the reopen in the log');
+    expect(await call('after-rotation')).toBe('OK');
+    await waitFor(async () => (await ids(audit)).includes('after-rotation'), 10_000, 'the line after the rotation, in a new file');
+    expect(await ids(audit)).not.toContain('before-rotation');
+    expect(await ids(`${audit}.1`)).toContain('before-rotation');
+    expect(await ids(`${audit}.1`)).not.toContain('after-rotation');
+  });
+
   it('a server without --tenants logs and ignores SIGHUP instead of exiting', async () => {
     open.child.kill('SIGHUP');
-    await waitFor(() => /no --tenants file to reload/.test(open.stderr()), 10_000, 'the log line');
+    await waitFor(() => /SIGHUP: no --tenants file, TLS files or audit log to reload; ignored/.test(open.stderr()), 10_000, 'the log line');
     expect(open.child.exitCode).toBeNull();
     expect(await open.client.serverLive()).toBe(true);
   });

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -53,6 +53,59 @@ describe('audit log', () => {
         ['city-app', 'RESOURCE_EXHAUSTED'],
         ['lab', 'OK'],
       ]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reopen (SIGHUP after logrotate): lines written before go to the moved file, lines after to a new one by the name', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fabriek-audit-'));
+    try {
+      const file = join(dir, 'audit.log');
+      const log = await AuditLog.open(file);
+      log.write({ ...record, id: 'before' });
+      await rename(file, `${file}.1`);
+      // Written after the move, before the reopen: still the old file's.
+      log.write({ ...record, id: 'moved' });
+      await log.reopen();
+      log.write({ ...record, id: 'after' });
+      await log.close();
+      const ids = async (path: string): Promise<string[]> =>
+        (await readFile(path, 'utf8')).trim().split('\n').map((l) => (JSON.parse(l) as { id: string }).id);
+      expect(await ids(`${file}.1`)).toEqual(['before', 'moved']);
+      expect(await ids(file)).toEqual(['after']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a reopen that cannot open the file rejects, and lines go on to the file open before', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fabriek-audit-'));
+    try {
+      const file = join(dir, 'logs', 'audit.log');
+      const log = await AuditLog.open(file);
+      // Its folder moved away and a plain file in its place: the name cannot be opened (root or not).
+      await rename(join(dir, 'logs'), join(dir, 'logs.1'));
+      await writeFile(join(dir, 'logs'), '');
+      await expect(log.reopen()).rejects.toThrow(/EEXIST|ENOTDIR/);
+      log.write({ ...record, id: 'kept' });
+      await log.close();
+      expect((await readFile(join(dir, 'logs.1', 'audit.log'), 'utf8')).trim()).toMatch(/"id":"kept"/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reopen does nothing for stdout, or once closed', async () => {
+    const out = await AuditLog.open('-');
+    await expect(out.reopen()).resolves.toBeUndefined();
+    const dir = await mkdtemp(join(tmpdir(), 'fabriek-audit-'));
+    try {
+      const log = await AuditLog.open(join(dir, 'audit.log'));
+      await log.close();
+      await rm(join(dir, 'audit.log'));
+      await log.reopen();
+      await expect(readFile(join(dir, 'audit.log'))).rejects.toThrow(/ENOENT/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
