@@ -67,9 +67,10 @@ import {
   secureContextOptions,
 } from '../core/tls.js';
 import { TlsReloader } from './tls-reloader.js';
+import { logControl } from './log-settings.js';
 
 /** Extensions of the KServe/Triton protocol this server implements. */
-export const EXTENSIONS = ['model_configuration', 'model_repository', 'schedule_policy', 'statistics', 'parameters'] as const;
+export const EXTENSIONS = ['model_configuration', 'model_repository', 'schedule_policy', 'statistics', 'parameters', 'logging'] as const;
 
 export { StartupError };
 
@@ -463,7 +464,9 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     // tenant over its quota takes no place at the gate, and the gate knows whose share a call counts against.
     interceptors: [...(admission.open ? [] : [earlyRefusals(admission, log, windows)]), inflightBound(inflight, log, windows)],
   });
-  server.addService(withMalformedRequests(inferenceServiceDefinition()), createInferenceService(models, info, log, admission, load, inflight));
+  // Triton's logging extension; with several gateway processes a change reaches them all (and the primary).
+  const logging = logControl(log, child ? (level) => child.shareLogLevel(level) : undefined);
+  server.addService(withMalformedRequests(inferenceServiceDefinition()), createInferenceService(models, info, log, admission, load, inflight, logging));
   load?.addToServer(server);
   const health = new ServerHealth(() => serverReady(models, info));
   server.addService(healthServiceDefinition, health.handlers);
@@ -487,6 +490,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
       maxBodyBytes: options.maxMessageBytes,
       admission,
       inflight,
+      logging,
       ...(load ? { load } : {}),
       ...(httpTls ? { tls: httpsServerOptions(httpTls) } : {}),
     });

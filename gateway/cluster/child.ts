@@ -11,6 +11,7 @@ import { type OnDemandCoordinator } from '../repository/on-demand-loader.js';
 import { type Ask, type ChildRequest, INDEX_ENV, isOurs, type RepositoryChange, type OthersStatistics, PROCESSES_ENV, type ReadySummary, type ToChild, type ToPrimary, fromWire, toWire, WORKERS_ENV } from './messages.js';
 import { sumStatistics } from './sum-statistics.js';
 import { type LocalWorkers } from '../main.js';
+import { type LogLevel } from '../log-settings.js';
 
 // A gateway child of `fabriek serve --gateway-processes N` (node:cluster):
 // a whole gateway, except that it connects to the primary's local workers
@@ -211,6 +212,9 @@ export class GatewayChild {
           log.info({ model: request.change.name, op: request.change.op }, 'repository change from another gateway process');
           await models.applyRepositoryChange(request.change);
           return undefined;
+        case 'log-level':
+          log.level = request.level;
+          return undefined;
       }
     };
   }
@@ -249,6 +253,11 @@ export class GatewayChild {
       load: (name) => then(models.polled.load(name), { op: 'load', name, config: undefined, files: new Map() }),
       unload: (name) => then(models.polled.unload(name), { op: 'unload', name }),
     };
+  }
+
+  /** LogSettings changed this process's level: the primary and the other processes take it too. */
+  async shareLogLevel(level: LogLevel): Promise<void> {
+    await this.ask({ op: 'log-level', level });
   }
 
   ready(summary: ReadySummary): void {

@@ -4,6 +4,7 @@ import { type TenantQuotas } from '../tenants/tenant.js';
 import { ServingError } from '../../core/errors.js';
 import { QuotaExceededError } from '../tenants/quota.js';
 import { type LoadRequest } from '../repository/on-demand-loader.js';
+import { type LogLevel } from '../log-settings.js';
 
 // IPC between the primary of `fabriek serve --gateway-processes N` and its
 // gateway children (node:cluster, advanced serialization: bigints, Maps and
@@ -40,7 +41,9 @@ export type Ask =
   /** On demand: room on the host for this load (the primary plans the budget, host-budget.ts). */
   | { readonly op: 'budget-reserve'; readonly need: LoadRequest }
   /** On demand: the load `budget-reserve` allowed is over. */
-  | { readonly op: 'budget-settled'; readonly key: string };
+  | { readonly op: 'budget-settled'; readonly key: string }
+  /** LogSettings changed the level in this process: the primary and the others take it too. */
+  | { readonly op: 'log-level'; readonly level: LogLevel };
 
 /** What the primary asks a child. */
 export type ChildRequest =
@@ -49,7 +52,9 @@ export type ChildRequest =
   /** On demand: what this process holds (ResidentReport[]). */
   | { readonly op: 'budget-residents' }
   /** On demand: unload `key` if it is idle here (true: gone; false: busy). */
-  | { readonly op: 'budget-evict'; readonly key: string };
+  | { readonly op: 'budget-evict'; readonly key: string }
+  /** Log at this level from now on (LogSettings in another process, or a process forked after it). */
+  | { readonly op: 'log-level'; readonly level: LogLevel };
 
 /** An error across the channel: its gRPC code (if it had one), message and retry hint. */
 export interface WireError {

@@ -20,6 +20,7 @@ import { defaultMemoryBudget, type MemoryBudget } from '../repository/memory-bud
 import { type ResidentReport } from '../repository/on-demand-loader.js';
 import { type LoadedUsage, ModelBudgetMetrics } from '../metrics/model-load-metrics.js';
 import { type BudgetHolders, HostBudget } from './host-budget.js';
+import { type LogLevel } from '../log-settings.js';
 
 // The primary of `fabriek serve --gateway-processes N` (N > 1). It serves
 // nothing itself: it starts and supervises the local workers once (the
@@ -107,6 +108,8 @@ export async function startPrimary(options: ServeOptions, processes: number, log
       });
       child.send({ fabriek: 1, kind: 'request', id, request: body } satisfies ToChild);
     });
+  /** The level LogSettings last set (undefined: --log-level still), for processes forked after it. */
+  let logLevel: LogLevel | undefined;
   const others = (from: ClusterWorker): ClusterWorker[] => [...children].filter((c) => c !== from && c.isConnected() && ready.has(c));
 
   // Tenant quotas for every child, grants by id: in Redis (this host is one gateway there, and enforces its share
@@ -182,6 +185,13 @@ export async function startPrimary(options: ServeOptions, processes: number, log
         const lists = await Promise.allSettled(others(from).map((c) => request(c, { op: 'stats', name: ask.name, version: ask.version }, 5_000)));
         return lists.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
       }
+      case 'log-level': {
+        // Kept for processes forked later, which start at --log-level.
+        logLevel = ask.level;
+        log.level = ask.level;
+        await Promise.allSettled(others(from).map((c) => request(c, { op: 'log-level', level: ask.level }, 5_000)));
+        return undefined;
+      }
       case 'repository': {
         const results = await Promise.allSettled(others(from).map((c) => request(c, { op: 'repository', change: ask.change }, 10 * 60_000)));
         for (const r of results) if (r.status === 'rejected') log.warn({ model: ask.change.name, op: ask.change.op, reason: String(r.reason) }, 'a gateway process did not apply a repository change');
@@ -235,6 +245,7 @@ export async function startPrimary(options: ServeOptions, processes: number, log
       ready.set(child, message.summary);
       summary ??= message.summary;
       if (quotaState) child.send(quotaState);
+      if (logLevel !== undefined) request(child, { op: 'log-level', level: logLevel }, 5_000).catch(() => undefined);
       log.info({ pid: child.process.pid, processes: ready.size }, 'gateway process ready');
       if (ready.size >= processes) firstReady?.(summary);
       return;

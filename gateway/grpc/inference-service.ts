@@ -1,6 +1,6 @@
 import { type handleUnaryCall } from '@grpc/grpc-js';
 import { type Logger } from 'pino';
-import { unimplemented } from '../../core/errors.js';
+import { invalidArgument, unimplemented } from '../../core/errors.js';
 import {
   type GRPCInferenceServiceServer,
   type ModelInferRequest,
@@ -34,6 +34,8 @@ import { parametersFromProto } from './parameters.js';
 import { streamInfer } from './stream-infer.js';
 import { type LoadReporter } from '../load/load-reporter.js';
 import { type InflightGate } from '../inference/inflight-gate.js';
+import { type LogControl, type LogSettings, type LogSettingValue } from '../log-settings.js';
+import { type LogSettingsRequest, type LogSettingsResponse } from '../../proto/gen/inference.js';
 
 export interface ServerInfo extends ReadinessInfo {
   readonly name: string;
@@ -63,6 +65,7 @@ export function createInferenceService(
   admission: Admission = new Admission(),
   load?: LoadReporter,
   inflight?: InflightGate,
+  logging?: LogControl,
 ): GRPCInferenceServiceServer {
   const notImplemented = <Req, Res>(rpc: string): handleUnaryCall<Req, Res> =>
     unary<Req, Res>(() => Promise.reject(unimplemented(`${rpc} is not implemented by Fabriek`)), log);
@@ -184,6 +187,34 @@ export function createInferenceService(
     cudaSharedMemoryRegister: notImplemented('CudaSharedMemoryRegister'),
     cudaSharedMemoryUnregister: notImplemented('CudaSharedMemoryUnregister'),
     traceSetting: notImplemented('TraceSetting'),
-    logSettings: notImplemented('LogSettings'),
+    logSettings: logging
+      ? unary((request, context) => admission.call(call(context, 'logging', '', ''), async () => logSettingsAnswer(request, logging)), log)
+      : notImplemented('LogSettings'),
   };
+}
+
+/** LogSettings: the settings in force when none is given (Triton's get), else after the change. */
+async function logSettingsAnswer(request: LogSettingsRequest, logging: LogControl): Promise<LogSettingsResponse> {
+  const changes = new Map<string, LogSettingValue>();
+  for (const [name, value] of Object.entries(request.settings)) {
+    const choice = value.parameterChoice;
+    if (choice === undefined) throw invalidArgument(`log setting '${name}': no value given`);
+    changes.set(name, choice.value);
+  }
+  return logSettingsProto(changes.size === 0 ? logging.settings() : await logging.update(changes));
+}
+
+function logSettingsProto(settings: LogSettings): LogSettingsResponse {
+  const out: LogSettingsResponse['settings'] = {};
+  for (const [name, value] of Object.entries(settings) as [string, LogSettingValue][]) {
+    out[name] = {
+      parameterChoice:
+        typeof value === 'boolean'
+          ? { $case: 'boolParam', value }
+          : typeof value === 'number'
+            ? { $case: 'uint32Param', value }
+            : { $case: 'stringParam', value },
+    };
+  }
+  return { settings: out };
 }

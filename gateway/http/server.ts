@@ -13,6 +13,7 @@ import { type ServerInfo } from '../grpc/inference-service.js';
 import { type ModelManager } from '../repository/model-manager.js';
 import { orcaJson } from '../load/load-report.js';
 import { type LoadReporter } from '../load/load-reporter.js';
+import { type LogControl } from '../log-settings.js';
 import { BodyTooLargeError, declaredLength, readBody } from './body.js';
 import { lingerOnClose } from './linger.js';
 import { answerClientErrors } from './client-errors.js';
@@ -36,6 +37,8 @@ export interface HttpServerOptions {
   readonly inflight?: InflightGate;
   /** The load reported to balancers, served at GET /v2/health/load. */
   readonly load?: LoadReporter;
+  /** Triton's logging extension, GET/POST /v2/logging; 404 without it. */
+  readonly logging?: LogControl;
 }
 
 /** Bodies up to this size are read and dropped after an early error; larger ones close the connection. */
@@ -130,11 +133,22 @@ export function createHttpServer(
     run: async (_req, res) => sendEmpty(res, ready() ? 200 : 400),
   });
 
-  /** The route for a path; undefined when no endpoint has that shape. */
-  const route = (segments: readonly string[]): Route | undefined => {
+  /** GET /v2/logging: the settings in force; POST: a JSON object of settings to change, answered with them all after it. */
+  const loggingRoute = (logging: LogControl, method: string | undefined): Route =>
+    method === 'POST'
+      ? guarded('POST', 'logging', '', '', async (_t, _n, req, res) => {
+          const parsed = parseClientJson(await readBody(req, maxBodyBytes), 'the log settings JSON');
+          if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw invalidArgument('log settings: expected a JSON object of settings, e.g. {"log_verbose_level": 1}');
+          sendJson(res, 200, await logging.update(new Map(Object.entries(parsed))));
+        })
+      : guardedGet('logging', '', '', () => logging.settings());
+
+  /** The route for a path (and, where one path takes two methods, the request's); undefined when no endpoint has that shape. */
+  const route = (segments: readonly string[], method: string | undefined): Route | undefined => {
     const [v2, kind, ...rest] = segments;
     if (v2 !== 'v2') return undefined;
     if (kind === undefined) return get(() => h.serverMetadata(info));
+    if (kind === 'logging' && rest.length === 0) return options.logging ? loggingRoute(options.logging, method) : undefined;
     if (kind === 'health' && rest.length === 1) {
       if (rest[0] === 'live') return probe(() => true);
       if (rest[0] === 'ready') return probe(() => queries.serverReady(models, info));
@@ -252,7 +266,7 @@ export function createHttpServer(
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
     const segments = path.split('/').filter((s) => s !== '').map(decodeSegment);
-    const r = route(segments);
+    const r = route(segments, req.method);
     if (!r) throw new HttpError(404, `no endpoint at ${req.method ?? ''} ${path}`);
     if (req.method !== r.method) {
       throw new HttpError(405, `${path} accepts ${r.method}, not ${req.method ?? ''}`, { allow: r.method });

@@ -15,7 +15,7 @@ import { type Tenant } from './tenant.js';
 //       weight: 2                                 # share of the batcher (default 1)
 //       default_priority: 1                       # level of requests without `priority`
 //       highest_priority: 1                       # the highest level it may ask for
-//       admin: false                              # may load/unload models
+//       admin: false                              # may load/unload models and read/change the log settings
 //       quotas:                                   # summed over every gateway; absent = none
 //         requests_per_second: 100
 //         request_burst: 100                      # default: one second's worth

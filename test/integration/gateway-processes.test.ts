@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InferenceGrpcClient } from '../../client/grpc-client.js';
 import { WorkerConnection } from '../../gateway/scheduling/worker-connection.js';
-import { type ModelInferRequest } from '../../proto/gen/inference.js';
+import { type LogSettingsRequest, type ModelInferRequest } from '../../proto/gen/inference.js';
 import { type ModelStatus } from '../../proto/gen/worker.js';
 import { type GatewayProcess, spawnReadyCli, startGateway } from '../helpers/gateway-process.js';
 import { childPids, isWorkerProcess as isWorker, waitFor } from '../helpers/processes.js';
@@ -46,6 +46,13 @@ async function allServe(clients: readonly InferenceGrpcClient[], model: string):
     },
     30_000,
     'every client to be served again',
+  );
+}
+
+/** The log_verbose_level a client's gateway process reports after asking it to apply `settings` (none: just read). */
+function verboseLevel(client: InferenceGrpcClient, settings: LogSettingsRequest['settings'] = {}): Promise<unknown> {
+  return new Promise((resolve, reject) =>
+    client.raw.logSettings({ settings }, (error, answer) => (error ? reject(error) : resolve(answer?.settings.log_verbose_level?.parameterChoice?.value))),
   );
 }
 
@@ -197,6 +204,15 @@ describe('fabriek serve --gateway-processes 2', () => {
     await expect(clients[CLIENTS - 1]?.modelInfer(request('plain', 1))).resolves.toBeDefined();
   });
 
+  it('a log level set through one connection (LogSettings) is in force in every child', async () => {
+    const [first] = clients;
+    if (!first) throw new Error('no client');
+    const on = { log_info: { parameterChoice: { $case: 'boolParam' as const, value: true } }, log_verbose_level: { parameterChoice: { $case: 'uint32Param' as const, value: 1 } } };
+    expect(await verboseLevel(first, on)).toBe(1);
+    // Separate connections: both children answer among them.
+    for (const c of clients) expect(await verboseLevel(c)).toBe(1);
+  });
+
   it('a worker the primary restarts reaches both children (as a worker that rejoined)', async () => {
     const before = childPids(gw.child.pid as number);
     const worker = before.find(isWorker) as number;
@@ -221,6 +237,9 @@ describe('fabriek serve --gateway-processes 2', () => {
     await allServe(clients, 'merged');
     const text = await (await fetch(metricsUrl)).text();
     expect([...text.matchAll(/^fabriek_gateway_process_requests\{pid="(\d+)"\}/gm)].map((m) => Number(m[1]))).not.toContain(child);
+    // The child forked again takes the level LogSettings set before it (not --log-level's), from the primary as it is ready.
+    await waitFor(async () => (await Promise.all(clients.map((c) => verboseLevel(c)))).every((v) => v === 1), 10_000, 'the level in the new child');
+    await verboseLevel(clients[0] as InferenceGrpcClient, { log_verbose_level: { parameterChoice: { $case: 'uint32Param', value: 0 } }, log_info: { parameterChoice: { $case: 'boolParam', value: false } } });
   });
 
   it('SIGTERM to the primary ends the children and the worker', async () => {
