@@ -1,14 +1,17 @@
 // OpenTelemetry tracing, loaded only when configured (core/trace-config.ts).
 // The hot path checks `activeTracer()` once per request: undefined when
 // tracing is off, so no span, context or frame byte is made then.
-// The gateway samples new traces at the configured ratio (a caller's
-// traceparent keeps its trace id; the ratio decides on it); a worker
-// records only what its gateway sampled (parent-based, never a root).
+// The gateway samples new traces by its TracePolicy (trace-policy.ts: on or
+// off, the ratio, traces still to sample), which Triton's trace extension
+// changes while it runs; a caller's traceparent keeps its trace id, and the
+// ratio decides on it; a span within the gateway follows its parent. A
+// worker records only what its gateway sampled (parent-based, never a root).
 import { type Context, type Link, type Span, type SpanContext, type Tracer } from '@opentelemetry/api';
 import { status } from '@grpc/grpc-js';
 import { isServingError } from './errors.js';
 import { type FrameTrace } from './execute-frame.js';
 import { type TraceConfig } from './trace-config.js';
+import { policyAfter, type TraceControl, type TracePolicy, traceSettingsOf } from './trace-policy.js';
 import { FABRIEK_VERSION as VERSION } from './version.js';
 
 /** How a gateway gives its local workers the OTLP endpoint (they inherit its environment). */
@@ -22,6 +25,46 @@ const STATUS_ERROR = 2;
 let tracer: Tracer | undefined;
 let shutdown: (() => Promise<void>) | undefined;
 let api: typeof import('@opentelemetry/api') | undefined;
+/** What the gateway samples; off until startTracing. */
+let policy: TracePolicy = { on: false, ratio: 0, remaining: -1 };
+/** Set the policy's ratio: the SDK's own sampler for it (undefined before startTracing). */
+let ratioSampler: ((ratio: number) => Sampler) | undefined;
+let byRatio: Sampler | undefined;
+
+type Sampler = import('@opentelemetry/sdk-trace-base').Sampler;
+
+/** Whether tracing was configured at start (an OTLP endpoint, the SDK loaded): only then can the policy turn it on. */
+export function tracingConfigured(): boolean {
+  return tracer !== undefined;
+}
+
+export function tracePolicy(): TracePolicy {
+  return policy;
+}
+
+/**
+ * Triton's trace extension over this process's policy; `others` takes a new
+ * policy to the other gateway processes (--gateway-processes), `said` logs it.
+ */
+export function traceControl(said: (from: TracePolicy, to: TracePolicy) => void, others?: (next: TracePolicy) => Promise<void>): TraceControl {
+  return {
+    settings: () => traceSettingsOf(policy),
+    update: async (changes) => {
+      const from = policy;
+      const next = policyAfter(from, changes, tracingConfigured());
+      setTracePolicy(next);
+      said(from, next);
+      await others?.(next);
+      return traceSettingsOf(next);
+    },
+  };
+}
+
+/** Samples by `next` from the next new trace on. */
+export function setTracePolicy(next: TracePolicy): void {
+  if (next.ratio !== policy.ratio || byRatio === undefined) byRatio = ratioSampler?.(next.ratio);
+  policy = next;
+}
 
 /** The tracer when tracing is on; undefined otherwise (the one check on the hot path). */
 export function activeTracer(): Tracer | undefined {
@@ -35,10 +78,23 @@ export async function startTracing(config: TraceConfig, serviceName: string, rol
     import('@opentelemetry/exporter-trace-otlp-proto'),
     import('@opentelemetry/resources'),
   ]);
-  const sampler =
-    role === 'gateway'
-      ? new sdk.TraceIdRatioBasedSampler(config.ratio)
-      : new sdk.ParentBasedSampler({ root: new sdk.AlwaysOffSampler() });
+  ratioSampler = (ratio) => new sdk.TraceIdRatioBasedSampler(ratio);
+  setTracePolicy({ on: true, ratio: config.ratio, remaining: -1 });
+  const notSampled = { decision: sdk.SamplingDecision.NOT_RECORD };
+  const sampled = { decision: sdk.SamplingDecision.RECORD_AND_SAMPLED };
+  // The gateway's: a span within the gateway follows its parent; a new trace (or a caller's) is decided by the policy.
+  const byPolicy: Sampler = {
+    shouldSample: (context, traceId, spanName, spanKind, attributes, links) => {
+      const parent = otel.trace.getSpanContext(context);
+      if (parent !== undefined && !parent.isRemote) return (parent.traceFlags & 1) === 1 ? sampled : notSampled;
+      if (!policy.on || policy.remaining === 0 || byRatio === undefined) return notSampled;
+      const result = byRatio.shouldSample(context, traceId, spanName, spanKind, attributes, links);
+      if (result.decision === sdk.SamplingDecision.RECORD_AND_SAMPLED && policy.remaining > 0) policy = { ...policy, remaining: policy.remaining - 1 };
+      return result;
+    },
+    toString: () => 'FabriekTracePolicy',
+  };
+  const sampler = role === 'gateway' ? byPolicy : new sdk.ParentBasedSampler({ root: new sdk.AlwaysOffSampler() });
   const provider = new sdk.BasicTracerProvider({
     sampler,
     resource: resources.resourceFromAttributes({ 'service.name': serviceName, 'service.version': VERSION }),
@@ -53,6 +109,7 @@ export async function startTracing(config: TraceConfig, serviceName: string, rol
 export async function stopTracing(): Promise<void> {
   const stop = shutdown;
   tracer = undefined;
+  policy = { on: false, ratio: 0, remaining: -1 };
   shutdown = undefined;
   await stop?.().catch(() => {});
 }

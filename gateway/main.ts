@@ -40,7 +40,7 @@ import { LoadReporter } from './load/load-reporter.js';
 import { type ModelControl } from './repository/control-mode.js';
 import { defaultMemoryBudget } from './repository/memory-budget.js';
 import { totalmem } from 'node:os';
-import { startTracing, stopTracing, WORKER_TRACE_URL_ENV } from '../core/tracing.js';
+import { startTracing, stopTracing, traceControl, WORKER_TRACE_URL_ENV } from '../core/tracing.js';
 import { InProcessWorkers } from './scheduling/in-process-workers.js';
 import { WorkerSupervisor } from './scheduling/worker-supervisor.js';
 import { type WorkerLink } from './scheduling/worker-link.js';
@@ -70,7 +70,7 @@ import { TlsReloader } from './tls-reloader.js';
 import { logControl } from './log-settings.js';
 
 /** Extensions of the KServe/Triton protocol this server implements. */
-export const EXTENSIONS = ['model_configuration', 'model_repository', 'schedule_policy', 'statistics', 'parameters', 'logging'] as const;
+export const EXTENSIONS = ['model_configuration', 'model_repository', 'schedule_policy', 'statistics', 'parameters', 'logging', 'trace'] as const;
 
 export { StartupError };
 
@@ -466,7 +466,15 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   });
   // Triton's logging extension; with several gateway processes a change reaches them all (and the primary).
   const logging = logControl(log, child ? (level) => child.shareLogLevel(level) : undefined);
-  server.addService(withMalformedRequests(inferenceServiceDefinition()), createInferenceService(models, info, log, admission, load, inflight, logging));
+  // Triton's trace extension; the same reach as the log level's.
+  const tracing = traceControl(
+    (from, to) => log.info({ from, to }, 'trace settings changed (TraceSetting)'),
+    child ? (policy) => child.shareTracePolicy(policy) : undefined,
+  );
+  server.addService(
+    withMalformedRequests(inferenceServiceDefinition()),
+    createInferenceService(models, info, log, admission, load, inflight, logging, tracing),
+  );
   load?.addToServer(server);
   const health = new ServerHealth(() => serverReady(models, info));
   server.addService(healthServiceDefinition, health.handlers);
@@ -491,6 +499,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
       admission,
       inflight,
       logging,
+      tracing,
       ...(load ? { load } : {}),
       ...(httpTls ? { tls: httpsServerOptions(httpTls) } : {}),
     });

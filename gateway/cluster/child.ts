@@ -12,6 +12,8 @@ import { type Ask, type ChildRequest, INDEX_ENV, isOurs, type RepositoryChange, 
 import { sumStatistics } from './sum-statistics.js';
 import { type LocalWorkers } from '../main.js';
 import { type LogLevel } from '../log-settings.js';
+import { type TracePolicy } from '../../core/trace-policy.js';
+import { setTracePolicy } from '../../core/tracing.js';
 
 // A gateway child of `fabriek serve --gateway-processes N` (node:cluster):
 // a whole gateway, except that it connects to the primary's local workers
@@ -215,6 +217,9 @@ export class GatewayChild {
         case 'log-level':
           log.level = request.level;
           return undefined;
+        case 'trace-policy':
+          setTracePolicy(request.policy);
+          return undefined;
       }
     };
   }
@@ -258,6 +263,11 @@ export class GatewayChild {
   /** LogSettings changed this process's level: the primary and the other processes take it too. */
   async shareLogLevel(level: LogLevel): Promise<void> {
     await this.ask({ op: 'log-level', level });
+  }
+
+  /** TraceSetting changed what this process samples: the other processes sample so too. */
+  async shareTracePolicy(policy: TracePolicy): Promise<void> {
+    await this.ask({ op: 'trace-policy', policy });
   }
 
   ready(summary: ReadySummary): void {

@@ -5,6 +5,7 @@ import { ServingError } from '../../core/errors.js';
 import { QuotaExceededError } from '../tenants/quota.js';
 import { type LoadRequest } from '../repository/on-demand-loader.js';
 import { type LogLevel } from '../log-settings.js';
+import { type TracePolicy } from '../../core/trace-policy.js';
 
 // IPC between the primary of `fabriek serve --gateway-processes N` and its
 // gateway children (node:cluster, advanced serialization: bigints, Maps and
@@ -43,7 +44,9 @@ export type Ask =
   /** On demand: the load `budget-reserve` allowed is over. */
   | { readonly op: 'budget-settled'; readonly key: string }
   /** LogSettings changed the level in this process: the primary and the others take it too. */
-  | { readonly op: 'log-level'; readonly level: LogLevel };
+  | { readonly op: 'log-level'; readonly level: LogLevel }
+  /** TraceSetting changed what this process samples: the others sample so too. */
+  | { readonly op: 'trace-policy'; readonly policy: TracePolicy };
 
 /** What the primary asks a child. */
 export type ChildRequest =
@@ -54,7 +57,9 @@ export type ChildRequest =
   /** On demand: unload `key` if it is idle here (true: gone; false: busy). */
   | { readonly op: 'budget-evict'; readonly key: string }
   /** Log at this level from now on (LogSettings in another process, or a process forked after it). */
-  | { readonly op: 'log-level'; readonly level: LogLevel };
+  | { readonly op: 'log-level'; readonly level: LogLevel }
+  /** Sample by this from now on (TraceSetting in another process, or a process forked after it). */
+  | { readonly op: 'trace-policy'; readonly policy: TracePolicy };
 
 /** An error across the channel: its gRPC code (if it had one), message and retry hint. */
 export interface WireError {

@@ -21,6 +21,7 @@ import { type ResidentReport } from '../repository/on-demand-loader.js';
 import { type LoadedUsage, ModelBudgetMetrics } from '../metrics/model-load-metrics.js';
 import { type BudgetHolders, HostBudget } from './host-budget.js';
 import { type LogLevel } from '../log-settings.js';
+import { type TracePolicy } from '../../core/trace-policy.js';
 
 // The primary of `fabriek serve --gateway-processes N` (N > 1). It serves
 // nothing itself: it starts and supervises the local workers once (the
@@ -110,6 +111,8 @@ export async function startPrimary(options: ServeOptions, processes: number, log
     });
   /** The level LogSettings last set (undefined: --log-level still), for processes forked after it. */
   let logLevel: LogLevel | undefined;
+  /** What TraceSetting last set (undefined: --trace-config still), for processes forked after it. */
+  let tracePolicy: TracePolicy | undefined;
   const others = (from: ClusterWorker): ClusterWorker[] => [...children].filter((c) => c !== from && c.isConnected() && ready.has(c));
 
   // Tenant quotas for every child, grants by id: in Redis (this host is one gateway there, and enforces its share
@@ -192,6 +195,12 @@ export async function startPrimary(options: ServeOptions, processes: number, log
         await Promise.allSettled(others(from).map((c) => request(c, { op: 'log-level', level: ask.level }, 5_000)));
         return undefined;
       }
+      case 'trace-policy': {
+        // Kept for processes forked later; the primary itself traces nothing.
+        tracePolicy = ask.policy;
+        await Promise.allSettled(others(from).map((c) => request(c, { op: 'trace-policy', policy: ask.policy }, 5_000)));
+        return undefined;
+      }
       case 'repository': {
         const results = await Promise.allSettled(others(from).map((c) => request(c, { op: 'repository', change: ask.change }, 10 * 60_000)));
         for (const r of results) if (r.status === 'rejected') log.warn({ model: ask.change.name, op: ask.change.op, reason: String(r.reason) }, 'a gateway process did not apply a repository change');
@@ -246,6 +255,7 @@ export async function startPrimary(options: ServeOptions, processes: number, log
       summary ??= message.summary;
       if (quotaState) child.send(quotaState);
       if (logLevel !== undefined) request(child, { op: 'log-level', level: logLevel }, 5_000).catch(() => undefined);
+      if (tracePolicy !== undefined) request(child, { op: 'trace-policy', policy: tracePolicy }, 5_000).catch(() => undefined);
       log.info({ pid: child.process.pid, processes: ready.size }, 'gateway process ready');
       if (ready.size >= processes) firstReady?.(summary);
       return;

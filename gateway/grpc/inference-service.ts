@@ -35,7 +35,8 @@ import { streamInfer } from './stream-infer.js';
 import { type LoadReporter } from '../load/load-reporter.js';
 import { type InflightGate } from '../inference/inflight-gate.js';
 import { type LogControl, type LogSettings, type LogSettingValue } from '../log-settings.js';
-import { type LogSettingsRequest, type LogSettingsResponse } from '../../proto/gen/inference.js';
+import { type LogSettingsRequest, type LogSettingsResponse, type TraceSettingRequest, type TraceSettingResponse } from '../../proto/gen/inference.js';
+import { PER_MODEL_TRACE_SETTINGS, type TraceControl, type TraceSettings } from '../../core/trace-policy.js';
 
 export interface ServerInfo extends ReadinessInfo {
   readonly name: string;
@@ -66,6 +67,7 @@ export function createInferenceService(
   load?: LoadReporter,
   inflight?: InflightGate,
   logging?: LogControl,
+  tracing?: TraceControl,
 ): GRPCInferenceServiceServer {
   const notImplemented = <Req, Res>(rpc: string): handleUnaryCall<Req, Res> =>
     unary<Req, Res>(() => Promise.reject(unimplemented(`${rpc} is not implemented by Fabriek`)), log);
@@ -186,7 +188,9 @@ export function createInferenceService(
     cudaSharedMemoryStatus: notImplemented('CudaSharedMemoryStatus'),
     cudaSharedMemoryRegister: notImplemented('CudaSharedMemoryRegister'),
     cudaSharedMemoryUnregister: notImplemented('CudaSharedMemoryUnregister'),
-    traceSetting: notImplemented('TraceSetting'),
+    traceSetting: tracing
+      ? unary((request, context) => admission.call(call(context, 'tracing', '', ''), async () => traceSettingAnswer(request, tracing)), log)
+      : notImplemented('TraceSetting'),
     logSettings: logging
       ? unary((request, context) => admission.call(call(context, 'logging', '', ''), async () => logSettingsAnswer(request, logging)), log)
       : notImplemented('LogSettings'),
@@ -216,5 +220,18 @@ function logSettingsProto(settings: LogSettings): LogSettingsResponse {
             : { $case: 'stringParam', value },
     };
   }
+  return { settings: out };
+}
+
+/** TraceSetting: the settings in force when none is given (Triton's get), else after the change. */
+async function traceSettingAnswer(request: TraceSettingRequest, tracing: TraceControl): Promise<TraceSettingResponse> {
+  if (request.modelName !== '') throw invalidArgument(PER_MODEL_TRACE_SETTINGS);
+  const changes = new Map<string, unknown>(Object.entries(request.settings).map(([name, v]) => [name, v.value]));
+  return traceSettingProto(changes.size === 0 ? tracing.settings() : await tracing.update(changes));
+}
+
+function traceSettingProto(settings: TraceSettings): TraceSettingResponse {
+  const out: TraceSettingResponse['settings'] = {};
+  for (const [name, value] of Object.entries(settings) as [string, string | readonly string[]][]) out[name] = { value: typeof value === 'string' ? [value] : [...value] };
   return { settings: out };
 }

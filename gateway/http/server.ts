@@ -14,6 +14,7 @@ import { type ModelManager } from '../repository/model-manager.js';
 import { orcaJson } from '../load/load-report.js';
 import { type LoadReporter } from '../load/load-reporter.js';
 import { type LogControl } from '../log-settings.js';
+import { PER_MODEL_TRACE_SETTINGS, type TraceControl } from '../../core/trace-policy.js';
 import { BodyTooLargeError, declaredLength, readBody } from './body.js';
 import { lingerOnClose } from './linger.js';
 import { answerClientErrors } from './client-errors.js';
@@ -39,6 +40,8 @@ export interface HttpServerOptions {
   readonly load?: LoadReporter;
   /** Triton's logging extension, GET/POST /v2/logging; 404 without it. */
   readonly logging?: LogControl;
+  /** Triton's trace extension, GET/POST /v2/trace/setting; 404 without it. */
+  readonly tracing?: TraceControl;
 }
 
 /** Bodies up to this size are read and dropped after an early error; larger ones close the connection. */
@@ -143,12 +146,23 @@ export function createHttpServer(
         })
       : guardedGet('logging', '', '', () => logging.settings());
 
+  /** GET /v2/trace/setting: the trace settings in force; POST: a JSON object of settings to change, answered with them all after it. */
+  const traceRoute = (tracing: TraceControl, method: string | undefined): Route =>
+    method === 'POST'
+      ? guarded('POST', 'tracing', '', '', async (_t, _n, req, res) => {
+          const parsed = parseClientJson(await readBody(req, maxBodyBytes), 'the trace settings JSON');
+          if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw invalidArgument('trace settings: expected a JSON object of settings, e.g. {"trace_rate": "100"}');
+          sendJson(res, 200, await tracing.update(new Map(Object.entries(parsed))));
+        })
+      : guardedGet('tracing', '', '', () => tracing.settings());
+
   /** The route for a path (and, where one path takes two methods, the request's); undefined when no endpoint has that shape. */
   const route = (segments: readonly string[], method: string | undefined): Route | undefined => {
     const [v2, kind, ...rest] = segments;
     if (v2 !== 'v2') return undefined;
     if (kind === undefined) return get(() => h.serverMetadata(info));
     if (kind === 'logging' && rest.length === 0) return options.logging ? loggingRoute(options.logging, method) : undefined;
+    if (kind === 'trace' && rest.length === 1 && rest[0] === 'setting') return options.tracing ? traceRoute(options.tracing, method) : undefined;
     if (kind === 'health' && rest.length === 1) {
       if (rest[0] === 'live') return probe(() => true);
       if (rest[0] === 'ready') return probe(() => queries.serverReady(models, info));
@@ -169,6 +183,12 @@ export function createHttpServer(
       if (after[1] === undefined) return undefined;
       version = after[1];
       tail = after.slice(2);
+    }
+    if (tail.length === 2 && tail[0] === 'trace' && tail[1] === 'setting' && options.tracing) {
+      // Triton's per-model trace settings: refused, with why, after the same checks as the server's.
+      return guarded(method === 'POST' ? 'POST' : 'GET', 'tracing', name, version, async () => {
+        throw invalidArgument(PER_MODEL_TRACE_SETTINGS);
+      });
     }
     if (tail.length > 1) return undefined;
     switch (tail[0]) {

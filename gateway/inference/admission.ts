@@ -12,7 +12,7 @@ import { hasQuotas, OPEN_TENANT, type Tenant } from '../tenants/tenant.js';
 // accounting. Without a tenants file every caller is the open tenant.
 
 /** The kinds of call that need a tenant (health and server metadata do not). */
-export type CallOp = 'infer' | 'metadata' | 'config' | 'ready' | 'statistics' | 'index' | 'load' | 'unload' | 'logging';
+export type CallOp = 'infer' | 'metadata' | 'config' | 'ready' | 'statistics' | 'index' | 'load' | 'unload' | 'logging' | 'tracing';
 
 export interface CallInfo {
   readonly protocol: 'grpc' | 'http';
@@ -147,7 +147,9 @@ export class Admission {
     if ((info.op === 'load' || info.op === 'unload') && !tenant.admin) {
       throw permissionDenied(`tenant '${tenant.name}' may not ${info.op} models`);
     }
-    if (info.op === 'logging' && !tenant.admin) throw permissionDenied(`tenant '${tenant.name}' may not read or change the log settings`);
+    if ((info.op === 'logging' || info.op === 'tracing') && !tenant.admin) {
+      throw permissionDenied(`tenant '${tenant.name}' may not read or change the ${info.op === 'logging' ? 'log' : 'trace'} settings`);
+    }
     if (info.model !== '' && !tenant.models.allows(info.model)) {
       throw permissionDenied(`tenant '${tenant.name}' may not use model '${clip(info.model)}'`);
     }

@@ -204,13 +204,22 @@ describe('fabriek serve --gateway-processes 2', () => {
     await expect(clients[CLIENTS - 1]?.modelInfer(request('plain', 1))).resolves.toBeDefined();
   });
 
-  it('a log level set through one connection (LogSettings) is in force in every child', async () => {
+  it('a log level (LogSettings) and trace settings (TraceSetting) set through one connection are in force in every child', async () => {
     const [first] = clients;
     if (!first) throw new Error('no client');
     const on = { log_info: { parameterChoice: { $case: 'boolParam' as const, value: true } }, log_verbose_level: { parameterChoice: { $case: 'uint32Param' as const, value: 1 } } };
     expect(await verboseLevel(first, on)).toBe(1);
     // Separate connections: both children answer among them.
     for (const c of clients) expect(await verboseLevel(c)).toBe(1);
+    // The trace settings reach them alike (tracing is off here; its rate may still be set).
+    const traceRate = (client: InferenceGrpcClient, rate?: string): Promise<unknown> =>
+      new Promise((resolve, reject) =>
+        client.raw.traceSetting({ settings: rate === undefined ? {} : { trace_rate: { value: [rate] } }, modelName: '' }, (error, answer) =>
+          error ? reject(error) : resolve(answer?.settings.trace_rate?.value[0]),
+        ),
+      );
+    expect(await traceRate(first, '7')).toBe('7');
+    for (const c of clients) expect(await traceRate(c)).toBe('7');
   });
 
   it('a worker the primary restarts reaches both children (as a worker that rejoined)', async () => {

@@ -2,7 +2,7 @@
 // gRPC LogSettings read and change the log level without a restart (request
 // lines appear at log_verbose_level 1 and stop at 0), refuse settings that
 // are not a threshold with INVALID_ARGUMENT / 400, and with tenants are for
-// admin tenants only.
+// admin tenants only (as the trace settings are, tracing.test.ts).
 import { Metadata, type ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -118,5 +118,11 @@ describe('log settings with tenants', () => {
     expect((await logging(gw, undefined, USER)).status).toBe(403);
     expect((await logging(gw, { log_verbose_level: 1 }, ADMIN)).body).toMatchObject({ log_verbose_level: 1 });
     expect((await logging(gw, { log_verbose_level: 0 }, ADMIN)).status).toBe(200);
+  });
+
+  it('the trace settings too', async () => {
+    const trace = async (key: string): Promise<number> => (await fetch(`${httpUrlOf(gw)}/v2/trace/setting`, { headers: { authorization: `Bearer ${key}` } })).status;
+    expect(await trace(USER)).toBe(403);
+    expect(await trace(ADMIN)).toBe(200);
   });
 });

@@ -8,7 +8,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type TraceSettingResponse } from '../../proto/gen/inference.js';
 import { buildModel, EXAMPLE_CONFIGS } from '../../models/build/test-models.js';
 import { zerosRequest } from '../helpers/call-outcome.js';
 import { putModel } from '../helpers/model-dir.js';
@@ -196,6 +198,71 @@ describe('OpenTelemetry tracing, sampled out', () => {
       await receiver.close();
     }
     expect(receiver.spans).toEqual([]);
+  });
+});
+
+describe('trace settings while serving (Triton\'s trace extension)', () => {
+  const settings = async (gw: GatewayProcess, body?: unknown, path = '/v2/trace/setting'): Promise<{ status: number; body: Record<string, unknown> }> => {
+    const res = await fetch(`${httpBase(gw)}${path}`, body === undefined ? {} : { method: 'POST', body: JSON.stringify(body) });
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  };
+  const requestSpans = (receiver: OtlpReceiver): number => receiver.spans.filter((s) => s.name === 'ModelInfer').length;
+  const infer = (gw: GatewayProcess): Promise<unknown> => gw.client.modelInfer(zerosRequest('add_sub', ['INPUT0', 'INPUT1'], 16));
+
+  it('trace_count samples that many more requests, trace_level OFF none, trace_rate as asked; bad settings are refused', async () => {
+    const receiver = await startOtlpReceiver();
+    const gw = await startGateway(gatewayArgs(receiver.url, 'rate=1'));
+    try {
+      expect(await settings(gw)).toEqual({
+        status: 200,
+        body: { trace_level: ['TIMESTAMPS'], trace_rate: '1', trace_count: '-1', log_frequency: '0', trace_file: '', trace_mode: 'opentelemetry' },
+      });
+      expect((await settings(gw, { trace_count: '2' })).body).toMatchObject({ trace_count: '2' });
+      for (let i = 0; i < 5; i++) await infer(gw);
+      await waitFor(() => requestSpans(receiver) === 2, 15_000, 'two request spans');
+      expect((await settings(gw)).body).toMatchObject({ trace_count: '0' });
+      // Unlimited again, then off.
+      expect((await settings(gw, { trace_count: '-1', trace_level: ['OFF'] })).body).toMatchObject({ trace_level: ['OFF'], trace_count: '-1' });
+      for (let i = 0; i < 3; i++) await infer(gw);
+      expect((await settings(gw, { trace_level: 'TIMESTAMPS', trace_rate: '1' })).body).toMatchObject({ trace_level: ['TIMESTAMPS'], trace_rate: '1' });
+      await infer(gw);
+      await waitFor(() => requestSpans(receiver) === 3, 15_000, 'the request traced after turning it on');
+      expect(await settings(gw, { trace_level: ['TENSORS'] })).toEqual({
+        status: 400,
+        body: { error: "trace setting 'trace_level': Fabriek traces spans with their times (TIMESTAMPS), never tensor contents (TENSORS)" },
+      });
+      expect((await settings(gw, { trace_rate: 'often' })).status).toBe(400);
+      expect((await settings(gw, { trace_file: '/tmp/trace.json' })).status).toBe(400);
+      expect(await settings(gw, undefined, '/v2/models/add_sub/trace/setting')).toEqual({
+        status: 400,
+        body: { error: "per-model trace settings: Fabriek's trace settings are the server's, for every model; ask without a model name" },
+      });
+      expect(((await (await fetch(`${httpBase(gw)}/v2`)).json()) as { extensions: string[] }).extensions).toContain('trace');
+    } finally {
+      await gw.stop();
+      await receiver.close();
+    }
+    // Nothing was sampled while OFF: the three requests then left no span (3 = 2 counted + 1 after turning it on).
+    expect(receiver.spans.filter((s) => s.name === 'ModelInfer')).toHaveLength(3);
+  });
+
+  it('over gRPC, and in a gateway started without tracing, which cannot turn it on', async () => {
+    const gw = await startGateway(['--model-repository', TEST_REPOSITORY, '--workers', '1', '--log-level', 'warn', '--model-control-mode', 'explicit', '--load-model', 'add_sub']);
+    try {
+      const read = await new Promise<TraceSettingResponse>((resolve, reject) =>
+        gw.client.raw.traceSetting({ settings: {}, modelName: '' }, (e, v) => (e ? reject(e) : resolve(v as TraceSettingResponse))),
+      );
+      expect(read.settings.trace_level?.value).toEqual(['OFF']);
+      const refused = await new Promise<ServiceError>((resolve) =>
+        gw.client.raw.traceSetting({ settings: { trace_level: { value: ['TIMESTAMPS'] } }, modelName: '' }, (e) => resolve(e as ServiceError)),
+      );
+      expect(refused.code).toBe(GrpcStatus.FAILED_PRECONDITION);
+      expect(refused.details).toMatch(/^tracing is not configured: start the gateway with --trace-config mode=opentelemetry/);
+      const perModel = await new Promise<ServiceError>((resolve) => gw.client.raw.traceSetting({ settings: {}, modelName: 'add_sub' }, (e) => resolve(e as ServiceError)));
+      expect(perModel.code).toBe(GrpcStatus.INVALID_ARGUMENT);
+    } finally {
+      await gw.stop();
+    }
   });
 });
 
