@@ -136,33 +136,30 @@ export function createHttpServer(
     run: async (_req, res) => sendEmpty(res, ready() ? 200 : 400),
   });
 
-  /** GET /v2/logging: the settings in force; POST: a JSON object of settings to change, answered with them all after it. */
-  const loggingRoute = (logging: LogControl, method: string | undefined): Route =>
-    method === 'POST'
-      ? guarded('POST', 'logging', '', '', async (_t, _n, req, res) => {
-          const parsed = parseClientJson(await readBody(req, maxBodyBytes), 'the log settings JSON');
-          if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw invalidArgument('log settings: expected a JSON object of settings, e.g. {"log_verbose_level": 1}');
-          sendJson(res, 200, await logging.update(new Map(Object.entries(parsed))));
+  /**
+   * Triton's logging and trace extensions: GET the settings in force; POST a
+   * JSON object of settings to change, answered with them all after it.
+   */
+  const settingsRoute = (op: 'logging' | 'tracing', control: LogControl | TraceControl, method: string | undefined): Route => {
+    const what = op === 'logging' ? 'log settings' : 'trace settings';
+    return method === 'POST'
+      ? guarded('POST', op, '', '', async (_t, _n, req, res) => {
+          const parsed = parseClientJson(await readBody(req, maxBodyBytes), `the ${what} JSON`);
+          if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+            throw invalidArgument(`${what}: expected a JSON object of settings, e.g. ${op === 'logging' ? '{"log_verbose_level": 1}' : '{"trace_rate": "100"}'}`);
+          }
+          sendJson(res, 200, await control.update(new Map(Object.entries(parsed))));
         })
-      : guardedGet('logging', '', '', () => logging.settings());
-
-  /** GET /v2/trace/setting: the trace settings in force; POST: a JSON object of settings to change, answered with them all after it. */
-  const traceRoute = (tracing: TraceControl, method: string | undefined): Route =>
-    method === 'POST'
-      ? guarded('POST', 'tracing', '', '', async (_t, _n, req, res) => {
-          const parsed = parseClientJson(await readBody(req, maxBodyBytes), 'the trace settings JSON');
-          if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw invalidArgument('trace settings: expected a JSON object of settings, e.g. {"trace_rate": "100"}');
-          sendJson(res, 200, await tracing.update(new Map(Object.entries(parsed))));
-        })
-      : guardedGet('tracing', '', '', () => tracing.settings());
+      : guardedGet(op, '', '', () => control.settings());
+  };
 
   /** The route for a path (and, where one path takes two methods, the request's); undefined when no endpoint has that shape. */
   const route = (segments: readonly string[], method: string | undefined): Route | undefined => {
     const [v2, kind, ...rest] = segments;
     if (v2 !== 'v2') return undefined;
     if (kind === undefined) return get(() => h.serverMetadata(info));
-    if (kind === 'logging' && rest.length === 0) return options.logging ? loggingRoute(options.logging, method) : undefined;
-    if (kind === 'trace' && rest.length === 1 && rest[0] === 'setting') return options.tracing ? traceRoute(options.tracing, method) : undefined;
+    if (kind === 'logging' && rest.length === 0) return options.logging ? settingsRoute('logging', options.logging, method) : undefined;
+    if (kind === 'trace' && rest.length === 1 && rest[0] === 'setting') return options.tracing ? settingsRoute('tracing', options.tracing, method) : undefined;
     if (kind === 'health' && rest.length === 1) {
       if (rest[0] === 'live') return probe(() => true);
       if (rest[0] === 'ready') return probe(() => queries.serverReady(models, info));
