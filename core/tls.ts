@@ -3,7 +3,7 @@
 // a wrong path, a file that is not PEM or a key that does not belong to its
 // certificate stops the server with one line naming the flag, instead of
 // failing every handshake later. A public listener's files are read and
-// checked the same way again when they change (gateway/tls-reloader.ts).
+// checked the same way again when they change (tls-reloader.ts).
 import { ServerCredentials } from '@grpc/grpc-js';
 import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -28,17 +28,21 @@ export interface ListenerTlsFiles {
   readonly mutual: boolean;
 }
 
+/** What was read of a certificate, for the log and the expiry metric. */
+export interface LoadedCertificate {
+  /** When the certificate (the chain's first) expires. */
+  readonly notAfter: Date;
+  /** Its serial number (hex) and subject. */
+  readonly serial: string;
+  readonly subject: string;
+}
+
 /** A listener's certificate chain, key and client CA, read and checked. */
-export interface ListenerTls {
+export interface ListenerTls extends LoadedCertificate {
   readonly cert: Buffer;
   readonly key: Buffer;
   readonly ca: Buffer | undefined;
   readonly mutual: boolean;
-  /** When the certificate (the chain's first) expires. */
-  readonly notAfter: Date;
-  /** Its serial number (hex) and subject, for the log. */
-  readonly serial: string;
-  readonly subject: string;
 }
 
 /** The three `--worker-tls-*` files: every gateway and worker has its own cert and key, all from one CA. */
@@ -52,7 +56,7 @@ export interface WorkerTlsFiles {
  * Node TLS options for the gateway↔worker link, mutual in both directions.
  * Both ends are Fabriek, so TLS 1.3 only.
  */
-export interface WorkerTls {
+export interface WorkerTls extends LoadedCertificate {
   /**
    * For a worker's listener, `tls.createServer(server)`: presents the
    * worker's certificate and accepts only peers with a certificate from the CA.
@@ -122,9 +126,13 @@ async function loadPem(
   return { cert, key, ca, x509 };
 }
 
+function describe(x509: X509Certificate): LoadedCertificate {
+  return { notAfter: new Date(x509.validTo), serial: x509.serialNumber, subject: x509.subject.replace(/\n/g, ', ') };
+}
+
 export async function loadListenerTls(files: ListenerTlsFiles): Promise<ListenerTls> {
   const { cert, key, ca, x509 } = await loadPem(files.cert, files.key, files.rootCert);
-  return { cert, key, ca, mutual: files.mutual, notAfter: new Date(x509.validTo), serial: x509.serialNumber, subject: x509.subject.replace(/\n/g, ', ') };
+  return { cert, key, ca, mutual: files.mutual, ...describe(x509) };
 }
 
 /** What a handshake needs of a listener's files; the rest (whether client certificates are asked for) is the server's. */
@@ -205,12 +213,19 @@ export function workerTlsFromFlags(
   };
 }
 
+/** The paths of a listener's or the worker link's files, as a TlsReloader watches them. */
+export function tlsPaths(files: ListenerTlsFiles | WorkerTlsFiles): string[] {
+  const ca = 'rootCert' in files ? files.rootCert : files.ca;
+  return [files.cert.path, files.key.path, ...(ca ? [ca.path] : [])];
+}
+
 /** Reads and checks the worker TLS files; the same options serve a worker's listener and a gateway's connections. */
 export async function loadWorkerTls(files: WorkerTlsFiles): Promise<WorkerTls> {
-  const { cert, key, ca } = await loadPem(files.cert, files.key, files.ca);
+  const { cert, key, ca, x509 } = await loadPem(files.cert, files.key, files.ca);
   const common = { cert, key, ca, minVersion: 'TLSv1.3' } as const;
   return {
     server: { ...common, requestCert: true, rejectUnauthorized: true },
     client: { ...common, rejectUnauthorized: true },
+    ...describe(x509),
   };
 }

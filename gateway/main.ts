@@ -65,8 +65,10 @@ import {
   loadWorkerTls,
   ReloadableServerCredentials,
   secureContextOptions,
+  tlsPaths,
+  type WorkerTls,
 } from '../core/tls.js';
-import { TlsReloader } from './tls-reloader.js';
+import { type CertificateWatch, TlsReloader } from '../core/tls-reloader.js';
 import { logControl } from './log-settings.js';
 
 /** Extensions of the KServe/Triton protocol this server implements. */
@@ -229,7 +231,7 @@ interface HangupTargets {
   readonly authenticator: Authenticator | undefined;
   readonly audit: AuditLog | undefined;
   /** Filled once the listeners are up. */
-  readonly tls: readonly TlsReloader[];
+  readonly tls: readonly CertificateWatch[];
 }
 
 /**
@@ -243,7 +245,7 @@ function reloadOnHangup(targets: HangupTargets, log: Logger): () => void {
   let reloading = Promise.resolve();
   return () => {
     const { tenantsFile: file, authenticator, audit, tls } = targets;
-    // Each listener's TLS files are read again; a failure keeps the certificate in force (tls-reloader.ts).
+    // Each listener's TLS files are read again; a failure keeps the certificate in force (core/tls-reloader.ts).
     for (const reloader of tls) void reloader.reload();
     audit?.reopen().then(
       () => log.info('audit log reopened'),
@@ -303,11 +305,13 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   // Mutual TLS to registered workers; local workers talk over a unix socket and need none.
   const workerTls = options.workerTls ? await loadWorkerTls(options.workerTls) : undefined;
   if (workerTls && options.registry === undefined) log.warn('--worker-tls-* given without --registry: local workers use a unix socket, so it is not used');
+  // Spread into each connection to a worker as it opens: rotated files (below) reach the connections opened after.
+  const workerClientTls = workerTls ? { ...workerTls.client } : undefined;
   const redis = await resolveRedis(options, log);
   const registryTarget = redis.registry;
   const tenants = await startTenants(options, redis.quota, log, child);
   // Filled once the listeners are up; SIGHUP reads their files again.
-  const tlsReloaders: TlsReloader[] = [];
+  const tlsReloaders: CertificateWatch[] = [];
   const onHangup = reloadOnHangup({ tenantsFile: options.tenants, authenticator: tenants.authenticator, audit: tenants.audit, tls: tlsReloaders }, log);
   process.on('SIGHUP', onHangup);
   const metrics = options.allowMetrics ? new MetricsRegistry({ responseCache: options.cache !== undefined }) : undefined;
@@ -418,7 +422,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
       models,
       maxMessageBytes: options.maxMessageBytes,
       pingTimeoutMs: options.workerPingTimeoutMs,
-      ...(workerTls ? { tls: workerTls.client } : {}),
+      ...(workerClientTls ? { tls: workerClientTls } : {}),
       log,
       onChange: (up) => {
         remoteUp = up;
@@ -483,8 +487,11 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   try {
     const grpcCredentials = grpcServerCredentials(grpcTls);
     grpcPort = await bindGrpc(server, `${options.grpcAddress}:${options.grpcPort}`, grpcCredentials);
-    if (grpcTls && options.grpcTls && grpcCredentials instanceof ReloadableServerCredentials) {
-      tlsReloaders.push(new TlsReloader({ listener: 'grpc', files: options.grpcTls, loaded: grpcTls, apply: (tls) => grpcCredentials.reload(tls), log }));
+    const grpcFiles = options.grpcTls;
+    if (grpcTls && grpcFiles && grpcCredentials instanceof ReloadableServerCredentials) {
+      tlsReloaders.push(
+        new TlsReloader({ listener: 'grpc', paths: tlsPaths(grpcFiles), loaded: grpcTls, load: () => loadListenerTls(grpcFiles), apply: (tls) => grpcCredentials.reload(tls), log }),
+      );
     }
     tuneSessions(server, log, grpcSessions);
   } catch (error) {
@@ -527,13 +534,19 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
       throw error;
     }
   }
-  if (httpTls && options.httpTls) {
+  const httpFiles = options.httpTls;
+  if (httpTls && httpFiles) {
     // HTTP/REST and /metrics present the same certificate.
     const servers = [http, metricsServer].filter((s): s is HttpsServer => s instanceof HttpsServer);
     const apply = (tls: ListenerTls): void => {
       for (const s of servers) s.setSecureContext(secureContextOptions(tls));
     };
-    tlsReloaders.push(new TlsReloader({ listener: 'http', files: options.httpTls, loaded: httpTls, apply, log }));
+    tlsReloaders.push(new TlsReloader({ listener: 'http', paths: tlsPaths(httpFiles), loaded: httpTls, load: () => loadListenerTls(httpFiles), apply, log }));
+  }
+  const workerFiles = options.workerTls;
+  if (workerTls && workerFiles && workerClientTls && options.registry !== undefined) {
+    const apply = (tls: WorkerTls): void => void Object.assign(workerClientTls, tls.client);
+    tlsReloaders.push(new TlsReloader({ listener: 'worker', paths: tlsPaths(workerFiles), loaded: workerTls, load: () => loadWorkerTls(workerFiles), apply, log }));
   }
   await Promise.all(tlsReloaders.map((r) => r.baseline()));
   for (const r of tlsReloaders) r.start(options.tlsPollSecs * 1000);

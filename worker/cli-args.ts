@@ -45,6 +45,8 @@ export interface WorkerArgs {
   readonly localGateways: number;
   /** Mutual TLS with the gateways (--worker-tls-*); undefined = plaintext. */
   readonly tls: WorkerTlsFiles | undefined;
+  /** --tls-poll-secs: how often the TLS files are checked for a change (0 = only on SIGHUP). */
+  readonly tlsPollSecs: number;
 }
 
 export interface RegistryArgs {
@@ -91,6 +93,8 @@ export const USAGE = `usage: fabriek worker --registry redis://HOST:PORT --model
                                mutual TLS with the gateways (all three or none; TLS 1.3): this
                                worker's certificate (with a SAN for its advertised host), its key,
                                and the CA that gateway certificates must chain to
+  --tls-poll-secs N            seconds between checks of those files: changed files are read, checked
+                               and put in force for new connections (default 10; 0 = only on SIGHUP)
   --cores N                    cores shared by this worker's instances (default: all)
   --ort-threads N              ONNX Runtime threads, each hosting many sessions (default: --cores
                                on CPU, min(4, --cores) on a GPU; grows to a model's instance count)
@@ -133,6 +137,7 @@ const FLAGS = [
   '--worker-tls-cert',
   '--worker-tls-key',
   '--worker-tls-ca',
+  '--tls-poll-secs',
   '--trace-config',
 ];
 
@@ -191,6 +196,7 @@ export function parseWorkerArgs(argv: readonly string[], pid = process.pid, host
       { cert: values.get('--worker-tls-cert'), key: values.get('--worker-tls-key'), ca: values.get('--worker-tls-ca') },
       (message) => new UsageError(message),
     ),
+    tlsPollSecs: intFlag('--tls-poll-secs', values.get('--tls-poll-secs'), 10, 0, 86_400),
   };
 }
 

@@ -1,5 +1,5 @@
 import { createServer as netServer, type Server, type Socket } from 'node:net';
-import { createServer as tlsServer, type TlsOptions } from 'node:tls';
+import { createServer as tlsServer, type SecureContextOptions, Server as TlsServer, type TlsOptions } from 'node:tls';
 import { status } from '@grpc/grpc-js';
 import { type Logger } from 'pino';
 import { isServingError } from '../core/errors.js';
@@ -52,6 +52,11 @@ export class FrameServer {
   }
 
   /** Listens on `unix:/path` or `host:port` (port 0: a free one, chosen by the system); resolves with the port (0 for unix). */
+  /** New TLS files for the connections from now on (open ones keep theirs); nothing without TLS. */
+  setSecureContext(options: SecureContextOptions): void {
+    if (this.#server instanceof TlsServer) this.#server.setSecureContext(options);
+  }
+
   listen(address: string): Promise<number> {
     return new Promise((resolve, reject) => {
       this.#server.once('error', reject);

@@ -7,7 +7,8 @@ import { pino, type Logger } from 'pino';
 import { FABRIEK_VERSION } from '../core/version.js';
 import { redactUrl } from '../core/redis-connection.js';
 import { parseWorkerArgs, USAGE, UsageError, type WorkerArgs } from './cli-args.js';
-import { loadWorkerTls } from '../core/tls.js';
+import { loadWorkerTls, tlsPaths } from '../core/tls.js';
+import { TlsReloader } from '../core/tls-reloader.js';
 import { FrameServer } from './frame-server.js';
 import { type WorkerReadyMessage } from './ready-message.js';
 import { RegistryLease } from './registry-lease.js';
@@ -109,11 +110,26 @@ async function start(args: WorkerArgs, logger: Logger): Promise<void> {
     address = (await listen()).address;
   }
 
+  // The TLS files rotate in place (core/tls-reloader.ts), checked every --tls-poll-secs and on SIGHUP. Without
+  // them SIGHUP is ignored: Node's default would end the worker when a HUP reaches the whole process group.
+  const files = args.tls;
+  const tlsWatch =
+    tls && files
+      ? new TlsReloader({ listener: 'worker', paths: tlsPaths(files), loaded: tls, load: () => loadWorkerTls(files), apply: (t) => server.setSecureContext(t.server), log: logger })
+      : undefined;
+  await tlsWatch?.baseline();
+  tlsWatch?.start(args.tlsPollSecs * 1000);
+  process.on('SIGHUP', () => {
+    if (tlsWatch) void tlsWatch.reload();
+    else logger.info('SIGHUP: no TLS files to reload; ignored');
+  });
+
   let stopping = false;
   const stop = async (reason: string): Promise<void> => {
     if (stopping) return;
     stopping = true;
     logger.info({ reason }, 'worker stopping');
+    tlsWatch?.stop();
     if (lease && args.registry) {
       // Gateways stop sending once they see the draining mark; batches already
       // on the wire are still served during the grace period. After it, new

@@ -40,7 +40,7 @@ export interface StreamWindowSample {
   readonly narrowings: number;
 }
 
-/** A public TLS listener's certificate in force (gateway/tls-reloader.ts). */
+/** A TLS listener's certificate in force (core/tls-reloader.ts): the public ones, and the worker link's client side. */
 export interface TlsSample {
   /** 'grpc' or 'http' (HTTP/REST and /metrics). */
   readonly listener: string;
@@ -237,7 +237,7 @@ export class MetricsRegistry {
     const tls = (): Iterable<TlsSample> => this.#tls();
     new Gauge({
       name: 'fabriek_tls_certificate_expiry_timestamp_seconds',
-      help: "When the certificate a TLS listener presents expires (Unix seconds; listener: grpc, or http for HTTP/REST and /metrics); alert on it minus time()",
+      help: "When the certificate a TLS listener presents expires (Unix seconds; listener: grpc, http for HTTP/REST and /metrics, or worker for the client certificate shown to workers); alert on it minus time()",
       labelNames: ['listener'],
       registers,
       aggregator: 'min',

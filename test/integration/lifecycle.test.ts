@@ -174,6 +174,14 @@ describe('worker crash and graceful shutdown', () => {
     expect(await gw.client.serverReady()).toBe(true);
   });
 
+  it('a worker ignores SIGHUP (a HUP to the process group must not end it), and serves on', async () => {
+    const [worker] = workerPids(gw.child.pid as number);
+    process.kill(worker as number, 'SIGHUP');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(workerPids(gw.child.pid as number)).toEqual([worker]);
+    expect(await outcome(gw.client.modelInfer(mlpRequest(1)))).toBe('OK');
+  });
+
   it('says, when the exit timeout ends a shutdown, what it still waited for: the gRPC sessions and their open streams', async () => {
     const held = await startGateway(['--model-repository', TEST_REPOSITORY, '--workers', '1', '--exit-timeout-secs', '1']);
     // A call whose message never comes: its 5-byte prefix announces 100 bytes, and the stream stays open.

@@ -1,7 +1,7 @@
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { type ListenerTls, type ListenerTlsFiles } from '../../core/tls.js';
-import { type FileStamp, TlsReloader } from '../../gateway/tls-reloader.js';
+import { type ListenerTls, type ListenerTlsFiles, tlsPaths } from '../../core/tls.js';
+import { type FileStamp, TlsReloader } from '../../core/tls-reloader.js';
 
 const files: ListenerTlsFiles = {
   cert: { flag: '--grpc-server-cert', path: '/certs/tls.crt' },
@@ -40,14 +40,14 @@ describe('TlsReloader', () => {
   let disk: FakeDisk;
   let applied: string[];
   let lines: { msg: string; reason?: string; serial?: string; why?: string }[];
-  let reloader: TlsReloader;
+  let reloader: TlsReloader<ListenerTls>;
 
   beforeEach(async () => {
     disk = new FakeDisk();
     applied = [];
     lines = [];
     const log = pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s) as { msg: string }) });
-    reloader = new TlsReloader({ listener: 'grpc', files, loaded: certificate('01'), apply: (tls) => applied.push(tls.serial), log, stamp: disk.stamp, load: disk.load });
+    reloader = new TlsReloader({ listener: 'grpc', paths: tlsPaths(files), loaded: certificate('01'), apply: (tls) => applied.push(tls.serial), log, stamp: disk.stamp, load: disk.load });
     await reloader.baseline();
   });
   afterEach(() => {
@@ -95,7 +95,7 @@ describe('TlsReloader', () => {
 
   it('counts a certificate its listener refuses as a failure, the previous one still current', async () => {
     const log = pino({ level: 'silent' });
-    const refusing = new TlsReloader({ listener: 'http', files, loaded: certificate('01'), apply: () => { throw new Error('setSecureContext failed'); }, log, stamp: disk.stamp, load: disk.load });
+    const refusing = new TlsReloader({ listener: 'http', paths: tlsPaths(files), loaded: certificate('01'), apply: () => { throw new Error('setSecureContext failed'); }, log, stamp: disk.stamp, load: disk.load });
     await refusing.baseline();
     disk.stamps.set('/certs/tls.crt', 'crt-2');
     disk.next = certificate('02');

@@ -19,6 +19,7 @@ describe('parseWorkerArgs', () => {
       queuedPerInstance: MAX_EXECUTIONS_AHEAD_PER_INSTANCE,
       localGateways: 1,
       tls: undefined,
+      tlsPollSecs: 10,
       trace: undefined,
     });
   });
@@ -43,6 +44,8 @@ describe('parseWorkerArgs', () => {
       '--cores',
       '4',
       '--inline-run-us=0',
+      '--tls-poll-secs',
+      '0',
     ]);
     expect(args).toEqual({
       listen: '127.0.0.1:0',
@@ -58,6 +61,7 @@ describe('parseWorkerArgs', () => {
       queuedPerInstance: MAX_EXECUTIONS_AHEAD_PER_INSTANCE,
       localGateways: 1,
       tls: undefined,
+      tlsPollSecs: 0,
     });
     expect(parseWorkerArgs(['--listen', 'x:1', '--device', 'gpu']).device).toEqual({ kind: 'gpu', deviceId: 0 });
   });
