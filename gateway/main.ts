@@ -21,6 +21,7 @@ import { earlyRefusals } from './grpc/early-refusal.js';
 import { describeSession, useStreamTable } from './grpc/session-streams.js';
 import { StreamWindows, WIDE_WINDOW_BYTES } from './grpc/stream-window.js';
 import { ServerHealth, healthServiceDefinition } from './grpc/health-service.js';
+import { addReflection } from './grpc/reflection.js';
 import { serverReady } from './inference/model-queries.js';
 import { DynamicBatcher } from './batching/dynamic-batcher.js';
 import { Admission } from './inference/admission.js';
@@ -482,6 +483,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   load?.addToServer(server);
   const health = new ServerHealth(() => serverReady(models, info));
   server.addService(healthServiceDefinition, health.handlers);
+  if (options.grpcReflection) await addReflection(server);
   widenFlowControl(server);
   let grpcPort: number;
   try {

@@ -37,6 +37,8 @@ export interface ServeOptions {
   readonly exitTimeoutSecs: number;
   /** --tls-poll-secs: how often the public listeners' TLS files are checked for a change (0 = only on SIGHUP). */
   readonly tlsPollSecs: number;
+  /** --grpc-reflection: serve gRPC server reflection (grpcurl without .proto files). */
+  readonly grpcReflection: boolean;
   /** Redis URL of the worker registry (redis-sentinel:// when given as Sentinel flags); undefined = local workers only. */
   readonly registry: string | undefined;
   /** Redis for the tenant quotas when not the registry's (may be redis-cluster://); undefined = the registry's. */
@@ -146,6 +148,8 @@ export const SERVE_USAGE = `Usage: fabriek serve --model-repository DIR [options
                               past it new inferences are refused at once: RESOURCE_EXHAUSTED / HTTP 429
   --max-inflight-wait-ms MS   also refuse so when the bytes in flight would take longer than MS to drain
                               at the rate the gateway answered them lately (default 0: off)
+  --grpc-reflection BOOL      serve gRPC server reflection, so grpcurl and similar tools list and call
+                              the services without .proto files (default false)
   --strict-readiness BOOL     ready only when every model is READY (default true)
   --exit-timeout-secs N       time in-flight requests get on shutdown (default 30)
   --drain-grace-secs N        on SIGTERM, not ready at once but still accepting requests for N s,
@@ -246,6 +250,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
         'strict-readiness': { type: 'string' },
         'exit-timeout-secs': { type: 'string' },
         'tls-poll-secs': { type: 'string' },
+        'grpc-reflection': { type: 'string' },
         'load-report-interval-ms': { type: 'string' },
         'drain-grace-secs': { type: 'string' },
         registry: { type: 'string' },
@@ -355,6 +360,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
     maxInflightBytes: integer('max-inflight-bytes', values['max-inflight-bytes'], 256 << 20, 1 << 20, 2 ** 44),
     maxInflightWaitMs: integer('max-inflight-wait-ms', values['max-inflight-wait-ms'], 0, 0, 3_600_000),
     strictReadiness: boolean('strict-readiness', values['strict-readiness'], true),
+    grpcReflection: boolean('grpc-reflection', values['grpc-reflection'], false),
     exitTimeoutSecs: integer('exit-timeout-secs', values['exit-timeout-secs'], 30, 0, 3600),
     tlsPollSecs: integer('tls-poll-secs', values['tls-poll-secs'], 10, 0, 86_400),
     drainGraceSecs: integer('drain-grace-secs', values['drain-grace-secs'], 0, 0, 3600),
