@@ -54,7 +54,7 @@ describe('gRPC server reflection', () => {
     expect(names).toEqual(expect.arrayContaining(['inference.GRPCInferenceService', 'grpc.health.v1.Health']));
   });
 
-  it('describes the KServe service (model_config.proto's types with it: one package, one file) and the health service', async () => {
+  it('describes the KServe service (with the types of model_config.proto: one package, one file) and the health service', async () => {
     const inference = Buffer.concat((await ask(gw, { file_containing_symbol: 'inference.GRPCInferenceService' })).file_descriptor_response?.file_descriptor_proto ?? []);
     for (const word of ['ModelInfer', 'ModelInferRequest', 'raw_input_contents', 'ModelDynamicBatching']) expect(inference.includes(word)).toBe(true);
     const health = Buffer.concat((await ask(gw, { file_containing_symbol: 'grpc.health.v1.Health' })).file_descriptor_response?.file_descriptor_proto ?? []);
