@@ -2,12 +2,12 @@
 // HTTP with /metrics), and each end of the gateway↔worker link, reads its
 // files again when one of them changes (a stat every --tls-poll-secs:
 // cert-manager, a Kubernetes secret mount or certbot replace them in place)
-// and on SIGHUP. The new files pass the startup checks
-// (PEM, the key belongs to the certificate, OpenSSL takes them) before any
-// handshake sees them; files that do not keep the previous certificate in
-// force, with one log line naming the flag and the file, until they change
-// again. Handshakes from then on get the new certificate; connections already
-// open keep theirs, so nothing in flight is cut.
+// and on SIGHUP. The new files pass the startup checks (PEM, the key belongs
+// to the certificate, OpenSSL takes them) before any handshake sees them;
+// files that do not keep the previous certificate in force, with one log
+// line naming the flag and the file, until they change again. Handshakes
+// from then on get the new certificate; connections already open keep
+// theirs, so nothing in flight is cut.
 import { stat } from 'node:fs/promises';
 import { type Logger } from 'pino';
 import { type LoadedCertificate } from './tls.js';
