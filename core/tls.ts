@@ -162,11 +162,6 @@ export class ReloadableServerCredentials extends ServerCredentials {
   }
 }
 
-/** grpc-js credentials: insecure without TLS; with mutual TLS a client certificate from the root cert is required. */
-export function grpcServerCredentials(tls: ListenerTls | undefined): ServerCredentials {
-  return tls ? new ReloadableServerCredentials(tls) : ServerCredentials.createInsecure();
-}
-
 /** node:https options; with mutual TLS a client without a certificate from the root cert fails the handshake. */
 export function httpsServerOptions(tls: ListenerTls): HttpsServerOptions {
   return { ...secureContextOptions(tls), requestCert: tls.mutual, rejectUnauthorized: tls.mutual };

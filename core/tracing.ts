@@ -38,10 +38,6 @@ export function tracingConfigured(): boolean {
   return tracer !== undefined;
 }
 
-export function tracePolicy(): TracePolicy {
-  return policy;
-}
-
 /**
  * Triton's trace extension over this process's policy; `others` takes a new
  * policy to the other gateway processes (--gateway-processes), `said` logs it.

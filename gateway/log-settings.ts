@@ -5,11 +5,12 @@
 // it. So a change is read against the settings in force, and the result must
 // be a threshold: verbose logs need info, info needs warnings, warnings need
 // errors. Other combinations are refused with the reason, as are a log file
-// (the log goes to stderr, as JSON lines) and another format. Pure: the
-// caller applies the level (and, with several gateway processes, has every
-// process apply it).
+// (the log goes to stderr, as JSON lines) and another format. levelAfter is
+// pure; logControl sets the logger's level and hands it to the other gateway
+// processes.
 import { type Logger } from 'pino';
 import { invalidArgument } from '../core/errors.js';
+import { isLogLevel, type LogLevel, logsAt } from '../core/log-levels.js';
 
 /** A setting's value as both protocols carry it (LogSettingsRequest.SettingValue's oneof; JSON). */
 export type LogSettingValue = boolean | number | string;
@@ -27,15 +28,8 @@ export interface LogSettings {
 /** The log's format: JSON lines (pino), whatever Triton's clients ask. */
 export const LOG_FORMAT = 'json';
 
-/** pino's levels, most verbose first; 'silent' logs nothing. */
-export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
-
-const ORDER: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
-const at = (level: string, least: LogLevel): boolean => ORDER.indexOf(level as LogLevel) <= ORDER.indexOf(least);
-
-export function isLogLevel(level: string): level is LogLevel {
-  return (ORDER as readonly string[]).includes(level);
-}
+/** At `least` or more verbose; a level pino does not know (a custom one) logs nothing of these. */
+const at = (level: string, least: LogLevel): boolean => isLogLevel(level) && logsAt(level, least);
 
 /** The settings a pino level amounts to. */
 export function settingsOfLevel(level: string): LogSettings {
@@ -115,7 +109,7 @@ export function logControl(log: Logger, others?: (level: LogLevel) => Promise<vo
       if (to !== from) {
         // Said at the more verbose of the two levels, so that the line shows either way.
         const say = (): void => log.info({ from, to }, 'log level changed (LogSettings)');
-        if (at(to, from as LogLevel)) {
+        if (!isLogLevel(from) || logsAt(to, from)) {
           log.level = to;
           say();
         } else {

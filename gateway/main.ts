@@ -1,4 +1,4 @@
-import { Server, type ServerCredentials } from '@grpc/grpc-js';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { type Server as HttpServer } from 'node:http';
 import { type Http2Server, type ServerHttp2Session } from 'node:http2';
 import { Server as HttpsServer } from 'node:https';
@@ -58,7 +58,6 @@ import { StartupError } from '../core/startup-error.js';
 import { type RedisTarget } from '../core/redis-connection.js';
 import { resolveRedis } from './redis-targets.js';
 import {
-  grpcServerCredentials,
   httpsServerOptions,
   type ListenerTls,
   type ListenerTlsFiles,
@@ -487,12 +486,13 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   widenFlowControl(server);
   let grpcPort: number;
   try {
-    const grpcCredentials = grpcServerCredentials(grpcTls);
-    grpcPort = await bindGrpc(server, `${options.grpcAddress}:${options.grpcPort}`, grpcCredentials);
+    // With TLS, credentials whose files can be replaced while serving (with mutual TLS a client certificate from the root cert is required).
+    const reloadable = grpcTls ? new ReloadableServerCredentials(grpcTls) : undefined;
+    grpcPort = await bindGrpc(server, `${options.grpcAddress}:${options.grpcPort}`, reloadable ?? ServerCredentials.createInsecure());
     const grpcFiles = options.grpcTls;
-    if (grpcTls && grpcFiles && grpcCredentials instanceof ReloadableServerCredentials) {
+    if (grpcTls && grpcFiles && reloadable) {
       tlsReloaders.push(
-        new TlsReloader({ listener: 'grpc', paths: tlsPaths(grpcFiles), loaded: grpcTls, load: () => loadListenerTls(grpcFiles), apply: (tls) => grpcCredentials.reload(tls), log }),
+        new TlsReloader({ listener: 'grpc', paths: tlsPaths(grpcFiles), loaded: grpcTls, load: () => loadListenerTls(grpcFiles), apply: (tls) => reloadable.reload(tls), log }),
       );
     }
     tuneSessions(server, log, grpcSessions);

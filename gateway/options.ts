@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { parseRedisUrl, RedisConfigError, type RedisSecretFlags, sentinelUrl } from '../core/redis-connection.js';
 import { type ListenerTlsFiles, type WorkerTlsFiles, workerTlsFromFlags } from '../core/tls.js';
+import { isLogLevel, LOG_LEVELS, type LogLevel } from '../core/log-levels.js';
 import { MAX_SLO_MS } from './batching/slo-config.js';
 import { type ModelControl, modelControlOf } from './repository/control-mode.js';
 import { parseTraceConfig, TRACE_CONFIG_USAGE, type TraceConfig, TraceConfigError } from '../core/trace-config.js';
@@ -23,7 +24,7 @@ export interface ServeOptions {
   readonly workers: number | undefined;
   /** GPU ids to use; undefined = detect with nvidia-smi. */
   readonly gpus: readonly number[] | undefined;
-  readonly logLevel: string;
+  readonly logLevel: LogLevel;
   readonly maxMessageBytes: number;
   readonly defaultMaxBatchSize: number;
   readonly maxQueueSize: number;
@@ -88,8 +89,6 @@ export function localWorkerArgs(options: Pick<ServeOptions, 'inlineRunUs'>): str
 export class UsageError extends Error {
   override name = 'UsageError';
 }
-
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 function integer(flag: string, raw: string | undefined, fallback: number, min: number, max: number): number {
   if (raw === undefined) return fallback;
@@ -294,7 +293,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
   const repo = values['model-repository'];
   if (repo === '') throw new UsageError('--model-repository: expected a directory');
   const logLevel = values['log-level'] ?? 'info';
-  if (!LOG_LEVELS.includes(logLevel)) {
+  if (!isLogLevel(logLevel)) {
     throw new UsageError(`--log-level: expected one of ${LOG_LEVELS.join(', ')}, got '${logLevel}'`);
   }
   const gpusRaw = values.gpus;

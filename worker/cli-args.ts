@@ -2,6 +2,7 @@ import { availableParallelism, hostname } from 'node:os';
 import { parseTraceConfig, TRACE_CONFIG_USAGE, type TraceConfig, TraceConfigError } from '../core/trace-config.js';
 import { parseRedisUrl, RedisConfigError, type RedisSecretFlags, sentinelUrl } from '../core/redis-connection.js';
 import { type WorkerTlsFiles, workerTlsFromFlags } from '../core/tls.js';
+import { isLogLevel, LOG_LEVELS, type LogLevel } from '../core/log-levels.js';
 import { defaultThreadCount, MAX_ORT_THREADS } from './thread-placement.js';
 import { MAX_EXECUTIONS_AHEAD_PER_INSTANCE } from '../core/pipelining.js';
 import { type DeviceRequest } from './thread-protocol.js';
@@ -22,7 +23,7 @@ export interface WorkerArgs {
   readonly trace: TraceConfig | undefined;
   readonly device: DeviceRequest;
   readonly workerId: string;
-  readonly logLevel: string;
+  readonly logLevel: LogLevel;
   /** gRPC receive/send message limit (default 1 GiB). */
   readonly maxMessageBytes: number;
   /** How long SIGTERM waits for in-flight calls before forcing (default 30 s). */
@@ -108,7 +109,6 @@ export const USAGE = `usage: fabriek worker --registry redis://HOST:PORT --model
   --trace-config SETTING       OpenTelemetry, as fabriek serve (repeatable): mode=opentelemetry,
                                opentelemetry,url=URL; the worker traces only what gateways sampled`;
 
-const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 const FLAGS = [
   '--listen',
   '--device',
@@ -170,7 +170,7 @@ export function parseWorkerArgs(argv: readonly string[], pid = process.pid, host
   if (listen === undefined || listen === '') throw new UsageError('--listen is required (or --registry)');
   if (registry && listen.startsWith('unix:')) throw new UsageError('--listen must be HOST:PORT with --registry: gateways on other machines dial it');
   const logLevel = values.get('--log-level') ?? 'info';
-  if (!LOG_LEVELS.includes(logLevel)) throw new UsageError(`--log-level "${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
+  if (!isLogLevel(logLevel)) throw new UsageError(`--log-level "${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
   const gpu = values.get('--gpu');
   if (gpu !== undefined && values.has('--device')) throw new UsageError('give --gpu or --device, not both');
   const device = parseDevice(gpu !== undefined ? `gpu:${gpu}` : (values.get('--device') ?? 'cpu'));

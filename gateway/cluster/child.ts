@@ -11,7 +11,7 @@ import { type OnDemandCoordinator } from '../repository/on-demand-loader.js';
 import { type Ask, type ChildRequest, INDEX_ENV, isOurs, type RepositoryChange, type OthersStatistics, PROCESSES_ENV, type ReadySummary, type ToChild, type ToPrimary, fromWire, toWire, WORKERS_ENV } from './messages.js';
 import { sumStatistics } from './sum-statistics.js';
 import { type LocalWorkers } from '../main.js';
-import { type LogLevel } from '../log-settings.js';
+import { type LogLevel } from '../../core/log-levels.js';
 import { type TracePolicy } from '../../core/trace-policy.js';
 import { setTracePolicy } from '../../core/tracing.js';
 

@@ -4,7 +4,7 @@ import { type TenantQuotas } from '../tenants/tenant.js';
 import { ServingError } from '../../core/errors.js';
 import { QuotaExceededError } from '../tenants/quota.js';
 import { type LoadRequest } from '../repository/on-demand-loader.js';
-import { type LogLevel } from '../log-settings.js';
+import { type LogLevel } from '../../core/log-levels.js';
 import { type TracePolicy } from '../../core/trace-policy.js';
 
 // IPC between the primary of `fabriek serve --gateway-processes N` and its

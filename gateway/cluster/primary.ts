@@ -20,7 +20,7 @@ import { defaultMemoryBudget, type MemoryBudget } from '../repository/memory-bud
 import { type ResidentReport } from '../repository/on-demand-loader.js';
 import { type LoadedUsage, ModelBudgetMetrics } from '../metrics/model-load-metrics.js';
 import { type BudgetHolders, HostBudget } from './host-budget.js';
-import { type LogLevel } from '../log-settings.js';
+import { type LogLevel } from '../../core/log-levels.js';
 import { type TracePolicy } from '../../core/trace-policy.js';
 
 // The primary of `fabriek serve --gateway-processes N` (N > 1). It serves

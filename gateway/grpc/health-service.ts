@@ -15,16 +15,22 @@
 // Ours rather than grpc-health-check's HealthImplementation: its Watch
 // streams never end, so a balancer watching would hold a graceful shutdown
 // until --exit-timeout-secs, and it parses the .proto at start (48 ms). The
-// three messages are coded by hand, as ORCA's are (load/orca-service.ts); the
-// tests check them against grpc-health-check's definitions.
-import { type sendUnaryData, type ServerUnaryCall, type ServerWritableStream, type ServiceDefinition, status as GrpcStatus } from '@grpc/grpc-js';
-import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
+// messages are ts-proto's, generated from proto/health.proto as the KServe
+// ones are (npm run proto); the tests check them against grpc-health-check's
+// definitions.
+import { type sendUnaryData, type ServerUnaryCall, type ServerWritableStream, status as GrpcStatus } from '@grpc/grpc-js';
 import { boundedMessage } from '../../core/errors.js';
+import {
+  type HealthCheckRequest,
+  type HealthCheckResponse,
+  HealthCheckResponse_ServingStatus as ServingStatus,
+  type HealthListRequest,
+  type HealthListResponse,
+  type HealthServer,
+} from '../../proto/gen/health.js';
 
-export type ServingStatus = 'UNKNOWN' | 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
-
-const STATUS_NUMBERS: Readonly<Record<ServingStatus, number>> = { UNKNOWN: 0, SERVING: 1, NOT_SERVING: 2, SERVICE_UNKNOWN: 3 };
-const STATUS_NAMES: readonly ServingStatus[] = ['UNKNOWN', 'SERVING', 'NOT_SERVING', 'SERVICE_UNKNOWN'];
+export { HealthService as healthServiceDefinition } from '../../proto/gen/health.js';
+export { ServingStatus };
 
 /** The names a health check answers for by readiness: the whole server, the inference service by its full name, and Kubernetes' readiness probe's. */
 export const READINESS_NAMES: readonly string[] = ['', 'inference.GRPCInferenceService', 'readiness'];
@@ -34,114 +40,9 @@ export const LIVENESS_NAME = 'liveness';
 /** How often open Watch streams look for a change in readiness (a drain is told at once: ServerHealth.refresh). */
 export const WATCH_INTERVAL_MS = 1000;
 
-/** HealthCheckRequest { string service = 1; } */
-export interface HealthCheckRequest {
-  readonly service: string;
-}
+const answer = (status: ServingStatus): HealthCheckResponse => ({ status });
 
-export function decodeHealthCheckRequest(bytes: Uint8Array): HealthCheckRequest {
-  const reader = new BinaryReader(bytes);
-  let service = '';
-  while (reader.pos < reader.len) {
-    const [field, wireType] = reader.tag();
-    if (field === 1 && wireType === WireType.LengthDelimited) service = reader.string();
-    else reader.skip(wireType);
-  }
-  return { service };
-}
-
-export function encodeHealthCheckRequest(request: HealthCheckRequest): Uint8Array {
-  const writer = new BinaryWriter();
-  if (request.service !== '') writer.tag(1, WireType.LengthDelimited).string(request.service);
-  return writer.finish();
-}
-
-/** HealthCheckResponse { ServingStatus status = 1; } into `writer` (proto3: UNKNOWN, 0, is left out). */
-function writeStatus(writer: BinaryWriter, status: ServingStatus): BinaryWriter {
-  const n = STATUS_NUMBERS[status];
-  if (n !== 0) writer.tag(1, WireType.Varint).int32(n);
-  return writer;
-}
-
-export function encodeHealthCheckResponse(status: ServingStatus): Uint8Array {
-  return writeStatus(new BinaryWriter(), status).finish();
-}
-
-export function decodeHealthCheckResponse(bytes: Uint8Array): ServingStatus {
-  const reader = new BinaryReader(bytes);
-  let status: ServingStatus = 'UNKNOWN';
-  while (reader.pos < reader.len) {
-    const [field, wireType] = reader.tag();
-    // An enum value this side does not know reads as UNKNOWN.
-    if (field === 1 && wireType === WireType.Varint) status = STATUS_NAMES[reader.int32()] ?? 'UNKNOWN';
-    else reader.skip(wireType);
-  }
-  return status;
-}
-
-/** HealthListResponse { map<string, HealthCheckResponse> statuses = 1; }: each entry a message { key = 1; value = 2; }. */
-export function encodeHealthListResponse(statuses: ReadonlyMap<string, ServingStatus>): Uint8Array {
-  const writer = new BinaryWriter();
-  for (const [name, status] of statuses) {
-    writer.tag(1, WireType.LengthDelimited).fork();
-    writer.tag(1, WireType.LengthDelimited).string(name);
-    writer.tag(2, WireType.LengthDelimited).fork();
-    writeStatus(writer, status).join();
-    writer.join();
-  }
-  return writer.finish();
-}
-
-export function decodeHealthListResponse(bytes: Uint8Array): Map<string, ServingStatus> {
-  const reader = new BinaryReader(bytes);
-  const out = new Map<string, ServingStatus>();
-  while (reader.pos < reader.len) {
-    const [field, wireType] = reader.tag();
-    if (field !== 1 || wireType !== WireType.LengthDelimited) {
-      reader.skip(wireType);
-      continue;
-    }
-    const entry = new BinaryReader(reader.bytes());
-    let name = '';
-    let status: ServingStatus = 'UNKNOWN';
-    while (entry.pos < entry.len) {
-      const [f, w] = entry.tag();
-      if (f === 1 && w === WireType.LengthDelimited) name = entry.string();
-      else if (f === 2 && w === WireType.LengthDelimited) status = decodeHealthCheckResponse(entry.bytes());
-      else entry.skip(w);
-    }
-    out.set(name, status);
-  }
-  return out;
-}
-
-const bytesOf = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
-
-/** Check and Watch take a HealthCheckRequest and answer HealthCheckResponses. */
-const checkMessages = {
-  requestStream: false,
-  requestSerialize: (r: HealthCheckRequest): Buffer => bytesOf(encodeHealthCheckRequest(r)),
-  requestDeserialize: (bytes: Buffer): HealthCheckRequest => decodeHealthCheckRequest(bytes),
-  responseSerialize: (s: ServingStatus): Buffer => bytesOf(encodeHealthCheckResponse(s)),
-  responseDeserialize: (bytes: Buffer): ServingStatus => decodeHealthCheckResponse(bytes),
-} as const;
-
-export const healthServiceDefinition: ServiceDefinition = {
-  Check: { path: '/grpc.health.v1.Health/Check', responseStream: false, ...checkMessages },
-  Watch: { path: '/grpc.health.v1.Health/Watch', responseStream: true, ...checkMessages },
-  List: {
-    path: '/grpc.health.v1.Health/List',
-    requestStream: false,
-    responseStream: false,
-    // HealthListRequest has no fields.
-    requestSerialize: (): Buffer => Buffer.alloc(0),
-    requestDeserialize: (): Record<string, never> => ({}),
-    responseSerialize: (m: ReadonlyMap<string, ServingStatus>): Buffer => bytesOf(encodeHealthListResponse(m)),
-    responseDeserialize: (bytes: Buffer): Map<string, ServingStatus> => decodeHealthListResponse(bytes),
-  },
-};
-
-type WatchCall = ServerWritableStream<HealthCheckRequest, ServingStatus>;
+type WatchCall = ServerWritableStream<HealthCheckRequest, HealthCheckResponse>;
 
 /** A Watch stream of a known name, and the status it was last sent. */
 interface Watching {
@@ -177,14 +78,14 @@ export class ServerHealth {
     return this.#watching.size + this.#unknown.size;
   }
 
-  readonly handlers = {
-    Check: (call: ServerUnaryCall<HealthCheckRequest, ServingStatus>, callback: sendUnaryData<ServingStatus>): void => {
+  readonly handlers: HealthServer = {
+    check: (call: ServerUnaryCall<HealthCheckRequest, HealthCheckResponse>, callback: sendUnaryData<HealthCheckResponse>): void => {
       const name = call.request.service;
       const status = this.statusOf(name);
-      if (status !== undefined) callback(null, status);
+      if (status !== undefined) callback(null, answer(status));
       else callback({ code: GrpcStatus.NOT_FOUND, details: boundedMessage(unknownService(name)) });
     },
-    Watch: (call: WatchCall): void => {
+    watch: (call: WatchCall): void => {
       const forget = (): void => {
         this.#watching.delete(call);
         this.#unknown.delete(call);
@@ -198,12 +99,12 @@ export class ServerHealth {
       const name = call.request.service;
       const status = this.statusOf(name);
       if (status === undefined) {
-        call.write('SERVICE_UNKNOWN');
+        call.write(answer(ServingStatus.SERVICE_UNKNOWN));
         if (this.#ended) call.end();
         else this.#unknown.add(call);
         return;
       }
-      call.write(status);
+      call.write(answer(status));
       if (this.#ended) {
         call.end();
         return;
@@ -214,9 +115,11 @@ export class ServerHealth {
         this.#timer.unref();
       }
     },
-    List: (_call: ServerUnaryCall<Record<string, never>, ReadonlyMap<string, ServingStatus>>, callback: sendUnaryData<ReadonlyMap<string, ServingStatus>>): void => {
+    list: (_call: ServerUnaryCall<HealthListRequest, HealthListResponse>, callback: sendUnaryData<HealthListResponse>): void => {
       const ready = this.#once();
-      callback(null, new Map([...READINESS_NAMES, LIVENESS_NAME].map((name) => [name, statusFor(name, ready) ?? 'UNKNOWN'])));
+      const statuses: HealthListResponse['statuses'] = {};
+      for (const name of [...READINESS_NAMES, LIVENESS_NAME]) statuses[name] = answer(statusFor(name, ready) ?? ServingStatus.UNKNOWN);
+      callback(null, { statuses });
     },
   };
 
@@ -224,10 +127,10 @@ export class ServerHealth {
   refresh(): void {
     const ready = this.#once();
     for (const [call, watching] of this.#watching) {
-      const status = statusFor(watching.name, ready) ?? 'UNKNOWN';
+      const status = statusFor(watching.name, ready) ?? ServingStatus.UNKNOWN;
       if (watching.sent === status) continue;
       watching.sent = status;
-      call.write(status);
+      call.write(answer(status));
     }
   }
 
@@ -243,8 +146,8 @@ export class ServerHealth {
 }
 
 function statusFor(name: string, ready: () => boolean): ServingStatus | undefined {
-  if (READINESS_NAMES.includes(name)) return ready() ? 'SERVING' : 'NOT_SERVING';
-  return name === LIVENESS_NAME ? 'SERVING' : undefined;
+  if (READINESS_NAMES.includes(name)) return ready() ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
+  return name === LIVENESS_NAME ? ServingStatus.SERVING : undefined;
 }
 
 function unknownService(name: string): string {

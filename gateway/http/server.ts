@@ -51,9 +51,15 @@ type Method = 'GET' | 'POST';
 
 /** A matched route: which methods it takes and what to do. */
 interface Route {
-  readonly method: Method;
+  /** The method it takes; a path that reads and changes one thing takes GET and POST. */
+  readonly method: Method | readonly Method[];
   /** `cancellation` aborts when the client goes away before the answer; a route may abort it too (its timeout). */
   run(req: IncomingMessage, res: ServerResponse, cancellation: Cancellation): Promise<void>;
+}
+
+/** One path, read with GET and changed with POST: each method's route. */
+function readAndChange(read: Route, change: Route): Route {
+  return { method: ['GET', 'POST'], run: (req, res, cancellation) => (req.method === 'POST' ? change : read).run(req, res, cancellation) };
 }
 
 class HttpError extends Error {
@@ -140,26 +146,27 @@ export function createHttpServer(
    * Triton's logging and trace extensions: GET the settings in force; POST a
    * JSON object of settings to change, answered with them all after it.
    */
-  const settingsRoute = (op: 'logging' | 'tracing', control: LogControl | TraceControl, method: string | undefined): Route => {
+  const settingsRoute = (op: 'logging' | 'tracing', control: LogControl | TraceControl): Route => {
     const what = op === 'logging' ? 'log settings' : 'trace settings';
-    return method === 'POST'
-      ? guarded('POST', op, '', '', async (_t, _n, req, res) => {
-          const parsed = parseClientJson(await readBody(req, maxBodyBytes), `the ${what} JSON`);
-          if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-            throw invalidArgument(`${what}: expected a JSON object of settings, e.g. ${op === 'logging' ? '{"log_verbose_level": 1}' : '{"trace_rate": "100"}'}`);
-          }
-          sendJson(res, 200, await control.update(new Map(Object.entries(parsed))));
-        })
-      : guardedGet(op, '', '', () => control.settings());
+    return readAndChange(
+      guardedGet(op, '', '', () => control.settings()),
+      guarded('POST', op, '', '', async (_t, _n, req, res) => {
+        const parsed = parseClientJson(await readBody(req, maxBodyBytes), `the ${what} JSON`);
+        if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+          throw invalidArgument(`${what}: expected a JSON object of settings, e.g. ${op === 'logging' ? '{"log_verbose_level": 1}' : '{"trace_rate": "100"}'}`);
+        }
+        sendJson(res, 200, await control.update(new Map(Object.entries(parsed))));
+      }),
+    );
   };
 
-  /** The route for a path (and, where one path takes two methods, the request's); undefined when no endpoint has that shape. */
-  const route = (segments: readonly string[], method: string | undefined): Route | undefined => {
+  /** The route for a path; undefined when no endpoint has that shape. */
+  const route = (segments: readonly string[]): Route | undefined => {
     const [v2, kind, ...rest] = segments;
     if (v2 !== 'v2') return undefined;
     if (kind === undefined) return get(() => h.serverMetadata(info));
-    if (kind === 'logging' && rest.length === 0) return options.logging ? settingsRoute('logging', options.logging, method) : undefined;
-    if (kind === 'trace' && rest.length === 1 && rest[0] === 'setting') return options.tracing ? settingsRoute('tracing', options.tracing, method) : undefined;
+    if (kind === 'logging' && rest.length === 0) return options.logging ? settingsRoute('logging', options.logging) : undefined;
+    if (kind === 'trace' && rest.length === 1 && rest[0] === 'setting') return options.tracing ? settingsRoute('tracing', options.tracing) : undefined;
     if (kind === 'health' && rest.length === 1) {
       if (rest[0] === 'live') return probe(() => true);
       if (rest[0] === 'ready') return probe(() => queries.serverReady(models, info));
@@ -183,9 +190,10 @@ export function createHttpServer(
     }
     if (tail.length === 2 && tail[0] === 'trace' && tail[1] === 'setting' && options.tracing) {
       // Triton's per-model trace settings: refused, with why, after the same checks as the server's.
-      return guarded(method === 'POST' ? 'POST' : 'GET', 'tracing', name, version, async () => {
+      const refuse = async (): Promise<void> => {
         throw invalidArgument(PER_MODEL_TRACE_SETTINGS);
-      });
+      };
+      return readAndChange(guarded('GET', 'tracing', name, version, refuse), guarded('POST', 'tracing', name, version, refuse));
     }
     if (tail.length > 1) return undefined;
     switch (tail[0]) {
@@ -283,10 +291,12 @@ export function createHttpServer(
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
     const segments = path.split('/').filter((s) => s !== '').map(decodeSegment);
-    const r = route(segments, req.method);
+    const r = route(segments);
     if (!r) throw new HttpError(404, `no endpoint at ${req.method ?? ''} ${path}`);
-    if (req.method !== r.method) {
-      throw new HttpError(405, `${path} accepts ${r.method}, not ${req.method ?? ''}`, { allow: r.method });
+    const allowed = r.method;
+    if (typeof allowed === 'string' ? req.method !== allowed : !(allowed as readonly string[]).includes(req.method ?? '')) {
+      const allow = typeof allowed === 'string' ? allowed : allowed.join(', ');
+      throw new HttpError(405, `${path} accepts ${allow}, not ${req.method ?? ''}`, { allow });
     }
     // Cancel the request's queue entry when the client goes away before the answer (infer: or its Timeout-Ms
     // passes). A Cancellation, not an AbortController (nor AbortSignal.any and .timeout): see core/cancellation.ts.

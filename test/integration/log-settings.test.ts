@@ -86,6 +86,9 @@ describe('log settings on an open gateway', () => {
       body: { error: "log settings: log_info true needs log_warning true: Fabriek's log level is a threshold, each level including those above it" },
     });
     expect((await logging(gw, { log_file: '/tmp/x.log' })).status).toBe(400);
+    // Another method: 405, naming both it takes.
+    const put = await fetch(`${httpUrlOf(gw)}/v2/logging`, { method: 'PUT', body: '{}' });
+    expect([put.status, put.headers.get('allow'), ((await put.json()) as { error: string }).error]).toEqual([405, 'GET, POST', '/v2/logging accepts GET, POST, not PUT']);
     expect(await logging(gw, [1, 2])).toEqual({ status: 400, body: { error: 'log settings: expected a JSON object of settings, e.g. {"log_verbose_level": 1}' } });
     const error = (await grpcLogSettings(gw, { log_verbose_level: { parameterChoice: { $case: 'stringParam', value: 'high' } } }).catch((e: unknown) => e)) as ServiceError;
     expect(error.code).toBe(GrpcStatus.INVALID_ARGUMENT);

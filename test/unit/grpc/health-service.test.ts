@@ -3,19 +3,14 @@ import { type sendUnaryData, type ServerUnaryCall, type ServerWritableStream, ty
 import { service as reference } from 'grpc-health-check';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
-  decodeHealthCheckRequest,
-  decodeHealthCheckResponse,
-  decodeHealthListResponse,
-  encodeHealthCheckRequest,
-  encodeHealthCheckResponse,
-  encodeHealthListResponse,
-  type HealthCheckRequest,
+  healthServiceDefinition as ours,
   LIVENESS_NAME,
   READINESS_NAMES,
   ServerHealth,
-  type ServingStatus,
+  ServingStatus,
   WATCH_INTERVAL_MS,
 } from '../../../gateway/grpc/health-service.js';
+import { type HealthCheckRequest, type HealthCheckResponse, type HealthListRequest, type HealthListResponse } from '../../../proto/gen/health.js';
 
 // grpc-health-check's definitions (protobufjs over the published health.proto) are the reference for the wire.
 const method = (name: 'Check' | 'List') => {
@@ -24,53 +19,44 @@ const method = (name: 'Check' | 'List') => {
   return m;
 };
 
-describe('health messages, against grpc-health-check', () => {
-  it('reads its HealthCheckRequest, and writes one it reads', () => {
+/** A status by its name, as the reference (enums: String) and the assertions say it. */
+const named = (status: ServingStatus): string => ServingStatus[status];
+
+describe('health messages (ts-proto, from proto/health.proto) against grpc-health-check', () => {
+  it('the same HealthCheckRequest both ways', () => {
     for (const service of ['', 'inference.GRPCInferenceService', 'ünïcode/1']) {
-      expect(decodeHealthCheckRequest(method('Check').requestSerialize({ service }))).toEqual({ service });
-      expect(method('Check').requestDeserialize(Buffer.from(encodeHealthCheckRequest({ service })))).toMatchObject({ service });
+      expect(ours.check.requestDeserialize(method('Check').requestSerialize({ service }))).toEqual({ service });
+      expect(method('Check').requestDeserialize(ours.check.requestSerialize({ service }))).toMatchObject({ service });
     }
   });
 
-  it('writes each status as it reads it, and reads its own', () => {
-    for (const status of ['UNKNOWN', 'SERVING', 'NOT_SERVING', 'SERVICE_UNKNOWN'] as const) {
-      expect(method('Check').responseDeserialize(Buffer.from(encodeHealthCheckResponse(status)))).toMatchObject({ status });
-      expect(decodeHealthCheckResponse(method('Check').responseSerialize({ status }))).toBe(status);
+  it('each status both ways, on Check and on Watch', () => {
+    for (const status of [ServingStatus.UNKNOWN, ServingStatus.SERVING, ServingStatus.NOT_SERVING, ServingStatus.SERVICE_UNKNOWN]) {
+      expect(method('Check').responseDeserialize(ours.check.responseSerialize({ status }))).toMatchObject({ status: named(status) });
+      expect(method('Check').responseDeserialize(ours.watch.responseSerialize({ status }))).toMatchObject({ status: named(status) });
+      expect(ours.check.responseDeserialize(method('Check').responseSerialize({ status: named(status) }))).toEqual({ status });
     }
   });
 
-  it('reads an enum value it does not know as UNKNOWN, and skips unknown fields', () => {
-    expect(decodeHealthCheckResponse(Buffer.from([0x08, 0x09]))).toBe('UNKNOWN');
-    // field 2 (varint 1), then status SERVING
-    expect(decodeHealthCheckResponse(Buffer.from([0x10, 0x01, 0x08, 0x01]))).toBe('SERVING');
-  });
-
-  it('writes the List map as it reads it', () => {
-    const statuses = new Map<string, ServingStatus>([
-      ['', 'SERVING'],
-      ['inference.GRPCInferenceService', 'NOT_SERVING'],
-    ]);
-    expect(method('List').responseDeserialize(Buffer.from(encodeHealthListResponse(statuses)))).toMatchObject({
+  it('the List map both ways', () => {
+    const statuses = { '': { status: ServingStatus.SERVING }, 'inference.GRPCInferenceService': { status: ServingStatus.NOT_SERVING } };
+    expect(method('List').responseDeserialize(ours.list.responseSerialize({ statuses }))).toMatchObject({
       statuses: { '': { status: 'SERVING' }, 'inference.GRPCInferenceService': { status: 'NOT_SERVING' } },
     });
-    expect(decodeHealthListResponse(method('List').responseSerialize({ statuses: { a: { status: 'SERVING' }, b: { status: 'UNKNOWN' } } }))).toEqual(
-      new Map([
-        ['a', 'SERVING'],
-        ['b', 'UNKNOWN'],
-      ]),
-    );
+    expect(ours.list.responseDeserialize(method('List').responseSerialize({ statuses: { a: { status: 'SERVING' } } }))).toEqual({ statuses: { a: { status: ServingStatus.SERVING } } });
   });
 });
 
 /** A Watch call: records what it was written and whether it ended; the client cancels with cancel(). */
 class FakeWatch extends EventEmitter {
-  readonly written: ServingStatus[] = [];
+  /** The statuses written, by name. */
+  readonly written: string[] = [];
   ended = false;
   constructor(readonly request: HealthCheckRequest) {
     super();
   }
-  write(status: ServingStatus): boolean {
-    this.written.push(status);
+  write(response: HealthCheckResponse): boolean {
+    this.written.push(named(response.status));
     return true;
   }
   end(): void {
@@ -81,12 +67,13 @@ class FakeWatch extends EventEmitter {
   }
 }
 
-const watchCall = (w: FakeWatch): ServerWritableStream<HealthCheckRequest, ServingStatus> => w as unknown as ServerWritableStream<HealthCheckRequest, ServingStatus>;
+const watchCall = (w: FakeWatch): ServerWritableStream<HealthCheckRequest, HealthCheckResponse> => w as unknown as ServerWritableStream<HealthCheckRequest, HealthCheckResponse>;
 
-function check(health: ServerHealth, service: string): Promise<ServingStatus> {
+/** Check's answer, by name. */
+function check(health: ServerHealth, service: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const callback: sendUnaryData<ServingStatus> = (error, value) => (error ? reject(error as ServiceError) : resolve(value as ServingStatus));
-    health.handlers.Check({ request: { service } } as ServerUnaryCall<HealthCheckRequest, ServingStatus>, callback);
+    const callback: sendUnaryData<HealthCheckResponse> = (error, value) => (error ? reject(error as ServiceError) : resolve(named((value as HealthCheckResponse).status)));
+    health.handlers.check({ request: { service } } as ServerUnaryCall<HealthCheckRequest, HealthCheckResponse>, callback);
   });
 }
 
@@ -126,10 +113,10 @@ describe('ServerHealth', () => {
 
   it('List: every name with its status now', async () => {
     ready = false;
-    const listed = await new Promise<ReadonlyMap<string, ServingStatus>>((resolve) =>
-      health.handlers.List({ request: {} } as ServerUnaryCall<Record<string, never>, ReadonlyMap<string, ServingStatus>>, (_e, v) => resolve(v as ReadonlyMap<string, ServingStatus>)),
+    const listed = await new Promise<HealthListResponse>((resolve) =>
+      health.handlers.list({ request: {} } as ServerUnaryCall<HealthListRequest, HealthListResponse>, (_e, v) => resolve(v as HealthListResponse)),
     );
-    expect([...listed]).toEqual([
+    expect(Object.entries(listed.statuses).map(([name, r]) => [name, named(r.status)])).toEqual([
       ['', 'NOT_SERVING'],
       ['inference.GRPCInferenceService', 'NOT_SERVING'],
       ['readiness', 'NOT_SERVING'],
@@ -139,7 +126,7 @@ describe('ServerHealth', () => {
 
   it('Watch: the status at once, then each change within WATCH_INTERVAL_MS, never the same twice', () => {
     const w = new FakeWatch({ service: '' });
-    health.handlers.Watch(watchCall(w));
+    health.handlers.watch(watchCall(w));
     expect(w.written).toEqual(['SERVING']);
     vi.advanceTimersByTime(3 * WATCH_INTERVAL_MS);
     expect(w.written).toEqual(['SERVING']);
@@ -160,7 +147,7 @@ describe('ServerHealth', () => {
     const a = new FakeWatch({ service: '' });
     const b = new FakeWatch({ service: 'inference.GRPCInferenceService' });
     const live = new FakeWatch({ service: 'liveness' });
-    for (const w of [a, b, live]) health.handlers.Watch(watchCall(w));
+    for (const w of [a, b, live]) health.handlers.watch(watchCall(w));
     ready = false;
     looked = 0;
     health.refresh();
@@ -172,7 +159,7 @@ describe('ServerHealth', () => {
 
   it('Watch of an unknown name: SERVICE_UNKNOWN, the stream kept open and never written again', () => {
     const w = new FakeWatch({ service: 'mlp' });
-    health.handlers.Watch(watchCall(w));
+    health.handlers.watch(watchCall(w));
     ready = false;
     health.refresh();
     vi.advanceTimersByTime(2 * WATCH_INTERVAL_MS);
@@ -183,7 +170,7 @@ describe('ServerHealth', () => {
 
   it('a watcher that cancels is forgotten, and with none left no timer runs', () => {
     const w = new FakeWatch({ service: '' });
-    health.handlers.Watch(watchCall(w));
+    health.handlers.watch(watchCall(w));
     expect(vi.getTimerCount()).toBe(1);
     w.cancel();
     expect(health.watchers).toBe(0);
@@ -196,8 +183,8 @@ describe('ServerHealth', () => {
   it('endAll ends every stream, known names and unknown, and stops the timer', () => {
     const known = new FakeWatch({ service: '' });
     const unknown = new FakeWatch({ service: 'nope' });
-    health.handlers.Watch(watchCall(known));
-    health.handlers.Watch(watchCall(unknown));
+    health.handlers.watch(watchCall(known));
+    health.handlers.watch(watchCall(unknown));
     health.endAll();
     expect([known.ended, unknown.ended]).toEqual([true, true]);
     expect(health.watchers).toBe(0);
@@ -209,8 +196,8 @@ describe('ServerHealth', () => {
     ready = false;
     const known = new FakeWatch({ service: '' });
     const unknown = new FakeWatch({ service: 'nope' });
-    health.handlers.Watch(watchCall(known));
-    health.handlers.Watch(watchCall(unknown));
+    health.handlers.watch(watchCall(known));
+    health.handlers.watch(watchCall(unknown));
     expect([known.written, unknown.written]).toEqual([['NOT_SERVING'], ['SERVICE_UNKNOWN']]);
     expect([known.ended, unknown.ended]).toEqual([true, true]);
     expect(health.watchers).toBe(0);
