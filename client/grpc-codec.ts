@@ -9,7 +9,7 @@ import {
   type ModelMetadataResponse,
 } from '../proto/gen/inference.js';
 import { InferenceError, invalidInput } from './errors.js';
-import { type InferOptions, InferOutput, InferResult, type ModelMetadata } from './inference-client.js';
+import { type InferOptions, InferOutput, InferResult, type ModelMetadata, requestedOutputs } from './inference-client.js';
 import { type InferInput, type ParameterValue, type TensorData, decodeRaw, encodeRaw } from './typed-tensors.js';
 
 /** raw: `raw_input_contents` (fast, every datatype); contents: the typed `contents` fields (no FP16/BF16). */
@@ -80,7 +80,10 @@ export function toModelInferRequest(model: string, inputs: readonly InferInput[]
       parameters: parametersOf(t.parameters),
       ...(raw ? {} : { contents: typedContents(t) }),
     })),
-    outputs: (o.outputs ?? []).map((name) => ({ name, parameters: {} })),
+    outputs: (requestedOutputs(o) ?? []).map(({ name, classes }) => ({
+      name,
+      parameters: classes > 0 ? { classification: { parameterChoice: { $case: 'int64Param', value: BigInt(classes) } } } : {},
+    })),
     rawInputContents: raw ? inputs.map(encodeRaw) : [],
   };
 }

@@ -3,7 +3,7 @@
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { isDatatype } from '../core/datatypes.js';
 import { InferenceError } from './errors.js';
-import { type InferOptions, InferOutput, InferResult } from './inference-client.js';
+import { type InferOptions, InferOutput, InferResult, requestedOutputs } from './inference-client.js';
 import { type InferInput, type ParameterValue, encodeRaw, fromJsonValues, toJsonValues } from './typed-tensors.js';
 
 /** A request body in parts, so tensor bytes are written as they are, never concatenated. */
@@ -16,9 +16,10 @@ export interface InferBody {
 
 export function encodeInferRequest(inputs: readonly InferInput[], o: InferOptions, binary: boolean): InferBody {
   const raw = binary ? inputs.map(encodeRaw) : [];
+  const outputs = requestedOutputs(o);
   const header = {
     ...(o.id !== undefined ? { id: o.id } : {}),
-    parameters: { ...o.parameters, ...(binary && o.outputs === undefined ? { binary_data_output: true } : {}) },
+    parameters: { ...o.parameters, ...(binary && outputs === undefined ? { binary_data_output: true } : {}) },
     inputs: inputs.map((t, i) => ({
       name: t.name,
       shape: t.shape,
@@ -26,7 +27,7 @@ export function encodeInferRequest(inputs: readonly InferInput[], o: InferOption
       parameters: { ...t.parameters, ...(binary ? { binary_data_size: raw[i]?.byteLength ?? 0 } : {}) },
       ...(binary ? {} : { data: toJsonValues(t) }),
     })),
-    ...(o.outputs !== undefined ? { outputs: o.outputs.map((name) => ({ name, parameters: { binary_data: binary } })) } : {}),
+    ...(outputs !== undefined ? { outputs: outputs.map(({ name, classes }) => ({ name, parameters: { binary_data: binary, ...(classes > 0 ? { classification: classes } : {}) } })) } : {}),
   };
   const json = Buffer.from(JSON.stringify(header));
   if (!binary) return { parts: [json], headerLength: undefined, contentType: 'application/json' };

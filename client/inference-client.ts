@@ -23,8 +23,15 @@ export interface InferOptions extends RequestOptions {
   readonly version?: string;
   /** Request id, echoed in the answer. */
   readonly id?: string;
-  /** Outputs to return; absent = all of them. */
+  /** Outputs to return; absent = all of them (or only those in `classification`). */
   readonly outputs?: readonly string[];
+  /**
+   * Outputs to return as their K largest elements per batch item (Triton's
+   * classification extension): output name → K. Each comes back as BYTES
+   * strings "value:index" or "value:index:label" (labels from the model's
+   * label_filename), largest first. They are asked for besides `outputs`.
+   */
+  readonly classification?: Readonly<Record<string, number>>;
   /** Request parameters, e.g. Triton's `priority` and `timeout` (µs). */
   readonly parameters?: Readonly<Record<string, ParameterValue>>;
 }
@@ -177,4 +184,12 @@ export function deadlineOf(o: RequestOptions | undefined): number | undefined {
 /** The config override as the text Triton's load API carries. */
 export function configText(config: unknown): string {
   return typeof config === 'string' ? config : JSON.stringify(config);
+}
+
+/** The outputs a request names, with the classification each asks for (0 = none); undefined = all of them. */
+export function requestedOutputs(o: Pick<InferOptions, 'outputs' | 'classification'>): readonly { readonly name: string; readonly classes: number }[] | undefined {
+  const classes = o.classification ?? {};
+  const extra = Object.keys(classes).filter((name) => !(o.outputs ?? []).includes(name));
+  if (o.outputs === undefined && extra.length === 0) return undefined;
+  return [...(o.outputs ?? []), ...extra].map((name) => ({ name, classes: classes[name] ?? 0 }));
 }

@@ -30,7 +30,7 @@ import { authorizationOf, type CallContext, unary } from './call-context.js';
 import { identifiedTenant } from './early-refusal.js';
 import { grpcTraceHeaders } from '../inference/trace-headers.js';
 import { activeTracer } from '../../core/tracing.js';
-import { parametersFromProto } from './parameters.js';
+import { classCountsFromProto, parametersFromProto } from './parameters.js';
 import { streamInfer } from './stream-infer.js';
 import { type LoadReporter } from '../load/load-reporter.js';
 import { type InflightGate } from '../inference/inflight-gate.js';
@@ -95,6 +95,7 @@ export function createInferenceService(
           outputs: request.outputs.map((o) => o.name),
           parameters: parametersFromProto(request.parameters),
           tenant,
+          classifications: classCountsFromProto(request.outputs, request.modelName),
         },
         context,
         activeTracer() ? { log, protocol: 'grpc', admission, note, ...grpcTraceHeaders(context.metadata) } : { log, protocol: 'grpc', admission, note },

@@ -5,6 +5,7 @@ import { DATATYPES, isDatatype, type Datatype } from '../../core/datatypes.js';
 import { invalidArgument } from '../../core/errors.js';
 import { type Tensor } from '../../core/tensor.js';
 import { type InferTensorContents } from '../../proto/gen/inference.js';
+import { CLASSIFICATION_PARAMETER, classCountOf } from '../inference/classification.js';
 import { type InferParameterValue, type InferRequest, type InferResult } from '../inference/infer-request.js';
 import { parseClientJson } from '../parse-json.js';
 import { checkedElementCount, checkRawSize } from '../tensor/decode-request.js';
@@ -175,6 +176,7 @@ export function decodeInferRequest(
   const requestParams = parameters(json['parameters'], model);
   const binaryOutputs = new Map<string, boolean>();
   const outputs: string[] = [];
+  let classifications: Map<string, number> | undefined;
   const rawOutputs = json['outputs'];
   if (rawOutputs !== undefined) {
     if (!Array.isArray(rawOutputs)) throw invalidArgument(`${model}: 'outputs' must be an array`);
@@ -184,6 +186,10 @@ export function decodeInferRequest(
       const p = parameters(o['parameters'], `${model}: output '${name}'`);
       if (p['shared_memory_region'] !== undefined) throw invalidArgument(`${model}: output '${name}': shared memory outputs are not supported`);
       if (p['binary_data'] !== undefined) binaryOutputs.set(name, p['binary_data'] === true);
+      if (p[CLASSIFICATION_PARAMETER] !== undefined) {
+        const k = classCountOf(p[CLASSIFICATION_PARAMETER], `${model}: output '${name}'`);
+        if (k > 0) (classifications ??= new Map()).set(name, k);
+      }
       outputs.push(name);
     });
   }
@@ -196,6 +202,7 @@ export function decodeInferRequest(
       inputs,
       outputs,
       parameters: rest,
+      classifications,
     },
     binaryDefault: binaryDefault === true,
     binaryOutputs,

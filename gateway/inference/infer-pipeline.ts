@@ -5,11 +5,12 @@ import { activeTracer, contextOf, endOk, endWithError, modelAttributes, remotePa
 import { type CacheLookup } from '../cache/response-cache.js';
 import { type CallContext } from '../grpc/call-context.js';
 import { type ModelManager } from '../repository/model-manager.js';
-import { type ModelVersion } from '../repository/model-version.js';
+import { type ModelVersion, type ServingParts } from '../repository/model-version.js';
 import { validateInputs } from '../validate-request.js';
 import { type JobResult } from '../scheduling/execution.js';
 import { OPEN_TENANT, tenantPriority } from '../tenants/tenant.js';
 import { type Admission, type CallNote } from './admission.js';
+import { checkClassifiable, classify, NO_LABELS } from './classification.js';
 import { type InferRequest, type InferResult } from './infer-request.js';
 import { logRequest, requestIdOf } from './request-log.js';
 import { toClientShapes, toModelShapes } from './reshape.js';
@@ -156,6 +157,7 @@ async function inferWith(
   let result: JobResult;
   try {
     ({ batchSize } = validateInputs(serving.signature, request.inputs, request.outputs));
+    if (request.classifications !== undefined) checkClassifiable(serving.signature, request.classifications, version.key);
     const params = schedulingParameters(request.parameters, version.name);
     const level = tenantPriority(tenant, params.priority);
     if (note) note.charged = true;
@@ -178,7 +180,7 @@ async function inferWith(
       if (hit && cached) {
         serving.stats.cacheHit(Number(process.hrtime.bigint() - start), cached.lookupNs);
         if (note) note.items = batchSize;
-        return { modelName: version.name, modelVersion: String(version.version), id: request.id, outputs: hit };
+        return { modelName: version.name, modelVersion: String(version.version), id: request.id, outputs: classified(serving, request, hit) };
       }
       // One literal, no spreads: this is every request's job.
       result = await serving.scheduler.enqueue({
@@ -210,7 +212,13 @@ async function inferWith(
   }
   const outputs = toClientShapes(serving.signature, orderOutputs(result.outputs, request.outputs, version.key));
   cached?.put(outputs, serving.stats);
-  return { modelName: version.name, modelVersion: String(version.version), id: request.id, outputs };
+  return { modelName: version.name, modelVersion: String(version.version), id: request.id, outputs: classified(serving, request, outputs) };
+}
+
+/** The outputs as the client asked for them: those it asked to classify as their top classes. */
+function classified(serving: ServingParts, request: InferRequest, outputs: InferResult['outputs']): InferResult['outputs'] {
+  const counts = request.classifications;
+  return counts === undefined ? outputs : classify(outputs, counts, serving.labels ?? NO_LABELS, serving.signature.maxBatchSize > 0);
 }
 
 /** The queue wait, known once the job ran (queueNs: the gateway's queue, then the worker's wait for the instance), from enqueue, a child of the request span. */

@@ -1,5 +1,6 @@
 import { type Tensor } from '../../core/tensor.js';
 import { type Tenant } from '../tenants/tenant.js';
+import { type ClassCounts } from './classification.js';
 
 /** A decoded inference request, whichever protocol it came by. */
 export interface InferRequest {
@@ -14,6 +15,8 @@ export interface InferRequest {
   readonly parameters: Readonly<Record<string, InferParameterValue>>;
   /** Who sent it (admission); undefined = the open tenant of a server without tenants. */
   readonly tenant?: Tenant;
+  /** Requested outputs to return as their top classes (Triton's classification extension); undefined = none. */
+  readonly classifications?: ClassCounts | undefined;
 }
 
 /** A request parameter's value, protocol-neutral. */

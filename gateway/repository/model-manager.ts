@@ -20,6 +20,7 @@ import { InstanceSlots } from '../scheduling/instance-slots.js';
 import { isWorkerLost } from '../scheduling/worker-connection.js';
 import { type WorkerLink } from '../scheduling/worker-link.js';
 import { type ResponseCache } from '../cache/response-cache.js';
+import { NO_LABELS, type OutputLabels, readLabels } from '../inference/classification.js';
 import { type MetricsRegistry } from '../metrics/registry.js';
 import { ModelVersionStatistics } from '../stats/model-statistics.js';
 import { drainScheduler, type LoadParameters, prepareLoad, removeUpload, versionsOf } from './model-loader.js';
@@ -294,7 +295,7 @@ export class ModelManager {
   }
 
   /** An ensemble's version: checked against its steps' signatures, served by an EnsembleScheduler. */
-  #loadEnsemble(v: ModelVersion, entry: ModelEntry): void {
+  #loadEnsemble(v: ModelVersion, entry: ModelEntry, labels: OutputLabels): void {
     const config = entry.config as ModelConfig;
     const file = entry.configFile ?? `model "${v.name}"`;
     const signature = ensembleSignature(v.name, String(v.version), config, file);
@@ -317,6 +318,7 @@ export class ModelManager {
       stats: previous?.stats ?? new ModelVersionStatistics(this.#options.metrics?.forVersion(v.name, String(v.version))),
       plans: [],
       executionProvider: `ensemble of ${plan.models.join(', ')}`,
+      labels,
     };
     v.state = 'READY';
     v.reason = '';
@@ -720,7 +722,7 @@ export class ModelManager {
     if (!entry) return;
     if (this.#isEnsemble(v.name)) {
       try {
-        this.#loadEnsemble(v, entry);
+        this.#loadEnsemble(v, entry, await this.#labels(v, entry));
       } catch (error) {
         v.state = 'UNAVAILABLE';
         v.reason = error instanceof Error ? error.message : String(error);
@@ -737,6 +739,8 @@ export class ModelManager {
     });
     try {
       if (plans.length === 0 && remote.length === 0) throw new Error(NO_WORKER);
+      // Before the workers load it: a label file that cannot be read fails the load, as in Triton.
+      const labels = await this.#labels(v, entry);
       const loaded = await Promise.all(plans.map((p) => this.#loadOnWorker(v, p)));
       const first: Pick<LoadModelResponse, 'inputs' | 'outputs'> | undefined =
         loaded[0] ?? (remote[0] ? { inputs: remote[0].model.inputs.map(toTensorSpec), outputs: remote[0].model.outputs.map(toTensorSpec) } : undefined);
@@ -780,6 +784,7 @@ export class ModelManager {
         stats,
         plans,
         executionProvider: [...providers].join(', '),
+        labels,
       };
       plans.forEach((p) => {
         const worker = this.#workers.get(p.workerId);
@@ -825,6 +830,20 @@ export class ModelManager {
       else log.error({ model: v.name, version: v.version, reason: v.reason }, 'model failed to load');
       await Promise.allSettled(plans.map((p) => this.#workers.get(p.workerId)?.unloadModel(v.key)));
     }
+  }
+
+  /** The outputs' labels for classification (classification.ts), from the model's directory. */
+  async #labels(v: ModelVersion, entry: ModelEntry): Promise<OutputLabels> {
+    const config = entry.config;
+    if (config === undefined) return NO_LABELS;
+    if (entry.directory === '') {
+      // A gateway without a repository has no label files to read; classification answers without labels.
+      if (config.output.some((o) => o.labelFilename !== '')) {
+        this.#options.log.warn({ model: v.name, version: v.version }, 'label_filename names a file this gateway (no --model-repository) does not have; classes are answered without labels');
+      }
+      return NO_LABELS;
+    }
+    return readLabels(config, entry.directory, entry.configFile ?? `model "${v.name}"`);
   }
 
   async #loadOnWorker(v: ModelVersion, plan: WorkerPlan): Promise<LoadModelResponse> {

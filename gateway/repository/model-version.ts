@@ -5,6 +5,7 @@ import { type Scheduler } from '../scheduling/execution.js';
 import { type InstanceSlots } from '../scheduling/instance-slots.js';
 import { type ModelVersionStatistics } from '../stats/model-statistics.js';
 import { type WorkerPlan } from '../../models/repository/placement.js';
+import { type OutputLabels } from '../inference/classification.js';
 
 /** Triton's model states, as RepositoryIndex reports them. */
 export type ModelState = 'UNKNOWN' | 'READY' | 'UNAVAILABLE' | 'LOADING' | 'UNLOADING';
@@ -21,6 +22,8 @@ export interface ServingParts {
   readonly plans: readonly WorkerPlan[];
   /** e.g. "cpu", "cuda:0", "webgpu:0", or "cpu (GPU unavailable: …)". */
   executionProvider: string;
+  /** Each output's labels from its `label_filename`, for classification; absent = none. */
+  readonly labels?: OutputLabels;
 }
 
 /** One version of one model and where it stands in its lifecycle. */

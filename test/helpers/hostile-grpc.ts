@@ -264,6 +264,12 @@ export const STRUCTURED: ReadonlyArray<(r: Random) => GrpcCase> = [
     message: /is not an output of the model|is requested more than once/,
   }),
   (r) => ({
+    kind: 'classification parameter',
+    bytes: encode({ ...validAddSub(r), outputs: [{ name: r.pick(['OUTPUT0', 'OUTPUT1']), parameters: { classification: randomParameter(r) } }] }),
+    codes: ['OK', ...INVALID],
+    message: /parameter 'classification' must be (an int64_param|a non-negative integer)/,
+  }),
+  (r) => ({
     kind: 'huge rank',
     bytes: encode(request('identity_uint8', [input('INPUT0', 'UINT8', new Array<bigint>(r.int(100, 100_000)).fill(1n))], [r.bytes(1)])),
     codes: INVALID,
