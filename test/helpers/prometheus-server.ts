@@ -19,7 +19,8 @@ export interface PrometheusServer {
   close(): Promise<void>;
 }
 
-export async function startPrometheus(targets: readonly string[], ruleFiles: readonly string[]): Promise<PrometheusServer> {
+/** `caFile`: scrape the targets over HTTPS, trusting that CA (a gateway with --http-use-ssl serves /metrics over TLS). */
+export async function startPrometheus(targets: readonly string[], ruleFiles: readonly string[], o: { readonly caFile?: string } = {}): Promise<PrometheusServer> {
   const dir = mkdtempSync(join(tmpdir(), 'fabriek-prometheus-'));
   const port = await freePort();
   const config = [
@@ -31,6 +32,7 @@ export async function startPrometheus(targets: readonly string[], ruleFiles: rea
     ...ruleFiles.map((f) => `  - ${JSON.stringify(f)}`),
     'scrape_configs:',
     '  - job_name: fabriek',
+    ...(o.caFile === undefined ? [] : ['    scheme: https', '    tls_config:', `      ca_file: ${JSON.stringify(o.caFile)}`]),
     '    static_configs:',
     `      - targets: ${JSON.stringify(targets)}`,
     '',

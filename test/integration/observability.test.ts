@@ -12,6 +12,7 @@ import { type GatewayProcess, startGateway } from '../helpers/gateway-process.js
 import { failureSummary, startLoad } from '../helpers/load-driver.js';
 import { waitFor } from '../helpers/processes.js';
 import { type PrometheusServer, promtool, startPrometheus } from '../helpers/prometheus-server.js';
+import { makeTestPki, type TestPki } from '../helpers/test-certs.js';
 
 // The dashboard (deploy/grafana/fabriek.json) and the alert rules
 // (deploy/prometheus/alerts.yml) checked against the real thing: promtool
@@ -21,7 +22,9 @@ import { type PrometheusServer, promtool, startPrometheus } from '../helpers/pro
 // must return data from that Prometheus. A metric renamed, a label dropped or
 // a typo in PromQL fails here, not in front of the on-call person. The
 // gateway runs what has panels of its own: the response cache, on-demand
-// loading and an SLO-mode model (add_sub with batching_slo_ms).
+// loading and an SLO-mode model (add_sub with batching_slo_ms), and serves
+// HTTP/REST and /metrics over TLS (the certificate panels and alerts), which
+// Prometheus scrapes trusting the test CA.
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const DASHBOARD = join(ROOT, 'deploy/grafana/fabriek.json');
@@ -57,11 +60,13 @@ describe('Grafana dashboard and Prometheus alert rules against a real Prometheus
   let dir: string;
   let gateway: GatewayProcess;
   let prometheus: PrometheusServer;
+  let pki: TestPki;
   const dashboard = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as Dashboard;
   const rules = parseYaml(readFileSync(RULES, 'utf8')) as RuleFile;
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'fabriek-observability-'));
+    pki = await makeTestPki();
     cpSync(join(ROOT, 'models/examples/add_sub'), join(dir, 'models', 'add_sub'), { recursive: true });
     const config = join(dir, 'models', 'add_sub', 'config.pbtxt');
     writeFileSync(
@@ -95,21 +100,28 @@ describe('Grafana dashboard and Prometheus alert rules against a real Prometheus
       'on-demand',
       '--model-memory-budget',
       '4models',
+      '--http-use-ssl',
+      'true',
+      '--http-server-cert',
+      pki.server.cert,
+      '--http-server-key',
+      pki.server.key,
       '--log-level',
       'warn',
     ]);
     const metricsPort = /metrics on [^ ;]+:(\d+)/.exec(gateway.readyLine)?.[1];
-    prometheus = await startPrometheus([`127.0.0.1:${metricsPort}`], [RULES]);
+    prometheus = await startPrometheus([`127.0.0.1:${metricsPort}`], [RULES], { caFile: pki.ca });
   }, 120_000);
 
   afterAll(async () => {
     await gateway?.stop('SIGKILL');
     await prometheus?.close();
+    await pki?.remove();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it('promtool checks the rules and their unit tests pass', async () => {
-    expect(await promtool(['check', 'rules', RULES])).toContain('SUCCESS: 9 rules found');
+    expect(await promtool(['check', 'rules', RULES])).toContain('SUCCESS: 11 rules found');
     expect(await promtool(['test', 'rules', 'alerts.test.yml'], join(ROOT, 'deploy/prometheus'))).toContain('SUCCESS');
   });
 
