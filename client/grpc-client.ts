@@ -29,6 +29,7 @@ import {
   type InferOptions,
   type InferResult,
   type LoadModelOptions,
+  type UnloadModelOptions,
   type ModelConfigSummary,
   type ModelMetadata,
   type PreparedInfer,
@@ -175,8 +176,9 @@ export class InferenceGrpcClient implements InferenceClient {
     await this.#call(this.raw.repositoryModelLoad, { repositoryName: '', modelName: model, parameters }, o);
   }
 
-  async unloadModel(model: string, o?: RequestOptions): Promise<void> {
-    await this.#call(this.raw.repositoryModelUnload, { repositoryName: '', modelName: model, parameters: {} }, o);
+  async unloadModel(model: string, o: UnloadModelOptions = {}): Promise<void> {
+    const parameters = o.unloadDependents === undefined ? {} : { unload_dependents: { parameterChoice: { $case: 'boolParam' as const, value: o.unloadDependents } } };
+    await this.#call(this.raw.repositoryModelUnload, { repositoryName: '', modelName: model, parameters }, o);
   }
 
   async infer(model: string, inputs: readonly InferInput[], o: InferOptions = {}): Promise<InferResult> {

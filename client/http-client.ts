@@ -9,6 +9,7 @@ import {
   type InferOptions,
   type InferResult,
   type LoadModelOptions,
+  type UnloadModelOptions,
   type ModelConfigSummary,
   type ModelMetadata,
   type PreparedInfer,
@@ -144,8 +145,9 @@ export class InferenceHttpClient implements InferenceClient {
     await this.#ok('POST', `/v2/repository/models/${seg(model)}/load`, o, Buffer.from(JSON.stringify(body)));
   }
 
-  async unloadModel(model: string, o?: RequestOptions): Promise<void> {
-    await this.#ok('POST', `/v2/repository/models/${seg(model)}/unload`, o, Buffer.from('{}'));
+  async unloadModel(model: string, o: UnloadModelOptions = {}): Promise<void> {
+    const body = o.unloadDependents === undefined ? {} : { parameters: { unload_dependents: o.unloadDependents } };
+    await this.#ok('POST', `/v2/repository/models/${seg(model)}/unload`, o, Buffer.from(JSON.stringify(body)));
   }
 
   async infer(model: string, inputs: readonly InferInput[], o: InferOptions = {}): Promise<InferResult> {

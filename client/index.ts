@@ -15,6 +15,7 @@ export {
   type PreparedInfer,
   type PrepareOptions,
   type LoadModelOptions,
+  type UnloadModelOptions,
   type ModelConfigSummary,
   type ModelMetadata,
   type RequestOptions,

@@ -88,6 +88,11 @@ export interface LoadModelOptions extends RequestOptions {
   readonly config?: unknown;
 }
 
+export interface UnloadModelOptions extends RequestOptions {
+  /** Triton's `unload_dependents`: an ensemble's steps loaded only for it, and used by no other loaded ensemble, unload too. */
+  readonly unloadDependents?: boolean;
+}
+
 /** One output of an answer. `data` is decoded on first use, so an unread output costs nothing. */
 export class InferOutput {
   readonly name: string;
@@ -166,7 +171,7 @@ export interface InferenceClient {
   /** Triton's statistics per model version (all models when `model` is empty). */
   getInferenceStatistics(model?: string, version?: string, o?: RequestOptions): Promise<ModelStatistics[]>;
   loadModel(model: string, o?: LoadModelOptions): Promise<void>;
-  unloadModel(model: string, o?: RequestOptions): Promise<void>;
+  unloadModel(model: string, o?: UnloadModelOptions): Promise<void>;
   infer(model: string, inputs: readonly InferInput[], o?: InferOptions): Promise<InferResult>;
   prepareInfer(model: string, inputs: readonly InferInput[], o?: PrepareOptions): PreparedInfer;
   /** Sends a request from `prepareInfer` of a client of the same protocol. */

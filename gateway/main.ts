@@ -72,7 +72,7 @@ import { type CertificateWatch, TlsReloader } from '../core/tls-reloader.js';
 import { logControl } from './log-settings.js';
 
 /** Extensions of the KServe/Triton protocol this server implements. */
-export const EXTENSIONS = ['classification', 'binary_tensor_data', 'model_configuration', 'model_repository', 'schedule_policy', 'statistics', 'parameters', 'logging', 'trace'] as const;
+export const EXTENSIONS = ['classification', 'binary_tensor_data', 'model_configuration', 'model_repository', 'model_repository(unload_dependents)', 'schedule_policy', 'statistics', 'parameters', 'logging', 'trace'] as const;
 
 export { StartupError };
 

@@ -22,7 +22,7 @@ import {
   serverReady,
   type TensorMetadata,
 } from '../inference/model-queries.js';
-import { loadParametersFromProto } from '../repository/model-loader.js';
+import { loadParametersFromProto, unloadParametersFromProto } from '../repository/model-loader.js';
 import { type ModelManager } from '../repository/model-manager.js';
 import { decodeInputs } from '../tensor/decode-request.js';
 import { encodeOutputs } from '../tensor/encode-response.js';
@@ -178,7 +178,7 @@ export function createInferenceService(
     repositoryModelUnload: unary(
       (request, context) =>
         admission.call(call(context, 'unload', request.modelName, ''), async () => {
-          await models.unload(request.modelName);
+          await models.unload(request.modelName, unloadParametersFromProto(request.parameters));
           return {};
         }),
       log,

@@ -3,7 +3,7 @@
 import { type ServerInfo } from '../grpc/inference-service.js';
 import { runInference, type PipelineOptions } from '../inference/infer-pipeline.js';
 import * as queries from '../inference/model-queries.js';
-import { loadParametersFromJson } from '../repository/model-loader.js';
+import { loadParametersFromJson, unloadParametersFromJson } from '../repository/model-loader.js';
 import { type ModelManager } from '../repository/model-manager.js';
 import { type Tenant } from '../tenants/tenant.js';
 import { decodeInferRequest, encodeInferResponse, type EncodedInferResponse } from './json-tensors.js';
@@ -81,5 +81,5 @@ export async function repositoryControl(models: ModelManager, name: string, acti
   let parsed: unknown = {};
   if (body.byteLength > 0) parsed = parseClientJson(body, `the repository ${action} request JSON`);
   if (action === 'load') await models.load(name, loadParametersFromJson(parsed));
-  else await models.unload(name);
+  else await models.unload(name, unloadParametersFromJson(parsed));
 }

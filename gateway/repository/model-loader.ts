@@ -59,6 +59,33 @@ export function loadParametersFromJson(body: unknown): LoadParameters {
   return config === undefined ? { files } : { config, files };
 }
 
+/** RepositoryModelUnload's parameters: Triton's `unload_dependents` (see ModelManager.unload). */
+export interface UnloadParameters {
+  readonly dependents: boolean;
+}
+
+const UNLOAD_DEPENDENTS = 'unload_dependents';
+
+export function unloadParametersFromProto(parameters: Readonly<Record<string, ModelRepositoryParameter>>): UnloadParameters {
+  const choice = parameters[UNLOAD_DEPENDENTS]?.parameterChoice;
+  if (choice === undefined) return { dependents: false };
+  if (choice.$case !== 'boolParam') {
+    throw invalidArgument(`parameter '${UNLOAD_DEPENDENTS}' must be a bool_param, got ${choice.$case.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}`);
+  }
+  return { dependents: choice.value };
+}
+
+/** HTTP body `{"parameters": {"unload_dependents": true}}`, as Triton's REST API takes it. */
+export function unloadParametersFromJson(body: unknown): UnloadParameters {
+  const parameters = typeof body === 'object' && body !== null ? (body as { parameters?: unknown }).parameters : undefined;
+  if (parameters === undefined) return { dependents: false };
+  if (typeof parameters !== 'object' || parameters === null) throw invalidArgument(`'parameters' must be an object`);
+  const value = (parameters as Record<string, unknown>)[UNLOAD_DEPENDENTS];
+  if (value === undefined) return { dependents: false };
+  if (typeof value !== 'boolean') throw invalidArgument(`parameter '${UNLOAD_DEPENDENTS}' must be a boolean, got ${JSON.stringify(value)}`);
+  return { dependents: value };
+}
+
 /** Upload dirs still in use; removed at exit too, since the user never sees them. */
 const liveUploads = new Set<string>();
 process.once('exit', () => {

@@ -23,10 +23,11 @@ import { type ResponseCache } from '../cache/response-cache.js';
 import { NO_LABELS, type OutputLabels, readLabels } from '../inference/classification.js';
 import { type MetricsRegistry } from '../metrics/registry.js';
 import { ModelVersionStatistics } from '../stats/model-statistics.js';
-import { drainScheduler, type LoadParameters, prepareLoad, removeUpload, versionsOf } from './model-loader.js';
+import { drainScheduler, type LoadParameters, prepareLoad, removeUpload, type UnloadParameters, versionsOf } from './model-loader.js';
 import { type ModelVersion } from './model-version.js';
 import { planInstances, type WorkerPlan } from '../../models/repository/placement.js';
 import { loadsAtStart, type ModelControl } from './control-mode.js';
+import { withDependents, withSteps } from './ensemble-dependencies.js';
 import { type PolledModels } from './repository-poller.js';
 import { runWarmup, warmupNeedsFiles, warmupSamples } from './warmup.js';
 import { entryFromRecord, sameConfig, versionFromRecord, withVersion } from '../registry/record-models.js';
@@ -122,6 +123,14 @@ export class ModelManager {
   readonly #onDemand: OnDemandLoader | undefined;
   /** Requests ended by versions since unloaded (their statistics went with them). */
   #retiredRequests = 0;
+  /**
+   * Models loaded only because an ensemble needed them (Triton's models not
+   * "explicitly loaded"): unloading the ensemble with `unload_dependents`
+   * unloads them too. An explicit load of one takes it out.
+   */
+  readonly #dependencyOnly = new Set<string>();
+  /** The models an ensemble's steps name, by its config as last read. */
+  readonly #stepsOf = (name: string): readonly string[] => ensembleIn(this.#entries.get(name)?.config)?.step.map((s) => s.modelName) ?? [];
 
   constructor(options: ModelManagerOptions) {
     this.#options = options;
@@ -235,8 +244,12 @@ export class ModelManager {
     const started = Date.now();
     const control = this.#options.control ?? { mode: 'none' };
     const all = [...this.#models.values()].flat().filter((v) => v.state === 'UNKNOWN');
+    // --load-model of an ensemble loads its steps too, as dependencies (Triton).
+    const named = control.mode === 'explicit' && control.startup !== 'all' ? control.startup : undefined;
+    const starting = named && new Set(withSteps(named, this.#stepsOf));
+    for (const name of starting ?? []) if (!named?.has(name)) this.#dependencyOnly.add(name);
     for (const v of all) {
-      if (loadsAtStart(control, v.name)) continue;
+      if (starting ? starting.has(v.name) : loadsAtStart(control, v.name)) continue;
       v.state = 'UNAVAILABLE';
       v.reason = control.mode !== 'on-demand' ? NOT_LOADED : this.#isEnsemble(v.name) ? ENSEMBLE_ON_DEMAND : NOT_LOADED_ON_DEMAND;
     }
@@ -588,16 +601,25 @@ export class ModelManager {
   async load(name: string, params: LoadParameters): Promise<void> {
     this.#refuseWhenPolling();
     const repository = this.#refuseWithoutRepository();
-    await this.#loadModel(repository, name, params);
+    await this.#loadWithSteps(repository, name, params);
     await this.onRepositoryChange?.({ op: 'load', name, config: params.config, files: params.files });
   }
 
-  /** RepositoryModelUnload: new requests fail at once, those already queued or running finish, then UNAVAILABLE "unloaded". */
-  async unload(name: string): Promise<void> {
+  /**
+   * RepositoryModelUnload: new requests fail at once, those already queued or
+   * running finish, then UNAVAILABLE "unloaded". `dependents` (Triton's
+   * `unload_dependents`): an ensemble's steps loaded only for it, and used by
+   * no other loaded ensemble, unload with it (ensemble-dependencies.ts).
+   */
+  async unload(name: string, o: Partial<UnloadParameters> = {}): Promise<void> {
     this.#refuseWhenPolling();
     this.#refuseWithoutRepository();
-    await this.#unloadModel(name);
-    await this.onRepositoryChange?.({ op: 'unload', name });
+    const loaded = new Set(this.list().filter((v) => v.state === 'READY' || v.state === 'LOADING').map((v) => v.name));
+    const names = o.dependents === true ? withDependents(name, this.#stepsOf, loaded, this.#dependencyOnly) : [name];
+    for (const n of names) {
+      await this.#unloadModel(n);
+      await this.onRepositoryChange?.({ op: 'unload', name: n });
+    }
   }
 
   /**
@@ -616,7 +638,7 @@ export class ModelManager {
   /** A change another gateway process made through the repository API, applied here the same way. */
   applyRepositoryChange(change: RepositoryChange): Promise<void> {
     if (change.op === 'unload') return this.#unloadModel(change.name);
-    return this.#loadModel(this.#refuseWithoutRepository(), change.name, { files: change.files, ...(change.config !== undefined ? { config: change.config } : {}) });
+    return this.#loadWithSteps(this.#refuseWithoutRepository(), change.name, { files: change.files, ...(change.config !== undefined ? { config: change.config } : {}) });
   }
 
   /** How the repository poller (--model-control-mode poll) applies what changed on disk. */
@@ -641,10 +663,22 @@ export class ModelManager {
     return repository;
   }
 
-  #loadModel(repository: string, name: string, params: LoadParameters): Promise<void> {
+  /** An explicit load: `name`, and first, as Triton does, its steps that no version of serves (as dependencies). */
+  async #loadWithSteps(repository: string, name: string, params: LoadParameters): Promise<void> {
+    this.#dependencyOnly.delete(name);
+    await this.#loadModel(repository, name, params, new Set([name]));
+  }
+
+  /**
+   * `loading`: with the ensembles whose load asked for this one (a cycle is
+   * cut there, and reported by the ensemble's own check); undefined: the
+   * steps are not loaded (the poller, which loads every model anyway).
+   */
+  #loadModel(repository: string, name: string, params: LoadParameters, loading?: ReadonlySet<string>): Promise<void> {
     return this.#oneAtATime(name, async () => {
       const { entry, uploadDir } = await prepareLoad(repository, name, params);
       for (const w of entry.warnings) this.#options.log.warn({ model: name }, w);
+      if (loading) await this.#loadSteps(repository, name, entry, loading);
       this.#entries.set(name, entry);
       const next = versionsOf(entry);
       await Promise.all(next.filter((v) => v.state === 'UNKNOWN').map((v) => this.#load(v)));
@@ -665,7 +699,23 @@ export class ModelManager {
     }).finally(() => this.#refreshEnsembles(name));
   }
 
+  /** The steps of the ensemble `entry` that no version serves, loaded (rescanned, as any load) as dependencies. */
+  async #loadSteps(repository: string, name: string, entry: ModelEntry, loading: ReadonlySet<string>): Promise<void> {
+    const steps = ensembleIn(entry.config)?.step.map((s) => s.modelName) ?? [];
+    for (const step of new Set(steps)) {
+      if (loading.has(step) || this.#models.get(step)?.some((v) => v.state === 'READY')) continue;
+      try {
+        await this.#loadModel(repository, step, { files: new Map() }, new Set([...loading, step]));
+      } catch (error) {
+        throw invalidArgument(`failed to load '${name}': step '${step}': ${error instanceof Error ? error.message : String(error)}`);
+      }
+      this.#dependencyOnly.add(step);
+      this.#options.log.info({ model: step, ensemble: name }, 'model loaded as a step of an ensemble');
+    }
+  }
+
   #unloadModel(name: string): Promise<void> {
+    this.#dependencyOnly.delete(name);
     return this.#oneAtATime(name, async () => {
       const versions = this.#models.get(name);
       if (!versions) throw notFound(`failed to unload '${name}': no model with that name`);
