@@ -14,3 +14,26 @@ export function isLogLevel(level: string): level is LogLevel {
 export function logsAt(level: LogLevel, least: LogLevel): boolean {
   return LOG_LEVELS.indexOf(level) <= LOG_LEVELS.indexOf(least);
 }
+
+/** What setLevel needs of a logger (pino's). */
+export interface LevelledLog {
+  level: string;
+  info(fields: object, message: string): void;
+}
+
+/**
+ * Sets `log`'s level to `to`, saying so (with `why`) at the more verbose of
+ * the two levels, so that the line shows either way.
+ */
+export function setLevel(log: LevelledLog, to: LogLevel, why: string): void {
+  const from = log.level;
+  if (from === to) return;
+  const say = (): void => log.info({ from, to }, `log level changed (${why})`);
+  if (!isLogLevel(from) || logsAt(to, from)) {
+    log.level = to;
+    say();
+  } else {
+    say();
+    log.level = to;
+  }
+}

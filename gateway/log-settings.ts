@@ -10,7 +10,7 @@
 // processes.
 import { type Logger } from 'pino';
 import { invalidArgument } from '../core/errors.js';
-import { isLogLevel, type LogLevel, logsAt } from '../core/log-levels.js';
+import { isLogLevel, type LogLevel, logsAt, setLevel } from '../core/log-levels.js';
 
 /** A setting's value as both protocols carry it (LogSettingsRequest.SettingValue's oneof; JSON). */
 export type LogSettingValue = boolean | number | string;
@@ -107,15 +107,7 @@ export function logControl(log: Logger, others?: (level: LogLevel) => Promise<vo
       const from = log.level;
       const to = levelAfter(from, changes);
       if (to !== from) {
-        // Said at the more verbose of the two levels, so that the line shows either way.
-        const say = (): void => log.info({ from, to }, 'log level changed (LogSettings)');
-        if (!isLogLevel(from) || logsAt(to, from)) {
-          log.level = to;
-          say();
-        } else {
-          say();
-          log.level = to;
-        }
+        setLevel(log, to, 'LogSettings');
         await others?.(to);
       }
       return settingsOfLevel(to);

@@ -77,7 +77,7 @@ export const EXTENSIONS = ['classification', 'binary_tensor_data', 'model_config
 export { StartupError };
 
 /** What a gateway needs of its local workers: a WorkerSupervisor, or (a cluster child) the primary's workers. */
-export type LocalWorkers = Pick<WorkerSupervisor, 'start' | 'stop' | 'stopRestarting' | 'pids'>;
+export type LocalWorkers = Pick<WorkerSupervisor, 'start' | 'stop' | 'stopRestarting' | 'pids' | 'setLogLevel'>;
 
 export interface RunningGateway {
   readonly grpcPort: number;
@@ -468,8 +468,9 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     // tenant over its quota takes no place at the gate, and the gate knows whose share a call counts against.
     interceptors: [...(admission.open ? [] : [earlyRefusals(admission, log, windows)]), inflightBound(inflight, log, windows)],
   });
-  // Triton's logging extension; with several gateway processes a change reaches them all (and the primary).
-  const logging = logControl(log, child ? (level) => child.shareLogLevel(level) : undefined);
+  // Triton's logging extension; with several gateway processes a change reaches them all (and the primary, which
+  // passes it to the local workers); a gateway of one process passes it to its own.
+  const logging = logControl(log, child ? (level) => child.shareLogLevel(level) : async (level) => supervisor.setLogLevel(level));
   // Triton's trace extension; the same reach as the log level's.
   const tracing = traceControl(
     (from, to) => log.info({ from, to }, 'trace settings changed (TraceSetting)'),

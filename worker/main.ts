@@ -9,8 +9,10 @@ import { redactUrl } from '../core/redis-connection.js';
 import { parseWorkerArgs, USAGE, UsageError, type WorkerArgs } from './cli-args.js';
 import { loadWorkerTls, tlsPaths } from '../core/tls.js';
 import { TlsReloader } from '../core/tls-reloader.js';
+import { setLevel } from '../core/log-levels.js';
 import { FrameServer } from './frame-server.js';
 import { type WorkerReadyMessage } from './ready-message.js';
+import { isWorkerLogLevelMessage } from './log-level-message.js';
 import { RegistryLease } from './registry-lease.js';
 import { loadRepository } from './repository-models.js';
 import { createWorkerRuntime } from './runtime.js';
@@ -21,6 +23,7 @@ import { createWorkerService } from './service.js';
 // repository itself and registers in Redis (registry-lease.ts), and SIGTERM
 // first marks it draining there. Protocol with a parent gateway:
 //   ready:    process.send(WorkerReadyMessage) once bound (ready-message.ts)
+//   level:    a WorkerLogLevelMessage sets the log level (log-level-message.ts)
 //   stop:     SIGTERM or SIGINT: stop accepting, finish in-flight calls, free
 //             sessions, exit 0 (forced after --shutdown-timeout-ms)
 //   orphaned: the IPC channel closes (parent died): same as SIGTERM
@@ -177,6 +180,10 @@ export function runWorker(argv: readonly string[]): void {
   process.on('uncaughtException', (error) => {
     logger.fatal({ err: error }, 'uncaught exception');
     process.exit(1);
+  });
+  // The gateway that forked this worker passes on its LogSettings changes.
+  process.on('message', (message: unknown) => {
+    if (isWorkerLogLevelMessage(message)) setLevel(logger, message.level, "the gateway's LogSettings");
   });
   start(args, logger).catch((error: unknown) => {
     logger.fatal({ err: error, listen: args.listen }, 'worker failed to start');

@@ -158,6 +158,8 @@ export class GatewayChild {
       stopRestarting: () => {
         stopped = true;
       },
+      // The primary runs the workers: it sets their level when this process shares a change (shareLogLevel).
+      setLogLevel: () => undefined,
       pids: () => new Map(),
     };
   }

@@ -192,6 +192,7 @@ export async function startPrimary(options: ServeOptions, processes: number, log
         // Kept for processes forked later, which start at --log-level.
         logLevel = ask.level;
         log.level = ask.level;
+        supervisor.setLogLevel(ask.level);
         await Promise.allSettled(others(from).map((c) => request(c, { op: 'log-level', level: ask.level }, 5_000)));
         return undefined;
       }

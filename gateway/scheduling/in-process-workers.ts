@@ -70,6 +70,9 @@ export class InProcessWorkers {
     this.#stopping = true;
   }
 
+  /** Nothing to pass on: its workers log through children of the gateway's logger, which follow its level. */
+  setLogLevel(): void {}
+
   /** Closes every worker's sessions and threads (the gateway has finished its requests by now). */
   async stop(): Promise<void> {
     this.#stopping = true;

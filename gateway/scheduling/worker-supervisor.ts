@@ -3,7 +3,9 @@ import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { type Logger } from 'pino';
+import { type LogLevel } from '../../core/log-levels.js';
 import { MAX_EXECUTIONS_AHEAD_PER_INSTANCE } from '../../core/pipelining.js';
+import { type WorkerLogLevelMessage } from '../../worker/log-level-message.js';
 import { WorkerConnection } from './worker-connection.js';
 import { type WorkerEndpoint, type WorkerLink } from './worker-link.js';
 import { removeStaleWorkerSockets, workerSocketPath } from './worker-sockets.js';
@@ -64,10 +66,20 @@ export class WorkerSupervisor {
   readonly #options: SupervisorOptions;
   readonly #running = new Map<string, Running>();
   #stopping = false;
+  /** --log-level, then what LogSettings last set: a worker started later starts at it. */
+  #logLevel: string;
 
   constructor(specs: readonly LocalWorkerSpec[], options: SupervisorOptions) {
     this.#specs = specs;
     this.#options = options;
+    this.#logLevel = options.logLevel;
+  }
+
+  /** LogSettings changed the gateway's level: the running workers take it, and those started later start at it. */
+  setLogLevel(level: LogLevel): void {
+    this.#logLevel = level;
+    const message: WorkerLogLevelMessage = { type: 'log-level', level };
+    for (const { child } of this.#running.values()) if (child.connected) child.send(message, undefined, {}, () => undefined);
   }
 
   /** Starts every worker; resolves once all are up and `onUp` has finished for each. */
@@ -129,7 +141,7 @@ export class WorkerSupervisor {
         '--worker-id',
         spec.id,
         '--log-level',
-        this.#options.logLevel,
+        this.#logLevel,
         '--max-message-bytes',
         String(this.#options.maxMessageBytes),
         ...(this.#options.workerArgs ?? []),

@@ -211,6 +211,8 @@ describe('fabriek serve --gateway-processes 2', () => {
     expect(await verboseLevel(first, on)).toBe(1);
     // Separate connections: both children answer among them.
     for (const c of clients) expect(await verboseLevel(c)).toBe(1);
+    // The primary passes it to the worker it runs.
+    await waitFor(() => /"workerId":"cpu0".*"to":"debug","msg":"log level changed \(the gateway's LogSettings\)"/.test(gw.stderr()), 10_000, "the worker's level change");
     // The trace settings reach them alike (tracing is off here; its rate may still be set).
     const traceRate = (client: InferenceGrpcClient, rate?: string): Promise<unknown> =>
       new Promise((resolve, reject) =>

@@ -113,6 +113,22 @@ describe('local workers in the gateway process', () => {
     expect(Buffer.from(answer.rawOutputContents[0]!)).toEqual(Buffer.from(rowInput(2, 16)));
   });
 
+  it('logs at the level LogSettings set, in its workers too', async () => {
+    const settings = async (body: object): Promise<number> => (await fetch(`${httpUrlOf(gw)}/v2/logging`, { method: 'POST', body: JSON.stringify(body) })).status;
+    const workerLoads = (): number => gw.stderr().split('\n').filter((l) => l.includes('"workerId":"cpu0"') && l.includes('"msg":"model loaded"')).length;
+    const load = async (): Promise<void> => {
+      expect((await fetch(`${httpUrlOf(gw)}/v2/repository/models/identity_fp32/load`, { method: 'POST', body: '{}' })).status).toBe(200);
+    };
+    await load();
+    expect(workerLoads()).toBe(0);
+    expect(await settings({ log_error: true, log_warning: true, log_info: true, log_verbose_level: 1 })).toBe(200);
+    await load();
+    expect(workerLoads()).toBe(1);
+    expect(await settings({ log_error: false, log_warning: false, log_info: false, log_verbose_level: 0 })).toBe(200);
+    await load();
+    expect(workerLoads()).toBe(1);
+  });
+
   it('refuses in-process workers with several gateway processes, and an unknown mode, as usage errors', async () => {
     const several = await runCli(['serve', '--model-repository', repo, '--local-workers', 'in-process', '--gateway-processes', '2']);
     expect(several.code).toBe(2);

@@ -12,7 +12,7 @@ import { hashKey } from '../../gateway/tenants/key-hash.js';
 import { type LogSettingsRequest, type LogSettingsResponse } from '../../proto/gen/inference.js';
 import { zerosRequest } from '../helpers/call-outcome.js';
 import { type GatewayProcess, httpUrlOf, startGateway } from '../helpers/gateway-process.js';
-import { waitFor } from '../helpers/processes.js';
+import { waitFor, workerPids } from '../helpers/processes.js';
 import { TEST_REPOSITORY } from '../helpers/test-repository.js';
 
 const ADMIN = 'log-settings-admin-key-0123456789';
@@ -67,6 +67,32 @@ describe('log settings on an open gateway', () => {
     await infer();
     await new Promise((r) => setTimeout(r, 200));
     expect(requestLines(gw)).toBe(1);
+  });
+
+  it("reaches the local worker, and a worker restarted after starts at it", async () => {
+    // The worker's own debug line for each model it loads (the gateway's 'model loaded' is at info, without a modelKey).
+    const workerLoads = (): number => gw.stderr().split('\n').filter((l) => l.includes('"workerId":"cpu0"') && l.includes('"modelKey":"identity_fp32/1"') && l.includes('"msg":"model loaded"')).length;
+    const load = async (): Promise<void> => {
+      const res = await fetch(`${httpUrlOf(gw)}/v2/repository/models/identity_fp32/load`, { method: 'POST', body: '{}' });
+      expect(res.status).toBe(200);
+    };
+    const before = workerLoads();
+    await load();
+    expect(workerLoads()).toBe(before);
+    expect((await logging(gw, { log_verbose_level: 1 })).status).toBe(200);
+    await waitFor(() => /"workerId":"cpu0".*"from":"info","to":"debug","msg":"log level changed \(the gateway's LogSettings\)"/.test(gw.stderr()), 10_000, "the worker's level change");
+    await load();
+    await waitFor(() => workerLoads() === before + 1, 10_000, "the worker's debug line for the load");
+    // Killed, the worker is restarted at debug: its reloads log at debug from the start.
+    const [pid] = workerPids(gw.child.pid as number);
+    process.kill(pid as number, 'SIGKILL');
+    await waitFor(() => workerLoads() > before + 1, 30_000, 'the restarted worker logs its loads at debug');
+    expect((await logging(gw, { log_verbose_level: 0 })).status).toBe(200);
+    await waitFor(() => /"workerId":"cpu0".*"from":"debug","to":"info","msg":"log level changed \(the gateway's LogSettings\)"/.test(gw.stderr()), 10_000, 'the worker back at info');
+    await waitFor(async () => (await gw.client.isModelReady('identity_fp32')) === true, 30_000, 'identity_fp32 ready again');
+    const quiet = workerLoads();
+    await load();
+    expect(workerLoads()).toBe(quiet);
   });
 
   it('over gRPC: an empty request reads them, a request with settings changes them', async () => {
