@@ -30,6 +30,7 @@ import {
   type InferResult,
   type LoadModelOptions,
   type UnloadModelOptions,
+  type SharedMemoryRegionStatus,
   type ModelConfigSummary,
   type ModelMetadata,
   type PreparedInfer,
@@ -179,6 +180,19 @@ export class InferenceGrpcClient implements InferenceClient {
   async unloadModel(model: string, o: UnloadModelOptions = {}): Promise<void> {
     const parameters = o.unloadDependents === undefined ? {} : { unload_dependents: { parameterChoice: { $case: 'boolParam' as const, value: o.unloadDependents } } };
     await this.#call(this.raw.repositoryModelUnload, { repositoryName: '', modelName: model, parameters }, o);
+  }
+
+  async registerSystemSharedMemory(name: string, key: string, byteSize: number, offset = 0, o?: RequestOptions): Promise<void> {
+    await this.#call(this.raw.systemSharedMemoryRegister, { name, key, offset: BigInt(offset), byteSize: BigInt(byteSize) }, o);
+  }
+
+  async unregisterSystemSharedMemory(name = '', o?: RequestOptions): Promise<void> {
+    await this.#call(this.raw.systemSharedMemoryUnregister, { name }, o);
+  }
+
+  async getSystemSharedMemoryStatus(name = '', o?: RequestOptions): Promise<SharedMemoryRegionStatus[]> {
+    const { regions } = await this.#call(this.raw.systemSharedMemoryStatus, { name }, o);
+    return Object.values(regions).map((r) => ({ name: r.name, key: r.key, offset: Number(r.offset), byteSize: Number(r.byteSize) }));
   }
 
   async infer(model: string, inputs: readonly InferInput[], o: InferOptions = {}): Promise<InferResult> {

@@ -10,6 +10,7 @@ import {
   type InferResult,
   type LoadModelOptions,
   type UnloadModelOptions,
+  type SharedMemoryRegionStatus,
   type ModelConfigSummary,
   type ModelMetadata,
   type PreparedInfer,
@@ -148,6 +149,21 @@ export class InferenceHttpClient implements InferenceClient {
   async unloadModel(model: string, o: UnloadModelOptions = {}): Promise<void> {
     const body = o.unloadDependents === undefined ? {} : { parameters: { unload_dependents: o.unloadDependents } };
     await this.#ok('POST', `/v2/repository/models/${seg(model)}/unload`, o, Buffer.from(JSON.stringify(body)));
+  }
+
+  async registerSystemSharedMemory(name: string, key: string, byteSize: number, offset = 0, o?: RequestOptions): Promise<void> {
+    const body = Buffer.from(JSON.stringify({ key, offset, byte_size: byteSize }));
+    await this.#ok('POST', `/v2/systemsharedmemory/region/${seg(name)}/register`, o, body);
+  }
+
+  async unregisterSystemSharedMemory(name = '', o?: RequestOptions): Promise<void> {
+    await this.#ok('POST', name === '' ? '/v2/systemsharedmemory/unregister' : `/v2/systemsharedmemory/region/${seg(name)}/unregister`, o, Buffer.from('{}'));
+  }
+
+  async getSystemSharedMemoryStatus(name = '', o?: RequestOptions): Promise<SharedMemoryRegionStatus[]> {
+    const answer = await this.#ok('GET', name === '' ? '/v2/systemsharedmemory/status' : `/v2/systemsharedmemory/region/${seg(name)}/status`, o);
+    const list = JSON.parse(answer.body.toString('utf8')) as { name: string; key: string; offset: number; byte_size: number }[];
+    return list.map((r) => ({ name: r.name, key: r.key, offset: r.offset, byteSize: r.byte_size }));
   }
 
   async infer(model: string, inputs: readonly InferInput[], o: InferOptions = {}): Promise<InferResult> {

@@ -7,6 +7,7 @@ export { InferenceError, isInferenceError, statusName, grpcCodeOfHttpStatus } fr
 export { InferenceGrpcClient, type ClientOptions, type KeepAliveOptions } from './grpc-client.js';
 export { InferenceHttpClient, type HttpClientOptions } from './http-client.js';
 export type { GrpcInputEncoding } from './grpc-codec.js';
+export { createSharedMemoryRegion, destroySharedMemoryRegion, readSharedMemory, writeSharedMemory } from './system-shared-memory.js';
 export {
   InferOutput,
   InferResult,
@@ -16,6 +17,7 @@ export {
   type PrepareOptions,
   type LoadModelOptions,
   type UnloadModelOptions,
+  type SharedMemoryRegionStatus,
   type ModelConfigSummary,
   type ModelMetadata,
   type RequestOptions,

@@ -88,6 +88,15 @@ export interface LoadModelOptions extends RequestOptions {
   readonly config?: unknown;
 }
 
+/** A registered system shared memory region (Triton's status fields). */
+export interface SharedMemoryRegionStatus {
+  readonly name: string;
+  /** The POSIX shared memory object, e.g. '/my_input' (/dev/shm/my_input). */
+  readonly key: string;
+  readonly offset: number;
+  readonly byteSize: number;
+}
+
 export interface UnloadModelOptions extends RequestOptions {
   /** Triton's `unload_dependents`: an ensemble's steps loaded only for it, and used by no other loaded ensemble, unload too. */
   readonly unloadDependents?: boolean;
@@ -172,6 +181,18 @@ export interface InferenceClient {
   getInferenceStatistics(model?: string, version?: string, o?: RequestOptions): Promise<ModelStatistics[]>;
   loadModel(model: string, o?: LoadModelOptions): Promise<void>;
   unloadModel(model: string, o?: UnloadModelOptions): Promise<void>;
+  /**
+   * Triton's system shared memory (a gateway started with --system-shared-memory):
+   * registers `byteSize` bytes from `offset` of the object `key` as region `name`.
+   * Inputs and outputs then name it in their parameters (`shared_memory_region`,
+   * `shared_memory_byte_size`, `shared_memory_offset`); client/system-shared-memory.ts
+   * makes and reads such objects.
+   */
+  registerSystemSharedMemory(name: string, key: string, byteSize: number, offset?: number, o?: RequestOptions): Promise<void>;
+  /** Unregisters region `name` ('' or absent: every region). */
+  unregisterSystemSharedMemory(name?: string, o?: RequestOptions): Promise<void>;
+  /** The regions registered ('' or absent: all; a name not registered fails NOT_FOUND). */
+  getSystemSharedMemoryStatus(name?: string, o?: RequestOptions): Promise<SharedMemoryRegionStatus[]>;
   infer(model: string, inputs: readonly InferInput[], o?: InferOptions): Promise<InferResult>;
   prepareInfer(model: string, inputs: readonly InferInput[], o?: PrepareOptions): PreparedInfer;
   /** Sends a request from `prepareInfer` of a client of the same protocol. */

@@ -70,6 +70,7 @@ import {
 } from '../core/tls.js';
 import { type CertificateWatch, TlsReloader } from '../core/tls-reloader.js';
 import { logControl } from './log-settings.js';
+import { SystemSharedMemory } from './shared-memory/system-shared-memory.js';
 
 /** Extensions of the KServe/Triton protocol this server implements. */
 export const EXTENSIONS = ['classification', 'binary_tensor_data', 'model_configuration', 'model_repository', 'model_repository(unload_dependents)', 'schedule_policy', 'statistics', 'parameters', 'logging', 'trace'] as const;
@@ -437,10 +438,12 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   }
 
   let draining = false;
+  // Triton's system shared memory, with --system-shared-memory only (see the flag).
+  const sharedMemory = options.systemSharedMemory ? new SystemSharedMemory() : undefined;
   const info: ServerInfo = {
     name: 'fabriek',
     version: FABRIEK_VERSION,
-    extensions: EXTENSIONS,
+    extensions: sharedMemory ? [...EXTENSIONS, 'system_shared_memory'] : EXTENSIONS,
     isDraining: () => draining,
     strictReadiness: options.strictReadiness,
   };
@@ -478,7 +481,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   );
   server.addService(
     withMalformedRequests(inferenceServiceDefinition()),
-    createInferenceService(models, info, log, admission, load, inflight, logging, tracing),
+    createInferenceService(models, info, log, admission, load, inflight, logging, tracing, sharedMemory),
   );
   load?.addToServer(server);
   const health = new ServerHealth(() => serverReady(models, info));
@@ -510,6 +513,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
       inflight,
       logging,
       tracing,
+      ...(sharedMemory ? { sharedMemory } : {}),
       ...(load ? { load } : {}),
       ...(httpTls ? { tls: httpsServerOptions(httpTls) } : {}),
     });
@@ -604,6 +608,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
         });
       });
       await models.stop(unavailable('server is shutting down'));
+      await sharedMemory?.close();
       await admission.close();
       await responseCache?.close();
       await registry?.watcher.stop();

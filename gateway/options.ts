@@ -40,6 +40,8 @@ export interface ServeOptions {
   readonly tlsPollSecs: number;
   /** --grpc-reflection: serve gRPC server reflection (grpcurl without .proto files). */
   readonly grpcReflection: boolean;
+  /** --system-shared-memory: Triton's system shared memory extension (one gateway process, no --tenants). */
+  readonly systemSharedMemory: boolean;
   /** Redis URL of the worker registry (redis-sentinel:// when given as Sentinel flags); undefined = local workers only. */
   readonly registry: string | undefined;
   /** Redis for the tenant quotas when not the registry's (may be redis-cluster://); undefined = the registry's. */
@@ -149,6 +151,10 @@ export const SERVE_USAGE = `Usage: fabriek serve --model-repository DIR [options
                               at the rate the gateway answered them lately (default 0: off)
   --grpc-reflection BOOL      serve gRPC server reflection, so grpcurl and similar tools list and call
                               the services without .proto files (default false)
+  --system-shared-memory BOOL Triton's system shared memory: clients on this host register regions of
+                              /dev/shm objects and send or receive tensors through them; the gateway
+                              reads and writes any object a caller names, so not with --tenants, and
+                              in one gateway process (default false)
   --strict-readiness BOOL     ready only when every model is READY (default true)
   --exit-timeout-secs N       time in-flight requests get on shutdown (default 30)
   --drain-grace-secs N        on SIGTERM, not ready at once but still accepting requests for N s,
@@ -250,6 +256,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
         'exit-timeout-secs': { type: 'string' },
         'tls-poll-secs': { type: 'string' },
         'grpc-reflection': { type: 'string' },
+        'system-shared-memory': { type: 'string' },
         'load-report-interval-ms': { type: 'string' },
         'drain-grace-secs': { type: 'string' },
         registry: { type: 'string' },
@@ -335,6 +342,18 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
       throw new UsageError(`--model-control-mode ${mode} needs --model-repository: without one the models are those the registered workers loaded`);
     }
   }
+  const systemSharedMemory = boolean('system-shared-memory', values['system-shared-memory'], false);
+  let processes = processesAndWorkers(values['gateway-processes'], values['local-workers']);
+  if (systemSharedMemory) {
+    if (values.tenants !== undefined) {
+      throw new UsageError('--system-shared-memory: not with --tenants (a caller names any object in /dev/shm, which the gateway then reads and writes as itself)');
+    }
+    // Regions are registered per process: a client's next call may reach another one.
+    if (processes.gatewayProcesses !== 'auto' && processes.gatewayProcesses > 1) {
+      throw new UsageError('--system-shared-memory runs in one gateway process (its regions are registered per process): give --gateway-processes 1 or leave it out');
+    }
+    processes = { ...processes, gatewayProcesses: 1 };
+  }
   const registryNamespace = values['registry-namespace'] ?? 'fabriek';
   if (!/^[\w.-]+$/.test(registryNamespace)) {
     throw new UsageError(`--registry-namespace: only letters, digits, _ . - are allowed, got '${registryNamespace}'`);
@@ -360,6 +379,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
     maxInflightWaitMs: integer('max-inflight-wait-ms', values['max-inflight-wait-ms'], 0, 0, 3_600_000),
     strictReadiness: boolean('strict-readiness', values['strict-readiness'], true),
     grpcReflection: boolean('grpc-reflection', values['grpc-reflection'], false),
+    systemSharedMemory,
     exitTimeoutSecs: integer('exit-timeout-secs', values['exit-timeout-secs'], 30, 0, 3600),
     tlsPollSecs: integer('tls-poll-secs', values['tls-poll-secs'], 10, 0, 86_400),
     drainGraceSecs: integer('drain-grace-secs', values['drain-grace-secs'], 0, 0, 3600),
@@ -389,7 +409,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
     ),
     cache: cacheConfig(values['cache-config'] ?? []),
     trace: traceConfig(values['trace-config'] ?? []),
-    ...processesAndWorkers(values['gateway-processes'], values['local-workers']),
+    ...processes,
     inlineRunUs: values['inline-run-us'] === undefined ? undefined : integer('inline-run-us', values['inline-run-us'], 0, 0, 1_000_000),
   };
 }

@@ -1,6 +1,6 @@
 import { type handleUnaryCall } from '@grpc/grpc-js';
 import { type Logger } from 'pino';
-import { invalidArgument, unimplemented } from '../../core/errors.js';
+import { failedPrecondition, invalidArgument, unimplemented } from '../../core/errors.js';
 import {
   type GRPCInferenceServiceServer,
   type ModelInferRequest,
@@ -31,6 +31,8 @@ import { identifiedTenant } from './early-refusal.js';
 import { grpcTraceHeaders } from '../inference/trace-headers.js';
 import { activeTracer } from '../../core/tracing.js';
 import { classCountsFromProto, parametersFromProto } from './parameters.js';
+import { decodeInputsWithSharedMemory, hasSharedMemoryInput, outputRefsFromProto, SHARED_MEMORY_OFF, writeOutputs } from '../shared-memory/shared-memory-tensors.js';
+import { type SystemSharedMemory } from '../shared-memory/system-shared-memory.js';
 import { streamInfer } from './stream-infer.js';
 import { type LoadReporter } from '../load/load-reporter.js';
 import { type InflightGate } from '../inference/inflight-gate.js';
@@ -68,9 +70,20 @@ export function createInferenceService(
   inflight?: InflightGate,
   logging?: LogControl,
   tracing?: TraceControl,
+  sharedMemory?: SystemSharedMemory,
 ): GRPCInferenceServiceServer {
   const notImplemented = <Req, Res>(rpc: string): handleUnaryCall<Req, Res> =>
     unary<Req, Res>(() => Promise.reject(unimplemented(`${rpc} is not implemented by Fabriek`)), log);
+  /** A system shared memory RPC: FAILED_PRECONDITION, saying how to turn it on, without --system-shared-memory. */
+  const shm = <Req, Res>(run: (regions: SystemSharedMemory, request: Req) => Res | Promise<Res>): handleUnaryCall<Req, Res> =>
+    unary<Req, Res>(
+      (request, context) =>
+        admission.call(call(context, 'shared_memory', '', ''), async () => {
+          if (sharedMemory === undefined) throw failedPrecondition(SHARED_MEMORY_OFF);
+          return run(sharedMemory, request);
+        }),
+      log,
+    );
   const call = (context: CallContext, op: CallInfo['op'], model: string, version: string, id?: string): CallInfo => ({
     protocol: 'grpc',
     op,
@@ -83,7 +96,10 @@ export function createInferenceService(
 
   const infer = (request: ModelInferRequest, context: CallContext): Promise<ModelInferResponse> =>
     admission.call(call(context, 'infer', request.modelName, request.modelVersion, request.id), async (tenant, note) => {
-      const inputs = decodeInputs(request, request.modelName);
+      const inputs = hasSharedMemoryInput(request.inputs)
+        ? await decodeInputsWithSharedMemory(request, request.modelName, sharedMemory)
+        : decodeInputs(request, request.modelName);
+      const toShared = outputRefsFromProto(request.outputs, sharedMemory, request.modelName);
       note.bytesIn = tensorBytes(inputs);
       const result = await runInference(
         models,
@@ -101,7 +117,7 @@ export function createInferenceService(
         activeTracer() ? { log, protocol: 'grpc', admission, note, ...grpcTraceHeaders(context.metadata) } : { log, protocol: 'grpc', admission, note },
       );
       note.bytesOut = tensorBytes(result.outputs);
-      const encoded = encodeOutputs(result.outputs, []);
+      const encoded = encodeOutputs(toShared && sharedMemory ? await writeOutputs(result.outputs, toShared, sharedMemory, result.modelName) : result.outputs, []);
       return {
         modelName: result.modelName,
         modelVersion: result.modelVersion,
@@ -183,9 +199,19 @@ export function createInferenceService(
         }),
       log,
     ),
-    systemSharedMemoryStatus: notImplemented('SystemSharedMemoryStatus'),
-    systemSharedMemoryRegister: notImplemented('SystemSharedMemoryRegister'),
-    systemSharedMemoryUnregister: notImplemented('SystemSharedMemoryUnregister'),
+    systemSharedMemoryStatus: shm((regions, request) => ({
+      regions: Object.fromEntries(
+        regions.status(request.name).map((r) => [r.name, { name: r.name, key: r.key, offset: BigInt(r.offset), byteSize: BigInt(r.byteSize) }]),
+      ),
+    })),
+    systemSharedMemoryRegister: shm(async (regions, request) => {
+      await regions.register(request.name, request.key, Number(request.offset), Number(request.byteSize));
+      return {};
+    }),
+    systemSharedMemoryUnregister: shm(async (regions, request) => {
+      await regions.unregister(request.name);
+      return {};
+    }),
     cudaSharedMemoryStatus: notImplemented('CudaSharedMemoryStatus'),
     cudaSharedMemoryRegister: notImplemented('CudaSharedMemoryRegister'),
     cudaSharedMemoryUnregister: notImplemented('CudaSharedMemoryUnregister'),

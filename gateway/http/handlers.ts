@@ -6,7 +6,9 @@ import * as queries from '../inference/model-queries.js';
 import { loadParametersFromJson, unloadParametersFromJson } from '../repository/model-loader.js';
 import { type ModelManager } from '../repository/model-manager.js';
 import { type Tenant } from '../tenants/tenant.js';
-import { decodeInferRequest, encodeInferResponse, type EncodedInferResponse } from './json-tensors.js';
+import { decodeInferRequest, encodeInferResponse, type EncodedInferResponse, type HttpInferRequest } from './json-tensors.js';
+import { outputRefsOf, readSharedInputs, writeOutputs } from '../shared-memory/shared-memory-tensors.js';
+import { type SystemSharedMemory } from '../shared-memory/system-shared-memory.js';
 import { modelConfigJson, modelStatisticsJson } from './model-json.js';
 import { parseClientJson } from '../parse-json.js';
 import { type CancelSignal } from '../../core/cancellation.js';
@@ -60,10 +62,14 @@ export interface HttpInferCall {
    * about 2.5 µs an operation in a micro-benchmark.
    */
   readonly pipeline: PipelineOptions;
+  /** --system-shared-memory: the regions this gateway process has registered. */
+  readonly sharedMemory?: SystemSharedMemory | undefined;
 }
 
 export async function infer(models: ModelManager, call: HttpInferCall): Promise<EncodedInferResponse> {
-  const { request, ...wants } = decodeInferRequest(call.body, call.headerLength, call.name, call.version);
+  const decoded = decodeInferRequest(call.body, call.headerLength, call.name, call.version);
+  if (decoded.sharedInputs !== undefined || decoded.sharedOutputs !== undefined) return inferWithSharedMemory(models, call, decoded);
+  const { request, ...wants } = decoded;
   const note = call.pipeline.note;
   if (note) note.bytesIn = request.inputs.reduce((n, t) => n + t.data.byteLength, 0);
   const result = await runInference(
@@ -82,4 +88,19 @@ export async function repositoryControl(models: ModelManager, name: string, acti
   if (body.byteLength > 0) parsed = parseClientJson(body, `the repository ${action} request JSON`);
   if (action === 'load') await models.load(name, loadParametersFromJson(parsed));
   else await models.unload(name, unloadParametersFromJson(parsed));
+}
+
+/** infer, for a request that names shared memory regions: its inputs read from them, its outputs written to them. */
+async function inferWithSharedMemory(models: ModelManager, call: HttpInferCall, decoded: HttpInferRequest): Promise<EncodedInferResponse> {
+  const { request, ...wants } = decoded;
+  const shm = call.sharedMemory;
+  const inputs = decoded.sharedInputs === undefined ? request.inputs : await readSharedInputs(request.inputs, decoded.sharedInputs, shm, call.name);
+  const toShared = decoded.sharedOutputs === undefined ? undefined : outputRefsOf(decoded.sharedOutputs, shm, call.name);
+  const note = call.pipeline.note;
+  if (note) note.bytesIn = inputs.reduce((n, t) => n + t.data.byteLength, 0);
+  const result = await runInference(models, call.tenant ? { ...request, inputs, tenant: call.tenant } : { ...request, inputs }, { signal: call.signal, deadline: call.deadline ?? Infinity }, call.pipeline);
+  if (note) note.bytesOut = result.outputs.reduce((n, t) => n + t.data.byteLength, 0);
+  if (toShared === undefined || shm === undefined) return encodeInferResponse(result, wants);
+  const outputs = await writeOutputs(result.outputs, toShared, shm, result.modelName);
+  return encodeInferResponse({ ...result, outputs }, { ...wants, sharedOutputNames: new Set(toShared.keys()) });
 }

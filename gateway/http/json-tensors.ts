@@ -6,6 +6,7 @@ import { invalidArgument } from '../../core/errors.js';
 import { type Tensor } from '../../core/tensor.js';
 import { type InferTensorContents } from '../../proto/gen/inference.js';
 import { CLASSIFICATION_PARAMETER, classCountOf } from '../inference/classification.js';
+import { namesSharedMemory, REGION, type SharedMemoryRef, sharedMemoryRefOf } from '../shared-memory/shared-memory-tensors.js';
 import { type InferParameterValue, type InferRequest, type InferResult } from '../inference/infer-request.js';
 import { parseClientJson } from '../parse-json.js';
 import { checkedElementCount, checkRawSize } from '../tensor/decode-request.js';
@@ -26,6 +27,15 @@ export interface HttpInferRequest {
   readonly binaryDefault: boolean;
   /** Per-output `parameters.binary_data`, by output name. */
   readonly binaryOutputs: ReadonlyMap<string, boolean>;
+  /** Inputs (by index) whose bytes are in shared memory, still to read: their tensors' data is empty. */
+  readonly sharedInputs?: ReadonlyMap<number, SharedMemoryRef> | undefined;
+  /** Requested outputs that name a shared memory region (checked against the regions by the caller). */
+  readonly sharedOutputs?: readonly { readonly name: string; readonly ref: SharedMemoryRef; readonly classified: boolean; readonly binary: boolean }[] | undefined;
+}
+
+/** The answer's outputs written to shared memory: no data in the answer. */
+export interface SharedOutputNames {
+  readonly sharedOutputNames?: ReadonlySet<string> | undefined;
 }
 
 function parseJson(text: Buffer): JsonObject {
@@ -105,7 +115,7 @@ export function jsonToRaw(values: readonly Json[], datatype: Datatype, label: st
   return typedContentsToRaw(contents, datatype, label);
 }
 
-function decodeInput(input: Json, index: number, model: string, binary: { body: Buffer; offset: number }): Tensor {
+function decodeInput(input: Json, index: number, model: string, binary: { body: Buffer; offset: number }, shared: { refs?: Map<number, SharedMemoryRef> }): Tensor {
   if (!isObject(input)) throw invalidArgument(`model '${model}': inputs[${index}] must be an object`);
   const name = str(input['name'], `model '${model}': inputs[${index}].name`);
   if (name === '') throw invalidArgument(`model '${model}': input ${index} has no name`);
@@ -117,8 +127,13 @@ function decodeInput(input: Json, index: number, model: string, binary: { body: 
   const shape = shapeOf(input['shape'], label);
   const count = checkedElementCount(shape, label);
   const params = isObject(input['parameters']) ? input['parameters'] : {};
-  if (params['shared_memory_region'] !== undefined) {
-    throw invalidArgument(`${label}: shared memory inputs are not supported; send the data in 'data' or in binary`);
+  const ref = namesSharedMemory(params) ? sharedMemoryRefOf((n) => params[n], label) : undefined;
+  if (ref !== undefined) {
+    if (input['data'] !== undefined || params['binary_data_size'] !== undefined) {
+      throw invalidArgument(`${label}: has '${REGION}' and data ('data' or binary_data_size); send only one`);
+    }
+    (shared.refs ??= new Map()).set(index, ref);
+    return { name, datatype, shape, data: new Uint8Array(0) };
   }
   const size = params['binary_data_size'];
   if (size !== undefined) {
@@ -162,8 +177,9 @@ export function decodeInferRequest(
   const rawInputs = json['inputs'];
   if (!Array.isArray(rawInputs)) throw invalidArgument(`${model}: the request needs an 'inputs' array`);
   const seen = new Set<string>();
+  const shared: { refs?: Map<number, SharedMemoryRef> } = {};
   const inputs = rawInputs.map((input, i) => {
-    const t = decodeInput(input, i, modelName, binary);
+    const t = decodeInput(input, i, modelName, binary, shared);
     if (seen.has(t.name)) throw invalidArgument(`${model}: input '${t.name}' is given more than once`);
     seen.add(t.name);
     return t;
@@ -177,6 +193,7 @@ export function decodeInferRequest(
   const binaryOutputs = new Map<string, boolean>();
   const outputs: string[] = [];
   let classifications: Map<string, number> | undefined;
+  let sharedOutputs: { name: string; ref: SharedMemoryRef; classified: boolean; binary: boolean }[] | undefined;
   const rawOutputs = json['outputs'];
   if (rawOutputs !== undefined) {
     if (!Array.isArray(rawOutputs)) throw invalidArgument(`${model}: 'outputs' must be an array`);
@@ -184,8 +201,9 @@ export function decodeInferRequest(
       if (!isObject(o)) throw invalidArgument(`${model}: outputs[${i}] must be an object`);
       const name = str(o['name'], `${model}: outputs[${i}].name`);
       const p = parameters(o['parameters'], `${model}: output '${name}'`);
-      if (p['shared_memory_region'] !== undefined) throw invalidArgument(`${model}: output '${name}': shared memory outputs are not supported`);
       if (p['binary_data'] !== undefined) binaryOutputs.set(name, p['binary_data'] === true);
+      const ref = namesSharedMemory(p) ? sharedMemoryRefOf((n) => p[n], `${model}: output '${name}'`) : undefined;
+      if (ref !== undefined) (sharedOutputs ??= []).push({ name, ref, classified: p[CLASSIFICATION_PARAMETER] !== undefined, binary: p['binary_data'] === true });
       if (p[CLASSIFICATION_PARAMETER] !== undefined) {
         const k = classCountOf(p[CLASSIFICATION_PARAMETER], `${model}: output '${name}'`);
         if (k > 0) (classifications ??= new Map()).set(name, k);
@@ -206,6 +224,8 @@ export function decodeInferRequest(
     },
     binaryDefault: binaryDefault === true,
     binaryOutputs,
+    sharedInputs: shared.refs,
+    sharedOutputs,
   };
 }
 
@@ -233,10 +253,12 @@ export interface EncodedInferResponse {
   readonly binary: readonly Uint8Array[];
 }
 
-export function encodeInferResponse(result: InferResult, wants: Omit<HttpInferRequest, 'request'>): EncodedInferResponse {
+export function encodeInferResponse(result: InferResult, wants: Omit<HttpInferRequest, 'request'> & SharedOutputNames): EncodedInferResponse {
   const binary: Uint8Array[] = [];
   const outputs = result.outputs.map((t) => {
     const head = `"name":${JSON.stringify(t.name)},"datatype":${JSON.stringify(t.datatype)},"shape":${JSON.stringify(t.shape)}`;
+    // Written to its shared memory region: the answer says what it is, not what it holds (as Triton's).
+    if (wants.sharedOutputNames?.has(t.name) === true) return `{${head}}`;
     if (wants.binaryOutputs.get(t.name) ?? wants.binaryDefault) {
       binary.push(t.data);
       return `{${head},"parameters":{"binary_data_size":${t.data.byteLength}}}`;

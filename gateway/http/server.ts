@@ -5,7 +5,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createHttpsServer, type Server as HttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
 import { type Logger } from 'pino';
 import { status as GrpcStatus } from '@grpc/grpc-js';
-import { boundedMessage, invalidArgument, isServingError, retryAfterSeconds, toHttpStatus } from '../../core/errors.js';
+import { boundedMessage, failedPrecondition, invalidArgument, isServingError, retryAfterSeconds, toHttpStatus, unimplemented } from '../../core/errors.js';
 import { Admission, type CallNote, type CallOp } from '../inference/admission.js';
 import { type InflightGate, isHold, outcomeOfError } from '../inference/inflight-gate.js';
 import { type Tenant } from '../tenants/tenant.js';
@@ -18,6 +18,8 @@ import { PER_MODEL_TRACE_SETTINGS, type TraceControl } from '../../core/trace-po
 import { BodyTooLargeError, declaredLength, readBody } from './body.js';
 import { lingerOnClose } from './linger.js';
 import { answerClientErrors } from './client-errors.js';
+import { SHARED_MEMORY_OFF } from '../shared-memory/shared-memory-tensors.js';
+import { type SystemSharedMemory } from '../shared-memory/system-shared-memory.js';
 import * as queries from '../inference/model-queries.js';
 import { type PipelineOptions } from '../inference/infer-pipeline.js';
 import * as h from './handlers.js';
@@ -42,6 +44,8 @@ export interface HttpServerOptions {
   readonly logging?: LogControl;
   /** Triton's trace extension, GET/POST /v2/trace/setting; 404 without it. */
   readonly tracing?: TraceControl;
+  /** --system-shared-memory: the regions of /v2/systemsharedmemory and of requests that name them. */
+  readonly sharedMemory?: SystemSharedMemory;
 }
 
 /** Bodies up to this size are read and dropped after an early error; larger ones close the connection. */
@@ -177,6 +181,13 @@ export function createHttpServer(
       return undefined;
     }
     if (kind === 'repository') return repositoryRoute(rest);
+    if (kind === 'systemsharedmemory') return sharedMemoryRoute(rest);
+    if (kind === 'cudasharedmemory') {
+      const refuse = async (): Promise<void> => {
+        throw unimplemented('CUDA shared memory is not supported by Fabriek; use system shared memory (/v2/systemsharedmemory)');
+      };
+      return readAndChange(guarded('GET', 'shared_memory', '', '', refuse), guarded('POST', 'shared_memory', '', '', refuse));
+    }
     if (kind !== 'models') return undefined;
     if (rest.length === 1 && rest[0] === 'stats') return guardedGet('statistics', '', '', (t) => h.modelStatistics(models, '', '', t));
     const [name, ...after] = rest;
@@ -226,7 +237,7 @@ export function createHttpServer(
             const pipeline: PipelineOptions = activeTracer()
               ? { log, protocol: 'http', admission, note, ...httpTraceHeaders(req.headers) }
               : { log, protocol: 'http', admission, note };
-            const answer = await h.infer(models, { name, version, body, headerLength: length, signal, deadline, tenant, pipeline });
+            const answer = await h.infer(models, { name, version, body, headerLength: length, signal, deadline, tenant, pipeline, sharedMemory: options.sharedMemory });
             sendInfer(res, answer.json, answer.binary);
             hold?.release('answered');
           } catch (error) {
@@ -239,6 +250,46 @@ export function createHttpServer(
       default:
         return undefined;
     }
+  };
+
+  /**
+   * Triton's system shared memory extension: GET …/status and
+   * …/region/{name}/status, POST …/region/{name}/register with {key, offset,
+   * byte_size}, POST …/unregister and …/region/{name}/unregister.
+   */
+  const sharedMemoryRoute = (rest: readonly string[]): Route | undefined => {
+    const regions = (): SystemSharedMemory => {
+      if (options.sharedMemory === undefined) throw failedPrecondition(SHARED_MEMORY_OFF);
+      return options.sharedMemory;
+    };
+    const [first, name, action] = rest;
+    const whole = rest.length === 1;
+    const one = rest.length === 3 && first === 'region' && name !== undefined;
+    if ((whole && first === 'status') || (one && action === 'status')) {
+      return guardedGet('shared_memory', '', '', () => regions().status(whole ? '' : (name as string)).map((r) => ({ name: r.name, key: r.key, offset: r.offset, byte_size: r.byteSize })));
+    }
+    if ((whole && first === 'unregister') || (one && action === 'unregister')) {
+      return guarded('POST', 'shared_memory', '', '', async (_t, _n, _req, res) => {
+        await regions().unregister(whole ? '' : (name as string));
+        sendEmpty(res, 200);
+      });
+    }
+    if (one && action === 'register') {
+      return guarded('POST', 'shared_memory', '', '', async (_t, _n, req, res) => {
+        const shm = regions();
+        const body = parseClientJson(await readBody(req, maxBodyBytes), 'the shared memory register request JSON');
+        const fields = typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as Record<string, unknown>) : undefined;
+        const key = fields?.['key'];
+        const offset = fields?.['offset'] ?? 0;
+        const byteSize = fields?.['byte_size'];
+        if (typeof key !== 'string' || typeof offset !== 'number' || typeof byteSize !== 'number') {
+          throw invalidArgument(`shared memory region '${name as string}': expected a JSON object with 'key' (a string), 'byte_size' and optionally 'offset' (integers)`);
+        }
+        await shm.register(name as string, key, offset, byteSize);
+        sendEmpty(res, 200);
+      });
+    }
+    return undefined;
   };
 
   const repositoryRoute = (rest: readonly string[]): Route | undefined => {

@@ -12,7 +12,7 @@ import { hasQuotas, OPEN_TENANT, type Tenant } from '../tenants/tenant.js';
 // accounting. Without a tenants file every caller is the open tenant.
 
 /** The kinds of call that need a tenant (health and server metadata do not). */
-export type CallOp = 'infer' | 'metadata' | 'config' | 'ready' | 'statistics' | 'index' | 'load' | 'unload' | 'logging' | 'tracing';
+export type CallOp = 'infer' | 'metadata' | 'config' | 'ready' | 'statistics' | 'index' | 'load' | 'unload' | 'logging' | 'tracing' | 'shared_memory';
 
 export interface CallInfo {
   readonly protocol: 'grpc' | 'http';
@@ -147,6 +147,8 @@ export class Admission {
     if ((info.op === 'load' || info.op === 'unload') && !tenant.admin) {
       throw permissionDenied(`tenant '${tenant.name}' may not ${info.op} models`);
     }
+    // System shared memory is refused with --tenants at start; an admin tenant's only, should that change.
+    if (info.op === 'shared_memory' && !tenant.admin) throw permissionDenied(`tenant '${tenant.name}' may not use system shared memory`);
     if ((info.op === 'logging' || info.op === 'tracing') && !tenant.admin) {
       throw permissionDenied(`tenant '${tenant.name}' may not read or change the ${info.op === 'logging' ? 'log' : 'trace'} settings`);
     }

@@ -39,23 +39,24 @@ export function decodeInputs(request: ModelInferRequest, modelName: string): Ten
   return tensors;
 }
 
-function decodeInput(
+/** An input's name, datatype, shape and element count, checked; its data is for the caller. */
+export function tensorHead(input: ModelInferRequest_InferInputTensor, label: string): { name: string; datatype: Datatype; shape: number[]; count: number } {
+  const { name, datatype } = input;
+  if (!isDatatype(datatype)) {
+    throw invalidArgument(`${label}: unknown datatype '${datatype}' (expected one of ${DATATYPES.join(', ')})`);
+  }
+  const shape = shapeFromProto(input.shape, label);
+  return { name, datatype, shape, count: checkedElementCount(shape, label) };
+}
+
+/** One input not in shared memory (shared-memory-tensors.ts reads those). */
+export function decodeInput(
   input: ModelInferRequest_InferInputTensor,
   raw: Buffer | undefined,
   index: number,
   label: string,
 ): Tensor {
-  const { name, datatype } = input;
-  if (!isDatatype(datatype)) {
-    throw invalidArgument(`${label}: unknown datatype '${datatype}' (expected one of ${DATATYPES.join(', ')})`);
-  }
-  if (Object.hasOwn(input.parameters, 'shared_memory_region')) {
-    throw invalidArgument(
-      `${label}: shared memory inputs are not supported; send the data in raw_input_contents or contents`,
-    );
-  }
-  const shape = shapeFromProto(input.shape, label);
-  const count = checkedElementCount(shape, label);
+  const { name, datatype, shape, count } = tensorHead(input, label);
   if (raw !== undefined) {
     if (input.contents !== undefined) {
       throw invalidArgument(`${label}: has both contents and raw_input_contents; send only one`);

@@ -345,9 +345,9 @@ describe('fabriek serve on a repository without config files', () => {
 
     it('unimplemented RPCs answer UNIMPLEMENTED', async () => {
       await expectStatus(
-        new Promise((resolve, reject) => gw.client.raw.systemSharedMemoryStatus({ name: '' }, (e, r) => (e ? reject(e) : resolve(r)))),
+        new Promise((resolve, reject) => gw.client.raw.cudaSharedMemoryStatus({ name: '' }, (e, r) => (e ? reject(e) : resolve(r)))),
         GrpcStatus.UNIMPLEMENTED,
-        /SystemSharedMemoryStatus/,
+        /CudaSharedMemoryStatus/,
       );
     });
 

@@ -234,12 +234,4 @@ describe('decodeInputs: bad requests', () => {
     );
   });
 
-  it('shared memory inputs are refused with a clear message', () => {
-    const shm = input('a', 'FP32', [1]);
-    shm.parameters = { shared_memory_region: { parameterChoice: { $case: 'stringParam', value: 'r' } } };
-    expectInvalid(
-      () => decodeInputs(request([shm]), 'm'),
-      `${M}: input 'a': shared memory inputs are not supported; send the data in raw_input_contents or contents`,
-    );
-  });
 });

@@ -1,0 +1,176 @@
+// Triton's system shared memory extension: a client on the same host puts a
+// tensor in a POSIX shared memory object (/dev/shm/<key>), registers a part
+// of it as a named region, and names the region in its request instead of
+// sending the bytes; an output may be written to a region too. Node has no
+// mmap: a region is read and written through the object's file handle
+// (pread and pwrite on tmpfs), one copy through the kernel and no socket,
+// protobuf or HTTP framing on the way. Off unless --system-shared-memory:
+// a caller names any object in /dev/shm, which the gateway then reads and
+// writes as itself.
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import { type FileHandle, open } from 'node:fs/promises';
+import { join } from 'node:path';
+import { invalidArgument, notFound, ServingError } from '../../core/errors.js';
+
+/** Where POSIX shared memory objects live on Linux: shm_open("/name") is this directory's file "name". */
+export const SHM_DIR = '/dev/shm';
+
+export interface RegionStatus {
+  readonly name: string;
+  readonly key: string;
+  readonly offset: number;
+  readonly byteSize: number;
+}
+
+interface Region extends RegionStatus {
+  readonly handle: FileHandle;
+  /** Reads and writes under way: the handle closes after the last, once unregistered. */
+  uses: number;
+  unregistered: boolean;
+}
+
+/** A POSIX shared memory name: one leading slash, then a name without one. */
+function checkKey(name: string, key: string): void {
+  if (!/^\/[^/\0]+$/.test(key) || key === '/.' || key === '/..') {
+    throw invalidArgument(`failed to register shared memory region '${name}': key '${key}' is not a POSIX shared memory name ('/' and a name without another '/')`);
+  }
+}
+
+/** Bytes an offset or a size may hold: a whole number from 0 to 2^53-1. */
+export function checkSize(value: number, what: string): void {
+  if (!Number.isSafeInteger(value) || value < 0) throw invalidArgument(`${what} must be a whole number from 0 to 2^53-1, got ${value}`);
+}
+
+/** The regions one gateway process has registered, by name. */
+export class SystemSharedMemory {
+  readonly #regions = new Map<string, Region>();
+  readonly #dir: string;
+
+  /** `dir`: where the objects live (tests may point it elsewhere). */
+  constructor(dir = SHM_DIR) {
+    this.#dir = dir;
+  }
+
+  /** Registers `byteSize` bytes from `offset` of the object `key` as region `name`. */
+  async register(name: string, key: string, offset: number, byteSize: number): Promise<void> {
+    if (name === '') throw invalidArgument('failed to register shared memory region: the name is empty');
+    checkKey(name, key);
+    checkSize(offset, `shared memory region '${name}': offset`);
+    checkSize(byteSize, `shared memory region '${name}': byte_size`);
+    if (this.#regions.has(name)) throw alreadyExists(name);
+    const path = join(this.#dir, key.slice(1));
+    let handle: FileHandle;
+    try {
+      handle = await open(path, 'r+');
+    } catch (error) {
+      throw invalidArgument(`Unable to open shared memory region: '${key}' (${(error as NodeJS.ErrnoException).code ?? String(error)} on ${path})`);
+    }
+    try {
+      const { size } = await handle.stat();
+      if (offset + byteSize > size) {
+        throw invalidArgument(`failed to register shared memory region '${name}': invalid args (offset ${offset} + byte_size ${byteSize} run past the ${size} bytes of ${key})`);
+      }
+      // Registered by another call while this one opened the object.
+      if (this.#regions.has(name)) throw alreadyExists(name);
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+    this.#regions.set(name, { name, key, offset, byteSize, handle, uses: 0, unregistered: false });
+  }
+
+  /** Unregisters region `name` ('': every region). A name not registered is no error, as in Triton. */
+  async unregister(name: string): Promise<void> {
+    const names = name === '' ? [...this.#regions.keys()] : [name];
+    await Promise.all(
+      names.map(async (n) => {
+        const region = this.#regions.get(n);
+        if (region === undefined) return;
+        this.#regions.delete(n);
+        region.unregistered = true;
+        if (region.uses === 0) await region.handle.close();
+      }),
+    );
+  }
+
+  /** The status of region `name` ('': every region). */
+  status(name: string): RegionStatus[] {
+    if (name === '') return [...this.#regions.values()].map(statusOf);
+    const region = this.#regions.get(name);
+    if (region === undefined) throw notFound(`Unable to find system shared memory region: '${name}'`);
+    return [statusOf(region)];
+  }
+
+  /** `byteSize` bytes from `offset` within region `name`, in a buffer of their own. */
+  async read(name: string, offset: number, byteSize: number): Promise<Uint8Array> {
+    const region = this.#use(name, offset, byteSize);
+    try {
+      const data = Buffer.allocUnsafe(byteSize);
+      let done = 0;
+      while (done < byteSize) {
+        const { bytesRead } = await region.handle.read(data, done, byteSize - done, region.offset + offset + done);
+        if (bytesRead === 0) throw invalidArgument(`shared memory region '${name}': ${region.key} ends before offset ${offset + done} (was it truncated?)`);
+        done += bytesRead;
+      }
+      return data;
+    } finally {
+      await this.#release(region);
+    }
+  }
+
+  /** Writes `data` at `offset` within region `name`, which must have room for it. */
+  async write(name: string, offset: number, data: Uint8Array): Promise<void> {
+    const region = this.#use(name, offset, data.byteLength);
+    try {
+      let done = 0;
+      while (done < data.byteLength) {
+        const { bytesWritten } = await region.handle.write(data, done, data.byteLength - done, region.offset + offset + done);
+        done += bytesWritten;
+      }
+    } finally {
+      await this.#release(region);
+    }
+  }
+
+  /** Throws unless region `name` is registered and holds `byteSize` bytes from `offset` (an output's region, before the run). */
+  check(name: string, offset: number, byteSize: number): void {
+    this.#within(name, offset, byteSize);
+  }
+
+  /** Closes every region (the gateway shuts down). */
+  close(): Promise<void> {
+    return this.unregister('');
+  }
+
+  /** Region `name`, checked to hold `byteSize` bytes from `offset` (Triton's checks and words), counted as in use. */
+  #use(name: string, offset: number, byteSize: number): Region {
+    const region = this.#within(name, offset, byteSize);
+    region.uses++;
+    return region;
+  }
+
+  #within(name: string, offset: number, byteSize: number): Region {
+    const region = this.#regions.get(name);
+    if (region === undefined) throw unknown(name);
+    if (offset >= region.byteSize && !(offset === 0 && byteSize === 0)) throw invalidArgument(`Invalid offset for shared memory region: '${name}'`);
+    if (offset + byteSize > region.byteSize) throw invalidArgument(`Invalid offset + byte size for shared memory region: '${name}'`);
+    return region;
+  }
+
+  async #release(region: Region): Promise<void> {
+    region.uses--;
+    if (region.unregistered && region.uses === 0) await region.handle.close();
+  }
+}
+
+function statusOf(r: Region): RegionStatus {
+  return { name: r.name, key: r.key, offset: r.offset, byteSize: r.byteSize };
+}
+
+function unknown(name: string): ServingError {
+  return notFound(`Unable to find shared memory region: '${name}'`);
+}
+
+function alreadyExists(name: string): ServingError {
+  return new ServingError(GrpcStatus.ALREADY_EXISTS, `shared memory region '${name}' already in manager`);
+}
