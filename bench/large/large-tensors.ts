@@ -1,6 +1,8 @@
 // Large tensors at wire speed (issue #12 item 6): one FP32 tensor of 16, 64
-// and 256 MB through a one-op model and back, over gRPC and over HTTP's
-// binary tensor extension, side by side with bare grpc-js echoing the same
+// and 256 MB through a one-op model and back, over gRPC, over HTTP's
+// binary tensor extension and through system shared memory (the client
+// writes the tensor into a /dev/shm object and reads the answer from it,
+// both counted in the time), side by side with bare grpc-js echoing the same
 // bytes (bench/baselines/grpc-echo.ts) in the same run. For each it reports
 // the time of the call (best of the repeats) and the growth of the server
 // process tree's resident memory (gateway + workers, from /proc) over the
@@ -13,6 +15,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { identityModel } from '../../models/build/test-models.js';
+import { InferenceGrpcClient } from '../../client/grpc-client.js';
+import { createSharedMemoryRegion, destroySharedMemoryRegion, readSharedMemory, writeSharedMemory } from '../../client/system-shared-memory.js';
 import { GRPCInferenceServiceClient, type ModelInferRequest, type ModelInferResponse } from '../../proto/gen/inference.js';
 import { spawnEchoServer } from '../baselines/grpc-echo.js';
 import { type ChildServer, httpUrlOf, removeAtExit, startGateway } from '../load/child-server.js';
@@ -70,6 +74,21 @@ function request(data: Buffer): ModelInferRequest {
     inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1n, BigInt(data.byteLength / 4)], parameters: {} }],
     outputs: [],
     rawInputContents: [data],
+  };
+}
+
+/** The request of the shared memory target: the input from region 'in', the output to region 'out'. */
+function shmRequest(bytes: number): ModelInferRequest {
+  const param = (value: string | number) =>
+    typeof value === 'string' ? { parameterChoice: { $case: 'stringParam' as const, value } } : { parameterChoice: { $case: 'int64Param' as const, value: BigInt(value) } };
+  return {
+    modelName: MODEL,
+    modelVersion: '',
+    id: '',
+    parameters: {},
+    inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1n, BigInt(bytes / 4)], parameters: { shared_memory_region: param('in'), shared_memory_byte_size: param(bytes) } }],
+    outputs: [{ name: 'OUTPUT0', parameters: { shared_memory_region: param('out'), shared_memory_byte_size: param(bytes) } }],
+    rawInputContents: [],
   };
 }
 
@@ -152,6 +171,29 @@ async function main(): Promise<void> {
     return { call: (d) => grpcCall(client, d), close: () => client.close() };
   };
   const httpTo = (server: ChildServer): Caller => ({ call: (d) => httpCall(httpUrlOf(server) ?? '', d), close: () => {} });
+  const shmTo = (server: ChildServer): Caller => {
+    const client = new InferenceGrpcClient(server.address, { maxMessageBytes: GIB });
+    const key = `/fabriek-bench-${process.pid}`;
+    let size = 0;
+    return {
+      call: async (d) => {
+        if (size !== d.byteLength) {
+          size = d.byteLength;
+          await createSharedMemoryRegion(key, 2 * size);
+          await client.unregisterSystemSharedMemory();
+          await client.registerSystemSharedMemory('in', key, size, 0);
+          await client.registerSystemSharedMemory('out', key, size, size);
+        }
+        await writeSharedMemory(key, d);
+        await client.modelInfer(shmRequest(size), { timeoutMs: 600_000 });
+        return readSharedMemory(key, size, size);
+      },
+      close: () => {
+        client.close();
+        void destroySharedMemoryRegion(key);
+      },
+    };
+  };
   const gateway = (): Promise<ChildServer> => startGateway(dir, ['--max-message-bytes', String(GIB), ...serveFlags]);
   const rows: Row[] = [];
   try {
@@ -159,17 +201,21 @@ async function main(): Promise<void> {
       await fresh('grpc-echo', mb, spawnEchoServer, grpcTo);
       await fresh('fabriek gRPC', mb, gateway, grpcTo);
       await fresh('fabriek HTTP', mb, gateway, httpTo);
+      await fresh('fabriek shm', mb, () => startGateway(dir, ['--max-message-bytes', String(GIB), '--system-shared-memory', 'true', ...serveFlags]), shmTo);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
     forget();
   }
-  const lines = ['| tensor | grpc-echo | fabriek gRPC | × echo | RSS growth | fabriek HTTP | × echo | RSS growth |', '|---:|---:|---:|---:|---:|---:|---:|---:|'];
+  const lines = [
+    '| tensor | grpc-echo | fabriek gRPC | × echo | RSS growth | fabriek HTTP | × echo | RSS growth | fabriek shm | × echo | RSS growth |',
+    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ];
   for (const mb of sizes) {
-    const [e, g, h] = ['grpc-echo', 'fabriek gRPC', 'fabriek HTTP'].map((t) => rows.find((r) => r.target === t && r.mb === mb) as Row) as [Row, Row, Row];
+    const [e, g, h, s] = ['grpc-echo', 'fabriek gRPC', 'fabriek HTTP', 'fabriek shm'].map((t) => rows.find((r) => r.target === t && r.mb === mb) as Row) as [Row, Row, Row, Row];
     const x = (r: Row): string => `${(r.ms / e.ms).toFixed(2)}×`;
     const rss = (r: Row): string => `+${(r.rssGrowth / 2 ** 20).toFixed(0)} MB (${(r.rssGrowth / (mb * 2 ** 20)).toFixed(1)}×)`;
-    lines.push(`| ${mb} MB | ${e.ms.toFixed(0)} ms | ${g.ms.toFixed(0)} ms | ${x(g)} | ${rss(g)} | ${h.ms.toFixed(0)} ms | ${x(h)} | ${rss(h)} |`);
+    lines.push(`| ${mb} MB | ${e.ms.toFixed(0)} ms | ${g.ms.toFixed(0)} ms | ${x(g)} | ${rss(g)} | ${h.ms.toFixed(0)} ms | ${x(h)} | ${rss(h)} | ${s.ms.toFixed(0)} ms | ${x(s)} | ${rss(s)} |`);
   }
   process.stdout.write(lines.join('\n') + '\n');
 }
