@@ -15,6 +15,7 @@ import { type ModelSignature } from '../../core/signature.js';
 import { elementCount, type Tensor } from '../../core/tensor.js';
 import { type ModelConfig } from '../../proto/gen/model_config.js';
 import { ConfigError } from '../../models/config/config-error.js';
+import { joinBytesElements } from '../tensor/bytes-elements.js';
 
 /** Output name → K, for the outputs a request asked to classify (K > 0). */
 export type ClassCounts = ReadonlyMap<string, number>;
@@ -81,7 +82,7 @@ function topClasses(t: Tensor, k: number, labels: readonly string[] | undefined,
       strings.push(label === undefined || label === '' ? value : `${value}:${label}`);
     }
   }
-  return { name: t.name, datatype: 'BYTES', shape: batching && t.shape.length > 0 ? [items, kept] : [kept], data: bytesTensor(strings) };
+  return { name: t.name, datatype: 'BYTES', shape: batching && t.shape.length > 0 ? [items, kept] : [kept], data: joinBytesElements(strings.map((s) => Buffer.from(s, 'utf8')), `output '${t.name}'`) };
 }
 
 /**
@@ -190,18 +191,6 @@ function decimal(v: number): string {
   return Math.abs(v) < 1e21 ? v.toFixed(6) : `${BigInt(v)}.000000`;
 }
 
-/** Strings in KServe's raw BYTES form: each a 4-byte little-endian length, then its UTF-8 bytes. */
-function bytesTensor(strings: readonly string[]): Uint8Array {
-  const encoded = strings.map((s) => Buffer.from(s, 'utf8'));
-  const out = Buffer.allocUnsafe(encoded.reduce((n, b) => n + 4 + b.byteLength, 0));
-  let at = 0;
-  for (const b of encoded) {
-    out.writeUInt32LE(b.byteLength, at);
-    b.copy(out, at + 4);
-    at += 4 + b.byteLength;
-  }
-  return out;
-}
 
 /**
  * The labels of each output whose config names a `label_filename`: the

@@ -29,20 +29,13 @@ ensemble_scheduling { step [
 ] }
 `;
 
-const SOLO = `name: "solo"
+/** An ensemble of one identity_fp32 step named `step` (a model not in the repository: a missing step). */
+const oneStep = (name: string, step: string): string => `name: "${name}"
 platform: "ensemble"
 max_batch_size: 4
 input [ { name: "X" data_type: TYPE_FP32 dims: [ 16 ] } ]
 output [ { name: "Y" data_type: TYPE_FP32 dims: [ 16 ] } ]
-ensemble_scheduling { step [ { model_name: "identity_fp32" model_version: -1 input_map { key: "INPUT0" value: "X" } output_map { key: "OUTPUT0" value: "Y" } } ] }
-`;
-
-const GHOST = `name: "ghost"
-platform: "ensemble"
-max_batch_size: 4
-input [ { name: "X" data_type: TYPE_FP32 dims: [ 16 ] } ]
-output [ { name: "Y" data_type: TYPE_FP32 dims: [ 16 ] } ]
-ensemble_scheduling { step [ { model_name: "nowhere" model_version: -1 input_map { key: "INPUT0" value: "X" } output_map { key: "OUTPUT0" value: "Y" } } ] }
+ensemble_scheduling { step [ { model_name: "${step}" model_version: -1 input_map { key: "INPUT0" value: "X" } output_map { key: "OUTPUT0" value: "Y" } } ] }
 `;
 
 const ones = new Float32Array(16).fill(1);
@@ -72,8 +65,8 @@ describe('ensemble dependencies in explicit model control', () => {
     await putModel(repo, 'add_sub', EXAMPLE_CONFIGS.add_sub, buildModel('add_sub'));
     await putModel(repo, 'identity_fp32', undefined, buildModel('identity_fp32'));
     await putModel(repo, 'pipeline', PIPELINE);
-    await putModel(repo, 'solo', SOLO);
-    await putModel(repo, 'ghost', GHOST);
+    await putModel(repo, 'solo', oneStep('solo', 'identity_fp32'));
+    await putModel(repo, 'ghost', oneStep('ghost', 'nowhere'));
     gw = await startGateway(['--model-repository', repo, '--model-control-mode', 'explicit', '--load-model', 'pipeline', '--gateway-processes', '2', '--log-level', 'warn']);
     http = new InferenceHttpClient(httpUrlOf(gw));
   });
