@@ -64,6 +64,8 @@ export interface HttpInferCall {
   readonly pipeline: PipelineOptions;
   /** --system-shared-memory: the regions this gateway process has registered. */
   readonly sharedMemory?: SystemSharedMemory | undefined;
+  /** The request's hold on the in-flight gate: told the bytes its inputs in shared memory add to the body. */
+  readonly hold?: { settle(bytes: number): void } | undefined;
 }
 
 export async function infer(models: ModelManager, call: HttpInferCall): Promise<EncodedInferResponse> {
@@ -94,6 +96,11 @@ export async function repositoryControl(models: ModelManager, name: string, acti
 async function inferWithSharedMemory(models: ModelManager, call: HttpInferCall, decoded: HttpInferRequest): Promise<EncodedInferResponse> {
   const { request, ...wants } = decoded;
   const shm = call.sharedMemory;
+  if (decoded.sharedInputs !== undefined) {
+    let shared = 0;
+    for (const ref of decoded.sharedInputs.values()) shared += ref.byteSize;
+    call.hold?.settle(call.body.byteLength + shared);
+  }
   const inputs = decoded.sharedInputs === undefined ? request.inputs : await readSharedInputs(request.inputs, decoded.sharedInputs, shm, call.name);
   const toShared = decoded.sharedOutputs === undefined ? undefined : outputRefsOf(decoded.sharedOutputs, shm, call.name);
   const note = call.pipeline.note;

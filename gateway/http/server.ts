@@ -237,7 +237,7 @@ export function createHttpServer(
             const pipeline: PipelineOptions = activeTracer()
               ? { log, protocol: 'http', admission, note, ...httpTraceHeaders(req.headers) }
               : { log, protocol: 'http', admission, note };
-            const answer = await h.infer(models, { name, version, body, headerLength: length, signal, deadline, tenant, pipeline, sharedMemory: options.sharedMemory });
+            const answer = await h.infer(models, { name, version, body, headerLength: length, signal, deadline, tenant, pipeline, sharedMemory: options.sharedMemory, hold });
             sendInfer(res, answer.json, answer.binary);
             hold?.release('answered');
           } catch (error) {

@@ -21,6 +21,8 @@ export function requestBytes(request: ModelInferRequest): number {
   let n = 0;
   for (const raw of request.rawInputContents) n += raw.byteLength;
   for (const input of request.inputs) {
+    // An input in system shared memory: the gateway reads its bytes into memory of its own.
+    n += sharedBytesOf(input.parameters);
     const c = input.contents;
     if (!c) continue;
     n += 8 * (c.int64Contents.length + c.uint64Contents.length + c.fp64Contents.length);
@@ -28,6 +30,14 @@ export function requestBytes(request: ModelInferRequest): number {
     for (const b of c.bytesContents) n += b.byteLength;
   }
   return n;
+}
+
+/** The bytes an input's `shared_memory_byte_size` names (0 without one, or with one not a whole number). */
+function sharedBytesOf(parameters: ModelInferRequest['inputs'][number]['parameters']): number {
+  const choice = parameters['shared_memory_byte_size']?.parameterChoice;
+  if (choice?.$case !== 'int64Param' && choice?.$case !== 'uint64Param') return 0;
+  const n = Number(choice.value);
+  return Number.isSafeInteger(n) && n > 0 ? n : 0;
 }
 
 export function inflightBound(gate: InflightGate, log: Logger, windows: StreamWindows): ServerInterceptor {

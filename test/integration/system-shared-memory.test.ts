@@ -1,4 +1,7 @@
 import { status as GrpcStatus } from '@grpc/grpc-js';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InferenceHttpClient } from '../../client/http-client.js';
 import { createSharedMemoryRegion, destroySharedMemoryRegion, readSharedMemory, writeSharedMemory } from '../../client/system-shared-memory.js';
@@ -6,6 +9,9 @@ import { type ModelInferRequest } from '../../proto/gen/inference.js';
 import { failure } from '../helpers/call-outcome.js';
 import { type GatewayProcess, httpUrlOf, runCli, startGateway } from '../helpers/gateway-process.js';
 import { TEST_REPOSITORY } from '../helpers/test-repository.js';
+import { buildModel } from '../../models/build/test-models.js';
+import { putModel } from '../helpers/model-dir.js';
+import { waitFor } from '../helpers/processes.js';
 
 // Triton's system shared memory on the real server and the real /dev/shm:
 // regions registered over gRPC and HTTP, inputs read from them and outputs
@@ -210,5 +216,45 @@ describe('system shared memory off (the default)', () => {
     const processes = await runCli(['serve', '--model-repository', TEST_REPOSITORY, '--system-shared-memory', 'true', '--gateway-processes', '2']);
     expect(processes.code).toBe(2);
     expect(processes.stderr).toMatch(/--system-shared-memory runs in one gateway process/);
+  });
+});
+
+describe('system shared memory and the in-flight gate', () => {
+  const GATE_KEY = `/fabriek-test-${process.pid}-gate`;
+  const ROWS = 32_768; // 2 MiB of FP32 [ROWS, 16]
+  let repo: string;
+  let gw: GatewayProcess;
+
+  beforeAll(async () => {
+    repo = await mkdtemp(join(tmpdir(), 'fabriek-shm-gate-'));
+    // A batch is cut only at 65,536 rows or after 3 s: a request waits in the queue, holding its bytes.
+    await putModel(repo, 'waiting', 'max_batch_size: 65536\ndynamic_batching { max_queue_delay_microseconds: 3000000 }\n', buildModel('identity_fp32'));
+    // Answers at once: the probe below never waits behind the request it probes for.
+    await putModel(repo, 'quick', undefined, buildModel('identity_fp32'));
+    await createSharedMemoryRegion(GATE_KEY, ROWS * 64);
+    gw = await startGateway(['--model-repository', repo, '--system-shared-memory', 'true', '--max-inflight-bytes', String(1 << 20), '--log-level', 'warn']);
+  });
+  afterAll(async () => {
+    expect(await gw?.stop()).toBe(0);
+    await destroySharedMemoryRegion(GATE_KEY);
+    await rm(repo, { recursive: true, force: true });
+  });
+
+  it('counts an input in shared memory as bytes held: a request sent while it waits is refused at once', async () => {
+    const url = httpUrlOf(gw);
+    await gw.client.registerSystemSharedMemory('gate', GATE_KEY, ROWS * 64);
+    const body = JSON.stringify({ inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [ROWS, 16], parameters: { shared_memory_region: 'gate', shared_memory_byte_size: ROWS * 64 } }] });
+    const first = fetch(`${url}/v2/models/waiting/infer`, { method: 'POST', body });
+    // Its 2 MiB held, past the 1 MiB bound: a small request is refused from its headers.
+    await waitFor(
+      async () => {
+        const res = await fetch(`${url}/v2/models/quick/infer`, { method: 'POST', body: JSON.stringify({ inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 16], data: sixteen(0) }] }) });
+        await res.arrayBuffer();
+        return res.status === 429;
+      },
+      2_500,
+      'a refusal while the 2 MiB request waits in the queue',
+    );
+    expect((await first).status).toBe(200);
   });
 });
