@@ -9,8 +9,8 @@ import {
   type ModelMetadataResponse,
 } from '../proto/gen/inference.js';
 import { InferenceError, invalidInput } from './errors.js';
-import { type InferOptions, InferOutput, InferResult, type ModelMetadata, requestedOutputs } from './inference-client.js';
-import { type InferInput, type ParameterValue, type TensorData, decodeRaw, encodeRaw } from './typed-tensors.js';
+import { type InferOptions, InferOutput, InferResult, type ModelMetadata, requestedOutputs, sharedMemoryParameters } from './inference-client.js';
+import { type InferInput, type ParameterValue, type TensorData, decodeRaw, encodeRaw, isSharedMemoryInput, writtenElsewhere } from './typed-tensors.js';
 
 /** raw: `raw_input_contents` (fast, every datatype); contents: the typed `contents` fields (no FP16/BF16). */
 export type GrpcInputEncoding = 'raw' | 'contents';
@@ -78,13 +78,17 @@ export function toModelInferRequest(model: string, inputs: readonly InferInput[]
       datatype: t.datatype,
       shape: t.shape.map((d) => BigInt(d)),
       parameters: parametersOf(t.parameters),
-      ...(raw ? {} : { contents: typedContents(t) }),
+      ...(raw || isSharedMemoryInput(t) ? {} : { contents: typedContents(t) }),
     })),
-    outputs: (requestedOutputs(o) ?? []).map(({ name, classes }) => ({
+    outputs: (requestedOutputs(o) ?? []).map(({ name, classes, shared }) => ({
       name,
-      parameters: classes > 0 ? { classification: { parameterChoice: { $case: 'int64Param', value: BigInt(classes) } } } : {},
+      parameters: {
+        ...(classes > 0 ? { classification: { parameterChoice: { $case: 'int64Param' as const, value: BigInt(classes) } } } : {}),
+        ...(shared ? parametersOf(sharedMemoryParameters(shared)) : {}),
+      },
     })),
-    rawInputContents: raw ? inputs.map(encodeRaw) : [],
+    // Triton's indexing: one entry per input not in shared memory.
+    rawInputContents: raw ? inputs.filter((t) => !isSharedMemoryInput(t)).map(encodeRaw) : [],
   };
 }
 
@@ -130,6 +134,7 @@ export function fromModelInferResponse(r: ModelInferResponse): InferResult {
   const outputs = r.outputs.map((o, i) => {
     const shape = o.shape.map(Number);
     const raw = r.rawOutputContents[i];
+    if (raw !== undefined && raw.byteLength === 0 && writtenElsewhere(shape)) return new InferOutput(o.name, o.datatype, shape, { inSharedMemory: true });
     if (raw !== undefined) return new InferOutput(o.name, o.datatype, shape, { raw });
     if (!isDatatype(o.datatype)) throw new InferenceError(GrpcStatus.UNKNOWN, `output '${o.name}': the server sent an unknown datatype '${o.datatype}'`);
     return new InferOutput(o.name, o.datatype, shape, { data: fromContents(o.datatype, o.contents ?? InferTensorContents.fromPartial({}), o.name) });

@@ -3,8 +3,8 @@
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { isDatatype } from '../core/datatypes.js';
 import { InferenceError } from './errors.js';
-import { type InferOptions, InferOutput, InferResult, requestedOutputs } from './inference-client.js';
-import { type InferInput, type ParameterValue, encodeRaw, fromJsonValues, toJsonValues } from './typed-tensors.js';
+import { type InferOptions, InferOutput, InferResult, requestedOutputs, sharedMemoryParameters } from './inference-client.js';
+import { type InferInput, type ParameterValue, encodeRaw, fromJsonValues, isSharedMemoryInput, toJsonValues, writtenElsewhere } from './typed-tensors.js';
 
 /** A request body in parts, so tensor bytes are written as they are, never concatenated. */
 export interface InferBody {
@@ -15,23 +15,36 @@ export interface InferBody {
 }
 
 export function encodeInferRequest(inputs: readonly InferInput[], o: InferOptions, binary: boolean): InferBody {
-  const raw = binary ? inputs.map(encodeRaw) : [];
+  // An input in shared memory sends neither data nor binary bytes: its parameters name the region.
+  const raw = inputs.map((t) => (binary && !isSharedMemoryInput(t) ? encodeRaw(t) : undefined));
   const outputs = requestedOutputs(o);
   const header = {
     ...(o.id !== undefined ? { id: o.id } : {}),
     parameters: { ...o.parameters, ...(binary && outputs === undefined ? { binary_data_output: true } : {}) },
-    inputs: inputs.map((t, i) => ({
-      name: t.name,
-      shape: t.shape,
-      datatype: t.datatype,
-      parameters: { ...t.parameters, ...(binary ? { binary_data_size: raw[i]?.byteLength ?? 0 } : {}) },
-      ...(binary ? {} : { data: toJsonValues(t) }),
-    })),
-    ...(outputs !== undefined ? { outputs: outputs.map(({ name, classes }) => ({ name, parameters: { binary_data: binary, ...(classes > 0 ? { classification: classes } : {}) } })) } : {}),
+    inputs: inputs.map((t, i) => {
+      const bytes = raw[i];
+      const shared = isSharedMemoryInput(t);
+      return {
+        name: t.name,
+        shape: t.shape,
+        datatype: t.datatype,
+        parameters: { ...t.parameters, ...(bytes !== undefined ? { binary_data_size: bytes.byteLength } : {}) },
+        ...(binary || shared ? {} : { data: toJsonValues(t) }),
+      };
+    }),
+    ...(outputs !== undefined
+      ? {
+          outputs: outputs.map(({ name, classes, shared }) => ({
+            name,
+            // An output written to shared memory takes no binary_data (Triton refuses both).
+            parameters: shared ? sharedMemoryParameters(shared) : { binary_data: binary, ...(classes > 0 ? { classification: classes } : {}) },
+          })),
+        }
+      : {}),
   };
   const json = Buffer.from(JSON.stringify(header));
   if (!binary) return { parts: [json], headerLength: undefined, contentType: 'application/json' };
-  return { parts: [json, ...raw], headerLength: json.byteLength, contentType: 'application/octet-stream' };
+  return { parts: [json, ...raw.filter((b): b is Buffer => b !== undefined)], headerLength: json.byteLength, contentType: 'application/octet-stream' };
 }
 
 const bad = (message: string): InferenceError => new InferenceError(GrpcStatus.INTERNAL, `malformed infer answer: ${message}`);
@@ -62,6 +75,8 @@ export function decodeInferResponse(body: Buffer, headerLength: number | undefin
       return new InferOutput(name, datatype, shape, { raw });
     }
     if (!isDatatype(datatype)) throw bad(`output '${name}': unknown datatype '${datatype}'`);
+    // Neither data nor binary bytes: written to shared memory (as Triton answers such an output).
+    if (t['data'] === undefined && writtenElsewhere(shape)) return new InferOutput(name, datatype, shape, { inSharedMemory: true });
     return new InferOutput(name, datatype, shape, { data: fromJsonValues(datatype, shape, t['data'], name) });
   });
   const parameters: Record<string, ParameterValue> = {};

@@ -32,6 +32,14 @@ export interface InferOptions extends RequestOptions {
    * label_filename), largest first. They are asked for besides `outputs`.
    */
   readonly classification?: Readonly<Record<string, number>>;
+  /**
+   * Outputs the server writes to system shared memory regions instead of
+   * the answer (a gateway with --system-shared-memory): output name → the
+   * region (registered with registerSystemSharedMemory), its byte size and
+   * offset. Asked for besides `outputs`; their InferOutput has
+   * `inSharedMemory` set and no data.
+   */
+  readonly sharedMemoryOutputs?: Readonly<Record<string, SharedMemoryPlace>>;
   /** Request parameters, e.g. Triton's `priority` and `timeout` (µs). */
   readonly parameters?: Readonly<Record<string, ParameterValue>>;
 }
@@ -88,6 +96,13 @@ export interface LoadModelOptions extends RequestOptions {
   readonly config?: unknown;
 }
 
+/** Where in a registered system shared memory region a tensor is: `byteSize` bytes from `offset` (default 0). */
+export interface SharedMemoryPlace {
+  readonly region: string;
+  readonly byteSize: number;
+  readonly offset?: number;
+}
+
 /** A registered system shared memory region (Triton's status fields). */
 export interface SharedMemoryRegionStatus {
   readonly name: string;
@@ -107,28 +122,37 @@ export class InferOutput {
   readonly name: string;
   readonly datatype: Datatype;
   readonly shape: readonly number[];
+  /** The server wrote it to a system shared memory region (InferOptions.sharedMemoryOutputs): `data` and `raw` are not in the answer. */
+  readonly inSharedMemory: boolean;
   #raw: Uint8Array | undefined;
   #data: TensorData | undefined;
 
-  constructor(name: string, datatype: string, shape: readonly number[], content: { readonly raw: Uint8Array } | { readonly data: TensorData }) {
+  constructor(name: string, datatype: string, shape: readonly number[], content: { readonly raw: Uint8Array } | { readonly data: TensorData } | { readonly inSharedMemory: true }) {
     if (!isDatatype(datatype)) throw new InferenceError(GrpcStatus.UNKNOWN, `output '${name}': the server sent an unknown datatype '${datatype}'`);
     this.name = name;
     this.datatype = datatype;
     this.shape = shape;
+    this.inSharedMemory = 'inSharedMemory' in content;
     if ('raw' in content) this.#raw = content.raw;
-    else this.#data = content.data;
+    else if ('data' in content) this.#data = content.data;
   }
 
   /** The elements as the typed form of the datatype (TensorDataMap). */
   get data(): TensorData {
+    this.#notInAnswer();
     this.#data ??= decodeRaw(this.datatype, this.shape, this.#raw ?? new Uint8Array(0), this.name);
     return this.#data;
   }
 
   /** The raw little-endian bytes (BYTES: length-prefixed elements). */
   get raw(): Uint8Array {
+    this.#notInAnswer();
     this.#raw ??= encodeRaw({ name: this.name, datatype: this.datatype, shape: this.shape, data: this.#data } as InferInput);
     return this.#raw;
+  }
+
+  #notInAnswer(): void {
+    if (this.inSharedMemory) throw new TypeError(`output '${this.name}' is not in the answer: the server wrote it to shared memory (read it with readSharedMemory)`);
   }
 
   /** The data, typed for `datatype`; throws a TypeError if the output has another datatype. */
@@ -212,10 +236,19 @@ export function configText(config: unknown): string {
   return typeof config === 'string' ? config : JSON.stringify(config);
 }
 
-/** The outputs a request names, with the classification each asks for (0 = none); undefined = all of them. */
-export function requestedOutputs(o: Pick<InferOptions, 'outputs' | 'classification'>): readonly { readonly name: string; readonly classes: number }[] | undefined {
+/** The outputs a request names, with the classification (0 = none) and the shared memory place each asks for; undefined = all of them. */
+export function requestedOutputs(
+  o: Pick<InferOptions, 'outputs' | 'classification' | 'sharedMemoryOutputs'>,
+): readonly { readonly name: string; readonly classes: number; readonly shared?: SharedMemoryPlace | undefined }[] | undefined {
   const classes = o.classification ?? {};
-  const extra = Object.keys(classes).filter((name) => !(o.outputs ?? []).includes(name));
+  const shared = o.sharedMemoryOutputs ?? {};
+  const named = o.outputs ?? [];
+  const extra = [...new Set([...Object.keys(classes), ...Object.keys(shared)])].filter((name) => !named.includes(name));
   if (o.outputs === undefined && extra.length === 0) return undefined;
-  return [...(o.outputs ?? []), ...extra].map((name) => ({ name, classes: classes[name] ?? 0 }));
+  return [...named, ...extra].map((name) => ({ name, classes: classes[name] ?? 0, shared: shared[name] }));
+}
+
+/** The parameters that place a tensor in shared memory, as Triton's clients send them. */
+export function sharedMemoryParameters(place: SharedMemoryPlace): Record<string, string | number> {
+  return { shared_memory_region: place.region, shared_memory_byte_size: place.byteSize, ...(place.offset ? { shared_memory_offset: place.offset } : {}) };
 }

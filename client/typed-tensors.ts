@@ -65,6 +65,21 @@ export function input<D extends Datatype>(name: string, datatype: D, shape: read
   return { name, datatype, shape, data } as InferInput;
 }
 
+/**
+ * An input whose bytes the server reads from a system shared memory region
+ * (registered with registerSystemSharedMemory; client/system-shared-memory.ts
+ * writes them): no data of its own, `byteSize` bytes from `offset`.
+ */
+export function sharedMemoryInput(name: string, datatype: Datatype, shape: readonly number[], place: { readonly region: string; readonly byteSize: number; readonly offset?: number }): InferInput {
+  const parameters = { shared_memory_region: place.region, shared_memory_byte_size: place.byteSize, ...(place.offset ? { shared_memory_offset: place.offset } : {}) };
+  return { name, datatype, shape, data: new Uint8Array(0), parameters } as unknown as InferInput;
+}
+
+/** Whether the server reads this input from shared memory (sharedMemoryInput): it sends no data. */
+export function isSharedMemoryInput(t: InferInput): boolean {
+  return t.parameters?.['shared_memory_region'] !== undefined;
+}
+
 type TypedArrayCtor =
   | Uint8ArrayConstructor
   | Uint16ArrayConstructor
@@ -326,4 +341,13 @@ export function fp16ToFloat32(bits: ArrayLike<number>): Float32Array {
     else out[i] = sign * (1 + mant / 1024) * 2 ** (exp - 15);
   }
   return out;
+}
+
+/**
+ * An output answered with no bytes although its shape has elements: the
+ * server wrote it to shared memory (Triton answers such an output with an
+ * empty raw entry, or over HTTP with neither data nor a binary size).
+ */
+export function writtenElsewhere(shape: readonly number[]): boolean {
+  return shape.every((d) => d > 0);
 }

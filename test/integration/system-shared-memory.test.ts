@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InferenceHttpClient } from '../../client/http-client.js';
 import { createSharedMemoryRegion, destroySharedMemoryRegion, readSharedMemory, writeSharedMemory } from '../../client/system-shared-memory.js';
+import { input, sharedMemoryInput } from '../../client/typed-tensors.js';
 import { type ModelInferRequest } from '../../proto/gen/inference.js';
 import { failure } from '../helpers/call-outcome.js';
 import { type GatewayProcess, httpUrlOf, runCli, startGateway } from '../helpers/gateway-process.js';
@@ -105,6 +106,21 @@ describe('system shared memory', () => {
     expect(json.outputs[0]).toEqual({ name: 'OUTPUT0', datatype: 'FP32', shape: [1, 16] });
     expect(json.outputs[1]?.data).toEqual(Array(16).fill(-100));
     expect(floats(await readSharedMemory(KEY, 64, 128))).toEqual(sixteen(0).map((x) => 2 * x + 100));
+  });
+
+  it.each([0, 1])("the client's sharedMemoryInput and sharedMemoryOutputs (%#: gRPC, HTTP)", async (which) => {
+    const client = which === 0 ? gw.client : http;
+    const result = await client.infer('add_sub', [sharedMemoryInput('INPUT0', 'FP32', [1, 16], { region: 'in0', byteSize: 64 }), input('INPUT1', 'FP32', [1, 16], Array(16).fill(2))], {
+      outputs: ['OUTPUT1'],
+      sharedMemoryOutputs: { OUTPUT0: { region: 'out', byteSize: 64, offset: 64 } },
+    });
+    expect(result.outputs.map((o) => [o.name, o.inSharedMemory])).toEqual([
+      ['OUTPUT1', false],
+      ['OUTPUT0', true],
+    ]);
+    expect([...result.data('OUTPUT1', 'FP32')]).toEqual(sixteen(-2));
+    expect(() => result.output('OUTPUT0').data).toThrow("output 'OUTPUT0' is not in the answer: the server wrote it to shared memory (read it with readSharedMemory)");
+    expect(floats(await readSharedMemory(KEY, 64, 192))).toEqual(sixteen(2));
   });
 
   it('moves a 16 MiB tensor in and out through shared memory', async () => {
