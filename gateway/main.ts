@@ -439,7 +439,8 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
 
   let draining = false;
   // Triton's system shared memory, with --system-shared-memory only (see the flag).
-  const sharedMemory = options.systemSharedMemory ? new SystemSharedMemory() : undefined;
+  const sharedMemory = options.systemSharedMemory ? new SystemSharedMemory(child ? { onChange: (change) => child.shareSharedMemory(change) } : {}) : undefined;
+  if (sharedMemory) child?.useSharedMemory(sharedMemory);
   const info: ServerInfo = {
     name: 'fabriek',
     version: FABRIEK_VERSION,

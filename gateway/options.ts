@@ -40,7 +40,7 @@ export interface ServeOptions {
   readonly tlsPollSecs: number;
   /** --grpc-reflection: serve gRPC server reflection (grpcurl without .proto files). */
   readonly grpcReflection: boolean;
-  /** --system-shared-memory: Triton's system shared memory extension (one gateway process, no --tenants). */
+  /** --system-shared-memory: Triton's system shared memory extension (not with --tenants). */
   readonly systemSharedMemory: boolean;
   /** Redis URL of the worker registry (redis-sentinel:// when given as Sentinel flags); undefined = local workers only. */
   readonly registry: string | undefined;
@@ -153,8 +153,8 @@ export const SERVE_USAGE = `Usage: fabriek serve --model-repository DIR [options
                               the services without .proto files (default false)
   --system-shared-memory BOOL Triton's system shared memory: clients on this host register regions of
                               /dev/shm objects and send or receive tensors through them; the gateway
-                              reads and writes any object a caller names, so not with --tenants, and
-                              in one gateway process (default false)
+                              reads and writes any object a caller names, so not with --tenants
+                              (default false)
   --strict-readiness BOOL     ready only when every model is READY (default true)
   --exit-timeout-secs N       time in-flight requests get on shutdown (default 30)
   --drain-grace-secs N        on SIGTERM, not ready at once but still accepting requests for N s,
@@ -343,16 +343,8 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
     }
   }
   const systemSharedMemory = boolean('system-shared-memory', values['system-shared-memory'], false);
-  let processes = processesAndWorkers(values['gateway-processes'], values['local-workers']);
-  if (systemSharedMemory) {
-    if (values.tenants !== undefined) {
-      throw new UsageError('--system-shared-memory: not with --tenants (a caller names any object in /dev/shm, which the gateway then reads and writes as itself)');
-    }
-    // Regions are registered per process: a client's next call may reach another one.
-    if (processes.gatewayProcesses !== 'auto' && processes.gatewayProcesses > 1) {
-      throw new UsageError('--system-shared-memory runs in one gateway process (its regions are registered per process): give --gateway-processes 1 or leave it out');
-    }
-    processes = { ...processes, gatewayProcesses: 1 };
+  if (systemSharedMemory && values.tenants !== undefined) {
+    throw new UsageError('--system-shared-memory: not with --tenants (a caller names any object in /dev/shm, which the gateway then reads and writes as itself)');
   }
   const registryNamespace = values['registry-namespace'] ?? 'fabriek';
   if (!/^[\w.-]+$/.test(registryNamespace)) {
@@ -409,7 +401,7 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
     ),
     cache: cacheConfig(values['cache-config'] ?? []),
     trace: traceConfig(values['trace-config'] ?? []),
-    ...processes,
+    ...processesAndWorkers(values['gateway-processes'], values['local-workers']),
     inlineRunUs: values['inline-run-us'] === undefined ? undefined : integer('inline-run-us', values['inline-run-us'], 0, 0, 1_000_000),
   };
 }

@@ -13,6 +13,7 @@ import { sumStatistics } from './sum-statistics.js';
 import { type LocalWorkers } from '../main.js';
 import { type LogLevel } from '../../core/log-levels.js';
 import { type TracePolicy } from '../../core/trace-policy.js';
+import { type SharedMemoryChange, type SystemSharedMemory } from '../shared-memory/system-shared-memory.js';
 import { setTracePolicy } from '../../core/tracing.js';
 
 // A gateway child of `fabriek serve --gateway-processes N` (node:cluster):
@@ -41,6 +42,8 @@ export class GatewayChild {
   #workerEvents: ((message: ToChild) => void) | undefined;
   #quota: PrimaryQuota | undefined;
   #quotaState: { readonly store: 'redis' | 'local'; readonly gateways: number } | undefined;
+  /** --system-shared-memory: this process's regions (useSharedMemory). */
+  #sharedMemory: SystemSharedMemory | undefined;
 
   constructor() {
     for (const e of JSON.parse(process.env[WORKERS_ENV] ?? '[]') as WorkerEndpoint[]) this.#endpoints.set(e.id, e);
@@ -222,6 +225,9 @@ export class GatewayChild {
         case 'trace-policy':
           setTracePolicy(request.policy);
           return undefined;
+        case 'shared-memory':
+          await this.#sharedMemory?.apply(request.change);
+          return undefined;
       }
     };
   }
@@ -270,6 +276,16 @@ export class GatewayChild {
   /** TraceSetting changed what this process samples: the other processes sample so too. */
   async shareTracePolicy(policy: TracePolicy): Promise<void> {
     await this.ask({ op: 'trace-policy', policy });
+  }
+
+  /** A system shared memory region registered or unregistered here: the other processes follow. */
+  async shareSharedMemory(change: SharedMemoryChange): Promise<void> {
+    await this.ask({ op: 'shared-memory', change });
+  }
+
+  /** This process's regions, which the other processes' changes are applied to. */
+  useSharedMemory(regions: SystemSharedMemory): void {
+    this.#sharedMemory = regions;
   }
 
   ready(summary: ReadySummary): void {

@@ -6,6 +6,7 @@ import { QuotaExceededError } from '../tenants/quota.js';
 import { type LoadRequest } from '../repository/on-demand-loader.js';
 import { type LogLevel } from '../../core/log-levels.js';
 import { type TracePolicy } from '../../core/trace-policy.js';
+import { type SharedMemoryChange } from '../shared-memory/system-shared-memory.js';
 
 // IPC between the primary of `fabriek serve --gateway-processes N` and its
 // gateway children (node:cluster, advanced serialization: bigints, Maps and
@@ -46,7 +47,9 @@ export type Ask =
   /** LogSettings changed the level in this process: the primary and the others take it too. */
   | { readonly op: 'log-level'; readonly level: LogLevel }
   /** TraceSetting changed what this process samples: the others sample so too. */
-  | { readonly op: 'trace-policy'; readonly policy: TracePolicy };
+  | { readonly op: 'trace-policy'; readonly policy: TracePolicy }
+  /** A system shared memory region registered or unregistered here: the others do so too. */
+  | { readonly op: 'shared-memory'; readonly change: SharedMemoryChange };
 
 /** What the primary asks a child. */
 export type ChildRequest =
@@ -59,7 +62,9 @@ export type ChildRequest =
   /** Log at this level from now on (LogSettings in another process, or a process forked after it). */
   | { readonly op: 'log-level'; readonly level: LogLevel }
   /** Sample by this from now on (TraceSetting in another process, or a process forked after it). */
-  | { readonly op: 'trace-policy'; readonly policy: TracePolicy };
+  | { readonly op: 'trace-policy'; readonly policy: TracePolicy }
+  /** Register or unregister this region too (another process's call, or one made before this process was forked). */
+  | { readonly op: 'shared-memory'; readonly change: SharedMemoryChange };
 
 /** An error across the channel: its gRPC code (if it had one), message and retry hint. */
 export interface WireError {

@@ -22,6 +22,7 @@ import { type LoadedUsage, ModelBudgetMetrics } from '../metrics/model-load-metr
 import { type BudgetHolders, HostBudget } from './host-budget.js';
 import { type LogLevel } from '../../core/log-levels.js';
 import { type TracePolicy } from '../../core/trace-policy.js';
+import { type SharedMemoryChange } from '../shared-memory/system-shared-memory.js';
 
 // The primary of `fabriek serve --gateway-processes N` (N > 1). It serves
 // nothing itself: it starts and supervises the local workers once (the
@@ -111,6 +112,8 @@ export async function startPrimary(options: ServeOptions, processes: number, log
     });
   /** The level LogSettings last set (undefined: --log-level still), for processes forked after it. */
   let logLevel: LogLevel | undefined;
+  /** The system shared memory regions registered, for processes forked after them. */
+  const sharedRegions = new Map<string, SharedMemoryChange>();
   /** What TraceSetting last set (undefined: --trace-config still), for processes forked after it. */
   let tracePolicy: TracePolicy | undefined;
   const others = (from: ClusterWorker): ClusterWorker[] => [...children].filter((c) => c !== from && c.isConnected() && ready.has(c));
@@ -202,6 +205,16 @@ export async function startPrimary(options: ServeOptions, processes: number, log
         await Promise.allSettled(others(from).map((c) => request(c, { op: 'trace-policy', policy: ask.policy }, 5_000)));
         return undefined;
       }
+      case 'shared-memory': {
+        // Kept for processes forked later; each process opens the objects itself.
+        const change = ask.change;
+        if (change.op === 'register') sharedRegions.set(change.name, change);
+        else if (change.name === '') sharedRegions.clear();
+        else sharedRegions.delete(change.name);
+        const results = await Promise.allSettled(others(from).map((c) => request(c, { op: 'shared-memory', change }, 10_000)));
+        for (const r of results) if (r.status === 'rejected') log.warn({ region: change.name, op: change.op, reason: String(r.reason) }, 'a gateway process did not apply a shared memory change');
+        return undefined;
+      }
       case 'repository': {
         const results = await Promise.allSettled(others(from).map((c) => request(c, { op: 'repository', change: ask.change }, 10 * 60_000)));
         for (const r of results) if (r.status === 'rejected') log.warn({ model: ask.change.name, op: ask.change.op, reason: String(r.reason) }, 'a gateway process did not apply a repository change');
@@ -257,6 +270,7 @@ export async function startPrimary(options: ServeOptions, processes: number, log
       if (quotaState) child.send(quotaState);
       if (logLevel !== undefined) request(child, { op: 'log-level', level: logLevel }, 5_000).catch(() => undefined);
       if (tracePolicy !== undefined) request(child, { op: 'trace-policy', policy: tracePolicy }, 5_000).catch(() => undefined);
+      for (const change of sharedRegions.values()) request(child, { op: 'shared-memory', change }, 10_000).catch(() => undefined);
       log.info({ pid: child.process.pid, processes: ready.size }, 'gateway process ready');
       if (ready.size >= processes) firstReady?.(summary);
       return;

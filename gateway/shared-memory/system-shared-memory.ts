@@ -22,6 +22,9 @@ export interface RegionStatus {
   readonly byteSize: number;
 }
 
+/** A registration or unregistration, as the gateway processes pass it on ('' unregisters every region). */
+export type SharedMemoryChange = ({ readonly op: 'register' } & RegionStatus) | { readonly op: 'unregister'; readonly name: string };
+
 interface Region extends RegionStatus {
   readonly handle: FileHandle;
   /** Reads and writes under way: the handle closes after the last, once unregistered. */
@@ -41,18 +44,40 @@ export function checkSize(value: number, what: string): void {
   if (!Number.isSafeInteger(value) || value < 0) throw invalidArgument(`${what} must be a whole number from 0 to 2^53-1, got ${value}`);
 }
 
-/** The regions one gateway process has registered, by name. */
+/**
+ * The regions one gateway process has registered, by name. With several
+ * gateway processes each holds its own handles: `onChange` passes a call's
+ * change to the others (through the primary), which `apply` it.
+ */
 export class SystemSharedMemory {
   readonly #regions = new Map<string, Region>();
   readonly #dir: string;
+  readonly #onChange: ((change: SharedMemoryChange) => Promise<void>) | undefined;
 
   /** `dir`: where the objects live (tests may point it elsewhere). */
-  constructor(dir = SHM_DIR) {
-    this.#dir = dir;
+  constructor(o: { readonly dir?: string; readonly onChange?: (change: SharedMemoryChange) => Promise<void> } = {}) {
+    this.#dir = o.dir ?? SHM_DIR;
+    this.#onChange = o.onChange;
   }
 
   /** Registers `byteSize` bytes from `offset` of the object `key` as region `name`. */
   async register(name: string, key: string, offset: number, byteSize: number): Promise<void> {
+    await this.#register(name, key, offset, byteSize);
+    await this.#onChange?.({ op: 'register', name, key, offset, byteSize });
+  }
+
+  /** Unregisters region `name` ('': every region). A name not registered is no error, as in Triton. */
+  async unregister(name: string): Promise<void> {
+    await this.#unregister(name);
+    await this.#onChange?.({ op: 'unregister', name });
+  }
+
+  /** A change another gateway process made (passed on by the primary): applied here, not passed on again. */
+  apply(change: SharedMemoryChange): Promise<void> {
+    return change.op === 'register' ? this.#register(change.name, change.key, change.offset, change.byteSize) : this.#unregister(change.name);
+  }
+
+  async #register(name: string, key: string, offset: number, byteSize: number): Promise<void> {
     if (name === '') throw invalidArgument('failed to register shared memory region: the name is empty');
     checkKey(name, key);
     checkSize(offset, `shared memory region '${name}': offset`);
@@ -79,8 +104,7 @@ export class SystemSharedMemory {
     this.#regions.set(name, { name, key, offset, byteSize, handle, uses: 0, unregistered: false });
   }
 
-  /** Unregisters region `name` ('': every region). A name not registered is no error, as in Triton. */
-  async unregister(name: string): Promise<void> {
+  async #unregister(name: string): Promise<void> {
     const names = name === '' ? [...this.#regions.keys()] : [name];
     await Promise.all(
       names.map(async (n) => {
@@ -137,9 +161,9 @@ export class SystemSharedMemory {
     this.#within(name, offset, byteSize);
   }
 
-  /** Closes every region (the gateway shuts down). */
+  /** Closes every region (this process shuts down; the others keep theirs). */
   close(): Promise<void> {
-    return this.unregister('');
+    return this.#unregister('');
   }
 
   /** Region `name`, checked to hold `byteSize` bytes from `offset` (Triton's checks and words), counted as in use. */

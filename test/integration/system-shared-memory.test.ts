@@ -12,7 +12,8 @@ import { type GatewayProcess, httpUrlOf, runCli, startGateway } from '../helpers
 import { TEST_REPOSITORY } from '../helpers/test-repository.js';
 import { buildModel } from '../../models/build/test-models.js';
 import { putModel } from '../helpers/model-dir.js';
-import { waitFor } from '../helpers/processes.js';
+import { childPids, isWorkerProcess, waitFor } from '../helpers/processes.js';
+import { InferenceGrpcClient } from '../../client/grpc-client.js';
 
 // Triton's system shared memory on the real server and the real /dev/shm:
 // regions registered over gRPC and HTTP, inputs read from them and outputs
@@ -225,13 +226,66 @@ describe('system shared memory off (the default)', () => {
     expect((await gw.client.getServerMetadata()).extensions).not.toContain('system_shared_memory');
   });
 
-  it('refuses --system-shared-memory with --tenants or several gateway processes, at start', async () => {
+  it('refuses --system-shared-memory with --tenants, at start', async () => {
     const tenants = await runCli(['serve', '--model-repository', TEST_REPOSITORY, '--system-shared-memory', 'true', '--tenants', '/nonexistent.yaml']);
     expect(tenants.code).toBe(2);
     expect(tenants.stderr).toMatch(/--system-shared-memory: not with --tenants/);
-    const processes = await runCli(['serve', '--model-repository', TEST_REPOSITORY, '--system-shared-memory', 'true', '--gateway-processes', '2']);
-    expect(processes.code).toBe(2);
-    expect(processes.stderr).toMatch(/--system-shared-memory runs in one gateway process/);
+  });
+});
+
+describe('system shared memory with two gateway processes', () => {
+  const CLUSTER_KEY = `/fabriek-test-${process.pid}-cluster`;
+  let gw: GatewayProcess;
+  let clients: InferenceGrpcClient[];
+
+  beforeAll(async () => {
+    await createSharedMemoryRegion(CLUSTER_KEY, 128);
+    await writeSharedMemory(CLUSTER_KEY, f32(sixteen(10)));
+    gw = await startGateway(['--model-repository', TEST_REPOSITORY, '--system-shared-memory', 'true', '--gateway-processes', '2', '--log-level', 'warn']);
+    // Separate connections: the two processes answer among them.
+    clients = Array.from({ length: 6 }, () => new InferenceGrpcClient(gw.address, { channelOptions: { 'grpc.use_local_subchannel_pool': 1 } }));
+  });
+  afterAll(async () => {
+    for (const c of clients ?? []) c.close();
+    expect(await gw?.stop()).toBe(0);
+    await destroySharedMemoryRegion(CLUSTER_KEY);
+  });
+
+  const everyoneSees = async (expected: string[]): Promise<void> => {
+    for (const c of clients) expect((await c.getSystemSharedMemoryStatus()).map((r) => r.name).sort()).toEqual(expected);
+  };
+  const inferThroughEach = async (): Promise<void> => {
+    for (const c of clients) {
+      const result = await c.infer('identity_fp32', [sharedMemoryInput('INPUT0', 'FP32', [1, 16], { region: 'in', byteSize: 64 })]);
+      expect([...result.data('OUTPUT0', 'FP32')]).toEqual(sixteen(10));
+    }
+  };
+
+  it('a region registered through one process is in force in the other, and in one forked later; unregistered alike', async () => {
+    await clients[0]?.registerSystemSharedMemory('in', CLUSTER_KEY, 64);
+    await everyoneSees(['in']);
+    await inferThroughEach();
+    const metrics = `http://127.0.0.1:${/metrics on [^ ;]+:(\d+)/.exec(gw.readyLine)?.[1]}/metrics`;
+    const perProcess = [...(await (await fetch(metrics)).text()).matchAll(/^fabriek_gateway_process_requests\{pid="(\d+)"\} (\d+)/gm)].map((m) => Number(m[2]));
+    expect(perProcess).toHaveLength(2);
+    for (const n of perProcess) expect(n).toBeGreaterThan(0);
+
+    // A gateway process that dies is forked again, and takes the regions from the primary.
+    const child = childPids(gw.child.pid as number).find((p) => !isWorkerProcess(p)) as number;
+    process.kill(child, 'SIGKILL');
+    await waitFor(() => childPids(gw.child.pid as number).filter((p) => !isWorkerProcess(p)).length === 2 && !childPids(gw.child.pid as number).includes(child), 30_000, 'a new gateway process');
+    await waitFor(
+      async () => {
+        const seen = await Promise.all(clients.map((c) => c.getSystemSharedMemoryStatus().then((r) => r.length, () => -1)));
+        return seen.every((n) => n === 1);
+      },
+      30_000,
+      'the region in the new process',
+    );
+    await inferThroughEach();
+
+    await clients[1]?.unregisterSystemSharedMemory('in');
+    await everyoneSees([]);
   });
 });
 

@@ -14,7 +14,7 @@ describe('SystemSharedMemory', () => {
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'fabriek-shm-'));
     await writeFile(join(dir, 'obj'), Buffer.from([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]));
-    shm = new SystemSharedMemory(dir);
+    shm = new SystemSharedMemory({ dir });
   });
   afterEach(async () => {
     await shm.close();
