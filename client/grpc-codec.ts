@@ -9,8 +9,8 @@ import {
   type ModelMetadataResponse,
 } from '../proto/gen/inference.js';
 import { InferenceError, invalidInput } from './errors.js';
-import { type InferOptions, InferOutput, InferResult, type ModelMetadata, requestedOutputs, sharedMemoryParameters } from './inference-client.js';
-import { type InferInput, type ParameterValue, type TensorData, decodeRaw, encodeRaw, isSharedMemoryInput, writtenElsewhere } from './typed-tensors.js';
+import { type InferOptions, InferOutput, InferResult, type ModelMetadata, requestedOutputs } from './inference-client.js';
+import { type InferInput, type ParameterValue, type TensorData, decodeRaw, encodeRaw, isSharedMemoryInput, sharedMemoryParameters, writtenElsewhere } from './typed-tensors.js';
 
 /** raw: `raw_input_contents` (fast, every datatype); contents: the typed `contents` fields (no FP16/BF16). */
 export type GrpcInputEncoding = 'raw' | 'contents';

@@ -3,8 +3,8 @@
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { isDatatype } from '../core/datatypes.js';
 import { InferenceError } from './errors.js';
-import { type InferOptions, InferOutput, InferResult, requestedOutputs, sharedMemoryParameters } from './inference-client.js';
-import { type InferInput, type ParameterValue, encodeRaw, fromJsonValues, isSharedMemoryInput, toJsonValues, writtenElsewhere } from './typed-tensors.js';
+import { type InferOptions, InferOutput, InferResult, requestedOutputs } from './inference-client.js';
+import { type InferInput, type ParameterValue, encodeRaw, fromJsonValues, isSharedMemoryInput, sharedMemoryParameters, toJsonValues, writtenElsewhere } from './typed-tensors.js';
 
 /** A request body in parts, so tensor bytes are written as they are, never concatenated. */
 export interface InferBody {

@@ -18,7 +18,6 @@ export {
   type LoadModelOptions,
   type UnloadModelOptions,
   type SharedMemoryRegionStatus,
-  type SharedMemoryPlace,
   type ModelConfigSummary,
   type ModelMetadata,
   type RequestOptions,
@@ -41,6 +40,7 @@ export {
   type InputData,
   type InputDataMap,
   type ParameterValue,
+  type SharedMemoryPlace,
   type TensorData,
   type TensorDataMap,
 } from './typed-tensors.js';

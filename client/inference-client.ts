@@ -5,7 +5,7 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import { type Datatype, isDatatype } from '../core/datatypes.js';
 import { type ModelStatistics } from '../proto/gen/inference.js';
 import { InferenceError } from './errors.js';
-import { type InferInput, type ParameterValue, type TensorData, decodeRaw, encodeRaw } from './typed-tensors.js';
+import { type InferInput, type ParameterValue, type SharedMemoryPlace, type TensorData, decodeRaw, encodeRaw } from './typed-tensors.js';
 
 export interface RequestOptions {
   /** Relative timeout in ms: the gRPC deadline, or the HTTP request's time limit. */
@@ -94,13 +94,6 @@ export interface ModelConfigSummary {
 export interface LoadModelOptions extends RequestOptions {
   /** Triton's config override: a ModelConfig as JSON (object or text) replacing config.pbtxt. */
   readonly config?: unknown;
-}
-
-/** Where in a registered system shared memory region a tensor is: `byteSize` bytes from `offset` (default 0). */
-export interface SharedMemoryPlace {
-  readonly region: string;
-  readonly byteSize: number;
-  readonly offset?: number;
 }
 
 /** A registered system shared memory region (Triton's status fields). */
@@ -248,7 +241,3 @@ export function requestedOutputs(
   return [...named, ...extra].map((name) => ({ name, classes: classes[name] ?? 0, shared: shared[name] }));
 }
 
-/** The parameters that place a tensor in shared memory, as Triton's clients send them. */
-export function sharedMemoryParameters(place: SharedMemoryPlace): Record<string, string | number> {
-  return { shared_memory_region: place.region, shared_memory_byte_size: place.byteSize, ...(place.offset ? { shared_memory_offset: place.offset } : {}) };
-}

@@ -65,14 +65,25 @@ export function input<D extends Datatype>(name: string, datatype: D, shape: read
   return { name, datatype, shape, data } as InferInput;
 }
 
+/** Where in a registered system shared memory region a tensor is: `byteSize` bytes from `offset` (default 0). */
+export interface SharedMemoryPlace {
+  readonly region: string;
+  readonly byteSize: number;
+  readonly offset?: number;
+}
+
+/** The parameters that place a tensor in shared memory, as Triton's clients send them. */
+export function sharedMemoryParameters(place: SharedMemoryPlace): Record<string, string | number> {
+  return { shared_memory_region: place.region, shared_memory_byte_size: place.byteSize, ...(place.offset ? { shared_memory_offset: place.offset } : {}) };
+}
+
 /**
  * An input whose bytes the server reads from a system shared memory region
  * (registered with registerSystemSharedMemory; client/system-shared-memory.ts
- * writes them): no data of its own, `byteSize` bytes from `offset`.
+ * writes them): no data of its own.
  */
-export function sharedMemoryInput(name: string, datatype: Datatype, shape: readonly number[], place: { readonly region: string; readonly byteSize: number; readonly offset?: number }): InferInput {
-  const parameters = { shared_memory_region: place.region, shared_memory_byte_size: place.byteSize, ...(place.offset ? { shared_memory_offset: place.offset } : {}) };
-  return { name, datatype, shape, data: new Uint8Array(0), parameters } as unknown as InferInput;
+export function sharedMemoryInput(name: string, datatype: Datatype, shape: readonly number[], place: SharedMemoryPlace): InferInput {
+  return { name, datatype, shape, data: new Uint8Array(0), parameters: sharedMemoryParameters(place) } as unknown as InferInput;
 }
 
 /** Whether the server reads this input from shared memory (sharedMemoryInput): it sends no data. */

@@ -40,7 +40,7 @@ function checkKey(name: string, key: string): void {
 }
 
 /** Bytes an offset or a size may hold: a whole number from 0 to 2^53-1. */
-export function checkSize(value: number, what: string): void {
+function checkSize(value: number, what: string): void {
   if (!Number.isSafeInteger(value) || value < 0) throw invalidArgument(`${what} must be a whole number from 0 to 2^53-1, got ${value}`);
 }
 
