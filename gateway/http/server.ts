@@ -3,6 +3,8 @@
 // body parsers) sits on every infer request's hot path for nothing we need.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
+import { promisify } from 'node:util';
+import { deflate, gzip } from 'node:zlib';
 import { type Logger } from 'pino';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { boundedMessage, failedPrecondition, invalidArgument, isServingError, retryAfterSeconds, toHttpStatus, unimplemented } from '../../core/errors.js';
@@ -18,6 +20,7 @@ import { PER_MODEL_TRACE_SETTINGS, type TraceControl } from '../../core/trace-po
 import { BodyTooLargeError, declaredLength, readBody } from './body.js';
 import { lingerOnClose } from './linger.js';
 import { answerClientErrors } from './client-errors.js';
+import { type AnswerEncoding, answerEncoding, MIN_COMPRESSED_BYTES } from './answer-encoding.js';
 import { SHARED_MEMORY_OFF } from '../shared-memory/shared-memory-tensors.js';
 import { type SystemSharedMemory } from '../shared-memory/system-shared-memory.js';
 import * as queries from '../inference/model-queries.js';
@@ -238,7 +241,8 @@ export function createHttpServer(
               ? { log, protocol: 'http', admission, note, ...httpTraceHeaders(req.headers) }
               : { log, protocol: 'http', admission, note };
             const answer = await h.infer(models, { name, version, body, headerLength: length, signal, deadline, tenant, pipeline, sharedMemory: options.sharedMemory, hold });
-            sendInfer(res, answer.json, answer.binary);
+            const encoding = answerEncoding(req.headers['accept-encoding']);
+            if (encoding === undefined || !(await sendCompressed(res, answer.json, answer.binary, encoding))) sendInfer(res, answer.json, answer.binary);
             hold?.release('answered');
           } catch (error) {
             hold?.release(outcomeOfError(error, timeoutMs !== undefined));
@@ -375,6 +379,32 @@ export function createHttpServer(
     : createServer({ requireHostHeader: false }, listener);
   answerClientErrors(server);
   return server;
+}
+
+const gzipAsync = promisify(gzip);
+const deflateAsync = promisify(deflate);
+
+/**
+ * An infer answer compressed, as Triton does when the client takes gzip or
+ * deflate, on libuv's threads; false (nothing sent) when it is too short to
+ * gain from it (MIN_COMPRESSED_BYTES). Inference-Header-Content-Length gives
+ * the JSON part's length before compression, as Triton's.
+ */
+async function sendCompressed(res: ServerResponse, json: string, binary: readonly Uint8Array[], encoding: AnswerEncoding): Promise<boolean> {
+  const jsonLength = Buffer.byteLength(json);
+  const total = binary.reduce((n, b) => n + b.byteLength, jsonLength);
+  if (total < MIN_COMPRESSED_BYTES) return false;
+  const plain = Buffer.concat([Buffer.from(json), ...binary], total);
+  const body = await (encoding === 'gzip' ? gzipAsync(plain) : deflateAsync(plain));
+  res.writeHead(200, {
+    'content-type': binary.length === 0 ? 'application/json' : 'application/octet-stream',
+    'content-encoding': encoding,
+    'content-length': body.byteLength,
+    vary: 'accept-encoding',
+    ...(binary.length === 0 ? {} : { [HEADER_LENGTH]: jsonLength }),
+  });
+  res.end(body);
+  return true;
 }
 
 /** JSON alone, or JSON then binary parts with Inference-Header-Content-Length, as Triton answers. */
