@@ -1,6 +1,8 @@
 import { request } from 'node:http';
 import { gunzipSync, inflateSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { InferenceHttpClient } from '../../client/http-client.js';
+import { input } from '../../client/typed-tensors.js';
 import { type GatewayProcess, httpUrlOf, startGateway } from '../helpers/gateway-process.js';
 import { TEST_REPOSITORY } from '../helpers/test-repository.js';
 
@@ -65,6 +67,16 @@ describe('HTTP infer answers compressed', () => {
     expect(json.outputs[0]?.parameters.binary_data_size).toBe(ROWS * 64);
     const floats = new Float32Array(plain.buffer.slice(plain.byteOffset + jsonLength, plain.byteOffset + plain.byteLength));
     expect([...floats]).toEqual(values);
+  });
+
+  it.each([true, false])("the client's compressAnswers reads them (binary %s)", async (binary) => {
+    const client = new InferenceHttpClient(url, { compressAnswers: true, binary });
+    try {
+      const result = await client.infer('identity_fp32', [input('INPUT0', 'FP32', [ROWS, 16], values)]);
+      expect([...result.data('OUTPUT0', 'FP32')]).toEqual(values);
+    } finally {
+      client.close();
+    }
   });
 
   it('uncompressed without Accept-Encoding, with identity or q=0, and for a short answer', async () => {
