@@ -4,6 +4,13 @@
 /** Answers shorter than this go uncompressed whatever the client takes: compressing them costs more than it saves. */
 export const MIN_COMPRESSED_BYTES = 1024;
 
+/**
+ * Nor longer than this: fetch asks for gzip by default, and a large tensor
+ * answer (binary floats shrink by a tenth or so) would cost seconds of CPU
+ * and a second copy of itself to compress.
+ */
+export const MAX_COMPRESSED_BYTES = 8 << 20;
+
 export type AnswerEncoding = 'gzip' | 'deflate';
 
 /**

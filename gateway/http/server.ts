@@ -20,7 +20,7 @@ import { PER_MODEL_TRACE_SETTINGS, type TraceControl } from '../../core/trace-po
 import { BodyTooLargeError, declaredLength, readBody } from './body.js';
 import { lingerOnClose } from './linger.js';
 import { answerClientErrors } from './client-errors.js';
-import { type AnswerEncoding, answerEncoding, MIN_COMPRESSED_BYTES } from './answer-encoding.js';
+import { type AnswerEncoding, answerEncoding, MAX_COMPRESSED_BYTES, MIN_COMPRESSED_BYTES } from './answer-encoding.js';
 import { SHARED_MEMORY_OFF } from '../shared-memory/shared-memory-tensors.js';
 import { type SystemSharedMemory } from '../shared-memory/system-shared-memory.js';
 import * as queries from '../inference/model-queries.js';
@@ -387,13 +387,13 @@ const deflateAsync = promisify(deflate);
 /**
  * An infer answer compressed, as Triton does when the client takes gzip or
  * deflate, on libuv's threads; false (nothing sent) when it is too short to
- * gain from it (MIN_COMPRESSED_BYTES). Inference-Header-Content-Length gives
+ * gain from it or too long to be worth it (MIN_ and MAX_COMPRESSED_BYTES). Inference-Header-Content-Length gives
  * the JSON part's length before compression, as Triton's.
  */
 async function sendCompressed(res: ServerResponse, json: string, binary: readonly Uint8Array[], encoding: AnswerEncoding): Promise<boolean> {
   const jsonLength = Buffer.byteLength(json);
   const total = binary.reduce((n, b) => n + b.byteLength, jsonLength);
-  if (total < MIN_COMPRESSED_BYTES) return false;
+  if (total < MIN_COMPRESSED_BYTES || total > MAX_COMPRESSED_BYTES) return false;
   const plain = Buffer.concat([Buffer.from(json), ...binary], total);
   const body = await (encoding === 'gzip' ? gzipAsync(plain) : deflateAsync(plain));
   res.writeHead(200, {

@@ -38,7 +38,7 @@ describe('HTTP infer answers compressed', () => {
   let gw: GatewayProcess;
   let url: string;
   beforeAll(async () => {
-    gw = await startGateway(['--model-repository', TEST_REPOSITORY, '--default-max-batch-size', '64', '--log-level', 'warn']);
+    gw = await startGateway(['--model-repository', TEST_REPOSITORY, '--default-max-batch-size', '262144', '--log-level', 'warn']);
     url = httpUrlOf(gw);
   });
   afterAll(async () => {
@@ -88,5 +88,14 @@ describe('HTTP infer answers compressed', () => {
     const short = await post(url, '/v2/models/identity_fp32/infer', { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 16], data: values.slice(0, 16) }] }, { 'accept-encoding': 'gzip' });
     expect(short.headers['content-encoding']).toBeUndefined();
     expect(short.body.byteLength).toBeLessThan(1024);
+  });
+
+  it('uncompressed past 8 MiB: a large tensor goes as it is', async () => {
+    const rows = 9 * 16_384; // 9 MiB of FP32 [rows, 16]
+    const big = { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [rows, 16], data: Array.from({ length: rows * 16 }, (_, i) => i % 7) }], outputs: [{ name: 'OUTPUT0', parameters: { binary_data: true } }] };
+    const answer = await post(url, '/v2/models/identity_fp32/infer', big, { 'accept-encoding': 'gzip' });
+    expect(answer.status).toBe(200);
+    expect(answer.headers['content-encoding']).toBeUndefined();
+    expect(answer.body.byteLength).toBeGreaterThan(9 << 20);
   });
 });
