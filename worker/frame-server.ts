@@ -1,5 +1,5 @@
 import { createServer as netServer, type Server, type Socket } from 'node:net';
-import { createServer as tlsServer, type SecureContextOptions, Server as TlsServer, type TlsOptions } from 'node:tls';
+import { createServer as tlsServer, type SecureContextOptions, Server as TlsServer, type TlsOptions, TLSSocket } from 'node:tls';
 import { status } from '@grpc/grpc-js';
 import { type Logger } from 'pino';
 import { isServingError } from '../core/errors.js';
@@ -113,6 +113,11 @@ export class FrameServer {
       this.#options.onDisconnect?.(connection);
     });
     socket.on('error', (error) => logger.debug({ err: error }, 'gateway connection error'));
+    // Which certificate a gateway connected with (one line a connection; a gateway opens one and keeps it).
+    if (socket instanceof TLSSocket) {
+      const peer = socket.getPeerCertificate();
+      logger.info({ connection, subject: peer.subject?.CN, serial: peer.serialNumber, validTo: peer.valid_to }, 'gateway connected (mutual TLS)');
+    }
     const reader = new FrameReader(maxMessageBytes);
     let lastPong = 0;
     socket.on('data', (chunk: Buffer) => {

@@ -112,11 +112,22 @@ describe('registry with mutual TLS between gateways and workers', () => {
       const metrics = `http://127.0.0.1:${/metrics on [^ ;]+:(\d+)/.exec(gw.readyLine)?.[1]}/metrics`;
       await waitFor(async () => /^fabriek_tls_reloads_total\{listener="worker",result="ok"\} [1-9]/m.test(await (await fetch(metrics)).text()), 15_000, "the gateway's new certificate");
       expect(rotating.stderr()).toMatch(/"msg":"TLS certificate reloaded"/);
-      const load = startLoad(() => gw.client, 4);
-      await new Promise((r) => setTimeout(r, 500));
-      const outcomes = await load.stop();
-      expect(outcomes.length).toBeGreaterThan(10);
-      expect(failureSummary(outcomes)).toEqual({});
+      // A connection the gateway opens after the rotation shows its new certificate (02, where it started with 03):
+      // a worker joining now sees it once the load reaches it (a gateway connects to a worker at its first call;
+      // this test's own probes above connect to the other worker only).
+      const joining = await startRegisteredWorker('tls-rot-2', redis.url, repository, files('worker'));
+      try {
+        const load = startLoad(() => gw.client, 4);
+        await waitFor(() => /"serial":"02"[^\n]*"msg":"gateway connected \(mutual TLS\)"/.test(joining.stderr()), 15_000, "the gateway's new certificate on a new connection");
+        // Serving goes on, across both workers.
+        await new Promise((r) => setTimeout(r, 500));
+        const outcomes = await load.stop();
+        expect(outcomes.length).toBeGreaterThan(10);
+        expect(failureSummary(outcomes)).toEqual({});
+        expect(joining.stderr()).not.toMatch(/"serial":"03"[^\n]*"msg":"gateway connected/);
+      } finally {
+        await joining.stop('SIGKILL');
+      }
     } finally {
       await rotating.stop('SIGKILL');
       rmSync(dir, { recursive: true, force: true });
