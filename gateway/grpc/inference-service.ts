@@ -30,8 +30,8 @@ import { authorizationOf, type CallContext, unary } from './call-context.js';
 import { identifiedTenant } from './early-refusal.js';
 import { grpcTraceHeaders } from '../inference/trace-headers.js';
 import { activeTracer } from '../../core/tracing.js';
-import { classCountsFromProto, parametersFromProto } from './parameters.js';
-import { decodeInputsWithSharedMemory, hasSharedMemoryInput, outputRefsFromProto, SHARED_MEMORY_OFF, writeOutputs } from '../shared-memory/shared-memory-tensors.js';
+import { parametersFromProto, requestedOutputsFromProto } from './parameters.js';
+import { decodeInputsWithSharedMemory, hasSharedMemoryInput, outputRefsOf, SHARED_MEMORY_OFF, writeOutputs } from '../shared-memory/shared-memory-tensors.js';
 import { type SystemSharedMemory } from '../shared-memory/system-shared-memory.js';
 import { streamInfer } from './stream-infer.js';
 import { type LoadReporter } from '../load/load-reporter.js';
@@ -99,7 +99,8 @@ export function createInferenceService(
       const inputs = hasSharedMemoryInput(request.inputs)
         ? await decodeInputsWithSharedMemory(request, request.modelName, sharedMemory)
         : decodeInputs(request, request.modelName);
-      const toShared = outputRefsFromProto(request.outputs, sharedMemory, request.modelName);
+      const requested = requestedOutputsFromProto(request.outputs, request.modelName);
+      const toShared = requested.shared && outputRefsOf(requested.shared, sharedMemory, request.modelName);
       note.bytesIn = tensorBytes(inputs);
       const result = await runInference(
         models,
@@ -108,10 +109,10 @@ export function createInferenceService(
           modelVersion: request.modelVersion,
           id: request.id,
           inputs,
-          outputs: request.outputs.map((o) => o.name),
+          outputs: requested.names,
           parameters: parametersFromProto(request.parameters),
           tenant,
-          classifications: classCountsFromProto(request.outputs, request.modelName),
+          classifications: requested.classifications,
         },
         context,
         activeTracer() ? { log, protocol: 'grpc', admission, note, ...grpcTraceHeaders(context.metadata) } : { log, protocol: 'grpc', admission, note },

@@ -1,6 +1,7 @@
 import { invalidArgument } from '../../core/errors.js';
 import { CLASSIFICATION_PARAMETER, type ClassCounts, classCountOf } from '../inference/classification.js';
 import { type InferParameterValue } from '../inference/infer-request.js';
+import { namesSharedMemory, refFromProto, type SharedOutputRequest } from '../shared-memory/shared-memory-tensors.js';
 import { type InferParameter, type ModelInferRequest_InferRequestedOutputTensor } from '../../proto/gen/inference.js';
 
 /** What most requests carry: no parameters (shared, so such a request allocates nothing here). */
@@ -16,21 +17,35 @@ export function parametersFromProto(parameters: Readonly<Record<string, InferPar
   return out ?? NO_PARAMETERS;
 }
 
-/**
- * The requested outputs' `classification` parameters (an int64_param, as
- * Triton's clients send it); undefined when none asks, as for most requests.
- */
-export function classCountsFromProto(outputs: readonly ModelInferRequest_InferRequestedOutputTensor[], model: string): ClassCounts | undefined {
-  let counts: Map<string, number> | undefined;
-  for (const o of outputs) {
-    const choice = o.parameters[CLASSIFICATION_PARAMETER]?.parameterChoice;
-    if (choice === undefined) continue;
+/** A gRPC request's requested outputs: their names and what their parameters ask (one pass over them). */
+export interface RequestedOutputs {
+  readonly names: readonly string[];
+  /** `classification` (an int64_param, as Triton's clients send it); undefined when none asks. */
+  readonly classifications: ClassCounts | undefined;
+  /** Those that name a shared memory region; undefined when none does. */
+  readonly shared: readonly SharedOutputRequest[] | undefined;
+}
+
+/** What most requests ask for: every output, nothing more (shared: such a request allocates nothing here). */
+const ALL_OUTPUTS: RequestedOutputs = Object.freeze({ names: Object.freeze([]), classifications: undefined, shared: undefined });
+
+export function requestedOutputsFromProto(outputs: readonly ModelInferRequest_InferRequestedOutputTensor[], model: string): RequestedOutputs {
+  if (outputs.length === 0) return ALL_OUTPUTS;
+  let classifications: Map<string, number> | undefined;
+  let shared: SharedOutputRequest[] | undefined;
+  const names = outputs.map((o) => {
     const label = `model '${model}': output '${o.name}'`;
-    if (choice.$case !== 'int64Param' && choice.$case !== 'uint64Param') {
-      throw invalidArgument(`${label}: parameter 'classification' must be an int64_param, got ${choice.$case.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}`);
+    const choice = o.parameters[CLASSIFICATION_PARAMETER]?.parameterChoice;
+    if (choice !== undefined) {
+      if (choice.$case !== 'int64Param' && choice.$case !== 'uint64Param') {
+        throw invalidArgument(`${label}: parameter 'classification' must be an int64_param, got ${choice.$case.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}`);
+      }
+      const k = classCountOf(choice.value, label);
+      if (k > 0) (classifications ??= new Map()).set(o.name, k);
     }
-    const k = classCountOf(choice.value, label);
-    if (k > 0) (counts ??= new Map()).set(o.name, k);
-  }
-  return counts;
+    const ref = namesSharedMemory(o.parameters) ? refFromProto(o.parameters, label) : undefined;
+    if (ref !== undefined) (shared ??= []).push({ name: o.name, ref, classified: choice !== undefined });
+    return o.name;
+  });
+  return { names, classifications, shared };
 }

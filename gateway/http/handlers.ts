@@ -6,8 +6,9 @@ import * as queries from '../inference/model-queries.js';
 import { loadParametersFromJson, unloadParametersFromJson } from '../repository/model-loader.js';
 import { type ModelManager } from '../repository/model-manager.js';
 import { type Tenant } from '../tenants/tenant.js';
-import { decodeInferRequest, encodeInferResponse, type EncodedInferResponse, type HttpInferRequest } from './json-tensors.js';
-import { outputRefsOf, readSharedInputs, writeOutputs } from '../shared-memory/shared-memory-tensors.js';
+import { decodeInferRequest, encodeInferResponse, type EncodedInferResponse } from './json-tensors.js';
+import { outputRefsOf, readSharedInputs, type SharedMemoryRef, writeOutputs } from '../shared-memory/shared-memory-tensors.js';
+import { type Tensor } from '../../core/tensor.js';
 import { type SystemSharedMemory } from '../shared-memory/system-shared-memory.js';
 import { modelConfigJson, modelStatisticsJson } from './model-json.js';
 import { parseClientJson } from '../parse-json.js';
@@ -70,8 +71,10 @@ export interface HttpInferCall {
 
 export async function infer(models: ModelManager, call: HttpInferCall): Promise<EncodedInferResponse> {
   const decoded = decodeInferRequest(call.body, call.headerLength, call.name, call.version);
-  if (decoded.sharedInputs !== undefined || decoded.sharedOutputs !== undefined) return inferWithSharedMemory(models, call, decoded);
-  const { request, ...wants } = decoded;
+  const shm = call.sharedMemory;
+  // Inputs and outputs in system shared memory (only requests that name a region take these branches).
+  const request = decoded.sharedInputs === undefined ? decoded.request : { ...decoded.request, inputs: await sharedInputs(call, decoded.request.inputs, decoded.sharedInputs) };
+  const toShared = decoded.sharedOutputs && outputRefsOf(decoded.sharedOutputs, shm, call.name);
   const note = call.pipeline.note;
   if (note) note.bytesIn = request.inputs.reduce((n, t) => n + t.data.byteLength, 0);
   const result = await runInference(
@@ -81,7 +84,17 @@ export async function infer(models: ModelManager, call: HttpInferCall): Promise<
     call.pipeline,
   );
   if (note) note.bytesOut = result.outputs.reduce((n, t) => n + t.data.byteLength, 0);
-  return encodeInferResponse(result, wants);
+  if (toShared === undefined || shm === undefined) return encodeInferResponse(result, decoded);
+  const outputs = await writeOutputs(result.outputs, toShared, shm, result.modelName);
+  return encodeInferResponse({ ...result, outputs }, { ...decoded, sharedOutputNames: new Set(toShared.keys()) });
+}
+
+/** The request's inputs with those in shared memory read, their bytes first counted as held on the in-flight gate. */
+async function sharedInputs(call: HttpInferCall, inputs: readonly Tensor[], refs: ReadonlyMap<number, SharedMemoryRef>): Promise<Tensor[]> {
+  let shared = 0;
+  for (const ref of refs.values()) shared += ref.byteSize;
+  call.hold?.settle(call.body.byteLength + shared);
+  return readSharedInputs(inputs, refs, call.sharedMemory, call.name);
 }
 
 /** POST /v2/repository/models/{m}/load|unload: Triton answers 200 with an empty body. */
@@ -90,24 +103,4 @@ export async function repositoryControl(models: ModelManager, name: string, acti
   if (body.byteLength > 0) parsed = parseClientJson(body, `the repository ${action} request JSON`);
   if (action === 'load') await models.load(name, loadParametersFromJson(parsed));
   else await models.unload(name, unloadParametersFromJson(parsed));
-}
-
-/** infer, for a request that names shared memory regions: its inputs read from them, its outputs written to them. */
-async function inferWithSharedMemory(models: ModelManager, call: HttpInferCall, decoded: HttpInferRequest): Promise<EncodedInferResponse> {
-  const { request, ...wants } = decoded;
-  const shm = call.sharedMemory;
-  if (decoded.sharedInputs !== undefined) {
-    let shared = 0;
-    for (const ref of decoded.sharedInputs.values()) shared += ref.byteSize;
-    call.hold?.settle(call.body.byteLength + shared);
-  }
-  const inputs = decoded.sharedInputs === undefined ? request.inputs : await readSharedInputs(request.inputs, decoded.sharedInputs, shm, call.name);
-  const toShared = decoded.sharedOutputs === undefined ? undefined : outputRefsOf(decoded.sharedOutputs, shm, call.name);
-  const note = call.pipeline.note;
-  if (note) note.bytesIn = inputs.reduce((n, t) => n + t.data.byteLength, 0);
-  const result = await runInference(models, call.tenant ? { ...request, inputs, tenant: call.tenant } : { ...request, inputs }, { signal: call.signal, deadline: call.deadline ?? Infinity }, call.pipeline);
-  if (note) note.bytesOut = result.outputs.reduce((n, t) => n + t.data.byteLength, 0);
-  if (toShared === undefined || shm === undefined) return encodeInferResponse(result, wants);
-  const outputs = await writeOutputs(result.outputs, toShared, shm, result.modelName);
-  return encodeInferResponse({ ...result, outputs }, { ...wants, sharedOutputNames: new Set(toShared.keys()) });
 }

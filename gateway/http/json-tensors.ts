@@ -6,7 +6,7 @@ import { invalidArgument } from '../../core/errors.js';
 import { type Tensor } from '../../core/tensor.js';
 import { type InferTensorContents } from '../../proto/gen/inference.js';
 import { CLASSIFICATION_PARAMETER, classCountOf } from '../inference/classification.js';
-import { namesSharedMemory, REGION, type SharedMemoryRef, sharedMemoryRefOf } from '../shared-memory/shared-memory-tensors.js';
+import { namesSharedMemory, REGION, type SharedMemoryRef, sharedMemoryRefOf, type SharedOutputRequest } from '../shared-memory/shared-memory-tensors.js';
 import { type InferParameterValue, type InferRequest, type InferResult } from '../inference/infer-request.js';
 import { parseClientJson } from '../parse-json.js';
 import { checkedElementCount, checkRawSize } from '../tensor/decode-request.js';
@@ -30,7 +30,7 @@ export interface HttpInferRequest {
   /** Inputs (by index) whose bytes are in shared memory, still to read: their tensors' data is empty. */
   readonly sharedInputs?: ReadonlyMap<number, SharedMemoryRef> | undefined;
   /** Requested outputs that name a shared memory region (checked against the regions by the caller). */
-  readonly sharedOutputs?: readonly { readonly name: string; readonly ref: SharedMemoryRef; readonly classified: boolean; readonly binary: boolean }[] | undefined;
+  readonly sharedOutputs?: readonly SharedOutputRequest[] | undefined;
 }
 
 /** The answer's outputs written to shared memory: no data in the answer. */
@@ -193,7 +193,7 @@ export function decodeInferRequest(
   const binaryOutputs = new Map<string, boolean>();
   const outputs: string[] = [];
   let classifications: Map<string, number> | undefined;
-  let sharedOutputs: { name: string; ref: SharedMemoryRef; classified: boolean; binary: boolean }[] | undefined;
+  let sharedOutputs: SharedOutputRequest[] | undefined;
   const rawOutputs = json['outputs'];
   if (rawOutputs !== undefined) {
     if (!Array.isArray(rawOutputs)) throw invalidArgument(`${model}: 'outputs' must be an array`);

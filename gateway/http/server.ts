@@ -387,8 +387,9 @@ const deflateAsync = promisify(deflate);
 /**
  * An infer answer compressed, as Triton does when the client takes gzip or
  * deflate, on libuv's threads; false (nothing sent) when it is too short to
- * gain from it or too long to be worth it (MIN_ and MAX_COMPRESSED_BYTES). Inference-Header-Content-Length gives
- * the JSON part's length before compression, as Triton's.
+ * gain from it or too long to be worth it (MIN_ and MAX_COMPRESSED_BYTES).
+ * Inference-Header-Content-Length gives the JSON part's length before
+ * compression, as Triton's.
  */
 async function sendCompressed(res: ServerResponse, json: string, binary: readonly Uint8Array[], encoding: AnswerEncoding): Promise<boolean> {
   const jsonLength = Buffer.byteLength(json);

@@ -7,6 +7,7 @@ import { malformed } from '../grpc/malformed-request.js';
 import { refuseUnread } from '../grpc/refuse-unread.js';
 import { type StreamWindows } from '../grpc/stream-window.js';
 import { type InflightGate, type InflightHold, failedLate, isHold } from './inflight-gate.js';
+import { BYTE_SIZE } from '../shared-memory/shared-memory-tensors.js';
 
 // The in-flight byte bound for gRPC ModelInfer. grpc-js reads a unary call's
 // whole message before the handler runs, so the gate is asked from the
@@ -34,7 +35,7 @@ export function requestBytes(request: ModelInferRequest): number {
 
 /** The bytes an input's `shared_memory_byte_size` names (0 without one, or with one not a whole number). */
 function sharedBytesOf(parameters: ModelInferRequest['inputs'][number]['parameters']): number {
-  const choice = parameters['shared_memory_byte_size']?.parameterChoice;
+  const choice = parameters[BYTE_SIZE]?.parameterChoice;
   if (choice?.$case !== 'int64Param' && choice?.$case !== 'uint64Param') return 0;
   const n = Number(choice.value);
   return Number.isSafeInteger(n) && n > 0 ? n : 0;

@@ -699,7 +699,7 @@ export class ModelManager {
     }).finally(() => this.#refreshEnsembles(name));
   }
 
-  /** The steps of the ensemble `entry` that no version serves, loaded (rescanned, as any load) as dependencies. */
+  /** The steps of the ensemble `entry` that no version serves, loaded as dependencies (each rescanned, like every load). */
   async #loadSteps(repository: string, name: string, entry: ModelEntry, loading: ReadonlySet<string>): Promise<void> {
     const steps = ensembleIn(entry.config)?.step.map((s) => s.modelName) ?? [];
     for (const step of new Set(steps)) {

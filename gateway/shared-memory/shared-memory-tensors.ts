@@ -2,7 +2,8 @@
 // (system-shared-memory.ts): an input or a requested output whose
 // parameters name a region (`shared_memory_region`, `shared_memory_byte_size`,
 // `shared_memory_offset`, as Triton's clients send them). Requests that name
-// none, nearly all, take none of this: the protocols check one parameter.
+// none, nearly all, take none of this: the protocols look up three
+// parameters per tensor (namesSharedMemory).
 import { elementSize, type Datatype } from '../../core/datatypes.js';
 import { failedPrecondition, invalidArgument } from '../../core/errors.js';
 import { elementCount, type Tensor } from '../../core/tensor.js';
@@ -12,7 +13,7 @@ import { type SystemSharedMemory } from './system-shared-memory.js';
 
 export const REGION = 'shared_memory_region';
 const OFFSET = 'shared_memory_offset';
-const BYTE_SIZE = 'shared_memory_byte_size';
+export const BYTE_SIZE = 'shared_memory_byte_size';
 
 /** Where a tensor's bytes are: `byteSize` bytes from `offset` within the registered region `region`. */
 export interface SharedMemoryRef {
@@ -159,43 +160,31 @@ export async function writeOutputs(outputs: readonly Tensor[], refs: ReadonlyMap
   );
 }
 
+/** A requested output that names a shared memory region, as the protocols parse it. */
+export interface SharedOutputRequest {
+  readonly name: string;
+  readonly ref: SharedMemoryRef;
+  /** It also asks for classification, which Triton refuses with a region. */
+  readonly classified: boolean;
+  /** It also asks for binary_data (HTTP), which Triton refuses with a region. */
+  readonly binary?: boolean;
+}
+
 /**
- * The requested outputs to write to shared memory, by name; undefined when
- * none asks (most requests). `classified`: the output also asks for
- * classification, which Triton refuses with a region.
+ * The requested outputs to write to shared memory, by name, each checked
+ * against its region before the request runs.
  */
-export function outputRefsOf(
-  outputs: readonly { readonly name: string; readonly ref: SharedMemoryRef | undefined; readonly classified: boolean; readonly binary?: boolean }[],
-  shm: SystemSharedMemory | undefined,
-  model: string,
-): Map<string, SharedMemoryRef> | undefined {
-  let refs: Map<string, SharedMemoryRef> | undefined;
+export function outputRefsOf(outputs: readonly SharedOutputRequest[], shm: SystemSharedMemory | undefined, model: string): Map<string, SharedMemoryRef> {
+  const refs = new Map<string, SharedMemoryRef>();
   for (const o of outputs) {
-    if (o.ref === undefined) continue;
     const label = `model '${model}': output '${o.name}'`;
     if (shm === undefined) throw sharedMemoryOff(label);
     if (o.classified) throw invalidArgument(`${label}: an output can't set both '${REGION}' and 'classification'`);
     if (o.binary === true) throw invalidArgument(`${label}: an output can't set both '${REGION}' and 'binary_data'`);
     shm.check(o.ref.region, o.ref.offset, o.ref.byteSize);
-    (refs ??= new Map()).set(o.name, o.ref);
+    refs.set(o.name, o.ref);
   }
   return refs;
-}
-
-/** A gRPC request's outputs to write to shared memory (see outputRefsOf). */
-export function outputRefsFromProto(
-  outputs: readonly { readonly name: string; readonly parameters: Readonly<Record<string, InferParameter>> }[],
-  shm: SystemSharedMemory | undefined,
-  model: string,
-): Map<string, SharedMemoryRef> | undefined {
-  let any = false;
-  for (const o of outputs) if (namesSharedMemory(o.parameters)) any = true;
-  if (!any) return undefined;
-  return outputRefsOf(
-    outputs.map((o) => ({ name: o.name, ref: refFromProto(o.parameters, `model '${model}': output '${o.name}'`), classified: o.parameters['classification'] !== undefined })),
-    shm,
-    model,
-  );
 }
 
 /** The HTTP request's inputs, those in shared memory (`refs`, by index) read from their regions. */
