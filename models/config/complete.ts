@@ -7,11 +7,13 @@ import {
   type ModelInstanceGroup,
   ModelInstanceGroup_Kind,
   type ModelOutput,
+  type ModelSequenceBatching,
 } from '../../proto/gen/model_config.js';
 import { type TensorSpec } from '../../proto/gen/worker.js';
 import { mergeTensors, shapeText } from './complete-tensors.js';
 import { ConfigError } from './config-error.js';
-import { dynamicBatchingIn } from './model-config.js';
+import { dynamicBatchingIn, sequenceBatchingIn } from './model-config.js';
+import { DEFAULT_SEQUENCE_IDLE_US, type SequencePlan, sequencePlanOf } from './sequence-config.js';
 
 export const ONNX_PLATFORM = 'onnxruntime_onnx';
 export const ONNX_BACKEND = 'onnxruntime';
@@ -37,7 +39,10 @@ export interface CompleteConfigInput {
 
 export interface CompletedConfig {
   readonly config: ModelConfig;
+  /** What clients send and get: without the inputs and outputs a sequence model's server fills and keeps. */
   readonly signature: Omit<ModelSignature, 'version'>;
+  /** A stateful model's `sequence_batching`, checked against the model. */
+  readonly sequence?: SequencePlan;
 }
 
 /**
@@ -69,11 +74,13 @@ export function completeConfig(input: CompleteConfigInput): CompletedConfig {
 
   const maxBatchSize = resolveMaxBatchSize(input, fail);
   const common = { file, maxBatchSize };
+  const sequenceBatching = sequenceBatchingIn(given);
+  const sequence = sequenceBatching && sequencePlanOf(sequenceBatching, inputs, outputs, maxBatchSize, fail);
   const completedInputs = mergeTensors<ModelInput>({
     ...common,
     kind: 'input',
     entries: given?.input ?? [],
-    specs: inputs,
+    specs: sequence ? inputs.filter((s) => !sequence.serverInputs.has(s.name)) : inputs,
     create: (t) => ({
       ...t,
       format: ModelInput_Format.FORMAT_NONE,
@@ -87,11 +94,14 @@ export function completeConfig(input: CompleteConfigInput): CompletedConfig {
     ...common,
     kind: 'output',
     entries: given?.output ?? [],
-    specs: outputs,
+    specs: sequence ? outputs.filter((s) => !sequence.serverOutputs.has(s.name)) : outputs,
     create: (t) => ({ ...t, labelFilename: '', isShapeTensor: false }),
     optional: () => false,
   });
 
+  if (sequence && given?.responseCache?.enable) {
+    fail('response_cache.enable', "expected false: a sequence model's answers depend on its sequence's state, which a cached answer does not");
+  }
   const dynamicBatching = dynamicBatchingIn(given);
   const config: ModelConfig = {
     name,
@@ -105,10 +115,9 @@ export function completeConfig(input: CompleteConfigInput): CompletedConfig {
     input: completedInputs.entries,
     output: completedOutputs.entries,
     optimization: given?.optimization && structuredClone(given.optimization),
-    schedulingChoice: dynamicBatching && {
-      $case: 'dynamicBatching',
-      value: completeBatching(dynamicBatching, maxBatchSize, fail),
-    },
+    schedulingChoice: dynamicBatching
+      ? { $case: 'dynamicBatching', value: completeBatching(dynamicBatching, maxBatchSize, fail) }
+      : sequenceBatching && { $case: 'sequenceBatching', value: completeSequenceBatching(sequenceBatching, maxBatchSize, fail) },
     instanceGroup: completeGroups(name, given?.instanceGroup ?? [], fail),
     defaultModelFilename: given?.defaultModelFilename ?? '',
     metricTags: { ...given?.metricTags },
@@ -119,6 +128,7 @@ export function completeConfig(input: CompleteConfigInput): CompletedConfig {
   return {
     config,
     signature: { name, maxBatchSize, inputs: completedInputs.signatures, outputs: completedOutputs.signatures },
+    ...(sequence ? { sequence } : {}),
   };
 }
 
@@ -189,4 +199,23 @@ function completeBatching(
     batching.defaultPriorityLevel = batching.priorityLevels;
   }
   return batching;
+}
+
+/** Triton's defaults written out: the direct strategy, an idle limit of 1 s. */
+function completeSequenceBatching(
+  given: ModelSequenceBatching,
+  maxBatchSize: number,
+  fail: (field: string, reason: string) => never,
+): ModelSequenceBatching {
+  const sequence = structuredClone(given);
+  sequence.strategyChoice ??= { $case: 'direct', value: { maxQueueDelayMicroseconds: 0n, minimumSlotUtilization: 0 } };
+  if (sequence.maxSequenceIdleMicroseconds === 0n) sequence.maxSequenceIdleMicroseconds = BigInt(DEFAULT_SEQUENCE_IDLE_US);
+  if (sequence.strategyChoice.$case === 'oldest') {
+    sequence.strategyChoice.value.preferredBatchSize.forEach((size, i) => {
+      if (size > Math.max(maxBatchSize, 1)) {
+        fail(`sequence_batching.oldest.preferred_batch_size[${i}]`, `expected at most max_batch_size (${maxBatchSize}), got ${size}`);
+      }
+    });
+  }
+  return sequence;
 }

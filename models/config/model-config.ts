@@ -14,6 +14,11 @@ import {
   type ModelParameter,
   type ModelQueuePolicy,
   ModelQueuePolicy_TimeoutAction,
+  type ModelSequenceBatching,
+  type ModelSequenceBatching_Control,
+  ModelSequenceBatching_Control_Kind,
+  type ModelSequenceBatching_InitialState,
+  type ModelSequenceBatching_State,
   type ModelTensorReshape,
   type ModelVersionPolicy,
   type ModelWarmup,
@@ -26,6 +31,7 @@ import {
   BOOL,
   DIM,
   enumType,
+  FLOAT,
   INT32,
   INT64,
   NON_NEGATIVE_INT32,
@@ -44,6 +50,17 @@ export { ConfigError } from './config-error.js';
 /** The config's dynamic_batching, when its scheduling choice is that. */
 export function dynamicBatchingIn(config: ModelConfig | undefined): ModelDynamicBatching | undefined {
   return config?.schedulingChoice?.$case === 'dynamicBatching' ? config.schedulingChoice.value : undefined;
+}
+
+/** The config's sequence_batching, when its scheduling choice is that. */
+export function sequenceBatchingIn(config: ModelConfig | undefined): ModelSequenceBatching | undefined {
+  return config?.schedulingChoice?.$case === 'sequenceBatching' ? config.schedulingChoice.value : undefined;
+}
+
+/** Whether requests of the model run several to an execution: dynamic or sequence batching. */
+export function batchesRequests(config: ModelConfig | undefined): boolean {
+  const choice = config?.schedulingChoice?.$case;
+  return choice === 'dynamicBatching' || choice === 'sequenceBatching';
 }
 
 /** The config's ensemble_scheduling, when its scheduling choice is that. */
@@ -86,7 +103,6 @@ export function parseModelConfig(text: string, file: string): ParsedModelConfig 
 
 const NOT_IMPLEMENTED = 'Fabriek does not implement it';
 const CONFIG_IGNORED: IgnoredFields = {
-  sequence_batching: `${NOT_IMPLEMENTED}; requests are scheduled one by one, without sequence state`,
   batch_input: NOT_IMPLEMENTED,
   batch_output: NOT_IMPLEMENTED,
   model_transaction_policy: `${NOT_IMPLEMENTED}; every request gets exactly one response`,
@@ -104,24 +120,30 @@ const OPTIMIZATION_IGNORED: IgnoredFields = {
 };
 
 const DATA_TYPE = enumType<DataType>(DataType);
+const CONTROL_KIND = enumType<ModelSequenceBatching_Control_Kind>(ModelSequenceBatching_Control_Kind);
 const FORMAT = enumType<ModelInput_Format>(ModelInput_Format);
 const KIND = enumType<ModelInstanceGroup_Kind>(ModelInstanceGroup_Kind);
 const PRIORITY = enumType<ModelOptimizationPolicy_ModelPriority>(ModelOptimizationPolicy_ModelPriority);
 const TIMEOUT_ACTION = enumType<ModelQueuePolicy_TimeoutAction>(ModelQueuePolicy_TimeoutAction);
 const ENSEMBLE_VERSION = refine(INT64, (n) => n === -1n || n >= 0n, '-1 (the latest version) or a version number');
-/** A file inside the model's warmup/ directory: relative, without `..`. */
-const WARMUP_FILE: ScalarType<string> = {
-  expected: "a file name inside the model's warmup/ directory (relative, no '..')",
-  read: (value) => {
-    const name = STRING.read(value);
-    if (name === undefined || name === '' || name.startsWith('/') || name.split(/[\\/]/).includes('..')) return undefined;
-    return name;
-  },
-};
+/** A file inside one of the model's own directories (warmup/, initial_state/): relative, without `..`. */
+function fileInside(directory: string): ScalarType<string> {
+  return {
+    expected: `a file name inside the model's ${directory}/ directory (relative, no '..')`,
+    read: (value) => {
+      const name = STRING.read(value);
+      if (name === undefined || name === '' || name.startsWith('/') || name.split(/[\\/]/).includes('..')) return undefined;
+      return name;
+    },
+  };
+}
+const WARMUP_FILE = fileInside('warmup');
+const INITIAL_STATE_FILE = fileInside('initial_state');
 
 function modelConfig(r: MessageReader): ModelConfig {
   r.oneof(['dynamic_batching', 'sequence_batching', 'ensemble_scheduling']);
   const dynamicBatching = r.message('dynamic_batching', dynamicBatchingOf);
+  const sequenceBatching = r.message('sequence_batching', sequenceBatchingOf, SEQUENCE_IGNORED);
   const ensemble = r.message('ensemble_scheduling', ensembleOf);
   return {
     name: r.scalar('name', STRING) ?? '',
@@ -135,7 +157,9 @@ function modelConfig(r: MessageReader): ModelConfig {
     optimization: r.message('optimization', optimizationOf, OPTIMIZATION_IGNORED),
     schedulingChoice: dynamicBatching
       ? { $case: 'dynamicBatching', value: dynamicBatching }
-      : ensemble && { $case: 'ensembleScheduling', value: ensemble },
+      : sequenceBatching
+        ? { $case: 'sequenceBatching', value: sequenceBatching }
+        : ensemble && { $case: 'ensembleScheduling', value: ensemble },
     instanceGroup: r.messages('instance_group', instanceGroupOf, GROUP_IGNORED),
     defaultModelFilename: r.scalar('default_model_filename', STRING) ?? '',
     metricTags: Object.fromEntries(r.map('metric_tags', STRING, '', (e) => e.scalar('value', STRING) ?? '')),
@@ -289,6 +313,68 @@ function dynamicBatchingOf(r: MessageReader): ModelDynamicBatching {
     defaultPriorityLevel: r.scalar('default_priority_level', defaultLevel) ?? 0n,
     defaultQueuePolicy: r.message('default_queue_policy', queuePolicyOf),
     priorityQueuePolicy: r.map('priority_queue_policy', level, 0n, (e) => e.message('value', queuePolicyOf) ?? queuePolicyOf0()),
+  };
+}
+
+const SEQUENCE_IGNORED: IgnoredFields = {
+  iterative_sequence: `${NOT_IMPLEMENTED}; each request of a sequence runs once`,
+};
+const STATE_IGNORED: IgnoredFields = {
+  use_same_buffer_for_input_output: 'the gateway keeps each state in a buffer of its own',
+  use_growable_memory: 'applies to CUDA memory only',
+};
+
+function sequenceBatchingOf(r: MessageReader): ModelSequenceBatching {
+  r.oneof(['direct', 'oldest']);
+  const direct = r.message('direct', (d) => ({
+    maxQueueDelayMicroseconds: d.scalar('max_queue_delay_microseconds', UINT64) ?? 0n,
+    minimumSlotUtilization: d.scalar('minimum_slot_utilization', FLOAT) ?? 0,
+  }));
+  const oldest = r.message('oldest', (o) => ({
+    maxCandidateSequences: o.scalar('max_candidate_sequences', NON_NEGATIVE_INT32) ?? 0,
+    preferredBatchSize: o.scalars('preferred_batch_size', POSITIVE_INT32),
+    maxQueueDelayMicroseconds: o.scalar('max_queue_delay_microseconds', UINT64) ?? 0n,
+    preserveOrdering: o.scalar('preserve_ordering', BOOL) ?? false,
+  }));
+  return {
+    strategyChoice: direct ? { $case: 'direct', value: direct } : oldest && { $case: 'oldest', value: oldest },
+    maxSequenceIdleMicroseconds: r.scalar('max_sequence_idle_microseconds', UINT64) ?? 0n,
+    controlInput: r.messages('control_input', (c) => ({
+      name: c.scalar('name', STRING) ?? '',
+      control: c.messages('control', controlOf),
+    })),
+    state: r.messages('state', stateOf, STATE_IGNORED),
+  };
+}
+
+function controlOf(r: MessageReader): ModelSequenceBatching_Control {
+  return {
+    kind: r.scalar('kind', CONTROL_KIND) ?? ModelSequenceBatching_Control_Kind.CONTROL_SEQUENCE_START,
+    int32FalseTrue: r.scalars('int32_false_true', INT32),
+    fp32FalseTrue: r.scalars('fp32_false_true', FLOAT),
+    dataType: r.scalar('data_type', DATA_TYPE) ?? DataType.TYPE_INVALID,
+    boolFalseTrue: r.scalars('bool_false_true', BOOL),
+  };
+}
+
+function stateOf(r: MessageReader): ModelSequenceBatching_State {
+  return {
+    inputName: r.scalar('input_name', STRING) ?? '',
+    outputName: r.scalar('output_name', STRING) ?? '',
+    dataType: r.scalar('data_type', DATA_TYPE) ?? DataType.TYPE_INVALID,
+    dims: r.scalars('dims', DIM),
+    initialState: r.messages('initial_state', initialStateOf),
+  };
+}
+
+function initialStateOf(r: MessageReader): ModelSequenceBatching_InitialState {
+  r.oneof(['zero_data', 'data_file']);
+  const file = r.scalar('data_file', INITIAL_STATE_FILE);
+  return {
+    dataType: r.scalar('data_type', DATA_TYPE) ?? DataType.TYPE_INVALID,
+    dims: r.scalars('dims', DIM),
+    stateData: file !== undefined ? { $case: 'dataFile', value: file } : r.has('zero_data') ? { $case: 'zeroData', value: r.scalar('zero_data', BOOL) ?? true } : undefined,
+    name: r.scalar('name', STRING) ?? '',
   };
 }
 

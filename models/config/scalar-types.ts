@@ -76,6 +76,16 @@ export const STRING: ScalarType<string> = {
   read: (value) => (value.kind === 'string' ? value.value : undefined),
 };
 
+/** A float field (protobuf `float`): decimal or exponent text, an optional `f` suffix. */
+export const FLOAT: ScalarType<number> = {
+  expected: 'a number',
+  read(value) {
+    if (value.kind !== 'number') return undefined;
+    const n = Number(value.text.replace(/[fF]$/, ''));
+    return Number.isFinite(n) ? Math.fround(n) : undefined;
+  },
+};
+
 export const BOOL: ScalarType<boolean> = {
   expected: 'true or false',
   read(value) {

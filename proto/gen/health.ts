@@ -31,9 +31,9 @@ export const protobufFileName = "health.proto";
  *
  * Written for Fabriek from the public protocol specification (gRPC's
  * doc/health-checking.md); package, names and field numbers are the
- * standard's, so that every client of it talks to Fabriek. The gateway codes
- * these messages by hand (gateway/grpc/health-service.ts); this file
- * describes them to gRPC server reflection (--grpc-reflection).
+ * standard's, so that every client of it talks to Fabriek. ts-proto generates
+ * gen/health.ts from it (npm run proto), and server reflection
+ * (--grpc-reflection) describes the service from it.
  */
 
 export interface HealthCheckRequest {

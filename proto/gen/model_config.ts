@@ -393,6 +393,116 @@ export interface ModelDynamicBatching_PriorityQueuePolicyEntry {
   value?: ModelQueuePolicy | undefined;
 }
 
+/**
+ * Stateful models: requests carry a correlation ID and START/END flags; the
+ * server runs each sequence's requests in order, feeds the model its control
+ * inputs and keeps its implicit state between requests (Triton's sequence
+ * batcher).
+ */
+export interface ModelSequenceBatching {
+  strategyChoice?:
+    | { $case: "direct"; value: ModelSequenceBatching_StrategyDirect }
+    | { $case: "oldest"; value: ModelSequenceBatching_StrategyOldest }
+    | undefined;
+  /** 0: 1 s, Triton's default. */
+  maxSequenceIdleMicroseconds: bigint;
+  controlInput: ModelSequenceBatching_ControlInput[];
+  state: ModelSequenceBatching_State[];
+}
+
+export interface ModelSequenceBatching_Control {
+  kind: ModelSequenceBatching_Control_Kind;
+  /** [false value, true value], in the tensor's type. */
+  int32FalseTrue: number[];
+  fp32FalseTrue: number[];
+  dataType: DataType;
+  boolFalseTrue: boolean[];
+}
+
+export enum ModelSequenceBatching_Control_Kind {
+  CONTROL_SEQUENCE_START = 0,
+  CONTROL_SEQUENCE_READY = 1,
+  CONTROL_SEQUENCE_END = 2,
+  CONTROL_SEQUENCE_CORRID = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function modelSequenceBatching_Control_KindFromJSON(object: any): ModelSequenceBatching_Control_Kind {
+  switch (object) {
+    case 0:
+    case "CONTROL_SEQUENCE_START":
+      return ModelSequenceBatching_Control_Kind.CONTROL_SEQUENCE_START;
+    case 1:
+    case "CONTROL_SEQUENCE_READY":
+      return ModelSequenceBatching_Control_Kind.CONTROL_SEQUENCE_READY;
+    case 2:
+    case "CONTROL_SEQUENCE_END":
+      return ModelSequenceBatching_Control_Kind.CONTROL_SEQUENCE_END;
+    case 3:
+    case "CONTROL_SEQUENCE_CORRID":
+      return ModelSequenceBatching_Control_Kind.CONTROL_SEQUENCE_CORRID;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ModelSequenceBatching_Control_Kind.UNRECOGNIZED;
+  }
+}
+
+export function modelSequenceBatching_Control_KindToJSON(object: ModelSequenceBatching_Control_Kind): string {
+  switch (object) {
+    case ModelSequenceBatching_Control_Kind.CONTROL_SEQUENCE_START:
+      return "CONTROL_SEQUENCE_START";
+    case ModelSequenceBatching_Control_Kind.CONTROL_SEQUENCE_READY:
+      return "CONTROL_SEQUENCE_READY";
+    case ModelSequenceBatching_Control_Kind.CONTROL_SEQUENCE_END:
+      return "CONTROL_SEQUENCE_END";
+    case ModelSequenceBatching_Control_Kind.CONTROL_SEQUENCE_CORRID:
+      return "CONTROL_SEQUENCE_CORRID";
+    case ModelSequenceBatching_Control_Kind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export interface ModelSequenceBatching_ControlInput {
+  name: string;
+  control: ModelSequenceBatching_Control[];
+}
+
+export interface ModelSequenceBatching_InitialState {
+  dataType: DataType;
+  /** Without the batch dimension. */
+  dims: bigint[];
+  stateData?: { $case: "zeroData"; value: boolean } | //
+  /** Raw little-endian elements, in <model>/initial_state/. */
+  { $case: "dataFile"; value: string } | undefined;
+  name: string;
+}
+
+/**
+ * An implicit state: what the model writes to output_name is what it
+ * reads from input_name in the sequence's next request.
+ */
+export interface ModelSequenceBatching_State {
+  inputName: string;
+  outputName: string;
+  dataType: DataType;
+  dims: bigint[];
+  initialState: ModelSequenceBatching_InitialState[];
+}
+
+export interface ModelSequenceBatching_StrategyDirect {
+  maxQueueDelayMicroseconds: bigint;
+  minimumSlotUtilization: number;
+}
+
+export interface ModelSequenceBatching_StrategyOldest {
+  maxCandidateSequences: number;
+  preferredBatchSize: number[];
+  maxQueueDelayMicroseconds: bigint;
+  preserveOrdering: boolean;
+}
+
 export interface ModelParameter {
   stringValue: string;
 }
@@ -470,10 +580,11 @@ export interface ModelConfig {
   input: ModelInput[];
   output: ModelOutput[];
   optimization?: ModelOptimizationPolicy | undefined;
-  schedulingChoice?: { $case: "dynamicBatching"; value: ModelDynamicBatching } | {
-    $case: "ensembleScheduling";
-    value: ModelEnsembling;
-  } | undefined;
+  schedulingChoice?:
+    | { $case: "dynamicBatching"; value: ModelDynamicBatching }
+    | { $case: "sequenceBatching"; value: ModelSequenceBatching }
+    | { $case: "ensembleScheduling"; value: ModelEnsembling }
+    | undefined;
   instanceGroup: ModelInstanceGroup[];
   defaultModelFilename: string;
   metricTags: { [key: string]: string };
@@ -2653,6 +2764,1059 @@ export const ModelDynamicBatching_PriorityQueuePolicyEntry: MessageFns<ModelDyna
     },
   };
 
+function createBaseModelSequenceBatching(): ModelSequenceBatching {
+  return { strategyChoice: undefined, maxSequenceIdleMicroseconds: 0n, controlInput: [], state: [] };
+}
+
+export const ModelSequenceBatching: MessageFns<ModelSequenceBatching> = {
+  encode(message: ModelSequenceBatching, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.strategyChoice?.$case) {
+      case "direct":
+        ModelSequenceBatching_StrategyDirect.encode(message.strategyChoice.value, writer.uint32(26).fork()).join();
+        break;
+      case "oldest":
+        ModelSequenceBatching_StrategyOldest.encode(message.strategyChoice.value, writer.uint32(34).fork()).join();
+        break;
+    }
+    if (message.maxSequenceIdleMicroseconds !== 0n) {
+      if (BigInt.asUintN(64, message.maxSequenceIdleMicroseconds) !== message.maxSequenceIdleMicroseconds) {
+        throw new globalThis.Error(
+          "value provided for field message.maxSequenceIdleMicroseconds of type uint64 too large",
+        );
+      }
+      writer.uint32(8).uint64(message.maxSequenceIdleMicroseconds);
+    }
+    for (const v of message.controlInput) {
+      ModelSequenceBatching_ControlInput.encode(v!, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.state) {
+      ModelSequenceBatching_State.encode(v!, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelSequenceBatching {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelSequenceBatching();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.strategyChoice = {
+              $case: "direct",
+              value: ModelSequenceBatching_StrategyDirect.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.strategyChoice = {
+              $case: "oldest",
+              value: ModelSequenceBatching_StrategyOldest.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.maxSequenceIdleMicroseconds = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.controlInput.push(ModelSequenceBatching_ControlInput.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.state.push(ModelSequenceBatching_State.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelSequenceBatching {
+    return {
+      strategyChoice: isSet(object.direct)
+        ? { $case: "direct", value: ModelSequenceBatching_StrategyDirect.fromJSON(object.direct) }
+        : isSet(object.oldest)
+        ? { $case: "oldest", value: ModelSequenceBatching_StrategyOldest.fromJSON(object.oldest) }
+        : undefined,
+      maxSequenceIdleMicroseconds: isSet(object.maxSequenceIdleMicroseconds)
+        ? BigInt(object.maxSequenceIdleMicroseconds)
+        : isSet(object.max_sequence_idle_microseconds)
+        ? BigInt(object.max_sequence_idle_microseconds)
+        : 0n,
+      controlInput: globalThis.Array.isArray(object?.controlInput)
+        ? object.controlInput.map((e: any) => ModelSequenceBatching_ControlInput.fromJSON(e))
+        : globalThis.Array.isArray(object?.control_input)
+        ? object.control_input.map((e: any) => ModelSequenceBatching_ControlInput.fromJSON(e))
+        : [],
+      state: globalThis.Array.isArray(object?.state)
+        ? object.state.map((e: any) => ModelSequenceBatching_State.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ModelSequenceBatching): unknown {
+    const obj: any = {};
+    if (message.strategyChoice?.$case === "direct") {
+      obj.direct = ModelSequenceBatching_StrategyDirect.toJSON(message.strategyChoice.value);
+    } else if (message.strategyChoice?.$case === "oldest") {
+      obj.oldest = ModelSequenceBatching_StrategyOldest.toJSON(message.strategyChoice.value);
+    }
+    if (message.maxSequenceIdleMicroseconds !== 0n) {
+      obj.maxSequenceIdleMicroseconds = message.maxSequenceIdleMicroseconds.toString();
+    }
+    if (message.controlInput?.length) {
+      obj.controlInput = message.controlInput.map((e) => ModelSequenceBatching_ControlInput.toJSON(e));
+    }
+    if (message.state?.length) {
+      obj.state = message.state.map((e) => ModelSequenceBatching_State.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelSequenceBatching>): ModelSequenceBatching {
+    return ModelSequenceBatching.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelSequenceBatching>): ModelSequenceBatching {
+    const message = createBaseModelSequenceBatching();
+    switch (object.strategyChoice?.$case) {
+      case "direct": {
+        if (object.strategyChoice?.value !== undefined && object.strategyChoice?.value !== null) {
+          message.strategyChoice = {
+            $case: "direct",
+            value: ModelSequenceBatching_StrategyDirect.fromPartial(object.strategyChoice.value),
+          };
+        }
+        break;
+      }
+      case "oldest": {
+        if (object.strategyChoice?.value !== undefined && object.strategyChoice?.value !== null) {
+          message.strategyChoice = {
+            $case: "oldest",
+            value: ModelSequenceBatching_StrategyOldest.fromPartial(object.strategyChoice.value),
+          };
+        }
+        break;
+      }
+    }
+    message.maxSequenceIdleMicroseconds =
+      (object.maxSequenceIdleMicroseconds !== undefined && object.maxSequenceIdleMicroseconds !== null)
+        ? BigInt(object.maxSequenceIdleMicroseconds)
+        : 0n;
+    message.controlInput = object.controlInput?.map((e) => ModelSequenceBatching_ControlInput.fromPartial(e)) || [];
+    message.state = object.state?.map((e) => ModelSequenceBatching_State.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseModelSequenceBatching_Control(): ModelSequenceBatching_Control {
+  return { kind: 0, int32FalseTrue: [], fp32FalseTrue: [], dataType: 0, boolFalseTrue: [] };
+}
+
+export const ModelSequenceBatching_Control: MessageFns<ModelSequenceBatching_Control> = {
+  encode(message: ModelSequenceBatching_Control, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== 0) {
+      writer.uint32(8).int32(message.kind);
+    }
+    if (message.int32FalseTrue.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.int32FalseTrue) {
+        writer.int32(v);
+      }
+      writer.join();
+    }
+    if (message.fp32FalseTrue.length !== 0) {
+      writer.uint32(26).fork();
+      for (const v of message.fp32FalseTrue) {
+        writer.float(v);
+      }
+      writer.join();
+    }
+    if (message.dataType !== 0) {
+      writer.uint32(32).int32(message.dataType);
+    }
+    if (message.boolFalseTrue.length !== 0) {
+      writer.uint32(42).fork();
+      for (const v of message.boolFalseTrue) {
+        writer.bool(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelSequenceBatching_Control {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelSequenceBatching_Control();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.int32FalseTrue.push(reader.int32());
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.int32FalseTrue.push(reader.int32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 3: {
+            if (tag === 29) {
+              message.fp32FalseTrue.push(reader.float());
+
+              continue;
+            }
+
+            if (tag === 26) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.fp32FalseTrue.push(reader.float());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.dataType = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag === 40) {
+              message.boolFalseTrue.push(reader.bool());
+
+              continue;
+            }
+
+            if (tag === 42) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.boolFalseTrue.push(reader.bool());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelSequenceBatching_Control {
+    return {
+      kind: isSet(object.kind) ? modelSequenceBatching_Control_KindFromJSON(object.kind) : 0,
+      int32FalseTrue: globalThis.Array.isArray(object?.int32FalseTrue)
+        ? object.int32FalseTrue.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.int32_false_true)
+        ? object.int32_false_true.map((e: any) => globalThis.Number(e))
+        : [],
+      fp32FalseTrue: globalThis.Array.isArray(object?.fp32FalseTrue)
+        ? object.fp32FalseTrue.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.fp32_false_true)
+        ? object.fp32_false_true.map((e: any) => globalThis.Number(e))
+        : [],
+      dataType: isSet(object.dataType)
+        ? dataTypeFromJSON(object.dataType)
+        : isSet(object.data_type)
+        ? dataTypeFromJSON(object.data_type)
+        : 0,
+      boolFalseTrue: globalThis.Array.isArray(object?.boolFalseTrue)
+        ? object.boolFalseTrue.map((e: any) => globalThis.Boolean(e))
+        : globalThis.Array.isArray(object?.bool_false_true)
+        ? object.bool_false_true.map((e: any) => globalThis.Boolean(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ModelSequenceBatching_Control): unknown {
+    const obj: any = {};
+    if (message.kind !== 0) {
+      obj.kind = modelSequenceBatching_Control_KindToJSON(message.kind);
+    }
+    if (message.int32FalseTrue?.length) {
+      obj.int32FalseTrue = message.int32FalseTrue.map((e) => Math.round(e));
+    }
+    if (message.fp32FalseTrue?.length) {
+      obj.fp32FalseTrue = message.fp32FalseTrue.map((e) => floatToJson(e));
+    }
+    if (message.dataType !== 0) {
+      obj.dataType = dataTypeToJSON(message.dataType);
+    }
+    if (message.boolFalseTrue?.length) {
+      obj.boolFalseTrue = message.boolFalseTrue;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelSequenceBatching_Control>): ModelSequenceBatching_Control {
+    return ModelSequenceBatching_Control.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelSequenceBatching_Control>): ModelSequenceBatching_Control {
+    const message = createBaseModelSequenceBatching_Control();
+    message.kind = object.kind ?? 0;
+    message.int32FalseTrue = object.int32FalseTrue?.map((e) => e) || [];
+    message.fp32FalseTrue = object.fp32FalseTrue?.map((e) => e) || [];
+    message.dataType = object.dataType ?? 0;
+    message.boolFalseTrue = object.boolFalseTrue?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseModelSequenceBatching_ControlInput(): ModelSequenceBatching_ControlInput {
+  return { name: "", control: [] };
+}
+
+export const ModelSequenceBatching_ControlInput: MessageFns<ModelSequenceBatching_ControlInput> = {
+  encode(message: ModelSequenceBatching_ControlInput, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    for (const v of message.control) {
+      ModelSequenceBatching_Control.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelSequenceBatching_ControlInput {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelSequenceBatching_ControlInput();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.control.push(ModelSequenceBatching_Control.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelSequenceBatching_ControlInput {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      control: globalThis.Array.isArray(object?.control)
+        ? object.control.map((e: any) => ModelSequenceBatching_Control.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ModelSequenceBatching_ControlInput): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.control?.length) {
+      obj.control = message.control.map((e) => ModelSequenceBatching_Control.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelSequenceBatching_ControlInput>): ModelSequenceBatching_ControlInput {
+    return ModelSequenceBatching_ControlInput.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelSequenceBatching_ControlInput>): ModelSequenceBatching_ControlInput {
+    const message = createBaseModelSequenceBatching_ControlInput();
+    message.name = object.name ?? "";
+    message.control = object.control?.map((e) => ModelSequenceBatching_Control.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseModelSequenceBatching_InitialState(): ModelSequenceBatching_InitialState {
+  return { dataType: 0, dims: [], stateData: undefined, name: "" };
+}
+
+export const ModelSequenceBatching_InitialState: MessageFns<ModelSequenceBatching_InitialState> = {
+  encode(message: ModelSequenceBatching_InitialState, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.dataType !== 0) {
+      writer.uint32(8).int32(message.dataType);
+    }
+    if (message.dims.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.dims) {
+        if (BigInt.asIntN(64, v) !== v) {
+          throw new globalThis.Error("a value provided in array field dims of type int64 is too large");
+        }
+        writer.int64(v);
+      }
+      writer.join();
+    }
+    switch (message.stateData?.$case) {
+      case "zeroData":
+        writer.uint32(24).bool(message.stateData.value);
+        break;
+      case "dataFile":
+        writer.uint32(34).string(message.stateData.value);
+        break;
+    }
+    if (message.name !== "") {
+      writer.uint32(42).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelSequenceBatching_InitialState {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelSequenceBatching_InitialState();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.dataType = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.dims.push(reader.int64() as bigint);
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.dims.push(reader.int64() as bigint);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.stateData = { $case: "zeroData", value: reader.bool() };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.stateData = { $case: "dataFile", value: reader.string() };
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelSequenceBatching_InitialState {
+    return {
+      dataType: isSet(object.dataType)
+        ? dataTypeFromJSON(object.dataType)
+        : isSet(object.data_type)
+        ? dataTypeFromJSON(object.data_type)
+        : 0,
+      dims: globalThis.Array.isArray(object?.dims) ? object.dims.map((e: any) => BigInt(e)) : [],
+      stateData: isSet(object.zeroData)
+        ? { $case: "zeroData", value: globalThis.Boolean(object.zeroData) }
+        : isSet(object.zero_data)
+        ? { $case: "zeroData", value: globalThis.Boolean(object.zero_data) }
+        : isSet(object.dataFile)
+        ? { $case: "dataFile", value: globalThis.String(object.dataFile) }
+        : isSet(object.data_file)
+        ? { $case: "dataFile", value: globalThis.String(object.data_file) }
+        : undefined,
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+    };
+  },
+
+  toJSON(message: ModelSequenceBatching_InitialState): unknown {
+    const obj: any = {};
+    if (message.dataType !== 0) {
+      obj.dataType = dataTypeToJSON(message.dataType);
+    }
+    if (message.dims?.length) {
+      obj.dims = message.dims.map((e) => e.toString());
+    }
+    if (message.stateData?.$case === "zeroData") {
+      obj.zeroData = message.stateData.value;
+    } else if (message.stateData?.$case === "dataFile") {
+      obj.dataFile = message.stateData.value;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelSequenceBatching_InitialState>): ModelSequenceBatching_InitialState {
+    return ModelSequenceBatching_InitialState.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelSequenceBatching_InitialState>): ModelSequenceBatching_InitialState {
+    const message = createBaseModelSequenceBatching_InitialState();
+    message.dataType = object.dataType ?? 0;
+    message.dims = object.dims?.map((e) => BigInt(e)) || [];
+    switch (object.stateData?.$case) {
+      case "zeroData": {
+        if (object.stateData?.value !== undefined && object.stateData?.value !== null) {
+          message.stateData = { $case: "zeroData", value: object.stateData.value };
+        }
+        break;
+      }
+      case "dataFile": {
+        if (object.stateData?.value !== undefined && object.stateData?.value !== null) {
+          message.stateData = { $case: "dataFile", value: object.stateData.value };
+        }
+        break;
+      }
+    }
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseModelSequenceBatching_State(): ModelSequenceBatching_State {
+  return { inputName: "", outputName: "", dataType: 0, dims: [], initialState: [] };
+}
+
+export const ModelSequenceBatching_State: MessageFns<ModelSequenceBatching_State> = {
+  encode(message: ModelSequenceBatching_State, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.inputName !== "") {
+      writer.uint32(10).string(message.inputName);
+    }
+    if (message.outputName !== "") {
+      writer.uint32(18).string(message.outputName);
+    }
+    if (message.dataType !== 0) {
+      writer.uint32(24).int32(message.dataType);
+    }
+    if (message.dims.length !== 0) {
+      writer.uint32(34).fork();
+      for (const v of message.dims) {
+        if (BigInt.asIntN(64, v) !== v) {
+          throw new globalThis.Error("a value provided in array field dims of type int64 is too large");
+        }
+        writer.int64(v);
+      }
+      writer.join();
+    }
+    for (const v of message.initialState) {
+      ModelSequenceBatching_InitialState.encode(v!, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelSequenceBatching_State {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelSequenceBatching_State();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.inputName = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.outputName = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.dataType = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag === 32) {
+              message.dims.push(reader.int64() as bigint);
+
+              continue;
+            }
+
+            if (tag === 34) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.dims.push(reader.int64() as bigint);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.initialState.push(ModelSequenceBatching_InitialState.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelSequenceBatching_State {
+    return {
+      inputName: isSet(object.inputName)
+        ? globalThis.String(object.inputName)
+        : isSet(object.input_name)
+        ? globalThis.String(object.input_name)
+        : "",
+      outputName: isSet(object.outputName)
+        ? globalThis.String(object.outputName)
+        : isSet(object.output_name)
+        ? globalThis.String(object.output_name)
+        : "",
+      dataType: isSet(object.dataType)
+        ? dataTypeFromJSON(object.dataType)
+        : isSet(object.data_type)
+        ? dataTypeFromJSON(object.data_type)
+        : 0,
+      dims: globalThis.Array.isArray(object?.dims) ? object.dims.map((e: any) => BigInt(e)) : [],
+      initialState: globalThis.Array.isArray(object?.initialState)
+        ? object.initialState.map((e: any) => ModelSequenceBatching_InitialState.fromJSON(e))
+        : globalThis.Array.isArray(object?.initial_state)
+        ? object.initial_state.map((e: any) => ModelSequenceBatching_InitialState.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ModelSequenceBatching_State): unknown {
+    const obj: any = {};
+    if (message.inputName !== "") {
+      obj.inputName = message.inputName;
+    }
+    if (message.outputName !== "") {
+      obj.outputName = message.outputName;
+    }
+    if (message.dataType !== 0) {
+      obj.dataType = dataTypeToJSON(message.dataType);
+    }
+    if (message.dims?.length) {
+      obj.dims = message.dims.map((e) => e.toString());
+    }
+    if (message.initialState?.length) {
+      obj.initialState = message.initialState.map((e) => ModelSequenceBatching_InitialState.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelSequenceBatching_State>): ModelSequenceBatching_State {
+    return ModelSequenceBatching_State.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelSequenceBatching_State>): ModelSequenceBatching_State {
+    const message = createBaseModelSequenceBatching_State();
+    message.inputName = object.inputName ?? "";
+    message.outputName = object.outputName ?? "";
+    message.dataType = object.dataType ?? 0;
+    message.dims = object.dims?.map((e) => BigInt(e)) || [];
+    message.initialState = object.initialState?.map((e) => ModelSequenceBatching_InitialState.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseModelSequenceBatching_StrategyDirect(): ModelSequenceBatching_StrategyDirect {
+  return { maxQueueDelayMicroseconds: 0n, minimumSlotUtilization: 0 };
+}
+
+export const ModelSequenceBatching_StrategyDirect: MessageFns<ModelSequenceBatching_StrategyDirect> = {
+  encode(message: ModelSequenceBatching_StrategyDirect, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.maxQueueDelayMicroseconds !== 0n) {
+      if (BigInt.asUintN(64, message.maxQueueDelayMicroseconds) !== message.maxQueueDelayMicroseconds) {
+        throw new globalThis.Error(
+          "value provided for field message.maxQueueDelayMicroseconds of type uint64 too large",
+        );
+      }
+      writer.uint32(8).uint64(message.maxQueueDelayMicroseconds);
+    }
+    if (message.minimumSlotUtilization !== 0) {
+      writer.uint32(21).float(message.minimumSlotUtilization);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelSequenceBatching_StrategyDirect {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelSequenceBatching_StrategyDirect();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.maxQueueDelayMicroseconds = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 21) {
+              break;
+            }
+
+            message.minimumSlotUtilization = reader.float();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelSequenceBatching_StrategyDirect {
+    return {
+      maxQueueDelayMicroseconds: isSet(object.maxQueueDelayMicroseconds)
+        ? BigInt(object.maxQueueDelayMicroseconds)
+        : isSet(object.max_queue_delay_microseconds)
+        ? BigInt(object.max_queue_delay_microseconds)
+        : 0n,
+      minimumSlotUtilization: isSet(object.minimumSlotUtilization)
+        ? globalThis.Number(object.minimumSlotUtilization)
+        : isSet(object.minimum_slot_utilization)
+        ? globalThis.Number(object.minimum_slot_utilization)
+        : 0,
+    };
+  },
+
+  toJSON(message: ModelSequenceBatching_StrategyDirect): unknown {
+    const obj: any = {};
+    if (message.maxQueueDelayMicroseconds !== 0n) {
+      obj.maxQueueDelayMicroseconds = message.maxQueueDelayMicroseconds.toString();
+    }
+    if (message.minimumSlotUtilization !== 0) {
+      obj.minimumSlotUtilization = floatToJson(message.minimumSlotUtilization);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelSequenceBatching_StrategyDirect>): ModelSequenceBatching_StrategyDirect {
+    return ModelSequenceBatching_StrategyDirect.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelSequenceBatching_StrategyDirect>): ModelSequenceBatching_StrategyDirect {
+    const message = createBaseModelSequenceBatching_StrategyDirect();
+    message.maxQueueDelayMicroseconds =
+      (object.maxQueueDelayMicroseconds !== undefined && object.maxQueueDelayMicroseconds !== null)
+        ? BigInt(object.maxQueueDelayMicroseconds)
+        : 0n;
+    message.minimumSlotUtilization = object.minimumSlotUtilization ?? 0;
+    return message;
+  },
+};
+
+function createBaseModelSequenceBatching_StrategyOldest(): ModelSequenceBatching_StrategyOldest {
+  return { maxCandidateSequences: 0, preferredBatchSize: [], maxQueueDelayMicroseconds: 0n, preserveOrdering: false };
+}
+
+export const ModelSequenceBatching_StrategyOldest: MessageFns<ModelSequenceBatching_StrategyOldest> = {
+  encode(message: ModelSequenceBatching_StrategyOldest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.maxCandidateSequences !== 0) {
+      writer.uint32(8).int32(message.maxCandidateSequences);
+    }
+    if (message.preferredBatchSize.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.preferredBatchSize) {
+        writer.int32(v);
+      }
+      writer.join();
+    }
+    if (message.maxQueueDelayMicroseconds !== 0n) {
+      if (BigInt.asUintN(64, message.maxQueueDelayMicroseconds) !== message.maxQueueDelayMicroseconds) {
+        throw new globalThis.Error(
+          "value provided for field message.maxQueueDelayMicroseconds of type uint64 too large",
+        );
+      }
+      writer.uint32(24).uint64(message.maxQueueDelayMicroseconds);
+    }
+    if (message.preserveOrdering !== false) {
+      writer.uint32(32).bool(message.preserveOrdering);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelSequenceBatching_StrategyOldest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelSequenceBatching_StrategyOldest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.maxCandidateSequences = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.preferredBatchSize.push(reader.int32());
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.preferredBatchSize.push(reader.int32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.maxQueueDelayMicroseconds = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.preserveOrdering = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelSequenceBatching_StrategyOldest {
+    return {
+      maxCandidateSequences: isSet(object.maxCandidateSequences)
+        ? globalThis.Number(object.maxCandidateSequences)
+        : isSet(object.max_candidate_sequences)
+        ? globalThis.Number(object.max_candidate_sequences)
+        : 0,
+      preferredBatchSize: globalThis.Array.isArray(object?.preferredBatchSize)
+        ? object.preferredBatchSize.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.preferred_batch_size)
+        ? object.preferred_batch_size.map((e: any) => globalThis.Number(e))
+        : [],
+      maxQueueDelayMicroseconds: isSet(object.maxQueueDelayMicroseconds)
+        ? BigInt(object.maxQueueDelayMicroseconds)
+        : isSet(object.max_queue_delay_microseconds)
+        ? BigInt(object.max_queue_delay_microseconds)
+        : 0n,
+      preserveOrdering: isSet(object.preserveOrdering)
+        ? globalThis.Boolean(object.preserveOrdering)
+        : isSet(object.preserve_ordering)
+        ? globalThis.Boolean(object.preserve_ordering)
+        : false,
+    };
+  },
+
+  toJSON(message: ModelSequenceBatching_StrategyOldest): unknown {
+    const obj: any = {};
+    if (message.maxCandidateSequences !== 0) {
+      obj.maxCandidateSequences = Math.round(message.maxCandidateSequences);
+    }
+    if (message.preferredBatchSize?.length) {
+      obj.preferredBatchSize = message.preferredBatchSize.map((e) => Math.round(e));
+    }
+    if (message.maxQueueDelayMicroseconds !== 0n) {
+      obj.maxQueueDelayMicroseconds = message.maxQueueDelayMicroseconds.toString();
+    }
+    if (message.preserveOrdering !== false) {
+      obj.preserveOrdering = message.preserveOrdering;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelSequenceBatching_StrategyOldest>): ModelSequenceBatching_StrategyOldest {
+    return ModelSequenceBatching_StrategyOldest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelSequenceBatching_StrategyOldest>): ModelSequenceBatching_StrategyOldest {
+    const message = createBaseModelSequenceBatching_StrategyOldest();
+    message.maxCandidateSequences = object.maxCandidateSequences ?? 0;
+    message.preferredBatchSize = object.preferredBatchSize?.map((e) => e) || [];
+    message.maxQueueDelayMicroseconds =
+      (object.maxQueueDelayMicroseconds !== undefined && object.maxQueueDelayMicroseconds !== null)
+        ? BigInt(object.maxQueueDelayMicroseconds)
+        : 0n;
+    message.preserveOrdering = object.preserveOrdering ?? false;
+    return message;
+  },
+};
+
 function createBaseModelParameter(): ModelParameter {
   return { stringValue: "" };
 }
@@ -3741,6 +4905,9 @@ export const ModelConfig: MessageFns<ModelConfig> = {
       case "dynamicBatching":
         ModelDynamicBatching.encode(message.schedulingChoice.value, writer.uint32(90).fork()).join();
         break;
+      case "sequenceBatching":
+        ModelSequenceBatching.encode(message.schedulingChoice.value, writer.uint32(106).fork()).join();
+        break;
       case "ensembleScheduling":
         ModelEnsembling.encode(message.schedulingChoice.value, writer.uint32(122).fork()).join();
         break;
@@ -3862,6 +5029,17 @@ export const ModelConfig: MessageFns<ModelConfig> = {
             };
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.schedulingChoice = {
+              $case: "sequenceBatching",
+              value: ModelSequenceBatching.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
           case 15: {
             if (tag !== 122) {
               break;
@@ -3962,6 +5140,10 @@ export const ModelConfig: MessageFns<ModelConfig> = {
         ? { $case: "dynamicBatching", value: ModelDynamicBatching.fromJSON(object.dynamicBatching) }
         : isSet(object.dynamic_batching)
         ? { $case: "dynamicBatching", value: ModelDynamicBatching.fromJSON(object.dynamic_batching) }
+        : isSet(object.sequenceBatching)
+        ? { $case: "sequenceBatching", value: ModelSequenceBatching.fromJSON(object.sequenceBatching) }
+        : isSet(object.sequence_batching)
+        ? { $case: "sequenceBatching", value: ModelSequenceBatching.fromJSON(object.sequence_batching) }
         : isSet(object.ensembleScheduling)
         ? { $case: "ensembleScheduling", value: ModelEnsembling.fromJSON(object.ensembleScheduling) }
         : isSet(object.ensemble_scheduling)
@@ -4062,6 +5244,8 @@ export const ModelConfig: MessageFns<ModelConfig> = {
     }
     if (message.schedulingChoice?.$case === "dynamicBatching") {
       obj.dynamicBatching = ModelDynamicBatching.toJSON(message.schedulingChoice.value);
+    } else if (message.schedulingChoice?.$case === "sequenceBatching") {
+      obj.sequenceBatching = ModelSequenceBatching.toJSON(message.schedulingChoice.value);
     } else if (message.schedulingChoice?.$case === "ensembleScheduling") {
       obj.ensembleScheduling = ModelEnsembling.toJSON(message.schedulingChoice.value);
     }
@@ -4122,6 +5306,15 @@ export const ModelConfig: MessageFns<ModelConfig> = {
           message.schedulingChoice = {
             $case: "dynamicBatching",
             value: ModelDynamicBatching.fromPartial(object.schedulingChoice.value),
+          };
+        }
+        break;
+      }
+      case "sequenceBatching": {
+        if (object.schedulingChoice?.value !== undefined && object.schedulingChoice?.value !== null) {
+          message.schedulingChoice = {
+            $case: "sequenceBatching",
+            value: ModelSequenceBatching.fromPartial(object.schedulingChoice.value),
           };
         }
         break;
@@ -4335,6 +5528,10 @@ export const ModelConfig_ParametersEntry: MessageFns<ModelConfig_ParametersEntry
     return message;
   },
 };
+
+function floatToJson(value: number | null | undefined): number | string | null | undefined {
+  return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
 

@@ -282,7 +282,7 @@ describe('parseModelConfig: errors name file, field and position', () => {
   const cases: [string, string, string, string][] = [
     // [name, text, field, reason]
     ['unknown top-level field', 'name: "x"\nmax_batch: 4', 'max_batch',
-      'unknown field; expected one of dynamic_batching, ensemble_scheduling, name, platform, backend, runtime, version_policy, max_batch_size, input, output, optimization, instance_group, default_model_filename, metric_tags, parameters, model_warmup, response_cache'],
+      'unknown field; expected one of dynamic_batching, sequence_batching, ensemble_scheduling, name, platform, backend, runtime, version_policy, max_batch_size, input, output, optimization, instance_group, default_model_filename, metric_tags, parameters, model_warmup, response_cache'],
     ['unknown nested field', 'dynamic_batching { max_queue_delay: 5 }', 'dynamic_batching.max_queue_delay',
       'unknown field; expected one of priority_levels, preferred_batch_size, max_queue_delay_microseconds, preserve_ordering, default_priority_level, default_queue_policy, priority_queue_policy'],
     ['unknown field in a list item', 'input [ { name: "a" }, { nmae: "b" } ]', 'input[1].nmae',
