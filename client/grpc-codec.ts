@@ -9,7 +9,7 @@ import {
   type ModelMetadataResponse,
 } from '../proto/gen/inference.js';
 import { InferenceError, invalidInput } from './errors.js';
-import { type InferOptions, InferOutput, InferResult, type ModelMetadata, requestedOutputs } from './inference-client.js';
+import { type InferOptions, InferOutput, InferResult, type ModelMetadata, requestedOutputs, requestParameters } from './inference-client.js';
 import { type InferInput, type ParameterValue, type TensorData, decodeRaw, encodeRaw, isSharedMemoryInput, sharedMemoryParameters, writtenElsewhere } from './typed-tensors.js';
 
 /** raw: `raw_input_contents` (fast, every datatype); contents: the typed `contents` fields (no FP16/BF16). */
@@ -72,7 +72,7 @@ export function toModelInferRequest(model: string, inputs: readonly InferInput[]
     modelName: model,
     modelVersion: o.version ?? '',
     id: o.id ?? '',
-    parameters: parametersOf(o.parameters),
+    parameters: parametersOf(requestParameters(o)),
     inputs: inputs.map((t) => ({
       name: t.name,
       datatype: t.datatype,

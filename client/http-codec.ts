@@ -3,7 +3,7 @@
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { isDatatype } from '../core/datatypes.js';
 import { InferenceError } from './errors.js';
-import { type InferOptions, InferOutput, InferResult, requestedOutputs } from './inference-client.js';
+import { type InferOptions, InferOutput, InferResult, requestedOutputs, requestParameters } from './inference-client.js';
 import { type InferInput, type ParameterValue, encodeRaw, fromJsonValues, isSharedMemoryInput, sharedMemoryParameters, toJsonValues, writtenElsewhere } from './typed-tensors.js';
 
 /** A request body in parts, so tensor bytes are written as they are, never concatenated. */
@@ -20,7 +20,7 @@ export function encodeInferRequest(inputs: readonly InferInput[], o: InferOption
   const outputs = requestedOutputs(o);
   const header = {
     ...(o.id !== undefined ? { id: o.id } : {}),
-    parameters: { ...o.parameters, ...(binary && outputs === undefined ? { binary_data_output: true } : {}) },
+    parameters: { ...requestParameters(o), ...(binary && outputs === undefined ? { binary_data_output: true } : {}) },
     inputs: inputs.map((t, i) => {
       const bytes = raw[i];
       const shared = isSharedMemoryInput(t);

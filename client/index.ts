@@ -21,6 +21,7 @@ export {
   type ModelConfigSummary,
   type ModelMetadata,
   type RequestOptions,
+  type SequenceOptions,
   type ServerMetadata,
   type TensorMetadata,
 } from './inference-client.js';

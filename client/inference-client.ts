@@ -42,6 +42,26 @@ export interface InferOptions extends RequestOptions {
   readonly sharedMemoryOutputs?: Readonly<Record<string, SharedMemoryPlace>>;
   /** Request parameters, e.g. Triton's `priority` and `timeout` (µs). */
   readonly parameters?: Readonly<Record<string, ParameterValue>>;
+  /**
+   * The request's place in a sequence, for a stateful model (one with
+   * `sequence_batching`): the sequence's correlation ID (a non-zero integer
+   * or a non-empty string), and whether this request starts or ends it. Sent
+   * as Triton's `sequence_id`, `sequence_start` and `sequence_end`.
+   */
+  readonly sequence?: SequenceOptions;
+}
+
+export interface SequenceOptions {
+  readonly id: number | string;
+  readonly start?: boolean;
+  readonly end?: boolean;
+}
+
+/** The request parameters an infer call sends: `parameters`, and the sequence's when it names one. */
+export function requestParameters(o: Pick<InferOptions, 'parameters' | 'sequence'>): Readonly<Record<string, ParameterValue>> | undefined {
+  const seq = o.sequence;
+  if (seq === undefined) return o.parameters;
+  return { ...o.parameters, sequence_id: seq.id, ...(seq.start ? { sequence_start: true } : {}), ...(seq.end ? { sequence_end: true } : {}) };
 }
 
 /** What a prepared request carries: everything of InferOptions but the per-call options. */

@@ -47,6 +47,7 @@ import { WorkerSupervisor } from './scheduling/worker-supervisor.js';
 import { type WorkerLink } from './scheduling/worker-link.js';
 import { type GatewayChild } from './cluster/child.js';
 import { DirectScheduler } from './scheduling/direct-scheduler.js';
+import { batchingSchedulerOf } from './scheduling/sequence-scheduler.js';
 import { AuditLog } from './tenants/audit-log.js';
 import { Authenticator } from './tenants/authenticator.js';
 import { LocalQuota } from './tenants/local-quota.js';
@@ -350,7 +351,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   await poller?.baseline();
   metrics?.setCostProvider(() =>
     models.list().flatMap((v) => {
-      const scheduler = v.serving?.scheduler;
+      const scheduler = v.serving && batchingSchedulerOf(v.serving.scheduler);
       if (!(scheduler instanceof DynamicBatcher || scheduler instanceof DirectScheduler)) return [];
       return scheduler.cost.points().map((p) => ({ model: v.name, version: String(v.version), rows: p.rows, seconds: (scheduler.cost.estimateNs(p.rows) ?? 0) / 1e9 }));
     }),

@@ -1,6 +1,6 @@
 import { type Logger } from 'pino';
 import { type HostedModel } from '../core/worker-record.js';
-import { dynamicBatchingIn } from '../models/config/model-config.js';
+import { batchesRequests } from '../models/config/model-config.js';
 import { onnxRuntimeOptions } from '../models/config/onnxruntime-options.js';
 import { planInstances } from '../models/repository/placement.js';
 import { scanRepository } from '../models/repository/scan.js';
@@ -63,7 +63,7 @@ export async function loadRepository(
               // the gateways' --default-max-batch-size is not known here; none without dynamic batching,
               // which runs each request alone).
               maxBatchSize:
-                entry.config !== undefined && entry.present.has('max_batch_size') && dynamicBatchingIn(entry.config) !== undefined ? entry.config.maxBatchSize : 0,
+                entry.config !== undefined && entry.present.has('max_batch_size') && batchesRequests(entry.config) ? entry.config.maxBatchSize : 0,
             },
             device,
           );

@@ -134,6 +134,8 @@ export class EnsembleScheduler implements Scheduler {
         ...(job.timeoutUs !== undefined ? { timeoutUs: job.timeoutUs } : {}),
         ...(job.tenant !== undefined ? { tenant: job.tenant } : {}),
         ...(span ? { trace: span.spanContext() } : {}),
+        // A stateful step sees the ensemble's sequence, as in Triton.
+        ...(job.sequence !== undefined ? { sequence: job.sequence } : {}),
       });
       span?.setAttribute('fabriek.queue_time_us', Math.round(result.queueNs / 1000));
       target.stats.succeeded(batchSize, Number(process.hrtime.bigint() - started), result);

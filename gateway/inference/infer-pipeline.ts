@@ -193,6 +193,7 @@ async function inferWith(
         priority: level,
         tenant,
         trace: traced?.sampled ? traced.span.spanContext() : undefined,
+        sequence: params.sequence,
       });
       if (traced?.sampled) queueSpan(traced, queuedAt, result, version.key, batchSize);
     } finally {

@@ -2,6 +2,7 @@ import { notFound } from '../../core/errors.js';
 import { batcherJson, directJson } from '../batching/batching-state.js';
 import { DynamicBatcher } from '../batching/dynamic-batcher.js';
 import { DirectScheduler } from '../scheduling/direct-scheduler.js';
+import { batchingSchedulerOf, SequenceScheduler } from '../scheduling/sequence-scheduler.js';
 import { type TensorSignature } from '../../core/signature.js';
 import { type ModelStatistics } from '../../proto/gen/inference.js';
 import { type ModelConfig } from '../../proto/gen/model_config.js';
@@ -106,8 +107,11 @@ export function modelStatistics(models: ModelManager, name: string, version: str
 export function batchingState(models: ModelManager, name: string, version: string): Record<string, unknown> {
   const v = models.resolve(name, version);
   const serving = v.serving;
-  const head = { model: v.name, version: String(v.version), gateway_pid: process.pid };
-  const scheduler = serving?.scheduler;
+  const outer = serving?.scheduler;
+  // A sequence model: its sequences running and waiting, then the scheduler they batch in.
+  const sequences = outer instanceof SequenceScheduler ? { sequences: outer.sequences } : {};
+  const head = { model: v.name, version: String(v.version), gateway_pid: process.pid, ...sequences };
+  const scheduler = outer && batchingSchedulerOf(outer);
   if (scheduler instanceof DynamicBatcher) return { ...head, ...batcherJson(scheduler.state(), scheduler.cost) };
   if (scheduler instanceof DirectScheduler) return { ...head, ...directJson(scheduler.state(), scheduler.cost, Math.max(1, serving?.signature.maxBatchSize ?? 1)) };
   // An ensemble: each step batches in its own model's scheduler.

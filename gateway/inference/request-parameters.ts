@@ -1,9 +1,12 @@
 import { invalidArgument } from '../../core/errors.js';
+import { type SequenceFlags } from '../scheduling/execution.js';
 import { type InferParameterValue } from './infer-request.js';
 
 export interface SchedulingParameters {
   priority?: number;
   timeoutUs?: number;
+  /** `sequence_id` (with `sequence_start`, `sequence_end`): for a stateful model's sequence scheduler. */
+  sequence?: SequenceFlags;
 }
 
 function nonNegativeInteger(value: InferParameterValue, what: string): number {
@@ -17,15 +20,41 @@ function nonNegativeInteger(value: InferParameterValue, what: string): number {
 /** A request without either parameter (most): shared, read only. */
 const NONE: Readonly<SchedulingParameters> = Object.freeze({});
 
-/** Triton's request parameters that steer scheduling: `priority` and `timeout` (µs). */
+const UINT64_MAX = 2n ** 64n - 1n;
+
+/** `sequence_id`: an unsigned 64-bit integer or a string, as Triton's clients send it. */
+function correlationId(value: InferParameterValue, model: string): bigint | string {
+  if (typeof value === 'string') return value;
+  const n = typeof value === 'bigint' ? value : typeof value === 'number' && Number.isSafeInteger(value) ? BigInt(value) : undefined;
+  if (n === undefined || n < 0n || n > UINT64_MAX) {
+    throw invalidArgument(`model '${model}': parameter 'sequence_id': expected an unsigned 64-bit integer or a string, got ${JSON.stringify(String(value))}`);
+  }
+  return n;
+}
+
+function flag(value: InferParameterValue | undefined, what: string, model: string): boolean {
+  if (value === undefined) return false;
+  if (typeof value !== 'boolean') throw invalidArgument(`model '${model}': parameter '${what}': expected a boolean, got ${JSON.stringify(String(value))}`);
+  return value;
+}
+
+/** Triton's request parameters that steer scheduling: `priority`, `timeout` (µs) and the sequence's. */
 export function schedulingParameters(
   parameters: Readonly<Record<string, InferParameterValue>>,
   model: string,
 ): Readonly<SchedulingParameters> {
   const priority = parameters['priority'];
   const timeout = parameters['timeout'];
-  if (priority === undefined && timeout === undefined) return NONE;
+  const sequenceId = parameters['sequence_id'];
+  if (priority === undefined && timeout === undefined && sequenceId === undefined) return NONE;
   const out: SchedulingParameters = {};
+  if (sequenceId !== undefined) {
+    out.sequence = {
+      id: correlationId(sequenceId, model),
+      start: flag(parameters['sequence_start'], 'sequence_start', model),
+      end: flag(parameters['sequence_end'], 'sequence_end', model),
+    };
+  }
   if (priority !== undefined) {
     const p = nonNegativeInteger(priority, `model '${model}': parameter 'priority'`);
     if (p > 0) out.priority = p;

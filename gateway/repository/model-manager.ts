@@ -2,7 +2,7 @@ import { type Logger } from 'pino';
 import { failedPrecondition, invalidArgument, notFound, unavailable } from '../../core/errors.js';
 import { type CancelSignal } from '../../core/cancellation.js';
 import { completeConfig } from '../../models/config/complete.js';
-import { ConfigError, dynamicBatchingIn, ensembleIn } from '../../models/config/model-config.js';
+import { batchesRequests, ConfigError, dynamicBatchingIn, ensembleIn, sequenceBatchingIn } from '../../models/config/model-config.js';
 import { type ModelSignature } from '../../core/signature.js';
 import { type ModelConfig } from '../../proto/gen/model_config.js';
 import { EnsembleScheduler } from '../ensemble/ensemble-scheduler.js';
@@ -16,6 +16,9 @@ import { batchingPolicyFromConfig } from '../batching/policy.js';
 import { batchingSloMs, withBatchingSlo } from '../batching/slo-config.js';
 import { Dispatcher } from '../scheduling/dispatcher.js';
 import { DirectScheduler } from '../scheduling/direct-scheduler.js';
+import { type Scheduler } from '../scheduling/execution.js';
+import { SequenceScheduler } from '../scheduling/sequence-scheduler.js';
+import { initialStates, sequenceBatchingPolicy } from '../scheduling/sequence-states.js';
 import { InstanceSlots } from '../scheduling/instance-slots.js';
 import { isWorkerLost } from '../scheduling/worker-connection.js';
 import { type WorkerLink } from '../scheduling/worker-link.js';
@@ -805,15 +808,17 @@ export class ModelManager {
         outputs: first.outputs,
         defaultMaxBatchSize: this.#options.defaultMaxBatchSize,
       });
-      const { signature } = completed;
-      const batching = dynamicBatchingIn(completed.config);
+      const { signature, sequence } = completed;
+      const sequenceBatching = sequenceBatchingIn(completed.config);
+      // A sequence model batches across its sequences as Triton's `oldest` strategy does.
+      const batching = dynamicBatchingIn(completed.config) ?? (sequenceBatching && sequenceBatchingPolicy(sequenceBatching));
       const batched = batching !== undefined && completed.config.maxBatchSize > 0;
-      const sloMs = batched ? batchingSloMs(completed.config, this.#options.batchingSloMs ?? 0) : 0;
+      const sloMs = batched && !sequence ? batchingSloMs(completed.config, this.#options.batchingSloMs ?? 0) : 0;
       const config = withBatchingSlo(completed.config, sloMs);
       const slots = new InstanceSlots();
       const dispatcher = new Dispatcher(v.key, slots, (workerId) => this.#workerSuspect(workerId));
       const stats = new ModelVersionStatistics(this.#options.metrics?.forVersion(v.name, String(v.version)));
-      const scheduler =
+      let scheduler: Scheduler =
         batched
           ? new DynamicBatcher({
               modelKey: v.key,
@@ -824,6 +829,20 @@ export class ModelManager {
               sloNs: BigInt(Math.round(sloMs * 1e6)),
             })
           : new DirectScheduler(v.key, slots, dispatcher, this.#options.maxQueueSize, stats);
+      if (sequence) {
+        const instances = plans.reduce((n, p) => n + p.instanceCount, 0) + remote.reduce((n, r) => n + r.model.instances, 0);
+        scheduler = new SequenceScheduler({
+          modelName: v.name,
+          modelKey: v.key,
+          plan: sequence,
+          batching: config.maxBatchSize > 0,
+          // Triton's direct strategy: a slot per batch row of each instance.
+          maxCandidates: sequence.maxCandidates > 0 ? sequence.maxCandidates : Math.max(1, config.maxBatchSize) * Math.max(1, instances),
+          initialStates: await initialStates(sequence, entry.directory, file ?? `model "${v.name}"`, config.maxBatchSize > 0),
+          inner: scheduler,
+          log,
+        });
+      }
       const providers = new Set([...loaded.map(describeProvider), ...remote.map((r) => r.model.executionProvider)]);
       v.serving = {
         config,
@@ -912,7 +931,7 @@ export class ModelManager {
       sessionOptions,
       // The worker merges waiting executions up to it (only when every input and output batches on dim 0);
       // a model without dynamic batching runs each request alone, as in Triton.
-      maxBatchSize: dynamicBatchingIn(entry?.config) === undefined ? 0 : maxBatchSizeOf(entry, this.#options.defaultMaxBatchSize),
+      maxBatchSize: batchesRequests(entry?.config) ? maxBatchSizeOf(entry, this.#options.defaultMaxBatchSize) : 0,
     });
     if (response.fallbackReason) {
       this.#options.log.warn(

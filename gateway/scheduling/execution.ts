@@ -26,6 +26,16 @@ export interface JobTenant {
   readonly models?: { allows(model: string): boolean };
 }
 
+/** A sequence's correlation ID: Triton's uint64 (as a bigint) or string; 0 and "" mean none. */
+export type CorrelationId = bigint | string;
+
+/** A request's place in its sequence (request parameters `sequence_id`, `sequence_start`, `sequence_end`). */
+export interface SequenceFlags {
+  readonly id: CorrelationId;
+  readonly start: boolean;
+  readonly end: boolean;
+}
+
 /** One request as the schedulers see it: decoded, validated, cancellable. */
 export interface InferJob {
   readonly inputs: readonly Tensor[];
@@ -44,6 +54,8 @@ export interface InferJob {
   readonly tenant?: JobTenant;
   /** The request's sampled span, when tracing is on (core/tracing.ts); batch spans link to it. */
   readonly trace?: SpanContext | undefined;
+  /** Its sequence, for a stateful model's sequence scheduler; undefined = the request named none. */
+  readonly sequence?: SequenceFlags | undefined;
 }
 
 export interface JobResult {

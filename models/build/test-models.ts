@@ -187,6 +187,47 @@ export function slowChainModel(name: string, width: number, depth: number): Uint
 
 // ---------------------------------------------------------------------------
 // Registry
+/**
+ * running_sum: a stateful model for Triton's sequence batcher. OUTPUT is the
+ * sum of the sequence's INPUTs so far: the server keeps STATE_OUT and feeds it
+ * back as STATE_IN (implicit state). CONTROLS and CORRELATION_ID echo the
+ * control inputs the server filled (START, END, READY; CORRID), so tests and
+ * users can see them.
+ */
+export function runningSumModel(): Uint8Array {
+  const g = new GraphBuilder('running_sum');
+  const dims = ['batch', 1] as const;
+  g.input('INPUT', 'float', dims);
+  g.input('STATE_IN', 'float', dims);
+  g.input('START', 'int32', dims);
+  g.input('END', 'int32', dims);
+  g.input('READY', 'int32', dims);
+  g.input('CORRID', 'uint64', dims);
+  g.op('Add', ['STATE_IN', 'INPUT'], 'SUM');
+  g.op('Identity', ['SUM'], 'OUTPUT');
+  g.op('Identity', ['SUM'], 'STATE_OUT');
+  g.op('Concat', ['START', 'END', 'READY'], 'CONTROLS', { axis: 1 });
+  g.op('Identity', ['CORRID'], 'CORRELATION_ID');
+  g.output('OUTPUT', 'float', dims);
+  g.output('STATE_OUT', 'float', dims);
+  g.output('CONTROLS', 'int32', ['batch', 3]);
+  g.output('CORRELATION_ID', 'uint64', dims);
+  return g.encode();
+}
+
+/** running_sum_unbatched: running_sum's sum without controls or a batch dimension (INPUT, STATE_IN, OUTPUT, STATE_OUT: FP32 [1]). */
+export function runningSumUnbatchedModel(): Uint8Array {
+  const g = new GraphBuilder('running_sum_unbatched');
+  g.input('INPUT', 'float', [1]);
+  g.input('STATE_IN', 'float', [1]);
+  g.op('Add', ['STATE_IN', 'INPUT'], 'SUM');
+  g.op('Identity', ['SUM'], 'OUTPUT');
+  g.op('Identity', ['SUM'], 'STATE_OUT');
+  g.output('OUTPUT', 'float', [1]);
+  g.output('STATE_OUT', 'float', [1]);
+  return g.encode();
+}
+
 // ---------------------------------------------------------------------------
 
 /** identity_<suffix> models: KServe-style suffix → ONNX element type. */
@@ -229,6 +270,8 @@ const BUILDERS = {
   mlp: () => mlpModel('mlp', [1024, 1024, 1024]),
   mlp_large: () => mlpModel('mlp_large', [2048, 2048, 2048, 2048]),
   mlp_small: () => mlpModel('mlp_small', [128]),
+  running_sum: runningSumModel,
+  running_sum_unbatched: runningSumUnbatchedModel,
   simple_cnn: simpleCnnModel,
   // ResNet-18's request size and graph at 1/16 of its compute: the overload tests' slow model.
   resnet_small: () => resnetModel('resnet_small', 16),
@@ -246,7 +289,7 @@ export type TestModelName = keyof typeof BUILDERS;
 export const TEST_MODELS: readonly TestModelName[] = Object.keys(BUILDERS) as TestModelName[];
 
 /** Models of the committed example repository (models/examples/). */
-export const EXAMPLE_MODELS: readonly TestModelName[] = ['identity_fp32', 'add_sub', 'simple_cnn', 'string_identity', 'mlp_small'];
+export const EXAMPLE_MODELS: readonly TestModelName[] = ['identity_fp32', 'add_sub', 'simple_cnn', 'string_identity', 'mlp_small', 'running_sum'];
 
 /** Hand-written configs shipped next to example models; others get theirs completed from the model. */
 export const EXAMPLE_CONFIGS: Readonly<Partial<Record<TestModelName, string>>> = {
@@ -279,6 +322,63 @@ output [
 ]
 dynamic_batching {
   max_queue_delay_microseconds: 100
+}
+instance_group [
+  {
+    count: 1
+    kind: KIND_CPU
+  }
+]
+`,
+  running_sum: `name: "running_sum"
+platform: "onnxruntime_onnx"
+max_batch_size: 8
+input [
+  {
+    name: "INPUT"
+    data_type: TYPE_FP32
+    dims: [ 1 ]
+  }
+]
+output [
+  {
+    name: "OUTPUT"
+    data_type: TYPE_FP32
+    dims: [ 1 ]
+  }
+]
+sequence_batching {
+  max_sequence_idle_microseconds: 5000000
+  control_input [
+    {
+      name: "START"
+      control [ { kind: CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ] } ]
+    },
+    {
+      name: "END"
+      control [ { kind: CONTROL_SEQUENCE_END int32_false_true: [ 0, 1 ] } ]
+    },
+    {
+      name: "READY"
+      control [ { kind: CONTROL_SEQUENCE_READY int32_false_true: [ 0, 1 ] } ]
+    },
+    {
+      name: "CORRID"
+      control [ { kind: CONTROL_SEQUENCE_CORRID data_type: TYPE_UINT64 } ]
+    }
+  ]
+  state [
+    {
+      input_name: "STATE_IN"
+      output_name: "STATE_OUT"
+      data_type: TYPE_FP32
+      dims: [ 1 ]
+    }
+  ]
+  oldest {
+    max_candidate_sequences: 64
+    max_queue_delay_microseconds: 500
+  }
 }
 instance_group [
   {

@@ -25,4 +25,17 @@ describe('request parameters', () => {
     expect(() => schedulingParameters({ priority: -1 }, 'm')).toThrow("model 'm': parameter 'priority': expected a non-negative integer, got \"-1\"");
     expect(() => schedulingParameters({ timeout: 'soon' }, 'm')).toThrow("model 'm': parameter 'timeout': expected a non-negative integer");
   });
+
+  it('reads a sequence\'s ID (uint64 or string) and flags, refusing other types', () => {
+    expect(schedulingParameters({ sequence_id: 7n, sequence_start: true }, 'm')).toEqual({ sequence: { id: 7n, start: true, end: false } });
+    expect(schedulingParameters({ sequence_id: 7, sequence_end: true }, 'm')).toEqual({ sequence: { id: 7n, start: false, end: true } });
+    expect(schedulingParameters({ sequence_id: 'abc' }, 'm')).toEqual({ sequence: { id: 'abc', start: false, end: false } });
+    expect(schedulingParameters({ sequence_id: 2n ** 64n - 1n }, 'm').sequence?.id).toBe(2n ** 64n - 1n);
+    // Flags without an ID name no sequence: the sequence scheduler refuses the request, other models ignore them.
+    expect(schedulingParameters({ sequence_start: true }, 'm')).toEqual({});
+    expect(() => schedulingParameters({ sequence_id: -1 }, 'm')).toThrow("model 'm': parameter 'sequence_id': expected an unsigned 64-bit integer or a string, got \"-1\"");
+    expect(() => schedulingParameters({ sequence_id: 1.5 }, 'm')).toThrow("parameter 'sequence_id'");
+    expect(() => schedulingParameters({ sequence_id: 2n ** 64n }, 'm')).toThrow("parameter 'sequence_id'");
+    expect(() => schedulingParameters({ sequence_id: 1, sequence_end: 1 }, 'm')).toThrow("model 'm': parameter 'sequence_end': expected a boolean, got \"1\"");
+  });
 });

@@ -175,6 +175,8 @@ describe('test model registry and files', () => {
         'scalar_add',
         'resnet18',
         'resnet_small',
+        'running_sum',
+        'running_sum_unbatched',
         'simple_cnn',
         'slow_chain',
         'string_identity',

@@ -1,0 +1,379 @@
+import { type Logger } from 'pino';
+import { elementSize } from '../../core/datatypes.js';
+import { internal, invalidArgument } from '../../core/errors.js';
+import { elementCount, type Tensor } from '../../core/tensor.js';
+import { type SequenceControl, type SequencePlan } from '../../models/config/sequence-config.js';
+import { abortError, type CorrelationId, type InferJob, type JobResult, type Scheduler, type SequenceFlags } from './execution.js';
+
+interface Pending {
+  readonly job: InferJob;
+  readonly flags: SequenceFlags;
+  readonly queuedAt: bigint;
+  readonly resolve: (r: JobResult) => void;
+  readonly reject: (e: unknown) => void;
+  readonly onAbort: () => void;
+}
+
+interface Sequence {
+  readonly id: CorrelationId;
+  readonly queue: Pending[];
+  /** The last request's state outputs, in the plan's order, renamed as the inputs they become; undefined = initial. */
+  states: readonly Tensor[] | undefined;
+  /** Holds a candidate place (else waits in the backlog). */
+  candidate: boolean;
+  running: boolean;
+  /** Its END was queued, or it was reaped: no request joins it again. */
+  closed: boolean;
+  /** When it last ran or queued a request (performance.now ms), for the idle limit. */
+  lastActiveMs: number;
+}
+
+export interface SequenceSchedulerOptions {
+  readonly modelName: string;
+  readonly modelKey: string;
+  readonly plan: SequencePlan;
+  /** Whether the model batches (max_batch_size > 0): control and state tensors then carry a batch dimension of 1. */
+  readonly batching: boolean;
+  /** Sequences that run at once; the rest wait in the backlog in arrival order. */
+  readonly maxCandidates: number;
+  /** Each state's first input, in the plan's order (zeros or the initial_state file). */
+  readonly initialStates: readonly Tensor[];
+  readonly inner: Scheduler;
+  readonly log?: Logger;
+  /** Milliseconds, monotonic (tests pass a fake clock and call reapIdle themselves). */
+  readonly now?: () => number;
+  /** false: no idle timer (tests). */
+  readonly reapTimer?: boolean;
+}
+
+/**
+ * Triton's sequence batcher for stateful models. A request names its
+ * sequence (`sequence_id`) and whether it starts or ends it; the requests of
+ * one sequence run one at a time, in order, each with the control inputs the
+ * config asks for (START, END, READY, CORRID) and the implicit state the
+ * sequence's previous request left (its `state` outputs, kept here between
+ * requests). Requests of different sequences batch together in the inner
+ * scheduler, the dynamic batcher when the model batches: Triton's `oldest`
+ * strategy, which `direct` also gets (an ONNX model keeps no state of its own
+ * per batch slot, so every row is a READY one and no slot is held empty).
+ *
+ * At most `maxCandidates` sequences run at once; later ones wait in the
+ * backlog until one ends or stays idle past `max_sequence_idle_microseconds`,
+ * which ends it. The state lives in this gateway process: every request of a
+ * sequence must reach the same one.
+ */
+export class SequenceScheduler implements Scheduler {
+  readonly #o: SequenceSchedulerOptions;
+  readonly #now: () => number;
+  /** Open sequences by correlation ID (a closed one leaves it while its last requests run). */
+  readonly #open = new Map<CorrelationId, Sequence>();
+  readonly #backlog: Sequence[] = [];
+  #candidates = 0;
+  #queued = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped: Error | undefined;
+  /** Control tensors that never change: START, END and READY false and true. */
+  readonly #flags: ReadonlyMap<string, readonly [Tensor, Tensor]>;
+  /** A CORRID control of an integer type, which a string correlation ID cannot fill. */
+  readonly #numericCorrid: SequenceControl | undefined;
+
+  constructor(options: SequenceSchedulerOptions) {
+    this.#o = options;
+    this.#now = options.now ?? (() => performance.now());
+    const flags = new Map<string, readonly [Tensor, Tensor]>();
+    for (const c of options.plan.controls) {
+      if (c.falseTrue) flags.set(c.name, [this.#flagTensor(c, c.falseTrue[0]), this.#flagTensor(c, c.falseTrue[1])]);
+    }
+    this.#flags = flags;
+    this.#numericCorrid = options.plan.controls.find((c) => c.kind === 'corrid' && c.datatype !== 'BYTES');
+  }
+
+  /** The scheduler the sequences' requests batch in. */
+  get inner(): Scheduler {
+    return this.#o.inner;
+  }
+
+  get pending(): number {
+    return this.#queued + this.#o.inner.pending;
+  }
+
+  /** Sequences running now, and waiting for a place. */
+  get sequences(): { readonly candidates: number; readonly backlog: number } {
+    return { candidates: this.#candidates, backlog: this.#backlog.length };
+  }
+
+  enqueue(job: InferJob): Promise<JobResult> {
+    const { modelName } = this.#o;
+    const flags = job.sequence;
+    if (this.#stopped) return Promise.reject(this.#stopped);
+    if (flags === undefined || flags.id === 0n || flags.id === '') {
+      return Promise.reject(invalidArgument(`inference request to model '${modelName}' must specify a non-zero or non-empty correlation ID`));
+    }
+    if (job.batchSize > 1) {
+      return Promise.reject(invalidArgument(`inference request to model '${modelName}' must specify batch-size 1 due to requirements of sequence batcher`));
+    }
+    if (typeof flags.id === 'string' && this.#numericCorrid !== undefined) {
+      const c = this.#numericCorrid;
+      return Promise.reject(
+        invalidArgument(`inference request to model '${modelName}' must specify an integer correlation ID: its CORRID control input '${c.name}' is ${c.datatype}, got the string "${flags.id}"`),
+      );
+    }
+    let sequence = this.#open.get(flags.id);
+    if (sequence === undefined && !flags.start) {
+      return Promise.reject(
+        invalidArgument(`inference request for sequence ${String(flags.id)} to model '${modelName}' must specify the START flag on the first request of the sequence`),
+      );
+    }
+    if (sequence !== undefined && flags.start) {
+      // Triton's reading: the earlier sequence did not end; its queued requests run, then this one starts afresh.
+      this.#o.log?.warn({ model: modelName, sequence: String(flags.id) }, 'sequence restarted before it ended; its earlier requests run first');
+    }
+    if (job.signal.aborted) return Promise.reject(abortError(this.#o.modelKey, Date.now(), job.deadline, 'before the request ran'));
+    if (sequence === undefined) sequence = this.#begin(flags.id);
+    const s = sequence;
+    s.lastActiveMs = this.#now();
+    if (flags.end) {
+      s.closed = true;
+      this.#open.delete(flags.id);
+    }
+    return new Promise<JobResult>((resolve, reject) => {
+      const pending: Pending = {
+        job,
+        flags,
+        queuedAt: process.hrtime.bigint(),
+        resolve,
+        reject,
+        onAbort: () => {
+          const i = s.queue.indexOf(pending);
+          if (i < 0) return;
+          s.queue.splice(i, 1);
+          this.#queued--;
+          reject(abortError(this.#o.modelKey, Date.now(), job.deadline, 'before the request ran'));
+          this.#settle(s);
+        },
+      };
+      job.signal.addEventListener('abort', pending.onAbort, { once: true });
+      s.queue.push(pending);
+      this.#queued++;
+      this.#pump(s);
+    });
+  }
+
+  /**
+   * Ends every sequence idle (nothing queued or running) for longer than the
+   * idle limit, as Triton's reaper does: its state is dropped and its place
+   * given to the backlog. A later request without START for it is refused.
+   */
+  reapIdle(): void {
+    const limitMs = this.#o.plan.idleUs / 1000;
+    const now = this.#now();
+    for (const s of [...this.#open.values()]) {
+      if (s.running || s.queue.length > 0 || now - s.lastActiveMs <= limitMs) continue;
+      this.#o.log?.debug({ model: this.#o.modelName, sequence: String(s.id) }, 'sequence idle past max_sequence_idle_microseconds; ended');
+      s.closed = true;
+      this.#open.delete(s.id);
+      this.#settle(s);
+    }
+  }
+
+  async stop(reason: Error): Promise<void> {
+    this.#stopped = reason;
+    this.#stopTimer();
+    const all = new Set([...this.#open.values(), ...this.#backlog]);
+    for (const s of all) {
+      for (const p of s.queue.splice(0)) {
+        p.job.signal.removeEventListener('abort', p.onAbort);
+        this.#queued--;
+        p.reject(reason);
+      }
+    }
+    this.#open.clear();
+    this.#backlog.length = 0;
+    await this.#o.inner.stop(reason);
+  }
+
+  #begin(id: CorrelationId): Sequence {
+    const s: Sequence = { id, queue: [], states: undefined, candidate: false, running: false, closed: false, lastActiveMs: this.#now() };
+    this.#open.set(id, s);
+    if (this.#candidates < this.#o.maxCandidates) {
+      s.candidate = true;
+      this.#candidates++;
+    } else {
+      this.#backlog.push(s);
+    }
+    this.#startTimer();
+    return s;
+  }
+
+  /** Runs the sequence's next request when it holds a place and none of its requests runs. */
+  #pump(s: Sequence): void {
+    if (!s.candidate || s.running) return;
+    const p = s.queue.shift();
+    if (p === undefined) return;
+    this.#queued--;
+    p.job.signal.removeEventListener('abort', p.onAbort);
+    s.running = true;
+    const waitedNs = Number(process.hrtime.bigint() - p.queuedAt);
+    if (p.flags.start) s.states = undefined;
+    let job: InferJob;
+    try {
+      job = this.#withSequenceInputs(p, s);
+    } catch (error) {
+      s.running = false;
+      p.reject(error);
+      this.#settle(s);
+      return;
+    }
+    this.#o.inner.enqueue(job).then(
+      (result) => {
+        try {
+          s.states = this.#keptStates(result.outputs, s.states);
+          p.resolve({ ...result, outputs: this.#clientOutputs(result.outputs), queueNs: result.queueNs + waitedNs });
+        } catch (error) {
+          p.reject(error);
+        }
+        this.#after(s);
+      },
+      (error: unknown) => {
+        // As in Triton, a failed request leaves the state as the last good one left it.
+        p.reject(error);
+        this.#after(s);
+      },
+    );
+  }
+
+  #after(s: Sequence): void {
+    s.running = false;
+    s.lastActiveMs = this.#now();
+    this.#settle(s);
+  }
+
+  /** After a request: the next one runs, or a closed sequence with nothing left gives its place up. */
+  #settle(s: Sequence): void {
+    if (s.queue.length > 0) {
+      this.#pump(s);
+      return;
+    }
+    if (!s.closed || s.running) return;
+    if (!s.candidate) {
+      const i = this.#backlog.indexOf(s);
+      if (i >= 0) this.#backlog.splice(i, 1);
+      return;
+    }
+    s.candidate = false;
+    s.states = undefined;
+    this.#candidates--;
+    const next = this.#backlog.shift();
+    if (next !== undefined) {
+      next.candidate = true;
+      this.#candidates++;
+      next.lastActiveMs = this.#now();
+      this.#pump(next);
+    }
+    if (this.#open.size === 0 && this.#backlog.length === 0) this.#stopTimer();
+  }
+
+  /** The job the inner scheduler runs: the client's inputs, the control inputs, the states; the state outputs asked for. */
+  #withSequenceInputs(p: Pending, s: Sequence): InferJob {
+    const { plan } = this.#o;
+    const inputs: Tensor[] = [...p.job.inputs];
+    for (const c of plan.controls) inputs.push(this.#controlTensor(c, p.flags));
+    const states = s.states ?? this.#o.initialStates;
+    for (const t of states) inputs.push(t);
+    const outputs = p.job.outputs.length === 0 ? p.job.outputs : [...p.job.outputs, ...plan.states.map((st) => st.outputName)];
+    return { ...p.job, inputs, outputs };
+  }
+
+  #controlTensor(c: SequenceControl, flags: SequenceFlags): Tensor {
+    const pair = this.#flags.get(c.name);
+    if (pair !== undefined) {
+      const on = c.kind === 'start' ? flags.start : c.kind === 'end' ? flags.end : true;
+      return on ? pair[1] : pair[0];
+    }
+    return this.#correlationTensor(c, flags.id);
+  }
+
+  #shape(): number[] {
+    return this.#o.batching ? [1, 1] : [1];
+  }
+
+  #flagTensor(c: SequenceControl, value: number | boolean): Tensor {
+    const data = new Uint8Array(elementSize(c.datatype));
+    const view = new DataView(data.buffer);
+    if (c.datatype === 'FP32') view.setFloat32(0, Number(value), true);
+    else if (c.datatype === 'INT32') view.setInt32(0, Number(value), true);
+    else data[0] = value ? 1 : 0;
+    return { name: c.name, datatype: c.datatype, shape: this.#controlShape(c), data };
+  }
+
+  #controlShape(c: SequenceControl): number[] {
+    return c.itemRank === 0 ? this.#shape().slice(0, -1) : this.#shape();
+  }
+
+  #correlationTensor(c: SequenceControl, id: CorrelationId): Tensor {
+    const shape = this.#controlShape(c);
+    if (c.datatype === 'BYTES') {
+      const text = Buffer.from(String(id), 'utf8');
+      const data = new Uint8Array(4 + text.length);
+      new DataView(data.buffer).setUint32(0, text.length, true);
+      data.set(text, 4);
+      return { name: c.name, datatype: 'BYTES', shape, data };
+    }
+    // A string ID never reaches a numeric CORRID: enqueue refuses it.
+    if (typeof id === 'string') throw internal(`model '${this.#o.modelKey}': string correlation ID for a ${c.datatype} CORRID`);
+    const data = new Uint8Array(elementSize(c.datatype));
+    const view = new DataView(data.buffer);
+    // Triton's rule: a 32-bit CORRID tensor takes the ID's low 32 bits.
+    if (c.datatype === 'UINT64') view.setBigUint64(0, id, true);
+    else if (c.datatype === 'INT64') view.setBigInt64(0, BigInt.asIntN(64, id), true);
+    else if (c.datatype === 'UINT32') view.setUint32(0, Number(BigInt.asUintN(32, id)), true);
+    else view.setInt32(0, Number(BigInt.asIntN(32, id)), true);
+    return { name: c.name, datatype: c.datatype, shape, data };
+  }
+
+  /** The state outputs as the next request's state inputs (no copy: a rename). */
+  #keptStates(outputs: readonly Tensor[], previous: readonly Tensor[] | undefined): readonly Tensor[] | undefined {
+    const { states } = this.#o.plan;
+    if (states.length === 0) return previous;
+    const kept: Tensor[] = [];
+    for (const st of states) {
+      const out = outputs.find((o) => o.name === st.outputName);
+      if (out === undefined) throw internal(`model '${this.#o.modelKey}': the worker did not return state output '${st.outputName}'`);
+      kept.push({ name: st.inputName, datatype: out.datatype, shape: out.shape, data: out.data });
+    }
+    return kept;
+  }
+
+  #clientOutputs(outputs: readonly Tensor[]): readonly Tensor[] {
+    const hidden = this.#o.plan.serverOutputs;
+    return hidden.size === 0 ? outputs : outputs.filter((o) => !hidden.has(o.name));
+  }
+
+  #startTimer(): void {
+    if (this.#timer !== undefined || this.#o.reapTimer === false) return;
+    // A quarter of the limit (at least 10 ms, at most 1 s): a sequence ends between its limit and 1.25 × it.
+    const everyMs = Math.min(1000, Math.max(10, this.#o.plan.idleUs / 4000));
+    this.#timer = setInterval(() => this.reapIdle(), everyMs);
+    this.#timer.unref();
+  }
+
+  #stopTimer(): void {
+    if (this.#timer === undefined) return;
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+}
+
+/** A state's first input: zeros (a -1 dimension starts at size 0), one batch item when the model batches. */
+export function zeroState(name: string, datatype: SequenceControl['datatype'], dims: readonly number[], batching: boolean): Tensor {
+  const item = dims.map((d) => (d === -1 ? 0 : d));
+  const shape = batching ? [1, ...item] : item;
+  // BYTES: each element an empty string, its 4-byte length 0.
+  const size = datatype === 'BYTES' ? 4 : elementSize(datatype);
+  return { name, datatype, shape, data: new Uint8Array(elementCount(shape) * size) };
+}
+
+/** The scheduler a version's requests batch in: a sequence model's inner one, else the scheduler itself. */
+export function batchingSchedulerOf(scheduler: Scheduler): Scheduler {
+  return scheduler instanceof SequenceScheduler ? scheduler.inner : scheduler;
+}
