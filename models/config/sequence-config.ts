@@ -143,6 +143,12 @@ function stateOf(
   }
   if (state.initialState.length > 1) fail(`${path}.initial_state`, `expected at most one initial state, got ${state.initialState.length}`);
   const initial = state.initialState[0];
+  if (initial !== undefined && initial.dataType !== DataType.TYPE_INVALID && DataType[initial.dataType] !== configNameOf(datatype)) {
+    fail(`${path}.initial_state[0].data_type`, `expected the state's type ${configNameOf(datatype)}, got ${DataType[initial.dataType]}`);
+  }
+  if (initial !== undefined && initial.dims.length > 0 && (initial.dims.length !== dims.length || initial.dims.some((d, j) => Number(d) !== dims[j]))) {
+    fail(`${path}.initial_state[0].dims`, `expected the state's dims ${shapeText(dims)}, got ${shapeText(initial.dims)}`);
+  }
   if (initial === undefined || initial.stateData?.$case !== 'dataFile') return { inputName: state.inputName, outputName: state.outputName, datatype, dims };
   if (datatype === 'BYTES') fail(`${path}.initial_state[0].data_file`, 'expected zero_data: a BYTES state starts from empty strings');
   if (dims.includes(-1)) fail(`${path}.dims`, `expected fixed dims for a state read from a data_file, got ${shapeText(dims)}`);

@@ -1,5 +1,5 @@
 import { status as GrpcStatus } from '@grpc/grpc-js';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -43,6 +43,15 @@ sequence_batching {
 }
 `;
 
+/** The unbatched sum starting from an initial_state file (`file`), two sequences at once. */
+const fromFile = (name: string, file: string): string => `name: "${name}"
+max_batch_size: 0
+sequence_batching {
+  oldest { max_candidate_sequences: 2 }
+  state [ { input_name: "STATE_IN" output_name: "STATE_OUT" data_type: TYPE_FP32 dims: [ 1 ] initial_state [ { name: "hundred" data_type: TYPE_FP32 dims: [ 1 ] data_file: "${file}" } ] } ]
+}
+`;
+
 const BAD_CONTROL_CONFIG = `name: "bad_control"
 max_batch_size: 8
 sequence_batching {
@@ -78,6 +87,12 @@ describe('sequence batching', () => {
     await putModel(repo, 'short_idle', withSequence('short_idle', 'max_sequence_idle_microseconds: 300000'), model);
     await putModel(repo, 'unbatched', UNBATCHED_CONFIG, buildModel('running_sum_unbatched'));
     await putModel(repo, 'bad_control', BAD_CONTROL_CONFIG, model);
+    for (const [name, file] of [['from_hundred', 'hundred.bin'], ['short_file', 'short.bin'], ['missing_file', 'nowhere.bin']] as const) {
+      await putModel(repo, name, fromFile(name, file), buildModel('running_sum_unbatched'));
+      await mkdir(join(repo, name, 'initial_state'), { recursive: true });
+    }
+    await writeFile(join(repo, 'from_hundred', 'initial_state', 'hundred.bin'), Buffer.from(Float32Array.of(100).buffer));
+    await writeFile(join(repo, 'short_file', 'initial_state', 'short.bin'), Buffer.alloc(2));
     await putModel(repo, 'cached_sequence', CACHED_CONFIG, buildModel('running_sum_unbatched'));
     // One process whatever FABRIEK_TEST_GATEWAY_PROCESSES says: these tests send one sequence over several connections,
     // which only one process serves (the state lives in the process; several are tested below).
@@ -243,6 +258,14 @@ describe('sequence batching', () => {
     expect((await step(client, 'running_sum', 6, { id: 4400 + which, start: true, end: true })).sum).toBe(6);
   });
 
+  it('starts each sequence from the initial_state file', async () => {
+    const run = async (id: number, value: number, flags: Omit<SequenceOptions, 'id'>): Promise<number> =>
+      (await http.infer('from_hundred', [input('INPUT', 'FP32', [1], [value])], { sequence: { id, ...flags } })).data('OUTPUT', 'FP32')[0] as number;
+    expect(await run(1, 1, { start: true })).toBe(101);
+    expect(await run(1, 2, { end: true })).toBe(103);
+    expect(await run(1, 5, { start: true, end: true })).toBe(105);
+  });
+
   it('fails the load of a config whose controls or cache do not fit, naming the field', async () => {
     const index = (await gw.client.repositoryIndex()).models;
     const reason = (name: string): string => index.find((m) => m.name === name)?.reason ?? '';
@@ -250,6 +273,9 @@ describe('sequence batching', () => {
     expect(reason('bad_control')).toContain('sequence_batching.control_input[0].name');
     expect(reason('bad_control')).toContain('"BEGIN"');
     expect(reason('cached_sequence')).toContain('response_cache.enable');
+    expect(reason('short_file')).toContain('sequence_batching.state[0].initial_state[0].data_file: expected 4 bytes');
+    expect(reason('short_file')).toContain('got 2');
+    expect(reason('missing_file')).toContain('sequence_batching.state[0].initial_state[0].data_file: cannot read');
   });
 });
 

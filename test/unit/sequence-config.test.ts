@@ -106,6 +106,10 @@ describe('sequence_batching', () => {
       'sequence_batching.state[0].dims', 'expected [1] to match the ONNX model\'s shape [-1, 1] less its batch dimension, got [2]'],
     ['a tensor claimed twice', 'control_input [ { name: "STATE_IN" control [ { kind: CONTROL_SEQUENCE_START fp32_false_true: [ 0, 1 ] } ] } ]\nstate [ { input_name: "STATE_IN" output_name: "STATE_OUT" } ]',
       'sequence_batching.state[0].input_name', 'expected each model tensor in one control or state, got "STATE_IN" again'],
+    ['an initial state of another type', 'state [ { input_name: "STATE_IN" output_name: "STATE_OUT" initial_state [ { data_type: TYPE_INT32 zero_data: true } ] } ]',
+      'sequence_batching.state[0].initial_state[0].data_type', "expected the state's type TYPE_FP32, got TYPE_INT32"],
+    ['an initial state of other dims', 'state [ { input_name: "STATE_IN" output_name: "STATE_OUT" initial_state [ { dims: [ 2 ] zero_data: true } ] } ]',
+      'sequence_batching.state[0].initial_state[0].dims', "expected the state's dims [1], got [2]"],
     ['an initial state file outside its directory', 'state [ { input_name: "STATE_IN" output_name: "STATE_OUT" initial_state [ { data_file: "../x" } ] } ]',
       'sequence_batching.state[0].initial_state[0].data_file', "expected a file name inside the model's initial_state/ directory (relative, no '..')"],
   ])('refuses %s, naming the field', (_name, sequence, field, reason) => {
