@@ -47,7 +47,7 @@ import { WorkerSupervisor } from './scheduling/worker-supervisor.js';
 import { type WorkerLink } from './scheduling/worker-link.js';
 import { type GatewayChild } from './cluster/child.js';
 import { DirectScheduler } from './scheduling/direct-scheduler.js';
-import { batchingSchedulerOf } from './scheduling/sequence-scheduler.js';
+import { batchingSchedulerOf, SequenceScheduler } from './scheduling/sequence-scheduler.js';
 import { AuditLog } from './tenants/audit-log.js';
 import { Authenticator } from './tenants/authenticator.js';
 import { LocalQuota } from './tenants/local-quota.js';
@@ -370,6 +370,15 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
           fullBatchRows: scheduler.fullBatchRows,
         },
       ];
+    }),
+  );
+
+  metrics?.setSequenceProvider(() =>
+    models.list().flatMap((v) => {
+      const scheduler = v.serving?.scheduler;
+      if (!(scheduler instanceof SequenceScheduler)) return [];
+      const { candidates, backlog } = scheduler.sequences;
+      return [{ model: v.name, version: String(v.version), running: candidates, waiting: backlog, endedIdle: scheduler.endedIdle }];
     }),
   );
 

@@ -49,6 +49,18 @@ export interface TlsSample {
   readonly failures: number;
 }
 
+/** A stateful version's sequences (sequence_batching), in this process. */
+export interface SequenceSample {
+  readonly model: string;
+  readonly version: string;
+  /** Sequences holding a candidate place. */
+  readonly running: number;
+  /** Sequences in the backlog, waiting for one. */
+  readonly waiting: number;
+  /** Sequences ended by max_sequence_idle_microseconds since the version loaded. */
+  readonly endedIdle: number;
+}
+
 /** A version batching in SLO mode (`batching_slo_ms`). */
 export interface SloSample {
   readonly model: string;
@@ -84,6 +96,7 @@ export class MetricsRegistry {
   #pending: () => Iterable<PendingCount> = () => [];
   #costs: () => Iterable<CostPointSample> = () => [];
   #slos: () => Iterable<SloSample> = () => [];
+  #sequences: () => Iterable<SequenceSample> = () => [];
   #inflight: () => InflightSample | undefined = () => undefined;
   #streamWindow: () => StreamWindowSample | undefined = () => undefined;
   #tls: () => Iterable<TlsSample> = () => [];
@@ -192,6 +205,31 @@ export class MetricsRegistry {
         for (const s of slos()) this.inc({ model: s.model, version: s.version }, s.computedPastDeadline);
       },
     });
+    const sequences = (): Iterable<SequenceSample> => this.#sequences();
+    new Gauge({
+      name: 'fabriek_sequences',
+      help: "Sequences of stateful versions (sequence_batching): running (holding a candidate place) or waiting in the backlog for one",
+      labelNames: [...VL, 'state'],
+      registers,
+      aggregator: 'sum',
+      collect() {
+        this.reset();
+        for (const s of sequences()) {
+          this.set({ model: s.model, version: s.version, state: 'running' }, s.running);
+          this.set({ model: s.model, version: s.version, state: 'waiting' }, s.waiting);
+        }
+      },
+    });
+    new Counter({
+      name: 'fabriek_sequences_ended_idle_total',
+      help: 'Sequences ended because no request of theirs came within max_sequence_idle_microseconds (their state dropped; a later request without START is refused)',
+      labelNames: VL,
+      registers,
+      collect() {
+        this.reset();
+        for (const s of sequences()) this.inc({ model: s.model, version: s.version }, s.endedIdle);
+      },
+    });
     const inflight = (): InflightSample | undefined => this.#inflight();
     const inflightGauge = (name: string, help: string, read: (s: InflightSample) => number): void => {
       new Gauge({
@@ -297,6 +335,11 @@ export class MetricsRegistry {
   /** Read at every scrape: each version batching in SLO mode. */
   setSloProvider(provider: () => Iterable<SloSample>): void {
     this.#slos = provider;
+  }
+
+  /** Read at every scrape: each stateful version's sequences. */
+  setSequenceProvider(provider: () => Iterable<SequenceSample>): void {
+    this.#sequences = provider;
   }
 
   /** Read at every scrape: the in-flight gate. */

@@ -930,7 +930,7 @@ export class ModelManager {
       deviceId: plan.deviceId,
       sessionOptions,
       // The worker merges waiting executions up to it (only when every input and output batches on dim 0);
-      // a model without dynamic batching runs each request alone, as in Triton.
+      // a model without dynamic or sequence batching runs each request alone, as in Triton.
       maxBatchSize: batchesRequests(entry?.config) ? maxBatchSizeOf(entry, this.#options.defaultMaxBatchSize) : 0,
     });
     if (response.fallbackReason) {

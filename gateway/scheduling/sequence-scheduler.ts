@@ -70,6 +70,7 @@ export class SequenceScheduler implements Scheduler {
   readonly #backlog: Sequence[] = [];
   #candidates = 0;
   #queued = 0;
+  #endedIdle = 0;
   #timer: NodeJS.Timeout | undefined;
   #stopped: Error | undefined;
   /** Control tensors that never change: START, END and READY false and true. */
@@ -95,6 +96,11 @@ export class SequenceScheduler implements Scheduler {
 
   get pending(): number {
     return this.#queued + this.#o.inner.pending;
+  }
+
+  /** Sequences ended by the idle limit since this version loaded. */
+  get endedIdle(): number {
+    return this.#endedIdle;
   }
 
   /** Sequences running now, and waiting for a place. */
@@ -171,6 +177,7 @@ export class SequenceScheduler implements Scheduler {
       if (s.running || s.queue.length > 0 || now - s.lastActiveMs <= limitMs) continue;
       this.#o.log?.debug({ model: this.#o.modelName, sequence: String(s.id) }, 'sequence idle past max_sequence_idle_microseconds; ended');
       s.closed = true;
+      this.#endedIdle++;
       this.#open.delete(s.id);
       this.#settle(s);
     }

@@ -12,6 +12,7 @@ import { buildModel, EXAMPLE_CONFIGS } from '../../models/build/test-models.js';
 import { type ModelConfig } from '../../proto/gen/model_config.js';
 import { type ModelInferRequest, type ModelStreamInferResponse } from '../../proto/gen/inference.js';
 import { failure, zerosRequest } from '../helpers/call-outcome.js';
+import { sampleValue } from '../helpers/metrics-text.js';
 import { type GatewayProcess, httpUrlOf, startGateway } from '../helpers/gateway-process.js';
 import { putModel } from '../helpers/model-dir.js';
 
@@ -107,6 +108,11 @@ describe('sequence batching', () => {
     expect(await gw?.stop()).toBe(0);
     await rm(repo, { recursive: true, force: true });
   });
+
+  const scrape = async (): Promise<string> => {
+    const port = /metrics on [^ ;]+:(\d+)/.exec(gw.readyLine)?.[1];
+    return (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  };
 
   const clients = (): [string, InferenceClient][] => [
     ['gRPC', gw.client],
@@ -221,9 +227,15 @@ describe('sequence batching', () => {
   });
 
   it('ends a sequence idle past max_sequence_idle_microseconds, and refuses its next request without START', async () => {
+    const series = (state: string): string => `fabriek_sequences{model="short_idle",version="1",state="${state}"}`;
+    const ended = 'fabriek_sequences_ended_idle_total{model="short_idle",version="1"}';
     expect((await step(gw.client, 'short_idle', 1, { id: 9, start: true })).sum).toBe(1);
     expect((await step(gw.client, 'short_idle', 1, { id: 9 })).sum).toBe(2);
+    const during = await scrape();
+    expect([sampleValue(during, series('running')), sampleValue(during, series('waiting')), sampleValue(during, ended)]).toEqual([1, 0, 0]);
     await sleep(700);
+    const after = await scrape();
+    expect([sampleValue(after, series('running')), sampleValue(after, ended)]).toEqual([0, 1]);
     const e = await failure(step(gw.client, 'short_idle', 1, { id: 9 }));
     expect(e.code).toBe(GrpcStatus.INVALID_ARGUMENT);
     expect(e.message).toContain("inference request for sequence 9 to model 'short_idle' must specify the START flag on the first request of the sequence");
