@@ -335,6 +335,8 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     control,
     // Several gateway processes load on demand onto the same workers: the primary plans the host's budget.
     ...(child && child.processes > 1 && control.mode === 'on-demand' ? { onDemandCoordinator: child.onDemandCoordinator() } : {}),
+    // Several gateway processes: each sequence of a stateful model is kept by one of them.
+    ...(child && child.processes > 1 ? { sequenceProcesses: child.sequenceProcesses() } : {}),
     ...(metrics ? { metrics } : {}),
     ...(responseCache ? { responseCache } : {}),
   });

@@ -8,19 +8,40 @@ import { type QuotaHolder, QuotaExceededError, type QuotaLimiter, type QuotaRele
 import { hasQuotas } from '../tenants/tenant.js';
 import { type PolledModels } from '../repository/repository-poller.js';
 import { type OnDemandCoordinator } from '../repository/on-demand-loader.js';
-import { type Ask, type ChildRequest, INDEX_ENV, isOurs, type RepositoryChange, type OthersStatistics, PROCESSES_ENV, type ReadySummary, type ToChild, type ToPrimary, fromWire, toWire, WORKERS_ENV } from './messages.js';
+import {
+  type Ask,
+  type ChildRequest,
+  INDEX_ENV,
+  isOurs,
+  type RepositoryChange,
+  type OthersStatistics,
+  PROCESSES_ENV,
+  type ReadySummary,
+  type SequenceJobWire,
+  type SequenceResultWire,
+  type ToChild,
+  type ToPrimary,
+  fromWire,
+  toWire,
+  WORKERS_ENV,
+} from './messages.js';
 import { sumStatistics } from './sum-statistics.js';
 import { type LocalWorkers } from '../main.js';
 import { type LogLevel } from '../../core/log-levels.js';
 import { type TracePolicy } from '../../core/trace-policy.js';
 import { type SharedMemoryChange, type SystemSharedMemory } from '../shared-memory/system-shared-memory.js';
 import { setTracePolicy } from '../../core/tracing.js';
+import { Cancellation } from '../../core/cancellation.js';
+import { unavailable } from '../../core/errors.js';
+import { abortError, type InferJob, type JobResult, type SequenceFlags } from '../scheduling/execution.js';
+import { type SequenceProcesses, SequenceScheduler } from '../scheduling/sequence-scheduler.js';
 
 // A gateway child of `fabriek serve --gateway-processes N` (node:cluster):
 // a whole gateway, except that it connects to the primary's local workers
 // instead of starting its own, and asks the primary (IPC) for what must be
 // the same in every process: /metrics, statistics, repository changes, local
-// tenant quotas and, on demand, room in the host's memory budget.
+// tenant quotas and, on demand, room in the host's memory budget; and it runs
+// the requests of a stateful model's sequence in the process that keeps it.
 
 export interface PrimaryWorkersOptions {
   readonly maxMessageBytes: number;
@@ -228,8 +249,48 @@ export class GatewayChild {
         case 'shared-memory':
           await this.#sharedMemory?.apply(request.change);
           return undefined;
+        case 'sequence-infer':
+          return runKeptSequence(models, request.job);
       }
     };
+  }
+
+  /** Several processes: each sequence of a stateful model is kept by one, and this one hands it the others' requests. */
+  sequenceProcesses(): SequenceProcesses {
+    return {
+      self: this.index,
+      count: this.processes,
+      forward: (to, model, version, job) => this.#forwardSequence(to, model, version, job),
+    };
+  }
+
+  async #forwardSequence(to: number, model: string, version: number, job: InferJob): Promise<JobResult> {
+    const t = job.tenant;
+    const wire: SequenceJobWire = {
+      model,
+      version,
+      inputs: job.inputs,
+      outputs: job.outputs,
+      deadline: job.deadline,
+      batchSize: job.batchSize,
+      priority: job.priority,
+      timeoutUs: job.timeoutUs,
+      tenant: t && { name: t.name, weight: t.weight, queueShare: t.queueShare },
+      sequence: job.sequence as SequenceFlags,
+    };
+    // The caller may go first; the request still runs where its sequence is kept, so the state stays whole.
+    let onAbort: (() => void) | undefined;
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => reject(abortError(`${model}/${version}`, Date.now(), job.deadline, 'while another gateway process ran it'));
+      job.signal.addEventListener('abort', onAbort, { once: true });
+    });
+    try {
+      const r = (await Promise.race([this.ask({ op: 'sequence-infer', to, job: wire }), aborted])) as SequenceResultWire;
+      return { outputs: r.outputs, queueNs: r.queueNs, ...(r.batchRows !== undefined ? { batchRows: r.batchRows } : {}), execution: { ...r.execution, outputs: r.outputs } };
+    } finally {
+      if (onAbort) job.signal.removeEventListener('abort', onAbort);
+      aborted.catch(() => undefined);
+    }
   }
 
   /** On demand: the host's budget, planned by the primary, instead of one of this process's own. */
@@ -358,3 +419,28 @@ class PrimaryQuota implements QuotaLimiter {
 
 const NO_RELEASE: QuotaRelease = () => undefined;
 
+/** Runs a request another process handed over, in this process's scheduler of its version, with its deadline. */
+async function runKeptSequence(models: ModelManager, job: SequenceJobWire): Promise<SequenceResultWire> {
+  const v = models.resolve(job.model, String(job.version));
+  const scheduler = v.serving?.scheduler;
+  if (!(scheduler instanceof SequenceScheduler)) throw unavailable(`model '${v.key}' has no sequence scheduler in this gateway process`);
+  const signal = new Cancellation();
+  const timer = Number.isFinite(job.deadline) ? setTimeout(signal.abort, Math.max(0, job.deadline - Date.now())) : undefined;
+  try {
+    const r = await scheduler.enqueueHere({
+      inputs: job.inputs,
+      outputs: job.outputs,
+      signal,
+      deadline: job.deadline,
+      batchSize: job.batchSize,
+      priority: job.priority,
+      timeoutUs: job.timeoutUs,
+      ...(job.tenant ? { tenant: job.tenant } : {}),
+      sequence: job.sequence,
+    });
+    const { outputs: _outputs, ...execution } = r.execution;
+    return { outputs: r.outputs, queueNs: r.queueNs, batchRows: r.batchRows, execution };
+  } finally {
+    if (timer) clearTimeout(timer);
+  }
+}

@@ -7,6 +7,8 @@ import { type LoadRequest } from '../repository/on-demand-loader.js';
 import { type LogLevel } from '../../core/log-levels.js';
 import { type TracePolicy } from '../../core/trace-policy.js';
 import { type SharedMemoryChange } from '../shared-memory/system-shared-memory.js';
+import { type Tensor } from '../../core/tensor.js';
+import { type ExecutionResult, type SequenceFlags } from '../scheduling/execution.js';
 
 // IPC between the primary of `fabriek serve --gateway-processes N` and its
 // gateway children (node:cluster, advanced serialization: bigints, Maps and
@@ -14,7 +16,8 @@ import { type SharedMemoryChange } from '../shared-memory/system-shared-memory.j
 // prom-client's cluster messages on the same channel are told apart.
 // Nothing here is on the inference path, except quota asks for tenants that
 // have quotas: the primary holds the limiter (local buckets, or Redis), so a
-// host is one gateway to the others and its share holds across its processes.
+// host is one gateway to the others and its share holds across its processes;
+// and requests of a stateful model's sequence that another process keeps.
 
 /** Env of a child: the primary's local workers when it was forked (JSON WorkerEndpoint[]). */
 export const WORKERS_ENV = 'FABRIEK_GATEWAY_WORKERS';
@@ -33,6 +36,30 @@ export type RepositoryChange =
   | { readonly op: 'load'; readonly name: string; readonly config: string | undefined; readonly files: ReadonlyMap<string, Uint8Array> }
   | { readonly op: 'unload'; readonly name: string };
 
+/** A request of a sequence kept by another gateway process (scheduling/sequence-scheduler.ts), as it travels there. */
+export interface SequenceJobWire {
+  readonly model: string;
+  readonly version: number;
+  readonly inputs: readonly Tensor[];
+  readonly outputs: readonly string[];
+  /** ms since the epoch; Infinity: none. */
+  readonly deadline: number;
+  readonly batchSize: number;
+  readonly priority?: number | undefined;
+  readonly timeoutUs?: number | undefined;
+  /** Its tenant's share (model access was checked where it arrived). */
+  readonly tenant?: { readonly name: string; readonly weight: number; readonly queueShare: number } | undefined;
+  readonly sequence: SequenceFlags;
+}
+
+/** Its answer, as it travels back. */
+export interface SequenceResultWire {
+  readonly outputs: readonly Tensor[];
+  readonly queueNs: number;
+  readonly batchRows?: number | undefined;
+  readonly execution: Omit<ExecutionResult, 'outputs'>;
+}
+
 /** What a child asks the primary. */
 export type Ask =
   | { readonly op: 'metrics' }
@@ -49,7 +76,9 @@ export type Ask =
   /** TraceSetting changed what this process samples: the others sample so too. */
   | { readonly op: 'trace-policy'; readonly policy: TracePolicy }
   /** A system shared memory region registered or unregistered here: the others do so too. */
-  | { readonly op: 'shared-memory'; readonly change: SharedMemoryChange };
+  | { readonly op: 'shared-memory'; readonly change: SharedMemoryChange }
+  /** Run this request in process `to`, which keeps its sequence. */
+  | { readonly op: 'sequence-infer'; readonly to: number; readonly job: SequenceJobWire };
 
 /** What the primary asks a child. */
 export type ChildRequest =
@@ -64,7 +93,9 @@ export type ChildRequest =
   /** Sample by this from now on (TraceSetting in another process, or a process forked after it). */
   | { readonly op: 'trace-policy'; readonly policy: TracePolicy }
   /** Register or unregister this region too (another process's call, or one made before this process was forked). */
-  | { readonly op: 'shared-memory'; readonly change: SharedMemoryChange };
+  | { readonly op: 'shared-memory'; readonly change: SharedMemoryChange }
+  /** Run this request of a sequence this process keeps (SequenceResultWire). */
+  | { readonly op: 'sequence-infer'; readonly job: SequenceJobWire };
 
 /** An error across the channel: its gRPC code (if it had one), message and retry hint. */
 export interface WireError {

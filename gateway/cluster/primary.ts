@@ -215,6 +215,14 @@ export async function startPrimary(options: ServeOptions, processes: number, log
         for (const r of results) if (r.status === 'rejected') log.warn({ region: change.name, op: change.op, reason: String(r.reason) }, 'a gateway process did not apply a shared memory change');
         return undefined;
       }
+      case 'sequence-infer': {
+        // The process at that place keeps the sequence (a re-forked one starts without it: the sequence must start again).
+        const target = [...children].find((c) => places.get(c) === ask.to && c.isConnected() && ready.has(c));
+        if (target === undefined) throw unavailable(`the gateway process that keeps sequence ${String(ask.job.sequence.id)} of model '${ask.job.model}' is restarting`);
+        // Its own deadline ends it there; without one it may wait in the sequences' backlog for long.
+        const limitMs = Number.isFinite(ask.job.deadline) ? Math.max(1_000, ask.job.deadline - Date.now() + 5_000) : 60 * 60_000;
+        return request(target, { op: 'sequence-infer', job: ask.job }, limitMs);
+      }
       case 'repository': {
         const results = await Promise.allSettled(others(from).map((c) => request(c, { op: 'repository', change: ask.change }, 10 * 60_000)));
         for (const r of results) if (r.status === 'rejected') log.warn({ model: ask.change.name, op: ask.change.op, reason: String(r.reason) }, 'a gateway process did not apply a repository change');

@@ -17,7 +17,7 @@ import { batchingSloMs, withBatchingSlo } from '../batching/slo-config.js';
 import { Dispatcher } from '../scheduling/dispatcher.js';
 import { DirectScheduler } from '../scheduling/direct-scheduler.js';
 import { type Scheduler } from '../scheduling/execution.js';
-import { SequenceScheduler } from '../scheduling/sequence-scheduler.js';
+import { type SequenceProcesses, SequenceScheduler } from '../scheduling/sequence-scheduler.js';
 import { initialStates, sequenceBatchingPolicy } from '../scheduling/sequence-states.js';
 import { InstanceSlots } from '../scheduling/instance-slots.js';
 import { isWorkerLost } from '../scheduling/worker-connection.js';
@@ -44,6 +44,8 @@ import { type ModelStatistics } from '../../proto/gen/inference.js';
 export interface ModelManagerOptions {
   /** undefined: no repository of its own (--registry only); models come from the workers' records. */
   readonly repository: string | undefined;
+  /** Several gateway processes: which keeps each sequence of a stateful model, and how to reach it. */
+  readonly sequenceProcesses?: SequenceProcesses;
   readonly log: Logger;
   /** max_batch_size given to batchable models whose config does not set one. */
   readonly defaultMaxBatchSize: number;
@@ -834,6 +836,7 @@ export class ModelManager {
         scheduler = new SequenceScheduler({
           modelName: v.name,
           modelKey: v.key,
+          version: v.version,
           plan: sequence,
           batching: config.maxBatchSize > 0,
           // Triton's direct strategy: a slot per batch row of each instance.
@@ -841,6 +844,7 @@ export class ModelManager {
           initialStates: await initialStates(sequence, entry.directory, file ?? `model "${v.name}"`, config.maxBatchSize > 0),
           inner: scheduler,
           log,
+          ...(this.#options.sequenceProcesses ? { processes: this.#options.sequenceProcesses } : {}),
         });
       }
       const providers = new Set([...loaded.map(describeProvider), ...remote.map((r) => r.model.executionProvider)]);

@@ -28,9 +28,31 @@ interface Sequence {
   lastActiveMs: number;
 }
 
+/**
+ * Several gateway processes (`--gateway-processes N`): each sequence is kept
+ * by one of them, chosen from its correlation ID, and the others hand its
+ * requests to that one (through the primary; gateway/cluster/).
+ */
+export interface SequenceProcesses {
+  /** This process's place, 0…count-1. */
+  readonly self: number;
+  readonly count: number;
+  /** Runs the job in process `to`'s scheduler of the same version; answers as that scheduler does. */
+  forward(to: number, model: string, version: number, job: InferJob): Promise<JobResult>;
+}
+
+/** The process, 0…count-1, that keeps a sequence: the ID modulo the count (a string's FNV-1a hash). */
+export function sequenceOwner(id: CorrelationId, count: number): number {
+  if (typeof id === 'bigint') return Number(id % BigInt(count));
+  let h = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193) >>> 0;
+  return h % count;
+}
+
 export interface SequenceSchedulerOptions {
   readonly modelName: string;
   readonly modelKey: string;
+  readonly version: number;
   readonly plan: SequencePlan;
   /** Whether the model batches (max_batch_size > 0): control and state tensors then carry a batch dimension of 1. */
   readonly batching: boolean;
@@ -44,6 +66,8 @@ export interface SequenceSchedulerOptions {
   readonly now?: () => number;
   /** false: no idle timer (tests). */
   readonly reapTimer?: boolean;
+  /** Several gateway processes: where each sequence is kept. Undefined: all here. */
+  readonly processes?: SequenceProcesses;
 }
 
 /**
@@ -108,22 +132,46 @@ export class SequenceScheduler implements Scheduler {
     return { candidates: this.#candidates, backlog: this.#backlog.length };
   }
 
+  /** A request of this model: refused, sent to the process that keeps its sequence, or queued here. */
   enqueue(job: InferJob): Promise<JobResult> {
+    const refused = this.#refusal(job);
+    if (refused !== undefined) return Promise.reject(refused);
+    const processes = this.#o.processes;
+    const id = (job.sequence as SequenceFlags).id;
+    if (processes !== undefined && processes.count > 1) {
+      const owner = sequenceOwner(id, processes.count);
+      if (owner !== processes.self) return processes.forward(owner, this.#o.modelName, this.#o.version, job);
+    }
+    return this.#accept(job);
+  }
+
+  /** Why the request cannot be taken (Triton's words), checked where it arrived; undefined: it can. */
+  #refusal(job: InferJob): Error | undefined {
     const { modelName } = this.#o;
     const flags = job.sequence;
-    if (this.#stopped) return Promise.reject(this.#stopped);
+    if (this.#stopped) return this.#stopped;
     if (flags === undefined || flags.id === 0n || flags.id === '') {
-      return Promise.reject(invalidArgument(`inference request to model '${modelName}' must specify a non-zero or non-empty correlation ID`));
+      return invalidArgument(`inference request to model '${modelName}' must specify a non-zero or non-empty correlation ID`);
     }
     if (job.batchSize > 1) {
-      return Promise.reject(invalidArgument(`inference request to model '${modelName}' must specify batch-size 1 due to requirements of sequence batcher`));
+      return invalidArgument(`inference request to model '${modelName}' must specify batch-size 1 due to requirements of sequence batcher`);
     }
     if (typeof flags.id === 'string' && this.#numericCorrid !== undefined) {
       const c = this.#numericCorrid;
-      return Promise.reject(
-        invalidArgument(`inference request to model '${modelName}' must specify an integer correlation ID: its CORRID control input '${c.name}' is ${c.datatype}, got the string "${flags.id}"`),
-      );
+      return invalidArgument(`inference request to model '${modelName}' must specify an integer correlation ID: its CORRID control input '${c.name}' is ${c.datatype}, got the string "${flags.id}"`);
     }
+    return undefined;
+  }
+
+  /** A request another process handed over: its sequence is kept here. */
+  enqueueHere(job: InferJob): Promise<JobResult> {
+    const refused = this.#refusal(job);
+    return refused === undefined ? this.#accept(job) : Promise.reject(refused);
+  }
+
+  #accept(job: InferJob): Promise<JobResult> {
+    const { modelName } = this.#o;
+    const flags = job.sequence as SequenceFlags;
     let sequence = this.#open.get(flags.id);
     if (sequence === undefined && !flags.start) {
       return Promise.reject(

@@ -135,15 +135,21 @@ describe('sequence batching', () => {
     expect(json.sequence_batching?.state?.[0]?.input_name).toBe('STATE_IN');
   });
 
-  it.each([0, 1, 2])('keeps each sequence\'s state and fills its controls, sequences interleaved and requests sent without waiting (%#: gRPC, HTTP binary, HTTP JSON)', async (which) => {
+  it.each([0, 1, 2])('keeps each sequence\'s state and fills its controls, sequences interleaved (%#: gRPC, HTTP binary, HTTP JSON)', async (which) => {
     const [, client] = clients()[which] as [string, InferenceClient];
     const sequences = Array.from({ length: 6 }, (_, s) => 1000 + which * 100 + s);
     const steps = 5;
-    // Every request of every sequence in flight at once: the server orders each sequence's.
+    const send = (id: number, s: number, i: number): Promise<Answer> => step(client, 'running_sum', (s + 1) * 10 + i, { id, start: i === 0, end: i === steps - 1 });
+    // gRPC: every request of every sequence in flight at once, on one connection that keeps their order; the server
+    // runs each sequence's one at a time. HTTP: a pool's connections keep no order between them, so each sequence
+    // waits for its answers (as Triton's clients do), while the sequences run side by side.
     const answers = await Promise.all(
-      sequences.map((id, s) =>
-        Promise.all(Array.from({ length: steps }, (_, i) => step(client, 'running_sum', (s + 1) * 10 + i, { id, start: i === 0, end: i === steps - 1 }))),
-      ),
+      sequences.map(async (id, s) => {
+        if (which === 0) return Promise.all(Array.from({ length: steps }, (_, i) => send(id, s, i)));
+        const out: Answer[] = [];
+        for (let i = 0; i < steps; i++) out.push(await send(id, s, i));
+        return out;
+      }),
     );
     answers.forEach((seq, s) => {
       let sum = 0;
@@ -304,6 +310,33 @@ describe('sequence batching with several gateway processes', () => {
   afterAll(async () => {
     expect(await gw?.stop()).toBe(0);
     await rm(repo, { recursive: true, force: true });
+  });
+
+  it('keeps each sequence in one process, whichever connection its requests come over', async () => {
+    // Four HTTP clients, a connection each, opened in turn: node:cluster hands them to the two processes in turn.
+    // Each sequence's steps go through the clients in turn, so they reach both processes.
+    const clients = Array.from({ length: 4 }, () => new InferenceHttpClient(httpUrlOf(gw)));
+    try {
+      for (const c of clients) await c.isServerReady();
+      const ids = Array.from({ length: 6 }, (_, s) => 7000 + s);
+      const answers = await Promise.all(
+        ids.map(async (id, s) => {
+          const out: number[] = [];
+          for (let i = 0; i < 4; i++) {
+            const client = clients[(s + i) % clients.length] as InferenceHttpClient;
+            const r = await client.infer('running_sum', [input('INPUT', 'FP32', [1, 1], [s + 1])], { sequence: { id, start: i === 0, end: i === 3 } });
+            out.push(r.data('OUTPUT', 'FP32')[0] as number);
+          }
+          return out;
+        }),
+      );
+      expect(answers).toEqual(ids.map((_, s) => [1, 2, 3, 4].map((k) => k * (s + 1))));
+      const refused = await failure((clients[1] as InferenceHttpClient).infer('running_sum', [input('INPUT', 'FP32', [1, 1], [1])], { sequence: { id: 7001 } }));
+      expect(refused.httpStatus).toBe(400);
+      expect(refused.message).toContain('must specify the START flag');
+    } finally {
+      for (const c of clients) c.close();
+    }
   });
 
   it('keeps each sequence in the process its channel reaches, whichever that is', async () => {

@@ -3,7 +3,7 @@ import { Cancellation } from '../../../core/cancellation.js';
 import { type Tensor } from '../../../core/tensor.js';
 import { type SequencePlan } from '../../../models/config/sequence-config.js';
 import { type InferJob, type JobResult, type Scheduler, type SequenceFlags } from '../../../gateway/scheduling/execution.js';
-import { SequenceScheduler, zeroState } from '../../../gateway/scheduling/sequence-scheduler.js';
+import { type SequenceProcesses, sequenceOwner, SequenceScheduler, zeroState } from '../../../gateway/scheduling/sequence-scheduler.js';
 
 // The sequence scheduler's rules, on a fake inner scheduler that the test
 // answers by hand (as the model would: OUTPUT = STATE_OUT = STATE_IN + INPUT)
@@ -57,12 +57,13 @@ class FakeInner implements Scheduler {
   }
 }
 
-function setup(plan: SequencePlan = PLAN) {
+function setup(plan: SequencePlan = PLAN, processes?: SequenceProcesses) {
   const inner = new FakeInner();
   let nowMs = 0;
   const scheduler = new SequenceScheduler({
     modelName: 'm',
     modelKey: 'm/1',
+    version: 1,
     plan,
     batching: true,
     maxCandidates: plan.maxCandidates,
@@ -70,6 +71,7 @@ function setup(plan: SequencePlan = PLAN) {
     inner,
     now: () => nowMs,
     reapTimer: false,
+    ...(processes ? { processes } : {}),
   });
   const send = (value: number, sequence: SequenceFlags | undefined, signal = new Cancellation()) =>
     scheduler.enqueue({ inputs: [f32('INPUT', value)], outputs: [], signal, deadline: Infinity, batchSize: 1, sequence });
@@ -213,5 +215,33 @@ describe('SequenceScheduler', () => {
     await expect(waiting).rejects.toThrow('unloading');
     expect(inner.stopped).toBe(true);
     await expect(send(1, { id: 3n, start: true, end: false })).rejects.toThrow('unloading');
+  });
+
+  it('hands a sequence kept by another gateway process to it, after refusing what no process could take', async () => {
+    const forwarded: [number, string, number, bigint | string][] = [];
+    const processes: SequenceProcesses = {
+      self: 0,
+      count: 2,
+      forward: async (to, model, version, job) => {
+        forwarded.push([to, model, version, (job.sequence as SequenceFlags).id]);
+        return { outputs: [f32('OUTPUT', -1)], queueNs: 0, execution: { outputs: [], computeInputNs: 0, computeInferNs: 0, computeOutputNs: 0, workerId: 'w' } };
+      },
+    };
+    const { inner, send, flush } = setup(PLAN, processes);
+    expect(await sumOf(send(1, { id: 3n, start: true, end: false }))).toBe(-1);
+    const here = send(1, { id: 4n, start: true, end: true });
+    await flush();
+    inner.answer();
+    expect(await sumOf(here)).toBe(1);
+    await expect(send(1, undefined)).rejects.toThrow('non-zero or non-empty correlation ID');
+    await expect(send(1, { id: 'x', start: true, end: false })).rejects.toThrow('must specify an integer correlation ID');
+    expect(forwarded).toEqual([[1, 'm', 1, 3n]]);
+  });
+
+  it('spreads sequences over the processes by ID, strings by their hash', () => {
+    expect([0n, 1n, 2n, 7n, 2n ** 64n - 1n].map((id) => sequenceOwner(id, 3))).toEqual([0, 1, 2, 1, 0]);
+    const owners = new Set(Array.from({ length: 64 }, (_, i) => sequenceOwner(`caller-${i}`, 4)));
+    expect(owners).toEqual(new Set([0, 1, 2, 3]));
+    expect(sequenceOwner('caller-1', 4)).toBe(sequenceOwner('caller-1', 4));
   });
 });
