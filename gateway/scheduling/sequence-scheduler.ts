@@ -3,6 +3,7 @@ import { elementSize } from '../../core/datatypes.js';
 import { internal, invalidArgument } from '../../core/errors.js';
 import { elementCount, type Tensor } from '../../core/tensor.js';
 import { type SequenceControl, type SequencePlan } from '../../models/config/sequence-config.js';
+import { OPEN_TENANT } from '../tenants/tenant.js';
 import { abortError, type CorrelationId, type InferJob, type JobResult, type Scheduler, type SequenceFlags } from './execution.js';
 
 interface Pending {
@@ -16,6 +17,8 @@ interface Pending {
 
 interface Sequence {
   readonly id: CorrelationId;
+  /** Its key among the open ones: the ID within its tenant (sequenceKey). */
+  readonly key: CorrelationId;
   readonly queue: Pending[];
   /** The last request's state outputs, in the plan's order, renamed as the inputs they become; undefined = initial. */
   states: readonly Tensor[] | undefined;
@@ -39,6 +42,15 @@ export interface SequenceProcesses {
   readonly count: number;
   /** Runs the job in process `to`'s scheduler of the same version; answers as that scheduler does. */
   forward(to: number, model: string, version: number, job: InferJob): Promise<JobResult>;
+}
+
+/**
+ * A sequence's key among the open ones: its ID within its tenant, so that a
+ * tenant can neither continue nor end another's sequence by naming its ID.
+ * Without tenants (every job is the open tenant's) the ID itself.
+ */
+export function sequenceKey(id: CorrelationId, tenant: string | undefined): CorrelationId {
+  return tenant === undefined || tenant === OPEN_TENANT.name ? id : `${tenant}\u0000${typeof id}\u0000${String(id)}`;
 }
 
 /** The process, 0…count-1, that keeps a sequence: the ID modulo the count (a string's FNV-1a hash). */
@@ -172,7 +184,8 @@ export class SequenceScheduler implements Scheduler {
   #accept(job: InferJob): Promise<JobResult> {
     const { modelName } = this.#o;
     const flags = job.sequence as SequenceFlags;
-    let sequence = this.#open.get(flags.id);
+    const key = sequenceKey(flags.id, job.tenant?.name);
+    let sequence = this.#open.get(key);
     if (sequence === undefined && !flags.start) {
       return Promise.reject(
         invalidArgument(`inference request for sequence ${String(flags.id)} to model '${modelName}' must specify the START flag on the first request of the sequence`),
@@ -183,12 +196,12 @@ export class SequenceScheduler implements Scheduler {
       this.#o.log?.warn({ model: modelName, sequence: String(flags.id) }, 'sequence restarted before it ended; its earlier requests run first');
     }
     if (job.signal.aborted) return Promise.reject(abortError(this.#o.modelKey, Date.now(), job.deadline, 'before the request ran'));
-    if (sequence === undefined) sequence = this.#begin(flags.id);
+    if (sequence === undefined) sequence = this.#begin(flags.id, key);
     const s = sequence;
     s.lastActiveMs = this.#now();
     if (flags.end) {
       s.closed = true;
-      this.#open.delete(flags.id);
+      this.#open.delete(key);
     }
     return new Promise<JobResult>((resolve, reject) => {
       const pending: Pending = {
@@ -226,7 +239,7 @@ export class SequenceScheduler implements Scheduler {
       this.#o.log?.debug({ model: this.#o.modelName, sequence: String(s.id) }, 'sequence idle past max_sequence_idle_microseconds; ended');
       s.closed = true;
       this.#endedIdle++;
-      this.#open.delete(s.id);
+      this.#open.delete(s.key);
       this.#settle(s);
     }
   }
@@ -247,9 +260,9 @@ export class SequenceScheduler implements Scheduler {
     await this.#o.inner.stop(reason);
   }
 
-  #begin(id: CorrelationId): Sequence {
-    const s: Sequence = { id, queue: [], states: undefined, candidate: false, running: false, closed: false, lastActiveMs: this.#now() };
-    this.#open.set(id, s);
+  #begin(id: CorrelationId, key: CorrelationId): Sequence {
+    const s: Sequence = { id, key, queue: [], states: undefined, candidate: false, running: false, closed: false, lastActiveMs: this.#now() };
+    this.#open.set(key, s);
     if (this.#candidates < this.#o.maxCandidates) {
       s.candidate = true;
       this.#candidates++;

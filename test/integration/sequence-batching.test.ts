@@ -13,6 +13,7 @@ import { type ModelConfig } from '../../proto/gen/model_config.js';
 import { type ModelInferRequest, type ModelStreamInferResponse } from '../../proto/gen/inference.js';
 import { failure, zerosRequest } from '../helpers/call-outcome.js';
 import { sampleValue } from '../helpers/metrics-text.js';
+import { hashKey } from '../../gateway/tenants/key-hash.js';
 import { type GatewayProcess, httpUrlOf, startGateway } from '../helpers/gateway-process.js';
 import { putModel } from '../helpers/model-dir.js';
 
@@ -357,5 +358,37 @@ describe('sequence batching with several gateway processes', () => {
     } finally {
       for (const client of clients) client.close();
     }
+  });
+});
+
+describe('sequence batching with tenants', () => {
+  const KEYS = { a: 'sequence-tenant-a-key-0123', b: 'sequence-tenant-b-key-0123' } as const;
+  let repo: string;
+  let gw: GatewayProcess;
+
+  beforeAll(async () => {
+    repo = await mkdtemp(join(tmpdir(), 'fabriek-sequence-tenants-'));
+    await putModel(repo, 'running_sum', EXAMPLE_CONFIGS.running_sum, buildModel('running_sum'));
+    const tenant = (name: string, key: string): string[] => [`  ${name}:`, `    keys: [ "${hashKey(key)}" ]`, '    models: [ "running_sum" ]'];
+    await writeFile(join(repo, 'tenants.yaml'), ['tenants:', ...tenant('a', KEYS.a), ...tenant('b', KEYS.b), ''].join('\n'));
+    gw = await startGateway(['--model-repository', repo, '--log-level', 'warn', '--tenants', join(repo, 'tenants.yaml')]);
+  });
+
+  afterAll(async () => {
+    expect(await gw?.stop()).toBe(0);
+    await rm(repo, { recursive: true, force: true });
+  });
+
+  it('keeps one ID of two tenants as two sequences: neither continues nor ends the other\'s', async () => {
+    const as = (key: string) => ({ metadata: { authorization: `Bearer ${key}` } });
+    const run = async (key: string, value: number, flags: Omit<SequenceOptions, 'id'>): Promise<number> =>
+      (await gw.client.infer('running_sum', [input('INPUT', 'FP32', [1, 1], [value])], { sequence: { id: 42, ...flags }, ...as(key) })).data('OUTPUT', 'FP32')[0] as number;
+    expect(await run(KEYS.a, 1, { start: true })).toBe(1);
+    const e = await failure(run(KEYS.b, 5, {}));
+    expect(e.message).toContain('must specify the START flag');
+    expect(await run(KEYS.b, 100, { start: true })).toBe(100);
+    expect(await run(KEYS.a, 2, {})).toBe(3);
+    expect(await run(KEYS.b, 1, { end: true })).toBe(101);
+    expect(await run(KEYS.a, 3, { end: true })).toBe(6);
   });
 });

@@ -69,8 +69,15 @@ describe('fabriek serve on a repository without config files', () => {
         Promise.allSettled(Array.from({ length: 24 }, () => gw.client.modelInfer(req, { timeoutMs }))),
         Promise.allSettled(Array.from({ length: 16 }, () => gw.client.modelInfer(req, { timeoutMs: 20_000 }))),
       ]);
-      const codes = new Set(expired.map((r) => (r.status === 'fulfilled' ? 0 : (r.reason as { code: number }).code)));
-      expect([...codes].filter((c) => c !== 0 && c !== 4)).toEqual([]);
+      // Answered, expired, or shed before it ran (early shedding: on a busy machine the learned cost says it cannot
+      // finish in time; Triton's timeout status and words). Anything else is a trace left behind, shown with its words.
+      const unexpected = expired.flatMap((r) => {
+        if (r.status === 'fulfilled') return [];
+        const { code, message } = r.reason as { code: number; message: string };
+        const expected = code === 4 || (code === 14 && message.includes('shed the request before it ran'));
+        return expected ? [] : [`${code}: ${message}`];
+      });
+      expect(unexpected).toEqual([]);
       expect(patient.map((r) => (r.status === 'fulfilled' ? 'ok' : String((r.reason as Error).message)))).toEqual(Array(16).fill('ok'));
     }
   });
