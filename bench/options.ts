@@ -72,6 +72,9 @@ Load:
   --load-client h2|grpc-js       gRPC load: h2 sends each input set encoded and framed once, straight
                                  on node:http2, so the cores go to the server; grpc-js re-encodes and
                                  copies every request, as a Node app would (default h2)
+  --sequence-length N            a stateful model (sequence_batching): each client sends sequences of N
+                                 requests (sequence_id; START on the first, END on the last; a new ID
+                                 each sequence); closed loop only (default 0: no sequences)
   --seed N                       random data and Poisson schedule seed (default 1)
   --cache-hit-ratio R            a repeating input mix for a response-cached model: each request repeats
                                  one of 4 hot inputs with probability R (0..1), else sends an input never
@@ -129,6 +132,7 @@ const OPTIONS = {
   percentile: { type: 'string' },
   'slo-ms': { type: 'string' },
   'max-outstanding': { type: 'string', default: '1000' },
+  'sequence-length': { type: 'string', default: '0' },
   baseline: { type: 'string', multiple: true },
   'latency-report-file': { type: 'string', short: 'f' },
   json: { type: 'string' },
@@ -202,6 +206,10 @@ export function parsePerfArgs(argv: readonly string[]): PerfOptions | { help: tr
     values['request-rate-range'] !== undefined
       ? parseRange('request-rate-range', values['request-rate-range'], false).map((value) => ({ mode: 'request-rate', value, distribution: distribution as Distribution }))
       : parseRange('concurrency-range', values['concurrency-range'] ?? '1', true).map((value) => ({ mode: 'concurrency', value }));
+  const sequenceLength = number('sequence-length', values['sequence-length'], { min: 0, max: 1_000_000, integer: true });
+  if (sequenceLength > 0 && values['request-rate-range'] !== undefined) {
+    throw new UsageError('--sequence-length needs --concurrency-range: each client keeps its own sequence, one request at a time');
+  }
   const loadClient = values['load-client'];
   if (!(LOAD_CLIENTS as readonly string[]).includes(loadClient)) throw new UsageError(`--load-client: expected ${LOAD_CLIENTS.join(' or ')}, got '${loadClient}'`);
   const mode = values['measurement-mode'];
@@ -258,6 +266,7 @@ export function parsePerfArgs(argv: readonly string[]): PerfOptions | { help: tr
     ...(values.percentile !== undefined ? { percentile: number('percentile', values.percentile, { min: 1, max: 99.999 }) } : {}),
     ...(values['slo-ms'] !== undefined ? { sloMs: number('slo-ms', values['slo-ms'], { min: 0 }) } : {}),
     maxOutstanding: number('max-outstanding', values['max-outstanding'], { min: 1, max: 1_000_000, integer: true }),
+    ...(sequenceLength > 0 ? { sequenceLength } : {}),
     warmupMs: number('warmup-interval', values['warmup-interval'], { min: 0, max: 600_000 }),
     timeoutMs: number('request-timeout-ms', values['request-timeout-ms'], { min: 1, max: 3_600_000 }),
     loadClient: loadClient as LoadClient,

@@ -56,6 +56,8 @@ export interface PerfOptions {
   readonly percentile?: number;
   readonly sloMs?: number;
   readonly maxOutstanding: number;
+  /** A stateful model: sequences of this many requests per closed-loop client (0 or absent: none). */
+  readonly sequenceLength?: number;
   readonly warmupMs: number;
   readonly timeoutMs: number;
   /** gRPC load through frames written on node:http2 (h2), or through grpc-js. */
@@ -163,7 +165,7 @@ export async function runPerf(o: PerfOptions, log: (line: string) => void): Prom
           model: o.model,
           protocol: c.protocol,
           batchSize: o.batchSize,
-          send: inferSender(c, o.model, plan, { timeoutMs: o.timeoutMs, version: o.version, ...(h2 ? { prepared: h2 } : {}) }),
+          send: inferSender(c, o.model, plan, { timeoutMs: o.timeoutMs, version: o.version, ...(h2 ? { prepared: h2 } : {}), ...(o.sequenceLength ? { sequenceLength: o.sequenceLength } : {}) }),
           warmupMs: o.warmupMs,
           windows,
           ...(stats ? { stats: () => readModelStats(stats, o.model) } : {}),

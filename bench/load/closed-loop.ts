@@ -1,7 +1,12 @@
 import { type Measured, MeasurementWindows, type WindowHooks, type WindowOptions, errorKey, errorMessage, sleep } from './windows.js';
 
-/** Sends request number `seq`; resolves when it is answered (and checked), rejects when it fails. */
-export type Send = (seq: number, signal: AbortSignal) => Promise<unknown>;
+/**
+ * Sends request number `seq`; resolves when it is answered (and checked),
+ * rejects when it fails. `caller`: which of a closed loop's callers sends it
+ * (0…concurrency-1; undefined in an open loop), for callers that keep state
+ * of their own, such as a sequence.
+ */
+export type Send = (seq: number, signal: AbortSignal, caller?: number) => Promise<unknown>;
 
 export interface ClosedLoopOptions {
   /** Requests in flight at all times (perf_analyzer's concurrency). */
@@ -31,14 +36,14 @@ export async function closedLoop(o: ClosedLoopOptions): Promise<Measured> {
   let seq = 0;
   let stopped = false;
 
-  const caller = async (): Promise<void> => {
+  const caller = async (index: number): Promise<void> => {
     while (!stopped) {
       const n = seq++;
       const abort = new AbortController();
       inFlight.add(abort);
       const t0 = performance.now();
       try {
-        await o.send(n, abort.signal);
+        await o.send(n, abort.signal, index);
         windows.record((performance.now() - t0) * 1000);
       } catch (error) {
         windows.fail(errorKey(error), errorMessage(error));
@@ -50,7 +55,7 @@ export async function closedLoop(o: ClosedLoopOptions): Promise<Measured> {
     }
   };
 
-  const callers = Array.from({ length: o.concurrency }, caller);
+  const callers = Array.from({ length: o.concurrency }, (_, i) => caller(i));
   try {
     await sleep(o.warmupMs);
     return await windows.measure();

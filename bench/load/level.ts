@@ -3,6 +3,7 @@
 // statistics and the CPU counters, so the figures for the merged windows
 // come with the server's own breakdown and with who used the cores.
 import { type InferenceClient, type InferResult, type PreparedInfer } from '../../client/inference-client.js';
+import { type InferInput } from '../../client/typed-tensors.js';
 import { type ModelStatistics } from '../../proto/gen/inference.js';
 import { type CpuReading, type CpuShare, cpuReading, cpuShare } from './child-server.js';
 import { type Send, closedLoop } from './closed-loop.js';
@@ -84,9 +85,17 @@ export function inferSender(
   client: InferenceClient,
   model: string,
   plan: InputPlan,
-  o: { readonly timeoutMs: number; readonly version?: string; readonly check?: (seq: number, result: InferResult) => void; readonly prepared?: PreparedSender },
+  o: {
+    readonly timeoutMs: number;
+    readonly version?: string;
+    readonly check?: (seq: number, result: InferResult) => void;
+    readonly prepared?: PreparedSender;
+    /** A stateful model: each caller sends sequences of this many requests (perf_analyzer's --sequence-length). */
+    readonly sequenceLength?: number;
+  },
 ): Send {
   const version = o.version ? { version: o.version } : {};
+  if (o.sequenceLength !== undefined && o.sequenceLength > 0) return sequenceSender(client, model, plan, o.sequenceLength, { timeoutMs: o.timeoutMs, ...version, check: o.check });
   const inputsFor = plan.inputsFor;
   if (inputsFor) {
     return async (seq, signal) => {
@@ -104,6 +113,39 @@ export function inferSender(
   if (n === 0) throw new Error('the input plan has no input sets');
   return async (seq, signal) => {
     const result = await sender.inferPrepared(prepared[seq % n] as PreparedInfer, { signal, timeoutMs: o.timeoutMs });
+    o.check?.(seq, result);
+  };
+}
+
+/**
+ * Each closed-loop caller runs one sequence at a time: `length` requests with
+ * sequence_id, START on the first and END on the last, then a new sequence
+ * with a new ID. IDs start from the clock, so a run does not continue a
+ * sequence an earlier run left open. Requests are encoded each time (their
+ * parameters change), not prepared.
+ */
+function sequenceSender(
+  client: InferenceClient,
+  model: string,
+  plan: InputPlan,
+  length: number,
+  o: { readonly timeoutMs: number; readonly version?: string; readonly check?: ((seq: number, result: InferResult) => void) | undefined },
+): Send {
+  const version = o.version ? { version: o.version } : {};
+  const callers = new Map<number, { id: number; step: number }>();
+  let nextId = Math.floor(Date.now() / 1000) * 1000;
+  const inputsFor = plan.inputsFor ?? ((seq: number) => plan.sets[seq % plan.sets.length] as readonly InferInput[]);
+  if (!plan.inputsFor && plan.sets.length === 0) throw new Error('the input plan has no input sets');
+  return async (seq, signal, caller) => {
+    if (caller === undefined) throw new Error('sequences need a closed loop: each caller keeps its own sequence');
+    let at = callers.get(caller);
+    if (at === undefined || at.step >= length) {
+      at = { id: ++nextId, step: 0 };
+      callers.set(caller, at);
+    }
+    const step = at.step++;
+    const sequence = { id: at.id, start: step === 0, end: step === length - 1 };
+    const result = await client.infer(model, inputsFor(seq), { signal, timeoutMs: o.timeoutMs, sequence, ...version });
     o.check?.(seq, result);
   };
 }

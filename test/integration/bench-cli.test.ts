@@ -1,12 +1,13 @@
 // `fabriek bench` run briefly against a real server: the files it writes
 // exist and hold sane numbers, `compare` flags a regression, and bad flags
 // exit 2 with a message.
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunRecord } from '../../bench/history.js';
 import { hashKey } from '../../gateway/tenants/key-hash.js';
+import { buildModel, EXAMPLE_CONFIGS } from '../../models/build/test-models.js';
 import { type GatewayProcess, runCli, startGateway } from '../helpers/gateway-process.js';
 import { TEST_REPOSITORY } from '../helpers/test-repository.js';
 
@@ -124,6 +125,26 @@ describe('fabriek bench against a real server', () => {
     // 20/s quota with its burst, over a 2 s window: far below the 200/s A sent.
     expect(flood?.server?.ok['a'] ?? Infinity).toBeLessThan(100);
   }, 90_000);
+
+  it('measures a stateful model in sequences (--sequence-length), over gRPC and HTTP, without an error', async () => {
+    const repo = join(dir, 'sequences');
+    await mkdir(join(repo, 'running_sum', '1'), { recursive: true });
+    await writeFile(join(repo, 'running_sum', 'config.pbtxt'), EXAMPLE_CONFIGS.running_sum ?? '');
+    await writeFile(join(repo, 'running_sum', '1', 'model.onnx'), buildModel('running_sum'));
+    const sequences = await startGateway(['--model-repository', repo, '--log-level', 'warn']);
+    try {
+      const http = `http://127.0.0.1:${/HTTP on [^ ;]+:(\d+)/.exec(sequences.readyLine)?.[1] ?? ''}`;
+      for (const target of [['-u', sequences.address], ['-u', http, '-i', 'http']]) {
+        const r = await bench(['-m', 'running_sum', ...target, '--sequence-length', '3', '--concurrency-range', '4', '-p', '200', '-r', '2', '--warmup-interval', '0', '--no-save']);
+        expect(r.code, r.stderr).toBe(0);
+        const row = r.stdout.split('\n').find((l) => /^fabriek\s+running_sum\s+c=4/.test(l)) ?? '';
+        // The errors column: no request refused (each sequence started, continued and ended in order).
+        expect(row.split(/\s+/)[10], row).toBe('0');
+      }
+    } finally {
+      expect(await sequences.stop()).toBe(0);
+    }
+  }, 60_000);
 
   it('sends -H headers with every request, so a server with --tenants can be measured over gRPC and HTTP', async () => {
     const key = 'bench-cli-test-key-0123456789';

@@ -80,6 +80,12 @@ describe('perf_analyzer-style flags', () => {
     expect(() => parsePerfArgs(['-m', 'x', '--cache-hit-ratio', '2'])).toThrow(/--cache-hit-ratio: expected a number ≥ 0 ≤ 1, got '2'/);
   });
 
+  it('reads --sequence-length for a stateful model (none by default)', () => {
+    expect(parse('-m', 'x').sequenceLength).toBeUndefined();
+    expect(parse('-m', 'x', '--sequence-length', '0').sequenceLength).toBeUndefined();
+    expect(parse('-m', 'x', '--sequence-length', '20', '--concurrency-range', '4').sequenceLength).toBe(20);
+  });
+
   it('refuses what makes no sense, saying why', () => {
     expect(() => parsePerfArgs([])).toThrow(/-m MODEL is required/);
     expect(() => parsePerfArgs(['-m', 'x', '--concurrency-range', '1', '--request-rate-range', '5'])).toThrow(/not both/);
@@ -93,6 +99,8 @@ describe('perf_analyzer-style flags', () => {
     expect(() => parsePerfArgs(['-m', 'x', '--raw-ort-provider', 'cuda'])).toThrow(/--raw-ort-provider: expected cpu or webgpu, got 'cuda'/);
     expect(() => parsePerfArgs(['-m', 'x', '-u', 'http://h:1'])).toThrow(/add -i http/);
     expect(() => parsePerfArgs(['-m', 'x', '--bogus'])).toThrow(UsageError);
+    expect(() => parsePerfArgs(['-m', 'x', '--sequence-length', '4', '--request-rate-range', '10'])).toThrow(/--sequence-length needs --concurrency-range/);
+    expect(() => parsePerfArgs(['-m', 'x', '--sequence-length', '2.5'])).toThrow(/--sequence-length: expected an integer/);
     // A header without a colon is refused without echoing it (it is often a key).
     expect(() => parsePerfArgs(['-m', 'x', '-H', 'authorization Bearer secret-key'])).toThrow(/^-H\/--header: expected 'NAME: VALUE' \(a header name, a colon, the value\)$/);
     expect(parsePerfArgs(['-h'])).toEqual({ help: true });
