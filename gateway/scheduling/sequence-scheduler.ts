@@ -95,13 +95,14 @@ export interface SequenceSchedulerOptions {
  *
  * At most `maxCandidates` sequences run at once; later ones wait in the
  * backlog until one ends or stays idle past `max_sequence_idle_microseconds`,
- * which ends it. The state lives in this gateway process: every request of a
- * sequence must reach the same one.
+ * which ends it. The state lives in one gateway process: with several, a
+ * request that arrives at another is handed to the one that keeps its
+ * sequence (`processes`). A sequence is its tenant's own (`sequenceKey`).
  */
 export class SequenceScheduler implements Scheduler {
   readonly #o: SequenceSchedulerOptions;
   readonly #now: () => number;
-  /** Open sequences by correlation ID (a closed one leaves it while its last requests run). */
+  /** Open sequences by key, the ID within its tenant (a closed one leaves it while its last requests run). */
   readonly #open = new Map<CorrelationId, Sequence>();
   readonly #backlog: Sequence[] = [];
   #candidates = 0;
