@@ -188,7 +188,26 @@ function decimal(v: number): string {
   if (!Number.isFinite(v)) return v > 0 ? 'inf' : '-inf';
   if (Object.is(v, -0)) return '-0.000000';
   // toFixed turns to exponents from 1e21; such a double is a whole number.
-  return Math.abs(v) < 1e21 ? v.toFixed(6) : `${BigInt(v)}.000000`;
+  if (Math.abs(v) >= 1e21) return `${BigInt(v)}.000000`;
+  // An exact tie at the sixth decimal (a multiple of 2^-7 such as 1/128) shows as .5 in the scaled double, which
+  // is then exact; toFixed rounds it up, "%f" to even. Other values round alike, so only those are checked exactly.
+  const scaled = Math.abs(v) * 1e6;
+  return scaled - Math.floor(scaled) === 0.5 ? halfEven(v) ?? v.toFixed(6) : v.toFixed(6);
+}
+
+/** `v` with six decimals, a tie rounded to even as glibc's "%f" does; undefined when `v` is no exact tie. */
+function halfEven(v: number): string | undefined {
+  const a = Math.abs(v);
+  // a = n / 2^k exactly: the first k at which a · 2^k is whole (multiplying by 2 is exact).
+  let k = 0;
+  while (!Number.isInteger(a * 2 ** k)) k++;
+  const scaled = BigInt(a * 2 ** k) * 1_000_000n;
+  const d = 1n << BigInt(k);
+  if (2n * (scaled % d) !== d) return undefined;
+  const q = scaled / d;
+  const even = q % 2n === 0n ? q : q + 1n;
+  const frac = String(even % 1_000_000n).padStart(6, '0');
+  return `${v < 0 ? '-' : ''}${even / 1_000_000n}.${frac}`;
 }
 
 

@@ -73,6 +73,22 @@ describe('classify', () => {
     expect(strings(one(u8, 1, undefined, true))).toEqual(['255:2']);
   });
 
+  it('rounds an exact tie at the sixth decimal to even, as glibc\'s "%f" (toFixed rounds it up)', () => {
+    // Values and their text from Python's '%f', which rounds as glibc does.
+    const cases: [number, string][] = [
+      [0.0078125, '0.007812'],
+      [0.0234375, '0.023438'],
+      [-0.0078125, '-0.007812'],
+      [1.0000005, '1.000001'],
+      [0.01171875, '0.011719'],
+      [2.5e-7, '0.000000'],
+      [12.0000625, '12.000063'],
+    ];
+    const t: Tensor = { name: 'OUT', datatype: 'FP64', shape: [cases.length], data: new Uint8Array(Float64Array.from(cases.map(([v]) => v)).buffer) };
+    const byIndex = new Map(strings(one(t, cases.length, undefined, false)).map((text) => [Number(text.split(':')[1]), text.split(':')[0]]));
+    expect(cases.map((_, i) => byIndex.get(i))).toEqual(cases.map(([, text]) => text));
+  });
+
   it('reads FP16 and BF16 elements', () => {
     // FP16: 1.5 = 0x3e00, -2 = 0xc000, 65504 = 0x7bff; BF16: 1.5 = 0x3fc0, 3 = 0x4040.
     const half: Tensor = { name: 'OUT', datatype: 'FP16', shape: [1, 3], data: new Uint8Array(Uint16Array.from([0x3e00, 0xc000, 0x7bff]).buffer) };
