@@ -68,6 +68,8 @@ describe('Grafana dashboard and Prometheus alert rules against a real Prometheus
     dir = mkdtempSync(join(tmpdir(), 'fabriek-observability-'));
     pki = await makeTestPki();
     cpSync(join(ROOT, 'models/examples/add_sub'), join(dir, 'models', 'add_sub'), { recursive: true });
+    // A stateful model, for the sequence panels and alert.
+    cpSync(join(ROOT, 'models/examples/running_sum'), join(dir, 'models', 'running_sum'), { recursive: true });
     const config = join(dir, 'models', 'add_sub', 'config.pbtxt');
     writeFileSync(
       config,
@@ -121,7 +123,7 @@ describe('Grafana dashboard and Prometheus alert rules against a real Prometheus
   });
 
   it('promtool checks the rules and their unit tests pass', async () => {
-    expect(await promtool(['check', 'rules', RULES])).toContain('SUCCESS: 11 rules found');
+    expect(await promtool(['check', 'rules', RULES])).toContain('SUCCESS: 12 rules found');
     expect(await promtool(['test', 'rules', 'alerts.test.yml'], join(ROOT, 'deploy/prometheus'))).toContain('SUCCESS');
   });
 
@@ -135,6 +137,9 @@ describe('Grafana dashboard and Prometheus alert rules against a real Prometheus
       await gateway.client.modelInfer(tight, { metadata: { authorization: `Bearer ${TIGHT_KEY}` } }).catch((e: ServiceError) => refused.push(GrpcStatus[e.code] ?? '?'));
     }
     expect(refused).toEqual(['RESOURCE_EXHAUSTED', 'RESOURCE_EXHAUSTED', 'RESOURCE_EXHAUSTED', 'RESOURCE_EXHAUSTED']);
+    // A sequence left open (it loads running_sum on demand), so the sequence gauges exist.
+    const one = { ...zerosRequest('running_sum', ['INPUT'], 1), parameters: { sequence_id: { parameterChoice: { $case: 'int64Param' as const, value: 77n } }, sequence_start: { parameterChoice: { $case: 'boolParam' as const, value: true } } } };
+    await gateway.client.modelInfer(one, { metadata: { authorization: `Bearer ${KEY}` } });
     // Enough scrapes that rates and derivatives over 1m have points: 6 while the load runs.
     await waitFor(async () => {
       const r = await prometheus.query('count_over_time(up{job="fabriek"}[1m])');
