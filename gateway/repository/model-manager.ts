@@ -832,15 +832,14 @@ export class ModelManager {
             })
           : new DirectScheduler(v.key, slots, dispatcher, this.#options.maxQueueSize, stats);
       if (sequence) {
-        const instances = plans.reduce((n, p) => n + p.instanceCount, 0) + remote.reduce((n, r) => n + r.model.instances, 0);
         scheduler = new SequenceScheduler({
           modelName: v.name,
           modelKey: v.key,
           version: v.version,
           plan: sequence,
           batching: config.maxBatchSize > 0,
-          // Triton's direct strategy: a slot per batch row of each instance.
-          maxCandidates: sequence.maxCandidates > 0 ? sequence.maxCandidates : Math.max(1, config.maxBatchSize) * Math.max(1, instances),
+          // Triton's direct strategy: a slot per batch row of each instance serving it now.
+          maxCandidates: sequence.maxCandidates > 0 ? sequence.maxCandidates : () => Math.max(1, config.maxBatchSize) * Math.max(1, slots.instanceCount),
           initialStates: await initialStates(sequence, entry.directory, file ?? `model "${v.name}"`, config.maxBatchSize > 0),
           inner: scheduler,
           log,

@@ -68,8 +68,8 @@ export interface SequenceSchedulerOptions {
   readonly plan: SequencePlan;
   /** Whether the model batches (max_batch_size > 0): control and state tensors then carry a batch dimension of 1. */
   readonly batching: boolean;
-  /** Sequences that run at once; the rest wait in the backlog in arrival order. */
-  readonly maxCandidates: number;
+  /** Sequences that run at once, or how many now (from the instances serving); the rest wait in the backlog in arrival order. */
+  readonly maxCandidates: number | (() => number);
   /** Each state's first input, in the plan's order (zeros or the initial_state file). */
   readonly initialStates: readonly Tensor[];
   readonly inner: Scheduler;
@@ -264,12 +264,9 @@ export class SequenceScheduler implements Scheduler {
   #begin(id: CorrelationId, key: CorrelationId): Sequence {
     const s: Sequence = { id, key, queue: [], states: undefined, candidate: false, running: false, closed: false, lastActiveMs: this.#now() };
     this.#open.set(key, s);
-    if (this.#candidates < this.#o.maxCandidates) {
-      s.candidate = true;
-      this.#candidates++;
-    } else {
-      this.#backlog.push(s);
-    }
+    // Behind the backlog, which takes any place that opened first.
+    this.#backlog.push(s);
+    this.#promote();
     this.#startTimer();
     return s;
   }
@@ -332,14 +329,27 @@ export class SequenceScheduler implements Scheduler {
     s.candidate = false;
     s.states = undefined;
     this.#candidates--;
-    const next = this.#backlog.shift();
-    if (next !== undefined) {
+    this.#promote();
+    if (this.#open.size === 0 && this.#backlog.length === 0) this.#stopTimer();
+  }
+
+  /** Sequences the model runs at once now (the instance count may have changed since it loaded). */
+  #limit(): number {
+    const m = this.#o.maxCandidates;
+    return typeof m === 'number' ? m : m();
+  }
+
+  /** Places free (one freed, or instances added): the backlog takes them, oldest first. */
+  #promote(): void {
+    const limit = this.#limit();
+    while (this.#candidates < limit) {
+      const next = this.#backlog.shift();
+      if (next === undefined) return;
       next.candidate = true;
       this.#candidates++;
       next.lastActiveMs = this.#now();
       this.#pump(next);
     }
-    if (this.#open.size === 0 && this.#backlog.length === 0) this.#stopTimer();
   }
 
   /** The job the inner scheduler runs: the client's inputs, the control inputs, the states; the state outputs asked for. */

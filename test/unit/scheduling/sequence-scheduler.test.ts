@@ -57,7 +57,7 @@ class FakeInner implements Scheduler {
   }
 }
 
-function setup(plan: SequencePlan = PLAN, processes?: SequenceProcesses) {
+function setup(plan: SequencePlan = PLAN, processes?: SequenceProcesses, maxCandidates?: () => number) {
   const inner = new FakeInner();
   let nowMs = 0;
   const scheduler = new SequenceScheduler({
@@ -66,7 +66,7 @@ function setup(plan: SequencePlan = PLAN, processes?: SequenceProcesses) {
     version: 1,
     plan,
     batching: true,
-    maxCandidates: plan.maxCandidates,
+    maxCandidates: maxCandidates ?? plan.maxCandidates,
     initialStates: [zeroState('STATE_IN', 'FP32', [1], true)],
     inner,
     now: () => nowMs,
@@ -142,6 +142,21 @@ describe('SequenceScheduler', () => {
       scheduler.enqueue({ inputs: [], outputs: [], signal: new Cancellation(), deadline: Infinity, batchSize: 2, sequence: { id: 5n, start: true, end: false } }),
     ).rejects.toThrow('must specify batch-size 1 due to requirements of sequence batcher');
     expect(scheduler.sequences).toEqual({ candidates: 0, backlog: 0 });
+  });
+
+  it('gives places that open as instances join to the backlog first, oldest first', async () => {
+    let places = 1;
+    const { inner, scheduler, send, flush } = setup(PLAN, undefined, () => places);
+    void send(1, { id: 1n, start: true, end: false });
+    void send(20, { id: 2n, start: true, end: false });
+    await flush();
+    expect(scheduler.sequences).toEqual({ candidates: 1, backlog: 1 });
+    places = 2;
+    void send(300, { id: 3n, start: true, end: false });
+    await flush();
+    // Sequence 2 took the new place; 3, newer, waits.
+    expect(inner.jobs.map((j) => valueOf(tensor(j.job, 'INPUT')))).toEqual([1, 20]);
+    expect(scheduler.sequences).toEqual({ candidates: 2, backlog: 1 });
   });
 
   it('ends a sequence idle past the limit: its place goes to the backlog, its next request without START is refused', async () => {
