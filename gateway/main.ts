@@ -451,7 +451,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
 
   let draining = false;
   // Triton's system shared memory, with --system-shared-memory only (see the flag).
-  const sharedMemory = options.systemSharedMemory ? new SystemSharedMemory(child ? { onChange: (change) => child.shareSharedMemory(change) } : {}) : undefined;
+  const sharedMemory = options.systemSharedMemory ? new SystemSharedMemory(child ? { peers: child.sharedMemoryPeers() } : {}) : undefined;
   if (sharedMemory) child?.useSharedMemory(sharedMemory);
   const info: ServerInfo = {
     name: 'fabriek',

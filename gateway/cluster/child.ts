@@ -29,7 +29,7 @@ import { sumStatistics } from './sum-statistics.js';
 import { type LocalWorkers } from '../main.js';
 import { type LogLevel } from '../../core/log-levels.js';
 import { type TracePolicy } from '../../core/trace-policy.js';
-import { type SharedMemoryChange, type SystemSharedMemory } from '../shared-memory/system-shared-memory.js';
+import { type SharedMemoryPeers, type SystemSharedMemory } from '../shared-memory/system-shared-memory.js';
 import { setTracePolicy } from '../../core/tracing.js';
 import { Cancellation } from '../../core/cancellation.js';
 import { unavailable } from '../../core/errors.js';
@@ -339,9 +339,19 @@ export class GatewayChild {
     await this.ask({ op: 'trace-policy', policy });
   }
 
-  /** A system shared memory region registered or unregistered here: the other processes follow. */
-  async shareSharedMemory(change: SharedMemoryChange): Promise<void> {
-    await this.ask({ op: 'shared-memory', change });
+  /** System shared memory: names claimed at the primary, changes made here passed on to the other processes. */
+  sharedMemoryPeers(): SharedMemoryPeers {
+    return {
+      claim: async (name) => {
+        await this.ask({ op: 'shared-memory-claim', name, claim: true });
+      },
+      unclaim: async (name) => {
+        await this.ask({ op: 'shared-memory-claim', name, claim: false });
+      },
+      changed: async (change) => {
+        await this.ask({ op: 'shared-memory', change });
+      },
+    };
   }
 
   /** This process's regions, which the other processes' changes are applied to. */

@@ -77,6 +77,8 @@ export type Ask =
   | { readonly op: 'trace-policy'; readonly policy: TracePolicy }
   /** A system shared memory region registered or unregistered here: the others do so too. */
   | { readonly op: 'shared-memory'; readonly change: SharedMemoryChange }
+  /** Hold (claim) or give up a region name for a registration in this process: no other may register it meanwhile. */
+  | { readonly op: 'shared-memory-claim'; readonly name: string; readonly claim: boolean }
   /** Run this request in process `to`, which keeps its sequence. */
   | { readonly op: 'sequence-infer'; readonly to: number; readonly job: SequenceJobWire };
 

@@ -22,7 +22,7 @@ import { type LoadedUsage, ModelBudgetMetrics } from '../metrics/model-load-metr
 import { type BudgetHolders, HostBudget } from './host-budget.js';
 import { type LogLevel } from '../../core/log-levels.js';
 import { type TracePolicy } from '../../core/trace-policy.js';
-import { type SharedMemoryChange } from '../shared-memory/system-shared-memory.js';
+import { alreadyExists, type SharedMemoryChange } from '../shared-memory/system-shared-memory.js';
 
 // The primary of `fabriek serve --gateway-processes N` (N > 1). It serves
 // nothing itself: it starts and supervises the local workers once (the
@@ -114,6 +114,8 @@ export async function startPrimary(options: ServeOptions, processes: number, log
   let logLevel: LogLevel | undefined;
   /** The system shared memory regions registered, for processes forked after them. */
   const sharedRegions = new Map<string, SharedMemoryChange>();
+  /** Region names a process is registering now (claimed before it opens the object), and which. */
+  const claims = new Map<string, ClusterWorker>();
   /** What TraceSetting last set (undefined: --trace-config still), for processes forked after it. */
   let tracePolicy: TracePolicy | undefined;
   const others = (from: ClusterWorker): ClusterWorker[] => [...children].filter((c) => c !== from && c.isConnected() && ready.has(c));
@@ -205,9 +207,20 @@ export async function startPrimary(options: ServeOptions, processes: number, log
         await Promise.allSettled(others(from).map((c) => request(c, { op: 'trace-policy', policy: ask.policy }, 5_000)));
         return undefined;
       }
+      case 'shared-memory-claim': {
+        // One registration of a name at a time across the processes, as one gateway's map would allow.
+        if (!ask.claim) {
+          if (claims.get(ask.name) === from) claims.delete(ask.name);
+          return undefined;
+        }
+        if (sharedRegions.has(ask.name) || claims.has(ask.name)) throw alreadyExists(ask.name);
+        claims.set(ask.name, from);
+        return undefined;
+      }
       case 'shared-memory': {
         // Kept for processes forked later; each process opens the objects itself.
         const change = ask.change;
+        if (change.op === 'register') claims.delete(change.name);
         if (change.op === 'register') sharedRegions.set(change.name, change);
         else if (change.name === '') sharedRegions.clear();
         else sharedRegions.delete(change.name);
@@ -332,6 +345,7 @@ export async function startPrimary(options: ServeOptions, processes: number, log
       grants.delete(id);
     }
     onDemand?.budget.gone(child.id);
+    for (const [name, holder] of claims) if (holder === child) claims.delete(name);
     if (stopping) return;
     if (summary === undefined && !wasReady) {
       // A child that fails to start (bad repository, port in use) fails the start, as one gateway would.

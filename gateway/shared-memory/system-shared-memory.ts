@@ -45,31 +45,53 @@ function checkSize(value: number, what: string): void {
 }
 
 /**
+ * Several gateway processes: the primary holds the names registered, so two
+ * processes cannot register one name at once (each would keep its own).
+ */
+export interface SharedMemoryPeers {
+  /** Holds `name` for this process's registration; refuses (Triton's words) one registered or held elsewhere. */
+  claim(name: string): Promise<void>;
+  /** The claim is given up: the registration failed here. */
+  unclaim(name: string): Promise<void>;
+  /** A change made here, for the other processes to apply (a register ends its claim). */
+  changed(change: SharedMemoryChange): Promise<void>;
+}
+
+/**
  * The regions one gateway process has registered, by name. With several
- * gateway processes each holds its own handles: `onChange` passes a call's
+ * gateway processes each holds its own handles: `peers` passes a call's
  * change to the others (through the primary), which `apply` it.
  */
 export class SystemSharedMemory {
   readonly #regions = new Map<string, Region>();
   readonly #dir: string;
-  readonly #onChange: ((change: SharedMemoryChange) => Promise<void>) | undefined;
+  readonly #peers: SharedMemoryPeers | undefined;
 
   /** `dir`: where the objects live (tests may point it elsewhere). */
-  constructor(o: { readonly dir?: string; readonly onChange?: (change: SharedMemoryChange) => Promise<void> } = {}) {
+  constructor(o: { readonly dir?: string; readonly peers?: SharedMemoryPeers } = {}) {
     this.#dir = o.dir ?? SHM_DIR;
-    this.#onChange = o.onChange;
+    this.#peers = o.peers;
   }
 
   /** Registers `byteSize` bytes from `offset` of the object `key` as region `name`. */
   async register(name: string, key: string, offset: number, byteSize: number): Promise<void> {
-    await this.#register(name, key, offset, byteSize);
-    await this.#onChange?.({ op: 'register', name, key, offset, byteSize });
+    const peers = this.#peers;
+    if (peers === undefined) return this.#register(name, key, offset, byteSize);
+    // An empty name or a taken one is refused here, before the primary is asked.
+    if (name !== '' && !this.#regions.has(name)) await peers.claim(name);
+    try {
+      await this.#register(name, key, offset, byteSize);
+    } catch (error) {
+      if (name !== '') await peers.unclaim(name).catch(() => undefined);
+      throw error;
+    }
+    await peers.changed({ op: 'register', name, key, offset, byteSize });
   }
 
   /** Unregisters region `name` ('': every region). A name not registered is no error, as in Triton. */
   async unregister(name: string): Promise<void> {
     await this.#unregister(name);
-    await this.#onChange?.({ op: 'unregister', name });
+    await this.#peers?.changed({ op: 'unregister', name });
   }
 
   /** A change another gateway process made (passed on by the primary): applied here, not passed on again. */
@@ -195,6 +217,6 @@ function unknown(name: string): ServingError {
   return notFound(`Unable to find shared memory region: '${name}'`);
 }
 
-function alreadyExists(name: string): ServingError {
+export function alreadyExists(name: string): ServingError {
   return new ServingError(GrpcStatus.ALREADY_EXISTS, `shared memory region '${name}' already in manager`);
 }

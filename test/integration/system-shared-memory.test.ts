@@ -287,6 +287,24 @@ describe('system shared memory with two gateway processes', () => {
     await clients[1]?.unregisterSystemSharedMemory('in');
     await everyoneSees([]);
   });
+
+  it('registers a name once when both processes are asked at the same time: the others hear Triton\'s refusal', async () => {
+    for (let round = 0; round < 5; round++) {
+      const name = `race-${round}`;
+      // Every client at once, over connections the two processes share: exactly one registration wins.
+      const outcomes = await Promise.allSettled(clients.map((c, i) => c.registerSystemSharedMemory(name, CLUSTER_KEY, 64, i % 2 === 0 ? 0 : 64)));
+      const won = outcomes.filter((o) => o.status === 'fulfilled');
+      expect(won).toHaveLength(1);
+      for (const o of outcomes) {
+        if (o.status === 'rejected') expect(String((o.reason as Error).message)).toContain(`shared memory region '${name}' already in manager`);
+      }
+      // Every process holds the winner's region, the same one.
+      const seen = await Promise.all(clients.map((c) => c.getSystemSharedMemoryStatus(name)));
+      expect(new Set(seen.map((r) => JSON.stringify(r))).size).toBe(1);
+      await clients[round % clients.length]?.unregisterSystemSharedMemory(name);
+      await everyoneSees([]);
+    }
+  });
 });
 
 describe('system shared memory and the in-flight gate', () => {
