@@ -25,6 +25,12 @@ const UINT64_MAX = 2n ** 64n - 1n;
 /** `sequence_id`: an unsigned 64-bit integer or a string, as Triton's clients send it. */
 function correlationId(value: InferParameterValue, model: string): bigint | string {
   if (typeof value === 'string') return value;
+  if (typeof value === 'number' && Number.isInteger(value) && value > Number.MAX_SAFE_INTEGER) {
+    // A JSON number past 2^53 reached us rounded (JSON.parse): its exact value is gone.
+    throw invalidArgument(
+      `model '${model}': parameter 'sequence_id': ${value} is past 2^53 - 1 (${Number.MAX_SAFE_INTEGER}), where a JSON number loses its exact value; send such an ID as a string, or over gRPC as a uint64_param`,
+    );
+  }
   const n = typeof value === 'bigint' ? value : typeof value === 'number' && Number.isSafeInteger(value) ? BigInt(value) : undefined;
   if (n === undefined || n < 0n || n > UINT64_MAX) {
     throw invalidArgument(`model '${model}': parameter 'sequence_id': expected an unsigned 64-bit integer or a string, got ${JSON.stringify(String(value))}`);

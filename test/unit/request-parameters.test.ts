@@ -35,6 +35,7 @@ describe('request parameters', () => {
     expect(schedulingParameters({ sequence_start: true }, 'm')).toEqual({});
     expect(() => schedulingParameters({ sequence_id: -1 }, 'm')).toThrow("model 'm': parameter 'sequence_id': expected an unsigned 64-bit integer or a string, got \"-1\"");
     expect(() => schedulingParameters({ sequence_id: 1.5 }, 'm')).toThrow("parameter 'sequence_id'");
+    expect(() => schedulingParameters({ sequence_id: 2 ** 60 }, 'm')).toThrow('is past 2^53 - 1 (9007199254740991), where a JSON number loses its exact value; send such an ID as a string');
     expect(() => schedulingParameters({ sequence_id: 2n ** 64n }, 'm')).toThrow("parameter 'sequence_id'");
     expect(() => schedulingParameters({ sequence_id: 1, sequence_end: 1 }, 'm')).toThrow("model 'm': parameter 'sequence_end': expected a boolean, got \"1\"");
   });
