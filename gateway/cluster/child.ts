@@ -32,6 +32,7 @@ import { type TracePolicy } from '../../core/trace-policy.js';
 import { type SharedMemoryPeers, type SystemSharedMemory } from '../shared-memory/system-shared-memory.js';
 import { setTracePolicy } from '../../core/tracing.js';
 import { Cancellation } from '../../core/cancellation.js';
+import { type Tensor } from '../../core/tensor.js';
 import { unavailable } from '../../core/errors.js';
 import { abortError, type InferJob, type JobResult, type SequenceFlags } from '../scheduling/execution.js';
 import { type SequenceProcesses, SequenceScheduler } from '../scheduling/sequence-scheduler.js';
@@ -269,7 +270,7 @@ export class GatewayChild {
     const wire: SequenceJobWire = {
       model,
       version,
-      inputs: job.inputs,
+      inputs: job.inputs.map(ownBytes),
       outputs: job.outputs,
       deadline: job.deadline,
       batchSize: job.batchSize,
@@ -449,8 +450,18 @@ async function runKeptSequence(models: ModelManager, job: SequenceJobWire): Prom
       sequence: job.sequence,
     });
     const { outputs: _outputs, ...execution } = r.execution;
-    return { outputs: r.outputs, queueNs: r.queueNs, batchRows: r.batchRows, execution };
+    return { outputs: r.outputs.map(ownBytes), queueNs: r.queueNs, batchRows: r.batchRows, execution };
   } finally {
     if (timer) clearTimeout(timer);
   }
+}
+
+/**
+ * A tensor whose bytes are a buffer of their own. IPC's serializer writes a
+ * view's whole ArrayBuffer: a request's input is a view of its socket chunk
+ * or body, an output a view of its batch's answer.
+ */
+function ownBytes(t: Tensor): Tensor {
+  const d = t.data;
+  return d.byteOffset === 0 && d.byteLength === d.buffer.byteLength ? t : { ...t, data: d.slice() };
 }
