@@ -252,20 +252,29 @@ export class GatewayChild {
           return undefined;
         case 'sequence-infer':
           return runKeptSequence(models, request.job);
+        case 'sequence-drop': {
+          const scheduler = models.resolve(request.model, String(request.version)).serving?.scheduler;
+          if (scheduler instanceof SequenceScheduler) scheduler.drop(request.key);
+          return undefined;
+        }
       }
     };
   }
 
-  /** Several processes: each sequence of a stateful model is kept by one, and this one hands it the others' requests. */
+  /** Several processes: a sequence of a stateful model is kept by the one that took its START, as the primary records. */
   sequenceProcesses(): SequenceProcesses {
     return {
-      self: this.index,
-      count: this.processes,
-      forward: (to, model, version, job) => this.#forwardSequence(to, model, version, job),
+      claim: async (model, version, key) => {
+        await this.ask({ op: 'sequence-claim', key, model, version });
+      },
+      forward: (model, version, key, job) => this.#forwardSequence(model, version, key, job),
+      ended: (key) => {
+        this.ask({ op: 'sequence-ended', key }).catch(() => undefined);
+      },
     };
   }
 
-  async #forwardSequence(to: number, model: string, version: number, job: InferJob): Promise<JobResult> {
+  async #forwardSequence(model: string, version: number, key: string, job: InferJob): Promise<JobResult> {
     const t = job.tenant;
     const wire: SequenceJobWire = {
       model,
@@ -286,7 +295,7 @@ export class GatewayChild {
       job.signal.addEventListener('abort', onAbort, { once: true });
     });
     try {
-      const r = (await Promise.race([this.ask({ op: 'sequence-infer', to, job: wire }), aborted])) as SequenceResultWire;
+      const r = (await Promise.race([this.ask({ op: 'sequence-infer', key, job: wire }), aborted])) as SequenceResultWire;
       return { outputs: r.outputs, queueNs: r.queueNs, ...(r.batchRows !== undefined ? { batchRows: r.batchRows } : {}), execution: { ...r.execution, outputs: r.outputs } };
     } finally {
       if (onAbort) job.signal.removeEventListener('abort', onAbort);

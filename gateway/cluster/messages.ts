@@ -79,8 +79,12 @@ export type Ask =
   | { readonly op: 'shared-memory'; readonly change: SharedMemoryChange }
   /** Hold (claim) or give up a region name for a registration in this process: no other may register it meanwhile. */
   | { readonly op: 'shared-memory-claim'; readonly name: string; readonly claim: boolean }
-  /** Run this request in process `to`, which keeps its sequence. */
-  | { readonly op: 'sequence-infer'; readonly to: number; readonly job: SequenceJobWire };
+  /** Sequence `key` (sequence-scheduler.ts processKey) starts in this process: record it here (the process that kept it drops it first). */
+  | { readonly op: 'sequence-claim'; readonly key: string; readonly model: string; readonly version: number }
+  /** Run this request in the process that keeps sequence `key` (refused as not started when none does). */
+  | { readonly op: 'sequence-infer'; readonly key: string; readonly job: SequenceJobWire }
+  /** Sequence `key`, kept here, ended: forget it (if still recorded as this process's). */
+  | { readonly op: 'sequence-ended'; readonly key: string };
 
 /** What the primary asks a child. */
 export type ChildRequest =
@@ -97,7 +101,9 @@ export type ChildRequest =
   /** Register or unregister this region too (another process's call, or one made before this process was forked). */
   | { readonly op: 'shared-memory'; readonly change: SharedMemoryChange }
   /** Run this request of a sequence this process keeps (SequenceResultWire). */
-  | { readonly op: 'sequence-infer'; readonly job: SequenceJobWire };
+  | { readonly op: 'sequence-infer'; readonly job: SequenceJobWire }
+  /** Another process took the START of sequence `key`: end this process's. */
+  | { readonly op: 'sequence-drop'; readonly key: string; readonly model: string; readonly version: number };
 
 /** An error across the channel: its gRPC code (if it had one), message and retry hint. */
 export interface WireError {

@@ -15,7 +15,7 @@ import { resolveRedis } from '../redis-targets.js';
 import { PASSWORD_ENV } from '../../core/redis-connection.js';
 import { type Ask, type ChildRequest, INDEX_ENV, isOurs, PROCESSES_ENV, type ReadySummary, type ToChild, type ToPrimary, fromWire, toWire, WORKERS_ENV } from './messages.js';
 import { WORKER_TRACE_URL_ENV } from '../../core/tracing.js';
-import { unavailable } from '../../core/errors.js';
+import { invalidArgument, unavailable } from '../../core/errors.js';
 import { defaultMemoryBudget, type MemoryBudget } from '../repository/memory-budget.js';
 import { type ResidentReport } from '../repository/on-demand-loader.js';
 import { type LoadedUsage, ModelBudgetMetrics } from '../metrics/model-load-metrics.js';
@@ -114,6 +114,8 @@ export async function startPrimary(options: ServeOptions, processes: number, log
   let logLevel: LogLevel | undefined;
   /** The system shared memory regions registered, for processes forked after them. */
   const sharedRegions = new Map<string, SharedMemoryChange>();
+  /** Sequences of stateful models (sequence-scheduler.ts processKey) and the process that keeps each. */
+  const sequenceHolders = new Map<string, ClusterWorker>();
   /** Region names a process is registering now (claimed before it opens the object), and which. */
   const claims = new Map<string, ClusterWorker>();
   /** What TraceSetting last set (undefined: --trace-config still), for processes forked after it. */
@@ -228,13 +230,28 @@ export async function startPrimary(options: ServeOptions, processes: number, log
         for (const r of results) if (r.status === 'rejected') log.warn({ region: change.name, op: change.op, reason: String(r.reason) }, 'a gateway process did not apply a shared memory change');
         return undefined;
       }
+      case 'sequence-claim': {
+        // The process that took the START keeps the sequence; one that kept it before ends its own first.
+        const before = sequenceHolders.get(ask.key);
+        if (before !== undefined && before !== from && before.isConnected()) {
+          await request(before, { op: 'sequence-drop', key: ask.key, model: ask.model, version: ask.version }, 10_000).catch(() => undefined);
+        }
+        sequenceHolders.set(ask.key, from);
+        return undefined;
+      }
+      case 'sequence-ended':
+        if (sequenceHolders.get(ask.key) === from) sequenceHolders.delete(ask.key);
+        return undefined;
       case 'sequence-infer': {
-        // The process at that place keeps the sequence (a re-forked one starts without it: the sequence must start again).
-        const target = [...children].find((c) => places.get(c) === ask.to && c.isConnected() && ready.has(c));
-        if (target === undefined) throw unavailable(`the gateway process that keeps sequence ${String(ask.job.sequence.id)} of model '${ask.job.model}' is restarting`);
+        const holder = sequenceHolders.get(ask.key);
+        if (holder === undefined || !holder.isConnected() || !ready.has(holder)) {
+          // Kept nowhere (never started, ended, or lost with a process that died): Triton's words.
+          const { job } = ask;
+          throw invalidArgument(`inference request for sequence ${String(job.sequence.id)} to model '${job.model}' must specify the START flag on the first request of the sequence`);
+        }
         // Its own deadline ends it there; without one it may wait in the sequences' backlog for long.
         const limitMs = Number.isFinite(ask.job.deadline) ? Math.max(1_000, ask.job.deadline - Date.now() + 5_000) : 60 * 60_000;
-        return request(target, { op: 'sequence-infer', job: ask.job }, limitMs);
+        return request(holder, { op: 'sequence-infer', job: ask.job }, limitMs);
       }
       case 'repository': {
         const results = await Promise.allSettled(others(from).map((c) => request(c, { op: 'repository', change: ask.change }, 10 * 60_000)));
@@ -346,6 +363,7 @@ export async function startPrimary(options: ServeOptions, processes: number, log
     }
     onDemand?.budget.gone(child.id);
     for (const [name, holder] of claims) if (holder === child) claims.delete(name);
+    for (const [key, holder] of sequenceHolders) if (holder === child) sequenceHolders.delete(key);
     if (stopping) return;
     if (summary === undefined && !wasReady) {
       // A child that fails to start (bad repository, port in use) fails the start, as one gateway would.

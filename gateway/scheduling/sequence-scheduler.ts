@@ -32,16 +32,24 @@ interface Sequence {
 }
 
 /**
- * Several gateway processes (`--gateway-processes N`): each sequence is kept
- * by one of them, chosen from its correlation ID, and the others hand its
- * requests to that one (through the primary; gateway/cluster/).
+ * Several gateway processes (`--gateway-processes N`): a sequence is kept by
+ * the process that took its START, which the primary records; a request that
+ * arrives at another is run there (gateway/cluster/). A client on one
+ * connection (a gRPC channel, a reused HTTP socket) stays on one process, so
+ * its requests cost no IPC but the START's record.
  */
 export interface SequenceProcesses {
-  /** This process's place, 0…count-1. */
-  readonly self: number;
-  readonly count: number;
-  /** Runs the job in process `to`'s scheduler of the same version; answers as that scheduler does. */
-  forward(to: number, model: string, version: number, job: InferJob): Promise<JobResult>;
+  /** The sequence `key` of that version starts here: recorded as kept here (a process that kept it drops it first). */
+  claim(model: string, version: number, key: string): Promise<void>;
+  /** Runs the job in that version's scheduler where sequence `key` is kept; refused as not started when it is kept nowhere. */
+  forward(model: string, version: number, key: string, job: InferJob): Promise<JobResult>;
+  /** Sequence `key`, kept here, ended (its END ran, or it idled out): no longer recorded. */
+  ended(key: string): void;
+}
+
+/** A sequence's name across the processes: the version and its key (`sequenceKey`). */
+export function processKey(modelKey: string, key: CorrelationId): string {
+  return `${modelKey}\u0000${typeof key === 'bigint' ? 'n' : 's'}${String(key)}`;
 }
 
 /**
@@ -51,14 +59,6 @@ export interface SequenceProcesses {
  */
 export function sequenceKey(id: CorrelationId, tenant: string | undefined): CorrelationId {
   return tenant === undefined || tenant === OPEN_TENANT.name ? id : `${tenant}\u0000${typeof id}\u0000${String(id)}`;
-}
-
-/** The process, 0…count-1, that keeps a sequence: the ID modulo the count (a string's FNV-1a hash). */
-export function sequenceOwner(id: CorrelationId, count: number): number {
-  if (typeof id === 'bigint') return Number(id % BigInt(count));
-  let h = 0x811c9dc5;
-  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193) >>> 0;
-  return h % count;
 }
 
 export interface SequenceSchedulerOptions {
@@ -95,9 +95,9 @@ export interface SequenceSchedulerOptions {
  *
  * At most `maxCandidates` sequences run at once; later ones wait in the
  * backlog until one ends or stays idle past `max_sequence_idle_microseconds`,
- * which ends it. The state lives in one gateway process: with several, a
- * request that arrives at another is handed to the one that keeps its
- * sequence (`processes`). A sequence is its tenant's own (`sequenceKey`).
+ * which ends it. The state lives in one gateway process: with several, the
+ * one that took the START, and a request that arrives at another is run
+ * there (`processes`). A sequence is its tenant's own (`sequenceKey`).
  */
 export class SequenceScheduler implements Scheduler {
   readonly #o: SequenceSchedulerOptions;
@@ -150,12 +150,28 @@ export class SequenceScheduler implements Scheduler {
     const refused = this.#refusal(job);
     if (refused !== undefined) return Promise.reject(refused);
     const processes = this.#o.processes;
-    const id = (job.sequence as SequenceFlags).id;
-    if (processes !== undefined && processes.count > 1) {
-      const owner = sequenceOwner(id, processes.count);
-      if (owner !== processes.self) return processes.forward(owner, this.#o.modelName, this.#o.version, job);
+    if (processes === undefined) return this.#accept(job);
+    const flags = job.sequence as SequenceFlags;
+    const key = sequenceKey(flags.id, job.tenant?.name);
+    if (this.#open.has(key)) return this.#accept(job);
+    const name = processKey(this.#o.modelKey, key);
+    // Kept elsewhere, or nowhere: a START makes it this process's, anything else runs where it is kept.
+    return flags.start ? processes.claim(this.#o.modelName, this.#o.version, name).then(() => this.#accept(job)) : processes.forward(this.#o.modelName, this.#o.version, name, job);
+  }
+
+  /**
+   * Another process took the START of sequence `name` (processKey): this
+   * process's sequence of that key ends (its queued requests still run), so
+   * no later request runs against its stale state here.
+   */
+  drop(name: string): void {
+    for (const [key, s] of this.#open) {
+      if (processKey(this.#o.modelKey, key) !== name) continue;
+      s.closed = true;
+      this.#open.delete(key);
+      this.#settle(s);
+      return;
     }
-    return this.#accept(job);
   }
 
   /** Why the request cannot be taken (Triton's words), checked where it arrived; undefined: it can. */
@@ -203,6 +219,7 @@ export class SequenceScheduler implements Scheduler {
     if (flags.end) {
       s.closed = true;
       this.#open.delete(key);
+      this.#o.processes?.ended(processKey(this.#o.modelKey, key));
     }
     return new Promise<JobResult>((resolve, reject) => {
       const pending: Pending = {
@@ -241,6 +258,7 @@ export class SequenceScheduler implements Scheduler {
       s.closed = true;
       this.#endedIdle++;
       this.#open.delete(s.key);
+      this.#o.processes?.ended(processKey(this.#o.modelKey, s.key));
       this.#settle(s);
     }
   }

@@ -3,7 +3,7 @@ import { Cancellation } from '../../../core/cancellation.js';
 import { type Tensor } from '../../../core/tensor.js';
 import { type SequencePlan } from '../../../models/config/sequence-config.js';
 import { type InferJob, type JobResult, type Scheduler, type SequenceFlags } from '../../../gateway/scheduling/execution.js';
-import { type SequenceProcesses, sequenceOwner, SequenceScheduler, zeroState } from '../../../gateway/scheduling/sequence-scheduler.js';
+import { processKey, type SequenceProcesses, SequenceScheduler, zeroState } from '../../../gateway/scheduling/sequence-scheduler.js';
 
 // The sequence scheduler's rules, on a fake inner scheduler that the test
 // answers by hand (as the model would: OUTPUT = STATE_OUT = STATE_IN + INPUT)
@@ -232,31 +232,42 @@ describe('SequenceScheduler', () => {
     await expect(send(1, { id: 3n, start: true, end: false })).rejects.toThrow('unloading');
   });
 
-  it('hands a sequence kept by another gateway process to it, after refusing what no process could take', async () => {
-    const forwarded: [number, string, number, bigint | string][] = [];
+  it('with several processes: a START is recorded as kept here, its later requests cost nothing, others run where they are kept', async () => {
+    const calls: string[] = [];
     const processes: SequenceProcesses = {
-      self: 0,
-      count: 2,
-      forward: async (to, model, version, job) => {
-        forwarded.push([to, model, version, (job.sequence as SequenceFlags).id]);
+      claim: async (model, version, key) => void calls.push(`claim ${model}/${version} ${JSON.stringify(key)}`),
+      forward: async (_model, _version, key, job) => {
+        calls.push(`forward ${JSON.stringify(key)} ${String((job.sequence as SequenceFlags).id)}`);
         return { outputs: [f32('OUTPUT', -1)], queueNs: 0, execution: { outputs: [], computeInputNs: 0, computeInferNs: 0, computeOutputNs: 0, workerId: 'w' } };
       },
+      ended: (key) => void calls.push(`ended ${JSON.stringify(key)}`),
     };
-    const { inner, send, flush } = setup(PLAN, processes);
-    expect(await sumOf(send(1, { id: 3n, start: true, end: false }))).toBe(-1);
-    const here = send(1, { id: 4n, start: true, end: true });
+    const { inner, scheduler, send, flush } = setup(PLAN, processes);
+    const name = (id: bigint): string => processKey('m/1', id);
+    const a = send(1, { id: 3n, start: true, end: false });
     await flush();
     inner.answer();
-    expect(await sumOf(here)).toBe(1);
+    expect(await sumOf(a)).toBe(1);
+    const b = send(2, { id: 3n, start: false, end: false });
+    await flush();
+    inner.answer();
+    expect(await sumOf(b)).toBe(3);
+    // Not open here: run where it is kept.
+    expect(await sumOf(send(1, { id: 4n, start: false, end: true }))).toBe(-1);
+    // Refusals any process would give are given here.
     await expect(send(1, undefined)).rejects.toThrow('non-zero or non-empty correlation ID');
-    await expect(send(1, { id: 'x', start: true, end: false })).rejects.toThrow('must specify an integer correlation ID');
-    expect(forwarded).toEqual([[1, 'm', 1, 3n]]);
-  });
-
-  it('spreads sequences over the processes by ID, strings by their hash', () => {
-    expect([0n, 1n, 2n, 7n, 2n ** 64n - 1n].map((id) => sequenceOwner(id, 3))).toEqual([0, 1, 2, 1, 0]);
-    const owners = new Set(Array.from({ length: 64 }, (_, i) => sequenceOwner(`caller-${i}`, 4)));
-    expect(owners).toEqual(new Set([0, 1, 2, 3]));
-    expect(sequenceOwner('caller-1', 4)).toBe(sequenceOwner('caller-1', 4));
+    const c = send(3, { id: 3n, start: false, end: true });
+    await flush();
+    inner.answer();
+    expect(await sumOf(c)).toBe(6);
+    expect(calls).toEqual([`claim m/1 ${JSON.stringify(name(3n))}`, `forward ${JSON.stringify(name(4n))} 4`, `ended ${JSON.stringify(name(3n))}`]);
+    // Another process took a START of 5: this one's ends, and 5's next request goes there.
+    const d = send(1, { id: 5n, start: true, end: false });
+    await flush();
+    inner.answer();
+    await sumOf(d);
+    scheduler.drop(name(5n));
+    expect(await sumOf(send(1, { id: 5n, start: false, end: false }))).toBe(-1);
+    expect(calls.at(-1)).toBe(`forward ${JSON.stringify(name(5n))} 5`);
   });
 });
