@@ -275,6 +275,7 @@ export class GatewayChild {
   }
 
   async #forwardSequence(model: string, version: number, key: string, job: InferJob): Promise<JobResult> {
+    if (job.signal.aborted) throw abortError(`${model}/${version}`, Date.now(), job.deadline, 'before the request ran');
     const t = job.tenant;
     const wire: SequenceJobWire = {
       model,
