@@ -33,6 +33,7 @@ import { type SharedMemoryPeers, type SystemSharedMemory } from '../shared-memor
 import { setTracePolicy } from '../../core/tracing.js';
 import { Cancellation } from '../../core/cancellation.js';
 import { type Tensor } from '../../core/tensor.js';
+import { takeArrayBuffer } from '../../worker/tensor-bytes.js';
 import { unavailable } from '../../core/errors.js';
 import { abortError, type InferJob, type JobResult, type SequenceFlags } from '../scheduling/execution.js';
 import { type SequenceProcesses, SequenceScheduler } from '../scheduling/sequence-scheduler.js';
@@ -472,6 +473,6 @@ async function runKeptSequence(models: ModelManager, job: SequenceJobWire): Prom
  * or body, an output a view of its batch's answer.
  */
 function ownBytes(t: Tensor): Tensor {
-  const d = t.data;
-  return d.byteOffset === 0 && d.byteLength === d.buffer.byteLength ? t : { ...t, data: d.slice() };
+  const buffer = takeArrayBuffer(t.data);
+  return buffer === t.data.buffer ? t : { ...t, data: new Uint8Array(buffer) };
 }

@@ -20,7 +20,7 @@ import { PER_MODEL_TRACE_SETTINGS, type TraceControl } from '../../core/trace-po
 import { BodyTooLargeError, declaredLength, readBody } from './body.js';
 import { lingerOnClose } from './linger.js';
 import { answerClientErrors } from './client-errors.js';
-import { type AnswerEncoding, answerEncoding, MAX_COMPRESSED_BYTES, MIN_COMPRESSED_BYTES } from './answer-encoding.js';
+import { answerEncoding, MAX_COMPRESSED_BYTES, MIN_COMPRESSED_BYTES } from './answer-encoding.js';
 import { SHARED_MEMORY_OFF } from '../shared-memory/shared-memory-tensors.js';
 import { type SystemSharedMemory } from '../shared-memory/system-shared-memory.js';
 import * as queries from '../inference/model-queries.js';
@@ -241,8 +241,8 @@ export function createHttpServer(
               ? { log, protocol: 'http', admission, note, ...httpTraceHeaders(req.headers) }
               : { log, protocol: 'http', admission, note };
             const answer = await h.infer(models, { name, version, body, headerLength: length, signal, deadline, tenant, pipeline, sharedMemory: options.sharedMemory, hold });
-            const encoding = answerEncoding(req.headers['accept-encoding']);
-            if (encoding === undefined || !(await sendCompressed(res, answer.json, answer.binary, encoding))) sendInfer(res, answer.json, answer.binary);
+            const accept = req.headers['accept-encoding'];
+            if (accept === undefined || !(await sendCompressed(res, answer.json, answer.binary, accept))) sendInfer(res, answer.json, answer.binary);
             hold?.release('answered');
           } catch (error) {
             hold?.release(outcomeOfError(error, timeoutMs !== undefined));
@@ -385,16 +385,20 @@ const gzipAsync = promisify(gzip);
 const deflateAsync = promisify(deflate);
 
 /**
- * An infer answer compressed, as Triton does when the client takes gzip or
- * deflate, on libuv's threads; false (nothing sent) when it is too short to
- * gain from it or too long to be worth it (MIN_ and MAX_COMPRESSED_BYTES).
- * Inference-Header-Content-Length gives the JSON part's length before
- * compression, as Triton's.
+ * An infer answer compressed, as Triton does when the client's
+ * Accept-Encoding takes gzip or deflate, on libuv's threads; false (nothing
+ * sent) when it takes neither, or the answer is too short to gain from it or
+ * too long to be worth it (MIN_ and MAX_COMPRESSED_BYTES). The size is
+ * checked first: most answers are short, and fetch and requests send the
+ * header with every request. Inference-Header-Content-Length gives the JSON
+ * part's length before compression, as Triton's.
  */
-async function sendCompressed(res: ServerResponse, json: string, binary: readonly Uint8Array[], encoding: AnswerEncoding): Promise<boolean> {
+async function sendCompressed(res: ServerResponse, json: string, binary: readonly Uint8Array[], accept: string): Promise<boolean> {
   const jsonLength = Buffer.byteLength(json);
   const total = binary.reduce((n, b) => n + b.byteLength, jsonLength);
   if (total < MIN_COMPRESSED_BYTES || total > MAX_COMPRESSED_BYTES) return false;
+  const encoding = answerEncoding(accept);
+  if (encoding === undefined) return false;
   const plain = Buffer.concat([Buffer.from(json), ...binary], total);
   const body = await (encoding === 'gzip' ? gzipAsync(plain) : deflateAsync(plain));
   res.writeHead(200, {

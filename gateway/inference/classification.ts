@@ -198,10 +198,14 @@ function decimal(v: number): string {
 /** `v` with six decimals, a tie rounded to even as glibc's "%f" does; undefined when `v` is no exact tie. */
 function halfEven(v: number): string | undefined {
   const a = Math.abs(v);
-  // a = n / 2^k exactly: the first k at which a · 2^k is whole (multiplying by 2 is exact).
+  // a = n / 2^k exactly: double a until it is whole (each doubling is exact; a < 2^53 here, so n stays below it).
   let k = 0;
-  while (!Number.isInteger(a * 2 ** k)) k++;
-  const scaled = BigInt(a * 2 ** k) * 1_000_000n;
+  let n = a;
+  while (!Number.isInteger(n)) {
+    n *= 2;
+    k++;
+  }
+  const scaled = BigInt(n) * 1_000_000n;
   const d = 1n << BigInt(k);
   if (2n * (scaled % d) !== d) return undefined;
   const q = scaled / d;

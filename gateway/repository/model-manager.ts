@@ -135,7 +135,7 @@ export class ModelManager {
    */
   readonly #dependencyOnly = new Set<string>();
   /** The models an ensemble's steps name, by its config as last read. */
-  readonly #stepsOf = (name: string): readonly string[] => ensembleIn(this.#entries.get(name)?.config)?.step.map((s) => s.modelName) ?? [];
+  readonly #stepsOf = (name: string): readonly string[] => stepModels(this.#entries.get(name)?.config);
 
   constructor(options: ModelManagerOptions) {
     this.#options = options;
@@ -706,8 +706,7 @@ export class ModelManager {
 
   /** The steps of the ensemble `entry` that no version serves, loaded as dependencies (each rescanned, like every load). */
   async #loadSteps(repository: string, name: string, entry: ModelEntry, loading: ReadonlySet<string>): Promise<void> {
-    const steps = ensembleIn(entry.config)?.step.map((s) => s.modelName) ?? [];
-    for (const step of new Set(steps)) {
+    for (const step of new Set(stepModels(entry.config))) {
       if (loading.has(step) || this.#models.get(step)?.some((v) => v.state === 'READY')) continue;
       try {
         await this.#loadModel(repository, step, { files: new Map() }, new Set([...loading, step]));
@@ -834,7 +833,6 @@ export class ModelManager {
       if (sequence) {
         scheduler = new SequenceScheduler({
           modelName: v.name,
-          modelKey: v.key,
           version: v.version,
           plan: sequence,
           batching: config.maxBatchSize > 0,
@@ -978,4 +976,9 @@ function toTensorSpec(spec: HostedModel['inputs'][number]): TensorSpec {
 
 function describeProvider(r: LoadModelResponse): string {
   return r.fallbackReason ? `${r.executionProvider} (GPU unavailable: ${r.fallbackReason})` : r.executionProvider;
+}
+
+/** The models an ensemble's steps name ([] for a model that is no ensemble). */
+function stepModels(config: ModelConfig | undefined): readonly string[] {
+  return ensembleIn(config)?.step.map((s) => s.modelName) ?? [];
 }

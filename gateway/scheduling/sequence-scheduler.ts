@@ -1,8 +1,9 @@
 import { type Logger } from 'pino';
-import { elementSize } from '../../core/datatypes.js';
+import { type Datatype, elementSize } from '../../core/datatypes.js';
 import { internal, invalidArgument } from '../../core/errors.js';
 import { elementCount, type Tensor } from '../../core/tensor.js';
-import { type SequenceControl, type SequencePlan } from '../../models/config/sequence-config.js';
+import { type ControlKind, type SequenceControl, type SequencePlan } from '../../models/config/sequence-config.js';
+import { modelKey } from '../repository/model-version.js';
 import { OPEN_TENANT } from '../tenants/tenant.js';
 import { abortError, type CorrelationId, type InferJob, type JobResult, type Scheduler, type SequenceFlags } from './execution.js';
 
@@ -29,6 +30,8 @@ interface Sequence {
   closed: boolean;
   /** When it last ran or queued a request (performance.now ms), for the idle limit. */
   lastActiveMs: number;
+  /** Its CORRID control tensor, if the config has one. */
+  readonly corrid: Tensor | undefined;
 }
 
 /**
@@ -63,7 +66,6 @@ export function sequenceKey(id: CorrelationId, tenant: string | undefined): Corr
 
 export interface SequenceSchedulerOptions {
   readonly modelName: string;
-  readonly modelKey: string;
   readonly version: number;
   readonly plan: SequencePlan;
   /** Whether the model batches (max_batch_size > 0): control and state tensors then carry a batch dimension of 1. */
@@ -101,6 +103,8 @@ export interface SequenceSchedulerOptions {
  */
 export class SequenceScheduler implements Scheduler {
   readonly #o: SequenceSchedulerOptions;
+  /** "name/version", as errors and processKey name it. */
+  readonly #modelKey: string;
   readonly #now: () => number;
   /** Open sequences by key, the ID within its tenant (a closed one leaves it while its last requests run). */
   readonly #open = new Map<CorrelationId, Sequence>();
@@ -110,20 +114,23 @@ export class SequenceScheduler implements Scheduler {
   #endedIdle = 0;
   #timer: NodeJS.Timeout | undefined;
   #stopped: Error | undefined;
-  /** Control tensors that never change: START, END and READY false and true. */
-  readonly #flags: ReadonlyMap<string, readonly [Tensor, Tensor]>;
-  /** A CORRID control of an integer type, which a string correlation ID cannot fill. */
-  readonly #numericCorrid: SequenceControl | undefined;
+  /** START, END and READY: their tensors for false and true, made once. */
+  readonly #flags: readonly { readonly kind: ControlKind; readonly off: Tensor; readonly on: Tensor }[];
+  /** CORRID, if the config has it: its tensor is made once a sequence. */
+  readonly #corrid: SequenceControl | undefined;
+  /** The state outputs, asked for besides the outputs a client names. */
+  readonly #stateOutputs: readonly string[];
 
   constructor(options: SequenceSchedulerOptions) {
     this.#o = options;
+    this.#modelKey = modelKey(options.modelName, options.version);
     this.#now = options.now ?? (() => performance.now());
-    const flags = new Map<string, readonly [Tensor, Tensor]>();
-    for (const c of options.plan.controls) {
-      if (c.falseTrue) flags.set(c.name, [this.#flagTensor(c, c.falseTrue[0]), this.#flagTensor(c, c.falseTrue[1])]);
-    }
-    this.#flags = flags;
-    this.#numericCorrid = options.plan.controls.find((c) => c.kind === 'corrid' && c.datatype !== 'BYTES');
+    const { controls, states } = options.plan;
+    this.#flags = controls.flatMap((c) =>
+      c.falseTrue ? [{ kind: c.kind, off: flagTensor(c, c.falseTrue[0], options.batching), on: flagTensor(c, c.falseTrue[1], options.batching) }] : [],
+    );
+    this.#corrid = controls.find((c) => c.kind === 'corrid');
+    this.#stateOutputs = states.map((st) => st.outputName);
   }
 
   /** The scheduler the sequences' requests batch in. */
@@ -154,7 +161,7 @@ export class SequenceScheduler implements Scheduler {
     const flags = job.sequence as SequenceFlags;
     const key = sequenceKey(flags.id, job.tenant?.name);
     if (this.#open.has(key)) return this.#accept(job);
-    const name = processKey(this.#o.modelKey, key);
+    const name = processKey(this.#modelKey, key);
     // Kept elsewhere, or nowhere: a START makes it this process's, anything else runs where it is kept.
     return flags.start ? processes.claim(this.#o.modelName, this.#o.version, name).then(() => this.#accept(job)) : processes.forward(this.#o.modelName, this.#o.version, name, job);
   }
@@ -166,7 +173,7 @@ export class SequenceScheduler implements Scheduler {
    */
   drop(name: string): void {
     for (const [key, s] of this.#open) {
-      if (processKey(this.#o.modelKey, key) !== name) continue;
+      if (processKey(this.#modelKey, key) !== name) continue;
       s.closed = true;
       this.#open.delete(key);
       this.#settle(s);
@@ -185,8 +192,8 @@ export class SequenceScheduler implements Scheduler {
     if (job.batchSize > 1) {
       return invalidArgument(`inference request to model '${modelName}' must specify batch-size 1 due to requirements of sequence batcher`);
     }
-    if (typeof flags.id === 'string' && this.#numericCorrid !== undefined) {
-      const c = this.#numericCorrid;
+    const c = this.#corrid;
+    if (typeof flags.id === 'string' && c !== undefined && c.datatype !== 'BYTES') {
       return invalidArgument(`inference request to model '${modelName}' must specify an integer correlation ID: its CORRID control input '${c.name}' is ${c.datatype}, got the string "${flags.id}"`);
     }
     return undefined;
@@ -212,14 +219,14 @@ export class SequenceScheduler implements Scheduler {
       // Triton's reading: the earlier sequence did not end; its queued requests run, then this one starts afresh.
       this.#o.log?.warn({ model: modelName, sequence: String(flags.id) }, 'sequence restarted before it ended; its earlier requests run first');
     }
-    if (job.signal.aborted) return Promise.reject(abortError(this.#o.modelKey, Date.now(), job.deadline, 'before the request ran'));
+    if (job.signal.aborted) return Promise.reject(abortError(this.#modelKey, Date.now(), job.deadline, 'before the request ran'));
     if (sequence === undefined) sequence = this.#begin(flags.id, key);
     const s = sequence;
     s.lastActiveMs = this.#now();
     if (flags.end) {
       s.closed = true;
       this.#open.delete(key);
-      this.#o.processes?.ended(processKey(this.#o.modelKey, key));
+      this.#o.processes?.ended(processKey(this.#modelKey, key));
     }
     return new Promise<JobResult>((resolve, reject) => {
       const pending: Pending = {
@@ -233,7 +240,7 @@ export class SequenceScheduler implements Scheduler {
           if (i < 0) return;
           s.queue.splice(i, 1);
           this.#queued--;
-          reject(abortError(this.#o.modelKey, Date.now(), job.deadline, 'before the request ran'));
+          reject(abortError(this.#modelKey, Date.now(), job.deadline, 'before the request ran'));
           this.#settle(s);
         },
       };
@@ -258,7 +265,7 @@ export class SequenceScheduler implements Scheduler {
       s.closed = true;
       this.#endedIdle++;
       this.#open.delete(s.key);
-      this.#o.processes?.ended(processKey(this.#o.modelKey, s.key));
+      this.#o.processes?.ended(processKey(this.#modelKey, s.key));
       this.#settle(s);
     }
   }
@@ -280,7 +287,9 @@ export class SequenceScheduler implements Scheduler {
   }
 
   #begin(id: CorrelationId, key: CorrelationId): Sequence {
-    const s: Sequence = { id, key, queue: [], states: undefined, candidate: false, running: false, closed: false, lastActiveMs: this.#now() };
+    const c = this.#corrid;
+    const corrid = c && correlationTensor(c, id, this.#o.batching);
+    const s: Sequence = { id, key, queue: [], states: undefined, candidate: false, running: false, closed: false, lastActiveMs: this.#now(), corrid };
     this.#open.set(key, s);
     // Behind the backlog, which takes any place that opened first.
     this.#backlog.push(s);
@@ -299,16 +308,7 @@ export class SequenceScheduler implements Scheduler {
     s.running = true;
     const waitedNs = Number(process.hrtime.bigint() - p.queuedAt);
     if (p.flags.start) s.states = undefined;
-    let job: InferJob;
-    try {
-      job = this.#withSequenceInputs(p, s);
-    } catch (error) {
-      s.running = false;
-      p.reject(error);
-      this.#settle(s);
-      return;
-    }
-    this.#o.inner.enqueue(job).then(
+    this.#o.inner.enqueue(this.#withSequenceInputs(p, s)).then(
       (result) => {
         try {
           s.states = this.#keptStates(result.outputs, s.states);
@@ -372,60 +372,14 @@ export class SequenceScheduler implements Scheduler {
 
   /** The job the inner scheduler runs: the client's inputs, the control inputs, the states; the state outputs asked for. */
   #withSequenceInputs(p: Pending, s: Sequence): InferJob {
-    const { plan } = this.#o;
-    const inputs: Tensor[] = [...p.job.inputs];
-    for (const c of plan.controls) inputs.push(this.#controlTensor(c, p.flags));
-    const states = s.states ?? this.#o.initialStates;
-    for (const t of states) inputs.push(t);
-    const outputs = p.job.outputs.length === 0 ? p.job.outputs : [...p.job.outputs, ...plan.states.map((st) => st.outputName)];
-    return { ...p.job, inputs, outputs };
-  }
-
-  #controlTensor(c: SequenceControl, flags: SequenceFlags): Tensor {
-    const pair = this.#flags.get(c.name);
-    if (pair !== undefined) {
-      const on = c.kind === 'start' ? flags.start : c.kind === 'end' ? flags.end : true;
-      return on ? pair[1] : pair[0];
-    }
-    return this.#correlationTensor(c, flags.id);
-  }
-
-  #shape(): number[] {
-    return this.#o.batching ? [1, 1] : [1];
-  }
-
-  #flagTensor(c: SequenceControl, value: number | boolean): Tensor {
-    const data = new Uint8Array(elementSize(c.datatype));
-    const view = new DataView(data.buffer);
-    if (c.datatype === 'FP32') view.setFloat32(0, Number(value), true);
-    else if (c.datatype === 'INT32') view.setInt32(0, Number(value), true);
-    else data[0] = value ? 1 : 0;
-    return { name: c.name, datatype: c.datatype, shape: this.#controlShape(c), data };
-  }
-
-  #controlShape(c: SequenceControl): number[] {
-    return c.itemRank === 0 ? this.#shape().slice(0, -1) : this.#shape();
-  }
-
-  #correlationTensor(c: SequenceControl, id: CorrelationId): Tensor {
-    const shape = this.#controlShape(c);
-    if (c.datatype === 'BYTES') {
-      const text = Buffer.from(String(id), 'utf8');
-      const data = new Uint8Array(4 + text.length);
-      new DataView(data.buffer).setUint32(0, text.length, true);
-      data.set(text, 4);
-      return { name: c.name, datatype: 'BYTES', shape, data };
-    }
-    // A string ID never reaches a numeric CORRID: enqueue refuses it.
-    if (typeof id === 'string') throw internal(`model '${this.#o.modelKey}': string correlation ID for a ${c.datatype} CORRID`);
-    const data = new Uint8Array(elementSize(c.datatype));
-    const view = new DataView(data.buffer);
-    // Triton's rule: a 32-bit CORRID tensor takes the ID's low 32 bits.
-    if (c.datatype === 'UINT64') view.setBigUint64(0, id, true);
-    else if (c.datatype === 'INT64') view.setBigInt64(0, BigInt.asIntN(64, id), true);
-    else if (c.datatype === 'UINT32') view.setUint32(0, Number(BigInt.asUintN(32, id)), true);
-    else view.setInt32(0, Number(BigInt.asIntN(32, id)), true);
-    return { name: c.name, datatype: c.datatype, shape, data };
+    const { flags, job } = p;
+    const inputs: Tensor[] = [...job.inputs];
+    for (const f of this.#flags) inputs.push((f.kind === 'start' ? flags.start : f.kind === 'end' ? flags.end : true) ? f.on : f.off);
+    if (s.corrid !== undefined) inputs.push(s.corrid);
+    for (const t of s.states ?? this.#o.initialStates) inputs.push(t);
+    // No names: every output, the states among them.
+    const outputs = job.outputs.length === 0 ? job.outputs : [...job.outputs, ...this.#stateOutputs];
+    return { ...job, inputs, outputs };
   }
 
   /** The state outputs as the next request's state inputs (no copy: a rename). */
@@ -435,7 +389,7 @@ export class SequenceScheduler implements Scheduler {
     const kept: Tensor[] = [];
     for (const st of states) {
       const out = outputs.find((o) => o.name === st.outputName);
-      if (out === undefined) throw internal(`model '${this.#o.modelKey}': the worker did not return state output '${st.outputName}'`);
+      if (out === undefined) throw internal(`model '${this.#modelKey}': the worker did not return state output '${st.outputName}'`);
       kept.push({ name: st.inputName, datatype: out.datatype, shape: out.shape, data: out.data });
     }
     return kept;
@@ -461,8 +415,46 @@ export class SequenceScheduler implements Scheduler {
   }
 }
 
+/** A control's shape: one value for the request, [1, 1] ([1] for a model taking [batch]); without batching [1] ([]). */
+function controlShape(c: SequenceControl, batching: boolean): number[] {
+  const item = c.itemRank === 0 ? [] : [1];
+  return batching ? [1, ...item] : item;
+}
+
+/** START, END or READY set to `value` (in the control's type). */
+function flagTensor(c: SequenceControl, value: number | boolean, batching: boolean): Tensor {
+  const data = new Uint8Array(elementSize(c.datatype));
+  const view = new DataView(data.buffer);
+  if (c.datatype === 'FP32') view.setFloat32(0, Number(value), true);
+  else if (c.datatype === 'INT32') view.setInt32(0, Number(value), true);
+  else data[0] = value ? 1 : 0;
+  return { name: c.name, datatype: c.datatype, shape: controlShape(c, batching), data };
+}
+
+/** CORRID holding `id`: a string for a BYTES control (an integer ID as its digits), else the integer (Triton's rule: a 32-bit control takes its low 32 bits). */
+function correlationTensor(c: SequenceControl, id: CorrelationId, batching: boolean): Tensor {
+  const shape = controlShape(c, batching);
+  if (c.datatype === 'BYTES') {
+    const text = Buffer.from(String(id), 'utf8');
+    const data = new Uint8Array(4 + text.length);
+    new DataView(data.buffer).setUint32(0, text.length, true);
+    data.set(text, 4);
+    return { name: c.name, datatype: 'BYTES', shape, data };
+  }
+  // SequenceScheduler refuses a string ID for an integer CORRID before a sequence begins.
+  if (typeof id === 'string') throw internal(`CORRID '${c.name}' is ${c.datatype}: no string correlation ID fits it`);
+  const n = id;
+  const data = new Uint8Array(elementSize(c.datatype));
+  const view = new DataView(data.buffer);
+  if (c.datatype === 'UINT64') view.setBigUint64(0, n, true);
+  else if (c.datatype === 'INT64') view.setBigInt64(0, BigInt.asIntN(64, n), true);
+  else if (c.datatype === 'UINT32') view.setUint32(0, Number(BigInt.asUintN(32, n)), true);
+  else view.setInt32(0, Number(BigInt.asIntN(32, n)), true);
+  return { name: c.name, datatype: c.datatype, shape, data };
+}
+
 /** A state's first input: zeros (a -1 dimension starts at size 0), one batch item when the model batches. */
-export function zeroState(name: string, datatype: SequenceControl['datatype'], dims: readonly number[], batching: boolean): Tensor {
+export function zeroState(name: string, datatype: Datatype, dims: readonly number[], batching: boolean): Tensor {
   const item = dims.map((d) => (d === -1 ? 0 : d));
   const shape = batching ? [1, ...item] : item;
   // BYTES: each element an empty string, its 4-byte length 0.

@@ -4,7 +4,7 @@ import { elementSize } from '../../core/datatypes.js';
 import { elementCount, type Tensor } from '../../core/tensor.js';
 import { ConfigError } from '../../models/config/config-error.js';
 import { type SequencePlan } from '../../models/config/sequence-config.js';
-import { type ModelDynamicBatching, type ModelSequenceBatching } from '../../proto/gen/model_config.js';
+import { ModelDynamicBatching, type ModelSequenceBatching } from '../../proto/gen/model_config.js';
 import { zeroState } from './sequence-scheduler.js';
 
 /**
@@ -39,13 +39,8 @@ export async function initialStates(plan: SequencePlan, directory: string, file:
 /** The dynamic batching a batching sequence model's requests get across sequences: the strategy's delay and sizes. */
 export function sequenceBatchingPolicy(sequence: ModelSequenceBatching): ModelDynamicBatching {
   const strategy = sequence.strategyChoice;
-  return {
-    preferredBatchSize: strategy?.$case === 'oldest' ? [...strategy.value.preferredBatchSize] : [],
+  return ModelDynamicBatching.fromPartial({
+    preferredBatchSize: strategy?.$case === 'oldest' ? strategy.value.preferredBatchSize : [],
     maxQueueDelayMicroseconds: strategy?.value.maxQueueDelayMicroseconds ?? 0n,
-    preserveOrdering: false,
-    priorityLevels: 0n,
-    defaultPriorityLevel: 0n,
-    defaultQueuePolicy: undefined,
-    priorityQueuePolicy: new Map(),
-  };
+  });
 }

@@ -99,7 +99,12 @@ export function sequencePlanOf(
     }
     return { name: input.name, kind, datatype, itemRank, falseTrue: falseTrueOf(control, datatype, `${path}.control[0]`, fail) };
   });
-  const states = sequence.state.map((state, i) => stateOf(state, i, inputs, outputs, batching, fail, (n, f) => claim(serverInputs, n, f), (n, f) => claim(serverOutputs, n, f)));
+  const states = sequence.state.map((state, i) => {
+    const checked = stateOf(state, i, inputs, outputs, batching, fail);
+    claim(serverInputs, checked.inputName, `sequence_batching.state[${i}].input_name`);
+    claim(serverOutputs, checked.outputName, `sequence_batching.state[${i}].output_name`);
+    return checked;
+  });
   const idleUs = Number(sequence.maxSequenceIdleMicroseconds);
   const oldest = sequence.strategyChoice?.$case === 'oldest' ? sequence.strategyChoice.value : undefined;
   return {
@@ -119,14 +124,10 @@ function stateOf(
   outputs: readonly TensorSpec[],
   batching: boolean,
   fail: (field: string, reason: string) => never,
-  claimInput: (name: string, field: string) => void,
-  claimOutput: (name: string, field: string) => void,
 ): SequenceState {
   const path = `sequence_batching.state[${i}]`;
   const input = specNamed(inputs, state.inputName, 'input', `${path}.input_name`, fail);
   const output = specNamed(outputs, state.outputName, 'output', `${path}.output_name`, fail);
-  claimInput(state.inputName, `${path}.input_name`);
-  claimOutput(state.outputName, `${path}.output_name`);
   const datatype = specDatatype(input, `${path}.input_name`, fail);
   if (specDatatype(output, `${path}.output_name`, fail) !== datatype) {
     fail(`${path}.output_name`, `expected an output of the input's type ${configNameOf(datatype)}, got ${output.datatype} for ${JSON.stringify(output.name)}`);

@@ -62,7 +62,6 @@ function setup(plan: SequencePlan = PLAN, processes?: SequenceProcesses, maxCand
   let nowMs = 0;
   const scheduler = new SequenceScheduler({
     modelName: 'm',
-    modelKey: 'm/1',
     version: 1,
     plan,
     batching: true,
