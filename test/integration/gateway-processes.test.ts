@@ -76,13 +76,17 @@ describe('fabriek serve --gateway-processes 2', () => {
     repo = await mkdtemp(join(tmpdir(), 'fabriek-gwproc-'));
     const identity = join(TEST_REPOSITORY, 'identity_fp32', '1', 'model.onnx');
     for (const [name, config] of [
-      ['merged', 'max_batch_size: 64\ndynamic_batching { max_queue_delay_microseconds: 3000 }\ninstance_group [ { count: 1, kind: KIND_CPU } ]\n'],
+      ['merged', 'max_batch_size: 64\ndynamic_batching { preferred_batch_size: [ 4 ] max_queue_delay_microseconds: 3000 }\ninstance_group [ { count: 1, kind: KIND_CPU } ]\n'],
       ['plain', 'max_batch_size: 8\n'],
     ] as const) {
       await mkdir(join(repo, name, '1'), { recursive: true });
       await copyFile(identity, join(repo, name, '1', 'model.onnx'));
       await writeFile(join(repo, name, 'config.pbtxt'), config);
     }
+    // The worker merges executions waiting for its instance when it frees. Each child must therefore have
+    // more than one execution there: one batch per child (its 16 rows cut together) left one running and
+    // one waiting, and a cross-gateway merge needed the timing of a third (the test failed 2 runs in 6).
+    // With preferred_batch_size 4 each child cuts its rows into batches of 4 and sends two.
     // Runs stay on the worker's ONNX Runtime thread (--inline-run-us 0): on its main thread an identity
     // run ends before the next frames are read, so batches seldom wait for the instance together,
     // which is what merging needs (this test then failed about one run in three on 2 cores).
