@@ -3,6 +3,7 @@
 // Runtime: the in-flight byte bound refuses the excess at once, admitted
 // requests are answered, and SIGTERM to the process group afterwards ends
 // every process (issue 15).
+import { setMaxListeners } from 'node:events';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -306,6 +307,8 @@ describe('overload of a slow model', () => {
       const workers = childPids(gw.pid);
       expect(workers.length).toBeGreaterThan(0);
       const abort = new AbortController();
+      // One signal for all 120 calls, each listening until it ends (Node warns past 10).
+      setMaxListeners(120, abort.signal);
       const calls = Array.from({ length: 120 }, () => infer(gw.client, 30_000, abort.signal));
       // Work is running once the first request is answered.
       await Promise.race(calls);
