@@ -21,6 +21,8 @@ export interface MergeTensorsInput<E extends ConfigTensor> {
   /** A config entry for a tensor the config leaves out. */
   readonly create: (filled: ConfigTensor) => E;
   readonly optional: (entry: E) => boolean;
+  /** Tensors whose config dims say what clients send or get, not the model's own shape (ragged inputs, scattered outputs). */
+  readonly clientShaped?: ReadonlySet<string> | undefined;
 }
 
 const DATA_TYPE_BY_NAME = new Map<string, DataType>();
@@ -77,7 +79,7 @@ export function mergeTensors<E extends ConfigTensor>(
     if (dims.length === 0) {
       if (reshape) fail(`${path}.dims`, 'expected dims when reshape is set, got none');
       ({ dims, reshape } = filledDims(spec, batching));
-    } else {
+    } else if (!m.clientShaped?.has(entry.name)) {
       checkDims(spec, entry, batching, path, fail);
     }
     if (batching && m.optional(entry)) {

@@ -12,6 +12,7 @@ import {
 import { type TensorSpec } from '../../proto/gen/worker.js';
 import { mergeTensors, shapeText } from './complete-tensors.js';
 import { ConfigError } from './config-error.js';
+import { type BatchIoPlan, batchIoPlanOf } from './batch-io-config.js';
 import { dynamicBatchingIn, sequenceBatchingIn } from './model-config.js';
 import { DEFAULT_SEQUENCE_IDLE_US, type SequencePlan, sequencePlanOf } from './sequence-config.js';
 
@@ -43,6 +44,8 @@ export interface CompletedConfig {
   readonly signature: Omit<ModelSignature, 'version'>;
   /** A stateful model's `sequence_batching`, checked against the model. */
   readonly sequence?: SequencePlan;
+  /** Ragged inputs, batch inputs and batch outputs, checked against the model; undefined when the config has none. */
+  readonly batchIo?: BatchIoPlan;
 }
 
 /**
@@ -76,11 +79,14 @@ export function completeConfig(input: CompleteConfigInput): CompletedConfig {
   const common = { file, maxBatchSize };
   const sequenceBatching = sequenceBatchingIn(given);
   const sequence = sequenceBatching && sequencePlanOf(sequenceBatching, inputs, outputs, maxBatchSize, fail);
+  const batchIo = given && batchIoPlanOf(given, inputs, outputs, maxBatchSize, fail);
+  const serverMade = (s: TensorSpec): boolean => sequence?.serverInputs.has(s.name) === true || batchIo?.serverInputs.has(s.name) === true;
   const completedInputs = mergeTensors<ModelInput>({
     ...common,
     kind: 'input',
     entries: given?.input ?? [],
-    specs: sequence ? inputs.filter((s) => !sequence.serverInputs.has(s.name)) : inputs,
+    specs: sequence || batchIo ? inputs.filter((s) => !serverMade(s)) : inputs,
+    clientShaped: batchIo?.clientShaped,
     create: (t) => ({
       ...t,
       format: ModelInput_Format.FORMAT_NONE,
@@ -95,6 +101,7 @@ export function completeConfig(input: CompleteConfigInput): CompletedConfig {
     kind: 'output',
     entries: given?.output ?? [],
     specs: sequence ? outputs.filter((s) => !sequence.serverOutputs.has(s.name)) : outputs,
+    clientShaped: batchIo?.clientShaped,
     create: (t) => ({ ...t, labelFilename: '', isShapeTensor: false }),
     optional: () => false,
   });
@@ -123,12 +130,15 @@ export function completeConfig(input: CompleteConfigInput): CompletedConfig {
     metricTags: { ...given?.metricTags },
     parameters: structuredClone(given?.parameters ?? {}),
     modelWarmup: structuredClone(given?.modelWarmup ?? []),
+    batchInput: structuredClone(given?.batchInput ?? []),
+    batchOutput: structuredClone(given?.batchOutput ?? []),
     responseCache: given?.responseCache && { enable: given.responseCache.enable },
   };
   return {
     config,
     signature: { name, maxBatchSize, inputs: completedInputs.signatures, outputs: completedOutputs.signatures },
     ...(sequence ? { sequence } : {}),
+    ...(batchIo ? { batchIo } : {}),
   };
 }
 

@@ -1,4 +1,8 @@
 import {
+  type BatchInput,
+  BatchInput_Kind,
+  type BatchOutput,
+  BatchOutput_Kind,
   DataType,
   type ModelConfig,
   type ModelDynamicBatching,
@@ -57,10 +61,16 @@ export function sequenceBatchingIn(config: ModelConfig | undefined): ModelSequen
   return config?.schedulingChoice?.$case === 'sequenceBatching' ? config.schedulingChoice.value : undefined;
 }
 
-/** Whether requests of the model run several to an execution: dynamic or sequence batching. */
+/**
+ * Whether requests of the model run several to an execution, so that a worker
+ * may merge executions waiting for an instance along dimension 0: dynamic or
+ * sequence batching, and no ragged input or batch input or output, whose
+ * tensors describe one whole batch and cannot be joined by rows.
+ */
 export function batchesRequests(config: ModelConfig | undefined): boolean {
   const choice = config?.schedulingChoice?.$case;
-  return choice === 'dynamicBatching' || choice === 'sequenceBatching';
+  if (choice !== 'dynamicBatching' && choice !== 'sequenceBatching') return false;
+  return config?.batchInput.length === 0 && config.batchOutput.length === 0 && !config.input.some((i) => i.allowRaggedBatch);
 }
 
 /** The config's ensemble_scheduling, when its scheduling choice is that. */
@@ -103,8 +113,6 @@ export function parseModelConfig(text: string, file: string): ParsedModelConfig 
 
 const NOT_IMPLEMENTED = 'Fabriek does not implement it';
 const CONFIG_IGNORED: IgnoredFields = {
-  batch_input: NOT_IMPLEMENTED,
-  batch_output: NOT_IMPLEMENTED,
   model_transaction_policy: `${NOT_IMPLEMENTED}; every request gets exactly one response`,
   model_operations: NOT_IMPLEMENTED,
   model_repository_agents: NOT_IMPLEMENTED,
@@ -120,6 +128,8 @@ const OPTIMIZATION_IGNORED: IgnoredFields = {
 };
 
 const DATA_TYPE = enumType<DataType>(DataType);
+const BATCH_INPUT_KIND = enumType<BatchInput_Kind>(BatchInput_Kind);
+const BATCH_OUTPUT_KIND = enumType<BatchOutput_Kind>(BatchOutput_Kind);
 const CONTROL_KIND = enumType<ModelSequenceBatching_Control_Kind>(ModelSequenceBatching_Control_Kind);
 const FORMAT = enumType<ModelInput_Format>(ModelInput_Format);
 const KIND = enumType<ModelInstanceGroup_Kind>(ModelInstanceGroup_Kind);
@@ -167,7 +177,26 @@ function modelConfig(r: MessageReader): ModelConfig {
       r.map('parameters', STRING, '', (e) => e.message('value', parameterOf) ?? { stringValue: '' }),
     ),
     modelWarmup: r.messages('model_warmup', warmupOf),
+    batchInput: r.messages('batch_input', batchInputOf),
+    batchOutput: r.messages('batch_output', batchOutputOf),
     responseCache: r.message('response_cache', (c) => ({ enable: c.scalar('enable', BOOL) ?? false })),
+  };
+}
+
+function batchInputOf(r: MessageReader): BatchInput {
+  return {
+    kind: r.scalar('kind', BATCH_INPUT_KIND) ?? BatchInput_Kind.BATCH_ELEMENT_COUNT,
+    targetName: r.scalars('target_name', STRING),
+    dataType: r.scalar('data_type', DATA_TYPE) ?? DataType.TYPE_INVALID,
+    sourceInput: r.scalars('source_input', STRING),
+  };
+}
+
+function batchOutputOf(r: MessageReader): BatchOutput {
+  return {
+    targetName: r.scalars('target_name', STRING),
+    kind: r.scalar('kind', BATCH_OUTPUT_KIND) ?? BatchOutput_Kind.BATCH_SCATTER_WITH_INPUT_SHAPE,
+    sourceInput: r.scalars('source_input', STRING),
   };
 }
 

@@ -570,6 +570,112 @@ export interface ModelResponseCache {
   enable: boolean;
 }
 
+/**
+ * Triton's batch input: a model input the server makes from the requests of
+ * each batch (element counts, item shapes of a ragged input), which clients
+ * never send.
+ */
+export interface BatchInput {
+  kind: BatchInput_Kind;
+  targetName: string[];
+  dataType: DataType;
+  sourceInput: string[];
+}
+
+export enum BatchInput_Kind {
+  BATCH_ELEMENT_COUNT = 0,
+  BATCH_ACCUMULATED_ELEMENT_COUNT = 1,
+  BATCH_ACCUMULATED_ELEMENT_COUNT_WITH_ZERO = 2,
+  BATCH_MAX_ELEMENT_COUNT_AS_SHAPE = 3,
+  BATCH_ITEM_SHAPE = 4,
+  BATCH_ITEM_SHAPE_FLATTEN = 5,
+  UNRECOGNIZED = -1,
+}
+
+export function batchInput_KindFromJSON(object: any): BatchInput_Kind {
+  switch (object) {
+    case 0:
+    case "BATCH_ELEMENT_COUNT":
+      return BatchInput_Kind.BATCH_ELEMENT_COUNT;
+    case 1:
+    case "BATCH_ACCUMULATED_ELEMENT_COUNT":
+      return BatchInput_Kind.BATCH_ACCUMULATED_ELEMENT_COUNT;
+    case 2:
+    case "BATCH_ACCUMULATED_ELEMENT_COUNT_WITH_ZERO":
+      return BatchInput_Kind.BATCH_ACCUMULATED_ELEMENT_COUNT_WITH_ZERO;
+    case 3:
+    case "BATCH_MAX_ELEMENT_COUNT_AS_SHAPE":
+      return BatchInput_Kind.BATCH_MAX_ELEMENT_COUNT_AS_SHAPE;
+    case 4:
+    case "BATCH_ITEM_SHAPE":
+      return BatchInput_Kind.BATCH_ITEM_SHAPE;
+    case 5:
+    case "BATCH_ITEM_SHAPE_FLATTEN":
+      return BatchInput_Kind.BATCH_ITEM_SHAPE_FLATTEN;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return BatchInput_Kind.UNRECOGNIZED;
+  }
+}
+
+export function batchInput_KindToJSON(object: BatchInput_Kind): string {
+  switch (object) {
+    case BatchInput_Kind.BATCH_ELEMENT_COUNT:
+      return "BATCH_ELEMENT_COUNT";
+    case BatchInput_Kind.BATCH_ACCUMULATED_ELEMENT_COUNT:
+      return "BATCH_ACCUMULATED_ELEMENT_COUNT";
+    case BatchInput_Kind.BATCH_ACCUMULATED_ELEMENT_COUNT_WITH_ZERO:
+      return "BATCH_ACCUMULATED_ELEMENT_COUNT_WITH_ZERO";
+    case BatchInput_Kind.BATCH_MAX_ELEMENT_COUNT_AS_SHAPE:
+      return "BATCH_MAX_ELEMENT_COUNT_AS_SHAPE";
+    case BatchInput_Kind.BATCH_ITEM_SHAPE:
+      return "BATCH_ITEM_SHAPE";
+    case BatchInput_Kind.BATCH_ITEM_SHAPE_FLATTEN:
+      return "BATCH_ITEM_SHAPE_FLATTEN";
+    case BatchInput_Kind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/**
+ * Triton's batch output: an output of the whole batch that the server
+ * scatters to its requests by the shape of one of their inputs.
+ */
+export interface BatchOutput {
+  targetName: string[];
+  kind: BatchOutput_Kind;
+  sourceInput: string[];
+}
+
+export enum BatchOutput_Kind {
+  BATCH_SCATTER_WITH_INPUT_SHAPE = 0,
+  UNRECOGNIZED = -1,
+}
+
+export function batchOutput_KindFromJSON(object: any): BatchOutput_Kind {
+  switch (object) {
+    case 0:
+    case "BATCH_SCATTER_WITH_INPUT_SHAPE":
+      return BatchOutput_Kind.BATCH_SCATTER_WITH_INPUT_SHAPE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return BatchOutput_Kind.UNRECOGNIZED;
+  }
+}
+
+export function batchOutput_KindToJSON(object: BatchOutput_Kind): string {
+  switch (object) {
+    case BatchOutput_Kind.BATCH_SCATTER_WITH_INPUT_SHAPE:
+      return "BATCH_SCATTER_WITH_INPUT_SHAPE";
+    case BatchOutput_Kind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export interface ModelConfig {
   name: string;
   platform: string;
@@ -590,6 +696,8 @@ export interface ModelConfig {
   metricTags: { [key: string]: string };
   parameters: { [key: string]: ModelParameter };
   modelWarmup: ModelWarmup[];
+  batchInput: BatchInput[];
+  batchOutput: BatchOutput[];
   responseCache?: ModelResponseCache | undefined;
 }
 
@@ -4851,6 +4959,244 @@ export const ModelResponseCache: MessageFns<ModelResponseCache> = {
   },
 };
 
+function createBaseBatchInput(): BatchInput {
+  return { kind: 0, targetName: [], dataType: 0, sourceInput: [] };
+}
+
+export const BatchInput: MessageFns<BatchInput> = {
+  encode(message: BatchInput, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== 0) {
+      writer.uint32(8).int32(message.kind);
+    }
+    for (const v of message.targetName) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.dataType !== 0) {
+      writer.uint32(24).int32(message.dataType);
+    }
+    for (const v of message.sourceInput) {
+      writer.uint32(34).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BatchInput {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBatchInput();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.targetName.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.dataType = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.sourceInput.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BatchInput {
+    return {
+      kind: isSet(object.kind) ? batchInput_KindFromJSON(object.kind) : 0,
+      targetName: globalThis.Array.isArray(object?.targetName)
+        ? object.targetName.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.target_name)
+        ? object.target_name.map((e: any) => globalThis.String(e))
+        : [],
+      dataType: isSet(object.dataType)
+        ? dataTypeFromJSON(object.dataType)
+        : isSet(object.data_type)
+        ? dataTypeFromJSON(object.data_type)
+        : 0,
+      sourceInput: globalThis.Array.isArray(object?.sourceInput)
+        ? object.sourceInput.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.source_input)
+        ? object.source_input.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: BatchInput): unknown {
+    const obj: any = {};
+    if (message.kind !== 0) {
+      obj.kind = batchInput_KindToJSON(message.kind);
+    }
+    if (message.targetName?.length) {
+      obj.targetName = message.targetName;
+    }
+    if (message.dataType !== 0) {
+      obj.dataType = dataTypeToJSON(message.dataType);
+    }
+    if (message.sourceInput?.length) {
+      obj.sourceInput = message.sourceInput;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<BatchInput>): BatchInput {
+    return BatchInput.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BatchInput>): BatchInput {
+    const message = createBaseBatchInput();
+    message.kind = object.kind ?? 0;
+    message.targetName = object.targetName?.map((e) => e) || [];
+    message.dataType = object.dataType ?? 0;
+    message.sourceInput = object.sourceInput?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseBatchOutput(): BatchOutput {
+  return { targetName: [], kind: 0, sourceInput: [] };
+}
+
+export const BatchOutput: MessageFns<BatchOutput> = {
+  encode(message: BatchOutput, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.targetName) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.kind !== 0) {
+      writer.uint32(16).int32(message.kind);
+    }
+    for (const v of message.sourceInput) {
+      writer.uint32(26).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BatchOutput {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBatchOutput();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.targetName.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.sourceInput.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BatchOutput {
+    return {
+      targetName: globalThis.Array.isArray(object?.targetName)
+        ? object.targetName.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.target_name)
+        ? object.target_name.map((e: any) => globalThis.String(e))
+        : [],
+      kind: isSet(object.kind) ? batchOutput_KindFromJSON(object.kind) : 0,
+      sourceInput: globalThis.Array.isArray(object?.sourceInput)
+        ? object.sourceInput.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.source_input)
+        ? object.source_input.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: BatchOutput): unknown {
+    const obj: any = {};
+    if (message.targetName?.length) {
+      obj.targetName = message.targetName;
+    }
+    if (message.kind !== 0) {
+      obj.kind = batchOutput_KindToJSON(message.kind);
+    }
+    if (message.sourceInput?.length) {
+      obj.sourceInput = message.sourceInput;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<BatchOutput>): BatchOutput {
+    return BatchOutput.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BatchOutput>): BatchOutput {
+    const message = createBaseBatchOutput();
+    message.targetName = object.targetName?.map((e) => e) || [];
+    message.kind = object.kind ?? 0;
+    message.sourceInput = object.sourceInput?.map((e) => e) || [];
+    return message;
+  },
+};
+
 function createBaseModelConfig(): ModelConfig {
   return {
     name: "",
@@ -4868,6 +5214,8 @@ function createBaseModelConfig(): ModelConfig {
     metricTags: {},
     parameters: {},
     modelWarmup: [],
+    batchInput: [],
+    batchOutput: [],
     responseCache: undefined,
   };
 }
@@ -4926,6 +5274,12 @@ export const ModelConfig: MessageFns<ModelConfig> = {
     });
     for (const v of message.modelWarmup) {
       ModelWarmup.encode(v!, writer.uint32(130).fork()).join();
+    }
+    for (const v of message.batchInput) {
+      BatchInput.encode(v!, writer.uint32(162).fork()).join();
+    }
+    for (const v of message.batchOutput) {
+      BatchOutput.encode(v!, writer.uint32(170).fork()).join();
     }
     if (message.responseCache !== undefined) {
       ModelResponseCache.encode(message.responseCache, writer.uint32(194).fork()).join();
@@ -5097,6 +5451,22 @@ export const ModelConfig: MessageFns<ModelConfig> = {
             message.modelWarmup.push(ModelWarmup.decode(reader, reader.uint32()));
             continue;
           }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.batchInput.push(BatchInput.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.batchOutput.push(BatchOutput.decode(reader, reader.uint32()));
+            continue;
+          }
           case 24: {
             if (tag !== 194) {
               break;
@@ -5205,6 +5575,16 @@ export const ModelConfig: MessageFns<ModelConfig> = {
         : globalThis.Array.isArray(object?.model_warmup)
         ? object.model_warmup.map((e: any) => ModelWarmup.fromJSON(e))
         : [],
+      batchInput: globalThis.Array.isArray(object?.batchInput)
+        ? object.batchInput.map((e: any) => BatchInput.fromJSON(e))
+        : globalThis.Array.isArray(object?.batch_input)
+        ? object.batch_input.map((e: any) => BatchInput.fromJSON(e))
+        : [],
+      batchOutput: globalThis.Array.isArray(object?.batchOutput)
+        ? object.batchOutput.map((e: any) => BatchOutput.fromJSON(e))
+        : globalThis.Array.isArray(object?.batch_output)
+        ? object.batch_output.map((e: any) => BatchOutput.fromJSON(e))
+        : [],
       responseCache: isSet(object.responseCache)
         ? ModelResponseCache.fromJSON(object.responseCache)
         : isSet(object.response_cache)
@@ -5275,6 +5655,12 @@ export const ModelConfig: MessageFns<ModelConfig> = {
     }
     if (message.modelWarmup?.length) {
       obj.modelWarmup = message.modelWarmup.map((e) => ModelWarmup.toJSON(e));
+    }
+    if (message.batchInput?.length) {
+      obj.batchInput = message.batchInput.map((e) => BatchInput.toJSON(e));
+    }
+    if (message.batchOutput?.length) {
+      obj.batchOutput = message.batchOutput.map((e) => BatchOutput.toJSON(e));
     }
     if (message.responseCache !== undefined) {
       obj.responseCache = ModelResponseCache.toJSON(message.responseCache);
@@ -5350,6 +5736,8 @@ export const ModelConfig: MessageFns<ModelConfig> = {
       {},
     );
     message.modelWarmup = object.modelWarmup?.map((e) => ModelWarmup.fromPartial(e)) || [];
+    message.batchInput = object.batchInput?.map((e) => BatchInput.fromPartial(e)) || [];
+    message.batchOutput = object.batchOutput?.map((e) => BatchOutput.fromPartial(e)) || [];
     message.responseCache = (object.responseCache !== undefined && object.responseCache !== null)
       ? ModelResponseCache.fromPartial(object.responseCache)
       : undefined;

@@ -56,6 +56,8 @@ describe('completeConfig without config.pbtxt', () => {
       metricTags: {},
       parameters: {},
       modelWarmup: [],
+      batchInput: [],
+      batchOutput: [],
     });
     expect(signature).toEqual({
       name: 'foo',

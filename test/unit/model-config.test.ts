@@ -160,6 +160,8 @@ describe('parseModelConfig: the rest of the schema', () => {
       metricTags: {},
       parameters: {},
       modelWarmup: [],
+      batchInput: [],
+      batchOutput: [],
     });
     expect(warnings).toEqual([]);
     expect(present.size).toBe(0);
@@ -253,12 +255,12 @@ describe('parseModelConfig: the rest of the schema', () => {
 
   it('warns once per ignored field, and keeps the last value of a repeated map key', () => {
     const { config, warnings } = parseModelConfig(
-      'batch_input { kind: 1 } batch_input { kind: 2 }\nparameters { key: "k" value { string_value: "1" } }\nparameters { key: "k" value { string_value: "2" } }',
+      'model_operations { op_library_filename: "a" } model_operations { op_library_filename: "b" }\nparameters { key: "k" value { string_value: "1" } }\nparameters { key: "k" value { string_value: "2" } }',
       FILE,
     );
     expect(config.parameters).toEqual({ k: { stringValue: '2' } });
     expect(warnings).toEqual([
-      'models/foo/config.pbtxt: batch_input: ignored: Fabriek does not implement it (line 1, column 1)',
+      'models/foo/config.pbtxt: model_operations: ignored: Fabriek does not implement it (line 1, column 1)',
       'models/foo/config.pbtxt: parameters[1]: key "k" is set more than once; the last value is used (line 3, column 12)',
     ]);
   });
@@ -282,7 +284,7 @@ describe('parseModelConfig: errors name file, field and position', () => {
   const cases: [string, string, string, string][] = [
     // [name, text, field, reason]
     ['unknown top-level field', 'name: "x"\nmax_batch: 4', 'max_batch',
-      'unknown field; expected one of dynamic_batching, sequence_batching, ensemble_scheduling, name, platform, backend, runtime, version_policy, max_batch_size, input, output, optimization, instance_group, default_model_filename, metric_tags, parameters, model_warmup, response_cache'],
+      'unknown field; expected one of dynamic_batching, sequence_batching, ensemble_scheduling, name, platform, backend, runtime, version_policy, max_batch_size, input, output, optimization, instance_group, default_model_filename, metric_tags, parameters, model_warmup, batch_input, batch_output, response_cache'],
     ['unknown nested field', 'dynamic_batching { max_queue_delay: 5 }', 'dynamic_batching.max_queue_delay',
       'unknown field; expected one of priority_levels, preferred_batch_size, max_queue_delay_microseconds, preserve_ordering, default_priority_level, default_queue_policy, priority_queue_policy'],
     ['unknown field in a list item', 'input [ { name: "a" }, { nmae: "b" } ]', 'input[1].nmae',
