@@ -20,13 +20,16 @@ function innerDims(shape: readonly number[]): string {
 /**
  * A request's inputs in name order and the key of what must be equal for
  * requests to share a batch: input names, datatypes and every dimension
- * but the first. The name order lets members' inputs line up for
- * `concatRows` whatever order each client sent them in.
+ * but the first (none of a `ragged` input's, which joins as its elements end
+ * to end). The name order lets members' inputs line up for `joinRows`
+ * whatever order each client sent them in.
  */
-export function batchShape(inputs: readonly Tensor[]): { inputs: readonly Tensor[]; key: string } {
+export function batchShape(inputs: readonly Tensor[], ragged?: ReadonlySet<string>): { inputs: readonly Tensor[]; key: string } {
   const sorted = inputs.length <= 1 ? inputs : [...inputs].sort(byName);
   let key = '';
-  for (const t of sorted) key += `${t.name}\u0000${t.datatype}\u0000${t.shape.length}:${innerDims(t.shape)}\u0001`;
+  for (const t of sorted) {
+    key += ragged?.has(t.name) ? `${t.name}\u0000${t.datatype}\u0000*\u0001` : `${t.name}\u0000${t.datatype}\u0000${t.shape.length}:${innerDims(t.shape)}\u0001`;
+  }
   return { inputs: sorted, key };
 }
 
@@ -36,34 +39,55 @@ export function batchShape(inputs: readonly Tensor[]): { inputs: readonly Tensor
  * members' bytes as parts, which the frame to the worker writes in order
  * (BYTES inputs join as their raw length-prefixed bytes do). Members must
  * list the same inputs in the same order with equal non-batch dims (see
- * `batchShape`); anything else is an INTERNAL error. A single member's
- * tensors are returned as they are.
+ * `batchShape`); anything else is an INTERNAL error. A `ragged` input joins
+ * as one 1-D tensor of every member's elements, whatever their shapes.
+ * Without ragged inputs a single member's tensors are returned as they are.
  */
-export function joinRows(tensorsPerMember: readonly (readonly Tensor[])[]): readonly BatchInput[] {
+export function joinRows(tensorsPerMember: readonly (readonly Tensor[])[], ragged?: ReadonlySet<string>): readonly BatchInput[] {
   const first = tensorsPerMember[0];
   if (first === undefined) return [];
+  if (ragged !== undefined && ragged.size > 0) return first.map((head, i) => (ragged.has(head.name) ? joinFlat(tensorsPerMember, head, i) : joinInput(tensorsPerMember, head, i)));
   if (tensorsPerMember.length === 1) return first;
-  return first.map((head, i) => {
-    const inner = innerDims(head.shape);
-    let rows = 0;
-    const parts: Uint8Array[] = [];
-    for (const [j, member] of tensorsPerMember.entries()) {
-      const t = member[i];
-      if (
-        t === undefined ||
-        t.name !== head.name ||
-        t.datatype !== head.datatype ||
-        t.shape.length !== head.shape.length ||
-        t.shape.length === 0 ||
-        innerDims(t.shape) !== inner
-      ) {
-        throw internal(`batch member ${j} does not match member 0 at input ${i} ('${head.name}')`);
-      }
-      rows += t.shape[0] ?? 0;
-      parts.push(t.data);
+  return first.map((head, i) => joinInput(tensorsPerMember, head, i));
+}
+
+/** Input i of every member along dimension 0. */
+function joinInput(tensorsPerMember: readonly (readonly Tensor[])[], head: Tensor, i: number): BatchInput {
+  if (tensorsPerMember.length === 1) return head;
+  const inner = innerDims(head.shape);
+  let rows = 0;
+  const parts: Uint8Array[] = [];
+  for (const [j, member] of tensorsPerMember.entries()) {
+    const t = member[i];
+    if (
+      t === undefined ||
+      t.name !== head.name ||
+      t.datatype !== head.datatype ||
+      t.shape.length !== head.shape.length ||
+      t.shape.length === 0 ||
+      innerDims(t.shape) !== inner
+    ) {
+      throw internal(`batch member ${j} does not match member 0 at input ${i} ('${head.name}')`);
     }
-    return { name: head.name, datatype: head.datatype, shape: [rows, ...head.shape.slice(1)], parts };
-  });
+    rows += t.shape[0] ?? 0;
+    parts.push(t.data);
+  }
+  return { name: head.name, datatype: head.datatype, shape: [rows, ...head.shape.slice(1)], parts };
+}
+
+/** Input i of every member as one 1-D tensor of all their elements (a ragged input). */
+function joinFlat(tensorsPerMember: readonly (readonly Tensor[])[], head: Tensor, i: number): BatchInput {
+  let elements = 0;
+  const parts: Uint8Array[] = [];
+  for (const [j, member] of tensorsPerMember.entries()) {
+    const t = member[i];
+    if (t === undefined || t.name !== head.name || t.datatype !== head.datatype) {
+      throw internal(`batch member ${j} does not match member 0 at input ${i} ('${head.name}')`);
+    }
+    elements += elementCount(t.shape);
+    parts.push(t.data);
+  }
+  return { name: head.name, datatype: head.datatype, shape: [elements], parts };
 }
 
 /** Byte offsets in a BYTES buffer where each member's rows start, plus its end. */

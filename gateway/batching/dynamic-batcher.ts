@@ -11,6 +11,8 @@ import {
   type JobResult,
   type Scheduler,
 } from '../scheduling/execution.js';
+import { type BatchIoPlan } from '../../models/config/batch-io-config.js';
+import { joinBatch, splitBatch } from './batch-io.js';
 import { batchShape, joinRows, splitRows } from './batch-rows.js';
 import { BatchQueue, type Queued } from './batch-queue.js';
 import { type Clock, systemClock } from './clock.js';
@@ -70,6 +72,8 @@ export interface DynamicBatcherOptions<P> {
    * 0 or absent: Triton's fixed max_queue_delay and preferred sizes.
    */
   readonly sloNs?: bigint;
+  /** Ragged inputs, batch inputs and batch outputs (Triton's ragged batching); absent for most models. */
+  readonly batchIo?: BatchIoPlan | undefined;
 }
 
 interface Entry extends Queued<Entry> {
@@ -107,6 +111,7 @@ export class DynamicBatcher<P> implements Scheduler {
   readonly #sloNs: bigint;
   /** In SLO mode: the policy decide walks with (no delay, no preferred sizes: decideSlo sizes the batch). */
   readonly #sloPolicy: BatchingPolicy | undefined;
+  readonly #batchIo: BatchIoPlan | undefined;
   readonly #arrivals = new ArrivalRate();
   /** Expected end of the compute of each batch sent and not yet answered, by the cost model (SLO mode). */
   readonly #finishes: bigint[] = [];
@@ -134,6 +139,7 @@ export class DynamicBatcher<P> implements Scheduler {
     this.#sloNs = options.sloNs !== undefined && options.sloNs > 0n ? options.sloNs : 0n;
     this.#sloPolicy =
       this.#sloNs > 0n ? { ...options.policy, maxQueueDelayNs: 0n, preferredBatchSizes: [options.policy.maxBatchSize] } : undefined;
+    this.#batchIo = options.batchIo;
     this.#unsubscribe = this.#slots.onFree(() => this.#drain());
   }
 
@@ -176,7 +182,7 @@ export class DynamicBatcher<P> implements Scheduler {
       return Promise.reject(unavailable(`Exceeds maximum queue size: ${where}`));
     }
     const timeout = queueTimeoutNs(lp, job.timeoutUs);
-    const { inputs, key } = batchShape(job.inputs);
+    const { inputs, key } = batchShape(job.inputs, this.#batchIo?.ragged);
     const rows = Math.max(1, job.batchSize);
     // SLO mode: a request without a deadline of its own is due the SLO after it arrived.
     let dueNs = deadlineNs;
@@ -565,7 +571,8 @@ export class DynamicBatcher<P> implements Scheduler {
     this.#lastRows = rows;
     let inputs: readonly BatchInput[];
     try {
-      inputs = joinRows(take.map((e) => e.inputs));
+      const members = take.map((e) => e.inputs);
+      inputs = this.#batchIo ? joinBatch(this.#batchIo, members) : joinRows(members);
     } catch (error) {
       this.#slots.release(placement);
       for (const e of take) e.reject(error);
@@ -593,7 +600,7 @@ export class DynamicBatcher<P> implements Scheduler {
         this.#answeredRows = rows;
         this.#returnedRows = 0;
         this.#observer?.executed(rows, execution);
-        deliver(() => answerMembers(take, execution, now, rows));
+        deliver(() => answerMembers(take, execution, now, rows, this.#batchIo));
       },
       (error: unknown) => deliver(() => take.forEach((e) => e.reject(error))),
     );
@@ -647,10 +654,10 @@ function requestedOutputs(take: readonly Entry[]): string[] {
   return [...names];
 }
 
-function answerMembers(take: readonly Entry[], execution: ExecutionResult, cutNs: bigint, batchRows: number): void {
+function answerMembers(take: readonly Entry[], execution: ExecutionResult, cutNs: bigint, batchRows: number, batchIo: BatchIoPlan | undefined): void {
   let parts: Tensor[][];
   try {
-    parts = splitRows(execution.outputs, take.map((e) => e.rows));
+    parts = batchIo ? splitBatch(batchIo, execution.outputs, take) : splitRows(execution.outputs, take.map((e) => e.rows));
   } catch (error) {
     for (const e of take) e.reject(error);
     return;

@@ -809,7 +809,7 @@ export class ModelManager {
         outputs: first.outputs,
         defaultMaxBatchSize: this.#options.defaultMaxBatchSize,
       });
-      const { signature, sequence } = completed;
+      const { signature, sequence, batchIo } = completed;
       const sequenceBatching = sequenceBatchingIn(completed.config);
       // A sequence model batches across its sequences as Triton's `oldest` strategy does.
       const batching = dynamicBatchingIn(completed.config) ?? (sequenceBatching && sequenceBatchingPolicy(sequenceBatching));
@@ -828,8 +828,9 @@ export class ModelManager {
               policy: batchingPolicyFromConfig(config.maxBatchSize, batching, this.#options.maxQueueSize),
               observer: stats,
               sloNs: BigInt(Math.round(sloMs * 1e6)),
+              batchIo,
             })
-          : new DirectScheduler(v.key, slots, dispatcher, this.#options.maxQueueSize, stats);
+          : new DirectScheduler(v.key, slots, dispatcher, this.#options.maxQueueSize, stats, undefined, batchIo);
       if (sequence) {
         scheduler = new SequenceScheduler({
           modelName: v.name,
@@ -855,6 +856,7 @@ export class ModelManager {
         plans,
         executionProvider: [...providers].join(', '),
         labels,
+        ...(batchIo ? { batchIo } : {}),
       };
       plans.forEach((p) => {
         const worker = this.#workers.get(p.workerId);

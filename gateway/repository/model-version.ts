@@ -6,6 +6,7 @@ import { type InstanceSlots } from '../scheduling/instance-slots.js';
 import { type ModelVersionStatistics } from '../stats/model-statistics.js';
 import { type WorkerPlan } from '../../models/repository/placement.js';
 import { type OutputLabels } from '../inference/classification.js';
+import { type BatchIoPlan } from '../../models/config/batch-io-config.js';
 
 /** Triton's model states, as RepositoryIndex reports them. */
 export type ModelState = 'UNKNOWN' | 'READY' | 'UNAVAILABLE' | 'LOADING' | 'UNLOADING';
@@ -24,6 +25,8 @@ export interface ServingParts {
   executionProvider: string;
   /** Each output's labels from its `label_filename`, for classification; absent = none. */
   readonly labels?: OutputLabels;
+  /** Ragged inputs, batch inputs and batch outputs (Triton's ragged batching); absent = none. */
+  readonly batchIo?: BatchIoPlan;
 }
 
 /** One version of one model and where it stands in its lifecycle. */

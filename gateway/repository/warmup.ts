@@ -16,6 +16,8 @@ import { type Dispatcher } from '../scheduling/dispatcher.js';
 import { type InstanceSlots } from '../scheduling/instance-slots.js';
 import { walkBytesElements } from '../tensor/bytes-elements.js';
 import { validateInputs } from '../validate-request.js';
+import { type BatchIoPlan } from '../../models/config/batch-io-config.js';
+import { joinBatch } from '../batching/batch-io.js';
 
 export interface WarmupSample {
   readonly name: string;
@@ -122,6 +124,7 @@ export interface WarmupTarget {
   readonly slots: InstanceSlots;
   readonly dispatcher: Dispatcher;
   readonly signature: ModelSignature;
+  readonly batchIo?: BatchIoPlan;
 }
 
 /**
@@ -131,7 +134,9 @@ export interface WarmupTarget {
  */
 export async function runWarmup(target: WarmupTarget, samples: readonly WarmupSample[], instances: number, timeoutMs = WARMUP_TIMEOUT_MS): Promise<void> {
   for (const sample of samples) {
-    const inputs = toModelShapes(target.signature, sample.inputs);
+    const shaped = toModelShapes(target.signature, sample.inputs);
+    // A ragged model's sample goes as a batch of one: its ragged inputs flat, its batch inputs made.
+    const inputs = target.batchIo ? joinBatch(target.batchIo, [shaped]) : shaped;
     for (let round = 0; round < sample.rounds; round++) {
       const deadline = Date.now() + timeoutMs;
       await Promise.all(

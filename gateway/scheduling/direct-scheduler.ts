@@ -1,4 +1,5 @@
 import { resourceExhausted, type ServingError } from '../../core/errors.js';
+import { type BatchInput } from '../../core/tensor.js';
 import { type DirectState } from '../batching/batching-state.js';
 import { executionsAhead } from '../../core/pipelining.js';
 import { RunningCount } from '../../core/running-count.js';
@@ -8,6 +9,8 @@ import { shedError } from '../batching/shedding.js';
 import { type Dispatcher } from './dispatcher.js';
 import { abortError, type ExecutionObserver, type InferJob, type JobResult, type Scheduler } from './execution.js';
 import { type InstanceSlots, type Placement } from './instance-slots.js';
+import { type BatchIoPlan } from '../../models/config/batch-io-config.js';
+import { joinBatch, splitBatch } from '../batching/batch-io.js';
 
 /** Weight of the latest execution in the moving mean of compute that sizes the executions sent ahead. */
 const RUN_NS_ALPHA = 0.1;
@@ -49,6 +52,7 @@ export class DirectScheduler implements Scheduler {
   readonly #running = new RunningCount();
   readonly #unsubscribe: () => void;
   readonly #now: () => number;
+  readonly #batchIo: BatchIoPlan | undefined;
   #stopped: Error | undefined;
   /** Execution time by rows, learned from this version's executions (as the batcher's). */
   readonly cost = new CostModel();
@@ -63,7 +67,10 @@ export class DirectScheduler implements Scheduler {
     observer?: ExecutionObserver,
     /** Wall clock in ms, the clock of jobs' deadlines (tests pass their own). */
     now: () => number = Date.now,
+    /** Ragged inputs, batch inputs and batch outputs of a batching model without dynamic batching. */
+    batchIo?: BatchIoPlan,
   ) {
+    this.#batchIo = batchIo;
     this.#now = now;
     this.#modelKey = modelKey;
     this.#observer = observer;
@@ -175,14 +182,26 @@ export class DirectScheduler implements Scheduler {
 
   /** Runs `job` in the slot it holds. */
   #run(job: InferJob, placement: Placement, queueNs: number): Promise<JobResult> {
-    const run = this.#dispatcher.run(placement, job.inputs, job.outputs, job.deadline, job.trace ? [job.trace] : undefined).then((execution) => {
+    const batchIo = this.#batchIo;
+    // A request alone is still a batch to a ragged model: its ragged inputs flat, its batch inputs made.
+    let inputs: readonly BatchInput[] = job.inputs;
+    if (batchIo) {
+      try {
+        inputs = joinBatch(batchIo, [job.inputs]);
+      } catch (error) {
+        this.#slots.release(placement);
+        return Promise.reject(error);
+      }
+    }
+    const run = this.#dispatcher.run(placement, inputs, job.outputs, job.deadline, job.trace ? [job.trace] : undefined).then((execution) => {
       const computeNs = execution.computeInputNs + execution.computeInferNs + execution.computeOutputNs;
       this.cost.observe(Math.max(1, job.batchSize), computeNs);
       this.#runNs = this.#runNs === 0 ? computeNs : this.#runNs + RUN_NS_ALPHA * (computeNs - this.#runNs);
       this.#slots.setAhead(executionsAhead(this.#runNs));
       this.#observer?.executed(job.batchSize, execution);
       // Queued here until dispatched, then in the worker until the run started.
-      return { outputs: execution.outputs, queueNs: queueNs + (execution.workerWaitNs ?? 0), execution };
+      const outputs = batchIo ? (splitBatch(batchIo, execution.outputs, [{ rows: Math.max(1, job.batchSize), inputs: job.inputs }])[0] ?? []) : execution.outputs;
+      return { outputs, queueNs: queueNs + (execution.workerWaitNs ?? 0), execution };
     });
     this.#running.track(run);
     return run;

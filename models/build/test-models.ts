@@ -228,6 +228,33 @@ export function runningSumUnbatchedModel(): Uint8Array {
   return g.encode();
 }
 
+/**
+ * ragged_sum: Triton's ragged batching. INPUT reaches the model as every
+ * batch item's values end to end (shape [-1]), and ITEM_LENGTHS, a batch input
+ * the server makes (BATCH_ITEM_SHAPE_FLATTEN of INPUT), as each item's length.
+ * SUM is each item's sum, one per item; DOUBLED is INPUT × 2, which the server
+ * scatters back to each request in the shape of its INPUT (batch_output).
+ */
+export function raggedSumModel(): Uint8Array {
+  const g = new GraphBuilder('ragged_sum');
+  g.input('INPUT', 'float', ['elements']);
+  g.input('ITEM_LENGTHS', 'int32', ['items']);
+  const axis = g.initializer('axis0', [], new Int32Array([0]));
+  const zero = g.initializer('zero', [1], new Float32Array([0]));
+  // Sums up to each element, with a 0 in front: an item's sum is the difference at its ends.
+  g.op('CumSum', ['INPUT', axis], 'running');
+  g.op('Concat', [zero, 'running'], 'running0', { axis: 0 });
+  g.op('CumSum', ['ITEM_LENGTHS', axis], 'ends');
+  g.op('Sub', ['ends', 'ITEM_LENGTHS'], 'starts');
+  g.op('Gather', ['running0', 'ends'], 'at_ends', { axis: 0 });
+  g.op('Gather', ['running0', 'starts'], 'at_starts', { axis: 0 });
+  g.op('Sub', ['at_ends', 'at_starts'], 'SUM');
+  g.op('Add', ['INPUT', 'INPUT'], 'DOUBLED');
+  g.output('SUM', 'float', ['items']);
+  g.output('DOUBLED', 'float', ['elements']);
+  return g.encode();
+}
+
 // ---------------------------------------------------------------------------
 
 /** identity_<suffix> models: KServe-style suffix → ONNX element type. */
@@ -272,6 +299,7 @@ const BUILDERS = {
   mlp_small: () => mlpModel('mlp_small', [128]),
   running_sum: runningSumModel,
   running_sum_unbatched: runningSumUnbatchedModel,
+  ragged_sum: raggedSumModel,
   simple_cnn: simpleCnnModel,
   // ResNet-18's request size and graph at 1/16 of its compute: the overload tests' slow model.
   resnet_small: () => resnetModel('resnet_small', 16),
@@ -289,7 +317,7 @@ export type TestModelName = keyof typeof BUILDERS;
 export const TEST_MODELS: readonly TestModelName[] = Object.keys(BUILDERS) as TestModelName[];
 
 /** Models of the committed example repository (models/examples/). */
-export const EXAMPLE_MODELS: readonly TestModelName[] = ['identity_fp32', 'add_sub', 'simple_cnn', 'string_identity', 'mlp_small', 'running_sum'];
+export const EXAMPLE_MODELS: readonly TestModelName[] = ['identity_fp32', 'add_sub', 'simple_cnn', 'string_identity', 'mlp_small', 'running_sum', 'ragged_sum'];
 
 /** Hand-written configs shipped next to example models; others get theirs completed from the model. */
 export const EXAMPLE_CONFIGS: Readonly<Partial<Record<TestModelName, string>>> = {
@@ -386,6 +414,49 @@ instance_group [
     kind: KIND_CPU
   }
 ]
+`,
+  ragged_sum: `name: "ragged_sum"
+platform: "onnxruntime_onnx"
+max_batch_size: 16
+input [
+  {
+    name: "INPUT"
+    data_type: TYPE_FP32
+    dims: [ -1 ]
+    allow_ragged_batch: true
+  }
+]
+batch_input [
+  {
+    kind: BATCH_ITEM_SHAPE_FLATTEN
+    target_name: "ITEM_LENGTHS"
+    data_type: TYPE_INT32
+    source_input: "INPUT"
+  }
+]
+output [
+  {
+    name: "SUM"
+    data_type: TYPE_FP32
+    dims: [ 1 ]
+    reshape: { shape: [ ] }
+  },
+  {
+    name: "DOUBLED"
+    data_type: TYPE_FP32
+    dims: [ -1 ]
+  }
+]
+batch_output [
+  {
+    target_name: "DOUBLED"
+    kind: BATCH_SCATTER_WITH_INPUT_SHAPE
+    source_input: "INPUT"
+  }
+]
+dynamic_batching {
+  max_queue_delay_microseconds: 2000
+}
 `,
 };
 

@@ -175,6 +175,7 @@ describe('test model registry and files', () => {
         'scalar_add',
         'resnet18',
         'resnet_small',
+        'ragged_sum',
         'running_sum',
         'running_sum_unbatched',
         'simple_cnn',
