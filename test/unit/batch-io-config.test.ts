@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { completeConfig } from '../../models/config/complete.js';
 import { batchesRequests, ConfigError, parseModelConfig } from '../../models/config/model-config.js';
+import { ModelDynamicBatching } from '../../proto/gen/model_config.js';
 import { type TensorSpec } from '../../proto/gen/worker.js';
 
 // Ragged inputs, batch_input and batch_output read from config.pbtxt and
@@ -56,7 +57,7 @@ describe('ragged batching config', () => {
     expect(config.batchInput.map((b) => b.targetName)).toEqual([['ITEM_LENGTHS'], ['SHAPES']]);
     expect(config.batchOutput[0]?.targetName).toEqual(['DOUBLED']);
     // A worker must not merge such a model's executions by rows.
-    expect(batchesRequests({ ...config, schedulingChoice: { $case: 'dynamicBatching', value: { preferredBatchSize: [], maxQueueDelayMicroseconds: 0n, preserveOrdering: false, priorityLevels: 0n, defaultPriorityLevel: 0n, priorityQueuePolicy: {} } } })).toBe(false);
+    expect(batchesRequests({ ...config, schedulingChoice: { $case: 'dynamicBatching', value: ModelDynamicBatching.fromPartial({}) } })).toBe(false);
   });
 
   it('leaves a model without any of it unplanned', () => {
