@@ -126,7 +126,7 @@ async function main(argv: readonly string[]): Promise<number> {
   if (first === 'many-models') return manyModelsCommand(rest, log, watchdog);
   if (first === 'scaling') return scalingCommand(rest, log, watchdog);
   if (first === 'profile') return profileCommand(rest, log, watchdog);
-  if (first === 'batching' || first === 'http' || first === 'fairness' || first === 'slo-goodput' || first === 'noisy-neighbour' || first === 'overload') {
+  if (first === 'batching' || first === 'http' || first === 'fairness' || first === 'slo-goodput' || first === 'noisy-neighbour' || first === 'overload' || first === 'ragged') {
     return runScenario(first, rest, log, watchdog, warnIfBusy);
   }
   if (first === undefined || first === 'help') {

@@ -1,4 +1,4 @@
-// `fabriek bench batching|http|fairness|slo-goodput|noisy-neighbour|overload`: the fixed scenarios of issues #3, #4, #7 and #15,
+// `fabriek bench batching|http|fairness|slo-goodput|noisy-neighbour|overload|ragged`: the fixed scenarios of issues #3, #4, #7 and #15, and ragged batching,
 // with their own options (a fixed window per level, every answer checked).
 import { parseArgs } from 'node:util';
 import { describeRun, runInfo, saveRun } from '../history.js';
@@ -9,8 +9,9 @@ import { runHttp } from './http.js';
 import { SLO_GOODPUT_DEFAULTS, runSloGoodput } from './slo-goodput.js';
 import { NOISY_NEIGHBOUR_MODELS, runNoisyNeighbour } from './noisy-neighbour.js';
 import { runOverload } from './overload.js';
+import { RAGGED_DEFAULTS, runRagged } from './ragged.js';
 
-export const SCENARIO_USAGE = `Usage: fabriek bench batching|http|fairness|slo-goodput|noisy-neighbour|overload [options]
+export const SCENARIO_USAGE = `Usage: fabriek bench batching|http|fairness|slo-goodput|noisy-neighbour|overload|ragged [options]
 
   batching   issue #3: MLP throughput/latency at concurrency 1, 8, 64 with
              dynamic batching on and off, beside raw ONNX Runtime at batch 1, 8, 64
@@ -26,6 +27,9 @@ export const SCENARIO_USAGE = `Usage: fabriek bench batching|http|fairness|slo-g
   overload   issue #15: resnet_small's capacity (closed loop at 16), then Poisson arrivals at 70 % of
              it and at --factor times it (up to 5,000 outstanding), fixed batching and the SLO mode each
              on a fresh gateway: goodput, p99, refusal latency, RSS peak, SIGTERM (about 2 min)
+  ragged     requests of 1 to --max-length values, per-item sums: ragged batching (ragged_sum) against
+             the client padding to the longest, and against unpadded requests that batch only by equal
+             length (row_sum), alternating rounds on one gateway (about 1 min)
 
 Options:
   --duration S          measurement window per load level (default 10; slo-goodput 4)
@@ -57,6 +61,10 @@ Options:
   --slo-ms MS           batching_slo_ms of the SLO-mode model (default 200)
   --b-deadline-ms MS    tenant B's own gRPC deadline (default 30000); a B request that fails (shed,
                         deadline exceeded) counts as slower than any answer in B's p99
+  ragged only:
+  --max-length N        the longest request, in values (default 256)
+  --rounds N            rounds of the three variants (default 3)
+  --concurrency C       closed-loop clients (default 32)
   overload only:
   --factor X            the overload level in multiples of the measured capacity (default 5)
   --offered-rate N      the overload level in images/s instead (the same arrivals for builds compared
@@ -99,7 +107,7 @@ function seconds(flag: string, raw: string): number {
 const isModel = (m: string): m is BatchingModel => Object.hasOwn(BATCHING_MODELS, m);
 
 export async function runScenario(
-  scenario: 'batching' | 'http' | 'fairness' | 'slo-goodput' | 'noisy-neighbour' | 'overload',
+  scenario: 'batching' | 'http' | 'fairness' | 'slo-goodput' | 'noisy-neighbour' | 'overload' | 'ragged',
   argv: readonly string[],
   log: (line: string) => void,
   watchdog: (ms: number) => void,
@@ -128,6 +136,7 @@ export async function runScenario(
         'offered-rate': { type: 'string' },
         capacity: { type: 'string' },
         'deadline-ms': { type: 'string', default: '5000' },
+        'max-length': { type: 'string', default: String(RAGGED_DEFAULTS.maxLength) },
         'max-inflight-wait-ms': { type: 'string', default: '0' },
         'results-dir': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -139,13 +148,14 @@ export async function runScenario(
     return 0;
   }
   const slo = scenario === 'slo-goodput';
-  const durationMs = seconds('duration', values.duration ?? (slo ? String(SLO_GOODPUT_DEFAULTS.durationMs / 1000) : '10'));
-  const warmupMs = seconds('warmup', values.warmup ?? (scenario === 'fairness' ? '10' : slo ? String(SLO_GOODPUT_DEFAULTS.warmupMs / 1000) : '2'));
+  const ragged = scenario === 'ragged';
+  const durationMs = seconds('duration', values.duration ?? (slo ? String(SLO_GOODPUT_DEFAULTS.durationMs / 1000) : ragged ? String(RAGGED_DEFAULTS.durationMs / 1000) : '10'));
+  const warmupMs = seconds('warmup', values.warmup ?? (scenario === 'fairness' ? '10' : slo ? String(SLO_GOODPUT_DEFAULTS.warmupMs / 1000) : ragged ? String(RAGGED_DEFAULTS.warmupMs / 1000) : '2'));
   const noisy = scenario === 'noisy-neighbour';
   const overload = scenario === 'overload';
   const sloMs = Number(values['slo-ms'] ?? (noisy ? '200' : overload ? '300' : String(SLO_GOODPUT_DEFAULTS.sloMs)));
   if (!Number.isFinite(sloMs) || sloMs <= 0 || sloMs > 60_000) throw new UsageError(`--slo-ms: expected ms from 0 to 60000, got '${values['slo-ms']}'`);
-  const rounds = list('rounds', values.rounds ?? (noisy ? '6' : '8'))[0] ?? 8;
+  const rounds = list('rounds', values.rounds ?? (noisy ? '6' : ragged ? String(RAGGED_DEFAULTS.rounds) : '8'))[0] ?? 8;
   const bDeadlineMs = Number(values['b-deadline-ms'] ?? '30000');
   if (!Number.isFinite(bDeadlineMs) || bDeadlineMs <= 0 || bDeadlineMs > 60_000) {
     throw new UsageError(`--b-deadline-ms: expected ms from 0 to 60000, got '${values['b-deadline-ms']}'`);
@@ -169,7 +179,8 @@ export async function runScenario(
   if (!Number.isInteger(intraOpThreads) || intraOpThreads < 0 || intraOpThreads > 64) {
     throw new UsageError(`--intra-op-threads: expected 0 to 64, got '${values['intra-op-threads']}'`);
   }
-  const concurrencies = list('concurrency', values.concurrency ?? (scenario === 'batching' ? '1,8,64' : '1,64'));
+  const concurrencies = list('concurrency', values.concurrency ?? (scenario === 'batching' ? '1,8,64' : ragged ? String(RAGGED_DEFAULTS.concurrency) : '1,64'));
+  const maxLength = list('max-length', values['max-length'])[0] ?? RAGGED_DEFAULTS.maxLength;
   const models = values.models.split(',');
   const unknown = models.filter((m) => !isModel(m));
   if (unknown.length > 0) throw new UsageError(`--models: unknown ${unknown.join(', ')}; known: ${Object.keys(BATCHING_MODELS).join(', ')}`);
@@ -189,7 +200,9 @@ export async function runScenario(
             ? 2 * 2 * rounds + 4
             : overload
               ? 2 * 3
-              : concurrencies.length;
+              : ragged
+                ? 3 * rounds
+                : concurrencies.length;
   const rawMs = scenario === 'batching' ? models.length * 3 * rawDurationMs : 0;
   watchdog(2 * (levels * (durationMs + warmupMs + 5_000) + rawMs) + 300_000);
   await warnIfBusy();
@@ -212,6 +225,10 @@ export async function runScenario(
   if (overload) {
     const r = await runOverload({ factor, ...(offeredRate === undefined ? {} : { offeredRate }), sloMs, deadlineMs, maxInflightWaitMs, serveFlags, durationMs, warmupMs, log });
     return finish(`# Overload: goodput, latency and memory at ${offeredRate === undefined ? `${factor}× capacity` : `${offeredRate} images/s`} (issue #15)`, r, 'the issue #15 bar was not met by any mode (see the verdicts)');
+  }
+  if (ragged) {
+    const r = await runRagged({ concurrency: concurrencies[0] ?? RAGGED_DEFAULTS.concurrency, maxLength, rounds, durationMs, warmupMs, serveFlags, log });
+    return finish('# Ragged batching: variable-length requests with and without padding', r, 'some answers were wrong or some requests failed (see the log)');
   }
   if (slo) {
     const capacityRate = values.capacity === undefined ? undefined : Number(values.capacity);

@@ -255,6 +255,72 @@ export function raggedSumModel(): Uint8Array {
   return g.encode();
 }
 
+/** Width of the per-value MLP of ragged_mlp and row_mlp. */
+export const VALUE_MLP_WIDTH = 2048;
+
+/** The per-value MLP's weights: value → VALUE_MLP_WIDTH (tanh) → 1, no biases (so a padding 0 adds 0). */
+function valueMlp(g: GraphBuilder, name: string): { w1: string; w2: string } {
+  return {
+    w1: g.initializer('w1', [1, VALUE_MLP_WIDTH], uniformFloat32(`${name}/w1`, VALUE_MLP_WIDTH, 1)),
+    w2: g.initializer('w2', [VALUE_MLP_WIDTH, 1], uniformFloat32(`${name}/w2`, VALUE_MLP_WIDTH, 1 / VALUE_MLP_WIDTH)),
+  };
+}
+
+/**
+ * ragged_mlp: ragged_sum whose values first pass a small MLP each (1 →
+ * VALUE_MLP_WIDTH, tanh → 1): SUM is each item's sum of f(value), with compute
+ * that grows with the values sent. Same weights as row_mlp ('value_mlp' seeds).
+ */
+export function raggedMlpModel(): Uint8Array {
+  const g = new GraphBuilder('ragged_mlp');
+  g.input('INPUT', 'float', ['elements']);
+  g.input('ITEM_LENGTHS', 'int32', ['items']);
+  const { w1, w2 } = valueMlp(g, 'value_mlp');
+  const axis = g.initializer('axis0', [], new Int32Array([0]));
+  const one = g.initializer('axes1', [1], new BigInt64Array([1n]));
+  const zero = g.initializer('zero', [1], new Float32Array([0]));
+  g.op('Unsqueeze', ['INPUT', one], 'column');
+  g.op('MatMul', ['column', w1], 'hidden');
+  g.op('Tanh', ['hidden'], 'activated');
+  g.op('MatMul', ['activated', w2], 'mapped');
+  g.op('Squeeze', ['mapped', one], 'values');
+  g.op('CumSum', ['values', axis], 'running');
+  g.op('Concat', [zero, 'running'], 'running0', { axis: 0 });
+  g.op('CumSum', ['ITEM_LENGTHS', axis], 'ends');
+  g.op('Sub', ['ends', 'ITEM_LENGTHS'], 'starts');
+  g.op('Gather', ['running0', 'ends'], 'at_ends', { axis: 0 });
+  g.op('Gather', ['running0', 'starts'], 'at_starts', { axis: 0 });
+  g.op('Sub', ['at_ends', 'at_starts'], 'SUM');
+  g.output('SUM', 'float', ['items']);
+  return g.encode();
+}
+
+/** row_mlp: ragged_mlp without ragged batching: INPUT FP32 [batch, n] → SUM FP32 [batch]. */
+export function rowMlpModel(): Uint8Array {
+  const g = new GraphBuilder('row_mlp');
+  g.input('INPUT', 'float', ['batch', 'n']);
+  const { w1, w2 } = valueMlp(g, 'value_mlp');
+  const two = g.initializer('axes2', [1], new BigInt64Array([2n]));
+  const rows = g.initializer('axes12', [2], new BigInt64Array([1n, 2n]));
+  g.op('Unsqueeze', ['INPUT', two], 'column');
+  g.op('MatMul', ['column', w1], 'hidden');
+  g.op('Tanh', ['hidden'], 'activated');
+  g.op('MatMul', ['activated', w2], 'mapped');
+  g.op('ReduceSum', ['mapped', rows], 'SUM', { keepdims: 0 });
+  g.output('SUM', 'float', ['batch']);
+  return g.encode();
+}
+
+/** row_sum: ragged_sum's SUM without ragged batching: INPUT FP32 [batch, n] → SUM FP32 [batch], each row's sum. */
+export function rowSumModel(): Uint8Array {
+  const g = new GraphBuilder('row_sum');
+  g.input('INPUT', 'float', ['batch', 'n']);
+  const axes = g.initializer('axes', [1], new BigInt64Array([1n]));
+  g.op('ReduceSum', ['INPUT', axes], 'SUM', { keepdims: 0 });
+  g.output('SUM', 'float', ['batch']);
+  return g.encode();
+}
+
 // ---------------------------------------------------------------------------
 
 /** identity_<suffix> models: KServe-style suffix → ONNX element type. */
@@ -300,6 +366,10 @@ const BUILDERS = {
   running_sum: runningSumModel,
   running_sum_unbatched: runningSumUnbatchedModel,
   ragged_sum: raggedSumModel,
+  // ragged_sum's sums for requests batched only by equal length, or padded by the client (fabriek bench ragged).
+  row_sum: rowSumModel,
+  ragged_mlp: raggedMlpModel,
+  row_mlp: rowMlpModel,
   simple_cnn: simpleCnnModel,
   // ResNet-18's request size and graph at 1/16 of its compute: the overload tests' slow model.
   resnet_small: () => resnetModel('resnet_small', 16),

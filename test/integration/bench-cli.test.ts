@@ -209,6 +209,28 @@ describe('fabriek bench against a real server', () => {
     expect(badRate.stderr).toMatch(/--offered-rate: expected images\/s from 1 to 100000, got '2.5'/);
   }, 150_000);
 
+  it('runs the ragged scenario briefly: every variant of both model pairs measured, every answer right', async () => {
+    const history = join(dir, 'ragged');
+    const r = await bench(['ragged', '--rounds', '1', '--duration', '0.5', '--warmup', '0.2', '--concurrency', '4', '--max-length', '16', '--results-dir', history], 90_000);
+    expect(r.code, r.stderr).toBe(0);
+    interface Run {
+      readonly pair: string;
+      readonly variant: string;
+      readonly wrong: number;
+      readonly load: { readonly requests: number; readonly errorCount: number };
+    }
+    const run = JSON.parse(await readFile(join(history, 'latest-ragged.json'), 'utf8')) as { scenario: { measured: Run[] } };
+    expect(run.scenario.measured.map((m) => `${m.pair} ${m.variant}`)).toEqual(['sum ragged', 'sum padded', 'sum as sent', 'per-value MLP ragged', 'per-value MLP padded', 'per-value MLP as sent']);
+    for (const m of run.scenario.measured) {
+      expect(m.load.requests, `${m.pair} ${m.variant}`).toBeGreaterThan(0);
+      expect(m.wrong + m.load.errorCount, `${m.pair} ${m.variant}`).toBe(0);
+    }
+    expect(r.stdout).toContain('### per-value MLP: ragged_mlp against row_mlp');
+    const bad = await bench(['ragged', '--max-length', '0']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--max-length: expected positive integers, got '0'/);
+  }, 90_000);
+
   it('runs the scaling scenario with one and two gateway processes, load from processes of their own, and reports merged runs', async () => {
     const history = join(dir, 'scaling');
     const r = await bench(
