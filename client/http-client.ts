@@ -264,9 +264,16 @@ export class InferenceHttpClient implements InferenceClient {
             };
             if (encoding !== 'gzip' && encoding !== 'deflate') return done(body);
             // Decompressed within the same limit as a plain answer.
-            (encoding === 'gzip' ? gunzip : inflate)(body, { maxOutputLength: this.#max }, (error, plain) =>
-              error ? fail(new InferenceError(GrpcStatus.INTERNAL, `${method} ${path}: the ${encoding} answer does not decompress within ${this.#max} bytes: ${error.message}`)) : done(plain),
-            );
+            (encoding === 'gzip' ? gunzip : inflate)(body, { maxOutputLength: this.#max }, (error, plain) => {
+              if (!error) return done(plain);
+              // Too large, or not the encoding it says: two different faults, told apart.
+              const tooLarge = (error as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE';
+              fail(
+                tooLarge
+                  ? new InferenceError(GrpcStatus.RESOURCE_EXHAUSTED, `${method} ${path}: the ${encoding} answer decompresses to more than the client's limit of ${this.#max} bytes`)
+                  : new InferenceError(GrpcStatus.INTERNAL, `${method} ${path}: the answer says Content-Encoding ${encoding} but does not decompress: ${error.message}`, { cause: error }),
+              );
+            });
           });
           res.once('error', (e) => fail(new InferenceError(GrpcStatus.UNAVAILABLE, `${method} ${path}: ${e.message}`, { cause: e })));
         },
