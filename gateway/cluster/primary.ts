@@ -23,6 +23,7 @@ import { type BudgetHolders, HostBudget } from './host-budget.js';
 import { type LogLevel } from '../../core/log-levels.js';
 import { type TracePolicy } from '../../core/trace-policy.js';
 import { alreadyExists, type SharedMemoryChange } from '../shared-memory/system-shared-memory.js';
+import { SequenceHolders } from './sequence-holders.js';
 
 // The primary of `fabriek serve --gateway-processes N` (N > 1). It serves
 // nothing itself: it starts and supervises the local workers once (the
@@ -114,8 +115,8 @@ export async function startPrimary(options: ServeOptions, processes: number, log
   let logLevel: LogLevel | undefined;
   /** The system shared memory regions registered, for processes forked after them. */
   const sharedRegions = new Map<string, SharedMemoryChange>();
-  /** Sequences of stateful models (sequence-scheduler.ts processKey) and the process that keeps each. */
-  const sequenceHolders = new Map<string, ClusterWorker>();
+  /** Sequences of stateful models and the process that keeps each. */
+  const sequenceHolders = new SequenceHolders<ClusterWorker>((c) => c.isConnected());
   /** Region names a process is registering now (claimed before it opens the object), and which. */
   const claims = new Map<string, ClusterWorker>();
   /** What TraceSetting last set (undefined: --trace-config still), for processes forked after it. */
@@ -232,18 +233,14 @@ export async function startPrimary(options: ServeOptions, processes: number, log
       }
       case 'sequence-claim': {
         // The process that took the START keeps the sequence; one that kept it before ends its own first.
-        const before = sequenceHolders.get(ask.key);
-        if (before !== undefined && before !== from && before.isConnected()) {
-          await request(before, { op: 'sequence-drop', key: ask.key, model: ask.model, version: ask.version }, 10_000).catch(() => undefined);
-        }
-        sequenceHolders.set(ask.key, from);
+        await sequenceHolders.claim(ask.key, from, (before) => request(before, { op: 'sequence-drop', key: ask.key, model: ask.model, version: ask.version }, 10_000));
         return undefined;
       }
       case 'sequence-ended':
-        if (sequenceHolders.get(ask.key) === from) sequenceHolders.delete(ask.key);
+        sequenceHolders.ended(ask.key, from);
         return undefined;
       case 'sequence-infer': {
-        const holder = sequenceHolders.get(ask.key);
+        const holder = sequenceHolders.holder(ask.key);
         if (holder === undefined || !holder.isConnected() || !ready.has(holder)) {
           // Kept nowhere (never started, ended, or lost with a process that died): Triton's words.
           const { job } = ask;
@@ -363,7 +360,7 @@ export async function startPrimary(options: ServeOptions, processes: number, log
     }
     onDemand?.budget.gone(child.id);
     for (const [name, holder] of claims) if (holder === child) claims.delete(name);
-    for (const [key, holder] of sequenceHolders) if (holder === child) sequenceHolders.delete(key);
+    sequenceHolders.forget(child);
     if (stopping) return;
     if (summary === undefined && !wasReady) {
       // A child that fails to start (bad repository, port in use) fails the start, as one gateway would.
