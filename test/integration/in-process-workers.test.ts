@@ -9,6 +9,7 @@ import { runReference } from '../helpers/ort-reference.js';
 import { putModel } from '../helpers/model-dir.js';
 import { childPids } from '../helpers/processes.js';
 import { TEST_REPOSITORY } from '../helpers/test-repository.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 // `fabriek serve --local-workers in-process`: the worker's ONNX Runtime
 // sessions in the gateway's own process. One process serves; batches of many
@@ -119,13 +120,21 @@ describe('local workers in the gateway process', () => {
     const load = async (): Promise<void> => {
       expect((await fetch(`${httpUrlOf(gw)}/v2/repository/models/identity_fp32/load`, { method: 'POST', body: '{}' })).status).toBe(200);
     };
+    // The gateway's stderr reaches this process through a pipe, after the answer at times: poll for a line,
+    // and give one that must not come the same time.
+    const lines = async (n: number): Promise<number> => {
+      for (let waited = 0; workerLoads() < n && waited < 3_000; waited += 50) await sleep(50);
+      return workerLoads();
+    };
     await load();
+    await sleep(300);
     expect(workerLoads()).toBe(0);
     expect(await settings({ log_error: true, log_warning: true, log_info: true, log_verbose_level: 1 })).toBe(200);
     await load();
-    expect(workerLoads()).toBe(1);
+    expect(await lines(1)).toBe(1);
     expect(await settings({ log_error: false, log_warning: false, log_info: false, log_verbose_level: 0 })).toBe(200);
     await load();
+    await sleep(300);
     expect(workerLoads()).toBe(1);
   });
 
