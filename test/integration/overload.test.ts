@@ -276,13 +276,22 @@ describe('overload of a slow model', () => {
       const post = (timeoutMs: number): Promise<{ status: number; text: string }> =>
         fetch(url, { method: 'POST', body, headers: { 'content-type': 'application/json', 'timeout-ms': String(timeoutMs) } }).then(async (r) => ({ status: r.status, text: await r.text() }));
       for (let i = 0; i < 3; i++) expect((await post(60_000)).status).toBe(200);
-      const until = performance.now() + 2_000;
+      // At least 2 s, and on until the gate has refused from the headers what it learned (at most 8 s): on a busy
+      // machine the sheds it learns from come later (CI once saw none in a fixed 2 s).
+      const start = performance.now();
+      const isLearned = (a: { status: number; text: string }): boolean => a.status === 429 && a.text.includes('requests it admitted lately were shed or timed out before they ran');
       const answers: { status: number; text: string }[] = [];
+      let seen = false;
+      const going = (): boolean => {
+        const t = performance.now() - start;
+        return t < 2_000 || (t < 8_000 && !seen);
+      };
       await Promise.all(
         Array.from({ length: 100 }, async () => {
-          while (performance.now() < until) {
+          while (going()) {
             const a = await post(150);
             answers.push(a);
+            seen ||= isLearned(a);
             if (a.status === 429) await new Promise((r) => setTimeout(r, 20));
           }
         }),
@@ -291,8 +300,9 @@ describe('overload of a slow model', () => {
       // Answered, refused, shed (503) or past the deadline (400, Triton's mapping of DEADLINE_EXCEEDED).
       for (const s of statuses) expect([200, 429, 503, 400]).toContain(s);
       expect(answers.filter((a) => a.status === 200).length).toBeGreaterThan(0);
-      const learned = answers.filter((a) => a.status === 429 && a.text.includes('requests it admitted lately were shed or timed out before they ran'));
-      expect(learned.length).toBeGreaterThan(0);
+      const learned = answers.filter(isLearned);
+      const tally = [...statuses].map((st) => `${st}: ${answers.filter((a) => a.status === st).length}`).join(', ');
+      expect(learned.length, `answers in ${Math.round(performance.now() - start)} ms: ${tally}`).toBeGreaterThan(0);
       expect(learned[0]?.text).toMatch(/admits about \d+ bytes now for requests with deadlines up to \d+ ms \(of --max-inflight-bytes 268435456\)/);
       // A caller with far more time to spare is not held by what the impatient ones taught it.
       expect((await post(60_000)).status).toBe(200);
