@@ -3,9 +3,14 @@
 // soon as the tensors it reads exist, so independent steps run at once.
 // Intermediates never leave the gateway; only the ensemble's outputs are
 // answered. A failing step fails the request with its status, naming it.
+// A step whose model has response_cache on is answered from the cache when
+// it can, and fills it when it runs, with the keys a direct request uses.
 import { status } from '@grpc/grpc-js';
 import { isServingError, permissionDenied, ServingError } from '../../core/errors.js';
 import { type ModelSignature } from '../../core/signature.js';
+import { type ModelConfig } from '../../proto/gen/model_config.js';
+import { type ResponseCache } from '../cache/response-cache.js';
+import { OPEN_TENANT } from '../tenants/tenant.js';
 import { type Tensor } from '../../core/tensor.js';
 import { toClientShapes, toModelShapes } from '../inference/reshape.js';
 import { type ExecutionResult, type InferJob, type JobResult, type Scheduler } from '../scheduling/execution.js';
@@ -16,6 +21,7 @@ import { type EnsemblePlan, type PlannedStep } from './ensemble-plan.js';
 
 /** A step model's serving version, resolved per request (it may have been reloaded). */
 export interface StepTarget {
+  readonly config: ModelConfig;
   readonly signature: ModelSignature;
   readonly scheduler: Scheduler;
   readonly stats: ModelVersionStatistics;
@@ -36,11 +42,14 @@ export class EnsembleScheduler implements Scheduler {
   readonly #plan: EnsemblePlan;
   readonly #resolve: ResolveStep;
   readonly #outputs: ReadonlySet<string>;
+  readonly #cache: ResponseCache | undefined;
   #running = 0;
   #idle: (() => void) | undefined;
   #stopped: Error | undefined;
 
-  constructor(name: string, plan: EnsemblePlan, resolve: ResolveStep) {
+  /** `cache`: the gateway's response cache, for steps whose model has response_cache on. */
+  constructor(name: string, plan: EnsemblePlan, resolve: ResolveStep, cache?: ResponseCache) {
+    this.#cache = cache;
     this.#name = name;
     this.#plan = plan;
     this.#resolve = resolve;
@@ -103,6 +112,16 @@ export class EnsembleScheduler implements Scheduler {
     return requested.length === 0 || requested.includes(name);
   }
 
+  /** Stores the step's outputs under the ensemble's tensor names; answers them in the step's order. */
+  #keep(step: PlannedStep, outputs: readonly Tensor[], tensors: Map<string, Tensor>): Tensor[] {
+    return step.outputs.map(([output, tensor]) => {
+      const t = outputs.find((o) => o.name === output);
+      if (!t) throw new ServingError(status.INTERNAL, `the model did not return output '${output}'`);
+      tensors.set(tensor, { ...t, name: tensor });
+      return t;
+    });
+  }
+
   async #step(step: PlannedStep, tensors: Map<string, Tensor>, job: InferJob, totals: Totals): Promise<void> {
     const label = `ensemble '${this.#name}' step ${step.index} ('${step.model}')`;
     const started = process.hrtime.bigint();
@@ -124,6 +143,16 @@ export class EnsembleScheduler implements Scheduler {
       const inputs = step.inputs.map(([input, tensor]) => ({ ...(tensors.get(tensor) as Tensor), name: input }));
       const wanted = step.outputs.map(([output]) => output);
       const { batchSize } = validateInputs(target.signature, inputs, wanted);
+      const tenant = job.tenant?.name ?? OPEN_TENANT.name;
+      const cached = this.#cache?.lookupFor(step.model, Number(target.signature.version), target.config, { inputs, outputs: wanted }, tenant);
+      const hit = cached && (await cached.get());
+      if (hit && cached) {
+        span?.setAttribute('fabriek.cache', 'hit');
+        target.stats.cacheHit(Number(process.hrtime.bigint() - started), cached.lookupNs);
+        this.#keep(step, hit, tensors);
+        if (span) endOk(span);
+        return;
+      }
       const result = await target.scheduler.enqueue({
         inputs: toModelShapes(target.signature, inputs),
         outputs: wanted,
@@ -143,12 +172,8 @@ export class EnsembleScheduler implements Scheduler {
       totals.computeInputNs += result.execution.computeInputNs;
       totals.computeInferNs += result.execution.computeInferNs;
       totals.computeOutputNs += result.execution.computeOutputNs;
-      const produced = toClientShapes(target.signature, result.outputs);
-      for (const [output, tensor] of step.outputs) {
-        const t = produced.find((o) => o.name === output);
-        if (!t) throw new ServingError(status.INTERNAL, `the model did not return output '${output}'`);
-        tensors.set(tensor, { ...t, name: tensor });
-      }
+      const produced = this.#keep(step, toClientShapes(target.signature, result.outputs), tensors);
+      cached?.put(produced, target.stats);
       if (span) endOk(span);
     } catch (error) {
       target?.stats.failed(Number(process.hrtime.bigint() - started), error);

@@ -327,11 +327,16 @@ export class ModelManager {
       signature,
       slots,
       dispatcher: new Dispatcher(v.key, slots),
-      scheduler: new EnsembleScheduler(v.name, plan, (model, version) => {
-        const step = this.resolve(model, version).serving;
-        if (!step) throw unavailable(`model '${model}' is not serving`);
-        return step;
-      }),
+      scheduler: new EnsembleScheduler(
+        v.name,
+        plan,
+        (model, version) => {
+          const step = this.resolve(model, version).serving;
+          if (!step) throw unavailable(`model '${model}' is not serving`);
+          return step;
+        },
+        this.#options.responseCache,
+      ),
       // Statistics and metrics carry on across re-checks.
       stats: previous?.stats ?? new ModelVersionStatistics(this.#options.metrics?.forVersion(v.name, String(v.version))),
       plans: [],

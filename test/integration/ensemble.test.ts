@@ -50,6 +50,9 @@ ensemble_scheduling { step [
 ] }
 `;
 
+// The pipeline over the response-cached add_sub: its first step is answered from the cache when it can.
+const CACHED_PIPELINE = PIPELINE.replace('name: "pipeline"', 'name: "cached_pipeline"').replace('model_name: "add_sub"', 'model_name: "add_sub_cached"');
+
 // Step 0 writes 'nothing' where step 1 reads 'sum'.
 const BROKEN = PIPELINE.replace('name: "pipeline"', 'name: "broken"').replace('value: "sum" }', 'value: "nothing" }');
 
@@ -70,6 +73,7 @@ describe('ensembles', () => {
     await put('broken', BROKEN);
     const cached = (EXAMPLE_CONFIGS.add_sub ?? '').replace('name: "add_sub"', 'name: "add_sub_cached"');
     await put('add_sub_cached', `${cached}response_cache { enable: true }\n`, buildModel('add_sub'));
+    await put('cached_pipeline', CACHED_PIPELINE);
     gw = await startGateway(['--model-repository', repo, '--strict-readiness', 'false', '--cache-config', 'local,size=1048576']);
     const port = / HTTP on [^ ;]+:(\d+)/.exec(gw.readyLine)?.[1];
     http = new InferenceHttpClient(`http://127.0.0.1:${port}`);
@@ -143,6 +147,27 @@ describe('ensembles', () => {
     const [x, y] = [cacheCounts(afterFirst), cacheCounts(afterSecond)];
     expect([x.misses, x.hits, x.executions]).toEqual([1, 0, 1]);
     expect([y.misses, y.hits, y.executions, y.success]).toEqual([1, 1, 1, 2]);
+  });
+
+  it("answers a step of a response-cached model from the cache, with the keys a direct request uses; the other steps run", async () => {
+    const c = Float32Array.from({ length: 16 }, (_, i) => 100 + i);
+    const counts = async (model: string) => cacheCounts((await gw.client.getInferenceStatistics(model))[0]);
+    const run = () => gw.client.infer('cached_pipeline', [input('A', 'FP32', [1, 16], c), input('B', 'FP32', [1, 16], b)]);
+    const [step0, ident0] = [await counts('add_sub_cached'), await counts('identity_fp32')];
+    const first = await run();
+    const [step1, ident1] = [await counts('add_sub_cached'), await counts('identity_fp32')];
+    const second = await run();
+    const [step2, ident2] = [await counts('add_sub_cached'), await counts('identity_fp32')];
+    expect([...second.output('SUM').as('FP32')]).toEqual([...first.output('SUM').as('FP32')]);
+    expect([...first.output('SUM').as('FP32')]).toEqual([...c].map((x, i) => x + (b[i] ?? 0)));
+    // First: a miss and a run of the cached step; then a hit and no run. The uncached step runs both times.
+    expect([step1.misses - step0.misses, step1.hits - step0.hits, step1.executions - step0.executions]).toEqual([1, 0, 1]);
+    expect([step2.misses - step1.misses, step2.hits - step1.hits, step2.executions - step1.executions, step2.success - step1.success]).toEqual([0, 1, 0, 1]);
+    expect([ident1.executions - ident0.executions, ident2.executions - ident1.executions]).toEqual([1, 1]);
+    // A direct request asking for the outputs the step mapped is a hit on the entry the step made.
+    const direct = await gw.client.infer('add_sub_cached', [input('INPUT0', 'FP32', [1, 16], c), input('INPUT1', 'FP32', [1, 16], b)], { outputs: ['OUTPUT0', 'OUTPUT1'] });
+    expect([...direct.output('OUTPUT0').as('FP32')]).toEqual([...first.output('SUM').as('FP32')]);
+    expect((await counts('add_sub_cached')).hits - step2.hits).toBe(1);
   });
 
   it('refuses an ensemble whose maps name a tensor nothing produces, naming file and field; the others serve', async () => {

@@ -6,6 +6,7 @@ import { type EnsemblePlan } from '../../../gateway/ensemble/ensemble-plan.js';
 import { EnsembleScheduler, type StepTarget } from '../../../gateway/ensemble/ensemble-scheduler.js';
 import { type InferJob, type JobResult, type Scheduler } from '../../../gateway/scheduling/execution.js';
 import { ModelVersionStatistics } from '../../../gateway/stats/model-statistics.js';
+import { ModelConfig } from '../../../proto/gen/model_config.js';
 
 const t = (name: string): TensorSignature => ({ name, datatype: 'FP32', dims: [1], dimNames: [''], optional: false });
 const SIG: ModelSignature = { name: 'm', version: '1', maxBatchSize: 0, inputs: [t('X')], outputs: [t('Y')] };
@@ -24,7 +25,7 @@ function adder(k: number, gate?: Promise<void>, seen?: string[]): StepTarget {
       return { outputs: [out], queueNs: 1, execution: { outputs: [out], computeInputNs: 1, computeInferNs: 2, computeOutputNs: 3, workerId: 'w' } };
     },
   };
-  return { signature: SIG, scheduler, stats: new ModelVersionStatistics() };
+  return { config: ModelConfig.fromPartial({ name: 'adder' }), signature: SIG, scheduler, stats: new ModelVersionStatistics() };
 }
 
 const job = (x: number, extra: Partial<InferJob> = {}): InferJob => ({ inputs: [tensor('IN', x)], outputs: [], signal: new AbortController().signal, deadline: Infinity, batchSize: 1, ...extra });
