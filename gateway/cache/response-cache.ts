@@ -16,12 +16,27 @@ export interface CacheableRequest {
   readonly outputs: readonly string[];
 }
 
+/** An answer being computed now, for the identical requests that wait for it; undefined: it failed. */
+interface Computing {
+  readonly promise: Promise<readonly Tensor[] | undefined>;
+  readonly resolve: (outputs: readonly Tensor[] | undefined) => void;
+}
+
+function computing(): Computing {
+  let resolve!: Computing['resolve'];
+  const promise = new Promise<readonly Tensor[] | undefined>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
 /**
  * The response cache of a gateway: which requests may use it (the model's
- * response_cache and tenant sharing), and the store behind it.
+ * response_cache and tenant sharing), the store behind it, and the answers
+ * being computed now, which identical requests that miss wait for instead of
+ * computing them again.
  */
 export class ResponseCache {
   readonly store: ResponseStore;
+  readonly #computing = new Map<string, Computing>();
 
   constructor(store: ResponseStore) {
     this.store = store;
@@ -40,7 +55,7 @@ export class ResponseCache {
       inputs: request.inputs,
       outputs: request.outputs,
     });
-    return new CacheLookup(this.store, key, start);
+    return new CacheLookup(this.store, key, start, this.#computing);
   }
 
   close(): Promise<void> {
@@ -53,13 +68,43 @@ export class CacheLookup {
   readonly #store: ResponseStore;
   readonly key: string;
   readonly #start: bigint;
+  readonly #computing: Map<string, Computing>;
+  /** Set while this request computes the answer identical requests wait for. */
+  #leading: Computing | undefined;
   /** Hashing plus the store's get. */
   lookupNs = 0;
 
-  constructor(store: ResponseStore, key: string, start: bigint) {
+  constructor(store: ResponseStore, key: string, start: bigint, computing: Map<string, Computing>) {
     this.#store = store;
     this.key = key;
     this.#start = start;
+    this.#computing = computing;
+  }
+
+  /**
+   * After a miss: the answer an identical request is computing now (undefined
+   * when that fails: then compute it yourself), or undefined when none is, and
+   * this request computes it: it must then `put` its answer or `abandon`.
+   */
+  joinOrLead(): Promise<readonly Tensor[] | undefined> | undefined {
+    const other = this.#computing.get(this.key);
+    if (other) return other.promise;
+    this.#leading = computing();
+    this.#computing.set(this.key, this.#leading);
+    return undefined;
+  }
+
+  /** This request will not answer (it failed, or its caller left): those waiting for it compute their own. */
+  abandon(): void {
+    this.#settle(undefined);
+  }
+
+  #settle(outputs: readonly Tensor[] | undefined): void {
+    const leading = this.#leading;
+    if (!leading) return;
+    this.#leading = undefined;
+    if (this.#computing.get(this.key) === leading) this.#computing.delete(this.key);
+    leading.resolve(outputs);
   }
 
   /** The cached answer, or undefined on a miss; never throws. */
@@ -69,10 +114,11 @@ export class CacheLookup {
     return found;
   }
 
-  /** Keeps the answer a miss computed (exactly the outputs returned) and counts the miss. */
+  /** Keeps the answer a miss computed (exactly the outputs returned), counts the miss, and answers those waiting for it. */
   put(outputs: readonly Tensor[], stats: CacheStatistics): void {
     const start = process.hrtime.bigint();
     this.#store.put(this.key, outputs);
     stats.cacheMiss(this.lookupNs + Number(process.hrtime.bigint() - start));
+    this.#settle(outputs);
   }
 }

@@ -7,7 +7,7 @@ import { type CallContext } from '../grpc/call-context.js';
 import { type ModelManager } from '../repository/model-manager.js';
 import { type ModelVersion, type ServingParts } from '../repository/model-version.js';
 import { validateInputs } from '../validate-request.js';
-import { type JobResult } from '../scheduling/execution.js';
+import { abortError, type JobResult } from '../scheduling/execution.js';
 import { OPEN_TENANT, tenantPriority } from '../tenants/tenant.js';
 import { type Admission, type CallNote } from './admission.js';
 import { checkClassifiable, classify, NO_LABELS } from './classification.js';
@@ -177,10 +177,13 @@ async function inferWith(
       cached = models.responseCache?.lookupFor(version.name, version.version, serving.config, request, tenant.name);
       const hit = cached && (await cached.get());
       if (cached && traced?.sampled) traced.span.setAttribute('fabriek.cache', hit ? 'hit' : 'miss');
-      if (hit && cached) {
+      // A miss while an identical request computes the answer waits for it (unless that one fails).
+      const answered = hit || (cached && (await identicalAnswer(cached, context, version.key)));
+      if (answered && cached) {
+        if (!hit && traced?.sampled) traced.span.setAttribute('fabriek.cache', 'coalesced');
         serving.stats.cacheHit(Number(process.hrtime.bigint() - start), cached.lookupNs);
         if (note) note.items = batchSize;
-        return { modelName: version.name, modelVersion: String(version.version), id: request.id, outputs: classified(serving, request, hit) };
+        return { modelName: version.name, modelVersion: String(version.version), id: request.id, outputs: classified(serving, request, answered) };
       }
       // One literal, no spreads: this is every request's job.
       result = await serving.scheduler.enqueue({
@@ -200,6 +203,7 @@ async function inferWith(
       release?.();
     }
   } catch (error) {
+    cached?.abandon();
     serving.stats.failed(Number(process.hrtime.bigint() - start), error);
     throw error;
   }
@@ -211,9 +215,37 @@ async function inferWith(
     note.computeNs = (e.computeInputNs + e.computeInferNs + e.computeOutputNs) * share;
     note.queueNs = result.queueNs;
   }
-  const outputs = toClientShapes(serving.signature, orderOutputs(result.outputs, request.outputs, version.key));
+  let outputs: InferResult['outputs'];
+  try {
+    outputs = toClientShapes(serving.signature, orderOutputs(result.outputs, request.outputs, version.key));
+  } catch (error) {
+    cached?.abandon();
+    throw error;
+  }
   cached?.put(outputs, serving.stats);
   return { modelName: version.name, modelVersion: String(version.version), id: request.id, outputs: classified(serving, request, outputs) };
+}
+
+/**
+ * After a cache miss: the answer of an identical request computing it now,
+ * once it has (undefined when none is, and this request computes it; or when
+ * that one failed, and this one computes its own). Its own cancel or deadline
+ * ends the wait as it would end a wait in the queue.
+ */
+function identicalAnswer(cached: CacheLookup, context: Pick<CallContext, 'signal' | 'deadline'>, modelKey: string): Promise<InferResult['outputs'] | undefined> | undefined {
+  const computing = cached.joinOrLead();
+  if (computing === undefined) return undefined;
+  const { signal, deadline } = context;
+  const ended = (): Error => abortError(modelKey, Date.now(), deadline, 'while an identical request was computed');
+  if (signal.aborted) return Promise.reject(ended());
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => reject(ended());
+    signal.addEventListener('abort', onAbort, { once: true });
+    void computing.then((outputs) => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(outputs);
+    });
+  });
 }
 
 /** The outputs as the client asked for them: those it asked to classify as their top classes. */

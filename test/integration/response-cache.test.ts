@@ -60,6 +60,17 @@ describe('fabriek serve --cache-config local', () => {
     expect(config.config?.responseCache).toEqual({ enable: true });
   });
 
+  it('identical requests that miss together: one computes, the others wait for its answer (cache hits, one execution)', async () => {
+    const before = await stats('mlp_cached');
+    const answers = await Promise.all(Array.from({ length: 16 }, () => gw.client.modelInfer(mlpRequest('mlp_cached', 42))));
+    const after = await stats('mlp_cached');
+    for (const a of answers) expect(a.rawOutputContents).toEqual(answers[0]?.rawOutputContents);
+    expect(after.executions - before.executions).toBe(1);
+    expect(after.misses - before.misses).toBe(1);
+    expect(after.hits - before.hits).toBe(15);
+    expect(after.success - before.success).toBe(16);
+  });
+
   it('a model without response_cache is never cached', async () => {
     await gw.client.modelInfer(mlpRequest('mlp_plain', 1));
     await gw.client.modelInfer(mlpRequest('mlp_plain', 1));
