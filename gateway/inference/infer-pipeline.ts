@@ -128,8 +128,8 @@ async function inferOnce(
   traced?: TracedCall,
 ): Promise<InferResult> {
   // On demand, the version may have to load first, and is held (never evicted) until the request is over.
-  if (!models.onDemand) return inferWith(models, models.resolve(request.modelName, request.modelVersion), request, start, options, context, traced);
-  const acquired = models.acquire(request.modelName, request.modelVersion, context);
+  if (!models.onDemand) return inferWith(models, models.route(request.modelName, request.modelVersion), request, start, options, context, traced);
+  const acquired = models.acquire(request.modelName, models.routedVersion(request.modelName, request.modelVersion), context);
   const held = acquired instanceof Promise ? await acquired : acquired;
   try {
     return await inferWith(models, held.version, request, start, options, context, traced);

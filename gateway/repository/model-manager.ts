@@ -40,6 +40,7 @@ import { defaultMemoryBudget } from './memory-budget.js';
 import { type OnDemandCoordinator, OnDemandLoader, type Release } from './on-demand-loader.js';
 import { type RepositoryChange } from '../cluster/messages.js';
 import { type ModelStatistics } from '../../proto/gen/inference.js';
+import { VERSION_TRAFFIC, VersionTraffic, type VersionWeight, versionTrafficOf } from './version-traffic.js';
 
 export interface ModelManagerOptions {
   /** undefined: no repository of its own (--registry only); models come from the workers' records. */
@@ -124,6 +125,8 @@ export class ModelManager {
    * under it (not because of the model): loaded again when a worker joins.
    */
   readonly #lostLoads = new Set<ModelVersion>();
+  /** Models with version_traffic: their weights (as text, to tell a change) and router. */
+  readonly #traffic = new Map<string, { readonly key: string; readonly traffic: VersionTraffic }>();
   /** --model-control-mode on-demand: loads at first request, evicts under the budget. */
   readonly #onDemand: OnDemandLoader | undefined;
   /** Requests ended by versions since unloaded (their statistics went with them). */
@@ -562,6 +565,34 @@ export class ModelManager {
   }
 
   /** The version that serves (name, version); "" = latest ready. */
+  /**
+   * The version an inference request gets: the one it names, else, for a
+   * model with version_traffic, the next by its weights among those serving
+   * (on demand: among those the repository has, which load when asked), else
+   * the latest ready one.
+   */
+  route(name: string, version: string): ModelVersion {
+    return this.resolve(name, this.routedVersion(name, version));
+  }
+
+  /** route's choice as a version string ('' = the latest), for callers that load it first (on demand). */
+  routedVersion(name: string, version: string): string {
+    if (version !== '') return version;
+    const traffic = this.#traffic.get(name)?.traffic;
+    if (traffic === undefined) return '';
+    const versions = this.#models.get(name) ?? [];
+    const onDemand = this.#onDemand !== undefined;
+    const picked = traffic.pick((n) => versions.some((v) => v.version === n && (onDemand || v.state === 'READY')));
+    return picked === undefined ? '' : String(picked);
+  }
+
+  /** Keeps a model's version_traffic router while its weights stay the same (its round robin goes on). */
+  #setTraffic(name: string, weights: readonly VersionWeight[] | undefined): void {
+    const key = weights?.map((w) => `${w.version}:${w.weight}`).join(',');
+    if (key === undefined) this.#traffic.delete(name);
+    else if (this.#traffic.get(name)?.key !== key) this.#traffic.set(name, { key, traffic: new VersionTraffic(weights ?? []) });
+  }
+
   resolve(name: string, version: string): ModelVersion {
     const versions = this.#models.get(name);
     if (!versions) throw notFound(`model '${name}' is not in the repository`);
@@ -820,6 +851,12 @@ export class ModelManager {
       const batching = dynamicBatchingIn(completed.config) ?? (sequenceBatching && sequenceBatchingPolicy(sequenceBatching));
       const batched = batching !== undefined && completed.config.maxBatchSize > 0;
       const sloMs = batched && !sequence ? batchingSloMs(completed.config, this.#options.batchingSloMs ?? 0) : 0;
+      const traffic = versionTrafficOf(completed.config);
+      if (traffic && sequence) {
+        throw new RangeError(
+          `parameter '${VERSION_TRAFFIC}': expected none on a sequence model: a sequence's requests must reach the version that keeps its state (requests name their version instead)`,
+        );
+      }
       const config = withBatchingSlo(completed.config, sloMs);
       const slots = new InstanceSlots();
       const dispatcher = new Dispatcher(v.key, slots, (workerId) => this.#workerSuspect(workerId));
@@ -882,6 +919,7 @@ export class ModelManager {
         await runWarmup(v.serving, samples, slots.idle);
         log.info({ model: v.name, version: v.version, samples: samples.length, ms: Math.round(performance.now() - started) }, 'model warmed up');
       }
+      this.#setTraffic(v.name, traffic);
       v.state = 'READY';
       v.reason = '';
       log[readyLevel](
