@@ -235,6 +235,7 @@ export class ModelManager {
     const scan = await scanRepository(this.#options.repository);
     for (const entry of scan.models) {
       this.#entries.set(entry.name, entry);
+      this.#entryTraffic(entry);
       for (const w of entry.warnings) this.#options.log.warn({ model: entry.name }, w);
       const versions = versionsOf(entry);
       this.#models.set(entry.name, versions);
@@ -494,6 +495,7 @@ export class ModelManager {
     if (!entry) {
       entry = entryFromRecord(model, workerId);
       this.#entries.set(model.name, entry);
+      this.#entryTraffic(entry);
       if (entry.error !== undefined) {
         this.#options.log.error({ model: model.name, worker: workerId, reason: entry.error }, 'model unavailable');
         for (const v of versions) {
@@ -584,6 +586,22 @@ export class ModelManager {
     const onDemand = this.#onDemand !== undefined;
     const picked = traffic.pick((n) => versions.some((v) => v.version === n && (onDemand || v.state === 'READY')));
     return picked === undefined ? '' : String(picked);
+  }
+
+  /**
+   * A model's version_traffic as its config says, from the moment it is
+   * listed: on demand, its versions load when the router picks them. A
+   * malformed value, or one on a sequence model, fails each version's load
+   * with the reason; no router meanwhile.
+   */
+  #entryTraffic(entry: ModelEntry): void {
+    let weights: readonly VersionWeight[] | undefined;
+    try {
+      weights = entry.config && !sequenceBatchingIn(entry.config) ? versionTrafficOf(entry.config) : undefined;
+    } catch {
+      weights = undefined;
+    }
+    this.#setTraffic(entry.name, weights);
   }
 
   /** Keeps a model's version_traffic router while its weights stay the same (its round robin goes on). */
@@ -721,6 +739,7 @@ export class ModelManager {
       for (const w of entry.warnings) this.#options.log.warn({ model: name }, w);
       if (loading) await this.#loadSteps(repository, name, entry, loading);
       this.#entries.set(name, entry);
+      this.#entryTraffic(entry);
       const next = versionsOf(entry);
       await Promise.all(next.filter((v) => v.state === 'UNKNOWN').map((v) => this.#load(v)));
       const previous = this.#models.get(name) ?? [];

@@ -67,6 +67,17 @@ describe('version_traffic', () => {
     expect(new Set(await served('only_one', 10))).toEqual(new Set(['1']));
   });
 
+  it('on demand: loads each listed version when its turn comes', async () => {
+    const onDemand = await startGateway(['--model-repository', repo, '--log-level', 'warn', '--gateway-processes', '1', '--model-control-mode', 'on-demand']);
+    try {
+      const versions = await Promise.all(Array.from({ length: 8 }, async () => (await onDemand.client.infer('canary', [input('INPUT0', 'FP32', [1, 16], row)])).modelVersion));
+      expect(versions.filter((v) => v === '1')).toHaveLength(6);
+      expect(versions.filter((v) => v === '2')).toHaveLength(2);
+    } finally {
+      await onDemand.stop();
+    }
+  });
+
   it('leaves a model whose version_traffic is malformed, or is a sequence model, UNAVAILABLE with the reason', async () => {
     const index = await gw.client.repositoryIndex();
     const reasons = Object.fromEntries(index.models.map((m) => [`${m.name}/${m.version}`, `${m.state}: ${m.reason}`]));
