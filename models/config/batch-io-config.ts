@@ -157,11 +157,10 @@ export function batchIoPlanOf(
     if (b.targetName.length === 0) fail(`${path}.target_name`, 'expected at least one name of an output');
     return b.targetName.map((target, t) => {
       const field = `${path}.target_name[${t}]`;
-      const entry = config.output.find((o) => o.name === target);
-      if (!entry || entry.dims.length === 0) {
-        fail(field, `expected an output listed in the config's output with its dims (the shape each request gets), got ${JSON.stringify(target)}`);
+      const out = config.output.find((o) => o.name === target);
+      if (!out || out.dims.length === 0) {
+        return fail(field, `expected an output listed in the config's output with its dims (the shape each request gets), got ${JSON.stringify(target)}`);
       }
-      const out = entry as ModelOutput;
       if (scattered.has(target)) fail(field, `expected each output scattered once, got ${JSON.stringify(target)} again`);
       const spec = modelOutputs.find((s) => s.name === target);
       // An unknown output name is reported by completion, with the model's names.
@@ -175,7 +174,7 @@ export function batchIoPlanOf(
       const sourceRank = 1 + sourceEntry.dims.length;
       const beyond = shape.findIndex((d, j) => d === -1 && j >= sourceRank);
       if (beyond >= 0) {
-        fail(field, `expected its -1 dims within the rank of ${JSON.stringify(source)} (${sourceRank} with the batch dimension), whose sizes they take; dims ${shapeText(out.dims)} has -1 at ${beyond}`);
+        fail(field, `expected its -1 dims within the rank of ${JSON.stringify(source)} (${sourceRank} with the batch dimension), whose sizes they take; dims ${shapeText(out.dims)} has -1 at dims[${beyond - 1}]`);
       }
       scattered.add(target);
       clientShaped.add(target);
