@@ -255,6 +255,36 @@ export function raggedSumModel(): Uint8Array {
   return g.encode();
 }
 
+/**
+ * ragged_running_sum: ragged batching and an implicit state together, as a
+ * streaming model that takes chunks of any length: OUTPUT is the sum of every
+ * value its sequence sent so far (STATE_IN → STATE_OUT, [batch, 1]); INPUT is
+ * ragged and ITEM_LENGTHS its batch input, as in ragged_sum.
+ */
+export function raggedRunningSumModel(): Uint8Array {
+  const g = new GraphBuilder('ragged_running_sum');
+  g.input('INPUT', 'float', ['elements']);
+  g.input('ITEM_LENGTHS', 'int32', ['items']);
+  g.input('STATE_IN', 'float', ['items', 1]);
+  const axis = g.initializer('axis0', [], new Int32Array([0]));
+  const one = g.initializer('axes1', [1], new BigInt64Array([1n]));
+  const zero = g.initializer('zero', [1], new Float32Array([0]));
+  g.op('CumSum', ['INPUT', axis], 'running');
+  g.op('Concat', [zero, 'running'], 'running0', { axis: 0 });
+  g.op('CumSum', ['ITEM_LENGTHS', axis], 'ends');
+  g.op('Sub', ['ends', 'ITEM_LENGTHS'], 'starts');
+  g.op('Gather', ['running0', 'ends'], 'at_ends', { axis: 0 });
+  g.op('Gather', ['running0', 'starts'], 'at_starts', { axis: 0 });
+  g.op('Sub', ['at_ends', 'at_starts'], 'chunk_sums');
+  g.op('Unsqueeze', ['chunk_sums', one], 'chunk_column');
+  g.op('Add', ['STATE_IN', 'chunk_column'], 'total');
+  g.op('Identity', ['total'], 'OUTPUT');
+  g.op('Identity', ['total'], 'STATE_OUT');
+  g.output('OUTPUT', 'float', ['items', 1]);
+  g.output('STATE_OUT', 'float', ['items', 1]);
+  return g.encode();
+}
+
 /** Width of the per-value MLP of ragged_mlp and row_mlp. */
 export const VALUE_MLP_WIDTH = 2048;
 
@@ -369,6 +399,7 @@ const BUILDERS = {
   // ragged_sum's sums for requests batched only by equal length, or padded by the client (fabriek bench ragged).
   row_sum: rowSumModel,
   ragged_mlp: raggedMlpModel,
+  ragged_running_sum: raggedRunningSumModel,
   row_mlp: rowMlpModel,
   simple_cnn: simpleCnnModel,
   // ResNet-18's request size and graph at 1/16 of its compute: the overload tests' slow model.

@@ -23,6 +23,16 @@ const named = (name: string, config: string): string => config.replace('name: "r
 const DIRECT = named('ragged_direct', RAGGED.replace(/dynamic_batching \{[^}]*\}\n/, ''));
 // Warm-up samples go through the same batch making.
 const WARM = named('ragged_warm', `${RAGGED}model_warmup [ { name: "zeros" batch_size: 2 inputs { key: "INPUT" value: { data_type: TYPE_FP32 dims: [ 5 ] zero_data: true } } } ]\n`);
+// A streaming model that takes chunks of any length and keeps a running sum per sequence (implicit state).
+const STREAM = `name: "ragged_stream"
+max_batch_size: 8
+input [ { name: "INPUT" data_type: TYPE_FP32 dims: [ -1 ] allow_ragged_batch: true } ]
+batch_input [ { kind: BATCH_ITEM_SHAPE_FLATTEN target_name: "ITEM_LENGTHS" data_type: TYPE_INT32 source_input: "INPUT" } ]
+sequence_batching {
+  state [ { input_name: "STATE_IN" output_name: "STATE_OUT" data_type: TYPE_FP32 dims: [ 1 ] } ]
+  oldest { max_candidate_sequences: 8 max_queue_delay_microseconds: 2000 }
+}
+`;
 const BAD = named('ragged_bad', RAGGED.replace('data_type: TYPE_INT32', 'data_type: TYPE_FP32'));
 
 /** A request of `rows` items of `n` values each, and what the model must answer for it. */
@@ -44,7 +54,9 @@ describe('ragged batching', () => {
     for (const [name, config] of [['ragged_sum', RAGGED], ['ragged_direct', DIRECT], ['ragged_warm', WARM], ['ragged_bad', BAD]] as const) {
       await putModel(repo, name, config, model);
     }
-    gw = await startGateway(['--model-repository', repo, '--log-level', 'warn']);
+    await putModel(repo, 'ragged_stream', STREAM, buildModel('ragged_running_sum'));
+    // One process: the sequences below go over one gRPC channel (the state lives in the process that took the START).
+    gw = await startGateway(['--model-repository', repo, '--log-level', 'warn', '--gateway-processes', '1']);
     http = new InferenceHttpClient(httpUrlOf(gw));
     json = new InferenceHttpClient(httpUrlOf(gw), { binary: false });
   });
@@ -107,6 +119,34 @@ describe('ragged batching', () => {
     expect(shapeless.message).toContain("input 'INPUT': expected shape [-1,-1], got [3]");
     // The server goes on serving.
     await check(gw.client, 'ragged_sum', 4, 1, 3);
+  });
+
+  it('keeps a running sum per sequence over chunks of any length, batching chunks of different sequences and lengths', async () => {
+    const before = (await gw.client.getInferenceStatistics('ragged_stream'))[0];
+    const sequences = [11, 12, 13, 14];
+    const steps = 5;
+    const totals = await Promise.all(
+      sequences.map(async (id, s) => {
+        const sums: number[] = [];
+        // Every chunk of every sequence in flight at once, on one channel that keeps each sequence's order.
+        const answers = await Promise.all(
+          Array.from({ length: steps }, (_, i) => {
+            const { data } = ragged(id * 10 + i, 1, 1 + ((s * 3 + i * 5) % 7));
+            sums.push(data.reduce((a, b) => a + b, 0));
+            return gw.client.infer('ragged_stream', [input('INPUT', 'FP32', [1, data.length], data)], { sequence: { id, start: i === 0, end: i === steps - 1 } });
+          }),
+        );
+        return { got: answers.map((r) => r.data('OUTPUT', 'FP32')[0]), sums };
+      }),
+    );
+    for (const { got, sums } of totals) {
+      let running = 0;
+      expect(got).toEqual(sums.map((x) => (running += x)));
+    }
+    const after = (await gw.client.getInferenceStatistics('ragged_stream'))[0];
+    const executions = Number((after?.executionCount ?? 0n) - (before?.executionCount ?? 0n));
+    expect(Number((after?.inferenceCount ?? 0n) - (before?.inferenceCount ?? 0n))).toBe(sequences.length * steps);
+    expect(executions).toBeLessThan(sequences.length * steps);
   });
 
   it('leaves a model whose batch input contradicts the ONNX model UNAVAILABLE, naming the field', async () => {

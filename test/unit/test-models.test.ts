@@ -178,6 +178,7 @@ describe('test model registry and files', () => {
         'ragged_sum',
         'row_sum',
         'ragged_mlp',
+        'ragged_running_sum',
         'row_mlp',
         'running_sum',
         'running_sum_unbatched',
