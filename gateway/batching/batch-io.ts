@@ -2,7 +2,7 @@
 // models/config/batch-io-config.ts): its ragged inputs joined as one 1-D
 // tensor of all their requests' elements, the batch inputs it asks for made
 // from the requests' shapes, and each batch output cut back by the shape of
-// each request's source input. Only models whose config has any of these
+// each request's source input. Only models whose config sets one of these
 // come here; every other batch is joined and split by rows alone.
 import { internal } from '../../core/errors.js';
 import { type BatchInput, elementCount, type Tensor } from '../../core/tensor.js';
@@ -70,12 +70,11 @@ export function batchInputOf(plan: BatchInputPlan, sources: readonly Tensor[]): 
       break;
     }
     case 'max_element_count_as_shape': {
-      // Only its shape says something; Triton leaves its data uninitialised, here it is zeros.
+      // Only its shape says something; Triton leaves its data uninitialised, here it is zeros (4 bytes an element
+      // of the longest request: allocated at its size, not grown a value at a time).
       let max = 0;
       for (const s of sources) max = Math.max(max, elementCount(s.shape));
-      shape = [max];
-      for (let i = 0; i < max; i++) values.push(0);
-      break;
+      return { name: plan.targets[0] as string, datatype: plan.datatype, shape: [max], data: new Uint8Array(4 * max) };
     }
     case 'item_shape':
     case 'item_shape_flatten': {

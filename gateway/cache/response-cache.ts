@@ -1,3 +1,4 @@
+import { type CancelSignal } from '../../core/cancellation.js';
 import { type Tensor } from '../../core/tensor.js';
 import { type ModelConfig } from '../../proto/gen/model_config.js';
 import { cachePolicyOf } from './cache-policy.js';
@@ -79,6 +80,30 @@ export class CacheLookup {
     this.key = key;
     this.#start = start;
     this.#computing = computing;
+  }
+
+  /**
+   * The answer without running the model: the one kept (`coalesced` false),
+   * or, after a miss, the one an identical request is computing now, once it
+   * has (`coalesced` true; the wait ends with `ended()` when `signal` aborts).
+   * Undefined: this request computes the answer, and must `put` it or
+   * `abandon` (or the identical one failed: it computes its own).
+   */
+  async answer(signal: CancelSignal, ended: () => Error): Promise<{ readonly outputs: readonly Tensor[]; readonly coalesced: boolean } | undefined> {
+    const kept = await this.get();
+    if (kept) return { outputs: kept, coalesced: false };
+    const computing = this.joinOrLead();
+    if (computing === undefined) return undefined;
+    if (signal.aborted) throw ended();
+    const outputs = await new Promise<readonly Tensor[] | undefined>((resolve, reject) => {
+      const onAbort = (): void => reject(ended());
+      signal.addEventListener('abort', onAbort, { once: true });
+      void computing.then((o) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(o);
+      });
+    });
+    return outputs && { outputs, coalesced: true };
   }
 
   /**

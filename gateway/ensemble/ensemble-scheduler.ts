@@ -4,16 +4,17 @@
 // Intermediates never leave the gateway; only the ensemble's outputs are
 // answered. A failing step fails the request with its status, naming it.
 // A step whose model has response_cache on is answered from the cache when
-// it can, and fills it when it runs, with the keys a direct request uses.
+// it can (or by an identical request computing it at the same time), and
+// fills it when it runs, with the keys a direct request uses.
 import { status } from '@grpc/grpc-js';
 import { isServingError, permissionDenied, ServingError } from '../../core/errors.js';
 import { type ModelSignature } from '../../core/signature.js';
 import { type ModelConfig } from '../../proto/gen/model_config.js';
-import { type ResponseCache } from '../cache/response-cache.js';
+import { type CacheLookup, type ResponseCache } from '../cache/response-cache.js';
 import { OPEN_TENANT } from '../tenants/tenant.js';
 import { type Tensor } from '../../core/tensor.js';
 import { toClientShapes, toModelShapes } from '../inference/reshape.js';
-import { type ExecutionResult, type InferJob, type JobResult, type Scheduler } from '../scheduling/execution.js';
+import { abortError, type ExecutionResult, type InferJob, type JobResult, type Scheduler } from '../scheduling/execution.js';
 import { type ModelVersionStatistics } from '../stats/model-statistics.js';
 import { validateInputs } from '../validate-request.js';
 import { activeTracer, contextOf, endOk, endWithError } from '../../core/tracing.js';
@@ -126,6 +127,7 @@ export class EnsembleScheduler implements Scheduler {
     const label = `ensemble '${this.#name}' step ${step.index} ('${step.model}')`;
     const started = process.hrtime.bigint();
     let target: StepTarget | undefined;
+    let cached: CacheLookup | undefined;
     // Traced: a span per step under the request's, which the step's batch links to.
     const span = job.trace
       ? activeTracer()?.startSpan(
@@ -144,12 +146,12 @@ export class EnsembleScheduler implements Scheduler {
       const wanted = step.outputs.map(([output]) => output);
       const { batchSize } = validateInputs(target.signature, inputs, wanted);
       const tenant = job.tenant?.name ?? OPEN_TENANT.name;
-      const cached = this.#cache?.lookupFor(step.model, Number(target.signature.version), target.config, { inputs, outputs: wanted }, tenant);
-      const hit = cached && (await cached.get());
-      if (hit && cached) {
-        span?.setAttribute('fabriek.cache', 'hit');
+      cached = this.#cache?.lookupFor(step.model, Number(target.signature.version), target.config, { inputs, outputs: wanted }, tenant);
+      const found = cached && (await cached.answer(job.signal, () => abortError(step.model, Date.now(), job.deadline, 'while an identical request was computed')));
+      if (found && cached) {
+        span?.setAttribute('fabriek.cache', found.coalesced ? 'coalesced' : 'hit');
         target.stats.cacheHit(Number(process.hrtime.bigint() - started), cached.lookupNs);
-        this.#keep(step, hit, tensors);
+        this.#keep(step, found.outputs, tensors);
         if (span) endOk(span);
         return;
       }
@@ -176,6 +178,8 @@ export class EnsembleScheduler implements Scheduler {
       cached?.put(produced, target.stats);
       if (span) endOk(span);
     } catch (error) {
+      // Identical requests waiting for this step's answer compute their own.
+      cached?.abandon();
       target?.stats.failed(Number(process.hrtime.bigint() - started), error);
       if (span) endWithError(span, error);
       const code = isServingError(error) ? error.code : status.INTERNAL;

@@ -175,15 +175,13 @@ async function inferWith(
     try {
       // Response cache (gateway/cache): after validation and quota, so a hit costs what a miss would.
       cached = models.responseCache?.lookupFor(version.name, version.version, serving.config, request, tenant.name);
-      const hit = cached && (await cached.get());
-      if (cached && traced?.sampled) traced.span.setAttribute('fabriek.cache', hit ? 'hit' : 'miss');
-      // A miss while an identical request computes the answer waits for it (unless that one fails).
-      const answered = hit || (cached && (await identicalAnswer(cached, context, version.key)));
-      if (answered && cached) {
-        if (!hit && traced?.sampled) traced.span.setAttribute('fabriek.cache', 'coalesced');
+      // Kept, or computed meanwhile by an identical request that missed before this one (unless that one fails).
+      const found = cached && (await cached.answer(context.signal, () => abortError(version.key, Date.now(), context.deadline, 'while an identical request was computed')));
+      if (cached && traced?.sampled) traced.span.setAttribute('fabriek.cache', found ? (found.coalesced ? 'coalesced' : 'hit') : 'miss');
+      if (found && cached) {
         serving.stats.cacheHit(Number(process.hrtime.bigint() - start), cached.lookupNs);
         if (note) note.items = batchSize;
-        return { modelName: version.name, modelVersion: String(version.version), id: request.id, outputs: classified(serving, request, answered) };
+        return { modelName: version.name, modelVersion: String(version.version), id: request.id, outputs: classified(serving, request, found.outputs) };
       }
       // One literal, no spreads: this is every request's job.
       result = await serving.scheduler.enqueue({
@@ -224,28 +222,6 @@ async function inferWith(
   }
   cached?.put(outputs, serving.stats);
   return { modelName: version.name, modelVersion: String(version.version), id: request.id, outputs: classified(serving, request, outputs) };
-}
-
-/**
- * After a cache miss: the answer of an identical request computing it now,
- * once it has (undefined when none is, and this request computes it; or when
- * that one failed, and this one computes its own). Its own cancel or deadline
- * ends the wait as it would end a wait in the queue.
- */
-function identicalAnswer(cached: CacheLookup, context: Pick<CallContext, 'signal' | 'deadline'>, modelKey: string): Promise<InferResult['outputs'] | undefined> | undefined {
-  const computing = cached.joinOrLead();
-  if (computing === undefined) return undefined;
-  const { signal, deadline } = context;
-  const ended = (): Error => abortError(modelKey, Date.now(), deadline, 'while an identical request was computed');
-  if (signal.aborted) return Promise.reject(ended());
-  return new Promise((resolve, reject) => {
-    const onAbort = (): void => reject(ended());
-    signal.addEventListener('abort', onAbort, { once: true });
-    void computing.then((outputs) => {
-      signal.removeEventListener('abort', onAbort);
-      resolve(outputs);
-    });
-  });
 }
 
 /** The outputs as the client asked for them: those it asked to classify as their top classes. */

@@ -229,6 +229,22 @@ export function runningSumUnbatchedModel(): Uint8Array {
 }
 
 /**
+ * Each batch item's sum of `values` (its items end to end, 1-D) into `out`,
+ * given each item's length (`lengths`): the running sums with a 0 in front,
+ * taken at each item's end less at its start. `axis0` and `zero` are the
+ * builder's initializers of 0 (INT32 scalar) and [0] (FP32).
+ */
+function itemSums(g: GraphBuilder, values: string, lengths: string, axis0: string, zero: string, out: string): void {
+  g.op('CumSum', [values, axis0], 'running');
+  g.op('Concat', [zero, 'running'], 'running0', { axis: 0 });
+  g.op('CumSum', [lengths, axis0], 'ends');
+  g.op('Sub', ['ends', lengths], 'starts');
+  g.op('Gather', ['running0', 'ends'], 'at_ends', { axis: 0 });
+  g.op('Gather', ['running0', 'starts'], 'at_starts', { axis: 0 });
+  g.op('Sub', ['at_ends', 'at_starts'], out);
+}
+
+/**
  * ragged_sum: Triton's ragged batching. INPUT reaches the model as every
  * batch item's values end to end (shape [-1]), and ITEM_LENGTHS, a batch input
  * the server makes (BATCH_ITEM_SHAPE_FLATTEN of INPUT), as each item's length.
@@ -241,14 +257,7 @@ export function raggedSumModel(): Uint8Array {
   g.input('ITEM_LENGTHS', 'int32', ['items']);
   const axis = g.initializer('axis0', [], new Int32Array([0]));
   const zero = g.initializer('zero', [1], new Float32Array([0]));
-  // Sums up to each element, with a 0 in front: an item's sum is the difference at its ends.
-  g.op('CumSum', ['INPUT', axis], 'running');
-  g.op('Concat', [zero, 'running'], 'running0', { axis: 0 });
-  g.op('CumSum', ['ITEM_LENGTHS', axis], 'ends');
-  g.op('Sub', ['ends', 'ITEM_LENGTHS'], 'starts');
-  g.op('Gather', ['running0', 'ends'], 'at_ends', { axis: 0 });
-  g.op('Gather', ['running0', 'starts'], 'at_starts', { axis: 0 });
-  g.op('Sub', ['at_ends', 'at_starts'], 'SUM');
+  itemSums(g, 'INPUT', 'ITEM_LENGTHS', axis, zero, 'SUM');
   g.op('Add', ['INPUT', 'INPUT'], 'DOUBLED');
   g.output('SUM', 'float', ['items']);
   g.output('DOUBLED', 'float', ['elements']);
@@ -269,13 +278,7 @@ export function raggedRunningSumModel(): Uint8Array {
   const axis = g.initializer('axis0', [], new Int32Array([0]));
   const one = g.initializer('axes1', [1], new BigInt64Array([1n]));
   const zero = g.initializer('zero', [1], new Float32Array([0]));
-  g.op('CumSum', ['INPUT', axis], 'running');
-  g.op('Concat', [zero, 'running'], 'running0', { axis: 0 });
-  g.op('CumSum', ['ITEM_LENGTHS', axis], 'ends');
-  g.op('Sub', ['ends', 'ITEM_LENGTHS'], 'starts');
-  g.op('Gather', ['running0', 'ends'], 'at_ends', { axis: 0 });
-  g.op('Gather', ['running0', 'starts'], 'at_starts', { axis: 0 });
-  g.op('Sub', ['at_ends', 'at_starts'], 'chunk_sums');
+  itemSums(g, 'INPUT', 'ITEM_LENGTHS', axis, zero, 'chunk_sums');
   g.op('Unsqueeze', ['chunk_sums', one], 'chunk_column');
   g.op('Add', ['STATE_IN', 'chunk_column'], 'total');
   g.op('Identity', ['total'], 'OUTPUT');
@@ -314,13 +317,7 @@ export function raggedMlpModel(): Uint8Array {
   g.op('Tanh', ['hidden'], 'activated');
   g.op('MatMul', ['activated', w2], 'mapped');
   g.op('Squeeze', ['mapped', one], 'values');
-  g.op('CumSum', ['values', axis], 'running');
-  g.op('Concat', [zero, 'running'], 'running0', { axis: 0 });
-  g.op('CumSum', ['ITEM_LENGTHS', axis], 'ends');
-  g.op('Sub', ['ends', 'ITEM_LENGTHS'], 'starts');
-  g.op('Gather', ['running0', 'ends'], 'at_ends', { axis: 0 });
-  g.op('Gather', ['running0', 'starts'], 'at_starts', { axis: 0 });
-  g.op('Sub', ['at_ends', 'at_starts'], 'SUM');
+  itemSums(g, 'values', 'ITEM_LENGTHS', axis, zero, 'SUM');
   g.output('SUM', 'float', ['items']);
   return g.encode();
 }

@@ -3,6 +3,7 @@ import { completeConfig } from '../../models/config/complete.js';
 import { batchesRequests, ConfigError, parseModelConfig } from '../../models/config/model-config.js';
 import { ModelDynamicBatching } from '../../proto/gen/model_config.js';
 import { type TensorSpec } from '../../proto/gen/worker.js';
+import { configErrorOf } from '../helpers/config-error.js';
 
 // Ragged inputs, batch_input and batch_output read from config.pbtxt and
 // checked against the model's own inputs and outputs (ragged_sum's, as ONNX
@@ -25,15 +26,7 @@ const complete = (text: string, maxBatchSize = 8) => {
   return completeConfig({ name: 'm', config: parsed.config, present: parsed.present, file: 'm/config.pbtxt', inputs: INPUTS, outputs: OUTPUTS, defaultMaxBatchSize: 8 });
 };
 
-const failure = (text: string, maxBatchSize = 8): ConfigError => {
-  try {
-    complete(text, maxBatchSize);
-  } catch (error) {
-    if (error instanceof ConfigError) return error;
-    throw error;
-  }
-  throw new Error('expected a ConfigError');
-};
+const failure = (text: string, maxBatchSize = 8): ConfigError => configErrorOf(() => complete(text, maxBatchSize));
 
 describe('ragged batching config', () => {
   it('plans the ragged input, the batch inputs and the batch output; hides the batch inputs from clients', () => {

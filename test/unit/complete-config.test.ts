@@ -4,6 +4,7 @@ import { ConfigError } from '../../models/config/config-error.js';
 import { dynamicBatchingIn, parseModelConfig } from '../../models/config/model-config.js';
 import { DataType, type ModelConfig, ModelInstanceGroup_Kind } from '../../proto/gen/model_config.js';
 import { type TensorSpec } from '../../proto/gen/worker.js';
+import { configErrorOf } from '../helpers/config-error.js';
 
 const FILE = 'models/foo/config.pbtxt';
 
@@ -26,13 +27,7 @@ function fromText(text: string, overrides: Partial<CompleteConfigInput> = {}): C
 }
 
 function completionError(args: CompleteConfigInput): ConfigError {
-  try {
-    completeConfig(args);
-  } catch (error) {
-    if (error instanceof ConfigError) return error;
-    throw error;
-  }
-  throw new Error('expected a ConfigError');
+  return configErrorOf(() => completeConfig(args));
 }
 
 describe('completeConfig without config.pbtxt', () => {

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { completeConfig } from '../../models/config/complete.js';
 import { ConfigError, parseModelConfig } from '../../models/config/model-config.js';
 import { type TensorSpec } from '../../proto/gen/worker.js';
+import { configErrorOf } from '../helpers/config-error.js';
 
 // sequence_batching read from config.pbtxt and checked against the model's
 // own inputs and outputs (running_sum's, as ONNX Runtime reports them).
@@ -31,15 +32,7 @@ const complete = (sequence: string, extra = '') => {
   return completeConfig({ name: 'm', config: parsed.config, present: parsed.present, file: 'm/config.pbtxt', inputs: INPUTS, outputs: OUTPUTS, defaultMaxBatchSize: 8 });
 };
 
-const failure = (sequence: string, extra = ''): ConfigError => {
-  try {
-    complete(sequence, extra);
-  } catch (error) {
-    if (error instanceof ConfigError) return error;
-    throw error;
-  }
-  throw new Error('expected a ConfigError');
-};
+const failure = (sequence: string, extra = ''): ConfigError => configErrorOf(() => complete(sequence, extra));
 
 describe('sequence_batching', () => {
   it('hides the control and state tensors from the signature, and plans them', () => {

@@ -46,6 +46,22 @@ describe('identical requests that miss together', () => {
     expect(cache.lookupFor('m', 1, config, { inputs: [x], outputs: [] }, 'other')?.joinOrLead()).toBeUndefined();
   });
 
+  it('answer(): kept, or computed meanwhile, or this one computes; its own abort ends the wait', async () => {
+    const { all } = lookups(4);
+    const [lead, waiter, leaver, later] = all;
+    expect(await lead?.answer(new AbortController().signal, () => new Error('ended'))).toBeUndefined();
+    const waiting = waiter?.answer(new AbortController().signal, () => new Error('ended'));
+    const abort = new AbortController();
+    const leaving = leaver?.answer(abort.signal, () => new Error('the caller left'));
+    await new Promise((r) => setImmediate(r));
+    abort.abort();
+    await expect(leaving).rejects.toThrow('the caller left');
+    lead?.put([y], stats);
+    expect(await waiting).toEqual({ outputs: [y], coalesced: true });
+    // The store has it now: the next identical request is a plain hit.
+    expect(await later?.answer(new AbortController().signal, () => new Error('ended'))).toEqual({ outputs: [y], coalesced: false });
+  });
+
   it('a put or abandon by a request that did not lead changes nothing', async () => {
     const { all } = lookups(3);
     const [lead, a, b] = all;
