@@ -42,6 +42,8 @@ export interface OverloadOptions {
   readonly deadlineMs: number;
   /** The gateways' --max-inflight-wait-ms (0: off, the default). */
   readonly maxInflightWaitMs: number;
+  /** Triton's max_queue_size in both modes' configs (0: none, the default). */
+  readonly maxQueueSize?: number;
   /** More `fabriek serve` flags (after -- on the command line). */
   readonly serveFlags?: readonly string[];
   readonly durationMs: number;
@@ -54,10 +56,13 @@ interface Mode {
   readonly config: string;
 }
 
-const modes = (sloMs: number): Mode[] => [
-  { name: 'fixed (max_queue_delay 0)', config: 'dynamic_batching { }' },
-  { name: `SLO ${sloMs} ms`, config: `dynamic_batching { }\nparameters { key: "batching_slo_ms" value { string_value: "${sloMs}" } }` },
-];
+const modes = (sloMs: number, maxQueueSize: number): Mode[] => {
+  const batching = maxQueueSize > 0 ? `dynamic_batching { default_queue_policy { max_queue_size: ${maxQueueSize} } }` : 'dynamic_batching { }';
+  return [
+    { name: 'fixed (max_queue_delay 0)', config: batching },
+    { name: `SLO ${sloMs} ms`, config: `${batching}\nparameters { key: "batching_slo_ms" value { string_value: "${sloMs}" } }` },
+  ];
+};
 
 interface ModeResult {
   readonly mode: string;
@@ -199,7 +204,7 @@ export async function runOverload(o: OverloadOptions): Promise<OverloadReport> {
   const [built] = await buildModels(join(dir, 'build'), [MODEL]);
   if (built === undefined) throw new Error(`could not build ${MODEL}`);
   const results: ModeResult[] = [];
-  for (const [i, mode] of modes(o.sloMs).entries()) {
+  for (const [i, mode] of modes(o.sloMs, o.maxQueueSize ?? 0).entries()) {
     const repo = join(dir, `repo${i}`);
     await mkdir(join(repo, MODEL, '1'), { recursive: true });
     await copyFile(built, join(repo, MODEL, '1', 'model.onnx'));
@@ -247,7 +252,8 @@ function report(o: OverloadOptions, results: readonly ModeResult[]): OverloadRep
     `${MODEL} (602 KB images), max_batch_size 16, one CPU instance; each mode on a fresh gateway. Capacity: closed loop at ${CLOSED_LOOP}. ` +
       `Then Poisson arrivals at 70 % of it and at ${overloadName}, at most ${MAX_OUTSTANDING} outstanding, each request with a ${o.deadlineMs} ms deadline, ` +
       `through the bench's HTTP/2 gRPC client. Goodput: answers within ${o.sloMs} ms per second. ${num(o.durationMs / 1000)} s windows after ${num(o.warmupMs / 1000)} s of warm-up. ` +
-      (o.maxInflightWaitMs > 0 ? `Gateways with --max-inflight-wait-ms ${o.maxInflightWaitMs}.` : 'Gateways with the default admission (--max-inflight-bytes only).'),
+      (o.maxInflightWaitMs > 0 ? `Gateways with --max-inflight-wait-ms ${o.maxInflightWaitMs}.` : 'Gateways with the default admission (--max-inflight-bytes only).') +
+      (o.maxQueueSize !== undefined && o.maxQueueSize > 0 ? ` Both modes with max_queue_size ${o.maxQueueSize}.` : ''),
     '',
     mdTable(
       ['mode', 'capacity/s', '70 %: answered/s · p99 ms', `${o.offeredRate === undefined ? `${o.factor}×` : 'overload'}: offered/s`, 'answered/s', 'goodput/s (of capacity)', 'p99 ms (of 70 %)', 'refused p50 / p99 ms', 'errors', 'RSS MiB before → peak', 'SIGTERM'],
@@ -276,5 +282,5 @@ function report(o: OverloadOptions, results: readonly ModeResult[]): OverloadRep
     exitedHow: r.exitedHow,
     leftAlive: r.leftAlive,
   }));
-  return { json: { options: { factor: o.factor, offeredRate: o.offeredRate, sloMs: o.sloMs, deadlineMs: o.deadlineMs, maxInflightWaitMs: o.maxInflightWaitMs }, results: json, verdicts }, markdown, ok };
+  return { json: { options: { factor: o.factor, offeredRate: o.offeredRate, sloMs: o.sloMs, deadlineMs: o.deadlineMs, maxInflightWaitMs: o.maxInflightWaitMs, maxQueueSize: o.maxQueueSize ?? 0 }, results: json, verdicts }, markdown, ok };
 }

@@ -71,6 +71,8 @@ Options:
                         side by side, whatever capacity each measured)
   --slo-ms MS           batching_slo_ms of the SLO mode, and what goodput counts (default 300)
   --deadline-ms MS      each request's own gRPC deadline (default 5000)
+  --max-queue-size N    Triton's default_queue_policy max_queue_size for both modes (default 0: the
+                        queue is bounded only by the gateway's admission)
   noisy-neighbour, overload and slo-goodput:
   --max-inflight-wait-ms MS  the gateways' admission bound in time (default 0: off; see fabriek serve)
   -- FLAGS              last: more 'fabriek serve' flags, e.g. -- --local-workers in-process
@@ -136,6 +138,7 @@ export async function runScenario(
         'offered-rate': { type: 'string' },
         capacity: { type: 'string' },
         'deadline-ms': { type: 'string', default: '5000' },
+        'max-queue-size': { type: 'string' },
         'max-length': { type: 'string', default: String(RAGGED_DEFAULTS.maxLength) },
         'max-inflight-wait-ms': { type: 'string', default: '0' },
         'results-dir': { type: 'string' },
@@ -174,6 +177,10 @@ export async function runScenario(
   const maxInflightWaitMs = Number(values['max-inflight-wait-ms']);
   if (!Number.isInteger(maxInflightWaitMs) || maxInflightWaitMs < 0 || maxInflightWaitMs > 3_600_000) {
     throw new UsageError(`--max-inflight-wait-ms: expected ms from 0 to 3600000, got '${values['max-inflight-wait-ms']}'`);
+  }
+  const maxQueueSize = Number(values['max-queue-size'] ?? '0');
+  if (!Number.isInteger(maxQueueSize) || maxQueueSize < 0 || maxQueueSize > 1_000_000) {
+    throw new UsageError(`--max-queue-size: expected requests from 0 to 1000000, got '${values['max-queue-size']}'`);
   }
   const intraOpThreads = Number(values['intra-op-threads']);
   if (!Number.isInteger(intraOpThreads) || intraOpThreads < 0 || intraOpThreads > 64) {
@@ -223,7 +230,7 @@ export async function runScenario(
     return finish("# A noisy neighbour: one tenant's latency while another floods (issue #15)", r, 'the issue #15 bar was not met by any mode (see the verdicts)');
   }
   if (overload) {
-    const r = await runOverload({ factor, ...(offeredRate === undefined ? {} : { offeredRate }), sloMs, deadlineMs, maxInflightWaitMs, serveFlags, durationMs, warmupMs, log });
+    const r = await runOverload({ factor, ...(offeredRate === undefined ? {} : { offeredRate }), sloMs, deadlineMs, maxInflightWaitMs, maxQueueSize, serveFlags, durationMs, warmupMs, log });
     return finish(`# Overload: goodput, latency and memory at ${offeredRate === undefined ? `${factor}× capacity` : `${offeredRate} images/s`} (issue #15)`, r, 'the issue #15 bar was not met by any mode (see the verdicts)');
   }
   if (ragged) {

@@ -169,7 +169,8 @@ describe('fabriek bench against a real server', () => {
 
   it('runs the overload scenario briefly: both modes measured through the h2 client, and SIGTERM afterwards ends every process', async () => {
     const history = join(dir, 'overload');
-    const r = await bench(['overload', '--factor', '2', '--duration', '1', '--warmup', '0.5', '--results-dir', history], 150_000);
+    // With a queue bound: the models load with it (a config the gateway refused would fail the bench).
+    const r = await bench(['overload', '--factor', '2', '--max-queue-size', '32', '--duration', '1', '--warmup', '0.5', '--results-dir', history], 150_000);
     // 0: the bar was met; 1: it was not (this machine's verdict); anything else is a failure of the bench.
     expect([0, 1], r.stderr).toContain(r.code);
     interface ModeRun {
@@ -182,7 +183,8 @@ describe('fabriek bench against a real server', () => {
       readonly exitedHow: string;
       readonly leftAlive: number;
     }
-    const run = JSON.parse(await readFile(join(history, 'latest-overload.json'), 'utf8')) as { scenario: { results: ModeRun[] } };
+    const run = JSON.parse(await readFile(join(history, 'latest-overload.json'), 'utf8')) as { scenario: { options: { maxQueueSize: number }; results: ModeRun[] } };
+    expect(run.scenario.options.maxQueueSize).toBe(32);
     expect(run.scenario.results.map((m) => m.mode)).toEqual(['fixed (max_queue_delay 0)', 'SLO 300 ms']);
     for (const m of run.scenario.results) {
       expect(m.capacity.inferPerSecond).toBeGreaterThan(0);
@@ -207,6 +209,9 @@ describe('fabriek bench against a real server', () => {
     const badRate = await bench(['overload', '--offered-rate', '2.5']);
     expect(badRate.code).toBe(2);
     expect(badRate.stderr).toMatch(/--offered-rate: expected images\/s from 1 to 100000, got '2.5'/);
+    const badQueue = await bench(['overload', '--max-queue-size', '1.5']);
+    expect(badQueue.code).toBe(2);
+    expect(badQueue.stderr).toMatch(/--max-queue-size: expected requests from 0 to 1000000, got '1.5'/);
   }, 150_000);
 
   it('runs the ragged scenario briefly: every variant of both model pairs measured, every answer right', async () => {
