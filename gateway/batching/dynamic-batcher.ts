@@ -19,7 +19,7 @@ import { type Clock, systemClock } from './clock.js';
 import { type BatcherState } from './batching-state.js';
 import { CostModel } from './cost-model.js';
 import { DrainRate } from './drain-rate.js';
-import { drainedNs, expectedFinishNs, shedError, wouldMiss } from './shedding.js';
+import { drainedNs, expectedFinishNs, type ShedError, shedError, standingShedError, standsTooLong, wouldMiss } from './shedding.js';
 import { ArrivalRate } from './arrival-rate.js';
 import { decide, type ExpiryReason } from './decide.js';
 import { SOLE_TENANT, tenantQueueBound } from './fair-queue.js';
@@ -225,7 +225,7 @@ export class DynamicBatcher<P> implements Scheduler {
         list: undefined,
       };
       this.#queue.push(entry);
-      if (dueNs !== undefined && this.#shedding && this.#shedOnArrival(entry, now, dueNs)) return;
+      if (dueNs !== undefined && this.#shedding && this.#shedOnArrival(entry, now, dueNs, deadlineNs !== undefined)) return;
       job.signal.addEventListener('abort', entry.onAbort, { once: true });
       this.#drain();
     });
@@ -233,10 +233,11 @@ export class DynamicBatcher<P> implements Scheduler {
 
   /**
    * Sheds `entry` (just queued) when the rows served before it, in full
-   * batches over the instances, would run past its deadline; true if shed.
-   * Not while nothing runs (see #shedLeadNs).
+   * batches over the instances, would run past its deadline, or, for a
+   * deadline the caller set (`own`), when it waits behind a standing queue
+   * (standsTooLong); true if shed. Not while nothing runs (see #shedLeadNs).
    */
-  #shedOnArrival(entry: Entry, now: bigint, deadlineNs: bigint): boolean {
+  #shedOnArrival(entry: Entry, now: bigint, deadlineNs: bigint, own: boolean): boolean {
     if (!this.cost.trusted || this.#running.size === 0) return false;
     let rowsAhead = entry.level.queued.rowsThrough(entry);
     for (const l of this.#queue.levels) if (l.level < entry.level.level) rowsAhead += l.queued.rows;
@@ -282,9 +283,13 @@ export class DynamicBatcher<P> implements Scheduler {
     const until = Number(deadlineNs - now);
     // A deadline already passed (grpc-js wraps timeouts past ~24.8 days) is DEADLINE_EXCEEDED, not a shed.
     if (until <= 0) return false;
-    if (!wouldMiss(expected, until)) return false;
+    let error: ShedError;
+    if (wouldMiss(expected, until)) error = shedError(this.#key, expected / 1e6, until / 1e6);
+    else if (own && standsTooLong({ rowsAhead, batchRows: this.#backlogRows(now), parallel, finishNs: expected, untilDeadlineNs: until })) {
+      error = standingShedError(this.#key, rowsAhead, expected / 1e6, until / 1e6);
+    } else return false;
     this.#queue.remove(entry);
-    entry.reject(shedError(this.#key, expected / 1e6, until / 1e6));
+    entry.reject(error);
     return true;
   }
 

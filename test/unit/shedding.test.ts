@@ -5,7 +5,17 @@ import { CostModel, estimate, STALE_EXECUTIONS } from '../../gateway/batching/co
 import { decide, type QueueEntry } from '../../gateway/batching/decide.js';
 import { type BatchRunner, type BatchSlots, DynamicBatcher } from '../../gateway/batching/dynamic-batcher.js';
 import { batchingPolicyFromConfig } from '../../gateway/batching/policy.js';
-import { backlogDrainScale, drainedNs, expectedFinishNs, isShed, MISS_MARGIN, wouldMiss } from '../../gateway/batching/shedding.js';
+import {
+  backlogDrainScale,
+  drainedNs,
+  expectedFinishNs,
+  isShed,
+  MISS_MARGIN,
+  STANDING_BATCHES,
+  standingShedError,
+  standsTooLong,
+  wouldMiss,
+} from '../../gateway/batching/shedding.js';
 import { failureReason } from '../../gateway/metrics/failure-reason.js';
 import { type ExecutionResult, type InferJob, type JobResult } from '../../gateway/scheduling/execution.js';
 
@@ -134,6 +144,39 @@ describe('expectedFinishNs and wouldMiss', () => {
     expect(wouldMiss(26.25 * MS, 25 * MS)).toBe(false);
     expect(wouldMiss(26.3 * MS, 25 * MS)).toBe(true);
     expect(wouldMiss(40 * MS, 25 * MS)).toBe(true);
+  });
+});
+
+describe('standsTooLong: a standing queue ahead of a caller with a deadline', () => {
+  // resnet_small-like: batches of 16, 300 ms deadlines.
+  const q = { batchRows: 16, parallel: 1, untilDeadlineNs: 300 * MS };
+
+  it('sheds behind more than two batches per instance whose wait takes over half the time left', () => {
+    expect(STANDING_BATCHES).toBe(2);
+    expect(standsTooLong({ ...q, rowsAhead: 33, finishNs: 151 * MS })).toBe(true);
+    expect(standsTooLong({ ...q, rowsAhead: 80, finishNs: 290 * MS })).toBe(true);
+  });
+
+  it('never cuts a queue of two batches per instance or fewer, however slow', () => {
+    expect(standsTooLong({ ...q, rowsAhead: 32, finishNs: 299 * MS })).toBe(false);
+    expect(standsTooLong({ ...q, rowsAhead: 64, parallel: 2, finishNs: 299 * MS })).toBe(false);
+    expect(standsTooLong({ ...q, rowsAhead: 65, parallel: 2, finishNs: 299 * MS })).toBe(true);
+    // No instance known: counted as one.
+    expect(standsTooLong({ ...q, rowsAhead: 32, parallel: 0, finishNs: 299 * MS })).toBe(false);
+  });
+
+  it('never refuses a caller whose deadline leaves room: a closed loop with seconds to spare waits in a long queue', () => {
+    expect(standsTooLong({ ...q, rowsAhead: 200, finishNs: 150 * MS })).toBe(false);
+    expect(standsTooLong({ ...q, rowsAhead: 200, finishNs: 400 * MS, untilDeadlineNs: 10_000 * MS })).toBe(false);
+  });
+
+  it("answers in Triton's timeout words, counted as shed, saying what stood ahead", () => {
+    const e = standingShedError('resnet_small/1', 40, 180, 300);
+    expect(isShed(e)).toBe(true);
+    expect(e.code).toBe(status.UNAVAILABLE);
+    expect(e.message).toBe(
+      "Request timeout expired: model 'resnet_small/1' shed the request before it ran: 40 rows wait ahead of it, more than 2 batches per instance, and it would finish in 180.0 ms, past half of the 300.0 ms to its deadline",
+    );
   });
 });
 

@@ -535,3 +535,39 @@ describe('DynamicBatcher in SLO mode: callers in a closed loop', () => {
     expect(sizes.slice(-10)).toEqual(Array(10).fill(4));
   });
 });
+
+describe('DynamicBatcher: a standing queue ahead of callers with deadlines (standsTooLong)', () => {
+  // One instance, batches of 2 at 3 ms, a row running: the k-th request queued expects 1.25 ms (half the running
+  // row) plus its pairs ahead; from 6 rows ahead that is 10.25 ms, past half of a 20 ms deadline and beyond two
+  // batches, though well within the deadline itself.
+  for (const sloMs of [0, 100]) {
+    it(`sheds arrivals behind more than two batches that would take over half their deadline (${sloMs === 0 ? 'fixed delays' : 'SLO mode'})`, async () => {
+      const { recorder, batcher, submit, results } = setup({ sloMs, maxBatch: 2 });
+      submit('running');
+      for (let i = 0; i < 10; i++) submit(`q${i}`, { deadlineMs: 20 });
+      await flush();
+      const shed = [...results.entries()].filter(([, s]) => isShed(s.error)).map(([l]) => l);
+      expect(shed).toEqual(['q5', 'q6', 'q7', 'q8', 'q9']);
+      expect((results.get('q5')?.error as Error).message).toBe(
+        "Request timeout expired: model 'm/1' shed the request before it ran: 6 rows wait ahead of it, more than 2 batches per instance, and it would finish in 10.3 ms, past half of the 20.0 ms to its deadline",
+      );
+      // The five kept run in pairs, in time.
+      for (let i = 0; i < 4; i++) {
+        recorder.cuts[i]?.finish();
+        await flush();
+      }
+      expect(recorder.cuts.map((c) => c.labels)).toEqual([['running'], ['q0', 'q1'], ['q2', 'q3'], ['q4']]);
+      expect(batcher.computedPastDeadline).toBe(0);
+    });
+  }
+
+  it('leaves the same queue alone for callers whose deadlines leave room, and for SLO-mode requests due at the SLO', async () => {
+    for (const more of [{ deadlineMs: 1_000 }, {}]) {
+      const { results, submit } = setup({ sloMs: 100, maxBatch: 2 });
+      submit('running');
+      for (let i = 0; i < 10; i++) submit(`q${i}`, more);
+      await flush();
+      expect([...results.values()].filter((s) => s.error !== undefined)).toEqual([]);
+    }
+  });
+});
