@@ -286,7 +286,7 @@ export class DynamicBatcher<P> implements Scheduler {
     let error: ShedError;
     if (wouldMiss(expected, until)) error = shedError(this.#key, expected / 1e6, until / 1e6);
     else if (own && standsTooLong({ rowsAhead, batchRows: this.#backlogRows(now), parallel, finishNs: expected, untilDeadlineNs: until })) {
-      error = standingShedError(this.#key, rowsAhead, expected / 1e6, until / 1e6);
+      error = standingShedError(this.#key, rowsAhead - entry.rows, expected / 1e6, until / 1e6);
     } else return false;
     this.#queue.remove(entry);
     entry.reject(error);

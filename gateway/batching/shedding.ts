@@ -156,11 +156,13 @@ export function standsTooLong(q: StandingQueue): boolean {
   return q.rowsAhead > STANDING_BATCHES * q.batchRows * Math.max(1, q.parallel) && q.finishNs > q.untilDeadlineNs * STANDING_SHARE;
 }
 
-/** The answer to a request shed by standsTooLong; ms with one decimal, since rounded 10.3 read as "10 ms, past half of the 20 ms". */
-export function standingShedError(modelKey: string, rowsAhead: number, expectedMs: number, deadlineMs: number): ShedError {
+/** The answer to a request shed by standsTooLong, `ahead` of it in the queue (its own rows not counted); ms with one decimal, since rounded 10.3 read as "10 ms, past half of the 20 ms". */
+export function standingShedError(modelKey: string, ahead: number, expectedMs: number, deadlineMs: number, unit: 'rows' | 'requests' = 'rows'): ShedError {
+  // A model without dynamic batching runs each request alone: requests and runs, not rows and batches.
+  const runs = unit === 'rows' ? 'batches' : 'runs';
   return new ShedError(
     GrpcStatus.UNAVAILABLE,
-    `Request timeout expired: model '${modelKey}' shed the request before it ran: ${rowsAhead} rows wait ahead of it, more than ${STANDING_BATCHES} batches per instance, ` +
+    `Request timeout expired: model '${modelKey}' shed the request before it ran: ${ahead} ${unit} wait ahead of it, so it would not run in the next ${STANDING_BATCHES} ${runs} per instance, ` +
       `and it would finish in ${expectedMs.toFixed(1)} ms, past half of the ${deadlineMs.toFixed(1)} ms to its deadline`,
   );
 }

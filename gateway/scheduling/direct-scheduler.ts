@@ -5,7 +5,7 @@ import { executionsAhead } from '../../core/pipelining.js';
 import { RunningCount } from '../../core/running-count.js';
 import { type FairEntry, FairQueue, SOLE_TENANT, tenantQueueBound } from '../batching/fair-queue.js';
 import { CostModel } from '../batching/cost-model.js';
-import { shedError } from '../batching/shedding.js';
+import { shedError, standingShedError, standsTooLong } from '../batching/shedding.js';
 import { type Dispatcher } from './dispatcher.js';
 import { abortError, type ExecutionObserver, type InferJob, type JobResult, type Scheduler } from './execution.js';
 import { type InstanceSlots, type Placement } from './instance-slots.js';
@@ -109,7 +109,7 @@ export class DirectScheduler implements Scheduler {
     }
     // Its own tenant's queue runs before it, over the instances, then its own execution.
     const ahead = Math.floor(lane.held / Math.max(1, this.#slots.instanceCount));
-    const shed = this.#shed(job, ahead + 1);
+    const shed = this.#shed(job, ahead + 1, lane.held + 1);
     if (shed) return Promise.reject(shed);
     if (this.#queue.size === 0 && this.#slots.free > 0) {
       // Nothing waits and an instance is free: it runs now, without a place in the
@@ -151,13 +151,24 @@ export class DirectScheduler implements Scheduler {
     await this.#running.idle();
   }
 
-  /** The shed error when `job` would finish past its deadline after `runs` executions of its size, by a trusted estimate. */
-  #shed(job: InferJob, runs: number): ServingError | undefined {
+  /**
+   * The shed error when `job` would finish past its deadline after `runs`
+   * executions of its size, by a trusted estimate; on arrival (`queued`: the
+   * requests of its tenant's queue through its own), also when it would wait
+   * behind a standing queue (standsTooLong, each request its own execution).
+   */
+  #shed(job: InferJob, runs: number, queued?: number): ServingError | undefined {
     if (!Number.isFinite(job.deadline) || this.#running.size === 0 || !this.cost.trusted) return undefined;
     const finishMs = (runs * (this.cost.computeNs(Math.max(1, job.batchSize)) ?? 0)) / 1e6;
     const untilMs = job.deadline - this.#now();
     // A deadline already passed is the dispatcher's DEADLINE_EXCEEDED, not a shed.
-    return untilMs > 0 && finishMs > untilMs ? shedError(this.#modelKey, finishMs, untilMs) : undefined;
+    if (!(untilMs > 0)) return undefined;
+    if (finishMs > untilMs) return shedError(this.#modelKey, finishMs, untilMs);
+    const parallel = this.#slots.instanceCount;
+    if (queued !== undefined && standsTooLong({ rowsAhead: queued, batchRows: 1, parallel, finishNs: finishMs * 1e6, untilDeadlineNs: untilMs * 1e6 })) {
+      return standingShedError(this.#modelKey, queued - 1, finishMs, untilMs, 'requests');
+    }
+    return undefined;
   }
 
   #drain(): void {

@@ -61,10 +61,32 @@ describe('DirectScheduler early shedding', () => {
     void submit('queued2');
     await submit('tight', 250); // two queued ahead + its own run: 300 ms
     expect(outcomes.get('tight')).toMatch(/^UNAVAILABLE: Request timeout expired: model 'm\/1' shed the request before it ran: it would finish in 300 ms, its deadline is in 250 ms$/);
-    void submit('fits', 350);
+    // 300 ms of its 700 ms: under half, so the queue of two ahead does not count as standing.
+    void submit('fits', 700);
     while (worker.inFlight > 0) await worker.finishOne();
     expect(worker.ran).not.toContain('tight');
     expect(outcomes.get('fits')).toBe('OK');
+  });
+
+  it('refuses on arrival behind a standing queue: more than two requests per instance ahead and over half its deadline', async () => {
+    const { worker, submit, outcomes, warm } = setup();
+    await warm();
+    void submit('running1');
+    void submit('running2');
+    void submit('queued1');
+    // One queued ahead of it: not standing, though 200 ms is over half its 350.
+    void submit('one-ahead', 350);
+    // Two queued ahead of it, so three with its own: 300 ms, within its 500 ms deadline but past half of it.
+    await submit('standing', 500);
+    expect(outcomes.get('standing')).toMatch(
+      /^UNAVAILABLE: Request timeout expired: model 'm\/1' shed the request before it ran: 2 requests wait ahead of it, so it would not run in the next 2 runs per instance, and it would finish in 300\.0 ms, past half of the 500\.0 ms to its deadline$/,
+    );
+    // The same queue with room to spare: admitted.
+    void submit('patient', 1_000);
+    while (worker.inFlight > 0) await worker.finishOne();
+    expect(worker.ran).not.toContain('standing');
+    expect(outcomes.get('one-ahead')).toBe('OK');
+    expect(outcomes.get('patient')).toBe('OK');
   });
 
   it('sheds at its turn a request whose deadline came too close while it waited', async () => {

@@ -175,7 +175,7 @@ describe('standsTooLong: a standing queue ahead of a caller with a deadline', ()
     expect(isShed(e)).toBe(true);
     expect(e.code).toBe(status.UNAVAILABLE);
     expect(e.message).toBe(
-      "Request timeout expired: model 'resnet_small/1' shed the request before it ran: 40 rows wait ahead of it, more than 2 batches per instance, and it would finish in 180.0 ms, past half of the 300.0 ms to its deadline",
+      "Request timeout expired: model 'resnet_small/1' shed the request before it ran: 40 rows wait ahead of it, so it would not run in the next 2 batches per instance, and it would finish in 180.0 ms, past half of the 300.0 ms to its deadline",
     );
   });
 });

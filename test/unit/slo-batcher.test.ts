@@ -549,7 +549,7 @@ describe('DynamicBatcher: a standing queue ahead of callers with deadlines (stan
       const shed = [...results.entries()].filter(([, s]) => isShed(s.error)).map(([l]) => l);
       expect(shed).toEqual(['q5', 'q6', 'q7', 'q8', 'q9']);
       expect((results.get('q5')?.error as Error).message).toBe(
-        "Request timeout expired: model 'm/1' shed the request before it ran: 6 rows wait ahead of it, more than 2 batches per instance, and it would finish in 10.3 ms, past half of the 20.0 ms to its deadline",
+        "Request timeout expired: model 'm/1' shed the request before it ran: 5 rows wait ahead of it, so it would not run in the next 2 batches per instance, and it would finish in 10.3 ms, past half of the 20.0 ms to its deadline",
       );
       // The five kept run in pairs, in time.
       for (let i = 0; i < 4; i++) {
