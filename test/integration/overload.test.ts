@@ -11,7 +11,7 @@ import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InferenceGrpcClient } from '../../client/grpc-client.js';
 import { InferenceError } from '../../client/errors.js';
-import { buildModel } from '../../models/build/test-models.js';
+import { buildModel, slowChainModel } from '../../models/build/test-models.js';
 import { type ModelInferRequest, type ModelStreamInferResponse } from '../../proto/gen/inference.js';
 import { spawnReadyCli } from '../helpers/gateway-process.js';
 import { childPids } from '../helpers/processes.js';
@@ -40,6 +40,11 @@ beforeAll(async () => {
   await mkdir(join(repo, 'slow_chain', '1'), { recursive: true });
   await writeFile(join(repo, 'slow_chain', '1', 'model.onnx'), buildModel('slow_chain'));
   await writeFile(join(repo, 'slow_chain', 'config.pbtxt'), CHAIN_CONFIG);
+  // Eight times slow_chain's depth (one 1 MB weight, shared): a batch of 4 in tens of ms, so a queue of a few
+  // batches takes longer than the client needs to send them.
+  await mkdir(join(repo, 'slower_chain', '1'), { recursive: true });
+  await writeFile(join(repo, 'slower_chain', '1', 'model.onnx'), slowChainModel('slower_chain', 512, 2048));
+  await writeFile(join(repo, 'slower_chain', 'config.pbtxt'), CHAIN_CONFIG.replace('slow_chain', 'slower_chain'));
 });
 
 afterAll(async () => {
@@ -218,6 +223,38 @@ describe('overload of a slow model', () => {
       );
     });
   }, 180_000);
+
+  it('sheds behind a standing queue what would wait over half its deadline, though in time, and keeps the next two batches', async () => {
+    await servedThenStopped([], async (gw) => {
+      const slower = (timeoutMs: number): Promise<Outcome> =>
+        outcome(gw.client.infer('slower_chain', [{ name: 'input', datatype: 'FP32', shape: [1, 512], data: row }], { timeoutMs }));
+      for (let i = 0; i < 5; i++) expect((await slower(60_000)).code).toBe(status.OK);
+      // A batch of 4 (four at once ride together), as this client sees it.
+      const batchMs = Math.max(...(await Promise.all([0, 1, 2, 3].map(() => slower(60_000)))).map((o) => o.ms));
+      // A burst whose queue takes longer than its deadline: the batches past the first two whose wait passes half
+      // of it are shed by this rule, those past the deadline itself by the deadline's. Thrice, since the time seen
+      // by the client holds the way to the worker and back, which the batches in a queue do not each add.
+      const deadlineMs = Math.max(400, Math.round(6 * batchMs));
+      const burst = Math.min(240, 4 * Math.ceil((3 * deadlineMs) / batchMs));
+      const outcomes = await Promise.all(Array.from({ length: burst }, () => slower(deadlineMs)));
+      const codes = new Set(outcomes.map((o) => o.code));
+      for (const code of codes) expect([status.OK, status.UNAVAILABLE, status.RESOURCE_EXHAUSTED, status.DEADLINE_EXCEEDED], JSON.stringify(outcomes)).toContain(code);
+      const standing = outcomes.filter((o) => o.code === status.UNAVAILABLE && o.message.includes('so it would not run in the next 2 batches per instance'));
+      expect(standing.length, JSON.stringify(outcomes)).toBeGreaterThan(0);
+      for (const o of standing) {
+        // Shed though its expected finish was within its deadline (and its 5 % margin), past half of it.
+        const m = /it would finish in ([\d.]+) ms, past half of the ([\d.]+) ms to its deadline/.exec(o.message);
+        expect(m, o.message).not.toBeNull();
+        const [finish, until] = [Number(m?.[1]), Number(m?.[2])];
+        expect(finish).toBeGreaterThan(until / 2);
+        expect(finish).toBeLessThanOrEqual(until * 1.05);
+      }
+      // The running batch and the two behind it are never shed by it.
+      const ok = outcomes.filter((o) => o.code === status.OK).length;
+      expect(ok, JSON.stringify(outcomes)).toBeGreaterThanOrEqual(9);
+      console.log(`standing queue: a batch of 4 ${Math.round(batchMs)} ms, ${burst} at once with a ${deadlineMs} ms deadline: ${ok} answered, ${standing.length} shed behind the queue, codes ${[...codes].map((c) => status[c]).join(', ')}`);
+    });
+  }, 120_000);
 
   it('under a sustained overload whose requests are shed, stops admitting what it would shed: refused from the metadata instead, and admits again afterwards', async () => {
     await servedThenStopped(['--allow-metrics', 'true', '--metrics-port', '0'], async (gw) => {
