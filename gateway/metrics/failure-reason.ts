@@ -5,7 +5,8 @@ import { isShed } from '../batching/shedding.js';
 /**
  * Triton's `reason` label values for nv_inference_request_failure, and
  * Fabriek's SHED: requests failed before they ran because they could not
- * finish before their deadline (gateway/batching/shedding.ts).
+ * finish before their deadline, or would have waited over half of it behind
+ * a standing queue (gateway/batching/shedding.ts).
  */
 export type FailureReason = 'REJECTED' | 'CANCELED' | 'BACKEND' | 'OTHER' | 'SHED';
 
