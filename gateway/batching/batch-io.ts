@@ -18,9 +18,10 @@ export interface BatchMember {
 /**
  * The batch's inputs: the members' inputs joined (ragged ones end to end in
  * 1-D, the others by rows), followed by the batch inputs. Members list the
- * same inputs in the same order, as for joinRows.
+ * same inputs in the same order, as for joinRows. Without a plan, joinRows.
  */
-export function joinBatch(plan: BatchIoPlan, members: readonly (readonly Tensor[])[]): BatchInput[] {
+export function joinBatch(plan: BatchIoPlan | undefined, members: readonly (readonly Tensor[])[]): readonly BatchInput[] {
+  if (plan === undefined) return joinRows(members);
   const joined: BatchInput[] = [...joinRows(members, plan.ragged)];
   for (const b of plan.inputs) {
     const made = batchInputOf(b, members.map((m) => sourceOf(m, b.source)));
@@ -29,8 +30,9 @@ export function joinBatch(plan: BatchIoPlan, members: readonly (readonly Tensor[
   return joined;
 }
 
-/** Each member's outputs: batch outputs scattered by its source input's shape, the others cut by rows. */
-export function splitBatch(plan: BatchIoPlan, outputs: readonly Tensor[], members: readonly BatchMember[]): Tensor[][] {
+/** Each member's outputs: batch outputs scattered by its source input's shape, the others cut by rows (all of them without a plan). */
+export function splitBatch(plan: BatchIoPlan | undefined, outputs: readonly Tensor[], members: readonly BatchMember[]): Tensor[][] {
+  if (plan === undefined) return splitRows(outputs, members.map((m) => m.rows));
   const byRows: Tensor[] = [];
   const scattered: { output: Tensor; plan: BatchOutputPlan }[] = [];
   for (const t of outputs) {

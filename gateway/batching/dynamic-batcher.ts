@@ -13,7 +13,7 @@ import {
 } from '../scheduling/execution.js';
 import { type BatchIoPlan } from '../../models/config/batch-io-config.js';
 import { joinBatch, splitBatch } from './batch-io.js';
-import { batchShape, joinRows, splitRows } from './batch-rows.js';
+import { batchShape } from './batch-rows.js';
 import { BatchQueue, type Queued } from './batch-queue.js';
 import { type Clock, systemClock } from './clock.js';
 import { type BatcherState } from './batching-state.js';
@@ -576,8 +576,7 @@ export class DynamicBatcher<P> implements Scheduler {
     this.#lastRows = rows;
     let inputs: readonly BatchInput[];
     try {
-      const members = take.map((e) => e.inputs);
-      inputs = this.#batchIo ? joinBatch(this.#batchIo, members) : joinRows(members);
+      inputs = joinBatch(this.#batchIo, take.map((e) => e.inputs));
     } catch (error) {
       this.#slots.release(placement);
       for (const e of take) e.reject(error);
@@ -662,7 +661,7 @@ function requestedOutputs(take: readonly Entry[]): string[] {
 function answerMembers(take: readonly Entry[], execution: ExecutionResult, cutNs: bigint, batchRows: number, batchIo: BatchIoPlan | undefined): void {
   let parts: Tensor[][];
   try {
-    parts = batchIo ? splitBatch(batchIo, execution.outputs, take) : splitRows(execution.outputs, take.map((e) => e.rows));
+    parts = splitBatch(batchIo, execution.outputs, take);
   } catch (error) {
     for (const e of take) e.reject(error);
     return;

@@ -566,7 +566,6 @@ export class ModelManager {
     probe(500);
   }
 
-  /** The version that serves (name, version); "" = latest ready. */
   /**
    * The version an inference request gets: the one it names, else, for a
    * model with version_traffic, the next by its weights among those serving
@@ -611,6 +610,7 @@ export class ModelManager {
     else if (this.#traffic.get(name)?.key !== key) this.#traffic.set(name, { key, traffic: new VersionTraffic(weights ?? []) });
   }
 
+  /** The version that serves (name, version); "" = latest ready. */
   resolve(name: string, version: string): ModelVersion {
     const versions = this.#models.get(name);
     if (!versions) throw notFound(`model '${name}' is not in the repository`);
@@ -939,6 +939,11 @@ export class ModelManager {
         log.info({ model: v.name, version: v.version, samples: samples.length, ms: Math.round(performance.now() - started) }, 'model warmed up');
       }
       this.#setTraffic(v.name, traffic);
+      // A listed version the repository does not have gets no requests: most likely a typo, so said once per load.
+      const absent = traffic?.filter((w) => w.weight > 0 && !(this.#models.get(v.name) ?? []).some((m) => m.version === w.version)) ?? [];
+      if (absent.length > 0) {
+        log.warn({ model: v.name, versions: absent.map((w) => w.version) }, `${VERSION_TRAFFIC} lists versions the repository does not have; their share goes to the others`);
+      }
       v.state = 'READY';
       v.reason = '';
       log[readyLevel](

@@ -134,9 +134,8 @@ export interface WarmupTarget {
  */
 export async function runWarmup(target: WarmupTarget, samples: readonly WarmupSample[], instances: number, timeoutMs = WARMUP_TIMEOUT_MS): Promise<void> {
   for (const sample of samples) {
-    const shaped = toModelShapes(target.signature, sample.inputs);
-    // A ragged model's sample goes as a batch of one: its ragged inputs flat, its batch inputs made.
-    const inputs = target.batchIo ? joinBatch(target.batchIo, [shaped]) : shaped;
+    // A batch of one: as it is, or for a ragged model its ragged inputs flat and its batch inputs made.
+    const inputs = joinBatch(target.batchIo, [toModelShapes(target.signature, sample.inputs)]);
     for (let round = 0; round < sample.rounds; round++) {
       const deadline = Date.now() + timeoutMs;
       await Promise.all(

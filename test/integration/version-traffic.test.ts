@@ -65,6 +65,8 @@ describe('version_traffic', () => {
 
   it('gives a listed version that is not served its share to the others', async () => {
     expect(new Set(await served('only_one', 10))).toEqual(new Set(['1']));
+    // Said at load, as a probable typo.
+    expect(gw.stderr()).toMatch(/"model":"only_one".*"versions":\[7\].*version_traffic lists versions the repository does not have/);
   });
 
   it('on demand: loads each listed version when its turn comes', async () => {

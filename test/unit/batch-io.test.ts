@@ -66,6 +66,19 @@ describe('joinBatch and splitBatch', () => {
     expect(joinBatch(PLAN, [b]).map((t) => t.shape)).toEqual([[4], [2], [2]]);
   });
 
+  it('without a plan joins and cuts by rows alone, and leaves a lone request as it is', () => {
+    const c = [f32('X', [2, 3], [4, 5, 6, 7, 8, 9])];
+    const joined = joinBatch(undefined, [a, c]);
+    expect(joined.map((t) => [t.name, t.shape])).toEqual([['X', [3, 3]]]);
+    expect(joinBatch(undefined, [a])).toBe(a);
+    expect(() => joinBatch(undefined, [a, b])).toThrow(/batch member 1 does not match member 0 at input 0 \('X'\)/);
+    const parts = splitBatch(undefined, [f32('Y', [3, 1], [1, 2, 3])], [
+      { rows: 1, inputs: a },
+      { rows: 2, inputs: c },
+    ]);
+    expect(parts.map((p) => p.map((t) => [t.name, t.shape, valuesOf(t)]))).toEqual([[['Y', [1, 1], [1]]], [['Y', [2, 1], [2, 3]]]]);
+  });
+
   it('scatters a batch output by each request\'s source shape and cuts the others by rows', () => {
     const outputs = [f32('Y', [7], [10, 20, 30, 40, 50, 60, 70]), f32('SUM', [3], [6, 9, 13])];
     const parts = splitBatch(PLAN, outputs, [
