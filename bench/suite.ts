@@ -31,7 +31,7 @@ import { toCsv } from './report/csv.js';
 import { mdTable, num, percent, ratio, textTable } from './report/format.js';
 import { ECHO_SERIES, OFF_SERIES, SERVER_SERIES, levelTable, loadLabel, rawOrtTable } from './report/levels-table.js';
 import { Progress } from './report/progress.js';
-import { medianOf } from '../gateway/batching/median.js';
+import { medianOf } from '../core/median.js';
 
 const IDENTITY = 'identity_fp32';
 const MLP = 'mlp_large';

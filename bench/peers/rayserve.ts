@@ -11,7 +11,7 @@ import { mdTable, num, ratio } from '../report/format.js';
 import { splitServeFlags } from '../options.js';
 import { InferenceHttpClient } from '../../client/http-client.js';
 import { readModelStats, statsDelta } from '../load/server-stats.js';
-import { medianOf } from '../../gateway/batching/median.js';
+import { medianOf } from '../../core/median.js';
 import { type FabriekConfig, parseFabriekConfig } from './fabriek-config.js';
 
 // Issue #15's peer comparison in one run: Fabriek's HTTP endpoint (KServe v2

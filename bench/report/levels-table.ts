@@ -1,6 +1,6 @@
 // The per-level table every report shows (console and Markdown), with the
 // ratios of the server under test to the baselines measured in the same run.
-import { medianOf } from '../../gateway/batching/median.js';
+import { medianOf } from '../../core/median.js';
 import { type RawOrtLevel } from '../baselines/raw-ort.js';
 import { type LevelResult } from '../load/level.js';
 import { cacheHitRate } from '../load/server-stats.js';

@@ -5,7 +5,7 @@
 // Beside it, the median of the last few gaps between arrivals: a burst
 // (recentGapNs).
 
-import { medianOf } from './median.js';
+import { medianOf } from '../../core/median.js';
 
 const WINDOW_NS = 5_000_000n;
 const ALPHA = 0.3;

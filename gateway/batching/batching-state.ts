@@ -4,7 +4,7 @@
 // batcher its mode, the SLO and the full batch it cuts now, the arrival and
 // drain rates, the queue. Built on request, off the request path. The same
 // cost model is in /metrics (fabriek_batch_cost_seconds), by bucket only.
-import { type CostModel } from './cost-model.js';
+import { type CostModel } from '../../core/cost-model.js';
 
 /** What a dynamic batcher knows now (DynamicBatcher.state). */
 export interface BatcherState {

@@ -17,7 +17,7 @@ import { batchShape } from './batch-rows.js';
 import { BatchQueue, type Queued } from './batch-queue.js';
 import { type Clock, systemClock } from './clock.js';
 import { type BatcherState } from './batching-state.js';
-import { CostModel } from './cost-model.js';
+import { CostModel } from '../../core/cost-model.js';
 import { DrainRate } from './drain-rate.js';
 import { drainedNs, expectedFinishNs, type ShedError, shedError, standingShedError, standsTooLong, wouldMiss } from './shedding.js';
 import { ArrivalRate } from './arrival-rate.js';

@@ -15,7 +15,7 @@ export interface PendingCount {
   readonly pending: number;
 }
 
-/** One measured point of a version's cost model (gateway/batching/cost-model.ts). */
+/** One measured point of a version's cost model (core/cost-model.ts). */
 export interface CostPointSample {
   readonly model: string;
   readonly version: string;

@@ -4,7 +4,7 @@ import { type DirectState } from '../batching/batching-state.js';
 import { executionsAhead } from '../../core/pipelining.js';
 import { RunningCount } from '../../core/running-count.js';
 import { type FairEntry, FairQueue, SOLE_TENANT, tenantQueueBound } from '../batching/fair-queue.js';
-import { CostModel } from '../batching/cost-model.js';
+import { CostModel } from '../../core/cost-model.js';
 import { shedError, standingShedError, standsTooLong } from '../batching/shedding.js';
 import { type Dispatcher } from './dispatcher.js';
 import { abortError, type ExecutionObserver, type InferJob, type JobResult, type Scheduler } from './execution.js';

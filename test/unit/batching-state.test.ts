@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { type BatcherState, batcherJson, costModelJson, directJson, expectedRows } from '../../gateway/batching/batching-state.js';
-import { CostModel } from '../../gateway/batching/cost-model.js';
+import { CostModel } from '../../core/cost-model.js';
 
 const MS = 1e6;
 

@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { type Clock } from '../../gateway/batching/clock.js';
-import { CostModel, estimate, STALE_EXECUTIONS } from '../../gateway/batching/cost-model.js';
+import { CostModel, estimate, STALE_EXECUTIONS } from '../../core/cost-model.js';
 import { decide, type QueueEntry } from '../../gateway/batching/decide.js';
 import { type BatchRunner, type BatchSlots, DynamicBatcher } from '../../gateway/batching/dynamic-batcher.js';
 import { batchingPolicyFromConfig } from '../../gateway/batching/policy.js';
