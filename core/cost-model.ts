@@ -1,6 +1,7 @@
 // What one execution of a model version costs, by batch size, learned online
 // from the workers' timings (compute input + infer + output, as Triton's
-// statistics count them). One bucket per power of two of rows, each holding
+// statistics count them); a worker learns its own runs with it too, for the
+// backlog it reports (worker/backlog.ts). One bucket per power of two of rows, each holding
 // its last WINDOW timings: its estimate is their median, so estimates
 // interpolate between measured sizes. Cold at start: no estimate until a
 // batch ran, and nothing is shed on a guess. Fresh as the machine's load

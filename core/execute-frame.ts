@@ -17,11 +17,12 @@
 //     str  datatype                       str name, str datatype,
 //     u32  rank, f64 × rank dims          u32 rank, f64 × rank dims
 //   [str traceparent                  [u32 outstanding
-//    [str tracestate]]                  [f64 wait ns]]
+//    [str tracestate]]                  [f64 wait ns
+//                                        [f64 backlog ns]]]
 // The request's trace context (W3C) is there only when tracing is on (zero
 // bytes otherwise); the answer's `outstanding` is the worker's load report,
-// and its wait the time the execution waited in the worker for its instance
-// (see ExecuteAnswer).
+// its wait the time the execution waited in the worker for its instance, and
+// its backlog what a new execution would wait there now (see ExecuteAnswer).
 // str = u32 LE byte length + UTF-8. Numbers are little-endian. Tensor i's
 // bytes are segment i + 1.
 import { type ExecuteRequest, type ExecuteResponse, type TensorData } from '../proto/gen/worker.js';
@@ -225,15 +226,20 @@ export function decodeExecuteRequest(head: Uint8Array, segments: readonly Uint8A
  * sent by every gateway. A gateway sharing the worker with others learns
  * from it what it cannot see in its own slots. And `waitNs`: how long this
  * execution waited in the worker for its instance (behind a run, or one sent
- * ahead of it), which is queue time, not compute. Undefined: not reported
- * (`waitNs` is sent only with `outstanding`).
+ * ahead of it), which is queue time, not compute. And `backlogNs`: the load
+ * report in time, how long a new execution of the model would wait there for
+ * an instance now, from the sizes of the executions it holds and how long
+ * runs of those sizes take on its device (worker/backlog.ts). Undefined: not
+ * reported (each field is sent only with those before it; the backlog is
+ * unknown until the worker has timed a run of the model).
  */
-export type ExecuteAnswer = ExecuteResponse & { readonly outstanding?: number; readonly waitNs?: number };
+export type ExecuteAnswer = ExecuteResponse & { readonly outstanding?: number; readonly waitNs?: number; readonly backlogNs?: number | undefined };
 
 /** The frame parts of an Execute answer, as for the request. */
 export function encodeExecuteResponse(kind: number, callId: number, response: ExecuteAnswer): Uint8Array[] {
   if (response.waitNs !== undefined && response.outstanding === undefined) throw new Error('an Execute answer sends its wait only with its load report');
-  let headBytes = 3 * 8 + 4 + (response.outstanding === undefined ? 0 : 4) + (response.waitNs === undefined ? 0 : 8);
+  if (response.backlogNs !== undefined && response.waitNs === undefined) throw new Error('an Execute answer sends its backlog only with its wait');
+  let headBytes = 3 * 8 + 4 + (response.outstanding === undefined ? 0 : 4) + (response.waitNs === undefined ? 0 : 8) + (response.backlogNs === undefined ? 0 : 8);
   for (const t of response.outputs) headBytes += tensorHeadBytes(t);
   const data: Uint8Array[] = [];
   const lengths: number[] = [];
@@ -252,6 +258,7 @@ export function encodeExecuteResponse(kind: number, callId: number, response: Ex
   for (const t of response.outputs) w.tensor(t);
   if (response.outstanding !== undefined) w.u32(response.outstanding);
   if (response.waitNs !== undefined) w.f64(response.waitNs);
+  if (response.backlogNs !== undefined) w.f64(response.backlogNs);
   const parts: Uint8Array[] = [first];
   for (const d of data) parts.push(d);
   return parts;
@@ -272,7 +279,12 @@ export function decodeExecuteResponse(head: Uint8Array, segments: readonly Uint8
   const waitNs = r.f64();
   // NaN or a negative wait would reach the statistics as queue time.
   if (!(waitNs >= 0) || waitNs === Infinity) throw new FrameError(`Execute answer reports a wait of ${waitNs} ns (expected a finite number ≥ 0)`);
+  if (r.remaining === 0) return { outputs, computeInputNs, computeInferNs, computeOutputNs, outstanding, waitNs };
+  const backlogNs = r.f64();
+  // A gateway weighs workers by it: NaN would make every comparison false.
+  if (!(backlogNs >= 0) || backlogNs === Infinity) throw new FrameError(`Execute answer reports a backlog of ${backlogNs} ns (expected a finite number ≥ 0)`);
   // Fields a later worker adds after these are skipped: a gateway upgraded after its workers still reads them.
-  // (A gateway from before the wait rejects this answer: upgrade gateways first.)
-  return { outputs, computeInputNs, computeInferNs, computeOutputNs, outstanding, waitNs };
+  // (A gateway from before the wait rejects an answer with it: upgrade gateways first. One from before the backlog
+  // reads the wait and ignores the backlog.)
+  return { outputs, computeInputNs, computeInferNs, computeOutputNs, outstanding, waitNs, backlogNs };
 }

@@ -1,4 +1,5 @@
 import { EXECUTIONS_AHEAD_PER_INSTANCE } from '../core/pipelining.js';
+import { Backlog } from './backlog.js';
 import { WorkerErrors, messageOf } from './errors.js';
 import { compatible, concatTasks, mergeable, type OutputTensor, rowsOf, splitOutputs } from './merge-batches.js';
 import { type ModelInstance, type StartInstances, THREAD_PIPELINE_DEPTH } from './model-instance.js';
@@ -86,6 +87,8 @@ interface Slot {
   readonly instance: ModelInstance;
   /** Runs handed to the instance's thread (at most THREAD_PIPELINE_DEPTH). */
   running: number;
+  /** When the run the thread is on began (hrtime ns, as a number), while `running` > 0: the load report's backlog. */
+  sinceNs: number;
 }
 
 /** An execution waiting for an instance. */
@@ -103,6 +106,14 @@ type Turn = { readonly slot: Slot; readonly followers: readonly Waiter[] } | Exe
 
 const NO_FOLLOWERS: readonly Waiter[] = [];
 
+/** hrtime in ns as a number (exact to the ns for 104 days of uptime): elapsed times subtract without BigInt arithmetic. */
+const nowNs = (): number => Number(process.hrtime.bigint());
+
+/** The rows an execution is estimated by: its batch's, for a batching model; 1 for the rest (one size). */
+function rowsForCost(model: LoadedModel, task: BatchTask): number {
+  return (model.spec.maxBatchSize ?? 0) > 0 ? Math.max(1, rowsOf(task)) : 1;
+}
+
 /** Counters of a model's runs (Status); numbers, since a bigint increment allocates on every run. */
 class RunCounters {
   runs = 0;
@@ -115,6 +126,8 @@ class RunCounters {
 
 class LoadedModel {
   inFlight = 0;
+  /** The executions held, in expected time: the load report's `backlogNs`. */
+  readonly backlog = new Backlog();
   #drained: (() => void) | undefined;
   /** Executions waiting for an instance, oldest first; each gets a slot handed over. */
   readonly #waiting: Waiter[] = [];
@@ -156,7 +169,7 @@ class LoadedModel {
     let best: Slot | undefined;
     for (const s of this.slots) if (s.running < this.threadDepth && (best === undefined || s.running < best.running)) best = s;
     if (best) {
-      best.running++;
+      if (best.running++ === 0) best.sinceNs = nowNs();
       return best;
     }
     const rows = this.mergeRows > 0 ? rowsOf(task) : -1;
@@ -171,6 +184,16 @@ class LoadedModel {
       slot.running++;
       next.grant({ slot, followers: this.#followersOf(next) });
     }
+    // The thread goes on to the run handed to it next (pipelined, or just granted).
+    if (slot.running > 0) slot.sinceNs = nowNs();
+  }
+
+  /** Expected ns a new execution waits here for an instance (see Backlog); undefined before the model's runs are timed. */
+  backlogNs(): number | undefined {
+    const now = nowNs();
+    let running = 0;
+    for (const s of this.slots) if (s.running > 0) running += now - s.sinceNs;
+    return this.backlog.waitNs(running, this.slots.length);
   }
 
   /** The waiting executions that run with `leader` (taken out of the queue), oldest first, within max_batch_size rows. */
@@ -284,6 +307,8 @@ export class ModelHost {
     const taken = model.takeSlot(task, owner);
     if (taken === undefined) throw WorkerErrors.allInstancesBusy(key, model.slots.length, model.queuedPerInstance);
     model.inFlight++;
+    const rows = rowsForCost(model, task);
+    const estimateNs = model.backlog.arrive(rows);
     let slot: Slot | undefined;
     try {
       let followers = NO_FOLLOWERS;
@@ -294,11 +319,14 @@ export class ModelHost {
         followers = turn.followers;
       } else slot = taken;
       model.counters.runs++;
-      if (followers.length === 0) return await slot.instance.run(task, transfer);
-      return await this.#runMerged(model, slot, { task, owner }, followers);
+      if (followers.length > 0) return await this.#runMerged(model, slot, { task, owner }, followers);
+      const output = await slot.instance.run(task, transfer);
+      model.backlog.ran(rows, Number(output.runEndNs - output.taskStartNs));
+      return output;
     } catch (error) {
       throw WorkerErrors.runFailed(key, messageOf(error), error);
     } finally {
+      model.backlog.leave(estimateNs);
       if (slot) model.giveBack(slot);
       model.runFinished();
     }
@@ -324,6 +352,7 @@ export class ModelHost {
     }
     const c = model.counters;
     const total = rows.reduce((a, b) => a + b, 0);
+    model.backlog.ran(total, Number(result.runEndNs - result.taskStartNs));
     c.mergedRuns++;
     c.mergedCalls += tasks.length;
     if (total > c.maxMergedRows) c.maxMergedRows = total;
@@ -339,6 +368,11 @@ export class ModelHost {
   /** Executions of `key` running or waiting for an instance, from every connection (0 when not loaded). */
   outstanding(key: string): number {
     return this.#models.get(key)?.inFlight ?? 0;
+  }
+
+  /** Expected ns a new execution of `key` would wait for an instance (undefined: not loaded, or no run timed yet). */
+  backlogNs(key: string): number | undefined {
+    return this.#models.get(key)?.backlogNs();
   }
 
   status(): ModelStatusInfo[] {
@@ -414,7 +448,7 @@ export class ModelHost {
     const model = new LoadedModel(
       key,
       info,
-      instances.map((instance) => ({ instance, running: 0 })),
+      instances.map((instance) => ({ instance, running: 0, sinceNs: 0 })),
       this.#options.queuedPerInstance ?? EXECUTIONS_AHEAD_PER_INSTANCE,
       spec,
       this.#options.mergeBeforePipelining === true,

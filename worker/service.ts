@@ -132,6 +132,8 @@ function workerMethods(options: WorkerServiceOptions): WorkerCalls {
       outstanding: host.outstanding(request.modelKey),
       // The wait for the instance left out of the input above: the gateway counts it as queue time.
       waitNs: Number(result.taskStartNs - prepared),
+      // What a new execution of this model would wait here, in time: their choice of worker weighs it.
+      backlogNs: host.backlogNs(request.modelKey),
     };
   }
 

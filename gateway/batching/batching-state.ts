@@ -5,6 +5,7 @@
 // drain rates, the queue. Built on request, off the request path. The same
 // cost model is in /metrics (fabriek_batch_cost_seconds), by bucket only.
 import { type CostModel } from '../../core/cost-model.js';
+import { type PlacementView } from '../scheduling/instance-slots.js';
 
 /** What a dynamic batcher knows now (DynamicBatcher.state). */
 export interface BatcherState {
@@ -117,4 +118,22 @@ export function directJson(state: DirectState, cost: CostModel, maxRows: number)
     running_executions: state.runningExecutions,
     cost_model: costModelJson(cost, maxRows),
   };
+}
+
+/**
+ * The workers the version's executions go to, as this gateway chooses among
+ * them (InstanceSlots.acquire): its executions out on each, the others' that
+ * each worker last reported (and their wait, by the worker's estimate), and
+ * how long one of ours takes there. Null: not known now.
+ */
+export function placementsJson(placements: readonly PlacementView[]): Record<string, unknown>[] {
+  return placements.map((p) => ({
+    worker: p.worker,
+    instances: p.instances,
+    slots: p.slots,
+    busy: p.busy,
+    others_reported: p.othersReported ?? null,
+    others_wait_ms: p.othersNs === undefined ? null : ms(p.othersNs),
+    execution_ms: p.execNs === undefined ? null : ms(p.execNs),
+  }));
 }

@@ -1,5 +1,5 @@
 import { notFound } from '../../core/errors.js';
-import { batcherJson, directJson } from '../batching/batching-state.js';
+import { batcherJson, directJson, placementsJson } from '../batching/batching-state.js';
 import { DynamicBatcher } from '../batching/dynamic-batcher.js';
 import { DirectScheduler } from '../scheduling/direct-scheduler.js';
 import { batchingSchedulerOf, SequenceScheduler } from '../scheduling/sequence-scheduler.js';
@@ -112,8 +112,9 @@ export function batchingState(models: ModelManager, name: string, version: strin
   const sequences = outer instanceof SequenceScheduler ? { sequences: outer.sequences } : {};
   const head = { model: v.name, version: String(v.version), gateway_pid: process.pid, ...sequences };
   const scheduler = outer && batchingSchedulerOf(outer);
-  if (scheduler instanceof DynamicBatcher) return { ...head, ...batcherJson(scheduler.state(), scheduler.cost) };
-  if (scheduler instanceof DirectScheduler) return { ...head, ...directJson(scheduler.state(), scheduler.cost, Math.max(1, serving?.signature.maxBatchSize ?? 1)) };
+  const workers = serving ? { workers: placementsJson(serving.slots.placements()) } : {};
+  if (scheduler instanceof DynamicBatcher) return { ...head, ...batcherJson(scheduler.state(), scheduler.cost), ...workers };
+  if (scheduler instanceof DirectScheduler) return { ...head, ...directJson(scheduler.state(), scheduler.cost, Math.max(1, serving?.signature.maxBatchSize ?? 1)), ...workers };
   // An ensemble: each step batches in its own model's scheduler.
   return { ...head, scheduler: 'ensemble' };
 }

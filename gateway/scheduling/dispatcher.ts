@@ -6,7 +6,7 @@ import { type TensorData } from '../../proto/gen/worker.js';
 import { type SpanContext } from '@opentelemetry/api';
 import { activeTracer, contextOf, endWithError, linksTo, modelAttributes, SpanKindOf, frameTraceOf } from '../../core/tracing.js';
 import { type ExecutionResult } from './execution.js';
-import { type InstanceSlots, noteReport, type Placement } from './instance-slots.js';
+import { type InstanceSlots, noteReport, noteTiming, type Placement } from './instance-slots.js';
 import { isWorkerLost } from './worker-connection.js';
 
 /** An input as the frame to the worker carries it: the request's bytes, or a batch's parts, as they are (no copy). */
@@ -30,6 +30,13 @@ function toResult(response: ExecuteAnswer, workerId: string): ExecutionResult {
   };
 }
 
+
+/** What an answer teaches the choice of worker: the worker's load report, and how long ours took there. */
+function noteLoad(placement: Placement, answer: ExecuteAnswer): void {
+  const now = performance.now();
+  noteTiming(placement, Number(answer.computeInputNs + answer.computeInferNs + answer.computeOutputNs), now);
+  noteReport(placement, answer, now);
+}
 
 /**
  * Sends executions of one model version to its instance slots. The caller
@@ -102,7 +109,7 @@ export class Dispatcher {
     // what it was sent, and its capacity counts it until it answers.
     try {
       const answer = await placement.worker.execute(request, deadline, this.#settle(placement), trace);
-      noteReport(placement, answer.outstanding);
+      noteLoad(placement, answer);
       return toResult(answer, first);
     } catch (error) {
       if (!isWorkerLost(error)) throw error;
@@ -115,7 +122,7 @@ export class Dispatcher {
         );
       }
       const answer = await retry.worker.execute(request, deadline, this.#settle(retry), trace);
-      noteReport(retry, answer.outstanding);
+      noteLoad(retry, answer);
       return toResult(answer, retry.worker.endpoint.id);
     }
   }

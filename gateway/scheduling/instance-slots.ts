@@ -1,4 +1,5 @@
 import { EXECUTIONS_AHEAD_PER_INSTANCE, executionSlots } from '../../core/pipelining.js';
+import { medianOf } from '../../core/median.js';
 import { type WorkerLink } from './worker-link.js';
 
 /** One worker's share of a model: how many executions it takes, how many it runs at once, how many it has. */
@@ -17,17 +18,83 @@ export interface Placement {
    */
   others: number;
   reportedAt: number;
+  /**
+   * The same in time: how long a new execution would have waited there for
+   * other gateways' work, per instance, by the worker's own estimate (its
+   * backlog less ours); NaN when it did not say (a worker from before the
+   * backlog, or one that has not timed a run of the model yet).
+   */
+  othersNs: number;
+  /** Our recent executions' compute on this worker (ns), as a ring, and how many were timed. */
+  readonly timings: Float64Array;
+  timed: number;
+  /** Their median: how long one of ours takes there (NaN until timed), and when last timed (performance.now()). */
+  execNs: number;
+  timedAt: number;
 }
 
 /** A worker's load report older than this says nothing about now. */
 export const REPORT_TTL_MS = 1_000;
+/** Executions of ours a worker's speed is the median of. */
+const TIMINGS = 8;
+/**
+ * A worker's speed not measured for this long is measured again: a worker
+ * that ran slowly once (its neighbours busy) would otherwise get no more work
+ * while the others keep up, and never show it is fast again.
+ */
+export const TIMING_TTL_MS = 10_000;
 
-/** The worker answered while holding `outstanding` executions of the version, from every gateway. */
-export function noteReport(p: Placement, outstanding: number | undefined, now = performance.now()): void {
-  if (outstanding === undefined) return;
+const scratch = new Float64Array(TIMINGS);
+
+/** What a worker's answer says of its load (core/execute-frame.ts, ExecuteAnswer). */
+export interface LoadReport {
+  readonly outstanding?: number | undefined;
+  readonly backlogNs?: number | undefined;
+}
+
+/** The worker answered while holding `outstanding` executions of the version, from every gateway, worth `backlogNs` of waiting. */
+export function noteReport(p: Placement, report: LoadReport, now = performance.now()): void {
+  if (report.outstanding === undefined) return;
   // Ours are those still out (this answer's slot is free already).
-  p.others = Math.max(0, outstanding - p.busy);
+  p.others = Math.max(0, report.outstanding - p.busy);
+  p.othersNs = report.backlogNs === undefined || Number.isNaN(p.execNs) ? NaN : Math.max(0, report.backlogNs - (p.busy * p.execNs) / p.instances);
   p.reportedAt = now;
+}
+
+/** One of our executions took `computeNs` on the placement's worker (its compute input + infer + output). */
+export function noteTiming(p: Placement, computeNs: number, now = performance.now()): void {
+  if (!(computeNs >= 0) || !Number.isFinite(computeNs)) return;
+  p.timings[p.timed % TIMINGS] = computeNs;
+  p.timed++;
+  p.execNs = medianOf(p.timings, Math.min(p.timed, TIMINGS), scratch);
+  p.timedAt = now;
+}
+
+/**
+ * When a new execution sent to `p` now would be done, in ns from now: the
+ * other gateways' work there (as the worker last said, less the time since;
+ * by their count at our speed from a worker that gives no backlog), ours
+ * still out over its instances, then its own run. Our executions sent since
+ * the report are in `busy`, so they are not missed while reports age.
+ */
+export function expectedFinishNs(p: Placement, now: number, fresh: boolean): number {
+  let others = 0;
+  if (fresh) others = Number.isNaN(p.othersNs) ? (p.others * p.execNs) / p.instances : Math.max(0, p.othersNs - (now - p.reportedAt) * 1e6);
+  return others + (p.busy * p.execNs) / p.instances + p.execNs;
+}
+
+/** A placement as GET /v2/models/{m}/batching shows it (undefined: not known now). */
+export interface PlacementView {
+  readonly worker: string;
+  readonly instances: number;
+  readonly slots: number;
+  readonly busy: number;
+  /** Other gateways' executions there, by the worker's last report within REPORT_TTL_MS. */
+  readonly othersReported: number | undefined;
+  /** Their wait in ns now, by that report less the time since. */
+  readonly othersNs: number | undefined;
+  /** Median compute of our executions there. */
+  readonly execNs: number | undefined;
 }
 
 /** Why acquireOrWait gave no slot: no worker outside the excluded ones is left, or the deadline came first. */
@@ -55,7 +122,20 @@ export class InstanceSlots {
   add(worker: WorkerLink, instances: number): void {
     this.remove(worker.endpoint.id);
     const aheadLimit = worker.endpoint.maxAheadPerInstance ?? EXECUTIONS_AHEAD_PER_INSTANCE;
-    this.#placements.push({ worker, capacity: executionSlots(instances, Math.min(this.#ahead, aheadLimit)), aheadLimit, instances, busy: 0, others: 0, reportedAt: -Infinity });
+    this.#placements.push({
+      worker,
+      capacity: executionSlots(instances, Math.min(this.#ahead, aheadLimit)),
+      aheadLimit,
+      instances,
+      busy: 0,
+      others: 0,
+      reportedAt: -Infinity,
+      othersNs: NaN,
+      timings: new Float64Array(TIMINGS),
+      timed: 0,
+      execNs: NaN,
+      timedAt: -Infinity,
+    });
     this.#serveWaiters();
     this.#notify();
   }
@@ -115,26 +195,61 @@ export class InstanceSlots {
   }
 
   /**
-   * Takes a slot on the placement with the least outstanding work relative
-   * to its size, skipping `exclude`d workers; undefined when none is free.
-   * Outstanding work is ours plus what the worker last reported of other
-   * gateways' (within REPORT_TTL_MS): gateways sharing workers then spread
-   * over them instead of all picking the one each sees idle.
+   * Takes a slot on the placement where an execution would be done soonest,
+   * skipping `exclude`d workers; undefined when none is free. Soonest by
+   * expectedFinishNs: other gateways' work there as the worker last reported
+   * it (within REPORT_TTL_MS), ours, and its own run, at that worker's speed
+   * as our executions there measured it. So gateways sharing workers spread
+   * over them instead of all picking the one each sees idle, a faster worker
+   * (a newer GPU, a GPU beside a CPU) takes more, and a worker holding a few
+   * large batches counts as busier than one holding many single rows. While
+   * a worker's speed is unknown (none of ours timed there, or not within
+   * TIMING_TTL_MS), every worker is weighed by executions held relative to
+   * its slots, as counts alone can, and a tie goes to the one not timed.
    */
   acquire(exclude?: ReadonlySet<string>): Placement | undefined {
-    let best: Placement | undefined;
-    let bestLoad = Infinity;
-    const fresh = performance.now() - REPORT_TTL_MS;
-    for (const p of this.#placements) {
-      if (p.busy >= p.capacity || exclude?.has(p.worker.endpoint.id)) continue;
-      const load = (p.busy + (p.reportedAt >= fresh ? p.others : 0)) / p.capacity;
-      if (load < bestLoad) {
-        best = p;
-        bestLoad = load;
-      }
-    }
+    const best = this.#choose(exclude, performance.now());
     if (best) best.busy += 1;
     return best;
+  }
+
+  #choose(exclude: ReadonlySet<string> | undefined, now: number): Placement | undefined {
+    const fresh = now - REPORT_TTL_MS;
+    const timedSince = now - TIMING_TTL_MS;
+    let byTime = true;
+    for (const p of this.#placements) {
+      if (p.busy < p.capacity && !exclude?.has(p.worker.endpoint.id) && p.timedAt < timedSince) byTime = false;
+    }
+    let best: Placement | undefined;
+    let bestLoad = Infinity;
+    let bestTimed = true;
+    for (const p of this.#placements) {
+      if (p.busy >= p.capacity || exclude?.has(p.worker.endpoint.id)) continue;
+      const isFresh = p.reportedAt >= fresh;
+      const load = byTime ? expectedFinishNs(p, now, isFresh) : (p.busy + (isFresh ? p.others : 0)) / p.capacity;
+      // By counts, a tie goes to a worker not timed lately: at light load every count is 0, and it gets measured.
+      const timed = p.timedAt >= timedSince;
+      if (load < bestLoad || (load === bestLoad && bestTimed && !timed)) {
+        best = p;
+        bestLoad = load;
+        bestTimed = timed;
+      }
+    }
+    return best;
+  }
+
+  /** Each worker's slots as this gateway sees them: GET /v2/models/{m}/batching. */
+  placements(now = performance.now()): readonly PlacementView[] {
+    const fresh = now - REPORT_TTL_MS;
+    return this.#placements.map((p) => ({
+      worker: p.worker.endpoint.id,
+      instances: p.instances,
+      slots: p.capacity,
+      busy: p.busy,
+      othersReported: p.reportedAt >= fresh ? p.others : undefined,
+      othersNs: p.reportedAt >= fresh && !Number.isNaN(p.othersNs) ? Math.max(0, p.othersNs - (now - p.reportedAt) * 1e6) : undefined,
+      execNs: Number.isNaN(p.execNs) ? undefined : p.execNs,
+    }));
   }
 
   /**

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeRecord } from '../../core/worker-record.js';
 import { WorkerConnection } from '../../gateway/scheduling/worker-connection.js';
 import { buildModel } from '../../models/build/test-models.js';
-import { type GatewayProcess, startGateway } from '../helpers/gateway-process.js';
+import { type GatewayProcess, httpUrlOf, startGateway } from '../helpers/gateway-process.js';
 import { waitFor } from '../helpers/processes.js';
 import { type RedisServer, startRedis } from '../helpers/redis-server.js';
 import { type RegisteredWorker, startRegisteredWorker } from '../helpers/registered-worker.js';
@@ -87,5 +87,22 @@ describe('gateways sharing workers spread over them by the workers’ load repor
     expect(total).toBeGreaterThan(20);
     // Together on one worker (the count of each gateway alone) each would take ≥ 95 % of one worker's runs.
     for (const n of served) expect(n / total, `runs per worker ${JSON.stringify(served)}`).toBeGreaterThan(0.25);
+  });
+
+  it('each gateway knows both workers’ speed, and the others’ work each reported in time', async () => {
+    const call = (g: GatewayProcess): Promise<unknown> => g.client.infer('slow_chain', [{ name: 'input', datatype: 'FP32', shape: [1, 512], data: ROW }], { timeoutMs: 30_000 });
+    // A few calls from both at once: every answer carries its worker's report, timed by the worker's own runs.
+    await Promise.all(gateways.flatMap((g) => [call(g), call(g), call(g), call(g)]));
+    for (const g of gateways) {
+      const state = (await (await fetch(`${httpUrlOf(g)}/v2/models/slow_chain/batching`)).json()) as { workers: Record<string, unknown>[] };
+      expect(state.workers.map((w) => w['worker']).sort()).toEqual(['w1', 'w2']);
+      for (const w of state.workers) {
+        expect(w, JSON.stringify(state.workers)).toMatchObject({ instances: 1, busy: 0 });
+        // slow_chain computes in ms here; the report came within the last second.
+        expect(w['execution_ms']).toBeGreaterThan(0);
+        expect(typeof w['others_reported']).toBe('number');
+        expect(w['others_wait_ms']).toBeGreaterThanOrEqual(0);
+      }
+    }
   });
 });

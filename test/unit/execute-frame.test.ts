@@ -69,17 +69,37 @@ describe('Execute frames', () => {
     expect(() => encodeExecuteResponse(RESPONSE | Method.Execute, 7, { ...response, waitNs: 1 })).toThrow(/only with its load report/);
   });
 
-  it('skip fields a later worker adds after the wait, and reject a wait cut short', () => {
-    const response = { outputs: request.inputs, computeInputNs: 1n, computeInferNs: 2n, computeOutputNs: 3n, outstanding: 2, waitNs: 5 };
+  it('carry the backlog after the wait, never without it, and read answers from workers that send none', () => {
+    const response = { outputs: request.inputs, computeInputNs: 1n, computeInferNs: 2n, computeOutputNs: 3n, outstanding: 12, waitNs: 5 };
+    const waited = Buffer.concat(encodeExecuteResponse(RESPONSE | Method.Execute, 7, response));
+    const backlogged = Buffer.concat(encodeExecuteResponse(RESPONSE | Method.Execute, 7, { ...response, backlogNs: 31_250_000 }));
+    expect(backlogged.byteLength - waited.byteLength).toBe(8);
+    const [w] = readBack([waited], 3);
+    expect(decodeExecuteResponse(w?.payload ?? new Uint8Array(), w?.segments ?? []).backlogNs).toBeUndefined();
+    const [b] = readBack([backlogged], 3);
+    const back = decodeExecuteResponse(b?.payload ?? new Uint8Array(), b?.segments ?? []);
+    expect([back.outstanding, back.waitNs, back.backlogNs]).toEqual([12, 5, 31_250_000]);
+    // A worker that has not timed a run sends none: the answer is the wait's.
+    expect(Buffer.concat(encodeExecuteResponse(RESPONSE | Method.Execute, 7, { ...response, backlogNs: undefined })).equals(waited)).toBe(true);
+    const { waitNs: _wait, ...noWait } = response;
+    expect(() => encodeExecuteResponse(RESPONSE | Method.Execute, 7, { ...noWait, backlogNs: 1 })).toThrow(/backlog only with its wait/);
+  });
+
+  it('skip fields a later worker adds after the backlog, and reject a wait or a backlog cut short or out of range', () => {
+    const response = { outputs: request.inputs, computeInputNs: 1n, computeInferNs: 2n, computeOutputNs: 3n, outstanding: 2, waitNs: 5, backlogNs: 7 };
     const [a] = readBack(encodeExecuteResponse(RESPONSE | Method.Execute, 7, response), 3);
     const head = a?.payload ?? new Uint8Array();
     const longer = Buffer.concat([head, Buffer.alloc(12, 9)]);
     const back = decodeExecuteResponse(longer, a?.segments ?? []);
-    expect([back.outstanding, back.waitNs]).toEqual([2, 5]);
+    expect([back.outstanding, back.waitNs, back.backlogNs]).toEqual([2, 5, 7]);
+    // Cut inside the backlog, and inside the wait.
     expect(() => decodeExecuteResponse(head.subarray(0, head.byteLength - 3), a?.segments ?? [])).toThrow(FrameError);
+    expect(() => decodeExecuteResponse(head.subarray(0, head.byteLength - 11), a?.segments ?? [])).toThrow(FrameError);
     for (const bad of [Number.NaN, -1, Infinity]) {
       const [b] = readBack(encodeExecuteResponse(RESPONSE | Method.Execute, 7, { ...response, waitNs: bad }), 3);
       expect(() => decodeExecuteResponse(b?.payload ?? new Uint8Array(), b?.segments ?? [])).toThrow(/wait of .* \(expected a finite number/);
+      const [c] = readBack(encodeExecuteResponse(RESPONSE | Method.Execute, 7, { ...response, backlogNs: bad }), 3);
+      expect(() => decodeExecuteResponse(c?.payload ?? new Uint8Array(), c?.segments ?? [])).toThrow(/backlog of .* \(expected a finite number/);
     }
   });
 

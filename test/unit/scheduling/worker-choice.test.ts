@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Dispatcher } from '../../../gateway/scheduling/dispatcher.js';
-import { InstanceSlots, noteReport, REPORT_TTL_MS } from '../../../gateway/scheduling/instance-slots.js';
+import { InstanceSlots, noteReport, noteTiming, type Placement, REPORT_TTL_MS, TIMING_TTL_MS } from '../../../gateway/scheduling/instance-slots.js';
 import { type WorkerConnection } from '../../../gateway/scheduling/worker-connection.js';
 import { type ExecuteAnswer } from '../../../core/execute-frame.js';
 
@@ -8,18 +8,42 @@ import { type ExecuteAnswer } from '../../../core/execute-frame.js';
 // gateways (registered workers, or several gateway processes): its own
 // executions in flight plus what each worker last reported of the others'.
 
-/** A worker that answers at once, reporting `outstanding` executions of the model (every gateway's). */
-function worker(id: string, outstanding: () => number | undefined): WorkerConnection {
+/**
+ * A worker that answers at once, reporting `outstanding` executions of the
+ * model (every gateway's) and, when given, their `backlogNs`; each execution
+ * computes `computeNs`.
+ */
+function worker(id: string, outstanding: () => number | undefined, computeNs = 0n, backlogNs?: () => number): WorkerConnection {
   const fake = {
     endpoint: { id, address: `unix:/${id}`, deviceKind: 'cpu' as const, deviceId: 0 },
     execute: (_request: unknown, _deadline: number, done?: (lost: boolean) => void): Promise<ExecuteAnswer> => {
       done?.(false);
       const o = outstanding();
-      return Promise.resolve({ outputs: [], computeInputNs: 0n, computeInferNs: 0n, computeOutputNs: 0n, ...(o === undefined ? {} : { outstanding: o }) });
+      const report = o === undefined ? {} : { outstanding: o, waitNs: 0, ...(backlogNs ? { backlogNs: backlogNs() } : {}) };
+      return Promise.resolve({ outputs: [], computeInputNs: 0n, computeInferNs: computeNs, computeOutputNs: 0n, ...report });
     },
   };
   return fake as unknown as WorkerConnection;
 }
+
+const MS = 1e6;
+
+/** Two one-instance workers 'a' and 'b' whose speeds are known: one of ours took `aNs` and `bNs` there. */
+function timedPair(aNs: number, bNs: number, now = performance.now()): { slots: InstanceSlots; a: Placement; b: Placement } {
+  const slots = new InstanceSlots();
+  slots.add(worker('a', () => undefined), 1);
+  slots.add(worker('b', () => undefined), 1);
+  const a = slots.acquire();
+  const b = slots.acquire();
+  if (a === undefined || b === undefined) throw new Error('no slot');
+  noteTiming(a, aNs, now);
+  noteTiming(b, bNs, now);
+  slots.release(a);
+  slots.release(b);
+  return { slots, a, b };
+}
+
+const ids = (placements: readonly (Placement | undefined)[]): (string | undefined)[] => placements.map((p) => p?.worker.endpoint.id);
 
 describe('worker choice with load reports', () => {
   it('without reports, picks the least busy by its own count, the first on a tie', () => {
@@ -39,13 +63,13 @@ describe('worker choice with load reports', () => {
     slots.release(a);
     const now = performance.now();
     // 'a' answered holding 3 executions, none ours any more: 3 are another gateway's.
-    noteReport(a, 3, now);
+    noteReport(a, { outstanding: 3 }, now);
     expect(a.others).toBe(3);
     const next = slots.acquire();
     expect(next?.worker.endpoint.id).toBe('b');
     if (next) slots.release(next);
     // A stale report counts for nothing.
-    noteReport(a, 3, now - REPORT_TTL_MS - 1);
+    noteReport(a, { outstanding: 3 }, now - REPORT_TTL_MS - 1);
     expect(slots.acquire()?.worker.endpoint.id).toBe('a');
   });
 
@@ -56,7 +80,7 @@ describe('worker choice with load reports', () => {
     slots.acquire();
     if (p === undefined) throw new Error('no slot');
     // Two of ours out; the worker holds 2: nobody else's.
-    noteReport(p, 2);
+    noteReport(p, { outstanding: 2 });
     expect(p.others).toBe(0);
   });
 
@@ -72,5 +96,112 @@ describe('worker choice with load reports', () => {
     await dispatcher.run(first, [], [], Date.now() + 1_000);
     // 'a' said it holds 5 of others' executions: the next two go to 'b', whose own count then passes 'a''s.
     expect([slots.acquire(), slots.acquire()].map((s) => s?.worker.endpoint.id)).toEqual(['b', 'b']);
+  });
+});
+
+describe('worker choice by expected finish', () => {
+  it('sends to the worker that finishes soonest at its own speed: the faster takes more', () => {
+    const { slots } = timedPair(10 * MS, 1 * MS);
+    // 'b' finishes one of ours in 1 ms, with one ahead of it in 2; 'a' in 10: both of 'b''s slots go first.
+    expect(ids([slots.acquire(), slots.acquire(), slots.acquire()])).toEqual(['b', 'b', 'a']);
+  });
+
+  it('weighs other gateways’ work by the wait the worker reports, not by its count', () => {
+    const { slots, a, b } = timedPair(1 * MS, 1 * MS);
+    const now = performance.now();
+    // 'a' holds one large batch of another gateway's, 40 ms; 'b' three single rows, 3 ms in all.
+    noteReport(a, { outstanding: 1, backlogNs: 40 * MS }, now);
+    noteReport(b, { outstanding: 3, backlogNs: 3 * MS }, now);
+    expect([a.othersNs, b.othersNs]).toEqual([40 * MS, 3 * MS]);
+    expect(ids([slots.acquire()])).toEqual(['b']);
+  });
+
+  it('takes the time since the report off its wait, and forgets it past its TTL', () => {
+    const { slots, a, b } = timedPair(1 * MS, 1 * MS);
+    const now = performance.now();
+    noteReport(a, { outstanding: 1, backlogNs: 40 * MS }, now - 39.5);
+    noteReport(b, { outstanding: 3, backlogNs: 3 * MS }, now);
+    // 'a''s 40 ms began 39.5 ms ago: about half a ms is left, against 'b''s 3.
+    const first = slots.acquire();
+    expect(ids([first])).toEqual(['a']);
+    if (first) slots.release(first);
+    noteReport(b, { outstanding: 3, backlogNs: 3 * MS }, now - REPORT_TTL_MS - 1);
+    noteReport(a, { outstanding: 1, backlogNs: 40 * MS }, now);
+    expect(ids([slots.acquire()])).toEqual(['b']);
+  });
+
+  it('counts its own executions still out once: the worker’s backlog less ours', () => {
+    const slots = new InstanceSlots();
+    slots.add(worker('a', () => undefined), 2);
+    const p = slots.acquire();
+    slots.acquire();
+    if (p === undefined) throw new Error('no slot');
+    noteTiming(p, 10 * MS);
+    // Two of ours out, 10 ms each over two instances: 10 ms of the 14 the worker reports are ours.
+    noteReport(p, { outstanding: 3, backlogNs: 14 * MS });
+    expect(p.othersNs).toBeCloseTo(4 * MS, 0);
+  });
+
+  it('weighs a worker that reports no backlog by its count at our speed there', () => {
+    const { slots, a, b } = timedPair(2 * MS, 10 * MS);
+    const now = performance.now();
+    // 'a' (2 ms a run) holds 4 of others': 8 ms, then ours; 'b' (10 ms) is free: 10 ms.
+    noteReport(a, { outstanding: 4 }, now);
+    expect(a.othersNs).toBeNaN();
+    expect(ids([slots.acquire()])).toEqual(['a']);
+    noteReport(a, { outstanding: 5 }, now);
+    expect(b.othersNs).toBeNaN();
+    // 10 ms of others' and 2 of ours ahead, against 'b''s 10.
+    expect(ids([slots.acquire()])).toEqual(['b']);
+  });
+
+  it('while a worker’s speed is not known (or not lately), goes by counts, a tie to the worker not timed', () => {
+    const slots = new InstanceSlots();
+    slots.add(worker('a', () => undefined), 1);
+    slots.add(worker('b', () => undefined), 1);
+    const a = slots.acquire();
+    if (a === undefined) throw new Error('no slot');
+    noteTiming(a, 1 * MS);
+    slots.release(a);
+    // 'b' has never run one of ours: at light load it is tried, and so measured.
+    const next = slots.acquire();
+    expect(ids([next])).toEqual(['b']);
+    if (next === undefined) throw new Error('no slot');
+    noteTiming(next, 5 * MS);
+    slots.release(next);
+    expect(ids([slots.acquire()])).toEqual(['a']);
+    slots.release(a);
+    // Timed long ago, 'a' is measured again though it looked faster.
+    noteTiming(a, 1 * MS, performance.now() - TIMING_TTL_MS - 1);
+    expect(ids([slots.acquire()])).toEqual(['a']);
+  });
+
+  it('learns each worker’s speed and wait from the dispatcher’s answers', async () => {
+    const slots = new InstanceSlots();
+    let others = 0;
+    slots.add(worker('slow', () => 0, 20_000_000n, () => 0), 1);
+    // 'fast' is shared: it reports other gateways' large batches, 25 ms each.
+    slots.add(worker('fast', () => others, 2_000_000n, () => others * 25 * MS), 1);
+    const dispatcher = new Dispatcher('m/1', slots);
+    const runOnce = async (): Promise<string> => {
+      const p = slots.acquire();
+      if (p === undefined) throw new Error('no slot');
+      await dispatcher.run(p, [], [], Date.now() + 1_000);
+      return p.worker.endpoint.id;
+    };
+    // Neither timed: the first, then the one not yet timed.
+    expect([await runOnce(), await runOnce()]).toEqual(['slow', 'fast']);
+    expect(slots.placements().map((v) => [v.worker, v.execNs, v.othersNs])).toEqual([
+      ['slow', 20 * MS, 0],
+      ['fast', 2 * MS, 0],
+    ]);
+    const held = [slots.acquire(), slots.acquire(), slots.acquire()];
+    expect(ids(held)).toEqual(['fast', 'fast', 'slow']);
+    for (const p of held) if (p) slots.release(p);
+    // Another gateway's four batches on 'fast' now: 100 ms ahead there against 20 on 'slow'.
+    others = 4;
+    expect(await runOnce()).toBe('fast');
+    expect(slots.placements()[1]?.othersNs).toBeGreaterThan(99 * MS);
+    expect(ids([slots.acquire()])).toEqual(['slow']);
   });
 });

@@ -405,3 +405,55 @@ describe('ModelHost', () => {
     expect(log).toEqual(['a/1#0:a', 'a/1#0:a-queued']);
   });
 });
+
+describe('ModelHost load report in time', () => {
+  const SECOND = 1_000_000_000n;
+  /** A run that held its instance for `ns` (what the backlog learns from). */
+  const timed = (tag: string, ns: bigint): BatchOutput => ({ ...output(tag), taskStartNs: 1n, runStartNs: 1n, runEndNs: 1n + ns });
+
+  it('says how long a new execution would wait: unknown before a run is timed, then the executions held at their speed, less what has run', async () => {
+    const { host, instance } = setup();
+    await host.load(spec('m/1', 1));
+    expect(host.backlogNs('m/1')).toBe(0);
+    expect(host.backlogNs('unknown/1')).toBeUndefined();
+    const first = host.execute('m/1', task('a'), []);
+    // Held, and no run of the model timed yet.
+    expect(host.backlogNs('m/1')).toBeUndefined();
+    (await instance(0).nthRun(0)).resolve(timed('a', SECOND));
+    await first;
+    expect(host.backlogNs('m/1')).toBe(0);
+
+    // One running, one waiting (all one instance takes), each expected to take the second the first took.
+    const calls = ['b', 'c'].map((t) => host.execute('m/1', task(t), []));
+    await instance(0).nthRun(1);
+    const held = host.backlogNs('m/1') ?? NaN;
+    // Less the few ms the running one has run since it started.
+    expect(held).toBeLessThanOrEqual(2e9);
+    expect(held).toBeGreaterThan(1.9e9);
+    (await instance(0).nthRun(1)).resolve(timed('b', SECOND));
+    await calls[0];
+    const after = host.backlogNs('m/1') ?? NaN;
+    expect(after).toBeLessThanOrEqual(1e9);
+    expect(after).toBeGreaterThan(0.9e9);
+    await finishAll([instance(0)]);
+    await Promise.all(calls);
+    expect(host.backlogNs('m/1')).toBe(0);
+  });
+
+  it('spreads it over the instances', async () => {
+    const { host, instance } = setup();
+    await host.load(spec('m/1', 2));
+    const warm = [host.execute('m/1', task('a'), []), host.execute('m/1', task('b'), [])];
+    (await instance(0).nthRun(0)).resolve(timed('a', SECOND));
+    (await instance(1).nthRun(0)).resolve(timed('b', SECOND));
+    await Promise.all(warm);
+    const calls = ['c', 'd', 'e', 'f'].map((t) => host.execute('m/1', task(t), []));
+    await Promise.all([instance(0).nthRun(1), instance(1).nthRun(1)]);
+    // Four seconds of runs over two instances, less what the two running have run.
+    const held = host.backlogNs('m/1') ?? NaN;
+    expect(held).toBeLessThanOrEqual(2e9);
+    expect(held).toBeGreaterThan(1.9e9);
+    await finishAll([instance(0), instance(1)]);
+    await Promise.all(calls);
+  });
+});
