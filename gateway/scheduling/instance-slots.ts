@@ -1,5 +1,4 @@
 import { EXECUTIONS_AHEAD_PER_INSTANCE, executionSlots } from '../../core/pipelining.js';
-import { medianOf } from '../../core/median.js';
 import { type WorkerLink } from './worker-link.js';
 
 /** One worker's share of a model: how many executions it takes, how many it runs at once, how many it has. */
@@ -28,14 +27,22 @@ export interface Placement {
   /** Our recent executions' compute on this worker (ns), as a ring, and how many were timed. */
   readonly timings: Float64Array;
   timed: number;
-  /** Their median: how long one of ours takes there (NaN until timed), and when last timed (performance.now()). */
+  /**
+   * The least of them: how fast that worker runs ours (NaN until timed), and
+   * when last timed (performance.now()). The least, not the median: a core
+   * shared with other work (another worker, a gateway) slows some runs and
+   * never speeds one up, and a worker given little work is timed mostly
+   * while the others run; by its median it then looked slower than it is,
+   * got less work, and was timed the same way again (two equal workers
+   * shared by two gateways went to 3:1). Its queue is in the reports.
+   */
   execNs: number;
   timedAt: number;
 }
 
 /** A worker's load report older than this says nothing about now. */
 export const REPORT_TTL_MS = 1_000;
-/** Executions of ours a worker's speed is the median of. */
+/** Executions of ours a worker's speed is the least of. */
 const TIMINGS = 8;
 /**
  * A worker's speed not measured for this long is measured again: a worker
@@ -43,8 +50,6 @@ const TIMINGS = 8;
  * while the others keep up, and never show it is fast again.
  */
 export const TIMING_TTL_MS = 10_000;
-
-const scratch = new Float64Array(TIMINGS);
 
 /** What a worker's answer says of its load (core/execute-frame.ts, ExecuteAnswer). */
 export interface LoadReport {
@@ -66,7 +71,9 @@ export function noteTiming(p: Placement, computeNs: number, now = performance.no
   if (!(computeNs >= 0) || !Number.isFinite(computeNs)) return;
   p.timings[p.timed % TIMINGS] = computeNs;
   p.timed++;
-  p.execNs = medianOf(p.timings, Math.min(p.timed, TIMINGS), scratch);
+  let least = Infinity;
+  for (let i = Math.min(p.timed, TIMINGS) - 1; i >= 0; i--) least = Math.min(least, p.timings[i] as number);
+  p.execNs = least;
   p.timedAt = now;
 }
 
@@ -93,7 +100,7 @@ export interface PlacementView {
   readonly othersReported: number | undefined;
   /** Their wait in ns now, by that report less the time since. */
   readonly othersNs: number | undefined;
-  /** Median compute of our executions there. */
+  /** The least compute of our last executions there: that worker's speed. */
   readonly execNs: number | undefined;
 }
 

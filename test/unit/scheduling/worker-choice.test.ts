@@ -130,6 +130,18 @@ describe('worker choice by expected finish', () => {
     expect(ids([slots.acquire()])).toEqual(['b']);
   });
 
+  it('takes a worker’s speed as the least of our last 8 timings there: contention slows runs, never speeds them', () => {
+    const { a } = timedPair(1 * MS, 1 * MS);
+    // Timed while other work shared its core: slower, and its speed stays what it showed alone.
+    for (let i = 0; i < 7; i++) noteTiming(a, 5 * MS);
+    expect(a.execNs).toBe(1 * MS);
+    // Eight slow ones in a row: it is slower now.
+    noteTiming(a, 5 * MS);
+    expect(a.execNs).toBe(5 * MS);
+    noteTiming(a, 4 * MS);
+    expect(a.execNs).toBe(4 * MS);
+  });
+
   it('counts its own executions still out once: the worker’s backlog less ours', () => {
     const slots = new InstanceSlots();
     slots.add(worker('a', () => undefined), 2);
