@@ -87,7 +87,7 @@ interface Slot {
   readonly instance: ModelInstance;
   /** Runs handed to the instance's thread (at most THREAD_PIPELINE_DEPTH). */
   running: number;
-  /** When the run the thread is on began (hrtime ns, as a number), while `running` > 0: the load report's backlog. */
+  /** When the run the thread is on began (nowNs), while `running` > 0: the load report's backlog. */
   sinceNs: number;
 }
 
@@ -106,8 +106,8 @@ type Turn = { readonly slot: Slot; readonly followers: readonly Waiter[] } | Exe
 
 const NO_FOLLOWERS: readonly Waiter[] = [];
 
-/** hrtime in ns as a number (exact to the ns for 104 days of uptime): elapsed times subtract without BigInt arithmetic. */
-const nowNs = (): number => Number(process.hrtime.bigint());
+/** Monotonic ns as a number, without a BigInt per reading (the backlog needs µs, not ns). */
+const nowNs = (): number => performance.now() * 1e6;
 
 /** The rows an execution is estimated by: its batch's, for a batching model; 1 for the rest (one size). */
 function rowsForCost(model: LoadedModel, task: BatchTask): number {

@@ -1,4 +1,5 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -7,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { treeCpuSeconds } from '../../core/process-cpu.js';
 import { buildModels } from '../../models/build/test-models.js';
 import { freePort, spawnRedis } from '../fault/redis-process.js';
-import { removeAtExit } from '../load/child-server.js';
+import { type ChildServer, httpUrlOf, killAtExit, removeAtExit, startChildServer } from '../load/child-server.js';
+import { InferenceHttpClient } from '../../client/http-client.js';
 
 // Issue #15: "the gateway's own worker choice uses the workers' reported
 // expected wait rather than its local slot count only." Builds side by side
@@ -39,6 +41,8 @@ cores or more, taskset (util-linux) and Debian's redis-server.`;
 
 const BENCH = fileURLToPath(new URL('../cli.js', import.meta.url));
 const MODEL = 'mlp';
+const WORKER_READY = / ready: serving \d+ model versions on [^ ]+:(\d+)/;
+const GATEWAY_READY = / ready: gRPC on 127\.0\.0\.1:(\d+)/;
 
 interface Build {
   readonly label: string;
@@ -50,69 +54,48 @@ interface Build {
   readonly fastShare: number[];
 }
 
-/** Spawns `command args`, resolving once stdout has a line with ' ready: ' (the fabriek CLI's). */
-function spawnReady(command: string, args: readonly string[], what: string): Promise<ChildProcess> {
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stderr?.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
-  return new Promise((done, fail) => {
-    const timer = setTimeout(() => fail(new Error(`${what} not ready in 60 s:\n${err}`)), 60_000);
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes(' ready: ')) {
-        clearTimeout(timer);
-        done(child);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      fail(new Error(`${what} exited with ${code} before it was ready:\n${err}`));
-    });
-  });
-}
-
-async function waitReady(port: string, timeoutMs = 30_000): Promise<void> {
-  const until = performance.now() + timeoutMs;
-  while (performance.now() < until) {
-    const ready = await fetch(`http://127.0.0.1:${port}/v2/models/${MODEL}/ready`).then((r) => r.ok, () => false);
-    if (ready) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`${MODEL} not ready within ${timeoutMs} ms`);
-}
-
 /** One measurement of `build`: its own Redis, workers, busy loop and gateway, stopped after. */
 async function measure(build: Build, repository: string, dir: string, o: { load: readonly string[]; windowMs: string; warmupMs: string }): Promise<void> {
   const port = await freePort();
-  const redis = await spawnRedis(port);
+  const redis = killAtExit(await spawnRedis(port));
   const registry = `redis://127.0.0.1:${port}`;
-  const children: ChildProcess[] = [redis];
+  const pinned = (core: string): string[] => ['taskset', '-c', core];
+  const servers: ChildServer[] = [];
+  const hog = killAtExit(spawn('taskset', ['-c', '0', process.execPath, '-e', 'for (;;) {}'], { stdio: 'ignore' }));
   try {
-    children.push(spawn('taskset', ['-c', '0', process.execPath, '-e', 'for (;;) {}'], { stdio: 'ignore' }));
-    const worker = (id: string, core: string): Promise<ChildProcess> =>
-      spawnReady('taskset', ['-c', core, process.execPath, build.cli, 'worker', '--registry', registry, '--model-repository', repository, '--listen', '127.0.0.1:0', '--worker-id', id, '--log-level', 'error'], `${build.label} worker ${id}`);
+    const worker = (id: string, core: string): Promise<ChildServer> =>
+      startChildServer(build.cli, ['worker', '--registry', registry, '--model-repository', repository, '--listen', '127.0.0.1:0', '--worker-id', id, '--log-level', 'error'], WORKER_READY, 60_000, [], pinned(core));
     const slow = await worker('w1', '0');
-    children.push(slow);
+    servers.push(slow);
     const fast = await worker('w2', '1');
-    children.push(fast);
-    const [grpcPort, httpPort] = [String(await freePort()), String(await freePort())];
-    children.push(
-      await spawnReady(
-        'taskset',
-        ['-c', '0', process.execPath, build.cli, 'serve', '--registry', registry, '--grpc-address', '127.0.0.1', '--grpc-port', grpcPort, '--http-address', '127.0.0.1', '--http-port', httpPort, '--metrics-port', '0', '--log-level', 'error'],
-        `${build.label} gateway`,
-      ),
+    servers.push(fast);
+    const gateway = await startChildServer(
+      build.cli,
+      ['serve', '--registry', registry, '--grpc-address', '127.0.0.1', '--grpc-port', '0', '--http-address', '127.0.0.1', '--http-port', '0', '--metrics-port', '0', '--log-level', 'error'],
+      GATEWAY_READY,
+      60_000,
+      [],
+      pinned('0'),
     );
-    await waitReady(httpPort);
+    servers.push(gateway);
+    const client = new InferenceHttpClient(httpUrlOf(gateway) ?? '');
+    try {
+      const until = performance.now() + 30_000;
+      while (!(await client.isModelReady(MODEL).catch(() => false))) {
+        if (performance.now() > until) throw new Error(`${build.label}: ${MODEL} not ready within 30 s`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    } finally {
+      client.close();
+    }
     const json = join(dir, `${build.label}.json`);
-    const cpu0 = [treeCpuSeconds(slow.pid ?? 0), treeCpuSeconds(fast.pid ?? 0)];
+    const cpu0 = [treeCpuSeconds(slow.pid), treeCpuSeconds(fast.pid)];
     execFileSync(
       'taskset',
-      ['-c', '0', process.execPath, BENCH, '-m', MODEL, '-u', `127.0.0.1:${grpcPort}`, ...o.load, '-p', o.windowMs, '-r', '1', '--warmup-interval', o.warmupMs, '--no-save', '--json', json],
+      ['-c', '0', process.execPath, BENCH, '-m', MODEL, '-u', gateway.address, ...o.load, '-p', o.windowMs, '-r', '1', '--warmup-interval', o.warmupMs, '--no-save', '--json', json],
       { stdio: 'ignore' },
     );
-    const [slowCpu = 0, fastCpu = 0] = [treeCpuSeconds(slow.pid ?? 0), treeCpuSeconds(fast.pid ?? 0)].map((c, i) => c - (cpu0[i] ?? 0));
+    const [slowCpu = 0, fastCpu = 0] = [treeCpuSeconds(slow.pid), treeCpuSeconds(fast.pid)].map((c, i) => c - (cpu0[i] ?? 0));
     const level = (JSON.parse(await readFile(json, 'utf8')) as { levels: { requestsPerSecond: number; latency: { p50Us: number; p99Us: number } }[] }).levels[0];
     if (level === undefined) throw new Error(`${build.label}: the bench measured nothing`);
     build.rps.push(Math.round(level.requestsPerSecond));
@@ -120,8 +103,16 @@ async function measure(build: Build, repository: string, dir: string, o: { load:
     build.p99Us.push(level.latency.p99Us);
     build.fastShare.push(Math.round((100 * fastCpu) / Math.max(1e-9, slowCpu + fastCpu)));
   } finally {
-    for (const c of children.reverse()) c.kill('SIGKILL');
+    await Promise.all(servers.reverse().map((c) => c.stop(500)));
+    hog.kill('SIGKILL');
+    redis.kill('SIGKILL');
   }
+}
+
+/** A whole number ≥ 1 from flag `name`, or the run ends saying what was wrong. */
+function count(name: string, value: string): string {
+  if (!/^[1-9]\d*$/.test(value)) throw new Error(`--${name}: expected a whole number ≥ 1, got '${value}'`);
+  return value;
 }
 
 async function main(): Promise<void> {
@@ -141,8 +132,19 @@ async function main(): Promise<void> {
     return;
   }
   if (availableParallelism() < 2) throw new Error('needs two cores: one for the worker beside a busy loop, one for the other');
+  try {
+    execFileSync('taskset', ['-c', '0', 'true'], { stdio: 'ignore' });
+  } catch {
+    throw new Error('needs taskset (util-linux) able to pin to core 0');
+  }
+  const rounds = Number(count('rounds', values.rounds));
+  const rate = values['request-rate'];
+  if (rate !== undefined && !(Number(rate) > 0)) throw new Error(`--request-rate: expected requests per second > 0, got '${rate}'`);
+  const load = rate === undefined ? ['--concurrency-range', count('concurrency', values.concurrency)] : ['--request-rate-range', rate, '--request-distribution', 'poisson'];
+  const o = { load, windowMs: count('window-ms', values['window-ms']), warmupMs: count('warmup-ms', values['warmup-ms']) };
   const builds: Build[] = positionals.map((v) => {
     const [label = '', cli = ''] = v.split('|');
+    if (label === '' || cli === '' || !existsSync(cli)) throw new Error(`'${v}': expected 'LABEL|CLI.js' with an existing fabriek CLI`);
     return { label, cli: resolve(cli), rps: [], p50Us: [], p99Us: [], fastShare: [] };
   });
   const dir = await mkdtemp(join(tmpdir(), 'fabriek-worker-choice-'));
@@ -158,10 +160,7 @@ async function main(): Promise<void> {
       join(repository, MODEL, 'config.pbtxt'),
       `name: "${MODEL}"\nmax_batch_size: 64\ninstance_group [ { count: 1, kind: KIND_CPU } ]\nparameters { key: "intra_op_thread_count" value { string_value: "1" } }\n`,
     );
-    const rate = values['request-rate'];
-    const load = rate === undefined ? ['--concurrency-range', values.concurrency] : ['--request-rate-range', rate, '--request-distribution', 'poisson'];
-    const o = { load, windowMs: values['window-ms'], warmupMs: values['warmup-ms'] };
-    for (let round = 0; round < Number(values.rounds); round++) for (const b of builds) await measure(b, repository, dir, o);
+    for (let round = 0; round < rounds; round++) for (const b of builds) await measure(b, repository, dir, o);
     const how = rate === undefined ? `${values.concurrency} closed-loop gRPC client(s)` : `Poisson arrivals at ${rate}/s over gRPC`;
     console.log(`${MODEL} (784→2048×4→10, one thread per instance) on two registered workers, w1 beside a busy loop, the gateway and the load on core 0, w2 alone on core 1; ${how}, ${values.rounds} rounds of ${values['window-ms']} ms`);
     for (const b of builds) console.log(`${b.label}: req/s ${b.rps.join(' ')}; p50 µs ${b.p50Us.join(' ')}; p99 µs ${b.p99Us.join(' ')}; w2's share of the workers' CPU % ${b.fastShare.join(' ')}`);

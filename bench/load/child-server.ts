@@ -27,6 +27,13 @@ process.once('exit', () => {
   for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
 });
 
+/** Kills `child` at exit (a crash, Ctrl-C) if it is still running then: for children with no ready line to wait for. */
+export function killAtExit(child: ChildProcess): ChildProcess {
+  liveChildren.add(child);
+  child.once('exit', () => liveChildren.delete(child));
+  return child;
+}
+
 /** Removes `dir` at exit unless it was removed (and forgotten) before. */
 export function removeAtExit(dir: string): () => void {
   tempDirs.add(dir);
@@ -38,9 +45,20 @@ const STDERR_TAIL = 16_384;
 /**
  * Starts `node script args…` and waits for a stdout line matching
  * `ready` whose first group is the port it listens on (127.0.0.1).
+ * `wrapper`: a command that runs it, e.g. ['taskset', '-c', '0'] (it must
+ * exec node, so that the pid is node's).
  */
-export async function startChildServer(script: string, args: readonly string[], ready: RegExp, timeoutMs = 120_000, nodeArgs: readonly string[] = []): Promise<ChildServer> {
-  const child = spawn(process.execPath, [...nodeArgs, script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+export async function startChildServer(
+  script: string,
+  args: readonly string[],
+  ready: RegExp,
+  timeoutMs = 120_000,
+  nodeArgs: readonly string[] = [],
+  wrapper: readonly string[] = [],
+): Promise<ChildServer> {
+  const command = wrapper[0] ?? process.execPath;
+  const wrapped = wrapper.length > 0 ? [...wrapper.slice(1), process.execPath] : [];
+  const child = spawn(command, [...wrapped, ...nodeArgs, script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   liveChildren.add(child);
   let stdout = '';
   let stderr = '';

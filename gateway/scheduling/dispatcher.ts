@@ -6,7 +6,7 @@ import { type TensorData } from '../../proto/gen/worker.js';
 import { type SpanContext } from '@opentelemetry/api';
 import { activeTracer, contextOf, endWithError, linksTo, modelAttributes, SpanKindOf, frameTraceOf } from '../../core/tracing.js';
 import { type ExecutionResult } from './execution.js';
-import { type InstanceSlots, noteReport, noteTiming, type Placement } from './instance-slots.js';
+import { type InstanceSlots, type LoadReport, noteReport, noteTiming, type Placement } from './instance-slots.js';
 import { isWorkerLost } from './worker-connection.js';
 
 /** An input as the frame to the worker carries it: the request's bytes, or a batch's parts, as they are (no copy). */
@@ -31,11 +31,12 @@ function toResult(response: ExecuteAnswer, workerId: string): ExecutionResult {
 }
 
 
-/** What an answer teaches the choice of worker: the worker's load report, and how long ours took there. */
-function noteLoad(placement: Placement, answer: ExecuteAnswer): void {
+/** What an answer teaches the choice of worker (how long ours took there, then its load report); `result` passed on. */
+function noteLoad(placement: Placement, report: LoadReport, result: ExecutionResult): ExecutionResult {
   const now = performance.now();
-  noteTiming(placement, Number(answer.computeInputNs + answer.computeInferNs + answer.computeOutputNs), now);
-  noteReport(placement, answer, now);
+  noteTiming(placement, result.computeInputNs + result.computeInferNs + result.computeOutputNs, now);
+  noteReport(placement, report, now);
+  return result;
 }
 
 /**
@@ -109,8 +110,7 @@ export class Dispatcher {
     // what it was sent, and its capacity counts it until it answers.
     try {
       const answer = await placement.worker.execute(request, deadline, this.#settle(placement), trace);
-      noteLoad(placement, answer);
-      return toResult(answer, first);
+      return noteLoad(placement, answer, toResult(answer, first));
     } catch (error) {
       if (!isWorkerLost(error)) throw error;
       // #settle has taken the lost worker out of the slots already.
@@ -122,8 +122,7 @@ export class Dispatcher {
         );
       }
       const answer = await retry.worker.execute(request, deadline, this.#settle(retry), trace);
-      noteLoad(retry, answer);
-      return toResult(answer, retry.worker.endpoint.id);
+      return noteLoad(retry, answer, toResult(answer, retry.worker.endpoint.id));
     }
   }
 

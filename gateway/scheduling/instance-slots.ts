@@ -86,8 +86,18 @@ export function noteTiming(p: Placement, computeNs: number, now = performance.no
  */
 export function expectedFinishNs(p: Placement, now: number, fresh: boolean): number {
   let others = 0;
-  if (fresh) others = Number.isNaN(p.othersNs) ? (p.others * p.execNs) / p.instances : Math.max(0, p.othersNs - (now - p.reportedAt) * 1e6);
+  if (fresh) others = Number.isNaN(p.othersNs) ? (p.others * p.execNs) / p.instances : othersWaitNs(p, now);
   return others + (p.busy * p.execNs) / p.instances + p.execNs;
+}
+
+/** Whether `p` has a free slot and is not `exclude`d. */
+function usable(p: Placement, exclude: ReadonlySet<string> | undefined): boolean {
+  return p.busy < p.capacity && exclude?.has(p.worker.endpoint.id) !== true;
+}
+
+/** Other gateways' work on `p` in ns at `now`, by its worker's last report less the time since (NaN: not reported in time). */
+function othersWaitNs(p: Placement, now: number): number {
+  return Math.max(0, p.othersNs - (now - p.reportedAt) * 1e6);
 }
 
 /** A placement as GET /v2/models/{m}/batching shows it (undefined: not known now). */
@@ -224,14 +234,12 @@ export class InstanceSlots {
     const fresh = now - REPORT_TTL_MS;
     const timedSince = now - TIMING_TTL_MS;
     let byTime = true;
-    for (const p of this.#placements) {
-      if (p.busy < p.capacity && !exclude?.has(p.worker.endpoint.id) && p.timedAt < timedSince) byTime = false;
-    }
+    for (const p of this.#placements) if (usable(p, exclude) && p.timedAt < timedSince) byTime = false;
     let best: Placement | undefined;
     let bestLoad = Infinity;
     let bestTimed = true;
     for (const p of this.#placements) {
-      if (p.busy >= p.capacity || exclude?.has(p.worker.endpoint.id)) continue;
+      if (!usable(p, exclude)) continue;
       const isFresh = p.reportedAt >= fresh;
       const load = byTime ? expectedFinishNs(p, now, isFresh) : (p.busy + (isFresh ? p.others : 0)) / p.capacity;
       // By counts, a tie goes to a worker not timed lately: at light load every count is 0, and it gets measured.
@@ -254,7 +262,7 @@ export class InstanceSlots {
       slots: p.capacity,
       busy: p.busy,
       othersReported: p.reportedAt >= fresh ? p.others : undefined,
-      othersNs: p.reportedAt >= fresh && !Number.isNaN(p.othersNs) ? Math.max(0, p.othersNs - (now - p.reportedAt) * 1e6) : undefined,
+      othersNs: p.reportedAt >= fresh && !Number.isNaN(p.othersNs) ? othersWaitNs(p, now) : undefined,
       execNs: Number.isNaN(p.execNs) ? undefined : p.execNs,
     }));
   }
