@@ -28,11 +28,17 @@ function worker(id: string, outstanding: () => number | undefined, computeNs = 0
 
 const MS = 1e6;
 
-/** Two one-instance workers 'a' and 'b' whose speeds are known: one of ours took `aNs` and `bNs` there. */
-function timedPair(aNs: number, bNs: number, now = performance.now()): { slots: InstanceSlots; a: Placement; b: Placement } {
+/** Two one-instance workers 'a' and 'b' that report nothing. */
+function twoWorkers(): InstanceSlots {
   const slots = new InstanceSlots();
   slots.add(worker('a', () => undefined), 1);
   slots.add(worker('b', () => undefined), 1);
+  return slots;
+}
+
+/** Two one-instance workers 'a' and 'b' whose speeds are known: one of ours took `aNs` and `bNs` there. */
+function timedPair(aNs: number, bNs: number, now = performance.now()): { slots: InstanceSlots; a: Placement; b: Placement } {
+  const slots = twoWorkers();
   const a = slots.acquire();
   const b = slots.acquire();
   if (a === undefined || b === undefined) throw new Error('no slot');
@@ -47,17 +53,13 @@ const ids = (placements: readonly (Placement | undefined)[]): (string | undefine
 
 describe('worker choice with load reports', () => {
   it('without reports, picks the least busy by its own count, the first on a tie', () => {
-    const slots = new InstanceSlots();
-    slots.add(worker('a', () => undefined), 1);
-    slots.add(worker('b', () => undefined), 1);
+    const slots = twoWorkers();
     expect(slots.acquire()?.worker.endpoint.id).toBe('a');
     expect(slots.acquire()?.worker.endpoint.id).toBe('b');
   });
 
   it('avoids a worker that reports other gateways’ work, and forgets a report past its TTL', () => {
-    const slots = new InstanceSlots();
-    slots.add(worker('a', () => undefined), 1);
-    slots.add(worker('b', () => undefined), 1);
+    const slots = twoWorkers();
     const a = slots.acquire();
     if (a === undefined) throw new Error('no slot');
     slots.release(a);
@@ -160,9 +162,7 @@ describe('worker choice by expected finish', () => {
   });
 
   it('while a worker’s speed is not known (or not lately), goes by counts, a tie to the worker not timed', () => {
-    const slots = new InstanceSlots();
-    slots.add(worker('a', () => undefined), 1);
-    slots.add(worker('b', () => undefined), 1);
+    const slots = twoWorkers();
     const a = slots.acquire();
     if (a === undefined) throw new Error('no slot');
     noteTiming(a, 1 * MS);
