@@ -6,7 +6,8 @@ import * as queries from '../inference/model-queries.js';
 import { loadParametersFromJson, unloadParametersFromJson } from '../repository/model-loader.js';
 import { type ModelManager } from '../repository/model-manager.js';
 import { type Tenant } from '../tenants/tenant.js';
-import { decodeInferRequest, encodeInferResponse, type EncodedInferResponse } from './json-tensors.js';
+import { encodeInferResponse, type EncodedInferResponse } from './json-tensors.js';
+import { type InferHeaderMemo } from './infer-header-memo.js';
 import { outputRefsOf, readSharedInputs, type SharedMemoryRef, writeOutputs } from '../shared-memory/shared-memory-tensors.js';
 import { type Tensor } from '../../core/tensor.js';
 import { type SystemSharedMemory } from '../shared-memory/system-shared-memory.js';
@@ -67,10 +68,12 @@ export interface HttpInferCall {
   readonly sharedMemory?: SystemSharedMemory | undefined;
   /** The request's hold on the in-flight gate: told the bytes its inputs in shared memory add to the body. */
   readonly hold?: { settle(bytes: number): void } | undefined;
+  /** The server's memo of each model's last binary-request header and its decoding. */
+  readonly headers: InferHeaderMemo;
 }
 
 export async function infer(models: ModelManager, call: HttpInferCall): Promise<EncodedInferResponse> {
-  const decoded = decodeInferRequest(call.body, call.headerLength, call.name, call.version);
+  const decoded = call.headers.decode(call.body, call.headerLength, call.name, call.version);
   const shm = call.sharedMemory;
   // Inputs and outputs in system shared memory (only requests that name a region take these branches).
   const request = decoded.sharedInputs === undefined ? decoded.request : { ...decoded.request, inputs: await sharedInputs(call, decoded.request.inputs, decoded.sharedInputs) };

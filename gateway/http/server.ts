@@ -27,6 +27,7 @@ import * as queries from '../inference/model-queries.js';
 import { type PipelineOptions } from '../inference/infer-pipeline.js';
 import * as h from './handlers.js';
 import { HEADER_LENGTH } from './json-tensors.js';
+import { InferHeaderMemo } from './infer-header-memo.js';
 import { parseClientJson } from '../parse-json.js';
 import { httpTraceHeaders } from '../inference/trace-headers.js';
 import { activeTracer } from '../../core/tracing.js';
@@ -127,6 +128,7 @@ export function createHttpServer(
 ): Server | HttpsServer {
   const maxBodyBytes = options.maxBodyBytes ?? 1 << 30;
   const admission = options.admission ?? new Admission();
+  const headers = new InferHeaderMemo();
   const get = (answer: () => unknown): Route => ({ method: 'GET', run: async (_req, res) => sendJson(res, 200, answer()) });
   type GuardedRun = (tenant: Tenant, note: CallNote, req: IncomingMessage, res: ServerResponse, cancellation: Cancellation) => Promise<void>;
   /** A route about a model: admission first (before the body is read), then `run` as the caller's tenant. */
@@ -240,7 +242,7 @@ export function createHttpServer(
             const pipeline: PipelineOptions = activeTracer()
               ? { log, protocol: 'http', admission, note, ...httpTraceHeaders(req.headers) }
               : { log, protocol: 'http', admission, note };
-            const answer = await h.infer(models, { name, version, body, headerLength: length, signal, deadline, tenant, pipeline, sharedMemory: options.sharedMemory, hold });
+            const answer = await h.infer(models, { name, version, body, headerLength: length, signal, deadline, tenant, pipeline, sharedMemory: options.sharedMemory, hold, headers });
             const accept = req.headers['accept-encoding'];
             if (accept === undefined || !(await sendCompressed(res, answer.json, answer.binary, accept))) sendInfer(res, answer.json, answer.binary);
             hold?.release('answered');
@@ -345,7 +347,9 @@ export function createHttpServer(
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
-    const segments = path.split('/').filter((s) => s !== '').map(decodeSegment);
+    const named = path.split('/').filter((s) => s !== '');
+    // Percent-decoding only where there is something to decode: most paths have none.
+    const segments = path.includes('%') ? named.map(decodeSegment) : named;
     const r = route(segments);
     if (!r) throw new HttpError(404, `no endpoint at ${req.method ?? ''} ${path}`);
     const allowed = r.method;
