@@ -375,6 +375,23 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     }),
   );
 
+  // Per worker only where there is a choice: a version on one worker has its model-level series.
+  metrics?.setWorkerShareProvider(() =>
+    models.list().flatMap((v) => {
+      const placements = v.serving?.slots.placements();
+      if (placements === undefined || placements.length < 2) return [];
+      return placements.map((p) => ({
+        model: v.name,
+        version: String(v.version),
+        worker: p.worker,
+        sent: p.sent,
+        out: p.busy,
+        executionSeconds: p.execNs === undefined ? undefined : p.execNs / 1e9,
+        othersWaitSeconds: p.othersNs === undefined ? undefined : p.othersNs / 1e9,
+      }));
+    }),
+  );
+
   metrics?.setSequenceProvider(() =>
     models.list().flatMap((v) => {
       const scheduler = v.serving?.scheduler;

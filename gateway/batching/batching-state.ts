@@ -132,6 +132,7 @@ export function placementsJson(placements: readonly PlacementView[]): Record<str
     instances: p.instances,
     slots: p.slots,
     busy: p.busy,
+    sent: p.sent,
     others_reported: p.othersReported ?? null,
     others_wait_ms: p.othersNs === undefined ? null : ms(p.othersNs),
     execution_ms: p.execNs === undefined ? null : ms(p.execNs),

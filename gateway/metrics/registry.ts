@@ -72,6 +72,21 @@ export interface SloSample {
   readonly fullBatchRows: number;
 }
 
+/** One worker's share of a version placed on several workers, as this gateway sees it (InstanceSlots.placements). */
+export interface WorkerShareSample {
+  readonly model: string;
+  readonly version: string;
+  readonly worker: string;
+  /** Executions this gateway sent there since the worker was added. */
+  readonly sent: number;
+  /** Those not answered yet. */
+  readonly out: number;
+  /** The least compute of our last executions there (the worker's speed); undefined until timed. */
+  readonly executionSeconds: number | undefined;
+  /** Other gateways' work waiting there, by the worker's last report less the time since; undefined when not reported lately. */
+  readonly othersWaitSeconds: number | undefined;
+}
+
 export interface MetricsOptions {
   /** Default process metrics (`fabriek_process_*`, `fabriek_nodejs_*`); default true. */
   readonly defaultMetrics?: boolean;
@@ -96,6 +111,7 @@ export class MetricsRegistry {
   #pending: () => Iterable<PendingCount> = () => [];
   #costs: () => Iterable<CostPointSample> = () => [];
   #slos: () => Iterable<SloSample> = () => [];
+  #workerShares: () => Iterable<WorkerShareSample> = () => [];
   #sequences: () => Iterable<SequenceSample> = () => [];
   #inflight: () => InflightSample | undefined = () => undefined;
   #streamWindow: () => StreamWindowSample | undefined = () => undefined;
@@ -203,6 +219,51 @@ export class MetricsRegistry {
       collect() {
         this.reset();
         for (const s of slos()) this.inc({ model: s.model, version: s.version }, s.computedPastDeadline);
+      },
+    });
+    const shares = (): Iterable<WorkerShareSample> => this.#workerShares();
+    const WL = [...VL, 'worker'] as const;
+    new Counter({
+      name: 'fabriek_worker_executions_total',
+      help: 'Executions this gateway sent to each worker, for versions placed on several workers (the choice of worker by expected finish)',
+      labelNames: WL,
+      registers,
+      collect() {
+        this.reset();
+        for (const s of shares()) this.inc({ model: s.model, version: s.version, worker: s.worker }, s.sent);
+      },
+    });
+    new Gauge({
+      name: 'fabriek_worker_executions_out',
+      help: 'Executions this gateway has sent to each worker and not had answered, for versions placed on several workers',
+      labelNames: WL,
+      registers,
+      aggregator: 'sum',
+      collect() {
+        this.reset();
+        for (const s of shares()) this.set({ model: s.model, version: s.version, worker: s.worker }, s.out);
+      },
+    });
+    new Gauge({
+      name: 'fabriek_worker_execution_seconds',
+      help: "Each worker's speed on a version placed on several workers: the least compute of this gateway's last 8 executions there (absent until one is timed)",
+      labelNames: WL,
+      registers,
+      aggregator: 'average',
+      collect() {
+        this.reset();
+        for (const s of shares()) if (s.executionSeconds !== undefined) this.set({ model: s.model, version: s.version, worker: s.worker }, s.executionSeconds);
+      },
+    });
+    new Gauge({
+      name: 'fabriek_worker_others_wait_seconds',
+      help: "Other gateways' work waiting on each worker per instance, by the worker's last reported backlog less this gateway's, for versions placed on several workers (absent when not reported lately)",
+      labelNames: WL,
+      registers,
+      aggregator: 'average',
+      collect() {
+        this.reset();
+        for (const s of shares()) if (s.othersWaitSeconds !== undefined) this.set({ model: s.model, version: s.version, worker: s.worker }, s.othersWaitSeconds);
       },
     });
     const sequences = (): Iterable<SequenceSample> => this.#sequences();
@@ -335,6 +396,11 @@ export class MetricsRegistry {
   /** Read at every scrape: each version batching in SLO mode. */
   setSloProvider(provider: () => Iterable<SloSample>): void {
     this.#slos = provider;
+  }
+
+  /** Read at every scrape: each worker's share of the versions placed on several workers. */
+  setWorkerShareProvider(provider: () => Iterable<WorkerShareSample>): void {
+    this.#workerShares = provider;
   }
 
   /** Read at every scrape: each stateful version's sequences. */

@@ -11,6 +11,8 @@ export interface Placement {
   /** Executions it runs at once: its instance count. */
   readonly instances: number;
   busy: number;
+  /** Executions this gateway has sent there since the worker was added (metrics' counter). */
+  sent: number;
   /**
    * Executions of this version other gateways had on the worker at its last
    * answer (its reported load less ours), and when (performance.now()).
@@ -50,6 +52,17 @@ const TIMINGS = 8;
  * while the others keep up, and never show it is fast again.
  */
 export const TIMING_TTL_MS = 10_000;
+/**
+ * Before that, a worker's speed counts as nearer the fastest worker's the
+ * longer it goes unmeasured, the gap halving every SPEED_HALF_LIFE_MS. A
+ * worker timed slowly once (its first runs cold, or run beside another's)
+ * is otherwise avoided while the fastest keeps up: two gateways with a call
+ * each in flight then both chose the faster-looking worker, queued behind
+ * each other there (each seeing the other's work only in reports already
+ * old), and the other idled with its slow timing never renewed: 918:64 runs.
+ * Aged, it is tried again within a second or two and timed afresh.
+ */
+export const SPEED_HALF_LIFE_MS = 1_000;
 
 /** What a worker's answer says of its load (core/execute-frame.ts, ExecuteAnswer). */
 export interface LoadReport {
@@ -84,10 +97,15 @@ export function noteTiming(p: Placement, computeNs: number, now = performance.no
  * still out over its instances, then its own run. Our executions sent since
  * the report are in `busy`, so they are not missed while reports age.
  */
-export function expectedFinishNs(p: Placement, now: number, fresh: boolean): number {
+export function expectedFinishNs(p: Placement, now: number, fresh: boolean, execNs = p.execNs): number {
   let others = 0;
-  if (fresh) others = Number.isNaN(p.othersNs) ? (p.others * p.execNs) / p.instances : othersWaitNs(p, now);
-  return others + (p.busy * p.execNs) / p.instances + p.execNs;
+  if (fresh) others = Number.isNaN(p.othersNs) ? (p.others * execNs) / p.instances : othersWaitNs(p, now);
+  return others + (p.busy * execNs) / p.instances + execNs;
+}
+
+/** `p`'s speed for a choice at `now`: its measured one, nearer `fastestNs` the longer ago it was measured (SPEED_HALF_LIFE_MS). */
+export function agedSpeedNs(p: Placement, now: number, fastestNs: number): number {
+  return fastestNs + (p.execNs - fastestNs) * 2 ** (-Math.max(0, now - p.timedAt) / SPEED_HALF_LIFE_MS);
 }
 
 /** Whether `p` has a free slot and is not `exclude`d. */
@@ -106,6 +124,8 @@ export interface PlacementView {
   readonly instances: number;
   readonly slots: number;
   readonly busy: number;
+  /** Executions this gateway sent there since the worker was added. */
+  readonly sent: number;
   /** Other gateways' executions there, by the worker's last report within REPORT_TTL_MS. */
   readonly othersReported: number | undefined;
   /** Their wait in ns now, by that report less the time since. */
@@ -145,6 +165,7 @@ export class InstanceSlots {
       aheadLimit,
       instances,
       busy: 0,
+      sent: 0,
       others: 0,
       reportedAt: -Infinity,
       othersNs: NaN,
@@ -226,7 +247,10 @@ export class InstanceSlots {
    */
   acquire(exclude?: ReadonlySet<string>): Placement | undefined {
     const best = this.#choose(exclude, performance.now());
-    if (best) best.busy += 1;
+    if (best) {
+      best.busy += 1;
+      best.sent += 1;
+    }
     return best;
   }
 
@@ -234,14 +258,18 @@ export class InstanceSlots {
     const fresh = now - REPORT_TTL_MS;
     const timedSince = now - TIMING_TTL_MS;
     let byTime = true;
-    for (const p of this.#placements) if (usable(p, exclude) && p.timedAt < timedSince) byTime = false;
+    let fastest = Infinity;
+    for (const p of this.#placements) {
+      if (usable(p, exclude) && p.timedAt < timedSince) byTime = false;
+      if (p.execNs < fastest) fastest = p.execNs;
+    }
     let best: Placement | undefined;
     let bestLoad = Infinity;
     let bestTimed = true;
     for (const p of this.#placements) {
       if (!usable(p, exclude)) continue;
       const isFresh = p.reportedAt >= fresh;
-      const load = byTime ? expectedFinishNs(p, now, isFresh) : (p.busy + (isFresh ? p.others : 0)) / p.capacity;
+      const load = byTime ? expectedFinishNs(p, now, isFresh, agedSpeedNs(p, now, fastest)) : (p.busy + (isFresh ? p.others : 0)) / p.capacity;
       // By counts, a tie goes to a worker not timed lately: at light load every count is 0, and it gets measured.
       const timed = p.timedAt >= timedSince;
       if (load < bestLoad || (load === bestLoad && bestTimed && !timed)) {
@@ -261,6 +289,7 @@ export class InstanceSlots {
       instances: p.instances,
       slots: p.capacity,
       busy: p.busy,
+      sent: p.sent,
       othersReported: p.reportedAt >= fresh ? p.others : undefined,
       othersNs: p.reportedAt >= fresh && !Number.isNaN(p.othersNs) ? othersWaitNs(p, now) : undefined,
       execNs: Number.isNaN(p.execNs) ? undefined : p.execNs,

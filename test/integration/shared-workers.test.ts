@@ -6,6 +6,7 @@ import { decodeRecord } from '../../core/worker-record.js';
 import { WorkerConnection } from '../../gateway/scheduling/worker-connection.js';
 import { buildModel } from '../../models/build/test-models.js';
 import { type GatewayProcess, httpUrlOf, startGateway } from '../helpers/gateway-process.js';
+import { sampleValue } from '../helpers/metrics-text.js';
 import { waitFor } from '../helpers/processes.js';
 import { type RedisServer, startRedis } from '../helpers/redis-server.js';
 import { type RegisteredWorker, startRegisteredWorker } from '../helpers/registered-worker.js';
@@ -102,6 +103,25 @@ describe('gateways sharing workers spread over them by the workers’ load repor
         expect(w['execution_ms']).toBeGreaterThan(0);
         expect(typeof w['others_reported']).toBe('number');
         expect(w['others_wait_ms']).toBeGreaterThanOrEqual(0);
+      }
+    }
+  });
+
+  it('each gateway exports its share of each worker: executions sent and out, the worker’s speed and the others’ wait', async () => {
+    const call = (g: GatewayProcess): Promise<unknown> => g.client.infer('slow_chain', [{ name: 'input', datatype: 'FP32', shape: [1, 512], data: ROW }], { timeoutMs: 30_000 });
+    await Promise.all(gateways.flatMap((g) => [call(g), call(g), call(g), call(g)]));
+    for (const g of gateways) {
+      const port = /metrics on [^ ;]+:(\d+)/.exec(g.readyLine)?.[1];
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      const series = (name: string, worker: string): number | undefined => sampleValue(text, `${name}{model="slow_chain",version="1",worker="${worker}"}`);
+      const sent = ['w1', 'w2'].map((w) => series('fabriek_worker_executions_total', w) ?? NaN);
+      // Every execution of the gateway went to one of the two (no retries here), and each got some.
+      expect(sent[0]! + sent[1]!, text).toBe(sampleValue(text, 'nv_inference_exec_count{model="slow_chain",version="1"}'));
+      for (const [i, w] of ['w1', 'w2'].entries()) {
+        expect(sent[i]).toBeGreaterThan(0);
+        expect(series('fabriek_worker_executions_out', w)).toBe(0);
+        expect(series('fabriek_worker_execution_seconds', w)).toBeGreaterThan(0);
+        expect(series('fabriek_worker_others_wait_seconds', w)).toBeGreaterThanOrEqual(0);
       }
     }
   });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Dispatcher } from '../../../gateway/scheduling/dispatcher.js';
-import { InstanceSlots, noteReport, noteTiming, type Placement, REPORT_TTL_MS, TIMING_TTL_MS } from '../../../gateway/scheduling/instance-slots.js';
+import { agedSpeedNs, InstanceSlots, noteReport, noteTiming, type Placement, REPORT_TTL_MS, SPEED_HALF_LIFE_MS, TIMING_TTL_MS } from '../../../gateway/scheduling/instance-slots.js';
 import { type WorkerConnection } from '../../../gateway/scheduling/worker-connection.js';
 import { type ExecuteAnswer } from '../../../core/execute-frame.js';
 
@@ -149,14 +149,31 @@ describe('worker choice by expected finish', () => {
     expect(a.execNs).toBe(4 * MS);
   });
 
-  it('weighs a worker that reports no backlog by its count at our speed there', () => {
-    const { slots, a } = timedPair(2 * MS, 10 * MS);
+  it('counts a speed measured a while ago as nearer the fastest’s, so a worker timed slowly once is tried again', () => {
     const now = performance.now();
-    // 'a' (2 ms a run) holds 4 of others': 8 ms, then ours; 'b' (10 ms) is free: 10 ms.
+    const { slots, a, b } = timedPair(1 * MS, 4 * MS, now);
+    expect(agedSpeedNs(b, now, 1 * MS)).toBe(4 * MS);
+    expect(agedSpeedNs(b, now + SPEED_HALF_LIFE_MS, 1 * MS)).toBe(2.5 * MS);
+    expect(agedSpeedNs(a, now + 5 * SPEED_HALF_LIFE_MS, 1 * MS)).toBe(1 * MS);
+    // Just timed: 'a' takes two (1 ms, then 2 behind one of ours) before 'b' (4 ms).
+    const held = [slots.acquire(), slots.acquire(), slots.acquire()];
+    expect(ids(held)).toEqual(['a', 'a', 'b']);
+    for (const p of held) if (p) slots.release(p);
+    // 'b' last timed 3 half-lives ago (and 'a' now): 1 + 3/8 ms against 'a''s 2 with one of ours ahead.
+    noteTiming(b, 4 * MS, now - 3 * SPEED_HALF_LIFE_MS);
+    noteTiming(a, 1 * MS, now);
+    const first = slots.acquire();
+    expect(ids([first, slots.acquire()])).toEqual(['a', 'b']);
+  });
+
+  it('weighs a worker that reports no backlog by its count at our speed there', () => {
+    const { slots, a } = timedPair(2 * MS, 11 * MS);
+    const now = performance.now();
+    // 'a' (2 ms a run) holds 4 of others': 8 ms, then ours; 'b' (11 ms) is free: 10 against 11 ms.
     noteReport(a, { outstanding: 4 }, now);
     expect(a.othersNs).toBeNaN();
     expect(ids([slots.acquire()])).toEqual(['a']);
-    // Now 5, one of them ours: 8 ms of others', 2 of ours and its own 2, against 'b''s 10.
+    // Now 5, one of them ours: 8 ms of others', 2 of ours and its own 2, against 'b''s 11.
     noteReport(a, { outstanding: 5 }, now);
     expect(ids([slots.acquire()])).toEqual(['b']);
   });
