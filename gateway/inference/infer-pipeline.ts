@@ -35,15 +35,27 @@ export interface PipelineOptions {
  * silently ignore unknown inputs), queue it on the version's scheduler, and
  * keep the outputs the client asked for.
  */
-export async function runInference(
+export function runInference(
   models: ModelManager,
   request: InferRequest,
   context: Pick<CallContext, 'signal' | 'deadline'>,
   options: PipelineOptions = {},
 ): Promise<InferResult> {
   const start = process.hrtime.bigint();
-  // The log line's fields are built only when debug is on: this is per request.
+  // The log line's fields are built only when debug is on: this is per request. Not an async function itself: each
+  // layer of async wrapping is another promise and two more turns per request (three of them here, before).
   if (!options.log?.isLevelEnabled('debug')) return inferMaybeTraced(models, request, context, start, options);
+  return loggedInference(options.log, models, request, context, start, options);
+}
+
+async function loggedInference(
+  log: Logger,
+  models: ModelManager,
+  request: InferRequest,
+  context: Pick<CallContext, 'signal' | 'deadline'>,
+  start: bigint,
+  options: PipelineOptions,
+): Promise<InferResult> {
   const fields = {
     reqId: requestIdOf(request.id),
     protocol: options.protocol ?? 'grpc',
@@ -53,10 +65,10 @@ export async function runInference(
   } as const;
   try {
     const result = await inferMaybeTraced(models, request, context, start, options);
-    logRequest(options.log, { ...fields, version: result.modelVersion });
+    logRequest(log, { ...fields, version: result.modelVersion });
     return result;
   } catch (error) {
-    logRequest(options.log, fields, error);
+    logRequest(log, fields, error);
     throw error;
   }
 }
@@ -119,7 +131,7 @@ interface TracedCall {
   readonly sampled: boolean;
 }
 
-async function inferOnce(
+function inferOnce(
   models: ModelManager,
   request: InferRequest,
   context: Pick<CallContext, 'signal' | 'deadline'>,
@@ -128,7 +140,25 @@ async function inferOnce(
   traced?: TracedCall,
 ): Promise<InferResult> {
   // On demand, the version may have to load first, and is held (never evicted) until the request is over.
-  if (!models.onDemand) return inferWith(models, models.route(request.modelName, request.modelVersion), request, start, options, context, traced);
+  if (models.onDemand) return inferHeld(models, request, context, start, options, traced);
+  let version: ModelVersion;
+  try {
+    version = models.route(request.modelName, request.modelVersion);
+  } catch (error) {
+    // A promise either way: callers never see a synchronous throw (as when this was an async function).
+    return Promise.reject(error);
+  }
+  return inferWith(models, version, request, start, options, context, traced);
+}
+
+async function inferHeld(
+  models: ModelManager,
+  request: InferRequest,
+  context: Pick<CallContext, 'signal' | 'deadline'>,
+  start: bigint,
+  options: PipelineOptions,
+  traced?: TracedCall,
+): Promise<InferResult> {
   const acquired = models.acquire(request.modelName, models.routedVersion(request.modelName, request.modelVersion), context);
   const held = acquired instanceof Promise ? await acquired : acquired;
   try {
