@@ -14,7 +14,7 @@ export interface InferRequest {
   /** Request-level parameters (`priority`, `timeout`, …) as the protocol gave them. */
   readonly parameters: Readonly<Record<string, InferParameterValue>>;
   /** Who sent it (admission); undefined = the open tenant of a server without tenants. */
-  readonly tenant?: Tenant;
+  readonly tenant?: Tenant | undefined;
   /** Requested outputs to return as their top classes (Triton's classification extension); undefined = none. */
   readonly classifications?: ClassCounts | undefined;
 }
