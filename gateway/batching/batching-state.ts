@@ -136,5 +136,6 @@ export function placementsJson(placements: readonly PlacementView[]): Record<str
     others_reported: p.othersReported ?? null,
     others_wait_ms: p.othersNs === undefined ? null : ms(p.othersNs),
     execution_ms: p.execNs === undefined ? null : ms(p.execNs),
+    compute_ratio: p.computeRatio ?? null,
   }));
 }

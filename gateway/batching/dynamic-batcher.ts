@@ -46,14 +46,17 @@ export interface BatchSlots<P> {
   readonly idle: number;
   /** Executions that run at once across workers (instances); for the shedding estimate, 1 when absent. */
   readonly instanceCount?: number | undefined;
-  acquire(): P | undefined;
+  /** A slot for an execution of `rows` rows (InstanceSlots weighs each worker at that size). */
+  acquire(exclude?: undefined, rows?: number): P | undefined;
   release(placement: P): void;
   onFree(listener: () => void): () => void;
+  /** Told how the batcher's cost model expects a batch of so many rows to take (InstanceSlots.expectBy). */
+  expectBy?(estimate: (rows: number) => number | undefined): void;
 }
 
 /** What the batcher needs to run a batch (Dispatcher fits); it releases the slot. */
 export interface BatchRunner<P> {
-  run(placement: P, inputs: readonly BatchInput[], outputs: readonly string[], deadline: number, traces?: readonly (SpanContext | undefined)[]): Promise<ExecutionResult>;
+  run(placement: P, inputs: readonly BatchInput[], outputs: readonly string[], deadline: number, traces?: readonly (SpanContext | undefined)[], rows?: number): Promise<ExecutionResult>;
 }
 
 export interface DynamicBatcherOptions<P> {
@@ -141,6 +144,7 @@ export class DynamicBatcher<P> implements Scheduler {
       this.#sloNs > 0n ? { ...options.policy, maxQueueDelayNs: 0n, preferredBatchSizes: [options.policy.maxBatchSize] } : undefined;
     this.#batchIo = options.batchIo;
     this.#unsubscribe = this.#slots.onFree(() => this.#drain());
+    this.#slots.expectBy?.(this.#computeNs);
   }
 
   get pending(): number {
@@ -562,13 +566,12 @@ export class DynamicBatcher<P> implements Scheduler {
   /** Cuts one batch onto a free slot; false when no slot could be had. */
   #send(take: readonly Entry[], now: bigint): boolean {
     const idle = this.#slots.idle > 0;
-    const placement = this.#slots.acquire();
+    const rows = rowsOf(take);
+    const placement = this.#slots.acquire(undefined, rows);
     if (placement === undefined) return false;
-    let rows = 0;
     let deadline = -Infinity;
     for (const e of take) {
       this.#remove(e, true);
-      rows += e.rows;
       if (e.deadlineNs !== undefined && e.deadlineNs <= now) this.computedPastDeadline++;
       // The batch is worth running until its last member's deadline.
       if (e.job.deadline > deadline) deadline = e.job.deadline;
@@ -589,7 +592,7 @@ export class DynamicBatcher<P> implements Scheduler {
       answer.settle = settle;
       while (this.#answers[0]?.settle) this.#answers.shift()?.settle?.();
     };
-    const run = this.#dispatcher.run(placement, inputs, requestedOutputs(take), deadline, activeTracer() ? take.map((e) => e.job.trace) : undefined).then(
+    const run = this.#dispatcher.run(placement, inputs, requestedOutputs(take), deadline, activeTracer() ? take.map((e) => e.job.trace) : undefined, rows).then(
       (execution) => {
         const computeNs = execution.computeInputNs + execution.computeInferNs + execution.computeOutputNs;
         this.cost.observe(rows, computeNs);

@@ -78,6 +78,7 @@ export class DirectScheduler implements Scheduler {
     this.#dispatcher = dispatcher;
     this.#maxQueueSize = maxQueueSize;
     this.#unsubscribe = slots.onFree(() => this.#drain());
+    slots.expectBy((rows) => this.cost.computeNs(rows));
   }
 
   get pending(): number {
@@ -114,7 +115,7 @@ export class DirectScheduler implements Scheduler {
     if (this.#queue.size === 0 && this.#slots.free > 0) {
       // Nothing waits and an instance is free: it runs now, without a place in the
       // queue (whose fair-share state an entry leaving at once would not change).
-      const placement = this.#slots.acquire();
+      const placement = this.#slots.acquire(undefined, Math.max(1, job.batchSize));
       if (placement) return this.#run(job, placement, 0);
     }
     return new Promise<JobResult>((resolve, reject) => {
@@ -182,7 +183,7 @@ export class DirectScheduler implements Scheduler {
         w.reject(shed);
         continue;
       }
-      const placement = this.#slots.acquire();
+      const placement = this.#slots.acquire(undefined, Math.max(1, w.job.batchSize));
       if (!placement) return;
       this.#queue.served(w);
       this.#queue.remove(w);
@@ -204,7 +205,7 @@ export class DirectScheduler implements Scheduler {
         return Promise.reject(error);
       }
     }
-    const run = this.#dispatcher.run(placement, inputs, job.outputs, job.deadline, job.trace ? [job.trace] : undefined).then((execution) => {
+    const run = this.#dispatcher.run(placement, inputs, job.outputs, job.deadline, job.trace ? [job.trace] : undefined, Math.max(1, job.batchSize)).then((execution) => {
       const computeNs = execution.computeInputNs + execution.computeInferNs + execution.computeOutputNs;
       this.cost.observe(Math.max(1, job.batchSize), computeNs);
       this.#runNs = this.#runNs === 0 ? computeNs : this.#runNs + RUN_NS_ALPHA * (computeNs - this.#runNs);

@@ -31,10 +31,14 @@ function toResult(response: ExecuteAnswer, workerId: string): ExecutionResult {
 }
 
 
-/** What an answer teaches the choice of worker (how long ours took there, then its load report); `result` passed on. */
-function noteLoad(placement: Placement, report: LoadReport, result: ExecutionResult): ExecutionResult {
+/**
+ * What an answer teaches the choice of worker (how long ours took there,
+ * against `expectedNs` by the cost model, then its load report); `result`
+ * passed on.
+ */
+function noteLoad(placement: Placement, report: LoadReport, result: ExecutionResult, expectedNs: number | undefined): ExecutionResult {
   const now = performance.now();
-  noteTiming(placement, result.computeInputNs + result.computeInferNs + result.computeOutputNs, now);
+  noteTiming(placement, result.computeInputNs + result.computeInferNs + result.computeOutputNs, now, expectedNs);
   noteReport(placement, report, now);
   return result;
 }
@@ -69,20 +73,24 @@ export class Dispatcher {
     outputs: readonly string[],
     deadline: number,
     traces?: readonly (SpanContext | undefined)[],
+    /** The execution's rows, as its scheduler's cost model counts them: its timing is kept against that model's expectation. */
+    rows?: number,
   ): Promise<ExecutionResult> {
     const request: ExecuteCall = { modelKey: this.#modelKey, inputs: inputs.map(toExecuteInput), outputs };
-    if (traces !== undefined) return this.#traced(placement, request, deadline, traces);
-    return this.#run(placement, request, deadline);
+    // Expected before it runs: the scheduler learns this execution only from the answer.
+    const expected = rows === undefined ? undefined : this.#slots.expectedNs(rows);
+    if (traces !== undefined) return this.#traced(placement, request, deadline, traces, expected);
+    return this.#run(placement, request, deadline, expected);
   }
 
   /**
    * The batch span (child of its first sampled request, linking to each) and
    * the worker execution span under it, whose traceparent goes in the frame.
    */
-  async #traced(placement: Placement, request: ExecuteCall, deadline: number, traces: readonly (SpanContext | undefined)[]): Promise<ExecutionResult> {
+  async #traced(placement: Placement, request: ExecuteCall, deadline: number, traces: readonly (SpanContext | undefined)[], expected: number | undefined): Promise<ExecutionResult> {
     const tracer = activeTracer();
     const sampled = traces.filter((t): t is SpanContext => t !== undefined);
-    if (!tracer || sampled.length === 0) return this.#run(placement, request, deadline);
+    if (!tracer || sampled.length === 0) return this.#run(placement, request, deadline, expected);
     const rows = request.inputs[0]?.shape[0];
     const batch = tracer.startSpan(
       'fabriek.batch',
@@ -91,7 +99,7 @@ export class Dispatcher {
     );
     const worker = tracer.startSpan('fabriek.worker.execute', { kind: SpanKindOf.client, attributes: modelAttributes(this.#modelKey) }, contextOf(batch));
     try {
-      const result = await this.#run(placement, request, deadline, frameTraceOf(worker));
+      const result = await this.#run(placement, request, deadline, expected, frameTraceOf(worker));
       worker.setAttribute('fabriek.worker.id', result.workerId);
       worker.end();
       batch.end();
@@ -103,14 +111,14 @@ export class Dispatcher {
     }
   }
 
-  async #run(placement: Placement, request: ExecuteCall, deadline: number, trace?: FrameTrace): Promise<ExecutionResult> {
+  async #run(placement: Placement, request: ExecuteCall, deadline: number, expected: number | undefined, trace?: FrameTrace): Promise<ExecutionResult> {
     const first = placement.worker.endpoint.id;
     // Each slot is freed when its worker is done with the execution, which
     // can be after this call gave up at its deadline: the worker still runs
     // what it was sent, and its capacity counts it until it answers.
     try {
       const answer = await placement.worker.execute(request, deadline, this.#settle(placement), trace);
-      return noteLoad(placement, answer, toResult(answer, first));
+      return noteLoad(placement, answer, toResult(answer, first), expected);
     } catch (error) {
       if (!isWorkerLost(error)) throw error;
       // #settle has taken the lost worker out of the slots already.
@@ -122,7 +130,7 @@ export class Dispatcher {
         );
       }
       const answer = await retry.worker.execute(request, deadline, this.#settle(retry), trace);
-      return noteLoad(retry, answer, toResult(answer, retry.worker.endpoint.id));
+      return noteLoad(retry, answer, toResult(answer, retry.worker.endpoint.id), expected);
     }
   }
 

@@ -40,6 +40,17 @@ export interface Placement {
    */
   execNs: number;
   timedAt: number;
+  /**
+   * The same as a ratio to what the version's cost model expected for the
+   * rows of each (InstanceSlots.expectBy): compute ÷ expected, the least of
+   * the last 8; NaN while the model could not say. Raw times compare workers
+   * only when their executions are the same size: a worker last given 1-row
+   * batches looked six times faster than one given 64-row batches, and took
+   * every batch of 64.
+   */
+  readonly ratios: Float64Array;
+  ratioTimed: number;
+  ratio: number;
 }
 
 /** A worker's load report older than this says nothing about now. */
@@ -79,15 +90,24 @@ export function noteReport(p: Placement, report: LoadReport, now = performance.n
   p.reportedAt = now;
 }
 
-/** One of our executions took `computeNs` on the placement's worker (its compute input + infer + output). */
-export function noteTiming(p: Placement, computeNs: number, now = performance.now()): void {
+/**
+ * One of our executions took `computeNs` on the placement's worker (its
+ * compute input + infer + output), where the version's cost model expected
+ * `expectedNs` for its rows (undefined: it could not say).
+ */
+export function noteTiming(p: Placement, computeNs: number, now = performance.now(), expectedNs?: number): void {
   if (!(computeNs >= 0) || !Number.isFinite(computeNs)) return;
-  p.timings[p.timed % TIMINGS] = computeNs;
-  p.timed++;
-  let least = Infinity;
-  for (let i = Math.min(p.timed, TIMINGS) - 1; i >= 0; i--) least = Math.min(least, p.timings[i] as number);
-  p.execNs = least;
+  p.execNs = pushLeast(p.timings, p.timed++, computeNs);
+  if (expectedNs !== undefined && expectedNs > 0 && Number.isFinite(expectedNs)) p.ratio = pushLeast(p.ratios, p.ratioTimed++, computeNs / expectedNs);
   p.timedAt = now;
+}
+
+/** Puts `value` in the ring `ring` as its `count`th entry; the least it then holds. */
+function pushLeast(ring: Float64Array, count: number, value: number): number {
+  ring[count % TIMINGS] = value;
+  let least = Infinity;
+  for (let i = Math.min(count + 1, TIMINGS) - 1; i >= 0; i--) least = Math.min(least, ring[i] as number);
+  return least;
 }
 
 /**
@@ -105,7 +125,12 @@ export function expectedFinishNs(p: Placement, now: number, fresh: boolean, exec
 
 /** `p`'s speed for a choice at `now`: its measured one, nearer `fastestNs` the longer ago it was measured (SPEED_HALF_LIFE_MS). */
 export function agedSpeedNs(p: Placement, now: number, fastestNs: number): number {
-  return fastestNs + (p.execNs - fastestNs) * 2 ** (-Math.max(0, now - p.timedAt) / SPEED_HALF_LIFE_MS);
+  return aged(p.execNs, fastestNs, now - p.timedAt);
+}
+
+/** `value` moved towards `best` by the halvings of `sinceMs`. */
+function aged(value: number, best: number, sinceMs: number): number {
+  return best + (value - best) * 2 ** (-Math.max(0, sinceMs) / SPEED_HALF_LIFE_MS);
 }
 
 /** Whether `p` has a free slot and is not `exclude`d. */
@@ -132,6 +157,8 @@ export interface PlacementView {
   readonly othersNs: number | undefined;
   /** The least compute of our last executions there: that worker's speed. */
   readonly execNs: number | undefined;
+  /** The least of their compute over what the version's cost model expected for their rows (1: as expected). */
+  readonly computeRatio: number | undefined;
 }
 
 /** Why acquireOrWait gave no slot: no worker outside the excluded ones is left, or the deadline came first. */
@@ -155,6 +182,8 @@ export class InstanceSlots {
   readonly #waiters: Waiter[] = [];
   /** Executions sent ahead per instance (each placement within its worker's limit); see setAhead. */
   #ahead = EXECUTIONS_AHEAD_PER_INSTANCE;
+  /** The version's expected compute for a batch of so many rows (its scheduler's cost model); see expectBy. */
+  #expectedNs: (rows: number) => number | undefined = () => undefined;
 
   add(worker: WorkerLink, instances: number): void {
     this.remove(worker.endpoint.id);
@@ -173,6 +202,9 @@ export class InstanceSlots {
       timed: 0,
       execNs: NaN,
       timedAt: -Infinity,
+      ratios: new Float64Array(TIMINGS),
+      ratioTimed: 0,
+      ratio: NaN,
     });
     this.#serveWaiters();
     this.#notify();
@@ -245,8 +277,8 @@ export class InstanceSlots {
    * TIMING_TTL_MS), every worker is weighed by executions held relative to
    * its slots, as counts alone can, and a tie goes to the one not timed.
    */
-  acquire(exclude?: ReadonlySet<string>): Placement | undefined {
-    const best = this.#choose(exclude, performance.now());
+  acquire(exclude?: ReadonlySet<string>, rows?: number): Placement | undefined {
+    const best = this.#choose(exclude, performance.now(), rows);
     if (best) {
       best.busy += 1;
       best.sent += 1;
@@ -254,14 +286,23 @@ export class InstanceSlots {
     return best;
   }
 
-  #choose(exclude: ReadonlySet<string> | undefined, now: number): Placement | undefined {
+  #choose(exclude: ReadonlySet<string> | undefined, now: number, rows: number | undefined): Placement | undefined {
     const fresh = now - REPORT_TTL_MS;
     const timedSince = now - TIMING_TTL_MS;
+    // With the execution's rows and the cost model's expectation for them, each worker's speed relative to the model
+    // (when every free one has one), so that workers timed on batches of other sizes compare; else raw times.
+    const expected = rows === undefined ? undefined : this.#expectedNs(rows);
     let byTime = true;
+    let byRatio = expected !== undefined && expected > 0;
     let fastest = Infinity;
+    let fastestRatio = Infinity;
     for (const p of this.#placements) {
-      if (usable(p, exclude) && p.timedAt < timedSince) byTime = false;
+      if (usable(p, exclude)) {
+        if (p.timedAt < timedSince) byTime = false;
+        if (Number.isNaN(p.ratio)) byRatio = false;
+      }
       if (p.execNs < fastest) fastest = p.execNs;
+      if (p.ratio < fastestRatio) fastestRatio = p.ratio;
     }
     let best: Placement | undefined;
     let bestLoad = Infinity;
@@ -269,7 +310,8 @@ export class InstanceSlots {
     for (const p of this.#placements) {
       if (!usable(p, exclude)) continue;
       const isFresh = p.reportedAt >= fresh;
-      const load = byTime ? expectedFinishNs(p, now, isFresh, agedSpeedNs(p, now, fastest)) : (p.busy + (isFresh ? p.others : 0)) / p.capacity;
+      const runNs = byRatio ? aged(p.ratio, fastestRatio, now - p.timedAt) * (expected as number) : agedSpeedNs(p, now, fastest);
+      const load = byTime ? expectedFinishNs(p, now, isFresh, runNs) : (p.busy + (isFresh ? p.others : 0)) / p.capacity;
       // By counts, a tie goes to a worker not timed lately: at light load every count is 0, and it gets measured.
       const timed = p.timedAt >= timedSince;
       if (load < bestLoad || (load === bestLoad && bestTimed && !timed)) {
@@ -293,7 +335,23 @@ export class InstanceSlots {
       othersReported: p.reportedAt >= fresh ? p.others : undefined,
       othersNs: p.reportedAt >= fresh && !Number.isNaN(p.othersNs) ? othersWaitNs(p, now) : undefined,
       execNs: Number.isNaN(p.execNs) ? undefined : p.execNs,
+      computeRatio: Number.isNaN(p.ratio) ? undefined : p.ratio,
     }));
+  }
+
+  /**
+   * How the version's scheduler expects an execution of so many rows to take
+   * (its cost model's compute; undefined while it cannot say): each worker's
+   * timings are kept relative to it, and a choice given the rows weighs each
+   * worker at that size.
+   */
+  expectBy(estimate: (rows: number) => number | undefined): void {
+    this.#expectedNs = estimate;
+  }
+
+  /** The expected compute of `rows` rows by the version's cost model; undefined while it cannot say. */
+  expectedNs(rows: number): number | undefined {
+    return this.#expectedNs(rows);
   }
 
   /**

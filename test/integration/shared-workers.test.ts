@@ -101,6 +101,8 @@ describe('gateways sharing workers spread over them by the workers’ load repor
         expect(w, JSON.stringify(state.workers)).toMatchObject({ instances: 1, busy: 0 });
         // slow_chain computes in ms here; the report came within the last second.
         expect(w['execution_ms']).toBeGreaterThan(0);
+        // Its speed there against the version's cost model too (near 1: the model learned from both workers).
+        expect(w['compute_ratio']).toBeGreaterThan(0);
         expect(typeof w['others_reported']).toBe('number');
         expect(w['others_wait_ms']).toBeGreaterThanOrEqual(0);
       }

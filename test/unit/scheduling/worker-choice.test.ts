@@ -166,6 +166,56 @@ describe('worker choice by expected finish', () => {
     expect(ids([first, slots.acquire()])).toEqual(['a', 'b']);
   });
 
+  it('compares workers timed on batches of other sizes by their speed relative to the cost model, given the rows', () => {
+    const slots = twoWorkers();
+    // The version's cost model: 0.1 ms a row.
+    slots.expectBy((rows) => rows * 0.1 * MS);
+    const [a, b] = [slots.acquire(), slots.acquire()];
+    if (a === undefined || b === undefined) throw new Error('no slot');
+    const now = performance.now();
+    // 'a' was last given single rows, as fast as the model expects; 'b' batches of 64, twice as fast.
+    noteTiming(a, 0.1 * MS, now, slots.expectedNs(1));
+    noteTiming(b, 3.2 * MS, now, slots.expectedNs(64));
+    slots.release(a);
+    slots.release(b);
+    expect(slots.placements().map((v) => v.computeRatio)).toEqual([1, 0.5]);
+    // By raw times 'a' (0.1 ms) looks 32 times faster than 'b' (3.2 ms); at 64 rows it takes 6.4 ms there, 3.2 on 'b'.
+    const big = slots.acquire(undefined, 64);
+    expect(ids([big])).toEqual(['b']);
+    if (big) slots.release(big);
+    // Without the rows (a retry), raw times as before.
+    expect(ids([slots.acquire()])).toEqual(['a']);
+  });
+
+  it('goes by raw times while a free worker has no timing against the cost model', () => {
+    const slots = twoWorkers();
+    const [a, b] = [slots.acquire(), slots.acquire()];
+    if (a === undefined || b === undefined) throw new Error('no slot');
+    const now = performance.now();
+    slots.expectBy((rows) => rows * 0.1 * MS);
+    noteTiming(a, 0.1 * MS, now); // timed before the model could say
+    noteTiming(b, 3.2 * MS, now, 6.4 * MS);
+    slots.release(a);
+    slots.release(b);
+    expect(ids([slots.acquire(undefined, 64)])).toEqual(['a']);
+  });
+
+  it('times each execution against what the cost model expected for its rows when it was sent', async () => {
+    const slots = new InstanceSlots();
+    slots.add(worker('a', () => 0, 2_000_000n, () => 0), 1);
+    slots.expectBy((rows) => rows * 0.5 * MS);
+    const dispatcher = new Dispatcher('m/1', slots);
+    const p = slots.acquire(undefined, 8);
+    if (p === undefined) throw new Error('no slot');
+    await dispatcher.run(p, [], [], Date.now() + 1_000, undefined, 8);
+    // 2 ms for 8 rows the model put at 4 ms.
+    expect(slots.placements()[0]?.computeRatio).toBe(0.5);
+    const q = slots.acquire();
+    if (q === undefined) throw new Error('no slot');
+    await dispatcher.run(q, [], [], Date.now() + 1_000);
+    expect(slots.placements()[0]?.computeRatio).toBe(0.5);
+  });
+
   it('weighs a worker that reports no backlog by its count at our speed there', () => {
     const { slots, a } = timedPair(2 * MS, 11 * MS);
     const now = performance.now();
