@@ -124,7 +124,8 @@ export function directJson(state: DirectState, cost: CostModel, maxRows: number)
  * The workers the version's executions go to, as this gateway chooses among
  * them (InstanceSlots.acquire): its executions out on each, the others' that
  * each worker last reported (and their wait, by the worker's estimate), and
- * how long one of ours takes there. Null: not known now.
+ * how long one of ours takes there, raw and over what the version's cost
+ * model expected for its rows. Null: not known now.
  */
 export function placementsJson(placements: readonly PlacementView[]): Record<string, unknown>[] {
   return placements.map((p) => ({

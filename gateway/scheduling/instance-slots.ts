@@ -287,6 +287,11 @@ export class InstanceSlots {
   }
 
   #choose(exclude: ReadonlySet<string> | undefined, now: number, rows: number | undefined): Placement | undefined {
+    // One worker (a gateway's own, the usual case): no choice to weigh.
+    if (this.#placements.length === 1) {
+      const only = this.#placements[0] as Placement;
+      return usable(only, exclude) ? only : undefined;
+    }
     const fresh = now - REPORT_TTL_MS;
     const timedSince = now - TIMING_TTL_MS;
     // With the execution's rows and the cost model's expectation for them, each worker's speed relative to the model
