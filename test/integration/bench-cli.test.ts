@@ -278,19 +278,23 @@ describe('fabriek bench against a real server', () => {
     const pids = new Set((await readdir(profiles)).filter((f) => f.endsWith('.cpuprofile')).map((f) => f.split('.')[3]));
     expect(pids.size).toBeGreaterThanOrEqual(2);
     expect(r.stdout).toMatch(/\| stage \(µs of CPU per request\) \| gateway \(1 threads\) \| worker \(\d+ threads\) \| server \| share \|/);
-    expect(r.stdout).toMatch(/\| grpc-js \(calls, metadata, message framing\) \| [\d.]+ \| [\d.]+ \| [\d.]+ \|/);
+    const grpcJs = /\| grpc-js \(calls, metadata, message framing\) \| ([\d.]+) \| [\d.]+ \| [\d.]+ \|/.exec(r.stdout);
+    expect(grpcJs, r.stdout).not.toBeNull();
     expect(r.stdout).toMatch(/\| ONNX Runtime \(run, tensors\) \| [\d.]+ \| [\d.]+ \|/);
     const busy = /\*\*busy \(profiled\)\*\* \| \*\*([\d.]+)\*\* \| \*\*([\d.]+)\*\*/.exec(r.stdout);
     expect(Number(busy?.[1])).toBeGreaterThan(0);
     expect(Number(busy?.[2])).toBeGreaterThan(0);
     expect(r.stdout).toMatch(/\d+ requests in [\d.]+ s \(\d+\/s\), 0 errors/);
-    // Over HTTP (the binary tensor extension): the HTTP handlers carry the calls, grpc-js none of them
-    // (its server's own timers may catch a sample: well under a µs per request, where a gRPC call costs tens).
+    // Over HTTP (the binary tensor extension): the HTTP handlers carry the calls, grpc-js none of them. Its server's
+    // own timers may catch a sample or a few (a first run of some function compiled lazily, on a loaded machine:
+    // 1.1 µs a request once in CI, 0 in four runs alone), where a gRPC call costs tens in grpc-js: under a tenth of that.
+    const grpcJsPerCall = Number(grpcJs?.[1]);
+    expect(grpcJsPerCall).toBeGreaterThan(5);
     const http = await bench(['profile', '-m', 'identity_fp32', '--model-repository', TEST_REPOSITORY, '-i', 'http', '-c', '4', '--duration', '2']);
     expect(http.code, http.stderr).toBe(0);
     expect(http.stderr).toMatch(/profiling identity_fp32 over HTTP at 4 calls in flight/);
     expect(Number(/\| handlers and infer pipeline \| ([\d.]+) \|/.exec(http.stdout)?.[1])).toBeGreaterThan(0);
-    expect(Number(/\| grpc-js [^|]*\| ([\d.]+) \|/.exec(http.stdout)?.[1] ?? 0)).toBeLessThan(1);
+    expect(Number(/\| grpc-js [^|]*\| ([\d.]+) \|/.exec(http.stdout)?.[1] ?? 0)).toBeLessThan(grpcJsPerCall / 10);
     expect(http.stdout).toMatch(/\d+ requests in [\d.]+ s \(\d+\/s\), 0 errors/);
     // A model the server does not have: the server's answer, not a stack.
     const unknown = await bench(['profile', '-m', 'nosuch', '--model-repository', TEST_REPOSITORY, '--duration', '1']);
