@@ -43,7 +43,7 @@ export function runInference(
 ): Promise<InferResult> {
   const start = process.hrtime.bigint();
   // The log line's fields are built only when debug is on: this is per request. Not an async function itself: each
-  // layer of async wrapping is another promise and two more turns per request (three of them here, before).
+  // layer of async wrapping is another promise and more turns per request (this and inferOnce were two, before).
   if (!options.log?.isLevelEnabled('debug')) return inferMaybeTraced(models, request, context, start, options);
   return loggedInference(options.log, models, request, context, start, options);
 }

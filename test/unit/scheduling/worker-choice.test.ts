@@ -200,20 +200,27 @@ describe('worker choice by expected finish', () => {
     expect(ids([slots.acquire(undefined, 64)])).toEqual(['a']);
   });
 
-  it('times each execution against what the cost model expected for its rows when it was sent', async () => {
+  it('times each execution against what the cost model expected for its rows when it was sent, where there is a choice', async () => {
     const slots = new InstanceSlots();
     slots.add(worker('a', () => 0, 2_000_000n, () => 0), 1);
     slots.expectBy((rows) => rows * 0.5 * MS);
     const dispatcher = new Dispatcher('m/1', slots);
-    const p = slots.acquire(undefined, 8);
-    if (p === undefined) throw new Error('no slot');
-    await dispatcher.run(p, [], [], Date.now() + 1_000, undefined, 8);
-    // 2 ms for 8 rows the model put at 4 ms.
-    expect(slots.placements()[0]?.computeRatio).toBe(0.5);
-    const q = slots.acquire();
-    if (q === undefined) throw new Error('no slot');
-    await dispatcher.run(q, [], [], Date.now() + 1_000);
-    expect(slots.placements()[0]?.computeRatio).toBe(0.5);
+    const runOn = async (rows?: number): Promise<void> => {
+      const p = slots.acquire(undefined, rows);
+      if (p === undefined) throw new Error('no slot');
+      await dispatcher.run(p, [], [], Date.now() + 1_000, undefined, rows);
+    };
+    // One worker: nothing to weigh, the cost model is not asked.
+    await runOn(8);
+    expect(slots.placements()[0]?.computeRatio).toBeUndefined();
+    slots.add(worker('b', () => 0, 2_000_000n, () => 0), 1);
+    await runOn(8);
+    await runOn(8);
+    // 2 ms for 8 rows the model put at 4 ms, on each.
+    expect(slots.placements().map((v) => v.computeRatio)).toEqual([0.5, 0.5]);
+    // Without rows (a retry): timed, no ratio.
+    await runOn();
+    expect(slots.placements().map((v) => v.computeRatio)).toEqual([0.5, 0.5]);
   });
 
   it('weighs a worker that reports no backlog by its count at our speed there', () => {
