@@ -388,6 +388,7 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
         out: p.busy,
         executionSeconds: p.execNs === undefined ? undefined : p.execNs / 1e9,
         othersWaitSeconds: p.othersNs === undefined ? undefined : p.othersNs / 1e9,
+        computeRatio: p.computeRatio,
       }));
     }),
   );

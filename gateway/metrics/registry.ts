@@ -85,6 +85,8 @@ export interface WorkerShareSample {
   readonly executionSeconds: number | undefined;
   /** Other gateways' work waiting there, by the worker's last report less the time since; undefined when not reported lately. */
   readonly othersWaitSeconds: number | undefined;
+  /** Our compute there over what the version's cost model expected for its rows (least of the last 8); undefined until known. */
+  readonly computeRatio: number | undefined;
 }
 
 export interface MetricsOptions {
@@ -253,6 +255,17 @@ export class MetricsRegistry {
       collect() {
         this.reset();
         for (const s of shares()) if (s.executionSeconds !== undefined) this.set({ model: s.model, version: s.version, worker: s.worker }, s.executionSeconds);
+      },
+    });
+    new Gauge({
+      name: 'fabriek_worker_compute_ratio',
+      help: "Each worker's compute for this gateway's executions over what the version's cost model expected for their rows (least of the last 8; 0.5 = twice as fast as the model), for versions placed on several workers",
+      labelNames: WL,
+      registers,
+      aggregator: 'average',
+      collect() {
+        this.reset();
+        for (const s of shares()) if (s.computeRatio !== undefined) this.set({ model: s.model, version: s.version, worker: s.worker }, s.computeRatio);
       },
     });
     new Gauge({

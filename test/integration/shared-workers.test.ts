@@ -124,6 +124,7 @@ describe('gateways sharing workers spread over them by the workers’ load repor
         expect(series('fabriek_worker_executions_out', w)).toBe(0);
         expect(series('fabriek_worker_execution_seconds', w)).toBeGreaterThan(0);
         expect(series('fabriek_worker_others_wait_seconds', w)).toBeGreaterThanOrEqual(0);
+        expect(series('fabriek_worker_compute_ratio', w)).toBeGreaterThan(0);
       }
     }
   });
