@@ -378,9 +378,10 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
   // Per worker only where there is a choice: a version on one worker has its model-level series.
   metrics?.setWorkerShareProvider(() =>
     models.list().flatMap((v) => {
-      const placements = v.serving?.slots.placements();
-      if (placements === undefined || placements.length < 2) return [];
-      return placements.map((p) => ({
+      const slots = v.serving?.slots;
+      // Asked before the views are built: a thousand models on one worker build nothing at each scrape.
+      if (slots === undefined || slots.workers < 2) return [];
+      return slots.placements().map((p) => ({
         model: v.name,
         version: String(v.version),
         worker: p.worker,

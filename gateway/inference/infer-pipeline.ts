@@ -4,7 +4,7 @@ import { internal } from '../../core/errors.js';
 import { activeTracer, contextOf, endOk, endWithError, modelAttributes, remoteParent, SpanKindOf } from '../../core/tracing.js';
 import { type CacheLookup } from '../cache/response-cache.js';
 import { type CallContext } from '../grpc/call-context.js';
-import { type ModelManager } from '../repository/model-manager.js';
+import { type HeldVersion, type ModelManager } from '../repository/model-manager.js';
 import { type ModelVersion, type ServingParts } from '../repository/model-version.js';
 import { validateInputs } from '../validate-request.js';
 import { abortError, type JobResult } from '../scheduling/execution.js';
@@ -139,32 +139,15 @@ function inferOnce(
   options: PipelineOptions,
   traced?: TracedCall,
 ): Promise<InferResult> {
-  // On demand, the version may have to load first, and is held (never evicted) until the request is over.
-  if (models.onDemand) return inferHeld(models, request, context, start, options, traced);
-  let version: ModelVersion;
+  // A promise either way: callers never see a synchronous throw (an unknown model), as from an async function.
   try {
-    version = models.route(request.modelName, request.modelVersion);
+    if (!models.onDemand) return inferWith(models, models.route(request.modelName, request.modelVersion), request, start, options, context, traced);
+    // On demand, the version may have to load first, and is held (never evicted) until the request is over.
+    const acquired = models.acquire(request.modelName, models.routedVersion(request.modelName, request.modelVersion), context);
+    const run = (held: HeldVersion): Promise<InferResult> => inferWith(models, held.version, request, start, options, context, traced).finally(() => held.release());
+    return acquired instanceof Promise ? acquired.then(run) : run(acquired);
   } catch (error) {
-    // A promise either way: callers never see a synchronous throw (as when this was an async function).
     return Promise.reject(error);
-  }
-  return inferWith(models, version, request, start, options, context, traced);
-}
-
-async function inferHeld(
-  models: ModelManager,
-  request: InferRequest,
-  context: Pick<CallContext, 'signal' | 'deadline'>,
-  start: bigint,
-  options: PipelineOptions,
-  traced?: TracedCall,
-): Promise<InferResult> {
-  const acquired = models.acquire(request.modelName, models.routedVersion(request.modelName, request.modelVersion), context);
-  const held = acquired instanceof Promise ? await acquired : acquired;
-  try {
-    return await inferWith(models, held.version, request, start, options, context, traced);
-  } finally {
-    held.release();
   }
 }
 

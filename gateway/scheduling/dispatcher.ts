@@ -77,9 +77,8 @@ export class Dispatcher {
     rows?: number,
   ): Promise<ExecutionResult> {
     const request: ExecuteCall = { modelKey: this.#modelKey, inputs: inputs.map(toExecuteInput), outputs };
-    // Expected before it runs: the scheduler learns this execution only from the answer. Only where there is a choice
-    // of worker to weigh with it: each execution would otherwise rebuild the cost model's points for nothing.
-    const expected = rows === undefined || this.#slots.workers < 2 ? undefined : this.#slots.expectedNs(rows);
+    // Expected before it runs: the scheduler learns this execution only from the answer.
+    const expected = rows === undefined ? undefined : this.#slots.expectedNs(rows);
     if (traces !== undefined) return this.#traced(placement, request, deadline, traces, expected);
     return this.#run(placement, request, deadline, expected);
   }

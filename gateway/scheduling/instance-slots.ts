@@ -294,11 +294,8 @@ export class InstanceSlots {
     }
     const fresh = now - REPORT_TTL_MS;
     const timedSince = now - TIMING_TTL_MS;
-    // With the execution's rows and the cost model's expectation for them, each worker's speed relative to the model
-    // (when every free one has one), so that workers timed on batches of other sizes compare; else raw times.
-    const expected = rows === undefined ? undefined : this.#expectedNs(rows);
     let byTime = true;
-    let byRatio = expected !== undefined && expected > 0;
+    let byRatio = rows !== undefined;
     let fastest = Infinity;
     let fastestRatio = Infinity;
     for (const p of this.#placements) {
@@ -309,6 +306,11 @@ export class InstanceSlots {
       if (p.execNs < fastest) fastest = p.execNs;
       if (p.ratio < fastestRatio) fastestRatio = p.ratio;
     }
+    // With the execution's rows and the cost model's expectation for them, each worker's speed relative to the model
+    // (when every free one has one), so that workers timed on batches of other sizes compare; else raw times. Asked
+    // only when the choice goes by time.
+    const expected = byTime && byRatio ? this.#expectedNs(rows as number) : undefined;
+    if (expected === undefined || !(expected > 0)) byRatio = false;
     let best: Placement | undefined;
     let bestLoad = Infinity;
     let bestTimed = true;
@@ -354,9 +356,14 @@ export class InstanceSlots {
     this.#expectedNs = estimate;
   }
 
-  /** The expected compute of `rows` rows by the version's cost model; undefined while it cannot say. */
+  /**
+   * The expected compute of `rows` rows by the version's cost model, for
+   * timing an execution against it; undefined while it cannot say, and while
+   * the version has one worker (no choice to weigh with it, and each call
+   * after an execution rebuilds the model's points).
+   */
   expectedNs(rows: number): number | undefined {
-    return this.#expectedNs(rows);
+    return this.#placements.length < 2 ? undefined : this.#expectedNs(rows);
   }
 
   /**

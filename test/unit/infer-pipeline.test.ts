@@ -24,4 +24,27 @@ describe('runInference', () => {
     }).not.toThrow();
     await expect(result).rejects.toThrow(/model 'nope' is not ready/);
   });
+
+  it('rejects, never throws, on demand too, and releases a held version when its request fails', async () => {
+    const failing = {
+      onDemand: true,
+      routedVersion: (name: string): never => {
+        throw notFound(`model '${name}' is not in the repository`);
+      },
+    } as unknown as ModelManager;
+    let result: Promise<unknown> | undefined;
+    expect(() => {
+      result = runInference(failing, request, { signal: undefined as never, deadline: Infinity });
+    }).not.toThrow();
+    await expect(result).rejects.toThrow(/model 'nope' is not in the repository/);
+    // Held, then failed (a version with no scheduler): released all the same, once.
+    let released = 0;
+    const held = {
+      onDemand: true,
+      routedVersion: () => '1',
+      acquire: () => Promise.resolve({ version: { key: 'nope/1', serving: undefined }, release: () => void released++ }),
+    } as unknown as ModelManager;
+    await expect(runInference(held, request, { signal: undefined as never, deadline: Infinity })).rejects.toThrow(/has no scheduler/);
+    expect(released).toBe(1);
+  });
 });
