@@ -355,7 +355,9 @@ export async function startGateway(options: ServeOptions, log: Logger = createLo
     models.list().flatMap((v) => {
       const scheduler = v.serving && batchingSchedulerOf(v.serving.scheduler);
       if (!(scheduler instanceof DynamicBatcher || scheduler instanceof DirectScheduler)) return [];
-      return scheduler.cost.points().map((p) => ({ model: v.name, version: String(v.version), rows: p.rows, seconds: (scheduler.cost.estimateNs(p.rows) ?? 0) / 1e9 }));
+      return scheduler.costs
+        .entries()
+        .flatMap(([kind, cost]) => cost.points().map((p) => ({ model: v.name, version: String(v.version), kind, rows: p.rows, seconds: (cost.estimateNs(p.rows) ?? 0) / 1e9 })));
     }),
   );
 

@@ -5,6 +5,7 @@
 // drain rates, the queue. Built on request, off the request path. The same
 // cost model is in /metrics (fabriek_batch_cost_seconds), by bucket only.
 import { type CostModel } from '../../core/cost-model.js';
+import { type KindCosts } from '../../core/kind-costs.js';
 import { type PlacementView } from '../scheduling/instance-slots.js';
 
 /** What a dynamic batcher knows now (DynamicBatcher.state). */
@@ -49,6 +50,8 @@ export interface ExpectedCostJson {
 }
 
 export interface CostModelJson {
+  /** The instance kind whose executions it learned (core/kind-costs.ts). */
+  readonly kind: string;
   readonly executions: number;
   /** No execution timed yet: nothing is estimated, nothing is shed. */
   readonly cold: boolean;
@@ -72,7 +75,7 @@ export function expectedRows(maxRows: number): number[] {
   return rows;
 }
 
-export function costModelJson(cost: CostModel, maxRows: number): CostModelJson {
+export function costModelJson(kind: string, cost: CostModel, maxRows: number): CostModelJson {
   const expected: ExpectedCostJson[] = [];
   if (!cost.cold) {
     for (const rows of expectedRows(maxRows)) {
@@ -84,6 +87,7 @@ export function costModelJson(cost: CostModel, maxRows: number): CostModelJson {
     }
   }
   return {
+    kind,
     executions: cost.samples,
     cold: cost.cold,
     trusted: cost.trusted,
@@ -94,7 +98,16 @@ export function costModelJson(cost: CostModel, maxRows: number): CostModelJson {
   };
 }
 
-export function batcherJson(state: BatcherState, cost: CostModel): Record<string, unknown> {
+/**
+ * `cost_model`: the model the scheduler decides with (its lead kind's); with
+ * instances of several kinds timed, `other_cost_models` holds the others'.
+ */
+function costModelsJson(costs: KindCosts, maxRows: number): Record<string, unknown> {
+  const [lead, ...others] = costs.entries().map(([kind, cost]) => costModelJson(kind, cost, maxRows));
+  return { cost_model: lead, ...(others.length > 0 ? { other_cost_models: others } : {}) };
+}
+
+export function batcherJson(state: BatcherState, costs: KindCosts): Record<string, unknown> {
   const slo = state.sloNs > 0n;
   return {
     scheduler: slo ? 'slo_batching' : 'dynamic_batching',
@@ -107,16 +120,16 @@ export function batcherJson(state: BatcherState, cost: CostModel): Record<string
     arrival_rows_per_second: Math.round(state.arrivalRowsPerNs * 1e10) / 10,
     drain_ms_per_row: state.drainNsPerRow === undefined ? null : ms(state.drainNsPerRow),
     computed_past_deadline: state.computedPastDeadline,
-    cost_model: costModelJson(cost, state.maxBatchSize),
+    ...costModelsJson(costs, state.maxBatchSize),
   };
 }
 
-export function directJson(state: DirectState, cost: CostModel, maxRows: number): Record<string, unknown> {
+export function directJson(state: DirectState, costs: KindCosts, maxRows: number): Record<string, unknown> {
   return {
     scheduler: 'direct',
     queued: state.queued,
     running_executions: state.runningExecutions,
-    cost_model: costModelJson(cost, maxRows),
+    ...costModelsJson(costs, maxRows),
   };
 }
 
@@ -125,12 +138,13 @@ export function directJson(state: DirectState, cost: CostModel, maxRows: number)
  * them (InstanceSlots.acquire): its executions out on each, the others' that
  * each worker last reported (and their wait, by the worker's estimate), and
  * how long one of ours takes there, raw and over what the version's cost
- * model expected for its rows. Null: not known now.
+ * model of that worker's instance kind expected for its rows. Null: not known now.
  */
 export function placementsJson(placements: readonly PlacementView[]): Record<string, unknown>[] {
   return placements.map((p) => ({
     worker: p.worker,
     instances: p.instances,
+    kind: p.kind,
     slots: p.slots,
     busy: p.busy,
     sent: p.sent,

@@ -17,7 +17,8 @@ import { batchShape } from './batch-rows.js';
 import { BatchQueue, type Queued } from './batch-queue.js';
 import { type Clock, systemClock } from './clock.js';
 import { type BatcherState } from './batching-state.js';
-import { CostModel } from '../../core/cost-model.js';
+import { type CostModel } from '../../core/cost-model.js';
+import { DEFAULT_KIND, KindCosts } from '../../core/kind-costs.js';
 import { DrainRate } from './drain-rate.js';
 import { drainedNs, expectedFinishNs, type ShedError, shedError, standingShedError, standsTooLong, wouldMiss } from './shedding.js';
 import { ArrivalRate } from './arrival-rate.js';
@@ -46,12 +47,16 @@ export interface BatchSlots<P> {
   readonly idle: number;
   /** Executions that run at once across workers (instances); for the shedding estimate, 1 when absent. */
   readonly instanceCount?: number | undefined;
+  /** The kind holding the most instances, whose cost model decides (core/kind-costs.ts); DEFAULT_KIND when absent. */
+  readonly leadKind?: string | undefined;
+  /** Instances by kind; absent: all of the lead kind. */
+  readonly instancesByKind?: ReadonlyMap<string, number> | undefined;
   /** A slot for an execution of `rows` rows (InstanceSlots weighs each worker at that size). */
   acquire(exclude?: undefined, rows?: number): P | undefined;
   release(placement: P): void;
   onFree(listener: () => void): () => void;
-  /** Told how the batcher's cost model expects a batch of so many rows to take (InstanceSlots.expectBy). */
-  expectBy?(estimate: (rows: number) => number | undefined): void;
+  /** Told how the batcher's cost models expect a batch of so many rows to take on a kind (InstanceSlots.expectBy). */
+  expectBy?(estimate: (rows: number, kind: string) => number | undefined): void;
 }
 
 /** What the batcher needs to run a batch (Dispatcher fits); it releases the slot. */
@@ -118,8 +123,8 @@ export class DynamicBatcher<P> implements Scheduler {
   readonly #arrivals = new ArrivalRate();
   /** Expected end of the compute of each batch sent and not yet answered, by the cost model (SLO mode). */
   readonly #finishes: bigint[] = [];
-  /** Execution time by batch size, learned from this version's executions. */
-  readonly cost = new CostModel();
+  /** Execution time by batch size, per instance kind, learned from this version's executions. */
+  readonly costs = new KindCosts();
   readonly #queue = new BatchQueue<Entry>();
   readonly #running = new RunningCount();
   /** preserve_ordering: settlements of batches in the order they were cut. */
@@ -144,7 +149,23 @@ export class DynamicBatcher<P> implements Scheduler {
       this.#sloNs > 0n ? { ...options.policy, maxQueueDelayNs: 0n, preferredBatchSizes: [options.policy.maxBatchSize] } : undefined;
     this.#batchIo = options.batchIo;
     this.#unsubscribe = this.#slots.onFree(() => this.#drain());
-    this.#slots.expectBy?.(this.#computeNs);
+    this.#slots.expectBy?.((rows, kind) => this.costs.of(kind).computeNs(rows));
+  }
+
+  /** The cost model the batcher decides with: its lead kind's (the one holding the most instances). */
+  get cost(): CostModel {
+    return this.costs.lead(this.#slots.leadKind ?? DEFAULT_KIND);
+  }
+
+  /**
+   * Instances, counted at the lead kind's speed on full batches (the
+   * instance count while the version runs on one kind): what the shedding
+   * estimate spreads the rows ahead over.
+   */
+  #parallel(): number {
+    const byKind = this.#slots.instancesByKind;
+    if (byKind === undefined || byKind.size < 2) return this.#slots.instanceCount ?? 1;
+    return this.costs.equivalentInstances(byKind, this.#policy.maxBatchSize);
   }
 
   get pending(): number {
@@ -257,7 +278,7 @@ export class DynamicBatcher<P> implements Scheduler {
     // then all ended late (150 % load: goodput 0, p99 325 ms, against 115/s and 104 ms).
     const cost = (rows: number): number | undefined => this.cost.computeNs(rows);
     // Batches already sent are about half done on average.
-    const parallel = this.#slots.instanceCount ?? 1;
+    const parallel = this.#parallel();
     const running = ((cost(this.#lastRows || 1) ?? 0) * this.#running.size) / (2 * parallel);
     // The rows ahead in batches of max_batch_size: a backlog is cut that large while its members stay in time.
     const ahead = expectedFinishNs({ rowsAhead, maxBatch: this.#policy.maxBatchSize, parallel }, cost);
@@ -595,10 +616,12 @@ export class DynamicBatcher<P> implements Scheduler {
     const run = this.#dispatcher.run(placement, inputs, requestedOutputs(take), deadline, activeTracer() ? take.map((e) => e.job.trace) : undefined, rows).then(
       (execution) => {
         const computeNs = execution.computeInputNs + execution.computeInferNs + execution.computeOutputNs;
-        this.cost.observe(rows, computeNs);
+        // Its own kind's model learns it (a GPU's timings would tell a CPU's model nothing true).
+        const cost = execution.instanceKind === undefined ? this.cost : this.costs.of(execution.instanceKind);
+        cost.observe(rows, computeNs);
         const done = this.#clock.now();
         // Sent to a busy instance, its wall time includes waiting behind another batch.
-        if (idle) this.cost.observeOverhead(Number(done - now), computeNs);
+        if (idle) cost.observeOverhead(Number(done - now), computeNs);
         // Busy after it, not idling by the batcher's choice (a queue delay): every instance has another batch
         // (this one is still in #running), or a full batch waits.
         const busy = this.#running.size > (this.#slots.instanceCount ?? 1) || this.#queue.size >= this.#policy.maxBatchSize;

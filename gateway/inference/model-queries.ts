@@ -113,8 +113,8 @@ export function batchingState(models: ModelManager, name: string, version: strin
   const head = { model: v.name, version: String(v.version), gateway_pid: process.pid, ...sequences };
   const scheduler = outer && batchingSchedulerOf(outer);
   const workers = serving ? { workers: placementsJson(serving.slots.placements()) } : {};
-  if (scheduler instanceof DynamicBatcher) return { ...head, ...batcherJson(scheduler.state(), scheduler.cost), ...workers };
-  if (scheduler instanceof DirectScheduler) return { ...head, ...directJson(scheduler.state(), scheduler.cost, Math.max(1, serving?.signature.maxBatchSize ?? 1)), ...workers };
+  if (scheduler instanceof DynamicBatcher) return { ...head, ...batcherJson(scheduler.state(), scheduler.costs), ...workers };
+  if (scheduler instanceof DirectScheduler) return { ...head, ...directJson(scheduler.state(), scheduler.costs, Math.max(1, serving?.signature.maxBatchSize ?? 1)), ...workers };
   // An ensemble: each step batches in its own model's scheduler.
   return { ...head, scheduler: 'ensemble' };
 }

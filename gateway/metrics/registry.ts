@@ -19,6 +19,8 @@ export interface PendingCount {
 export interface CostPointSample {
   readonly model: string;
   readonly version: string;
+  /** The instance kind whose executions it learned (core/kind-costs.ts). */
+  readonly kind: string;
   /** Mean rows of the executions in the bucket. */
   readonly rows: number;
   /** Expected seconds of one execution of that many rows (compute plus overhead). */
@@ -182,13 +184,13 @@ export class MetricsRegistry {
     const costs = (): Iterable<CostPointSample> => this.#costs();
     new Gauge({
       name: 'fabriek_batch_cost_seconds',
-      help: 'Expected seconds of one execution by batch size, as the cost model that sheds requests learned it (rows: mean rows of the power-of-two bucket)',
-      labelNames: [...VL, 'rows'],
+      help: 'Expected seconds of one execution by batch size, as the cost model that sheds requests learned it, per instance kind (kind: the execution provider the instances run on; rows: mean rows of the power-of-two bucket)',
+      labelNames: [...VL, 'kind', 'rows'],
       registers,
       aggregator: 'average',
       collect() {
         this.reset();
-        for (const c of costs()) this.set({ model: c.model, version: c.version, rows: String(Math.round(c.rows * 10) / 10) }, c.seconds);
+        for (const c of costs()) this.set({ model: c.model, version: c.version, kind: c.kind, rows: String(Math.round(c.rows * 10) / 10) }, c.seconds);
       },
     });
     const slos = (): Iterable<SloSample> => this.#slos();

@@ -1,6 +1,7 @@
 import { type Logger } from 'pino';
 import { failedPrecondition, invalidArgument, notFound, unavailable } from '../../core/errors.js';
 import { type CancelSignal } from '../../core/cancellation.js';
+import { instanceKindOf } from '../../core/kind-costs.js';
 import { completeConfig } from '../../models/config/complete.js';
 import { batchesRequests, ConfigError, dynamicBatchingIn, ensembleIn, sequenceBatchingIn } from '../../models/config/model-config.js';
 import { type ModelSignature } from '../../core/signature.js';
@@ -344,6 +345,7 @@ export class ModelManager {
       // Statistics and metrics carry on across re-checks.
       stats: previous?.stats ?? new ModelVersionStatistics(this.#options.metrics?.forVersion(v.name, String(v.version))),
       plans: [],
+      kinds: new Map(),
       executionProvider: `ensemble of ${plan.models.join(', ')}`,
       labels,
     };
@@ -434,9 +436,9 @@ export class ModelManager {
         v.serving?.slots.remove(id);
         this.#checkHosted(v);
       } else if (v.state === 'READY' && v.serving) {
-        v.serving.slots.add(connection, model.instances);
+        v.serving.slots.add(connection, model.instances, instanceKindOf(model.executionProvider));
       } else if (v.state === 'UNAVAILABLE' && v.reason === NO_WORKER && v.serving) {
-        v.serving.slots.add(connection, model.instances);
+        v.serving.slots.add(connection, model.instances, instanceKindOf(model.executionProvider));
         v.state = 'READY';
         v.reason = '';
         this.#options.log.info({ model: v.name, version: v.version, worker: id }, 'a registered worker hosts this version again; ready');
@@ -453,7 +455,8 @@ export class ModelManager {
       waiting.map((v) =>
         this.#oneAtATime(v.name, async () => {
           if (this.#remote.get(id)?.connection !== connection) return;
-          if (v.state === 'READY' && v.serving) v.serving.slots.add(connection, models.get(v.key)?.instances ?? 1);
+          const model = models.get(v.key);
+          if (v.state === 'READY' && v.serving) v.serving.slots.add(connection, model?.instances ?? 1, instanceKindOf(model?.executionProvider));
           else if (v.state === 'UNKNOWN' || (v.state === 'UNAVAILABLE' && v.reason === NO_WORKER)) await this.#load(v);
         }),
       ),
@@ -549,9 +552,10 @@ export class ModelManager {
             if (!this.#isCurrent(workerId, worker)) return;
             const remote = this.#remote.get(workerId);
             for (const v of this.list()) {
-              const instances = remote?.models.get(v.key)?.instances ?? v.serving?.plans.find((p) => p.workerId === workerId)?.instanceCount;
+              const hosted = remote?.models.get(v.key);
+              const instances = hosted?.instances ?? v.serving?.plans.find((p) => p.workerId === workerId)?.instanceCount;
               if (instances !== undefined && v.state === 'READY' && !v.serving?.slots.has(workerId)) {
-                v.serving?.slots.add(worker, instances);
+                v.serving?.slots.add(worker, instances, hosted ? instanceKindOf(hosted.executionProvider) : v.serving.kinds.get(workerId));
               }
             }
             this.#options.log.warn({ worker: workerId }, 'worker answered again after a failure; back in service');
@@ -907,6 +911,7 @@ export class ModelManager {
         });
       }
       const providers = new Set([...loaded.map(describeProvider), ...remote.map((r) => r.model.executionProvider)]);
+      const kinds = new Map(plans.map((p, i) => [p.workerId, instanceKindOf(loaded[i]?.executionProvider)]));
       v.serving = {
         config,
         signature: { ...signature, version: String(v.version) },
@@ -915,18 +920,19 @@ export class ModelManager {
         scheduler,
         stats,
         plans,
+        kinds,
         executionProvider: [...providers].join(', '),
         labels,
         ...(batchIo ? { batchIo } : {}),
       };
       plans.forEach((p) => {
         const worker = this.#workers.get(p.workerId);
-        if (worker) slots.add(worker, p.instanceCount);
+        if (worker) slots.add(worker, p.instanceCount, kinds.get(p.workerId));
       });
       // Remote workers as they are now: one may have joined or left while this loaded.
       for (const r of this.#remote.values()) {
         const model = r.models.get(v.key);
-        if (model) slots.add(r.connection, model.instances);
+        if (model) slots.add(r.connection, model.instances, instanceKindOf(model.executionProvider));
       }
       // A gateway without a repository has no warmup/ files to read.
       const fileless = entry.directory === '' && warmupNeedsFiles(config);
@@ -1019,8 +1025,10 @@ export class ModelManager {
     const plan = serving.plans.find((p) => p.workerId === worker.endpoint.id);
     if (!plan) return;
     try {
-      await this.#loadOnWorker(v, plan);
-      serving.slots.add(worker, plan.instanceCount);
+      const response = await this.#loadOnWorker(v, plan);
+      const kind = instanceKindOf(response.executionProvider);
+      serving.kinds.set(worker.endpoint.id, kind);
+      serving.slots.add(worker, plan.instanceCount, kind);
     } catch (error) {
       this.#options.log.error({ model: v.key, worker: worker.endpoint.id, err: error }, 'reload on worker failed');
     }

@@ -21,6 +21,8 @@ export interface ServingParts {
   readonly stats: ModelVersionStatistics;
   /** Per worker: how many instances it hosts, on which device. */
   readonly plans: readonly WorkerPlan[];
+  /** What the instances on each local worker run on, by worker ID (core/kind-costs.ts): their cost model's kind. */
+  readonly kinds: Map<string, string>;
   /** e.g. "cpu", "cuda:0", "webgpu:0", or "cpu (GPU unavailable: …)". */
   executionProvider: string;
   /** Each output's labels from its `label_filename`, for classification; absent = none. */

@@ -4,7 +4,8 @@ import { type DirectState } from '../batching/batching-state.js';
 import { executionsAhead } from '../../core/pipelining.js';
 import { RunningCount } from '../../core/running-count.js';
 import { type FairEntry, FairQueue, SOLE_TENANT, tenantQueueBound } from '../batching/fair-queue.js';
-import { CostModel } from '../../core/cost-model.js';
+import { type CostModel } from '../../core/cost-model.js';
+import { KindCosts } from '../../core/kind-costs.js';
 import { shedError, standingShedError, standsTooLong } from '../batching/shedding.js';
 import { type Dispatcher } from './dispatcher.js';
 import { abortError, type ExecutionObserver, type InferJob, type JobResult, type Scheduler } from './execution.js';
@@ -54,8 +55,8 @@ export class DirectScheduler implements Scheduler {
   readonly #now: () => number;
   readonly #batchIo: BatchIoPlan | undefined;
   #stopped: Error | undefined;
-  /** Execution time by rows, learned from this version's executions (as the batcher's). */
-  readonly cost = new CostModel();
+  /** Execution time by rows, per instance kind, learned from this version's executions (as the batcher's). */
+  readonly costs = new KindCosts();
   /** Moving mean of an execution's compute (ns), for how many to send ahead; 0 until one ran. */
   #runNs = 0;
 
@@ -78,7 +79,12 @@ export class DirectScheduler implements Scheduler {
     this.#dispatcher = dispatcher;
     this.#maxQueueSize = maxQueueSize;
     this.#unsubscribe = slots.onFree(() => this.#drain());
-    slots.expectBy((rows) => this.cost.computeNs(rows));
+    slots.expectBy((rows, kind) => this.costs.of(kind).computeNs(rows));
+  }
+
+  /** The cost model it decides with: its lead kind's (the one holding the most instances). */
+  get cost(): CostModel {
+    return this.costs.lead(this.#slots.leadKind);
   }
 
   get pending(): number {
@@ -165,7 +171,8 @@ export class DirectScheduler implements Scheduler {
     // A deadline already passed is the dispatcher's DEADLINE_EXCEEDED, not a shed.
     if (!(untilMs > 0)) return undefined;
     if (finishMs > untilMs) return shedError(this.#modelKey, finishMs, untilMs);
-    const parallel = this.#slots.instanceCount;
+    const byKind = this.#slots.instancesByKind;
+    const parallel = byKind.size < 2 ? this.#slots.instanceCount : this.costs.equivalentInstances(byKind, Math.max(1, job.batchSize));
     if (queued !== undefined && standsTooLong({ rowsAhead: queued, batchRows: 1, parallel, finishNs: finishMs * 1e6, untilDeadlineNs: untilMs * 1e6 })) {
       return standingShedError(this.#modelKey, queued - 1, finishMs, untilMs, 'requests');
     }
@@ -207,7 +214,7 @@ export class DirectScheduler implements Scheduler {
     }
     const run = this.#dispatcher.run(placement, inputs, job.outputs, job.deadline, job.trace ? [job.trace] : undefined, Math.max(1, job.batchSize)).then((execution) => {
       const computeNs = execution.computeInputNs + execution.computeInferNs + execution.computeOutputNs;
-      this.cost.observe(Math.max(1, job.batchSize), computeNs);
+      (execution.instanceKind === undefined ? this.cost : this.costs.of(execution.instanceKind)).observe(Math.max(1, job.batchSize), computeNs);
       this.#runNs = this.#runNs === 0 ? computeNs : this.#runNs + RUN_NS_ALPHA * (computeNs - this.#runNs);
       this.#slots.setAhead(executionsAhead(this.#runNs));
       this.#observer?.executed(job.batchSize, execution);

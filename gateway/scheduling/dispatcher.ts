@@ -19,13 +19,14 @@ export function fromTensorData(t: TensorData): Tensor {
   return { name: t.name, datatype: t.datatype, shape: t.shape.map((d) => Number(d)), data: t.data };
 }
 
-function toResult(response: ExecuteAnswer, workerId: string): ExecutionResult {
+function toResult(response: ExecuteAnswer, placement: Placement): ExecutionResult {
   return {
     outputs: response.outputs.map(fromTensorData),
     computeInputNs: Number(response.computeInputNs),
     computeInferNs: Number(response.computeInferNs),
     computeOutputNs: Number(response.computeOutputNs),
-    workerId,
+    workerId: placement.worker.endpoint.id,
+    instanceKind: placement.kind,
     workerWaitNs: response.waitNs,
   };
 }
@@ -78,7 +79,7 @@ export class Dispatcher {
   ): Promise<ExecutionResult> {
     const request: ExecuteCall = { modelKey: this.#modelKey, inputs: inputs.map(toExecuteInput), outputs };
     // Expected before it runs: the scheduler learns this execution only from the answer.
-    const expected = rows === undefined ? undefined : this.#slots.expectedNs(rows);
+    const expected = rows === undefined ? undefined : this.#slots.expectedNs(rows, placement);
     if (traces !== undefined) return this.#traced(placement, request, deadline, traces, expected);
     return this.#run(placement, request, deadline, expected);
   }
@@ -118,7 +119,7 @@ export class Dispatcher {
     // what it was sent, and its capacity counts it until it answers.
     try {
       const answer = await placement.worker.execute(request, deadline, this.#settle(placement), trace);
-      return noteLoad(placement, answer, toResult(answer, first), expected);
+      return noteLoad(placement, answer, toResult(answer, placement), expected);
     } catch (error) {
       if (!isWorkerLost(error)) throw error;
       // #settle has taken the lost worker out of the slots already.
@@ -130,7 +131,8 @@ export class Dispatcher {
         );
       }
       const answer = await retry.worker.execute(request, deadline, this.#settle(retry), trace);
-      return noteLoad(retry, answer, toResult(answer, retry.worker.endpoint.id), expected);
+      // Not timed against the first worker's expectation: the retry's may be another kind.
+      return noteLoad(retry, answer, toResult(answer, retry), retry.kind === placement.kind ? expected : undefined);
     }
   }
 

@@ -11,6 +11,8 @@ export interface ExecutionResult {
   readonly computeOutputNs: number;
   /** Which worker ran it. */
   readonly workerId: string;
+  /** What its instance ran on there (core/kind-costs.ts): whose cost model learns it; undefined = the lead kind's. */
+  readonly instanceKind?: string | undefined;
   /** How long it waited in the worker for its instance (queue time, as Triton counts it until the run starts); undefined = not reported. */
   readonly workerWaitNs?: number | undefined;
 }

@@ -1,3 +1,4 @@
+import { DEFAULT_KIND } from '../../core/kind-costs.js';
 import { EXECUTIONS_AHEAD_PER_INSTANCE, executionSlots } from '../../core/pipelining.js';
 import { type WorkerLink } from './worker-link.js';
 
@@ -10,6 +11,8 @@ export interface Placement {
   readonly aheadLimit: number;
   /** Executions it runs at once: its instance count. */
   readonly instances: number;
+  /** What its instances run on there (core/kind-costs.ts): whose cost model its executions teach and are weighed by. */
+  readonly kind: string;
   busy: number;
   /** Executions this gateway has sent there since the worker was added (metrics' counter). */
   sent: number;
@@ -41,8 +44,8 @@ export interface Placement {
   execNs: number;
   timedAt: number;
   /**
-   * The same as a ratio to what the version's cost model expected for the
-   * rows of each (InstanceSlots.expectBy): compute ÷ expected, the least of
+   * The same as a ratio to what the version's cost model of its kind
+   * expected for the rows of each (InstanceSlots.expectBy): compute ÷ expected, the least of
    * the last 8; NaN while the model could not say. Raw times compare workers
    * only when their executions are the same size: a worker last given 1-row
    * batches looked six times faster than one given 64-row batches, and took
@@ -147,6 +150,7 @@ function othersWaitNs(p: Placement, now: number): number {
 export interface PlacementView {
   readonly worker: string;
   readonly instances: number;
+  readonly kind: string;
   readonly slots: number;
   readonly busy: number;
   /** Executions this gateway sent there since the worker was added. */
@@ -182,10 +186,17 @@ export class InstanceSlots {
   readonly #waiters: Waiter[] = [];
   /** Executions sent ahead per instance (each placement within its worker's limit); see setAhead. */
   #ahead = EXECUTIONS_AHEAD_PER_INSTANCE;
-  /** The version's expected compute for a batch of so many rows (its scheduler's cost model); see expectBy. */
-  #expectedNs: (rows: number) => number | undefined = () => undefined;
+  /** The version's expected compute for a batch of so many rows on instances of a kind (its scheduler's cost models); see expectBy. */
+  #expectedNs: (rows: number, kind: string) => number | undefined = () => undefined;
+  /** Instances by kind, and the kind holding the most; kept at add and remove (asked at every decision). */
+  #instancesByKind: ReadonlyMap<string, number> = new Map();
+  #leadKind = DEFAULT_KIND;
 
-  add(worker: WorkerLink, instances: number): void {
+  /**
+   * Adds a worker's `instances` of the version, running on `kind` (the
+   * execution provider they were loaded on: core/kind-costs.ts).
+   */
+  add(worker: WorkerLink, instances: number, kind = DEFAULT_KIND): void {
     this.remove(worker.endpoint.id);
     const aheadLimit = worker.endpoint.maxAheadPerInstance ?? EXECUTIONS_AHEAD_PER_INSTANCE;
     this.#placements.push({
@@ -193,6 +204,7 @@ export class InstanceSlots {
       capacity: executionSlots(instances, Math.min(this.#ahead, aheadLimit)),
       aheadLimit,
       instances,
+      kind,
       busy: 0,
       sent: 0,
       others: 0,
@@ -206,6 +218,7 @@ export class InstanceSlots {
       ratioTimed: 0,
       ratio: NaN,
     });
+    this.#countKinds();
     this.#serveWaiters();
     this.#notify();
   }
@@ -229,10 +242,42 @@ export class InstanceSlots {
   remove(workerId: string): void {
     const i = this.#placements.findIndex((p) => p.worker.endpoint.id === workerId);
     if (i >= 0) this.#placements.splice(i, 1);
+    this.#countKinds();
     // A waiter that no remaining worker can serve gets its answer now.
     for (const w of [...this.#waiters]) {
       if (!this.#placements.some((p) => !w.exclude.has(p.worker.endpoint.id))) this.#settle(w, 'no-worker');
     }
+  }
+
+  /**
+   * The lead kind: the one with the most instances (a tie to the kind that
+   * is not the CPU, the accelerator a version is deployed for); unchanged
+   * while no worker holds the version, so its model is not dropped between
+   * a worker's loss and its return.
+   */
+  #countKinds(): void {
+    const counts = new Map<string, number>();
+    for (const p of this.#placements) counts.set(p.kind, (counts.get(p.kind) ?? 0) + p.instances);
+    this.#instancesByKind = counts;
+    let lead: string | undefined;
+    let most = 0;
+    for (const [kind, n] of counts) {
+      if (n > most || (n === most && lead === DEFAULT_KIND)) {
+        lead = kind;
+        most = n;
+      }
+    }
+    if (lead !== undefined) this.#leadKind = lead;
+  }
+
+  /** The kind holding the most instances: whose cost model the version's scheduler decides with. */
+  get leadKind(): string {
+    return this.#leadKind;
+  }
+
+  /** Instances by kind (one entry for a version on one kind, the usual case). */
+  get instancesByKind(): ReadonlyMap<string, number> {
+    return this.#instancesByKind;
   }
 
   /** Workers that hold slots of this version. */
@@ -307,17 +352,20 @@ export class InstanceSlots {
       if (p.ratio < fastestRatio) fastestRatio = p.ratio;
     }
     // With the execution's rows and the cost model's expectation for them, each worker's speed relative to the model
-    // (when every free one has one), so that workers timed on batches of other sizes compare; else raw times. Asked
-    // only when the choice goes by time.
-    const expected = byTime && byRatio ? this.#expectedNs(rows as number) : undefined;
-    if (expected === undefined || !(expected > 0)) byRatio = false;
+    // of its kind (when every free one has one), so that workers timed on batches of other sizes, or on other kinds
+    // of instance, compare; else raw times. Asked only when the choice goes by time, once per kind.
+    let expected: ReadonlyMap<string, number> | undefined;
+    if (byTime && byRatio) {
+      expected = this.#expectedByKind(rows as number, exclude);
+      if (expected === undefined) byRatio = false;
+    } else byRatio = false;
     let best: Placement | undefined;
     let bestLoad = Infinity;
     let bestTimed = true;
     for (const p of this.#placements) {
       if (!usable(p, exclude)) continue;
       const isFresh = p.reportedAt >= fresh;
-      const runNs = byRatio ? aged(p.ratio, fastestRatio, now - p.timedAt) * (expected as number) : agedSpeedNs(p, now, fastest);
+      const runNs = byRatio ? aged(p.ratio, fastestRatio, now - p.timedAt) * ((expected as ReadonlyMap<string, number>).get(p.kind) as number) : agedSpeedNs(p, now, fastest);
       const load = byTime ? expectedFinishNs(p, now, isFresh, runNs) : (p.busy + (isFresh ? p.others : 0)) / p.capacity;
       // By counts, a tie goes to a worker not timed lately: at light load every count is 0, and it gets measured.
       const timed = p.timedAt >= timedSince;
@@ -330,12 +378,25 @@ export class InstanceSlots {
     return best;
   }
 
+  /** The expected compute of `rows` rows by each free placement's kind; undefined when a kind's model cannot say. */
+  #expectedByKind(rows: number, exclude: ReadonlySet<string> | undefined): ReadonlyMap<string, number> | undefined {
+    const out = new Map<string, number>();
+    for (const p of this.#placements) {
+      if (!usable(p, exclude) || out.has(p.kind)) continue;
+      const ns = this.#expectedNs(rows, p.kind);
+      if (ns === undefined || !(ns > 0)) return undefined;
+      out.set(p.kind, ns);
+    }
+    return out;
+  }
+
   /** Each worker's slots as this gateway sees them: GET /v2/models/{m}/batching. */
   placements(now = performance.now()): readonly PlacementView[] {
     const fresh = now - REPORT_TTL_MS;
     return this.#placements.map((p) => ({
       worker: p.worker.endpoint.id,
       instances: p.instances,
+      kind: p.kind,
       slots: p.capacity,
       busy: p.busy,
       sent: p.sent,
@@ -348,22 +409,22 @@ export class InstanceSlots {
 
   /**
    * How the version's scheduler expects an execution of so many rows to take
-   * (its cost model's compute; undefined while it cannot say): each worker's
-   * timings are kept relative to it, and a choice given the rows weighs each
-   * worker at that size.
+   * on instances of a kind (that kind's cost model's compute; undefined while
+   * it cannot say): each worker's timings are kept relative to its kind's,
+   * and a choice given the rows weighs each worker at that size.
    */
-  expectBy(estimate: (rows: number) => number | undefined): void {
+  expectBy(estimate: (rows: number, kind: string) => number | undefined): void {
     this.#expectedNs = estimate;
   }
 
   /**
-   * The expected compute of `rows` rows by the version's cost model, for
-   * timing an execution against it; undefined while it cannot say, and while
-   * the version has one worker (no choice to weigh with it, and each call
-   * after an execution rebuilds the model's points).
+   * The expected compute of `rows` rows on `p`'s kind, for timing an
+   * execution there against it; undefined while it cannot say, and while the
+   * version has one worker (no choice to weigh with it, and each call after
+   * an execution rebuilds the model's points).
    */
-  expectedNs(rows: number): number | undefined {
-    return this.#placements.length < 2 ? undefined : this.#expectedNs(rows);
+  expectedNs(rows: number, p: Placement): number | undefined {
+    return this.#placements.length < 2 ? undefined : this.#expectedNs(rows, p.kind);
   }
 
   /**

@@ -26,6 +26,7 @@ const mlp = (model: string): ModelInferRequest => ({
 });
 
 interface CostModelJson {
+  kind: string;
   executions: number;
   cold: boolean;
   trusted: boolean;
@@ -86,6 +87,10 @@ describe('GET /v2/models/{m}/batching', () => {
     expect(fixed.body).toMatchObject({ scheduler: 'dynamic_batching', preferred_batch_size: [8], max_queue_delay_microseconds: 1000 });
     for (const { body } of [slo, fixed]) {
       const cost = body.cost_model;
+      // The one kind of instance here: the worker's CPU provider; no other kind's model.
+      expect(cost.kind).toBe('cpu');
+      expect(body).not.toHaveProperty('other_cost_models');
+      expect(body.workers).toMatchObject([{ kind: 'cpu' }]);
       expect(cost.cold).toBe(false);
       expect(cost.executions).toBeGreaterThanOrEqual(4);
       expect(cost.measured.length).toBeGreaterThanOrEqual(1);
@@ -95,6 +100,12 @@ describe('GET /v2/models/{m}/batching', () => {
       // More rows never take less time.
       for (let i = 1; i < cost.expected.length; i++) expect(cost.expected[i]?.compute_ms).toBeGreaterThanOrEqual(cost.expected[i - 1]?.compute_ms ?? 0);
     }
+    // The same table in /metrics, one series per bucket, labelled with the kind.
+    const port = /metrics on [^ ;]+:(\d+)/.exec(gw.readyLine)?.[1];
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const series = metrics.split('\n').filter((l) => l.startsWith('fabriek_batch_cost_seconds{') && l.includes('model="slo"'));
+    expect(series.length).toBe(slo.body.cost_model.measured.length);
+    for (const line of series) expect(line).toMatch(/^fabriek_batch_cost_seconds\{model="slo",version="1",kind="cpu",rows="[\d.]+"\} [\d.e-]+$/);
   });
 
   it('a model without dynamic batching: its own scheduler and cost model', async () => {

@@ -1,14 +1,21 @@
 import { describe, expect, it } from 'vitest';
 import { type BatcherState, batcherJson, costModelJson, directJson, expectedRows } from '../../gateway/batching/batching-state.js';
 import { CostModel } from '../../core/cost-model.js';
+import { KindCosts } from '../../core/kind-costs.js';
 
 const MS = 1e6;
 
 /** A cost model that timed batches of 1, 8 and 32 rows `times` times each: 1 ms + 0.1 ms a row. */
-function learned(times = 3): CostModel {
-  const cost = new CostModel();
+function learned(times = 3, cost = new CostModel()): CostModel {
   for (let i = 0; i < times; i++) for (const rows of [1, 8, 32]) cost.observe(rows, (1 + 0.1 * rows) * MS);
   return cost;
+}
+
+/** A version's models by kind with only the CPU's timed, as learned(). */
+function cpuOnly(): KindCosts {
+  const costs = new KindCosts();
+  learned(3, costs.of('cpu'));
+  return costs;
 }
 
 const fixed: BatcherState = {
@@ -36,7 +43,8 @@ describe('expectedRows', () => {
 
 describe('costModelJson', () => {
   it('a cold model: nothing measured, nothing expected, not trusted', () => {
-    expect(costModelJson(new CostModel(), 32)).toEqual({
+    expect(costModelJson('cpu', new CostModel(), 32)).toEqual({
+      kind: 'cpu',
       executions: 0,
       cold: true,
       trusted: false,
@@ -48,7 +56,7 @@ describe('costModelJson', () => {
   });
 
   it('the buckets timed, and the estimate at each size up to the largest batch, in ms', () => {
-    const json = costModelJson(learned(), 32);
+    const json = costModelJson('cpu', learned(), 32);
     expect(json.executions).toBe(9);
     expect([json.cold, json.trusted]).toEqual([false, true]);
     expect(json.measured).toEqual([
@@ -65,15 +73,15 @@ describe('costModelJson', () => {
   it('execution_ms adds the learned overhead to the compute', () => {
     const cost = learned();
     for (let i = 0; i < 4; i++) cost.observeOverhead(4.2 * MS + 0.5 * MS, 4.2 * MS);
-    const at32 = costModelJson(cost, 32).expected.find((e) => e.rows === 32);
+    const at32 = costModelJson('cpu', cost, 32).expected.find((e) => e.rows === 32);
     expect(at32).toEqual({ rows: 32, compute_ms: 4.2, execution_ms: 4.7, least_compute_ms: 4.2 });
-    expect(costModelJson(cost, 32).overhead_ms).toBe(0.5);
+    expect(costModelJson('cpu', cost, 32).overhead_ms).toBe(0.5);
   });
 });
 
 describe('batcherJson', () => {
   it('fixed delays: Triton\'s settings, the queue and the rates', () => {
-    const json = batcherJson(fixed, learned());
+    const json = batcherJson(fixed, cpuOnly());
     expect(json).toMatchObject({
       scheduler: 'dynamic_batching',
       max_batch_size: 32,
@@ -87,10 +95,22 @@ describe('batcherJson', () => {
     });
     expect(json).not.toHaveProperty('batching_slo_ms');
     expect(json).not.toHaveProperty('full_batch_rows');
+    // One kind: its model, and no others.
+    expect(json.cost_model).toMatchObject({ kind: 'cpu', executions: 9 });
+    expect(json).not.toHaveProperty('other_cost_models');
+  });
+
+  it('instances of two kinds: the lead kind\'s model decides and comes first, the other kind\'s beside it', () => {
+    const costs = cpuOnly();
+    learned(1, costs.of('cuda'));
+    costs.lead('cuda');
+    const json = batcherJson(fixed, costs);
+    expect(json.cost_model).toMatchObject({ kind: 'cuda', executions: 3 });
+    expect(json.other_cost_models).toMatchObject([{ kind: 'cpu', executions: 9 }]);
   });
 
   it('SLO mode: the SLO, the full batch it cuts now and whether tenants share it, in place of the delays', () => {
-    const json = batcherJson({ ...fixed, sloNs: 25_000_000n, fullBatchRows: 24, sharedByTenants: true, drainNsPerRow: 130_000 }, learned());
+    const json = batcherJson({ ...fixed, sloNs: 25_000_000n, fullBatchRows: 24, sharedByTenants: true, drainNsPerRow: 130_000 }, cpuOnly());
     expect(json).toMatchObject({ scheduler: 'slo_batching', batching_slo_ms: 25, full_batch_rows: 24, shared_by_tenants: true, drain_ms_per_row: 0.13 });
     expect(json).not.toHaveProperty('max_queue_delay_microseconds');
   });
@@ -98,7 +118,7 @@ describe('batcherJson', () => {
 
 describe('directJson', () => {
   it('a model without batching: its queue, its executions running, and the cost model up to the rows a request may carry', () => {
-    const json = directJson({ queued: 2, runningExecutions: 3 }, learned(), 8);
+    const json = directJson({ queued: 2, runningExecutions: 3 }, cpuOnly(), 8);
     expect(json).toMatchObject({ scheduler: 'direct', queued: 2, running_executions: 3 });
     expect((json.cost_model as { expected: { rows: number }[] }).expected.map((e) => e.rows)).toEqual([1, 2, 4, 8]);
   });

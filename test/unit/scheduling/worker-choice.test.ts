@@ -174,8 +174,8 @@ describe('worker choice by expected finish', () => {
     if (a === undefined || b === undefined) throw new Error('no slot');
     const now = performance.now();
     // 'a' was last given single rows, as fast as the model expects; 'b' batches of 64, twice as fast.
-    noteTiming(a, 0.1 * MS, now, slots.expectedNs(1));
-    noteTiming(b, 3.2 * MS, now, slots.expectedNs(64));
+    noteTiming(a, 0.1 * MS, now, slots.expectedNs(1, a));
+    noteTiming(b, 3.2 * MS, now, slots.expectedNs(64, b));
     slots.release(a);
     slots.release(b);
     expect(slots.placements().map((v) => v.computeRatio)).toEqual([1, 0.5]);

@@ -1,0 +1,287 @@
+import { status } from '@grpc/grpc-js';
+import { describe, expect, it } from 'vitest';
+import { type ExecuteAnswer } from '../../core/execute-frame.js';
+import { DEFAULT_KIND, instanceKindOf, KindCosts } from '../../core/kind-costs.js';
+import { type BatchRunner, type BatchSlots, DynamicBatcher } from '../../gateway/batching/dynamic-batcher.js';
+import { batchingPolicyFromConfig } from '../../gateway/batching/policy.js';
+import { Dispatcher } from '../../gateway/scheduling/dispatcher.js';
+import { type ExecutionResult, type InferJob } from '../../gateway/scheduling/execution.js';
+import { InstanceSlots, noteTiming, type Placement } from '../../gateway/scheduling/instance-slots.js';
+import { type WorkerConnection, WorkerLostError } from '../../gateway/scheduling/worker-connection.js';
+
+// A cost model per model version and instance kind (issue #15): a GPU's
+// time hardly grows with rows, a CPU's nearly in proportion. Each
+// execution teaches its own kind's model, the scheduler decides with the
+// lead kind's (the most instances), and the worker choice weighs each
+// worker by its own kind's.
+
+const MS = 1e6;
+/** A GPU-like curve: 2 ms whatever the rows (up to 64). */
+const gpuNs = (): number => 2 * MS;
+/** A CPU-like curve: 0.5 ms a row. */
+const cpuNs = (rows: number): number => 0.5 * MS * rows;
+
+function timed(costs: KindCosts, kind: string, curve: (rows: number) => number): void {
+  for (let i = 0; i < 2; i++) for (const rows of [1, 8, 64]) costs.of(kind).observe(rows, curve(rows));
+}
+
+describe('instanceKindOf', () => {
+  it('is the execution provider the instances were loaded on; the CPU when none is said', () => {
+    expect(instanceKindOf('cuda')).toBe('cuda');
+    expect(instanceKindOf(' WebGPU ')).toBe('webgpu');
+    expect(instanceKindOf('')).toBe(DEFAULT_KIND);
+    expect(instanceKindOf(undefined)).toBe('cpu');
+  });
+});
+
+describe('KindCosts', () => {
+  it('keeps one model per kind, and the lead is the kind asked for', () => {
+    const costs = new KindCosts();
+    timed(costs, 'cuda', gpuNs);
+    timed(costs, 'cpu', cpuNs);
+    expect(costs.lead('cpu').computeNs(64)).toBe(32 * MS);
+    expect(costs.lead('cuda').computeNs(64)).toBe(2 * MS);
+    expect(costs.leadKind).toBe('cuda');
+    expect(costs.entries().map(([kind, m]) => [kind, m.samples])).toEqual([
+      ['cuda', 6],
+      ['cpu', 6],
+    ]);
+  });
+
+  it('lists a kind without a timing only while it leads', () => {
+    const costs = new KindCosts();
+    timed(costs, 'cpu', cpuNs);
+    costs.of('cuda');
+    expect(costs.entries().map(([kind]) => kind)).toEqual(['cpu']);
+    costs.lead('cuda');
+    expect(costs.entries().map(([kind]) => kind)).toEqual(['cuda', 'cpu']);
+  });
+
+  it('counts instances of other kinds at the lead kind’s speed; one for one while a model cannot say', () => {
+    const costs = new KindCosts();
+    const both = new Map([
+      ['cuda', 1],
+      ['cpu', 4],
+    ]);
+    expect(costs.equivalentInstances(new Map([['cpu', 3]]), 64)).toBe(3);
+    costs.lead('cuda');
+    expect(costs.equivalentInstances(both, 64)).toBe(5);
+    timed(costs, 'cuda', gpuNs);
+    expect(costs.equivalentInstances(both, 64)).toBe(5); // the CPU's model is still cold
+    timed(costs, 'cpu', cpuNs);
+    // At 64 rows a CPU instance does 2/32 of the GPU's work: 1 + 4/16.
+    expect(costs.equivalentInstances(both, 64)).toBeCloseTo(1.25, 9);
+    // At one row the CPU is faster (0.5 ms against 2): 1 + 4 × 4.
+    expect(costs.equivalentInstances(both, 1)).toBeCloseTo(17, 9);
+  });
+});
+
+/** A worker that answers at once, each execution computing `computeNs`. */
+function worker(id: string, computeNs = 0n): WorkerConnection {
+  const fake = {
+    endpoint: { id, address: `unix:/${id}`, deviceKind: 'cpu' as const, deviceId: 0 },
+    execute: (_request: unknown, _deadline: number, done?: (lost: boolean) => void): Promise<ExecuteAnswer> => {
+      done?.(false);
+      return Promise.resolve({ outputs: [], computeInputNs: 0n, computeInferNs: computeNs, computeOutputNs: 0n });
+    },
+  };
+  return fake as unknown as WorkerConnection;
+}
+
+describe('InstanceSlots by kind', () => {
+  it('the lead kind holds the most instances, a tie to the accelerator, and stays while no worker holds the version', () => {
+    const slots = new InstanceSlots();
+    expect(slots.leadKind).toBe('cpu');
+    slots.add(worker('g'), 1, 'cuda');
+    expect(slots.leadKind).toBe('cuda');
+    slots.add(worker('c1'), 1, 'cpu');
+    expect(slots.leadKind).toBe('cuda');
+    slots.add(worker('c2'), 2, 'cpu');
+    expect(slots.leadKind).toBe('cpu');
+    expect([...slots.instancesByKind]).toEqual([
+      ['cuda', 1],
+      ['cpu', 3],
+    ]);
+    slots.remove('c2');
+    slots.remove('c1');
+    slots.remove('g');
+    expect(slots.leadKind).toBe('cuda'); // as when the last worker left (c1 and g: a tie)
+    expect(slots.instancesByKind.size).toBe(0);
+    slots.add(worker('g'), 1, 'webgpu');
+    slots.remove('g');
+    expect(slots.leadKind).toBe('webgpu');
+    expect(slots.placements()).toEqual([]);
+  });
+
+  it('weighs each worker by its own kind’s model: single rows to the CPU, full batches to the GPU', () => {
+    const costs = new KindCosts();
+    timed(costs, 'cuda', gpuNs);
+    timed(costs, 'cpu', cpuNs);
+    const slots = new InstanceSlots();
+    slots.add(worker('g'), 1, 'cuda');
+    slots.add(worker('c'), 1, 'cpu');
+    slots.expectBy((rows, kind) => costs.of(kind).computeNs(rows));
+    const [g, c] = [slots.acquire(), slots.acquire()];
+    if (g === undefined || c === undefined) throw new Error('no slot');
+    const now = performance.now();
+    // Each ran as its own kind's model expects (ratio 1).
+    noteTiming(g, 2 * MS, now, slots.expectedNs(64, g));
+    noteTiming(c, 0.5 * MS, now, slots.expectedNs(1, c));
+    slots.release(g);
+    slots.release(c);
+    expect(slots.placements().map((v) => [v.worker, v.kind, v.computeRatio])).toEqual([
+      ['g', 'cuda', 1],
+      ['c', 'cpu', 1],
+    ]);
+    const pick = (rows: number): string | undefined => {
+      const p = slots.acquire(undefined, rows);
+      if (p) slots.release(p);
+      return p?.worker.endpoint.id;
+    };
+    expect(pick(1)).toBe('c'); // 0.5 ms against 2
+    expect(pick(64)).toBe('g'); // 2 ms against 32
+  });
+
+  it('the dispatcher says which kind ran an execution, and times a retry on another kind against nothing', async () => {
+    const slots = new InstanceSlots();
+    const lost = Object.assign(worker('c'), {
+      execute: (_r: unknown, _d: number, done?: (lost: boolean) => void): Promise<ExecuteAnswer> => {
+        done?.(true);
+        return Promise.reject(new WorkerLostError(status.UNAVAILABLE, 'worker c lost'));
+      },
+    });
+    slots.add(lost as unknown as WorkerConnection, 1, 'cpu');
+    slots.add(worker('g', 2_000_000n), 1, 'cuda');
+    slots.expectBy((rows, kind) => (kind === 'cpu' ? cpuNs(rows) : gpuNs()));
+    const dispatcher = new Dispatcher('m/1', slots);
+    const first = slots.acquire();
+    expect(first?.worker.endpoint.id).toBe('c');
+    const result = await dispatcher.run(first as Placement, [], [], Date.now() + 1_000, undefined, 8);
+    expect([result.workerId, result.instanceKind]).toEqual(['g', 'cuda']);
+    // Timed (its speed known), but not against the CPU's 4 ms for 8 rows.
+    expect(slots.placements().map((v) => [v.worker, v.execNs, v.computeRatio])).toEqual([['g', 2 * MS, undefined]]);
+  });
+});
+
+/** Slots of two kinds for the batcher: one instance of each, as many slots; the lead is said by the test. */
+class TwoKindSlots implements BatchSlots<string> {
+  leadKind = 'cuda';
+  readonly instancesByKind = new Map([
+    ['cuda', 1],
+    ['cpu', 1],
+  ]);
+  readonly instanceCount = 2;
+  readonly #busy = new Set<string>();
+  readonly #listeners = new Set<() => void>();
+  get free(): number {
+    return 2 - this.#busy.size;
+  }
+  get idle(): number {
+    return this.free;
+  }
+  acquire(): string | undefined {
+    const kind = ['cuda', 'cpu'].find((k) => !this.#busy.has(k));
+    if (kind !== undefined) this.#busy.add(kind);
+    return kind;
+  }
+  release(kind: string): void {
+    this.#busy.delete(kind);
+    for (const l of this.#listeners) l();
+  }
+  onFree(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+}
+
+/** Runs each batch on the kind of its slot, at that kind's curve, answering in the next microtask. */
+class KindRunner implements BatchRunner<string> {
+  constructor(readonly slots: TwoKindSlots) {}
+  async run(kind: string, inputs: readonly { readonly shape: readonly number[] }[]): Promise<ExecutionResult> {
+    const rows = inputs[0]?.shape[0] ?? 1;
+    await Promise.resolve();
+    this.slots.release(kind);
+    const ns = kind === 'cpu' ? cpuNs(rows) : gpuNs();
+    return { outputs: [], computeInputNs: 0, computeInferNs: ns, computeOutputNs: 0, workerId: kind, instanceKind: kind };
+  }
+}
+
+describe('DynamicBatcher by kind', () => {
+  it('each execution teaches its own kind’s model, and the batcher decides with the lead kind’s', async () => {
+    const slots = new TwoKindSlots();
+    const policy = batchingPolicyFromConfig(64, {
+      preferredBatchSize: [],
+      maxQueueDelayMicroseconds: 0n,
+      preserveOrdering: false,
+      priorityLevels: 0n,
+      defaultPriorityLevel: 0n,
+      defaultQueuePolicy: undefined,
+      priorityQueuePolicy: new Map(),
+    });
+    const batcher = new DynamicBatcher({ modelKey: 'm/1', slots, dispatcher: new KindRunner(slots), policy });
+    const job = (): InferJob => ({
+      inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 1], data: new Uint8Array(4) }],
+      outputs: [],
+      signal: new AbortController().signal,
+      deadline: Infinity,
+      batchSize: 1,
+    });
+    // Two requests at once: one batch of one row on each kind, ten times.
+    for (let i = 0; i < 10; i++) await Promise.all([batcher.enqueue(job()), batcher.enqueue(job())]);
+    expect(batcher.costs.of('cuda').samples).toBe(10);
+    expect(batcher.costs.of('cpu').samples).toBe(10);
+    expect(batcher.cost.computeNs(1)).toBe(2 * MS);
+    slots.leadKind = 'cpu';
+    expect(batcher.cost.computeNs(1)).toBe(0.5 * MS);
+    // The batching endpoint's order: the lead first.
+    expect(batcher.costs.entries().map(([kind]) => kind)).toEqual(['cpu', 'cuda']);
+  });
+});
+
+describe('DynamicBatcher shedding by kind', () => {
+  /** A clock that stands still: the queue is judged as it stands. */
+  const clock = { now: (): bigint => 1_000_000_000n, epochMs: (): number => 1_700_000_000_000, setTimeout: (): (() => void) => () => {} };
+
+  /** Two batches out (one per kind, never answered), then six one-row requests; the CPU's batch takes `cpuMs`. */
+  function sixthAfterTwoRunning(cpuMs: number): { error?: unknown } {
+    const slots = new TwoKindSlots();
+    const runner: BatchRunner<string> = { run: () => new Promise<ExecutionResult>(() => {}) };
+    const policy = batchingPolicyFromConfig(2, {
+      preferredBatchSize: [],
+      maxQueueDelayMicroseconds: 0n,
+      preserveOrdering: false,
+      priorityLevels: 0n,
+      defaultPriorityLevel: 0n,
+      defaultQueuePolicy: undefined,
+      priorityQueuePolicy: new Map(),
+    });
+    const batcher = new DynamicBatcher({ modelKey: 'm/1', slots, dispatcher: runner, policy, clock });
+    for (let i = 0; i < 4; i++) {
+      for (const rows of [1, 2]) {
+        batcher.costs.of('cuda').observe(rows, 10 * MS);
+        batcher.costs.of('cpu').observe(rows, cpuMs * MS);
+      }
+    }
+    const job = (deadlineInMs: number): InferJob => ({
+      inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 1], data: new Uint8Array(4) }],
+      outputs: [],
+      signal: new AbortController().signal,
+      deadline: clock.epochMs() + deadlineInMs,
+      batchSize: 1,
+    });
+    const out: { error?: unknown } = {};
+    for (let i = 0; i < 7; i++) void batcher.enqueue(job(1_000)).catch(() => {});
+    batcher.enqueue(job(32)).catch((e: unknown) => (out.error = e));
+    return out;
+  }
+
+  it('spreads the rows ahead over the instances counted at the lead kind’s speed', async () => {
+    // Equal kinds: six rows in batches of 2 over two instances, half of the two out: 25 ms, within 32.
+    const equal = sixthAfterTwoRunning(10);
+    // A CPU instance 9 times slower counts as 1/9 of the GPU's: 37 ms, past 32.
+    const slowCpu = sixthAfterTwoRunning(90);
+    await new Promise((r) => setImmediate(r));
+    expect(equal.error).toBeUndefined();
+    expect((slowCpu.error as Error | undefined)?.message).toMatch(/^Request timeout expired: model 'm\/1' shed the request before it ran/);
+  });
+});
