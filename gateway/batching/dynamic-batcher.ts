@@ -51,6 +51,8 @@ export interface BatchSlots<P> {
   readonly leadKind?: string | undefined;
   /** Instances by kind; absent: all of the lead kind. */
   readonly instancesByKind?: ReadonlyMap<string, number> | undefined;
+  /** The kind of the slot `acquire(undefined, rows)` would take now; undefined when none is free. */
+  nextKind?(rows: number): string | undefined;
   /** A slot for an execution of `rows` rows (InstanceSlots weighs each worker at that size). */
   acquire(exclude?: undefined, rows?: number): P | undefined;
   release(placement: P): void;
@@ -431,6 +433,9 @@ export class DynamicBatcher<P> implements Scheduler {
     const d = decide(this.#queue.levels, now, free, policy, this.#shedLeadNs());
     for (const x of d.expired) this.#expire(x.entry, x.reason, now);
     if (d.kind !== 'send') return false;
+    // Sized by the curve of the kind it will run on, where the version runs on several.
+    const model = this.#modelFor(d.take);
+    const lead = model === this.cost;
     const busyUntilNs = freeAtNs(this.#finishes, this.#slots.instanceCount ?? 1);
     const idle = this.#slots.idle > 0;
     // A slot is freed as the worker's answer arrives, before the batch's answers go out (#send's then): rows still
@@ -440,21 +445,21 @@ export class DynamicBatcher<P> implements Scheduler {
     const s = decideSlo({
       now,
       queued: d.take,
-      maxBatch: this.#fullRows(now),
+      maxBatch: this.#fullRows(now, model),
       // A backlog grows past the efficient size only while one tenant sends: the few per cent of throughput it buys
       // are paid by whoever arrives next, and with tenants sharing the model that is another tenant, waiting for a
       // turn as long as the batch (issue #15's noisy neighbour).
-      largestBatch: this.#backlogRows(now),
+      largestBatch: this.#backlogRows(now, model),
       sloNs: this.#sloNs,
       shared: now < this.#sharedUntilNs,
       idle,
       busyUntilNs,
-      cost: this.#estimateNs,
-      compute: this.#computeNs,
+      cost: lead ? this.#estimateNs : (rows) => model.estimateNs(rows),
+      compute: lead ? this.#computeNs : (rows) => model.computeNs(rows),
       // The way to the worker, from the least overhead: the typical one holds the lag of a busy gateway in reading
       // the answers, and taken as the dispatch time (then a mean) it sent every arrival ahead alone (batches of 1–6 at
       // 150 % load).
-      dispatchNs: this.cost.overheadFloorNs / 2,
+      dispatchNs: model.overheadFloorNs / 2,
       arrivalRowsPerNs: this.#arrivals.rowsPerNs(now),
       lastArrivalNs: this.#arrivals.lastNs,
       recentGapNs: this.#arrivals.recentGapNs(),
@@ -467,7 +472,21 @@ export class DynamicBatcher<P> implements Scheduler {
     });
     if (s.kind === 'wait') return s.untilNs;
     if (s.kind === 'idle' || s.kind === 'hold') return false;
-    return this.#send(s.count === d.take.length ? d.take : d.take.slice(0, s.count), now);
+    return this.#send(s.count === d.take.length ? d.take : d.take.slice(0, s.count), now, model);
+  }
+
+  /**
+   * The cost model of the kind a batch of the rows of `take` would run on
+   * now: the lead kind's while the version runs on one kind (the usual case:
+   * nothing is asked of the slots); else that of the slot the choice would
+   * take, so a CPU instance beside a GPU is given batches sized by the CPU's
+   * curve.
+   */
+  #modelFor(take: readonly Entry[]): CostModel {
+    const byKind = this.#slots.instancesByKind;
+    if (byKind === undefined || byKind.size < 2 || this.#slots.nextKind === undefined) return this.cost;
+    const kind = this.#slots.nextKind(rowsOf(take));
+    return kind === undefined ? this.cost : this.costs.of(kind);
   }
 
   // Bound once: decideSlo runs at every cut.
@@ -526,9 +545,9 @@ export class DynamicBatcher<P> implements Scheduler {
    * the cost model says larger batches buy little throughput (they would
    * only make their rows and the next arrivals wait).
    */
-  get #batchRows(): number {
+  #batchRows(model: CostModel): number {
     const max = this.#policy.maxBatchSize;
-    return this.#sloNs > 0n ? this.cost.efficientRows(max) : max;
+    return this.#sloNs > 0n ? model.efficientRows(max) : max;
   }
 
   /**
@@ -538,28 +557,37 @@ export class DynamicBatcher<P> implements Scheduler {
    * late (newcomerRows): the throughput a larger batch buys is paid by that
    * request's wait.
    */
-  #fullRows(now: bigint): number {
-    const rows = this.#batchRows;
+  #fullRows(now: bigint, model = this.cost): number {
+    const rows = this.#batchRows(model);
     if (this.#sloNs === 0n || now >= this.#sharedUntilNs) return rows;
     // Never looser than the SLO, whatever deadlines the callers bring.
     const budget = now < this.#budgetUntilNs && this.#budgetNs < this.#sloNs ? this.#budgetNs : this.#sloNs;
     // newcomerRows walks down from the efficient size, two estimates a size; its inputs change only with a
     // timing (samples, overhead), the efficient size or the budget, and it is asked at every decision.
     const m = this.#newcomer;
-    const samples = this.cost.samples;
-    const overhead = this.cost.overheadNs;
-    if (m.samples !== samples || m.overhead !== overhead || m.efficient !== rows || m.budget !== budget) {
+    const samples = model.samples;
+    const overhead = model.overheadNs;
+    if (m.model !== model || m.samples !== samples || m.overhead !== overhead || m.efficient !== rows || m.budget !== budget) {
+      m.model = model;
       m.samples = samples;
       m.overhead = overhead;
       m.efficient = rows;
       m.budget = budget;
-      m.rows = newcomerRows(rows, Number(budget), this.#computeNs, this.#estimateNs);
+      const lead = model === this.cost;
+      m.rows = newcomerRows(rows, Number(budget), lead ? this.#computeNs : (n) => model.computeNs(n), lead ? this.#estimateNs : (n) => model.estimateNs(n));
     }
     return m.rows;
   }
 
   /** The last newcomerRows answer and what it was asked with (see #fullRows). */
-  readonly #newcomer = { samples: -1, overhead: NaN, efficient: 0, budget: 0n, rows: 0 };
+  readonly #newcomer: { model: CostModel | undefined; samples: number; overhead: number; efficient: number; budget: bigint; rows: number } = {
+    model: undefined,
+    samples: -1,
+    overhead: NaN,
+    efficient: 0,
+    budget: 0n,
+    rows: 0,
+  };
 
   /** A request arrived with `budget` ns to its deadline: the tightest of the last SHARED_NS is kept. */
   #noteBudget(budget: bigint, now: bigint): void {
@@ -573,9 +601,9 @@ export class DynamicBatcher<P> implements Scheduler {
    * max_batch_size) with fixed delays; in SLO mode max_batch_size (the
    * backlog cut), or the full batch while tenants share the model.
    */
-  #backlogRows(now: bigint): number {
+  #backlogRows(now: bigint, model = this.cost): number {
     if (this.#sloNs === 0n) return this.#fullBatch;
-    return now < this.#sharedUntilNs ? this.#fullRows(now) : this.#policy.maxBatchSize;
+    return now < this.#sharedUntilNs ? this.#fullRows(now, model) : this.#policy.maxBatchSize;
   }
 
   /** The largest preferred batch size (max_batch_size without preferences). */
@@ -584,8 +612,8 @@ export class DynamicBatcher<P> implements Scheduler {
     return sizes[sizes.length - 1] ?? this.#policy.maxBatchSize;
   }
 
-  /** Cuts one batch onto a free slot; false when no slot could be had. */
-  #send(take: readonly Entry[], now: bigint): boolean {
+  /** Cuts one batch onto a free slot (expected to run as `model` says); false when no slot could be had. */
+  #send(take: readonly Entry[], now: bigint, model = this.cost): boolean {
     const idle = this.#slots.idle > 0;
     const rows = rowsOf(take);
     const placement = this.#slots.acquire(undefined, rows);
@@ -641,9 +669,9 @@ export class DynamicBatcher<P> implements Scheduler {
       // When its compute ends: it reaches the worker after about half the least overhead (the rest is the answer's
       // way back; the median also holds the gateway's own lag in answering, which a busy loop makes tens of ms), and
       // sent ahead it starts when the last batch before it ends.
-      let start = now + BigInt(Math.round(this.cost.overheadFloorNs / 2));
+      let start = now + BigInt(Math.round(model.overheadFloorNs / 2));
       if (!idle) for (const f of this.#finishes) if (f > start) start = f;
-      const compute = this.cost.computeNs(rows);
+      const compute = model.computeNs(rows);
       if (compute !== undefined) this.#finishes.push((finish = start + BigInt(Math.round(compute))));
     }
     void run.finally(() => {

@@ -331,6 +331,11 @@ export class InstanceSlots {
     return best;
   }
 
+  /** The kind of the slot `acquire(undefined, rows)` would take now, taking nothing; undefined when none is free. */
+  nextKind(rows: number): string | undefined {
+    return this.#choose(undefined, performance.now(), rows)?.kind;
+  }
+
   #choose(exclude: ReadonlySet<string> | undefined, now: number, rows: number | undefined): Placement | undefined {
     // One worker (a gateway's own, the usual case): no choice to weigh.
     if (this.#placements.length === 1) {

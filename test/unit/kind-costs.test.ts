@@ -285,3 +285,66 @@ describe('DynamicBatcher shedding by kind', () => {
     expect((slowCpu.error as Error | undefined)?.message).toMatch(/^Request timeout expired: model 'm\/1' shed the request before it ran/);
   });
 });
+
+describe('SLO batching by kind', () => {
+  it('cuts a backlog for the kind of the slot it goes to: a full batch for the GPU, what the CPU runs within the SLO for the CPU', () => {
+    const clock = { now: (): bigint => 1_000_000_000n, epochMs: (): number => 1_700_000_000_000, setTimeout: (): (() => void) => () => {} };
+    // Both instances busy with work from before: the requests queue.
+    class Slots extends TwoKindSlots {
+      readonly held = new Set(['cuda', 'cpu']);
+      override get free(): number {
+        return 2 - this.held.size;
+      }
+      override acquire(): string | undefined {
+        const kind = this.nextKind();
+        if (kind !== undefined) this.held.add(kind);
+        return kind;
+      }
+      nextKind(): string | undefined {
+        return ['cuda', 'cpu'].find((k) => !this.held.has(k));
+      }
+      override release(kind: string): void {
+        this.held.delete(kind);
+        super.release(kind);
+      }
+    }
+    const slots = new Slots();
+    const cut: { kind: string; rows: number }[] = [];
+    const runner: BatchRunner<string> = {
+      run: (kind, inputs) => {
+        cut.push({ kind, rows: inputs[0]?.shape[0] ?? 0 });
+        return new Promise<ExecutionResult>(() => {});
+      },
+    };
+    const policy = batchingPolicyFromConfig(64, {
+      preferredBatchSize: [],
+      maxQueueDelayMicroseconds: 0n,
+      preserveOrdering: false,
+      priorityLevels: 0n,
+      defaultPriorityLevel: 0n,
+      defaultQueuePolicy: undefined,
+      priorityQueuePolicy: new Map(),
+    });
+    const batcher = new DynamicBatcher({ modelKey: 'm/1', slots, dispatcher: runner, policy, clock, shedding: false, sloNs: 25_000_000n });
+    // The GPU: 2 ms whatever the rows; the CPU: 1 ms + 0.5 ms a row (64 rows: 33 ms, past the SLO).
+    for (let i = 0; i < 4; i++) {
+      for (const rows of [1, 8, 64]) {
+        batcher.costs.of('cuda').observe(rows, gpuNs());
+        batcher.costs.of('cpu').observe(rows, (1 + 0.5 * rows) * MS);
+      }
+    }
+    for (let i = 0; i < 200; i++) {
+      void batcher
+        .enqueue({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 1], data: new Uint8Array(4) }], outputs: [], signal: new AbortController().signal, deadline: Infinity, batchSize: 1 })
+        .catch(() => {});
+    }
+    expect(cut).toEqual([]);
+    slots.release('cuda');
+    slots.release('cpu');
+    expect(cut.map((c) => c.kind)).toEqual(['cuda', 'cpu']);
+    expect(cut[0]?.rows).toBe(64);
+    // By the GPU's curve the CPU would get 64 rows too (2 ms), and end them 33 ms later; by its own, at most 48 end in 25 ms.
+    expect(cut[1]?.rows).toBeGreaterThanOrEqual(14);
+    expect(cut[1]?.rows).toBeLessThanOrEqual(48);
+  });
+});
