@@ -112,11 +112,13 @@ export async function startChildServer(
   };
 }
 
-/** `fabriek serve` on free loopback ports (gRPC, HTTP and metrics), quiet unless something goes wrong. */
 /** `fabriek serve` flags for --max-inflight-wait-ms `ms` (none for 0, the default). */
 export const inflightWaitArgs = (ms: number): string[] => (ms > 0 ? ['--max-inflight-wait-ms', String(ms)] : []);
 
-/** `nodeArgs`: options for node itself (before the script), which the workers it forks inherit (fork's default execArgv). */
+/**
+ * `fabriek serve` on free loopback ports (gRPC, HTTP and metrics), quiet unless something goes wrong.
+ * `nodeArgs`: options for node itself (before the script), which the workers it forks inherit (fork's default execArgv).
+ */
 export function startGateway(repository: string, extraArgs: readonly string[] = [], o: { readonly nodeArgs?: readonly string[] } = {}): Promise<ChildServer> {
   return startChildServer(
     GATEWAY_CLI,
