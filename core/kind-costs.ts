@@ -10,8 +10,19 @@
 // The schedulers decide with the lead kind's model (the kind holding the
 // most instances: InstanceSlots.leadKind); each execution teaches its own
 // kind's model; the worker choice weighs each worker by its own kind's.
+//
+// And per shape, where a version's shapes vary ("and of the shape key when
+// shapes vary"): requests batch together only when every dimension but the
+// first is equal (batch-rows.ts, batchShape), and a batch of 8 rows of 4,096
+// tokens costs what no curve of 8 rows of 16 says. Once a second shape key is
+// seen, each (kind, shape) also keeps a model of its own, the SHAPES most
+// recently run; the SLO mode sizes a batch by its shape's model once that is
+// trusted, by its kind's until then. A version of one shape (most) keeps none.
 
 import { CostModel } from './cost-model.js';
+
+/** Models kept per (kind, shape) for a version whose shapes vary: the most recently run. */
+export const SHAPES = 32;
 
 /** The kind of a version whose placements said none (a test's fake slots, a worker from before kinds). */
 export const DEFAULT_KIND = 'cpu';
@@ -26,6 +37,11 @@ export class KindCosts {
   readonly #models = new Map<string, CostModel>();
   #leadKind = DEFAULT_KIND;
   #lead: CostModel;
+  /** The first shape key run; per-shape models start once another is. */
+  #firstShape: string | undefined;
+  #variable = false;
+  /** By kind and shape key; in the order last run (the first the oldest). */
+  readonly #shapes = new Map<string, { readonly kind: string; readonly shape: string; readonly model: CostModel }>();
 
   constructor() {
     this.#lead = this.of(DEFAULT_KIND);
@@ -75,6 +91,44 @@ export class KindCosts {
       n += leadNs === undefined || ns === undefined || !(ns > 0) ? instances : (instances * leadNs) / ns;
     }
     return n;
+  }
+
+  /** Whether the version has run batches of more than one shape (per-shape models are kept). */
+  get variableShapes(): boolean {
+    return this.#variable;
+  }
+
+  /**
+   * The model of a batch of `shape` (its batch key) run on `kind`, to learn
+   * its timing; undefined while the version has run one shape only. Made on
+   * first use; the least recently run of SHAPES is dropped for a new one.
+   */
+  noteShape(kind: string, shape: string): CostModel | undefined {
+    if (!this.#variable) {
+      if (this.#firstShape === undefined) this.#firstShape = shape;
+      if (shape === this.#firstShape) return undefined;
+      this.#variable = true;
+    }
+    const key = `${kind}\u0002${shape}`;
+    let entry = this.#shapes.get(key);
+    if (entry === undefined) {
+      if (this.#shapes.size >= SHAPES) this.#shapes.delete(this.#shapes.keys().next().value as string);
+      entry = { kind, shape, model: new CostModel() };
+    } else {
+      this.#shapes.delete(key);
+    }
+    this.#shapes.set(key, entry);
+    return entry.model;
+  }
+
+  /** The model of `shape` on `kind` once the version's shapes vary and that one has run; else undefined. */
+  shapeModel(kind: string, shape: string): CostModel | undefined {
+    return this.#variable ? this.#shapes.get(`${kind}\u0002${shape}`)?.model : undefined;
+  }
+
+  /** The per-shape models, the most recently run first. */
+  shapeEntries(): { readonly kind: string; readonly shape: string; readonly model: CostModel }[] {
+    return [...this.#shapes.values()].reverse();
   }
 
   /** Every kind that has a model, the lead's first; a kind without a timing only while it leads. */

@@ -34,6 +34,26 @@ export function batchShape(inputs: readonly Tensor[], ragged?: ReadonlySet<strin
 }
 
 /**
+ * A batchShape key as people read it: each input's name, datatype and
+ * shape with -1 for the batch dimension (`ragged` for a ragged input),
+ * e.g. `INPUT FP32 [-1,128]; MASK BOOL [-1,128]`.
+ */
+export function shapeLabel(key: string): string {
+  const parts: string[] = [];
+  for (const input of key.split('\u0001')) {
+    if (input === '') continue;
+    const [name = '', datatype = '', dims = ''] = input.split('\u0000');
+    if (dims === '*') {
+      parts.push(`${name} ${datatype} ragged`);
+      continue;
+    }
+    const inner = dims.slice(dims.indexOf(':') + 1);
+    parts.push(`${name} ${datatype} [${inner === '' ? '-1' : `-1,${inner}`}]`);
+  }
+  return parts.join('; ');
+}
+
+/**
  * Joins each input of the members along dimension 0: member j's tensor i
  * follows member j-1's. Nothing is copied: the joined input holds the
  * members' bytes as parts, which the frame to the worker writes in order

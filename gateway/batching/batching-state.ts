@@ -7,6 +7,7 @@
 import { type CostModel } from '../../core/cost-model.js';
 import { type KindCosts } from '../../core/kind-costs.js';
 import { type PlacementView } from '../scheduling/instance-slots.js';
+import { shapeLabel } from './batch-rows.js';
 
 /** What a dynamic batcher knows now (DynamicBatcher.state). */
 export interface BatcherState {
@@ -100,11 +101,14 @@ export function costModelJson(kind: string, cost: CostModel, maxRows: number): C
 
 /**
  * `cost_model`: the model the scheduler decides with (its lead kind's); with
- * instances of several kinds timed, `other_cost_models` holds the others'.
+ * instances of several kinds timed, `other_cost_models` holds the others';
+ * where the version's batches vary in shape, `shape_cost_models` holds each
+ * (kind, shape) lately run, the most recent first (core/kind-costs.ts).
  */
 function costModelsJson(costs: KindCosts, maxRows: number): Record<string, unknown> {
   const [lead, ...others] = costs.entries().map(([kind, cost]) => costModelJson(kind, cost, maxRows));
-  return { cost_model: lead, ...(others.length > 0 ? { other_cost_models: others } : {}) };
+  const shapes = costs.variableShapes ? costs.shapeEntries().map((e) => ({ shape: shapeLabel(e.shape), ...costModelJson(e.kind, e.model, maxRows) })) : [];
+  return { cost_model: lead, ...(others.length > 0 ? { other_cost_models: others } : {}), ...(shapes.length > 0 ? { shape_cost_models: shapes } : {}) };
 }
 
 export function batcherJson(state: BatcherState, costs: KindCosts): Record<string, unknown> {

@@ -476,17 +476,21 @@ export class DynamicBatcher<P> implements Scheduler {
   }
 
   /**
-   * The cost model of the kind a batch of the rows of `take` would run on
-   * now: the lead kind's while the version runs on one kind (the usual case:
-   * nothing is asked of the slots); else that of the slot the choice would
-   * take, so a CPU instance beside a GPU is given batches sized by the CPU's
-   * curve.
+   * The cost model a batch of `take` is sized by: the lead kind's while the
+   * version runs on one kind and one shape (the usual case: nothing is
+   * asked). With several kinds, that of the kind of the slot the choice
+   * would take, so a CPU instance beside a GPU is given batches sized by
+   * the CPU's curve; with shapes that vary, that kind's model of the batch's
+   * shape once it is trusted (8 rows of 4,096 tokens are not 8 of 16).
    */
   #modelFor(take: readonly Entry[]): CostModel {
+    const costs = this.costs;
     const byKind = this.#slots.instancesByKind;
-    if (byKind === undefined || byKind.size < 2 || this.#slots.nextKind === undefined) return this.cost;
-    const kind = this.#slots.nextKind(rowsOf(take));
-    return kind === undefined ? this.cost : this.costs.of(kind);
+    const mixed = byKind !== undefined && byKind.size >= 2 && this.#slots.nextKind !== undefined;
+    if (!mixed && !costs.variableShapes) return this.cost;
+    const kind = (mixed ? this.#slots.nextKind?.(rowsOf(take)) : undefined) ?? this.#slots.leadKind ?? DEFAULT_KIND;
+    const shaped = costs.shapeModel(kind, (take[0] as Entry).shapeKey);
+    return shaped !== undefined && shaped.trusted ? shaped : costs.of(kind);
   }
 
   // Bound once: decideSlo runs at every cut.
@@ -644,12 +648,19 @@ export class DynamicBatcher<P> implements Scheduler {
     const run = this.#dispatcher.run(placement, inputs, requestedOutputs(take), deadline, activeTracer() ? take.map((e) => e.job.trace) : undefined, rows).then(
       (execution) => {
         const computeNs = execution.computeInputNs + execution.computeInferNs + execution.computeOutputNs;
-        // Its own kind's model learns it (a GPU's timings would tell a CPU's model nothing true).
-        const cost = execution.instanceKind === undefined ? this.cost : this.costs.of(execution.instanceKind);
+        // Its own kind's model learns it (a GPU's timings would tell a CPU's model nothing true), and where the
+        // version's shapes vary, that kind's model of its shape.
+        const kind = execution.instanceKind ?? this.#slots.leadKind ?? DEFAULT_KIND;
+        const cost = this.costs.of(kind);
+        const shaped = this.costs.noteShape(kind, (take[0] as Entry).shapeKey);
         cost.observe(rows, computeNs);
+        shaped?.observe(rows, computeNs);
         const done = this.#clock.now();
         // Sent to a busy instance, its wall time includes waiting behind another batch.
-        if (idle) cost.observeOverhead(Number(done - now), computeNs);
+        if (idle) {
+          cost.observeOverhead(Number(done - now), computeNs);
+          shaped?.observeOverhead(Number(done - now), computeNs);
+        }
         // Busy after it, not idling by the batcher's choice (a queue delay): every instance has another batch
         // (this one is still in #running), or a full batch waits.
         const busy = this.#running.size > (this.#slots.instanceCount ?? 1) || this.#queue.size >= this.#policy.maxBatchSize;

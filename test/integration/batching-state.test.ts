@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashKey } from '../../gateway/tenants/key-hash.js';
+import { buildModel } from '../../models/build/test-models.js';
 import { type ModelInferRequest } from '../../proto/gen/inference.js';
 import { zerosRequest } from '../helpers/call-outcome.js';
 import { type GatewayProcess, httpUrlOf, startGateway } from '../helpers/gateway-process.js';
@@ -55,8 +56,12 @@ describe('GET /v2/models/{m}/batching', () => {
     await model('slo', 'mlp', 'max_batch_size: 16\ndynamic_batching { }\nparameters { key: "batching_slo_ms" value { string_value: "200" } }\n');
     await model('fixed', 'mlp', 'max_batch_size: 16\ndynamic_batching { preferred_batch_size: [ 8 ] max_queue_delay_microseconds: 1000 }\n');
     await model('plain', 'identity_fp32');
+    // Rows of any length, batched only with rows of the same length: a version whose shapes vary.
+    await mkdir(join(repo, 'rows', '1'), { recursive: true });
+    await writeFile(join(repo, 'rows', '1', 'model.onnx'), buildModel('row_sum'));
+    await writeFile(join(repo, 'rows', 'config.pbtxt'), 'max_batch_size: 8\ndynamic_batching { }\n');
     const tenants = join(repo, 'tenants.yaml');
-    await writeFile(tenants, ['tenants:', '  app:', `    keys: [ "${hashKey(KEY)}" ]`, '    models: [ "slo", "fixed", "plain" ]', ''].join('\n'));
+    await writeFile(tenants, ['tenants:', '  app:', `    keys: [ "${hashKey(KEY)}" ]`, '    models: [ "slo", "fixed", "plain", "rows" ]', ''].join('\n'));
     gw = await startGateway(['--model-repository', repo, '--workers', '1', '--log-level', 'warn', '--tenants', tenants]);
     url = httpUrlOf(gw);
   });
@@ -106,6 +111,34 @@ describe('GET /v2/models/{m}/batching', () => {
     const series = metrics.split('\n').filter((l) => l.startsWith('fabriek_batch_cost_seconds{') && l.includes('model="slo"'));
     expect(series.length).toBe(slo.body.cost_model.measured.length);
     for (const line of series) expect(line).toMatch(/^fabriek_batch_cost_seconds\{model="slo",version="1",kind="cpu",rows="[\d.]+"\} [\d.e-]+$/);
+  });
+
+  it('a version whose shapes vary: a cost model per shape beside the version\'s, each learned from its own batches', async () => {
+    const options = { metadata: auth };
+    const call = (width: number): Promise<unknown> =>
+      gw.client.modelInfer(
+        { modelName: 'rows', modelVersion: '', id: '', parameters: {}, inputs: [{ name: 'INPUT', datatype: 'FP32', shape: [1n, BigInt(width)], parameters: {} }], outputs: [], rawInputContents: [Buffer.alloc(4 * width, 1)] },
+        options,
+      );
+    // Nothing per shape while one shape has run.
+    for (let i = 0; i < 3; i++) await call(16);
+    expect((await get('/v2/models/rows/batching')).body).not.toHaveProperty('shape_cost_models');
+    for (let i = 0; i < 6; i++) {
+      await call(262_144); // 1 MB a row
+      await call(16);
+    }
+    const { body } = await get('/v2/models/rows/batching');
+    const shapes = (body as unknown as { shape_cost_models: (CostModelJson & { shape: string })[] }).shape_cost_models;
+    expect(shapes.map((m) => [m.shape, m.kind])).toEqual([
+      ['INPUT FP32 [-1,16]', 'cpu'],
+      ['INPUT FP32 [-1,262144]', 'cpu'],
+    ]);
+    // The short shape's first 3 ran before shapes varied; the version's model learned all 15.
+    expect(shapes.map((m) => m.executions)).toEqual([6, 6]);
+    expect(body.cost_model.executions).toBe(15);
+    const oneRow = (m: CostModelJson): number => m.expected.find((e) => e.rows === 1)?.compute_ms ?? NaN;
+    // A megabyte a row to copy and sum against 64 bytes.
+    expect(oneRow(shapes[1] as CostModelJson)).toBeGreaterThan(oneRow(shapes[0] as CostModelJson));
   });
 
   it('a model without dynamic batching: its own scheduler and cost model', async () => {

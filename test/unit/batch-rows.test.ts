@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { type Datatype } from '../../core/datatypes.js';
 import { ServingError } from '../../core/errors.js';
 import { type Tensor } from '../../core/tensor.js';
-import { batchShape, joinRows, splitRows } from '../../gateway/batching/batch-rows.js';
+import { batchShape, joinRows, shapeLabel, splitRows } from '../../gateway/batching/batch-rows.js';
 import { tensorOf } from '../helpers/joined-tensor.js';
 import { joinBytesElements, splitBytesElements } from '../../gateway/tensor/bytes-elements.js';
 
@@ -30,6 +30,16 @@ function expectInternal(fn: () => unknown, message: RegExp): void {
 
 /** joinRows, each joined input read back as the worker reads it (its parts in order). */
 const join = (members: readonly (readonly Tensor[])[]): Tensor[] => joinRows(members).map(tensorOf);
+
+describe('shapeLabel', () => {
+  it('reads a batch key as each input\'s name, datatype and shape with -1 for the batch dimension', () => {
+    const key = batchShape([fp32('MASK', [2, 3], [0, 0, 0, 0, 0, 0]), fp32('INPUT', [2, 3], [0, 0, 0, 0, 0, 0])]).key;
+    expect(shapeLabel(key)).toBe('INPUT FP32 [-1,3]; MASK FP32 [-1,3]');
+    expect(shapeLabel(batchShape([fp32('X', [4], [0, 0, 0, 0])]).key)).toBe('X FP32 [-1]');
+    expect(shapeLabel(batchShape([fp32('X', [1, 2, 2], [0, 0, 0, 0])]).key)).toBe('X FP32 [-1,2,2]');
+    expect(shapeLabel(batchShape([fp32('X', [1, 3], [0, 0, 0])], new Set(['X'])).key)).toBe('X FP32 ragged');
+  });
+});
 
 describe('joinRows', () => {
   it('joins FP32 members along dimension 0', () => {

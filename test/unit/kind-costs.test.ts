@@ -1,7 +1,8 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { type ExecuteAnswer } from '../../core/execute-frame.js';
-import { DEFAULT_KIND, instanceKindOf, KindCosts } from '../../core/kind-costs.js';
+import { DEFAULT_KIND, instanceKindOf, KindCosts, SHAPES } from '../../core/kind-costs.js';
+import { batchShape } from '../../gateway/batching/batch-rows.js';
 import { type BatchRunner, type BatchSlots, DynamicBatcher } from '../../gateway/batching/dynamic-batcher.js';
 import { batchingPolicyFromConfig } from '../../gateway/batching/policy.js';
 import { Dispatcher } from '../../gateway/scheduling/dispatcher.js';
@@ -73,6 +74,39 @@ describe('KindCosts', () => {
     expect(costs.equivalentInstances(both, 64)).toBeCloseTo(1.25, 9);
     // At one row the CPU is faster (0.5 ms against 2): 1 + 4 × 4.
     expect(costs.equivalentInstances(both, 1)).toBeCloseTo(17, 9);
+  });
+});
+
+describe('KindCosts by shape', () => {
+  it('keeps no model per shape while the version runs one shape; once another runs, one per kind and shape', () => {
+    const costs = new KindCosts();
+    expect(costs.noteShape('cpu', 'a')).toBeUndefined();
+    expect(costs.noteShape('cpu', 'a')).toBeUndefined();
+    expect(costs.variableShapes).toBe(false);
+    expect(costs.shapeModel('cpu', 'a')).toBeUndefined();
+    const b = costs.noteShape('cpu', 'b');
+    expect(costs.variableShapes).toBe(true);
+    expect(b).toBeDefined();
+    b?.observe(4, 8 * MS);
+    const a = costs.noteShape('cpu', 'a');
+    expect(a).not.toBe(b);
+    expect(costs.noteShape('cuda', 'a')).not.toBe(a);
+    expect(costs.shapeModel('cpu', 'b')?.computeNs(4)).toBe(8 * MS);
+    expect(costs.shapeModel('cuda', 'b')).toBeUndefined();
+    // The most recently run first.
+    expect(costs.shapeEntries().map((e) => `${e.kind} ${e.shape}`)).toEqual(['cuda a', 'cpu a', 'cpu b']);
+  });
+
+  it('keeps the SHAPES most recently run', () => {
+    const costs = new KindCosts();
+    costs.noteShape('cpu', 'first');
+    for (let i = 0; i < SHAPES + 5; i++) costs.noteShape('cpu', `s${i}`);
+    costs.noteShape('cpu', 's3'); // run again: kept
+    costs.noteShape('cpu', 'new');
+    expect(costs.shapeEntries()).toHaveLength(SHAPES);
+    expect(costs.shapeModel('cpu', 's3')).toBeDefined();
+    expect(costs.shapeModel('cpu', 's5')).toBeUndefined();
+    expect(costs.shapeModel('cpu', 'new')).toBeDefined();
   });
 });
 
@@ -346,5 +380,67 @@ describe('SLO batching by kind', () => {
     // By the GPU's curve the CPU would get 64 rows too (2 ms), and end them 33 ms later; by its own, at most 48 end in 25 ms.
     expect(cut[1]?.rows).toBeGreaterThanOrEqual(14);
     expect(cut[1]?.rows).toBeLessThanOrEqual(48);
+  });
+});
+
+describe('SLO batching by shape', () => {
+  it('sizes a batch of long rows by their own model once trusted, not by the version’s, which short rows taught', () => {
+    const clock = { now: (): bigint => 1_000_000_000n, epochMs: (): number => 1_700_000_000_000, setTimeout: (): (() => void) => () => {} };
+    let held = true;
+    const listeners = new Set<() => void>();
+    const slots: BatchSlots<number> = {
+      get free() {
+        return held ? 0 : 1;
+      },
+      get idle() {
+        return held ? 0 : 1;
+      },
+      acquire: () => (held ? undefined : ((held = true), 1)),
+      release: () => {
+        held = false;
+        for (const l of listeners) l();
+      },
+      onFree: (l) => {
+        listeners.add(l);
+        return () => listeners.delete(l);
+      },
+    };
+    const cut: number[] = [];
+    const runner: BatchRunner<number> = {
+      run: (_p, inputs) => {
+        cut.push(inputs[0]?.shape[0] ?? 0);
+        return new Promise<ExecutionResult>(() => {});
+      },
+    };
+    const policy = batchingPolicyFromConfig(64, {
+      preferredBatchSize: [],
+      maxQueueDelayMicroseconds: 0n,
+      preserveOrdering: false,
+      priorityLevels: 0n,
+      defaultPriorityLevel: 0n,
+      defaultQueuePolicy: undefined,
+      priorityQueuePolicy: new Map(),
+    });
+    const batcher = new DynamicBatcher({ modelKey: 'm/1', slots, dispatcher: runner, policy, clock, shedding: false, sloNs: 25_000_000n });
+    const row = (width: number) => ({ name: 'x', datatype: 'FP32' as const, shape: [1, width], data: new Uint8Array(4 * width) });
+    const shortKey = batchShape([row(16)]).key;
+    const longKey = batchShape([row(4096)]).key;
+    // The version's model, taught by short rows: 1 ms + 0.1 ms a row (64 rows: 7.4 ms). Long rows: 1 ms + 1 ms a row.
+    for (let i = 0; i < 4; i++) {
+      for (const rows of [1, 8, 64]) {
+        batcher.costs.of('cpu').observe(rows, (1 + 0.1 * rows) * MS);
+        batcher.costs.noteShape('cpu', shortKey)?.observe(rows, (1 + 0.1 * rows) * MS);
+        batcher.costs.noteShape('cpu', longKey)?.observe(rows, (1 + rows) * MS);
+      }
+    }
+    const enqueue = (width: number): void => {
+      void batcher.enqueue({ inputs: [row(width)], outputs: [], signal: new AbortController().signal, deadline: Infinity, batchSize: 1 }).catch(() => {});
+    };
+    for (let i = 0; i < 100; i++) enqueue(4096);
+    slots.release(1);
+    // By the version's model 64 long rows would take 7.4 ms; by theirs 65 ms: at most 24 end within the 25 ms SLO.
+    expect(cut).toHaveLength(1);
+    expect(cut[0]).toBeLessThanOrEqual(24);
+    expect(cut[0]).toBeGreaterThanOrEqual(1);
   });
 });
