@@ -27,10 +27,22 @@ export const SHAPES = 32;
 /** The kind of a version whose placements said none (a test's fake slots, a worker from before kinds). */
 export const DEFAULT_KIND = 'cpu';
 
-/** The kind of instances loaded with this execution provider (the worker's LoadModelResponse, a registry record). */
+/**
+ * The kind of instances loaded with this execution provider, as a worker
+ * reports it (its LoadModelResponse, a registry record): `cuda:1` → `cuda`
+ * (every GPU of a kind learns one curve), `cpu (GPU unavailable: …)` →
+ * `cpu`; a worker whose instances landed on several providers, e.g.
+ * `cuda:0,cpu` → `cuda+cpu`.
+ */
 export function instanceKindOf(executionProvider: string | undefined): string {
-  const p = executionProvider?.trim().toLowerCase();
-  return p === undefined || p === '' ? DEFAULT_KIND : p;
+  const described = executionProvider ?? '';
+  const bare = described.includes(' (') ? described.slice(0, described.indexOf(' (')) : described;
+  const names = new Set<string>();
+  for (const part of bare.split(',')) {
+    const name = part.trim().split(':')[0]?.trim().toLowerCase() ?? '';
+    if (name !== '') names.add(name);
+  }
+  return names.size === 0 ? DEFAULT_KIND : [...names].join('+');
 }
 
 export class KindCosts {

@@ -27,9 +27,16 @@ function timed(costs: KindCosts, kind: string, curve: (rows: number) => number):
 }
 
 describe('instanceKindOf', () => {
-  it('is the execution provider the instances were loaded on; the CPU when none is said', () => {
-    expect(instanceKindOf('cuda')).toBe('cuda');
-    expect(instanceKindOf(' WebGPU ')).toBe('webgpu');
+  it('is the execution provider the instances were loaded on, without the device; the CPU when none is said', () => {
+    expect(instanceKindOf('cpu')).toBe('cpu');
+    // Every device of a provider is one kind: one curve for every GPU of it.
+    expect(instanceKindOf('cuda:0')).toBe('cuda');
+    expect(instanceKindOf('cuda:3')).toBe('cuda');
+    expect(instanceKindOf(' WebGPU:0 ')).toBe('webgpu');
+    // A registered worker's record describes a fallback; its instances run on the CPU.
+    expect(instanceKindOf('cpu (GPU unavailable: CUDA execution provider unavailable on device 0: x, y; WebGPU …)')).toBe('cpu');
+    // Instances of one worker on several providers.
+    expect(instanceKindOf('cuda:0,cpu')).toBe('cuda+cpu');
     expect(instanceKindOf('')).toBe(DEFAULT_KIND);
     expect(instanceKindOf(undefined)).toBe('cpu');
   });
