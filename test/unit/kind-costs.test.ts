@@ -390,36 +390,20 @@ describe('SLO batching by kind', () => {
   });
 });
 
-describe('SLO batching by shape', () => {
-  it('sizes a batch of long rows by their own model once trusted, not by the version’s, which short rows taught', () => {
-    const clock = { now: (): bigint => 1_000_000_000n, epochMs: (): number => 1_700_000_000_000, setTimeout: (): (() => void) => () => {} };
-    let held = true;
-    const listeners = new Set<() => void>();
-    const slots: BatchSlots<number> = {
-      get free() {
-        return held ? 0 : 1;
-      },
-      get idle() {
-        return held ? 0 : 1;
-      },
-      acquire: () => (held ? undefined : ((held = true), 1)),
-      release: () => {
-        held = false;
-        for (const l of listeners) l();
-      },
-      onFree: (l) => {
-        listeners.add(l);
-        return () => listeners.delete(l);
+describe('DynamicBatcher by shape', () => {
+  it('where shapes vary, each batch also teaches its shape\'s model; the version\'s model learns them all', async () => {
+    const slots = new TwoKindSlots();
+    slots.instancesByKind.delete('cuda');
+    slots.leadKind = 'cpu';
+    const runner: BatchRunner<string> = {
+      run: async (kind, inputs) => {
+        const width = inputs[0]?.shape[1] ?? 1;
+        await Promise.resolve();
+        slots.release(kind);
+        return { outputs: [], computeInputNs: 0, computeInferNs: width * 1_000, computeOutputNs: 0, workerId: kind, instanceKind: 'cpu' };
       },
     };
-    const cut: number[] = [];
-    const runner: BatchRunner<number> = {
-      run: (_p, inputs) => {
-        cut.push(inputs[0]?.shape[0] ?? 0);
-        return new Promise<ExecutionResult>(() => {});
-      },
-    };
-    const policy = batchingPolicyFromConfig(64, {
+    const policy = batchingPolicyFromConfig(8, {
       preferredBatchSize: [],
       maxQueueDelayMicroseconds: 0n,
       preserveOrdering: false,
@@ -428,26 +412,18 @@ describe('SLO batching by shape', () => {
       defaultQueuePolicy: undefined,
       priorityQueuePolicy: new Map(),
     });
-    const batcher = new DynamicBatcher({ modelKey: 'm/1', slots, dispatcher: runner, policy, clock, shedding: false, sloNs: 25_000_000n });
+    const batcher = new DynamicBatcher({ modelKey: 'm/1', slots, dispatcher: runner, policy });
     const row = (width: number) => ({ name: 'x', datatype: 'FP32' as const, shape: [1, width], data: new Uint8Array(4 * width) });
-    const shortKey = batchShape([row(16)]).key;
-    const longKey = batchShape([row(4096)]).key;
-    // The version's model, taught by short rows: 1 ms + 0.1 ms a row (64 rows: 7.4 ms). Long rows: 1 ms + 1 ms a row.
+    const call = (width: number): Promise<unknown> => batcher.enqueue({ inputs: [row(width)], outputs: [], signal: new AbortController().signal, deadline: Infinity, batchSize: 1 });
+    for (let i = 0; i < 3; i++) await call(16);
+    expect(batcher.costs.variableShapes).toBe(false);
     for (let i = 0; i < 4; i++) {
-      for (const rows of [1, 8, 64]) {
-        batcher.costs.of('cpu').observe(rows, (1 + 0.1 * rows) * MS);
-        batcher.costs.noteShape('cpu', shortKey)?.observe(rows, (1 + 0.1 * rows) * MS);
-        batcher.costs.noteShape('cpu', longKey)?.observe(rows, (1 + rows) * MS);
-      }
+      await call(4096);
+      await call(16);
     }
-    const enqueue = (width: number): void => {
-      void batcher.enqueue({ inputs: [row(width)], outputs: [], signal: new AbortController().signal, deadline: Infinity, batchSize: 1 }).catch(() => {});
-    };
-    for (let i = 0; i < 100; i++) enqueue(4096);
-    slots.release(1);
-    // By the version's model 64 long rows would take 7.4 ms; by theirs 65 ms: at most 24 end within the 25 ms SLO.
-    expect(cut).toHaveLength(1);
-    expect(cut[0]).toBeLessThanOrEqual(24);
-    expect(cut[0]).toBeGreaterThanOrEqual(1);
+    const short = batcher.costs.shapeModel('cpu', batchShape([row(16)]).key);
+    const long = batcher.costs.shapeModel('cpu', batchShape([row(4096)]).key);
+    expect([short?.samples, long?.samples, batcher.cost.samples]).toEqual([4, 4, 11]);
+    expect([short?.computeNs(1), long?.computeNs(1)]).toEqual([16_000, 4_096_000]);
   });
 });
