@@ -16,11 +16,9 @@
 // first is equal (batch-rows.ts, batchShape), and a batch of 8 rows of 4,096
 // tokens costs what no curve of 8 rows of 16 says. Once a second shape key is
 // seen, each (kind, shape) also keeps a model of its own, the SHAPES most
-// recently run, shown in the batching endpoint. The decisions do not read
-// them yet: they count every shape's arrivals as if they could join a batch,
-// and sized by a shape's curve against that rate, a mix of short and long
-// rows queued for seconds (docs/architecture.md). A version of one shape
-// (most) keeps none.
+// recently run, shown in the batching endpoint; the SLO mode sizes a batch by
+// its shape's model once trusted, against that shape's arrivals alone (the
+// batcher keeps those). A version of one shape (most) keeps none.
 
 import { CostModel } from './cost-model.js';
 

@@ -18,7 +18,7 @@ import { BatchQueue, type Queued } from './batch-queue.js';
 import { type Clock, systemClock } from './clock.js';
 import { type BatcherState } from './batching-state.js';
 import { type CostModel } from '../../core/cost-model.js';
-import { DEFAULT_KIND, KindCosts } from '../../core/kind-costs.js';
+import { DEFAULT_KIND, KindCosts, SHAPES } from '../../core/kind-costs.js';
 import { DrainRate } from './drain-rate.js';
 import { drainedNs, expectedFinishNs, type ShedError, shedError, standingShedError, standsTooLong, wouldMiss } from './shedding.js';
 import { ArrivalRate } from './arrival-rate.js';
@@ -215,6 +215,7 @@ export class DynamicBatcher<P> implements Scheduler {
     let dueNs = deadlineNs;
     if (this.#sloNs > 0n) {
       this.#arrivals.observe(rows, now);
+      if (this.costs.variableShapes) this.#shapeArrivals(key).observe(rows, now);
       this.#returnedRows += rows;
       if (this.#answeredNs !== undefined && this.#returnedRows >= this.#answeredRows && this.#returnedRows - rows < this.#answeredRows) {
         // With this request, as many rows as the last batch answered have come since: how long callers take to come back.
@@ -433,9 +434,11 @@ export class DynamicBatcher<P> implements Scheduler {
     const d = decide(this.#queue.levels, now, free, policy, this.#shedLeadNs());
     for (const x of d.expired) this.#expire(x.entry, x.reason, now);
     if (d.kind !== 'send') return false;
-    // Sized by the curve of the kind it will run on, where the version runs on several.
-    const model = this.#modelFor(d.take);
+    // Sized by the curve of the kind it will run on, where the version runs on several, and where its shapes vary by
+    // its shape's, against its shape's arrivals.
+    const { model, arrivals } = this.#sizingFor(d.take);
     const lead = model === this.cost;
+    const byShape = arrivals !== this.#arrivals;
     const busyUntilNs = freeAtNs(this.#finishes, this.#slots.instanceCount ?? 1);
     const idle = this.#slots.idle > 0;
     // A slot is freed as the worker's answer arrives, before the batch's answers go out (#send's then): rows still
@@ -460,15 +463,17 @@ export class DynamicBatcher<P> implements Scheduler {
       // the answers, and taken as the dispatch time (then a mean) it sent every arrival ahead alone (batches of 1–6 at
       // 150 % load).
       dispatchNs: model.overheadFloorNs / 2,
-      arrivalRowsPerNs: this.#arrivals.rowsPerNs(now),
-      lastArrivalNs: this.#arrivals.lastNs,
-      recentGapNs: this.#arrivals.recentGapNs(),
-      meanGapNs: this.#arrivals.meanGapNs(),
-      answeredNs: answering ? now : this.#answeredNs,
+      arrivalRowsPerNs: arrivals.rowsPerNs(now),
+      lastArrivalNs: arrivals.lastNs,
+      recentGapNs: arrivals.recentGapNs(),
+      meanGapNs: arrivals.meanGapNs(),
+      // The callers' return is the version's (a batch answered of one shape brings back callers of any): not waited
+      // for in a batch of one shape.
+      answeredNs: byShape ? undefined : answering ? now : this.#answeredNs,
       answeredRows: answering ? this.#runningRows : this.#answeredRows,
       returnedRows: answering ? 0 : this.#returnedRows,
       runningRows: this.#runningRows,
-      returnNs: this.#returnNs,
+      returnNs: byShape ? undefined : this.#returnNs,
     });
     if (s.kind === 'wait') return s.untilNs;
     if (s.kind === 'idle' || s.kind === 'hold') return false;
@@ -476,22 +481,44 @@ export class DynamicBatcher<P> implements Scheduler {
   }
 
   /**
-   * The cost model a batch of `take` is sized by: the lead kind's while the
-   * version runs on one kind (the usual case: nothing is asked of the
-   * slots); else that of the kind of the slot the choice would take, so a
-   * CPU instance beside a GPU is given batches sized by the CPU's curve.
-   * Not its shape's model (core/kind-costs.ts keeps one where shapes vary):
-   * the rest of the decision (arrival rate, returns, bursts) counts the rows
-   * of every shape as if they could join the batch, and sized by its shape's
-   * curve against that rate the batches of a mix of short and long rows
-   * (row_mlp, 4 and 256 values, 1,000 and 350 a second) queued for seconds
-   * (p50 0.02–1.4 s against 5–8 ms by the kind's model).
+   * The cost model a batch of `take` is sized by, and the arrivals it is
+   * weighed against: the lead kind's model and every arrival while the
+   * version runs on one kind and one shape (the usual case: nothing is
+   * asked). With several kinds, the model of the kind of the slot the
+   * choice would take, so a CPU instance beside a GPU is given batches sized
+   * by the CPU's curve. Where shapes vary, that kind's model of the batch's
+   * shape once trusted, with the arrivals of that shape alone: only they can
+   * join the batch. Sized by its shape's curve against every shape's
+   * arrivals, the batches of a mix of short and long rows (row_mlp, 4 and
+   * 256 values, 1,000 and 350 a second) queued for seconds (p50 0.02–1.4 s
+   * against 5–8 ms by the kind's model).
    */
-  #modelFor(take: readonly Entry[]): CostModel {
+  #sizingFor(take: readonly Entry[]): { readonly model: CostModel; readonly arrivals: ArrivalRate } {
+    const costs = this.costs;
     const byKind = this.#slots.instancesByKind;
-    if (byKind === undefined || byKind.size < 2 || this.#slots.nextKind === undefined) return this.cost;
-    const kind = this.#slots.nextKind(rowsOf(take));
-    return kind === undefined ? this.cost : this.costs.of(kind);
+    const mixed = byKind !== undefined && byKind.size >= 2 && this.#slots.nextKind !== undefined;
+    if (!mixed && !costs.variableShapes) return { model: this.cost, arrivals: this.#arrivals };
+    const kind = (mixed ? this.#slots.nextKind?.(rowsOf(take)) : undefined) ?? this.#slots.leadKind ?? DEFAULT_KIND;
+    const shape = (take[0] as Entry).shapeKey;
+    const shaped = costs.shapeModel(kind, shape);
+    const arrivals = this.#byShape.get(shape);
+    if (shaped !== undefined && shaped.trusted && arrivals !== undefined) return { model: shaped, arrivals };
+    return { model: costs.of(kind), arrivals: this.#arrivals };
+  }
+
+  /** SLO mode, where shapes vary: each shape's arrivals (the SHAPES most recent), by its batch key. */
+  readonly #byShape = new Map<string, ArrivalRate>();
+
+  #shapeArrivals(shape: string): ArrivalRate {
+    let rate = this.#byShape.get(shape);
+    if (rate === undefined) {
+      if (this.#byShape.size >= SHAPES) this.#byShape.delete(this.#byShape.keys().next().value as string);
+      rate = new ArrivalRate();
+    } else {
+      this.#byShape.delete(shape);
+    }
+    this.#byShape.set(shape, rate);
+    return rate;
   }
 
   // Bound once: decideSlo runs at every cut.

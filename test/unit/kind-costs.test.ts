@@ -427,3 +427,153 @@ describe('DynamicBatcher by shape', () => {
     expect([short?.computeNs(1), long?.computeNs(1)]).toEqual([16_000, 4_096_000]);
   });
 });
+
+describe('SLO batching by shape', () => {
+  it('sizes a batch of long rows by their own model once trusted, not by the version’s, which short rows taught', () => {
+    const clock = { now: (): bigint => 1_000_000_000n, epochMs: (): number => 1_700_000_000_000, setTimeout: (): (() => void) => () => {} };
+    let held = true;
+    const listeners = new Set<() => void>();
+    const slots: BatchSlots<number> = {
+      get free() {
+        return held ? 0 : 1;
+      },
+      get idle() {
+        return held ? 0 : 1;
+      },
+      acquire: () => (held ? undefined : ((held = true), 1)),
+      release: () => {
+        held = false;
+        for (const l of listeners) l();
+      },
+      onFree: (l) => {
+        listeners.add(l);
+        return () => listeners.delete(l);
+      },
+    };
+    const cut: number[] = [];
+    const runner: BatchRunner<number> = {
+      run: (_p, inputs) => {
+        cut.push(inputs[0]?.shape[0] ?? 0);
+        return new Promise<ExecutionResult>(() => {});
+      },
+    };
+    const policy = batchingPolicyFromConfig(64, {
+      preferredBatchSize: [],
+      maxQueueDelayMicroseconds: 0n,
+      preserveOrdering: false,
+      priorityLevels: 0n,
+      defaultPriorityLevel: 0n,
+      defaultQueuePolicy: undefined,
+      priorityQueuePolicy: new Map(),
+    });
+    const batcher = new DynamicBatcher({ modelKey: 'm/1', slots, dispatcher: runner, policy, clock, shedding: false, sloNs: 25_000_000n });
+    const row = (width: number) => ({ name: 'x', datatype: 'FP32' as const, shape: [1, width], data: new Uint8Array(4 * width) });
+    const shortKey = batchShape([row(16)]).key;
+    const longKey = batchShape([row(4096)]).key;
+    // The version's model, taught by short rows: 1 ms + 0.1 ms a row (64 rows: 7.4 ms). Long rows: 1 ms + 1 ms a row.
+    for (let i = 0; i < 4; i++) {
+      for (const rows of [1, 8, 64]) {
+        batcher.costs.of('cpu').observe(rows, (1 + 0.1 * rows) * MS);
+        batcher.costs.noteShape('cpu', shortKey)?.observe(rows, (1 + 0.1 * rows) * MS);
+        batcher.costs.noteShape('cpu', longKey)?.observe(rows, (1 + rows) * MS);
+      }
+    }
+    const enqueue = (width: number): void => {
+      void batcher.enqueue({ inputs: [row(width)], outputs: [], signal: new AbortController().signal, deadline: Infinity, batchSize: 1 }).catch(() => {});
+    };
+    for (let i = 0; i < 100; i++) enqueue(4096);
+    slots.release(1);
+    // By the version's model 64 long rows would take 7.4 ms; by theirs 65 ms: at most 24 end within the 25 ms SLO.
+    expect(cut).toHaveLength(1);
+    expect(cut[0]).toBeLessThanOrEqual(24);
+    expect(cut[0]).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe('SLO batching by shape: arrivals', () => {
+  it('weighs a batch against the arrivals of its own shape: a long row alone is cut at once, however fast short rows come', async () => {
+    let ns = 1_000_000_000n;
+    let timers: { at: bigint; fn: () => void }[] = [];
+    const clock = {
+      now: (): bigint => ns,
+      epochMs: (): number => 1_700_000_000_000 + Number(ns) / 1e6,
+      setTimeout: (fn: () => void, ms: number): (() => void) => {
+        const t = { at: ns + BigInt(ms) * 1_000_000n, fn };
+        timers.push(t);
+        return () => (timers = timers.filter((x) => x !== t));
+      },
+    };
+    const advance = async (ms: number): Promise<void> => {
+      const end = ns + BigInt(Math.round(ms * 1e6));
+      for (;;) {
+        const due = timers.filter((t) => t.at <= end).sort((a, b) => (a.at < b.at ? -1 : 1))[0];
+        if (!due) break;
+        timers = timers.filter((t) => t !== due);
+        if (due.at > ns) ns = due.at;
+        due.fn();
+        await new Promise((r) => setImmediate(r));
+      }
+      ns = end;
+      await new Promise((r) => setImmediate(r));
+    };
+    let busy = false;
+    const listeners = new Set<() => void>();
+    const slots: BatchSlots<number> = {
+      get free() {
+        return busy ? 0 : 1;
+      },
+      get idle() {
+        return busy ? 0 : 1;
+      },
+      acquire: () => (busy ? undefined : ((busy = true), 1)),
+      release: () => {
+        busy = false;
+        for (const l of listeners) l();
+      },
+      onFree: (l) => {
+        listeners.add(l);
+        return () => listeners.delete(l);
+      },
+    };
+    const cut: number[] = [];
+    const runner: BatchRunner<number> = {
+      run: async (_p, inputs) => {
+        cut.push(inputs[0]?.shape[1] ?? 0);
+        await Promise.resolve();
+        slots.release(1);
+        return { outputs: [], computeInputNs: 0, computeInferNs: 0, computeOutputNs: 0, workerId: 'w' };
+      },
+    };
+    const policy = batchingPolicyFromConfig(64, {
+      preferredBatchSize: [],
+      maxQueueDelayMicroseconds: 0n,
+      preserveOrdering: false,
+      priorityLevels: 0n,
+      defaultPriorityLevel: 0n,
+      defaultQueuePolicy: undefined,
+      priorityQueuePolicy: new Map(),
+    });
+    const batcher = new DynamicBatcher({ modelKey: 'm/1', slots, dispatcher: runner, policy, clock, shedding: false, sloNs: 200_000_000n });
+    const row = (width: number) => ({ name: 'x', datatype: 'FP32' as const, shape: [1, width], data: new Uint8Array(4 * width) });
+    const long = batchShape([row(4096)]).key;
+    // Both shapes timed: the version's shapes vary. A long row takes 2 ms, and 64 take 65.
+    batcher.costs.noteShape('cpu', batchShape([row(16)]).key);
+    for (let i = 0; i < 4; i++) for (const rows of [1, 8, 64]) batcher.costs.noteShape('cpu', long)?.observe(rows, (1 + rows) * MS);
+    for (let i = 0; i < 4; i++) for (const rows of [1, 8, 64]) batcher.costs.of('cpu').observe(rows, (1 + rows) * MS);
+    const send = (width: number): void => {
+      void batcher.enqueue({ inputs: [row(width)], outputs: [], signal: new AbortController().signal, deadline: Infinity, batchSize: 1 }).catch(() => {});
+    };
+    // Short rows at 10 a ms for 20 ms, each served as it comes; one long row before them, to start its shape's rate.
+    send(4096);
+    await advance(50);
+    for (let i = 0; i < 200; i++) {
+      send(16);
+      await advance(0.1);
+    }
+    await advance(300);
+    const before = cut.length;
+    // At every shape's rate (10 rows a ms) a long row alone would wait for 19 more to keep up; at its own, it is cut now.
+    send(4096);
+    expect(cut.slice(before)).toEqual([4096]);
+  });
+});
