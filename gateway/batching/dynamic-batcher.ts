@@ -497,7 +497,12 @@ export class DynamicBatcher<P> implements Scheduler {
     const costs = this.costs;
     const byKind = this.#slots.instancesByKind;
     const mixed = byKind !== undefined && byKind.size >= 2 && this.#slots.nextKind !== undefined;
-    if (!mixed && !costs.variableShapes) return { model: this.cost, arrivals: this.#arrivals };
+    if (!mixed && !costs.variableShapes) {
+      // The same answer cut after cut: made again only when the lead kind changed.
+      const model = this.cost;
+      if (this.#plainSizing.model !== model) this.#plainSizing = { model, arrivals: this.#arrivals };
+      return this.#plainSizing;
+    }
     const kind = (mixed ? this.#slots.nextKind?.(rowsOf(take)) : undefined) ?? this.#slots.leadKind ?? DEFAULT_KIND;
     const shape = (take[0] as Entry).shapeKey;
     const shaped = costs.shapeModel(kind, shape);
@@ -505,6 +510,8 @@ export class DynamicBatcher<P> implements Scheduler {
     if (shaped !== undefined && shaped.trusted && arrivals !== undefined) return { model: shaped, arrivals };
     return { model: costs.of(kind), arrivals: this.#arrivals };
   }
+
+  #plainSizing: { readonly model: CostModel; readonly arrivals: ArrivalRate } = { model: this.costs.of(DEFAULT_KIND), arrivals: this.#arrivals };
 
   /** SLO mode, where shapes vary: each shape's arrivals (the SHAPES most recent), by its batch key. */
   readonly #byShape = new Map<string, ArrivalRate>();

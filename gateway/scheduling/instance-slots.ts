@@ -359,10 +359,17 @@ export class InstanceSlots {
     // With the execution's rows and the cost model's expectation for them, each worker's speed relative to the model
     // of its kind (when every free one has one), so that workers timed on batches of other sizes, or on other kinds
     // of instance, compare; else raw times. Asked only when the choice goes by time, once per kind.
-    let expected: ReadonlyMap<string, number> | undefined;
+    // One kind (the usual case): one expectation for every placement, no map.
+    let expectedOne = NaN;
+    let expectedByKind: ReadonlyMap<string, number> | undefined;
     if (byTime && byRatio) {
-      expected = this.#expectedByKind(rows as number, exclude);
-      if (expected === undefined) byRatio = false;
+      if (this.#instancesByKind.size < 2) {
+        expectedOne = this.#expectedNs(rows as number, this.#leadKind) ?? NaN;
+        if (!(expectedOne > 0)) byRatio = false;
+      } else {
+        expectedByKind = this.#expectedByKind(rows as number, exclude);
+        if (expectedByKind === undefined) byRatio = false;
+      }
     } else byRatio = false;
     let best: Placement | undefined;
     let bestLoad = Infinity;
@@ -370,7 +377,7 @@ export class InstanceSlots {
     for (const p of this.#placements) {
       if (!usable(p, exclude)) continue;
       const isFresh = p.reportedAt >= fresh;
-      const runNs = byRatio ? aged(p.ratio, fastestRatio, now - p.timedAt) * ((expected as ReadonlyMap<string, number>).get(p.kind) as number) : agedSpeedNs(p, now, fastest);
+      const runNs = byRatio ? aged(p.ratio, fastestRatio, now - p.timedAt) * (expectedByKind?.get(p.kind) ?? expectedOne) : agedSpeedNs(p, now, fastest);
       const load = byTime ? expectedFinishNs(p, now, isFresh, runNs) : (p.busy + (isFresh ? p.others : 0)) / p.capacity;
       // By counts, a tie goes to a worker not timed lately: at light load every count is 0, and it gets measured.
       const timed = p.timedAt >= timedSince;
