@@ -22,6 +22,42 @@ const gpuNs = (): number => 2 * MS;
 /** A CPU-like curve: 0.5 ms a row. */
 const cpuNs = (rows: number): number => 0.5 * MS * rows;
 
+/** Dynamic batching of up to `maxBatch` rows with Triton's defaults otherwise (no delay, no preferred sizes). */
+function policyOf(maxBatch: number): ReturnType<typeof batchingPolicyFromConfig> {
+  return batchingPolicyFromConfig(maxBatch, {
+    preferredBatchSize: [],
+    maxQueueDelayMicroseconds: 0n,
+    preserveOrdering: false,
+    priorityLevels: 0n,
+    defaultPriorityLevel: 0n,
+    defaultQueuePolicy: undefined,
+    priorityQueuePolicy: new Map(),
+  });
+}
+
+/** One instance's slot, taken from the start when `held` (work from before), freed by release(). */
+function oneSlot(held: boolean): BatchSlots<number> {
+  let busy = held;
+  const listeners = new Set<() => void>();
+  return {
+    get free() {
+      return busy ? 0 : 1;
+    },
+    get idle() {
+      return busy ? 0 : 1;
+    },
+    acquire: () => (busy ? undefined : ((busy = true), 1)),
+    release: () => {
+      busy = false;
+      for (const l of listeners) l();
+    },
+    onFree: (l) => {
+      listeners.add(l);
+      return () => listeners.delete(l);
+    },
+  };
+}
+
 function timed(costs: KindCosts, kind: string, curve: (rows: number) => number): void {
   for (let i = 0; i < 2; i++) for (const rows of [1, 8, 64]) costs.of(kind).observe(rows, curve(rows));
 }
@@ -250,15 +286,7 @@ class KindRunner implements BatchRunner<string> {
 describe('DynamicBatcher by kind', () => {
   it('each execution teaches its own kind’s model, and the batcher decides with the lead kind’s', async () => {
     const slots = new TwoKindSlots();
-    const policy = batchingPolicyFromConfig(64, {
-      preferredBatchSize: [],
-      maxQueueDelayMicroseconds: 0n,
-      preserveOrdering: false,
-      priorityLevels: 0n,
-      defaultPriorityLevel: 0n,
-      defaultQueuePolicy: undefined,
-      priorityQueuePolicy: new Map(),
-    });
+    const policy = policyOf(64);
     const batcher = new DynamicBatcher({ modelKey: 'm/1', slots, dispatcher: new KindRunner(slots), policy });
     const job = (): InferJob => ({
       inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 1], data: new Uint8Array(4) }],
@@ -287,15 +315,7 @@ describe('DynamicBatcher shedding by kind', () => {
   function sixthAfterTwoRunning(cpuMs: number): { error?: unknown } {
     const slots = new TwoKindSlots();
     const runner: BatchRunner<string> = { run: () => new Promise<ExecutionResult>(() => {}) };
-    const policy = batchingPolicyFromConfig(2, {
-      preferredBatchSize: [],
-      maxQueueDelayMicroseconds: 0n,
-      preserveOrdering: false,
-      priorityLevels: 0n,
-      defaultPriorityLevel: 0n,
-      defaultQueuePolicy: undefined,
-      priorityQueuePolicy: new Map(),
-    });
+    const policy = policyOf(2);
     const batcher = new DynamicBatcher({ modelKey: 'm/1', slots, dispatcher: runner, policy, clock });
     for (let i = 0; i < 4; i++) {
       for (const rows of [1, 2]) {
@@ -357,15 +377,7 @@ describe('SLO batching by kind', () => {
         return new Promise<ExecutionResult>(() => {});
       },
     };
-    const policy = batchingPolicyFromConfig(64, {
-      preferredBatchSize: [],
-      maxQueueDelayMicroseconds: 0n,
-      preserveOrdering: false,
-      priorityLevels: 0n,
-      defaultPriorityLevel: 0n,
-      defaultQueuePolicy: undefined,
-      priorityQueuePolicy: new Map(),
-    });
+    const policy = policyOf(64);
     const batcher = new DynamicBatcher({ modelKey: 'm/1', slots, dispatcher: runner, policy, clock, shedding: false, sloNs: 25_000_000n });
     // The GPU: 2 ms whatever the rows; the CPU: 1 ms + 0.5 ms a row (64 rows: 33 ms, past the SLO).
     for (let i = 0; i < 4; i++) {
@@ -403,15 +415,7 @@ describe('DynamicBatcher by shape', () => {
         return { outputs: [], computeInputNs: 0, computeInferNs: width * 1_000, computeOutputNs: 0, workerId: kind, instanceKind: 'cpu' };
       },
     };
-    const policy = batchingPolicyFromConfig(8, {
-      preferredBatchSize: [],
-      maxQueueDelayMicroseconds: 0n,
-      preserveOrdering: false,
-      priorityLevels: 0n,
-      defaultPriorityLevel: 0n,
-      defaultQueuePolicy: undefined,
-      priorityQueuePolicy: new Map(),
-    });
+    const policy = policyOf(8);
     const batcher = new DynamicBatcher({ modelKey: 'm/1', slots, dispatcher: runner, policy });
     const row = (width: number) => ({ name: 'x', datatype: 'FP32' as const, shape: [1, width], data: new Uint8Array(4 * width) });
     const call = (width: number): Promise<unknown> => batcher.enqueue({ inputs: [row(width)], outputs: [], signal: new AbortController().signal, deadline: Infinity, batchSize: 1 });
@@ -431,25 +435,7 @@ describe('DynamicBatcher by shape', () => {
 describe('SLO batching by shape', () => {
   it('sizes a batch of long rows by their own model once trusted, not by the version’s, which short rows taught', () => {
     const clock = { now: (): bigint => 1_000_000_000n, epochMs: (): number => 1_700_000_000_000, setTimeout: (): (() => void) => () => {} };
-    let held = true;
-    const listeners = new Set<() => void>();
-    const slots: BatchSlots<number> = {
-      get free() {
-        return held ? 0 : 1;
-      },
-      get idle() {
-        return held ? 0 : 1;
-      },
-      acquire: () => (held ? undefined : ((held = true), 1)),
-      release: () => {
-        held = false;
-        for (const l of listeners) l();
-      },
-      onFree: (l) => {
-        listeners.add(l);
-        return () => listeners.delete(l);
-      },
-    };
+    const slots = oneSlot(true);
     const cut: number[] = [];
     const runner: BatchRunner<number> = {
       run: (_p, inputs) => {
@@ -457,15 +443,7 @@ describe('SLO batching by shape', () => {
         return new Promise<ExecutionResult>(() => {});
       },
     };
-    const policy = batchingPolicyFromConfig(64, {
-      preferredBatchSize: [],
-      maxQueueDelayMicroseconds: 0n,
-      preserveOrdering: false,
-      priorityLevels: 0n,
-      defaultPriorityLevel: 0n,
-      defaultQueuePolicy: undefined,
-      priorityQueuePolicy: new Map(),
-    });
+    const policy = policyOf(64);
     const batcher = new DynamicBatcher({ modelKey: 'm/1', slots, dispatcher: runner, policy, clock, shedding: false, sloNs: 25_000_000n });
     const row = (width: number) => ({ name: 'x', datatype: 'FP32' as const, shape: [1, width], data: new Uint8Array(4 * width) });
     const shortKey = batchShape([row(16)]).key;
@@ -516,25 +494,7 @@ describe('SLO batching by shape: arrivals', () => {
       ns = end;
       await new Promise((r) => setImmediate(r));
     };
-    let busy = false;
-    const listeners = new Set<() => void>();
-    const slots: BatchSlots<number> = {
-      get free() {
-        return busy ? 0 : 1;
-      },
-      get idle() {
-        return busy ? 0 : 1;
-      },
-      acquire: () => (busy ? undefined : ((busy = true), 1)),
-      release: () => {
-        busy = false;
-        for (const l of listeners) l();
-      },
-      onFree: (l) => {
-        listeners.add(l);
-        return () => listeners.delete(l);
-      },
-    };
+    const slots = oneSlot(false);
     const cut: number[] = [];
     const runner: BatchRunner<number> = {
       run: async (_p, inputs) => {
@@ -544,15 +504,7 @@ describe('SLO batching by shape: arrivals', () => {
         return { outputs: [], computeInputNs: 0, computeInferNs: 0, computeOutputNs: 0, workerId: 'w' };
       },
     };
-    const policy = batchingPolicyFromConfig(64, {
-      preferredBatchSize: [],
-      maxQueueDelayMicroseconds: 0n,
-      preserveOrdering: false,
-      priorityLevels: 0n,
-      defaultPriorityLevel: 0n,
-      defaultQueuePolicy: undefined,
-      priorityQueuePolicy: new Map(),
-    });
+    const policy = policyOf(64);
     const batcher = new DynamicBatcher({ modelKey: 'm/1', slots, dispatcher: runner, policy, clock, shedding: false, sloNs: 200_000_000n });
     const row = (width: number) => ({ name: 'x', datatype: 'FP32' as const, shape: [1, width], data: new Uint8Array(4 * width) });
     const long = batchShape([row(4096)]).key;
