@@ -21,6 +21,7 @@
 // batcher keeps those). A version of one shape (most) keeps none.
 
 import { CostModel } from './cost-model.js';
+import { RecentMap } from './recent-map.js';
 
 /** Models kept per (kind, shape) for a version whose shapes vary: the most recently run. */
 export const SHAPES = 32;
@@ -53,8 +54,11 @@ export class KindCosts {
   /** The first shape key run; per-shape models start once another is. */
   #firstShape: string | undefined;
   #variable = false;
-  /** By kind and shape key; in the order last run (the first the oldest). */
-  readonly #shapes = new Map<string, { readonly kind: string; readonly shape: string; readonly model: CostModel }>();
+  /** By kind and shape key, the SHAPES last run. */
+  readonly #shapes = new RecentMap<{ readonly kind: string; readonly shape: string; readonly model: CostModel }>(SHAPES, (key) => {
+    const at = key.indexOf('\u0002');
+    return { kind: key.slice(0, at), shape: key.slice(at + 1), model: new CostModel() };
+  });
 
   constructor() {
     this.#lead = this.of(DEFAULT_KIND);
@@ -122,16 +126,7 @@ export class KindCosts {
       if (shape === this.#firstShape) return undefined;
       this.#variable = true;
     }
-    const key = `${kind}\u0002${shape}`;
-    let entry = this.#shapes.get(key);
-    if (entry === undefined) {
-      if (this.#shapes.size >= SHAPES) this.#shapes.delete(this.#shapes.keys().next().value as string);
-      entry = { kind, shape, model: new CostModel() };
-    } else {
-      this.#shapes.delete(key);
-    }
-    this.#shapes.set(key, entry);
-    return entry.model;
+    return this.#shapes.touch(`${kind}\u0002${shape}`).model;
   }
 
   /** The model of `shape` on `kind` once the version's shapes vary and that one has run; else undefined. */

@@ -19,6 +19,7 @@ import { type Clock, systemClock } from './clock.js';
 import { type BatcherState } from './batching-state.js';
 import { type CostModel } from '../../core/cost-model.js';
 import { DEFAULT_KIND, KindCosts, SHAPES } from '../../core/kind-costs.js';
+import { RecentMap } from '../../core/recent-map.js';
 import { DrainRate } from './drain-rate.js';
 import { drainedNs, expectedFinishNs, type ShedError, shedError, standingShedError, standsTooLong, wouldMiss } from './shedding.js';
 import { ArrivalRate } from './arrival-rate.js';
@@ -215,7 +216,7 @@ export class DynamicBatcher<P> implements Scheduler {
     let dueNs = deadlineNs;
     if (this.#sloNs > 0n) {
       this.#arrivals.observe(rows, now);
-      if (this.costs.variableShapes) this.#shapeArrivals(key).observe(rows, now);
+      if (this.costs.variableShapes) this.#byShape.touch(key).observe(rows, now);
       this.#returnedRows += rows;
       if (this.#answeredNs !== undefined && this.#returnedRows >= this.#answeredRows && this.#returnedRows - rows < this.#answeredRows) {
         // With this request, as many rows as the last batch answered have come since: how long callers take to come back.
@@ -514,19 +515,7 @@ export class DynamicBatcher<P> implements Scheduler {
   #plainSizing: { readonly model: CostModel; readonly arrivals: ArrivalRate } = { model: this.costs.of(DEFAULT_KIND), arrivals: this.#arrivals };
 
   /** SLO mode, where shapes vary: each shape's arrivals (the SHAPES most recent), by its batch key. */
-  readonly #byShape = new Map<string, ArrivalRate>();
-
-  #shapeArrivals(shape: string): ArrivalRate {
-    let rate = this.#byShape.get(shape);
-    if (rate === undefined) {
-      if (this.#byShape.size >= SHAPES) this.#byShape.delete(this.#byShape.keys().next().value as string);
-      rate = new ArrivalRate();
-    } else {
-      this.#byShape.delete(shape);
-    }
-    this.#byShape.set(shape, rate);
-    return rate;
-  }
+  readonly #byShape = new RecentMap<ArrivalRate>(SHAPES, () => new ArrivalRate());
 
   // Bound once: decideSlo runs at every cut.
   readonly #estimateNs = (rows: number): number | undefined => this.cost.estimateNs(rows);

@@ -87,7 +87,7 @@ export interface WorkerShareSample {
   readonly executionSeconds: number | undefined;
   /** Other gateways' work waiting there, by the worker's last report less the time since; undefined when not reported lately. */
   readonly othersWaitSeconds: number | undefined;
-  /** Our compute there over what the version's cost model expected for its rows (least of the last 8); undefined until known. */
+  /** Our compute there over what the version's cost model for its instance kind expected for its rows (least of the last 8); undefined until known. */
   readonly computeRatio: number | undefined;
 }
 
@@ -237,50 +237,42 @@ export class MetricsRegistry {
         for (const s of shares()) this.inc({ model: s.model, version: s.version, worker: s.worker }, s.sent);
       },
     });
-    new Gauge({
-      name: 'fabriek_worker_executions_out',
-      help: 'Executions this gateway has sent to each worker and not had answered, for versions placed on several workers',
-      labelNames: WL,
-      registers,
-      aggregator: 'sum',
-      collect() {
-        this.reset();
-        for (const s of shares()) this.set({ model: s.model, version: s.version, worker: s.worker }, s.out);
-      },
-    });
-    new Gauge({
-      name: 'fabriek_worker_execution_seconds',
-      help: "Each worker's speed on a version placed on several workers: the least compute of this gateway's last 8 executions there (absent until one is timed)",
-      labelNames: WL,
-      registers,
-      aggregator: 'average',
-      collect() {
-        this.reset();
-        for (const s of shares()) if (s.executionSeconds !== undefined) this.set({ model: s.model, version: s.version, worker: s.worker }, s.executionSeconds);
-      },
-    });
-    new Gauge({
-      name: 'fabriek_worker_compute_ratio',
-      help: "Each worker's compute for this gateway's executions over what the version's cost model expected for their rows (least of the last 8; 0.5 = twice as fast as the model), for versions placed on several workers",
-      labelNames: WL,
-      registers,
-      aggregator: 'average',
-      collect() {
-        this.reset();
-        for (const s of shares()) if (s.computeRatio !== undefined) this.set({ model: s.model, version: s.version, worker: s.worker }, s.computeRatio);
-      },
-    });
-    new Gauge({
-      name: 'fabriek_worker_others_wait_seconds',
-      help: "Other gateways' work waiting on each worker per instance, by the worker's last reported backlog less this gateway's, for versions placed on several workers (absent when not reported lately)",
-      labelNames: WL,
-      registers,
-      aggregator: 'average',
-      collect() {
-        this.reset();
-        for (const s of shares()) if (s.othersWaitSeconds !== undefined) this.set({ model: s.model, version: s.version, worker: s.worker }, s.othersWaitSeconds);
-      },
-    });
+    // One series per worker of a version placed on several; a share whose value is not known yet is left out.
+    const shareGauge = (name: string, help: string, aggregator: 'sum' | 'average', read: (s: WorkerShareSample) => number | undefined): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: WL,
+        registers,
+        aggregator,
+        collect() {
+          this.reset();
+          for (const s of shares()) {
+            const value = read(s);
+            if (value !== undefined) this.set({ model: s.model, version: s.version, worker: s.worker }, value);
+          }
+        },
+      });
+    };
+    shareGauge('fabriek_worker_executions_out', 'Executions this gateway has sent to each worker and not had answered, for versions placed on several workers', 'sum', (s) => s.out);
+    shareGauge(
+      'fabriek_worker_execution_seconds',
+      "Each worker's speed on a version placed on several workers: the least compute of this gateway's last 8 executions there (absent until one is timed)",
+      'average',
+      (s) => s.executionSeconds,
+    );
+    shareGauge(
+      'fabriek_worker_compute_ratio',
+      "Each worker's compute for this gateway's executions over what the version's cost model for that worker's instance kind expected for their rows (least of the last 8; 0.5 = twice as fast as the model), for versions placed on several workers",
+      'average',
+      (s) => s.computeRatio,
+    );
+    shareGauge(
+      'fabriek_worker_others_wait_seconds',
+      "Other gateways' work waiting on each worker per instance, by the worker's last reported backlog less this gateway's, for versions placed on several workers (absent when not reported lately)",
+      'average',
+      (s) => s.othersWaitSeconds,
+    );
     const sequences = (): Iterable<SequenceSample> => this.#sequences();
     new Gauge({
       name: 'fabriek_sequences',

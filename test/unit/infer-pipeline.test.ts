@@ -46,5 +46,13 @@ describe('runInference', () => {
     } as unknown as ModelManager;
     await expect(runInference(held, request, { signal: undefined as never, deadline: Infinity })).rejects.toThrow(/has no scheduler/);
     expect(released).toBe(1);
+    // Held at once (a version already loaded: acquire answers without a promise): released the same.
+    const heldNow = {
+      onDemand: true,
+      routedVersion: () => '1',
+      acquire: () => ({ version: { key: 'nope/1', serving: undefined }, release: () => void released++ }),
+    } as unknown as ModelManager;
+    await expect(runInference(heldNow, request, { signal: undefined as never, deadline: Infinity })).rejects.toThrow(/has no scheduler/);
+    expect(released).toBe(2);
   });
 });
