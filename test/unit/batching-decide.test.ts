@@ -1,14 +1,13 @@
 import { describe, expect, it } from 'vitest';
+import { batchingPolicy as policy } from '../helpers/batching-policy.js';
 import { decide, type LevelState, type QueueEntry } from '../../gateway/batching/decide.js';
 import {
-  type BatchingPolicy,
   batchingPolicyFromConfig,
   levelOf,
   levelPolicy,
   queueTimeoutNs,
 } from '../../gateway/batching/policy.js';
 import {
-  type ModelDynamicBatching,
   type ModelQueuePolicy,
   ModelQueuePolicy_TimeoutAction,
 } from '../../proto/gen/model_config.js';
@@ -35,18 +34,6 @@ function queuePolicy(more: Partial<ModelQueuePolicy> = {}): ModelQueuePolicy {
   };
 }
 
-function policy(maxBatchSize: number, more: Partial<ModelDynamicBatching> = {}): BatchingPolicy {
-  return batchingPolicyFromConfig(maxBatchSize, {
-    preferredBatchSize: [],
-    maxQueueDelayMicroseconds: 0n,
-    preserveOrdering: false,
-    priorityLevels: 0n,
-    defaultPriorityLevel: 0n,
-    defaultQueuePolicy: undefined,
-    priorityQueuePolicy: new Map(),
-    ...more,
-  });
-}
 
 const one = (queued: E[], delayed: E[] = []): LevelState<E>[] => [{ level: 1, queued, delayed }];
 const ids = (es: readonly E[]): string[] => es.map((e) => e.id);

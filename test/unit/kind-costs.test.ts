@@ -4,7 +4,7 @@ import { type ExecuteAnswer } from '../../core/execute-frame.js';
 import { DEFAULT_KIND, instanceKindOf, KindCosts, SHAPES } from '../../core/kind-costs.js';
 import { batchShape } from '../../gateway/batching/batch-rows.js';
 import { type BatchRunner, type BatchSlots, DynamicBatcher } from '../../gateway/batching/dynamic-batcher.js';
-import { batchingPolicyFromConfig } from '../../gateway/batching/policy.js';
+import { batchingPolicy } from '../helpers/batching-policy.js';
 import { Dispatcher } from '../../gateway/scheduling/dispatcher.js';
 import { type ExecutionResult, type InferJob } from '../../gateway/scheduling/execution.js';
 import { InstanceSlots, noteTiming, type Placement } from '../../gateway/scheduling/instance-slots.js';
@@ -21,19 +21,6 @@ const MS = 1e6;
 const gpuNs = (): number => 2 * MS;
 /** A CPU-like curve: 0.5 ms a row. */
 const cpuNs = (rows: number): number => 0.5 * MS * rows;
-
-/** Dynamic batching of up to `maxBatch` rows with Triton's defaults otherwise (no delay, no preferred sizes). */
-function policyOf(maxBatch: number): ReturnType<typeof batchingPolicyFromConfig> {
-  return batchingPolicyFromConfig(maxBatch, {
-    preferredBatchSize: [],
-    maxQueueDelayMicroseconds: 0n,
-    preserveOrdering: false,
-    priorityLevels: 0n,
-    defaultPriorityLevel: 0n,
-    defaultQueuePolicy: undefined,
-    priorityQueuePolicy: new Map(),
-  });
-}
 
 /** One instance's slot, taken from the start when `held` (work from before), freed by release(). */
 function oneSlot(held: boolean): BatchSlots<number> {
@@ -286,7 +273,7 @@ class KindRunner implements BatchRunner<string> {
 describe('DynamicBatcher by kind', () => {
   it('each execution teaches its own kind’s model, and the batcher decides with the lead kind’s', async () => {
     const slots = new TwoKindSlots();
-    const policy = policyOf(64);
+    const policy = batchingPolicy(64);
     const batcher = new DynamicBatcher({ modelKey: 'm/1', slots, dispatcher: new KindRunner(slots), policy });
     const job = (): InferJob => ({
       inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 1], data: new Uint8Array(4) }],
@@ -315,7 +302,7 @@ describe('DynamicBatcher shedding by kind', () => {
   function sixthAfterTwoRunning(cpuMs: number): { error?: unknown } {
     const slots = new TwoKindSlots();
     const runner: BatchRunner<string> = { run: () => new Promise<ExecutionResult>(() => {}) };
-    const policy = policyOf(2);
+    const policy = batchingPolicy(2);
     const batcher = new DynamicBatcher({ modelKey: 'm/1', slots, dispatcher: runner, policy, clock });
     for (let i = 0; i < 4; i++) {
       for (const rows of [1, 2]) {
@@ -377,7 +364,7 @@ describe('SLO batching by kind', () => {
         return new Promise<ExecutionResult>(() => {});
       },
     };
-    const policy = policyOf(64);
+    const policy = batchingPolicy(64);
     const batcher = new DynamicBatcher({ modelKey: 'm/1', slots, dispatcher: runner, policy, clock, shedding: false, sloNs: 25_000_000n });
     // The GPU: 2 ms whatever the rows; the CPU: 1 ms + 0.5 ms a row (64 rows: 33 ms, past the SLO).
     for (let i = 0; i < 4; i++) {
@@ -415,7 +402,7 @@ describe('DynamicBatcher by shape', () => {
         return { outputs: [], computeInputNs: 0, computeInferNs: width * 1_000, computeOutputNs: 0, workerId: kind, instanceKind: 'cpu' };
       },
     };
-    const policy = policyOf(8);
+    const policy = batchingPolicy(8);
     const batcher = new DynamicBatcher({ modelKey: 'm/1', slots, dispatcher: runner, policy });
     const row = (width: number) => ({ name: 'x', datatype: 'FP32' as const, shape: [1, width], data: new Uint8Array(4 * width) });
     const call = (width: number): Promise<unknown> => batcher.enqueue({ inputs: [row(width)], outputs: [], signal: new AbortController().signal, deadline: Infinity, batchSize: 1 });
@@ -443,7 +430,7 @@ describe('SLO batching by shape', () => {
         return new Promise<ExecutionResult>(() => {});
       },
     };
-    const policy = policyOf(64);
+    const policy = batchingPolicy(64);
     const batcher = new DynamicBatcher({ modelKey: 'm/1', slots, dispatcher: runner, policy, clock, shedding: false, sloNs: 25_000_000n });
     const row = (width: number) => ({ name: 'x', datatype: 'FP32' as const, shape: [1, width], data: new Uint8Array(4 * width) });
     const shortKey = batchShape([row(16)]).key;
@@ -504,7 +491,7 @@ describe('SLO batching by shape: arrivals', () => {
         return { outputs: [], computeInputNs: 0, computeInferNs: 0, computeOutputNs: 0, workerId: 'w' };
       },
     };
-    const policy = policyOf(64);
+    const policy = batchingPolicy(64);
     const batcher = new DynamicBatcher({ modelKey: 'm/1', slots, dispatcher: runner, policy, clock, shedding: false, sloNs: 200_000_000n });
     const row = (width: number) => ({ name: 'x', datatype: 'FP32' as const, shape: [1, width], data: new Uint8Array(4 * width) });
     const long = batchShape([row(4096)]).key;

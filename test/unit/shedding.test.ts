@@ -4,7 +4,7 @@ import { type Clock } from '../../gateway/batching/clock.js';
 import { CostModel, estimate, STALE_EXECUTIONS } from '../../core/cost-model.js';
 import { decide, type QueueEntry } from '../../gateway/batching/decide.js';
 import { type BatchRunner, type BatchSlots, DynamicBatcher } from '../../gateway/batching/dynamic-batcher.js';
-import { batchingPolicyFromConfig } from '../../gateway/batching/policy.js';
+import { batchingPolicy } from '../helpers/batching-policy.js';
 import {
   backlogDrainScale,
   drainedNs,
@@ -181,15 +181,7 @@ describe('standsTooLong: a standing queue ahead of a caller with a deadline', ()
 });
 
 describe('decide with a shedding lead', () => {
-  const policy = batchingPolicyFromConfig(4, {
-    preferredBatchSize: [],
-    maxQueueDelayMicroseconds: 0n,
-    preserveOrdering: false,
-    priorityLevels: 0n,
-    defaultPriorityLevel: 0n,
-    defaultQueuePolicy: undefined,
-    priorityQueuePolicy: new Map(),
-  });
+  const policy = batchingPolicy(4);
   const entry = (id: string, deadlineNs: bigint | undefined): QueueEntry & { id: string } => ({
     id,
     rows: 1,
@@ -298,15 +290,7 @@ describe('DynamicBatcher shedding', () => {
     const clock = new FakeClock();
     const slots = new Slots(1);
     const runner = new Runner(slots, clock, 10);
-    const policy = batchingPolicyFromConfig(2, {
-      preferredBatchSize: [],
-      maxQueueDelayMicroseconds: 0n,
-      preserveOrdering: false,
-      priorityLevels: 0n,
-      defaultPriorityLevel: 0n,
-      defaultQueuePolicy: undefined,
-      priorityQueuePolicy: new Map(),
-    });
+    const policy = batchingPolicy(2);
     const batcher = new DynamicBatcher({ modelKey: 'slow/1', slots, dispatcher: runner, policy, clock, shedding });
     const submit = (deadlineInMs: number): { error?: unknown; result?: JobResult } => {
       const out: { error?: unknown; result?: JobResult } = {};
