@@ -34,9 +34,26 @@ export function batchShape(inputs: readonly Tensor[], ragged?: ReadonlySet<strin
 }
 
 /**
- * A batchShape key as people read it: each input's name, datatype and
- * shape with -1 for the batch dimension (`ragged` for a ragged input),
- * e.g. `INPUT FP32 [-1,128]; MASK BOOL [-1,128]`.
+ * The key of a request run on its own (a model without dynamic batching):
+ * input names, datatypes and dims from `fromDim` (1 for a model that
+ * batches, whose first dim is rows; 0 for one that does not, whose every dim
+ * is its own), in name order. Requests of equal keys cost alike per row: the
+ * shape key of the per-shape cost models (core/kind-costs.ts). With
+ * fromDim 1 it reads as batchShape's key, but a ragged input's dims count
+ * too: run alone, its length is its cost.
+ */
+export function runShapeKey(inputs: readonly Tensor[], fromDim: 0 | 1): string {
+  const sorted = inputs.length <= 1 ? inputs : [...inputs].sort(byName);
+  let key = '';
+  for (const t of sorted) key += `${t.name}\u0000${t.datatype}\u0000${fromDim === 1 ? `${t.shape.length}:${innerDims(t.shape)}` : `=${t.shape.join(',')}`}\u0001`;
+  return key;
+}
+
+/**
+ * A batchShape or runShapeKey key as people read it: each input's name,
+ * datatype and shape with -1 for the batch dimension (`ragged` for a ragged
+ * input), e.g. `INPUT FP32 [-1,128]; MASK BOOL [-1,128]`; a model that does
+ * not batch shows its dims as they were, e.g. `IMAGE UINT8 [3,480,640]`.
  */
 export function shapeLabel(key: string): string {
   const parts: string[] = [];
@@ -45,6 +62,11 @@ export function shapeLabel(key: string): string {
     const [name = '', datatype = '', dims = ''] = input.split('\u0000');
     if (dims === '*') {
       parts.push(`${name} ${datatype} ragged`);
+      continue;
+    }
+    if (dims.startsWith('=')) {
+      // A runShapeKey of a model that does not batch: every dim is the request's own.
+      parts.push(`${name} ${datatype} [${dims.slice(1)}]`);
       continue;
     }
     const inner = dims.slice(dims.indexOf(':') + 1);

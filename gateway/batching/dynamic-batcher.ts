@@ -285,7 +285,10 @@ export class DynamicBatcher<P> implements Scheduler {
     const parallel = this.#parallel();
     const running = ((cost(this.#lastRows || 1) ?? 0) * this.#running.size) / (2 * parallel);
     // The rows ahead in batches of max_batch_size: a backlog is cut that large while its members stay in time.
-    const ahead = expectedFinishNs({ rowsAhead, maxBatch: this.#policy.maxBatchSize, parallel }, cost);
+    // Its own batch, where shapes vary, by its shape's model once trusted: only rows of its shape run with it.
+    const shaped = this.costs.variableShapes ? this.costs.shapeModel(this.costs.leadKind, entry.shapeKey) : undefined;
+    const ownCost = shaped?.trusted === true ? (rows: number): number | undefined => shaped.computeNs(rows) : cost;
+    const ahead = expectedFinishNs({ rowsAhead, maxBatch: this.#policy.maxBatchSize, parallel }, cost, ownCost);
     if (ahead === undefined) return false;
     // Under a backlog, what the queue has taken per row lately, costs beyond compute included (drain-rate.ts),
     // bounds the wait from below: the rows ahead and half of those out, each at the rate of the batches it runs in.

@@ -88,17 +88,19 @@ export interface BacklogEstimate {
  * full batches spread over the instances; undefined while the cost model is
  * cold. Work already running is not counted, so this errs early: a request
  * shed by it would have missed its deadline by this estimate even so.
+ * `lastCost`: the cost of the last batch, the request's own (its shape's
+ * model where shapes vary); `cost` by default.
  */
-export function expectedFinishNs(b: BacklogEstimate, cost: (rows: number) => number | undefined): number | undefined {
+export function expectedFinishNs(b: BacklogEstimate, cost: (rows: number) => number | undefined, lastCost = cost): number | undefined {
+  if (b.rowsAhead <= 0) return 0;
   const full = Math.floor(b.rowsAhead / b.maxBatch);
   const rest = b.rowsAhead - full * b.maxBatch;
-  const fullNs = full > 0 ? cost(b.maxBatch) : 0;
-  const restNs = rest > 0 ? cost(rest) : 0;
-  if (fullNs === undefined || restNs === undefined) return undefined;
   // The last batch runs on one instance; those before it share them all.
-  const before = full > 0 && rest === 0 ? (full - 1) * fullNs : full * fullNs;
-  const last = rest > 0 ? restNs : fullNs;
-  return before / Math.max(1, b.parallel) + last;
+  const before = rest === 0 ? full - 1 : full;
+  const beforeNs = before > 0 ? cost(b.maxBatch) : 0;
+  const last = lastCost(rest > 0 ? rest : b.maxBatch);
+  if (beforeNs === undefined || last === undefined) return undefined;
+  return (before * beforeNs) / Math.max(1, b.parallel) + last;
 }
 
 /**

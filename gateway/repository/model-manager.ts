@@ -895,7 +895,7 @@ export class ModelManager {
               sloNs: BigInt(Math.round(sloMs * 1e6)),
               batchIo,
             })
-          : new DirectScheduler(v.key, slots, dispatcher, this.#options.maxQueueSize, stats, undefined, batchIo);
+          : new DirectScheduler({ modelKey: v.key, slots, dispatcher, maxQueueSize: this.#options.maxQueueSize, observer: stats, batchIo, batched: config.maxBatchSize > 0 });
       if (sequence) {
         scheduler = new SequenceScheduler({
           modelName: v.name,

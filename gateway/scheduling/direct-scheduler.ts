@@ -12,9 +12,24 @@ import { abortError, type ExecutionObserver, type InferJob, type JobResult, type
 import { type InstanceSlots, type Placement } from './instance-slots.js';
 import { type BatchIoPlan } from '../../models/config/batch-io-config.js';
 import { joinBatch, splitBatch } from '../batching/batch-io.js';
+import { RunShapes } from './run-shapes.js';
 
 /** Weight of the latest execution in the moving mean of compute that sizes the executions sent ahead. */
 const RUN_NS_ALPHA = 0.1;
+
+export interface DirectSchedulerOptions {
+  readonly modelKey: string;
+  readonly slots: InstanceSlots;
+  readonly dispatcher: Dispatcher;
+  readonly maxQueueSize: number;
+  readonly observer?: ExecutionObserver | undefined;
+  /** Wall clock in ms, the clock of jobs' deadlines (tests pass their own). */
+  readonly now?: () => number;
+  /** Ragged inputs, batch inputs and batch outputs of a batching model without dynamic batching. */
+  readonly batchIo?: BatchIoPlan | undefined;
+  /** The model batches (max_batch_size > 0): its inputs' first dim is rows, not part of their shape. */
+  readonly batched?: boolean;
+}
 
 interface Waiting extends FairEntry<Waiting> {
   readonly job: InferJob;
@@ -38,6 +53,9 @@ interface Waiting extends FairEntry<Waiting> {
  * arrival only its own tenant's queue is counted ahead of it, and no
  * transport), so a shed request would have missed for certain by them.
  * Nothing is shed while nothing runs: only executions correct the estimate.
+ * Where the version's shapes vary (run-shapes.ts), a request's own run is
+ * estimated by its shape's model once trusted, and each request ahead, of a
+ * shape not known here, at the quickest run lately.
  *
  * Short runs are sent several ahead per instance (core/pipelining.ts), from
  * a moving mean of the executions' compute time: a worker then takes and
@@ -54,32 +72,24 @@ export class DirectScheduler implements Scheduler {
   readonly #unsubscribe: () => void;
   readonly #now: () => number;
   readonly #batchIo: BatchIoPlan | undefined;
+  readonly #shapes: RunShapes;
   #stopped: Error | undefined;
   /** Execution time by rows, per instance kind, learned from this version's executions (as the batcher's). */
   readonly costs = new KindCosts();
   /** Moving mean of an execution's compute (ns), for how many to send ahead; 0 until one ran. */
   #runNs = 0;
 
-  constructor(
-    modelKey: string,
-    slots: InstanceSlots,
-    dispatcher: Dispatcher,
-    maxQueueSize: number,
-    observer?: ExecutionObserver,
-    /** Wall clock in ms, the clock of jobs' deadlines (tests pass their own). */
-    now: () => number = Date.now,
-    /** Ragged inputs, batch inputs and batch outputs of a batching model without dynamic batching. */
-    batchIo?: BatchIoPlan,
-  ) {
-    this.#batchIo = batchIo;
-    this.#now = now;
-    this.#modelKey = modelKey;
-    this.#observer = observer;
-    this.#slots = slots;
-    this.#dispatcher = dispatcher;
-    this.#maxQueueSize = maxQueueSize;
-    this.#unsubscribe = slots.onFree(() => this.#drain());
-    slots.expectBy((rows, kind) => this.costs.of(kind).computeNs(rows));
+  constructor(options: DirectSchedulerOptions) {
+    this.#batchIo = options.batchIo;
+    this.#now = options.now ?? Date.now;
+    this.#modelKey = options.modelKey;
+    this.#observer = options.observer;
+    this.#slots = options.slots;
+    this.#dispatcher = options.dispatcher;
+    this.#maxQueueSize = options.maxQueueSize;
+    this.#shapes = new RunShapes(options.batched ?? false);
+    this.#unsubscribe = this.#slots.onFree(() => this.#drain());
+    this.#slots.expectBy((rows, kind) => this.costs.of(kind).computeNs(rows));
   }
 
   /** The cost model it decides with: its lead kind's (the one holding the most instances). */
@@ -165,8 +175,18 @@ export class DirectScheduler implements Scheduler {
    * behind a standing queue (standsTooLong, each request its own execution).
    */
   #shed(job: InferJob, runs: number, queued?: number): ServingError | undefined {
-    if (!Number.isFinite(job.deadline) || this.#running.size === 0 || !this.cost.trusted) return undefined;
-    const finishMs = (runs * (this.cost.computeNs(Math.max(1, job.batchSize)) ?? 0)) / 1e6;
+    const cost = this.cost;
+    if (!Number.isFinite(job.deadline) || this.#running.size === 0 || !cost.trusted) return undefined;
+    const rows = Math.max(1, job.batchSize);
+    let own = cost.computeNs(rows) ?? 0;
+    let each = own;
+    if (this.costs.variableShapes) {
+      // Its own run by its shape's model; those ahead, of shapes not known here, at the quickest run lately.
+      const shaped = this.costs.shapeModel(this.costs.leadKind, this.#shapes.keyOf(job.inputs));
+      if (shaped?.trusted === true) own = shaped.computeNs(rows) ?? own;
+      each = cost.computeFloorNs(rows) ?? each;
+    }
+    const finishMs = ((runs - 1) * each + own) / 1e6;
     const untilMs = job.deadline - this.#now();
     // A deadline already passed is the dispatcher's DEADLINE_EXCEEDED, not a shed.
     if (!(untilMs > 0)) return undefined;
@@ -214,7 +234,11 @@ export class DirectScheduler implements Scheduler {
     }
     const run = this.#dispatcher.run(placement, inputs, job.outputs, job.deadline, job.trace ? [job.trace] : undefined, Math.max(1, job.batchSize)).then((execution) => {
       const computeNs = execution.computeInputNs + execution.computeInferNs + execution.computeOutputNs;
-      (execution.instanceKind === undefined ? this.cost : this.costs.of(execution.instanceKind)).observe(Math.max(1, job.batchSize), computeNs);
+      const kind = execution.instanceKind ?? this.#slots.leadKind;
+      const rows = Math.max(1, job.batchSize);
+      this.costs.of(kind).observe(rows, computeNs);
+      // Where its shapes vary, each shape's model learns its own runs too (a version of one shape keeps none).
+      this.costs.noteShape(kind, this.#shapes.keyOf(job.inputs))?.observe(rows, computeNs);
       this.#runNs = this.#runNs === 0 ? computeNs : this.#runNs + RUN_NS_ALPHA * (computeNs - this.#runNs);
       this.#slots.setAhead(executionsAhead(this.#runNs));
       this.#observer?.executed(job.batchSize, execution);

@@ -4,8 +4,9 @@ import { type ExecuteRequest } from '../../proto/gen/worker.js';
 /**
  * A worker connection for scheduler unit tests: records what it ran (each
  * execution's first input name) and answers only when the test says so,
- * reporting `computeInferNs` of compute per execution (and `waitNs` in the
- * worker for the instance, when given).
+ * reporting `computeInferNs` of compute per execution, or what it says for
+ * the execution's request (and `waitNs` in the worker for the instance, when
+ * given).
  */
 export class FakeWorker {
   readonly endpoint: { readonly id: string; readonly maxAheadPerInstance?: number };
@@ -14,7 +15,7 @@ export class FakeWorker {
 
   /** `maxAheadPerInstance`: as a worker the gateway started (absent: a registered one). */
   constructor(
-    private readonly computeInferNs = 0n,
+    private readonly computeInferNs: bigint | ((request: ExecuteRequest) => bigint) = 0n,
     maxAheadPerInstance?: number,
     private readonly waitNs?: number,
   ) {
@@ -27,7 +28,8 @@ export class FakeWorker {
     return new Promise((resolve) => {
       this.#pending.push(() => {
         done?.(false);
-        const answer = { outputs: [], computeInputNs: 0n, computeInferNs: this.computeInferNs, computeOutputNs: 0n };
+        const computeInferNs = typeof this.computeInferNs === 'bigint' ? this.computeInferNs : this.computeInferNs(request);
+        const answer = { outputs: [], computeInputNs: 0n, computeInferNs, computeOutputNs: 0n };
         resolve(this.waitNs === undefined ? answer : { ...answer, outstanding: 0, waitNs: this.waitNs });
       });
     });

@@ -60,8 +60,12 @@ describe('GET /v2/models/{m}/batching', () => {
     await mkdir(join(repo, 'rows', '1'), { recursive: true });
     await writeFile(join(repo, 'rows', '1', 'model.onnx'), buildModel('row_sum'));
     await writeFile(join(repo, 'rows', 'config.pbtxt'), 'max_batch_size: 8\ndynamic_batching { }\n');
+    // The same without batching: every dim is the request's own, and each request runs alone.
+    await mkdir(join(repo, 'plain_rows', '1'), { recursive: true });
+    await writeFile(join(repo, 'plain_rows', '1', 'model.onnx'), buildModel('row_sum'));
+    await writeFile(join(repo, 'plain_rows', 'config.pbtxt'), 'max_batch_size: 0\n');
     const tenants = join(repo, 'tenants.yaml');
-    await writeFile(tenants, ['tenants:', '  app:', `    keys: [ "${hashKey(KEY)}" ]`, '    models: [ "slo", "fixed", "plain", "rows" ]', ''].join('\n'));
+    await writeFile(tenants, ['tenants:', '  app:', `    keys: [ "${hashKey(KEY)}" ]`, '    models: [ "slo", "fixed", "plain", "rows", "plain_rows" ]', ''].join('\n'));
     gw = await startGateway(['--model-repository', repo, '--workers', '1', '--log-level', 'warn', '--tenants', tenants]);
     url = httpUrlOf(gw);
   });
@@ -147,6 +151,30 @@ describe('GET /v2/models/{m}/batching', () => {
     expect(status).toBe(200);
     expect(body).toMatchObject({ model: 'plain', scheduler: 'direct', queued: 0 });
     expect(body.cost_model.executions).toBeGreaterThanOrEqual(5);
+  });
+
+  it('a model without dynamic batching whose shapes vary: a cost model per shape, by every dim', async () => {
+    const call = (width: number): Promise<unknown> =>
+      gw.client.modelInfer(
+        { modelName: 'plain_rows', modelVersion: '', id: '', parameters: {}, inputs: [{ name: 'INPUT', datatype: 'FP32', shape: [1n, BigInt(width)], parameters: {} }], outputs: [], rawInputContents: [Buffer.alloc(4 * width, 1)] },
+        { metadata: auth },
+      );
+    for (let i = 0; i < 3; i++) await call(16);
+    expect((await get('/v2/models/plain_rows/batching')).body).not.toHaveProperty('shape_cost_models');
+    for (let i = 0; i < 6; i++) {
+      await call(262_144);
+      await call(16);
+    }
+    const { body } = await get('/v2/models/plain_rows/batching');
+    expect(body).toMatchObject({ scheduler: 'direct' });
+    const shapes = (body as unknown as { shape_cost_models: (CostModelJson & { shape: string })[] }).shape_cost_models;
+    expect(shapes.map((m) => [m.shape, m.kind, m.executions])).toEqual([
+      ['INPUT FP32 [1,16]', 'cpu', 6],
+      ['INPUT FP32 [1,262144]', 'cpu', 6],
+    ]);
+    expect(body.cost_model.executions).toBe(15);
+    const oneRun = (m: CostModelJson): number => m.expected.find((e) => e.rows === 1)?.compute_ms ?? NaN;
+    expect(oneRun(shapes[1] as CostModelJson)).toBeGreaterThan(oneRun(shapes[0] as CostModelJson));
   });
 
   it('an unknown model or version is 404, with the words of the other model endpoints', async () => {

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { type Datatype } from '../../core/datatypes.js';
 import { ServingError } from '../../core/errors.js';
 import { type Tensor } from '../../core/tensor.js';
-import { batchShape, joinRows, shapeLabel, splitRows } from '../../gateway/batching/batch-rows.js';
+import { batchShape, joinRows, runShapeKey, shapeLabel, splitRows } from '../../gateway/batching/batch-rows.js';
 import { tensorOf } from '../helpers/joined-tensor.js';
 import { joinBytesElements, splitBytesElements } from '../../gateway/tensor/bytes-elements.js';
 
@@ -38,6 +38,29 @@ describe('shapeLabel', () => {
     expect(shapeLabel(batchShape([fp32('X', [4], [0, 0, 0, 0])]).key)).toBe('X FP32 [-1]');
     expect(shapeLabel(batchShape([fp32('X', [1, 2, 2], [0, 0, 0, 0])]).key)).toBe('X FP32 [-1,2,2]');
     expect(shapeLabel(batchShape([fp32('X', [1, 3], [0, 0, 0])], new Set(['X'])).key)).toBe('X FP32 ragged');
+  });
+});
+
+describe('runShapeKey', () => {
+  const image = (shape: number[]): Tensor => t('IMAGE', 'UINT8', shape, new Uint8Array(shape.reduce((a, b) => a * b, 1)));
+  it('of a model that batches: the dims past the rows, as a batch key reads', () => {
+    expect(runShapeKey([image([2, 3, 4])], 1)).toBe(batchShape([image([2, 3, 4])]).key);
+    expect(runShapeKey([image([5, 3, 4])], 1)).toBe(runShapeKey([image([2, 3, 4])], 1));
+    expect(shapeLabel(runShapeKey([image([2, 3, 4])], 1))).toBe('IMAGE UINT8 [-1,3,4]');
+  });
+
+  it('of a model that does not batch: every dim, shown as it was', () => {
+    expect(runShapeKey([image([2, 3, 4])], 0)).not.toBe(runShapeKey([image([5, 3, 4])], 0));
+    expect(shapeLabel(runShapeKey([image([3, 480, 640])], 0))).toBe('IMAGE UINT8 [3,480,640]');
+    expect(shapeLabel(runShapeKey([image([])], 0))).toBe('IMAGE UINT8 []');
+  });
+
+  it('in name order, whatever order the inputs came in; a ragged input\'s dims count (run alone, its length is its cost)', () => {
+    const a = fp32('A', [1, 2], [0, 0]);
+    const b = fp32('B', [1, 3], [0, 0, 0]);
+    expect(runShapeKey([b, a], 1)).toBe(runShapeKey([a, b], 1));
+    expect(shapeLabel(runShapeKey([b, a], 0))).toBe('A FP32 [1,2]; B FP32 [1,3]');
+    expect(runShapeKey([fp32('X', [1, 3], [0, 0, 0])], 1)).not.toBe(runShapeKey([fp32('X', [1, 4], [0, 0, 0, 0])], 1));
   });
 });
 

@@ -16,7 +16,7 @@ function setup(maxQueueSize: number, workerWaitNs?: number) {
   const worker = new FakeWorker(0n, undefined, workerWaitNs);
   const slots = new InstanceSlots();
   slots.add(worker as unknown as WorkerConnection, 1);
-  const scheduler = new DirectScheduler('m/1', slots, new Dispatcher('m/1', slots), maxQueueSize);
+  const scheduler = new DirectScheduler({ modelKey: 'm/1', slots, dispatcher: new Dispatcher('m/1', slots), maxQueueSize });
   const counts = new Map<string, number>();
   const submit = (tenant: JobTenant): Promise<unknown> => {
     const n = (counts.get(tenant.name) ?? 0) + 1;

@@ -19,7 +19,7 @@ function setup() {
   const slots = new InstanceSlots();
   slots.add(worker as unknown as WorkerConnection, 1);
   let now = 1_000_000;
-  const scheduler = new DirectScheduler('m/1', slots, new Dispatcher('m/1', slots), 100, undefined, () => now);
+  const scheduler = new DirectScheduler({ modelKey: 'm/1', slots, dispatcher: new Dispatcher('m/1', slots), maxQueueSize: 100, now: () => now });
   const outcomes = new Map<string, string>();
   const submit = (name: string, deadlineInMs = Infinity): Promise<void> => {
     const job: InferJob = {

@@ -67,7 +67,7 @@ describe('DirectScheduler sends short runs ahead', () => {
     const worker = new FakeWorker(computeNs, maxAhead);
     const slots = new InstanceSlots();
     slots.add(worker as unknown as WorkerConnection, 1);
-    const scheduler = new DirectScheduler('m/1', slots, new Dispatcher('m/1', slots), 100);
+    const scheduler = new DirectScheduler({ modelKey: 'm/1', slots, dispatcher: new Dispatcher('m/1', slots), maxQueueSize: 100 });
     const submit = (name: string): Promise<unknown> => {
       const job: InferJob = {
         inputs: [{ name, datatype: 'FP32', shape: [1], data: new Uint8Array(4) }],

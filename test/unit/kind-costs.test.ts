@@ -419,6 +419,37 @@ describe('DynamicBatcher by shape', () => {
   });
 });
 
+describe('DynamicBatcher shedding by shape', () => {
+  it('estimates a request\'s own batch by its shape\'s model: a long row behind short ones is shed where the version\'s model admits it', async () => {
+    const clock = { now: (): bigint => 1_000_000_000n, epochMs: (): number => 1_700_000_000_000, setTimeout: (): (() => void) => () => {} };
+    const runner: BatchRunner<number> = { run: () => new Promise<ExecutionResult>(() => {}) };
+    const batcher = new DynamicBatcher({ modelKey: 'm/1', slots: oneSlot(false), dispatcher: runner, policy: batchingPolicy(4), clock });
+    const row = (width: number) => ({ name: 'x', datatype: 'FP32' as const, shape: [1, width], data: new Uint8Array(4 * width) });
+    // The version's model, taught by short rows: 1 ms + 0.1 ms a row. Long rows: 1 ms + 10 ms a row.
+    for (let i = 0; i < 4; i++) {
+      for (const rows of [1, 2, 4]) {
+        batcher.costs.of('cpu').observe(rows, (1 + 0.1 * rows) * MS);
+        batcher.costs.noteShape('cpu', batchShape([row(16)]).key)?.observe(rows, (1 + 0.1 * rows) * MS);
+        batcher.costs.noteShape('cpu', batchShape([row(4096)]).key)?.observe(rows, (1 + 10 * rows) * MS);
+      }
+    }
+    const outcome = (width: number, deadlineInMs = Infinity): Promise<string> =>
+      batcher
+        .enqueue({ inputs: [row(width)], outputs: [], signal: new AbortController().signal, deadline: clock.epochMs() + deadlineInMs, batchSize: 1 })
+        .then(
+          () => 'OK',
+          (e: Error) => e.message,
+        );
+    // One batch running (never answered), then 8 short rows queued: two batches of 4 ahead of whatever comes next.
+    for (let i = 0; i < 9; i++) void outcome(16);
+    const late = await Promise.race([outcome(4096, 10), new Promise<string>((r) => setImmediate(() => r('admitted')))]);
+    // 2 batches of 4 short rows (2.8 ms), half the one running and its own batch of one long row (11 ms): past 10 ms.
+    expect(late).toMatch(/^Request timeout expired: model 'm\/1' shed the request before it ran: it would finish in 14 ms, its deadline is in 10 ms$/);
+    // A short row behind the same queue: its own batch 1.1 ms, 4.5 ms in all.
+    expect(await Promise.race([outcome(16, 10), new Promise<string>((r) => setImmediate(() => r('admitted')))])).toBe('admitted');
+  });
+});
+
 describe('SLO batching by shape', () => {
   it('sizes a batch of long rows by their own model once trusted, not by the version’s, which short rows taught', () => {
     const clock = { now: (): bigint => 1_000_000_000n, epochMs: (): number => 1_700_000_000_000, setTimeout: (): (() => void) => () => {} };
