@@ -9,6 +9,22 @@ export { VersionMetrics } from './version-metrics.js';
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
 
+/**
+ * `read`, taken once per scrape: prom-client collects every metric of a
+ * scrape in one synchronous pass, so what is read is kept until the loop's
+ * next turn and given to the other metrics of the same scrape.
+ */
+export function oncePerScrape<T>(read: () => Iterable<T>): () => readonly T[] {
+  let kept: T[] | undefined;
+  return () => {
+    if (kept === undefined) {
+      kept = [...read()];
+      setImmediate(() => (kept = undefined));
+    }
+    return kept;
+  };
+}
+
 export interface PendingCount {
   readonly model: string;
   readonly version: string;
@@ -225,7 +241,8 @@ export class MetricsRegistry {
         for (const s of slos()) this.inc({ model: s.model, version: s.version }, s.computedPastDeadline);
       },
     });
-    const shares = (): Iterable<WorkerShareSample> => this.#workerShares();
+    // Five metrics read the shares at each scrape, and building them walks every placement: read once per scrape.
+    const shares = oncePerScrape((): Iterable<WorkerShareSample> => this.#workerShares());
     const WL = [...VL, 'worker'] as const;
     new Counter({
       name: 'fabriek_worker_executions_total',

@@ -13,7 +13,7 @@ import {
 } from '../../core/errors.js';
 import { failureReason } from '../../gateway/metrics/failure-reason.js';
 import { nvidiaSmiReader, parseNvidiaSmi } from '../../gateway/metrics/gpu.js';
-import { MetricsRegistry } from '../../gateway/metrics/registry.js';
+import { MetricsRegistry, oncePerScrape } from '../../gateway/metrics/registry.js';
 import { createMetricsServer } from '../../gateway/metrics/server.js';
 import { type ExecutionResult, type JobResult } from '../../gateway/scheduling/execution.js';
 import { ModelVersionStatistics } from '../../gateway/stats/model-statistics.js';
@@ -36,6 +36,38 @@ function sample(text: string, series: string): number | undefined {
 const bare = (): MetricsRegistry => new MetricsRegistry({ defaultMetrics: false, gpu: false });
 
 describe('MetricsRegistry', () => {
+  it('reads the workers\' shares once per scrape for the five metrics that show them', async () => {
+    const metrics = bare();
+    let reads = 0;
+    metrics.setWorkerShareProvider(function* () {
+      reads++;
+      yield { model: 'm', version: '1', worker: 'w0', sent: 7, out: 1, executionSeconds: 0.002, othersWaitSeconds: 0.01, computeRatio: 1.5 };
+      yield { model: 'm', version: '1', worker: 'w1', sent: 3, out: 0, executionSeconds: undefined, othersWaitSeconds: undefined, computeRatio: undefined };
+    });
+    const text = await metrics.metrics();
+    expect(reads).toBe(1);
+    // Each metric got the whole reading, though the provider is a generator that can be walked once.
+    expect(sample(text, 'fabriek_worker_executions_total{model="m",version="1",worker="w0"}')).toBe(7);
+    expect(sample(text, 'fabriek_worker_executions_total{model="m",version="1",worker="w1"}')).toBe(3);
+    expect(sample(text, 'fabriek_worker_executions_out{model="m",version="1",worker="w0"}')).toBe(1);
+    expect(sample(text, 'fabriek_worker_execution_seconds{model="m",version="1",worker="w0"}')).toBe(0.002);
+    expect(sample(text, 'fabriek_worker_compute_ratio{model="m",version="1",worker="w0"}')).toBe(1.5);
+    expect(sample(text, 'fabriek_worker_others_wait_seconds{model="m",version="1",worker="w0"}')).toBe(0.01);
+    expect(sample(text, 'fabriek_worker_compute_ratio{model="m",version="1",worker="w1"}')).toBeUndefined();
+    // The next scrape reads afresh.
+    await new Promise((r) => setImmediate(r));
+    await metrics.metrics();
+    expect(reads).toBe(2);
+  });
+
+  it('oncePerScrape keeps a reading until the loop turns', async () => {
+    let n = 0;
+    const read = oncePerScrape(() => [++n]);
+    expect([read(), read()]).toEqual([[1], [1]]);
+    await new Promise((r) => setImmediate(r));
+    expect(read()).toEqual([2]);
+  });
+
   it('counts known events exactly, through ModelVersionStatistics', async () => {
     const metrics = bare();
     const stats = new ModelVersionStatistics(metrics.forVersion('simple', '1'));
