@@ -6,15 +6,7 @@ import { type LoadLevel } from './load/level.js';
 import { type Distribution } from './load/schedule.js';
 import { RAW_ORT_PROVIDERS, type RawOrtProvider } from './baselines/raw-ort.js';
 import { type Baseline, LOAD_CLIENTS, type LoadClient, type PerfOptions } from './perf.js';
-
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
-
-/** A run that cannot go on for a reason the user can act on (exit code 1, the message without a stack). */
-export class BenchError extends Error {
-  override name = 'BenchError';
-}
+import { UsageError } from './bench-errors.js';
 
 /** Runs parseArgs, with its errors as UsageError (exit code 2 and the usage). */
 export function parsed<T>(parse: () => T): T {

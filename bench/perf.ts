@@ -18,7 +18,7 @@ import { type LevelResult, type LoadLevel, inferSender, runLevel } from './load/
 import { cacheHitRate, readModelStats } from './load/server-stats.js';
 import { type StabilityRule } from './load/stability.js';
 import { type WindowOptions } from './load/windows.js';
-import { BenchError } from './options.js';
+import { BenchError } from './bench-errors.js';
 import { toCsv } from './report/csv.js';
 import { mdTable, textTable } from './report/format.js';
 import { CACHE_OFF_SERIES, ECHO_SERIES, OFF_SERIES, SERVER_SERIES, levelTable, loadLabel, rawOrtTable, roundMedians } from './report/levels-table.js';

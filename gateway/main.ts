@@ -43,7 +43,7 @@ import { defaultMemoryBudget } from './repository/memory-budget.js';
 import { totalmem } from 'node:os';
 import { startTracing, stopTracing, traceControl, WORKER_TRACE_URL_ENV } from '../core/tracing.js';
 import { InProcessWorkers } from './scheduling/in-process-workers.js';
-import { WorkerSupervisor } from './scheduling/worker-supervisor.js';
+import { type LocalWorkers, WorkerSupervisor } from './scheduling/worker-supervisor.js';
 import { type WorkerLink } from './scheduling/worker-link.js';
 import { type GatewayChild } from './cluster/child.js';
 import { DirectScheduler } from './scheduling/direct-scheduler.js';
@@ -77,9 +77,6 @@ import { SystemSharedMemory } from './shared-memory/system-shared-memory.js';
 export const EXTENSIONS = ['classification', 'binary_tensor_data', 'model_configuration', 'model_repository', 'model_repository(unload_dependents)', 'schedule_policy', 'statistics', 'parameters', 'logging', 'trace'] as const;
 
 export { StartupError };
-
-/** What a gateway needs of its local workers: a WorkerSupervisor, or (a cluster child) the primary's workers. */
-export type LocalWorkers = Pick<WorkerSupervisor, 'start' | 'stop' | 'stopRestarting' | 'pids' | 'setLogLevel'>;
 
 export interface RunningGateway {
   readonly grpcPort: number;

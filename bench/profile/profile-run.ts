@@ -18,7 +18,8 @@ import { httpUrlOf, startGateway } from '../load/child-server.js';
 import { closedLoop } from '../load/closed-loop.js';
 import { H2GrpcInfer } from '../load/h2-grpc-infer.js';
 import { parseShapeFlag, planInputs } from '../load/input-data.js';
-import { UsageError, parsed, splitServeFlags } from '../options.js';
+import { parsed, splitServeFlags } from '../options.js';
+import { UsageError } from '../bench-errors.js';
 import { mdTable } from '../report/format.js';
 import { type CpuProfile, STAGES, type StageTimes, addStageTimes, profileFileInfo, stageTimes } from './cpu-profile.js';
 

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { buildManyModels } from '../../models/build/many-models.js';
 import { httpUrlOf, removeAtExit, startGateway } from '../load/child-server.js';
 import { treeRssBytes } from '../load/tree-rss.js';
-import { checkModel } from './many-models.js';
+import { checkModel } from './many-models-check.js';
 
 export interface ColdStarts {
   readonly clients: number;

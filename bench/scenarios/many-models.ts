@@ -7,11 +7,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { buildManyModels, constantOf, MANY_MODELS_WIDTH } from '../../models/build/many-models.js';
+import { buildManyModels } from '../../models/build/many-models.js';
 import { httpUrlOf, removeAtExit, startGateway } from '../load/child-server.js';
 import { treeCpuSeconds } from '../../core/process-cpu.js';
 import { treeRssBytes } from '../load/tree-rss.js';
-import { UsageError, parsed, splitServeFlags } from '../options.js';
+import { parsed, splitServeFlags } from '../options.js';
+import { UsageError } from '../bench-errors.js';
+import { checkModel, post } from './many-models-check.js';
 import { onDemandText, runManyModelsOnDemand } from './many-models-on-demand.js';
 
 export const MANY_MODELS_USAGE = `Usage: fabriek bench many-models [--count N] [--concurrency C] [--on-demand [--budget B]] [-- SERVE_FLAGS…]
@@ -55,24 +57,6 @@ export function manyModelsText(r: ManyModelsResult): string {
     `answers checked:  ${r.count - r.wrongAnswers - r.failedCalls} right, ${r.wrongAnswers} wrong, ${r.failedCalls} failed, in ${(r.checkMs / 1000).toFixed(2)} s`,
     ...(r.firstProblem ? [`first problem:    ${r.firstProblem}`] : []),
   ].join('\n');
-}
-
-async function post(url: string, body: unknown): Promise<unknown> {
-  const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  const text = await response.text();
-  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}: ${text.slice(0, 200)}`);
-  return JSON.parse(text) as unknown;
-}
-
-/** Calls model i once and says what was wrong ('' when its answer is x + c_i). */
-export async function checkModel(base: string, name: string, i: number): Promise<string> {
-  const x = Array.from({ length: MANY_MODELS_WIDTH }, (_, k) => k);
-  const answer = (await post(`${base}/v2/models/${name}/infer`, {
-    inputs: [{ name: 'x', shape: [1, MANY_MODELS_WIDTH], datatype: 'FP32', data: x }],
-  })) as { outputs?: Array<{ data?: number[] }> };
-  const got = answer.outputs?.[0]?.data ?? [];
-  const want = x.map((v) => v + constantOf(i));
-  return got.length === want.length && got.every((v, k) => v === want[k]) ? '' : `${name}: expected ${JSON.stringify(want)}, got ${JSON.stringify(got)}`;
 }
 
 export async function runManyModels(count: number, concurrency: number, serveFlags: readonly string[], log: (line: string) => void): Promise<ManyModelsResult> {

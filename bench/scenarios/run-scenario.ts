@@ -2,7 +2,8 @@
 // with their own options (a fixed window per level, every answer checked).
 import { parseArgs } from 'node:util';
 import { describeRun, runInfo, saveRun } from '../history.js';
-import { UsageError, parsed, splitServeFlags } from '../options.js';
+import { parsed, splitServeFlags } from '../options.js';
+import { UsageError } from '../bench-errors.js';
 import { BATCHING_MODELS, type BatchingModel, runBatching } from './batching.js';
 import { fairnessWindows, runFairness } from './fairness.js';
 import { runHttp } from './http.js';

@@ -18,7 +18,8 @@ import { describeRun, runInfo, saveRun } from '../history.js';
 import { type ChildServer, removeAtExit, startGateway } from '../load/child-server.js';
 import { mergeHistograms, summarize, type LatencySummary } from '../load/histogram.js';
 import { type LoadProcessPlan, type LoadProcessResult } from '../load/load-process.js';
-import { UsageError, number, parsed, splitServeFlags } from '../options.js';
+import { number, parsed, splitServeFlags } from '../options.js';
+import { UsageError } from '../bench-errors.js';
 
 const MODEL = 'identity_fp32';
 const LOAD_PROCESS = fileURLToPath(new URL('../load/load-process-main.js', import.meta.url));

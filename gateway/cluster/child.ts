@@ -26,7 +26,7 @@ import {
   WORKERS_ENV,
 } from './messages.js';
 import { sumStatistics } from './sum-statistics.js';
-import { type LocalWorkers } from '../main.js';
+import { type LocalWorkers } from '../scheduling/worker-supervisor.js';
 import { type LogLevel } from '../../core/log-levels.js';
 import { type TracePolicy } from '../../core/trace-policy.js';
 import { type SharedMemoryPeers, type SystemSharedMemory } from '../shared-memory/system-shared-memory.js';

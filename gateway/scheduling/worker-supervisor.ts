@@ -56,6 +56,9 @@ export function nextRestart(startedAt: number, restarts: number, now = Date.now(
   return { attempt, delay: attempt === 0 ? 0 : Math.min(5_000, 100 * 2 ** attempt) };
 }
 
+/** What a gateway needs of its local workers: a WorkerSupervisor, or (a cluster child) the primary's workers. */
+export type LocalWorkers = Pick<WorkerSupervisor, 'start' | 'stop' | 'stopRestarting' | 'pids' | 'setLogLevel'>;
+
 /**
  * Starts the gateway's local worker processes, restarts those that die
  * (with backoff), and stops them on shutdown. A worker crash never takes

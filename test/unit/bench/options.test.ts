@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { UsageError, parsePerfArgs, parseRange } from '../../../bench/options.js';
+import { UsageError } from '../../../bench/bench-errors.js';
+import { parsePerfArgs, parseRange } from '../../../bench/options.js';
 import { type PerfOptions } from '../../../bench/perf.js';
 
 function parse(...argv: string[]): PerfOptions {

@@ -1,6 +1,6 @@
 // `fabriek bench scaling`'s flags and its table, without a server.
 import { describe, expect, it } from 'vitest';
-import { UsageError } from '../../../bench/options.js';
+import { UsageError } from '../../../bench/bench-errors.js';
 import { parseScalingArgs, type ScalingLevel, scalingMarkdown } from '../../../bench/scenarios/scaling.js';
 
 describe('fabriek bench scaling: flags', () => {
