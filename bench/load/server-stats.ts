@@ -18,6 +18,12 @@ export interface ServerStatsDelta {
   readonly computeOutputUs: number;
   /** Executions by batch size. */
   readonly executionsByBatchSize: Readonly<Record<string, number>>;
+  /**
+   * The executions' compute summed, each counted once (batch_stats: input,
+   * infer and output), in µs: how long the instances were busy. Over the
+   * window and the instances, the share of the time they computed.
+   */
+  readonly executionComputeUs: number;
   /** Requests answered from the response cache, and requests that missed it (0 and 0 for an uncached model). */
   readonly cacheHits: number;
   readonly cacheMisses: number;
@@ -48,6 +54,13 @@ type Field = (s: ModelStatistics) => StatisticDuration | undefined;
 const sumCount = (stats: readonly ModelStatistics[], f: Field): number => stats.reduce((n, s) => n + Number(f(s)?.count ?? 0n), 0);
 const sumNs = (stats: readonly ModelStatistics[], f: Field): number => stats.reduce((n, s) => n + Number(f(s)?.ns ?? 0n), 0);
 const sumBig = (stats: readonly ModelStatistics[], f: (s: ModelStatistics) => bigint): number => stats.reduce((n, s) => n + Number(f(s)), 0);
+
+/** The compute of every execution, summed once per execution (batch_stats), in ns. */
+function executionComputeNs(stats: readonly ModelStatistics[]): number {
+  let ns = 0;
+  for (const s of stats) for (const b of s.batchStats) ns += Number(b.computeInput?.ns ?? 0n) + Number(b.computeInfer?.ns ?? 0n) + Number(b.computeOutput?.ns ?? 0n);
+  return ns;
+}
 
 function executionsBySize(stats: readonly ModelStatistics[]): Map<string, number> {
   const out = new Map<string, number>();
@@ -87,6 +100,7 @@ export function statsDelta(before: readonly ModelStatistics[] | undefined, after
     computeInferUs: perRequestUs((s) => s.inferenceStats?.computeInfer),
     computeOutputUs: perRequestUs((s) => s.inferenceStats?.computeOutput),
     executionsByBatchSize,
+    executionComputeUs: (executionComputeNs(after) - executionComputeNs(before)) / 1000,
     cacheHits: count((s) => s.inferenceStats?.cacheHit),
     cacheMisses: count((s) => s.inferenceStats?.cacheMiss),
   };

@@ -11,12 +11,14 @@ import { copyFile, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isInferenceError } from '../../client/errors.js';
+import { InferenceGrpcClient } from '../../client/grpc-client.js';
 import { type PreparedInfer } from '../../client/inference-client.js';
 import { buildModels } from '../../models/build/test-models.js';
 import { type ChildServer, disturbedNote, inflightWaitArgs, removeAtExit, startGateway } from '../load/child-server.js';
 import { H2GrpcInfer } from '../load/h2-grpc-infer.js';
 import { latencyHistogram, recordUs } from '../load/histogram.js';
 import { type LevelResult, type LoadLevel, runLevel } from '../load/level.js';
+import { readModelStats } from '../load/server-stats.js';
 import { treeRssBytes } from '../load/tree-rss.js';
 import { errorText, mdTable, ms, num } from '../report/format.js';
 import { resnetImage } from './noisy-neighbour.js';
@@ -108,6 +110,8 @@ const alive = (pid: number): boolean => {
 async function measureMode(mode: Mode, repo: string, o: OverloadOptions): Promise<ModeResult> {
   const gateway: ChildServer = await startGateway(repo, ['--exit-timeout-secs', String(EXIT_TIMEOUT_SECS), ...inflightWaitArgs(o.maxInflightWaitMs), ...(o.serveFlags ?? [])]);
   const load = new H2GrpcInfer(gateway.address);
+  // ModelStatistics around each level: the batches, and how long the instance computed.
+  const client = new InferenceGrpcClient(gateway.address);
   try {
     const images: PreparedInfer[] = Array.from({ length: INPUTS }, (_, k) => load.prepareMessage(resnetImage(MODEL, k)));
     const refused = latencyHistogram();
@@ -137,11 +141,12 @@ async function measureMode(mode: Mode, repo: string, o: OverloadOptions): Promis
         serverPid: gateway.pid,
         seed: 1,
         maxOutstanding: MAX_OUTSTANDING,
+        stats: () => readModelStats(client, MODEL),
       });
     };
     const capacity = await level({ mode: 'concurrency', value: CLOSED_LOOP }, `capacity, closed loop at ${CLOSED_LOOP}`);
     const rate = capacity.inferPerSecond;
-    o.log(`    ${num(rate)} images/s, p99 ${ms(capacity.latency.p99Us)} ms${disturbedNote(capacity.cpu)}`);
+    o.log(`    ${num(rate)} images/s, p99 ${ms(capacity.latency.p99Us)} ms, batch · instance busy ${batchAndBusy(capacity)}${disturbedNote(capacity.cpu)}`);
     const partial = await level({ mode: 'request-rate', value: Math.max(1, Math.round(0.7 * rate)), distribution: 'poisson' }, '70 % of it');
     o.log(`    answered ${num(partial.inferPerSecond)}/s, goodput ${num(partial.goodputPerSecond)}/s, p99 ${ms(partial.latency.p99Us)} ms${disturbedNote(partial.cpu)}`);
     const rssBeforeBytes = treeRssBytes(gateway.pid);
@@ -162,7 +167,8 @@ async function measureMode(mode: Mode, repo: string, o: OverloadOptions): Promis
     }
     o.log(
       `    answered ${num(overload.inferPerSecond)}/s, goodput ${num(overload.goodputPerSecond)}/s, p99 ${ms(overload.latency.p99Us)} ms, ` +
-        `errors ${errorText(overload.errors)}, refusals p99 ${ms(at(99))} ms, RSS peak ${num(rssPeakBytes / 2 ** 20)} MiB${disturbedNote(overload.cpu)}`,
+        `errors ${errorText(overload.errors)}, refusals p99 ${ms(at(99))} ms, RSS peak ${num(rssPeakBytes / 2 ** 20)} MiB, ` +
+        `batch · instance busy ${batchAndBusy(overload)}${disturbedNote(overload.cpu)}`,
     );
     load.close();
     // SIGTERM once the load has gone, as systemd sends it; every process must be gone within the exit timeout.
@@ -194,6 +200,7 @@ async function measureMode(mode: Mode, repo: string, o: OverloadOptions): Promis
     };
   } finally {
     load.close();
+    client.close();
     await gateway.stop();
   }
 }
@@ -213,6 +220,19 @@ export async function runOverload(o: OverloadOptions): Promise<OverloadReport> {
     results.push(await measureMode(mode, repo, o));
   }
   return report(o, results);
+}
+
+/**
+ * A level's average batch and the share of its window the instance computed
+ * (one instance: its executions' compute over the window), from
+ * ModelStatistics; '–' without them. Under overload an instance that waits
+ * for the next batch's bodies shows here (docs/performance.md, *Where the
+ * instance waits under overload*).
+ */
+function batchAndBusy(l: LevelResult): string {
+  const s = l.server;
+  if (s === undefined || !(l.seconds > 0)) return '–';
+  return `${num(s.avgBatchSize, 1)} · ${num((100 * s.executionComputeUs) / (l.seconds * 1e6))} %`;
 }
 
 function report(o: OverloadOptions, results: readonly ModeResult[]): OverloadReport {
@@ -238,6 +258,7 @@ function report(o: OverloadOptions, results: readonly ModeResult[]): OverloadRep
       num(r.overload.value),
       num(r.overload.inferPerSecond),
       `${num(r.overload.goodputPerSecond)} (${num(100 * v.goodput)} %)`,
+      `${batchAndBusy(r.capacity)} → ${batchAndBusy(r.overload)}`,
       `${ms(r.overload.latency.p99Us)} (${num(v.tail, 1)}×)`,
       `${ms(r.refusedP50Us)} / ${ms(r.refusedP99Us)}`,
       errorText(r.overload.errors),
@@ -256,7 +277,7 @@ function report(o: OverloadOptions, results: readonly ModeResult[]): OverloadRep
       (o.maxQueueSize !== undefined && o.maxQueueSize > 0 ? ` Both modes with max_queue_size ${o.maxQueueSize}.` : ''),
     '',
     mdTable(
-      ['mode', 'capacity/s', '70 %: answered/s · p99 ms', `${o.offeredRate === undefined ? `${o.factor}×` : 'overload'}: offered/s`, 'answered/s', 'goodput/s (of capacity)', 'p99 ms (of 70 %)', 'refused p50 / p99 ms', 'errors', 'RSS MiB before → peak', 'SIGTERM'],
+      ['mode', 'capacity/s', '70 %: answered/s · p99 ms', `${o.offeredRate === undefined ? `${o.factor}×` : 'overload'}: offered/s`, 'answered/s', 'goodput/s (of capacity)', 'batch · instance busy (capacity → overload)', 'p99 ms (of 70 %)', 'refused p50 / p99 ms', 'errors', 'RSS MiB before → peak', 'SIGTERM'],
       rows,
     ),
     '',

@@ -24,6 +24,7 @@ describe('CSV with perf_analyzer columns', () => {
       computeInferUs: 500,
       computeOutputUs: 50,
       executionsByBatchSize: {},
+      executionComputeUs: 0,
       cacheHits: 0,
       cacheMisses: 0,
     };
