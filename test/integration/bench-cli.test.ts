@@ -175,7 +175,7 @@ describe('fabriek bench against a real server', () => {
     expect([0, 1], r.stderr).toContain(r.code);
     interface ModeRun {
       readonly mode: string;
-      readonly capacity: { readonly inferPerSecond: number };
+      readonly capacity: { readonly inferPerSecond: number; readonly server?: { readonly executionCount: number; readonly executionComputeUs: number } };
       readonly partial: { readonly requests: number };
       readonly overload: { readonly value: number; readonly requests: number; readonly errors: Record<string, number> };
       readonly rssPeakBytes: number;
@@ -188,6 +188,9 @@ describe('fabriek bench against a real server', () => {
     expect(run.scenario.results.map((m) => m.mode)).toEqual(['fixed (max_queue_delay 0)', 'SLO 300 ms']);
     for (const m of run.scenario.results) {
       expect(m.capacity.inferPerSecond).toBeGreaterThan(0);
+      // ModelStatistics around the level: batches ran, and the instance computed for part of the window.
+      expect(m.capacity.server?.executionCount).toBeGreaterThan(0);
+      expect(m.capacity.server?.executionComputeUs).toBeGreaterThan(0);
       expect(m.overload.value).toBeCloseTo(2 * m.capacity.inferPerSecond, -1);
       // Below capacity every window gets answers. The overload window is not asserted to: at 2× for 1 s on a
       // shared machine it can end before any answer arrives (the collapse this scenario exists to show; seen in CI).
@@ -197,6 +200,7 @@ describe('fabriek bench against a real server', () => {
       expect(m.exitMs).toBeLessThan(10_000);
       expect(m.leftAlive).toBe(0);
     }
+    expect(await readFile(join(history, 'latest-overload.md'), 'utf8')).toMatch(/\| batch · instance busy \(capacity → overload\) \|/);
     const bad = await bench(['overload', '--factor', '0']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/--factor: expected a multiple from 1 to 100, got '0'/);
