@@ -29,6 +29,11 @@ export interface ServerStatsDelta {
   readonly cacheMisses: number;
 }
 
+/** The share of `seconds` that `instances` instances computed (executionComputeUs over the window), NaN without statistics. */
+export function busyShare(d: Pick<ServerStatsDelta, 'executionComputeUs'> | undefined, seconds: number, instances = 1): number {
+  return d === undefined || !(seconds > 0) ? NaN : d.executionComputeUs / (seconds * 1e6 * instances);
+}
+
 /** Hits ÷ (hits + misses), NaN when the model did not use the cache. */
 export function cacheHitRate(d: Pick<ServerStatsDelta, 'cacheHits' | 'cacheMisses'>): number {
   const n = d.cacheHits + d.cacheMisses;

@@ -18,7 +18,7 @@ import { type ChildServer, disturbedNote, inflightWaitArgs, removeAtExit, startG
 import { H2GrpcInfer } from '../load/h2-grpc-infer.js';
 import { latencyHistogram, recordUs } from '../load/histogram.js';
 import { type LevelResult, type LoadLevel, runLevel } from '../load/level.js';
-import { readModelStats } from '../load/server-stats.js';
+import { busyShare, readModelStats } from '../load/server-stats.js';
 import { treeRssBytes } from '../load/tree-rss.js';
 import { errorText, mdTable, ms, num } from '../report/format.js';
 import { resnetImage } from './noisy-neighbour.js';
@@ -230,9 +230,8 @@ export async function runOverload(o: OverloadOptions): Promise<OverloadReport> {
  * instance waits under overload*).
  */
 function batchAndBusy(l: LevelResult): string {
-  const s = l.server;
-  if (s === undefined || !(l.seconds > 0)) return '–';
-  return `${num(s.avgBatchSize, 1)} · ${num((100 * s.executionComputeUs) / (l.seconds * 1e6))} %`;
+  const busy = busyShare(l.server, l.seconds);
+  return l.server === undefined || Number.isNaN(busy) ? '–' : `${num(l.server.avgBatchSize, 1)} · ${num(100 * busy)} %`;
 }
 
 function report(o: OverloadOptions, results: readonly ModeResult[]): OverloadReport {

@@ -8,8 +8,8 @@ import { type PreparedInfer } from '../../client/inference-client.js';
 import { H2GrpcInfer } from '../load/h2-grpc-infer.js';
 import { type ChildServer, DISTURBED_CORES, disturbedNote, removeAtExit, startGateway } from '../load/child-server.js';
 import { type LevelResult, runLevel } from '../load/level.js';
-import { readModelStats } from '../load/server-stats.js';
-import { errorText, mdTable, ms, num, ratio } from '../report/format.js';
+import { busyShare, readModelStats } from '../load/server-stats.js';
+import { errorText, mdTable, ms, num, percent, ratio } from '../report/format.js';
 import { throughputLatencySvg } from '../report/svg-chart.js';
 import { mlpRowRequest } from './batching.js';
 
@@ -272,7 +272,7 @@ function report(o: SloGoodputOptions, modes: readonly Mode[], capacity: LevelRes
   ];
   out.push(
     mdTable(
-      ['load', 'offered/s', 'mode', 'goodput/s', '× default', 'answered/s', 'p50 ms', 'p99 ms', 'avg batch', 'shed (in the window)', 'other errors', 'computed − answered', 'computed past deadline'],
+      ['load', 'offered/s', 'mode', 'goodput/s', '× default', 'answered/s', 'p50 ms', 'p99 ms', 'avg batch', 'instance busy', 'shed (in the window)', 'other errors', 'computed − answered', 'computed past deadline'],
       table.map((l) => {
         const s = l.result.server;
         const other = Object.entries(l.result.errors).reduce((n, [k, v]) => n + (k === 'UNAVAILABLE' ? 0 : v), 0);
@@ -286,6 +286,7 @@ function report(o: SloGoodputOptions, modes: readonly Mode[], capacity: LevelRes
           ms(l.result.latency.p50Us),
           ms(l.result.latency.p99Us),
           num(s?.avgBatchSize ?? NaN, 1),
+          percent(busyShare(s, l.result.seconds), 1),
           `${l.shed} (${l.result.errors.UNAVAILABLE ?? 0})`,
           String(other),
           s ? String(s.inferenceCount - s.success) : '–',

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { statsDelta } from '../../../bench/load/server-stats.js';
+import { busyShare, statsDelta } from '../../../bench/load/server-stats.js';
 import { type ModelStatistics } from '../../../proto/gen/inference.js';
 
 const d = (count: number, ns: number) => ({ count: BigInt(count), ns: BigInt(ns) });
@@ -31,5 +31,12 @@ describe('statsDelta', () => {
     expect(delta?.executionComputeUs).toBe(8_000 + 45_000 + 9 * 3);
     expect(delta?.executionCount).toBe(9);
     expect(delta?.avgBatchSize).toBeCloseTo(44 / 9);
+  });
+
+  it('turns the executions\' compute into the share of a window the instances computed', () => {
+    expect(busyShare({ executionComputeUs: 750_000 }, 1)).toBe(0.75);
+    expect(busyShare({ executionComputeUs: 750_000 }, 1, 2)).toBe(0.375);
+    expect(busyShare(undefined, 1)).toBeNaN();
+    expect(busyShare({ executionComputeUs: 1 }, 0)).toBeNaN();
   });
 });
