@@ -199,15 +199,15 @@ export class CostModel {
    * cost once per row: a model measured at small batches only would look
    * too slow to ever batch more, and its estimate would never be corrected.
    */
-  estimateNs(rows: number): number | undefined {
+  // Bound (properties, not methods): the schedulers hand them on as cost functions (decideSlo, newcomerRows, the
+  // shedding estimates) at every decision, with no closure made there.
+  readonly estimateNs = (rows: number): number | undefined => {
     const ns = estimate(this.points(), rows);
     return ns === undefined ? undefined : ns + this.#overheadNs;
-  }
+  };
 
   /** Expected ns the instance computes `rows` rows, without the overhead: how long the batch occupies it. */
-  computeNs(rows: number): number | undefined {
-    return estimate(this.points(), rows);
-  }
+  readonly computeNs = (rows: number): number | undefined => estimate(this.points(), rows);
 
   /**
    * The least ns `rows` rows have lately taken to compute (each bucket's

@@ -64,6 +64,9 @@ export class KindCosts {
     this.#lead = this.of(DEFAULT_KIND);
   }
 
+  /** Expected compute of `rows` rows on instances of `kind`: what the worker choice weighs each worker by (InstanceSlots.expectBy). */
+  readonly computeNs = (rows: number, kind: string): number | undefined => this.of(kind).computeNs(rows);
+
   /** The model of `kind`, made on first use. */
   of(kind: string): CostModel {
     let model = this.#models.get(kind);

@@ -152,7 +152,7 @@ export class DynamicBatcher<P> implements Scheduler {
       this.#sloNs > 0n ? { ...options.policy, maxQueueDelayNs: 0n, preferredBatchSizes: [options.policy.maxBatchSize] } : undefined;
     this.#batchIo = options.batchIo;
     this.#unsubscribe = this.#slots.onFree(() => this.#drain());
-    this.#slots.expectBy?.((rows, kind) => this.costs.of(kind).computeNs(rows));
+    this.#slots.expectBy?.(this.costs.computeNs);
   }
 
   /** The cost model the batcher decides with: its lead kind's (the one holding the most instances). */
@@ -280,14 +280,14 @@ export class DynamicBatcher<P> implements Scheduler {
     // The batches ahead occupy the instances for their compute; the overhead (transport, answer) is the request's own, once.
     // Both as expected (their medians), not at their floors: under overload the floors admitted requests that
     // then all ended late (150 % load: goodput 0, p99 325 ms, against 115/s and 104 ms).
-    const cost = (rows: number): number | undefined => this.cost.computeNs(rows);
+    const cost = this.cost.computeNs;
     // Batches already sent are about half done on average.
     const parallel = this.#parallel();
     const running = ((cost(this.#lastRows || 1) ?? 0) * this.#running.size) / (2 * parallel);
     // The rows ahead in batches of max_batch_size: a backlog is cut that large while its members stay in time.
     // Its own batch, where shapes vary, by its shape's model once trusted: only rows of its shape run with it.
     const shaped = this.costs.variableShapes ? this.costs.shapeModel(this.costs.leadKind, entry.shapeKey) : undefined;
-    const ownCost = shaped?.trusted === true ? (rows: number): number | undefined => shaped.computeNs(rows) : cost;
+    const ownCost = shaped?.trusted === true ? shaped.computeNs : cost;
     const ahead = expectedFinishNs({ rowsAhead, maxBatch: this.#policy.maxBatchSize, parallel }, cost, ownCost);
     if (ahead === undefined) return false;
     // Under a backlog, what the queue has taken per row lately, costs beyond compute included (drain-rate.ts),
@@ -309,7 +309,7 @@ export class DynamicBatcher<P> implements Scheduler {
               runningRows: this.#runningRows,
               runningBatches: this.#running.size,
             },
-            this.#computeNs,
+            cost,
           );
     const expected = Math.max(ahead + running, drained) + this.cost.overheadNs;
     const until = Number(deadlineNs - now);
@@ -441,7 +441,6 @@ export class DynamicBatcher<P> implements Scheduler {
     // Sized by the curve of the kind it will run on, where the version runs on several, and where its shapes vary by
     // its shape's, against its shape's arrivals.
     const { model, arrivals } = this.#sizingFor(d.take);
-    const lead = model === this.cost;
     const byShape = arrivals !== this.#arrivals;
     const busyUntilNs = freeAtNs(this.#finishes, this.#slots.instanceCount ?? 1);
     const idle = this.#slots.idle > 0;
@@ -461,8 +460,8 @@ export class DynamicBatcher<P> implements Scheduler {
       shared: now < this.#sharedUntilNs,
       idle,
       busyUntilNs,
-      cost: lead ? this.#estimateNs : (rows) => model.estimateNs(rows),
-      compute: lead ? this.#computeNs : (rows) => model.computeNs(rows),
+      cost: model.estimateNs,
+      compute: model.computeNs,
       // The way to the worker, from the least overhead: the typical one holds the lag of a busy gateway in reading
       // the answers, and taken as the dispatch time (then a mean) it sent every arrival ahead alone (batches of 1–6 at
       // 150 % load).
@@ -519,10 +518,6 @@ export class DynamicBatcher<P> implements Scheduler {
 
   /** SLO mode, where shapes vary: each shape's arrivals (the SHAPES most recent), by its batch key. */
   readonly #byShape = new RecentMap<ArrivalRate>(SHAPES, () => new ArrivalRate());
-
-  // Bound once: decideSlo runs at every cut.
-  readonly #estimateNs = (rows: number): number | undefined => this.cost.estimateNs(rows);
-  readonly #computeNs = (rows: number): number | undefined => this.cost.computeNs(rows);
 
   /** SLO mode: the tenant of the last arrival, and until when the model counts as shared (see SHARED_NS). */
   #lastTenant: string | undefined;
@@ -604,8 +599,7 @@ export class DynamicBatcher<P> implements Scheduler {
       m.overhead = overhead;
       m.efficient = rows;
       m.budget = budget;
-      const lead = model === this.cost;
-      m.rows = newcomerRows(rows, Number(budget), lead ? this.#computeNs : (n) => model.computeNs(n), lead ? this.#estimateNs : (n) => model.estimateNs(n));
+      m.rows = newcomerRows(rows, Number(budget), model.computeNs, model.estimateNs);
     }
     return m.rows;
   }

@@ -89,7 +89,7 @@ export class DirectScheduler implements Scheduler {
     this.#maxQueueSize = options.maxQueueSize;
     this.#shapes = new RunShapes(options.batched ?? false);
     this.#unsubscribe = this.#slots.onFree(() => this.#drain());
-    this.#slots.expectBy((rows, kind) => this.costs.of(kind).computeNs(rows));
+    this.#slots.expectBy(this.costs.computeNs);
   }
 
   /** The cost model it decides with: its lead kind's (the one holding the most instances). */

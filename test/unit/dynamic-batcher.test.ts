@@ -5,7 +5,7 @@ import { type BatchInput, type Tensor } from '../../core/tensor.js';
 import { tensorOf } from '../helpers/joined-tensor.js';
 import { type Clock } from '../../gateway/batching/clock.js';
 import { type BatchRunner, type BatchSlots, DynamicBatcher } from '../../gateway/batching/dynamic-batcher.js';
-import { batchingPolicyFromConfig } from '../../gateway/batching/policy.js';
+import { batchingPolicy } from '../helpers/batching-policy.js';
 import { type ExecutionObserver, type ExecutionResult, type InferJob, type JobResult } from '../../gateway/scheduling/execution.js';
 import {
   type ModelDynamicBatching,
@@ -145,20 +145,7 @@ function setup(
   const dispatcher = new FakeDispatcher(slots);
   const executed: number[] = [];
   const observer: ExecutionObserver = { executed: (rows) => executed.push(rows) };
-  const policy = batchingPolicyFromConfig(
-    options.maxBatchSize ?? 8,
-    {
-      preferredBatchSize: [],
-      maxQueueDelayMicroseconds: 0n,
-      preserveOrdering: false,
-      priorityLevels: 0n,
-      defaultPriorityLevel: 0n,
-      defaultQueuePolicy: undefined,
-      priorityQueuePolicy: new Map(),
-      ...options.batching,
-    },
-    100,
-  );
+  const policy = batchingPolicy(options.maxBatchSize ?? 8, options.batching, 100);
   const batcher = new DynamicBatcher({ modelKey: 'mlp/1', slots, dispatcher, policy, observer, clock });
   let next = 1;
   /** A request whose rows are [id, id + 0.5], [id + 1, id + 1.5], … (width 2 unless given). */

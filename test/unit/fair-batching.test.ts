@@ -6,8 +6,8 @@ import { tensorOf } from '../helpers/joined-tensor.js';
 import { type Clock } from '../../gateway/batching/clock.js';
 import { type BatchRunner, type BatchSlots, DynamicBatcher } from '../../gateway/batching/dynamic-batcher.js';
 import { type FairEntry, FairQueue, tenantQueueBound } from '../../gateway/batching/fair-queue.js';
-import { batchingPolicyFromConfig } from '../../gateway/batching/policy.js';
 import { type ExecutionResult, type InferJob, type JobResult, type JobTenant } from '../../gateway/scheduling/execution.js';
+import { batchingPolicy } from '../helpers/batching-policy.js';
 
 // Weighted deficit round robin between tenants inside the batcher, driven by
 // a fake clock, one slot and a dispatcher that finishes a batch only when the
@@ -84,19 +84,7 @@ function setup(maxBatchSize: number, maxQueueSize = 1000, priorityLevels = 0n) {
   const slot = new OneSlot();
   const labels = new Map<number, string>();
   const recorder = new Recorder(slot, labels);
-  const policy = batchingPolicyFromConfig(
-    maxBatchSize,
-    {
-      preferredBatchSize: [],
-      maxQueueDelayMicroseconds: 0n,
-      preserveOrdering: false,
-      priorityLevels,
-      defaultPriorityLevel: 0n,
-      defaultQueuePolicy: undefined,
-      priorityQueuePolicy: new Map(),
-    },
-    maxQueueSize,
-  );
+  const policy = batchingPolicy(maxBatchSize, { priorityLevels }, maxQueueSize);
   const batcher = new DynamicBatcher({ modelKey: 'm/1', slots: slot, dispatcher: recorder, policy, clock });
   let next = 1;
   const counts = new Map<string, number>();

@@ -5,9 +5,9 @@ import { type BatchInput } from '../../core/tensor.js';
 import { tensorOf } from '../helpers/joined-tensor.js';
 import { type Clock } from '../../gateway/batching/clock.js';
 import { type BatchRunner, type BatchSlots, DynamicBatcher, freeAtNs } from '../../gateway/batching/dynamic-batcher.js';
-import { batchingPolicyFromConfig } from '../../gateway/batching/policy.js';
 import { isShed } from '../../gateway/batching/shedding.js';
 import { type ExecutionResult, type InferJob, type JobResult, type JobTenant } from '../../gateway/scheduling/execution.js';
+import { batchingPolicy } from '../helpers/batching-policy.js';
 
 // The SLO-aware mode wired into the batcher: a fake clock, fake slots, a
 // dispatcher that finishes a batch when the test says so, and a cost table
@@ -112,15 +112,7 @@ function setup(o: { sloMs: number; maxBatch?: number; capacity?: number; instanc
   const slots = new FakeSlots(o.capacity ?? 1, o.instances ?? 1);
   const labels = new Map<number, string>();
   const recorder = new Recorder(slots, clock, labels);
-  const policy = batchingPolicyFromConfig(o.maxBatch ?? 8, {
-    preferredBatchSize: [],
-    maxQueueDelayMicroseconds: 0n,
-    preserveOrdering: false,
-    priorityLevels: o.priorityLevels ?? 0n,
-    defaultPriorityLevel: 0n,
-    defaultQueuePolicy: undefined,
-    priorityQueuePolicy: new Map(),
-  });
+  const policy = batchingPolicy(o.maxBatch ?? 8, { priorityLevels: o.priorityLevels ?? 0n });
   const batcher = new DynamicBatcher({ modelKey: 'm/1', slots, dispatcher: recorder, policy, clock, sloNs: BigInt(o.sloMs) * MS });
   // The explicit cost table: two executions at 1, 2, 4 and 8 rows (a size's first timing gives way to its second).
   if (o.warm ?? true) for (const rows of [1, 2, 4, 8, 1, 2, 4, 8]) batcher.cost.observe(rows, costMs(rows) * 1e6);
