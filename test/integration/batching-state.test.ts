@@ -140,9 +140,9 @@ describe('GET /v2/models/{m}/batching', () => {
     // The short shape's first 3 ran before shapes varied; the version's model learned all 15.
     expect(shapes.map((m) => m.executions)).toEqual([6, 6]);
     expect(body.cost_model.executions).toBe(15);
-    const oneRow = (m: CostModelJson): number => m.expected.find((e) => e.rows === 1)?.compute_ms ?? NaN;
-    // A megabyte a row to copy and sum against 64 bytes.
-    expect(oneRow(shapes[1] as CostModelJson)).toBeGreaterThan(oneRow(shapes[0] as CostModelJson));
+    // Each estimates from its own runs. Which is the slower is not asserted: six runs each on a machine shared with
+    // the rest of the suite once put the 64-byte rows above the megabyte ones (the unit tests compare, on fake timings).
+    for (const m of shapes) expect(m.expected.find((e) => e.rows === 1)?.compute_ms).toBeGreaterThan(0);
   });
 
   it('a model without dynamic batching: its own scheduler and cost model', async () => {
@@ -173,8 +173,8 @@ describe('GET /v2/models/{m}/batching', () => {
       ['INPUT FP32 [1,262144]', 'cpu', 6],
     ]);
     expect(body.cost_model.executions).toBe(15);
-    const oneRun = (m: CostModelJson): number => m.expected.find((e) => e.rows === 1)?.compute_ms ?? NaN;
-    expect(oneRun(shapes[1] as CostModelJson)).toBeGreaterThan(oneRun(shapes[0] as CostModelJson));
+    // Each estimates from its own runs (which is the slower is left to the unit tests: see the test above).
+    for (const m of shapes) expect(m.expected.find((e) => e.rows === 1)?.compute_ms).toBeGreaterThan(0);
   });
 
   it('an unknown model or version is 404, with the words of the other model endpoints', async () => {
