@@ -181,10 +181,11 @@ export class DirectScheduler implements Scheduler {
     let own = cost.computeNs(rows) ?? 0;
     let each = own;
     if (this.costs.variableShapes) {
-      // Its own run by its shape's model; those ahead, of shapes not known here, at the quickest run lately.
-      const shaped = this.costs.shapeModel(this.costs.leadKind, this.#shapes.keyOf(job.inputs));
-      if (shaped?.trusted === true) own = shaped.computeNs(rows) ?? own;
+      // Those ahead, of shapes not known here, at the quickest run lately; its own run by its shape's model once
+      // trusted, else at that quickest run too: the mix's median would shed a small image of a shape not seen yet.
       each = cost.computeFloorNs(rows) ?? each;
+      const shaped = this.costs.shapeModel(this.costs.leadKind, this.#shapes.keyOf(job.inputs));
+      own = shaped?.trusted === true ? (shaped.computeNs(rows) ?? each) : each;
     }
     const finishMs = ((runs - 1) * each + own) / 1e6;
     const untilMs = job.deadline - this.#now();

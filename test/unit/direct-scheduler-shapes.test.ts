@@ -15,6 +15,8 @@ import { FakeWorker } from '../helpers/fake-worker.js';
 const MS = 1_000_000n;
 const SMALL = [3, 32, 32];
 const LARGE = [3, 512, 512];
+/** A size the scheduler has not run. */
+const MEDIUM = [3, 64, 64];
 
 function setup(instances = 2) {
   const worker = new FakeWorker((request) => (Number(request.inputs[0]?.shape[1]) === LARGE[1] ? 100n * MS : 10n * MS));
@@ -80,6 +82,18 @@ describe('DirectScheduler with shapes that vary', () => {
     expect(worker.inFlight).toBe(2);
     await worker.finishAll();
     expect(await small).toBe('OK');
+    expect(await running).toBe('OK');
+  });
+
+  it('counts a shape not seen yet at the quickest run lately, not the mix of the others', async () => {
+    const { worker, outcome, warm } = setup();
+    await warm(5, 6);
+    const running = outcome(LARGE);
+    // 50 ms to spare: no model knows 64×64 yet; the version's median says 100 ms, the quickest run lately 10.
+    const unseen = outcome(MEDIUM, 50);
+    expect(worker.inFlight).toBe(2);
+    await worker.finishAll();
+    expect(await unseen).toBe('OK');
     expect(await running).toBe('OK');
   });
 
