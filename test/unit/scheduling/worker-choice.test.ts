@@ -279,7 +279,10 @@ describe('worker choice by expected finish', () => {
     // Another gateway's four batches on 'fast' now: 100 ms ahead there against 20 on 'slow'.
     others = 4;
     expect(await runOnce()).toBe('fast');
-    expect(slots.placements()[1]?.othersNs).toBeGreaterThan(99 * MS);
+    // About 100 ms, less what passed since the report on the real clock (2.6 ms once, on a machine busy with the suite).
+    const othersNs = slots.placements()[1]?.othersNs ?? NaN;
+    expect(othersNs).toBeGreaterThan(50 * MS);
+    expect(othersNs).toBeLessThanOrEqual(100 * MS);
     expect(ids([slots.acquire()])).toEqual(['slow']);
   });
 });
