@@ -8,10 +8,10 @@ import { buildModels } from '../../models/build/test-models.js';
 import { treeCpuSeconds } from '../../core/process-cpu.js';
 import { type ChildServer, httpUrlOf, removeAtExit, startGateway } from '../load/child-server.js';
 import { mdTable, num, ratio } from '../report/format.js';
+import { median } from '../report/median.js';
 import { splitServeFlags } from '../options.js';
 import { InferenceHttpClient } from '../../client/http-client.js';
 import { readModelStats, statsDelta } from '../load/server-stats.js';
-import { medianOf } from '../../core/median.js';
 import { type FabriekConfig, parseFabriekConfig } from './fabriek-config.js';
 
 // Issue #15's peer comparison in one run: Fabriek's HTTP endpoint (KServe v2
@@ -167,7 +167,6 @@ async function main(): Promise<void> {
   }
 
   const servers = [...new Set(runs.map((r) => r.server))];
-  const median = (xs: number[]): number => (xs.length === 0 ? NaN : medianOf(xs, xs.length, new Float64Array(xs.length)));
   const rayRps = median(runs.filter((r) => r.server === 'ray serve').map((r) => r.result.rps));
   const rayP99 = median(runs.filter((r) => r.server === 'ray serve').map((r) => r.result.p99_ms));
   const rows = servers.map((server) => {

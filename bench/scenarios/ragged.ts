@@ -11,6 +11,7 @@ import { DISTURBED_CORES, removeAtExit, startGateway } from '../load/child-serve
 import { type LevelResult, runLevel } from '../load/level.js';
 import { readModelStats } from '../load/server-stats.js';
 import { mdTable, ms, num, ratio } from '../report/format.js';
+import { median } from '../report/median.js';
 
 // Ragged batching against what a client does without it, in one run on one
 // gateway: requests of 1 to --max-length values each, whose per-item sums a
@@ -162,13 +163,6 @@ export async function runRagged(o: RaggedOptions): Promise<{ json: unknown; mark
   const ok = measured.every((m) => m.wrong === 0 && m.load.errorCount === 0 && m.load.requests > 0);
   return { json: { scenario: 'ragged', options: { ...o, log: undefined }, measured }, markdown: markdown(o, measured), ok };
 }
-
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].filter(Number.isFinite).sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  const m = s.length >> 1;
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-};
 
 function markdown(o: RaggedOptions, measured: readonly Measured[]): string {
   const disturbed = measured.filter((m) => (m.load.cpu?.other ?? 0) > DISTURBED_CORES);

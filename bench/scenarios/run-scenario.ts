@@ -74,6 +74,8 @@ Options:
   --deadline-ms MS      each request's own gRPC deadline (default 5000)
   --max-queue-size N    Triton's default_queue_policy max_queue_size for both modes (default 0: the
                         queue is bounded only by the gateway's admission)
+  --rounds N            rounds of both modes in turn, each run on a fresh gateway; the verdicts go by
+                        each mode's medians (default 1; about 70 s a mode a round)
   noisy-neighbour, overload and slo-goodput:
   --max-inflight-wait-ms MS  the gateways' admission bound in time (default 0: off; see fabriek serve)
   -- FLAGS              last: more 'fabriek serve' flags, e.g. -- --local-workers in-process
@@ -159,7 +161,7 @@ export async function runScenario(
   const overload = scenario === 'overload';
   const sloMs = Number(values['slo-ms'] ?? (noisy ? '200' : overload ? '300' : String(SLO_GOODPUT_DEFAULTS.sloMs)));
   if (!Number.isFinite(sloMs) || sloMs <= 0 || sloMs > 60_000) throw new UsageError(`--slo-ms: expected ms from 0 to 60000, got '${values['slo-ms']}'`);
-  const rounds = list('rounds', values.rounds ?? (noisy ? '6' : ragged ? String(RAGGED_DEFAULTS.rounds) : '8'))[0] ?? 8;
+  const rounds = list('rounds', values.rounds ?? (noisy ? '6' : ragged ? String(RAGGED_DEFAULTS.rounds) : overload ? '1' : '8'))[0] ?? 8;
   const bDeadlineMs = Number(values['b-deadline-ms'] ?? '30000');
   if (!Number.isFinite(bDeadlineMs) || bDeadlineMs <= 0 || bDeadlineMs > 60_000) {
     throw new UsageError(`--b-deadline-ms: expected ms from 0 to 60000, got '${values['b-deadline-ms']}'`);
@@ -207,7 +209,7 @@ export async function runScenario(
           : noisy
             ? 2 * 2 * rounds + 4
             : overload
-              ? 2 * 3
+              ? 2 * 3 * rounds
               : ragged
                 ? 3 * rounds
                 : concurrencies.length;
@@ -231,7 +233,7 @@ export async function runScenario(
     return finish("# A noisy neighbour: one tenant's latency while another floods (issue #15)", r, 'the issue #15 bar was not met by any mode (see the verdicts)');
   }
   if (overload) {
-    const r = await runOverload({ factor, ...(offeredRate === undefined ? {} : { offeredRate }), sloMs, deadlineMs, maxInflightWaitMs, maxQueueSize, serveFlags, durationMs, warmupMs, log });
+    const r = await runOverload({ factor, ...(offeredRate === undefined ? {} : { offeredRate }), sloMs, deadlineMs, maxInflightWaitMs, maxQueueSize, serveFlags, rounds, durationMs, warmupMs, log });
     return finish(`# Overload: goodput, latency and memory at ${offeredRate === undefined ? `${factor}× capacity` : `${offeredRate} images/s`} (issue #15)`, r, 'the issue #15 bar was not met by any mode (see the verdicts)');
   }
   if (ragged) {
