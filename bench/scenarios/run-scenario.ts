@@ -75,7 +75,7 @@ Options:
   --max-queue-size N    Triton's default_queue_policy max_queue_size for both modes (default 0: the
                         queue is bounded only by the gateway's admission)
   --rounds N            rounds of both modes in turn, each run on a fresh gateway; the verdicts go by
-                        each mode's medians (default 1; about 70 s a mode a round)
+                        each mode's medians (default 1; about a minute a mode a round)
   noisy-neighbour, overload and slo-goodput:
   --max-inflight-wait-ms MS  the gateways' admission bound in time (default 0: off; see fabriek serve)
   -- FLAGS              last: more 'fabriek serve' flags, e.g. -- --local-workers in-process
