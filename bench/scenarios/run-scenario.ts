@@ -90,6 +90,13 @@ function list(flag: string, raw: string): number[] {
   return values;
 }
 
+/** A flag of one positive integer: a list is refused, not cut to its first value. */
+function one(flag: string, raw: string): number {
+  const [value, ...rest] = list(flag, raw);
+  if (value === undefined || rest.length > 0) throw new UsageError(`--${flag}: expected one positive integer, got '${raw}'`);
+  return value;
+}
+
 /** --fixed-delays-us: max_queue_delay_microseconds values, 0 allowed; the first is the default the ratios divide by. */
 function delays(raw: string): number[] {
   const parts = raw.split(',');
@@ -161,7 +168,7 @@ export async function runScenario(
   const overload = scenario === 'overload';
   const sloMs = Number(values['slo-ms'] ?? (noisy ? '200' : overload ? '300' : String(SLO_GOODPUT_DEFAULTS.sloMs)));
   if (!Number.isFinite(sloMs) || sloMs <= 0 || sloMs > 60_000) throw new UsageError(`--slo-ms: expected ms from 0 to 60000, got '${values['slo-ms']}'`);
-  const rounds = list('rounds', values.rounds ?? (noisy ? '6' : ragged ? String(RAGGED_DEFAULTS.rounds) : overload ? '1' : '8'))[0] ?? 8;
+  const rounds = one('rounds', values.rounds ?? (noisy ? '6' : ragged ? String(RAGGED_DEFAULTS.rounds) : overload ? '1' : '8'));
   const bDeadlineMs = Number(values['b-deadline-ms'] ?? '30000');
   if (!Number.isFinite(bDeadlineMs) || bDeadlineMs <= 0 || bDeadlineMs > 60_000) {
     throw new UsageError(`--b-deadline-ms: expected ms from 0 to 60000, got '${values['b-deadline-ms']}'`);
@@ -190,12 +197,12 @@ export async function runScenario(
     throw new UsageError(`--intra-op-threads: expected 0 to 64, got '${values['intra-op-threads']}'`);
   }
   const concurrencies = list('concurrency', values.concurrency ?? (scenario === 'batching' ? '1,8,64' : ragged ? String(RAGGED_DEFAULTS.concurrency) : '1,64'));
-  const maxLength = list('max-length', values['max-length'])[0] ?? RAGGED_DEFAULTS.maxLength;
+  const maxLength = one('max-length', values['max-length']);
   const models = values.models.split(',');
   const unknown = models.filter((m) => !isModel(m));
   if (unknown.length > 0) throw new UsageError(`--models: unknown ${unknown.join(', ')}; known: ${Object.keys(BATCHING_MODELS).join(', ')}`);
   const queueDelaysUs = list('queue-delay-us', values['queue-delay-us']);
-  const instances = list('instances', values.instances)[0] ?? 1;
+  const instances = one('instances', values.instances);
   const rawDurationMs = values['raw-duration'] !== undefined ? seconds('raw-duration', values['raw-duration']) : durationMs / 2;
   const info = runInfo();
   log(describeRun(info));
@@ -246,7 +253,7 @@ export async function runScenario(
       throw new UsageError(`--capacity: expected req/s from 1 to 100000, got '${values.capacity}'`);
     const loads = values.loads === undefined ? SLO_GOODPUT_DEFAULTS.loads : list('loads', values.loads).map((pct) => pct / 100);
     const fixedDelaysUs = values['fixed-delays-us'] === undefined ? SLO_GOODPUT_DEFAULTS.fixedDelaysUs : delays(values['fixed-delays-us']);
-    const sweeps = values.rounds === undefined ? SLO_GOODPUT_DEFAULTS.rounds : (list('rounds', values.rounds)[0] ?? 1);
+    const sweeps = values.rounds === undefined ? SLO_GOODPUT_DEFAULTS.rounds : rounds;
     const r = await runSloGoodput({ ...SLO_GOODPUT_DEFAULTS, sloMs, loads, fixedDelaysUs, warmupMs, durationMs, rounds: sweeps, ...(capacityRate === undefined ? {} : { capacityRate }), serveFlags, log });
     return finish('# Goodput under an SLO: SLO-aware batching against fixed delays (issue #15)', r, 'the issue #15 bar was not met (see the verdicts)', r.svg);
   }

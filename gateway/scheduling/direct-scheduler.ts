@@ -33,6 +33,8 @@ export interface DirectSchedulerOptions {
 
 interface Waiting extends FairEntry<Waiting> {
   readonly job: InferJob;
+  /** Its shape key (RunShapes), taken once at arrival. */
+  readonly shape: string;
   readonly enqueuedAt: bigint;
   readonly resolve: (r: JobResult) => void;
   readonly reject: (e: unknown) => void;
@@ -126,17 +128,20 @@ export class DirectScheduler implements Scheduler {
     }
     // Its own tenant's queue runs before it, over the instances, then its own execution.
     const ahead = Math.floor(lane.held / Math.max(1, this.#slots.instanceCount));
-    const shed = this.#shed(job, ahead + 1, lane.held + 1);
+    // Its shape's key, once: the shedding and the cost models read it (a model of one shape builds it once).
+    const shape = this.#shapes.keyOf(job.inputs);
+    const shed = this.#shed(job, shape, ahead + 1, lane.held + 1);
     if (shed) return Promise.reject(shed);
     if (this.#queue.size === 0 && this.#slots.free > 0) {
       // Nothing waits and an instance is free: it runs now, without a place in the
       // queue (whose fair-share state an entry leaving at once would not change).
       const placement = this.#slots.acquire(undefined, Math.max(1, job.batchSize));
-      if (placement) return this.#run(job, placement, 0);
+      if (placement) return this.#run(job, shape, placement, 0);
     }
     return new Promise<JobResult>((resolve, reject) => {
       const waiting: Waiting = {
         job,
+        shape,
         enqueuedAt: process.hrtime.bigint(),
         resolve,
         reject,
@@ -174,7 +179,7 @@ export class DirectScheduler implements Scheduler {
    * requests of its tenant's queue through its own), also when it would wait
    * behind a standing queue (standsTooLong, each request its own execution).
    */
-  #shed(job: InferJob, runs: number, queued?: number): ServingError | undefined {
+  #shed(job: InferJob, shape: string, runs: number, queued?: number): ServingError | undefined {
     const cost = this.cost;
     if (!Number.isFinite(job.deadline) || this.#running.size === 0 || !cost.trusted) return undefined;
     const rows = Math.max(1, job.batchSize);
@@ -184,7 +189,7 @@ export class DirectScheduler implements Scheduler {
       // Those ahead, of shapes not known here, at the quickest run lately; its own run by its shape's model once
       // trusted, else at that quickest run too: the mix's median would shed a small image of a shape not seen yet.
       each = cost.computeFloorNs(rows) ?? each;
-      const shaped = this.costs.shapeModel(this.costs.leadKind, this.#shapes.keyOf(job.inputs));
+      const shaped = this.costs.shapeModel(this.costs.leadKind, shape);
       own = shaped?.trusted === true ? (shaped.computeNs(rows) ?? each) : each;
     }
     const finishMs = ((runs - 1) * each + own) / 1e6;
@@ -204,7 +209,7 @@ export class DirectScheduler implements Scheduler {
     while (this.#queue.size > 0) {
       if (this.#slots.free <= 0) return;
       const w = this.#queue[Symbol.iterator]().next().value as Waiting;
-      const shed = this.#shed(w.job, 1);
+      const shed = this.#shed(w.job, w.shape, 1);
       if (shed) {
         this.#queue.remove(w);
         w.job.signal.removeEventListener('abort', w.onAbort);
@@ -216,12 +221,12 @@ export class DirectScheduler implements Scheduler {
       this.#queue.served(w);
       this.#queue.remove(w);
       w.job.signal.removeEventListener('abort', w.onAbort);
-      this.#run(w.job, placement, Number(process.hrtime.bigint() - w.enqueuedAt)).then(w.resolve, w.reject);
+      this.#run(w.job, w.shape, placement, Number(process.hrtime.bigint() - w.enqueuedAt)).then(w.resolve, w.reject);
     }
   }
 
   /** Runs `job` in the slot it holds. */
-  #run(job: InferJob, placement: Placement, queueNs: number): Promise<JobResult> {
+  #run(job: InferJob, shape: string, placement: Placement, queueNs: number): Promise<JobResult> {
     const batchIo = this.#batchIo;
     // A request alone is still a batch to a ragged model: its ragged inputs flat, its batch inputs made.
     let inputs: readonly BatchInput[] = job.inputs;
@@ -239,7 +244,7 @@ export class DirectScheduler implements Scheduler {
       const rows = Math.max(1, job.batchSize);
       this.costs.of(kind).observe(rows, computeNs);
       // Where its shapes vary, each shape's model learns its own runs too (a version of one shape keeps none).
-      this.costs.noteShape(kind, this.#shapes.keyOf(job.inputs))?.observe(rows, computeNs);
+      this.costs.noteShape(kind, shape)?.observe(rows, computeNs);
       this.#runNs = this.#runNs === 0 ? computeNs : this.#runNs + RUN_NS_ALPHA * (computeNs - this.#runNs);
       this.#slots.setAhead(executionsAhead(this.#runNs));
       this.#observer?.executed(job.batchSize, execution);

@@ -213,6 +213,10 @@ describe('fabriek bench against a real server', () => {
     const badRate = await bench(['overload', '--offered-rate', '2.5']);
     expect(badRate.code).toBe(2);
     expect(badRate.stderr).toMatch(/--offered-rate: expected images\/s from 1 to 100000, got '2.5'/);
+    // A list where one value is asked is refused, not cut to its first.
+    const listRounds = await bench(['overload', '--rounds', '2,3']);
+    expect(listRounds.code).toBe(2);
+    expect(listRounds.stderr).toMatch(/--rounds: expected one positive integer, got '2,3'/);
     const badQueue = await bench(['overload', '--max-queue-size', '1.5']);
     expect(badQueue.code).toBe(2);
     expect(badQueue.stderr).toMatch(/--max-queue-size: expected requests from 0 to 1000000, got '1.5'/);
