@@ -34,9 +34,12 @@ const common = {
 export default defineConfig({
   test: {
     projects: [
+      // Unit tests share their processes: a fresh one per file spent 30 s importing the same modules again for
+      // 130 files that test for 20 s (48 s alone, 14 s shared). Each restores what it changes (fake timers).
+      { test: { ...common, name: 'unit', include: ['test/unit/**/*.test.ts'], isolate: false, maxWorkers: 2 } },
       // Two files at a time: most of an integration test's time is spent waiting (process starts, Redis,
       // Sentinel's failover, TTLs), so two at once take ~2/3 of the time of one after the other.
-      { test: { ...common, name: 'parallel', include: ['test/**/*.test.ts'], exclude: TIMED, maxWorkers: 2 } },
+      { test: { ...common, name: 'parallel', include: ['test/**/*.test.ts'], exclude: [...TIMED, 'test/unit/**'], maxWorkers: 2 } },
       { test: { ...common, name: 'timed', include: TIMED, fileParallelism: false, sequence: { groupOrder: 1 } } },
     ],
   },
