@@ -186,7 +186,7 @@ describe('OnDemandLoader with a coordinator (several gateway processes: the prim
 
     reserve(need: { key: string }, granted: () => void): Promise<void> {
       this.asked.push(need.key);
-      for (const w of this.#askWaits.filter((x) => this.asked.length >= x.n)) w.resolve();
+      for (const w of this.#askWaits) if (this.asked.length >= w.n) w.resolve();
       return new Promise((resolve, reject) => this.#waiting.set(need.key, { granted, resolve, reject }));
     }
 
