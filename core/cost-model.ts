@@ -83,7 +83,23 @@ function envelope(buckets: readonly (Bucket | undefined)[], time: (b: Bucket) =>
   return points;
 }
 
-export class CostModel {
+/**
+ * What the schedulers read of a cost model to size, time and shed a batch:
+ * a CostModel's, or a shape's reading of its kind's size curve
+ * (core/size-scaled-cost.ts) while its own model is not trusted yet.
+ */
+export interface BatchCost {
+  readonly estimateNs: (rows: number) => number | undefined;
+  readonly computeNs: (rows: number) => number | undefined;
+  computeFloorNs(rows: number): number | undefined;
+  efficientRows(maxBatch: number): number;
+  readonly overheadNs: number;
+  readonly overheadFloorNs: number;
+  readonly samples: number;
+  readonly trusted: boolean;
+}
+
+export class CostModel implements BatchCost {
   readonly #buckets: (Bucket | undefined)[] = [];
   /** Median wall time of an execution beyond its compute (transport, copies, scheduling), from executions sent to an idle instance. */
   #overheadNs = 0;

@@ -19,9 +19,16 @@
 // recently run, shown in the batching endpoint; the SLO mode sizes a batch by
 // its shape's model once trusted, against that shape's arrivals alone (the
 // batcher keeps those). A version of one shape (most) keeps none.
+//
+// And by size, for the shapes without a trusted model of their own (many
+// that rarely repeat, more than SHAPES): once shapes vary, each kind also
+// keeps a curve of an execution's time by the elements of its inputs, which
+// every shape's runs teach, and such a shape is read from it at its own
+// elements per row (core/size-scaled-cost.ts).
 
-import { CostModel } from './cost-model.js';
+import { type BatchCost, CostModel } from './cost-model.js';
 import { RecentMap } from './recent-map.js';
+import { SizeScaledCost } from './size-scaled-cost.js';
 
 /** Models kept per (kind, shape) for a version whose shapes vary: the most recently run. */
 export const SHAPES = 32;
@@ -60,7 +67,24 @@ export class KindCosts {
     return { kind: key.slice(0, at), shape: key.slice(at + 1), model: new CostModel() };
   });
 
-  constructor() {
+  /** By kind, once shapes vary: an execution's time by the elements of its inputs, across shapes. */
+  readonly #sizes = new Map<string, CostModel>();
+  /** By kind and shape key: its elements per row (0: none holds, e.g. ragged) and its reading of the size curve. */
+  readonly #scaled = new RecentMap<{ readonly perRow: number; readonly cost: SizeScaledCost | undefined }>(SHAPES, (key) => {
+    const at = key.indexOf('\u0002');
+    const kind = key.slice(0, at);
+    const perRow = this.#rowElements(key.slice(at + 1));
+    return { perRow, cost: perRow > 0 ? new SizeScaledCost(this.#sizeOf(kind), this.of(kind), perRow) : undefined };
+  });
+  readonly #rowElements: (shape: string) => number;
+
+  /**
+   * `rowElements`: the elements one row of a shape key holds (0 where none
+   * holds for every row), which the keys' maker knows
+   * (batch-rows.ts, elementsPerRowOf); without it, no size curve is kept.
+   */
+  constructor(rowElements: (shape: string) => number = () => 0) {
+    this.#rowElements = rowElements;
     this.#lead = this.of(DEFAULT_KIND);
   }
 
@@ -135,6 +159,45 @@ export class KindCosts {
   /** The model of `shape` on `kind` once the version's shapes vary and that one has run; else undefined. */
   shapeModel(kind: string, shape: string): CostModel | undefined {
     return this.#variable ? this.#shapes.get(`${kind}\u0002${shape}`)?.model : undefined;
+  }
+
+  /**
+   * An execution of `rows` rows of `shape` on `kind` took `ns`: its kind's
+   * size curve learns it at rows × the shape's elements per row. Nothing
+   * while the version has run one shape (one comparison).
+   */
+  noteSize(kind: string, shape: string, rows: number, ns: number): void {
+    if (!this.#variable) return;
+    const perRow = this.#scaled.touch(`${kind}\u0002${shape}`).perRow;
+    if (perRow > 0) this.#sizeOf(kind).observe(rows * perRow, ns);
+  }
+
+  /**
+   * What `shape` costs on `kind`, where the version's shapes vary: its own
+   * model once trusted, else its reading of the kind's size curve once that
+   * is trusted; undefined otherwise (the caller falls back on the kind's).
+   */
+  shapeCost(kind: string, shape: string): BatchCost | undefined {
+    if (!this.#variable) return undefined;
+    const key = `${kind}\u0002${shape}`;
+    const own = this.#shapes.get(key)?.model;
+    if (own?.trusted === true) return own;
+    const scaled = this.#scaled.touch(key).cost;
+    return scaled?.trusted === true ? scaled : undefined;
+  }
+
+  #sizeOf(kind: string): CostModel {
+    let model = this.#sizes.get(kind);
+    if (model === undefined) {
+      model = new CostModel();
+      this.#sizes.set(kind, model);
+    }
+    return model;
+  }
+
+  /** Each kind's size curve that has a timing: its points' rows are elements. */
+  sizeEntries(): [string, CostModel][] {
+    return [...this.#sizes].filter(([, model]) => !model.cold);
   }
 
   /** The per-shape models, the most recently run first. */

@@ -76,6 +76,27 @@ export function shapeLabel(key: string): string {
 }
 
 /**
+ * The elements one row of a batchShape or runShapeKey key holds, summed over
+ * its inputs (a model that does not batch: the request's): what its kind's
+ * size curve is read at (core/kind-costs.ts). 0 where no count holds for
+ * every row of the key: a ragged input, whose rows differ in length.
+ */
+export function elementsPerRowOf(key: string): number {
+  let total = 0;
+  for (const input of key.split('\u0001')) {
+    if (input === '') continue;
+    const dims = input.slice(input.lastIndexOf('\u0000') + 1);
+    if (dims === '*') return 0;
+    const list = dims.startsWith('=') ? dims.slice(1) : dims.slice(dims.indexOf(':') + 1);
+    let elements = 1;
+    if (list !== '') for (const d of list.split(',')) elements *= Number(d);
+    if (!Number.isFinite(elements)) return 0;
+    total += elements;
+  }
+  return total;
+}
+
+/**
  * Joins each input of the members along dimension 0: member j's tensor i
  * follows member j-1's. Nothing is copied: the joined input holds the
  * members' bytes as parts, which the frame to the worker writes in order

@@ -99,16 +99,43 @@ export function costModelJson(kind: string, cost: CostModel, maxRows: number): C
   };
 }
 
+export interface SizeCurveJson {
+  readonly kind: string;
+  readonly executions: number;
+  /** Enough executions timed for a shape without a trusted model of its own to be read from it. */
+  readonly trusted: boolean;
+  /** Each power-of-two bucket of elements timed lately: their mean, how many timings, their median compute. */
+  readonly measured: readonly { readonly elements: number; readonly timings: number; readonly compute_ms: number }[];
+}
+
+/** A kind's curve by elements (core/size-scaled-cost.ts): its points' rows are elements. */
+export function sizeCurveJson(kind: string, curve: CostModel): SizeCurveJson {
+  return {
+    kind,
+    executions: curve.samples,
+    trusted: curve.trusted,
+    measured: curve.points().map((p) => ({ elements: Math.round(p.rows), timings: p.samples, compute_ms: ms(p.ns) })),
+  };
+}
+
 /**
  * `cost_model`: the model the scheduler decides with (its lead kind's); with
  * instances of several kinds timed, `other_cost_models` holds the others';
  * where the version's batches vary in shape, `shape_cost_models` holds each
- * (kind, shape) lately run, the most recent first (core/kind-costs.ts).
+ * (kind, shape) lately run, the most recent first, and `size_cost_models`
+ * each kind's curve by elements, which shapes without a trusted model of
+ * their own are read from (core/kind-costs.ts).
  */
 function costModelsJson(costs: KindCosts, maxRows: number): Record<string, unknown> {
   const [lead, ...others] = costs.entries().map(([kind, cost]) => costModelJson(kind, cost, maxRows));
   const shapes = costs.variableShapes ? costs.shapeEntries().map((e) => ({ shape: shapeLabel(e.shape), ...costModelJson(e.kind, e.model, maxRows) })) : [];
-  return { cost_model: lead, ...(others.length > 0 ? { other_cost_models: others } : {}), ...(shapes.length > 0 ? { shape_cost_models: shapes } : {}) };
+  const sizes = costs.variableShapes ? costs.sizeEntries().map(([kind, curve]) => sizeCurveJson(kind, curve)) : [];
+  return {
+    cost_model: lead,
+    ...(others.length > 0 ? { other_cost_models: others } : {}),
+    ...(shapes.length > 0 ? { shape_cost_models: shapes } : {}),
+    ...(sizes.length > 0 ? { size_cost_models: sizes } : {}),
+  };
 }
 
 export function batcherJson(state: BatcherState, costs: KindCosts): Record<string, unknown> {

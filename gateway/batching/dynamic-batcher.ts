@@ -13,11 +13,11 @@ import {
 } from '../scheduling/execution.js';
 import { type BatchIoPlan } from '../../models/config/batch-io-config.js';
 import { joinBatch, splitBatch } from './batch-io.js';
-import { batchShape } from './batch-rows.js';
+import { batchShape, elementsPerRowOf } from './batch-rows.js';
 import { BatchQueue, type Queued } from './batch-queue.js';
 import { type Clock, systemClock } from './clock.js';
 import { type BatcherState } from './batching-state.js';
-import { type CostModel } from '../../core/cost-model.js';
+import { type BatchCost, type CostModel } from '../../core/cost-model.js';
 import { DEFAULT_KIND, KindCosts, SHAPES } from '../../core/kind-costs.js';
 import { RecentMap } from '../../core/recent-map.js';
 import { DrainRate } from './drain-rate.js';
@@ -127,7 +127,7 @@ export class DynamicBatcher<P> implements Scheduler {
   /** Expected end of the compute of each batch sent and not yet answered, by the cost model (SLO mode). */
   readonly #finishes: bigint[] = [];
   /** Execution time by batch size, per instance kind, learned from this version's executions. */
-  readonly costs = new KindCosts();
+  readonly costs = new KindCosts(elementsPerRowOf);
   readonly #queue = new BatchQueue<Entry>();
   readonly #running = new RunningCount();
   /** preserve_ordering: settlements of batches in the order they were cut. */
@@ -286,8 +286,7 @@ export class DynamicBatcher<P> implements Scheduler {
     const running = ((cost(this.#lastRows || 1) ?? 0) * this.#running.size) / (2 * parallel);
     // The rows ahead in batches of max_batch_size: a backlog is cut that large while its members stay in time.
     // Its own batch, where shapes vary, by its shape's model once trusted: only rows of its shape run with it.
-    const shaped = this.costs.variableShapes ? this.costs.shapeModel(this.costs.leadKind, entry.shapeKey) : undefined;
-    const ownCost = shaped?.trusted === true ? shaped.computeNs : cost;
+    const ownCost = this.costs.shapeCost(this.costs.leadKind, entry.shapeKey)?.computeNs ?? cost;
     const ahead = expectedFinishNs({ rowsAhead, maxBatch: this.#policy.maxBatchSize, parallel }, cost, ownCost);
     if (ahead === undefined) return false;
     // Under a backlog, what the queue has taken per row lately, costs beyond compute included (drain-rate.ts),
@@ -490,13 +489,14 @@ export class DynamicBatcher<P> implements Scheduler {
    * asked). With several kinds, the model of the kind of the slot the
    * choice would take, so a CPU instance beside a GPU is given batches sized
    * by the CPU's curve. Where shapes vary, that kind's model of the batch's
-   * shape once trusted, with the arrivals of that shape alone: only they can
-   * join the batch. Sized by its shape's curve against every shape's
+   * shape once trusted, else its reading of the kind's size curve once that
+   * is (KindCosts.shapeCost), with the arrivals of that shape alone: only
+   * they can join the batch. Sized by its shape's curve against every shape's
    * arrivals, the batches of a mix of short and long rows (row_mlp, 4 and
    * 256 values, 1,000 and 350 a second) queued for seconds (p50 0.02–1.4 s
    * against 5–8 ms by the kind's model).
    */
-  #sizingFor(take: readonly Entry[]): { readonly model: CostModel; readonly arrivals: ArrivalRate } {
+  #sizingFor(take: readonly Entry[]): { readonly model: BatchCost; readonly arrivals: ArrivalRate } {
     const costs = this.costs;
     const byKind = this.#slots.instancesByKind;
     const mixed = byKind !== undefined && byKind.size >= 2 && this.#slots.nextKind !== undefined;
@@ -508,13 +508,13 @@ export class DynamicBatcher<P> implements Scheduler {
     }
     const kind = (mixed ? this.#slots.nextKind?.(rowsOf(take)) : undefined) ?? this.#slots.leadKind ?? DEFAULT_KIND;
     const shape = (take[0] as Entry).shapeKey;
-    const shaped = costs.shapeModel(kind, shape);
+    const shaped = costs.shapeCost(kind, shape);
     const arrivals = this.#byShape.get(shape);
-    if (shaped !== undefined && shaped.trusted && arrivals !== undefined) return { model: shaped, arrivals };
+    if (shaped !== undefined && arrivals !== undefined) return { model: shaped, arrivals };
     return { model: costs.of(kind), arrivals: this.#arrivals };
   }
 
-  #plainSizing: { readonly model: CostModel; readonly arrivals: ArrivalRate } = { model: this.costs.of(DEFAULT_KIND), arrivals: this.#arrivals };
+  #plainSizing: { readonly model: BatchCost; readonly arrivals: ArrivalRate } = { model: this.costs.of(DEFAULT_KIND), arrivals: this.#arrivals };
 
   /** SLO mode, where shapes vary: each shape's arrivals (the SHAPES most recent), by its batch key. */
   readonly #byShape = new RecentMap<ArrivalRate>(SHAPES, () => new ArrivalRate());
@@ -571,7 +571,7 @@ export class DynamicBatcher<P> implements Scheduler {
    * the cost model says larger batches buy little throughput (they would
    * only make their rows and the next arrivals wait).
    */
-  #batchRows(model: CostModel): number {
+  #batchRows(model: BatchCost): number {
     const max = this.#policy.maxBatchSize;
     return this.#sloNs > 0n ? model.efficientRows(max) : max;
   }
@@ -583,7 +583,7 @@ export class DynamicBatcher<P> implements Scheduler {
    * late (newcomerRows): the throughput a larger batch buys is paid by that
    * request's wait.
    */
-  #fullRows(now: bigint, model = this.cost): number {
+  #fullRows(now: bigint, model: BatchCost = this.cost): number {
     const rows = this.#batchRows(model);
     if (this.#sloNs === 0n || now >= this.#sharedUntilNs) return rows;
     // Never looser than the SLO, whatever deadlines the callers bring.
@@ -605,7 +605,7 @@ export class DynamicBatcher<P> implements Scheduler {
   }
 
   /** The last newcomerRows answer and what it was asked with (see #fullRows). */
-  readonly #newcomer: { model: CostModel | undefined; samples: number; overhead: number; efficient: number; budget: bigint; rows: number } = {
+  readonly #newcomer: { model: BatchCost | undefined; samples: number; overhead: number; efficient: number; budget: bigint; rows: number } = {
     model: undefined,
     samples: -1,
     overhead: NaN,
@@ -626,7 +626,7 @@ export class DynamicBatcher<P> implements Scheduler {
    * max_batch_size) with fixed delays; in SLO mode max_batch_size (the
    * backlog cut), or the full batch while tenants share the model.
    */
-  #backlogRows(now: bigint, model = this.cost): number {
+  #backlogRows(now: bigint, model: BatchCost = this.cost): number {
     if (this.#sloNs === 0n) return this.#fullBatch;
     return now < this.#sharedUntilNs ? this.#fullRows(now, model) : this.#policy.maxBatchSize;
   }
@@ -638,7 +638,7 @@ export class DynamicBatcher<P> implements Scheduler {
   }
 
   /** Cuts one batch onto a free slot (expected to run as `model` says); false when no slot could be had. */
-  #send(take: readonly Entry[], now: bigint, model = this.cost): boolean {
+  #send(take: readonly Entry[], now: bigint, model: BatchCost = this.cost): boolean {
     const idle = this.#slots.idle > 0;
     const rows = rowsOf(take);
     const placement = this.#slots.acquire(undefined, rows);
@@ -673,9 +673,11 @@ export class DynamicBatcher<P> implements Scheduler {
         // version's shapes vary, that kind's model of its shape.
         const kind = execution.instanceKind ?? this.#slots.leadKind ?? DEFAULT_KIND;
         const cost = this.costs.of(kind);
-        const shaped = this.costs.noteShape(kind, (take[0] as Entry).shapeKey);
+        const shape = (take[0] as Entry).shapeKey;
+        const shaped = this.costs.noteShape(kind, shape);
         cost.observe(rows, computeNs);
         shaped?.observe(rows, computeNs);
+        this.costs.noteSize(kind, shape, rows, computeNs);
         const done = this.#clock.now();
         // Sent to a busy instance, its wall time includes waiting behind another batch.
         if (idle) {

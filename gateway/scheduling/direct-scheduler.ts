@@ -6,7 +6,9 @@ import { RunningCount } from '../../core/running-count.js';
 import { type FairEntry, FairQueue, SOLE_TENANT, tenantQueueBound } from '../batching/fair-queue.js';
 import { type CostModel } from '../../core/cost-model.js';
 import { KindCosts } from '../../core/kind-costs.js';
+import { SizeScaledCost } from '../../core/size-scaled-cost.js';
 import { shedError, standingShedError, standsTooLong } from '../batching/shedding.js';
+import { elementsPerRowOf } from '../batching/batch-rows.js';
 import { type Dispatcher } from './dispatcher.js';
 import { abortError, type ExecutionObserver, type InferJob, type JobResult, type Scheduler } from './execution.js';
 import { type InstanceSlots, type Placement } from './instance-slots.js';
@@ -77,7 +79,7 @@ export class DirectScheduler implements Scheduler {
   readonly #shapes: RunShapes;
   #stopped: Error | undefined;
   /** Execution time by rows, per instance kind, learned from this version's executions (as the batcher's). */
-  readonly costs = new KindCosts();
+  readonly costs = new KindCosts(elementsPerRowOf);
   /** Moving mean of an execution's compute (ns), for how many to send ahead; 0 until one ran. */
   #runNs = 0;
 
@@ -187,10 +189,11 @@ export class DirectScheduler implements Scheduler {
     let each = own;
     if (this.costs.variableShapes) {
       // Those ahead, of shapes not known here, at the quickest run lately; its own run by its shape's model once
-      // trusted, else at that quickest run too: the mix's median would shed a small image of a shape not seen yet.
+      // trusted, else by the kind's size curve at its elements once that is (its quickest: a reading, not a
+      // measurement), else at that quickest run too: the mix's median would shed a small image of a shape not seen yet.
       each = cost.computeFloorNs(rows) ?? each;
-      const shaped = this.costs.shapeModel(this.costs.leadKind, shape);
-      own = shaped?.trusted === true ? (shaped.computeNs(rows) ?? each) : each;
+      const shaped = this.costs.shapeCost(this.costs.leadKind, shape);
+      own = (shaped instanceof SizeScaledCost ? shaped.computeFloorNs(rows) : shaped?.computeNs(rows)) ?? each;
     }
     const finishMs = ((runs - 1) * each + own) / 1e6;
     const untilMs = job.deadline - this.#now();
@@ -245,6 +248,7 @@ export class DirectScheduler implements Scheduler {
       this.costs.of(kind).observe(rows, computeNs);
       // Where its shapes vary, each shape's model learns its own runs too (a version of one shape keeps none).
       this.costs.noteShape(kind, shape)?.observe(rows, computeNs);
+      this.costs.noteSize(kind, shape, rows, computeNs);
       this.#runNs = this.#runNs === 0 ? computeNs : this.#runNs + RUN_NS_ALPHA * (computeNs - this.#runNs);
       this.#slots.setAhead(executionsAhead(this.#runNs));
       this.#observer?.executed(job.batchSize, execution);

@@ -34,6 +34,12 @@ interface CostModelJson {
   measured: { rows: number; timings: number; compute_ms: number }[];
   expected: { rows: number; compute_ms: number; execution_ms: number; least_compute_ms: number }[];
 }
+interface SizeCurveJson {
+  kind: string;
+  executions: number;
+  trusted: boolean;
+  measured: { elements: number; timings: number; compute_ms: number }[];
+}
 type StateJson = Record<string, unknown> & { cost_model: CostModelJson };
 
 describe('GET /v2/models/{m}/batching', () => {
@@ -127,6 +133,7 @@ describe('GET /v2/models/{m}/batching', () => {
     // Nothing per shape while one shape has run.
     for (let i = 0; i < 3; i++) await call(16);
     expect((await get('/v2/models/rows/batching')).body).not.toHaveProperty('shape_cost_models');
+    expect((await get('/v2/models/rows/batching')).body).not.toHaveProperty('size_cost_models');
     for (let i = 0; i < 6; i++) {
       await call(262_144); // 1 MB a row
       await call(16);
@@ -143,6 +150,9 @@ describe('GET /v2/models/{m}/batching', () => {
     // Each estimates from its own runs. Which is the slower is not asserted: six runs each on a machine shared with
     // the rest of the suite once put the 64-byte rows above the megabyte ones (the unit tests compare, on fake timings).
     for (const m of shapes) expect(m.expected.find((e) => e.rows === 1)?.compute_ms).toBeGreaterThan(0);
+    // And the kind's curve by elements, which a shape not run yet is read from: the 12 runs since shapes varied.
+    const sizes = (body as unknown as { size_cost_models: SizeCurveJson[] }).size_cost_models;
+    expect(sizes.map((c) => [c.kind, c.executions, c.trusted, c.measured.map((p) => p.elements)])).toEqual([['cpu', 12, true, [16, 262_144]]]);
   });
 
   it('a model without dynamic batching: its own scheduler and cost model', async () => {
@@ -175,6 +185,8 @@ describe('GET /v2/models/{m}/batching', () => {
     expect(body.cost_model.executions).toBe(15);
     // Each estimates from its own runs (which is the slower is left to the unit tests: see the test above).
     for (const m of shapes) expect(m.expected.find((e) => e.rows === 1)?.compute_ms).toBeGreaterThan(0);
+    const sizes = (body as unknown as { size_cost_models: SizeCurveJson[] }).size_cost_models;
+    expect(sizes.map((c) => [c.kind, c.executions, c.measured.map((p) => p.elements)])).toEqual([['cpu', 12, [16, 262_144]]]);
   });
 
   it('an unknown model or version is 404, with the words of the other model endpoints', async () => {

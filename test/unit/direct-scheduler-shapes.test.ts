@@ -77,7 +77,7 @@ describe('DirectScheduler with shapes that vary', () => {
   // model knows yet, the quickest run lately says 10.
   it.each([
     ['a small image, by its own shape', SMALL],
-    ['a shape not seen yet, at the quickest run lately', MEDIUM],
+    ['a shape not seen yet, by the size curve at its elements (11 ms)', MEDIUM],
   ])('admits %s for an idle instance, where the mix says it would miss', async (_, shape) => {
     const { worker, outcome, warm } = setup();
     await warm(5, 6);
@@ -94,6 +94,19 @@ describe('DirectScheduler with shapes that vary', () => {
     await warm(5, 6);
     const running = outcome(SMALL);
     expect(await outcome(LARGE, 50)).toMatch(/^UNAVAILABLE: Request timeout expired: model 'm\/1' shed the request before it ran: it would finish in 100 ms, its deadline is in 50 ms$/);
+    expect(worker.inFlight).toBe(1);
+    await worker.finishAll();
+    expect(await running).toBe('OK');
+  });
+
+  it('refuses a large shape not seen yet by the size curve the shapes run taught, at its elements', async () => {
+    const { worker, outcome, warm } = setup();
+    await warm(5, 6);
+    const running = outcome(SMALL);
+    // 480,000 elements, between the small images' 3,072 (10 ms) and the large ones' 786,432 (100 ms): about 65 ms.
+    // Before the size curve it counted at the quickest run lately, 10 ms, and was admitted to end late.
+    const verdict = await Promise.race([outcome([3, 400, 400], 50), new Promise<string>((r) => setImmediate(() => r('admitted')))]);
+    expect(verdict).toMatch(/^UNAVAILABLE: Request timeout expired: model 'm\/1' shed the request before it ran: it would finish in 6\d ms, its deadline is in 50 ms$/);
     expect(worker.inFlight).toBe(1);
     await worker.finishAll();
     expect(await running).toBe('OK');

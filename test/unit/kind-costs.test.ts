@@ -5,6 +5,7 @@ import { DEFAULT_KIND, instanceKindOf, KindCosts, SHAPES } from '../../core/kind
 import { batchShape } from '../../gateway/batching/batch-rows.js';
 import { type BatchRunner, type BatchSlots, DynamicBatcher } from '../../gateway/batching/dynamic-batcher.js';
 import { batchingPolicy } from '../helpers/batching-policy.js';
+import { oneSlot } from '../helpers/one-slot.js';
 import { Dispatcher } from '../../gateway/scheduling/dispatcher.js';
 import { type ExecutionResult, type InferJob } from '../../gateway/scheduling/execution.js';
 import { InstanceSlots, noteTiming, type Placement } from '../../gateway/scheduling/instance-slots.js';
@@ -21,29 +22,6 @@ const MS = 1e6;
 const gpuNs = (): number => 2 * MS;
 /** A CPU-like curve: 0.5 ms a row. */
 const cpuNs = (rows: number): number => 0.5 * MS * rows;
-
-/** One instance's slot, taken from the start when `held` (work from before), freed by release(). */
-function oneSlot(held: boolean): BatchSlots<number> {
-  let busy = held;
-  const listeners = new Set<() => void>();
-  return {
-    get free() {
-      return busy ? 0 : 1;
-    },
-    get idle() {
-      return busy ? 0 : 1;
-    },
-    acquire: () => (busy ? undefined : ((busy = true), 1)),
-    release: () => {
-      busy = false;
-      for (const l of listeners) l();
-    },
-    onFree: (l) => {
-      listeners.add(l);
-      return () => listeners.delete(l);
-    },
-  };
-}
 
 function timed(costs: KindCosts, kind: string, curve: (rows: number) => number): void {
   for (let i = 0; i < 2; i++) for (const rows of [1, 8, 64]) costs.of(kind).observe(rows, curve(rows));
