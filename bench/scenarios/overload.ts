@@ -48,6 +48,13 @@ export interface OverloadOptions {
   readonly maxInflightWaitMs: number;
   /** Triton's max_queue_size in both modes' configs (0: none, the default). */
   readonly maxQueueSize?: number;
+  /**
+   * The model's intra_op_thread_count (0: Fabriek's default, a thread per
+   * core). 1 leaves the gateway and the load generator a core of the two
+   * here: with two threads, each run waited for whichever thread the
+   * gateway's turning away of 1,000 requests a second had descheduled.
+   */
+  readonly intraOpThreads?: number;
   /** More `fabriek serve` flags (after -- on the command line). */
   readonly serveFlags?: readonly string[];
   /** Rounds of both modes in turn, each on a fresh gateway (default 1); the verdicts go by each mode's medians. */
@@ -222,7 +229,8 @@ export async function runOverload(o: OverloadOptions): Promise<OverloadReport> {
     const repo = join(dir, `repo${i}`);
     await mkdir(join(repo, MODEL, '1'), { recursive: true });
     await copyFile(built, join(repo, MODEL, '1', 'model.onnx'));
-    await writeFile(join(repo, MODEL, 'config.pbtxt'), `max_batch_size: 16\n${mode.config}\ninstance_group [ { count: 1, kind: KIND_CPU } ]\n`);
+    const threads = (o.intraOpThreads ?? 0) > 0 ? `parameters { key: "intra_op_thread_count" value: { string_value: "${o.intraOpThreads}" } }\n` : '';
+    await writeFile(join(repo, MODEL, 'config.pbtxt'), `max_batch_size: 16\n${mode.config}\ninstance_group [ { count: 1, kind: KIND_CPU } ]\n${threads}`);
   }
   const rounds = o.rounds ?? 1;
   const results: ModeResult[] = [];
@@ -327,7 +335,7 @@ function report(o: OverloadOptions, results: readonly ModeResult[]): OverloadRep
   const times = (x: number): string => `${num(x, 1)}×`;
   const overloadName = o.offeredRate === undefined ? `${o.factor}× it` : `${o.offeredRate} images/s`;
   const markdown = [
-    `${MODEL} (602 KB images), max_batch_size 16, one CPU instance; each mode on a fresh gateway. Capacity: closed loop at ${CLOSED_LOOP}. ` +
+    `${MODEL} (602 KB images), max_batch_size 16, one CPU instance${(o.intraOpThreads ?? 0) > 0 ? ` of intra_op_thread_count ${o.intraOpThreads}` : ''}; each mode on a fresh gateway. Capacity: closed loop at ${CLOSED_LOOP}. ` +
       `Then Poisson arrivals at 70 % of it and at ${overloadName}, at most ${MAX_OUTSTANDING} outstanding, each request with a ${o.deadlineMs} ms deadline, ` +
       `through the bench's HTTP/2 gRPC client. Goodput: answers within ${o.sloMs} ms per second. ${num(o.durationMs / 1000)} s windows after ${num(o.warmupMs / 1000)} s of warm-up. ` +
       (rounds > 1 ? `${rounds} rounds of the modes in turn, each run on a fresh gateway (the round in brackets); the verdicts go by each mode's medians. ` : '') +
@@ -363,5 +371,5 @@ function report(o: OverloadOptions, results: readonly ModeResult[]): OverloadRep
     exitedHow: r.exitedHow,
     leftAlive: r.leftAlive,
   }));
-  return { json: { options: { factor: o.factor, offeredRate: o.offeredRate, sloMs: o.sloMs, deadlineMs: o.deadlineMs, maxInflightWaitMs: o.maxInflightWaitMs, maxQueueSize: o.maxQueueSize ?? 0, rounds }, results: json, verdicts }, markdown, ok };
+  return { json: { options: { factor: o.factor, offeredRate: o.offeredRate, sloMs: o.sloMs, deadlineMs: o.deadlineMs, maxInflightWaitMs: o.maxInflightWaitMs, maxQueueSize: o.maxQueueSize ?? 0, intraOpThreads: o.intraOpThreads ?? 0, rounds }, results: json, verdicts }, markdown, ok };
 }

@@ -45,8 +45,6 @@ Options:
   --raw-duration S      raw ONNX Runtime time per batch size (default: half of --duration)
   fairness only:
   --rounds N            rounds of the three windows (default 8)
-  --intra-op-threads N  the model's intra_op_thread_count (default 1: one core for ONNX Runtime,
-                        the other for the gateway and the clients; 0 = a thread per core)
   slo-goodput only:
   --slo-ms MS           the SLO: batching_slo_ms of the SLO mode, and what goodput counts (default 25)
   --loads LIST          offered loads in % of the measured capacity (default 50,100,150)
@@ -76,6 +74,10 @@ Options:
                         queue is bounded only by the gateway's admission)
   --rounds N            rounds of both modes in turn, each run on a fresh gateway; the verdicts go by
                         each mode's medians (default 1; about a minute a mode a round)
+  fairness and overload:
+  --intra-op-threads N  the model's intra_op_thread_count: 1 = one core for ONNX Runtime, the other
+                        for the gateway and the clients (fairness's default); 0 = Fabriek's default,
+                        a thread per core (overload's)
   noisy-neighbour, overload and slo-goodput:
   --max-inflight-wait-ms MS  the gateways' admission bound in time (default 0: off; see fabriek serve)
   -- FLAGS              last: more 'fabriek serve' flags, e.g. -- --local-workers in-process
@@ -138,7 +140,7 @@ export async function runScenario(
         instances: { type: 'string', default: '1' },
         'raw-duration': { type: 'string' },
         rounds: { type: 'string' },
-        'intra-op-threads': { type: 'string', default: '1' },
+        'intra-op-threads': { type: 'string' },
         'slo-ms': { type: 'string' },
         loads: { type: 'string' },
         'fixed-delays-us': { type: 'string' },
@@ -192,7 +194,8 @@ export async function runScenario(
   if (!Number.isInteger(maxQueueSize) || maxQueueSize < 0 || maxQueueSize > 1_000_000) {
     throw new UsageError(`--max-queue-size: expected requests from 0 to 1000000, got '${values['max-queue-size']}'`);
   }
-  const intraOpThreads = Number(values['intra-op-threads']);
+  // Fairness gives ONNX Runtime one core of two by default; overload keeps Fabriek's default unless asked.
+  const intraOpThreads = Number(values['intra-op-threads'] ?? (scenario === 'fairness' ? '1' : '0'));
   if (!Number.isInteger(intraOpThreads) || intraOpThreads < 0 || intraOpThreads > 64) {
     throw new UsageError(`--intra-op-threads: expected 0 to 64, got '${values['intra-op-threads']}'`);
   }
@@ -240,7 +243,7 @@ export async function runScenario(
     return finish("# A noisy neighbour: one tenant's latency while another floods (issue #15)", r, 'the issue #15 bar was not met by any mode (see the verdicts)');
   }
   if (overload) {
-    const r = await runOverload({ factor, ...(offeredRate === undefined ? {} : { offeredRate }), sloMs, deadlineMs, maxInflightWaitMs, maxQueueSize, serveFlags, rounds, durationMs, warmupMs, log });
+    const r = await runOverload({ factor, ...(offeredRate === undefined ? {} : { offeredRate }), sloMs, deadlineMs, maxInflightWaitMs, maxQueueSize, intraOpThreads, serveFlags, rounds, durationMs, warmupMs, log });
     return finish(`# Overload: goodput, latency and memory at ${offeredRate === undefined ? `${factor}× capacity` : `${offeredRate} images/s`} (issue #15)`, r, 'the issue #15 bar was not met by any mode (see the verdicts)');
   }
   if (ragged) {

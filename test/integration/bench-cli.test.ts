@@ -183,8 +183,10 @@ describe('fabriek bench against a real server', () => {
       readonly exitedHow: string;
       readonly leftAlive: number;
     }
-    const run = JSON.parse(await readFile(join(history, 'latest-overload.json'), 'utf8')) as { scenario: { options: { maxQueueSize: number }; results: ModeRun[] } };
+    const run = JSON.parse(await readFile(join(history, 'latest-overload.json'), 'utf8')) as { scenario: { options: { maxQueueSize: number; intraOpThreads: number }; results: ModeRun[] } };
     expect(run.scenario.options.maxQueueSize).toBe(32);
+    // Fabriek's own thread count unless asked (fairness's default of 1 is not overload's).
+    expect(run.scenario.options.intraOpThreads).toBe(0);
     expect(run.scenario.results.map((m) => m.mode)).toEqual(['fixed (max_queue_delay 0)', 'SLO 300 ms']);
     for (const m of run.scenario.results) {
       expect(m.capacity.inferPerSecond).toBeGreaterThan(0);
@@ -217,6 +219,9 @@ describe('fabriek bench against a real server', () => {
     const listRounds = await bench(['overload', '--rounds', '2,3']);
     expect(listRounds.code).toBe(2);
     expect(listRounds.stderr).toMatch(/--rounds: expected one positive integer, got '2,3'/);
+    const badThreads = await bench(['overload', '--intra-op-threads', '65']);
+    expect(badThreads.code).toBe(2);
+    expect(badThreads.stderr).toMatch(/--intra-op-threads: expected 0 to 64, got '65'/);
     const badQueue = await bench(['overload', '--max-queue-size', '1.5']);
     expect(badQueue.code).toBe(2);
     expect(badQueue.stderr).toMatch(/--max-queue-size: expected requests from 0 to 1000000, got '1.5'/);
