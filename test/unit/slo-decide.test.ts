@@ -198,9 +198,12 @@ describe('decideSlo, callers in a closed loop near capacity', () => {
     // back, nobody is waited for.
     expect(decideSlo(input({ ...closed, returnedRows: 3 }))).toEqual({ kind: 'wait', untilNs: at(9) });
     expect(decideSlo(input({ ...closed, returnedRows: 4 }))).toEqual({ kind: 'cut', count: 4, ahead: false });
-    // The saving is the instance's compute: the transport overlaps other batches either way. A compute of 2 ms a
-    // row and no fixed part saves nothing.
+    // The saving is the instance's compute. A compute of 2 ms a row and no fixed part saves nothing.
     expect(decideSlo(input({ ...closed, compute: (rows) => 2e6 * rows }))).toEqual({ kind: 'cut', count: 4, ahead: false });
+    // The way to the worker and back (cost − compute) counts against it: merged, no other half's run overlaps it.
+    // 2 ms to come back and 7 ms of it are within the 10 ms saved; 9 ms are not.
+    expect(decideSlo(input({ ...closed, cost: (rows) => table(rows) + 7e6, compute: table }))).toEqual({ kind: 'wait', untilNs: at(9) });
+    expect(decideSlo(input({ ...closed, cost: (rows) => table(rows) + 9e6, compute: table }))).toEqual({ kind: 'cut', count: 4, ahead: false });
   });
   it('waits for a burst coming in to end, even once the answered batch\'s wait has passed', () => {
     const burst = { ...closed, answeredNs: at(-30), lastArrivalNs: at(0) - 100_000n };
