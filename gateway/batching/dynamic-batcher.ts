@@ -285,7 +285,8 @@ export class DynamicBatcher<P> implements Scheduler {
     const parallel = this.#parallel();
     const running = ((cost(this.#lastRows || 1) ?? 0) * this.#running.size) / (2 * parallel);
     // The rows ahead in batches of max_batch_size: a backlog is cut that large while its members stay in time.
-    // Its own batch, where shapes vary, by its shape's model once trusted: only rows of its shape run with it.
+    // Its own batch, where shapes vary, by its shape's model once trusted, else by the kind's size curve at its
+    // elements (KindCosts.shapeCost): only rows of its shape run with it.
     const ownCost = this.costs.shapeCost(this.costs.leadKind, entry.shapeKey)?.computeNs ?? cost;
     const ahead = expectedFinishNs({ rowsAhead, maxBatch: this.#policy.maxBatchSize, parallel }, cost, ownCost);
     if (ahead === undefined) return false;
