@@ -156,11 +156,6 @@ export class KindCosts {
     return this.#shapes.touch(`${kind}\u0002${shape}`).model;
   }
 
-  /** The model of `shape` on `kind` once the version's shapes vary and that one has run; else undefined. */
-  shapeModel(kind: string, shape: string): CostModel | undefined {
-    return this.#variable ? this.#shapes.get(`${kind}\u0002${shape}`)?.model : undefined;
-  }
-
   /**
    * An execution of `rows` rows of `shape` on `kind` took `ns`: its kind's
    * size curve learns it at rows × the shape's elements per row. Nothing
@@ -182,7 +177,8 @@ export class KindCosts {
     const key = `${kind}\u0002${shape}`;
     const own = this.#shapes.get(key)?.model;
     if (own?.trusted === true) return own;
-    const scaled = this.#scaled.touch(key).cost;
+    // Read per request where shapes vary: a shape already known is not moved up (its runs do that, noteSize).
+    const scaled = (this.#scaled.get(key) ?? this.#scaled.touch(key)).cost;
     return scaled?.trusted === true ? scaled : undefined;
   }
 

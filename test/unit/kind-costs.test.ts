@@ -1,11 +1,12 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { type ExecuteAnswer } from '../../core/execute-frame.js';
+import { type CostModel } from '../../core/cost-model.js';
 import { DEFAULT_KIND, instanceKindOf, KindCosts, SHAPES } from '../../core/kind-costs.js';
 import { batchShape } from '../../gateway/batching/batch-rows.js';
 import { type BatchRunner, type BatchSlots, DynamicBatcher } from '../../gateway/batching/dynamic-batcher.js';
 import { batchingPolicy } from '../helpers/batching-policy.js';
-import { oneSlot } from '../helpers/one-slot.js';
+import { cutRecorder, oneSlot, stoppedClock } from '../helpers/batcher-fakes.js';
 import { Dispatcher } from '../../gateway/scheduling/dispatcher.js';
 import { type ExecutionResult, type InferJob } from '../../gateway/scheduling/execution.js';
 import { InstanceSlots, noteTiming, type Placement } from '../../gateway/scheduling/instance-slots.js';
@@ -25,6 +26,11 @@ const cpuNs = (rows: number): number => 0.5 * MS * rows;
 
 function timed(costs: KindCosts, kind: string, curve: (rows: number) => number): void {
   for (let i = 0; i < 2; i++) for (const rows of [1, 8, 64]) costs.of(kind).observe(rows, curve(rows));
+}
+
+/** The model KindCosts keeps for `shape` on `kind` (its own, not what a shape is read from): undefined while none. */
+function shapeModelOf(costs: KindCosts, kind: string, shape: string): CostModel | undefined {
+  return costs.shapeEntries().find((e) => e.kind === kind && e.shape === shape)?.model;
 }
 
 describe('instanceKindOf', () => {
@@ -91,7 +97,7 @@ describe('KindCosts by shape', () => {
     expect(costs.noteShape('cpu', 'a')).toBeUndefined();
     expect(costs.noteShape('cpu', 'a')).toBeUndefined();
     expect(costs.variableShapes).toBe(false);
-    expect(costs.shapeModel('cpu', 'a')).toBeUndefined();
+    expect(shapeModelOf(costs, 'cpu', 'a')).toBeUndefined();
     const b = costs.noteShape('cpu', 'b');
     expect(costs.variableShapes).toBe(true);
     expect(b).toBeDefined();
@@ -99,8 +105,8 @@ describe('KindCosts by shape', () => {
     const a = costs.noteShape('cpu', 'a');
     expect(a).not.toBe(b);
     expect(costs.noteShape('cuda', 'a')).not.toBe(a);
-    expect(costs.shapeModel('cpu', 'b')?.computeNs(4)).toBe(8 * MS);
-    expect(costs.shapeModel('cuda', 'b')).toBeUndefined();
+    expect(shapeModelOf(costs, 'cpu', 'b')?.computeNs(4)).toBe(8 * MS);
+    expect(shapeModelOf(costs, 'cuda', 'b')).toBeUndefined();
     // The most recently run first.
     expect(costs.shapeEntries().map((e) => `${e.kind} ${e.shape}`)).toEqual(['cuda a', 'cpu a', 'cpu b']);
   });
@@ -112,9 +118,9 @@ describe('KindCosts by shape', () => {
     costs.noteShape('cpu', 's3'); // run again: kept
     costs.noteShape('cpu', 'new');
     expect(costs.shapeEntries()).toHaveLength(SHAPES);
-    expect(costs.shapeModel('cpu', 's3')).toBeDefined();
-    expect(costs.shapeModel('cpu', 's5')).toBeUndefined();
-    expect(costs.shapeModel('cpu', 'new')).toBeDefined();
+    expect(shapeModelOf(costs, 'cpu', 's3')).toBeDefined();
+    expect(shapeModelOf(costs, 'cpu', 's5')).toBeUndefined();
+    expect(shapeModelOf(costs, 'cpu', 'new')).toBeDefined();
   });
 });
 
@@ -274,7 +280,7 @@ describe('DynamicBatcher by kind', () => {
 
 describe('DynamicBatcher shedding by kind', () => {
   /** A clock that stands still: the queue is judged as it stands. */
-  const clock = { now: (): bigint => 1_000_000_000n, epochMs: (): number => 1_700_000_000_000, setTimeout: (): (() => void) => () => {} };
+  const clock = stoppedClock();
 
   /** Two batches out (one per kind, never answered), then six one-row requests; the CPU's batch takes `cpuMs`. */
   function sixthAfterTwoRunning(cpuMs: number): { error?: unknown } {
@@ -314,7 +320,7 @@ describe('DynamicBatcher shedding by kind', () => {
 
 describe('SLO batching by kind', () => {
   it('cuts a backlog for the kind of the slot it goes to: a full batch for the GPU, what the CPU runs within the SLO for the CPU', () => {
-    const clock = { now: (): bigint => 1_000_000_000n, epochMs: (): number => 1_700_000_000_000, setTimeout: (): (() => void) => () => {} };
+    const clock = stoppedClock();
     // Both instances busy with work from before: the requests queue.
     class Slots extends TwoKindSlots {
       readonly held = new Set(['cuda', 'cpu']);
@@ -390,8 +396,8 @@ describe('DynamicBatcher by shape', () => {
       await call(4096);
       await call(16);
     }
-    const short = batcher.costs.shapeModel('cpu', batchShape([row(16)]).key);
-    const long = batcher.costs.shapeModel('cpu', batchShape([row(4096)]).key);
+    const short = shapeModelOf(batcher.costs, 'cpu', batchShape([row(16)]).key);
+    const long = shapeModelOf(batcher.costs, 'cpu', batchShape([row(4096)]).key);
     expect([short?.samples, long?.samples, batcher.cost.samples]).toEqual([4, 4, 11]);
     expect([short?.computeNs(1), long?.computeNs(1)]).toEqual([16_000, 4_096_000]);
   });
@@ -399,7 +405,7 @@ describe('DynamicBatcher by shape', () => {
 
 describe('DynamicBatcher shedding by shape', () => {
   it('estimates a request\'s own batch by its shape\'s model: a long row behind short ones is shed where the version\'s model admits it', async () => {
-    const clock = { now: (): bigint => 1_000_000_000n, epochMs: (): number => 1_700_000_000_000, setTimeout: (): (() => void) => () => {} };
+    const clock = stoppedClock();
     const runner: BatchRunner<number> = { run: () => new Promise<ExecutionResult>(() => {}) };
     const batcher = new DynamicBatcher({ modelKey: 'm/1', slots: oneSlot(false), dispatcher: runner, policy: batchingPolicy(4), clock });
     const row = (width: number) => ({ name: 'x', datatype: 'FP32' as const, shape: [1, width], data: new Uint8Array(4 * width) });
@@ -430,15 +436,10 @@ describe('DynamicBatcher shedding by shape', () => {
 
 describe('SLO batching by shape', () => {
   it('sizes a batch of long rows by their own model once trusted, not by the version’s, which short rows taught', () => {
-    const clock = { now: (): bigint => 1_000_000_000n, epochMs: (): number => 1_700_000_000_000, setTimeout: (): (() => void) => () => {} };
+    const clock = stoppedClock();
     const slots = oneSlot(true);
     const cut: number[] = [];
-    const runner: BatchRunner<number> = {
-      run: (_p, inputs) => {
-        cut.push(inputs[0]?.shape[0] ?? 0);
-        return new Promise<ExecutionResult>(() => {});
-      },
-    };
+    const runner = cutRecorder(cut);
     const policy = batchingPolicy(64);
     const batcher = new DynamicBatcher({ modelKey: 'm/1', slots, dispatcher: runner, policy, clock, shedding: false, sloNs: 25_000_000n });
     const row = (width: number) => ({ name: 'x', datatype: 'FP32' as const, shape: [1, width], data: new Uint8Array(4 * width) });

@@ -3,10 +3,9 @@ import { CostModel } from '../../core/cost-model.js';
 import { KindCosts } from '../../core/kind-costs.js';
 import { SizeScaledCost } from '../../core/size-scaled-cost.js';
 import { batchShape, elementsPerRowOf, runShapeKey } from '../../gateway/batching/batch-rows.js';
-import { type BatchRunner, DynamicBatcher } from '../../gateway/batching/dynamic-batcher.js';
-import { type ExecutionResult } from '../../gateway/scheduling/execution.js';
+import { DynamicBatcher } from '../../gateway/batching/dynamic-batcher.js';
 import { batchingPolicy } from '../helpers/batching-policy.js';
-import { oneSlot } from '../helpers/one-slot.js';
+import { cutRecorder, oneSlot, stoppedClock } from '../helpers/batcher-fakes.js';
 
 // Where a version's shapes vary, each kind keeps a curve of an execution's
 // time by the elements of its inputs, and a shape without a trusted model of
@@ -140,15 +139,10 @@ describe('SizeScaledCost', () => {
 
 describe('SLO batching by size', () => {
   it('sizes a batch of a shape not run yet by the size curve, not by the version’s mix of short rows', () => {
-    const clock = { now: (): bigint => 1_000_000_000n, epochMs: (): number => 1_700_000_000_000, setTimeout: (): (() => void) => () => {} };
+    const clock = stoppedClock();
     const slots = oneSlot(true);
     const cut: number[] = [];
-    const runner: BatchRunner<number> = {
-      run: (_p, inputs) => {
-        cut.push(inputs[0]?.shape[0] ?? 0);
-        return new Promise<ExecutionResult>(() => {});
-      },
-    };
+    const runner = cutRecorder(cut);
     const batcher = new DynamicBatcher({ modelKey: 'm/1', slots, dispatcher: runner, policy: batchingPolicy(64), clock, shedding: false, sloNs: 25_000_000n });
     // The version's model, taught by short rows: 64 of them in 7.4 ms. The size curve by rows of 16 and 128 values:
     // 1 ms a run and 0.01 ms an element, so a row of 1,024 values costs 11 ms alone and two of them 21.5.
